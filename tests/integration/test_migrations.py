@@ -1,0 +1,170 @@
+"""The migration runner against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from triggerd import db
+from triggerd.errors import MigrationError
+
+EXPECTED_TABLES = {
+    "workflows",
+    "workflow_versions",
+    "workflow_triggers",
+    "workflow_executions",
+    "node_executions",
+    "trigger_slots",
+    "webhook_requests",
+    "schema_migrations",
+}
+
+
+async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> None:
+    report = await db.migrate(empty_dsn)
+    assert report.applied == ("0001_initial.sql",)
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        tables = {
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        }
+        recorded = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+    finally:
+        await conn.close()
+    assert tables == EXPECTED_TABLES
+    assert [(r["version"], r["name"]) for r in recorded] == [(1, "0001_initial.sql")]
+    assert recorded[0]["checksum"] == db.known_migrations()[0].checksum
+
+
+async def test_migrate_twice_applies_nothing_the_second_time(empty_dsn: str) -> None:
+    await db.migrate(empty_dsn)
+    again = await db.migrate(empty_dsn)
+    assert again.applied == ()
+
+
+async def test_database_ahead_of_code_is_refused(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, '9999_future.sql', 'x')"
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(MigrationError) as info:
+        await db.migrate(dsn)
+    assert "9999_future.sql" in str(info.value)
+    assert "newer than the code" in str(info.value)
+
+
+async def test_edited_migration_is_refused(dsn: str) -> None:
+    edited = [replace(m, sql=m.sql + "\n-- edited\n") for m in db.known_migrations()]
+    with pytest.raises(MigrationError) as info:
+        await db.migrate(dsn, edited)
+    assert "0001_initial.sql was changed after it was applied" in str(info.value)
+
+
+async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
+    broken = db.known_migrations() + [
+        db.Migration(version=2, name="0002_broken.sql",
+                     sql="CREATE TABLE half_done (id int); SELECT no_such_function();")
+    ]
+    with pytest.raises(asyncpg.UndefinedFunctionError):
+        await db.migrate(empty_dsn, broken)
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        half = await conn.fetchval("SELECT to_regclass('half_done')")
+    finally:
+        await conn.close()
+    assert versions == [1]  # the good one stays, the broken one left no trace
+    assert half is None
+
+
+async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
+    """Two real processes race to migrate the same empty database; the advisory lock makes
+    one apply and the other find nothing to do."""
+    env = {**os.environ, "TRIGGERD_DATABASE_URL": empty_dsn}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "triggerd", "migrate",
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    results = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    outputs = sorted(out.decode().strip() for out, _ in results)
+    assert outputs == ["applied 0001_initial.sql", "schema is up to date (migration 0001)"]
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+    finally:
+        await conn.close()
+    assert count == 1
+
+
+async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        wid = await conn.fetchval(
+            "INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id"
+        )
+        vid = await conn.fetchval(
+            "INSERT INTO workflow_versions (workflow_id, version, graph, is_latest, published_at)"
+            " VALUES ($1, 1, $2, true, now()) RETURNING id",
+            wid, {"nodes": [{"id": "a", "type": "noop"}], "edges": []},
+        )
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError) as info:
+            await conn.execute(
+                "UPDATE workflow_versions SET graph = '{}'::jsonb WHERE id = $1", vid
+            )
+        assert "published and immutable" in str(info.value)
+        for column, value in (("parameter_schema", "'{\"type\": \"object\"}'"),
+                              ("env_config", "'{\"env\": {}}'")):
+            with pytest.raises(asyncpg.IntegrityConstraintViolationError):
+                await conn.execute(
+                    f"UPDATE workflow_versions SET {column} = {value}::jsonb WHERE id = $1", vid
+                )
+        # Flipping is_latest is allowed (publishing the next version does it).
+        await conn.execute("UPDATE workflow_versions SET is_latest = false WHERE id = $1", vid)
+        graph = await conn.fetchval("SELECT graph FROM workflow_versions WHERE id = $1", vid)
+    assert graph == {"nodes": [{"id": "a", "type": "noop"}], "edges": []}
+
+
+async def test_trigger_change_sends_notify(pool: asyncpg.Pool, dsn: str) -> None:
+    listener = await db.connect(dsn)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(
+        "triggerd_triggers", lambda *args: received.put_nowait(args[3])
+    )
+    try:
+        async with pool.acquire() as conn:
+            wid = await conn.fetchval("INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id")
+            tid = await conn.fetchval(
+                "INSERT INTO workflow_triggers (workflow_id, name, type) VALUES ($1, 'm', 'manual')"
+                " RETURNING id", wid,
+            )
+            await conn.execute("UPDATE workflow_triggers SET enabled = false WHERE id = $1", tid)
+            await conn.execute("DELETE FROM workflow_triggers WHERE id = $1", tid)
+        payloads = [await asyncio.wait_for(received.get(), 5) for _ in range(3)]
+    finally:
+        await listener.close()
+    docs = [json.loads(p) for p in payloads]
+    assert docs == [{"op": op, "id": str(tid)} for op in ("INSERT", "UPDATE", "DELETE")]
+
+
+async def test_unreachable_database_url_is_a_clear_error() -> None:
+    from triggerd.errors import DatabaseUnavailable
+
+    with pytest.raises(DatabaseUnavailable) as info:
+        await db.migrate("postgresql://u:hunter2@127.0.0.1:1/x")
+    message = str(info.value)
+    assert message.startswith("cannot connect to the database at postgresql://u:***@127.0.0.1:1/x")
+    assert "hunter2" not in message

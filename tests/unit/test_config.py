@@ -1,0 +1,141 @@
+"""Configuration: file, environment overrides and every kind of mistake."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from triggerd.config import KEY_HELP, Settings, env_var_for, load_settings
+from triggerd.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "triggerd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file() -> None:
+    settings = load_settings(environ={})
+    assert settings.http.port == 8080
+    assert settings.http.host == "127.0.0.1"
+    assert settings.database.url == ""
+    assert settings.executor.lease == timedelta(seconds=30)
+    assert settings.daemon.state_dir == ".triggerd"
+    assert settings.log.format == "json"
+
+
+def test_state_dir_defaults_to_systemd_state_directory() -> None:
+    settings = load_settings(environ={"STATE_DIRECTORY": "/var/lib/triggerd"})
+    assert settings.daemon.state_dir == "/var/lib/triggerd"
+
+
+def test_example_file_loads_and_lists_every_key() -> None:
+    example = ROOT / "config" / "triggerd.toml"
+    settings = load_settings(example, environ={})
+    assert isinstance(settings, Settings)
+    text = example.read_text()
+    for dotted in KEY_HELP:
+        section, key = dotted.split(".")
+        assert f"[{section}]" in text
+        assert f"\n{key} = " in text, f"{dotted} missing from config/triggerd.toml"
+
+
+def test_readme_lists_every_key_with_its_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for dotted in KEY_HELP:
+        assert env_var_for(dotted) in readme, dotted
+
+
+def test_file_values_and_env_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, '[http]\nport = 9000\n[executor]\nlease = "1m"\n')
+    settings = load_settings(
+        path, environ={"TRIGGERD_HTTP_HOST": "0.0.0.0", "TRIGGERD_EXECUTOR_CONCURRENCY": "4"}
+    )
+    assert settings.http.port == 9000
+    assert settings.http.host == "0.0.0.0"
+    assert settings.executor.lease == timedelta(minutes=1)
+    assert settings.executor.concurrency == 4
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[http]\nport = 9000\n")
+    settings = load_settings(path, environ={"TRIGGERD_HTTP_PORT": "9100"})
+    assert settings.http.port == 9100
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[http]\nport = 9001\n")
+    settings = load_settings(environ={"TRIGGERD_CONFIG": str(path)})
+    assert settings.http.port == 9001
+    assert settings.source == str(path)
+
+
+def test_definitions_list_from_env() -> None:
+    settings = load_settings(environ={"TRIGGERD_DAEMON_DEFINITIONS": "a.yaml, b.yaml"})
+    assert settings.daemon.definitions == ("a.yaml", "b.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[http]\nprot = 1\n", "unknown key http.prot (known in [http]: host, max_body_bytes,"
+                               " max_pending, port)"),
+        ("[htp]\nport = 1\n", "unknown section [htp]"),
+        ('[http]\nport = "eighty"\n', "http.port: expected an integer, got str 'eighty'"),
+        ("[http]\nport = 70000\n", "http.port: 70000 is not a valid port (0-65535)"),
+        ("[http]\nport = -1\n", "http.port: -1 is not a valid port (0-65535)"),
+        ('[executor]\nlease = "soon"\n', "executor.lease: 'soon' is not a duration"),
+        ("[executor]\nlease = 30\n", "executor.lease: expected a duration string"),
+        ("[executor]\nconcurrency = 0\n", "executor.concurrency: 0 is below the minimum 1"),
+        ('[log]\nformat = "xml"\n', "log.format: 'xml' is not one of json, text"),
+        ('[log]\nlevel = "loud"\n', "log.level: 'loud' is not one of debug, info, warning, error"),
+        ("[database]\npool_min = 5\npool_max = 2\n",
+         "database.pool_min: 5 exceeds database.pool_max 2"),
+        ('[database]\nurl = "mysql://x"\n', "database.url: must start with postgresql://"),
+        ("[daemon]\ndefinitions = \"a.yaml\"\n", "daemon.definitions: expected a list of strings"),
+        ("http = 3\n", "http: expected a table [http]"),
+    ],
+)
+def test_bad_file_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert info.value.exit_code == 2
+
+
+def test_malformed_toml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[http]\nport = 8080\nhost = \n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(info.value).startswith(f"{path}:3: invalid TOML:")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "nope.toml", environ={})
+    assert str(info.value) == f"{tmp_path / 'nope.toml'}: configuration file not found"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRIGGERD_HTTP_PORT": "http"}, "TRIGGERD_HTTP_PORT: expected an integer, got 'http'"),
+        ({"TRIGGERD_HTTP_PROT": "1"}, "TRIGGERD_HTTP_PROT: unknown setting http.prot"),
+        ({"TRIGGERD_EXECUTOR_LEASE": "-5s"}, "TRIGGERD_EXECUTOR_LEASE: '-5s' is not a duration"),
+    ],
+)
+def test_bad_environment_values(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert str(info.value).startswith(message)
+
+
+def test_unrelated_triggerd_variables_are_ignored() -> None:
+    settings = load_settings(environ={"TRIGGERD_TEST_DATABASE_URL": "postgresql://x/y"})
+    assert settings.database.url == ""

@@ -1,0 +1,1 @@
+"""HTTP surface apart from webhooks: health, readiness, metrics, the admin API."""

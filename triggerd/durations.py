@@ -1,0 +1,55 @@
+"""Duration strings (``500ms``, ``30s``, ``5m``, ``6h``, ``7d``) as used in definitions and config."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from triggerd.errors import DurationError
+
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
+# One or more <number><unit> parts, e.g. "1h30m"; numbers may be decimal ("1.5s").
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+
+DURATION_PATTERN = r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$"
+
+
+def parse_duration(text: object, *, what: str = "duration") -> timedelta:
+    """Parse a duration string; raise :class:`DurationError` naming ``what`` when invalid.
+
+    Negative durations are refused; ``0s`` is allowed.
+    """
+    if not isinstance(text, str):
+        raise DurationError(
+            f"{what}: expected a duration string such as '30s', got {type(text).__name__} {text!r}"
+        )
+    stripped = text.strip()
+    if not stripped or not _WHOLE.fullmatch(stripped):
+        raise DurationError(
+            f"{what}: {text!r} is not a duration (use a number and a unit: ms, s, m, h, d;"
+            " e.g. '500ms', '30s', '6h')"
+        )
+    total = timedelta(0)
+    for number, unit in _PART.findall(stripped):
+        total += _UNITS[unit] * float(number)
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta in the shortest exact duration syntax (``90s`` -> ``1m30s``)."""
+    ms = round(value.total_seconds() * 1000)
+    if ms == 0:
+        return "0s"
+    parts: list[str] = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

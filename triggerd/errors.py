@@ -1,0 +1,109 @@
+"""The one error hierarchy of triggerd.
+
+Every error a user can act on is a subclass of :class:`TriggerdError` and carries a
+message a person understands. The command line maps ``exit_code`` to its exit status.
+"""
+
+from __future__ import annotations
+
+
+class TriggerdError(Exception):
+    """Root of every error triggerd raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(TriggerdError):
+    """The configuration file or environment is invalid."""
+
+    exit_code = 2
+
+
+class UsageError(TriggerdError):
+    """A command-line argument is invalid."""
+
+    exit_code = 2
+
+
+class DurationError(TriggerdError):
+    """A duration string such as ``30s`` is malformed."""
+
+    exit_code = 2
+
+
+class CronError(TriggerdError):
+    """A cron expression or time zone is invalid."""
+
+    exit_code = 2
+
+
+class DefinitionError(TriggerdError):
+    """A definition file has one or more problems; ``problems`` lists every one."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[Problem] = problems or []
+
+
+class Problem:
+    """One problem in a definition file: where it is and what is wrong."""
+
+    __slots__ = ("file", "message", "path")
+
+    def __init__(self, file: str, path: str, message: str) -> None:
+        self.file = file
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Problem({self.file!r}, {self.path!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Problem):
+            return NotImplemented
+        return (self.file, self.path, self.message) == (other.file, other.path, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.path, self.message))
+
+
+class DatabaseError(TriggerdError):
+    """The database is unreachable or refused an operation."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached right now (retry later)."""
+
+
+class MigrationError(DatabaseError):
+    """The schema cannot be migrated safely (unknown or edited migrations)."""
+
+
+class NotFound(TriggerdError):
+    """A named workflow, trigger or execution does not exist."""
+
+    exit_code = 3
+
+
+class Conflict(TriggerdError):
+    """The operation conflicts with the current state (e.g. cancelling a finished run)."""
+
+    exit_code = 4
+
+
+class SecretError(TriggerdError):
+    """A secret reference cannot be resolved."""

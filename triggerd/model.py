@@ -1,0 +1,247 @@
+"""Domain values shared by every part: workflows, graphs, triggers and their policies.
+
+These are frozen, keyword-only dataclasses built by :mod:`triggerd.definitions` from a
+definition file or from stored rows; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+JSON = Any  # a JSON-compatible value (dict, list, str, int, float, bool, None)
+
+
+class WorkflowStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class TriggerType(enum.StrEnum):
+    CRON = "cron"
+    WEBHOOK = "webhook"
+    MANUAL = "manual"
+
+
+class ExecutionStatus(enum.StrEnum):
+    NEW = "NEW"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ExecutionStatus.SUCCESS, ExecutionStatus.ERROR, ExecutionStatus.CANCELED)
+
+
+class NodeStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+    CANCELED = "CANCELED"
+    WAITING = "WAITING"
+
+
+class MisfirePolicy(enum.StrEnum):
+    SKIP = "skip"
+    LATEST = "latest"
+    ALL = "all"
+
+
+class OverlapPolicy(enum.StrEnum):
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+class SlotOutcome(enum.StrEnum):
+    FIRED = "fired"
+    SKIPPED_OVERLAP = "skipped_overlap"
+    SKIPPED_MISFIRE = "skipped_misfire"
+    SKIPPED_DISABLED = "skipped_disabled"
+    BUFFERED = "buffered"
+    CANCELED_PREVIOUS = "canceled_previous"
+    DUPLICATE = "duplicate"
+
+
+class ResponseMode(enum.StrEnum):
+    ASYNC = "async"
+    SYNC = "sync"
+
+
+class EdgeOn(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+# --- secrets -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretRef:
+    """Where a secret's value comes from: exactly one of env, file, credential."""
+
+    env: str | None = None
+    file: str | None = None
+    credential: str | None = None
+
+    def describe(self) -> str:
+        if self.env is not None:
+            return f"env:{self.env}"
+        if self.file is not None:
+            return f"file:{self.file}"
+        return f"credential:{self.credential}"
+
+    def to_json(self) -> dict[str, str]:
+        if self.env is not None:
+            return {"env": self.env}
+        if self.file is not None:
+            return {"file": self.file}
+        assert self.credential is not None
+        return {"credential": self.credential}
+
+
+# --- graph ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    max_attempts: int = 1
+    backoff: timedelta = timedelta(seconds=1)
+    max_backoff: timedelta = timedelta(minutes=5)
+    # Error codes (e.g. "HTTP_CONNECT") or HTTP statuses (e.g. 503) that are retried;
+    # empty means every error is retried.
+    retry_on: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    id: str
+    type: str
+    params: dict[str, JSON] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edge:
+    source: str  # "from" in the file
+    target: str  # "to" in the file
+    # For `if` nodes "true"/"false"; for `switch` nodes a case value or "default".
+    when: str | None = None
+    on: EdgeOn = EdgeOn.SUCCESS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Graph:
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...] = ()
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def outgoing(self, node_id: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.source == node_id)
+
+    def incoming(self, node_id: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.target == node_id)
+
+    @property
+    def entry(self) -> Node:
+        targets = {e.target for e in self.edges}
+        return next(n for n in self.nodes if n.id not in targets)
+
+
+# --- triggers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CronConfig:
+    cron: str
+    timezone: str = "UTC"
+    misfire: MisfirePolicy = MisfirePolicy.LATEST
+    catchup_window: timedelta = timedelta(hours=1)
+    max_catchup: int = 100
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    jitter: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthConfig:
+    """Webhook authentication. ``scheme`` is one of none, token, basic, hmac, github,
+    stripe, standard, slack; the other fields apply to the schemes that use them."""
+
+    scheme: str = "none"
+    secret: SecretRef | None = None
+    header: str | None = None  # token, hmac
+    prefix: str | None = None  # token ("Bearer "), hmac (e.g. "sha256=")
+    algorithm: str = "sha256"  # hmac: sha1 | sha256 | sha512
+    encoding: str = "hex"  # hmac: hex | base64
+    username: str | None = None  # basic
+    tolerance: timedelta | None = None  # timestamped schemes; None = the scheme's default
+
+
+@dataclass(frozen=True, kw_only=True)
+class DedupeConfig:
+    header: str | None = None
+    json_pointer: str | None = None  # "json" in the file
+    body_hash: bool = False
+    ttl: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookConfig:
+    path: str
+    methods: tuple[str, ...] = ("POST",)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    dedupe: DedupeConfig | None = None
+    response: ResponseMode = ResponseMode.ASYNC
+    timeout: timedelta = timedelta(seconds=10)  # sync mode wait
+    expose_output: bool = False
+    max_body_bytes: int | None = None
+    body: str = "parsed"  # "parsed" | "raw"
+    rate: float | None = None  # requests per second (token bucket refill)
+    burst: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManualConfig:
+    pass
+
+
+TriggerConfig = CronConfig | WebhookConfig | ManualConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerSpec:
+    name: str
+    type: TriggerType
+    config: TriggerConfig
+    enabled: bool = True
+    version: int | None = None  # pinned version; None = latest published
+    input: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowSpec:
+    key: str
+    name: str
+    graph: Graph
+    description: str = ""
+    status: WorkflowStatus = WorkflowStatus.ACTIVE
+    parameter_schema: dict[str, JSON] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, SecretRef] = field(default_factory=dict)
+    timeout: timedelta = timedelta(hours=1)
+    triggers: tuple[TriggerSpec, ...] = ()
+    tenant_id: str = "default"

@@ -1,0 +1,128 @@
+"""Typed, frozen records returned by the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from triggerd.model import JSON
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowRecord:
+    id: str
+    tenant_id: str
+    key: str
+    name: str
+    description: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    latest_version: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionRecord:
+    id: str
+    workflow_id: str
+    version: int
+    graph: dict[str, JSON]
+    parameter_schema: dict[str, JSON]
+    env_config: dict[str, JSON]
+    timeout_ms: int
+    is_latest: bool
+    published_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerRecord:
+    id: str
+    workflow_id: str
+    workflow_key: str
+    name: str
+    type: str
+    enabled: bool
+    version: int | None
+    config: dict[str, JSON]
+    input: dict[str, JSON]
+    enabled_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.workflow_key}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionRecord:
+    id: str
+    workflow_id: str
+    workflow_key: str | None
+    workflow_version_id: str | None
+    version: int | None
+    trigger_id: str | None
+    trigger_name: str | None
+    trigger_type: str
+    dedupe_key: str | None
+    status: str
+    input: JSON
+    output: JSON
+    context: JSON
+    error_code: str | None
+    error_message: str | None
+    scheduled_for: datetime | None
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    attempt: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    resume_at: datetime | None
+    retry_of: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeExecutionRecord:
+    id: str
+    execution_id: str
+    node_id: str
+    node_type: str
+    status: str
+    attempt: int
+    input: JSON
+    output: JSON
+    branch: str | None
+    error_code: str | None
+    error_message: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    execution_time_ms: float | None
+    from_node_id: str | None
+    edge_condition: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlotRecord:
+    trigger_id: str
+    scheduled_for: datetime
+    outcome: str
+    execution_id: str | None
+    decided_at: datetime
+    detail: str | None
+
+
+def row_to(cls: type[Any], row: Any) -> Any:
+    """Build a record from an asyncpg Record, turning UUIDs into strings."""
+    names = cls.__dataclass_fields__.keys()
+    values: dict[str, Any] = {}
+    for name in names:
+        if name not in row.keys():
+            continue
+        value = row[name]
+        if value is not None and type(value).__name__ == "UUID":
+            value = str(value)
+        values[name] = value
+    return cls(**values)

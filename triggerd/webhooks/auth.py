@@ -1,0 +1,436 @@
+"""Webhook authentication schemes, as pure functions of the request and the resolved secret.
+
+:func:`verify_request` never raises for anything a sender controls: a missing, malformed,
+wrong or expired signature, or material that does not decode, is simply ``False`` (the
+route answers ``401``, never ``500``). Every secret comparison is constant-time
+(:func:`hmac.compare_digest`).
+
+Per-scheme rules (``secret`` is the resolved secret value as bytes):
+
+``none``
+    Always accepted.
+``token``
+    ``auth.header`` (default ``Authorization``) must equal ``prefix + secret``. The prefix
+    defaults to ``"Bearer "`` when the header is ``Authorization`` and to ``""`` otherwise.
+    The comparison is exact (prefix included).
+``basic``
+    ``Authorization: Basic base64(user:password)``. With ``auth.username`` set, the secret is
+    the password. Without it, the secret is the whole ``user:password`` pair. The ``Basic``
+    word is matched case-insensitively (RFC 7617).
+``hmac``
+    ``auth.header`` (required) carries ``prefix + signature``, the signature being the
+    ``auth.algorithm`` (sha1 | sha256 | sha512) HMAC of the raw body, encoded as
+    ``auth.encoding`` (hex, any case | base64).
+``github``
+    ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``.
+``stripe``
+    ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=...][,v0=...]``; HMAC-SHA256 of ``"{t}.{body}"``
+    with the ``whsec_...`` secret used as-is; any ``v1`` may match. Default tolerance 5 min.
+``standard`` (Standard Webhooks)
+    ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` (space-separated
+    ``v1,<base64>`` entries; other versions ignored). The secret is ``whsec_<base64>``; the
+    part after the prefix (or the whole secret without it) is base64-decoded into the key.
+    HMAC-SHA256 of ``"{id}.{timestamp}.{body}"``. Default tolerance 5 min.
+``slack``
+    ``X-Slack-Signature: v0=<hex>`` over ``"v0:{X-Slack-Request-Timestamp}:{body}"``,
+    HMAC-SHA256. Default tolerance 5 min.
+
+The timestamped schemes (stripe, standard, slack) refuse a timestamp that is not plain
+decimal digits, or that lies more than the tolerance (``auth.tolerance`` or the 5-minute
+default) before *or* after ``now``. They sign text, so a body that is not UTF-8 fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from triggerd.model import AuthConfig
+
+SCHEMES: tuple[str, ...] = (
+    "none",
+    "token",
+    "basic",
+    "hmac",
+    "github",
+    "stripe",
+    "standard",
+    "slack",
+)
+TIMESTAMPED_SCHEMES: frozenset[str] = frozenset({"stripe", "standard", "slack"})
+HMAC_ALGORITHMS: tuple[str, ...] = ("sha1", "sha256", "sha512")
+HMAC_ENCODINGS: tuple[str, ...] = ("hex", "base64")
+DEFAULT_TOLERANCE = timedelta(minutes=5)
+
+# Headers that may carry credentials whatever the scheme: a sender can always add them, and
+# they must never reach the stored inbox.
+ALWAYS_STRIPPED: frozenset[str] = frozenset({"authorization", "proxy-authorization"})
+
+_GITHUB_HEADER = "X-Hub-Signature-256"
+_STRIPE_HEADER = "Stripe-Signature"
+_SLACK_SIGNATURE = "X-Slack-Signature"
+_SLACK_TIMESTAMP = "X-Slack-Request-Timestamp"
+_STANDARD_ID = "webhook-id"
+_STANDARD_TIMESTAMP = "webhook-timestamp"
+_STANDARD_SIGNATURE = "webhook-signature"
+_STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format marker, not a secret
+
+# Unix seconds as plain ASCII digits. Bounded so int/float arithmetic cannot overflow
+# (15 digits is ~31 million years).
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+# --- headers -------------------------------------------------------------------------
+
+
+def get_header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name``, looked up case-insensitively, or ``None``.
+
+    aiohttp's ``CIMultiDictProxy`` answers case-insensitively by itself; the scan covers
+    plain dicts (tests, other callers). With repeated headers the first value wins.
+    """
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == wanted:
+            return candidate
+    return None
+
+
+def auth_header_names(auth: AuthConfig) -> frozenset[str]:
+    """Lower-case names of the headers carrying auth material, to strip before storing.
+
+    Always includes ``authorization`` and ``proxy-authorization``. Non-secret companions
+    (``webhook-id``, timestamps) are kept: they are useful for tracing and dedupe.
+    """
+    names: set[str] = set(ALWAYS_STRIPPED)
+    scheme = auth.scheme
+    if scheme == "token":
+        names.add((auth.header or "Authorization").lower())
+    elif scheme == "hmac" and auth.header:
+        names.add(auth.header.lower())
+    elif scheme == "github":
+        # GitHub also sends the legacy SHA-1 signature; it is auth material too.
+        names.update({_GITHUB_HEADER.lower(), "x-hub-signature"})
+    elif scheme == "stripe":
+        names.add(_STRIPE_HEADER.lower())
+    elif scheme == "standard":
+        names.add(_STANDARD_SIGNATURE)
+    elif scheme == "slack":
+        names.add(_SLACK_SIGNATURE.lower())
+    return frozenset(names)
+
+
+def validate_auth_config(auth: AuthConfig) -> list[str]:
+    """Human-readable problems with ``auth``; ``[]`` when it is usable."""
+    scheme = auth.scheme
+    if scheme not in SCHEMES:
+        return [f"unknown auth scheme {scheme!r} (expected one of {', '.join(SCHEMES)})"]
+    problems: list[str] = []
+    if scheme != "none" and auth.secret is None:
+        problems.append(f"{scheme} auth needs a secret")
+    if scheme == "none" and auth.secret is not None:
+        problems.append("none auth takes no secret (did you mean another scheme?)")
+    if scheme == "token" and auth.header is not None and not auth.header.strip():
+        problems.append("token auth header must not be empty")
+    if scheme == "basic" and auth.username is not None and ":" in auth.username:
+        problems.append("basic auth username must not contain ':'")
+    if scheme == "hmac":
+        if not auth.header or not auth.header.strip():
+            problems.append("hmac auth needs a header (the one carrying the signature)")
+        if auth.algorithm not in HMAC_ALGORITHMS:
+            problems.append(
+                f"hmac algorithm {auth.algorithm!r} is not supported"
+                f" (expected one of {', '.join(HMAC_ALGORITHMS)})"
+            )
+        if auth.encoding not in HMAC_ENCODINGS:
+            problems.append(
+                f"hmac encoding {auth.encoding!r} is not supported"
+                f" (expected one of {', '.join(HMAC_ENCODINGS)})"
+            )
+    if auth.tolerance is not None:
+        if scheme not in TIMESTAMPED_SCHEMES:
+            problems.append(
+                f"tolerance applies only to the timestamped schemes"
+                f" ({', '.join(sorted(TIMESTAMPED_SCHEMES))}), not {scheme}"
+            )
+        elif auth.tolerance <= timedelta(0):
+            problems.append("tolerance must be positive")
+    return problems
+
+
+# --- verification ----------------------------------------------------------------------
+
+
+def verify_request(
+    auth: AuthConfig,
+    secret: bytes | None,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> bool:
+    """Whether the request carries valid credentials for ``auth`` (see the module doc).
+
+    ``secret`` is the resolved secret value; ``None`` (or empty) fails every scheme but
+    ``none``. ``now`` must be timezone-aware; it is only read by the timestamped schemes.
+    """
+    if now.tzinfo is None:
+        raise ValueError("verify_request needs a timezone-aware 'now'")
+    scheme = auth.scheme
+    if scheme == "none":
+        return True
+    if not secret:
+        return False
+    try:
+        match scheme:
+            case "token":
+                return _verify_token(auth, secret, headers)
+            case "basic":
+                return _verify_basic(auth, secret, headers)
+            case "hmac":
+                if not auth.header:
+                    return False
+                return _verify_hmac(
+                    secret,
+                    get_header(headers, auth.header),
+                    body,
+                    algorithm=auth.algorithm,
+                    encoding=auth.encoding,
+                    prefix=auth.prefix or "",
+                )
+            case "github":
+                return _verify_hmac(
+                    secret,
+                    get_header(headers, _GITHUB_HEADER),
+                    body,
+                    algorithm="sha256",
+                    encoding="hex",
+                    prefix="sha256=",
+                )
+            case "stripe":
+                return _verify_stripe(secret, headers, body, now, _tolerance(auth))
+            case "standard":
+                return _verify_standard(secret, headers, body, now, _tolerance(auth))
+            case "slack":
+                return _verify_slack(secret, headers, body, now, _tolerance(auth))
+            case _:
+                return False
+    except (ValueError, UnicodeError, binascii.Error):  # pragma: no cover - defensive
+        # Every helper checks its input first; this is the belt to those braces, so that
+        # hostile input can only ever produce a 401.
+        return False
+
+
+def _tolerance(auth: AuthConfig) -> timedelta:
+    return auth.tolerance if auth.tolerance is not None else DEFAULT_TOLERANCE
+
+
+def _header_bytes(value: str) -> bytes | None:
+    """A header value as bytes for a constant-time comparison (aiohttp decodes header bytes
+    as UTF-8 with surrogateescape, which this reverses)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+
+
+def _verify_token(auth: AuthConfig, secret: bytes, headers: Mapping[str, str]) -> bool:
+    header = auth.header or "Authorization"
+    prefix = auth.prefix
+    if prefix is None:
+        prefix = "Bearer " if header.lower() == "authorization" else ""
+    value = get_header(headers, header)
+    if value is None:
+        return False
+    given = _header_bytes(value)
+    if given is None:
+        return False
+    return hmac.compare_digest(given, prefix.encode("utf-8") + secret)
+
+
+def _verify_basic(auth: AuthConfig, secret: bytes, headers: Mapping[str, str]) -> bool:
+    value = get_header(headers, "Authorization")
+    if value is None:
+        return False
+    word, _, encoded = value.strip().partition(" ")
+    if word.lower() != "basic" or not encoded:
+        return False
+    try:
+        credentials = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if auth.username is not None:
+        expected = auth.username.encode("utf-8") + b":" + secret
+    else:
+        expected = secret
+    return hmac.compare_digest(credentials, expected)
+
+
+def _verify_hmac(
+    secret: bytes,
+    value: str | None,
+    body: bytes,
+    *,
+    algorithm: str,
+    encoding: str,
+    prefix: str,
+) -> bool:
+    if value is None or algorithm not in HMAC_ALGORITHMS:
+        return False
+    value = value.strip()
+    if not value.startswith(prefix):
+        return False
+    signature = _decode_signature(value[len(prefix) :], encoding)
+    if signature is None:
+        return False
+    expected = hmac.new(secret, body, algorithm).digest()
+    return hmac.compare_digest(signature, expected)
+
+
+def _decode_signature(text: str, encoding: str) -> bytes | None:
+    if encoding == "hex":
+        if not _HEX.fullmatch(text) or len(text) % 2:
+            return None
+        return bytes.fromhex(text)
+    if encoding == "base64":
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return None
+
+
+def _parse_timestamp(value: str | None, now: datetime, tolerance: timedelta) -> int | None:
+    """The timestamp as Unix seconds, or ``None`` when malformed or outside the tolerance."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not _TIMESTAMP.fullmatch(value):
+        return None
+    seconds = int(value)
+    if abs(now.timestamp() - seconds) > tolerance.total_seconds():
+        return None
+    return seconds
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _verify_stripe(
+    secret: bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
+    value = get_header(headers, _STRIPE_HEADER)
+    if value is None or not _is_utf8(body):
+        return False
+    timestamps: list[str] = []
+    candidates: list[bytes] = []
+    for item in value.split(","):
+        key, sep, part = item.strip().partition("=")
+        if not sep:
+            return False
+        if key == "t":
+            timestamps.append(part)
+        elif key == "v1":
+            signature = _decode_signature(part.strip(), "hex")
+            if signature is not None:
+                candidates.append(signature)
+        # v0 and unknown schemes are ignored, as Stripe's own libraries do.
+    if len(timestamps) != 1 or not candidates:
+        return False
+    seconds = _parse_timestamp(timestamps[0], now, tolerance)
+    if seconds is None:
+        return False
+    expected = hmac.new(secret, f"{seconds}.".encode() + body, hashlib.sha256).digest()
+    # Check every candidate (no early exit) so timing says nothing about which one matched.
+    matched = False
+    for signature in candidates:
+        matched |= hmac.compare_digest(signature, expected)
+    return matched
+
+
+def _standard_key(secret: bytes) -> bytes | None:
+    try:
+        text = secret.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    text = text.removeprefix(_STANDARD_SECRET_PREFIX)
+    try:
+        # Extra padding as in the reference implementation: senders often drop it, and the
+        # non-validating decoder ignores what is surplus.
+        key = base64.b64decode(text + "==")
+    except (binascii.Error, ValueError):
+        return None
+    return key or None
+
+
+def _verify_standard(
+    secret: bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
+    msg_id = get_header(headers, _STANDARD_ID)
+    signatures = get_header(headers, _STANDARD_SIGNATURE)
+    if not msg_id or not signatures or not _is_utf8(body):
+        return False
+    seconds = _parse_timestamp(get_header(headers, _STANDARD_TIMESTAMP), now, tolerance)
+    if seconds is None:
+        return False
+    key = _standard_key(secret)
+    id_bytes = _header_bytes(msg_id)
+    if key is None or id_bytes is None:
+        return False
+    signed = id_bytes + f".{seconds}.".encode() + body
+    expected = hmac.new(key, signed, hashlib.sha256).digest()
+    matched = False
+    for entry in signatures.split():
+        version, sep, encoded = entry.partition(",")
+        if not sep or version != "v1":
+            continue
+        signature = _decode_signature(encoded, "base64")
+        if signature is not None:
+            matched |= hmac.compare_digest(signature, expected)
+    return matched
+
+
+def _verify_slack(
+    secret: bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
+    value = get_header(headers, _SLACK_SIGNATURE)
+    timestamp = get_header(headers, _SLACK_TIMESTAMP)
+    if value is None or timestamp is None or not _is_utf8(body):
+        return False
+    if _parse_timestamp(timestamp, now, tolerance) is None:
+        return False
+    value = value.strip()
+    if not value.startswith("v0="):
+        return False
+    signature = _decode_signature(value[3:], "hex")
+    if signature is None:
+        return False
+    # Slack signs the timestamp exactly as it sent it.
+    signed = f"v0:{timestamp.strip()}:".encode() + body
+    expected = hmac.new(secret, signed, hashlib.sha256).digest()
+    return hmac.compare_digest(signature, expected)

@@ -1,0 +1,230 @@
+"""Webhook request bodies: from content type and bytes to the run input.
+
+Rules (mode ``parsed``, the default):
+
+- an empty body is ``{}`` whatever the content type (or none);
+- ``application/json`` and any ``*/*+json``: a JSON object is the input itself; any other
+  JSON value ``v`` becomes ``{"body": v}``. Invalid JSON, ``NaN``/``Infinity`` (not JSON,
+  and PostgreSQL ``jsonb`` refuses them) or undecodable bytes are ``400 invalid_body``;
+- ``application/x-www-form-urlencoded``: the fields as a dict; a repeated key becomes a
+  list of its values in order; blank values are kept as ``""``;
+- ``text/*``: ``{"body": text}``;
+- anything else, or a non-empty body without a content type: ``415 unsupported_media_type``.
+
+A ``charset`` parameter is honoured for every accepted type (default UTF-8; a leading BOM
+is ignored for JSON); an unknown charset is ``415``. Strings holding a NUL character or an
+unpaired surrogate are ``400``: PostgreSQL cannot store them in ``jsonb``, and refusing
+them here keeps that from becoming a ``500`` at insert time.
+
+Mode ``raw`` never parses and accepts every content type: the input is ``{"body": text}``
+when the bytes are UTF-8 (and storable as above), else ``{"body_base64": <standard base64>}``.
+An empty body is still ``{}``. Either way :attr:`ParsedBody.raw` keeps the exact bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl
+
+from triggerd.errors import TriggerdError
+
+BODY_MODES: tuple[str, ...] = ("parsed", "raw")
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+
+
+class BodyError(TriggerdError):
+    """The request body cannot become a run input; ``status`` and ``code`` are the answer."""
+
+    INVALID = "invalid_body"
+    UNSUPPORTED = "unsupported_media_type"
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    @classmethod
+    def invalid(cls, message: str) -> BodyError:
+        return cls(message, status=400, code=cls.INVALID)
+
+    @classmethod
+    def unsupported(cls, message: str) -> BodyError:
+        return cls(message, status=415, code=cls.UNSUPPORTED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParsedBody:
+    input: dict[str, Any]  # the run input: a JSON object body or form fields; else {"body": v}
+    raw: bytes
+
+
+def parse_body(content_type: str | None, body: bytes, *, mode: str = "parsed") -> ParsedBody:
+    """Turn a request body into the run input; raise :class:`BodyError` when it cannot."""
+    if mode not in BODY_MODES:
+        raise ValueError(f"unknown body mode {mode!r} (expected one of {', '.join(BODY_MODES)})")
+    if not body:
+        return ParsedBody(input={}, raw=body)
+    if mode == "raw":
+        return ParsedBody(input=_raw_input(body), raw=body)
+    if content_type is None or not content_type.strip():
+        raise BodyError.unsupported(
+            "the request has a body but no Content-Type (send application/json,"
+            " application/x-www-form-urlencoded or text/*)"
+        )
+    media_type, params = parse_content_type(content_type)
+    charset = params.get("charset")
+    if media_type == "application/json" or media_type.endswith("+json"):
+        value = _parse_json(_decode(body, charset, "JSON"))
+        data = value if isinstance(value, dict) else {"body": value}
+        what = "JSON body"
+    elif media_type == "application/x-www-form-urlencoded":
+        data = _parse_form(body, charset)
+        what = "form body"
+    elif media_type.startswith("text/"):
+        data = {"body": _decode(body, charset, "text")}
+        what = "text body"
+    else:
+        raise BodyError.unsupported(
+            f"unsupported Content-Type {media_type!r} (send application/json,"
+            " application/x-www-form-urlencoded or text/*)"
+        )
+    _check_storable(data, what)
+    return ParsedBody(input=data, raw=body)
+
+
+def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """``"Text/Plain; charset=\\"UTF-8\\""`` -> ``("text/plain", {"charset": "UTF-8"})``.
+
+    Raises a 415 :class:`BodyError` when the media type is not ``type/subtype``.
+    """
+    main, *rest = value.split(";")
+    media_type = main.strip().lower()
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        raise BodyError.unsupported(f"malformed Content-Type {value!r}")
+    params: dict[str, str] = {}
+    for item in rest:
+        key, sep, param = item.partition("=")
+        if not sep:
+            continue
+        param = param.strip()
+        if len(param) >= 2 and param[0] == param[-1] == '"':
+            param = param[1:-1]
+        params[key.strip().lower()] = param
+    return media_type, params
+
+
+def _raw_input(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return {"body": text}
+    return {"body_base64": base64.b64encode(body).decode("ascii")}
+
+
+def _decode(body: bytes, charset: str | None, what: str) -> str:
+    encoding = charset or "utf-8"
+    try:
+        return body.decode(encoding)
+    except LookupError:
+        raise BodyError.unsupported(f"unsupported charset {charset!r}") from None
+    except (UnicodeError, ValueError) as exc:
+        raise BodyError.invalid(f"{what} body is not valid {encoding}: {exc}") from None
+
+
+class _NotJson(Exception):
+    def __init__(self, constant: str) -> None:
+        super().__init__(constant)
+        self.constant = constant
+
+
+def _reject_constant(constant: str) -> NoReturn:
+    raise _NotJson(constant)
+
+
+def _parse_json(text: str) -> Any:
+    text = text.removeprefix("\ufeff")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BodyError.invalid(
+            f"invalid JSON body: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            f" (character {exc.pos})"
+        ) from None
+    except _NotJson as exc:
+        raise BodyError.invalid(f"invalid JSON body: {exc.constant} is not a JSON value") from None
+    except RecursionError:
+        raise BodyError.invalid("invalid JSON body: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise BodyError.invalid(f"invalid JSON body: {exc}") from None
+
+
+def _parse_form(body: bytes, charset: str | None) -> dict[str, Any]:
+    encoding = charset or "utf-8"
+    text = _decode(body, charset, "form")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="strict")
+    except (UnicodeError, ValueError) as exc:
+        raise BodyError.invalid(f"form body is not valid {encoding}: {exc}") from None
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in fields:
+            fields[key] = value
+        elif isinstance(fields[key], list):
+            fields[key].append(value)
+        else:
+            fields[key] = [fields[key], value]
+    return fields
+
+
+# A JSON pointer kept as a linked list of segments, joined only when reporting: building
+# the string for every value would cost O(size x depth) on large, deep bodies.
+_Path = tuple["_Path", str] | None
+
+
+def _check_storable(data: Any, what: str) -> None:
+    """Refuse strings PostgreSQL cannot hold in jsonb, naming where (a JSON pointer)."""
+    # Iterative: the JSON decoder allows nesting close to the recursion limit.
+    stack: list[tuple[Any, _Path]] = [(data, None)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            _check_string(value, path, what)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = (path, key)
+                _check_string(key, child, what, is_key=True)
+                stack.append((item, child))
+        elif isinstance(value, list):
+            stack.extend((item, (path, str(index))) for index, item in enumerate(value))
+
+
+def _check_string(text: str, path: _Path, what: str, *, is_key: bool = False) -> None:
+    if "\x00" in text:
+        problem = "a NUL character (\\u0000)"
+    else:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "an unpaired surrogate"
+        else:
+            return
+    segments: list[str] = []
+    while path is not None:
+        path, segment = path
+        segments.append(_escape(segment))
+    pointer = "".join(f"/{segment}" for segment in reversed(segments)) or "/"
+    # The pointer may itself hold the offending characters: make it printable.
+    shown = pointer.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+    kind = "key" if is_key else "string"
+    raise BodyError.invalid(f"{what}: {kind} at {shown} contains {problem}, which cannot be stored")
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
