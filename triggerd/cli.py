@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn
@@ -14,7 +15,7 @@ import asyncpg
 
 from triggerd import __version__, db
 from triggerd.config import Settings, describe_keys, load_settings
-from triggerd.errors import DefinitionError, TriggerdError, UsageError
+from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
 from triggerd.logs import setup_logging
 
 EPILOG = f"""configuration keys (TOML [section] key, or the environment variable):
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument as one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _json_default(value: Any) -> Any:
@@ -185,6 +186,207 @@ async def _set_enabled(name: str, settings: Settings, enabled: bool) -> int:
     return 0
 
 
+async def cmd_cron_next(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.cron import fire_to_json, next_fires, parse_cron
+
+    if args.count < 1 or args.count > 10_000:
+        raise UsageError(f"--count: {args.count} is out of range 1-10000")
+    after = _parse_after(args.after)
+    schedule = parse_cron(args.expression, args.tz)
+    fires = next_fires(schedule, after, args.count)
+    if args.json:
+        print_json([fire_to_json(f) for f in fires])
+        return 0
+    for fire in fires:
+        doc = fire_to_json(fire)
+        note = f"  ({doc['note']})" if doc["note"] else ""
+        print(f"{doc['at']}  {doc['local']}{note}")
+    return 0
+
+
+def _parse_after(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--after: {text!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise UsageError(f"--after: {text!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)")
+    return value
+
+
+def _parse_input(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input: not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise UsageError("--input: must be a JSON object")
+    return value
+
+
+def _execution_json(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "workflow": e.workflow_key,
+        "version": e.version,
+        "trigger": e.trigger_name,
+        "trigger_type": e.trigger_type,
+        "status": e.status,
+        "input": e.input,
+        "output": e.output,
+        "error_code": e.error_code,
+        "error_message": e.error_message,
+        "scheduled_for": e.scheduled_for,
+        "created_at": e.created_at,
+        "start_time": e.start_time,
+        "end_time": e.end_time,
+        "attempt": e.attempt,
+        "retry_of": e.retry_of,
+    }
+
+
+def _node_json(n: Any) -> dict[str, Any]:
+    return {
+        "node_id": n.node_id,
+        "node_type": n.node_type,
+        "status": n.status,
+        "attempt": n.attempt,
+        "from": n.from_node_id,
+        "edge": n.edge_condition,
+        "input": n.input,
+        "output": n.output,
+        "error_code": n.error_code,
+        "error_message": n.error_message,
+        "start_time": n.start_time,
+        "end_time": n.end_time,
+        "execution_time_ms": n.execution_time_ms,
+    }
+
+
+async def _wait_final(pool: asyncpg.Pool, execution_id: str) -> Any:
+    from triggerd.store.executions import get_execution
+
+    waited = 0.0
+    hinted = False
+    while True:
+        execution = await get_execution(pool, execution_id)
+        if execution.status in ("SUCCESS", "ERROR", "CANCELED"):
+            return execution
+        if waited > 10 and execution.status == "NEW" and not hinted:
+            print("still NEW after 10s: is a daemon running on this database?", file=sys.stderr)
+            hinted = True
+        await asyncio.sleep(0.1)
+        waited += 0.1
+
+
+async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.executions import NewExecution, insert_executions
+    from triggerd.store.workflows import get_trigger
+
+    run_input = _parse_input(args.input)
+    async with _pool(settings) as pool:
+        trigger = await get_trigger(pool, args.name)
+        if not trigger.enabled:
+            raise Conflict(f"trigger {args.name} is disabled; enable it first")
+        item = NewExecution(
+            workflow_id=trigger.workflow_id,
+            trigger_id=trigger.id,
+            trigger_name=trigger.name,
+            trigger_type="manual",
+            input={**trigger.input, **run_input},
+            context={"trigger": {"type": "manual", "name": trigger.full_name,
+                                 "fired_by": "cli"}},
+            version=trigger.version,
+        )
+        await insert_executions(pool, [item])
+        print(item.id)
+        if args.wait:
+            final = await _wait_final(pool, item.id)
+            print(final.status)
+            print(json.dumps(final.output if final.status == "SUCCESS"
+                             else {"error_code": final.error_code,
+                                   "error_message": final.error_message},
+                             default=_json_default))
+            return 0 if final.status == "SUCCESS" else 1
+    return 0
+
+
+async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.executions import list_executions
+    from triggerd.store.workflows import get_trigger
+
+    statuses = ("NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED")
+    status = None
+    if args.status is not None:
+        status = args.status.upper()
+        if status not in statuses:
+            raise UsageError(f"--status: {args.status!r} is not one of {', '.join(statuses)}")
+    if not 1 <= args.limit <= 10_000:
+        raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    async with _pool(settings) as pool:
+        trigger_id = None
+        if args.trigger is not None:
+            trigger_id = (await get_trigger(pool, args.trigger)).id
+        items = await list_executions(pool, status=status, trigger_id=trigger_id,
+                                      limit=args.limit)
+    if args.json:
+        print_json([_execution_json(e) for e in items])
+        return 0
+    rows = [[e.id, e.workflow_key or "", e.trigger_name or "", e.status,
+             e.created_at.isoformat(timespec="seconds"), e.error_code or ""] for e in items]
+    print(_table(rows, ["ID", "WORKFLOW", "TRIGGER", "STATUS", "CREATED", "ERROR"]))
+    return 0
+
+
+async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.executions import get_execution, node_timeline
+
+    async with _pool(settings) as pool:
+        execution = await get_execution(pool, args.id)
+        nodes = await node_timeline(pool, args.id)
+    doc = {**_execution_json(execution), "nodes": [_node_json(n) for n in nodes]}
+    if args.json:
+        print_json(doc)
+        return 0
+    for key, value in _execution_json(execution).items():
+        shown = json.dumps(value, default=_json_default) if isinstance(value, dict | list) else value
+        print(f"{key + ':':<15} {shown}")
+    print("nodes:")
+    rows = [[n.node_id, n.node_type, n.status, str(n.attempt),
+             f"{n.from_node_id or '-'}{'[' + n.edge_condition + ']' if n.edge_condition else ''}",
+             f"{n.execution_time_ms:.1f}ms" if n.execution_time_ms is not None else "",
+             n.error_code or ""] for n in nodes]
+    print(_table(rows, ["NODE", "TYPE", "STATUS", "ATTEMPT", "FROM", "TIME", "ERROR"]))
+    return 0
+
+
+async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.executions import request_cancel
+
+    async with _pool(settings) as pool:
+        execution = await request_cancel(pool, args.id)
+    if execution.status == "CANCELED":
+        print(f"{args.id}: CANCELED")
+    else:
+        print(f"{args.id}: cancel requested (running nodes are being cancelled)")
+    return 0
+
+
+async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.executions import retry_execution
+
+    async with _pool(settings) as pool:
+        new_id = await retry_execution(pool, args.id)
+    print(new_id)
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
@@ -231,6 +433,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("disable", help="disable a trigger")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(handler=cmd_triggers_disable)
+    p = tsub.add_parser("fire", help="start a manual execution of a trigger's workflow")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--input", metavar="JSON", help="run input (a JSON object)")
+    p.add_argument("--wait", action="store_true", help="wait and print the final status/output")
+    p.set_defaults(handler=cmd_triggers_fire)
+
+    executions = sub.add_parser("executions", help="list, show, retry or cancel executions")
+    esub = executions.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    esub.required = True
+    p = esub.add_parser("list", help="list executions, newest first")
+    p.add_argument("--status", metavar="S")
+    p.add_argument("--trigger", metavar="NAME")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_executions_list)
+    p = esub.add_parser("show", help="show an execution and its node timeline")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_executions_show)
+    p = esub.add_parser("retry", help="start a new execution with the same input")
+    p.add_argument("id", metavar="ID")
+    p.set_defaults(handler=cmd_executions_retry)
+    p = esub.add_parser("cancel", help="cancel a NEW, WAITING or RUNNING execution")
+    p.add_argument("id", metavar="ID")
+    p.set_defaults(handler=cmd_executions_cancel)
+
+    cron = sub.add_parser("cron", help="cron expression tools")
+    csub = cron.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    csub.required = True
+    p = csub.add_parser("next", help="the next fire instants, as the daemon computes them")
+    p.add_argument("expression", metavar="EXPR")
+    p.add_argument("--tz", default="UTC", metavar="ZONE")
+    p.add_argument("--count", type=int, default=5, metavar="N")
+    p.add_argument("--after", metavar="INSTANT", help="ISO-8601 instant (default: now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_cron_next, needs_settings=False)
     return parser
 
 

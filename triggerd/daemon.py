@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from aiohttp import web
@@ -52,6 +52,8 @@ class Daemon:
     pool: asyncpg.Pool | None = None
     runner: web.AppRunner | None = None
     app: web.Application | None = None
+    dsn: str = ""
+    executor: Any = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def apply_definitions(self, pool: asyncpg.Pool) -> None:
@@ -90,8 +92,13 @@ class Daemon:
             raise TriggerdError(
                 f"cannot listen on {self.settings.http.host}:{self.settings.http.port}: {exc.strerror}"
             ) from None
+        self.dsn = dsn
+        self.build_components(dsn)
         for component in self.components:
             await component.start()
+            check = getattr(component, "readiness", None)
+            if check is not None:
+                self.add_readiness_check(component.name, check)
         logger.info(
             "triggerd ready",
             extra={
@@ -103,6 +110,14 @@ class Daemon:
                 "pid": os.getpid(),
             },
         )
+
+    def build_components(self, dsn: str) -> None:
+        """The long-running parts, in start order (stopped in reverse)."""
+        from triggerd.executor.service import Executor
+
+        assert self.pool is not None and self.app is not None
+        self.executor = Executor(pool=self.pool, dsn=dsn, settings=self.settings)
+        self.components = [self.executor]
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         assert self.app is not None

@@ -110,6 +110,8 @@ CREATE TABLE workflow_executions (
     trigger_name        text,
     trigger_type        text NOT NULL CHECK (trigger_type IN ('cron', 'webhook', 'manual', 'retry')),
     dedupe_key          text,
+    -- After this instant the dedupe key is released (webhook dedupe_ttl); NULL: kept.
+    dedupe_expires_at   timestamptz,
     status              text NOT NULL DEFAULT 'NEW'
                         CHECK (status IN ('NEW', 'RUNNING', 'WAITING', 'SUCCESS', 'ERROR', 'CANCELED')),
     input               jsonb NOT NULL DEFAULT '{}'::jsonb,
@@ -139,6 +141,8 @@ CREATE INDEX workflow_executions_trigger_active
     ON workflow_executions (trigger_id) WHERE status IN ('NEW', 'RUNNING', 'WAITING');
 CREATE INDEX workflow_executions_trigger_created ON workflow_executions (trigger_id, created_at DESC);
 CREATE INDEX workflow_executions_status_created ON workflow_executions (status, created_at DESC);
+CREATE INDEX workflow_executions_dedupe_expiry ON workflow_executions (dedupe_expires_at)
+    WHERE dedupe_expires_at IS NOT NULL;
 -- Retention scans finished runs by end time.
 CREATE INDEX workflow_executions_end_time ON workflow_executions (end_time)
     WHERE status IN ('SUCCESS', 'ERROR', 'CANCELED');

@@ -32,7 +32,8 @@ from triggerd.webhooks.auth import get_header
 KEY_PREFIX = "webhook:"
 MAX_KEY_CHARS = 200
 
-_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+# Bounded so that int() stays cheap and within Python's digit limit.
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 def dedupe_key(
@@ -65,8 +66,8 @@ def validate_dedupe_config(config: DedupeConfig) -> list[str]:
         problems.append("dedupe header must not be empty")
     if config.json_pointer is not None and not _is_pointer(config.json_pointer):
         problems.append(
-            f"dedupe json {config.json_pointer!r} is not a JSON pointer"
-            " (it must start with '/', e.g. '/data/id')"
+            f"dedupe json {config.json_pointer!r} is not a JSON pointer (RFC 6901: it starts"
+            " with '/' and writes '~' as '~0' and '/' inside a name as '~1', e.g. '/data/id')"
         )
     if config.ttl.total_seconds() <= 0:
         problems.append("dedupe ttl must be positive")
@@ -79,10 +80,10 @@ def resolve_json_pointer(document: Any, pointer: str) -> Any:
     ``""`` is the whole document. A malformed pointer (not starting with ``/``) or a
     malformed array index (``-``, ``01``, ``x``) resolves to nothing.
     """
-    if pointer == "":
-        return document
     if not _is_pointer(pointer):
         return None
+    if pointer == "":
+        return document
     current = document
     for token in pointer[1:].split("/"):
         # ~1 before ~0, so that "~01" means "~1" (RFC 6901 section 4).
@@ -101,14 +102,21 @@ def resolve_json_pointer(document: Any, pointer: str) -> Any:
 
 
 def _is_pointer(pointer: str) -> bool:
-    # "~" must be followed by 0 or 1.
+    # "" is the whole document; otherwise "/"-separated, and "~" must be followed by 0 or 1.
+    if pointer == "":
+        return True
     return pointer.startswith("/") and re.search(r"~(?![01])", pointer) is None
 
 
 def _as_key(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError, RecursionError):
+        return None  # not a JSON document after all (the caller passed something else)
 
 
 def _present(value: str | None) -> str | None:

@@ -1,0 +1,64 @@
+"""Small helpers shared by the integration and acceptance tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from triggerd.definitions import load_documents
+from triggerd.store.executions import NewExecution, insert_executions
+from triggerd.store.workflows import apply_workflows, get_trigger
+
+
+async def apply_doc(pool: asyncpg.Pool, doc: dict[str, Any]) -> None:
+    specs = load_documents([("test.yaml", doc)])
+    async with pool.acquire() as conn:
+        await apply_workflows(conn, specs)
+
+
+async def fire(pool: asyncpg.Pool, name: str, run_input: dict[str, Any] | None = None) -> str:
+    trigger = await get_trigger(pool, name)
+    item = NewExecution(
+        workflow_id=trigger.workflow_id,
+        trigger_id=trigger.id,
+        trigger_name=trigger.name,
+        trigger_type="manual",
+        input={**trigger.input, **(run_input or {})},
+        version=trigger.version,
+    )
+    await insert_executions(pool, [item])
+    return item.id
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+    (A bound on waiting, not a speed assertion.)"""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def final_status(pool: asyncpg.Pool, execution_id: str, timeout: float = 15.0) -> Any:
+    async def check() -> Any:
+        row = await pool.fetchrow("SELECT * FROM workflow_executions WHERE id = $1", execution_id)
+        return row if row["status"] in ("SUCCESS", "ERROR", "CANCELED") else None
+
+    return await wait_for(check, timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -1,0 +1,345 @@
+"""The executor against a real PostgreSQL: claims, graph walk, records, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from tests.helpers import apply_doc, final_status, fire, free_port, wait_for
+from triggerd.config import load_settings
+from triggerd.errors import Conflict
+from triggerd.executor.service import Executor
+from triggerd.store.executions import request_cancel, retry_execution
+
+
+def workflow(key: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None,
+             **extra: Any) -> dict[str, Any]:
+    return {"workflows": [{
+        "key": key, "name": key,
+        "graph": {"nodes": nodes, "edges": edges or []},
+        "triggers": [{"name": "manual", "type": "manual"}],
+        **extra,
+    }]}
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_DRAIN": "1s"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    yield ex
+    await ex.stop()
+
+
+async def nodes_of(pool: asyncpg.Pool, execution_id: str) -> list[asyncpg.Record]:
+    return list(await pool.fetch(
+        "SELECT * FROM node_executions WHERE execution_id = $1 ORDER BY start_time NULLS LAST,"
+        " node_id, attempt", execution_id))
+
+
+async def test_set_if_noop_records_path_and_skipped_branch(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, workflow("branchy", [
+        {"id": "compute", "type": "set", "params": {"value": {"n": "{{ input.n * 2 }}"}}},
+        {"id": "big", "type": "if", "params": {"condition": "{{ nodes.compute.output.n > 10 }}"}},
+        {"id": "yes", "type": "set", "params": {"value": "big {{ nodes.compute.output.n }}"}},
+        {"id": "no", "type": "noop"},
+    ], [
+        {"from": "compute", "to": "big"},
+        {"from": "big", "to": "yes", "when": "true"},
+        {"from": "big", "to": "no", "when": "false"},
+    ]))
+    execution_id = await fire(pool, "branchy/manual", {"n": 7})
+    row = await final_status(pool, execution_id)
+    assert row["status"] == "SUCCESS"
+    assert row["output"] == "big 14"
+    assert row["workflow_version_id"] is not None
+    nodes = {r["node_id"]: r for r in await nodes_of(pool, execution_id)}
+    assert nodes["compute"]["output"] == {"n": 14}
+    assert nodes["compute"]["from_node_id"] is None
+    assert nodes["big"]["status"] == "SUCCESS" and nodes["big"]["branch"] == "true"
+    assert (nodes["yes"]["status"], nodes["yes"]["from_node_id"],
+            nodes["yes"]["edge_condition"]) == ("SUCCESS", "big", "true")
+    assert (nodes["no"]["status"], nodes["no"]["edge_condition"]) == ("SKIPPED", "false")
+    assert nodes["yes"]["execution_time_ms"] is not None
+
+
+async def test_input_violating_schema_fails_before_any_node(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, workflow(
+        "typed", [{"id": "a", "type": "noop"}],
+        parameter_schema={"type": "object", "required": ["day", "count"], "properties": {
+            "day": {"type": "string", "format": "date"}, "count": {"type": "integer"}}},
+    ))
+    execution_id = await fire(pool, "typed/manual", {"day": "not-a-date"})
+    row = await final_status(pool, execution_id)
+    assert row["status"] == "ERROR"
+    assert row["error_code"] == "INPUT_INVALID"
+    assert row["output"] == {"errors": [
+        {"path": "$", "message": "'count' is a required property"},
+        {"path": "$.day", "message": "'not-a-date' is not a 'date'"},
+    ]}
+    assert await nodes_of(pool, execution_id) == []
+
+
+async def test_missing_secret_names_it(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRIGGERD_TEST_NO_SUCH_SECRET", raising=False)
+    await apply_doc(pool, workflow(
+        "secretive", [{"id": "a", "type": "noop"}],
+        secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_NO_SUCH_SECRET"}},
+    ))
+    row = await final_status(pool, await fire(pool, "secretive/manual"))
+    assert (row["status"], row["error_code"]) == ("ERROR", "SECRET_MISSING")
+    assert row["error_message"] == (
+        "secret API_TOKEN is missing: environment variable TRIGGERD_TEST_NO_SUCH_SECRET is not set"
+    )
+
+
+async def test_secrets_are_redacted_in_stored_rows(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGERD_TEST_TOKEN", "s3cr3t-value")
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers["Authorization"])
+        return web.json_response({"echo": request.headers["Authorization"]})
+
+    app = web.Application()
+    app.router.add_get("/x", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await apply_doc(pool, workflow(
+            "redacted", [{"id": "call", "type": "http", "params": {
+                "method": "GET", "url": f"http://127.0.0.1:{port}/x",
+                "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"}}}],
+            secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_TOKEN"}},
+        ))
+        execution_id = await fire(pool, "redacted/manual")
+        row = await final_status(pool, execution_id)
+    finally:
+        await runner.cleanup()
+    assert row["status"] == "SUCCESS"
+    assert seen == ["Bearer s3cr3t-value"]  # the real value went out
+    dump = str(await pool.fetch("SELECT input, output FROM node_executions")) + str(row["output"])
+    assert "s3cr3t" not in dump
+    (node,) = await nodes_of(pool, execution_id)
+    assert node["input"]["headers"]["Authorization"] == "Bearer ***"
+    assert node["output"]["body"] == {"echo": "Bearer ***"}
+
+
+async def test_http_errors_are_coded(pool: asyncpg.Pool, executor: Executor) -> None:
+    closed = free_port()
+    await apply_doc(pool, workflow(
+        "unreachable", [{"id": "call", "type": "http",
+                         "params": {"method": "GET", "url": f"http://127.0.0.1:{closed}/"}}]))
+    row = await final_status(pool, await fire(pool, "unreachable/manual"))
+    assert (row["status"], row["error_code"]) == ("ERROR", "HTTP_CONNECT")
+    assert row["error_message"].startswith("node 'call' failed:")
+
+
+async def test_failure_edge_handles_error(pool: asyncpg.Pool, executor: Executor) -> None:
+    await apply_doc(pool, workflow("recovering", [
+        {"id": "boom", "type": "fail", "params": {"code": "BOOM", "message": "nope"}},
+        {"id": "handled", "type": "set", "params": {"value": "recovered"}},
+    ], [{"from": "boom", "to": "handled", "on": "failure"}]))
+    execution_id = await fire(pool, "recovering/manual")
+    row = await final_status(pool, execution_id)
+    nodes = await nodes_of(pool, execution_id)
+    boom = [(r["attempt"], r["status"], r["error_code"]) for r in nodes if r["node_id"] == "boom"]
+    assert boom == [(1, "ERROR", "BOOM")]
+    assert row["status"] == "SUCCESS" and row["output"] == "recovered"
+    handled = next(r for r in nodes if r["node_id"] == "handled")
+    assert handled["edge_condition"] == "on:failure"
+
+
+async def test_retries_are_rows_with_attempt_numbers(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    hits: list[int] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        hits.append(1)
+        return web.json_response({"n": len(hits)}, status=503 if len(hits) < 3 else 200)
+
+    app = web.Application()
+    app.router.add_get("/flaky", flaky)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await apply_doc(pool, workflow("flaky", [
+            {"id": "call", "type": "http",
+             "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/flaky"},
+             "retry": {"max_attempts": 5, "backoff": "10ms", "retry_on": [503]}}]))
+        execution_id = await fire(pool, "flaky/manual")
+        row = await final_status(pool, execution_id)
+    finally:
+        await runner.cleanup()
+    assert row["status"] == "SUCCESS"
+    rows = [(r["attempt"], r["status"], r["error_code"]) for r in await nodes_of(pool, execution_id)]
+    assert rows == [(1, "ERROR", "HTTP_STATUS"), (2, "ERROR", "HTTP_STATUS"), (3, "SUCCESS", None)]
+    assert len(hits) == 3
+
+
+async def test_expression_error_fails_node_with_text(pool: asyncpg.Pool, executor: Executor) -> None:
+    await apply_doc(pool, workflow("badexpr", [
+        {"id": "a", "type": "set", "params": {"value": "{{ input.missing.deeper }}"}}]))
+    execution_id = await fire(pool, "badexpr/manual")
+    row = await final_status(pool, execution_id)
+    assert (row["status"], row["error_code"]) == ("ERROR", "EXPRESSION_ERROR")
+    (node,) = await nodes_of(pool, execution_id)
+    assert "input.missing.deeper" in node["error_message"]
+
+
+async def test_large_output_is_truncated_not_failed(pool: asyncpg.Pool, dsn: str) -> None:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_MAX_OUTPUT_BYTES": "1000"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    try:
+        await apply_doc(pool, workflow("big", [
+            {"id": "a", "type": "set", "params": {"value": "{{ 'x' * 5000 }}"}}]))
+        execution_id = await fire(pool, "big/manual")
+        row = await final_status(pool, execution_id)
+    finally:
+        await ex.stop()
+    assert row["status"] == "SUCCESS"
+    assert row["output"]["_truncated"] is True
+    assert row["output"]["size_bytes"] == 5002
+    (node,) = await nodes_of(pool, execution_id)
+    assert node["output"]["_truncated"] is True
+
+
+async def test_wait_parks_run_without_a_worker_and_resumes(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, workflow("patient", [
+        {"id": "pause", "type": "wait", "params": {"duration": "1s"}},
+        {"id": "after", "type": "set", "params": {"value": "done"}},
+    ], [{"from": "pause", "to": "after"}]))
+    execution_id = await fire(pool, "patient/manual")
+
+    async def parked() -> Any:
+        row = await pool.fetchrow("SELECT status, resume_at FROM workflow_executions WHERE id=$1",
+                                  execution_id)
+        return row if row["status"] == "WAITING" else None
+
+    waiting = await wait_for(parked)
+    assert waiting["resume_at"] is not None
+    assert executor.in_progress == 0  # no worker held while waiting
+    row = await final_status(pool, execution_id)
+    assert row["status"] == "SUCCESS" and row["output"] == "done"
+    pause = [r for r in await nodes_of(pool, execution_id) if r["node_id"] == "pause"]
+    assert [(r["attempt"], r["status"]) for r in pause] == [(1, "SUCCESS")]
+
+
+async def test_cancel_finished_run_is_refused(pool: asyncpg.Pool, executor: Executor) -> None:
+    await apply_doc(pool, workflow("quick", [{"id": "a", "type": "noop"}]))
+    execution_id = await fire(pool, "quick/manual")
+    await final_status(pool, execution_id)
+    with pytest.raises(Conflict) as info:
+        await request_cancel(pool, execution_id)
+    assert "already finished with status SUCCESS; nothing was changed" in str(info.value)
+    row = await pool.fetchrow("SELECT status FROM workflow_executions WHERE id=$1", execution_id)
+    assert row["status"] == "SUCCESS"
+
+
+async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await apply_doc(pool, workflow("slowpoke", [{"id": "call", "type": "http", "params": {
+            "method": "GET", "url": f"http://127.0.0.1:{port}/slow", "timeout": "60s"}}]))
+        execution_id = await fire(pool, "slowpoke/manual")
+
+        async def running() -> Any:
+            return await pool.fetchval(
+                "SELECT count(*) FROM node_executions WHERE execution_id=$1 AND status='RUNNING'",
+                execution_id)
+
+        await wait_for(running)
+        await request_cancel(pool, execution_id)
+        row = await final_status(pool, execution_id)
+    finally:
+        await runner.cleanup()
+    assert row["status"] == "CANCELED"
+    (node,) = await nodes_of(pool, execution_id)
+    assert node["status"] == "CANCELED"
+
+
+async def test_retry_creates_linked_execution(pool: asyncpg.Pool, executor: Executor) -> None:
+    await apply_doc(pool, workflow("again", [{"id": "a", "type": "set",
+                                              "params": {"value": "{{ input.x }}"}}]))
+    first = await fire(pool, "again/manual", {"x": 5})
+    await final_status(pool, first)
+    second = await retry_execution(pool, first)
+    row = await final_status(pool, second)
+    assert str(row["retry_of"]) == first
+    assert row["input"] == {"x": 5} and row["output"] == 5
+
+
+async def test_unknown_node_type_in_stored_graph(pool: asyncpg.Pool, executor: Executor) -> None:
+    await apply_doc(pool, workflow("mutant", [{"id": "a", "type": "noop"}]))
+    # Simulate a graph stored by a build with a node type this one lacks (bypass the
+    # immutability trigger by publishing a new version row directly).
+    await pool.execute(
+        "UPDATE workflow_versions SET is_latest = false WHERE workflow_id ="
+        " (SELECT id FROM workflows WHERE key = 'mutant')")
+    await pool.execute(
+        "INSERT INTO workflow_versions (workflow_id, version, graph, is_latest, published_at)"
+        " SELECT id, 2, $1, true, now() FROM workflows WHERE key = 'mutant'",
+        {"nodes": [{"id": "a", "type": "teleport"}], "edges": []})
+    row = await final_status(pool, await fire(pool, "mutant/manual"))
+    assert (row["status"], row["error_code"]) == ("ERROR", "UNKNOWN_NODE_TYPE")
+
+
+async def test_two_executors_share_work_and_run_each_once(pool: asyncpg.Pool, dsn: str) -> None:
+    await apply_doc(pool, workflow("shared", [
+        {"id": "a", "type": "set", "params": {"value": 1}},
+        {"id": "b", "type": "noop"}], [{"from": "a", "to": "b"}]))
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_CONCURRENCY": "8"})
+    executors = [Executor(pool=pool, dsn=dsn, settings=settings) for _ in range(2)]
+    ids = [await fire(pool, "shared/manual") for _ in range(150)]
+    for ex in executors:
+        await ex.start()
+    try:
+        async def all_done() -> bool:
+            n = await pool.fetchval(
+                "SELECT count(*) FROM workflow_executions WHERE status = 'SUCCESS'")
+            return bool(n == len(ids))
+
+        await wait_for(all_done, timeout=60)
+    finally:
+        for ex in executors:
+            await ex.stop()
+    counts = await pool.fetch(
+        "SELECT execution_id, count(*) AS n, max(attempt) AS a FROM node_executions"
+        " GROUP BY execution_id")
+    assert len(counts) == 150
+    assert {(r["n"], r["a"]) for r in counts} == {(2, 1)}
+    attempts = await pool.fetch("SELECT DISTINCT attempt FROM workflow_executions")
+    assert [r["attempt"] for r in attempts] == [1]
+    assert executors[0].stats["started"] + executors[1].stats["started"] == 150
+    assert executors[0].stats["started"] > 0 and executors[1].stats["started"] > 0

@@ -1,0 +1,215 @@
+"""The http node against a real aiohttp server on the loopback interface."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from triggerd.model import JSON, Node
+from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult
+from triggerd.nodes.registry import run_node
+
+SEEN: web.AppKey[list[dict[str, JSON]]] = web.AppKey("seen", list)
+RELEASE: web.AppKey[asyncio.Event] = web.AppKey("release", asyncio.Event)
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await request.text()
+    request.app[SEEN].append(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query": [[k, v] for k, v in request.query.items()],
+            "authorization": request.headers.get("Authorization"),
+            "content_type": request.content_type,
+            "body": body,
+        }
+    )
+    return web.json_response({"ok": True, "n": 1}, headers={"X-Trace": "t-1"})
+
+
+async def text(request: web.Request) -> web.Response:
+    return web.Response(text="plain words", content_type="text/plain")
+
+
+async def broken_json(request: web.Request) -> web.Response:
+    return web.Response(text="{not json", content_type="application/json")
+
+
+async def empty(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
+async def error(request: web.Request) -> web.Response:
+    return web.json_response({"error": "down"}, status=500)
+
+
+async def slow(request: web.Request) -> web.Response:
+    await request.app[RELEASE].wait()  # released when the test ends
+    return web.Response(text="late")
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def server() -> AsyncIterator[tuple[str, web.Application]]:
+    app = web.Application()
+    app[SEEN] = []
+    app[RELEASE] = asyncio.Event()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/text", text)
+    app.router.add_get("/broken-json", broken_json)
+    app.router.add_get("/empty", empty)
+    app.router.add_get("/error", error)
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}", app
+    finally:
+        app[RELEASE].set()
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def call(params: JSON, http: aiohttp.ClientSession | None) -> NodeResult:
+    ctx = NodeContext(
+        execution_id="exec-1",
+        node=Node(id="fetch", type="http"),
+        attempt=1,
+        http=http,
+        now=datetime(2024, 3, 1, tzinfo=UTC),
+        log=logging.getLogger("tests.http"),
+    )
+    return await run_node(params, ctx)
+
+
+async def call_fails(params: JSON, http: aiohttp.ClientSession | None) -> NodeFailure:
+    with pytest.raises(NodeFailure) as caught:
+        await call(params, http)
+    return caught.value
+
+
+async def test_json_response_is_parsed_and_request_is_sent_as_given(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    result = await call(
+        {
+            "method": "post",
+            "url": f"{base}/echo?fixed=1",
+            "headers": {"Authorization": "Bearer s3cr3t", "X-Absent": None},
+            "query": {"day": "2024-03-01", "tag": ["a", "b"], "flag": True, "none": None},
+            "json": {"n": 1, "list": [True, None]},
+        },
+        session,
+    )
+    assert result.output["status"] == 200
+    assert result.output["body"] == {"ok": True, "n": 1}
+    assert result.output["headers"]["x-trace"] == "t-1"
+    assert result.output["headers"]["content-type"] == "application/json; charset=utf-8"
+    assert app[SEEN] == [
+        {
+            "method": "POST",
+            "path": "/echo",
+            "query": [
+                ["fixed", "1"],
+                ["day", "2024-03-01"],
+                ["tag", "a"],
+                ["tag", "b"],
+                ["flag", "true"],
+            ],
+            "authorization": "Bearer s3cr3t",
+            "content_type": "application/json",
+            "body": json.dumps({"n": 1, "list": [True, None]}),
+        }
+    ]
+
+
+async def test_raw_body_is_sent_as_is(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    await call(
+        {
+            "method": "PUT",
+            "url": f"{base}/echo",
+            "headers": {"Content-Type": "text/csv"},
+            "body": "a,b\n1,2\n",
+        },
+        session,
+    )
+    assert [(s["method"], s["content_type"], s["body"]) for s in app[SEEN]] == [
+        ("PUT", "text/csv", "a,b\n1,2\n")
+    ]
+
+
+async def test_text_body_is_kept_as_text(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, _ = server
+    result = await call({"url": f"{base}/text"}, session)
+    assert (result.output["status"], result.output["body"]) == (200, "plain words")
+    result = await call({"url": f"{base}/broken-json"}, session)
+    assert result.output["body"] == "{not json"
+    result = await call({"url": f"{base}/empty"}, session)
+    assert (result.output["status"], result.output["body"]) == (204, None)
+
+
+async def test_without_a_shared_session_a_private_one_is_used(
+    server: tuple[str, web.Application],
+) -> None:
+    base, _ = server
+    result = await call({"url": f"{base}/text"}, None)
+    assert result.output["body"] == "plain words"
+
+
+async def test_status_not_accepted_is_http_status(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, _ = server
+    failed = await call_fails({"url": f"{base}/error?token=s3cr3t"}, session)
+    assert failed.code == "HTTP_STATUS"
+    assert failed.message == f"GET {base}/error: answered status 500"  # query left out
+    assert failed.retryable_status == 500
+    assert failed.output["body"] == {"error": "down"}
+    accepted = await call({"url": f"{base}/error", "accept": [200, 500]}, session)
+    assert accepted.output["status"] == 500
+    refused = await call_fails({"url": f"{base}/text", "accept": [201]}, session)
+    assert (refused.code, refused.retryable_status) == ("HTTP_STATUS", 200)
+
+
+async def test_closed_port_is_http_connect(session: aiohttp.ClientSession) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    failed = await call_fails({"url": f"http://127.0.0.1:{port}/x"}, session)
+    assert failed.code == "HTTP_CONNECT"
+    assert failed.message.startswith(f"GET http://127.0.0.1:{port}/x: cannot connect: ")
+    assert failed.retryable is True
+
+
+async def test_slow_server_is_timeout(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, _ = server
+    failed = await call_fails({"url": f"{base}/slow", "timeout": "200ms"}, session)
+    assert (failed.code, failed.message) == (
+        "TIMEOUT",
+        f"GET {base}/slow: no complete response within 200ms",
+    )

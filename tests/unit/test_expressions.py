@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from triggerd.errors import TriggerdError
+from triggerd.expressions import (
+    ExpressionError,
+    build_context,
+    evaluate_condition,
+    render,
+    render_string,
+)
+from triggerd.model import JSON
+
+CONTEXT = build_context(
+    input={
+        "n": 41,
+        "day": "2024-03-01",
+        "items": [1, 2, 3],
+        "keys": "k",
+        "flag": False,
+        "obj": {"a": 1},
+    },
+    env={"REGION": "eu-west-1"},
+    secrets={"API_TOKEN": "s3cr3t"},
+    node_outputs={"fetch": {"status": 200, "body": {"total": 150}}, "my-node": "x"},
+    trigger={"name": "nightly", "type": "cron"},
+    execution={"id": "e-1"},
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ input.n + 1 }}", 42),
+        ("  {{ input.n }}\n", 41),
+        ("{{ input.n / 2 }}", 20.5),
+        ("{{ input.flag }}", False),
+        ("{{ nodes.fetch.output.body.total > 100 }}", True),
+        ("{{ input.items }}", [1, 2, 3]),
+        ("{{ input.obj }}", {"a": 1}),
+        ("{{ none }}", None),
+        ("{{ {'a': {'b': input.n}} }}", {"a": {"b": 41}}),
+        ("{{ '}}' }}", "}}"),
+        ("{{- input.n -}}", 41),
+        ("{{ input.items | map('string') }}", ["1", "2", "3"]),  # a generator becomes a list
+        ("{{ (1, 2) }}", [1, 2]),
+        ("{{ nodes['my-node'].output }}", "x"),
+        ("{{ input.keys }}", "k"),  # keys of JSON objects win over dict methods
+        ("{{ input.obj.keys() | list }}", ["a"]),
+        ("{{ secrets.API_TOKEN }}", "s3cr3t"),
+        ("{{ env.REGION }}", "eu-west-1"),
+        ("{{ trigger.name }}/{{ execution.id }}", "nightly/e-1"),
+        ("{{ '{\"a\": [1]}' | fromjson }}", {"a": [1]}),
+    ],
+)
+def test_single_expression_keeps_its_native_value(source: str, expected: JSON) -> None:
+    result = render_string(source, CONTEXT)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("https://api.example/{{ input.day }}", "https://api.example/2024-03-01"),
+        ("Bearer {{ secrets.API_TOKEN }}", "Bearer s3cr3t"),
+        ("n={{ input.n }}", "n=41"),
+        ("items: {{ input.items }}", "items: [1, 2, 3]"),
+        ("obj: {{ input.obj }}", 'obj: {"a": 1}'),
+        ("flag={{ input.flag }} none={{ none }}", "flag=false none=null"),
+        ("{{ input.n }} {{ input.n }}", "41 41"),
+        ("{{ input.n }}!", "41!"),
+        ("{% if input.n > 40 %}big{% else %}small{% endif %}", "big"),
+        ("{{ input.obj | tojson }}<b>", '{"a": 1}<b>'),
+        ("no expression {here}", "no expression {here}"),
+        ("a {# is text when there is no expression", "a {# is text when there is no expression"),
+    ],
+)
+def test_mixed_strings_render_to_text(source: str, expected: str) -> None:
+    assert render_string(source, CONTEXT) == expected
+
+
+def test_render_walks_dicts_and_lists_and_keeps_keys_and_other_values() -> None:
+    params: dict[str, Any] = {
+        "url": "https://x/{{ input.day }}",
+        "headers": {"{{ literal key }}": "{{ input.n }}"},
+        "list": ["{{ input.flag }}", 3, None, True],
+        "n": 1.5,
+    }
+    assert render(params, CONTEXT) == {
+        "url": "https://x/2024-03-01",
+        "headers": {"{{ literal key }}": 41},
+        "list": [False, 3, None, True],
+        "n": 1.5,
+    }
+    assert params["url"] == "https://x/{{ input.day }}"  # the argument is left alone
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "{{ input.missing }}",
+            "expression '{{ input.missing }}' in headers.X[1]:"
+            " undefined: 'dict object' has no attribute 'missing'",
+        ),
+        (
+            "id {{ nope }}",
+            "expression 'id {{ nope }}' in headers.X[1]: undefined: 'nope' is undefined",
+        ),
+        (
+            "{{ [input.missing] }}",
+            "expression '{{ [input.missing] }}' in headers.X[1]:"
+            " undefined: 'dict object' has no attribute 'missing'",
+        ),
+        (
+            "{{ input. }}",
+            "expression '{{ input. }}' in headers.X[1]: syntax error: expected name or number",
+        ),
+        (
+            "x {% if %}",
+            "expression 'x {% if %}' in headers.X[1]: syntax error: Expected an expression,"
+            " got 'end of statement block'",
+        ),
+        (
+            "{{ ''.__class__ }}",
+            "expression \"{{ ''.__class__ }}\" in headers.X[1]: not allowed in the sandbox:"
+            " access to attribute '__class__' of 'str' object is unsafe.",
+        ),
+        (
+            "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+            "expression \"{{ ''.__class__.__mro__[1].__subclasses__() }}\" in headers.X[1]:"
+            " not allowed in the sandbox: access to attribute '__class__' of 'str' object"
+            " is unsafe.",
+        ),
+        (
+            "{{ input.items.append(4) }}",
+            "expression '{{ input.items.append(4) }}' in headers.X[1]: not allowed in the"
+            " sandbox: access to attribute 'append' of 'list' object is unsafe.",
+        ),
+        (
+            "{{ 2 ** 100000 }}",
+            "expression '{{ 2 ** 100000 }}' in headers.X[1]: not allowed in the sandbox:"
+            " the result of 2 ** 100000 is too large",
+        ),
+        (
+            "{{ 'x' * 10 ** 9 }}",
+            "expression \"{{ 'x' * 10 ** 9 }}\" in headers.X[1]: not allowed in the sandbox:"
+            " repeating a sequence 1000000000 times would exceed 1000000 items",
+        ),
+        (
+            "{{ 1 / 0 }}",
+            "expression '{{ 1 / 0 }}' in headers.X[1]: ZeroDivisionError: division by zero",
+        ),
+        (
+            "{{ input.day | replace('2024-03-01', 'nan') | float }}",
+            "expression \"{{ input.day | replace('2024-03-01', 'nan') | float }}\""
+            " in headers.X[1]: nan is not a JSON number",
+        ),
+        (
+            "{{ input.items.__len__ }}",
+            "expression '{{ input.items.__len__ }}' in headers.X[1]: not allowed in the"
+            " sandbox: access to attribute '__len__' of 'list' object is unsafe.",
+        ),
+        (
+            "{{ input.items.index }}",
+            "expression '{{ input.items.index }}' in headers.X[1]:"
+            " a builtin_function_or_method is not a JSON value",
+        ),
+    ],
+)
+def test_errors_name_the_expression_and_where_it_is(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        render({"headers": {"X": ["ok", source]}}, CONTEXT)
+    assert str(caught.value) == message
+    assert caught.value.expression == source
+    assert caught.value.path == ("headers", "X", 1)
+    assert isinstance(caught.value, TriggerdError)
+
+
+def test_same_expression_with_other_context_is_evaluated_again() -> None:
+    # Compiled templates are cached; results must not be.
+    source = "{{ input.n * 2 }}"
+    assert render_string(source, build_context(input={"n": 1})) == 2
+    assert render_string(source, build_context(input={"n": 5})) == 10
+
+
+def test_context_mutation_is_impossible() -> None:
+    context = build_context(input={"d": {"a": 1}})
+    with pytest.raises(ExpressionError):
+        render_string("{{ input.d.update({'a': 2}) }}", context)
+    assert context["input"] == {"d": {"a": 1}}
+
+
+def test_build_context_exposes_node_outputs_under_output() -> None:
+    context = build_context(input=None, node_outputs={"a": 1})
+    assert context == {
+        "input": None,
+        "env": {},
+        "secrets": {},
+        "nodes": {"a": {"output": 1}},
+        "trigger": {},
+        "execution": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (None, False),
+        (0, False),
+        (0.0, False),
+        (1, True),
+        (-2.5, True),
+        ("true", True),
+        ("True ", True),
+        ("yes", True),
+        ("anything", True),
+        ("false", False),
+        (" FALSE\n", False),
+        ("", False),
+        ("  ", False),
+        ("0", False),
+        ("no", False),
+        ("off", False),
+        ("null", False),
+        ("None", False),
+        ([], False),
+        ([0], True),
+        ({}, False),
+        ({"a": 1}, True),
+    ],
+)
+def test_evaluate_condition(value: JSON, expected: bool) -> None:
+    assert evaluate_condition(value) is expected

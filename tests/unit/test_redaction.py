@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from triggerd.redaction import RedactingFilter, Redactor
+
+
+def test_redacts_values_embedded_in_strings_keys_and_nested_values() -> None:
+    redactor = Redactor(["s3cr3t", "tok"])
+    value = {
+        "headers": {"Authorization": "Bearer s3cr3t"},
+        "s3cr3t-key": ["tok", "x-tok-y", 5, None, True, {"deep": "s3cr3ts3cr3t"}],
+        "n": 1.5,
+    }
+    assert redactor.redact(value) == {
+        "headers": {"Authorization": "Bearer ***"},
+        "***-key": ["***", "x-***-y", 5, None, True, {"deep": "******"}],
+        "n": 1.5,
+    }
+    assert value["headers"] == {"Authorization": "Bearer s3cr3t"}  # not modified
+
+
+def test_longest_secret_wins_when_one_contains_another() -> None:
+    assert Redactor(["abc", "abcdef"]).redact_text("xabcdefx abc") == "x***x ***"
+
+
+def test_empty_secrets_are_ignored_and_no_secrets_change_nothing() -> None:
+    assert Redactor(["", "k"]).redact_text("kite") == "***ite"
+    empty = Redactor([""])
+    assert not empty
+    value = {"a": ["b"]}
+    assert empty.redact(value) is value
+    assert empty.redact_text("anything") == "anything"
+
+
+def test_regex_characters_in_secrets_are_literal() -> None:
+    assert Redactor(["a.b*c"]).redact_text("a.b*c axbbc") == "*** axbbc"
+
+
+def test_encoded_forms_are_redacted_too() -> None:
+    redactor = Redactor(['p@ss w/"q"'])
+    assert redactor.redact_text("https://x/?token=p%40ss%20w%2F%22q%22") == "https://x/?token=***"
+    assert redactor.redact_text("token=p%40ss+w%2F%22q%22") == "token=***"
+    assert redactor.redact_text(json.dumps({"t": 'p@ss w/"q"'})) == '{"t": "***"}'
+
+
+def test_repr_never_shows_secret_values() -> None:
+    redactor = Redactor(["s3cr3t", "tok"])
+    assert repr(redactor) == "Redactor(<2 secrets>)"
+    assert "s3cr3t" not in str(redactor)
+
+
+def test_with_secrets_adds_to_the_existing_ones() -> None:
+    redactor = Redactor(["one"]).with_secrets(["two"])
+    assert redactor.secrets == frozenset({"one", "two"})
+    assert redactor.redact_text("one two three") == "*** *** three"
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[logging.Logger, RedactingFilter, io.StringIO]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s|%(token)s"))
+    log_filter = RedactingFilter(Redactor(["s3cr3t"]))
+    handler.addFilter(log_filter)
+    logger = logging.getLogger("tests.redaction")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield logger, log_filter, stream
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def test_filter_redacts_message_args_and_extra_fields(
+    capture: tuple[logging.Logger, RedactingFilter, io.StringIO],
+) -> None:
+    logger, _, stream = capture
+    logger.info("calling with %s and %d", "Bearer s3cr3t", 3, extra={"token": "s3cr3t!"})
+    logger.info("plain %s", "text", extra={"token": {"k": ["s3cr3t"]}})
+    assert stream.getvalue().splitlines() == [
+        "INFO calling with Bearer *** and 3|***!",
+        "INFO plain text|{'k': ['***']}",
+    ]
+
+
+def test_filter_redacts_exception_text(
+    capture: tuple[logging.Logger, RedactingFilter, io.StringIO],
+) -> None:
+    logger, _, stream = capture
+    try:
+        raise ValueError("bad token s3cr3t")
+    except ValueError:
+        logger.exception("failed", extra={"token": "-"})
+    text = stream.getvalue()
+    assert "ValueError: bad token ***" in text
+    assert "s3cr3t" not in text
+
+
+def test_filter_learns_new_secrets(
+    capture: tuple[logging.Logger, RedactingFilter, io.StringIO],
+) -> None:
+    logger, log_filter, stream = capture
+    log_filter.add_secrets(["later"])
+    logger.warning("later and s3cr3t", extra={"token": "-"})
+    log_filter.set_redactor(Redactor())
+    logger.warning("later and s3cr3t", extra={"token": "-"})
+    assert stream.getvalue().splitlines() == [
+        "WARNING *** and ***|-",
+        "WARNING later and s3cr3t|-",
+    ]
+
+
+def test_filter_survives_bad_format_arguments() -> None:
+    record = logging.LogRecord("x", logging.INFO, "f", 1, "s3cr3t %d", ("not a number",), None)
+    assert RedactingFilter(Redactor(["s3cr3t"])).filter(record) is True
+    assert record.msg == "*** %d"

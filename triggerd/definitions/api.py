@@ -1,0 +1,130 @@
+"""Entry points: load and check definition files or documents, read stored documents back."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from triggerd.definitions.build import build_graph, build_trigger_config, build_workflow
+from triggerd.definitions.checks import (
+    check_across,
+    check_document,
+    check_trigger_config,
+    known_node_types,
+)
+from triggerd.definitions.loading import read_file
+from triggerd.definitions.problems import Report, definition_error, described
+from triggerd.definitions.schema import (
+    validate_definition,
+    validate_file,
+    validate_trigger_config,
+)
+from triggerd.errors import Problem
+from triggerd.model import Graph, TriggerConfig, TriggerType, WorkflowSpec
+
+# File labels of problems found in documents read back from the database.
+GRAPH_LABEL = "workflow_versions.graph"
+TRIGGER_CONFIG_LABEL = "workflow_triggers.config"
+
+
+def check_files(
+    paths: Sequence[str | Path], *, node_types: Collection[str] | None = None
+) -> list[Problem]:
+    """Every problem in the given YAML (.yaml/.yml) or JSON (.json) files; ``[]`` when they
+    are valid together (workflow keys and webhook paths are unique across all of them)."""
+    problems, _ = _analyze(_read(paths), node_types)
+    return problems
+
+
+def load_files(
+    paths: Sequence[str | Path], *, node_types: Collection[str] | None = None
+) -> list[WorkflowSpec]:
+    """The workflows of the given files, in file order; raises
+    :class:`~triggerd.errors.DefinitionError` listing every problem across all files."""
+    problems, specs = _analyze(_read(paths), node_types)
+    if problems:
+        raise definition_error(problems)
+    return specs
+
+
+def check_documents(
+    docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None
+) -> list[Problem]:
+    """Like :func:`check_files` for already parsed documents, each with its file label."""
+    problems, _ = _analyze([(Report(file=label), True, doc) for label, doc in docs], node_types)
+    return problems
+
+
+def load_documents(
+    docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None
+) -> list[WorkflowSpec]:
+    """Like :func:`load_files` for already parsed documents (e.g. the admin API's JSON
+    body), each with the label its problems are reported under."""
+    problems, specs = _analyze([(Report(file=label), True, doc) for label, doc in docs], node_types)
+    if problems:
+        raise definition_error(problems)
+    return specs
+
+
+def _read(paths: Sequence[str | Path]) -> list[tuple[Report, bool, Any]]:
+    entries: list[tuple[Report, bool, Any]] = []
+    for path in paths:
+        report = Report(file=str(path))
+        parsed, document = read_file(path, report)
+        entries.append((report, parsed, document))
+    return entries
+
+
+def _analyze(
+    entries: list[tuple[Report, bool, Any]], node_types: Collection[str] | None
+) -> tuple[list[Problem], list[WorkflowSpec]]:
+    types = known_node_types() if node_types is None else frozenset(node_types)
+    parsed = [(report, document) for report, ok, document in entries if ok]
+    for report, document in parsed:
+        validate_file(document, report)
+        check_document(document, report, node_types=types)
+    check_across(parsed)
+    problems: list[Problem] = []
+    for report, ok, document in entries:
+        problems.extend(report.problems(document if ok else None))
+    if problems:
+        return problems, []
+    return [], [build_workflow(wf) for _, document in parsed for wf in document["workflows"]]
+
+
+def parse_trigger_config(type: TriggerType | str, config: Mapping[str, Any]) -> TriggerConfig:
+    """A trigger config from its stored ``workflow_triggers.config`` document (the file's
+    keys minus name/type/enabled/input/version); validated like the file, raising
+    :class:`~triggerd.errors.DefinitionError` when it is not valid."""
+    report = Report(file=TRIGGER_CONFIG_LABEL)
+    try:
+        trigger_type = TriggerType(type)
+    except ValueError:
+        report.add((), f"unknown trigger type {type!r} (expected cron, webhook or manual)")
+        raise definition_error(report.problems()) from None
+    raw: object = config  # a stored document may be anything; say so instead of crashing
+    if not isinstance(raw, Mapping):
+        report.add((), f"expected a mapping, got {described(raw)}")
+        raise definition_error(report.problems())
+    doc = dict(raw)
+    validate_trigger_config(trigger_type, doc, (), report)
+    check_trigger_config(trigger_type.value, doc, (), report)
+    if report.items:
+        raise definition_error(report.problems(doc))
+    return build_trigger_config(trigger_type, doc)
+
+
+def graph_from_json(doc: Mapping[str, Any]) -> Graph:
+    """A graph from its stored ``workflow_versions.graph`` document (as written by
+    :func:`graph_to_json`, or in the file's form).
+
+    Checked against the schema only: the graph's shape was checked when the version was
+    published, and a version must stay readable even if a node type is uninstalled later.
+    """
+    report = Report(file=GRAPH_LABEL)
+    value = dict(doc) if isinstance(doc, Mapping) else doc
+    validate_definition("graph", value, (), report)
+    if report.items:
+        raise definition_error(report.problems(value))
+    return build_graph(value)

@@ -1,0 +1,201 @@
+"""Building the domain values of :mod:`triggerd.model` from validated documents.
+
+Everything here runs only after the schema and the semantic checks found no problem, so it
+reads keys directly and applies the defaults of the definition file format.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from triggerd.definitions.schema import TRIGGER_COMMON_KEYS
+from triggerd.durations import parse_duration
+from triggerd.model import (
+    AuthConfig,
+    CronConfig,
+    DedupeConfig,
+    Edge,
+    EdgeOn,
+    Graph,
+    ManualConfig,
+    MisfirePolicy,
+    Node,
+    OverlapPolicy,
+    ResponseMode,
+    RetryPolicy,
+    SecretRef,
+    TriggerConfig,
+    TriggerSpec,
+    TriggerType,
+    WebhookConfig,
+    WorkflowSpec,
+    WorkflowStatus,
+)
+from triggerd.walker import branch_label
+
+WORKFLOW_TIMEOUT = timedelta(hours=1)
+
+
+def _json(value: Any) -> Any:
+    """A private copy, so a spec never shares mutable state with the caller's document."""
+    return copy.deepcopy(value)
+
+
+def _duration(config: Mapping[str, Any], key: str, default: timedelta) -> timedelta:
+    value = config.get(key)
+    return default if value is None else parse_duration(value, what=key)
+
+
+def _optional_duration(config: Mapping[str, Any], key: str) -> timedelta | None:
+    value = config.get(key)
+    return None if value is None else parse_duration(value, what=key)
+
+
+def build_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
+    return WorkflowSpec(
+        key=doc["key"],
+        name=doc.get("name", doc["key"]),
+        description=doc.get("description", ""),
+        status=WorkflowStatus(doc.get("status", WorkflowStatus.ACTIVE.value)),
+        parameter_schema=_json(doc.get("parameter_schema", {})),
+        env=dict(doc.get("env", {})),
+        secrets={name: build_secret(ref) for name, ref in doc.get("secrets", {}).items()},
+        timeout=_duration(doc, "timeout", WORKFLOW_TIMEOUT),
+        graph=build_graph(doc["graph"]),
+        triggers=tuple(build_trigger(t) for t in doc.get("triggers", [])),
+    )
+
+
+def build_secret(doc: Mapping[str, Any]) -> SecretRef:
+    return SecretRef(env=doc.get("env"), file=doc.get("file"), credential=doc.get("credential"))
+
+
+# --- graph ---------------------------------------------------------------------------
+
+
+def build_graph(doc: Mapping[str, Any]) -> Graph:
+    return Graph(
+        nodes=tuple(build_node(n) for n in doc["nodes"]),
+        edges=tuple(build_edge(e) for e in doc.get("edges", [])),
+    )
+
+
+def build_node(doc: Mapping[str, Any]) -> Node:
+    return Node(
+        id=doc["id"],
+        type=doc["type"],
+        params=_json(doc.get("params", {})),
+        retry=build_retry(doc.get("retry", {})),
+        timeout=_optional_duration(doc, "timeout"),
+    )
+
+
+def build_retry(doc: Mapping[str, Any]) -> RetryPolicy:
+    defaults = RetryPolicy()
+    return RetryPolicy(
+        # YAML/JSON may spell an integer as 3.0; the schema accepts it as an integer.
+        max_attempts=int(doc.get("max_attempts", defaults.max_attempts)),
+        backoff=_duration(doc, "backoff", defaults.backoff),
+        max_backoff=_duration(doc, "max_backoff", defaults.max_backoff),
+        retry_on=tuple(
+            code if isinstance(code, str) else int(code) for code in doc.get("retry_on", ())
+        ),
+    )
+
+
+def build_edge(doc: Mapping[str, Any]) -> Edge:
+    when = doc.get("when")
+    return Edge(
+        source=doc["from"],
+        target=doc["to"],
+        # `when: true` in YAML is a boolean: keep the label the walker compares with.
+        when=None if when is None else branch_label(when),
+        on=EdgeOn(doc.get("on", EdgeOn.SUCCESS.value)),
+    )
+
+
+# --- triggers ------------------------------------------------------------------------
+
+
+def build_trigger(doc: Mapping[str, Any]) -> TriggerSpec:
+    trigger_type = TriggerType(doc["type"])
+    version = doc.get("version")
+    return TriggerSpec(
+        name=doc["name"],
+        type=trigger_type,
+        enabled=doc.get("enabled", True),
+        version=None if version is None else int(version),
+        input=_json(doc.get("input", {})),
+        config=build_trigger_config(
+            trigger_type, {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
+        ),
+    )
+
+
+def build_trigger_config(trigger_type: TriggerType, doc: Mapping[str, Any]) -> TriggerConfig:
+    if trigger_type is TriggerType.CRON:
+        return build_cron(doc)
+    if trigger_type is TriggerType.WEBHOOK:
+        return build_webhook(doc)
+    return ManualConfig()
+
+
+def build_cron(doc: Mapping[str, Any]) -> CronConfig:
+    defaults = CronConfig(cron=doc["cron"])
+    return CronConfig(
+        cron=doc["cron"],
+        timezone=doc.get("timezone", defaults.timezone),
+        misfire=MisfirePolicy(doc.get("misfire", defaults.misfire.value)),
+        catchup_window=_duration(doc, "catchup_window", defaults.catchup_window),
+        max_catchup=int(doc.get("max_catchup", defaults.max_catchup)),
+        overlap=OverlapPolicy(doc.get("overlap", defaults.overlap.value)),
+        jitter=_duration(doc, "jitter", defaults.jitter),
+    )
+
+
+def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
+    defaults = WebhookConfig(path=doc["path"])
+    dedupe = doc.get("dedupe")
+    max_body = doc.get("max_body_bytes")
+    rate = doc.get("rate")
+    burst = doc.get("burst")
+    return WebhookConfig(
+        path=doc["path"],
+        methods=tuple(doc.get("methods", defaults.methods)),
+        auth=build_auth(doc.get("auth", {})),
+        dedupe=None if dedupe is None else build_dedupe(dedupe),
+        response=ResponseMode(doc.get("response", defaults.response.value)),
+        timeout=_duration(doc, "timeout", defaults.timeout),
+        expose_output=doc.get("expose_output", defaults.expose_output),
+        max_body_bytes=None if max_body is None else int(max_body),
+        body=doc.get("body", defaults.body),
+        rate=None if rate is None else float(rate),
+        burst=None if burst is None else int(burst),
+    )
+
+
+def build_auth(doc: Mapping[str, Any]) -> AuthConfig:
+    defaults = AuthConfig()
+    secret = doc.get("secret")
+    return AuthConfig(
+        scheme=doc.get("scheme", defaults.scheme),
+        secret=None if secret is None else build_secret(secret),
+        header=doc.get("header"),
+        prefix=doc.get("prefix"),
+        algorithm=doc.get("algorithm", defaults.algorithm),
+        encoding=doc.get("encoding", defaults.encoding),
+        username=doc.get("username"),
+        tolerance=_optional_duration(doc, "tolerance"),
+    )
+
+
+def build_dedupe(doc: Mapping[str, Any]) -> DedupeConfig:
+    return DedupeConfig(
+        header=doc.get("header"),
+        json_pointer=doc.get("json"),
+        body_hash=bool(doc.get("body_hash", False)),
+        ttl=_duration(doc, "ttl", DedupeConfig().ttl),
+    )

@@ -1,0 +1,470 @@
+"""Semantic checks: the rules a JSON Schema cannot say.
+
+Each check reads the raw document defensively and skips what it cannot judge (a value of
+the wrong type has already been reported by the schema), so one mistake is reported once
+and does not hide the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from triggerd.cron import parse_cron
+from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
+from triggerd.durations import format_duration, parse_duration
+from triggerd.errors import CronError, DurationError
+from triggerd.model import RetryPolicy
+from triggerd.nodes import BUILTIN_NODE_TYPES
+from triggerd.walker import DEFAULT_BRANCH, branch_label
+
+# Which auth keys each scheme uses (besides `scheme`), and which it cannot do without.
+AUTH_KEYS: Mapping[str, frozenset[str]] = {
+    "none": frozenset(),
+    "token": frozenset({"secret", "header", "prefix"}),
+    "basic": frozenset({"secret", "username"}),
+    "hmac": frozenset({"secret", "header", "prefix", "algorithm", "encoding"}),
+    "github": frozenset({"secret"}),
+    "stripe": frozenset({"secret", "tolerance"}),
+    "standard": frozenset({"secret", "tolerance"}),
+    "slack": frozenset({"secret", "tolerance"}),
+}
+_AUTH_OPTIONS = frozenset().union(*AUTH_KEYS.values())
+_AUTH_NEEDS: Mapping[str, tuple[str, ...]] = {
+    scheme: ("secret", "header") if scheme == "hmac" else ("secret",)
+    for scheme in AUTH_KEYS
+    if scheme != "none"
+}
+_NEEDS_WHAT = {
+    "secret": "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
+    "header": "a header (the one that carries the signature)",
+}
+IF_BRANCHES = ("true", "false")
+
+_META_VALIDATOR = Draft202012Validator(
+    Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+)
+
+
+def known_node_types() -> frozenset[str]:
+    """The node types installed now: the registry's (built-ins plus entry points) when it
+    can be imported, else the built-ins."""
+    try:
+        from triggerd.nodes.registry import node_type_names
+    except ModuleNotFoundError as exc:
+        if exc.name != "triggerd.nodes.registry":
+            raise
+        return frozenset(BUILTIN_NODE_TYPES)
+    return frozenset(node_type_names())
+
+
+def _workflows(document: Any) -> list[tuple[JsonPath, dict[str, Any]]]:
+    if not isinstance(document, dict) or not isinstance(document.get("workflows"), list):
+        return []
+    return [
+        (("workflows", index), workflow)
+        for index, workflow in enumerate(document["workflows"])
+        if isinstance(workflow, dict)
+    ]
+
+
+def _triggers(workflow: dict[str, Any], path: JsonPath) -> list[tuple[JsonPath, dict[str, Any]]]:
+    triggers = workflow.get("triggers")
+    if not isinstance(triggers, list):
+        return []
+    return [
+        ((*path, "triggers", index), trigger)
+        for index, trigger in enumerate(triggers)
+        if isinstance(trigger, dict)
+    ]
+
+
+def check_document(document: Any, report: Report, *, node_types: Collection[str]) -> None:
+    """Every semantic check that needs only this one document."""
+    for path, workflow in _workflows(document):
+        graph = workflow.get("graph")
+        if isinstance(graph, dict):
+            check_graph(graph, (*path, "graph"), report, node_types=node_types)
+        schema = workflow.get("parameter_schema")
+        if isinstance(schema, dict):
+            check_parameter_schema(schema, (*path, "parameter_schema"), report)
+        first_name: dict[str, JsonPath] = {}
+        for trigger_path, trigger in _triggers(workflow, path):
+            name = trigger.get("name")
+            if isinstance(name, str):
+                if name in first_name:
+                    report.add(
+                        (*trigger_path, "name"),
+                        f"duplicate trigger name {name!r}"
+                        f" (first at {format_path(first_name[name])})",
+                    )
+                else:
+                    first_name[name] = trigger_path
+            check_trigger_config(trigger.get("type"), trigger, trigger_path, report)
+
+
+def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
+    """Checks across everything loaded together: unique workflow keys, and unique paths
+    among enabled webhook triggers."""
+    keys: dict[str, tuple[Report, JsonPath]] = {}
+    hooks: dict[str, tuple[Report, JsonPath, str]] = {}
+    for report, document in documents:
+        for path, workflow in _workflows(document):
+            key = workflow.get("key")
+            if isinstance(key, str):
+                if key in keys:
+                    first_report, first_path = keys[key]
+                    report.add(
+                        (*path, "key"),
+                        f"duplicate workflow key {key!r}"
+                        f" (first defined {_where(first_report, first_path, report)})",
+                    )
+                else:
+                    keys[key] = (report, path)
+            for trigger_path, trigger in _triggers(workflow, path):
+                hook_path = trigger.get("path")
+                if (
+                    trigger.get("type") != "webhook"
+                    or trigger.get("enabled", True) is False
+                    or not isinstance(hook_path, str)
+                ):
+                    continue
+                owner = f"{key}/{trigger.get('name')}"
+                if hook_path in hooks:
+                    first_report, first_path, first_owner = hooks[hook_path]
+                    report.add(
+                        (*trigger_path, "path"),
+                        f"webhook path {hook_path!r} is already used by the enabled trigger"
+                        f" {first_owner} ({_where(first_report, first_path, report)})",
+                    )
+                else:
+                    hooks[hook_path] = (report, trigger_path, owner)
+
+
+def _where(first: Report, path: JsonPath, current: Report) -> str:
+    if first is current:
+        return f"at {format_path(path)}"
+    return f"in {first.file} at {format_path(path)}"
+
+
+# --- graph ---------------------------------------------------------------------------
+
+
+def check_graph(
+    graph: dict[str, Any], path: JsonPath, report: Report, *, node_types: Collection[str]
+) -> None:
+    """Unique ids, known types, edges between existing nodes with valid branch labels,
+    exactly one entry node, no cycle, every node reachable from the entry."""
+    nodes = graph.get("nodes")
+    edges = graph.get("edges", [])
+    if not isinstance(nodes, list) or not isinstance(edges, list):
+        return
+    index: dict[str, int] = {}
+    types: dict[str, str] = {}
+    cases: dict[str, tuple[str, ...] | None] = {}
+    # Whether every node and edge could be read; the shape checks need all of them.
+    complete = True
+    for i, node in enumerate(nodes):
+        node_path = (*path, "nodes", i)
+        if not isinstance(node, dict):
+            complete = False
+            continue
+        node_type = node.get("type")
+        node_cases: tuple[str, ...] | None = None
+        if isinstance(node_type, str) and node_type:
+            if node_type not in node_types:
+                report.add((*node_path, "type"), _unknown_type(node_type, node_types))
+            elif node_type == "switch":
+                node_cases = _switch_cases(node, node_path, report)
+        _check_retry(node.get("retry"), (*node_path, "retry"), report)
+        node_id = node.get("id")
+        if not isinstance(node_id, str):
+            complete = False
+        elif node_id in index:
+            report.add(
+                (*node_path, "id"),
+                f"duplicate node id {node_id!r}"
+                f" (first at {format_path((*path, 'nodes', index[node_id]))})",
+            )
+        else:
+            index[node_id] = i
+            cases[node_id] = node_cases
+            if isinstance(node_type, str) and node_type:
+                types[node_id] = node_type
+
+    links: list[tuple[int, str, str]] = []
+    seen_edges: dict[tuple[str, str, str | None, str], int] = {}
+    for j, edge in enumerate(edges):
+        edge_path = (*path, "edges", j)
+        if not isinstance(edge, dict):
+            complete = False
+            continue
+        ends_ok = True
+        for end in ("from", "to"):
+            ref = edge.get(end)
+            if not isinstance(ref, str):
+                ends_ok = complete = False
+            elif ref not in index:
+                report.add((*edge_path, end), f"unknown node {ref!r}{suggestion(ref, index)}")
+                ends_ok = complete = False
+        if not ends_ok:
+            continue
+        source, target = edge["from"], edge["to"]
+        links.append((j, source, target))
+        when = edge.get("when")
+        label = branch_label(when) if isinstance(when, str | int | float | bool) else None
+        signature = (source, target, label, str(edge.get("on", "success")))
+        if signature in seen_edges:
+            report.add(
+                edge_path,
+                f"duplicate edge (same as {format_path((*path, 'edges', seen_edges[signature]))})",
+            )
+        else:
+            seen_edges[signature] = j
+        if source in types and types[source] in node_types:
+            _check_branch(edge, edge_path, source, types[source], cases.get(source), report)
+
+    _check_cycles(index, links, path, report)
+    if complete:
+        _check_entry(nodes, index, links, path, report)
+
+
+def _unknown_type(node_type: str, node_types: Collection[str]) -> str:
+    hint = suggestion(node_type, node_types)
+    if hint:
+        return f"unknown node type {node_type!r}{hint}"
+    return f"unknown node type {node_type!r} (known: {', '.join(sorted(node_types))})"
+
+
+def _switch_cases(
+    node: dict[str, Any], node_path: JsonPath, report: Report
+) -> tuple[str, ...] | None:
+    """The branch labels of a switch node's cases, or None when they cannot be known before
+    the run (an expression) or are wrong (reported)."""
+    params = node.get("params", {})
+    if not isinstance(params, dict):
+        return None
+    cases = params.get("cases")
+    if cases is None:
+        report.add((*node_path, "params"), "a 'switch' node needs params.cases, a list of values")
+        return None
+    if isinstance(cases, str) and "{{" in cases:
+        return None  # computed at run time
+    if not isinstance(cases, list) or not cases:
+        report.add(
+            (*node_path, "params", "cases"), "a 'switch' node needs a non-empty list of cases"
+        )
+        return None
+    labels: list[str] = []
+    dynamic = False
+    for k, case in enumerate(cases):
+        label = branch_label(case)
+        if isinstance(case, str) and "{{" in case:
+            dynamic = True
+        elif label == DEFAULT_BRANCH:
+            report.add(
+                (*node_path, "params", "cases", k),
+                f"{DEFAULT_BRANCH!r} cannot be a case: it names the fallback branch",
+            )
+        elif label in labels:
+            report.add((*node_path, "params", "cases", k), f"duplicate case {show(case)}")
+        else:
+            labels.append(label)
+    return None if dynamic else tuple(labels)
+
+
+def _check_branch(
+    edge: dict[str, Any],
+    edge_path: JsonPath,
+    source: str,
+    source_type: str,
+    cases: tuple[str, ...] | None,
+    report: Report,
+) -> None:
+    on = edge.get("on", "success")
+    when = edge.get("when")
+    if on not in ("success", "failure") or (
+        "when" in edge and not isinstance(when, str | int | float | bool)
+    ):
+        return  # reported by the schema
+    if on == "failure":
+        if "when" in edge:
+            report.add((*edge_path, "when"), "failure edges take no 'when'")
+        return
+    if source_type == "if":
+        if "when" not in edge:
+            report.add(
+                edge_path, f'edges leaving the \'if\' node {source!r} need when: "true" or "false"'
+            )
+        elif branch_label(when) not in IF_BRANCHES:
+            report.add(
+                (*edge_path, "when"),
+                f"{show(when)} is not a branch of the 'if' node {source!r}:"
+                ' use "true" or "false"',
+            )
+    elif source_type == "switch":
+        if cases is None:
+            return
+        choices = ", ".join([*(show(c) for c in cases), f"{DEFAULT_BRANCH!r}"])
+        if "when" not in edge:
+            report.add(
+                edge_path,
+                f"edges leaving the 'switch' node {source!r} need when: one of {choices}",
+            )
+        elif branch_label(when) not in (*cases, DEFAULT_BRANCH):
+            report.add(
+                (*edge_path, "when"),
+                f"{show(when)} is not a case of the 'switch' node {source!r}: use one of {choices}",
+            )
+    elif "when" in edge:
+        report.add(
+            (*edge_path, "when"),
+            f"only edges leaving 'if' and 'switch' nodes take 'when'"
+            f" ({source!r} is a {source_type!r} node)",
+        )
+
+
+def _check_cycles(
+    index: Mapping[str, int], links: list[tuple[int, str, str]], path: JsonPath, report: Report
+) -> None:
+    """Report every edge that closes a cycle, with the cycle it closes."""
+    outgoing: dict[str, list[tuple[int, str]]] = {node_id: [] for node_id in index}
+    for j, source, target in links:
+        outgoing[source].append((j, target))
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in index:
+        if start in state:
+            continue
+        trail = [start]
+        stack = [iter(outgoing[start])]
+        state[start] = 1
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                state[trail.pop()] = 2
+                stack.pop()
+                continue
+            j, target = step
+            if state.get(target) == 1:
+                loop = [*trail[trail.index(target) :], target]
+                report.add((*path, "edges", j), f"this edge closes a cycle: {' -> '.join(loop)}")
+            elif target not in state:
+                state[target] = 1
+                trail.append(target)
+                stack.append(iter(outgoing[target]))
+
+
+def _check_entry(
+    nodes: list[Any],
+    index: Mapping[str, int],
+    links: list[tuple[int, str, str]],
+    path: JsonPath,
+    report: Report,
+) -> None:
+    targets = {target for _, _, target in links}
+    entries = [node_id for node_id in index if node_id not in targets]
+    if len(entries) > 1:
+        report.add(
+            (*path, "nodes"),
+            f"the graph has {len(entries)} entry nodes (nodes without incoming edges):"
+            f" {', '.join(map(repr, entries))}; it needs exactly one",
+        )
+        return
+    if not entries:
+        return  # every node has an incoming edge: the cycle is reported
+    outgoing: dict[str, list[str]] = {node_id: [] for node_id in index}
+    for _, source, target in links:
+        outgoing[source].append(target)
+    reached = {entries[0]}
+    queue = [entries[0]]
+    while queue:
+        for target in outgoing[queue.pop()]:
+            if target not in reached:
+                reached.add(target)
+                queue.append(target)
+    for node_id, i in index.items():
+        if node_id not in reached:
+            report.add(
+                (*path, "nodes", i),
+                f"node {node_id!r} is not reachable from the entry node {entries[0]!r}",
+            )
+
+
+def _duration(value: Any, default: timedelta) -> timedelta | None:
+    if value is None:
+        return default
+    try:
+        return parse_duration(value)
+    except DurationError:
+        return None  # reported by the schema
+
+
+def _check_retry(retry: Any, path: JsonPath, report: Report) -> None:
+    if not isinstance(retry, dict):
+        return
+    defaults = RetryPolicy()
+    backoff = _duration(retry.get("backoff"), defaults.backoff)
+    ceiling = _duration(retry.get("max_backoff"), defaults.max_backoff)
+    if backoff is not None and ceiling is not None and backoff > ceiling:
+        report.add(
+            (*path, "backoff"),
+            f"backoff {format_duration(backoff)} is longer than max_backoff"
+            f" {format_duration(ceiling)}",
+        )
+
+
+# --- parameter schema ----------------------------------------------------------------
+
+
+def check_parameter_schema(schema: dict[str, Any], path: JsonPath, report: Report) -> None:
+    """The run input's schema must itself be a valid JSON Schema (draft 2020-12)."""
+    for error in _META_VALIDATOR.iter_errors(schema):
+        best = best_match([error])
+        report.add(path + tuple(best.absolute_path), f"not a valid JSON Schema: {best.message}")
+
+
+# --- triggers ------------------------------------------------------------------------
+
+
+def check_trigger_config(
+    trigger_type: Any, config: Mapping[str, Any], path: JsonPath, report: Report
+) -> None:
+    """The checks of one trigger's type-specific keys (also used for stored configs)."""
+    if trigger_type == "cron":
+        _check_cron(config, path, report)
+    elif trigger_type == "webhook":
+        auth = config.get("auth")
+        if isinstance(auth, dict):
+            _check_auth(auth, (*path, "auth"), report)
+
+
+def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
+    expression = config.get("cron")
+    timezone = config.get("timezone", "UTC")
+    # Expression and zone are checked apart so that each problem lands on its own key.
+    if isinstance(expression, str) and expression.strip():
+        try:
+            parse_cron(expression, "UTC")
+        except CronError as exc:
+            report.add((*path, "cron"), exc.message)
+    if isinstance(timezone, str) and timezone:
+        try:
+            parse_cron("* * * * *", timezone)
+        except CronError as exc:
+            report.add((*path, "timezone"), exc.message)
+
+
+def _check_auth(auth: dict[str, Any], path: JsonPath, report: Report) -> None:
+    scheme = auth.get("scheme")
+    if not isinstance(scheme, str) or scheme not in AUTH_KEYS:
+        return
+    for key in auth:
+        if key in _AUTH_OPTIONS and key not in AUTH_KEYS[scheme]:
+            report.add((*path, key), f"{key!r} does not apply to auth scheme {scheme!r}")
+    for key in _AUTH_NEEDS.get(scheme, ()):
+        if key not in auth:
+            report.add(path, f"auth scheme {scheme!r} needs {_NEEDS_WHAT[key]}")

@@ -1,0 +1,149 @@
+"""The JSON Schema of definition files and the translation of its errors into problems.
+
+The schema (``triggerd/schemas/definitions.schema.json``) is the structural contract: types,
+required and unknown keys, enums, duration and name syntax. Where jsonschema's own wording
+would be obscure, a subschema carries an ``errorMessage`` (the convention of ajv-errors):
+either one string, or a mapping from keyword to message; ``{value}`` stands for the
+offending value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from triggerd.definitions.problems import JsonPath, Report, described, show, suggestion
+from triggerd.model import TriggerType
+
+SCHEMA_RESOURCE = ("schemas", "definitions.schema.json")
+
+# Keys every trigger has, whatever its type; the rest is the type's config.
+TRIGGER_COMMON_KEYS = ("name", "type", "enabled", "input", "version")
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+@functools.cache
+def definitions_schema() -> dict[str, Any]:
+    """The definition file's JSON Schema (draft 2020-12), as shipped in the package."""
+    text = resources.files("triggerd").joinpath(*SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator(definition: str | None) -> Draft202012Validator:
+    """A validator for the whole file (``None``) or for one ``$defs`` entry."""
+    schema = definitions_schema()
+    if definition is not None:
+        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    return Draft202012Validator(schema)
+
+
+@functools.cache
+def _config_validator(trigger_type: TriggerType) -> Draft202012Validator:
+    """A validator for a stored trigger config: the type's trigger keys minus the common ones."""
+    defs = definitions_schema()["$defs"]
+    trigger = dict(defs[f"{trigger_type.value}Trigger"])
+    trigger["properties"] = {
+        k: v for k, v in trigger["properties"].items() if k not in TRIGGER_COMMON_KEYS
+    }
+    return Draft202012Validator({"$defs": defs, **trigger})
+
+
+def validate_file(document: Any, report: Report) -> None:
+    """Add a problem for every schema violation in a whole definition document."""
+    _collect(_validator(None).iter_errors(document), (), report)
+
+
+def validate_definition(definition: str, value: Any, base: JsonPath, report: Report) -> None:
+    """Add a problem for every violation of one ``$defs`` entry (e.g. ``graph``)."""
+    _collect(_validator(definition).iter_errors(value), base, report)
+
+
+def validate_trigger_config(
+    trigger_type: TriggerType, config: Any, base: JsonPath, report: Report
+) -> None:
+    """Add a problem for every violation in a stored trigger config of the given type."""
+    _collect(_config_validator(trigger_type).iter_errors(config), base, report)
+
+
+def _collect(errors: Iterator[ValidationError], base: JsonPath, report: Report) -> None:
+    for error in errors:
+        for path, message in explain(error):
+            report.add(base + path, message)
+
+
+def explain(error: ValidationError) -> list[tuple[JsonPath, str]]:
+    """One or more located, readable problems for one jsonschema error."""
+    path: JsonPath = tuple(error.absolute_path)
+    instance = error.instance
+    value: Any = error.validator_value
+    custom = _custom_message(error)
+    if custom is not None:
+        return [(path, custom)]
+    match error.validator:
+        case "additionalProperties" if isinstance(instance, dict):
+            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            return [
+                ((*path, key), f"unknown key {key!r}{suggestion(key, known)}")
+                for key in instance
+                if key not in known
+            ]
+        case "required" if isinstance(instance, dict):
+            for key in value:
+                if key not in instance and error.message.startswith(repr(key)):
+                    return [(path, f"missing required key {key!r}")]
+        case "type":
+            wanted = [value] if isinstance(value, str) else list(value)
+            words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
+            return [(path, f"expected {words}, got {described(instance)}")]
+        case "enum":
+            choices = ", ".join(str(v) for v in value)
+            hint = (
+                suggestion(instance, [str(v) for v in value]) if isinstance(instance, str) else ""
+            )
+            return [(path, f"{show(instance)} is not one of {choices}{hint}")]
+        case "const":
+            return [(path, f"expected {show(value)}, got {show(instance)}")]
+        case "minimum":
+            return [(path, f"must be at least {value}, got {show(instance)}")]
+        case "maximum":
+            return [(path, f"must be at most {value}, got {show(instance)}")]
+        case "exclusiveMinimum":
+            return [(path, f"must be greater than {value}, got {show(instance)}")]
+        case "minLength" | "minItems" if value == 1:
+            return [(path, "must not be empty")]
+        case "minLength":
+            return [(path, f"must be at least {value} characters long")]
+        case "maxLength":
+            return [(path, f"must be at most {value} characters long")]
+        case "uniqueItems":
+            return [(path, "must not contain duplicates")]
+    return [(path, error.message)]
+
+
+def _custom_message(error: ValidationError) -> str | None:
+    schema = error.schema
+    if not isinstance(schema, dict):
+        return None
+    custom = schema.get("errorMessage")
+    if isinstance(custom, dict):
+        custom = custom.get(str(error.validator))
+    if not isinstance(custom, str):
+        return None
+    return custom.replace("{value}", show(error.instance))

@@ -1,0 +1,399 @@
+"""Running one claimed execution: version, secrets and input first, then the graph walk,
+with every node's row recorded and crash recovery from the rows already written.
+
+At-least-once for nodes: a node that finished is never run again (its row is read back);
+a node that was running when its process died runs again as a new attempt. Nodes without
+side effects (set, if, switch, noop, log, fail, respond) are recorded when they finish, in
+the same commit as the next durable point; the others (http, wait, third-party types) get a
+RUNNING row before they start, so the retry is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from triggerd.definitions import graph_from_json
+from triggerd.errors import SecretError
+from triggerd.expressions import ExpressionError, build_context, render
+from triggerd.model import JSON, Edge, Graph, NodeStatus
+from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
+from triggerd.nodes.registry import run_node
+from triggerd.redaction import Redactor
+from triggerd.secrets import resolve_secrets, secret_ref_from_json
+from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow
+from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
+
+logger = logging.getLogger(__name__)
+
+BUFFERED_TYPES = frozenset({"set", "if", "switch", "noop", "log", "fail", "respond"})
+EXPRESSION_ERROR = "EXPRESSION_ERROR"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedVersion:
+    """A workflow version parsed once and cached (versions are immutable)."""
+
+    id: str
+    version: int
+    graph: Graph
+    validator: Draft202012Validator
+    env: dict[str, str]
+    secret_refs: dict[str, Any]
+    timeout: timedelta
+
+
+def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
+    schema = row["parameter_schema"] or {}
+    env_config = row["env_config"] or {}
+    return PreparedVersion(
+        id=str(row["id"]),
+        version=row["version"],
+        graph=graph_from_json(row["graph"]),
+        validator=Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
+        env={str(k): str(v) for k, v in (env_config.get("env") or {}).items()},
+        secret_refs={
+            name: secret_ref_from_json(ref) for name, ref in (env_config.get("secrets") or {}).items()
+        },
+        timeout=timedelta(milliseconds=row["timeout_ms"]),
+    )
+
+
+def json_path(error: jsonschema.ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def input_violations(validator: Draft202012Validator, value: JSON) -> list[dict[str, str]]:
+    """Every violation of the parameter schema, with its JSON path, in a stable order."""
+    errors = sorted(validator.iter_errors(value), key=lambda e: (json_path(e), e.message))
+    return [{"path": json_path(e), "message": e.message} for e in errors]
+
+
+def truncate_output(value: JSON, max_bytes: int) -> JSON:
+    """Outputs over the limit are stored as a marker with a preview; the run goes on."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    size = len(text.encode())
+    if size <= max_bytes:
+        return value
+    preview = text.encode()[: max(0, max_bytes - 200)].decode(errors="ignore")
+    return {"_truncated": True, "size_bytes": size, "limit_bytes": max_bytes, "preview": preview}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    update: ExecutionUpdate
+    nodes: tuple[NodeRow, ...]
+
+
+class Parked(Exception):
+    """Internal: every runnable branch is done and the rest waits (``wait`` nodes)."""
+
+
+@dataclass(kw_only=True)
+class Runner:
+    """Walks one execution. ``write`` makes rows durable (group-committed)."""
+
+    claimed: ClaimedExecution
+    version: PreparedVersion
+    http: aiohttp.ClientSession | None
+    write: Callable[..., Any]
+    previous_rows: list[dict[str, Any]]
+    max_output_bytes: int
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    environ: Mapping[str, str] | None = None
+    pending: list[NodeRow] = field(default_factory=list)
+    redactor: Redactor = field(default_factory=Redactor)
+    outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
+    next_attempt: dict[str, int] = field(default_factory=dict)
+    parked_until: dict[str, datetime] = field(default_factory=dict)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _log_extra(self, **more: Any) -> dict[str, Any]:
+        return {
+            "execution_id": self.claimed.id,
+            "workflow_id": self.claimed.workflow_id,
+            "trigger_id": self.claimed.trigger_id,
+            **more,
+        }
+
+    def _final(self, status: str, *, output: JSON = None, code: str | None = None,
+               message: str | None = None, resume_at: datetime | None = None) -> ExecutionUpdate:
+        return ExecutionUpdate(
+            id=self.claimed.id,
+            status=status,
+            output=truncate_output(self.redactor.redact(output), self.max_output_bytes),
+            error_code=code,
+            error_message=None if message is None else self.redactor.redact_text(message),
+            resume_at=resume_at,
+        )
+
+    def _restore(self) -> None:
+        """Outcomes from rows written before (resume after a crash, a wait or a hand-back)."""
+        now = self.clock()
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self.previous_rows:
+            self.next_attempt[row["node_id"]] = max(
+                self.next_attempt.get(row["node_id"], 1), row["attempt"] + 1
+            )
+            current = latest.get(row["node_id"])
+            if current is None or row["attempt"] > current["attempt"]:
+                latest[row["node_id"]] = row
+        for node_id, row in latest.items():
+            status = row["status"]
+            if status == NodeStatus.WAITING:
+                until = _parse_instant((row["output"] or {}).get("wait_until"))
+                if until is not None and until > now:
+                    self.parked_until[node_id] = until
+                    self.next_attempt[node_id] = row["attempt"]
+                    continue
+                # The wait is over: the node succeeded.
+                done = NodeRow(
+                    execution_id=self.claimed.id, node_id=node_id, node_type=row["node_type"],
+                    status=NodeStatus.SUCCESS, attempt=row["attempt"], output=row["output"],
+                    end_time=now,
+                )
+                self.pending.append(done)
+                self.outcomes[node_id] = NodeOutcome(
+                    node_id=node_id, status=NodeStatus.SUCCESS, output=row["output"]
+                )
+                continue
+            if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
+                status == NodeStatus.ERROR and row["error_code"] is not None
+                and self._handled_failure(node_id)
+            ):
+                branch = row["branch"] or recorded_branch(row["node_type"], row["output"])
+                self.outcomes[node_id] = NodeOutcome(
+                    node_id=node_id, status=NodeStatus(status), output=row["output"],
+                    error_code=row["error_code"], branch=branch,
+                )
+
+    def _handled_failure(self, node_id: str) -> bool:
+        return any(e.on == "failure" for e in self.version.graph.outgoing(node_id))
+
+    def _context(self) -> dict[str, Any]:
+        claimed = self.claimed
+        trigger = dict(claimed.context.get("trigger") or {})
+        trigger.setdefault("type", claimed.trigger_type)
+        trigger.setdefault("name", claimed.trigger_name)
+        if claimed.scheduled_for is not None:
+            trigger.setdefault("scheduled_for", claimed.scheduled_for.isoformat())
+        return build_context(
+            input=claimed.input,
+            env=self.version.env,
+            secrets=self._secrets,
+            node_outputs={
+                k: v.output for k, v in self.outcomes.items() if v.status == NodeStatus.SUCCESS
+            },
+            trigger=trigger,
+            execution={
+                "id": claimed.id,
+                "attempt": claimed.attempt,
+                "workflow_id": claimed.workflow_id,
+                "version": self.version.version,
+                "created_at": claimed.created_at.isoformat(),
+            },
+        )
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def run(self) -> ExecutionUpdate:
+        claimed = self.claimed
+        if claimed.cancel_requested:
+            return self._final("CANCELED", code="CANCELED", message="canceled by request")
+        try:
+            self._secrets = resolve_secrets(self.version.secret_refs, self.environ)
+        except SecretError as exc:
+            return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
+        self.redactor = Redactor(self._secrets.values())
+        violations = input_violations(self.version.validator, claimed.input)
+        if violations:
+            text = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
+            return self._final(
+                "ERROR", code="INPUT_INVALID", message=f"input fails the parameter schema: {text}",
+                output={"errors": violations},
+            )
+        self._restore()
+        deadline = claimed.start_time + self.version.timeout
+        remaining = (deadline - self.clock()).total_seconds()
+        try:
+            async with asyncio.timeout(max(remaining, 0.001)):
+                return await self._walk()
+        except TimeoutError:
+            return self._final(
+                "ERROR", code="TIMEOUT",
+                message=f"workflow timed out after {self.version.timeout.total_seconds():g}s",
+            )
+
+    async def _walk(self) -> ExecutionUpdate:
+        graph = self.version.graph
+        tasks: dict[str, asyncio.Task[NodeOutcome | None]] = {}
+        try:
+            while True:
+                step = plan_next(graph, self.outcomes, set(tasks) | set(self.parked_until))
+                for node_id, edge in step.skipped:
+                    node = graph.node(node_id)
+                    self.pending.append(NodeRow(
+                        execution_id=self.claimed.id, node_id=node_id, node_type=node.type,
+                        status=NodeStatus.SKIPPED, attempt=self.next_attempt.get(node_id, 1),
+                        from_node_id=None if edge is None else edge.source,
+                        edge_condition=_edge_condition(edge),
+                    ))
+                    self.outcomes[node_id] = NodeOutcome(node_id=node_id, status=NodeStatus.SKIPPED)
+                if step.failed is not None:
+                    await self._cancel_tasks(tasks)
+                    failed = step.failed
+                    reason = failed.output.get("_error") if isinstance(failed.output, dict) else None
+                    return self._final(
+                        "ERROR", code=failed.error_code or "NODE_FAILED",
+                        message=f"node {failed.node_id!r} failed: {reason or failed.error_code}",
+                    )
+                for node_id, edge in step.ready:
+                    tasks[node_id] = asyncio.create_task(self._run_node(node_id, edge))
+                if step.finished and not tasks:
+                    output = final_output(graph, self.outcomes)
+                    return self._final("SUCCESS", output=output)
+                if not tasks:
+                    if self.parked_until:
+                        until = min(self.parked_until.values())
+                        return self._final("WAITING", resume_at=until)
+                    # Nothing runs, nothing is ready and the graph is not finished: a bug.
+                    return self._final("ERROR", code="WALK_STUCK",
+                                       message="no node can run; the graph walk is stuck")
+                done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+                for node_id in [k for k, t in tasks.items() if t in done]:
+                    task = tasks.pop(node_id)
+                    outcome = task.result()
+                    if outcome is not None:
+                        self.outcomes[node_id] = outcome
+        except BaseException:
+            await self._cancel_tasks(tasks)
+            raise
+
+    async def _cancel_tasks(self, tasks: dict[str, asyncio.Task[NodeOutcome | None]]) -> None:
+        for task in tasks.values():
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        tasks.clear()
+
+    async def _run_node(self, node_id: str, edge: Edge | None) -> NodeOutcome | None:
+        node = self.version.graph.node(node_id)
+        attempt = self.next_attempt.get(node_id, 1)
+        while True:
+            started = self.clock()
+            t0 = time.perf_counter()
+            base = NodeRow(
+                execution_id=self.claimed.id, node_id=node_id, node_type=node.type,
+                status=NodeStatus.RUNNING, attempt=attempt, start_time=started,
+                from_node_id=None if edge is None else edge.source,
+                edge_condition=_edge_condition(edge),
+            )
+            try:
+                params = render(node.params, self._context())
+            except ExpressionError as exc:
+                failure = NodeFailure(EXPRESSION_ERROR, exc.message, retryable=False)
+                params = node.params
+            else:
+                failure = None
+            stored_input = self.redactor.redact(params)
+            base = _replace_row(base, input=stored_input)
+            result: NodeResult | None = None
+            if failure is None:
+                if node.type not in BUFFERED_TYPES:
+                    # Durable point: earlier rows and this RUNNING row land before the side effect.
+                    rows, self.pending = [*self.pending, base], []
+                    await self.write(nodes=rows)
+                try:
+                    result = await run_node(params, NodeContext(
+                        execution_id=self.claimed.id, node=node, attempt=attempt, http=self.http,
+                        now=started, log=logger,
+                    ))
+                except NodeFailure as exc:
+                    failure = exc
+                except asyncio.CancelledError:
+                    # Canceled by request, by the workflow timeout or handed back on
+                    # shutdown: this attempt ends here; a resumed run starts a new one.
+                    self.pending.append(_replace_row(
+                        base, status=NodeStatus.CANCELED, end_time=self.clock(),
+                        error_code="CANCELED", error_message="canceled",
+                        execution_time_ms=(time.perf_counter() - t0) * 1000,
+                    ))
+                    raise
+            elapsed_ms = (time.perf_counter() - t0) * 1000
+            ended = self.clock()
+            if failure is None:
+                assert result is not None
+                output = truncate_output(self.redactor.redact(result.output), self.max_output_bytes)
+                if result.wait_until is not None:
+                    wait_output = {"wait_until": result.wait_until.isoformat(), **(
+                        output if isinstance(output, dict) else {})}
+                    self.pending.append(_replace_row(
+                        base, status=NodeStatus.WAITING, output=wait_output,
+                    ))
+                    self.parked_until[node_id] = result.wait_until
+                    self.next_attempt[node_id] = attempt
+                    return None
+                self.pending.append(_replace_row(
+                    base, status=NodeStatus.SUCCESS, output=output, branch=result.branch,
+                    end_time=ended, execution_time_ms=elapsed_ms,
+                ))
+                return NodeOutcome(node_id=node_id, status=NodeStatus.SUCCESS,
+                                   output=result.output, branch=result.branch)
+            message = self.redactor.redact_text(failure.message)
+            self.pending.append(_replace_row(
+                base, status=NodeStatus.ERROR, error_code=failure.code, error_message=message,
+                output=self.redactor.redact(failure.output), end_time=ended,
+                execution_time_ms=elapsed_ms,
+            ))
+            logger.info(
+                "node failed",
+                extra={"event": "node_failed", **self._log_extra(
+                    node_id=node_id, node_type=node.type, attempt=attempt, error_code=failure.code,
+                    error=message)},
+            )
+            if should_retry(node.retry, failure, attempt):
+                await asyncio.sleep(retry_delay(node.retry, attempt).total_seconds())
+                attempt += 1
+                self.next_attempt[node_id] = attempt
+                continue
+            self.next_attempt[node_id] = attempt + 1
+            return NodeOutcome(node_id=node_id, status=NodeStatus.ERROR, error_code=failure.code,
+                               output={"_error": message})
+
+
+def _edge_condition(edge: Edge | None) -> str | None:
+    if edge is None:
+        return None
+    if edge.on == "failure":
+        return "on:failure"
+    return edge.when
+
+
+def _replace_row(row: NodeRow, **changes: Any) -> NodeRow:
+    from dataclasses import replace
+
+    return replace(row, **changes)
+
+
+def _parse_instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,304 @@
+"""The executor component: claims runnable executions under a lease, runs them with bounded
+concurrency, renews leases, hands runs back on drain, and cleans up old rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from triggerd import db
+from triggerd.config import Settings
+from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
+from triggerd.executor.writer import ProgressWriter
+from triggerd.store import executions as store
+
+logger = logging.getLogger(__name__)
+
+CLAIM_BATCH = 200
+
+
+def make_owner() -> str:
+    """Names this process in ``lease_owner``; the random part tells restarts apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(kw_only=True)
+class Executor:
+    pool: asyncpg.Pool
+    dsn: str
+    settings: Settings
+    owner: str = field(default_factory=make_owner)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    name: str = "executor"
+    stats: dict[str, int] = field(default_factory=lambda: {
+        "started": 0, "SUCCESS": 0, "ERROR": 0, "CANCELED": 0, "WAITING": 0, "released": 0})
+    _active: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _cancel_reasons: dict[str, str] = field(default_factory=dict)
+    _versions: dict[str, PreparedVersion] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _listener: asyncpg.Connection | None = None
+    _http: aiohttp.ClientSession | None = None
+    _writer: ProgressWriter | None = None
+    _accepting: bool = True
+    _running: bool = False
+    _last_claim: datetime | None = None
+
+    @property
+    def lease(self) -> timedelta:
+        return self.settings.executor.lease
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._active)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._running = True
+        self._http = aiohttp.ClientSession()
+        self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
+        self._writer.start()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat"),
+            asyncio.create_task(self._listen_loop(), name="triggerd-executor-listen"),
+            asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
+        ]
+        logger.info("executor started", extra={"event": "executor_started", "owner": self.owner,
+                                                "concurrency": self.settings.executor.concurrency})
+
+    async def drain(self, timeout: timedelta) -> int:
+        """Stop claiming, give running executions ``timeout`` to finish, then hand the rest
+        back (status NEW, lease released). Returns how many were handed back."""
+        self._accepting = False
+        self._wake.set()
+        if self._active:
+            await asyncio.wait(list(self._active.values()), timeout=timeout.total_seconds())
+        left = list(self._active)
+        for execution_id in left:
+            self._cancel_reasons[execution_id] = "drain"
+            self._active[execution_id].cancel()
+        if left:
+            await asyncio.gather(*[self._active[i] for i in left if i in self._active],
+                                 return_exceptions=True)
+            async with self.pool.acquire() as conn:
+                released = await store.release_executions(conn, self.owner, left)
+            self.stats["released"] += released
+            logger.info("executions handed back", extra={"event": "executions_released",
+                                                         "count": released, "ids": left})
+        return len(left)
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        await self.drain(self.settings.executor.drain)
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._writer is not None:
+            await self._writer.stop()
+        if self._http is not None:
+            await self._http.close()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    def notify_new(self) -> None:
+        """Executions were created in this process: claim at once, no polling delay."""
+        self._wake.set()
+
+    async def readiness(self) -> str | None:
+        if not self._running:
+            return "executor not running"
+        return None
+
+    # -- loops ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        poll = self.settings.executor.poll_interval.total_seconds()
+        concurrency = self.settings.executor.concurrency
+        while self._running:
+            self._wake.clear()
+            free = concurrency - len(self._active)
+            claimed: list[store.ClaimedExecution] = []
+            if self._accepting and free > 0:
+                try:
+                    async with self.pool.acquire() as conn:
+                        claimed = await store.claim_executions(
+                            conn, self.owner, self.lease, min(free, CLAIM_BATCH)
+                        )
+                        missing = {c.workflow_version_id for c in claimed
+                                   if c.workflow_version_id and c.workflow_version_id
+                                   not in self._versions}
+                        if missing:
+                            for vid, row in (await store.fetch_versions(
+                                    conn, [m for m in missing if m])).items():
+                                self._versions[vid] = prepare_version(row)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    logger.warning("claim failed", extra={"event": "claim_failed",
+                                                          "error": str(exc)})
+                    await asyncio.sleep(1.0)
+                    continue
+                for execution in claimed:
+                    self._start_run(execution)
+            if claimed and len(claimed) == min(free, CLAIM_BATCH):
+                continue  # there may be more work right now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
+
+    def _start_run(self, execution: store.ClaimedExecution) -> None:
+        self.stats["started"] += 1
+        task = asyncio.create_task(self._run(execution), name=f"run-{execution.id}")
+        self._active[execution.id] = task
+
+    async def _run(self, execution: store.ClaimedExecution) -> None:
+        assert self._writer is not None
+        try:
+            await self._execute(execution)
+        except asyncio.CancelledError:
+            reason = self._cancel_reasons.pop(execution.id, "")
+            if reason == "cancel":
+                await self._writer.write(finished=[store.ExecutionUpdate(
+                    id=execution.id, status="CANCELED", error_code="CANCELED",
+                    error_message="canceled by request")])
+                self.stats["CANCELED"] += 1
+            # drain / lost lease: the rows written so far stay; the run is handed back.
+            return
+        except Exception:
+            logger.exception("execution crashed", extra={"event": "execution_crashed",
+                                                          "execution_id": execution.id})
+        finally:
+            self._active.pop(execution.id, None)
+            self._wake.set()
+
+    async def _execute(self, execution: store.ClaimedExecution) -> store.ExecutionUpdate | None:
+        assert self._writer is not None
+        writer = self._writer
+        if execution.workflow_version_id is None or \
+                execution.workflow_version_id not in self._versions:
+            update = store.ExecutionUpdate(
+                id=execution.id, status="ERROR", error_code="NO_VERSION",
+                error_message="the workflow has no published version")
+            await writer.write(finished=[update])
+            self.stats["ERROR"] += 1
+            return update
+        previous: list[dict[str, Any]] = []
+        if execution.attempt > 1:
+            async with self.pool.acquire() as conn:
+                previous = await store.fetch_node_rows(conn, execution.id)
+        runner = Runner(
+            claimed=execution,
+            version=self._versions[execution.workflow_version_id],
+            http=self._http,
+            write=writer.write,
+            previous_rows=previous,
+            max_output_bytes=self.settings.executor.max_output_bytes,
+            clock=self.clock,
+        )
+        try:
+            update = await runner.run()
+        except asyncio.CancelledError:
+            # Keep what finished; the cancel handler decides the run's status.
+            reason = self._cancel_reasons.get(execution.id)
+            if reason in ("cancel", "drain") and runner.pending:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(writer.write(nodes=list(runner.pending)))
+            raise
+        await writer.write(nodes=list(runner.pending), finished=[update])
+        self.stats[update.status] = self.stats.get(update.status, 0) + 1
+        if update.status == "WAITING" and update.resume_at is not None:
+            delay = max(0.0, (update.resume_at - self.clock()).total_seconds())
+            asyncio.get_running_loop().call_later(delay + 0.01, self._wake.set)
+        log = logger.info if update.status != "ERROR" else logger.warning
+        log("execution finished", extra={
+            "event": "execution_finished", "execution_id": execution.id,
+            "workflow_id": execution.workflow_id, "trigger_id": execution.trigger_id,
+            "status": update.status, "error_code": update.error_code})
+        return update
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while self._running:
+            await asyncio.sleep(interval)
+            ids = list(self._active)
+            if not ids:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    held = await store.renew_leases(conn, self.owner, ids, self.lease)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("lease renewal failed", extra={"event": "lease_renew_failed",
+                                                              "error": str(exc)})
+                continue
+            for lost in set(ids) - held:
+                task = self._active.get(lost)
+                if task is not None and not task.done():
+                    # Another process owns it now (or it was canceled); stop quietly.
+                    self._cancel_reasons[lost] = "lost"
+                    task.cancel()
+
+    async def _listen_loop(self) -> None:
+        delay = 0.5
+        while self._running:
+            try:
+                conn = await db.connect(self.dsn)
+                self._listener = conn
+                await conn.add_listener(store.EXECUTIONS_CHANNEL, self._on_notify)
+                await conn.add_listener("triggerd_cancel", self._on_cancel)
+                delay = 0.5
+                self._wake.set()  # after any gap, look for work
+                while self._running and not conn.is_closed():
+                    await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("executor listener lost", extra={"event": "listener_lost",
+                                                                "error": str(exc)})
+            finally:
+                if self._listener is not None:
+                    with contextlib.suppress(Exception):
+                        await self._listener.close()
+                    self._listener = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _on_notify(self, *args: Any) -> None:
+        self._wake.set()
+
+    def _on_cancel(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        task = self._active.get(payload)
+        if task is not None and not task.done():
+            self._cancel_reasons[payload] = "cancel"
+            task.cancel()
+
+    async def _retention_loop(self) -> None:
+        retention = self.settings.executor.retention
+        while self._running:
+            try:
+                async with self.pool.acquire() as conn:
+                    while self._running:
+                        deleted = await store.retention_batch(conn, retention, 500)
+                        released = await store.release_expired_dedupe_keys(conn, 1000)
+                        if deleted < 500 and released < 1000:
+                            break
+                        await asyncio.sleep(0.05)  # small batches, never hog the database
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("retention failed", extra={"event": "retention_failed",
+                                                          "error": str(exc)})
+            await asyncio.sleep(60.0)

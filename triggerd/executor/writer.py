@@ -1,0 +1,83 @@
+"""Group commit of run progress: node rows and final execution states from many concurrent
+runs are written in one transaction, so throughput is bounded by PostgreSQL's commit rate
+rather than by one round trip per node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from triggerd.store.executions import ExecutionUpdate, NodeRow, write_progress
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+
+
+@dataclass(kw_only=True)
+class _Pending:
+    nodes: Sequence[NodeRow]
+    finished: Sequence[ExecutionUpdate]
+    done: asyncio.Future[set[str]]
+
+
+@dataclass(kw_only=True)
+class ProgressWriter:
+    pool: asyncpg.Pool
+    owner: str
+    _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="triggerd-progress-writer")
+
+    async def stop(self) -> None:
+        # Let queued writes land before stopping.
+        while not self._queue.empty():
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def write(
+        self, nodes: Sequence[NodeRow] = (), finished: Sequence[ExecutionUpdate] = ()
+    ) -> set[str]:
+        """Queue rows and wait until they are committed; returns the execution ids whose
+        final state was written."""
+        if not nodes and not finished:
+            return set()
+        done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(nodes=nodes, finished=finished, done=done))
+        return await done
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            rows = len(batch[0].nodes) + len(batch[0].finished)
+            while not self._queue.empty() and rows < MAX_BATCH:
+                item = self._queue.get_nowait()
+                batch.append(item)
+                rows += len(item.nodes) + len(item.finished)
+            nodes = [n for p in batch for n in p.nodes]
+            finished = [f for p in batch for f in p.finished]
+            try:
+                async with self.pool.acquire() as conn:
+                    written = await write_progress(conn, self.owner, nodes, finished)
+            except Exception as exc:
+                logger.warning(
+                    "progress write failed",
+                    extra={"event": "progress_write_failed", "error": str(exc), "rows": rows},
+                )
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(exc)
+                continue
+            for p in batch:
+                if not p.done.done():
+                    p.done.set_result({f.id for f in p.finished} & written)

@@ -1,0 +1,344 @@
+"""Expressions ``{{ ... }}`` inside node parameters, evaluated in Jinja2's immutable sandbox.
+
+Expressions see ``input``, ``env``, ``secrets``, ``nodes`` (``nodes.<id>.output``),
+``trigger`` and ``execution`` (see :func:`build_context`). They are never passed to
+``eval``: Jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` refuses private
+attributes (``''.__class__``) and mutation (``input.update(...)``), and we additionally
+refuse arithmetic that would exhaust CPU or memory (``10 ** 10 ** 10``, ``'x' * 10 ** 9``).
+
+Rendering rules (:func:`render`):
+
+* Strings inside dicts and lists are rendered recursively; dict keys stay literal.
+* A string that is exactly one expression (``"{{ input.n + 1 }}"``, surrounding whitespace
+  allowed) evaluates to the expression's native JSON value: number, bool, object, list or
+  ``None``.
+* Any other string containing ``{{`` or ``{%`` is a template and renders to a string.
+  Values embedded in text are written as JSON (``true``, ``null``, ``{"a": 1}``), except
+  strings and numbers, which are written as they are.
+* Undefined names or attributes, syntax errors, sandbox violations and errors raised while
+  evaluating (``1 / 0``) raise :class:`ExpressionError`, naming the expression and where
+  in the parameters it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2.environment import TemplateExpression
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from triggerd.errors import TriggerdError
+from triggerd.model import JSON
+
+CONTEXT_NAMES: Final = ("input", "env", "secrets", "nodes", "trigger", "execution")
+
+# Compiled templates are cached by source text: a workflow's params are rendered for
+# every run, and compiling is far more expensive than evaluating.
+CACHE_SIZE: Final = 4096
+
+# Bounds on operations whose cost the sandbox does not limit by itself.
+MAX_POWER_BITS: Final = 4096  # result size of ``a ** b`` on integers
+MAX_REPEAT_LENGTH: Final = 1_000_000  # length of ``'x' * n`` / ``[x] * n``
+
+# Strings (after strip + lower-case) that :func:`evaluate_condition` reads as False.
+FALSE_STRINGS: Final = frozenset({"", "false", "0", "no", "off", "null", "none"})
+
+
+class ExpressionError(TriggerdError):
+    """An expression in a node parameter cannot be evaluated.
+
+    ``expression`` is the full text of the parameter string, ``detail`` what went wrong and
+    ``path`` where the string sits inside the parameters (e.g. ``("headers", "Authorization")``).
+    """
+
+    def __init__(self, expression: str, detail: str, path: tuple[str | int, ...] = ()) -> None:
+        self.expression = expression
+        self.detail = detail
+        self.path = path
+        where = f" in {format_path(path)}" if path else ""
+        super().__init__(f"expression {expression!r}{where}: {detail}")
+
+    def within(self, key: str | int) -> ExpressionError:
+        """The same error, one level further down (``key`` is prepended to ``path``)."""
+        return ExpressionError(self.expression, self.detail, (key, *self.path))
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """``("headers", "Authorization")`` -> ``headers.Authorization``;
+    ``("items", 2)`` -> ``items[2]``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+class _NotJSON(ValueError):
+    """A value produced by an expression has no JSON representation."""
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on ``**`` and ``*``.
+
+    Intercepting these operators also stops Jinja2 from folding them at compile time, so a
+    template such as ``{{ 10 ** 10 ** 10 }}`` cannot hang the compiler either.
+    """
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # JSON data first: ``input.items`` is the key "items", not the dict method (Jinja2
+        # looks attributes up before items). Methods stay reachable when no key matches.
+        if isinstance(obj, dict):
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+        return super().call_binop(context, operator, left, right)
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and abs(base) > 1
+        and exponent > 0
+        and base.bit_length() * exponent > MAX_POWER_BITS
+    ):
+        raise SecurityError(f"the result of {base} ** {exponent} is too large")
+
+
+def _check_repeat(sequence: Any, count: Any) -> None:
+    if (
+        isinstance(sequence, str | list | tuple)
+        and isinstance(count, int)
+        and len(sequence) * count > MAX_REPEAT_LENGTH
+    ):
+        raise SecurityError(
+            f"repeating a sequence {count} times would exceed {MAX_REPEAT_LENGTH} items"
+        )
+
+
+def to_json(value: Any) -> JSON:
+    """Convert what an expression produced into a plain JSON value.
+
+    Tuples, generators and other iterables (e.g. the result of ``| map(...)``) become lists;
+    a Markup string becomes a plain string. Raises on undefined values and on values JSON
+    cannot represent (NaN, bytes, functions, ...).
+    """
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises UndefinedError/SecurityError with the reason
+        raise _NotJSON("the value is undefined")
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJSON(f"{value} is not a JSON number")
+        return float(value)
+    if isinstance(value, Mapping):
+        return {_json_key(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, bytes | bytearray):
+        raise _NotJSON("bytes are not a JSON value")
+    if isinstance(value, Iterable):
+        return [to_json(item) for item in value]
+    raise _NotJSON(f"a {type(value).__name__} is not a JSON value")
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return str(key)
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)  # what json.dumps does with such keys
+    raise _NotJSON(f"a {type(key).__name__} cannot be an object key")
+
+
+def to_text(value: Any) -> Any:
+    """How a value embedded in a mixed string is written (Jinja2 ``finalize``)."""
+    if isinstance(value, str | Undefined) or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    ):
+        return value  # Jinja2 writes these (and raises for StrictUndefined)
+    return json.dumps(to_json(value), ensure_ascii=False)
+
+
+def _tojson_filter(value: Any) -> str:
+    # Jinja2's own tojson escapes <, >, & and ' for HTML; our payloads are not HTML.
+    return json.dumps(to_json(value), ensure_ascii=False)
+
+
+def _fromjson_filter(value: str) -> JSON:
+    return json.loads(value)
+
+
+_ENV: Final = _Sandbox(
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    finalize=to_text,
+    cache_size=0,  # we cache compiled templates ourselves, keyed by source
+)
+_ENV.filters["tojson"] = _tojson_filter
+_ENV.filters["fromjson"] = _fromjson_filter
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    native: TemplateExpression | None = None  # the string is exactly one expression
+    template: Template | None = None
+
+
+def _single_expression(source: str) -> str | None:
+    """The inner text when ``source`` is exactly one ``{{ ... }}``, else None.
+
+    Decided with Jinja2's own lexer, so braces inside the expression (``{{ {'a': {}} }}``,
+    ``{{ '}}' }}``) are handled the way Jinja2 handles them.
+    """
+    stripped = source.strip()
+    if not (stripped.startswith("{{") and stripped.endswith("}}")):
+        return None
+    try:
+        kinds = [kind for _, kind, _ in _ENV.lex(stripped)]
+    except TemplateSyntaxError:
+        return None  # compiled as a template below, which reports the error
+    if kinds[0] != "variable_begin" or kinds[-1] != "variable_end":
+        return None
+    if kinds.count("variable_begin") != 1:
+        return None
+    inner = stripped[2:-2]
+    # Whitespace control markers ({{- ... -}}) mean nothing for a lone expression.
+    if inner[:1] in ("-", "+"):
+        inner = inner[1:]
+    if inner[-1:] in ("-", "+"):
+        inner = inner[:-1]
+    return inner
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _compile(source: str) -> _Compiled:
+    inner = _single_expression(source)
+    if inner is not None:
+        return _Compiled(native=_ENV.compile_expression(inner, undefined_to_none=False))
+    return _Compiled(template=_ENV.from_string(source))
+
+
+def is_template(text: str) -> bool:
+    """Whether ``text`` contains expression syntax (and so is rendered, not kept)."""
+    return "{{" in text or "{%" in text
+
+
+def render_string(source: str, context: Mapping[str, Any]) -> JSON:
+    """Render one string: its native value when it is exactly one expression, else a str."""
+    if not is_template(source):
+        return source
+    try:
+        compiled = _compile(source)
+        if compiled.native is not None:
+            return to_json(compiled.native(context))
+        assert compiled.template is not None
+        return compiled.template.render(context)
+    except ExpressionError:
+        raise
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(source, f"syntax error: {exc.message}") from exc
+    except SecurityError as exc:
+        raise ExpressionError(source, f"not allowed in the sandbox: {exc}") from exc
+    except UndefinedError as exc:
+        raise ExpressionError(source, f"undefined: {exc.message}") from exc
+    except _NotJSON as exc:
+        raise ExpressionError(source, str(exc)) from exc
+    except Exception as exc:  # errors of the evaluated code: TypeError, ZeroDivisionError, ...
+        raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from exc
+
+
+def render(value: JSON, context: Mapping[str, Any]) -> JSON:
+    """Render every expression inside ``value`` (see the module documentation).
+
+    Returns a new value; ``value`` itself is not modified. Raises :class:`ExpressionError`.
+    """
+    if isinstance(value, str):
+        return render_string(value, context)
+    if isinstance(value, dict):
+        rendered: dict[str, JSON] = {}
+        for key, item in value.items():
+            try:
+                rendered[key] = render(item, context)
+            except ExpressionError as exc:
+                raise exc.within(key) from exc.__cause__
+        return rendered
+    if isinstance(value, list | tuple):
+        items: list[JSON] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(render(item, context))
+            except ExpressionError as exc:
+                raise exc.within(index) from exc.__cause__
+        return items
+    return value
+
+
+def evaluate_condition(value: JSON) -> bool:
+    """Truth of an ``if`` node's condition, for values that come from JSON or text.
+
+    * ``bool``: itself.
+    * ``None``: False.
+    * numbers: False for ``0`` / ``0.0``, True otherwise.
+    * strings, ignoring surrounding whitespace and case: False for ``""``, ``"false"``,
+      ``"0"``, ``"no"``, ``"off"``, ``"null"``, ``"none"`` (so a condition rendered inside
+      text, ``"{{ x }} "``, reads the same as the native value); True for any other string.
+    * lists and objects: True when non-empty.
+    """
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() not in FALSE_STRINGS
+    if isinstance(value, dict | list | tuple):
+        return len(value) > 0
+    return bool(value)
+
+
+def build_context(
+    *,
+    input: JSON,
+    env: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    node_outputs: Mapping[str, JSON] | None = None,
+    trigger: Mapping[str, JSON] | None = None,
+    execution: Mapping[str, JSON] | None = None,
+) -> dict[str, Any]:
+    """The names an expression sees. ``node_outputs`` maps node id -> that node's output
+    (only nodes that finished); expressions read it as ``nodes.<id>.output``."""
+    return {
+        "input": input,
+        "env": dict(env or {}),
+        "secrets": dict(secrets or {}),
+        "nodes": {node_id: {"output": output} for node_id, output in (node_outputs or {}).items()},
+        "trigger": dict(trigger or {}),
+        "execution": dict(execution or {}),
+    }

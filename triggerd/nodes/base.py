@@ -1,0 +1,217 @@
+"""What every node type shares: its context, result, failure, the NodeType protocol, checked
+access to params, and the pure retry arithmetic."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+
+from triggerd.durations import parse_duration
+from triggerd.errors import DurationError, TriggerdError
+from triggerd.model import JSON, Node, RetryPolicy
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# Failure codes of the built-in node types and of the runner.
+INVALID_PARAMS: Final = "INVALID_PARAMS"
+UNKNOWN_NODE_TYPE: Final = "UNKNOWN_NODE_TYPE"
+TIMEOUT: Final = "TIMEOUT"
+NODE_ERROR: Final = "NODE_ERROR"  # a node type raised something other than NodeFailure
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeContext:
+    """What a node gets besides its rendered params."""
+
+    execution_id: str
+    node: Node
+    attempt: int  # 1 for the first attempt
+    http: aiohttp.ClientSession | None  # the executor's shared session
+    now: datetime  # when this attempt started (timezone-aware)
+    log: logging.Logger
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeResult:
+    output: JSON = None
+    # ``if``: "true"/"false"; ``switch``: the matched case's label or "default".
+    branch: str | None = None
+    # Set by ``wait``: park the run (WAITING) until this instant, then record the node's
+    # SUCCESS with ``output`` and continue.
+    wait_until: datetime | None = None
+
+
+class NodeFailure(TriggerdError):
+    """A node failed. ``code`` is a stable identifier (``HTTP_STATUS``, ``TIMEOUT``, ...)
+    that retry policies and failure handling match on.
+
+    ``retryable_status``: the HTTP status, matched against ``retry_on``.
+    ``retryable``: False for failures that are the same on every attempt (bad params,
+    unknown node type): they are never retried.
+    ``output``: what the node had produced when it failed (e.g. the HTTP response), to be
+    stored with the failure.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable_status: int | None = None,
+        retryable: bool = True,
+        output: JSON = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable_status = retryable_status
+        self.retryable = retryable
+        self.output = output
+
+    def __repr__(self) -> str:
+        return f"NodeFailure({self.code!r}, {self.message!r})"
+
+
+@runtime_checkable
+class NodeType(Protocol):
+    """A kind of node. Implementations are stateless; one instance serves every run."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
+        """Run once with ``params`` already rendered; raise :class:`NodeFailure` to fail."""
+        ...
+
+
+def invalid_params(node_type: str, message: str) -> NodeFailure:
+    return NodeFailure(INVALID_PARAMS, f"{node_type} node: {message}", retryable=False)
+
+
+def json_text(value: JSON) -> str:
+    """A scalar as text for places that want strings (headers, query values): strings as
+    they are, everything else as JSON (``true``, ``3``, ``null``)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+_MISSING: Final = object()
+
+
+class Params:
+    """Checked access to a node's rendered params; every problem is an INVALID_PARAMS failure
+    naming the node type and the parameter."""
+
+    def __init__(self, node_type: str, params: JSON, allowed: Collection[str]) -> None:
+        self.node_type = node_type
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise invalid_params(node_type, f"params must be an object, got {_kind(params)}")
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise invalid_params(
+                node_type,
+                f"unknown parameter {', '.join(map(repr, unknown))}"
+                f" (allowed: {', '.join(sorted(allowed))})",
+            )
+        self._values: dict[str, JSON] = params
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def invalid(self, message: str) -> NodeFailure:
+        return invalid_params(self.node_type, message)
+
+    def get(self, key: str, default: JSON = None) -> JSON:
+        return self._values.get(key, default)
+
+    def require(self, key: str) -> JSON:
+        if key not in self._values:
+            raise self.invalid(f"parameter {key!r} is required")
+        return self._values[key]
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._values.get(key, _MISSING if default is None else default)
+        if value is _MISSING:
+            raise self.invalid(f"parameter {key!r} is required")
+        if not isinstance(value, str):
+            raise self.invalid(f"parameter {key!r} must be a string, got {_kind(value)}")
+        return value
+
+    def integer(self, key: str, default: int) -> int:
+        value = self._values.get(key, default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)  # rendered inside text, e.g. "{{ x }} "
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.invalid(f"parameter {key!r} must be an integer, got {_kind(value)}")
+        return value
+
+    def mapping(self, key: str) -> dict[str, JSON]:
+        value = self._values.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.invalid(f"parameter {key!r} must be an object, got {_kind(value)}")
+        return value
+
+    def duration(self, key: str, default: str | None = None) -> timedelta:
+        value = self._values.get(key, default)
+        try:
+            return parse_duration(value, what=f"parameter {key!r}")
+        except DurationError as exc:
+            raise self.invalid(exc.message) from exc
+
+
+def _kind(value: JSON) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+# --- retries -------------------------------------------------------------------------
+
+
+def retry_delay(policy: RetryPolicy, attempt: int) -> timedelta:
+    """How long to wait after failed attempt number ``attempt`` (1-based) before the next:
+    ``backoff * 2 ** (attempt - 1)``, at most ``max_backoff``."""
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
+    if policy.backoff <= timedelta(0):
+        return timedelta(0)
+    # Compare exponents rather than multiplying, which would overflow timedelta.
+    ratio = policy.max_backoff / policy.backoff
+    if attempt - 1 >= 63 or (1 << (attempt - 1)) >= ratio:
+        return policy.max_backoff
+    return policy.backoff * (1 << (attempt - 1))
+
+
+def should_retry(policy: RetryPolicy, failure: NodeFailure, attempt: int) -> bool:
+    """Whether failed attempt number ``attempt`` (1-based) is followed by another.
+
+    Yes when attempts remain, the failure is retryable and ``retry_on`` is empty or lists
+    the failure's code or its HTTP status (as a number or as text).
+    """
+    if attempt >= policy.max_attempts or not failure.retryable:
+        return False
+    if not policy.retry_on:
+        return True
+    if failure.code in policy.retry_on:
+        return True
+    status = failure.retryable_status
+    return status is not None and (status in policy.retry_on or str(status) in policy.retry_on)

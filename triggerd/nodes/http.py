@@ -1,0 +1,179 @@
+"""``http``: one HTTP request through the executor's shared ``aiohttp`` session.
+
+Params:
+
+* ``url`` (required, http or https), ``method`` (default ``GET``)
+* ``headers``: object of header values; ``query``: object of query values (a list value
+  repeats the parameter); non-string values are sent as JSON text, null ones are left out
+* ``json`` (any value, sent as JSON) or ``body`` (a string sent as is); not both
+* ``timeout``: duration string for the whole exchange, default ``30s``
+* ``accept``: list of accepted statuses, default 200-299
+
+Output ``{"status": int, "headers": {lower-case name: value}, "body": ...}``: the body is
+parsed when the response's content type is JSON (``application/json``, ``...+json``) and
+parses, else kept as text; an empty body is null.
+
+Failures: ``HTTP_CONNECT`` (refused, DNS, connection dropped), ``TIMEOUT``,
+``HTTP_STATUS`` (a status not accepted; ``retryable_status`` is the status and the output
+is the response), ``HTTP_ERROR`` (a broken or too large response), ``INVALID_PARAMS``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any, Final
+
+import aiohttp
+from yarl import URL
+
+from triggerd.durations import format_duration
+from triggerd.model import JSON
+from triggerd.nodes.base import TIMEOUT, NodeContext, NodeFailure, NodeResult, Params, json_text
+
+HTTP_CONNECT: Final = "HTTP_CONNECT"
+HTTP_STATUS: Final = "HTTP_STATUS"
+HTTP_ERROR: Final = "HTTP_ERROR"
+
+DEFAULT_TIMEOUT: Final = "30s"
+# Responses are stored in the database; refuse to hold anything bigger in memory.
+MAX_RESPONSE_BYTES: Final = 10 * 1024 * 1024
+
+_METHOD = re.compile(r"[A-Z]+")
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
+_PARAMS: Final = ("method", "url", "headers", "query", "json", "body", "timeout", "accept")
+
+
+class HttpNode:
+    name = "http"
+
+    async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
+        checked = Params(self.name, params, _PARAMS)
+        method = checked.text("method", "GET").strip().upper()
+        if not _METHOD.fullmatch(method):
+            raise checked.invalid(f"parameter 'method': {method!r} is not an HTTP method")
+        url = _url(checked)
+        if "json" in checked and "body" in checked:
+            raise checked.invalid("give at most one of 'json' and 'body'")
+        request: dict[str, Any] = {
+            "headers": {
+                name: json_text(value)
+                for name, value in checked.mapping("headers").items()
+                if value is not None
+            },
+            "params": list(_query(checked)),
+        }
+        if "json" in checked:
+            request["json"] = checked.get("json")
+        elif "body" in checked:
+            request["data"] = checked.text("body").encode()
+        timeout = checked.duration("timeout", DEFAULT_TIMEOUT)
+        accept = _accept(checked)
+        request["timeout"] = aiohttp.ClientTimeout(total=timeout.total_seconds())
+
+        what = f"{method} {url.with_query(None).with_fragment(None)}"
+        try:
+            if ctx.http is not None:
+                output = await _exchange(ctx.http, method, url, request)
+            else:  # outside the daemon (tools, tests): a session for this request only
+                async with aiohttp.ClientSession() as session:
+                    output = await _exchange(session, method, url, request)
+        except TimeoutError as exc:
+            raise NodeFailure(
+                TIMEOUT, f"{what}: no complete response within {format_duration(timeout)}"
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise checked.invalid(f"parameter 'url': invalid URL ({exc})") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise NodeFailure(HTTP_CONNECT, f"{what}: cannot connect: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise NodeFailure(HTTP_ERROR, f"{what}: {type(exc).__name__}: {exc}") from exc
+
+        status = output["status"]
+        if status not in accept:
+            raise NodeFailure(
+                HTTP_STATUS,
+                f"{what}: answered status {status}",
+                retryable_status=status,
+                output=output,
+            )
+        return NodeResult(output=output)
+
+
+def _url(checked: Params) -> URL:
+    text = checked.text("url").strip()
+    try:
+        url = URL(text)
+    except ValueError as exc:
+        raise checked.invalid(f"parameter 'url': {text!r} is not a URL ({exc})") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise checked.invalid(f"parameter 'url': {text!r} is not an http(s) URL")
+    return url
+
+
+def _query(checked: Params) -> Iterator[tuple[str, str]]:
+    for name, value in checked.mapping("query").items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                yield name, json_text(item)
+
+
+def _accept(checked: Params) -> frozenset[int] | range:
+    value = checked.get("accept")
+    if value is None:
+        return range(200, 300)
+    if not isinstance(value, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in value
+    ):
+        raise checked.invalid("parameter 'accept' must be a list of HTTP statuses (100-599)")
+    return frozenset(value)
+
+
+async def _exchange(
+    session: aiohttp.ClientSession, method: str, url: URL, request: dict[str, Any]
+) -> dict[str, JSON]:
+    async with session.request(method, url, **request) as response:
+        body = await _read_body(response)
+        headers: dict[str, str] = {}
+        for name, value in response.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return {
+            "status": response.status,
+            "headers": headers,
+            "body": _decode(body, response),
+        }
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise aiohttp.ClientPayloadError(
+                f"the response body is larger than {MAX_RESPONSE_BYTES} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(body: bytes, response: aiohttp.ClientResponse) -> JSON:
+    if not body:
+        return None
+    try:
+        text = body.decode(response.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = body.decode("utf-8", errors="replace")
+    if _JSON_TYPE.match(response.content_type.lower()):
+        try:
+            return json.loads(text, parse_constant=_refuse_constant)
+        except ValueError:
+            pass  # a broken JSON body is still worth keeping as text
+    return text
+
+
+def _refuse_constant(name: str) -> JSON:
+    # NaN and Infinity are not JSON, and PostgreSQL's jsonb refuses them.
+    raise ValueError(f"{name} is not JSON")

@@ -1,0 +1,44 @@
+"""``log``: params ``message`` (text, or any value, written as JSON) and ``level`` (debug,
+info, warning, error; default info). Logs to ``triggerd.nodes.log`` with the execution and
+node ids; output ``{"message": message}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from triggerd.model import JSON
+from triggerd.nodes.base import NodeContext, NodeResult, Params, json_text
+
+logger = logging.getLogger("triggerd.nodes.log")
+
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class LogNode:
+    name = "log"
+
+    async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
+        checked = Params(self.name, params, ("message", "level"))
+        message = json_text(checked.require("message"))
+        level = checked.text("level", "info").strip().lower()
+        if level not in LEVELS:
+            raise checked.invalid(
+                f"parameter 'level' must be one of {', '.join(LEVELS)}, got {level!r}"
+            )
+        logger.log(
+            LEVELS[level],
+            "%s",
+            message,
+            extra={
+                "event": "workflow_log",
+                "execution_id": ctx.execution_id,
+                "node_id": ctx.node.id,
+            },
+        )
+        return NodeResult(output={"message": message})

@@ -1,0 +1,158 @@
+"""Secret redaction for everything triggerd stores or logs.
+
+A :class:`Redactor` replaces every occurrence of a secret value with ``***``, also inside
+longer strings (``"Bearer s3cr3t"`` -> ``"Bearer ***"``) and in dict keys. Besides the raw
+value it also matches the forms a secret commonly takes on its way into a URL or a JSON
+document (percent-encoded, JSON-escaped), since a node's params and outputs hold both.
+
+:class:`RedactingFilter` applies a redactor to log records; attach it to the *handlers*
+(a filter on a logger does not see records propagated from child loggers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import quote, quote_plus
+
+from triggerd.model import JSON
+
+MASK: Final = "***"
+
+
+def _forms(secret: str) -> set[str]:
+    """The raw secret and the encodings it may appear in."""
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
+
+
+@dataclass(frozen=True, init=False, repr=False, eq=False)
+class Redactor:
+    """Replaces secret values with ``***``. Empty secrets are ignored.
+
+    All secrets are matched by one compiled regular expression, longest first, so a secret
+    that contains another one is masked whole.
+    """
+
+    secrets: frozenset[str]
+    _pattern: re.Pattern[str] | None = field(compare=False)
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = frozenset(s for s in secrets if s)
+        forms = sorted({form for s in values for form in _forms(s)}, key=lambda f: (-len(f), f))
+        pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
+        object.__setattr__(self, "secrets", values)
+        object.__setattr__(self, "_pattern", pattern)
+
+    def __repr__(self) -> str:
+        # Never show the values themselves.
+        return f"Redactor(<{len(self.secrets)} secrets>)"
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def with_secrets(self, more: Iterable[str]) -> Redactor:
+        """A redactor for these secrets and ``more``."""
+        return Redactor((*self.secrets, *more))
+
+    def redact_text(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)
+
+    def redact(self, value: JSON) -> JSON:
+        """``value`` with every secret masked in every string, keys included (a new value;
+        the argument is not modified). Tuples come back as lists."""
+        if self._pattern is None:
+            return value
+        return self._redact(value)
+
+    def _redact(self, value: JSON) -> JSON:
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if isinstance(value, dict):
+            return {
+                (self.redact_text(k) if isinstance(k, str) else k): self._redact(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self._redact(item) for item in value]
+        return value
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES: Final = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
+) | {"message", "asctime"}
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's message, ``extra`` fields, exception and stack text.
+
+    The redactor can be replaced at any time (:meth:`set_redactor`) as secrets are loaded.
+    When an exception's traceback contains a secret, the masked text is put in
+    ``record.exc_text`` and ``record.exc_info`` is cleared, so that no formatter can render
+    the original; formatters should use ``exc_text`` when it is set (the standard one does).
+    """
+
+    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+        super().__init__(name)
+        self._redactor = redactor or Redactor()
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
+
+    def set_redactor(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self._redactor = self._redactor.with_secrets(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = self._redactor  # one consistent redactor for the whole record
+        if not redactor:
+            return True
+        self._redact_message(record, redactor)
+        for key, value in list(vars(record).items()):
+            if key in _RECORD_ATTRIBUTES or not isinstance(value, str | dict | list | tuple):
+                continue
+            redacted = redactor.redact(value)
+            if redacted != value:
+                setattr(record, key, redacted)
+        self._redact_exception(record, redactor)
+        if record.stack_info:
+            record.stack_info = redactor.redact_text(record.stack_info)
+        return True
+
+    @staticmethod
+    def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-args: logging reports it later; mask what we have
+            message = str(record.msg)
+        redacted = redactor.redact_text(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+
+    @staticmethod
+    def _redact_exception(record: logging.LogRecord, redactor: Redactor) -> None:
+        text = record.exc_text
+        if not text and record.exc_info and record.exc_info[0] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+        if not text:
+            return
+        redacted = redactor.redact_text(text)
+        if redacted != text:
+            record.exc_text = redacted
+            record.exc_info = None

@@ -1,0 +1,466 @@
+"""Executions and node executions: creation (batched), claims, leases, records, listings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from triggerd.errors import Conflict, NotFound
+from triggerd.model import JSON
+from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, row_to
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+# Notification channel that wakes executors in other processes.
+EXECUTIONS_CHANNEL = "triggerd_executions"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewExecution:
+    """One execution to create. ``id`` is chosen by the caller so a batch can tell which
+    rows were inserted and which were duplicates."""
+
+    workflow_id: str
+    trigger_id: str | None
+    trigger_name: str | None
+    trigger_type: str
+    dedupe_key: str | None = None
+    dedupe_ttl: timedelta | None = None
+    input: dict[str, JSON] = field(default_factory=dict)
+    context: dict[str, JSON] = field(default_factory=dict)
+    scheduled_for: datetime | None = None
+    version: int | None = None  # pinned version; None = latest published at insert time
+    retry_of: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+_INSERT = """
+INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id, trigger_name,
+    trigger_type, dedupe_key, dedupe_expires_at, input, context, scheduled_for, retry_of)
+SELECT d.id, d.workflow_id,
+       (SELECT v.id FROM workflow_versions v
+         WHERE v.workflow_id = d.workflow_id
+           AND CASE WHEN d.version IS NULL THEN v.is_latest ELSE v.version = d.version END),
+       d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
+       CASE WHEN d.ttl_ms IS NULL THEN NULL
+            ELSE now() + d.ttl_ms * interval '1 millisecond' END,
+       d.input, d.context, d.scheduled_for, d.retry_of
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::bigint[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::int[], $12::uuid[])
+     AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms, input,
+          context, scheduled_for, version, retry_of)
+ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+RETURNING id
+"""
+
+
+def insert_arguments(items: Sequence[NewExecution]) -> list[list[Any]]:
+    """The column arrays of :data:`_INSERT`, in parameter order."""
+    return [
+        [i.id for i in items],
+        [i.workflow_id for i in items],
+        [i.trigger_id for i in items],
+        [i.trigger_name for i in items],
+        [i.trigger_type for i in items],
+        [i.dedupe_key for i in items],
+        [None if i.dedupe_ttl is None else int(i.dedupe_ttl.total_seconds() * 1000)
+         for i in items],
+        [i.input for i in items],
+        [i.context for i in items],
+        [i.scheduled_for for i in items],
+        [i.version for i in items],
+        [i.retry_of for i in items],
+    ]
+
+
+async def insert_executions(conn: Conn, items: Sequence[NewExecution]) -> set[str]:
+    """Insert many executions in one statement; returns the ids actually inserted (a
+    duplicate ``(trigger_id, dedupe_key)`` is skipped, not an error). Sends a NOTIFY so
+    executors elsewhere wake up."""
+    if not items:
+        return set()
+    rows = await conn.fetch(_INSERT, *insert_arguments(items))
+    inserted = {str(r["id"]) for r in rows}
+    if inserted:
+        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, str(len(inserted)))
+    return inserted
+
+
+async def find_duplicates(
+    conn: Conn, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The existing execution id for each (trigger_id, dedupe_key)."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT e.trigger_id, e.dedupe_key, e.id FROM workflow_executions e"
+        " JOIN unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)"
+        " ON e.trigger_id = k.trigger_id AND e.dedupe_key = k.dedupe_key",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(str(r["trigger_id"]), r["dedupe_key"]): str(r["id"]) for r in rows}
+
+
+# --- reads ---------------------------------------------------------------------------
+
+_EXEC_COLUMNS = (
+    "e.*, w.key AS workflow_key, v.version AS version"
+)
+_EXEC_FROM = (
+    " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
+    " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
+)
+
+
+async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
+    try:
+        uuid.UUID(execution_id)
+    except ValueError:
+        raise NotFound(f"{execution_id!r} is not an execution id (a UUID)") from None
+    row = await conn.fetchrow(f"SELECT {_EXEC_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id)
+    if row is None:
+        raise NotFound(f"no execution {execution_id}")
+    record: ExecutionRecord = row_to(ExecutionRecord, row)
+    return record
+
+
+async def list_executions(
+    conn: Conn,
+    *,
+    status: str | None = None,
+    trigger_id: str | None = None,
+    workflow_key: str | None = None,
+    limit: int = 50,
+    before: datetime | None = None,
+) -> list[ExecutionRecord]:
+    rows = await conn.fetch(
+        f"SELECT {_EXEC_COLUMNS}{_EXEC_FROM}"
+        " WHERE ($1::text IS NULL OR e.status = $1) AND ($2::uuid IS NULL OR e.trigger_id = $2)"
+        " AND ($3::text IS NULL OR w.key = $3) AND ($4::timestamptz IS NULL OR e.created_at < $4)"
+        " ORDER BY e.created_at DESC, e.id LIMIT $5",
+        status,
+        trigger_id,
+        workflow_key,
+        before,
+        limit,
+    )
+    return [row_to(ExecutionRecord, r) for r in rows]
+
+
+async def node_timeline(conn: Conn, execution_id: str) -> list[NodeExecutionRecord]:
+    rows = await conn.fetch(
+        "SELECT * FROM node_executions WHERE execution_id = $1"
+        " ORDER BY start_time NULLS LAST, node_id, attempt",
+        execution_id,
+    )
+    return [row_to(NodeExecutionRecord, r) for r in rows]
+
+
+async def count_by_status(conn: Conn, status: str) -> int:
+    value: int = await conn.fetchval(
+        "SELECT count(*) FROM workflow_executions WHERE status = $1", status
+    )
+    return value
+
+
+async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
+    """Cancel a run: a NEW or WAITING run ends CANCELED at once; a RUNNING one is flagged
+    and its executor cancels its running nodes. A finished run is a Conflict."""
+    current = await get_execution(conn, execution_id)
+    row = await conn.fetchrow(
+        "UPDATE workflow_executions SET"
+        " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
+        " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"
+        " error_code = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE error_code END,"
+        " error_message = CASE WHEN status IN ('NEW', 'WAITING') THEN 'canceled by request'"
+        "   ELSE error_message END,"
+        " lease_owner = CASE WHEN status IN ('NEW', 'WAITING') THEN NULL ELSE lease_owner END,"
+        " cancel_requested = true"
+        " WHERE id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING') RETURNING id",
+        execution_id,
+    )
+    if row is None:
+        raise Conflict(
+            f"execution {execution_id} already finished with status {current.status};"
+            " nothing was changed"
+        )
+    await conn.execute("SELECT pg_notify($1, $2)", "triggerd_cancel", execution_id)
+    return await get_execution(conn, execution_id)
+
+
+# --- the executor's queue --------------------------------------------------------------
+
+_CLAIM = """
+UPDATE workflow_executions e
+   SET status = 'RUNNING', lease_owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond',
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
+ WHERE e.id IN (
+       SELECT c.id FROM workflow_executions c
+        WHERE ((c.status = 'NEW')
+            OR (c.status = 'WAITING' AND c.resume_at <= now())
+            OR (c.status = 'RUNNING' AND c.lease_expires_at < now()))
+          AND ($4::uuid[] IS NULL OR c.id = ANY($4::uuid[]))
+        ORDER BY c.created_at
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED)
+RETURNING e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
+          e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
+          e.attempt, e.cancel_requested, e.status AS previous_status
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedExecution:
+    id: str
+    workflow_id: str
+    workflow_version_id: str | None
+    trigger_id: str | None
+    trigger_name: str | None
+    trigger_type: str
+    input: dict[str, JSON]
+    context: dict[str, JSON]
+    scheduled_for: datetime | None
+    created_at: datetime
+    start_time: datetime
+    attempt: int
+    cancel_requested: bool
+
+
+async def claim_executions(
+    conn: Conn, owner: str, lease: timedelta, limit: int, ids: Sequence[str] | None = None
+) -> list[ClaimedExecution]:
+    """Claim up to ``limit`` runnable executions (NEW, WAITING past resume_at, or RUNNING
+    under an expired lease) for ``owner`` with ``FOR UPDATE SKIP LOCKED``."""
+    rows = await conn.fetch(
+        _CLAIM, owner, int(lease.total_seconds() * 1000), limit, None if ids is None else list(ids)
+    )
+    claimed = []
+    for r in rows:
+        claimed.append(
+            ClaimedExecution(
+                id=str(r["id"]),
+                workflow_id=str(r["workflow_id"]),
+                workflow_version_id=None if r["workflow_version_id"] is None
+                else str(r["workflow_version_id"]),
+                trigger_id=None if r["trigger_id"] is None else str(r["trigger_id"]),
+                trigger_name=r["trigger_name"],
+                trigger_type=r["trigger_type"],
+                input=r["input"] or {},
+                context=r["context"] or {},
+                scheduled_for=r["scheduled_for"],
+                created_at=r["created_at"],
+                start_time=r["start_time"],
+                attempt=r["attempt"],
+                cancel_requested=r["cancel_requested"],
+            )
+        )
+    return claimed
+
+
+async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timedelta) -> set[str]:
+    """Extend the leases this owner still holds; returns the ids still held."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        "UPDATE workflow_executions SET lease_expires_at = now() + $3 * interval '1 millisecond'"
+        " WHERE id = ANY($2::uuid[]) AND lease_owner = $1 AND status = 'RUNNING' RETURNING id",
+        owner,
+        list(ids),
+        int(lease.total_seconds() * 1000),
+    )
+    return {str(r["id"]) for r in rows}
+
+
+async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
+    """Hand runs back (drain): status NEW, lease cleared, so any process continues them."""
+    if not ids:
+        return 0
+    result: str = await conn.execute(
+        "UPDATE workflow_executions SET status = 'NEW', lease_owner = NULL,"
+        " lease_expires_at = NULL WHERE id = ANY($2::uuid[]) AND lease_owner = $1"
+        " AND status = 'RUNNING'",
+        owner,
+        list(ids),
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, "released")
+    return int(result.split()[-1])
+
+
+async def fetch_versions(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, workflow_id, version, graph, parameter_schema, env_config, timeout_ms"
+        " FROM workflow_versions WHERE id = ANY($1::uuid[])",
+        list(ids),
+    )
+    return {str(r["id"]): dict(r) for r in rows}
+
+
+async def fetch_node_rows(conn: Conn, execution_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT node_id, node_type, status, attempt, output, branch, error_code, error_message"
+        " FROM node_executions WHERE execution_id = $1 ORDER BY node_id, attempt",
+        execution_id,
+    )
+    return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeRow:
+    """One node_executions row to write (insert, or update the same attempt)."""
+
+    execution_id: str
+    node_id: str
+    node_type: str
+    status: str
+    attempt: int
+    input: JSON = None
+    output: JSON = None
+    branch: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    execution_time_ms: float | None = None
+    from_node_id: str | None = None
+    edge_condition: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionUpdate:
+    """The final (or parked) state of one execution."""
+
+    id: str
+    status: str
+    output: JSON = None
+    error_code: str | None = None
+    error_message: str | None = None
+    resume_at: datetime | None = None
+
+
+_UPSERT_NODES = """
+INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt, input, output,
+    branch, error_code, error_message, start_time, end_time, execution_time_ms, from_node_id,
+    edge_condition)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[],
+    $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+    $13::float8[], $14::text[], $15::text[])
+ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
+    status = EXCLUDED.status, output = EXCLUDED.output, branch = EXCLUDED.branch,
+    error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
+    end_time = EXCLUDED.end_time, execution_time_ms = EXCLUDED.execution_time_ms
+"""
+
+_FINISH = """
+UPDATE workflow_executions e SET
+    status = d.status, output = d.output, error_code = d.error_code,
+    error_message = d.error_message, resume_at = d.resume_at,
+    end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::timestamptz[])
+     AS d(id, status, output, error_code, error_message, resume_at)
+WHERE e.id = d.id AND e.lease_owner = $1
+RETURNING e.id, e.status
+"""
+
+
+def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
+    return [
+        [r.execution_id for r in rows],
+        [r.node_id for r in rows],
+        [r.node_type for r in rows],
+        [r.status for r in rows],
+        [r.attempt for r in rows],
+        [r.input for r in rows],
+        [r.output for r in rows],
+        [r.branch for r in rows],
+        [r.error_code for r in rows],
+        [r.error_message for r in rows],
+        [r.start_time for r in rows],
+        [r.end_time for r in rows],
+        [r.execution_time_ms for r in rows],
+        [r.from_node_id for r in rows],
+        [r.edge_condition for r in rows],
+    ]
+
+
+async def write_progress(
+    conn: asyncpg.Connection,
+    owner: str,
+    nodes: Sequence[NodeRow],
+    finished: Sequence[ExecutionUpdate],
+) -> set[str]:
+    """Write node rows and final execution states in one transaction; returns the ids of
+    executions whose final state was written (runs whose lease this owner lost are left
+    alone: another process owns them now)."""
+    done: set[str] = set()
+    async with conn.transaction():
+        if nodes:
+            await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
+        if finished:
+            rows = await conn.fetch(
+                _FINISH,
+                owner,
+                [f.id for f in finished],
+                [f.status for f in finished],
+                [f.output for f in finished],
+                [f.error_code for f in finished],
+                [f.error_message for f in finished],
+                [f.resume_at for f in finished],
+            )
+            done = {str(r["id"]) for r in rows}
+            final = [str(r["id"]) for r in rows if r["status"] in ("SUCCESS", "ERROR", "CANCELED")]
+            if final:
+                await conn.execute(
+                    "SELECT pg_notify('triggerd_finished', x) FROM unnest($1::text[]) AS x", final
+                )
+    return done
+
+
+async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500) -> int:
+    """Delete up to ``batch`` finished executions older than ``older_than`` (their node and
+    request rows go with them); returns how many were deleted."""
+    result: str = await conn.execute(
+        "DELETE FROM workflow_executions WHERE id IN ("
+        " SELECT id FROM workflow_executions WHERE status IN ('SUCCESS', 'ERROR', 'CANCELED')"
+        " AND end_time < now() - $1 * interval '1 millisecond' LIMIT $2"
+        " FOR UPDATE SKIP LOCKED)",
+        int(older_than.total_seconds() * 1000),
+        batch,
+    )
+    return int(result.split()[-1])
+
+
+async def release_expired_dedupe_keys(conn: Conn, batch: int = 1000) -> int:
+    """Forget webhook dedupe keys past their TTL so a later delivery with the same id runs."""
+    result: str = await conn.execute(
+        "UPDATE workflow_executions SET dedupe_key = NULL, dedupe_expires_at = NULL"
+        " WHERE id IN (SELECT id FROM workflow_executions WHERE dedupe_expires_at < now()"
+        " LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        batch,
+    )
+    return int(result.split()[-1])
+
+
+async def retry_execution(conn: Conn, execution_id: str) -> str:
+    """A new execution with the same input, version and trigger, linked to the old one."""
+    old = await get_execution(conn, execution_id)
+    item = NewExecution(
+        workflow_id=old.workflow_id,
+        trigger_id=old.trigger_id,
+        trigger_name=old.trigger_name,
+        trigger_type="retry",
+        input=old.input if isinstance(old.input, dict) else {},
+        context={**(old.context if isinstance(old.context, dict) else {}),
+                 "retry_of": old.id},
+        scheduled_for=old.scheduled_for,
+        version=old.version,
+        retry_of=old.id,
+    )
+    await insert_executions(conn, [item])
+    return item.id

@@ -1,0 +1,405 @@
+"""Webhook ingress SQL: the route table's source rows, the durable inbox (an execution and
+its ``webhook_requests`` row written by one statement), the backpressure count, the
+finished-run poll of ``sync`` mode, the status page and the LISTEN connection.
+
+Every function translates "the database cannot be reached" into
+:class:`~triggerd.errors.DatabaseUnavailable`, so the HTTP layer never imports asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from triggerd import db
+from triggerd.errors import DatabaseUnavailable
+from triggerd.model import JSON
+from triggerd.store.executions import EXECUTIONS_CHANNEL, NewExecution, insert_arguments
+
+# Channels: trigger changes (sent by a table trigger) and finished runs (sent by the
+# executor, payload = the execution id).
+TRIGGERS_CHANNEL = "triggerd_triggers"
+FINISHED_CHANNEL = "triggerd_finished"
+
+# How long a request waits for a pool connection before it is answered 503: a saturated
+# or unreachable database must not turn into hung webhook senders.
+ACQUIRE_TIMEOUT = 2.0
+
+T = TypeVar("T")
+
+# Errors meaning "the database is not reachable (or not writable) right now": connection
+# loss, refused connections, server shutdown or restart, resource exhaustion, a read-only
+# standby after a failover. Anything else is a bug or bad data and is raised as is.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, _UNAVAILABLE | DatabaseUnavailable)
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except _UNAVAILABLE as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DatabaseUnavailable(f"database unavailable while {what}: {reason}") from exc
+
+
+# --- route table source ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookTriggerRow:
+    """An enabled webhook trigger with the version its runs use (pinned or latest)."""
+
+    trigger_id: str
+    workflow_id: str
+    workflow_key: str
+    trigger_name: str
+    config: dict[str, JSON]
+    input: dict[str, JSON]
+    version: int | None  # None: the workflow has no published (or no such pinned) version
+    parameter_schema: dict[str, JSON] | None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.workflow_key}/{self.trigger_name}"
+
+
+_ROUTE_ROWS = """
+SELECT t.id, t.workflow_id, w.key AS workflow_key, t.name, t.config, t.input,
+       v.version, v.parameter_schema
+FROM workflow_triggers t
+JOIN workflows w ON w.id = t.workflow_id
+LEFT JOIN workflow_versions v
+       ON v.workflow_id = t.workflow_id
+      AND CASE WHEN t.version IS NULL THEN v.is_latest ELSE v.version = t.version END
+WHERE t.enabled AND t.type = 'webhook' AND w.status <> 'archived'
+ORDER BY w.key, t.name
+"""
+
+
+async def load_webhook_triggers(pool: asyncpg.Pool) -> list[WebhookTriggerRow]:
+    with _translated("loading webhook triggers"):
+        rows = await pool.fetch(_ROUTE_ROWS, timeout=10.0)
+    return [
+        WebhookTriggerRow(
+            trigger_id=str(r["id"]),
+            workflow_id=str(r["workflow_id"]),
+            workflow_key=r["workflow_key"],
+            trigger_name=r["name"],
+            config=r["config"],
+            input=r["input"],
+            version=r["version"],
+            parameter_schema=r["parameter_schema"],
+        )
+        for r in rows
+    ]
+
+
+# --- the durable inbox -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboxItem:
+    """One accepted request: the execution to create and the request to keep with it."""
+
+    execution: NewExecution
+    method: str
+    path: str
+    query: dict[str, JSON]
+    headers: dict[str, JSON]  # auth material already removed
+    body: bytes
+    remote_addr: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboxResult:
+    execution_id: str
+    created: bool  # False: a duplicate delivery; execution_id is the first one's
+
+
+# One statement (so one implicit transaction and one round trip) writes every execution of
+# the batch and, for exactly the executions that were inserted, their request rows; a
+# duplicate dedupe key inserts neither. Data-modifying CTEs always run to completion, and
+# the foreign key from webhook_requests to the sibling CTE's rows is checked at the end of
+# the statement. The NOTIFY wakes executors once per batch, inside the same transaction.
+_STORE_BATCH = """
+WITH d AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                         $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[],
+                         $10::timestamptz[], $11::int[], $12::uuid[],
+                         $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], $17::bytea[],
+                         $18::text[], $19::timestamptz[])
+        AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms,
+             input, context, scheduled_for, version, retry_of,
+             method, path, query, headers, body, remote_addr, received_at)
+), ins AS (
+    INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
+        trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
+        scheduled_for, retry_of)
+    SELECT d.id, d.workflow_id,
+           (SELECT v.id FROM workflow_versions v
+             WHERE v.workflow_id = d.workflow_id
+               AND CASE WHEN d.version IS NULL THEN v.is_latest ELSE v.version = d.version END),
+           d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
+           CASE WHEN d.ttl_ms IS NULL THEN NULL
+                ELSE now() + d.ttl_ms * interval '1 millisecond' END,
+           d.input, d.context, d.scheduled_for, d.retry_of
+    FROM d
+    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+    RETURNING id
+), req AS (
+    INSERT INTO webhook_requests (trigger_id, method, path, query, headers, body,
+        remote_addr, received_at, execution_id)
+    SELECT d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
+           d.received_at, d.id
+    FROM d JOIN ins ON ins.id = d.id
+)
+SELECT array_agg(ins.id::text) AS ids,
+       CASE WHEN count(*) > 0 THEN pg_notify($20, count(*)::text)::text END AS notified
+FROM ins
+"""
+
+_FIND_WINNERS = """
+SELECT e.trigger_id::text AS trigger_id, e.dedupe_key, e.id::text AS id
+FROM workflow_executions e
+JOIN unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
+  ON e.trigger_id = k.trigger_id AND e.dedupe_key = k.dedupe_key
+"""
+
+
+def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
+    args: list[Any] = insert_arguments([i.execution for i in items])
+    args += [
+        [i.method for i in items],
+        [i.path for i in items],
+        [i.query for i in items],
+        [i.headers for i in items],
+        [i.body for i in items],
+        [i.remote_addr for i in items],
+        [i.received_at for i in items],
+        EXECUTIONS_CHANNEL,
+    ]
+    return args
+
+
+async def store_batch(
+    pool: asyncpg.Pool, items: Sequence[InboxItem]
+) -> list[InboxResult | None]:
+    """Store a batch of requests with their executions; one result per item, in order.
+
+    When the statement returns, every inserted row is committed. A duplicate dedupe key
+    (within the batch or against earlier rows) yields the first execution's id. ``None``
+    means the item's key conflicted but its winner is gone again (deleted between the two
+    statements): the caller retries it.
+    """
+    if not items:
+        return []
+    with _translated("storing webhook requests"):
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items))
+            inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
+            lost = [
+                i.execution
+                for i in items
+                if i.execution.id not in inserted and i.execution.dedupe_key is not None
+            ]
+            winners: dict[tuple[str, str], str] = {}
+            if lost:
+                # Read after the insert committed: every conflicting row is visible now
+                # (ON CONFLICT waited for any concurrent inserter to finish).
+                rows = await conn.fetch(
+                    _FIND_WINNERS,
+                    [e.trigger_id for e in lost],
+                    [e.dedupe_key for e in lost],
+                )
+                winners = {(r["trigger_id"], r["dedupe_key"]): r["id"] for r in rows}
+    results: list[InboxResult | None] = []
+    for item in items:
+        execution = item.execution
+        if execution.id in inserted:
+            results.append(InboxResult(execution_id=execution.id, created=True))
+            continue
+        winner = winners.get((str(execution.trigger_id), str(execution.dedupe_key)))
+        results.append(
+            None if winner is None else InboxResult(execution_id=winner, created=False)
+        )
+    return results
+
+
+# --- backpressure ------------------------------------------------------------------------
+
+
+async def count_new_executions(pool: asyncpg.Pool) -> int:
+    with _translated("counting pending executions"):
+        value: int = await pool.fetchval(
+            "SELECT count(*) FROM workflow_executions WHERE status = 'NEW'",
+            timeout=5.0,
+        )
+    return value
+
+
+# --- sync mode and the status page ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinishedRun:
+    execution_id: str
+    status: str
+    output: JSON
+    responded: bool  # a respond node succeeded: output is {"status", "headers", "body"}
+    error_code: str | None
+    error_message: str | None
+
+
+_FINISHED = """
+SELECT e.id::text AS id, e.status, e.output, e.error_code, e.error_message,
+       EXISTS (SELECT 1 FROM node_executions n
+                WHERE n.execution_id = e.id AND n.node_type = 'respond'
+                  AND n.status = 'SUCCESS') AS responded
+FROM workflow_executions e
+WHERE e.id = ANY($1::uuid[]) AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED')
+"""
+
+
+async def finished_runs(pool: asyncpg.Pool, execution_ids: Sequence[str]) -> list[FinishedRun]:
+    """The runs among ``execution_ids`` that reached a final status."""
+    if not execution_ids:
+        return []
+    with _translated("polling finished executions"):
+        rows = await pool.fetch(_FINISHED, list(execution_ids), timeout=5.0)
+    return [
+        FinishedRun(
+            execution_id=r["id"],
+            status=r["status"],
+            output=r["output"],
+            responded=r["responded"],
+            error_code=r["error_code"],
+            error_message=r["error_message"],
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionStatusRow:
+    execution_id: str
+    trigger_id: str | None
+    status: str
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    output: JSON
+    error_code: str | None
+
+
+async def webhook_execution_status(
+    pool: asyncpg.Pool, execution_id: str
+) -> ExecutionStatusRow | None:
+    """A webhook execution's status (``None`` when there is none: other trigger types are
+    not shown on the unauthenticated status page)."""
+    with _translated("reading an execution"):
+        row = await pool.fetchrow(
+            "SELECT id::text AS id, trigger_id::text AS trigger_id, status, created_at,"
+            " start_time, end_time, output, error_code FROM workflow_executions"
+            " WHERE id = $1 AND trigger_type = 'webhook'",
+            execution_id,
+            timeout=5.0,
+        )
+    if row is None:
+        return None
+    return ExecutionStatusRow(
+        execution_id=row["id"],
+        trigger_id=row["trigger_id"],
+        status=row["status"],
+        created_at=row["created_at"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        output=row["output"],
+        error_code=row["error_code"],
+    )
+
+
+# --- notifications -------------------------------------------------------------------------
+
+
+class Listener:
+    """A dedicated connection LISTENing on some channels. A hint only: callers reconcile
+    from the tables after (re)connecting, since notifications sent meanwhile are lost."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: self.lost.set())
+
+    @classmethod
+    async def open(
+        cls, dsn: str, channels: dict[str, Callable[[str], None]]
+    ) -> Listener:
+        """Connect and listen; ``channels`` maps a channel to a callback of the payload."""
+        conn = await db.connect(dsn)
+        listener = cls(conn)
+        try:
+            with _translated("listening for notifications"):
+                for channel, callback in channels.items():
+                    await conn.add_listener(channel, _payload_callback(callback))
+        except BaseException:
+            await listener.close()
+            raise
+        return listener
+
+    async def check(self) -> None:
+        """A cheap round trip: a silently dead connection (no FIN) is noticed here."""
+        try:
+            with _translated("checking the notification connection"):
+                await self._conn.fetchval("SELECT 1", timeout=5.0)
+        except DatabaseUnavailable:
+            self.lost.set()
+            raise
+
+    async def close(self) -> None:
+        if not self._conn.is_closed():
+            try:
+                await asyncio.wait_for(self._conn.close(), timeout=2.0)
+            except (Exception, asyncio.CancelledError):
+                self._conn.terminate()
+
+
+def _payload_callback(
+    callback: Callable[[str], None],
+) -> Callable[[Any, int, str, str], None]:
+    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        callback(payload)
+
+    return on_notify
+
+
+def json_size(value: JSON) -> int:
+    """Bytes of ``value`` as compact JSON (for logs and limits)."""
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+async def call_guarded(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` translating connection errors (for callers outside this module)."""
+    with _translated("talking to the database"):
+        return await fn()

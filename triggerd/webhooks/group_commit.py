@@ -1,0 +1,206 @@
+"""Group commit: concurrent requests' inserts share one statement and one transaction.
+
+A request hands its :class:`~triggerd.store.webhooks.InboxItem` to :meth:`GroupCommit.submit`
+and waits; a writer task takes everything queued (up to ``max_batch``), stores it with one
+statement (one implicit transaction, one round trip) and only then resolves each
+request's future, so a request is answered after its own row is committed and never
+before. While a batch is in flight the next one accumulates, so the batch size grows with
+the load and throughput is bounded by PostgreSQL's commit rate rather than by one round
+trip per request.
+
+Failures: when the database is unreachable every request of the batch gets
+:class:`~triggerd.errors.DatabaseUnavailable` (its sender sees ``503`` and retries);
+nothing is acknowledged that is not stored. Any other error (bad data) is isolated by
+retrying the batch's items one by one, so one poisoned request cannot fail its
+neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from triggerd.errors import DatabaseUnavailable, TriggerdError
+from triggerd.store.webhooks import InboxItem, InboxResult, store_batch
+
+if TYPE_CHECKING:
+    import asyncpg
+
+logger = logging.getLogger(__name__)
+
+StoreBatch = Callable[["asyncpg.Pool", Sequence[InboxItem]], Awaitable[list[InboxResult | None]]]
+
+DEFAULT_MAX_BATCH = 500
+DEFAULT_MAX_QUEUE = 20_000
+# A duplicate whose winner vanished between the insert and the lookup is retried this often.
+_MAX_ATTEMPTS = 3
+
+
+class ShuttingDown(DatabaseUnavailable):
+    """The ingress is stopping and takes no more requests (answered 503, retryable)."""
+
+
+class QueueFull(DatabaseUnavailable):
+    """More requests are waiting for the database than it keeps up with (503, retryable)."""
+
+
+@dataclass(kw_only=True)
+class GroupCommitStats:
+    batches: int = 0
+    rows: int = 0  # items written (inserted or found to be duplicates)
+    failures: int = 0  # batches that failed
+    largest_batch: int = 0
+
+
+@dataclass(eq=False, kw_only=True)
+class _Pending:
+    item: InboxItem
+    future: asyncio.Future[InboxResult]
+    attempts: int = 0
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        writers: int = 1,
+        store: StoreBatch = store_batch,
+    ) -> None:
+        if max_batch < 1 or writers < 1:
+            raise ValueError("max_batch and writers must be at least 1")
+        self._pool = pool
+        self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._writers_wanted = writers
+        self._store = store
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._wake = asyncio.Event()
+        self._writers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.stats = GroupCommitStats()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._writers:
+            return
+        self._closing = False
+        self._writers = [
+            asyncio.create_task(self._run(), name=f"webhooks-group-commit-{n}")
+            for n in range(self._writers_wanted)
+        ]
+
+    async def submit(self, item: InboxItem) -> InboxResult:
+        """Store ``item``; returns once its row is committed (or found a duplicate).
+
+        Raises :class:`DatabaseUnavailable` (or its :class:`ShuttingDown` and
+        :class:`QueueFull` kinds) when the request must be answered 503.
+        """
+        if self._closing or not self._writers:
+            raise ShuttingDown("triggerd is shutting down; retry later")
+        if len(self._queue) >= self._max_queue:
+            raise QueueFull(
+                f"{len(self._queue)} requests are waiting for the database; retry later"
+            )
+        future: asyncio.Future[InboxResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(item=item, future=future))
+        self._wake.set()
+        # A cancelled caller (client gone) does not cancel the write: the row is still
+        # stored, only its acknowledgement is lost, and a redelivery is deduplicated.
+        return await future
+
+    async def stop(self) -> None:
+        """Take no more requests, write everything queued, then end the writers."""
+        self._closing = True
+        self._wake.set()
+        writers, self._writers = self._writers, []
+        if writers:
+            await asyncio.gather(*writers, return_exceptions=True)
+        # Writers are gone (or never started): nothing may be left waiting forever.
+        while self._queue:
+            pending = self._queue.popleft()
+            _fail(pending, ShuttingDown("triggerd is shutting down; retry later"))
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[_Pending] = []
+            while self._queue and len(batch) < self._max_batch:
+                batch.append(self._queue.popleft())
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                for pending in batch:
+                    _fail(pending, ShuttingDown("triggerd is shutting down; retry later"))
+                raise
+            except Exception as exc:  # a bug must not kill the writer and hang requests
+                logger.exception(
+                    "group commit failed", extra={"event": "webhook_group_commit_bug"}
+                )
+                for pending in batch:
+                    _fail(pending, exc)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        live = [p for p in batch if not p.future.done() or p.future.cancelled()]
+        if not live:
+            return
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(live))
+        try:
+            results = await self._store(self._pool, [p.item for p in live])
+        except DatabaseUnavailable as exc:
+            self.stats.failures += 1
+            logger.warning(
+                "webhook requests not stored: database unavailable",
+                extra={"event": "webhook_store_unavailable", "requests": len(live),
+                       "reason": str(exc)},
+            )
+            for pending in live:
+                _fail(pending, exc)
+            return
+        except Exception as exc:
+            self.stats.failures += 1
+            if len(live) == 1:
+                logger.error(
+                    "webhook request not stored",
+                    exc_info=exc,
+                    extra={"event": "webhook_store_failed",
+                           "trigger": live[0].item.execution.trigger_name},
+                )
+                _fail(live[0], exc)
+                return
+            # Isolate the bad item(s): everything else is stored individually.
+            for pending in live:
+                await self._write([pending])
+            return
+        self.stats.rows += len(live)
+        for pending, result in zip(live, results, strict=True):
+            if result is not None:
+                if not pending.future.done():
+                    pending.future.set_result(result)
+                continue
+            pending.attempts += 1
+            if pending.attempts >= _MAX_ATTEMPTS:
+                _fail(pending, TriggerdError("the duplicate's first execution vanished"))
+            else:
+                self._queue.append(pending)
+                self._wake.set()
+
+
+def _fail(pending: _Pending, exc: BaseException) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(exc)
