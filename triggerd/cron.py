@@ -6,7 +6,8 @@ Pure: no clock reads and no I/O; every instant is an argument. Semantics follow 
 * 5 fields, or 6 with a LEADING seconds field; lists, ranges, steps, month and day names
   (case-insensitive); ``L`` in day-of-month is the month's last day; ``D#N`` in
   day-of-week is the N-th such weekday of the month; 0 and 7 are Sunday; ``N/S`` means
-  ``N-max/S``; aliases ``@yearly @annually @monthly @weekly @daily @midnight @hourly``.
+  ``N-max/S``; ranges run forwards, except that a day-of-week range may end on Sunday
+  (``FRI-SUN``, ``5-0``); aliases ``@yearly @annually @monthly @weekly @daily @midnight @hourly``.
 * Day-of-month and day-of-week: when both are restricted a day matches if EITHER does;
   when either field starts with ``*`` (``*/2`` too) BOTH must match.
 * Time zones are IANA names (:mod:`zoneinfo`). A *fixed-time* schedule (neither the
@@ -21,10 +22,10 @@ Fires are whole seconds and never repeat an instant: a fixed-time fire moved out
 gap onto the instant that also matches regularly is one fire (without a note).
 
 The matcher is our own (no croniter): a parsed schedule holds sorted value tuples and
-the next match is found field by field with :func:`bisect.bisect_left`, a few
-microseconds per fire. croniter 7 differs from cronie in several of the rules above
-(``8-8`` means every hour, ``*/2`` in day-of-week is ORed with day-of-month, fixed-time
-jobs fire twice in a repeated hour).
+the next match is found field by field with :func:`bisect.bisect_left`, some 10-20 µs
+per fire (``bench/cron_compute.py``: 2-8 times croniter's ``get_next``). croniter 7
+differs from cronie in several of the rules above (``8-8`` means every hour, ``*/2`` in
+day-of-week is ORed with day-of-month, fixed-time jobs fire twice in a repeated hour).
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would accept "٣
 _SECOND = timedelta(seconds=1)
 _DAY_SECONDS = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_MAX_YEAR = 9998  # leave room for offsets when converting the last wall times to UTC
+# Fires exist for wall times in years 1-9998 and instants from 0001-01-03: the margins
+# keep every conversion between wall time and UTC inside what datetime can represent.
+_MAX_YEAR = 9998
+_FIRST_EPOCH = -62_135_424_000  # 0001-01-03T00:00:00Z
+_WALL_END = 253_370_764_800  # 9999-01-01T00:00:00 as wall seconds since 1970
 
 NOTE_GAP = "dst-gap"
 NOTE_FOLD = "dst-fold"
@@ -109,15 +114,7 @@ class CronSchedule:
 
     @functools.cached_property
     def _every_day(self) -> bool:
-        return not self.day_or and self._dom_all and self._dow_all
-
-    @functools.cached_property
-    def _dom_all(self) -> bool:
-        return len(self.days_of_month) == 31
-
-    @functools.cached_property
-    def _dow_all(self) -> bool:
-        return len(self.days_of_week) == 7
+        return not self.day_or and len(self.days_of_month) == 31 and len(self.days_of_week) == 7
 
     @functools.cached_property
     def _dom_sorted(self) -> tuple[int, ...]:
@@ -185,6 +182,11 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     Raises :class:`~triggerd.errors.CronError` with a message naming the field and value.
     Results are cached: the daemon parses each distinct expression and zone once.
     """
+    if not isinstance(expression, str) or not isinstance(timezone, str):
+        raise CronError(
+            "a cron expression and its time zone must be strings,"
+            f" got {type(expression).__name__} and {type(timezone).__name__}"
+        )
     return _parse_cached(expression, timezone)
 
 
@@ -282,7 +284,7 @@ def _parse_item(item: str, spec: _FieldSpec) -> range:
     high = _value(high_text, spec)
     if spec.name == "day-of-week" and high == 0 and low > 0:
         high = 7  # FRI-SUN: Sunday closes the week
-    if high < low and False:
+    if high < low:
         raise CronError(f"{spec.name}: range {low}-{high} is backwards")
     return range(low, high + 1, step)
 
@@ -503,7 +505,7 @@ def next_fire(schedule: CronSchedule, after: datetime) -> Fire | None:
     """The first fire strictly after ``after``; None past the year 9998."""
     _require_aware(after, "after")
     try:
-        return _next_fire(schedule, after.astimezone(UTC))
+        return _next_fire(schedule, max(after.astimezone(UTC), _from_epoch(_FIRST_EPOCH)))
     except OverflowError:
         return None
 
@@ -594,14 +596,18 @@ def fires_between(
 
 def count_fires(schedule: CronSchedule, start: datetime, end: datetime) -> int:
     """How many fires have ``start < at <= end``, without enumerating them."""
+    first, stop = _span(start, end)
+    return _count(schedule, first, stop) if first < stop else 0
+
+
+def _span(start: datetime, end: datetime) -> tuple[int, int]:
+    """``start < t <= end`` as ``first <= t < stop`` in whole epoch seconds (fires are whole
+    seconds), clamped to the instants that can have fires."""
     _require_aware(start, "start")
     _require_aware(end, "end")
-    # Fires are whole seconds: start < t <= end is first <= t < stop.
-    first = _epoch(start) + 1
-    stop = _epoch(end) + 1
-    if stop <= first:
-        return 0
-    return _count(schedule, first, stop)
+    first = max(_epoch(start), _FIRST_EPOCH) + 1
+    stop = min(_epoch(end), _WALL_END + 2 * _DAY_SECONDS) + 1
+    return first, stop
 
 
 def _count(schedule: CronSchedule, first: int, stop: int) -> int:
@@ -638,6 +644,7 @@ def _wall_datetime(wall: int) -> datetime:
 
 def _count_wall(schedule: CronSchedule, low: int, high: int) -> int:
     """Matching wall times in [low, high), both wall seconds since 1970-01-01 00:00."""
+    high = min(high, _WALL_END)
     if high <= low:
         return 0
     low_day, low_time = divmod(low, _DAY_SECONDS)
@@ -688,6 +695,7 @@ def _times_before(schedule: CronSchedule, seconds_of_day: int) -> int:
 def _changes(zone: ZoneInfo, low: int, high: int) -> list[tuple[int, int, int]]:
     """Offset changes (instant, offset before, offset after) with low <= instant < high."""
     changes: list[tuple[int, int, int]] = []
+    low = max(low, _FIRST_EPOCH - _DAY_SECONDS)
     for year in range(_from_epoch(low).year, _from_epoch(high).year + 1):
         changes.extend(c for c in _year_changes(zone, year) if low <= c[0] < high)
     return changes
@@ -700,7 +708,7 @@ def _year_changes(zone: ZoneInfo, year: int) -> tuple[tuple[int, int, int], ...]
     Daily probes see every change: tzdata keeps consecutive changes at least four days
     apart (checked over every zone for 2026 data).
     """
-    start = _epoch(datetime(year, 1, 1, tzinfo=UTC))
+    start = max(_epoch(datetime(year, 1, 1, tzinfo=UTC)), _FIRST_EPOCH - _DAY_SECONDS)
     end = _epoch(datetime(year + 1, 1, 1, tzinfo=UTC)) if year < _MAX_YEAR else start
     changes: list[tuple[int, int, int]] = []
     previous, offset = start, _offset_at(zone, start)
@@ -719,19 +727,18 @@ def last_fires(schedule: CronSchedule, start: datetime, end: datetime, count: in
 
     Costs a binary search over :func:`count_fires`, not an enumeration of the range.
     """
-    _require_aware(start, "start")
-    _require_aware(end, "end")
+    first, stop = _span(start, end)
     if count <= 0:
         return []
-    low, high = _epoch(start), _epoch(end)
-    if high <= low or _count(schedule, low + 1, high + 1) <= count:
+    if stop <= first or _count(schedule, first, stop) <= count:
         return fires_between(schedule, start, end)
-    # Largest `low` with at least `count` fires in (low, end]: fires are distinct whole
-    # seconds, so moving `low` by one second drops at most one fire, and (low, end] then
-    # holds exactly `count`.
+    # Find the latest `low` with at least `count` fires in (low, end]. Fires are distinct
+    # whole seconds, so moving `low` by one second drops at most one fire, and (low, end]
+    # then holds exactly `count`.
+    low, high = first - 1, stop - 1
     while high - low > 1:
         middle = (low + high) // 2
-        if _count(schedule, middle + 1, _epoch(end) + 1) >= count:
+        if _count(schedule, middle + 1, stop) >= count:
             low = middle
         else:
             high = middle

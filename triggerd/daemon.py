@@ -1,4 +1,5 @@
-"""Wiring of the parts: database, definitions, HTTP, signals and graceful shutdown."""
+"""Wiring of the parts: database, definitions, HTTP, components, signals, systemd notify and
+graceful shutdown."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,16 +18,17 @@ from aiohttp import web
 from triggerd import db
 from triggerd.api import health
 from triggerd.appkeys import POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
-from triggerd.config import Settings
+from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import TriggerdError
+from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
 
 logger = logging.getLogger(__name__)
 
 
 class Component(Protocol):
-    """A long-running part of the daemon (scheduler, executor, ...)."""
+    """A long-running part of the daemon (scheduler, executor, webhooks, ...)."""
 
     name: str
 
@@ -45,60 +46,70 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     return app
 
 
+# Settings that only take effect after a restart.
+_RESTART_ONLY = ("database", "http.host", "http.port", "daemon.state_dir")
+
+
 @dataclass(kw_only=True)
 class Daemon:
     settings: Settings
     components: list[Component] = field(default_factory=list)
     pool: asyncpg.Pool | None = None
     runner: web.AppRunner | None = None
+    site: web.TCPSite | None = None
     app: web.Application | None = None
     dsn: str = ""
     executor: Any = None
+    notifier: Notifier = field(default_factory=Notifier)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def apply_definitions(self, pool: asyncpg.Pool) -> None:
-        files = list(self.settings.daemon.definitions)
-        if not files:
+    async def apply_definitions(self, settings: Settings) -> None:
+        files = list(settings.daemon.definitions)
+        if not files or self.pool is None:
             return
         specs = load_files(files)
-        async with pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             report = await apply_workflows(conn, specs)
         logger.info(
             "definitions applied",
             extra={"event": "definitions_applied", "files": files, "changed": report.changed,
-                   "summary": report.lines},
+                   "summary": [line for line in report.lines if not line.endswith("unchanged")]},
         )
 
     async def start(self) -> None:
         started = time.monotonic()
+        self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
         report = await db.migrate(dsn)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
         )
-        await self.apply_definitions(self.pool)
-        self.app = create_app(self.settings, self.pool)
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(
-            self.runner,
-            self.settings.http.host,
-            self.settings.http.port,
-            reuse_address=True,
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise TriggerdError(
-                f"cannot listen on {self.settings.http.host}:{self.settings.http.port}: {exc.strerror}"
-            ) from None
         self.dsn = dsn
+        self.notifier.status("starting: definitions")
+        await self.apply_definitions(self.settings)
+        self.app = create_app(self.settings, self.pool)
         self.build_components(dsn)
+        self.notifier.status("starting: components")
         for component in self.components:
             await component.start()
             check = getattr(component, "readiness", None)
             if check is not None:
                 self.add_readiness_check(component.name, check)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=5.0)
+        await self.runner.setup()
+        self.site = web.TCPSite(
+            self.runner, self.settings.http.host, self.settings.http.port, reuse_address=True
+        )
+        try:
+            await self.site.start()
+        except OSError as exc:
+            raise TriggerdError(
+                f"cannot listen on {self.settings.http.host}:{self.settings.http.port}:"
+                f" {exc.strerror}"
+            ) from None
         logger.info(
             "triggerd ready",
             extra={
@@ -118,41 +129,126 @@ class Daemon:
         assert self.pool is not None and self.app is not None
         self.executor = Executor(pool=self.pool, dsn=dsn, settings=self.settings)
         self.components = [self.executor]
+        try:
+            from triggerd.scheduler import CronScheduler
+        except ImportError:  # pragma: no cover - during development only
+            CronScheduler = None  # noqa: N806
+        if CronScheduler is not None:
+            self.components.append(
+                CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
+            )
+        try:
+            from triggerd.webhooks.ingress import setup_webhooks
+        except ImportError:  # pragma: no cover - during development only
+            setup_webhooks = None  # type: ignore[assignment]
+        if setup_webhooks is not None:
+            self.components.append(
+                setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
+            )
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         assert self.app is not None
         self.app[READINESS_CHECKS][name] = check
 
+    def status_line(self) -> str:
+        running = self.executor.in_progress if self.executor is not None else 0
+        triggers = 0
+        for component in self.components:
+            count = getattr(component, "trigger_count", None)
+            if isinstance(count, int):
+                triggers += count
+        return f"{triggers} triggers, {running} runs in progress"
+
     def request_stop(self) -> None:
         self._stop.set()
 
+    def request_reload(self) -> None:
+        self._background.append(asyncio.create_task(self.reload(), name="triggerd-reload"))
+
+    async def reload(self) -> bool:
+        """SIGHUP: re-read configuration and definitions, reconcile triggers, swap routes.
+        A configuration or definition that no longer validates is refused; the old one stays
+        in force."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                try:
+                    new = load_settings(self.settings.source)
+                except TriggerdError as exc:
+                    logger.error("reload refused: configuration invalid, keeping the old one",
+                                 extra={"event": "reload_refused", "error": exc.message})
+                    return False
+                try:
+                    await self.apply_definitions(new)
+                except TriggerdError as exc:
+                    logger.error("reload refused: definitions invalid, keeping the old ones",
+                                 extra={"event": "reload_refused", "error": exc.message,
+                                        "problems": [str(p) for p in getattr(exc, "problems", [])]})
+                    return False
+                changed_restart = [
+                    key for key in _RESTART_ONLY
+                    if _get(new, key) != _get(self.settings, key)
+                ]
+                if changed_restart:
+                    logger.warning("some settings change only after a restart",
+                                   extra={"event": "reload_needs_restart",
+                                          "keys": changed_restart})
+                self.settings = new
+                for component in self.components:
+                    reload = getattr(component, "reload", None)
+                    if reload is not None:
+                        await reload()
+                logger.info("reloaded", extra={"event": "daemon_reloaded"})
+                return True
+            finally:
+                self.notifier.ready(self.status_line())
+
     async def stop(self) -> None:
-        for component in reversed(self.components):
+        self.notifier.stopping()
+        # Stop accepting first: new connections are refused while runs drain.
+        if self.site is not None:
             with contextlib.suppress(Exception):
+                await self.site.stop()
+        for component in reversed(self.components):
+            try:
                 await component.stop()
+            except Exception:
+                logger.exception("component stop failed",
+                                 extra={"event": "component_stop_failed",
+                                        "component": component.name})
         if self.runner is not None:
             await self.runner.cleanup()
+        for task in self._background:
+            task.cancel()
         if self.pool is not None:
             await self.pool.close()
+        self.notifier.close()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.start()
+            self.notifier.ready(self.status_line())
+            self._background.append(
+                asyncio.create_task(self.notifier.watchdog_loop(self.status_line),
+                                    name="triggerd-watchdog"))
             await self._stop.wait()
             logger.info("stopping", extra={"event": "daemon_stopping"})
         finally:
             await self.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         logger.info("stopped", extra={"event": "daemon_stopped"})
 
 
-def hostname_owner() -> str:
-    """A lease owner id that names this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _get(settings: Settings, dotted: str) -> Any:
+    value: Any = settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 async def run_daemon(settings: Settings) -> None:

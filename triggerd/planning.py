@@ -83,7 +83,8 @@ def plan_catchup(
     skipped = missed - firing
     listed = min(skipped, max_catchup)
     summarized = skipped - listed
-    slots = [f.at for f in last_fires(schedule, since, now, firing + listed + (summarized > 0))]
+    wanted = firing + listed + (1 if summarized else 0)
+    slots = [f.at for f in last_fires(schedule, since, now, wanted)]
 
     decisions: list[SlotDecision] = []
     if summarized:

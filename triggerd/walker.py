@@ -153,6 +153,30 @@ def edge_taken(edge: Edge, source: NodeOutcome | None, siblings: tuple[Edge, ...
     )
 
 
+_Structure = tuple[tuple[str, ...], dict[str, list[Edge]], dict[str, list[Edge]]]
+# Graphs are immutable and long-lived (one per cached workflow version), so their order and
+# adjacency are computed once. Keyed by identity; the graph is kept alive with its entry.
+_STRUCTURES: dict[int, tuple[Graph, _Structure]] = {}
+_MAX_STRUCTURES = 4096
+
+
+def _structure(graph: Graph) -> _Structure:
+    cached = _STRUCTURES.get(id(graph))
+    if cached is not None and cached[0] is graph:
+        return cached[1]
+    order = topological_order(graph)
+    incoming: dict[str, list[Edge]] = {node_id: [] for node_id in order}
+    outgoing: dict[str, list[Edge]] = {node_id: [] for node_id in order}
+    for edge in graph.edges:
+        incoming[edge.target].append(edge)
+        outgoing[edge.source].append(edge)
+    if len(_STRUCTURES) >= _MAX_STRUCTURES:
+        _STRUCTURES.clear()
+    structure = (order, incoming, outgoing)
+    _STRUCTURES[id(graph)] = (graph, structure)
+    return structure
+
+
 def plan_next(
     graph: Graph,
     outcomes: Mapping[str, NodeOutcome],
@@ -165,12 +189,7 @@ def plan_next(
     crash) are ignored: such nodes are ready again unless they are in ``running``. A parked
     ``wait`` node belongs in ``running`` until the executor records its SUCCESS.
     """
-    order = topological_order(graph)
-    incoming: dict[str, list[Edge]] = {node_id: [] for node_id in order}
-    outgoing: dict[str, list[Edge]] = {node_id: [] for node_id in order}
-    for edge in graph.edges:
-        incoming[edge.target].append(edge)
-        outgoing[edge.source].append(edge)
+    order, incoming, outgoing = _structure(graph)
     state = {
         node_id: outcome
         for node_id, outcome in outcomes.items()
@@ -224,7 +243,7 @@ def final_output(graph: Graph, outcomes: Mapping[str, NodeOutcome]) -> JSON:
     topological order, else None."""
     succeeded = [
         node_id
-        for node_id in topological_order(graph)
+        for node_id in _structure(graph)[0]
         if (outcome := outcomes.get(node_id)) is not None and outcome.status == NodeStatus.SUCCESS
     ]
     responded = [node_id for node_id in succeeded if graph.node(node_id).type == RESPOND_TYPE]

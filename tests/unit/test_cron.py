@@ -360,6 +360,14 @@ def test_rare_but_possible_days_are_accepted(expression: str) -> None:
     assert next_fire(parse_cron(expression), utc("2026-01-01T00:00")) is not None
 
 
+def test_non_string_input_is_a_cron_error() -> None:
+    with pytest.raises(CronError) as caught:
+        parse_cron(5, "UTC")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "a cron expression and its time zone must be strings, got int and str"
+    )
+
+
 def test_error_for_four_fields_is_a_cron_error() -> None:
     with pytest.raises(CronError, match=r"^expected 5 or 6 fields, got 4$"):
         parse_cron("0 0 31 4")
@@ -837,3 +845,19 @@ def test_last_fires_over_a_long_range_is_cheap() -> None:
         utc("2025-12-31T23:59:59"),
         utc("2026-01-01T00:00"),
     ]
+
+
+@pytest.mark.parametrize("tz", ["UTC", NY, "Pacific/Kiritimati"])
+def test_the_ends_of_time_agree_and_do_not_overflow(tz: str) -> None:
+    # Fires exist for instants from 0001-01-03 and wall times up to the end of 9998.
+    for expression in ("*/30 * * * *", "30 2 * * *"):
+        schedule = parse_cron(expression, tz)
+        for start, end in (
+            (utc("9998-12-01T00:00"), datetime.max.replace(tzinfo=UTC)),
+            (datetime.min.replace(tzinfo=UTC), utc("0001-02-01T00:00")),
+        ):
+            every = fires_between(schedule, start, end)
+            assert len(every) > 20
+            assert count_fires(schedule, start, end) == len(every)
+            assert last_fires(schedule, start, end, 2) == every[-2:]
+        assert next_fire(schedule, datetime.max.replace(tzinfo=UTC)) is None

@@ -148,9 +148,7 @@ class _YamlBuilder:
         if isinstance(value, float) and math.isfinite(value):
             return value
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-        self._report.add(
-            path, f"{node.value!r} ({tag}) is not a JSON value (line {_line(node)})"
-        )
+        self._report.add(path, f"{node.value!r} ({tag}) is not a JSON value (line {_line(node)})")
         return None
 
     def _sequence(self, node: SequenceNode, path: JsonPath) -> list[Any]:

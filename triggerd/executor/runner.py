@@ -261,6 +261,13 @@ class Runner:
                         "ERROR", code=failed.error_code or "NODE_FAILED",
                         message=f"node {failed.node_id!r} failed: {reason or failed.error_code}",
                     )
+                if len(step.ready) == 1 and not tasks:
+                    # One branch only: run it inline, no task or wait needed.
+                    node_id, edge = step.ready[0]
+                    outcome = await self._run_node(node_id, edge)
+                    if outcome is not None:
+                        self.outcomes[node_id] = outcome
+                    continue
                 for node_id, edge in step.ready:
                     tasks[node_id] = asyncio.create_task(self._run_node(node_id, edge))
                 if step.finished and not tasks:
@@ -296,12 +303,6 @@ class Runner:
         while True:
             started = self.clock()
             t0 = time.perf_counter()
-            base = NodeRow(
-                execution_id=self.claimed.id, node_id=node_id, node_type=node.type,
-                status=NodeStatus.RUNNING, attempt=attempt, start_time=started,
-                from_node_id=None if edge is None else edge.source,
-                edge_condition=_edge_condition(edge),
-            )
             try:
                 params = render(node.params, self._context())
             except ExpressionError as exc:
@@ -309,8 +310,16 @@ class Runner:
                 params = node.params
             else:
                 failure = None
-            stored_input = self.redactor.redact(params)
-            base = _replace_row(base, input=stored_input)
+            # The fields every row of this attempt shares (rows are built directly rather
+            # than with dataclasses.replace: this is the executor's hot path).
+            common: dict[str, Any] = {
+                "execution_id": self.claimed.id, "node_id": node_id, "node_type": node.type,
+                "attempt": attempt, "start_time": started,
+                "from_node_id": None if edge is None else edge.source,
+                "edge_condition": _edge_condition(edge),
+                "input": self.redactor.redact(params),
+            }
+            base = NodeRow(status=NodeStatus.RUNNING, **common)
             result: NodeResult | None = None
             if failure is None:
                 if node.type not in BUFFERED_TYPES:
@@ -327,8 +336,8 @@ class Runner:
                 except asyncio.CancelledError:
                     # Canceled by request, by the workflow timeout or handed back on
                     # shutdown: this attempt ends here; a resumed run starts a new one.
-                    self.pending.append(_replace_row(
-                        base, status=NodeStatus.CANCELED, end_time=self.clock(),
+                    self.pending.append(NodeRow(
+                        **common, status=NodeStatus.CANCELED, end_time=self.clock(),
                         error_code="CANCELED", error_message="canceled",
                         execution_time_ms=(time.perf_counter() - t0) * 1000,
                     ))
@@ -341,21 +350,21 @@ class Runner:
                 if result.wait_until is not None:
                     wait_output = {"wait_until": result.wait_until.isoformat(), **(
                         output if isinstance(output, dict) else {})}
-                    self.pending.append(_replace_row(
-                        base, status=NodeStatus.WAITING, output=wait_output,
+                    self.pending.append(NodeRow(
+                        **common, status=NodeStatus.WAITING, output=wait_output,
                     ))
                     self.parked_until[node_id] = result.wait_until
                     self.next_attempt[node_id] = attempt
                     return None
-                self.pending.append(_replace_row(
-                    base, status=NodeStatus.SUCCESS, output=output, branch=result.branch,
+                self.pending.append(NodeRow(
+                    **common, status=NodeStatus.SUCCESS, output=output, branch=result.branch,
                     end_time=ended, execution_time_ms=elapsed_ms,
                 ))
                 return NodeOutcome(node_id=node_id, status=NodeStatus.SUCCESS,
                                    output=result.output, branch=result.branch)
             message = self.redactor.redact_text(failure.message)
-            self.pending.append(_replace_row(
-                base, status=NodeStatus.ERROR, error_code=failure.code, error_message=message,
+            self.pending.append(NodeRow(
+                **common, status=NodeStatus.ERROR, error_code=failure.code, error_message=message,
                 output=self.redactor.redact(failure.output), end_time=ended,
                 execution_time_ms=elapsed_ms,
             ))
@@ -381,12 +390,6 @@ def _edge_condition(edge: Edge | None) -> str | None:
     if edge.on == "failure":
         return "on:failure"
     return edge.when
-
-
-def _replace_row(row: NodeRow, **changes: Any) -> NodeRow:
-    from dataclasses import replace
-
-    return replace(row, **changes)
 
 
 def _parse_instant(value: Any) -> datetime | None:

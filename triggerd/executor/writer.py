@@ -31,19 +31,26 @@ class ProgressWriter:
     pool: asyncpg.Pool
     owner: str
     _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
-    _task: asyncio.Task[None] | None = None
+
+    workers: int = 3
+    _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="triggerd-progress-writer")
+        # A few writers in parallel: while one transaction commits, the next batch builds.
+        self._workers = [
+            asyncio.create_task(self._loop(), name=f"triggerd-progress-writer-{i}")
+            for i in range(self.workers)
+        ]
 
     async def stop(self) -> None:
         # Let queued writes land before stopping.
         while not self._queue.empty():
             await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def write(
         self, nodes: Sequence[NodeRow] = (), finished: Sequence[ExecutionUpdate] = ()
@@ -59,6 +66,9 @@ class ProgressWriter:
     async def _loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            # One turn of the loop lets the other runs that are finishing right now queue
+            # their rows too, so they share this commit.
+            await asyncio.sleep(0)
             rows = len(batch[0].nodes) + len(batch[0].finished)
             while not self._queue.empty() and rows < MAX_BATCH:
                 item = self._queue.get_nowait()

@@ -197,21 +197,29 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
 # --- the executor's queue --------------------------------------------------------------
 
 _CLAIM = """
+WITH expired AS (
+    SELECT id FROM workflow_executions
+     WHERE status = 'RUNNING' AND lease_expires_at < now()
+     ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+due AS (
+    SELECT id FROM workflow_executions
+     WHERE status = 'WAITING' AND resume_at <= now()
+     ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+fresh AS (
+    SELECT id FROM workflow_executions
+     WHERE status = 'NEW'
+     ORDER BY created_at
+     LIMIT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due))
+     FOR UPDATE SKIP LOCKED)
 UPDATE workflow_executions e
-   SET status = 'RUNNING', lease_owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond',
+   SET status = 'RUNNING', lease_owner = $1,
+       lease_expires_at = now() + $2 * interval '1 millisecond',
        attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
- WHERE e.id IN (
-       SELECT c.id FROM workflow_executions c
-        WHERE ((c.status = 'NEW')
-            OR (c.status = 'WAITING' AND c.resume_at <= now())
-            OR (c.status = 'RUNNING' AND c.lease_expires_at < now()))
-          AND ($4::uuid[] IS NULL OR c.id = ANY($4::uuid[]))
-        ORDER BY c.created_at
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED)
+ WHERE e.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due
+                UNION ALL SELECT id FROM fresh)
 RETURNING e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
           e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
-          e.attempt, e.cancel_requested, e.status AS previous_status
+          e.attempt, e.cancel_requested
 """
 
 
@@ -233,13 +241,12 @@ class ClaimedExecution:
 
 
 async def claim_executions(
-    conn: Conn, owner: str, lease: timedelta, limit: int, ids: Sequence[str] | None = None
+    conn: Conn, owner: str, lease: timedelta, limit: int
 ) -> list[ClaimedExecution]:
-    """Claim up to ``limit`` runnable executions (NEW, WAITING past resume_at, or RUNNING
-    under an expired lease) for ``owner`` with ``FOR UPDATE SKIP LOCKED``."""
-    rows = await conn.fetch(
-        _CLAIM, owner, int(lease.total_seconds() * 1000), limit, None if ids is None else list(ids)
-    )
+    """Claim up to ``limit`` runnable executions (RUNNING under an expired lease first, then
+    WAITING past resume_at, then NEW oldest first) for ``owner`` with ``FOR UPDATE SKIP
+    LOCKED``. Each kind is its own index-friendly subquery (partial indexes per status)."""
+    rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit)
     claimed = []
     for r in rows:
         claimed.append(

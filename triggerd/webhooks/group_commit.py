@@ -106,11 +106,9 @@ class GroupCommit:
         :class:`QueueFull` kinds) when the request must be answered 503.
         """
         if self._closing or not self._writers:
-            raise ShuttingDown("triggerd is shutting down; retry later")
+            raise ShuttingDown("triggerd is shutting down")
         if len(self._queue) >= self._max_queue:
-            raise QueueFull(
-                f"{len(self._queue)} requests are waiting for the database; retry later"
-            )
+            raise QueueFull(f"{len(self._queue)} requests are waiting for the database")
         future: asyncio.Future[InboxResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(item=item, future=future))
         self._wake.set()
@@ -128,7 +126,7 @@ class GroupCommit:
         # Writers are gone (or never started): nothing may be left waiting forever.
         while self._queue:
             pending = self._queue.popleft()
-            _fail(pending, ShuttingDown("triggerd is shutting down; retry later"))
+            _fail(pending, ShuttingDown("triggerd is shutting down"))
 
     async def _run(self) -> None:
         while True:
@@ -145,7 +143,7 @@ class GroupCommit:
                 await self._write(batch)
             except asyncio.CancelledError:
                 for pending in batch:
-                    _fail(pending, ShuttingDown("triggerd is shutting down; retry later"))
+                    _fail(pending, ShuttingDown("triggerd is shutting down"))
                 raise
             except Exception as exc:  # a bug must not kill the writer and hang requests
                 logger.exception(
@@ -154,10 +152,9 @@ class GroupCommit:
                 for pending in batch:
                     _fail(pending, exc)
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        live = [p for p in batch if not p.future.done() or p.future.cancelled()]
-        if not live:
-            return
+    async def _write(self, live: list[_Pending]) -> None:
+        # Items whose caller is gone are written too: the request was accepted, and
+        # storing it is what a redelivery's dedupe needs to recognise it.
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         try:

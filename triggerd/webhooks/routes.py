@@ -152,7 +152,9 @@ def _build_route(
         try:
             validator = cache.get(row.parameter_schema)
         except SchemaError as exc:
-            raise _Skip(f"parameter_schema of version {row.version} is invalid: {exc.message}")
+            raise _Skip(
+                f"parameter_schema of version {row.version} is invalid: {exc.message}"
+            ) from None
     secret: bytes | None = None
     secret_problem: str | None = None
     ref = config.auth.secret

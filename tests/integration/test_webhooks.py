@@ -1,0 +1,911 @@
+"""Webhook ingress over real loopback HTTP against a real PostgreSQL: every answer with its
+JSON body, what is stored, dedupe races, auth schemes end to end, sync mode and the
+status page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from triggerd.config import HttpSettings, Settings
+from triggerd.daemon import create_app
+from triggerd.model import (
+    AuthConfig,
+    DedupeConfig,
+    Graph,
+    Node,
+    ResponseMode,
+    SecretRef,
+    TriggerSpec,
+    TriggerType,
+    WebhookConfig,
+    WorkflowSpec,
+)
+from triggerd.store.workflows import apply_workflows
+from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
+
+ClientFactory = Callable[..., Awaitable[tuple[TestClient[Any, Any], WebhookIngress]]]
+
+TOKEN = "s3cret-token"
+GITHUB_SECRET = "It's a Secret to Everybody"
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"standard-webhooks-test-key-32by").decode()
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "day": {"type": "string", "format": "date"},
+        "count": {"type": "integer", "minimum": 1},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["day"],
+}
+
+
+def hook(name: str, path: str, *, enabled: bool = True, input: dict[str, Any] | None = None,
+         **config: Any) -> TriggerSpec:
+    return TriggerSpec(
+        name=name,
+        type=TriggerType.WEBHOOK,
+        config=WebhookConfig(path=path, **config),
+        enabled=enabled,
+        input=input or {},
+    )
+
+
+def token_auth() -> AuthConfig:
+    return AuthConfig(scheme="token", secret=SecretRef(env="WH_TOKEN"))
+
+
+def workflow(key: str, *triggers: TriggerSpec, schema: dict[str, Any] | None = None,
+             ) -> WorkflowSpec:
+    return WorkflowSpec(
+        key=key,
+        name=key,
+        graph=Graph(nodes=(Node(id="start", type="noop"),)),
+        parameter_schema=schema or {},
+        triggers=triggers,
+    )
+
+
+async def apply(pool: asyncpg.Pool, *specs: WorkflowSpec) -> None:
+    async with pool.acquire() as conn:
+        await apply_workflows(conn, list(specs))
+
+
+@pytest.fixture(autouse=True)
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WH_TOKEN", TOKEN)
+    monkeypatch.setenv("WH_GITHUB", GITHUB_SECRET)
+    monkeypatch.setenv("WH_STANDARD", STANDARD_SECRET)
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Any, pool: asyncpg.Pool, dsn: str
+) -> AsyncIterator[ClientFactory]:
+    started: list[WebhookIngress] = []
+
+    async def make(
+        settings: Settings | None = None, **options: Any
+    ) -> tuple[TestClient[Any, Any], WebhookIngress]:
+        settings = settings or Settings()
+        app = create_app(settings, pool)
+        options.setdefault("pending_interval", 3600.0)
+        ingress = setup_webhooks(app, pool=pool, dsn=dsn, settings=settings, **options)
+        await ingress.start()
+        started.append(ingress)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        return client, ingress
+
+    yield make
+    for ingress in started:
+        await ingress.stop()
+
+
+def bearer(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def executions(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM workflow_executions ORDER BY created_at, id"))
+
+
+async def requests_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM webhook_requests ORDER BY received_at, id"))
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+# --- 202 and what is stored --------------------------------------------------------------
+
+
+async def test_accepted_request_is_stored_with_its_execution(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(
+        pool,
+        workflow(
+            "report",
+            hook("push", "ci/push", auth=token_auth(), input={"region": "eu", "day": "x"},
+                 dedupe=DedupeConfig(header="X-Delivery", ttl=timedelta(days=2))),
+            schema=SCHEMA,
+        ),
+    )
+    client, _ = await make_client()
+    body = b'{"day": "2024-05-01", "count": 3}'
+    resp = await client.post(
+        "/hooks/ci/push?a=1&a=2&b=x",
+        data=body,
+        headers={**bearer(), "Content-Type": "application/json", "X-Delivery": "d-1",
+                 "Cookie": "session=abc", "X-Custom": "yes"},
+    )
+    assert resp.status == 202
+    answer = await resp.json()
+    execution_id = answer["execution_id"]
+    assert is_uuid(execution_id)
+    assert answer == {
+        "execution_id": execution_id,
+        "status_url": f"/hooks/_executions/{execution_id}",
+    }
+    assert resp.headers["Location"] == f"/hooks/_executions/{execution_id}"
+
+    [row] = await executions(pool)
+    assert str(row["id"]) == execution_id
+    assert row["status"] == "NEW"
+    assert row["trigger_type"] == "webhook"
+    assert row["trigger_name"] == "push"
+    assert row["dedupe_key"] == "webhook:d-1"
+    assert row["input"] == {"region": "eu", "day": "2024-05-01", "count": 3}
+    assert row["workflow_version_id"] is not None
+    expiry = row["dedupe_expires_at"] - row["created_at"]
+    assert timedelta(days=2) - timedelta(seconds=5) < expiry <= timedelta(days=2)
+    request = row["context"]["trigger"]["request"]
+    assert row["context"]["trigger"]["type"] == "webhook"
+    assert row["context"]["trigger"]["name"] == "push"
+    assert request["method"] == "POST"
+    assert request["path"] == "/hooks/ci/push"
+    assert request["query"] == {"a": ["1", "2"], "b": "x"}
+    assert request["headers"]["x-custom"] == "yes"
+    assert request["headers"]["x-delivery"] == "d-1"
+    assert "authorization" not in request["headers"]
+    assert "cookie" not in request["headers"]
+
+    [stored] = await requests_rows(pool)
+    assert str(stored["execution_id"]) == execution_id
+    assert stored["trigger_id"] == row["trigger_id"]
+    assert stored["method"] == "POST"
+    assert stored["path"] == "/hooks/ci/push"
+    assert stored["query"] == {"a": ["1", "2"], "b": "x"}
+    assert stored["body"] == body
+    assert stored["remote_addr"] == "127.0.0.1"
+    assert stored["headers"] == request["headers"]
+    assert stored["headers"]["content-type"] == "application/json"
+    assert not {"authorization", "cookie"} & set(stored["headers"])
+
+
+async def test_duplicate_delivery_answers_200_with_the_first_id(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "dup", dedupe=DedupeConfig(header="X-Id"))))
+    client, _ = await make_client()
+    first = await client.post("/hooks/dup", json={"n": 1}, headers={"X-Id": "abc"})
+    assert first.status == 202
+    first_id = (await first.json())["execution_id"]
+    again = await client.post("/hooks/dup", json={"n": 2}, headers={"X-Id": "abc"})
+    assert again.status == 200
+    assert await again.json() == {
+        "execution_id": first_id,
+        "status_url": f"/hooks/_executions/{first_id}",
+        "duplicate": True,
+    }
+    other = await client.post("/hooks/dup", json={"n": 3}, headers={"X-Id": "def"})
+    assert other.status == 202
+    assert len(await executions(pool)) == 2
+    assert len(await requests_rows(pool)) == 2  # a duplicate stores nothing
+
+
+async def test_concurrent_identical_deliveries_create_exactly_one_execution(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "race", dedupe=DedupeConfig(json_pointer="/id"))))
+    client, _ = await make_client()
+
+    async def deliver() -> tuple[int, str]:
+        resp = await client.post("/hooks/race", json={"id": "evt_1", "x": 1})
+        return resp.status, (await resp.json())["execution_id"]
+
+    answers = await asyncio.gather(*(deliver() for _ in range(20)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200] * 19 + [202]
+    assert len({execution_id for _, execution_id in answers}) == 1
+    rows = await executions(pool)
+    assert len(rows) == 1
+    assert str(rows[0]["id"]) == answers[0][1]
+    assert len(await requests_rows(pool)) == 1
+
+
+async def test_two_ingresses_racing_on_one_key_create_one_execution(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """Two processes (two group commits) at once: the unique key decides."""
+    await apply(pool, workflow("w", hook("h", "race2", dedupe=DedupeConfig(header="X-Id"))))
+    one, _ = await make_client()
+    two, _ = await make_client()
+
+    async def deliver(client: TestClient[Any, Any]) -> tuple[int, str]:
+        resp = await client.post("/hooks/race2", json={}, headers={"X-Id": "same"})
+        return resp.status, (await resp.json())["execution_id"]
+
+    answers = await asyncio.gather(*(deliver(c) for c in [one, two] * 10))
+    assert sorted(s for s, _ in answers) == [200] * 19 + [202]
+    assert len({i for _, i in answers}) == 1
+    assert len(await executions(pool)) == 1
+
+
+# --- refusals, in check order ------------------------------------------------------------
+
+
+async def test_unknown_reserved_and_disabled_paths_are_404(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("off", "off", enabled=False), hook("on", "on")))
+    client, _ = await make_client()
+    for path in ("nope", "off", "_reserved", "_executions", "_executions/a/b", "on/extra"):
+        resp = await client.post(f"/hooks/{path}", json={})
+        assert resp.status == 404, path
+        assert await resp.json() == {"error": "not_found", "message": f"no webhook at /hooks/{path}"}
+    assert (await client.post("/hooks/on", json={})).status == 202
+    assert len(await executions(pool)) == 1
+
+
+async def test_wrong_method_is_405_with_allow(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "m", methods=("POST", "PUT"))))
+    client, _ = await make_client()
+    resp = await client.get("/hooks/m")
+    assert resp.status == 405
+    assert resp.headers["Allow"] == "POST, PUT"
+    assert await resp.json() == {
+        "error": "method_not_allowed",
+        "message": "GET is not allowed here (allowed: POST, PUT)",
+    }
+    assert (await client.put("/hooks/m", json={})).status == 202
+
+
+async def test_rate_limit_is_429_with_retry_after(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "rl", rate=0.5, burst=2)))
+    now = [100.0]
+    client, ingress = await make_client(monotonic=lambda: now[0])
+    assert (await client.post("/hooks/rl", json={})).status == 202
+    assert (await client.post("/hooks/rl", json={})).status == 202
+    resp = await client.post("/hooks/rl", json={})
+    assert resp.status == 429
+    assert resp.headers["Retry-After"] == "2"  # one token at 0.5/s
+    assert await resp.json() == {
+        "error": "rate_limited",
+        "message": "this webhook accepts 0.5 requests per second; retry later",
+    }
+    now[0] += 2.0
+    assert (await client.post("/hooks/rl", json={})).status == 202
+    assert ingress.stats.rate_limited == 1
+    assert len(await executions(pool)) == 3
+
+
+async def test_backpressure_is_429_when_new_executions_exceed_max_pending(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "bp")))
+    settings = Settings(http=HttpSettings(max_pending=2))
+    client, ingress = await make_client(settings)
+    for _ in range(3):
+        assert (await client.post("/hooks/bp", json={})).status == 202
+    resp = await client.post("/hooks/bp", json={})
+    assert resp.status == 429
+    assert resp.headers["Retry-After"] == "5"
+    assert await resp.json() == {
+        "error": "overloaded",
+        "message": "3 executions are waiting to run; retry later",
+    }
+    assert ingress.stats.backpressure_rejections == 1
+    # The executor takes two: the next count lets requests in again.
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS', end_time = now()"
+        " WHERE id IN (SELECT id FROM workflow_executions LIMIT 2)"
+    )
+    assert await ingress.refresh_pending() == 1
+    assert ingress.stats.pending_new == 1
+    assert (await client.post("/hooks/bp", json={})).status == 202
+    assert len(await executions(pool)) == 4
+
+
+async def test_too_large_by_content_length_is_413_before_reading(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "big", max_body_bytes=100), hook("g", "global")))
+    client, _ = await make_client(Settings(http=HttpSettings(max_body_bytes=50)))
+    resp = await client.post("/hooks/big", data=b"x" * 101,
+                             headers={"Content-Type": "text/plain"})
+    assert resp.status == 413
+    assert await resp.json() == {
+        "error": "payload_too_large",
+        "message": "the body is larger than this webhook's limit of 100 bytes",
+    }
+    ok = await client.post("/hooks/big", data=b"x" * 100, headers={"Content-Type": "text/plain"})
+    assert ok.status == 202
+    # Without a per-trigger limit, [http] max_body_bytes applies.
+    resp = await client.post("/hooks/global", data=b"x" * 51,
+                             headers={"Content-Type": "text/plain"})
+    assert resp.status == 413
+    assert (await resp.json())["message"] == (
+        "the body is larger than this webhook's limit of 50 bytes"
+    )
+    assert len(await executions(pool)) == 1
+
+
+async def raw_http(client: TestClient[Any, Any], head: bytes,
+                   chunks: list[bytes]) -> tuple[int, dict[str, str], bytes, int]:
+    """Send a request by hand (head, then chunks one by one, stopping as soon as the
+    server has answered); returns status, headers, body and how many chunks were sent."""
+    host, port = client.server.host, client.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection(host, port)
+    sent = 0
+    try:
+        writer.write(head)
+        await writer.drain()
+        read_head = asyncio.ensure_future(reader.readuntil(b"\r\n\r\n"))
+        for chunk in chunks:
+            done, _ = await asyncio.wait([read_head], timeout=0.05)
+            if done:
+                break
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            sent += 1
+        raw_head = await read_head
+        lines = raw_head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers["content-length"]))
+        return status, headers, body, sent
+    finally:
+        writer.close()
+
+
+async def test_chunked_body_past_the_limit_is_413_without_reading_the_rest(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "chunked", max_body_bytes=1000)))
+    client, _ = await make_client()
+    head = (
+        b"POST /hooks/chunked HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunks = [b"a" * 600] * 50  # 30 kB offered; the limit is passed at the second chunk
+    status, headers, body, sent = await raw_http(client, head, chunks)
+    assert status == 413
+    assert json.loads(body) == {
+        "error": "payload_too_large",
+        "message": "the body is larger than this webhook's limit of 1000 bytes",
+    }
+    assert headers["connection"] == "close"
+    assert sent < len(chunks)  # answered before the sender finished: the rest was not read
+    assert await executions(pool) == []
+    # A chunked body within the limit is accepted.
+    status, _, body, _ = await raw_http(client, head, [b"b" * 500, b"c" * 500, b""])
+    assert status == 202
+    [row] = await executions(pool)
+    assert row["input"] == {"body": "b" * 500 + "c" * 500}
+
+
+async def test_unsupported_content_type_is_415(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "ct", auth=token_auth())))
+    client, _ = await make_client()
+    # 415 comes before authentication: the wrong token is not even looked at.
+    resp = await client.post("/hooks/ct", data=b"\x89PNG", headers={"Content-Type": "image/png"})
+    assert resp.status == 415
+    assert await resp.json() == {
+        "error": "unsupported_media_type",
+        "message": "unsupported Content-Type 'image/png' (send application/json,"
+        " application/x-www-form-urlencoded or text/*)",
+    }
+    resp = await client.post("/hooks/ct", data=b"x", headers={**bearer(), "Content-Type": ""})
+    assert resp.status == 415
+    assert (await resp.json())["error"] == "unsupported_media_type"
+    resp = await client.post(
+        "/hooks/ct", data=b"{}", headers={**bearer(), "Content-Type": "text/plain; charset=nope"}
+    )
+    assert resp.status == 415
+    assert await resp.json() == {
+        "error": "unsupported_media_type",
+        "message": "unsupported charset 'nope'",
+    }
+    assert await executions(pool) == []
+
+
+async def test_raw_body_mode_accepts_any_type_and_keeps_the_bytes(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "raw", body="raw")))
+    client, _ = await make_client()
+    payload = b"\x89PNG\x00\xff"
+    resp = await client.post("/hooks/raw", data=payload, headers={"Content-Type": "image/png"})
+    assert resp.status == 202
+    [row] = await executions(pool)
+    assert row["input"] == {"body_base64": base64.b64encode(payload).decode()}
+    [stored] = await requests_rows(pool)
+    assert stored["body"] == payload
+
+
+async def test_form_and_text_bodies_become_input(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "f", input={"static": True, "a": "under"})))
+    client, _ = await make_client()
+    resp = await client.post("/hooks/f", data=b"a=1&b=2&b=3",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status == 202
+    resp = await client.post("/hooks/f", data="héllo".encode(),
+                             headers={"Content-Type": "text/plain; charset=utf-8"})
+    assert resp.status == 202
+    resp = await client.post("/hooks/f", json=[1, 2])
+    assert resp.status == 202
+    resp = await client.post("/hooks/f")  # no body at all
+    assert resp.status == 202
+    inputs = [r["input"] for r in await executions(pool)]
+    assert sorted(inputs, key=json.dumps) == sorted(
+        [
+            {"static": True, "a": "1", "b": ["2", "3"]},
+            {"static": True, "a": "under", "body": "héllo"},
+            {"static": True, "a": "under", "body": [1, 2]},
+            {"static": True, "a": "under"},
+        ],
+        key=json.dumps,
+    )
+
+
+async def test_invalid_json_is_400(make_client: ClientFactory, pool: asyncpg.Pool) -> None:
+    await apply(pool, workflow("w", hook("h", "j")))
+    client, _ = await make_client()
+    resp = await client.post("/hooks/j", data=b'{"a": ', headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "invalid_body",
+        "message": "invalid JSON body: Expecting value at line 1, column 7 (character 6)",
+    }
+    resp = await client.post("/hooks/j", data=b'{"a": NaN}',
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "invalid_body",
+        "message": "invalid JSON body: NaN is not a JSON value",
+    }
+    resp = await client.post("/hooks/j", data=b'\xff\xfe{}',
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == "invalid_body"
+    assert await executions(pool) == []
+
+
+async def test_input_failing_the_schema_is_422_listing_every_error(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "s", input={"count": 0}), schema=SCHEMA))
+    client, _ = await make_client()
+    resp = await client.post("/hooks/s", json={"day": "2024-02-30", "tags": ["a", 5]})
+    assert resp.status == 422
+    assert await resp.json() == {
+        "error": "input_invalid",
+        "message": "the input does not match the workflow's parameter_schema (3 problems)",
+        "errors": [
+            {"path": "$.count", "message": "0 is less than the minimum of 1"},
+            {"path": "$.day", "message": "'2024-02-30' is not a 'date'"},
+            {"path": "$.tags[1]", "message": "5 is not of type 'string'"},
+        ],
+    }
+    resp = await client.post("/hooks/s", json={"count": 2})
+    assert resp.status == 422
+    assert (await resp.json())["errors"] == [
+        {"path": "$", "message": "'day' is a required property"}
+    ]
+    resp = await client.post("/hooks/s", json={"day": "2024-02-29", "count": 2})
+    assert resp.status == 202
+    assert len(await executions(pool)) == 1
+
+
+# --- authentication schemes end to end ----------------------------------------------------
+
+
+async def test_token_auth_refuses_missing_and_wrong_tokens_alike(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "tok", auth=token_auth())))
+    client, _ = await make_client()
+    expected = {"error": "unauthorized", "message": "authentication failed"}
+    for headers in ({}, bearer("wrong"), {"Authorization": TOKEN}, {"Authorization": "Bearer"}):
+        resp = await client.post("/hooks/tok", json={}, headers=headers)
+        assert resp.status == 401
+        assert await resp.json() == expected
+    assert (await client.post("/hooks/tok", json={}, headers=bearer())).status == 202
+    [stored] = await requests_rows(pool)
+    assert "authorization" not in stored["headers"]
+
+
+async def test_github_signature_end_to_end(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    auth = AuthConfig(scheme="github", secret=SecretRef(env="WH_GITHUB"))
+    await apply(pool, workflow(
+        "w", hook("gh", "github/push", auth=auth, dedupe=DedupeConfig(header="X-GitHub-Delivery"))
+    ))
+    client, _ = await make_client()
+    # GitHub's published example: secret "It's a Secret to Everybody", payload "Hello, World!".
+    body = b"Hello, World!"
+    signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert signature == "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, "sha256").hexdigest()
+    headers = {
+        "Content-Type": "text/plain",
+        "X-Hub-Signature-256": signature,
+        "X-Hub-Signature": "sha1=legacy",
+        "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "X-GitHub-Event": "push",
+    }
+    resp = await client.post("/hooks/github/push", data=body, headers=headers)
+    assert resp.status == 202
+    for bad in ("sha256=" + "0" * 64, "sha256=zz", "757107ea", ""):
+        resp = await client.post("/hooks/github/push", data=body,
+                                 headers={**headers, "X-Hub-Signature-256": bad})
+        assert resp.status == 401
+        assert await resp.json() == {"error": "unauthorized", "message": "authentication failed"}
+    resp = await client.post("/hooks/github/push", data=b"Hello, World?", headers=headers)
+    assert resp.status == 401
+    [stored] = await requests_rows(pool)
+    assert stored["body"] == body
+    assert stored["headers"]["x-github-event"] == "push"
+    assert "x-hub-signature-256" not in stored["headers"]
+    assert "x-hub-signature" not in stored["headers"]
+
+
+async def test_standard_webhooks_end_to_end_with_the_reference_client(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    auth = AuthConfig(scheme="standard", secret=SecretRef(env="WH_STANDARD"))
+    await apply(pool, workflow(
+        "w", hook("std", "std", auth=auth, dedupe=DedupeConfig(header="webhook-id"))
+    ))
+    fixed = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    client, _ = await make_client(clock=lambda: fixed)
+    sender = Webhook(STANDARD_SECRET)
+    payload = '{"type": "invoice.paid", "id": 7}'
+
+    def signed(msg_id: str, at: datetime, data: str = payload) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": sender.sign(msg_id, at, data),
+        }
+
+    resp = await client.post("/hooks/std", data=payload.encode(), headers=signed("msg_1", fixed))
+    assert resp.status == 202
+    first = (await resp.json())["execution_id"]
+    # The sender retries the same message: deduplicated by webhook-id.
+    later = fixed + timedelta(seconds=30)
+    resp = await client.post("/hooks/std", data=payload.encode(), headers=signed("msg_1", later))
+    assert resp.status == 200
+    assert (await resp.json())["execution_id"] == first
+    refused = [
+        signed("msg_2", fixed - timedelta(minutes=6)),  # expired
+        signed("msg_2", fixed + timedelta(minutes=6)),  # far in the future
+        {**signed("msg_2", fixed), "webhook-signature": "v1,AAAA"},  # wrong
+        {**signed("msg_2", fixed), "webhook-signature": "garbage"},  # malformed
+        {k: v for k, v in signed("msg_2", fixed).items() if k != "webhook-signature"},  # missing
+        {**signed("msg_2", fixed), "webhook-id": "msg_3"},  # signed for another id
+    ]
+    for headers in refused:
+        resp = await client.post("/hooks/std", data=payload.encode(), headers=headers)
+        assert resp.status == 401
+        assert await resp.json() == {"error": "unauthorized", "message": "authentication failed"}
+    # A body that is not UTF-8 cannot be signed text: 401, not 500.
+    resp = await client.post(
+        "/hooks/std", data=b"\xff\xfe", headers={**signed("msg_4", fixed), "Content-Type": "text/plain"}
+    )
+    assert resp.status == 401
+    [stored] = await requests_rows(pool)
+    assert stored["headers"]["webhook-id"] == "msg_1"
+    assert "webhook-signature" not in stored["headers"]
+    assert len(await executions(pool)) == 1
+
+
+async def test_unresolvable_secret_is_a_retryable_503(
+    make_client: ClientFactory, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WH_TOKEN")
+    await apply(pool, workflow("w", hook("h", "nosecret", auth=token_auth())))
+    client, ingress = await make_client()
+    resp = await client.post("/hooks/nosecret", json={}, headers=bearer())
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
+    assert await resp.json() == {
+        "error": "unavailable",
+        "message": "this webhook cannot verify requests right now; retry later",
+    }
+    monkeypatch.setenv("WH_TOKEN", TOKEN)
+    await ingress.reload()
+    assert (await client.post("/hooks/nosecret", json={}, headers=bearer())).status == 202
+
+
+# --- reloads --------------------------------------------------------------------------------
+
+
+async def test_reload_swaps_routes(make_client: ClientFactory, pool: asyncpg.Pool) -> None:
+    await apply(pool, workflow("w", hook("a", "a")))
+    client, ingress = await make_client(reload_interval=3600.0)
+    assert (await client.post("/hooks/a", json={})).status == 202
+    assert (await client.post("/hooks/b", json={})).status == 404
+    await apply(pool, workflow("w", hook("a", "a", enabled=False), hook("b", "b")))
+    await ingress.reload()
+    assert (await client.post("/hooks/a", json={})).status == 404
+    assert (await client.post("/hooks/b", json={})).status == 202
+
+
+async def test_trigger_change_notification_reloads_without_a_call(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("a", "a")))
+    client, ingress = await make_client(reload_interval=3600.0)
+    table = ingress.routes.table
+    await apply(pool, workflow("w", hook("a", "a"), hook("n", "notified")))
+    for _ in range(400):  # bounded by the test timeout, not asserted as a duration
+        if ingress.routes.table is not table and ingress.routes.table.get("notified"):
+            break
+        await asyncio.sleep(0.01)
+    assert (await client.post("/hooks/notified", json={})).status == 202
+
+
+async def test_reloads_never_404_a_trigger_that_stays(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("a", "stay"), hook("b", "other")))
+    client, ingress = await make_client(reload_interval=3600.0)
+    stop = asyncio.Event()
+
+    async def reloader() -> int:
+        count = 0
+        flip = False
+        while not stop.is_set():
+            flip = not flip
+            await apply(pool, workflow("w", hook("a", "stay"), hook("b", "other", enabled=flip)))
+            await ingress.reload()
+            count += 1
+        return count
+
+    task = asyncio.create_task(reloader())
+    statuses = []
+    for _ in range(60):
+        statuses.append((await client.post("/hooks/stay", json={})).status)
+    stop.set()
+    reloads = await task
+    assert reloads > 1
+    assert set(statuses) == {202}
+
+
+async def test_pinned_version_and_new_versions(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """Runs use the version whose schema validated them; a new version applies after a
+    reload."""
+    await apply(pool, workflow("w", hook("h", "v"), schema=SCHEMA))
+    client, ingress = await make_client(reload_interval=3600.0)
+    assert (await client.post("/hooks/v", json={})).status == 422
+    await apply(pool, workflow("w", hook("h", "v"), schema={"type": "object"}))
+    await ingress.reload()
+    assert (await client.post("/hooks/v", json={})).status == 202
+    [row] = await pool.fetch(
+        "SELECT v.version FROM workflow_executions e"
+        " JOIN workflow_versions v ON v.id = e.workflow_version_id"
+    )
+    assert row["version"] == 2
+
+
+# --- sync mode and the status page ------------------------------------------------------------
+
+
+async def test_sync_mode_falls_back_to_202_after_the_timeout(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow(
+        "w", hook("h", "sync", response=ResponseMode.SYNC, timeout=timedelta(milliseconds=100))
+    ))
+    client, _ = await make_client()
+    resp = await client.post("/hooks/sync", json={"a": 1})  # no executor runs it
+    assert resp.status == 202
+    answer = await resp.json()
+    assert answer == {
+        "execution_id": answer["execution_id"],
+        "status_url": f"/hooks/_executions/{answer['execution_id']}",
+    }
+
+
+async def finish(pool: asyncpg.Pool, execution_id: str, status: str, output: Any,
+                 *, respond: bool = False) -> None:
+    """Play the executor: record the final state and notify."""
+    async with pool.acquire() as conn, conn.transaction():
+        if respond:
+            await conn.execute(
+                "INSERT INTO node_executions (execution_id, node_id, node_type, status, output,"
+                " start_time, end_time) VALUES ($1, 'reply', 'respond', 'SUCCESS', $2, now(),"
+                " now())",
+                execution_id,
+                output,
+            )
+        await conn.execute(
+            "UPDATE workflow_executions SET status = $2, output = $3, start_time = now(),"
+            " end_time = now(), error_code = CASE WHEN $2 = 'ERROR' THEN 'BOOM' END"
+            " WHERE id = $1",
+            execution_id,
+            status,
+            output,
+        )
+        await conn.execute("SELECT pg_notify('triggerd_finished', $1)", execution_id)
+
+
+async def sync_call(
+    client: TestClient[Any, Any], pool: asyncpg.Pool, path: str, status: str, output: Any,
+    *, respond: bool = False,
+) -> Any:
+    call = asyncio.ensure_future(client.post(path, json={}))
+    while True:  # wait for the execution to exist, then finish it
+        row = await pool.fetchrow("SELECT id::text FROM workflow_executions WHERE status = 'NEW'")
+        if row is not None:
+            break
+        await asyncio.sleep(0.01)
+    await finish(pool, row["id"], status, output, respond=respond)
+    return await call, row["id"]
+
+
+async def test_sync_mode_answers_with_the_respond_node(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "sync", response=ResponseMode.SYNC)))
+    client, _ = await make_client()
+    output = {"status": 201, "headers": {"X-Reply": "yes", "Content-Length": "1"},
+              "body": {"ok": True}}
+    resp, execution_id = await sync_call(client, pool, "/hooks/sync", "SUCCESS", output,
+                                         respond=True)
+    assert resp.status == 201
+    assert resp.headers["X-Reply"] == "yes"
+    assert resp.headers["Triggerd-Execution-Id"] == execution_id
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert await resp.json() == {"ok": True}
+
+
+async def test_sync_mode_without_respond_node_answers_200_with_the_output(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "sync", response=ResponseMode.SYNC)))
+    client, _ = await make_client()
+    resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS",
+                              {"status": 999, "body": "not a respond node"})
+    assert resp.status == 200
+    assert await resp.json() == {"status": 999, "body": "not a respond node"}
+
+
+async def test_sync_mode_failed_run_is_500(make_client: ClientFactory, pool: asyncpg.Pool) -> None:
+    await apply(pool, workflow("w", hook("h", "sync", response=ResponseMode.SYNC)))
+    client, _ = await make_client()
+    resp, execution_id = await sync_call(client, pool, "/hooks/sync", "ERROR", None)
+    assert resp.status == 500
+    assert await resp.json() == {
+        "error": "execution_failed",
+        "message": f"execution {execution_id} failed",
+        "execution_id": execution_id,
+    }
+
+
+async def test_status_page_shows_status_and_times_only_unless_exposed(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("closed", "closed"), hook("open", "open",
+                                                                   expose_output=True)))
+    client, _ = await make_client()
+    closed_id = (await (await client.post("/hooks/closed", json={})).json())["execution_id"]
+    open_id = (await (await client.post("/hooks/open", json={})).json())["execution_id"]
+    resp = await client.get(f"/hooks/_executions/{closed_id}")
+    assert resp.status == 200
+    page = await resp.json()
+    assert page == {
+        "execution_id": closed_id,
+        "status": "NEW",
+        "created_at": page["created_at"],
+        "started_at": None,
+        "finished_at": None,
+    }
+    assert datetime.fromisoformat(page["created_at"]).tzinfo is not None
+    await finish(pool, closed_id, "SUCCESS", {"secret": 1})
+    await finish(pool, open_id, "SUCCESS", {"result": 2})
+    page = await (await client.get(f"/hooks/_executions/{closed_id}")).json()
+    assert page["status"] == "SUCCESS"
+    assert "output" not in page
+    assert page["finished_at"] is not None
+    page = await (await client.get(f"/hooks/_executions/{open_id}")).json()
+    assert page["output"] == {"result": 2}
+    assert page["error_code"] is None
+
+    for bad in ("not-a-uuid", str(uuid.uuid4())):
+        resp = await client.get(f"/hooks/_executions/{bad}")
+        assert resp.status == 404
+        assert await resp.json() == {"error": "not_found", "message": f"no execution {bad}"}
+    resp = await client.post(f"/hooks/_executions/{open_id}", json={})
+    assert resp.status == 405
+    assert resp.headers["Allow"] == "GET"
+    # Executions of other trigger types are not shown on this unauthenticated page.
+    cron_id = await pool.fetchval(
+        "INSERT INTO workflow_executions (workflow_id, trigger_type)"
+        " SELECT id, 'cron' FROM workflows LIMIT 1 RETURNING id::text"
+    )
+    assert (await client.get(f"/hooks/_executions/{cron_id}")).status == 404
+
+
+# --- bookkeeping ----------------------------------------------------------------------------
+
+
+async def test_stats_count_answers_per_trigger(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "st", auth=token_auth())))
+    client, ingress = await make_client()
+    await client.post("/hooks/st", json={}, headers=bearer())
+    await client.post("/hooks/st", json={})
+    await client.post("/hooks/none", json={})
+    assert ingress.stats.responses == {("w/h", 202): 1, ("w/h", 401): 1, ("-", 404): 1}
+    assert len(ingress.stats.latency["w/h"]) == 2
+    assert ingress.stats.group_commit.rows == 1
+
+
+async def test_readiness_reports_loaded_routes(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    client, _ = await make_client()
+    resp = await client.get("/readyz")
+    assert (await resp.json())["checks"]["webhooks"] == "ok"
+
+
+async def test_stop_answers_new_requests_503(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "late")))
+    client, ingress = await make_client()
+    await ingress.stop()
+    resp = await client.post("/hooks/late", json={})
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
+    assert await resp.json() == {
+        "error": "database_unavailable",
+        "message": "the request was not stored: triggerd is shutting down; retry later",
+    }
+    assert await executions(pool) == []
+

@@ -1,0 +1,168 @@
+"""The group commit: batching, answers only after the commit, failure isolation, flush on
+stop. Most tests use a stand-in store to control timing; one runs the real statement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.integration.test_webhooks import apply, hook, workflow
+from triggerd.errors import DatabaseUnavailable
+from triggerd.store.executions import NewExecution
+from triggerd.store.webhooks import InboxItem, InboxResult
+from triggerd.webhooks.group_commit import GroupCommit, QueueFull, ShuttingDown
+
+WHEN = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def item(n: int, *, trigger_id: str = "t", workflow_id: str = "w",
+         key: str | None = None) -> InboxItem:
+    return InboxItem(
+        execution=NewExecution(
+            workflow_id=workflow_id,
+            trigger_id=trigger_id,
+            trigger_name="h",
+            trigger_type="webhook",
+            dedupe_key=key,
+            input={"n": n},
+        ),
+        method="POST",
+        path="/hooks/x",
+        query={},
+        headers={},
+        body=b"%d" % n,
+        remote_addr=None,
+        received_at=WHEN,
+    )
+
+
+class FakeStore:
+    """Records batches; each write waits for ``release`` so tests see what is pending."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.fail_with: BaseException | None = None
+        self.poison: set[int] = set()
+
+    async def __call__(self, pool: Any, items: Sequence[InboxItem]) -> list[InboxResult | None]:
+        numbers = [i.execution.input["n"] for i in items]
+        self.batches.append(numbers)
+        await self.release.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.poison & set(numbers):
+            raise ValueError("bad row")
+        return [InboxResult(execution_id=i.execution.id, created=True) for i in items]
+
+
+async def test_concurrent_submissions_share_batches_and_wait_for_the_commit() -> None:
+    store = FakeStore()
+    store.release.clear()
+    commit = GroupCommit(None, max_batch=4, store=store)
+    commit.start()
+    tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(10)]
+    await asyncio.sleep(0.01)
+    assert store.batches == [[0, 1, 2, 3]]  # first batch in flight, the rest queued
+    assert not any(t.done() for t in tasks)  # nobody is answered before the commit
+    assert commit.queued == 6
+    store.release.set()
+    results = await asyncio.gather(*tasks)
+    assert store.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert all(r.created for r in results)
+    assert commit.stats.batches == 3
+    assert commit.stats.rows == 10
+    assert commit.stats.largest_batch == 4
+    await commit.stop()
+
+
+async def test_unavailable_database_fails_the_whole_batch_retryably() -> None:
+    store = FakeStore()
+    store.fail_with = DatabaseUnavailable("gone")
+    commit = GroupCommit(None, store=store)
+    commit.start()
+    results = await asyncio.gather(*(commit.submit(item(n)) for n in range(3)),
+                                   return_exceptions=True)
+    assert [type(r) for r in results] == [DatabaseUnavailable] * 3
+    assert commit.stats.failures == 1
+    store.fail_with = None
+    assert (await commit.submit(item(9))).created  # and it recovers
+    await commit.stop()
+
+
+async def test_a_poisoned_item_does_not_fail_its_neighbours() -> None:
+    store = FakeStore()
+    store.poison = {1}
+    store.release.clear()
+    commit = GroupCommit(None, store=store)
+    commit.start()
+    tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(3)]
+    await asyncio.sleep(0.01)
+    store.release.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[1], ValueError)
+    assert isinstance(results[0], InboxResult)
+    assert isinstance(results[2], InboxResult)
+    assert store.batches == [[0, 1, 2], [0], [1], [2]]
+    await commit.stop()
+
+
+async def test_stop_flushes_everything_queued_then_refuses() -> None:
+    store = FakeStore()
+    store.release.clear()
+    commit = GroupCommit(None, max_batch=2, store=store)
+    commit.start()
+    tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(5)]
+    await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(commit.stop())
+    await asyncio.sleep(0.01)
+    assert not stopping.done()
+    store.release.set()
+    await stopping
+    assert [t.result().created for t in tasks] == [True] * 5  # all written before stop returned
+    with pytest.raises(ShuttingDown):
+        await commit.submit(item(99))
+
+
+async def test_a_full_queue_refuses_instead_of_growing() -> None:
+    store = FakeStore()
+    store.release.clear()
+    commit = GroupCommit(None, max_batch=1, max_queue=2, store=store)
+    commit.start()
+    tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(3)]
+    await asyncio.sleep(0.01)  # item 0 in flight, 1 and 2 queued
+    with pytest.raises(QueueFull):
+        await commit.submit(item(3))
+    store.release.set()
+    await asyncio.gather(*tasks)
+    await commit.stop()
+
+
+async def test_real_batches_store_rows_and_resolve_duplicates(pool: asyncpg.Pool) -> None:
+    await apply(pool, workflow("w", hook("h", "gc")))
+    ids = await pool.fetchrow("SELECT id::text AS trigger, workflow_id::text AS workflow"
+                              " FROM workflow_triggers")
+    commit = GroupCommit(pool)
+    commit.start()
+    items = [item(n, trigger_id=ids["trigger"], workflow_id=ids["workflow"],
+                  key=f"webhook:k{n % 5}") for n in range(40)]
+    results = await asyncio.gather(*(commit.submit(i) for i in items))
+    await commit.stop()
+    assert sum(r.created for r in results) == 5
+    winners = {r.execution_id for r in results}
+    assert len(winners) == 5
+    assert commit.stats.batches < 40  # requests really shared statements
+    stored = await pool.fetch(
+        "SELECT e.id::text AS id, e.dedupe_key, r.body FROM workflow_executions e"
+        " JOIN webhook_requests r ON r.execution_id = e.id"
+    )
+    assert {r["id"] for r in stored} == winners
+    by_key = {r["dedupe_key"]: r["id"] for r in stored}
+    for i, result in zip(items, results, strict=True):
+        assert result.execution_id == by_key[i.execution.dedupe_key]

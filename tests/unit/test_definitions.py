@@ -1,0 +1,1414 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from triggerd.definitions import (
+    canonical_json,
+    check_documents,
+    check_files,
+    definitions_schema,
+    graph_from_json,
+    graph_to_json,
+    load_documents,
+    load_files,
+    parse_trigger_config,
+    trigger_config_to_json,
+)
+from triggerd.durations import DURATION_PATTERN
+from triggerd.errors import DefinitionError, Problem
+from triggerd.model import (
+    AuthConfig,
+    CronConfig,
+    DedupeConfig,
+    Edge,
+    EdgeOn,
+    Graph,
+    ManualConfig,
+    MisfirePolicy,
+    Node,
+    OverlapPolicy,
+    ResponseMode,
+    RetryPolicy,
+    SecretRef,
+    TriggerType,
+    WebhookConfig,
+    WorkflowStatus,
+)
+from triggerd.nodes import BUILTIN_NODE_TYPES
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
+
+Doc = dict[str, Any]
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def workflow(key: str = "wf", /, **fields: Any) -> Doc:
+    """A valid workflow document (one noop node) with ``fields`` replacing its keys."""
+    doc: Doc = {"key": key, "graph": {"nodes": [{"id": "start", "type": "noop"}]}}
+    doc.update(fields)
+    return doc
+
+
+def graph(nodes: str | dict[str, str], *edges: Doc) -> Doc:
+    """``nodes``: space-separated ids (type noop) or {id: type}."""
+    types = dict.fromkeys(nodes.split(), "noop") if isinstance(nodes, str) else nodes
+    return {"nodes": [{"id": i, "type": t} for i, t in types.items()], "edges": list(edges)}
+
+
+def edge(source: str, target: str, **fields: Any) -> Doc:
+    return {"from": source, "to": target, **fields}
+
+
+def found(*workflows: Doc, node_types: Any = None) -> set[tuple[str, str]]:
+    """The (path, message) of every problem in one document holding ``workflows``."""
+    problems = check_documents([("f.yaml", {"workflows": list(workflows)})], node_types=node_types)
+    assert {p.file for p in problems} <= {"f.yaml"}
+    return {(p.path, p.message) for p in problems}
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# --- the example files and the schema ---------------------------------------------------
+
+
+def test_the_example_files_load_cleanly() -> None:
+    files = [EXAMPLES / "nightly-report.yaml", EXAMPLES / "github-push.yaml"]
+    assert check_files(files) == []
+    nightly, github = load_files(files)
+    assert nightly.key == "nightly-report"
+    assert [(t.name, t.type) for t in nightly.triggers] == [
+        ("every-minute", TriggerType.CRON),
+        ("by-hand", TriggerType.MANUAL),
+    ]
+    assert github.key == "github-push"
+    ping, push = github.triggers
+    assert isinstance(ping.config, WebhookConfig)
+    assert ping.enabled and ping.config.auth == AuthConfig(scheme="none")
+    assert not push.enabled
+    used = {n.type for spec in (nightly, github) for n in spec.graph.nodes}
+    assert used <= {"set", "if", "switch", "log", "noop", "wait", "respond", "http"}
+
+
+def test_the_schema_is_valid_and_its_duration_syntax_is_the_parsers() -> None:
+    schema = definitions_schema()
+    Draft202012Validator.check_schema(schema)
+    assert schema["$defs"]["duration"]["pattern"] == DURATION_PATTERN
+
+
+# --- all problems at once ---------------------------------------------------------------
+
+TEN_MISTAKES = """\
+workflows:
+  - key: Nightly Report
+    descripton: typo in a key
+    secrets:
+      TOKEN: {env: REPORT_TOKEN, file: /run/token}
+    graph:
+      nodes:
+        - {id: fetch, type: htp}
+        - {id: big, type: if, params: {condition: "{{ true }}"}}
+        - {id: alert, type: log, params: {message: hi}}
+      edges:
+        - {from: fetch, to: big}
+        - {from: big, to: alrt, when: "true"}
+        - {from: big, to: alert, when: maybe}
+    triggers:
+      - {name: nightly, type: cron, cron: "61 2 * * *", timezone: Mars/Olympus, jitter: -5s}
+      - {name: hook, type: webhook, path: _internal/hook}
+"""
+
+
+def test_a_file_with_ten_mistakes_reports_all_ten(tmp_path: Path) -> None:
+    path = write(tmp_path, "ten.yaml", TEN_MISTAKES)
+    problems = check_files([path])
+    assert {p.file for p in problems} == {str(path)}
+    assert {(p.path, p.message) for p in problems} == {
+        (
+            "$.workflows[0].key",
+            "'Nightly Report' is not a valid name: use lowercase letters, digits, '-' and '_'",
+        ),
+        ("$.workflows[0].descripton", "unknown key 'descripton' (did you mean 'description'?)"),
+        (
+            "$.workflows[0].secrets.TOKEN",
+            "a secret reference takes exactly one of env, file or credential",
+        ),
+        ("$.workflows[0].graph.nodes[0].type", "unknown node type 'htp' (did you mean 'http'?)"),
+        ("$.workflows[0].graph.edges[1].to", "unknown node 'alrt' (did you mean 'alert'?)"),
+        (
+            "$.workflows[0].graph.edges[2].when",
+            "'maybe' is not a branch of the 'if' node 'big': use \"true\" or \"false\"",
+        ),
+        ("$.workflows[0].triggers[0].cron", "minute: 61 is out of range 0-59"),
+        ("$.workflows[0].triggers[0].timezone", "unknown time zone 'Mars/Olympus'"),
+        (
+            "$.workflows[0].triggers[0].jitter",
+            "'-5s' is not a duration: use a non-negative number and a unit (ms, s, m, h, d),"
+            " e.g. '500ms', '30s', '6h'",
+        ),
+        (
+            "$.workflows[0].triggers[1].path",
+            "'_internal/hook' starts with '_': paths starting with '_' are reserved",
+        ),
+    }
+    # Reported top to bottom, as a person reads the file.
+    assert [p.path for p in problems] == [
+        "$.workflows[0].key",
+        "$.workflows[0].descripton",
+        "$.workflows[0].secrets.TOKEN",
+        "$.workflows[0].graph.nodes[0].type",
+        "$.workflows[0].graph.edges[1].to",
+        "$.workflows[0].graph.edges[2].when",
+        "$.workflows[0].triggers[0].cron",
+        "$.workflows[0].triggers[0].timezone",
+        "$.workflows[0].triggers[0].jitter",
+        "$.workflows[0].triggers[1].path",
+    ]
+    with pytest.raises(DefinitionError) as caught:
+        load_files([path])
+    assert caught.value.problems == problems
+    assert caught.value.message == f"10 problems in definitions: {problems[0]} (and 9 more)"
+    assert str(problems[0]) == (
+        f"{path}: $.workflows[0].key: 'Nightly Report' is not a valid name: use lowercase"
+        " letters, digits, '-' and '_'"
+    )
+
+
+def test_semantic_checks_run_beside_schema_problems_in_other_workflows() -> None:
+    assert found(
+        workflow("a", graph=graph("x y")),  # two entry nodes
+        workflow("b", status="paused"),
+    ) == {
+        (
+            "$.workflows[0].graph.nodes",
+            "the graph has 2 entry nodes (nodes without incoming edges): 'x', 'y';"
+            " it needs exactly one",
+        ),
+        ("$.workflows[1].status", "'paused' is not one of draft, active, archived"),
+    }
+
+
+# --- workflows and triggers -------------------------------------------------------------
+
+
+def test_duplicate_workflow_key_across_files(tmp_path: Path) -> None:
+    text = """\
+    workflows:
+      - key: report
+        graph: {nodes: [{id: start, type: noop}]}
+    """
+    first = write(tmp_path, "a.yaml", text)
+    second = write(tmp_path, "b.yaml", text)
+    assert check_files([first, second]) == [
+        Problem(
+            str(second),
+            "$.workflows[0].key",
+            f"duplicate workflow key 'report' (first defined in {first} at $.workflows[0])",
+        )
+    ]
+
+
+def test_duplicate_workflow_key_in_one_file() -> None:
+    assert found(workflow("a"), workflow("a")) == {
+        ("$.workflows[1].key", "duplicate workflow key 'a' (first defined at $.workflows[0])")
+    }
+
+
+def test_duplicate_trigger_name() -> None:
+    triggers = [
+        {"name": "go", "type": "manual"},
+        {"name": "go", "type": "cron", "cron": "0 * * * *"},
+    ]
+    assert found(workflow(triggers=triggers)) == {
+        (
+            "$.workflows[0].triggers[1].name",
+            "duplicate trigger name 'go' (first at $.workflows[0].triggers[0])",
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "message"),
+    [
+        (
+            {"key": "x" * 101},
+            "$.workflows[0].key",
+            "must be at most 100 characters long",
+        ),
+        (
+            {"status": "live"},
+            "$.workflows[0].status",
+            "'live' is not one of draft, active, archived",
+        ),
+        (
+            {"env": {"PORT": 8080}},
+            "$.workflows[0].env.PORT",
+            "env values are strings: quote 8080 in YAML",
+        ),
+        (
+            {"timeout": "0s"},
+            "$.workflows[0].timeout",
+            "'0s' is not a duration longer than zero: use a positive number and a unit"
+            " (ms, s, m, h, d), e.g. '500ms', '30s', '6h'",
+        ),
+        ({"name": 5}, "$.workflows[0].name", "expected a string, got 5 (an integer)"),
+        ({"triggers": {}}, "$.workflows[0].triggers", "expected a list, got a mapping"),
+        ({"graph": {"nodes": []}}, "$.workflows[0].graph.nodes", "must not be empty"),
+    ],
+)
+def test_workflow_key_problems(fields: Doc, path: str, message: str) -> None:
+    assert found(workflow(**fields)) == {(path, message)}
+
+
+def test_missing_keys_and_a_wrong_top_level() -> None:
+    assert found({"graph": {"nodes": [{"id": "a"}]}}) == {
+        ("$.workflows[0]", "missing required key 'key'"),
+        ("$.workflows[0].graph.nodes[0]", "missing required key 'type'"),
+    }
+    problems = check_documents([("api", ["not", "a", "mapping"]), ("api2", {"workflow": []})])
+    assert [str(p) for p in problems] == [
+        "api: $: the top level must be a mapping with a 'workflows' list",
+        "api2: $: the top level must be a mapping with a 'workflows' list",
+        "api2: $.workflow: unknown key 'workflow' (did you mean 'workflows'?)",
+    ]
+
+
+def test_unknown_keys_are_caught_at_every_level() -> None:
+    fields = {
+        "graph": {
+            "nodes": [{"id": "a", "type": "noop", "retry": {"max_attempt": 3}}],
+            "edge": [],
+        },
+        "triggers": [
+            {"name": "t", "type": "cron", "cron": "* * * * *", "timzone": "UTC"},
+            {"name": "h", "type": "webhook", "path": "h", "auth": {"scheme": "none", "secert": 1}},
+        ],
+    }
+    assert found(workflow(**fields)) == {
+        ("$.workflows[0].graph.edge", "unknown key 'edge' (did you mean 'edges'?)"),
+        (
+            "$.workflows[0].graph.nodes[0].retry.max_attempt",
+            "unknown key 'max_attempt' (did you mean 'max_attempts'?)",
+        ),
+        ("$.workflows[0].triggers[0].timzone", "unknown key 'timzone' (did you mean 'timezone'?)"),
+        ("$.workflows[0].triggers[1].auth.secert", "unknown key 'secert' (did you mean 'secret'?)"),
+    }
+
+
+def test_trigger_common_keys() -> None:
+    triggers = [
+        {"name": "Bad Name", "type": "manual"},
+        {"name": "t2", "type": "manual", "version": 0, "enabled": "yes", "input": []},
+        {"name": "t3", "type": "crom"},
+        {"type": "manual"},
+    ]
+    assert found(workflow(triggers=triggers)) == {
+        (
+            "$.workflows[0].triggers[0].name",
+            "'Bad Name' is not a valid name: use lowercase letters, digits, '-' and '_'",
+        ),
+        ("$.workflows[0].triggers[1].version", "must be at least 1, got 0"),
+        ("$.workflows[0].triggers[1].enabled", "expected true or false, got 'yes' (a string)"),
+        ("$.workflows[0].triggers[1].input", "expected a mapping, got a list"),
+        (
+            "$.workflows[0].triggers[2].type",
+            "'crom' is not one of cron, webhook, manual (did you mean 'cron'?)",
+        ),
+        ("$.workflows[0].triggers[3]", "missing required key 'name'"),
+    }
+
+
+def test_workflow_defaults_and_values() -> None:
+    (spec,) = load_documents(
+        [
+            (
+                "f.yaml",
+                {
+                    "workflows": [
+                        workflow(
+                            "wf",
+                            env={"REGION": "eu"},
+                            secrets={"A": {"file": "/run/a"}, "B": {"credential": "b"}},
+                            triggers=[
+                                {"name": "m", "type": "manual", "input": {"x": 1}, "version": 2}
+                            ],
+                        )
+                    ]
+                },
+            )
+        ]
+    )
+    assert spec.name == "wf"
+    assert spec.description == ""
+    assert spec.status is WorkflowStatus.ACTIVE
+    assert spec.timeout == timedelta(hours=1)
+    assert spec.parameter_schema == {}
+    assert spec.env == {"REGION": "eu"}
+    assert spec.secrets == {"A": SecretRef(file="/run/a"), "B": SecretRef(credential="b")}
+    (trigger,) = spec.triggers
+    assert (trigger.name, trigger.type, trigger.enabled, trigger.version, trigger.input) == (
+        "m",
+        TriggerType.MANUAL,
+        True,
+        2,
+        {"x": 1},
+    )
+    assert trigger.config == ManualConfig()
+    assert spec.graph == Graph(nodes=(Node(id="start", type="noop"),))
+
+
+# --- graphs -----------------------------------------------------------------------------
+
+
+def test_cycle() -> None:
+    fields = {"graph": graph("a b c", edge("a", "b"), edge("b", "c"), edge("c", "b"))}
+    assert found(workflow(**fields)) == {
+        ("$.workflows[0].graph.edges[2]", "this edge closes a cycle: b -> c -> b")
+    }
+
+
+def test_self_loop_is_a_cycle() -> None:
+    fields = {"graph": graph("a b", edge("a", "b"), edge("b", "b"))}
+    assert found(workflow(**fields)) == {
+        ("$.workflows[0].graph.edges[1]", "this edge closes a cycle: b -> b")
+    }
+
+
+def test_unreachable_nodes() -> None:
+    # With one entry, nodes that cannot be reached always sit on a cycle of their own.
+    fields = {"graph": graph("a b c d", edge("a", "b"), edge("c", "d"), edge("d", "c"))}
+    assert found(workflow(**fields)) == {
+        ("$.workflows[0].graph.edges[2]", "this edge closes a cycle: c -> d -> c"),
+        ("$.workflows[0].graph.nodes[2]", "node 'c' is not reachable from the entry node 'a'"),
+        ("$.workflows[0].graph.nodes[3]", "node 'd' is not reachable from the entry node 'a'"),
+    }
+
+
+def test_two_entry_nodes() -> None:
+    fields = {"graph": graph("a b c", edge("a", "c"), edge("b", "c"))}
+    assert found(workflow(**fields)) == {
+        (
+            "$.workflows[0].graph.nodes",
+            "the graph has 2 entry nodes (nodes without incoming edges): 'a', 'b';"
+            " it needs exactly one",
+        )
+    }
+
+
+def test_a_join_and_a_failure_edge_are_fine() -> None:
+    fields = {
+        "graph": graph(
+            {"a": "http", "b": "noop", "c": "noop", "d": "log"},
+            edge("a", "b"),
+            edge("a", "c", on="failure"),
+            edge("b", "d"),
+            edge("c", "d"),
+        )
+    }
+    assert found(workflow(**fields)) == set()
+
+
+def test_duplicate_node_ids_and_edges() -> None:
+    fields = {
+        "graph": {
+            "nodes": [{"id": "a", "type": "noop"}, {"id": "a", "type": "log"}],
+            "edges": [],
+        }
+    }
+    assert found(workflow(**fields)) == {
+        (
+            "$.workflows[0].graph.nodes[1].id",
+            "duplicate node id 'a' (first at $.workflows[0].graph.nodes[0])",
+        )
+    }
+    fields = {"graph": graph("a b", edge("a", "b"), edge("a", "b"))}
+    assert found(workflow(**fields)) == {
+        ("$.workflows[0].graph.edges[1]", "duplicate edge (same as $.workflows[0].graph.edges[0])")
+    }
+
+
+def test_unknown_edge_ends_skip_the_shape_checks_they_would_distort() -> None:
+    # Without edge 0, 'b' would look like a second entry node: only the typo is reported.
+    fields = {"graph": graph("a b", edge("x", "b"), edge("a", "zz"))}
+    assert found(workflow(**fields)) == {
+        ("$.workflows[0].graph.edges[0].from", "unknown node 'x'"),
+        ("$.workflows[0].graph.edges[1].to", "unknown node 'zz'"),
+    }
+
+
+def test_unknown_node_type() -> None:
+    fields = {
+        "graph": graph({"a": "noop", "b": "htpp", "c": "email"}, edge("a", "b"), edge("b", "c"))
+    }
+    assert found(workflow(**fields), node_types=BUILTIN_NODE_TYPES) == {
+        ("$.workflows[0].graph.nodes[1].type", "unknown node type 'htpp' (did you mean 'http'?)"),
+        (
+            "$.workflows[0].graph.nodes[2].type",
+            "unknown node type 'email' (known: fail, http, if, log, noop, respond, set, switch,"
+            " wait)",
+        ),
+    }
+    # Node types added by an installed plugin are known too.
+    assert found(workflow(**fields), node_types=[*BUILTIN_NODE_TYPES, "email", "htpp"]) == set()
+
+
+def test_if_edges() -> None:
+    nodes = {"check": "if", "yes": "noop", "no": "noop", "odd": "noop", "oops": "noop", "x": "noop"}
+    fields = {
+        "graph": graph(
+            nodes,
+            edge("check", "yes", when=True),  # a YAML boolean is the label "true"
+            edge("check", "no", when="false"),
+            edge("check", "odd", when="maybe"),
+            edge("check", "oops"),
+            edge("check", "x", on="failure"),
+        )
+    }
+    assert found(workflow(**fields)) == {
+        (
+            "$.workflows[0].graph.edges[2].when",
+            "'maybe' is not a branch of the 'if' node 'check': use \"true\" or \"false\"",
+        ),
+        (
+            "$.workflows[0].graph.edges[3]",
+            "edges leaving the 'if' node 'check' need when: \"true\" or \"false\"",
+        ),
+    }
+
+
+def test_switch_edges() -> None:
+    nodes = {"route": "switch", "a": "noop", "b": "noop", "c": "noop", "d": "noop", "e": "noop"}
+    doc = graph(
+        nodes,
+        edge("route", "a", when="push"),
+        edge("route", "b", when=200),  # the integer case 200 and the label "200" match
+        edge("route", "c", when="default"),
+        edge("route", "d", when="pull"),
+        edge("route", "e"),
+    )
+    doc["nodes"][0]["params"] = {"value": "{{ input.kind }}", "cases": ["push", 200]}
+    assert found(workflow(graph=doc)) == {
+        (
+            "$.workflows[0].graph.edges[3].when",
+            "'pull' is not a case of the 'switch' node 'route': use one of 'push', '200',"
+            " 'default'",
+        ),
+        (
+            "$.workflows[0].graph.edges[4]",
+            "edges leaving the 'switch' node 'route' need when: one of 'push', '200', 'default'",
+        ),
+    }
+
+
+def test_switch_cases_must_be_a_list_without_duplicates_or_default() -> None:
+    doc = graph({"s": "switch"})
+    doc["nodes"][0]["params"] = {"value": 1, "cases": [1, "1", "default"]}
+    assert found(workflow(graph=doc)) == {
+        ("$.workflows[0].graph.nodes[0].params.cases[1]", "duplicate case '1'"),
+        (
+            "$.workflows[0].graph.nodes[0].params.cases[2]",
+            "'default' cannot be a case: it names the fallback branch",
+        ),
+    }
+    del doc["nodes"][0]["params"]
+    assert found(workflow(graph=doc)) == {
+        (
+            "$.workflows[0].graph.nodes[0].params",
+            "a 'switch' node needs params.cases, a list of values",
+        )
+    }
+    # Cases computed at run time cannot be checked before it.
+    doc["nodes"][0]["params"] = {"value": 1, "cases": "{{ env.CASES }}"}
+    doc["nodes"].append({"id": "t", "type": "noop"})
+    doc["edges"] = [edge("s", "t", when="anything")]
+    assert found(workflow(graph=doc)) == set()
+
+
+def test_when_only_on_branching_nodes_and_never_on_failure_edges() -> None:
+    fields = {
+        "graph": graph(
+            {"a": "http", "b": "if", "c": "noop", "d": "noop"},
+            edge("a", "b", when="true"),
+            edge("b", "c", when="true"),
+            edge("b", "d", on="failure", when="false"),
+        )
+    }
+    assert found(workflow(**fields)) == {
+        (
+            "$.workflows[0].graph.edges[0].when",
+            "only edges leaving 'if' and 'switch' nodes take 'when' ('a' is a 'http' node)",
+        ),
+        ("$.workflows[0].graph.edges[2].when", "failure edges take no 'when'"),
+    }
+
+
+def test_edge_on_and_node_retry_and_timeout() -> None:
+    doc = graph("a b", edge("a", "b", on="error"))
+    doc["nodes"][0]["retry"] = {
+        "max_attempts": 0,
+        "backoff": "10m",
+        "retry_on": ["HTTP_CONNECT", 503, 42, ""],
+    }
+    doc["nodes"][1]["retry"] = {"backoff": "1m", "max_backoff": "30s"}
+    doc["nodes"][1]["timeout"] = "soon"
+    assert found(workflow(graph=doc)) == {
+        ("$.workflows[0].graph.edges[0].on", "'error' is not one of success, failure"),
+        ("$.workflows[0].graph.nodes[0].retry.max_attempts", "must be at least 1, got 0"),
+        (
+            "$.workflows[0].graph.nodes[0].retry.backoff",
+            "backoff 10m is longer than max_backoff 5m",
+        ),
+        ("$.workflows[0].graph.nodes[0].retry.retry_on[2]", "must be at least 100, got 42"),
+        ("$.workflows[0].graph.nodes[0].retry.retry_on[3]", "must not be empty"),
+        (
+            "$.workflows[0].graph.nodes[1].retry.backoff",
+            "backoff 1m is longer than max_backoff 30s",
+        ),
+        (
+            "$.workflows[0].graph.nodes[1].timeout",
+            "'soon' is not a duration longer than zero: use a positive number and a unit"
+            " (ms, s, m, h, d), e.g. '500ms', '30s', '6h'",
+        ),
+    }
+
+
+def test_graph_values() -> None:
+    doc = graph({"a": "http", "b": "if", "c": "log", "d": "log"})
+    doc["nodes"][0].update(
+        params={"url": "http://127.0.0.1:1/x"},
+        retry={"max_attempts": 3, "backoff": "2s", "retry_on": [503, "TIMEOUT"]},
+        timeout="1m30s",
+    )
+    doc["edges"] = [
+        edge("a", "b"),
+        edge("b", "c", when=True),
+        edge("b", "d", when="false"),
+        edge("a", "d", on="failure"),
+    ]
+    (spec,) = load_documents([("f", {"workflows": [workflow(graph=doc)]})])
+    assert spec.graph == Graph(
+        nodes=(
+            Node(
+                id="a",
+                type="http",
+                params={"url": "http://127.0.0.1:1/x"},
+                retry=RetryPolicy(
+                    max_attempts=3, backoff=timedelta(seconds=2), retry_on=(503, "TIMEOUT")
+                ),
+                timeout=timedelta(seconds=90),
+            ),
+            Node(id="b", type="if"),
+            Node(id="c", type="log"),
+            Node(id="d", type="log"),
+        ),
+        edges=(
+            Edge(source="a", target="b"),
+            Edge(source="b", target="c", when="true"),
+            Edge(source="b", target="d", when="false"),
+            Edge(source="a", target="d", on=EdgeOn.FAILURE),
+        ),
+    )
+    # The spec does not share mutable state with the document it came from.
+    doc["nodes"][0]["params"]["url"] = "changed"
+    assert spec.graph.nodes[0].params == {"url": "http://127.0.0.1:1/x"}
+
+
+# --- parameter schema and secrets ---------------------------------------------------------
+
+
+def test_invalid_parameter_schema() -> None:
+    schema = {"type": "object", "required": "day", "properties": {"day": {"type": "date"}}}
+    assert found(workflow(parameter_schema=schema)) == {
+        (
+            "$.workflows[0].parameter_schema.required",
+            "not a valid JSON Schema: 'day' is not of type 'array'",
+        ),
+        (
+            "$.workflows[0].parameter_schema.properties.day.type",
+            "not a valid JSON Schema: 'date' is not valid under any of the given schemas",
+        ),
+    }
+    assert found(
+        workflow(parameter_schema={"type": "object", "properties": {"p": {"pattern": "("}}})
+    ) == {
+        (
+            "$.workflows[0].parameter_schema.properties.p.pattern",
+            "not a valid JSON Schema: '(' is not a 'regex'",
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    ("ref", "path", "message"),
+    [
+        (
+            {},
+            "$.workflows[0].secrets.S",
+            "a secret reference is one of {env: NAME}, {file: PATH} or {credential: NAME}",
+        ),
+        (
+            "MY_TOKEN",
+            "$.workflows[0].secrets.S",
+            "a secret reference is one of {env: NAME}, {file: PATH} or {credential: NAME};"
+            " got 'MY_TOKEN'",
+        ),
+        ({"env": ""}, "$.workflows[0].secrets.S.env", "must not be empty"),
+        (
+            {"file": "token.txt"},
+            "$.workflows[0].secrets.S.file",
+            "'token.txt' is not an absolute path",
+        ),
+        (
+            {"credential": 7},
+            "$.workflows[0].secrets.S.credential",
+            "expected a string, got 7 (an integer)",
+        ),
+        (
+            {"env": "A", "credential": "b"},
+            "$.workflows[0].secrets.S",
+            "a secret reference takes exactly one of env, file or credential",
+        ),
+        ({"vault": "x"}, "$.workflows[0].secrets.S.vault", "unknown key 'vault'"),
+    ],
+)
+def test_bad_secret_ref(ref: Any, path: str, message: str) -> None:
+    assert found(workflow(secrets={"S": ref})) == {(path, message)}
+
+
+# --- cron triggers ------------------------------------------------------------------------
+
+
+def cron_trigger(**fields: Any) -> Doc:
+    return {"name": "c", "type": "cron", "cron": "0 2 * * *", **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "message"),
+    [
+        ({"cron": "61 2 * * *"}, "cron", "minute: 61 is out of range 0-59"),
+        ({"cron": "0 2 * * * * *"}, "cron", "expected 5 or 6 fields, got 7"),
+        ({"timezone": "Europe/Atlantis"}, "timezone", "unknown time zone 'Europe/Atlantis'"),
+        ({"misfire": "sometimes"}, "misfire", "'sometimes' is not one of skip, latest, all"),
+        (
+            {"overlap": "queue"},
+            "overlap",
+            "'queue' is not one of allow, skip, buffer_one, cancel_previous",
+        ),
+        ({"max_catchup": 0}, "max_catchup", "must be at least 1, got 0"),
+        (
+            {"catchup_window": "soon"},
+            "catchup_window",
+            "'soon' is not a duration: use a non-negative number and a unit (ms, s, m, h, d),"
+            " e.g. '500ms', '30s', '6h'",
+        ),
+        ({"jitter": 30}, "jitter", "expected a duration such as '30s', got 30"),
+    ],
+)
+def test_bad_cron_trigger(fields: Doc, path: str, message: str) -> None:
+    problems = found(workflow(triggers=[cron_trigger(**fields)]))
+    assert problems == {(f"$.workflows[0].triggers[0].{path}", message)}
+
+
+def test_cron_that_never_fires_reports_the_cron_modules_message() -> None:
+    from triggerd.cron import parse_cron
+    from triggerd.errors import CronError
+
+    with pytest.raises(CronError) as caught:
+        parse_cron("0 0 30 2 *")
+    assert "never fires" in caught.value.message
+    assert found(workflow(triggers=[cron_trigger(cron="0 0 30 2 *")])) == {
+        ("$.workflows[0].triggers[0].cron", caught.value.message)
+    }
+
+
+def test_missing_cron_expression() -> None:
+    trigger = {"name": "c", "type": "cron"}
+    assert found(workflow(triggers=[trigger])) == {
+        ("$.workflows[0].triggers[0]", "missing required key 'cron'")
+    }
+
+
+def test_cron_defaults_and_values() -> None:
+    triggers = [
+        cron_trigger(name="plain"),
+        cron_trigger(
+            name="full",
+            timezone="Europe/Madrid",
+            misfire="all",
+            catchup_window="6h",
+            max_catchup=5,
+            overlap="buffer_one",
+            jitter="30s",
+        ),
+    ]
+    (spec,) = load_documents([("f", {"workflows": [workflow(triggers=triggers)]})])
+    assert [t.config for t in spec.triggers] == [
+        CronConfig(cron="0 2 * * *"),
+        CronConfig(
+            cron="0 2 * * *",
+            timezone="Europe/Madrid",
+            misfire=MisfirePolicy.ALL,
+            catchup_window=timedelta(hours=6),
+            max_catchup=5,
+            overlap=OverlapPolicy.BUFFER_ONE,
+            jitter=timedelta(seconds=30),
+        ),
+    ]
+    assert CronConfig(cron="x") == CronConfig(
+        cron="x",
+        timezone="UTC",
+        misfire=MisfirePolicy.LATEST,
+        catchup_window=timedelta(hours=1),
+        max_catchup=100,
+        overlap=OverlapPolicy.SKIP,
+        jitter=timedelta(0),
+    )
+
+
+# --- webhook triggers -----------------------------------------------------------------------
+
+
+def hook(path: str = "h", name: str = "h", **fields: Any) -> Doc:
+    return {"name": name, "type": "webhook", "path": path, **fields}
+
+
+def test_duplicate_webhook_path_across_files(tmp_path: Path) -> None:
+    first = write(
+        tmp_path,
+        "a.yaml",
+        """\
+        workflows:
+          - key: one
+            graph: {nodes: [{id: start, type: noop}]}
+            triggers:
+              - {name: push, type: webhook, path: github/push}
+              - {name: old, type: webhook, path: legacy, enabled: false}
+        """,
+    )
+    second = write(
+        tmp_path,
+        "b.json",
+        json.dumps(
+            {
+                "workflows": [
+                    workflow(
+                        "two",
+                        triggers=[hook("github/push", "also"), hook("legacy", "legacy")],
+                    )
+                ]
+            }
+        ),
+    )
+    # Only enabled triggers claim a path: a disabled one does not conflict.
+    assert check_files([first, second]) == [
+        Problem(
+            str(second),
+            "$.workflows[0].triggers[0].path",
+            f"webhook path 'github/push' is already used by the enabled trigger one/push"
+            f" (in {first} at $.workflows[0].triggers[0])",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "messages"),
+    [
+        ("_internal/x", ["'_internal/x' starts with '_': paths starting with '_' are reserved"]),
+        (
+            "/github",
+            ["'/github' starts with '/': write the path without it (it is served under /hooks/)"],
+        ),
+        ("a//b", ["'a//b' contains '//'"]),
+        ("a/../b", ["'a/../b' contains a '.' or '..' segment"]),
+        ("a b?", ["'a b?' may only contain letters, digits and the characters . _ ~ / -"]),
+        ("", ["must not be empty"]),
+        (
+            "_x//y",
+            [
+                "'_x//y' starts with '_': paths starting with '_' are reserved",
+                "'_x//y' contains '//'",
+            ],
+        ),
+    ],
+)
+def test_bad_webhook_path(path: str, messages: list[str]) -> None:
+    assert found(workflow(triggers=[hook(path)])) == {
+        ("$.workflows[0].triggers[0].path", message) for message in messages
+    }
+
+
+def test_fine_webhook_paths() -> None:
+    triggers = [hook(p, f"h{i}") for i, p in enumerate(["a", "a.b~c-d_e/F9", "github/push/"])]
+    assert found(workflow(triggers=triggers)) == set()
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "message"),
+    [
+        (
+            {"methods": ["POST", "FETCH"]},
+            "methods[1]",
+            "'FETCH' is not one of GET, POST, PUT, PATCH, DELETE",
+        ),
+        ({"methods": []}, "methods", "must not be empty"),
+        ({"methods": ["POST", "POST"]}, "methods", "must not contain duplicates"),
+        ({"response": "later"}, "response", "'later' is not one of async, sync"),
+        ({"body": "json"}, "body", "'json' is not one of parsed, raw"),
+        ({"max_body_bytes": 0}, "max_body_bytes", "must be at least 1, got 0"),
+        ({"rate": 0, "burst": 1}, "rate", "must be greater than 0, got 0"),
+        ({"burst": 5}, "", "burst applies only together with rate (requests per second)"),
+        ({"expose_output": "no"}, "expose_output", "expected true or false, got 'no' (a string)"),
+        ({"dedupe": {}}, "dedupe", "dedupe needs one of header, json or body_hash"),
+        (
+            {"dedupe": {"header": "X-Id", "body_hash": True}},
+            "dedupe",
+            "dedupe takes only one of header, json or body_hash",
+        ),
+        (
+            {"dedupe": {"json": "delivery.id"}},
+            "dedupe.json",
+            "'delivery.id' is not a JSON pointer: it starts with '/', e.g. /delivery/id",
+        ),
+        (
+            {"dedupe": {"body_hash": False}},
+            "dedupe.body_hash",
+            "body_hash takes true (leave it out otherwise)",
+        ),
+        (
+            {"dedupe": {"header": "X-Id", "ttl": "0s"}},
+            "dedupe.ttl",
+            "'0s' is not a duration longer than zero: use a positive number and a unit"
+            " (ms, s, m, h, d), e.g. '500ms', '30s', '6h'",
+        ),
+    ],
+)
+def test_bad_webhook_settings(fields: Doc, path: str, message: str) -> None:
+    where = "$.workflows[0].triggers[0]" + (f".{path}" if path else "")
+    assert found(workflow(triggers=[hook(**fields)])) == {(where, message)}
+
+
+@pytest.mark.parametrize(
+    ("auth", "problems"),
+    [
+        (
+            {"scheme": "github"},
+            {
+                (
+                    "",
+                    "auth scheme 'github' needs a secret: {env: NAME}, {file: PATH} or"
+                    " {credential: NAME}",
+                )
+            },
+        ),
+        (
+            {"scheme": "hmac", "secret": {"env": "S"}},
+            {("", "auth scheme 'hmac' needs a header (the one that carries the signature)")},
+        ),
+        (
+            {"scheme": "github", "secret": {"env": "S"}, "algorithm": "sha1", "tolerance": "5m"},
+            {
+                (".algorithm", "'algorithm' does not apply to auth scheme 'github'"),
+                (".tolerance", "'tolerance' does not apply to auth scheme 'github'"),
+            },
+        ),
+        (
+            {"scheme": "none", "secret": {"env": "S"}},
+            {(".secret", "'secret' does not apply to auth scheme 'none'")},
+        ),
+        (
+            {"scheme": "oauth"},
+            {
+                (
+                    ".scheme",
+                    "'oauth' is not one of none, token, basic, hmac, github, stripe, standard,"
+                    " slack",
+                )
+            },
+        ),
+        ({"secret": {"env": "S"}}, {("", "missing required key 'scheme'")}),
+        (
+            {"scheme": "hmac", "secret": {"env": "S"}, "header": " ", "algorithm": "md5"},
+            {
+                (".header", "must not be empty"),
+                (".algorithm", "'md5' is not one of sha1, sha256, sha512"),
+            },
+        ),
+        (
+            {"scheme": "basic", "secret": {"env": "S"}, "username": "a:b"},
+            {(".username", "'a:b' is not a valid user name: not empty and without ':'")},
+        ),
+    ],
+)
+def test_bad_webhook_auth(auth: Doc, problems: set[tuple[str, str]]) -> None:
+    where = "$.workflows[0].triggers[0].auth"
+    assert found(workflow(triggers=[hook(auth=auth)])) == {
+        (where + suffix, message) for suffix, message in problems
+    }
+
+
+def test_webhook_defaults_and_values() -> None:
+    triggers = [
+        hook("plain", "plain"),
+        hook(
+            "full",
+            "full",
+            methods=["POST", "PUT"],
+            auth={
+                "scheme": "hmac",
+                "secret": {"credential": "hook"},
+                "header": "X-Sig",
+                "prefix": "sha512=",
+                "algorithm": "sha512",
+                "encoding": "base64",
+            },
+            dedupe={"json": "/delivery/id", "ttl": "1d"},
+            response="sync",
+            timeout="3s",
+            expose_output=True,
+            max_body_bytes=1024,
+            body="raw",
+            rate=2.5,
+            burst=5,
+        ),
+    ]
+    (spec,) = load_documents([("f", {"workflows": [workflow(triggers=triggers)]})])
+    assert [t.config for t in spec.triggers] == [
+        WebhookConfig(path="plain"),
+        WebhookConfig(
+            path="full",
+            methods=("POST", "PUT"),
+            auth=AuthConfig(
+                scheme="hmac",
+                secret=SecretRef(credential="hook"),
+                header="X-Sig",
+                prefix="sha512=",
+                algorithm="sha512",
+                encoding="base64",
+            ),
+            dedupe=DedupeConfig(json_pointer="/delivery/id", ttl=timedelta(days=1)),
+            response=ResponseMode.SYNC,
+            timeout=timedelta(seconds=3),
+            expose_output=True,
+            max_body_bytes=1024,
+            body="raw",
+            rate=2.5,
+            burst=5,
+        ),
+    ]
+    assert WebhookConfig(path="p") == WebhookConfig(
+        path="p",
+        methods=("POST",),
+        auth=AuthConfig(scheme="none"),
+        dedupe=None,
+        response=ResponseMode.ASYNC,
+        timeout=timedelta(seconds=10),
+    )
+
+
+# --- reading files ----------------------------------------------------------------------
+
+
+def test_yaml_syntax_error_has_the_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "broken.yaml",
+        """\
+        workflows:
+          - key: a
+            graph: {nodes: [{id: a, type: noop}]
+          - key: b
+        """,
+    )
+    (problem,) = check_files([path])
+    assert (problem.file, problem.path) == (str(path), "$")
+    assert problem.message == (
+        "YAML syntax error at line 4, column 3: expected ',' or '}', but got '-'"
+        " (while parsing a flow mapping)"
+    )
+
+
+def test_json_syntax_error_has_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "broken.json", '{"workflows": [\n  {"key": "a",}\n]}')
+    assert check_files([path]) == [
+        Problem(
+            str(path),
+            "$",
+            "JSON syntax error at line 2, column 15: Expecting property name enclosed in"
+            " double quotes",
+        )
+    ]
+
+
+def test_a_json_file_loads_like_the_same_yaml(tmp_path: Path) -> None:
+    doc = {
+        "workflows": [
+            workflow(
+                "wf",
+                graph=graph(
+                    {"a": "set", "b": "if", "c": "log"}, edge("a", "b"), edge("b", "c", when="true")
+                ),
+                triggers=[
+                    cron_trigger(),
+                    hook("x/y", "hook", auth={"scheme": "token", "secret": {"env": "T"}}),
+                ],
+            )
+        ]
+    }
+    as_json = write(tmp_path, "wf.json", json.dumps(doc))
+    as_yaml = write(tmp_path, "wf.yml", yaml.safe_dump(doc))
+    from_json = load_files([as_json])
+    assert len(from_json) == 1
+    (other_key,) = load_files(
+        [write(tmp_path, "other.yaml", yaml.safe_dump({"workflows": [workflow("other")]}))]
+    )
+    assert other_key.key == "other"
+    assert from_json == load_files([as_yaml])
+
+
+def test_yaml_keeps_on_and_dates_as_text(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "gotchas.yaml",
+        """\
+        workflows:
+          - key: wf
+            graph:
+              nodes:
+                - {id: a, type: http, params: {since: 2024-01-01, flag: yes}}
+                - {id: b, type: log}
+              edges:
+                - {from: a, to: b, on: failure}
+        """,
+    )
+    (spec,) = load_files([path])
+    assert spec.graph.edges == (Edge(source="a", target="b", on=EdgeOn.FAILURE),)
+    assert spec.graph.nodes[0].params == {"since": "2024-01-01", "flag": "yes"}
+
+
+def test_yaml_duplicate_keys_and_non_json_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "dups.yaml",
+        """\
+        workflows:
+          - key: wf
+            timeout: 1m
+            timeout: 2m
+            graph:
+              nodes:
+                - id: a
+                  type: noop
+                  params: {200: ok, blob: !!binary aGk=, x: .nan, y: !Ref z}
+        """,
+    )
+    assert {(p.path, p.message) for p in check_files([path])} == {
+        ("$.workflows[0].timeout", "duplicate key 'timeout' (line 4; first at line 3)"),
+        (
+            "$.workflows[0].graph.nodes[0].params",
+            "mapping keys must be strings, got 200 (an integer) (line 9)",
+        ),
+        (
+            "$.workflows[0].graph.nodes[0].params.blob",
+            "'aGk=' (!!binary) is not a JSON value (line 9)",
+        ),
+        ("$.workflows[0].graph.nodes[0].params.x", "'.nan' (!!float) is not a JSON value (line 9)"),
+        (
+            "$.workflows[0].graph.nodes[0].params.y",
+            "could not determine a constructor for the tag '!Ref' (line 9)",
+        ),
+    }
+
+
+def test_yaml_merge_keys_may_override(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "merge.yaml",
+        """\
+        defaults: &retry {max_attempts: 3, backoff: 1s}
+        workflows:
+          - key: wf
+            graph:
+              nodes:
+                - {id: a, type: noop, retry: {<<: *retry, backoff: 2s}}
+        """,
+    )
+    # The anchor's home is not a known key; the merge itself is fine.
+    assert check_files([path]) == [Problem(str(path), "$.defaults", "unknown key 'defaults'")]
+
+
+def test_json_duplicate_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "dups.json",
+        '{"workflows": [{"key": "a", "key": "b",'
+        ' "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]}',
+    )
+    assert check_files([path]) == [Problem(str(path), "$.workflows[0].key", "duplicate key 'key'")]
+
+
+def test_unreadable_and_unknown_files(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    other = write(tmp_path, "defs.toml", "x = 1")
+    empty = write(tmp_path, "empty.yaml", "")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    assert check_files([missing, other, empty, binary]) == [
+        Problem(str(missing), "$", "cannot read file: No such file or directory"),
+        Problem(str(other), "$", "unknown file type: definition files end in .yaml, .yml or .json"),
+        Problem(str(empty), "$", "the top level must be a mapping with a 'workflows' list"),
+        Problem(str(binary), "$", "cannot read file: it is not UTF-8 text"),
+    ]
+
+
+def test_no_files_and_no_workflows() -> None:
+    assert load_files([]) == []
+    assert load_documents([("api", {"workflows": []})]) == []
+
+
+# --- stored documents ---------------------------------------------------------------------
+
+CONFIGS = [
+    CronConfig(cron="0 2 * * *"),
+    CronConfig(
+        cron="*/5 * * * *",
+        timezone="America/New_York",
+        misfire=MisfirePolicy.SKIP,
+        catchup_window=timedelta(minutes=90),
+        max_catchup=3,
+        overlap=OverlapPolicy.CANCEL_PREVIOUS,
+        jitter=timedelta(milliseconds=1500),
+    ),
+    WebhookConfig(path="a/b"),
+    WebhookConfig(
+        path="x",
+        methods=("GET", "POST"),
+        auth=AuthConfig(scheme="basic", secret=SecretRef(file="/run/pw"), username="bot"),
+        dedupe=DedupeConfig(body_hash=True, ttl=timedelta(hours=12)),
+        response=ResponseMode.SYNC,
+        timeout=timedelta(seconds=2),
+        expose_output=True,
+        max_body_bytes=10,
+        body="raw",
+        rate=0.5,
+        burst=1,
+    ),
+    WebhookConfig(
+        path="s",
+        auth=AuthConfig(
+            scheme="stripe", secret=SecretRef(env="WHSEC"), tolerance=timedelta(minutes=2)
+        ),
+        dedupe=DedupeConfig(header="Idempotency-Key"),
+    ),
+    WebhookConfig(
+        path="h",
+        auth=AuthConfig(
+            scheme="hmac",
+            secret=SecretRef(credential="c"),
+            header="X-Signature",
+            prefix="",
+            algorithm="sha1",
+            encoding="base64",
+        ),
+        dedupe=DedupeConfig(json_pointer="/id"),
+    ),
+    ManualConfig(),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_trigger_config_round_trip(config: CronConfig | WebhookConfig | ManualConfig) -> None:
+    trigger_type = {
+        CronConfig: TriggerType.CRON,
+        WebhookConfig: TriggerType.WEBHOOK,
+        ManualConfig: TriggerType.MANUAL,
+    }[type(config)]
+    stored = json.loads(canonical_json(trigger_config_to_json(config)))  # as jsonb gives it back
+    assert parse_trigger_config(trigger_type, stored) == config
+    assert parse_trigger_config(trigger_type.value, stored) == config
+
+
+def test_trigger_config_to_json_is_canonical() -> None:
+    assert trigger_config_to_json(CronConfig(cron="0 2 * * *", jitter=timedelta(seconds=90))) == {
+        "cron": "0 2 * * *",
+        "timezone": "UTC",
+        "misfire": "latest",
+        "catchup_window": "1h",
+        "max_catchup": 100,
+        "overlap": "skip",
+        "jitter": "1m30s",
+    }
+    github = AuthConfig(scheme="github", secret=SecretRef(env="GH"))
+    assert trigger_config_to_json(
+        WebhookConfig(path="gh", auth=github, dedupe=DedupeConfig(header="X-GitHub-Delivery"))
+    ) == {
+        "path": "gh",
+        "methods": ["POST"],
+        "auth": {"scheme": "github", "secret": {"env": "GH"}},
+        "dedupe": {"header": "X-GitHub-Delivery", "ttl": "7d"},
+        "response": "async",
+        "timeout": "10s",
+        "expose_output": False,
+        "body": "parsed",
+    }
+    assert trigger_config_to_json(ManualConfig()) == {}
+
+
+def test_a_file_config_and_its_stored_form_parse_alike() -> None:
+    short = {"cron": "0 2 * * *", "timezone": "Europe/Madrid"}
+    config = parse_trigger_config(TriggerType.CRON, short)
+    assert trigger_config_to_json(config) == {
+        "cron": "0 2 * * *",
+        "timezone": "Europe/Madrid",
+        "misfire": "latest",
+        "catchup_window": "1h",
+        "max_catchup": 100,
+        "overlap": "skip",
+        "jitter": "0s",
+    }
+    assert parse_trigger_config(TriggerType.CRON, trigger_config_to_json(config)) == config
+
+
+def test_invalid_stored_trigger_config() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_trigger_config(TriggerType.CRON, {"cron": "61 * * * *", "name": "x", "jitter": "-1s"})
+    assert caught.value.problems == [
+        Problem("workflow_triggers.config", "$.cron", "minute: 61 is out of range 0-59"),
+        Problem("workflow_triggers.config", "$.name", "unknown key 'name'"),
+        Problem(
+            "workflow_triggers.config",
+            "$.jitter",
+            "'-1s' is not a duration: use a non-negative number and a unit (ms, s, m, h, d),"
+            " e.g. '500ms', '30s', '6h'",
+        ),
+    ]
+    with pytest.raises(DefinitionError) as caught:
+        parse_trigger_config(TriggerType.WEBHOOK, {"path": "x", "auth": {"scheme": "github"}})
+    assert [str(p) for p in caught.value.problems] == [
+        "workflow_triggers.config: $.auth: auth scheme 'github' needs a secret: {env: NAME},"
+        " {file: PATH} or {credential: NAME}"
+    ]
+    with pytest.raises(DefinitionError) as caught:
+        parse_trigger_config("timer", {})
+    assert [str(p) for p in caught.value.problems] == [
+        "workflow_triggers.config: $: unknown trigger type 'timer' (expected cron, webhook or"
+        " manual)"
+    ]
+    with pytest.raises(DefinitionError) as caught:
+        parse_trigger_config(TriggerType.MANUAL, '{"a": 1}')  # type: ignore[arg-type]
+    assert [str(p) for p in caught.value.problems] == [
+        "workflow_triggers.config: $: expected a mapping, got '{\"a\": 1}' (a string)"
+    ]
+
+
+SMALL_GRAPH = Graph(
+    nodes=(
+        Node(
+            id="fetch",
+            type="http",
+            params={"url": "http://127.0.0.1:9/x", "headers": {"A": "b"}},
+            retry=RetryPolicy(
+                max_attempts=3, backoff=timedelta(seconds=2), retry_on=(503, "HTTP_CONNECT")
+            ),
+            timeout=timedelta(seconds=30),
+        ),
+        Node(id="route", type="switch", params={"value": "{{ input.k }}", "cases": ["a", 1]}),
+        Node(id="a", type="log", params={"message": "a"}),
+        Node(id="one", type="noop"),
+        Node(id="other", type="noop"),
+        Node(id="failed", type="log", params={"message": "failed"}),
+    ),
+    edges=(
+        Edge(source="fetch", target="route"),
+        Edge(source="route", target="a", when="a"),
+        Edge(source="route", target="one", when="1"),
+        Edge(source="route", target="other", when="default"),
+        Edge(source="fetch", target="failed", on=EdgeOn.FAILURE),
+    ),
+)
+
+
+def test_graph_round_trip() -> None:
+    stored = json.loads(canonical_json(graph_to_json(SMALL_GRAPH)))
+    assert graph_from_json(stored) == SMALL_GRAPH
+    assert graph_to_json(graph_from_json(stored)) == stored
+
+
+def test_graph_to_json_uses_the_files_keys() -> None:
+    assert graph_to_json(SMALL_GRAPH) == {
+        "nodes": [
+            {
+                "id": "fetch",
+                "type": "http",
+                "params": {"url": "http://127.0.0.1:9/x", "headers": {"A": "b"}},
+                "retry": {
+                    "max_attempts": 3,
+                    "backoff": "2s",
+                    "max_backoff": "5m",
+                    "retry_on": [503, "HTTP_CONNECT"],
+                },
+                "timeout": "30s",
+            },
+            {
+                "id": "route",
+                "type": "switch",
+                "params": {"value": "{{ input.k }}", "cases": ["a", 1]},
+            },
+            {"id": "a", "type": "log", "params": {"message": "a"}},
+            {"id": "one", "type": "noop", "params": {}},
+            {"id": "other", "type": "noop", "params": {}},
+            {"id": "failed", "type": "log", "params": {"message": "failed"}},
+        ],
+        "edges": [
+            {"from": "fetch", "to": "route"},
+            {"from": "route", "to": "a", "when": "a"},
+            {"from": "route", "to": "one", "when": "1"},
+            {"from": "route", "to": "other", "when": "default"},
+            {"from": "fetch", "to": "failed", "on": "failure"},
+        ],
+    }
+
+
+def test_a_loaded_graph_stores_like_the_file() -> None:
+    doc = graph({"a": "if", "b": "noop"}, edge("a", "b", when=True))
+    (spec,) = load_documents([("f", {"workflows": [workflow(graph=doc)]})])
+    assert graph_to_json(spec.graph) == {
+        "nodes": [
+            {"id": "a", "type": "if", "params": {}},
+            {"id": "b", "type": "noop", "params": {}},
+        ],
+        "edges": [{"from": "a", "to": "b", "when": "true"}],
+    }
+
+
+def test_graph_from_json_refuses_a_malformed_document() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        graph_from_json({"nodes": [{"id": "a"}], "edges": [{"from": "a"}]})
+    assert [str(p) for p in caught.value.problems] == [
+        "workflow_versions.graph: $.nodes[0]: missing required key 'type'",
+        "workflow_versions.graph: $.edges[0]: missing required key 'to'",
+    ]
+    # A stored graph stays readable even if its node type is no longer installed.
+    assert graph_from_json({"nodes": [{"id": "a", "type": "gone"}]}) == Graph(
+        nodes=(Node(id="a", type="gone"),)
+    )
+
+
+def test_canonical_json() -> None:
+    assert canonical_json({"b": [1, {"y": None, "x": "é"}], "a": True}) == (
+        '{"a":true,"b":[1,{"x":"é","y":null}]}'
+    )
+    with pytest.raises(ValueError, match="Out of range float values"):
+        canonical_json({"x": float("nan")})

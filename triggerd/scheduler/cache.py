@@ -1,0 +1,128 @@
+"""The scheduler's in-memory trigger table.
+
+Triggers are grouped by schedule, i.e. by (expression, time zone): a group computes its
+next fire once per instant for all its members, however many there are. Stored configs
+are parsed once per distinct ``config`` text, so 100,000 triggers sharing a few dozen
+configs cost a few dozen parses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from triggerd.cron import CronSchedule, parse_cron
+from triggerd.definitions import parse_trigger_config
+from triggerd.errors import TriggerdError
+from triggerd.model import CronConfig, TriggerType
+from triggerd.store.slots import CronTriggerRow
+
+logger = logging.getLogger(__name__)
+
+ScheduleKey = tuple[str, str]  # (expression, time zone)
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class CronEntry:
+    """One scheduled trigger. Mutable on purpose: ``floor`` moves as catch-ups happen."""
+
+    id: str
+    full_name: str  # workflow_key/trigger_name, for logs and /readyz
+    config: CronConfig
+    config_text: str
+    enabled_at: datetime
+    # Slots at or before this instant belong to a catch-up (or were decided already); the
+    # timer path only fires later ones.
+    floor: datetime
+
+    @property
+    def key(self) -> ScheduleKey:
+        return (self.config.cron, self.config.timezone)
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class ScheduleGroup:
+    """Every trigger sharing one (expression, time zone)."""
+
+    key: ScheduleKey
+    schedule: CronSchedule
+    members: dict[str, CronEntry] = field(default_factory=dict)
+    next_at: datetime | None = None  # the instant the group's timer is set for
+
+
+class ConfigCache:
+    """Parsed configs by their stored text; a config that does not parse is logged once
+    and its triggers are not scheduled."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, tuple[CronConfig, CronSchedule] | None] = {}
+
+    def get(self, text: str, trigger: str) -> tuple[CronConfig, CronSchedule] | None:
+        if text in self._parsed:
+            return self._parsed[text]
+        result: tuple[CronConfig, CronSchedule] | None = None
+        try:
+            config = parse_trigger_config(TriggerType.CRON, json.loads(text))
+            assert isinstance(config, CronConfig)
+            result = (config, parse_cron(config.cron, config.timezone))
+        except (TriggerdError, ValueError) as exc:
+            logger.warning(
+                "cron trigger has an invalid config; not scheduled",
+                extra={"event": "cron_trigger_invalid", "trigger": trigger, "error": str(exc)},
+            )
+        self._parsed[text] = result
+        return result
+
+    def retain(self, texts: set[str]) -> None:
+        """Forget configs no trigger uses any more."""
+        for text in [t for t in self._parsed if t not in texts]:
+            del self._parsed[text]
+
+
+class TriggerTable:
+    """Entries by trigger id and groups by schedule key."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, CronEntry] = {}
+        self.groups: dict[ScheduleKey, ScheduleGroup] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[CronEntry]:
+        return iter(self.entries.values())
+
+    def add(self, entry: CronEntry, schedule: CronSchedule) -> tuple[ScheduleGroup, bool]:
+        """Add (or replace) an entry; returns its group and whether the group is new."""
+        self.remove(entry.id)
+        self.entries[entry.id] = entry
+        group = self.groups.get(entry.key)
+        created = group is None
+        if group is None:
+            group = ScheduleGroup(key=entry.key, schedule=schedule)
+            self.groups[entry.key] = group
+        group.members[entry.id] = entry
+        return group, created
+
+    def remove(self, trigger_id: str) -> CronEntry | None:
+        entry = self.entries.pop(trigger_id, None)
+        if entry is None:
+            return None
+        group = self.groups.get(entry.key)
+        if group is not None:
+            group.members.pop(trigger_id, None)
+            if not group.members:
+                del self.groups[entry.key]
+        return entry
+
+    def current(self, entry: CronEntry) -> bool:
+        """Whether ``entry`` is still the scheduled version of its trigger."""
+        return self.entries.get(entry.id) is entry
+
+
+def unchanged(entry: CronEntry, row: CronTriggerRow) -> bool:
+    """Whether a loaded row schedules exactly like the entry (a rename is not a change)."""
+    return entry.config_text == row.config_text and entry.enabled_at == row.enabled_at

@@ -1,0 +1,117 @@
+"""APScheduler 3.x as a precise timer, and nothing more.
+
+APScheduler never computes a fire time here: the scheduler hands it instants computed by
+:mod:`triggerd.cron`, one :class:`~apscheduler.triggers.date.DateTrigger` job per distinct
+instant. Two corrections make the wake-ups land within a few milliseconds:
+
+* The kernel lets a long ``epoll_wait`` overrun by about 0.1 %, so a one-minute wait ends
+  30-80 ms late. The APScheduler job is therefore set to run early, by ``early`` plus
+  ``early_ratio`` of the wait, and the job sleeps the rest with :func:`asyncio.sleep`,
+  whose short wait is accurate to about a millisecond.
+* ``misfire_grace_time=None``: a job that runs late (a busy loop) still runs; whether a
+  late instant still fires or is a misfire is the scheduler's decision, not APScheduler's.
+
+The ``clock`` is the scheduler's (injectable) notion of now; APScheduler itself runs on the
+real clock, so a run date is "the real now plus the wait measured on ``clock``".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Callback = Callable[[], Awaitable[None]]
+
+DEFAULT_EARLY = timedelta(milliseconds=50)
+DEFAULT_EARLY_RATIO = 0.002
+
+
+class PreciseTimer:
+    """Run an async callback at an instant, a few milliseconds late at most."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        early: timedelta = DEFAULT_EARLY,
+        early_ratio: float = DEFAULT_EARLY_RATIO,
+    ) -> None:
+        self._clock = clock
+        self._early = early
+        self._early_ratio = early_ratio
+        self._keys: set[str] = set()
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    @property
+    def pending(self) -> int:
+        """Timers set and not yet run."""
+        return len(self._keys)
+
+    def start(self) -> None:
+        """Start APScheduler on the running event loop."""
+        if not self._scheduler.running:
+            self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._keys.clear()
+
+    def call_at(self, when: datetime, callback: Callback, *, key: str) -> None:
+        """Run ``callback`` at ``when`` (tz-aware); ``key`` names the timer (one per key:
+        setting a key again replaces it)."""
+        wait = when - self._clock()
+        lead = self._early + max(wait, timedelta(0)) * self._early_ratio
+        run_date = datetime.now(UTC) + wait - lead
+        self._keys.add(key)
+        self._scheduler.add_job(
+            self._run,
+            trigger=DateTrigger(run_date=run_date, timezone=UTC),
+            args=(when, callback, key),
+            id=key,
+            name=key,
+            replace_existing=True,
+        )
+
+    def cancel(self, key: str) -> None:
+        if key in self._keys:
+            self._keys.discard(key)
+            try:
+                self._scheduler.remove_job(key)
+            except JobLookupError:
+                pass  # already started
+
+    def clear(self) -> None:
+        """Cancel every timer that has not started yet."""
+        self._scheduler.remove_all_jobs()
+        self._keys.clear()
+
+    async def _run(self, when: datetime, callback: Callback, key: str) -> None:
+        self._keys.discard(key)
+        remaining = (when - self._clock()).total_seconds()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        try:
+            await callback()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "timer callback failed", extra={"event": "cron_timer_failed", "timer": key}
+            )

@@ -1,0 +1,396 @@
+"""Cron slots: the SQL behind the scheduler's fire path, catch-up and overdue guard.
+
+A *slot* is one instant of one cron trigger. Every decision about a slot (fired, skipped
+and why) is a ``trigger_slots`` row, and a firing slot also inserts its execution with
+``dedupe_key = cron:<instant>``. :func:`record_slots` writes a whole batch of slots (all the
+triggers due at one instant, or a catch-up plan) in ONE statement, so the slot row, the
+overlap decision and the execution are atomic.
+
+Exactly once across replicas: every replica schedules every trigger and writes the same
+slots. The statement first *claims* each slot by inserting its ``trigger_slots`` row
+(``ON CONFLICT DO NOTHING`` on the primary key) and only the claimed slots go on to insert
+executions, so the replica that wins a slot is the one whose decision stands and the loser
+inserts nothing. Rows are claimed in (trigger, instant) order so that two replicas writing
+overlapping batches queue behind each other instead of deadlocking.
+
+The statement also re-checks the trigger itself: a slot is written only while the trigger
+exists, is a cron trigger of an active workflow, still has the config the scheduler
+computed the slot from and was enabled at or before the instant. A disabled trigger's slot
+is recorded as ``skipped_disabled``; the others are returned as *stale* (the scheduler's
+cache is behind the table and reloads them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from triggerd.errors import DatabaseUnavailable
+from triggerd.model import OverlapPolicy, SlotOutcome
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+# Outcomes that insert an execution.
+RUN_OUTCOMES = frozenset({SlotOutcome.FIRED, SlotOutcome.BUFFERED, SlotOutcome.CANCELED_PREVIOUS})
+# How long one slot statement may take before the scheduler gives up on it.
+STATEMENT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CronTriggerRow:
+    """An enabled cron trigger of an active workflow, as the scheduler loads it."""
+
+    id: str
+    workflow_key: str
+    name: str
+    config_text: str  # workflow_triggers.config as canonical jsonb text
+    enabled_at: datetime
+    last_slot: datetime | None  # newest recorded slot, None when none is recorded
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.workflow_key}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlotRequest:
+    """One slot to decide. ``intent`` is ``fired`` (insert an execution, subject to the
+    overlap policy) or ``skipped_misfire`` (record it only)."""
+
+    trigger_id: str
+    scheduled_for: datetime  # UTC, whole seconds
+    slot_iso: str  # scheduled_for as UTC ISO-8601 ("2026-03-08T07:00:00Z"): the dedupe key
+    config_text: str  # the config the slot was computed from
+    overlap: OverlapPolicy
+    intent: SlotOutcome = SlotOutcome.FIRED
+    detail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordedSlot:
+    """A slot this call decided (its ``trigger_slots`` row was written by us)."""
+
+    trigger_id: str
+    scheduled_for: datetime
+    outcome: SlotOutcome
+    execution_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlotWriteResult:
+    recorded: tuple[RecordedSlot, ...]
+    # Slots another writer (usually another replica) had already decided.
+    lost: tuple[tuple[str, datetime], ...]
+    # Slots not written because the trigger changed, vanished or was enabled later.
+    stale: tuple[tuple[str, datetime], ...]
+    inserted: int  # executions inserted
+    canceled: int  # previous executions canceled (overlap cancel_previous)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not be reached (retry after a reconnect)
+    rather than that it refused the statement."""
+    return isinstance(
+        exc,
+        DatabaseUnavailable
+        | OSError
+        | asyncio.TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError,
+    )
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    reason = str(exc) or type(exc).__name__
+    return DatabaseUnavailable(f"the database connection failed: {reason}")
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_LOAD = """
+SELECT t.id::text AS id, w.key AS workflow_key, t.name, t.config::text AS config_text,
+       t.enabled_at,
+       (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot
+FROM workflow_triggers t
+JOIN workflows w ON w.id = t.workflow_id
+WHERE t.type = 'cron' AND t.enabled AND w.status = 'active'
+  AND ($1::uuid[] IS NULL OR t.id = ANY($1::uuid[]))
+"""
+
+
+async def load_cron_triggers(
+    conn: Conn, ids: Sequence[str] | None = None
+) -> list[CronTriggerRow]:
+    """Every enabled cron trigger of an active workflow (or only those among ``ids``), with
+    its newest recorded slot."""
+    try:
+        rows = await conn.fetch(
+            _LOAD, None if ids is None else list(ids), timeout=STATEMENT_TIMEOUT
+        )
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _unavailable(exc) from exc
+        raise
+    return [
+        CronTriggerRow(
+            id=r[0],
+            workflow_key=r[1],
+            name=r[2],
+            config_text=r[3],
+            enabled_at=r[4],
+            last_slot=r[5],
+        )
+        for r in rows
+    ]
+
+
+# --- the fire path ------------------------------------------------------------------------
+
+_RECORD = """
+WITH d AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                $6::text[], $7::text[])
+         AS d(trigger_id, scheduled_for, slot_iso, intent, detail, config_text, overlap)
+),
+live AS (
+    SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled,
+           row_number() OVER same_intent AS fire_rank,
+           count(*) OVER same_intent AS fire_count
+    FROM d
+    JOIN workflow_triggers t ON t.id = d.trigger_id
+    JOIN workflows w ON w.id = t.workflow_id
+    WHERE t.type = 'cron' AND w.status = 'active'
+      AND t.config::text = d.config_text
+      AND d.scheduled_for >= t.enabled_at
+    WINDOW same_intent AS (PARTITION BY d.trigger_id, d.intent ORDER BY d.scheduled_for
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+-- The overlap policy looks at the runs that were active before this statement: the slots
+-- of one catch-up batch do not overlap each other, except under cancel_previous, where
+-- only the newest of them matters.
+decided AS (
+    SELECT l.*, gen_random_uuid() AS new_id, dup.id AS dup_id, a.active,
+        CASE
+            WHEN NOT l.enabled THEN 'skipped_disabled'
+            WHEN l.intent <> 'fired' THEN l.intent
+            WHEN dup.id IS NOT NULL THEN 'duplicate'
+            WHEN l.overlap = 'allow' THEN 'fired'
+            WHEN l.overlap = 'cancel_previous' THEN
+                CASE WHEN l.fire_rank < l.fire_count THEN 'skipped_overlap'
+                     WHEN a.active > 0 THEN 'canceled_previous'
+                     ELSE 'fired' END
+            WHEN a.active = 0 THEN 'fired'
+            WHEN l.overlap = 'buffer_one' AND a.active = 1 AND a.queued = 0
+                 AND l.fire_rank = 1 THEN 'buffered'
+            ELSE 'skipped_overlap'
+        END AS outcome
+    FROM live l
+    LEFT JOIN LATERAL (
+        SELECT e.id FROM workflow_executions e
+        WHERE e.trigger_id = l.trigger_id AND e.dedupe_key = 'cron:' || l.slot_iso
+    ) dup ON true
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS active, count(*) FILTER (WHERE e.status = 'NEW') AS queued
+        FROM workflow_executions e
+        WHERE e.trigger_id = l.trigger_id AND e.status IN ('NEW', 'RUNNING', 'WAITING')
+    ) a
+),
+claimed AS (
+    INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, execution_id, detail)
+    SELECT x.trigger_id, x.scheduled_for, x.outcome,
+           CASE WHEN x.outcome IN ('fired', 'buffered', 'canceled_previous') THEN x.new_id
+                WHEN x.outcome = 'duplicate' THEN x.dup_id END,
+           NULLIF(concat_ws('; ',
+               CASE x.outcome
+                   WHEN 'skipped_disabled' THEN 'trigger disabled'
+                   WHEN 'duplicate' THEN 'an execution for this slot already exists'
+                   WHEN 'buffered' THEN 'overlap policy buffer_one: queued behind 1 active run'
+                   WHEN 'canceled_previous' THEN format(
+                       'overlap policy cancel_previous: %s active run(s) canceled', x.active)
+                   WHEN 'skipped_overlap' THEN
+                       CASE WHEN x.overlap = 'cancel_previous'
+                            THEN 'overlap policy cancel_previous: a newer missed slot runs'
+                            ELSE format('overlap policy %s: %s run(s) still active',
+                                        x.overlap, x.active) END
+               END,
+               x.detail), '')
+    FROM decided x
+    ORDER BY x.trigger_id, x.scheduled_for
+    ON CONFLICT (trigger_id, scheduled_for) DO NOTHING
+    RETURNING trigger_id, scheduled_for, outcome, execution_id
+),
+run AS (
+    SELECT x.* FROM decided x JOIN claimed c USING (trigger_id, scheduled_for)
+    WHERE x.outcome IN ('fired', 'buffered', 'canceled_previous')
+),
+canceled AS (
+    UPDATE workflow_executions e SET
+        status = CASE WHEN e.status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE e.status END,
+        end_time = CASE WHEN e.status IN ('NEW', 'WAITING') THEN now() ELSE e.end_time END,
+        error_code = CASE WHEN e.status IN ('NEW', 'WAITING') THEN 'CANCELED'
+                          ELSE e.error_code END,
+        error_message = CASE WHEN e.status IN ('NEW', 'WAITING')
+                             THEN 'canceled by a newer run (overlap policy cancel_previous)'
+                             ELSE e.error_message END,
+        lease_owner = CASE WHEN e.status IN ('NEW', 'WAITING') THEN NULL ELSE e.lease_owner END,
+        cancel_requested = true
+    WHERE e.trigger_id IN (SELECT r.trigger_id FROM run r WHERE r.outcome = 'canceled_previous')
+      AND e.status IN ('NEW', 'RUNNING', 'WAITING')
+    RETURNING e.id, pg_notify('triggerd_cancel', e.id::text)
+),
+inserted AS (
+    INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
+        trigger_name, trigger_type, dedupe_key, input, context, scheduled_for)
+    SELECT r.new_id, r.workflow_id,
+           (SELECT v.id FROM workflow_versions v
+             WHERE v.workflow_id = r.workflow_id
+               AND CASE WHEN r.version IS NULL THEN v.is_latest ELSE v.version = r.version END),
+           r.trigger_id, r.name, 'cron', 'cron:' || r.slot_iso, r.input,
+           jsonb_build_object('trigger', jsonb_build_object(
+               'type', 'cron', 'name', r.name, 'scheduled_for', r.slot_iso,
+               'fired_at', $8::text)),
+           r.scheduled_for
+    FROM run r
+    ORDER BY r.trigger_id, r.scheduled_for
+    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+    RETURNING id
+),
+notified AS (
+    SELECT pg_notify('triggerd_executions', count(*)::text) FROM inserted HAVING count(*) > 0
+)
+SELECT d.trigger_id::text, d.scheduled_for, x.trigger_id IS NOT NULL AS live,
+       c.outcome, c.execution_id::text,
+       (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT count(*) FROM canceled) AS canceled,
+       (SELECT count(*) FROM notified) AS notified
+FROM d
+LEFT JOIN decided x USING (trigger_id, scheduled_for)
+LEFT JOIN claimed c USING (trigger_id, scheduled_for)
+"""
+
+
+def _record_arguments(requests: Sequence[SlotRequest]) -> list[Any]:
+    return [
+        [r.trigger_id for r in requests],
+        [r.scheduled_for for r in requests],
+        [r.slot_iso for r in requests],
+        [r.intent.value for r in requests],
+        [r.detail for r in requests],
+        [r.config_text for r in requests],
+        [r.overlap.value for r in requests],
+    ]
+
+
+async def record_slots(
+    conn: Conn, requests: Sequence[SlotRequest], *, fired_at: str
+) -> SlotWriteResult:
+    """Decide a batch of slots in one statement (see the module docstring).
+
+    ``fired_at`` (UTC ISO-8601) goes into each new execution's ``trigger`` context. A
+    connection failure raises :class:`~triggerd.errors.DatabaseUnavailable`; other database
+    errors (a deadlock, a trigger deleted mid-statement) propagate and the batch may be
+    retried as a whole.
+    """
+    if not requests:
+        return SlotWriteResult(recorded=(), lost=(), stale=(), inserted=0, canceled=0)
+    try:
+        rows = await conn.fetch(
+            _RECORD, *_record_arguments(requests), fired_at, timeout=STATEMENT_TIMEOUT
+        )
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _unavailable(exc) from exc
+        raise
+    recorded: list[RecordedSlot] = []
+    lost: list[tuple[str, datetime]] = []
+    stale: list[tuple[str, datetime]] = []
+    for trigger_id, scheduled_for, live, outcome, execution_id, *_ in rows:
+        if outcome is not None:
+            recorded.append(
+                RecordedSlot(
+                    trigger_id=trigger_id,
+                    scheduled_for=scheduled_for,
+                    outcome=SlotOutcome(outcome),
+                    execution_id=execution_id,
+                )
+            )
+        elif live:
+            lost.append((trigger_id, scheduled_for))
+        else:
+            stale.append((trigger_id, scheduled_for))
+    first = rows[0]
+    return SlotWriteResult(
+        recorded=tuple(recorded),
+        lost=tuple(lost),
+        stale=tuple(stale),
+        inserted=first["inserted"],
+        canceled=first["canceled"],
+    )
+
+
+# --- guards ------------------------------------------------------------------------------
+
+_OVERDUE = """
+SELECT d.trigger_id::text
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS d(trigger_id, expected, config_text)
+JOIN workflow_triggers t ON t.id = d.trigger_id
+JOIN workflows w ON w.id = t.workflow_id
+WHERE t.enabled AND t.type = 'cron' AND w.status = 'active'
+  AND t.config::text = d.config_text AND t.enabled_at < d.expected
+  AND NOT EXISTS (SELECT 1 FROM trigger_slots s
+                  WHERE s.trigger_id = d.trigger_id AND s.scheduled_for >= d.expected)
+ORDER BY d.trigger_id
+LIMIT $4
+"""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExpectedSlot:
+    """The newest slot a trigger should have an outcome for by now."""
+
+    trigger_id: str
+    expected: datetime
+    config_text: str
+
+
+async def find_overdue(
+    conn: Conn, expected: Sequence[ExpectedSlot], *, limit: int = 100
+) -> list[str]:
+    """Ids of the triggers (still enabled with the same config) that have no recorded slot
+    at or after their expected one."""
+    if not expected:
+        return []
+    try:
+        rows = await conn.fetch(
+            _OVERDUE,
+            [e.trigger_id for e in expected],
+            [e.expected for e in expected],
+            [e.config_text for e in expected],
+            limit,
+            timeout=STATEMENT_TIMEOUT,
+        )
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _unavailable(exc) from exc
+        raise
+    return [r[0] for r in rows]
+
+
+async def database_clock(conn: Conn) -> datetime:
+    """PostgreSQL's wall clock right now (``clock_timestamp()``, not the transaction's
+    start)."""
+    try:
+        value: datetime = await conn.fetchval("SELECT clock_timestamp()", timeout=10.0)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _unavailable(exc) from exc
+        raise
+    return value
