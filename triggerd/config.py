@@ -184,7 +184,9 @@ def _check_ranges(settings: Settings) -> None:
     if settings.executor.lease < timedelta(seconds=2):
         raise ConfigError("executor.lease: must be at least 2s")
     if settings.log.level not in _LOG_LEVELS:
-        raise ConfigError(f"log.level: {settings.log.level!r} is not one of {', '.join(_LOG_LEVELS)}")
+        raise ConfigError(
+            f"log.level: {settings.log.level!r} is not one of {', '.join(_LOG_LEVELS)}"
+        )
     if settings.log.format not in _LOG_FORMATS:
         raise ConfigError(
             f"log.format: {settings.log.format!r} is not one of {', '.join(_LOG_FORMATS)}"
@@ -229,8 +231,7 @@ def load_settings(
     for section_name, section in document.items():
         if section_name not in _SECTIONS:
             raise ConfigError(
-                f"{where}unknown section [{section_name}]"
-                f" (known: {', '.join(sorted(_SECTIONS))})"
+                f"{where}unknown section [{section_name}] (known: {', '.join(sorted(_SECTIONS))})"
             )
         if not isinstance(section, dict):
             raise ConfigError(f"{where}{section_name}: expected a table [{section_name}]")

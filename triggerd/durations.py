@@ -1,4 +1,4 @@
-"""Duration strings (``500ms``, ``30s``, ``5m``, ``6h``, ``7d``) as used in definitions and config."""
+"""Duration strings (``500ms``, ``30s``, ``5m``, ``6h``, ``7d``), in definitions and config."""
 
 from __future__ import annotations
 

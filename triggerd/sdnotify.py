@@ -50,8 +50,10 @@ class Notifier:
             self._sock.sendto(message, _address(self.target))
         except OSError as exc:
             if not self._warned:
-                logger.warning("cannot notify systemd", extra={
-                    "event": "sd_notify_failed", "socket": self.target, "error": str(exc)})
+                logger.warning(
+                    "cannot notify systemd",
+                    extra={"event": "sd_notify_failed", "socket": self.target, "error": str(exc)},
+                )
                 self._warned = True
             return False
         return True

@@ -21,14 +21,14 @@ def _credential_path(name: str, environ: Mapping[str, str]) -> Path | None:
     return Path(directory) / name
 
 
-def resolve_secret(
-    name: str, ref: SecretRef, environ: Mapping[str, str] | None = None
-) -> str:
+def resolve_secret(name: str, ref: SecretRef, environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     if ref.env is not None:
         value = env.get(ref.env)
         if value is None or value == "":
-            raise SecretError(f"secret {name} is missing: environment variable {ref.env} is not set")
+            raise SecretError(
+                f"secret {name} is missing: environment variable {ref.env} is not set"
+            )
         return value
     if ref.file is not None:
         path = Path(ref.file)

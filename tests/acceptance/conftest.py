@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -114,6 +114,7 @@ class DaemonProcess:
     config: Path
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    embedded_state: Path | None = None  # the state_dir when it runs the embedded server
     proc: subprocess.Popen[str] | None = None
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
@@ -249,6 +250,7 @@ class Daemons:
 
     tmp_path: Path
     started: list[DaemonProcess] = field(default_factory=list)
+    configs: dict[Path, Path | None] = field(default_factory=dict)  # config -> embedded state
 
     def write_config(
         self,
@@ -260,24 +262,27 @@ class Daemons:
         sections: Mapping[str, Mapping[str, TomlValue]] | None = None,
     ) -> tuple[Path, int]:
         """A configuration file for one daemon; ``database_url=None`` means embedded."""
-        name = name or f"daemon{len(self.started)}"
+        name = name or f"daemon{len(self.configs)}"
         port = free_port() if port is None else port
+        state_dir = state_dir or self.tmp_path / f"{name}-state"
         merged: dict[str, dict[str, TomlValue]] = {
             "database": {"url": database_url or "", "pool_min": 1, "pool_max": 5},
             "http": {"host": "127.0.0.1", "port": port},
             "executor": {"poll_interval": "500ms", "drain": "2s"},
-            "daemon": {"state_dir": str(state_dir or self.tmp_path / f"{name}-state")},
+            "daemon": {"state_dir": str(state_dir)},
             "log": {"level": "info", "format": "json"},
         }
         for section, values in (sections or {}).items():
             merged.setdefault(section, {}).update(values)
         path = self.tmp_path / f"{name}.toml"
         path.write_text(toml_document(merged), encoding="utf-8")
+        self.configs[path] = None if database_url else state_dir
         return path, port
 
     def spawn(self, config: Path, port: int, env: Mapping[str, str] | None = None
               ) -> DaemonProcess:
-        daemon = DaemonProcess(config=config, port=port, env=dict(env or {}))
+        daemon = DaemonProcess(config=config, port=port, env=dict(env or {}),
+                               embedded_state=self.configs.get(config))
         self.started.append(daemon)
         daemon.spawn()
         return daemon
@@ -301,6 +306,8 @@ class Daemons:
         return daemon
 
     def cleanup(self) -> None:
+        """Kill every daemon still running; stop an embedded PostgreSQL a killed daemon left
+        behind (a daemon that exits normally stops it itself)."""
         for daemon in self.started:
             if daemon.proc is None:
                 continue
@@ -309,6 +316,21 @@ class Daemons:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.proc.wait(timeout=10)
             daemon._join_output()
+        for state_dir in {d.embedded_state for d in self.started if d.embedded_state}:
+            _stop_orphaned_postgres(state_dir / "postgres")
+
+
+def _stop_orphaned_postgres(pgdata: Path) -> None:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -318,9 +340,3 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
         yield manager
     finally:
         manager.cleanup()
-
-
-@pytest.fixture
-async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session

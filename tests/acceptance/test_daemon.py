@@ -8,9 +8,13 @@ import asyncio
 import json
 import signal
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.acceptance.conftest import Daemons, run_cli, toml_document
 from tests.helpers import free_port
@@ -170,6 +174,16 @@ async def test_port_in_use_exits_non_zero_with_clear_message(
     assert "Traceback" not in "\n".join(daemon.stdout_lines)
 
 
+@pytest.fixture
+def embedded_state_dir(daemons: Daemons) -> Iterator[Path]:
+    """A state directory outside pytest's base temp: as root, the embedded server runs as
+    the ``pgserver`` user, which must traverse every parent, and a concurrent pytest session
+    resets ``/tmp/pytest-of-<user>`` to mode 0700."""
+    with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
+        yield Path(name) / "state"
+        daemons.cleanup()  # before the directory goes: no server left on it
+
+
 def _postmaster_pid(state_dir: Path) -> Path:
     return state_dir / "postgres" / "postmaster.pid"
 
@@ -182,9 +196,9 @@ async def _wait_gone(path: Path, timeout: float = 30.0) -> None:
 
 
 async def test_embedded_database_starts_and_keeps_data_across_restarts(
-    daemons: Daemons, tmp_path: Path
+    daemons: Daemons, tmp_path: Path, embedded_state_dir: Path
 ) -> None:
-    state_dir = tmp_path / "state"
+    state_dir = embedded_state_dir
     definitions = write_definitions(tmp_path / "kept.json", "kept")
 
     first = await daemons.start(

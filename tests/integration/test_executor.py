@@ -17,20 +17,27 @@ from triggerd.executor.service import Executor
 from triggerd.store.executions import request_cancel, retry_execution
 
 
-def workflow(key: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None,
-             **extra: Any) -> dict[str, Any]:
-    return {"workflows": [{
-        "key": key, "name": key,
-        "graph": {"nodes": nodes, "edges": edges or []},
-        "triggers": [{"name": "manual", "type": "manual"}],
-        **extra,
-    }]}
+def workflow(
+    key: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "workflows": [
+            {
+                "key": key,
+                "name": key,
+                "graph": {"nodes": nodes, "edges": edges or []},
+                "triggers": [{"name": "manual", "type": "manual"}],
+                **extra,
+            }
+        ]
+    }
 
 
 @pytest.fixture
 async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
-    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
-                                      "TRIGGERD_EXECUTOR_DRAIN": "1s"})
+    settings = load_settings(
+        environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms", "TRIGGERD_EXECUTOR_DRAIN": "1s"}
+    )
     ex = Executor(pool=pool, dsn=dsn, settings=settings)
     await ex.start()
     yield ex
@@ -38,24 +45,43 @@ async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
 
 
 async def nodes_of(pool: asyncpg.Pool, execution_id: str) -> list[asyncpg.Record]:
-    return list(await pool.fetch(
-        "SELECT * FROM node_executions WHERE execution_id = $1 ORDER BY start_time NULLS LAST,"
-        " node_id, attempt", execution_id))
+    return list(
+        await pool.fetch(
+            "SELECT * FROM node_executions WHERE execution_id = $1 ORDER BY start_time NULLS LAST,"
+            " node_id, attempt",
+            execution_id,
+        )
+    )
 
 
 async def test_set_if_noop_records_path_and_skipped_branch(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:
-    await apply_doc(pool, workflow("branchy", [
-        {"id": "compute", "type": "set", "params": {"value": {"n": "{{ input.n * 2 }}"}}},
-        {"id": "big", "type": "if", "params": {"condition": "{{ nodes.compute.output.n > 10 }}"}},
-        {"id": "yes", "type": "set", "params": {"value": "big {{ nodes.compute.output.n }}"}},
-        {"id": "no", "type": "noop"},
-    ], [
-        {"from": "compute", "to": "big"},
-        {"from": "big", "to": "yes", "when": "true"},
-        {"from": "big", "to": "no", "when": "false"},
-    ]))
+    await apply_doc(
+        pool,
+        workflow(
+            "branchy",
+            [
+                {"id": "compute", "type": "set", "params": {"value": {"n": "{{ input.n * 2 }}"}}},
+                {
+                    "id": "big",
+                    "type": "if",
+                    "params": {"condition": "{{ nodes.compute.output.n > 10 }}"},
+                },
+                {
+                    "id": "yes",
+                    "type": "set",
+                    "params": {"value": "big {{ nodes.compute.output.n }}"},
+                },
+                {"id": "no", "type": "noop"},
+            ],
+            [
+                {"from": "compute", "to": "big"},
+                {"from": "big", "to": "yes", "when": "true"},
+                {"from": "big", "to": "no", "when": "false"},
+            ],
+        ),
+    )
     execution_id = await fire(pool, "branchy/manual", {"n": 7})
     row = await final_status(pool, execution_id)
     assert row["status"] == "SUCCESS"
@@ -65,8 +91,11 @@ async def test_set_if_noop_records_path_and_skipped_branch(
     assert nodes["compute"]["output"] == {"n": 14}
     assert nodes["compute"]["from_node_id"] is None
     assert nodes["big"]["status"] == "SUCCESS" and nodes["big"]["branch"] == "true"
-    assert (nodes["yes"]["status"], nodes["yes"]["from_node_id"],
-            nodes["yes"]["edge_condition"]) == ("SUCCESS", "big", "true")
+    assert (
+        nodes["yes"]["status"],
+        nodes["yes"]["from_node_id"],
+        nodes["yes"]["edge_condition"],
+    ) == ("SUCCESS", "big", "true")
     assert (nodes["no"]["status"], nodes["no"]["edge_condition"]) == ("SKIPPED", "false")
     assert nodes["yes"]["execution_time_ms"] is not None
 
@@ -74,19 +103,31 @@ async def test_set_if_noop_records_path_and_skipped_branch(
 async def test_input_violating_schema_fails_before_any_node(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:
-    await apply_doc(pool, workflow(
-        "typed", [{"id": "a", "type": "noop"}],
-        parameter_schema={"type": "object", "required": ["day", "count"], "properties": {
-            "day": {"type": "string", "format": "date"}, "count": {"type": "integer"}}},
-    ))
+    await apply_doc(
+        pool,
+        workflow(
+            "typed",
+            [{"id": "a", "type": "noop"}],
+            parameter_schema={
+                "type": "object",
+                "required": ["day", "count"],
+                "properties": {
+                    "day": {"type": "string", "format": "date"},
+                    "count": {"type": "integer"},
+                },
+            },
+        ),
+    )
     execution_id = await fire(pool, "typed/manual", {"day": "not-a-date"})
     row = await final_status(pool, execution_id)
     assert row["status"] == "ERROR"
     assert row["error_code"] == "INPUT_INVALID"
-    assert row["output"] == {"errors": [
-        {"path": "$", "message": "'count' is a required property"},
-        {"path": "$.day", "message": "'not-a-date' is not a 'date'"},
-    ]}
+    assert row["output"] == {
+        "errors": [
+            {"path": "$", "message": "'count' is a required property"},
+            {"path": "$.day", "message": "'not-a-date' is not a 'date'"},
+        ]
+    }
     assert await nodes_of(pool, execution_id) == []
 
 
@@ -94,10 +135,14 @@ async def test_missing_secret_names_it(
     pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TRIGGERD_TEST_NO_SUCH_SECRET", raising=False)
-    await apply_doc(pool, workflow(
-        "secretive", [{"id": "a", "type": "noop"}],
-        secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_NO_SUCH_SECRET"}},
-    ))
+    await apply_doc(
+        pool,
+        workflow(
+            "secretive",
+            [{"id": "a", "type": "noop"}],
+            secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_NO_SUCH_SECRET"}},
+        ),
+    )
     row = await final_status(pool, await fire(pool, "secretive/manual"))
     assert (row["status"], row["error_code"]) == ("ERROR", "SECRET_MISSING")
     assert row["error_message"] == (
@@ -122,12 +167,24 @@ async def test_secrets_are_redacted_in_stored_rows(
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        await apply_doc(pool, workflow(
-            "redacted", [{"id": "call", "type": "http", "params": {
-                "method": "GET", "url": f"http://127.0.0.1:{port}/x",
-                "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"}}}],
-            secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_TOKEN"}},
-        ))
+        await apply_doc(
+            pool,
+            workflow(
+                "redacted",
+                [
+                    {
+                        "id": "call",
+                        "type": "http",
+                        "params": {
+                            "method": "GET",
+                            "url": f"http://127.0.0.1:{port}/x",
+                            "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"},
+                        },
+                    }
+                ],
+                secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_TOKEN"}},
+            ),
+        )
         execution_id = await fire(pool, "redacted/manual")
         row = await final_status(pool, execution_id)
     finally:
@@ -143,19 +200,36 @@ async def test_secrets_are_redacted_in_stored_rows(
 
 async def test_http_errors_are_coded(pool: asyncpg.Pool, executor: Executor) -> None:
     closed = free_port()
-    await apply_doc(pool, workflow(
-        "unreachable", [{"id": "call", "type": "http",
-                         "params": {"method": "GET", "url": f"http://127.0.0.1:{closed}/"}}]))
+    await apply_doc(
+        pool,
+        workflow(
+            "unreachable",
+            [
+                {
+                    "id": "call",
+                    "type": "http",
+                    "params": {"method": "GET", "url": f"http://127.0.0.1:{closed}/"},
+                }
+            ],
+        ),
+    )
     row = await final_status(pool, await fire(pool, "unreachable/manual"))
     assert (row["status"], row["error_code"]) == ("ERROR", "HTTP_CONNECT")
     assert row["error_message"].startswith("node 'call' failed:")
 
 
 async def test_failure_edge_handles_error(pool: asyncpg.Pool, executor: Executor) -> None:
-    await apply_doc(pool, workflow("recovering", [
-        {"id": "boom", "type": "fail", "params": {"code": "BOOM", "message": "nope"}},
-        {"id": "handled", "type": "set", "params": {"value": "recovered"}},
-    ], [{"from": "boom", "to": "handled", "on": "failure"}]))
+    await apply_doc(
+        pool,
+        workflow(
+            "recovering",
+            [
+                {"id": "boom", "type": "fail", "params": {"code": "BOOM", "message": "nope"}},
+                {"id": "handled", "type": "set", "params": {"value": "recovered"}},
+            ],
+            [{"from": "boom", "to": "handled", "on": "failure"}],
+        ),
+    )
     execution_id = await fire(pool, "recovering/manual")
     row = await final_status(pool, execution_id)
     nodes = await nodes_of(pool, execution_id)
@@ -182,23 +256,42 @@ async def test_retries_are_rows_with_attempt_numbers(
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        await apply_doc(pool, workflow("flaky", [
-            {"id": "call", "type": "http",
-             "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/flaky"},
-             "retry": {"max_attempts": 5, "backoff": "10ms", "retry_on": [503]}}]))
+        await apply_doc(
+            pool,
+            workflow(
+                "flaky",
+                [
+                    {
+                        "id": "call",
+                        "type": "http",
+                        "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/flaky"},
+                        "retry": {"max_attempts": 5, "backoff": "10ms", "retry_on": [503]},
+                    }
+                ],
+            ),
+        )
         execution_id = await fire(pool, "flaky/manual")
         row = await final_status(pool, execution_id)
     finally:
         await runner.cleanup()
     assert row["status"] == "SUCCESS"
-    rows = [(r["attempt"], r["status"], r["error_code"]) for r in await nodes_of(pool, execution_id)]
+    rows = [
+        (r["attempt"], r["status"], r["error_code"]) for r in await nodes_of(pool, execution_id)
+    ]
     assert rows == [(1, "ERROR", "HTTP_STATUS"), (2, "ERROR", "HTTP_STATUS"), (3, "SUCCESS", None)]
     assert len(hits) == 3
 
 
-async def test_expression_error_fails_node_with_text(pool: asyncpg.Pool, executor: Executor) -> None:
-    await apply_doc(pool, workflow("badexpr", [
-        {"id": "a", "type": "set", "params": {"value": "{{ input.missing.deeper }}"}}]))
+async def test_expression_error_fails_node_with_text(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(
+        pool,
+        workflow(
+            "badexpr",
+            [{"id": "a", "type": "set", "params": {"value": "{{ input.missing.deeper }}"}}],
+        ),
+    )
     execution_id = await fire(pool, "badexpr/manual")
     row = await final_status(pool, execution_id)
     assert (row["status"], row["error_code"]) == ("ERROR", "EXPRESSION_ERROR")
@@ -211,8 +304,10 @@ async def test_large_output_is_truncated_not_failed(pool: asyncpg.Pool, dsn: str
     ex = Executor(pool=pool, dsn=dsn, settings=settings)
     await ex.start()
     try:
-        await apply_doc(pool, workflow("big", [
-            {"id": "a", "type": "set", "params": {"value": "{{ 'x' * 5000 }}"}}]))
+        await apply_doc(
+            pool,
+            workflow("big", [{"id": "a", "type": "set", "params": {"value": "{{ 'x' * 5000 }}"}}]),
+        )
         execution_id = await fire(pool, "big/manual")
         row = await final_status(pool, execution_id)
     finally:
@@ -227,15 +322,23 @@ async def test_large_output_is_truncated_not_failed(pool: asyncpg.Pool, dsn: str
 async def test_wait_parks_run_without_a_worker_and_resumes(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:
-    await apply_doc(pool, workflow("patient", [
-        {"id": "pause", "type": "wait", "params": {"duration": "1s"}},
-        {"id": "after", "type": "set", "params": {"value": "done"}},
-    ], [{"from": "pause", "to": "after"}]))
+    await apply_doc(
+        pool,
+        workflow(
+            "patient",
+            [
+                {"id": "pause", "type": "wait", "params": {"duration": "1s"}},
+                {"id": "after", "type": "set", "params": {"value": "done"}},
+            ],
+            [{"from": "pause", "to": "after"}],
+        ),
+    )
     execution_id = await fire(pool, "patient/manual")
 
     async def parked() -> Any:
-        row = await pool.fetchrow("SELECT status, resume_at FROM workflow_executions WHERE id=$1",
-                                  execution_id)
+        row = await pool.fetchrow(
+            "SELECT status, resume_at FROM workflow_executions WHERE id=$1", execution_id
+        )
         return row if row["status"] == "WAITING" else None
 
     waiting = await wait_for(parked)
@@ -270,14 +373,30 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        await apply_doc(pool, workflow("slowpoke", [{"id": "call", "type": "http", "params": {
-            "method": "GET", "url": f"http://127.0.0.1:{port}/slow", "timeout": "60s"}}]))
+        await apply_doc(
+            pool,
+            workflow(
+                "slowpoke",
+                [
+                    {
+                        "id": "call",
+                        "type": "http",
+                        "params": {
+                            "method": "GET",
+                            "url": f"http://127.0.0.1:{port}/slow",
+                            "timeout": "60s",
+                        },
+                    }
+                ],
+            ),
+        )
         execution_id = await fire(pool, "slowpoke/manual")
 
         async def running() -> Any:
             return await pool.fetchval(
                 "SELECT count(*) FROM node_executions WHERE execution_id=$1 AND status='RUNNING'",
-                execution_id)
+                execution_id,
+            )
 
         await wait_for(running)
         await request_cancel(pool, execution_id)
@@ -290,8 +409,9 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
 
 
 async def test_retry_creates_linked_execution(pool: asyncpg.Pool, executor: Executor) -> None:
-    await apply_doc(pool, workflow("again", [{"id": "a", "type": "set",
-                                              "params": {"value": "{{ input.x }}"}}]))
+    await apply_doc(
+        pool, workflow("again", [{"id": "a", "type": "set", "params": {"value": "{{ input.x }}"}}])
+    )
     first = await fire(pool, "again/manual", {"x": 5})
     await final_status(pool, first)
     second = await retry_execution(pool, first)
@@ -306,28 +426,37 @@ async def test_unknown_node_type_in_stored_graph(pool: asyncpg.Pool, executor: E
     # immutability trigger by publishing a new version row directly).
     await pool.execute(
         "UPDATE workflow_versions SET is_latest = false WHERE workflow_id ="
-        " (SELECT id FROM workflows WHERE key = 'mutant')")
+        " (SELECT id FROM workflows WHERE key = 'mutant')"
+    )
     await pool.execute(
         "INSERT INTO workflow_versions (workflow_id, version, graph, is_latest, published_at)"
         " SELECT id, 2, $1, true, now() FROM workflows WHERE key = 'mutant'",
-        {"nodes": [{"id": "a", "type": "teleport"}], "edges": []})
+        {"nodes": [{"id": "a", "type": "teleport"}], "edges": []},
+    )
     row = await final_status(pool, await fire(pool, "mutant/manual"))
     assert (row["status"], row["error_code"]) == ("ERROR", "UNKNOWN_NODE_TYPE")
 
 
 async def test_two_executors_share_work_and_run_each_once(pool: asyncpg.Pool, dsn: str) -> None:
-    await apply_doc(pool, workflow("shared", [
-        {"id": "a", "type": "set", "params": {"value": 1}},
-        {"id": "b", "type": "noop"}], [{"from": "a", "to": "b"}]))
+    await apply_doc(
+        pool,
+        workflow(
+            "shared",
+            [{"id": "a", "type": "set", "params": {"value": 1}}, {"id": "b", "type": "noop"}],
+            [{"from": "a", "to": "b"}],
+        ),
+    )
     settings = load_settings(environ={"TRIGGERD_EXECUTOR_CONCURRENCY": "8"})
     executors = [Executor(pool=pool, dsn=dsn, settings=settings) for _ in range(2)]
     ids = [await fire(pool, "shared/manual") for _ in range(150)]
     for ex in executors:
         await ex.start()
     try:
+
         async def all_done() -> bool:
             n = await pool.fetchval(
-                "SELECT count(*) FROM workflow_executions WHERE status = 'SUCCESS'")
+                "SELECT count(*) FROM workflow_executions WHERE status = 'SUCCESS'"
+            )
             return bool(n == len(ids))
 
         await wait_for(all_done, timeout=60)
@@ -336,7 +465,8 @@ async def test_two_executors_share_work_and_run_each_once(pool: asyncpg.Pool, ds
             await ex.stop()
     counts = await pool.fetch(
         "SELECT execution_id, count(*) AS n, max(attempt) AS a FROM node_executions"
-        " GROUP BY execution_id")
+        " GROUP BY execution_id"
+    )
     assert len(counts) == 150
     assert {(r["n"], r["a"]) for r in counts} == {(2, 1)}
     attempts = await pool.fetch("SELECT DISTINCT attempt FROM workflow_executions")

@@ -54,7 +54,8 @@ async def test_database_ahead_of_code_is_refused(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, '9999_future.sql', 'x')"
+            "INSERT INTO schema_migrations (version, name, checksum)"
+            " VALUES (9999, '9999_future.sql', 'x')"
         )
     finally:
         await conn.close()
@@ -72,9 +73,13 @@ async def test_edited_migration_is_refused(dsn: str) -> None:
 
 
 async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
-    broken = db.known_migrations() + [
-        db.Migration(version=2, name="0002_broken.sql",
-                     sql="CREATE TABLE half_done (id int); SELECT no_such_function();")
+    broken = [
+        *db.known_migrations(),
+        db.Migration(
+            version=2,
+            name="0002_broken.sql",
+            sql="CREATE TABLE half_done (id int); SELECT no_such_function();",
+        )
     ]
     with pytest.raises(asyncpg.UndefinedFunctionError):
         await db.migrate(empty_dsn, broken)
@@ -94,8 +99,13 @@ async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
     env = {**os.environ, "TRIGGERD_DATABASE_URL": empty_dsn}
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "triggerd", "migrate",
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "triggerd",
+            "migrate",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for _ in range(2)
     ]
@@ -119,15 +129,18 @@ async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) ->
         vid = await conn.fetchval(
             "INSERT INTO workflow_versions (workflow_id, version, graph, is_latest, published_at)"
             " VALUES ($1, 1, $2, true, now()) RETURNING id",
-            wid, {"nodes": [{"id": "a", "type": "noop"}], "edges": []},
+            wid,
+            {"nodes": [{"id": "a", "type": "noop"}], "edges": []},
         )
         with pytest.raises(asyncpg.IntegrityConstraintViolationError) as info:
             await conn.execute(
                 "UPDATE workflow_versions SET graph = '{}'::jsonb WHERE id = $1", vid
             )
         assert "published and immutable" in str(info.value)
-        for column, value in (("parameter_schema", "'{\"type\": \"object\"}'"),
-                              ("env_config", "'{\"env\": {}}'")):
+        for column, value in (
+            ("parameter_schema", '\'{"type": "object"}\''),
+            ("env_config", "'{\"env\": {}}'"),
+        ):
             with pytest.raises(asyncpg.IntegrityConstraintViolationError):
                 await conn.execute(
                     f"UPDATE workflow_versions SET {column} = {value}::jsonb WHERE id = $1", vid
@@ -141,15 +154,16 @@ async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) ->
 async def test_trigger_change_sends_notify(pool: asyncpg.Pool, dsn: str) -> None:
     listener = await db.connect(dsn)
     received: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener(
-        "triggerd_triggers", lambda *args: received.put_nowait(args[3])
-    )
+    await listener.add_listener("triggerd_triggers", lambda *args: received.put_nowait(args[3]))
     try:
         async with pool.acquire() as conn:
-            wid = await conn.fetchval("INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id")
+            wid = await conn.fetchval(
+                "INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id"
+            )
             tid = await conn.fetchval(
                 "INSERT INTO workflow_triggers (workflow_id, name, type) VALUES ($1, 'm', 'manual')"
-                " RETURNING id", wid,
+                " RETURNING id",
+                wid,
             )
             await conn.execute("UPDATE workflow_triggers SET enabled = false WHERE id = $1", tid)
             await conn.execute("DELETE FROM workflow_triggers WHERE id = $1", tid)

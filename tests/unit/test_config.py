@@ -83,8 +83,10 @@ def test_definitions_list_from_env() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[http]\nprot = 1\n", "unknown key http.prot (known in [http]: host, max_body_bytes,"
-                               " max_pending, port)"),
+        (
+            "[http]\nprot = 1\n",
+            "unknown key http.prot (known in [http]: host, max_body_bytes, max_pending, port)",
+        ),
         ("[htp]\nport = 1\n", "unknown section [htp]"),
         ('[http]\nport = "eighty"\n', "http.port: expected an integer, got str 'eighty'"),
         ("[http]\nport = 70000\n", "http.port: 70000 is not a valid port (0-65535)"),
@@ -94,10 +96,12 @@ def test_definitions_list_from_env() -> None:
         ("[executor]\nconcurrency = 0\n", "executor.concurrency: 0 is below the minimum 1"),
         ('[log]\nformat = "xml"\n', "log.format: 'xml' is not one of json, text"),
         ('[log]\nlevel = "loud"\n', "log.level: 'loud' is not one of debug, info, warning, error"),
-        ("[database]\npool_min = 5\npool_max = 2\n",
-         "database.pool_min: 5 exceeds database.pool_max 2"),
+        (
+            "[database]\npool_min = 5\npool_max = 2\n",
+            "database.pool_min: 5 exceeds database.pool_max 2",
+        ),
         ('[database]\nurl = "mysql://x"\n', "database.url: must start with postgresql://"),
-        ("[daemon]\ndefinitions = \"a.yaml\"\n", "daemon.definitions: expected a list of strings"),
+        ('[daemon]\ndefinitions = "a.yaml"\n', "daemon.definitions: expected a list of strings"),
         ("http = 3\n", "http: expected a table [http]"),
     ],
 )

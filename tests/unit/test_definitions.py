@@ -308,6 +308,20 @@ def test_unknown_keys_are_caught_at_every_level() -> None:
     }
 
 
+def test_a_key_of_another_trigger_type() -> None:
+    triggers = [
+        {"name": "c", "type": "cron", "cron": "* * * * *", "path": "x"},
+        {"name": "m", "type": "manual", "misfire": "skip"},
+    ]
+    assert found(workflow(triggers=triggers)) == {
+        ("$.workflows[0].triggers[0].path", "'path' applies to webhook triggers, not to cron ones"),
+        (
+            "$.workflows[0].triggers[1].misfire",
+            "'misfire' applies to cron triggers, not to manual ones",
+        ),
+    }
+
+
 def test_trigger_common_keys() -> None:
     triggers = [
         {"name": "Bad Name", "type": "manual"},
@@ -862,6 +876,11 @@ def test_fine_webhook_paths() -> None:
             {"methods": ["POST", "FETCH"]},
             "methods[1]",
             "'FETCH' is not one of GET, POST, PUT, PATCH, DELETE",
+        ),
+        (
+            {"methods": ["post"]},
+            "methods[0]",
+            "'post' is not one of GET, POST, PUT, PATCH, DELETE (did you mean 'POST'?)",
         ),
         ({"methods": []}, "methods", "must not be empty"),
         ({"methods": ["POST", "POST"]}, "methods", "must not contain duplicates"),

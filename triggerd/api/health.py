@@ -7,9 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from triggerd.appkeys import READINESS_CHECKS
+from triggerd.appkeys import POOL, READINESS_CHECKS
 from triggerd.db import schema_status
-from triggerd.appkeys import POOL
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -79,7 +79,9 @@ def described(value: Any) -> str:
 
 def suggestion(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'retry'?)`` when ``word`` looks like a typo of one of ``choices``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
+    options = list(choices)
+    same_letters = [c for c in options if c.lower() == word.lower() and c != word]
+    close = same_letters or difflib.get_close_matches(word, options, n=1, cutoff=0.7)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

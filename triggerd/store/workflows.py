@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
-from triggerd.errors import DefinitionError, NotFound, Problem
+from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.model import TriggerSpec, WorkflowSpec
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, row_to
 
@@ -196,8 +196,13 @@ async def _apply_one(
                 path = doc["config"].get("path")
                 raise DefinitionError(
                     f"webhook path {path!r} of {label} is already used by another enabled trigger",
-                    [Problem("<database>", f"{spec.key}/{trigger.name}",
-                             f"webhook path {path!r} is already used by another enabled trigger")],
+                    [
+                        Problem(
+                            "<database>",
+                            f"{spec.key}/{trigger.name}",
+                            f"webhook path {path!r} is already used by another enabled trigger",
+                        )
+                    ],
                 ) from None
             raise
     for name, old in existing.items():
@@ -241,8 +246,9 @@ async def list_triggers(
 def split_trigger_name(full_name: str) -> tuple[str, str]:
     workflow_key, sep, name = full_name.partition("/")
     if not sep or not workflow_key or not name or "/" in name:
-        raise NotFound(
-            f"trigger name {full_name!r} must be workflow_key/trigger_name (e.g. nightly-report/nightly)"
+        raise UsageError(
+            f"trigger name {full_name!r} must be workflow_key/trigger_name"
+            " (e.g. nightly-report/nightly)"
         )
     return workflow_key, name
 

@@ -1,0 +1,226 @@
+"""Prometheus metrics: one :class:`Metrics` per application (its own registry, never the
+process-global one, so tests and several apps in one process do not share counters) and the
+``GET /metrics`` route.
+
+Other parts record events through the methods of :class:`Metrics` (found under
+``app[METRICS]``); queue depth and pool usage are read when Prometheus scrapes. Every label
+is bounded: triggers, workflows and node types are the defined ones, and webhook requests
+that match no trigger share the label value ``_unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+
+from triggerd.appkeys import POOL
+from triggerd.store.admin import ACTIVE_STATUSES, Conn, queue_depth
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_TRIGGER = "_unknown"
+# Queue depth is read from the database at most this often (seconds): scrapes from several
+# Prometheus servers then cost one query.
+QUEUE_DEPTH_TTL = 1.0
+# A scrape never waits longer than this for the database; the last known depth is served.
+QUEUE_DEPTH_TIMEOUT = 2.0
+
+# Lateness of a cron fire: scheduler wake-ups are milliseconds late, catch-up fires after a
+# restart are minutes to hours late.
+LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+EXECUTION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
+
+
+class PoolStats(Protocol):
+    """The part of an asyncpg pool the metrics read."""
+
+    def get_size(self) -> int: ...
+
+    def get_idle_size(self) -> int: ...
+
+    def get_max_size(self) -> int: ...
+
+
+class Metrics:
+    """Every triggerd metric, registered on ``registry`` (a new one by default)."""
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        process_metrics: bool = True,
+        queue_depth_ttl: float = QUEUE_DEPTH_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        if process_metrics:
+            ProcessCollector(registry=reg)
+            GCCollector(registry=reg)
+        self.cron_fires = Counter(
+            "triggerd_cron_fires", "Cron slots decided, by trigger and outcome (fired, skipped_*...)",
+            ["trigger", "outcome"], registry=reg,
+        )
+        self.cron_fire_lateness = Histogram(
+            "triggerd_cron_fire_lateness_seconds",
+            "How long after its scheduled instant a cron slot was decided",
+            buckets=LATENESS_BUCKETS, registry=reg,
+        )
+        self.webhook_requests = Counter(
+            "triggerd_webhook_requests", "Webhook requests answered, by trigger and HTTP status",
+            ["trigger", "status"], registry=reg,
+        )
+        self.webhook_request_seconds = Histogram(
+            "triggerd_webhook_request_seconds", "Time to answer a webhook request",
+            buckets=REQUEST_BUCKETS, registry=reg,
+        )
+        self.webhook_backpressure = Counter(
+            "triggerd_webhook_backpressure",
+            "Webhook requests refused with 429 because too many runs are waiting",
+            registry=reg,
+        )
+        self.executions = Counter(
+            "triggerd_executions", "Executions finished, by workflow and final status",
+            ["workflow", "status"], registry=reg,
+        )
+        self.execution_seconds = Histogram(
+            "triggerd_execution_seconds", "Duration of finished executions (start to end)",
+            ["workflow"], buckets=EXECUTION_BUCKETS, registry=reg,
+        )
+        self.node_seconds = Histogram(
+            "triggerd_node_seconds", "Duration of node executions, by node type",
+            ["node_type"], buckets=NODE_BUCKETS, registry=reg,
+        )
+        self.queue_depth = Gauge(
+            "triggerd_queue_depth", "Executions not finished yet, by status (from the database)",
+            ["status"], registry=reg,
+        )
+        self.queue_depth_errors = Counter(
+            "triggerd_queue_depth_refresh_errors",
+            "Scrapes that could not read the queue depth from the database",
+            registry=reg,
+        )
+        self.pool_connections = Gauge(
+            "triggerd_pool_connections", "Database pool connections by state (idle, in_use)",
+            ["state"], registry=reg,
+        )
+        self.pool_max_connections = Gauge(
+            "triggerd_pool_max_connections", "Largest size the database pool may grow to",
+            registry=reg,
+        )
+        self.clock_skew = Gauge(
+            "triggerd_clock_skew_seconds",
+            "Local clock minus the database clock (positive: this host runs ahead)",
+            registry=reg,
+        )
+        self._ttl = queue_depth_ttl
+        self._monotonic = monotonic
+        self._depth_read_at: float | None = None
+        self._depth_lock = asyncio.Lock()
+        for status in ACTIVE_STATUSES:
+            self.queue_depth.labels(status=status).set(0)
+
+    # --- events other parts record ------------------------------------------------------
+
+    def cron_fired(self, trigger: str, outcome: str, lateness_s: float | None = None) -> None:
+        """A cron slot of ``trigger`` (``workflow/name``) was decided with ``outcome``
+        (a :class:`~triggerd.model.SlotOutcome` value), ``lateness_s`` after its instant."""
+        self.cron_fires.labels(trigger=trigger, outcome=outcome).inc()
+        if lateness_s is not None:
+            self.cron_fire_lateness.observe(max(0.0, lateness_s))
+
+    def webhook_request(self, trigger: str | None, status: int, seconds: float) -> None:
+        """A webhook request was answered. ``trigger`` is ``None`` (or ``"-"``) when the
+        path matched no trigger: those share one label value, so random paths cannot
+        create series."""
+        label = UNKNOWN_TRIGGER if not trigger or trigger == "-" else trigger
+        self.webhook_requests.labels(trigger=label, status=str(status)).inc()
+        self.webhook_request_seconds.observe(max(0.0, seconds))
+
+    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        """An execution of ``workflow`` (its key) ended with ``status``."""
+        self.executions.labels(workflow=workflow, status=status).inc()
+        if seconds is not None:
+            self.execution_seconds.labels(workflow=workflow).observe(max(0.0, seconds))
+
+    def node_finished(self, node_type: str, seconds: float | None) -> None:
+        if seconds is not None:
+            self.node_seconds.labels(node_type=node_type).observe(max(0.0, seconds))
+
+    def set_clock_skew(self, seconds: float) -> None:
+        self.clock_skew.set(seconds)
+
+    def backpressure(self) -> None:
+        self.webhook_backpressure.inc()
+
+    # --- scrape-time values ---------------------------------------------------------------
+
+    async def refresh(self, conn: Conn, pool: PoolStats | None = None) -> None:
+        """Read the queue depth (at most once per TTL) and the pool usage. A database that
+        does not answer leaves the last known depth and counts an error: the scrape still
+        succeeds, so the other metrics keep flowing while the database is down."""
+        if pool is not None:
+            size, idle = pool.get_size(), pool.get_idle_size()
+            self.pool_connections.labels(state="idle").set(idle)
+            self.pool_connections.labels(state="in_use").set(max(0, size - idle))
+            self.pool_max_connections.set(pool.get_max_size())
+        async with self._depth_lock:
+            now = self._monotonic()
+            if self._depth_read_at is not None and now - self._depth_read_at < self._ttl:
+                return
+            try:
+                async with asyncio.timeout(QUEUE_DEPTH_TIMEOUT):
+                    counts = await queue_depth(conn)
+            except Exception as exc:  # any failure: serve the last values, count it
+                self.queue_depth_errors.inc()
+                logger.warning(
+                    "metrics: cannot read the queue depth",
+                    extra={"event": "metrics_queue_depth_failed",
+                           "error": f"{type(exc).__name__}: {exc}"},
+                )
+                return
+            for status, count in counts.items():
+                self.queue_depth.labels(status=status).set(count)
+            self._depth_read_at = self._monotonic()
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition (text format, or OpenMetrics when ``accept`` asks for it) and its
+        content type."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    pool = request.app[POOL]
+    await metrics.refresh(pool, pool)
+    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_metrics_routes(app: web.Application, metrics: Metrics | None = None) -> Metrics:
+    """Store a :class:`Metrics` under ``app[METRICS]`` (a new one unless given) and add
+    ``GET /metrics``; returns the metrics so the caller can hand them to components."""
+    found = metrics if metrics is not None else Metrics()
+    app[METRICS] = found
+    app.router.add_get("/metrics", metrics_handler, allow_head=False)
+    return found

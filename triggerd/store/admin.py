@@ -1,0 +1,80 @@
+"""SQL behind the admin API and the metrics endpoint: execution pages (keyset pagination),
+cron slot history and queue depth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+# The statuses of runs that are not finished yet, in the order they are reported.
+ACTIVE_STATUSES = ("NEW", "RUNNING", "WAITING")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionPosition:
+    """Where a page of executions ended: the last row's ``created_at`` and ``id``. Rows are
+    ordered newest first by (created_at, id), so the pair is a stable position even when
+    many rows share one ``created_at``."""
+
+    created_at: datetime
+    id: str
+
+
+async def page_executions(
+    conn: Conn,
+    *,
+    status: str | None = None,
+    trigger_id: str | None = None,
+    workflow_id: str | None = None,
+    limit: int = 50,
+    after: ExecutionPosition | None = None,
+) -> list[ExecutionRecord]:
+    """Up to ``limit`` executions, newest first, strictly after ``after`` when given."""
+    rows = await conn.fetch(
+        "SELECT e.*, w.key AS workflow_key, v.version AS version"
+        " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
+        " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
+        " WHERE ($1::text IS NULL OR e.status = $1)"
+        " AND ($2::uuid IS NULL OR e.trigger_id = $2)"
+        " AND ($3::uuid IS NULL OR e.workflow_id = $3)"
+        " AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4::timestamptz, $5::uuid))"
+        " ORDER BY e.created_at DESC, e.id DESC LIMIT $6",
+        status,
+        trigger_id,
+        workflow_id,
+        None if after is None else after.created_at,
+        None if after is None else after.id,
+        limit,
+    )
+    return [row_to(ExecutionRecord, r) for r in rows]
+
+
+async def slot_history(conn: Conn, trigger_id: str, *, limit: int = 50) -> list[SlotRecord]:
+    """The newest ``limit`` recorded cron slots of a trigger, newest first."""
+    rows = await conn.fetch(
+        "SELECT trigger_id, scheduled_for, outcome, execution_id, decided_at, detail"
+        " FROM trigger_slots WHERE trigger_id = $1 ORDER BY scheduled_for DESC LIMIT $2",
+        trigger_id,
+        limit,
+    )
+    return [row_to(SlotRecord, r) for r in rows]
+
+
+async def queue_depth(conn: Conn) -> dict[str, int]:
+    """How many executions are NEW, RUNNING and WAITING (0 when none): one index scan per
+    status on ``workflow_executions_status_created``."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM workflow_executions"
+        " WHERE status = ANY($1::text[]) GROUP BY status",
+        list(ACTIVE_STATUSES),
+    )
+    counts = dict.fromkeys(ACTIVE_STATUSES, 0)
+    for row in rows:
+        counts[row["status"]] = int(row["n"])
+    return counts
