@@ -268,7 +268,10 @@ async def test_unknown_reserved_and_disabled_paths_are_404(
     for path in ("nope", "off", "_reserved", "_executions", "_executions/a/b", "on/extra"):
         resp = await client.post(f"/hooks/{path}", json={})
         assert resp.status == 404, path
-        assert await resp.json() == {"error": "not_found", "message": f"no webhook at /hooks/{path}"}
+        assert await resp.json() == {
+            "error": "not_found",
+            "message": f"no webhook at /hooks/{path}",
+        }
     assert (await client.post("/hooks/on", json={})).status == 202
     assert len(await executions(pool)) == 1
 
@@ -490,7 +493,8 @@ async def test_form_and_text_bodies_become_input(
 async def test_invalid_json_is_400(make_client: ClientFactory, pool: asyncpg.Pool) -> None:
     await apply(pool, workflow("w", hook("h", "j")))
     client, _ = await make_client()
-    resp = await client.post("/hooks/j", data=b'{"a": ', headers={"Content-Type": "application/json"})
+    resp = await client.post("/hooks/j", data=b'{"a": ',
+                             headers={"Content-Type": "application/json"})
     assert resp.status == 400
     assert await resp.json() == {
         "error": "invalid_body",
@@ -631,7 +635,9 @@ async def test_standard_webhooks_end_to_end_with_the_reference_client(
         assert await resp.json() == {"error": "unauthorized", "message": "authentication failed"}
     # A body that is not UTF-8 cannot be signed text: 401, not 500.
     resp = await client.post(
-        "/hooks/std", data=b"\xff\xfe", headers={**signed("msg_4", fixed), "Content-Type": "text/plain"}
+        "/hooks/std",
+        data=b"\xff\xfe",
+        headers={**signed("msg_4", fixed), "Content-Type": "text/plain"},
     )
     assert resp.status == 401
     [stored] = await requests_rows(pool)

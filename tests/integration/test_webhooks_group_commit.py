@@ -135,8 +135,11 @@ async def test_a_full_queue_refuses_instead_of_growing() -> None:
     store.release.clear()
     commit = GroupCommit(None, max_batch=1, max_queue=2, store=store)
     commit.start()
-    tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(3)]
-    await asyncio.sleep(0.01)  # item 0 in flight, 1 and 2 queued
+    tasks = [asyncio.create_task(commit.submit(item(0)))]
+    await asyncio.sleep(0.01)  # item 0 in flight
+    tasks += [asyncio.create_task(commit.submit(item(n))) for n in (1, 2)]
+    await asyncio.sleep(0.01)  # 1 and 2 queued
+    assert commit.queued == 2
     with pytest.raises(QueueFull):
         await commit.submit(item(3))
     store.release.set()

@@ -18,9 +18,11 @@ real clock, so a run date is "the real now plus the wait measured on ``clock``".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -49,6 +51,7 @@ class PreciseTimer:
         self._early = early
         self._early_ratio = early_ratio
         self._keys: set[str] = set()
+        self._running: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
@@ -68,10 +71,17 @@ class PreciseTimer:
         if not self._scheduler.running:
             self._scheduler.start()
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop APScheduler and cancel the callbacks that are waiting or running."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._keys.clear()
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        # APScheduler shuts down on the loop's next turn; let it, and let the tasks end.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)
 
     def call_at(self, when: datetime, callback: Callback, *, key: str) -> None:
         """Run ``callback`` at ``when`` (tz-aware); ``key`` names the timer (one per key:
@@ -92,10 +102,8 @@ class PreciseTimer:
     def cancel(self, key: str) -> None:
         if key in self._keys:
             self._keys.discard(key)
-            try:
+            with contextlib.suppress(JobLookupError):  # already started
                 self._scheduler.remove_job(key)
-            except JobLookupError:
-                pass  # already started
 
     def clear(self) -> None:
         """Cancel every timer that has not started yet."""
@@ -104,10 +112,13 @@ class PreciseTimer:
 
     async def _run(self, when: datetime, callback: Callback, key: str) -> None:
         self._keys.discard(key)
-        remaining = (when - self._clock()).total_seconds()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
+            remaining = (when - self._clock()).total_seconds()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
             await callback()
         except asyncio.CancelledError:
             raise
@@ -115,3 +126,6 @@ class PreciseTimer:
             logger.exception(
                 "timer callback failed", extra={"event": "cron_timer_failed", "timer": key}
             )
+        finally:
+            if task is not None:
+                self._running.discard(task)

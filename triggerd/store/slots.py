@@ -33,7 +33,8 @@ import asyncpg
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 
-Conn = asyncpg.Connection | asyncpg.Pool
+# An asyncpg Connection or Pool (asyncpg ships no type information).
+Conn = Any
 
 # Outcomes that insert an execution.
 RUN_OUTCOMES = frozenset({SlotOutcome.FIRED, SlotOutcome.BUFFERED, SlotOutcome.CANCELED_PREVIOUS})

@@ -1,0 +1,194 @@
+"""The ``triggerd`` command as a real process: good paths and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from tests.unit.test_definitions import TEN_MISTAKES
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(str(p) for p in (ROOT / "config" / "examples").glob("*.yaml"))
+
+
+def triggerd(*args: str, dsn: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERD_")}
+    if dsn is not None:
+        environ["TRIGGERD_DATABASE_URL"] = dsn
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "triggerd", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_check_reports_all_ten_mistakes(tmp_path: Path) -> None:
+    path = tmp_path / "ten.yaml"
+    path.write_text(TEN_MISTAKES)
+    result = triggerd("check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 11
+    assert all(line.startswith(f"{path}: $.workflows[0]") for line in lines[:10])
+    assert lines[10] == "triggerd: 10 problem(s) found; nothing was changed"
+
+
+def test_check_examples_ok() -> None:
+    result = triggerd("check", *EXAMPLES)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ok: {len(EXAMPLES)} file(s) valid"
+
+
+async def test_apply_twice_reports_no_changes_then_list(dsn: str) -> None:
+    first = triggerd("apply", *EXAMPLES, dsn=dsn)
+    assert first.returncode == 0, first.stderr
+    assert "workflow nightly-report: created" in first.stdout
+    second = triggerd("apply", *EXAMPLES, dsn=dsn)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().splitlines()[-1] == "no changes"
+    listed = triggerd("triggers", "list", "--json", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    names = {t["name"]: t for t in json.loads(listed.stdout)}
+    assert names["nightly-report/every-minute"]["type"] == "cron"
+    assert names["nightly-report/every-minute"]["enabled"] is True
+    assert names["nightly-report/every-minute"]["version"] is None
+    table = triggerd("triggers", "list", dsn=dsn)
+    assert table.stdout.splitlines()[0].split() == [
+        "NAME",
+        "TYPE",
+        "ENABLED",
+        "WORKFLOW",
+        "VERSION",
+        "SCHEDULE/PATH",
+    ]
+
+
+async def test_apply_bad_file_writes_nothing(dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "ten.yaml"
+    path.write_text(TEN_MISTAKES)
+    result = triggerd("apply", *EXAMPLES, str(path), dsn=dsn)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("triggerd: error:")
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 0
+    finally:
+        await conn.close()
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    result = triggerd("triggers", "list", dsn="postgresql://u:pw@127.0.0.1:1/nope")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith(
+        "triggerd: error: cannot connect to the database at postgresql://u:***@127.0.0.1:1/nope"
+    )
+
+
+def test_bad_config_file_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "t.toml"
+    config.write_text("[http]\nport = 99999\n")
+    result = triggerd("--config", str(config), "migrate")
+    assert result.returncode == 2
+    assert one_line_error(result) == (
+        f"triggerd: error: {config}: http.port: 99999 is not a valid port (0-65535)"
+    )
+
+
+def test_bad_arguments_are_one_line_exit_2() -> None:
+    cases = [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["triggers"], "the following arguments are required: ACTION"),
+        (["cron", "next", "0 0 30 2 *"], "never fires"),
+        (["cron", "next", "* * * *"], "expected 5 or 6 fields, got 4"),
+        (["cron", "next", "@reboot"], "@reboot is not supported"),
+        (["cron", "next", "* * * * *", "--tz", "Mars/Base"], "unknown time zone 'Mars/Base'"),
+        (["cron", "next", "* * * * *", "--count", "0"], "--count: 0 is out of range 1-10000"),
+        (["cron", "next", "* * * * *", "--count", "x"], "invalid int value: 'x'"),
+        (["cron", "next", "* * * * *", "--after", "2026-01-01T00:00:00"], "needs a UTC offset"),
+    ]
+    for args, expected in cases:
+        result = triggerd(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        line = one_line_error(result)
+        assert line.startswith("triggerd: error:"), line
+        assert expected in line, (args, line)
+
+
+async def test_bad_names_and_ids(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    result = triggerd("triggers", "show", "no-slash", dsn=dsn)
+    assert result.returncode == 2
+    assert "must be workflow_key/trigger_name" in one_line_error(result)
+    result = triggerd("triggers", "show", "nightly-report/nope", dsn=dsn)
+    assert result.returncode == 3
+    assert one_line_error(result) == "triggerd: error: no trigger named 'nightly-report/nope'"
+    result = triggerd("executions", "show", "not-a-uuid", dsn=dsn)
+    assert result.returncode == 3
+    assert "is not an execution id" in one_line_error(result)
+    result = triggerd("triggers", "fire", "nightly-report/by-hand", "--input", "[1]", dsn=dsn)
+    assert result.returncode == 2
+    assert one_line_error(result) == "triggerd: error: --input: must be a JSON object"
+    result = triggerd("executions", "list", "--status", "DONE", dsn=dsn)
+    assert result.returncode == 2
+    assert "--status: 'DONE' is not one of" in one_line_error(result)
+
+
+def test_cron_next_json_is_reproducible() -> None:
+    result = triggerd(
+        "cron",
+        "next",
+        "30 1 * * *",
+        "--tz",
+        "America/New_York",
+        "--after",
+        "2026-10-31T12:00:00Z",
+        "--count",
+        "2",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {"at": "2026-11-01T05:30:00Z", "local": "2026-11-01T01:30:00-04:00", "note": "dst-fold"},
+        {"at": "2026-11-02T06:30:00Z", "local": "2026-11-02T01:30:00-05:00", "note": None},
+    ]
+
+
+async def test_fire_cancel_finished_is_refused(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    fired = triggerd("triggers", "fire", "nightly-report/by-hand", dsn=dsn)
+    assert fired.returncode == 0, fired.stderr
+    execution_id = fired.stdout.strip()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE workflow_executions SET status = 'SUCCESS', end_time = now() WHERE id = $1",
+            execution_id,
+        )
+    finally:
+        await conn.close()
+    result = triggerd("executions", "cancel", execution_id, dsn=dsn)
+    assert result.returncode == 4
+    assert one_line_error(result) == (
+        f"triggerd: error: execution {execution_id} already finished with status SUCCESS;"
+        " nothing was changed"
+    )
+    shown = triggerd("executions", "show", execution_id, "--json", dsn=dsn)
+    assert json.loads(shown.stdout)["status"] == "SUCCESS"

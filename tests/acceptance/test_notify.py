@@ -1,0 +1,187 @@
+"""systemd's notify protocol from the real daemon, read from a datagram socket the test
+creates (issue 5 item 2), and SIGHUP reloads (issue 5 item 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import Daemons, DaemonProcess
+
+
+@dataclass(kw_only=True)
+class NotifyListener:
+    """An ``AF_UNIX``/``SOCK_DGRAM`` socket standing in for systemd: keeps every datagram,
+    each as the list of its ``KEY=VALUE`` lines."""
+
+    path: Path
+    messages: list[list[str]] = field(default_factory=list)
+    _sock: socket.socket | None = None
+    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(self.path))
+        sock.settimeout(0.1)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            self.messages.append(data.decode().split("\n"))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+
+    def snapshot(self) -> list[list[str]]:
+        return list(self.messages)
+
+    def indexes(self, line: str, after: int = -1) -> list[int]:
+        return [i for i, m in enumerate(self.snapshot()) if line in m and i > after]
+
+    async def wait_for(self, line: str, after: int = -1, count: int = 1,
+                       timeout: float = 20.0) -> list[int]:
+        """Indexes of the first ``count`` datagrams after index ``after`` holding ``line``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.indexes(line, after)
+            if len(found) >= count:
+                return found[:count]
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{count} x {line!r} after #{after} not received within {timeout}s:"
+                    f" {self.snapshot()}")
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[NotifyListener]:
+    # A short path of our own: AF_UNIX paths are limited to 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="tdn-") as folder:
+        listener = NotifyListener(path=Path(folder) / "notify.sock")
+        listener.start()
+        try:
+            yield listener
+        finally:
+            listener.close()
+
+
+def _value(message: list[str], key: str) -> str:
+    values = [line.split("=", 1)[1] for line in message if line.startswith(f"{key}=")]
+    assert len(values) == 1, message
+    return values[0]
+
+
+async def _start(daemons: Daemons, dsn: str, listener: NotifyListener,
+                 watchdog_usec: int | None = 1_000_000) -> DaemonProcess:
+    env = {"NOTIFY_SOCKET": str(listener.path)}
+    if watchdog_usec is not None:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    return await daemons.start(database_url=dsn, env=env)
+
+
+async def test_ready_watchdog_reload_stopping_in_order(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener
+) -> None:
+    daemon = await _start(daemons, dsn, notify_socket)
+
+    [ready] = await notify_socket.wait_for("READY=1")
+    messages = notify_socket.snapshot()
+    # Nothing claims readiness before it; progress is reported as STATUS only.
+    assert all(m[0].startswith("STATUS=") for m in messages[:ready]), messages[:ready]
+    assert _value(messages[ready], "STATUS").endswith("runs in progress")
+    # WATCHDOG_USEC=1s: a ping every 0.5s, from the running event loop.
+    watchdogs = await notify_socket.wait_for("WATCHDOG=1", after=ready, count=2)
+
+    daemon.send(signal.SIGHUP)
+    [reloading] = await notify_socket.wait_for("RELOADING=1", after=watchdogs[-1])
+    # MONOTONIC_USEC travels in the same datagram as RELOADING=1 (systemd requires it) and
+    # is CLOCK_MONOTONIC, which this process shares with the daemon.
+    sent = int(_value(notify_socket.snapshot()[reloading], "MONOTONIC_USEC"))
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert 0 < now - sent < 60_000_000
+    [ready_again] = await notify_socket.wait_for("READY=1", after=reloading)
+    await daemon.wait_for_event("daemon_reloaded")
+    status, _ = await daemon.get("/readyz")
+    assert status == 200
+
+    assert await daemon.stop(signal.SIGTERM) == 0
+    [stopping] = await notify_socket.wait_for("STOPPING=1", after=ready_again, timeout=5)
+    messages = notify_socket.snapshot()
+    # Exactly one READY before the reload and one after it; nothing after STOPPING=1 but
+    # at most a watchdog ping that was already on its way.
+    assert notify_socket.indexes("READY=1") == [ready, ready_again]
+    assert notify_socket.indexes("RELOADING=1") == [reloading]
+    assert notify_socket.indexes("STOPPING=1") == [stopping]
+    assert all("READY=1" not in m for m in messages[stopping + 1:])
+    assert daemon.events_named("sd_notify_failed") == []
+
+
+async def test_sighup_with_invalid_config_keeps_running(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener
+) -> None:
+    daemon = await _start(daemons, dsn, notify_socket, watchdog_usec=None)
+    [ready] = await notify_socket.wait_for("READY=1")
+    good = daemon.config.read_text()
+    daemon.config.write_text(good + "\n[executor]\nlease = \"soon\"\n")
+
+    daemon.send(signal.SIGHUP)
+    refused = await daemon.wait_for_event("reload_refused")
+    assert refused["level"] == "error"
+    assert "executor" in refused["error"] and "lease" in refused["error"], refused
+    assert daemon.events_named("daemon_reloaded") == []
+    # systemd is told the reload is over, or it would wait for READY=1 until it times out.
+    [reloading] = await notify_socket.wait_for("RELOADING=1", after=ready)
+    await notify_socket.wait_for("READY=1", after=reloading)
+
+    assert await daemon.get("/healthz") == (200, {"status": "ok"})
+    status, body = await daemon.get("/readyz")
+    assert status == 200, body
+    assert daemon.proc is not None and daemon.proc.poll() is None
+
+    # Once the file is fixed, the next SIGHUP succeeds.
+    daemon.config.write_text(good)
+    daemon.send(signal.SIGHUP)
+    await daemon.wait_for_event("daemon_reloaded")
+    assert await daemon.stop(signal.SIGTERM) == 0
+    assert len(daemon.events_named("reload_refused")) == 1
+
+
+async def test_notify_socket_pointing_nowhere_is_harmless(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-dir" / "notify.sock"
+    daemon = await daemons.start(
+        database_url=dsn,
+        env={"NOTIFY_SOCKET": str(missing), "WATCHDOG_USEC": "1000000"},
+    )
+    assert await daemon.get("/healthz") == (200, {"status": "ok"})
+    await asyncio.sleep(1.2)  # a few watchdog pings go nowhere
+    assert await daemon.stop(signal.SIGTERM) == 0
+    failed = daemon.events_named("sd_notify_failed")
+    # Logged once, not once per message.
+    assert len(failed) == 1, failed
+    assert (failed[0]["level"], failed[0]["socket"]) == ("warning", str(missing))
+    assert not os.path.exists(missing)
+    assert daemon.stderr_lines == []

@@ -1,0 +1,766 @@
+"""The cron scheduler component: cron triggers in PostgreSQL become executions, once each.
+
+How it works
+------------
+* Triggers are cached in memory, grouped by schedule (expression, time zone). Each group
+  computes its next fire once per instant with :func:`triggerd.cron.next_fire`, shared by
+  all its members.
+* APScheduler is only the timer (:class:`~.timer.PreciseTimer`): one job per distinct due
+  instant. When it runs, every trigger due at that instant is written by ONE multi-row
+  statement (:func:`triggerd.store.slots.record_slots`), which claims each slot in
+  ``trigger_slots``, applies the overlap policy and inserts the executions. Replicas race on
+  the slot's primary key; exactly one wins each slot.
+* ``jitter`` delays a trigger's write by :func:`triggerd.planning.jitter_offset` (the same
+  on every replica); ``scheduled_for`` stays the slot. Jittered writes are grouped by their
+  actual fire time (to the millisecond), again one job per distinct time.
+* Catch-up (:func:`triggerd.planning.plan_catchup`) handles the slots missed since each
+  trigger's last recorded slot: at start, for every added or changed trigger on reload, and
+  after a *gap* (a lost database connection, a stalled event loop, a clock jump). A gap
+  first cancels every timer and waits for the writes in flight, then rebuilds from the
+  tables, so a slot is handled either by the timer path or by a catch-up, never both.
+* Live reload: ``LISTEN triggerd_triggers`` on a dedicated connection reloads the changed
+  triggers within ~50 ms; a reconnect is a gap; a full reconcile runs every
+  ``scheduler.reconcile_interval``.
+* Guards: the local clock is compared with PostgreSQL's at start and every 5 minutes
+  (:attr:`CronScheduler.clock_skew`); :meth:`CronScheduler.readiness` names the triggers
+  whose due slot is more than ``scheduler.lag_threshold`` late without a recorded outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from triggerd.config import SchedulerSettings, Settings
+from triggerd.cron import CronSchedule, fires_between, last_fires, next_fire, utc_iso
+from triggerd.errors import DatabaseUnavailable
+from triggerd.model import SlotOutcome
+from triggerd.planning import SlotDecision, jitter_offset, plan_catchup
+from triggerd.scheduler.cache import (
+    ConfigCache,
+    CronEntry,
+    ScheduleGroup,
+    ScheduleKey,
+    TriggerTable,
+    unchanged,
+)
+from triggerd.scheduler.listener import TriggerListener
+from triggerd.scheduler.timer import PreciseTimer
+from triggerd.store.slots import (
+    RUN_OUTCOMES,
+    CronTriggerRow,
+    ExpectedSlot,
+    SlotRequest,
+    SlotWriteResult,
+    database_clock,
+    find_overdue,
+    load_cron_triggers,
+    record_slots,
+)
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# The loop woke this much later than planned: treat it as a stall (suspend, blocked loop).
+STALL_THRESHOLD = timedelta(seconds=2)
+WATCH_INTERVAL = 0.5
+SKEW_INTERVAL = 300.0
+SKEW_WARNING = 1.0
+RELOAD_DEBOUNCE = 0.05
+RELOAD_FULL_ABOVE = 500  # more changed triggers than this at once: one full reconcile
+WRITE_CHUNK = 10_000
+WRITE_ATTEMPTS = 3
+DRAIN_TIMEOUT = 30.0
+RECOVERY_BACKOFF_MAX = 10.0
+OVERDUE_LOOKBACK = timedelta(days=400)
+OVERDUE_NAMES = 10
+OVERDUE_LIMIT = 1000
+LATENESS_SAMPLES = 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso_ms(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(kw_only=True)
+class SchedulerStats:
+    """Figures for metrics. Counters count this replica's decisions only."""
+
+    triggers: int = 0  # cron triggers scheduled
+    schedules: int = 0  # distinct (expression, time zone)
+    timers: int = 0  # APScheduler jobs pending
+    outcomes: Counter[str] = field(default_factory=Counter)  # slot outcome -> count
+    executions: int = 0  # executions inserted
+    canceled: int = 0  # previous runs canceled (overlap cancel_previous)
+    lost: int = 0  # slots another replica had already decided
+    stale: int = 0  # slots dropped because the trigger had changed meanwhile
+    write_errors: int = 0
+    recoveries: Counter[str] = field(default_factory=Counter)  # gap reason -> count
+    # Seconds from a due instant (plus jitter) to its write being sent, newest last.
+    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=LATENESS_SAMPLES))
+    clock_skew: float | None = None  # database clock minus local clock, seconds
+    last_reconcile: datetime | None = None
+
+    @property
+    def fires(self) -> int:
+        return sum(self.outcomes[o] for o in RUN_OUTCOMES)
+
+    @property
+    def skips(self) -> int:
+        return sum(n for o, n in self.outcomes.items() if o.startswith("skipped_"))
+
+
+@dataclass(kw_only=True)
+class _Tally:
+    """Outcome counts of one catch-up or reload, for its log line."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    lost: int = 0
+    stale: int = 0
+    failed: int = 0
+
+    def add(self, result: SlotWriteResult | None, size: int) -> None:
+        if result is None:
+            self.failed += size
+            return
+        self.outcomes.update(r.outcome.value for r in result.recorded)
+        self.lost += len(result.lost)
+        self.stale += len(result.stale)
+
+    def as_log(self) -> dict[str, Any]:
+        counts = {o.value: self.outcomes.get(o.value, 0) for o in SlotOutcome}
+        return {"outcomes": counts, "lost": self.lost, "stale": self.stale,
+                "failed": self.failed}
+
+
+CatchupMemo = dict[tuple[Any, ...], list[SlotDecision]]
+
+
+class CronScheduler:
+    """The ``scheduler`` component of the daemon (see the module docstring)."""
+
+    name = "scheduler"
+
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        dsn: str,
+        settings: Settings,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._pool = pool
+        self._settings: SchedulerSettings = settings.scheduler
+        self._clock = clock
+        self._timer = PreciseTimer(clock=clock)
+        self._listener = TriggerListener(
+            dsn=dsn, on_change=self._on_trigger_change, on_reconnect=self._on_reconnect
+        )
+        self._table = TriggerTable()
+        self._configs = ConfigCache()
+        self._instants: dict[datetime, set[ScheduleKey]] = {}
+        self._jitter: dict[datetime, list[tuple[CronEntry, datetime]]] = {}
+        # Bumped by every rebuild: timers set before it do nothing when they run.
+        self._generation = 0
+        self._lock = asyncio.Lock()  # one reload, reconcile or rebuild at a time
+        self._writes: set[asyncio.Task[SlotWriteResult | None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending_reload: set[str] = set()
+        self._reload_task: asyncio.Task[None] | None = None
+        self._recovery_task: asyncio.Task[None] | None = None
+        self._recovery_reasons: list[str] = []
+        self._recovering_since: datetime | None = None
+        self._rebuilt_at: datetime | None = None
+        self._rebuilt_mono = 0.0
+        self._running = False
+        self.clock_skew: float | None = None
+        self._stats = SchedulerStats()
+
+    # --- the component -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def stats(self) -> SchedulerStats:
+        self._stats.triggers = len(self._table)
+        self._stats.schedules = len(self._table.groups)
+        self._stats.timers = self._timer.pending
+        return self._stats
+
+    async def start(self) -> None:
+        """Load every cron trigger, catch up what was missed and schedule the rest. Returns
+        when everything is scheduled."""
+        if self._running:
+            return
+        self._running = True
+        try:
+            self._timer.start()
+            # Listen before loading, so no change between the load and the LISTEN is lost.
+            await self._listener.start()
+            await self._check_clock()
+            await self._rebuild("start")
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._watch_loop(), name="triggerd-cron-watch"),
+            asyncio.create_task(self._reconcile_loop(), name="triggerd-cron-reconcile"),
+            asyncio.create_task(self._skew_loop(), name="triggerd-cron-clock"),
+        ]
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        tasks = [t for t in (*self._tasks, self._reload_task, self._recovery_task) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = []
+        await self._timer.shutdown()
+        await self._listener.stop()
+        await self._drain_writes()
+        self._instants.clear()
+        self._jitter.clear()
+
+    async def reconcile(self) -> None:
+        """Bring the schedule in line with ``workflow_triggers`` (SIGHUP, periodic): added or
+        changed triggers are caught up and scheduled, removed ones are dropped."""
+        await self._sync(None)
+
+    async def readiness(self) -> str | None:
+        """None when fine, else what is wrong: the scheduler is not running, or triggers
+        whose due slot is more than ``lag_threshold`` late with no recorded outcome."""
+        if not self._running or not self._timer.running:
+            return "scheduler not running"
+        now = self._clock()
+        lag = self._settings.lag_threshold
+        if self._recovering_since is not None and now - self._recovering_since > lag:
+            return (
+                f"scheduler recovering for {round((now - self._recovering_since).total_seconds())}s"
+                " (database unreachable?)"
+            )
+        expected = self._expected_slots(now)
+        try:
+            overdue = await find_overdue(self._pool, expected, limit=OVERDUE_LIMIT)
+        except DatabaseUnavailable as exc:
+            return f"scheduler cannot check overdue triggers: {exc}"
+        if not overdue:
+            return None
+        names = sorted(
+            self._table.entries[i].full_name for i in overdue if i in self._table.entries
+        )
+        shown = ", ".join(names[:OVERDUE_NAMES])
+        more = len(overdue) - min(len(names), OVERDUE_NAMES)
+        return f"overdue triggers: {shown}" + (f" and {more} more" if more > 0 else "")
+
+    # --- building the schedule ------------------------------------------------------------
+
+    async def _rebuild(self, reason: str) -> None:
+        """Drop every timer, reload everything and catch up: the start, and any gap."""
+        started = time.monotonic()
+        async with self._lock:
+            self._generation += 1
+            self._timer.clear()
+            self._instants.clear()
+            self._jitter.clear()
+            await self._drain_writes()
+            rows = await load_cron_triggers(self._pool)
+            now = self._clock()
+            self._table = TriggerTable()
+            memo: CatchupMemo = {}
+            requests: list[SlotRequest] = []
+            for row in rows:
+                added = self._add_row(row, now)
+                if added is not None:
+                    entry, group, _ = added
+                    requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
+            for group in self._table.groups.values():
+                self._schedule_group(group, now)
+            self._configs.retain({e.config_text for e in self._table})
+            self._stats.last_reconcile = now
+            self._rebuilt_at = self._clock()
+            self._rebuilt_mono = time.monotonic()
+            self._recovering_since = None
+            scheduled_ms = round((time.monotonic() - started) * 1000, 1)
+            tally = await self._write_catch_up(requests)
+        logger.info(
+            "cron schedule built",
+            extra={
+                "event": "cron_catchup",
+                "reason": reason,
+                "triggers": len(self._table),
+                "schedules": len(self._table.groups),
+                "catchup_slots": len(requests),
+                **tally.as_log(),
+                "scheduled_ms": scheduled_ms,
+                "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+
+    async def _sync(self, ids: set[str] | None) -> None:
+        """Apply the rows of ``ids`` (None: every trigger) to the cache, catching up the
+        added and changed ones."""
+        async with self._lock:
+            if self._recovering_since is not None:
+                return  # the pending rebuild reloads everything anyway
+            rows = await load_cron_triggers(self._pool, None if ids is None else sorted(ids))
+            now = self._clock()
+            requests, changes = self._apply(rows, ids, now)
+            if ids is None:
+                self._configs.retain({e.config_text for e in self._table})
+                self._stats.last_reconcile = now
+            tally = await self._write_catch_up(requests)
+        if any(changes.values()):
+            logger.info(
+                "cron triggers reloaded",
+                extra={
+                    "event": "cron_reloaded",
+                    "reason": "notify" if ids is not None else "reconcile",
+                    **changes,
+                    "triggers": len(self._table),
+                    "catchup_slots": len(requests),
+                    **tally.as_log(),
+                },
+            )
+
+    def _apply(
+        self, rows: Sequence[CronTriggerRow], scope: set[str] | None, now: datetime
+    ) -> tuple[list[SlotRequest], dict[str, int]]:
+        memo: CatchupMemo = {}
+        requests: list[SlotRequest] = []
+        changes = {"added": 0, "changed": 0, "removed": 0}
+        seen: set[str] = set()
+        for row in rows:
+            seen.add(row.id)
+            current = self._table.entries.get(row.id)
+            if current is not None and unchanged(current, row):
+                current.full_name = row.full_name  # a rename changes nothing else
+                continue
+            changes["changed" if current is not None else "added"] += 1
+            self._table.remove(row.id)
+            added = self._add_row(row, now)
+            if added is None:
+                continue
+            entry, group, created = added
+            if created:
+                self._schedule_group(group, now)
+            requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
+        candidates = list(self._table.entries) if scope is None else list(scope)
+        for trigger_id in candidates:
+            if trigger_id not in seen and self._table.remove(trigger_id) is not None:
+                changes["removed"] += 1
+        return requests, changes
+
+    def _add_row(
+        self, row: CronTriggerRow, now: datetime
+    ) -> tuple[CronEntry, ScheduleGroup, bool] | None:
+        parsed = self._configs.get(row.config_text, row.full_name)
+        if parsed is None:
+            return None
+        config, schedule = parsed
+        entry = CronEntry(
+            id=row.id,
+            full_name=row.full_name,
+            config=config,
+            config_text=row.config_text,
+            enabled_at=row.enabled_at,
+            floor=now,
+        )
+        group, created = self._table.add(entry, schedule)
+        return entry, group, created
+
+    def _catch_up(
+        self,
+        entry: CronEntry,
+        schedule: CronSchedule,
+        last_slot: datetime | None,
+        now: datetime,
+        memo: CatchupMemo,
+    ) -> list[SlotRequest]:
+        """The catch-up plan of one trigger for the slots in (since, now]; ``entry.floor``
+        is ``now``, so the timer path only fires later slots."""
+        since = entry.enabled_at if last_slot is None else max(last_slot, entry.enabled_at)
+        config = entry.config
+        # A jittered slot is due at slot + offset < slot + jitter: the slots of the last
+        # `jitter` may still be ahead of their fire time, so they are scheduled, not planned.
+        end = now - config.jitter
+        requests: list[SlotRequest] = []
+        if end > since:
+            key = (entry.key, config.misfire, config.catchup_window, config.max_catchup,
+                   since, end)
+            decisions = memo.get(key)
+            if decisions is None:
+                # plan_catchup covers (max(last_slot, enabled_since), now]; `since` is that
+                # bound already, and sharing it lets triggers of one schedule share a plan.
+                decisions = plan_catchup(
+                    schedule,
+                    misfire=config.misfire,
+                    catchup_window=config.catchup_window,
+                    max_catchup=config.max_catchup,
+                    last_slot=None,
+                    enabled_since=since,
+                    now=end,
+                )
+                memo[key] = decisions
+            for decision in decisions:
+                requests.append(
+                    self._request(
+                        entry,
+                        decision.scheduled_for,
+                        utc_iso(decision.scheduled_for),
+                        intent=SlotOutcome.FIRED if decision.fire else SlotOutcome.SKIPPED_MISFIRE,
+                        detail=decision.detail,
+                    )
+                )
+        if config.jitter:
+            for fire in fires_between(schedule, max(since, end), now):
+                self._add_jitter(entry, fire.at, now)
+        return requests
+
+    @staticmethod
+    def _request(
+        entry: CronEntry,
+        slot: datetime,
+        slot_iso: str,
+        *,
+        intent: SlotOutcome = SlotOutcome.FIRED,
+        detail: str | None = None,
+    ) -> SlotRequest:
+        return SlotRequest(
+            trigger_id=entry.id,
+            scheduled_for=slot,
+            slot_iso=slot_iso,
+            config_text=entry.config_text,
+            overlap=entry.config.overlap,
+            intent=intent,
+            detail=detail,
+        )
+
+    # --- timers ------------------------------------------------------------------------
+
+    def _schedule_group(self, group: ScheduleGroup, after: datetime) -> None:
+        fire = next_fire(group.schedule, after)
+        group.next_at = None if fire is None else fire.at
+        if fire is not None:
+            self._register(group.key, fire.at)
+
+    def _register(self, key: ScheduleKey, at: datetime) -> None:
+        keys = self._instants.get(at)
+        if keys is not None:
+            keys.add(key)
+            return
+        self._instants[at] = {key}
+        self._timer.call_at(
+            at,
+            functools.partial(self._on_instant, at, self._generation),
+            key=f"cron:{at.isoformat()}",
+        )
+
+    def _add_jitter(self, entry: CronEntry, slot: datetime, now: datetime) -> None:
+        at = slot + jitter_offset(entry.id, slot, entry.config.jitter)
+        at = max(at.replace(microsecond=at.microsecond // 1000 * 1000), now)
+        bucket = self._jitter.get(at)
+        if bucket is None:
+            bucket = self._jitter[at] = []
+            self._timer.call_at(
+                at,
+                functools.partial(self._on_jitter, at, self._generation),
+                key=f"jitter:{at.isoformat()}",
+            )
+        bucket.append((entry, slot))
+
+    def _late(self, at: datetime, now: datetime) -> bool:
+        """Whether the loop woke for ``at`` so late that it was stalled. A rebuild that took
+        a while delays the first instants after it; that is not a stall."""
+        reference = at if self._rebuilt_at is None else max(at, self._rebuilt_at)
+        return now - reference > STALL_THRESHOLD
+
+    async def _on_instant(self, at: datetime, generation: int) -> None:
+        if generation != self._generation or not self._running:
+            return
+        keys = self._instants.pop(at, None)
+        if not keys or self._recovering_since is not None:
+            return
+        now = self._clock()
+        if self._late(at, now):
+            self._request_recovery("stall", late_s=round((now - at).total_seconds(), 3))
+            return
+        slot_iso = utc_iso(at)
+        batch: list[SlotRequest] = []
+        for key in keys:
+            group = self._table.groups.get(key)
+            if group is None or group.next_at != at:
+                continue  # the group went away or was rescheduled meanwhile
+            for entry in group.members.values():
+                if entry.floor >= at:
+                    continue  # a catch-up decided this slot
+                if entry.config.jitter:
+                    self._add_jitter(entry, at, now)
+                else:
+                    batch.append(self._request(entry, at, slot_iso))
+            self._schedule_group(group, at)
+        if batch:
+            await self._write(batch, due=at)
+
+    async def _on_jitter(self, at: datetime, generation: int) -> None:
+        if generation != self._generation or not self._running:
+            return
+        bucket = self._jitter.pop(at, None)
+        if not bucket or self._recovering_since is not None:
+            return
+        if self._late(at, self._clock()):
+            self._request_recovery("stall")
+            return
+        batch = [
+            self._request(entry, slot, utc_iso(slot))
+            for entry, slot in bucket
+            if self._table.current(entry)  # a reload replaced it and caught it up
+        ]
+        if batch:
+            await self._write(batch, due=at)
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def _write(
+        self, requests: Sequence[SlotRequest], *, due: datetime | None
+    ) -> SlotWriteResult | None:
+        """Write a batch; tracked so a gap can wait for it, shielded so a cancelled timer
+        does not abandon a statement half-way."""
+        task = asyncio.create_task(self._write_now(requests, due))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    async def _write_now(
+        self, requests: Sequence[SlotRequest], due: datetime | None
+    ) -> SlotWriteResult | None:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            fired = self._clock()
+            if due is not None and attempt == 1:
+                self._stats.lateness.append((fired - due).total_seconds())
+            try:
+                result = await record_slots(self._pool, requests, fired_at=_iso_ms(fired))
+            except asyncio.CancelledError:
+                raise
+            except DatabaseUnavailable as exc:
+                self._stats.write_errors += 1
+                logger.warning(
+                    "cron slots not written: database unreachable",
+                    extra={"event": "cron_write_failed", "slots": len(requests),
+                           "error": str(exc)},
+                )
+                self._request_recovery("database")
+                return None
+            except Exception as exc:  # a deadlock, a trigger deleted mid-statement, ...
+                self._stats.write_errors += 1
+                logger.warning(
+                    "cron slots not written; retrying",
+                    extra={"event": "cron_write_retry", "slots": len(requests),
+                           "attempt": attempt, "error": f"{type(exc).__name__}: {exc}"},
+                )
+                await asyncio.sleep(0.05 * 2**attempt)
+                continue
+            self._account(result)
+            return result
+        logger.error(
+            "cron slots not written after retries",
+            extra={"event": "cron_write_failed", "slots": len(requests)},
+        )
+        return None
+
+    async def _write_catch_up(self, requests: Sequence[SlotRequest]) -> _Tally:
+        tally = _Tally()
+        for start in range(0, len(requests), WRITE_CHUNK):
+            chunk = requests[start : start + WRITE_CHUNK]
+            tally.add(await self._write(chunk, due=None), len(chunk))
+        return tally
+
+    def _account(self, result: SlotWriteResult) -> None:
+        stats = self._stats
+        stats.outcomes.update(r.outcome.value for r in result.recorded)
+        stats.executions += result.inserted
+        stats.canceled += result.canceled
+        stats.lost += len(result.lost)
+        stats.stale += len(result.stale)
+        if result.stale:
+            # The cache is behind the table (a notification not processed yet): reload.
+            for trigger_id, _ in result.stale:
+                if trigger_id in self._table.entries:
+                    self._on_trigger_change(trigger_id)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "cron slots written",
+                extra={"event": "cron_fired", "slots": len(result.recorded),
+                       "executions": result.inserted, "lost": len(result.lost)},
+            )
+
+    async def _drain_writes(self) -> None:
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=DRAIN_TIMEOUT)
+
+    # --- reload, gaps and guards --------------------------------------------------------------
+
+    def _on_trigger_change(self, trigger_id: str) -> None:
+        if not self._running:
+            return
+        try:
+            uuid.UUID(trigger_id)
+        except ValueError:
+            return
+        self._pending_reload.add(trigger_id)
+        if self._reload_task is None or self._reload_task.done():
+            self._reload_task = asyncio.create_task(
+                self._reload_pending(), name="triggerd-cron-reload"
+            )
+
+    async def _reload_pending(self) -> None:
+        while self._pending_reload and self._running:
+            await asyncio.sleep(RELOAD_DEBOUNCE)  # one reload for a burst of changes
+            ids, self._pending_reload = self._pending_reload, set()
+            try:
+                await self._sync(None if len(ids) > RELOAD_FULL_ABOVE else ids)
+            except asyncio.CancelledError:
+                raise
+            except DatabaseUnavailable:
+                self._request_recovery("database")
+            except Exception:
+                logger.exception("cron reload failed", extra={"event": "cron_reload_failed"})
+
+    def _on_reconnect(self) -> None:
+        self._request_recovery("reconnect")
+
+    def _request_recovery(self, reason: str, **fields: Any) -> None:
+        """A gap: everything is rebuilt from the tables and caught up."""
+        if not self._running:
+            return
+        if self._recovering_since is None:
+            self._recovering_since = self._clock()
+            logger.warning(
+                "cron scheduler gap; rebuilding the schedule",
+                extra={"event": "cron_gap", "reason": reason, **fields},
+            )
+        self._recovery_reasons.append(reason)
+        if self._recovery_task is None or self._recovery_task.done():
+            self._recovery_task = asyncio.create_task(self._recover(), name="triggerd-cron-recover")
+
+    async def _recover(self) -> None:
+        backoff = 0.2
+        while self._recovery_reasons and self._running:
+            reasons = sorted(set(self._recovery_reasons))
+            self._recovery_reasons.clear()
+            try:
+                await self._rebuild(",".join(reasons))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._recovery_reasons.extend(reasons)
+                if self._recovering_since is None:
+                    self._recovering_since = self._clock()
+                logger.warning(
+                    "cron schedule rebuild failed; retrying",
+                    extra={"event": "cron_rebuild_failed", "error": str(exc),
+                           "retry_in_s": backoff},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECOVERY_BACKOFF_MAX)
+                continue
+            self._stats.recoveries.update(reasons)
+            backoff = 0.2
+
+    async def _watch_loop(self) -> None:
+        """Notice a blocked loop, a suspended machine or a clock jump even when no instant is
+        due: monotonic time does not advance during a suspend, the wall clock does."""
+        loop = asyncio.get_running_loop()
+        last_mono, last_wall = loop.time(), self._clock()
+        stall = STALL_THRESHOLD.total_seconds()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            mono, wall = loop.time(), self._clock()
+            blocked = mono - last_mono - WATCH_INTERVAL
+            jumped = (wall - last_wall).total_seconds() - (mono - last_mono)
+            rebuilt_meanwhile = self._rebuilt_mono >= last_mono
+            last_mono, last_wall = mono, wall
+            if blocked > stall and not rebuilt_meanwhile:
+                self._request_recovery("stall", blocked_s=round(blocked, 3))
+            elif abs(jumped) > stall:
+                self._request_recovery("clock_jump", jumped_s=round(jumped, 3))
+
+    async def _reconcile_loop(self) -> None:
+        interval = self._settings.reconcile_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except DatabaseUnavailable:
+                self._request_recovery("database")
+            except Exception:
+                logger.exception("cron reconcile failed", extra={"event": "cron_reload_failed"})
+
+    async def _skew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SKEW_INTERVAL)
+            await self._check_clock()
+
+    async def _check_clock(self) -> None:
+        """Compare the local clock with PostgreSQL's; the round trip's midpoint is the local
+        instant the database's reading belongs to."""
+        try:
+            before = self._clock()
+            remote = await database_clock(self._pool)
+            after = self._clock()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("cannot read the database clock",
+                           extra={"event": "cron_clock_check_failed", "error": str(exc)})
+            return
+        skew = (remote - (before + (after - before) / 2)).total_seconds()
+        self.clock_skew = skew
+        self._stats.clock_skew = skew
+        if abs(skew) > SKEW_WARNING:
+            logger.warning(
+                "local clock differs from the database's; cron fires follow the local clock",
+                extra={"event": "cron_clock_skew", "skew_s": round(skew, 3)},
+            )
+
+    def _expected_slots(self, now: datetime) -> list[ExpectedSlot]:
+        """Per trigger, the newest slot that should have an outcome by now: due (with its
+        largest jitter) at least ``lag_threshold`` ago, and after the trigger was enabled."""
+        lag = self._settings.lag_threshold
+        expected: list[ExpectedSlot] = []
+        newest: dict[tuple[ScheduleKey, timedelta], datetime | None] = {}
+        for group in self._table.groups.values():
+            for entry in group.members.values():
+                key = (group.key, entry.config.jitter)
+                if key not in newest:
+                    end = now - lag - entry.config.jitter
+                    fires = last_fires(group.schedule, end - OVERDUE_LOOKBACK, end, 1)
+                    newest[key] = fires[-1].at if fires else None
+                slot = newest[key]
+                if slot is not None and slot > entry.enabled_at:
+                    expected.append(
+                        ExpectedSlot(trigger_id=entry.id, expected=slot,
+                                     config_text=entry.config_text)
+                    )
+        return expected
+
+
+__all__ = ["CronScheduler", "SchedulerStats", "utc_now"]
