@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from triggerd.redaction import RedactingFilter
+
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
@@ -33,7 +35,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in _extras(record).items():
             if key != "event":
                 doc[key] = value
-        if record.exc_info:
+        if record.exc_text:  # already rendered (and masked) by the redacting filter
+            doc["exc"] = record.exc_text
+        elif record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str, ensure_ascii=False)
 
@@ -45,9 +49,16 @@ class TextFormatter(logging.Formatter):
         line = f"{ts} {record.levelname:<7} {record.getMessage()}"
         if extras:
             line += f"  {extras}"
-        if record.exc_info:
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        elif record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+# One filter on the output handler masks every secret the daemon has resolved; parts that
+# resolve secrets register them with ``SECRETS_FILTER.add_secrets``.
+SECRETS_FILTER = RedactingFilter()
 
 
 def setup_logging(
@@ -61,6 +72,7 @@ def setup_logging(
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(SECRETS_FILTER)
     for f in filters or []:
         handler.addFilter(f)
     root.addHandler(handler)

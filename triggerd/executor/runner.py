@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 from triggerd.definitions import graph_from_json
 from triggerd.errors import SecretError
 from triggerd.expressions import ExpressionError, build_context, render
+from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
 from triggerd.nodes.registry import run_node
@@ -235,6 +236,8 @@ class Runner:
         except SecretError as exc:
             return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
         self.redactor = Redactor(self._secrets.values())
+        if self._secrets:
+            SECRETS_FILTER.add_secrets(self._secrets.values())
         violations = input_violations(self.version.validator, claimed.input)
         if violations:
             text = "; ".join(f"{v['path']}: {v['message']}" for v in violations)

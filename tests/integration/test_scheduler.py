@@ -1,0 +1,200 @@
+"""The cron scheduler against a real PostgreSQL: fires, replicas, overlap and catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from triggerd import db
+from triggerd.cron import fires_between, parse_cron, utc_iso
+from tests.integration.test_scheduler_support import (
+    executions_of,
+    make_trigger,
+    make_workflow,
+    running,
+    slots_of,
+)
+
+Pool = Any
+EVERY_SECOND = "* * * * * *"
+
+
+async def test_every_second_slot_has_one_execution_across_two_replicas(
+    pool: Pool, dsn: str
+) -> None:
+    workflow_id = await make_workflow(pool)
+    every = await make_trigger(pool, workflow_id, "every", {"cron": EVERY_SECOND,
+                                                            "overlap": "allow"})
+    later_at = datetime.now(UTC) + timedelta(seconds=1.5)
+    later = await make_trigger(
+        pool, workflow_id, "later", {"cron": EVERY_SECOND, "overlap": "allow"},
+        enabled_at=later_at,
+    )
+    other_pool = await db.create_pool(dsn, min_size=1, max_size=3)
+    try:
+        async with running(pool, dsn) as first, running(other_pool, dsn) as second:
+            await asyncio.sleep(3.2)
+            stopped_at = datetime.now(UTC)
+        fires = first.stats.fires + second.stats.fires
+    finally:
+        await other_pool.close()
+
+    runs = await executions_of(pool, every)
+    instants = [r["scheduled_for"] for r in runs]
+    assert len(instants) >= 3
+    assert len(set(instants)) == len(instants), "a slot fired twice"
+    # Every second between the first and the last slot is there: none missing.
+    span = int((instants[-1] - instants[0]).total_seconds())
+    assert instants == [instants[0] + timedelta(seconds=i) for i in range(span + 1)]
+    assert instants[-1] >= stopped_at - timedelta(seconds=1.5)
+    for run in runs:
+        slot = run["scheduled_for"]
+        assert slot.microsecond == 0
+        assert run["dedupe_key"] == f"cron:{utc_iso(slot)}"
+        assert run["trigger_type"] == "cron"
+        assert run["trigger_name"] == "every"
+        assert run["status"] == "NEW"
+        assert run["input"] == {"static": "every"}
+        trigger = run["context"]["trigger"]
+        assert set(trigger) == {"type", "name", "scheduled_for", "fired_at"}
+        assert (trigger["type"], trigger["name"]) == ("cron", "every")
+        assert trigger["scheduled_for"] == utc_iso(slot)
+        fired_at = datetime.fromisoformat(trigger["fired_at"].replace("Z", "+00:00"))
+        assert slot <= fired_at < slot + timedelta(seconds=1)
+    slots = await slots_of(pool, every)
+    assert [(s["scheduled_for"], s["outcome"], s["execution_id"]) for s in slots] == [
+        (r["scheduled_for"], "fired", r["id"]) for r in runs
+    ]
+    late_runs = await executions_of(pool, later)
+    assert late_runs, "the trigger enabled later never fired"
+    assert min(r["scheduled_for"] for r in late_runs) >= later_at
+    # Each slot was decided by exactly one of the two replicas.
+    assert fires == len(runs) + len(late_runs)
+
+
+async def test_overlap_policies_are_decided_in_the_database(pool: Pool, dsn: str) -> None:
+    workflow_id = await make_workflow(pool)
+    ids = {
+        policy: await make_trigger(pool, workflow_id, policy, {"cron": EVERY_SECOND,
+                                                               "overlap": policy})
+        for policy in ("allow", "skip", "buffer_one", "cancel_previous")
+    }
+    # A run of buffer_one and of cancel_previous is in progress before any fire.
+    running_ids = {}
+    for policy in ("buffer_one", "cancel_previous"):
+        running_ids[policy] = await pool.fetchval(
+            "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
+            " VALUES ($1, $2, 'manual', 'RUNNING') RETURNING id::text",
+            workflow_id,
+            ids[policy],
+        )
+    async with running(pool, dsn):
+        await asyncio.sleep(2.6)
+
+    outcomes = {p: [s["outcome"] for s in await slots_of(pool, t)] for p, t in ids.items()}
+    count = len(outcomes["allow"])
+    assert count >= 2
+    assert outcomes["allow"] == ["fired"] * count
+
+    skip_slots = await slots_of(pool, ids["skip"])
+    assert [s["outcome"] for s in skip_slots] == ["fired"] + ["skipped_overlap"] * (
+        len(skip_slots) - 1
+    )
+    assert {s["execution_id"] for s in skip_slots[1:]} == {None}
+    assert skip_slots[1]["detail"] == "overlap policy skip: 1 run(s) still active"
+    assert len(await executions_of(pool, ids["skip"])) == 1
+
+    buffer_slots = await slots_of(pool, ids["buffer_one"])
+    assert [s["outcome"] for s in buffer_slots] == ["buffered"] + ["skipped_overlap"] * (
+        len(buffer_slots) - 1
+    )
+    buffered = [r for r in await executions_of(pool, ids["buffer_one"]) if r["trigger_type"] == "cron"]
+    assert [(r["id"], r["status"]) for r in buffered] == [(buffer_slots[0]["execution_id"], "NEW")]
+
+    cancel_slots = await slots_of(pool, ids["cancel_previous"])
+    assert [s["outcome"] for s in cancel_slots] == ["canceled_previous"] * len(cancel_slots)
+    cancel_runs = {r["id"]: r for r in await executions_of(pool, ids["cancel_previous"])}
+    previous = cancel_runs.pop(running_ids["cancel_previous"])
+    # A running run is asked to stop (its executor cancels it); queued ones end at once.
+    assert (previous["status"], previous["cancel_requested"]) == ("RUNNING", True)
+    fired = [cancel_runs[s["execution_id"]] for s in cancel_slots]
+    assert [(r["status"], r["error_code"]) for r in fired] == [("CANCELED", "CANCELED")] * (
+        len(fired) - 1
+    ) + [("NEW", None)]
+
+
+async def test_catch_up_follows_each_misfire_policy_after_downtime(
+    pool: Pool, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The scheduler's clock reads hh:mm:30 of the current minute T: the missed minutely
+    # slots since a last slot at T-10min are exactly T-9min ... T.
+    real = datetime.now(UTC)
+    minute = real.replace(second=0, microsecond=0)
+    shift = minute + timedelta(seconds=30) - real
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + shift
+
+    workflow_id = await make_workflow(pool)
+    hour_ago = minute - timedelta(hours=1)
+    configs: dict[str, tuple[dict[str, Any], datetime]] = {
+        "skip": ({"misfire": "skip"}, hour_ago),
+        "latest": ({"misfire": "latest"}, hour_ago),
+        "all": ({"misfire": "all"}, hour_ago),
+        "window": ({"misfire": "all", "catchup_window": "3m"}, hour_ago),
+        # Re-enabled 2m50s ago, after its last slot: nothing before that fires.
+        "reenabled": ({"misfire": "all"}, minute - timedelta(minutes=2, seconds=50)),
+    }
+    ids = {}
+    for name, (extra, enabled_at) in configs.items():
+        ids[name] = await make_trigger(
+            pool, workflow_id, name, {"cron": "* * * * *", **extra}, enabled_at=enabled_at
+        )
+        await pool.execute(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome) VALUES ($1, $2, 'fired')",
+            ids[name],
+            minute - timedelta(minutes=10),
+        )
+    missed = [minute - timedelta(minutes=m) for m in range(9, -1, -1)]
+    assert [f.at for f in fires_between(parse_cron("* * * * *"), missed[0] - timedelta(minutes=1),
+                                        minute)] == missed
+
+    caplog.set_level(logging.INFO, logger="triggerd.scheduler.service")
+    async with running(pool, dsn, clock=clock):
+        pass
+
+    async def decided(name: str) -> list[tuple[datetime, str]]:
+        rows = await slots_of(pool, ids[name])
+        return [(r["scheduled_for"], r["outcome"]) for r in rows[1:]]  # after the seeded one
+
+    assert await decided("skip") == [(m, "skipped_misfire") for m in missed]
+    assert await decided("latest") == [(m, "skipped_misfire") for m in missed[:-1]] + [
+        (minute, "fired")
+    ]
+    assert await decided("all") == [(m, "fired") for m in missed]
+    assert await decided("window") == [(m, "skipped_misfire") for m in missed[:7]] + [
+        (m, "fired") for m in missed[7:]
+    ]
+    assert await decided("reenabled") == [(m, "fired") for m in missed[7:]]
+    window_details = {r["detail"] for r in (await slots_of(pool, ids["window"]))[1:8]}
+    assert window_details == {"older than the catch-up window of 3m"}
+    latest_runs = await executions_of(pool, ids["latest"])
+    assert [r["scheduled_for"] for r in latest_runs] == [minute]
+    assert len(await executions_of(pool, ids["all"])) == 10
+
+    summary = [r for r in caplog.records if getattr(r, "event", None) == "cron_catchup"]
+    assert len(summary) == 1
+    assert getattr(summary[0], "reason") == "start"
+    outcomes = getattr(summary[0], "outcomes")
+    assert (outcomes["fired"], outcomes["skipped_misfire"]) == (1 + 10 + 3 + 3, 10 + 9 + 7)
+
+    # A restart finds every slot decided: nothing more is written.
+    before = await pool.fetchval("SELECT count(*) FROM trigger_slots")
+    async with running(pool, dsn, clock=clock) as again:
+        pass
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == before
+    assert again.stats.outcomes == {}

@@ -1,0 +1,46 @@
+"""Log lines: JSON with stable event names and fields; secrets masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from triggerd.logs import SECRETS_FILTER, setup_logging
+from triggerd.redaction import Redactor
+
+
+def test_json_lines_with_event_and_fields_and_no_secret() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "json", stream=stream)
+    SECRETS_FILTER.set_redactor(Redactor(["hunter2-secret"]))
+    try:
+        log = logging.getLogger("triggerd.test")
+        log.info("calling with token hunter2-secret",
+                 extra={"event": "node_started", "execution_id": "e1", "node_id": "n1",
+                        "headers": {"Authorization": "Bearer hunter2-secret"}})
+        try:
+            raise ValueError("bad token hunter2-secret")
+        except ValueError:
+            log.exception("failed", extra={"event": "node_failed"})
+    finally:
+        SECRETS_FILTER.set_redactor(Redactor())
+        setup_logging("warning", "text")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["node_started", "node_failed"]
+    assert lines[0]["execution_id"] == "e1" and lines[0]["node_id"] == "n1"
+    assert lines[0]["msg"] == "calling with token ***"
+    assert lines[0]["headers"] == {"Authorization": "Bearer ***"}
+    assert "ValueError: bad token ***" in lines[1]["exc"]
+    assert "hunter2" not in stream.getvalue()
+
+
+def test_text_format_for_people() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "text", stream=stream)
+    try:
+        logging.getLogger("triggerd.test").info("hello", extra={"event": "x", "trigger": "a/b"})
+    finally:
+        setup_logging("warning", "text")
+    line = stream.getvalue().strip()
+    assert line.endswith("INFO    hello  trigger=a/b")

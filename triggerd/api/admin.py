@@ -1,0 +1,814 @@
+"""The admin API under ``/api/v1``: workflows, triggers, executions and definitions.
+
+Handlers are thin: they parse and check the request, call the store, and shape the answer
+as :mod:`triggerd.api.openapi` documents it. One middleware, scoped to ``/api/v1``, checks
+the bearer token and turns every failure into a JSON error ``{"error", "message", ...}``
+with the status the document lists — including aiohttp's own 404/405/413 — so that no
+request, however malformed, gets a 500 or an answer the document does not describe.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jsonschema
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+from triggerd.api.auth import API_AUTH, ApiAuth
+from triggerd.api.openapi import (
+    API_PREFIX,
+    CURSOR_PATTERN,
+    KEY_MAX_LENGTH,
+    KEY_PATTERN,
+    NEXT_COUNT_DEFAULT,
+    NEXT_COUNT_MAX,
+    OPENAPI_PATH,
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
+    TRIGGER_NAME_PATTERN,
+    openapi_document,
+)
+from triggerd.appkeys import POOL, SETTINGS
+from triggerd.cron import fire_to_json, next_fires, parse_cron
+from triggerd.definitions import load_documents, parse_trigger_config
+from triggerd.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    DefinitionError,
+    NotFound,
+    TriggerdError,
+)
+from triggerd.model import CronConfig, ExecutionStatus, TriggerType
+from triggerd.store.admin import ExecutionPosition, page_executions, slot_history
+from triggerd.store.executions import (
+    NewExecution,
+    get_execution,
+    insert_executions,
+    node_timeline,
+    request_cancel,
+    retry_execution,
+)
+from triggerd.store.records import (
+    ExecutionRecord,
+    NodeExecutionRecord,
+    SlotRecord,
+    TriggerRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+from triggerd.store.slots import is_connection_error
+from triggerd.store.workflows import (
+    apply_workflows,
+    get_trigger,
+    get_workflow,
+    list_triggers,
+    list_versions,
+    list_workflows,
+    resolve_version,
+    set_trigger_enabled,
+)
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Label under which problems of a POSTed definition document are reported.
+BODY_LABEL = "request body"
+# Deeper JSON than this is refused before it reaches the store (PostgreSQL, the JSON
+# encoder and the validators all recurse).
+MAX_JSON_DEPTH = 64
+# Listed input violations, as in webhook answers: a hostile body must not make a huge answer.
+MAX_LISTED_ERRORS = 100
+RETRY_AFTER_SECONDS = 5
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_KEY = re.compile(KEY_PATTERN)
+_TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
+_CURSOR = re.compile(CURSOR_PATTERN)
+_INTEGER = re.compile(r"^-?[0-9]{1,12}$")
+
+
+class ApiError(TriggerdError):
+    """A request the admin API refuses: the HTTP status, a stable code and the reason."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _ok(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    return web.json_response(
+        {"error": code, "message": message, **extra}, status=status, headers=headers,
+        dumps=_dumps,
+    )
+
+
+def _unauthorized(message: str) -> web.Response:
+    return error_response(
+        401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="triggerd"'}
+    )
+
+
+# aiohttp's own refusals, as the document names them.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    headers = {}
+    if "Allow" in exc.headers:
+        headers["Allow"] = exc.headers["Allow"]
+    message = exc.reason
+    if exc.status == 404:
+        message = "no such admin API route (see /api/v1/openapi.json)"
+    elif exc.status == 405:
+        message = f"method not allowed here; allowed: {exc.headers.get('Allow', '')}"
+    elif exc.status == 413:
+        message = f"the request body is too large ({exc.text})"
+    return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message,
+                          headers=headers or None)
+
+
+def _from_error(exc: TriggerdError) -> web.Response:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+    if isinstance(exc, NotFound):
+        return error_response(404, "not_found", exc.message)
+    if isinstance(exc, Conflict):
+        return error_response(409, "conflict", exc.message)
+    if isinstance(exc, DefinitionError):
+        problems = [{"file": p.file, "path": p.path, "message": p.message} for p in exc.problems]
+        return error_response(422, "definitions_invalid", exc.message, problems=problems)
+    if isinstance(exc, DatabaseUnavailable):
+        return _unavailable()
+    return error_response(400, "bad_request", exc.message)
+
+
+def _unavailable() -> web.Response:
+    return error_response(
+        503, "database_unavailable", "the database cannot be reached right now; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _in_api(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token and JSON errors for everything under ``/api/v1`` (nothing else)."""
+    if not _in_api(request.path):
+        return await handler(request)
+    # The document is public: clients need it to learn how to authenticate.
+    if not (request.path == OPENAPI_PATH and request.method == "GET"):
+        problem = request.app[API_AUTH].check(request.headers.get("Authorization"))
+        if problem is not None:
+            return _unauthorized(problem)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return _from_http_exception(exc)
+    except TriggerdError as exc:
+        return _from_error(exc)
+    except Exception as exc:
+        if is_connection_error(exc):
+            logger.warning("admin API: database unavailable",
+                           extra={"event": "api_database_unavailable", "path": request.path,
+                                  "error": f"{type(exc).__name__}: {exc}"})
+            return _unavailable()
+        logger.exception("admin API: unexpected error",
+                         extra={"event": "api_internal_error", "path": request.path,
+                                "method": request.method})
+        return error_response(500, "internal", "internal error; the daemon log has the details")
+
+
+# --- request parsing ------------------------------------------------------------------------
+
+
+def _bad_parameter(message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", message)
+
+
+def _query_value(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise _bad_parameter(f"{name}: given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
+def _int_query(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    text = _query_value(request, name)
+    if text is None:
+        return default
+    if not _INTEGER.match(text):
+        raise _bad_parameter(f"{name}: {text[:40]!r} is not an integer ({low}-{high})")
+    value = int(text)
+    if not low <= value <= high:
+        raise _bad_parameter(f"{name}: {value} is out of range {low}-{high}")
+    return value
+
+
+def _enum_query(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    text = _query_value(request, name)
+    if text is not None and text not in choices:
+        raise _bad_parameter(f"{name}: {text[:40]!r} is not one of {', '.join(choices)}")
+    return text
+
+
+def _bool_query(request: web.Request, name: str, *, default: bool) -> bool:
+    text = _query_value(request, name)
+    if text is None:
+        return default
+    if text not in ("true", "false"):
+        raise _bad_parameter(f"{name}: {text[:40]!r} is not true or false")
+    return text == "true"
+
+
+def _key_query(request: web.Request, name: str) -> str | None:
+    text = _query_value(request, name)
+    if text is not None and not _is_key(text):
+        raise _bad_parameter(
+            f"{name}: {text[:40]!r} is not a workflow key (1-100 lowercase letters, digits,"
+            " '-' and '_')"
+        )
+    return text
+
+
+def _is_key(text: str) -> bool:
+    return 1 <= len(text) <= KEY_MAX_LENGTH and _KEY.match(text) is not None
+
+
+def _path_key(request: web.Request, name: str, what: str) -> str:
+    """A workflow key or trigger name from the path. One that cannot be a name names
+    nothing (404), and never reaches the database."""
+    value = request.match_info[name]
+    if not _is_key(value):
+        raise NotFound(f"no {what} {value[:100]!r}")
+    return value
+
+
+def _trigger_name(request: web.Request) -> str:
+    workflow = _path_key(request, "workflow", "workflow")
+    trigger = _path_key(request, "trigger", "trigger")
+    return f"{workflow}/{trigger}"
+
+
+def _execution_id(request: web.Request) -> str:
+    value = request.match_info["id"]
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{value[:100]!r} is not an execution id (a UUID)") from None
+    if len(value) != 36:  # uuid.UUID also takes braces, "urn:uuid:" and bare hex
+        raise NotFound(f"{value[:100]!r} is not an execution id (a UUID)")
+    return str(parsed)
+
+
+def encode_cursor(record: ExecutionRecord) -> str:
+    micros = (record.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{uuid.UUID(record.id).hex}"
+
+
+def decode_cursor(text: str) -> ExecutionPosition:
+    if not _CURSOR.match(text):
+        raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
+    micros, _, hex_id = text.partition("-")
+    return ExecutionPosition(
+        created_at=_EPOCH + timedelta(microseconds=int(micros)), id=str(uuid.UUID(hex_id))
+    )
+
+
+class _JsonRefusal(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _JsonRefusal(f"duplicate key {key[:60]!r}")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _JsonRefusal(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _JsonRefusal(f"the number {text[:40]} is too large")
+    return value
+
+
+def _is_json_type(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+_MISSING: Any = object()
+
+
+async def _json_body(request: web.Request, *, required: bool, expected: str) -> Any:
+    """The body as JSON, or ``_MISSING`` when it is empty and optional. Malformed JSON is a
+    400; JSON that PostgreSQL cannot store (NUL characters, lone surrogates) or nested
+    deeper than :data:`MAX_JSON_DEPTH` is a 422."""
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge (413)
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "invalid_json", f"the request body is empty; expected {expected}")
+        return _MISSING
+    if not _is_json_type(request.content_type):
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body as Content-Type: application/json, not"
+                       f" {request.content_type[:60]!r}")
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates,
+                           parse_constant=_refuse_constant, parse_float=_finite)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json",
+                       f"the body is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json",
+                       f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                       ) from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the JSON body is nested too deeply") from None
+    except ValueError as exc:  # _JsonRefusal, or an integer with too many digits
+        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+    problem = storage_problem(value)
+    if problem is not None:
+        raise ApiError(422, "invalid_body", problem)
+    return value
+
+
+def storage_problem(value: Any) -> str | None:
+    """Why PostgreSQL could not store this JSON value (NUL characters and lone surrogates
+    in ``jsonb``), or why it is refused (nesting), naming the JSON path; ``None`` when fine."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"{path}: nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(item, str):
+            reason = _unstorable(item)
+            if reason:
+                return f"{path}: {reason}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                reason = _unstorable(key)
+                if reason:
+                    return f"{path}: a key {reason}"
+                stack.append((child, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                stack.append((child, f"{path}[{index}]", depth + 1))
+    return None
+
+
+def _unstorable(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone UTF-16 surrogate, which is not valid Unicode"
+    return None
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+
+def workflow_json(w: WorkflowRecord) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "tenant_id": w.tenant_id,
+        "key": w.key,
+        "name": w.name,
+        "description": w.description,
+        "status": w.status,
+        "latest_version": w.latest_version,
+        "created_at": w.created_at,
+        "updated_at": w.updated_at,
+    }
+
+
+def version_json(v: VersionRecord) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "workflow_id": v.workflow_id,
+        "version": v.version,
+        "graph": v.graph,
+        "parameter_schema": v.parameter_schema,
+        "env_config": v.env_config,
+        "timeout_ms": v.timeout_ms,
+        "is_latest": v.is_latest,
+        "published_at": v.published_at,
+        "created_at": v.created_at,
+    }
+
+
+def trigger_json(t: TriggerRecord) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.full_name,
+        "workflow": t.workflow_key,
+        "trigger": t.name,
+        "type": t.type,
+        "enabled": t.enabled,
+        "version": t.version,
+        "config": t.config,
+        "input": t.input,
+        "enabled_at": t.enabled_at,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    }
+
+
+def execution_json(e: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "workflow": e.workflow_key,
+        "workflow_id": e.workflow_id,
+        "version": e.version,
+        "trigger": e.trigger_name,
+        "trigger_id": e.trigger_id,
+        "trigger_type": e.trigger_type,
+        "status": e.status,
+        "input": e.input,
+        "output": e.output,
+        "error_code": e.error_code,
+        "error_message": e.error_message,
+        "scheduled_for": e.scheduled_for,
+        "created_at": e.created_at,
+        "start_time": e.start_time,
+        "end_time": e.end_time,
+        "resume_at": e.resume_at,
+        "attempt": e.attempt,
+        "retry_of": e.retry_of,
+        "lease_owner": e.lease_owner,
+        "lease_expires_at": e.lease_expires_at,
+    }
+
+
+def node_json(n: NodeExecutionRecord) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "node_id": n.node_id,
+        "node_type": n.node_type,
+        "status": n.status,
+        "attempt": n.attempt,
+        "from": n.from_node_id,
+        "edge": n.edge_condition,
+        "branch": n.branch,
+        "input": n.input,
+        "output": n.output,
+        "error_code": n.error_code,
+        "error_message": n.error_message,
+        "start_time": n.start_time,
+        "end_time": n.end_time,
+        "execution_time_ms": n.execution_time_ms,
+    }
+
+
+def slot_json(s: SlotRecord) -> dict[str, Any]:
+    return {
+        "scheduled_for": s.scheduled_for,
+        "outcome": s.outcome,
+        "execution_id": s.execution_id,
+        "decided_at": s.decided_at,
+        "detail": s.detail,
+    }
+
+
+def _accepted(execution_id: str) -> web.Response:
+    status_url = f"{API_PREFIX}/executions/{execution_id}"
+    return _ok({"execution_id": execution_id, "status_url": status_url}, status=202,
+               headers={"Location": status_url})
+
+
+# --- handlers: workflows ----------------------------------------------------------------------
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.Response(text=_openapi_text(), content_type="application/json")
+
+
+@functools.cache
+def _openapi_text() -> str:
+    return json.dumps(openapi_document())
+
+
+async def list_workflows_handler(request: web.Request) -> web.Response:
+    workflows = await list_workflows(request.app[POOL])
+    return _ok({"items": [workflow_json(w) for w in workflows]})
+
+
+async def get_workflow_handler(request: web.Request) -> web.Response:
+    key = _path_key(request, "key", "workflow")
+    pool = request.app[POOL]
+    workflow = await get_workflow(pool, key)
+    triggers = [t for t in await list_triggers(pool) if t.workflow_id == workflow.id]
+    return _ok({**workflow_json(workflow), "triggers": [trigger_json(t) for t in triggers]})
+
+
+async def list_versions_handler(request: web.Request) -> web.Response:
+    key = _path_key(request, "key", "workflow")
+    pool = request.app[POOL]
+    workflow = await get_workflow(pool, key)
+    versions = await list_versions(pool, workflow.id)
+    return _ok({"items": [version_json(v) for v in versions]})
+
+
+# --- handlers: triggers ---------------------------------------------------------------------
+
+
+async def list_triggers_handler(request: web.Request) -> web.Response:
+    kind = _enum_query(request, "type", tuple(t.value for t in TriggerType))
+    workflow_key = _key_query(request, "workflow")
+    pool = request.app[POOL]
+    if workflow_key is not None:
+        await get_workflow(pool, workflow_key)  # 404 for a workflow that does not exist
+    triggers = await list_triggers(pool, trigger_type=kind)
+    if workflow_key is not None:
+        triggers = [t for t in triggers if t.workflow_key == workflow_key]
+    return _ok({"items": [trigger_json(t) for t in triggers]})
+
+
+async def get_trigger_handler(request: web.Request) -> web.Response:
+    trigger = await get_trigger(request.app[POOL], _trigger_name(request))
+    return _ok(trigger_json(trigger))
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    name = _trigger_name(request)
+    try:
+        trigger, changed = await set_trigger_enabled(request.app[POOL], name, enabled)
+    except DefinitionError as exc:  # its webhook path is taken by another enabled trigger
+        raise Conflict(exc.message) from None
+    logger.info(
+        f"trigger {'enabled' if enabled else 'disabled'} via the admin API",
+        extra={"event": "api_trigger_enabled" if enabled else "api_trigger_disabled",
+               "trigger": name, "changed": changed},
+    )
+    return _ok({"trigger": trigger_json(trigger), "changed": changed})
+
+
+async def enable_trigger_handler(request: web.Request) -> web.Response:
+    return await _set_enabled(request, True)
+
+
+async def disable_trigger_handler(request: web.Request) -> web.Response:
+    return await _set_enabled(request, False)
+
+
+def _input_errors(schema: Mapping[str, Any], value: Any) -> list[dict[str, str]]:
+    try:
+        validator = Draft202012Validator(
+            dict(schema), format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        errors = list(validator.iter_errors(value))
+    except jsonschema.SchemaError as exc:  # checked when published; never trust stored data
+        raise Conflict(f"the workflow's parameter_schema is invalid: {exc.message}") from None
+
+    def path_of(error: jsonschema.ValidationError) -> str:
+        path = "$"
+        for part in error.absolute_path:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return path
+
+    errors.sort(key=lambda e: (path_of(e), e.message))
+    return [{"path": path_of(e), "message": e.message[:300]} for e in errors[:MAX_LISTED_ERRORS]]
+
+
+async def fire_trigger_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    body = await _json_body(request, required=False, expected='{"input": {...}}')
+    run_input: dict[str, Any] = {}
+    if body is not _MISSING:
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_body", 'the body must be an object {"input": {...}}')
+        unknown = sorted(set(body) - {"input"})
+        if unknown:
+            raise ApiError(422, "invalid_body",
+                           f"unknown field {unknown[0][:60]!r} (the body takes only 'input')")
+        if "input" in body:
+            if not isinstance(body["input"], dict):
+                raise ApiError(422, "invalid_body", "input must be an object")
+            run_input = body["input"]
+    pool = request.app[POOL]
+    trigger = await get_trigger(pool, name)
+    if not trigger.enabled:
+        raise Conflict(f"trigger {name} is disabled; enable it first")
+    version = await resolve_version(pool, trigger.workflow_id, trigger.version)
+    if version is None:
+        wanted = "no published version" if trigger.version is None else (
+            f"no version {trigger.version}")
+        raise Conflict(f"workflow {trigger.workflow_key} has {wanted}")
+    merged = {**trigger.input, **run_input}
+    errors = _input_errors(version.parameter_schema or {}, merged)
+    if errors:
+        count = len(errors)
+        raise ApiError(
+            422, "input_invalid",
+            f"the input does not match the workflow's parameter_schema"
+            f" ({count} problem{'s' if count != 1 else ''})",
+            errors=errors,
+        )
+    item = NewExecution(
+        workflow_id=trigger.workflow_id,
+        trigger_id=trigger.id,
+        trigger_name=trigger.name,
+        trigger_type="manual",
+        input=merged,
+        context={"trigger": {"type": "manual", "name": name, "fired_by": "api"}},
+        version=version.version,
+    )
+    await insert_executions(pool, [item])
+    logger.info("trigger fired via the admin API",
+                extra={"event": "api_trigger_fired", "trigger": name, "execution": item.id})
+    return _accepted(item.id)
+
+
+async def next_fires_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    count = _int_query(request, "count", default=NEXT_COUNT_DEFAULT, low=1, high=NEXT_COUNT_MAX)
+    trigger = await get_trigger(request.app[POOL], name)
+    if trigger.type != TriggerType.CRON.value:
+        raise Conflict(f"trigger {name} is a {trigger.type} trigger; only cron triggers have"
+                       " fire times")
+    config = parse_trigger_config(TriggerType.CRON, trigger.config)
+    assert isinstance(config, CronConfig)
+    schedule = parse_cron(config.cron, config.timezone)
+    # The clock is read here, at the edge; next_fires itself is pure.
+    fires = next_fires(schedule, datetime.now(UTC), count)
+    return _ok({"trigger": name, "cron": config.cron, "timezone": config.timezone,
+                "items": [fire_to_json(f) for f in fires]})
+
+
+async def slots_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    pool = request.app[POOL]
+    trigger = await get_trigger(pool, name)
+    slots = await slot_history(pool, trigger.id, limit=limit)
+    return _ok({"trigger": name, "items": [slot_json(s) for s in slots]})
+
+
+# --- handlers: executions -------------------------------------------------------------------
+
+
+async def list_executions_handler(request: web.Request) -> web.Response:
+    status = _enum_query(request, "status", tuple(s.value for s in ExecutionStatus))
+    trigger_name = _query_value(request, "trigger")
+    if trigger_name is not None and not _TRIGGER_NAME.match(trigger_name):
+        raise _bad_parameter(
+            f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
+        )
+    workflow_key = _key_query(request, "workflow")
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    cursor = _query_value(request, "cursor")
+    after = None if cursor is None else decode_cursor(cursor)
+    pool = request.app[POOL]
+    trigger_id = None
+    if trigger_name is not None:
+        trigger_id = (await get_trigger(pool, trigger_name)).id
+    workflow_id = None
+    if workflow_key is not None:
+        workflow_id = (await get_workflow(pool, workflow_key)).id
+    # One row more than asked tells whether another page follows.
+    rows = await page_executions(pool, status=status, trigger_id=trigger_id,
+                                 workflow_id=workflow_id, limit=limit + 1, after=after)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return _ok({"items": [execution_json(e) for e in page], "next_cursor": next_cursor})
+
+
+async def get_execution_handler(request: web.Request) -> web.Response:
+    execution_id = _execution_id(request)
+    async with request.app[POOL].acquire() as conn:
+        execution = await get_execution(conn, execution_id)
+        nodes = await node_timeline(conn, execution_id)
+    return _ok({**execution_json(execution), "nodes": [node_json(n) for n in nodes]})
+
+
+async def cancel_execution_handler(request: web.Request) -> web.Response:
+    execution_id = _execution_id(request)
+    execution = await request_cancel(request.app[POOL], execution_id)
+    logger.info("execution cancel requested via the admin API",
+                extra={"event": "api_execution_cancel", "execution": execution_id,
+                       "status": execution.status})
+    # CANCELED at once (it was NEW or WAITING): 200; RUNNING: its executor cancels it: 202.
+    status = 200 if execution.status == ExecutionStatus.CANCELED.value else 202
+    return _ok(execution_json(execution), status=status)
+
+
+async def retry_execution_handler(request: web.Request) -> web.Response:
+    execution_id = _execution_id(request)
+    new_id = await retry_execution(request.app[POOL], execution_id)
+    logger.info("execution retried via the admin API",
+                extra={"event": "api_execution_retry", "execution": new_id,
+                       "retry_of": execution_id})
+    return _accepted(new_id)
+
+
+# --- handlers: definitions --------------------------------------------------------------------
+
+
+async def apply_definitions_handler(request: web.Request) -> web.Response:
+    prune = _bool_query(request, "prune", default=False)
+    document = await _json_body(request, required=True,
+                                expected='a definition document {"workflows": [...]}')
+    specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 with problems
+    async with request.app[POOL].acquire() as conn:
+        report = await apply_workflows(conn, specs, prune=prune)
+    logger.info("definitions applied via the admin API",
+                extra={"event": "api_definitions_applied", "changed": report.changed,
+                       "summary": [line for line in report.lines
+                                   if not line.endswith("unchanged")]})
+    return _ok({"changed": report.changed, "lines": report.lines})
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def add_admin_routes(
+    app: web.Application, *, environ: Mapping[str, str] | None = None
+) -> ApiAuth:
+    """Add the ``/api/v1`` routes and their middleware to ``app`` (which must hold
+    ``SETTINGS`` and ``POOL``). Returns the token holder (also ``app[API_AUTH]``): call its
+    ``update(settings)`` on reload."""
+    auth = ApiAuth.from_settings(app[SETTINGS], environ)
+    app[API_AUTH] = auth
+    if not auth.configured:
+        logger.warning(
+            "the admin API has no token: every /api/v1 request is refused",
+            extra={"event": "api_token_missing"},
+        )
+    app.middlewares.append(admin_middleware)
+    p = API_PREFIX
+    t = f"{p}/triggers/{{workflow}}/{{trigger}}"
+    e = f"{p}/executions/{{id}}"
+    router = app.router
+    router.add_get(OPENAPI_PATH, openapi_handler, allow_head=False)
+    router.add_get(f"{p}/workflows", list_workflows_handler, allow_head=False)
+    router.add_get(f"{p}/workflows/{{key}}", get_workflow_handler, allow_head=False)
+    router.add_get(f"{p}/workflows/{{key}}/versions", list_versions_handler, allow_head=False)
+    router.add_get(f"{p}/triggers", list_triggers_handler, allow_head=False)
+    router.add_get(t, get_trigger_handler, allow_head=False)
+    router.add_post(f"{t}/enable", enable_trigger_handler)
+    router.add_post(f"{t}/disable", disable_trigger_handler)
+    router.add_post(f"{t}/fire", fire_trigger_handler)
+    router.add_get(f"{t}/next", next_fires_handler, allow_head=False)
+    router.add_get(f"{t}/slots", slots_handler, allow_head=False)
+    router.add_get(f"{p}/executions", list_executions_handler, allow_head=False)
+    router.add_get(e, get_execution_handler, allow_head=False)
+    router.add_post(f"{e}/cancel", cancel_execution_handler)
+    router.add_post(f"{e}/retry", retry_execution_handler)
+    router.add_post(f"{p}/definitions", apply_definitions_handler)
+    return auth
+
+
+__all__ = ["API_AUTH", "ApiError", "add_admin_routes", "admin_middleware"]
