@@ -74,7 +74,7 @@ class Metrics:
             ProcessCollector(registry=reg)
             GCCollector(registry=reg)
         self.cron_fires = Counter(
-            "triggerd_cron_fires", "Cron slots decided, by trigger and outcome (fired, skipped_*...)",
+            "triggerd_cron_fires", "Cron slots decided, by trigger and outcome",
             ["trigger", "outcome"], registry=reg,
         )
         self.cron_fire_lateness = Histogram(

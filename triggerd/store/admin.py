@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-import asyncpg
+from typing import Any
 
 from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
 
-Conn = asyncpg.Connection | asyncpg.Pool
+# An asyncpg Connection or Pool (asyncpg ships no type information).
+Conn = Any
 
 # The statuses of runs that are not finished yet, in the order they are reported.
 ACTIVE_STATUSES = ("NEW", "RUNNING", "WAITING")
