@@ -1,0 +1,50 @@
+"""The systemd unit: required directives, and its security exposure score."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "triggerd.service"
+
+
+def directives() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "[")):
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(key, []).append(value)
+    return found
+
+
+def test_unit_has_the_operational_directives() -> None:
+    d = directives()
+    assert d["Type"] == ["notify"]
+    assert d["NotifyAccess"] == ["main"]
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert d["Restart"] == ["on-failure"]
+    assert d["StateDirectory"] == ["triggerd"]
+    assert d["ConfigurationDirectory"] == ["triggerd"]
+    for key in ("WatchdogSec", "TimeoutStopSec"):
+        assert key in d
+    assert "# LoadCredential=api-token:" in UNIT.read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_security_exposure_is_at_most_2_5() -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(UNIT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    score, verdict = float(match.group(1)), match.group(2)
+    print(f"systemd-analyze security: {score} {verdict}")
+    assert score <= 2.5
+    assert verdict == "OK"
