@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,7 +57,7 @@ class Daemon:
     components: list[Component] = field(default_factory=list)
     pool: asyncpg.Pool | None = None
     runner: web.AppRunner | None = None
-    site: web.TCPSite | None = None
+    site: web.BaseSite | None = None
     app: web.Application | None = None
     dsn: str = ""
     executor: Any = None
@@ -82,8 +83,32 @@ class Daemon:
             },
         )
 
+    def bind(self) -> socket.socket:
+        """Take the HTTP port before anything else, so a port in use fails fast; requests
+        are served only once every part has started."""
+        host, port = self.settings.http.host, self.settings.http.port
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+                sock.listen(1024)
+            except OSError:
+                sock.close()
+                raise
+        except OSError as exc:
+            raise TriggerdError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        sock.setblocking(False)
+        return sock
+
     async def start(self) -> None:
         started = time.monotonic()
+        listener = self.bind()
         self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
         report = await db.migrate(dsn)
@@ -105,16 +130,8 @@ class Daemon:
             self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
         )
         await self.runner.setup()
-        self.site = web.TCPSite(
-            self.runner, self.settings.http.host, self.settings.http.port, reuse_address=True
-        )
-        try:
-            await self.site.start()
-        except OSError as exc:
-            raise TriggerdError(
-                f"cannot listen on {self.settings.http.host}:{self.settings.http.port}:"
-                f" {exc.strerror}"
-            ) from None
+        self.site = web.SockSite(self.runner, listener)
+        await self.site.start()
         logger.info(
             "triggerd ready",
             extra={
@@ -130,24 +147,16 @@ class Daemon:
     def build_components(self, dsn: str) -> None:
         """The long-running parts, in start order (stopped in reverse)."""
         from triggerd.executor.service import Executor
+        from triggerd.scheduler import CronScheduler
+        from triggerd.webhooks.ingress import setup_webhooks
 
         assert self.pool is not None and self.app is not None
         self.executor = Executor(pool=self.pool, dsn=dsn, settings=self.settings)
         self.components = [self.executor]
-        try:
-            from triggerd.scheduler import CronScheduler
-        except ImportError:  # pragma: no cover - during development only
-            CronScheduler = None
-        if CronScheduler is not None:
-            self.components.append(CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings))
-        try:
-            from triggerd.webhooks.ingress import setup_webhooks
-        except ImportError:  # pragma: no cover - during development only
-            setup_webhooks = None  # type: ignore[assignment]
-        if setup_webhooks is not None:
-            self.components.append(
-                setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
-            )
+        self.components.append(CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings))
+        self.components.append(
+            setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
+        )
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         assert self.app is not None

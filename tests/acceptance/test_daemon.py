@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.conftest import Daemons, run_cli, toml_document
+from tests.acceptance.conftest import Daemons, TomlValue, run_cli, toml_document
 from tests.helpers import free_port
 from triggerd.db import known_migrations
 
@@ -137,7 +137,7 @@ async def test_unreachable_database_exits_2_with_one_clear_line(daemons: Daemons
 
 
 async def test_bad_config_file_exits_2_naming_the_key(daemons: Daemons, tmp_path: Path) -> None:
-    cases = {
+    cases: dict[str, tuple[dict[str, dict[str, TomlValue]], str]] = {
         "typo.toml": ({"executor": {"concurency": 4}}, "unknown key executor.concurency"),
         "badlease.toml": ({"executor": {"lease": "fast"}}, "executor.lease: 'fast' is not a"
                                                            " duration"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import Daemons, DaemonProcess
+from tests.acceptance.conftest import DaemonProcess, Daemons
 
 
 @dataclass(kw_only=True)

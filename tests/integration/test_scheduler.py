@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from triggerd import db
-from triggerd.cron import fires_between, parse_cron, utc_iso
 from tests.integration.test_scheduler_support import (
     executions_of,
     make_trigger,
@@ -18,6 +16,8 @@ from tests.integration.test_scheduler_support import (
     running,
     slots_of,
 )
+from triggerd import db
+from triggerd.cron import fires_between, parse_cron, utc_iso
 
 Pool = Any
 EVERY_SECOND = "* * * * * *"
@@ -112,7 +112,8 @@ async def test_overlap_policies_are_decided_in_the_database(pool: Pool, dsn: str
     assert [s["outcome"] for s in buffer_slots] == ["buffered"] + ["skipped_overlap"] * (
         len(buffer_slots) - 1
     )
-    buffered = [r for r in await executions_of(pool, ids["buffer_one"]) if r["trigger_type"] == "cron"]
+    buffer_runs = await executions_of(pool, ids["buffer_one"])
+    buffered = [r for r in buffer_runs if r["trigger_type"] == "cron"]
     assert [(r["id"], r["status"]) for r in buffered] == [(buffer_slots[0]["execution_id"], "NEW")]
 
     cancel_slots = await slots_of(pool, ids["cancel_previous"])
@@ -155,7 +156,8 @@ async def test_catch_up_follows_each_misfire_policy_after_downtime(
             pool, workflow_id, name, {"cron": "* * * * *", **extra}, enabled_at=enabled_at
         )
         await pool.execute(
-            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome) VALUES ($1, $2, 'fired')",
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+            " VALUES ($1, $2, 'fired')",
             ids[name],
             minute - timedelta(minutes=10),
         )
@@ -188,8 +190,8 @@ async def test_catch_up_follows_each_misfire_policy_after_downtime(
 
     summary = [r for r in caplog.records if getattr(r, "event", None) == "cron_catchup"]
     assert len(summary) == 1
-    assert getattr(summary[0], "reason") == "start"
-    outcomes = getattr(summary[0], "outcomes")
+    assert summary[0].__dict__["reason"] == "start"
+    outcomes = summary[0].__dict__["outcomes"]
     assert (outcomes["fired"], outcomes["skipped_misfire"]) == (1 + 10 + 3 + 3, 10 + 9 + 7)
 
     # A restart finds every slot decided: nothing more is written.

@@ -6,10 +6,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from triggerd import db
-from triggerd.cron import utc_iso
-from triggerd.model import OverlapPolicy, SlotOutcome
-from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
 from tests.integration.test_scheduler_support import (
     executions_of,
     make_trigger,
@@ -19,6 +15,10 @@ from tests.integration.test_scheduler_support import (
     slots_of,
     wait_for,
 )
+from triggerd import db
+from triggerd.cron import utc_iso
+from triggerd.model import OverlapPolicy, SlotOutcome
+from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
 
 Pool = Any
 EVERY_SECOND = "* * * * * *"

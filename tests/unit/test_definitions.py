@@ -570,16 +570,24 @@ def test_when_only_on_branching_nodes_and_never_on_failure_edges() -> None:
 
 
 def test_edge_on_and_node_retry_and_timeout() -> None:
-    doc = graph("a b", edge("a", "b", on="error"))
+    doc = graph("a b c", edge("a", "b", on="error"), edge("b", "c", when=None))
     doc["nodes"][0]["retry"] = {
         "max_attempts": 0,
         "backoff": "10m",
-        "retry_on": ["HTTP_CONNECT", 503, 42, ""],
+        "retry_on": ["HTTP_CONNECT", 503, 42, "", 404.5],
     }
     doc["nodes"][1]["retry"] = {"backoff": "1m", "max_backoff": "30s"}
     doc["nodes"][1]["timeout"] = "soon"
     assert found(workflow(graph=doc)) == {
         ("$.workflows[0].graph.edges[0].on", "'error' is not one of success, failure"),
+        (
+            "$.workflows[0].graph.edges[1].when",
+            "expected a string, a number or true or false, got null",
+        ),
+        (
+            "$.workflows[0].graph.nodes[0].retry.retry_on[4]",
+            "expected a string or an integer, got 404.5 (a number)",
+        ),
         ("$.workflows[0].graph.nodes[0].retry.max_attempts", "must be at least 1, got 0"),
         (
             "$.workflows[0].graph.nodes[0].retry.backoff",

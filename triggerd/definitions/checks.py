@@ -230,7 +230,7 @@ def check_graph(
 
     _check_cycles(index, links, path, report)
     if complete:
-        _check_entry(nodes, index, links, path, report)
+        _check_entry(index, links, path, report)
 
 
 def _unknown_type(node_type: str, node_types: Collection[str]) -> str:
@@ -359,7 +359,6 @@ def _check_cycles(
 
 
 def _check_entry(
-    nodes: list[Any],
     index: Mapping[str, int],
     links: list[tuple[int, str, str]],
     path: JsonPath,

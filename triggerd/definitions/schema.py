@@ -108,7 +108,8 @@ def explain(error: ValidationError) -> list[tuple[JsonPath, str]]:
                     return [(path, f"missing required key {key!r}")]
         case "type":
             wanted = [value] if isinstance(value, str) else list(value)
-            words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
+            names = [_TYPE_WORDS.get(w, w) for w in wanted]
+            words = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
             return [(path, f"expected {words}, got {described(instance)}")]
         case "enum":
             choices = ", ".join(str(v) for v in value)

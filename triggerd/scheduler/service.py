@@ -64,6 +64,7 @@ from triggerd.store.slots import (
     find_overdue,
     load_cron_triggers,
     record_slots,
+    warm_up,
 )
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class CronScheduler:
             # Listen before loading, so no change between the load and the LISTEN is lost.
             await self._listener.start()
             await self._check_clock()
+            await self._warm_up()
             await self._rebuild("start")
         except BaseException:
             await self.stop()
@@ -503,10 +505,12 @@ class CronScheduler:
             return
         slot_iso = utc_iso(at)
         batch: list[SlotRequest] = []
+        due: list[ScheduleGroup] = []
         for key in keys:
             group = self._table.groups.get(key)
             if group is None or group.next_at != at:
                 continue  # the group went away or was rescheduled meanwhile
+            due.append(group)
             for entry in group.members.values():
                 if entry.floor >= at:
                     continue  # a catch-up decided this slot
@@ -514,9 +518,15 @@ class CronScheduler:
                     self._add_jitter(entry, at, now)
                 else:
                     batch.append(self._request(entry, at, slot_iso))
-            self._schedule_group(group, at)
-        if batch:
-            await self._write(batch, due=at)
+        write = self._start_write(batch, due=at) if batch else None
+        if write is not None:
+            # Let the statement go out before the next instants are computed.
+            await asyncio.sleep(0)
+        if generation == self._generation:
+            for group in due:
+                self._schedule_group(group, at)
+        if write is not None:
+            await asyncio.shield(write)
 
     async def _on_jitter(self, at: datetime, generation: int) -> None:
         if generation != self._generation or not self._running:
@@ -537,15 +547,21 @@ class CronScheduler:
 
     # --- writing -----------------------------------------------------------------------------
 
-    async def _write(
+    def _start_write(
         self, requests: Sequence[SlotRequest], *, due: datetime | None
-    ) -> SlotWriteResult | None:
-        """Write a batch; tracked so a gap can wait for it, shielded so a cancelled timer
-        does not abandon a statement half-way."""
+    ) -> asyncio.Task[SlotWriteResult | None]:
+        """Start writing a batch in its own task, tracked so a gap can wait for it."""
         task = asyncio.create_task(self._write_now(requests, due))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-        return await asyncio.shield(task)
+        return task
+
+    async def _write(
+        self, requests: Sequence[SlotRequest], *, due: datetime | None
+    ) -> SlotWriteResult | None:
+        """Write a batch; shielded so a cancelled caller does not abandon a statement
+        half-way."""
+        return await asyncio.shield(self._start_write(requests, due=due))
 
     async def _write_now(
         self, requests: Sequence[SlotRequest], due: datetime | None
@@ -609,6 +625,22 @@ class CronScheduler:
                 extra={"event": "cron_fired", "slots": len(result.recorded),
                        "executions": result.inserted, "lost": len(result.lost)},
             )
+
+    async def _warm_up(self) -> None:
+        """Prepare the slot statement on the pool's idle connections, so the first fires do
+        not pay for planning it (and for a new backend's catalog lookups)."""
+        idle = max(1, self._pool.get_idle_size())
+        conns = []
+        try:
+            for _ in range(idle):
+                conns.append(await self._pool.acquire(timeout=1.0))
+            await asyncio.gather(*(warm_up(conn) for conn in conns))
+        except Exception as exc:  # only an optimisation: never fail the start for it
+            logger.debug("slot statement warm-up failed", extra={"event": "cron_warm_up",
+                                                                "error": str(exc)})
+        finally:
+            for conn in conns:
+                await self._pool.release(conn)
 
     async def _drain_writes(self) -> None:
         if self._writes:

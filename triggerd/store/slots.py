@@ -337,6 +337,17 @@ async def record_slots(
     )
 
 
+async def warm_up(conn: Conn) -> None:
+    """Run the slot statement once with no slots: asyncpg caches its prepared form on the
+    connection, and the backend loads the catalog entries it needs."""
+    try:
+        await conn.fetch(_RECORD, *([[]] * 7), "", timeout=STATEMENT_TIMEOUT)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _unavailable(exc) from exc
+        raise
+
+
 # --- guards ------------------------------------------------------------------------------
 
 _OVERDUE = """

@@ -143,6 +143,8 @@ class InboxResult:
 # duplicate dedupe key inserts neither. Data-modifying CTEs always run to completion, and
 # the foreign key from webhook_requests to the sibling CTE's rows is checked at the end of
 # the statement. The NOTIFY wakes executors once per batch, inside the same transaction.
+# A request row shares its execution's id (exactly one request is stored per execution), so
+# time-ordered execution ids keep both primary keys' inserts local.
 _STORE_BATCH = """
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
@@ -169,9 +171,9 @@ WITH d AS (
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
 ), req AS (
-    INSERT INTO webhook_requests (trigger_id, method, path, query, headers, body,
+    INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
         remote_addr, received_at, execution_id)
-    SELECT d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
+    SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
            d.received_at, d.id
     FROM d JOIN ins ON ins.id = d.id
 )

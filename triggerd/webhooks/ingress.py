@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -98,6 +99,22 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def time_ordered_id() -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Ids made one
+    after the other land next to each other in the primary-key B-trees, which keeps the
+    group commit's inserts on few, hot index pages instead of random ones."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (millis & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (rand >> 62 & 0xFFF) << 64
+        | 0b10 << 62
+        | rand & (1 << 62) - 1
+    )
+    return str(uuid.UUID(int=value))
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -671,6 +688,7 @@ class WebhookIngress:
         query_doc = query_dict(request.query)
         request_path = _clean(request.path)
         execution = NewExecution(
+            id=time_ordered_id(),
             workflow_id=route.workflow_id,
             trigger_id=route.trigger_id,
             trigger_name=route.trigger_name,

@@ -1,0 +1,630 @@
+"""Webhook ingress benchmark (loopback only; prints figures, asserts nothing but storage).
+
+    .venv/bin/python bench/webhook.py [--duration 15] [--connections 64] [--auth standard]
+
+Three servers are measured in the same run with the same load generator and the same
+requests (a ~200-byte JSON body with a unique id):
+
+1. ``bare``: aiohttp answering 202 without touching a database (the ceiling);
+2. ``insert``: aiohttp doing one asyncpg ``INSERT`` per request (the naive design);
+3. ``triggerd``: the real daemon (``Daemon`` with migrations, definitions, the aiohttp app,
+   ``setup_webhooks``) in a subprocess, on an embedded PostgreSQL in a temporary state
+   directory. Only the webhook component runs: no executor consumes the executions, and
+   ``[http] max_pending`` is raised so that backpressure does not refuse the backlog.
+
+The trigger uses ``standard`` (Standard Webhooks) auth and dedupe by ``webhook-id``:
+LuaJIT in wrk has no HMAC, so the harness signs every request ahead of the run (each with
+its own id and a current timestamp) and the server verifies each one in full. ``--auth
+token`` uses a bearer token and dedupe by the body's ``/id`` instead.
+
+The load generator is ``wrk`` (installed from Debian's packages when missing); when it
+cannot be had, or with ``--tool python``, a small aiohttp load generator is used instead.
+
+After the triggerd run the daemon is stopped (SIGTERM: the group commit is flushed) and
+the stored rows are compared with the 2xx answers: every 2xx must have its rows. wrk stops
+with up to ``connections`` requests in flight; those may be stored without having been
+answered, so stored - 2xx is between 0 and ``connections``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"triggerd-bench-standard-key-0001").decode()
+TOKEN = "bench-token-0123456789abcdef"
+PATH = "/hooks/bench"
+# Upper bound of the request rate the harness signs requests for (per second of run).
+SIGN_RATE = 40_000
+BODY_PREFIX = '{"id":"'
+BODY_SUFFIX = (
+    '","event":"order.created","amount":4200,"currency":"EUR",'
+    '"customer":{"name":"Ada Lovelace","email":"ada@example.com"},'
+    '"items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"bench"}'
+)
+
+TARGETS = {
+    "min_stored_per_s": 10_000.0,
+    "max_p99_ms": 20.0,
+    "min_ratio_to_bare": 0.5,
+}
+
+
+# --- servers (run as subprocesses of this script) -----------------------------------------
+
+
+def serve_bare(port: int) -> None:
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        execution_id = str(uuid.uuid4())
+        return web.json_response(
+            {"execution_id": execution_id, "status_url": f"/hooks/_executions/{execution_id}"},
+            status=202,
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/hooks/{path:.*}", handle)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_insert(port: int, dsn: str, pool_max: int) -> None:
+    from aiohttp import web
+
+    from triggerd import db
+
+    async def make_app() -> web.Application:
+        pool = await db.create_pool(dsn, min_size=pool_max, max_size=pool_max)
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            execution_id = str(uuid.uuid4())
+            await pool.execute(
+                "INSERT INTO bench_single_insert (id, body) VALUES ($1, $2)", execution_id, body
+            )
+            return web.json_response(
+                {"execution_id": execution_id,
+                 "status_url": f"/hooks/_executions/{execution_id}"},
+                status=202,
+            )
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        async def close(app: web.Application) -> None:
+            await pool.close()
+
+        app = web.Application()
+        app.router.add_post("/hooks/{path:.*}", handle)
+        app.router.add_get("/healthz", healthz)
+        app.on_cleanup.append(close)
+        return app
+
+    web.run_app(make_app(), host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_triggerd() -> None:
+    """The daemon as ``triggerd run`` builds it, with only the webhook component."""
+    from triggerd.config import load_settings
+    from triggerd.daemon import Daemon
+    from triggerd.logs import setup_logging
+    from triggerd.webhooks.ingress import setup_webhooks
+
+    class WebhookOnlyDaemon(Daemon):
+        def build_components(self, dsn: str) -> None:
+            assert self.pool is not None and self.app is not None
+            self.ingress = setup_webhooks(
+                self.app, pool=self.pool, dsn=dsn, settings=self.settings,
+                writers=int(os.environ.get("BENCH_WRITERS", "1")),
+            )
+            self.components = [self.ingress]
+
+        async def stop(self) -> None:
+            await super().stop()
+            stats = self.ingress.stats.group_commit
+            if stats.batches:
+                print(
+                    f"triggerd group commit: {stats.rows} rows in {stats.batches} statements"
+                    f" (mean {stats.rows / stats.batches:.1f}, largest {stats.largest_batch})",
+                    file=sys.stderr,
+                )
+
+    settings = load_settings()
+    setup_logging(settings.log.level, settings.log.format, stream=sys.stderr)
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if not profile_to:
+        asyncio.run(WebhookOnlyDaemon(settings=settings).serve())
+        return
+    import cProfile
+
+    with cProfile.Profile() as profile:
+        asyncio.run(WebhookOnlyDaemon(settings=settings).serve())
+    profile.dump_stats(profile_to)
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def body_for(request_id: str) -> str:
+    return BODY_PREFIX + request_id + BODY_SUFFIX
+
+
+def write_requests(folder: Path, run: str, threads: int, count: int, auth: str) -> None:
+    """One file per wrk thread; a line per request: ``id`` (token) or ``id ts signature``
+    (standard, signed now: valid for the next 5 minutes)."""
+    key = base64.b64decode(STANDARD_SECRET.removeprefix("whsec_"))
+    now = str(int(time.time()))
+    per_thread = count // threads + 1
+    for thread in range(threads):
+        lines = []
+        for n in range(per_thread):
+            request_id = f"{run}-{thread}-{n}"
+            if auth == "standard":
+                signed = f"{request_id}.{now}.{body_for(request_id)}".encode()
+                digest = hmac.new(key, signed, hashlib.sha256).digest()
+                signature = "v1," + base64.b64encode(digest).decode()
+                lines.append(f"{request_id} {now} {signature}")
+            else:
+                lines.append(request_id)
+        (folder / f"{run}_{thread}.txt").write_text("\n".join(lines) + "\n")
+
+
+LUA = """
+local prefix = %(prefix)s
+local suffix = %(suffix)s
+local path = %(path)s
+local token = %(token)s
+local next_thread = 0
+local requests = {}
+local counter = 0
+wrapped = 0
+
+function setup(thread)
+  thread:set("tid", next_thread)
+  next_thread = next_thread + 1
+end
+
+function init(args)
+  local file = args[1] .. "/" .. args[2] .. "_" .. tid .. ".txt"
+  for line in io.lines(file) do
+    local id, ts, sig = line:match("^(%%S+) (%%S+) (.+)$")
+    local headers = {["Content-Type"] = "application/json"}
+    if id then
+      headers["webhook-id"] = id
+      headers["webhook-timestamp"] = ts
+      headers["webhook-signature"] = sig
+    else
+      id = line
+      headers["Authorization"] = "Bearer " .. token
+    end
+    requests[#requests + 1] = wrk.format("POST", path, headers, prefix .. id .. suffix)
+  end
+end
+
+function request()
+  counter = counter + 1
+  if counter > #requests then
+    counter = 1
+    wrapped = wrapped + 1
+  end
+  return requests[counter]
+end
+"""
+
+
+def lua_script(folder: Path) -> Path:
+    def quoted(text: str) -> str:
+        return json.dumps(text)  # a JSON string is a valid Lua string here (ASCII only)
+
+    script = folder / "bench.lua"
+    script.write_text(
+        LUA
+        % {
+            "prefix": quoted(BODY_PREFIX),
+            "suffix": quoted(BODY_SUFFIX),
+            "path": quoted(PATH),
+            "token": quoted(TOKEN),
+        }
+    )
+    return script
+
+
+# --- load generators -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadResult:
+    requests: int
+    non_2xx: int
+    errors: int  # connect/read/write/timeout errors
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non_2xx
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def ok_rate(self) -> float:
+        return self.ok / self.seconds
+
+
+def ensure_wrk() -> str | None:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: installing it from Debian's packages (apt-get install wrk)")
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"cannot install wrk ({exc}); using the Python aiohttp load generator")
+        return None
+    return shutil.which("wrk")
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def run_wrk(wrk: str, url: str, script: Path, folder: Path, run: str, *, threads: int,
+            connections: int, duration: float) -> LoadResult:
+    command = [
+        wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+        "--timeout", "10s", "-s", str(script), url, "--", str(folder), run,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
+    out = done.stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
+    if total is None or p50 is None or p99 is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return LoadResult(
+        requests=int(total.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        seconds=_ms(total.group(2) + total.group(3)) / 1000.0,
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+    )
+
+
+def run_python_load(url: str, folder: Path, run: str, auth: str, *, threads: int,
+                    connections: int, duration: float) -> LoadResult:
+    """The fallback load generator: ``connections`` aiohttp workers on one keep-alive
+    connection each, closed-loop like wrk; in-flight requests finish before it returns."""
+    import aiohttp
+
+    lines: list[str] = []
+    for thread in range(threads):
+        lines += (folder / f"{run}_{thread}.txt").read_text().split()
+    entries: list[tuple[str, dict[str, str]]] = []
+    if auth == "standard":
+        for i in range(0, len(lines) - 2, 3):
+            request_id, ts, signature = lines[i], lines[i + 1], lines[i + 2]
+            entries.append((request_id, {"Content-Type": "application/json",
+                                         "webhook-id": request_id, "webhook-timestamp": ts,
+                                         "webhook-signature": signature}))
+    else:
+        entries = [(i, {"Content-Type": "application/json",
+                        "Authorization": f"Bearer {TOKEN}"}) for i in lines]
+
+    async def main() -> LoadResult:
+        latencies: list[float] = []
+        counts = {"ok": 0, "bad": 0, "errors": 0}
+        index = iter(range(10**12))
+        deadline = time.monotonic() + duration
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            while time.monotonic() < deadline:
+                request_id, headers = entries[next(index) % len(entries)]
+                started = time.monotonic()
+                try:
+                    async with session.post(url, data=body_for(request_id).encode(),
+                                            headers=headers) as resp:
+                        await resp.read()
+                        counts["ok" if resp.status < 400 else "bad"] += 1
+                except aiohttp.ClientError:
+                    counts["errors"] += 1
+                    continue
+                latencies.append(time.monotonic() - started)
+
+        started = time.monotonic()
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(worker(session) for _ in range(connections)))
+        seconds = time.monotonic() - started
+        latencies.sort()
+        return LoadResult(
+            requests=counts["ok"] + counts["bad"],
+            non_2xx=counts["bad"],
+            errors=counts["errors"],
+            seconds=seconds,
+            p50_ms=latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
+            p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
+        )
+
+    return asyncio.run(main())
+
+
+# --- orchestration ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the {what} server exited with status {process.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        time.sleep(0.1)
+    raise RuntimeError(f"the {what} server did not become healthy")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def count_rows(dsn: str) -> tuple[int, int, int]:
+    """(webhook requests, bench executions, requests whose execution exists)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM webhook_requests) AS requests,"
+            " (SELECT count(*) FROM workflow_executions WHERE trigger_name = 'hook') AS execs,"
+            " (SELECT count(*) FROM webhook_requests r JOIN workflow_executions e"
+            "   ON e.id = r.execution_id) AS joined"
+        )
+        assert row is not None
+        return int(row["requests"]), int(row["execs"]), int(row["joined"])
+    finally:
+        await conn.close()
+
+
+async def prepare_database(dsn: str) -> None:
+    import asyncpg
+
+    from triggerd import db
+
+    await db.migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_single_insert (id uuid PRIMARY KEY,"
+            " body bytea NOT NULL, received_at timestamptz NOT NULL DEFAULT now())"
+        )
+    finally:
+        await conn.close()
+
+
+def definitions(auth: str) -> str:
+    if auth == "standard":
+        trigger = ("{name: hook, type: webhook, path: bench,"
+                   " auth: {scheme: standard, secret: {env: BENCH_STANDARD_SECRET}},"
+                   " dedupe: {header: webhook-id}}")
+    else:
+        trigger = ("{name: hook, type: webhook, path: bench,"
+                   " auth: {scheme: token, secret: {env: BENCH_TOKEN}},"
+                   " dedupe: {json: /id}}")
+    return textwrap.dedent(f"""\
+        workflows:
+          - key: bench
+            name: Webhook benchmark
+            parameter_schema:
+              type: object
+              properties: {{id: {{type: string}}, amount: {{type: integer}}}}
+              required: [id]
+            graph:
+              nodes:
+                - {{id: done, type: noop}}
+            triggers:
+              - {trigger}
+        """)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--auth", choices=("standard", "token"), default="standard")
+    parser.add_argument("--tool", choices=("wrk", "python"), default="wrk")
+    parser.add_argument("--only", choices=("bare", "insert", "triggerd"), action="append")
+    parser.add_argument("--pool-max", type=int, default=10, help="database pool size")
+    parser.add_argument("--writers", type=int, default=1,
+                        help="triggerd group-commit writers (statements in flight)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--serve", choices=("bare", "insert", "triggerd"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.serve == "bare":
+        serve_bare(args.port)
+        return 0
+    if args.serve == "insert":
+        serve_insert(args.port, args.dsn, args.pool_max)
+        return 0
+    if args.serve == "triggerd":
+        serve_triggerd()
+        return 0
+
+    from triggerd import db
+
+    wrk = ensure_wrk() if args.tool == "wrk" else None
+    tool = "wrk" if wrk else "python aiohttp load generator"
+    folder = Path(tempfile.mkdtemp(prefix="triggerd-bench-"))
+    state = folder / "state"
+    print(f"load generator: {tool}; {args.connections} connections, {args.duration:g} s per"
+          f" run; auth: {args.auth}; temp dir {folder}")
+    dsn = db.start_embedded(state)
+    asyncio.run(prepare_database(dsn))
+    (folder / "bench.yaml").write_text(definitions(args.auth))
+    script = lua_script(folder)
+    threads = args.threads if wrk else 1
+    targets = args.only or ["bare", "insert", "triggerd"]
+    results: dict[str, LoadResult] = {}
+    storage: dict[str, Any] = {}
+
+    def load(port: int, run: str, seconds: float) -> LoadResult:
+        write_requests(folder, run, threads, int(seconds * SIGN_RATE), args.auth)
+        url = f"http://127.0.0.1:{port}{PATH}"
+        if wrk:
+            return run_wrk(wrk, url, script, folder, run, threads=threads,
+                           connections=args.connections, duration=seconds)
+        return run_python_load(url, folder, run, args.auth, threads=threads,
+                               connections=args.connections, duration=seconds)
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BENCH_STANDARD_SECRET": STANDARD_SECRET,
+        "BENCH_TOKEN": TOKEN,
+        "TRIGGERD_DAEMON_STATE_DIR": str(state),
+        "TRIGGERD_DAEMON_DEFINITIONS": str(folder / "bench.yaml"),
+        "TRIGGERD_DATABASE_URL": "",
+        "TRIGGERD_DATABASE_POOL_MAX": str(args.pool_max),
+        "TRIGGERD_HTTP_MAX_PENDING": str(10**9),
+        "TRIGGERD_LOG_LEVEL": "warning",
+        "BENCH_WRITERS": str(args.writers),
+    }
+    try:
+        for target in targets:
+            port = free_port()
+            command = [sys.executable, __file__, "--serve", target, "--port", str(port),
+                       "--dsn", dsn, "--pool-max", str(args.pool_max)]
+            server = subprocess.Popen(command, env={**env, "TRIGGERD_HTTP_PORT": str(port)})
+            try:
+                wait_healthy(port, server, target)
+                if args.warmup > 0:
+                    load(port, f"warm{target}", args.warmup)
+                time.sleep(0.5)
+                before = asyncio.run(count_rows(dsn))
+                results[target] = load(port, f"main{target}", args.duration)
+            finally:
+                stop_server(server)
+            if target == "triggerd":
+                after = asyncio.run(count_rows(dsn))
+                storage = {
+                    "requests": after[0] - before[0],
+                    "executions": after[1] - before[1],
+                    "joined": after[2] - before[2],
+                }
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    report(results, storage, args.connections)
+    return 0
+
+
+def report(results: dict[str, LoadResult], storage: dict[str, Any], connections: int) -> None:
+    print()
+    print(f"{'server':<10} {'req/s':>10} {'2xx/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'requests':>10} {'non-2xx':>8} {'errors':>7}")
+    for name, r in results.items():
+        print(f"{name:<10} {r.rate:>10.0f} {r.ok_rate:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+              f" {r.requests:>10} {r.non_2xx:>8} {r.errors:>7}")
+    mine = results.get("triggerd")
+    if mine is None:
+        return
+    print()
+    stored = storage["requests"]
+    stored_rate = min(stored, mine.ok) / mine.seconds
+    print(f"triggerd: stored and acknowledged {stored_rate:.0f} requests/s,"
+          f" p50 {mine.p50_ms:.2f} ms, p99 {mine.p99_ms:.2f} ms")
+    for other in ("bare", "insert"):
+        if other in results:
+            print(f"ratio triggerd / {other}: {mine.ok_rate / results[other].ok_rate:.2f}")
+    print()
+    in_flight = stored - mine.ok
+    print(f"storage check: 2xx answers {mine.ok}, webhook_requests rows {stored},"
+          f" executions {storage['executions']}, requests joined to their execution"
+          f" {storage['joined']}")
+    ok = storage["joined"] == stored == storage["executions"] and 0 <= in_flight <= connections
+    if in_flight == 0:
+        print("  rows stored == 2xx answers: OK")
+    elif ok:
+        print(f"  rows stored == 2xx answers + {in_flight} requests wrk left in flight at the"
+              f" cut-off (stored, never answered; at most {connections}): OK")
+    else:
+        print("  MISMATCH: some 2xx answer has no stored row, or rows are unaccounted for")
+    print()
+    checks = [
+        ("stored requests/s >= 10,000", stored_rate >= TARGETS["min_stored_per_s"]),
+        ("p99 <= 20 ms", mine.p99_ms <= TARGETS["max_p99_ms"]),
+    ]
+    if "bare" in results:
+        checks.append(("ratio to bare aiohttp >= 0.5",
+                       mine.ok_rate / results["bare"].ok_rate >= TARGETS["min_ratio_to_bare"]))
+    for label, passed in checks:
+        print(f"target {label}: {'met' if passed else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,751 @@
+"""The admin API over real loopback HTTP against a real PostgreSQL: every route, the bearer
+token, pagination, and bad input of every kind answered with a JSON 4xx (never a 500)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.helpers import apply_doc, fire, free_port
+from triggerd.api.admin import add_admin_routes, storage_problem
+from triggerd.api.auth import API_AUTH
+from triggerd.config import ApiSettings, HttpSettings, Settings
+from triggerd.daemon import create_app
+from triggerd.store.executions import NewExecution, insert_executions
+from triggerd.store.workflows import get_trigger
+
+Client = TestClient[Any, Any]
+ClientFactory = Callable[..., Awaitable[Client]]
+
+TOKEN = "admin-s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCHEMA = {
+    "type": "object",
+    "properties": {"day": {"type": "string"}, "count": {"type": "integer"}},
+    "required": ["day"],
+}
+DOC: dict[str, Any] = {
+    "workflows": [
+        {
+            "key": "report",
+            "name": "Report",
+            "parameter_schema": SCHEMA,
+            "graph": {"nodes": [{"id": "start", "type": "noop"}]},
+            "triggers": [
+                {"name": "nightly", "type": "cron", "cron": "0 2 * * *",
+                 "timezone": "Europe/Madrid", "input": {"day": "today"}},
+                {"name": "manual", "type": "manual"},
+                {"name": "push", "type": "webhook", "path": "report/push"},
+            ],
+        }
+    ]
+}
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, pool: asyncpg.Pool) -> ClientFactory:
+    async def make(
+        settings: Settings | None = None,
+        *,
+        environ: dict[str, str] | None = None,
+        app_pool: asyncpg.Pool | None = None,
+    ) -> Client:
+        settings = settings or Settings(api=ApiSettings(token=TOKEN))
+        app = create_app(settings, app_pool or pool)
+        add_admin_routes(app, environ=environ or {})
+        client: Client = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory, pool: asyncpg.Pool) -> Client:
+    await apply_doc(pool, DOC)
+    return await make_client()
+
+
+class NoDatabase:
+    """Stands in for the pool where a request must be answered before any query: touching
+    it fails the request (a 500), so the test sees it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the database was used (pool.{name})")
+
+
+@pytest.fixture
+def make_offline(aiohttp_client: Any) -> ClientFactory:
+    async def make(settings: Settings | None = None, *,
+                   environ: dict[str, str] | None = None, app_pool: Any = None) -> Client:
+        settings = settings or Settings(api=ApiSettings(token=TOKEN))
+        app = create_app(settings, app_pool if app_pool is not None else NoDatabase())
+        add_admin_routes(app, environ=environ or {})
+        client: Client = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def offline(make_offline: ClientFactory) -> Client:
+    """A client whose app has no database: for everything refused before a query."""
+    return await make_offline()
+
+
+async def expect_error(
+    response: Any, status: int, code: str, message: str | None = None
+) -> dict[str, Any]:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    body: dict[str, Any] = await response.json()
+    assert body["error"] == code, body
+    if message is not None:
+        assert body["message"] == message
+    return body
+
+
+# --- the bearer token -----------------------------------------------------------------------
+
+
+async def test_missing_token_is_401_with_challenge(offline: Client) -> None:
+    response = await offline.get("/api/v1/workflows")
+    await expect_error(response, 401, "unauthorized",
+                       "missing Authorization header (expected 'Bearer <token>')")
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="triggerd"'
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Bearer wrong", "invalid bearer token"),
+        (f"Bearer {TOKEN}x", "invalid bearer token"),
+        ("Bearer ünïcode", "invalid bearer token"),
+        (f"Basic {TOKEN}", "the Authorization header must be 'Bearer <token>'"),
+        ("Bearer", "the Authorization header must be 'Bearer <token>'"),
+    ],
+)
+async def test_wrong_token_is_401(offline: Client, header: str, message: str) -> None:
+    response = await offline.get("/api/v1/workflows", headers={"Authorization": header})
+    await expect_error(response, 401, "unauthorized", message)
+
+
+# A request that passes the token check and is then refused for its parameters (400)
+# proves the token was accepted, without a database.
+AUTHORIZED_PROBE = "/api/v1/executions?limit=0"
+
+
+async def test_scheme_is_case_insensitive(offline: Client) -> None:
+    response = await offline.get(AUTHORIZED_PROBE, headers={"Authorization": f"bearer {TOKEN}"})
+    assert response.status == 400
+
+
+async def test_every_route_needs_the_token_even_unknown_ones(offline: Client) -> None:
+    for method, path in [
+        ("GET", "/api/v1/executions"),
+        ("POST", "/api/v1/definitions"),
+        ("POST", "/api/v1/triggers/report/manual/fire"),
+        ("GET", "/api/v1/no-such-route"),
+        ("DELETE", "/api/v1/workflows"),
+    ]:
+        response = await offline.request(method, path)
+        await expect_error(response, 401, "unauthorized")
+
+
+async def test_no_token_configured_refuses_everything(make_offline: ClientFactory) -> None:
+    client = await make_offline(Settings())
+    response = await client.get("/api/v1/workflows", headers={"Authorization": "Bearer "})
+    await expect_error(
+        response, 401, "unauthorized",
+        "the admin API has no token configured: set [api] token (TRIGGERD_API_TOKEN) or the"
+        " systemd credential 'api-token'",
+    )
+
+
+async def test_token_from_systemd_credential(
+    make_offline: ClientFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "api-token").write_text("from-credential\n")
+    client = await make_offline(Settings(), environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    ok = await client.get(AUTHORIZED_PROBE, headers={"Authorization": "Bearer from-credential"})
+    assert ok.status == 400
+    assert client.app is not None and client.app[API_AUTH].source == "credential"
+    bad = await client.get(AUTHORIZED_PROBE, headers=AUTH)
+    await expect_error(bad, 401, "unauthorized", "invalid bearer token")
+
+
+async def test_configured_token_wins_over_credential_and_reload_swaps_it(
+    make_offline: ClientFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "api-token").write_text("from-credential")
+    client = await make_offline(environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert (await client.get(AUTHORIZED_PROBE, headers=AUTH)).status == 400
+    assert client.app is not None
+    assert client.app[API_AUTH].source == "config"
+    client.app[API_AUTH].update(Settings(api=ApiSettings(token="rotated")), environ={})
+    assert (await client.get(AUTHORIZED_PROBE, headers=AUTH)).status == 401
+    rotated = await client.get(AUTHORIZED_PROBE, headers={"Authorization": "Bearer rotated"})
+    assert rotated.status == 400
+
+
+async def test_openapi_document_needs_no_token(offline: Client) -> None:
+    response = await offline.get("/api/v1/openapi.json")
+    assert response.status == 200
+    doc = await response.json()
+    assert doc["openapi"] == "3.1.0"
+    assert "/api/v1/executions/{id}/cancel" in doc["paths"]
+
+
+# --- workflows ------------------------------------------------------------------------------
+
+
+async def test_workflows_list_get_and_versions(client: Client, pool: asyncpg.Pool) -> None:
+    listed = await (await client.get("/api/v1/workflows", headers=AUTH)).json()
+    assert [w["key"] for w in listed["items"]] == ["report"]
+    assert listed["items"][0]["latest_version"] == 1
+    assert listed["items"][0]["status"] == "active"
+
+    detail = await (await client.get("/api/v1/workflows/report", headers=AUTH)).json()
+    assert detail["name"] == "Report"
+    assert [t["name"] for t in detail["triggers"]] == [
+        "report/manual", "report/nightly", "report/push"
+    ]
+
+    changed = json.loads(json.dumps(DOC))
+    changed["workflows"][0]["graph"]["nodes"][0]["type"] = "log"
+    changed["workflows"][0]["graph"]["nodes"][0]["params"] = {"message": "hi"}
+    await apply_doc(pool, changed)
+    versions = await (await client.get("/api/v1/workflows/report/versions", headers=AUTH)).json()
+    assert [(v["version"], v["is_latest"]) for v in versions["items"]] == [(1, False), (2, True)]
+    assert versions["items"][1]["graph"]["nodes"][0]["type"] == "log"
+    assert versions["items"][0]["parameter_schema"] == SCHEMA
+    for path in ["/api/v1/workflows/nope", "/api/v1/workflows/nope/versions"]:
+        await expect_error(await client.get(path, headers=AUTH), 404, "not_found",
+                           "no workflow with key 'nope'")
+
+
+async def test_workflow_key_that_cannot_exist_is_404_without_a_query(offline: Client) -> None:
+    response = await offline.get("/api/v1/workflows/Not%20A%20Key%00", headers=AUTH)
+    await expect_error(response, 404, "not_found", "no workflow 'Not A Key\\x00'")
+
+
+# --- triggers -------------------------------------------------------------------------------
+
+
+async def test_triggers_list_filter_and_get(client: Client) -> None:
+    everything = await (await client.get("/api/v1/triggers", headers=AUTH)).json()
+    assert [(t["name"], t["type"]) for t in everything["items"]] == [
+        ("report/manual", "manual"), ("report/nightly", "cron"), ("report/push", "webhook")
+    ]
+    crons = await (await client.get("/api/v1/triggers?type=cron", headers=AUTH)).json()
+    assert [t["name"] for t in crons["items"]] == ["report/nightly"]
+    assert crons["items"][0]["config"]["timezone"] == "Europe/Madrid"
+    mine = await (await client.get("/api/v1/triggers?workflow=report", headers=AUTH)).json()
+    assert len(mine["items"]) == 3
+    await expect_error(await client.get("/api/v1/triggers?workflow=other", headers=AUTH),
+                       404, "not_found", "no workflow with key 'other'")
+    await expect_error(await client.get("/api/v1/triggers?type=timer", headers=AUTH),
+                       400, "invalid_parameter",
+                       "type: 'timer' is not one of cron, webhook, manual")
+    trigger = await (await client.get("/api/v1/triggers/report/nightly", headers=AUTH)).json()
+    assert trigger["workflow"] == "report"
+    assert trigger["trigger"] == "nightly"
+    assert trigger["enabled"] is True
+    assert trigger["input"] == {"day": "today"}
+    await expect_error(await client.get("/api/v1/triggers/report/nope", headers=AUTH),
+                       404, "not_found", "no trigger named 'report/nope'")
+
+
+async def test_enable_and_disable(client: Client, pool: asyncpg.Pool) -> None:
+    first = await client.post("/api/v1/triggers/report/nightly/disable", headers=AUTH)
+    assert first.status == 200
+    body = await first.json()
+    assert (body["changed"], body["trigger"]["enabled"]) == (True, False)
+    again = await (await client.post("/api/v1/triggers/report/nightly/disable",
+                                     headers=AUTH)).json()
+    assert again["changed"] is False
+    assert (await get_trigger(pool, "report/nightly")).enabled is False
+    enabled = await (await client.post("/api/v1/triggers/report/nightly/enable",
+                                       headers=AUTH)).json()
+    assert (enabled["changed"], enabled["trigger"]["enabled"]) == (True, True)
+    await client.post("/api/v1/triggers/report/push/disable", headers=AUTH)
+    other = json.loads(json.dumps(DOC))
+    other["workflows"][0]["key"] = "other"
+    other["workflows"][0]["triggers"] = [{"name": "push", "type": "webhook",
+                                          "path": "report/push"}]
+    await apply_doc(pool, other)
+    response = await client.post("/api/v1/triggers/report/push/enable", headers=AUTH)
+    await expect_error(response, 409, "conflict",
+                       "cannot enable report/push: its webhook path is used by another enabled"
+                       " trigger")
+
+
+async def test_fire(client: Client, pool: asyncpg.Pool) -> None:
+    response = await client.post("/api/v1/triggers/report/manual/fire", headers=AUTH,
+                                 json={"input": {"count": "three"}})
+    body = await expect_error(
+        response, 422, "input_invalid",
+        "the input does not match the workflow's parameter_schema (2 problems)",
+    )
+    assert body["errors"] == [
+        {"path": "$", "message": "'day' is a required property"},
+        {"path": "$.count", "message": "'three' is not of type 'integer'"},
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+
+    response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH,
+                                 json={"input": {"count": 3}})
+    assert response.status == 202
+    body = await response.json()
+    execution_id = body["execution_id"]
+    assert body["status_url"] == f"/api/v1/executions/{execution_id}"
+    assert response.headers["Location"] == body["status_url"]
+    row = await pool.fetchrow("SELECT * FROM workflow_executions WHERE id = $1", execution_id)
+    assert row is not None
+    assert (row["status"], row["trigger_type"], row["trigger_name"]) == ("NEW", "manual",
+                                                                         "nightly")
+    assert row["input"] == {"day": "today", "count": 3}
+    assert row["context"]["trigger"] == {"type": "manual", "name": "report/nightly",
+                                         "fired_by": "api"}
+    assert row["workflow_version_id"] is not None
+
+    response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH)
+    assert response.status == 202
+    execution_id = (await response.json())["execution_id"]
+    stored = await pool.fetchval("SELECT input FROM workflow_executions WHERE id = $1",
+                                 execution_id)
+    assert stored == {"day": "today"}
+
+    await client.post("/api/v1/triggers/report/manual/disable", headers=AUTH)
+    response = await client.post("/api/v1/triggers/report/manual/fire", headers=AUTH,
+                                 json={"input": {"day": "x"}})
+    await expect_error(response, 409, "conflict",
+                       "trigger report/manual is disabled; enable it first")
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code", "message"),
+    [
+        ('{"input": ', 400, "invalid_json",
+         "malformed JSON at line 1, column 11: Expecting value"),
+        ('{"input": {}, "input": {}}', 400, "invalid_json",
+         "malformed JSON: duplicate key 'input'"),
+        ('{"input": {"x": NaN}}', 400, "invalid_json", "malformed JSON: NaN is not a JSON value"),
+        ('{"input": {"x": 1e999}}', 400, "invalid_json",
+         "malformed JSON: the number 1e999 is too large"),
+        ("[1, 2]", 422, "invalid_body", 'the body must be an object {"input": {...}}'),
+        ('"text"', 422, "invalid_body", 'the body must be an object {"input": {...}}'),
+        ('{"input": "day=1"}', 422, "invalid_body", "input must be an object"),
+        ('{"input": {}, "extra": 1}', 422, "invalid_body",
+         "unknown field 'extra' (the body takes only 'input')"),
+        ('{"input": {"day": "a\\u0000b"}}', 422, "invalid_body",
+         "$.input.day: contains a NUL character (\\u0000), which cannot be stored"),
+        ('{"input": {"day": "\\ud800"}}', 422, "invalid_body",
+         "$.input.day: contains a lone UTF-16 surrogate, which is not valid Unicode"),
+        ('{"input": {"\\u0000": 1}}', 422, "invalid_body",
+         "$.input: a key contains a NUL character (\\u0000), which cannot be stored"),
+        ('{"input": ' + "[" * 70 + "]" * 70 + "}", 422, "invalid_body",
+         "$.input" + "[0]" * 64 + ": nested deeper than 64 levels"),
+        ("[" * 100_000 + "]" * 100_000, 400, "invalid_json",
+         "the JSON body is nested too deeply"),
+    ],
+)
+async def test_fire_bad_bodies(
+    offline: Client, data: str, status: int, code: str, message: str
+) -> None:
+    # Refused before any query: nothing can have been stored.
+    response = await offline.post(
+        "/api/v1/triggers/report/manual/fire", data=data,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    await expect_error(response, status, code, message)
+
+
+async def test_fire_body_not_utf8_and_wrong_content_type(offline: Client) -> None:
+    response = await offline.post("/api/v1/triggers/report/manual/fire", data=b'{"a": "\xff"}',
+                                 headers={**AUTH, "Content-Type": "application/json"})
+    await expect_error(response, 400, "invalid_json", "the body is not UTF-8 (byte 7)")
+    response = await offline.post("/api/v1/triggers/report/manual/fire", data="input=1",
+                                 headers={**AUTH,
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+    await expect_error(response, 415, "unsupported_media_type",
+                       "send the body as Content-Type: application/json, not"
+                       " 'application/x-www-form-urlencoded'")
+
+
+async def test_next_fires_of_a_cron_trigger(client: Client) -> None:
+    response = await client.get("/api/v1/triggers/report/nightly/next?count=3", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["trigger"], body["cron"], body["timezone"]) == (
+        "report/nightly", "0 2 * * *", "Europe/Madrid"
+    )
+    instants = [datetime.fromisoformat(f["at"].replace("Z", "+00:00")) for f in body["items"]]
+    assert len(instants) == 3
+    madrid = [i.astimezone(ZoneInfo("Europe/Madrid")) for i in instants]
+    assert [(m.hour, m.minute) for m in madrid] == [(2, 0)] * 3
+    assert instants == sorted(instants)
+    assert all(b - a >= timedelta(hours=23) for a, b in itertools.pairwise(instants))
+    default = await (await client.get("/api/v1/triggers/report/nightly/next",
+                                      headers=AUTH)).json()
+    assert len(default["items"]) == 10
+    response = await client.get("/api/v1/triggers/report/push/next", headers=AUTH)
+    await expect_error(response, 409, "conflict",
+                       "trigger report/push is a webhook trigger; only cron triggers have fire"
+                       " times")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("count=0", "count: 0 is out of range 1-1000"),
+        ("count=1001", "count: 1001 is out of range 1-1000"),
+        ("count=-5", "count: -5 is out of range 1-1000"),
+        ("count=abc", "count: 'abc' is not an integer (1-1000)"),
+        ("count=1.5", "count: '1.5' is not an integer (1-1000)"),
+        ("count=99999999999999999999", "count: '99999999999999999999' is not an integer (1-1000)"),
+        ("count=1&count=2", "count: given 2 times; give it once"),
+    ],
+)
+async def test_next_fires_bad_count(offline: Client, query: str, message: str) -> None:
+    response = await offline.get(f"/api/v1/triggers/report/nightly/next?{query}", headers=AUTH)
+    await expect_error(response, 400, "invalid_parameter", message)
+
+
+async def test_slot_history_newest_first(client: Client, pool: asyncpg.Pool) -> None:
+    trigger = await get_trigger(pool, "report/nightly")
+    base = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
+    execution_id = await fire(pool, "report/nightly")
+    await pool.execute(
+        "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, execution_id, detail)"
+        " SELECT $1, $2::timestamptz + d * interval '1 day',"
+        " CASE WHEN d = 2 THEN 'skipped_overlap' ELSE 'fired' END,"
+        " CASE WHEN d = 0 THEN $3::uuid END,"
+        " CASE WHEN d = 2 THEN 'previous run still RUNNING' END"
+        " FROM generate_series(0, 3) AS d",
+        trigger.id, base, execution_id,
+    )
+    response = await client.get("/api/v1/triggers/report/nightly/slots?limit=3", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert body["trigger"] == "report/nightly"
+    assert [(s["scheduled_for"], s["outcome"], s["detail"]) for s in body["items"]] == [
+        ("2026-03-04T01:00:00+00:00", "fired", None),
+        ("2026-03-03T01:00:00+00:00", "skipped_overlap", "previous run still RUNNING"),
+        ("2026-03-02T01:00:00+00:00", "fired", None),
+    ]
+    everything = await (await client.get("/api/v1/triggers/report/nightly/slots",
+                                         headers=AUTH)).json()
+    assert everything["items"][-1]["execution_id"] == execution_id
+    await expect_error(
+        await client.get("/api/v1/triggers/report/nightly/slots?limit=501", headers=AUTH),
+        400, "invalid_parameter", "limit: 501 is out of range 1-500")
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+async def insert_batch(pool: asyncpg.Pool, count: int, name: str = "report/manual") -> list[str]:
+    """``count`` executions in one statement: they share one created_at (one transaction),
+    which is exactly what pagination must get right."""
+    trigger = await get_trigger(pool, name)
+    items = [
+        NewExecution(workflow_id=trigger.workflow_id, trigger_id=trigger.id,
+                     trigger_name=trigger.name, trigger_type="manual", input={"day": str(i)})
+        for i in range(count)
+    ]
+    await insert_executions(pool, items)
+    return [item.id for item in items]
+
+
+async def test_pagination(client: Client, pool: asyncpg.Pool) -> None:
+    ids = await insert_batch(pool, 5)
+    ids += await insert_batch(pool, 2, "report/nightly")
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = "limit=3" + (f"&cursor={cursor}" if cursor else "")
+        response = await client.get(f"/api/v1/executions?{query}", headers=AUTH)
+        assert response.status == 200
+        page = await response.json()
+        pages += 1
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert len(seen) == 7
+    assert set(seen) == set(ids)
+    # Newest first: the second batch was inserted later.
+    assert set(seen[:2]) == set(ids[5:])
+
+    # A page that ends exactly at the last row says so (no cursor to an empty page).
+    page = await (await client.get("/api/v1/executions?limit=2&trigger=report/nightly",
+                                   headers=AUTH)).json()
+    assert {e["id"] for e in page["items"]} == set(ids[5:])
+    assert page["next_cursor"] is None
+    empty = await (await client.get("/api/v1/executions?status=ERROR", headers=AUTH)).json()
+    assert empty == {"items": [], "next_cursor": None}
+
+
+async def test_execution_filters(client: Client, pool: asyncpg.Pool) -> None:
+    manual = await insert_batch(pool, 2)
+    nightly = await insert_batch(pool, 1, "report/nightly")
+    await pool.execute("UPDATE workflow_executions SET status = 'ERROR' WHERE id = $1",
+                       manual[0])
+
+    async def ids(query: str) -> set[str]:
+        response = await client.get(f"/api/v1/executions?{query}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        return {e["id"] for e in (await response.json())["items"]}
+
+    assert await ids("status=ERROR") == {manual[0]}
+    assert await ids("status=NEW") == {manual[1], *nightly}
+    assert await ids("trigger=report/nightly") == set(nightly)
+    assert await ids("trigger=report/manual&status=NEW") == {manual[1]}
+    assert await ids("workflow=report") == {*manual, *nightly}
+    await expect_error(await client.get("/api/v1/executions?trigger=report/nope", headers=AUTH),
+                       404, "not_found", "no trigger named 'report/nope'")
+    await expect_error(await client.get("/api/v1/executions?workflow=nope", headers=AUTH),
+                       404, "not_found", "no workflow with key 'nope'")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=0", "limit: 0 is out of range 1-500"),
+        ("limit=501", "limit: 501 is out of range 1-500"),
+        ("limit=-1", "limit: -1 is out of range 1-500"),
+        ("limit=ten", "limit: 'ten' is not an integer (1-500)"),
+        ("limit=", "limit: '' is not an integer (1-500)"),
+        ("limit=1&limit=1", "limit: given 2 times; give it once"),
+        ("status=new", "status: 'new' is not one of NEW, RUNNING, WAITING, SUCCESS, ERROR,"
+                       " CANCELED"),
+        ("cursor=abc", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=" + "9" * 17 + "-" + "0" * 32,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("trigger=manual", "trigger: 'manual' is not workflow_key/trigger_name"),
+        ("workflow=Report", "workflow: 'Report' is not a workflow key (1-100 lowercase letters,"
+                            " digits, '-' and '_')"),
+    ],
+)
+async def test_execution_list_bad_parameters(offline: Client, query: str, message: str) -> None:
+    response = await offline.get(f"/api/v1/executions?{query}", headers=AUTH)
+    await expect_error(response, 400, "invalid_parameter", message)
+
+
+async def test_get_execution_with_node_timeline(client: Client, pool: asyncpg.Pool) -> None:
+    execution_id = await fire(pool, "report/manual", {"day": "mon"})
+    started = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    await pool.execute(
+        "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
+        " output, start_time, end_time, execution_time_ms, from_node_id, edge_condition)"
+        " VALUES ($1, 'second', 'log', 'SUCCESS', 1, NULL, $3, $3, 1.5, 'start', 'true'),"
+        "        ($1, 'start', 'noop', 'SUCCESS', 1, $4, $2, $2, 0.5, NULL, NULL)",
+        execution_id, started, started + timedelta(seconds=1), {"ok": True},
+    )
+    response = await client.get(f"/api/v1/executions/{execution_id}", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["id"], body["workflow"], body["trigger"], body["status"]) == (
+        execution_id, "report", "manual", "NEW"
+    )
+    assert body["input"] == {"day": "mon"}
+    assert [(n["node_id"], n["from"], n["edge"], n["output"]) for n in body["nodes"]] == [
+        ("start", None, None, {"ok": True}),
+        ("second", "start", "true", None),
+    ]
+    assert body["nodes"][0]["start_time"] == "2026-01-05T10:00:00+00:00"
+    missing = str(uuid.uuid4())
+    for method, suffix in [("GET", ""), ("POST", "/cancel"), ("POST", "/retry")]:
+        response = await client.request(method, f"/api/v1/executions/{missing}{suffix}",
+                                        headers=AUTH)
+        await expect_error(response, 404, "not_found", f"no execution {missing}")
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("POST", "/cancel"),
+                                                ("POST", "/retry")])
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", uuid.UUID(int=7).hex, "urn:uuid:" + str(
+    uuid.UUID(int=7))])
+async def test_malformed_execution_ids_are_404_without_a_query(
+    offline: Client, method: str, suffix: str, bad_id: str
+) -> None:
+    # uuid.UUID() takes the bare hex and urn forms; the document's format (and so this
+    # API) does not.
+    response = await offline.request(method, f"/api/v1/executions/{bad_id}{suffix}",
+                                     headers=AUTH)
+    await expect_error(response, 404, "not_found", f"{bad_id!r} is not an execution id (a UUID)")
+
+
+async def test_cancel(client: Client, pool: asyncpg.Pool) -> None:
+    execution_id = await fire(pool, "report/manual", {"day": "x"})
+    response = await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["status"], body["error_code"]) == ("CANCELED", "CANCELED")
+    again = await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=AUTH)
+    await expect_error(again, 409, "conflict",
+                       f"execution {execution_id} already finished with status CANCELED;"
+                       " nothing was changed")
+    execution_id = await fire(pool, "report/manual", {"day": "x"})
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'elsewhere',"
+        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", execution_id)
+    response = await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=AUTH)
+    assert response.status == 202
+    assert (await response.json())["status"] == "RUNNING"
+    assert await pool.fetchval(
+        "SELECT cancel_requested FROM workflow_executions WHERE id = $1", execution_id) is True
+
+
+async def test_retry_creates_a_linked_execution(client: Client, pool: asyncpg.Pool) -> None:
+    old = await fire(pool, "report/manual", {"day": "x"})
+    response = await client.post(f"/api/v1/executions/{old}/retry", headers=AUTH)
+    assert response.status == 202
+    new = (await response.json())["execution_id"]
+    assert new != old
+    assert response.headers["Location"] == f"/api/v1/executions/{new}"
+    row = await pool.fetchrow("SELECT * FROM workflow_executions WHERE id = $1", new)
+    assert row is not None
+    assert (str(row["retry_of"]), row["trigger_type"], row["input"]) == (old, "retry",
+                                                                         {"day": "x"})
+
+
+# --- definitions ----------------------------------------------------------------------------
+
+
+async def test_apply_definitions(make_client: ClientFactory, pool: asyncpg.Pool) -> None:
+    client = await make_client()
+    response = await client.post("/api/v1/definitions", headers=AUTH, json=DOC)
+    assert response.status == 200
+    body = await response.json()
+    assert body == {
+        "changed": True,
+        "lines": [
+            "workflow report: created",
+            "workflow report: version 1 published",
+            "trigger report/nightly: created",
+            "trigger report/manual: created",
+            "trigger report/push: created",
+        ],
+    }
+    again = await (await client.post("/api/v1/definitions", headers=AUTH, json=DOC)).json()
+    assert again["changed"] is False
+
+    fewer = json.loads(json.dumps(DOC))
+    fewer["workflows"][0]["triggers"] = fewer["workflows"][0]["triggers"][:2]
+    kept = await (await client.post("/api/v1/definitions", headers=AUTH, json=fewer)).json()
+    assert kept["lines"][-1] == "trigger report/push: disabled (not in the file)"
+    pruned = await (await client.post("/api/v1/definitions?prune=true", headers=AUTH,
+                                      json=fewer)).json()
+    assert pruned["lines"][-1] == "trigger report/push: deleted (not in the file)"
+    names = [r["name"] for r in await pool.fetch("SELECT name FROM workflow_triggers")]
+    assert sorted(names) == ["manual", "nightly"]
+
+
+async def test_invalid_definitions_are_422_with_every_problem(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    client = await make_client()
+    bad = json.loads(json.dumps(DOC))
+    bad["workflows"][0]["key"] = "Bad Key"
+    bad["workflows"][0]["triggers"][0]["cron"] = "61 * * * *"
+    response = await client.post("/api/v1/definitions", headers=AUTH, json=bad)
+    body = await expect_error(response, 422, "definitions_invalid")
+    assert [(p["file"], p["path"]) for p in body["problems"]] == [
+        ("request body", "$.workflows[0].key"),
+        ("request body", "$.workflows[0].triggers[0].cron"),
+    ]
+    assert body["problems"][0]["message"] == (
+        "'Bad Key' is not a valid name: use lowercase letters, digits, '-' and '_'"
+    )
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+
+    not_a_document = await client.post("/api/v1/definitions", headers=AUTH, json=[1])
+    body = await expect_error(not_a_document, 422, "definitions_invalid")
+    assert body["problems"] == [{"file": "request body", "path": "$",
+                                 "message": "the top level must be a mapping with a"
+                                            " 'workflows' list"}]
+
+
+@pytest.mark.parametrize(
+    ("query", "data", "status", "code", "message"),
+    [
+        ("", "", 400, "invalid_json",
+         'the request body is empty; expected a definition document {"workflows": [...]}'),
+        ("", "{workflows: []}", 400, "invalid_json",
+         "malformed JSON at line 1, column 2: Expecting property name enclosed in double"
+         " quotes"),
+        ("?prune=yes", json.dumps(DOC), 400, "invalid_parameter",
+         "prune: 'yes' is not true or false"),
+        ("", json.dumps({"workflows": [{**DOC["workflows"][0], "name": "\x00"}]}), 422,
+         "invalid_body",
+         "$.workflows[0].name: contains a NUL character (\\u0000), which cannot be stored"),
+    ],
+)
+async def test_definitions_bad_requests(
+    offline: Client, query: str, data: str, status: int, code: str, message: str
+) -> None:
+    response = await offline.post(f"/api/v1/definitions{query}", data=data,
+                                 headers={**AUTH, "Content-Type": "application/json"})
+    await expect_error(response, status, code, message)
+
+
+async def test_body_over_the_limit_is_413(make_offline: ClientFactory) -> None:
+    client = await make_offline(Settings(api=ApiSettings(token=TOKEN),
+                                        http=HttpSettings(max_body_bytes=1024)))
+    response = await client.post("/api/v1/definitions", headers=AUTH,
+                                 json={"workflows": [], "pad": "x" * 2000})
+    body = await expect_error(response, 413, "body_too_large")
+    assert body["message"].startswith("the request body is too large (")
+
+
+# --- routing, methods, the database ------------------------------------------------------
+
+
+async def test_unknown_route_and_wrong_method_are_json(offline: Client) -> None:
+    await expect_error(await offline.get("/api/v1/nothing-here", headers=AUTH), 404,
+                       "not_found", "no such admin API route (see /api/v1/openapi.json)")
+    response = await offline.delete("/api/v1/workflows", headers=AUTH)
+    await expect_error(response, 405, "method_not_allowed", "method not allowed here; allowed: GET")
+    assert response.headers["Allow"] == "GET"
+    head = await offline.head("/api/v1/workflows", headers=AUTH)
+    assert head.status == 405
+
+
+async def test_routes_outside_the_api_are_untouched(offline: Client) -> None:
+    response = await offline.get("/healthz")
+    assert response.status == 200
+    response = await offline.get("/api/v10/x")
+    assert response.status == 404
+    assert response.content_type == "text/plain"
+
+
+async def test_database_down_is_503(make_offline: ClientFactory) -> None:
+    # Nothing listens on the port: the pool's first connection attempt is refused.
+    unreachable = await asyncpg.create_pool(
+        f"postgresql://triggerd@127.0.0.1:{free_port()}/triggerd", min_size=0, max_size=1
+    )
+    client = await make_offline(app_pool=unreachable)
+    response = await client.get("/api/v1/workflows", headers=AUTH)
+    await expect_error(response, 503, "database_unavailable",
+                       "the database cannot be reached right now; retry later")
+    assert response.headers["Retry-After"] == "5"
+    await unreachable.close()
+
+
+def test_storage_problem_accepts_plain_json() -> None:
+    assert storage_problem({"a": [1, 2.5, None, True, "ü", {"b": "c"}]}) is None
+    assert storage_problem("\x00") == (
+        "$: contains a NUL character (\\u0000), which cannot be stored"
+    )
