@@ -398,6 +398,38 @@ def run_python_load(url: str, folder: Path, run: str, auth: str, *, threads: int
 # --- orchestration ----------------------------------------------------------------------------------
 
 
+def _proc_cpu(pid: int, *, with_children: bool = False) -> float:
+    """CPU seconds (user + system) of a process, from /proc; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime (reaped children)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(state: Path) -> float:
+    """CPU seconds of the embedded PostgreSQL: the postmaster, its live children and the
+    children it already reaped."""
+    try:
+        postmaster = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = _proc_cpu(postmaster, with_children=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == postmaster:
+            total += _proc_cpu(int(entry.name))
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -530,6 +562,7 @@ def main() -> int:
     targets = args.only or ["bare", "insert", "triggerd"]
     results: dict[str, LoadResult] = {}
     storage: dict[str, Any] = {}
+    cpu: dict[str, tuple[float, float]] = {}
 
     def load(port: int, run: str, seconds: float) -> LoadResult:
         write_requests(folder, run, threads, int(seconds * SIGN_RATE), args.auth)
@@ -565,7 +598,9 @@ def main() -> int:
                     load(port, f"warm{target}", args.warmup)
                 time.sleep(0.5)
                 before = asyncio.run(count_rows(dsn))
+                cpu_server, cpu_pg = _proc_cpu(server.pid), postgres_cpu(state)
                 results[target] = load(port, f"main{target}", args.duration)
+                cpu[target] = (_proc_cpu(server.pid) - cpu_server, postgres_cpu(state) - cpu_pg)
             finally:
                 stop_server(server)
             if target == "triggerd":
@@ -579,17 +614,23 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
 
-    report(results, storage, args.connections)
+    report(results, storage, cpu, args.connections)
     return 0
 
 
-def report(results: dict[str, LoadResult], storage: dict[str, Any], connections: int) -> None:
+def report(results: dict[str, LoadResult], storage: dict[str, Any],
+           cpu: dict[str, tuple[float, float]], connections: int) -> None:
     print()
     print(f"{'server':<10} {'req/s':>10} {'2xx/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
-          f" {'requests':>10} {'non-2xx':>8} {'errors':>7}")
+          f" {'requests':>10} {'non-2xx':>8} {'errors':>7} {'server us/req':>14}"
+          f" {'pg us/req':>10}")
     for name, r in results.items():
+        server_cpu, pg_cpu = cpu.get(name, (0.0, 0.0))
+        per = 1e6 / max(r.requests, 1)
         print(f"{name:<10} {r.rate:>10.0f} {r.ok_rate:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
-              f" {r.requests:>10} {r.non_2xx:>8} {r.errors:>7}")
+              f" {r.requests:>10} {r.non_2xx:>8} {r.errors:>7} {server_cpu * per:>14.0f}"
+              f" {pg_cpu * per:>10.0f}")
+    print("(server/pg us/req: CPU time of the server process and of PostgreSQL per request)")
     mine = results.get("triggerd")
     if mine is None:
         return

@@ -458,7 +458,7 @@ def _paths() -> dict[str, Any]:
         f"{API_PREFIX}/triggers": {
             "get": _op(
                 "List triggers", "listTriggers",
-                _json_ok("Triggers, by workflow key and name.", "TriggerList"), ("400",),
+                _json_ok("Triggers, by workflow key and name.", "TriggerList"), ("400", "404"),
                 parameters=[
                     _query("type", {"type": "string", "enum": [t.value for t in TriggerType]},
                            "Only triggers of this type."),

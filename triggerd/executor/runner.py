@@ -163,6 +163,23 @@ class Runner:
                 latest[row["node_id"]] = row
         for node_id, row in latest.items():
             status = row["status"]
+            if status == NodeStatus.RUNNING:
+                # The process running this attempt died (its lease expired): close the
+                # attempt out; the node runs again as the next attempt.
+                self.pending.append(
+                    NodeRow(
+                        execution_id=self.claimed.id,
+                        node_id=node_id,
+                        node_type=row["node_type"],
+                        status=NodeStatus.ERROR,
+                        attempt=row["attempt"],
+                        error_code="INTERRUPTED",
+                        error_message="the process running this attempt stopped before it"
+                        " finished; the node runs again as a new attempt",
+                        end_time=now,
+                    )
+                )
+                continue
             if status == NodeStatus.WAITING:
                 until = _parse_instant((row["output"] or {}).get("wait_until"))
                 if until is not None and until > now:

@@ -1,0 +1,189 @@
+"""``GET /metrics`` over real HTTP: the exposition format, every metric other parts record,
+queue depth read from PostgreSQL (cached), pool usage and bounded labels."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import apply_doc, free_port
+from triggerd.api.metrics import METRICS, Metrics, add_metrics_routes
+from triggerd.config import Settings
+from triggerd.daemon import create_app
+from triggerd.store.executions import NewExecution, insert_executions
+from triggerd.store.workflows import get_trigger
+
+Client = TestClient[Any, Any]
+
+DOC: dict[str, Any] = {
+    "workflows": [
+        {
+            "key": "report",
+            "graph": {"nodes": [{"id": "start", "type": "noop"}]},
+            "triggers": [{"name": "manual", "type": "manual"}],
+        }
+    ]
+}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> Callable[..., Awaitable[Client]]:
+    async def make(pool: Any, metrics: Metrics | None = None) -> Client:
+        app = create_app(Settings(), pool)
+        add_metrics_routes(app, metrics)
+        client: Client = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition, keyed by name and sorted labels."""
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    return samples(await response.text())
+
+
+async def add_new(pool: asyncpg.Pool, count: int) -> list[str]:
+    trigger = await get_trigger(pool, "report/manual")
+    items = [NewExecution(workflow_id=trigger.workflow_id, trigger_id=trigger.id,
+                          trigger_name=trigger.name, trigger_type="manual")
+             for _ in range(count)]
+    await insert_executions(pool, items)
+    return [item.id for item in items]
+
+
+async def test_recorded_events_show_up(
+    make_client: Callable[..., Awaitable[Client]], pool: asyncpg.Pool
+) -> None:
+    client = await make_client(pool)
+    assert client.app is not None
+    metrics = client.app[METRICS]
+    metrics.cron_fired("report/nightly", "fired", 0.2)
+    metrics.cron_fired("report/nightly", "fired", 3.0)
+    metrics.cron_fired("report/nightly", "skipped_overlap", None)
+    metrics.webhook_request("report/push", 202, 0.004)
+    metrics.webhook_request(None, 404, 0.001)
+    metrics.webhook_request("-", 404, 0.001)
+    metrics.execution_finished("report", "SUCCESS", 1.5)
+    metrics.execution_finished("report", "ERROR", None)
+    metrics.node_finished("http", 0.3)
+    metrics.node_finished("noop", 0.0001)
+    metrics.set_clock_skew(-0.25)
+    metrics.backpressure()
+    metrics.backpressure()
+
+    found = await scrape(client)
+    assert found[("triggerd_cron_fires_total",
+                  (("outcome", "fired"), ("trigger", "report/nightly")))] == 2
+    assert found[("triggerd_cron_fires_total",
+                  (("outcome", "skipped_overlap"), ("trigger", "report/nightly")))] == 1
+    # Lateness is observed only when known: two observations, 0.2 and 3.0.
+    assert found[("triggerd_cron_fire_lateness_seconds_count", ())] == 2
+    assert found[("triggerd_cron_fire_lateness_seconds_sum", ())] == pytest.approx(3.2)
+    assert found[("triggerd_cron_fire_lateness_seconds_bucket", (("le", "0.25"),))] == 1
+    assert found[("triggerd_webhook_requests_total",
+                  (("status", "202"), ("trigger", "report/push")))] == 1
+    # Paths that match no trigger share one label value.
+    assert found[("triggerd_webhook_requests_total",
+                  (("status", "404"), ("trigger", "_unknown")))] == 2
+    assert found[("triggerd_webhook_request_seconds_count", ())] == 3
+    assert found[("triggerd_executions_total",
+                  (("status", "SUCCESS"), ("workflow", "report")))] == 1
+    assert found[("triggerd_executions_total",
+                  (("status", "ERROR"), ("workflow", "report")))] == 1
+    assert found[("triggerd_execution_seconds_count", (("workflow", "report"),))] == 1
+    assert found[("triggerd_execution_seconds_sum", (("workflow", "report"),))] == 1.5
+    assert found[("triggerd_node_seconds_count", (("node_type", "http"),))] == 1
+    assert found[("triggerd_node_seconds_bucket", (("le", "0.001"), ("node_type", "noop")))] == 1
+    assert found[("triggerd_clock_skew_seconds", ())] == -0.25
+    assert found[("triggerd_webhook_backpressure_total", ())] == 2
+    assert ("process_cpu_seconds_total", ()) in found
+
+
+async def test_text_format_and_openmetrics(
+    make_client: Callable[..., Awaitable[Client]], pool: asyncpg.Pool
+) -> None:
+    client = await make_client(pool)
+    response = await client.get("/metrics")
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = await response.text()
+    assert "# TYPE triggerd_cron_fires_total counter" in text
+    assert "# HELP triggerd_queue_depth Executions not finished yet" in text
+    assert 'triggerd_queue_depth{status="NEW"} 0.0' in text
+
+    response = await client.get("/metrics",
+                                headers={"Accept": "application/openmetrics-text"})
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await response.text()).endswith("# EOF\n")
+
+
+async def test_queue_depth_and_pool_usage_are_read_at_scrape_time_with_a_cache(
+    make_client: Callable[..., Awaitable[Client]], pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, DOC)
+    ids = await add_new(pool, 3)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING' WHERE id = $1", ids[0])
+    clock = FakeClock()
+    client = await make_client(pool, Metrics(monotonic=clock, queue_depth_ttl=5.0,
+                                             process_metrics=False))
+    found = await scrape(client)
+    depth = {s: found[("triggerd_queue_depth", (("status", s),))]
+             for s in ("NEW", "RUNNING", "WAITING")}
+    assert depth == {"NEW": 2, "RUNNING": 1, "WAITING": 0}
+    assert found[("triggerd_pool_max_connections", ())] == 5
+    idle = found[("triggerd_pool_connections", (("state", "idle"),))]
+    in_use = found[("triggerd_pool_connections", (("state", "in_use"),))]
+    assert idle + in_use == pool.get_size()
+    assert ("process_cpu_seconds_total", ()) not in found
+
+    await add_new(pool, 4)
+    clock.now += 4.9  # within the TTL: the cached depth is served
+    assert (await scrape(client))[("triggerd_queue_depth", (("status", "NEW"),))] == 2
+    clock.now += 0.2
+    assert (await scrape(client))[("triggerd_queue_depth", (("status", "NEW"),))] == 6
+
+
+async def test_unreachable_database_keeps_the_last_depth_and_counts_the_failure(
+    make_client: Callable[..., Awaitable[Client]],
+) -> None:
+    unreachable = await asyncpg.create_pool(
+        f"postgresql://triggerd@127.0.0.1:{free_port()}/triggerd", min_size=0, max_size=2
+    )
+    client = await make_client(unreachable, Metrics(process_metrics=False))
+    found = await scrape(client)
+    assert found[("triggerd_queue_depth_refresh_errors_total", ())] == 1
+    assert found[("triggerd_queue_depth", (("status", "NEW"),))] == 0
+    await unreachable.close()
+
+
+async def test_each_app_has_its_own_registry(
+    make_client: Callable[..., Awaitable[Client]], pool: asyncpg.Pool
+) -> None:
+    first = await make_client(pool)
+    second = await make_client(pool)
+    assert first.app is not None and second.app is not None
+    first.app[METRICS].backpressure()
+    assert (await scrape(first))[("triggerd_webhook_backpressure_total", ())] == 1
+    assert (await scrape(second))[("triggerd_webhook_backpressure_total", ())] == 0
