@@ -33,9 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from triggerd import db  # noqa: E402
-from triggerd.config import Settings  # noqa: E402
-from triggerd.scheduler import CronScheduler  # noqa: E402
+from triggerd import db
+from triggerd.config import Settings
+from triggerd.scheduler import CronScheduler
 
 EXPRESSIONS = [
     "* * * * *", "*/2 * * * *", "*/5 * * * *", "*/10 * * * *", "*/15 * * * *",
@@ -128,6 +128,8 @@ async def insert_triggers(dsn: str, configs: list[dict[str, Any]], per_workflow:
                 per_workflow,
                 start,
             )
+        # As autovacuum would soon: without statistics the planner nests loops over 100k rows.
+        await conn.execute("ANALYZE")
     finally:
         await conn.close()
 
@@ -273,8 +275,9 @@ async def part_a(admin_dsn: str, count: int, reference: bool) -> None:
     print(f"    triggerd CronScheduler: process start to ready {process_s:.2f}s"
           f" (start() {ours['start_s']:.2f}s)  target <= {TARGETS['ready_s']:.0f}s"
           f"  [{verdict(process_s, TARGETS['ready_s'])}]")
+    rss_ok = verdict(ours["peak_rss_mb"], TARGETS["rss_mb"])
     print(f"        RSS {ours['rss_mb']:.0f} MB (peak {ours['peak_rss_mb']:.0f} MB)"
-          f"  target <= {TARGETS['rss_mb']:.0f} MB  [{verdict(ours['peak_rss_mb'], TARGETS['rss_mb'])}]")
+          f"  target <= {TARGETS['rss_mb']:.0f} MB  [{rss_ok}]")
     print(f"        {ours['triggers']:,} triggers in {ours['schedules']} schedules,"
           f" {ours['timers']} APScheduler jobs, {ours['catchup_fired']} catch-up fires")
     if reference:
@@ -285,7 +288,9 @@ async def part_a(admin_dsn: str, count: int, reference: bool) -> None:
               f" {ref['jobs']:,} jobs")
 
 
-async def _burst_database(admin_dsn: str, name: str, count: int, lead: float) -> tuple[str, datetime]:
+async def _burst_database(
+    admin_dsn: str, name: str, count: int, lead: float
+) -> tuple[str, datetime]:
     dsn = await fresh_database(admin_dsn, name)
     target = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     expression = f"{target.second} {target.minute} {target.hour} * * *"
@@ -336,10 +341,12 @@ async def part_b(admin_dsn: str, count: int, reference: bool) -> None:
     await pool.close()
     recorded, late = await _burst_figures(dsn, target)
     p99 = percentile(late, 0.99)
+    worst = max(late, default=math.nan)
     print(f"    triggerd: {recorded:,}/{count:,} executions recorded"
-          f"  [{'ok' if recorded == count else 'MISSED'}]; lateness (created_at - scheduled_for)"
-          f" p50 {percentile(late, 0.5):.1f} ms, p99 {p99:.1f} ms, max {max(late, default=math.nan):.1f} ms"
-          f"  target p99 <= {TARGETS['burst_p99_ms']:.0f} ms  [{verdict(p99, TARGETS['burst_p99_ms'])}]")
+          f"  [{'ok' if recorded == count else 'MISSED'}]")
+    print(f"        lateness (created_at - scheduled_for) p50 {percentile(late, 0.5):.1f} ms,"
+          f" p99 {p99:.1f} ms, max {worst:.1f} ms  target p99 <= {TARGETS['burst_p99_ms']:.0f} ms"
+          f"  [{verdict(p99, TARGETS['burst_p99_ms'])}]")
     print("        (one statement: every row shares its transaction's start time);"
           f" all {count:,} committed and visible at +{visible or math.nan:.0f} ms")
     if reference:

@@ -395,7 +395,7 @@ def run_python_load(url: str, folder: Path, run: str, auth: str, *, threads: int
     return asyncio.run(main())
 
 
-# --- orchestration ----------------------------------------------------------------------------------
+# --- orchestration ---------------------------------------------------------------------------
 
 
 def _proc_cpu(pid: int, *, with_children: bool = False) -> float:
@@ -442,10 +442,10 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], what: str) -> None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the {what} server exited with status {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
+        url = f"http://127.0.0.1:{port}/healthz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                return
         time.sleep(0.1)
     raise RuntimeError(f"the {what} server did not become healthy")
 

@@ -57,8 +57,9 @@ def test_document_is_valid_openapi_3_1() -> None:
     doc = openapi_document()
     errors = sorted(Draft202012Validator(OPENAPI_31).iter_errors(doc), key=str)
     assert errors == []
-    for name, schema in doc["components"]["schemas"].items():
-        Draft202012Validator.check_schema(schema), name
+    # The OpenAPI meta-schema does not look inside schemas: check each one as JSON Schema.
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
     # Every operation but the document itself needs the token.
     for path, item in doc["paths"].items():
         for method, operation in item.items():

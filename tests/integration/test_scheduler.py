@@ -18,6 +18,7 @@ from tests.integration.test_scheduler_support import (
 )
 from triggerd import db
 from triggerd.cron import fires_between, parse_cron, utc_iso
+from triggerd.planning import jitter_offset
 
 Pool = Any
 EVERY_SECOND = "* * * * * *"
@@ -200,3 +201,29 @@ async def test_catch_up_follows_each_misfire_policy_after_downtime(
         pass
     assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == before
     assert again.stats.outcomes == {}
+
+
+async def test_jitter_delays_the_fire_but_not_the_slot(pool: Pool, dsn: str) -> None:
+    workflow_id = await make_workflow(pool)
+    jitter = timedelta(milliseconds=700)
+    trigger = await make_trigger(
+        pool, workflow_id, "jittered", {"cron": EVERY_SECOND, "overlap": "allow", "jitter": "700ms"}
+    )
+    async with running(pool, dsn):
+        await asyncio.sleep(2.5)
+    runs = await executions_of(pool, trigger)
+    assert len(runs) >= 2
+    offsets = set()
+    for run in runs:
+        slot = run["scheduled_for"]
+        offset = jitter_offset(trigger, slot, jitter)
+        offsets.add(offset)
+        assert slot.microsecond == 0
+        assert run["dedupe_key"] == f"cron:{utc_iso(slot)}"
+        fired_at = datetime.fromisoformat(
+            run["context"]["trigger"]["fired_at"].replace("Z", "+00:00")
+        )
+        # Fires are grouped per millisecond, so one may start up to 1 ms before its offset.
+        assert fired_at >= slot + offset - timedelta(milliseconds=1)
+        assert run["created_at"] >= slot + offset - timedelta(milliseconds=1)
+    assert len(offsets) == len(runs), "every slot gets its own offset"

@@ -422,6 +422,36 @@ async def test_chunked_body_past_the_limit_is_413_without_reading_the_rest(
     assert row["input"] == {"body": "b" * 500 + "c" * 500}
 
 
+async def test_expect_continue_refuses_a_large_body_before_it_is_sent(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "ask", max_body_bytes=1000)))
+    client, _ = await make_client()
+    host, port = client.server.host, client.server.port
+    assert port is not None
+
+    async def ask(length: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST /hooks/ask HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % length
+        )
+        await writer.drain()
+        return reader, writer, await reader.readuntil(b"\r\n\r\n")
+
+    reader, writer, head = await ask(5000)
+    assert head.startswith(b"HTTP/1.1 413 ")
+    writer.close()
+    reader, writer, head = await ask(3)
+    assert head == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"abc")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 202 ")
+    writer.close()
+    [row] = await executions(pool)
+    assert row["input"] == {"body": "abc"}
+
+
 async def test_unsupported_content_type_is_415(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:
@@ -793,11 +823,12 @@ async def sync_call(
     return await call, row["id"]
 
 
-async def test_sync_mode_answers_with_the_respond_node(
+async def test_sync_mode_answers_with_the_run(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:
     await apply(pool, workflow("w", hook("h", "sync", response=ResponseMode.SYNC)))
     client, _ = await make_client()
+    # A respond node ran: its status, headers and body are the answer.
     output = {"status": 201, "headers": {"X-Reply": "yes", "Content-Length": "1"},
               "body": {"ok": True}}
     resp, execution_id = await sync_call(client, pool, "/hooks/sync", "SUCCESS", output,
@@ -807,22 +838,12 @@ async def test_sync_mode_answers_with_the_respond_node(
     assert resp.headers["Triggerd-Execution-Id"] == execution_id
     assert resp.headers["Content-Type"].startswith("application/json")
     assert await resp.json() == {"ok": True}
-
-
-async def test_sync_mode_without_respond_node_answers_200_with_the_output(
-    make_client: ClientFactory, pool: asyncpg.Pool
-) -> None:
-    await apply(pool, workflow("w", hook("h", "sync", response=ResponseMode.SYNC)))
-    client, _ = await make_client()
+    # No respond node: 200 with the run's output, whatever its shape.
     resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS",
                               {"status": 999, "body": "not a respond node"})
     assert resp.status == 200
     assert await resp.json() == {"status": 999, "body": "not a respond node"}
-
-
-async def test_sync_mode_failed_run_is_500(make_client: ClientFactory, pool: asyncpg.Pool) -> None:
-    await apply(pool, workflow("w", hook("h", "sync", response=ResponseMode.SYNC)))
-    client, _ = await make_client()
+    # A failed run.
     resp, execution_id = await sync_call(client, pool, "/hooks/sync", "ERROR", None)
     assert resp.status == 500
     assert await resp.json() == {
@@ -915,3 +936,20 @@ async def test_stop_answers_new_requests_503(
     }
     assert await executions(pool) == []
 
+
+
+async def test_json_object_bodies_are_stored_as_parsed(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """Whether the input is stored from the sender's text or re-encoded, it is the same
+    document the schema check saw."""
+    await apply(pool, workflow("w", hook("h", "doc")))
+    client, _ = await make_client()
+    body = '  {"a": 1, "a": 2, "n": 1.50, "s": "\\u00e9t\\u00e9", "deep": {"x": [true, null]}}'
+    for content_type in ("application/json", "application/json; charset=UTF-8",
+                         "application/vnd.api+json", "application/json; charset=latin-1"):
+        resp = await client.post("/hooks/doc", data=body.encode("latin-1"),
+                                 headers={"Content-Type": content_type})
+        assert resp.status == 202, content_type
+    inputs = [r["input"] for r in await executions(pool)]
+    assert inputs == [{"a": 2, "n": 1.5, "s": "été", "deep": {"x": [True, None]}}] * 4

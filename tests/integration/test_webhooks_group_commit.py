@@ -4,33 +4,33 @@ stop. Most tests use a stand-in store to control timing; one runs the real state
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.integration.test_webhooks import apply, hook, workflow
 from triggerd.errors import DatabaseUnavailable
-from triggerd.store.executions import NewExecution
-from triggerd.store.webhooks import InboxItem, InboxResult
+from triggerd.store.webhooks import InboxItem, InboxResult, InboxWriter
 from triggerd.webhooks.group_commit import GroupCommit, QueueFull, ShuttingDown
 
 WHEN = datetime(2024, 5, 1, tzinfo=UTC)
 
 
-def item(n: int, *, trigger_id: str = "t", workflow_id: str = "w",
+def item(n: int, *, trigger_id: str = "t", workflow_id: str = "w", version_id: str = "v",
          key: str | None = None) -> InboxItem:
     return InboxItem(
-        execution=NewExecution(
-            workflow_id=workflow_id,
-            trigger_id=trigger_id,
-            trigger_name="h",
-            trigger_type="webhook",
-            dedupe_key=key,
-            input={"n": n},
-        ),
+        id=str(uuid.uuid4()),
+        workflow_id=workflow_id,
+        version_id=version_id,
+        trigger_id=trigger_id,
+        trigger_name="h",
+        dedupe_key=key,
+        dedupe_ttl=None,
+        input_json=json.dumps({"n": n}),
         method="POST",
         path="/hooks/x",
         query={},
@@ -50,22 +50,31 @@ class FakeStore:
         self.release.set()
         self.fail_with: BaseException | None = None
         self.poison: set[int] = set()
+        self.opened = 0
+        self.closed = 0
 
-    async def __call__(self, pool: Any, items: Sequence[InboxItem]) -> list[InboxResult | None]:
-        numbers = [i.execution.input["n"] for i in items]
+    def open(self) -> FakeStore:
+        self.opened += 1
+        return self
+
+    async def close(self) -> None:
+        self.closed += 1
+
+    async def store(self, items: Sequence[InboxItem]) -> list[InboxResult | None]:
+        numbers = [json.loads(i.input_json)["n"] for i in items]
         self.batches.append(numbers)
         await self.release.wait()
         if self.fail_with is not None:
             raise self.fail_with
         if self.poison & set(numbers):
             raise ValueError("bad row")
-        return [InboxResult(execution_id=i.execution.id, created=True) for i in items]
+        return [InboxResult(execution_id=i.id, created=True) for i in items]
 
 
 async def test_concurrent_submissions_share_batches_and_wait_for_the_commit() -> None:
     store = FakeStore()
     store.release.clear()
-    commit = GroupCommit(None, max_batch=4, store=store)
+    commit = GroupCommit(store.open, max_batch=4)
     commit.start()
     tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(10)]
     await asyncio.sleep(0.01)
@@ -85,7 +94,7 @@ async def test_concurrent_submissions_share_batches_and_wait_for_the_commit() ->
 async def test_unavailable_database_fails_the_whole_batch_retryably() -> None:
     store = FakeStore()
     store.fail_with = DatabaseUnavailable("gone")
-    commit = GroupCommit(None, store=store)
+    commit = GroupCommit(store.open)
     commit.start()
     results = await asyncio.gather(*(commit.submit(item(n)) for n in range(3)),
                                    return_exceptions=True)
@@ -100,7 +109,7 @@ async def test_a_poisoned_item_does_not_fail_its_neighbours() -> None:
     store = FakeStore()
     store.poison = {1}
     store.release.clear()
-    commit = GroupCommit(None, store=store)
+    commit = GroupCommit(store.open)
     commit.start()
     tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(3)]
     await asyncio.sleep(0.01)
@@ -116,7 +125,7 @@ async def test_a_poisoned_item_does_not_fail_its_neighbours() -> None:
 async def test_stop_flushes_everything_queued_then_refuses() -> None:
     store = FakeStore()
     store.release.clear()
-    commit = GroupCommit(None, max_batch=2, store=store)
+    commit = GroupCommit(store.open, max_batch=2)
     commit.start()
     tasks = [asyncio.create_task(commit.submit(item(n))) for n in range(5)]
     await asyncio.sleep(0.01)
@@ -126,6 +135,7 @@ async def test_stop_flushes_everything_queued_then_refuses() -> None:
     store.release.set()
     await stopping
     assert [t.result().created for t in tasks] == [True] * 5  # all written before stop returned
+    assert (store.opened, store.closed) == (1, 1)
     with pytest.raises(ShuttingDown):
         await commit.submit(item(99))
 
@@ -133,7 +143,7 @@ async def test_stop_flushes_everything_queued_then_refuses() -> None:
 async def test_a_full_queue_refuses_instead_of_growing() -> None:
     store = FakeStore()
     store.release.clear()
-    commit = GroupCommit(None, max_batch=1, max_queue=2, store=store)
+    commit = GroupCommit(store.open, max_batch=1, max_queue=2)
     commit.start()
     tasks = [asyncio.create_task(commit.submit(item(0)))]
     await asyncio.sleep(0.01)  # item 0 in flight
@@ -149,12 +159,14 @@ async def test_a_full_queue_refuses_instead_of_growing() -> None:
 
 async def test_real_batches_store_rows_and_resolve_duplicates(pool: asyncpg.Pool) -> None:
     await apply(pool, workflow("w", hook("h", "gc")))
-    ids = await pool.fetchrow("SELECT id::text AS trigger, workflow_id::text AS workflow"
-                              " FROM workflow_triggers")
-    commit = GroupCommit(pool)
+    ids = await pool.fetchrow(
+        "SELECT t.id::text AS trigger, t.workflow_id::text AS workflow, v.id::text AS version"
+        " FROM workflow_triggers t JOIN workflow_versions v ON v.workflow_id = t.workflow_id"
+    )
+    commit = GroupCommit(lambda: InboxWriter(pool), writers=2)
     commit.start()
     items = [item(n, trigger_id=ids["trigger"], workflow_id=ids["workflow"],
-                  key=f"webhook:k{n % 5}") for n in range(40)]
+                  version_id=ids["version"], key=f"webhook:k{n % 5}") for n in range(40)]
     results = await asyncio.gather(*(commit.submit(i) for i in items))
     await commit.stop()
     assert sum(r.created for r in results) == 5
@@ -168,4 +180,4 @@ async def test_real_batches_store_rows_and_resolve_duplicates(pool: asyncpg.Pool
     assert {r["id"] for r in stored} == winners
     by_key = {r["dedupe_key"]: r["id"] for r in stored}
     for i, result in zip(items, results, strict=True):
-        assert result.execution_id == by_key[i.execution.dedupe_key]
+        assert result.execution_id == by_key[i.dedupe_key]

@@ -166,3 +166,33 @@ async def test_database_outage_under_load_503_then_recovery(
     # A 503 may still have been stored (the commit raced the cut), never the reverse.
     assert len(rows) == len(stored)
     assert answers[-1][0] == 202  # recovered without a restart
+
+
+async def test_starting_without_a_database_answers_503_until_routes_load(
+    aiohttp_client: Any, pool: asyncpg.Pool, proxy: PgProxy
+) -> None:
+    await apply(pool, workflow("w", hook("h", "early")))
+    via_proxy = await db.create_pool(proxy.dsn, min_size=0, max_size=2)
+    await proxy.stop()
+    settings = Settings()
+    app = create_app(settings, via_proxy)
+    ingress = setup_webhooks(app, pool=via_proxy, dsn=proxy.dsn, settings=settings,
+                             pending_interval=3600.0, reload_interval=3600.0)
+    await ingress.start()  # does not fail: the database may come later
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    try:
+        resp = await client.post("/hooks/early", json={})
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+        assert await resp.json() == {
+            "error": "unavailable",
+            "message": "webhooks are not loaded yet; retry later",
+        }
+        assert (await client.get("/readyz")).status == 503
+        await proxy.start()
+        while not ingress.routes.loaded:  # the listener reconnects and reconciles
+            await asyncio.sleep(0.02)
+        assert (await client.post("/hooks/early", json={})).status == 202
+    finally:
+        await ingress.stop()
+        await via_proxy.close()

@@ -40,15 +40,22 @@ from triggerd.api.openapi import (
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.cron import fire_to_json, next_fires, parse_cron
 from triggerd.definitions import load_documents, parse_trigger_config
+from triggerd.definitions.problems import definition_error
 from triggerd.errors import (
     Conflict,
     DatabaseUnavailable,
     DefinitionError,
     NotFound,
+    Problem,
     TriggerdError,
 )
 from triggerd.model import CronConfig, ExecutionStatus, TriggerType
-from triggerd.store.admin import ExecutionPosition, page_executions, slot_history
+from triggerd.store.admin import (
+    ExecutionPosition,
+    is_invalid_value,
+    page_executions,
+    slot_history,
+)
 from triggerd.store.executions import (
     NewExecution,
     get_execution,
@@ -90,6 +97,7 @@ MAX_JSON_DEPTH = 64
 MAX_LISTED_ERRORS = 100
 RETRY_AFTER_SECONDS = 5
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Matched with fullmatch: "$" alone would also accept a trailing newline.
 _KEY = re.compile(KEY_PATTERN)
 _TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
 _CURSOR = re.compile(CURSOR_PATTERN)
@@ -238,7 +246,7 @@ def _int_query(request: web.Request, name: str, *, default: int, low: int, high:
     text = _query_value(request, name)
     if text is None:
         return default
-    if not _INTEGER.match(text):
+    if not _INTEGER.fullmatch(text):
         raise _bad_parameter(f"{name}: {text[:40]!r} is not an integer ({low}-{high})")
     value = int(text)
     if not low <= value <= high:
@@ -273,7 +281,7 @@ def _key_query(request: web.Request, name: str) -> str | None:
 
 
 def _is_key(text: str) -> bool:
-    return 1 <= len(text) <= KEY_MAX_LENGTH and _KEY.match(text) is not None
+    return 1 <= len(text) <= KEY_MAX_LENGTH and _KEY.fullmatch(text) is not None
 
 
 def _path_key(request: web.Request, name: str, what: str) -> str:
@@ -308,7 +316,7 @@ def encode_cursor(record: ExecutionRecord) -> str:
 
 
 def decode_cursor(text: str) -> ExecutionPosition:
-    if not _CURSOR.match(text):
+    if not _CURSOR.fullmatch(text):
         raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
     micros, _, hex_id = text.partition("-")
     return ExecutionPosition(
@@ -703,7 +711,7 @@ async def slots_handler(request: web.Request) -> web.Response:
 async def list_executions_handler(request: web.Request) -> web.Response:
     status = _enum_query(request, "status", tuple(s.value for s in ExecutionStatus))
     trigger_name = _query_value(request, "trigger")
-    if trigger_name is not None and not _TRIGGER_NAME.match(trigger_name):
+    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
         raise _bad_parameter(
             f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
         )
@@ -757,13 +765,26 @@ async def retry_execution_handler(request: web.Request) -> web.Response:
 # --- handlers: definitions --------------------------------------------------------------------
 
 
+def _value_refused(message: str) -> DefinitionError:
+    return definition_error([Problem(BODY_LABEL, "$", message)])
+
+
 async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
     document = await _json_body(request, required=True,
                                 expected='a definition document {"workflows": [...]}')
-    specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 with problems
-    async with request.app[POOL].acquire() as conn:
-        report = await apply_workflows(conn, specs, prune=prune)
+    try:
+        specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 + problems
+    except OverflowError as exc:
+        # A duration too large for a timedelta ("99999999999d") overflows while checking.
+        raise _value_refused(f"a duration or number is too large ({exc})") from None
+    try:
+        async with request.app[POOL].acquire() as conn:
+            report = await apply_workflows(conn, specs, prune=prune)
+    except Exception as exc:
+        if is_invalid_value(exc):  # e.g. a trigger version beyond PostgreSQL's integer
+            raise _value_refused(f"the database refused a value: {exc}") from None
+        raise
     logger.info("definitions applied via the admin API",
                 extra={"event": "api_definitions_applied", "changed": report.changed,
                        "summary": [line for line in report.lines

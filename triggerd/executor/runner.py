@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 BUFFERED_TYPES = frozenset({"set", "if", "switch", "noop", "log", "fail", "respond"})
 EXPRESSION_ERROR = "EXPRESSION_ERROR"
+# An attempt cut short by a dead process: not a failure of the node, never handled as one.
+INTERRUPTED = "INTERRUPTED"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +50,7 @@ class PreparedVersion:
     id: str
     version: int
     graph: Graph
+    workflow_key: str | None
     validator: Draft202012Validator
     env: dict[str, str]
     secret_refs: dict[str, Any]
@@ -60,6 +63,7 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
     return PreparedVersion(
         id=str(row["id"]),
         version=row["version"],
+        workflow_key=row.get("workflow_key"),
         graph=graph_from_json(row["graph"]),
         validator=Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
         env={str(k): str(v) for k, v in (env_config.get("env") or {}).items()},
@@ -121,6 +125,8 @@ class Runner:
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
     next_attempt: dict[str, int] = field(default_factory=dict)
     parked_until: dict[str, datetime] = field(default_factory=dict)
+    # (node type, milliseconds) of every finished attempt, for metrics.
+    timings: list[tuple[str, float]] = field(default_factory=list)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -173,7 +179,7 @@ class Runner:
                         node_type=row["node_type"],
                         status=NodeStatus.ERROR,
                         attempt=row["attempt"],
-                        error_code="INTERRUPTED",
+                        error_code=INTERRUPTED,
                         error_message="the process running this attempt stopped before it"
                         " finished; the node runs again as a new attempt",
                         end_time=now,
@@ -203,7 +209,7 @@ class Runner:
                 continue
             if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
                 status == NodeStatus.ERROR
-                and row["error_code"] is not None
+                and row["error_code"] not in (None, INTERRUPTED)
                 and self._handled_failure(node_id)
             ):
                 branch = row["branch"] or recorded_branch(row["node_type"], row["output"])
@@ -407,6 +413,7 @@ class Runner:
                     )
                     raise
             elapsed_ms = (time.perf_counter() - t0) * 1000
+            self.timings.append((node.type, elapsed_ms))
             ended = self.clock()
             if failure is None:
                 assert result is not None

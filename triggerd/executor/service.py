@@ -41,6 +41,7 @@ class Executor:
     owner: str = field(default_factory=make_owner)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     name: str = "executor"
+    metrics: Any = None  # triggerd.api.metrics.Metrics, when the daemon serves /metrics
     stats: dict[str, int] = field(
         default_factory=lambda: {
             "started": 0,
@@ -264,6 +265,14 @@ class Executor:
             raise
         await writer.write(nodes=list(runner.pending), finished=[update])
         self.stats[update.status] = self.stats.get(update.status, 0) + 1
+        if self.metrics is not None:
+            for node_type, ms in runner.timings:
+                self.metrics.node_finished(node_type, ms / 1000)
+            if update.status != "WAITING":
+                seconds = (self.clock() - execution.start_time).total_seconds()
+                self.metrics.execution_finished(
+                    runner.version.workflow_key or execution.workflow_id, update.status, seconds
+                )
         if update.status == "WAITING" and update.resume_at is not None:
             delay = max(0.0, (update.resume_at - self.clock()).total_seconds())
             asyncio.get_running_loop().call_later(delay + 0.01, self._wake.set)

@@ -33,14 +33,11 @@ class CronEntry:
     full_name: str  # workflow_key/trigger_name, for logs and /readyz
     config: CronConfig
     config_text: str
+    key: ScheduleKey  # (config.cron, config.timezone), shared by the group's entries
     enabled_at: datetime
     # Slots at or before this instant belong to a catch-up (or were decided already); the
     # timer path only fires later ones.
     floor: datetime
-
-    @property
-    def key(self) -> ScheduleKey:
-        return (self.config.cron, self.config.timezone)
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -53,25 +50,41 @@ class ScheduleGroup:
     next_at: datetime | None = None  # the instant the group's timer is set for
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ParsedConfig:
+    text: str  # the stored text, shared by every trigger with this config
+    config: CronConfig
+    schedule: CronSchedule
+    key: ScheduleKey
+
+
 class ConfigCache:
     """Parsed configs by their stored text; a config that does not parse is logged once
     and its triggers are not scheduled."""
 
     def __init__(self) -> None:
-        self._parsed: dict[str, tuple[CronConfig, CronSchedule] | None] = {}
+        self._parsed: dict[str, ParsedConfig | None] = {}
 
-    def get(self, text: str, trigger: str) -> tuple[CronConfig, CronSchedule] | None:
-        if text in self._parsed:
+    def get(self, text: str, row: CronTriggerRow) -> ParsedConfig | None:
+        try:
             return self._parsed[text]
-        result: tuple[CronConfig, CronSchedule] | None = None
+        except KeyError:
+            pass
+        result: ParsedConfig | None = None
         try:
             config = parse_trigger_config(TriggerType.CRON, json.loads(text))
             assert isinstance(config, CronConfig)
-            result = (config, parse_cron(config.cron, config.timezone))
+            result = ParsedConfig(
+                text=text,
+                config=config,
+                schedule=parse_cron(config.cron, config.timezone),
+                key=(config.cron, config.timezone),
+            )
         except (TriggerdError, ValueError) as exc:
             logger.warning(
                 "cron trigger has an invalid config; not scheduled",
-                extra={"event": "cron_trigger_invalid", "trigger": trigger, "error": str(exc)},
+                extra={"event": "cron_trigger_invalid", "trigger": row.full_name,
+                       "trigger_id": row.id, "error": str(exc)},
             )
         self._parsed[text] = result
         return result
@@ -97,7 +110,8 @@ class TriggerTable:
 
     def add(self, entry: CronEntry, schedule: CronSchedule) -> tuple[ScheduleGroup, bool]:
         """Add (or replace) an entry; returns its group and whether the group is new."""
-        self.remove(entry.id)
+        if entry.id in self.entries:
+            self.remove(entry.id)
         self.entries[entry.id] = entry
         group = self.groups.get(entry.key)
         created = group is None

@@ -37,7 +37,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triggerd.config import SchedulerSettings, Settings
 from triggerd.cron import CronSchedule, fires_between, last_fires, next_fire, utc_iso
@@ -58,6 +58,7 @@ from triggerd.store.slots import (
     RUN_OUTCOMES,
     CronTriggerRow,
     ExpectedSlot,
+    SlotBatch,
     SlotRequest,
     SlotWriteResult,
     database_clock,
@@ -66,6 +67,9 @@ from triggerd.store.slots import (
     record_slots,
     warm_up,
 )
+
+if TYPE_CHECKING:
+    import asyncpg
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,10 @@ OVERDUE_LOOKBACK = timedelta(days=400)
 OVERDUE_NAMES = 10
 OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
+# A slot this much past its due time is missed (a misfire); a more recent one still fires.
+CATCHUP_GRACE = timedelta(seconds=1)
+# Rows processed between two yields to the event loop while (re)loading many triggers.
+YIELD_EVERY = 5000
 
 
 def utc_now() -> datetime:
@@ -158,7 +166,7 @@ class CronScheduler:
     def __init__(
         self,
         *,
-        pool: Any,
+        pool: asyncpg.Pool,
         dsn: str,
         settings: Settings,
         clock: Clock = utc_now,
@@ -287,11 +295,13 @@ class CronScheduler:
             self._table = TriggerTable()
             memo: CatchupMemo = {}
             requests: list[SlotRequest] = []
-            for row in rows:
+            for i, row in enumerate(rows, 1):
                 added = self._add_row(row, now)
                 if added is not None:
                     entry, group, _ = added
                     requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
+                if i % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # other components share the loop
             for group in self._table.groups.values():
                 self._schedule_group(group, now)
             self._configs.retain({e.config_text for e in self._table})
@@ -323,7 +333,7 @@ class CronScheduler:
                 return  # the pending rebuild reloads everything anyway
             rows = await load_cron_triggers(self._pool, None if ids is None else sorted(ids))
             now = self._clock()
-            requests, changes = self._apply(rows, ids, now)
+            requests, changes = await self._apply(rows, ids, now)
             if ids is None:
                 self._configs.retain({e.config_text for e in self._table})
                 self._stats.last_reconcile = now
@@ -341,14 +351,18 @@ class CronScheduler:
                 },
             )
 
-    def _apply(
+    async def _apply(
         self, rows: Sequence[CronTriggerRow], scope: set[str] | None, now: datetime
     ) -> tuple[list[SlotRequest], dict[str, int]]:
+        """Diff loaded rows against the cache. It yields to the loop now and then; instants
+        firing meanwhile see a consistent table, as each change is made in one step."""
         memo: CatchupMemo = {}
         requests: list[SlotRequest] = []
         changes = {"added": 0, "changed": 0, "removed": 0}
         seen: set[str] = set()
-        for row in rows:
+        for i, row in enumerate(rows, 1):
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             seen.add(row.id)
             current = self._table.entries.get(row.id)
             if current is not None and unchanged(current, row):
@@ -372,19 +386,19 @@ class CronScheduler:
     def _add_row(
         self, row: CronTriggerRow, now: datetime
     ) -> tuple[CronEntry, ScheduleGroup, bool] | None:
-        parsed = self._configs.get(row.config_text, row.full_name)
+        parsed = self._configs.get(row.config_text, row)
         if parsed is None:
             return None
-        config, schedule = parsed
         entry = CronEntry(
             id=row.id,
             full_name=row.full_name,
-            config=config,
-            config_text=row.config_text,
+            config=parsed.config,
+            config_text=parsed.text,  # one string per distinct config, not per trigger
+            key=parsed.key,
             enabled_at=row.enabled_at,
             floor=now,
         )
-        group, created = self._table.add(entry, schedule)
+        group, created = self._table.add(entry, parsed.schedule)
         return entry, group, created
 
     def _catch_up(
@@ -395,17 +409,21 @@ class CronScheduler:
         now: datetime,
         memo: CatchupMemo,
     ) -> list[SlotRequest]:
-        """The catch-up plan of one trigger for the slots in (since, now]; ``entry.floor``
-        is ``now``, so the timer path only fires later slots."""
+        """What to do with one trigger's slots in (since, now], since being its last
+        recorded slot or, when later, the instant it was enabled. ``entry.floor`` is ``now``:
+        the timer path fires the later slots.
+
+        Only slots older than their due time (slot + jitter) by CATCHUP_GRACE are missed and
+        go through the misfire policy; the recent ones fire as usual (at their jittered
+        time). A replica that starts or recovers while others run could otherwise claim a
+        slot they are about to fire on time and record it as a misfire.
+        """
         since = entry.enabled_at if last_slot is None else max(last_slot, entry.enabled_at)
         config = entry.config
-        # A jittered slot is due at slot + offset < slot + jitter: the slots of the last
-        # `jitter` may still be ahead of their fire time, so they are scheduled, not planned.
-        end = now - config.jitter
+        recent = now - config.jitter - CATCHUP_GRACE
         requests: list[SlotRequest] = []
-        if end > since:
-            key = (entry.key, config.misfire, config.catchup_window, config.max_catchup,
-                   since, end)
+        if recent > since:
+            key: tuple[Any, ...] = ("plan", entry.config_text, since, recent)
             decisions = memo.get(key)
             if decisions is None:
                 # plan_catchup covers (max(last_slot, enabled_since), now]; `since` is that
@@ -417,7 +435,7 @@ class CronScheduler:
                     max_catchup=config.max_catchup,
                     last_slot=None,
                     enabled_since=since,
-                    now=end,
+                    now=recent,
                 )
                 memo[key] = decisions
             for decision in decisions:
@@ -430,9 +448,22 @@ class CronScheduler:
                         detail=decision.detail,
                     )
                 )
-        if config.jitter:
-            for fire in fires_between(schedule, max(since, end), now):
-                self._add_jitter(entry, fire.at, now)
+        start = max(since, recent)
+        if start < now:
+            key = ("recent", entry.key, start)
+            tail = memo.get(key)
+            if tail is None:
+                tail = memo[key] = [
+                    SlotDecision(scheduled_for=f.at, fire=True, reason=SlotOutcome.FIRED)
+                    for f in fires_between(schedule, start, now)
+                ]
+            for slot in tail:
+                if config.jitter:
+                    self._add_jitter(entry, slot.scheduled_for, now)
+                else:
+                    requests.append(
+                        self._request(entry, slot.scheduled_for, utc_iso(slot.scheduled_for))
+                    )
         return requests
 
     @staticmethod
@@ -503,8 +534,8 @@ class CronScheduler:
         if self._late(at, now):
             self._request_recovery("stall", late_s=round((now - at).total_seconds(), 3))
             return
-        slot_iso = utc_iso(at)
-        batch: list[SlotRequest] = []
+        batch = SlotBatch()
+        slot = batch.slot_ref(at, utc_iso(at))
         due: list[ScheduleGroup] = []
         for key in keys:
             group = self._table.groups.get(key)
@@ -517,7 +548,9 @@ class CronScheduler:
                 if entry.config.jitter:
                     self._add_jitter(entry, at, now)
                 else:
-                    batch.append(self._request(entry, at, slot_iso))
+                    batch.add(
+                        entry.id, batch.config_ref(entry.config_text, entry.config.overlap), slot
+                    )
         write = self._start_write(batch, due=at) if batch else None
         if write is not None:
             # Let the statement go out before the next instants are computed.
@@ -537,18 +570,18 @@ class CronScheduler:
         if self._late(at, self._clock()):
             self._request_recovery("stall")
             return
-        batch = [
+        batch = SlotBatch.of(
             self._request(entry, slot, utc_iso(slot))
             for entry, slot in bucket
             if self._table.current(entry)  # a reload replaced it and caught it up
-        ]
+        )
         if batch:
             await self._write(batch, due=at)
 
     # --- writing -----------------------------------------------------------------------------
 
     def _start_write(
-        self, requests: Sequence[SlotRequest], *, due: datetime | None
+        self, requests: SlotBatch, *, due: datetime | None
     ) -> asyncio.Task[SlotWriteResult | None]:
         """Start writing a batch in its own task, tracked so a gap can wait for it."""
         task = asyncio.create_task(self._write_now(requests, due))
@@ -557,14 +590,14 @@ class CronScheduler:
         return task
 
     async def _write(
-        self, requests: Sequence[SlotRequest], *, due: datetime | None
+        self, requests: SlotBatch, *, due: datetime | None
     ) -> SlotWriteResult | None:
         """Write a batch; shielded so a cancelled caller does not abandon a statement
         half-way."""
         return await asyncio.shield(self._start_write(requests, due=due))
 
     async def _write_now(
-        self, requests: Sequence[SlotRequest], due: datetime | None
+        self, requests: SlotBatch, due: datetime | None
     ) -> SlotWriteResult | None:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             fired = self._clock()
@@ -603,7 +636,7 @@ class CronScheduler:
     async def _write_catch_up(self, requests: Sequence[SlotRequest]) -> _Tally:
         tally = _Tally()
         for start in range(0, len(requests), WRITE_CHUNK):
-            chunk = requests[start : start + WRITE_CHUNK]
+            chunk = SlotBatch.of(requests[start : start + WRITE_CHUNK])
             tally.add(await self._write(chunk, due=None), len(chunk))
         return tally
 

@@ -35,6 +35,7 @@ Callback = Callable[[], Awaitable[None]]
 
 DEFAULT_EARLY = timedelta(milliseconds=50)
 DEFAULT_EARLY_RATIO = 0.002
+SHUTDOWN_GRACE = 10.0
 
 
 class PreciseTimer:
@@ -52,6 +53,8 @@ class PreciseTimer:
         self._early_ratio = early_ratio
         self._keys: set[str] = set()
         self._running: set[asyncio.Task[Any]] = set()
+        self._sleeping: set[asyncio.Task[Any]] = set()
+        self._closed = False
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
@@ -69,19 +72,26 @@ class PreciseTimer:
     def start(self) -> None:
         """Start APScheduler on the running event loop."""
         if not self._scheduler.running:
+            self._closed = False
             self._scheduler.start()
 
     async def shutdown(self) -> None:
-        """Stop APScheduler and cancel the callbacks that are waiting or running."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        """Cancel the timers, let the callbacks already running finish (up to
+        SHUTDOWN_GRACE seconds), then stop APScheduler."""
+        self._closed = True
+        self._scheduler.remove_all_jobs()
         self._keys.clear()
-        tasks = list(self._running)
-        for task in tasks:
-            task.cancel()
-        # APScheduler shuts down on the loop's next turn; let it, and let the tasks end.
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.sleep(0)
+        for task in self._sleeping:
+            task.cancel()  # _run ends quietly: its callback never started
+        if self._running:
+            _, late = await asyncio.wait(set(self._running), timeout=SHUTDOWN_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._scheduler.running:
+            # APScheduler shuts down on the loop's next turn; let it.
+            self._scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)
 
     def call_at(self, when: datetime, callback: Callback, *, key: str) -> None:
         """Run ``callback`` at ``when`` (tz-aware); ``key`` names the timer (one per key:
@@ -113,12 +123,22 @@ class PreciseTimer:
     async def _run(self, when: datetime, callback: Callback, key: str) -> None:
         self._keys.discard(key)
         task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
+        assert task is not None
+        self._running.add(task)
         try:
             remaining = (when - self._clock()).total_seconds()
             if remaining > 0:
-                await asyncio.sleep(remaining)
+                self._sleeping.add(task)
+                try:
+                    await asyncio.sleep(remaining)
+                except asyncio.CancelledError:
+                    if self._closed:
+                        return  # shutdown cancelled the wait, not APScheduler's job
+                    raise
+                finally:
+                    self._sleeping.discard(task)
+            if self._closed:
+                return
             await callback()
         except asyncio.CancelledError:
             raise
@@ -127,5 +147,4 @@ class PreciseTimer:
                 "timer callback failed", extra={"event": "cron_timer_failed", "timer": key}
             )
         finally:
-            if task is not None:
-                self._running.discard(task)
+            self._running.discard(task)

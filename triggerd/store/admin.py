@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
@@ -78,3 +80,9 @@ async def queue_depth(conn: Conn) -> dict[str, int]:
     for row in rows:
         counts[row["status"]] = int(row["n"])
     return counts
+
+
+def is_invalid_value(exc: BaseException) -> bool:
+    """Whether PostgreSQL (or asyncpg encoding an argument) refused a value as invalid for
+    its column, e.g. an integer out of range: the request's fault, not the server's."""
+    return isinstance(exc, asyncpg.DataError)

@@ -300,8 +300,10 @@ async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
 
 async def fetch_versions(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT id, workflow_id, version, graph, parameter_schema, env_config, timeout_ms"
-        " FROM workflow_versions WHERE id = ANY($1::uuid[])",
+        "SELECT v.id, v.workflow_id, w.key AS workflow_key, v.version, v.graph,"
+        " v.parameter_schema, v.env_config, v.timeout_ms"
+        " FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id"
+        " WHERE v.id = ANY($1::uuid[])",
         list(ids),
     )
     return {str(r["id"]): dict(r) for r in rows}

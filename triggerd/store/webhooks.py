@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from triggerd import db
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON
-from triggerd.store.executions import EXECUTIONS_CHANNEL, NewExecution, insert_arguments
+from triggerd.store.executions import EXECUTIONS_CHANNEL
 
 # Channels: trigger changes (sent by a table trigger) and finished runs (sent by the
 # executor, payload = the execution id).
@@ -31,8 +30,6 @@ FINISHED_CHANNEL = "triggerd_finished"
 # How long a request waits for a pool connection before it is answered 503: a saturated
 # or unreachable database must not turn into hung webhook senders.
 ACQUIRE_TIMEOUT = 2.0
-
-T = TypeVar("T")
 
 # Errors meaning "the database is not reachable (or not writable) right now": connection
 # loss, refused connections, server shutdown or restart, resource exhaustion, a read-only
@@ -77,6 +74,7 @@ class WebhookTriggerRow:
     config: dict[str, JSON]
     input: dict[str, JSON]
     version: int | None  # None: the workflow has no published (or no such pinned) version
+    version_id: str | None
     parameter_schema: dict[str, JSON] | None
 
     @property
@@ -86,7 +84,7 @@ class WebhookTriggerRow:
 
 _ROUTE_ROWS = """
 SELECT t.id, t.workflow_id, w.key AS workflow_key, t.name, t.config, t.input,
-       v.version, v.parameter_schema
+       v.version, v.id::text AS version_id, v.parameter_schema
 FROM workflow_triggers t
 JOIN workflows w ON w.id = t.workflow_id
 LEFT JOIN workflow_versions v
@@ -109,6 +107,7 @@ async def load_webhook_triggers(pool: asyncpg.Pool) -> list[WebhookTriggerRow]:
             config=r["config"],
             input=r["input"],
             version=r["version"],
+            version_id=r["version_id"],
             parameter_schema=r["parameter_schema"],
         )
         for r in rows
@@ -118,11 +117,21 @@ async def load_webhook_triggers(pool: asyncpg.Pool) -> list[WebhookTriggerRow]:
 # --- the durable inbox -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class InboxItem:
-    """One accepted request: the execution to create and the request to keep with it."""
+class InboxItem(NamedTuple):
+    """One accepted request: its execution and the request kept with it. The execution's
+    ``context`` (``{"trigger": {"type", "name", "request": {method, path, headers,
+    query}}}``) is assembled by the statement from the request columns, so the headers
+    are sent once. (A NamedTuple rather than a frozen dataclass: one is built per request
+    on the hot path, and a frozen dataclass's ``__init__`` costs several times more.)"""
 
-    execution: NewExecution
+    id: str  # the execution's id; its webhook_requests row gets the same id
+    workflow_id: str
+    version_id: str  # the version whose parameter_schema validated the input
+    trigger_id: str
+    trigger_name: str
+    dedupe_key: str | None
+    dedupe_ttl: timedelta | None
+    input_json: str  # the run input as JSON text
     method: str
     path: str
     query: dict[str, JSON]
@@ -132,8 +141,7 @@ class InboxItem:
     received_at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class InboxResult:
+class InboxResult(NamedTuple):
     execution_id: str
     created: bool  # False: a duplicate delivery; execution_id is the first one's
 
@@ -147,26 +155,24 @@ class InboxResult:
 # time-ordered execution ids keep both primary keys' inserts local.
 _STORE_BATCH = """
 WITH d AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                         $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[],
-                         $10::timestamptz[], $11::int[], $12::uuid[],
-                         $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], $17::bytea[],
-                         $18::text[], $19::timestamptz[])
-        AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms,
-             input, context, scheduled_for, version, retry_of,
-             method, path, query, headers, body, remote_addr, received_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
+                         $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[],
+                         $11::jsonb[], $12::jsonb[], $13::bytea[], $14::text[],
+                         $15::timestamptz[])
+        AS d(id, workflow_id, version_id, trigger_id, trigger_name, dedupe_key, ttl_ms,
+             input, method, path, query, headers, body, remote_addr, received_at)
 ), ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
-        trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
-        scheduled_for, retry_of)
-    SELECT d.id, d.workflow_id,
-           (SELECT v.id FROM workflow_versions v
-             WHERE v.workflow_id = d.workflow_id
-               AND CASE WHEN d.version IS NULL THEN v.is_latest ELSE v.version = d.version END),
-           d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
+        trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context)
+    SELECT d.id, d.workflow_id, d.version_id, d.trigger_id, d.trigger_name, 'webhook',
+           d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL THEN NULL
                 ELSE now() + d.ttl_ms * interval '1 millisecond' END,
-           d.input, d.context, d.scheduled_for, d.retry_of
+           d.input::jsonb,
+           jsonb_build_object('trigger', jsonb_build_object(
+               'type', 'webhook', 'name', d.trigger_name,
+               'request', jsonb_build_object('method', d.method, 'path', d.path,
+                                             'headers', d.headers, 'query', d.query)))
     FROM d
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
@@ -178,7 +184,7 @@ WITH d AS (
     FROM d JOIN ins ON ins.id = d.id
 )
 SELECT array_agg(ins.id::text) AS ids,
-       CASE WHEN count(*) > 0 THEN pg_notify($20, count(*)::text)::text END AS notified
+       CASE WHEN count(*) > 0 THEN pg_notify($16, count(*)::text)::text END AS notified
 FROM ins
 """
 
@@ -191,8 +197,16 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
 
 
 def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
-    args: list[Any] = insert_arguments([i.execution for i in items])
-    args += [
+    return [
+        [i.id for i in items],
+        [i.workflow_id for i in items],
+        [i.version_id for i in items],
+        [i.trigger_id for i in items],
+        [i.trigger_name for i in items],
+        [i.dedupe_key for i in items],
+        [None if i.dedupe_ttl is None else int(i.dedupe_ttl.total_seconds() * 1000)
+         for i in items],
+        [i.input_json for i in items],
         [i.method for i in items],
         [i.path for i in items],
         [i.query for i in items],
@@ -202,47 +216,71 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
         [i.received_at for i in items],
         EXECUTIONS_CHANNEL,
     ]
-    return args
 
 
-async def store_batch(
-    pool: asyncpg.Pool, items: Sequence[InboxItem]
+class InboxWriter:
+    """Stores batches on a connection it keeps between batches: a group-commit writer
+    sends one statement after another, and returning the connection to the pool after each
+    would add the pool's reset round trip to every batch. A connection that failed is
+    given back (the pool discards a broken one) and a fresh one is taken next time."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.Connection | None = None
+
+    async def store(self, items: Sequence[InboxItem]) -> list[InboxResult | None]:
+        """Store a batch of requests with their executions; one result per item, in order.
+
+        When this returns, every inserted row is committed. A duplicate dedupe key (within
+        the batch or against earlier rows) yields the first execution's id. ``None`` means
+        the item's key conflicted but its winner is gone again (deleted between the two
+        statements): the caller retries it.
+        """
+        if not items:
+            return []
+        with _translated("storing webhook requests"):
+            if self._conn is None:
+                self._conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+            try:
+                return await _store_batch(self._conn, items)
+            except asyncpg.PostgresError as exc:
+                if is_unavailable(exc):
+                    await self.close()
+                raise  # a refused statement leaves the connection usable
+            except BaseException:  # connection lost, timeout, cancellation: start afresh
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn, timeout=2.0)
+
+
+async def _store_batch(
+    conn: asyncpg.Connection, items: Sequence[InboxItem]
 ) -> list[InboxResult | None]:
-    """Store a batch of requests with their executions; one result per item, in order.
-
-    When the statement returns, every inserted row is committed. A duplicate dedupe key
-    (within the batch or against earlier rows) yields the first execution's id. ``None``
-    means the item's key conflicted but its winner is gone again (deleted between the two
-    statements): the caller retries it.
-    """
-    if not items:
-        return []
-    with _translated("storing webhook requests"):
-        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items))
-            inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
-            lost = [
-                i.execution
-                for i in items
-                if i.execution.id not in inserted and i.execution.dedupe_key is not None
-            ]
-            winners: dict[tuple[str, str], str] = {}
-            if lost:
-                # Read after the insert committed: every conflicting row is visible now
-                # (ON CONFLICT waited for any concurrent inserter to finish).
-                rows = await conn.fetch(
-                    _FIND_WINNERS,
-                    [e.trigger_id for e in lost],
-                    [e.dedupe_key for e in lost],
-                )
-                winners = {(r["trigger_id"], r["dedupe_key"]): r["id"] for r in rows}
+    row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=30.0)
+    inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
+    lost = [i for i in items if i.id not in inserted and i.dedupe_key is not None]
+    winners: dict[tuple[str, str], str] = {}
+    if lost:
+        # Read after the insert committed: every conflicting row is visible now (ON
+        # CONFLICT waited for any concurrent inserter to finish).
+        rows = await conn.fetch(
+            _FIND_WINNERS,
+            [i.trigger_id for i in lost],
+            [i.dedupe_key for i in lost],
+            timeout=30.0,
+        )
+        winners = {(r["trigger_id"], r["dedupe_key"]): r["id"] for r in rows}
     results: list[InboxResult | None] = []
     for item in items:
-        execution = item.execution
-        if execution.id in inserted:
-            results.append(InboxResult(execution_id=execution.id, created=True))
+        if item.id in inserted:
+            results.append(InboxResult(execution_id=item.id, created=True))
             continue
-        winner = winners.get((str(execution.trigger_id), str(execution.dedupe_key)))
+        winner = winners.get((item.trigger_id, str(item.dedupe_key)))
         results.append(
             None if winner is None else InboxResult(execution_id=winner, created=False)
         )
@@ -394,14 +432,3 @@ def _payload_callback(
         callback(payload)
 
     return on_notify
-
-
-def json_size(value: JSON) -> int:
-    """Bytes of ``value`` as compact JSON (for logs and limits)."""
-    return len(json.dumps(value, separators=(",", ":")))
-
-
-async def call_guarded(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn`` translating connection errors (for callers outside this module)."""
-    with _translated("talking to the database"):
-        return await fn()

@@ -20,19 +20,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from triggerd.errors import DatabaseUnavailable, TriggerdError
-from triggerd.store.webhooks import InboxItem, InboxResult, store_batch
-
-if TYPE_CHECKING:
-    import asyncpg
+from triggerd.store.webhooks import InboxItem, InboxResult
 
 logger = logging.getLogger(__name__)
 
-StoreBatch = Callable[["asyncpg.Pool", Sequence[InboxItem]], Awaitable[list[InboxResult | None]]]
+
+class BatchStore(Protocol):
+    """What a writer stores batches with (one per writer; see InboxWriter)."""
+
+    async def store(self, items: Sequence[InboxItem]) -> list[InboxResult | None]: ...
+
+    async def close(self) -> None: ...
 
 DEFAULT_MAX_BATCH = 500
 DEFAULT_MAX_QUEUE = 20_000
@@ -66,20 +69,18 @@ class _Pending:
 class GroupCommit:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        open_store: Callable[[], BatchStore],
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_queue: int = DEFAULT_MAX_QUEUE,
         writers: int = 1,
-        store: StoreBatch = store_batch,
     ) -> None:
         if max_batch < 1 or writers < 1:
             raise ValueError("max_batch and writers must be at least 1")
-        self._pool = pool
+        self._open_store = open_store
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._writers_wanted = writers
-        self._store = store
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wake = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
@@ -129,6 +130,13 @@ class GroupCommit:
             _fail(pending, ShuttingDown("triggerd is shutting down"))
 
     async def _run(self) -> None:
+        store = self._open_store()
+        try:
+            await self._loop(store)
+        finally:
+            await store.close()
+
+    async def _loop(self, store: BatchStore) -> None:
         while True:
             if not self._queue:
                 if self._closing:
@@ -140,7 +148,7 @@ class GroupCommit:
             while self._queue and len(batch) < self._max_batch:
                 batch.append(self._queue.popleft())
             try:
-                await self._write(batch)
+                await self._write(store, batch)
             except asyncio.CancelledError:
                 for pending in batch:
                     _fail(pending, ShuttingDown("triggerd is shutting down"))
@@ -152,13 +160,13 @@ class GroupCommit:
                 for pending in batch:
                     _fail(pending, exc)
 
-    async def _write(self, live: list[_Pending]) -> None:
+    async def _write(self, store: BatchStore, live: list[_Pending]) -> None:
         # Items whose caller is gone are written too: the request was accepted, and
         # storing it is what a redelivery's dedupe needs to recognise it.
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         try:
-            results = await self._store(self._pool, [p.item for p in live])
+            results = await store.store([p.item for p in live])
         except DatabaseUnavailable as exc:
             self.stats.failures += 1
             logger.warning(
@@ -176,13 +184,13 @@ class GroupCommit:
                     "webhook request not stored",
                     exc_info=exc,
                     extra={"event": "webhook_store_failed",
-                           "trigger": live[0].item.execution.trigger_name},
+                           "trigger": live[0].item.trigger_name},
                 )
                 _fail(live[0], exc)
                 return
             # Isolate the bad item(s): everything else is stored individually.
             for pending in live:
-                await self._write([pending])
+                await self._write(store, [pending])
             return
         self.stats.rows += len(live)
         for pending, result in zip(live, results, strict=True):

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,20 +30,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy, MultiMapping
 
 from triggerd.appkeys import READINESS_CHECKS
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON, ExecutionStatus, ResponseMode
-from triggerd.store.executions import NewExecution
 from triggerd.store.webhooks import (
     FINISHED_CHANNEL,
     TRIGGERS_CHANNEL,
     FinishedRun,
     InboxItem,
     InboxResult,
+    InboxWriter,
     Listener,
     count_new_executions,
     finished_runs,
@@ -95,18 +98,34 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NO_BODY_STATUSES = frozenset({204, 304})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 5.6.2)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_random = bytearray()
+
+
+def _forget_random() -> None:
+    _random.clear()  # a forked child must not reuse its parent's random bytes
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def time_ordered_id() -> str:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Ids made one
-    after the other land next to each other in the primary-key B-trees, which keeps the
-    group commit's inserts on few, hot index pages instead of random ones."""
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. Ids made
+    one after the other land next to each other in the primary-key B-trees, which keeps
+    the group commit's inserts on few, hot index pages instead of random ones. The random
+    part comes from the OS (the ids are the capability to read a status page), fetched in
+    blocks to spare a system call per request."""
+    if len(_random) < 10:
+        _random[:] = os.urandom(4096)
+    rand = int.from_bytes(_random[-10:], "big")
+    del _random[-10:]
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
     value = (
         (millis & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76
@@ -114,7 +133,8 @@ def time_ordered_id() -> str:
         | 0b10 << 62
         | rand & (1 << 62) - 1
     )
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -168,9 +188,8 @@ def _accepted(execution_id: str, *, created: bool) -> web.Response:
         )
     return web.Response(
         status=202 if created else 200,
-        text=text,
-        content_type="application/json",
-        headers={"Location": status_url},
+        body=text.encode("ascii"),
+        headers={"Content-Type": "application/json", "Location": status_url},
     )
 
 
@@ -198,12 +217,12 @@ def stored_headers(
     joined with ``", "`` (RFC 9110 5.3), auth material and cookies removed."""
     result: dict[str, JSON] = {}
     for name, value in headers.items():
-        key = name.lower()
+        key = _clean(name.lower())
         if key in stripped:
             continue
         value = _clean(value)
         previous = result.get(key)
-        result[_clean(key)] = value if previous is None else f"{previous}, {value}"
+        result[key] = value if previous is None else f"{previous}, {value}"
     return result
 
 
@@ -270,9 +289,36 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
             return None
 
 
+def input_json(
+    route: WebhookRoute, content_type: str | None, body: bytes, data: Mapping[str, JSON]
+) -> str:
+    """The run input as JSON text for the store.
+
+    A JSON object body with nothing merged under it is the input exactly as sent:
+    PostgreSQL parses the sender's text into the same document (duplicate keys: the last
+    wins in both; NaN, NUL and lone surrogates were refused by the body parser), which
+    spares re-encoding every request on the hot path."""
+    if (
+        not route.static_input
+        and route.config.body == "parsed"
+        and content_type is not None
+        and (body[:1] == b"{" or body.lstrip()[:1] == b"{")
+    ):
+        media_type, params = parse_content_type(content_type)
+        charset = params.get("charset", "utf-8").lower()
+        if (media_type == "application/json" or media_type.endswith("+json")) and charset in (
+            "utf-8",
+            "utf8",
+        ):
+            return body.decode("utf-8")
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def validation_errors(route: WebhookRoute, data: Mapping[str, JSON]) -> list[dict[str, str]]:
     if route.validator is None:
         return []
+    if route.quick_check is not None and route.quick_check(data):
+        return []  # the common case, decided without jsonschema's machinery
     found = [
         {"path": error.json_path, "message": _shorten(error.message)}
         for error in route.validator.iter_errors(data)
@@ -358,6 +404,11 @@ class FinishWaiter:
                 runs = await finished_runs(self._pool, list(self._waiting))
             except DatabaseUnavailable:
                 runs = []  # waiters time out and fall back to 202
+            except Exception:
+                logger.exception(
+                    "polling finished runs failed", extra={"event": "webhook_sync_poll_failed"}
+                )
+                runs = []
             for run in runs:
                 for future in self._waiting.pop(run.execution_id, []):
                     if not future.done():
@@ -397,7 +448,7 @@ def _respond_node_answer(output: Mapping[str, Any], headers: dict[str, str]) -> 
     content_type: str | None = None
     if isinstance(given, Mapping):
         for name, value in given.items():
-            if not isinstance(name, str) or value is None:
+            if not isinstance(name, str) or value is None or not _TOKEN.fullmatch(name):
                 continue
             lowered = name.lower()
             if lowered in _HOP_BY_HOP or lowered == "triggerd-execution-id":
@@ -452,7 +503,9 @@ class WebhookIngress:
         self._reload_interval = reload_interval
         self._pending_interval = pending_interval
         self.routes = Routes(pool, default_max_body_bytes=settings.http.max_body_bytes)
-        self.group_commit = GroupCommit(pool, max_batch=max_batch, writers=writers)
+        self.group_commit = GroupCommit(
+            lambda: InboxWriter(pool), max_batch=max_batch, writers=writers
+        )
         self.waiter = FinishWaiter(pool)
         self.limiter = RateLimiter()
         self.stats = WebhookStats(group_commit=self.group_commit.stats)
@@ -511,6 +564,11 @@ class WebhookIngress:
             return "webhook routes not loaded yet"
         return None
 
+    @property
+    def trigger_count(self) -> int:
+        """Webhook triggers being served (for the daemon's status line)."""
+        return len(self.routes.table.routes)
+
     async def _reload_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -518,6 +576,8 @@ class WebhookIngress:
             # A burst of notifications (an apply touching many triggers) is one reload.
             await asyncio.sleep(0.05)
             self._reload_wanted.clear()
+            # Buckets of triggers that went away (or filled up) are dropped.
+            self.limiter.prune(self._monotonic())
             try:
                 await self.routes.reload()
             except DatabaseUnavailable as exc:
@@ -567,6 +627,22 @@ class WebhookIngress:
 
     # -- handlers --
 
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse a body that is too large before the sender
+        transmits it (curl and many clients ask first for large bodies)."""
+        expect = request.headers.get(hdrs.EXPECT, "")
+        if request.version != HttpVersion11:
+            return None
+        if expect.lower() != "100-continue":
+            return error_response(417, "expectation_failed", f"unknown Expect: {expect}")
+        route = self.routes.table.get(request.match_info.get("path", ""))
+        length = request.content_length
+        if route is not None and length is not None and length > route.max_body_bytes:
+            return _too_large(route.max_body_bytes)
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = self._monotonic()
         path: str = request.match_info["path"]
@@ -576,6 +652,17 @@ class WebhookIngress:
             return reserved
         route = self.routes.table.get(path)
         response: web.StreamResponse
+        if route is None and not self.routes.loaded:
+            # The table was never read (the database was down at start): an honest 503,
+            # not a 404 the sender would take as final.
+            response = error_response(
+                503,
+                "unavailable",
+                "webhooks are not loaded yet; retry later",
+                headers=_retry_after(RETRY_DATABASE),
+            )
+            self.stats.record("-", 503, self._monotonic() - started)
+            return response
         if route is None:
             response = error_response(404, "not_found", f"no webhook at /hooks/{path}")
             self.stats.record("-", 404, self._monotonic() - started)
@@ -641,7 +728,10 @@ class WebhookIngress:
             problem = content_type_problem(content_type, config.body)
             if problem is not None:
                 return error_response(problem.status, problem.code, problem.message)
-        body = await read_limited(request, limit)
+        try:
+            body = await read_limited(request, limit)
+        except (HttpProcessingError, ConnectionError):
+            return error_response(400, "invalid_body", "the body was not received completely")
         if body is None:
             return _too_large(limit)
         if body and config.body != "raw" and not (content_type or "").strip():
@@ -684,39 +774,20 @@ class WebhookIngress:
                 errors=errors,
             )
         key = dedupe_key(config.dedupe, request.headers, body, parsed.input)
-        headers_doc = stored_headers(request.headers, route.stripped_headers)
-        query_doc = query_dict(request.query)
-        request_path = _clean(request.path)
-        execution = NewExecution(
-            id=time_ordered_id(),
-            workflow_id=route.workflow_id,
-            trigger_id=route.trigger_id,
-            trigger_name=route.trigger_name,
-            trigger_type="webhook",
-            dedupe_key=key,
-            dedupe_ttl=config.dedupe.ttl if config.dedupe is not None and key else None,
-            input=data,
-            context={
-                "trigger": {
-                    "type": "webhook",
-                    "name": route.trigger_name,
-                    "request": {
-                        "method": method,
-                        "path": request_path,
-                        "headers": headers_doc,
-                        "query": query_doc,
-                    },
-                }
-            },
-            version=route.version,
-        )
         result = await self.group_commit.submit(
             InboxItem(
-                execution=execution,
+                id=time_ordered_id(),
+                workflow_id=route.workflow_id,
+                version_id=route.version_id,
+                trigger_id=route.trigger_id,
+                trigger_name=route.trigger_name,
+                dedupe_key=key,
+                dedupe_ttl=config.dedupe.ttl if config.dedupe is not None and key else None,
+                input_json=input_json(route, content_type, body, data),
                 method=method,
-                path=request_path,
-                query=query_doc,
-                headers=headers_doc,
+                path=_clean(request.path),
+                query=query_dict(request.query),
+                headers=stored_headers(request.headers, route.stripped_headers),
                 body=body,
                 remote_addr=request.remote,
                 received_at=now,
@@ -810,7 +881,9 @@ def setup_webhooks(
     app[WEBHOOKS] = ingress
     # One catch-all route: every method and path is answered by us with a JSON error,
     # in the documented order, rather than by aiohttp's plain-text 404/405.
-    app.router.add_route("*", "/hooks/{path:.*}", ingress.handle)
+    app.router.add_route(
+        "*", "/hooks/{path:.*}", ingress.handle, expect_handler=ingress.expect
+    )
     if READINESS_CHECKS in app:
         app[READINESS_CHECKS]["webhooks"] = ingress.readiness
     return ingress

@@ -1,0 +1,80 @@
+"""The cron scheduler after a gap: a stalled event loop, a lost database connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+from tests.integration.test_scheduler_support import (
+    executions_of,
+    make_trigger,
+    make_workflow,
+    running,
+    slots_of,
+    wait_for,
+)
+from triggerd import db
+
+Pool = Any
+EVERY_SECOND = "* * * * * *"
+
+
+async def _assert_every_slot_decided_once(pool: Pool, trigger_id: str) -> list[str]:
+    """Every second from the first slot to the last has exactly one outcome, and each
+    firing slot exactly one execution; returns the outcomes in order."""
+    slots = await slots_of(pool, trigger_id)
+    instants = [s["scheduled_for"] for s in slots]
+    span = int((instants[-1] - instants[0]).total_seconds())
+    assert instants == [instants[0] + timedelta(seconds=i) for i in range(span + 1)]
+    runs = await executions_of(pool, trigger_id)
+    assert sorted(r["id"] for r in runs) == sorted(
+        s["execution_id"] for s in slots if s["outcome"] == "fired"
+    )
+    return [s["outcome"] for s in slots]
+
+
+async def test_a_stalled_loop_is_caught_up_by_the_misfire_policy(pool: Pool, dsn: str) -> None:
+    workflow_id = await make_workflow(pool)
+    trigger = await make_trigger(
+        pool, workflow_id, "stalled", {"cron": EVERY_SECOND, "overlap": "allow", "misfire": "skip"}
+    )
+    async with running(pool, dsn) as scheduler:
+        assert await wait_for(lambda: executions_of(pool, trigger), timeout=2.0)
+        time.sleep(2.6)  # blocks the event loop, as a suspended machine would
+        assert await wait_for(lambda: scheduler.stats.recoveries["stall"] == 1, timeout=2.0)
+        await asyncio.sleep(1.5)
+        assert sum(scheduler.stats.recoveries.values()) == 1
+    outcomes = await _assert_every_slot_decided_once(pool, trigger)
+    assert set(outcomes) == {"fired", "skipped_misfire"}
+    assert outcomes[0] == outcomes[-1] == "fired"
+
+
+async def test_lost_connections_are_recovered_without_a_gap(pool: Pool, dsn: str) -> None:
+    workflow_id = await make_workflow(pool)
+    trigger = await make_trigger(
+        pool, workflow_id, "reconnect", {"cron": EVERY_SECOND, "overlap": "allow"}
+    )
+    admin = await db.connect(dsn)
+    try:
+        async with running(pool, dsn) as scheduler:
+            assert await wait_for(lambda: executions_of(pool, trigger), timeout=2.0)
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert killed >= 2  # the pool's connections and the listener's
+            assert await wait_for(lambda: sum(scheduler.stats.recoveries.values()) >= 1, 3.0)
+            count = len(await slots_of(pool, trigger))
+            assert await wait_for(
+                lambda: _more_slots(pool, trigger, count + 1), timeout=3.0
+            ), "fires did not resume"
+    finally:
+        await admin.close()
+    outcomes = await _assert_every_slot_decided_once(pool, trigger)
+    assert set(outcomes) <= {"fired", "skipped_misfire"}
+
+
+async def _more_slots(pool: Pool, trigger_id: str, count: int) -> bool:
+    return len(await slots_of(pool, trigger_id)) >= count
