@@ -18,6 +18,9 @@ from aiohttp import web
 
 from triggerd import db
 from triggerd.api import health
+from triggerd.api.admin import add_admin_routes
+from triggerd.api.auth import API_AUTH
+from triggerd.api.metrics import METRICS, add_metrics_routes
 from triggerd.appkeys import POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
@@ -44,6 +47,8 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app[POOL] = pool
     app[READINESS_CHECKS] = {}
     health.add_routes(app)
+    add_metrics_routes(app)  # app[METRICS], GET /metrics
+    add_admin_routes(app)  # app[API_AUTH], /api/v1 and its token middleware
     return app
 
 
@@ -151,7 +156,9 @@ class Daemon:
         from triggerd.webhooks.ingress import setup_webhooks
 
         assert self.pool is not None and self.app is not None
-        self.executor = Executor(pool=self.pool, dsn=dsn, settings=self.settings)
+        self.executor = Executor(
+            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS]
+        )
         self.components = [self.executor]
         self.components.append(CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings))
         self.components.append(
@@ -213,6 +220,8 @@ class Daemon:
                         extra={"event": "reload_needs_restart", "keys": changed_restart},
                     )
                 self.settings = new
+                if self.app is not None:
+                    self.app[API_AUTH].update(new)
                 for component in self.components:
                     reload = getattr(component, "reload", None)
                     if reload is not None:

@@ -37,8 +37,11 @@ def parse_duration(text: object, *, what: str = "duration") -> timedelta:
             " e.g. '500ms', '30s', '6h')"
         )
     total = timedelta(0)
-    for number, unit in _PART.findall(stripped):
-        total += _UNITS[unit] * float(number)
+    try:
+        for number, unit in _PART.findall(stripped):
+            total += _UNITS[unit] * float(number)
+    except OverflowError:
+        raise DurationError(f"{what}: {text!r} is too long a duration") from None
     return total
 
 

@@ -143,3 +143,9 @@ def test_bad_environment_values(env: dict[str, str], message: str) -> None:
 def test_unrelated_triggerd_variables_are_ignored() -> None:
     settings = load_settings(environ={"TRIGGERD_TEST_DATABASE_URL": "postgresql://x/y"})
     assert settings.database.url == ""
+
+
+def test_huge_duration_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"TRIGGERD_EXECUTOR_LEASE": "99999999999d"})
+    assert str(info.value) == "TRIGGERD_EXECUTOR_LEASE: '99999999999d' is too long a duration"

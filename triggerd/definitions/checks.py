@@ -83,8 +83,31 @@ def _triggers(workflow: dict[str, Any], path: JsonPath) -> list[tuple[JsonPath, 
     ]
 
 
+_DURATION_KEYS = frozenset(
+    {"timeout", "backoff", "max_backoff", "catchup_window", "jitter", "tolerance", "ttl"}
+)
+
+
+def _check_duration_sizes(value: Any, path: JsonPath, report: Report) -> None:
+    """Durations the schema's pattern accepts but no timedelta can hold ("99999999999d")."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _DURATION_KEYS and isinstance(item, str):
+                try:
+                    parse_duration(item)
+                except DurationError as exc:
+                    if "too long" in exc.message:
+                        report.add((*path, key), f"{item!r} is too long a duration")
+            elif key != "params":  # node params are free-form
+                _check_duration_sizes(item, (*path, key), report)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_duration_sizes(item, (*path, i), report)
+
+
 def check_document(document: Any, report: Report, *, node_types: Collection[str]) -> None:
     """Every semantic check that needs only this one document."""
+    _check_duration_sizes(document, (), report)
     for path, workflow in _workflows(document):
         graph = workflow.get("graph")
         if isinstance(graph, dict):

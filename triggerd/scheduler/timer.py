@@ -141,6 +141,8 @@ class PreciseTimer:
                 return
             await callback()
         except asyncio.CancelledError:
+            if self._closed:
+                return  # shutdown gave up waiting for the callback; do not alarm APScheduler
             raise
         except Exception:
             logger.exception(

@@ -146,26 +146,32 @@ async def load_cron_triggers(
 
 _RECORD = """
 WITH d AS (
-    SELECT r.trigger_id, s.scheduled_for, s.slot_iso, s.intent, s.detail, c.config_text,
-           c.overlap
+    -- Subscripts, not joins: the planner then knows d has as many rows as $1.
+    SELECT r.trigger_id,
+           ($6::timestamptz[])[r.slot_ref] AS scheduled_for,
+           ($7::text[])[r.slot_ref] AS slot_iso,
+           ($8::text[])[r.slot_ref] AS intent,
+           ($9::text[])[r.slot_ref] AS detail,
+           ($4::text[])[r.config_ref] AS config_text,
+           ($5::text[])[r.config_ref] AS overlap
     FROM unnest($1::uuid[], $2::int[], $3::int[]) AS r(trigger_id, config_ref, slot_ref)
-    JOIN unnest($4::text[], $5::text[]) WITH ORDINALITY AS c(config_text, overlap, ref)
-      ON c.ref = r.config_ref
-    JOIN unnest($6::timestamptz[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY
-         AS s(scheduled_for, slot_iso, intent, detail, ref)
-      ON s.ref = r.slot_ref
 ),
 live AS (
-    SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled,
+    SELECT v.*,
            row_number() OVER same_intent AS fire_rank,
            count(*) OVER same_intent AS fire_count
-    FROM d
-    JOIN workflow_triggers t ON t.id = d.trigger_id
-    JOIN workflows w ON w.id = t.workflow_id
-    WHERE t.type = 'cron' AND w.status = 'active'
-      AND t.config::text = d.config_text
-      AND d.scheduled_for >= t.enabled_at
-    WINDOW same_intent AS (PARTITION BY d.trigger_id, d.intent ORDER BY d.scheduled_for
+    FROM (
+        -- A flag rather than a filter: the planner keeps its row estimates (a join on the
+        -- config text looks selective) and joins the CTEs below by hashing.
+        SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled,
+               (t.type <> 'cron' OR w.status <> 'active' OR t.config::text <> d.config_text
+                OR d.scheduled_for < t.enabled_at) AS stale
+        FROM d
+        JOIN workflow_triggers t ON t.id = d.trigger_id
+        JOIN workflows w ON w.id = t.workflow_id
+    ) v
+    WINDOW same_intent AS (PARTITION BY v.trigger_id, v.intent, v.stale
+                           ORDER BY v.scheduled_for
                            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
 -- The overlap policy looks at the runs that were active before this statement: the slots
@@ -218,6 +224,7 @@ claimed AS (
                END,
                x.detail), '')
     FROM decided x
+    WHERE NOT x.stale
     ORDER BY x.trigger_id, x.scheduled_for
     ON CONFLICT (trigger_id, scheduled_for) DO NOTHING
     RETURNING trigger_id, scheduled_for, outcome, execution_id
@@ -261,7 +268,7 @@ inserted AS (
 notified AS (
     SELECT pg_notify('triggerd_executions', count(*)::text) FROM inserted HAVING count(*) > 0
 )
-SELECT d.trigger_id::text, d.scheduled_for, x.trigger_id IS NOT NULL AS live,
+SELECT d.trigger_id::text, d.scheduled_for, COALESCE(NOT x.stale, false) AS live,
        c.outcome, c.execution_id::text,
        (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM canceled) AS canceled,
@@ -346,6 +353,19 @@ class SlotBatch:
         ]
 
 
+async def _fetch_custom_plan(conn: Conn, query: str, *args: Any) -> list[Any]:
+    """Run ``query`` planned for its actual arguments. A cached generic plan assumes an
+    unnested array holds 100 rows and joins the CTEs by nested loops: fine for one slot,
+    minutes for 10,000. ``SET LOCAL`` keeps the setting inside this transaction."""
+    if hasattr(conn, "acquire"):  # a pool
+        async with conn.acquire() as acquired:
+            return await _fetch_custom_plan(acquired, query, *args)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows: list[Any] = await conn.fetch(query, *args, timeout=STATEMENT_TIMEOUT)
+    return rows
+
+
 async def record_slots(
     conn: Conn, requests: SlotBatch | Sequence[SlotRequest], *, fired_at: str
 ) -> SlotWriteResult:
@@ -360,7 +380,7 @@ async def record_slots(
     if not batch:
         return SlotWriteResult(recorded=(), lost=(), stale=(), inserted=0, canceled=0)
     try:
-        rows = await conn.fetch(_RECORD, *batch.arguments(fired_at), timeout=STATEMENT_TIMEOUT)
+        rows = await _fetch_custom_plan(conn, _RECORD, *batch.arguments(fired_at))
     except Exception as exc:
         if is_connection_error(exc):
             raise _unavailable(exc) from exc

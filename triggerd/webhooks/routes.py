@@ -23,6 +23,7 @@ from jsonschema.exceptions import SchemaError
 
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import DefinitionError, SecretError
+from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import WebhookTriggerRow, load_webhook_triggers
@@ -76,22 +77,23 @@ class RouteTable:
 
 
 class ValidatorCache:
-    """Compiled validators by canonical schema text, reused across builds (compiling is
-    the expensive part of a reload and schemas rarely change)."""
+    """Compiled validators (and quick checks) by canonical schema text, reused across
+    builds: compiling is the expensive part of a reload and schemas rarely change."""
 
     def __init__(self) -> None:
-        self._compiled: dict[str, Draft202012Validator] = {}
+        self._compiled: dict[str, tuple[Draft202012Validator, ValidityCheck | None]] = {}
 
-    def get(self, schema: Mapping[str, JSON]) -> Draft202012Validator:
+    def get(self, schema: Mapping[str, JSON]) -> tuple[Draft202012Validator, ValidityCheck | None]:
+        """The validator and the quick check of ``schema`` (SchemaError when invalid)."""
         key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
-        validator = self._compiled.get(key)
-        if validator is None:
+        compiled = self._compiled.get(key)
+        if compiled is None:
             Draft202012Validator.check_schema(schema)
             validator = Draft202012Validator(
                 schema, format_checker=Draft202012Validator.FORMAT_CHECKER
             )
-            self._compiled[key] = validator
-        return validator
+            compiled = self._compiled[key] = (validator, compile_quick_check(schema))
+        return compiled
 
     def keep_only(self, schemas: Iterable[Mapping[str, JSON]]) -> None:
         keep = {json.dumps(s, sort_keys=True, separators=(",", ":")) for s in schemas}
@@ -157,8 +159,7 @@ def _build_route(
     quick_check: ValidityCheck | None = None
     if row.parameter_schema:
         try:
-            validator = cache.get(row.parameter_schema)
-            quick_check = compile_quick_check(row.parameter_schema)
+            validator, quick_check = cache.get(row.parameter_schema)
         except SchemaError as exc:
             raise _Skip(
                 f"parameter_schema of version {row.version} is invalid: {exc.message}"
@@ -374,6 +375,7 @@ class Routes:
         self._built = 0  # the request generation the current table reflects
         self.table = RouteTable()
         self.loaded = False  # a table was loaded from the database at least once
+        self._redacted: set[bytes] = set()
 
     async def reload(self) -> RouteTable:
         """Rebuild from the database and swap; raise DatabaseUnavailable (keeping the
@@ -396,12 +398,21 @@ class Routes:
             self._validators.keep_only(
                 r.parameter_schema for r in rows if r.parameter_schema
             )
+            self._redact_new_secrets(table)
             old = self.table
             self.table = table  # the atomic swap: one reference
             self._built = started
             self.loaded = True
         _log_changes(old, table)
         return table
+
+
+    def _redact_new_secrets(self, table: RouteTable) -> None:
+        """Webhook secrets join the log redaction like every other secret."""
+        fresh = {r.secret for r in table.routes.values() if r.secret} - self._redacted
+        if fresh:
+            SECRETS_FILTER.add_secrets(s.decode("utf-8") for s in fresh)
+            self._redacted |= fresh
 
 
 def _log_changes(old: RouteTable, new: RouteTable) -> None:
