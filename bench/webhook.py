@@ -77,8 +77,21 @@ TARGETS = {
 # --- servers (run as subprocesses of this script) -----------------------------------------
 
 
+def use_bench_loop() -> None:
+    """Every server of the comparison runs on the same loop as the daemon (uvloop when
+    installed; BENCH_LOOP=asyncio for the standard one)."""
+    if os.environ.get("BENCH_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def serve_bare(port: int) -> None:
     from aiohttp import web
+
+    use_bench_loop()
 
     async def handle(request: web.Request) -> web.Response:
         await request.read()
@@ -99,6 +112,8 @@ def serve_bare(port: int) -> None:
 
 def serve_insert(port: int, dsn: str, pool_max: int) -> None:
     from aiohttp import web
+
+    use_bench_loop()
 
     from triggerd import db
 
@@ -158,6 +173,7 @@ def serve_triggerd() -> None:
                     file=sys.stderr,
                 )
 
+    use_bench_loop()
     settings = load_settings()
     setup_logging(settings.log.level, settings.log.format, stream=sys.stderr)
     profile_to = os.environ.get("BENCH_PROFILE")
@@ -430,6 +446,19 @@ def postgres_cpu(state: Path) -> float:
     return total
 
 
+def stop_embedded(state: Path) -> None:
+    """Fast shutdown (SIGINT) of the embedded PostgreSQL this run started."""
+    try:
+        pid = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -563,6 +592,7 @@ def main() -> int:
     results: dict[str, LoadResult] = {}
     storage: dict[str, Any] = {}
     cpu: dict[str, tuple[float, float]] = {}
+    loads: dict[str, float] = {}
 
     def load(port: int, run: str, seconds: float) -> LoadResult:
         write_requests(folder, run, threads, int(seconds * SIGN_RATE), args.auth)
@@ -600,6 +630,7 @@ def main() -> int:
                 before = asyncio.run(count_rows(dsn))
                 cpu_server, cpu_pg = _proc_cpu(server.pid), postgres_cpu(state)
                 results[target] = load(port, f"main{target}", args.duration)
+                loads[target] = os.getloadavg()[0]
                 cpu[target] = (_proc_cpu(server.pid) - cpu_server, postgres_cpu(state) - cpu_pg)
             finally:
                 stop_server(server)
@@ -612,25 +643,30 @@ def main() -> int:
                 }
     finally:
         if not args.keep:
+            # Stop the embedded server before its data directory goes away (its own
+            # at-exit stop would come too late and leave it running on a deleted dir).
+            stop_embedded(state)
             shutil.rmtree(folder, ignore_errors=True)
 
-    report(results, storage, cpu, args.connections)
+    report(results, storage, cpu, loads, args.connections)
     return 0
 
 
 def report(results: dict[str, LoadResult], storage: dict[str, Any],
-           cpu: dict[str, tuple[float, float]], connections: int) -> None:
+           cpu: dict[str, tuple[float, float]], loads: dict[str, float],
+           connections: int) -> None:
     print()
     print(f"{'server':<10} {'req/s':>10} {'2xx/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
           f" {'requests':>10} {'non-2xx':>8} {'errors':>7} {'server us/req':>14}"
-          f" {'pg us/req':>10}")
+          f" {'pg us/req':>10} {'load':>5}")
     for name, r in results.items():
         server_cpu, pg_cpu = cpu.get(name, (0.0, 0.0))
         per = 1e6 / max(r.requests, 1)
         print(f"{name:<10} {r.rate:>10.0f} {r.ok_rate:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
               f" {r.requests:>10} {r.non_2xx:>8} {r.errors:>7} {server_cpu * per:>14.0f}"
-              f" {pg_cpu * per:>10.0f}")
-    print("(server/pg us/req: CPU time of the server process and of PostgreSQL per request)")
+              f" {pg_cpu * per:>10.0f} {loads.get(name, 0.0):>5.1f}")
+    print("(server/pg us/req: CPU time of the server process and of PostgreSQL per request;"
+          f" load: 1-minute load average at the end of the run, on {os.cpu_count()} CPUs)")
     mine = results.get("triggerd")
     if mine is None:
         return

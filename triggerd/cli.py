@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 
-from triggerd import __version__, db
+from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
 from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
 from triggerd.logs import setup_logging
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         settings = load_settings(args.config)
         handler: Handler = args.handler
-        return asyncio.run(handler(args, settings))
+        return runtime.run(handler(args, settings))
     except DefinitionError as exc:
         _print_problems(exc)
         print(f"triggerd: error: {exc.message}", file=sys.stderr)

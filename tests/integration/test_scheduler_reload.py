@@ -121,7 +121,7 @@ async def test_racing_writers_decide_each_slot_once(pool: Pool, dsn: str) -> Non
     finally:
         await other.close()
     assert sum(len(r.recorded) for r in results) == 20
-    assert sum(len(r.lost) for r in results) == 20 + 10
+    assert sum(r.lost for r in results) == 20 + 10
     assert sum(r.inserted for r in results) == 20
     assert {s.outcome for r in results for s in r.recorded} == {SlotOutcome.FIRED}
     for row in rows:

@@ -452,6 +452,28 @@ async def test_expect_continue_refuses_a_large_body_before_it_is_sent(
     assert row["input"] == {"body": "abc"}
 
 
+async def test_bytes_jsonb_cannot_hold_are_replaced_not_fatal(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """A header that is not UTF-8 or a NUL in the query must not turn into a 500."""
+    await apply(pool, workflow("w", hook("h", "clean")))
+    client, _ = await make_client()
+    host, port = client.server.host, client.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        b"POST /hooks/clean?q=%00a&r=%FF HTTP/1.1\r\nHost: x\r\nX-Bin: a\xffb\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n"
+        b"\r\n{}"
+    )
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 202 ")
+    writer.close()
+    [stored] = await requests_rows(pool)
+    assert stored["headers"]["x-bin"] == "a\ufffdb"
+    assert stored["query"] == {"q": "\ufffda", "r": "\ufffd"}
+
+
 async def test_unsupported_content_type_is_415(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -181,3 +181,27 @@ async def test_real_batches_store_rows_and_resolve_duplicates(pool: asyncpg.Pool
     by_key = {r["dedupe_key"]: r["id"] for r in stored}
     for i, result in zip(items, results, strict=True):
         assert result.execution_id == by_key[i.dedupe_key]
+
+
+async def test_real_statement_refusing_one_item_stores_the_others(pool: asyncpg.Pool) -> None:
+    await apply(pool, workflow("w", hook("h", "gc")))
+    ids = await pool.fetchrow(
+        "SELECT t.id::text AS trigger, t.workflow_id::text AS workflow, v.id::text AS version"
+        " FROM workflow_triggers t JOIN workflow_versions v ON v.workflow_id = t.workflow_id"
+    )
+    writer = InboxWriter(pool)
+    commit = GroupCommit(lambda: writer)
+    commit.start()
+    good = [item(n, trigger_id=ids["trigger"], workflow_id=ids["workflow"],
+                 version_id=ids["version"]) for n in range(3)]
+    bad = good[1]._replace(input_json="{not json")
+    results = await asyncio.gather(*(commit.submit(i) for i in (good[0], bad, good[2])),
+                                   return_exceptions=True)
+    await commit.stop()
+    assert isinstance(results[0], InboxResult)
+    assert isinstance(results[1], asyncpg.InvalidTextRepresentationError)
+    assert isinstance(results[2], InboxResult)
+    # One statement for the three, refused; then one per item.
+    assert (commit.stats.batches, commit.stats.failures) == (4, 2)
+    stored = {r["id"] for r in await pool.fetch("SELECT id::text FROM workflow_executions")}
+    assert stored == {good[0].id, good[2].id}

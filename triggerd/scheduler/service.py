@@ -146,7 +146,7 @@ class _Tally:
             self.failed += size
             return
         self.outcomes.update(r.outcome.value for r in result.recorded)
-        self.lost += len(result.lost)
+        self.lost += result.lost
         self.stale += len(result.stale)
 
     def as_log(self) -> dict[str, Any]:
@@ -645,7 +645,7 @@ class CronScheduler:
         stats.outcomes.update(r.outcome.value for r in result.recorded)
         stats.executions += result.inserted
         stats.canceled += result.canceled
-        stats.lost += len(result.lost)
+        stats.lost += result.lost
         stats.stale += len(result.stale)
         if result.stale:
             # The cache is behind the table (a notification not processed yet): reload.
@@ -656,7 +656,7 @@ class CronScheduler:
             logger.debug(
                 "cron slots written",
                 extra={"event": "cron_fired", "slots": len(result.recorded),
-                       "executions": result.inserted, "lost": len(result.lost)},
+                       "executions": result.inserted, "lost": result.lost},
             )
 
     async def _warm_up(self) -> None:

@@ -7,7 +7,8 @@ instant. Two corrections make the wake-ups land within a few milliseconds:
 * The kernel lets a long ``epoll_wait`` overrun by about 0.1 %, so a one-minute wait ends
   30-80 ms late. The APScheduler job is therefore set to run early, by ``early`` plus
   ``early_ratio`` of the wait, and the job sleeps the rest with :func:`asyncio.sleep`,
-  whose short wait is accurate to about a millisecond.
+  whose short wait is accurate to about a millisecond, and busy-waits the last 2 ms (the
+  loop is blocked that long once per distinct instant).
 * ``misfire_grace_time=None``: a job that runs late (a busy loop) still runs; whether a
   late instant still fires or is a misfire is the scheduler's decision, not APScheduler's.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +38,7 @@ Callback = Callable[[], Awaitable[None]]
 DEFAULT_EARLY = timedelta(milliseconds=50)
 DEFAULT_EARLY_RATIO = 0.002
 SHUTDOWN_GRACE = 10.0
+SPIN = 0.002  # seconds of busy waiting before an instant
 
 
 class PreciseTimer:
@@ -126,7 +129,7 @@ class PreciseTimer:
         assert task is not None
         self._running.add(task)
         try:
-            remaining = (when - self._clock()).total_seconds()
+            remaining = (when - self._clock()).total_seconds() - SPIN
             if remaining > 0:
                 self._sleeping.add(task)
                 try:
@@ -139,6 +142,11 @@ class PreciseTimer:
                     self._sleeping.discard(task)
             if self._closed:
                 return
+            # The last SPIN seconds on the CPU: epoll rounds its timeout up to the next
+            # millisecond and a woken process waits for a CPU; a busy wait avoids both.
+            give_up = time.monotonic() + 2 * SPIN  # a clock that stands still ends it too
+            while self._clock() < when and time.monotonic() < give_up:
+                pass
             await callback()
         except asyncio.CancelledError:
             if self._closed:

@@ -85,8 +85,8 @@ class RecordedSlot:
 @dataclass(frozen=True, kw_only=True)
 class SlotWriteResult:
     recorded: tuple[RecordedSlot, ...]
-    # Slots another writer (usually another replica) had already decided.
-    lost: tuple[tuple[str, datetime], ...]
+    # How many slots another writer (usually another replica) had already decided.
+    lost: int
     # Slots not written because the trigger changed, vanished or was enabled later.
     stale: tuple[tuple[str, datetime], ...]
     inserted: int  # executions inserted
@@ -268,14 +268,18 @@ inserted AS (
 notified AS (
     SELECT pg_notify('triggerd_executions', count(*)::text) FROM inserted HAVING count(*) > 0
 )
-SELECT d.trigger_id::text, d.scheduled_for, COALESCE(NOT x.stale, false) AS live,
-       c.outcome, c.execution_id::text,
+-- Only the slots decided here and the stale ones come back; the rest were decided elsewhere.
+SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execution_id::text,
        (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM canceled) AS canceled,
        (SELECT count(*) FROM notified) AS notified
-FROM d
-LEFT JOIN decided x USING (trigger_id, scheduled_for)
-LEFT JOIN claimed c USING (trigger_id, scheduled_for)
+FROM claimed c
+UNION ALL
+SELECT false, x.trigger_id::text, x.scheduled_for, NULL, NULL, 0, 0, 0
+FROM decided x WHERE x.stale
+UNION ALL
+SELECT false, d.trigger_id::text, d.scheduled_for, NULL, NULL, 0, 0, 0
+FROM d WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.trigger_id = d.trigger_id)
 """
 
 
@@ -378,7 +382,7 @@ async def record_slots(
     """
     batch = requests if isinstance(requests, SlotBatch) else SlotBatch.of(requests)
     if not batch:
-        return SlotWriteResult(recorded=(), lost=(), stale=(), inserted=0, canceled=0)
+        return SlotWriteResult(recorded=(), lost=0, stale=(), inserted=0, canceled=0)
     try:
         rows = await _fetch_custom_plan(conn, _RECORD, *batch.arguments(fired_at))
     except Exception as exc:
@@ -386,10 +390,10 @@ async def record_slots(
             raise _unavailable(exc) from exc
         raise
     recorded: list[RecordedSlot] = []
-    lost: list[tuple[str, datetime]] = []
     stale: list[tuple[str, datetime]] = []
-    for trigger_id, scheduled_for, live, outcome, execution_id, *_ in rows:
-        if outcome is not None:
+    inserted = canceled = 0
+    for claimed, trigger_id, scheduled_for, outcome, execution_id, ins, can, _ in rows:
+        if claimed:
             recorded.append(
                 RecordedSlot(
                     trigger_id=trigger_id,
@@ -398,17 +402,15 @@ async def record_slots(
                     execution_id=execution_id,
                 )
             )
-        elif live:
-            lost.append((trigger_id, scheduled_for))
+            inserted, canceled = ins, can
         else:
             stale.append((trigger_id, scheduled_for))
-    first = rows[0]
     return SlotWriteResult(
         recorded=tuple(recorded),
-        lost=tuple(lost),
+        lost=len(batch) - len(recorded) - len(stale),
         stale=tuple(stale),
-        inserted=first["inserted"],
-        canceled=first["canceled"],
+        inserted=inserted,
+        canceled=canceled,
     )
 
 

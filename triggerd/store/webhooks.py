@@ -46,7 +46,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, _UNAVAILABLE | DatabaseUnavailable)
+    return isinstance(exc, (*_UNAVAILABLE, DatabaseUnavailable))
 
 
 @contextlib.contextmanager

@@ -275,7 +275,16 @@ def _compile(schema: Any) -> ValidityCheck:
         return lambda _value: True
     if len(checks) == 1:
         return checks[0]
-    return lambda value: all(check(value) for check in checks)
+    # Plain loops, not all() over generators: this runs for every request.
+    every = tuple(checks)
+
+    def check_all(value: Any) -> bool:
+        for check in every:  # noqa: SIM110 - all() over a generator is slower here
+            if not check(value):
+                return False
+        return True
+
+    return check_all
 
 
 def _count(arg: Any) -> int:
@@ -290,19 +299,27 @@ def _keyword(key: str, arg: Any, schema: Mapping[str, Any]) -> ValidityCheck:
         if not isinstance(names, list) or not names or any(n not in _TYPES for n in names):
             raise _Unsupported
         tests = [_TYPES[n] for n in names]
+        if len(tests) == 1:
+            return tests[0]
         return lambda v: any(test(v) for test in tests)
     if key == "properties":
         if not isinstance(arg, dict):
             raise _Unsupported
-        subs = [(name, _compile(sub)) for name, sub in arg.items()]
-        return lambda v: not isinstance(v, dict) or all(
-            name not in v or check(v[name]) for name, check in subs
-        )
+        subs = tuple((name, _compile(sub)) for name, sub in arg.items())
+
+        def check_properties(v: Any) -> bool:
+            if isinstance(v, dict):
+                for name, check in subs:
+                    if name in v and not check(v[name]):
+                        return False
+            return True
+
+        return check_properties
     if key == "required":
         if not isinstance(arg, list) or not all(isinstance(n, str) for n in arg):
             raise _Unsupported
-        names = tuple(arg)
-        return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+        names = frozenset(arg)
+        return lambda v: not isinstance(v, dict) or names <= v.keys()
     if key == "additionalProperties":
         if "patternProperties" in schema:
             raise _Unsupported
