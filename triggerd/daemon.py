@@ -160,10 +160,11 @@ class Daemon:
             pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS]
         )
         self.components = [self.executor]
-        self.components.append(CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings))
-        self.components.append(
-            setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
-        )
+        scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
+        scheduler.metrics = self.app[METRICS]
+        ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
+        ingress.stats.sink = self.app[METRICS]
+        self.components += [scheduler, ingress]
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         assert self.app is not None

@@ -197,6 +197,8 @@ class CronScheduler:
         self._running = False
         self.clock_skew: float | None = None
         self._stats = SchedulerStats()
+        # The daemon's Prometheus metrics (triggerd.api.metrics.Metrics), when served.
+        self.metrics: Any = None
 
     # --- the component -------------------------------------------------------------------
 
@@ -626,6 +628,15 @@ class CronScheduler:
                 await asyncio.sleep(0.05 * 2**attempt)
                 continue
             self._account(result)
+            if self.metrics is not None:
+                lateness = None if due is None else (fired - due).total_seconds()
+                for slot in result.recorded:
+                    entry = self._table.entries.get(slot.trigger_id)
+                    self.metrics.cron_fired(
+                        entry.full_name if entry is not None else slot.trigger_id,
+                        slot.outcome.value,
+                        lateness if slot.outcome.value == "fired" else None,
+                    )
             return result
         logger.error(
             "cron slots not written after retries",
@@ -800,6 +811,8 @@ class CronScheduler:
         skew = (remote - (before + (after - before) / 2)).total_seconds()
         self.clock_skew = skew
         self._stats.clock_skew = skew
+        if self.metrics is not None:
+            self.metrics.set_clock_skew(skew)
         if abs(skew) > SKEW_WARNING:
             logger.warning(
                 "local clock differs from the database's; cron fires follow the local clock",

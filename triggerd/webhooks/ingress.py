@@ -152,9 +152,13 @@ class WebhookStats:
     database_unavailable: int = 0
     pending_new: int = 0  # the NEW count backpressure compares with max_pending
     group_commit: GroupCommitStats = field(default_factory=GroupCommitStats)
+    # The daemon's Prometheus metrics (triggerd.api.metrics.Metrics), when it serves them.
+    sink: Any = None
 
     def record(self, trigger: str, status: int, seconds: float) -> None:
         self.responses[(trigger, status)] += 1
+        if self.sink is not None:
+            self.sink.webhook_request(trigger, status, seconds)
         samples = self.latency.get(trigger)
         if samples is None:
             samples = self.latency[trigger] = collections.deque(maxlen=LATENCY_SAMPLES)
@@ -713,6 +717,8 @@ class WebhookIngress:
         pending = self._new_count + self._created_since_count
         if pending > self._settings.http.max_pending:
             self.stats.backpressure_rejections += 1
+            if self.stats.sink is not None:
+                self.stats.sink.backpressure()
             return error_response(
                 429,
                 "overloaded",
