@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from tests.acceptance.conftest import DaemonProcess, Daemons
+from tests.acceptance.conftest import DaemonProcess, Daemons, TomlValue
 from tests.helpers import wait_for
 
 DEFINITIONS = """\
@@ -47,7 +47,7 @@ async def hammer(daemon: DaemonProcess, accepted: dict[str, str], stop: asyncio.
                     body = await response.json(content_type=None)
                     if response.status == 202:
                         accepted[delivery] = body["execution_id"]
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 failures += 1
                 await asyncio.sleep(0.01)
 
@@ -61,7 +61,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_request(
 ) -> None:
     definitions = tmp_path / "inbox.yaml"
     definitions.write_text(DEFINITIONS)
-    sections = {"daemon": {"definitions": [str(definitions)]}, "executor": {"lease": "2s"}}
+    sections: dict[str, dict[str, TomlValue]] = {
+        "daemon": {"definitions": [str(definitions)]}, "executor": {"lease": "2s"}}
     first = await daemons.start(database_url=dsn, sections=sections)
     accepted: dict[str, str] = {}
     stop = asyncio.Event()
@@ -103,7 +104,8 @@ async def test_sigterm_under_load_drains_without_loss(
 ) -> None:
     definitions = tmp_path / "inbox.yaml"
     definitions.write_text(DEFINITIONS)
-    sections = {"daemon": {"definitions": [str(definitions)]}, "executor": {"drain": "2s"}}
+    sections: dict[str, dict[str, TomlValue]] = {
+        "daemon": {"definitions": [str(definitions)]}, "executor": {"drain": "2s"}}
     daemon = await daemons.start(database_url=dsn, sections=sections)
     accepted: dict[str, str] = {}
     stop = asyncio.Event()
