@@ -5,6 +5,7 @@ nothing acknowledged is lost and every run ends or returns to NEW."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 from pathlib import Path
@@ -27,7 +28,12 @@ workflows:
 """
 
 
-async def hammer(daemon: DaemonProcess, accepted: dict[str, str], stop: asyncio.Event) -> int:
+async def hammer(
+    daemon: DaemonProcess,
+    accepted: dict[str, str],
+    stop: asyncio.Event,
+    statuses: collections.Counter[int] | None = None,
+) -> int:
     """Send requests from 16 concurrent clients until ``stop``; record every 202's id by
     its delivery id. Returns how many requests failed (connection errors after the kill)."""
     failures = 0
@@ -45,6 +51,8 @@ async def hammer(daemon: DaemonProcess, accepted: dict[str, str], stop: asyncio.
                     timeout=aiohttp.ClientTimeout(total=5),
                 ) as response:
                     body = await response.json(content_type=None)
+                    if statuses is not None:
+                        statuses[response.status] += 1
                     if response.status == 202:
                         accepted[delivery] = body["execution_id"]
             except (TimeoutError, aiohttp.ClientError):
@@ -131,3 +139,27 @@ async def test_sigterm_under_load_drains_without_loss(
     leftovers = await pool.fetchval(
         "SELECT count(*) FROM workflow_executions WHERE status = 'RUNNING'")
     assert leftovers == 0
+
+
+async def test_reload_under_load_fails_no_request(
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    definitions = tmp_path / "inbox.yaml"
+    definitions.write_text(DEFINITIONS)
+    sections: dict[str, dict[str, TomlValue]] = {"daemon": {"definitions": [str(definitions)]}}
+    daemon = await daemons.start(database_url=dsn, sections=sections)
+    accepted: dict[str, str] = {}
+    statuses: collections.Counter[int] = collections.Counter()
+    stop = asyncio.Event()
+    load = asyncio.create_task(hammer(daemon, accepted, stop, statuses))
+    for _ in range(3):
+        await asyncio.sleep(0.4)
+        daemon.send(signal.SIGHUP)
+        await daemon.wait_for_event("daemon_reloaded", timeout=15)
+    await asyncio.sleep(0.4)
+    stop.set()
+    failures = await load
+    assert failures == 0
+    assert set(statuses) == {202}, statuses
+    assert len(daemon.events_named("daemon_reloaded")) == 3
+    assert await daemon.stop(signal.SIGTERM) == 0
