@@ -156,19 +156,57 @@ def _describe_trigger(kind: str, config: dict[str, Any]) -> str:
 
 
 async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.cron import fire_to_json, next_fires, parse_cron
+    from triggerd.store.admin import slot_history
     from triggerd.store.workflows import get_trigger
 
+    if not 1 <= args.count <= 1000:
+        raise UsageError(f"--count: {args.count} is out of range 1-1000")
+    if not 0 <= args.slots <= 1000:
+        raise UsageError(f"--slots: {args.slots} is out of range 0-1000")
     async with _pool(settings) as pool:
         trigger = await get_trigger(pool, args.name)
+        slots = await slot_history(pool, trigger.id, limit=args.slots)
     doc = _trigger_json(trigger)
+    if trigger.type == "cron":
+        schedule = parse_cron(
+            str(trigger.config["cron"]), str(trigger.config.get("timezone", "UTC"))
+        )
+        doc["next_fires"] = [
+            fire_to_json(f) for f in next_fires(schedule, datetime.now(UTC), args.count)
+        ]
+    doc["slots"] = [
+        {
+            "scheduled_for": s.scheduled_for,
+            "outcome": s.outcome,
+            "execution_id": s.execution_id,
+            "decided_at": s.decided_at,
+            "detail": s.detail,
+        }
+        for s in slots
+    ]
     if args.json:
         print_json(doc)
         return 0
-    for key, value in doc.items():
-        print(
-            f"{key + ':':<12} "
-            + (json.dumps(value, default=_json_default) if isinstance(value, dict) else str(value))
-        )
+    for key in ("name", "type", "enabled", "version", "id", "enabled_at", "updated_at"):
+        print(f"{key + ':':<12} {doc[key]}")
+    print(f"{'input:':<12} {json.dumps(doc['input'])}")
+    print("config:")
+    for key, value in sorted(trigger.config.items()):
+        shown = json.dumps(value) if isinstance(value, dict | list) else value
+        print(f"  {key + ':':<16} {shown}")
+    if "next_fires" in doc:
+        print("next fires:")
+        for fire in doc["next_fires"]:
+            note = f"  ({fire['note']})" if fire["note"] else ""
+            print(f"  {fire['at']}  {fire['local']}{note}")
+    if slots:
+        print("latest slots:")
+        rows = [
+            [s.scheduled_for.isoformat(), s.outcome, s.execution_id or "-", s.detail or ""]
+            for s in slots
+        ]
+        print(_table(rows, ["SCHEDULED_FOR", "OUTCOME", "EXECUTION", "DETAIL"]))
     return 0
 
 
@@ -451,8 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("list", help="list triggers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_triggers_list)
-    p = tsub.add_parser("show", help="show one trigger")
+    p = tsub.add_parser("show", help="show a trigger, its next fires and latest slot outcomes")
     p.add_argument("name", metavar="NAME", help="workflow_key/trigger_name")
+    p.add_argument("--count", type=int, default=5, help="next fires to show (cron)")
+    p.add_argument("--slots", type=int, default=10, help="latest slot outcomes to show")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_triggers_show)
     p = tsub.add_parser("enable", help="enable a trigger")

@@ -192,3 +192,30 @@ async def test_fire_cancel_finished_is_refused(dsn: str) -> None:
     )
     shown = triggerd("executions", "show", execution_id, "--json", dsn=dsn)
     assert json.loads(shown.stdout)["status"] == "SUCCESS"
+
+
+async def test_triggers_show_has_next_fires_and_slot_outcomes(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    conn = await asyncpg.connect(dsn)
+    try:
+        trigger_id = await conn.fetchval(
+            "SELECT id FROM workflow_triggers WHERE name = 'every-minute'")
+        await conn.execute(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, detail) VALUES"
+            " ($1, '2026-01-01T00:00:00Z', 'skipped_overlap', 'previous run still RUNNING')",
+            trigger_id)
+    finally:
+        await conn.close()
+    shown = triggerd("triggers", "show", "nightly-report/every-minute", "--json", "--count", "3",
+                     dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert len(doc["next_fires"]) == 3
+    assert doc["config"]["misfire"] == "latest" and doc["config"]["overlap"] == "skip"
+    assert [(s["outcome"], s["detail"]) for s in doc["slots"]] == [
+        ("skipped_overlap", "previous run still RUNNING")]
+    text = triggerd("triggers", "show", "nightly-report/every-minute", dsn=dsn)
+    assert "latest slots:" in text.stdout and "skipped_overlap" in text.stdout
+    bad = triggerd("triggers", "show", "nightly-report/every-minute", "--count", "0", dsn=dsn)
+    assert bad.returncode == 2
+    assert one_line_error(bad) == "triggerd: error: --count: 0 is out of range 1-1000"

@@ -473,3 +473,29 @@ async def test_two_executors_share_work_and_run_each_once(pool: asyncpg.Pool, ds
     assert [r["attempt"] for r in attempts] == [1]
     assert executors[0].stats["started"] + executors[1].stats["started"] == 150
     assert executors[0].stats["started"] > 0 and executors[1].stats["started"] > 0
+
+
+async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool) -> None:
+    from datetime import timedelta
+
+    from triggerd.store.executions import release_expired_dedupe_keys, retention_batch
+
+    await apply_doc(pool, workflow("old", [{"id": "a", "type": "noop"}]))
+    ids = [await fire(pool, "old/manual") for _ in range(5)]
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS',"
+        " end_time = now() - interval '40 days' WHERE id = ANY($1::uuid[])", ids[:3])
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'ERROR', end_time = now() WHERE id = $1",
+        ids[3])
+    await pool.execute(
+        "UPDATE workflow_executions SET dedupe_key = 'webhook:x',"
+        " dedupe_expires_at = now() - interval '1 second' WHERE id = $1", ids[4])
+    assert await retention_batch(pool, timedelta(days=30), batch=2) == 2
+    assert await retention_batch(pool, timedelta(days=30), batch=2) == 1
+    assert await retention_batch(pool, timedelta(days=30), batch=2) == 0
+    left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM workflow_executions")}
+    assert left == set(ids[3:])  # the recent finished run and the NEW one stay
+    assert await release_expired_dedupe_keys(pool) == 1
+    assert await pool.fetchval(
+        "SELECT dedupe_key FROM workflow_executions WHERE id = $1", ids[4]) is None

@@ -3,6 +3,6 @@
 :class:`CronScheduler` is the daemon component; see :mod:`triggerd.scheduler.service`.
 """
 
-from triggerd.scheduler.service import CronScheduler, SchedulerStats, utc_now
+from triggerd.scheduler.service import CronMetrics, CronScheduler, SchedulerStats, utc_now
 
-__all__ = ["CronScheduler", "SchedulerStats", "utc_now"]
+__all__ = ["CronMetrics", "CronScheduler", "SchedulerStats", "utc_now"]

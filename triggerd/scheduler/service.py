@@ -37,7 +37,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from triggerd.config import SchedulerSettings, Settings
 from triggerd.cron import CronSchedule, fires_between, last_fires, next_fire, utc_iso
@@ -120,7 +120,7 @@ class SchedulerStats:
     recoveries: Counter[str] = field(default_factory=Counter)  # gap reason -> count
     # Seconds from a due instant (plus jitter) to its write being sent, newest last.
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=LATENESS_SAMPLES))
-    clock_skew: float | None = None  # database clock minus local clock, seconds
+    clock_skew: float | None = None  # local clock minus the database's, seconds
     last_reconcile: datetime | None = None
 
     @property
@@ -156,6 +156,14 @@ class _Tally:
 
 
 CatchupMemo = dict[tuple[Any, ...], list[SlotDecision]]
+
+
+class CronMetrics(Protocol):
+    """Where the scheduler reports to Prometheus (:class:`triggerd.api.metrics.Metrics`)."""
+
+    def cron_fired(self, trigger: str, outcome: str, lateness_s: float | None = None) -> None: ...
+
+    def set_clock_skew(self, seconds: float) -> None: ...
 
 
 class CronScheduler:
@@ -195,16 +203,22 @@ class CronScheduler:
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
         self._running = False
+        # Local clock minus PostgreSQL's, seconds (positive: this host runs ahead).
         self.clock_skew: float | None = None
         self._stats = SchedulerStats()
         # The daemon's Prometheus metrics (triggerd.api.metrics.Metrics), when served.
-        self.metrics: Any = None
+        self.metrics: CronMetrics | None = None
 
     # --- the component -------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def trigger_count(self) -> int:
+        """Cron triggers scheduled (the daemon's status line)."""
+        return len(self._table)
 
     @property
     def stats(self) -> SchedulerStats:
@@ -254,6 +268,10 @@ class CronScheduler:
         """Bring the schedule in line with ``workflow_triggers`` (SIGHUP, periodic): added or
         changed triggers are caught up and scheduled, removed ones are dropped."""
         await self._sync(None)
+
+    async def reload(self) -> None:
+        """SIGHUP (the daemon calls each component's ``reload``): a full reconcile."""
+        await self.reconcile()
 
     async def readiness(self) -> str | None:
         """None when fine, else what is wrong: the scheduler is not running, or triggers
@@ -808,7 +826,7 @@ class CronScheduler:
             logger.warning("cannot read the database clock",
                            extra={"event": "cron_clock_check_failed", "error": str(exc)})
             return
-        skew = (remote - (before + (after - before) / 2)).total_seconds()
+        skew = (before + (after - before) / 2 - remote).total_seconds()
         self.clock_skew = skew
         self._stats.clock_skew = skew
         if self.metrics is not None:
@@ -841,4 +859,4 @@ class CronScheduler:
         return expected
 
 
-__all__ = ["CronScheduler", "SchedulerStats", "utc_now"]
+__all__ = ["CronMetrics", "CronScheduler", "SchedulerStats", "utc_now"]
