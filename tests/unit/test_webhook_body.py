@@ -301,3 +301,10 @@ def test_unknown_mode_is_a_programming_error() -> None:
 )
 def test_parse_content_type(value: str, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_content_type(value) == expected
+
+
+def test_number_too_large_for_a_double_is_400() -> None:
+    with pytest.raises(BodyError) as info:
+        parse_body("application/json", b'{"n": 1e400}')
+    assert info.value.status == 400
+    assert str(info.value) == "invalid JSON body: the number 1e400 is too large to store"

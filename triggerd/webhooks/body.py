@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -148,17 +149,31 @@ def _reject_constant(constant: str) -> NoReturn:
     raise _NotJson(constant)
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 parses to infinity, which PostgreSQL's jsonb cannot hold: refuse it here.
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJson(text)
+    return value
+
+
 def _parse_json(text: str) -> Any:
     text = text.removeprefix("\ufeff")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise BodyError.invalid(
             f"invalid JSON body: {exc.msg} at line {exc.lineno}, column {exc.colno}"
             f" (character {exc.pos})"
         ) from None
     except _NotJson as exc:
-        raise BodyError.invalid(f"invalid JSON body: {exc.constant} is not a JSON value") from None
+        if exc.constant in ("NaN", "Infinity", "-Infinity"):
+            raise BodyError.invalid(
+                f"invalid JSON body: {exc.constant} is not a JSON value"
+            ) from None
+        raise BodyError.invalid(
+            f"invalid JSON body: the number {exc.constant} is too large to store"
+        ) from None
     except RecursionError:
         raise BodyError.invalid("invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
