@@ -33,6 +33,7 @@ class ProgressWriter:
     _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
 
     workers: int = 3
+    _in_flight: int = 0
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -43,8 +44,9 @@ class ProgressWriter:
         ]
 
     async def stop(self) -> None:
-        # Let queued writes land before stopping.
-        while not self._queue.empty():  # noqa: ASYNC110 - a short bounded flush wait
+        # Let queued and in-flight writes land before stopping: cancelling a worker in the
+        # middle of its transaction would roll back finished runs' final states.
+        while not self._queue.empty() or self._in_flight:  # noqa: ASYNC110 - bounded flush
             await asyncio.sleep(0.01)
         for task in self._workers:
             task.cancel()
@@ -65,29 +67,37 @@ class ProgressWriter:
 
     async def _loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            # One turn of the loop lets the other runs that are finishing right now queue
-            # their rows too, so they share this commit.
-            await asyncio.sleep(0)
-            rows = len(batch[0].nodes) + len(batch[0].finished)
-            while not self._queue.empty() and rows < MAX_BATCH:
-                item = self._queue.get_nowait()
-                batch.append(item)
-                rows += len(item.nodes) + len(item.finished)
-            nodes = [n for p in batch for n in p.nodes]
-            finished = [f for p in batch for f in p.finished]
+            first = await self._queue.get()
+            self._in_flight += 1
             try:
-                async with self.pool.acquire() as conn:
-                    written = await write_progress(conn, self.owner, nodes, finished)
-            except Exception as exc:
-                logger.warning(
-                    "progress write failed",
-                    extra={"event": "progress_write_failed", "error": str(exc), "rows": rows},
-                )
-                for p in batch:
-                    if not p.done.done():
-                        p.done.set_exception(exc)
-                continue
+                await self._write_batch(first)
+            finally:
+                self._in_flight -= 1
+
+    async def _write_batch(self, first: _Pending) -> None:
+        # One turn of the loop lets the other runs that are finishing right now queue their
+        # rows too, so they share this commit.
+        await asyncio.sleep(0)
+        batch = [first]
+        rows = len(first.nodes) + len(first.finished)
+        while not self._queue.empty() and rows < MAX_BATCH:
+            item = self._queue.get_nowait()
+            batch.append(item)
+            rows += len(item.nodes) + len(item.finished)
+        nodes = [n for p in batch for n in p.nodes]
+        finished = [f for p in batch for f in p.finished]
+        try:
+            async with self.pool.acquire() as conn:
+                written = await write_progress(conn, self.owner, nodes, finished)
+        except Exception as exc:
+            logger.warning(
+                "progress write failed",
+                extra={"event": "progress_write_failed", "error": str(exc), "rows": rows},
+            )
             for p in batch:
                 if not p.done.done():
-                    p.done.set_result({f.id for f in p.finished} & written)
+                    p.done.set_exception(exc)
+            return
+        for p in batch:
+            if not p.done.done():
+                p.done.set_result({f.id for f in p.finished} & written)
