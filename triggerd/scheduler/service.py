@@ -83,6 +83,8 @@ SKEW_WARNING = 1.0
 RELOAD_DEBOUNCE = 0.05
 RELOAD_FULL_ABOVE = 500  # more changed triggers than this at once: one full reconcile
 WRITE_CHUNK = 10_000
+# Slots of one instant per statement; larger instants are split and written concurrently.
+INSTANT_CHUNK = 2_000
 WRITE_ATTEMPTS = 3
 DRAIN_TIMEOUT = 30.0
 RECOVERY_BACKOFF_MAX = 10.0
@@ -554,7 +556,11 @@ class CronScheduler:
         if self._late(at, now):
             self._request_recovery("stall", late_s=round((now - at).total_seconds(), 3))
             return
+        # A large instant is written as several statements at once, each on its own
+        # connection, so PostgreSQL spreads the work over its cores. Each statement locks
+        # its slots in (trigger, instant) order, so concurrent ones cannot deadlock.
         batch = SlotBatch()
+        batches = [batch]
         slot = batch.slot_ref(at, utc_iso(at))
         due: list[ScheduleGroup] = []
         for key in keys:
@@ -568,18 +574,22 @@ class CronScheduler:
                 if entry.config.jitter:
                     self._add_jitter(entry, at, now)
                 else:
+                    if len(batch) >= INSTANT_CHUNK:
+                        batch = SlotBatch()
+                        batches.append(batch)
+                        slot = batch.slot_ref(at, utc_iso(at))
                     batch.add(
                         entry.id, batch.config_ref(entry.config_text, entry.config.overlap), slot
                     )
-        write = self._start_write(batch, due=at) if batch else None
-        if write is not None:
-            # Let the statement go out before the next instants are computed.
+        writes = [self._start_write(b, due=at) for b in batches if b]
+        if writes:
+            # Let the statements go out before the next instants are computed.
             await asyncio.sleep(0)
         if generation == self._generation:
             for group in due:
                 self._schedule_group(group, at)
-        if write is not None:
-            await asyncio.shield(write)
+        if writes:
+            await asyncio.shield(asyncio.gather(*writes))
 
     async def _on_jitter(self, at: datetime, generation: int) -> None:
         if generation != self._generation or not self._running:
