@@ -22,6 +22,7 @@ from triggerd.config import Settings
 from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
 from triggerd.executor.writer import ProgressWriter
 from triggerd.store import executions as store
+from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +124,7 @@ class Executor:
             return
         await self.drain(self.settings.executor.drain)
         self._running = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._writer is not None:
             await self._writer.stop()
         if self._http is not None:

@@ -67,6 +67,7 @@ from triggerd.store.slots import (
     record_slots,
     warm_up,
 )
+from triggerd.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import asyncpg
@@ -256,9 +257,7 @@ class CronScheduler:
             return
         self._running = False
         tasks = [t for t in (*self._tasks, self._reload_task, self._recovery_task) if t]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         self._tasks = []
         await self._timer.shutdown()
         await self._listener.stop()

@@ -51,6 +51,7 @@ from triggerd.store.webhooks import (
     finished_runs,
     webhook_execution_status,
 )
+from triggerd.tasks import cancel_and_wait
 from triggerd.webhooks.auth import verify_request
 from triggerd.webhooks.body import BodyError, parse_body, parse_content_type
 from triggerd.webhooks.dedupe import dedupe_key
@@ -363,9 +364,7 @@ class FinishWaiter:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         # Waiting requests fall back to their 202 answer.
         for futures in list(self._waiting.values()):
             for future in futures:
@@ -545,9 +544,7 @@ class WebhookIngress:
         commit before returning; requests arriving from now on are answered 503."""
         self._running = False
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         await self.group_commit.stop()
         await self.waiter.stop()
 
