@@ -116,7 +116,10 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
-        self._redactor = self._redactor.with_secrets(secrets)
+        # Called for every run that has secrets: rebuild the pattern only for new values.
+        fresh = {s for s in secrets if s} - self._redactor.secrets
+        if fresh:
+            self._redactor = self._redactor.with_secrets(fresh)
 
     def filter(self, record: logging.LogRecord) -> bool:
         redactor = self._redactor  # one consistent redactor for the whole record
