@@ -17,6 +17,7 @@ from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
 from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
 from triggerd.logs import setup_logging
+from triggerd.views import execution_json, node_json, slot_json, trigger_json
 
 EPILOG = f"""configuration keys (TOML [section] key, or the environment variable):
 {describe_keys()}
@@ -108,29 +109,13 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _trigger_json(t: Any) -> dict[str, Any]:
-    return {
-        "name": t.full_name,
-        "workflow": t.workflow_key,
-        "trigger": t.name,
-        "type": t.type,
-        "enabled": t.enabled,
-        "version": t.version,
-        "config": t.config,
-        "input": t.input,
-        "id": t.id,
-        "enabled_at": t.enabled_at,
-        "updated_at": t.updated_at,
-    }
-
-
 async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.workflows import list_triggers
 
     async with _pool(settings) as pool:
         triggers = await list_triggers(pool)
     if args.json:
-        print_json([_trigger_json(t) for t in triggers])
+        print_json([trigger_json(t) for t in triggers])
         return 0
     rows = [
         [
@@ -167,7 +152,7 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     async with _pool(settings) as pool:
         trigger = await get_trigger(pool, args.name)
         slots = await slot_history(pool, trigger.id, limit=args.slots)
-    doc = _trigger_json(trigger)
+    doc = trigger_json(trigger)
     if trigger.type == "cron":
         schedule = parse_cron(
             str(trigger.config["cron"]), str(trigger.config.get("timezone", "UTC"))
@@ -175,16 +160,7 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
         doc["next_fires"] = [
             fire_to_json(f) for f in next_fires(schedule, datetime.now(UTC), args.count)
         ]
-    doc["slots"] = [
-        {
-            "scheduled_for": s.scheduled_for,
-            "outcome": s.outcome,
-            "execution_id": s.execution_id,
-            "decided_at": s.decided_at,
-            "detail": s.detail,
-        }
-        for s in slots
-    ]
+    doc["slots"] = [slot_json(s) for s in slots]
     if args.json:
         print_json(doc)
         return 0
@@ -272,45 +248,6 @@ def _parse_input(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _execution_json(e: Any) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "workflow": e.workflow_key,
-        "version": e.version,
-        "trigger": e.trigger_name,
-        "trigger_type": e.trigger_type,
-        "status": e.status,
-        "input": e.input,
-        "output": e.output,
-        "error_code": e.error_code,
-        "error_message": e.error_message,
-        "scheduled_for": e.scheduled_for,
-        "created_at": e.created_at,
-        "start_time": e.start_time,
-        "end_time": e.end_time,
-        "attempt": e.attempt,
-        "retry_of": e.retry_of,
-    }
-
-
-def _node_json(n: Any) -> dict[str, Any]:
-    return {
-        "node_id": n.node_id,
-        "node_type": n.node_type,
-        "status": n.status,
-        "attempt": n.attempt,
-        "from": n.from_node_id,
-        "edge": n.edge_condition,
-        "input": n.input,
-        "output": n.output,
-        "error_code": n.error_code,
-        "error_message": n.error_message,
-        "start_time": n.start_time,
-        "end_time": n.end_time,
-        "execution_time_ms": n.execution_time_ms,
-    }
-
-
 async def _wait_final(pool: asyncpg.Pool, execution_id: str) -> Any:
     from triggerd.store.executions import get_execution
 
@@ -380,7 +317,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
             trigger_id = (await get_trigger(pool, args.trigger)).id
         items = await list_executions(pool, status=status, trigger_id=trigger_id, limit=args.limit)
     if args.json:
-        print_json([_execution_json(e) for e in items])
+        print_json([execution_json(e) for e in items])
         return 0
     rows = [
         [
@@ -403,11 +340,11 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
     async with _pool(settings) as pool:
         execution = await get_execution(pool, args.id)
         nodes = await node_timeline(pool, args.id)
-    doc = {**_execution_json(execution), "nodes": [_node_json(n) for n in nodes]}
+    doc = {**execution_json(execution), "nodes": [node_json(n) for n in nodes]}
     if args.json:
         print_json(doc)
         return 0
-    for key, value in _execution_json(execution).items():
+    for key, value in execution_json(execution).items():
         shown = (
             json.dumps(value, default=_json_default) if isinstance(value, dict | list) else value
         )

@@ -64,14 +64,7 @@ from triggerd.store.executions import (
     request_cancel,
     retry_execution,
 )
-from triggerd.store.records import (
-    ExecutionRecord,
-    NodeExecutionRecord,
-    SlotRecord,
-    TriggerRecord,
-    VersionRecord,
-    WorkflowRecord,
-)
+from triggerd.store.records import ExecutionRecord
 from triggerd.store.slots import is_connection_error
 from triggerd.store.workflows import (
     apply_workflows,
@@ -82,6 +75,14 @@ from triggerd.store.workflows import (
     list_workflows,
     resolve_version,
     set_trigger_enabled,
+)
+from triggerd.views import (
+    execution_json,
+    node_json,
+    slot_json,
+    trigger_json,
+    version_json,
+    workflow_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -424,111 +425,6 @@ def _unstorable(text: str) -> str | None:
         except UnicodeEncodeError:
             return "contains a lone UTF-16 surrogate, which is not valid Unicode"
     return None
-
-
-# --- shapes ---------------------------------------------------------------------------------
-
-
-def workflow_json(w: WorkflowRecord) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "tenant_id": w.tenant_id,
-        "key": w.key,
-        "name": w.name,
-        "description": w.description,
-        "status": w.status,
-        "latest_version": w.latest_version,
-        "created_at": w.created_at,
-        "updated_at": w.updated_at,
-    }
-
-
-def version_json(v: VersionRecord) -> dict[str, Any]:
-    return {
-        "id": v.id,
-        "workflow_id": v.workflow_id,
-        "version": v.version,
-        "graph": v.graph,
-        "parameter_schema": v.parameter_schema,
-        "env_config": v.env_config,
-        "timeout_ms": v.timeout_ms,
-        "is_latest": v.is_latest,
-        "published_at": v.published_at,
-        "created_at": v.created_at,
-    }
-
-
-def trigger_json(t: TriggerRecord) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "name": t.full_name,
-        "workflow": t.workflow_key,
-        "trigger": t.name,
-        "type": t.type,
-        "enabled": t.enabled,
-        "version": t.version,
-        "config": t.config,
-        "input": t.input,
-        "enabled_at": t.enabled_at,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-    }
-
-
-def execution_json(e: ExecutionRecord) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "workflow": e.workflow_key,
-        "workflow_id": e.workflow_id,
-        "version": e.version,
-        "trigger": e.trigger_name,
-        "trigger_id": e.trigger_id,
-        "trigger_type": e.trigger_type,
-        "status": e.status,
-        "input": e.input,
-        "output": e.output,
-        "error_code": e.error_code,
-        "error_message": e.error_message,
-        "scheduled_for": e.scheduled_for,
-        "created_at": e.created_at,
-        "start_time": e.start_time,
-        "end_time": e.end_time,
-        "resume_at": e.resume_at,
-        "attempt": e.attempt,
-        "retry_of": e.retry_of,
-        "lease_owner": e.lease_owner,
-        "lease_expires_at": e.lease_expires_at,
-    }
-
-
-def node_json(n: NodeExecutionRecord) -> dict[str, Any]:
-    return {
-        "id": n.id,
-        "node_id": n.node_id,
-        "node_type": n.node_type,
-        "status": n.status,
-        "attempt": n.attempt,
-        "from": n.from_node_id,
-        "edge": n.edge_condition,
-        "branch": n.branch,
-        "input": n.input,
-        "output": n.output,
-        "error_code": n.error_code,
-        "error_message": n.error_message,
-        "start_time": n.start_time,
-        "end_time": n.end_time,
-        "execution_time_ms": n.execution_time_ms,
-    }
-
-
-def slot_json(s: SlotRecord) -> dict[str, Any]:
-    return {
-        "scheduled_for": s.scheduled_for,
-        "outcome": s.outcome,
-        "execution_id": s.execution_id,
-        "decided_at": s.decided_at,
-        "detail": s.detail,
-    }
 
 
 def _accepted(execution_id: str) -> web.Response:
