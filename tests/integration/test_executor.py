@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.helpers import apply_doc, final_status, fire, free_port, wait_for
+from tests.helpers import apply_doc, final_status, fire, free_port, serve_get, wait_for
 from triggerd.config import load_settings
 from triggerd.errors import Conflict
 from triggerd.executor.service import Executor
@@ -160,13 +160,7 @@ async def test_secrets_are_redacted_in_stored_rows(
         seen.append(request.headers["Authorization"])
         return web.json_response({"echo": request.headers["Authorization"]})
 
-    app = web.Application()
-    app.router.add_get("/x", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_get("/x", handler) as port:
         await apply_doc(
             pool,
             workflow(
@@ -187,8 +181,6 @@ async def test_secrets_are_redacted_in_stored_rows(
         )
         execution_id = await fire(pool, "redacted/manual")
         row = await final_status(pool, execution_id)
-    finally:
-        await runner.cleanup()
     assert row["status"] == "SUCCESS"
     assert seen == ["Bearer s3cr3t-value"]  # the real value went out
     dump = str(await pool.fetch("SELECT input, output FROM node_executions")) + str(row["output"])
@@ -249,13 +241,7 @@ async def test_retries_are_rows_with_attempt_numbers(
         hits.append(1)
         return web.json_response({"n": len(hits)}, status=503 if len(hits) < 3 else 200)
 
-    app = web.Application()
-    app.router.add_get("/flaky", flaky)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_get("/flaky", flaky) as port:
         await apply_doc(
             pool,
             workflow(
@@ -272,8 +258,6 @@ async def test_retries_are_rows_with_attempt_numbers(
         )
         execution_id = await fire(pool, "flaky/manual")
         row = await final_status(pool, execution_id)
-    finally:
-        await runner.cleanup()
     assert row["status"] == "SUCCESS"
     rows = [
         (r["attempt"], r["status"], r["error_code"]) for r in await nodes_of(pool, execution_id)
@@ -366,13 +350,7 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
         await asyncio.sleep(30)
         return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/slow", slow)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_get("/slow", slow) as port:
         await apply_doc(
             pool,
             workflow(
@@ -401,8 +379,6 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
         await wait_for(running)
         await request_cancel(pool, execution_id)
         row = await final_status(pool, execution_id)
-    finally:
-        await runner.cleanup()
     assert row["status"] == "CANCELED"
     (node,) = await nodes_of(pool, execution_id)
     assert node["status"] == "CANCELED"
@@ -484,18 +460,24 @@ async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool
     ids = [await fire(pool, "old/manual") for _ in range(5)]
     await pool.execute(
         "UPDATE workflow_executions SET status = 'SUCCESS',"
-        " end_time = now() - interval '40 days' WHERE id = ANY($1::uuid[])", ids[:3])
+        " end_time = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
+        ids[:3],
+    )
     await pool.execute(
-        "UPDATE workflow_executions SET status = 'ERROR', end_time = now() WHERE id = $1",
-        ids[3])
+        "UPDATE workflow_executions SET status = 'ERROR', end_time = now() WHERE id = $1", ids[3]
+    )
     await pool.execute(
         "UPDATE workflow_executions SET dedupe_key = 'webhook:x',"
-        " dedupe_expires_at = now() - interval '1 second' WHERE id = $1", ids[4])
+        " dedupe_expires_at = now() - interval '1 second' WHERE id = $1",
+        ids[4],
+    )
     assert await retention_batch(pool, timedelta(days=30), batch=2) == 2
     assert await retention_batch(pool, timedelta(days=30), batch=2) == 1
     assert await retention_batch(pool, timedelta(days=30), batch=2) == 0
     left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM workflow_executions")}
     assert left == set(ids[3:])  # the recent finished run and the NEW one stay
     assert await release_expired_dedupe_keys(pool) == 1
-    assert await pool.fetchval(
-        "SELECT dedupe_key FROM workflow_executions WHERE id = $1", ids[4]) is None
+    assert (
+        await pool.fetchval("SELECT dedupe_key FROM workflow_executions WHERE id = $1", ids[4])
+        is None
+    )
