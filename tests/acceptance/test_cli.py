@@ -149,6 +149,12 @@ async def test_bad_names_and_ids(dsn: str) -> None:
     result = triggerd("executions", "list", "--status", "DONE", dsn=dsn)
     assert result.returncode == 2
     assert "--status: 'DONE' is not one of" in one_line_error(result)
+    result = triggerd("executions", "list", "--limit", "0", dsn=dsn)
+    assert result.returncode == 2
+    assert one_line_error(result) == "triggerd: error: --limit: 0 is out of range 1-10000"
+    result = triggerd("triggers", "show", "nightly-report/every-minute", "--slots", "-1", dsn=dsn)
+    assert result.returncode == 2
+    assert one_line_error(result) == "triggerd: error: --slots: -1 is out of range 0-1000"
 
 
 def test_cron_next_json_is_reproducible() -> None:
