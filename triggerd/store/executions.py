@@ -41,22 +41,46 @@ class NewExecution:
 
 
 _INSERT = """
-INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id, trigger_name,
-    trigger_type, dedupe_key, dedupe_expires_at, input, context, scheduled_for, retry_of)
-SELECT d.id, d.workflow_id,
-       (SELECT v.id FROM workflow_versions v
-         WHERE v.workflow_id = d.workflow_id
-           AND CASE WHEN d.version IS NULL THEN v.is_latest ELSE v.version = d.version END),
-       d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
-       CASE WHEN d.ttl_ms IS NULL THEN NULL
-            ELSE now() + d.ttl_ms * interval '1 millisecond' END,
-       d.input, d.context, d.scheduled_for, d.retry_of
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-            $7::bigint[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::int[], $12::uuid[])
-     AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms, input,
-          context, scheduled_for, version, retry_of)
-ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
-RETURNING id
+WITH d AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                         $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[],
+                         $10::timestamptz[], $11::int[], $12::uuid[])
+        AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms,
+             input, context, scheduled_for, version, retry_of)
+),
+-- What foreign keys would do (migration 0002): lock the parents; a row whose workflow or
+-- trigger is gone is not written and comes back as missing.
+workflows_locked AS (
+    SELECT w.id FROM workflows w WHERE w.id IN (SELECT d.workflow_id FROM d) FOR KEY SHARE
+),
+triggers_locked AS (
+    SELECT t.id FROM workflow_triggers t WHERE t.id IN (SELECT d.trigger_id FROM d)
+    FOR KEY SHARE
+),
+ok AS (
+    SELECT d.* FROM d
+    WHERE d.workflow_id IN (SELECT id FROM workflows_locked)
+      AND (d.trigger_id IS NULL OR d.trigger_id IN (SELECT id FROM triggers_locked))
+),
+ins AS (
+    INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
+        trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
+        scheduled_for, retry_of)
+    SELECT d.id, d.workflow_id,
+           (SELECT v.id FROM workflow_versions v
+             WHERE v.workflow_id = d.workflow_id
+               AND CASE WHEN d.version IS NULL THEN v.is_latest ELSE v.version = d.version END),
+           d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
+           CASE WHEN d.ttl_ms IS NULL THEN NULL
+                ELSE now() + d.ttl_ms * interval '1 millisecond' END,
+           d.input, d.context, d.scheduled_for, d.retry_of
+    FROM ok d
+    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+    RETURNING id
+)
+SELECT id::text, true AS inserted FROM ins
+UNION ALL
+SELECT d.id::text, false FROM d WHERE d.id NOT IN (SELECT ok.id FROM ok)
 """
 
 
@@ -81,13 +105,19 @@ def insert_arguments(items: Sequence[NewExecution]) -> list[list[Any]]:
 async def insert_executions(conn: Conn, items: Sequence[NewExecution]) -> set[str]:
     """Insert many executions in one statement; returns the ids actually inserted (a
     duplicate ``(trigger_id, dedupe_key)`` is skipped, not an error). Sends a NOTIFY so
-    executors elsewhere wake up."""
+    executors elsewhere wake up. An item whose workflow or trigger no longer exists raises
+    :class:`~triggerd.errors.NotFound` (after the others were inserted)."""
     if not items:
         return set()
     rows = await conn.fetch(_INSERT, *insert_arguments(items))
-    inserted = {str(r["id"]) for r in rows}
+    inserted = {r["id"] for r in rows if r["inserted"]}
     if inserted:
         await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, str(len(inserted)))
+    missing = [r["id"] for r in rows if not r["inserted"]]
+    if missing:
+        raise NotFound(
+            f"execution {missing[0]} not created: its workflow or trigger no longer exists"
+        )
     return inserted
 
 

@@ -169,6 +169,9 @@ live AS (
         FROM d
         JOIN workflow_triggers t ON t.id = d.trigger_id
         JOIN workflows w ON w.id = t.workflow_id
+        -- What the foreign keys did (migration 0002): a concurrent delete of the trigger
+        -- or its workflow waits for this statement, or wins and its slots are stale.
+        FOR KEY SHARE OF t, w
     ) v
     WINDOW same_intent AS (PARTITION BY v.trigger_id, v.intent, v.stale
                            ORDER BY v.scheduled_for

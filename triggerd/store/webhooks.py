@@ -148,9 +148,9 @@ class InboxResult(NamedTuple):
 
 # One statement (so one implicit transaction and one round trip) writes every execution of
 # the batch and, for exactly the executions that were inserted, their request rows; a
-# duplicate dedupe key inserts neither. Data-modifying CTEs always run to completion, and
-# the foreign key from webhook_requests to the sibling CTE's rows is checked at the end of
-# the statement. The NOTIFY wakes executors once per batch, inside the same transaction.
+# duplicate dedupe key inserts neither, and neither does a request whose trigger was
+# deleted meanwhile (``gone``). The NOTIFY wakes executors once per batch, inside the same
+# transaction.
 # A request row shares its execution's id (exactly one request is stored per execution), so
 # time-ordered execution ids keep both primary keys' inserts local.
 _STORE_BATCH = """
@@ -161,6 +161,12 @@ WITH d AS (
                          $15::timestamptz[])
         AS d(id, workflow_id, version_id, trigger_id, trigger_name, dedupe_key, ttl_ms,
              input, method, path, query, headers, body, remote_addr, received_at)
+), parents AS (
+    -- What foreign keys would do, once per batch (migration 0002): a concurrent delete of
+    -- the trigger or its workflow waits for this statement, or wins and nothing is written.
+    SELECT t.id, t.workflow_id FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id
+    WHERE t.id IN (SELECT DISTINCT d.trigger_id FROM d)
+    FOR KEY SHARE OF t, w
 ), ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context)
@@ -173,7 +179,7 @@ WITH d AS (
                'type', 'webhook', 'name', d.trigger_name,
                'request', jsonb_build_object('method', d.method, 'path', d.path,
                                              'headers', d.headers, 'query', d.query)))
-    FROM d
+    FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
 ), req AS (
@@ -184,7 +190,11 @@ WITH d AS (
     FROM d JOIN ins ON ins.id = d.id
 )
 SELECT array_agg(ins.id::text) AS ids,
-       CASE WHEN count(*) > 0 THEN pg_notify($16, count(*)::text)::text END AS notified
+       CASE WHEN count(*) > 0 THEN pg_notify($16, count(*)::text)::text END AS notified,
+       (SELECT array_agg(DISTINCT d.trigger_id::text) FROM d
+         WHERE NOT EXISTS (SELECT 1 FROM parents p
+                           WHERE p.id = d.trigger_id AND p.workflow_id = d.workflow_id))
+           AS gone
 FROM ins
 """
 
