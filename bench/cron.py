@@ -6,8 +6,9 @@
 (a) N enabled cron triggers (a mix of ~50 distinct schedules): time from process start to
     "everything scheduled" and RSS, in a fresh child process; the same-run reference is
     APScheduler 3.11 with one CronTrigger job per trigger, also in a fresh child process.
-(b) M triggers due at the same second: executions recorded and lateness (created_at minus
-    scheduled_for); reference: APScheduler, one job per trigger, each inserting its row.
+(b) M triggers due at the same second: executions recorded and lateness (the commit of the
+    statement that wrote each row minus scheduled_for); reference: APScheduler, one job per
+    trigger, each inserting its row.
 (c) One every-second trigger for --duration seconds: lateness, missed and doubled slots.
 
 Each part uses its own fresh database on one embedded PostgreSQL
@@ -355,19 +356,27 @@ async def part_b(admin_dsn: str, count: int, reference: bool) -> None:
     visible = await _watch_count(dsn, target, count,
                                  limit=(target - datetime.now(UTC)).total_seconds() + 10)
     await asyncio.sleep(0.5)
+    # When each row was written: the commit of the statement that wrote it, as the
+    # scheduler saw it return (one sample per statement, weighted by its rows).
+    committed = [
+        seconds * 1000 for seconds, rows in scheduler.stats.committed for _ in range(rows)
+    ]
+    statements = len(scheduler.stats.committed)
     await scheduler.stop()
     await pool.close()
     recorded, late = await _burst_figures(dsn, target)
-    p99 = percentile(late, 0.99)
-    worst = max(late, default=math.nan)
+    p99 = percentile(committed, 0.99)
     print(f"    triggerd: {recorded:,}/{count:,} executions recorded"
           f"  [{'ok' if recorded == count else 'MISSED'}]")
-    print(f"        lateness (created_at - scheduled_for) p50 {percentile(late, 0.5):.1f} ms,"
-          f" p99 {p99:.1f} ms, max {worst:.1f} ms  target p99 <= {TARGETS['burst_p99_ms']:.0f} ms"
+    print(f"        lateness (row committed - scheduled_for) p50"
+          f" {percentile(committed, 0.5):.0f} ms, p99 {p99:.0f} ms,"
+          f" max {max(committed, default=math.nan):.0f} ms"
+          f"  target p99 <= {TARGETS['burst_p99_ms']:.0f} ms"
           f"  [{verdict(p99, TARGETS['burst_p99_ms'])}]")
-    print("        (rows share their statement's start time; large instants are written as"
-          " concurrent statements of 2,000 slots);"
-          f" all {count:,} committed and visible at +{visible or math.nan:.0f} ms")
+    print(f"        written by {statements} concurrent statements; their start"
+          f" (created_at - scheduled_for) p50 {percentile(late, 0.5):.1f} ms,"
+          f" p99 {percentile(late, 0.99):.1f} ms; a reader polling count(*) saw all"
+          f" {count:,} at +{visible or math.nan:.0f} ms")
     if reference:
         dsn, _ = await _burst_database(admin_dsn, "bench_b_ref", count, lead=3600)
         ref, _ = await run_child("apscheduler-burst", dsn, "10")

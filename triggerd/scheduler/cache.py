@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from triggerd.cron import CronSchedule, parse_cron
+from triggerd.cron import CronSchedule, parse_cron, utc_iso
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import TriggerdError
 from triggerd.model import CronConfig, TriggerType
-from triggerd.store.slots import CronTriggerRow
+from triggerd.store.slots import CronTriggerRow, SlotBatch
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class TriggerTable:
     def __init__(self) -> None:
         self.entries: dict[str, CronEntry] = {}
         self.groups: dict[ScheduleKey, ScheduleGroup] = {}
+        self.changes = 0  # bumped by every add and remove: plans made earlier are stale
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -112,6 +113,7 @@ class TriggerTable:
         """Add (or replace) an entry; returns its group and whether the group is new."""
         if entry.id in self.entries:
             self.remove(entry.id)
+        self.changes += 1
         self.entries[entry.id] = entry
         group = self.groups.get(entry.key)
         created = group is None
@@ -125,6 +127,7 @@ class TriggerTable:
         entry = self.entries.pop(trigger_id, None)
         if entry is None:
             return None
+        self.changes += 1
         group = self.groups.get(entry.key)
         if group is not None:
             group.members.pop(trigger_id, None)
@@ -140,3 +143,54 @@ class TriggerTable:
 def unchanged(entry: CronEntry, row: CronTriggerRow) -> bool:
     """Whether a loaded row schedules exactly like the entry (a rename is not a change)."""
     return entry.config_text == row.config_text and entry.enabled_at == row.enabled_at
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstantPlan:
+    """What one instant writes, planned from the table as it was at ``changes``."""
+
+    keys: frozenset[ScheduleKey]  # the schedules registered for the instant
+    changes: int  # TriggerTable.changes when planned: a later change makes the plan stale
+    due: tuple[ScheduleGroup, ...]  # the groups firing (each then schedules its next instant)
+    batches: tuple[SlotBatch, ...]  # the slots to write now, at most ``chunk`` per batch
+    jittered: tuple[CronEntry, ...]  # entries that fire later, at their jittered instants
+
+
+def plan_instant(
+    table: TriggerTable, at: datetime, keys: Set[ScheduleKey], chunk: int
+) -> InstantPlan:
+    """The groups of ``keys`` due at ``at`` and their members' slots.
+
+    A large instant is split into batches of ``chunk`` slots, written as concurrent
+    statements so PostgreSQL spreads the work over its cores. Members whose ``floor`` is
+    at or after ``at`` are left out (a catch-up decided the slot), and so are groups that
+    went away or were rescheduled to another instant.
+    """
+    batch = SlotBatch()
+    batches = [batch]
+    slot = batch.slot_ref(at, utc_iso(at))
+    due: list[ScheduleGroup] = []
+    jittered: list[CronEntry] = []
+    for key in keys:
+        group = table.groups.get(key)
+        if group is None or group.next_at != at:
+            continue
+        due.append(group)
+        for entry in group.members.values():
+            if entry.floor >= at:
+                continue
+            if entry.config.jitter:
+                jittered.append(entry)
+                continue
+            if len(batch) >= chunk:
+                batch = SlotBatch()
+                batches.append(batch)
+                slot = batch.slot_ref(at, utc_iso(at))
+            batch.add(entry.id, batch.config_ref(entry.config_text, entry.config.overlap), slot)
+    return InstantPlan(
+        keys=frozenset(keys),
+        changes=table.changes,
+        due=tuple(due),
+        batches=tuple(b for b in batches if b),
+        jittered=tuple(jittered),
+    )

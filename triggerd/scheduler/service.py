@@ -47,9 +47,11 @@ from triggerd.planning import SlotDecision, jitter_offset, plan_catchup
 from triggerd.scheduler.cache import (
     ConfigCache,
     CronEntry,
+    InstantPlan,
     ScheduleGroup,
     ScheduleKey,
     TriggerTable,
+    plan_instant,
     unchanged,
 )
 from triggerd.scheduler.listener import TriggerListener
@@ -123,6 +125,11 @@ class SchedulerStats:
     recoveries: Counter[str] = field(default_factory=Counter)  # gap reason -> count
     # Seconds from a due instant (plus jitter) to its write being sent, newest last.
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=LATENESS_SAMPLES))
+    # (seconds from a due instant to its write's commit, slots that write decided), newest
+    # last: when the rows became durable and visible.
+    committed: deque[tuple[float, int]] = field(
+        default_factory=lambda: deque(maxlen=LATENESS_SAMPLES)
+    )
     clock_skew: float | None = None  # local clock minus the database's, seconds
     last_reconcile: datetime | None = None
 
@@ -192,6 +199,7 @@ class CronScheduler:
         self._table = TriggerTable()
         self._configs = ConfigCache()
         self._instants: dict[datetime, set[ScheduleKey]] = {}
+        self._prepared: dict[datetime, InstantPlan] = {}
         self._jitter: dict[datetime, list[tuple[CronEntry, datetime]]] = {}
         # Bumped by every rebuild: timers set before it do nothing when they run.
         self._generation = 0
@@ -263,6 +271,7 @@ class CronScheduler:
         await self._listener.stop()
         await self._drain_writes()
         self._instants.clear()
+        self._prepared.clear()
         self._jitter.clear()
 
     async def reconcile(self) -> None:
@@ -309,6 +318,7 @@ class CronScheduler:
             self._generation += 1
             self._timer.clear()
             self._instants.clear()
+            self._prepared.clear()
             self._jitter.clear()
             await self._drain_writes()
             rows = await load_cron_triggers(self._pool)
@@ -524,6 +534,7 @@ class CronScheduler:
             at,
             functools.partial(self._on_instant, at, self._generation),
             key=f"cron:{at.isoformat()}",
+            prepare=functools.partial(self._prepare_instant, at, self._generation),
         )
 
     def _add_jitter(self, entry: CronEntry, slot: datetime, now: datetime) -> None:
@@ -545,41 +556,29 @@ class CronScheduler:
         reference = at if self._rebuilt_at is None else max(at, self._rebuilt_at)
         return now - reference > STALL_THRESHOLD
 
+    def _prepare_instant(self, at: datetime, generation: int) -> None:
+        """Plan an instant's writes when its timer wakes, ahead of the instant."""
+        keys = self._instants.get(at)
+        if generation == self._generation and self._running and keys:
+            self._prepared[at] = plan_instant(self._table, at, keys, INSTANT_CHUNK)
+
     async def _on_instant(self, at: datetime, generation: int) -> None:
         if generation != self._generation or not self._running:
             return
         keys = self._instants.pop(at, None)
+        plan = self._prepared.pop(at, None)
         if not keys or self._recovering_since is not None:
             return
         now = self._clock()
         if self._late(at, now):
             self._request_recovery("stall", late_s=round((now - at).total_seconds(), 3))
             return
-        # A large instant is written as several statements at once, each on its own
-        # connection, so PostgreSQL spreads the work over its cores. Each statement locks
-        # its slots in (trigger, instant) order, so concurrent ones cannot deadlock.
-        batch = SlotBatch()
-        batches = [batch]
-        slot = batch.slot_ref(at, utc_iso(at))
-        due: list[ScheduleGroup] = []
-        for key in keys:
-            group = self._table.groups.get(key)
-            if group is None or group.next_at != at:
-                continue  # the group went away or was rescheduled meanwhile
-            due.append(group)
-            for entry in group.members.values():
-                if entry.floor >= at:
-                    continue  # a catch-up decided this slot
-                if entry.config.jitter:
-                    self._add_jitter(entry, at, now)
-                else:
-                    if len(batch) >= INSTANT_CHUNK:
-                        batch = SlotBatch()
-                        batches.append(batch)
-                        slot = batch.slot_ref(at, utc_iso(at))
-                    batch.add(
-                        entry.id, batch.config_ref(entry.config_text, entry.config.overlap), slot
-                    )
+        if plan is None or plan.changes != self._table.changes or plan.keys != keys:
+            # Not prepared, or the table changed since (a trigger added, edited, removed).
+            plan = plan_instant(self._table, at, keys, INSTANT_CHUNK)
+        for entry in plan.jittered:
+            self._add_jitter(entry, at, now)
+        due, batches = plan.due, plan.batches
         writes = [self._start_write(b, due=at) for b in batches if b]
         if writes:
             # Let the statements go out before the next instants are computed.
@@ -654,6 +653,10 @@ class CronScheduler:
                 )
                 await asyncio.sleep(0.05 * 2**attempt)
                 continue
+            if due is not None:
+                self._stats.committed.append(
+                    ((self._clock() - due).total_seconds(), len(result.recorded))
+                )
             self._account(result)
             if self.metrics is not None:
                 lateness = None if due is None else (fired - due).total_seconds()

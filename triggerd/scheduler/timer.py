@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Callback = Callable[[], Awaitable[None]]
+Prepare = Callable[[], None]
 
 DEFAULT_EARLY = timedelta(milliseconds=50)
 DEFAULT_EARLY_RATIO = 0.002
@@ -96,9 +97,13 @@ class PreciseTimer:
             self._scheduler.shutdown(wait=False)
             await asyncio.sleep(0)
 
-    def call_at(self, when: datetime, callback: Callback, *, key: str) -> None:
+    def call_at(
+        self, when: datetime, callback: Callback, *, key: str, prepare: Prepare | None = None
+    ) -> None:
         """Run ``callback`` at ``when`` (tz-aware); ``key`` names the timer (one per key:
-        setting a key again replaces it)."""
+        setting a key again replaces it). ``prepare``, when given, runs when the timer
+        wakes, some tens of milliseconds before ``when``: work that can be done ahead
+        (building a large batch) is then off the instant's critical path."""
         wait = when - self._clock()
         lead = self._early + max(wait, timedelta(0)) * self._early_ratio
         run_date = datetime.now(UTC) + wait - lead
@@ -106,7 +111,7 @@ class PreciseTimer:
         self._scheduler.add_job(
             self._run,
             trigger=DateTrigger(run_date=run_date, timezone=UTC),
-            args=(when, callback, key),
+            args=(when, callback, key, prepare),
             id=key,
             name=key,
             replace_existing=True,
@@ -123,12 +128,22 @@ class PreciseTimer:
         self._scheduler.remove_all_jobs()
         self._keys.clear()
 
-    async def _run(self, when: datetime, callback: Callback, key: str) -> None:
+    async def _run(
+        self, when: datetime, callback: Callback, key: str, prepare: Prepare | None
+    ) -> None:
         self._keys.discard(key)
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
         try:
+            if prepare is not None and not self._closed:
+                try:
+                    prepare()
+                except Exception:  # the callback does the work itself then
+                    logger.exception(
+                        "timer preparation failed",
+                        extra={"event": "cron_timer_prepare_failed", "timer": key},
+                    )
             remaining = (when - self._clock()).total_seconds() - SPIN
             if remaining > 0:
                 self._sleeping.add(task)

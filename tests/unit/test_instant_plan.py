@@ -1,0 +1,80 @@
+"""Planning one cron instant's writes from the scheduler's table (done ahead of the instant
+when its timer wakes, and redone when the table changed meanwhile)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from triggerd.cron import parse_cron
+from triggerd.definitions import parse_trigger_config
+from triggerd.model import CronConfig, TriggerType
+from triggerd.scheduler.cache import CronEntry, TriggerTable, plan_instant
+
+AT = datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+BEFORE = AT - timedelta(hours=1)
+
+
+def add(table: TriggerTable, trigger_id: str, doc: dict[str, object],
+        *, floor: datetime = BEFORE, next_at: datetime = AT) -> CronEntry:
+    config = parse_trigger_config(TriggerType.CRON, doc)
+    assert isinstance(config, CronConfig)
+    entry = CronEntry(
+        id=trigger_id,
+        full_name=f"w/{trigger_id}",
+        config=config,
+        config_text=str(sorted(doc.items())),
+        key=(config.cron, config.timezone),
+        enabled_at=BEFORE,
+        floor=floor,
+    )
+    group, _ = table.add(entry, parse_cron(config.cron, config.timezone))
+    group.next_at = next_at
+    return entry
+
+
+def test_slots_are_split_into_batches_of_the_chunk_size() -> None:
+    table = TriggerTable()
+    for n in range(7):
+        add(table, f"t{n}", {"cron": "0 7 * * *"})
+    plan = plan_instant(table, AT, {("0 7 * * *", "UTC")}, 3)
+    assert [b.trigger_ids for b in plan.batches] == [
+        ["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"],
+    ]
+    assert [b.slot_times for b in plan.batches] == [[AT]] * 3
+    assert [g.key for g in plan.due] == [("0 7 * * *", "UTC")]
+    assert plan.jittered == ()
+    assert plan.changes == table.changes == 7
+
+
+def test_jittered_caught_up_and_rescheduled_members_are_left_out() -> None:
+    table = TriggerTable()
+    add(table, "plain", {"cron": "0 7 * * *"})
+    jittered = add(table, "jitter", {"cron": "0 7 * * *", "jitter": "30s"})
+    add(table, "caught-up", {"cron": "0 7 * * *"}, floor=AT)
+    add(table, "elsewhere", {"cron": "0 * * * *"}, next_at=AT + timedelta(hours=1))
+    plan = plan_instant(table, AT, {("0 7 * * *", "UTC"), ("0 * * * *", "UTC")}, 100)
+    assert [b.trigger_ids for b in plan.batches] == [["plain"]]
+    assert plan.jittered == (jittered,)
+    assert [g.key for g in plan.due] == [("0 7 * * *", "UTC")]
+
+
+def test_an_instant_with_nothing_to_write_has_no_batches() -> None:
+    table = TriggerTable()
+    add(table, "caught-up", {"cron": "0 7 * * *"}, floor=AT)
+    plan = plan_instant(table, AT, {("0 7 * * *", "UTC"), ("gone", "UTC")}, 100)
+    assert plan.batches == ()
+    assert len(plan.due) == 1
+
+
+def test_every_table_change_makes_earlier_plans_stale() -> None:
+    table = TriggerTable()
+    add(table, "a", {"cron": "0 7 * * *"})
+    plan = plan_instant(table, AT, {("0 7 * * *", "UTC")}, 100)
+    add(table, "b", {"cron": "0 7 * * *"})  # added between planning and the instant
+    assert table.changes != plan.changes
+    replanned = plan_instant(table, AT, {("0 7 * * *", "UTC")}, 100)
+    assert [b.trigger_ids for b in replanned.batches] == [["a", "b"]]
+    table.remove("a")
+    assert table.changes != replanned.changes
+    table.remove("missing")  # nothing removed, nothing changed
+    assert table.changes == replanned.changes + 1
