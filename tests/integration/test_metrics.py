@@ -84,7 +84,10 @@ async def test_recorded_events_show_up(
     metrics.cron_fired("report/nightly", "fired", 3.0)
     metrics.cron_fired("report/nightly", "skipped_overlap", None)
     metrics.webhook_request("report/push", 202, 0.004)
+    metrics.webhook_request("report/push", 202, 0.002)
+    metrics.webhook_request("report/push", 422, 0.002)
     metrics.webhook_request(None, 404, 0.001)
+    metrics.webhook_request("-", 404, 0.001)
     metrics.webhook_request("-", 404, 0.001)
     metrics.execution_finished("report", "SUCCESS", 1.5)
     metrics.execution_finished("report", "ERROR", None)
@@ -104,11 +107,13 @@ async def test_recorded_events_show_up(
     assert found[("triggerd_cron_fire_lateness_seconds_sum", ())] == pytest.approx(3.2)
     assert found[("triggerd_cron_fire_lateness_seconds_bucket", (("le", "0.25"),))] == 1
     assert found[("triggerd_webhook_requests_total",
-                  (("status", "202"), ("trigger", "report/push")))] == 1
+                  (("status", "202"), ("trigger", "report/push")))] == 2
+    assert found[("triggerd_webhook_requests_total",
+                  (("status", "422"), ("trigger", "report/push")))] == 1
     # Paths that match no trigger share one label value.
     assert found[("triggerd_webhook_requests_total",
-                  (("status", "404"), ("trigger", "_unknown")))] == 2
-    assert found[("triggerd_webhook_request_seconds_count", ())] == 3
+                  (("status", "404"), ("trigger", "_unknown")))] == 3
+    assert found[("triggerd_webhook_request_seconds_count", ())] == 6
     assert found[("triggerd_executions_total",
                   (("status", "SUCCESS"), ("workflow", "report")))] == 1
     assert found[("triggerd_executions_total",

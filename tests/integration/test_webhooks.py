@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from triggerd.model import (
     WorkflowSpec,
 )
 from triggerd.store.workflows import apply_workflows
-from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
+from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks, time_ordered_id
 
 ClientFactory = Callable[..., Awaitable[tuple[TestClient[Any, Any], WebhookIngress]]]
 
@@ -973,5 +974,21 @@ async def test_json_object_bodies_are_stored_as_parsed(
         resp = await client.post("/hooks/doc", data=body.encode("latin-1"),
                                  headers={"Content-Type": content_type})
         assert resp.status == 202, content_type
+    # A leading BOM is not JSON to PostgreSQL: that body is re-encoded, not stored as sent.
+    resp = await client.post("/hooks/doc", data=b"\xef\xbb\xbf" + body.encode("latin-1"),
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 202
     inputs = [r["input"] for r in await executions(pool)]
-    assert inputs == [{"a": 2, "n": 1.5, "s": "été", "deep": {"x": [True, None]}}] * 4
+    assert inputs == [{"a": 2, "n": 1.5, "s": "été", "deep": {"x": [True, None]}}] * 5
+
+
+def test_execution_ids_are_time_ordered_uuid7() -> None:
+    ids = [time_ordered_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 7, uuid.RFC_4122)
+    # The first 48 bits are Unix milliseconds: never decreasing, and close to now.
+    millis = [int(value.replace("-", "")[:12], 16) for value in ids]
+    assert millis == sorted(millis)
+    assert abs(millis[-1] - time.time() * 1000) < 60_000

@@ -14,8 +14,10 @@ import standardwebhooks
 from triggerd.model import AuthConfig, SecretRef
 from triggerd.webhooks.auth import (
     SCHEMES,
+    KeyedHmac,
     auth_header_names,
     get_header,
+    make_verifier,
     validate_auth_config,
     verify_request,
 )
@@ -43,6 +45,36 @@ def test_get_header_is_case_insensitive_on_plain_dicts() -> None:
     assert get_header(headers, "x-hub-signature-256") == "a"
     assert get_header(headers, "Content-Type") == "b"
     assert get_header(headers, "X-Missing") is None
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "sha512"])
+def test_keyed_hmac_is_hmac(algorithm: str) -> None:
+    # Keys shorter than, equal to and longer than the block size (64 or 128 bytes).
+    rng = random.Random(algorithm)
+    for key_length in [0, 1, 24, 32, 63, 64, 65, 127, 128, 129, 300]:
+        key = rng.randbytes(key_length)
+        keyed = KeyedHmac(key, algorithm)
+        for message in [b"", b"x", rng.randbytes(1000)]:
+            assert keyed.digest(message) == hmac.new(key, message, algorithm).digest()
+        # Copies of the keyed states: one message does not leak into the next.
+        assert keyed.digest(b"abc") == hmac.new(key, b"abc", algorithm).digest()
+
+
+def test_a_prepared_verifier_answers_like_verify_request() -> None:
+    signature = hex_hmac(b"key", BODY)
+    config = auth("hmac", header="X-Sig")
+    verify = make_verifier(config, b"key")
+    assert verify({"X-Sig": signature}, BODY, NOW) is True
+    assert verify({"X-Sig": signature}, BODY + b"!", NOW) is False
+    assert make_verifier(config, None)({"X-Sig": signature}, BODY, NOW) is False
+    assert make_verifier(AuthConfig(), None)({}, b"", NOW) is True
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verify({"X-Sig": signature}, BODY, datetime(2024, 1, 1))
+
+
+def test_a_prefix_that_cannot_be_encoded_refuses_instead_of_failing() -> None:
+    config = auth("token", header="X-Token", prefix="\ud800")
+    assert verify_request(config, b"tok", {"X-Token": "tok"}, b"", NOW) is False
 
 
 def test_naive_now_is_a_programming_error() -> None:

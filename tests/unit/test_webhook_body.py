@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from triggerd.errors import TriggerdError
-from triggerd.webhooks.body import BodyError, ParsedBody, parse_body, parse_content_type
+from triggerd.webhooks.body import (
+    BodyError,
+    ParsedBody,
+    cached_content_type,
+    parse_body,
+    parse_content_type,
+    parse_input,
+)
 
 
 def parse_error(content_type: str | None, body: bytes, mode: str = "parsed") -> BodyError:
@@ -117,6 +124,22 @@ def test_json_not_utf8_is_400() -> None:
 def test_strings_postgres_cannot_store_are_400(body: bytes, message: str) -> None:
     error = parse_error("application/json", body)
     assert (error.status, error.code, error.message) == (400, "invalid_body", message)
+
+
+def test_a_surrogate_a_charset_decodes_is_400_too() -> None:
+    # No \u escape is left once this charset decoded the body: the text itself holds it.
+    error = parse_error("application/json; charset=unicode_escape", b'{"a": "\\ud800"}')
+    assert error.message == (
+        "JSON body: string at /a contains an unpaired surrogate, which cannot be stored"
+    )
+
+
+def test_a_second_bom_is_invalid_json() -> None:
+    error = parse_error("application/json", b"\xef\xbb\xbf\xef\xbb\xbf{}")
+    assert error.message == (
+        "invalid JSON body: Unexpected UTF-8 BOM (decode using utf-8-sig)"
+        " at line 1, column 1 (character 0)"
+    )
 
 
 def test_paired_surrogate_escapes_are_fine() -> None:
@@ -301,6 +324,42 @@ def test_unknown_mode_is_a_programming_error() -> None:
 )
 def test_parse_content_type(value: str, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_content_type(value) == expected
+
+
+def test_cached_content_type_answers_like_parse_content_type() -> None:
+    value = 'Text/Plain; charset="UTF-8"'
+    assert cached_content_type(value) == parse_content_type(value)
+    assert cached_content_type(value) is cached_content_type(value)
+    for _ in range(2):  # a malformed value is refused every time, never remembered
+        with pytest.raises(BodyError, match="malformed Content-Type 'json'"):
+            cached_content_type("json")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        # The text of a UTF-8 JSON body comes back with its input (BOM and spaces kept).
+        ("application/json", b' {"a": 1}', ({"a": 1}, ' {"a": 1}')),
+        ("application/json; charset=UTF8", b"[1]", ({"body": [1]}, "[1]")),
+        ("application/json", b'\xef\xbb\xbf{"b": 2}', ({"b": 2}, '\ufeff{"b": 2}')),
+        ("application/json; charset=latin-1", b'{"a": "\xe9"}', ({"a": "é"}, None)),
+        ("text/plain", b"hi", ({"body": "hi"}, None)),
+        ("application/x-www-form-urlencoded", b"a=1", ({"a": "1"}, None)),
+        ("application/json", b"", ({}, None)),
+    ],
+)
+def test_parse_input_returns_the_json_text_of_utf8_bodies(
+    content_type: str, body: bytes, expected: tuple[dict[str, Any], str | None]
+) -> None:
+    assert parse_input(content_type, body) == expected
+    assert parse_body(content_type, body).input == expected[0]
+
+
+def test_raw_mode_input_has_no_json_text() -> None:
+    assert parse_input("application/json", b'{"a": 1}', mode="raw") == (
+        {"body": '{"a": 1}'},
+        None,
+    )
 
 
 def test_number_too_large_for_a_double_is_400() -> None:

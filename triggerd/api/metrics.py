@@ -129,6 +129,11 @@ class Metrics:
             "Local clock minus the database clock (positive: this host runs ahead)",
             registry=reg,
         )
+        # The request counter's child per (trigger, status), found once: labels() validates
+        # and locks on every call, and this is counted for every webhook request. Bounded
+        # like the series themselves (defined triggers x statuses).
+        self._webhook_children: dict[tuple[str | None, int], Counter] = {}
+        self._observe_webhook_seconds = self.webhook_request_seconds.observe
         self._ttl = queue_depth_ttl
         self._monotonic = monotonic
         self._depth_read_at: float | None = None
@@ -149,9 +154,13 @@ class Metrics:
         """A webhook request was answered. ``trigger`` is ``None`` (or ``"-"``) when the
         path matched no trigger: those share one label value, so random paths cannot
         create series."""
-        label = UNKNOWN_TRIGGER if not trigger or trigger == "-" else trigger
-        self.webhook_requests.labels(trigger=label, status=str(status)).inc()
-        self.webhook_request_seconds.observe(max(0.0, seconds))
+        child = self._webhook_children.get((trigger, status))
+        if child is None:
+            label = UNKNOWN_TRIGGER if not trigger or trigger == "-" else trigger
+            child = self.webhook_requests.labels(trigger=label, status=str(status))
+            self._webhook_children[(trigger, status)] = child
+        child.inc()
+        self._observe_webhook_seconds(max(0.0, seconds))
 
     def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
         """An execution of ``workflow`` (its key) ended with ``status``."""

@@ -24,9 +24,11 @@ An empty body is still ``{}``. Either way :attr:`ParsedBody.raw` keeps the exact
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
@@ -66,24 +68,41 @@ class ParsedBody:
 
 def parse_body(content_type: str | None, body: bytes, *, mode: str = "parsed") -> ParsedBody:
     """Turn a request body into the run input; raise :class:`BodyError` when it cannot."""
+    data, _text = parse_input(content_type, body, mode=mode)
+    return ParsedBody(input=data, raw=body)
+
+
+def parse_input(
+    content_type: str | None, body: bytes, *, mode: str = "parsed"
+) -> tuple[dict[str, Any], str | None]:
+    """:func:`parse_body`'s run input, without the wrapper (the ingress' hot path), and the
+    text a JSON body was decoded to when its charset is UTF-8 (``None`` otherwise): for a
+    JSON object that text is the input's JSON as sent, which spares re-decoding the body
+    to store it."""
     if mode not in BODY_MODES:
         raise ValueError(f"unknown body mode {mode!r} (expected one of {', '.join(BODY_MODES)})")
     if not body:
-        return ParsedBody(input={}, raw=body)
+        return {}, None
     if mode == "raw":
-        return ParsedBody(input=_raw_input(body), raw=body)
+        return _raw_input(body), None
     if content_type is None or not content_type.strip():
         raise BodyError.unsupported(
             "the request has a body but no Content-Type (send application/json,"
             " application/x-www-form-urlencoded or text/*)"
         )
-    media_type, params = parse_content_type(content_type)
+    media_type, params = cached_content_type(content_type)
     charset = params.get("charset")
     if media_type == "application/json" or media_type.endswith("+json"):
-        value = _parse_json(_decode(body, charset, "JSON"))
+        text = _decode(body, charset, "JSON")
+        value = _parse_json(text)
         data = value if isinstance(value, dict) else {"body": value}
-        what = "JSON body"
-    elif media_type == "application/x-www-form-urlencoded":
+        # The walk below only names the culprit: a text without \u escapes (the only way
+        # to spell NUL or a surrogate in valid JSON) and without surrogates holds none.
+        if not _surely_storable(text):
+            _check_storable(data, "JSON body")
+        utf8 = charset is None or charset.lower() in ("utf-8", "utf8")
+        return data, text if utf8 else None
+    if media_type == "application/x-www-form-urlencoded":
         data = _parse_form(body, charset)
         what = "form body"
     elif media_type.startswith("text/"):
@@ -95,7 +114,7 @@ def parse_body(content_type: str | None, body: bytes, *, mode: str = "parsed") -
             " application/x-www-form-urlencoded or text/*)"
         )
     _check_storable(data, what)
-    return ParsedBody(input=data, raw=body)
+    return data, None
 
 
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
@@ -117,6 +136,14 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
             param = param[1:-1]
         params[key.strip().lower()] = param
     return media_type, params
+
+
+@functools.lru_cache(maxsize=64)
+def cached_content_type(value: str) -> tuple[str, Mapping[str, str]]:
+    """:func:`parse_content_type`, remembered: senders repeat the same few values, and
+    every request needs its type. The parameters are shared: read them, never change
+    them. A malformed value raises every time (errors are not cached)."""
+    return parse_content_type(value)
 
 
 def _raw_input(body: bytes) -> dict[str, Any]:
@@ -157,10 +184,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder for every body (json.loads would build one per call); it keeps no state
+# between calls.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _parse_json(text: str) -> Any:
     text = text.removeprefix("\ufeff")
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):  # what json.loads says of a (second) BOM
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BodyError.invalid(
             f"invalid JSON body: {exc.msg} at line {exc.lineno}, column {exc.colno}"
@@ -196,6 +230,22 @@ def _parse_form(body: bytes, charset: str | None) -> dict[str, Any]:
         else:
             fields[key] = [fields[key], value]
     return fields
+
+
+def _surely_storable(text: str) -> bool:
+    """Whether every string parsed from the JSON ``text`` is storable, without walking
+    them: in valid JSON a NUL or a lone surrogate can only come from a ``\\u`` escape
+    (raw control characters are refused by the parser) or from a surrogate in the text
+    itself. ``False`` only means "walk to find out"."""
+    if "\\u" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # A JSON pointer kept as a linked list of segments, joined only when reporting: building

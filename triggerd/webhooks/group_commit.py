@@ -59,11 +59,17 @@ class GroupCommitStats:
     largest_batch: int = 0
 
 
-@dataclass(eq=False, kw_only=True)
 class _Pending:
-    item: InboxItem
-    future: asyncio.Future[InboxResult]
-    attempts: int = 0
+    """A request waiting for its row. Private mutable state (``attempts`` counts lost
+    duplicate lookups), and one is made per request: a slotted class, not a dataclass,
+    whose generated ``__init__`` costs several times more."""
+
+    __slots__ = ("attempts", "future", "item")
+
+    def __init__(self, item: InboxItem, future: asyncio.Future[InboxResult]) -> None:
+        self.item = item
+        self.future = future
+        self.attempts = 0
 
 
 class GroupCommit:
@@ -84,6 +90,9 @@ class GroupCommit:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wake = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
+        # The loop the writers run on, kept so that submit need not look it up per request
+        # (asyncio.get_running_loop costs a getpid system call each time).
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.stats = GroupCommitStats()
 
@@ -95,6 +104,7 @@ class GroupCommit:
         if self._writers:
             return
         self._closing = False
+        self._event_loop = asyncio.get_running_loop()
         self._writers = [
             asyncio.create_task(self._run(), name=f"webhooks-group-commit-{n}")
             for n in range(self._writers_wanted)
@@ -106,12 +116,13 @@ class GroupCommit:
         Raises :class:`DatabaseUnavailable` (or its :class:`ShuttingDown` and
         :class:`QueueFull` kinds) when the request must be answered 503.
         """
-        if self._closing or not self._writers:
+        loop = self._event_loop
+        if self._closing or not self._writers or loop is None:
             raise ShuttingDown("triggerd is shutting down")
         if len(self._queue) >= self._max_queue:
             raise QueueFull(f"{len(self._queue)} requests are waiting for the database")
-        future: asyncio.Future[InboxResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item=item, future=future))
+        future: asyncio.Future[InboxResult] = loop.create_future()
+        self._queue.append(_Pending(item, future))
         self._wake.set()
         # A cancelled caller (client gone) does not cancel the write: the row is still
         # stored, only its acknowledgement is lost, and a redelivery is deduplicated.

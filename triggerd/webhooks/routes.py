@@ -27,7 +27,7 @@ from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import WebhookTriggerRow, load_webhook_triggers
-from triggerd.webhooks.auth import auth_header_names
+from triggerd.webhooks.auth import Verifier, auth_header_names, make_verifier
 from triggerd.webhooks.ratelimit import default_burst
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class WebhookRoute:
     quick_check: ValidityCheck | None
     secret: bytes | None
     secret_problem: str | None  # why the secret could not be resolved (answers 503)
+    # verify_request for this trigger's auth and secret, prepared once per build.
+    verify: Verifier
     stripped_headers: frozenset[str]  # lower-case names never stored
     max_body_bytes: int
     rate: float | None
@@ -195,6 +197,7 @@ def _build_route(
         quick_check=quick_check,
         secret=secret,
         secret_problem=secret_problem,
+        verify=make_verifier(config.auth, secret),
         stripped_headers=auth_header_names(config.auth) | ALWAYS_STRIPPED_HEADERS,
         max_body_bytes=config.max_body_bytes or default_max_body_bytes,
         rate=rate,
