@@ -29,7 +29,9 @@ EXPECTED_TABLES = {
 
 async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> None:
     report = await db.migrate(empty_dsn)
-    assert report.applied == ("0001_initial.sql", "0002_hot_path_references.sql")
+    assert report.applied == (
+        "0001_initial.sql", "0002_hot_path_references.sql", "0003_webhook_inbox_row.sql"
+    )
     conn = await asyncpg.connect(empty_dsn)
     try:
         tables = {
@@ -43,6 +45,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
     assert sorted((r["version"], r["name"]) for r in recorded) == [
         (1, "0001_initial.sql"),
         (2, "0002_hot_path_references.sql"),
+        (3, "0003_webhook_inbox_row.sql"),
     ]
     assert {r["checksum"] for r in recorded} == {m.checksum for m in db.known_migrations()}
 
@@ -79,8 +82,8 @@ async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
     broken = [
         *db.known_migrations(),
         db.Migration(
-            version=3,
-            name="0003_broken.sql",
+            version=4,
+            name="0004_broken.sql",
             sql="CREATE TABLE half_done (id int); SELECT no_such_function();",
         )
     ]
@@ -92,7 +95,7 @@ async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
         half = await conn.fetchval("SELECT to_regclass('half_done')")
     finally:
         await conn.close()
-    assert sorted(versions) == [1, 2]  # the good ones stay, the broken one left no trace
+    assert sorted(versions) == [1, 2, 3]  # the good ones stay, the broken one left no trace
     assert half is None
 
 
@@ -116,15 +119,16 @@ async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
     assert [p.returncode for p in procs] == [0, 0], results
     outputs = sorted(out.decode().strip() for out, _ in results)
     assert outputs == [
-        "applied 0001_initial.sql\napplied 0002_hot_path_references.sql",
-        "schema is up to date (migration 0002)",
+        "applied 0001_initial.sql\napplied 0002_hot_path_references.sql"
+        "\napplied 0003_webhook_inbox_row.sql",
+        "schema is up to date (migration 0003)",
     ]
     conn = await asyncpg.connect(empty_dsn)
     try:
         count = await conn.fetchval("SELECT count(*) FROM schema_migrations")
     finally:
         await conn.close()
-    assert count == 2
+    assert count == 3
 
 
 async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) -> None:

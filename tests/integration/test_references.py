@@ -17,7 +17,7 @@ from triggerd.errors import NotFound
 from triggerd.model import OverlapPolicy
 from triggerd.store.executions import NewExecution, insert_executions
 from triggerd.store.slots import SlotRequest, record_slots
-from triggerd.store.webhooks import InboxItem, InboxWriter
+from triggerd.store.webhooks import GONE, InboxItem, InboxWriter
 
 CONFIG = '{"cron": "* * * * *"}'
 SOON = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
@@ -258,7 +258,7 @@ async def test_webhook_requests_racing_a_trigger_delete_are_not_stored(
             gone, stored = await storing
     finally:
         await writer.close()
-    assert gone is None
+    assert gone == GONE
     assert stored is not None and stored.created
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT trigger_id::text FROM workflow_executions")
@@ -307,7 +307,7 @@ async def test_upgrade_from_0001_keeps_every_row(empty_dsn: str) -> None:
             )
             before = await counts(conn)
         report = await db.migrate(empty_dsn)
-        assert report.applied == ("0002_hot_path_references.sql",)
+        assert report.applied == ("0002_hot_path_references.sql", "0003_webhook_inbox_row.sql")
         async with pool.acquire() as conn:
             assert await counts(conn) == before == {
                 "workflow_executions": 1, "webhook_requests": 1, "trigger_slots": 1,

@@ -992,3 +992,35 @@ def test_execution_ids_are_time_ordered_uuid7() -> None:
     millis = [int(value.replace("-", "")[:12], 16) for value in ids]
     assert millis == sorted(millis)
     assert abs(millis[-1] - time.time() * 1000) < 60_000
+
+
+async def test_trigger_deleted_while_its_request_is_stored_is_a_503_and_stores_nothing(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "doomed")))
+    client, _ = await make_client()
+    async with pool.acquire() as deleter:
+        transaction = deleter.transaction()
+        await transaction.start()
+        await deleter.execute("DELETE FROM workflow_triggers WHERE name = 'h'")
+        # Not committed yet: the route is still served, and the insert waits for the delete.
+        sending = asyncio.create_task(client.post("/hooks/doomed", json={"a": 1}))
+        for _ in range(400):
+            if await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ):
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("the request never waited for the delete")
+        await transaction.commit()
+        response = await sending
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
+    assert await response.json() == {
+        "error": "database_unavailable",
+        "message": "the request was not stored: the trigger was changed while the request"
+        " was being stored; retry later",
+    }
+    assert await executions(pool) == []
+    assert await requests_rows(pool) == []

@@ -14,8 +14,8 @@ import pytest
 
 from tests.integration.test_webhooks import apply, hook, workflow
 from triggerd.errors import DatabaseUnavailable
-from triggerd.store.webhooks import InboxItem, InboxResult, InboxWriter
-from triggerd.webhooks.group_commit import GroupCommit, QueueFull, ShuttingDown
+from triggerd.store.webhooks import GONE, InboxItem, InboxResult, InboxWriter
+from triggerd.webhooks.group_commit import GroupCommit, QueueFull, ShuttingDown, TriggerGone
 
 WHEN = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -50,6 +50,7 @@ class FakeStore:
         self.release.set()
         self.fail_with: BaseException | None = None
         self.poison: set[int] = set()
+        self.gone: set[int] = set()  # items whose trigger was deleted meanwhile
         self.opened = 0
         self.closed = 0
 
@@ -68,7 +69,10 @@ class FakeStore:
             raise self.fail_with
         if self.poison & set(numbers):
             raise ValueError("bad row")
-        return [InboxResult(execution_id=i.id, created=True) for i in items]
+        return [
+            GONE if n in self.gone else InboxResult(execution_id=i.id, created=True)
+            for n, i in zip(numbers, items, strict=True)
+        ]
 
 
 async def test_concurrent_submissions_share_batches_and_wait_for_the_commit() -> None:
@@ -205,3 +209,20 @@ async def test_real_statement_refusing_one_item_stores_the_others(pool: asyncpg.
     assert (commit.stats.batches, commit.stats.failures) == (4, 2)
     stored = {r["id"] for r in await pool.fetch("SELECT id::text FROM workflow_executions")}
     assert stored == {good[0].id, good[2].id}
+
+
+async def test_an_item_whose_trigger_is_gone_fails_alone_and_is_not_retried() -> None:
+    store = FakeStore()
+    store.gone = {1}
+    commit = GroupCommit(store.open, max_batch=10)
+    commit.start()
+    try:
+        results = await asyncio.gather(
+            *(commit.submit(item(n)) for n in range(3)), return_exceptions=True
+        )
+    finally:
+        await commit.stop()
+    assert [type(r).__name__ for r in results] == ["InboxResult", "TriggerGone", "InboxResult"]
+    assert isinstance(results[1], TriggerGone)
+    assert str(results[1]) == "the trigger was changed while the request was being stored"
+    assert store.batches == [[0, 1, 2]]  # written once, not retried

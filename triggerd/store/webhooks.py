@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -144,6 +145,12 @@ class InboxItem(NamedTuple):
 class InboxResult(NamedTuple):
     execution_id: str
     created: bool  # False: a duplicate delivery; execution_id is the first one's
+    # True: nothing was stored because the trigger (or its workflow) was deleted while the
+    # request was in flight; execution_id is empty.
+    gone: bool = False
+
+
+GONE = InboxResult(execution_id="", created=False, gone=True)
 
 
 # One statement (so one implicit transaction and one round trip) writes every execution of
@@ -155,12 +162,10 @@ class InboxResult(NamedTuple):
 # time-ordered execution ids keep both primary keys' inserts local.
 _STORE_BATCH = """
 WITH d AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                         $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[],
-                         $11::jsonb[], $12::jsonb[], $13::bytea[], $14::text[],
-                         $15::timestamptz[])
-        AS d(id, workflow_id, version_id, trigger_id, trigger_name, dedupe_key, ttl_ms,
-             input, method, path, query, headers, body, remote_addr, received_at)
+    SELECT r.id, r.workflow_id, r.version_id, r.trigger_id, r.trigger_name, r.dedupe_key,
+           r.ttl_ms, r.input, r.method, r.path, r.query::jsonb AS query,
+           r.headers::jsonb AS headers, r.body, r.remote_addr, r.received_at
+    FROM unnest($1::webhook_inbox_row[]) AS r
 ), parents AS (
     -- What foreign keys would do, once per batch (migration 0002): a concurrent delete of
     -- the trigger or its workflow waits for this statement, or wins and nothing is written.
@@ -190,7 +195,7 @@ WITH d AS (
     FROM d JOIN ins ON ins.id = d.id
 )
 SELECT array_agg(ins.id::text) AS ids,
-       CASE WHEN count(*) > 0 THEN pg_notify($16, count(*)::text)::text END AS notified,
+       CASE WHEN count(*) > 0 THEN pg_notify($2, count(*)::text)::text END AS notified,
        (SELECT array_agg(DISTINCT d.trigger_id::text) FROM d
          WHERE NOT EXISTS (SELECT 1 FROM parents p
                            WHERE p.id = d.trigger_id AND p.workflow_id = d.workflow_id))
@@ -207,23 +212,16 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
 
 
 def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
+    """One ``webhook_inbox_row`` per item (migration 0003), and the notify channel."""
+    dumps = json.dumps
     return [
-        [i.id for i in items],
-        [i.workflow_id for i in items],
-        [i.version_id for i in items],
-        [i.trigger_id for i in items],
-        [i.trigger_name for i in items],
-        [i.dedupe_key for i in items],
-        [None if i.dedupe_ttl is None else int(i.dedupe_ttl.total_seconds() * 1000)
-         for i in items],
-        [i.input_json for i in items],
-        [i.method for i in items],
-        [i.path for i in items],
-        [i.query for i in items],
-        [i.headers for i in items],
-        [i.body for i in items],
-        [i.remote_addr for i in items],
-        [i.received_at for i in items],
+        [
+            (i.id, i.workflow_id, i.version_id, i.trigger_id, i.trigger_name, i.dedupe_key,
+             None if i.dedupe_ttl is None else int(i.dedupe_ttl.total_seconds() * 1000),
+             i.input_json, i.method, i.path, dumps(i.query), dumps(i.headers), i.body,
+             i.remote_addr, i.received_at)
+            for i in items
+        ],
         EXECUTIONS_CHANNEL,
     ]
 
@@ -242,7 +240,8 @@ class InboxWriter:
         """Store a batch of requests with their executions; one result per item, in order.
 
         When this returns, every inserted row is committed. A duplicate dedupe key (within
-        the batch or against earlier rows) yields the first execution's id. ``None`` means
+        the batch or against earlier rows) yields the first execution's id; a request whose
+        trigger was deleted meanwhile yields :data:`GONE` (nothing stored). ``None`` means
         the item's key conflicted but its winner is gone again (deleted between the two
         statements): the caller retries it.
         """
@@ -273,7 +272,11 @@ async def _store_batch(
 ) -> list[InboxResult | None]:
     row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=30.0)
     inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
-    lost = [i for i in items if i.id not in inserted and i.dedupe_key is not None]
+    gone: set[str] = set(row["gone"] or ()) if row is not None else set()
+    lost = [
+        i for i in items
+        if i.id not in inserted and i.dedupe_key is not None and i.trigger_id not in gone
+    ]
     winners: dict[tuple[str, str], str] = {}
     if lost:
         # Read after the insert committed: every conflicting row is visible now (ON
@@ -289,6 +292,9 @@ async def _store_batch(
     for item in items:
         if item.id in inserted:
             results.append(InboxResult(execution_id=item.id, created=True))
+            continue
+        if item.trigger_id in gone:
+            results.append(GONE)
             continue
         winner = winners.get((item.trigger_id, str(item.dedupe_key)))
         results.append(

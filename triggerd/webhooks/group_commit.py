@@ -47,6 +47,11 @@ class ShuttingDown(DatabaseUnavailable):
     """The ingress is stopping and takes no more requests (answered 503, retryable)."""
 
 
+class TriggerGone(DatabaseUnavailable):
+    """The trigger was deleted while its request was being stored: nothing was stored
+    (503, retryable; a retry meets the reloaded routes)."""
+
+
 class QueueFull(DatabaseUnavailable):
     """More requests are waiting for the database than it keeps up with (503, retryable)."""
 
@@ -205,6 +210,10 @@ class GroupCommit:
             return
         self.stats.rows += len(live)
         for pending, result in zip(live, results, strict=True):
+            if result is not None and result.gone:
+                _fail(pending, TriggerGone(
+                    "the trigger was changed while the request was being stored"))
+                continue
             if result is not None:
                 if not pending.future.done():
                     pending.future.set_result(result)

@@ -60,6 +60,7 @@ from triggerd.webhooks.group_commit import (
     GroupCommitStats,
     QueueFull,
     ShuttingDown,
+    TriggerGone,
 )
 from triggerd.webhooks.ratelimit import RateLimiter
 from triggerd.webhooks.routes import Routes, WebhookRoute
@@ -866,7 +867,7 @@ def _too_large(limit: int) -> web.Response:
 
 def _public_reason(exc: DatabaseUnavailable) -> str:
     # Connection details stay in the logs; the sender only learns it is transient.
-    if isinstance(exc, ShuttingDown | QueueFull):
+    if isinstance(exc, ShuttingDown | QueueFull | TriggerGone):
         return exc.message
     return "the database is unavailable"
 
