@@ -224,6 +224,9 @@ class Daemon:
                 if self.app is not None:
                     self.app[API_AUTH].update(new)
                 for component in self.components:
+                    apply_settings = getattr(component, "apply_settings", None)
+                    if apply_settings is not None:
+                        apply_settings(new)
                     reload = getattr(component, "reload", None)
                     if reload is not None:
                         await reload()

@@ -550,6 +550,12 @@ class WebhookIngress:
         await self.group_commit.stop()
         await self.waiter.stop()
 
+    def apply_settings(self, settings: Settings) -> None:
+        """SIGHUP with a new configuration: ``[http] max_pending`` applies to the next
+        request, ``max_body_bytes`` to the routes of the reload that follows."""
+        self._settings = settings
+        self.routes.set_default_max_body_bytes(settings.http.max_body_bytes)
+
     async def reload(self) -> None:
         """Rebuild the route table from the database now (SIGHUP, tests, the admin API)."""
         await self.routes.reload()

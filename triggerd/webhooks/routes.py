@@ -397,6 +397,10 @@ class Routes:
         self.loaded = False  # a table was loaded from the database at least once
         self._redacted: set[bytes] = set()
 
+    def set_default_max_body_bytes(self, limit: int) -> None:
+        """``[http] max_body_bytes`` changed (SIGHUP): routes built from now on use it."""
+        self._default_max_body_bytes = limit
+
     async def reload(self) -> RouteTable:
         """Rebuild from the database and swap; raise DatabaseUnavailable (keeping the
         current table) when the database cannot be read."""

@@ -1,0 +1,56 @@
+"""SIGHUP applies new [http] limits to the webhook ingress without a restart."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from tests.acceptance.conftest import DaemonProcess, Daemons
+
+DEFINITIONS = """\
+workflows:
+  - key: inbox
+    name: Inbox
+    graph:
+      nodes:
+        - {id: keep, type: noop}
+    triggers:
+      - {name: hook, type: webhook, path: inbox/in}
+"""
+
+
+async def post(daemon: DaemonProcess, size: int) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.post(
+        daemon.base_url + "/hooks/inbox/in",
+        data=b"x" * size,
+        headers={"Content-Type": "text/plain"},
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_sighup_applies_a_new_max_body_bytes(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    definitions = tmp_path / "inbox.yaml"
+    definitions.write_text(DEFINITIONS, encoding="utf-8")
+    daemon = await daemons.start(
+        database_url=dsn,
+        sections={
+            "http": {"max_body_bytes": 1000},
+            "daemon": {"definitions": [str(definitions)]},
+        },
+    )
+    status, body = await post(daemon, 2000)
+    assert (status, body["error"]) == (413, "payload_too_large")
+
+    config = daemon.config.read_text()
+    assert "max_body_bytes = 1000" in config
+    daemon.config.write_text(config.replace("max_body_bytes = 1000", "max_body_bytes = 5000"))
+    daemon.send(signal.SIGHUP)
+    await daemon.wait_for_event("daemon_reloaded")
+    status, body = await post(daemon, 2000)
+    assert status == 202, body
+    assert daemon.events_named("reload_needs_restart") == []
+    assert await daemon.stop(signal.SIGTERM) == 0
