@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.integration.test_scheduler_support import make_workflow, running
 from triggerd import db
-from triggerd.scheduler.service import INSTANT_CHUNK
+from triggerd.scheduler.service import INSTANT_CHUNK, INSTANT_STATEMENTS
 
 Pool = Any
 
@@ -17,7 +17,7 @@ Pool = Any
 async def test_large_instant_split_across_statements_fires_each_slot_once(
     pool: Pool, dsn: str
 ) -> None:
-    count = INSTANT_CHUNK * 2 + 321  # three statements
+    count = INSTANT_CHUNK * INSTANT_STATEMENTS + 321  # INSTANT_STATEMENTS statements
     workflow_id = await make_workflow(pool)
     await pool.execute(
         "INSERT INTO workflow_triggers (workflow_id, name, type, config, input)"

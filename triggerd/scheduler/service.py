@@ -31,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -86,8 +87,11 @@ SKEW_WARNING = 1.0
 RELOAD_DEBOUNCE = 0.05
 RELOAD_FULL_ABOVE = 500  # more changed triggers than this at once: one full reconcile
 WRITE_CHUNK = 10_000
-# Slots of one instant per statement; larger instants are split and written concurrently.
+# A large instant is written as up to INSTANT_STATEMENTS concurrent statements (one per
+# core: on 2 cores, 2 statements of 5,000 slots committed 10,000 slots sooner than 5 of
+# 2,000), each of at least INSTANT_CHUNK slots.
 INSTANT_CHUNK = 2_000
+INSTANT_STATEMENTS = max(2, os.cpu_count() or 2)
 WRITE_ATTEMPTS = 3
 DRAIN_TIMEOUT = 30.0
 RECOVERY_BACKOFF_MAX = 10.0
@@ -556,11 +560,17 @@ class CronScheduler:
         reference = at if self._rebuilt_at is None else max(at, self._rebuilt_at)
         return now - reference > STALL_THRESHOLD
 
+    def _chunk(self, keys: Iterable[ScheduleKey]) -> int:
+        """Slots per statement for an instant of the schedules ``keys``."""
+        groups = self._table.groups
+        total = sum(len(groups[k].members) for k in keys if k in groups)
+        return max(INSTANT_CHUNK, -(-total // INSTANT_STATEMENTS))
+
     def _prepare_instant(self, at: datetime, generation: int) -> None:
         """Plan an instant's writes when its timer wakes, ahead of the instant."""
         keys = self._instants.get(at)
         if generation == self._generation and self._running and keys:
-            self._prepared[at] = plan_instant(self._table, at, keys, INSTANT_CHUNK)
+            self._prepared[at] = plan_instant(self._table, at, keys, self._chunk(keys))
 
     async def _on_instant(self, at: datetime, generation: int) -> None:
         if generation != self._generation or not self._running:
@@ -575,7 +585,7 @@ class CronScheduler:
             return
         if plan is None or plan.changes != self._table.changes or plan.keys != keys:
             # Not prepared, or the table changed since (a trigger added, edited, removed).
-            plan = plan_instant(self._table, at, keys, INSTANT_CHUNK)
+            plan = plan_instant(self._table, at, keys, self._chunk(keys))
         for entry in plan.jittered:
             self._add_jitter(entry, at, now)
         due, batches = plan.due, plan.batches
