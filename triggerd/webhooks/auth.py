@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -259,32 +258,20 @@ def _tolerance(auth: AuthConfig) -> float:
 
 
 class KeyedHmac:
-    """HMAC (RFC 2104) with one key, keyed once: the hash states after the inner and
-    outer key blocks are computed here and copied for every message, which costs well
-    under half of :func:`hmac.digest` (that one derives both blocks again each call).
-    ``KeyedHmac(key, name).digest(msg) == hmac.digest(key, msg, name)``; the result is
-    compared with :func:`hmac.compare_digest` as before."""
+    """HMAC with one key, keyed once: the standard library's HMAC object is built per
+    trigger and copied for every message, which spares deriving the key blocks again
+    (about a third of :func:`hmac.digest`). The result is compared with
+    :func:`hmac.compare_digest` as before."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes, algorithm: str) -> None:
-        inner = hashlib.new(algorithm)
-        outer = hashlib.new(algorithm)
-        block = inner.block_size
-        if len(key) > block:
-            key = hashlib.new(algorithm, key).digest()
-        key = key.ljust(block, b"\0")
-        inner.update(bytes(b ^ 0x36 for b in key))
-        outer.update(bytes(b ^ 0x5C for b in key))
-        self._inner = inner
-        self._outer = outer
+        self._keyed = hmac.new(key, digestmod=algorithm)
 
     def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        mac = self._keyed.copy()
+        mac.update(message)
+        return mac.digest()
 
 
 def _header_bytes(value: str) -> bytes | None:
