@@ -1018,7 +1018,7 @@ async def test_trigger_deleted_while_its_request_is_stored_is_a_503_and_stores_n
     assert response.status == 503
     assert response.headers["Retry-After"] == "5"
     assert await response.json() == {
-        "error": "database_unavailable",
+        "error": "trigger_changed",
         "message": "the request was not stored: the trigger was changed while the request"
         " was being stored; retry later",
     }

@@ -679,10 +679,12 @@ class WebhookIngress:
         try:
             response = await self._handle(request, route, started)
         except DatabaseUnavailable as exc:
-            self.stats.database_unavailable += 1
+            gone = isinstance(exc, TriggerGone)
+            if not gone:
+                self.stats.database_unavailable += 1
             response = error_response(
                 503,
-                "database_unavailable",
+                "trigger_changed" if gone else "database_unavailable",
                 f"the request was not stored: {_public_reason(exc)}; retry later",
                 headers=_retry_after(RETRY_DATABASE),
             )
