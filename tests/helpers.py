@@ -82,3 +82,17 @@ async def serve_get(
         yield port
     finally:
         await runner.cleanup()
+
+
+async def wait_until_blocked(pool: asyncpg.Pool, query_prefix: str) -> None:
+    """Until a backend running a query starting with ``query_prefix`` waits for a lock."""
+    for _ in range(400):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND ltrim(query, E' \\n') LIKE $1 || '%'",
+            query_prefix,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the writer never waited for the delete")

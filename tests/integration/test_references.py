@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from tests.helpers import wait_until_blocked
 from triggerd import db
 from triggerd.errors import NotFound
 from triggerd.model import OverlapPolicy
@@ -180,20 +181,6 @@ async def test_request_rows_share_their_execution_id(pool: asyncpg.Pool) -> None
         await pool.execute(
             "UPDATE webhook_requests SET execution_id = $1", ids["cron_execution"]
         )
-
-
-async def wait_until_blocked(pool: asyncpg.Pool, query_prefix: str) -> None:
-    """Until a backend running a query starting with ``query_prefix`` waits for a lock."""
-    for _ in range(400):
-        waiting = await pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND ltrim(query, E' \\n') LIKE $1 || '%'",
-            query_prefix,
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("the writer never waited for the delete")
 
 
 async def test_slots_racing_a_trigger_delete_write_nothing(pool: asyncpg.Pool) -> None:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
+from tests.helpers import wait_until_blocked
 from triggerd.config import HttpSettings, Settings
 from triggerd.daemon import create_app
 from triggerd.model import (
@@ -1005,14 +1006,7 @@ async def test_trigger_deleted_while_its_request_is_stored_is_a_503_and_stores_n
         await deleter.execute("DELETE FROM workflow_triggers WHERE name = 'h'")
         # Not committed yet: the route is still served, and the insert waits for the delete.
         sending = asyncio.create_task(client.post("/hooks/doomed", json={"a": 1}))
-        for _ in range(400):
-            if await pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            ):
-                break
-            await asyncio.sleep(0.025)
-        else:
-            raise AssertionError("the request never waited for the delete")
+        await wait_until_blocked(pool, "WITH d AS")
         await transaction.commit()
         response = await sending
     assert response.status == 503

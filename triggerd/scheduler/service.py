@@ -589,7 +589,7 @@ class CronScheduler:
         for entry in plan.jittered:
             self._add_jitter(entry, at, now)
         due, batches = plan.due, plan.batches
-        writes = [self._start_write(b, due=at) for b in batches if b]
+        writes = [self._start_write(b, due=at) for b in batches]  # none is empty
         if writes:
             # Let the statements go out before the next instants are computed.
             await asyncio.sleep(0)
