@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.helpers import apply_doc, final_status, fire, free_port, serve_get, wait_for
+from tests.helpers import (
+    apply_doc,
+    final_status,
+    fire,
+    free_port,
+    serve_get,
+    wait_for,
+    wait_until_blocked,
+)
+from triggerd import db
 from triggerd.config import load_settings
 from triggerd.errors import Conflict
 from triggerd.executor.service import Executor
@@ -384,6 +394,52 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
     assert node["status"] == "CANCELED"
 
 
+async def test_drain_hands_back_runs_from_a_claim_in_flight(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """Drain while a claim is waiting on the database: the runs that claim starts are
+    handed back too, not left RUNNING under an owner that is about to exit."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response()
+
+    async with serve_get("/slow", slow) as port:
+        await apply_doc(
+            pool,
+            workflow(
+                "inflight",
+                [
+                    {
+                        "id": "call",
+                        "type": "http",
+                        "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/slow"},
+                    }
+                ],
+            ),
+        )
+        execution_id = await fire(pool, "inflight/manual")
+        own_pool = await db.create_pool(dsn, min_size=1, max_size=3)
+        ex = Executor(pool=own_pool, dsn=dsn, settings=load_settings(environ={}))
+        try:
+            async with pool.acquire() as blocker, blocker.transaction():
+                await blocker.execute("LOCK TABLE workflow_executions IN EXCLUSIVE MODE")
+                await ex.start()
+                await wait_until_blocked(pool, "WITH expired AS")  # the claim query
+                drain = asyncio.create_task(ex.drain(timedelta(0)))
+                await asyncio.sleep(0.1)
+                assert not drain.done()  # it waits for the claim in flight
+            assert await drain == 1
+            row = await pool.fetchrow(
+                "SELECT status, lease_owner FROM workflow_executions WHERE id = $1",
+                execution_id,
+            )
+            assert (row["status"], row["lease_owner"]) == ("NEW", None)
+        finally:
+            await ex.stop()
+            await own_pool.close()
+
+
 async def test_retry_creates_linked_execution(pool: asyncpg.Pool, executor: Executor) -> None:
     await apply_doc(
         pool, workflow("again", [{"id": "a", "type": "set", "params": {"value": "{{ input.x }}"}}])
@@ -452,8 +508,6 @@ async def test_two_executors_share_work_and_run_each_once(pool: asyncpg.Pool, ds
 
 
 async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool) -> None:
-    from datetime import timedelta
-
     from triggerd.store.executions import release_expired_dedupe_keys, retention_batch
 
     await apply_doc(pool, workflow("old", [{"id": "a", "type": "noop"}]))

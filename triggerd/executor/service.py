@@ -27,6 +27,8 @@ from triggerd.tasks import cancel_and_wait
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 200
+# How long drain waits, at least, for a claim already sent to the database to come back.
+CLAIM_WAIT_ON_DRAIN = 5.0
 
 
 def make_owner() -> str:
@@ -62,6 +64,8 @@ class Executor:
     _http: aiohttp.ClientSession | None = None
     _writer: ProgressWriter | None = None
     _accepting: bool = True
+    # Held while a claim is in flight, so drain sees every run the claim starts.
+    _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _running: bool = False
     _last_claim: datetime | None = None
 
@@ -100,6 +104,15 @@ class Executor:
         back (status NEW, lease released). Returns how many were handed back."""
         self._accepting = False
         self._wake.set()
+        # A claim already sent may still commit: wait for it, so its runs are in _active
+        # and handed back below instead of being left RUNNING under this owner.
+        try:
+            async with asyncio.timeout(max(grace.total_seconds(), CLAIM_WAIT_ON_DRAIN)):
+                async with self._claiming:
+                    pass
+        except TimeoutError:
+            # The database is stuck; whatever that claim takes comes back when its lease ends.
+            logger.warning("claim still in flight at drain", extra={"event": "drain_claim_stuck"})
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=grace.total_seconds())
         left = list(self._active)
@@ -156,28 +169,13 @@ class Executor:
             threshold = 1 if not self._active else max(1, min(CLAIM_BATCH, concurrency // 4))
             if self._accepting and free >= threshold:
                 try:
-                    async with self.pool.acquire() as conn:
-                        claimed = await store.claim_executions(
-                            conn, self.owner, self.lease, min(free, CLAIM_BATCH)
-                        )
-                        missing = {
-                            c.workflow_version_id
-                            for c in claimed
-                            if c.workflow_version_id and c.workflow_version_id not in self._versions
-                        }
-                        if missing:
-                            for vid, row in (
-                                await store.fetch_versions(conn, [m for m in missing if m])
-                            ).items():
-                                self._versions[vid] = prepare_version(row)
+                    claimed = await self._claim(min(free, CLAIM_BATCH))
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     logger.warning(
                         "claim failed", extra={"event": "claim_failed", "error": str(exc)}
                     )
                     await asyncio.sleep(1.0)
                     continue
-                for execution in claimed:
-                    self._start_run(execution)
             if (
                 claimed
                 and len(claimed) == min(free, CLAIM_BATCH)
@@ -187,6 +185,25 @@ class Executor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll):
                     await self._wake.wait()
+
+    async def _claim(self, limit: int) -> list[store.ClaimedExecution]:
+        """Claim up to ``limit`` runs and start them, under the lock drain waits on."""
+        async with self._claiming:
+            if not self._accepting:
+                return []  # drain began while this claim waited for the lock
+            async with self.pool.acquire() as conn:
+                claimed = await store.claim_executions(conn, self.owner, self.lease, limit)
+                missing = {
+                    c.workflow_version_id
+                    for c in claimed
+                    if c.workflow_version_id and c.workflow_version_id not in self._versions
+                }
+                if missing:
+                    for vid, row in (await store.fetch_versions(conn, list(missing))).items():
+                        self._versions[vid] = prepare_version(row)
+            for execution in claimed:
+                self._start_run(execution)
+            return claimed
 
     def _start_run(self, execution: store.ClaimedExecution) -> None:
         self.stats["started"] += 1
