@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import math
+import random
 from typing import Any
 
 import pytest
@@ -367,3 +370,80 @@ def test_number_too_large_for_a_double_is_400() -> None:
         parse_body("application/json", b'{"n": 1e400}')
     assert info.value.status == 400
     assert str(info.value) == "invalid JSON body: the number 1e400 is too large to store"
+
+
+# --- the orjson fast path answers exactly as the standard library's parser ---------------
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "123456789012345678901234567890",
+        "1234567890123456789.5",
+    ],
+)
+def test_integers_beyond_64_bits_keep_every_digit(number: str) -> None:
+    data, _ = parse_input("application/json", f'{{"n": {number}}}'.encode())
+    assert repr(data["n"]) == repr(json.loads(number))
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> str:
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rng.choice(["true", "false", "null"])
+    if kind == 1:
+        return str(rng.randint(-(2**70), 2**70) >> rng.randrange(72))
+    if kind == 2:
+        mantissa = f"{rng.choice(['', '-'])}{rng.randrange(10**rng.randrange(1, 20))}"
+        fraction = f".{rng.randrange(10**rng.randrange(1, 20))}" if rng.random() < 0.7 else ""
+        exponent = f"{rng.choice('eE')}{rng.choice(['', '+', '-'])}{rng.randrange(330)}"
+        return mantissa + fraction + (exponent if rng.random() < 0.5 else "")
+    if kind in (3, 4, 5):
+        pieces = ["a", "é", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\\\", '\\"', "€", "\\/", " "]
+        return '"' + "".join(rng.choice(pieces) for _ in range(rng.randrange(6))) + '"'
+    if kind in (6, 7):
+        items = [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+        return "[" + ", ".join(items) + "]"
+    members = [
+        f"{_random_json(rng, 4) if rng.random() < 0.2 else json.dumps(rng.choice('abc'))}"
+        f": {_random_json(rng, depth + 1)}"
+        for _ in range(rng.randrange(4))
+    ]
+    members = [m for m in members if m.startswith('"')]
+    return "{" + ", ".join(members) + "}"
+
+
+def test_fast_path_agrees_with_the_standard_library_on_random_documents() -> None:
+    """orjson parses first; a document it reads must come out exactly (types, signs,
+    digits) as the standard library reads it, and one either refuses stays refused."""
+    rng = random.Random(20261124)
+    for _ in range(3000):
+        text = _random_json(rng)
+        try:
+            expected: Any = json.loads(text)
+        except ValueError:
+            refused = True
+        else:
+            refused = _has_infinity(expected)  # 1e400: no jsonb can hold it
+        if refused:
+            with pytest.raises(BodyError):
+                parse_input("application/json", text.encode())
+            continue
+        data, _ = parse_input("application/json", text.encode())
+        wrapped = expected if isinstance(expected, dict) else {"body": expected}
+        assert repr(data) == repr(wrapped), text
+
+
+def _has_infinity(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isinf(value)
+    if isinstance(value, list):
+        return any(_has_infinity(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_infinity(v) for v in value.values())
+    return False

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
+import orjson
 
 from triggerd import db
 from triggerd.errors import DatabaseUnavailable
@@ -211,9 +212,21 @@ JOIN unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
 """
 
 
+def _json_text(value: dict[str, JSON]) -> str:
+    """JSON text of a request's headers or query: orjson writes it about ten times faster
+    than the standard library. Their strings were made storable (no surrogates, no NUL),
+    so the fallback is for safety only."""
+    if not value:
+        return "{}"
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
     """One ``webhook_inbox_row`` per item (migration 0003), and the notify channel."""
-    dumps = json.dumps
+    dumps = _json_text
     return [
         [
             (i.id, i.workflow_id, i.version_id, i.trigger_id, i.trigger_name, i.dedupe_key,

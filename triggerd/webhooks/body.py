@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
+import orjson
+
 from triggerd.errors import TriggerdError
 
 BODY_MODES: tuple[str, ...] = ("parsed", "raw")
@@ -189,8 +191,21 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
+# orjson reads an integer beyond 64 bits as a float, silently: such a text (any run of 19
+# digits, even inside a string) goes to the standard library's parser, which keeps it.
+_LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
+
+
 def _parse_json(text: str) -> Any:
     text = text.removeprefix("\ufeff")
+    if _LONG_DIGIT_RUN.search(text) is None:
+        # The fast path, about four times quicker. Whatever orjson refuses (NaN, 1e400, lone
+        # surrogates, a BOM, bad syntax) is parsed again below, so that the answer, and what
+        # is accepted, are exactly those of the standard library's parser.
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     try:
         if text.startswith("\ufeff"):  # what json.loads says of a (second) BOM
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
