@@ -433,14 +433,9 @@ def _proc_cpu(pid: int, *, with_children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu(state: Path) -> float:
-    """CPU seconds of the embedded PostgreSQL: the postmaster, its live children and the
-    children it already reaped."""
-    try:
-        postmaster = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    total = _proc_cpu(postmaster, with_children=True)
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its live children and the children it already reaped."""
+    total = _proc_cpu(pid, with_children=True)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -448,9 +443,18 @@ def postgres_cpu(state: Path) -> float:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(stat[1]) == postmaster:
+        if int(stat[1]) == pid:
             total += _proc_cpu(int(entry.name))
     return total
+
+
+def postgres_cpu(state: Path) -> float:
+    """CPU seconds of the embedded PostgreSQL: the postmaster and its children."""
+    try:
+        postmaster = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return tree_cpu(postmaster)
 
 
 def stop_embedded(state: Path) -> None:
@@ -587,6 +591,8 @@ def main() -> int:
     parser.add_argument("--tool", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--only", choices=("bare", "insert", "triggerd"), action="append")
     parser.add_argument("--pool-max", type=int, default=10, help="database pool size")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="[http] processes of the daemon (the extra ones answer webhooks)")
     parser.add_argument("--writers", type=int, default=1,
                         help="triggerd group-commit writers (statements in flight)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -652,6 +658,7 @@ def main() -> int:
         "TRIGGERD_HTTP_MAX_PENDING": str(10**9),
         "TRIGGERD_LOG_LEVEL": "warning",
         "BENCH_WRITERS": str(args.writers),
+        "TRIGGERD_HTTP_PROCESSES": str(args.processes),
     }
     try:
         for target in targets:
@@ -665,10 +672,10 @@ def main() -> int:
                     load(port, f"warm{target}", args.warmup)
                 time.sleep(0.5)
                 before = asyncio.run(count_rows(dsn))
-                cpu_server, cpu_pg = _proc_cpu(server.pid), postgres_cpu(state)
+                cpu_server, cpu_pg = tree_cpu(server.pid), postgres_cpu(state)
                 results[target] = load(port, f"main{target}", args.duration)
                 loads[target] = os.getloadavg()[0]
-                cpu[target] = (_proc_cpu(server.pid) - cpu_server, postgres_cpu(state) - cpu_pg)
+                cpu[target] = (tree_cpu(server.pid) - cpu_server, postgres_cpu(state) - cpu_pg)
             finally:
                 stop_server(server)
             if target == "triggerd":

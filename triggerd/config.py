@@ -34,6 +34,7 @@ class HttpSettings:
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
     max_pending: int = 100_000
+    processes: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +105,7 @@ KEY_HELP: dict[str, str] = {
     "http.port": "TCP port to listen on (1-65535)",
     "http.max_body_bytes": "largest webhook body accepted",
     "http.max_pending": "NEW executions above which webhooks answer 429",
+    "http.processes": "processes sharing the port (1-64); the extra ones answer webhooks",
     "executor.concurrency": "runs in progress per process",
     "executor.lease": "lease of a claimed run, renewed by a heartbeat",
     "executor.poll_interval": "fallback poll for work when no notification arrives",
@@ -119,6 +121,7 @@ KEY_HELP: dict[str, str] = {
     "log.format": "json | text",
 }
 
+MAX_HTTP_PROCESSES = 64
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("json", "text")
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -170,12 +173,18 @@ def _check_ranges(settings: Settings) -> None:
         ("database.pool_max", settings.database.pool_max, 1),
         ("http.max_body_bytes", settings.http.max_body_bytes, 1),
         ("http.max_pending", settings.http.max_pending, 1),
+        ("http.processes", settings.http.processes, 1),
         ("executor.concurrency", settings.executor.concurrency, 1),
         ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
     ]
     for key, value, minimum in checks:
         if value < minimum:
             raise ConfigError(f"{key}: {value} is below the minimum {minimum}")
+    if settings.http.processes > MAX_HTTP_PROCESSES:
+        raise ConfigError(
+            f"http.processes: {settings.http.processes} is above the maximum"
+            f" {MAX_HTTP_PROCESSES}"
+        )
     if settings.database.pool_min > settings.database.pool_max:
         raise ConfigError(
             f"database.pool_min: {settings.database.pool_min} exceeds database.pool_max"

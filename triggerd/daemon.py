@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,6 +27,7 @@ from triggerd.appkeys import POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import TriggerdError
+from triggerd.listener import open_listener
 from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
 
@@ -53,7 +56,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
 
 
 # Settings that only take effect after a restart.
-_RESTART_ONLY = ("database", "http.host", "http.port", "daemon.state_dir")
+_RESTART_ONLY = ("database", "http.host", "http.port", "http.processes", "daemon.state_dir")
 
 
 @dataclass(kw_only=True)
@@ -70,6 +73,10 @@ class Daemon:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
+    _listen_port: int = 0
+    # [http] processes > 1: the private directory of the Unix socket the workers forward
+    # requests to.
+    _worker_dir: str | None = None
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -91,29 +98,14 @@ class Daemon:
     def bind(self) -> socket.socket:
         """Take the HTTP port before anything else, so a port in use fails fast; requests
         are served only once every part has started."""
-        host, port = self.settings.http.host, self.settings.http.port
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(address)
-                sock.listen(1024)
-            except OSError:
-                sock.close()
-                raise
-        except OSError as exc:
-            raise TriggerdError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-            ) from None
-        sock.setblocking(False)
-        return sock
+        http = self.settings.http
+        return open_listener(http.host, http.port, reuse_port=http.processes > 1)
 
     async def start(self) -> None:
         started = time.monotonic()
         listener = self.bind()
+        # The workers listen on the port actually taken (port 0 picks one).
+        self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
         report = await db.migrate(dsn)
@@ -137,6 +129,8 @@ class Daemon:
         await self.runner.setup()
         self.site = web.SockSite(self.runner, listener)
         await self.site.start()
+        if self.settings.http.processes > 1:
+            await self.start_http_workers(dsn)
         logger.info(
             "triggerd ready",
             extra={
@@ -148,6 +142,26 @@ class Daemon:
                 "pid": os.getpid(),
             },
         )
+
+    async def start_http_workers(self, dsn: str) -> None:
+        """[http] processes > 1: serve the app on a Unix socket only this user can open
+        (the workers forward what they do not answer themselves), then start them."""
+        from triggerd.webhooks.workers import HttpWorkers
+
+        assert self.runner is not None and self.app is not None
+        self._worker_dir = tempfile.mkdtemp(
+            prefix="triggerd-http-", dir=os.environ.get("RUNTIME_DIRECTORY") or None
+        )
+        path = os.path.join(self._worker_dir, "main.sock")
+        await web.UnixSite(self.runner, path).start()
+        os.chmod(path, 0o600)
+        workers = HttpWorkers(
+            settings=self.settings, port=self._listen_port, upstream=path, dsn=dsn,
+            metrics=self.app[METRICS],
+        )
+        await workers.start()
+        self.components.append(workers)  # stopped first
+        self.add_readiness_check(workers.name, workers.readiness)
 
     def build_components(self, dsn: str) -> None:
         """The long-running parts, in start order (stopped in reverse)."""
@@ -255,6 +269,8 @@ class Daemon:
             task.cancel()
         if self.pool is not None:
             await self.pool.close()
+        if self._worker_dir is not None:
+            shutil.rmtree(self._worker_dir, ignore_errors=True)
         self.notifier.close()
 
     async def serve(self) -> None:

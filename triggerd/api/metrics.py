@@ -90,6 +90,12 @@ class Metrics:
             "triggerd_webhook_request_seconds", "Time to answer a webhook request",
             buckets=REQUEST_BUCKETS, registry=reg,
         )
+        self.webhook_worker_requests = Counter(
+            "triggerd_webhook_worker_requests",
+            "Webhook requests answered by extra HTTP process N ([http] processes > 1); they"
+            " are counted in triggerd_webhook_requests too",
+            ["worker"], registry=reg,
+        )
         self.webhook_backpressure = Counter(
             "triggerd_webhook_backpressure",
             "Webhook requests refused with 429 because too many runs are waiting",
@@ -161,6 +167,14 @@ class Metrics:
             self._webhook_children[(trigger, status)] = child
         child.inc()
         self._observe_webhook_seconds(max(0.0, seconds))
+
+    def webhook_requests_answered(
+        self, worker: int, trigger: str | None, status: int, seconds: list[float]
+    ) -> None:
+        """What extra HTTP process ``worker`` reported: ``len(seconds)`` answers."""
+        for value in seconds:
+            self.webhook_request(trigger, status, value)
+        self.webhook_worker_requests.labels(worker=str(worker)).inc(len(seconds))
 
     def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
         """An execution of ``workflow`` (its key) ended with ``status``."""

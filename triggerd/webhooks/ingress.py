@@ -38,6 +38,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 from triggerd.appkeys import READINESS_CHECKS
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
+from triggerd.http_forward import client_address
 from triggerd.model import JSON, ExecutionStatus, ResponseMode
 from triggerd.store.webhooks import (
     FINISHED_CHANNEL,
@@ -808,7 +809,7 @@ class WebhookIngress:
                 query=query_dict(request.query),
                 headers=stored_headers(headers, route.stripped_headers),
                 body=body,
-                remote_addr=request.remote,
+                remote_addr=client_address(request),
                 received_at=now,
             )
         )

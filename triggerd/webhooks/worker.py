@@ -1,0 +1,198 @@
+"""An extra HTTP process ([http] processes > 1), started by the daemon, never by hand.
+
+It listens on the daemon's port too (SO_REUSEPORT: the kernel spreads the connections
+over the processes), answers plain
+webhook requests itself (its own route table, group commit and database pool: the
+guarantees are those of the main process, a 202 only once the rows are committed), and
+forwards everything else to the main process (:mod:`triggerd.http_forward`): the admin API,
+``/metrics``, ``/healthz``, ``/readyz``, and webhooks with a ``rate`` (one token bucket for
+the whole daemon) or ``response: sync``. Every second it reports what it answered on a
+pipe, one JSON line, so that the main process's ``/metrics`` counts every request.
+
+SIGHUP re-reads the configuration; SIGTERM stops accepting, stores what was accepted and
+exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from triggerd import db, runtime
+from triggerd.config import Settings, load_settings
+from triggerd.errors import TriggerdError
+from triggerd.http_forward import forward, upstream_session
+from triggerd.listener import open_listener
+from triggerd.logs import setup_logging
+from triggerd.model import ResponseMode
+from triggerd.tasks import cancel_and_wait
+from triggerd.webhooks.ingress import WebhookIngress
+
+logger = logging.getLogger(__name__)
+
+# What the daemon passes in the environment.
+ENV_PORT = "TRIGGERD_WORKER_PORT"
+ENV_REPORT_FD = "TRIGGERD_WORKER_REPORT_FD"
+ENV_UPSTREAM = "TRIGGERD_WORKER_UPSTREAM"
+ENV_INDEX = "TRIGGERD_WORKER_INDEX"
+ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
+
+POOL_MAX = 4
+REPORT_INTERVAL = 1.0
+
+
+class Reporter:
+    """Collects this process's webhook answers (it is the ingress's metrics sink) and
+    writes them to the main process as one JSON line a second."""
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+        self._answers: dict[tuple[str | None, int], list[float]] = {}
+        self._backpressure = 0
+
+    @classmethod
+    async def open(cls, fd: int) -> Reporter:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(fd, "wb", buffering=0)
+        )
+        return cls(transport)
+
+    def webhook_request(self, trigger: str | None, status: int, seconds: float) -> None:
+        answers = self._answers.get((trigger, status))
+        if answers is None:
+            answers = self._answers[(trigger, status)] = []
+        answers.append(round(seconds, 6))
+
+    def backpressure(self) -> None:
+        self._backpressure += 1
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(json.dumps(message).encode() + b"\n")
+
+    def flush(self) -> None:
+        if not self._answers and not self._backpressure:
+            return
+        answers, self._answers = self._answers, {}
+        backpressure, self._backpressure = self._backpressure, 0
+        self.send(
+            {
+                "answers": [[trigger, status, seconds] for (trigger, status), seconds
+                            in answers.items()],
+                "backpressure": backpressure,
+            }
+        )
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+
+def should_forward(ingress: WebhookIngress, path: str) -> bool:
+    """Webhooks whose answer needs the main process: one token bucket per trigger for the
+    whole daemon, and sync answers (the main process runs the executions)."""
+    route = ingress.routes.table.get(path)
+    if route is None:
+        return False
+    return route.rate is not None or route.config.response == ResponseMode.SYNC
+
+
+async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
+                index: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reporter = await Reporter.open(report_fd)
+    dsn = settings.database.url
+    pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX)
+    ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings)
+    ingress.stats.sink = reporter
+    session = upstream_session(upstream)
+
+    async def hooks(request: web.Request) -> web.StreamResponse:
+        if should_forward(ingress, request.match_info["path"]):
+            return await forward(session, request)
+        return await ingress.handle(request)
+
+    async def everything_else(request: web.Request) -> web.StreamResponse:
+        return await forward(session, request)
+
+    app = web.Application(client_max_size=settings.http.max_body_bytes)
+    app.router.add_route("*", "/hooks/{path:.*}", hooks, expect_handler=ingress.expect)
+    app.router.add_route("*", "/{tail:.*}", everything_else)
+    background: list[asyncio.Task[None]] = []
+
+    async def reload() -> None:
+        try:
+            new = load_settings(os.environ.get(ENV_CONFIG) or None)
+        except TriggerdError as exc:
+            logger.error("http worker reload refused: configuration invalid",
+                         extra={"event": "http_worker_reload_refused", "error": exc.message})
+            return
+        ingress.apply_settings(new)
+        await ingress.reload()
+
+    async def report_loop() -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            reporter.flush()
+
+    await ingress.start()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    listener = open_listener(settings.http.host, port, reuse_port=True, join=True)
+    site = web.SockSite(runner, listener)
+    await site.start()
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: background.append(asyncio.create_task(reload()))
+    )
+    background.append(asyncio.create_task(report_loop()))
+    reporter.send({"ready": True, "pid": os.getpid()})
+    logger.info("http worker ready", extra={"event": "http_worker_ready", "worker": index,
+                                            "pid": os.getpid()})
+    try:
+        await stop.wait()
+    finally:
+        # Stop accepting, answer what was accepted (the group commit is flushed), leave.
+        with contextlib.suppress(Exception):
+            await site.stop()
+        await ingress.stop()
+        await runner.cleanup()
+        await cancel_and_wait(background)
+        await session.close()
+        await pool.close()
+        reporter.close()
+        logger.info("http worker stopped", extra={"event": "http_worker_stopped",
+                                                  "worker": index})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    del argv  # everything comes from the environment the daemon sets
+    try:
+        settings = load_settings(os.environ.get(ENV_CONFIG) or None)
+        port = int(os.environ[ENV_PORT])
+        report_fd = int(os.environ[ENV_REPORT_FD])
+        upstream = os.environ[ENV_UPSTREAM]
+        index = int(os.environ[ENV_INDEX])
+    except (KeyError, ValueError, TriggerdError) as exc:
+        print(f"triggerd http worker: started without its daemon's environment ({exc})",
+              file=sys.stderr)
+        return 2
+    setup_logging(settings.log.level, settings.log.format)
+    runtime.run(serve(settings, port=port, report_fd=report_fd, upstream=upstream,
+                      index=index))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

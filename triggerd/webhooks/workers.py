@@ -1,0 +1,175 @@
+"""The main process's side of [http] processes > 1: it starts the extra HTTP processes
+(:mod:`triggerd.webhooks.worker`) on its listening socket, restarts one that dies, passes
+SIGHUP on, stops them first on SIGTERM, and adds what they report to its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from triggerd.config import Settings
+from triggerd.tasks import cancel_and_wait
+from triggerd.webhooks.worker import (
+    ENV_CONFIG,
+    ENV_INDEX,
+    ENV_PORT,
+    ENV_REPORT_FD,
+    ENV_UPSTREAM,
+)
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 30.0
+REPORT_LINE_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(kw_only=True)
+class _Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    starts: int = 0
+
+
+@dataclass(kw_only=True)
+class HttpWorkers:
+    """A daemon component: ``settings.http.processes - 1`` worker processes."""
+
+    settings: Settings
+    port: int  # the port the daemon listens on (the workers too, SO_REUSEPORT)
+    upstream: str  # the main process's Unix socket
+    dsn: str
+    metrics: Any = None  # triggerd.api.metrics.Metrics
+    restart_delay: float = 1.0
+    name: str = "http-workers"
+    _workers: list[_Worker] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self._workers = [_Worker(index=i) for i in range(1, self.settings.http.processes)]
+        self._tasks = [
+            asyncio.create_task(self._supervise(w), name=f"http-worker-{w.index}")
+            for w in self._workers
+        ]
+
+    async def reload(self) -> None:
+        """Pass SIGHUP on: each worker re-reads the configuration and its routes."""
+        for worker in self._workers:
+            self._signal(worker, signal.SIGHUP)
+
+    async def stop(self) -> None:
+        """SIGTERM to every worker, then wait: each stores what it accepted and exits."""
+        self._stopping.set()
+        for worker in self._workers:
+            self._signal(worker, signal.SIGTERM)
+        for worker in self._workers:
+            process = worker.process
+            if process is None or process.returncode is not None:
+                continue
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                logger.error("http worker did not stop; killing it",
+                             extra={"event": "http_worker_killed", "worker": worker.index})
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        await cancel_and_wait(self._tasks)
+
+    async def readiness(self) -> str | None:
+        for worker in self._workers:
+            if not worker.ready:
+                return f"http worker {worker.index} is not serving"
+        return None
+
+    @property
+    def running(self) -> int:
+        return sum(1 for w in self._workers if w.ready)
+
+    def _signal(self, worker: _Worker, sig: signal.Signals) -> None:
+        process = worker.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+
+    async def _supervise(self, worker: _Worker) -> None:
+        while True:
+            try:
+                code = await self._run(worker)
+            except Exception:
+                logger.exception("http worker failed to start",
+                                 extra={"event": "http_worker_failed", "worker": worker.index})
+                code = None
+            if self._stopping.is_set():
+                return
+            logger.error(
+                "http worker exited; starting it again",
+                extra={"event": "http_worker_exited", "worker": worker.index,
+                       "returncode": code},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.restart_delay)
+            if self._stopping.is_set():
+                return
+
+    async def _run(self, worker: _Worker) -> int:
+        read_fd, write_fd = os.pipe()
+        try:
+            env = {
+                **os.environ,
+                ENV_PORT: str(self.port),
+                ENV_REPORT_FD: str(write_fd),
+                ENV_UPSTREAM: self.upstream,
+                ENV_INDEX: str(worker.index),
+                ENV_CONFIG: self.settings.source or "",
+                # The database the main process resolved (the embedded one included).
+                "TRIGGERD_DATABASE_URL": self.dsn,
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "triggerd.webhooks.worker",
+                pass_fds=(write_fd,), env=env,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        worker.process = process
+        worker.starts += 1
+        try:
+            await self._read_reports(worker, read_fd)
+        finally:
+            worker.ready = False
+        return await process.wait()
+
+    async def _read_reports(self, worker: _Worker, read_fd: int) -> None:
+        """Until the worker closes its end of the pipe (it exited)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=REPORT_LINE_LIMIT)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+        )
+        try:
+            while line := await reader.readline():
+                self._apply(worker, json.loads(line))
+        finally:
+            transport.close()
+
+    def _apply(self, worker: _Worker, report: dict[str, Any]) -> None:
+        if report.get("ready"):
+            worker.ready = True
+            return
+        if self.metrics is None:
+            return
+        for trigger, status, seconds in report.get("answers", ()):
+            self.metrics.webhook_requests_answered(worker.index, trigger, status, seconds)
+        for _ in range(int(report.get("backpressure", 0))):
+            self.metrics.backpressure()
