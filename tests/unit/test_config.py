@@ -85,7 +85,7 @@ def test_definitions_list_from_env() -> None:
     [
         (
             "[http]\nprot = 1\n",
-            "unknown key http.prot (known in [http]: host, max_body_bytes, max_pending, port)",
+            "unknown key http.prot (known in [http]: host, max_body_bytes, max_pending, port, processes)",
         ),
         ("[htp]\nport = 1\n", "unknown section [htp]"),
         ('[http]\nport = "eighty"\n', "http.port: expected an integer, got str 'eighty'"),
@@ -94,6 +94,8 @@ def test_definitions_list_from_env() -> None:
         ('[executor]\nlease = "soon"\n', "executor.lease: 'soon' is not a duration"),
         ("[executor]\nlease = 30\n", "executor.lease: expected a duration string"),
         ("[executor]\nconcurrency = 0\n", "executor.concurrency: 0 is below the minimum 1"),
+        ("[http]\nprocesses = 0\n", "http.processes: 0 is below the minimum 1"),
+        ("[http]\nprocesses = 65\n", "http.processes: 65 is above the maximum 64"),
         ('[log]\nformat = "xml"\n', "log.format: 'xml' is not one of json, text"),
         ('[log]\nlevel = "loud"\n', "log.level: 'loud' is not one of debug, info, warning, error"),
         (
