@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ ENV_INDEX = "TRIGGERD_WORKER_INDEX"
 ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
 
 POOL_MAX = 4
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REPORT_INTERVAL = 1.0
 
 
@@ -141,11 +143,19 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
             return
         ingress.apply_settings(new)
         await ingress.reload()
+        logger.info("http worker reloaded", extra={"event": "http_worker_reloaded",
+                                                   "worker": index})
+
+    parent = os.getppid()
 
     async def report_loop() -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL)
             reporter.flush()
+            if os.getppid() != parent:  # the daemon is gone (killed): so is this process
+                logger.error("the daemon's main process is gone; stopping",
+                             extra={"event": "http_worker_orphaned", "worker": index})
+                stop.set()
 
     await ingress.start()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
@@ -176,6 +186,16 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                                                   "worker": index})
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the daemon dies, even by SIGKILL (the report loop
+    also notices within a second, on any system)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     del argv  # everything comes from the environment the daemon sets
     try:
@@ -189,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     setup_logging(settings.log.level, settings.log.format)
+    _die_with_parent()
     runtime.run(serve(settings, port=port, report_fd=report_fd, upstream=upstream,
                       index=index))
     return 0
