@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from tests.acceptance.conftest import DaemonProcess, Daemons, TomlValue
 from tests.helpers import wait_for
@@ -64,13 +65,15 @@ async def hammer(
     return failures
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_sigkill_under_load_loses_no_acknowledged_request(
-    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path, processes: int
 ) -> None:
     definitions = tmp_path / "inbox.yaml"
     definitions.write_text(DEFINITIONS)
     sections: dict[str, dict[str, TomlValue]] = {
-        "daemon": {"definitions": [str(definitions)]}, "executor": {"lease": "2s"}}
+        "daemon": {"definitions": [str(definitions)]}, "executor": {"lease": "2s"},
+        "http": {"processes": processes}}
     first = await daemons.start(database_url=dsn, sections=sections)
     accepted: dict[str, str] = {}
     stop = asyncio.Event()
@@ -107,13 +110,15 @@ async def test_sigkill_under_load_loses_no_acknowledged_request(
     assert await second.stop(signal.SIGTERM) == 0
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_sigterm_under_load_drains_without_loss(
-    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path, processes: int
 ) -> None:
     definitions = tmp_path / "inbox.yaml"
     definitions.write_text(DEFINITIONS)
     sections: dict[str, dict[str, TomlValue]] = {
-        "daemon": {"definitions": [str(definitions)]}, "executor": {"drain": "2s"}}
+        "daemon": {"definitions": [str(definitions)]}, "executor": {"drain": "2s"},
+        "http": {"processes": processes}}
     daemon = await daemons.start(database_url=dsn, sections=sections)
     accepted: dict[str, str] = {}
     stop = asyncio.Event()
