@@ -1,8 +1,9 @@
 """Webhook ingress benchmark (loopback only; prints figures, asserts nothing but storage).
 
     .venv/bin/python bench/webhook.py [--duration 15] [--connections 64] [--auth standard]
+                                      [--processes 2]
 
-Three servers are measured in the same run with the same load generator and the same
+These servers are measured in the same run with the same load generator and the same
 requests (a ~200-byte JSON body with a unique id):
 
 1. ``bare``: aiohttp answering 202 without touching a database (the ceiling);
@@ -11,6 +12,9 @@ requests (a ~200-byte JSON body with a unique id):
    ``setup_webhooks``) in a subprocess, on an embedded PostgreSQL in a temporary state
    directory. Only the webhook component runs: no executor consumes the executions, and
    ``[http] max_pending`` is raised so that backpressure does not refuse the backlog.
+   It runs with ``[http] processes = --processes`` (default 2: one per core here);
+4. ``triggerd-1p``: the same with one process (when ``--processes`` is above 1), to show
+   what the extra process adds. The targets are checked on ``triggerd``.
 
 The trigger uses ``standard`` (Standard Webhooks) auth and dedupe by ``webhook-id``:
 LuaJIT in wrk has no HMAC, so the harness signs every request ahead of the run (each with
@@ -589,7 +593,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--auth", choices=("standard", "token"), default="standard")
     parser.add_argument("--tool", choices=("wrk", "python"), default="wrk")
-    parser.add_argument("--only", choices=("bare", "insert", "triggerd"), action="append")
+    parser.add_argument("--only", choices=("bare", "insert", "triggerd", "triggerd-1p"),
+                        action="append")
     parser.add_argument("--pool-max", type=int, default=10, help="database pool size")
     parser.add_argument("--processes", type=int, default=2,
                         help="[http] processes of the daemon (the extra ones answer webhooks)")
@@ -631,7 +636,8 @@ def main() -> int:
     (folder / "bench.yaml").write_text(definitions(args.auth))
     script = lua_script(folder)
     threads = args.threads if wrk else 1
-    targets = args.only or ["bare", "insert", "triggerd"]
+    targets = args.only or ["bare", "insert", "triggerd"] + (
+        ["triggerd-1p"] if args.processes > 1 else [])
     results: dict[str, LoadResult] = {}
     storage: dict[str, Any] = {}
     cpu: dict[str, tuple[float, float]] = {}
@@ -663,9 +669,13 @@ def main() -> int:
     try:
         for target in targets:
             port = free_port()
-            command = [sys.executable, __file__, "--serve", target, "--port", str(port),
+            serve = "triggerd" if target.startswith("triggerd") else target
+            command = [sys.executable, __file__, "--serve", serve, "--port", str(port),
                        "--dsn", dsn, "--pool-max", str(args.pool_max)]
-            server = subprocess.Popen(command, env={**env, "TRIGGERD_HTTP_PORT": str(port)})
+            env_target = {**env, "TRIGGERD_HTTP_PORT": str(port)}
+            if target == "triggerd-1p":
+                env_target["TRIGGERD_HTTP_PROCESSES"] = "1"
+            server = subprocess.Popen(command, env=env_target)
             try:
                 wait_healthy(port, server, target)
                 if args.warmup > 0:
@@ -700,16 +710,18 @@ def report(results: dict[str, LoadResult], storage: dict[str, Any],
            cpu: dict[str, tuple[float, float]], loads: dict[str, float],
            connections: int) -> None:
     print()
-    print(f"{'server':<10} {'req/s':>10} {'2xx/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+    print(f"{'server':<12} {'req/s':>10} {'2xx/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
           f" {'requests':>10} {'non-2xx':>8} {'errors':>7} {'server us/req':>14}"
           f" {'pg us/req':>10} {'load':>5}")
     for name, r in results.items():
         server_cpu, pg_cpu = cpu.get(name, (0.0, 0.0))
         per = 1e6 / max(r.requests, 1)
-        print(f"{name:<10} {r.rate:>10.0f} {r.ok_rate:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+        print(f"{name:<12} {r.rate:>10.0f} {r.ok_rate:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
               f" {r.requests:>10} {r.non_2xx:>8} {r.errors:>7} {server_cpu * per:>14.0f}"
               f" {pg_cpu * per:>10.0f} {loads.get(name, 0.0):>5.1f}")
-    print("(server/pg us/req: CPU time of the server process and of PostgreSQL per request;"
+    print("(triggerd: the daemon with [http] processes = --processes; triggerd-1p: with one"
+          " process)")
+    print("(server/pg us/req: CPU time of the server processes and of PostgreSQL per request;"
           f" load: 1-minute load average at the end of the run, on {os.cpu_count()} CPUs)")
     mine = results.get("triggerd")
     if mine is None:
@@ -719,7 +731,7 @@ def report(results: dict[str, LoadResult], storage: dict[str, Any],
     stored_rate = min(stored, mine.ok) / mine.seconds
     print(f"triggerd: stored and acknowledged {stored_rate:.0f} requests/s,"
           f" p50 {mine.p50_ms:.2f} ms, p99 {mine.p99_ms:.2f} ms")
-    for other in ("bare", "insert"):
+    for other in ("bare", "insert", "triggerd-1p"):
         if other in results:
             print(f"ratio triggerd / {other}: {mine.ok_rate / results[other].ok_rate:.2f}")
     print()
