@@ -210,8 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log.level, settings.log.format)
     _die_with_parent()
-    runtime.run(serve(settings, port=port, report_fd=report_fd, upstream=upstream,
-                      index=index))
+    try:
+        runtime.run(serve(settings, port=port, report_fd=report_fd, upstream=upstream,
+                          index=index))
+    except Exception as exc:  # the daemon logs the exit and starts this process again
+        logger.error("http worker failed", extra={"event": "http_worker_failed",
+                                                  "worker": index,
+                                                  "error": f"{type(exc).__name__}: {exc}"})
+        return 1
     return 0
 
 

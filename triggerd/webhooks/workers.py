@@ -103,11 +103,11 @@ class HttpWorkers:
     async def _supervise(self, worker: _Worker) -> None:
         while True:
             try:
-                code = await self._run(worker)
+                code: int | None = await self._run(worker)
             except Exception:
-                logger.exception("http worker failed to start",
+                logger.exception("http worker failed",
                                  extra={"event": "http_worker_failed", "worker": worker.index})
-                code = None
+                code = await self._end(worker)  # never two processes for one worker
             if self._stopping.is_set():
                 return
             logger.error(
@@ -144,6 +144,8 @@ class HttpWorkers:
             os.close(write_fd)
         worker.process = process
         worker.starts += 1
+        if self._stopping.is_set():  # stop() began while it was being started
+            self._signal(worker, signal.SIGTERM)
         try:
             await self._read_reports(worker, read_fd)
         finally:
@@ -159,9 +161,26 @@ class HttpWorkers:
         )
         try:
             while line := await reader.readline():
-                self._apply(worker, json.loads(line))
+                try:
+                    report = json.loads(line)
+                except ValueError:
+                    logger.error("unreadable report from an http worker",
+                                 extra={"event": "http_worker_bad_report",
+                                        "worker": worker.index})
+                    continue
+                self._apply(worker, report)
         finally:
             transport.close()
+
+    async def _end(self, worker: _Worker) -> int | None:
+        """Kill the worker's process if it still runs; its exit code."""
+        process = worker.process
+        if process is None:
+            return None
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        return await process.wait()
 
     def _apply(self, worker: _Worker, report: dict[str, Any]) -> None:
         if report.get("ready"):
