@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -355,29 +356,22 @@ async def test_cancel_finished_run_is_refused(pool: asyncpg.Pool, executor: Exec
     assert row["status"] == "SUCCESS"
 
 
-async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> None:
+@contextlib.asynccontextmanager
+async def slow_workflow(pool: asyncpg.Pool, key: str) -> AsyncIterator[None]:
+    """A workflow ``key`` whose one http node waits 30 s on a loopback server."""
+
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(30)
         return web.Response()
 
     async with serve_get("/slow", slow) as port:
-        await apply_doc(
-            pool,
-            workflow(
-                "slowpoke",
-                [
-                    {
-                        "id": "call",
-                        "type": "http",
-                        "params": {
-                            "method": "GET",
-                            "url": f"http://127.0.0.1:{port}/slow",
-                            "timeout": "60s",
-                        },
-                    }
-                ],
-            ),
-        )
+        call = {"method": "GET", "url": f"http://127.0.0.1:{port}/slow", "timeout": "60s"}
+        await apply_doc(pool, workflow(key, [{"id": "call", "type": "http", "params": call}]))
+        yield
+
+
+async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> None:
+    async with slow_workflow(pool, "slowpoke"):
         execution_id = await fire(pool, "slowpoke/manual")
 
         async def running() -> Any:
@@ -399,25 +393,7 @@ async def test_drain_hands_back_runs_from_a_claim_in_flight(
 ) -> None:
     """Drain while a claim is waiting on the database: the runs that claim starts are
     handed back too, not left RUNNING under an owner that is about to exit."""
-
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(30)
-        return web.Response()
-
-    async with serve_get("/slow", slow) as port:
-        await apply_doc(
-            pool,
-            workflow(
-                "inflight",
-                [
-                    {
-                        "id": "call",
-                        "type": "http",
-                        "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/slow"},
-                    }
-                ],
-            ),
-        )
+    async with slow_workflow(pool, "inflight"):
         execution_id = await fire(pool, "inflight/manual")
         own_pool = await db.create_pool(dsn, min_size=1, max_size=3)
         ex = Executor(pool=own_pool, dsn=dsn, settings=load_settings(environ={}))

@@ -1,13 +1,13 @@
 """An extra HTTP process ([http] processes > 1), started by the daemon, never by hand.
 
 It listens on the daemon's port too (SO_REUSEPORT: the kernel spreads the connections
-over the processes), answers plain
-webhook requests itself (its own route table, group commit and database pool: the
-guarantees are those of the main process, a 202 only once the rows are committed), and
-forwards everything else to the main process (:mod:`triggerd.http_forward`): the admin API,
-``/metrics``, ``/healthz``, ``/readyz``, and webhooks with a ``rate`` (one token bucket for
-the whole daemon) or ``response: sync``. Every second it reports what it answered on a
-pipe, one JSON line, so that the main process's ``/metrics`` counts every request.
+over the processes), answers plain webhook requests itself (its own route table, group
+commit and database pool: the guarantees are those of the main process, a 202 only once
+the rows are committed), and forwards everything else to the main process
+(:mod:`triggerd.http_forward`): the admin API, ``/metrics``, ``/healthz``, ``/readyz``,
+and webhooks with a ``rate`` (one token bucket for the whole daemon) or ``response:
+sync``. Every second it reports what it answered on a pipe, one JSON line, so that the
+main process's ``/metrics`` counts every request.
 
 SIGHUP re-reads the configuration; SIGTERM stops accepting, stores what was accepted and
 exits."""
