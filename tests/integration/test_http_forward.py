@@ -1,0 +1,95 @@
+"""Forwarding from an extra HTTP process to the main one, over a real Unix socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.helpers import free_port
+from triggerd.http_forward import FORWARDED_REMOTE, client_address, forward, upstream_session
+
+
+@pytest.fixture
+async def upstream(tmp_path: Path) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A stand-in for the main process on a Unix socket: it records what it received and
+    answers with a header and a body of its own."""
+    seen: list[dict[str, Any]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append({
+            "method": request.method, "path_qs": request.raw_path,
+            "headers": dict(request.headers), "body": await request.read(),
+            "client": client_address(request),
+        })
+        return web.Response(status=201, body=b"made", headers={"X-Answer": "yes"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    path = str(tmp_path / "main.sock")
+    await web.UnixSite(runner, path).start()
+    try:
+        yield path, seen
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forwarding(socket_path: str) -> tuple[web.AppRunner, aiohttp.ClientSession,
+                                                      int]:
+    session = upstream_session(socket_path)
+
+    async def handler(request: web.Request) -> web.Response:
+        return await forward(session, request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, session, port
+
+
+async def test_request_and_answer_pass_through(
+    upstream: tuple[str, list[dict[str, Any]]]
+) -> None:
+    path, seen = upstream
+    runner, session, port = await serve_forwarding(path)
+    try:
+        async with aiohttp.ClientSession() as client, client.post(
+            f"http://127.0.0.1:{port}/hooks/a%2Fb?x=1&x=2", data=b"\x00raw body",
+            headers={"Content-Type": "application/octet-stream", "X-Sig": "s1",
+                     FORWARDED_REMOTE: "6.6.6.6"},  # a client cannot pick its address
+        ) as response:
+            assert response.status == 201
+            assert response.headers["X-Answer"] == "yes"
+            assert await response.read() == b"made"
+    finally:
+        await session.close()
+        await runner.cleanup()
+    (got,) = seen
+    assert got["method"] == "POST" and got["path_qs"] == "/hooks/a%2Fb?x=1&x=2"
+    assert got["body"] == b"\x00raw body"
+    assert got["headers"]["X-Sig"] == "s1"
+    assert got["headers"]["Content-Type"] == "application/octet-stream"
+    assert got["client"] == "127.0.0.1"
+
+
+async def test_main_process_unreachable_is_503_with_retry_after(tmp_path: Path) -> None:
+    runner, session, port = await serve_forwarding(str(tmp_path / "nobody.sock"))
+    try:
+        async with aiohttp.ClientSession() as client, client.get(
+            f"http://127.0.0.1:{port}/readyz"
+        ) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"] == "unavailable"
+    finally:
+        await session.close()
+        await runner.cleanup()
