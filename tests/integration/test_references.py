@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from tests.helpers import wait_until_blocked
+from tests.integration.test_webhooks_group_commit import item
 from triggerd import db
 from triggerd.errors import NotFound
 from triggerd.model import OverlapPolicy
@@ -51,23 +52,8 @@ async def make_workflow(conn: asyncpg.Connection, key: str) -> tuple[str, str, s
 
 
 def inbox_item(workflow_id: str, version_id: str, trigger_id: str) -> InboxItem:
-    return InboxItem(
-        id=str(uuid.uuid4()),
-        workflow_id=workflow_id,
-        version_id=version_id,
-        trigger_id=trigger_id,
-        trigger_name="hook",
-        dedupe_key=None,
-        dedupe_ttl=None,
-        input_json="{}",
-        method="POST",
-        path="/hooks/x",
-        query={},
-        headers={},
-        body=b"{}",
-        remote_addr="127.0.0.1",
-        received_at=datetime.now(UTC),
-    )
+    return item(0, trigger_id=trigger_id, workflow_id=workflow_id, version_id=version_id,
+                trigger_name="hook")
 
 
 def slot(trigger_id: str, at: datetime = SOON) -> SlotRequest:

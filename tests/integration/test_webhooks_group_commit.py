@@ -21,13 +21,13 @@ WHEN = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def item(n: int, *, trigger_id: str = "t", workflow_id: str = "w", version_id: str = "v",
-         key: str | None = None) -> InboxItem:
+         key: str | None = None, trigger_name: str = "h") -> InboxItem:
     return InboxItem(
         id=str(uuid.uuid4()),
         workflow_id=workflow_id,
         version_id=version_id,
         trigger_id=trigger_id,
-        trigger_name="h",
+        trigger_name=trigger_name,
         dedupe_key=key,
         dedupe_ttl=None,
         input_json=json.dumps({"n": n}),
