@@ -90,10 +90,6 @@ class HttpWorkers:
                 return f"http worker {worker.index} is not serving"
         return None
 
-    @property
-    def running(self) -> int:
-        return sum(1 for w in self._workers if w.ready)
-
     def _signal(self, worker: _Worker, sig: signal.Signals) -> None:
         process = worker.process
         if process is not None and process.returncode is None:
