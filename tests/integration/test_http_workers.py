@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,16 @@ async def test_a_worker_that_cannot_start_is_retried_and_reported(
     assert exits and {getattr(r, "returncode", None) for r in exits} == {1}
     process = workers._workers[0].process
     assert process is not None and process.returncode is not None  # nothing left running
+
+
+def test_the_worker_started_by_hand_refuses_with_a_clear_message() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERD_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "triggerd.webhooks.worker"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "triggerd http worker: started without its daemon's environment"
+        " ('TRIGGERD_WORKER_PORT')\n"
+    )
