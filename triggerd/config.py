@@ -164,10 +164,11 @@ def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
     raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
 
 
-def _check_ranges(settings: Settings) -> None:
+def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
+    """The first value out of range: the keys to blame and the message (without a source)."""
     port = settings.http.port
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"http.port: {port} is not a valid port (0-65535)")
+    if not 1 <= port <= 65535:
+        return ("http.port",), f"http.port: {port} is not a valid port (1-65535)"
     checks: list[tuple[str, int, int]] = [
         ("database.pool_min", settings.database.pool_min, 1),
         ("database.pool_max", settings.database.pool_max, 1),
@@ -179,30 +180,45 @@ def _check_ranges(settings: Settings) -> None:
     ]
     for key, value, minimum in checks:
         if value < minimum:
-            raise ConfigError(f"{key}: {value} is below the minimum {minimum}")
+            return (key,), f"{key}: {value} is below the minimum {minimum}"
     if settings.http.processes > MAX_HTTP_PROCESSES:
-        raise ConfigError(
+        return ("http.processes",), (
             f"http.processes: {settings.http.processes} is above the maximum"
             f" {MAX_HTTP_PROCESSES}"
         )
     if settings.database.pool_min > settings.database.pool_max:
-        raise ConfigError(
+        return ("database.pool_min", "database.pool_max"), (
             f"database.pool_min: {settings.database.pool_min} exceeds database.pool_max"
             f" {settings.database.pool_max}"
         )
     if settings.executor.lease < timedelta(seconds=2):
-        raise ConfigError("executor.lease: must be at least 2s")
+        return ("executor.lease",), "executor.lease: must be at least 2s"
     if settings.log.level not in _LOG_LEVELS:
-        raise ConfigError(
+        return ("log.level",), (
             f"log.level: {settings.log.level!r} is not one of {', '.join(_LOG_LEVELS)}"
         )
     if settings.log.format not in _LOG_FORMATS:
-        raise ConfigError(
+        return ("log.format",), (
             f"log.format: {settings.log.format!r} is not one of {', '.join(_LOG_FORMATS)}"
         )
     db_url = settings.database.url
     if db_url and not db_url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError("database.url: must start with postgresql:// or postgres://")
+        return ("database.url",), "database.url: must start with postgresql:// or postgres://"
+    return None
+
+
+# Keys whose values are filesystem paths: relative ones in a file follow the file.
+_PATH_KEYS = ("daemon.state_dir", "daemon.definitions")
+
+
+def _relative_to(base: Path, value: str) -> str:
+    """``value`` resolved against ``base`` when it is a relative path; empty stays empty
+    (it means "the default")."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    # Lexical, like the shell's "cd ..", so messages show a short path.
+    return str(path) if path.is_absolute() else os.path.normpath(base / path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -231,10 +247,15 @@ def load_settings(
         path = env[CONFIG_ENV]
     document: dict[str, Any] = {}
     source: str | None = None
+    base = Path.cwd()
     if path is not None:
         source = str(path)
         document = _read_toml(Path(path))
+        base = Path(os.path.abspath(path)).parent
     where = f"{source}: " if source else ""
+    # Where each explicitly set key came from (the file as named, or the variable), so a
+    # range error blames the real source.
+    origin: dict[str, str] = {}
 
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     for section_name, section in document.items():
@@ -254,9 +275,19 @@ def load_settings(
                 )
             default = _SECTIONS[section_name]().__getattribute__(key)
             try:
-                values[section_name][key] = _coerce(dotted, value, default, from_env=False)
+                coerced = _coerce(dotted, value, default, from_env=False)
             except ConfigError as exc:
                 raise ConfigError(f"{where}{exc}") from None
+            if dotted in _PATH_KEYS:
+                # Not the working directory: the same file must mean the same paths
+                # wherever the command runs.
+                if isinstance(coerced, tuple):
+                    coerced = tuple(_relative_to(base, v) for v in coerced)
+                else:
+                    coerced = _relative_to(base, coerced)
+            values[section_name][key] = coerced
+            if source is not None:
+                origin[dotted] = source
 
     prefix = "TRIGGERD_"
     for name, raw in env.items():
@@ -274,6 +305,7 @@ def load_settings(
             )
         default = _SECTIONS[section_name]().__getattribute__(key)
         values[section_name][key] = _coerce(f"{name}", raw, default, from_env=True)
+        origin[f"{section_name}.{key}"] = name
 
     if not values["daemon"].get("state_dir"):
         values["daemon"]["state_dir"] = env.get("STATE_DIRECTORY", "").split(":")[0] or ".triggerd"
@@ -281,10 +313,11 @@ def load_settings(
         **{name: cls(**values[name]) for name, cls in _SECTIONS.items()},
         source=source,
     )
-    try:
-        _check_ranges(settings)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}{exc}") from None
+    problem = _range_problem(settings)
+    if problem is not None:
+        keys, message = problem
+        blamed = list(dict.fromkeys(origin[k] for k in keys if k in origin))
+        raise ConfigError(f"{', '.join(blamed)}: {message}" if blamed else message)
     return settings
 
 

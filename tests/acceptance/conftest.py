@@ -115,6 +115,7 @@ class DaemonProcess:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     embedded_state: Path | None = None  # the state_dir when it runs the embedded server
+    cwd: Path | None = None  # working directory; default: the configuration file's
     proc: subprocess.Popen[str] | None = None
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
@@ -136,7 +137,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "triggerd", "--config", str(self.config), "run"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=daemon_environment(self.env), cwd=self.config.parent,
+            env=daemon_environment(self.env), cwd=self.cwd or self.config.parent,
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         for stream, sink in ((self.proc.stdout, self.stdout_lines),
@@ -279,10 +280,10 @@ class Daemons:
         self.configs[path] = None if database_url else state_dir
         return path, port
 
-    def spawn(self, config: Path, port: int, env: Mapping[str, str] | None = None
-              ) -> DaemonProcess:
+    def spawn(self, config: Path, port: int, env: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> DaemonProcess:
         daemon = DaemonProcess(config=config, port=port, env=dict(env or {}),
-                               embedded_state=self.configs.get(config))
+                               embedded_state=self.configs.get(config), cwd=cwd)
         self.started.append(daemon)
         daemon.spawn()
         return daemon

@@ -108,7 +108,7 @@ def test_bad_config_file_names_the_key(tmp_path: Path) -> None:
     result = triggerd("--config", str(config), "migrate")
     assert result.returncode == 2
     assert one_line_error(result) == (
-        f"triggerd: error: {config}: http.port: 99999 is not a valid port (0-65535)"
+        f"triggerd: error: {config}: http.port: 99999 is not a valid port (1-65535)"
     )
 
 
