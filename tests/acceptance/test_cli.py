@@ -95,7 +95,7 @@ async def test_apply_bad_file_writes_nothing(dsn: str, tmp_path: Path) -> None:
 
 def test_unreachable_database_is_one_clear_line() -> None:
     result = triggerd("triggers", "list", dsn="postgresql://u:pw@127.0.0.1:1/nope")
-    assert result.returncode == 2
+    assert result.returncode == 5
     line = one_line_error(result)
     assert line.startswith(
         "triggerd: error: cannot connect to the database at postgresql://u:***@127.0.0.1:1/nope"
@@ -141,7 +141,7 @@ async def test_bad_names_and_ids(dsn: str) -> None:
     assert result.returncode == 3
     assert one_line_error(result) == "triggerd: error: no trigger named 'nightly-report/nope'"
     result = triggerd("executions", "show", "not-a-uuid", dsn=dsn)
-    assert result.returncode == 3
+    assert result.returncode == 2
     assert "is not an execution id" in one_line_error(result)
     result = triggerd("triggers", "fire", "nightly-report/by-hand", "--input", "[1]", dsn=dsn)
     assert result.returncode == 2

@@ -118,13 +118,13 @@ async def test_sigint_exits_zero(daemons: Daemons, dsn: str) -> None:
     assert daemon.stderr_lines == []
 
 
-async def test_unreachable_database_exits_2_with_one_clear_line(daemons: Daemons) -> None:
+async def test_unreachable_database_exits_5_with_one_clear_line(daemons: Daemons) -> None:
     # Nothing listens on a port we just released; the password must not be printed.
     port = free_port()
     url = f"postgresql://triggerd:s3cret@127.0.0.1:{port}/nothing"
     config, http_port = daemons.write_config(database_url=url)
     daemon = daemons.spawn(config, http_port)
-    assert await daemon.wait_exit(timeout=60) == 2
+    assert await daemon.wait_exit(timeout=60) == 5  # unavailable (DESIGN §5b)
     assert len(daemon.stderr_lines) == 1, daemon.stderr_lines
     line = daemon.stderr_lines[0]
     assert line.startswith(
@@ -165,7 +165,7 @@ async def test_port_in_use_exits_non_zero_with_clear_message(
         config, _ = daemons.write_config(database_url=dsn, port=port)
         daemon = daemons.spawn(config, port)
         code = await daemon.wait_exit(timeout=60)
-    assert code != 0
+    assert code == 5  # unavailable (DESIGN §5b)
     assert daemon.stderr_lines == [
         f"triggerd: error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ], daemon.stderr_lines

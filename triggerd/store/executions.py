@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.errors import Conflict, NotFound
+from triggerd.errors import Conflict, NotFound, UsageError
+from triggerd.ids import IdQuery
 from triggerd.model import JSON
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, row_to
 
@@ -156,6 +157,31 @@ async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
         raise NotFound(f"no execution {execution_id}")
     record: ExecutionRecord = row_to(ExecutionRecord, row)
     return record
+
+
+# The ids in a prefix's range, on the primary key index (a text LIKE on uuid has no index).
+EXECUTION_ID_RANGE = (
+    "SELECT id::text FROM workflow_executions WHERE id BETWEEN $1::uuid AND $2::uuid"
+    " ORDER BY id LIMIT 2"
+)
+
+
+async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
+    """The one execution id ``query`` names. A full id is returned as is (the caller's
+    lookup says whether it exists); a prefix must match exactly one execution:
+    :class:`NotFound` when none does, :class:`UsageError` when several do."""
+    if query.full is not None:
+        return query.full
+    rows = await conn.fetch(EXECUTION_ID_RANGE, query.low, query.high)
+    if not rows:
+        raise NotFound(f"no execution whose id starts with {query.prefix!r}")
+    if len(rows) > 1:
+        raise UsageError(
+            f"execution id prefix {query.prefix!r} is ambiguous: it matches more than one"
+            " execution; give more digits"
+        )
+    found: str = rows[0]["id"]
+    return found
 
 
 async def list_executions(
