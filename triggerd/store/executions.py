@@ -340,9 +340,14 @@ async def fetch_versions(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, 
 
 
 async def fetch_node_rows(conn: Conn, execution_id: str) -> list[dict[str, Any]]:
+    """The node rows of a run being resumed, each with its encrypted resume copy
+    (``resume_copy``, None when the stored output is the value itself)."""
     rows = await conn.fetch(
-        "SELECT node_id, node_type, status, attempt, output, branch, error_code, error_message"
-        " FROM node_executions WHERE execution_id = $1 ORDER BY node_id, attempt",
+        "SELECT n.node_id, n.node_type, n.status, n.attempt, n.output, n.branch, n.error_code,"
+        " n.error_message, r.ciphertext AS resume_copy"
+        " FROM node_executions n LEFT JOIN node_outputs_resume r"
+        " ON r.execution_id = n.execution_id AND r.node_id = n.node_id AND r.attempt = n.attempt"
+        " WHERE n.execution_id = $1 ORDER BY n.node_id, n.attempt",
         execution_id,
     )
     return [dict(r) for r in rows]
@@ -367,6 +372,8 @@ class NodeRow:
     execution_time_ms: float | None = None
     from_node_id: str | None = None
     edge_condition: str | None = None
+    # The encrypted full output, when ``output`` (the display copy) is not the value itself.
+    resume_copy: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -379,6 +386,11 @@ class ExecutionUpdate:
     error_code: str | None = None
     error_message: str | None = None
     resume_at: datetime | None = None
+    # The run has resume copies: delete them if this is its end (kept while it waits).
+    drop_resume_copies: bool = False
+
+
+FINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELED"})
 
 
 _UPSERT_NODES = """
@@ -404,6 +416,13 @@ FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::tim
      AS d(id, status, output, error_code, error_message, resume_at)
 WHERE e.id = d.id AND e.lease_owner = $1
 RETURNING e.id, e.status
+"""
+
+
+_UPSERT_RESUME = """
+INSERT INTO node_outputs_resume (execution_id, node_id, attempt, ciphertext)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bytea[])
+ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET ciphertext = EXCLUDED.ciphertext
 """
 
 
@@ -437,9 +456,19 @@ async def write_progress(
     executions whose final state was written (runs whose lease this owner lost are left
     alone: another process owns them now)."""
     done: set[str] = set()
+    copies = [n for n in nodes if n.resume_copy is not None]
     async with conn.transaction():
         if nodes:
             await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
+        if copies:
+            # After the node rows: their foreign key holds the execution while these land.
+            await conn.execute(
+                _UPSERT_RESUME,
+                [n.execution_id for n in copies],
+                [n.node_id for n in copies],
+                [n.attempt for n in copies],
+                [n.resume_copy for n in copies],
+            )
         if finished:
             rows = await conn.fetch(
                 _FINISH,
@@ -452,10 +481,20 @@ async def write_progress(
                 [f.resume_at for f in finished],
             )
             done = {str(r["id"]) for r in rows}
-            final = [str(r["id"]) for r in rows if r["status"] in ("SUCCESS", "ERROR", "CANCELED")]
+            final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:
                 await conn.execute(
                     "SELECT pg_notify('triggerd_finished', x) FROM unnest($1::text[]) AS x", final
+                )
+            # Only runs known to have copies pay for this statement (most have none).
+            drop = [
+                f.id
+                for f in finished
+                if f.drop_resume_copies and f.status in FINAL_STATUSES and f.id in done
+            ]
+            if drop:
+                await conn.execute(
+                    "DELETE FROM node_outputs_resume WHERE execution_id = ANY($1::uuid[])", drop
                 )
     return done
 
@@ -469,6 +508,19 @@ async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500) -
         " AND end_time < now() - $1 * interval '1 millisecond' LIMIT $2"
         " FOR UPDATE SKIP LOCKED)",
         int(older_than.total_seconds() * 1000),
+        batch,
+    )
+    return int(result.split()[-1])
+
+
+async def drop_stale_resume_copies(conn: Conn, batch: int = 500) -> int:
+    """Delete resume copies of runs that ended (or are gone) by a path that did not drop
+    them itself; returns how many were deleted. A safety net: the table stays small."""
+    result: str = await conn.execute(
+        "DELETE FROM node_outputs_resume WHERE ctid IN ("
+        " SELECT r.ctid FROM node_outputs_resume r WHERE NOT EXISTS ("
+        "  SELECT 1 FROM workflow_executions e WHERE e.id = r.execution_id"
+        "  AND e.status IN ('NEW', 'RUNNING', 'WAITING')) LIMIT $1)",
         batch,
     )
     return int(result.split()[-1])
