@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -140,6 +141,8 @@ def create_key_file(path: Path) -> None:
     """Write a new random key to ``path`` unless it exists. The file appears whole or not
     at all (written aside, then hard-linked into place), so processes starting together
     all end up reading the one that won."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists():
         return
