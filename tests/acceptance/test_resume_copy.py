@@ -125,3 +125,18 @@ async def test_sigkill_then_resume_sees_the_real_secret_in_an_output(
     shown = await pool.fetch(
         "SELECT output FROM node_executions WHERE node_id = 's' ORDER BY start_time")
     assert [r["output"] for r in shown] == [{"auth": "Bearer ***"}] * 2
+
+
+async def test_missing_configured_key_file_stops_the_start_with_one_line(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "shared" / "resume.key"
+    config, port = daemons.write_config(
+        database_url=dsn, sections={"executor": {"resume_key_file": str(missing)}})
+    daemon = daemons.spawn(config, port)
+    assert await daemon.wait_exit() == 2
+    assert daemon.stderr_lines == [
+        f"triggerd: error: executor.resume_key_file: cannot read the resume key {missing}:"
+        " No such file or directory; make one with: head -c 32 /dev/urandom | base64"
+    ]
+    assert not missing.exists()
