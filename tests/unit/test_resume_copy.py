@@ -36,40 +36,38 @@ def unseal(k: ResumeKey, blob: bytes, attempt: int = 1) -> object:
 
 def test_small_output_without_secrets_is_its_own_display_copy() -> None:
     value = {"n": 1, "items": ["a", "b"]}
-    copies = output_copies(value, Redactor(["unrelated-secret"]), 1000, 10_000)
-    assert copies.display is value
-    assert copies.resume_text is None
+    display, resume_text = output_copies(value, Redactor(["unrelated-secret"]), 1000, 10_000)
+    assert display is value
+    assert resume_text is None
 
 
 def test_large_output_is_displayed_truncated_and_kept_whole() -> None:
     value = ["x" * 600] * 3
-    copies = output_copies(value, Redactor(), 1000, 10_000)
-    assert isinstance(copies.display, dict)
-    assert copies.display["_truncated"] is True
-    assert copies.display["size_bytes"] == 1812
-    assert copies.resume_text is not None
-    assert len(copies.resume_text) == 1812
+    display, resume_text = output_copies(value, Redactor(), 1000, 10_000)
+    assert isinstance(display, dict)
+    assert display["_truncated"] is True
+    assert display["size_bytes"] == 1812
+    assert resume_text is not None
+    assert len(resume_text) == 1812
 
 
 def test_secret_in_output_is_displayed_masked_and_kept_real() -> None:
     value = {"auth": "Bearer s3cr3t", "s3cr3t": 1}
-    copies = output_copies(value, Redactor(["s3cr3t"]), 1000, 10_000)
-    assert copies.display == {"auth": "Bearer ***", "***": 1}
-    assert copies.resume_text == '{"auth": "Bearer s3cr3t", "s3cr3t": 1}'
+    display, resume_text = output_copies(value, Redactor(["s3cr3t"]), 1000, 10_000)
+    assert display == {"auth": "Bearer ***", "***": 1}
+    assert resume_text == '{"auth": "Bearer s3cr3t", "s3cr3t": 1}'
 
 
 def test_secret_matching_only_json_punctuation_needs_no_copy() -> None:
     # The secret occurs in the JSON text, but in no string of the value.
-    copies = output_copies({"a": 1}, Redactor(['": ']), 1000, 10_000)
-    assert copies.display == {"a": 1}
-    assert copies.resume_text is None
+    assert output_copies({"a": 1}, Redactor(['": ']), 1000, 10_000) == ({"a": 1}, None)
 
 
 def test_output_above_the_cap_is_refused_with_size_and_cap() -> None:
     with pytest.raises(OutputTooLarge) as info:
         output_copies("x" * 200, Redactor(), 64, 100)
     assert str(info.value) == "202 bytes, above [executor] max_resume_output_bytes (100 bytes)"
-    assert output_copies("x" * 98, Redactor(), 64, 100).resume_text is not None  # 100: kept
+    assert output_copies("x" * 98, Redactor(), 64, 100)[1] is not None  # 100 bytes: kept
 
 
 # --- the cipher -------------------------------------------------------------------------

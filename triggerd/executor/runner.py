@@ -127,19 +127,16 @@ class OutputTooLarge(Exception):
         self.cap = cap
 
 
-@dataclass(frozen=True, slots=True)
-class OutputCopies:
-    """What is stored of one node output: ``display`` for people (truncated, secrets
-    masked), and ``resume_text``, the real value's JSON, only when the two differ."""
-
-    display: JSON
-    resume_text: str | None
+# What is stored of one node output: the display copy (truncated, secrets masked) and the
+# JSON text of the real value, only when the two differ. A tuple, not a dataclass: it is
+# built for every node on the executor's hot path.
+OutputCopies = tuple[JSON, str | None]
 
 
 def output_copies(value: JSON, redactor: Redactor, max_bytes: int, cap: int) -> OutputCopies:
     """The display copy of ``value`` and, when it is not the value itself, the text of the
     resume copy. Raises :class:`OutputTooLarge` above ``cap``. One serialization in the
-    common case (small, no secrets): this runs for every node."""
+    common case (small, no secrets)."""
     text = json.dumps(value, default=str, ensure_ascii=False)
     encoded = text.encode()
     if len(encoded) > cap:
@@ -147,10 +144,10 @@ def output_copies(value: JSON, redactor: Redactor, max_bytes: int, cap: int) -> 
     if redactor.redact_text(text) == text:
         # No secret anywhere in it (keys included): only the size can make it differ.
         if len(encoded) <= max_bytes:
-            return OutputCopies(display=value, resume_text=None)
-        return OutputCopies(display=_truncation_marker(encoded, max_bytes), resume_text=text)
+            return value, None
+        return _truncation_marker(encoded, max_bytes), text
     display = truncate_output(redactor.redact(value), max_bytes)
-    return OutputCopies(display=display, resume_text=None if display == value else text)
+    return display, (None if display == value else text)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,15 +234,9 @@ class Runner:
             )
         return output
 
-    def _resume_copy(
-        self, copies: OutputCopies, node_id: str, attempt: int, value: JSON = None
-    ) -> bytes | None:
-        """The encrypted resume copy for a row, when the display copy is not the value.
-        ``value``: the full value to keep, when it is not the node's output itself."""
-        if copies.resume_text is None:
-            return None
+    def _resume_copy(self, text: str, node_id: str, attempt: int) -> bytes:
+        """The encrypted resume copy of a row's real output (its JSON ``text``)."""
         self.has_resume_copies = True
-        text = copies.resume_text if value is None else json.dumps(value, ensure_ascii=False)
         return self.resume_key.encrypt(
             text, execution_id=self.claimed.id, node_id=node_id, attempt=attempt
         )
@@ -517,11 +508,12 @@ class Runner:
             elapsed_ms = (time.perf_counter() - t0) * 1000
             self.timings.append((node.type, elapsed_ms))
             ended = self.clock()
-            copies: OutputCopies | None = None
+            output: JSON = None
+            resume_text: str | None = None
             if failure is None:
                 assert result is not None
                 try:
-                    copies = output_copies(
+                    output, resume_text = output_copies(
                         result.output,
                         self.redactor,
                         self.max_output_bytes,
@@ -534,23 +526,24 @@ class Runner:
                         OUTPUT_TOO_LARGE, f"output of node {node_id!r} is {exc}", retryable=False
                     )
             if failure is None:
-                assert result is not None and copies is not None
-                output = copies.display
+                assert result is not None
                 if result.wait_until is not None:
-                    wait_output = {
-                        "wait_until": result.wait_until.isoformat(),
-                        **(output if isinstance(output, dict) else {}),
-                    }
-                    full = {
-                        "wait_until": result.wait_until.isoformat(),
-                        **(result.output if isinstance(result.output, dict) else {}),
-                    }
+                    until = result.wait_until.isoformat()
+                    shown = output if isinstance(output, dict) else {}
+                    wait_output = {"wait_until": until, **shown}
+                    wait_copy = None
+                    if resume_text is not None:
+                        raw = result.output if isinstance(result.output, dict) else {}
+                        full = json.dumps(
+                            {"wait_until": until, **raw}, default=str, ensure_ascii=False
+                        )
+                        wait_copy = self._resume_copy(full, node_id, attempt)
                     self.pending.append(
                         NodeRow(
                             **common,
                             status=NodeStatus.WAITING,
                             output=wait_output,
-                            resume_copy=self._resume_copy(copies, node_id, attempt, full),
+                            resume_copy=wait_copy,
                         )
                     )
                     self.parked_until[node_id] = result.wait_until
@@ -564,7 +557,9 @@ class Runner:
                         branch=result.branch,
                         end_time=ended,
                         execution_time_ms=elapsed_ms,
-                        resume_copy=self._resume_copy(copies, node_id, attempt),
+                        resume_copy=None
+                        if resume_text is None
+                        else self._resume_copy(resume_text, node_id, attempt),
                     )
                 )
                 return NodeOutcome(
