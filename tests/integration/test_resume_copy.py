@@ -4,16 +4,20 @@ output is truncated or redacted. The copies are encrypted, and gone once the run
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 
-from tests.helpers import apply_doc, final_status, fire, wait_for
+from tests.helpers import apply_doc, final_status, fire, serve_get, wait_for
 from triggerd.config import load_settings
 from triggerd.executor.service import Executor
+from triggerd.store.executions import drop_stale_resume_copies
 
 BIG = "{{ ['x' * 999999] * 3 }}"
 # What a later node computes from the big output: its length, an item's length, a value.
@@ -25,11 +29,13 @@ SUMMARY = {
 SECRET = "hunter2-very-secret"
 
 
-def workflow(key: str, value: Any, summary: Any, *, wait: bool, **extra: Any) -> dict[str, Any]:
+def workflow(
+    key: str, value: Any, summary: Any, *, wait: bool, duration: str = "1s", **extra: Any
+) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = [{"id": "s", "type": "set", "params": {"value": value}}]
     edges: list[dict[str, str]] = []
     if wait:
-        nodes.append({"id": "pause", "type": "wait", "params": {"duration": "1s"}})
+        nodes.append({"id": "pause", "type": "wait", "params": {"duration": duration}})
         edges += [{"from": "s", "to": "pause"}, {"from": "pause", "to": "t"}]
     else:
         edges.append({"from": "s", "to": "t"})
@@ -117,14 +123,14 @@ async def test_secret_in_an_output_after_a_wait_is_the_real_value(
     pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRIGGERD_TEST_RESUME_SECRET", SECRET)
-    secrets = {"secrets": {"TOKEN": {"env": "TRIGGERD_TEST_RESUME_SECRET"}}}
+    secrets = {"TOKEN": {"env": "TRIGGERD_TEST_RESUME_SECRET"}}
     value = {"auth": "Bearer {{ secrets.TOKEN }}"}
     summary = {
         "same": "{{ nodes.s.output.auth == 'Bearer ' ~ secrets.TOKEN }}",
         "length": "{{ nodes.s.output.auth | length }}",
     }
-    await apply_doc(pool, workflow("plain", value, summary, wait=False, **secrets))
-    await apply_doc(pool, workflow("patient", value, summary, wait=True, **secrets))
+    await apply_doc(pool, workflow("plain", value, summary, wait=False, secrets=secrets))
+    await apply_doc(pool, workflow("patient", value, summary, wait=True, secrets=secrets))
     straight = await final_status(pool, await fire(pool, "plain/manual"))
     assert straight["output"] == {"same": True, "length": len("Bearer " + SECRET)}
 
@@ -234,3 +240,93 @@ async def test_canceling_a_waiting_run_deletes_its_resume_copies(
     record = await request_cancel(pool, execution_id)
     assert record.status == "CANCELED"
     assert await resume_rows(pool, execution_id) == []
+
+
+async def test_a_handed_back_run_continues_with_the_real_output(
+    pool: asyncpg.Pool, dsn: str, tmp_path: Path
+) -> None:
+    """Drain hands the run back while an http node after ``s`` runs; the next executor
+    (same state directory, so the same key) continues with s's whole output."""
+    hits: list[int] = []
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        hits.append(1)
+        if len(hits) == 1:
+            await asyncio.wait_for(release.wait(), 30)
+        return web.json_response({})
+
+    async with serve_get("/slow", slow) as port:
+        call = {"method": "GET", "url": f"http://127.0.0.1:{port}/slow"}
+        await apply_doc(
+            pool,
+            {
+                "workflows": [
+                    {
+                        "key": "handed",
+                        "name": "handed",
+                        "graph": {
+                            "nodes": [
+                                {"id": "s", "type": "set", "params": {"value": BIG}},
+                                {"id": "call", "type": "http", "params": call},
+                                {"id": "t", "type": "set", "params": {"value": SUMMARY}},
+                            ],
+                            "edges": [{"from": "s", "to": "call"}, {"from": "call", "to": "t"}],
+                        },
+                        "triggers": [{"name": "manual", "type": "manual"}],
+                    }
+                ]
+            },
+        )
+        first = executor_for(pool, dsn, tmp_path / "state")
+        await first.start()
+        try:
+            execution_id = await fire(pool, "handed/manual")
+
+            async def called() -> bool:
+                return bool(hits)
+
+            await wait_for(called)
+            assert await first.drain(timedelta(0)) == 1
+        finally:
+            await first.stop()
+            release.set()
+        status = await pool.fetchval(
+            "SELECT status FROM workflow_executions WHERE id = $1", execution_id
+        )
+        assert status == "NEW"
+        assert [r["node_id"] for r in await resume_rows(pool, execution_id)] == ["s"]
+        second = executor_for(pool, dsn, tmp_path / "state")
+        await second.start()
+        try:
+            row = await final_status(pool, execution_id)
+        finally:
+            await second.stop()
+    assert (row["status"], row["error_message"]) == ("SUCCESS", None)
+    assert row["output"] == {"count": 3, "first": 999999, "tail": "xxx"}
+    assert await resume_rows(pool, execution_id) == []
+
+
+async def test_copies_left_by_other_paths_are_swept(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """Runs that ended by a path that did not drop their copies, and copies whose run is
+    gone, are deleted by the retention sweep; a waiting run keeps its copy."""
+    await apply_doc(pool, workflow("swept", BIG, SUMMARY, wait=True, duration="1h"))
+    await apply_doc(pool, workflow("done", BIG, SUMMARY, wait=False))
+    waiting = await fire(pool, "swept/manual")
+    await parked(pool, waiting)
+    ended = await fire(pool, "done/manual")
+    await final_status(pool, ended)
+    gone = "00000000-0000-0000-0000-000000000001"
+    await pool.execute(
+        "INSERT INTO node_outputs_resume (execution_id, node_id, attempt, ciphertext)"
+        " VALUES ($1, 's', 1, 'x'), ($2, 's', 1, 'x')",
+        ended,
+        gone,
+    )
+    async with pool.acquire() as conn:
+        assert await drop_stale_resume_copies(conn) == 2
+        assert await drop_stale_resume_copies(conn) == 0
+    left = await pool.fetch("SELECT execution_id::text FROM node_outputs_resume")
+    assert [r["execution_id"] for r in left] == [waiting]
