@@ -330,3 +330,38 @@ async def test_copies_left_by_other_paths_are_swept(
         assert await drop_stale_resume_copies(conn) == 0
     left = await pool.fetch("SELECT execution_id::text FROM node_outputs_resume")
     assert [r["execution_id"] for r in left] == [waiting]
+
+
+async def test_truncated_output_without_a_copy_fails_the_resumed_run(
+    pool: asyncpg.Pool, dsn: str, tmp_path: Path
+) -> None:
+    """A run parked by a build without resume copies: its truncated output is not passed
+    on as if it were the value. The parked state is written directly."""
+    await apply_doc(pool, workflow("legacy", BIG, SUMMARY, wait=True))
+    execution_id = await fire(pool, "legacy/manual")
+    marker = {"_truncated": True, "size_bytes": 3000008, "limit_bytes": 1048576, "preview": "["}
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'WAITING', resume_at = now(), attempt = 1,"
+        " start_time = now() WHERE id = $1",
+        execution_id,
+    )
+    await pool.execute(
+        "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt, output)"
+        " VALUES ($1, 's', 'set', 'SUCCESS', 1, $2),"
+        " ($1, 'pause', 'wait', 'WAITING', 1, $3)",
+        execution_id,
+        marker,
+        {"wait_until": "2000-01-01T00:00:00+00:00", "until": "2000-01-01T00:00:00+00:00"},
+    )
+    ex = executor_for(pool, dsn, tmp_path / "state")  # started once the state is written
+    await ex.start()
+    try:
+        row = await final_status(pool, execution_id)
+    finally:
+        await ex.stop()
+    assert (row["status"], row["error_code"], row["error_message"]) == (
+        "ERROR",
+        "RESUME_COPY_MISSING",
+        "the output of node 's' was stored truncated and has no resume copy; run the"
+        " workflow again",
+    )
