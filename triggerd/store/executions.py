@@ -461,7 +461,8 @@ async def write_progress(
         if nodes:
             await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
         if copies:
-            # After the node rows: their foreign key holds the execution while these land.
+            # After their node rows, which a concurrent delete of the execution must wait
+            # for; its trigger then removes these too (migration 0004).
             await conn.execute(
                 _UPSERT_RESUME,
                 [n.execution_id for n in copies],
