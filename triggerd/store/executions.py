@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -397,9 +400,14 @@ _UPSERT_NODES = """
 INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt, input, output,
     branch, error_code, error_message, start_time, end_time, execution_time_ms, from_node_id,
     edge_condition)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[],
-    $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+SELECT d.execution_id, d.node_id, d.node_type, d.status, d.attempt, d.input::jsonb,
+    d.output::jsonb, d.branch, d.error_code, d.error_message, d.start_time, d.end_time,
+    d.execution_time_ms, d.from_node_id, d.edge_condition
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
     $13::float8[], $14::text[], $15::text[])
+    AS d(execution_id, node_id, node_type, status, attempt, input, output, branch, error_code,
+         error_message, start_time, end_time, execution_time_ms, from_node_id, edge_condition)
 ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, branch = EXCLUDED.branch,
     error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
@@ -408,11 +416,11 @@ ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
 
 _FINISH = """
 UPDATE workflow_executions e SET
-    status = d.status, output = d.output, error_code = d.error_code,
+    status = d.status, output = d.output::jsonb, error_code = d.error_code,
     error_message = d.error_message, resume_at = d.resume_at,
     end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::timestamptz[])
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
      AS d(id, status, output, error_code, error_message, resume_at)
 WHERE e.id = d.id AND e.lease_owner = $1
 RETURNING e.id, e.status
@@ -426,6 +434,42 @@ ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET ciphertext = EXCLUDED
 """
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: JSON) -> JSON:
+    """``value`` with what PostgreSQL's text and jsonb cannot hold replaced: NUL and lone
+    surrogates by U+FFFD (in strings and keys), NaN and infinities by null. The executor
+    keeps the exact value in a resume copy when this changes anything."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_UNSTORABLE.sub("\ufffd", k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or Infinity
+    return value
+
+
+def _json_text(value: JSON) -> str | None:
+    """A document as JSON text for a ``text[]`` parameter cast to jsonb in SQL: asyncpg reads
+    a Python list inside a ``jsonb[]`` parameter as one more array dimension, so a node
+    whose output is a JSON array could not be stored."""
+    if value is None:
+        return None
+    text = json.dumps(value)
+    # ASCII JSON shows NUL and every surrogate as an escape: the rare text that has one
+    # takes the slow path.
+    if "\\u0000" in text or "\\ud" in text or "NaN" in text or "Infinity" in text:
+        text = json.dumps(storable(value))
+    return text
+
+
+def _storable_text(value: str | None) -> str | None:
+    return None if value is None else _UNSTORABLE.sub("\ufffd", value)
+
+
 def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
     return [
         [r.execution_id for r in rows],
@@ -433,11 +477,11 @@ def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
         [r.node_type for r in rows],
         [r.status for r in rows],
         [r.attempt for r in rows],
-        [r.input for r in rows],
-        [r.output for r in rows],
+        [_json_text(r.input) for r in rows],
+        [_json_text(r.output) for r in rows],
         [r.branch for r in rows],
         [r.error_code for r in rows],
-        [r.error_message for r in rows],
+        [_storable_text(r.error_message) for r in rows],
         [r.start_time for r in rows],
         [r.end_time for r in rows],
         [r.execution_time_ms for r in rows],
@@ -476,9 +520,9 @@ async def write_progress(
                 owner,
                 [f.id for f in finished],
                 [f.status for f in finished],
-                [f.output for f in finished],
+                [_json_text(f.output) for f in finished],
                 [f.error_code for f in finished],
-                [f.error_message for f in finished],
+                [_storable_text(f.error_message) for f in finished],
                 [f.resume_at for f in finished],
             )
             done = {str(r["id"]) for r in rows}
