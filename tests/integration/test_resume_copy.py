@@ -365,3 +365,31 @@ async def test_truncated_output_without_a_copy_fails_the_resumed_run(
         "the output of node 's' was stored truncated and has no resume copy; run the"
         " workflow again",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "char"),
+    [("{{ 'a\\x00b' }}", "\x00"), ("{{ 'a\\ud800b' }}", "\ud800")],
+    ids=["nul", "lone-surrogate"],
+)
+async def test_outputs_postgresql_cannot_hold_are_stored_and_passed_on_exactly(
+    pool: asyncpg.Pool, executor: Executor, value: str, char: str
+) -> None:
+    # PostgreSQL text and jsonb hold neither NUL nor lone surrogates (an http node may well
+    # receive them): the display copy replaces them with U+FFFD, later nodes see the value.
+    summary = {
+        "exact": "{{ nodes.s.output == " + value[3:-3] + " }}",
+        "length": "{{ nodes.s.output | length }}",
+    }
+    for key, wait in (("straight", False), ("waiting", True)):
+        await apply_doc(pool, workflow(key, value, summary, wait=wait))
+        row = await final_status(pool, await fire(pool, f"{key}/manual"))
+        assert (row["status"], row["error_code"]) == ("SUCCESS", None), row["error_message"]
+        assert row["output"] == {"exact": True, "length": 3}
+        display = await pool.fetchval(
+            "SELECT output FROM node_executions WHERE execution_id = $1 AND node_id = 's'",
+            row["id"],
+        )
+        assert display == "a\ufffdb"
+        assert char not in display
+

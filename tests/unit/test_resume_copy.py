@@ -4,10 +4,12 @@ sources (configured file, systemd credential, state directory)."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +63,26 @@ def test_secret_in_output_is_displayed_masked_and_kept_real() -> None:
 def test_secret_matching_only_json_punctuation_needs_no_copy() -> None:
     # The secret occurs in the JSON text, but in no string of the value.
     assert output_copies({"a": 1}, Redactor(['": ']), 1000, 10_000) == ({"a": 1}, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "display"),
+    [
+        (["a\x00b", 1], ["a\ufffdb", 1]),
+        ({"k\x00": "v"}, {"k\ufffd": "v"}),
+        ("a\ud800b", "a\ufffdb"),
+        ([float("nan"), float("inf"), 1.5], [None, None, 1.5]),
+    ],
+    ids=["nul", "nul-key", "lone-surrogate", "nan-inf"],
+)
+def test_what_postgresql_cannot_store_is_displayed_replaced_and_kept_exactly(
+    value: Any, display: Any
+) -> None:
+    shown, resume_text = output_copies(value, Redactor(), 1000, 10_000)
+    assert shown == display
+    assert resume_text is not None
+    restored = json.loads(resume_text)
+    assert json.dumps(restored) == json.dumps(value)  # NaN != NaN: compare the text
 
 
 def test_output_above_the_cap_is_refused_with_size_and_cap() -> None:

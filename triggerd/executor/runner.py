@@ -33,7 +33,7 @@ from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_dela
 from triggerd.nodes.registry import run_node
 from triggerd.redaction import Redactor
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
-from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow
+from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
 
 logger = logging.getLogger(__name__)
@@ -138,9 +138,20 @@ def output_copies(value: JSON, redactor: Redactor, max_bytes: int, cap: int) -> 
     resume copy. Raises :class:`OutputTooLarge` above ``cap``. One serialization in the
     common case (small, no secrets)."""
     text = json.dumps(value, default=str, ensure_ascii=False)
-    encoded = text.encode()
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate: ASCII JSON keeps it exactly (as an escape) for the resume copy.
+        text = json.dumps(value, default=str)
+        encoded = text.encode()
+        if len(encoded) > cap:
+            raise OutputTooLarge(len(encoded), cap) from None
+        return truncate_output(redactor.redact(storable(value)), max_bytes), text
     if len(encoded) > cap:
         raise OutputTooLarge(len(encoded), cap)
+    if "\\u0000" in text or "NaN" in text or "Infinity" in text:
+        # What PostgreSQL cannot store (NUL, NaN): the display copy shows U+FFFD or null.
+        return truncate_output(redactor.redact(storable(value)), max_bytes), text
     if redactor.redact_text(text) == text:
         # No secret anywhere in it (keys included): only the size can make it differ.
         if len(encoded) <= max_bytes:

@@ -245,14 +245,39 @@ class Executor:
                 self.stats["CANCELED"] += 1
             # drain / lost lease: the rows written so far stay; the run is handed back.
             return
-        except Exception:
+        except Exception as exc:
             logger.exception(
                 "execution crashed",
                 extra={"event": "execution_crashed", "execution_id": execution.id},
             )
+            if not db.is_unavailable(exc):
+                # A bug or data the database refused would crash the run again on every
+                # claim after its lease expires: end it now, with a code that says so (the
+                # exception's text may hold values, so only its type is stored).
+                await self._fail_crashed(execution.id, exc)
         finally:
             self._active.pop(execution.id, None)
             self._wake.set()
+
+    async def _fail_crashed(self, execution_id: str, exc: Exception) -> None:
+        assert self._writer is not None
+        update = store.ExecutionUpdate(
+            id=execution_id,
+            status="ERROR",
+            error_code="INTERNAL_ERROR",
+            error_message=f"internal error ({type(exc).__name__}); see the daemon's log",
+            drop_resume_copies=True,
+        )
+        try:
+            await self._writer.write(finished=[update])
+        except Exception:
+            # Left RUNNING: its lease expires and another claim tries again.
+            logger.exception(
+                "crashed execution not recorded",
+                extra={"event": "execution_crash_unrecorded", "execution_id": execution_id},
+            )
+            return
+        self.stats["ERROR"] += 1
 
     async def _execute(self, execution: store.ClaimedExecution) -> store.ExecutionUpdate | None:
         assert self._writer is not None
