@@ -45,6 +45,8 @@ class ExecutorSettings:
     max_output_bytes: int = 1024 * 1024
     retention: timedelta = timedelta(days=30)
     drain: timedelta = timedelta(seconds=20)
+    max_resume_output_bytes: int = 16 * 1024 * 1024
+    resume_key_file: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +114,8 @@ KEY_HELP: dict[str, str] = {
     "executor.max_output_bytes": "largest stored node/run output before truncation",
     "executor.retention": "finished executions older than this are deleted",
     "executor.drain": "on SIGTERM, time running executions get to finish",
+    "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",
+    "executor.resume_key_file": "key of the encrypted resume copies (shared by replicas)",
     "scheduler.reconcile_interval": "full reconcile of triggers against the database",
     "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
     "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",
@@ -177,6 +181,7 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         ("http.processes", settings.http.processes, 1),
         ("executor.concurrency", settings.executor.concurrency, 1),
         ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
+        ("executor.max_resume_output_bytes", settings.executor.max_resume_output_bytes, 64),
     ]
     for key, value, minimum in checks:
         if value < minimum:

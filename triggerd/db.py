@@ -124,6 +124,26 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Errors meaning "the database cannot be reached (or written) right now": retry after a
+# reconnect. Anything else means the statement or its data was refused: a bug or bad data.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable rather than that it refused."""
+    return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     reason = str(exc) or type(exc).__name__
     return DatabaseUnavailable(f"cannot connect to the database at {redact_dsn(dsn)}: {reason}")

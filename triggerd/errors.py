@@ -120,3 +120,12 @@ class Unavailable(TriggerdError):
 
 class SecretError(TriggerdError):
     """A secret reference cannot be resolved."""
+
+
+class ResumeCopyError(TriggerdError):
+    """The resume copy of a node output cannot be read back (another key, damaged or
+    missing); ``code`` is the run's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

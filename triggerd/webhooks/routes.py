@@ -27,7 +27,7 @@ from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import WebhookTriggerRow, load_webhook_triggers
-from triggerd.webhooks.auth import Verifier, auth_header_names, make_verifier
+from triggerd.webhooks.auth import Checker, auth_header_names, make_checker
 from triggerd.webhooks.ratelimit import default_burst
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ class WebhookRoute:
     quick_check: ValidityCheck | None
     secret: bytes | None
     secret_problem: str | None  # why the secret could not be resolved (answers 503)
-    # verify_request for this trigger's auth and secret, prepared once per build.
-    verify: Verifier
+    # check_request for this trigger's auth and secret, prepared once per build: None when
+    # accepted, else the refusal (its reason is logged, never answered).
+    check_auth: Checker
     stripped_headers: frozenset[str]  # lower-case names never stored
     max_body_bytes: int
     rate: float | None
@@ -201,7 +202,7 @@ def _build_route(
         quick_check=quick_check,
         secret=secret,
         secret_problem=secret_problem,
-        verify=make_verifier(config.auth, secret),
+        check_auth=make_checker(config.auth, secret),
         stripped_headers=auth_header_names(config.auth) | ALWAYS_STRIPPED_HEADERS,
         max_body_bytes=config.max_body_bytes or default_max_body_bytes,
         rate=rate,
