@@ -213,7 +213,7 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
 
 
 # Keys whose values are filesystem paths: relative ones in a file follow the file.
-_PATH_KEYS = ("daemon.state_dir", "daemon.definitions")
+_PATH_KEYS = ("daemon.state_dir", "daemon.definitions", "executor.resume_key_file")
 
 
 def _relative_to(base: Path, value: str) -> str:

@@ -165,6 +165,7 @@ def test_relative_paths_in_the_file_follow_the_file(
     (conf / "triggerd.toml").write_text(
         '[daemon]\nstate_dir = "../state"\n'
         'definitions = ["defs/a.yaml", "/abs/b.yaml", "~/c.yaml"]\n'
+        '[executor]\nresume_key_file = "keys/resume.key"\n'
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -176,6 +177,7 @@ def test_relative_paths_in_the_file_follow_the_file(
         "/abs/b.yaml",
         str(Path("~/c.yaml").expanduser()),
     )
+    assert settings.executor.resume_key_file == str(conf / "keys" / "resume.key")
     # Messages keep naming the file as it was given.
     assert settings.source == "../etc/triggerd.toml"
 
