@@ -310,6 +310,7 @@ class Executor:
             max_resume_output_bytes=self.settings.executor.max_resume_output_bytes,
             resume_key=self.resume_key,
             clock=self.clock,
+            secret_roots=self.settings.daemon.secret_roots,
         )
         try:
             update = await runner.run()
