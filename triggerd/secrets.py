@@ -12,8 +12,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from triggerd.errors import SecretError
-from triggerd.model import SecretRef
+from triggerd.errors import Problem, SecretError
+from triggerd.model import SecretRef, WebhookConfig, WorkflowSpec
 
 
 def _credential_path(name: str, environ: Mapping[str, str]) -> Path | None:
@@ -109,3 +109,25 @@ def resolve_secrets(
 
 def secret_ref_from_json(doc: Mapping[str, str]) -> SecretRef:
     return SecretRef(env=doc.get("env"), file=doc.get("file"), credential=doc.get("credential"))
+
+
+def file_secret_problems(
+    label: str, specs: Sequence[WorkflowSpec], roots: Sequence[str], environ: Mapping[str, str]
+) -> list[Problem]:
+    """``{file: PATH}`` secrets of one file's workflows (in file order) that the daemon
+    would refuse to read, for ``triggerd check``."""
+    found: list[tuple[str, SecretRef]] = []
+    for index, spec in enumerate(specs):
+        where = f"$.workflows[{index}]"
+        found += [(f"{where}.secrets.{name}", ref) for name, ref in spec.secrets.items()]
+        for number, trigger in enumerate(spec.triggers):
+            config = trigger.config
+            if isinstance(config, WebhookConfig) and config.auth.secret is not None:
+                found.append((f"{where}.triggers[{number}].auth.secret", config.auth.secret))
+    problems: list[Problem] = []
+    for path, ref in found:
+        if ref.file is not None:
+            _, refused = secret_file_refusal(ref.file, roots, environ)
+            if refused is not None:
+                problems.append(Problem(label, f"{path}.file", refused))
+    return problems

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from tests.acceptance.conftest import Daemons
+from tests.acceptance.test_cli import triggerd
 from tests.helpers import apply_doc, final_status, fire
 
 TOKEN = "egress-test-admin-token"
@@ -80,3 +81,38 @@ async def test_own_port_and_secret_files_outside_the_roots_are_refused(
     assert (inside["status"], inside["output"]) == ("SUCCESS", len("inside-value"))
     assert "outside-value" not in "\n".join(daemon.stdout_lines + daemon.stderr_lines)
     assert await daemon.stop(signal.SIGTERM) == 0
+
+
+def test_check_flags_secret_files_outside_the_roots(tmp_path: Path) -> None:
+    roots = tmp_path / "secrets"
+    roots.mkdir()
+    config = tmp_path / "triggerd.toml"
+    config.write_text(f'[daemon]\nsecret_roots = ["{roots}"]\n')
+    definitions = tmp_path / "wf.yaml"
+    definitions.write_text(
+        "workflows:\n"
+        "  - key: a\n"
+        "    name: a\n"
+        f"    secrets: {{IN: {{file: {roots}/in}}, OUT: {{file: /etc/passwd}},"
+        f" UP: {{file: {roots}/../x}}, E: {{env: X}}}}\n"
+        "    graph: {nodes: [{id: n, type: noop}]}\n"
+        "    triggers:\n"
+        "      - {name: hook, type: webhook, path: a,"
+        " auth: {scheme: token, secret: {file: /root/.token}}}\n")
+    result = triggerd("--config", str(config), "check", str(definitions))
+    outside = ("is outside the secret directories ($CREDENTIALS_DIRECTORY and [daemon]"
+               " secret_roots); add its directory to [daemon] secret_roots")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"{definitions}: $.workflows[0].secrets.OUT.file: file /etc/passwd {outside}",
+        f"{definitions}: $.workflows[0].secrets.UP.file: file {roots}/../x (it resolves to"
+        f" {tmp_path}/x) {outside}",
+        f"{definitions}: $.workflows[0].triggers[0].auth.secret.file: file /root/.token"
+        f" {outside}",
+        "triggerd: 3 problem(s) found; nothing was changed",
+    ]
+    definitions.write_text(definitions.read_text().replace("/etc/passwd", f"{roots}/out")
+                           .replace(f"{roots}/../x", f"{roots}/x")
+                           .replace("/root/.token", f"{roots}/token"))
+    result = triggerd("--config", str(config), "check", str(definitions))
+    assert (result.returncode, result.stdout.strip()) == (0, "ok: 1 file(s) valid")
