@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -340,3 +341,13 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
         yield manager
     finally:
         manager.cleanup()
+
+
+@pytest.fixture
+def embedded_state_dir(daemons: Daemons) -> Iterator[Path]:
+    """A state directory outside pytest's base temp: as root, the embedded server runs as
+    the ``pgserver`` user, which must traverse every parent, and a concurrent pytest session
+    resets ``/tmp/pytest-of-<user>`` to mode 0700."""
+    with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
+        yield Path(name) / "state"
+        daemons.cleanup()  # before the directory goes: no server left on it

@@ -8,13 +8,9 @@ import asyncio
 import json
 import signal
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.acceptance.conftest import Daemons, TomlValue, run_cli, toml_document
 from tests.helpers import free_port
@@ -171,16 +167,6 @@ async def test_port_in_use_exits_non_zero_with_clear_message(
     ], daemon.stderr_lines
     assert daemon.events_named("daemon_ready") == []
     assert "Traceback" not in "\n".join(daemon.stdout_lines)
-
-
-@pytest.fixture
-def embedded_state_dir(daemons: Daemons) -> Iterator[Path]:
-    """A state directory outside pytest's base temp: as root, the embedded server runs as
-    the ``pgserver`` user, which must traverse every parent, and a concurrent pytest session
-    resets ``/tmp/pytest-of-<user>`` to mode 0700."""
-    with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
-        yield Path(name) / "state"
-        daemons.cleanup()  # before the directory goes: no server left on it
 
 
 def _postmaster_pid(state_dir: Path) -> Path:

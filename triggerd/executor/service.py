@@ -180,6 +180,9 @@ class Executor:
     async def readiness(self) -> str | None:
         if not self._running:
             return "executor not running"
+        ended = [t.get_name() for t in self._tasks if t.done()]
+        if ended:
+            return f"executor loops ended: {', '.join(ended)}"
         return None
 
     # -- loops ---------------------------------------------------------------------------
@@ -197,10 +200,14 @@ class Executor:
             if self._accepting and free >= threshold:
                 try:
                     claimed = await self._claim(min(free, CLAIM_BATCH))
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    logger.warning(
-                        "claim failed", extra={"event": "claim_failed", "error": str(exc)}
-                    )
+                except Exception as exc:
+                    # Never let this loop die: nothing would claim runs again.
+                    if db.is_unavailable(exc) or isinstance(exc, asyncpg.PostgresError):
+                        logger.warning(
+                            "claim failed", extra={"event": "claim_failed", "error": str(exc)}
+                        )
+                    else:
+                        logger.exception("claim failed", extra={"event": "claim_failed"})
                     await asyncio.sleep(1.0)
                     continue
             if (
