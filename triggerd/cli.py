@@ -105,9 +105,15 @@ def _print_problems(exc: DefinitionError) -> None:
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.definitions import check_files
+    from triggerd.definitions import check_files, load_files
+    from triggerd.secrets import file_secret_problems
 
     problems = check_files(args.files)
+    if not problems:  # secret files the daemon would refuse, under this configuration
+        for path in args.files:
+            problems += file_secret_problems(
+                str(path), load_files([path]), settings.daemon.secret_roots, os.environ
+            )
     if problems:
         for problem in problems:
             print(str(problem), file=sys.stderr)

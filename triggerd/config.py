@@ -6,6 +6,7 @@ key (and the file line when TOML reports one).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -59,6 +60,17 @@ class SchedulerSettings:
 class DaemonSettings:
     state_dir: str = ""
     definitions: tuple[str, ...] = ()
+    # Directories `{file: PATH}` secrets may be read from, besides $CREDENTIALS_DIRECTORY.
+    secret_roots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EgressSettings:
+    """What ``http`` nodes may connect to (see triggerd/egress.py)."""
+
+    deny: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    allow_self: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +92,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    egress: EgressSettings = field(default_factory=EgressSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str | None = None  # the file the settings came from, if any
 
@@ -95,6 +108,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "scheduler": SchedulerSettings,
     "daemon": DaemonSettings,
     "api": ApiSettings,
+    "egress": EgressSettings,
     "log": LogSettings,
 }
 
@@ -120,6 +134,10 @@ KEY_HELP: dict[str, str] = {
     "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
     "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",
     "daemon.definitions": "definition files applied at start and on reload",
+    "daemon.secret_roots": "directories {file: PATH} secrets may be read from (and credentials)",
+    "egress.deny": "networks (CIDR) http nodes may not reach, besides link-local and metadata",
+    "egress.allow": "networks (CIDR) http nodes may reach even when denied",
+    "egress.allow_self": "let http nodes call this daemon's own port (admin API, webhooks)",
     "api.token": "admin API bearer token (or credential 'api-token')",
     "log.level": "debug | info | warning | error",
     "log.format": "json | text",
@@ -206,6 +224,22 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         return ("log.format",), (
             f"log.format: {settings.log.format!r} is not one of {', '.join(_LOG_FORMATS)}"
         )
+    for key, networks in (("egress.deny", settings.egress.deny),
+                          ("egress.allow", settings.egress.allow)):
+        for network in networks:
+            try:
+                ipaddress.ip_network(network.strip(), strict=False)
+            except ValueError:
+                return (key,), (
+                    f"{key}: {network!r} is not an IP network (e.g. 10.0.0.0/8 or fd00::/8)"
+                )
+    for root in settings.daemon.secret_roots:
+        # Absolute only, from the file too: which files secrets may come from is not left
+        # to where a relative path happens to point.
+        if not os.path.isabs(root):
+            return ("daemon.secret_roots",), (
+                f"daemon.secret_roots: {root!r} is not an absolute path"
+            )
     db_url = settings.database.url
     if db_url and not db_url.startswith(("postgres://", "postgresql://")):
         return ("database.url",), "database.url: must start with postgresql:// or postgres://"

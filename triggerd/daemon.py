@@ -176,7 +176,8 @@ class Daemon:
 
         assert self.pool is not None and self.app is not None
         self.executor = Executor(
-            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS]
+            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
+            own_ports=frozenset({self._listen_port}),
         )
         self.components = [self.executor]
         scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)

@@ -223,6 +223,11 @@ def test_example_file_works_from_any_directory(
                                                  " executor.concurrency: 0 is below the minimum 1"),
         ({"TRIGGERD_LOG_FORMAT": "xml"}, "TRIGGERD_LOG_FORMAT: log.format: 'xml' is not one of"
                                          " json, text"),
+        ({"TRIGGERD_DAEMON_SECRET_ROOTS": "secrets"}, "TRIGGERD_DAEMON_SECRET_ROOTS:"
+                                                      " daemon.secret_roots: 'secrets' is not"
+                                                      " an absolute path"),
+        ({"TRIGGERD_EGRESS_DENY": "ten"}, "TRIGGERD_EGRESS_DENY: egress.deny: 'ten' is not an IP"
+                                          " network (e.g. 10.0.0.0/8 or fd00::/8)"),
         # pool_max is the default (10): only the variable is to blame.
         ({"TRIGGERD_DATABASE_POOL_MIN": "11"}, "TRIGGERD_DATABASE_POOL_MIN: database.pool_min: 11"
                                                " exceeds database.pool_max 10"),

@@ -185,6 +185,7 @@ class Runner:
     max_resume_output_bytes: int = 16 * 1024 * 1024
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     environ: Mapping[str, str] | None = None
+    secret_roots: tuple[str, ...] = ()  # [daemon] secret_roots
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
@@ -353,7 +354,9 @@ class Runner:
         if claimed.cancel_requested:
             return self._final("CANCELED", code="CANCELED", message="canceled by request")
         try:
-            self._secrets = resolve_secrets(self.version.secret_refs, self.environ)
+            self._secrets = resolve_secrets(
+                self.version.secret_refs, self.environ, roots=self.secret_roots
+            )
         except SecretError as exc:
             return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
         self.redactor = Redactor(self._secrets.values())

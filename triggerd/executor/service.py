@@ -19,6 +19,7 @@ import asyncpg
 
 from triggerd import db
 from triggerd.config import Settings
+from triggerd.egress import EgressConnector, policy_from_settings
 from triggerd.executor.resume import ResumeKey, load_resume_key
 from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
 from triggerd.executor.writer import ProgressWriter
@@ -63,6 +64,10 @@ class Executor:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _listener: asyncpg.Connection | None = None
     _http: aiohttp.ClientSession | None = None
+    # The daemon's listening ports: http nodes may not call them ([egress] allow_self).
+    own_ports: frozenset[int] = frozenset()
+    _egress: EgressConnector | None = None
+    _secret_roots: tuple[str, ...] | None = None  # [daemon] secret_roots as last (re)loaded
     _writer: ProgressWriter | None = None
     _accepting: bool = True
     # Held while a claim is in flight, so drain sees every run the claim starts.
@@ -93,7 +98,8 @@ class Executor:
             # Before anything runs: a missing or bad key stops the start with one line.
             self.resume_key = await asyncio.to_thread(load_resume_key, self.settings, os.environ)
         self._running = True
-        self._http = aiohttp.ClientSession()
+        self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
+        self._http = aiohttp.ClientSession(connector=self._egress)
         self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
         self._writer.start()
         self._tasks = [
@@ -112,6 +118,13 @@ class Executor:
                 "resume_key_source": self.resume_key.source,
             },
         )
+
+    def apply_settings(self, settings: Settings) -> None:
+        """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots to the
+        next run (the other executor settings need a restart)."""
+        self._secret_roots = settings.daemon.secret_roots
+        if self._egress is not None:
+            self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
 
     async def drain(self, grace: timedelta) -> int:
         """Stop claiming, give running executions ``grace`` to finish, then hand the rest
@@ -317,6 +330,11 @@ class Executor:
             max_resume_output_bytes=self.settings.executor.max_resume_output_bytes,
             resume_key=self.resume_key,
             clock=self.clock,
+            secret_roots=(
+                self.settings.daemon.secret_roots
+                if self._secret_roots is None
+                else self._secret_roots
+            ),
         )
         try:
             update = await runner.run()

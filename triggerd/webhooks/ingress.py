@@ -40,7 +40,8 @@ from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
 from triggerd.http_forward import client_address
 from triggerd.loglimit import ThrottledLog
-from triggerd.model import JSON, ExecutionStatus, ResponseMode
+from triggerd.model import JSON, ExecutionStatus, ResponseMode, SecretRef
+from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import (
     FINISHED_CHANNEL,
     TRIGGERS_CHANNEL,
@@ -514,7 +515,9 @@ class WebhookIngress:
         self._monotonic = monotonic
         self._reload_interval = reload_interval
         self._pending_interval = pending_interval
-        self.routes = Routes(pool, default_max_body_bytes=settings.http.max_body_bytes)
+        self.routes = Routes(
+            pool, default_max_body_bytes=settings.http.max_body_bytes, resolve=self._secret
+        )
         self.group_commit = GroupCommit(
             lambda: InboxWriter(pool), max_batch=max_batch, writers=writers
         )
@@ -564,6 +567,10 @@ class WebhookIngress:
         await cancel_and_wait(tasks)
         await self.group_commit.stop()
         await self.waiter.stop()
+
+    def _secret(self, name: str, ref: SecretRef) -> str:
+        # [daemon] secret_roots as of now: a reload's roots apply to the next route build.
+        return resolve_secret(name, ref, roots=self._settings.daemon.secret_roots)
 
     def apply_settings(self, settings: Settings) -> None:
         """SIGHUP with a new configuration: ``[http] max_pending`` applies to the next
