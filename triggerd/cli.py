@@ -19,6 +19,7 @@ from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
 from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
 from triggerd.logs import setup_logging
+from triggerd.storable import storage_problem
 from triggerd.views import execution_json, node_json, slot_json, trigger_json
 
 DEBUG_ENV = "TRIGGERD_DEBUG"
@@ -271,8 +272,13 @@ def _parse_input(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input: not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise UsageError("--input: nested too deeply") from None
     if not isinstance(value, dict):
         raise UsageError("--input: must be a JSON object")
+    problem = storage_problem(value)  # the API's rule (a 422 there)
+    if problem is not None:
+        raise UsageError(f"--input: {problem}")
     return value
 
 

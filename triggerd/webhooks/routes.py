@@ -24,7 +24,7 @@ from jsonschema.exceptions import SchemaError
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import DefinitionError, SecretError
 from triggerd.logs import SECRETS_FILTER
-from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig
+from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig, normalize_webhook_path
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import WebhookTriggerRow, load_webhook_triggers
 from triggerd.webhooks.auth import Checker, auth_header_names, make_checker
@@ -80,7 +80,7 @@ class RouteTable:
     problems: tuple[str, ...] = ()
 
     def get(self, path: str) -> WebhookRoute | None:
-        return self.routes.get(path.strip("/"))
+        return self.routes.get(normalize_webhook_path(path))
 
 
 class ValidatorCache:
@@ -193,7 +193,7 @@ def _build_route(
         workflow_id=row.workflow_id,
         full_name=row.full_name,
         trigger_name=row.trigger_name,
-        path=config.path.strip("/"),
+        path=normalize_webhook_path(config.path),
         config=config,
         version=row.version,
         version_id=row.version_id,
