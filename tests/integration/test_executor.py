@@ -603,3 +603,77 @@ async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(
         "internal error (RuntimeError); see the daemon's log",
     )
     assert row["lease_owner"] is None
+
+
+async def test_values_derived_from_secrets_are_masked_in_rows_and_logs(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redaction matched exact values only: `| upper`, slices and joins were stored and
+    # logged in clear.
+    import logging
+
+    from triggerd.logs import SECRETS_FILTER
+
+    secret = "s3cr3t-value-0123456789"
+    monkeypatch.setenv("TRIGGERD_TEST_TOKEN", secret)
+    derived = {
+        "upper": "{{ secrets.API_TOKEN | upper }}",
+        "prefix": "{{ secrets.API_TOKEN[:10] }}",
+        "joined": "{{ ['x', secrets.API_TOKEN] | join('-') }}",
+        "reversed": "{{ secrets.API_TOKEN | reverse | join }}",
+        "mixed": "Bearer {{ secrets.API_TOKEN }} {{ secrets.API_TOKEN | upper }}",
+        "replaced": "{{ secrets.API_TOKEN | replace('-', '+') }}",
+    }
+    clear = {
+        "upper": secret.upper(),
+        "prefix": secret[:10],
+        "joined": f"x-{secret}",
+        "reversed": secret[::-1],
+        "mixed": f"Bearer {secret} {secret.upper()}",
+        "replaced": secret.replace("-", "+"),
+    }
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage() + repr(vars(record)))
+
+    handler = Capture()
+    handler.addFilter(SECRETS_FILTER)
+    logging.getLogger("triggerd").addHandler(handler)
+    try:
+        await apply_doc(
+            pool,
+            workflow(
+                "derived",
+                [
+                    {"id": "make", "type": "set", "params": {"value": derived}},
+                    {"id": "say", "type": "log",
+                     "params": {"message": "token {{ secrets.API_TOKEN | upper }}",
+                                "level": "warning"}},
+                    {"id": "pass", "type": "set", "params": {"value": "{{ nodes.make.output }}"}},
+                    {"id": "check", "type": "set", "params": {"value": {
+                        k: "{{ nodes.make.output." + k + " == '" + v + "' }}"
+                        for k, v in clear.items() if "'" not in v
+                    }}},
+                ],
+                [{"from": "make", "to": "say"}, {"from": "say", "to": "pass"},
+                 {"from": "pass", "to": "check"}],
+                secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_TOKEN"}},
+            ),
+        )
+        execution_id = await fire(pool, "derived/manual")
+        row = await final_status(pool, execution_id)
+    finally:
+        logging.getLogger("triggerd").removeHandler(handler)
+    assert (row["status"], row["error_message"]) == ("SUCCESS", None)
+    by_node = {n["node_id"]: n for n in await nodes_of(pool, execution_id)}
+    # The real values flowed through the run...
+    assert all(by_node["check"]["output"].values()), by_node["check"]["output"]
+    # ...but none was stored or logged.
+    dump = str(await pool.fetch("SELECT input, output, error_message FROM node_executions"))
+    dump += str(row["output"]) + "\n".join(lines)
+    assert lines, "the log node wrote nothing"
+    for value in [secret, *clear.values()]:
+        assert value not in dump, value
+    assert by_node["make"]["output"]["upper"] == "***"

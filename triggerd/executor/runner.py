@@ -26,12 +26,12 @@ from jsonschema import Draft202012Validator
 from triggerd.definitions import graph_from_json
 from triggerd.errors import ResumeCopyError, SecretError
 from triggerd.executor.resume import RESUME_COPY_MISSING, ResumeKey
-from triggerd.expressions import ExpressionError, build_context, render
+from triggerd.expressions import ExpressionError, build_context, render, secret_renderings
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
 from triggerd.nodes.registry import run_node
-from triggerd.redaction import Redactor
+from triggerd.redaction import Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
@@ -460,6 +460,14 @@ class Runner:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         tasks.clear()
 
+    def _mask_derived(self, template: JSON, params: JSON) -> None:
+        """Values a template derived from secrets are masked like the secrets themselves,
+        from this node's stored parameters on, in rows and log lines alike."""
+        derived = derived_secrets(secret_renderings(template, params), self.redactor)
+        if derived:
+            self.redactor = self.redactor.with_secrets(derived)
+            SECRETS_FILTER.add_secrets(derived)
+
     async def _run_node(self, node_id: str, edge: Edge | None) -> NodeOutcome | None:
         node = self.version.graph.node(node_id)
         attempt = self.next_attempt.get(node_id, 1)
@@ -469,6 +477,8 @@ class Runner:
             try:
                 params = render(node.params, self._context())
                 failure: NodeFailure | None = None
+                if self._secrets:
+                    self._mask_derived(node.params, params)
             except ExpressionError as exc:
                 failure = NodeFailure(EXPRESSION_ERROR, exc.message, retryable=False)
                 params = node.params
