@@ -28,6 +28,7 @@ from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.listener import open_listener
+from triggerd.looplag import watch_event_loop_lag
 from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
 
@@ -308,6 +309,13 @@ class Daemon:
                 self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
             )
             self._background.append(self._watchdog)
+            assert self.app is not None
+            self._background.append(
+                asyncio.create_task(
+                    watch_event_loop_lag(self.app[METRICS].event_loop_lag.observe),
+                    name="triggerd-loop-lag",
+                )
+            )
             await self._stop.wait()
             logger.info("stopping", extra={"event": "daemon_stopping"})
         finally:
