@@ -30,7 +30,7 @@ async def test_readiness_probes_do_no_per_trigger_cron_computation(
         workflow_id, TRIGGERS,
     )
     calls = 0
-    last_fires = service.last_fires
+    from triggerd.cron import last_fires
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
