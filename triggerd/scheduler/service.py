@@ -24,6 +24,10 @@ How it works
 * Guards: the local clock is compared with PostgreSQL's at start and every 5 minutes
   (:attr:`CronScheduler.clock_skew`); :meth:`CronScheduler.readiness` names the triggers
   whose due slot is more than ``scheduler.lag_threshold`` late without a recorded outcome.
+  It costs O(1) per probe whatever the number of triggers: what is still owed (timers not
+  run, writes in flight or failed) is kept in an :class:`~.overdue.OverdueWatch` as the
+  timer plans and records slots; the database is asked only about the entries that are
+  late.
 """
 
 from __future__ import annotations
@@ -35,13 +39,13 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from triggerd.config import SchedulerSettings, Settings
-from triggerd.cron import CronSchedule, fires_between, last_fires, next_fire, utc_iso
+from triggerd.cron import CronSchedule, fires_between, next_fire, utc_iso
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import SlotOutcome
 from triggerd.planning import SlotDecision, jitter_offset, plan_catchup
@@ -56,6 +60,7 @@ from triggerd.scheduler.cache import (
     unchanged,
 )
 from triggerd.scheduler.listener import TriggerListener
+from triggerd.scheduler.overdue import OverdueWatch, Owed, OwedKind
 from triggerd.scheduler.timer import PreciseTimer
 from triggerd.store.slots import (
     RUN_OUTCOMES,
@@ -95,7 +100,6 @@ INSTANT_STATEMENTS = max(2, os.cpu_count() or 2)
 WRITE_ATTEMPTS = 3
 DRAIN_TIMEOUT = 30.0
 RECOVERY_BACKOFF_MAX = 10.0
-OVERDUE_LOOKBACK = timedelta(days=400)
 OVERDUE_NAMES = 10
 OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
@@ -205,6 +209,11 @@ class CronScheduler:
         self._instants: dict[datetime, set[ScheduleKey]] = {}
         self._prepared: dict[datetime, InstantPlan] = {}
         self._jitter: dict[datetime, list[tuple[CronEntry, datetime]]] = {}
+        # What is still owed, for readiness; tokens of the instants' and jitter buckets'
+        # entries, resolved when their timers run.
+        self._owed = OverdueWatch()
+        self._instant_owed: dict[datetime, int] = {}
+        self._jitter_owed: dict[datetime, int] = {}
         # Bumped by every rebuild: timers set before it do nothing when they run.
         self._generation = 0
         self._lock = asyncio.Lock()  # one reload, reconcile or rebuild at a time
@@ -277,6 +286,7 @@ class CronScheduler:
         self._instants.clear()
         self._prepared.clear()
         self._jitter.clear()
+        self._forget_owed()
 
     async def reconcile(self) -> None:
         """Bring the schedule in line with ``workflow_triggers`` (SIGHUP, periodic): added or
@@ -299,11 +309,23 @@ class CronScheduler:
                 f"scheduler recovering for {round((now - self._recovering_since).total_seconds())}s"
                 " (database unreachable?)"
             )
-        expected = self._expected_slots(now)
+        cutoff = now - lag
+        oldest = self._owed.oldest()
+        if oldest is None or oldest > cutoff:
+            return None  # the common case: one look at the heap's top
+        owed, expected = self._late_slots(cutoff)
+        if not expected:
+            return None
         try:
-            overdue = await find_overdue(self._pool, expected, limit=OVERDUE_LIMIT)
+            overdue = set(await find_overdue(self._pool, expected, limit=OVERDUE_LIMIT))
         except DatabaseUnavailable as exc:
             return f"scheduler cannot check overdue triggers: {exc}"
+        for item in owed:
+            # A failed write whose slots another replica (or a retry) recorded is settled.
+            if item.kind is OwedKind.FAILED and not any(
+                e.trigger_id in overdue for e in expected if e.owed == item.token
+            ):
+                self._owed.resolve(item.token)
         if not overdue:
             return None
         names = sorted(
@@ -324,6 +346,8 @@ class CronScheduler:
             self._instants.clear()
             self._prepared.clear()
             self._jitter.clear()
+            # The rebuild catches up whatever was owed (a failed write included).
+            self._forget_owed()
             await self._drain_writes()
             rows = await load_cron_triggers(self._pool)
             now = self._clock()
@@ -534,6 +558,7 @@ class CronScheduler:
             keys.add(key)
             return
         self._instants[at] = {key}
+        self._instant_owed[at] = self._owed.add(at, OwedKind.INSTANT, at)
         self._timer.call_at(
             at,
             functools.partial(self._on_instant, at, self._generation),
@@ -547,6 +572,7 @@ class CronScheduler:
         bucket = self._jitter.get(at)
         if bucket is None:
             bucket = self._jitter[at] = []
+            self._jitter_owed[at] = self._owed.add(at, OwedKind.JITTER, at)
             self._timer.call_at(
                 at,
                 functools.partial(self._on_jitter, at, self._generation),
@@ -576,6 +602,7 @@ class CronScheduler:
         if generation != self._generation or not self._running:
             return
         keys = self._instants.pop(at, None)
+        self._settle(self._instant_owed.pop(at, None))
         plan = self._prepared.pop(at, None)
         if not keys or self._recovering_since is not None:
             return
@@ -603,6 +630,7 @@ class CronScheduler:
         if generation != self._generation or not self._running:
             return
         bucket = self._jitter.pop(at, None)
+        self._settle(self._jitter_owed.pop(at, None))
         if not bucket or self._recovering_since is not None:
             return
         if self._late(at, self._clock()):
@@ -625,7 +653,22 @@ class CronScheduler:
         task = asyncio.create_task(self._write_now(requests, due))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        # Owed until written; a catch-up's slots are owed from now on.
+        token = self._owed.add(due or self._clock(), OwedKind.WRITE, requests)
+        task.add_done_callback(functools.partial(self._written, token))
         return task
+
+    def _settle(self, token: int | None) -> None:
+        if token is not None:
+            self._owed.resolve(token)
+
+    def _written(self, token: int, task: asyncio.Task[SlotWriteResult | None]) -> None:
+        item = self._owed.resolve(token)
+        failed = task.cancelled() or task.exception() is not None or task.result() is None
+        if item is not None and failed:
+            # Its slots may have no outcome: owed until a rebuild catches them up or
+            # readiness finds them recorded (by another replica).
+            self._owed.add(item.due, OwedKind.FAILED, item.ref)
 
     async def _write(
         self, requests: SlotBatch, *, due: datetime | None
@@ -859,26 +902,51 @@ class CronScheduler:
                 extra={"event": "cron_clock_skew", "skew_s": round(skew, 3)},
             )
 
-    def _expected_slots(self, now: datetime) -> list[ExpectedSlot]:
-        """Per trigger, the newest slot that should have an outcome by now: due (with its
-        largest jitter) at least ``lag_threshold`` ago, and after the trigger was enabled."""
-        lag = self._settings.lag_threshold
-        expected: list[ExpectedSlot] = []
-        newest: dict[tuple[ScheduleKey, timedelta], datetime | None] = {}
-        for group in self._table.groups.values():
-            for entry in group.members.values():
-                key = (group.key, entry.config.jitter)
-                if key not in newest:
-                    end = now - lag - entry.config.jitter
-                    fires = last_fires(group.schedule, end - OVERDUE_LOOKBACK, end, 1)
-                    newest[key] = fires[-1].at if fires else None
-                slot = newest[key]
-                if slot is not None and slot > entry.enabled_at:
-                    expected.append(
-                        ExpectedSlot(trigger_id=entry.id, expected=slot,
-                                     config_text=entry.config_text)
-                    )
-        return expected
+    # --- what is owed (readiness) -----------------------------------------------------------
+
+    def _forget_owed(self) -> None:
+        self._owed.clear()
+        self._instant_owed.clear()
+        self._jitter_owed.clear()
+
+    def _late_slots(self, cutoff: datetime) -> tuple[list[Owed], list[_Expected]]:
+        """The owed entries due by ``cutoff`` and, for at most OVERDUE_LIMIT of their
+        triggers, the slot each should have an outcome for."""
+        owed: list[Owed] = []
+        expected: list[_Expected] = []
+        for item in self._owed.due_by(cutoff):
+            if len(expected) >= OVERDUE_LIMIT:
+                break
+            owed.append(item)
+            expected.extend(
+                _Expected(trigger_id=t, expected=slot, config_text=c, owed=item.token)
+                for t, slot, c in self._owed_slots(item, cutoff)
+            )
+        return owed, expected[:OVERDUE_LIMIT]
+
+    def _owed_slots(self, item: Owed, cutoff: datetime) -> Iterator[tuple[str, datetime, str]]:
+        if item.kind is OwedKind.INSTANT:
+            at = item.due
+            for key in self._instants.get(at, ()):
+                group = self._table.groups.get(key)
+                if group is None or group.next_at != at:
+                    continue
+                for entry in group.members.values():
+                    # A jittered slot is due up to its jitter later.
+                    if entry.floor < at and at + entry.config.jitter <= cutoff:
+                        yield entry.id, at, entry.config_text
+        elif item.kind is OwedKind.JITTER:
+            for entry, slot in self._jitter.get(item.due, ()):
+                if self._table.current(entry):
+                    yield entry.id, slot, entry.config_text
+        else:
+            assert isinstance(item.ref, SlotBatch)
+            yield from item.ref.rows()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Expected(ExpectedSlot):
+    owed: int  # the token of the owed entry it comes from
 
 
 __all__ = ["CronMetrics", "CronScheduler", "SchedulerStats", "utc_now"]

@@ -23,7 +23,7 @@ cache is behind the table and reloads them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -342,6 +342,14 @@ class SlotBatch:
         self.trigger_ids.append(trigger_id)
         self.config_refs.append(config_ref)
         self.slot_refs.append(slot_ref)
+
+    def rows(self) -> Iterator[tuple[str, datetime, str]]:
+        """(trigger id, slot, config text) of every slot in the batch."""
+        configs = [text for text, _ in self._configs]
+        for trigger_id, config_ref, slot_ref in zip(
+            self.trigger_ids, self.config_refs, self.slot_refs, strict=True
+        ):
+            yield trigger_id, self.slot_times[slot_ref - 1], configs[config_ref - 1]
 
     def arguments(self, fired_at: str) -> list[Any]:
         configs = list(self._configs)
