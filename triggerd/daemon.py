@@ -22,7 +22,7 @@ from triggerd import db
 from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
-from triggerd.api.metrics import METRICS, add_metrics_routes
+from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
@@ -173,7 +173,8 @@ class Daemon:
         self.executor = Executor(
             pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS]
         )
-        self.components = [self.executor]
+        # First, so it also sees the loop held while the other parts start.
+        self.components = [LoopLagMonitor(self.app[METRICS]), self.executor]
         scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
         scheduler.metrics = self.app[METRICS]
         ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)

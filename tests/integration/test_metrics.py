@@ -192,3 +192,33 @@ async def test_each_app_has_its_own_registry(
     first.app[METRICS].backpressure()
     assert (await scrape(first))[("triggerd_webhook_backpressure_total", ())] == 1
     assert (await scrape(second))[("triggerd_webhook_backpressure_total", ())] == 0
+
+
+async def test_event_loop_lag_shows_a_held_loop(
+    pool: Any, make_client: Callable[..., Awaitable[Client]]
+) -> None:
+    import asyncio
+    import time
+
+    from triggerd.api.metrics import LoopLagMonitor
+
+    metrics = Metrics(process_metrics=False)
+    client = await make_client(pool, metrics)
+    monitor = LoopLagMonitor(metrics, interval=0.01)
+    await monitor.start()
+    try:
+        while len(monitor.samples) < 3:
+            await asyncio.sleep(0.01)
+        time.sleep(0.3)  # holds the loop, as a long computation would
+        seen = len(monitor.samples)
+        while len(monitor.samples) == seen:
+            await asyncio.sleep(0.01)
+    finally:
+        await monitor.stop()
+    found = await scrape(client)
+    name = "triggerd_event_loop_lag_seconds"
+    count = found[(f"{name}_count", ())]
+    assert count == len(monitor.samples)
+    # Exactly the measurement that spanned the hold is above 0.25 s.
+    assert count - found[(f"{name}_bucket", (("le", "0.25"),))] == 1
+    assert max(monitor.samples) >= 0.25
