@@ -222,3 +222,27 @@ async def test_event_loop_lag_shows_a_held_loop(
     # Exactly the measurement that spanned the hold is above 0.25 s.
     assert count - found[(f"{name}_bucket", (("le", "0.25"),))] == 1
     assert max(monitor.samples) >= 0.25
+
+
+async def test_the_exposition_is_rendered_off_the_event_loop(
+    pool: Any, make_client: Callable[..., Awaitable[Client]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering grows with the series (one per trigger and outcome): it runs in a worker
+    thread, so the loop keeps firing and answering meanwhile."""
+    import threading
+
+    metrics = Metrics(process_metrics=False)
+    for i in range(1000):
+        metrics.cron_fired(f"wf/t{i}", "fired", 0.001)
+    threads: list[int] = []
+    render = metrics.render
+
+    def recording(accept: str = "") -> tuple[bytes, str]:
+        threads.append(threading.get_ident())
+        return render(accept)
+
+    monkeypatch.setattr(metrics, "render", recording)
+    client = await make_client(pool, metrics)
+    found = await scrape(client)
+    assert found[("triggerd_cron_fires_total", (("outcome", "fired"), ("trigger", "wf/t999")))] == 1
+    assert len(threads) == 1 and threads[0] != threading.get_ident()

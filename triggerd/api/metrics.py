@@ -282,7 +282,11 @@ async def metrics_handler(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     pool = request.app[POOL]
     await metrics.refresh(pool, pool)
-    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    # The exposition grows with the series (one per trigger and outcome: 100,000 triggers
+    # are 100,000 lines); a worker thread renders it while the loop keeps turning.
+    body, content_type = await asyncio.to_thread(
+        metrics.render, request.headers.get("Accept", "")
+    )
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
