@@ -41,7 +41,7 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -392,24 +392,7 @@ class CronScheduler:
             self._rebuilding = True
             try:
                 with _long_lived_build():
-                    memo: CatchupMemo = {}
-                    requests: list[SlotRequest] = []
-                    slicer = _Slicer()  # other components share the loop
-                    async for rows in iter_cron_triggers(self._pool):
-                        for row in rows:
-                            added = self._add_row(row, now)
-                            if added is not None:
-                                entry, group, _ = added
-                                requests.extend(
-                                    self._catch_up(entry, group.schedule, row.last_slot, now, memo)
-                                )
-                            await slicer.tick()
-                    # Instants registered here may fire while this yields: the table is complete
-                    # and every floor is `now`, so they write only slots after the catch-up's.
-                    for group in list(self._table.groups.values()):
-                        self._schedule_group(group, now)
-                        await slicer.tick()
-                    self._configs.retain({e.config_text for e in self._table})
+                    requests = await self._load_all(now)
             finally:
                 self._rebuilding = False
             self._stats.last_reconcile = now
@@ -432,6 +415,30 @@ class CronScheduler:
             },
         )
 
+    async def _load_all(self, now: datetime) -> list[SlotRequest]:
+        """Fill the (new, empty) table with every trigger and schedule its groups; returns
+        the catch-up's slots."""
+        memo: CatchupMemo = {}
+        requests: list[SlotRequest] = []
+        slicer = _Slicer()  # other components share the loop
+        async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
+            async for rows in pages:
+                for row in rows:
+                    added = self._add_row(row, now)
+                    if added is not None:
+                        entry, group, _ = added
+                        requests.extend(
+                            self._catch_up(entry, group.schedule, row.last_slot, now, memo)
+                        )
+                    await slicer.tick()
+        # Instants registered here may fire while this yields: the table is complete and
+        # every floor is `now`, so they write only slots after the catch-up's.
+        for group in list(self._table.groups.values()):
+            self._schedule_group(group, now)
+            await slicer.tick()
+        self._configs.retain({e.config_text for e in self._table})
+        return requests
+
     async def _sync(self, ids: set[str] | None) -> None:
         """Apply the rows of ``ids`` (None: every trigger) to the cache, catching up the
         added and changed ones."""
@@ -439,7 +446,8 @@ class CronScheduler:
             if self._recovering_since is not None:
                 return  # the pending rebuild reloads everything anyway
             now = self._clock()
-            requests, changes = await self._apply(self._pages(ids), ids, now)
+            async with contextlib.aclosing(self._pages(ids)) as pages:
+                requests, changes = await self._apply(pages, ids, now)
             if ids is None:
                 self._configs.retain({e.config_text for e in self._table})
                 self._stats.last_reconcile = now
@@ -457,11 +465,12 @@ class CronScheduler:
                 },
             )
 
-    async def _pages(self, ids: set[str] | None) -> AsyncIterator[list[CronTriggerRow]]:
+    async def _pages(self, ids: set[str] | None) -> AsyncGenerator[list[CronTriggerRow], None]:
         """The rows of ``ids``, or of every trigger in pages."""
         if ids is None:
-            async for rows in iter_cron_triggers(self._pool):
-                yield rows
+            async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
+                async for rows in pages:
+                    yield rows
         else:
             yield await load_cron_triggers(self._pool, sorted(ids))
 

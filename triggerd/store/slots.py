@@ -23,7 +23,7 @@ cache is behind the table and reloads them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -126,44 +126,30 @@ WHERE t.type = 'cron' AND t.enabled AND w.status = 'active'
 """
 
 
-_LOAD_PAGE = """
-SELECT t.id::text AS id, w.key AS workflow_key, t.name, t.config::text AS config_text,
-       t.enabled_at,
-       (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot
-FROM workflow_triggers t
-JOIN workflows w ON w.id = t.workflow_id
-WHERE t.type = 'cron' AND t.enabled AND w.status = 'active'
-  AND ($1::uuid IS NULL OR t.id > $1::uuid)
-ORDER BY t.id
-LIMIT $2
-"""
-
 LOAD_PAGE = 5000
 
 
 async def iter_cron_triggers(
-    conn: Conn, page: int = LOAD_PAGE
-) -> AsyncIterator[list[CronTriggerRow]]:
-    """Every enabled cron trigger of an active workflow, as pages of ``page`` rows in id
-    order (keyset pagination: each page is an index range). Decoding one page holds the
-    event loop for milliseconds, where all 100,000 rows at once held it for a tenth of a
-    second. Pages are separate statements: a trigger changed meanwhile is seen before or
-    after its change, and its notification reloads it."""
-    after: str | None = None
-    while True:
-        try:
-            rows = await conn.fetch(_LOAD_PAGE, after, page, timeout=STATEMENT_TIMEOUT)
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise _unavailable(exc) from exc
-            raise
-        if not rows:
-            return
-        found = list(map(CronTriggerRow._make, rows))
-        yield found
-        if len(found) < page:
-            return
-        after = found[-1].id
+    pool: asyncpg.Pool, page: int = LOAD_PAGE
+) -> AsyncGenerator[list[CronTriggerRow], None]:
+    """Every enabled cron trigger of an active workflow (one statement, one snapshot), in
+    pages of ``page`` rows read from a cursor: decoding one page holds the event loop for
+    milliseconds, where all 100,000 rows at once held it for a tenth of a second. The
+    connection is held (in a read-only transaction) until the iteration ends: consume it
+    under ``contextlib.aclosing``."""
+    try:
+        async with pool.acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(_LOAD, None, timeout=STATEMENT_TIMEOUT)
+            while True:
+                rows = await cursor.fetch(page, timeout=STATEMENT_TIMEOUT)
+                if rows:
+                    yield list(map(CronTriggerRow._make, rows))
+                if len(rows) < page:
+                    return
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _unavailable(exc) from exc
+        raise
 
 
 async def load_cron_triggers(
