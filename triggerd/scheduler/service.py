@@ -108,9 +108,10 @@ OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
-# While (re)loading many triggers, the loop is given back after this many seconds of work,
-# so fires, probes and requests wait at most about that long.
-YIELD_AFTER = 0.01
+# While (re)loading many triggers, the loop is given back after this many seconds of work.
+# A timer that expires meanwhile runs after the next slice too (the loop runs every ready
+# callback of a turn), so others wait up to about twice this.
+YIELD_AFTER = 0.005
 
 
 def utc_now() -> datetime:
