@@ -22,13 +22,12 @@ from triggerd import db
 from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
-from triggerd.api.metrics import METRICS, add_metrics_routes
+from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.listener import open_listener
-from triggerd.looplag import watch_event_loop_lag
 from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
 
@@ -180,7 +179,8 @@ class Daemon:
             pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
             own_ports=frozenset({self._listen_port}),
         )
-        self.components = [self.executor]
+        # First, so it also sees the loop held while the other parts start.
+        self.components = [LoopLagMonitor(self.app[METRICS]), self.executor]
         scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
         scheduler.metrics = self.app[METRICS]
         ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
@@ -309,13 +309,6 @@ class Daemon:
                 self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
             )
             self._background.append(self._watchdog)
-            assert self.app is not None
-            self._background.append(
-                asyncio.create_task(
-                    watch_event_loop_lag(self.app[METRICS].event_loop_lag.observe),
-                    name="triggerd-loop-lag",
-                )
-            )
             await self._stop.wait()
             logger.info("stopping", extra={"event": "daemon_stopping"})
         finally:

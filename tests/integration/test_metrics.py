@@ -192,3 +192,57 @@ async def test_each_app_has_its_own_registry(
     first.app[METRICS].backpressure()
     assert (await scrape(first))[("triggerd_webhook_backpressure_total", ())] == 1
     assert (await scrape(second))[("triggerd_webhook_backpressure_total", ())] == 0
+
+
+async def test_event_loop_lag_shows_a_held_loop(
+    pool: Any, make_client: Callable[..., Awaitable[Client]]
+) -> None:
+    import asyncio
+    import time
+
+    from triggerd.api.metrics import LoopLagMonitor
+
+    metrics = Metrics(process_metrics=False)
+    client = await make_client(pool, metrics)
+    monitor = LoopLagMonitor(metrics, interval=0.01)
+    await monitor.start()
+    try:
+        while len(monitor.samples) < 3:
+            await asyncio.sleep(0.01)
+        time.sleep(0.3)  # holds the loop, as a long computation would
+        seen = len(monitor.samples)
+        while len(monitor.samples) == seen:
+            await asyncio.sleep(0.01)
+    finally:
+        await monitor.stop()
+    found = await scrape(client)
+    name = "triggerd_event_loop_lag_seconds"
+    count = found[(f"{name}_count", ())]
+    assert count == len(monitor.samples)
+    # Exactly the measurement that spanned the hold is above 0.25 s.
+    assert count - found[(f"{name}_bucket", (("le", "0.25"),))] == 1
+    assert max(monitor.samples) >= 0.25
+
+
+async def test_the_exposition_is_rendered_off_the_event_loop(
+    pool: Any, make_client: Callable[..., Awaitable[Client]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering grows with the series (one per trigger and outcome): it runs in a worker
+    thread, so the loop keeps firing and answering meanwhile."""
+    import threading
+
+    metrics = Metrics(process_metrics=False)
+    for i in range(1000):
+        metrics.cron_fired(f"wf/t{i}", "fired", 0.001)
+    threads: list[int] = []
+    render = metrics.render
+
+    def recording(accept: str = "") -> tuple[bytes, str]:
+        threads.append(threading.get_ident())
+        return render(accept)
+
+    monkeypatch.setattr(metrics, "render", recording)
+    client = await make_client(pool, metrics)
+    found = await scrape(client)
+    assert found[("triggerd_cron_fires_total", (("outcome", "fired"), ("trigger", "wf/t999")))] == 1
+    assert len(threads) == 1 and threads[0] != threading.get_ident()

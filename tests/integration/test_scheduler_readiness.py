@@ -1,54 +1,136 @@
-"""Readiness does no per-trigger work per probe (issue 14): with thousands of distinct
-schedules, a probe answered from the last background check; counted, not timed."""
+"""Readiness costs the same whatever the number of triggers: a probe does no per-trigger
+cron arithmetic and no per-trigger database query while nothing is late."""
 
 from __future__ import annotations
 
-import asyncio
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from tests.integration.test_scheduler_support import make_workflow, running, scheduler_settings
-from triggerd.scheduler import service
+import triggerd.planning
+import triggerd.scheduler.cache
+import triggerd.scheduler.service as service
+import triggerd.store.slots
+from tests.integration.test_scheduler_support import (
+    make_trigger,
+    make_workflow,
+    running,
+    scheduler_settings,
+    wait_for,
+)
 
 Pool = Any
 TRIGGERS = 10_000
+PROBES = 20
+CRON_FUNCTIONS = ("next_fire", "next_fires", "last_fires", "fires_between", "count_fires",
+                  "plan_catchup", "parse_cron")
 
 
-async def test_readiness_probes_do_no_per_trigger_cron_computation(
+def _configs(count: int) -> list[str]:
+    """Yearly schedules (none due while the test runs), a few hundred distinct ones, some
+    with jitter: enough groups that per-group work per probe would show."""
+    rng = random.Random(14)
+    configs = []
+    for _ in range(count):
+        config: dict[str, Any] = {
+            "cron": f"{rng.randrange(60)} {rng.randrange(24)} {rng.randrange(1, 29)} 1 *",
+            "timezone": rng.choice(["UTC", "Europe/Madrid", "America/New_York", "Asia/Tokyo"]),
+        }
+        if rng.random() < 0.1:
+            config["jitter"] = "30s"
+        configs.append(json.dumps(config))
+    return configs
+
+
+async def _insert_triggers(pool: Pool, workflow_id: str, configs: list[str]) -> None:
+    await pool.execute(
+        "INSERT INTO workflow_triggers (workflow_id, name, type, config, enabled_at)"
+        " SELECT $1, 't' || k, 'cron', c::jsonb, now() - interval '400 days'"
+        " FROM unnest($2::text[]) WITH ORDINALITY AS x(c, k)",
+        workflow_id,
+        configs,
+    )
+    await pool.execute("ANALYZE workflow_triggers")
+
+
+def _counting(calls: Counter[str], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    return counted
+
+
+async def test_readiness_does_no_per_trigger_work_per_probe(
     pool: Pool, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workflow_id = await make_workflow(pool)
-    # 10,000 triggers with 1,440 distinct daily schedules (minute, hour), in one statement.
-    await pool.execute(
-        "INSERT INTO workflow_triggers (workflow_id, name, type, config, input)"
-        " SELECT $1, 't' || i, 'cron',"
-        "   jsonb_build_object('cron', (i % 60) || ' ' || ((i / 60) % 24) || ' * * *',"
-        "                      'overlap', 'allow', 'misfire', 'skip'), '{}'"
-        " FROM generate_series(1, $2) AS i",
-        workflow_id, TRIGGERS,
-    )
-    calls = 0
-    from triggerd.cron import last_fires
+    workflow_id = await make_workflow(pool, key="many")
+    await _insert_triggers(pool, workflow_id, _configs(TRIGGERS))
+    calls: Counter[str] = Counter()
+    # Every cron computation the scheduler, its table and its catch-up planning can reach.
+    for module in (service, triggerd.scheduler.cache, triggerd.planning):
+        for name in CRON_FUNCTIONS:
+            if hasattr(module, name):
+                function = getattr(module, name)
+                monkeypatch.setattr(module, name, _counting(calls, name, function))
+    sent: list[int] = []
+    find_overdue = triggerd.store.slots.find_overdue
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return last_fires(*args, **kwargs)
+    async def counted_find_overdue(conn: Any, expected: Any, **kwargs: Any) -> list[str]:
+        sent.append(len(expected))
+        return await find_overdue(conn, expected, **kwargs)
 
-    monkeypatch.setattr(service, "last_fires", counting)
-    # Background checks every 5 s (a quarter of 20 s, the upper bound): none during the
-    # probes below unless they are slower than that.
-    settings = scheduler_settings(lag_threshold=timedelta(seconds=20))
-    async with running(pool, dsn, settings) as scheduler:
+    monkeypatch.setattr(service, "find_overdue", counted_find_overdue)
+
+    async with running(pool, dsn) as scheduler:
         assert scheduler.stats.triggers == TRIGGERS
-        before = calls
-        for _ in range(200):
+        assert await scheduler.readiness() is None
+        after_first = Counter(calls)
+        for _ in range(PROBES):
             assert await scheduler.readiness() is None
-        probes_cost = calls - before
-        # The background check does the work, once per schedule (not per probe).
-        await asyncio.sleep(5.5)
-        checked = calls - before
-    assert probes_cost == 0
-    assert 0 < checked <= 2 * 1440
+        # The probes computed no fire and asked the database about no trigger.
+        assert calls == after_first
+        assert sum(sent) == 0
+
+
+async def test_readiness_names_a_trigger_whose_slot_write_failed_until_a_slot_is_recorded(
+    pool: Pool, dsn: str
+) -> None:
+    workflow_id = await make_workflow(pool, key="reports")
+    trigger_id = await make_trigger(
+        pool, workflow_id, "every", {"cron": "* * * * * *", "overlap": "allow"}
+    )
+    # A real statement failure that is not a lost connection: the writes give up after
+    # their retries (no rebuild follows), so only readiness can tell.
+    await pool.execute(
+        "CREATE FUNCTION refuse_slot() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'slot refused'; END $$"
+    )
+    settings = scheduler_settings(lag_threshold=timedelta(seconds=1))
+    async with running(pool, dsn, settings) as scheduler:
+        assert await scheduler.readiness() is None
+        await pool.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON trigger_slots"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_slot()"
+        )
+        try:
+            assert await wait_for(lambda: scheduler.stats.write_errors >= 3, timeout=5.0)
+            assert await wait_for(
+                lambda: _is(scheduler, "overdue triggers: reports/every"), timeout=5.0
+            )
+        finally:
+            await pool.execute("DROP TRIGGER refuse ON trigger_slots")
+        # Later slots are recorded again: the failed one is settled.
+        assert await wait_for(lambda: _is(scheduler, None), timeout=5.0)
+        assert await pool.fetchval(
+            "SELECT count(*) FROM trigger_slots WHERE trigger_id = $1", trigger_id
+        ) > 0
+
+
+async def _is(scheduler: Any, expected: str | None) -> bool:
+    return bool(await scheduler.readiness() == expected)

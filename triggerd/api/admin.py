@@ -419,7 +419,7 @@ async def get_workflow_handler(request: web.Request) -> web.Response:
     key = _path_key(request, "key", "workflow")
     pool = request.app[POOL]
     workflow = await get_workflow(pool, key)
-    triggers = [t for t in await list_triggers(pool) if t.workflow_id == workflow.id]
+    triggers = await list_triggers(pool, workflow_id=workflow.id)
     return _ok({**workflow_json(workflow), "triggers": [trigger_json(t) for t in triggers]})
 
 
@@ -440,9 +440,7 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     if workflow_key is not None:
         await get_workflow(pool, workflow_key)  # 404 for a workflow that does not exist
-    triggers = await list_triggers(pool, trigger_type=kind)
-    if workflow_key is not None:
-        triggers = [t for t in triggers if t.workflow_key == workflow_key]
+    triggers = await list_triggers(pool, trigger_type=kind, workflow_key=workflow_key)
     return _ok({"items": [trigger_json(t) for t in triggers]})
 
 

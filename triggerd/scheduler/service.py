@@ -24,24 +24,30 @@ How it works
 * Guards: the local clock is compared with PostgreSQL's at start and every 5 minutes
   (:attr:`CronScheduler.clock_skew`); :meth:`CronScheduler.readiness` names the triggers
   whose due slot is more than ``scheduler.lag_threshold`` late without a recorded outcome.
+  It costs O(1) per probe whatever the number of triggers: what is still owed (timers not
+  run, writes in flight or failed) is kept in an :class:`~.overdue.OverdueWatch` as the
+  timer plans and records slots; the database is asked only about the entries that are
+  late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import logging
 import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from triggerd.config import SchedulerSettings, Settings
-from triggerd.cron import CronSchedule, fires_between, last_fires, next_fire, utc_iso
+from triggerd.cron import CronSchedule, fires_between, next_fire, utc_iso
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import SlotOutcome
 from triggerd.planning import SlotDecision, jitter_offset, plan_catchup
@@ -56,6 +62,7 @@ from triggerd.scheduler.cache import (
     unchanged,
 )
 from triggerd.scheduler.listener import TriggerListener
+from triggerd.scheduler.overdue import OverdueWatch, Owed, OwedKind
 from triggerd.scheduler.timer import PreciseTimer
 from triggerd.store.slots import (
     RUN_OUTCOMES,
@@ -66,6 +73,7 @@ from triggerd.store.slots import (
     SlotWriteResult,
     database_clock,
     find_overdue,
+    iter_cron_triggers,
     load_cron_triggers,
     record_slots,
     warm_up,
@@ -95,18 +103,15 @@ INSTANT_STATEMENTS = max(2, os.cpu_count() or 2)
 WRITE_ATTEMPTS = 3
 DRAIN_TIMEOUT = 30.0
 RECOVERY_BACKOFF_MAX = 10.0
-OVERDUE_LOOKBACK = timedelta(days=400)
 OVERDUE_NAMES = 10
 OVERDUE_LIMIT = 1000
-# Overdue triggers are looked for in the background, this often (see _overdue_interval).
-OVERDUE_INTERVAL_MIN = 0.25
-OVERDUE_INTERVAL_MAX = 5.0
-OVERDUE_YIELD_EVERY = 200
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
-# Rows processed between two yields to the event loop while (re)loading many triggers.
-YIELD_EVERY = 5000
+# While (re)loading many triggers, the loop is given back after this many seconds of work.
+# A timer that expires meanwhile runs after the next slice too (the loop runs every ready
+# callback of a turn), so others wait up to about twice this.
+YIELD_AFTER = 0.005
 
 
 def utc_now() -> datetime:
@@ -173,7 +178,40 @@ class _Tally:
                 "failed": self.failed}
 
 
-CatchupMemo = dict[tuple[Any, ...], list[SlotDecision]]
+CatchupMemo = dict[tuple[Any, ...], Any]
+
+
+@contextlib.contextmanager
+def _long_lived_build() -> Iterator[None]:
+    """Build the (large, long-lived) trigger table without the cyclic garbage collector's
+    pauses, then move it out of the collector's sight.
+
+    A full collection walks every tracked object: with 100,000 triggers loaded it held the
+    loop for 50-150 ms, during the build (as the heap grew) and now and then afterwards.
+    The table has no reference cycles (entries are freed by reference counting when
+    replaced), so ``gc.freeze()`` loses nothing of it; at worst, cyclic garbage that exists
+    at that moment stays allocated.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+class _Slicer:
+    """Gives the event loop back every YIELD_AFTER seconds of a long computation."""
+
+    def __init__(self) -> None:
+        self._until = time.monotonic() + YIELD_AFTER
+
+    async def tick(self) -> None:
+        if time.monotonic() >= self._until:
+            await asyncio.sleep(0)
+            self._until = time.monotonic() + YIELD_AFTER
 
 
 class CronMetrics(Protocol):
@@ -209,6 +247,11 @@ class CronScheduler:
         self._instants: dict[datetime, set[ScheduleKey]] = {}
         self._prepared: dict[datetime, InstantPlan] = {}
         self._jitter: dict[datetime, list[tuple[CronEntry, datetime]]] = {}
+        # What is still owed, for readiness; tokens of the instants' and jitter buckets'
+        # entries, resolved when their timers run.
+        self._owed = OverdueWatch()
+        self._instant_owed: dict[datetime, int] = {}
+        self._jitter_owed: dict[datetime, int] = {}
         # Bumped by every rebuild: timers set before it do nothing when they run.
         self._generation = 0
         self._lock = asyncio.Lock()  # one reload, reconcile or rebuild at a time
@@ -221,7 +264,7 @@ class CronScheduler:
         self._recovering_since: datetime | None = None
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
-        self._overdue_problem: str | None = None  # the last background check's answer
+        self._rebuilding = False  # a rebuild is scheduling (and yielding to the loop)
         self._running = False
         # Local clock minus PostgreSQL's, seconds (positive: this host runs ahead).
         self.clock_skew: float | None = None
@@ -267,7 +310,6 @@ class CronScheduler:
             asyncio.create_task(self._watch_loop(), name="triggerd-cron-watch"),
             asyncio.create_task(self._reconcile_loop(), name="triggerd-cron-reconcile"),
             asyncio.create_task(self._skew_loop(), name="triggerd-cron-clock"),
-            asyncio.create_task(self._overdue_loop(), name="triggerd-cron-overdue"),
         ]
 
     async def stop(self) -> None:
@@ -283,6 +325,7 @@ class CronScheduler:
         self._instants.clear()
         self._prepared.clear()
         self._jitter.clear()
+        self._forget_owed()
 
     async def reconcile(self) -> None:
         """Bring the schedule in line with ``workflow_triggers`` (SIGHUP, periodic): added or
@@ -305,31 +348,23 @@ class CronScheduler:
                 f"scheduler recovering for {round((now - self._recovering_since).total_seconds())}s"
                 " (database unreachable?)"
             )
-        # The answer of the last background check: a probe costs nothing that grows with
-        # the number of triggers (readiness is probed every few seconds, per replica).
-        return self._overdue_problem
-
-    def _overdue_interval(self) -> float:
-        """How often overdue triggers are looked for: a quarter of ``lag_threshold``,
-        between OVERDUE_INTERVAL_MIN and OVERDUE_INTERVAL_MAX seconds."""
-        quarter = self._settings.lag_threshold.total_seconds() / 4
-        return min(OVERDUE_INTERVAL_MAX, max(OVERDUE_INTERVAL_MIN, quarter))
-
-    async def _overdue_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._overdue_interval())
-            try:
-                self._overdue_problem = await self._find_overdue_problem(self._clock())
-            except Exception as exc:  # the loop must not die; say so on /readyz
-                logger.exception("overdue check failed", extra={"event": "cron_overdue_failed"})
-                self._overdue_problem = f"scheduler cannot check overdue triggers: {exc}"
-
-    async def _find_overdue_problem(self, now: datetime) -> str | None:
-        expected = await self._expected_slots(now)
+        cutoff = now - lag
+        oldest = self._owed.oldest()
+        if oldest is None or oldest > cutoff:
+            return None  # the common case: one look at the heap's top
+        owed, expected = self._late_slots(cutoff)
+        if not expected:
+            return None
         try:
-            overdue = await find_overdue(self._pool, expected, limit=OVERDUE_LIMIT)
+            overdue = set(await find_overdue(self._pool, expected, limit=OVERDUE_LIMIT))
         except DatabaseUnavailable as exc:
             return f"scheduler cannot check overdue triggers: {exc}"
+        for item in owed:
+            # A failed write whose slots another replica (or a retry) recorded is settled.
+            if item.kind is OwedKind.FAILED and not any(
+                e.trigger_id in overdue for e in expected if e.owed == item.token
+            ):
+                self._owed.resolve(item.token)
         if not overdue:
             return None
         names = sorted(
@@ -350,22 +385,17 @@ class CronScheduler:
             self._instants.clear()
             self._prepared.clear()
             self._jitter.clear()
+            # The rebuild catches up whatever was owed (a failed write included).
+            self._forget_owed()
             await self._drain_writes()
-            rows = await load_cron_triggers(self._pool)
             now = self._clock()
             self._table = TriggerTable()
-            memo: CatchupMemo = {}
-            requests: list[SlotRequest] = []
-            for i, row in enumerate(rows, 1):
-                added = self._add_row(row, now)
-                if added is not None:
-                    entry, group, _ = added
-                    requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
-                if i % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # other components share the loop
-            for group in self._table.groups.values():
-                self._schedule_group(group, now)
-            self._configs.retain({e.config_text for e in self._table})
+            self._rebuilding = True
+            try:
+                with _long_lived_build():
+                    requests = await self._load_all(now)
+            finally:
+                self._rebuilding = False
             self._stats.last_reconcile = now
             self._rebuilt_at = self._clock()
             self._rebuilt_mono = time.monotonic()
@@ -386,15 +416,39 @@ class CronScheduler:
             },
         )
 
+    async def _load_all(self, now: datetime) -> list[SlotRequest]:
+        """Fill the (new, empty) table with every trigger and schedule its groups; returns
+        the catch-up's slots."""
+        memo: CatchupMemo = {}
+        requests: list[SlotRequest] = []
+        slicer = _Slicer()  # other components share the loop
+        async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
+            async for rows in pages:
+                for row in rows:
+                    added = self._add_row(row, now)
+                    if added is not None:
+                        entry, group, _ = added
+                        requests.extend(
+                            self._catch_up(entry, group.schedule, row.last_slot, now, memo)
+                        )
+                    await slicer.tick()
+        # Instants registered here may fire while this yields: the table is complete and
+        # every floor is `now`, so they write only slots after the catch-up's.
+        for group in list(self._table.groups.values()):
+            self._schedule_group(group, now)
+            await slicer.tick()
+        self._configs.retain({e.config_text for e in self._table})
+        return requests
+
     async def _sync(self, ids: set[str] | None) -> None:
         """Apply the rows of ``ids`` (None: every trigger) to the cache, catching up the
         added and changed ones."""
         async with self._lock:
             if self._recovering_since is not None:
                 return  # the pending rebuild reloads everything anyway
-            rows = await load_cron_triggers(self._pool, None if ids is None else sorted(ids))
             now = self._clock()
-            requests, changes = await self._apply(rows, ids, now)
+            async with contextlib.aclosing(self._pages(ids)) as pages:
+                requests, changes = await self._apply(pages, ids, now)
             if ids is None:
                 self._configs.retain({e.config_text for e in self._table})
                 self._stats.last_reconcile = now
@@ -412,8 +466,20 @@ class CronScheduler:
                 },
             )
 
+    async def _pages(self, ids: set[str] | None) -> AsyncGenerator[list[CronTriggerRow], None]:
+        """The rows of ``ids``, or of every trigger in pages."""
+        if ids is None:
+            async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
+                async for rows in pages:
+                    yield rows
+        else:
+            yield await load_cron_triggers(self._pool, sorted(ids))
+
     async def _apply(
-        self, rows: Sequence[CronTriggerRow], scope: set[str] | None, now: datetime
+        self,
+        pages: AsyncIterator[list[CronTriggerRow]],
+        scope: set[str] | None,
+        now: datetime,
     ) -> tuple[list[SlotRequest], dict[str, int]]:
         """Diff loaded rows against the cache. It yields to the loop now and then; instants
         firing meanwhile see a consistent table, as each change is made in one step."""
@@ -421,28 +487,41 @@ class CronScheduler:
         requests: list[SlotRequest] = []
         changes = {"added": 0, "changed": 0, "removed": 0}
         seen: set[str] = set()
-        for i, row in enumerate(rows, 1):
-            if i % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-            seen.add(row.id)
-            current = self._table.entries.get(row.id)
-            if current is not None and unchanged(current, row):
-                current.full_name = row.full_name  # a rename changes nothing else
-                continue
-            changes["changed" if current is not None else "added"] += 1
-            self._table.remove(row.id)
-            added = self._add_row(row, now)
-            if added is None:
-                continue
-            entry, group, created = added
-            if created:
-                self._schedule_group(group, now)
-            requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
+        slicer = _Slicer()
+        async for rows in pages:
+            for row in rows:
+                await slicer.tick()
+                self._apply_row(row, now, seen, changes, requests, memo)
         candidates = list(self._table.entries) if scope is None else list(scope)
         for trigger_id in candidates:
             if trigger_id not in seen and self._table.remove(trigger_id) is not None:
                 changes["removed"] += 1
+            await slicer.tick()
         return requests, changes
+
+    def _apply_row(
+        self,
+        row: CronTriggerRow,
+        now: datetime,
+        seen: set[str],
+        changes: dict[str, int],
+        requests: list[SlotRequest],
+        memo: CatchupMemo,
+    ) -> None:
+        seen.add(row.id)
+        current = self._table.entries.get(row.id)
+        if current is not None and unchanged(current, row):
+            current.full_name = row.full_name  # a rename changes nothing else
+            return
+        changes["changed" if current is not None else "added"] += 1
+        self._table.remove(row.id)
+        added = self._add_row(row, now)
+        if added is None:
+            return
+        entry, group, created = added
+        if created:
+            self._schedule_group(group, now)
+        requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
 
     def _add_row(
         self, row: CronTriggerRow, now: datetime
@@ -483,7 +562,7 @@ class CronScheduler:
         config = entry.config
         recent = now - config.jitter - CATCHUP_GRACE
         requests: list[SlotRequest] = []
-        if recent > since:
+        if recent > since and not self._nothing_missed(schedule, entry, since, recent, memo):
             key: tuple[Any, ...] = ("plan", entry.config_text, since, recent)
             decisions = memo.get(key)
             if decisions is None:
@@ -528,6 +607,28 @@ class CronScheduler:
         return requests
 
     @staticmethod
+    def _nothing_missed(
+        schedule: CronSchedule,
+        entry: CronEntry,
+        since: datetime,
+        recent: datetime,
+        memo: CatchupMemo,
+    ) -> bool:
+        """Whether the schedule has no fire in ``(since, recent]``. Triggers of one config
+        but different ``since`` (enabled at different times, never fired) share the answer:
+        no fire in ``(s, recent]`` means none in any shorter range, so one fire is computed
+        per config instead of a catch-up plan per trigger."""
+        key = ("clear", entry.config_text, recent)
+        clear: datetime | None = memo.get(key)
+        if clear is not None and since >= clear:
+            return True
+        fire = next_fire(schedule, since)
+        if fire is not None and fire.at <= recent:
+            return False
+        memo[key] = since if clear is None else min(clear, since)
+        return True
+
+    @staticmethod
     def _request(
         entry: CronEntry,
         slot: datetime,
@@ -560,6 +661,7 @@ class CronScheduler:
             keys.add(key)
             return
         self._instants[at] = {key}
+        self._instant_owed[at] = self._owed.add(at, OwedKind.INSTANT, at)
         self._timer.call_at(
             at,
             functools.partial(self._on_instant, at, self._generation),
@@ -573,6 +675,7 @@ class CronScheduler:
         bucket = self._jitter.get(at)
         if bucket is None:
             bucket = self._jitter[at] = []
+            self._jitter_owed[at] = self._owed.add(at, OwedKind.JITTER, at)
             self._timer.call_at(
                 at,
                 functools.partial(self._on_jitter, at, self._generation),
@@ -583,6 +686,8 @@ class CronScheduler:
     def _late(self, at: datetime, now: datetime) -> bool:
         """Whether the loop woke for ``at`` so late that it was stalled. A rebuild that took
         a while delays the first instants after it; that is not a stall."""
+        if self._rebuilding:
+            return False
         reference = at if self._rebuilt_at is None else max(at, self._rebuilt_at)
         return now - reference > STALL_THRESHOLD
 
@@ -602,6 +707,7 @@ class CronScheduler:
         if generation != self._generation or not self._running:
             return
         keys = self._instants.pop(at, None)
+        self._settle(self._instant_owed.pop(at, None))
         plan = self._prepared.pop(at, None)
         if not keys or self._recovering_since is not None:
             return
@@ -629,6 +735,7 @@ class CronScheduler:
         if generation != self._generation or not self._running:
             return
         bucket = self._jitter.pop(at, None)
+        self._settle(self._jitter_owed.pop(at, None))
         if not bucket or self._recovering_since is not None:
             return
         if self._late(at, self._clock()):
@@ -651,7 +758,22 @@ class CronScheduler:
         task = asyncio.create_task(self._write_now(requests, due))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        # Owed until written; a catch-up's slots are owed from now on.
+        token = self._owed.add(due or self._clock(), OwedKind.WRITE, requests)
+        task.add_done_callback(functools.partial(self._written, token))
         return task
+
+    def _settle(self, token: int | None) -> None:
+        if token is not None:
+            self._owed.resolve(token)
+
+    def _written(self, token: int, task: asyncio.Task[SlotWriteResult | None]) -> None:
+        item = self._owed.resolve(token)
+        failed = task.cancelled() or task.exception() is not None or task.result() is None
+        if item is not None and failed:
+            # Its slots may have no outcome: owed until a rebuild catches them up or
+            # readiness finds them recorded (by another replica).
+            self._owed.add(item.due, OwedKind.FAILED, item.ref)
 
     async def _write(
         self, requests: SlotBatch, *, due: datetime | None
@@ -885,30 +1007,51 @@ class CronScheduler:
                 extra={"event": "cron_clock_skew", "skew_s": round(skew, 3)},
             )
 
-    async def _expected_slots(self, now: datetime) -> list[ExpectedSlot]:
-        """Per trigger, the newest slot that should have an outcome by now: due (with its
-        largest jitter) at least ``lag_threshold`` ago, and after the trigger was enabled.
-        Yields to the event loop every OVERDUE_YIELD_EVERY schedules (there may be
-        thousands of distinct ones)."""
-        lag = self._settings.lag_threshold
-        expected: list[ExpectedSlot] = []
-        newest: dict[tuple[ScheduleKey, timedelta], datetime | None] = {}
-        for done, group in enumerate(list(self._table.groups.values()), start=1):
-            if done % OVERDUE_YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-            for entry in list(group.members.values()):
-                key = (group.key, entry.config.jitter)
-                if key not in newest:
-                    end = now - lag - entry.config.jitter
-                    fires = last_fires(group.schedule, end - OVERDUE_LOOKBACK, end, 1)
-                    newest[key] = fires[-1].at if fires else None
-                slot = newest[key]
-                if slot is not None and slot > entry.enabled_at:
-                    expected.append(
-                        ExpectedSlot(trigger_id=entry.id, expected=slot,
-                                     config_text=entry.config_text)
-                    )
-        return expected
+    # --- what is owed (readiness) -----------------------------------------------------------
+
+    def _forget_owed(self) -> None:
+        self._owed.clear()
+        self._instant_owed.clear()
+        self._jitter_owed.clear()
+
+    def _late_slots(self, cutoff: datetime) -> tuple[list[Owed], list[_Expected]]:
+        """The owed entries due by ``cutoff`` and, for at most OVERDUE_LIMIT of their
+        triggers, the slot each should have an outcome for."""
+        owed: list[Owed] = []
+        expected: list[_Expected] = []
+        for item in self._owed.due_by(cutoff):
+            if len(expected) >= OVERDUE_LIMIT:
+                break
+            owed.append(item)
+            expected.extend(
+                _Expected(trigger_id=t, expected=slot, config_text=c, owed=item.token)
+                for t, slot, c in self._owed_slots(item, cutoff)
+            )
+        return owed, expected[:OVERDUE_LIMIT]
+
+    def _owed_slots(self, item: Owed, cutoff: datetime) -> Iterator[tuple[str, datetime, str]]:
+        if item.kind is OwedKind.INSTANT:
+            at = item.due
+            for key in self._instants.get(at, ()):
+                group = self._table.groups.get(key)
+                if group is None or group.next_at != at:
+                    continue
+                for entry in group.members.values():
+                    # A jittered slot is due up to its jitter later.
+                    if entry.floor < at and at + entry.config.jitter <= cutoff:
+                        yield entry.id, at, entry.config_text
+        elif item.kind is OwedKind.JITTER:
+            for entry, slot in self._jitter.get(item.due, ()):
+                if self._table.current(entry):
+                    yield entry.id, slot, entry.config_text
+        else:
+            assert isinstance(item.ref, SlotBatch)
+            yield from item.ref.rows()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Expected(ExpectedSlot):
+    owed: int  # the token of the owed entry it comes from
 
 
 __all__ = ["CronMetrics", "CronScheduler", "SchedulerStats", "utc_now"]

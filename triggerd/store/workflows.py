@@ -231,14 +231,21 @@ async def list_triggers(
     *,
     enabled_only: bool = False,
     trigger_type: str | None = None,
+    workflow_key: str | None = None,
+    workflow_id: str | None = None,
 ) -> list[TriggerRecord]:
+    """Triggers ordered by workflow key and name; ``workflow_key`` or ``workflow_id`` narrow
+    the query to those workflows' (an index lookup, not a scan of every trigger)."""
     rows = await conn.fetch(
         f"SELECT {_TRIGGER_COLUMNS} FROM workflow_triggers t JOIN workflows w"
         " ON w.id = t.workflow_id"
         " WHERE ($1::boolean IS FALSE OR t.enabled) AND ($2::text IS NULL OR t.type = $2)"
+        " AND ($3::text IS NULL OR w.key = $3) AND ($4::uuid IS NULL OR w.id = $4)"
         " ORDER BY w.key, t.name",
         enabled_only,
         trigger_type,
+        workflow_key,
+        workflow_id,
     )
     return [row_to(TriggerRecord, r) for r in rows]
 
