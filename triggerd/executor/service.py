@@ -153,6 +153,9 @@ class Executor:
     async def readiness(self) -> str | None:
         if not self._running:
             return "executor not running"
+        stopped = sorted(t.get_name() for t in self._tasks if t.done())
+        if stopped:
+            return f"executor loop stopped: {', '.join(stopped)}"
         return None
 
     # -- loops ---------------------------------------------------------------------------
@@ -170,7 +173,9 @@ class Executor:
             if self._accepting and free >= threshold:
                 try:
                     claimed = await self._claim(min(free, CLAIM_BATCH))
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except Exception as exc:
+                    # Whatever a dying database raises (asyncpg's InternalClientError too),
+                    # the loop must outlive it: a dead claim loop leaves every run NEW.
                     logger.warning(
                         "claim failed", extra={"event": "claim_failed", "error": str(exc)}
                     )
@@ -314,7 +319,7 @@ class Executor:
             try:
                 async with self.pool.acquire() as conn:
                     held = await store.renew_leases(conn, self.owner, ids, self.lease)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # keep renewing after any database failure
                 logger.warning(
                     "lease renewal failed", extra={"event": "lease_renew_failed", "error": str(exc)}
                 )
@@ -372,7 +377,7 @@ class Executor:
                         if deleted < 500 and released < 1000:
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # try again next time, whatever failed
                 logger.warning(
                     "retention failed", extra={"event": "retention_failed", "error": str(exc)}
                 )

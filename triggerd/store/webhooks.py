@@ -40,6 +40,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.InterfaceError,
+    # asyncpg's answer when the server vanishes in the middle of an operation ("cannot
+    # switch to state ...; another operation is in progress", "not connected").
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
