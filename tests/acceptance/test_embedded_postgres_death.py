@@ -195,16 +195,16 @@ async def test_embedded_server_that_cannot_start_again_fails_liveness_and_exits(
     os.kill(pid, signal.SIGKILL)
     (pgdata / "global" / "pg_control").rename(pgdata / "global" / "pg_control.moved")
 
-    seen: list[int] = []
-
-    async def liveness_failed() -> bool:
+    async def liveness_failed() -> object:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            status, _ = await daemon.get("/healthz")
-            seen.append(status)
-            return status == 503
-        return False
+            status, body = await daemon.get("/healthz")
+            return body if status == 503 else None
+        return None
 
-    await wait_for(liveness_failed, timeout=120, interval=0.2)
+    body = await wait_for(liveness_failed, timeout=120, interval=0.2)
+    assert body["status"] == "failing" and list(body["failing"]) == ["embedded_postgres"], body
+    assert body["failing"]["embedded_postgres"].startswith(
+        "the embedded PostgreSQL is down; restart attempt "), body
     code = await daemon.wait_exit(timeout=180)
     assert code == 1, daemon.describe()
     lost = daemon.events_named("embedded_postgres_lost")
