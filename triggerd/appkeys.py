@@ -14,7 +14,5 @@ SETTINGS = web.AppKey("settings", Settings)
 # name -> async check returning None when fine, else the problem (for /readyz).
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
-# name -> check without I/O returning None when alive, else the problem (for /healthz and
-# the systemd watchdog).
-LivenessCheck = Callable[[], str | None]
-LIVENESS_CHECKS = web.AppKey("liveness_checks", dict[str, LivenessCheck])
+# Why the process is no longer alive (for /healthz); empty while it is.
+FATAL = web.AppKey("fatal", list[str])

@@ -23,18 +23,12 @@ from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.api.metrics import METRICS, add_metrics_routes
-from triggerd.appkeys import (
-    LIVENESS_CHECKS,
-    POOL,
-    READINESS_CHECKS,
-    SETTINGS,
-    ReadinessCheck,
-)
+from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
-from triggerd.embedded import EmbeddedGuard
-from triggerd.errors import EmbeddedDatabaseLost, TriggerdError
+from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.listener import open_listener
+from triggerd.looplag import watch_event_loop_lag
 from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
 
@@ -56,7 +50,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app[SETTINGS] = settings
     app[POOL] = pool
     app[READINESS_CHECKS] = {}
-    app[LIVENESS_CHECKS] = {}
+    app[FATAL] = []
     health.add_routes(app)
     add_metrics_routes(app)  # app[METRICS], GET /metrics
     add_admin_routes(app)  # app[API_AUTH], /api/v1 and its token middleware
@@ -85,8 +79,10 @@ class Daemon:
     # [http] processes > 1: the private directory of the Unix socket the workers forward
     # requests to.
     _worker_dir: str | None = None
-    # The embedded server's watcher (no [database] url), which restarts it when it dies.
-    guard: EmbeddedGuard | None = None
+    # Set when the daemon cannot go on (the embedded server is lost): it stops and exits
+    # non-zero so its supervisor restarts it.
+    _fatal: str | None = None
+    _watchdog: asyncio.Task[None] | None = None
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -117,12 +113,7 @@ class Daemon:
         # The workers listen on the port actually taken (port 0 picks one).
         self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
-        embedded: db.EmbeddedServer | None = None
-        if self.settings.database.url:
-            dsn = self.settings.database.url
-        else:
-            embedded = await asyncio.to_thread(db.open_embedded, self.settings.state_dir)
-            dsn = embedded.dsn
+        dsn = await db.resolve_dsn(self.settings)
         report = await db.migrate(dsn)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
@@ -146,10 +137,6 @@ class Daemon:
         await self.site.start()
         if self.settings.http.processes > 1:
             await self.start_http_workers(dsn)
-        if embedded is not None:
-            self.guard = EmbeddedGuard(embedded, on_lost=self.request_stop)
-            self.app[LIVENESS_CHECKS][self.guard.name] = self.guard.liveness
-            await self.guard.start()
         logger.info(
             "triggerd ready",
             extra={
@@ -190,7 +177,8 @@ class Daemon:
 
         assert self.pool is not None and self.app is not None
         self.executor = Executor(
-            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS]
+            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
+            own_ports=frozenset({self._listen_port}),
         )
         self.components = [self.executor]
         scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
@@ -198,6 +186,23 @@ class Daemon:
         ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
         ingress.stats.sink = self.app[METRICS]
         self.components += [scheduler, ingress]
+        if not self.settings.database.url:
+            from triggerd.embedded import EmbeddedServerWatch
+
+            watch = EmbeddedServerWatch(
+                state_dir=self.settings.state_dir, dsn=dsn, on_lost=self.lose
+            )
+            self.components.insert(0, watch)  # started first, stopped last
+
+    def lose(self, problem: str) -> None:
+        """The daemon cannot go on: fail liveness, stop the watchdog pings, exit non-zero."""
+        logger.critical(problem, extra={"event": "daemon_failing", "error": problem})
+        self._fatal = problem
+        if self.app is not None:
+            self.app[FATAL].append(problem)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.request_stop()
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         assert self.app is not None
@@ -268,14 +273,8 @@ class Daemon:
             finally:
                 self.notifier.ready(self.status_line())
 
-    def alive(self) -> bool:
-        """What ``/healthz`` answers, for the watchdog."""
-        return self.guard is None or self.guard.problem is None
-
     async def stop(self) -> None:
         self.notifier.stopping()
-        if self.guard is not None:
-            await self.guard.stop()  # no restart of the server while everything stops
         # Stop accepting first: new connections are refused while runs drain.
         if self.site is not None:
             with contextlib.suppress(Exception):
@@ -306,10 +305,15 @@ class Daemon:
         try:
             await self.start()
             self.notifier.ready(self.status_line())
+            self._watchdog = asyncio.create_task(
+                self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
+            )
+            self._background.append(self._watchdog)
+            assert self.app is not None
             self._background.append(
                 asyncio.create_task(
-                    self.notifier.watchdog_loop(self.status_line, self.alive),
-                    name="triggerd-watchdog",
+                    watch_event_loop_lag(self.app[METRICS].event_loop_lag.observe),
+                    name="triggerd-loop-lag",
                 )
             )
             await self._stop.wait()
@@ -319,11 +323,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         logger.info("stopped", extra={"event": "daemon_stopped"})
-        if self.guard is not None and self.guard.lost:
-            raise EmbeddedDatabaseLost(
-                f"the embedded PostgreSQL in {self.guard.pgdata} died and cannot be started"
-                " again; exiting so that the supervisor restarts triggerd"
-            )
+        if self._fatal is not None:
+            raise DatabaseUnavailable(self._fatal)
 
 
 def _get(settings: Settings, dotted: str) -> Any:

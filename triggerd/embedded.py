@@ -1,137 +1,98 @@
-"""Keeping the embedded PostgreSQL alive under the daemon.
-
-The daemon is one of the embedded server's owners. When the postmaster dies (killed, out of
-memory), nothing else starts it again: every component would retry forever against a
-socket nobody listens on. The guard notices the dead postmaster, starts the server again on
-the same data directory and lets the components reconnect on their own (pools make new
-connections, listeners reconnect and reconcile). When the server cannot be started again
-within a few attempts, the daemon is not alive any more: ``/healthz`` fails, the systemd
-watchdog pings stop, and the daemon exits with status 1 so its supervisor restarts it.
-
-With an external ``[database] url`` there is no guard: the daemon answers 503 and is not
-ready until the database comes back, then carries on by itself.
-"""
+"""Watch over the embedded PostgreSQL the daemon started: a postmaster that died (killed,
+out of memory) is started again; one that cannot be is reported, so the daemon fails its
+liveness probe, stops its watchdog pings and exits for its supervisor to restart it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from triggerd.db import EmbeddedServer
-from triggerd.errors import DatabaseUnavailable
+from triggerd import db
+from triggerd.errors import TriggerdError
 
 logger = logging.getLogger(__name__)
 
-CHECK_INTERVAL = 1.0
-RESTART_ATTEMPTS = 5
-# Backends of a killed postmaster may hold its shared memory for a moment, which makes
-# the first start attempt fail; later attempts wait longer.
-RESTART_BACKOFF_FIRST = 1.0
-RESTART_BACKOFF_MAX = 8.0
 
+@dataclass(kw_only=True)
+class EmbeddedServerWatch:
+    """A daemon component; only built when the daemon runs the embedded server."""
 
-def restart_delays(
-    attempts: int = RESTART_ATTEMPTS,
-    first: float = RESTART_BACKOFF_FIRST,
-    most: float = RESTART_BACKOFF_MAX,
-) -> list[float]:
-    """The pause after each failed attempt but the last: doubling, capped."""
-    return [min(first * 2**n, most) for n in range(attempts - 1)]
-
-
-class EmbeddedGuard:
-    """Watches the postmaster of the embedded server and restarts it.
-
-    ``problem`` is None while the daemon is alive as far as the database goes; it names
-    what is wrong from the first failed restart attempt until a restart succeeds (that is
-    what ``/healthz`` and the watchdog report). ``on_lost`` is called once, after the last
-    attempt failed.
-    """
-
-    name = "embedded_postgres"
-
-    def __init__(
-        self,
-        server: EmbeddedServer,
-        *,
-        on_lost: Callable[[], None],
-        check_interval: float = CHECK_INTERVAL,
-        delays: list[float] | None = None,
-    ) -> None:
-        self._server = server
-        self._on_lost = on_lost
-        self._check_interval = check_interval
-        self._delays = restart_delays() if delays is None else delays
-        self._task: asyncio.Task[None] | None = None
-        self.problem: str | None = None
-        self.restarts = 0
-        self.lost = False
+    state_dir: Path
+    dsn: str
+    on_lost: Callable[[str], None]
+    interval: float = 1.0
+    attempts: int = 3
+    backoff: float = 1.0
+    # Blocking calls, run in a thread (replaceable for tests of the give-up path).
+    is_running: Callable[[Path], bool] = db.embedded_server_running
+    restart: Callable[[Path], str] = db.restart_embedded
+    name: str = "embedded_postgres"
+    restarts: int = 0
+    _down_since: float | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="triggerd-embedded-guard")
+        self._task = asyncio.create_task(self._loop(), name="triggerd-embedded-watch")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
 
-    @property
-    def pgdata(self) -> str:
-        return str(self._server.pgdata)
+    async def readiness(self) -> str | None:
+        if self._down_since is None:
+            return None
+        return f"the embedded PostgreSQL is down since {time.monotonic() - self._down_since:.1f}s"
 
-    def liveness(self) -> str | None:
-        return self.problem
-
-    async def _watch(self) -> None:
+    async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self._check_interval)
-            # Reads postmaster.pid and /proc: small, but file I/O, so off the loop.
-            if await asyncio.to_thread(self._server.running):
+            await asyncio.sleep(self.interval)
+            if await asyncio.to_thread(self.is_running, self.state_dir):
                 continue
-            if not await self._restart():
-                self.lost = True
-                logger.error(
-                    "the embedded PostgreSQL cannot be started again; exiting",
-                    extra={"event": "embedded_postgres_lost", "pgdata": str(self._server.pgdata),
-                           "attempts": len(self._delays) + 1, "error": self.problem},
-                )
-                self._on_lost()
-                return
+            await self._recover()
 
-    async def _restart(self) -> bool:
-        pgdata = str(self._server.pgdata)
-        logger.warning(
-            "the embedded PostgreSQL died; starting it again",
-            extra={"event": "embedded_postgres_died", "pgdata": pgdata,
-                   "pid": self._server.postmaster_pid()},
+    async def _recover(self) -> None:
+        self._down_since = time.monotonic()
+        logger.error(
+            "the embedded PostgreSQL is not running; starting it again",
+            extra={"event": "embedded_postgres_died", "state_dir": str(self.state_dir)},
         )
-        attempts = len(self._delays) + 1
-        for attempt in range(1, attempts + 1):
+        problem = ""
+        for attempt in range(1, self.attempts + 1):
             try:
-                pid = await asyncio.to_thread(self._server.restart)
-            except DatabaseUnavailable as exc:
-                self.problem = (
-                    f"the embedded PostgreSQL is down; restart attempt {attempt} of {attempts}"
-                    f" failed: {exc.message}"
-                )
-                logger.warning(
-                    "the embedded PostgreSQL did not start",
-                    extra={"event": "embedded_postgres_restart_failed", "pgdata": pgdata,
-                           "attempt": attempt, "attempts": attempts, "error": exc.message},
-                )
-                if attempt < attempts:
-                    await asyncio.sleep(self._delays[attempt - 1])
-                continue
-            self.problem = None
-            self.restarts += 1
-            logger.info(
-                "the embedded PostgreSQL runs again",
-                extra={"event": "embedded_postgres_restarted", "pgdata": pgdata, "pid": pid,
-                       "attempt": attempt},
+                dsn = await asyncio.to_thread(self.restart, self.state_dir)
+            except (TriggerdError, OSError) as exc:
+                problem = str(exc)
+            else:
+                if dsn == self.dsn:
+                    down = time.monotonic() - self._down_since
+                    self._down_since = None
+                    self.restarts += 1
+                    logger.warning(
+                        "the embedded PostgreSQL was started again",
+                        extra={
+                            "event": "embedded_postgres_restarted",
+                            "attempt": attempt,
+                            "down_s": round(down, 3),
+                        },
+                    )
+                    return
+                # The pool's connections point at the old socket: only a restart helps.
+                problem = "it came back on another socket"
+                break
+            logger.warning(
+                "restarting the embedded PostgreSQL failed",
+                extra={"event": "embedded_postgres_restart_failed", "attempt": attempt,
+                       "error": problem},
             )
-            return True
-        return False
+            await asyncio.sleep(self.backoff * attempt)
+        self.on_lost(f"the embedded PostgreSQL died and could not be started again: {problem}")
+        # Stays "down": nothing more to do here, the daemon is stopping.
+        await asyncio.Event().wait()
+

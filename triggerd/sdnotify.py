@@ -74,16 +74,13 @@ class Notifier:
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
 
-    async def watchdog_loop(
-        self, status: Callable[[], str] | None = None, alive: Callable[[], bool] | None = None
-    ) -> None:
+    async def watchdog_loop(self, status: Callable[[], str] | None = None) -> None:
         """Ping from the event loop itself, so a blocked loop stops the pings and systemd
-        restarts the service; so does ``alive()`` turning false (what ``/healthz`` reports)."""
+        restarts the service."""
         if self.watchdog_interval is None or not self.enabled:
             return
         while True:
-            if alive is None or alive():
-                self.watchdog()
+            self.watchdog()
             if status is not None:
                 self.status(status())
             await asyncio.sleep(self.watchdog_interval)

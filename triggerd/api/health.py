@@ -7,21 +7,15 @@ from typing import Any
 
 from aiohttp import web
 
-from triggerd.appkeys import LIVENESS_CHECKS, POOL, READINESS_CHECKS
+from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS
 from triggerd.db import schema_status
 
 
 async def healthz(request: web.Request) -> web.Response:
     # Answering at all proves the event loop turns; the handler does no I/O on purpose.
-    # A liveness check names a state the daemon cannot leave by itself (the embedded
-    # database that does not start again): restarting the process is the cure.
-    failing = {
-        name: problem
-        for name, check in request.app.get(LIVENESS_CHECKS, {}).items()
-        if (problem := check()) is not None
-    }
-    if failing:
-        return web.json_response({"status": "failing", "failing": failing}, status=503)
+    fatal = request.app.get(FATAL)
+    if fatal:
+        return web.json_response({"status": "failing", "problem": fatal[0]}, status=503)
     return web.json_response({"status": "ok"})
 
 

@@ -44,6 +44,7 @@ QUEUE_DEPTH_TIMEOUT = 2.0
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 EXECUTION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 
 
@@ -76,6 +77,12 @@ class Metrics:
         self.cron_fires = Counter(
             "triggerd_cron_fires", "Cron slots decided, by trigger and outcome",
             ["trigger", "outcome"], registry=reg,
+        )
+        self.event_loop_lag = Histogram(
+            "triggerd_event_loop_lag_seconds",
+            "How much later than asked the event loop woke from a short sleep (a blocked"
+            " or CPU-starved loop)",
+            buckets=LOOP_LAG_BUCKETS, registry=reg,
         )
         self.cron_fire_lateness = Histogram(
             "triggerd_cron_fire_lateness_seconds",

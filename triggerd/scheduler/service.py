@@ -98,6 +98,10 @@ RECOVERY_BACKOFF_MAX = 10.0
 OVERDUE_LOOKBACK = timedelta(days=400)
 OVERDUE_NAMES = 10
 OVERDUE_LIMIT = 1000
+# Overdue triggers are looked for in the background, this often (see _overdue_interval).
+OVERDUE_INTERVAL_MIN = 0.25
+OVERDUE_INTERVAL_MAX = 5.0
+OVERDUE_YIELD_EVERY = 200
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
@@ -217,6 +221,7 @@ class CronScheduler:
         self._recovering_since: datetime | None = None
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
+        self._overdue_problem: str | None = None  # the last background check's answer
         self._running = False
         # Local clock minus PostgreSQL's, seconds (positive: this host runs ahead).
         self.clock_skew: float | None = None
@@ -262,6 +267,7 @@ class CronScheduler:
             asyncio.create_task(self._watch_loop(), name="triggerd-cron-watch"),
             asyncio.create_task(self._reconcile_loop(), name="triggerd-cron-reconcile"),
             asyncio.create_task(self._skew_loop(), name="triggerd-cron-clock"),
+            asyncio.create_task(self._overdue_loop(), name="triggerd-cron-overdue"),
         ]
 
     async def stop(self) -> None:
@@ -299,7 +305,27 @@ class CronScheduler:
                 f"scheduler recovering for {round((now - self._recovering_since).total_seconds())}s"
                 " (database unreachable?)"
             )
-        expected = self._expected_slots(now)
+        # The answer of the last background check: a probe costs nothing that grows with
+        # the number of triggers (readiness is probed every few seconds, per replica).
+        return self._overdue_problem
+
+    def _overdue_interval(self) -> float:
+        """How often overdue triggers are looked for: a quarter of ``lag_threshold``,
+        between OVERDUE_INTERVAL_MIN and OVERDUE_INTERVAL_MAX seconds."""
+        quarter = self._settings.lag_threshold.total_seconds() / 4
+        return min(OVERDUE_INTERVAL_MAX, max(OVERDUE_INTERVAL_MIN, quarter))
+
+    async def _overdue_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._overdue_interval())
+            try:
+                self._overdue_problem = await self._find_overdue_problem(self._clock())
+            except Exception as exc:  # the loop must not die; say so on /readyz
+                logger.exception("overdue check failed", extra={"event": "cron_overdue_failed"})
+                self._overdue_problem = f"scheduler cannot check overdue triggers: {exc}"
+
+    async def _find_overdue_problem(self, now: datetime) -> str | None:
+        expected = await self._expected_slots(now)
         try:
             overdue = await find_overdue(self._pool, expected, limit=OVERDUE_LIMIT)
         except DatabaseUnavailable as exc:
@@ -859,14 +885,18 @@ class CronScheduler:
                 extra={"event": "cron_clock_skew", "skew_s": round(skew, 3)},
             )
 
-    def _expected_slots(self, now: datetime) -> list[ExpectedSlot]:
+    async def _expected_slots(self, now: datetime) -> list[ExpectedSlot]:
         """Per trigger, the newest slot that should have an outcome by now: due (with its
-        largest jitter) at least ``lag_threshold`` ago, and after the trigger was enabled."""
+        largest jitter) at least ``lag_threshold`` ago, and after the trigger was enabled.
+        Yields to the event loop every OVERDUE_YIELD_EVERY schedules (there may be
+        thousands of distinct ones)."""
         lag = self._settings.lag_threshold
         expected: list[ExpectedSlot] = []
         newest: dict[tuple[ScheduleKey, timedelta], datetime | None] = {}
-        for group in self._table.groups.values():
-            for entry in group.members.values():
+        for done, group in enumerate(list(self._table.groups.values()), start=1):
+            if done % OVERDUE_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            for entry in list(group.members.values()):
                 key = (group.key, entry.config.jitter)
                 if key not in newest:
                     end = now - lag - entry.config.jitter
