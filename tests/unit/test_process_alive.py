@@ -1,67 +1,60 @@
-"""The pieces behind restarting a dead embedded PostgreSQL: the restart pauses, telling a
-dead postmaster from a live one, and the watchdog that stops pinging when the daemon is not
-alive any more."""
+"""Telling a dead embedded postmaster from a live one, zombies included (a container whose
+init does not reap keeps a killed postmaster as a zombie for a while, or for good)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import socket
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from triggerd.db import process_alive
-from triggerd.embedded import restart_delays
-from triggerd.sdnotify import Notifier
+import pytest
+
+from triggerd.db import embedded_server_running, process_alive
 
 
-def test_restart_delays_double_and_are_capped() -> None:
-    assert restart_delays() == [1.0, 2.0, 4.0, 8.0]
-    assert restart_delays(attempts=7, first=0.5, most=4.0) == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    assert restart_delays(attempts=1) == []
-
-
-def test_process_alive_tells_running_reaped_and_zombie_processes_apart() -> None:
-    assert process_alive(os.getpid())
+@pytest.fixture
+def zombie() -> Iterator[int]:
+    """A child that exited and is not reaped yet."""
     pid = os.fork()
     if pid == 0:
         os._exit(0)
-    # Not reaped yet: a zombie still answers kill(pid, 0), but it is dead.
     while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
         os.sched_yield()
-    assert not process_alive(pid)
+    try:
+        yield pid
+    finally:
+        os.waitpid(pid, 0)
+
+
+def write_postmaster_pid(state_dir: Path, pid: int) -> None:
+    pgdata = state_dir / "postgres"
+    pgdata.mkdir(parents=True)
+    # The eight lines PostgreSQL writes: pid, data dir, start time, port, socket dir,
+    # listen address, shared memory key and id, status.
+    lines = [str(pid), str(pgdata), "1700000000", "5432", str(pgdata), "", "0 0", "ready"]
+    (pgdata / "postmaster.pid").write_text("\n".join(lines) + "\n")
+
+
+def test_process_alive_tells_running_and_zombie_processes_apart(zombie: int) -> None:
+    assert process_alive(os.getpid())
+    assert not process_alive(zombie)  # it still answers kill(pid, 0), but it is dead
+
+
+def test_process_alive_is_false_for_a_reaped_process() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
     os.waitpid(pid, 0)
     assert not process_alive(pid)
 
 
-async def test_watchdog_pings_stop_while_the_daemon_is_not_alive() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "notify.sock")
-        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        receiver.bind(path)
-        receiver.setblocking(False)
-        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"})
-        alive = True
+def test_a_killed_postmaster_left_as_a_zombie_is_not_running(
+    zombie: int, tmp_path: Path
+) -> None:
+    write_postmaster_pid(tmp_path, zombie)
+    assert not embedded_server_running(tmp_path)
 
-        async def messages_during(turns: int) -> list[bytes]:
-            task = asyncio.create_task(notifier.watchdog_loop(alive=lambda: alive))
-            for _ in range(turns):
-                await asyncio.sleep(notifier.watchdog_interval or 0)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            received = []
-            while True:
-                try:
-                    received.append(receiver.recv(4096))
-                except BlockingIOError:
-                    return received
 
-        try:
-            assert b"WATCHDOG=1" in await messages_during(3)
-            alive = False
-            assert await messages_during(3) == []
-        finally:
-            notifier.close()
-            receiver.close()
+def test_a_live_postmaster_is_running(tmp_path: Path) -> None:
+    write_postmaster_pid(tmp_path, os.getpid())
+    assert embedded_server_running(tmp_path)
