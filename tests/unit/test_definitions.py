@@ -1516,3 +1516,54 @@ def test_webhook_paths_are_compared_and_stored_without_a_trailing_slash() -> Non
     }
     config = parse_trigger_config("webhook", {"path": "t/none/"})
     assert config.path == "t/none"  # type: ignore[union-attr]
+
+
+def nested(depth: int) -> str:
+    """``depth`` lists, one inside the other (the innermost empty)."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("suffix", ["json", "yaml"])
+@pytest.mark.parametrize("depth", [65, 600, 10_000])
+def test_a_file_nested_too_deeply_is_one_problem_with_its_line(
+    tmp_path: Path, suffix: str, depth: int
+) -> None:
+    # 600 levels of JSON passed the parser and then ran a later pass out of stack (exit 70,
+    # a traceback); 10,000 levels were "nested too deeply" without a line.
+    if suffix == "json":
+        text = '{"workflows": [],\n "x":\n' + nested(depth) + "}\n"
+    else:
+        text = "workflows: []\nx:\n  " + nested(depth) + "\n"
+    path = write(tmp_path, f"deep.{suffix}", text)
+    assert [(p.file, p.path, p.message) for p in check_files([path])] == [
+        (str(path), "$", "nested deeper than 64 levels (at line 3)")
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["json", "yaml"])
+def test_nesting_up_to_the_limit_is_read(tmp_path: Path, suffix: str) -> None:
+    # The innermost list of 64 is 64 levels below the document: the deepest allowed.
+    if suffix == "json":
+        text = '{"workflows": [], "x": ' + nested(64) + "}\n"
+    else:
+        text = "workflows: []\nx: " + nested(64) + "\n"
+    path = write(tmp_path, f"deep.{suffix}", text)
+    assert [p.message for p in check_files([path])] == ["unknown key 'x'"]
+
+
+def test_an_alias_that_nests_too_deeply_is_refused_at_the_alias(tmp_path: Path) -> None:
+    # Each part is shallow, but the alias puts 40 levels under 30: 70 once expanded.
+    text = "workflows: []\nx: &a " + nested(40) + "\ny: " + "[" * 30 + "*a" + "]" * 30 + "\n"
+    path = write(tmp_path, "alias.yaml", text)
+    assert [(p.path, p.message) for p in check_files([path])] == [
+        ("$", "nested deeper than 64 levels (at line 3)")
+    ]
+    fine = "workflows: []\nx: &a " + nested(30) + "\ny: " + "[" * 30 + "*a" + "]" * 30 + "\n"
+    path = write(tmp_path, "fine.yaml", fine)
+    assert [p.message for p in check_files([path])] == ["unknown key 'x'", "unknown key 'y'"]
+
+
+def test_brackets_inside_json_strings_do_not_count_as_nesting(tmp_path: Path) -> None:
+    text = json.dumps({"workflows": [], "x": "[" * 100, "y": ['\\"[' * 100]})
+    path = write(tmp_path, "strings.json", text)
+    assert [p.message for p in check_files([path])] == ["unknown key 'x'", "unknown key 'y'"]

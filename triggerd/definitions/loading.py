@@ -10,6 +10,10 @@ silently corrupt definition files:
 
 Duplicate mapping keys, which PyYAML and ``json`` silently resolve to the last one, are
 reported with their line, as are non-string keys and values JSON cannot hold.
+
+Nesting is bounded (:data:`MAX_DEPTH` levels, aliases expanded) and so are the values YAML
+aliases expand to: both are refused while reading, with their line, before any later pass
+walks the document (each would otherwise hang or run out of stack).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent, Event
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from triggerd.definitions.problems import JsonPath, Report, described
+from triggerd.storable import MAX_JSON_DEPTH
 
 YAML_SUFFIXES = (".yaml", ".yml")
 JSON_SUFFIXES = (".json",)
@@ -35,8 +41,59 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+# The deepest a value may sit below the document (the API's and --input's limit too).
+MAX_DEPTH = MAX_JSON_DEPTH
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose implicit booleans are only true/false and which keeps dates as text."""
+    """SafeLoader whose implicit booleans are only true/false, which keeps dates as text, and
+    which stops composing at :attr:`max_depth` levels, aliases expanded.
+
+    PyYAML's composer recurses once per level, so the bound also keeps it from running out
+    of stack; an alias is measured by the height of the node it names, known because an
+    anchor is always composed before its aliases."""
+
+    max_depth = MAX_DEPTH
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._heights: dict[int, int] = {}  # id(node) -> levels below it
+
+    def _next_line(self) -> int:
+        event: Event = self.peek_event()  # type: ignore[no-untyped-call]
+        return int(event.start_mark.line) + 1
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(AliasEvent):
+            line = self._next_line()
+            node = super().compose_node(parent, index)
+            # A recursive alias has no height yet: the builder reports it.
+            if node is not None and self._depth + self._heights.get(id(node), 0) > self.max_depth:
+                raise _TooDeep(line)
+            return node
+        if self._depth > self.max_depth:
+            raise _TooDeep(self._next_line())
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, SequenceNode):
+            children: list[Node] = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            return node
+        if children:
+            self._heights[id(node)] = 1 + max(self._heights.get(id(c), 0) for c in children)
+        return node
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -81,10 +138,13 @@ def parse_yaml(
     *,
     max_values: int = MAX_YAML_VALUES,
     max_factor: int = MAX_YAML_EXPANSION,
+    max_depth: int = MAX_DEPTH,
 ) -> tuple[bool, Any]:
     """Parse YAML text; syntax errors become one problem with the line and column, and a
-    file whose aliases expand it beyond the limit is refused before anything is built."""
+    file whose aliases expand it beyond the limit, or nested deeper than ``max_depth``
+    levels, is refused before anything is built."""
     loader = _Loader(text)
+    loader.max_depth = max_depth
     try:
         node = loader.get_single_node()
         if node is None:
@@ -105,11 +165,17 @@ def parse_yaml(
         report.add((), f"YAML syntax error{_where(exc)}: {_yaml_reason(exc)}")
     except yaml.YAMLError as exc:
         report.add((), f"YAML syntax error: {exc}")
+    except _TooDeep as exc:
+        report.add((), _too_deep(max_depth, exc.line))
     except RecursionError:
         report.add((), "the document is nested too deeply")
     finally:
         loader.dispose()
     return False, None
+
+
+def _too_deep(limit: int, line: int) -> str:
+    return f"nested deeper than {limit} levels (at line {line})"
 
 
 def _where(exc: yaml.MarkedYAMLError) -> str:
@@ -295,8 +361,33 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON value")
 
 
-def parse_json(text: str, report: Report) -> tuple[bool, Any]:
-    """Parse JSON text; syntax errors become one problem with the line and column."""
+# A JSON string (skipped whole, so brackets inside it do not count) or a bracket.
+_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_too_deep(text: str, limit: int = MAX_DEPTH) -> int | None:
+    """The line of the first bracket of ``text`` nested deeper than ``limit`` levels below
+    the document, or ``None``. Looked for before parsing: the parser itself, and every pass
+    after it, recurse once per level."""
+    depth = -1  # the document's own bracket is level 0
+    for match in _JSON_NESTING.finditer(text):
+        first = text[match.start()]
+        if first in "[{":
+            depth += 1
+            if depth > limit:
+                return text.count("\n", 0, match.start()) + 1
+        elif first in "]}":
+            depth -= 1
+    return None
+
+
+def parse_json(text: str, report: Report, *, max_depth: int = MAX_DEPTH) -> tuple[bool, Any]:
+    """Parse JSON text; syntax errors become one problem with the line and column, and
+    nesting deeper than ``max_depth`` levels one problem with its line."""
+    line = json_too_deep(text, max_depth)
+    if line is not None:
+        report.add((), _too_deep(max_depth, line))
+        return False, None
     try:
         raw = json.loads(text, object_pairs_hook=_pairs, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
