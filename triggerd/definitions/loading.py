@@ -68,7 +68,8 @@ class _Loader(yaml.SafeLoader):
 
     def _next_line(self) -> int:
         event: Event = self.peek_event()  # type: ignore[no-untyped-call]
-        return int(event.start_mark.line) + 1
+        mark = event.start_mark
+        return 0 if mark is None else int(mark.line) + 1
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
