@@ -19,7 +19,7 @@ from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
 from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
 from triggerd.logs import setup_logging
-from triggerd.storable import storage_problem
+from triggerd.storable import storage_problem, unstorable
 from triggerd.views import execution_json, node_json, slot_json, trigger_json
 
 DEBUG_ENV = "TRIGGERD_DEBUG"
@@ -52,6 +52,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _name(value: str) -> str:
+    """An argument looked up in the database: bytes that are not UTF-8 reach Python as lone
+    surrogates, which the database cannot take, so they are bad input, not an error of ours."""
+    if unstorable(value) is not None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not valid UTF-8 text")
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -477,19 +485,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_triggers_list)
     p = tsub.add_parser("show", help="show a trigger, its next fires and latest slot outcomes")
-    p.add_argument("name", metavar="NAME", help="workflow_key/trigger_name")
+    p.add_argument("name", metavar="NAME", type=_name, help="workflow_key/trigger_name")
     p.add_argument("--count", type=int, default=5, help="next fires to show (cron)")
     p.add_argument("--slots", type=int, default=10, help="latest slot outcomes to show")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_triggers_show)
     p = tsub.add_parser("enable", help="enable a trigger")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", type=_name)
     p.set_defaults(handler=cmd_triggers_enable)
     p = tsub.add_parser("disable", help="disable a trigger")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", type=_name)
     p.set_defaults(handler=cmd_triggers_disable)
     p = tsub.add_parser("fire", help="start a manual execution of a trigger's workflow")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", type=_name)
     p.add_argument("--input", metavar="JSON", help="run input (a JSON object)")
     p.add_argument("--wait", action="store_true", help="wait and print the final status/output")
     p.set_defaults(handler=cmd_triggers_fire)
@@ -499,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     esub.required = True
     p = esub.add_parser("list", help="list executions, newest first")
     p.add_argument("--status", metavar="S")
-    p.add_argument("--trigger", metavar="NAME")
+    p.add_argument("--trigger", metavar="NAME", type=_name)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_executions_list)

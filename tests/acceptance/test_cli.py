@@ -284,3 +284,30 @@ async def test_fire_input_that_cannot_be_stored_is_one_line_exit_2(dsn: str) -> 
         assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 0
     finally:
         await conn.close()
+
+
+async def test_a_name_that_is_not_utf8_is_one_line_exit_2(dsn: str) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates, which the database cannot
+    # take: every command that looks a trigger up said "internal error" (exit 70).
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERD_")}
+    environ["TRIGGERD_DATABASE_URL"] = dsn
+    assert triggerd("migrate", dsn=dsn).returncode == 0
+    commands = [
+        ([b"triggers", b"show"], "show"),
+        ([b"triggers", b"enable"], "enable"),
+        ([b"triggers", b"disable"], "disable"),
+        ([b"triggers", b"fire"], "fire"),
+        ([b"executions", b"list", b"--trigger"], "list"),
+    ]
+    for words, command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "triggerd", *words, b"wf/bad\xff"],
+            capture_output=True, env=environ, timeout=60, cwd=ROOT, check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        argument = "--trigger" if command == "list" else "NAME"
+        group = "executions" if command == "list" else "triggers"
+        assert result.stderr.decode().splitlines() == [
+            f"triggerd: error: argument {argument}: 'wf/bad\\udcff' is not valid UTF-8 text"
+            f" (see 'triggerd {group} {command} --help')"
+        ]
