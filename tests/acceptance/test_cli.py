@@ -311,3 +311,36 @@ async def test_a_name_that_is_not_utf8_is_one_line_exit_2(dsn: str) -> None:
             f"triggerd: error: argument {argument}: 'wf/bad\\udcff' is not valid UTF-8 text"
             f" (see 'triggerd {group} {command} --help')"
         ]
+
+
+async def test_check_and_apply_refuse_an_alias_bomb_and_deep_json_in_one_line(
+    dsn: str, tmp_path: Path
+) -> None:
+    # The "lol" bomb made both spin until killed; 600 levels of JSON ended in exit 70.
+    from tests.unit.test_definitions import LOL_BOMB
+
+    bomb = tmp_path / "lol.yaml"
+    bomb.write_text(LOL_BOMB, encoding="utf-8")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"workflows": [],\n "x": ' + "[" * 600 + "]" * 600 + "}\n", encoding="utf-8")
+    expected = {
+        bomb: f"{bomb}: $: YAML aliases expand this file to more than 1,000,000 values (at line"
+        " 7): write the repeated parts out, or use fewer aliases",
+        deep: f"{deep}: $: nested deeper than 64 levels (at line 2)",
+    }
+    for path, problem in expected.items():
+        checked = triggerd("check", str(path), dsn=dsn)
+        assert checked.returncode == 2, checked.stderr
+        assert checked.stderr.splitlines() == [
+            problem, "triggerd: 1 problem(s) found; nothing was changed"
+        ]
+        applied = triggerd("apply", str(path), dsn=dsn)
+        assert applied.returncode == 2, applied.stderr
+        assert applied.stderr.splitlines() == [
+            problem, f"triggerd: error: 1 problem in definitions: {problem}"
+        ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 0
+    finally:
+        await conn.close()
