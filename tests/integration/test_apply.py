@@ -123,3 +123,48 @@ async def test_reenabling_a_trigger_resets_enabled_at(pool: asyncpg.Pool) -> Non
     await apply(pool, doc())
     again = await pool.fetchval("SELECT enabled_at FROM workflow_triggers WHERE name = 'm'")
     assert again > first
+
+
+def hook_doc(key: str, path: str) -> dict[str, Any]:
+    return {"workflows": [{
+        "key": key,
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "hook", "type": "webhook", "path": path}],
+    }]}
+
+
+async def test_a_webhook_path_differing_only_by_slashes_is_taken(pool: asyncpg.Pool) -> None:
+    # Routing ignores slashes at either end: "t/none/" beside "t/none" could never fire.
+    await apply(pool, hook_doc("one", "t/none"))
+    with pytest.raises(DefinitionError) as caught:
+        await apply(pool, hook_doc("two", "t/none/"))
+    assert caught.value.message == (
+        "webhook path 't/none' of trigger two/hook is already used by another enabled trigger"
+    )
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
+
+
+async def test_a_path_stored_with_slashes_before_they_were_normalized_is_taken(
+    pool: asyncpg.Pool,
+) -> None:
+    # Rows written by earlier versions may still hold "t/none/"; the unique index compares
+    # the stored text, so the comparison must be made on the normalized form.
+    await apply(pool, hook_doc("one", "t/none"))
+    await pool.execute(
+        "UPDATE workflow_triggers SET config = jsonb_set(config, '{path}', '\"t/none/\"')"
+    )
+    with pytest.raises(DefinitionError) as caught:
+        await apply(pool, hook_doc("two", "t/none"))
+    assert caught.value.message == (
+        "webhook path 't/none' of trigger two/hook is already used by the enabled trigger"
+        " one/hook (stored as 't/none/')"
+    )
+    assert [p.message for p in caught.value.problems] == [
+        "webhook path 't/none' is already used by the enabled trigger one/hook"
+        " (stored as 't/none/')"
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
+    # Applying the old trigger's own file again stores its path normalized.
+    lines = await apply(pool, hook_doc("one", "t/none/"))
+    assert "trigger one/hook: updated" in lines
+    assert await pool.fetchval("SELECT config->>'path' FROM workflow_triggers") == "t/none"

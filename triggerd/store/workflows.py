@@ -9,7 +9,7 @@ import asyncpg
 
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
-from triggerd.model import TriggerSpec, WorkflowSpec
+from triggerd.model import TriggerSpec, WorkflowSpec, normalize_webhook_path
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, row_to
 
 
@@ -59,13 +59,61 @@ async def apply_workflows(
     transaction: either everything is written or nothing is."""
     report = ApplyReport()
     async with conn.transaction():
+        legacy = await _unnormalized_paths(conn)
         for spec in specs:
-            await _apply_one(conn, spec, report, prune=prune)
+            await _apply_one(conn, spec, report, prune=prune, legacy=legacy)
     return report
 
 
+# Enabled webhook triggers whose stored path still has a slash at either end (written
+# before paths were normalized): normalized path -> (trigger id, full name, stored path).
+_Legacy = dict[str, tuple[str, str, str]]
+
+
+async def _unnormalized_paths(conn: asyncpg.Connection) -> _Legacy:
+    """The unique index compares stored text, so a stored "t/none/" does not stop a new
+    "t/none" although both are routed as one path: those rows are compared by hand."""
+    rows = await conn.fetch(
+        "SELECT t.id::text AS id, w.key || '/' || t.name AS full_name,"
+        " t.config->>'path' AS path FROM workflow_triggers t"
+        " JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE t.type = 'webhook' AND t.enabled"
+        " AND t.config->>'path' <> btrim(t.config->>'path', '/')"
+    )
+    return {normalize_webhook_path(r["path"]): (r["id"], r["full_name"], r["path"]) for r in rows}
+
+
+def _forget(legacy: _Legacy, trigger_id: Any) -> None:
+    for path, (legacy_id, _, _) in list(legacy.items()):
+        if legacy_id == str(trigger_id):
+            del legacy[path]
+
+
+def _refuse_legacy_path(
+    legacy: _Legacy, doc: dict[str, Any], old: Any, spec: WorkflowSpec, trigger: TriggerSpec
+) -> None:
+    if doc["type"] != "webhook" or not doc["enabled"]:
+        return
+    path = doc["config"].get("path")
+    taken = legacy.get(path) if isinstance(path, str) else None
+    if taken is None or (old is not None and str(old["id"]) == taken[0]):
+        return
+    _, owner, stored = taken
+    name = f"{spec.key}/{trigger.name}"
+    used = f"is already used by the enabled trigger {owner} (stored as {stored!r})"
+    raise DefinitionError(
+        f"webhook path {path!r} of trigger {name} {used}",
+        [Problem("<database>", name, f"webhook path {path!r} {used}")],
+    )
+
+
 async def _apply_one(
-    conn: asyncpg.Connection, spec: WorkflowSpec, report: ApplyReport, *, prune: bool
+    conn: asyncpg.Connection,
+    spec: WorkflowSpec,
+    report: ApplyReport,
+    *,
+    prune: bool,
+    legacy: _Legacy,
 ) -> None:
     row = await conn.fetchrow(
         "SELECT id, name, description, status FROM workflows WHERE tenant_id = $1 AND key = $2"
@@ -153,6 +201,9 @@ async def _apply_one(
         doc = _trigger_document(trigger)
         label = f"trigger {spec.key}/{trigger.name}"
         old = existing.pop(trigger.name, None)
+        _refuse_legacy_path(legacy, doc, old, spec, trigger)
+        if old is not None:
+            _forget(legacy, old["id"])  # its row now holds the file's (normalized) path
         try:
             if old is None:
                 await conn.execute(
@@ -206,6 +257,7 @@ async def _apply_one(
                 ) from None
             raise
     for name, old in existing.items():
+        _forget(legacy, old["id"])  # deleted or disabled below
         label = f"trigger {spec.key}/{name}"
         if prune:
             await conn.execute("DELETE FROM workflow_triggers WHERE id = $1", old["id"])
