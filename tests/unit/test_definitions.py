@@ -1567,3 +1567,21 @@ def test_brackets_inside_json_strings_do_not_count_as_nesting(tmp_path: Path) ->
     text = json.dumps({"workflows": [], "x": "[" * 100, "y": ['\\"[' * 100]})
     path = write(tmp_path, "strings.json", text)
     assert [p.message for p in check_files([path])] == ["unknown key 'x'", "unknown key 'y'"]
+
+
+@pytest.mark.parametrize("suffix", ["json", "yaml"])
+def test_a_number_with_too_many_digits_is_one_problem_with_its_line(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Python refuses to read integers of more than 4,300 digits: check and apply ended in
+    # "internal error" (exit 70).
+    digits = "1" + "0" * 5000
+    if suffix == "json":
+        text = '{"workflows": [],\n "x":\n ' + digits + "}\n"
+    else:
+        text = "workflows: []\nx:\n  " + digits + "\n"
+    path = write(tmp_path, f"big.{suffix}", text)
+    assert [(p.path, p.message) for p in check_files([path])] == [
+        ("$.x" if suffix == "yaml" else "$", "a number with more than 4300 digits (line 3)"),
+        *([("$.x", "unknown key 'x'")] if suffix == "yaml" else []),
+    ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,9 @@ class _YamlBuilder:
         except yaml.constructor.ConstructorError as exc:
             self._report.add(path, f"{exc.problem} (line {_line(node)})")
             return None
+        except ValueError:  # int() of more digits than Python reads
+            self._report.add(path, f"{_too_many_digits()} (line {_line(node)})")
+            return None
         if value is None or isinstance(value, str | bool | int):
             return value
         if isinstance(value, float) and math.isfinite(value):
@@ -400,7 +404,19 @@ def parse_json(text: str, report: Report, *, max_depth: int = MAX_DEPTH) -> tupl
     except RecursionError:
         report.add((), "the document is nested too deeply")
         return False, None
+    except ValueError as exc:  # int() of more digits than Python reads
+        digits = re.search(rf"[0-9]{{{sys.get_int_max_str_digits() + 1},}}", text)
+        if digits is None:
+            report.add((), f"JSON syntax error: {exc}")
+        else:
+            line = text.count("\n", 0, digits.start()) + 1
+            report.add((), f"{_too_many_digits()} (line {line})")
+        return False, None
     return True, _plain(raw, (), report)
+
+
+def _too_many_digits() -> str:
+    return f"a number with more than {sys.get_int_max_str_digits()} digits"
 
 
 def _plain(value: Any, path: JsonPath, report: Report) -> Any:
