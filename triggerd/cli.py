@@ -282,6 +282,10 @@ def _parse_input(text: str | None) -> dict[str, Any]:
         raise UsageError(f"--input: not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise UsageError("--input: nested too deeply") from None
+    except ValueError:  # int() of more digits than Python reads
+        raise UsageError(
+            f"--input: a number with more than {sys.get_int_max_str_digits()} digits"
+        ) from None
     if not isinstance(value, dict):
         raise UsageError("--input: must be a JSON object")
     problem = storage_problem(value)  # the API's rule (a 422 there)

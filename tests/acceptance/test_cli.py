@@ -344,3 +344,12 @@ async def test_check_and_apply_refuse_an_alias_bomb_and_deep_json_in_one_line(
         assert await conn.fetchval("SELECT count(*) FROM workflows") == 0
     finally:
         await conn.close()
+
+
+async def test_fire_input_with_a_number_python_cannot_read_is_one_line_exit_2(dsn: str) -> None:
+    # More than 4,300 digits: int() refuses them, and fire said "internal error" (exit 70).
+    assert triggerd("migrate", dsn=dsn).returncode == 0
+    result = triggerd("triggers", "fire", "wf/t", "--input", '{"a": 1' + "0" * 5000 + "}",
+                      dsn=dsn)
+    assert result.returncode == 2, result.stderr
+    assert one_line_error(result) == "triggerd: error: --input: a number with more than 4300 digits"
