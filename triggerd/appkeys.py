@@ -14,3 +14,5 @@ SETTINGS = web.AppKey("settings", Settings)
 # name -> async check returning None when fine, else the problem (for /readyz).
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
+# Why the process is no longer alive (for /healthz); empty while it is.
+FATAL = web.AppKey("fatal", list[str])

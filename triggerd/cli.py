@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -17,10 +19,31 @@ from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
 from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
 from triggerd.logs import setup_logging
+from triggerd.storable import storage_problem
 from triggerd.views import execution_json, node_json, slot_json, trigger_json
+
+DEBUG_ENV = "TRIGGERD_DEBUG"
+EXIT_UNAVAILABLE = 5
+EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h
 
 EPILOG = f"""configuration keys (TOML [section] key, or the environment variable):
 {describe_keys()}
+
+relative paths in a configuration file are resolved against the file's directory; in
+TRIGGERD_* variables, against the working directory.
+
+execution ids: a full UUID, or 8 or more of its leading hex digits when only one
+execution's id starts with them.
+
+exit status:
+  0   ok
+  1   a run waited for (--wait) ended ERROR or CANCELED
+  2   bad input or usage (also an ambiguous id prefix)
+  3   not found
+  4   not allowed in the current state (e.g. cancelling a finished run; a database schema
+      newer than this triggerd or with edited migrations)
+  5   unavailable (the database cannot be reached, the HTTP port is in use)
+  70  internal error (set {DEBUG_ENV}=1 to see the traceback)
 """
 
 
@@ -83,9 +106,15 @@ def _print_problems(exc: DefinitionError) -> None:
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.definitions import check_files
+    from triggerd.definitions import check_files, load_files
+    from triggerd.secrets import file_secret_problems
 
     problems = check_files(args.files)
+    if not problems:  # secret files the daemon would refuse, under this configuration
+        for path in args.files:
+            problems += file_secret_problems(
+                str(path), load_files([path]), settings.daemon.secret_roots, os.environ
+            )
     if problems:
         for problem in problems:
             print(str(problem), file=sys.stderr)
@@ -243,8 +272,13 @@ def _parse_input(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input: not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise UsageError("--input: nested too deeply") from None
     if not isinstance(value, dict):
         raise UsageError("--input: must be a JSON object")
+    problem = storage_problem(value)  # the API's rule (a 422 there)
+    if problem is not None:
+        raise UsageError(f"--input: {problem}")
     return value
 
 
@@ -334,12 +368,23 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     return 0
 
 
+async def _execution_id(pool: asyncpg.Pool, text: str) -> str:
+    """The full id that ``text`` (an id or a unique prefix) names."""
+    from triggerd.ids import parse_execution_id
+    from triggerd.store.executions import resolve_execution_id
+
+    return await resolve_execution_id(pool, parse_execution_id(text))
+
+
 async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.ids import parse_execution_id
     from triggerd.store.executions import get_execution, node_timeline
 
+    parse_execution_id(args.id)  # a malformed id is exit 2 before touching the database
     async with _pool(settings) as pool:
-        execution = await get_execution(pool, args.id)
-        nodes = await node_timeline(pool, args.id)
+        execution_id = await _execution_id(pool, args.id)
+        execution = await get_execution(pool, execution_id)
+        nodes = await node_timeline(pool, execution_id)
     doc = {**execution_json(execution), "nodes": [node_json(n) for n in nodes]}
     if args.json:
         print_json(doc)
@@ -367,22 +412,27 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
 
 
 async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.ids import parse_execution_id
     from triggerd.store.executions import request_cancel
 
+    parse_execution_id(args.id)
     async with _pool(settings) as pool:
-        execution = await request_cancel(pool, args.id)
+        execution_id = await _execution_id(pool, args.id)
+        execution = await request_cancel(pool, execution_id)
     if execution.status == "CANCELED":
-        print(f"{args.id}: CANCELED")
+        print(f"{execution_id}: CANCELED")
     else:
-        print(f"{args.id}: cancel requested (running nodes are being cancelled)")
+        print(f"{execution_id}: cancel requested (running nodes are being cancelled)")
     return 0
 
 
 async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.ids import parse_execution_id
     from triggerd.store.executions import retry_execution
 
+    parse_execution_id(args.id)
     async with _pool(settings) as pool:
-        new_id = await retry_execution(pool, args.id)
+        new_id = await retry_execution(pool, await _execution_id(pool, args.id))
     print(new_id)
     return 0
 
@@ -493,3 +543,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last line of defence: one line, exit 70
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    from triggerd.store.slots import is_connection_error
+
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        traceback.print_exc(file=sys.stderr)
+    # A connection lost after it was opened is the database being unavailable, not a bug.
+    if is_connection_error(exc) and (
+        not isinstance(exc, OSError) or isinstance(exc, ConnectionError | TimeoutError)
+    ):
+        print(f"triggerd: error: the database connection failed: {reason or type(exc).__name__}",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(
+        f"triggerd: internal error: {type(exc).__name__}: {reason}"
+        f" (set {DEBUG_ENV}=1 to see the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL

@@ -6,6 +6,7 @@ key (and the file line when TOML reports one).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -45,6 +46,8 @@ class ExecutorSettings:
     max_output_bytes: int = 1024 * 1024
     retention: timedelta = timedelta(days=30)
     drain: timedelta = timedelta(seconds=20)
+    max_resume_output_bytes: int = 16 * 1024 * 1024
+    resume_key_file: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +60,17 @@ class SchedulerSettings:
 class DaemonSettings:
     state_dir: str = ""
     definitions: tuple[str, ...] = ()
+    # Directories `{file: PATH}` secrets may be read from, besides $CREDENTIALS_DIRECTORY.
+    secret_roots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EgressSettings:
+    """What ``http`` nodes may connect to (see triggerd/egress.py)."""
+
+    deny: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    allow_self: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +92,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    egress: EgressSettings = field(default_factory=EgressSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str | None = None  # the file the settings came from, if any
 
@@ -93,6 +108,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "scheduler": SchedulerSettings,
     "daemon": DaemonSettings,
     "api": ApiSettings,
+    "egress": EgressSettings,
     "log": LogSettings,
 }
 
@@ -112,10 +128,16 @@ KEY_HELP: dict[str, str] = {
     "executor.max_output_bytes": "largest stored node/run output before truncation",
     "executor.retention": "finished executions older than this are deleted",
     "executor.drain": "on SIGTERM, time running executions get to finish",
+    "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",
+    "executor.resume_key_file": "key of the encrypted resume copies (shared by replicas)",
     "scheduler.reconcile_interval": "full reconcile of triggers against the database",
     "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
     "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",
     "daemon.definitions": "definition files applied at start and on reload",
+    "daemon.secret_roots": "directories {file: PATH} secrets may be read from (and credentials)",
+    "egress.deny": "networks (CIDR) http nodes may not reach, besides link-local and metadata",
+    "egress.allow": "networks (CIDR) http nodes may reach even when denied",
+    "egress.allow_self": "let http nodes call this daemon's own port (admin API, webhooks)",
     "api.token": "admin API bearer token (or credential 'api-token')",
     "log.level": "debug | info | warning | error",
     "log.format": "json | text",
@@ -164,10 +186,11 @@ def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
     raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
 
 
-def _check_ranges(settings: Settings) -> None:
+def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
+    """The first value out of range: the keys to blame and the message (without a source)."""
     port = settings.http.port
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"http.port: {port} is not a valid port (0-65535)")
+    if not 1 <= port <= 65535:
+        return ("http.port",), f"http.port: {port} is not a valid port (1-65535)"
     checks: list[tuple[str, int, int]] = [
         ("database.pool_min", settings.database.pool_min, 1),
         ("database.pool_max", settings.database.pool_max, 1),
@@ -176,33 +199,65 @@ def _check_ranges(settings: Settings) -> None:
         ("http.processes", settings.http.processes, 1),
         ("executor.concurrency", settings.executor.concurrency, 1),
         ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
+        ("executor.max_resume_output_bytes", settings.executor.max_resume_output_bytes, 64),
     ]
     for key, value, minimum in checks:
         if value < minimum:
-            raise ConfigError(f"{key}: {value} is below the minimum {minimum}")
+            return (key,), f"{key}: {value} is below the minimum {minimum}"
     if settings.http.processes > MAX_HTTP_PROCESSES:
-        raise ConfigError(
+        return ("http.processes",), (
             f"http.processes: {settings.http.processes} is above the maximum"
             f" {MAX_HTTP_PROCESSES}"
         )
     if settings.database.pool_min > settings.database.pool_max:
-        raise ConfigError(
+        return ("database.pool_min", "database.pool_max"), (
             f"database.pool_min: {settings.database.pool_min} exceeds database.pool_max"
             f" {settings.database.pool_max}"
         )
     if settings.executor.lease < timedelta(seconds=2):
-        raise ConfigError("executor.lease: must be at least 2s")
+        return ("executor.lease",), "executor.lease: must be at least 2s"
     if settings.log.level not in _LOG_LEVELS:
-        raise ConfigError(
+        return ("log.level",), (
             f"log.level: {settings.log.level!r} is not one of {', '.join(_LOG_LEVELS)}"
         )
     if settings.log.format not in _LOG_FORMATS:
-        raise ConfigError(
+        return ("log.format",), (
             f"log.format: {settings.log.format!r} is not one of {', '.join(_LOG_FORMATS)}"
         )
+    for key, networks in (("egress.deny", settings.egress.deny),
+                          ("egress.allow", settings.egress.allow)):
+        for network in networks:
+            try:
+                ipaddress.ip_network(network.strip(), strict=False)
+            except ValueError:
+                return (key,), (
+                    f"{key}: {network!r} is not an IP network (e.g. 10.0.0.0/8 or fd00::/8)"
+                )
+    for root in settings.daemon.secret_roots:
+        # Absolute only, from the file too: which files secrets may come from is not left
+        # to where a relative path happens to point.
+        if not os.path.isabs(root):
+            return ("daemon.secret_roots",), (
+                f"daemon.secret_roots: {root!r} is not an absolute path"
+            )
     db_url = settings.database.url
     if db_url and not db_url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError("database.url: must start with postgresql:// or postgres://")
+        return ("database.url",), "database.url: must start with postgresql:// or postgres://"
+    return None
+
+
+# Keys whose values are filesystem paths: relative ones in a file follow the file.
+_PATH_KEYS = ("daemon.state_dir", "daemon.definitions", "executor.resume_key_file")
+
+
+def _relative_to(base: Path, value: str) -> str:
+    """``value`` resolved against ``base`` when it is a relative path; empty stays empty
+    (it means "the default")."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    # Lexical, like the shell's "cd ..", so messages show a short path.
+    return str(path) if path.is_absolute() else os.path.normpath(base / path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -231,10 +286,15 @@ def load_settings(
         path = env[CONFIG_ENV]
     document: dict[str, Any] = {}
     source: str | None = None
+    base = Path.cwd()
     if path is not None:
         source = str(path)
         document = _read_toml(Path(path))
+        base = Path(os.path.abspath(path)).parent
     where = f"{source}: " if source else ""
+    # Where each explicitly set key came from (the file as named, or the variable), so a
+    # range error blames the real source.
+    origin: dict[str, str] = {}
 
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     for section_name, section in document.items():
@@ -254,9 +314,19 @@ def load_settings(
                 )
             default = _SECTIONS[section_name]().__getattribute__(key)
             try:
-                values[section_name][key] = _coerce(dotted, value, default, from_env=False)
+                coerced = _coerce(dotted, value, default, from_env=False)
             except ConfigError as exc:
                 raise ConfigError(f"{where}{exc}") from None
+            if dotted in _PATH_KEYS:
+                # Not the working directory: the same file must mean the same paths
+                # wherever the command runs.
+                if isinstance(coerced, tuple):
+                    coerced = tuple(_relative_to(base, v) for v in coerced)
+                else:
+                    coerced = _relative_to(base, coerced)
+            values[section_name][key] = coerced
+            if source is not None:
+                origin[dotted] = source
 
     prefix = "TRIGGERD_"
     for name, raw in env.items():
@@ -274,6 +344,7 @@ def load_settings(
             )
         default = _SECTIONS[section_name]().__getattribute__(key)
         values[section_name][key] = _coerce(f"{name}", raw, default, from_env=True)
+        origin[f"{section_name}.{key}"] = name
 
     if not values["daemon"].get("state_dir"):
         values["daemon"]["state_dir"] = env.get("STATE_DIRECTORY", "").split(":")[0] or ".triggerd"
@@ -281,10 +352,11 @@ def load_settings(
         **{name: cls(**values[name]) for name, cls in _SECTIONS.items()},
         source=source,
     )
-    try:
-        _check_ranges(settings)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}{exc}") from None
+    problem = _range_problem(settings)
+    if problem is not None:
+        keys, message = problem
+        blamed = list(dict.fromkeys(origin[k] for k in keys if k in origin))
+        raise ConfigError(f"{', '.join(blamed)}: {message}" if blamed else message)
     return settings
 
 

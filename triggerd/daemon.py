@@ -23,10 +23,10 @@ from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
-from triggerd.appkeys import POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
+from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
-from triggerd.errors import TriggerdError
+from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.listener import open_listener
 from triggerd.sdnotify import Notifier
 from triggerd.store.workflows import apply_workflows
@@ -49,6 +49,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app[SETTINGS] = settings
     app[POOL] = pool
     app[READINESS_CHECKS] = {}
+    app[FATAL] = []
     health.add_routes(app)
     add_metrics_routes(app)  # app[METRICS], GET /metrics
     add_admin_routes(app)  # app[API_AUTH], /api/v1 and its token middleware
@@ -77,6 +78,10 @@ class Daemon:
     # [http] processes > 1: the private directory of the Unix socket the workers forward
     # requests to.
     _worker_dir: str | None = None
+    # Set when the daemon cannot go on (the embedded server is lost): it stops and exits
+    # non-zero so its supervisor restarts it.
+    _fatal: str | None = None
+    _watchdog: asyncio.Task[None] | None = None
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -171,7 +176,8 @@ class Daemon:
 
         assert self.pool is not None and self.app is not None
         self.executor = Executor(
-            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS]
+            pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
+            own_ports=frozenset({self._listen_port}),
         )
         # First, so it also sees the loop held while the other parts start.
         self.components = [LoopLagMonitor(self.app[METRICS]), self.executor]
@@ -180,6 +186,23 @@ class Daemon:
         ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
         ingress.stats.sink = self.app[METRICS]
         self.components += [scheduler, ingress]
+        if not self.settings.database.url:
+            from triggerd.embedded import EmbeddedServerWatch
+
+            watch = EmbeddedServerWatch(
+                state_dir=self.settings.state_dir, dsn=dsn, on_lost=self.lose
+            )
+            self.components.insert(0, watch)  # started first, stopped last
+
+    def lose(self, problem: str) -> None:
+        """The daemon cannot go on: fail liveness, stop the watchdog pings, exit non-zero."""
+        logger.critical(problem, extra={"event": "daemon_failing", "error": problem})
+        self._fatal = problem
+        if self.app is not None:
+            self.app[FATAL].append(problem)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.request_stop()
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         assert self.app is not None
@@ -282,11 +305,10 @@ class Daemon:
         try:
             await self.start()
             self.notifier.ready(self.status_line())
-            self._background.append(
-                asyncio.create_task(
-                    self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
-                )
+            self._watchdog = asyncio.create_task(
+                self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
             )
+            self._background.append(self._watchdog)
             await self._stop.wait()
             logger.info("stopping", extra={"event": "daemon_stopping"})
         finally:
@@ -294,6 +316,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         logger.info("stopped", extra={"event": "daemon_stopped"})
+        if self._fatal is not None:
+            raise DatabaseUnavailable(self._fatal)
 
 
 def _get(settings: Settings, dotted: str) -> Any:

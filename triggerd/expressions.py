@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, meta
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -242,6 +242,43 @@ def _compile(source: str) -> _Compiled:
     if inner is not None:
         return _Compiled(native=_ENV.compile_expression(inner, undefined_to_none=False))
     return _Compiled(template=_ENV.from_string(source))
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def reads_secrets(source: str) -> bool:
+    """Whether the template ``source`` reads the ``secrets`` name at all."""
+    try:
+        return "secrets" in meta.find_undeclared_variables(_ENV.parse(source))
+    except TemplateSyntaxError:
+        return False
+
+
+def secret_renderings(template: JSON, rendered: JSON) -> Iterator[tuple[str, str]]:
+    """``(source, text)`` for every string ``text`` that a template reading ``secrets``
+    rendered, walking the parameters and their rendered value side by side."""
+    if isinstance(template, str):
+        if is_template(template) and reads_secrets(template):
+            for text in _strings(rendered):
+                yield template, text
+    elif isinstance(template, dict) and isinstance(rendered, dict):
+        for key, item in template.items():
+            if key in rendered:
+                yield from secret_renderings(item, rendered[key])
+    elif isinstance(template, list | tuple) and isinstance(rendered, list | tuple):
+        for item, out in zip(template, rendered, strict=False):
+            yield from secret_renderings(item, out)
+
+
+def _strings(value: JSON) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def is_template(text: str) -> bool:

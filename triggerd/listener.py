@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
-from triggerd.errors import TriggerdError
+from triggerd.errors import TriggerdError, Unavailable
 
 
 def open_listener(
@@ -36,6 +37,9 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
             sock.close()
             raise
     except OSError as exc:
-        raise TriggerdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:
+            raise Unavailable(message) from None  # exit 5: held by another process
+        raise TriggerdError(message) from None
     sock.setblocking(False)
     return sock

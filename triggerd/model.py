@@ -199,6 +199,13 @@ class DedupeConfig:
     ttl: timedelta = timedelta(days=7)
 
 
+def normalize_webhook_path(path: str) -> str:
+    """The one form of a webhook path, for routing, storing and comparing: requests to
+    ``/hooks/a/b/`` and ``/hooks/a/b`` reach the same trigger, so two triggers must not
+    differ only by a slash at either end."""
+    return path.strip("/")
+
+
 @dataclass(frozen=True, kw_only=True)
 class WebhookConfig:
     path: str

@@ -159,3 +159,29 @@ class RedactingFilter(logging.Filter):
         if redacted != text:
             record.exc_text = redacted
             record.exc_info = None
+
+
+# Derived values shorter than this are not masked: masking every "ab" or "32" in a run's
+# rows and logs would hide far more than it protects.
+MIN_DERIVED_LENGTH: Final = 4
+
+
+def derived_secrets(
+    renderings: Iterable[tuple[str, str]], redactor: Redactor
+) -> set[str]:
+    """The values derived from secrets that ``redactor`` does not mask yet, from ``(template
+    source, rendered text)`` pairs of templates that read ``secrets``.
+
+    A rendered text that only embeds secrets in the template's own literal text
+    (``"Bearer {{ secrets.T }}"``) is masked in place by the secrets themselves. Any other
+    text a secret flowed into (``| upper``, a slice, a join, text mixed with other values)
+    is itself a secret for the rest of the run."""
+    found: set[str] = set()
+    for source, text in renderings:
+        if len(text) < MIN_DERIVED_LENGTH or text in redactor.secrets:
+            continue
+        masked = redactor.redact_text(text)
+        if masked != text and all(part in source for part in masked.split(MASK)):
+            continue
+        found.add(text)
+    return found

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -115,6 +116,7 @@ class DaemonProcess:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     embedded_state: Path | None = None  # the state_dir when it runs the embedded server
+    cwd: Path | None = None  # working directory; default: the configuration file's
     proc: subprocess.Popen[str] | None = None
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
@@ -136,7 +138,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "triggerd", "--config", str(self.config), "run"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=daemon_environment(self.env), cwd=self.config.parent,
+            env=daemon_environment(self.env), cwd=self.cwd or self.config.parent,
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         for stream, sink in ((self.proc.stdout, self.stdout_lines),
@@ -279,10 +281,10 @@ class Daemons:
         self.configs[path] = None if database_url else state_dir
         return path, port
 
-    def spawn(self, config: Path, port: int, env: Mapping[str, str] | None = None
-              ) -> DaemonProcess:
+    def spawn(self, config: Path, port: int, env: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> DaemonProcess:
         daemon = DaemonProcess(config=config, port=port, env=dict(env or {}),
-                               embedded_state=self.configs.get(config))
+                               embedded_state=self.configs.get(config), cwd=cwd)
         self.started.append(daemon)
         daemon.spawn()
         return daemon
@@ -340,3 +342,13 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
         yield manager
     finally:
         manager.cleanup()
+
+
+@pytest.fixture
+def embedded_state_dir(daemons: Daemons) -> Iterator[Path]:
+    """A state directory outside pytest's base temp: as root, the embedded server runs as
+    the ``pgserver`` user, which must traverse every parent, and a concurrent pytest session
+    resets ``/tmp/pytest-of-<user>`` to mode 0700."""
+    with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
+        yield Path(name) / "state"
+        daemons.cleanup()  # before the directory goes: no server left on it

@@ -95,7 +95,7 @@ async def test_apply_bad_file_writes_nothing(dsn: str, tmp_path: Path) -> None:
 
 def test_unreachable_database_is_one_clear_line() -> None:
     result = triggerd("triggers", "list", dsn="postgresql://u:pw@127.0.0.1:1/nope")
-    assert result.returncode == 2
+    assert result.returncode == 5
     line = one_line_error(result)
     assert line.startswith(
         "triggerd: error: cannot connect to the database at postgresql://u:***@127.0.0.1:1/nope"
@@ -108,7 +108,7 @@ def test_bad_config_file_names_the_key(tmp_path: Path) -> None:
     result = triggerd("--config", str(config), "migrate")
     assert result.returncode == 2
     assert one_line_error(result) == (
-        f"triggerd: error: {config}: http.port: 99999 is not a valid port (0-65535)"
+        f"triggerd: error: {config}: http.port: 99999 is not a valid port (1-65535)"
     )
 
 
@@ -141,7 +141,7 @@ async def test_bad_names_and_ids(dsn: str) -> None:
     assert result.returncode == 3
     assert one_line_error(result) == "triggerd: error: no trigger named 'nightly-report/nope'"
     result = triggerd("executions", "show", "not-a-uuid", dsn=dsn)
-    assert result.returncode == 3
+    assert result.returncode == 2
     assert "is not an execution id" in one_line_error(result)
     result = triggerd("triggers", "fire", "nightly-report/by-hand", "--input", "[1]", dsn=dsn)
     assert result.returncode == 2
@@ -225,3 +225,62 @@ async def test_triggers_show_has_next_fires_and_slot_outcomes(dsn: str) -> None:
     bad = triggerd("triggers", "show", "nightly-report/every-minute", "--count", "0", dsn=dsn)
     assert bad.returncode == 2
     assert one_line_error(bad) == "triggerd: error: --count: 0 is out of range 1-1000"
+
+
+NUL_AND_SURROGATE = (
+    "workflows:\n"
+    "  - key: bad-text\n"
+    '    description: "a\\0b"\n'
+    "    graph: {nodes: [{id: a, type: set, params: {value: \"\\ud800\"}}]}\n"
+    "    triggers: [{name: m, type: manual}]\n"
+)
+
+
+async def test_check_refuses_what_apply_cannot_store(dsn: str, tmp_path: Path) -> None:
+    # A NUL or a lone surrogate passed check, then apply failed with a traceback.
+    path = tmp_path / "bad-text.yaml"
+    path.write_text(NUL_AND_SURROGATE, encoding="utf-8")
+    for command in ("check", "apply"):
+        result = triggerd(command, str(path), dsn=dsn)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[:2] == [
+            f"{path}: $.workflows[0].description: contains a NUL character (\\u0000),"
+            " which cannot be stored",
+            f"{path}: $.workflows[0].graph.nodes[0].params.value: contains a lone UTF-16"
+            " surrogate, which is not valid Unicode",
+        ]
+        assert lines[2:] == (
+            ["triggerd: 2 problem(s) found; nothing was changed"] if command == "check"
+            else [f"triggerd: error: 2 problems in definitions: {lines[0]} (and 1 more)"]
+        )
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 0
+    finally:
+        await conn.close()
+
+
+async def test_fire_input_that_cannot_be_stored_is_one_line_exit_2(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    name = triggerd("triggers", "list", "--json", dsn=dsn)
+    trigger = json.loads(name.stdout)[0]["name"]
+    cases = [
+        ('{"a": "\\u0000"}', "--input: $.a: contains a NUL character (\\u0000), which cannot"
+         " be stored"),
+        ('{"a": "\\ud800"}', "--input: $.a: contains a lone UTF-16 surrogate, which is not"
+         " valid Unicode"),
+        ('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}", "--input: nested too deeply"),
+        ('{"a": ' + "[" * 70 + "]" * 70 + "}", "--input: $.a" + "[0]" * 64
+         + ": nested deeper than 64 levels"),
+    ]
+    for text, message in cases:
+        result = triggerd("triggers", "fire", trigger, "--input", text, dsn=dsn)
+        assert result.returncode == 2, result.stderr
+        assert one_line_error(result) == f"triggerd: error: {message}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    finally:
+        await conn.close()

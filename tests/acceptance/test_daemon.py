@@ -8,13 +8,9 @@ import asyncio
 import json
 import signal
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.acceptance.conftest import Daemons, TomlValue, run_cli, toml_document
 from tests.helpers import free_port
@@ -118,13 +114,13 @@ async def test_sigint_exits_zero(daemons: Daemons, dsn: str) -> None:
     assert daemon.stderr_lines == []
 
 
-async def test_unreachable_database_exits_2_with_one_clear_line(daemons: Daemons) -> None:
+async def test_unreachable_database_exits_5_with_one_clear_line(daemons: Daemons) -> None:
     # Nothing listens on a port we just released; the password must not be printed.
     port = free_port()
     url = f"postgresql://triggerd:s3cret@127.0.0.1:{port}/nothing"
     config, http_port = daemons.write_config(database_url=url)
     daemon = daemons.spawn(config, http_port)
-    assert await daemon.wait_exit(timeout=60) == 2
+    assert await daemon.wait_exit(timeout=60) == 5  # unavailable (DESIGN §5b)
     assert len(daemon.stderr_lines) == 1, daemon.stderr_lines
     line = daemon.stderr_lines[0]
     assert line.startswith(
@@ -165,22 +161,12 @@ async def test_port_in_use_exits_non_zero_with_clear_message(
         config, _ = daemons.write_config(database_url=dsn, port=port)
         daemon = daemons.spawn(config, port)
         code = await daemon.wait_exit(timeout=60)
-    assert code != 0
+    assert code == 5  # unavailable (DESIGN §5b)
     assert daemon.stderr_lines == [
         f"triggerd: error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ], daemon.stderr_lines
     assert daemon.events_named("daemon_ready") == []
     assert "Traceback" not in "\n".join(daemon.stdout_lines)
-
-
-@pytest.fixture
-def embedded_state_dir(daemons: Daemons) -> Iterator[Path]:
-    """A state directory outside pytest's base temp: as root, the embedded server runs as
-    the ``pgserver`` user, which must traverse every parent, and a concurrent pytest session
-    resets ``/tmp/pytest-of-<user>`` to mode 0700."""
-    with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
-        yield Path(name) / "state"
-        daemons.cleanup()  # before the directory goes: no server left on it
 
 
 def _postmaster_pid(state_dir: Path) -> Path:

@@ -17,10 +17,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.helpers import apply_doc, fire, free_port
-from triggerd.api.admin import add_admin_routes, storage_problem
+from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.config import ApiSettings, HttpSettings, Settings
 from triggerd.daemon import create_app
+from triggerd.storable import storage_problem
 from triggerd.store.executions import NewExecution, insert_executions
 from triggerd.store.workflows import get_trigger
 

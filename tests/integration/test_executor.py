@@ -388,9 +388,7 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
     assert node["status"] == "CANCELED"
 
 
-async def test_drain_hands_back_runs_from_a_claim_in_flight(
-    pool: asyncpg.Pool, dsn: str
-) -> None:
+async def test_drain_hands_back_runs_from_a_claim_in_flight(pool: asyncpg.Pool, dsn: str) -> None:
     """Drain while a claim is waiting on the database: the runs that claim starts are
     handed back too, not left RUNNING under an owner that is about to exit."""
     async with slow_workflow(pool, "inflight"):
@@ -511,3 +509,171 @@ async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool
         await pool.fetchval("SELECT dedupe_key FROM workflow_executions WHERE id = $1", ids[4])
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ [1, 2, 3] }}", "{{ [[1, 2], [3]] }}", "{{ [] }}", "{{ [{'a': 1}, 'x'] }}"],
+)
+async def test_list_outputs_are_stored_and_passed_on(
+    pool: asyncpg.Pool, executor: Executor, template: str
+) -> None:
+    # asyncpg reads a Python list inside a jsonb[] parameter as one more array dimension;
+    # a node (or run) whose output is a JSON array must be stored as that array.
+    await apply_doc(
+        pool,
+        workflow(
+            "lists",
+            [
+                {"id": "a", "type": "set", "params": {"value": template}},
+                {"id": "b", "type": "set", "params": {"value": "{{ nodes.a.output }}"}},
+            ],
+            [{"from": "a", "to": "b"}],
+        ),
+    )
+    execution_id = await fire(pool, "lists/manual")
+    row = await final_status(pool, execution_id)
+    expected = eval(template[3:-3])  # noqa: S307 - the literal above, not input
+    assert (row["status"], row["error_code"]) == ("SUCCESS", None)
+    assert row["output"] == expected
+    by_node = {n["node_id"]: n for n in await nodes_of(pool, execution_id)}
+    assert by_node["a"]["output"] == expected
+    assert by_node["b"]["input"] == {"value": expected}
+    assert by_node["b"]["output"] == expected
+
+
+async def test_rows_the_database_refuses_fail_only_their_own_write(pool: asyncpg.Pool) -> None:
+    # Writes of concurrent runs share one transaction; one run's refused rows must not
+    # fail the others' writes with it.
+    from triggerd.executor.writer import ProgressWriter
+    from triggerd.store.executions import NodeRow
+
+    await apply_doc(pool, workflow("shared", [{"id": "a", "type": "noop"}]))
+    good, bad = await fire(pool, "shared/manual"), await fire(pool, "shared/manual")
+    writer = ProgressWriter(pool=pool, owner="test", workers=1)  # one batch for both
+    writer.start()
+    try:
+        results = await asyncio.gather(
+            writer.write(
+                nodes=[
+                    NodeRow(
+                        execution_id=good,
+                        node_id="a",
+                        node_type="noop",
+                        status="SUCCESS",
+                        attempt=1,
+                        output=[1, 2],
+                    )
+                ]
+            ),
+            writer.write(
+                nodes=[
+                    NodeRow(
+                        execution_id=bad, node_id="a", node_type="noop", status="BOGUS", attempt=1
+                    )
+                ]
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await writer.stop()
+    assert results[0] == set()
+    assert isinstance(results[1], asyncpg.CheckViolationError)
+    rows = await pool.fetch("SELECT execution_id, output FROM node_executions")
+    assert [(str(r["execution_id"]), r["output"]) for r in rows] == [(good, [1, 2])]
+
+
+async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug (here: injected) would crash the run again on every claim after its lease
+    # expires; it ends ERROR with a code that says so, the exception's text kept out.
+    from triggerd.executor import runner
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault holding s3cr3t data")
+
+    monkeypatch.setattr(runner, "output_copies", broken)
+    await apply_doc(pool, workflow("crashy", [{"id": "a", "type": "noop"}]))
+    execution_id = await fire(pool, "crashy/manual")
+    row = await final_status(pool, execution_id)
+    assert (row["status"], row["error_code"], row["error_message"]) == (
+        "ERROR",
+        "INTERNAL_ERROR",
+        "internal error (RuntimeError); see the daemon's log",
+    )
+    assert row["lease_owner"] is None
+
+
+async def test_values_derived_from_secrets_are_masked_in_rows_and_logs(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redaction matched exact values only: `| upper`, slices and joins were stored and
+    # logged in clear.
+    import logging
+
+    from triggerd.logs import SECRETS_FILTER
+
+    secret = "s3cr3t-value-0123456789"
+    monkeypatch.setenv("TRIGGERD_TEST_TOKEN", secret)
+    derived = {
+        "upper": "{{ secrets.API_TOKEN | upper }}",
+        "prefix": "{{ secrets.API_TOKEN[:10] }}",
+        "joined": "{{ ['x', secrets.API_TOKEN] | join('-') }}",
+        "reversed": "{{ secrets.API_TOKEN | reverse | join }}",
+        "mixed": "Bearer {{ secrets.API_TOKEN }} {{ secrets.API_TOKEN | upper }}",
+        "replaced": "{{ secrets.API_TOKEN | replace('-', '+') }}",
+    }
+    clear = {
+        "upper": secret.upper(),
+        "prefix": secret[:10],
+        "joined": f"x-{secret}",
+        "reversed": secret[::-1],
+        "mixed": f"Bearer {secret} {secret.upper()}",
+        "replaced": secret.replace("-", "+"),
+    }
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage() + repr(vars(record)))
+
+    handler = Capture()
+    handler.addFilter(SECRETS_FILTER)
+    logging.getLogger("triggerd").addHandler(handler)
+    try:
+        await apply_doc(
+            pool,
+            workflow(
+                "derived",
+                [
+                    {"id": "make", "type": "set", "params": {"value": derived}},
+                    {"id": "say", "type": "log",
+                     "params": {"message": "token {{ secrets.API_TOKEN | upper }}",
+                                "level": "warning"}},
+                    {"id": "pass", "type": "set", "params": {"value": "{{ nodes.make.output }}"}},
+                    {"id": "check", "type": "set", "params": {"value": {
+                        k: "{{ nodes.make.output." + k + " == '" + v + "' }}"
+                        for k, v in clear.items() if "'" not in v
+                    }}},
+                ],
+                [{"from": "make", "to": "say"}, {"from": "say", "to": "pass"},
+                 {"from": "pass", "to": "check"}],
+                secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_TOKEN"}},
+            ),
+        )
+        execution_id = await fire(pool, "derived/manual")
+        row = await final_status(pool, execution_id)
+    finally:
+        logging.getLogger("triggerd").removeHandler(handler)
+    assert (row["status"], row["error_message"]) == ("SUCCESS", None)
+    by_node = {n["node_id"]: n for n in await nodes_of(pool, execution_id)}
+    # The real values flowed through the run...
+    assert all(by_node["check"]["output"].values()), by_node["check"]["output"]
+    # ...but none was stored or logged.
+    dump = str(await pool.fetch("SELECT input, output, error_message FROM node_executions"))
+    dump += str(row["output"]) + "\n".join(lines)
+    assert lines, "the log node wrote nothing"
+    for value in [secret, *clear.values()]:
+        assert value not in dump, value
+    assert by_node["make"]["output"]["upper"] == "***"

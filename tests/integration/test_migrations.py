@@ -24,13 +24,17 @@ EXPECTED_TABLES = {
     "trigger_slots",
     "webhook_requests",
     "schema_migrations",
+    "node_outputs_resume",
 }
 
 
 async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> None:
     report = await db.migrate(empty_dsn)
     assert report.applied == (
-        "0001_initial.sql", "0002_hot_path_references.sql", "0003_webhook_inbox_row.sql"
+        "0001_initial.sql",
+        "0002_hot_path_references.sql",
+        "0003_webhook_inbox_row.sql",
+        "0004_node_outputs_resume.sql",
     )
     conn = await asyncpg.connect(empty_dsn)
     try:
@@ -46,6 +50,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         (1, "0001_initial.sql"),
         (2, "0002_hot_path_references.sql"),
         (3, "0003_webhook_inbox_row.sql"),
+        (4, "0004_node_outputs_resume.sql"),
     ]
     assert {r["checksum"] for r in recorded} == {m.checksum for m in db.known_migrations()}
 
@@ -79,11 +84,13 @@ async def test_edited_migration_is_refused(dsn: str) -> None:
 
 
 async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
+    known = db.known_migrations()
+    following = known[-1].version + 1
     broken = [
-        *db.known_migrations(),
+        *known,
         db.Migration(
-            version=4,
-            name="0004_broken.sql",
+            version=following,
+            name=f"{following:04d}_broken.sql",
             sql="CREATE TABLE half_done (id int); SELECT no_such_function();",
         )
     ]
@@ -95,7 +102,8 @@ async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
         half = await conn.fetchval("SELECT to_regclass('half_done')")
     finally:
         await conn.close()
-    assert sorted(versions) == [1, 2, 3]  # the good ones stay, the broken one left no trace
+    # The good ones stay, the broken one left no trace.
+    assert sorted(versions) == [m.version for m in known] == [1, 2, 3, 4]
     assert half is None
 
 
@@ -120,15 +128,15 @@ async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
     outputs = sorted(out.decode().strip() for out, _ in results)
     assert outputs == [
         "applied 0001_initial.sql\napplied 0002_hot_path_references.sql"
-        "\napplied 0003_webhook_inbox_row.sql",
-        "schema is up to date (migration 0003)",
+        "\napplied 0003_webhook_inbox_row.sql\napplied 0004_node_outputs_resume.sql",
+        "schema is up to date (migration 0004)",
     ]
     conn = await asyncpg.connect(empty_dsn)
     try:
         count = await conn.fetchval("SELECT count(*) FROM schema_migrations")
     finally:
         await conn.close()
-    assert count == 3
+    assert count == 4
 
 
 async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) -> None:

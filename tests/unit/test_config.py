@@ -90,8 +90,8 @@ def test_definitions_list_from_env() -> None:
         ),
         ("[htp]\nport = 1\n", "unknown section [htp]"),
         ('[http]\nport = "eighty"\n', "http.port: expected an integer, got str 'eighty'"),
-        ("[http]\nport = 70000\n", "http.port: 70000 is not a valid port (0-65535)"),
-        ("[http]\nport = -1\n", "http.port: -1 is not a valid port (0-65535)"),
+        ("[http]\nport = 70000\n", "http.port: 70000 is not a valid port (1-65535)"),
+        ("[http]\nport = -1\n", "http.port: -1 is not a valid port (1-65535)"),
         ('[executor]\nlease = "soon"\n', "executor.lease: 'soon' is not a duration"),
         ("[executor]\nlease = 30\n", "executor.lease: expected a duration string"),
         ("[executor]\nconcurrency = 0\n", "executor.concurrency: 0 is below the minimum 1"),
@@ -152,3 +152,110 @@ def test_huge_duration_is_a_clear_error() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"TRIGGERD_EXECUTOR_LEASE": "99999999999d"})
     assert str(info.value) == "TRIGGERD_EXECUTOR_LEASE: '99999999999d' is too long a duration"
+
+
+# --- where a value came from, and paths relative to the file ---------------------------
+
+
+def test_relative_paths_in_the_file_follow_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "triggerd.toml").write_text(
+        '[daemon]\nstate_dir = "../state"\n'
+        'definitions = ["defs/a.yaml", "/abs/b.yaml", "~/c.yaml"]\n'
+        '[executor]\nresume_key_file = "keys/resume.key"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings("../etc/triggerd.toml", environ={})
+    assert settings.state_dir == tmp_path / "state"
+    assert settings.daemon.definitions == (
+        str(conf / "defs" / "a.yaml"),
+        "/abs/b.yaml",
+        str(Path("~/c.yaml").expanduser()),
+    )
+    assert settings.executor.resume_key_file == str(conf / "keys" / "resume.key")
+    # Messages keep naming the file as it was given.
+    assert settings.source == "../etc/triggerd.toml"
+
+
+def test_relative_paths_from_the_environment_follow_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '[daemon]\nstate_dir = "state"\ndefinitions = ["a.yaml"]\n')
+    settings = load_settings(
+        path,
+        environ={"TRIGGERD_DAEMON_STATE_DIR": "mine", "TRIGGERD_DAEMON_DEFINITIONS": "b.yaml"},
+    )
+    assert settings.daemon.state_dir == "mine"
+    assert settings.daemon.definitions == ("b.yaml",)
+
+
+def test_empty_state_dir_in_the_file_keeps_the_default(tmp_path: Path) -> None:
+    path = write(tmp_path, '[daemon]\nstate_dir = ""\n')
+    assert load_settings(path, environ={}).daemon.state_dir == ".triggerd"
+    systemd = load_settings(path, environ={"STATE_DIRECTORY": "/var/lib/triggerd"})
+    assert systemd.daemon.state_dir == "/var/lib/triggerd"
+
+
+def test_example_file_works_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(ROOT / "config" / "triggerd.toml", environ={})
+    assert settings.state_dir == ROOT / ".triggerd"
+    assert settings.daemon.definitions
+    for name in settings.daemon.definitions:
+        assert Path(name).is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRIGGERD_HTTP_PORT": "70000"}, "TRIGGERD_HTTP_PORT: http.port: 70000 is not a valid"
+                                          " port (1-65535)"),
+        ({"TRIGGERD_HTTP_PORT": "0"}, "TRIGGERD_HTTP_PORT: http.port: 0 is not a valid port"
+                                      " (1-65535)"),
+        ({"TRIGGERD_EXECUTOR_CONCURRENCY": "0"}, "TRIGGERD_EXECUTOR_CONCURRENCY:"
+                                                 " executor.concurrency: 0 is below the minimum 1"),
+        ({"TRIGGERD_LOG_FORMAT": "xml"}, "TRIGGERD_LOG_FORMAT: log.format: 'xml' is not one of"
+                                         " json, text"),
+        ({"TRIGGERD_DAEMON_SECRET_ROOTS": "secrets"}, "TRIGGERD_DAEMON_SECRET_ROOTS:"
+                                                      " daemon.secret_roots: 'secrets' is not"
+                                                      " an absolute path"),
+        ({"TRIGGERD_EGRESS_DENY": "ten"}, "TRIGGERD_EGRESS_DENY: egress.deny: 'ten' is not an IP"
+                                          " network (e.g. 10.0.0.0/8 or fd00::/8)"),
+        # pool_max is the default (10): only the variable is to blame.
+        ({"TRIGGERD_DATABASE_POOL_MIN": "11"}, "TRIGGERD_DATABASE_POOL_MIN: database.pool_min: 11"
+                                               " exceeds database.pool_max 10"),
+    ],
+)
+def test_range_errors_name_the_variable_not_the_file(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    path = write(tmp_path, "[http]\nport = 8080\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=env)
+    assert str(info.value) == message
+
+
+def test_cross_key_error_names_both_sources(tmp_path: Path) -> None:
+    path = write(tmp_path, "[database]\npool_min = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={"TRIGGERD_DATABASE_POOL_MAX": "2"})
+    assert str(info.value) == (
+        f"{path}, TRIGGERD_DATABASE_POOL_MAX: database.pool_min: 5 exceeds database.pool_max 2"
+    )
+
+
+def test_one_port_range_everywhere(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "0-65535" not in readme
+    assert "(1-65535)" in KEY_HELP["http.port"]
+    path = write(tmp_path, "[http]\nport = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(info.value) == f"{path}: http.port: 0 is not a valid port (1-65535)"

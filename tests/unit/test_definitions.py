@@ -1439,3 +1439,80 @@ def test_canonical_json() -> None:
     )
     with pytest.raises(ValueError, match="Out of range float values"):
         canonical_json({"x": float("nan")})
+
+
+LOL_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+j: &j [*i,*i,*i,*i,*i,*i,*i,*i,*i]
+workflows: []
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 10-level "lol" file expands to 9^10 strings; later passes walked every one.
+    from triggerd.definitions import loading
+
+    built = 0
+    build = loading._YamlBuilder.build
+
+    def counting(self: Any, node: Any, path: Any) -> Any:
+        nonlocal built
+        built += 1
+        return build(self, node, path)
+
+    monkeypatch.setattr(loading._YamlBuilder, "build", counting)
+    path = write(tmp_path, "lol.yaml", LOL_BOMB)
+    (problem,) = check_files([path])
+    assert (problem.file, problem.path) == (str(path), "$")
+    assert problem.message == (
+        "YAML aliases expand this file to more than 1,000,000 values (at line 7): write the"
+        " repeated parts out, or use fewer aliases"
+    )
+    assert built == 0  # refused before any value was built
+
+
+def test_yaml_alias_expansion_limit_is_exact() -> None:
+    from triggerd.definitions import loading
+    from triggerd.definitions.problems import Report
+
+    text = "a: &a [1, 2, 3]\nb: [*a, *a]\n"  # 1 + (1 + 1+3) + (1 + 2*(1+3)) + 2 keys = 16
+    assert loading.expanded_yaml_size(text) == 16
+    report = Report(file="f.yaml")
+    assert loading.parse_yaml(text, report, max_values=16, max_factor=1) == (
+        True, {"a": [1, 2, 3], "b": [[1, 2, 3], [1, 2, 3]]}
+    )
+    assert report.items == []
+    report = Report(file="f.yaml")
+    assert loading.parse_yaml(text, report, max_values=15, max_factor=1) == (False, None)
+    # Without aliases a file is never refused for its size: the limit grows with the file.
+    assert loading.parse_yaml(text, Report(file="f.yaml"), max_values=15, max_factor=2)[0]
+    assert [message for _, message in report.items] == [
+        "YAML aliases expand this file to more than 15 values (at line 1): write the repeated"
+        " parts out, or use fewer aliases"
+    ]
+
+
+def test_webhook_paths_are_compared_and_stored_without_a_trailing_slash() -> None:
+    # Routing ignores a trailing '/', so "t/none/" beside "t/none" could never fire.
+    def hook(name: str, path: str) -> Doc:
+        return {"name": name, "type": "webhook", "path": path}
+
+    assert found(workflow(triggers=[hook("a", "t/none"), hook("b", "t/none/")])) == {
+        (
+            "$.workflows[0].triggers[1].path",
+            "webhook path 't/none' is already used by the enabled trigger wf/a"
+            " (at $.workflows[0].triggers[0])",
+        )
+    }
+    config = parse_trigger_config("webhook", {"path": "t/none/"})
+    assert config.path == "t/none"  # type: ignore[union-attr]

@@ -122,3 +122,39 @@ def test_filter_survives_bad_format_arguments() -> None:
     record = logging.LogRecord("x", logging.INFO, "f", 1, "s3cr3t %d", ("not a number",), None)
     assert RedactingFilter(Redactor(["s3cr3t"])).filter(record) is True
     assert record.msg == "*** %d"
+
+
+def test_values_derived_from_secrets() -> None:
+    from triggerd.redaction import derived_secrets
+
+    redactor = Redactor(["tok-123456"])
+    pairs = [
+        ("Bearer {{ secrets.T }}", "Bearer tok-123456"),  # embedded: masked in place
+        ("{{ secrets.T | upper }}", "TOK-123456"),  # transformed: a secret itself
+        ("{{ secrets.T[:4] }}", "tok-"),
+        ("{{ secrets.T[:3] }}", "tok"),  # too short to mask everywhere
+        ("{{ input.u }}:{{ secrets.T }}", "alice:tok-123456"),  # mixed with other values
+        ("x {{ secrets.T }} {{ secrets.T | upper }}", "x tok-123456 TOK-123456"),
+        ("{{ secrets.T }}", "tok-123456"),  # the secret itself: already masked
+    ]
+    assert derived_secrets(pairs, redactor) == {
+        "TOK-123456", "tok-", "alice:tok-123456", "x tok-123456 TOK-123456"
+    }
+
+
+def test_secret_renderings_pairs_templates_that_read_secrets() -> None:
+    from triggerd.expressions import secret_renderings
+
+    template = {
+        "a": "{{ secrets.T | upper }}",
+        "b": "{{ input.x }}",
+        "c": ["plain", "{{ [secrets.T, 'y'] }}"],
+        "d": "{% if secrets.T %}yes{% endif %}",
+    }
+    rendered = {"a": "TOK", "b": "in", "c": ["plain", ["tok", "y"]], "d": "yes"}
+    assert sorted(secret_renderings(template, rendered)) == [
+        ("{% if secrets.T %}yes{% endif %}", "yes"),
+        ("{{ [secrets.T, 'y'] }}", "tok"),
+        ("{{ [secrets.T, 'y'] }}", "y"),
+        ("{{ secrets.T | upper }}", "TOK"),
+    ]

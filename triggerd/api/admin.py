@@ -50,6 +50,7 @@ from triggerd.errors import (
     TriggerdError,
 )
 from triggerd.model import CronConfig, ExecutionStatus, TriggerType
+from triggerd.storable import storage_problem
 from triggerd.store.admin import (
     ExecutionPosition,
     is_invalid_value,
@@ -93,7 +94,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BODY_LABEL = "request body"
 # Deeper JSON than this is refused before it reaches the store (PostgreSQL, the JSON
 # encoder and the validators all recurse).
-MAX_JSON_DEPTH = 64
 # Listed input violations, as in webhook answers: a hostile body must not make a huge answer.
 MAX_LISTED_ERRORS = 100
 RETRY_AFTER_SECONDS = 5
@@ -390,41 +390,6 @@ async def _json_body(request: web.Request, *, required: bool, expected: str) -> 
     if problem is not None:
         raise ApiError(422, "invalid_body", problem)
     return value
-
-
-def storage_problem(value: Any) -> str | None:
-    """Why PostgreSQL could not store this JSON value (NUL characters and lone surrogates
-    in ``jsonb``), or why it is refused (nesting), naming the JSON path; ``None`` when fine."""
-    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return f"{path}: nested deeper than {MAX_JSON_DEPTH} levels"
-        if isinstance(item, str):
-            reason = _unstorable(item)
-            if reason:
-                return f"{path}: {reason}"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                reason = _unstorable(key)
-                if reason:
-                    return f"{path}: a key {reason}"
-                stack.append((child, f"{path}.{key}", depth + 1))
-        elif isinstance(item, list):
-            for index, child in enumerate(item):
-                stack.append((child, f"{path}[{index}]", depth + 1))
-    return None
-
-
-def _unstorable(text: str) -> str | None:
-    if "\x00" in text:
-        return "contains a NUL character (\\u0000), which cannot be stored"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "contains a lone UTF-16 surrogate, which is not valid Unicode"
-    return None
 
 
 def _accepted(execution_id: str) -> web.Response:

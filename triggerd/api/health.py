@@ -7,12 +7,15 @@ from typing import Any
 
 from aiohttp import web
 
-from triggerd.appkeys import POOL, READINESS_CHECKS
+from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS
 from triggerd.db import schema_status
 
 
 async def healthz(request: web.Request) -> web.Response:
     # Answering at all proves the event loop turns; the handler does no I/O on purpose.
+    fatal = request.app.get(FATAL)
+    if fatal:
+        return web.json_response({"status": "failing", "problem": fatal[0]}, status=503)
     return web.json_response({"status": "ok"})
 
 

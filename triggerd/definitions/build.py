@@ -33,6 +33,7 @@ from triggerd.model import (
     WebhookConfig,
     WorkflowSpec,
     WorkflowStatus,
+    normalize_webhook_path,
 )
 from triggerd.walker import branch_label
 
@@ -157,13 +158,13 @@ def build_cron(doc: Mapping[str, Any]) -> CronConfig:
 
 
 def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
-    defaults = WebhookConfig(path=doc["path"])
+    defaults = WebhookConfig(path=normalize_webhook_path(doc["path"]))
     dedupe = doc.get("dedupe")
     max_body = doc.get("max_body_bytes")
     rate = doc.get("rate")
     burst = doc.get("burst")
     return WebhookConfig(
-        path=doc["path"],
+        path=defaults.path,
         methods=tuple(doc.get("methods", defaults.methods)),
         auth=build_auth(doc.get("auth", {})),
         dedupe=None if dedupe is None else build_dedupe(dedupe),

@@ -18,8 +18,9 @@ from triggerd.cron import parse_cron
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
 from triggerd.durations import format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
-from triggerd.model import RetryPolicy
+from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.nodes import BUILTIN_NODE_TYPES
+from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 
 # Which auth keys each scheme uses (besides `scheme`), and which it cannot do without.
@@ -108,6 +109,9 @@ def _check_duration_sizes(value: Any, path: JsonPath, report: Report) -> None:
 def check_document(document: Any, report: Report, *, node_types: Collection[str]) -> None:
     """Every semantic check that needs only this one document."""
     _check_duration_sizes(document, (), report)
+    # What apply could not store: refused here, so check says what apply would.
+    for path, reason in unstorable_strings(document):
+        report.add(path, reason)
     for path, workflow in _workflows(document):
         graph = workflow.get("graph")
         if isinstance(graph, dict):
@@ -157,6 +161,7 @@ def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
                 ):
                     continue
                 owner = f"{key}/{trigger.get('name')}"
+                hook_path = normalize_webhook_path(hook_path)
                 if hook_path in hooks:
                     first_report, first_path, first_owner = hooks[hook_path]
                     report.add(

@@ -68,13 +68,38 @@ def read_file(path: str | Path, report: Report) -> tuple[bool, Any]:
     return parse_yaml(text, report)
 
 
-def parse_yaml(text: str, report: Report) -> tuple[bool, Any]:
-    """Parse YAML text; syntax errors become one problem with the line and column."""
+# Aliases may repeat parts of a file, but not blow it up: the values a file expands to
+# are bounded by this floor or this many times its own distinct values, whichever is
+# larger (an "alias bomb" of ten levels of nine aliases expands to 9^10 values).
+MAX_YAML_VALUES = 1_000_000
+MAX_YAML_EXPANSION = 10
+
+
+def parse_yaml(
+    text: str,
+    report: Report,
+    *,
+    max_values: int = MAX_YAML_VALUES,
+    max_factor: int = MAX_YAML_EXPANSION,
+) -> tuple[bool, Any]:
+    """Parse YAML text; syntax errors become one problem with the line and column, and a
+    file whose aliases expand it beyond the limit is refused before anything is built."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return True, None
+        sizes = _ExpandedSize()
+        total = sizes.of(node)
+        limit = max(max_values, max_factor * len(sizes.memo))
+        if total > limit:
+            over = sizes.first_over(limit) or node
+            report.add(
+                (),
+                f"YAML aliases expand this file to more than {limit:,} values (at line"
+                f" {_line(over)}): write the repeated parts out, or use fewer aliases",
+            )
+            return False, None
         return True, _YamlBuilder(loader, report).build(node, ())
     except yaml.MarkedYAMLError as exc:
         report.add((), f"YAML syntax error{_where(exc)}: {_yaml_reason(exc)}")
@@ -103,6 +128,52 @@ def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
 
 def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
+
+
+class _ExpandedSize:
+    """How many values each node stands for once aliases are expanded, computed once per
+    distinct node (so the count itself stays linear in the file)."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, tuple[int, Node]] = {}
+        self._active: set[int] = set()
+
+    def of(self, node: Node) -> int:
+        key = id(node)
+        known = self.memo.get(key)
+        if known is not None:
+            return known[0]
+        if key in self._active:
+            return 1  # a recursive alias: the builder reports it
+        self._active.add(key)
+        try:
+            if isinstance(node, MappingNode):
+                total = 1 + sum(self.of(k) + self.of(v) for k, v in node.value)
+            elif isinstance(node, SequenceNode):
+                total = 1 + sum(self.of(item) for item in node.value)
+            else:
+                total = 1
+        finally:
+            self._active.discard(key)
+        self.memo[key] = (total, node)
+        return total
+
+    def first_over(self, limit: int) -> Node | None:
+        """The first node (in the order sizes were computed) whose size passes ``limit``."""
+        for total, node in self.memo.values():
+            if total > limit:
+                return node
+        return None
+
+
+def expanded_yaml_size(text: str) -> int:
+    """The number of values ``text`` stands for with every alias expanded."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return 0 if node is None else _ExpandedSize().of(node)
+    finally:
+        loader.dispose()
 
 
 class _YamlBuilder:

@@ -24,15 +24,16 @@ import jsonschema
 from jsonschema import Draft202012Validator
 
 from triggerd.definitions import graph_from_json
-from triggerd.errors import SecretError
-from triggerd.expressions import ExpressionError, build_context, render
+from triggerd.errors import ResumeCopyError, SecretError
+from triggerd.executor.resume import RESUME_COPY_MISSING, ResumeKey
+from triggerd.expressions import ExpressionError, build_context, render, secret_renderings
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
 from triggerd.nodes.registry import run_node
-from triggerd.redaction import Redactor
+from triggerd.redaction import Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
-from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow
+from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ BUFFERED_TYPES = frozenset({"set", "if", "switch", "noop", "log", "fail", "respo
 EXPRESSION_ERROR = "EXPRESSION_ERROR"
 # An attempt cut short by a dead process: not a failure of the node, never handled as one.
 INTERRUPTED = "INTERRUPTED"
+OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+TRUNCATION_KEYS = frozenset({"_truncated", "size_bytes", "limit_bytes", "preview"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,11 +94,71 @@ def input_violations(validator: Draft202012Validator, value: JSON) -> list[dict[
 def truncate_output(value: JSON, max_bytes: int) -> JSON:
     """Outputs over the limit are stored as a marker with a preview; the run goes on."""
     text = json.dumps(value, default=str, ensure_ascii=False)
-    size = len(text.encode())
-    if size <= max_bytes:
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
         return value
-    preview = text.encode()[: max(0, max_bytes - 200)].decode(errors="ignore")
-    return {"_truncated": True, "size_bytes": size, "limit_bytes": max_bytes, "preview": preview}
+    return _truncation_marker(encoded, max_bytes)
+
+
+def _truncation_marker(encoded: bytes, max_bytes: int) -> JSON:
+    preview = encoded[: max(0, max_bytes - 200)].decode(errors="ignore")
+    return {
+        "_truncated": True,
+        "size_bytes": len(encoded),
+        "limit_bytes": max_bytes,
+        "preview": preview,
+    }
+
+
+def is_truncation_marker(value: JSON) -> bool:
+    if not isinstance(value, dict) or value.get("_truncated") is not True:
+        return False
+    return set(value) >= TRUNCATION_KEYS
+
+
+class OutputTooLarge(Exception):
+    """Internal: a node output above ``[executor] max_resume_output_bytes``."""
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(
+            f"{size} bytes, above [executor] max_resume_output_bytes ({cap} bytes)"
+        )
+        self.size = size
+        self.cap = cap
+
+
+# What is stored of one node output: the display copy (truncated, secrets masked) and the
+# JSON text of the real value, only when the two differ. A tuple, not a dataclass: it is
+# built for every node on the executor's hot path.
+OutputCopies = tuple[JSON, str | None]
+
+
+def output_copies(value: JSON, redactor: Redactor, max_bytes: int, cap: int) -> OutputCopies:
+    """The display copy of ``value`` and, when it is not the value itself, the text of the
+    resume copy. Raises :class:`OutputTooLarge` above ``cap``. One serialization in the
+    common case (small, no secrets)."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate: ASCII JSON keeps it exactly (as an escape) for the resume copy.
+        text = json.dumps(value, default=str)
+        encoded = text.encode()
+        if len(encoded) > cap:
+            raise OutputTooLarge(len(encoded), cap) from None
+        return truncate_output(redactor.redact(storable(value)), max_bytes), text
+    if len(encoded) > cap:
+        raise OutputTooLarge(len(encoded), cap)
+    if "\\u0000" in text or "NaN" in text or "Infinity" in text:
+        # What PostgreSQL cannot store (NUL, NaN): the display copy shows U+FFFD or null.
+        return truncate_output(redactor.redact(storable(value)), max_bytes), text
+    if redactor.redact_text(text) == text:
+        # No secret anywhere in it (keys included): only the size can make it differ.
+        if len(encoded) <= max_bytes:
+            return value, None
+        return _truncation_marker(encoded, max_bytes), text
+    display = truncate_output(redactor.redact(value), max_bytes)
+    return display, (None if display == value else text)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,8 +181,11 @@ class Runner:
     write: Callable[..., Any]
     previous_rows: list[dict[str, Any]]
     max_output_bytes: int
+    resume_key: ResumeKey
+    max_resume_output_bytes: int = 16 * 1024 * 1024
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     environ: Mapping[str, str] | None = None
+    secret_roots: tuple[str, ...] = ()  # [daemon] secret_roots
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
@@ -127,6 +193,8 @@ class Runner:
     parked_until: dict[str, datetime] = field(default_factory=dict)
     # (node type, milliseconds) of every finished attempt, for metrics.
     timings: list[tuple[str, float]] = field(default_factory=list)
+    # Whether this run has resume copies in the database (dropped when it ends).
+    has_resume_copies: bool = False
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -154,6 +222,35 @@ class Runner:
             error_code=code,
             error_message=None if message is None else self.redactor.redact_text(message),
             resume_at=resume_at,
+            drop_resume_copies=self.has_resume_copies,
+        )
+
+    def _resumed_output(self, row: Mapping[str, Any]) -> JSON:
+        """The output a finished node passed on: its resume copy when it has one, else the
+        stored row (then identical to the value). Never a truncated or redacted value."""
+        blob = row.get("resume_copy")
+        if blob is not None:
+            return self.resume_key.decrypt(
+                blob,
+                execution_id=self.claimed.id,
+                node_id=row["node_id"],
+                attempt=row["attempt"],
+            )
+        output: JSON = row["output"]
+        if is_truncation_marker(output):
+            # Written by a build without resume copies: the value is lost.
+            raise ResumeCopyError(
+                RESUME_COPY_MISSING,
+                f"the output of node {row['node_id']!r} was stored truncated and has no"
+                " resume copy; run the workflow again",
+            )
+        return output
+
+    def _resume_copy(self, text: str, node_id: str, attempt: int) -> bytes:
+        """The encrypted resume copy of a row's real output (its JSON ``text``)."""
+        self.has_resume_copies = True
+        return self.resume_key.encrypt(
+            text, execution_id=self.claimed.id, node_id=node_id, attempt=attempt
         )
 
     def _restore(self) -> None:
@@ -204,7 +301,7 @@ class Runner:
                 )
                 self.pending.append(done)
                 self.outcomes[node_id] = NodeOutcome(
-                    node_id=node_id, status=NodeStatus.SUCCESS, output=row["output"]
+                    node_id=node_id, status=NodeStatus.SUCCESS, output=self._resumed_output(row)
                 )
                 continue
             if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
@@ -216,7 +313,9 @@ class Runner:
                 self.outcomes[node_id] = NodeOutcome(
                     node_id=node_id,
                     status=NodeStatus(status),
-                    output=row["output"],
+                    output=(
+                        self._resumed_output(row) if status == NodeStatus.SUCCESS else row["output"]
+                    ),
                     error_code=row["error_code"],
                     branch=branch,
                 )
@@ -255,7 +354,9 @@ class Runner:
         if claimed.cancel_requested:
             return self._final("CANCELED", code="CANCELED", message="canceled by request")
         try:
-            self._secrets = resolve_secrets(self.version.secret_refs, self.environ)
+            self._secrets = resolve_secrets(
+                self.version.secret_refs, self.environ, roots=self.secret_roots
+            )
         except SecretError as exc:
             return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
         self.redactor = Redactor(self._secrets.values())
@@ -270,7 +371,13 @@ class Runner:
                 message=f"input fails the parameter schema: {text}",
                 output={"errors": violations},
             )
-        self._restore()
+        self.has_resume_copies = any(
+            row.get("resume_copy") is not None for row in self.previous_rows
+        )
+        try:
+            self._restore()
+        except ResumeCopyError as exc:
+            return self._final("ERROR", code=exc.code, message=exc.message)
         deadline = claimed.start_time + self.version.timeout
         remaining = (deadline - self.clock()).total_seconds()
         try:
@@ -353,6 +460,14 @@ class Runner:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         tasks.clear()
 
+    def _mask_derived(self, template: JSON, params: JSON) -> None:
+        """Values a template derived from secrets are masked like the secrets themselves,
+        from this node's stored parameters on, in rows and log lines alike."""
+        derived = derived_secrets(secret_renderings(template, params), self.redactor)
+        if derived:
+            self.redactor = self.redactor.with_secrets(derived)
+            SECRETS_FILTER.add_secrets(derived)
+
     async def _run_node(self, node_id: str, edge: Edge | None) -> NodeOutcome | None:
         node = self.version.graph.node(node_id)
         attempt = self.next_attempt.get(node_id, 1)
@@ -362,6 +477,8 @@ class Runner:
             try:
                 params = render(node.params, self._context())
                 failure: NodeFailure | None = None
+                if self._secrets:
+                    self._mask_derived(node.params, params)
             except ExpressionError as exc:
                 failure = NodeFailure(EXPRESSION_ERROR, exc.message, retryable=False)
                 params = node.params
@@ -415,19 +532,42 @@ class Runner:
             elapsed_ms = (time.perf_counter() - t0) * 1000
             self.timings.append((node.type, elapsed_ms))
             ended = self.clock()
+            output: JSON = None
+            resume_text: str | None = None
             if failure is None:
                 assert result is not None
-                output = truncate_output(self.redactor.redact(result.output), self.max_output_bytes)
+                try:
+                    output, resume_text = output_copies(
+                        result.output,
+                        self.redactor,
+                        self.max_output_bytes,
+                        self.max_resume_output_bytes,
+                    )
+                except OutputTooLarge as exc:
+                    # Kept in full it could not be (memory, the resume copy): fail now
+                    # rather than pass on a cut value.
+                    failure = NodeFailure(
+                        OUTPUT_TOO_LARGE, f"output of node {node_id!r} is {exc}", retryable=False
+                    )
+            if failure is None:
+                assert result is not None
                 if result.wait_until is not None:
-                    wait_output = {
-                        "wait_until": result.wait_until.isoformat(),
-                        **(output if isinstance(output, dict) else {}),
-                    }
+                    until = result.wait_until.isoformat()
+                    shown = output if isinstance(output, dict) else {}
+                    wait_output = {"wait_until": until, **shown}
+                    wait_copy = None
+                    if resume_text is not None:
+                        raw = result.output if isinstance(result.output, dict) else {}
+                        full = json.dumps(
+                            {"wait_until": until, **raw}, default=str, ensure_ascii=False
+                        )
+                        wait_copy = self._resume_copy(full, node_id, attempt)
                     self.pending.append(
                         NodeRow(
                             **common,
                             status=NodeStatus.WAITING,
                             output=wait_output,
+                            resume_copy=wait_copy,
                         )
                     )
                     self.parked_until[node_id] = result.wait_until
@@ -441,6 +581,9 @@ class Runner:
                         branch=result.branch,
                         end_time=ended,
                         execution_time_ms=elapsed_ms,
+                        resume_copy=None
+                        if resume_text is None
+                        else self._resume_copy(resume_text, node_id, attempt),
                     )
                 )
                 return NodeOutcome(

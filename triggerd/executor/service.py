@@ -19,6 +19,8 @@ import asyncpg
 
 from triggerd import db
 from triggerd.config import Settings
+from triggerd.egress import EgressConnector, policy_from_settings
+from triggerd.executor.resume import ResumeKey, load_resume_key
 from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
 from triggerd.executor.writer import ProgressWriter
 from triggerd.store import executions as store
@@ -62,12 +64,18 @@ class Executor:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _listener: asyncpg.Connection | None = None
     _http: aiohttp.ClientSession | None = None
+    # The daemon's listening ports: http nodes may not call them ([egress] allow_self).
+    own_ports: frozenset[int] = frozenset()
+    _egress: EgressConnector | None = None
+    _secret_roots: tuple[str, ...] | None = None  # [daemon] secret_roots as last (re)loaded
     _writer: ProgressWriter | None = None
     _accepting: bool = True
     # Held while a claim is in flight, so drain sees every run the claim starts.
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _running: bool = False
     _last_claim: datetime | None = None
+    # The key of the resume copies: given, or loaded at start (see executor/resume.py).
+    resume_key: ResumeKey | None = None
 
     @property
     def lease(self) -> timedelta:
@@ -77,11 +85,21 @@ class Executor:
     def in_progress(self) -> int:
         return len(self._active)
 
+    @property
+    def resume_key_id(self) -> str:
+        """Names the resume key (not the key): replicas must show the same one."""
+        assert self.resume_key is not None, "the executor has not started"
+        return self.resume_key.key_id
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.resume_key is None:
+            # Before anything runs: a missing or bad key stops the start with one line.
+            self.resume_key = await asyncio.to_thread(load_resume_key, self.settings, os.environ)
         self._running = True
-        self._http = aiohttp.ClientSession()
+        self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
+        self._http = aiohttp.ClientSession(connector=self._egress)
         self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
         self._writer.start()
         self._tasks = [
@@ -96,8 +114,17 @@ class Executor:
                 "event": "executor_started",
                 "owner": self.owner,
                 "concurrency": self.settings.executor.concurrency,
+                "resume_key_id": self.resume_key.key_id,
+                "resume_key_source": self.resume_key.source,
             },
         )
+
+    def apply_settings(self, settings: Settings) -> None:
+        """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots to the
+        next run (the other executor settings need a restart)."""
+        self._secret_roots = settings.daemon.secret_roots
+        if self._egress is not None:
+            self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
 
     async def drain(self, grace: timedelta) -> int:
         """Stop claiming, give running executions ``grace`` to finish, then hand the rest
@@ -153,6 +180,9 @@ class Executor:
     async def readiness(self) -> str | None:
         if not self._running:
             return "executor not running"
+        ended = [t.get_name() for t in self._tasks if t.done()]
+        if ended:
+            return f"executor loops ended: {', '.join(ended)}"
         return None
 
     # -- loops ---------------------------------------------------------------------------
@@ -170,10 +200,14 @@ class Executor:
             if self._accepting and free >= threshold:
                 try:
                     claimed = await self._claim(min(free, CLAIM_BATCH))
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    logger.warning(
-                        "claim failed", extra={"event": "claim_failed", "error": str(exc)}
-                    )
+                except Exception as exc:
+                    # Never let this loop die: nothing would claim runs again.
+                    if db.is_unavailable(exc) or isinstance(exc, asyncpg.PostgresError):
+                        logger.warning(
+                            "claim failed", extra={"event": "claim_failed", "error": str(exc)}
+                        )
+                    else:
+                        logger.exception("claim failed", extra={"event": "claim_failed"})
                     await asyncio.sleep(1.0)
                     continue
             if (
@@ -224,20 +258,46 @@ class Executor:
                             status="CANCELED",
                             error_code="CANCELED",
                             error_message="canceled by request",
+                            drop_resume_copies=True,
                         )
                     ]
                 )
                 self.stats["CANCELED"] += 1
             # drain / lost lease: the rows written so far stay; the run is handed back.
             return
-        except Exception:
+        except Exception as exc:
             logger.exception(
                 "execution crashed",
                 extra={"event": "execution_crashed", "execution_id": execution.id},
             )
+            if not db.is_unavailable(exc):
+                # A bug or data the database refused would crash the run again on every
+                # claim after its lease expires: end it now, with a code that says so (the
+                # exception's text may hold values, so only its type is stored).
+                await self._fail_crashed(execution.id, exc)
         finally:
             self._active.pop(execution.id, None)
             self._wake.set()
+
+    async def _fail_crashed(self, execution_id: str, exc: Exception) -> None:
+        assert self._writer is not None
+        update = store.ExecutionUpdate(
+            id=execution_id,
+            status="ERROR",
+            error_code="INTERNAL_ERROR",
+            error_message=f"internal error ({type(exc).__name__}); see the daemon's log",
+            drop_resume_copies=True,
+        )
+        try:
+            await self._writer.write(finished=[update])
+        except Exception:
+            # Left RUNNING: its lease expires and another claim tries again.
+            logger.exception(
+                "crashed execution not recorded",
+                extra={"event": "execution_crash_unrecorded", "execution_id": execution_id},
+            )
+            return
+        self.stats["ERROR"] += 1
 
     async def _execute(self, execution: store.ClaimedExecution) -> store.ExecutionUpdate | None:
         assert self._writer is not None
@@ -259,6 +319,7 @@ class Executor:
         if execution.attempt > 1:
             async with self.pool.acquire() as conn:
                 previous = await store.fetch_node_rows(conn, execution.id)
+        assert self.resume_key is not None
         runner = Runner(
             claimed=execution,
             version=self._versions[execution.workflow_version_id],
@@ -266,7 +327,14 @@ class Executor:
             write=writer.write,
             previous_rows=previous,
             max_output_bytes=self.settings.executor.max_output_bytes,
+            max_resume_output_bytes=self.settings.executor.max_resume_output_bytes,
+            resume_key=self.resume_key,
             clock=self.clock,
+            secret_roots=(
+                self.settings.daemon.secret_roots
+                if self._secret_roots is None
+                else self._secret_roots
+            ),
         )
         try:
             update = await runner.run()
@@ -369,7 +437,8 @@ class Executor:
                     while self._running:
                         deleted = await store.retention_batch(conn, retention, 500)
                         released = await store.release_expired_dedupe_keys(conn, 1000)
-                        if deleted < 500 and released < 1000:
+                        stale = await store.drop_stale_resume_copies(conn, 500)
+                        if deleted < 500 and released < 1000 and stale < 500:
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

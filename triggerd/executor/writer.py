@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from triggerd import db
 from triggerd.store.executions import ExecutionUpdate, NodeRow, write_progress
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,12 @@ class ProgressWriter:
                 "progress write failed",
                 extra={"event": "progress_write_failed", "error": str(exc), "rows": rows},
             )
+            if len(batch) > 1 and not db.is_unavailable(exc):
+                # The database refused one run's rows: write each run's rows on their own,
+                # so only that run fails and the others in this batch are not held back.
+                for p in batch:
+                    await self._write_alone(p)
+                return
             for p in batch:
                 if not p.done.done():
                     p.done.set_exception(exc)
@@ -101,3 +108,14 @@ class ProgressWriter:
         for p in batch:
             if not p.done.done():
                 p.done.set_result({f.id for f in p.finished} & written)
+
+    async def _write_alone(self, p: _Pending) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                written = await write_progress(conn, self.owner, p.nodes, p.finished)
+        except Exception as exc:
+            if not p.done.done():
+                p.done.set_exception(exc)
+            return
+        if not p.done.done():
+            p.done.set_result({f.id for f in p.finished} & written)

@@ -13,7 +13,8 @@ Output ``{"status": int, "headers": {lower-case name: value}, "body": ...}``: th
 parsed when the response's content type is JSON (``application/json``, ``...+json``) and
 parses, else kept as text; an empty body is null.
 
-Failures: ``HTTP_CONNECT`` (refused, DNS, connection dropped), ``TIMEOUT``,
+Failures: ``EGRESS_DENIED`` (an address ``[egress]`` refuses, on the first request or a
+redirect; never retried), ``HTTP_CONNECT`` (refused, DNS, connection dropped), ``TIMEOUT``,
 ``HTTP_STATUS`` (a status not accepted; ``retryable_status`` is the status and the output
 is the response), ``HTTP_ERROR`` (a broken or too large response), ``INVALID_PARAMS``.
 """
@@ -29,6 +30,7 @@ import aiohttp
 from yarl import URL
 
 from triggerd.durations import format_duration
+from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
 from triggerd.model import JSON
 from triggerd.nodes.base import TIMEOUT, NodeContext, NodeFailure, NodeResult, Params, json_text
 
@@ -76,13 +78,17 @@ class HttpNode:
         try:
             if ctx.http is not None:
                 output = await _exchange(ctx.http, method, url, request)
-            else:  # outside the daemon (tools, tests): a session for this request only
-                async with aiohttp.ClientSession() as session:
+            else:  # outside the daemon (tools, tests): a session for this request only,
+                # under the default egress policy
+                async with egress_session() as session:
                     output = await _exchange(session, method, url, request)
         except TimeoutError as exc:
             raise NodeFailure(
                 TIMEOUT, f"{what}: no complete response within {format_duration(timeout)}"
             ) from exc
+        except EgressDenied as exc:
+            # The same address is refused on every attempt: not worth a retry.
+            raise NodeFailure(EGRESS_DENIED, f"{what}: {exc.message}", retryable=False) from exc
         except aiohttp.InvalidURL as exc:
             raise checked.invalid(f"parameter 'url': invalid URL ({exc})") from exc
         except aiohttp.ClientConnectionError as exc:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.errors import Conflict, NotFound
+from triggerd.errors import Conflict, NotFound, UsageError
+from triggerd.ids import IdQuery
 from triggerd.model import JSON
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, row_to
 
@@ -156,6 +160,31 @@ async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
         raise NotFound(f"no execution {execution_id}")
     record: ExecutionRecord = row_to(ExecutionRecord, row)
     return record
+
+
+# The ids in a prefix's range, on the primary key index (a text LIKE on uuid has no index).
+EXECUTION_ID_RANGE = (
+    "SELECT id::text FROM workflow_executions WHERE id BETWEEN $1::uuid AND $2::uuid"
+    " ORDER BY id LIMIT 2"
+)
+
+
+async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
+    """The one execution id ``query`` names. A full id is returned as is (the caller's
+    lookup says whether it exists); a prefix must match exactly one execution:
+    :class:`NotFound` when none does, :class:`UsageError` when several do."""
+    if query.full is not None:
+        return query.full
+    rows = await conn.fetch(EXECUTION_ID_RANGE, query.low, query.high)
+    if not rows:
+        raise NotFound(f"no execution whose id starts with {query.prefix!r}")
+    if len(rows) > 1:
+        raise UsageError(
+            f"execution id prefix {query.prefix!r} is ambiguous: it matches more than one"
+            " execution; give more digits"
+        )
+    found: str = rows[0]["id"]
+    return found
 
 
 async def list_executions(
@@ -340,9 +369,14 @@ async def fetch_versions(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, 
 
 
 async def fetch_node_rows(conn: Conn, execution_id: str) -> list[dict[str, Any]]:
+    """The node rows of a run being resumed, each with its encrypted resume copy
+    (``resume_copy``, None when the stored output is the value itself)."""
     rows = await conn.fetch(
-        "SELECT node_id, node_type, status, attempt, output, branch, error_code, error_message"
-        " FROM node_executions WHERE execution_id = $1 ORDER BY node_id, attempt",
+        "SELECT n.node_id, n.node_type, n.status, n.attempt, n.output, n.branch, n.error_code,"
+        " n.error_message, r.ciphertext AS resume_copy"
+        " FROM node_executions n LEFT JOIN node_outputs_resume r"
+        " ON r.execution_id = n.execution_id AND r.node_id = n.node_id AND r.attempt = n.attempt"
+        " WHERE n.execution_id = $1 ORDER BY n.node_id, n.attempt",
         execution_id,
     )
     return [dict(r) for r in rows]
@@ -367,6 +401,8 @@ class NodeRow:
     execution_time_ms: float | None = None
     from_node_id: str | None = None
     edge_condition: str | None = None
+    # The encrypted full output, when ``output`` (the display copy) is not the value itself.
+    resume_copy: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -379,15 +415,25 @@ class ExecutionUpdate:
     error_code: str | None = None
     error_message: str | None = None
     resume_at: datetime | None = None
+    # The run has resume copies: delete them if this is its end (kept while it waits).
+    drop_resume_copies: bool = False
+
+
+FINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELED"})
 
 
 _UPSERT_NODES = """
 INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt, input, output,
     branch, error_code, error_message, start_time, end_time, execution_time_ms, from_node_id,
     edge_condition)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[],
-    $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+SELECT d.execution_id, d.node_id, d.node_type, d.status, d.attempt, d.input::jsonb,
+    d.output::jsonb, d.branch, d.error_code, d.error_message, d.start_time, d.end_time,
+    d.execution_time_ms, d.from_node_id, d.edge_condition
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
     $13::float8[], $14::text[], $15::text[])
+    AS d(execution_id, node_id, node_type, status, attempt, input, output, branch, error_code,
+         error_message, start_time, end_time, execution_time_ms, from_node_id, edge_condition)
 ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, branch = EXCLUDED.branch,
     error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
@@ -396,15 +442,58 @@ ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
 
 _FINISH = """
 UPDATE workflow_executions e SET
-    status = d.status, output = d.output, error_code = d.error_code,
+    status = d.status, output = d.output::jsonb, error_code = d.error_code,
     error_message = d.error_message, resume_at = d.resume_at,
     end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::timestamptz[])
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
      AS d(id, status, output, error_code, error_message, resume_at)
 WHERE e.id = d.id AND e.lease_owner = $1
 RETURNING e.id, e.status
 """
+
+
+_UPSERT_RESUME = """
+INSERT INTO node_outputs_resume (execution_id, node_id, attempt, ciphertext)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bytea[])
+ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET ciphertext = EXCLUDED.ciphertext
+"""
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: JSON) -> JSON:
+    """``value`` with what PostgreSQL's text and jsonb cannot hold replaced: NUL and lone
+    surrogates by U+FFFD (in strings and keys), NaN and infinities by null. The executor
+    keeps the exact value in a resume copy when this changes anything."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_UNSTORABLE.sub("\ufffd", k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or Infinity
+    return value
+
+
+def _json_text(value: JSON) -> str | None:
+    """A document as JSON text for a ``text[]`` parameter cast to jsonb in SQL: asyncpg reads
+    a Python list inside a ``jsonb[]`` parameter as one more array dimension, so a node
+    whose output is a JSON array could not be stored."""
+    if value is None:
+        return None
+    text = json.dumps(value)
+    # ASCII JSON shows NUL and every surrogate as an escape: the rare text that has one
+    # takes the slow path.
+    if "\\u0000" in text or "\\ud" in text or "NaN" in text or "Infinity" in text:
+        text = json.dumps(storable(value))
+    return text
+
+
+def _storable_text(value: str | None) -> str | None:
+    return None if value is None else _UNSTORABLE.sub("\ufffd", value)
 
 
 def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
@@ -414,11 +503,11 @@ def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
         [r.node_type for r in rows],
         [r.status for r in rows],
         [r.attempt for r in rows],
-        [r.input for r in rows],
-        [r.output for r in rows],
+        [_json_text(r.input) for r in rows],
+        [_json_text(r.output) for r in rows],
         [r.branch for r in rows],
         [r.error_code for r in rows],
-        [r.error_message for r in rows],
+        [_storable_text(r.error_message) for r in rows],
         [r.start_time for r in rows],
         [r.end_time for r in rows],
         [r.execution_time_ms for r in rows],
@@ -437,25 +526,46 @@ async def write_progress(
     executions whose final state was written (runs whose lease this owner lost are left
     alone: another process owns them now)."""
     done: set[str] = set()
+    copies = [n for n in nodes if n.resume_copy is not None]
     async with conn.transaction():
         if nodes:
             await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
+        if copies:
+            # After their node rows, which a concurrent delete of the execution must wait
+            # for; its trigger then removes these too (migration 0004).
+            await conn.execute(
+                _UPSERT_RESUME,
+                [n.execution_id for n in copies],
+                [n.node_id for n in copies],
+                [n.attempt for n in copies],
+                [n.resume_copy for n in copies],
+            )
         if finished:
             rows = await conn.fetch(
                 _FINISH,
                 owner,
                 [f.id for f in finished],
                 [f.status for f in finished],
-                [f.output for f in finished],
+                [_json_text(f.output) for f in finished],
                 [f.error_code for f in finished],
-                [f.error_message for f in finished],
+                [_storable_text(f.error_message) for f in finished],
                 [f.resume_at for f in finished],
             )
             done = {str(r["id"]) for r in rows}
-            final = [str(r["id"]) for r in rows if r["status"] in ("SUCCESS", "ERROR", "CANCELED")]
+            final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:
                 await conn.execute(
                     "SELECT pg_notify('triggerd_finished', x) FROM unnest($1::text[]) AS x", final
+                )
+            # Only runs known to have copies pay for this statement (most have none).
+            drop = [
+                f.id
+                for f in finished
+                if f.drop_resume_copies and f.status in FINAL_STATUSES and f.id in done
+            ]
+            if drop:
+                await conn.execute(
+                    "DELETE FROM node_outputs_resume WHERE execution_id = ANY($1::uuid[])", drop
                 )
     return done
 
@@ -469,6 +579,19 @@ async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500) -
         " AND end_time < now() - $1 * interval '1 millisecond' LIMIT $2"
         " FOR UPDATE SKIP LOCKED)",
         int(older_than.total_seconds() * 1000),
+        batch,
+    )
+    return int(result.split()[-1])
+
+
+async def drop_stale_resume_copies(conn: Conn, batch: int = 500) -> int:
+    """Delete resume copies of runs that ended (or are gone) by a path that did not drop
+    them itself; returns how many were deleted. A safety net: the table stays small."""
+    result: str = await conn.execute(
+        "DELETE FROM node_outputs_resume WHERE ctid IN ("
+        " SELECT r.ctid FROM node_outputs_resume r WHERE NOT EXISTS ("
+        "  SELECT 1 FROM workflow_executions e WHERE e.id = r.execution_id"
+        "  AND e.status IN ('NEW', 'RUNNING', 'WAITING')) LIMIT $1)",
         batch,
     )
     return int(result.split()[-1])

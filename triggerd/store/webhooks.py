@@ -20,6 +20,8 @@ import asyncpg
 import orjson
 
 from triggerd import db
+from triggerd.db import UNAVAILABLE_ERRORS
+from triggerd.db import is_unavailable as db_is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON
 from triggerd.store.executions import EXECUTIONS_CHANNEL
@@ -33,22 +35,12 @@ FINISHED_CHANNEL = "triggerd_finished"
 # or unreachable database must not turn into hung webhook senders.
 ACQUIRE_TIMEOUT = 2.0
 
-# Errors meaning "the database is not reachable (or not writable) right now": connection
-# loss, refused connections, server shutdown or restart, resource exhaustion, a read-only
-# standby after a failover. Anything else is a bug or bad data and is raised as is.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.ReadOnlySQLTransactionError,
-)
+# One classification for the whole program (triggerd.db).
+_UNAVAILABLE = UNAVAILABLE_ERRORS
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, (*_UNAVAILABLE, DatabaseUnavailable))
+    return db_is_unavailable(exc)
 
 
 @contextlib.contextmanager

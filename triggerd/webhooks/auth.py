@@ -38,6 +38,10 @@ Per-scheme rules (``secret`` is the resolved secret value as bytes):
 The timestamped schemes (stripe, standard, slack) refuse a timestamp that is not plain
 decimal digits, or that lies more than the tolerance (``auth.tolerance`` or the 5-minute
 default) before *or* after ``now``. They sign text, so a body that is not UTF-8 fails.
+
+:func:`check_request` says why a request is refused, as a :class:`Refusal` (an
+:class:`AuthFailure` reason and the header concerned) for the operator's log; the sender's
+answer never says which part failed.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from triggerd.model import AuthConfig
 
@@ -82,8 +88,37 @@ _STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format marker, not a secret
 # cannot overflow (15 digits is ~31 million years).
 _TIMESTAMP_DIGITS = 15
 
+
+
+class AuthFailure(StrEnum):
+    """Why a request was refused (logged, never sent to the sender)."""
+
+    MISSING_HEADER = "missing_header"  # the header carrying the credentials is absent
+    MALFORMED_SIGNATURE = "malformed_signature"  # not the scheme's prefix/encoding/fields
+    MALFORMED_TIMESTAMP = "malformed_timestamp"  # not plain decimal seconds
+    MALFORMED_CREDENTIALS = "malformed_credentials"  # not ``Basic base64(user:password)``
+    STALE_TIMESTAMP = "stale_timestamp"  # outside the tolerance, before or after now
+    BAD_SIGNATURE = "bad_signature"  # well-formed, but not made with this trigger's secret
+    BAD_TOKEN = "bad_token"  # noqa: S105 - a code: the header is not prefix + secret
+    BAD_CREDENTIALS = "bad_credentials"  # basic auth: wrong user or password
+    BODY_NOT_UTF8 = "body_not_utf8"  # the timestamped schemes sign text
+    UNKNOWN_SECRET = "unknown_secret"  # noqa: S105 - no secret the scheme can use
+    UNUSABLE_CONFIG = "unusable_config"  # a scheme/algorithm that validation would refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused request: the reason and the header it concerns (``None``: no one header).
+    Built when the verifier is, so a refusal allocates nothing."""
+
+    reason: AuthFailure
+    header: str | None = None
+
+
 # A request's verdict: (headers, raw body, now) -> accepted?
 Verifier = Callable[[Mapping[str, str], bytes, datetime], bool]
+# The same with the reason: (headers, raw body, now) -> None when accepted.
+Checker = Callable[[Mapping[str, str], bytes, datetime], Refusal | None]
 
 
 # --- headers -------------------------------------------------------------------------
@@ -182,25 +217,49 @@ def verify_request(
     ``secret`` is the resolved secret value; ``None`` (or empty) fails every scheme but
     ``none``. ``now`` must be timezone-aware; it is only read by the timestamped schemes.
     """
-    return make_verifier(auth, secret)(headers, body, now)
+    return make_checker(auth, secret)(headers, body, now) is None
+
+
+def check_request(
+    auth: AuthConfig,
+    secret: bytes | None,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> Refusal | None:
+    """:func:`verify_request` with the reason: ``None`` when accepted, else why not."""
+    return make_checker(auth, secret)(headers, body, now)
 
 
 def make_verifier(auth: AuthConfig, secret: bytes | None) -> Verifier:
-    """:func:`verify_request` for one trigger: whatever depends only on ``auth`` and the
-    secret (header names, prefixes, the expected token, the Standard Webhooks key, the
-    tolerance) is worked out once, when the route table is built, not per request."""
-    scheme = auth.scheme
-    if scheme == "none":
-        check: Verifier = _accept
-    elif not secret:
-        check = _refuse
-    else:
-        try:
-            check = _scheme_verifier(auth, secret)
-        except (ValueError, UnicodeError, binascii.Error):
-            check = _refuse  # e.g. a prefix that cannot be encoded: nothing can match it
+    """:func:`verify_request` for one trigger (see :func:`make_checker`)."""
+    check = make_checker(auth, secret)
 
     def verify(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+        return check(headers, body, now) is None
+
+    return verify
+
+
+def make_checker(auth: AuthConfig, secret: bytes | None) -> Checker:
+    """:func:`check_request` for one trigger: whatever depends only on ``auth`` and the
+    secret (header names, prefixes, the expected token, the Standard Webhooks key, the
+    tolerance, the refusals) is worked out once, when the route table is built, not per
+    request."""
+    scheme = auth.scheme
+    if scheme == "none":
+        check: Checker = _accept
+    elif scheme not in SCHEMES:
+        check = _refuse_config
+    elif not secret:
+        check = _refuse_secret
+    else:
+        try:
+            check = _scheme_checker(auth, secret)
+        except (ValueError, UnicodeError, binascii.Error):
+            check = _refuse_config  # e.g. a prefix that cannot be encoded: nothing matches
+
+    def checked(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         if now.tzinfo is None:
             raise ValueError("verify_request needs a timezone-aware 'now'")
         try:
@@ -208,20 +267,35 @@ def make_verifier(auth: AuthConfig, secret: bytes | None) -> Verifier:
         except (ValueError, UnicodeError, binascii.Error):  # pragma: no cover - defensive
             # Every check tests its input first; this is the belt to those braces, so
             # that hostile input can only ever produce a 401.
-            return False
+            return _MALFORMED
 
-    return verify
-
-
-def _accept(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
-    return True
+    return checked
 
 
-def _refuse(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
-    return False
+_NO_SECRET = Refusal(AuthFailure.UNKNOWN_SECRET)
+_NO_CONFIG = Refusal(AuthFailure.UNUSABLE_CONFIG)
+_MALFORMED = Refusal(AuthFailure.MALFORMED_SIGNATURE)
+_NOT_UTF8 = Refusal(AuthFailure.BODY_NOT_UTF8)
 
 
-def _scheme_verifier(auth: AuthConfig, secret: bytes) -> Verifier:
+def _accept(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+    return None
+
+
+def _refuse_secret(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+    return _NO_SECRET
+
+
+def _refuse_config(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+    return _NO_CONFIG
+
+
+def _refusals(header: str) -> dict[AuthFailure, Refusal]:
+    """Every refusal about ``header``, built once per checker."""
+    return {reason: Refusal(reason, header) for reason in AuthFailure}
+
+
+def _scheme_checker(auth: AuthConfig, secret: bytes) -> Checker:
     match auth.scheme:
         case "token":
             return _token_verifier(auth, secret)
@@ -229,7 +303,7 @@ def _scheme_verifier(auth: AuthConfig, secret: bytes) -> Verifier:
             return _basic_verifier(auth, secret)
         case "hmac":
             if not auth.header:
-                return _refuse
+                return _refuse_config
             return _hmac_verifier(
                 secret,
                 auth.header,
@@ -248,7 +322,7 @@ def _scheme_verifier(auth: AuthConfig, secret: bytes) -> Verifier:
         case "slack":
             return _slack_verifier(secret, _tolerance(auth))
         case _:
-            return _refuse
+            return _refuse_config
 
 
 def _tolerance(auth: AuthConfig) -> float:
@@ -283,64 +357,71 @@ def _header_bytes(value: str) -> bytes | None:
         return None
 
 
-def _token_verifier(auth: AuthConfig, secret: bytes) -> Verifier:
+def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     header = auth.header or "Authorization"
     prefix = auth.prefix
     if prefix is None:
         prefix = "Bearer " if header.lower() == "authorization" else ""
     expected = prefix.encode("utf-8") + secret
+    refuse = _refusals(header)
 
-    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         value = get_header(headers, header)
         if value is None:
-            return False
+            return refuse[AuthFailure.MISSING_HEADER]
         given = _header_bytes(value)
-        if given is None:
-            return False
-        return hmac.compare_digest(given, expected)
+        if given is None or not hmac.compare_digest(given, expected):
+            return refuse[AuthFailure.BAD_TOKEN]
+        return None
 
     return check
 
 
-def _basic_verifier(auth: AuthConfig, secret: bytes) -> Verifier:
+def _basic_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     if auth.username is not None:
         expected = auth.username.encode("utf-8") + b":" + secret
     else:
         expected = secret
+    refuse = _refusals("Authorization")
 
-    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         value = get_header(headers, "Authorization")
         if value is None:
-            return False
+            return refuse[AuthFailure.MISSING_HEADER]
         word, _, encoded = value.strip().partition(" ")
         if word.lower() != "basic" or not encoded:
-            return False
+            return refuse[AuthFailure.MALFORMED_CREDENTIALS]
         credentials = _decode_signature(encoded.strip(), "base64")
         if credentials is None:
-            return False
-        return hmac.compare_digest(credentials, expected)
+            return refuse[AuthFailure.MALFORMED_CREDENTIALS]
+        if not hmac.compare_digest(credentials, expected):
+            return refuse[AuthFailure.BAD_CREDENTIALS]
+        return None
 
     return check
 
 
 def _hmac_verifier(
     secret: bytes, header: str, *, algorithm: str, encoding: str, prefix: str
-) -> Verifier:
+) -> Checker:
     if algorithm not in HMAC_ALGORITHMS or encoding not in HMAC_ENCODINGS:
-        return _refuse
+        return _refuse_config
     keyed = KeyedHmac(secret, algorithm)
+    refuse = _refusals(header)
 
-    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         value = get_header(headers, header)
         if value is None:
-            return False
+            return refuse[AuthFailure.MISSING_HEADER]
         value = value.strip()
         if not value.startswith(prefix):
-            return False
+            return refuse[AuthFailure.MALFORMED_SIGNATURE]
         signature = _decode_signature(value[len(prefix) :], encoding)
         if signature is None:
-            return False
-        return hmac.compare_digest(signature, keyed.digest(body))
+            return refuse[AuthFailure.MALFORMED_SIGNATURE]
+        if not hmac.compare_digest(signature, keyed.digest(body)):
+            return refuse[AuthFailure.BAD_SIGNATURE]
+        return None
 
     return check
 
@@ -358,18 +439,16 @@ def _decode_signature(text: str, encoding: str) -> bytes | None:
     return None
 
 
-def _parse_timestamp(value: str | None, now: datetime, tolerance: float) -> int | None:
-    """The timestamp as Unix seconds, or ``None`` when malformed or more than ``tolerance``
-    seconds away from ``now``."""
-    if value is None:
-        return None
+def _parse_timestamp(value: str, now: datetime, tolerance: float) -> int | AuthFailure:
+    """The timestamp as Unix seconds, or why it is refused: malformed, or more than
+    ``tolerance`` seconds away from ``now``."""
     value = value.strip()
     # ASCII digits only (str.isdigit alone would take other scripts' digits too).
     if not (value.isascii() and value.isdigit() and len(value) <= _TIMESTAMP_DIGITS):
-        return None
+        return AuthFailure.MALFORMED_TIMESTAMP
     seconds = int(value)
     if abs(now.timestamp() - seconds) > tolerance:
-        return None
+        return AuthFailure.STALE_TIMESTAMP
     return seconds
 
 
@@ -383,19 +462,22 @@ def _is_utf8(body: bytes) -> bool:
     return True
 
 
-def _stripe_verifier(secret: bytes, tolerance: float) -> Verifier:
+def _stripe_verifier(secret: bytes, tolerance: float) -> Checker:
     keyed = KeyedHmac(secret, "sha256")
+    refuse = _refusals(_STRIPE_HEADER)
 
-    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         value = get_header(headers, _STRIPE_HEADER)
-        if value is None or not _is_utf8(body):
-            return False
+        if value is None:
+            return refuse[AuthFailure.MISSING_HEADER]
+        if not _is_utf8(body):
+            return _NOT_UTF8
         timestamps: list[str] = []
         candidates: list[bytes] = []
         for item in value.split(","):
             key, sep, part = item.strip().partition("=")
             if not sep:
-                return False
+                return refuse[AuthFailure.MALFORMED_SIGNATURE]
             if key == "t":
                 timestamps.append(part)
             elif key == "v1":
@@ -404,17 +486,17 @@ def _stripe_verifier(secret: bytes, tolerance: float) -> Verifier:
                     candidates.append(signature)
             # v0 and unknown schemes are ignored, as Stripe's own libraries do.
         if len(timestamps) != 1 or not candidates:
-            return False
+            return refuse[AuthFailure.MALFORMED_SIGNATURE]
         seconds = _parse_timestamp(timestamps[0], now, tolerance)
-        if seconds is None:
-            return False
+        if isinstance(seconds, AuthFailure):
+            return refuse[seconds]
         expected = keyed.digest(b"%d.%s" % (seconds, body))
         # Check every candidate (no early exit) so timing says nothing about which one
         # matched.
         matched = False
         for signature in candidates:
             matched |= hmac.compare_digest(signature, expected)
-        return matched
+        return None if matched else refuse[AuthFailure.BAD_SIGNATURE]
 
     return check
 
@@ -434,55 +516,80 @@ def _standard_key(secret: bytes) -> bytes | None:
     return key or None
 
 
-def _standard_verifier(secret: bytes, tolerance: float) -> Verifier:
+def _standard_verifier(secret: bytes, tolerance: float) -> Checker:
     key = _standard_key(secret)
     if key is None:
-        return _refuse
+        return _refuse_secret
     keyed = KeyedHmac(key, "sha256")
+    about_id = _refusals(_STANDARD_ID)
+    about_timestamp = _refusals(_STANDARD_TIMESTAMP)
+    about_signature = _refusals(_STANDARD_SIGNATURE)
 
-    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         msg_id = get_header(headers, _STANDARD_ID)
+        if not msg_id:
+            return about_id[AuthFailure.MISSING_HEADER]
+        timestamp = get_header(headers, _STANDARD_TIMESTAMP)
+        if timestamp is None:
+            return about_timestamp[AuthFailure.MISSING_HEADER]
         signatures = get_header(headers, _STANDARD_SIGNATURE)
-        if not msg_id or not signatures or not _is_utf8(body):
-            return False
-        seconds = _parse_timestamp(get_header(headers, _STANDARD_TIMESTAMP), now, tolerance)
-        if seconds is None:
-            return False
+        if not signatures:
+            return about_signature[AuthFailure.MISSING_HEADER]
+        if not _is_utf8(body):
+            return _NOT_UTF8
+        seconds = _parse_timestamp(timestamp, now, tolerance)
+        if isinstance(seconds, AuthFailure):
+            return about_timestamp[seconds]
         id_bytes = _header_bytes(msg_id)
         if id_bytes is None:
-            return False
+            return about_id[AuthFailure.MALFORMED_SIGNATURE]
         expected = keyed.digest(b"%s.%d.%s" % (id_bytes, seconds, body))
         matched = False
+        usable = False
         for entry in signatures.split():
             version, sep, encoded = entry.partition(",")
             if not sep or version != "v1":
                 continue
             signature = _decode_signature(encoded, "base64")
             if signature is not None:
+                usable = True
                 matched |= hmac.compare_digest(signature, expected)
-        return matched
+        if matched:
+            return None
+        return about_signature[
+            AuthFailure.BAD_SIGNATURE if usable else AuthFailure.MALFORMED_SIGNATURE
+        ]
 
     return check
 
 
-def _slack_verifier(secret: bytes, tolerance: float) -> Verifier:
+def _slack_verifier(secret: bytes, tolerance: float) -> Checker:
     keyed = KeyedHmac(secret, "sha256")
+    about_signature = _refusals(_SLACK_SIGNATURE)
+    about_timestamp = _refusals(_SLACK_TIMESTAMP)
 
-    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> bool:
+    def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
         value = get_header(headers, _SLACK_SIGNATURE)
+        if value is None:
+            return about_signature[AuthFailure.MISSING_HEADER]
         timestamp = get_header(headers, _SLACK_TIMESTAMP)
-        if value is None or timestamp is None or not _is_utf8(body):
-            return False
-        if _parse_timestamp(timestamp, now, tolerance) is None:
-            return False
+        if timestamp is None:
+            return about_timestamp[AuthFailure.MISSING_HEADER]
+        if not _is_utf8(body):
+            return _NOT_UTF8
+        checked = _parse_timestamp(timestamp, now, tolerance)
+        if isinstance(checked, AuthFailure):
+            return about_timestamp[checked]
         value = value.strip()
         if not value.startswith("v0="):
-            return False
+            return about_signature[AuthFailure.MALFORMED_SIGNATURE]
         signature = _decode_signature(value[3:], "hex")
         if signature is None:
-            return False
+            return about_signature[AuthFailure.MALFORMED_SIGNATURE]
         # Slack signs the timestamp exactly as it sent it.
         signed = f"v0:{timestamp.strip()}:".encode() + body
-        return hmac.compare_digest(signature, keyed.digest(signed))
+        if not hmac.compare_digest(signature, keyed.digest(signed)):
+            return about_signature[AuthFailure.BAD_SIGNATURE]
+        return None
 
     return check

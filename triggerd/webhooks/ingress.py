@@ -39,7 +39,9 @@ from triggerd.appkeys import READINESS_CHECKS
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
 from triggerd.http_forward import client_address
-from triggerd.model import JSON, ExecutionStatus, ResponseMode
+from triggerd.loglimit import ThrottledLog
+from triggerd.model import JSON, ExecutionStatus, ResponseMode, SecretRef
+from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import (
     FINISHED_CHANNEL,
     TRIGGERS_CHANNEL,
@@ -101,6 +103,11 @@ _HOP_BY_HOP = frozenset(
 )
 _NO_BODY_STATUSES = frozenset({204, 304})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 5.6.2)
+# Refused requests (400, 401, 413, 415, 422) are logged as ``webhook_rejected`` with their
+# precise reason, at most this many at once per (trigger, reason) and then this many per
+# second; a ``log_suppressed`` line counts the rest. Anyone can send them.
+REJECTION_BURST = 10
+REJECTION_RATE = 1.0
 
 
 def utc_now() -> datetime:
@@ -508,13 +515,23 @@ class WebhookIngress:
         self._monotonic = monotonic
         self._reload_interval = reload_interval
         self._pending_interval = pending_interval
-        self.routes = Routes(pool, default_max_body_bytes=settings.http.max_body_bytes)
+        self.routes = Routes(
+            pool, default_max_body_bytes=settings.http.max_body_bytes, resolve=self._secret
+        )
         self.group_commit = GroupCommit(
             lambda: InboxWriter(pool), max_batch=max_batch, writers=writers
         )
         self.waiter = FinishWaiter(pool)
         self.limiter = RateLimiter()
         self.stats = WebhookStats(group_commit=self.group_commit.stats)
+        self.rejection_log = ThrottledLog(
+            logger,
+            "webhook_rejected",
+            key_fields=("trigger", "reason"),
+            rate=REJECTION_RATE,
+            burst=REJECTION_BURST,
+            monotonic=monotonic,
+        )
         self._new_count = 0  # NEW executions at the last count
         self._created_since_count = 0  # executions this process created since then
         self._reload_wanted = asyncio.Event()
@@ -550,6 +567,10 @@ class WebhookIngress:
         await cancel_and_wait(tasks)
         await self.group_commit.stop()
         await self.waiter.stop()
+
+    def _secret(self, name: str, ref: SecretRef) -> str:
+        # [daemon] secret_roots as of now: a reload's roots apply to the next route build.
+        return resolve_secret(name, ref, roots=self._settings.daemon.secret_roots)
 
     def apply_settings(self, settings: Settings) -> None:
         """SIGHUP with a new configuration: ``[http] max_pending`` applies to the next
@@ -648,7 +669,7 @@ class WebhookIngress:
         route = self.routes.table.get(request.match_info.get("path", ""))
         length = request.content_length
         if route is not None and length is not None and length > route.max_body_bytes:
-            return _too_large(route.max_body_bytes)
+            return self._too_large(request, route)
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
         return None
@@ -736,24 +757,32 @@ class WebhookIngress:
         limit = route.max_body_bytes
         length = request.content_length
         if length is not None and length > limit:
-            return _too_large(limit)
+            return self._too_large(request, route)
         content_type = request.headers.get("Content-Type")
         if length != 0:
             problem = content_type_problem(content_type, config.body)
             if problem is not None:
-                return error_response(problem.status, problem.code, problem.message)
+                return self._refused(
+                    request, route,
+                    error_response(problem.status, problem.code, problem.message),
+                    problem.code, detail=problem.message,
+                )
         try:
             body = await read_limited(request, limit)
         except (HttpProcessingError, ConnectionError):
-            return error_response(400, "invalid_body", "the body was not received completely")
+            message = "the body was not received completely"
+            return self._refused(request, route, error_response(400, "invalid_body", message),
+                                 "body_incomplete", detail=message)
         if body is None:
-            return _too_large(limit)
+            return self._too_large(request, route)
         if body and config.body != "raw" and not (content_type or "").strip():
-            return error_response(
-                415,
-                BodyError.UNSUPPORTED,
+            message = (
                 "the request has a body but no Content-Type (send application/json,"
-                " application/x-www-form-urlencoded or text/*)",
+                " application/x-www-form-urlencoded or text/*)"
+            )
+            return self._refused(
+                request, route, error_response(415, BodyError.UNSUPPORTED, message),
+                "missing_content_type", detail=message,
             )
         now = self._clock()
         if route.secret_problem is not None:
@@ -765,20 +794,25 @@ class WebhookIngress:
                 headers=_retry_after(RETRY_DATABASE),
             )
         headers = request.headers
-        if not route.verify(headers, body, now):
-            # Never say which part failed.
+        refusal = route.check_auth(headers, body, now)
+        if refusal is not None:
+            # Never tell the sender which part failed; the operator's log does.
             challenge = (
                 {"WWW-Authenticate": 'Basic realm="triggerd"'}
                 if config.auth.scheme == "basic"
                 else None
             )
-            return error_response(
-                401, "unauthorized", "authentication failed", headers=challenge
+            return self._refused(
+                request, route,
+                error_response(401, "unauthorized", "authentication failed", headers=challenge),
+                refusal.reason.value, header=refusal.header,
             )
         try:
             parsed, json_text = parse_input(content_type, body, mode=config.body)
         except BodyError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+            return self._refused(request, route,
+                                 error_response(exc.status, exc.code, exc.message),
+                                 exc.code, detail=exc.message)
         # Nothing below changes either dict, so without static input no copy is needed.
         data: dict[str, JSON] = (
             {**route.static_input, **parsed} if route.static_input else parsed
@@ -786,12 +820,13 @@ class WebhookIngress:
         errors = validation_errors(route, data)
         if errors:
             count = len(errors)
-            return error_response(
-                422,
-                "input_invalid",
+            message = (
                 f"the input does not match the workflow's parameter_schema"
-                f" ({count} problem{'s' if count != 1 else ''})",
-                errors=errors,
+                f" ({count} problem{'s' if count != 1 else ''})"
+            )
+            return self._refused(
+                request, route, error_response(422, "input_invalid", message, errors=errors),
+                "input_invalid", detail=message, problems=count,
             )
         key = dedupe_key(config.dedupe, headers, body, parsed)
         result = await self.group_commit.submit(
@@ -818,6 +853,40 @@ class WebhookIngress:
         if config.response == ResponseMode.SYNC:
             return await self._sync_answer(route, result)
         return _accepted(result.execution_id, created=result.created)
+
+    def _too_large(self, request: web.Request, route: WebhookRoute) -> web.Response:
+        limit = route.max_body_bytes
+        response = _too_large(limit)
+        return self._refused(request, route, response, "body_too_large",
+                             detail=_too_large_message(limit), limit=limit)
+
+    def _refused(
+        self,
+        request: web.Request,
+        route: WebhookRoute,
+        response: web.Response,
+        reason: str,
+        *,
+        detail: str | None = None,
+        **fields: JSON,
+    ) -> web.Response:
+        """``response``, after logging why (rate-limited per trigger and reason). Only the
+        reason and what the sender was told are logged: never credentials or the body."""
+        if self.rejection_log.admit((route.full_name, reason), logging.INFO):
+            logger.info(
+                "webhook request refused: %s",
+                reason,
+                extra={
+                    "event": "webhook_rejected",
+                    "trigger": route.full_name,
+                    "status": response.status,
+                    "reason": reason,
+                    "remote": client_address(request),
+                    **({} if detail is None else {"detail": _shorten(detail)}),
+                    **fields,
+                },
+            )
+        return response
 
     async def _sync_answer(self, route: WebhookRoute, result: InboxResult) -> web.Response:
         run = await self.waiter.wait(result.execution_id, route.config.timeout.total_seconds())
@@ -865,10 +934,12 @@ class WebhookIngress:
         return web.json_response(body)
 
 
+def _too_large_message(limit: int) -> str:
+    return f"the body is larger than this webhook's limit of {limit} bytes"
+
+
 def _too_large(limit: int) -> web.Response:
-    response = error_response(
-        413, "payload_too_large", f"the body is larger than this webhook's limit of {limit} bytes"
-    )
+    response = error_response(413, "payload_too_large", _too_large_message(limit))
     # The rest of the body is never read: close instead of draining it.
     response.force_close()
     return response

@@ -24,10 +24,10 @@ from jsonschema.exceptions import SchemaError
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import DefinitionError, SecretError
 from triggerd.logs import SECRETS_FILTER
-from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig
+from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig, normalize_webhook_path
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import WebhookTriggerRow, load_webhook_triggers
-from triggerd.webhooks.auth import Verifier, auth_header_names, make_verifier
+from triggerd.webhooks.auth import Checker, auth_header_names, make_checker
 from triggerd.webhooks.ratelimit import default_burst
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ class WebhookRoute:
     quick_check: ValidityCheck | None
     secret: bytes | None
     secret_problem: str | None  # why the secret could not be resolved (answers 503)
-    # verify_request for this trigger's auth and secret, prepared once per build.
-    verify: Verifier
+    # check_request for this trigger's auth and secret, prepared once per build: None when
+    # accepted, else the refusal (its reason is logged, never answered).
+    check_auth: Checker
     stripped_headers: frozenset[str]  # lower-case names never stored
     max_body_bytes: int
     rate: float | None
@@ -79,7 +80,7 @@ class RouteTable:
     problems: tuple[str, ...] = ()
 
     def get(self, path: str) -> WebhookRoute | None:
-        return self.routes.get(path.strip("/"))
+        return self.routes.get(normalize_webhook_path(path))
 
 
 class ValidatorCache:
@@ -192,7 +193,7 @@ def _build_route(
         workflow_id=row.workflow_id,
         full_name=row.full_name,
         trigger_name=row.trigger_name,
-        path=config.path.strip("/"),
+        path=normalize_webhook_path(config.path),
         config=config,
         version=row.version,
         version_id=row.version_id,
@@ -201,7 +202,7 @@ def _build_route(
         quick_check=quick_check,
         secret=secret,
         secret_problem=secret_problem,
-        verify=make_verifier(config.auth, secret),
+        check_auth=make_checker(config.auth, secret),
         stripped_headers=auth_header_names(config.auth) | ALWAYS_STRIPPED_HEADERS,
         max_body_bytes=config.max_body_bytes or default_max_body_bytes,
         rate=rate,

@@ -1,0 +1,236 @@
+"""The command line from any working directory, execution ids and prefixes, and the exit
+codes of DESIGN §5b: 0 ok, 1 a waited-for run failed, 2 bad input, 3 not found, 4 conflict,
+5 unavailable, 70 internal error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.acceptance.conftest import Daemons, _stop_orphaned_postgres, daemon_environment
+from tests.acceptance.test_daemon import write_definitions
+from tests.helpers import free_port
+from triggerd import db
+from triggerd.store.executions import NewExecution, insert_executions
+from triggerd.store.workflows import get_trigger
+
+
+def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``triggerd ARGS...`` run in ``cwd`` with none of the test's TRIGGERD_* variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "triggerd", *args],
+        capture_output=True, text=True, env=daemon_environment(env), timeout=120, cwd=cwd,
+        check=False,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary directory outside pytest's 0700 tree, so the embedded PostgreSQL's own
+    user can reach a state dir inside it."""
+    with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
+        root = Path(name)
+        try:
+            yield root
+        finally:
+            for pgdata in root.rglob("postgres"):
+                _stop_orphaned_postgres(pgdata)
+
+
+# --- item 9: relative paths ----------------------------------------------------------------
+
+
+def test_relative_state_dir_follows_the_config_file(open_tmp: Path) -> None:
+    # root/a/proj/config/triggerd.toml says state_dir = "../state": root/a/proj/state,
+    # whichever directory the command runs in and however the file is named.
+    conf = open_tmp / "a" / "proj" / "config"
+    conf.mkdir(parents=True)
+    (conf / "triggerd.toml").write_text('[daemon]\nstate_dir = "../state"\n')
+    write_definitions(conf / "wf.json", "rel")
+    below = open_tmp / "a" / "b"
+    below.mkdir()
+
+    applied = cli(below, "--config", "../proj/config/triggerd.toml", "apply",
+                  "../proj/config/wf.json")
+    assert applied.returncode == 0, applied.stderr
+    listed = cli(open_tmp / "a", "--config", "proj/config/triggerd.toml", "triggers", "list",
+                 "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["rel/manual"]
+    assert (open_tmp / "a" / "proj" / "state" / "postgres").is_dir()
+    assert sorted(p.name for p in open_tmp.iterdir()) == ["a"]
+    assert sorted(p.name for p in (open_tmp / "a").iterdir()) == ["b", "proj"]
+    assert list(below.iterdir()) == []
+
+
+async def test_daemon_applies_relative_definitions_from_another_directory(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "conf"
+    (conf / "defs").mkdir(parents=True)
+    write_definitions(conf / "defs" / "wf.json", "reldefs")
+    config, port = daemons.write_config(
+        database_url=dsn, name="conf/d", sections={"daemon": {"definitions": ["defs/wf.json"]}}
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    daemon = daemons.spawn(config, port, cwd=elsewhere)
+    await daemon.wait_ready(60)
+    applied = await daemon.wait_for_event("definitions_applied")
+    assert applied["files"] == [str(conf / "defs" / "wf.json")]
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT key FROM workflows") == "reldefs"
+    finally:
+        await conn.close()
+
+
+def test_port_from_the_environment_is_blamed_on_the_variable(tmp_path: Path) -> None:
+    config = tmp_path / "my.toml"
+    config.write_text("[http]\nport = 8080\n")
+    result = cli(tmp_path, "--config", "my.toml", "migrate", TRIGGERD_HTTP_PORT="70000")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "triggerd: error: TRIGGERD_HTTP_PORT: http.port: 70000 is not a valid port (1-65535)"
+    )
+
+
+# --- item 11: ids, prefixes and exit codes -------------------------------------------------
+
+AMBIGUOUS_1 = "abcdef01-0000-4000-8000-000000000001"
+AMBIGUOUS_2 = "abcdef01-0000-4000-8000-000000000002"
+UNIQUE = "12345678-9abc-4def-8000-000000000003"
+
+
+async def _seed(dsn: str, tmp_path: Path) -> None:
+    """The workflow ``ids`` and three NEW executions with chosen ids."""
+    applied = cli(tmp_path, "apply", str(write_definitions(tmp_path / "ids.json", "ids")),
+                  TRIGGERD_DATABASE_URL=dsn)
+    assert applied.returncode == 0, applied.stderr
+    conn = await db.connect(dsn)
+    try:
+        trigger = await get_trigger(conn, "ids/manual")
+        await insert_executions(conn, [
+            NewExecution(id=i, workflow_id=trigger.workflow_id, trigger_id=trigger.id,
+                         trigger_name=trigger.name, trigger_type="manual")
+            for i in (AMBIGUOUS_1, AMBIGUOUS_2, UNIQUE)
+        ])
+    finally:
+        await conn.close()
+
+
+async def test_execution_ids_prefixes_and_their_exit_codes(dsn: str, tmp_path: Path) -> None:
+    await _seed(dsn, tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(tmp_path, *args, TRIGGERD_DATABASE_URL=dsn)
+
+    # A unique prefix of 8 or more hex digits (any case, with or without its dashes).
+    for prefix in ("12345678", "123456789ABC", "12345678-9abc-4d", UNIQUE):
+        shown = run("executions", "show", prefix, "--json")
+        assert shown.returncode == 0, (prefix, shown.stderr)
+        assert json.loads(shown.stdout)["id"] == UNIQUE
+    shown = run("executions", "show", "abcdef01-0000-4000-8000-00000000000")
+    assert shown.returncode == 2  # a prefix of both
+    shown = run("executions", "show", AMBIGUOUS_2, "--json")
+    assert json.loads(shown.stdout)["id"] == AMBIGUOUS_2
+
+    malformed = "triggerd: error: {!r} is not an execution id (a UUID, or 8 or more of its" \
+                " leading hex digits)"
+    for action in ("show", "retry", "cancel"):
+        for bad in ("not-a-uuid", "1234567", "1234-5678", "g2345678", "12345678--", ""):
+            result = run("executions", action, bad)
+            assert result.returncode == 2, (action, bad, result.stderr)
+            assert one_line(result) == malformed.format(bad), (action, bad)
+        result = run("executions", action, "abcdef01")
+        assert result.returncode == 2, (action, result.stderr)
+        assert one_line(result) == (
+            "triggerd: error: execution id prefix 'abcdef01' is ambiguous: it matches more"
+            " than one execution; give more digits"
+        )
+        result = run("executions", action, "99999999")
+        assert result.returncode == 3, (action, result.stderr)
+        assert one_line(result) == "triggerd: error: no execution whose id starts with '99999999'"
+        unknown = str(uuid.UUID(int=7))
+        result = run("executions", action, unknown)
+        assert result.returncode == 3, (action, result.stderr)
+        assert one_line(result) == f"triggerd: error: no execution {unknown}"
+
+    retried = run("executions", "retry", "12345678")
+    assert retried.returncode == 0, retried.stderr
+    new_id = retried.stdout.strip()
+    assert str(uuid.UUID(new_id)) == new_id != UNIQUE
+    canceled = run("executions", "cancel", "1234567")  # 7 digits: refused, nothing changed
+    assert canceled.returncode == 2
+    canceled = run("executions", "cancel", "12345678")
+    assert canceled.returncode == 0, canceled.stderr
+    assert canceled.stdout.strip() == f"{UNIQUE}: CANCELED"
+    again = run("executions", "cancel", "12345678")
+    assert again.returncode == 4
+    assert one_line(again) == (
+        f"triggerd: error: execution {UNIQUE} already finished with status CANCELED;"
+        " nothing was changed"
+    )
+
+
+def test_unreachable_database_is_exit_5_for_every_database_command(tmp_path: Path) -> None:
+    url = f"postgresql://u:pw@127.0.0.1:{free_port()}/nope"
+    definitions = write_definitions(tmp_path / "wf.json", "wf")
+    for args in (["migrate"], ["apply", str(definitions)], ["triggers", "list"],
+                 ["triggers", "show", "wf/manual"], ["executions", "list"],
+                 ["executions", "show", "12345678"]):
+        result = cli(tmp_path, *args, TRIGGERD_DATABASE_URL=url)
+        assert result.returncode == 5, (args, result.stderr)
+        line = one_line(result)
+        assert line.startswith("triggerd: error: cannot connect to the database at"
+                               " postgresql://u:***@127.0.0.1:"), (args, line)
+        assert "pw" not in line.replace("postgresql", "")
+
+
+async def test_unexpected_error_is_one_line_and_exit_70(dsn: str, tmp_path: Path) -> None:
+    await _seed(dsn, tmp_path)
+    conn = await asyncpg.connect(dsn)
+    try:
+        # A schema broken by hand: the command cannot have expected this.
+        await conn.execute("ALTER TABLE workflow_triggers RENAME COLUMN config TO config_gone")
+    finally:
+        await conn.close()
+    result = cli(tmp_path, "triggers", "list", TRIGGERD_DATABASE_URL=dsn)
+    assert result.returncode == 70, result.stderr
+    line = one_line(result)
+    assert line.startswith("triggerd: internal error: UndefinedColumnError: column"), line
+    assert line.endswith("(set TRIGGERD_DEBUG=1 to see the traceback)"), line
+    debug = cli(tmp_path, "triggers", "list", TRIGGERD_DATABASE_URL=dsn, TRIGGERD_DEBUG="1")
+    assert debug.returncode == 70
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1].startswith("triggerd: internal error:")
+
+
+async def test_schema_newer_than_the_code_is_exit_4(dsn: str, tmp_path: Path) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO schema_migrations (version, name, checksum)"
+                           " VALUES (9999, '9999_future.sql', 'x')")
+    finally:
+        await conn.close()
+    for args in (["migrate"], ["triggers", "list"]):
+        result = cli(tmp_path, *args, TRIGGERD_DATABASE_URL=dsn)
+        assert result.returncode == 4, (args, result.stderr)
+        assert one_line(result) == (
+            "triggerd: error: the database has migration 9999_future.sql which this triggerd"
+            " does not know: the schema is newer than the code; upgrade triggerd"
+        )

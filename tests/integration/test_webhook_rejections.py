@@ -1,0 +1,250 @@
+"""Refused webhook requests over real loopback HTTP: the sender gets the usual generic
+answer, the operator gets one ``webhook_rejected`` line with the precise reason (and never
+the credentials), rate-limited per trigger and reason."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from tests.integration.test_webhooks import SCHEMA, apply, hook, workflow
+from triggerd.config import Settings
+from triggerd.daemon import create_app
+from triggerd.model import AuthConfig, SecretRef
+from triggerd.webhooks.ingress import (
+    REJECTION_BURST,
+    WebhookIngress,
+    setup_webhooks,
+)
+
+FIXED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+TOKEN = "rejections-token-value"
+HMAC_KEY = "rejections-hmac-key"
+STANDARD = "whsec_" + base64.b64encode(b"rejections-standard-key-32bytes!").decode()
+SLACK = "rejections-slack-signing-secret"
+STRIPE = "whsec_rejections_stripe"
+UNAUTHORIZED = {"error": "unauthorized", "message": "authentication failed"}
+
+Client = TestClient[Any, Any]
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"RJ_TOKEN": TOKEN, "RJ_HMAC": HMAC_KEY, "RJ_STANDARD": STANDARD,
+                        "RJ_SLACK": SLACK, "RJ_STRIPE": STRIPE, "RJ_BASIC": "alice:pw"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def scheme(name: str, env: str, **options: Any) -> AuthConfig:
+    return AuthConfig(scheme=name, secret=SecretRef(env=env), **options)
+
+
+@pytest.fixture
+async def served(
+    aiohttp_client: Any, pool: asyncpg.Pool, dsn: str, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[tuple[Client, WebhookIngress, FakeMonotonic]]:
+    await apply(pool, workflow(
+        "rj",
+        hook("token", "rj/token", auth=scheme("token", "RJ_TOKEN")),
+        hook("basic", "rj/basic", auth=scheme("basic", "RJ_BASIC")),
+        hook("hmac", "rj/hmac", auth=scheme("hmac", "RJ_HMAC", header="X-Sig",
+                                            prefix="sha256=")),
+        hook("github", "rj/github", auth=scheme("github", "RJ_HMAC")),
+        hook("stripe", "rj/stripe", auth=scheme("stripe", "RJ_STRIPE")),
+        hook("standard", "rj/standard", auth=scheme("standard", "RJ_STANDARD")),
+        hook("slack", "rj/slack", auth=scheme("slack", "RJ_SLACK")),
+        hook("open", "rj/open", max_body_bytes=100),
+        schema=SCHEMA,
+    ))
+    clock = FakeMonotonic()
+    settings = Settings()
+    app = create_app(settings, pool)
+    ingress = setup_webhooks(app, pool=pool, dsn=dsn, settings=settings,
+                             clock=lambda: FIXED, monotonic=clock, pending_interval=3600.0)
+    await ingress.start()
+    caplog.set_level(logging.INFO, logger="triggerd.webhooks.ingress")
+    try:
+        client: Client = await aiohttp_client(app)
+        yield client, ingress, clock
+    finally:
+        await ingress.stop()
+
+
+def rejected(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == "webhook_rejected"]
+
+
+def hexmac(key: str, data: bytes) -> str:
+    return hmac.new(key.encode(), data, "sha256").hexdigest()
+
+
+BODY = b'{"day": "2024-05-01"}'
+T = int(FIXED.timestamp())
+JSON = {"Content-Type": "application/json"}
+
+
+def standard(msg_id: str = "msg_1", at: datetime = FIXED,
+             override: dict[str, str] | None = None) -> dict[str, str]:
+    headers = {
+        **JSON,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(STANDARD).sign(msg_id, at, BODY.decode()),
+    }
+    headers.update(override or {})
+    return headers
+
+
+def slack(at: int = T, body: bytes = BODY) -> dict[str, str]:
+    signature = "v0=" + hexmac(SLACK, f"v0:{at}:".encode() + body)
+    return {**JSON, "X-Slack-Signature": signature, "X-Slack-Request-Timestamp": str(at)}
+
+
+def basic(pair: str) -> dict[str, str]:
+    return {**JSON, "Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+STALE = FIXED - timedelta(minutes=10)
+AUTH_CASES: list[tuple[str, str, dict[str, str], str, str | None]] = [
+    # (label, path, headers, reason, header named in the log line)
+    ("token missing", "rj/token", JSON, "missing_header", "Authorization"),
+    ("token wrong", "rj/token", {**JSON, "Authorization": "Bearer guess-" + TOKEN[:5]},
+     "bad_token", "Authorization"),
+    ("basic malformed", "rj/basic", {**JSON, "Authorization": "Basic !!"},
+     "malformed_credentials", "Authorization"),
+    ("basic wrong", "rj/basic", basic("alice:guess"), "bad_credentials", "Authorization"),
+    ("hmac missing", "rj/hmac", JSON, "missing_header", "X-Sig"),
+    ("hmac malformed", "rj/hmac", {**JSON, "X-Sig": hexmac(HMAC_KEY, BODY)},
+     "malformed_signature", "X-Sig"),
+    ("hmac wrong", "rj/hmac", {**JSON, "X-Sig": "sha256=" + hexmac("other", BODY)},
+     "bad_signature", "X-Sig"),
+    ("github missing", "rj/github", JSON, "missing_header", "X-Hub-Signature-256"),
+    ("github wrong", "rj/github",
+     {**JSON, "X-Hub-Signature-256": "sha256=" + hexmac("other", BODY)},
+     "bad_signature", "X-Hub-Signature-256"),
+    ("stripe stale", "rj/stripe",
+     {**JSON, "Stripe-Signature": f"t={T - 600},v1=" + hexmac(STRIPE, f"{T - 600}.".encode()
+                                                                     + BODY)},
+     "stale_timestamp", "Stripe-Signature"),
+    ("standard missing", "rj/standard",
+     {k: v for k, v in standard().items() if k != "webhook-signature"},
+     "missing_header", "webhook-signature"),
+    ("standard stale", "rj/standard", standard(at=STALE), "stale_timestamp", "webhook-timestamp"),
+    ("standard timestamp", "rj/standard", standard(override={"webhook-timestamp": "noon"}),
+     "malformed_timestamp", "webhook-timestamp"),
+    ("standard wrong", "rj/standard", standard(override={"webhook-id": "msg_2"}),
+     "bad_signature", "webhook-signature"),
+    ("slack stale", "rj/slack", slack(at=T - 600), "stale_timestamp",
+     "X-Slack-Request-Timestamp"),
+    ("slack wrong", "rj/slack", slack(body=b"{}"), "bad_signature", "X-Slack-Signature"),
+]
+
+
+@pytest.mark.parametrize(("path", "headers", "reason", "header"),
+                         [case[1:] for case in AUTH_CASES], ids=[c[0] for c in AUTH_CASES])
+async def test_each_auth_failure_is_logged_with_its_reason_and_answered_generically(
+    served: tuple[Client, WebhookIngress, FakeMonotonic], caplog: pytest.LogCaptureFixture,
+    path: str, headers: dict[str, str], reason: str, header: str | None,
+) -> None:
+    client, _, _ = served
+    resp = await client.post("/hooks/" + path, data=BODY, headers=headers)
+    assert resp.status == 401
+    assert await resp.json() == UNAUTHORIZED
+    [record] = rejected(caplog)
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == f"webhook request refused: {reason}"
+    assert record.__dict__["trigger"] == "rj/" + path.split("/")[1]
+    assert record.__dict__["status"] == 401
+    assert record.__dict__["reason"] == reason
+    assert record.__dict__["header"] == header
+    assert record.__dict__["remote"] == "127.0.0.1"
+    # Neither the credentials sent nor the secret reach the log line.
+    text = repr(record.__dict__)
+    for value in headers.values():
+        if value not in ("application/json", "") and len(value) > 8:
+            assert value not in text
+    for secret in (TOKEN, HMAC_KEY, STANDARD, SLACK, STRIPE, "guess"):
+        assert secret not in text
+
+
+async def test_the_correct_credentials_are_accepted_and_log_nothing(
+    served: tuple[Client, WebhookIngress, FakeMonotonic], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _, _ = served
+    accepted = [
+        ("rj/token", {**JSON, "Authorization": f"Bearer {TOKEN}"}),
+        ("rj/standard", standard("msg_ok")),
+        ("rj/slack", slack()),
+        ("rj/open", JSON),
+    ]
+    for path, headers in accepted:
+        resp = await client.post("/hooks/" + path, data=BODY, headers=headers)
+        assert resp.status == 202, path
+    assert rejected(caplog) == []
+
+
+async def test_other_refusals_are_logged_with_their_reason(
+    served: tuple[Client, WebhookIngress, FakeMonotonic], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _, _ = served
+    sent = [
+        (b'{"day": ', JSON, 400, "invalid_body"),
+        (b"x" * 101, {"Content-Type": "text/plain"}, 413, "body_too_large"),
+        (b"\x89PNG", {"Content-Type": "image/png"}, 415, "unsupported_media_type"),
+        (b"{}", {"Content-Type": ""}, 415, "missing_content_type"),
+        (b'{"count": 0}', JSON, 422, "input_invalid"),
+    ]
+    answers = []
+    for body, headers, status, _reason in sent:
+        resp = await client.post("/hooks/rj/open", data=body, headers=headers)
+        assert resp.status == status
+        answers.append(await resp.json())
+    records = rejected(caplog)
+    assert [(r.__dict__["status"], r.__dict__["reason"]) for r in records] == [
+        (status, reason) for _b, _h, status, reason in sent
+    ]
+    assert {r.__dict__["trigger"] for r in records} == {"rj/open"}
+    # The detail is what the sender was told, nothing more.
+    assert [r.__dict__.get("detail") for r in records] == [a["message"] for a in answers]
+    assert records[1].__dict__["limit"] == 100
+    assert records[4].__dict__["problems"] == 2
+
+
+async def test_a_flood_of_refusals_is_rate_limited_per_trigger_and_reason(
+    served: tuple[Client, WebhookIngress, FakeMonotonic], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, ingress, clock = served
+    wrong = {**JSON, "Authorization": "Bearer wrong"}
+    for _ in range(300):
+        assert (await client.post("/hooks/rj/token", data=BODY, headers=wrong)).status == 401
+    # Another reason and another trigger have budgets of their own.
+    assert (await client.post("/hooks/rj/token", data=BODY, headers=JSON)).status == 401
+    assert (await client.post("/hooks/rj/github", data=BODY, headers=JSON)).status == 401
+    reasons = [(r.__dict__["trigger"], r.__dict__["reason"]) for r in rejected(caplog)]
+    assert reasons == [("rj/token", "bad_token")] * REJECTION_BURST + [
+        ("rj/token", "missing_header"), ("rj/github", "missing_header")
+    ]
+    clock.now += 60
+    assert ingress.rejection_log.flush() == 1
+    [summary] = [r for r in caplog.records if getattr(r, "event", None) == "log_suppressed"]
+    assert summary.__dict__["suppressed_event"] == "webhook_rejected"
+    assert summary.__dict__["suppressed"] == 300 - REJECTION_BURST
+    assert (summary.__dict__["trigger"], summary.__dict__["reason"]) == ("rj/token", "bad_token")
+

@@ -1,0 +1,53 @@
+"""Execution ids on the command line: full UUIDs and prefixes of 8 or more hex digits."""
+
+from __future__ import annotations
+
+import pytest
+
+from triggerd.errors import UsageError
+from triggerd.ids import IdQuery, parse_execution_id
+
+FULL = "12345678-9abc-4def-8000-00000000000f"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (FULL, IdQuery(prefix=FULL, full=FULL, low=FULL, high=FULL)),
+        (FULL.upper(), IdQuery(prefix=FULL, full=FULL, low=FULL, high=FULL)),
+        (FULL.replace("-", ""), IdQuery(prefix=FULL.replace("-", ""), full=FULL, low=FULL,
+                                        high=FULL)),
+        ("12345678", IdQuery(prefix="12345678", full=None,
+                             low="12345678-0000-0000-0000-000000000000",
+                             high="12345678-ffff-ffff-ffff-ffffffffffff")),
+        ("12345678-", IdQuery(prefix="12345678-", full=None,
+                              low="12345678-0000-0000-0000-000000000000",
+                              high="12345678-ffff-ffff-ffff-ffffffffffff")),
+        ("12345678-9A", IdQuery(prefix="12345678-9a", full=None,
+                                low="12345678-9a00-0000-0000-000000000000",
+                                high="12345678-9aff-ffff-ffff-ffffffffffff")),
+        ("123456789abc4d", IdQuery(prefix="123456789abc4d", full=None,
+                                   low="12345678-9abc-4d00-0000-000000000000",
+                                   high="12345678-9abc-4dff-ffff-ffffffffffff")),
+        ("ffffffff", IdQuery(prefix="ffffffff", full=None,
+                             low="ffffffff-0000-0000-0000-000000000000",
+                             high="ffffffff-ffff-ffff-ffff-ffffffffffff")),
+    ],
+)
+def test_ids_and_prefixes(text: str, expected: IdQuery) -> None:
+    assert parse_execution_id(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "1234567", "1234-5678", "12345678--", "g2345678", "not-a-uuid", " 12345678",
+     "{" + FULL + "}", "urn:uuid:" + FULL, FULL + "0", FULL.replace("-", "") + "0",
+     "12345678-9abc4def", "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"],  # full-width
+)
+def test_malformed_ids_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_execution_id(text)
+    assert str(info.value) == (
+        f"{text!r} is not an execution id (a UUID, or 8 or more of its leading hex digits)"
+    )
+    assert info.value.exit_code == 2
