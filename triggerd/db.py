@@ -108,9 +108,26 @@ def embedded_server_running(state_dir: Path) -> bool:
 
     try:
         info = PostmasterInfo.read_from_pgdata(state_dir / "postgres")
-        return bool(info is not None and info.is_running())
+        return bool(info is not None and info.is_running() and process_alive(info.pid))
     except Exception:  # a half-written pid file reads as "not running"; the caller retries
         return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A killed postmaster that nobody reaped yet (a container whose
+    init does not reap) is a zombie: the library and ``kill(pid, 0)`` take it for a live
+    one, so the death would go unnoticed and a restart would adopt the corpse."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists under another user (the pgserver user, when triggerd runs as root)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def restart_embedded(state_dir: Path) -> str:
@@ -132,6 +149,12 @@ def restart_embedded(state_dir: Path) -> str:
         raise DatabaseUnavailable(
             f"cannot restart the embedded PostgreSQL in {pgdata}{_server_log_tail(pgdata)}"
         ) from None
+    if not embedded_server_running(state_dir):
+        # The library adopted the dead postmaster's zombie; a later attempt starts afresh.
+        raise DatabaseUnavailable(
+            f"cannot restart the embedded PostgreSQL in {pgdata}: the old postmaster is not"
+            " reaped yet"
+        )
     socket_dir = server.get_postmaster_info().socket_dir
     return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
 

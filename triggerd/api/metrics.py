@@ -29,7 +29,6 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from triggerd.appkeys import POOL
-from triggerd.looplag import watch_event_loop_lag
 from triggerd.store.admin import ACTIVE_STATUSES, Conn, queue_depth
 from triggerd.tasks import cancel_and_wait
 
@@ -267,11 +266,13 @@ class LoopLagMonitor:
             self._task = None
 
     async def _run(self) -> None:
-        await watch_event_loop_lag(self._record, interval=self._interval)
-
-    def _record(self, lag: float) -> None:
-        self.samples.append(lag)
-        self._observe(lag)
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + self._interval
+            await asyncio.sleep(self._interval)
+            lag = max(0.0, loop.time() - asked)
+            self.samples.append(lag)
+            self._observe(lag)
 
 
 METRICS = web.AppKey("metrics", Metrics)

@@ -103,6 +103,7 @@ def is_connection_error(exc: BaseException) -> bool:
         | asyncio.TimeoutError
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError  # the server vanished in the middle of an operation
         | asyncpg.CannotConnectNowError
         | asyncpg.AdminShutdownError,
     )
