@@ -21,9 +21,9 @@ cache keyed by schedule absorbs the work. ``simple`` is the old mix of ~50 sched
 (c) One every-second trigger for --duration seconds: lateness, missed and doubled slots.
 (d) The real daemon (``triggerd run``) with N triggers of the mix plus one every-second
     trigger: process start to the first ``200`` of ``/readyz``, its RSS, then for --steady
-    seconds ``/readyz`` probed 20 times a second and ``/metrics`` once a second: the probes'
-    latency (client side), the event-loop lag (``triggerd_event_loop_lag_seconds``, the
-    histogram's per-second increments) and the every-second trigger's lateness
+    seconds ``/readyz`` probed 20 times a second and ``/metrics`` once a second (--scrape):
+    the probes' latency (client side), the event-loop lag (``triggerd_event_loop_lag_seconds``,
+    the histogram's increments between scrapes) and the every-second trigger's lateness
     (``created_at - scheduled_for``). The mix fires thousands of triggers at some whole
     minutes (every ``*/5`` one at :00, :05, ...), and the daemon's executor then runs
     those executions; seconds within 3 s after a whole minute are reported apart from the
@@ -553,7 +553,9 @@ def _near_minute(instant: datetime, seconds: float = 3.0) -> bool:
     return instant.second + instant.microsecond / 1e6 < seconds
 
 
-async def part_d(admin_dsn: str, count: int, mix: str, steady: float) -> None:
+async def part_d(
+    admin_dsn: str, count: int, mix: str, steady: float, scrape: float = 1.0
+) -> None:
     import aiohttp
 
     print(f"\n(d) the daemon with {count:,} triggers ({mix} mix) + one every-second trigger:"
@@ -593,7 +595,7 @@ async def part_d(admin_dsn: str, count: int, mix: str, steady: float) -> None:
             print(f"        RSS {current:.0f} MB (peak {peak:.0f} MB)"
                   f"  target <= {rss_target:.0f} MB  [{verdict(peak, rss_target)}]")
             began = datetime.now(UTC)
-            probes, scrapes = await _probe(http, base, steady)
+            probes, scrapes = await _probe(http, base, steady, scrape)
             ended = datetime.now(UTC)
     finally:
         proc.terminate()
@@ -634,9 +636,10 @@ async def _wait_ready(http: Any, base: str, proc: Any, spawned: float) -> float 
 
 
 async def _probe(
-    http: Any, base: str, duration: float
+    http: Any, base: str, duration: float, scrape: float
 ) -> tuple[list[tuple[datetime, float, int]], list[tuple[datetime, list[float]]]]:
-    """/readyz 20 times a second and /metrics once a second for ``duration`` seconds."""
+    """/readyz 20 times a second and /metrics every ``scrape`` seconds for ``duration``
+    seconds."""
     probes: list[tuple[datetime, float, int]] = []
     scrapes: list[tuple[datetime, list[float]]] = []
     loop = asyncio.get_running_loop()
@@ -658,7 +661,7 @@ async def _probe(
             async with http.get(f"{base}/metrics") as response:
                 text = await response.text()
             scrapes.append((datetime.now(UTC), _lag_buckets(text)))
-            tick += 1.0
+            tick += scrape
             await asyncio.sleep(max(0.0, tick - loop.time()))
 
     await asyncio.gather(readyz(), metrics())
@@ -731,7 +734,7 @@ async def main(args: argparse.Namespace) -> None:
         if "c" in parts:
             await part_c(admin, args.duration)
         if "d" in parts:
-            await part_d(admin, args.triggers, args.mix, args.steady)
+            await part_d(admin, args.triggers, args.mix, args.steady, args.scrape)
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
@@ -761,6 +764,8 @@ if __name__ == "__main__":
                         help="the schedules of (a) and (d); default realistic")
     parser.add_argument("--steady", type=float, default=150.0,
                         help="seconds of probing in (d); default 150")
+    parser.add_argument("--scrape", type=float, default=1.0,
+                        help="seconds between two /metrics scrapes in (d); default 1")
     parser.add_argument("--burst", type=int, default=10_000, help="triggers due together in (b)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the APScheduler one-job-per-trigger references")

@@ -3,6 +3,7 @@ cron arithmetic and no per-trigger database query while nothing is late."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -134,3 +135,36 @@ async def test_readiness_names_a_trigger_whose_slot_write_failed_until_a_slot_is
 
 async def _is(scheduler: Any, expected: str | None) -> bool:
     return bool(await scheduler.readiness() == expected)
+
+
+async def test_readiness_probes_do_no_per_trigger_cron_computation(
+    pool: Pool, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow_id = await make_workflow(pool)
+    # 10,000 triggers with 1,440 distinct daily schedules (minute, hour), in one statement.
+    await pool.execute(
+        "INSERT INTO workflow_triggers (workflow_id, name, type, config, input)"
+        " SELECT $1, 't' || i, 'cron',"
+        "   jsonb_build_object('cron', (i % 60) || ' ' || ((i / 60) % 24) || ' * * *',"
+        "                      'overlap', 'allow', 'misfire', 'skip'), '{}'"
+        " FROM generate_series(1, $2) AS i",
+        workflow_id, TRIGGERS,
+    )
+    calls: Counter[str] = Counter()
+    from triggerd.cron import last_fires
+
+    # The newest-slot search the probes (and then a background check) used to run.
+    monkeypatch.setattr(service, "last_fires", _counting(calls, "last_fires", last_fires),
+                        raising=False)
+    settings = scheduler_settings(lag_threshold=timedelta(seconds=20))
+    async with running(pool, dsn, settings) as scheduler:
+        assert scheduler.stats.triggers == TRIGGERS
+        for _ in range(200):
+            assert await scheduler.readiness() is None
+        probes_cost = sum(calls.values())
+        # Nor does anything in the background look for overdue triggers one by one: what
+        # is owed is kept as slots are planned and recorded.
+        await asyncio.sleep(5.5)
+        assert await scheduler.readiness() is None
+    assert probes_cost == 0
+    assert sum(calls.values()) == 0

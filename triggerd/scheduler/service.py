@@ -388,12 +388,11 @@ class CronScheduler:
             # The rebuild catches up whatever was owed (a failed write included).
             self._forget_owed()
             await self._drain_writes()
-            now = self._clock()
             self._table = TriggerTable()
             self._rebuilding = True
             try:
                 with _long_lived_build():
-                    requests = await self._load_all(now)
+                    requests, now = await self._load_all()
             finally:
                 self._rebuilding = False
             self._stats.last_reconcile = now
@@ -416,14 +415,17 @@ class CronScheduler:
             },
         )
 
-    async def _load_all(self, now: datetime) -> list[SlotRequest]:
+    async def _load_all(self) -> tuple[list[SlotRequest], datetime]:
         """Fill the (new, empty) table with every trigger and schedule its groups; returns
-        the catch-up's slots."""
+        the catch-up's slots and the instant it caught up to."""
         memo: CatchupMemo = {}
         requests: list[SlotRequest] = []
         slicer = _Slicer()  # other components share the loop
+        now: datetime | None = None
         async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
             async for rows in pages:
+                if now is None:
+                    now = self._clock()  # after the snapshot: every row enabled before it
                 for row in rows:
                     added = self._add_row(row, now)
                     if added is not None:
@@ -432,13 +434,24 @@ class CronScheduler:
                             self._catch_up(entry, group.schedule, row.last_slot, now, memo)
                         )
                     await slicer.tick()
+        if now is None:
+            now = self._clock()
         # Instants registered here may fire while this yields: the table is complete and
         # every floor is `now`, so they write only slots after the catch-up's.
         for group in list(self._table.groups.values()):
             self._schedule_group(group, now)
             await slicer.tick()
-        self._configs.retain({e.config_text for e in self._table})
-        return requests
+        await self._retain_configs(slicer)
+        return requests, now
+
+    async def _retain_configs(self, slicer: _Slicer) -> None:
+        """Forget the parsed configs no trigger uses any more (a walk over every entry, in
+        slices: 1,000,000 entries at once held the loop for 50 ms)."""
+        texts: set[str] = set()
+        for entry in self._table:
+            texts.add(entry.config_text)
+            await slicer.tick()
+        self._configs.retain(texts)
 
     async def _sync(self, ids: set[str] | None) -> None:
         """Apply the rows of ``ids`` (None: every trigger) to the cache, catching up the
@@ -446,11 +459,10 @@ class CronScheduler:
         async with self._lock:
             if self._recovering_since is not None:
                 return  # the pending rebuild reloads everything anyway
-            now = self._clock()
             async with contextlib.aclosing(self._pages(ids)) as pages:
-                requests, changes = await self._apply(pages, ids, now)
+                requests, changes, now = await self._apply(pages, ids)
             if ids is None:
-                self._configs.retain({e.config_text for e in self._table})
+                await self._retain_configs(_Slicer())
                 self._stats.last_reconcile = now
             tally = await self._write_catch_up(requests)
         if any(changes.values()):
@@ -479,16 +491,20 @@ class CronScheduler:
         self,
         pages: AsyncIterator[list[CronTriggerRow]],
         scope: set[str] | None,
-        now: datetime,
-    ) -> tuple[list[SlotRequest], dict[str, int]]:
-        """Diff loaded rows against the cache. It yields to the loop now and then; instants
-        firing meanwhile see a consistent table, as each change is made in one step."""
+    ) -> tuple[list[SlotRequest], dict[str, int], datetime]:
+        """Diff loaded rows against the cache; returns the catch-up's slots, the counts of
+        changes and the instant it caught up to. It yields to the loop now and then;
+        instants firing meanwhile see a consistent table, as each change is made in one
+        step."""
         memo: CatchupMemo = {}
         requests: list[SlotRequest] = []
         changes = {"added": 0, "changed": 0, "removed": 0}
         seen: set[str] = set()
         slicer = _Slicer()
+        now: datetime | None = None
         async for rows in pages:
+            if now is None:
+                now = self._clock()  # after the rows were read: each enabled before it
             for row in rows:
                 await slicer.tick()
                 self._apply_row(row, now, seen, changes, requests, memo)
@@ -497,7 +513,7 @@ class CronScheduler:
             if trigger_id not in seen and self._table.remove(trigger_id) is not None:
                 changes["removed"] += 1
             await slicer.tick()
-        return requests, changes
+        return requests, changes, now or self._clock()
 
     def _apply_row(
         self,
