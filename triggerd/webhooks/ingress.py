@@ -41,15 +41,14 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.http_forward import client_address
 from triggerd.loglimit import ThrottledLog
 from triggerd.model import JSON, ExecutionStatus, ResponseMode, SecretRef
+from triggerd.notifications.channels import FINISHED, TRIGGERS
+from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import (
-    FINISHED_CHANNEL,
-    TRIGGERS_CHANNEL,
     FinishedRun,
     InboxItem,
     InboxResult,
     InboxWriter,
-    Listener,
     count_new_executions,
     finished_runs,
     webhook_execution_status,
@@ -507,9 +506,14 @@ class WebhookIngress:
         pending_interval: float = 1.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         writers: int = 1,
+        hub: NotificationHub | None = None,
     ) -> None:
         self._pool = pool
         self._dsn = dsn
+        # The process's notifications hub; without one (used alone) the ingress runs its own.
+        self._own_hub = hub is None
+        self._hub = hub if hub is not None else NotificationHub(dsn=dsn)
+        self._subscription: Subscription | None = None
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
@@ -544,10 +548,18 @@ class WebhookIngress:
         if self._running:
             return
         self._running = True
+        # Before the first load: a change after it is then heard, or reconciled after a gap.
+        self._subscription = await self._hub.subscribe(
+            self.name,
+            {TRIGGERS: lambda _payload: self._reload_wanted.set(), FINISHED: self.waiter.notify},
+            on_gap=self._reload_wanted.set,
+        )
+        if self._own_hub:
+            await self._hub.start()
         try:
             await self.routes.reload()
         except DatabaseUnavailable as exc:
-            # Not fatal: the reload loop retries and the listener reconciles on connect.
+            # Not fatal: the reload loop retries and the hub's on_gap reconciles on connect.
             logger.warning(str(exc), extra={"event": "webhook_routes_unavailable"})
         with contextlib.suppress(DatabaseUnavailable):
             await self.refresh_pending()
@@ -555,7 +567,6 @@ class WebhookIngress:
         self.waiter.start()
         self._tasks = [
             asyncio.create_task(self._reload_loop(), name="webhooks-reload"),
-            asyncio.create_task(self._listen_loop(), name="webhooks-listen"),
             asyncio.create_task(self._pending_loop(), name="webhooks-pending"),
         ]
 
@@ -565,6 +576,11 @@ class WebhookIngress:
         self._running = False
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
+        if self._subscription is not None:
+            self._hub.unsubscribe(self._subscription)
+            self._subscription = None
+        if self._own_hub:
+            await self._hub.stop()
         await self.group_commit.stop()
         await self.waiter.stop()
 
@@ -617,38 +633,6 @@ class WebhookIngress:
                 logger.exception(
                     "webhook route reload failed", extra={"event": "webhook_reload_failed"}
                 )
-
-    async def _listen_loop(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                listener = await Listener.open(
-                    self._dsn,
-                    {
-                        TRIGGERS_CHANNEL: lambda _payload: self._reload_wanted.set(),
-                        FINISHED_CHANNEL: self.waiter.notify,
-                    },
-                )
-            except DatabaseUnavailable:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            backoff = 0.5
-            # Whatever changed while we were not listening: reconcile from the table.
-            self._reload_wanted.set()
-            try:
-                while not listener.lost.is_set():
-                    try:
-                        await asyncio.wait_for(listener.lost.wait(), 30.0)
-                    except TimeoutError:
-                        with contextlib.suppress(DatabaseUnavailable):
-                            await listener.check()
-            finally:
-                await listener.close()
-            logger.warning(
-                "webhook notification connection lost; reconnecting",
-                extra={"event": "webhook_listener_lost"},
-            )
 
     async def _pending_loop(self) -> None:
         while True:
@@ -967,7 +951,7 @@ def setup_webhooks(
     """Add ``/hooks/...`` to ``app`` and return the component the daemon starts and stops.
 
     ``options`` are passed to :class:`WebhookIngress` (``reload_interval``,
-    ``pending_interval``, ``max_batch``, ``writers``, ``monotonic``)."""
+    ``pending_interval``, ``max_batch``, ``writers``, ``monotonic``, ``hub``)."""
     ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings, clock=clock, **options)
     app[WEBHOOKS] = ingress
     # One catch-all route: every method and path is answered by us with a JSON error,
