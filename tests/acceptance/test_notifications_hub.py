@@ -38,12 +38,12 @@ async def hub_backends(pool: asyncpg.Pool) -> list[int]:
 
 async def other_listeners(pool: asyncpg.Pool) -> list[Any]:
     """Backends outside the hub whose last statement was a LISTEN (the old listeners)."""
-    return await pool.fetch(
+    return list(await pool.fetch(
         "SELECT pid, application_name, query FROM pg_stat_activity"
         " WHERE datname = current_database() AND application_name <> $1"
         " AND query ILIKE 'LISTEN%'",
         HUB_APPLICATION_NAME,
-    )
+    ))
 
 
 async def start(daemons: Daemons, dsn: str, tmp_path: Path, **http: int) -> DaemonProcess:
