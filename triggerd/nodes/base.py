@@ -157,13 +157,19 @@ def template() -> dict[str, Any]:
     }
 
 
-def or_template(description: str, schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A parameter of type ``schema`` that may also be given as a template string."""
-    return {"description": description, "anyOf": [dict(schema), template()]}
+def or_template(
+    description: str, schema: Mapping[str, Any], default: JSON = None
+) -> dict[str, Any]:
+    """A parameter of type ``schema`` that may also be given as a template string, with
+    the node's ``default`` (an annotation for readers; the node applies it)."""
+    prop: dict[str, Any] = {"description": description, "anyOf": [dict(schema), template()]}
+    if default is not None:
+        prop["default"] = default
+    return prop
 
 
-def duration_param(description: str) -> dict[str, Any]:
-    return or_template(description, {"type": "string", "pattern": DURATION_TEXT_PATTERN})
+def duration_param(description: str, default: str | None = None) -> dict[str, Any]:
+    return or_template(description, {"type": "string", "pattern": DURATION_TEXT_PATTERN}, default)
 
 
 def params_schema(

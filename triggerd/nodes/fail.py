@@ -22,6 +22,7 @@ PARAMS_SCHEMA = params_schema(
             "description": f"The failure's code, which retry_on can name; default {DEFAULT_CODE}.",
             "type": "string",
             "minLength": 1,
+            "default": DEFAULT_CODE,
         },
         "message": {
             "description": "The failure's message: text as it is, any other value as JSON"

@@ -65,6 +65,7 @@ PARAMS_SCHEMA = params_schema(
         "method": or_template(
             "The HTTP method (any case); default GET.",
             {"type": "string", "pattern": r"^\s*[A-Za-z]+\s*$"},
+            default="GET",
         ),
         "url": or_template(
             "The URL, http or https.",
@@ -83,7 +84,8 @@ PARAMS_SCHEMA = params_schema(
         "json": {"description": "A body sent as JSON: any value. Not with 'body'."},
         "body": {"description": "A body sent as it is. Not with 'json'.", "type": "string"},
         "timeout": duration_param(
-            f"The limit for the whole exchange, e.g. '10s'; default {DEFAULT_TIMEOUT}."
+            f"The limit for the whole exchange, e.g. '10s'; default {DEFAULT_TIMEOUT}.",
+            DEFAULT_TIMEOUT,
         ),
         "accept": or_template(
             "The statuses that count as success; default 200-299.",

@@ -45,6 +45,7 @@ PARAMS_SCHEMA = params_schema(
                 "type": "string",
                 "pattern": rf"^\s*(?:{'|'.join(_any_case(level) for level in LEVELS)})\s*$",
             },
+            default="info",
         ),
     },
     required=["message"],

@@ -30,6 +30,7 @@ PARAMS_SCHEMA = params_schema(
                 {"type": "string", "pattern": r"^\s*0*[1-5]\d{2}\s*$"},
                 template(),
             ],
+            "default": 200,
         },
         "headers": or_template(
             "Response headers: values as text (other values as JSON text); null values are"
