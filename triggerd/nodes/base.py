@@ -95,8 +95,8 @@ class NodeType(Protocol):
 @runtime_checkable
 class DescribedNodeType(NodeType, Protocol):
     """A node type that also says what it is, as every built-in type must (mypy checks the
-    registry's list, :func:`described` checks at load). Third-party types may declare the
-    same attributes; those that do not are treated as having side effects."""
+    registry's list, :func:`described` checks at load). Third-party types need not: the
+    executor writes a RUNNING row before every third-party node, whatever it declares."""
 
     @property
     def side_effects(self) -> bool:
