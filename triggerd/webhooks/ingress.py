@@ -38,7 +38,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 from triggerd.appkeys import READINESS_CHECKS
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
-from triggerd.http_forward import client_address
+from triggerd.http.forward import client_address
 from triggerd.loglimit import ThrottledLog
 from triggerd.model import JSON, ExecutionStatus, ResponseMode, SecretRef
 from triggerd.secrets import resolve_secret
