@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from triggerd.component import BaseComponent
 from triggerd.notifications.channels import Channel
 from triggerd.store.notifications import ListenConnection, OnNotify
 from triggerd.tasks import cancel_and_wait
@@ -42,7 +43,7 @@ class Subscription:
     on_gap: Callable[[], None]
 
 
-class NotificationHub:
+class NotificationHub(BaseComponent):
     """See the module docstring."""
 
     name = "notifications"
