@@ -18,6 +18,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -275,10 +276,25 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+def migrations_folder() -> Traversable:
+    """Where the migration files are: ``triggerd/migrations/`` inside an installed wheel
+    (setup.py copies them there), else the repository's top-level ``migrations/`` (a source
+    checkout or an editable install)."""
+    packaged = resources.files("triggerd") / "migrations"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    if checkout.is_dir():
+        return checkout
+    raise MigrationError(
+        f"no migration files found (neither {packaged} nor {checkout} exists); reinstall triggerd"
+    )
+
+
 def known_migrations() -> list[Migration]:
-    """The migrations shipped inside the package, in order."""
+    """The migrations this triggerd ships, in order."""
     found: list[Migration] = []
-    folder = resources.files("triggerd") / "migrations"
+    folder = migrations_folder()
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match is None:
