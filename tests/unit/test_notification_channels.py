@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import triggerd
+from triggerd.db import known_migrations
 
 PACKAGE = Path(triggerd.__file__).parent
 CHANNELS_MODULE = PACKAGE / "notifications" / "channels.py"
-LISTEN_MODULE = PACKAGE / "store" / "notifications.py"
 WIRE_NAME = re.compile(r"triggerd_(?:v\d+_)?(?:triggers|executions|cancel|finished)")
 # A metric family that happens to share a channel's name; it is not a channel.
 NOT_CHANNELS = {("api/metrics.py", "triggerd_executions")}
@@ -50,10 +50,12 @@ def test_only_the_hubs_connection_listens() -> None:
 def test_the_migrations_notify_known_channels() -> None:
     from triggerd.notifications.channels import ALL
 
+    migrations = known_migrations()
+    assert migrations
     sent = {
         name
-        for path in (PACKAGE / "migrations").glob("*.sql")
-        for name in re.findall(r"pg_notify\('([^']+)'", path.read_text(encoding="utf-8"))
+        for migration in migrations
+        for name in re.findall(r"pg_notify\('([^']+)'", migration.sql)
     }
     assert sent == {"triggerd_triggers"}
     assert sent <= {channel.wire for channel in ALL}
