@@ -79,6 +79,11 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsSettings:
+    label_limit: int = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -93,6 +98,7 @@ class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     egress: EgressSettings = field(default_factory=EgressSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str | None = None  # the file the settings came from, if any
 
@@ -109,6 +115,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "daemon": DaemonSettings,
     "api": ApiSettings,
     "egress": EgressSettings,
+    "metrics": MetricsSettings,
     "log": LogSettings,
 }
 
@@ -139,6 +146,7 @@ KEY_HELP: dict[str, str] = {
     "egress.allow": "networks (CIDR) http nodes may reach even when denied",
     "egress.allow_self": "let http nodes call this daemon's own port (admin API, webhooks)",
     "api.token": "admin API bearer token (or credential 'api-token')",
+    "metrics.label_limit": "triggers (and workflows) with series of their own; more: _overflow",
     "log.level": "debug | info | warning | error",
     "log.format": "json | text",
 }
@@ -200,6 +208,7 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         ("executor.concurrency", settings.executor.concurrency, 1),
         ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
         ("executor.max_resume_output_bytes", settings.executor.max_resume_output_bytes, 64),
+        ("metrics.label_limit", settings.metrics.label_limit, 1),
     ]
     for key, value, minimum in checks:
         if value < minimum:

@@ -246,3 +246,56 @@ async def test_the_exposition_is_rendered_off_the_event_loop(
     found = await scrape(client)
     assert found[("triggerd_cron_fires_total", (("outcome", "fired"), ("trigger", "wf/t999")))] == 1
     assert len(threads) == 1 and threads[0] != threading.get_ident()
+
+
+async def test_triggers_beyond_the_label_limit_share_one_overflow_series(
+    pool: Any, make_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """100,000 triggers must not mean 100,000 series per counter: the first ``label_limit``
+    triggers (and workflows) keep series of their own, later ones count under
+    ``_overflow``, and no count is lost."""
+    metrics = Metrics(process_metrics=False, label_limit=3)
+    for i in range(5):
+        metrics.cron_fired(f"wf/t{i}", "fired", 0.001)
+    metrics.cron_fired("wf/t4", "fired", 0.001)
+    metrics.cron_fired("wf/t0", "skipped_overlap")  # admitted before: keeps its own series
+    metrics.webhook_request("wf/t1", 202, 0.001)  # admitted by the cron counter
+    metrics.webhook_request("wf/hook", 202, 0.001)  # a fourth trigger
+    metrics.webhook_request(None, 404, 0.001)  # unmatched paths are not triggers
+    for i in range(5):
+        metrics.execution_finished(f"wf{i}", "SUCCESS", 0.5)
+    found = await scrape(await make_client(pool, metrics))
+    fires = {
+        dict(labels)["trigger"]: value
+        for (name, labels), value in found.items()
+        if name == "triggerd_cron_fires_total" and dict(labels)["outcome"] == "fired"
+    }
+    assert fires == {"wf/t0": 1, "wf/t1": 1, "wf/t2": 1, "_overflow": 3}
+    assert found[("triggerd_cron_fires_total",
+                  (("outcome", "skipped_overlap"), ("trigger", "wf/t0")))] == 1
+    requests = {
+        dict(labels)["trigger"]: value
+        for (name, labels), value in found.items()
+        if name == "triggerd_webhook_requests_total"
+    }
+    assert requests == {"wf/t1": 1, "_overflow": 1, "_unknown": 1}
+    runs = {
+        dict(labels)["workflow"]: value
+        for (name, labels), value in found.items()
+        if name == "triggerd_executions_total"
+    }
+    assert runs == {"wf0": 1, "wf1": 1, "wf2": 1, "_overflow": 2}
+    durations = {
+        dict(labels)["workflow"]
+        for (name, labels), _ in found.items()
+        if name == "triggerd_execution_seconds_count"
+    }
+    assert durations == {"wf0", "wf1", "wf2", "_overflow"}
+
+
+async def test_the_daemon_takes_the_label_limit_from_its_settings(pool: Any) -> None:
+    from triggerd.config import MetricsSettings
+
+    app = create_app(Settings(metrics=MetricsSettings(label_limit=7)), pool)
+    assert app[METRICS].trigger_labels.limit == 7
+    assert app[METRICS].workflow_labels.limit == 7

@@ -97,6 +97,9 @@ def test_definitions_list_from_env() -> None:
         ("[executor]\nconcurrency = 0\n", "executor.concurrency: 0 is below the minimum 1"),
         ("[http]\nprocesses = 0\n", "http.processes: 0 is below the minimum 1"),
         ("[http]\nprocesses = 65\n", "http.processes: 65 is above the maximum 64"),
+        ("[metrics]\nlabel_limit = 0\n", "metrics.label_limit: 0 is below the minimum 1"),
+        ('[metrics]\nlabel_limit = "many"\n',
+         "metrics.label_limit: expected an integer, got str 'many'"),
         ('[log]\nformat = "xml"\n', "log.format: 'xml' is not one of json, text"),
         ('[log]\nlevel = "loud"\n', "log.level: 'loud' is not one of debug, info, warning, error"),
         (

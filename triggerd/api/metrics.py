@@ -4,8 +4,11 @@ process-global one, so tests and several apps in one process do not share counte
 
 Other parts record events through the methods of :class:`Metrics` (found under
 ``app[METRICS]``); queue depth and pool usage are read when Prometheus scrapes. Every label
-is bounded: triggers, workflows and node types are the defined ones, and webhook requests
-that match no trigger share the label value ``_unknown``.
+is bounded: webhook requests that match no trigger share the label value ``_unknown``, and
+at most ``label_limit`` distinct triggers (and workflows) get series of their own; later
+ones are counted under ``_overflow``, the way OpenTelemetry's cardinality limit works. A
+daemon with 100,000 triggers would otherwise expose 100,000 series per counter, which costs
+every scrape seconds of CPU and Prometheus far more.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from triggerd.appkeys import POOL
+from triggerd.appkeys import POOL, SETTINGS
 from triggerd.store.admin import ACTIVE_STATUSES, Conn, queue_depth
 from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_TRIGGER = "_unknown"
+OVERFLOW_LABEL = "_overflow"
+DEFAULT_LABEL_LIMIT = 2000
 # Queue depth is read from the database at most this often (seconds): scrapes from several
 # Prometheus servers then cost one query.
 QUEUE_DEPTH_TTL = 1.0
@@ -64,6 +69,27 @@ class PoolStats(Protocol):
     def get_max_size(self) -> int: ...
 
 
+class LabelBudget:
+    """Admits the first ``limit`` distinct values of a label; any later value becomes
+    ``_overflow``. Admitted values stay admitted, so a series never changes its name."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._admitted: set[str] = set()
+
+    def admit(self, value: str) -> str:
+        admitted = self._admitted
+        if value in admitted:
+            return value
+        if len(admitted) < self.limit:
+            admitted.add(value)
+            return value
+        return OVERFLOW_LABEL
+
+    def __len__(self) -> int:
+        return len(self._admitted)
+
+
 class Metrics:
     """Every triggerd metric, registered on ``registry`` (a new one by default)."""
 
@@ -74,8 +100,13 @@ class Metrics:
         process_metrics: bool = True,
         queue_depth_ttl: float = QUEUE_DEPTH_TTL,
         monotonic: Callable[[], float] = time.monotonic,
+        label_limit: int = DEFAULT_LABEL_LIMIT,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # One budget per kind of label, shared by the metrics that carry it, so a trigger
+        # that has its own cron series has its own webhook series too.
+        self.trigger_labels = LabelBudget(label_limit)
+        self.workflow_labels = LabelBudget(label_limit)
         reg = self.registry
         if process_metrics:
             ProcessCollector(registry=reg)
@@ -150,7 +181,7 @@ class Metrics:
         )
         # The request counter's child per (trigger, status), found once: labels() validates
         # and locks on every call, and this is counted for every webhook request. Bounded
-        # like the series themselves (defined triggers x statuses).
+        # by the defined triggers x statuses.
         self._webhook_children: dict[tuple[str | None, int], Counter] = {}
         self._observe_webhook_seconds = self.webhook_request_seconds.observe
         self._ttl = queue_depth_ttl
@@ -165,7 +196,8 @@ class Metrics:
     def cron_fired(self, trigger: str, outcome: str, lateness_s: float | None = None) -> None:
         """A cron slot of ``trigger`` (``workflow/name``) was decided with ``outcome``
         (a :class:`~triggerd.model.SlotOutcome` value), ``lateness_s`` after its instant."""
-        self.cron_fires.labels(trigger=trigger, outcome=outcome).inc()
+        label = self.trigger_labels.admit(trigger)
+        self.cron_fires.labels(trigger=label, outcome=outcome).inc()
         if lateness_s is not None:
             self.cron_fire_lateness.observe(max(0.0, lateness_s))
 
@@ -175,7 +207,11 @@ class Metrics:
         create series."""
         child = self._webhook_children.get((trigger, status))
         if child is None:
-            label = UNKNOWN_TRIGGER if not trigger or trigger == "-" else trigger
+            label = (
+                UNKNOWN_TRIGGER
+                if not trigger or trigger == "-"
+                else self.trigger_labels.admit(trigger)
+            )
             child = self.webhook_requests.labels(trigger=label, status=str(status))
             self._webhook_children[(trigger, status)] = child
         child.inc()
@@ -191,6 +227,7 @@ class Metrics:
 
     def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
         """An execution of ``workflow`` (its key) ended with ``status``."""
+        workflow = self.workflow_labels.admit(workflow)
         self.executions.labels(workflow=workflow, status=status).inc()
         if seconds is not None:
             self.execution_seconds.labels(workflow=workflow).observe(max(0.0, seconds))
@@ -282,8 +319,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     pool = request.app[POOL]
     await metrics.refresh(pool, pool)
-    # The exposition grows with the series (one per trigger and outcome: 100,000 triggers
-    # are 100,000 lines); a worker thread renders it while the loop keeps turning.
+    # The exposition grows with the series (up to label_limit triggers x outcomes); a
+    # worker thread renders it while the loop keeps turning.
     body, content_type = await asyncio.to_thread(
         metrics.render, request.headers.get("Accept", "")
     )
@@ -293,7 +330,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
 def add_metrics_routes(app: web.Application, metrics: Metrics | None = None) -> Metrics:
     """Store a :class:`Metrics` under ``app[METRICS]`` (a new one unless given) and add
     ``GET /metrics``; returns the metrics so the caller can hand them to components."""
-    found = metrics if metrics is not None else Metrics()
+    if metrics is None:
+        metrics = Metrics(label_limit=app[SETTINGS].metrics.label_limit)
+    found = metrics
     app[METRICS] = found
     app.router.add_get("/metrics", metrics_handler, allow_head=False)
     return found
