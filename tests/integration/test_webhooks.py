@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.helpers import wait_until_blocked
 from triggerd.config import HttpSettings, Settings
 from triggerd.daemon import create_app
+from triggerd.ids import time_ordered_id
 from triggerd.model import (
     AuthConfig,
     DedupeConfig,
@@ -35,7 +36,7 @@ from triggerd.model import (
     WorkflowSpec,
 )
 from triggerd.store.workflows import apply_workflows
-from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks, time_ordered_id
+from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
 
 ClientFactory = Callable[..., Awaitable[tuple[TestClient[Any, Any], WebhookIngress]]]
 

@@ -42,9 +42,10 @@ from triggerd.model import (
     WebhookConfig,
     WorkflowStatus,
 )
-from triggerd.nodes import BUILTIN_NODE_TYPES
+from triggerd.nodes.registry import builtin_node_types
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
+BUILTIN_NODE_TYPES = tuple(builtin_node_types())
 
 Doc = dict[str, Any]
 

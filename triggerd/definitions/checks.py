@@ -19,7 +19,6 @@ from triggerd.definitions.problems import JsonPath, Report, format_path, show, s
 from triggerd.durations import format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.model import RetryPolicy, normalize_webhook_path
-from triggerd.nodes import BUILTIN_NODE_TYPES
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 
@@ -52,14 +51,11 @@ _META_VALIDATOR = Draft202012Validator(
 
 
 def known_node_types() -> frozenset[str]:
-    """The node types installed now: the registry's (built-ins plus entry points) when it
-    can be imported, else the built-ins."""
-    try:
-        from triggerd.nodes.registry import node_type_names
-    except ModuleNotFoundError as exc:
-        if exc.name != "triggerd.nodes.registry":
-            raise
-        return frozenset(BUILTIN_NODE_TYPES)
+    """The node types installed now: the registry's built-ins plus entry points."""
+    # Imported here: loading the node types (aiohttp, entry points) is only needed by the
+    # callers that check node types.
+    from triggerd.nodes.registry import node_type_names
+
     return frozenset(node_type_names())
 
 

@@ -30,7 +30,7 @@ from triggerd.expressions import ExpressionError, build_context, render, secret_
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
-from triggerd.nodes.registry import run_node
+from triggerd.nodes.registry import buffered_node_types, run_node
 from triggerd.redaction import Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
@@ -38,7 +38,7 @@ from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branc
 
 logger = logging.getLogger(__name__)
 
-BUFFERED_TYPES = frozenset({"set", "if", "switch", "noop", "log", "fail", "respond"})
+BUFFERED_TYPES = buffered_node_types()
 EXPRESSION_ERROR = "EXPRESSION_ERROR"
 # An attempt cut short by a dead process: not a failure of the node, never handled as one.
 INTERRUPTED = "INTERRUPTED"

@@ -1,16 +1,20 @@
-"""What every node type shares: its context, result, failure, the NodeType protocol, checked
-access to params, and the pure retry arithmetic."""
+"""What every node type shares: its context, result, failure, the NodeType protocol and the
+metadata built-in types declare (side effects, a JSON Schema of their params), checked access
+to params, and the pure retry arithmetic."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-from triggerd.durations import parse_duration
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from triggerd.durations import DURATION_PATTERN, parse_duration
 from triggerd.errors import DurationError, TriggerdError
 from triggerd.model import JSON, Node, RetryPolicy
 
@@ -86,6 +90,112 @@ class NodeType(Protocol):
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         """Run once with ``params`` already rendered; raise :class:`NodeFailure` to fail."""
         ...
+
+
+@runtime_checkable
+class DescribedNodeType(NodeType, Protocol):
+    """A node type that also says what it is, as every built-in type must (mypy checks the
+    registry's list, :func:`described` checks at load). Third-party types need not: the
+    executor writes a RUNNING row before every third-party node, whatever it declares."""
+
+    @property
+    def side_effects(self) -> bool:
+        """True when running the node acts outside the run (a request sent, a run parked),
+        so the executor writes its RUNNING row before it starts; False for pure nodes,
+        whose rows are buffered and written with the next durable point."""
+        ...
+
+    @property
+    def params_schema(self) -> Mapping[str, Any]:
+        """A JSON Schema (draft 2020-12) of the params as written in a definition, before
+        rendering: a ``{{ }}`` template may stand in for a typed value. Not yet enforced:
+        :meth:`run` validates the rendered params itself."""
+        ...
+
+
+def described(node_type: object) -> DescribedNodeType:
+    """``node_type``, once it is known to declare its metadata; raises TypeError naming
+    what is missing or wrong."""
+    name = getattr(node_type, "name", repr(node_type))
+    for attribute, what in (("side_effects", "a bool"), ("params_schema", "a JSON Schema")):
+        if not hasattr(node_type, attribute):
+            raise TypeError(f"node type {name!r} does not declare {attribute!r} ({what})")
+    side_effects = getattr(node_type, "side_effects")  # noqa: B009 (not typed as having it)
+    if not isinstance(side_effects, bool):
+        raise TypeError(
+            f"node type {name!r}: 'side_effects' must be a bool, got {type(side_effects).__name__}"
+        )
+    schema = getattr(node_type, "params_schema")  # noqa: B009
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise TypeError(
+            f"node type {name!r}: 'params_schema' is not a valid JSON Schema: {exc.message}"
+        ) from None
+    if not isinstance(node_type, DescribedNodeType):
+        raise TypeError(f"node type {name!r} is not a node type (it needs 'name' and 'run')")
+    return node_type
+
+
+# --- params schemas ------------------------------------------------------------------
+# Fragments for the built-in types' params schemas. They describe params as written in a
+# definition: the nodes strip surrounding whitespace where the patterns allow it.
+
+SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+# Any string with "{{" or "{%" is rendered before the node sees it (triggerd.expressions).
+TEMPLATE_PATTERN: Final = r"\{\{|\{%"
+DURATION_TEXT_PATTERN: Final = (
+    r"^\s*" + DURATION_PATTERN.removeprefix("^").removesuffix("$") + r"\s*$"
+)
+
+
+def template() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": TEMPLATE_PATTERN,
+        "description": "An expression ({{ ... }}); its rendered value is checked by the node.",
+    }
+
+
+def or_template(
+    description: str, schema: Mapping[str, Any], default: JSON = None
+) -> dict[str, Any]:
+    """A parameter of type ``schema`` that may also be given as a template string, with
+    the node's ``default`` (an annotation for readers; the node applies it)."""
+    prop: dict[str, Any] = {"description": description, "anyOf": [dict(schema), template()]}
+    if default is not None:
+        prop["default"] = default
+    return prop
+
+
+def duration_param(description: str, default: str | None = None) -> dict[str, Any]:
+    return or_template(description, {"type": "string", "pattern": DURATION_TEXT_PATTERN}, default)
+
+
+def params_schema(
+    node_type: str,
+    description: str,
+    properties: Mapping[str, Mapping[str, Any]],
+    *,
+    required: Sequence[str] = (),
+    closed: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The params schema of ``node_type``: an object of ``properties``; ``closed`` when
+    the node refuses unknown keys; ``extra``: further keywords (``oneOf``, ``not``...)."""
+    schema: dict[str, Any] = {
+        "$schema": SCHEMA_DIALECT,
+        "title": f"{node_type} node parameters",
+        "description": description,
+        "type": "object",
+        "properties": {key: dict(value) for key, value in properties.items()},
+    }
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    schema.update(extra or {})
+    return schema
 
 
 def invalid_params(node_type: str, message: str) -> NodeFailure:

@@ -9,13 +9,33 @@ from __future__ import annotations
 from typing import NoReturn
 
 from triggerd.model import JSON
-from triggerd.nodes.base import NodeContext, NodeFailure, Params, json_text
+from triggerd.nodes.base import NodeContext, NodeFailure, Params, json_text, params_schema
 
 DEFAULT_CODE = "FAILED"
+
+PARAMS_SCHEMA = params_schema(
+    "fail",
+    "Fail the node with a code and a message; retried as its retry policy says and handled"
+    " by a failure edge like any failure.",
+    {
+        "code": {
+            "description": f"The failure's code, which retry_on can name; default {DEFAULT_CODE}.",
+            "type": "string",
+            "minLength": 1,
+            "default": DEFAULT_CODE,
+        },
+        "message": {
+            "description": "The failure's message: text as it is, any other value as JSON"
+            " text; default \"node '<id>' failed\".",
+        },
+    },
+)
 
 
 class FailNode:
     name = "fail"
+    side_effects = False
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NoReturn:
         checked = Params(self.name, params, ("code", "message"))

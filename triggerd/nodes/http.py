@@ -32,7 +32,18 @@ from yarl import URL
 from triggerd.durations import format_duration
 from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
 from triggerd.model import JSON
-from triggerd.nodes.base import TIMEOUT, NodeContext, NodeFailure, NodeResult, Params, json_text
+from triggerd.nodes.base import (
+    TIMEOUT,
+    NodeContext,
+    NodeFailure,
+    NodeResult,
+    Params,
+    duration_param,
+    json_text,
+    or_template,
+    params_schema,
+    template,
+)
 
 HTTP_CONNECT: Final = "HTTP_CONNECT"
 HTTP_STATUS: Final = "HTTP_STATUS"
@@ -46,9 +57,55 @@ _METHOD = re.compile(r"[A-Z]+")
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
 _PARAMS: Final = ("method", "url", "headers", "query", "json", "body", "timeout", "accept")
 
+PARAMS_SCHEMA = params_schema(
+    "http",
+    "One HTTP request. Output {\"status\", \"headers\", \"body\"}: the body parsed when"
+    " the response is JSON, else text; a status not accepted fails the node (HTTP_STATUS).",
+    {
+        "method": or_template(
+            "The HTTP method (any case); default GET.",
+            {"type": "string", "pattern": r"^\s*[A-Za-z]+\s*$"},
+            default="GET",
+        ),
+        "url": or_template(
+            "The URL, http or https.",
+            {"type": "string", "pattern": r"^\s*[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#:@]"},
+        ),
+        "headers": or_template(
+            "Request headers: values as text (other values as JSON text); null values are"
+            " left out.",
+            {"type": ["object", "null"]},
+        ),
+        "query": or_template(
+            "Query parameters: values as text (other values as JSON text), a list repeats"
+            " the parameter; null values are left out.",
+            {"type": ["object", "null"]},
+        ),
+        "json": {"description": "A body sent as JSON: any value. Not with 'body'."},
+        "body": {"description": "A body sent as it is. Not with 'json'.", "type": "string"},
+        "timeout": duration_param(
+            f"The limit for the whole exchange, e.g. '10s'; default {DEFAULT_TIMEOUT}.",
+            DEFAULT_TIMEOUT,
+        ),
+        "accept": or_template(
+            "The statuses that count as success; default 200-299.",
+            {
+                "type": ["array", "null"],
+                "items": {
+                    "anyOf": [{"type": "integer", "minimum": 100, "maximum": 599}, template()]
+                },
+            },
+        ),
+    },
+    required=["url"],
+    extra={"not": {"required": ["json", "body"]}},
+)
+
 
 class HttpNode:
     name = "http"
+    side_effects = True
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, _PARAMS)

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from triggerd.expressions import evaluate_condition
 from triggerd.model import JSON
-from triggerd.nodes.base import NodeContext, NodeResult, Params
+from triggerd.nodes.base import NodeContext, NodeResult, Params, params_schema
+
+PARAMS_SCHEMA = params_schema(
+    "if",
+    'Branch on a condition: the edges leaving the node take "true" or "false".',
+    {
+        "condition": {
+            "description": 'Any value, usually an expression. False: false, null, 0, an empty'
+            ' list or object, and the strings "", "false", "0", "no", "off", "null" and'
+            ' "none" (any case, surrounding spaces ignored); anything else is true.'
+        }
+    },
+    required=["condition"],
+)
 
 
 class IfNode:
     name = "if"
+    side_effects = False
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         result = evaluate_condition(Params(self.name, params, ("condition",)).require("condition"))

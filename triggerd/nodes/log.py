@@ -8,7 +8,14 @@ import logging
 from typing import Final
 
 from triggerd.model import JSON
-from triggerd.nodes.base import NodeContext, NodeResult, Params, json_text
+from triggerd.nodes.base import (
+    NodeContext,
+    NodeResult,
+    Params,
+    json_text,
+    or_template,
+    params_schema,
+)
 
 logger = logging.getLogger("triggerd.nodes.log")
 
@@ -20,8 +27,35 @@ LEVELS: Final = {
 }
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" for c in word)
+
+
+PARAMS_SCHEMA = params_schema(
+    "log",
+    "Write one line to the daemon's log (logger triggerd.nodes.log) with the execution and"
+    ' node ids; the output is {"message": message}.',
+    {
+        "message": {
+            "description": "What to log: text as it is, any other value as JSON text.",
+        },
+        "level": or_template(
+            f"One of {', '.join(LEVELS)} (any case); default info.",
+            {
+                "type": "string",
+                "pattern": rf"^\s*(?:{'|'.join(_any_case(level) for level in LEVELS)})\s*$",
+            },
+            default="info",
+        ),
+    },
+    required=["message"],
+)
+
+
 class LogNode:
     name = "log"
+    side_effects = False
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("message", "level"))

@@ -1,6 +1,10 @@
 """The node types available to workflows: the built-in ones plus third-party types from the
 ``triggerd.nodes`` entry-point group, and :func:`run_node`, the one way to run a node.
 
+:data:`BUILTIN_TYPES` is the one list of built-in types; what else needs them (the node
+types a definition may use, the executor's buffered types) is derived from it and from the
+metadata each type declares (:class:`~triggerd.nodes.base.DescribedNodeType`).
+
 A third-party distribution declares, in its ``pyproject.toml``::
 
     [project.entry-points."triggerd.nodes"]
@@ -28,10 +32,12 @@ from triggerd.nodes.base import (
     NODE_ERROR,
     TIMEOUT,
     UNKNOWN_NODE_TYPE,
+    DescribedNodeType,
     NodeContext,
     NodeFailure,
     NodeResult,
     NodeType,
+    described,
 )
 from triggerd.nodes.fail import FailNode
 from triggerd.nodes.http import HttpNode
@@ -48,19 +54,32 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP: Final = "triggerd.nodes"
 
 
-def builtin_node_types() -> dict[str, NodeType]:
-    types: tuple[NodeType, ...] = (
-        HttpNode(),
-        SetNode(),
-        IfNode(),
-        SwitchNode(),
-        WaitNode(),
-        LogNode(),
-        FailNode(),
-        RespondNode(),
-        NoopNode(),
+# The built-in node types (stateless: one instance serves every run). Typed as
+# DescribedNodeType so that a type without its metadata fails type checking.
+BUILTIN_TYPES: Final[tuple[DescribedNodeType, ...]] = (
+    HttpNode(),
+    SetNode(),
+    IfNode(),
+    SwitchNode(),
+    WaitNode(),
+    LogNode(),
+    FailNode(),
+    RespondNode(),
+    NoopNode(),
+)
+
+
+def builtin_node_types() -> dict[str, DescribedNodeType]:
+    """The built-in types by name, each checked to declare its metadata (TypeError if not)."""
+    return {node_type.name: described(node_type) for node_type in BUILTIN_TYPES}
+
+
+def buffered_node_types() -> frozenset[str]:
+    """The built-in types without side effects: the executor buffers their rows instead of
+    writing a RUNNING row before they run. Third-party types always get that row."""
+    return frozenset(
+        name for name, node_type in builtin_node_types().items() if not node_type.side_effects
     )
-    return {node_type.name: node_type for node_type in types}
 
 
 class NodeRegistry:
@@ -92,7 +111,7 @@ def load_registry(
     """The built-in types plus those of ``entry_points`` (default: the installed ones)."""
     if entry_points is None:
         entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    types = builtin_node_types()
+    types: dict[str, NodeType] = dict(builtin_node_types())
     problems: dict[str, str] = {}
     for entry_point in entry_points:
         name = entry_point.name

@@ -7,11 +7,45 @@ output ``{"status", "headers", "body"}``.
 from __future__ import annotations
 
 from triggerd.model import JSON
-from triggerd.nodes.base import NodeContext, NodeResult, Params, json_text
+from triggerd.nodes.base import (
+    NodeContext,
+    NodeResult,
+    Params,
+    json_text,
+    or_template,
+    params_schema,
+    template,
+)
+
+PARAMS_SCHEMA = params_schema(
+    "respond",
+    "The webhook's answer in sync mode, and the run's output:"
+    ' {"status", "headers", "body"}.',
+    {
+        "status": {
+            "description": "The HTTP status, 100-599 (a number, or its digits as text);"
+            " default 200.",
+            "anyOf": [
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {"type": "string", "pattern": r"^\s*0*[1-5]\d{2}\s*$"},
+                template(),
+            ],
+            "default": 200,
+        },
+        "headers": or_template(
+            "Response headers: values as text (other values as JSON text); null values are"
+            " left out.",
+            {"type": ["object", "null"]},
+        ),
+        "body": {"description": "The response body: any JSON value."},
+    },
+)
 
 
 class RespondNode:
     name = "respond"
+    side_effects = False
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("status", "headers", "body"))

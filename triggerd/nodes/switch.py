@@ -9,12 +9,30 @@ case ``"200"`` matches the value ``200``). Branch: the matched case's label, els
 from __future__ import annotations
 
 from triggerd.model import JSON
-from triggerd.nodes.base import NodeContext, NodeResult, Params
+from triggerd.nodes.base import NodeContext, NodeResult, Params, or_template, params_schema
 from triggerd.walker import DEFAULT_BRANCH, branch_label
+
+PARAMS_SCHEMA = params_schema(
+    "switch",
+    "Branch on a value: the edges leaving the node take the first case equal to the value,"
+    f" else {DEFAULT_BRANCH!r}.",
+    {
+        "value": {"description": "The value to match, usually an expression."},
+        "cases": or_template(
+            "The branch labels, in order. Strings match as they are, other values by their"
+            f" JSON text (the case \"200\" matches the value 200). {DEFAULT_BRANCH!r} names"
+            " the fallback and cannot be a case.",
+            {"type": "array", "items": {"not": {"const": DEFAULT_BRANCH}}},
+        ),
+    },
+    required=["value", "cases"],
+)
 
 
 class SwitchNode:
     name = "switch"
+    side_effects = False
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("value", "cases"))

@@ -12,11 +12,44 @@ from __future__ import annotations
 from datetime import datetime
 
 from triggerd.model import JSON
-from triggerd.nodes.base import NodeContext, NodeResult, Params
+from triggerd.nodes.base import (
+    NodeContext,
+    NodeResult,
+    Params,
+    duration_param,
+    or_template,
+    params_schema,
+)
+
+# What datetime.fromisoformat reads, with a time and a UTC offset (the node refuses an
+# instant without one); the node's parse decides the rest.
+_UNTIL_PATTERN = (
+    r"^\s*\d{4}-?(?:\d{2}-?\d{2}|W\d{2}(?:-?\d)?).\d{2}.*"
+    r"(?:Z|[+-]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?)\s*$"
+)
+
+PARAMS_SCHEMA = params_schema(
+    "wait",
+    "Park the run (WAITING, no worker held) for a while or until an instant, then go on;"
+    ' the output is {"until": "<ISO-8601 instant>"}.',
+    {
+        "duration": duration_param("How long to wait, e.g. '10m' or '1h30m'."),
+        "until": or_template(
+            "The instant to wait for: ISO-8601 with a UTC offset, e.g."
+            " '2027-03-01T09:00:00+01:00' or '2027-03-01T08:00:00Z'. An instant already"
+            " past does not wait.",
+            {"type": "string", "pattern": _UNTIL_PATTERN},
+        ),
+    },
+    extra={"oneOf": [{"required": ["duration"]}, {"required": ["until"]}]},
+)
 
 
 class WaitNode:
     name = "wait"
+    # Parks the run: its row must be durable before the run is handed back.
+    side_effects = True
+    params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("duration", "until"))

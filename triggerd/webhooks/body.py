@@ -24,6 +24,7 @@ An empty body is still ``{}``. Either way :attr:`ParsedBody.raw` keeps the exact
 from __future__ import annotations
 
 import base64
+import codecs
 import functools
 import json
 import math
@@ -146,6 +147,37 @@ def cached_content_type(value: str) -> tuple[str, Mapping[str, str]]:
     every request needs its type. The parameters are shared: read them, never change
     them. A malformed value raises every time (errors are not cached)."""
     return parse_content_type(value)
+
+
+def content_type_problem(content_type: str | None, body_mode: str) -> BodyError | None:
+    """The 415 a content type earns before the body is read (``None``: acceptable).
+
+    Mirrors :func:`parse_body`'s rules so that a request with an unsupported type is
+    refused without reading its body; a missing type is judged once the body is read (an
+    empty body needs none)."""
+    if body_mode == "raw" or content_type is None or not content_type.strip():
+        return None
+    try:
+        media_type, params = cached_content_type(content_type)
+    except BodyError as exc:
+        return exc
+    if not (
+        media_type == "application/json"
+        or media_type.endswith("+json")
+        or media_type == "application/x-www-form-urlencoded"
+        or media_type.startswith("text/")
+    ):
+        return BodyError.unsupported(
+            f"unsupported Content-Type {media_type!r} (send application/json,"
+            " application/x-www-form-urlencoded or text/*)"
+        )
+    charset = params.get("charset")
+    if charset is not None:
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            return BodyError.unsupported(f"unsupported charset {charset!r}")
+    return None
 
 
 def _raw_input(body: bytes) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The main process's side of [http] processes > 1: it starts the extra HTTP processes
-(:mod:`triggerd.webhooks.worker`) on its listening socket, restarts one that dies, passes
+(:mod:`triggerd.http.worker`) on its listening socket, restarts one that dies, passes
 SIGHUP on, stops them first on SIGTERM, and adds what they report to its metrics."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triggerd.config import Settings
-from triggerd.tasks import cancel_and_wait
-from triggerd.webhooks.worker import (
+from triggerd.http.worker import (
     ENV_CONFIG,
     ENV_INDEX,
     ENV_PORT,
     ENV_REPORT_FD,
     ENV_UPSTREAM,
 )
+from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class HttpWorkers:
                 "TRIGGERD_DATABASE_URL": self.dsn,
             }
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "triggerd.webhooks.worker",
+                sys.executable, "-m", "triggerd.http.worker",
                 pass_fds=(write_fd,), env=env,
             )
         except BaseException:

@@ -1,0 +1,148 @@
+"""The webhook answers as HTTP responses: JSON errors, ``202``/``200`` acceptances and, in
+``sync`` mode, the answer of the finished run. Pure: values in, a response out."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from triggerd.errors import DatabaseUnavailable
+from triggerd.model import JSON, ExecutionStatus
+from triggerd.store.webhooks import FinishedRun
+from triggerd.webhooks.group_commit import QueueFull, ShuttingDown, TriggerGone
+
+STATUS_PREFIX = "/hooks/_executions/"
+# Retry-After (seconds) for the retryable refusals.
+RETRY_DATABASE = 5
+RETRY_BACKPRESSURE = 5
+# Response headers a respond node may not set: they describe the connection and the
+# framing, which aiohttp owns.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NO_BODY_STATUSES = frozenset({204, 304})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 5.6.2)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: JSON,
+) -> web.Response:
+    body: dict[str, JSON] = {"error": code, "message": message, **extra}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def accepted(execution_id: str, *, created: bool) -> web.Response:
+    status_url = STATUS_PREFIX + execution_id
+    # Built by hand: this is the hot path, and both values are plain ASCII.
+    if created:
+        text = f'{{"execution_id":"{execution_id}","status_url":"{status_url}"}}'
+    else:
+        text = (
+            f'{{"execution_id":"{execution_id}","status_url":"{status_url}",'
+            '"duplicate":true}'
+        )
+    return web.Response(
+        status=202 if created else 200,
+        body=text.encode("ascii"),
+        headers={"Content-Type": "application/json", "Location": status_url},
+    )
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def too_large_message(limit: int) -> str:
+    return f"the body is larger than this webhook's limit of {limit} bytes"
+
+
+def too_large(limit: int) -> web.Response:
+    response = error_response(413, "payload_too_large", too_large_message(limit))
+    # The rest of the body is never read: close instead of draining it.
+    response.force_close()
+    return response
+
+
+def public_reason(exc: DatabaseUnavailable) -> str:
+    # Connection details stay in the logs; the sender only learns it is transient.
+    if isinstance(exc, ShuttingDown | QueueFull | TriggerGone):
+        return exc.message
+    return "the database is unavailable"
+
+
+def run_response(run: FinishedRun) -> web.Response:
+    """The answer of a sync request whose run finished."""
+    headers = {"Triggerd-Execution-Id": run.execution_id}
+    if run.status != ExecutionStatus.SUCCESS:
+        what = "was canceled" if run.status == ExecutionStatus.CANCELED else "failed"
+        return error_response(
+            500,
+            "execution_failed",
+            f"execution {run.execution_id} {what}",
+            headers=headers,
+            execution_id=run.execution_id,
+        )
+    output = run.output
+    if run.responded and isinstance(output, dict):
+        return _respond_node_answer(output, headers)
+    return web.Response(
+        status=200,
+        text=json.dumps(output, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _respond_node_answer(output: Mapping[str, Any], headers: dict[str, str]) -> web.Response:
+    status = output.get("status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        status = 200
+    given = output.get("headers")
+    content_type: str | None = None
+    if isinstance(given, Mapping):
+        for name, value in given.items():
+            if not isinstance(name, str) or value is None or not _TOKEN.fullmatch(name):
+                continue
+            lowered = name.lower()
+            if lowered in _HOP_BY_HOP or lowered == "triggerd-execution-id":
+                continue
+            text = value if isinstance(value, str) else json.dumps(value)
+            if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
+                continue  # never let a run split the response
+            if lowered == "content-type":
+                content_type = text
+            else:
+                headers[name] = text
+    body = output.get("body")
+    if status in _NO_BODY_STATUSES or body is None:
+        data = b""
+    elif isinstance(body, str):
+        data = body.encode("utf-8")
+        content_type = content_type or "text/plain; charset=utf-8"
+    else:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        content_type = content_type or "application/json"
+    if content_type is not None and data:
+        headers["Content-Type"] = content_type
+    return web.Response(status=status, body=data, headers=headers)
+
