@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from tests.helpers import apply_doc, fire, free_port
 from triggerd.api.admin import add_admin_routes
+from triggerd.api.admin_routes import ADMIN_ROUTES, openapi_document
 from triggerd.api.openapi import OPENAPI_PATH
-from triggerd.api.routes import ADMIN_ROUTES, openapi_document
 from triggerd.config import ApiSettings, Settings
 from triggerd.daemon import create_app
 

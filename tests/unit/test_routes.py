@@ -13,14 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from triggerd.api.admin import add_admin_routes, admin_middleware
-from triggerd.api.openapi import (
-    TRIGGER_NAME,
-    WORKFLOW_KEY,
-    Answer,
-    Route,
-    build_document,
-)
-from triggerd.api.routes import (
+from triggerd.api.admin_routes import (
     ADMIN_ROUTES,
     add_routes,
     documented_operations,
@@ -28,6 +21,13 @@ from triggerd.api.routes import (
     route_mismatches,
     served_operations,
     table_problems,
+)
+from triggerd.api.openapi import (
+    TRIGGER_NAME,
+    WORKFLOW_KEY,
+    Answer,
+    Route,
+    build_document,
 )
 from triggerd.config import ApiSettings, Settings
 from triggerd.daemon import create_app

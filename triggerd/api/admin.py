@@ -1,7 +1,7 @@
 """The admin API under ``/api/v1``: workflows, triggers, executions and definitions.
 
 Handlers are thin: they parse and check the request, call the store, and shape the answer
-as :mod:`triggerd.api.openapi` documents it; :mod:`triggerd.api.routes` declares which
+as :mod:`triggerd.api.openapi` documents it; :mod:`triggerd.api.admin_routes` declares which
 method and path each one serves. One middleware, scoped to ``/api/v1``, checks
 the bearer token and turns every failure into a JSON error ``{"error", "message", ...}``
 with the status the document lists — including aiohttp's own 404/405/413 — so that no
@@ -651,12 +651,12 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
 def add_admin_routes(
     app: web.Application, *, environ: Mapping[str, str] | None = None
 ) -> ApiAuth:
-    """Add the ``/api/v1`` routes of :data:`triggerd.api.routes.ADMIN_ROUTES` and their
+    """Add the ``/api/v1`` routes of :data:`triggerd.api.admin_routes.ADMIN_ROUTES` and their
     middleware to ``app`` (which must hold ``SETTINGS`` and ``POOL``). Returns the token
     holder (also ``app[API_AUTH]``): call its ``update(settings)`` on reload. Called again
     on the same app it only reads the token again: the routes are already there."""
     # Imported here: the table refers to this module's handlers.
-    from triggerd.api.routes import ADMIN_ROUTES, add_routes
+    from triggerd.api.admin_routes import ADMIN_ROUTES, add_routes
 
     auth = ApiAuth.from_settings(app[SETTINGS], environ)
     first = API_AUTH not in app

@@ -1,6 +1,6 @@
 """The admin API's OpenAPI 3.1 vocabulary: component schemas, shared parameters and
 responses, the :class:`Route` declaration and :func:`build_document`, which turns a table of
-routes (:data:`triggerd.api.routes.ADMIN_ROUTES`) into the document.
+routes (:data:`triggerd.api.admin_routes.ADMIN_ROUTES`) into the document.
 
 The document is the contract the handlers keep (a schemathesis test checks them against
 it): every status an operation can answer is listed with its body, parameters carry the
@@ -500,7 +500,7 @@ def _paths(routes: Sequence[Route]) -> dict[str, Any]:
 
 
 def build_document(routes: Sequence[Route]) -> dict[str, Any]:
-    """The OpenAPI document of ``routes`` (the admin API's: ``routes.openapi_document()``)."""
+    """The OpenAPI document of ``routes`` (the admin API's: ``admin_routes.openapi_document()``)."""
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
