@@ -27,8 +27,8 @@ from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessC
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
-from triggerd.http.sockets import open_listener
 from triggerd.sdnotify import Notifier
+from triggerd.serving.sockets import open_listener
 from triggerd.store.workflows import apply_workflows
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Daemon:
     async def start_http_workers(self, dsn: str) -> None:
         """[http] processes > 1: serve the app on a Unix socket only this user can open
         (the workers forward what they do not answer themselves), then start them."""
-        from triggerd.http.workers import HttpWorkers
+        from triggerd.serving.workers import HttpWorkers
 
         assert self.runner is not None and self.app is not None
         self._worker_dir = tempfile.mkdtemp(

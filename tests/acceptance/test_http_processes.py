@@ -82,7 +82,7 @@ def worker_pids(daemon: DaemonProcess) -> list[int]:
     children = Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split()
     return [
         int(pid) for pid in children
-        if b"triggerd.http.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"triggerd.serving.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
 

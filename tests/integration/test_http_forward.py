@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.helpers import free_port
-from triggerd.http.forward import FORWARDED_REMOTE, client_address, forward, upstream_session
+from triggerd.serving.forward import FORWARDED_REMOTE, client_address, forward, upstream_session
 
 
 @pytest.fixture

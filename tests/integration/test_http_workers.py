@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import free_port, wait_for
 from triggerd.config import load_settings
-from triggerd.http.workers import HttpWorkers
+from triggerd.serving.workers import HttpWorkers
 
 
 async def test_a_worker_that_cannot_start_is_retried_and_reported(
@@ -26,7 +26,7 @@ async def test_a_worker_that_cannot_start_is_retried_and_reported(
         dsn="postgresql://triggerd@127.0.0.1:1/nowhere",  # nothing listens on port 1
         restart_delay=0.2,
     )
-    caplog.set_level(logging.ERROR, logger="triggerd.http.workers")
+    caplog.set_level(logging.ERROR, logger="triggerd.serving.workers")
     await workers.start()
     try:
 
@@ -46,7 +46,7 @@ async def test_a_worker_that_cannot_start_is_retried_and_reported(
 def test_the_worker_started_by_hand_refuses_with_a_clear_message() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERD_")}
     done = subprocess.run(
-        [sys.executable, "-m", "triggerd.http.worker"],
+        [sys.executable, "-m", "triggerd.serving.worker"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )
     assert done.returncode == 2

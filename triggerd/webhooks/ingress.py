@@ -35,11 +35,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from triggerd.appkeys import READINESS_CHECKS
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
-from triggerd.http.forward import client_address
 from triggerd.ids import time_ordered_id
 from triggerd.loglimit import ThrottledLog
 from triggerd.model import JSON, ResponseMode, SecretRef
 from triggerd.secrets import resolve_secret
+from triggerd.serving.forward import client_address
 from triggerd.store.webhooks import (
     InboxItem,
     InboxResult,

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # Never stored in the inbox whatever the scheme: credentials a sender (or a proxy) may add.
 # x-triggerd-remote: the client address an extra HTTP process passes on with a request
-# it forwards to the main one (triggerd.http.forward); never part of the request itself.
+# it forwards to the main one (triggerd.serving.forward); never part of the request itself.
 ALWAYS_STRIPPED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-triggerd-remote"}
 )

@@ -4,7 +4,7 @@ It listens on the daemon's port too (SO_REUSEPORT: the kernel spreads the connec
 over the processes), answers plain webhook requests itself (its own route table, group
 commit and database pool: the guarantees are those of the main process, a 202 only once
 the rows are committed), and forwards everything else to the main process
-(:mod:`triggerd.http.forward`): the admin API, ``/metrics``, ``/healthz``, ``/readyz``,
+(:mod:`triggerd.serving.forward`): the admin API, ``/metrics``, ``/healthz``, ``/readyz``,
 and webhooks with a ``rate`` (one token bucket for the whole daemon) or ``response:
 sync``. Every second it reports what it answered on a pipe, one JSON line, so that the
 main process's ``/metrics`` counts every request.
@@ -30,10 +30,10 @@ from aiohttp import web
 from triggerd import db, runtime
 from triggerd.config import Settings, load_settings
 from triggerd.errors import TriggerdError
-from triggerd.http.forward import forward, upstream_session
-from triggerd.http.sockets import open_listener
 from triggerd.logs import setup_logging
 from triggerd.model import ResponseMode
+from triggerd.serving.forward import forward, upstream_session
+from triggerd.serving.sockets import open_listener
 from triggerd.tasks import cancel_and_wait
 from triggerd.webhooks.ingress import WebhookIngress
 

@@ -1,5 +1,5 @@
 """The main process's side of [http] processes > 1: it starts the extra HTTP processes
-(:mod:`triggerd.http.worker`) on its listening socket, restarts one that dies, passes
+(:mod:`triggerd.serving.worker`) on its listening socket, restarts one that dies, passes
 SIGHUP on, stops them first on SIGTERM, and adds what they report to its metrics."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triggerd.config import Settings
-from triggerd.http.worker import (
+from triggerd.serving.worker import (
     ENV_CONFIG,
     ENV_INDEX,
     ENV_PORT,
@@ -130,7 +130,7 @@ class HttpWorkers:
                 "TRIGGERD_DATABASE_URL": self.dsn,
             }
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "triggerd.http.worker",
+                sys.executable, "-m", "triggerd.serving.worker",
                 pass_fds=(write_fd,), env=env,
             )
         except BaseException:
