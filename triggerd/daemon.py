@@ -104,7 +104,11 @@ class Daemon:
         self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
-        report = await db.migrate(dsn)
+        if self.settings.database.migrate:
+            report = await db.migrate(dsn)
+        else:  # migrations are an operator's step (`triggerd migrate`); refuse an older schema
+            await db.check_schema(dsn)
+            report = db.MigrationReport(applied=(), current=0)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
         )
