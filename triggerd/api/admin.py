@@ -37,6 +37,7 @@ from triggerd.api.openapi import (
 )
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.cron import fire_to_json, next_fires, parse_cron
+from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents, parse_trigger_config
 from triggerd.definitions.problems import definition_error
 from triggerd.errors import (
@@ -64,7 +65,6 @@ from triggerd.store.executions import (
     retry_execution,
 )
 from triggerd.store.records import ExecutionRecord
-from triggerd.store.slots import is_connection_error
 from triggerd.store.workflows import (
     apply_workflows,
     get_trigger,
@@ -221,7 +221,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     except TriggerdError as exc:
         return _from_error(exc)
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             logger.warning("admin API: database unavailable",
                            extra={"event": "api_database_unavailable", "path": request.path,
                                   "error": f"{type(exc).__name__}: {exc}"})
