@@ -581,13 +581,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unexpected(exc: Exception) -> int:
-    from triggerd.store.slots import is_connection_error
+    from triggerd.db import is_unavailable
 
     reason = (str(exc).strip().splitlines() or [""])[0]
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         traceback.print_exc(file=sys.stderr)
     # A connection lost after it was opened is the database being unavailable, not a bug.
-    if is_connection_error(exc) and (
+    if is_unavailable(exc) and (
         not isinstance(exc, OSError) or isinstance(exc, ConnectionError | TimeoutError)
     ):
         print(f"triggerd: error: the database connection failed: {reason or type(exc).__name__}",
