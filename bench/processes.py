@@ -18,8 +18,9 @@ Per run, in this order:
 2. memory at rest: VmRSS summed over the daemon's process tree (the main process and the
    extra HTTP processes; the embedded PostgreSQL is reported apart), and PSS from
    ``/proc/PID/smaps_rollup``;
-3. p99 latency at a fixed moderate rate (``--rate``, sent by ``hey`` as ``--rate / 20``
-   requests/s on each of 20 connections);
+3. p50 and p99 latency at a fixed moderate rate (``--rate``, sent by ``hey`` as
+   ``--rate / 20`` requests/s on each of 20 connections; a connection waits for its answer,
+   so when answers take longer than 20 / ``--rate`` s the rate reached, printed, is lower);
 4. requests/s and p99 at saturation (``wrk``, 64 connections, closed loop);
 5. memory again, right after the saturation run.
 
