@@ -13,7 +13,7 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -24,6 +24,7 @@ from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
+from triggerd.component import Component
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
@@ -32,16 +33,6 @@ from triggerd.serving.sockets import open_listener
 from triggerd.store.workflows import apply_workflows
 
 logger = logging.getLogger(__name__)
-
-
-class Component(Protocol):
-    """A long-running part of the daemon (scheduler, executor, webhooks, ...)."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
@@ -113,7 +104,11 @@ class Daemon:
         self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
-        report = await db.migrate(dsn)
+        if self.settings.database.migrate:
+            report = await db.migrate(dsn)
+        else:  # migrations are an operator's step (`triggerd migrate`); refuse an older schema
+            await db.check_schema(dsn)
+            report = db.MigrationReport(applied=(), current=0)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
         )
@@ -125,9 +120,7 @@ class Daemon:
         self.notifier.status("starting: components")
         for component in self.components:
             await component.start()
-            check = getattr(component, "readiness", None)
-            if check is not None:
-                self.add_readiness_check(component.name, check)
+            self.add_readiness_check(component.name, component.readiness)
         self.runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
         )
@@ -210,11 +203,7 @@ class Daemon:
 
     def status_line(self) -> str:
         running = self.executor.in_progress if self.executor is not None else 0
-        triggers = 0
-        for component in self.components:
-            count = getattr(component, "trigger_count", None)
-            if isinstance(count, int):
-                triggers += count
+        triggers = sum(component.trigger_count for component in self.components)
         return f"{triggers} triggers, {running} runs in progress"
 
     def request_stop(self) -> None:
@@ -262,12 +251,8 @@ class Daemon:
                 if self.app is not None:
                     self.app[API_AUTH].update(new)
                 for component in self.components:
-                    apply_settings = getattr(component, "apply_settings", None)
-                    if apply_settings is not None:
-                        apply_settings(new)
-                    reload = getattr(component, "reload", None)
-                    if reload is not None:
-                        await reload()
+                    component.apply_settings(new)
+                    await component.reload()
                 logger.info("reloaded", extra={"event": "daemon_reloaded"})
                 return True
             finally:

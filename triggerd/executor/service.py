@@ -18,6 +18,7 @@ import aiohttp
 import asyncpg
 
 from triggerd import db
+from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
 from triggerd.executor.resume import ResumeKey, load_resume_key
@@ -39,7 +40,7 @@ def make_owner() -> str:
 
 
 @dataclass(kw_only=True)
-class Executor:
+class Executor(BaseComponent):
     pool: asyncpg.Pool
     dsn: str
     settings: Settings

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from triggerd.component import BaseComponent
 from triggerd.config import SchedulerSettings, Settings
 from triggerd.cron import CronSchedule, fires_between, next_fire, utc_iso
 from triggerd.errors import DatabaseUnavailable
@@ -222,7 +223,7 @@ class CronMetrics(Protocol):
     def set_clock_skew(self, seconds: float) -> None: ...
 
 
-class CronScheduler:
+class CronScheduler(BaseComponent):
     """The ``scheduler`` component of the daemon (see the module docstring)."""
 
     name = "scheduler"

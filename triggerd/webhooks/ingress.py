@@ -33,6 +33,7 @@ from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
 from triggerd.appkeys import READINESS_CHECKS
+from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
 from triggerd.ids import time_ordered_id
@@ -125,7 +126,7 @@ class RunInput:
 # --- the component ----------------------------------------------------------------------------
 
 
-class WebhookIngress:
+class WebhookIngress(BaseComponent):
     """The webhook component: route table, group commit, listeners and the handlers."""
 
     name = "webhooks"
