@@ -132,7 +132,9 @@ KEY_HELP: dict[str, str] = {
     "http.port": "TCP port to listen on (1-65535)",
     "http.max_body_bytes": "largest webhook body accepted",
     "http.max_pending": "NEW executions above which webhooks answer 429",
-    "http.processes": "processes sharing the port (1-64); the extra ones answer webhooks",
+    "http.processes": (
+        "processes sharing the port (1-64, default 1); the extra ones answer webhooks"
+    ),
     "executor.concurrency": "runs in progress per process",
     "executor.lease": "lease of a claimed run, renewed by a heartbeat",
     "executor.poll_interval": "fallback poll for work when no notification arrives",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +44,22 @@ def test_example_file_loads_and_lists_every_key() -> None:
         section, key = dotted.split(".")
         assert f"[{section}]" in text
         assert f"\n{key} = " in text, f"{dotted} missing from config/triggerd.toml"
+
+
+def test_example_file_shows_the_defaults() -> None:
+    """Its header says the values shown are the defaults (but for the quick start's
+    state_dir and definitions): a changed default, such as [http] processes, must be
+    changed there too."""
+    example = load_settings(ROOT / "config" / "triggerd.toml", environ={})
+    defaults = Settings()
+    differ = [
+        f"{section.name}.{key.name}"
+        for section in fields(Settings) if section.name != "source"
+        for key in fields(getattr(defaults, section.name))
+        if getattr(getattr(example, section.name), key.name)
+        != getattr(getattr(defaults, section.name), key.name)
+    ]
+    assert differ == ["daemon.state_dir", "daemon.definitions"]
 
 
 def test_readme_lists_every_key_with_its_variable() -> None:
