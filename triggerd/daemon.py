@@ -21,7 +21,7 @@ from aiohttp import web
 from triggerd import db
 from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
-from triggerd.api.auth import API_AUTH
+from triggerd.api.auth import API_AUTH, StoredTokens, create_initial_token
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.component import Component
@@ -36,7 +36,11 @@ from triggerd.store.workflows import apply_workflows
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
+def create_app(
+    settings: Settings, pool: asyncpg.Pool, *, tokens: StoredTokens | None = None
+) -> web.Application:
+    """The one aiohttp application. ``tokens``: the named admin API tokens that open
+    ``/api/v1`` besides ``[api] token`` (the daemon passes them; None: only that one)."""
     app = web.Application(client_max_size=settings.http.max_body_bytes)
     app[SETTINGS] = settings
     app[POOL] = pool
@@ -44,7 +48,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app[FATAL] = []
     health.add_routes(app)
     add_metrics_routes(app)  # app[METRICS], GET /metrics
-    add_admin_routes(app)  # app[API_AUTH], /api/v1 and its token middleware
+    add_admin_routes(app, tokens=tokens)  # app[API_AUTH], /api/v1 and its middleware
     return app
 
 
@@ -94,6 +98,20 @@ class Daemon:
             },
         )
 
+    async def ensure_api_token(self) -> None:
+        """First start without any admin token ([api] token, credential or stored): make
+        one, so the admin API is usable at once, and say where it is (never what)."""
+        assert self.app is not None and self.pool is not None
+        if self.app[API_AUTH].source != "none":
+            return
+        path = await create_initial_token(self.pool, self.settings.state_dir)
+        if path is not None:
+            logger.warning(
+                f"created the admin API token 'initial' in {path} (mode 0600): send it as"
+                " 'Authorization: Bearer <token>'; manage tokens with 'triggerd token'",
+                extra={"event": "api_token_created", "path": str(path), "name": "initial"},
+            )
+
     def bind(self) -> socket.socket:
         """Take the HTTP port before anything else, so a port in use fails fast; requests
         are served only once every part has started."""
@@ -118,7 +136,8 @@ class Daemon:
         self.dsn = dsn
         self.notifier.status("starting: definitions")
         await self.apply_definitions(self.settings)
-        self.app = create_app(self.settings, self.pool)
+        self.app = create_app(self.settings, self.pool, tokens=StoredTokens(self.pool))
+        await self.ensure_api_token()
         self.build_components(dsn)
         self.notifier.status("starting: components")
         for component in self.components:

@@ -23,7 +23,7 @@ import jsonschema
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from triggerd.api.auth import API_AUTH, ApiAuth
+from triggerd.api.auth import API_AUTH, ApiAuth, AuthFailure, StoredTokens
 from triggerd.api.openapi import (
     API_PREFIX,
     CURSOR_PATTERN,
@@ -75,6 +75,7 @@ from triggerd.store.workflows import (
     resolve_version,
     set_trigger_enabled,
 )
+from triggerd.tokens import Principal, method_refusal, scope_refusal
 from triggerd.views import (
     execution_json,
     node_json,
@@ -87,6 +88,9 @@ from triggerd.views import (
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Who the request acts as, and its tenant (None: every tenant), set once authenticated.
+PRINCIPAL = web.RequestKey("principal", Principal)
+TENANT = web.RequestKey[str | None]("tenant")
 # "METHOD /path" of the routes that need no token, from the route table.
 PUBLIC_OPERATIONS = web.AppKey("public_operations", frozenset[str])
 
@@ -201,6 +205,34 @@ def _in_api(path: str) -> bool:
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
+async def _authorize(request: web.Request) -> web.Response | None:
+    """Authenticate the request, then apply its token's role and tenant scope; the
+    refusal, or None (the request may go on, with ``request[PRINCIPAL]`` and
+    ``request[TENANT]`` set)."""
+    try:
+        principal = await request.app[API_AUTH].authenticate(
+            request.headers.get("Authorization"))
+    except AuthFailure as exc:
+        return _unauthorized(exc.message)
+    except Exception as exc:
+        if is_unavailable(exc):
+            return _unavailable()
+        logger.exception("admin API: token lookup failed",
+                         extra={"event": "api_internal_error", "path": request.path,
+                                "method": request.method})
+        return error_response(500, "internal", "internal error; the daemon log has the details")
+    request[PRINCIPAL] = principal
+    request[TENANT] = principal.tenant
+    refusal = method_refusal(principal, request.method)
+    if refusal is not None:
+        return error_response(403, "forbidden", refusal)
+    # Until objects carry tenants end to end, another tenant's token sees nothing at all.
+    refusal = scope_refusal(principal)
+    if refusal is not None:
+        return error_response(404, "not_found", refusal)
+    return None
+
+
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer token and JSON errors for everything under ``/api/v1`` (nothing else)."""
@@ -211,9 +243,9 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     resource = request.match_info.route.resource
     operation = f"{request.method} {resource.canonical}" if resource is not None else None
     if operation not in request.app[PUBLIC_OPERATIONS]:
-        problem = request.app[API_AUTH].check(request.headers.get("Authorization"))
-        if problem is not None:
-            return _unauthorized(problem)
+        refused = await _authorize(request)
+        if refused is not None:
+            return refused
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -649,17 +681,22 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
 
 
 def add_admin_routes(
-    app: web.Application, *, environ: Mapping[str, str] | None = None
+    app: web.Application, *, environ: Mapping[str, str] | None = None,
+    tokens: StoredTokens | None = None,
 ) -> ApiAuth:
     """Add the ``/api/v1`` routes of :data:`triggerd.api.admin_routes.ADMIN_ROUTES` and their
-    middleware to ``app`` (which must hold ``SETTINGS`` and ``POOL``). Returns the token
-    holder (also ``app[API_AUTH]``): call its ``update(settings)`` on reload. Called again
-    on the same app it only reads the token again: the routes are already there."""
+    middleware to ``app`` (which must hold ``SETTINGS`` and ``POOL``). ``tokens``: the named
+    tokens that open the API besides the configured one. Returns the token holder (also
+    ``app[API_AUTH]``): call its ``update(settings)`` on reload. Called again on the same
+    app it only reads the configured token again (and keeps the named tokens): the routes
+    are already there."""
     # Imported here: the table refers to this module's handlers.
     from triggerd.api.admin_routes import ADMIN_ROUTES, add_routes
 
-    auth = ApiAuth.from_settings(app[SETTINGS], environ)
     first = API_AUTH not in app
+    if tokens is None and not first:
+        tokens = app[API_AUTH].tokens
+    auth = ApiAuth.from_settings(app[SETTINGS], environ, tokens=tokens)
     app[API_AUTH] = auth
     if not auth.configured:
         logger.warning(
@@ -673,4 +710,5 @@ def add_admin_routes(
     return auth
 
 
-__all__ = ["API_AUTH", "ApiError", "add_admin_routes", "admin_middleware"]
+__all__ = ["API_AUTH", "PRINCIPAL", "TENANT", "ApiError", "add_admin_routes",
+           "admin_middleware"]

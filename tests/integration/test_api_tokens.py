@@ -1,0 +1,232 @@
+"""Named admin API tokens over real loopback HTTP against a real PostgreSQL: roles, tenant
+scope, revocation (after the cache window, on a fake clock), hash-only storage, the
+``last_used_at`` write rate, and ``[api] token`` beside them."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.helpers import apply_doc
+from tests.integration.test_admin_api import DOC, expect_error
+from triggerd.api.auth import API_AUTH, StoredTokens, create_initial_token
+from triggerd.config import ApiSettings, Settings
+from triggerd.daemon import create_app
+from triggerd.store.api_tokens import create_token, list_tokens, revoke_token
+from triggerd.tokens import display_prefix, generate_token, hash_token
+
+Client = TestClient[Any, Any]
+CONFIGURED = "configured-s3cret"
+FIRE = "/api/v1/triggers/report/nightly/fire"  # its static input satisfies the schema
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def new_token(
+    pool: asyncpg.Pool, name: str, role: str = "admin", tenant: str | None = None
+) -> str:
+    token = generate_token()
+    await create_token(pool, name=name, role=role, tenant=tenant,
+                       token_hash=hash_token(token), prefix=display_prefix(token))
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, pool: asyncpg.Pool, clock: FakeClock) -> Client:
+    await apply_doc(pool, DOC)
+    settings = Settings(api=ApiSettings(token=CONFIGURED))
+    app = create_app(settings, pool, tokens=StoredTokens(pool, clock=clock))
+    result: Client = await aiohttp_client(app)
+    return result
+
+
+async def test_admin_token_reads_and_mutates(client: Client, pool: asyncpg.Pool) -> None:
+    token = await new_token(pool, "ops")
+    listed = await client.get("/api/v1/workflows", headers=bearer(token))
+    assert listed.status == 200
+    fired = await client.post(FIRE, headers=bearer(token))
+    assert fired.status == 202, await fired.text()
+
+
+async def test_viewer_reads_but_every_mutation_is_403(client: Client, pool: asyncpg.Pool) -> None:
+    token = await new_token(pool, "dash", role="viewer")
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    assert (await client.get("/api/v1/executions", headers=bearer(token))).status == 200
+    for method, path in [
+        ("POST", FIRE),
+        ("POST", "/api/v1/triggers/report/manual/disable"),
+        ("POST", "/api/v1/definitions"),
+    ]:
+        response = await client.request(method, path, headers=bearer(token))
+        await expect_error(
+            response, 403, "forbidden",
+            f"token 'dash' has the viewer role: it may only read (GET); {method} needs an"
+            " admin token",
+        )
+    # Nothing happened: no run started, the trigger is still enabled.
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    assert await pool.fetchval(
+        "SELECT enabled FROM workflow_triggers WHERE name = 'manual'") is True
+
+
+async def test_configured_token_still_works_as_an_all_tenant_admin(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    await new_token(pool, "other")
+    assert (await client.get("/api/v1/workflows", headers=bearer(CONFIGURED))).status == 200
+    assert (await client.post(FIRE, headers=bearer(CONFIGURED))).status == 202
+
+
+async def test_unknown_and_malformed_tokens_are_401(client: Client, pool: asyncpg.Pool) -> None:
+    await new_token(pool, "ops")
+    unknown = await client.get("/api/v1/workflows", headers=bearer(generate_token()))
+    await expect_error(unknown, 401, "unauthorized", "invalid bearer token")
+    wrong = await client.get("/api/v1/workflows", headers=bearer("tgd_short"))
+    await expect_error(wrong, 401, "unauthorized", "invalid bearer token")
+
+
+async def test_revoked_token_is_refused_once_the_cache_window_passed(
+    client: Client, pool: asyncpg.Pool, clock: FakeClock
+) -> None:
+    token = await new_token(pool, "ci")
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    _, changed = await revoke_token(pool, "ci")
+    assert changed
+    # Within the window the cached lookup still answers (documented: up to 10 s).
+    clock.now += 9.9
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    clock.now += 0.2
+    refused = await client.get("/api/v1/workflows", headers=bearer(token))
+    await expect_error(refused, 401, "unauthorized", "token 'ci' has been revoked")
+
+
+async def test_a_revoked_token_never_cached_is_refused_at_once(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    token = await new_token(pool, "ci")
+    await revoke_token(pool, "ci")
+    refused = await client.get("/api/v1/workflows", headers=bearer(token))
+    await expect_error(refused, 401, "unauthorized", "token 'ci' has been revoked")
+
+
+async def test_lookups_are_cached_and_last_used_is_written_at_most_once_a_minute(
+    client: Client, pool: asyncpg.Pool, clock: FakeClock
+) -> None:
+    token = await new_token(pool, "ci")
+    assert (await list_tokens(pool))[0].last_used_at is None
+    for _ in range(5):
+        assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    first = (await list_tokens(pool))[0].last_used_at
+    assert first is not None
+    # The cache expires; the next lookup comes within the minute: no second write.
+    clock.now += 30
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    assert (await list_tokens(pool))[0].last_used_at == first
+    # Count the database lookups: the five cached requests made none.
+    auth = client.app[API_AUTH] if client.app is not None else None
+    assert auth is not None and auth.tokens is not None
+    assert auth.tokens.lookups == 2
+
+
+async def test_only_the_hash_is_stored(client: Client, pool: asyncpg.Pool) -> None:
+    token = await new_token(pool, "ci")
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    rows = await pool.fetch("SELECT * FROM api_tokens")
+    assert len(rows) == 1
+    dumped = repr([dict(r) for r in rows])
+    assert token not in dumped and token[12:] not in dumped
+    assert bytes(rows[0]["hash"]) == hash_token(token)
+    assert rows[0]["prefix"] == token[:12]
+
+
+async def test_a_token_of_another_tenant_sees_no_default_tenant_object(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    acme = await new_token(pool, "acme-ops", tenant="acme")
+    for method, path in [
+        ("GET", "/api/v1/workflows"),
+        ("GET", "/api/v1/workflows/report"),
+        ("GET", "/api/v1/executions"),
+        ("POST", FIRE),
+        ("POST", "/api/v1/definitions"),
+    ]:
+        response = await client.request(method, path, headers=bearer(acme))
+        await expect_error(response, 404, "not_found", "nothing here belongs to tenant 'acme'")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    default = await new_token(pool, "default-ops", tenant="default")
+    assert (await client.get("/api/v1/workflows/report", headers=bearer(default))).status == 200
+
+
+async def test_duplicate_name_is_a_conflict_and_writes_nothing(pool: asyncpg.Pool) -> None:
+    from triggerd.errors import Conflict
+
+    await new_token(pool, "ci")
+    with pytest.raises(Conflict) as caught:
+        await new_token(pool, "ci", role="viewer")
+    assert caught.value.message == "a token named 'ci' already exists"
+    assert [(t.name, t.role) for t in await list_tokens(pool)] == [("ci", "admin")]
+
+
+# --- the first start ------------------------------------------------------------------------
+
+
+async def test_initial_token_is_created_once_with_mode_0600(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    path = await create_initial_token(pool, state)
+    assert path == state / "api-token"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    token = path.read_text().strip()
+    [record] = await list_tokens(pool)
+    assert (record.name, record.role, record.tenant) == ("initial", "admin", None)
+    assert bytes(await pool.fetchval("SELECT hash FROM api_tokens")) == hash_token(token)
+    # A second start (or a replica starting beside it) creates nothing and keeps the file.
+    assert await create_initial_token(pool, state) is None
+    assert path.read_text().strip() == token
+    assert len(await list_tokens(pool)) == 1
+
+
+async def test_no_initial_token_once_any_token_ever_existed(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await new_token(pool, "ci")
+    await revoke_token(pool, "ci")
+    assert await create_initial_token(pool, tmp_path) is None
+    assert not (tmp_path / "api-token").exists()
+
+
+async def test_initial_token_not_kept_when_the_file_cannot_be_written(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from triggerd.errors import ConfigError
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(ConfigError) as caught:
+        await create_initial_token(pool, blocker)
+    assert caught.value.message.startswith(
+        f"daemon.state_dir: cannot write the admin API token {blocker / 'api-token'}: "
+    )
+    assert await list_tokens(pool) == []

@@ -1,0 +1,109 @@
+"""Admin API tokens as values: form, hash, names, roles and what each role may do."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from triggerd.errors import UsageError
+from triggerd.tokens import (
+    Principal,
+    Role,
+    check_name,
+    check_tenant,
+    display_prefix,
+    generate_token,
+    hash_token,
+    is_token_form,
+    method_refusal,
+    parse_role,
+    scope_refusal,
+)
+
+
+def test_generated_tokens_have_the_documented_form_and_differ() -> None:
+    tokens = {generate_token() for _ in range(50)}
+    assert len(tokens) == 50
+    for token in tokens:
+        assert token.startswith("tgd_") and len(token) == 47
+        assert is_token_form(token)
+        assert display_prefix(token) == token[:12]
+
+
+def test_hash_is_sha256_of_the_whole_token() -> None:
+    token = generate_token()
+    assert hash_token(token) == hashlib.sha256(token.encode()).digest()
+    assert len(hash_token(token)) == 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "tgd_", "wrong", "tgd_" + "a" * 42, "tgd_" + "a" * 44, "TGD_" + "a" * 43,
+     "tgd_" + "a" * 42 + "=", "tgd_" + "a" * 42 + "\n", "xtgd_" + "a" * 43],
+)
+def test_only_the_token_form_is_looked_up(text: str) -> None:
+    assert not is_token_form(text)
+
+
+@pytest.mark.parametrize("name", ["ci", "a", "deploy-bot.prod_2", "0", "x" * 64])
+def test_good_names(name: str) -> None:
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "token name '' is invalid: use 1-64 characters of a-z, 0-9, '_', '.' and '-',"
+             " starting with a letter or digit"),
+        ("CI", "token name 'CI' is invalid: use 1-64 characters of a-z, 0-9, '_', '.' and"
+               " '-', starting with a letter or digit"),
+        ("x" * 65, f"token name {'x' * 65!r} is invalid: use 1-64 characters of a-z, 0-9,"
+                   " '_', '.' and '-', starting with a letter or digit"),
+        ("-x", "token name '-x' is invalid: use 1-64 characters of a-z, 0-9, '_', '.' and"
+               " '-', starting with a letter or digit"),
+        ("a b", "token name 'a b' is invalid: use 1-64 characters of a-z, 0-9, '_', '.' and"
+                " '-', starting with a letter or digit"),
+        ("ok\n", "token name 'ok\\n' is invalid: use 1-64 characters of a-z, 0-9, '_', '.'"
+                 " and '-', starting with a letter or digit"),
+    ],
+)
+def test_bad_names(name: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_name(name)
+    assert caught.value.message == message
+
+
+def test_tenant_and_role_checks() -> None:
+    assert check_tenant("acme") == "acme"
+    with pytest.raises(UsageError) as caught:
+        check_tenant("Acme Inc")
+    assert caught.value.message == (
+        "tenant 'Acme Inc' is invalid: use 1-64 characters of a-z, 0-9, '_' and '-',"
+        " starting with a letter or digit"
+    )
+    assert parse_role("viewer") is Role.VIEWER
+    with pytest.raises(UsageError) as caught:
+        parse_role("owner")
+    assert caught.value.message == "role 'owner' is not one of admin, viewer"
+
+
+def test_viewers_only_read() -> None:
+    viewer = Principal(name="dash", role=Role.VIEWER, tenant=None)
+    admin = Principal(name="ops", role=Role.ADMIN, tenant=None)
+    assert method_refusal(viewer, "GET") is None
+    assert method_refusal(viewer, "HEAD") is None
+    for method in ("POST", "DELETE", "PUT", "PATCH"):
+        assert method_refusal(admin, method) is None
+        assert method_refusal(viewer, method) == (
+            f"token 'dash' has the viewer role: it may only read (GET); {method} needs an"
+            " admin token"
+        )
+
+
+def test_scope() -> None:
+    assert scope_refusal(Principal(name="a", role=Role.ADMIN, tenant=None)) is None
+    assert scope_refusal(Principal(name="a", role=Role.ADMIN, tenant="default")) is None
+    assert scope_refusal(Principal(name="a", role=Role.VIEWER, tenant="acme")) == (
+        "nothing here belongs to tenant 'acme'"
+    )

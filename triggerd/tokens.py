@@ -1,0 +1,134 @@
+"""Admin API tokens as values: their form, their hash, their names and what a role allows.
+
+A token is ``tgd_`` followed by 43 base64url characters (32 random bytes, unpadded). Only
+its SHA-256 hash is stored: the token carries 256 bits of randomness, so a fast hash is
+safe (there is nothing to brute-force, unlike a password) and lets the API find a token by
+its hash. The first characters (``tgd_`` + 8) are kept in the clear as the token's
+``prefix``, for people to tell tokens apart in ``triggerd token list``.
+
+Everything here is pure; the store (:mod:`triggerd.store.tokens`) keeps the rows and
+:mod:`triggerd.api.auth` checks requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+from triggerd.errors import UsageError
+
+TOKEN_PREFIX = "tgd_"  # noqa: S105 - the public marker of the form
+TOKEN_BYTES = 32
+# The stored, displayed part: the fixed prefix and 8 characters (48 of the 256 bits).
+DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
+INITIAL_TOKEN_NAME = "initial"  # noqa: S105 - a name, not a secret
+DEFAULT_TENANT = "default"
+
+_TOKEN = re.compile(r"tgd_[A-Za-z0-9_-]{43}")
+NAME_RULE = "1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+TENANT_RULE = "1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+_TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+ROLES = tuple(r.value for r in Role)
+# Methods a viewer may use: reading changes nothing.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Principal:
+    """Who an admin API request acts as: a stored token, or the configured ``[api] token``
+    (``source`` "config" or "credential"; an all-tenant admin). ``tenant`` None: every
+    tenant."""
+
+    name: str
+    role: Role
+    tenant: str | None
+    source: str = "token"
+
+
+def generate_token() -> str:
+    raw = base64.urlsafe_b64encode(os.urandom(TOKEN_BYTES)).rstrip(b"=").decode("ascii")
+    return TOKEN_PREFIX + raw
+
+
+def is_token_form(text: str) -> bool:
+    """Whether ``text`` can be a stored token at all (anything else is never looked up)."""
+    return _TOKEN.fullmatch(text) is not None
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def display_prefix(token: str) -> str:
+    return token[:DISPLAY_CHARS]
+
+
+def check_name(name: str) -> str:
+    if _NAME.fullmatch(name) is None:
+        raise UsageError(f"token name {name[:80]!r} is invalid: use {NAME_RULE}")
+    return name
+
+
+def check_tenant(tenant: str) -> str:
+    if _TENANT.fullmatch(tenant) is None:
+        raise UsageError(f"tenant {tenant[:80]!r} is invalid: use {TENANT_RULE}")
+    return tenant
+
+
+def parse_role(text: str) -> Role:
+    try:
+        return Role(text)
+    except ValueError:
+        raise UsageError(f"role {text[:80]!r} is not one of {', '.join(ROLES)}") from None
+
+
+def method_refusal(principal: Principal, method: str) -> str | None:
+    """Why ``principal`` may not use ``method`` (None: it may). Viewers only read."""
+    if principal.role is Role.ADMIN or method.upper() in READ_METHODS:
+        return None
+    return (
+        f"token {principal.name!r} has the viewer role: it may only read (GET);"
+        f" {method.upper()} needs an admin token"
+    )
+
+
+def scope_refusal(principal: Principal) -> str | None:
+    """Why ``principal`` sees nothing (None: it sees the objects it asks for).
+
+    Every object of this version belongs to the default tenant (definitions cannot name
+    another yet), so a token scoped to another tenant has no objects to see: each of its
+    requests is answered 404, as another tenant's objects are (DESIGN §5b)."""
+    if principal.tenant is None or principal.tenant == DEFAULT_TENANT:
+        return None
+    return f"nothing here belongs to tenant {principal.tenant!r}"
+
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "INITIAL_TOKEN_NAME",
+    "ROLES",
+    "TOKEN_PREFIX",
+    "Principal",
+    "Role",
+    "check_name",
+    "check_tenant",
+    "display_prefix",
+    "generate_token",
+    "hash_token",
+    "is_token_form",
+    "method_refusal",
+    "parse_role",
+    "scope_refusal",
+]
