@@ -322,6 +322,9 @@ def _responses() -> dict[str, Any]:
             headers={"WWW-Authenticate": {"schema": {"type": "string"},
                                           "description": "Bearer realm=\"triggerd\""}},
         ),
+        "Forbidden": _error(
+            "The token has the viewer role, which only reads (error: forbidden)."
+        ),
         "NotFound": _error("No such workflow, trigger or execution (error: not_found)."),
         "Conflict": _error(
             "The request conflicts with the current state, e.g. cancelling a finished run"
@@ -461,7 +464,7 @@ ACCEPTED = json_answer("Accepted: the execution is stored and will run.", "Accep
                        LOCATION_HEADER)
 # Error statuses and the shared response each one refers to.
 _ERROR_RESPONSES = {
-    400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 409: "Conflict",
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
     413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "UnprocessableBody",
     503: "Unavailable",
 }
@@ -475,6 +478,8 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): answer.openapi()
                                  for status, answer in route.answers.items()}
     errors = route.errors if route.public else (*route.errors, 401, 503)
+    if not route.public and route.method not in ("GET", "HEAD"):
+        errors = (*errors, 403)  # a viewer token only reads
     for status in errors:
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status]}"}
     operation: dict[str, Any] = {
@@ -509,9 +514,10 @@ def build_document(routes: Sequence[Route]) -> dict[str, Any]:
             "version": "1",
             "description": (
                 "Workflows, triggers and executions of a triggerd daemon. Every operation"
-                " but this document needs the bearer token ([api] token or the systemd"
-                " credential 'api-token'). Errors are JSON {\"error\": code, \"message\":"
-                " text}."
+                " but this document needs a bearer token: [api] token or the systemd"
+                " credential 'api-token' (an all-tenant admin), or a named token of"
+                " 'triggerd token create' (role admin or viewer; a viewer only reads)."
+                " Errors are JSON {\"error\": code, \"message\": text}."
             ),
         },
         "servers": [{"url": "/"}],
@@ -526,8 +532,8 @@ def build_document(routes: Sequence[Route]) -> dict[str, Any]:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "[api] token (TRIGGERD_API_TOKEN) or the credential"
-                    " 'api-token'.",
+                    "description": "[api] token (TRIGGERD_API_TOKEN), the credential"
+                    " 'api-token', or a named token (tgd_...) of 'triggerd token create'.",
                 }
             },
             "parameters": _parameters(),
