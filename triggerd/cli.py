@@ -468,6 +468,73 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
     return 0
 
 
+# --- token ---------------------------------------------------------------------------
+
+
+async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.api_tokens import create_token
+    from triggerd.tokens import (
+        check_name,
+        check_tenant,
+        display_prefix,
+        generate_token,
+        hash_token,
+        parse_role,
+    )
+
+    # Every check before the database is touched: bad input writes nothing.
+    name = check_name(args.name)
+    role = parse_role(args.role)
+    tenant = None if args.tenant is None else check_tenant(args.tenant)
+    token = generate_token()
+    async with _pool(settings) as pool:
+        await create_token(pool, name=name, role=role.value, tenant=tenant,
+                           token_hash=hash_token(token), prefix=display_prefix(token))
+    if args.json:
+        print_json({"name": name, "token": token, "tenant": tenant, "role": role.value})
+        return 0
+    print(token)
+    scope = "all tenants" if tenant is None else f"tenant {tenant}"
+    print(f"token {name!r} created ({role.value}, {scope}); it is shown only this once",
+          file=sys.stderr)
+    return 0
+
+
+async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.api_tokens import list_tokens
+
+    async with _pool(settings) as pool:
+        tokens = await list_tokens(pool)
+    if args.json:
+        print_json([
+            {"name": t.name, "role": t.role, "tenant": t.tenant, "prefix": t.prefix,
+             "created_at": t.created_at, "last_used_at": t.last_used_at,
+             "revoked_at": t.revoked_at}
+            for t in tokens
+        ])
+        return 0
+
+    def when(value: datetime | None) -> str:
+        return "-" if value is None else value.isoformat(timespec="seconds")
+
+    rows = [
+        [t.name, t.role, t.tenant or "*", t.prefix + "...", when(t.created_at),
+         when(t.last_used_at), when(t.revoked_at)]
+        for t in tokens
+    ]
+    print(_table(rows, ["NAME", "ROLE", "TENANT", "PREFIX", "CREATED", "LAST_USED", "REVOKED"]))
+    return 0
+
+
+async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.api_tokens import revoke_token
+
+    async with _pool(settings) as pool:
+        _, changed = await revoke_token(pool, args.name)
+    print(f"token {args.name!r} revoked" if changed else f"token {args.name!r} was already revoked")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -544,6 +611,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = esub.add_parser("cancel", help="cancel a NEW, WAITING or RUNNING execution")
     p.add_argument("id", metavar="ID")
     p.set_defaults(handler=cmd_executions_cancel)
+
+    token = sub.add_parser("token", help="create, list or revoke admin API tokens")
+    ksub = token.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    ksub.required = True
+    p = ksub.add_parser("create", help="create a named token; it is printed only this once")
+    p.add_argument("--name", required=True, type=_name, help="1-64 of a-z 0-9 _ . -")
+    p.add_argument("--tenant", metavar="T", type=_name, help="scope (default: all tenants)")
+    p.add_argument("--role", default="admin", type=_name, help="admin (default) or viewer")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_token_create)
+    p = ksub.add_parser("list", help="list tokens (never the tokens themselves)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_token_list)
+    p = ksub.add_parser("revoke", help="revoke a token (the API refuses it within 10s)")
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.set_defaults(handler=cmd_token_revoke)
 
     cron = sub.add_parser("cron", help="cron expression tools")
     csub = cron.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

@@ -109,7 +109,7 @@ class Daemon:
             logger.warning(
                 f"created the admin API token 'initial' in {path} (mode 0600): send it as"
                 " 'Authorization: Bearer <token>'; manage tokens with 'triggerd token'",
-                extra={"event": "api_token_created", "path": str(path), "name": "initial"},
+                extra={"event": "api_token_created", "path": str(path), "token_name": "initial"},
             )
 
     def bind(self) -> socket.socket:
