@@ -230,3 +230,21 @@ async def test_initial_token_not_kept_when_the_file_cannot_be_written(
         f"daemon.state_dir: cannot write the admin API token {blocker / 'api-token'}: "
     )
     assert await list_tokens(pool) == []
+
+
+async def test_token_lookup_with_the_database_down_is_503(aiohttp_client: Any) -> None:
+    from tests.helpers import free_port
+
+    # Nothing listens on the port: the pool's first connection attempt is refused.
+    unreachable = await asyncpg.create_pool(
+        f"postgresql://triggerd@127.0.0.1:{free_port()}/triggerd", min_size=0, max_size=1
+    )
+    app = create_app(Settings(), unreachable, tokens=StoredTokens(unreachable))
+    client: Client = await aiohttp_client(app)
+    response = await client.get("/api/v1/workflows", headers=bearer(generate_token()))
+    await expect_error(response, 503, "database_unavailable",
+                       "the database cannot be reached right now; retry later")
+    # Anything not of the token form is refused without asking the database.
+    response = await client.get("/api/v1/workflows", headers=bearer("not-a-token"))
+    await expect_error(response, 401, "unauthorized", "invalid bearer token")
+    await unreachable.close()
