@@ -116,8 +116,10 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         loop.add_signal_handler(sig, stop.set)
     reporter = await Reporter.open(report_fd)
     dsn = settings.database.url
-    pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX)
-    ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings)
+    pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX,
+                                pgbouncer=settings.database.behind_pgbouncer)
+    # Its LISTEN connection: straight to PostgreSQL when the pool goes through PgBouncer.
+    ingress = WebhookIngress(pool=pool, dsn=db.direct_dsn(settings, dsn), settings=settings)
     ingress.stats.sink = reporter
     session = upstream_session(upstream)
 
