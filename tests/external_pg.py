@@ -40,9 +40,17 @@ class Endpoint:
     host: str
     port: int
     user: str = SUPERUSER
+    socket_dir: Path | None = None  # the server's Unix socket directory (not PgBouncer's)
+    log: Path | None = None  # the server's log file
 
     def dsn(self, database: str) -> str:
+        """Over TCP (the server sees the client at 127.0.0.1)."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    def socket_dsn(self, database: str) -> str:
+        """Over the Unix socket (the server's log shows the client as ``[local]``)."""
+        assert self.socket_dir is not None, "PgBouncer here listens on TCP only"
+        return f"postgresql://{self.user}@/{database}?host={self.socket_dir}&port={self.port}"
 
 
 def postgres_bindir() -> Path | None:
@@ -165,6 +173,8 @@ def postgres_server(
     port = port or free_port()
     options = {"listen_addresses": "127.0.0.1", "port": str(port),
                "unix_socket_directories": str(sockets), "max_connections": "200",
+               # Who sent what: %h is 127.0.0.1 over TCP (PgBouncer), [local] on the socket.
+               "log_line_prefix": "%m [%p] %h %d ",
                **(settings or {})}
     argv = [str(bindir / "postgres"), "-D", str(data)]
     for name, value in options.items():
@@ -173,7 +183,7 @@ def postgres_server(
     try:
         _wait_port(port, proc, log, "postgres")
         _wait_accepting(bindir, port, proc, log)
-        yield Endpoint(host="127.0.0.1", port=port)
+        yield Endpoint(host="127.0.0.1", port=port, socket_dir=sockets, log=log)
     finally:
         _stop(proc, signal.SIGINT)  # PostgreSQL's fast shutdown
         shutil.rmtree(base, ignore_errors=True)
