@@ -137,7 +137,7 @@ async def test_two_replicas_through_pgbouncer_fire_each_slot_once_and_keep_every
             unfinished = await check.fetchval(
                 "SELECT count(*) FROM workflow_executions WHERE status <> 'SUCCESS'"
                 " AND (trigger_type = 'webhook' OR scheduled_for <= $1)", end)
-            return unfinished == 0
+            return bool(unfinished == 0)
 
         await wait_for(all_finished, timeout=60)
         for replica in replicas:
