@@ -72,6 +72,11 @@ class RunResult:
     backends_tcp: int
     backends_socket: int
     stored: int
+    commits: int  # the database's committed transactions over the whole run
+
+    @property
+    def commits_per_202(self) -> float:
+        return self.commits / max(1, self.accepted)
 
     @property
     def rate(self) -> float:
@@ -198,6 +203,9 @@ async def run_scenario(scenario: str, server: Endpoint, bouncer: Endpoint, folde
     conn = await asyncpg.connect(direct)
     try:
         stored = int(await conn.fetchval("SELECT count(*) FROM webhook_requests"))
+        await asyncio.sleep(1.5)  # the exited backends' statistics are flushed by now
+        commits = int(await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database))
     finally:
         await conn.close()
     latencies.sort()
@@ -205,7 +213,7 @@ async def run_scenario(scenario: str, server: Endpoint, bouncer: Endpoint, folde
         scenario=scenario, accepted=ok, other=other, seconds=seconds,
         p50_ms=latencies[len(latencies) // 2] * 1000,
         p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
-        backends_tcp=tcp, backends_socket=socket, stored=stored,
+        backends_tcp=tcp, backends_socket=socket, stored=stored, commits=commits,
     )
 
 
@@ -220,7 +228,8 @@ async def main_async(args: argparse.Namespace, server: Endpoint, bouncer: Endpoi
             print(f"round {round_ + 1} {scenario:<13} {result.rate:7.0f} req/s"
                   f"  p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                   f"  backends tcp {result.backends_tcp} socket {result.backends_socket}"
-                  f"  202s {result.accepted} stored {result.stored} other {result.other}",
+                  f"  202s {result.accepted} stored {result.stored} other {result.other}"
+                  f"  commits/202 {result.commits_per_202:.2f}",
                   flush=True)
             if result.stored < result.accepted:
                 print(f"LOST: {result.accepted - result.stored} answered 202 but not stored")
@@ -231,7 +240,8 @@ async def main_async(args: argparse.Namespace, server: Endpoint, bouncer: Endpoi
         print(f"  {scenario:<13} {statistics.median(r.rate for r in runs):7.0f} req/s"
               f"  p50 {statistics.median(r.p50_ms for r in runs):6.1f} ms"
               f"  p99 {statistics.median(r.p99_ms for r in runs):6.1f} ms"
-              f"  backends tcp {runs[-1].backends_tcp} socket {runs[-1].backends_socket}")
+              f"  backends tcp {runs[-1].backends_tcp} socket {runs[-1].backends_socket}"
+              f"  commits/202 {statistics.median(r.commits_per_202 for r in runs):.2f}")
     return 0
 
 

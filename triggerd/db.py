@@ -234,12 +234,19 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+async def _no_session_to_reset(conn: asyncpg.Connection) -> None:
+    """The pool's reset behind PgBouncer's transaction mode, where a pooled connection has
+    no session of its own: asyncpg still rolls back an open transaction first, but its
+    reset statement (UNLISTEN, RESET ALL, ...) would cost one more transaction per release
+    and reset whichever server connection happened to run it."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, pgbouncer: bool = False
 ) -> asyncpg.Pool:
     """``pgbouncer``: the connections are PgBouncer's in transaction mode, where a named
     prepared statement is gone (or another client's) after each transaction: asyncpg then
-    keeps no statement cache and uses unnamed statements only."""
+    keeps no statement cache (unnamed statements only) and releases without a reset."""
     try:
         pool: asyncpg.Pool = await asyncpg.create_pool(
             dsn,
@@ -247,6 +254,7 @@ async def create_pool(
             max_size=max_size,
             init=_init_connection,
             statement_cache_size=0 if pgbouncer else 100,
+            reset=_no_session_to_reset if pgbouncer else None,
             timeout=CONNECT_TIMEOUT,
             server_settings={"application_name": "triggerd"},
         )
