@@ -106,7 +106,11 @@ class Daemon:
         dsn = await db.resolve_dsn(self.settings)
         # LISTEN and the migrations' advisory lock need a session: never through PgBouncer.
         direct = db.direct_dsn(self.settings, dsn)
-        report = await db.migrate(direct)
+        if self.settings.database.migrate:
+            report = await db.migrate(direct)
+        else:  # migrations are an operator's step (`triggerd migrate`); refuse an older schema
+            await db.check_schema(direct)
+            report = db.MigrationReport(applied=(), current=0)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max,
             pgbouncer=self.settings.database.behind_pgbouncer,

@@ -16,7 +16,7 @@ import asyncpg
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
 from triggerd.model import JSON
-from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, row_to
+from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
 # asyncpg ships no type information: a connection or a pool, typed loosely.
 Conn = Any
@@ -143,7 +143,10 @@ async def find_duplicates(
 
 # --- reads ---------------------------------------------------------------------------
 
-_EXEC_COLUMNS = "e.*, w.key AS workflow_key, v.version AS version"
+EXECUTION_COLUMNS = (
+    columns(ExecutionRecord, "e", computed=("workflow_key", "version"))
+    + ", w.key AS workflow_key, v.version AS version"
+)
 _EXEC_FROM = (
     " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
     " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
@@ -155,7 +158,9 @@ async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
         uuid.UUID(execution_id)
     except ValueError:
         raise NotFound(f"{execution_id!r} is not an execution id (a UUID)") from None
-    row = await conn.fetchrow(f"SELECT {_EXEC_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id)
+    row = await conn.fetchrow(
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id
+    )
     if row is None:
         raise NotFound(f"no execution {execution_id}")
     record: ExecutionRecord = row_to(ExecutionRecord, row)
@@ -197,7 +202,7 @@ async def list_executions(
     before: datetime | None = None,
 ) -> list[ExecutionRecord]:
     rows = await conn.fetch(
-        f"SELECT {_EXEC_COLUMNS}{_EXEC_FROM}"
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}"
         " WHERE ($1::text IS NULL OR e.status = $1) AND ($2::uuid IS NULL OR e.trigger_id = $2)"
         " AND ($3::text IS NULL OR w.key = $3) AND ($4::timestamptz IS NULL OR e.created_at < $4)"
         " ORDER BY e.created_at DESC, e.id LIMIT $5",
@@ -212,7 +217,8 @@ async def list_executions(
 
 async def node_timeline(conn: Conn, execution_id: str) -> list[NodeExecutionRecord]:
     rows = await conn.fetch(
-        "SELECT * FROM node_executions WHERE execution_id = $1"
+        f"SELECT {columns(NodeExecutionRecord, 'n')} FROM node_executions n"
+        " WHERE execution_id = $1"
         " ORDER BY start_time NULLS LAST, node_id, attempt",
         execution_id,
     )

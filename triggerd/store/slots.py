@@ -22,7 +22,6 @@ cache is behind the table and reloads them).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +29,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from triggerd.db import is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 
@@ -93,22 +93,6 @@ class SlotWriteResult:
     canceled: int  # previous executions canceled (overlap cancel_previous)
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database could not be reached (retry after a reconnect)
-    rather than that it refused the statement."""
-    return isinstance(
-        exc,
-        DatabaseUnavailable
-        | OSError
-        | asyncio.TimeoutError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError  # the server vanished in the middle of an operation
-        | asyncpg.CannotConnectNowError
-        | asyncpg.AdminShutdownError,
-    )
-
-
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
     reason = str(exc) or type(exc).__name__
     return DatabaseUnavailable(f"the database connection failed: {reason}")
@@ -148,7 +132,7 @@ async def iter_cron_triggers(
                 if len(rows) < page:
                     return
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
 
@@ -163,7 +147,7 @@ async def load_cron_triggers(
             _LOAD, None if ids is None else list(ids), timeout=STATEMENT_TIMEOUT
         )
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     return list(map(CronTriggerRow._make, rows))
@@ -424,7 +408,7 @@ async def record_slots(
     try:
         rows = await _fetch_custom_plan(conn, _RECORD, *batch.arguments(fired_at))
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     recorded: list[RecordedSlot] = []
@@ -458,7 +442,7 @@ async def warm_up(conn: Conn) -> None:
     try:
         await conn.fetch(_RECORD, *SlotBatch().arguments(""), timeout=STATEMENT_TIMEOUT)
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
 
@@ -505,7 +489,7 @@ async def find_overdue(
             timeout=STATEMENT_TIMEOUT,
         )
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     return [r[0] for r in rows]
@@ -517,7 +501,7 @@ async def database_clock(conn: Conn) -> datetime:
     try:
         value: datetime = await conn.fetchval("SELECT clock_timestamp()", timeout=10.0)
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     return value
