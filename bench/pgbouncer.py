@@ -11,7 +11,8 @@ pgbouncer is installed with apt-get when missing). Each scenario runs the real d
 1. ``direct``: one replica, ``[database] url`` straight to the server;
 2. ``pgbouncer``: one replica, ``url`` through PgBouncer, ``direct_url`` to the server's
    socket (LISTEN and migrations);
-3. ``pgbouncer-2r``: two replicas through PgBouncer (the load is split between them).
+3. ``direct-2r`` and ``pgbouncer-2r``: two replicas, direct or through PgBouncer (the
+   load is split between them).
 
 The load is a closed loop of ``--connections`` aiohttp clients posting unique deliveries;
 each run counts the 202s, the latency percentiles, and the server's backends by kind
@@ -58,7 +59,7 @@ workflows:
       - {name: hook, type: webhook, path: bench, dedupe: {header: X-Delivery}}
 """
 
-SCENARIOS = ("direct", "pgbouncer", "pgbouncer-2r")
+SCENARIOS = ("direct", "pgbouncer", "direct-2r", "pgbouncer-2r")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +183,8 @@ async def run_scenario(scenario: str, server: Endpoint, bouncer: Endpoint, folde
         await admin.close()
     direct = server.socket_dsn(database)
     await db.migrate(direct)
-    url = server.dsn(database) if scenario == "direct" else bouncer.dsn(database)
+    bounced = scenario.startswith("pgbouncer")
+    url = bouncer.dsn(database) if bounced else server.dsn(database)
     replicas = 2 if scenario.endswith("-2r") else 1
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     try:
@@ -190,7 +192,7 @@ async def run_scenario(scenario: str, server: Endpoint, bouncer: Endpoint, folde
         # moment on a fresh database race on its insert (see the README's topology notes).
         for i in range(replicas):
             procs.append(start_daemon(folder, f"{scenario}-{database}-{i}", url,
-                                      direct if scenario != "direct" else ""))
+                                      direct if bounced else ""))
             await wait_ready(procs[-1][1], procs[-1][0])
         urls = [f"http://127.0.0.1:{port}/hooks/bench" for _, port in procs]
         ok, other, seconds, latencies, (tcp, socket) = await load(
