@@ -137,9 +137,14 @@ def pgbouncer_binary() -> str | None:
     if found or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return found
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with contextlib.suppress(subprocess.SubprocessError, OSError):
-        subprocess.run(["apt-get", "install", "-y", "-q", "pgbouncer"], env=env,
-                       capture_output=True, timeout=300, check=False)
+    # A fresh machine may have no package lists yet; offline, both steps just fail.
+    for step in (["apt-get", "install", "-y", "-q", "pgbouncer"],
+                 ["apt-get", "update", "-q"],
+                 ["apt-get", "install", "-y", "-q", "pgbouncer"]):
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            done = subprocess.run(step, env=env, capture_output=True, timeout=300, check=False)
+            if step[1] == "install" and done.returncode == 0:
+                break
     return shutil.which("pgbouncer") or (
         "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
     )
