@@ -166,6 +166,11 @@ async def test_two_replicas_through_pgbouncer_fire_each_slot_once_and_keep_every
     finally:
         await check.close()
 
+    # The command line through PgBouncer too (its pool, and the schema check direct).
+    listed = await run_cli(config, "triggers", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(t["name"] for t in listed.json()) == ["inbox/hook", "ticker/tick"]
+
     # Who connected how, from the server's own log of this database's statements.
     assert external_postgres.log is not None
     entries = log_entries(external_postgres.log.read_text(errors="replace"), db.name)
