@@ -28,6 +28,7 @@ from triggerd.component import Component
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
+from triggerd.notifications.hub import NotificationHub
 from triggerd.sdnotify import Notifier
 from triggerd.serving.sockets import open_listener
 from triggerd.store.workflows import apply_workflows
@@ -61,6 +62,8 @@ class Daemon:
     app: web.Application | None = None
     dsn: str = ""
     executor: Any = None
+    # The process's one LISTEN connection, shared by the components.
+    hub: NotificationHub | None = None
     notifier: Notifier = field(default_factory=Notifier)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -171,15 +174,19 @@ class Daemon:
         from triggerd.webhooks.ingress import setup_webhooks
 
         assert self.pool is not None and self.app is not None
+        self.hub = hub = NotificationHub(dsn=dsn)
         self.executor = Executor(
             pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
-            own_ports=frozenset({self._listen_port}),
+            own_ports=frozenset({self._listen_port}), hub=hub,
         )
-        # First, so it also sees the loop held while the other parts start.
-        self.components = [LoopLagMonitor(self.app[METRICS]), self.executor]
-        scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
+        # First, so it also sees the loop held while the other parts start; then the hub,
+        # which the others subscribe to (stopped after them).
+        self.components = [LoopLagMonitor(self.app[METRICS]), hub, self.executor]
+        scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings, hub=hub)
         scheduler.metrics = self.app[METRICS]
-        ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
+        ingress = setup_webhooks(
+            self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
+        )
         ingress.stats.sink = self.app[METRICS]
         self.components += [scheduler, ingress]
         if not self.settings.database.url:

@@ -222,10 +222,10 @@ def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot connect to the database at {redact_dsn(dsn)}: {reason}")
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
+async def connect(dsn: str, *, application_name: str = "triggerd") -> asyncpg.Connection:
     try:
         conn: asyncpg.Connection = await asyncpg.connect(
-            dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": "triggerd"}
+            dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": application_name}
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise _unavailable(dsn, exc) from None

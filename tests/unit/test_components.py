@@ -15,12 +15,13 @@ from triggerd.component import BaseComponent, Component
 from triggerd.config import Settings
 from triggerd.embedded import EmbeddedServerWatch
 from triggerd.executor.service import Executor
+from triggerd.notifications.hub import NotificationHub
 from triggerd.scheduler.service import CronScheduler
 from triggerd.serving.workers import HttpWorkers
 from triggerd.webhooks.ingress import WebhookIngress
 
 COMPONENTS = (LoopLagMonitor, EmbeddedServerWatch, Executor, CronScheduler, HttpWorkers,
-              WebhookIngress)
+              WebhookIngress, NotificationHub)
 MEMBERS = ("start", "stop", "readiness", "apply_settings", "reload", "trigger_count")
 
 

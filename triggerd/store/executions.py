@@ -16,13 +16,11 @@ import asyncpg
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
 from triggerd.model import JSON
+from triggerd.notifications.channels import CANCEL, EXECUTIONS, FINISHED
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
 # asyncpg ships no type information: a connection or a pool, typed loosely.
 Conn = Any
-
-# Notification channel that wakes executors in other processes.
-EXECUTIONS_CHANNEL = "triggerd_executions"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +114,7 @@ async def insert_executions(conn: Conn, items: Sequence[NewExecution]) -> set[st
     rows = await conn.fetch(_INSERT, *insert_arguments(items))
     inserted = {r["id"] for r in rows if r["inserted"]}
     if inserted:
-        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, str(len(inserted)))
+        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, str(len(inserted)))
     missing = [r["id"] for r in rows if not r["inserted"]]
     if missing:
         raise NotFound(
@@ -253,7 +251,7 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
             f"execution {execution_id} already finished with status {current.status};"
             " nothing was changed"
         )
-    await conn.execute("SELECT pg_notify($1, $2)", "triggerd_cancel", execution_id)
+    await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, execution_id)
     return await get_execution(conn, execution_id)
 
 
@@ -348,6 +346,20 @@ async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timede
     return {str(r["id"]) for r in rows}
 
 
+async def cancel_requested(conn: Conn, owner: str, ids: Sequence[str]) -> set[str]:
+    """Which of these runs, held by ``owner``, had a cancel requested (the executor asks
+    after a gap in its notifications, when a cancel may have been missed)."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1"
+        " AND status = 'RUNNING' AND cancel_requested",
+        owner,
+        list(ids),
+    )
+    return {str(r["id"]) for r in rows}
+
+
 async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
     """Hand runs back (drain): status NEW, lease cleared, so any process continues them."""
     if not ids:
@@ -359,7 +371,7 @@ async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
         owner,
         list(ids),
     )
-    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, "released")
+    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, "released")
     return int(result.split()[-1])
 
 
@@ -561,7 +573,7 @@ async def write_progress(
             final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:
                 await conn.execute(
-                    "SELECT pg_notify('triggerd_finished', x) FROM unnest($1::text[]) AS x", final
+                    "SELECT pg_notify($2, x) FROM unnest($1::text[]) AS x", final, FINISHED.wire
                 )
             # Only runs known to have copies pay for this statement (most have none).
             drop = [

@@ -32,6 +32,7 @@ import asyncpg
 from triggerd.db import is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
+from triggerd.notifications.channels import CANCEL, EXECUTIONS
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
@@ -155,7 +156,7 @@ async def load_cron_triggers(
 
 # --- the fire path ------------------------------------------------------------------------
 
-_RECORD = """
+_RECORD = f"""
 WITH d AS (
     -- Subscripts, not joins: the planner then knows d has as many rows as $1.
     SELECT r.trigger_id,
@@ -260,7 +261,7 @@ canceled AS (
         cancel_requested = true
     WHERE e.trigger_id IN (SELECT r.trigger_id FROM run r WHERE r.outcome = 'canceled_previous')
       AND e.status IN ('NEW', 'RUNNING', 'WAITING')
-    RETURNING e.id, pg_notify('triggerd_cancel', e.id::text)
+    RETURNING e.id, pg_notify('{CANCEL.wire}', e.id::text)
 ),
 inserted AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
@@ -280,7 +281,7 @@ inserted AS (
     RETURNING id
 ),
 notified AS (
-    SELECT pg_notify('triggerd_executions', count(*)::text) FROM inserted HAVING count(*) > 0
+    SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text) FROM inserted HAVING count(*) > 0
 )
 -- Only the slots decided here and the stale ones come back; the rest were decided elsewhere.
 SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execution_id::text,
