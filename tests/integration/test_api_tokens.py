@@ -208,6 +208,26 @@ async def test_initial_token_is_created_once_with_mode_0600(
     assert len(await list_tokens(pool)) == 1
 
 
+async def test_replicas_starting_together_make_one_initial_token(
+    dsn: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from triggerd import db
+
+    pools = [await db.create_pool(dsn, min_size=1, max_size=1) for _ in range(4)]
+    try:
+        made = await asyncio.gather(*(
+            create_initial_token(p, tmp_path / f"replica{i}") for i, p in enumerate(pools)
+        ))
+        assert len([m for m in made if m is not None]) == 1
+        assert len(await list_tokens(pools[0])) == 1
+        assert len(list(tmp_path.glob("replica*/api-token"))) == 1
+    finally:
+        for p in pools:
+            await p.close()
+
+
 async def test_no_initial_token_once_any_token_ever_existed(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
