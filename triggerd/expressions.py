@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, meta
+from jinja2 import nodes as jinja_nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -379,3 +380,53 @@ def build_context(
         "trigger": dict(trigger or {}),
         "execution": dict(execution or {}),
     }
+
+
+# --- static inspection (definition checks) -------------------------------------------
+
+# Names an expression may read: the run's context plus Jinja2's globals (range, dict, ...).
+KNOWN_NAMES: Final = frozenset(CONTEXT_NAMES) | frozenset(_ENV.globals)
+# The context names whose keys a definition declares, so a reference can be checked.
+_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets"})
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFacts:
+    """What can be known about a template before any run: its syntax error (as a run would
+    report it), the names it reads, and the literal keys it reads under ``nodes``, ``env``
+    and ``secrets`` (``nodes.fetch`` or ``nodes['fetch']``), in reading order."""
+
+    error: str | None = None
+    names: frozenset[str] = frozenset()
+    keys: tuple[tuple[str, str], ...] = ()  # (context name, key)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def inspect_template(source: str) -> TemplateFacts:
+    """The :class:`TemplateFacts` of ``source`` (a string for which :func:`is_template`)."""
+    try:
+        _compile(source)  # exactly as a run compiles it, so the message is the run's
+        tree = _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        return TemplateFacts(error=f"syntax error: {exc.message}")
+    names = frozenset(meta.find_undeclared_variables(tree))
+    keys: list[tuple[str, str]] = []
+    for found in tree.find_all((jinja_nodes.Getattr, jinja_nodes.Getitem)):
+        key: object = None
+        if isinstance(found, jinja_nodes.Getattr):
+            target = found.node
+            # env.get('X', ...) calls a method of the mapping: not a key
+            key = None if hasattr(dict, found.attr) else found.attr
+        elif isinstance(found, jinja_nodes.Getitem):
+            target = found.node
+            if isinstance(found.arg, jinja_nodes.Const):
+                key = found.arg.value  # nodes['x']; a computed key is known at run time only
+        if (
+            isinstance(key, str)
+            and isinstance(target, jinja_nodes.Name)
+            and target.ctx == "load"
+            and target.name in _KEYED_NAMES & names  # not shadowed by a {% set %}
+            and (target.name, key) not in keys
+        ):
+            keys.append((target.name, key))
+    return TemplateFacts(names=names, keys=tuple(keys))
