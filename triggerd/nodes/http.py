@@ -60,8 +60,11 @@ _PARAMS: Final = ("method", "url", "headers", "query", "json", "body", "timeout"
 
 PARAMS_SCHEMA = params_schema(
     "http",
-    "One HTTP request. Output {\"status\", \"headers\", \"body\"}: the body parsed when"
-    " the response is JSON, else text; a status not accepted fails the node (HTTP_STATUS).",
+    "One HTTP request. To send JSON, give the value as json: (an object, a list or any"
+    " value, with expressions rendered inside; sent with Content-Type: application/json);"
+    " body: sends a string as it is. Output {\"status\", \"headers\", \"body\"}: the"
+    " body parsed when the response is JSON, else text; a status not accepted fails the"
+    " node (HTTP_STATUS).",
     {
         "method": or_template(
             "The HTTP method (any case); default GET.",
