@@ -226,7 +226,7 @@ def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:
     for edge in edges:
         if isinstance(edge, dict):
             source, target = edge.get("from"), edge.get("to")
-            if source in ids and target in ids:
+            if isinstance(source, str) and isinstance(target, str) and {source, target} <= ids:
                 parents[target].add(source)
     return parents
 
