@@ -4,14 +4,19 @@ schema, template syntax, references to nodes that do not run before, and unknown
 from __future__ import annotations
 
 import itertools
+import textwrap
+from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from triggerd.definitions import check_documents, load_documents
+from triggerd.definitions.params import check_nodes
+from triggerd.definitions.problems import Report
 from triggerd.errors import DefinitionError
 from triggerd.expressions import _parsed_facts, _plain_facts, inspect_template
-from triggerd.nodes.registry import builtin_node_types
+from triggerd.nodes.registry import builtin_node_types, load_registry
 
 BUILTIN_NODE_TYPES = tuple(builtin_node_types())
 Doc = dict[str, Any]
@@ -361,3 +366,49 @@ def test_malformed_graphs_are_left_to_the_schema() -> None:
     }
     messages = {message for _, message in found(workflow)}
     assert not any("expression" in message for message in messages), messages
+
+
+PLUGIN = textwrap.dedent(
+    """
+    from triggerd.nodes.base import NodeResult
+
+    class Sftp:
+        name = "sftp"
+        side_effects = True
+        params_schema = {
+            "type": "object",
+            "properties": {"host": {"type": "string", "description": "Where to."}},
+            "required": ["host"],
+            "additionalProperties": False,
+        }
+
+        async def run(self, params, ctx):
+            return NodeResult()
+
+    class Shout:
+        name = "shout"
+
+        async def run(self, params, ctx):
+            return NodeResult()
+    """
+)
+
+
+def test_a_third_party_type_with_a_schema_is_checked_against_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "acme_check_nodes.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = load_registry(
+        [
+            EntryPoint(name=name, value=f"acme_check_nodes:{cls}", group="triggerd.nodes")
+            for name, cls in (("sftp", "Sftp"), ("shout", "Shout"))
+        ]
+    )
+    workflow = chain(node("a", "sftp", port=22), node("b", "shout", anything=1))
+    report = Report(file="f.yaml")
+    check_nodes(workflow, ("workflows", 0), report, node_types=registry.names(), registry=registry)
+    assert {(p.path, p.message) for p in report.problems()} == {
+        (f"{NODE}[0].params.port", "sftp node: unknown parameter 'port' (known: host)"),
+        (f"{NODE}[0].params", "sftp node: parameter 'host' is required"),
+    }

@@ -12,9 +12,8 @@ already reported (a node that is not a mapping, params that are not one) is skip
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -22,6 +21,9 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from triggerd.definitions.problems import JsonPath, Report, show, suggestion
 from triggerd.expressions import CONTEXT_NAMES, KNOWN_NAMES, inspect_template, is_template
 from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
+
+if TYPE_CHECKING:
+    from triggerd.nodes.registry import NodeRegistry
 
 # Parameters whose problems the graph checks already explain in their own words.
 _EXPLAINED_ELSEWHERE: Final = frozenset({("switch", "cases")})
@@ -46,30 +48,45 @@ _NodeParamsValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
 )
 
 
-@functools.cache
-def _validator_of(node_type: str) -> Any:
+# Compiled validators by node type name, with the schema each was compiled from.
+_VALIDATORS: dict[str, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator_of(node_type: str, registry: NodeRegistry | None) -> Any:
     """A validator of ``node_type``'s params, or None when the type declares no (valid)
-    schema. Cached per name: the registry is loaded once per process."""
+    schema. Compiled once per schema; a reloaded registry's new schema is compiled again."""
+    # Imported here, like checks.known_node_types: loading node types costs imports.
     from triggerd.nodes.base import NodeFailure
     from triggerd.nodes.registry import default_registry
 
     try:
-        schema = getattr(default_registry().get(node_type), "params_schema", None)
+        schema = getattr((registry or default_registry()).get(node_type), "params_schema", None)
     except NodeFailure:
         return None
     if not isinstance(schema, Mapping):
         return None
+    cached = _VALIDATORS.get(node_type)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
     try:
         _NodeParamsValidator.check_schema(schema)
+        validator = _NodeParamsValidator(schema)
     except SchemaError:
-        return None  # a third-party type's broken schema: its run decides
-    return _NodeParamsValidator(schema)
+        validator = None  # a third-party type's broken schema: its run decides
+    _VALIDATORS[node_type] = (schema, validator)
+    return validator
 
 
 def check_nodes(
-    workflow: Mapping[str, Any], path: JsonPath, report: Report, *, node_types: Collection[str]
+    workflow: Mapping[str, Any],
+    path: JsonPath,
+    report: Report,
+    *,
+    node_types: Collection[str],
+    registry: NodeRegistry | None = None,
 ) -> None:
-    """The param and template checks of every node of ``workflow`` (at ``path``)."""
+    """The param and template checks of every node of ``workflow`` (at ``path``); the
+    schemas come from ``registry`` (default: the installed node types)."""
     graph = workflow.get("graph")
     if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
         return
@@ -88,7 +105,7 @@ def check_nodes(
         if not isinstance(params, dict):
             continue  # reported by the definition schema
         if isinstance(node_type, str) and node_type in node_types:
-            _check_params(node_type, params, (*node_path, "params"), report)
+            _check_params(node_type, params, (*node_path, "params"), report, registry)
         node_id = node.get("id")
         scope = _Scope(
             node_id=node_id if isinstance(node_id, str) else None,
@@ -105,8 +122,14 @@ def check_nodes(
 # --- params against the schema -----------------------------------------------------------
 
 
-def _check_params(node_type: str, params: dict[str, Any], path: JsonPath, report: Report) -> None:
-    validator = _validator_of(node_type)
+def _check_params(
+    node_type: str,
+    params: dict[str, Any],
+    path: JsonPath,
+    report: Report,
+    registry: NodeRegistry | None,
+) -> None:
+    validator = _validator_of(node_type, registry)
     if validator is None:
         return
     for error in validator.iter_errors(params):
