@@ -2,7 +2,8 @@
 
 * params against their node type's ``params_schema`` (third-party types without one are
   not checked), with a readable message per parameter;
-* every ``{{ }}`` template in params compiled as a run compiles it (syntax errors);
+* every ``{{ }}`` template in params parsed as a run parses it (syntax errors, unknown
+  filters and tests, in the run's words);
 * names a template reads that no run provides, ``nodes.X`` where X does not run before the
   node, and ``env.X`` / ``secrets.X`` that the workflow does not declare.
 
