@@ -1,6 +1,7 @@
 """Costs as history grows (issue 14.3). Not a test: it prints figures next to their targets.
 
-    .venv/bin/python bench/history.py [--executions 2000000] [--state DIR] [--only gen,lists,retention,claim]
+    .venv/bin/python bench/history.py [--executions 2000000] [--state DIR] [--repeat 20]
+                                      [--only lists,claim,retention] [--rebuild]
 
 One shared generator fills a TEMPLATE database with N finished executions over the last 60
 days (3 node rows each; half from webhooks, each with its inbox row; the cron half with its
@@ -45,14 +46,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from bench.cron import percentile, with_database  # noqa: E402
-from triggerd import db  # noqa: E402
-from triggerd.definitions import load_documents  # noqa: E402
-from triggerd.store import admin as store_admin  # noqa: E402
-from triggerd.store import executions as store_executions  # noqa: E402
-from triggerd.store import workflows as store_workflows  # noqa: E402
+from bench.cron import percentile, with_database
+from triggerd import db
+from triggerd.definitions import load_documents
+from triggerd.store import admin as store_admin
+from triggerd.store import executions as store_executions
+from triggerd.store import slots as store_slots
+from triggerd.store import workflows as store_workflows
 
 WORKFLOWS = 1000
 DAYS = 60
@@ -64,7 +66,8 @@ GRAPH = {
     "nodes": [
         {"id": "fetch", "type": "http",
          "params": {"method": "GET", "url": "https://api.example/items/{{ input.ref }}"}},
-        {"id": "check", "type": "if", "params": {"condition": "{{ nodes.fetch.output.status == 200 }}"}},
+        {"id": "check", "type": "if",
+         "params": {"condition": "{{ nodes.fetch.output.status == 200 }}"}},
         {"id": "notify", "type": "log", "params": {"message": "done {{ input.ref }}"}},
     ],
     "edges": [{"from": "fetch", "to": "check"}, {"from": "check", "to": "notify", "when": "true"}],
@@ -178,14 +181,16 @@ WITH g AS (
            1, x.input,
            CASE WHEN e.status = 'SUCCESS' THEN x.output END,
            CASE WHEN e.status = 'ERROR' AND x.step = 1 THEN 'HTTP_STATUS' END,
-           CASE WHEN e.status = 'ERROR' AND x.step = 1 THEN 'GET https://api.example/items answered 503' END,
+           CASE WHEN e.status = 'ERROR' AND x.step = 1
+                THEN 'GET https://api.example/items answered 503' END,
            e.start_time + (x.step - 1) * (e.end_time - e.start_time) / 3,
            e.start_time + x.step * (e.end_time - e.start_time) / 3,
            extract(epoch FROM (e.end_time - e.start_time)) * 1000 / 3,
            x.from_node, x.edge
     FROM e CROSS JOIN (VALUES
         (1, 'fetch', 'http', '{"method": "GET", "url": "https://api.example/items/main"}'::jsonb,
-         '{"status": 200, "headers": {"content-type": "application/json"}, "body": {"total": 17, "items": [1, 2, 3]}}'::jsonb,
+         '{"status": 200, "headers": {"content-type": "application/json"},
+           "body": {"total": 17, "items": [1, 2, 3]}}'::jsonb,
          NULL, NULL),
         (2, 'check', 'if', '{"condition": true}'::jsonb, '{"result": true}'::jsonb,
          'fetch', NULL),
@@ -262,7 +267,8 @@ async def build_empty(admin: str) -> float:
     await db.migrate(dsn)
     conn = await db.connect(dsn)
     try:
-        await store_workflows.apply_workflows(conn, load_documents([("bench", definition_document())]))
+        specs = load_documents([("bench", definition_document())])
+        await store_workflows.apply_workflows(conn, specs)
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
@@ -321,7 +327,8 @@ async def part_gen(admin: str, executions: int, rebuild: bool) -> None:
     print("\n(gen) history templates")
     if rebuild or not await _database_exists(admin, EMPTY, complete=True):
         seconds = await build_empty(admin)
-        print(f"  {EMPTY}: built in {seconds:.1f} s ({WORKFLOWS} workflows, {2 * WORKFLOWS} triggers)")
+        print(f"  {EMPTY}: built in {seconds:.1f} s ({WORKFLOWS} workflows,"
+              f" {2 * WORKFLOWS} triggers)")
     else:
         print(f"  {EMPTY}: reused")
     name = history_name(executions)
@@ -361,7 +368,10 @@ class Recorder:
         return await self.conn.fetchval(query, *args, **kw)
 
 
-async def _list_calls(conn: asyncpg.Connection) -> list[tuple[str, Callable[[Any], Awaitable[Any]]]]:
+Call = Callable[[Any], Awaitable[Any]]
+
+
+async def _list_calls(conn: asyncpg.Connection) -> list[tuple[str, Call]]:
     """(label, call) for every list the CLI and the admin API offer, with the arguments
     they pass (the API asks for limit + 1 rows to know whether a next page follows)."""
     # The hottest trigger (the generator's skew favours the first ones) and the coldest.
@@ -383,20 +393,29 @@ async def _list_calls(conn: asyncpg.Connection) -> list[tuple[str, Callable[[Any
     ex = store_executions
     ad = store_admin
     wf = store_workflows
-    calls: list[tuple[str, Callable[[Any], Awaitable[Any]]]] = [
+    hot_wf, cold_wf = hot["workflow_id"], cold["workflow_id"]
+    calls: list[tuple[str, Call]] = [
         ("API executions (all)", lambda c: ad.page_executions(c, limit=51)),
-        ("API executions ?status=ERROR", lambda c: ad.page_executions(c, status="ERROR", limit=51)),
+        ("API executions ?status=ERROR",
+         lambda c: ad.page_executions(c, status="ERROR", limit=51)),
         ("API executions ?status=NEW", lambda c: ad.page_executions(c, status="NEW", limit=51)),
-        ("API executions ?trigger=hot", lambda c: ad.page_executions(c, trigger_id=hot["id"], limit=51)),
-        ("API executions ?trigger=cold", lambda c: ad.page_executions(c, trigger_id=cold["id"], limit=51)),
-        ("API executions ?workflow=hot", lambda c: ad.page_executions(c, workflow_id=hot["workflow_id"], limit=51)),
-        ("API executions ?workflow=cold", lambda c: ad.page_executions(c, workflow_id=cold["workflow_id"], limit=51)),
+        ("API executions ?trigger=hot",
+         lambda c: ad.page_executions(c, trigger_id=hot["id"], limit=51)),
+        ("API executions ?trigger=cold",
+         lambda c: ad.page_executions(c, trigger_id=cold["id"], limit=51)),
+        ("API executions ?workflow=hot",
+         lambda c: ad.page_executions(c, workflow_id=hot_wf, limit=51)),
+        ("API executions ?workflow=cold",
+         lambda c: ad.page_executions(c, workflow_id=cold_wf, limit=51)),
         ("API executions ?workflow&status=ERROR", lambda c: ad.page_executions(
             c, workflow_id=hot["workflow_id"], status="ERROR", limit=51)),
         ("CLI executions list", lambda c: ex.list_executions(c, limit=50)),
-        ("CLI executions list --status ERROR", lambda c: ex.list_executions(c, status="ERROR", limit=50)),
-        ("CLI executions list --status NEW", lambda c: ex.list_executions(c, status="NEW", limit=50)),
-        ("CLI executions list --trigger hot", lambda c: ex.list_executions(c, trigger_id=hot["id"], limit=50)),
+        ("CLI executions list --status ERROR",
+         lambda c: ex.list_executions(c, status="ERROR", limit=50)),
+        ("CLI executions list --status NEW",
+         lambda c: ex.list_executions(c, status="NEW", limit=50)),
+        ("CLI executions list --trigger hot",
+         lambda c: ex.list_executions(c, trigger_id=hot["id"], limit=50)),
         ("API/CLI workflows list", lambda c: wf.list_workflows(c)),
         ("API/CLI triggers list", lambda c: wf.list_triggers(c)),
         ("API triggers ?workflow=", lambda c: wf.list_triggers(c, workflow_key=hot["key"])),
@@ -414,7 +433,7 @@ async def _explain_ms(conn: asyncpg.Connection, query: str, args: tuple[Any, ...
     return float(doc[0]["Execution Time"])
 
 
-async def measure_lists(dsn: str, repeat: int = 20) -> dict[str, tuple[float, float]]:
+async def measure_lists(dsn: str, repeat: int) -> dict[str, tuple[float, float]]:
     """label -> (client median ms, server EXPLAIN ANALYZE median ms)."""
     conn = await db.connect(dsn)
     try:
@@ -435,8 +454,8 @@ async def measure_lists(dsn: str, repeat: int = 20) -> dict[str, tuple[float, fl
     return results
 
 
-async def part_lists(admin: str, executions: int) -> None:
-    print(f"\n(lists) median of 20 calls (client) and of 5 EXPLAIN ANALYZE (server), ms;"
+async def part_lists(admin: str, executions: int, repeat: int) -> None:
+    print(f"\n(lists) median of {repeat} calls (client) and of 5 EXPLAIN ANALYZE (server), ms;"
           f" target: median <= {TARGETS['list_median_ms']:g} ms at {executions:,}")
     figures = {}
     for side, template in (("empty", EMPTY), ("full", history_name(executions))):
@@ -447,7 +466,7 @@ async def part_lists(admin: str, executions: int) -> None:
             await conn.execute("ANALYZE")
         finally:
             await conn.close()
-        figures[side] = await measure_lists(dsn)
+        figures[side] = await measure_lists(dsn, repeat)
         await _admin_execute(admin, f"DROP DATABASE lists_{side} WITH (FORCE)")
     print(f"  {'list':<40} {'empty client/server':>20} {f'{executions:,} client/server':>24}")
     for label, (client, server) in figures["full"].items():
@@ -481,7 +500,8 @@ async def part_retention(admin: str, executions: int) -> None:
         seconds = time.perf_counter() - started
         slot_seconds = 0.0
         slots_deleted = 0
-        prune = getattr(store_admin, "prune_slots", None)
+        # The ledger's retention (the same loop, after the executions).
+        prune = getattr(store_slots, "delete_old_slots", None)
         if prune is not None:
             t0 = time.perf_counter()
             while True:
@@ -571,7 +591,7 @@ async def main(args: argparse.Namespace) -> None:
         parts = args.only.split(",")
         await part_gen(admin, args.executions, args.rebuild)
         if "lists" in parts:
-            await part_lists(admin, args.executions)
+            await part_lists(admin, args.executions, args.repeat)
         if "claim" in parts:
             await part_claim(admin, args.executions)
         if "retention" in parts:
@@ -589,6 +609,7 @@ if __name__ == "__main__":
     parser.add_argument("--executions", type=int, default=2_000_000,
                         help="finished executions in the history (200000 for a quick run)")
     parser.add_argument("--state", help="keep the embedded server and templates here, reuse them")
+    parser.add_argument("--repeat", type=int, default=20, help="calls per list (median)")
     parser.add_argument("--rebuild", action="store_true", help="build the templates again")
     parser.add_argument("--only", default="gen,lists,claim,retention",
                         help="parts to run after gen, e.g. 'lists'")

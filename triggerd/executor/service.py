@@ -24,6 +24,7 @@ from triggerd.executor.resume import ResumeKey, load_resume_key
 from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
 from triggerd.executor.writer import ProgressWriter
 from triggerd.store import executions as store
+from triggerd.store.slots import delete_old_slots
 from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -438,7 +439,8 @@ class Executor:
                         deleted = await store.retention_batch(conn, retention, 500)
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
-                        if deleted < 500 and released < 1000 and stale < 500:
+                        slots = await delete_old_slots(conn, retention, 10_000)
+                        if deleted < 500 and released < 1000 and stale < 500 and slots < 10_000:
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
