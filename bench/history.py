@@ -118,7 +118,7 @@ ANALYZE bench_triggers;
 _FILL = """
 WITH g AS (
     SELECT i, random() AS r1, random() AS r2, random() AS r3,
-           $4::timestamptz + (i * $5) * interval '1 second' AS at,
+           $4::timestamptz + (i * $5::float8) * interval '1 second' AS at,
            CASE WHEN i % 2 = 0 THEN 'cron' ELSE 'webhook' END AS kind
     FROM generate_series($1::bigint, $2::bigint - 1) AS i
 ), rows AS (
