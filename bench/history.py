@@ -640,26 +640,37 @@ def measure_ingest(dsn: str, folder: Path, run: str, seconds: float) -> Any:
         wb.stop_server(server)
 
 
-async def part_ingest(admin: str, executions: int, seconds: float) -> None:
-    print(f"\n(ingest) webhook requests stored per second, {seconds:g} s per side, WAL warmed"
-          " first in both; target: full >= 90% of empty")
+async def part_ingest(admin: str, executions: int, seconds: float, rounds: int) -> None:
+    print(f"\n(ingest) webhook requests stored per second, {seconds:g} s per run, WAL warmed"
+          f" first in both, {rounds} alternating rounds (the best of each side counts on a"
+          " shared machine); target: full >= 90% of empty")
     folder = Path(tempfile.mkdtemp(prefix="triggerd-history-ingest-"))
-    results = {}
+    results: dict[str, list[Any]] = {"empty": [], "full": []}
+    sides = (("empty", EMPTY), ("full", history_name(executions)))
     try:
-        for side, template in (("empty", EMPTY), ("full", history_name(executions))):
-            dsn = await copy_database(admin, template, f"ingest_{side}")
-            await db.migrate(dsn)
-            await _warm(dsn)
-            results[side] = await asyncio.to_thread(measure_ingest, dsn, folder, side, seconds)
-            await _admin_execute(admin, f"DROP DATABASE ingest_{side} WITH (FORCE)")
+        dsns = {}
+        for side, template in sides:
+            dsns[side] = await copy_database(admin, template, f"ingest_{side}")
+            await db.migrate(dsns[side])
+        for number in range(rounds):
+            for side, _ in sides if number % 2 == 0 else reversed(sides):
+                await _warm(dsns[side])
+                r = await asyncio.to_thread(
+                    measure_ingest, dsns[side], folder, f"{side}{number}", seconds
+                )
+                results[side].append(r)
+                print(f"  {side:<6} {r.ok_rate:8,.0f} req/s 2xx  p50 {r.p50_ms:6.2f} ms"
+                      f"  p99 {r.p99_ms:6.2f} ms  ({r.non_2xx} non-2xx, {r.errors} errors;"
+                      f" load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    for side, r in results.items():
-        print(f"  {side:<6} {r.ok_rate:8,.0f} req/s 2xx  p50 {r.p50_ms:6.2f} ms"
-              f"  p99 {r.p99_ms:6.2f} ms  ({r.non_2xx} non-2xx, {r.errors} errors)")
-    ratio = results["full"].ok_rate / results["empty"].ok_rate
+        for side, _ in sides:
+            await _admin_execute(admin, f"DROP DATABASE IF EXISTS ingest_{side} WITH (FORCE)")
+    best = {side: max(r.ok_rate for r in runs) for side, runs in results.items()}
+    ratio = best["full"] / best["empty"]
     verdict = "ok" if ratio >= 0.9 else "MISSED"
-    print(f"  full/empty {ratio:.2f}  (target >= 0.90)  {verdict}; load {os.getloadavg()[0]:.1f}")
+    print(f"  best full/empty {best['full']:,.0f}/{best['empty']:,.0f} = {ratio:.2f}"
+          f"  (target >= 0.90)  {verdict}")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -680,7 +691,7 @@ async def main(args: argparse.Namespace) -> None:
         if "claim" in parts:
             await part_claim(admin, args.executions)
         if "ingest" in parts:
-            await part_ingest(admin, args.executions, args.ingest_seconds)
+            await part_ingest(admin, args.executions, args.ingest_seconds, args.ingest_rounds)
         if "retention" in parts:
             await part_retention(admin, args.executions)
     finally:
@@ -698,6 +709,8 @@ if __name__ == "__main__":
     parser.add_argument("--state", help="keep the embedded server and templates here, reuse them")
     parser.add_argument("--ingest-seconds", type=float, default=15.0,
                         help="seconds of load per side in (ingest)")
+    parser.add_argument("--ingest-rounds", type=int, default=2,
+                        help="alternating runs per side in (ingest)")
     parser.add_argument("--repeat", type=int, default=20, help="calls per list (median)")
     parser.add_argument("--rebuild", action="store_true", help="build the templates again")
     parser.add_argument("--only", default="lists,claim,ingest,retention",
