@@ -777,3 +777,80 @@ def test_storage_problem_accepts_plain_json() -> None:
     assert storage_problem("\x00") == (
         "$: contains a NUL character (\\u0000), which cannot be stored"
     )
+
+
+# --- pages of workflows and triggers ----------------------------------------------------------
+
+
+def _many_workflows(count: int, triggers: int) -> dict[str, Any]:
+    return {
+        "workflows": [
+            {
+                "key": f"wf{i:03d}",
+                "graph": {"nodes": [{"id": "start", "type": "noop"}]},
+                "triggers": [{"name": f"t{j}", "type": "manual"} for j in range(triggers)],
+            }
+            for i in range(count)
+        ]
+    }
+
+
+async def _walk(client: Client, path: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        separator = "&" if "?" in path else "?"
+        query = f"{separator}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        response = await client.get(path + query, headers=AUTH)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        pages += 1
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, pages
+
+
+async def test_workflows_and_triggers_come_in_pages(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """100,000 triggers must not mean 100,000 rows per request: both lists are read a page
+    at a time by keyset, and walking the pages yields every item once, in order."""
+    await apply_doc(pool, _many_workflows(7, 3))
+    client = await make_client()
+    workflows, pages = await _walk(client, "/api/v1/workflows", 3)
+    assert [w["key"] for w in workflows] == [f"wf{i:03d}" for i in range(7)]
+    assert pages == 3
+    triggers, pages = await _walk(client, "/api/v1/triggers", 4)
+    names = [t["name"] for t in triggers]
+    assert names == [f"wf{i:03d}/t{j}" for i in range(7) for j in range(3)]
+    assert pages == 6  # 21 triggers: 5 full pages and one of 1
+    # Filters narrow the pages; a page that ends at the last item has no cursor.
+    only, pages = await _walk(client, "/api/v1/triggers?workflow=wf003", 3)
+    assert [t["trigger"] for t in only] == ["t0", "t1", "t2"] and pages == 1
+    default = await (await client.get("/api/v1/triggers", headers=AUTH)).json()
+    assert len(default["items"]) == 21 and default["next_cursor"] is None
+
+
+@pytest.mark.parametrize("path", ["/api/v1/workflows", "/api/v1/triggers"])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=0", "limit: 0 is out of range 1-500"),
+        ("limit=501", "limit: 501 is out of range 1-500"),
+        ("cursor=abc", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=wf001",  # a position without its id
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=WF001." + "0" * 32,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=a.b.c." + "0" * 32,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=%25%25", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+    ],
+)
+async def test_workflow_and_trigger_pages_refuse_bad_parameters(
+    offline: Client, path: str, query: str, message: str
+) -> None:
+    response = await offline.get(f"{path}?{query}", headers=AUTH)
+    await expect_error(response, 400, "invalid_parameter", message)

@@ -33,7 +33,9 @@ from triggerd.api.openapi import (
     NEXT_COUNT_MAX,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
+    TRIGGER_CURSOR_PATTERN,
     TRIGGER_NAME_PATTERN,
+    WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.cron import fire_to_json, next_fires, parse_cron
@@ -102,6 +104,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEY = re.compile(KEY_PATTERN)
 _TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
 _CURSOR = re.compile(CURSOR_PATTERN)
+_WORKFLOW_CURSOR = re.compile(WORKFLOW_CURSOR_PATTERN)
+_TRIGGER_CURSOR = re.compile(TRIGGER_CURSOR_PATTERN)
 _INTEGER = re.compile(r"^-?[0-9]{1,12}$")
 
 
@@ -328,6 +332,24 @@ def decode_cursor(text: str) -> ExecutionPosition:
     )
 
 
+def encode_name_cursor(*names: str) -> str:
+    """The position after an item listed by name: a workflow key (and a trigger name) and
+    the item's id, which breaks ties between tenants."""
+    *keys, item_id = names
+    return ".".join([*keys, uuid.UUID(item_id).hex])
+
+
+def _name_cursor(request: web.Request, *, parts: int) -> list[str] | None:
+    text = _query_value(request, "cursor")
+    if text is None:
+        return None
+    pattern = _WORKFLOW_CURSOR if parts == 2 else _TRIGGER_CURSOR
+    if not pattern.fullmatch(text):
+        raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
+    *keys, hex_id = text.split(".")
+    return [*keys, str(uuid.UUID(hex_id))]
+
+
 class _JsonRefusal(ValueError):
     pass
 
@@ -405,8 +427,15 @@ def _accepted(execution_id: str) -> web.Response:
 
 
 async def list_workflows_handler(request: web.Request) -> web.Response:
-    workflows = await list_workflows(request.app[POOL])
-    return _ok({"items": [workflow_json(w) for w in workflows]})
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    after = _name_cursor(request, parts=2)
+    # One row more than asked tells whether another page follows.
+    rows = await list_workflows(request.app[POOL],
+                                after=None if after is None else (after[0], after[1]),
+                                limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = encode_name_cursor(page[-1].key, page[-1].id) if len(rows) > limit else None
+    return _ok({"items": [workflow_json(w) for w in page], "next_cursor": next_cursor})
 
 
 async def get_workflow_handler(request: web.Request) -> web.Response:
@@ -434,8 +463,19 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     if workflow_key is not None:
         await get_workflow(pool, workflow_key)  # 404 for a workflow that does not exist
-    triggers = await list_triggers(pool, trigger_type=kind, workflow_key=workflow_key)
-    return _ok({"items": [trigger_json(t) for t in triggers]})
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    after = _name_cursor(request, parts=3)
+    rows = await list_triggers(pool, trigger_type=kind, workflow_key=workflow_key,
+                               after=None if after is None else (after[0], after[1], after[2]),
+                               limit=limit + 1)
+    page = rows[:limit]
+    last = page[-1] if page else None
+    next_cursor = (
+        encode_name_cursor(last.workflow_key, last.name, last.id)
+        if last is not None and len(rows) > limit
+        else None
+    )
+    return _ok({"items": [trigger_json(t) for t in page], "next_cursor": next_cursor})
 
 
 async def get_trigger_handler(request: web.Request) -> web.Response:
