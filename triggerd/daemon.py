@@ -184,6 +184,10 @@ class Daemon:
         self.components = [LoopLagMonitor(self.app[METRICS]), hub, self.executor]
         scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings, hub=hub)
         scheduler.metrics = self.app[METRICS]
+        oldest_owed = self.app[METRICS].oldest_owed_slot
+        self.app[METRICS].add_scrape_hook(
+            lambda: oldest_owed.set(scheduler.oldest_owed_seconds())
+        )
         ingress = setup_webhooks(
             self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
         )

@@ -854,3 +854,77 @@ async def test_workflow_and_trigger_pages_refuse_bad_parameters(
 ) -> None:
     response = await offline.get(f"{path}?{query}", headers=AUTH)
     await expect_error(response, 400, "invalid_parameter", message)
+
+
+DOC_YAML = """
+workflows:
+  - key: report
+    graph:
+      nodes:
+        - id: start
+          type: noop
+    triggers:
+      - name: manual
+        type: manual
+      - name: nightly
+        type: cron
+        cron: "0 3 * * *"
+        timezone: Europe/Madrid
+"""
+
+
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/x-yaml",
+                                          "text/yaml"])
+async def test_definitions_may_be_sent_as_yaml(
+    make_client: ClientFactory, pool: asyncpg.Pool, content_type: str
+) -> None:
+    """The files `triggerd apply` takes can be posted as they are."""
+    client = await make_client()
+    response = await client.post("/api/v1/definitions", data=DOC_YAML.encode(),
+                                 headers={**AUTH, "Content-Type": content_type})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["changed"] is True
+    rows = await pool.fetch("SELECT name, config FROM workflow_triggers ORDER BY name")
+    assert [r["name"] for r in rows] == ["manual", "nightly"]
+    assert rows[1]["config"]["timezone"] == "Europe/Madrid"
+    again = await client.post("/api/v1/definitions", data=DOC_YAML.encode(),
+                              headers={**AUTH, "Content-Type": content_type})
+    assert (await again.json())["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code", "message"),
+    [
+        (b"", "application/yaml", 400, "invalid_yaml",
+         "the request body is empty; expected a definition document (workflows:)"),
+        (b"workflows: [\n", "application/yaml", 400, "invalid_yaml",
+         "YAML syntax error at line 2, column 1: expected the node content, but found"
+         " '<stream end>' (while parsing a flow node)"),
+        (b"\xff\xfe", "application/yaml", 400, "invalid_yaml",
+         "the body is not UTF-8 (byte 0)"),
+        (b"a: &a [*a]\n", "application/yaml", 400, "invalid_yaml", None),
+        (b"workflows: " + b"[" * 200 + b"]" * 200, "application/yaml", 400, "invalid_yaml",
+         "nested deeper than 64 levels (at line 1)"),
+        (b"workflows: []", "text/plain", 415, "unsupported_media_type",
+         "send the body as Content-Type: application/json or application/yaml, not"
+         " 'text/plain'"),
+        (b"workflows:\n  - key: \"\\0\"\n", "application/yaml", 422, "invalid_body",
+         "$.workflows[0].key: contains a NUL character (\\u0000), which cannot be stored"),
+    ],
+)
+async def test_bad_yaml_definitions_are_refused_and_change_nothing(
+    make_client: ClientFactory, pool: asyncpg.Pool, data: bytes, content_type: str,
+    status: int, code: str, message: str | None,
+) -> None:
+    client = await make_client()
+    response = await client.post("/api/v1/definitions", data=data,
+                                 headers={**AUTH, "Content-Type": content_type})
+    body = await expect_error(response, status, code)
+    if message is not None:
+        assert body["message"].startswith(message), body
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    # A structurally valid document that breaks the rules is a 422 with every problem.
+    response = await client.post("/api/v1/definitions", data=b"workflows:\n  - key: Bad\n",
+                                 headers={**AUTH, "Content-Type": "application/yaml"})
+    body = await expect_error(response, 422, "definitions_invalid")
+    assert "$.workflows[0].key" in [p["path"] for p in body["problems"]], body

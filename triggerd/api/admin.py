@@ -41,7 +41,8 @@ from triggerd.appkeys import POOL, SETTINGS
 from triggerd.cron import fire_to_json, next_fires, parse_cron
 from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents, parse_trigger_config
-from triggerd.definitions.problems import definition_error
+from triggerd.definitions.loading import parse_yaml
+from triggerd.definitions.problems import Report, definition_error
 from triggerd.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -662,10 +663,43 @@ def _value_refused(message: str) -> DefinitionError:
     return definition_error([Problem(BODY_LABEL, "$", message)])
 
 
+# The media types a YAML definition document may be sent as (RFC 9512 registered the first).
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+async def _definition_body(request: web.Request) -> Any:
+    """The definition document, sent as JSON or, like the files ``triggerd apply`` reads,
+    as YAML (with the same limits on aliases, nesting and digits)."""
+    if request.content_type not in YAML_TYPES:
+        if await request.read() and not _is_json_type(request.content_type):
+            raise ApiError(415, "unsupported_media_type",
+                           f"send the body as Content-Type: application/json or"
+                           f" application/yaml, not {request.content_type[:60]!r}")
+        return await _json_body(request, required=True,
+                                expected='a definition document {"workflows": [...]}')
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge (413)
+    if not raw.strip():
+        raise ApiError(400, "invalid_yaml",
+                       "the request body is empty; expected a definition document (workflows:)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_yaml", f"the body is not UTF-8 (byte {exc.start})") from None
+    report = Report(file=BODY_LABEL)
+    parsed, document = parse_yaml(text, report)
+    if report.items or not parsed:
+        # Unparsable, like malformed JSON: a 400 (the limits on aliases and nesting too).
+        message = report.items[0][1] if report.items else "the YAML body could not be read"
+        raise ApiError(400, "invalid_yaml", message)
+    problem = storage_problem(document)
+    if problem is not None:
+        raise ApiError(422, "invalid_body", problem)
+    return document
+
+
 async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
-    document = await _json_body(request, required=True,
-                                expected='a definition document {"workflows": [...]}')
+    document = await _definition_body(request)
     try:
         specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 + problems
     except OverflowError as exc:

@@ -192,7 +192,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="applyDefinitions", method="POST", path=f"{_P}/definitions",
         handler=admin.apply_definitions_handler,
-        summary="Apply a definition document (as triggerd apply)", tag="definitions",
+        summary="Apply a definition document (as triggerd apply), as JSON or YAML",
+        tag="definitions",
         answers={200: json_answer("Applied in one transaction.", "ApplyResult")},
         errors=(400, 413, 415, 422),
         parameters=(
@@ -200,7 +201,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                   "Delete the triggers of the document's workflows that it no longer lists"
                   " (default: disable them)."),
         ),
-        body=Body(schema={"$ref": "#/components/schemas/DefinitionFile"}, required=True),
+        body=Body(schema={"$ref": "#/components/schemas/DefinitionFile"}, required=True,
+                  yaml=True),
     ),
 )
 

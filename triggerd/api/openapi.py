@@ -389,14 +389,17 @@ class Param:
 
 @dataclass(frozen=True, kw_only=True)
 class Body:
-    """A JSON request body."""
+    """A JSON request body (also accepted as YAML when ``yaml``)."""
 
     schema: Schema
     required: bool
+    yaml: bool = False
 
     def openapi(self) -> dict[str, Any]:
-        return {"required": self.required,
-                "content": {"application/json": {"schema": self.schema}}}
+        content = {"application/json": {"schema": self.schema}}
+        if self.yaml:
+            content["application/yaml"] = {"schema": self.schema}
+        return {"required": self.required, "content": content}
 
 
 @dataclass(frozen=True, kw_only=True)
