@@ -198,6 +198,7 @@ def execution_list_query(
     workflow_key: str | None = None,
     after: tuple[datetime, str] | None = None,
     before: datetime | None = None,
+    since: datetime | None = None,
     limit: int,
     id_order: str = "DESC",
 ) -> tuple[str, list[Any]]:
@@ -227,6 +228,8 @@ def execution_list_query(
         conditions.append(f"(e.created_at, e.id) < {position}")
     if before is not None:
         conditions.append(f"e.created_at < {arg(before)}::timestamptz")
+    if since is not None:
+        conditions.append(f"e.created_at >= {arg(since)}::timestamptz")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     order = "e.id DESC" if id_order == "DESC" else "e.id"
     query = (
@@ -244,12 +247,15 @@ async def list_executions(
     workflow_key: str | None = None,
     limit: int = 50,
     before: datetime | None = None,
+    since: datetime | None = None,
 ) -> list[ExecutionRecord]:
+    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at."""
     query, args = execution_list_query(
         status=status,
         trigger_id=trigger_id,
         workflow_key=workflow_key,
         before=before,
+        since=since,
         limit=limit,
         id_order="ASC",
     )
