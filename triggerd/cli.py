@@ -318,14 +318,20 @@ async def cmd_cron_next(args: argparse.Namespace, settings: Settings) -> int:
 def _parse_after(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
+    return _parse_instant(text, "--after")
+
+
+def _parse_instant(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--after: {text!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
+            f"{option}: {text!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
         ) from None
     if value.tzinfo is None:
-        raise UsageError(f"--after: {text!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)")
+        raise UsageError(
+            f"{option}: {text!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
+        )
     return value
 
 
@@ -412,7 +418,7 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
 
 async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.executions import list_executions
-    from triggerd.store.workflows import get_trigger
+    from triggerd.store.workflows import get_trigger, get_workflow
 
     statuses = ("NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED")
     status = None
@@ -422,11 +428,19 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
             raise UsageError(f"--status: {args.status!r} is not one of {', '.join(statuses)}")
     if not 1 <= args.limit <= 10_000:
         raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    since = None if args.since is None else _parse_instant(args.since, "--since")
+    until = None if args.until is None else _parse_instant(args.until, "--until")
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since {args.since} is not before --until {args.until}")
     async with _pool(settings) as pool:
         trigger_id = None
         if args.trigger is not None:
             trigger_id = (await get_trigger(pool, args.trigger)).id
-        items = await list_executions(pool, status=status, trigger_id=trigger_id, limit=args.limit)
+        if args.workflow is not None:
+            await get_workflow(pool, args.workflow)  # exit 3 for a workflow that does not exist
+        items = await list_executions(pool, status=status, trigger_id=trigger_id,
+                                      workflow_key=args.workflow, since=since, before=until,
+                                      limit=args.limit)
     if args.json:
         print_json([execution_json(e) for e in items])
         return 0
@@ -700,6 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = esub.add_parser("list", help="list executions, newest first")
     p.add_argument("--status", metavar="S")
     p.add_argument("--trigger", metavar="NAME", type=_name)
+    p.add_argument("--workflow", metavar="KEY", type=_name)
+    p.add_argument("--since", metavar="INSTANT", help="created at or after (ISO-8601)")
+    p.add_argument("--until", metavar="INSTANT", help="created before (ISO-8601)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_executions_list)

@@ -190,6 +190,55 @@ async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
     return found
 
 
+def execution_list_query(
+    *,
+    status: str | None = None,
+    trigger_id: str | None = None,
+    workflow_id: str | None = None,
+    workflow_key: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    before: datetime | None = None,
+    since: datetime | None = None,
+    limit: int,
+    id_order: str = "DESC",
+) -> tuple[str, list[Any]]:
+    """The statement (and its arguments) of one page of executions, newest first, with only
+    the conditions that were asked for. Each combination is its own prepared statement, so
+    its plan can use the index that fits: a generic plan of ``$1 IS NULL OR status = $1``
+    cannot, and read the whole table for every page once history grew."""
+    conditions: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if status is not None:
+        conditions.append(f"e.status = {arg(status)}")
+    if trigger_id is not None:
+        conditions.append(f"e.trigger_id = {arg(trigger_id)}::uuid")
+    if workflow_id is not None:
+        conditions.append(f"e.workflow_id = {arg(workflow_id)}::uuid")
+    if workflow_key is not None:
+        key = arg(workflow_key)
+        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key})")
+    if after is not None:
+        created_at, last_id = after
+        position = f"({arg(created_at)}::timestamptz, {arg(last_id)}::uuid)"
+        conditions.append(f"(e.created_at, e.id) < {position}")
+    if before is not None:
+        conditions.append(f"e.created_at < {arg(before)}::timestamptz")
+    if since is not None:
+        conditions.append(f"e.created_at >= {arg(since)}::timestamptz")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    order = "e.id DESC" if id_order == "DESC" else "e.id"
+    query = (
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}{where}"
+        f" ORDER BY e.created_at DESC, {order} LIMIT {arg(limit)}"
+    )
+    return query, args
+
+
 async def list_executions(
     conn: Conn,
     *,
@@ -198,18 +247,19 @@ async def list_executions(
     workflow_key: str | None = None,
     limit: int = 50,
     before: datetime | None = None,
+    since: datetime | None = None,
 ) -> list[ExecutionRecord]:
-    rows = await conn.fetch(
-        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}"
-        " WHERE ($1::text IS NULL OR e.status = $1) AND ($2::uuid IS NULL OR e.trigger_id = $2)"
-        " AND ($3::text IS NULL OR w.key = $3) AND ($4::timestamptz IS NULL OR e.created_at < $4)"
-        " ORDER BY e.created_at DESC, e.id LIMIT $5",
-        status,
-        trigger_id,
-        workflow_key,
-        before,
-        limit,
+    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at."""
+    query, args = execution_list_query(
+        status=status,
+        trigger_id=trigger_id,
+        workflow_key=workflow_key,
+        before=before,
+        since=since,
+        limit=limit,
+        id_order="ASC",
     )
+    rows = await conn.fetch(query, *args)
     return [row_to(ExecutionRecord, r) for r in rows]
 
 
