@@ -389,6 +389,8 @@ def main() -> int:
                         help="[http] max_pending of the last step, above the ceiling")
     parser.add_argument("--no-executor-bench", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--profile", type=Path,
+                        help="run the daemon under cProfile and write its stats to this file")
     parser.add_argument("--generate", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -406,8 +408,11 @@ def main() -> int:
     env.update({"PYTHONPATH": str(ROOT), "BENCH_TOKEN": TOKEN})
     log = (folder / "daemon.log").open("wb")
     print(f"temp dir {folder}; {args.duration:g} s per step; {os.cpu_count()} CPUs", flush=True)
-    daemon = subprocess.Popen([sys.executable, "-m", "triggerd", "--config", str(config), "run"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    profile = [] if args.profile is None else ["-m", "cProfile", "-o", str(args.profile)]
+    daemon = subprocess.Popen(
+        [sys.executable, *profile, "-m", "triggerd", "--config", str(config), "run"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
     steps: list[Step] = []
     first_id = 0
     try:
