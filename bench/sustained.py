@@ -19,8 +19,9 @@ and the bench reports the offered rate, 202s/s, 429s, p50/p99 answer latency, ru
 finished/s (202s minus the backlog's growth), the backlog slope (least squares over the
 second half of the step) and the daemon's RSS at the start and the end of the step.
 
-A step is *flat* when the slope is below 1% of the offered rate and every request was
-answered 202; the highest flat rate is the **sustained ceiling**. Between steps the
+A step is *flat* when the slope is below 1% of the offered rate, every request was
+answered 202 and the p99 answer latency is under a second (requests queued in the sockets
+are a backlog too); the highest flat rate is the **sustained ceiling**. Between steps the
 backlog is left to drain and the execution tables are emptied (the daemon keeps running).
 The stepping stops after the first step that is not flat; then one more step at 1.5 times
 that rate runs with ``[http] max_pending`` lowered (SIGHUP) to ``--overload-max-pending``,
@@ -62,6 +63,9 @@ from bench.webhook import TOKEN, free_port, stop_embedded  # noqa: E402
 PATH = "/hooks/sustained"
 TARGET = 3000.0  # runs/s
 FLAT_FRACTION = 0.01  # |slope| below 1% of the offered rate counts as flat
+# Requests waiting in the sockets are a backlog too: a step whose answers fall this far
+# behind is not sustained, whatever the table's backlog does.
+MAX_P99_MS = 1000.0
 CONNECTIONS = 64
 # Requests in flight above which the generator stops sending (and counts what it skips):
 # the daemon has stopped answering, and an unbounded queue would only measure the bench.
@@ -256,6 +260,7 @@ class Step:
     def flat(self) -> bool:
         return (
             abs(self.slope) < FLAT_FRACTION * self.rate
+            and self.p99_ms < MAX_P99_MS
             and self.rejected_429 == 0
             and self.other == 0
             and self.skipped == 0
@@ -326,11 +331,14 @@ async def drain_and_empty(dsn: str) -> float:
         await conn.close()
 
 
-def write_config(folder: Path, port: int, state: Path, max_pending: int | None) -> Path:
+def write_config(folder: Path, port: int, state: Path, max_pending: int | None,
+                 concurrency: int | None, processes: int | None) -> Path:
     config = folder / "triggerd.toml"
     extra = "" if max_pending is None else f"max_pending = {max_pending}\n"
+    extra += "" if processes is None else f"processes = {processes}\n"
+    executor = "" if concurrency is None else f"[executor]\nconcurrency = {concurrency}\n\n"
     config.write_text(
-        f"[http]\nport = {port}\n{extra}\n[daemon]\nstate_dir = \"{state}\"\n"
+        f"[http]\nport = {port}\n{extra}\n{executor}[daemon]\nstate_dir = \"{state}\"\n"
         f"definitions = [\"{folder / 'sustained.yaml'}\"]\n"
     )
     return config
@@ -372,7 +380,8 @@ def report(steps: list[Step], executor_rate: float | None, duration: float) -> N
     ceiling = max(flat) if flat else 0.0
     print()
     print(f"sustained ceiling: {ceiling:,.0f} runs/s (highest step with a backlog slope under"
-          f" {FLAT_FRACTION:.0%} of the rate and every request answered 202); target"
+          f" {FLAT_FRACTION:.0%} of the rate, every request answered 202 and a p99 under"
+          f" {MAX_P99_MS:,.0f} ms); target"
           f" >= {TARGET:,.0f} runs/s")
     if executor_rate is not None:
         print(f"bench/executor.py in the same session: {executor_rate:,.0f} executions/s"
@@ -388,6 +397,10 @@ def main() -> int:
     parser.add_argument("--overload-max-pending", type=int, default=2000,
                         help="[http] max_pending of the last step, above the ceiling")
     parser.add_argument("--no-executor-bench", action="store_true")
+    parser.add_argument("--executor-concurrency", type=int,
+                        help="[executor] concurrency (default: the daemon's default)")
+    parser.add_argument("--http-processes", type=int,
+                        help="[http] processes (default: the daemon's default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--profile", type=Path,
                         help="run the daemon under cProfile and write its stats to this file")
@@ -403,11 +416,14 @@ def main() -> int:
     state = folder / "state"
     (folder / "sustained.yaml").write_text(definitions())
     port = free_port()
-    config = write_config(folder, port, state, None)
+    config = write_config(folder, port, state, None, args.executor_concurrency,
+                          args.http_processes)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERD_")}
     env.update({"PYTHONPATH": str(ROOT), "BENCH_TOKEN": TOKEN})
     log = (folder / "daemon.log").open("wb")
-    print(f"temp dir {folder}; {args.duration:g} s per step; {os.cpu_count()} CPUs", flush=True)
+    print(f"temp dir {folder}; {args.duration:g} s per step; [executor] concurrency"
+          f" {args.executor_concurrency or 'default'}; [http] processes"
+          f" {args.http_processes or 'default'}; {os.cpu_count()} CPUs", flush=True)
     profile = [] if args.profile is None else ["-m", "cProfile", "-o", str(args.profile)]
     daemon = subprocess.Popen(
         [sys.executable, *profile, "-m", "triggerd", "--config", str(config), "run"],
@@ -436,7 +452,8 @@ def main() -> int:
         if overload is None:
             overload = rates[-1] * 1.5
         # Backpressure: the same daemon, max_pending lowered by a reload (SIGHUP).
-        write_config(folder, port, state, args.overload_max_pending)
+        write_config(folder, port, state, args.overload_max_pending, args.executor_concurrency,
+                     args.http_processes)
         daemon.send_signal(signal.SIGHUP)
         time.sleep(3.0)
         step = asyncio.run(run_step(daemon=daemon, port=port, dsn=dsn, rate=overload,
