@@ -471,14 +471,14 @@ RETURNING e.id, e.status
 """
 
 
-# The common batch in one statement (no BEGIN/COMMIT round trips; a statement is atomic on
-# its own): the node rows, then the final states and a notification per finished run. Both
-# modifying parts run to completion whatever the outer query reads; the notification is
-# sent per row returned, which the caller reads in full.
 def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
     return re.sub(r"\$(\d+)", lambda m: f"${shift(int(m.group(1)))}", sql)
 
 
+# The common batch in one statement (no BEGIN/COMMIT round trips; a statement is atomic on
+# its own): the node rows, then the final states and a notification per finished run. Both
+# modifying parts run to completion whatever the outer query reads; the notification is
+# sent per row returned, which the caller reads in full.
 _WRITE_ONE_STATEMENT = f"""
 WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
 RETURNING 1),
