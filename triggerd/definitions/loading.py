@@ -23,7 +23,7 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.events import AliasEvent, Event
@@ -107,6 +107,101 @@ _Loader.add_implicit_resolver(
 )
 
 
+# libyaml (PyYAML's C extension) reads a large file many times faster than the pure-Python
+# reader. It is used only where it gives exactly what _Loader gives: the same resolvers and
+# constructor; depth and aliases are measured on its event stream first (cheap, and its
+# composer recurses per level in C, which a very deep file would crash); and on any
+# error, or anything the pass does not expect, the file is read again by _Loader, so that
+# every message stays the pure reader's.
+_CParser: Any
+try:
+    from yaml import _yaml
+
+    _CParser = _yaml.CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
+
+LIBYAML = _CParser is not None
+
+
+if _CParser is not None:
+
+    class _CLoader(_CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
+        """libyaml's parser and composer with _Loader's resolvers and constructor."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+class _Fallback(Exception):
+    """The event pass met something only the pure-Python reader reports exactly."""
+
+
+def _check_events(text: str, max_depth: int) -> None:
+    """Raise :class:`_TooDeep` where _Loader would, from libyaml's events: a node at
+    ``max_depth + 1`` levels, or an alias whose anchored node, put at the alias, reaches
+    past ``max_depth``. Raises :class:`_Fallback` on a syntax error, an unknown or repeated
+    anchor, or a second document."""
+    heights: dict[str, int] = {}  # anchor -> levels below its node (0 while it is open)
+    # One frame per open collection: [its anchor, the greatest height among its children,
+    # whether it has any].
+    stack: list[list[Any]] = []
+    documents = 0
+    try:
+        for event in yaml.parse(text, Loader=cast(Any, _CLoader)):
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise _Fallback
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, tallest, any_child = stack.pop()
+                height = 1 + tallest if any_child else 0
+                if anchor is not None:
+                    heights[anchor] = height
+                _child(stack, height)
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in heights:
+                    raise _Fallback  # undefined: _Loader says so in its words
+                height = heights[event.anchor]
+                if len(stack) + height > max_depth:
+                    raise _TooDeep(_event_line(event))
+                _child(stack, height)
+                continue
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            if len(stack) > max_depth:
+                raise _TooDeep(_event_line(event))
+            anchor = event.anchor
+            if anchor is not None:
+                if anchor in heights:
+                    raise _Fallback
+                heights[anchor] = 0
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([anchor, 0, False])
+            else:
+                _child(stack, 0)
+    except yaml.YAMLError:
+        raise _Fallback from None
+
+
+def _event_line(event: Event) -> int:
+    mark = event.start_mark
+    return 0 if mark is None else int(mark.line) + 1
+
+
+def _child(stack: list[list[Any]], height: int) -> None:
+    if stack:
+        frame = stack[-1]
+        frame[1] = max(frame[1], height)
+        frame[2] = True
+
+
 def read_file(path: str | Path, report: Report) -> tuple[bool, Any]:
     """Read and parse one file; ``(False, None)`` when it could not be parsed at all."""
     file = Path(path)
@@ -141,12 +236,42 @@ def parse_yaml(
     max_values: int = MAX_YAML_VALUES,
     max_factor: int = MAX_YAML_EXPANSION,
     max_depth: int = MAX_DEPTH,
+    libyaml: bool = True,
 ) -> tuple[bool, Any]:
     """Parse YAML text; syntax errors become one problem with the line and column, and a
     file whose aliases expand it beyond the limit, or nested deeper than ``max_depth``
-    levels, is refused before anything is built."""
+    levels, is refused before anything is built. ``libyaml=False`` reads with the
+    pure-Python reader only (the results are the same)."""
+    if libyaml and _CParser is not None:
+        try:
+            _check_events(text, max_depth)
+        except _TooDeep as exc:
+            report.add((), _too_deep(max_depth, exc.line))
+            return False, None
+        except _Fallback:
+            pass
+        else:
+            checked = Report(file=report.file)
+            result = _parse_yaml_with(
+                _CLoader(text), text, checked, max_values, max_factor, max_depth
+            )
+            if result is not None:
+                for path, message in checked.items:
+                    report.add(path, message)
+                return result
     loader = _Loader(text)
     loader.max_depth = max_depth
+    parsed = _parse_yaml_with(loader, text, report, max_values, max_factor, max_depth)
+    assert parsed is not None
+    return parsed
+
+
+def _parse_yaml_with(
+    loader: Any, text: str, report: Report, max_values: int, max_factor: int, max_depth: int
+) -> tuple[bool, Any] | None:
+    """Compose with ``loader`` and build; ``None`` when the libyaml loader met a syntax
+    error (the caller reads the text again with _Loader for its exact message)."""
+    pure = isinstance(loader, _Loader)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -164,8 +289,12 @@ def parse_yaml(
             return False, None
         return True, _YamlBuilder(loader, report).build(node, ())
     except yaml.MarkedYAMLError as exc:
+        if not pure:
+            return None
         report.add((), f"YAML syntax error{_where(exc)}: {_yaml_reason(exc)}")
     except yaml.YAMLError as exc:
+        if not pure:
+            return None
         report.add((), f"YAML syntax error: {exc}")
     except _TooDeep as exc:
         report.add((), _too_deep(max_depth, exc.line))
