@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from triggerd.definitions import loading
+from triggerd.definitions import loading, schema
 from triggerd.definitions.problems import Report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +134,67 @@ def test_the_event_pass_measures_an_alias_by_the_height_of_its_node() -> None:
         loading._check_events(text, 6)
     assert caught.value.line == 2
     assert yaml.__with_libyaml__
+
+
+def _whole(document: Any) -> list[Any]:
+    report = Report(file="f.yaml")
+    schema._collect(schema._validator(None).iter_errors(document), (), report)
+    return report.items
+
+
+def _split(document: Any) -> list[Any]:
+    report = Report(file="f.yaml")
+    schema.validate_file(document, report)
+    return report.items
+
+
+def _mistakes() -> list[Any]:
+    good = {
+        "key": "wf",
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [
+            {"name": "c", "type": "cron", "cron": "* * * * *"},
+            {"name": "h", "type": "webhook", "path": "wf/h"},
+            {"name": "m", "type": "manual"},
+        ],
+    }
+    bad_triggers: list[Any] = [
+        {"name": "c", "type": "cron"},
+        {"name": "c", "type": "cron", "cron": 5, "path": "x", "extra": 1},
+        {"name": "h", "type": "webhook", "cron": "* * * * *", "methods": ["PUT", "PUT"]},
+        {"name": "m", "type": "manual", "version": 0, "input": []},
+        {"type": "manual"},
+        {"name": "x"},
+        {"name": "x", "type": "crn"},
+        {"name": "x", "type": ["cron"]},
+        {"name": "x", "type": None},
+        {"name": "", "type": "manual", "enabled": "yes"},
+        "a string",
+        None,
+        [],
+    ]
+    documents: list[Any] = [
+        [], None, "text", {}, {"workflows": {}}, {"workflows": [], "extra": 1},
+        {"workflows": [good, "not a workflow", None]},
+        {"workflows": [{**good, "triggers": {}}]},
+        {"workflows": [{**good, "triggers": None, "bogus": 1}]},
+        {"workflows": [{"graph": {"nodes": []}, "triggers": [{"name": "x"}]}]},
+    ]
+    for trigger in bad_triggers:
+        workflow = {**good, "triggers": [*good["triggers"], trigger]}
+        documents.append({"workflows": [good, workflow], "also": True})
+    return documents
+
+
+def test_validating_a_trigger_at_a_time_finds_what_the_whole_schema_finds() -> None:
+    documents = _mistakes()
+    for text in _test_texts():
+        parsed = _read(text)[0]
+        if isinstance(parsed, tuple) and parsed[0]:
+            documents.append(parsed[1])
+    found = 0
+    for document in documents:
+        whole = _whole(document)
+        assert _split(document) == whole, document
+        found += bool(whole)
+    assert found > 20

@@ -65,9 +65,64 @@ def _config_validator(trigger_type: TriggerType) -> Draft202012Validator:
     return Draft202012Validator({"$defs": defs, **trigger})
 
 
+@functools.cache
+def _shallow_validator(level: str) -> Draft202012Validator:
+    """A validator for the file or one workflow that leaves the items of its list below
+    (workflows, triggers) alone: :func:`validate_file` validates those one by one."""
+    schema = definitions_schema()
+    defs = schema["$defs"]
+    if level == "file":
+        top = {k: v for k, v in schema.items() if k != "$defs"}
+        child = "workflows"
+    else:
+        top = dict(defs["workflow"])
+        child = "triggers"
+    properties = dict(top["properties"])
+    properties[child] = {**properties[child], "items": {}}
+    return Draft202012Validator({**top, "properties": properties, "$defs": defs})
+
+
+@functools.cache
+def _trigger_type_validator(trigger_type: str) -> Draft202012Validator:
+    defs = definitions_schema()["$defs"]
+    return Draft202012Validator({"$defs": defs, **defs[f"{trigger_type}Trigger"]})
+
+
+_TRIGGER_TYPES = frozenset(t.value for t in TriggerType)
+
+
+def _trigger_is_valid(trigger: Any) -> bool:
+    """Whether a trigger is valid, cheaply: the ``trigger`` schema requires name and type,
+    and then applies the one branch its type names (``allOf`` of ``if``/``then``)."""
+    if not isinstance(trigger, dict) or "name" not in trigger:
+        return False
+    kind = trigger.get("type")
+    if not isinstance(kind, str) or kind not in _TRIGGER_TYPES:
+        return False
+    return bool(_trigger_type_validator(kind).is_valid(trigger))
+
+
 def validate_file(document: Any, report: Report) -> None:
-    """Add a problem for every schema violation in a whole definition document."""
-    _collect(_validator(None).iter_errors(document), (), report)
+    """Add a problem for every schema violation in a whole definition document.
+
+    The same problems, in the same order, as validating the document as a whole, but
+    checked a workflow and a trigger at a time: a valid trigger costs one validation of its
+    own type's keys instead of the ``allOf`` over every type (a 100,000-trigger file took
+    12 s); an invalid one is explained by the full ``trigger`` schema."""
+    _collect(_shallow_validator("file").iter_errors(document), (), report)
+    workflows = document.get("workflows") if isinstance(document, dict) else None
+    if not isinstance(workflows, list):
+        return
+    for index, workflow in enumerate(workflows):
+        base: JsonPath = ("workflows", index)
+        _collect(_shallow_validator("workflow").iter_errors(workflow), base, report)
+        triggers = workflow.get("triggers") if isinstance(workflow, dict) else None
+        if not isinstance(triggers, list):
+            continue
+        for number, trigger in enumerate(triggers):
+            if not _trigger_is_valid(trigger):
+                errors = _validator("trigger").iter_errors(trigger)
+                _collect(errors, (*base, "triggers", number), report)
 
 
 def validate_definition(definition: str, value: Any, base: JsonPath, report: Report) -> None:
