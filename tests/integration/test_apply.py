@@ -301,3 +301,41 @@ async def test_plan_reports_the_changes_and_writes_nothing(pool: asyncpg.Pool) -
     assert await _rows(pool) == before
     applied = await apply_report(pool, fewer, prune=True)
     assert applied.to_json() == planned.to_json()
+
+
+async def test_the_daemon_reads_its_definitions_off_the_event_loop(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The definitions file is a FIFO: reading it waits for the writer, who writes only
+    once the event loop has run something else meanwhile. Read on the loop, nothing else
+    ran until the writer gave up waiting."""
+    import asyncio
+    import os
+    import threading
+
+    from triggerd.config import DaemonSettings, Settings
+    from triggerd.daemon import Daemon
+
+    fifo = tmp_path / "defs.yaml"
+    os.mkfifo(fifo)
+    loop_ran = threading.Event()
+    ran_before_write: list[bool] = []
+
+    def writer() -> None:
+        ran_before_write.append(loop_ran.wait(timeout=30))
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write(
+                "workflows:\n  - key: piped\n    graph: {nodes: [{id: a, type: noop}]}\n"
+            )
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    settings = Settings(daemon=DaemonSettings(definitions=(str(fifo),)))
+    daemon = Daemon(settings=settings, pool=pool)
+    applying = asyncio.create_task(daemon.apply_definitions(settings))
+    await asyncio.sleep(0)  # the apply starts; read on the loop, it blocks here
+    loop_ran.set()
+    await applying
+    await asyncio.to_thread(thread.join)
+    assert ran_before_write == [True]
+    assert await pool.fetchval("SELECT key FROM workflows") == "piped"
