@@ -43,6 +43,7 @@ _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 # The deepest a value may sit below the document (the API's and --input's limit too).
@@ -433,6 +434,8 @@ class _YamlBuilder:
         self._active: set[int] = set()
 
     def build(self, node: Node, path: JsonPath) -> Any:
+        if node.tag == _STR_TAG and isinstance(node, ScalarNode):
+            return node.value  # what the constructor returns for it, without its detour
         key = id(node)
         if key in self._built:
             return self._built[key]
@@ -513,6 +516,8 @@ class _YamlBuilder:
         return result
 
     def _key(self, node: ScalarNode) -> Any:
+        if node.tag == _STR_TAG:
+            return node.value
         try:
             return self._loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
