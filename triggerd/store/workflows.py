@@ -159,7 +159,28 @@ class StoredWorkflow:
     status: str
     latest: dict[str, Any] | None  # the version document of the latest version
     max_version: int
-    triggers: dict[str, tuple[str, dict[str, Any]]]  # name -> (id, trigger document)
+    triggers: dict[str, StoredTrigger]  # by name
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredTrigger:
+    id: str
+    enabled: bool
+    same: bool  # the stored row already holds what the file says (False: not in the file)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WantedTrigger:
+    """A trigger of the files as it is written: its document and JSON texts."""
+
+    doc: dict[str, Any]
+    config: str
+    input: str
+
+
+def wanted_trigger(trigger: TriggerSpec) -> WantedTrigger:
+    doc = _trigger_document(trigger)
+    return WantedTrigger(doc=doc, config=json.dumps(doc["config"]), input=json.dumps(doc["input"]))
 
 
 @dataclass(kw_only=True)
@@ -169,8 +190,8 @@ class ApplyPlan:
     report: ApplyReport
     workflow_updates: list[tuple[str, WorkflowSpec]] = field(default_factory=list)
     publish: list[tuple[WorkflowSpec, int]] = field(default_factory=list)
-    trigger_inserts: list[tuple[WorkflowSpec, str, dict[str, Any]]] = field(default_factory=list)
-    trigger_updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    trigger_inserts: list[tuple[WorkflowSpec, str, WantedTrigger]] = field(default_factory=list)
+    trigger_updates: list[tuple[str, WantedTrigger]] = field(default_factory=list)
     disable: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     # Enabled webhook paths written by this apply: path -> full trigger name, in file order.
@@ -182,18 +203,20 @@ def plan_apply(
     stored: dict[str, StoredWorkflow],
     created: set[str],
     legacy: _Legacy,
+    wanted: dict[tuple[str, str], WantedTrigger],
     *,
     prune: bool,
 ) -> ApplyPlan:
     """Compare the files with what is stored (by workflow key) and decide every write.
 
     ``created`` are the keys whose workflow rows this apply has just inserted; ``legacy``
-    the unnormalized stored paths (see :func:`_unnormalized_paths`). Raises
+    the unnormalized stored paths (see :func:`_unnormalized_paths`); ``wanted`` the files'
+    triggers by (workflow key, name). Raises
     :class:`DefinitionError` when a webhook path is taken by a legacy row this apply does
     not rewrite."""
     plan = ApplyPlan(report=ApplyReport())
     report = plan.report
-    governed = {tid for wf in stored.values() for tid, _ in wf.triggers.values()}
+    governed = {t.id for wf in stored.values() for t in wf.triggers.values()}
     # Rows of the files' workflows take the files' paths (or are disabled): only the others
     # can keep a path taken.
     foreign = {path: v for path, v in legacy.items() if v[0] not in governed}
@@ -210,8 +233,8 @@ def plan_apply(
             plan.workflow_updates.append((wf.id, spec))
             report.changes.append(Change(kind="workflow", name=spec.key, action="updated"))
             changed = True
-        wanted = version_document(spec)
-        if wf.latest is None or canonical_json(wf.latest) != canonical_json(wanted):
+        version = version_document(spec)
+        if wf.latest is None or canonical_json(wf.latest) != canonical_json(version):
             number = wf.max_version + 1
             plan.publish.append((spec, number))
             report.changes.append(
@@ -224,7 +247,8 @@ def plan_apply(
             report.unchanged_workflows += 1
         existing = dict(wf.triggers)
         for trigger in spec.triggers:
-            doc = _trigger_document(trigger)
+            want = wanted[spec.key, trigger.name]
+            doc = want.doc
             full = f"{spec.key}/{trigger.name}"
             old = existing.pop(trigger.name, None)
             if doc["type"] == "webhook" and doc["enabled"]:
@@ -233,22 +257,22 @@ def plan_apply(
                     _refuse_legacy_path(foreign, path, full)
                     plan.webhook_paths.setdefault(path, full)
             if old is None:
-                plan.trigger_inserts.append((spec, trigger.name, doc))
+                plan.trigger_inserts.append((spec, trigger.name, want))
                 report.changes.append(Change(kind="trigger", name=full, action="created"))
-            elif canonical_json(old[1]) == canonical_json(doc):
+            elif old.same:
                 report.unchanged_triggers += 1
             else:
-                plan.trigger_updates.append((old[0], doc))
+                plan.trigger_updates.append((old.id, want))
                 report.changes.append(Change(kind="trigger", name=full, action="updated"))
-        for name, (trigger_id, old_doc) in existing.items():
+        for name, old in existing.items():
             full = f"{spec.key}/{name}"
             if prune:
-                plan.delete.append(trigger_id)
+                plan.delete.append(old.id)
                 report.changes.append(
                     Change(kind="trigger", name=full, action="deleted", detail="not in the file")
                 )
-            elif old_doc["enabled"]:
-                plan.disable.append(trigger_id)
+            elif old.enabled:
+                plan.disable.append(old.id)
                 report.changes.append(
                     Change(kind="trigger", name=full, action="disabled", detail="not in the file")
                 )
@@ -319,15 +343,35 @@ async def _apply_all(
             ids,
         )
     }
-    triggers: dict[Any, dict[str, tuple[str, dict[str, Any]]]] = {i: {} for i in ids}
+    wanted = {(s.key, t.name): wanted_trigger(t) for s in specs for t in s.triggers}
+    rows_of = [(wid, s, t) for s, wid in zip(specs, ids, strict=True) for t in s.triggers]
+    docs = [wanted[s.key, t.name] for _, s, t in rows_of]
+    triggers: dict[Any, dict[str, StoredTrigger]] = {i: {} for i in ids}
+    # PostgreSQL compares each stored trigger with the file's, as the text of the jsonb it
+    # would store: the same test as comparing the documents, without sending 100,000 of
+    # them back to be decoded.
     for r in await conn.fetch(
-        "SELECT id, workflow_id, name, type, enabled, version, config, input"
-        " FROM workflow_triggers WHERE workflow_id = ANY($1::uuid[])",
+        "SELECT t.id, t.workflow_id, t.name, t.enabled, f.name IS NOT NULL"
+        " AND t.type = f.type AND t.enabled = f.enabled"
+        " AND t.version IS NOT DISTINCT FROM f.version"
+        " AND t.config::text = f.config::jsonb::text"
+        " AND t.input::text = f.input::jsonb::text AS same"
+        " FROM workflow_triggers t LEFT JOIN unnest($2::uuid[], $3::text[], $4::text[],"
+        " $5::boolean[], $6::int[], $7::text[], $8::text[])"
+        " AS f (workflow_id, name, type, enabled, version, config, input)"
+        " ON f.workflow_id = t.workflow_id AND f.name = t.name"
+        " WHERE t.workflow_id = ANY($1::uuid[])",
         ids,
+        [wid for wid, _, _ in rows_of],
+        [t.name for _, _, t in rows_of],
+        [d.doc["type"] for d in docs],
+        [d.doc["enabled"] for d in docs],
+        [d.doc["version"] for d in docs],
+        [d.config for d in docs],
+        [d.input for d in docs],
     ):
-        triggers[r["workflow_id"]][r["name"]] = (
-            str(r["id"]),
-            {k: r[k] for k in ("type", "enabled", "version", "config", "input")},
+        triggers[r["workflow_id"]][r["name"]] = StoredTrigger(
+            id=str(r["id"]), enabled=r["enabled"], same=bool(r["same"])
         )
     stored: dict[str, StoredWorkflow] = {}
     for spec, wid in zip(specs, ids, strict=True):
@@ -347,7 +391,7 @@ async def _apply_all(
             max_version=0 if version is None else int(version["max_version"]),
             triggers=triggers[wid],
         )
-    plan = plan_apply(specs, stored, {s.key for s in new}, legacy, prune=prune)
+    plan = plan_apply(specs, stored, {s.key for s in new}, legacy, wanted, prune=prune)
     await _check_paths(conn, plan, ids)
     await _write(conn, plan, stored)
     return plan.report
@@ -424,7 +468,7 @@ async def _write(
         )
     try:
         if plan.trigger_updates:
-            docs = [doc for _, doc in plan.trigger_updates]
+            updates = [want for _, want in plan.trigger_updates]
             await conn.execute(
                 "UPDATE workflow_triggers t SET type = u.type, enabled = u.enabled,"
                 " version = u.version, config = u.config::jsonb, input = u.input::jsonb,"
@@ -435,14 +479,14 @@ async def _write(
                 " $6::text[]) AS u (id, type, enabled, version, config, input)"
                 " WHERE t.id = u.id",
                 [tid for tid, _ in plan.trigger_updates],
-                [d["type"] for d in docs],
-                [d["enabled"] for d in docs],
-                [d["version"] for d in docs],
-                _json_texts([d["config"] for d in docs]),
-                _json_texts([d["input"] for d in docs]),
+                [w.doc["type"] for w in updates],
+                [w.doc["enabled"] for w in updates],
+                [w.doc["version"] for w in updates],
+                [w.config for w in updates],
+                [w.input for w in updates],
             )
         if plan.trigger_inserts:
-            docs = [doc for _, _, doc in plan.trigger_inserts]
+            inserts = [want for _, _, want in plan.trigger_inserts]
             await conn.execute(
                 "INSERT INTO workflow_triggers (workflow_id, name, type, enabled, version,"
                 " config, input) SELECT workflow_id, name, type, enabled, version,"
@@ -451,11 +495,11 @@ async def _write(
                 " AS i (workflow_id, name, type, enabled, version, config, input)",
                 [stored[spec.key].id for spec, _, _ in plan.trigger_inserts],
                 [name for _, name, _ in plan.trigger_inserts],
-                [d["type"] for d in docs],
-                [d["enabled"] for d in docs],
-                [d["version"] for d in docs],
-                _json_texts([d["config"] for d in docs]),
-                _json_texts([d["input"] for d in docs]),
+                [w.doc["type"] for w in inserts],
+                [w.doc["enabled"] for w in inserts],
+                [w.doc["version"] for w in inserts],
+                [w.config for w in inserts],
+                [w.input for w in inserts],
             )
     except asyncpg.UniqueViolationError as exc:
         # A concurrent apply took the path after the check above.
