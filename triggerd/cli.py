@@ -134,11 +134,14 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import load_files
+    from triggerd.definitions.loading import paused_gc
     from triggerd.store.workflows import apply_workflows
 
-    specs = load_files(args.files)  # raises DefinitionError before touching the database
-    async with _pool(settings) as pool, pool.acquire() as conn:
-        report = await apply_workflows(conn, specs, prune=args.prune, plan=args.plan)
+    # A short-lived process holding a large file's values: collections would only walk them.
+    with paused_gc():
+        specs = load_files(args.files)  # raises DefinitionError before touching the database
+        async with _pool(settings) as pool, pool.acquire() as conn:
+            report = await apply_workflows(conn, specs, prune=args.prune, plan=args.plan)
     if args.json:
         print_json(report.to_json())
         return 0
