@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import traceback
@@ -41,7 +42,7 @@ exit status:
   2   bad input or usage (also an ambiguous id prefix)
   3   not found
   4   not allowed in the current state (e.g. cancelling a finished run; a database schema
-      newer than this triggerd or with edited migrations)
+      older than this triggerd (run 'triggerd migrate') or with edited migrations)
   5   unavailable (the database cannot be reached, the HTTP port is in use)
   70  internal error (set {DEBUG_ENV}=1 to see the traceback)
 """
@@ -83,7 +84,25 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _pool(settings: Settings) -> AbstractAsyncContextManager[asyncpg.Pool]:
-    return db.open_pool(settings, migrate_first=True)
+    # Only `migrate` and `run` migrate (DESIGN §5b): this refuses an older schema (exit 4)
+    # and works, with a warning, on a newer one (a rolling upgrade).
+    return db.open_pool(settings, migrate_first=False)
+
+
+_WARNING_HANDLER = "triggerd-cli-warnings"
+
+
+def _print_warnings() -> None:
+    """Warnings of commands other than ``run`` (e.g. a schema newer than this triggerd)
+    go to stderr as one line each, like errors."""
+    package = logging.getLogger("triggerd")
+    if any(h.get_name() == _WARNING_HANDLER for h in package.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_WARNING_HANDLER)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("triggerd: warning: %(message)s"))
+    package.addHandler(handler)
 
 
 # --- commands ------------------------------------------------------------------------
@@ -553,6 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         settings = load_settings(args.config)
         handler: Handler = args.handler
+        if handler is not cmd_run:
+            _print_warnings()
         return runtime.run(handler(args, settings))
     except DefinitionError as exc:
         _print_problems(exc)
@@ -568,13 +589,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unexpected(exc: Exception) -> int:
-    from triggerd.store.slots import is_connection_error
+    from triggerd.db import is_unavailable
 
     reason = (str(exc).strip().splitlines() or [""])[0]
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         traceback.print_exc(file=sys.stderr)
     # A connection lost after it was opened is the database being unavailable, not a bug.
-    if is_connection_error(exc) and (
+    if is_unavailable(exc) and (
         not isinstance(exc, OSError) or isinstance(exc, ConnectionError | TimeoutError)
     ):
         print(f"triggerd: error: the database connection failed: {reason or type(exc).__name__}",

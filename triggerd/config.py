@@ -27,6 +27,9 @@ class DatabaseSettings:
     url: str = ""
     pool_min: int = 2
     pool_max: int = 10
+    # Whether `triggerd run` applies missing migrations at start (false: it refuses an
+    # older schema, like every command but `triggerd migrate`).
+    migrate: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,11 +127,14 @@ KEY_HELP: dict[str, str] = {
     "database.url": "PostgreSQL URL; empty starts the embedded server under state_dir",
     "database.pool_min": "minimum pool connections",
     "database.pool_max": "maximum pool connections",
+    "database.migrate": "the daemon applies missing migrations at start (true or false)",
     "http.host": "address to listen on",
     "http.port": "TCP port to listen on (1-65535)",
     "http.max_body_bytes": "largest webhook body accepted",
     "http.max_pending": "NEW executions above which webhooks answer 429",
-    "http.processes": "processes sharing the port (1-64); the extra ones answer webhooks",
+    "http.processes": (
+        "processes sharing the port (1-64, default 1); the extra ones answer webhooks"
+    ),
     "executor.concurrency": "runs in progress per process",
     "executor.lease": "lease of a claimed run, renewed by a heartbeat",
     "executor.poll_interval": "fallback poll for work when no notification arrives",

@@ -13,7 +13,7 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -24,24 +24,16 @@ from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
+from triggerd.component import Component
 from triggerd.config import Settings, load_settings
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
+from triggerd.notifications.hub import NotificationHub
 from triggerd.sdnotify import Notifier
 from triggerd.serving.sockets import open_listener
 from triggerd.store.workflows import apply_workflows
 
 logger = logging.getLogger(__name__)
-
-
-class Component(Protocol):
-    """A long-running part of the daemon (scheduler, executor, webhooks, ...)."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 def create_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
@@ -70,6 +62,8 @@ class Daemon:
     app: web.Application | None = None
     dsn: str = ""
     executor: Any = None
+    # The process's one LISTEN connection, shared by the components.
+    hub: NotificationHub | None = None
     notifier: Notifier = field(default_factory=Notifier)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -115,7 +109,11 @@ class Daemon:
         self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
-        report = await db.migrate(dsn)
+        if self.settings.database.migrate:
+            report = await db.migrate(dsn)
+        else:  # migrations are an operator's step (`triggerd migrate`); refuse an older schema
+            await db.check_schema(dsn)
+            report = db.MigrationReport(applied=(), current=0)
         self.pool = await db.create_pool(
             dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
         )
@@ -127,9 +125,7 @@ class Daemon:
         self.notifier.status("starting: components")
         for component in self.components:
             await component.start()
-            check = getattr(component, "readiness", None)
-            if check is not None:
-                self.add_readiness_check(component.name, check)
+            self.add_readiness_check(component.name, component.readiness)
         self.runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
         )
@@ -177,15 +173,19 @@ class Daemon:
         from triggerd.webhooks.ingress import setup_webhooks
 
         assert self.pool is not None and self.app is not None
+        self.hub = hub = NotificationHub(dsn=dsn)
         self.executor = Executor(
             pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
-            own_ports=frozenset({self._listen_port}),
+            own_ports=frozenset({self._listen_port}), hub=hub,
         )
-        # First, so it also sees the loop held while the other parts start.
-        self.components = [LoopLagMonitor(self.app[METRICS]), self.executor]
-        scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings)
+        # First, so it also sees the loop held while the other parts start; then the hub,
+        # which the others subscribe to (stopped after them).
+        self.components = [LoopLagMonitor(self.app[METRICS]), hub, self.executor]
+        scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings, hub=hub)
         scheduler.metrics = self.app[METRICS]
-        ingress = setup_webhooks(self.app, pool=self.pool, dsn=dsn, settings=self.settings)
+        ingress = setup_webhooks(
+            self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
+        )
         ingress.stats.sink = self.app[METRICS]
         self.components += [scheduler, ingress]
         if not self.settings.database.url:
@@ -212,11 +212,7 @@ class Daemon:
 
     def status_line(self) -> str:
         running = self.executor.in_progress if self.executor is not None else 0
-        triggers = 0
-        for component in self.components:
-            count = getattr(component, "trigger_count", None)
-            if isinstance(count, int):
-                triggers += count
+        triggers = sum(component.trigger_count for component in self.components)
         return f"{triggers} triggers, {running} runs in progress"
 
     def request_stop(self) -> None:
@@ -264,12 +260,8 @@ class Daemon:
                 if self.app is not None:
                     self.app[API_AUTH].update(new)
                 for component in self.components:
-                    apply_settings = getattr(component, "apply_settings", None)
-                    if apply_settings is not None:
-                        apply_settings(new)
-                    reload = getattr(component, "reload", None)
-                    if reload is not None:
-                        await reload()
+                    component.apply_settings(new)
+                    await component.reload()
                 logger.info("reloaded", extra={"event": "daemon_reloaded"})
                 return True
             finally:

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -214,10 +215,10 @@ def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot connect to the database at {redact_dsn(dsn)}: {reason}")
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
+async def connect(dsn: str, *, application_name: str = "triggerd") -> asyncpg.Connection:
     try:
         conn: asyncpg.Connection = await asyncpg.connect(
-            dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": "triggerd"}
+            dsn, timeout=CONNECT_TIMEOUT, server_settings={"application_name": application_name}
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise _unavailable(dsn, exc) from None
@@ -246,12 +247,15 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 @contextlib.asynccontextmanager
 async def open_pool(
-    settings: Settings, *, migrate_first: bool = True
+    settings: Settings, *, migrate_first: bool = False
 ) -> AsyncIterator[asyncpg.Pool]:
-    """Resolve the database, optionally migrate, and yield a pool; closes it afterwards."""
+    """Resolve the database, migrate it or check its schema (DESIGN §5b: only ``migrate``
+    and the daemon migrate), and yield a pool; closes it afterwards."""
     dsn = await resolve_dsn(settings)
     if migrate_first:
         await migrate(dsn)
+    else:
+        await check_schema(dsn)
     pool = await create_pool(
         dsn, min_size=settings.database.pool_min, max_size=settings.database.pool_max
     )
@@ -275,10 +279,25 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+def migrations_folder() -> Traversable:
+    """Where the migration files are: ``triggerd/migrations/`` inside an installed wheel
+    (setup.py copies them there), else the repository's top-level ``migrations/`` (a source
+    checkout or an editable install)."""
+    packaged = resources.files("triggerd") / "migrations"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    if checkout.is_dir():
+        return checkout
+    raise MigrationError(
+        f"no migration files found (neither {packaged} nor {checkout} exists); reinstall triggerd"
+    )
+
+
 def known_migrations() -> list[Migration]:
-    """The migrations shipped inside the package, in order."""
+    """The migrations this triggerd ships, in order."""
     found: list[Migration] = []
-    folder = resources.files("triggerd") / "migrations"
+    folder = migrations_folder()
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match is None:
@@ -309,22 +328,73 @@ class MigrationReport:
     current: int
 
 
-def check_applied(known: list[Migration], applied: list[Any]) -> None:
-    """Refuse a database that is ahead of the code or whose applied files were edited."""
+@dataclass(frozen=True, kw_only=True)
+class SchemaState:
+    """How a database's applied migrations compare with the ones this triggerd ships."""
+
+    missing: tuple[str, ...]  # shipped but not applied: the schema is behind the code
+    unknown: tuple[str, ...]  # applied but not shipped: a newer triggerd migrated it
+
+
+def compare_schema(known: list[Migration], applied: list[Any]) -> SchemaState:
+    """Compare the applied rows with ``known``; refuse a known migration whose file was
+    edited after it was applied. Unknown ones are allowed: during a rolling upgrade the
+    new version migrates first and the older replicas keep running (and restarting)."""
     by_version = {m.version: m for m in known}
-    for row in applied:
+    unknown: list[str] = []
+    for row in sorted(applied, key=lambda r: int(r["version"])):
         mine = by_version.get(row["version"])
         if mine is None:
-            raise MigrationError(
-                f"the database has migration {row['name']} which this triggerd does not know:"
-                " the schema is newer than the code; upgrade triggerd"
-            )
+            unknown.append(str(row["name"]))
+            continue
         if mine.checksum != row["checksum"]:
             raise MigrationError(
                 f"migration {mine.name} was changed after it was applied"
                 f" (checksum {row['checksum'][:12]} in the database,"
                 f" {mine.checksum[:12]} in the package); restore the original file"
             )
+    done = {row["version"] for row in applied}
+    missing = tuple(m.name for m in known if m.version not in done)
+    return SchemaState(missing=missing, unknown=tuple(unknown))
+
+
+def behind_message(missing: tuple[str, ...]) -> str:
+    count = f"{len(missing)} migration{'s' if len(missing) != 1 else ''}"
+    return (
+        f"the database schema is older than this triggerd: {count} not applied"
+        f" ({', '.join(missing)}); run 'triggerd migrate' first"
+    )
+
+
+def _warn_ahead(unknown: tuple[str, ...]) -> None:
+    logger.warning(
+        f"the database has migration(s) {', '.join(unknown)} which this triggerd does not"
+        " know (a newer triggerd applied them); continuing",
+        extra={"event": "schema_ahead", "unknown_migrations": list(unknown)},
+    )
+
+
+async def _applied_rows(conn: asyncpg.Connection) -> list[Any]:
+    try:
+        return list(await conn.fetch("SELECT version, name, checksum FROM schema_migrations"))
+    except asyncpg.UndefinedTableError:
+        return []
+
+
+async def check_schema(dsn: str, migrations: list[Migration] | None = None) -> SchemaState:
+    """For everything that must not migrate: refuse a schema behind the code (exit 4),
+    warn about one ahead of it, and change nothing."""
+    known = known_migrations() if migrations is None else migrations
+    conn = await connect(dsn)
+    try:
+        state = compare_schema(known, await _applied_rows(conn))
+    finally:
+        await conn.close()
+    if state.missing:
+        raise MigrationError(behind_message(state.missing))
+    if state.unknown:
+        _warn_ahead(state.unknown)
+    return state
 
 
 async def migrate(dsn: str, migrations: list[Migration] | None = None) -> MigrationReport:
@@ -339,7 +409,9 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> Migrat
             applied = await conn.fetch(
                 "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
             )
-            check_applied(todo, list(applied))
+            state = compare_schema(todo, list(applied))
+            if state.unknown:
+                _warn_ahead(state.unknown)
             done = {row["version"] for row in applied}
             newly: list[str] = []
             for migration in todo:
@@ -374,17 +446,16 @@ def _shipped_migrations() -> tuple[Migration, ...]:
 
 
 async def schema_status(conn: asyncpg.Connection) -> str | None:
-    """None when the schema is fully migrated, else what is wrong (for /readyz)."""
+    """None when every shipped migration is applied (a newer schema is fine: rolling
+    upgrades), else what is wrong (for /readyz)."""
     try:
         rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
     except asyncpg.UndefinedTableError:
         return "no migrations applied"
-    known = list(_shipped_migrations())
     try:
-        check_applied(known, list(rows))
+        state = compare_schema(list(_shipped_migrations()), list(rows))
     except MigrationError as exc:
         return str(exc)
-    missing = {m.version for m in known} - {r["version"] for r in rows}
-    if missing:
-        return f"{len(missing)} migration(s) not applied"
+    if state.missing:
+        return f"{len(state.missing)} migration(s) not applied"
     return None

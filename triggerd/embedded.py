@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triggerd import db
+from triggerd.component import BaseComponent
 from triggerd.errors import TriggerdError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class EmbeddedServerWatch:
+class EmbeddedServerWatch(BaseComponent):
     """A daemon component; only built when the daemon runs the embedded server."""
 
     state_dir: Path

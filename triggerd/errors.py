@@ -93,10 +93,11 @@ class DatabaseUnavailable(DatabaseError):
 
 
 class MigrationError(DatabaseError):
-    """The schema cannot be migrated safely (unknown or edited migrations)."""
+    """The schema is not one this triggerd works with: older than the code (a command that
+    does not migrate), or an applied migration was edited."""
 
     # Reachable but in a state this triggerd refuses to work with: retrying will not help,
-    # an operator must act (upgrade triggerd, restore the file); not "unavailable".
+    # an operator must act (run `triggerd migrate`, restore the file); not "unavailable".
     exit_code = 4
 
 

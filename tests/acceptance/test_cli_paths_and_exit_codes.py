@@ -64,6 +64,9 @@ def test_relative_state_dir_follows_the_config_file(open_tmp: Path) -> None:
     below = open_tmp / "a" / "b"
     below.mkdir()
 
+    # Only `migrate` (and the daemon) creates the schema; other commands refuse a fresh one.
+    migrated = cli(below, "--config", "../proj/config/triggerd.toml", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
     applied = cli(below, "--config", "../proj/config/triggerd.toml", "apply",
                   "../proj/config/wf.json")
     assert applied.returncode == 0, applied.stderr
@@ -220,17 +223,36 @@ async def test_unexpected_error_is_one_line_and_exit_70(dsn: str, tmp_path: Path
     assert debug.stderr.strip().splitlines()[-1].startswith("triggerd: internal error:")
 
 
-async def test_schema_newer_than_the_code_is_exit_4(dsn: str, tmp_path: Path) -> None:
+async def test_schema_newer_than_the_code_works_with_a_warning(dsn: str, tmp_path: Path) -> None:
+    # A newer triggerd migrated first (a rolling upgrade, DESIGN §5b): this one keeps working.
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("INSERT INTO schema_migrations (version, name, checksum)"
                            " VALUES (9999, '9999_future.sql', 'x')")
     finally:
         await conn.close()
+    warning = (
+        "triggerd: warning: the database has migration(s) 9999_future.sql which this triggerd"
+        " does not know (a newer triggerd applied them); continuing"
+    )
+    for args, out in ((["migrate"], "schema is up to date (migration 0004)\n"),
+                      (["triggers", "list", "--json"], "[]\n")):
+        result = cli(tmp_path, *args, TRIGGERD_DATABASE_URL=dsn)
+        assert result.returncode == 0, (args, result.stderr)
+        assert one_line(result) == warning
+        assert result.stdout == out
+
+
+async def test_edited_migration_is_exit_4(dsn: str, tmp_path: Path) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    finally:
+        await conn.close()
     for args in (["migrate"], ["triggers", "list"]):
         result = cli(tmp_path, *args, TRIGGERD_DATABASE_URL=dsn)
         assert result.returncode == 4, (args, result.stderr)
-        assert one_line(result) == (
-            "triggerd: error: the database has migration 9999_future.sql which this triggerd"
-            " does not know: the schema is newer than the code; upgrade triggerd"
+        assert one_line(result).startswith(
+            "triggerd: error: migration 0001_initial.sql was changed after it was applied"
+            " (checksum edited in the database,"
         )

@@ -204,6 +204,13 @@ async def test_openapi_document_needs_no_token(offline: Client) -> None:
     doc = await response.json()
     assert doc["openapi"] == "3.1.0"
     assert "/api/v1/executions/{id}/cancel" in doc["paths"]
+    # Only GET of the document is public: any other method on its path needs the token.
+    for method in ("POST", "HEAD", "DELETE"):
+        response = await offline.request(method, "/api/v1/openapi.json")
+        assert response.status == 401, method
+        if method != "HEAD":
+            await expect_error(response, 401, "unauthorized",
+                               "missing Authorization header (expected 'Bearer <token>')")
 
 
 # --- workflows ------------------------------------------------------------------------------

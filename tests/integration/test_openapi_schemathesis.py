@@ -6,6 +6,7 @@ for the invalid requests it generates on purpose."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from tests.helpers import apply_doc, fire, free_port
 from triggerd.api.admin import add_admin_routes
-from triggerd.api.openapi import openapi_document
+from triggerd.api.admin_routes import ADMIN_ROUTES, openapi_document
+from triggerd.api.openapi import OPENAPI_PATH
 from triggerd.config import ApiSettings, Settings
 from triggerd.daemon import create_app
 
@@ -80,6 +82,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         " start_time = now(), end_time = now() WHERE id = $1", done)
 
     config = tmp_path / "schemathesis.toml"
+    run_report = tmp_path / "report.json"
     config.write_text(CONFIG)
     app = create_app(Settings(api=ApiSettings(token=TOKEN)), pool)
     add_admin_routes(app, environ={})
@@ -100,6 +103,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
             "--generation-database", "none",
             "--request-timeout", "30",
             "--no-color",
+            "--report", "json", "--report-json-path", str(run_report),
             cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -109,3 +113,16 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         await runner.cleanup()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
+    assert exercised_operations(json.loads(run_report.read_text())) == {
+        route.label for route in ADMIN_ROUTES if route.path != OPENAPI_PATH
+    }, report
+
+
+def exercised_operations(run_report: dict[str, Any]) -> set[str]:
+    """The operations schemathesis sent at least one request to. It never tests the
+    operation that serves the document it was loaded from (getOpenApi): that one is
+    fetched to load the document, and test_admin_api covers it."""
+    return {
+        label for label, phases in run_report["valid_rates"].items()
+        if sum(sum(counts.values()) for counts in phases.values()) > 0
+    }

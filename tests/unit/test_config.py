@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +44,22 @@ def test_example_file_loads_and_lists_every_key() -> None:
         section, key = dotted.split(".")
         assert f"[{section}]" in text
         assert f"\n{key} = " in text, f"{dotted} missing from config/triggerd.toml"
+
+
+def test_example_file_shows_the_defaults() -> None:
+    """Its header says the values shown are the defaults (but for the quick start's
+    state_dir and definitions): a changed default, such as [http] processes, must be
+    changed there too."""
+    example = load_settings(ROOT / "config" / "triggerd.toml", environ={})
+    defaults = Settings()
+    differ = [
+        f"{section.name}.{key.name}"
+        for section in fields(Settings) if section.name != "source"
+        for key in fields(getattr(defaults, section.name))
+        if getattr(getattr(example, section.name), key.name)
+        != getattr(getattr(defaults, section.name), key.name)
+    ]
+    assert differ == ["daemon.state_dir", "daemon.definitions"]
 
 
 def test_readme_lists_every_key_with_its_variable() -> None:
@@ -109,6 +126,8 @@ def test_definitions_list_from_env() -> None:
         ('[database]\nurl = "mysql://x"\n', "database.url: must start with postgresql://"),
         ('[daemon]\ndefinitions = "a.yaml"\n', "daemon.definitions: expected a list of strings"),
         ("http = 3\n", "http: expected a table [http]"),
+        ('[database]\nmigrate = "yes"\n', "database.migrate: expected true or false, got 'yes'"),
+        ("[database]\nmigrate = 1\n", "database.migrate: expected true or false, got 1"),
     ],
 )
 def test_bad_file_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -138,6 +157,10 @@ def test_missing_file(tmp_path: Path) -> None:
         ({"TRIGGERD_HTTP_PORT": "http"}, "TRIGGERD_HTTP_PORT: expected an integer, got 'http'"),
         ({"TRIGGERD_HTTP_PROT": "1"}, "TRIGGERD_HTTP_PROT: unknown setting http.prot"),
         ({"TRIGGERD_EXECUTOR_LEASE": "-5s"}, "TRIGGERD_EXECUTOR_LEASE: '-5s' is not a duration"),
+        (
+            {"TRIGGERD_DATABASE_MIGRATE": "maybe"},
+            "TRIGGERD_DATABASE_MIGRATE: expected true or false, got 'maybe'",
+        ),
     ],
 )
 def test_bad_environment_values(env: dict[str, str], message: str) -> None:
@@ -262,3 +285,12 @@ def test_one_port_range_everywhere(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path, environ={})
     assert str(info.value) == f"{path}: http.port: 0 is not a valid port (1-65535)"
+
+
+def test_database_migrate_defaults_to_true_and_is_read_from_file_and_env(tmp_path: Path) -> None:
+    assert load_settings(environ={}).database.migrate is True
+    path = write(tmp_path, "[database]\nmigrate = false\n")
+    assert load_settings(path, environ={}).database.migrate is False
+    assert load_settings(environ={"TRIGGERD_DATABASE_MIGRATE": "off"}).database.migrate is False
+    env = {"TRIGGERD_DATABASE_MIGRATE": "true"}
+    assert load_settings(path, environ=env).database.migrate is True

@@ -1,7 +1,8 @@
 """The admin API under ``/api/v1``: workflows, triggers, executions and definitions.
 
 Handlers are thin: they parse and check the request, call the store, and shape the answer
-as :mod:`triggerd.api.openapi` documents it. One middleware, scoped to ``/api/v1``, checks
+as :mod:`triggerd.api.openapi` documents it; :mod:`triggerd.api.admin_routes` declares which
+method and path each one serves. One middleware, scoped to ``/api/v1``, checks
 the bearer token and turns every failure into a JSON error ``{"error", "message", ...}``
 with the status the document lists — including aiohttp's own 404/405/413 — so that no
 request, however malformed, gets a 500 or an answer the document does not describe.
@@ -9,7 +10,6 @@ request, however malformed, gets a 500 or an answer the document does not descri
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -31,14 +31,13 @@ from triggerd.api.openapi import (
     KEY_PATTERN,
     NEXT_COUNT_DEFAULT,
     NEXT_COUNT_MAX,
-    OPENAPI_PATH,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
     TRIGGER_NAME_PATTERN,
-    openapi_document,
 )
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.cron import fire_to_json, next_fires, parse_cron
+from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents, parse_trigger_config
 from triggerd.definitions.problems import definition_error
 from triggerd.errors import (
@@ -66,7 +65,6 @@ from triggerd.store.executions import (
     retry_execution,
 )
 from triggerd.store.records import ExecutionRecord
-from triggerd.store.slots import is_connection_error
 from triggerd.store.workflows import (
     apply_workflows,
     get_trigger,
@@ -89,6 +87,8 @@ from triggerd.views import (
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# "METHOD /path" of the routes that need no token, from the route table.
+PUBLIC_OPERATIONS = web.AppKey("public_operations", frozenset[str])
 
 # Label under which problems of a POSTed definition document are reported.
 BODY_LABEL = "request body"
@@ -206,8 +206,11 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Bearer token and JSON errors for everything under ``/api/v1`` (nothing else)."""
     if not _in_api(request.path):
         return await handler(request)
-    # The document is public: clients need it to learn how to authenticate.
-    if not (request.path == OPENAPI_PATH and request.method == "GET"):
+    # Public routes (the document: clients need it to learn how to authenticate) are
+    # named by the route table; a request that matches no route needs the token.
+    resource = request.match_info.route.resource
+    operation = f"{request.method} {resource.canonical}" if resource is not None else None
+    if operation not in request.app[PUBLIC_OPERATIONS]:
         problem = request.app[API_AUTH].check(request.headers.get("Authorization"))
         if problem is not None:
             return _unauthorized(problem)
@@ -218,7 +221,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     except TriggerdError as exc:
         return _from_error(exc)
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             logger.warning("admin API: database unavailable",
                            extra={"event": "api_database_unavailable", "path": request.path,
                                   "error": f"{type(exc).__name__}: {exc}"})
@@ -399,15 +402,6 @@ def _accepted(execution_id: str) -> web.Response:
 
 
 # --- handlers: workflows ----------------------------------------------------------------------
-
-
-async def openapi_handler(request: web.Request) -> web.Response:
-    return web.Response(text=_openapi_text(), content_type="application/json")
-
-
-@functools.cache
-def _openapi_text() -> str:
-    return json.dumps(openapi_document())
 
 
 async def list_workflows_handler(request: web.Request) -> web.Response:
@@ -657,37 +651,25 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
 def add_admin_routes(
     app: web.Application, *, environ: Mapping[str, str] | None = None
 ) -> ApiAuth:
-    """Add the ``/api/v1`` routes and their middleware to ``app`` (which must hold
-    ``SETTINGS`` and ``POOL``). Returns the token holder (also ``app[API_AUTH]``): call its
-    ``update(settings)`` on reload."""
+    """Add the ``/api/v1`` routes of :data:`triggerd.api.admin_routes.ADMIN_ROUTES` and their
+    middleware to ``app`` (which must hold ``SETTINGS`` and ``POOL``). Returns the token
+    holder (also ``app[API_AUTH]``): call its ``update(settings)`` on reload. Called again
+    on the same app it only reads the token again: the routes are already there."""
+    # Imported here: the table refers to this module's handlers.
+    from triggerd.api.admin_routes import ADMIN_ROUTES, add_routes
+
     auth = ApiAuth.from_settings(app[SETTINGS], environ)
+    first = API_AUTH not in app
     app[API_AUTH] = auth
     if not auth.configured:
         logger.warning(
             "the admin API has no token: every /api/v1 request is refused",
             extra={"event": "api_token_missing"},
         )
-    app.middlewares.append(admin_middleware)
-    p = API_PREFIX
-    t = f"{p}/triggers/{{workflow}}/{{trigger}}"
-    e = f"{p}/executions/{{id}}"
-    router = app.router
-    router.add_get(OPENAPI_PATH, openapi_handler, allow_head=False)
-    router.add_get(f"{p}/workflows", list_workflows_handler, allow_head=False)
-    router.add_get(f"{p}/workflows/{{key}}", get_workflow_handler, allow_head=False)
-    router.add_get(f"{p}/workflows/{{key}}/versions", list_versions_handler, allow_head=False)
-    router.add_get(f"{p}/triggers", list_triggers_handler, allow_head=False)
-    router.add_get(t, get_trigger_handler, allow_head=False)
-    router.add_post(f"{t}/enable", enable_trigger_handler)
-    router.add_post(f"{t}/disable", disable_trigger_handler)
-    router.add_post(f"{t}/fire", fire_trigger_handler)
-    router.add_get(f"{t}/next", next_fires_handler, allow_head=False)
-    router.add_get(f"{t}/slots", slots_handler, allow_head=False)
-    router.add_get(f"{p}/executions", list_executions_handler, allow_head=False)
-    router.add_get(e, get_execution_handler, allow_head=False)
-    router.add_post(f"{e}/cancel", cancel_execution_handler)
-    router.add_post(f"{e}/retry", retry_execution_handler)
-    router.add_post(f"{p}/definitions", apply_definitions_handler)
+    if first:
+        app[PUBLIC_OPERATIONS] = frozenset(r.label for r in ADMIN_ROUTES if r.public)
+        app.middlewares.append(admin_middleware)
+        add_routes(app.router, ADMIN_ROUTES)
     return auth
 
 

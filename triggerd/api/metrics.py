@@ -32,6 +32,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from triggerd.appkeys import POOL, SETTINGS
+from triggerd.component import BaseComponent
 from triggerd.store.admin import ACTIVE_STATUSES, Conn, queue_depth
 from triggerd.tasks import cancel_and_wait
 
@@ -279,7 +280,7 @@ class Metrics:
         return encoder(self.registry), content_type
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(BaseComponent):
     """A daemon component: a task that sleeps ``interval`` seconds again and again and
     records how much later than asked it woke in ``triggerd_event_loop_lag_seconds``.
     Anything that holds the loop (a long computation, a blocking call) shows up here."""

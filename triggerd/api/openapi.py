@@ -1,4 +1,6 @@
-"""The admin API's OpenAPI 3.1 document, built in code next to the handlers it describes.
+"""The admin API's OpenAPI 3.1 vocabulary: component schemas, shared parameters and
+responses, the :class:`Route` declaration and :func:`build_document`, which turns a table of
+routes (:data:`triggerd.api.admin_routes.ADMIN_ROUTES`) into the document.
 
 The document is the contract the handlers keep (a schemathesis test checks them against
 it): every status an operation can answer is listed with its body, parameters carry the
@@ -9,8 +11,11 @@ same constraints the handlers enforce, and the definition document of
 from __future__ import annotations
 
 import copy
-import functools
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
 
 from triggerd.definitions import definitions_schema
 from triggerd.model import ExecutionStatus, NodeStatus, SlotOutcome, TriggerType, WorkflowStatus
@@ -31,6 +36,7 @@ KEY_MAX_LENGTH = 100
 TRIGGER_NAME_PATTERN = r"^[a-z0-9_-]{1,100}/[a-z0-9_-]{1,100}$"
 
 Schema = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _ref(name: str) -> Schema:
@@ -60,7 +66,7 @@ def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) ->
     }
 
 
-def _key_schema(what: str) -> Schema:
+def key_schema(what: str) -> Schema:
     return {
         "type": "string",
         "minLength": 1,
@@ -340,241 +346,161 @@ def _responses() -> dict[str, Any]:
     }
 
 
+# --- declarations: what one route of the table says about itself ---------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Param:
+    """A path or query parameter. Path parameters are required, query parameters are not.
+    ``component`` shares it as ``#/components/parameters/<component>``."""
+
+    name: str
+    location: Literal["path", "query"]
+    schema: Schema
+    description: str | None = None
+    component: str | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"name": self.name, "in": self.location,
+                                  "required": self.location == "path", "schema": self.schema}
+        if self.description is not None:
+            result["description"] = self.description
+        return result
+
+    def reference(self) -> dict[str, Any]:
+        if self.component is None:
+            return self.openapi()
+        return {"$ref": f"#/components/parameters/{self.component}"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Body:
+    """A JSON request body."""
+
+    schema: Schema
+    required: bool
+
+    def openapi(self) -> dict[str, Any]:
+        return {"required": self.required,
+                "content": {"application/json": {"schema": self.schema}}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """A success answer: its JSON body's schema and the headers it carries."""
+
+    description: str
+    schema: Schema
+    headers: Mapping[str, Schema] = field(default_factory=dict)
+
+    def openapi(self) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "description": self.description,
+            "content": {"application/json": {"schema": self.schema}},
+        }
+        if self.headers:
+            response["headers"] = dict(self.headers)
+        return response
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """One admin API operation, declared once: the router and the OpenAPI document are both
+    built from these. ``errors`` are the error statuses it may answer besides 401 and 503,
+    which every route that needs the token may answer; a ``public`` route needs no token."""
+
+    operation_id: str
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    answers: Mapping[int, Answer]
+    errors: tuple[int, ...] = ()
+    parameters: tuple[Param, ...] = ()
+    body: Body | None = None
+    public: bool = False
+
+    @property
+    def label(self) -> str:
+        """``"GET /api/v1/..."``, as schemathesis and the route checks name an operation."""
+        return f"{self.method} {self.path}"
+
+
+def json_answer(description: str, schema: str,
+                headers: Mapping[str, Schema] | None = None) -> Answer:
+    return Answer(description=description, schema=_ref(schema), headers=headers or {})
+
+
+def query(name: str, schema: Schema, description: str) -> Param:
+    return Param(name=name, location="query", schema=schema, description=description)
+
+
+# Shared parameters: the table refers to these, the document lists them once as components.
+WORKFLOW_KEY = Param(name="key", location="path", schema=key_schema("workflow key"),
+                     component="WorkflowKey")
+TRIGGER_WORKFLOW = Param(name="workflow", location="path", schema=key_schema("workflow key"),
+                         component="TriggerWorkflow")
+TRIGGER_NAME = Param(name="trigger", location="path", schema=key_schema("trigger name"),
+                     component="TriggerName")
+EXECUTION_ID = Param(
+    name="id", location="path", schema=_UUID, component="ExecutionId",
+    description="Execution id; a value that is not a UUID names no execution (404).",
+)
+PAGE_LIMIT = Param(
+    name="limit", location="query", component="PageLimit",
+    schema={"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
+            "default": PAGE_LIMIT_DEFAULT},
+)
+SHARED_PARAMETERS = (WORKFLOW_KEY, TRIGGER_WORKFLOW, TRIGGER_NAME, EXECUTION_ID, PAGE_LIMIT)
+
+LOCATION_HEADER: Mapping[str, Schema] = {
+    "Location": {"schema": {"type": "string"}, "description": "the status_url"}
+}
+ACCEPTED = json_answer("Accepted: the execution is stored and will run.", "Accepted",
+                       LOCATION_HEADER)
+# Error statuses and the shared response each one refers to.
+_ERROR_RESPONSES = {
+    400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 409: "Conflict",
+    413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "UnprocessableBody",
+    503: "Unavailable",
+}
+
+
 def _parameters() -> dict[str, Any]:
-    return {
-        "WorkflowKey": {
-            "name": "key", "in": "path", "required": True,
-            "schema": _key_schema("workflow key"),
-        },
-        "TriggerWorkflow": {
-            "name": "workflow", "in": "path", "required": True,
-            "schema": _key_schema("workflow key"),
-        },
-        "TriggerName": {
-            "name": "trigger", "in": "path", "required": True,
-            "schema": _key_schema("trigger name"),
-        },
-        "ExecutionId": {
-            "name": "id", "in": "path", "required": True, "schema": _UUID,
-            "description": "Execution id; a value that is not a UUID names no execution (404).",
-        },
-        "PageLimit": {
-            "name": "limit", "in": "query", "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
-                       "default": PAGE_LIMIT_DEFAULT},
-        },
-    }
+    return {p.component: p.openapi() for p in SHARED_PARAMETERS if p.component is not None}
 
 
-def _op(
-    summary: str,
-    operation_id: str,
-    ok: dict[str, Any],
-    errors: tuple[str, ...],
-    *,
-    parameters: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
-    tag: str,
-) -> dict[str, Any]:
-    responses: dict[str, Any] = dict(ok)
-    codes = {
-        "400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "409": "Conflict",
-        "413": "PayloadTooLarge", "415": "UnsupportedMediaType", "422": "UnprocessableBody",
-        "503": "Unavailable",
-    }
-    for code in (*errors, "401", "503"):
-        responses[code] = {"$ref": f"#/components/responses/{codes[code]}"}
+def _operation(route: Route) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(status): answer.openapi()
+                                 for status, answer in route.answers.items()}
+    errors = route.errors if route.public else (*route.errors, 401, 503)
+    for status in errors:
+        responses[str(status)] = {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status]}"}
     operation: dict[str, Any] = {
-        "summary": summary,
-        "operationId": operation_id,
-        "tags": [tag],
-        "responses": dict(sorted(responses.items())),
+        "summary": route.summary,
+        "operationId": route.operation_id,
+        "tags": [route.tag],
     }
-    if parameters:
-        operation["parameters"] = parameters
-    if body is not None:
-        operation["requestBody"] = body
+    if route.public:
+        operation["security"] = []
+    operation["responses"] = dict(sorted(responses.items()))
+    if route.parameters:
+        operation["parameters"] = [p.reference() for p in route.parameters]
+    if route.body is not None:
+        operation["requestBody"] = route.body.openapi()
     return operation
 
 
-def _json_ok(description: str, schema: str, status: str = "200",
-             headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": _ref(schema)}},
-    }
-    if headers:
-        response["headers"] = headers
-    return {status: response}
+def _paths(routes: Sequence[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return paths
 
 
-def _param(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/parameters/{name}"}
-
-
-def _query(name: str, schema: Schema, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
-_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the status_url"}}
-
-
-def _paths() -> dict[str, Any]:
-    trigger_params = [_param("TriggerWorkflow"), _param("TriggerName")]
-    trigger_base = f"{API_PREFIX}/triggers/{{workflow}}/{{trigger}}"
-    execution_base = f"{API_PREFIX}/executions/{{id}}"
-    accepted = _json_ok("Accepted: the execution is stored and will run.", "Accepted", "202",
-                        headers=_LOCATION)
-    return {
-        OPENAPI_PATH: {
-            "get": {
-                "summary": "This document",
-                "operationId": "getOpenApi",
-                "tags": ["meta"],
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI 3.1 document of the admin API.",
-                        "content": {"application/json": {"schema": _OBJECT}},
-                    }
-                },
-            }
-        },
-        f"{API_PREFIX}/workflows": {
-            "get": _op("List workflows", "listWorkflows",
-                       _json_ok("Every workflow, by key.", "WorkflowList"), (), tag="workflows"),
-        },
-        f"{API_PREFIX}/workflows/{{key}}": {
-            "get": _op("Get a workflow and its triggers", "getWorkflow",
-                       _json_ok("The workflow.", "WorkflowDetail"), ("404",),
-                       parameters=[_param("WorkflowKey")], tag="workflows"),
-        },
-        f"{API_PREFIX}/workflows/{{key}}/versions": {
-            "get": _op("List a workflow's published versions", "listWorkflowVersions",
-                       _json_ok("Versions, oldest first.", "VersionList"), ("404",),
-                       parameters=[_param("WorkflowKey")], tag="workflows"),
-        },
-        f"{API_PREFIX}/triggers": {
-            "get": _op(
-                "List triggers", "listTriggers",
-                _json_ok("Triggers, by workflow key and name.", "TriggerList"), ("400", "404"),
-                parameters=[
-                    _query("type", {"type": "string", "enum": [t.value for t in TriggerType]},
-                           "Only triggers of this type."),
-                    _query("workflow", _key_schema("workflow key"),
-                           "Only the triggers of this workflow (404 when there is none)."),
-                ],
-                tag="triggers",
-            ),
-        },
-        trigger_base: {
-            "get": _op("Get a trigger", "getTrigger", _json_ok("The trigger.", "Trigger"),
-                       ("404",), parameters=trigger_params, tag="triggers"),
-        },
-        f"{trigger_base}/enable": {
-            "post": _op("Enable a trigger", "enableTrigger",
-                        _json_ok("The trigger, enabled.", "TriggerChange"), ("404", "409"),
-                        parameters=trigger_params, tag="triggers"),
-        },
-        f"{trigger_base}/disable": {
-            "post": _op("Disable a trigger", "disableTrigger",
-                        _json_ok("The trigger, disabled.", "TriggerChange"), ("404",),
-                        parameters=trigger_params, tag="triggers"),
-        },
-        f"{trigger_base}/fire": {
-            "post": _op(
-                "Fire a trigger now (a manual run)", "fireTrigger", accepted,
-                ("400", "404", "409", "413", "415", "422"),
-                parameters=trigger_params,
-                body={"required": False,
-                      "content": {"application/json": {"schema": _ref("FireRequest")}}},
-                tag="triggers",
-            ),
-        },
-        f"{trigger_base}/next": {
-            "get": _op(
-                "Next fire instants of a cron trigger", "nextFires",
-                _json_ok("The next instants, as the scheduler computes them.", "NextFires"),
-                ("400", "404", "409"),
-                parameters=[
-                    *trigger_params,
-                    _query("count", {"type": "integer", "minimum": 1,
-                                     "maximum": NEXT_COUNT_MAX, "default": NEXT_COUNT_DEFAULT},
-                           "How many instants."),
-                ],
-                tag="triggers",
-            ),
-        },
-        f"{trigger_base}/slots": {
-            "get": _op(
-                "Recorded cron slots of a trigger (fired, skipped and why)", "listSlots",
-                _json_ok("Slots, newest first.", "SlotList"), ("400", "404"),
-                parameters=[*trigger_params, _param("PageLimit")], tag="triggers",
-            ),
-        },
-        f"{API_PREFIX}/executions": {
-            "get": _op(
-                "List executions, newest first", "listExecutions",
-                _json_ok("One page of executions.", "ExecutionPage"), ("400", "404"),
-                parameters=[
-                    _query("status", {"type": "string",
-                                      "enum": [s.value for s in ExecutionStatus]},
-                           "Only executions in this status."),
-                    _query("trigger", {"type": "string", "pattern": TRIGGER_NAME_PATTERN},
-                           "Only executions of this trigger, workflow_key/trigger_name"
-                           " (404 when there is no such trigger)."),
-                    _query("workflow", _key_schema("workflow key"),
-                           "Only executions of this workflow (404 when there is none)."),
-                    _param("PageLimit"),
-                    _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
-                           "Opaque: the next_cursor of the previous page."),
-                ],
-                tag="executions",
-            ),
-        },
-        execution_base: {
-            "get": _op("Get an execution with its node timeline", "getExecution",
-                       _json_ok("The execution; nodes in the order they ran.",
-                                "ExecutionDetail"),
-                       ("404",), parameters=[_param("ExecutionId")], tag="executions"),
-        },
-        f"{execution_base}/cancel": {
-            "post": _op(
-                "Cancel an execution", "cancelExecution",
-                {
-                    **_json_ok("Canceled (it was NEW or WAITING).", "Execution"),
-                    **_json_ok("Cancel requested: its running nodes are being cancelled.",
-                               "Execution", "202"),
-                },
-                ("404", "409"), parameters=[_param("ExecutionId")], tag="executions",
-            ),
-        },
-        f"{execution_base}/retry": {
-            "post": _op("Run an execution again with the same input and version",
-                        "retryExecution", accepted, ("404",),
-                        parameters=[_param("ExecutionId")], tag="executions"),
-        },
-        f"{API_PREFIX}/definitions": {
-            "post": _op(
-                "Apply a definition document (as triggerd apply)", "applyDefinitions",
-                _json_ok("Applied in one transaction.", "ApplyResult"),
-                ("400", "413", "415", "422"),
-                parameters=[
-                    _query("prune", {"type": "boolean", "default": False},
-                           "Delete the triggers of the document's workflows that it no"
-                           " longer lists (default: disable them)."),
-                ],
-                body={"required": True,
-                      "content": {"application/json": {"schema": _ref("DefinitionFile")}}},
-                tag="definitions",
-            ),
-        },
-    }
-
-
-@functools.cache
-def _document() -> dict[str, Any]:
+def build_document(routes: Sequence[Route]) -> dict[str, Any]:
+    """The OpenAPI document of ``routes`` (the admin API's: ``admin_routes.openapi_document()``)."""
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -594,7 +520,7 @@ def _document() -> dict[str, Any]:
             {"name": "workflows"}, {"name": "triggers"}, {"name": "executions"},
             {"name": "definitions"}, {"name": "meta"},
         ],
-        "paths": _paths(),
+        "paths": _paths(routes),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -609,8 +535,3 @@ def _document() -> dict[str, Any]:
             "schemas": _schemas(),
         },
     }
-
-
-def openapi_document() -> dict[str, Any]:
-    """The document (a fresh copy: callers may modify it)."""
-    return copy.deepcopy(_document())

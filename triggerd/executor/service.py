@@ -18,11 +18,14 @@ import aiohttp
 import asyncpg
 
 from triggerd import db
+from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
 from triggerd.executor.resume import ResumeKey, load_resume_key
 from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
 from triggerd.executor.writer import ProgressWriter
+from triggerd.notifications.channels import CANCEL, EXECUTIONS
+from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import executions as store
 from triggerd.tasks import cancel_and_wait
 
@@ -39,7 +42,7 @@ def make_owner() -> str:
 
 
 @dataclass(kw_only=True)
-class Executor:
+class Executor(BaseComponent):
     pool: asyncpg.Pool
     dsn: str
     settings: Settings
@@ -62,7 +65,11 @@ class Executor:
     _versions: dict[str, PreparedVersion] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _listener: asyncpg.Connection | None = None
+    # The daemon's notifications hub; without one (used alone) the executor runs its own.
+    hub: NotificationHub | None = None
+    _own_hub: NotificationHub | None = None
+    _subscription: Subscription | None = None
+    _checks: set[asyncio.Task[None]] = field(default_factory=set)  # cancel checks after gaps
     _http: aiohttp.ClientSession | None = None
     # The daemon's listening ports: http nodes may not call them ([egress] allow_self).
     own_ports: frozenset[int] = frozenset()
@@ -102,10 +109,18 @@ class Executor:
         self._http = aiohttp.ClientSession(connector=self._egress)
         self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
         self._writer.start()
+        if self.hub is None:
+            self._own_hub = NotificationHub(dsn=self.dsn)
+        hub = self.hub or self._own_hub
+        assert hub is not None
+        self._subscription = await hub.subscribe(
+            self.name, {EXECUTIONS: self._on_notify, CANCEL: self._on_cancel}, on_gap=self._on_gap
+        )
+        if self._own_hub is not None:
+            await self._own_hub.start()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat"),
-            asyncio.create_task(self._listen_loop(), name="triggerd-executor-listen"),
             asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
         ]
         logger.info(
@@ -164,14 +179,18 @@ class Executor:
             return
         await self.drain(self.settings.executor.drain)
         self._running = False
-        await cancel_and_wait(self._tasks)
+        hub = self.hub or self._own_hub
+        if hub is not None and self._subscription is not None:
+            hub.unsubscribe(self._subscription)
+            self._subscription = None
+        await cancel_and_wait([*self._tasks, *self._checks])
         if self._writer is not None:
             await self._writer.stop()
         if self._http is not None:
             await self._http.close()
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
+        if self._own_hub is not None:
+            await self._own_hub.stop()
+            self._own_hub = None
 
     def notify_new(self) -> None:
         """Executions were created in this process: claim at once, no polling delay."""
@@ -394,40 +413,36 @@ class Executor:
                     self._cancel_reasons[lost] = "lost"
                     task.cancel()
 
-    async def _listen_loop(self) -> None:
-        delay = 0.5
-        while self._running:
-            try:
-                conn = await db.connect(self.dsn)
-                self._listener = conn
-                await conn.add_listener(store.EXECUTIONS_CHANNEL, self._on_notify)
-                await conn.add_listener("triggerd_cancel", self._on_cancel)
-                delay = 0.5
-                self._wake.set()  # after any gap, look for work
-                while self._running and not conn.is_closed():  # noqa: ASYNC110
-                    await asyncio.sleep(1.0)  # the listener works in callbacks; just watch it
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning(
-                    "executor listener lost", extra={"event": "listener_lost", "error": str(exc)}
-                )
-            finally:
-                if self._listener is not None:
-                    with contextlib.suppress(Exception):
-                        await self._listener.close()
-                    self._listener = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-    def _on_notify(self, *args: Any) -> None:
+    def _on_notify(self, _payload: str) -> None:
         self._wake.set()
 
-    def _on_cancel(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        task = self._active.get(payload)
+    def _on_cancel(self, execution_id: str) -> None:
+        task = self._active.get(execution_id)
         if task is not None and not task.done():
-            self._cancel_reasons[payload] = "cancel"
+            self._cancel_reasons[execution_id] = "cancel"
             task.cancel()
+
+    def _on_gap(self) -> None:
+        """Notifications were lost: look for work, and for cancels of the runs held here."""
+        self._wake.set()
+        if self._running and self._active:
+            task = asyncio.create_task(self._reconcile_cancels(), name="triggerd-cancel-check")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _reconcile_cancels(self) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                canceled = await store.cancel_requested(conn, self.owner, list(self._active))
+        except Exception as exc:
+            # The next gap tries again; meanwhile the run goes on as it would have.
+            logger.warning(
+                "cancel check after a gap failed",
+                extra={"event": "cancel_check_failed", "error": str(exc)},
+            )
+            return
+        for execution_id in canceled:
+            self._on_cancel(execution_id)
 
     async def _retention_loop(self) -> None:
         retention = self.settings.executor.retention

@@ -18,9 +18,9 @@ How it works
   after a *gap* (a lost database connection, a stalled event loop, a clock jump). A gap
   first cancels every timer and waits for the writes in flight, then rebuilds from the
   tables, so a slot is handled either by the timer path or by a catch-up, never both.
-* Live reload: ``LISTEN triggerd_triggers`` on a dedicated connection reloads the changed
-  triggers within ~50 ms; a reconnect is a gap; a full reconcile runs every
-  ``scheduler.reconcile_interval``.
+* Live reload: the :data:`~triggerd.notifications.channels.TRIGGERS` notifications of the
+  process's notifications hub reload the changed triggers within ~50 ms; a gap in the hub's
+  connection is a gap here; a full reconcile runs every ``scheduler.reconcile_interval``.
 * Guards: the local clock is compared with PostgreSQL's at start and every 5 minutes
   (:attr:`CronScheduler.clock_skew`); :meth:`CronScheduler.readiness` names the triggers
   whose due slot is more than ``scheduler.lag_threshold`` late without a recorded outcome.
@@ -46,10 +46,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from triggerd.component import BaseComponent
 from triggerd.config import SchedulerSettings, Settings
 from triggerd.cron import CronSchedule, fires_between, next_fire, utc_iso
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import SlotOutcome
+from triggerd.notifications.channels import TRIGGERS, trigger_change_id
+from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.planning import SlotDecision, jitter_offset, plan_catchup
 from triggerd.scheduler.cache import (
     ConfigCache,
@@ -61,7 +64,6 @@ from triggerd.scheduler.cache import (
     plan_instant,
     unchanged,
 )
-from triggerd.scheduler.listener import TriggerListener
 from triggerd.scheduler.overdue import OverdueWatch, Owed, OwedKind
 from triggerd.scheduler.timer import PreciseTimer
 from triggerd.store.slots import (
@@ -222,7 +224,7 @@ class CronMetrics(Protocol):
     def set_clock_skew(self, seconds: float) -> None: ...
 
 
-class CronScheduler:
+class CronScheduler(BaseComponent):
     """The ``scheduler`` component of the daemon (see the module docstring)."""
 
     name = "scheduler"
@@ -234,14 +236,16 @@ class CronScheduler:
         dsn: str,
         settings: Settings,
         clock: Clock = utc_now,
+        hub: NotificationHub | None = None,
     ) -> None:
         self._pool = pool
         self._settings: SchedulerSettings = settings.scheduler
         self._clock = clock
         self._timer = PreciseTimer(clock=clock)
-        self._listener = TriggerListener(
-            dsn=dsn, on_change=self._on_trigger_change, on_reconnect=self._on_reconnect
-        )
+        # The daemon's hub; without one (used alone) the scheduler runs its own.
+        self._own_hub = hub is None
+        self._hub = hub if hub is not None else NotificationHub(dsn=dsn)
+        self._subscription: Subscription | None = None
         self._table = TriggerTable()
         self._configs = ConfigCache()
         self._instants: dict[datetime, set[ScheduleKey]] = {}
@@ -299,7 +303,11 @@ class CronScheduler:
         try:
             self._timer.start()
             # Listen before loading, so no change between the load and the LISTEN is lost.
-            await self._listener.start()
+            self._subscription = await self._hub.subscribe(
+                self.name, {TRIGGERS: self._on_trigger_notice}, on_gap=self._on_reconnect
+            )
+            if self._own_hub:
+                await self._hub.start()
             await self._check_clock()
             await self._warm_up()
             await self._rebuild("start")
@@ -320,7 +328,11 @@ class CronScheduler:
         await cancel_and_wait(tasks)
         self._tasks = []
         await self._timer.shutdown()
-        await self._listener.stop()
+        if self._subscription is not None:
+            self._hub.unsubscribe(self._subscription)
+            self._subscription = None
+        if self._own_hub:
+            await self._hub.stop()
         await self._drain_writes()
         self._instants.clear()
         self._prepared.clear()
@@ -895,6 +907,16 @@ class CronScheduler:
             await asyncio.wait(set(self._writes), timeout=DRAIN_TIMEOUT)
 
     # --- reload, gaps and guards --------------------------------------------------------------
+
+    def _on_trigger_notice(self, payload: str) -> None:
+        trigger_id = trigger_change_id(payload)
+        if trigger_id is None:
+            logger.warning(
+                "unreadable trigger notification",
+                extra={"event": "cron_listener_payload", "payload": payload[:200]},
+            )
+            return
+        self._on_trigger_change(trigger_id)
 
     def _on_trigger_change(self, trigger_id: str) -> None:
         if not self._running:

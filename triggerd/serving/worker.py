@@ -32,6 +32,7 @@ from triggerd.config import Settings, load_settings
 from triggerd.errors import TriggerdError
 from triggerd.logs import setup_logging
 from triggerd.model import ResponseMode
+from triggerd.notifications.hub import NotificationHub
 from triggerd.serving.forward import forward, upstream_session
 from triggerd.serving.sockets import open_listener
 from triggerd.tasks import cancel_and_wait
@@ -117,7 +118,9 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     reporter = await Reporter.open(report_fd)
     dsn = settings.database.url
     pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX)
-    ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings)
+    # A process of its own, so a LISTEN connection of its own (route changes, sync answers).
+    hub = NotificationHub(dsn=dsn)
+    ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings, hub=hub)
     ingress.stats.sink = reporter
     session = upstream_session(upstream)
 
@@ -157,6 +160,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                              extra={"event": "http_worker_orphaned", "worker": index})
                 stop.set()
 
+    await hub.start()
     await ingress.start()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
@@ -177,6 +181,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         with contextlib.suppress(Exception):
             await site.stop()
         await ingress.stop()
+        await hub.stop()
         await runner.cleanup()
         await cancel_and_wait(background)
         await session.close()

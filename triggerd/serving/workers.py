@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.serving.worker import (
     ENV_CONFIG,
@@ -39,7 +40,7 @@ class _Worker:
 
 
 @dataclass(kw_only=True)
-class HttpWorkers:
+class HttpWorkers(BaseComponent):
     """A daemon component: ``settings.http.processes - 1`` worker processes."""
 
     settings: Settings

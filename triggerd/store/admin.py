@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from triggerd.store.executions import EXECUTION_COLUMNS
 from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
@@ -39,7 +40,7 @@ async def page_executions(
 ) -> list[ExecutionRecord]:
     """Up to ``limit`` executions, newest first, strictly after ``after`` when given."""
     rows = await conn.fetch(
-        "SELECT e.*, w.key AS workflow_key, v.version AS version"
+        f"SELECT {EXECUTION_COLUMNS}"
         " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
         " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
         " WHERE ($1::text IS NULL OR e.status = $1)"

@@ -16,13 +16,11 @@ import asyncpg
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
 from triggerd.model import JSON
-from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, row_to
+from triggerd.notifications.channels import CANCEL, EXECUTIONS, FINISHED
+from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
 # asyncpg ships no type information: a connection or a pool, typed loosely.
 Conn = Any
-
-# Notification channel that wakes executors in other processes.
-EXECUTIONS_CHANNEL = "triggerd_executions"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +114,7 @@ async def insert_executions(conn: Conn, items: Sequence[NewExecution]) -> set[st
     rows = await conn.fetch(_INSERT, *insert_arguments(items))
     inserted = {r["id"] for r in rows if r["inserted"]}
     if inserted:
-        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, str(len(inserted)))
+        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, str(len(inserted)))
     missing = [r["id"] for r in rows if not r["inserted"]]
     if missing:
         raise NotFound(
@@ -143,7 +141,10 @@ async def find_duplicates(
 
 # --- reads ---------------------------------------------------------------------------
 
-_EXEC_COLUMNS = "e.*, w.key AS workflow_key, v.version AS version"
+EXECUTION_COLUMNS = (
+    columns(ExecutionRecord, "e", computed=("workflow_key", "version"))
+    + ", w.key AS workflow_key, v.version AS version"
+)
 _EXEC_FROM = (
     " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
     " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
@@ -155,7 +156,9 @@ async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
         uuid.UUID(execution_id)
     except ValueError:
         raise NotFound(f"{execution_id!r} is not an execution id (a UUID)") from None
-    row = await conn.fetchrow(f"SELECT {_EXEC_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id)
+    row = await conn.fetchrow(
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id
+    )
     if row is None:
         raise NotFound(f"no execution {execution_id}")
     record: ExecutionRecord = row_to(ExecutionRecord, row)
@@ -197,7 +200,7 @@ async def list_executions(
     before: datetime | None = None,
 ) -> list[ExecutionRecord]:
     rows = await conn.fetch(
-        f"SELECT {_EXEC_COLUMNS}{_EXEC_FROM}"
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}"
         " WHERE ($1::text IS NULL OR e.status = $1) AND ($2::uuid IS NULL OR e.trigger_id = $2)"
         " AND ($3::text IS NULL OR w.key = $3) AND ($4::timestamptz IS NULL OR e.created_at < $4)"
         " ORDER BY e.created_at DESC, e.id LIMIT $5",
@@ -212,7 +215,8 @@ async def list_executions(
 
 async def node_timeline(conn: Conn, execution_id: str) -> list[NodeExecutionRecord]:
     rows = await conn.fetch(
-        "SELECT * FROM node_executions WHERE execution_id = $1"
+        f"SELECT {columns(NodeExecutionRecord, 'n')} FROM node_executions n"
+        " WHERE execution_id = $1"
         " ORDER BY start_time NULLS LAST, node_id, attempt",
         execution_id,
     )
@@ -247,7 +251,7 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
             f"execution {execution_id} already finished with status {current.status};"
             " nothing was changed"
         )
-    await conn.execute("SELECT pg_notify($1, $2)", "triggerd_cancel", execution_id)
+    await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, execution_id)
     return await get_execution(conn, execution_id)
 
 
@@ -342,6 +346,20 @@ async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timede
     return {str(r["id"]) for r in rows}
 
 
+async def cancel_requested(conn: Conn, owner: str, ids: Sequence[str]) -> set[str]:
+    """Which of these runs, held by ``owner``, had a cancel requested (the executor asks
+    after a gap in its notifications, when a cancel may have been missed)."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1"
+        " AND status = 'RUNNING' AND cancel_requested",
+        owner,
+        list(ids),
+    )
+    return {str(r["id"]) for r in rows}
+
+
 async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
     """Hand runs back (drain): status NEW, lease cleared, so any process continues them."""
     if not ids:
@@ -353,7 +371,7 @@ async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
         owner,
         list(ids),
     )
-    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS_CHANNEL, "released")
+    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, "released")
     return int(result.split()[-1])
 
 
@@ -555,7 +573,7 @@ async def write_progress(
             final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:
                 await conn.execute(
-                    "SELECT pg_notify('triggerd_finished', x) FROM unnest($1::text[]) AS x", final
+                    "SELECT pg_notify($2, x) FROM unnest($1::text[]) AS x", final, FINISHED.wire
                 )
             # Only runs known to have copies pay for this statement (most have none).
             drop = [

@@ -126,3 +126,13 @@ def row_to(cls: type[Any], row: Any) -> Any:
             value = str(value)
         values[name] = value
     return cls(**values)
+
+
+def columns(cls: type[Any], alias: str, *, computed: tuple[str, ...] = ()) -> str:
+    """``alias.a, alias.b, ...`` for the record's fields that are columns of its table.
+
+    Never ``*``: a column a newer triggerd adds (expand/contract, rolling upgrades) must
+    not change what an older one reads, nor the result type of a cached statement.
+    """
+    names = [n for n in cls.__dataclass_fields__ if n not in computed]
+    return ", ".join(f"{alias}.{n}" for n in names)

@@ -22,7 +22,6 @@ cache is behind the table and reloads them).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,8 +29,10 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from triggerd.db import is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
+from triggerd.notifications.channels import CANCEL, EXECUTIONS
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
@@ -93,22 +94,6 @@ class SlotWriteResult:
     canceled: int  # previous executions canceled (overlap cancel_previous)
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database could not be reached (retry after a reconnect)
-    rather than that it refused the statement."""
-    return isinstance(
-        exc,
-        DatabaseUnavailable
-        | OSError
-        | asyncio.TimeoutError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError  # the server vanished in the middle of an operation
-        | asyncpg.CannotConnectNowError
-        | asyncpg.AdminShutdownError,
-    )
-
-
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
     reason = str(exc) or type(exc).__name__
     return DatabaseUnavailable(f"the database connection failed: {reason}")
@@ -148,7 +133,7 @@ async def iter_cron_triggers(
                 if len(rows) < page:
                     return
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
 
@@ -163,7 +148,7 @@ async def load_cron_triggers(
             _LOAD, None if ids is None else list(ids), timeout=STATEMENT_TIMEOUT
         )
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     return list(map(CronTriggerRow._make, rows))
@@ -171,7 +156,7 @@ async def load_cron_triggers(
 
 # --- the fire path ------------------------------------------------------------------------
 
-_RECORD = """
+_RECORD = f"""
 WITH d AS (
     -- Subscripts, not joins: the planner then knows d has as many rows as $1.
     SELECT r.trigger_id,
@@ -276,7 +261,7 @@ canceled AS (
         cancel_requested = true
     WHERE e.trigger_id IN (SELECT r.trigger_id FROM run r WHERE r.outcome = 'canceled_previous')
       AND e.status IN ('NEW', 'RUNNING', 'WAITING')
-    RETURNING e.id, pg_notify('triggerd_cancel', e.id::text)
+    RETURNING e.id, pg_notify('{CANCEL.wire}', e.id::text)
 ),
 inserted AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
@@ -296,7 +281,7 @@ inserted AS (
     RETURNING id
 ),
 notified AS (
-    SELECT pg_notify('triggerd_executions', count(*)::text) FROM inserted HAVING count(*) > 0
+    SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text) FROM inserted HAVING count(*) > 0
 )
 -- Only the slots decided here and the stale ones come back; the rest were decided elsewhere.
 SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execution_id::text,
@@ -424,7 +409,7 @@ async def record_slots(
     try:
         rows = await _fetch_custom_plan(conn, _RECORD, *batch.arguments(fired_at))
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     recorded: list[RecordedSlot] = []
@@ -458,7 +443,7 @@ async def warm_up(conn: Conn) -> None:
     try:
         await conn.fetch(_RECORD, *SlotBatch().arguments(""), timeout=STATEMENT_TIMEOUT)
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
 
@@ -505,7 +490,7 @@ async def find_overdue(
             timeout=STATEMENT_TIMEOUT,
         )
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     return [r[0] for r in rows]
@@ -517,7 +502,7 @@ async def database_clock(conn: Conn) -> datetime:
     try:
         value: datetime = await conn.fetchval("SELECT clock_timestamp()", timeout=10.0)
     except Exception as exc:
-        if is_connection_error(exc):
+        if is_unavailable(exc):
             raise _unavailable(exc) from exc
         raise
     return value

@@ -1,6 +1,6 @@
 """Webhook ingress SQL: the route table's source rows, the durable inbox (an execution and
 its ``webhook_requests`` row written by one statement), the backpressure count, the
-finished-run poll of ``sync`` mode, the status page and the LISTEN connection.
+finished-run poll of ``sync`` mode and the status page.
 
 Every function translates "the database cannot be reached" into
 :class:`~triggerd.errors.DatabaseUnavailable`, so the HTTP layer never imports asyncpg.
@@ -8,10 +8,9 @@ Every function translates "the database cannot be reached" into
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -19,17 +18,11 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
-from triggerd import db
 from triggerd.db import UNAVAILABLE_ERRORS
 from triggerd.db import is_unavailable as db_is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON
-from triggerd.store.executions import EXECUTIONS_CHANNEL
-
-# Channels: trigger changes (sent by a table trigger) and finished runs (sent by the
-# executor, payload = the execution id).
-TRIGGERS_CHANNEL = "triggerd_triggers"
-FINISHED_CHANNEL = "triggerd_finished"
+from triggerd.notifications.channels import EXECUTIONS
 
 # How long a request waits for a pool connection before it is answered 503: a saturated
 # or unreachable database must not turn into hung webhook senders.
@@ -227,7 +220,7 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
              i.remote_addr, i.received_at)
             for i in items
         ],
-        EXECUTIONS_CHANNEL,
+        EXECUTIONS.wire,
     ]
 
 
@@ -399,57 +392,3 @@ async def webhook_execution_status(
         output=row["output"],
         error_code=row["error_code"],
     )
-
-
-# --- notifications -------------------------------------------------------------------------
-
-
-class Listener:
-    """A dedicated connection LISTENing on some channels. A hint only: callers reconcile
-    from the tables after (re)connecting, since notifications sent meanwhile are lost."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self.lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn: self.lost.set())
-
-    @classmethod
-    async def open(
-        cls, dsn: str, channels: dict[str, Callable[[str], None]]
-    ) -> Listener:
-        """Connect and listen; ``channels`` maps a channel to a callback of the payload."""
-        conn = await db.connect(dsn)
-        listener = cls(conn)
-        try:
-            with _translated("listening for notifications"):
-                for channel, callback in channels.items():
-                    await conn.add_listener(channel, _payload_callback(callback))
-        except BaseException:
-            await listener.close()
-            raise
-        return listener
-
-    async def check(self) -> None:
-        """A cheap round trip: a silently dead connection (no FIN) is noticed here."""
-        try:
-            with _translated("checking the notification connection"):
-                await self._conn.fetchval("SELECT 1", timeout=5.0)
-        except DatabaseUnavailable:
-            self.lost.set()
-            raise
-
-    async def close(self) -> None:
-        if not self._conn.is_closed():
-            try:
-                await asyncio.wait_for(self._conn.close(), timeout=2.0)
-            except (Exception, asyncio.CancelledError):
-                self._conn.terminate()
-
-
-def _payload_callback(
-    callback: Callable[[str], None],
-) -> Callable[[Any, int, str, str], None]:
-    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        callback(payload)
-
-    return on_notify

@@ -12,7 +12,7 @@ import asyncpg
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.model import TriggerSpec, WorkflowSpec, normalize_webhook_path
-from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, row_to
+from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -608,9 +608,14 @@ async def set_trigger_enabled(
     return await get_trigger(conn, full_name), True
 
 
+_WORKFLOW_COLUMNS = columns(WorkflowRecord, "w", computed=("latest_version",))
+_VERSION_COLUMNS = columns(VersionRecord, "v")
+
+
 async def list_workflows(conn: asyncpg.Connection | asyncpg.Pool) -> list[WorkflowRecord]:
     rows = await conn.fetch(
-        "SELECT w.*, (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
+        f"SELECT {_WORKFLOW_COLUMNS},"
+        " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
         " AS latest_version FROM workflows w ORDER BY w.key"
     )
     return [row_to(WorkflowRecord, r) for r in rows]
@@ -618,7 +623,8 @@ async def list_workflows(conn: asyncpg.Connection | asyncpg.Pool) -> list[Workfl
 
 async def get_workflow(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> WorkflowRecord:
     row = await conn.fetchrow(
-        "SELECT w.*, (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
+        f"SELECT {_WORKFLOW_COLUMNS},"
+        " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
         " AS latest_version FROM workflows w WHERE w.key = $1",
         key,
     )
@@ -632,7 +638,9 @@ async def list_versions(
     conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str
 ) -> list[VersionRecord]:
     rows = await conn.fetch(
-        "SELECT * FROM workflow_versions WHERE workflow_id = $1 ORDER BY version", workflow_id
+        f"SELECT {_VERSION_COLUMNS} FROM workflow_versions v WHERE workflow_id = $1"
+        " ORDER BY version",
+        workflow_id,
     )
     return [row_to(VersionRecord, r) for r in rows]
 
@@ -643,11 +651,14 @@ async def resolve_version(
     """The pinned version, or the latest published one."""
     if version is None:
         row = await conn.fetchrow(
-            "SELECT * FROM workflow_versions WHERE workflow_id = $1 AND is_latest", workflow_id
+            f"SELECT {_VERSION_COLUMNS} FROM workflow_versions v"
+            " WHERE workflow_id = $1 AND is_latest",
+            workflow_id,
         )
     else:
         row = await conn.fetchrow(
-            "SELECT * FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+            f"SELECT {_VERSION_COLUMNS} FROM workflow_versions v"
+            " WHERE workflow_id = $1 AND version = $2",
             workflow_id,
             version,
         )

@@ -13,7 +13,7 @@ A ``202`` is sent only after the execution and its ``webhook_requests`` row are 
 
 This module is the component and its handlers; the pieces they use live beside it:
 :mod:`.answers` (responses), :mod:`.cleaning` (what is stored), :mod:`.validation`
-(``parameter_schema``), :mod:`.sync_wait`, :mod:`.wakeups` (LISTEN), :mod:`.loops`
+(``parameter_schema``), :mod:`.sync_wait`, :mod:`.loops`
 (polling), :mod:`.status_page` (``_executions``) and :mod:`.stats`.
 """
 
@@ -33,11 +33,14 @@ from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
 from triggerd.appkeys import READINESS_CHECKS
+from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
 from triggerd.ids import time_ordered_id
 from triggerd.loglimit import ThrottledLog
 from triggerd.model import JSON, ResponseMode, SecretRef
+from triggerd.notifications.channels import FINISHED, TRIGGERS
+from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import resolve_secret
 from triggerd.serving.forward import client_address
 from triggerd.store.webhooks import (
@@ -69,7 +72,6 @@ from triggerd.webhooks.stats import WebhookStats
 from triggerd.webhooks.status_page import reserved_path
 from triggerd.webhooks.sync_wait import FinishWaiter
 from triggerd.webhooks.validation import shorten, validation_errors
-from triggerd.webhooks.wakeups import listen_loop
 
 if TYPE_CHECKING:
     import asyncpg
@@ -125,7 +127,7 @@ class RunInput:
 # --- the component ----------------------------------------------------------------------------
 
 
-class WebhookIngress:
+class WebhookIngress(BaseComponent):
     """The webhook component: route table, group commit, listeners and the handlers."""
 
     name = "webhooks"
@@ -142,9 +144,14 @@ class WebhookIngress:
         pending_interval: float = 1.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         writers: int = 1,
+        hub: NotificationHub | None = None,
     ) -> None:
         self._pool = pool
         self._dsn = dsn
+        # The process's notifications hub; without one (used alone) the ingress runs its own.
+        self._own_hub = hub is None
+        self._hub = hub if hub is not None else NotificationHub(dsn=dsn)
+        self._subscription: Subscription | None = None
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
@@ -179,10 +186,18 @@ class WebhookIngress:
         if self._running:
             return
         self._running = True
+        # Before the first load: a change after it is then heard, or reconciled after a gap.
+        self._subscription = await self._hub.subscribe(
+            self.name,
+            {TRIGGERS: lambda _payload: self._reload_wanted.set(), FINISHED: self.waiter.notify},
+            on_gap=self._reload_wanted.set,
+        )
+        if self._own_hub:
+            await self._hub.start()
         try:
             await self.routes.reload()
         except DatabaseUnavailable as exc:
-            # Not fatal: the reload loop retries and the listener reconciles on connect.
+            # Not fatal: the reload loop retries and the hub's on_gap reconciles on connect.
             logger.warning(str(exc), extra={"event": "webhook_routes_unavailable"})
         with contextlib.suppress(DatabaseUnavailable):
             await self.refresh_pending()
@@ -200,12 +215,6 @@ class WebhookIngress:
                 name="webhooks-reload",
             ),
             asyncio.create_task(
-                listen_loop(
-                    self._dsn, reload_wanted=self._reload_wanted, finished=self.waiter.notify
-                ),
-                name="webhooks-listen",
-            ),
-            asyncio.create_task(
                 pending_loop(self.refresh_pending, interval=self._pending_interval),
                 name="webhooks-pending",
             ),
@@ -217,6 +226,11 @@ class WebhookIngress:
         self._running = False
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
+        if self._subscription is not None:
+            self._hub.unsubscribe(self._subscription)
+            self._subscription = None
+        if self._own_hub:
+            await self._hub.stop()
         await self.group_commit.stop()
         await self.waiter.stop()
 
@@ -563,7 +577,7 @@ def setup_webhooks(
     """Add ``/hooks/...`` to ``app`` and return the component the daemon starts and stops.
 
     ``options`` are passed to :class:`WebhookIngress` (``reload_interval``,
-    ``pending_interval``, ``max_batch``, ``writers``, ``monotonic``)."""
+    ``pending_interval``, ``max_batch``, ``writers``, ``monotonic``, ``hub``)."""
     ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings, clock=clock, **options)
     app[WEBHOOKS] = ingress
     # One catch-all route: every method and path is answered by us with a JSON error,

@@ -1,0 +1,636 @@
+--
+-- PostgreSQL database dump
+--
+
+
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET transaction_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: webhook_inbox_row; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.webhook_inbox_row AS (
+	id uuid,
+	workflow_id uuid,
+	version_id uuid,
+	trigger_id uuid,
+	trigger_name text,
+	dedupe_key text,
+	ttl_ms bigint,
+	input text,
+	method text,
+	path text,
+	query text,
+	headers text,
+	body bytea,
+	remote_addr text,
+	received_at timestamp with time zone
+);
+
+
+--
+-- Name: triggerd_execution_ended_unheld(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_execution_ended_unheld() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM node_outputs_resume WHERE execution_id = NEW.id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_executions_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_executions_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM webhook_requests r USING deleted d WHERE r.id = d.id;
+    DELETE FROM node_outputs_resume o USING deleted d WHERE o.execution_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_notify_trigger_change(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_notify_trigger_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('triggerd_triggers', json_build_object(
+        'op', TG_OP,
+        'id', COALESCE(NEW.id, OLD.id)
+    )::text);
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_refuse_published_version_change(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_refuse_published_version_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF OLD.published_at IS NOT NULL AND (
+           NEW.graph IS DISTINCT FROM OLD.graph
+        OR NEW.parameter_schema IS DISTINCT FROM OLD.parameter_schema
+        OR NEW.env_config IS DISTINCT FROM OLD.env_config
+        OR NEW.timeout_ms IS DISTINCT FROM OLD.timeout_ms
+        OR NEW.version IS DISTINCT FROM OLD.version
+        OR NEW.workflow_id IS DISTINCT FROM OLD.workflow_id
+        OR NEW.published_at IS DISTINCT FROM OLD.published_at)
+    THEN
+        RAISE EXCEPTION 'workflow version % of workflow % is published and immutable; publish a new version instead',
+            OLD.version, OLD.workflow_id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+
+--
+-- Name: triggerd_triggers_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_triggers_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM trigger_slots s USING deleted d WHERE s.trigger_id = d.id;
+    UPDATE webhook_requests r SET trigger_id = NULL
+    FROM workflow_executions e JOIN deleted d ON e.trigger_id = d.id
+    WHERE r.id = e.id;
+    UPDATE workflow_executions e SET trigger_id = NULL
+    FROM deleted d WHERE e.trigger_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_versions_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_versions_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE workflow_executions e SET workflow_version_id = NULL
+    FROM deleted d WHERE e.workflow_version_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_workflows_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_workflows_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM workflow_executions e USING deleted d WHERE e.workflow_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: node_executions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.node_executions (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    execution_id uuid NOT NULL,
+    node_id text NOT NULL,
+    node_type text NOT NULL,
+    status text NOT NULL,
+    attempt integer DEFAULT 1 NOT NULL,
+    input jsonb,
+    output jsonb,
+    branch text,
+    error_code text,
+    error_message text,
+    start_time timestamp with time zone,
+    end_time timestamp with time zone,
+    execution_time_ms double precision,
+    from_node_id text,
+    edge_condition text,
+    CONSTRAINT node_executions_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT node_executions_status_check CHECK ((status = ANY (ARRAY['RUNNING'::text, 'SUCCESS'::text, 'ERROR'::text, 'SKIPPED'::text, 'CANCELED'::text, 'WAITING'::text])))
+);
+
+
+--
+-- Name: node_outputs_resume; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.node_outputs_resume (
+    execution_id uuid NOT NULL,
+    node_id text NOT NULL,
+    attempt integer NOT NULL,
+    ciphertext bytea NOT NULL
+);
+ALTER TABLE ONLY public.node_outputs_resume ALTER COLUMN ciphertext SET STORAGE EXTERNAL;
+
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schema_migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: trigger_slots; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.trigger_slots (
+    trigger_id uuid NOT NULL,
+    scheduled_for timestamp with time zone NOT NULL,
+    outcome text NOT NULL,
+    execution_id uuid,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    detail text,
+    CONSTRAINT trigger_slots_outcome_check CHECK ((outcome = ANY (ARRAY['fired'::text, 'skipped_overlap'::text, 'skipped_misfire'::text, 'skipped_disabled'::text, 'buffered'::text, 'canceled_previous'::text, 'duplicate'::text])))
+);
+
+
+--
+-- Name: webhook_requests; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_requests (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    trigger_id uuid,
+    method text NOT NULL,
+    path text NOT NULL,
+    query jsonb DEFAULT '{}'::jsonb NOT NULL,
+    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    body bytea DEFAULT '\x'::bytea NOT NULL,
+    remote_addr text,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    execution_id uuid,
+    CONSTRAINT webhook_requests_shares_execution_id CHECK ((execution_id = id))
+);
+
+
+--
+-- Name: workflow_executions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.workflow_executions (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workflow_id uuid NOT NULL,
+    workflow_version_id uuid,
+    trigger_id uuid,
+    trigger_name text,
+    trigger_type text NOT NULL,
+    dedupe_key text,
+    dedupe_expires_at timestamp with time zone,
+    status text DEFAULT 'NEW'::text NOT NULL,
+    input jsonb DEFAULT '{}'::jsonb NOT NULL,
+    output jsonb,
+    context jsonb DEFAULT '{}'::jsonb NOT NULL,
+    error_code text,
+    error_message text,
+    scheduled_for timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    start_time timestamp with time zone,
+    end_time timestamp with time zone,
+    attempt integer DEFAULT 0 NOT NULL,
+    lease_owner text,
+    lease_expires_at timestamp with time zone,
+    resume_at timestamp with time zone,
+    cancel_requested boolean DEFAULT false NOT NULL,
+    retry_of uuid,
+    CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]))),
+    CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'webhook'::text, 'manual'::text, 'retry'::text])))
+);
+
+
+--
+-- Name: workflow_triggers; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.workflow_triggers (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workflow_id uuid NOT NULL,
+    version integer,
+    name text NOT NULL,
+    type text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    config jsonb DEFAULT '{}'::jsonb NOT NULL,
+    input jsonb DEFAULT '{}'::jsonb NOT NULL,
+    enabled_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflow_triggers_type_check CHECK ((type = ANY (ARRAY['cron'::text, 'webhook'::text, 'manual'::text]))),
+    CONSTRAINT workflow_triggers_version_check CHECK (((version IS NULL) OR (version >= 1)))
+);
+
+
+--
+-- Name: workflow_versions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.workflow_versions (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workflow_id uuid NOT NULL,
+    version integer NOT NULL,
+    graph jsonb NOT NULL,
+    parameter_schema jsonb DEFAULT '{}'::jsonb NOT NULL,
+    env_config jsonb DEFAULT '{}'::jsonb NOT NULL,
+    timeout_ms bigint DEFAULT 3600000 NOT NULL,
+    is_latest boolean DEFAULT false NOT NULL,
+    published_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflow_versions_timeout_ms_check CHECK ((timeout_ms > 0)),
+    CONSTRAINT workflow_versions_version_check CHECK ((version >= 1))
+);
+
+
+--
+-- Name: workflows; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.workflows (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id text DEFAULT 'default'::text NOT NULL,
+    key text NOT NULL,
+    name text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    status text DEFAULT 'active'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflows_status_check CHECK ((status = ANY (ARRAY['draft'::text, 'active'::text, 'archived'::text])))
+);
+
+
+--
+-- Name: node_executions node_executions_attempt; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.node_executions
+    ADD CONSTRAINT node_executions_attempt UNIQUE (execution_id, node_id, attempt);
+
+
+--
+-- Name: node_executions node_executions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.node_executions
+    ADD CONSTRAINT node_executions_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: node_outputs_resume node_outputs_resume_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.node_outputs_resume
+    ADD CONSTRAINT node_outputs_resume_pkey PRIMARY KEY (execution_id, node_id, attempt);
+
+
+--
+-- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: trigger_slots trigger_slots_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.trigger_slots
+    ADD CONSTRAINT trigger_slots_pkey PRIMARY KEY (trigger_id, scheduled_for);
+
+
+--
+-- Name: webhook_requests webhook_requests_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_requests
+    ADD CONSTRAINT webhook_requests_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflow_executions workflow_executions_dedupe; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_executions
+    ADD CONSTRAINT workflow_executions_dedupe UNIQUE (trigger_id, dedupe_key);
+
+
+--
+-- Name: workflow_executions workflow_executions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_executions
+    ADD CONSTRAINT workflow_executions_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflow_triggers workflow_triggers_name; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_triggers
+    ADD CONSTRAINT workflow_triggers_name UNIQUE (workflow_id, name);
+
+
+--
+-- Name: workflow_triggers workflow_triggers_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_triggers
+    ADD CONSTRAINT workflow_triggers_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflow_versions workflow_versions_number; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_versions
+    ADD CONSTRAINT workflow_versions_number UNIQUE (workflow_id, version);
+
+
+--
+-- Name: workflow_versions workflow_versions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_versions
+    ADD CONSTRAINT workflow_versions_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflows workflows_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflows
+    ADD CONSTRAINT workflows_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflows workflows_tenant_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflows
+    ADD CONSTRAINT workflows_tenant_key UNIQUE (tenant_id, key);
+
+
+--
+-- Name: node_executions_execution; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX node_executions_execution ON public.node_executions USING btree (execution_id, start_time);
+
+
+--
+-- Name: webhook_requests_received; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_requests_received ON public.webhook_requests USING btree (received_at);
+
+
+--
+-- Name: workflow_executions_dedupe_expiry; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_dedupe_expiry ON public.workflow_executions USING btree (dedupe_expires_at) WHERE (dedupe_expires_at IS NOT NULL);
+
+
+--
+-- Name: workflow_executions_end_time; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_end_time ON public.workflow_executions USING btree (end_time) WHERE (status = ANY (ARRAY['SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]));
+
+
+--
+-- Name: workflow_executions_new; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_new ON public.workflow_executions USING btree (created_at) WHERE (status = 'NEW'::text);
+
+
+--
+-- Name: workflow_executions_retry_of; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_retry_of ON public.workflow_executions USING btree (retry_of) WHERE (retry_of IS NOT NULL);
+
+
+--
+-- Name: workflow_executions_running_lease; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_running_lease ON public.workflow_executions USING btree (lease_expires_at) WHERE (status = 'RUNNING'::text);
+
+
+--
+-- Name: workflow_executions_status_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_status_created ON public.workflow_executions USING btree (status, created_at DESC);
+
+
+--
+-- Name: workflow_executions_trigger_active; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_trigger_active ON public.workflow_executions USING btree (trigger_id) WHERE (status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text]));
+
+
+--
+-- Name: workflow_executions_trigger_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_trigger_created ON public.workflow_executions USING btree (trigger_id, created_at DESC);
+
+
+--
+-- Name: workflow_executions_waiting; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_waiting ON public.workflow_executions USING btree (resume_at) WHERE (status = 'WAITING'::text);
+
+
+--
+-- Name: workflow_triggers_enabled_type; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_triggers_enabled_type ON public.workflow_triggers USING btree (type) WHERE enabled;
+
+
+--
+-- Name: workflow_triggers_webhook_path; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX workflow_triggers_webhook_path ON public.workflow_triggers USING btree (((config ->> 'path'::text))) WHERE ((type = 'webhook'::text) AND enabled);
+
+
+--
+-- Name: workflow_versions_one_latest; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX workflow_versions_one_latest ON public.workflow_versions USING btree (workflow_id) WHERE is_latest;
+
+
+--
+-- Name: workflow_executions workflow_executions_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_executions_deleted AFTER DELETE ON public.workflow_executions REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_executions_deleted();
+
+
+--
+-- Name: workflow_executions workflow_executions_ended_unheld; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_executions_ended_unheld AFTER UPDATE OF status ON public.workflow_executions FOR EACH ROW WHEN (((old.status = ANY (ARRAY['NEW'::text, 'WAITING'::text])) AND (new.status = ANY (ARRAY['SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text])))) EXECUTE FUNCTION public.triggerd_execution_ended_unheld();
+
+
+--
+-- Name: workflow_triggers workflow_triggers_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_triggers_deleted AFTER DELETE ON public.workflow_triggers REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_triggers_deleted();
+
+
+--
+-- Name: workflow_triggers workflow_triggers_notify; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_triggers_notify AFTER INSERT OR DELETE OR UPDATE ON public.workflow_triggers FOR EACH ROW EXECUTE FUNCTION public.triggerd_notify_trigger_change();
+
+
+--
+-- Name: workflow_versions workflow_versions_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_versions_deleted AFTER DELETE ON public.workflow_versions REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_versions_deleted();
+
+
+--
+-- Name: workflow_versions workflow_versions_immutable; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_versions_immutable BEFORE UPDATE ON public.workflow_versions FOR EACH ROW EXECUTE FUNCTION public.triggerd_refuse_published_version_change();
+
+
+--
+-- Name: workflows workflows_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_workflows_deleted();
+
+
+--
+-- Name: node_executions node_executions_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.node_executions
+    ADD CONSTRAINT node_executions_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
+
+
+--
+-- Name: workflow_executions workflow_executions_retry_of_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_executions
+    ADD CONSTRAINT workflow_executions_retry_of_fkey FOREIGN KEY (retry_of) REFERENCES public.workflow_executions(id) ON DELETE SET NULL;
+
+
+--
+-- Name: workflow_triggers workflow_triggers_workflow_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_triggers
+    ADD CONSTRAINT workflow_triggers_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES public.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- Name: workflow_versions workflow_versions_workflow_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_versions
+    ADD CONSTRAINT workflow_versions_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES public.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- PostgreSQL database dump complete
+--

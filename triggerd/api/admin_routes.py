@@ -1,0 +1,286 @@
+"""The admin API's route table: every ``/api/v1`` operation, declared once.
+
+The aiohttp router (:func:`triggerd.api.admin.add_admin_routes`) and the OpenAPI document
+(:func:`openapi_document`) are both built from :data:`ADMIN_ROUTES`, so a route cannot be
+served without being documented, or documented without being served.
+:func:`route_mismatches` compares what an application serves with what a document lists,
+for the tests and for anything that wants to check a running application.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from triggerd.api import admin
+from triggerd.api.openapi import (
+    ACCEPTED,
+    API_PREFIX,
+    CURSOR_PATTERN,
+    EXECUTION_ID,
+    NEXT_COUNT_DEFAULT,
+    NEXT_COUNT_MAX,
+    OPENAPI_PATH,
+    PAGE_LIMIT,
+    TRIGGER_NAME,
+    TRIGGER_NAME_PATTERN,
+    TRIGGER_WORKFLOW,
+    WORKFLOW_KEY,
+    Answer,
+    Body,
+    Route,
+    build_document,
+    json_answer,
+    key_schema,
+    query,
+)
+from triggerd.model import ExecutionStatus, TriggerType
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.Response(text=_openapi_text(), content_type="application/json")
+
+
+_P = API_PREFIX
+_TRIGGER = f"{_P}/triggers/{{workflow}}/{{trigger}}"
+_EXECUTION = f"{_P}/executions/{{id}}"
+_TRIGGER_PARAMS = (TRIGGER_WORKFLOW, TRIGGER_NAME)
+
+ADMIN_ROUTES: tuple[Route, ...] = (
+    Route(
+        operation_id="getOpenApi", method="GET", path=OPENAPI_PATH, handler=openapi_handler,
+        summary="This document", tag="meta", public=True,
+        answers={200: Answer(description="The OpenAPI 3.1 document of the admin API.",
+                             schema={"type": "object"})},
+    ),
+    Route(
+        operation_id="listWorkflows", method="GET", path=f"{_P}/workflows",
+        handler=admin.list_workflows_handler, summary="List workflows", tag="workflows",
+        answers={200: json_answer("Every workflow, by key.", "WorkflowList")},
+    ),
+    Route(
+        operation_id="getWorkflow", method="GET", path=f"{_P}/workflows/{{key}}",
+        handler=admin.get_workflow_handler, summary="Get a workflow and its triggers",
+        tag="workflows", answers={200: json_answer("The workflow.", "WorkflowDetail")},
+        errors=(404,), parameters=(WORKFLOW_KEY,),
+    ),
+    Route(
+        operation_id="listWorkflowVersions", method="GET",
+        path=f"{_P}/workflows/{{key}}/versions", handler=admin.list_versions_handler,
+        summary="List a workflow's published versions", tag="workflows",
+        answers={200: json_answer("Versions, oldest first.", "VersionList")},
+        errors=(404,), parameters=(WORKFLOW_KEY,),
+    ),
+    Route(
+        operation_id="listTriggers", method="GET", path=f"{_P}/triggers",
+        handler=admin.list_triggers_handler, summary="List triggers", tag="triggers",
+        answers={200: json_answer("Triggers, by workflow key and name.", "TriggerList")},
+        errors=(400, 404),
+        parameters=(
+            query("type", {"type": "string", "enum": [t.value for t in TriggerType]},
+                  "Only triggers of this type."),
+            query("workflow", key_schema("workflow key"),
+                  "Only the triggers of this workflow (404 when there is none)."),
+        ),
+    ),
+    Route(
+        operation_id="getTrigger", method="GET", path=_TRIGGER,
+        handler=admin.get_trigger_handler, summary="Get a trigger", tag="triggers",
+        answers={200: json_answer("The trigger.", "Trigger")},
+        errors=(404,), parameters=_TRIGGER_PARAMS,
+    ),
+    Route(
+        operation_id="enableTrigger", method="POST", path=f"{_TRIGGER}/enable",
+        handler=admin.enable_trigger_handler, summary="Enable a trigger", tag="triggers",
+        answers={200: json_answer("The trigger, enabled.", "TriggerChange")},
+        errors=(404, 409), parameters=_TRIGGER_PARAMS,
+    ),
+    Route(
+        operation_id="disableTrigger", method="POST", path=f"{_TRIGGER}/disable",
+        handler=admin.disable_trigger_handler, summary="Disable a trigger", tag="triggers",
+        answers={200: json_answer("The trigger, disabled.", "TriggerChange")},
+        errors=(404,), parameters=_TRIGGER_PARAMS,
+    ),
+    Route(
+        operation_id="fireTrigger", method="POST", path=f"{_TRIGGER}/fire",
+        handler=admin.fire_trigger_handler, summary="Fire a trigger now (a manual run)",
+        tag="triggers", answers={202: ACCEPTED},
+        errors=(400, 404, 409, 413, 415, 422), parameters=_TRIGGER_PARAMS,
+        body=Body(schema={"$ref": "#/components/schemas/FireRequest"}, required=False),
+    ),
+    Route(
+        operation_id="nextFires", method="GET", path=f"{_TRIGGER}/next",
+        handler=admin.next_fires_handler, summary="Next fire instants of a cron trigger",
+        tag="triggers",
+        answers={200: json_answer("The next instants, as the scheduler computes them.",
+                                  "NextFires")},
+        errors=(400, 404, 409),
+        parameters=(
+            *_TRIGGER_PARAMS,
+            query("count", {"type": "integer", "minimum": 1, "maximum": NEXT_COUNT_MAX,
+                            "default": NEXT_COUNT_DEFAULT}, "How many instants."),
+        ),
+    ),
+    Route(
+        operation_id="listSlots", method="GET", path=f"{_TRIGGER}/slots",
+        handler=admin.slots_handler,
+        summary="Recorded cron slots of a trigger (fired, skipped and why)", tag="triggers",
+        answers={200: json_answer("Slots, newest first.", "SlotList")},
+        errors=(400, 404), parameters=(*_TRIGGER_PARAMS, PAGE_LIMIT),
+    ),
+    Route(
+        operation_id="listExecutions", method="GET", path=f"{_P}/executions",
+        handler=admin.list_executions_handler, summary="List executions, newest first",
+        tag="executions", answers={200: json_answer("One page of executions.", "ExecutionPage")},
+        errors=(400, 404),
+        parameters=(
+            query("status", {"type": "string", "enum": [s.value for s in ExecutionStatus]},
+                  "Only executions in this status."),
+            query("trigger", {"type": "string", "pattern": TRIGGER_NAME_PATTERN},
+                  "Only executions of this trigger, workflow_key/trigger_name"
+                  " (404 when there is no such trigger)."),
+            query("workflow", key_schema("workflow key"),
+                  "Only executions of this workflow (404 when there is none)."),
+            PAGE_LIMIT,
+            query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
+                  "Opaque: the next_cursor of the previous page."),
+        ),
+    ),
+    Route(
+        operation_id="getExecution", method="GET", path=_EXECUTION,
+        handler=admin.get_execution_handler,
+        summary="Get an execution with its node timeline", tag="executions",
+        answers={200: json_answer("The execution; nodes in the order they ran.",
+                                  "ExecutionDetail")},
+        errors=(404,), parameters=(EXECUTION_ID,),
+    ),
+    Route(
+        operation_id="cancelExecution", method="POST", path=f"{_EXECUTION}/cancel",
+        handler=admin.cancel_execution_handler, summary="Cancel an execution",
+        tag="executions",
+        answers={
+            200: json_answer("Canceled (it was NEW or WAITING).", "Execution"),
+            202: json_answer("Cancel requested: its running nodes are being cancelled.",
+                             "Execution"),
+        },
+        errors=(404, 409), parameters=(EXECUTION_ID,),
+    ),
+    Route(
+        operation_id="retryExecution", method="POST", path=f"{_EXECUTION}/retry",
+        handler=admin.retry_execution_handler,
+        summary="Run an execution again with the same input and version", tag="executions",
+        answers={202: ACCEPTED}, errors=(404,), parameters=(EXECUTION_ID,),
+    ),
+    Route(
+        operation_id="applyDefinitions", method="POST", path=f"{_P}/definitions",
+        handler=admin.apply_definitions_handler,
+        summary="Apply a definition document (as triggerd apply)", tag="definitions",
+        answers={200: json_answer("Applied in one transaction.", "ApplyResult")},
+        errors=(400, 413, 415, 422),
+        parameters=(
+            query("prune", {"type": "boolean", "default": False},
+                  "Delete the triggers of the document's workflows that it no longer lists"
+                  " (default: disable them)."),
+        ),
+        body=Body(schema={"$ref": "#/components/schemas/DefinitionFile"}, required=True),
+    ),
+)
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return build_document(ADMIN_ROUTES)
+
+
+@functools.cache
+def _openapi_text() -> str:
+    return json.dumps(_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    """The admin API's document (a fresh copy: callers may modify it)."""
+    result: dict[str, Any] = json.loads(_openapi_text())
+    return result
+
+
+def add_routes(router: web.UrlDispatcher, routes: Iterable[Route]) -> None:
+    """Serve each route at its method and path, and nothing else: no implicit HEAD."""
+    for route in routes:
+        router.add_route(route.method, route.path, route.handler)
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+_PATH_PARAMETER = re.compile(r"\{([^}:]+)\}")
+
+
+def table_problems(routes: Sequence[Route]) -> list[str]:
+    """What is inconsistent inside a table: a repeated operation id or method and path, or
+    a path whose ``{parameters}`` are not exactly the path parameters it declares."""
+    problems: list[str] = []
+    for value, count in Counter(r.operation_id for r in routes).items():
+        if count > 1:
+            problems.append(f"operation id {value} is declared {count} times")
+    for value, count in Counter(r.label for r in routes).items():
+        if count > 1:
+            problems.append(f"{value} is declared {count} times")
+    for route in routes:
+        in_path = _PATH_PARAMETER.findall(route.path)
+        declared = [p.name for p in route.parameters if p.location == "path"]
+        if sorted(in_path) != sorted(declared):
+            problems.append(f"{route.label}: the path has parameters {in_path}, the route"
+                            f" declares {declared}")
+        if not route.answers or any(not 200 <= status < 300 for status in route.answers):
+            problems.append(f"{route.label}: answers must be success statuses, and at least one")
+    return problems
+
+
+def served_operations(app: web.Application) -> list[str]:
+    """``"METHOD /path"`` of every route ``app`` serves under ``/api/v1``, one entry per
+    registration (a route registered twice is listed twice)."""
+    served: list[str] = []
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None:
+            continue
+        path = resource.canonical
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            served.append(f"{route.method} {path}")
+    return served
+
+
+def documented_operations(document: Mapping[str, Any]) -> list[str]:
+    """``"METHOD /path"`` of every operation of an OpenAPI document."""
+    return [f"{method.upper()} {path}"
+            for path, item in document["paths"].items() for method in item]
+
+
+def route_mismatches(served: Iterable[str], documented: Iterable[str]) -> list[str]:
+    """One line per operation that is served but not documented, documented but not served,
+    or served more than once; none when the two agree."""
+    served_count = Counter(served)
+    documented_set = set(documented)
+    problems = [f"served but not documented: {op}"
+                for op in sorted(served_count.keys() - documented_set)]
+    problems += [f"documented but not served: {op}"
+                 for op in sorted(documented_set - served_count.keys())]
+    problems += [f"served {count} times: {op}"
+                 for op, count in sorted(served_count.items()) if count > 1]
+    return problems
+
+
+__all__ = [
+    "ADMIN_ROUTES",
+    "add_routes",
+    "documented_operations",
+    "openapi_document",
+    "route_mismatches",
+    "served_operations",
+    "table_problems",
+]
