@@ -180,6 +180,13 @@ def _mistakes() -> list[Any]:
         {"workflows": [{**good, "triggers": None, "bogus": 1}]},
         {"workflows": [{"graph": {"nodes": []}, "triggers": [{"name": "x"}]}]},
     ]
+    # Validity of the rest of a trigger is remembered by its JSON text: a bad name, or a
+    # value equal in Python but another JSON value (1 == True), must still be found.
+    cron = {"name": "c", "type": "cron", "cron": "* * * * *", "enabled": True}
+    documents.append({"workflows": [{**good, "triggers": [
+        cron, {**cron, "name": "Bad Name"}, {**cron, "name": "d", "enabled": 1},
+        {**cron, "name": "e", "enabled": 1.0}, {**cron, "name": "f"},
+    ]}]})
     for trigger in bad_triggers:
         workflow = {**good, "triggers": [*good["triggers"], trigger]}
         documents.append({"workflows": [good, workflow], "also": True})
