@@ -118,7 +118,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     dsn = await db.resolve_dsn(settings)
-    report = await db.migrate(dsn)
+    report = await db.migrate(db.direct_dsn(settings, dsn))
     if report.applied:
         for name in report.applied:
             print(f"applied {name}")

@@ -30,6 +30,18 @@ class DatabaseSettings:
     # Whether `triggerd run` applies missing migrations at start (false: it refuses an
     # older schema, like every command but `triggerd migrate`).
     migrate: bool = True
+    # LISTEN and migrations need a session of their own: behind PgBouncer in transaction
+    # mode they go to this URL (empty: the same as url).
+    direct_url: str = ""
+    pgbouncer: str = "auto"  # auto | true | false (auto: true when direct_url differs)
+
+    @property
+    def behind_pgbouncer(self) -> bool:
+        """Whether the pool's connections are a pooler's: no session state survives a
+        transaction, so no prepared statement may be kept across them."""
+        if self.pgbouncer == "auto":
+            return bool(self.direct_url) and self.direct_url != self.url
+        return self.pgbouncer == "true"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +140,8 @@ KEY_HELP: dict[str, str] = {
     "database.pool_min": "minimum pool connections",
     "database.pool_max": "maximum pool connections",
     "database.migrate": "the daemon applies missing migrations at start (true or false)",
+    "database.direct_url": "URL for LISTEN and migrations when url is PgBouncer (empty: url)",
+    "database.pgbouncer": "auto | true | false: url is PgBouncer in transaction mode",
     "http.host": "address to listen on",
     "http.port": "TCP port to listen on (1-65535)",
     "http.max_body_bytes": "largest webhook body accepted",
@@ -160,11 +174,15 @@ KEY_HELP: dict[str, str] = {
 MAX_HTTP_PROCESSES = 64
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("json", "text")
+_PGBOUNCER_WORDS = {"auto": "auto", "true": "true", "1": "true", "yes": "true", "on": "true",
+                    "false": "false", "0": "false", "no": "false", "off": "false"}
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
     """Turn a TOML or environment value into the type of the field's default."""
+    if key in ("database.pgbouncer", "TRIGGERD_DATABASE_PGBOUNCER"):
+        return _pgbouncer_mode(key, value)
     if isinstance(default, bool):
         if from_env and isinstance(value, str):
             lowered = value.strip().lower()
@@ -198,6 +216,19 @@ def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
     if isinstance(value, str):
         return value
     raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+
+
+def _pgbouncer_mode(key: str, value: Any) -> str:
+    """``[database] pgbouncer``: a TOML boolean, or auto/true/false (any case, and the
+    environment's 1/0/yes/no/on/off); kept as one of auto, true, false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str):
+        raise ConfigError(
+            f'{key}: expected true, false or "auto", got {type(value).__name__} {value!r}'
+        )
+    # An unknown word is kept as is: the range check names it with its source.
+    return _PGBOUNCER_WORDS.get(value.strip().lower(), value)
 
 
 def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
@@ -258,6 +289,20 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
     db_url = settings.database.url
     if db_url and not db_url.startswith(("postgres://", "postgresql://")):
         return ("database.url",), "database.url: must start with postgresql:// or postgres://"
+    direct = settings.database.direct_url
+    if direct and not direct.startswith(("postgres://", "postgresql://")):
+        return ("database.direct_url",), (
+            "database.direct_url: must start with postgresql:// or postgres://"
+        )
+    if direct and not db_url:
+        return ("database.direct_url",), (
+            "database.direct_url: needs database.url (the embedded server is always direct)"
+        )
+    if settings.database.pgbouncer not in ("auto", "true", "false"):
+        return ("database.pgbouncer",), (
+            f"database.pgbouncer: {settings.database.pgbouncer!r} is not one of"
+            " auto, true, false"
+        )
     return None
 
 

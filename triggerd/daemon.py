@@ -109,19 +109,22 @@ class Daemon:
         self._listen_port = int(listener.getsockname()[1])
         self.notifier.status("starting: database")
         dsn = await db.resolve_dsn(self.settings)
+        # LISTEN and the migrations' advisory lock need a session: never through PgBouncer.
+        direct = db.direct_dsn(self.settings, dsn)
         if self.settings.database.migrate:
-            report = await db.migrate(dsn)
+            report = await db.migrate(direct)
         else:  # migrations are an operator's step (`triggerd migrate`); refuse an older schema
-            await db.check_schema(dsn)
+            await db.check_schema(direct)
             report = db.MigrationReport(applied=(), current=0)
         self.pool = await db.create_pool(
-            dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max
+            dsn, min_size=self.settings.database.pool_min, max_size=self.settings.database.pool_max,
+            pgbouncer=self.settings.database.behind_pgbouncer,
         )
-        self.dsn = dsn
+        self.dsn = direct
         self.notifier.status("starting: definitions")
         await self.apply_definitions(self.settings)
         self.app = create_app(self.settings, self.pool)
-        self.build_components(dsn)
+        self.build_components(direct)
         self.notifier.status("starting: components")
         for component in self.components:
             await component.start()
@@ -183,6 +186,10 @@ class Daemon:
         self.components = [LoopLagMonitor(self.app[METRICS]), hub, self.executor]
         scheduler = CronScheduler(pool=self.pool, dsn=dsn, settings=self.settings, hub=hub)
         scheduler.metrics = self.app[METRICS]
+        oldest_owed = self.app[METRICS].oldest_owed_slot
+        self.app[METRICS].add_scrape_hook(
+            lambda: oldest_owed.set(scheduler.oldest_owed_seconds())
+        )
         ingress = setup_webhooks(
             self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
         )

@@ -181,6 +181,13 @@ async def resolve_dsn(settings: Settings) -> str:
     return await asyncio.to_thread(start_embedded, settings.state_dir)
 
 
+def direct_dsn(settings: Settings, resolved: str) -> str:
+    """The DSN for what needs a session of its own (LISTEN, the migration runner's advisory
+    lock): ``[database] direct_url``, else ``resolved`` (the url, or the embedded server's).
+    Behind PgBouncer in transaction mode the pooled url would lose both."""
+    return settings.database.direct_url or resolved
+
+
 # --- connections ---------------------------------------------------------------------
 
 
@@ -228,13 +235,27 @@ async def connect(dsn: str, *, application_name: str = "triggerd") -> asyncpg.Co
     return conn
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def _no_session_to_reset(conn: asyncpg.Connection) -> None:
+    """The pool's reset behind PgBouncer's transaction mode, where a pooled connection has
+    no session of its own: asyncpg still rolls back an open transaction first, but its
+    reset statement (UNLISTEN, RESET ALL, ...) would cost one more transaction per release
+    and reset whichever server connection happened to run it."""
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, pgbouncer: bool = False
+) -> asyncpg.Pool:
+    """``pgbouncer``: the connections are PgBouncer's in transaction mode, where a named
+    prepared statement is gone (or another client's) after each transaction: asyncpg then
+    keeps no statement cache (unnamed statements only) and releases without a reset."""
     try:
         pool: asyncpg.Pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            statement_cache_size=0 if pgbouncer else 100,
+            reset=_no_session_to_reset if pgbouncer else None,
             timeout=CONNECT_TIMEOUT,
             server_settings={"application_name": "triggerd"},
         )
@@ -253,11 +274,12 @@ async def open_pool(
     and the daemon migrate), and yield a pool; closes it afterwards."""
     dsn = await resolve_dsn(settings)
     if migrate_first:
-        await migrate(dsn)
+        await migrate(direct_dsn(settings, dsn))
     else:
-        await check_schema(dsn)
+        await check_schema(direct_dsn(settings, dsn))
     pool = await create_pool(
-        dsn, min_size=settings.database.pool_min, max_size=settings.database.pool_max
+        dsn, min_size=settings.database.pool_min, max_size=settings.database.pool_max,
+        pgbouncer=settings.database.behind_pgbouncer,
     )
     try:
         yield pool

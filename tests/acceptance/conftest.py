@@ -29,6 +29,8 @@ from typing import Any, TextIO
 import aiohttp
 import pytest
 
+from tests import external_pg
+from tests.external_pg import Endpoint
 from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -352,3 +354,25 @@ def embedded_state_dir(daemons: Daemons) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="triggerd-acc-") as name:
         yield Path(name) / "state"
         daemons.cleanup()  # before the directory goes: no server left on it
+
+
+# --- an external PostgreSQL and PgBouncer (tests/external_pg.py), one each per session ----
+
+
+@pytest.fixture(scope="session")
+def external_postgres() -> Iterator[Endpoint]:
+    """Debian's PostgreSQL started by the test itself (skips when it cannot be had)."""
+    reason = external_pg.missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    # fsync off: the machine is shared, and no test here kills the server.
+    with external_pg.postgres_server({"fsync": "off"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def external_pgbouncer(external_postgres: Endpoint) -> Iterator[Endpoint]:
+    """PgBouncer in transaction pooling mode in front of ``external_postgres``, with fewer
+    server connections than the daemons' pools hold, so transactions really share them."""
+    with external_pg.pgbouncer(external_postgres, pool_mode="transaction", pool_size=4) as bouncer:
+        yield bouncer

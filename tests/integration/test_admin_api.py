@@ -777,3 +777,154 @@ def test_storage_problem_accepts_plain_json() -> None:
     assert storage_problem("\x00") == (
         "$: contains a NUL character (\\u0000), which cannot be stored"
     )
+
+
+# --- pages of workflows and triggers ----------------------------------------------------------
+
+
+def _many_workflows(count: int, triggers: int) -> dict[str, Any]:
+    return {
+        "workflows": [
+            {
+                "key": f"wf{i:03d}",
+                "graph": {"nodes": [{"id": "start", "type": "noop"}]},
+                "triggers": [{"name": f"t{j}", "type": "manual"} for j in range(triggers)],
+            }
+            for i in range(count)
+        ]
+    }
+
+
+async def _walk(client: Client, path: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        separator = "&" if "?" in path else "?"
+        query = f"{separator}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        response = await client.get(path + query, headers=AUTH)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        pages += 1
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, pages
+
+
+async def test_workflows_and_triggers_come_in_pages(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """100,000 triggers must not mean 100,000 rows per request: both lists are read a page
+    at a time by keyset, and walking the pages yields every item once, in order."""
+    await apply_doc(pool, _many_workflows(7, 3))
+    client = await make_client()
+    workflows, pages = await _walk(client, "/api/v1/workflows", 3)
+    assert [w["key"] for w in workflows] == [f"wf{i:03d}" for i in range(7)]
+    assert pages == 3
+    triggers, pages = await _walk(client, "/api/v1/triggers", 4)
+    names = [t["name"] for t in triggers]
+    assert names == [f"wf{i:03d}/t{j}" for i in range(7) for j in range(3)]
+    assert pages == 6  # 21 triggers: 5 full pages and one of 1
+    # Filters narrow the pages; a page that ends at the last item has no cursor.
+    only, pages = await _walk(client, "/api/v1/triggers?workflow=wf003", 3)
+    assert [t["trigger"] for t in only] == ["t0", "t1", "t2"] and pages == 1
+    default = await (await client.get("/api/v1/triggers", headers=AUTH)).json()
+    assert len(default["items"]) == 21 and default["next_cursor"] is None
+
+
+@pytest.mark.parametrize("path", ["/api/v1/workflows", "/api/v1/triggers"])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=0", "limit: 0 is out of range 1-500"),
+        ("limit=501", "limit: 501 is out of range 1-500"),
+        ("cursor=abc", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=wf001",  # a position without its id
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=WF001." + "0" * 32,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=a.b.c." + "0" * 32,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=%25%25", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+    ],
+)
+async def test_workflow_and_trigger_pages_refuse_bad_parameters(
+    offline: Client, path: str, query: str, message: str
+) -> None:
+    response = await offline.get(f"{path}?{query}", headers=AUTH)
+    await expect_error(response, 400, "invalid_parameter", message)
+
+
+DOC_YAML = """
+workflows:
+  - key: report
+    graph:
+      nodes:
+        - id: start
+          type: noop
+    triggers:
+      - name: manual
+        type: manual
+      - name: nightly
+        type: cron
+        cron: "0 3 * * *"
+        timezone: Europe/Madrid
+"""
+
+
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/x-yaml",
+                                          "text/yaml"])
+async def test_definitions_may_be_sent_as_yaml(
+    make_client: ClientFactory, pool: asyncpg.Pool, content_type: str
+) -> None:
+    """The files `triggerd apply` takes can be posted as they are."""
+    client = await make_client()
+    response = await client.post("/api/v1/definitions", data=DOC_YAML.encode(),
+                                 headers={**AUTH, "Content-Type": content_type})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["changed"] is True
+    rows = await pool.fetch("SELECT name, config FROM workflow_triggers ORDER BY name")
+    assert [r["name"] for r in rows] == ["manual", "nightly"]
+    assert rows[1]["config"]["timezone"] == "Europe/Madrid"
+    again = await client.post("/api/v1/definitions", data=DOC_YAML.encode(),
+                              headers={**AUTH, "Content-Type": content_type})
+    assert (await again.json())["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code", "message"),
+    [
+        (b"", "application/yaml", 400, "invalid_yaml",
+         "the request body is empty; expected a definition document (workflows:)"),
+        (b"workflows: [\n", "application/yaml", 400, "invalid_yaml",
+         "YAML syntax error at line 2, column 1: expected the node content, but found"
+         " '<stream end>' (while parsing a flow node)"),
+        (b"\xff\xfe", "application/yaml", 400, "invalid_yaml",
+         "the body is not UTF-8 (byte 0)"),
+        (b"a: &a [*a]\n", "application/yaml", 400, "invalid_yaml", None),
+        (b"workflows: " + b"[" * 200 + b"]" * 200, "application/yaml", 400, "invalid_yaml",
+         "nested deeper than 64 levels (at line 1)"),
+        (b"workflows: []", "text/plain", 415, "unsupported_media_type",
+         "send the body as Content-Type: application/json or application/yaml, not"
+         " 'text/plain'"),
+        (b"workflows:\n  - key: \"\\0\"\n", "application/yaml", 422, "invalid_body",
+         "$.workflows[0].key: contains a NUL character (\\u0000), which cannot be stored"),
+    ],
+)
+async def test_bad_yaml_definitions_are_refused_and_change_nothing(
+    make_client: ClientFactory, pool: asyncpg.Pool, data: bytes, content_type: str,
+    status: int, code: str, message: str | None,
+) -> None:
+    client = await make_client()
+    response = await client.post("/api/v1/definitions", data=data,
+                                 headers={**AUTH, "Content-Type": content_type})
+    body = await expect_error(response, status, code)
+    if message is not None:
+        assert body["message"].startswith(message), body
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    # A structurally valid document that breaks the rules is a 422 with every problem.
+    response = await client.post("/api/v1/definitions", data=b"workflows:\n  - key: Bad\n",
+                                 headers={**AUTH, "Content-Type": "application/yaml"})
+    body = await expect_error(response, 422, "definitions_invalid")
+    assert "$.workflows[0].key" in [p["path"] for p in body["problems"]], body

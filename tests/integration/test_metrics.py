@@ -299,3 +299,21 @@ async def test_the_daemon_takes_the_label_limit_from_its_settings(pool: Any) -> 
     app = create_app(Settings(metrics=MetricsSettings(label_limit=7)), pool)
     assert app[METRICS].trigger_labels.limit == 7
     assert app[METRICS].workflow_labels.limit == 7
+
+
+async def test_scrape_hooks_set_gauges_before_each_scrape(
+    pool: Any, make_client: Callable[..., Awaitable[Client]]
+) -> None:
+    """The scheduler's oldest owed slot is read when Prometheus scrapes (one look at the
+    top of its heap); a hook that fails leaves the rest of the scrape intact."""
+    metrics = Metrics(process_metrics=False)
+    ages = iter([12.5, 0.0])
+    metrics.add_scrape_hook(lambda: metrics.oldest_owed_slot.set(next(ages)))
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    metrics.add_scrape_hook(broken)
+    client = await make_client(pool, metrics)
+    assert (await scrape(client))[("triggerd_scheduler_oldest_owed_seconds", ())] == 12.5
+    assert (await scrape(client))[("triggerd_scheduler_oldest_owed_seconds", ())] == 0.0

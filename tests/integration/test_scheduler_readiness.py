@@ -124,10 +124,13 @@ async def test_readiness_names_a_trigger_whose_slot_write_failed_until_a_slot_is
             assert await wait_for(
                 lambda: _is(scheduler, "overdue triggers: reports/every"), timeout=5.0
             )
+            # What triggerd_scheduler_oldest_owed_seconds shows: the failed slot's age.
+            assert scheduler.oldest_owed_seconds() > 1.0
         finally:
             await pool.execute("DROP TRIGGER refuse ON trigger_slots")
         # Later slots are recorded again: the failed one is settled.
         assert await wait_for(lambda: _is(scheduler, None), timeout=5.0)
+        assert scheduler.oldest_owed_seconds() < 1.0
         assert await pool.fetchval(
             "SELECT count(*) FROM trigger_slots WHERE trigger_id = $1", trigger_id
         ) > 0

@@ -33,13 +33,16 @@ from triggerd.api.openapi import (
     NEXT_COUNT_MAX,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
+    TRIGGER_CURSOR_PATTERN,
     TRIGGER_NAME_PATTERN,
+    WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.cron import fire_to_json, next_fires, parse_cron
 from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents, parse_trigger_config
-from triggerd.definitions.problems import definition_error
+from triggerd.definitions.loading import parse_yaml
+from triggerd.definitions.problems import Report, definition_error
 from triggerd.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -102,6 +105,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEY = re.compile(KEY_PATTERN)
 _TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
 _CURSOR = re.compile(CURSOR_PATTERN)
+_WORKFLOW_CURSOR = re.compile(WORKFLOW_CURSOR_PATTERN)
+_TRIGGER_CURSOR = re.compile(TRIGGER_CURSOR_PATTERN)
 _INTEGER = re.compile(r"^-?[0-9]{1,12}$")
 
 
@@ -328,6 +333,24 @@ def decode_cursor(text: str) -> ExecutionPosition:
     )
 
 
+def encode_name_cursor(*names: str) -> str:
+    """The position after an item listed by name: a workflow key (and a trigger name) and
+    the item's id, which breaks ties between tenants."""
+    *keys, item_id = names
+    return ".".join([*keys, uuid.UUID(item_id).hex])
+
+
+def _name_cursor(request: web.Request, *, parts: int) -> list[str] | None:
+    text = _query_value(request, "cursor")
+    if text is None:
+        return None
+    pattern = _WORKFLOW_CURSOR if parts == 2 else _TRIGGER_CURSOR
+    if not pattern.fullmatch(text):
+        raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
+    *keys, hex_id = text.split(".")
+    return [*keys, str(uuid.UUID(hex_id))]
+
+
 class _JsonRefusal(ValueError):
     pass
 
@@ -405,8 +428,15 @@ def _accepted(execution_id: str) -> web.Response:
 
 
 async def list_workflows_handler(request: web.Request) -> web.Response:
-    workflows = await list_workflows(request.app[POOL])
-    return _ok({"items": [workflow_json(w) for w in workflows]})
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    after = _name_cursor(request, parts=2)
+    # One row more than asked tells whether another page follows.
+    rows = await list_workflows(request.app[POOL],
+                                after=None if after is None else (after[0], after[1]),
+                                limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = encode_name_cursor(page[-1].key, page[-1].id) if len(rows) > limit else None
+    return _ok({"items": [workflow_json(w) for w in page], "next_cursor": next_cursor})
 
 
 async def get_workflow_handler(request: web.Request) -> web.Response:
@@ -434,8 +464,19 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     if workflow_key is not None:
         await get_workflow(pool, workflow_key)  # 404 for a workflow that does not exist
-    triggers = await list_triggers(pool, trigger_type=kind, workflow_key=workflow_key)
-    return _ok({"items": [trigger_json(t) for t in triggers]})
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    after = _name_cursor(request, parts=3)
+    rows = await list_triggers(pool, trigger_type=kind, workflow_key=workflow_key,
+                               after=None if after is None else (after[0], after[1], after[2]),
+                               limit=limit + 1)
+    page = rows[:limit]
+    last = page[-1] if page else None
+    next_cursor = (
+        encode_name_cursor(last.workflow_key, last.name, last.id)
+        if last is not None and len(rows) > limit
+        else None
+    )
+    return _ok({"items": [trigger_json(t) for t in page], "next_cursor": next_cursor})
 
 
 async def get_trigger_handler(request: web.Request) -> web.Response:
@@ -622,10 +663,43 @@ def _value_refused(message: str) -> DefinitionError:
     return definition_error([Problem(BODY_LABEL, "$", message)])
 
 
+# The media types a YAML definition document may be sent as (RFC 9512 registered the first).
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+async def _definition_body(request: web.Request) -> Any:
+    """The definition document, sent as JSON or, like the files ``triggerd apply`` reads,
+    as YAML (with the same limits on aliases, nesting and digits)."""
+    if request.content_type not in YAML_TYPES:
+        if await request.read() and not _is_json_type(request.content_type):
+            raise ApiError(415, "unsupported_media_type",
+                           f"send the body as Content-Type: application/json or"
+                           f" application/yaml, not {request.content_type[:60]!r}")
+        return await _json_body(request, required=True,
+                                expected='a definition document {"workflows": [...]}')
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge (413)
+    if not raw.strip():
+        raise ApiError(400, "invalid_yaml",
+                       "the request body is empty; expected a definition document (workflows:)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_yaml", f"the body is not UTF-8 (byte {exc.start})") from None
+    report = Report(file=BODY_LABEL)
+    parsed, document = parse_yaml(text, report)
+    if report.items or not parsed:
+        # Unparsable, like malformed JSON: a 400 (the limits on aliases and nesting too).
+        message = report.items[0][1] if report.items else "the YAML body could not be read"
+        raise ApiError(400, "invalid_yaml", message)
+    problem = storage_problem(document)
+    if problem is not None:
+        raise ApiError(422, "invalid_body", problem)
+    return document
+
+
 async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
-    document = await _json_body(request, required=True,
-                                expected='a definition document {"workflows": [...]}')
+    document = await _definition_body(request)
     try:
         specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 + problems
     except OverflowError as exc:

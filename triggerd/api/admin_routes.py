@@ -28,9 +28,11 @@ from triggerd.api.openapi import (
     NEXT_COUNT_MAX,
     OPENAPI_PATH,
     PAGE_LIMIT,
+    TRIGGER_CURSOR_PATTERN,
     TRIGGER_NAME,
     TRIGGER_NAME_PATTERN,
     TRIGGER_WORKFLOW,
+    WORKFLOW_CURSOR_PATTERN,
     WORKFLOW_KEY,
     Answer,
     Body,
@@ -52,6 +54,11 @@ _TRIGGER = f"{_P}/triggers/{{workflow}}/{{trigger}}"
 _EXECUTION = f"{_P}/executions/{{id}}"
 _TRIGGER_PARAMS = (TRIGGER_WORKFLOW, TRIGGER_NAME)
 
+WORKFLOW_CURSOR = query("cursor", {"type": "string", "pattern": WORKFLOW_CURSOR_PATTERN},
+                        "Opaque: the next_cursor of the previous page.")
+TRIGGER_CURSOR = query("cursor", {"type": "string", "pattern": TRIGGER_CURSOR_PATTERN},
+                       "Opaque: the next_cursor of the previous page.")
+
 ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="getOpenApi", method="GET", path=OPENAPI_PATH, handler=openapi_handler,
@@ -62,7 +69,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="listWorkflows", method="GET", path=f"{_P}/workflows",
         handler=admin.list_workflows_handler, summary="List workflows", tag="workflows",
-        answers={200: json_answer("Every workflow, by key.", "WorkflowList")},
+        answers={200: json_answer("One page of workflows, by key.", "WorkflowList")},
+        errors=(400,),
+        parameters=(PAGE_LIMIT, WORKFLOW_CURSOR),
     ),
     Route(
         operation_id="getWorkflow", method="GET", path=f"{_P}/workflows/{{key}}",
@@ -80,13 +89,16 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="listTriggers", method="GET", path=f"{_P}/triggers",
         handler=admin.list_triggers_handler, summary="List triggers", tag="triggers",
-        answers={200: json_answer("Triggers, by workflow key and name.", "TriggerList")},
+        answers={200: json_answer("One page of triggers, by workflow key and name.",
+                                  "TriggerList")},
         errors=(400, 404),
         parameters=(
             query("type", {"type": "string", "enum": [t.value for t in TriggerType]},
                   "Only triggers of this type."),
             query("workflow", key_schema("workflow key"),
                   "Only the triggers of this workflow (404 when there is none)."),
+            PAGE_LIMIT,
+            TRIGGER_CURSOR,
         ),
     ),
     Route(
@@ -180,7 +192,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="applyDefinitions", method="POST", path=f"{_P}/definitions",
         handler=admin.apply_definitions_handler,
-        summary="Apply a definition document (as triggerd apply)", tag="definitions",
+        summary="Apply a definition document (as triggerd apply), as JSON or YAML",
+        tag="definitions",
         answers={200: json_answer("Applied in one transaction.", "ApplyResult")},
         errors=(400, 413, 415, 422),
         parameters=(
@@ -188,7 +201,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                   "Delete the triggers of the document's workflows that it no longer lists"
                   " (default: disable them)."),
         ),
-        body=Body(schema={"$ref": "#/components/schemas/DefinitionFile"}, required=True),
+        body=Body(schema={"$ref": "#/components/schemas/DefinitionFile"}, required=True,
+                  yaml=True),
     ),
 )
 

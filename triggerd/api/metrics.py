@@ -174,6 +174,12 @@ class Metrics:
             "Local clock minus the database clock (positive: this host runs ahead)",
             registry=reg,
         )
+        self.oldest_owed_slot = Gauge(
+            "triggerd_scheduler_oldest_owed_seconds",
+            "How long ago the oldest cron slot this replica still owes was due (0: none"
+            " owed); above [scheduler] lag_threshold, /readyz checks for overdue triggers",
+            registry=reg,
+        )
         self.event_loop_lag = Histogram(
             "triggerd_event_loop_lag_seconds",
             f"How much later than asked the event loop woke a task sleeping"
@@ -185,6 +191,8 @@ class Metrics:
         # by the defined triggers x statuses.
         self._webhook_children: dict[tuple[str | None, int], Counter] = {}
         self._observe_webhook_seconds = self.webhook_request_seconds.observe
+        # Called on the event loop before each scrape: values kept by other parts.
+        self._scrape_hooks: list[Callable[[], None]] = []
         self._ttl = queue_depth_ttl
         self._monotonic = monotonic
         self._depth_read_at: float | None = None
@@ -245,10 +253,21 @@ class Metrics:
 
     # --- scrape-time values ---------------------------------------------------------------
 
+    def add_scrape_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (cheap, on the event loop) before every scrape, to set a gauge from
+        state another part keeps."""
+        self._scrape_hooks.append(hook)
+
     async def refresh(self, conn: Conn, pool: PoolStats | None = None) -> None:
         """Read the queue depth (at most once per TTL) and the pool usage. A database that
         does not answer leaves the last known depth and counts an error: the scrape still
         succeeds, so the other metrics keep flowing while the database is down."""
+        for hook in self._scrape_hooks:
+            try:
+                hook()
+            except Exception:  # a scrape still answers with everything else
+                logger.exception("metrics: a scrape hook failed",
+                                 extra={"event": "metrics_hook_failed"})
         if pool is not None:
             size, idle = pool.get_size(), pool.get_idle_size()
             self.pool_connections.labels(state="idle").set(idle)

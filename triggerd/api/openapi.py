@@ -31,6 +31,10 @@ NEXT_COUNT_DEFAULT = 10
 # An execution cursor: microseconds since the epoch and the row id (hex), "<µs>-<hex>".
 # Every string of this shape is a valid position, so the pattern is the whole rule.
 CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"
+# Pages of workflows and triggers: the last item's key (and trigger name) and id, so every
+# value the pattern allows is a position.
+WORKFLOW_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"
+TRIGGER_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"
 KEY_PATTERN = r"^[a-z0-9_-]*$"
 KEY_MAX_LENGTH = 100
 TRIGGER_NAME_PATTERN = r"^[a-z0-9_-]{1,100}/[a-z0-9_-]{1,100}$"
@@ -177,7 +181,12 @@ def _schemas() -> dict[str, Schema]:
         "Workflow": _object(workflow_props),
         "WorkflowDetail": _object({**workflow_props, "triggers": {"type": "array",
                                                                   "items": _ref("Trigger")}}),
-        "WorkflowList": _object({"items": {"type": "array", "items": _ref("Workflow")}}),
+        "WorkflowList": _object(
+            {
+                "items": {"type": "array", "items": _ref("Workflow")},
+                "next_cursor": _nullable({"type": "string", "pattern": WORKFLOW_CURSOR_PATTERN}),
+            }
+        ),
         "Version": _object(
             {
                 "id": _UUID,
@@ -194,7 +203,12 @@ def _schemas() -> dict[str, Schema]:
         ),
         "VersionList": _object({"items": {"type": "array", "items": _ref("Version")}}),
         "Trigger": trigger,
-        "TriggerList": _object({"items": {"type": "array", "items": _ref("Trigger")}}),
+        "TriggerList": _object(
+            {
+                "items": {"type": "array", "items": _ref("Trigger")},
+                "next_cursor": _nullable({"type": "string", "pattern": TRIGGER_CURSOR_PATTERN}),
+            }
+        ),
         "TriggerChange": _object(
             {
                 "trigger": _ref("Trigger"),
@@ -375,14 +389,17 @@ class Param:
 
 @dataclass(frozen=True, kw_only=True)
 class Body:
-    """A JSON request body."""
+    """A JSON request body (also accepted as YAML when ``yaml``)."""
 
     schema: Schema
     required: bool
+    yaml: bool = False
 
     def openapi(self) -> dict[str, Any]:
-        return {"required": self.required,
-                "content": {"application/json": {"schema": self.schema}}}
+        content = {"application/json": {"schema": self.schema}}
+        if self.yaml:
+            content["application/yaml"] = {"schema": self.schema}
+        return {"required": self.required, "content": content}
 
 
 @dataclass(frozen=True, kw_only=True)

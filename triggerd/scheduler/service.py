@@ -348,6 +348,14 @@ class CronScheduler(BaseComponent):
         """SIGHUP (the daemon calls each component's ``reload``): a full reconcile."""
         await self.reconcile()
 
+    def oldest_owed_seconds(self) -> float:
+        """How long ago the oldest slot still owed was due; 0 when nothing owed is late.
+        O(1): the top of the owed heap."""
+        oldest = self._owed.oldest()
+        if oldest is None:
+            return 0.0
+        return max(0.0, (self._clock() - oldest).total_seconds())
+
     async def readiness(self) -> str | None:
         """None when fine, else what is wrong: the scheduler is not running, or triggers
         whose due slot is more than ``lag_threshold`` late with no recorded outcome."""

@@ -117,10 +117,13 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         loop.add_signal_handler(sig, stop.set)
     reporter = await Reporter.open(report_fd)
     dsn = settings.database.url
-    pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX)
-    # A process of its own, so a LISTEN connection of its own (route changes, sync answers).
-    hub = NotificationHub(dsn=dsn)
-    ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings, hub=hub)
+    pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX,
+                                pgbouncer=settings.database.behind_pgbouncer)
+    # A process of its own, so a LISTEN connection of its own (route changes, sync answers),
+    # straight to PostgreSQL when the pool goes through PgBouncer.
+    direct = db.direct_dsn(settings, dsn)
+    hub = NotificationHub(dsn=direct)
+    ingress = WebhookIngress(pool=pool, dsn=direct, settings=settings, hub=hub)
     ingress.stats.sink = reporter
     session = upstream_session(upstream)
 

@@ -535,19 +535,29 @@ async def list_triggers(
     trigger_type: str | None = None,
     workflow_key: str | None = None,
     workflow_id: str | None = None,
+    after: tuple[str, str, str] | None = None,
+    limit: int | None = None,
 ) -> list[TriggerRecord]:
     """Triggers ordered by workflow key and name; ``workflow_key`` or ``workflow_id`` narrow
-    the query to those workflows' (an index lookup, not a scan of every trigger)."""
+    the query to those workflows' (an index lookup, not a scan of every trigger).
+    ``after`` (a workflow key, a trigger name and its id: names are unique per tenant only)
+    and ``limit`` read one page."""
+    after_key, after_name, after_id = after if after is not None else (None, None, None)
     rows = await conn.fetch(
         f"SELECT {_TRIGGER_COLUMNS} FROM workflow_triggers t JOIN workflows w"
         " ON w.id = t.workflow_id"
         " WHERE ($1::boolean IS FALSE OR t.enabled) AND ($2::text IS NULL OR t.type = $2)"
         " AND ($3::text IS NULL OR w.key = $3) AND ($4::uuid IS NULL OR w.id = $4)"
-        " ORDER BY w.key, t.name",
+        " AND ($5::text IS NULL OR (w.key, t.name, t.id) > ($5, $6::text, $7::uuid))"
+        " ORDER BY w.key, t.name, t.id LIMIT $8",
         enabled_only,
         trigger_type,
         workflow_key,
         workflow_id,
+        after_key,
+        after_name,
+        after_id,
+        limit,
     )
     return [row_to(TriggerRecord, r) for r in rows]
 
@@ -612,11 +622,24 @@ _WORKFLOW_COLUMNS = columns(WorkflowRecord, "w", computed=("latest_version",))
 _VERSION_COLUMNS = columns(VersionRecord, "v")
 
 
-async def list_workflows(conn: asyncpg.Connection | asyncpg.Pool) -> list[WorkflowRecord]:
+async def list_workflows(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    after: tuple[str, str] | None = None,
+    limit: int | None = None,
+) -> list[WorkflowRecord]:
+    """Workflows ordered by key (then id: a key is unique per tenant only); ``after`` (a key
+    and an id) and ``limit`` read one page, by keyset rather than by offset."""
+    after_key, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
         f"SELECT {_WORKFLOW_COLUMNS},"
         " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
-        " AS latest_version FROM workflows w ORDER BY w.key"
+        " AS latest_version FROM workflows w"
+        " WHERE ($1::text IS NULL OR (w.key, w.id) > ($1, $2::uuid)) ORDER BY w.key, w.id"
+        " LIMIT $3",
+        after_key,
+        after_id,
+        limit,
     )
     return [row_to(WorkflowRecord, r) for r in rows]
 
