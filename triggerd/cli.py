@@ -166,15 +166,21 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import load_files
+    from triggerd.definitions.loading import paused_gc
     from triggerd.store.workflows import apply_workflows
 
-    specs = load_files(args.files)  # raises DefinitionError before touching the database
-    async with _pool(settings) as pool, pool.acquire() as conn:
-        report = await apply_workflows(conn, specs, prune=args.prune)
+    # A short-lived process holding a large file's values: collections would only walk them.
+    with paused_gc():
+        specs = load_files(args.files)  # raises DefinitionError before touching the database
+        async with _pool(settings) as pool, pool.acquire() as conn:
+            report = await apply_workflows(conn, specs, prune=args.prune, plan=args.plan)
+    if args.json:
+        print_json(report.to_json())
+        return 0
+    # Only what changed, then one line for the rest: 100,000 "unchanged" lines told nothing.
     for line in report.lines:
         print(line)
-    if not report.changed:
-        print("no changes")
+    print(report.summary + (" (plan only: nothing was written)" if args.plan else ""))
     return 0
 
 
@@ -610,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete triggers the files no longer list (default: disable them)",
     )
+    p.add_argument("--plan", action="store_true", help="print what would change, change nothing")
+    p.add_argument("--json", action="store_true", help='print {"changes": [...], "unchanged": N}')
     p.set_defaults(handler=cmd_apply)
 
     triggers = sub.add_parser("triggers", help="list, show, enable, disable or fire triggers")
