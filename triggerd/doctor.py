@@ -76,7 +76,7 @@ def check_database(facts: DatabaseFacts) -> Check:
     if facts.error is not None or facts.version is None:
         return _fail(
             "database",
-            f"cannot connect to {facts.where}: {facts.error or 'no answer'}",
+            facts.error or f"cannot connect to {facts.where}",  # the error names the place
             "start PostgreSQL, or check [database] url (TRIGGERD_DATABASE_URL)",
             EXIT_UNAVAILABLE,
         )

@@ -67,7 +67,7 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
             check_database(DatabaseFacts(where=where, version=None, error=str(exc))),
             not_checked("migrations", reason),
             not_checked("routes", reason),
-            await asyncio.to_thread(tzdata_facts_check, {}, None, clock()),
+            await asyncio.to_thread(tzdata_facts_check, {}, reason, clock()),
             not_checked("clock", reason),
         ]
         if embedded:
@@ -86,7 +86,9 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
             zones: dict[str, list[str]] | None = await store.cron_zones(conn)
             error = None
         except Exception as exc:  # an older or damaged schema is a finding, not a crash
-            webhooks, zones, error = None, None, f"{type(exc).__name__}: {exc}"
+            webhooks, zones = None, None
+            error = ("the schema is behind this triggerd (see migrations)" if schema.missing
+                     else str(exc) or type(exc).__name__)
     finally:
         await conn.close()
     checks = [

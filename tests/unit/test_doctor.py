@@ -64,11 +64,11 @@ def test_clock_skew_within_the_round_trip_is_not_blamed() -> None:
 
 
 def test_database_unreachable_fails_with_exit_5_and_the_fix() -> None:
+    error = "cannot connect to the database at postgresql://u:***@db/x: connection refused"
     check = check_database(DatabaseFacts(where="postgresql://u:***@db/x", version=None,
-                                         error="connection refused"))
+                                         error=error))
     assert check == Check(
-        name="database", status=Status.FAIL,
-        detail="cannot connect to postgresql://u:***@db/x: connection refused",
+        name="database", status=Status.FAIL, detail=error,
         fix="start PostgreSQL, or check [database] url (TRIGGERD_DATABASE_URL)", exit_code=5,
     )
 
