@@ -37,7 +37,7 @@ from triggerd.doctor import (
     not_checked,
 )
 from triggerd.errors import DatabaseUnavailable, MigrationError
-from triggerd.store import doctor as store
+from triggerd.store import diagnostics as store
 
 Clock = Callable[[], datetime]
 HTTP_TIMEOUT = 5.0
