@@ -585,6 +585,18 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
     return 0
 
 
+async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.doctor import exit_status, report_json, report_lines
+    from triggerd.doctor_gather import run_checks
+
+    checks = await run_checks(settings)
+    if args.json:
+        print_json(report_json(checks))
+    else:
+        print("\n".join(report_lines(checks)))
+    return exit_status(checks)
+
+
 # --- parser --------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -689,6 +701,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", metavar="INSTANT", help="ISO-8601 instant (default: now)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_cron_next, needs_settings=False)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check the database, migrations, webhook routes, tzdata and clock",
+        description="Check the database (reachable, version), its migrations, that the"
+        " running daemon routes every enabled webhook trigger (asked with OPTIONS, which"
+        " starts no run), the tz database and the zones of enabled cron triggers, the clock"
+        " against the database's, and the embedded server (when [database] url is empty)."
+        " Changes nothing. Exit status: 0 when every check is ok or warn; 5 when the"
+        " database (or the embedded server) is unavailable; 4 when another check fails.",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_doctor)
     return parser
 
 
