@@ -6,7 +6,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -521,6 +521,24 @@ RETURNING e.id, e.status
 """
 
 
+def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${shift(int(m.group(1)))}", sql)
+
+
+# The common batch in one statement (no BEGIN/COMMIT round trips; a statement is atomic on
+# its own): the node rows, then the final states and a notification per finished run. Both
+# modifying parts run to completion whatever the outer query reads; the notification is
+# sent per row returned, which the caller reads in full.
+_WRITE_ONE_STATEMENT = f"""
+WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
+RETURNING 1),
+done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 15)})
+SELECT done.id, done.status,
+       CASE WHEN done.status IN ('SUCCESS', 'ERROR', 'CANCELED')
+            THEN pg_notify($23, done.id::text) END AS notified
+FROM done
+"""
+
 _UPSERT_RESUME = """
 INSERT INTO node_outputs_resume (execution_id, node_id, attempt, ciphertext)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bytea[])
@@ -584,6 +602,17 @@ def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
     ]
 
 
+def _finish_arrays(finished: Sequence[ExecutionUpdate]) -> list[list[Any]]:
+    return [
+        [f.id for f in finished],
+        [f.status for f in finished],
+        [_json_text(f.output) for f in finished],
+        [f.error_code for f in finished],
+        [_storable_text(f.error_message) for f in finished],
+        [f.resume_at for f in finished],
+    ]
+
+
 async def write_progress(
     conn: asyncpg.Connection,
     owner: str,
@@ -595,6 +624,22 @@ async def write_progress(
     alone: another process owns them now)."""
     done: set[str] = set()
     copies = [n for n in nodes if n.resume_copy is not None]
+    if not copies and not any(
+        f.drop_resume_copies and f.status in FINAL_STATUSES for f in finished
+    ):
+        # No resume copies to write or drop (the common case): one statement, one round trip.
+        if not finished:
+            if nodes:
+                await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
+            return done
+        rows = await conn.fetch(
+            _WRITE_ONE_STATEMENT,
+            owner,
+            *_node_arrays(nodes),
+            *_finish_arrays(finished),
+            FINISHED.wire,
+        )
+        return {str(r["id"]) for r in rows}
     async with conn.transaction():
         if nodes:
             await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
@@ -609,16 +654,7 @@ async def write_progress(
                 [n.resume_copy for n in copies],
             )
         if finished:
-            rows = await conn.fetch(
-                _FINISH,
-                owner,
-                [f.id for f in finished],
-                [f.status for f in finished],
-                [_json_text(f.output) for f in finished],
-                [f.error_code for f in finished],
-                [_storable_text(f.error_message) for f in finished],
-                [f.resume_at for f in finished],
-            )
+            rows = await conn.fetch(_FINISH, owner, *_finish_arrays(finished))
             done = {str(r["id"]) for r in rows}
             final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:
