@@ -64,10 +64,11 @@ def split_password(dsn: str) -> tuple[str, dict[str, str]]:
     return rebuilt, env
 
 
-def tool_major(version_output: str) -> int | None:
-    """The major version from ``pg_dump --version`` (``pg_dump (PostgreSQL) 15.18 ...``)."""
+def tool_version(version_output: str) -> tuple[int, str] | None:
+    """(major, version) from ``pg_dump --version``: ``pg_dump (PostgreSQL) 15.18 (Debian
+    15.18-0+deb12u1)`` is (15, "15.18")."""
     match = _VERSION.search(version_output)
-    return int(match.group(1)) if match else None
+    return (int(match.group(1)), match.group(0).split()[-1]) if match else None
 
 
 def tool_message(stderr: str) -> str:
@@ -116,12 +117,13 @@ async def check_tool(tool: Path, server_major: int, server_text: str) -> None:
     """Refuse a pg_dump/pg_restore older than the server before it runs (pg_dump would
     refuse by itself; pg_restore might fail halfway through on syntax it does not know)."""
     code, out, err = await _run([str(tool), "--version"], {})
-    major = tool_major(out)
-    if code != 0 or major is None:
+    found = tool_version(out)
+    if code != 0 or found is None:
         raise Unavailable(f"{tool} --version failed: {tool_message(err or out)}")
+    major, version = found
     if major < server_major:
         raise Unavailable(
-            f"{tool} is version {out.split()[-1] if out.split() else major}, older than the"
+            f"{tool} is version {version}, older than the"
             f" server (PostgreSQL {server_text}); use {tool.name} {server_major} or newer"
             " (--bindir DIR)"
         )
