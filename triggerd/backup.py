@@ -75,8 +75,10 @@ def tool_message(stderr: str) -> str:
     """pg_dump's or pg_restore's complaint as one line: its error lines, without the
     program-name prefixes."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line or "FATAL" in line] or lines[:1]
-    cleaned = [re.sub(r"^(pg_dump|pg_restore): (error: )?", "", line) for line in errors]
+    errors = [line for line in lines
+              if re.search(r"\b(error|detail):|FATAL", line)] or lines[:1]
+    cleaned = [re.sub(r"^(pg_dump|pg_restore): ((error|detail): )?", "", line)
+               for line in errors]
     return "; ".join(dict.fromkeys(cleaned)) or "no message"
 
 
@@ -263,7 +265,13 @@ def check_archive_header(file: Path) -> None:
 async def _check_archive_contents(tool: Path, file: Path) -> None:
     code, out, err = await _run([str(tool), "--list", str(file)], {})
     if code != 0:
-        raise UsageError(f"{file} cannot be read as an archive: {tool_message(err)}")
+        message = tool_message(err)
+        if "unsupported version" in message:  # a newer pg_dump's archive format
+            raise Unavailable(
+                f"{tool} cannot read {file}: {message}; use the pg_restore of the PostgreSQL"
+                " version that made it, or newer (--bindir DIR)"
+            )
+        raise UsageError(f"{file} cannot be read as an archive: {message}")
     if not re.search(r"TABLE public schema_migrations\b", out):
         raise UsageError(f"{file} is not a triggerd backup (it has no schema_migrations table)")
 

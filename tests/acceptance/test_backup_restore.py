@@ -25,6 +25,7 @@ import asyncpg
 import pytest
 
 from tests.acceptance.conftest import Daemons, run_cli, toml_document
+from tests.external_pg import Endpoint
 from tests.helpers import apply_doc, wait_for
 from triggerd import db
 
@@ -287,6 +288,10 @@ async def test_restore_refuses_while_a_daemon_is_connected(dsn: str, tmp_path: P
                 " changed\n"))
             async with pool.acquire() as conn:
                 assert await snapshot(conn) == before
+            forced = await run_cli(config, "restore", str(backup_file), "--yes", "--force",
+                                   "--bindir", BINDIR)
+            assert (forced.returncode, forced.stderr) == (0, ""), forced
+            assert await pool.fetchval("SELECT name FROM workflows") == "Quick"
         finally:
             await hub.close()
     finally:
@@ -328,3 +333,64 @@ async def test_backup_without_pg_dump_on_path(dsn: str, tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (5, (
         "triggerd: error: pg_dump was not found on PATH; install the PostgreSQL client"
         " programs (the server's major version or newer) or pass --bindir DIR\n"))
+
+
+async def test_restoring_an_older_schema_says_to_migrate(dsn: str, tmp_path: Path) -> None:
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        # A backup taken before the newest migration existed.
+        newest = await pool.fetchval("SELECT max(name) FROM schema_migrations")
+        await pool.execute("DELETE FROM schema_migrations WHERE name = $1", newest)
+        backup_file = tmp_path / "old.dump"
+        made = await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR, "--json")
+        assert newest not in made.json()["migrations"]
+        restored = await run_cli(config, "restore", str(backup_file), "--yes",
+                                 "--bindir", BINDIR)
+        assert (restored.returncode, restored.stderr) == (0, (
+            "triggerd: warning: the database schema is older than this triggerd: 1 migration"
+            f" not applied ({newest}); run 'triggerd migrate' first\n"))
+    finally:
+        await pool.close()
+
+
+async def test_restoring_the_embedded_servers_backup_into_an_older_server_changes_nothing(
+    dsn: str, tmp_path: Path, external_postgres: Endpoint
+) -> None:
+    """The embedded server is PostgreSQL 18: its archive needs pg_restore 18, and pg_restore
+    18's statements need a server that knows them (README: move to PostgreSQL 18 or newer)."""
+    pg_restore = shutil.which("pg_restore")
+    admin = await asyncpg.connect(external_postgres.dsn("postgres"))
+    try:
+        major = int(await admin.fetchval("SHOW server_version_num")) // 10000
+        if major >= 18 or pg_restore is None:
+            pytest.skip(f"the external server is PostgreSQL {major}, pg_restore {pg_restore}")
+        await admin.execute("DROP DATABASE IF EXISTS backup_target")
+        await admin.execute("CREATE DATABASE backup_target")
+    finally:
+        await admin.close()
+    source = url_config(tmp_path, dsn)
+    (await seeded(dsn)).terminate()
+    backup_file = tmp_path / "embedded.dump"
+    assert (await run_cli(source, "backup", str(backup_file), "--bindir", BINDIR)
+            ).returncode == 0
+    target_dir = tmp_path / "target"
+    target_dir.mkdir()
+    target = url_config(target_dir, external_postgres.dsn("backup_target"))
+    assert (await run_cli(target, "migrate")).returncode == 0
+    conn = await asyncpg.connect(external_postgres.dsn("backup_target"))
+    try:
+        before = await snapshot(conn)
+        old_tool = await run_cli(target, "restore", str(backup_file), "--yes")
+        assert (old_tool.returncode, old_tool.stderr) == (5, (
+            f"triggerd: error: {pg_restore} cannot read {backup_file}: unsupported version"
+            " (1.16) in file header; use the pg_restore of the PostgreSQL version that made"
+            " it, or newer (--bindir DIR)\n"))
+        old_server = await run_cli(target, "restore", str(backup_file), "--yes",
+                                   "--bindir", BINDIR)
+        assert (old_server.returncode, old_server.stderr) == (2, (
+            "triggerd: error: pg_restore failed: could not execute query: ERROR:  unrecognized"
+            ' configuration parameter "transaction_timeout"; nothing was changed\n'))
+        assert await snapshot(conn) == before
+    finally:
+        await conn.close()
