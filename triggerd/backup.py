@@ -148,7 +148,7 @@ async def _database(settings: Settings) -> tuple[_Database, str]:
     """The configured database (its direct URL: pg_dump and pg_restore need a session of
     their own, which a transaction-mode PgBouncer does not give), and the full DSN."""
     resolved = db.direct_dsn(settings, await db.resolve_dsn(settings))
-    conn = await db.connect(resolved, application_name=store.RESTORE_APPLICATION_NAME)
+    conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
     try:
         major, version = await store.server_version(conn)
         rows = await store.applied_migrations(conn)
@@ -286,7 +286,7 @@ async def restore(
     tool = find_tool("pg_restore", embedded=database.embedded, bindir=bindir)
     await check_tool(tool, database.major, database.version)
     await _check_archive_contents(tool, file)
-    conn = await db.connect(resolved, application_name=store.RESTORE_APPLICATION_NAME)
+    conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
     try:
         others = await store.triggerd_connections(conn)
         workflows = await store.count_rows(conn, "workflows")
@@ -312,7 +312,7 @@ async def restore(
         if "connection to server" in message or "could not connect" in message:
             raise Unavailable(f"pg_restore failed: {message}; nothing was changed")
         raise RestoreFailed(f"pg_restore failed: {message}; nothing was changed")
-    conn = await db.connect(resolved, application_name=store.RESTORE_APPLICATION_NAME)
+    conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
     try:
         rows = await store.applied_migrations(conn)
         workflows = await store.count_rows(conn, "workflows")

@@ -10,8 +10,8 @@ import asyncpg
 # Connections that belong to triggerd processes (the pool, the notifications hub):
 # a daemon (or another command) is using the database while any of these is open.
 TRIGGERD_APPLICATION_NAMES = ("triggerd", "triggerd-notify")
-# The restore command's own checks: not counted as a daemon.
-RESTORE_APPLICATION_NAME = "triggerd-restore"
+# The connections of `triggerd backup` and `restore` themselves: not counted as a daemon.
+BACKUP_APPLICATION_NAME = "triggerd-backup"
 
 
 async def server_version(conn: asyncpg.Connection) -> tuple[int, str]:
