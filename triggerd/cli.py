@@ -74,6 +74,19 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _text(value: Any) -> str:
+    """A value as text output shows it: no Python reprs (None, True, datetime(...))."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
+    return str(value)
+
+
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False))
 
@@ -178,19 +191,43 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
     if args.json:
         print_json([trigger_json(t) for t in triggers])
         return 0
+    next_fire = _next_fire_finder(datetime.now(UTC))
     rows = [
         [
             t.full_name,
             t.type,
-            "yes" if t.enabled else "no",
+            "enabled" if t.enabled else "disabled",
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
             _describe_trigger(t.type, t.config),
+            next_fire(t.config) if t.type == "cron" and t.enabled else "-",
         ]
         for t in triggers
     ]
-    print(_table(rows, ["NAME", "TYPE", "ENABLED", "WORKFLOW", "VERSION", "SCHEDULE/PATH"]))
+    print(_table(rows, ["NAME", "TYPE", "STATE", "WORKFLOW", "VERSION", "SCHEDULE/PATH",
+                        "NEXT FIRE (UTC)"]))
     return 0
+
+
+def _next_fire_finder(now: datetime) -> Callable[[dict[str, Any]], str]:
+    """The next fire of a cron config, computed once per distinct schedule."""
+    from triggerd.cron import next_fire, parse_cron, utc_iso
+    from triggerd.errors import TriggerdError
+
+    found: dict[tuple[str, str], str] = {}
+
+    def find(config: dict[str, Any]) -> str:
+        key = (str(config.get("cron")), str(config.get("timezone", "UTC")))
+        if key not in found:
+            try:
+                fire = next_fire(parse_cron(*key), now)
+            except (TriggerdError, ValueError):
+                found[key] = "?"
+            else:
+                found[key] = "-" if fire is None else utc_iso(fire.at)
+        return found[key]
+
+    return find
 
 
 def _describe_trigger(kind: str, config: dict[str, Any]) -> str:
@@ -225,13 +262,13 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     if args.json:
         print_json(doc)
         return 0
+    shown_doc = {**doc, "version": "latest" if doc["version"] is None else doc["version"]}
     for key in ("name", "type", "enabled", "version", "id", "enabled_at", "updated_at"):
-        print(f"{key + ':':<12} {doc[key]}")
-    print(f"{'input:':<12} {json.dumps(doc['input'])}")
+        print(f"{key + ':':<12} {_text(shown_doc[key])}")
+    print(f"{'input:':<12} {_text(doc['input'])}")
     print("config:")
     for key, value in sorted(trigger.config.items()):
-        shown = json.dumps(value) if isinstance(value, dict | list) else value
-        print(f"  {key + ':':<16} {shown}")
+        print(f"  {key + ':':<16} {_text(value)}")
     if "next_fires" in doc:
         print("next fires:")
         for fire in doc["next_fires"]:
@@ -353,9 +390,18 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
             version=trigger.version,
         )
         await insert_executions(pool, [item])
-        print(item.id)
+        if args.json and not args.wait:
+            print_json({"execution_id": item.id, "status": "NEW"})
+            return 0
+        if not args.json:
+            print(item.id)
         if args.wait:
             final = await _wait_final(pool, item.id)
+            if args.json:
+                print_json({"execution_id": item.id, "status": final.status,
+                            "output": final.output, "error_code": final.error_code,
+                            "error_message": final.error_message})
+                return 0 if final.status == "SUCCESS" else 1
             print(final.status)
             print(
                 json.dumps(
@@ -426,10 +472,7 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
         print_json(doc)
         return 0
     for key, value in execution_json(execution).items():
-        shown = (
-            json.dumps(value, default=_json_default) if isinstance(value, dict | list) else value
-        )
-        print(f"{key + ':':<15} {shown}")
+        print(f"{key + ':':<15} {_text(value)}")
     print("nodes:")
     rows = [
         [
@@ -444,7 +487,61 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
         for n in nodes
     ]
     print(_table(rows, ["NODE", "TYPE", "STATUS", "ATTEMPT", "FROM", "TIME", "ERROR"]))
+    failed = [n for n in nodes if n.error_code or n.error_message]
+    if failed:
+        print("node errors:")
+        for n in failed:
+            print(f"  {n.node_id} (attempt {n.attempt}): {n.error_code or 'ERROR'}:"
+                  f" {n.error_message or '-'}")
     return 0
+
+
+FINAL_STATUSES = ("SUCCESS", "ERROR", "CANCELED")
+
+
+async def cmd_executions_watch(args: argparse.Namespace, settings: Settings) -> int:
+    """Follow a run until it ends: one line per node state as it changes, then the final
+    status. Exit 0 when it ends SUCCESS, 1 when ERROR or CANCELED (like fire --wait)."""
+    from triggerd.ids import parse_execution_id
+    from triggerd.store.executions import get_execution, node_timeline
+
+    parse_execution_id(args.id)
+    if not 0.05 <= args.interval <= 60:
+        raise UsageError(f"--interval: {args.interval} is out of range 0.05-60 (seconds)")
+    seen: dict[tuple[str, int], str] = {}
+    async with _pool(settings) as pool:
+        execution_id = await _execution_id(pool, args.id)
+        status = ""
+        while True:
+            execution = await get_execution(pool, execution_id)
+            for n in await node_timeline(pool, execution_id):
+                key = (n.node_id, n.attempt)
+                if seen.get(key) == n.status:
+                    continue
+                seen[key] = n.status
+                if args.json:
+                    print(json.dumps({"node": n.node_id, "type": n.node_type,
+                                      "attempt": n.attempt, "status": n.status,
+                                      "error_code": n.error_code,
+                                      "error_message": n.error_message}), flush=True)
+                else:
+                    error = f"  {n.error_code}: {n.error_message}" if n.error_code else ""
+                    print(f"{n.node_id} ({n.node_type}, attempt {n.attempt}): {n.status}{error}",
+                          flush=True)
+            if execution.status != status and not args.json:
+                print(f"execution {execution_id}: {execution.status}", flush=True)
+            status = execution.status
+            if status in FINAL_STATUSES:
+                if args.json:
+                    print(json.dumps({"execution_id": execution_id, "status": status,
+                                      "output": execution.output,
+                                      "error_code": execution.error_code,
+                                      "error_message": execution.error_message},
+                                     default=_json_default), flush=True)
+                elif execution.error_code:
+                    print(f"{execution.error_code}: {execution.error_message}")
+                return 0 if status == "SUCCESS" else 1
+            await asyncio.sleep(args.interval)
 
 
 async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -564,10 +661,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("fire", help="start a manual execution of a trigger's workflow")
     p.add_argument("name", metavar="NAME", type=_name)
     p.add_argument("--input", metavar="JSON", help="run input (a JSON object)")
-    p.add_argument("--wait", action="store_true", help="wait and print the final status/output")
+    p.add_argument("--wait", action="store_true",
+                   help="wait and print the final status/output (exit 1 when it ends ERROR"
+                        " or CANCELED)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"execution_id", "status"} (with --wait: also output and error)')
     p.set_defaults(handler=cmd_triggers_fire)
 
-    executions = sub.add_parser("executions", help="list, show, retry or cancel executions")
+    executions = sub.add_parser("executions",
+                                help="list, show, watch, retry or cancel executions")
     esub = executions.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     esub.required = True
     p = esub.add_parser("list", help="list executions, newest first")
@@ -580,6 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_executions_show)
+    p = esub.add_parser("watch", help="follow a run live until it ends (exit 1: ERROR or"
+                                      " CANCELED)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
+                   help="how often to look (default 0.25)")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.set_defaults(handler=cmd_executions_watch)
     p = esub.add_parser("retry", help="start a new execution with the same input")
     p.add_argument("id", metavar="ID")
     p.set_defaults(handler=cmd_executions_retry)

@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, meta
+from jinja2 import nodes as jinja_nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from triggerd.errors import TriggerdError
@@ -379,3 +382,116 @@ def build_context(
         "trigger": dict(trigger or {}),
         "execution": dict(execution or {}),
     }
+
+
+# --- static inspection (definition checks) -------------------------------------------
+
+# Names an expression may read: the run's context plus Jinja2's globals (range, dict, ...).
+KNOWN_NAMES: Final = frozenset(CONTEXT_NAMES) | frozenset(_ENV.globals)
+# The context names whose keys a definition declares, so a reference can be checked.
+_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets"})
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFacts:
+    """What can be known about a template before any run: its syntax error (as a run would
+    report it), the names it reads, and the literal keys it reads under ``nodes``, ``env``
+    and ``secrets`` (``nodes.fetch`` or ``nodes['fetch']``), in reading order."""
+
+    error: str | None = None
+    names: frozenset[str] = frozenset()
+    keys: tuple[tuple[str, str], ...] = ()  # (context name, key)
+
+
+# ``{{ input.day }}``: a known name and attributes; most templates are made of these.
+_PLAIN_REFERENCE: Final = re.compile(r"\{\{ *([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)*) *\}\}")
+
+
+def _plain_facts(source: str) -> TemplateFacts | None:
+    """The facts of a template made only of plain references to known names in plain text
+    (``Bearer {{ secrets.T }}``), without Jinja2's lexer; None for anything else."""
+    if "{" in _PLAIN_REFERENCE.sub("", source).replace("}", "{"):
+        return None  # other syntax, or braces that Jinja2 might read otherwise
+    names: set[str] = set()
+    keys: list[tuple[str, str]] = []
+    for match in _PLAIN_REFERENCE.finditer(source):
+        name, attributes = match.groups()
+        if name not in KNOWN_NAMES:
+            return None  # a keyword (true, none, not...) or an unknown name: parse it
+        names.add(name)
+        first = attributes[1:].split(".", 1)[0]
+        if (
+            name in _KEYED_NAMES
+            and first
+            and not hasattr(dict, first)
+            and (name, first) not in keys
+        ):
+            keys.append((name, first))
+    return TemplateFacts(names=frozenset(names), keys=tuple(keys))
+
+
+def inspect_template(source: str) -> TemplateFacts:
+    """The :class:`TemplateFacts` of ``source`` (a string for which :func:`is_template`)."""
+    return _plain_facts(source) or _parsed_facts(source)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _parsed_facts(source: str) -> TemplateFacts:
+    """The :class:`TemplateFacts` of any template, from its syntax tree.
+
+    Parsed the way a run compiles it (a lone expression as an expression), so a syntax
+    error reads as the run's would; but not compiled to code, which costs ten times the
+    parse: unknown filters and tests, the one compile-time error expressions can make, are
+    looked up here instead.
+    """
+    try:
+        tree = _parse(source)
+    except TemplateSyntaxError as exc:
+        return TemplateFacts(error=f"syntax error: {exc.message}")
+    for call in tree.find_all((jinja_nodes.Filter, jinja_nodes.Test)):
+        is_filter = isinstance(call, jinja_nodes.Filter)
+        kind = "filter" if is_filter else "test"
+        if call.name not in (_ENV.filters if is_filter else _ENV.tests):
+            # The message Jinja2's compiler gives, as a run would report it.
+            return TemplateFacts(error=f"syntax error: No {kind} named {call.name!r}.")
+    loaded: set[str] = set()
+    declared: set[str] = set()
+    for name in tree.find_all(jinja_nodes.Name):
+        (loaded if name.ctx == "load" else declared).add(name.name)
+    if tree.find(jinja_nodes.For) is not None:
+        declared.add("loop")
+    names = frozenset(loaded - declared)
+    keys: list[tuple[str, str]] = []
+    for found in tree.find_all((jinja_nodes.Getattr, jinja_nodes.Getitem)):
+        key: object = None
+        if isinstance(found, jinja_nodes.Getattr):
+            target = found.node
+            # env.get('X', ...) calls a method of the mapping: not a key
+            key = None if hasattr(dict, found.attr) else found.attr
+        elif isinstance(found, jinja_nodes.Getitem):
+            target = found.node
+            if isinstance(found.arg, jinja_nodes.Const):
+                key = found.arg.value  # nodes['x']; a computed key is known at run time only
+        if (
+            isinstance(key, str)
+            and isinstance(target, jinja_nodes.Name)
+            and target.ctx == "load"
+            and target.name in _KEYED_NAMES & names  # not shadowed by a {% set %}
+            and (target.name, key) not in keys
+        ):
+            keys.append((target.name, key))
+    return TemplateFacts(names=names, keys=tuple(keys))
+
+
+def _parse(source: str) -> jinja_nodes.Node:
+    """The syntax tree of ``source`` as :func:`_compile` parses it (raises
+    TemplateSyntaxError with the same message)."""
+    inner = _single_expression(source)
+    if inner is None:
+        return _ENV.parse(source)
+    # What Environment.compile_expression does before it generates code.
+    parser = Parser(_ENV, inner, state="variable")
+    expression = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    return jinja_nodes.Template([jinja_nodes.Output([expression])])  # so find_all sees it

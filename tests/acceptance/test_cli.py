@@ -73,10 +73,13 @@ async def test_apply_twice_reports_no_changes_then_list(dsn: str) -> None:
     assert table.stdout.splitlines()[0].split() == [
         "NAME",
         "TYPE",
-        "ENABLED",
+        "STATE",  # enabled | disabled (was a yes/no ENABLED column)
         "WORKFLOW",
         "VERSION",
         "SCHEDULE/PATH",
+        "NEXT",
+        "FIRE",
+        "(UTC)",
     ]
 
 

@@ -60,10 +60,27 @@ def workflow(key: str = "wf", /, **fields: Any) -> Doc:
     return doc
 
 
+# Params that make a node of each type valid (check validates params against the type's
+# schema); a switch's params are up to each test.
+VALID_PARAMS: dict[str, Doc] = {
+    "http": {"url": "https://example.test/"},
+    "if": {"condition": True},
+    "log": {"message": "x"},
+    "set": {"value": 1},
+    "wait": {"duration": "1s"},
+}
+
+
 def graph(nodes: str | dict[str, str], *edges: Doc) -> Doc:
-    """``nodes``: space-separated ids (type noop) or {id: type}."""
+    """``nodes``: space-separated ids (type noop) or {id: type}, with valid params."""
     types = dict.fromkeys(nodes.split(), "noop") if isinstance(nodes, str) else nodes
-    return {"nodes": [{"id": i, "type": t} for i, t in types.items()], "edges": list(edges)}
+    return {
+        "nodes": [
+            {"id": i, "type": t, **({"params": dict(VALID_PARAMS[t])} if t in VALID_PARAMS else {})}
+            for i, t in types.items()
+        ],
+        "edges": list(edges),
+    }
 
 
 def edge(source: str, target: str, **fields: Any) -> Doc:
@@ -439,7 +456,10 @@ def test_a_join_and_a_failure_edge_are_fine() -> None:
 def test_duplicate_node_ids_and_edges() -> None:
     fields = {
         "graph": {
-            "nodes": [{"id": "a", "type": "noop"}, {"id": "a", "type": "log"}],
+            "nodes": [
+                {"id": "a", "type": "noop"},
+                {"id": "a", "type": "log", "params": {"message": "x"}},
+            ],
             "edges": [],
         }
     }
@@ -538,7 +558,7 @@ def test_switch_cases_must_be_a_list_without_duplicates_or_default() -> None:
             "'default' cannot be a case: it names the fallback branch",
         ),
     }
-    del doc["nodes"][0]["params"]
+    doc["nodes"][0]["params"] = {"value": 1}
     assert found(workflow(graph=doc)) == {
         (
             "$.workflows[0].graph.nodes[0].params",
@@ -546,7 +566,7 @@ def test_switch_cases_must_be_a_list_without_duplicates_or_default() -> None:
         )
     }
     # Cases computed at run time cannot be checked before it.
-    doc["nodes"][0]["params"] = {"value": 1, "cases": "{{ env.CASES }}"}
+    doc["nodes"][0]["params"] = {"value": 1, "cases": "{{ input.cases }}"}
     doc["nodes"].append({"id": "t", "type": "noop"})
     doc["edges"] = [edge("s", "t", when="anything")]
     assert found(workflow(graph=doc)) == set()
@@ -633,9 +653,9 @@ def test_graph_values() -> None:
                 ),
                 timeout=timedelta(seconds=90),
             ),
-            Node(id="b", type="if"),
-            Node(id="c", type="log"),
-            Node(id="d", type="log"),
+            Node(id="b", type="if", params={"condition": True}),
+            Node(id="c", type="log", params={"message": "x"}),
+            Node(id="d", type="log", params={"message": "x"}),
         ),
         edges=(
             Edge(source="a", target="b"),
@@ -1115,8 +1135,8 @@ def test_yaml_keeps_on_and_dates_as_text(tmp_path: Path) -> None:
           - key: wf
             graph:
               nodes:
-                - {id: a, type: http, params: {since: 2024-01-01, flag: yes}}
-                - {id: b, type: log}
+                - {id: a, type: noop, params: {since: 2024-01-01, flag: yes}}
+                - {id: b, type: noop}
               edges:
                 - {from: a, to: b, on: failure}
         """,
@@ -1414,7 +1434,7 @@ def test_a_loaded_graph_stores_like_the_file() -> None:
     (spec,) = load_documents([("f", {"workflows": [workflow(graph=doc)]})])
     assert graph_to_json(spec.graph) == {
         "nodes": [
-            {"id": "a", "type": "if", "params": {}},
+            {"id": "a", "type": "if", "params": {"condition": True}},
             {"id": "b", "type": "noop", "params": {}},
         ],
         "edges": [{"from": "a", "to": "b", "when": "true"}],

@@ -203,13 +203,12 @@ def definition_nodes() -> list[tuple[str, dict[str, Any]]]:
 
 # Nodes in the tests that are wrong on purpose (a test of what happens then).
 ON_PURPOSE = {
-    # test_yaml_keeps_on_and_dates_as_text: only the YAML scalars matter there.
-    ("tests/unit/test_definitions.py", "a", "http"),
-    ("tests/unit/test_definitions.py", "b", "log"),
-    # test_duplicate_node_ids_and_edges: only the ids matter.
-    ("tests/unit/test_definitions.py", "a", "log"),
-    # test_a_loaded_graph_stores_like_the_file: a graph's stored form, not run.
-    ("tests/unit/test_definitions.py", "a", "if"),
+    # What check refuses: a node without its required params, an ftp URL, an unknown
+    # parameter, a body given as an object.
+    ("tests/unit/test_check_params.py", "a", "log"),
+    ("tests/acceptance/test_check_params.py", "b", "http"),
+    ("tests/acceptance/test_check_params.py", "c", "http"),
+    ("tests/acceptance/test_check_params.py", "d", "http"),
 }
 
 

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from triggerd.cron import parse_cron
+from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
 from triggerd.durations import format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
@@ -112,6 +113,7 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
         graph = workflow.get("graph")
         if isinstance(graph, dict):
             check_graph(graph, (*path, "graph"), report, node_types=node_types)
+        check_nodes(workflow, path, report, node_types=node_types)
         schema = workflow.get("parameter_schema")
         if isinstance(schema, dict):
             check_parameter_schema(schema, (*path, "parameter_schema"), report)

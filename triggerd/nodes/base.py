@@ -108,8 +108,9 @@ class DescribedNodeType(NodeType, Protocol):
     @property
     def params_schema(self) -> Mapping[str, Any]:
         """A JSON Schema (draft 2020-12) of the params as written in a definition, before
-        rendering: a ``{{ }}`` template may stand in for a typed value. Not yet enforced:
-        :meth:`run` validates the rendered params itself."""
+        rendering: a ``{{ }}`` template may stand in for a typed value. ``check`` (and every
+        load of definitions) validates params against it; :meth:`run` still validates the
+        rendered params itself."""
         ...
 
 
@@ -142,6 +143,10 @@ def described(node_type: object) -> DescribedNodeType:
 # definition: the nodes strip surrounding whitespace where the patterns allow it.
 
 SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+# The message `check` gives when a value fails this (sub)schema, as in the definition
+# file's schema (the ajv-errors convention): one string, or a mapping from keyword to
+# message; ``{value}`` stands for the offending value.
+ERROR_MESSAGE: Final = "errorMessage"
 # Any string with "{{" or "{%" is rendered before the node sees it (triggerd.expressions).
 TEMPLATE_PATTERN: Final = r"\{\{|\{%"
 DURATION_TEXT_PATTERN: Final = (
@@ -158,18 +163,31 @@ def template() -> dict[str, Any]:
 
 
 def or_template(
-    description: str, schema: Mapping[str, Any], default: JSON = None
+    description: str,
+    schema: Mapping[str, Any],
+    default: JSON = None,
+    *,
+    error: str | None = None,
 ) -> dict[str, Any]:
     """A parameter of type ``schema`` that may also be given as a template string, with
-    the node's ``default`` (an annotation for readers; the node applies it)."""
+    the node's ``default`` (an annotation for readers; the node applies it) and the message
+    ``check`` gives for a wrong value (``errorMessage``, see :data:`ERROR_MESSAGE`)."""
     prop: dict[str, Any] = {"description": description, "anyOf": [dict(schema), template()]}
     if default is not None:
         prop["default"] = default
+    if error is not None:
+        prop[ERROR_MESSAGE] = error
     return prop
 
 
 def duration_param(description: str, default: str | None = None) -> dict[str, Any]:
-    return or_template(description, {"type": "string", "pattern": DURATION_TEXT_PATTERN}, default)
+    return or_template(
+        description,
+        {"type": "string", "pattern": DURATION_TEXT_PATTERN},
+        default,
+        error="{value} is not a duration: use a number and a unit (ms, s, m, h, d),"
+        " e.g. '500ms', '30s', '6h'",
+    )
 
 
 def params_schema(
@@ -180,9 +198,12 @@ def params_schema(
     required: Sequence[str] = (),
     closed: bool = True,
     extra: Mapping[str, Any] | None = None,
+    examples: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The params schema of ``node_type``: an object of ``properties``; ``closed`` when
-    the node refuses unknown keys; ``extra``: further keywords (``oneOf``, ``not``...)."""
+    the node refuses unknown keys; ``extra``: further keywords (``oneOf``, ``not``...,
+    with their messages under ``errorMessage``); ``examples``: params as a definition
+    writes them (the node reference shows them, a test checks them)."""
     schema: dict[str, Any] = {
         "$schema": SCHEMA_DIALECT,
         "title": f"{node_type} node parameters",
@@ -195,6 +216,8 @@ def params_schema(
     if closed:
         schema["additionalProperties"] = False
     schema.update(extra or {})
+    if examples:
+        schema["examples"] = [dict(example) for example in examples]
     return schema
 
 

@@ -29,6 +29,7 @@ PARAMS_SCHEMA = params_schema(
             " text; default \"node '<id>' failed\".",
         },
     },
+    examples=[{"code": "TOO_BIG", "message": "{{ input.rows }} rows is more than we handle"}],
 )
 
 

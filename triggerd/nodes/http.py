@@ -33,6 +33,7 @@ from triggerd.durations import format_duration
 from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
 from triggerd.model import JSON
 from triggerd.nodes.base import (
+    ERROR_MESSAGE,
     TIMEOUT,
     NodeContext,
     NodeFailure,
@@ -59,17 +60,23 @@ _PARAMS: Final = ("method", "url", "headers", "query", "json", "body", "timeout"
 
 PARAMS_SCHEMA = params_schema(
     "http",
-    "One HTTP request. Output {\"status\", \"headers\", \"body\"}: the body parsed when"
-    " the response is JSON, else text; a status not accepted fails the node (HTTP_STATUS).",
+    "One HTTP request. To send JSON, give the value as json: (an object, a list or any"
+    " value, with expressions rendered inside; sent with Content-Type: application/json);"
+    " body: sends a string as it is. Output {\"status\", \"headers\", \"body\"}: the"
+    " body parsed when the response is JSON, else text; a status not accepted fails the"
+    " node (HTTP_STATUS).",
     {
         "method": or_template(
             "The HTTP method (any case); default GET.",
             {"type": "string", "pattern": r"^\s*[A-Za-z]+\s*$"},
             default="GET",
+            error="{value} is not an HTTP method (letters only, e.g. GET or POST)",
         ),
         "url": or_template(
             "The URL, http or https.",
             {"type": "string", "pattern": r"^\s*[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#:@]"},
+            error="{value} is not an http(s) URL: it must start with http:// or https://"
+            " and a host",
         ),
         "headers": or_template(
             "Request headers: values as text (other values as JSON text); null values are"
@@ -81,8 +88,16 @@ PARAMS_SCHEMA = params_schema(
             " the parameter; null values are left out.",
             {"type": ["object", "null"]},
         ),
-        "json": {"description": "A body sent as JSON: any value. Not with 'body'."},
-        "body": {"description": "A body sent as it is. Not with 'json'.", "type": "string"},
+        "json": {
+            "description": "A body sent as JSON (Content-Type: application/json): any value,"
+            " with expressions rendered inside. Not with 'body'."
+        },
+        "body": {
+            "description": "A body sent as it is (text). Not with 'json'.",
+            "type": "string",
+            ERROR_MESSAGE: "body must be a string, got {value}: to send an object or a list"
+            " as JSON, use json: instead of body:",
+        },
         "timeout": duration_param(
             f"The limit for the whole exchange, e.g. '10s'; default {DEFAULT_TIMEOUT}.",
             DEFAULT_TIMEOUT,
@@ -95,10 +110,28 @@ PARAMS_SCHEMA = params_schema(
                     "anyOf": [{"type": "integer", "minimum": 100, "maximum": 599}, template()]
                 },
             },
+            error="expected a list of HTTP statuses (100-599), got {value}",
         ),
     },
     required=["url"],
-    extra={"not": {"required": ["json", "body"]}},
+    extra={
+        "not": {"required": ["json", "body"]},
+        ERROR_MESSAGE: {"not": "give at most one of 'json' and 'body'"},
+    },
+    examples=[
+        {
+            "method": "POST",
+            "url": "https://hooks.example/orders/{{ input.order_id }}",
+            "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"},
+            "json": {"order": "{{ input.order_id }}", "total": "{{ input.total }}"},
+            "timeout": "10s",
+            "accept": [200, 201, 409],
+        },
+        {
+            "url": "https://api.example/reports",
+            "query": {"day": "{{ input.day }}", "tag": ["a", "b"]},
+        },
+    ],
 )
 
 

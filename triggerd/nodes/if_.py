@@ -21,6 +21,7 @@ PARAMS_SCHEMA = params_schema(
         }
     },
     required=["condition"],
+    examples=[{"condition": "{{ input.total > 100 }}"}],
 )
 
 

@@ -46,9 +46,14 @@ PARAMS_SCHEMA = params_schema(
                 "pattern": rf"^\s*(?:{'|'.join(_any_case(level) for level in LEVELS)})\s*$",
             },
             default="info",
+            error="{value} is not a log level: use debug, info, warning or error",
         ),
     },
     required=["message"],
+    examples=[
+        {"message": "report for {{ input.day }}: {{ nodes.build.output.rows }} rows"},
+        {"message": {"order": "{{ input.order_id }}"}, "level": "warning"},
+    ],
 )
 
 

@@ -10,6 +10,7 @@ PARAMS_SCHEMA = params_schema(
     "Does nothing; its output is its rendered params (any keys), or null when it has none.",
     {},
     closed=False,
+    examples=[{}, {"note": "joined {{ input.branch }}"}],
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from triggerd.model import JSON
 from triggerd.nodes.base import (
+    ERROR_MESSAGE,
     NodeContext,
     NodeResult,
     Params,
@@ -31,6 +32,7 @@ PARAMS_SCHEMA = params_schema(
                 template(),
             ],
             "default": 200,
+            ERROR_MESSAGE: "expected an HTTP status (100-599), got {value}",
         },
         "headers": or_template(
             "Response headers: values as text (other values as JSON text); null values are"
@@ -39,6 +41,13 @@ PARAMS_SCHEMA = params_schema(
         ),
         "body": {"description": "The response body: any JSON value."},
     },
+    examples=[
+        {
+            "status": 201,
+            "headers": {"Location": "/orders/{{ input.order_id }}"},
+            "body": {"id": "{{ input.order_id }}", "accepted": True},
+        }
+    ],
 )
 
 

@@ -10,6 +10,7 @@ PARAMS_SCHEMA = params_schema(
     "Build a JSON value; the node's output is that value.",
     {"value": {"description": "The output: any JSON value, with expressions rendered inside."}},
     required=["value"],
+    examples=[{"value": {"day": "{{ input.day }}", "rows": "{{ input.rows | default(0) }}"}}],
 )
 
 

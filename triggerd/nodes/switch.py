@@ -26,6 +26,7 @@ PARAMS_SCHEMA = params_schema(
         ),
     },
     required=["value", "cases"],
+    examples=[{"value": "{{ input.action }}", "cases": ["opened", "closed"]}],
 )
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from triggerd.model import JSON
 from triggerd.nodes.base import (
+    ERROR_MESSAGE,
     NodeContext,
     NodeResult,
     Params,
@@ -39,9 +40,15 @@ PARAMS_SCHEMA = params_schema(
             " '2027-03-01T09:00:00+01:00' or '2027-03-01T08:00:00Z'. An instant already"
             " past does not wait.",
             {"type": "string", "pattern": _UNTIL_PATTERN},
+            error="{value} is not an ISO-8601 instant with a UTC offset, e.g."
+            " '2027-03-01T09:00:00+01:00' or '2027-03-01T08:00:00Z'",
         ),
     },
-    extra={"oneOf": [{"required": ["duration"]}, {"required": ["until"]}]},
+    extra={
+        "oneOf": [{"required": ["duration"]}, {"required": ["until"]}],
+        ERROR_MESSAGE: {"oneOf": "give exactly one of 'duration' and 'until'"},
+    },
+    examples=[{"duration": "10m"}, {"until": "{{ input.remind_at }}"}],
 )
 
 

@@ -1,0 +1,113 @@
+"""The CLI's text output has no Python reprs, lists show state and next fire, a run's node
+errors are shown, fire takes --json, and executions watch follows a run to its end."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import asyncpg
+
+from tests.acceptance.test_cli import EXAMPLES, one_line_error, triggerd
+
+REPRS = re.compile(r"\b(None|True|False)\b|datetime\.")
+
+
+async def _finished_run(dsn: str, status: str) -> str:
+    """A run of nightly-report/every-minute that ended ``status``, with two node rows (the
+    second failed when the run failed), as the executor writes them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        trigger = await conn.fetchrow(
+            "SELECT t.id, t.workflow_id FROM workflow_triggers t WHERE t.name = 'every-minute'")
+        failed = status == "ERROR"
+        execution_id = str(await conn.fetchval(
+            "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status,"
+            " input, output, error_code, error_message, start_time, end_time)"
+            " VALUES ($1, $2, 'cron', $3, '{}', $4, $5, $6, now(), now()) RETURNING id",
+            trigger["workflow_id"], trigger["id"], status,
+            None if failed else '{"ok": true}',
+            "HTTP_STATUS" if failed else None,
+            "GET https://example.com/report: 503 Service Unavailable" if failed else None))
+        await conn.execute(
+            "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
+            " start_time, end_time, execution_time_ms, error_code, error_message) VALUES"
+            " ($1, 'start', 'set', 'SUCCESS', 1, now() - interval '1 second', now(), 0.4,"
+            " NULL, NULL),"
+            " ($1, 'fetch', 'http', $2, 1, now(), now(), 12.5, $3, $4)",
+            execution_id, "ERROR" if failed else "SUCCESS",
+            "HTTP_STATUS" if failed else None,
+            "GET https://example.com/report: 503 Service Unavailable" if failed else None)
+    finally:
+        await conn.close()
+    return execution_id
+
+
+async def test_text_output_shows_values_not_python_reprs(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    listed = triggerd("triggers", "list", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    header = listed.stdout.splitlines()[0].split()
+    assert (header[:3] == ["NAME", "TYPE", "STATE"] and header[-3:] == ["FIRE", "(UTC)"][-3:]) or (
+        "NEXT" in header)
+    row = next(line for line in listed.stdout.splitlines()
+               if line.startswith("nightly-report/every-minute"))
+    assert " enabled " in row
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$", row), row
+    assert not REPRS.search(listed.stdout), listed.stdout
+
+    shown = triggerd("triggers", "show", "nightly-report/every-minute", dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^version:\s+latest$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^enabled:\s+yes$", shown.stdout, re.M), shown.stdout
+    assert not REPRS.search(shown.stdout), shown.stdout
+
+    execution_id = await _finished_run(dsn, "ERROR")
+    shown = triggerd("executions", "show", execution_id, dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert not REPRS.search(shown.stdout), shown.stdout
+    assert "node errors:\n  fetch (attempt 1): HTTP_STATUS: GET https://example.com/report:" \
+           " 503 Service Unavailable" in shown.stdout
+    assert re.search(r"^retry_of:\s+-$", shown.stdout, re.M), shown.stdout
+
+
+async def test_fire_json_prints_the_execution(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    fired = triggerd("triggers", "fire", "nightly-report/every-minute", "--json", dsn=dsn)
+    assert fired.returncode == 0, fired.stderr
+    doc = json.loads(fired.stdout)
+    assert doc["status"] == "NEW" and len(doc["execution_id"]) == 36
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                                   doc["execution_id"]) == "NEW"
+    finally:
+        await conn.close()
+
+
+async def test_watch_follows_a_run_to_its_end_with_the_exit_code_of_its_status(
+    dsn: str,
+) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    succeeded = await _finished_run(dsn, "SUCCESS")
+    watched = triggerd("executions", "watch", succeeded[:8], dsn=dsn)
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.splitlines() == [
+        "start (set, attempt 1): SUCCESS",
+        "fetch (http, attempt 1): SUCCESS",
+        f"execution {succeeded}: SUCCESS",
+    ]
+    failed = await _finished_run(dsn, "ERROR")
+    watched = triggerd("executions", "watch", failed, "--json", dsn=dsn)
+    assert watched.returncode == 1
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert [(e.get("node"), e["status"]) for e in events] == [
+        ("start", "SUCCESS"), ("fetch", "ERROR"), (None, "ERROR")]
+    assert events[-1]["error_code"] == "HTTP_STATUS"
+
+    bad = triggerd("executions", "watch", failed, "--interval", "0", dsn=dsn)
+    assert bad.returncode == 2
+    assert one_line_error(bad) == (
+        "triggerd: error: --interval: 0.0 is out of range 0.05-60 (seconds)")
+    missing = triggerd("executions", "watch", "abcdef01-0000-4000-8000-000000000000", dsn=dsn)
+    assert missing.returncode == 3

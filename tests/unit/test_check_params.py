@@ -1,0 +1,414 @@
+"""`check` catches what could only fail at run time: node params against their type's
+schema, template syntax, references to nodes that do not run before, and unknown names."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from triggerd.definitions import check_documents, load_documents
+from triggerd.definitions.params import check_nodes
+from triggerd.definitions.problems import Report
+from triggerd.errors import DefinitionError
+from triggerd.expressions import _parsed_facts, _plain_facts, inspect_template
+from triggerd.nodes.registry import builtin_node_types, load_registry
+
+BUILTIN_NODE_TYPES = tuple(builtin_node_types())
+Doc = dict[str, Any]
+NODE = "$.workflows[0].graph.nodes"
+
+
+def node(node_id: str, node_type: str, **params: Any) -> Doc:
+    return {"id": node_id, "type": node_type, "params": params}
+
+
+def chain(*nodes: Doc, **fields: Any) -> Doc:
+    """A workflow whose nodes run one after another, in the order given."""
+    edges = [{"from": a["id"], "to": b["id"]} for a, b in itertools.pairwise(nodes)]
+    return {"key": "wf", "graph": {"nodes": list(nodes), "edges": edges}, **fields}
+
+
+def found(workflow: Doc, node_types: Any = None) -> set[tuple[str, str]]:
+    problems = check_documents([("f.yaml", {"workflows": [workflow]})], node_types=node_types)
+    return {(p.path, p.message) for p in problems}
+
+
+# --- the issue's examples ----------------------------------------------------------------
+
+
+def test_every_example_of_the_issue_is_caught() -> None:
+    workflow = chain(
+        node("a", "log", message="{{ input.x > }}"),
+        node("b", "http", url="ftp://x"),
+        node("c", "http", url="https://example.test/", bogus=1),
+        node("d", "http", url="https://example.test/", method="POST", body={"a": 1}),
+    )
+    assert found(workflow) == {
+        (
+            f"{NODE}[0].params.message",
+            "expression '{{ input.x > }}': syntax error: unexpected 'end of template'",
+        ),
+        (
+            f"{NODE}[1].params.url",
+            "'ftp://x' is not an http(s) URL: it must start with http:// or https:// and a host",
+        ),
+        (
+            f"{NODE}[2].params.bogus",
+            "http node: unknown parameter 'bogus'"
+            " (known: accept, body, headers, json, method, query, timeout, url)",
+        ),
+        (
+            f"{NODE}[3].params.body",
+            'body must be a string, got {"a": 1}: to send an object or a list as JSON,'
+            " use json: instead of body:",
+        ),
+    }
+
+
+def test_the_same_problems_refuse_a_load() -> None:
+    # check, apply, the admin API and the daemon's start all load through the same checks.
+    workflow = chain(node("a", "http", url="ftp://x"))
+    with pytest.raises(DefinitionError) as caught:
+        load_documents([("f.yaml", {"workflows": [workflow]})])
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        (
+            f"{NODE}[0].params.url",
+            "'ftp://x' is not an http(s) URL: it must start with http:// or https:// and a host",
+        )
+    ]
+
+
+# --- params against the schemas ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "path", "message"),
+    [
+        ({}, "params", "http node: parameter 'url' is required"),
+        (
+            {"url": "https://x/", "urll": "https://x/"},
+            "params.urll",
+            "http node: unknown parameter 'urll' (did you mean 'url'?)",
+        ),
+        (
+            {"url": "https://x/", "json": {}, "body": ""},
+            "params",
+            "give at most one of 'json' and 'body'",
+        ),
+        (
+            {"url": "https://x/", "method": "GE T"},
+            "params.method",
+            "'GE T' is not an HTTP method (letters only, e.g. GET or POST)",
+        ),
+        (
+            {"url": "https://x/", "timeout": 30},
+            "params.timeout",
+            "30 is not a duration: use a number and a unit (ms, s, m, h, d), e.g. '500ms',"
+            " '30s', '6h'",
+        ),
+        (
+            {"url": "https://x/", "headers": ["a"]},
+            "params.headers",
+            'expected a mapping or null, got ["a"]',
+        ),
+        (
+            {"url": "https://x/", "accept": [200, "201"]},
+            "params.accept",
+            "expected a list of HTTP statuses (100-599), got [200, \"201\"]",
+        ),
+        (
+            # What YAML reads from "200.0": a number that the node refuses as a status.
+            {"url": "https://x/", "accept": [200.0]},
+            "params.accept",
+            "expected a list of HTTP statuses (100-599), got [200.0]",
+        ),
+    ],
+)
+def test_http_params(params: Doc, path: str, message: str) -> None:
+    assert found(chain(node("a", "http", **params))) == {(f"{NODE}[0].{path}", message)}
+
+
+@pytest.mark.parametrize(
+    ("node_type", "params", "path", "message"),
+    [
+        ("set", {}, "params", "set node: parameter 'value' is required"),
+        ("if", {"conditon": True}, "params.conditon", "if node: unknown parameter 'conditon' (did you mean 'condition'?)"),  # noqa: E501
+        ("if", {"conditon": True}, "params", "if node: parameter 'condition' is required"),
+        ("wait", {}, "params", "give exactly one of 'duration' and 'until'"),
+        ("wait", {"duration": "1s", "until": "2027-01-01T00:00:00Z"}, "params", "give exactly one of 'duration' and 'until'"),  # noqa: E501
+        (
+            "wait",
+            {"until": "2027-01-01T00:00:00"},
+            "params.until",
+            "'2027-01-01T00:00:00' is not an ISO-8601 instant with a UTC offset, e.g."
+            " '2027-03-01T09:00:00+01:00' or '2027-03-01T08:00:00Z'",
+        ),
+        ("log", {"message": "x", "level": "loud"}, "params.level", "'loud' is not a log level: use debug, info, warning or error"),  # noqa: E501
+        ("fail", {"code": ""}, "params.code", "expected a non-empty string, got ''"),
+        ("respond", {"status": 999}, "params.status", "expected an HTTP status (100-599), got 999"),
+        ("respond", {"status": 200.0}, "params.status", "expected an HTTP status (100-599), got 200.0"),  # noqa: E501
+    ],
+)
+def test_params_of_the_other_types(
+    node_type: str, params: Doc, path: str, message: str
+) -> None:
+    assert (f"{NODE}[0].{path}", message) in found(chain(node("a", node_type, **params)))
+
+
+def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:
+    workflow = chain({"id": "a", "type": "log"})
+    assert found(workflow) == {
+        (f"{NODE}[0].params", "log node: parameter 'message' is required")
+    }
+
+
+def test_templates_stand_in_for_typed_values() -> None:
+    workflow = chain(
+        node(
+            "a",
+            "http",
+            url="{{ env.BASE }}/x",
+            method="{{ input.method }}",
+            headers="{{ input.headers }}",
+            accept=[200, "{{ input.also }}"],
+            timeout="{{ input.seconds }}s",
+        ),
+        node("b", "respond", status="{{ nodes.a.output.status }}"),
+        env={"BASE": "https://example.test"},
+    )
+    assert found(workflow) == set()
+
+
+def test_the_switch_cases_are_reported_once() -> None:
+    # The graph checks already explain a switch's cases; the schema does not repeat them.
+    workflow = chain(node("s", "switch", value=1, cases=["default"]))
+    assert found(workflow) == {
+        (f"{NODE}[0].params.cases[0]", "'default' cannot be a case: it names the fallback branch")
+    }
+
+
+def test_a_third_party_type_without_a_schema_gets_its_templates_checked_only() -> None:
+    workflow = chain(node("a", "sftp", anything={"deep": "{{ 1 + }}"}, more=[1, 2]))
+    assert found(workflow, node_types=[*BUILTIN_NODE_TYPES, "sftp"]) == {
+        (
+            f"{NODE}[0].params.anything.deep",
+            "expression '{{ 1 + }}': syntax error: unexpected 'end of template'",
+        )
+    }
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def test_syntax_errors_anywhere_in_the_params_with_their_path() -> None:
+    workflow = chain(
+        node(
+            "a",
+            "http",
+            url="https://x/",
+            headers={"Authorization": "Bearer {{ secrets.T }"},
+            json={"items": [1, "{% if input.x %}yes"]},
+        ),
+        secrets={"T": {"env": "T"}},
+    )
+    assert found(workflow) == {
+        (
+            f"{NODE}[0].params.headers.Authorization",
+            "expression 'Bearer {{ secrets.T }': syntax error: unexpected '}'",
+        ),
+        (
+            f"{NODE}[0].params.json.items[1]",
+            "expression '{% if input.x %}yes': syntax error: Unexpected end of template. Jinja"
+            " was looking for the following tags: 'elif' or 'else' or 'endif'. The innermost"
+            " block that needs to be closed is 'if'.",
+        ),
+    }
+
+
+def test_references_to_nodes_that_do_not_run_before() -> None:
+    workflow = {
+        "key": "wf",
+        "graph": {
+            "nodes": [
+                node("fetch", "set", value="{{ nodes.report.output }}"),
+                node("check", "if", condition="{{ nodes.fetch.output.n > 1 }}"),
+                node("yes", "log", message="{{ nodes['no'].output }} {{ nodes.check.output }}"),
+                node("no", "log", message="{{ nodes.fecth.output }}"),
+                node("report", "set", value="{{ nodes.yes.output }} {{ nodes.report.output }}"),
+            ],
+            "edges": [
+                {"from": "fetch", "to": "check"},
+                {"from": "check", "to": "yes", "when": "true"},
+                {"from": "check", "to": "no", "when": "false"},
+                {"from": "yes", "to": "report"},
+                {"from": "no", "to": "report"},
+            ],
+        },
+    }
+    assert found(workflow) == {
+        (
+            f"{NODE}[0].params.value",
+            "expression '{{ nodes.report.output }}': node 'report' does not run before node"
+            " 'fetch'",
+        ),
+        (
+            f"{NODE}[2].params.message",
+            "expression \"{{ nodes['no'].output }} {{ nodes.check.output }}\": node 'no' does"
+            " not run before node 'yes'",
+        ),
+        (
+            f"{NODE}[3].params.message",
+            "expression '{{ nodes.fecth.output }}': there is no node 'fecth' (did you mean"
+            " 'fetch'?)",
+        ),
+        (
+            f"{NODE}[4].params.value",
+            "expression '{{ nodes.yes.output }} {{ nodes.report.output }}': node 'report'"
+            " does not run before node 'report'",
+        ),
+    }
+
+
+def test_unknown_names_and_undeclared_env_and_secrets() -> None:
+    workflow = chain(
+        node("a", "log", message="{{ inptu.x }}"),
+        node("b", "log", message="{{ foo }}"),
+        node("c", "log", message="{{ env.REGOIN }} {{ secrets.PASSWORD }}"),
+        env={"REGION": "eu"},
+        secrets={"API_TOKEN": {"env": "X"}},
+    )
+    assert found(workflow) == {
+        (f"{NODE}[0].params.message", "expression '{{ inptu.x }}': unknown name 'inptu' (did you mean 'input'?)"),  # noqa: E501
+        (
+            f"{NODE}[1].params.message",
+            "expression '{{ foo }}': unknown name 'foo' (expressions see input, env, secrets,"
+            " nodes, trigger, execution)",
+        ),
+        (
+            f"{NODE}[2].params.message",
+            "expression '{{ env.REGOIN }} {{ secrets.PASSWORD }}': 'REGOIN' is not in the"
+            " workflow's env (did you mean 'REGION'?)",
+        ),
+        (
+            f"{NODE}[2].params.message",
+            "expression '{{ env.REGOIN }} {{ secrets.PASSWORD }}': 'PASSWORD' is not in the"
+            " workflow's secrets (known: API_TOKEN)",
+        ),
+    }
+
+
+def test_what_expressions_may_use() -> None:
+    workflow = chain(
+        node("a", "set", value={"n": "{{ input.n }}", "t": "{{ trigger.name }}"}),
+        node(
+            "b",
+            "log",
+            message=(
+                "{% for i in range(3) %}{{ loop.index }}{{ i }}{% endfor %}"
+                "{% set y = nodes.a.output %}{{ y }} {{ nodes.a.output.items() | list }}"
+                " {{ env.get('MISSING', 'x') }} {{ execution.id }} {{ dict(a=1) }}"
+                " {{ input.get('x') }} {{ env.REGION }} {{ secrets['T'] }}"
+            ),
+        ),
+        env={"REGION": "eu"},
+        secrets={"T": {"env": "X"}},
+    )
+    assert found(workflow) == set()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ input.day }}",
+        "Bearer {{ secrets.T }}",
+        "{{input.x}}",
+        "https://x/{{ input.a.b }}/{{ env.HOST }}?q={{ nodes.n.output.q }}",
+        "{{ env.get }} {{ nodes.items }}",
+        "{{ range }}",
+        "{{ true }}",
+        "{{ none }} {{ input }}",
+        "{{ inptu.x }}",
+        "{{{ input.x }}}",
+        "{ {{ input.x }} }",
+        "{{ input.x }}}",
+        "{{ input.x }} {# a comment #}",
+        "{{- input.x -}}",
+        "{{ input.x }} {% if true %}y{% endif %}",
+    ],
+)
+def test_the_shortcut_for_plain_references_agrees_with_the_parser(source: str) -> None:
+    # Most templates are plain references, read without Jinja2's lexer; the shortcut must
+    # either decline or say what parsing says.
+    plain = _plain_facts(source)
+    assert plain is None or plain == _parsed_facts(source)
+    assert inspect_template(source) == _parsed_facts(source)
+
+
+def test_malformed_graphs_are_left_to_the_schema() -> None:
+    # Found by schemathesis: an edge end that is a mapping crashed the checks (a 500).
+    workflow = {
+        "key": "wf",
+        "env": "x",
+        "secrets": [],
+        "graph": {
+            "nodes": [
+                {"id": "a", "type": "log", "params": {"message": "{{ env.X }} {{ secrets.Y }}"}},
+                {"id": {}, "type": {}, "params": {"message": "{{ nodes.a }}"}},
+                "node",
+            ],
+            "edges": [{"from": {}, "to": "a"}, {"from": "a", "to": []}, "edge"],
+        },
+    }
+    messages = {message for _, message in found(workflow)}
+    assert not any("expression" in message for message in messages), messages
+
+
+PLUGIN = textwrap.dedent(
+    """
+    from triggerd.nodes.base import NodeResult
+
+    class Sftp:
+        name = "sftp"
+        side_effects = True
+        params_schema = {
+            "type": "object",
+            "properties": {"host": {"type": "string", "description": "Where to."}},
+            "required": ["host"],
+            "additionalProperties": False,
+        }
+
+        async def run(self, params, ctx):
+            return NodeResult()
+
+    class Shout:
+        name = "shout"
+
+        async def run(self, params, ctx):
+            return NodeResult()
+    """
+)
+
+
+def test_a_third_party_type_with_a_schema_is_checked_against_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "acme_check_nodes.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = load_registry(
+        [
+            EntryPoint(name=name, value=f"acme_check_nodes:{cls}", group="triggerd.nodes")
+            for name, cls in (("sftp", "Sftp"), ("shout", "Shout"))
+        ]
+    )
+    workflow = chain(node("a", "sftp", port=22), node("b", "shout", anything=1))
+    report = Report(file="f.yaml")
+    check_nodes(workflow, ("workflows", 0), report, node_types=registry.names(), registry=registry)
+    assert {(p.path, p.message) for p in report.problems()} == {
+        (f"{NODE}[0].params.port", "sftp node: unknown parameter 'port' (known: host)"),
+        (f"{NODE}[0].params", "sftp node: parameter 'host' is required"),
+    }

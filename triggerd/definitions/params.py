@@ -1,0 +1,317 @@
+"""Checks of node params: what would otherwise fail only when a run reaches the node.
+
+* params against their node type's ``params_schema`` (third-party types without one are
+  not checked), with a readable message per parameter;
+* every ``{{ }}`` template in params parsed as a run parses it (syntax errors, unknown
+  filters and tests, in the run's words);
+* names a template reads that no run provides, ``nodes.X`` where X does not run before the
+  node, and ``env.X`` / ``secrets.X`` that the workflow does not declare.
+
+Pure functions over the raw document, like :mod:`.checks`: what the definition schema
+already reported (a node that is not a mapping, params that are not one) is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from triggerd.definitions.problems import JsonPath, Report, show, suggestion
+from triggerd.expressions import CONTEXT_NAMES, KNOWN_NAMES, inspect_template, is_template
+from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
+
+if TYPE_CHECKING:
+    from triggerd.nodes.registry import NodeRegistry
+
+# Parameters whose problems the graph checks already explain in their own words.
+_EXPLAINED_ELSEWHERE: Final = frozenset({("switch", "cases")})
+
+_TYPE_WORDS: Final = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+# JSON Schema counts 200.0 as an integer; the nodes do not (a status of 200.0 fails the
+# run), so neither does check.
+_NodeParamsValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+# Compiled validators by node type name, with the schema each was compiled from.
+_VALIDATORS: dict[str, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator_of(node_type: str, registry: NodeRegistry | None) -> Any:
+    """A validator of ``node_type``'s params, or None when the type declares no (valid)
+    schema. Compiled once per schema; a reloaded registry's new schema is compiled again."""
+    # Imported here, like checks.known_node_types: loading node types costs imports.
+    from triggerd.nodes.base import NodeFailure
+    from triggerd.nodes.registry import default_registry
+
+    try:
+        schema = getattr((registry or default_registry()).get(node_type), "params_schema", None)
+    except NodeFailure:
+        return None
+    if not isinstance(schema, Mapping):
+        return None
+    cached = _VALIDATORS.get(node_type)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    try:
+        _NodeParamsValidator.check_schema(schema)
+        validator = _NodeParamsValidator(schema)
+    except SchemaError:
+        validator = None  # a third-party type's broken schema: its run decides
+    _VALIDATORS[node_type] = (schema, validator)
+    return validator
+
+
+def check_nodes(
+    workflow: Mapping[str, Any],
+    path: JsonPath,
+    report: Report,
+    *,
+    node_types: Collection[str],
+    registry: NodeRegistry | None = None,
+) -> None:
+    """The param and template checks of every node of ``workflow`` (at ``path``); the
+    schemas come from ``registry`` (default: the installed node types)."""
+    graph = workflow.get("graph")
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
+        return
+    nodes: list[tuple[JsonPath, dict[str, Any]]] = [
+        ((*path, "graph", "nodes", i), node)
+        for i, node in enumerate(graph["nodes"])
+        if isinstance(node, dict)
+    ]
+    ids = [node["id"] for _, node in nodes if isinstance(node.get("id"), str)]
+    parents = _parents(graph.get("edges"), set(ids))
+    env = _declared(workflow.get("env"))
+    secrets = _declared(workflow.get("secrets"))
+    for node_path, node in nodes:
+        node_type = node.get("type")
+        params = node.get("params", {})
+        if not isinstance(params, dict):
+            continue  # reported by the definition schema
+        if isinstance(node_type, str) and node_type in node_types:
+            _check_params(node_type, params, (*node_path, "params"), report, registry)
+        node_id = node.get("id")
+        scope = _Scope(
+            node_id=node_id if isinstance(node_id, str) else None,
+            ids=ids,
+            parents=parents,
+            env=env,
+            secrets=secrets,
+        )
+        for string_path, source in _templates(params, (*node_path, "params")):
+            for message in scope.problems(source):
+                report.add(string_path, f"expression {show(source, limit=80)}: {message}")
+
+
+# --- params against the schema -----------------------------------------------------------
+
+
+def _check_params(
+    node_type: str,
+    params: dict[str, Any],
+    path: JsonPath,
+    report: Report,
+    registry: NodeRegistry | None,
+) -> None:
+    validator = _validator_of(node_type, registry)
+    if validator is None:
+        return
+    for error in validator.iter_errors(params):
+        for where, message in _explain(node_type, error, validator.schema, params):
+            if not where or (node_type, where[0]) not in _EXPLAINED_ELSEWHERE:
+                report.add((*path, *where), message)
+
+
+def _explain(
+    node_type: str, error: ValidationError, schema: Mapping[str, Any], params: dict[str, Any]
+) -> list[tuple[JsonPath, str]]:
+    """Located messages for one error. Errors inside a parameter are reported on the
+    parameter, with its whole value: 'expected a list of HTTP statuses, got [200, "x"]'
+    says more than the part of the list that failed."""
+    where = tuple(error.absolute_path)
+    properties = schema.get("properties", {})
+    if where:
+        name = where[0]
+        prop = properties.get(name, {}) if isinstance(name, str) else {}
+        return [((name,), _value_message(prop, params.get(str(name))))]
+    custom = _custom(schema, str(error.validator), error.instance)
+    if custom is not None:
+        return [((), custom)]
+    instance = error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = sorted(properties)
+        return [
+            ((key,), f"{node_type} node: unknown parameter {key!r}{_hint(key, known)}")
+            for key in instance
+            if key not in properties
+        ]
+    required: Any = error.validator_value
+    if error.validator == "required" and isinstance(instance, dict):
+        return [
+            ((), f"{node_type} node: parameter {key!r} is required")
+            for key in required
+            if key not in instance
+            and error.message.startswith(repr(key))
+            and (node_type, key) not in _EXPLAINED_ELSEWHERE
+        ]
+    return [((), error.message)]
+
+
+def _hint(key: str, known: list[str]) -> str:
+    close = suggestion(key, known)
+    return close or f" (known: {', '.join(known)})"
+
+
+def _custom(schema: Mapping[str, Any], keyword: str, value: Any) -> str | None:
+    custom = schema.get(ERROR_MESSAGE)
+    if isinstance(custom, Mapping):
+        custom = custom.get(keyword)
+    if not isinstance(custom, str):
+        return None
+    return custom.replace("{value}", show(value))
+
+
+def _value_message(prop: Mapping[str, Any], value: Any) -> str:
+    custom = _custom(prop, "", value)
+    if custom is not None:
+        return custom
+    return f"expected {expected(prop)}, got {show(value)}"
+
+
+def expected(prop: Mapping[str, Any]) -> str:
+    """What a parameter's schema asks for, in words ('a mapping or null'), templates aside."""
+    branches = prop.get("anyOf", [prop])
+    words = [
+        _words(branch)
+        for branch in branches
+        if isinstance(branch, Mapping) and branch.get("pattern") != TEMPLATE_PATTERN
+    ]
+    return " or ".join(w for w in words if w) or "any value"
+
+
+def _words(schema: Mapping[str, Any]) -> str:
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    words = [_TYPE_WORDS.get(kind, kind) for kind in kinds]
+    if "minimum" in schema and "maximum" in schema:
+        words = [f"{w} from {schema['minimum']} to {schema['maximum']}" for w in words]
+    if schema.get("minLength") == 1:
+        words = [f"a non-empty {w.removeprefix('a ')}" if w == "a string" else w for w in words]
+    return " or ".join(words)
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def _templates(value: Any, path: JsonPath) -> Iterator[tuple[JsonPath, str]]:
+    """Every string a run renders, with its path. Keys are not rendered."""
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _templates(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _templates(item, (*path, i))
+
+
+def _declared(section: Any) -> list[str] | None:
+    """The keys a workflow declares under env or secrets; None when it cannot be read (the
+    schema reports it), so that nothing is checked against it."""
+    if section is None:
+        return []
+    if isinstance(section, dict):
+        return [key for key in section if isinstance(key, str)]
+    return None
+
+
+def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:
+    parents: dict[str, set[str]] = {node_id: set() for node_id in ids}
+    if not isinstance(edges, list):
+        return parents
+    for edge in edges:
+        if isinstance(edge, dict):
+            source, target = edge.get("from"), edge.get("to")
+            if isinstance(source, str) and isinstance(target, str) and {source, target} <= ids:
+                parents[target].add(source)
+    return parents
+
+
+class _Scope:
+    """What one node's templates may refer to."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str | None,
+        ids: list[str],
+        parents: Mapping[str, set[str]],
+        env: list[str] | None,
+        secrets: list[str] | None,
+    ) -> None:
+        self.node_id = node_id
+        self.ids = ids
+        self.parents = parents
+        self.keys = {"env": env, "secrets": secrets}
+        self._upstream: set[str] | None = None
+
+    def upstream(self) -> set[str]:
+        """The nodes that run before this one: its ancestors along any edge."""
+        if self._upstream is None:
+            seen: set[str] = set()
+            stack = list(self.parents.get(self.node_id or "", ()))
+            while stack:
+                current = stack.pop()
+                if current not in seen:
+                    seen.add(current)
+                    stack.extend(self.parents.get(current, ()))
+            self._upstream = seen
+        return self._upstream
+
+    def problems(self, source: str) -> Iterator[str]:
+        facts = inspect_template(source)
+        if facts.error is not None:
+            yield facts.error
+            return
+        for name in sorted(facts.names - KNOWN_NAMES):
+            close = suggestion(name, CONTEXT_NAMES)
+            yield f"unknown name {name!r}" + (
+                close or f" (expressions see {', '.join(CONTEXT_NAMES)})"
+            )
+        for section, key in facts.keys:
+            if section == "nodes":
+                yield from self._node_problem(key)
+            else:
+                declared = self.keys[section]
+                if declared is not None and key not in declared:
+                    hint = suggestion(key, declared) or (
+                        f" (known: {', '.join(declared)})" if declared else " (it declares none)"
+                    )
+                    yield f"{key!r} is not in the workflow's {section}{hint}"
+
+    def _node_problem(self, key: str) -> Iterator[str]:
+        if self.node_id is None:
+            return
+        if key not in self.ids:
+            hint = suggestion(key, self.ids)
+            yield f"there is no node {key!r}{hint}"
+        elif key not in self.upstream():
+            yield f"node {key!r} does not run before node {self.node_id!r}"
