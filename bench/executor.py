@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.webhook import postgres_cpu
 from triggerd import db
 from triggerd.config import load_settings
 from triggerd.definitions import load_documents
@@ -125,6 +126,9 @@ async def main() -> None:
     executor = Executor(pool=pool, dsn=dsn, settings=settings)
     await executor.start()
     started = time.perf_counter()
+    # CPU of this process (the executor, and the inserts above) and of PostgreSQL: figures
+    # that a busy shared machine moves less than the wall clock.
+    cpu_started, pg_started = time.process_time(), postgres_cpu(state)
     for i in range(0, args.count, 1000):
         items = [
             NewExecution(
@@ -146,6 +150,8 @@ async def main() -> None:
             break
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    pg_cpu = postgres_cpu(state) - pg_started
     await executor.stop()
     nodes = await pool.fetchval("SELECT count(*) FROM node_executions WHERE status <> 'RUNNING'")
     errors = await pool.fetchval("SELECT count(*) FROM workflow_executions WHERE status='ERROR'")
@@ -162,6 +168,10 @@ async def main() -> None:
     )
     print(
         f"executor:              {elapsed:.2f} s  -> {rate:,.0f} executions/s   (target >= 2,000/s)"
+    )
+    print(
+        f"CPU per execution:     {cpu * 1e6 / args.count:,.0f} us in this process,"
+        f" {pg_cpu * 1e6 / args.count:,.0f} us in PostgreSQL"
     )
     print(f"raw batched inserts:   {raw:.2f} s  -> {raw_rate:,.0f} execution-equivalents/s")
     print(f"ratio executor/raw:    {rate / raw_rate:.2f}")

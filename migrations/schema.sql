@@ -460,10 +460,24 @@ CREATE INDEX node_executions_execution ON public.node_executions USING btree (ex
 
 
 --
+-- Name: trigger_slots_scheduled; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX trigger_slots_scheduled ON public.trigger_slots USING btree (scheduled_for);
+
+
+--
 -- Name: webhook_requests_received; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX webhook_requests_received ON public.webhook_requests USING btree (received_at);
+
+
+--
+-- Name: workflow_executions_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_created ON public.workflow_executions USING btree (created_at DESC, id DESC);
 
 
 --
@@ -505,7 +519,7 @@ CREATE INDEX workflow_executions_running_lease ON public.workflow_executions USI
 -- Name: workflow_executions_status_created; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX workflow_executions_status_created ON public.workflow_executions USING btree (status, created_at DESC);
+CREATE INDEX workflow_executions_status_created ON public.workflow_executions USING btree (status, created_at DESC, id DESC);
 
 
 --
@@ -519,7 +533,7 @@ CREATE INDEX workflow_executions_trigger_active ON public.workflow_executions US
 -- Name: workflow_executions_trigger_created; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX workflow_executions_trigger_created ON public.workflow_executions USING btree (trigger_id, created_at DESC);
+CREATE INDEX workflow_executions_trigger_created ON public.workflow_executions USING btree (trigger_id, created_at DESC, id DESC);
 
 
 --
@@ -527,6 +541,13 @@ CREATE INDEX workflow_executions_trigger_created ON public.workflow_executions U
 --
 
 CREATE INDEX workflow_executions_waiting ON public.workflow_executions USING btree (resume_at) WHERE (status = 'WAITING'::text);
+
+
+--
+-- Name: workflow_executions_workflow_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_workflow_created ON public.workflow_executions USING btree (workflow_id, created_at DESC, id DESC);
 
 
 --

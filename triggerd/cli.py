@@ -171,15 +171,21 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import load_files
+    from triggerd.definitions.loading import paused_gc
     from triggerd.store.workflows import apply_workflows
 
-    specs = load_files(args.files)  # raises DefinitionError before touching the database
-    async with _pool(settings) as pool, pool.acquire() as conn:
-        report = await apply_workflows(conn, specs, prune=args.prune)
+    # A short-lived process holding a large file's values: collections would only walk them.
+    with paused_gc():
+        specs = load_files(args.files)  # raises DefinitionError before touching the database
+        async with _pool(settings) as pool, pool.acquire() as conn:
+            report = await apply_workflows(conn, specs, prune=args.prune, plan=args.plan)
+    if args.json:
+        print_json(report.to_json())
+        return 0
+    # Only what changed, then one line for the rest: 100,000 "unchanged" lines told nothing.
     for line in report.lines:
         print(line)
-    if not report.changed:
-        print("no changes")
+    print(report.summary + (" (plan only: nothing was written)" if args.plan else ""))
     return 0
 
 
@@ -323,14 +329,20 @@ async def cmd_cron_next(args: argparse.Namespace, settings: Settings) -> int:
 def _parse_after(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
+    return _parse_instant(text, "--after")
+
+
+def _parse_instant(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--after: {text!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
+            f"{option}: {text!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
         ) from None
     if value.tzinfo is None:
-        raise UsageError(f"--after: {text!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)")
+        raise UsageError(
+            f"{option}: {text!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
+        )
     return value
 
 
@@ -417,7 +429,7 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
 
 async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.executions import list_executions
-    from triggerd.store.workflows import get_trigger
+    from triggerd.store.workflows import get_trigger, get_workflow
 
     statuses = ("NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED")
     status = None
@@ -427,11 +439,19 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
             raise UsageError(f"--status: {args.status!r} is not one of {', '.join(statuses)}")
     if not 1 <= args.limit <= 10_000:
         raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    since = None if args.since is None else _parse_instant(args.since, "--since")
+    until = None if args.until is None else _parse_instant(args.until, "--until")
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since {args.since} is not before --until {args.until}")
     async with _pool(settings) as pool:
         trigger_id = None
         if args.trigger is not None:
             trigger_id = (await get_trigger(pool, args.trigger)).id
-        items = await list_executions(pool, status=status, trigger_id=trigger_id, limit=args.limit)
+        if args.workflow is not None:
+            await get_workflow(pool, args.workflow)  # exit 3 for a workflow that does not exist
+        items = await list_executions(pool, status=status, trigger_id=trigger_id,
+                                      workflow_key=args.workflow, since=since, before=until,
+                                      limit=args.limit)
     if args.json:
         print_json([execution_json(e) for e in items])
         return 0
@@ -607,6 +627,18 @@ async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.doctor import exit_status, report_json, report_lines
+    from triggerd.doctor_gather import run_checks
+
+    checks = await run_checks(settings)
+    if args.json:
+        print_json(report_json(checks))
+    else:
+        print("\n".join(report_lines(checks)))
+    return exit_status(checks)
+
+
 # --- parser --------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -638,6 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete triggers the files no longer list (default: disable them)",
     )
+    p.add_argument("--plan", action="store_true", help="print what would change, change nothing")
+    p.add_argument("--json", action="store_true", help='print {"changes": [...], "unchanged": N}')
     p.set_defaults(handler=cmd_apply)
 
     triggers = sub.add_parser("triggers", help="list, show, enable, disable or fire triggers")
@@ -675,6 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = esub.add_parser("list", help="list executions, newest first")
     p.add_argument("--status", metavar="S")
     p.add_argument("--trigger", metavar="NAME", type=_name)
+    p.add_argument("--workflow", metavar="KEY", type=_name)
+    p.add_argument("--since", metavar="INSTANT", help="created at or after (ISO-8601)")
+    p.add_argument("--until", metavar="INSTANT", help="created before (ISO-8601)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_executions_list)
@@ -723,6 +760,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", metavar="INSTANT", help="ISO-8601 instant (default: now)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_cron_next, needs_settings=False)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check the database, migrations, webhook routes, tzdata and clock",
+        description="Check the database (reachable, version), its migrations, that the"
+        " running daemon routes every enabled webhook trigger (asked with OPTIONS, which"
+        " starts no run), the tz database and the zones of enabled cron triggers, the clock"
+        " against the database's, and the embedded server (when [database] url is empty)."
+        " Changes nothing. Exit status: 0 when every check is ok or warn; 5 when the"
+        " database (or the embedded server) is unavailable; 4 when another check fails.",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_doctor)
     return parser
 
 

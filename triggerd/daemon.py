@@ -81,7 +81,9 @@ class Daemon:
         files = list(settings.daemon.definitions)
         if not files or self.pool is None:
             return
-        specs = load_files(files)
+        # Reading and checking a large file takes seconds: not on the event loop, which
+        # keeps serving webhooks and firing schedules meanwhile (start and reload).
+        specs = await asyncio.to_thread(load_files, files)
         async with self.pool.acquire() as conn:
             report = await apply_workflows(conn, specs)
         logger.info(

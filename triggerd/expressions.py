@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
 
@@ -35,7 +35,9 @@ from jinja2 import nodes as jinja_nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import consume
 
 from triggerd.errors import TriggerdError
 from triggerd.model import JSON
@@ -211,6 +213,18 @@ _ENV.filters["fromjson"] = _fromjson_filter
 class _Compiled:
     native: TemplateExpression | None = None  # the string is exactly one expression
     template: Template | None = None
+    # The template behind either and its globals as one plain dict: Jinja2 builds each
+    # call's context by walking a ChainMap of globals twice, most of a small expression's
+    # cost. The context built here from these holds exactly the same names.
+    inner: Template | None = None
+    globals: dict[str, Any] = field(default_factory=dict)
+
+    def context(self, names: Mapping[str, Any]) -> Context:
+        inner = self.inner
+        assert inner is not None
+        return _ENV.context_class(
+            _ENV, {**self.globals, **names}, inner.name, inner.blocks, globals=self.globals
+        )
 
 
 def _single_expression(source: str) -> str | None:
@@ -243,8 +257,14 @@ def _single_expression(source: str) -> str | None:
 def _compile(source: str) -> _Compiled:
     inner = _single_expression(source)
     if inner is not None:
-        return _Compiled(native=_ENV.compile_expression(inner, undefined_to_none=False))
-    return _Compiled(template=_ENV.from_string(source))
+        native = _ENV.compile_expression(inner, undefined_to_none=False)
+        # Jinja2 keeps the template in a private attribute: without it, the plain call.
+        template: Template | None = getattr(native, "_template", None)
+        if not isinstance(template, Template):
+            return _Compiled(native=native)
+        return _Compiled(native=native, inner=template, globals=dict(template.globals))
+    template = _ENV.from_string(source)
+    return _Compiled(template=template, inner=template, globals=dict(template.globals))
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -295,10 +315,20 @@ def render_string(source: str, context: Mapping[str, Any]) -> JSON:
         return source
     try:
         compiled = _compile(source)
-        if compiled.native is not None:
+        if compiled.inner is None:
+            assert compiled.native is not None
             return to_json(compiled.native(context))
-        assert compiled.template is not None
-        return compiled.template.render(context)
+        names = compiled.context(context)
+        if compiled.native is not None:
+            # TemplateExpression.__call__ with the context built above.
+            consume(compiled.inner.root_render_func(names))
+            return to_json(names.vars["result"])
+        # Template.render with the context built above.
+        try:
+            text: str = _ENV.concat(compiled.inner.root_render_func(names))
+        except Exception:
+            _ENV.handle_exception()
+        return text
     except ExpressionError:
         raise
     except TemplateSyntaxError as exc:

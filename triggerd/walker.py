@@ -153,7 +153,10 @@ def edge_taken(edge: Edge, source: NodeOutcome | None, siblings: tuple[Edge, ...
     )
 
 
-_Structure = tuple[tuple[str, ...], dict[str, list[Edge]], dict[str, list[Edge]]]
+# Order, incoming and outgoing edges per node, and the nodes with a failure edge.
+_Structure = tuple[
+    tuple[str, ...], dict[str, list[Edge]], dict[str, tuple[Edge, ...]], frozenset[str]
+]
 # Graphs are immutable and long-lived (one per cached workflow version), so their order and
 # adjacency are computed once. Keyed by identity; the graph is kept alive with its entry.
 _STRUCTURES: dict[int, tuple[Graph, _Structure]] = {}
@@ -172,7 +175,13 @@ def _structure(graph: Graph) -> _Structure:
         outgoing[edge.source].append(edge)
     if len(_STRUCTURES) >= _MAX_STRUCTURES:
         _STRUCTURES.clear()
-    structure = (order, incoming, outgoing)
+    handles_failure = frozenset(e.source for e in graph.edges if e.on == EdgeOn.FAILURE)
+    structure = (
+        order,
+        incoming,
+        {node_id: tuple(edges) for node_id, edges in outgoing.items()},
+        handles_failure,
+    )
     _STRUCTURES[id(graph)] = (graph, structure)
     return structure
 
@@ -189,7 +198,7 @@ def plan_next(
     crash) are ignored: such nodes are ready again unless they are in ``running``. A parked
     ``wait`` node belongs in ``running`` until the executor records its SUCCESS.
     """
-    order, incoming, outgoing = _structure(graph)
+    order, incoming, outgoing, handles_failure = _structure(graph)
     state = {
         node_id: outcome
         for node_id, outcome in outcomes.items()
@@ -201,7 +210,7 @@ def plan_next(
         if (
             outcome is not None
             and outcome.status == NodeStatus.ERROR
-            and not any(e.on == EdgeOn.FAILURE for e in outgoing[node_id])
+            and node_id not in handles_failure
         ):
             return WalkStep(finished=True, failed=outcome)
 
@@ -219,7 +228,7 @@ def plan_next(
         taken: list[Edge] = []
         resolved = True
         for edge in edges:
-            decision = edge_taken(edge, state.get(edge.source), tuple(outgoing[edge.source]))
+            decision = edge_taken(edge, state.get(edge.source), outgoing[edge.source])
             if decision is None:
                 resolved = False
                 break

@@ -356,3 +356,43 @@ async def test_fire_input_with_a_number_python_cannot_read_is_one_line_exit_2(ds
                       dsn=dsn)
     assert result.returncode == 2, result.stderr
     assert one_line_error(result) == "triggerd: error: --input: a number with more than 4300 digits"
+
+
+async def test_apply_lists_changes_then_one_summary_line_json_and_plan(
+    dsn: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "one.yaml"
+    graph = "    graph: {nodes: [{id: a, type: noop}]}\n"
+    path.write_text(
+        "workflows:\n  - key: one\n" + graph + "    triggers:\n"
+        "      - {name: m, type: manual}\n      - {name: n, type: manual}\n"
+    )
+    planned = triggerd("apply", str(path), "--plan", "--json", dsn=dsn)
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout) == {
+        "changes": [
+            {"kind": "workflow", "name": "one", "action": "created", "detail": ""},
+            {"kind": "workflow", "name": "one", "action": "published", "detail": "version 1"},
+            {"kind": "trigger", "name": "one/m", "action": "created", "detail": ""},
+            {"kind": "trigger", "name": "one/n", "action": "created", "detail": ""},
+        ],
+        "unchanged": 0,
+    }
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 0  # --plan wrote nothing
+    finally:
+        await conn.close()
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    path.write_text(path.read_text().replace("{name: n, type: manual}", "{name: n, type: manual,"
+                                             " input: {x: 1}}"))
+    changed = triggerd("apply", str(path), dsn=dsn)
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.splitlines() == [
+        "trigger one/n: updated",
+        "1 trigger and 1 workflow unchanged",
+    ]
+    again = triggerd("apply", str(path), "--json", dsn=dsn)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"changes": [], "unchanged": 3}
+    assert triggerd("apply", str(path), dsn=dsn).stdout.splitlines() == ["no changes"]

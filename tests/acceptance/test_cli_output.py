@@ -111,3 +111,40 @@ async def test_watch_follows_a_run_to_its_end_with_the_exit_code_of_its_status(
         "triggerd: error: --interval: 0.0 is out of range 0.05-60 (seconds)")
     missing = triggerd("executions", "watch", "abcdef01-0000-4000-8000-000000000000", dsn=dsn)
     assert missing.returncode == 3
+
+
+async def test_executions_list_by_time_window_and_workflow(dsn: str) -> None:
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    old = await _finished_run(dsn, "SUCCESS")
+    new = await _finished_run(dsn, "ERROR")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE workflow_executions SET created_at = '2026-01-01T10:00:00Z'"
+                           " WHERE id = $1", old)
+        await conn.execute("UPDATE workflow_executions SET created_at = '2026-01-02T10:00:00Z'"
+                           " WHERE id = $1", new)
+    finally:
+        await conn.close()
+
+    def ids(*args: str) -> list[str]:
+        listed = triggerd("executions", "list", *args, "--json", dsn=dsn)
+        assert listed.returncode == 0, listed.stderr
+        return [e["id"] for e in json.loads(listed.stdout)]
+
+    assert ids("--since", "2026-01-02T00:00:00Z") == [new]
+    assert ids("--until", "2026-01-02T00:00:00Z") == [old]
+    assert ids("--since", "2026-01-01T10:00:00+00:00", "--until", "2026-01-02T10:00:00Z") == [old]
+    assert ids("--workflow", "nightly-report") == [new, old]
+    assert ids("--workflow", "github-push") == []
+    for args, code, message in (
+        (("--since", "yesterday"), 2,
+         "--since: 'yesterday' is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"),
+        (("--until", "2026-01-01T00:00:00"), 2,
+         "--until: '2026-01-01T00:00:00' needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"),
+        (("--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"), 2,
+         "--since 2026-01-02T00:00:00Z is not before --until 2026-01-01T00:00:00Z"),
+        (("--workflow", "nope"), 3, "no workflow with key 'nope'"),
+    ):
+        result = triggerd("executions", "list", *args, dsn=dsn)
+        assert result.returncode == code, result.stderr
+        assert one_line_error(result) == f"triggerd: error: {message}"

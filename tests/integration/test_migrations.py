@@ -36,6 +36,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         "0002_hot_path_references.sql",
         "0003_webhook_inbox_row.sql",
         "0004_node_outputs_resume.sql",
+        "0005_history_lists.sql",
     )
     conn = await asyncpg.connect(empty_dsn)
     try:
@@ -52,6 +53,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         (2, "0002_hot_path_references.sql"),
         (3, "0003_webhook_inbox_row.sql"),
         (4, "0004_node_outputs_resume.sql"),
+        (5, "0005_history_lists.sql"),
     ]
     assert {r["checksum"] for r in recorded} == {m.checksum for m in db.known_migrations()}
 
@@ -106,7 +108,7 @@ async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
     finally:
         await conn.close()
     # The good ones stay, the broken one left no trace.
-    assert sorted(versions) == [m.version for m in known] == [1, 2, 3, 4]
+    assert sorted(versions) == [m.version for m in known] == [1, 2, 3, 4, 5]
     assert half is None
 
 
@@ -131,15 +133,16 @@ async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
     outputs = sorted(out.decode().strip() for out, _ in results)
     assert outputs == [
         "applied 0001_initial.sql\napplied 0002_hot_path_references.sql"
-        "\napplied 0003_webhook_inbox_row.sql\napplied 0004_node_outputs_resume.sql",
-        "schema is up to date (migration 0004)",
+        "\napplied 0003_webhook_inbox_row.sql\napplied 0004_node_outputs_resume.sql"
+        "\napplied 0005_history_lists.sql",
+        "schema is up to date (migration 0005)",
     ]
     conn = await asyncpg.connect(empty_dsn)
     try:
         count = await conn.fetchval("SELECT count(*) FROM schema_migrations")
     finally:
         await conn.close()
-    assert count == 4
+    assert count == 5
 
 
 async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) -> None:

@@ -284,6 +284,7 @@ async def test_upgrade_from_0001_keeps_every_row(empty_dsn: str) -> None:
             "0002_hot_path_references.sql",
             "0003_webhook_inbox_row.sql",
             "0004_node_outputs_resume.sql",
+            "0005_history_lists.sql",
         )
         async with pool.acquire() as conn:
             assert await counts(conn) == before == {

@@ -238,3 +238,18 @@ def test_build_context_exposes_node_outputs_under_output() -> None:
 )
 def test_evaluate_condition(value: JSON, expected: bool) -> None:
     assert evaluate_condition(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ range(3) | list }}", [0, 1, 2]),
+        ("{{ dict(a=input.n) }}", {"a": 41}),
+        ("n={{ range(2) | list }} {{ dict(b=1) }}", 'n=[0, 1] {"b": 1}'),
+        ("{% set ns = namespace(x=input.n) %}{{ ns.x }}", "41"),
+    ],
+)
+def test_expressions_see_jinja2_globals_beside_the_context(source: str, expected: JSON) -> None:
+    assert render_string(source, CONTEXT) == expected
+    # And again, from the compiled template cache.
+    assert render_string(source, CONTEXT) == expected

@@ -13,7 +13,7 @@ from triggerd.definitions.checks import (
     check_trigger_config,
     known_node_types,
 )
-from triggerd.definitions.loading import read_file
+from triggerd.definitions.loading import paused_gc, read_file
 from triggerd.definitions.problems import Report, definition_error, described
 from triggerd.definitions.schema import (
     validate_definition,
@@ -42,7 +42,8 @@ def load_files(
 ) -> list[WorkflowSpec]:
     """The workflows of the given files, in file order; raises
     :class:`~triggerd.errors.DefinitionError` listing every problem across all files."""
-    problems, specs = _analyze(_read(paths), node_types)
+    with paused_gc():  # see paused_gc: a large file is millions of live objects
+        problems, specs = _analyze(_read(paths), node_types)
     if problems:
         raise definition_error(problems)
     return specs

@@ -18,12 +18,15 @@ walks the document (each would otherwise hang or run out of stack).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.events import AliasEvent, Event
@@ -40,6 +43,7 @@ _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 # The deepest a value may sit below the document (the API's and --input's limit too).
@@ -107,6 +111,116 @@ _Loader.add_implicit_resolver(
 )
 
 
+# libyaml (PyYAML's C extension) reads a large file many times faster than the pure-Python
+# reader. It is used only where it gives exactly what _Loader gives: the same resolvers and
+# constructor; depth and aliases are measured on its event stream first (cheap, and its
+# composer recurses per level in C, which a very deep file would crash); and on any
+# error, or anything the pass does not expect, the file is read again by _Loader, so that
+# every message stays the pure reader's.
+_CParser: Any
+try:
+    from yaml import _yaml
+
+    _CParser = _yaml.CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
+
+LIBYAML = _CParser is not None
+
+
+if _CParser is not None:
+
+    class _CLoader(_CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
+        """libyaml's parser and composer with _Loader's resolvers and constructor."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._scalar_tags: dict[tuple[str, Any], str] = {}
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            # A scalar's tag depends on its text only (there are no path resolvers), and
+            # a definition file repeats the same few texts ("type", "cron", ...) a lot.
+            if kind is not ScalarNode:
+                return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+            key = (value, implicit)
+            tag = self._scalar_tags.get(key)
+            if tag is None:
+                tag = self._scalar_tags[key] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+            return tag
+
+    _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+class _Fallback(Exception):
+    """The event pass met something only the pure-Python reader reports exactly."""
+
+
+def _check_events(text: str, max_depth: int) -> bool:
+    """Raise :class:`_TooDeep` where _Loader would, from libyaml's events: a node at
+    ``max_depth + 1`` levels, or an alias whose anchored node, put at the alias, reaches
+    past ``max_depth``. Raises :class:`_Fallback` on a syntax error, an unknown or repeated
+    anchor, or a second document. Returns whether the text has any alias."""
+    heights: dict[str, int] = {}  # anchor -> levels below its node (0 while it is open)
+    # One frame per open collection: [its anchor, the greatest height among its children,
+    # whether it has any].
+    stack: list[list[Any]] = []
+    documents = 0
+    aliases = False
+    try:
+        for event in yaml.parse(text, Loader=cast(Any, _CLoader)):
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise _Fallback
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, tallest, any_child = stack.pop()
+                height = 1 + tallest if any_child else 0
+                if anchor is not None:
+                    heights[anchor] = height
+                _child(stack, height)
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                aliases = True
+                if event.anchor not in heights:
+                    raise _Fallback  # undefined: _Loader says so in its words
+                height = heights[event.anchor]
+                if len(stack) + height > max_depth:
+                    raise _TooDeep(_event_line(event))
+                _child(stack, height)
+                continue
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            if len(stack) > max_depth:
+                raise _TooDeep(_event_line(event))
+            anchor = event.anchor
+            if anchor is not None:
+                if anchor in heights:
+                    raise _Fallback
+                heights[anchor] = 0
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([anchor, 0, False])
+            else:
+                _child(stack, 0)
+    except yaml.YAMLError:
+        raise _Fallback from None
+    return aliases
+
+
+def _event_line(event: Event) -> int:
+    mark = event.start_mark
+    return 0 if mark is None else int(mark.line) + 1
+
+
+def _child(stack: list[list[Any]], height: int) -> None:
+    if stack:
+        frame = stack[-1]
+        frame[1] = max(frame[1], height)
+        frame[2] = True
+
+
 def read_file(path: str | Path, report: Report) -> tuple[bool, Any]:
     """Read and parse one file; ``(False, None)`` when it could not be parsed at all."""
     file = Path(path)
@@ -141,21 +255,81 @@ def parse_yaml(
     max_values: int = MAX_YAML_VALUES,
     max_factor: int = MAX_YAML_EXPANSION,
     max_depth: int = MAX_DEPTH,
+    libyaml: bool = True,
 ) -> tuple[bool, Any]:
     """Parse YAML text; syntax errors become one problem with the line and column, and a
     file whose aliases expand it beyond the limit, or nested deeper than ``max_depth``
-    levels, is refused before anything is built."""
+    levels, is refused before anything is built. ``libyaml=False`` reads with the
+    pure-Python reader only (the results are the same)."""
+    with paused_gc():
+        return _parse_yaml(text, report, max_values, max_factor, max_depth, libyaml)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: reading a large file creates millions of objects
+    that all stay alive, and each collection would walk them again for nothing (it took
+    three quarters of the time libyaml takes for a 10 MB file)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_yaml(
+    text: str, report: Report, max_values: int, max_factor: int, max_depth: int, libyaml: bool
+) -> tuple[bool, Any]:
+    if libyaml and _CParser is not None:
+        try:
+            aliases = _check_events(text, max_depth)
+        except _TooDeep as exc:
+            report.add((), _too_deep(max_depth, exc.line))
+            return False, None
+        except _Fallback:
+            pass
+        else:
+            checked = Report(file=report.file)
+            # Without aliases a file stands for as many values as it has: never too many.
+            sizes = aliases or max_factor < 1
+            result = _parse_yaml_with(
+                _CLoader(text), text, checked, max_values, max_factor, max_depth, sizes=sizes
+            )
+            if result is not None:
+                for path, message in checked.items:
+                    report.add(path, message)
+                return result
     loader = _Loader(text)
     loader.max_depth = max_depth
+    parsed = _parse_yaml_with(loader, text, report, max_values, max_factor, max_depth)
+    assert parsed is not None
+    return parsed
+
+
+def _parse_yaml_with(
+    loader: Any,
+    text: str,
+    report: Report,
+    max_values: int,
+    max_factor: int,
+    max_depth: int,
+    *,
+    sizes: bool = True,
+) -> tuple[bool, Any] | None:
+    """Compose with ``loader`` and build; ``None`` when the libyaml loader met a syntax
+    error (the caller reads the text again with _Loader for its exact message)."""
+    pure = isinstance(loader, _Loader)
     try:
         node = loader.get_single_node()
         if node is None:
             return True, None
-        sizes = _ExpandedSize()
-        total = sizes.of(node)
-        limit = max(max_values, max_factor * len(sizes.memo))
+        expanded = _ExpandedSize()
+        total = expanded.of(node) if sizes else 0
+        limit = max(max_values, max_factor * len(expanded.memo))
         if total > limit:
-            over = sizes.first_over(limit) or node
+            over = expanded.first_over(limit) or node
             report.add(
                 (),
                 f"YAML aliases expand this file to more than {limit:,} values (at line"
@@ -164,8 +338,12 @@ def parse_yaml(
             return False, None
         return True, _YamlBuilder(loader, report).build(node, ())
     except yaml.MarkedYAMLError as exc:
+        if not pure:
+            return None
         report.add((), f"YAML syntax error{_where(exc)}: {_yaml_reason(exc)}")
     except yaml.YAMLError as exc:
+        if not pure:
+            return None
         report.add((), f"YAML syntax error: {exc}")
     except _TooDeep as exc:
         report.add((), _too_deep(max_depth, exc.line))
@@ -256,6 +434,8 @@ class _YamlBuilder:
         self._active: set[int] = set()
 
     def build(self, node: Node, path: JsonPath) -> Any:
+        if node.tag == _STR_TAG and isinstance(node, ScalarNode):
+            return node.value  # what the constructor returns for it, without its detour
         key = id(node)
         if key in self._built:
             return self._built[key]
@@ -336,6 +516,8 @@ class _YamlBuilder:
         return result
 
     def _key(self, node: ScalarNode) -> Any:
+        if node.tag == _STR_TAG:
+            return node.value
         try:
             return self._loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:

@@ -15,8 +15,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -26,7 +27,13 @@ from jsonschema import Draft202012Validator
 from triggerd.definitions import graph_from_json
 from triggerd.errors import ResumeCopyError, SecretError
 from triggerd.executor.resume import RESUME_COPY_MISSING, ResumeKey
-from triggerd.expressions import ExpressionError, build_context, render, secret_renderings
+from triggerd.expressions import (
+    ExpressionError,
+    build_context,
+    is_template,
+    render,
+    secret_renderings,
+)
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
@@ -44,6 +51,8 @@ EXPRESSION_ERROR = "EXPRESSION_ERROR"
 INTERRUPTED = "INTERRUPTED"
 OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
 TRUNCATION_KEYS = frozenset({"_truncated", "size_bytes", "limit_bytes", "preview"})
+# What params without any expression are rendered with (they never read it).
+NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,12 +67,15 @@ class PreparedVersion:
     env: dict[str, str]
     secret_refs: dict[str, Any]
     timeout: timedelta
+    # Nodes whose params hold an expression (None: not known, treat all as such). The
+    # others need no expression context, which is the costly part of rendering.
+    templated: frozenset[str] | None = None
 
 
 def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
     schema = row["parameter_schema"] or {}
     env_config = row["env_config"] or {}
-    return PreparedVersion(
+    prepared = PreparedVersion(
         id=str(row["id"]),
         version=row["version"],
         workflow_key=row.get("workflow_key"),
@@ -76,6 +88,18 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
         },
         timeout=timedelta(milliseconds=row["timeout_ms"]),
     )
+    templated = frozenset(n.id for n in prepared.graph.nodes if _has_template(n.params))
+    return replace(prepared, templated=templated)
+
+
+def _has_template(value: JSON) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_template(v) for v in value)
+    return False
 
 
 def json_path(error: jsonschema.ValidationError) -> str:
@@ -195,6 +219,7 @@ class Runner:
     timings: list[tuple[str, float]] = field(default_factory=list)
     # Whether this run has resume copies in the database (dropped when it ends).
     has_resume_copies: bool = False
+    _base_context: dict[str, Any] | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -324,28 +349,36 @@ class Runner:
         return any(e.on == "failure" for e in self.version.graph.outgoing(node_id))
 
     def _context(self) -> dict[str, Any]:
-        claimed = self.claimed
-        trigger = dict(claimed.context.get("trigger") or {})
-        trigger.setdefault("type", claimed.trigger_type)
-        trigger.setdefault("name", claimed.trigger_name)
-        if claimed.scheduled_for is not None:
-            trigger.setdefault("scheduled_for", claimed.scheduled_for.isoformat())
-        return build_context(
-            input=claimed.input,
-            env=self.version.env,
-            secrets=self._secrets,
-            node_outputs={
-                k: v.output for k, v in self.outcomes.items() if v.status == NodeStatus.SUCCESS
-            },
-            trigger=trigger,
-            execution={
-                "id": claimed.id,
-                "attempt": claimed.attempt,
-                "workflow_id": claimed.workflow_id,
-                "version": self.version.version,
-                "created_at": claimed.created_at.isoformat(),
-            },
-        )
+        base = self._base_context
+        if base is None:
+            # Everything but the node outputs is fixed for the run: built once. Sharing it
+            # between nodes is safe, the sandbox cannot change what expressions read.
+            claimed = self.claimed
+            trigger = dict(claimed.context.get("trigger") or {})
+            trigger.setdefault("type", claimed.trigger_type)
+            trigger.setdefault("name", claimed.trigger_name)
+            if claimed.scheduled_for is not None:
+                trigger.setdefault("scheduled_for", claimed.scheduled_for.isoformat())
+            base = self._base_context = build_context(
+                input=claimed.input,
+                env=self.version.env,
+                secrets=self._secrets,
+                trigger=trigger,
+                execution={
+                    "id": claimed.id,
+                    "attempt": claimed.attempt,
+                    "workflow_id": claimed.workflow_id,
+                    "version": self.version.version,
+                    "created_at": claimed.created_at.isoformat(),
+                },
+            )
+        context = dict(base)
+        context["nodes"] = {
+            k: {"output": v.output}
+            for k, v in self.outcomes.items()
+            if v.status == NodeStatus.SUCCESS
+        }
+        return context
 
     # -- the run -------------------------------------------------------------------------
 
@@ -475,7 +508,11 @@ class Runner:
             started = self.clock()
             t0 = time.perf_counter()
             try:
-                params = render(node.params, self._context())
+                templated = self.version.templated
+                params = render(
+                    node.params,
+                    self._context() if templated is None or node_id in templated else NO_CONTEXT,
+                )
                 failure: NodeFailure | None = None
                 if self._secrets:
                     self._mask_derived(node.params, params)

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.store.executions import EXECUTION_COLUMNS
+from triggerd.store.executions import execution_list_query
 from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
@@ -39,22 +39,14 @@ async def page_executions(
     after: ExecutionPosition | None = None,
 ) -> list[ExecutionRecord]:
     """Up to ``limit`` executions, newest first, strictly after ``after`` when given."""
-    rows = await conn.fetch(
-        f"SELECT {EXECUTION_COLUMNS}"
-        " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
-        " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
-        " WHERE ($1::text IS NULL OR e.status = $1)"
-        " AND ($2::uuid IS NULL OR e.trigger_id = $2)"
-        " AND ($3::uuid IS NULL OR e.workflow_id = $3)"
-        " AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4::timestamptz, $5::uuid))"
-        " ORDER BY e.created_at DESC, e.id DESC LIMIT $6",
-        status,
-        trigger_id,
-        workflow_id,
-        None if after is None else after.created_at,
-        None if after is None else after.id,
-        limit,
+    query, args = execution_list_query(
+        status=status,
+        trigger_id=trigger_id,
+        workflow_id=workflow_id,
+        after=None if after is None else (after.created_at, after.id),
+        limit=limit,
     )
+    rows = await conn.fetch(query, *args)
     return [row_to(ExecutionRecord, r) for r in rows]
 
 

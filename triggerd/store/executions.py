@@ -6,7 +6,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,6 +190,55 @@ async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
     return found
 
 
+def execution_list_query(
+    *,
+    status: str | None = None,
+    trigger_id: str | None = None,
+    workflow_id: str | None = None,
+    workflow_key: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    before: datetime | None = None,
+    since: datetime | None = None,
+    limit: int,
+    id_order: str = "DESC",
+) -> tuple[str, list[Any]]:
+    """The statement (and its arguments) of one page of executions, newest first, with only
+    the conditions that were asked for. Each combination is its own prepared statement, so
+    its plan can use the index that fits: a generic plan of ``$1 IS NULL OR status = $1``
+    cannot, and read the whole table for every page once history grew."""
+    conditions: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if status is not None:
+        conditions.append(f"e.status = {arg(status)}")
+    if trigger_id is not None:
+        conditions.append(f"e.trigger_id = {arg(trigger_id)}::uuid")
+    if workflow_id is not None:
+        conditions.append(f"e.workflow_id = {arg(workflow_id)}::uuid")
+    if workflow_key is not None:
+        key = arg(workflow_key)
+        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key})")
+    if after is not None:
+        created_at, last_id = after
+        position = f"({arg(created_at)}::timestamptz, {arg(last_id)}::uuid)"
+        conditions.append(f"(e.created_at, e.id) < {position}")
+    if before is not None:
+        conditions.append(f"e.created_at < {arg(before)}::timestamptz")
+    if since is not None:
+        conditions.append(f"e.created_at >= {arg(since)}::timestamptz")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    order = "e.id DESC" if id_order == "DESC" else "e.id"
+    query = (
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}{where}"
+        f" ORDER BY e.created_at DESC, {order} LIMIT {arg(limit)}"
+    )
+    return query, args
+
+
 async def list_executions(
     conn: Conn,
     *,
@@ -198,18 +247,19 @@ async def list_executions(
     workflow_key: str | None = None,
     limit: int = 50,
     before: datetime | None = None,
+    since: datetime | None = None,
 ) -> list[ExecutionRecord]:
-    rows = await conn.fetch(
-        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}"
-        " WHERE ($1::text IS NULL OR e.status = $1) AND ($2::uuid IS NULL OR e.trigger_id = $2)"
-        " AND ($3::text IS NULL OR w.key = $3) AND ($4::timestamptz IS NULL OR e.created_at < $4)"
-        " ORDER BY e.created_at DESC, e.id LIMIT $5",
-        status,
-        trigger_id,
-        workflow_key,
-        before,
-        limit,
+    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at."""
+    query, args = execution_list_query(
+        status=status,
+        trigger_id=trigger_id,
+        workflow_key=workflow_key,
+        before=before,
+        since=since,
+        limit=limit,
+        id_order="ASC",
     )
+    rows = await conn.fetch(query, *args)
     return [row_to(ExecutionRecord, r) for r in rows]
 
 
@@ -471,6 +521,24 @@ RETURNING e.id, e.status
 """
 
 
+def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${shift(int(m.group(1)))}", sql)
+
+
+# The common batch in one statement (no BEGIN/COMMIT round trips; a statement is atomic on
+# its own): the node rows, then the final states and a notification per finished run. Both
+# modifying parts run to completion whatever the outer query reads; the notification is
+# sent per row returned, which the caller reads in full.
+_WRITE_ONE_STATEMENT = f"""
+WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
+RETURNING 1),
+done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 15)})
+SELECT done.id, done.status,
+       CASE WHEN done.status IN ('SUCCESS', 'ERROR', 'CANCELED')
+            THEN pg_notify($23, done.id::text) END AS notified
+FROM done
+"""
+
 _UPSERT_RESUME = """
 INSERT INTO node_outputs_resume (execution_id, node_id, attempt, ciphertext)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bytea[])
@@ -534,6 +602,17 @@ def _node_arrays(rows: Sequence[NodeRow]) -> list[list[Any]]:
     ]
 
 
+def _finish_arrays(finished: Sequence[ExecutionUpdate]) -> list[list[Any]]:
+    return [
+        [f.id for f in finished],
+        [f.status for f in finished],
+        [_json_text(f.output) for f in finished],
+        [f.error_code for f in finished],
+        [_storable_text(f.error_message) for f in finished],
+        [f.resume_at for f in finished],
+    ]
+
+
 async def write_progress(
     conn: asyncpg.Connection,
     owner: str,
@@ -545,6 +624,22 @@ async def write_progress(
     alone: another process owns them now)."""
     done: set[str] = set()
     copies = [n for n in nodes if n.resume_copy is not None]
+    if not copies and not any(
+        f.drop_resume_copies and f.status in FINAL_STATUSES for f in finished
+    ):
+        # No resume copies to write or drop (the common case): one statement, one round trip.
+        if not finished:
+            if nodes:
+                await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
+            return done
+        rows = await conn.fetch(
+            _WRITE_ONE_STATEMENT,
+            owner,
+            *_node_arrays(nodes),
+            *_finish_arrays(finished),
+            FINISHED.wire,
+        )
+        return {str(r["id"]) for r in rows}
     async with conn.transaction():
         if nodes:
             await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
@@ -559,16 +654,7 @@ async def write_progress(
                 [n.resume_copy for n in copies],
             )
         if finished:
-            rows = await conn.fetch(
-                _FINISH,
-                owner,
-                [f.id for f in finished],
-                [f.status for f in finished],
-                [_json_text(f.output) for f in finished],
-                [f.error_code for f in finished],
-                [_storable_text(f.error_message) for f in finished],
-                [f.resume_at for f in finished],
-            )
+            rows = await conn.fetch(_FINISH, owner, *_finish_arrays(finished))
             done = {str(r["id"]) for r in rows}
             final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -506,3 +506,26 @@ async def database_clock(conn: Conn) -> datetime:
             raise _unavailable(exc) from exc
         raise
     return value
+
+
+# --- retention ---------------------------------------------------------------------------
+
+_DELETE_OLD_SLOTS = """
+DELETE FROM trigger_slots WHERE (trigger_id, scheduled_for) IN (
+    SELECT s.trigger_id, s.scheduled_for FROM trigger_slots s
+    WHERE s.scheduled_for < now() - $1 * interval '1 millisecond'
+      -- A trigger's newest slot is its last fire for catch-up (_LOAD): it stays.
+      AND EXISTS (SELECT 1 FROM trigger_slots n
+                  WHERE n.trigger_id = s.trigger_id AND n.scheduled_for > s.scheduled_for)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+"""
+
+
+async def delete_old_slots(conn: Conn, older_than: timedelta, batch: int = 10_000) -> int:
+    """Delete up to ``batch`` ledger slots older than ``older_than`` (by their instant),
+    except each trigger's newest; returns how many were deleted."""
+    result: str = await conn.execute(
+        _DELETE_OLD_SLOTS, int(older_than.total_seconds() * 1000), batch
+    )
+    return int(result.split()[-1])

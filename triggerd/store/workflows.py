@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,16 +15,64 @@ from triggerd.model import TriggerSpec, WorkflowSpec, normalize_webhook_path
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
 
 
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """One thing ``apply`` changed (or, with ``--plan``, would change)."""
+
+    kind: str  # workflow | trigger
+    name: str  # the workflow key, or workflow_key/trigger_name
+    action: str  # created | updated | published | disabled | deleted
+    detail: str = ""  # e.g. "version 2", "not in the file"
+
+    @property
+    def line(self) -> str:
+        if self.action == "published":
+            return f"{self.kind} {self.name}: {self.detail} published"
+        suffix = f" ({self.detail})" if self.detail else ""
+        return f"{self.kind} {self.name}: {self.action}{suffix}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "action": self.action, "detail": self.detail}
+
+
 @dataclass(kw_only=True)
 class ApplyReport:
-    """What ``apply`` did, one line per object, in the order it happened."""
+    """What ``apply`` did: every change in the order of the files, and how many objects
+    it left as they were (counted, not listed: a large unchanged file is one line)."""
 
-    lines: list[str] = field(default_factory=list)
-    changed: bool = False
+    changes: list[Change] = field(default_factory=list)
+    unchanged_workflows: int = 0
+    unchanged_triggers: int = 0
 
-    def add(self, line: str, *, changed: bool) -> None:
-        self.lines.append(line)
-        self.changed = self.changed or changed
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per change."""
+        return [change.line for change in self.changes]
+
+    @property
+    def unchanged(self) -> int:
+        return self.unchanged_workflows + self.unchanged_triggers
+
+    @property
+    def summary(self) -> str:
+        """The one line that follows the changes."""
+        if not self.changes:
+            return "no changes"
+        return (
+            f"{_count(self.unchanged_triggers, 'trigger')} and"
+            f" {_count(self.unchanged_workflows, 'workflow')} unchanged"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"changes": [c.to_json() for c in self.changes], "unchanged": self.unchanged}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def env_config_of(spec: WorkflowSpec) -> dict[str, Any]:
@@ -52,16 +102,31 @@ def _trigger_document(trigger: TriggerSpec) -> dict[str, Any]:
     }
 
 
+class _PlanOnly(Exception):
+    """Raised inside the transaction of ``apply --plan`` to roll everything back."""
+
+
 async def apply_workflows(
-    conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool = False
+    conn: asyncpg.Connection,
+    specs: list[WorkflowSpec],
+    *,
+    prune: bool = False,
+    plan: bool = False,
 ) -> ApplyReport:
     """Create or update workflows, publish changed versions and upsert triggers, all in one
-    transaction: either everything is written or nothing is."""
+    transaction: either everything is written or nothing is. With ``plan``, everything is
+    done and then rolled back: the report says what would change.
+
+    A few set-based statements whatever the number of workflows: read what exists, compare
+    in Python (:func:`plan_apply`), write each kind of change with one statement."""
     report = ApplyReport()
-    async with conn.transaction():
-        legacy = await _unnormalized_paths(conn)
-        for spec in specs:
-            await _apply_one(conn, spec, report, prune=prune, legacy=legacy)
+    try:
+        async with conn.transaction():
+            report = await _apply_all(conn, specs, prune=prune)
+            if plan:
+                raise _PlanOnly
+    except _PlanOnly:
+        pass
     return report
 
 
@@ -83,23 +148,142 @@ async def _unnormalized_paths(conn: asyncpg.Connection) -> _Legacy:
     return {normalize_webhook_path(r["path"]): (r["id"], r["full_name"], r["path"]) for r in rows}
 
 
-def _forget(legacy: _Legacy, trigger_id: Any) -> None:
-    for path, (legacy_id, _, _) in list(legacy.items()):
-        if legacy_id == str(trigger_id):
-            del legacy[path]
+@dataclass(frozen=True, kw_only=True)
+class StoredWorkflow:
+    """What the database holds for one workflow of the files: its row, latest version
+    document and triggers (by name), as plain values."""
+
+    id: str
+    name: str
+    description: str
+    status: str
+    latest: dict[str, Any] | None  # the version document of the latest version
+    max_version: int
+    triggers: dict[str, StoredTrigger]  # by name
 
 
-def _refuse_legacy_path(
-    legacy: _Legacy, doc: dict[str, Any], old: Any, spec: WorkflowSpec, trigger: TriggerSpec
-) -> None:
-    if doc["type"] != "webhook" or not doc["enabled"]:
-        return
-    path = doc["config"].get("path")
-    taken = legacy.get(path) if isinstance(path, str) else None
-    if taken is None or (old is not None and str(old["id"]) == taken[0]):
+@dataclass(frozen=True, kw_only=True)
+class StoredTrigger:
+    id: str
+    enabled: bool
+    same: bool  # the stored row already holds what the file says (False: not in the file)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WantedTrigger:
+    """A trigger of the files as it is written: its document and JSON texts."""
+
+    doc: dict[str, Any]
+    config: str
+    input: str
+
+
+def wanted_trigger(trigger: TriggerSpec) -> WantedTrigger:
+    doc = _trigger_document(trigger)
+    return WantedTrigger(doc=doc, config=json.dumps(doc["config"]), input=json.dumps(doc["input"]))
+
+
+@dataclass(kw_only=True)
+class ApplyPlan:
+    """The writes :func:`plan_apply` decided, each a list of rows for one statement."""
+
+    report: ApplyReport
+    workflow_updates: list[tuple[str, WorkflowSpec]] = field(default_factory=list)
+    publish: list[tuple[WorkflowSpec, int]] = field(default_factory=list)
+    trigger_inserts: list[tuple[WorkflowSpec, str, WantedTrigger]] = field(default_factory=list)
+    trigger_updates: list[tuple[str, WantedTrigger]] = field(default_factory=list)
+    disable: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    # Enabled webhook paths written by this apply: path -> full trigger name, in file order.
+    webhook_paths: dict[str, str] = field(default_factory=dict)
+
+
+def plan_apply(
+    specs: list[WorkflowSpec],
+    stored: dict[str, StoredWorkflow],
+    created: set[str],
+    legacy: _Legacy,
+    wanted: dict[tuple[str, str], WantedTrigger],
+    *,
+    prune: bool,
+) -> ApplyPlan:
+    """Compare the files with what is stored (by workflow key) and decide every write.
+
+    ``created`` are the keys whose workflow rows this apply has just inserted; ``legacy``
+    the unnormalized stored paths (see :func:`_unnormalized_paths`); ``wanted`` the files'
+    triggers by (workflow key, name). Raises
+    :class:`DefinitionError` when a webhook path is taken by a legacy row this apply does
+    not rewrite."""
+    plan = ApplyPlan(report=ApplyReport())
+    report = plan.report
+    governed = {t.id for wf in stored.values() for t in wf.triggers.values()}
+    # Rows of the files' workflows take the files' paths (or are disabled): only the others
+    # can keep a path taken.
+    foreign = {path: v for path, v in legacy.items() if v[0] not in governed}
+    for spec in specs:
+        wf = stored[spec.key]
+        changed = spec.key in created
+        if changed:
+            report.changes.append(Change(kind="workflow", name=spec.key, action="created"))
+        elif (wf.name, wf.description, wf.status) != (
+            spec.name,
+            spec.description,
+            str(spec.status),
+        ):
+            plan.workflow_updates.append((wf.id, spec))
+            report.changes.append(Change(kind="workflow", name=spec.key, action="updated"))
+            changed = True
+        version = version_document(spec)
+        if wf.latest is None or canonical_json(wf.latest) != canonical_json(version):
+            number = wf.max_version + 1
+            plan.publish.append((spec, number))
+            report.changes.append(
+                Change(
+                    kind="workflow", name=spec.key, action="published", detail=f"version {number}"
+                )
+            )
+            changed = True
+        if not changed:
+            report.unchanged_workflows += 1
+        existing = dict(wf.triggers)
+        for trigger in spec.triggers:
+            want = wanted[spec.key, trigger.name]
+            doc = want.doc
+            full = f"{spec.key}/{trigger.name}"
+            old = existing.pop(trigger.name, None)
+            if doc["type"] == "webhook" and doc["enabled"]:
+                path = doc["config"].get("path")
+                if isinstance(path, str):
+                    _refuse_legacy_path(foreign, path, full)
+                    plan.webhook_paths.setdefault(path, full)
+            if old is None:
+                plan.trigger_inserts.append((spec, trigger.name, want))
+                report.changes.append(Change(kind="trigger", name=full, action="created"))
+            elif old.same:
+                report.unchanged_triggers += 1
+            else:
+                plan.trigger_updates.append((old.id, want))
+                report.changes.append(Change(kind="trigger", name=full, action="updated"))
+        for name, old in existing.items():
+            full = f"{spec.key}/{name}"
+            if prune:
+                plan.delete.append(old.id)
+                report.changes.append(
+                    Change(kind="trigger", name=full, action="deleted", detail="not in the file")
+                )
+            elif old.enabled:
+                plan.disable.append(old.id)
+                report.changes.append(
+                    Change(kind="trigger", name=full, action="disabled", detail="not in the file")
+                )
+    return plan
+
+
+def _refuse_legacy_path(legacy: _Legacy, path: str, name: str) -> None:
+    taken = legacy.get(path)
+    if taken is None:
         return
     _, owner, stored = taken
-    name = f"{spec.key}/{trigger.name}"
     used = f"is already used by the enabled trigger {owner} (stored as {stored!r})"
     raise DefinitionError(
         f"webhook path {path!r} of trigger {name} {used}",
@@ -107,167 +291,233 @@ def _refuse_legacy_path(
     )
 
 
-async def _apply_one(
-    conn: asyncpg.Connection,
-    spec: WorkflowSpec,
-    report: ApplyReport,
-    *,
-    prune: bool,
-    legacy: _Legacy,
-) -> None:
-    row = await conn.fetchrow(
-        "SELECT id, name, description, status FROM workflows WHERE tenant_id = $1 AND key = $2"
-        " FOR UPDATE",
-        spec.tenant_id,
-        spec.key,
-    )
-    if row is None:
-        workflow_id = await conn.fetchval(
-            "INSERT INTO workflows (tenant_id, key, name, description, status)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            spec.tenant_id,
-            spec.key,
-            spec.name,
-            spec.description,
-            str(spec.status),
-        )
-        report.add(f"workflow {spec.key}: created", changed=True)
-    else:
-        workflow_id = row["id"]
-        if (row["name"], row["description"], row["status"]) != (
-            spec.name,
-            spec.description,
-            str(spec.status),
-        ):
-            await conn.execute(
-                "UPDATE workflows SET name = $2, description = $3, status = $4,"
-                " updated_at = now() WHERE id = $1",
-                workflow_id,
-                spec.name,
-                spec.description,
-                str(spec.status),
+def _path_taken(path: str, name: str) -> DefinitionError:
+    return DefinitionError(
+        f"webhook path {path!r} of trigger {name} is already used by another enabled trigger",
+        [
+            Problem(
+                "<database>",
+                name,
+                f"webhook path {path!r} is already used by another enabled trigger",
             )
-            report.add(f"workflow {spec.key}: updated", changed=True)
-        else:
-            report.add(f"workflow {spec.key}: unchanged", changed=False)
+        ],
+    )
 
-    wanted = version_document(spec)
-    latest = await conn.fetchrow(
-        "SELECT id, version, graph, parameter_schema, env_config, timeout_ms"
-        " FROM workflow_versions WHERE workflow_id = $1 AND is_latest",
-        workflow_id,
+
+async def _apply_all(
+    conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool
+) -> ApplyReport:
+    legacy = await _unnormalized_paths(conn)
+    tenants = [spec.tenant_id for spec in specs]
+    keys = [spec.key for spec in specs]
+    # Locked in one order (by id), so two applies of overlapping files queue, not deadlock.
+    rows = await conn.fetch(
+        "SELECT w.id, w.key, w.name, w.description, w.status FROM workflows w"
+        " JOIN unnest($1::text[], $2::text[]) AS f (tenant_id, key)"
+        " ON w.tenant_id = f.tenant_id AND w.key = f.key ORDER BY w.id FOR UPDATE OF w",
+        tenants,
+        keys,
     )
-    current = (
-        None
-        if latest is None
-        else {
-            "graph": latest["graph"],
-            "parameter_schema": latest["parameter_schema"],
-            "env_config": latest["env_config"],
-            "timeout_ms": latest["timeout_ms"],
-        }
-    )
-    if current is None or canonical_json(current) != canonical_json(wanted):
-        number = await conn.fetchval(
-            "SELECT COALESCE(max(version), 0) + 1 FROM workflow_versions WHERE workflow_id = $1",
-            workflow_id,
+    found = {r["key"]: r for r in rows}
+    new = [spec for spec in specs if spec.key not in found]
+    if new:
+        inserted = await conn.fetch(
+            "INSERT INTO workflows (tenant_id, key, name, description, status)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+            " RETURNING id, key, name, description, status",
+            [s.tenant_id for s in new],
+            [s.key for s in new],
+            [s.name for s in new],
+            [s.description for s in new],
+            [str(s.status) for s in new],
         )
+        found.update((r["key"], r) for r in inserted)
+    ids = [found[spec.key]["id"] for spec in specs]
+    latest = {
+        r["workflow_id"]: r
+        for r in await conn.fetch(
+            "SELECT v.workflow_id, v.graph, v.parameter_schema, v.env_config, v.timeout_ms,"
+            " v.is_latest, m.max_version FROM (SELECT workflow_id, max(version) AS max_version"
+            " FROM workflow_versions WHERE workflow_id = ANY($1::uuid[]) GROUP BY 1) m"
+            " LEFT JOIN workflow_versions v ON v.workflow_id = m.workflow_id AND v.is_latest",
+            ids,
+        )
+    }
+    wanted = {(s.key, t.name): wanted_trigger(t) for s in specs for t in s.triggers}
+    rows_of = [(wid, s, t) for s, wid in zip(specs, ids, strict=True) for t in s.triggers]
+    docs = [wanted[s.key, t.name] for _, s, t in rows_of]
+    triggers: dict[Any, dict[str, StoredTrigger]] = {i: {} for i in ids}
+    # PostgreSQL compares each stored trigger with the file's, as the text of the jsonb it
+    # would store: the same test as comparing the documents, without sending 100,000 of
+    # them back to be decoded.
+    for r in await conn.fetch(
+        "SELECT t.id, t.workflow_id, t.name, t.enabled, f.name IS NOT NULL"
+        " AND t.type = f.type AND t.enabled = f.enabled"
+        " AND t.version IS NOT DISTINCT FROM f.version"
+        " AND t.config::text = f.config::jsonb::text"
+        " AND t.input::text = f.input::jsonb::text AS same"
+        " FROM workflow_triggers t LEFT JOIN unnest($2::uuid[], $3::text[], $4::text[],"
+        " $5::boolean[], $6::int[], $7::text[], $8::text[])"
+        " AS f (workflow_id, name, type, enabled, version, config, input)"
+        " ON f.workflow_id = t.workflow_id AND f.name = t.name"
+        " WHERE t.workflow_id = ANY($1::uuid[])",
+        ids,
+        [wid for wid, _, _ in rows_of],
+        [t.name for _, _, t in rows_of],
+        [d.doc["type"] for d in docs],
+        [d.doc["enabled"] for d in docs],
+        [d.doc["version"] for d in docs],
+        [d.config for d in docs],
+        [d.input for d in docs],
+    ):
+        triggers[r["workflow_id"]][r["name"]] = StoredTrigger(
+            id=str(r["id"]), enabled=r["enabled"], same=bool(r["same"])
+        )
+    stored: dict[str, StoredWorkflow] = {}
+    for spec, wid in zip(specs, ids, strict=True):
+        row = found[spec.key]
+        version = latest.get(wid)
+        document = (
+            None
+            if version is None or version["is_latest"] is None
+            else {k: version[k] for k in ("graph", "parameter_schema", "env_config", "timeout_ms")}
+        )
+        stored[spec.key] = StoredWorkflow(
+            id=str(wid),
+            name=row["name"],
+            description=row["description"],
+            status=row["status"],
+            latest=document,
+            max_version=0 if version is None else int(version["max_version"]),
+            triggers=triggers[wid],
+        )
+    plan = plan_apply(specs, stored, {s.key for s in new}, legacy, wanted, prune=prune)
+    await _check_paths(conn, plan, ids)
+    await _write(conn, plan, stored)
+    return plan.report
+
+
+async def _check_paths(conn: asyncpg.Connection, plan: ApplyPlan, ids: list[Any]) -> None:
+    """Refuse, naming the trigger, a webhook path an enabled trigger outside the files'
+    workflows holds (before writing; the unique index stays the last word)."""
+    if not plan.webhook_paths:
+        return
+    taken = {
+        r["path"]
+        for r in await conn.fetch(
+            "SELECT config->>'path' AS path FROM workflow_triggers"
+            " WHERE type = 'webhook' AND enabled AND config->>'path' = ANY($1::text[])"
+            " AND NOT (workflow_id = ANY($2::uuid[]))",
+            list(plan.webhook_paths),
+            ids,
+        )
+    }
+    for path, name in plan.webhook_paths.items():
+        if path in taken:
+            raise _path_taken(path, name)
+
+
+def _json_texts(values: list[Any]) -> list[str]:
+    return [json.dumps(v) for v in values]
+
+
+async def _write(
+    conn: asyncpg.Connection, plan: ApplyPlan, stored: dict[str, StoredWorkflow]
+) -> None:
+    if plan.workflow_updates:
         await conn.execute(
-            "UPDATE workflow_versions SET is_latest = false WHERE workflow_id = $1 AND is_latest",
-            workflow_id,
+            "UPDATE workflows w SET name = u.name, description = u.description,"
+            " status = u.status, updated_at = now()"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
+            " AS u (id, name, description, status) WHERE w.id = u.id",
+            [wid for wid, _ in plan.workflow_updates],
+            [s.name for _, s in plan.workflow_updates],
+            [s.description for _, s in plan.workflow_updates],
+            [str(s.status) for _, s in plan.workflow_updates],
+        )
+    if plan.publish:
+        ids = [stored[spec.key].id for spec, _ in plan.publish]
+        docs = [version_document(spec) for spec, _ in plan.publish]
+        await conn.execute(
+            "UPDATE workflow_versions SET is_latest = false"
+            " WHERE workflow_id = ANY($1::uuid[]) AND is_latest",
+            ids,
         )
         await conn.execute(
             "INSERT INTO workflow_versions (workflow_id, version, graph, parameter_schema,"
             " env_config, timeout_ms, is_latest, published_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, true, now())",
-            workflow_id,
-            number,
-            wanted["graph"],
-            wanted["parameter_schema"],
-            wanted["env_config"],
-            wanted["timeout_ms"],
+            " SELECT id, version, graph::jsonb, parameter_schema::jsonb, env_config::jsonb,"
+            " timeout_ms, true, now() FROM unnest($1::uuid[], $2::int[], $3::text[],"
+            " $4::text[], $5::text[], $6::bigint[])"
+            " AS v (id, version, graph, parameter_schema, env_config, timeout_ms)",
+            ids,
+            [number for _, number in plan.publish],
+            _json_texts([d["graph"] for d in docs]),
+            _json_texts([d["parameter_schema"] for d in docs]),
+            _json_texts([d["env_config"] for d in docs]),
+            [d["timeout_ms"] for d in docs],
         )
-        report.add(f"workflow {spec.key}: version {number} published", changed=True)
+    # Paths are released (disabled, deleted) before others take them.
+    if plan.delete:
+        await conn.execute("DELETE FROM workflow_triggers WHERE id = ANY($1::uuid[])", plan.delete)
+    if plan.disable:
+        await conn.execute(
+            "UPDATE workflow_triggers SET enabled = false, updated_at = now()"
+            " WHERE id = ANY($1::uuid[])",
+            plan.disable,
+        )
+    try:
+        if plan.trigger_updates:
+            updates = [want for _, want in plan.trigger_updates]
+            await conn.execute(
+                "UPDATE workflow_triggers t SET type = u.type, enabled = u.enabled,"
+                " version = u.version, config = u.config::jsonb, input = u.input::jsonb,"
+                " updated_at = now(),"
+                " enabled_at = CASE WHEN u.enabled AND NOT t.enabled THEN now()"
+                " ELSE t.enabled_at END"
+                " FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::int[], $5::text[],"
+                " $6::text[]) AS u (id, type, enabled, version, config, input)"
+                " WHERE t.id = u.id",
+                [tid for tid, _ in plan.trigger_updates],
+                [w.doc["type"] for w in updates],
+                [w.doc["enabled"] for w in updates],
+                [w.doc["version"] for w in updates],
+                [w.config for w in updates],
+                [w.input for w in updates],
+            )
+        if plan.trigger_inserts:
+            inserts = [want for _, _, want in plan.trigger_inserts]
+            await conn.execute(
+                "INSERT INTO workflow_triggers (workflow_id, name, type, enabled, version,"
+                " config, input) SELECT workflow_id, name, type, enabled, version,"
+                " config::jsonb, input::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[],"
+                " $4::boolean[], $5::int[], $6::text[], $7::text[])"
+                " AS i (workflow_id, name, type, enabled, version, config, input)",
+                [stored[spec.key].id for spec, _, _ in plan.trigger_inserts],
+                [name for _, name, _ in plan.trigger_inserts],
+                [w.doc["type"] for w in inserts],
+                [w.doc["enabled"] for w in inserts],
+                [w.doc["version"] for w in inserts],
+                [w.config for w in inserts],
+                [w.input for w in inserts],
+            )
+    except asyncpg.UniqueViolationError as exc:
+        # A concurrent apply took the path after the check above.
+        if "webhook_path" in str(exc.constraint_name or ""):
+            path = _violating_path(str(exc.detail or ""))
+            name = plan.webhook_paths.get(path or "")
+            if path is not None and name is not None:
+                raise _path_taken(path, name) from None
+            raise DefinitionError(
+                "a webhook path is already used by another enabled trigger"
+            ) from None
+        raise
 
-    existing = {
-        r["name"]: r
-        for r in await conn.fetch(
-            "SELECT id, name, type, enabled, version, config, input FROM workflow_triggers"
-            " WHERE workflow_id = $1",
-            workflow_id,
-        )
-    }
-    for trigger in spec.triggers:
-        doc = _trigger_document(trigger)
-        label = f"trigger {spec.key}/{trigger.name}"
-        old = existing.pop(trigger.name, None)
-        _refuse_legacy_path(legacy, doc, old, spec, trigger)
-        if old is not None:
-            _forget(legacy, old["id"])  # its row now holds the file's (normalized) path
-        try:
-            if old is None:
-                await conn.execute(
-                    "INSERT INTO workflow_triggers (workflow_id, name, type, enabled, version,"
-                    " config, input) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    workflow_id,
-                    trigger.name,
-                    doc["type"],
-                    doc["enabled"],
-                    doc["version"],
-                    doc["config"],
-                    doc["input"],
-                )
-                report.add(f"{label}: created", changed=True)
-                continue
-            old_doc = {
-                "type": old["type"],
-                "enabled": old["enabled"],
-                "version": old["version"],
-                "config": old["config"],
-                "input": old["input"],
-            }
-            if canonical_json(old_doc) == canonical_json(doc):
-                report.add(f"{label}: unchanged", changed=False)
-                continue
-            await conn.execute(
-                "UPDATE workflow_triggers SET type = $2, enabled = $3, version = $4,"
-                " config = $5, input = $6, updated_at = now(),"
-                " enabled_at = CASE WHEN $3 AND NOT enabled THEN now() ELSE enabled_at END"
-                " WHERE id = $1",
-                old["id"],
-                doc["type"],
-                doc["enabled"],
-                doc["version"],
-                doc["config"],
-                doc["input"],
-            )
-            report.add(f"{label}: updated", changed=True)
-        except asyncpg.UniqueViolationError as exc:
-            if "webhook_path" in str(exc.constraint_name or ""):
-                path = doc["config"].get("path")
-                raise DefinitionError(
-                    f"webhook path {path!r} of {label} is already used by another enabled trigger",
-                    [
-                        Problem(
-                            "<database>",
-                            f"{spec.key}/{trigger.name}",
-                            f"webhook path {path!r} is already used by another enabled trigger",
-                        )
-                    ],
-                ) from None
-            raise
-    for name, old in existing.items():
-        _forget(legacy, old["id"])  # deleted or disabled below
-        label = f"trigger {spec.key}/{name}"
-        if prune:
-            await conn.execute("DELETE FROM workflow_triggers WHERE id = $1", old["id"])
-            report.add(f"{label}: deleted (not in the file)", changed=True)
-        elif old["enabled"]:
-            await conn.execute(
-                "UPDATE workflow_triggers SET enabled = false, updated_at = now() WHERE id = $1",
-                old["id"],
-            )
-            report.add(f"{label}: disabled (not in the file)", changed=True)
+
+def _violating_path(detail: str) -> str | None:
+    # PostgreSQL's detail: Key ((config ->> 'path'::text))=(wf/hook) already exists.
+    match = re.search(r"\)=\((.*)\) already exists", detail)
+    return None if match is None else match.group(1)
 
 
 # --- reads ---------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""``triggerd doctor`` as a real process against a real daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from tests.acceptance.conftest import Daemons, run_cli
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(str(p) for p in (ROOT / "config" / "examples").glob("*.yaml"))
+CHECKS = ["database", "migrations", "routes", "tzdata", "clock"]
+
+
+async def test_all_ok_on_a_running_daemon_with_the_examples(daemons: Daemons, dsn: str) -> None:
+    daemon = await daemons.start(database_url=dsn,
+                                 sections={"daemon": {"definitions": EXAMPLES}})
+    result = await run_cli(daemon.config, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:-1]] == [["OK", name] for name in CHECKS]
+    assert f"1 enabled webhook trigger(s) routed by the daemon at 127.0.0.1:{daemon.port}" \
+        in lines[2]
+    assert "Europe/Madrid next change" in lines[3]
+    assert lines[-1] == "ok: all 5 checks passed"
+    assert result.stderr == ""
+
+    doc = (await run_cli(daemon.config, "doctor", "--json")).json()
+    assert doc["ok"] is True
+    assert [c["name"] for c in doc["checks"]] == CHECKS
+    assert all(set(c) == {"name", "status", "detail", "fix"} for c in doc["checks"])
+    assert {c["status"] for c in doc["checks"]} == {"ok"}
+
+
+async def test_enabled_trigger_the_daemon_cannot_serve_is_reported(
+    daemons: Daemons, dsn: str
+) -> None:
+    daemon = await daemons.start(database_url=dsn,
+                                 sections={"daemon": {"definitions": EXAMPLES}})
+    # Enabled with a config written behind apply's back that the daemon refuses to route
+    # (a method no trigger may have): it stays out of the route table, and senders get 404.
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE workflow_triggers SET enabled = true,"
+            """ config = config || '{"methods": ["BREW"]}' WHERE name = 'github'"""
+        )
+    finally:
+        await conn.close()
+    await daemon.wait_for_event("webhook_trigger_unusable")
+    result = await run_cli(daemon.config, "doctor", "--json")
+    assert result.returncode == 4, result.stdout + result.stderr
+    doc = result.json()
+    assert doc["ok"] is False
+    routes = next(c for c in doc["checks"] if c["name"] == "routes")
+    assert routes["status"] == "fail"
+    assert routes["detail"] == (
+        f"1 of 2 enabled webhook trigger(s) not routed by the daemon at 127.0.0.1:{daemon.port}:"
+        " github-push/github (/hooks/examples/github/push)"
+    )
+    assert routes["fix"].startswith("reload the daemon (systemctl reload triggerd")
+    # The probe started no run.
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM webhook_requests") == 0
+    finally:
+        await conn.close()
+
+
+async def test_database_unreachable_exits_5_with_the_fix(daemons: Daemons) -> None:
+    port = free_port()
+    url = f"postgresql://triggerd:secret-pw@127.0.0.1:{port}/triggerd"
+    config, _ = daemons.write_config(database_url=url)
+    result = await run_cli(config, "doctor")
+    assert result.returncode == 5, result.stdout + result.stderr
+    first, fix = result.stdout.splitlines()[:2]
+    assert first == ("FAIL  database    cannot connect to the database at"
+                     f" postgresql://triggerd:***@127.0.0.1:{port}/triggerd: [Errno 111]"
+                     " Connection refused")
+    assert fix.strip() == "fix: start PostgreSQL, or check [database] url (TRIGGERD_DATABASE_URL)"
+    assert result.stdout.splitlines()[-1] == "1 problem(s), 4 warning(s): see the fix lines above"
+    assert "secret-pw" not in result.stdout + result.stderr
+
+
+async def test_embedded_server_state(daemons: Daemons, embedded_state_dir: Path) -> None:
+    daemon = await daemons.start(database_url=None, state_dir=embedded_state_dir,
+                                 ready_timeout=120)
+    doc = (await run_cli(daemon.config, "doctor", "--json")).json()
+    assert [c["name"] for c in doc["checks"]] == [*CHECKS, "embedded"]
+    embedded = doc["checks"][-1]
+    assert embedded["status"] in ("ok", "warn"), embedded  # warn only on a nearly full disk
+    pgdata = embedded_state_dir.resolve() / "postgres"
+    assert embedded["detail"].startswith("PostgreSQL ")
+    assert f" in {pgdata}" in embedded["detail"]
+    if embedded["status"] == "ok":
+        assert f"running in {pgdata}; " in embedded["detail"]
+    database = doc["checks"][0]
+    assert database["detail"].endswith(f"at the embedded server in {pgdata}")

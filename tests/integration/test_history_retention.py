@@ -1,0 +1,82 @@
+"""Every history table that grows has retention (issue 14.3): the cron slot ledger loses
+slots older than ``[executor] retention`` in batches, except each trigger's newest slot,
+which the scheduler's catch-up reads as the trigger's last fire. Counted, never timed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+
+from tests.helpers import apply_doc, wait_for
+from triggerd.config import load_settings
+from triggerd.executor.service import Executor
+from triggerd.store.slots import delete_old_slots
+from triggerd.store.workflows import get_trigger
+
+DOC = {
+    "workflows": [
+        {
+            "key": "ledger",
+            "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+            "triggers": [
+                {"name": "often", "type": "cron", "cron": "* * * * *"},
+                {"name": "monthly", "type": "cron", "cron": "0 0 1 * *"},
+            ],
+        }
+    ]
+}
+
+
+async def _slots(pool: asyncpg.Pool) -> dict[str, list[int]]:
+    """Trigger name -> the age in days of each of its slots, oldest first."""
+    rows = await pool.fetch(
+        "SELECT t.name, round(extract(epoch FROM now() - s.scheduled_for) / 86400)::int AS age"
+        " FROM trigger_slots s JOIN workflow_triggers t ON t.id = s.trigger_id"
+        " ORDER BY t.name, s.scheduled_for"
+    )
+    found: dict[str, list[int]] = {}
+    for row in rows:
+        found.setdefault(row["name"], []).append(row["age"])
+    return found
+
+
+async def _record(pool: asyncpg.Pool, trigger: str, ages: list[int]) -> None:
+    trigger_id = (await get_trigger(pool, f"ledger/{trigger}")).id
+    await pool.execute(
+        "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, decided_at)"
+        " SELECT $1, now() - d * interval '1 day', 'fired', now() - d * interval '1 day'"
+        " FROM unnest($2::int[]) AS d",
+        trigger_id,
+        ages,
+    )
+
+
+async def test_old_slots_go_in_batches_but_each_triggers_newest_stays(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, DOC)
+    await _record(pool, "often", [40, 35, 31, 29, 1])
+    await _record(pool, "monthly", [70, 40])  # its newest slot is old too: it stays
+    async with pool.acquire() as conn:
+        assert await delete_old_slots(conn, timedelta(days=30), 2) == 2
+        assert await delete_old_slots(conn, timedelta(days=30), 2) == 2
+        assert await delete_old_slots(conn, timedelta(days=30), 2) == 0
+    assert await _slots(pool) == {"often": [29, 1], "monthly": [40]}
+
+
+async def test_the_executors_retention_loop_trims_the_ledger(pool: asyncpg.Pool, dsn: str) -> None:
+    await apply_doc(pool, DOC)
+    await _record(pool, "often", [12, 11, 10, 2])
+    await _record(pool, "monthly", [12])
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_RETENTION": "7d"})
+    executor = Executor(pool=pool, dsn=dsn, settings=settings)
+    await executor.start()
+    try:
+        await wait_for(lambda: _trimmed(pool))
+    finally:
+        await executor.stop()
+    assert await _slots(pool) == {"often": [2], "monthly": [12]}
+
+
+async def _trimmed(pool: asyncpg.Pool) -> bool:
+    count: int = await pool.fetchval("SELECT count(*) FROM trigger_slots")
+    return count == 2

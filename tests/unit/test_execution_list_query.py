@@ -1,0 +1,40 @@
+"""The execution list statement names only the conditions that were asked for (each
+combination is its own prepared statement, so its plan can use the index that fits)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from triggerd.store.executions import execution_list_query
+
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+ID = "01937a5e-0000-7000-8000-000000000001"
+
+
+def test_no_filter_has_no_where_clause() -> None:
+    query, args = execution_list_query(limit=51)
+    assert " WHERE " not in query
+    assert query.endswith(" ORDER BY e.created_at DESC, e.id DESC LIMIT $1")
+    assert args == [51]
+
+
+def test_only_the_given_conditions_are_written_in_order() -> None:
+    query, args = execution_list_query(status="ERROR", workflow_id=ID, after=(AT, ID), limit=5)
+    where = query.split(" WHERE ", 1)[1].split(" ORDER BY ", 1)[0]
+    assert where == (
+        "e.status = $1 AND e.workflow_id = $2::uuid"
+        " AND (e.created_at, e.id) < ($3::timestamptz, $4::uuid)"
+    )
+    assert args == ["ERROR", ID, AT, ID, 5]
+    assert "IS NULL" not in query
+
+
+def test_the_cli_order_and_its_filters() -> None:
+    query, args = execution_list_query(
+        trigger_id=ID, workflow_key="nightly", before=AT, limit=50, id_order="ASC"
+    )
+    assert "e.trigger_id = $1::uuid" in query
+    assert "e.workflow_id IN (SELECT id FROM workflows WHERE key = $2)" in query
+    assert "e.created_at < $3::timestamptz" in query
+    assert query.endswith(" ORDER BY e.created_at DESC, e.id LIMIT $4")
+    assert args == [ID, "nightly", AT, 50]

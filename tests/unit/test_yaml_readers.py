@@ -1,0 +1,207 @@
+"""libyaml and the pure-Python reader give the same values and the same problems."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from triggerd.definitions import loading, schema
+from triggerd.definitions.problems import Report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    not loading.LIBYAML, reason="PyYAML is built without libyaml here"
+)
+
+TRICKY = [
+    "on: yes\noff: no\nY: n\nalso: [On, OFF, Yes, NO, y, N]\n",
+    "t: true\nf: False\nT: TRUE\n",
+    "day: 2024-01-01\nat: 2024-01-01T10:00:00Z\nspaced: 2001-12-14 21:59:43.10 -5\n",
+    "base: &b {a: 1, b: [1, 2]}\nuse: *b\nmerged:\n  <<: *b\n  a: 2\n",
+    "defaults: &d {x: 1}\nmore: &m {y: 2}\nboth:\n  <<: [*d, *m]\n  z: 3\n",
+    "a: 1\nb: 2\na: 3\n",
+    "m:\n  <<: {k: 1}\n  k: 2\n  k: 3\n",
+    "? [1, 2]\n: list key\n1: int key\nnull: null key\n",
+    "x: !!binary aGVsbG8=\ny: !!set {a, b}\nz: !custom 1\n",
+    "f: 1.5\ninf: .inf\nnan: .nan\nhex: 0x1F\noct: 0o17\nsexa: 1:30\n",
+    "big: " + "9" * 5000 + "\n",
+    "",
+    "# only a comment\n",
+    "---\na: 1\n---\nb: 2\n",
+    "a: *nowhere\n",
+    "a: &x 1\nb: &x 2\n",
+    "a: &r [1, *r]\n",
+    "key: value\n  bad indent: here\n",
+    "a: [1, 2\n",
+    "\tkey: tab\n",
+    "a: 'unterminated\n",
+    "a: b: c\n",
+    "- 1\n- x: 2\n  y: [3, {z: 4}]\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "a: \"\\u00e9 \\x41 \\U0001F600\"\nb: |\n  line\n   more\nc: >-\n  folded\n  text\n",
+    "a: \x07bell\n",
+    "workflows:\n  - key: k\n    graph: {nodes: [{id: a, type: noop}]}\n",
+    "!!map {a: 1}\n",
+    "!!str 12\n",
+    "[" * 65 + "]" * 65 + "\n",
+    "[" * 64 + "]" * 64 + "\n",
+    "a: &a " + "[" * 40 + "]" * 40 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n",
+    "a: &a " + "[" * 30 + "]" * 30 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n",
+    "\n".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 8))
+    .replace("*l0", "x")
+    + "\n",
+]
+
+
+def _test_texts() -> list[str]:
+    """Every multi-line string constant of the unit tests (the definition files they use,
+    good and bad)."""
+    texts: list[str] = []
+    for source in sorted((ROOT / "tests" / "unit").glob("test_*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "\n" in node.value
+                and node.value not in texts
+            ):
+                texts.append(node.value)
+    return texts
+
+
+def _files() -> list[str]:
+    paths = sorted(ROOT.glob("config/**/*.y*ml"))
+    assert paths  # the examples are part of the corpus
+    return [p.read_text(encoding="utf-8") for p in paths]
+
+
+def _read(text: str, **options: Any) -> tuple[Any, ...]:
+    report = Report(file="f.yaml")
+    try:
+        return loading.parse_yaml(text, report, **options), report.items
+    except Exception as exc:  # e.g. a control character: ReaderError, from either reader
+        return type(exc), str(exc)
+
+
+def _both(text: str, **limits: Any) -> tuple[Any, Any]:
+    return _read(text, **limits), _read(text, libyaml=False, **limits)
+
+
+@pytest.mark.parametrize("text", TRICKY + _files())
+def test_tricky_cases_and_shipped_files_read_the_same(text: str) -> None:
+    fast, slow = _both(text)
+    assert fast == slow
+
+
+def test_every_yaml_text_of_the_unit_tests_reads_the_same() -> None:
+    texts = _test_texts()
+    assert len(texts) > 50
+    for text in texts:
+        fast, slow = _both(text)
+        assert fast == slow, text
+
+
+def test_limits_passed_in_are_kept() -> None:
+    text = "a: &a [1, 2, 3]\nb: [*a, *a, *a]\nc: " + "[" * 5 + "]" * 5 + "\n"
+    for limits in ({"max_depth": 4}, {"max_depth": 5}, {"max_values": 15, "max_factor": 1}):
+        fast, slow = _both(text, **limits)
+        assert fast == slow, limits
+    assert _read(text, max_depth=4)[1] == [((), "nested deeper than 4 levels (at line 3)")]
+
+
+def test_a_very_deep_document_is_refused_without_composing_it() -> None:
+    # libyaml's composer recurses once per level in C: 100,000 levels must never reach it.
+    for text in ("[" * 100_000 + "]" * 100_000, "a:\n" + "".join(
+        " " * i + "- \n" for i in range(1, 20_000)
+    )):
+        report = Report(file="f.yaml")
+        assert loading.parse_yaml(text, report) == (False, None)
+        assert report.items == [((), "nested deeper than 64 levels (at line 1)")] or (
+            report.items[0][1].startswith("nested deeper than 64 levels")
+        )
+
+
+def test_the_event_pass_measures_an_alias_by_the_height_of_its_node() -> None:
+    # *a stands 4 levels down and its node is 3 levels high: 7 levels.
+    text = "a: &a [[[1]]]\nb: [[[*a]]]\n"
+    loading._check_events(text, 7)
+    with pytest.raises(loading._TooDeep) as caught:
+        loading._check_events(text, 6)
+    assert caught.value.line == 2
+    assert yaml.__with_libyaml__
+
+
+def _whole(document: Any) -> list[Any]:
+    report = Report(file="f.yaml")
+    schema._collect(schema._validator(None).iter_errors(document), (), report)
+    return report.items
+
+
+def _split(document: Any) -> list[Any]:
+    report = Report(file="f.yaml")
+    schema.validate_file(document, report)
+    return report.items
+
+
+def _mistakes() -> list[Any]:
+    good = {
+        "key": "wf",
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [
+            {"name": "c", "type": "cron", "cron": "* * * * *"},
+            {"name": "h", "type": "webhook", "path": "wf/h"},
+            {"name": "m", "type": "manual"},
+        ],
+    }
+    bad_triggers: list[Any] = [
+        {"name": "c", "type": "cron"},
+        {"name": "c", "type": "cron", "cron": 5, "path": "x", "extra": 1},
+        {"name": "h", "type": "webhook", "cron": "* * * * *", "methods": ["PUT", "PUT"]},
+        {"name": "m", "type": "manual", "version": 0, "input": []},
+        {"type": "manual"},
+        {"name": "x"},
+        {"name": "x", "type": "crn"},
+        {"name": "x", "type": ["cron"]},
+        {"name": "x", "type": None},
+        {"name": "", "type": "manual", "enabled": "yes"},
+        "a string",
+        None,
+        [],
+    ]
+    documents: list[Any] = [
+        [], None, "text", {}, {"workflows": {}}, {"workflows": [], "extra": 1},
+        {"workflows": [good, "not a workflow", None]},
+        {"workflows": [{**good, "triggers": {}}]},
+        {"workflows": [{**good, "triggers": None, "bogus": 1}]},
+        {"workflows": [{"graph": {"nodes": []}, "triggers": [{"name": "x"}]}]},
+    ]
+    # Validity of the rest of a trigger is remembered by its JSON text: a bad name, or a
+    # value equal in Python but another JSON value (1 == True), must still be found.
+    cron = {"name": "c", "type": "cron", "cron": "* * * * *", "enabled": True}
+    documents.append({"workflows": [{**good, "triggers": [
+        cron, {**cron, "name": "Bad Name"}, {**cron, "name": "d", "enabled": 1},
+        {**cron, "name": "e", "enabled": 1.0}, {**cron, "name": "f"},
+    ]}]})
+    for trigger in bad_triggers:
+        workflow = {**good, "triggers": [*good["triggers"], trigger]}
+        documents.append({"workflows": [good, workflow], "also": True})
+    return documents
+
+
+def test_validating_a_trigger_at_a_time_finds_what_the_whole_schema_finds() -> None:
+    documents = _mistakes()
+    for text in _test_texts():
+        parsed = _read(text)[0]
+        if isinstance(parsed, tuple) and parsed[0]:
+            documents.append(parsed[1])
+    found = 0
+    for document in documents:
+        whole = _whole(document)
+        assert _split(document) == whole, document
+        found += bool(whole)
+    assert found > 20

@@ -1,0 +1,54 @@
+"""SQL behind ``triggerd doctor``. Every statement reads only columns of the first
+migration, so the doctor still answers on a database whose schema is behind the code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+# An asyncpg Connection (asyncpg ships no type information).
+Conn = Any
+
+
+async def server_version(conn: Conn) -> str:
+    return str(await conn.fetchval("SHOW server_version"))
+
+
+async def database_clock(conn: Conn) -> datetime:
+    """The database's clock when the statement runs (``now()`` would be the transaction's
+    start)."""
+    value: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    return value
+
+
+async def applied_migrations(conn: Conn) -> list[Any]:
+    try:
+        return list(await conn.fetch("SELECT version, name, checksum FROM schema_migrations"))
+    except asyncpg.UndefinedTableError:
+        return []
+
+
+async def routable_webhooks(conn: Conn) -> list[tuple[str, str]]:
+    """(full name, path) of every webhook trigger the daemon should serve: enabled, of a
+    workflow that is not archived (the daemon's own route query, DESIGN §4)."""
+    rows = await conn.fetch(
+        "SELECT w.key || '/' || t.name AS name, t.config ->> 'path' AS path"
+        " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE t.enabled AND t.type = 'webhook' AND w.status <> 'archived'"
+        " ORDER BY w.key, t.name"
+    )
+    return [(str(r["name"]), str(r["path"] or "")) for r in rows]
+
+
+async def cron_zones(conn: Conn) -> dict[str, list[str]]:
+    """Time zone -> full names of the enabled cron triggers that use it."""
+    rows = await conn.fetch(
+        "SELECT coalesce(t.config ->> 'timezone', 'UTC') AS zone,"
+        " array_agg(w.key || '/' || t.name ORDER BY w.key, t.name) AS names"
+        " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE t.enabled AND t.type = 'cron' AND w.status <> 'archived'"
+        " GROUP BY 1 ORDER BY 1"
+    )
+    return {str(r["zone"]): [str(n) for n in r["names"]] for r in rows}
