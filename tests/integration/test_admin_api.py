@@ -640,7 +640,7 @@ async def test_apply_definitions(make_client: ClientFactory, pool: asyncpg.Pool)
     response = await client.post("/api/v1/definitions", headers=AUTH, json=DOC)
     assert response.status == 200
     body = await response.json()
-    assert body == {
+    assert {key: body[key] for key in ("changed", "lines")} == {
         "changed": True,
         "lines": [
             "workflow report: created",
@@ -650,6 +650,10 @@ async def test_apply_definitions(make_client: ClientFactory, pool: asyncpg.Pool)
             "trigger report/push: created",
         ],
     }
+    # The same changes as `triggerd apply --json` prints them.
+    assert body["dry_run"] is False and body["unchanged"] == 0
+    assert body["changes"][1] == {"kind": "workflow", "name": "report", "action": "published",
+                                  "detail": "version 1"}
     again = await (await client.post("/api/v1/definitions", headers=AUTH, json=DOC)).json()
     assert again["changed"] is False
 
@@ -928,3 +932,26 @@ async def test_bad_yaml_definitions_are_refused_and_change_nothing(
                                  headers={**AUTH, "Content-Type": "application/yaml"})
     body = await expect_error(response, 422, "definitions_invalid")
     assert "$.workflows[0].key" in [p["path"] for p in body["problems"]], body
+
+
+async def test_a_dry_run_returns_the_plan_and_writes_nothing(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    client = await make_client()
+    response = await client.post("/api/v1/definitions?dry_run=true", headers=AUTH, json=DOC)
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["dry_run"] is True and body["changed"] is True
+    assert [(c["kind"], c["name"], c["action"]) for c in body["changes"]] == [
+        ("workflow", "report", "created"), ("workflow", "report", "published"),
+        ("trigger", "report/nightly", "created"), ("trigger", "report/manual", "created"),
+        ("trigger", "report/push", "created")]
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    assert await pool.fetchval("SELECT count(*) FROM workflow_triggers") == 0
+    applied = await (await client.post("/api/v1/definitions", headers=AUTH, json=DOC)).json()
+    assert applied["changes"] == body["changes"]
+    again = await (await client.post("/api/v1/definitions?dry_run=true", headers=AUTH,
+                                     json=DOC)).json()
+    assert again["changes"] == [] and again["unchanged"] == 4  # 1 workflow, 3 triggers
+    bad = await client.post("/api/v1/definitions?dry_run=maybe", headers=AUTH, json=DOC)
+    await expect_error(bad, 400, "invalid_parameter", "dry_run: 'maybe' is not true or false")

@@ -699,6 +699,7 @@ async def _definition_body(request: web.Request) -> Any:
 
 async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
+    dry_run = _bool_query(request, "dry_run", default=False)
     document = await _definition_body(request)
     try:
         specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 + problems
@@ -707,16 +708,17 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
         raise _value_refused(f"a duration or number is too large ({exc})") from None
     try:
         async with request.app[POOL].acquire() as conn:
-            report = await apply_workflows(conn, specs, prune=prune)
+            report = await apply_workflows(conn, specs, prune=prune, plan=dry_run)
     except Exception as exc:
         if is_invalid_value(exc):  # e.g. a trigger version beyond PostgreSQL's integer
             raise _value_refused(f"the database refused a value: {exc}") from None
         raise
-    logger.info("definitions applied via the admin API",
-                extra={"event": "api_definitions_applied", "changed": report.changed,
-                       "summary": [line for line in report.lines
-                                   if not line.endswith("unchanged")]})
-    return _ok({"changed": report.changed, "lines": report.lines})
+    if not dry_run:
+        logger.info("definitions applied via the admin API",
+                    extra={"event": "api_definitions_applied", "changed": report.changed,
+                           "summary": report.lines})
+    return _ok({"changed": report.changed, "dry_run": dry_run, "lines": report.lines,
+                **report.to_json()})
 
 
 # --- wiring ---------------------------------------------------------------------------------

@@ -200,6 +200,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
             query("prune", {"type": "boolean", "default": False},
                   "Delete the triggers of the document's workflows that it no longer lists"
                   " (default: disable them)."),
+            query("dry_run", {"type": "boolean", "default": False},
+                  "Work out and return the changes, then roll them back: nothing is"
+                  " written (as triggerd apply --plan)."),
         ),
         body=Body(schema={"$ref": "#/components/schemas/DefinitionFile"}, required=True,
                   yaml=True),

@@ -274,8 +274,22 @@ def _schemas() -> dict[str, Schema]:
         "ApplyResult": _object(
             {
                 "changed": {"type": "boolean"},
+                "dry_run": {"type": "boolean",
+                            "description": "true: nothing was written (?dry_run=true)"},
                 "lines": {"type": "array", "items": {"type": "string"},
-                          "description": "What happened to each workflow and trigger."},
+                          "description": "One line per change (as triggerd apply prints)."},
+                "changes": {
+                    "type": "array",
+                    "items": _object({
+                        "kind": {"enum": ["workflow", "trigger"]},
+                        "name": {"type": "string"},
+                        "action": {"enum": ["created", "updated", "published", "disabled",
+                                            "deleted"]},
+                        "detail": {"type": "string"},
+                    }),
+                },
+                "unchanged": {"type": "integer", "minimum": 0,
+                              "description": "Workflows and triggers left as they were."},
             }
         ),
     }
