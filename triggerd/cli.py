@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
@@ -61,6 +62,10 @@ def _name(value: str) -> str:
     if unstorable(value) is not None:
         raise argparse.ArgumentTypeError(f"{value!r} is not valid UTF-8 text")
     return value
+
+
+def _path(value: str) -> Path:
+    return Path(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -652,6 +657,43 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.backup import backup
+
+    result = await backup(settings, Path(args.file), bindir=args.bindir)
+    if args.json:
+        print_json({"file": result.file, "bytes": result.bytes,
+                    "database_version": result.database_version,
+                    "migrations": list(result.migrations)})
+        return 0
+    latest = result.migrations[-1] if result.migrations else "none"
+    print(f"{result.file}: {result.bytes} bytes (PostgreSQL {result.database_version},"
+          f" {len(result.migrations)} migration(s), latest {latest})")
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.backup import restore
+
+    result = await restore(settings, Path(args.file), yes=args.yes, force=args.force,
+                           bindir=args.bindir)
+    if args.json:
+        print_json({"file": result.file, "workflows": result.workflows,
+                    "executions": result.executions, "migrations": list(result.migrations),
+                    "missing_migrations": list(result.missing),
+                    "unknown_migrations": list(result.unknown)})
+    else:
+        print(f"restored {result.file}: {result.workflows} workflow(s),"
+              f" {result.executions} execution(s)")
+    if result.missing:
+        print(f"triggerd: warning: {db.behind_message(result.missing)}", file=sys.stderr)
+    if result.unknown:
+        print(f"triggerd: warning: the restored schema has migration(s)"
+              f" {', '.join(result.unknown)} which this triggerd does not know; run a triggerd"
+              " that knows them", file=sys.stderr)
+    return 0
+
+
 async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.doctor import exit_status, report_json, report_lines
     from triggerd.doctor_gather import run_checks
@@ -773,6 +815,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = ksub.add_parser("revoke", help="revoke a token (the API refuses it within 10s)")
     p.add_argument("name", metavar="NAME", type=_name)
     p.set_defaults(handler=cmd_token_revoke)
+
+    p = sub.add_parser("backup", help="write the database to FILE (pg_dump custom format)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--bindir", metavar="DIR", type=_path,
+                   help="where pg_dump is (default: the embedded server's own, else PATH)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_backup)
+    p = sub.add_parser("restore", help="replace the database's contents with a backup FILE")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--yes", action="store_true",
+                   help="replace a database that already has workflows")
+    p.add_argument("--force", action="store_true",
+                   help="restore even while triggerd processes are connected")
+    p.add_argument("--bindir", metavar="DIR", type=_path,
+                   help="where pg_restore is (default: the embedded server's own, else PATH)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_restore)
 
     cron = sub.add_parser("cron", help="cron expression tools")
     csub = cron.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

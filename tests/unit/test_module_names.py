@@ -19,6 +19,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The store names its modules after the part whose SQL they hold; store/admin.py is the
     # SQL behind api/admin.py.
     "admin": frozenset({"api/admin.py", "store/admin.py"}),
+    # store/backup.py is the SQL behind backup.py (triggerd backup / restore).
+    "backup": frozenset({"backup.py", "store/backup.py"}),
     # Each HTTP surface's check of an incoming request's credentials: the admin API's
     # bearer token and the webhook signature schemes.
     "auth": frozenset({"api/auth.py", "webhooks/auth.py"}),

