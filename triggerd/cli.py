@@ -19,7 +19,7 @@ import asyncpg
 
 from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
-from triggerd.errors import Conflict, DefinitionError, TriggerdError, UsageError
+from triggerd.errors import Conflict, DefinitionError, Problem, TriggerdError, UsageError
 from triggerd.logs import setup_logging
 from triggerd.storable import storage_problem, unstorable
 from triggerd.views import execution_json, node_json, slot_json, trigger_json
@@ -160,6 +160,9 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             problems += file_secret_problems(
                 str(path), load_files([path]), settings.daemon.secret_roots, os.environ
             )
+    if args.json:
+        print_json([_problem_json(problem) for problem in problems])
+        return 2 if problems else 0
     if problems:
         for problem in problems:
             print(str(problem), file=sys.stderr)
@@ -169,6 +172,10 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _problem_json(problem: Problem) -> dict[str, str]:
+    return {"file": problem.file, "path": problem.path, "message": problem.message}
+
+
 async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import load_files
     from triggerd.definitions.loading import paused_gc
@@ -176,7 +183,13 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
 
     # A short-lived process holding a large file's values: collections would only walk them.
     with paused_gc():
-        specs = load_files(args.files)  # raises DefinitionError before touching the database
+        try:
+            specs = load_files(args.files)  # before touching the database
+        except DefinitionError as exc:
+            if not args.json:
+                raise
+            print_json({"problems": [_problem_json(p) for p in exc.problems]})
+            return 2
         async with _pool(settings) as pool, pool.acquire() as conn:
             report = await apply_workflows(conn, specs, prune=args.prune, plan=args.plan)
     if args.json:
@@ -729,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_migrate)
     p = sub.add_parser("check", help="validate definition files, change nothing")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true",
+                   help='print [{"file", "path", "message"}] (empty when valid)')
     p.set_defaults(handler=cmd_check)
     p = sub.add_parser("apply", help="upsert workflows, publish changed versions, upsert triggers")
     p.add_argument("files", nargs="+", metavar="FILE")

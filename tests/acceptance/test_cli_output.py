@@ -161,3 +161,22 @@ def test_check_refuses_a_control_character_with_its_line(tmp_path: Path) -> None
         f"{path}: $: YAML syntax error at line 2, column 11: the character U+0007 is not"
         ' allowed in YAML (write it as an escape in a double-quoted string, e.g. "\\x07")'
     )
+
+
+def test_check_and_apply_print_problems_as_json(tmp_path: Path) -> None:
+    from tests.unit.test_definitions import TEN_MISTAKES
+
+    path = tmp_path / "ten.yaml"
+    path.write_text(TEN_MISTAKES)
+    checked = triggerd("check", str(path), "--json")
+    assert checked.returncode == 2
+    problems = json.loads(checked.stdout)
+    assert len(problems) == 10
+    assert all(set(p) == {"file", "path", "message"} and p["file"] == str(path)
+               for p in problems)
+    assert problems[0]["path"].startswith("$.workflows[0]")
+    fine = triggerd("check", *EXAMPLES, "--json")
+    assert fine.returncode == 0 and json.loads(fine.stdout) == []
+    applied = triggerd("apply", str(path), "--json")
+    assert applied.returncode == 2
+    assert json.loads(applied.stdout)["problems"] == problems
