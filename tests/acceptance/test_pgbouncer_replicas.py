@@ -184,7 +184,9 @@ async def test_two_replicas_through_pgbouncer_fire_each_slot_once_and_keep_every
     assert hosts("INSERT INTO trigger_slots") == {"127.0.0.1"}
     # No pool reset through PgBouncer: one more transaction per release, and for nothing.
     assert hosts("RESET ALL") == set()
-    assert [text for _, text in entries if "ERROR:" in text] == []
+    errors = [i for i, (_, text) in enumerate(entries) if "ERROR:" in text]
+    # With the DETAIL, HINT, CONTEXT and STATEMENT lines that follow each, to diagnose.
+    assert errors == [], "\n".join(text for i in errors for _, text in entries[i:i + 5])
 
 
 _ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \S+ \S+ \[\d+\] (\S+) (\S+) ")
