@@ -6,7 +6,7 @@ safe (there is nothing to brute-force, unlike a password) and lets the API find 
 its hash. The first characters (``tgd_`` + 8) are kept in the clear as the token's
 ``prefix``, for people to tell tokens apart in ``triggerd token list``.
 
-Everything here is pure; the store (:mod:`triggerd.store.tokens`) keeps the rows and
+Everything here is pure; the store (:mod:`triggerd.store.api_tokens`) keeps the rows and
 :mod:`triggerd.api.auth` checks requests.
 """
 
