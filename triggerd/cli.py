@@ -137,6 +137,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     dsn = await db.resolve_dsn(settings)
     report = await db.migrate(db.direct_dsn(settings, dsn))
+    if args.json:
+        print_json({"applied": list(report.applied), "current": report.current})
+        return 0
     if report.applied:
         for name in report.applied:
             print(f"applied {name}")
@@ -304,18 +307,21 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_triggers_enable(args: argparse.Namespace, settings: Settings) -> int:
-    return await _set_enabled(args.name, settings, True)
+    return await _set_enabled(args.name, settings, True, as_json=args.json)
 
 
 async def cmd_triggers_disable(args: argparse.Namespace, settings: Settings) -> int:
-    return await _set_enabled(args.name, settings, False)
+    return await _set_enabled(args.name, settings, False, as_json=args.json)
 
 
-async def _set_enabled(name: str, settings: Settings, enabled: bool) -> int:
+async def _set_enabled(name: str, settings: Settings, enabled: bool, *, as_json: bool) -> int:
     from triggerd.store.workflows import set_trigger_enabled
 
     async with _pool(settings) as pool:
-        _, changed = await set_trigger_enabled(pool, name, enabled)
+        trigger, changed = await set_trigger_enabled(pool, name, enabled)
+    if as_json:  # the API's answer: {"trigger", "changed"}
+        print_json({"trigger": trigger_json(trigger), "changed": changed})
+        return 0
     word = "enabled" if enabled else "disabled"
     print(f"{name}: {word}" if changed else f"{name}: already {word}")
     return 0
@@ -585,6 +591,9 @@ async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) ->
     async with _pool(settings) as pool:
         execution_id = await _execution_id(pool, args.id)
         execution = await request_cancel(pool, execution_id)
+    if args.json:
+        print_json(execution_json(execution))
+        return 0
     if execution.status == "CANCELED":
         print(f"{execution_id}: CANCELED")
     else:
@@ -599,6 +608,9 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
         new_id = await retry_execution(pool, await _execution_id(pool, args.id))
+    if args.json:
+        print_json({"execution_id": new_id, "status": "NEW"})
+        return 0
     print(new_id)
     return 0
 
@@ -739,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon")
     p.set_defaults(handler=cmd_run)
     p = sub.add_parser("migrate", help="apply database migrations, then exit")
+    p.add_argument("--json", action="store_true", help='print {"applied": [...], "current": N}')
     p.set_defaults(handler=cmd_migrate)
     p = sub.add_parser("check", help="validate definition files, change nothing")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -770,9 +783,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_triggers_show)
     p = tsub.add_parser("enable", help="enable a trigger")
     p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--json", action="store_true", help='print {"trigger", "changed"}')
     p.set_defaults(handler=cmd_triggers_enable)
     p = tsub.add_parser("disable", help="disable a trigger")
     p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--json", action="store_true", help='print {"trigger", "changed"}')
     p.set_defaults(handler=cmd_triggers_disable)
     p = tsub.add_parser("fire", help="start a manual execution of a trigger's workflow")
     p.add_argument("name", metavar="NAME", type=_name)
@@ -810,9 +825,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_executions_watch)
     p = esub.add_parser("retry", help="start a new execution with the same input")
     p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true", help='print {"execution_id", "status"}')
     p.set_defaults(handler=cmd_executions_retry)
     p = esub.add_parser("cancel", help="cancel a NEW, WAITING or RUNNING execution")
     p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print the execution after the request")
     p.set_defaults(handler=cmd_executions_cancel)
 
     token = sub.add_parser("token", help="create, list or revoke admin API tokens")

@@ -180,3 +180,29 @@ def test_check_and_apply_print_problems_as_json(tmp_path: Path) -> None:
     applied = triggerd("apply", str(path), "--json")
     assert applied.returncode == 2
     assert json.loads(applied.stdout)["problems"] == problems
+
+
+async def test_state_changing_commands_take_json(dsn: str) -> None:
+    migrated = triggerd("migrate", "--json", dsn=dsn)
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["applied"] == []  # the test database is migrated
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    disabled = triggerd("triggers", "disable", "nightly-report/by-hand", "--json", dsn=dsn)
+    assert disabled.returncode == 0, disabled.stderr
+    doc = json.loads(disabled.stdout)
+    assert doc["changed"] is True and doc["trigger"]["enabled"] is False
+    again = json.loads(
+        triggerd("triggers", "disable", "nightly-report/by-hand", "--json", dsn=dsn).stdout)
+    assert again["changed"] is False
+    enabled = json.loads(
+        triggerd("triggers", "enable", "nightly-report/by-hand", "--json", dsn=dsn).stdout)
+    assert enabled["trigger"]["enabled"] is True
+
+    finished = await _finished_run(dsn, "ERROR")
+    retried = triggerd("executions", "retry", finished, "--json", dsn=dsn)
+    assert retried.returncode == 0, retried.stderr
+    new = json.loads(retried.stdout)
+    assert new["status"] == "NEW" and new["execution_id"] != finished
+    canceled = triggerd("executions", "cancel", new["execution_id"], "--json", dsn=dsn)
+    assert canceled.returncode == 0, canceled.stderr
+    assert json.loads(canceled.stdout)["status"] == "CANCELED"
