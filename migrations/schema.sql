@@ -360,6 +360,17 @@ CREATE TABLE public.workflows (
 
 
 --
+-- Name: zone_rules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.zone_rules (
+    zone text NOT NULL,
+    fingerprint text NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: api_tokens api_tokens_hash_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -493,6 +504,14 @@ ALTER TABLE ONLY public.workflows
 
 ALTER TABLE ONLY public.workflows
     ADD CONSTRAINT workflows_tenant_key UNIQUE (tenant_id, key);
+
+
+--
+-- Name: zone_rules zone_rules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.zone_rules
+    ADD CONSTRAINT zone_rules_pkey PRIMARY KEY (zone);
 
 
 --

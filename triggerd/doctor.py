@@ -186,6 +186,9 @@ class ZoneFacts:
     triggers: tuple[str, ...]  # enabled cron triggers that use it
     source: str | None  # the file or package it is read from; None: not found
     next_transition: datetime | None = None  # next offset change (None: none within a year)
+    # Its rules differ from those recorded when definitions were last applied (None: no
+    # record, e.g. applied by an older triggerd).
+    rules_changed: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,6 +226,16 @@ def check_tzdata(facts: TzdataFacts) -> Check:
         )
     if facts.system_path is None and facts.package_version is None:
         return _fail("tzdata", used, "install tzdata (apt install tzdata, or pip install tzdata)")
+    changed = [f"{z.zone} ({_listed(list(z.triggers))})" for z in facts.zones
+               if z.rules_changed]
+    if changed:
+        return _warn(
+            "tzdata",
+            f"{used}; the rules of zone(s) changed since the definitions were applied:"
+            f" {_listed(changed)}",
+            "check those triggers' next fires (triggerd triggers show NAME); then apply the"
+            " definitions again to record the new rules",
+        )
     shown = []
     for z in facts.zones:
         nxt = z.next_transition.isoformat() if z.next_transition else "none within a year"

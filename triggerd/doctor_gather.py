@@ -38,6 +38,7 @@ from triggerd.doctor import (
 )
 from triggerd.errors import DatabaseUnavailable, MigrationError
 from triggerd.store import diagnostics as store
+from triggerd.tzrules import zone_fingerprint
 
 Clock = Callable[[], datetime]
 HTTP_TIMEOUT = 5.0
@@ -84,9 +85,10 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
         try:
             webhooks: list[tuple[str, str]] | None = await store.routable_webhooks(conn)
             zones: dict[str, list[str]] | None = await store.cron_zones(conn)
+            recorded = await store.recorded_zone_rules(conn)
             error = None
         except Exception as exc:  # an older or damaged schema is a finding, not a crash
-            webhooks, zones = None, None
+            webhooks, zones, recorded = None, None, {}
             error = ("the schema is behind this triggerd (see migrations)" if schema.missing
                      else str(exc) or type(exc).__name__)
     finally:
@@ -96,7 +98,7 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
                                      version=version)),
         check_migrations(schema),
         check_routes(await route_facts(settings, webhooks, error)),
-        await asyncio.to_thread(tzdata_facts_check, zones or {}, error, received),
+        await asyncio.to_thread(tzdata_facts_check, zones or {}, error, received, recorded),
         check_clock(ClockFacts(sent=sent, database=database_time, received=received)),
     ]
     if embedded:
@@ -215,8 +217,15 @@ def _zone_source(zone: str) -> str | None:
     return "tzdata package"
 
 
-def tzdata_facts_check(zones: dict[str, list[str]], error: str | None, now: datetime) -> Check:
-    """Blocking (reads files): run it in a thread."""
+def tzdata_facts_check(
+    zones: dict[str, list[str]],
+    error: str | None,
+    now: datetime,
+    recorded: dict[str, str] | None = None,
+) -> Check:
+    """Blocking (reads files): run it in a thread. ``recorded``: the fingerprints of the
+    zones' rules when definitions were last applied."""
+    recorded = recorded or {}
     system = next((Path(d) for d in TZPATH if Path(d).is_dir()), None)
     found = []
     for zone, triggers in sorted(zones.items()):
@@ -225,8 +234,12 @@ def tzdata_facts_check(zones: dict[str, list[str]], error: str | None, now: date
         if source is not None:
             tz = ZoneInfo(zone)
             transition = next_transition(lambda at, tz=tz: at.astimezone(tz).utcoffset(), now)
+        before = recorded.get(zone)
+        now_print = zone_fingerprint(zone) if before is not None else None
         found.append(ZoneFacts(zone=zone, triggers=tuple(triggers), source=source,
-                               next_transition=transition))
+                               next_transition=transition,
+                               rules_changed=None if before is None or now_print is None
+                               else before != now_print))
     return check_tzdata(TzdataFacts(
         system_path=None if system is None else str(system),
         system_version=None if system is None else _version_in(system),

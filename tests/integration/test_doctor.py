@@ -147,3 +147,28 @@ async def test_database_unreachable() -> None:
         f"cannot connect to the database at postgresql://someone:***@127.0.0.1:{port}/nowhere:")
     assert "hunter2" not in repr(checks)
     assert [c.name for c in checks] == ["database", "migrations", "routes", "tzdata", "clock"]
+
+
+async def test_zones_whose_rules_changed_since_apply_are_named(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    from triggerd.tzrules import zone_fingerprint
+
+    await apply_doc(pool, DOC)
+    # apply recorded the rules of the zones its cron triggers use, as they were.
+    recorded = dict(await pool.fetch("SELECT zone, fingerprint FROM zone_rules"))
+    assert recorded == {"Europe/Madrid": zone_fingerprint("Europe/Madrid")}
+    tz = by_name(await run_checks(settings_for(dsn, free_port())))["tzdata"]
+    assert tz.status is Status.OK, tz.detail
+    # As after a tzdata update that moved Madrid's DST dates: the file differs from then.
+    await pool.execute("UPDATE zone_rules SET fingerprint = 'sha256:older-rules'")
+    tz = by_name(await run_checks(settings_for(dsn, free_port())))["tzdata"]
+    assert (tz.status, tz.exit_code) == (Status.WARN, 0)
+    assert tz.detail.endswith("the rules of zone(s) changed since the definitions were"
+                              " applied: Europe/Madrid (shop/nightly)")
+    assert tz.fix == ("check those triggers' next fires (triggerd triggers show NAME); then"
+                      " apply the definitions again to record the new rules")
+    # Applying again records the rules in force: nothing left to report.
+    await apply_doc(pool, DOC)
+    tz = by_name(await run_checks(settings_for(dsn, free_port())))["tzdata"]
+    assert tz.status is Status.OK, tz.detail

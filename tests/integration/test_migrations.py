@@ -27,6 +27,7 @@ EXPECTED_TABLES = {
     "schema_migrations",
     "node_outputs_resume",
     "api_tokens",
+    "zone_rules",
 }
 
 
@@ -39,6 +40,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         "0004_node_outputs_resume.sql",
         "0005_history_lists.sql",
         "0006_api_tokens.sql",
+        "0007_zone_rules.sql",
     )
     conn = await asyncpg.connect(empty_dsn)
     try:
@@ -57,6 +59,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         (4, "0004_node_outputs_resume.sql"),
         (5, "0005_history_lists.sql"),
         (6, "0006_api_tokens.sql"),
+        (7, "0007_zone_rules.sql"),
     ]
     assert {r["checksum"] for r in recorded} == {m.checksum for m in db.known_migrations()}
 
@@ -111,7 +114,7 @@ async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
     finally:
         await conn.close()
     # The good ones stay, the broken one left no trace.
-    assert sorted(versions) == [m.version for m in known] == [1, 2, 3, 4, 5, 6]
+    assert sorted(versions) == [m.version for m in known] == [1, 2, 3, 4, 5, 6, 7]
     assert half is None
 
 
@@ -137,15 +140,16 @@ async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
     assert outputs == [
         "applied 0001_initial.sql\napplied 0002_hot_path_references.sql"
         "\napplied 0003_webhook_inbox_row.sql\napplied 0004_node_outputs_resume.sql"
-        "\napplied 0005_history_lists.sql\napplied 0006_api_tokens.sql",
-        "schema is up to date (migration 0006)",
+        "\napplied 0005_history_lists.sql\napplied 0006_api_tokens.sql"
+        "\napplied 0007_zone_rules.sql",
+        "schema is up to date (migration 0007)",
     ]
     conn = await asyncpg.connect(empty_dsn)
     try:
         count = await conn.fetchval("SELECT count(*) FROM schema_migrations")
     finally:
         await conn.close()
-    assert count == 6
+    assert count == 7
 
 
 async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) -> None:

@@ -286,6 +286,7 @@ async def test_upgrade_from_0001_keeps_every_row(empty_dsn: str) -> None:
             "0004_node_outputs_resume.sql",
             "0005_history_lists.sql",
             "0006_api_tokens.sql",
+            "0007_zone_rules.sql",
         )
         async with pool.acquire() as conn:
             assert await counts(conn) == before == {

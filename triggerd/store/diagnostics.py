@@ -1,5 +1,6 @@
 """SQL behind ``triggerd doctor``. Every statement reads only columns of the first
-migration, so the doctor still answers on a database whose schema is behind the code."""
+migration (or treats a later table as empty when it is missing), so the doctor still
+answers on a database whose schema is behind the code."""
 
 from __future__ import annotations
 
@@ -52,3 +53,13 @@ async def cron_zones(conn: Conn) -> dict[str, list[str]]:
         " GROUP BY 1 ORDER BY 1"
     )
     return {str(r["zone"]): [str(n) for n in r["names"]] for r in rows}
+
+
+async def recorded_zone_rules(conn: Conn) -> dict[str, str]:
+    """Zone -> the fingerprint of its rules when definitions were last applied (empty on
+    a schema from before migration 0007)."""
+    try:
+        rows = await conn.fetch("SELECT zone, fingerprint FROM zone_rules")
+    except asyncpg.UndefinedTableError:
+        return {}
+    return {str(r["zone"]): str(r["fingerprint"]) for r in rows}

@@ -11,8 +11,9 @@ import asyncpg
 
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
-from triggerd.model import TriggerSpec, WorkflowSpec, normalize_webhook_path
+from triggerd.model import CronConfig, TriggerSpec, WorkflowSpec, normalize_webhook_path
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
+from triggerd.tzrules import zone_fingerprint
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +103,27 @@ def _trigger_document(trigger: TriggerSpec) -> dict[str, Any]:
     }
 
 
+async def _record_zone_rules(conn: asyncpg.Connection, specs: list[WorkflowSpec]) -> None:
+    """The rules of the zones the file's cron triggers use, as applied (doctor compares)."""
+    zones = sorted({
+        trigger.config.timezone
+        for spec in specs
+        for trigger in spec.triggers
+        if isinstance(trigger.config, CronConfig)
+    })
+    prints = [(zone, zone_fingerprint(zone)) for zone in zones]
+    known = [(zone, found) for zone, found in prints if found is not None]
+    if known:
+        await conn.execute(
+            "INSERT INTO zone_rules (zone, fingerprint)"
+            " SELECT * FROM unnest($1::text[], $2::text[])"
+            " ON CONFLICT (zone) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
+            " recorded_at = now() WHERE zone_rules.fingerprint <> EXCLUDED.fingerprint",
+            [zone for zone, _ in known],
+            [found for _, found in known],
+        )
+
+
 class _PlanOnly(Exception):
     """Raised inside the transaction of ``apply --plan`` to roll everything back."""
 
@@ -123,6 +145,7 @@ async def apply_workflows(
     try:
         async with conn.transaction():
             report = await _apply_all(conn, specs, prune=prune)
+            await _record_zone_rules(conn, specs)
             if plan:
                 raise _PlanOnly
     except _PlanOnly:
