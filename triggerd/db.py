@@ -15,7 +15,7 @@ import os
 import re
 import urllib.parse
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -224,6 +224,19 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database is unreachable rather than that it refused."""
     return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise an unreachable database inside the block as :class:`DatabaseUnavailable`
+    naming ``what`` was being done; a refused statement passes through unchanged."""
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except UNAVAILABLE_ERRORS as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DatabaseUnavailable(f"database unavailable while {what}: {reason}") from exc
 
 
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:

@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from triggerd.definitions.problems import JsonPath, Report, show, suggestion
+from triggerd.definitions.schema import TYPE_WORDS
 from triggerd.expressions import CONTEXT_NAMES, KNOWN_NAMES, inspect_template, is_template
 from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
 
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
 # Parameters whose problems the graph checks already explain in their own words.
 _EXPLAINED_ELSEWHERE: Final = frozenset({("switch", "cases")})
 
-_TYPE_WORDS: Final = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "null",
-}
 
 # JSON Schema counts 200.0 as an integer; the nodes do not (a status of 200.0 fails the
 # run), so neither does check.
@@ -209,7 +201,7 @@ def expected(prop: Mapping[str, Any]) -> str:
 def _words(schema: Mapping[str, Any]) -> str:
     kinds = schema.get("type", [])
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-    words = [_TYPE_WORDS.get(kind, kind) for kind in kinds]
+    words = [TYPE_WORDS.get(kind, kind) for kind in kinds]
     if "minimum" in schema and "maximum" in schema:
         words = [f"{w} from {schema['minimum']} to {schema['maximum']}" for w in words]
     if schema.get("minLength") == 1:

@@ -26,7 +26,8 @@ SCHEMA_RESOURCE = ("schemas", "definitions.schema.json")
 # Keys every trigger has, whatever its type; the rest is the type's config.
 TRIGGER_COMMON_KEYS = ("name", "type", "enabled", "input", "version")
 
-_TYPE_WORDS = {
+# How a JSON Schema type reads in a message (also used for node parameters).
+TYPE_WORDS = {
     "object": "a mapping",
     "array": "a list",
     "string": "a string",
@@ -216,7 +217,7 @@ def explain(error: ValidationError) -> list[tuple[JsonPath, str]]:
                     return [(path, f"missing required key {key!r}")]
         case "type":
             wanted = [value] if isinstance(value, str) else list(value)
-            names = [_TYPE_WORDS.get(w, w) for w in wanted]
+            names = [TYPE_WORDS.get(w, w) for w in wanted]
             words = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
             return [(path, f"expected {words}, got {described(instance)}")]
         case "enum":

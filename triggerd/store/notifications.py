@@ -7,14 +7,12 @@ this is the thin shell over asyncpg.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
 
 from triggerd import db
-from triggerd.errors import DatabaseUnavailable
 
 # Names the hub's connection in pg_stat_activity (operators, and the tests that count it).
 APPLICATION_NAME = "triggerd-notify"
@@ -22,15 +20,6 @@ APPLICATION_NAME = "triggerd-notify"
 OnNotify = Callable[[str, str], None]  # (wire channel name, payload)
 
 
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except DatabaseUnavailable:
-        raise
-    except db.UNAVAILABLE_ERRORS as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DatabaseUnavailable(f"database unavailable while {what}: {reason}") from exc
 
 
 class ListenConnection:
@@ -66,7 +55,7 @@ class ListenConnection:
     async def listen(self, channel: str) -> None:
         if channel in self._channels:
             return
-        with _translated("listening for notifications"):
+        with db.translated("listening for notifications"):
             await self._conn.add_listener(channel, self._dispatch)
         self._channels.add(channel)
 

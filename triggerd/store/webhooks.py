@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -18,9 +18,8 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
-from triggerd.db import UNAVAILABLE_ERRORS
+from triggerd import db
 from triggerd.db import is_unavailable as db_is_unavailable
-from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON
 from triggerd.notifications.channels import EXECUTIONS
 
@@ -29,22 +28,10 @@ from triggerd.notifications.channels import EXECUTIONS
 ACQUIRE_TIMEOUT = 2.0
 
 # One classification for the whole program (triggerd.db).
-_UNAVAILABLE = UNAVAILABLE_ERRORS
-
-
 def is_unavailable(exc: BaseException) -> bool:
     return db_is_unavailable(exc)
 
 
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except DatabaseUnavailable:
-        raise
-    except _UNAVAILABLE as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DatabaseUnavailable(f"database unavailable while {what}: {reason}") from exc
 
 
 # --- route table source ------------------------------------------------------------------
@@ -83,7 +70,7 @@ ORDER BY w.key, t.name
 
 
 async def load_webhook_triggers(pool: asyncpg.Pool) -> list[WebhookTriggerRow]:
-    with _translated("loading webhook triggers"):
+    with db.translated("loading webhook triggers"):
         rows = await pool.fetch(_ROUTE_ROWS, timeout=10.0)
     return [
         WebhookTriggerRow(
@@ -245,7 +232,7 @@ class InboxWriter:
         """
         if not items:
             return []
-        with _translated("storing webhook requests"):
+        with db.translated("storing webhook requests"):
             if self._conn is None:
                 self._conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
             try:
@@ -305,7 +292,7 @@ async def _store_batch(
 
 
 async def count_new_executions(pool: asyncpg.Pool) -> int:
-    with _translated("counting pending executions"):
+    with db.translated("counting pending executions"):
         value: int = await pool.fetchval(
             "SELECT count(*) FROM workflow_executions WHERE status = 'NEW'",
             timeout=5.0,
@@ -340,7 +327,7 @@ async def finished_runs(pool: asyncpg.Pool, execution_ids: Sequence[str]) -> lis
     """The runs among ``execution_ids`` that reached a final status."""
     if not execution_ids:
         return []
-    with _translated("polling finished executions"):
+    with db.translated("polling finished executions"):
         rows = await pool.fetch(_FINISHED, list(execution_ids), timeout=5.0)
     return [
         FinishedRun(
@@ -372,7 +359,7 @@ async def webhook_execution_status(
 ) -> ExecutionStatusRow | None:
     """A webhook execution's status (``None`` when there is none: other trigger types are
     not shown on the unauthenticated status page)."""
-    with _translated("reading an execution"):
+    with db.translated("reading an execution"):
         row = await pool.fetchrow(
             "SELECT id::text AS id, trigger_id::text AS trigger_id, status, created_at,"
             " start_time, end_time, output, error_code FROM workflow_executions"
