@@ -38,7 +38,7 @@ from triggerd.doctor import (
 )
 from triggerd.errors import DatabaseUnavailable, MigrationError
 from triggerd.store import diagnostics as store
-from triggerd.tzrules import zone_fingerprint
+from triggerd.tzrules import zone_file, zone_fingerprint
 
 Clock = Callable[[], datetime]
 HTTP_TIMEOUT = 5.0
@@ -210,11 +210,8 @@ def _zone_source(zone: str) -> str | None:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
-    for directory in TZPATH:
-        candidate = Path(directory) / zone
-        if candidate.is_file():
-            return str(candidate)
-    return "tzdata package"
+    found = zone_file(zone)
+    return str(found) if isinstance(found, Path) else "tzdata package"
 
 
 def tzdata_facts_check(

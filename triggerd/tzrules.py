@@ -8,26 +8,34 @@ from __future__ import annotations
 import hashlib
 import zoneinfo
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 
-def zone_fingerprint(zone: str) -> str | None:
-    """``sha256:<hex>`` of the zone's TZif file, or None when there is no such zone."""
+def zone_file(zone: str) -> Path | Traversable | None:
+    """The compiled file ``zoneinfo`` reads for ``zone``: the first under
+    ``zoneinfo.TZPATH``, else the ``tzdata`` package's; None when neither has it."""
     if not zone or zone.startswith(("/", ".")) or ".." in zone.split("/"):
         return None
     for directory in zoneinfo.TZPATH:
         candidate = Path(directory) / zone
         if candidate.is_file():
-            return _digest(candidate.read_bytes())
+            return candidate
     try:
-        data = resources.files("tzdata.zoneinfo").joinpath(*zone.split("/")).read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        packaged = resources.files("tzdata.zoneinfo").joinpath(*zone.split("/"))
+    except ModuleNotFoundError:
         return None
-    return _digest(data)
+    return packaged if packaged.is_file() else None
+
+
+def zone_fingerprint(zone: str) -> str | None:
+    """``sha256:<hex>`` of the zone's TZif file, or None when there is no such zone."""
+    found = zone_file(zone)
+    return None if found is None else _digest(found.read_bytes())
 
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-__all__ = ["zone_fingerprint"]
+__all__ = ["zone_file", "zone_fingerprint"]
