@@ -38,12 +38,16 @@ def check_files(
 
 
 def load_files(
-    paths: Sequence[str | Path], *, node_types: Collection[str] | None = None
+    paths: Sequence[str | Path],
+    *,
+    node_types: Collection[str] | None = None,
+    contents: Sequence[bytes] | None = None,
 ) -> list[WorkflowSpec]:
     """The workflows of the given files, in file order; raises
-    :class:`~triggerd.errors.DefinitionError` listing every problem across all files."""
+    :class:`~triggerd.errors.DefinitionError` listing every problem across all files.
+    ``contents``: the files' bytes, already read (what a fingerprint was taken of)."""
     with paused_gc():  # see paused_gc: a large file is millions of live objects
-        problems, specs = _analyze(_read(paths), node_types)
+        problems, specs = _analyze(_read(paths, contents), node_types)
     if problems:
         raise definition_error(problems)
     return specs
@@ -68,11 +72,13 @@ def load_documents(
     return specs
 
 
-def _read(paths: Sequence[str | Path]) -> list[tuple[Report, bool, Any]]:
+def _read(
+    paths: Sequence[str | Path], contents: Sequence[bytes] | None = None
+) -> list[tuple[Report, bool, Any]]:
     entries: list[tuple[Report, bool, Any]] = []
-    for path in paths:
+    for number, path in enumerate(paths):
         report = Report(file=str(path))
-        parsed, document = read_file(path, report)
+        parsed, document = read_file(path, report, None if contents is None else contents[number])
         entries.append((report, parsed, document))
     return entries
 

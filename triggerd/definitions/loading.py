@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
 import math
 import re
@@ -221,15 +222,19 @@ def _child(stack: list[list[Any]], height: int) -> None:
         frame[2] = True
 
 
-def read_file(path: str | Path, report: Report) -> tuple[bool, Any]:
-    """Read and parse one file; ``(False, None)`` when it could not be parsed at all."""
+def read_file(path: str | Path, report: Report, data: bytes | None = None) -> tuple[bool, Any]:
+    """Read and parse one file (or its bytes ``data``, already read); ``(False, None)`` when
+    it could not be parsed at all."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
         report.add((), "unknown file type: definition files end in .yaml, .yml or .json")
         return False, None
     try:
-        text = file.read_text(encoding="utf-8")
+        if data is None:
+            text = file.read_text(encoding="utf-8")
+        else:  # decoded as read_text decodes (universal newlines)
+            text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
     except UnicodeDecodeError:
         report.add((), "cannot read file: it is not UTF-8 text")
         return False, None

@@ -103,14 +103,17 @@ def _trigger_document(trigger: TriggerSpec) -> dict[str, Any]:
     }
 
 
-async def _record_zone_rules(conn: asyncpg.Connection, specs: list[WorkflowSpec]) -> None:
-    """The rules of the zones the file's cron triggers use, as applied (doctor compares)."""
-    zones = sorted({
+def _cron_zones(specs: list[WorkflowSpec]) -> list[str]:
+    return sorted({
         trigger.config.timezone
         for spec in specs
         for trigger in spec.triggers
         if isinstance(trigger.config, CronConfig)
     })
+
+
+async def _record_zone_rules(conn: asyncpg.Connection, zones: list[str]) -> None:
+    """The rules of the zones the file's cron triggers use, as applied (doctor compares)."""
     prints = [(zone, zone_fingerprint(zone)) for zone in zones]
     known = [(zone, found) for zone, found in prints if found is not None]
     if known:
@@ -134,23 +137,100 @@ async def apply_workflows(
     *,
     prune: bool = False,
     plan: bool = False,
+    fingerprint: str | None = None,
+    keep: int = 16,
 ) -> ApplyReport:
     """Create or update workflows, publish changed versions and upsert triggers, all in one
     transaction: either everything is written or nothing is. With ``plan``, everything is
     done and then rolled back: the report says what would change.
 
     A few set-based statements whatever the number of workflows: read what exists, compare
-    in Python (:func:`plan_apply`), write each kind of change with one statement."""
+    in Python (:func:`plan_apply`), write each kind of change with one statement.
+
+    ``fingerprint`` (of the files ``specs`` were read from, see
+    :mod:`triggerd.definitions.fingerprint`) is recorded with a digest of the rows as
+    written, for :func:`unchanged_apply`; the latest ``keep`` fingerprints are kept."""
     report = ApplyReport()
     try:
         async with conn.transaction():
-            report = await _apply_all(conn, specs, prune=prune)
-            await _record_zone_rules(conn, specs)
+            report, ids = await _apply_all(conn, specs, prune=prune)
+            zones = _cron_zones(specs)
+            await _record_zone_rules(conn, zones)
             if plan:
                 raise _PlanOnly
+            if fingerprint is not None:
+                await _record_applied(conn, fingerprint, ids, zones, specs, keep)
     except _PlanOnly:
         pass
     return report
+
+
+# A digest of every stored value an apply compares for the given workflows: their rows,
+# their latest versions and all their triggers (a row's text form quotes each field, so
+# the text is unambiguous). Equal digests mean an apply would find the same rows.
+_STATE_DIGEST = (
+    "SELECT md5(coalesce((SELECT string_agg((w.id, w.tenant_id, w.key, w.name,"
+    " w.description, w.status)::text, E'\\n' ORDER BY w.id) FROM workflows w"
+    " WHERE w.id = ANY($1::uuid[])), '') || E'\\f' || coalesce((SELECT"
+    " string_agg((v.workflow_id, v.version, v.graph, v.parameter_schema, v.env_config,"
+    " v.timeout_ms)::text, E'\\n' ORDER BY v.workflow_id) FROM workflow_versions v"
+    " WHERE v.workflow_id = ANY($1::uuid[]) AND v.is_latest), '') || E'\\f' || coalesce(("
+    "SELECT string_agg((t.id, t.workflow_id, t.name, t.type, t.enabled, t.version, t.config,"
+    " t.input)::text, E'\\n' ORDER BY t.id) FROM workflow_triggers t"
+    " WHERE t.workflow_id = ANY($1::uuid[])), ''))"
+)
+
+
+async def _record_applied(
+    conn: asyncpg.Connection,
+    fingerprint: str,
+    ids: list[Any],
+    zones: list[str],
+    specs: list[WorkflowSpec],
+    keep: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO applied_definitions (fingerprint, workflow_ids, zones, workflows,"
+        " triggers, state) VALUES ($1, $2::uuid[], $3::text[], $4, $5, ("
+        + _STATE_DIGEST.replace("$1::uuid[]", "$2::uuid[]")
+        + ")) ON CONFLICT (fingerprint) DO UPDATE SET workflow_ids = EXCLUDED.workflow_ids,"
+        " zones = EXCLUDED.zones, workflows = EXCLUDED.workflows,"
+        " triggers = EXCLUDED.triggers, state = EXCLUDED.state, applied_at = now()",
+        fingerprint,
+        ids,
+        zones,
+        len(specs),
+        sum(len(spec.triggers) for spec in specs),
+    )
+    await conn.execute(
+        "DELETE FROM applied_definitions WHERE fingerprint NOT IN (SELECT fingerprint"
+        " FROM applied_definitions ORDER BY applied_at DESC, fingerprint LIMIT $1)",
+        keep,
+    )
+
+
+async def unchanged_apply(
+    conn: asyncpg.Connection, fingerprint: str, *, plan: bool = False
+) -> ApplyReport | None:
+    """The report of re-applying files whose ``fingerprint`` an apply recorded, while the
+    rows of their workflows are still as that apply left them: nothing to change (an apply
+    leaves nothing for the same files to change). ``None`` when the files must be read and
+    compared in full: unknown fingerprint, rows changed since, or a stored webhook path
+    from before paths were normalized (whose check needs the files' paths)."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT workflow_ids, zones, workflows, triggers, state,"
+            " (" + _STATE_DIGEST.replace("$1::uuid[]", "a.workflow_ids") + ") AS now_state"
+            " FROM applied_definitions a WHERE fingerprint = $1",
+            fingerprint,
+        )
+        if row is None or row["state"] != row["now_state"]:
+            return None
+        if await _unnormalized_paths(conn):
+            return None
+        if not plan:
+            await _record_zone_rules(conn, list(row["zones"]))
+    return ApplyReport(unchanged_workflows=row["workflows"], unchanged_triggers=row["triggers"])
 
 
 # Enabled webhook triggers whose stored path still has a slash at either end (written
@@ -329,7 +409,7 @@ def _path_taken(path: str, name: str) -> DefinitionError:
 
 async def _apply_all(
     conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool
-) -> ApplyReport:
+) -> tuple[ApplyReport, list[Any]]:
     legacy = await _unnormalized_paths(conn)
     tenants = [spec.tenant_id for spec in specs]
     keys = [spec.key for spec in specs]
@@ -417,7 +497,7 @@ async def _apply_all(
     plan = plan_apply(specs, stored, {s.key for s in new}, legacy, wanted, prune=prune)
     await _check_paths(conn, plan, ids)
     await _write(conn, plan, stored)
-    return plan.report
+    return plan.report, ids
 
 
 async def _check_paths(conn: asyncpg.Connection, plan: ApplyPlan, ids: list[Any]) -> None:
