@@ -40,7 +40,7 @@ workflows:
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the files were read and checked in full (load_files)."""
     calls: list[int] = []
-    real = apply_op.load_files
+    real = load_files
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)

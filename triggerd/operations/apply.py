@@ -9,7 +9,8 @@ being parsed again: a 100,000-trigger file took seconds to read and check for no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -41,8 +42,19 @@ def _fingerprint(contents: list[bytes], prune: bool) -> str:
     )
 
 
+@contextlib.asynccontextmanager
+async def _connection(
+    db: asyncpg.Connection | asyncpg.Pool,
+) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
 async def apply_files(
-    conn: asyncpg.Connection,
+    db: asyncpg.Connection | asyncpg.Pool,
     paths: Sequence[str | Path],
     *,
     prune: bool = False,
@@ -52,17 +64,21 @@ async def apply_files(
     raises :class:`~triggerd.errors.DefinitionError` listing every problem.
 
     Reading and checking a large file takes seconds: that runs in a thread, so a daemon
-    applying its definitions keeps serving meanwhile."""
+    applying its definitions keeps serving meanwhile (given a pool, it holds no connection
+    while it reads)."""
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
         specs = await asyncio.to_thread(load_files, paths)
-        return await apply_workflows(conn, specs, prune=prune, plan=plan)
+        async with _connection(db) as conn:
+            return await apply_workflows(conn, specs, prune=prune, plan=plan)
     fingerprint = await asyncio.to_thread(_fingerprint, contents, prune)
-    known = await unchanged_apply(conn, fingerprint, plan=plan)
+    async with _connection(db) as conn:
+        known = await unchanged_apply(conn, fingerprint, plan=plan)
     if known is not None:
         return known
     # The bytes the fingerprint was taken of, not the files again: they may change meanwhile.
     specs = await asyncio.to_thread(load_files, paths, contents=contents)
-    return await apply_workflows(
-        conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS
-    )
+    async with _connection(db) as conn:
+        return await apply_workflows(
+            conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS
+        )
