@@ -1606,3 +1606,27 @@ def test_a_number_with_too_many_digits_is_one_problem_with_its_line(
         ("$.x" if suffix == "yaml" else "$", "a number with more than 4300 digits (line 3)"),
         *([("$.x", "unknown key 'x'")] if suffix == "yaml" else []),
     ]
+
+
+def test_a_valid_file_is_not_walked_to_order_problems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Problems are put in document order by numbering every path of the document: for
+    a file without problems that walk (0.7 s for 100,000 triggers) orders nothing."""
+    from triggerd.definitions import problems
+
+    walks: list[object] = []
+    real = problems._preorder
+
+    def counting(document: Any) -> dict[Any, int]:
+        walks.append(document)
+        return real(document)
+
+    monkeypatch.setattr(problems, "_preorder", counting)
+    good = {"workflows": [{"key": "k", "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]}
+    assert load_documents([("good.yaml", good)])
+    assert walks == []
+    bad = {"workflows": [{"key": "k"}]}
+    with pytest.raises(DefinitionError):
+        load_documents([("bad.yaml", bad)])
+    assert walks == [bad]

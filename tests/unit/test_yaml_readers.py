@@ -205,3 +205,43 @@ def test_validating_a_trigger_at_a_time_finds_what_the_whole_schema_finds() -> N
         assert _split(document) == whole, document
         found += bool(whole)
     assert found > 20
+
+
+MORE_DEPTHS = [
+    "a:\n" + "".join(" " * i + "- \n" for i in range(1, 70)),
+    "a: 1\nb:\n" + "".join(" " * i + "- x\n" + " " * i + "- \n" for i in range(1, 70)),
+    "a: [1, {b: 2}]\nc: " + "{k: " * 65 + "1" + "}" * 65 + "\n",
+    "dup: 1\ndup: 2\ndeep: " + "[" * 65 + "]" * 65 + "\n",
+    "m:\n  <<: {k: " + "[" * 64 + "]" * 64 + "}\n",
+    "s: &s x\nt: [*s, *s, *s]\n",
+    "k: &k a\n*k : b\n",
+    "? " + "[" * 64 + "1" + "]" * 64 + "\n: v\n",
+]
+
+
+@pytest.mark.parametrize("text", MORE_DEPTHS)
+def test_depths_aliases_and_merges_read_the_same(text: str) -> None:
+    fast, slow = _both(text)
+    assert fast == slow
+
+
+def test_a_file_without_aliases_is_read_in_one_libyaml_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The event pass that measures depth and aliases (a second reading of the whole file)
+    runs only for files that need it: libyaml bounds nesting itself, and the builder
+    measures depth and notices aliases on the way."""
+    passes: list[str] = []
+    real = loading._check_events
+
+    def counting(text: str, max_depth: int) -> bool:
+        passes.append(text)
+        return real(text, max_depth)
+
+    monkeypatch.setattr(loading, "_check_events", counting)
+    plain = "workflows:\n  - key: k\n    graph: {nodes: [{id: a, type: noop}]}\n"
+    assert _read(plain) == _read(plain, libyaml=False)
+    assert passes == []
+    aliased = "a: &a [1]\nb: *a\n"
+    assert _read(aliased) == _read(aliased, libyaml=False)
+    assert passes == [aliased]
