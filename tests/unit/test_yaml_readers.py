@@ -187,6 +187,14 @@ def _mistakes() -> list[Any]:
         cron, {**cron, "name": "Bad Name"}, {**cron, "name": "d", "enabled": 1},
         {**cron, "name": "e", "enabled": 1.0}, {**cron, "name": "f"},
     ]}]})
+    # Names and keys are checked apart from the rest, which is remembered by its text.
+    odd_names: list[Any] = ["a" * 100, "a" * 101, "ok\n", "\nok", "", 5, None, True, "k\u00e9"]
+    documents.append({"workflows": [
+        {**good, "key": name, "triggers": [{**cron, "name": name}, cron]} for name in odd_names
+    ]})
+    documents.append({"workflows": [good, {**good, "key": "wf2"}, {**good, "triggers": []},
+                                    {k: v for k, v in good.items() if k != "key"},
+                                    {**good, "name": 1}, {**good, "triggers": [None]}]})
     for trigger in bad_triggers:
         workflow = {**good, "triggers": [*good["triggers"], trigger]}
         documents.append({"workflows": [good, workflow], "also": True})
@@ -245,3 +253,26 @@ def test_a_file_without_aliases_is_read_in_one_libyaml_pass(
     aliased = "a: &a [1]\nb: *a\n"
     assert _read(aliased) == _read(aliased, libyaml=False)
     assert passes == [aliased]
+
+
+def test_a_file_is_validated_once_per_distinct_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 triggers of a file are a few thousand distinct schedules with distinct
+    names: jsonschema sees each distinct workflow and trigger once (names apart)."""
+    from jsonschema import Draft202012Validator
+
+    calls: list[Any] = []
+    real = Draft202012Validator.is_valid
+
+    def counting(self: Any, instance: Any, _schema: Any = None) -> bool:
+        calls.append(instance)
+        return bool(real(self, instance, _schema))
+
+    monkeypatch.setattr(Draft202012Validator, "is_valid", counting)
+    cron = {"type": "cron", "cron": "5 * * * *", "timezone": "UTC"}
+    document = {"workflows": [
+        {"key": f"w{w}", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+         "triggers": [{"name": f"t{w}-{t}", **cron} for t in range(10)]}
+        for w in range(20)
+    ]}
+    assert _split(document) == []
+    assert len(calls) == 2  # one workflow shape, one trigger shape
