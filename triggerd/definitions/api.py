@@ -97,7 +97,10 @@ def _analyze(
         problems.extend(report.problems(document if ok else None))
     if problems:
         return problems, []
-    return [], [build_workflow(wf) for _, document in parsed for wf in document["workflows"]]
+    built: dict[tuple[str, str], TriggerConfig] = {}  # equal configs are built once
+    return [], [
+        build_workflow(wf, built) for _, document in parsed for wf in document["workflows"]
+    ]
 
 
 def parse_trigger_config(type: TriggerType | str, config: Mapping[str, Any]) -> TriggerConfig:
