@@ -342,7 +342,11 @@ def _parse_yaml_once(text: str, report: Report, max_depth: int) -> tuple[bool, A
         node = loader.get_single_node()
         if node is None:
             return True, None
-        _measure(node, max_depth)
+        # Without an anchor there can be no alias (libyaml refuses an undefined one).
+        if "&" in text:
+            _measure(node, max_depth)
+        else:
+            _measure_unaliased(node, max_depth)
         value = _YamlBuilder(loader, checked).build(node, ())
     except _TooDeep as exc:
         report.add((), _too_deep(max_depth, exc.line))
@@ -354,6 +358,29 @@ def _parse_yaml_once(text: str, report: Report, max_depth: int) -> tuple[bool, A
     for path, message in checked.items:
         report.add(path, message)
     return True, value
+
+
+def _measure_unaliased(root: Node, max_depth: int) -> None:
+    """:func:`_measure` for a tree without aliases, cheaply: a level at a time, over the
+    collections only (a tenth of the nodes of a definition file); the ordered walk runs
+    only to name the line of a node found too deep."""
+    level: list[Node] = [root] if isinstance(root, MappingNode | SequenceNode) else []
+    depth = 0
+    while level:
+        if depth >= max_depth and any(node.value for node in level):
+            _measure(root, max_depth)  # raises at the first such node in document order
+        below: list[Node] = []
+        for node in level:
+            if isinstance(node, MappingNode):
+                for key, value in node.value:
+                    if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
+                        raise _Fallback
+                    if not isinstance(value, ScalarNode):
+                        below.append(value)
+            else:
+                below.extend(item for item in node.value if not isinstance(item, ScalarNode))
+        level = below
+        depth += 1
 
 
 def _measure(root: Node, max_depth: int) -> None:
