@@ -93,12 +93,14 @@ def version_document(spec: WorkflowSpec) -> dict[str, Any]:
     }
 
 
-def _trigger_document(trigger: TriggerSpec) -> dict[str, Any]:
+def _trigger_document(
+    trigger: TriggerSpec, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "type": str(trigger.type),
         "enabled": trigger.enabled,
         "version": trigger.version,
-        "config": trigger_config_to_json(trigger.config),
+        "config": trigger_config_to_json(trigger.config) if config is None else config,
         "input": trigger.input,
     }
 
@@ -289,6 +291,26 @@ def wanted_trigger(trigger: TriggerSpec) -> WantedTrigger:
     return WantedTrigger(doc=doc, config=json.dumps(doc["config"]), input=json.dumps(doc["input"]))
 
 
+def wanted_triggers(specs: list[WorkflowSpec]) -> dict[tuple[str, str], WantedTrigger]:
+    """:func:`wanted_trigger` of every trigger of ``specs`` by (workflow key, name), each
+    distinct config object serialized once: loading shares equal configs, and a large
+    file is a few thousand schedules (the documents are shared too, and only read)."""
+    texts: dict[int, tuple[dict[str, Any], str]] = {}  # id(config) -> its JSON and text
+    wanted: dict[tuple[str, str], WantedTrigger] = {}
+    for spec in specs:
+        for trigger in spec.triggers:
+            known = texts.get(id(trigger.config))
+            if known is None:
+                config = trigger_config_to_json(trigger.config)
+                known = texts[id(trigger.config)] = (config, json.dumps(config))
+            wanted[spec.key, trigger.name] = WantedTrigger(
+                doc=_trigger_document(trigger, known[0]),
+                config=known[1],
+                input="{}" if trigger.input == {} else json.dumps(trigger.input),
+            )
+    return wanted
+
+
 @dataclass(kw_only=True)
 class ApplyPlan:
     """The writes :func:`plan_apply` decided, each a list of rows for one statement."""
@@ -449,7 +471,7 @@ async def _apply_all(
             ids,
         )
     }
-    wanted = {(s.key, t.name): wanted_trigger(t) for s in specs for t in s.triggers}
+    wanted = wanted_triggers(specs)
     rows_of = [(wid, s, t) for s, wid in zip(specs, ids, strict=True) for t in s.triggers]
     docs = [wanted[s.key, t.name] for _, s, t in rows_of]
     triggers: dict[Any, dict[str, StoredTrigger]] = {i: {} for i in ids}
