@@ -472,13 +472,21 @@ async def _apply_all(
         )
     }
     wanted = wanted_triggers(specs)
-    rows_of = [(wid, s, t) for s, wid in zip(specs, ids, strict=True) for t in s.triggers]
+    # Workflows created just now have no stored triggers to compare with.
+    created = {spec.key for spec in new}
+    existing = [wid for spec, wid in zip(specs, ids, strict=True) if spec.key not in created]
+    rows_of = [
+        (wid, s, t)
+        for s, wid in zip(specs, ids, strict=True)
+        if s.key not in created
+        for t in s.triggers
+    ]
     docs = [wanted[s.key, t.name] for _, s, t in rows_of]
     triggers: dict[Any, dict[str, StoredTrigger]] = {i: {} for i in ids}
     # PostgreSQL compares each stored trigger with the file's, as the text of the jsonb it
     # would store: the same test as comparing the documents, without sending 100,000 of
     # them back to be decoded.
-    for r in await conn.fetch(
+    for r in [] if not existing else await conn.fetch(
         "SELECT t.id, t.workflow_id, t.name, t.enabled, f.name IS NOT NULL"
         " AND t.type = f.type AND t.enabled = f.enabled"
         " AND t.version IS NOT DISTINCT FROM f.version"
@@ -489,7 +497,7 @@ async def _apply_all(
         " AS f (workflow_id, name, type, enabled, version, config, input)"
         " ON f.workflow_id = t.workflow_id AND f.name = t.name"
         " WHERE t.workflow_id = ANY($1::uuid[])",
-        ids,
+        existing,
         [wid for wid, _, _ in rows_of],
         [t.name for _, _, t in rows_of],
         [d.doc["type"] for d in docs],
@@ -519,7 +527,7 @@ async def _apply_all(
             max_version=0 if version is None else int(version["max_version"]),
             triggers=triggers[wid],
         )
-    plan = plan_apply(specs, stored, {s.key for s in new}, legacy, wanted, prune=prune)
+    plan = plan_apply(specs, stored, created, legacy, wanted, prune=prune)
     await _check_paths(conn, plan, ids)
     await _write(conn, plan, stored)
     return plan.report, ids
