@@ -195,3 +195,50 @@ async def test_run_now_shows_input_errors_then_the_graph_of_the_path_taken(
         await conn.close()
     assert tuple(audit) == ("token:[api] token (config)", "fire", "checking the console")
     assert context["trigger"]["fired_by"] == "console"
+
+
+async def test_workflow_versions_and_their_difference(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    changed = tmp_path / "orders-v2.yaml"
+    changed.write_text(DEFINITIONS.replace("minimum: 1", "minimum: 2"))
+    applied = await run_cli(daemon.config, "apply", str(changed))
+    assert applied.returncode == 0, applied.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.get_by_role("link", name="Workflows").click()
+    await page.get_by_role("link", name="orders").click()
+    await expect(page.get_by_role("heading", name="Version 1 → 2")).to_be_visible()
+    diff = page.get_by_label("Difference between the versions")
+    await expect(diff.locator("span.remove")).to_have_text(['-            "minimum": 1,'])
+    await expect(diff.locator("span.add")).to_have_text(['+            "minimum": 2,'])
+    await page.screenshot(path=str(artifacts / "workflow-versions.png"), full_page=True)
+    await page.goto(f"{daemon.base_url}/ui/workflows/orders?from=1&to=1")
+    await expect(page.get_by_text("The two versions are identical.")).to_be_visible()
+    answer = await page.request.get(f"{daemon.base_url}/ui/workflows/orders?from=1&to=9")
+    assert answer.status == 404
+    assert await answer.text() == "workflow orders has no version 1 or 9"
+
+
+async def test_unknown_objects_and_bad_parameters_get_clear_answers(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    base = daemon.base_url
+    cases = [
+        ("/ui/triggers/orders/nope", 404, "no trigger named 'orders/nope'"),
+        ("/ui/workflows/nope", 404, "no workflow with key 'nope'"),
+        ("/ui/executions/not-an-id", 404, "no execution 'not-an-id'"),
+        ("/ui/executions?status=DONE", 400, "status: 'DONE' is not a run status"),
+        ("/ui/executions?trigger=orders/nope", 404, "no trigger named 'orders/nope'"),
+        ("/ui/triggers?cursor=x", 400, "cursor: not one this page made"),
+        ("/ui/executions?cursor=x", 400,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("/ui/workflows/orders?from=a&to=1", 400, "from and to must be version numbers"),
+    ]
+    for path, status, text in cases:
+        answer = await page.request.get(base + path)
+        assert (answer.status, await answer.text()) == (status, text), path

@@ -26,6 +26,8 @@ def add_console_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/fire", views.fire_action)
     router.add_get(f"{PREFIX}/executions", views.executions_page)
     router.add_get(f"{PREFIX}/executions/{{id}}", views.execution_page)
+    router.add_get(f"{PREFIX}/workflows", views.workflows_page)
+    router.add_get(f"{PREFIX}/workflows/{{key}}", views.workflow_page)
     router.add_get(f"{PREFIX}/static/{{name}}", views.static)
 
 

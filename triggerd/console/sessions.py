@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,7 @@ from aiohttp import web
 from triggerd.api.auth import API_AUTH
 from triggerd.appkeys import POOL
 from triggerd.db import is_unavailable
+from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
 from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, scope_refusal
 
@@ -147,6 +149,28 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         refusal = scope_refusal(session.principal)
         if refusal is not None and request.path not in (f"{PREFIX}/", f"{PREFIX}/logout"):
             return _refusal(404, refusal)
-    response = await handler(request)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException:
+        raise
+    except TriggerdError as exc:
+        response = _refusal(_status_of(exc), exc.message)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        response = _refusal(503, "the database cannot be reached right now; retry later")
+    # The server's own time for the page (bench/console.py reads it).
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
     _headers(response)
     return response
+
+
+def _status_of(exc: TriggerdError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, DatabaseUnavailable):
+        return 503
+    return 400

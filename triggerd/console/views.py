@@ -3,6 +3,7 @@ the admin API (every action goes through :mod:`triggerd.operations`)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import uuid
@@ -49,7 +50,15 @@ from triggerd.store.console import (
     version_graph,
 )
 from triggerd.store.executions import get_execution, node_timeline
-from triggerd.store.workflows import get_trigger, list_triggers, resolve_version
+from triggerd.store.records import VersionRecord
+from triggerd.store.workflows import (
+    get_trigger,
+    get_workflow,
+    list_triggers,
+    list_versions,
+    list_workflows,
+    resolve_version,
+)
 from triggerd.tokens import hash_token, is_token_form
 
 logger = logging.getLogger(__name__)
@@ -346,3 +355,69 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 async def redirect_home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+# --- workflows and versions -------------------------------------------------------------
+
+
+def _version_text(version: VersionRecord) -> list[str]:
+    """A version as stable, diffable lines."""
+    document = {"graph": version.graph, "parameter_schema": version.parameter_schema,
+                "env_config": version.env_config, "timeout_ms": version.timeout_ms}
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def version_diff(old: VersionRecord, new: VersionRecord) -> list[tuple[str, str]]:
+    """A unified diff of two versions as (kind, line): kind is add, remove, hunk or same."""
+    lines = difflib.unified_diff(_version_text(old), _version_text(new),
+                                 fromfile=f"version {old.version}",
+                                 tofile=f"version {new.version}", lineterm="", n=3)
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        if line.startswith(("---", "+++")):
+            continue
+        kind = ("hunk" if line.startswith("@@") else "add" if line.startswith("+")
+                else "remove" if line.startswith("-") else "same")
+        out.append((kind, line))
+    return out
+
+
+async def workflows_page(request: web.Request) -> web.Response:
+    after_text = request.query.get("cursor")
+    after = None
+    if after_text:
+        key, _, hex_id = after_text.partition(".")
+        try:
+            after = (key, str(uuid.UUID(hex_id)))
+        except ValueError:
+            raise web.HTTPBadRequest(text="cursor: not one this page made") from None
+    rows = await list_workflows(request.app[POOL], after=after, limit=PAGE_SIZE + 1)
+    page = rows[:PAGE_SIZE]
+    next_cursor = (encode_name_cursor(page[-1].key, page[-1].id)
+                   if len(rows) > PAGE_SIZE else None)
+    return render(request, "workflows.html", workflows=page, next_cursor=next_cursor)
+
+
+async def workflow_page(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
+    workflow = await get_workflow(pool, request.match_info["key"])
+    versions = await list_versions(pool, workflow.id)
+    triggers = await list_triggers(pool, workflow_id=workflow.id, limit=200)
+    by_number = {v.version: v for v in versions}
+    diff: list[tuple[str, str]] | None = None
+    chosen: tuple[int, int] | None = None
+    if "from" in request.query or "to" in request.query:
+        try:
+            old, new = int(request.query.get("from", "")), int(request.query.get("to", ""))
+        except ValueError:
+            raise web.HTTPBadRequest(text="from and to must be version numbers") from None
+        if old not in by_number or new not in by_number:
+            raise web.HTTPNotFound(text=f"workflow {workflow.key} has no version {old}"
+                                        f" or {new}")
+        diff = version_diff(by_number[old], by_number[new])
+        chosen = (old, new)
+    elif len(versions) >= 2:
+        chosen = (versions[-2].version, versions[-1].version)
+        diff = version_diff(versions[-2], versions[-1])
+    return render(request, "workflow.html", workflow=workflow, versions=versions,
+                  triggers=triggers, diff=diff, chosen=chosen)
