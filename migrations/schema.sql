@@ -749,6 +749,13 @@ CREATE UNIQUE INDEX workflow_versions_one_latest ON public.workflow_versions USI
 
 
 --
+-- Name: workflows_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflows_key ON public.workflows USING btree (key, id);
+
+
+--
 -- Name: workflow_executions workflow_executions_deleted; Type: TRIGGER; Schema: public; Owner: -
 --
 
