@@ -63,6 +63,7 @@ JOIN (SELECT id, row_number() OVER (ORDER BY key) AS n FROM workflows) w
 async def prepare(admin: str, executions: int, triggers: int) -> str:
     await part_gen(admin, executions, rebuild=False)
     dsn = await copy_database(admin, history_name(executions), "console_bench")
+    await db.migrate(dsn)  # a template kept from an older checkout lacks newer indexes
     conn = await db.connect(dsn)
     try:
         started = time.perf_counter()
