@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TOKEN = "screenshot-token"  # a scratch daemon's only token
+TOKEN = "screenshot-token"  # noqa: S105 - a scratch daemon's only token
 
 
 def _free_port() -> int:

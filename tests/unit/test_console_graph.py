@@ -5,8 +5,10 @@ from __future__ import annotations
 from triggerd.console.graph import NODE_HEIGHT, NodeRun, layout
 
 GRAPH = {
-    "nodes": [{"id": "check", "type": "if"}, {"id": "big", "type": "set"},
-              {"id": "small", "type": "set"}, {"id": "done", "type": "log"}],
+    "nodes": [{"id": "check", "type": "if", "params": {"condition": "{{ input.big }}"}},
+              {"id": "big", "type": "set", "params": {"value": 1}},
+              {"id": "small", "type": "set", "params": {"value": 0}},
+              {"id": "done", "type": "log", "params": {"message": "done"}}],
     "edges": [{"from": "check", "to": "big", "when": "true"},
               {"from": "check", "to": "small", "when": "false"},
               {"from": "big", "to": "done"}, {"from": "small", "to": "done"},

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from triggerd.console import views
+from triggerd.console import pages
 from triggerd.console.sessions import PREFIX, console_middleware
 
 
 def add_console_routes(app: web.Application) -> None:
     app.middlewares.append(console_middleware)
     router = app.router
-    router.add_get(PREFIX, views.redirect_home)
-    router.add_get(f"{PREFIX}/", views.overview)
-    router.add_get(f"{PREFIX}/login", views.login_page)
-    router.add_post(f"{PREFIX}/login", views.login)
-    router.add_post(f"{PREFIX}/logout", views.logout)
-    router.add_get(f"{PREFIX}/triggers", views.triggers_page)
-    router.add_get(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}", views.trigger_page)
-    router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/fire", views.fire_action)
-    router.add_get(f"{PREFIX}/executions", views.executions_page)
-    router.add_get(f"{PREFIX}/executions/{{id}}", views.execution_page)
-    router.add_get(f"{PREFIX}/workflows", views.workflows_page)
-    router.add_get(f"{PREFIX}/workflows/{{key}}", views.workflow_page)
-    router.add_get(f"{PREFIX}/static/{{name}}", views.static)
+    router.add_get(PREFIX, pages.redirect_home)
+    router.add_get(f"{PREFIX}/", pages.overview)
+    router.add_get(f"{PREFIX}/login", pages.login_page)
+    router.add_post(f"{PREFIX}/login", pages.login)
+    router.add_post(f"{PREFIX}/logout", pages.logout)
+    router.add_get(f"{PREFIX}/triggers", pages.triggers_page)
+    router.add_get(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}", pages.trigger_page)
+    router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/fire", pages.fire_action)
+    router.add_get(f"{PREFIX}/executions", pages.executions_page)
+    router.add_get(f"{PREFIX}/executions/{{id}}", pages.execution_page)
+    router.add_get(f"{PREFIX}/workflows", pages.workflows_page)
+    router.add_get(f"{PREFIX}/workflows/{{key}}", pages.workflow_page)
+    router.add_get(f"{PREFIX}/static/{{name}}", pages.static)
 
 
 __all__ = ["add_console_routes"]
