@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "zone_rules",
     "audit_log",
     "trigger_state",
+    "console_sessions",
 }
 
 
