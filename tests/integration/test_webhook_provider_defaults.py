@@ -8,11 +8,15 @@ import hmac
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from tests.integration.test_http_forward import serve_forwarding
 from tests.integration.test_webhooks import (  # noqa: F401 (fixtures: make_client, secrets_env)
     GITHUB_SECRET,
     STANDARD_SECRET,
@@ -26,7 +30,10 @@ from tests.integration.test_webhooks import (  # noqa: F401 (fixtures: make_clie
     workflow,
 )
 from triggerd.config import HttpSettings, Settings
+from triggerd.daemon import create_app
 from triggerd.model import AuthConfig, DedupeConfig, SecretRef
+from triggerd.serving.forward import FORWARDED_REMOTE
+from triggerd.webhooks.ingress import setup_webhooks
 
 FIXED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PAYLOAD = '{"type": "invoice.paid", "id": 7}'
@@ -372,3 +379,45 @@ async def test_ipv6_networks_in_the_allowlist(
     assert ok.status == 202
     no = await client.post("/hooks/a", json={}, headers={"X-Forwarded-For": "2001:db9::5"})
     assert no.status == 403
+
+
+async def test_through_an_extra_process_the_real_peer_is_checked(
+    pool: asyncpg.Pool, dsn: str, tmp_path: Path
+) -> None:
+    """[http] processes > 1: a request an extra process forwards to the main one (over its
+    Unix socket, which has no peer address) is checked against the peer the extra process
+    saw, and a client cannot name another one."""
+    await apply(pool, workflow(
+        "w",
+        hook("lo", "lo", allow_from=("127.0.0.0/8",)),
+        hook("ten", "ten", allow_from=("10.0.0.0/8",)),
+        hook("via", "via", allow_from=("203.0.113.0/24",)),
+    ))
+    settings = proxied(("127.0.0.1/32",))
+    app = create_app(settings, pool)
+    ingress = setup_webhooks(app, pool=pool, dsn=dsn, settings=settings,
+                             pending_interval=3600.0)
+    await ingress.start()
+    main = web.AppRunner(app)
+    await main.setup()
+    socket_path = str(tmp_path / "main.sock")
+    await web.UnixSite(main, socket_path).start()
+    runner, session, port = await serve_forwarding(socket_path)
+    try:
+        async with aiohttp.ClientSession() as client:
+            base = f"http://127.0.0.1:{port}/hooks"
+            async with client.post(f"{base}/lo", json={}) as resp:
+                assert resp.status == 202
+            async with client.post(f"{base}/ten", json={},
+                                   headers={FORWARDED_REMOTE: "10.0.0.1"}) as resp:
+                assert resp.status == 403
+                assert await resp.json() == FORBIDDEN
+            async with client.post(f"{base}/via", json={},
+                                   headers={"X-Forwarded-For": "203.0.113.7"}) as resp:
+                assert resp.status == 202
+    finally:
+        await session.close()
+        await runner.cleanup()
+        await ingress.stop()
+        await main.cleanup()
+    assert len(await executions(pool)) == 2

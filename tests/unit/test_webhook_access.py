@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.unit.test_definitions import found, hook, workflow
-from triggerd.config import load_settings
+from triggerd.api.metrics import OVERFLOW_LABEL, Metrics
+from triggerd.config import Settings, load_settings
 from triggerd.definitions import (
     canonical_json,
     load_documents,
@@ -30,6 +31,8 @@ from triggerd.model import (
     WebhookConfig,
 )
 from triggerd.secrets import file_secret_problems
+from triggerd.serving.worker import Reporter
+from triggerd.serving.workers import HttpWorkers, _Worker
 from triggerd.webhooks.allowlist import client_ip, parse_networks
 from triggerd.webhooks.auth import check_rotating, make_checker
 from triggerd.webhooks.dedupe import dedupe_key, effective_dedupe
@@ -270,3 +273,51 @@ def test_a_bad_trusted_proxy_is_a_config_error(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"{path}: http.trusted_proxies: expected a list of strings, got '10.0.0.0/8'"
     )
+
+
+# --- the secret-used metric, in the main process and from extra processes ------------------
+
+
+def secret_used(metrics: Metrics, trigger: str, secret: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "triggerd_webhook_secret_used_total", {"trigger": trigger, "secret": secret}
+    )
+
+
+def test_the_secret_used_metric_respects_the_label_limit() -> None:
+    metrics = Metrics(process_metrics=False, label_limit=1)
+    metrics.webhook_secret("w/a", 0)
+    metrics.webhook_secret("w/a", 1, 3)
+    metrics.webhook_secret("w/b", 1)  # a second trigger: past the limit
+    assert secret_used(metrics, "w/a", "0") == 1
+    assert secret_used(metrics, "w/a", "1") == 3
+    assert secret_used(metrics, OVERFLOW_LABEL, "1") == 1
+    assert secret_used(metrics, "w/b", "1") is None
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.lines.append(data)
+
+
+def test_an_extra_process_reports_the_secrets_used_to_the_main_one() -> None:
+    pipe = _Pipe()
+    reporter = Reporter(pipe)  # type: ignore[arg-type]
+    reporter.webhook_secret("w/a", 1)
+    reporter.webhook_secret("w/a", 1)
+    reporter.webhook_secret("w/a", 0)
+    reporter.flush()
+    (line,) = pipe.lines
+    report = json.loads(line)
+    assert sorted(report["secrets"]) == [["w/a", 0, 1], ["w/a", 1, 2]]
+    metrics = Metrics(process_metrics=False)
+    workers = HttpWorkers(settings=Settings(), port=1, upstream="-", dsn="-", metrics=metrics)
+    workers._apply(_Worker(index=1), report)
+    assert secret_used(metrics, "w/a", "1") == 2
+    assert secret_used(metrics, "w/a", "0") == 1
