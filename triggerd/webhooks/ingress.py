@@ -415,7 +415,8 @@ class WebhookIngress(BaseComponent):
 
     def _check_address(self, request: web.Request, route: WebhookRoute) -> web.Response | None:
         """403 unless the client is in the trigger's ``allow_from``."""
-        forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, ())
+        # Without trusted proxies the header never counts: not even read.
+        forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, ()) if self._trusted else ()
         client = client_ip(client_address(request), forwarded, self._trusted)
         if client is not None and within(client, route.allow_from):
             return None
