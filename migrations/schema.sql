@@ -183,6 +183,57 @@ CREATE TABLE public.api_tokens (
 
 
 --
+-- Name: audit_log; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.audit_log (
+    id bigint NOT NULL,
+    tenant_id text DEFAULT 'default'::text NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    target_kind text NOT NULL,
+    target text NOT NULL,
+    target_id uuid,
+    note text,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL
+);
+
+
+--
+-- Name: audit_log_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.audit_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: console_sessions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.console_sessions (
+    id_hash bytea NOT NULL,
+    principal text NOT NULL,
+    role text NOT NULL,
+    tenant text,
+    token_id uuid,
+    config_hash bytea,
+    csrf text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT console_sessions_id_hash_check CHECK ((octet_length(id_hash) = 32)),
+    CONSTRAINT console_sessions_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'viewer'::text])))
+);
+
+
+--
 -- Name: node_executions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -244,7 +295,27 @@ CREATE TABLE public.trigger_slots (
     execution_id uuid,
     decided_at timestamp with time zone DEFAULT now() NOT NULL,
     detail text,
-    CONSTRAINT trigger_slots_outcome_check CHECK ((outcome = ANY (ARRAY['fired'::text, 'skipped_overlap'::text, 'skipped_misfire'::text, 'skipped_disabled'::text, 'buffered'::text, 'canceled_previous'::text, 'duplicate'::text])))
+    CONSTRAINT trigger_slots_outcome_check CHECK ((outcome = ANY (ARRAY['fired'::text, 'skipped_overlap'::text, 'skipped_misfire'::text, 'skipped_disabled'::text, 'buffered'::text, 'canceled_previous'::text, 'duplicate'::text, 'skipped_paused'::text, 'skipped_manual'::text])))
+);
+
+
+--
+-- Name: trigger_state; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.trigger_state (
+    trigger_id uuid NOT NULL,
+    paused boolean DEFAULT false NOT NULL,
+    note text,
+    changed_by text,
+    changed_at timestamp with time zone,
+    floor_at timestamp with time zone,
+    scheduled_runs bigint DEFAULT 0 NOT NULL,
+    consecutive_failures integer DEFAULT 0 NOT NULL,
+    completed_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT trigger_state_consecutive_failures_check CHECK ((consecutive_failures >= 0)),
+    CONSTRAINT trigger_state_scheduled_runs_check CHECK ((scheduled_runs >= 0))
 );
 
 
@@ -263,7 +334,12 @@ CREATE TABLE public.webhook_requests (
     remote_addr text,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     execution_id uuid,
-    CONSTRAINT webhook_requests_shares_execution_id CHECK ((execution_id = id))
+    outcome text DEFAULT 'accepted'::text NOT NULL,
+    delivery_count integer DEFAULT 1 NOT NULL,
+    last_seen_at timestamp with time zone,
+    CONSTRAINT webhook_requests_delivery_count_check CHECK ((delivery_count >= 1)),
+    CONSTRAINT webhook_requests_outcome_check CHECK ((outcome = ANY (ARRAY['accepted'::text, 'filtered'::text, 'debounced'::text]))),
+    CONSTRAINT webhook_requests_shares_execution_id CHECK (((execution_id = id) OR (outcome = 'debounced'::text)))
 );
 
 
@@ -296,8 +372,9 @@ CREATE TABLE public.workflow_executions (
     resume_at timestamp with time zone,
     cancel_requested boolean DEFAULT false NOT NULL,
     retry_of uuid,
+    replay_of uuid,
     CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]))),
-    CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'webhook'::text, 'manual'::text, 'retry'::text])))
+    CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text])))
 );
 
 
@@ -317,7 +394,7 @@ CREATE TABLE public.workflow_triggers (
     enabled_at timestamp with time zone DEFAULT now() NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT workflow_triggers_type_check CHECK ((type = ANY (ARRAY['cron'::text, 'webhook'::text, 'manual'::text]))),
+    CONSTRAINT workflow_triggers_type_check CHECK ((type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text]))),
     CONSTRAINT workflow_triggers_version_check CHECK (((version IS NULL) OR (version >= 1)))
 );
 
@@ -395,6 +472,22 @@ ALTER TABLE ONLY public.api_tokens
 
 
 --
+-- Name: audit_log audit_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.audit_log
+    ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: console_sessions console_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.console_sessions
+    ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (id_hash);
+
+
+--
 -- Name: node_executions node_executions_attempt; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -432,6 +525,14 @@ ALTER TABLE ONLY public.schema_migrations
 
 ALTER TABLE ONLY public.trigger_slots
     ADD CONSTRAINT trigger_slots_pkey PRIMARY KEY (trigger_id, scheduled_for);
+
+
+--
+-- Name: trigger_state trigger_state_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.trigger_state
+    ADD CONSTRAINT trigger_state_pkey PRIMARY KEY (trigger_id);
 
 
 --
@@ -512,6 +613,20 @@ ALTER TABLE ONLY public.workflows
 
 ALTER TABLE ONLY public.zone_rules
     ADD CONSTRAINT zone_rules_pkey PRIMARY KEY (zone);
+
+
+--
+-- Name: audit_log_target; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX audit_log_target ON public.audit_log USING btree (target, id DESC);
+
+
+--
+-- Name: console_sessions_expires; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX console_sessions_expires ON public.console_sessions USING btree (expires_at);
 
 
 --
@@ -634,6 +749,13 @@ CREATE UNIQUE INDEX workflow_versions_one_latest ON public.workflow_versions USI
 
 
 --
+-- Name: workflows_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflows_key ON public.workflows USING btree (key, id);
+
+
+--
 -- Name: workflow_executions workflow_executions_deleted; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -683,11 +805,27 @@ CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OL
 
 
 --
+-- Name: console_sessions console_sessions_token_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.console_sessions
+    ADD CONSTRAINT console_sessions_token_id_fkey FOREIGN KEY (token_id) REFERENCES public.api_tokens(id) ON DELETE CASCADE;
+
+
+--
 -- Name: node_executions node_executions_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.node_executions
     ADD CONSTRAINT node_executions_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
+
+
+--
+-- Name: trigger_state trigger_state_trigger_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.trigger_state
+    ADD CONSTRAINT trigger_state_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.workflow_triggers(id) ON DELETE CASCADE;
 
 
 --

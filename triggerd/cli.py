@@ -19,7 +19,13 @@ import asyncpg
 
 from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
-from triggerd.errors import Conflict, DefinitionError, Problem, TriggerdError, UsageError
+from triggerd.errors import (
+    DefinitionError,
+    InputInvalid,
+    Problem,
+    TriggerdError,
+    UsageError,
+)
 from triggerd.logs import setup_logging
 from triggerd.storable import storage_problem, unstorable
 from triggerd.views import execution_json, node_json, slot_json, trigger_json
@@ -403,33 +409,23 @@ async def _wait_final(pool: asyncpg.Pool, execution_id: str) -> Any:
 
 
 async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.store.executions import NewExecution, insert_executions
-    from triggerd.store.workflows import get_trigger
+    from triggerd.operations import cli_actor
+    from triggerd.operations.triggers import FireRequest, fire
 
     run_input = _parse_input(args.input)
     async with _pool(settings) as pool:
-        trigger = await get_trigger(pool, args.name)
-        if not trigger.enabled:
-            raise Conflict(f"trigger {args.name} is disabled; enable it first")
-        item = NewExecution(
-            workflow_id=trigger.workflow_id,
-            trigger_id=trigger.id,
-            trigger_name=trigger.name,
-            trigger_type="manual",
-            input={**trigger.input, **run_input},
-            context={"trigger": {"type": "manual", "name": trigger.full_name, "fired_by": "cli"}},
-            version=trigger.version,
-        )
-        await insert_executions(pool, [item])
+        fired = await fire(pool, cli_actor(),
+                           FireRequest(trigger=args.name, input=run_input, reason=args.reason))
+        item_id = fired.execution_id
         if args.json and not args.wait:
-            print_json({"execution_id": item.id, "status": "NEW"})
+            print_json({"execution_id": item_id, "status": "NEW"})
             return 0
         if not args.json:
-            print(item.id)
+            print(item_id)
         if args.wait:
-            final = await _wait_final(pool, item.id)
+            final = await _wait_final(pool, item_id)
             if args.json:
-                print_json({"execution_id": item.id, "status": final.status,
+                print_json({"execution_id": item_id, "status": final.status,
                             "output": final.output, "error_code": final.error_code,
                             "error_message": final.error_message})
                 return 0 if final.status == "SUCCESS" else 1
@@ -791,7 +787,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_triggers_disable)
     p = tsub.add_parser("fire", help="start a manual execution of a trigger's workflow")
     p.add_argument("name", metavar="NAME", type=_name)
-    p.add_argument("--input", metavar="JSON", help="run input (a JSON object)")
+    p.add_argument("--input", metavar="JSON",
+                   help="run input (a JSON object), validated against the workflow's"
+                        " parameter_schema like the admin API does")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="why: recorded in the run's provenance and the audit trail")
     p.add_argument("--wait", action="store_true",
                    help="wait and print the final status/output (exit 1 when it ends ERROR"
                         " or CANCELED)")
@@ -902,6 +902,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runtime.run(handler(args, settings))
     except DefinitionError as exc:
         _print_problems(exc)
+        print(f"triggerd: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except InputInvalid as exc:
+        for error in exc.errors:
+            print(f"{error['path']}: {error['message']}", file=sys.stderr)
         print(f"triggerd: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except TriggerdError as exc:

@@ -101,6 +101,17 @@ class MigrationError(DatabaseError):
     exit_code = 4
 
 
+class InputInvalid(TriggerdError):
+    """A run's input does not match its workflow's ``parameter_schema``; ``errors`` lists
+    each violation as ``{"path", "message"}`` (HTTP 422 ``input_invalid``)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class NotFound(TriggerdError):
     """A named workflow, trigger or execution does not exist."""
 

@@ -396,3 +396,49 @@ async def test_apply_lists_changes_then_one_summary_line_json_and_plan(
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"changes": [], "unchanged": 3}
     assert triggerd("apply", str(path), dsn=dsn).stdout.splitlines() == ["no changes"]
+
+
+FIRE_CHECKED = """\
+workflows:
+  - key: checked
+    parameter_schema:
+      type: object
+      required: [count]
+      properties: {count: {type: integer, minimum: 1}}
+    graph:
+      nodes: [{id: a, type: noop}]
+    triggers:
+      - {name: by-hand, type: manual}
+"""
+
+
+async def test_fire_validates_input_like_the_api_and_records_the_reason(
+    dsn: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "checked.yaml"
+    path.write_text(FIRE_CHECKED)
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    result = triggerd("triggers", "fire", "checked/by-hand", "--input", '{"count": 0}', dsn=dsn)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "$.count: 0 is less than the minimum of 1",
+        "triggerd: error: the input does not match the workflow's parameter_schema (1 problem)",
+    ]
+    result = triggerd("triggers", "fire", "checked/by-hand", "--input", '{"count": 2}',
+                      "--reason", "catch up after the outage", "--json", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    execution_id = json.loads(result.stdout)["execution_id"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        # The refused fire started nothing and left no audit row.
+        assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 1
+        context = json.loads(await conn.fetchval(
+            "SELECT context::text FROM workflow_executions WHERE id = $1", execution_id))
+        audit = await conn.fetch("SELECT actor, action, target, note FROM audit_log")
+    finally:
+        await conn.close()
+    assert context["trigger"]["reason"] == "catch up after the outage"
+    assert context["trigger"]["fired_by"] == "cli"
+    assert [tuple(r) for r in audit] == [
+        (context["trigger"]["actor"], "fire", "checked/by-hand", "catch up after the outage")]
+    assert context["trigger"]["actor"].startswith("cli:")

@@ -323,8 +323,26 @@ async def test_fire(client: Client, pool: asyncpg.Pool) -> None:
                                                                          "nightly")
     assert row["input"] == {"day": "today", "count": 3}
     assert row["context"]["trigger"] == {"type": "manual", "name": "report/nightly",
-                                         "fired_by": "api"}
+                                         "fired_by": "api",
+                                         "actor": "token:[api] token (config)"}
     assert row["workflow_version_id"] is not None
+    audit = await pool.fetchrow("SELECT actor, action, target, note, detail FROM audit_log")
+    assert (audit["actor"], audit["action"], audit["target"], audit["note"]) == (
+        "token:[api] token (config)", "fire", "report/nightly", None)
+    assert json.loads(audit["detail"])["execution_id"] == execution_id
+
+    response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH,
+                                 json={"input": {"count": 4}, "reason": "rerun after fix"})
+    assert response.status == 202
+    row = await pool.fetchrow("SELECT context FROM workflow_executions WHERE id = $1",
+                              (await response.json())["execution_id"])
+    assert row["context"]["trigger"]["reason"] == "rerun after fix"
+    assert await pool.fetchval(
+        "SELECT note FROM audit_log ORDER BY id DESC LIMIT 1") == "rerun after fix"
+    response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH,
+                                 json={"reason": 7})
+    assert response.status == 422
+    assert (await response.json())["message"] == "reason must be a string"
 
     response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH)
     assert response.status == 202
@@ -354,7 +372,7 @@ async def test_fire(client: Client, pool: asyncpg.Pool) -> None:
         ('"text"', 422, "invalid_body", 'the body must be an object {"input": {...}}'),
         ('{"input": "day=1"}', 422, "invalid_body", "input must be an object"),
         ('{"input": {}, "extra": 1}', 422, "invalid_body",
-         "unknown field 'extra' (the body takes only 'input')"),
+         "unknown field 'extra' (the body takes only 'input' and 'reason')"),
         ('{"input": {"day": "a\\u0000b"}}', 422, "invalid_body",
          "$.input.day: contains a NUL character (\\u0000), which cannot be stored"),
         ('{"input": {"day": "\\ud800"}}', 422, "invalid_body",

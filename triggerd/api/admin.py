@@ -19,9 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jsonschema
 from aiohttp import web
-from jsonschema import Draft202012Validator
 
 from triggerd.api.auth import API_AUTH, ApiAuth, AuthFailure, StoredTokens
 from triggerd.api.openapi import (
@@ -47,11 +45,14 @@ from triggerd.errors import (
     Conflict,
     DatabaseUnavailable,
     DefinitionError,
+    InputInvalid,
     NotFound,
     Problem,
     TriggerdError,
 )
 from triggerd.model import CronConfig, ExecutionStatus, TriggerType
+from triggerd.operations import token_actor
+from triggerd.operations.triggers import FireRequest, fire
 from triggerd.storable import storage_problem
 from triggerd.store.admin import (
     ExecutionPosition,
@@ -60,9 +61,7 @@ from triggerd.store.admin import (
     slot_history,
 )
 from triggerd.store.executions import (
-    NewExecution,
     get_execution,
-    insert_executions,
     node_timeline,
     request_cancel,
     retry_execution,
@@ -75,7 +74,6 @@ from triggerd.store.workflows import (
     list_triggers,
     list_versions,
     list_workflows,
-    resolve_version,
     set_trigger_enabled,
 )
 from triggerd.tokens import Principal, method_refusal, scope_refusal
@@ -191,6 +189,8 @@ def _from_error(exc: TriggerdError) -> web.Response:
         return error_response(404, "not_found", exc.message)
     if isinstance(exc, Conflict):
         return error_response(409, "conflict", exc.message)
+    if isinstance(exc, InputInvalid):
+        return error_response(422, "input_invalid", exc.message, errors=exc.errors)
     if isinstance(exc, DefinitionError):
         problems = [{"file": p.file, "path": p.path, "message": p.message} for p in exc.problems]
         return error_response(422, "definitions_invalid", exc.message, problems=problems)
@@ -538,72 +538,31 @@ async def disable_trigger_handler(request: web.Request) -> web.Response:
     return await _set_enabled(request, False)
 
 
-def _input_errors(schema: Mapping[str, Any], value: Any) -> list[dict[str, str]]:
-    try:
-        validator = Draft202012Validator(
-            dict(schema), format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
-        errors = list(validator.iter_errors(value))
-    except jsonschema.SchemaError as exc:  # checked when published; never trust stored data
-        raise Conflict(f"the workflow's parameter_schema is invalid: {exc.message}") from None
-
-    def path_of(error: jsonschema.ValidationError) -> str:
-        path = "$"
-        for part in error.absolute_path:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        return path
-
-    errors.sort(key=lambda e: (path_of(e), e.message))
-    return [{"path": path_of(e), "message": e.message[:300]} for e in errors[:MAX_LISTED_ERRORS]]
-
-
 async def fire_trigger_handler(request: web.Request) -> web.Response:
     name = _trigger_name(request)
     body = await _json_body(request, required=False, expected='{"input": {...}}')
     run_input: dict[str, Any] = {}
+    reason: str | None = None
     if body is not _MISSING:
         if not isinstance(body, dict):
             raise ApiError(422, "invalid_body", 'the body must be an object {"input": {...}}')
-        unknown = sorted(set(body) - {"input"})
+        unknown = sorted(set(body) - {"input", "reason"})
         if unknown:
             raise ApiError(422, "invalid_body",
-                           f"unknown field {unknown[0][:60]!r} (the body takes only 'input')")
+                           f"unknown field {unknown[0][:60]!r} (the body takes only 'input'"
+                           " and 'reason')")
         if "input" in body:
             if not isinstance(body["input"], dict):
                 raise ApiError(422, "invalid_body", "input must be an object")
             run_input = body["input"]
-    pool = request.app[POOL]
-    trigger = await get_trigger(pool, name)
-    if not trigger.enabled:
-        raise Conflict(f"trigger {name} is disabled; enable it first")
-    version = await resolve_version(pool, trigger.workflow_id, trigger.version)
-    if version is None:
-        wanted = "no published version" if trigger.version is None else (
-            f"no version {trigger.version}")
-        raise Conflict(f"workflow {trigger.workflow_key} has {wanted}")
-    merged = {**trigger.input, **run_input}
-    errors = _input_errors(version.parameter_schema or {}, merged)
-    if errors:
-        count = len(errors)
-        raise ApiError(
-            422, "input_invalid",
-            f"the input does not match the workflow's parameter_schema"
-            f" ({count} problem{'s' if count != 1 else ''})",
-            errors=errors,
-        )
-    item = NewExecution(
-        workflow_id=trigger.workflow_id,
-        trigger_id=trigger.id,
-        trigger_name=trigger.name,
-        trigger_type="manual",
-        input=merged,
-        context={"trigger": {"type": "manual", "name": name, "fired_by": "api"}},
-        version=version.version,
-    )
-    await insert_executions(pool, [item])
-    logger.info("trigger fired via the admin API",
-                extra={"event": "api_trigger_fired", "trigger": name, "execution": item.id})
-    return _accepted(item.id)
+        if "reason" in body:
+            if not isinstance(body["reason"], str):
+                raise ApiError(422, "invalid_body", "reason must be a string")
+            reason = body["reason"]
+    principal = request[PRINCIPAL]
+    fired = await fire(request.app[POOL], token_actor(principal.name, principal.tenant),
+                       FireRequest(trigger=name, input=run_input, reason=reason))
+    return _accepted(fired.execution_id)
 
 
 async def next_fires_handler(request: web.Request) -> web.Response:

@@ -268,7 +268,13 @@ def _schemas() -> dict[str, Schema]:
                     "type": "object",
                     "description": "Run input, merged over the trigger's static input and"
                     " validated against the workflow's parameter_schema.",
-                }
+                },
+                "reason": {
+                    "type": "string",
+                    "maxLength": 500,
+                    "description": "Why: recorded in the run's provenance and the audit"
+                    " trail.",
+                },
             },
         },
         "ApplyResult": _object(

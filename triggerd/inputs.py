@@ -1,0 +1,48 @@
+"""A run's input against its workflow's ``parameter_schema``: the one check behind every
+way of starting a run by hand (CLI, admin API, console)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from triggerd.errors import Conflict, InputInvalid
+
+# Listed violations, as in webhook answers: a hostile input must not make a huge answer.
+MAX_LISTED_ERRORS = 100
+
+
+def _path_of(error: jsonschema.ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def input_errors(schema: Mapping[str, Any], value: Any) -> list[dict[str, str]]:
+    """Every violation of ``schema`` by ``value`` as ``{"path", "message"}``, sorted by path."""
+    try:
+        validator = Draft202012Validator(
+            dict(schema), format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        errors = list(validator.iter_errors(value))
+    except jsonschema.SchemaError as exc:  # checked when published; never trust stored data
+        raise Conflict(f"the workflow's parameter_schema is invalid: {exc.message}") from None
+    errors.sort(key=lambda e: (_path_of(e), e.message))
+    return [{"path": _path_of(e), "message": e.message[:300]}
+            for e in errors[:MAX_LISTED_ERRORS]]
+
+
+def check_input(schema: Mapping[str, Any], value: Any) -> None:
+    """Raise :class:`InputInvalid` listing every violation of ``schema`` by ``value``."""
+    errors = input_errors(schema, value)
+    if errors:
+        count = len(errors)
+        raise InputInvalid(
+            "the input does not match the workflow's parameter_schema"
+            f" ({count} problem{'s' if count != 1 else ''})",
+            errors,
+        )

@@ -1,0 +1,35 @@
+"""Who performs an operation: named in its audit row and in the run's provenance."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Actor:
+    """``name`` is what the audit trail shows: ``cli:<unix user>``, ``token:<token name>``,
+    ``console:<token name>`` or ``scheduler`` (the daemon itself, e.g. an automatic pause).
+    ``via`` is how the operation arrived: ``cli``, ``api``, ``console`` or ``scheduler``.
+    ``tenant`` is the tenant the actor is bound to (None: every tenant)."""
+
+    name: str
+    via: str
+    tenant: str | None = None
+
+
+def cli_actor() -> Actor:
+    """The local superuser: whoever runs the command line holds the database URL."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a bare container uid)
+        user = "unknown"
+    return Actor(name=f"cli:{user}", via="cli")
+
+
+def token_actor(token_name: str, tenant: str | None = None, *, via: str = "api") -> Actor:
+    """An admin API (or console) request, acting as its bearer token."""
+    return Actor(name=f"token:{token_name}", via=via, tenant=tenant)
+
+
+SCHEDULER = Actor(name="scheduler", via="scheduler")

@@ -1,0 +1,76 @@
+"""The audit trail: one row per mutating operation, written by :mod:`triggerd.operations`
+in the same transaction as the change it records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from triggerd.model import JSON
+
+Conn = Any  # a connection or a pool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    actor: str
+    action: str
+    target_kind: str  # trigger | workflow | execution | backfill | webhook_request | ...
+    target: str  # the name an operator knows it by
+    target_id: str | None = None
+    note: str | None = None
+    detail: dict[str, JSON] = field(default_factory=dict)
+    tenant_id: str = "default"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    tenant_id: str
+    actor: str
+    action: str
+    target_kind: str
+    target: str
+    target_id: str | None
+    note: str | None
+    detail: dict[str, JSON]
+
+
+async def record_audit(conn: asyncpg.Connection, entry: AuditEntry) -> int:
+    """Insert one audit row; call it inside the transaction of the change it records."""
+    value: int = await conn.fetchval(
+        "INSERT INTO audit_log (tenant_id, actor, action, target_kind, target, target_id,"
+        " note, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING id",
+        entry.tenant_id, entry.actor, entry.action, entry.target_kind, entry.target,
+        entry.target_id, entry.note, json.dumps(entry.detail),
+    )
+    return value
+
+
+def _record(row: asyncpg.Record) -> AuditRecord:
+    detail: Any = row["detail"]
+    return AuditRecord(
+        id=row["id"], at=row["at"], tenant_id=row["tenant_id"], actor=row["actor"],
+        action=row["action"], target_kind=row["target_kind"], target=row["target"],
+        target_id=None if row["target_id"] is None else str(row["target_id"]),
+        note=row["note"], detail=json.loads(detail) if isinstance(detail, str) else detail,
+    )
+
+
+async def list_audit(
+    conn: Conn, *, target: str | None = None, before_id: int | None = None, limit: int = 50,
+) -> list[AuditRecord]:
+    """The newest audit rows first, optionally of one target (exact name), keyset-paged
+    by id."""
+    rows = await conn.fetch(
+        "SELECT id, at, tenant_id, actor, action, target_kind, target, target_id, note, detail"
+        " FROM audit_log WHERE ($1::text IS NULL OR target = $1)"
+        " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        target, before_id, limit,
+    )
+    return [_record(r) for r in rows]
