@@ -60,21 +60,27 @@ JOIN (SELECT id, row_number() OVER (ORDER BY key) AS n FROM workflows) w
 """
 
 
-async def prepare(admin: str, executions: int, triggers: int) -> str:
+async def prepare(admin: str, executions: int, triggers: int, in_place: bool) -> str:
     await part_gen(admin, executions, rebuild=False)
-    dsn = await copy_database(admin, history_name(executions), "console_bench")
+    if in_place:  # 10M executions take ~26 GB: a copy may not fit on the disk
+        dsn = with_database(admin, history_name(executions))
+    else:
+        dsn = await copy_database(admin, history_name(executions), "console_bench")
     await db.migrate(dsn)  # a template kept from an older checkout lacks newer indexes
     conn = await db.connect(dsn)
     try:
         started = time.perf_counter()
-        await conn.execute(_MORE_TRIGGERS, triggers)
+        if not await conn.fetchval("SELECT count(*) FROM workflow_triggers"
+                                   " WHERE name = 'extra1'"):
+            await conn.execute(_MORE_TRIGGERS, triggers)
         await conn.execute("ANALYZE workflow_triggers")
         total = await conn.fetchval("SELECT count(*) FROM workflow_triggers")
         runs = await conn.fetchval("SELECT reltuples::bigint FROM pg_class"
                                    " WHERE relname = 'workflow_executions'")
     finally:
         await conn.close()
-    print(f"  console_bench: {total:,} triggers ({triggers:,} added in"
+    where = "the history database" if in_place else "console_bench"
+    print(f"  {where}: {total:,} triggers ({triggers:,} added in"
           f" {time.perf_counter() - started:.1f} s), about {runs:,} executions")
     return dsn
 
@@ -183,7 +189,7 @@ async def main(args: argparse.Namespace) -> None:
         admin = with_database(dsn, "postgres")
         print(f"embedded PostgreSQL under {state}; {args.executions:,} executions;"
               f" +{args.triggers:,} triggers; load {os.getloadavg()[0]:.1f}")
-        bench_dsn = await prepare(admin, args.executions, args.triggers)
+        bench_dsn = await prepare(admin, args.executions, args.triggers, args.in_place)
         await run(bench_dsn, args.repeat)
     finally:
         if not keep:
@@ -200,4 +206,7 @@ if __name__ == "__main__":
                         help="cron triggers added to the generator's 2,000")
     parser.add_argument("--state", help="keep the embedded server and templates here, reuse them")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--in-place", action="store_true",
+                        help="add the triggers to the kept history database itself (no copy:"
+                             " for a disk too small for two)")
     asyncio.run(main(parser.parse_args()))
