@@ -263,7 +263,7 @@ async def test_triggers_list_filter_and_get(client: Client) -> None:
                        404, "not_found", "no workflow with key 'other'")
     await expect_error(await client.get("/api/v1/triggers?type=timer", headers=AUTH),
                        400, "invalid_parameter",
-                       "type: 'timer' is not one of cron, webhook, manual")
+                       "type: 'timer' is not one of cron, interval, webhook, manual")
     trigger = await (await client.get("/api/v1/triggers/report/nightly", headers=AUTH)).json()
     assert trigger["workflow"] == "report"
     assert trigger["trigger"] == "nightly"
@@ -426,8 +426,8 @@ async def test_next_fires_of_a_cron_trigger(client: Client) -> None:
     assert len(default["items"]) == 10
     response = await client.get("/api/v1/triggers/report/push/next", headers=AUTH)
     await expect_error(response, 409, "conflict",
-                       "trigger report/push is a webhook trigger; only cron triggers have fire"
-                       " times")
+                       "trigger report/push is a webhook trigger; only scheduled triggers"
+                       " (cron, interval) have fire times")
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,7 @@ def test_bounds(bounds: dict[str, str], after: str, expected: list[str]) -> None
 
 
 def test_webhooks_have_no_schedule() -> None:
-    with pytest.raises(Conflict, match="^a webhook trigger has no schedule$"):
+    with pytest.raises(Conflict, match=r"^a webhook trigger has no schedule$"):
         schedule_of("webhook", {"path": "x"})
 
 

@@ -25,6 +25,7 @@ from triggerd.schedules.base import Schedule
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SHIFT_DAYS = 31
+HORIZON = timedelta(days=366 * 40)
 _TINY = timedelta(microseconds=1)
 _FAR = datetime.max.replace(tzinfo=UTC) - timedelta(days=800)
 
@@ -205,10 +206,13 @@ class CalendarFiltered:
         return fires if limit is None else fires[:limit]
 
     def next_fire(self, after: datetime) -> Fire | None:
-        # Widening windows: a schedule's next fire may be far (a yearly cron on a holiday).
+        if self.mode is Mode.ONLY and not self.calendar.weekdays:
+            return None  # no working day, ever
+        # Widening windows: a schedule's next fire may be far (a yearly cron on a holiday);
+        # past HORIZON without one, it has none.
         span = timedelta(days=8)
         end = after + span
-        while True:
+        while span <= HORIZON:
             fires = self.fires_between(after, min(end, _FAR), 1)
             if fires:
                 return fires[0]
@@ -216,6 +220,7 @@ class CalendarFiltered:
                 return None
             span *= 4
             end = after + span
+        return None
 
     def last_fires(self, start: datetime, end: datetime, count: int) -> list[Fire]:
         if count <= 0 or end <= start:
