@@ -1352,7 +1352,7 @@ def test_invalid_stored_trigger_config() -> None:
         parse_trigger_config("timer", {})
     assert [str(p) for p in caught.value.problems] == [
         "workflow_triggers.config: $: unknown trigger type 'timer' (expected cron, interval,"
-        " manual)"
+        " webhook or manual)"
     ]
     with pytest.raises(DefinitionError) as caught:
         parse_trigger_config(TriggerType.MANUAL, '{"a": 1}')  # type: ignore[arg-type]

@@ -133,12 +133,14 @@ def resolve_calendars(documents: Sequence[tuple[Report, Any]], now: datetime) ->
                 continue
             for mode in ("only", "skip"):
                 name = ref.get(mode)
-                if isinstance(name, str) and "definition" not in ref:
-                    if name in calendars:
-                        ref["definition"] = dict(calendars[name])
-                    else:
-                        report.add((*path, "calendar", mode),
-                                   f"unknown calendar {show(name)}{suggestion(name, calendars)}")
+                if not isinstance(name, str):
+                    continue
+                if name in calendars:
+                    # A new mapping: the caller's document may share the old one.
+                    trigger["calendar"] = {**ref, "definition": dict(calendars[name])}
+                elif "definition" not in ref:  # a stored config carries its own copy
+                    report.add((*path, "calendar", mode),
+                               f"unknown calendar {show(name)}{suggestion(name, calendars)}")
             _check_fires(trigger, path, report, now)
 
 
