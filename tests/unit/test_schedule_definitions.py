@@ -82,7 +82,8 @@ PROBLEMS = [
     ({"type": "interval", "every": "6x"}, f"{T}.every",
      "'6x' is not a duration: use a non-negative number and a unit (ms, s, m, h, d), e.g."
      " '500ms', '30s', '6h'"),
-    ({"type": "interval", "every": "500ms"}, f"{T}.every", "every must be at least 1s, got '500ms'"),
+    ({"type": "interval", "every": "500ms"}, f"{T}.every",
+     "every must be at least 1s, got '500ms'"),
     ({"type": "interval", "every": "1h", "offset": "soon"}, f"{T}.offset",
      "'soon' is not a duration: use a non-negative number and a unit (ms, s, m, h, d), e.g."
      " '500ms', '30s', '6h'"),

@@ -616,7 +616,17 @@ class CronScheduler(BaseComponent):
                     now=recent,
                 )
                 memo[key] = decisions
+            rate = config.catchup_rate
+            spread = 0
             for decision in decisions:
+                if decision.fire and rate is not None and spread > 0:
+                    # catchup_rate: the n-th catch-up fire is written n/rate after now
+                    # (through the jitter timers); the ledger still decides each slot once.
+                    self._delay(entry, decision.scheduled_for, now + rate.per * spread / rate.count,
+                                now)
+                    spread += 1
+                    continue
+                spread += decision.fire
                 requests.append(
                     self._request(
                         entry,
@@ -708,7 +718,10 @@ class CronScheduler(BaseComponent):
         )
 
     def _add_jitter(self, entry: CronEntry, slot: datetime, now: datetime) -> None:
-        at = slot + jitter_offset(entry.id, slot, entry.config.jitter)
+        self._delay(entry, slot, slot + jitter_offset(entry.id, slot, entry.config.jitter), now)
+
+    def _delay(self, entry: CronEntry, slot: datetime, at: datetime, now: datetime) -> None:
+        """Write ``slot`` of ``entry`` at ``at`` (jitter, catchup_rate), not before ``now``."""
         at = max(at.replace(microsecond=at.microsecond // 1000 * 1000), now)
         bucket = self._jitter.get(at)
         if bucket is None:
