@@ -973,3 +973,39 @@ async def test_a_dry_run_returns_the_plan_and_writes_nothing(
     assert again["changes"] == [] and again["unchanged"] == 4  # 1 workflow, 3 triggers
     bad = await client.post("/api/v1/definitions?dry_run=maybe", headers=AUTH, json=DOC)
     await expect_error(bad, 400, "invalid_parameter", "dry_run: 'maybe' is not true or false")
+
+
+async def test_next_fires_of_an_interval_and_of_a_calendar_filtered_trigger(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    doc = {
+        "calendars": [{"name": "weekend", "weekdays": ["sat", "sun"]}],
+        "workflows": [{
+            "key": "sync", "graph": {"nodes": [{"id": "start", "type": "noop"}]},
+            "triggers": [
+                {"name": "every", "type": "interval", "every": "6h", "offset": "5m"},
+                {"name": "weekends", "type": "cron", "cron": ["0 9 * * *", "0 9 * * 6"],
+                 "calendar": {"only": "weekend"}},
+            ],
+        }],
+    }
+    await apply_doc(pool, doc)
+    client = await make_client()
+    response = await client.get("/api/v1/triggers/sync/every/next?count=3", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["trigger"], body["type"], body["every"], body["offset"]) == (
+        "sync/every", "interval", "6h", "5m")
+    instants = [datetime.fromisoformat(f["at"].replace("Z", "+00:00")) for f in body["items"]]
+    assert all(b - a == timedelta(hours=6) for a, b in itertools.pairwise(instants))
+    assert {i.minute for i in instants} == {5}
+    response = await client.get("/api/v1/triggers/sync/weekends/next?count=4", headers=AUTH)
+    body = await response.json()
+    assert body["cron"] == ["0 9 * * *", "0 9 * * 6"]
+    fires = [f for f in body["items"] if f["note"] != "excluded"]
+    assert len(fires) == 4
+    days = {datetime.fromisoformat(f["at"].replace("Z", "+00:00")).weekday() for f in fires}
+    assert days == {5, 6}
+    excluded = [f for f in body["items"] if f["note"] == "excluded"]
+    assert excluded and {f["reason"] for f in excluded} <= {
+        f"weekday: {d}" for d in ("mon", "tue", "wed", "thu", "fri")}
