@@ -33,10 +33,13 @@ from triggerd.db import is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
+from triggerd.schedules import SCHEDULED_TYPES
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
 
+# The trigger types the scheduler loads (every kind behind triggerd.schedules).
+_SCHEDULED = ", ".join(f"'{kind}'" for kind in SCHEDULED_TYPES)
 # Outcomes that insert an execution.
 RUN_OUTCOMES = frozenset({SlotOutcome.FIRED, SlotOutcome.BUFFERED, SlotOutcome.CANCELED_PREVIOUS})
 # How long one slot statement may take before the scheduler gives up on it.
@@ -102,14 +105,14 @@ def _unavailable(exc: BaseException) -> DatabaseUnavailable:
 
 # --- loading ---------------------------------------------------------------------------------
 
-_LOAD = """
+_LOAD = f"""
 SELECT t.id::text AS id, w.key AS workflow_key, t.name, t.config::text AS config_text,
        t.enabled_at,
        (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot,
        t.type
 FROM workflow_triggers t
 JOIN workflows w ON w.id = t.workflow_id
-WHERE t.type IN ('cron', 'interval') AND t.enabled AND w.status = 'active'
+WHERE t.type IN ({_SCHEDULED}) AND t.enabled AND w.status = 'active'
   AND ($1::uuid[] IS NULL OR t.id = ANY($1::uuid[]))
 """
 
@@ -178,7 +181,7 @@ live AS (
         -- A flag rather than a filter: the planner keeps its row estimates (a join on the
         -- config text looks selective) and joins the CTEs below by hashing.
         SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled, t.type AS kind,
-               (t.type NOT IN ('cron', 'interval') OR w.status <> 'active'
+               (t.type NOT IN ({_SCHEDULED}) OR w.status <> 'active'
                 OR t.config::text <> d.config_text
                 OR d.scheduled_for < t.enabled_at) AS stale
         FROM d
@@ -455,12 +458,12 @@ async def warm_up(conn: Conn) -> None:
 
 # --- guards ------------------------------------------------------------------------------
 
-_OVERDUE = """
+_OVERDUE = f"""
 SELECT d.trigger_id::text
 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS d(trigger_id, expected, config_text)
 JOIN workflow_triggers t ON t.id = d.trigger_id
 JOIN workflows w ON w.id = t.workflow_id
-WHERE t.enabled AND t.type IN ('cron', 'interval') AND w.status = 'active'
+WHERE t.enabled AND t.type IN ({_SCHEDULED}) AND w.status = 'active'
   AND t.config::text = d.config_text AND t.enabled_at < d.expected
   AND NOT EXISTS (SELECT 1 FROM trigger_slots s
                   WHERE s.trigger_id = d.trigger_id AND s.scheduled_for >= d.expected)
