@@ -128,8 +128,15 @@ def resolve_calendars(documents: Sequence[tuple[Report, Any]], now: datetime) ->
             calendars.setdefault(calendar["name"], calendar)
     for report, document in documents:
         for path, trigger in _workflow_triggers(document):
+            if trigger.get("type") not in SCHEDULED:
+                continue
             ref = trigger.get("calendar")
-            if trigger.get("type") not in SCHEDULED or not isinstance(ref, dict):
+            if not isinstance(ref, dict):
+                # Without a calendar or an end, a valid cron or interval always fires
+                # again: the look-ahead is kept for those that may not, so 100,000 plain
+                # triggers apply as fast as before.
+                if "end_at" in trigger:
+                    _check_fires(trigger, path, report, now)
                 continue
             for mode in ("only", "skip"):
                 name = ref.get(mode)

@@ -18,7 +18,7 @@ from triggerd import cron
 from triggerd.cron import Fire
 from triggerd.durations import parse_duration
 from triggerd.errors import Conflict
-from triggerd.schedules.base import Schedule
+from triggerd.schedules.protocol import Schedule
 from triggerd.schedules.calendars import (
     Bounded,
     Calendar,

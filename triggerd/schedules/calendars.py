@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from triggerd.cron import Fire
-from triggerd.schedules.base import Schedule
+from triggerd.schedules.protocol import Schedule
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SHIFT_DAYS = 31
