@@ -18,7 +18,6 @@ from triggerd import cron
 from triggerd.cron import Fire
 from triggerd.durations import parse_duration
 from triggerd.errors import Conflict
-from triggerd.schedules.protocol import Schedule
 from triggerd.schedules.calendars import (
     Bounded,
     Calendar,
@@ -28,6 +27,7 @@ from triggerd.schedules.calendars import (
     calendar_from_json,
 )
 from triggerd.schedules.kinds import EPOCH, CronList, CronPlan, IntervalPlan
+from triggerd.schedules.protocol import Schedule
 
 __all__ = [
     "SCHEDULED_TYPES",
