@@ -88,6 +88,8 @@ PROBLEMS = [
      "'soon' is not a duration: use a non-negative number and a unit (ms, s, m, h, d), e.g."
      " '500ms', '30s', '6h'"),
     ({"type": "cron", "cron": []}, f"{T}.cron", "a cron list needs at least one expression"),
+    ({"type": "cron", "cron": 5}, f"{T}.cron", "expected a string or a list, got 5 (an integer)"),
+    ({"type": "cron", "cron": ["0 9 * * *", ""]}, f"{T}.cron[1]", "must not be empty"),
     ({"type": "cron", "cron": ["0 9 * * *", "61 * * * *"]}, f"{T}.cron[1]",
      "minute: 61 is out of range 0-59"),
     ({"type": "cron", "cron": "0 9 * * *", "start_at": "2027-01-01T00:00:00"}, f"{T}.start_at",
