@@ -23,7 +23,14 @@ from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH, StoredTokens, create_initial_token
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
-from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
+from triggerd.appkeys import (
+    FATAL,
+    POOL,
+    READINESS_CHECKS,
+    SCHEDULER_LAG,
+    SETTINGS,
+    ReadinessCheck,
+)
 from triggerd.component import Component
 from triggerd.config import Settings, load_settings
 from triggerd.console import add_console_routes
@@ -211,6 +218,7 @@ class Daemon:
         self.app[METRICS].add_scrape_hook(
             lambda: oldest_owed.set(scheduler.oldest_owed_seconds())
         )
+        self.app[SCHEDULER_LAG] = scheduler.oldest_owed_seconds
         ingress = setup_webhooks(
             self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
         )

@@ -212,6 +212,7 @@ def build_interval(doc: Mapping[str, Any]) -> IntervalConfig:
 def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
     defaults = WebhookConfig(path=normalize_webhook_path(doc["path"]))
     dedupe = doc.get("dedupe")
+    off = dedupe == "none"  # no dedupe at all, not even on the scheme's delivery id
     max_body = doc.get("max_body_bytes")
     rate = doc.get("rate")
     burst = doc.get("burst")
@@ -219,7 +220,7 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         path=defaults.path,
         methods=tuple(doc.get("methods", defaults.methods)),
         auth=build_auth(doc.get("auth", {})),
-        dedupe=None if dedupe is None else build_dedupe(dedupe),
+        dedupe=None if dedupe is None or off else build_dedupe(dedupe),
         response=ResponseMode(doc.get("response", defaults.response.value)),
         timeout=_duration(doc, "timeout", defaults.timeout),
         expose_output=doc.get("expose_output", defaults.expose_output),
@@ -227,6 +228,8 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         body=doc.get("body", defaults.body),
         rate=None if rate is None else float(rate),
         burst=None if burst is None else int(burst),
+        provider_dedupe=not off,
+        allow_from=tuple(doc.get("allow_from", ())),
     )
 
 
@@ -235,7 +238,11 @@ def build_auth(doc: Mapping[str, Any]) -> AuthConfig:
     secret = doc.get("secret")
     return AuthConfig(
         scheme=doc.get("scheme", defaults.scheme),
-        secret=None if secret is None else build_secret(secret),
+        secret=(
+            None if secret is None
+            else tuple(build_secret(s) for s in secret) if isinstance(secret, list)
+            else build_secret(secret)
+        ),
         header=doc.get("header"),
         prefix=doc.get("prefix"),
         algorithm=doc.get("algorithm", defaults.algorithm),
