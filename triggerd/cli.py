@@ -30,7 +30,14 @@ from triggerd.errors import (
 )
 from triggerd.logs import setup_logging
 from triggerd.storable import storage_problem, unstorable
-from triggerd.views import execution_json, node_json, slot_json, trigger_json
+from triggerd.views import (
+    audit_json,
+    execution_json,
+    node_json,
+    slot_json,
+    state_json,
+    trigger_json,
+)
 
 DEBUG_ENV = "TRIGGERD_DEBUG"
 EXIT_UNAVAILABLE = 5
@@ -217,10 +224,12 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.trigger_state import paused_ids
     from triggerd.store.workflows import list_triggers
 
     async with _pool(settings) as pool:
         triggers = await list_triggers(pool)
+        paused = await paused_ids(pool)
     if args.json:
         print_json([trigger_json(t) for t in triggers])
         return 0
@@ -229,7 +238,7 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
         [
             t.full_name,
             t.type,
-            "enabled" if t.enabled else "disabled",
+            ("paused" if t.id in paused else "enabled") if t.enabled else "disabled",
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
             _describe_trigger(t.type, t.config),
@@ -288,10 +297,14 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
         raise UsageError(f"--count: {args.count} is out of range 1-1000")
     if not 0 <= args.slots <= 1000:
         raise UsageError(f"--slots: {args.slots} is out of range 0-1000")
+    from triggerd.store.trigger_state import get_state
+
     async with _pool(settings) as pool:
         trigger = await get_trigger(pool, args.name)
         slots = await slot_history(pool, trigger.id, limit=args.slots)
+        state = await get_state(pool, trigger.id)
     doc = trigger_json(trigger)
+    doc["state"] = state_json(state)
     if trigger.type in SCHEDULED_TYPES:
         schedule = schedule_of(trigger.type, trigger.config)
         doc["next_fires"] = [
@@ -304,6 +317,9 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     shown_doc = {**doc, "version": "latest" if doc["version"] is None else doc["version"]}
     for key in ("name", "type", "enabled", "version", "id", "enabled_at", "updated_at"):
         print(f"{key + ':':<12} {_text(shown_doc[key])}")
+    if state.paused:
+        print(f"{'paused:':<12} yes, by {state.changed_by} at {_text(state.changed_at)}"
+              + (f": {state.note}" if state.note else ""))
     print(f"{'input:':<12} {_text(doc['input'])}")
     print("config:")
     for key, value in sorted(trigger.config.items()):
@@ -331,15 +347,62 @@ async def cmd_triggers_disable(args: argparse.Namespace, settings: Settings) -> 
 
 
 async def _set_enabled(name: str, settings: Settings, enabled: bool, *, as_json: bool) -> int:
-    from triggerd.store.workflows import set_trigger_enabled
+    from triggerd.operations import cli_actor
+    from triggerd.operations.triggers import set_enabled
 
     async with _pool(settings) as pool:
-        trigger, changed = await set_trigger_enabled(pool, name, enabled)
+        trigger, changed = await set_enabled(pool, cli_actor(), name, enabled)
     if as_json:  # the API's answer: {"trigger", "changed"}
         print_json({"trigger": trigger_json(trigger), "changed": changed})
         return 0
     word = "enabled" if enabled else "disabled"
     print(f"{name}: {word}" if changed else f"{name}: already {word}")
+    return 0
+
+
+async def cmd_triggers_pause(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.triggers import pause
+
+    async with _pool(settings) as pool:
+        result = await pause(pool, cli_actor(), args.name, args.note)
+    return _print_state_change(result, "paused", as_json=args.json)
+
+
+async def cmd_triggers_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.triggers import resume
+
+    async with _pool(settings) as pool:
+        result = await resume(pool, cli_actor(), args.name, args.note, catch_up=args.catch_up)
+    return _print_state_change(result, "resumed", as_json=args.json)
+
+
+def _print_state_change(result: Any, word: str, *, as_json: bool) -> int:
+    if as_json:  # the API's answer
+        print_json({"trigger": result.trigger, "changed": result.changed,
+                    "state": state_json(result.state)})
+        return 0
+    already = "not paused" if word == "resumed" else "already paused"
+    print(f"{result.trigger}: {word}" if result.changed else f"{result.trigger}: {already}")
+    if result.forgotten_slots:
+        print(f"{result.forgotten_slots} slot(s) skipped while paused will be caught up"
+              " under the trigger's misfire policy")
+    return 0
+
+
+async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.store.audit import list_audit
+
+    if not 1 <= args.limit <= 10000:
+        raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    async with _pool(settings) as pool:
+        rows = await list_audit(pool, target=args.target, limit=args.limit)
+    if args.json:
+        print_json([audit_json(a) for a in rows])
+        return 0
+    table = [[_text(a.at), a.actor, a.action, a.target, a.note or ""] for a in rows]
+    print(_table(table, ["AT", "ACTOR", "ACTION", "TARGET", "NOTE"]))
     return 0
 
 
@@ -830,6 +893,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print [{"at", "local", "note"[, "nominal"][, "reason"]}]')
     p.set_defaults(handler=cmd_triggers_next)
+    p = tsub.add_parser(
+        "pause", help="pause a scheduled trigger (runtime state: apply and reloads keep it)",
+        description="Pause a scheduled trigger: its slots are recorded skipped_paused until"
+        " it is resumed. Pausing a paused trigger changes nothing. Runtime state: apply and"
+        " reloads never change it (disable changes the definition's enabled instead).")
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--note", metavar="TEXT", help="why (shown with the trigger, audited)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"trigger", "changed", "state"}')
+    p.set_defaults(handler=cmd_triggers_pause)
+    p = tsub.add_parser(
+        "resume", help="resume a paused trigger",
+        description="Resume a paused trigger. No slot from before the resume runs, unless"
+        " --catch-up: then the slots skipped while paused are caught up under the trigger's"
+        " misfire policy.")
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--catch-up", action="store_true",
+                   help="also run the slots skipped while paused (misfire policy applies)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"trigger", "changed", "state"}')
+    p.set_defaults(handler=cmd_triggers_resume)
     p = tsub.add_parser("enable", help="enable a trigger")
     p.add_argument("name", metavar="NAME", type=_name)
     p.add_argument("--json", action="store_true", help='print {"trigger", "changed"}')
@@ -929,6 +1014,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_cron_next, needs_settings=False)
 
+    p = sub.add_parser("audit", help="who did what, when, with which note (newest first)")
+    p.add_argument("--target", metavar="NAME",
+                   help="only this target (workflow/trigger, workflow key or execution id)")
+    p.add_argument("--limit", type=int, default=50, help="rows (1-10000, default 50)")
+    p.add_argument("--json", action="store_true",
+                   help='print [{"id", "at", "actor", "action", "target_kind", "target",'
+                        ' "target_id", "note", "detail"}]')
+    p.set_defaults(handler=cmd_audit)
     p = sub.add_parser(
         "doctor",
         help="check the database, migrations, webhook routes, tzdata and clock",

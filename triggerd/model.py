@@ -70,6 +70,8 @@ class SlotOutcome(enum.StrEnum):
     BUFFERED = "buffered"
     CANCELED_PREVIOUS = "canceled_previous"
     DUPLICATE = "duplicate"
+    SKIPPED_PAUSED = "skipped_paused"  # the trigger was paused (runtime state)
+    SKIPPED_MANUAL = "skipped_manual"  # an operator skipped the slot
 
 
 class ResponseMode(enum.StrEnum):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from triggerd.store.audit import AuditRecord
 from triggerd.store.records import (
     ExecutionRecord,
     NodeExecutionRecord,
@@ -15,6 +16,7 @@ from triggerd.store.records import (
     VersionRecord,
     WorkflowRecord,
 )
+from triggerd.store.trigger_state import TriggerState
 
 
 def workflow_json(w: WorkflowRecord) -> dict[str, Any]:
@@ -117,3 +119,22 @@ def slot_json(s: SlotRecord) -> dict[str, Any]:
         "decided_at": s.decided_at,
         "detail": s.detail,
     }
+
+
+def state_json(state: TriggerState) -> dict[str, Any]:
+    """A trigger's runtime state, as the CLI and the admin API show it."""
+    return {
+        "paused": state.paused,
+        "note": state.note,
+        "changed_by": state.changed_by,
+        "changed_at": state.changed_at,
+        "completed_at": state.completed_at,
+        "scheduled_runs": state.scheduled_runs,
+        "consecutive_failures": state.consecutive_failures,
+    }
+
+
+def audit_json(a: AuditRecord) -> dict[str, Any]:
+    return {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action,
+            "target_kind": a.target_kind, "target": a.target, "target_id": a.target_id,
+            "note": a.note, "detail": a.detail}

@@ -51,8 +51,15 @@ from triggerd.errors import (
     TriggerdError,
 )
 from triggerd.model import ExecutionStatus, TriggerType
-from triggerd.operations import token_actor
-from triggerd.operations.triggers import FireRequest, fire
+from triggerd.operations import Actor, token_actor
+from triggerd.operations.triggers import (
+    FireRequest,
+    StateChange,
+    fire,
+    pause,
+    resume,
+    set_enabled,
+)
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.storable import storage_problem
 from triggerd.store.admin import (
@@ -61,6 +68,7 @@ from triggerd.store.admin import (
     page_executions,
     slot_history,
 )
+from triggerd.store.audit import list_audit
 from triggerd.store.executions import (
     get_execution,
     node_timeline,
@@ -75,13 +83,14 @@ from triggerd.store.workflows import (
     list_triggers,
     list_versions,
     list_workflows,
-    set_trigger_enabled,
 )
 from triggerd.tokens import Principal, method_refusal, scope_refusal
 from triggerd.views import (
+    audit_json,
     execution_json,
     node_json,
     slot_json,
+    state_json,
     trigger_json,
     version_json,
     workflow_json,
@@ -519,16 +528,69 @@ async def get_trigger_handler(request: web.Request) -> web.Response:
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     name = _trigger_name(request)
-    try:
-        trigger, changed = await set_trigger_enabled(request.app[POOL], name, enabled)
-    except DefinitionError as exc:  # its webhook path is taken by another enabled trigger
-        raise Conflict(exc.message) from None
-    logger.info(
-        f"trigger {'enabled' if enabled else 'disabled'} via the admin API",
-        extra={"event": "api_trigger_enabled" if enabled else "api_trigger_disabled",
-               "trigger": name, "changed": changed},
-    )
+    trigger, changed = await set_enabled(request.app[POOL], _actor(request), name, enabled)
     return _ok({"trigger": trigger_json(trigger), "changed": changed})
+
+
+def _actor(request: web.Request) -> Actor:
+    principal = request[PRINCIPAL]
+    return token_actor(principal.name, principal.tenant)
+
+
+async def _options(request: web.Request, allowed: dict[str, type]) -> dict[str, Any]:
+    """A small optional JSON object body of the named fields and types."""
+    body = await _json_body(request, required=False, expected="{...}")
+    if body is _MISSING:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ApiError(422, "invalid_body", f"unknown field {unknown[0][:60]!r} (the body"
+                       f" takes only {', '.join(repr(k) for k in allowed)})")
+    for key, kind in allowed.items():
+        if key in body and not isinstance(body[key], kind):
+            raise ApiError(422, "invalid_body",
+                           f"{key} must be a {'string' if kind is str else 'boolean'}")
+    return body
+
+
+def _state_change(result: StateChange) -> web.Response:
+    return _ok({"trigger": result.trigger, "changed": result.changed,
+                "state": state_json(result.state)})
+
+
+async def pause_trigger_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    body = await _options(request, {"note": str})
+    return _state_change(await pause(request.app[POOL], _actor(request), name,
+                                     body.get("note")))
+
+
+async def resume_trigger_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    body = await _options(request, {"note": str, "catch_up": bool})
+    return _state_change(await resume(request.app[POOL], _actor(request), name,
+                                      body.get("note"), catch_up=body.get("catch_up", False)))
+
+
+async def list_audit_handler(request: web.Request) -> web.Response:
+    target = _query_value(request, "target")
+    if target is not None and not 1 <= len(target) <= 300:
+        raise _bad_parameter("target: must be 1-300 characters")
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    cursor = _query_value(request, "cursor")
+    before = None
+    if cursor is not None:
+        if not cursor.isdigit() or len(cursor) > 19:
+            raise _bad_parameter(
+                "cursor: not a cursor returned by this API (pass next_cursor back)")
+        before = int(cursor)
+    rows = await list_audit(request.app[POOL], target=target, before_id=before,
+                            limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = str(page[-1].id) if len(rows) > limit else None
+    return _ok({"items": [audit_json(a) for a in page], "next_cursor": next_cursor})
 
 
 async def enable_trigger_handler(request: web.Request) -> web.Response:

@@ -209,6 +209,57 @@ def _schemas() -> dict[str, Schema]:
                 "next_cursor": _nullable({"type": "string", "pattern": TRIGGER_CURSOR_PATTERN}),
             }
         ),
+        "TriggerState": _object(
+            {
+                "paused": {"type": "boolean"},
+                "note": _nullable({"type": "string"}),
+                "changed_by": _nullable({"type": "string"}),
+                "changed_at": _nullable(_DATETIME),
+                "completed_at": _nullable(_DATETIME),
+                "scheduled_runs": {"type": "integer", "minimum": 0},
+                "consecutive_failures": {"type": "integer", "minimum": 0},
+            }
+        ),
+        "StateChange": _object(
+            {
+                "trigger": {"type": "string", "description": "workflow_key/trigger_name"},
+                "changed": {"type": "boolean", "description": "false: it already was so"},
+                "state": _ref("TriggerState"),
+            }
+        ),
+        "PauseRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"note": {"type": "string", "maxLength": 500}},
+        },
+        "ResumeRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "note": {"type": "string", "maxLength": 500},
+                "catch_up": {"type": "boolean", "description": "also run the slots skipped"
+                             " while paused (under the misfire policy)"},
+            },
+        },
+        "AuditEntry": _object(
+            {
+                "id": {"type": "integer"},
+                "at": _DATETIME,
+                "actor": {"type": "string"},
+                "action": {"type": "string"},
+                "target_kind": {"type": "string"},
+                "target": {"type": "string"},
+                "target_id": _nullable(_UUID),
+                "note": _nullable({"type": "string"}),
+                "detail": {"type": "object"},
+            }
+        ),
+        "AuditPage": _object(
+            {
+                "items": {"type": "array", "items": _ref("AuditEntry")},
+                "next_cursor": _nullable({"type": "string", "pattern": "^[0-9]{1,19}$"}),
+            }
+        ),
         "TriggerChange": _object(
             {
                 "trigger": _ref("Trigger"),

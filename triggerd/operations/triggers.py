@@ -10,13 +10,22 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.errors import Conflict, UsageError
+from triggerd.errors import Conflict, DefinitionError, UsageError
 from triggerd.inputs import check_input
 from triggerd.model import JSON, WorkflowStatus
 from triggerd.operations.actor import Actor
+from triggerd.schedules import SCHEDULED_TYPES
+from triggerd.store import trigger_state
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.executions import NewExecution, insert_executions
-from triggerd.store.workflows import get_trigger, get_workflow, resolve_version
+from triggerd.store.records import TriggerRecord
+from triggerd.store.trigger_state import TriggerState
+from triggerd.store.workflows import (
+    get_trigger,
+    get_workflow,
+    resolve_version,
+    set_trigger_enabled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +98,98 @@ async def fire(pool: asyncpg.Pool, actor: Actor, request: FireRequest) -> FireRe
     logger.info("trigger fired", extra={"event": "trigger_fired", "trigger": request.trigger,
                                         "execution": item.id, "actor": actor.name})
     return FireResult(execution_id=item.id, trigger=request.trigger, version=version.version)
+
+
+MAX_NOTE_CHARS = 500
+
+
+def check_note(note: str | None) -> str | None:
+    """A note as stored: None for none or blank; too long is a usage error."""
+    if note is None or not note.strip():
+        return None
+    if len(note) > MAX_NOTE_CHARS:
+        raise UsageError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+    return note.strip()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateChange:
+    """The answer of pause, resume, enable and disable: the trigger and whether anything
+    changed (doing it twice is not an error: the second time changes nothing)."""
+
+    trigger: str
+    changed: bool
+    state: TriggerState
+    enabled: bool
+    forgotten_slots: int = 0
+
+
+async def _scheduled_trigger(conn: asyncpg.Connection, name: str, doing: str) -> TriggerRecord:
+    trigger = await get_trigger(conn, name)
+    if trigger.type not in SCHEDULED_TYPES:
+        raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
+                       f" ({', '.join(SCHEDULED_TYPES)}) can be {doing}")
+    return trigger
+
+
+async def pause(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None = None
+                ) -> StateChange:
+    """Pause a scheduled trigger: its slots are recorded ``skipped_paused`` until it is
+    resumed. Runtime state: ``apply`` and reloads leave it alone."""
+    note = check_note(note)
+    async with pool.acquire() as conn, conn.transaction():
+        trigger = await _scheduled_trigger(conn, name, "paused")
+        state = await trigger_state.get_state(conn, trigger.id, lock=True)
+        changed = not state.paused
+        if changed:
+            await trigger_state.pause(conn, trigger.id, note=note, actor=actor.name)
+            await record_audit(conn, AuditEntry(
+                actor=actor.name, action="pause", target_kind="trigger", target=name,
+                target_id=trigger.id, note=note))
+        state = await trigger_state.get_state(conn, trigger.id)
+    if changed:
+        logger.info("trigger paused", extra={"event": "trigger_paused", "trigger": name,
+                                             "actor": actor.name})
+    return StateChange(trigger=name, changed=changed, state=state, enabled=trigger.enabled)
+
+
+async def resume(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None = None,
+                 *, catch_up: bool = False) -> StateChange:
+    """Resume a paused trigger. No slot from before the resume runs, unless ``catch_up``:
+    then the slots skipped while paused are caught up under the misfire policy."""
+    note = check_note(note)
+    async with pool.acquire() as conn, conn.transaction():
+        trigger = await _scheduled_trigger(conn, name, "resumed")
+        state = await trigger_state.get_state(conn, trigger.id, lock=True)
+        changed = state.paused
+        forgotten = 0
+        if changed:
+            forgotten = await trigger_state.resume(
+                conn, trigger.id, note=note, actor=actor.name, catch_up=catch_up,
+                paused_at=state.changed_at)
+            await record_audit(conn, AuditEntry(
+                actor=actor.name, action="resume", target_kind="trigger", target=name,
+                target_id=trigger.id, note=note,
+                detail={"catch_up": catch_up, "forgotten_slots": forgotten}))
+        state = await trigger_state.get_state(conn, trigger.id)
+    if changed:
+        logger.info("trigger resumed", extra={"event": "trigger_resumed", "trigger": name,
+                                              "actor": actor.name, "catch_up": catch_up})
+    return StateChange(trigger=name, changed=changed, state=state, enabled=trigger.enabled,
+                       forgotten_slots=forgotten)
+
+
+async def set_enabled(pool: asyncpg.Pool, actor: Actor, name: str, enabled: bool
+                      ) -> tuple[TriggerRecord, bool]:
+    """Enable or disable a trigger (the definition's ``enabled``: the next ``apply`` of a
+    file that says otherwise reverts it; pause is the operator's switch)."""
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            trigger, changed = await set_trigger_enabled(conn, name, enabled)
+        except DefinitionError as exc:  # its webhook path is taken by another trigger
+            raise Conflict(exc.message) from None
+        if changed:
+            await record_audit(conn, AuditEntry(
+                actor=actor.name, action="enable" if enabled else "disable",
+                target_kind="trigger", target=name, target_id=trigger.id))
+    return trigger, changed

@@ -107,7 +107,9 @@ def _unavailable(exc: BaseException) -> DatabaseUnavailable:
 
 _LOAD = f"""
 SELECT t.id::text AS id, w.key AS workflow_key, t.name, t.config::text AS config_text,
-       t.enabled_at,
+       -- The catch-up floor: enabling, or a resume (its floor_at), whichever is later.
+       (SELECT GREATEST(t.enabled_at, max(st.floor_at)) FROM trigger_state st
+         WHERE st.trigger_id = t.id) AS enabled_at,
        (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot,
        t.type
 FROM workflow_triggers t
@@ -181,12 +183,14 @@ live AS (
         -- A flag rather than a filter: the planner keeps its row estimates (a join on the
         -- config text looks selective) and joins the CTEs below by hashing.
         SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled, t.type AS kind,
+               coalesce(st.paused, false) AS paused, st.note AS paused_note,
                (t.type NOT IN ({_SCHEDULED}) OR w.status <> 'active'
                 OR t.config::text <> d.config_text
-                OR d.scheduled_for < t.enabled_at) AS stale
+                OR d.scheduled_for < GREATEST(t.enabled_at, st.floor_at)) AS stale
         FROM d
         JOIN workflow_triggers t ON t.id = d.trigger_id
         JOIN workflows w ON w.id = t.workflow_id
+        LEFT JOIN trigger_state st ON st.trigger_id = t.id
         -- What the foreign keys did (migration 0002): a concurrent delete of the trigger
         -- or its workflow waits for this statement, or wins and its slots are stale.
         FOR KEY SHARE OF t, w
@@ -202,6 +206,7 @@ decided AS (
     SELECT l.*, gen_random_uuid() AS new_id, dup.id AS dup_id, a.active,
         CASE
             WHEN NOT l.enabled THEN 'skipped_disabled'
+            WHEN l.paused THEN 'skipped_paused'
             WHEN l.intent <> 'fired' THEN l.intent
             WHEN dup.id IS NOT NULL THEN 'duplicate'
             WHEN l.overlap = 'allow' THEN 'fired'
@@ -233,6 +238,8 @@ claimed AS (
            NULLIF(concat_ws('; ',
                CASE x.outcome
                    WHEN 'skipped_disabled' THEN 'trigger disabled'
+                   WHEN 'skipped_paused' THEN
+                       'trigger paused' || coalesce(': ' || x.paused_note, '')
                    WHEN 'duplicate' THEN 'an execution for this slot already exists'
                    WHEN 'buffered' THEN 'overlap policy buffer_one: queued behind 1 active run'
                    WHEN 'canceled_previous' THEN format(

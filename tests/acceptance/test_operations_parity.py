@@ -1,0 +1,126 @@
+"""The CLI and the admin API are thin transports over one operations layer: the same bad
+input through either gets the same answer class (DESIGN §5b: exit 2 = 400/422, 3 = 404,
+4 = 409), and neither leaves a row behind."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from tests.acceptance.conftest import DaemonProcess, Daemons, run_cli
+
+TOKEN = "parity-admin-s3cret"
+DEFINITIONS = {"workflows": [{
+    "key": "orders",
+    "parameter_schema": {"type": "object", "properties": {"count": {"type": "integer"}}},
+    "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+    "triggers": [{"name": "nightly", "type": "cron", "cron": "0 2 * * *"},
+                 {"name": "by-hand", "type": "manual"},
+                 {"name": "off", "type": "manual", "enabled": False}],
+}]}
+EXIT_OF_STATUS = {400: 2, 404: 3, 409: 4, 422: 2}
+MISSING = str(uuid.UUID(int=7))
+LONG = "x" * 501
+
+# (what, CLI arguments, HTTP method, path, JSON body or None)
+CASES: list[tuple[str, list[str], str, str, Any]] = [
+    ("fire: unknown trigger", ["triggers", "fire", "orders/nope"],
+     "POST", "/api/v1/triggers/orders/nope/fire", None),
+    ("fire: input against the schema", ["triggers", "fire", "orders/by-hand", "--input",
+                                        '{"count": "many"}'],
+     "POST", "/api/v1/triggers/orders/by-hand/fire", {"input": {"count": "many"}}),
+    ("fire: disabled trigger", ["triggers", "fire", "orders/off"],
+     "POST", "/api/v1/triggers/orders/off/fire", None),
+    ("fire: reason too long", ["triggers", "fire", "orders/by-hand", "--reason", LONG],
+     "POST", "/api/v1/triggers/orders/by-hand/fire", {"reason": LONG}),
+    ("pause: unknown trigger", ["triggers", "pause", "orders/nope"],
+     "POST", "/api/v1/triggers/orders/nope/pause", None),
+    ("pause: not a scheduled trigger", ["triggers", "pause", "orders/by-hand"],
+     "POST", "/api/v1/triggers/orders/by-hand/pause", None),
+    ("pause: note too long", ["triggers", "pause", "orders/nightly", "--note", LONG],
+     "POST", "/api/v1/triggers/orders/nightly/pause", {"note": LONG}),
+    ("resume: unknown trigger", ["triggers", "resume", "orders/nope"],
+     "POST", "/api/v1/triggers/orders/nope/resume", None),
+    ("resume: not a scheduled trigger", ["triggers", "resume", "orders/by-hand"],
+     "POST", "/api/v1/triggers/orders/by-hand/resume", None),
+    ("enable: unknown trigger", ["triggers", "enable", "orders/nope"],
+     "POST", "/api/v1/triggers/orders/nope/enable", None),
+    ("disable: unknown trigger", ["triggers", "disable", "orders/nope"],
+     "POST", "/api/v1/triggers/orders/nope/disable", None),
+    ("cancel: unknown execution", ["executions", "cancel", MISSING],
+     "POST", f"/api/v1/executions/{MISSING}/cancel", None),
+    ("retry: unknown execution", ["executions", "retry", MISSING],
+     "POST", f"/api/v1/executions/{MISSING}/retry", None),
+]
+
+
+async def _api(daemon: DaemonProcess, method: str, path: str, body: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.request(
+        method, daemon.base_url + path, headers={"Authorization": f"Bearer {TOKEN}"},
+        json=body, timeout=aiohttp.ClientTimeout(total=10),
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_the_same_bad_input_gets_the_same_answer_through_cli_and_api(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await daemons.start(database_url=dsn, sections={"api": {"token": TOKEN}})
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(DEFINITIONS))
+    assert (await run_cli(daemon.config, "apply", str(path))).returncode == 0
+    mismatches = []
+    for what, args, method, url, body in CASES:
+        cli = await run_cli(daemon.config, *args)
+        status, answer = await _api(daemon, method, url, body)
+        cli_message = cli.stderr.strip().splitlines()[-1] if cli.stderr.strip() else ""
+        if EXIT_OF_STATUS.get(status) != cli.returncode or \
+                cli_message != f"triggerd: error: {answer.get('message')}":
+            mismatches.append((what, cli.returncode, cli_message, status, answer))
+    assert mismatches == []
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 0
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
+        assert await conn.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0
+    finally:
+        await conn.close()
+
+
+async def test_pause_in_the_api_shows_in_the_cli_and_survives_apply(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await daemons.start(database_url=dsn, sections={"api": {"token": TOKEN}})
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(DEFINITIONS))
+    assert (await run_cli(daemon.config, "apply", str(path))).returncode == 0
+    status, answer = await _api(daemon, "POST", "/api/v1/triggers/orders/nightly/pause",
+                                {"note": "vendor outage"})
+    assert status == 200 and answer["changed"] and answer["state"]["paused"]
+    assert (await run_cli(daemon.config, "apply", str(path))).returncode == 0
+    listed = await run_cli(daemon.config, "triggers", "list")
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("orders/nightly"))
+    assert line.split()[2] == "paused"
+    shown = await run_cli(daemon.config, "triggers", "show", "orders/nightly")
+    assert "paused:      yes, by token:[api] token (config) at" in shown.stdout
+    assert shown.stdout.rstrip().count("vendor outage") == 1
+    resumed = await run_cli(daemon.config, "triggers", "resume", "orders/nightly",
+                            "--note", "back", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.json()["changed"] and not resumed.json()["state"]["paused"]
+    audit = await run_cli(daemon.config, "audit", "--target", "orders/nightly", "--json")
+    rows = audit.json()
+    assert [(r["action"], r["note"]) for r in rows] == [("resume", "back"),
+                                                        ("pause", "vendor outage")]
+    assert rows[0]["actor"].startswith("cli:")
+    status, page = await _api(daemon, "GET", "/api/v1/audit?target=orders/nightly&limit=1",
+                              None)
+    assert status == 200 and [r["action"] for r in page["items"]] == ["resume"]
+    status, older = await _api(daemon, "GET", "/api/v1/audit?target=orders/nightly&limit=1"
+                               f"&cursor={page['next_cursor']}", None)
+    assert [r["action"] for r in older["items"]] == ["pause"] and older["next_cursor"] is None

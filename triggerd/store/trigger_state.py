@@ -1,0 +1,95 @@
+"""A trigger's runtime state (migration 0008's ``trigger_state``): what operators and the
+scheduler decided, never what a definition says, so ``apply`` and reloads leave it alone.
+
+Pausing needs no word to the schedulers: the slot statement reads ``paused`` when it
+decides each slot (``skipped_paused``), exactly once across replicas. Resuming moves the
+trigger's catch-up floor (``floor_at``), which the schedulers load as part of the trigger,
+so each one is told through the triggers channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from triggerd.notifications.channels import TRIGGERS
+
+Conn = Any  # a connection (inside the operation's transaction)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerState:
+    paused: bool = False
+    note: str | None = None
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+    floor_at: datetime | None = None
+    scheduled_runs: int = 0
+    consecutive_failures: int = 0
+    completed_at: datetime | None = None
+
+
+_COLUMNS = ("paused, note, changed_by, changed_at, floor_at, scheduled_runs,"
+            " consecutive_failures, completed_at")
+
+
+async def get_state(conn: Conn, trigger_id: str, *, lock: bool = False) -> TriggerState:
+    """The trigger's state (the defaults when it has no row); ``lock`` holds its row (made
+    if missing) until the transaction ends, so two operations on one trigger queue."""
+    if lock:
+        await conn.execute(
+            "INSERT INTO trigger_state (trigger_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            trigger_id)
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM trigger_state WHERE trigger_id = $1"
+        + (" FOR UPDATE" if lock else ""), trigger_id)
+    return TriggerState() if row is None else TriggerState(**dict(row))
+
+
+async def states_of(conn: Conn, trigger_ids: list[str]) -> dict[str, TriggerState]:
+    """The states of the triggers that have one (the others are at the defaults)."""
+    rows = await conn.fetch(
+        f"SELECT trigger_id::text AS id, {_COLUMNS} FROM trigger_state"
+        " WHERE trigger_id = ANY($1::uuid[])", trigger_ids)
+    return {r["id"]: TriggerState(**{k: v for k, v in dict(r).items() if k != "id"})
+            for r in rows}
+
+
+async def pause(conn: Conn, trigger_id: str, *, note: str | None, actor: str) -> None:
+    await conn.execute(
+        "UPDATE trigger_state SET paused = true, note = $2, changed_by = $3,"
+        " changed_at = now(), updated_at = now() WHERE trigger_id = $1",
+        trigger_id, note, actor)
+
+
+async def resume(
+    conn: Conn, trigger_id: str, *, note: str | None, actor: str, catch_up: bool,
+    paused_at: datetime | None,
+) -> int:
+    """Clear the pause. Without ``catch_up`` the floor moves to now: no slot from before
+    the resume runs. With it, the slots recorded ``skipped_paused`` since ``paused_at`` are
+    forgotten and the floor moves to ``paused_at``, so the schedulers catch them up under
+    the trigger's misfire policy. Returns how many recorded slots were forgotten."""
+    forgotten = 0
+    if catch_up and paused_at is not None:
+        status: str = await conn.execute(
+            "DELETE FROM trigger_slots WHERE trigger_id = $1 AND outcome = 'skipped_paused'"
+            " AND scheduled_for >= $2", trigger_id, paused_at)
+        forgotten = int(status.split()[-1])
+    await conn.execute(
+        "UPDATE trigger_state SET paused = false, note = $2, changed_by = $3,"
+        " changed_at = now(), updated_at = now(), consecutive_failures = 0,"
+        " floor_at = CASE WHEN $4::timestamptz IS NULL THEN now() ELSE $4 END"
+        " WHERE trigger_id = $1",
+        trigger_id, note, actor, paused_at if catch_up else None)
+    await conn.execute(
+        f"SELECT pg_notify('{TRIGGERS.wire}', json_build_object('op', 'UPDATE',"
+        " 'id', $1::text)::text)", trigger_id)
+    return forgotten
+
+
+async def paused_ids(conn: Conn) -> set[str]:
+    """The ids of the paused triggers (few: an operator's switch)."""
+    rows = await conn.fetch("SELECT trigger_id::text AS id FROM trigger_state WHERE paused")
+    return {r["id"] for r in rows}
