@@ -3,16 +3,20 @@ the definition builds, and how a request's key is computed."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from multidict import CIMultiDict
 
 from tests.unit.test_definitions import found, hook, workflow
+from triggerd.definitions import parse_trigger_config
 from triggerd.definitions.build import build_webhook
+from triggerd.definitions.serialize import canonical_json, trigger_config_to_json
 from triggerd.expressions import ExpressionError
-from triggerd.model import ConcurrencyConfig, DebounceConfig
+from triggerd.model import ConcurrencyConfig, DebounceConfig, TriggerType
+from triggerd.webhooks.debounce import Window, plan_window
 from triggerd.webhooks.keys import request_key
 
 DURATION = (
@@ -117,3 +121,38 @@ def test_request_key_errors(source: str, message: str) -> None:
     with pytest.raises(ExpressionError) as caught:
         request_key(source, input={"none": None}, headers={}, query={})
     assert str(caught.value) == message
+
+
+def test_debounce_and_concurrency_survive_storing() -> None:
+    """The stored trigger config (what the route table reads back) keeps both."""
+    config = build_webhook(
+        hook(
+            debounce={"key": "{{ input.ref }}", "period": "30s", "max_wait": "5m"},
+            concurrency={"key": "{{ query.env }}", "limit": 2},
+        )
+    )
+    stored = json.loads(canonical_json(trigger_config_to_json(config)))
+    assert parse_trigger_config(TriggerType.WEBHOOK, stored) == config
+
+
+@pytest.mark.parametrize(
+    ("opened", "pending", "now", "fold", "due"),
+    [
+        (None, False, 100, False, 110),  # no window: one opens, due a period later
+        (100, False, 105, False, 115),  # its run started: a new window
+        (100, True, 105, True, 115),  # folded: a period after this request
+        (100, True, 125, True, 130),  # but no later than max_wait after the first
+        (100, True, 140, True, 130),  # past max_wait, not yet claimed: due at once
+    ],
+)
+def test_window_plan(
+    opened: int | None, pending: bool, now: int, fold: bool, due: int
+) -> None:
+    t0 = datetime(2027, 1, 1, tzinfo=UTC)
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    window = None if opened is None else Window(
+        execution_id="e", opened_at=at(opened), pending=pending
+    )
+    plan = plan_window(window, at(now), timedelta(seconds=10), timedelta(seconds=30))
+    assert (plan.fold, plan.due_at) == (fold, at(due))
+    assert plan.opened_at == (at(opened) if fold and opened is not None else at(now))

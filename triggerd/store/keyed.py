@@ -68,7 +68,7 @@ _PENDING = "SELECT status = 'NEW' FROM workflow_executions WHERE id = $1 FOR UPD
 _CONTEXT = """jsonb_build_object('trigger', jsonb_build_object(
     'type', 'webhook', 'name', $2::text,
     'request', jsonb_build_object('method', $3::text, 'path', $4::text,
-                                  'headers', $5::jsonb, 'query', $6::jsonb)))"""
+                                  'headers', $5::text::jsonb, 'query', $6::text::jsonb)))"""
 
 _INSERT_RUN = f"""
 INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
@@ -77,20 +77,20 @@ INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_i
 VALUES ($1, $7, $8, $9, $2, 'webhook', $10,
         CASE WHEN $11::bigint IS NULL THEN NULL
              ELSE now() + $11::bigint * interval '1 millisecond' END,
-        $12::jsonb, {_CONTEXT}, $13, $14, $15)
+        $12::text::jsonb, {_CONTEXT}, $13, $14, $15)
 ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
 RETURNING id
 """
 
 _FOLD_RUN = f"""
-UPDATE workflow_executions SET input = $7::jsonb, context = {_CONTEXT}, not_before = $8
+UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8
 WHERE id = $1
 """
 
 _INSERT_REQUEST = """
 INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
     remote_addr, received_at, execution_id, outcome)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11)
 """
 
 _WINDOW = """
