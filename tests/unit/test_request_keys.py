@@ -148,8 +148,9 @@ def test_debounce_and_concurrency_survive_storing() -> None:
 def test_window_plan(
     opened: int | None, pending: bool, now: int, fold: bool, due: int
 ) -> None:
-    t0 = datetime(2027, 1, 1, tzinfo=UTC)
-    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    def at(seconds: int) -> datetime:
+        return datetime(2027, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+
     window = None if opened is None else Window(
         execution_id="e", opened_at=at(opened), pending=pending
     )
