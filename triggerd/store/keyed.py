@@ -51,19 +51,18 @@ SELECT t.id FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id
 WHERE t.id = $1 AND w.id = $2 FOR KEY SHARE OF t, w
 """
 
+# Locks the trigger and its workflow as _PARENTS does, then opens the key's window or
+# locks the open one, returning its latest version (no row: the trigger is gone). A
+# placeholder window names this request's own id: no run of that id exists yet.
 _OPEN_WINDOW = """
+WITH p AS (
+    SELECT t.id FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id
+    WHERE t.id = $1 AND w.id = $2 FOR KEY SHARE OF t, w)
 INSERT INTO debounce_windows (trigger_id, key, execution_id, opened_at, due_at)
-VALUES ($1, $2, $3, '-infinity', '-infinity')
-ON CONFLICT (trigger_id, key) DO NOTHING
+SELECT p.id, $3, $4, '-infinity', '-infinity' FROM p
+ON CONFLICT (trigger_id, key) DO UPDATE SET due_at = debounce_windows.due_at
+RETURNING execution_id::text, opened_at, clock_timestamp() AS now
 """
-
-_LOCK_WINDOW = """
-SELECT execution_id::text, opened_at, clock_timestamp() AS now FROM debounce_windows
-WHERE trigger_id = $1 AND key = $2 FOR UPDATE
-"""
-
-# Locks the pending run against a claim: after a claim that won, this sees it RUNNING.
-_PENDING = "SELECT status = 'NEW' FROM workflow_executions WHERE id = $1 FOR UPDATE"
 
 _CONTEXT = """jsonb_build_object('trigger', jsonb_build_object(
     'type', 'webhook', 'name', $2::text,
@@ -82,9 +81,12 @@ ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
 RETURNING id
 """
 
+# Folds the request into the window's run if that has not started: a claim that got there
+# first makes this wait and then find the row no longer NEW (nothing updated).
 _FOLD_RUN = f"""
 UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8
-WHERE id = $1
+WHERE id = $1 AND status = 'NEW'
+RETURNING id
 """
 
 _INSERT_REQUEST = """
@@ -96,6 +98,14 @@ VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11)
 _WINDOW = """
 UPDATE debounce_windows SET execution_id = $3, opened_at = $4, due_at = $5
 WHERE trigger_id = $1 AND key = $2
+"""
+
+# A folded request: the window's new due time and the request row, in one statement.
+_FOLDED = """
+WITH w AS (UPDATE debounce_windows SET due_at = $12 WHERE trigger_id = $2 AND key = $13)
+INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
+    remote_addr, received_at, execution_id, outcome)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11)
 """
 
 
@@ -129,34 +139,41 @@ async def _store(
     concurrency: ConcurrencyKey | None,
     now: datetime | None,
 ) -> KeyedResult:
-    if await conn.fetchval(_PARENTS, item.trigger_id, item.workflow_id) is None:
-        return KeyedResult(result=GONE)
     headers, query = _json_text(item.headers), _json_text(item.query)
     context_args = (item.trigger_name, item.method, item.path, headers, query)
     not_before: datetime | None = None
-    if debounce is not None:
-        await conn.execute(_OPEN_WINDOW, item.trigger_id, debounce.key, item.id)
-        row = await conn.fetchrow(_LOCK_WINDOW, item.trigger_id, debounce.key)
-        pending = row["execution_id"] != item.id and bool(
-            await conn.fetchval(_PENDING, row["execution_id"])
+    if debounce is None:
+        if await conn.fetchval(_PARENTS, item.trigger_id, item.workflow_id) is None:
+            return KeyedResult(result=GONE)
+    else:
+        row = await conn.fetchrow(
+            _OPEN_WINDOW, item.trigger_id, item.workflow_id, debounce.key, item.id
         )
-        window = Window(
-            execution_id=row["execution_id"], opened_at=row["opened_at"], pending=pending
+        if row is None:
+            return KeyedResult(result=GONE)
+        at = now or row["now"]
+        # The placeholder of a window opened just now has no run to fold into.
+        window = (
+            None
+            if row["execution_id"] == item.id
+            else Window(execution_id=row["execution_id"], opened_at=row["opened_at"],
+                        pending=True)
         )
-        plan = plan_window(window, now or row["now"], debounce.period, debounce.max_wait)
-        if plan.fold:
+        plan = plan_window(window, at, debounce.period, debounce.max_wait)
+        if window is not None and await conn.fetchval(
+            _FOLD_RUN, window.execution_id, *context_args, item.input_json, plan.due_at
+        ):
             await conn.execute(
-                _FOLD_RUN, window.execution_id, *context_args, item.input_json, plan.due_at
+                _FOLDED, item.id, item.trigger_id, item.method, item.path, query, headers,
+                item.body, item.remote_addr, item.received_at, window.execution_id,
+                "debounced", plan.due_at, debounce.key,
             )
-            await conn.execute(
-                _WINDOW, item.trigger_id, debounce.key, window.execution_id,
-                plan.opened_at, plan.due_at,
-            )
-            await _insert_request(conn, item, headers, query, window.execution_id, "debounced")
             return KeyedResult(
                 result=InboxResult(execution_id=window.execution_id, created=False),
                 debounced=True,
             )
+        # No window yet, or its run started (or is gone): this request opens a new one.
+        plan = plan_window(None, at, debounce.period, debounce.max_wait)
         not_before = plan.due_at
         await conn.execute(
             _WINDOW, item.trigger_id, debounce.key, item.id, plan.opened_at, plan.due_at
