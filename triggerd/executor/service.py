@@ -245,8 +245,11 @@ class Executor(BaseComponent):
             ):
                 continue  # there may be more work right now
             wait = poll
-            if self._held_due is not None:
-                wait = max(0.0, min(poll, self._held_due - asyncio.get_running_loop().time()))
+            now = asyncio.get_running_loop().time()
+            if self._held_due is not None and self._held_due > now:
+                # Wake when the next pending debounced run is due (a past one was either
+                # claimed just now or waits for a free slot, like any run).
+                wait = min(poll, self._held_due - now)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
