@@ -18,7 +18,7 @@ from tests.integration.test_webhooks import make_client
 from triggerd.config import load_settings
 from triggerd.executor.service import Executor
 from triggerd.ids import time_ordered_id
-from triggerd.store.keyed import DebounceKey, store_keyed_request
+from triggerd.store.keyed import DebounceKey, drop_closed_windows, store_keyed_request
 from triggerd.store.webhooks import InboxItem
 from triggerd.store.workflows import get_trigger
 
@@ -261,3 +261,36 @@ async def test_a_request_whose_key_cannot_be_computed_is_refused(
         " '{{ input.branch }}': undefined: 'dict object' has no attribute 'branch'",
     }
     assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 0
+
+
+async def test_closed_windows_are_dropped_pending_ones_kept(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, hook_doc("old", debounce={"key": "{{ input.k }}", "period": "1s"}))
+    trigger = await get_trigger(pool, "old/hook")
+    version_id = await pool.fetchval(
+        "SELECT id::text FROM workflow_versions WHERE workflow_id = $1", trigger.workflow_id
+    )
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    key = DebounceKey(key="", period=timedelta(seconds=1), max_wait=timedelta(seconds=10))
+    runs = {}
+    for k in ("done", "pending"):
+        item = InboxItem(
+            id=time_ordered_id(), workflow_id=trigger.workflow_id, version_id=version_id,
+            trigger_id=trigger.id, trigger_name="hook", dedupe_key=None, dedupe_ttl=None,
+            input_json="{}", method="POST", path="/hooks/old", query={}, headers={},
+            body=b"", remote_addr=None, received_at=long_ago,
+        )
+        stored = await store_keyed_request(
+            pool, item, debounce=DebounceKey(key=k, period=key.period, max_wait=key.max_wait),
+            concurrency=None, now=long_ago,
+        )
+        runs[k] = stored.result.execution_id
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS', end_time = now() WHERE id = $1",
+        runs["done"],
+    )
+    async with pool.acquire() as conn:
+        assert await drop_closed_windows(conn) == 1
+        assert await drop_closed_windows(conn) == 0
+    assert [r["key"] for r in await pool.fetch("SELECT key FROM debounce_windows")] == [
+        "pending"
+    ]

@@ -303,3 +303,25 @@ async def claim_held(conn: Any, owner: str, lease: timedelta, limit: int) -> Hel
             )
         claimed = await conn.fetch(_CLAIM_HELD, owner, ms, ids)
     return HeldClaim(claimed=[claimed_execution(r) for r in claimed], next_in=next_in)
+
+
+# --- retention ---------------------------------------------------------------------------
+
+# A window whose run started long ago is closed for good: the next request of its key
+# opens a new one either way. (A request folding into it holds its row lock; the due time
+# it sets keeps the row.)
+_DROP_CLOSED = """
+DELETE FROM debounce_windows WHERE (trigger_id, key) IN (
+    SELECT w.trigger_id, w.key FROM debounce_windows w
+     WHERE w.due_at < now() - interval '1 hour'
+       AND NOT EXISTS (SELECT 1 FROM workflow_executions e
+                        WHERE e.id = w.execution_id AND e.status = 'NEW')
+     LIMIT $1)
+  AND due_at < now() - interval '1 hour'
+"""
+
+
+async def drop_closed_windows(conn: Any, batch: int = 1000) -> int:
+    """Delete up to ``batch`` closed debounce windows; returns how many."""
+    result: str = await conn.execute(_DROP_CLOSED, batch)
+    return int(result.split()[-1])
