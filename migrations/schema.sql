@@ -215,6 +215,25 @@ ALTER TABLE public.audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: console_sessions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.console_sessions (
+    id_hash bytea NOT NULL,
+    principal text NOT NULL,
+    role text NOT NULL,
+    tenant text,
+    token_id uuid,
+    config_hash bytea,
+    csrf text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT console_sessions_id_hash_check CHECK ((octet_length(id_hash) = 32)),
+    CONSTRAINT console_sessions_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'viewer'::text])))
+);
+
+
+--
 -- Name: debounce_windows; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -479,6 +498,14 @@ ALTER TABLE ONLY public.audit_log
 
 
 --
+-- Name: console_sessions console_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.console_sessions
+    ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (id_hash);
+
+
+--
 -- Name: debounce_windows debounce_windows_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -622,6 +649,13 @@ CREATE INDEX audit_log_target ON public.audit_log USING btree (target, id DESC);
 
 
 --
+-- Name: console_sessions_expires; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX console_sessions_expires ON public.console_sessions USING btree (expires_at);
+
+
+--
 -- Name: node_executions_execution; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -755,6 +789,13 @@ CREATE UNIQUE INDEX workflow_versions_one_latest ON public.workflow_versions USI
 
 
 --
+-- Name: workflows_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflows_key ON public.workflows USING btree (key, id);
+
+
+--
 -- Name: workflow_executions workflow_executions_deleted; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -801,6 +842,14 @@ CREATE TRIGGER workflow_versions_immutable BEFORE UPDATE ON public.workflow_vers
 --
 
 CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_workflows_deleted();
+
+
+--
+-- Name: console_sessions console_sessions_token_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.console_sessions
+    ADD CONSTRAINT console_sessions_token_id_fkey FOREIGN KEY (token_id) REFERENCES public.api_tokens(id) ON DELETE CASCADE;
 
 
 --

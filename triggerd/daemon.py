@@ -26,6 +26,7 @@ from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
 from triggerd.component import Component
 from triggerd.config import Settings, load_settings
+from triggerd.console import add_console_routes
 from triggerd.definitions import load_files
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.notifications.hub import NotificationHub
@@ -49,6 +50,7 @@ def create_app(
     health.add_routes(app)
     add_metrics_routes(app)  # app[METRICS], GET /metrics
     add_admin_routes(app, tokens=tokens)  # app[API_AUTH], /api/v1 and its middleware
+    add_console_routes(app)  # /ui/, after the admin API (it reads app[API_AUTH])
     return app
 
 

@@ -551,6 +551,9 @@ _TRIGGER_COLUMNS = (
 )
 
 
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
 async def list_triggers(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
@@ -562,25 +565,46 @@ async def list_triggers(
     limit: int | None = None,
 ) -> list[TriggerRecord]:
     """Triggers ordered by workflow key and name; ``workflow_key`` or ``workflow_id`` narrow
-    the query to those workflows' (an index lookup, not a scan of every trigger).
-    ``after`` (a workflow key, a trigger name and its id: names are unique per tenant only)
-    and ``limit`` read one page."""
-    after_key, after_name, after_id = after if after is not None else (None, None, None)
+    the query to those workflows'. ``after`` (a workflow key, a trigger name and its id:
+    names are unique per tenant only) and ``limit`` read one page.
+
+    A page costs O(page) index reads whatever the number of triggers: workflows are walked
+    in key order (index ``workflows_key``) and each one's triggers in name order (index
+    ``workflow_triggers_name``), so PostgreSQL stops after ``limit`` rows instead of
+    sorting every trigger. Only the filters given are written into the statement, so each
+    shape gets its own plan."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    outer: list[str] = []
+    inner = ["t.workflow_id = w.id"]
+    if enabled_only:
+        inner.append("t.enabled")
+    if trigger_type is not None:
+        inner.append(f"t.type = {arg(trigger_type)}")
+    if workflow_key is not None:
+        outer.append(f"w.key = {arg(workflow_key)}")
+    if workflow_id is not None:
+        outer.append(f"w.id = {arg(workflow_id)}::uuid")
+    if after is not None:
+        after_key, after_name, after_id = after
+        # The trigger id names its workflow: (key, workflow id) breaks ties between tenants.
+        key, name = arg(after_key), arg(after_name)
+        # A trigger deleted since the page was read: its workflow's triggers after the name.
+        workflow = (f"COALESCE((SELECT workflow_id FROM workflow_triggers"
+                    f" WHERE id = {arg(after_id)}::uuid), '{_NIL_UUID}'::uuid)")
+        outer.append(f"(w.key, w.id) >= ({key}, {workflow})")
+        inner.append(f"(w.key, w.id, t.name) > ({key}, {workflow}, {name}::text)")
+    bound = "" if limit is None else f" LIMIT {arg(limit)}"
+    where = f" WHERE {' AND '.join(outer)}" if outer else ""
     rows = await conn.fetch(
-        f"SELECT {_TRIGGER_COLUMNS} FROM workflow_triggers t JOIN workflows w"
-        " ON w.id = t.workflow_id"
-        " WHERE ($1::boolean IS FALSE OR t.enabled) AND ($2::text IS NULL OR t.type = $2)"
-        " AND ($3::text IS NULL OR w.key = $3) AND ($4::uuid IS NULL OR w.id = $4)"
-        " AND ($5::text IS NULL OR (w.key, t.name, t.id) > ($5, $6::text, $7::uuid))"
-        " ORDER BY w.key, t.name, t.id LIMIT $8",
-        enabled_only,
-        trigger_type,
-        workflow_key,
-        workflow_id,
-        after_key,
-        after_name,
-        after_id,
-        limit,
+        f"SELECT {_TRIGGER_COLUMNS} FROM workflows w CROSS JOIN LATERAL"
+        f" (SELECT * FROM workflow_triggers t WHERE {' AND '.join(inner)}"
+        f" ORDER BY t.name{bound}) t{where} ORDER BY w.key, w.id, t.name{bound}",
+        *args,
     )
     return [row_to(TriggerRecord, r) for r in rows]
 
