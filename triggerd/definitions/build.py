@@ -162,6 +162,7 @@ def build_cron(doc: Mapping[str, Any]) -> CronConfig:
 def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
     defaults = WebhookConfig(path=normalize_webhook_path(doc["path"]))
     dedupe = doc.get("dedupe")
+    off = dedupe == "none"  # no dedupe at all, not even on the scheme's delivery id
     max_body = doc.get("max_body_bytes")
     rate = doc.get("rate")
     burst = doc.get("burst")
@@ -169,7 +170,7 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         path=defaults.path,
         methods=tuple(doc.get("methods", defaults.methods)),
         auth=build_auth(doc.get("auth", {})),
-        dedupe=None if dedupe is None else build_dedupe(dedupe),
+        dedupe=None if dedupe is None or off else build_dedupe(dedupe),
         response=ResponseMode(doc.get("response", defaults.response.value)),
         timeout=_duration(doc, "timeout", defaults.timeout),
         expose_output=doc.get("expose_output", defaults.expose_output),
@@ -179,6 +180,8 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         burst=None if burst is None else int(burst),
         debounce=build_debounce(doc.get("debounce")),
         concurrency=build_concurrency(doc.get("concurrency")),
+        provider_dedupe=not off,
+        allow_from=tuple(doc.get("allow_from", ())),
     )
 
 
@@ -203,7 +206,11 @@ def build_auth(doc: Mapping[str, Any]) -> AuthConfig:
     secret = doc.get("secret")
     return AuthConfig(
         scheme=doc.get("scheme", defaults.scheme),
-        secret=None if secret is None else build_secret(secret),
+        secret=(
+            None if secret is None
+            else tuple(build_secret(s) for s in secret) if isinstance(secret, list)
+            else build_secret(secret)
+        ),
         header=doc.get("header"),
         prefix=doc.get("prefix"),
         algorithm=doc.get("algorithm", defaults.algorithm),

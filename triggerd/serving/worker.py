@@ -60,6 +60,7 @@ class Reporter:
         self._transport = transport
         self._answers: dict[tuple[str | None, int], list[float]] = {}
         self._backpressure = 0
+        self._secrets: dict[tuple[str, int], int] = {}
 
     @classmethod
     async def open(cls, fd: int) -> Reporter:
@@ -78,20 +79,27 @@ class Reporter:
     def backpressure(self) -> None:
         self._backpressure += 1
 
+    def webhook_secret(self, trigger: str, index: int) -> None:
+        key = (trigger, index)
+        self._secrets[key] = self._secrets.get(key, 0) + 1
+
     def send(self, message: dict[str, Any]) -> None:
         if not self._transport.is_closing():
             self._transport.write(json.dumps(message).encode() + b"\n")
 
     def flush(self) -> None:
-        if not self._answers and not self._backpressure:
+        if not self._answers and not self._backpressure and not self._secrets:
             return
         answers, self._answers = self._answers, {}
         backpressure, self._backpressure = self._backpressure, 0
+        secrets, self._secrets = self._secrets, {}
         self.send(
             {
                 "answers": [[trigger, status, seconds] for (trigger, status), seconds
                             in answers.items()],
                 "backpressure": backpressure,
+                "secrets": [[trigger, index, count] for (trigger, index), count
+                            in secrets.items()],
             }
         )
 
