@@ -241,6 +241,9 @@ SELECT NULL, NULL, NULL, EXTRACT(EPOCH FROM min(not_before) - now())::float8
 
 # Started under the advisory locks of every key involved, as its own statement: its
 # snapshot sees every claim of these keys that committed before the locks were granted.
+# Times are the statement's, not the transaction's (now()): the transaction began before
+# the lock wait, and a run's start must not read earlier than the end of the run whose
+# place it takes.
 _CLAIM_HELD = f"""
 WITH cand AS (
     SELECT id, trigger_id, concurrency_key, concurrency_limit, created_at
@@ -262,8 +265,8 @@ placed AS (
         ON b.trigger_id = c.trigger_id AND b.concurrency_key = c.concurrency_key)
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1,
-       lease_expires_at = now() + $2 * interval '1 millisecond',
-       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
+       lease_expires_at = statement_timestamp() + $2 * interval '1 millisecond',
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, statement_timestamp())
  WHERE e.id IN (SELECT id FROM placed
                  WHERE concurrency_key IS NULL OR place <= concurrency_limit)
 RETURNING {CLAIM_RETURNING}
