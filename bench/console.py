@@ -79,7 +79,8 @@ async def prepare(admin: str, executions: int, triggers: int, in_place: bool) ->
                                    " WHERE relname = 'workflow_executions'")
     finally:
         await conn.close()
-    print(f"  {dsn.rsplit('/', 1)[-1]}: {total:,} triggers ({triggers:,} added in"
+    where = "the history database" if in_place else "console_bench"
+    print(f"  {where}: {total:,} triggers ({triggers:,} added in"
           f" {time.perf_counter() - started:.1f} s), about {runs:,} executions")
     return dsn
 

@@ -183,6 +183,21 @@ CREATE TABLE public.api_tokens (
 
 
 --
+-- Name: applied_definitions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.applied_definitions (
+    fingerprint text NOT NULL,
+    workflow_ids uuid[] NOT NULL,
+    zones text[] NOT NULL,
+    workflows integer NOT NULL,
+    triggers integer NOT NULL,
+    state text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: audit_log; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -490,6 +505,14 @@ ALTER TABLE ONLY public.api_tokens
 
 
 --
+-- Name: applied_definitions applied_definitions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.applied_definitions
+    ADD CONSTRAINT applied_definitions_pkey PRIMARY KEY (fingerprint);
+
+
+--
 -- Name: audit_log audit_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -639,6 +662,13 @@ ALTER TABLE ONLY public.workflows
 
 ALTER TABLE ONLY public.zone_rules
     ADD CONSTRAINT zone_rules_pkey PRIMARY KEY (zone);
+
+
+--
+-- Name: applied_definitions_applied_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX applied_definitions_applied_at ON public.applied_definitions USING btree (applied_at);
 
 
 --

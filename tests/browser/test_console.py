@@ -65,6 +65,7 @@ async def test_login_pages_logout(
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(f"{daemon.base_url}/ui/")
     await expect(page.get_by_role("heading", name="Readiness: ✓ ready")).to_be_visible()
+    await expect(page.locator("#scheduler-lag")).to_have_text("0.0 s")
     cookie = next(c for c in await page.context.cookies() if c["name"] == "triggerd_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     await page.screenshot(path=str(artifacts / "overview.png"), full_page=True)

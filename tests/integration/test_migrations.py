@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "trigger_state",
     "console_sessions",
     "debounce_windows",
+    "applied_definitions",
 }
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from triggerd.api.admin import decode_cursor, encode_cursor, encode_name_cursor
 from triggerd.api.auth import API_AUTH, AuthFailure
 from triggerd.api.health import readiness
-from triggerd.appkeys import POOL
+from triggerd.appkeys import POOL, SCHEDULER_LAG
 from triggerd.console.graph import NodeRun, layout
 from triggerd.console.sessions import (
     COOKIE,
@@ -180,8 +180,9 @@ async def overview(request: web.Request) -> web.Response:
     failing, checks = await readiness(request.app)
     counts = await last_hour_counts(pool)
     attention = await triggers_needing_attention(pool)
+    lag = request.app.get(SCHEDULER_LAG)
     return render(request, "overview.html", ready=not failing, checks=checks, counts=counts,
-                  attention=attention)
+                  attention=attention, scheduler_lag=None if lag is None else lag())
 
 
 def _trigger_cursor(text: str | None) -> tuple[str, str, str] | None:

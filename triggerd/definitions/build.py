@@ -57,7 +57,10 @@ def _optional_duration(config: Mapping[str, Any], key: str) -> timedelta | None:
     return None if value is None else parse_duration(value, what=key)
 
 
-def build_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
+def build_workflow(
+    doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None
+) -> WorkflowSpec:
+    """The workflow of a checked document (``built``: see :func:`build_trigger`)."""
     return WorkflowSpec(
         key=doc["key"],
         name=doc.get("name", doc["key"]),
@@ -68,7 +71,7 @@ def build_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
         secrets={name: build_secret(ref) for name, ref in doc.get("secrets", {}).items()},
         timeout=_duration(doc, "timeout", WORKFLOW_TIMEOUT),
         graph=build_graph(doc["graph"]),
-        triggers=tuple(build_trigger(t) for t in doc.get("triggers", [])),
+        triggers=tuple(build_trigger(t, built) for t in doc.get("triggers", [])),
     )
 
 
@@ -123,18 +126,27 @@ def build_edge(doc: Mapping[str, Any]) -> Edge:
 # --- triggers ------------------------------------------------------------------------
 
 
-def build_trigger(doc: Mapping[str, Any]) -> TriggerSpec:
+def build_trigger(
+    doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None
+) -> TriggerSpec:
+    """The trigger of a checked document; ``built`` shares the (frozen) configs of equal
+    documents across calls: a large file repeats a few thousand schedules."""
     trigger_type = TriggerType(doc["type"])
     version = doc.get("version")
+    rest = {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
+    if built is None:
+        config = build_trigger_config(trigger_type, rest)
+    else:
+        key = (trigger_type.value, repr(rest))  # repr tells 1, 1.0 and True apart
+        found = built.get(key)
+        config = built[key] = build_trigger_config(trigger_type, rest) if found is None else found
     return TriggerSpec(
         name=doc["name"],
         type=trigger_type,
         enabled=doc.get("enabled", True),
         version=None if version is None else int(version),
         input=_json(doc.get("input", {})),
-        config=build_trigger_config(
-            trigger_type, {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
-        ),
+        config=config,
     )
 
 
