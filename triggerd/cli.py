@@ -233,7 +233,7 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
             _describe_trigger(t.type, t.config),
-            next_fire(t.config) if t.type == "cron" and t.enabled else "-",
+            next_fire(t.type, t.config) if t.enabled else "-",
         ]
         for t in triggers
     ]
@@ -242,19 +242,22 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
-def _next_fire_finder(now: datetime) -> Callable[[dict[str, Any]], str]:
-    """The next fire of a cron config, computed once per distinct schedule."""
-    from triggerd.cron import next_fire, parse_cron, utc_iso
+def _next_fire_finder(now: datetime) -> Callable[[str, dict[str, Any]], str]:
+    """The next fire of a scheduled trigger's config, computed once per distinct config."""
+    from triggerd.cron import utc_iso
     from triggerd.errors import TriggerdError
+    from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 
-    found: dict[tuple[str, str], str] = {}
+    found: dict[str, str] = {}
 
-    def find(config: dict[str, Any]) -> str:
-        key = (str(config.get("cron")), str(config.get("timezone", "UTC")))
+    def find(kind: str, config: dict[str, Any]) -> str:
+        if kind not in SCHEDULED_TYPES:
+            return "-"
+        key = kind + json.dumps(config, sort_keys=True)
         if key not in found:
             try:
-                fire = next_fire(parse_cron(*key), now)
-            except (TriggerdError, ValueError):
+                fire = schedule_of(kind, config).next_fire(now)
+            except (TriggerdError, ValueError, KeyError, TypeError):
                 found[key] = "?"
             else:
                 found[key] = "-" if fire is None else utc_iso(fire.at)
@@ -265,14 +268,19 @@ def _next_fire_finder(now: datetime) -> Callable[[dict[str, Any]], str]:
 
 def _describe_trigger(kind: str, config: dict[str, Any]) -> str:
     if kind == "cron":
-        return f"{config.get('cron')} {config.get('timezone', 'UTC')}"
+        cron = config.get("cron")
+        text = cron if isinstance(cron, str) else " | ".join(str(c) for c in cron or ())
+        return f"{text} {config.get('timezone', 'UTC')}"
+    if kind == "interval":
+        return f"every {config.get('every')} (offset {config.get('offset', '0s')})"
     if kind == "webhook":
         return "/hooks/" + str(config.get("path"))
     return ""
 
 
 async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.cron import fire_to_json, next_fires, parse_cron
+    from triggerd.cron import fire_to_json
+    from triggerd.schedules import SCHEDULED_TYPES, schedule_of
     from triggerd.store.admin import slot_history
     from triggerd.store.workflows import get_trigger
 
@@ -284,12 +292,10 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
         trigger = await get_trigger(pool, args.name)
         slots = await slot_history(pool, trigger.id, limit=args.slots)
     doc = trigger_json(trigger)
-    if trigger.type == "cron":
-        schedule = parse_cron(
-            str(trigger.config["cron"]), str(trigger.config.get("timezone", "UTC"))
-        )
+    if trigger.type in SCHEDULED_TYPES:
+        schedule = schedule_of(trigger.type, trigger.config)
         doc["next_fires"] = [
-            fire_to_json(f) for f in next_fires(schedule, datetime.now(UTC), args.count)
+            fire_to_json(f) for f in schedule.preview(datetime.now(UTC), args.count)
         ]
     doc["slots"] = [slot_json(s) for s in slots]
     if args.json:
@@ -305,8 +311,7 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     if "next_fires" in doc:
         print("next fires:")
         for fire in doc["next_fires"]:
-            note = f"  ({fire['note']})" if fire["note"] else ""
-            print(f"  {fire['at']}  {fire['local']}{note}")
+            print(f"  {_fire_line(fire)}")
     if slots:
         print("latest slots:")
         rows = [
@@ -335,6 +340,40 @@ async def _set_enabled(name: str, settings: Settings, enabled: bool, *, as_json:
         return 0
     word = "enabled" if enabled else "disabled"
     print(f"{name}: {word}" if changed else f"{name}: already {word}")
+    return 0
+
+
+def _fire_line(fire: dict[str, str | None]) -> str:
+    """``AT  LOCAL  (note; nominal ...; reason)`` for previews of any schedule kind."""
+    notes = [fire["note"]] if fire["note"] else []
+    if fire.get("nominal"):
+        notes.append(f"nominal {fire['nominal']}")
+    if fire.get("reason"):
+        notes.append(str(fire["reason"]))
+    return f"{fire['at']}  {fire['local']}" + (f"  ({'; '.join(notes)})" if notes else "")
+
+
+async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.cron import fire_to_json
+    from triggerd.errors import Conflict
+    from triggerd.schedules import SCHEDULED_TYPES, schedule_of
+    from triggerd.store.workflows import get_trigger
+
+    if not 1 <= args.count <= 1000:
+        raise UsageError(f"--count: {args.count} is out of range 1-1000")
+    after = _parse_after(args.after)
+    async with _pool(settings) as pool:
+        trigger = await get_trigger(pool, args.name)
+    if trigger.type not in SCHEDULED_TYPES:
+        raise Conflict(f"trigger {args.name} is a {trigger.type} trigger; only scheduled"
+                       " triggers (cron, interval) have fire times")
+    fires = [fire_to_json(f) for f in schedule_of(trigger.type, trigger.config).preview(
+        after, args.count)]
+    if args.json:
+        print_json(fires)
+        return 0
+    for fire in fires:
+        print(_fire_line(fire))
     return 0
 
 
@@ -782,6 +821,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=10, help="latest slot outcomes to show")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_triggers_show)
+    p = tsub.add_parser("next", help="the next fires of a scheduled trigger (any kind), with"
+                        " DST notes, shifted and calendar-excluded instants marked")
+    p.add_argument("name", metavar="NAME", type=_name, help="workflow_key/trigger_name")
+    p.add_argument("--count", type=int, default=10, help="fires to show (1-1000, default 10)")
+    p.add_argument("--after", metavar="INSTANT",
+                   help="ISO instant with an offset (default: now)")
+    p.add_argument("--json", action="store_true",
+                   help='print [{"at", "local", "note"[, "nominal"][, "reason"]}]')
+    p.set_defaults(handler=cmd_triggers_next)
     p = tsub.add_parser("enable", help="enable a trigger")
     p.add_argument("name", metavar="NAME", type=_name)
     p.add_argument("--json", action="store_true", help='print {"trigger", "changed"}')

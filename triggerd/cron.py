@@ -131,7 +131,11 @@ class Fire:
 
     at: datetime  # UTC, tz-aware
     local: datetime  # the same instant in the schedule's zone
-    note: str | None = None  # None | "dst-gap" | "dst-fold"
+    note: str | None = None  # None | "dst-gap" | "dst-fold" | "shifted" | "excluded"
+    # Calendar filters: a shifted fire's scheduled instant before the shift, and why a
+    # previewed instant is excluded ("holiday: Christmas Day"). Cron alone sets neither.
+    nominal: datetime | None = None
+    reason: str | None = None
 
 
 def utc_iso(instant: datetime) -> str:
@@ -140,12 +144,18 @@ def utc_iso(instant: datetime) -> str:
 
 
 def fire_to_json(fire: Fire) -> dict[str, str | None]:
-    """``{"at": "2026-03-08T07:00:00Z", "local": "2026-03-08T03:00:00-04:00", "note": ...}``."""
-    return {
+    """``{"at": "2026-03-08T07:00:00Z", "local": "2026-03-08T03:00:00-04:00", "note": ...}``,
+    plus ``nominal`` (shifted fires) and ``reason`` (excluded ones) when they are set."""
+    out: dict[str, str | None] = {
         "at": utc_iso(fire.at),
         "local": fire.local.isoformat(),
         "note": fire.note,
     }
+    if fire.nominal is not None:
+        out["nominal"] = utc_iso(fire.nominal)
+    if fire.reason is not None:
+        out["reason"] = fire.reason
+    return out
 
 
 # --- parsing ------------------------------------------------------------------------------

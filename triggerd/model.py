@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 JSON = Any  # a JSON-compatible value (dict, list, str, int, float, bool, None)
@@ -22,6 +22,7 @@ class WorkflowStatus(enum.StrEnum):
 
 class TriggerType(enum.StrEnum):
     CRON = "cron"
+    INTERVAL = "interval"
     WEBHOOK = "webhook"
     MANUAL = "manual"
 
@@ -165,15 +166,68 @@ class Graph:
 # --- triggers ------------------------------------------------------------------------
 
 
+class CalendarMode(enum.StrEnum):
+    ONLY = "only"  # fire only on the calendar's working days
+    SKIP = "skip"  # do not fire on the calendar's holidays and extra dates
+
+
+class CalendarShift(enum.StrEnum):
+    NONE = "none"
+    NEXT = "next"
+    PREVIOUS = "previous"
+
+
 @dataclass(frozen=True, kw_only=True)
-class CronConfig:
-    cron: str
+class CalendarRef:
+    """A trigger's ``calendar: {only | skip: NAME, shift}``. ``definition`` is the named
+    calendar's document, copied in at apply so that the stored config says everything the
+    schedule needs (and a calendar edit changes the config, which reloads the trigger)."""
+
+    mode: CalendarMode
+    name: str
+    shift: CalendarShift = CalendarShift.NONE
+    definition: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatchupRate:
+    """``5/s``, ``100/m``: at most ``count`` catch-up slots per ``per``."""
+
+    count: int
+    per: timedelta
+
+    @property
+    def text(self) -> str:
+        unit = {timedelta(seconds=1): "s", timedelta(minutes=1): "m", timedelta(hours=1): "h"}
+        return f"{self.count}/{unit[self.per]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledConfig:
+    """What every scheduled trigger kind has: policies, calendar and bounds."""
+
     timezone: str = "UTC"
     misfire: MisfirePolicy = MisfirePolicy.LATEST
     catchup_window: timedelta = timedelta(hours=1)
     max_catchup: int = 100
     overlap: OverlapPolicy = OverlapPolicy.SKIP
     jitter: timedelta = timedelta(0)
+    calendar: CalendarRef | None = None
+    start_at: datetime | None = None  # tz-aware; first fire at or after it
+    end_at: datetime | None = None  # tz-aware; fires strictly before it
+    max_runs: int | None = None  # scheduled fires only; counted in trigger_state
+    catchup_rate: CatchupRate | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CronConfig(ScheduledConfig):
+    cron: str | tuple[str, ...]  # one expression or several (an instant fires once)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntervalConfig(ScheduledConfig):
+    every: timedelta
+    offset: timedelta = timedelta(0)  # phase from start_at, else the Unix epoch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,7 +315,7 @@ class ManualConfig:
     pass
 
 
-TriggerConfig = CronConfig | WebhookConfig | ManualConfig
+TriggerConfig = CronConfig | IntervalConfig | WebhookConfig | ManualConfig
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""Misfire, catch-up and jitter policy for cron triggers: values in, a plan out.
+"""Misfire, catch-up and jitter policy for scheduled triggers (any schedule kind): values
+in, a plan out.
 
 Pure: the scheduler reads the clock and the ledger, calls these functions and carries out
 the returned plan (insert an execution per firing slot, a ``trigger_slots`` row per
@@ -19,7 +20,7 @@ before it was enabled. The scheduler then continues with ``next_fire(schedule, n
   decision each; all older ones share ONE summary decision, placed on the newest of them,
   whose detail reads ``"N older slots skipped, from A to B"``. A minutely trigger down for
   a year yields at most ``2 * max_catchup + 1`` decisions, computed without enumerating
-  its 525,600 slots (:func:`~triggerd.cron.count_fires`, :func:`~triggerd.cron.last_fires`).
+  its 525,600 slots (``Schedule.count_fires``, ``Schedule.last_fires``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from triggerd.cron import CronSchedule, count_fires, last_fires, next_fire, utc_iso
+from triggerd.cron import CronSchedule, utc_iso
 from triggerd.durations import format_duration
 from triggerd.model import MisfirePolicy, SlotOutcome
+from triggerd.schedules import CronPlan, Schedule
 
 __all__ = ["SlotDecision", "group_due", "jitter_offset", "plan_catchup"]
 
@@ -49,7 +51,7 @@ class SlotDecision:
 
 
 def plan_catchup(
-    schedule: CronSchedule,
+    schedule: Schedule | CronSchedule,
     *,
     misfire: MisfirePolicy,
     catchup_window: timedelta,
@@ -66,15 +68,17 @@ def plan_catchup(
         raise ValueError(f"max_catchup must not be negative, got {max_catchup}")
     if catchup_window < timedelta(0):
         raise ValueError(f"catchup_window must not be negative, got {catchup_window}")
+    if isinstance(schedule, CronSchedule):
+        schedule = CronPlan(schedule)
     since = enabled_since if last_slot is None else max(last_slot, enabled_since)
     if now <= since:
         return []
-    missed = count_fires(schedule, since, now)
+    missed = schedule.count_fires(since, now)
     if missed == 0:
         return []
     window_start = now - catchup_window
     # Slots at or after window_start; fires are whole seconds, so `> start - 1µs` is `>=`.
-    in_window = count_fires(schedule, max(since, window_start - _TINY), now)
+    in_window = schedule.count_fires(max(since, window_start - _TINY), now)
     firing = {
         MisfirePolicy.SKIP: 0,
         MisfirePolicy.LATEST: min(1, in_window),
@@ -84,14 +88,14 @@ def plan_catchup(
     listed = min(skipped, max_catchup)
     summarized = skipped - listed
     wanted = firing + listed + (1 if summarized else 0)
-    slots = [f.at for f in last_fires(schedule, since, now, wanted)]
+    slots = [f.at for f in schedule.last_fires(since, now, wanted)]
 
     decisions: list[SlotDecision] = []
     if summarized:
         newest = slots.pop(0)
         oldest = newest
         if summarized > 1:
-            first = next_fire(schedule, since)
+            first = schedule.next_fire(since)
             assert first is not None  # counted above, so it exists
             oldest = first.at
         decisions.append(

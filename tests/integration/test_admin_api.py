@@ -263,7 +263,7 @@ async def test_triggers_list_filter_and_get(client: Client) -> None:
                        404, "not_found", "no workflow with key 'other'")
     await expect_error(await client.get("/api/v1/triggers?type=timer", headers=AUTH),
                        400, "invalid_parameter",
-                       "type: 'timer' is not one of cron, webhook, manual")
+                       "type: 'timer' is not one of cron, interval, webhook, manual")
     trigger = await (await client.get("/api/v1/triggers/report/nightly", headers=AUTH)).json()
     assert trigger["workflow"] == "report"
     assert trigger["trigger"] == "nightly"
@@ -426,8 +426,8 @@ async def test_next_fires_of_a_cron_trigger(client: Client) -> None:
     assert len(default["items"]) == 10
     response = await client.get("/api/v1/triggers/report/push/next", headers=AUTH)
     await expect_error(response, 409, "conflict",
-                       "trigger report/push is a webhook trigger; only cron triggers have fire"
-                       " times")
+                       "trigger report/push is a webhook trigger; only scheduled triggers"
+                       " (cron, interval) have fire times")
 
 
 @pytest.mark.parametrize(
@@ -973,3 +973,39 @@ async def test_a_dry_run_returns_the_plan_and_writes_nothing(
     assert again["changes"] == [] and again["unchanged"] == 4  # 1 workflow, 3 triggers
     bad = await client.post("/api/v1/definitions?dry_run=maybe", headers=AUTH, json=DOC)
     await expect_error(bad, 400, "invalid_parameter", "dry_run: 'maybe' is not true or false")
+
+
+async def test_next_fires_of_an_interval_and_of_a_calendar_filtered_trigger(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    doc = {
+        "calendars": [{"name": "weekend", "weekdays": ["sat", "sun"]}],
+        "workflows": [{
+            "key": "sync", "graph": {"nodes": [{"id": "start", "type": "noop"}]},
+            "triggers": [
+                {"name": "every", "type": "interval", "every": "6h", "offset": "5m"},
+                {"name": "weekends", "type": "cron", "cron": ["0 9 * * *", "0 9 * * 6"],
+                 "calendar": {"only": "weekend"}},
+            ],
+        }],
+    }
+    await apply_doc(pool, doc)
+    client = await make_client()
+    response = await client.get("/api/v1/triggers/sync/every/next?count=3", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert (body["trigger"], body["type"], body["every"], body["offset"]) == (
+        "sync/every", "interval", "6h", "5m")
+    instants = [datetime.fromisoformat(f["at"].replace("Z", "+00:00")) for f in body["items"]]
+    assert all(b - a == timedelta(hours=6) for a, b in itertools.pairwise(instants))
+    assert {i.minute for i in instants} == {5}
+    response = await client.get("/api/v1/triggers/sync/weekends/next?count=4", headers=AUTH)
+    body = await response.json()
+    assert body["cron"] == ["0 9 * * *", "0 9 * * 6"]
+    fires = [f for f in body["items"] if f["note"] != "excluded"]
+    assert len(fires) == 4
+    days = {datetime.fromisoformat(f["at"].replace("Z", "+00:00")).weekday() for f in fires}
+    assert days == {5, 6}
+    excluded = [f for f in body["items"] if f["note"] == "excluded"]
+    assert excluded and {f["reason"] for f in excluded} <= {
+        f"weekday: {d}" for d in ("mon", "tue", "wed", "thu", "fri")}

@@ -43,15 +43,17 @@ async def make_trigger(
     config: dict[str, Any],
     *,
     enabled_at: datetime | None = None,
+    kind: str = "cron",
 ) -> str:
     trigger_id = await pool.fetchval(
         "INSERT INTO workflow_triggers (workflow_id, name, type, config, input, enabled_at)"
-        " VALUES ($1, $2, 'cron', $3, $4, COALESCE($5, now())) RETURNING id::text",
+        " VALUES ($1, $2, $6, $3, $4, COALESCE($5, now())) RETURNING id::text",
         workflow_id,
         name,
         config,
         {"static": name},
         enabled_at,
+        kind,
     )
     return str(trigger_id)
 

@@ -357,7 +357,7 @@ def test_trigger_common_keys() -> None:
         ("$.workflows[0].triggers[1].input", "expected a mapping, got a list"),
         (
             "$.workflows[0].triggers[2].type",
-            "'crom' is not one of cron, webhook, manual (did you mean 'cron'?)",
+            "'crom' is not one of cron, interval, webhook, manual (did you mean 'cron'?)",
         ),
         ("$.workflows[0].triggers[3]", "missing required key 'name'"),
     }
@@ -1351,8 +1351,8 @@ def test_invalid_stored_trigger_config() -> None:
     with pytest.raises(DefinitionError) as caught:
         parse_trigger_config("timer", {})
     assert [str(p) for p in caught.value.problems] == [
-        "workflow_triggers.config: $: unknown trigger type 'timer' (expected cron, webhook or"
-        " manual)"
+        "workflow_triggers.config: $: unknown trigger type 'timer' (expected cron, interval,"
+        " webhook or manual)"
     ]
     with pytest.raises(DefinitionError) as caught:
         parse_trigger_config(TriggerType.MANUAL, '{"a": 1}')  # type: ignore[arg-type]

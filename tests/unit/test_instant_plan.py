@@ -9,6 +9,7 @@ from triggerd.cron import parse_cron
 from triggerd.definitions import parse_trigger_config
 from triggerd.model import CronConfig, TriggerType
 from triggerd.scheduler.cache import CronEntry, TriggerTable, plan_instant
+from triggerd.schedules import CronPlan
 
 AT = datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
 BEFORE = AT - timedelta(hours=1)
@@ -17,7 +18,7 @@ BEFORE = AT - timedelta(hours=1)
 def add(table: TriggerTable, trigger_id: str, doc: dict[str, object],
         *, floor: datetime = BEFORE, next_at: datetime = AT) -> CronEntry:
     config = parse_trigger_config(TriggerType.CRON, doc)
-    assert isinstance(config, CronConfig)
+    assert isinstance(config, CronConfig) and isinstance(config.cron, str)
     entry = CronEntry(
         id=trigger_id,
         full_name=f"w/{trigger_id}",
@@ -27,7 +28,7 @@ def add(table: TriggerTable, trigger_id: str, doc: dict[str, object],
         enabled_at=BEFORE,
         floor=floor,
     )
-    group, _ = table.add(entry, parse_cron(config.cron, config.timezone))
+    group, _ = table.add(entry, CronPlan(parse_cron(config.cron, config.timezone)))
     group.next_at = next_at
     return entry
 

@@ -36,9 +36,9 @@ from triggerd.api.openapi import (
     WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import POOL, SETTINGS
-from triggerd.cron import fire_to_json, next_fires, parse_cron
+from triggerd.cron import fire_to_json
 from triggerd.db import is_unavailable
-from triggerd.definitions import load_documents, parse_trigger_config
+from triggerd.definitions import load_documents
 from triggerd.definitions.loading import parse_yaml
 from triggerd.definitions.problems import Report, definition_error
 from triggerd.errors import (
@@ -50,9 +50,10 @@ from triggerd.errors import (
     Problem,
     TriggerdError,
 )
-from triggerd.model import CronConfig, ExecutionStatus, TriggerType
+from triggerd.model import ExecutionStatus, TriggerType
 from triggerd.operations import token_actor
 from triggerd.operations.triggers import FireRequest, fire
+from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.storable import storage_problem
 from triggerd.store.admin import (
     ExecutionPosition,
@@ -569,16 +570,17 @@ async def next_fires_handler(request: web.Request) -> web.Response:
     name = _trigger_name(request)
     count = _int_query(request, "count", default=NEXT_COUNT_DEFAULT, low=1, high=NEXT_COUNT_MAX)
     trigger = await get_trigger(request.app[POOL], name)
-    if trigger.type != TriggerType.CRON.value:
-        raise Conflict(f"trigger {name} is a {trigger.type} trigger; only cron triggers have"
-                       " fire times")
-    config = parse_trigger_config(TriggerType.CRON, trigger.config)
-    assert isinstance(config, CronConfig)
-    schedule = parse_cron(config.cron, config.timezone)
-    # The clock is read here, at the edge; next_fires itself is pure.
-    fires = next_fires(schedule, datetime.now(UTC), count)
-    return _ok({"trigger": name, "cron": config.cron, "timezone": config.timezone,
-                "items": [fire_to_json(f) for f in fires]})
+    if trigger.type not in SCHEDULED_TYPES:
+        raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
+                       " (cron, interval) have fire times")
+    # The clock is read here, at the edge; the schedule itself is pure.
+    fires = schedule_of(trigger.type, trigger.config).preview(datetime.now(UTC), count)
+    doc: dict[str, Any] = {"trigger": name, "type": trigger.type}
+    for key in ("cron", "every", "offset"):
+        if key in trigger.config:
+            doc[key] = trigger.config[key]
+    doc["timezone"] = trigger.config.get("timezone", "UTC")
+    return _ok({**doc, "items": [fire_to_json(f) for f in fires]})
 
 
 async def slots_handler(request: web.Request) -> web.Response:

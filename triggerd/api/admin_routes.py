@@ -128,7 +128,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     ),
     Route(
         operation_id="nextFires", method="GET", path=f"{_TRIGGER}/next",
-        handler=admin.next_fires_handler, summary="Next fire instants of a cron trigger",
+        handler=admin.next_fires_handler, summary="Next fire instants of a scheduled trigger",
         tag="triggers",
         answers={200: json_answer("The next instants, as the scheduler computes them.",
                                   "NextFires")},

@@ -220,16 +220,26 @@ def _schemas() -> dict[str, Schema]:
                 "at": {"type": "string", "format": "date-time", "description": "UTC"},
                 "local": {"type": "string", "format": "date-time",
                           "description": "the same instant with the zone's offset"},
-                "note": {"enum": [None, "dst-gap", "dst-fold"]},
-            }
+                "note": {"enum": [None, "dst-gap", "dst-fold", "shifted", "excluded"]},
+                "nominal": {"type": "string", "format": "date-time",
+                            "description": "shifted: the instant before the calendar shift"},
+                "reason": {"type": "string",
+                           "description": "excluded: why, e.g. 'holiday: Christmas Day'"},
+            },
+            optional=("nominal", "reason"),
         ),
         "NextFires": _object(
             {
                 "trigger": {"type": "string"},
-                "cron": {"type": "string"},
+                "type": {"enum": ["cron", "interval"]},
+                "cron": {"oneOf": [{"type": "string"},
+                                   {"type": "array", "items": {"type": "string"}}]},
+                "every": {"type": "string"},
+                "offset": {"type": "string"},
                 "timezone": {"type": "string"},
                 "items": {"type": "array", "items": _ref("Fire")},
-            }
+            },
+            optional=("cron", "every", "offset"),
         ),
         "Slot": _object(
             {

@@ -15,6 +15,7 @@ from triggerd.definitions.checks import (
 )
 from triggerd.definitions.loading import paused_gc, read_file
 from triggerd.definitions.problems import Report, definition_error, described
+from triggerd.definitions.schedule_checks import resolve_calendars, utc_now
 from triggerd.definitions.schema import (
     validate_definition,
     validate_file,
@@ -92,6 +93,7 @@ def _analyze(
         validate_file(document, report)
         check_document(document, report, node_types=types)
     check_across(parsed)
+    resolve_calendars(parsed, utc_now())
     problems: list[Problem] = []
     for report, ok, document in entries:
         problems.extend(report.problems(document if ok else None))
@@ -111,7 +113,9 @@ def parse_trigger_config(type: TriggerType | str, config: Mapping[str, Any]) -> 
     try:
         trigger_type = TriggerType(type)
     except ValueError:
-        report.add((), f"unknown trigger type {type!r} (expected cron, webhook or manual)")
+        report.add(
+            (), f"unknown trigger type {type!r} (expected cron, interval, webhook or manual)"
+        )
         raise definition_error(report.problems()) from None
     raw: object = config  # a stored document may be anything; say so instead of crashing
     if not isinstance(raw, Mapping):

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from triggerd.definitions.schema import TRIGGER_COMMON_KEYS
 from triggerd.durations import parse_duration
 from triggerd.model import (
     AuthConfig,
+    CalendarMode,
+    CalendarRef,
+    CalendarShift,
+    CatchupRate,
     ConcurrencyConfig,
     CronConfig,
     DebounceConfig,
@@ -22,6 +26,7 @@ from triggerd.model import (
     Edge,
     EdgeOn,
     Graph,
+    IntervalConfig,
     ManualConfig,
     MisfirePolicy,
     Node,
@@ -153,21 +158,68 @@ def build_trigger(
 def build_trigger_config(trigger_type: TriggerType, doc: Mapping[str, Any]) -> TriggerConfig:
     if trigger_type is TriggerType.CRON:
         return build_cron(doc)
+    if trigger_type is TriggerType.INTERVAL:
+        return build_interval(doc)
     if trigger_type is TriggerType.WEBHOOK:
         return build_webhook(doc)
     return ManualConfig()
 
 
+def _scheduled(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys every scheduled kind shares, as keyword arguments of its config."""
+    defaults = IntervalConfig(every=timedelta(seconds=1))
+    calendar = doc.get("calendar")
+    rate = doc.get("catchup_rate")
+    max_runs = doc.get("max_runs")
+    return {
+        "timezone": doc.get("timezone", defaults.timezone),
+        "misfire": MisfirePolicy(doc.get("misfire", defaults.misfire.value)),
+        "catchup_window": _duration(doc, "catchup_window", defaults.catchup_window),
+        "max_catchup": int(doc.get("max_catchup", defaults.max_catchup)),
+        "overlap": OverlapPolicy(doc.get("overlap", defaults.overlap.value)),
+        "jitter": _duration(doc, "jitter", defaults.jitter),
+        "calendar": None if calendar is None else build_calendar_ref(calendar),
+        "start_at": _instant(doc.get("start_at")),
+        "end_at": _instant(doc.get("end_at")),
+        "max_runs": None if max_runs is None else int(max_runs),
+        "catchup_rate": None if rate is None else parse_rate(rate),
+    }
+
+
+def _instant(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def parse_rate(text: str) -> CatchupRate:
+    """``5/s``, ``100/m``, ``1000/h`` (the schema checked the form)."""
+    count, unit = text.split("/")
+    per = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+    return CatchupRate(count=int(count), per=per[unit])
+
+
+def build_calendar_ref(doc: Mapping[str, Any]) -> CalendarRef:
+    mode = CalendarMode.ONLY if "only" in doc else CalendarMode.SKIP
+    return CalendarRef(
+        mode=mode,
+        name=str(doc[mode.value]),
+        shift=CalendarShift(doc.get("shift", CalendarShift.NONE.value)),
+        definition=_json(doc.get("definition", {})),
+    )
+
+
 def build_cron(doc: Mapping[str, Any]) -> CronConfig:
-    defaults = CronConfig(cron=doc["cron"])
+    expressions = doc["cron"]
     return CronConfig(
-        cron=doc["cron"],
-        timezone=doc.get("timezone", defaults.timezone),
-        misfire=MisfirePolicy(doc.get("misfire", defaults.misfire.value)),
-        catchup_window=_duration(doc, "catchup_window", defaults.catchup_window),
-        max_catchup=int(doc.get("max_catchup", defaults.max_catchup)),
-        overlap=OverlapPolicy(doc.get("overlap", defaults.overlap.value)),
-        jitter=_duration(doc, "jitter", defaults.jitter),
+        cron=expressions if isinstance(expressions, str) else tuple(expressions),
+        **_scheduled(doc),
+    )
+
+
+def build_interval(doc: Mapping[str, Any]) -> IntervalConfig:
+    return IntervalConfig(
+        every=parse_duration(doc["every"], what="every"),
+        offset=_duration(doc, "offset", timedelta(0)),
+        **_scheduled(doc),
     )
 
 

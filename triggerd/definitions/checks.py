@@ -17,6 +17,7 @@ from jsonschema.exceptions import best_match
 from triggerd.cron import parse_cron
 from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
+from triggerd.definitions.schedule_checks import check_scheduled
 from triggerd.durations import format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.model import RetryPolicy, normalize_webhook_path
@@ -85,7 +86,7 @@ def _triggers(workflow: dict[str, Any], path: JsonPath) -> list[tuple[JsonPath, 
 
 _DURATION_KEYS = frozenset(
     {"timeout", "backoff", "max_backoff", "catchup_window", "jitter", "tolerance", "ttl",
-     "period", "max_wait"}
+     "every", "offset", "period", "max_wait"}
 )
 
 
@@ -462,6 +463,7 @@ def check_trigger_config(
     trigger_type: Any, config: Mapping[str, Any], path: JsonPath, report: Report
 ) -> None:
     """The checks of one trigger's type-specific keys (also used for stored configs)."""
+    check_scheduled(trigger_type, config, path, report)
     if trigger_type == "cron":
         _check_cron(config, path, report)
     elif trigger_type == "webhook":

@@ -21,9 +21,11 @@ from triggerd.model import (
     Edge,
     EdgeOn,
     Graph,
+    IntervalConfig,
     ManualConfig,
     Node,
     RetryPolicy,
+    ScheduledConfig,
     TriggerConfig,
     WebhookConfig,
 )
@@ -82,6 +84,8 @@ def trigger_config_to_json(config: TriggerConfig) -> dict[str, Any]:
     minus name/type/enabled/input/version."""
     if isinstance(config, CronConfig):
         return cron_to_json(config)
+    if isinstance(config, IntervalConfig):
+        return interval_to_json(config)
     if isinstance(config, WebhookConfig):
         return webhook_to_json(config)
     assert isinstance(config, ManualConfig)
@@ -89,8 +93,20 @@ def trigger_config_to_json(config: TriggerConfig) -> dict[str, Any]:
 
 
 def cron_to_json(config: CronConfig) -> dict[str, Any]:
+    cron = config.cron if isinstance(config.cron, str) else list(config.cron)
+    return {"cron": cron, **_scheduled_to_json(config)}
+
+
+def interval_to_json(config: IntervalConfig) -> dict[str, Any]:
     return {
-        "cron": config.cron,
+        "every": format_duration(config.every),
+        "offset": format_duration(config.offset),
+        **_scheduled_to_json(config),
+    }
+
+
+def _scheduled_to_json(config: ScheduledConfig) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "timezone": config.timezone,
         "misfire": config.misfire.value,
         "catchup_window": format_duration(config.catchup_window),
@@ -98,6 +114,20 @@ def cron_to_json(config: CronConfig) -> dict[str, Any]:
         "overlap": config.overlap.value,
         "jitter": format_duration(config.jitter),
     }
+    # Keys of the second round only when set: configs stored before them keep their text.
+    if config.calendar is not None:
+        ref = config.calendar
+        doc["calendar"] = {ref.mode.value: ref.name, "shift": ref.shift.value,
+                           "definition": ref.definition}
+    if config.start_at is not None:
+        doc["start_at"] = config.start_at.isoformat()
+    if config.end_at is not None:
+        doc["end_at"] = config.end_at.isoformat()
+    if config.max_runs is not None:
+        doc["max_runs"] = config.max_runs
+    if config.catchup_rate is not None:
+        doc["catchup_rate"] = config.catchup_rate.text
+    return doc
 
 
 def webhook_to_json(config: WebhookConfig) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The scheduler's in-memory trigger table.
 
-Triggers are grouped by schedule, i.e. by (expression, time zone): a group computes its
-next fire once per instant for all its members, however many there are. Stored configs
+Triggers are grouped by schedule, i.e. by the schedule's ``key`` (for cron: expression and
+time zone): a group computes its next fire once per instant for all its members, however
+many there are. Stored configs
 are parsed once per distinct ``config`` text, so 100,000 triggers sharing a few dozen
 configs cost a few dozen parses.
 """
@@ -10,19 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Set
+from collections.abc import Hashable, Iterator, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from triggerd.cron import CronSchedule, parse_cron, utc_iso
+from triggerd.cron import utc_iso
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import TriggerdError
-from triggerd.model import CronConfig, TriggerType
+from triggerd.model import ScheduledConfig
+from triggerd.schedules import Schedule, schedule_of
 from triggerd.store.slots import CronTriggerRow, SlotBatch
 
 logger = logging.getLogger(__name__)
 
-ScheduleKey = tuple[str, str]  # (expression, time zone)
+ScheduleKey = Hashable  # Schedule.key: equal keys, equal fire instants
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -31,9 +33,9 @@ class CronEntry:
 
     id: str
     full_name: str  # workflow_key/trigger_name, for logs and /readyz
-    config: CronConfig
+    config: ScheduledConfig
     config_text: str
-    key: ScheduleKey  # (config.cron, config.timezone), shared by the group's entries
+    key: ScheduleKey  # the schedule's key, shared by the group's entries
     enabled_at: datetime
     # Slots at or before this instant belong to a catch-up (or were decided already); the
     # timer path only fires later ones.
@@ -42,10 +44,10 @@ class CronEntry:
 
 @dataclass(slots=True, kw_only=True, eq=False)
 class ScheduleGroup:
-    """Every trigger sharing one (expression, time zone)."""
+    """Every trigger sharing one schedule."""
 
     key: ScheduleKey
-    schedule: CronSchedule
+    schedule: Schedule
     members: dict[str, CronEntry] = field(default_factory=dict)
     next_at: datetime | None = None  # the instant the group's timer is set for
 
@@ -53,8 +55,8 @@ class ScheduleGroup:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ParsedConfig:
     text: str  # the stored text, shared by every trigger with this config
-    config: CronConfig
-    schedule: CronSchedule
+    config: ScheduledConfig
+    schedule: Schedule
     key: ScheduleKey
 
 
@@ -72,14 +74,11 @@ class ConfigCache:
             pass
         result: ParsedConfig | None = None
         try:
-            config = parse_trigger_config(TriggerType.CRON, json.loads(text))
-            assert isinstance(config, CronConfig)
-            result = ParsedConfig(
-                text=text,
-                config=config,
-                schedule=parse_cron(config.cron, config.timezone),
-                key=(config.cron, config.timezone),
-            )
+            doc = json.loads(text)
+            config = parse_trigger_config(row.type, doc)
+            assert isinstance(config, ScheduledConfig)
+            schedule = schedule_of(row.type, doc)
+            result = ParsedConfig(text=text, config=config, schedule=schedule, key=schedule.key)
         except (TriggerdError, ValueError) as exc:
             logger.warning(
                 "cron trigger has an invalid config; not scheduled",
@@ -109,7 +108,7 @@ class TriggerTable:
     def __iter__(self) -> Iterator[CronEntry]:
         return iter(self.entries.values())
 
-    def add(self, entry: CronEntry, schedule: CronSchedule) -> tuple[ScheduleGroup, bool]:
+    def add(self, entry: CronEntry, schedule: Schedule) -> tuple[ScheduleGroup, bool]:
         """Add (or replace) an entry; returns its group and whether the group is new."""
         if entry.id in self.entries:
             self.remove(entry.id)

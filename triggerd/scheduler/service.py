@@ -3,7 +3,8 @@
 How it works
 ------------
 * Triggers are cached in memory, grouped by schedule (expression, time zone). Each group
-  computes its next fire once per instant with :func:`triggerd.cron.next_fire`, shared by
+  computes its next fire once per instant through the schedule interface
+  (:mod:`triggerd.schedules`: cron, intervals, calendars, bounds alike), shared by
   all its members.
 * APScheduler is only the timer (:class:`~.timer.PreciseTimer`): one job per distinct due
   instant. When it runs, every trigger due at that instant is written by ONE multi-row
@@ -48,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from triggerd.component import BaseComponent
 from triggerd.config import SchedulerSettings, Settings
-from triggerd.cron import CronSchedule, fires_between, next_fire, utc_iso
+from triggerd.cron import utc_iso
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import SlotOutcome
 from triggerd.notifications.channels import TRIGGERS, trigger_change_id
@@ -66,6 +67,7 @@ from triggerd.scheduler.cache import (
 )
 from triggerd.scheduler.overdue import OverdueWatch, Owed, OwedKind
 from triggerd.scheduler.timer import PreciseTimer
+from triggerd.schedules import Schedule
 from triggerd.store.slots import (
     RUN_OUTCOMES,
     CronTriggerRow,
@@ -580,7 +582,7 @@ class CronScheduler(BaseComponent):
     def _catch_up(
         self,
         entry: CronEntry,
-        schedule: CronSchedule,
+        schedule: Schedule,
         last_slot: datetime | None,
         now: datetime,
         memo: CatchupMemo,
@@ -614,7 +616,17 @@ class CronScheduler(BaseComponent):
                     now=recent,
                 )
                 memo[key] = decisions
+            rate = config.catchup_rate
+            spread = 0
             for decision in decisions:
+                if decision.fire and rate is not None and spread > 0:
+                    # catchup_rate: the n-th catch-up fire is written n/rate after now
+                    # (through the jitter timers); the ledger still decides each slot once.
+                    self._delay(entry, decision.scheduled_for, now + rate.per * spread / rate.count,
+                                now)
+                    spread += 1
+                    continue
+                spread += decision.fire
                 requests.append(
                     self._request(
                         entry,
@@ -631,7 +643,7 @@ class CronScheduler(BaseComponent):
             if tail is None:
                 tail = memo[key] = [
                     SlotDecision(scheduled_for=f.at, fire=True, reason=SlotOutcome.FIRED)
-                    for f in fires_between(schedule, start, now)
+                    for f in schedule.fires_between(start, now)
                 ]
             for slot in tail:
                 if config.jitter:
@@ -644,7 +656,7 @@ class CronScheduler(BaseComponent):
 
     @staticmethod
     def _nothing_missed(
-        schedule: CronSchedule,
+        schedule: Schedule,
         entry: CronEntry,
         since: datetime,
         recent: datetime,
@@ -658,7 +670,7 @@ class CronScheduler(BaseComponent):
         clear: datetime | None = memo.get(key)
         if clear is not None and since >= clear:
             return True
-        fire = next_fire(schedule, since)
+        fire = schedule.next_fire(since)
         if fire is not None and fire.at <= recent:
             return False
         memo[key] = since if clear is None else min(clear, since)
@@ -686,7 +698,7 @@ class CronScheduler(BaseComponent):
     # --- timers ------------------------------------------------------------------------
 
     def _schedule_group(self, group: ScheduleGroup, after: datetime) -> None:
-        fire = next_fire(group.schedule, after)
+        fire = group.schedule.next_fire(after)
         group.next_at = None if fire is None else fire.at
         if fire is not None:
             self._register(group.key, fire.at)
@@ -706,7 +718,10 @@ class CronScheduler(BaseComponent):
         )
 
     def _add_jitter(self, entry: CronEntry, slot: datetime, now: datetime) -> None:
-        at = slot + jitter_offset(entry.id, slot, entry.config.jitter)
+        self._delay(entry, slot, slot + jitter_offset(entry.id, slot, entry.config.jitter), now)
+
+    def _delay(self, entry: CronEntry, slot: datetime, at: datetime, now: datetime) -> None:
+        """Write ``slot`` of ``entry`` at ``at`` (jitter, catchup_rate), not before ``now``."""
         at = max(at.replace(microsecond=at.microsecond // 1000 * 1000), now)
         bucket = self._jitter.get(at)
         if bucket is None:

@@ -1,70 +1,86 @@
-"""The one schedule interface: every schedule kind (cron, and those that follow: intervals,
-calendar filters, bounds) answers the same questions, so planning, catch-up, overlap,
+"""The one schedule interface: every schedule kind (cron, lists of crons, intervals, calendar
+filters, start/end bounds) answers the same questions, so planning, catch-up, overlap,
 the slot ledger, previews, skip and backfill work the same for all of them.
 
 Build a trigger's schedule with :func:`schedule_of`; never branch on the kind elsewhere.
+Kinds compose: a base kind (:class:`CronPlan`, :class:`CronList`, :class:`IntervalPlan`),
+then :class:`CalendarFiltered` when the trigger names a calendar, then :class:`Bounded`
+when it has ``start_at`` or ``end_at``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from triggerd import cron
-from triggerd.cron import CronSchedule, Fire
+from triggerd.cron import Fire
+from triggerd.durations import parse_duration
 from triggerd.errors import Conflict
+from triggerd.schedules.calendars import (
+    Bounded,
+    Calendar,
+    CalendarFiltered,
+    Mode,
+    Shift,
+    calendar_from_json,
+)
+from triggerd.schedules.kinds import EPOCH, CronList, CronPlan, IntervalPlan
+from triggerd.schedules.protocol import Schedule
 
-__all__ = ["CronPlan", "Fire", "Schedule", "schedule_of"]
+__all__ = [
+    "SCHEDULED_TYPES",
+    "Bounded",
+    "Calendar",
+    "CalendarFiltered",
+    "CronList",
+    "CronPlan",
+    "Fire",
+    "IntervalPlan",
+    "Schedule",
+    "schedule_of",
+]
+
+# The trigger types that have a schedule (the scheduler loads these).
+SCHEDULED_TYPES = ("cron", "interval")
 
 
-class Schedule(Protocol):
-    """Fire instants of one trigger's schedule. Pure: ``now`` is always an argument."""
-
-    @property
-    def key(self) -> Hashable:
-        """Equal keys mean equal fire instants: triggers sharing one are planned together."""
-        ...
-
-    def next_fire(self, after: datetime) -> Fire | None:
-        """The first fire strictly after ``after``; None when there is none (ever)."""
-        ...
-
-    def fires_between(self, start: datetime, end: datetime, limit: int | None = None
-                      ) -> list[Fire]:
-        """Fires with ``start < at <= end``, oldest first, at most ``limit``."""
-        ...
-
-    def last_fires(self, start: datetime, end: datetime, count: int) -> list[Fire]:
-        """The newest ``count`` fires with ``start < at <= end``, oldest first."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class CronPlan:
-    """A cron expression in a time zone, behind the :class:`Schedule` interface."""
-
-    cron: CronSchedule
-
-    @property
-    def key(self) -> Hashable:
-        return ("cron", self.cron.expression, self.cron.timezone)
-
-    def next_fire(self, after: datetime) -> Fire | None:
-        return cron.next_fire(self.cron, after)
-
-    def fires_between(self, start: datetime, end: datetime, limit: int | None = None
-                      ) -> list[Fire]:
-        return cron.fires_between(self.cron, start, end, limit)
-
-    def last_fires(self, start: datetime, end: datetime, count: int) -> list[Fire]:
-        return cron.last_fires(self.cron, start, end, count)
+def _instant(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
 
 
 def schedule_of(trigger_type: str, config: Mapping[str, Any]) -> Schedule:
     """The schedule of a stored trigger (its type and config); :class:`Conflict` for a
-    trigger that has none (webhook, manual)."""
+    trigger that has none (webhook, manual). The config is a valid one (checked at apply)."""
+    timezone = str(config.get("timezone", "UTC"))
+    start_at = _instant(config.get("start_at"))
+    end_at = _instant(config.get("end_at"))
+    schedule: Schedule
     if trigger_type == "cron":
-        return CronPlan(cron.parse_cron(str(config["cron"]), str(config.get("timezone", "UTC"))))
-    raise Conflict(f"a {trigger_type} trigger has no schedule")
+        expressions = config["cron"]
+        if isinstance(expressions, str):
+            schedule = CronPlan(cron.parse_cron(expressions, timezone))
+        else:
+            plans = tuple(dict.fromkeys(CronPlan(cron.parse_cron(str(e), timezone))
+                                        for e in expressions))
+            schedule = plans[0] if len(plans) == 1 else CronList(plans)
+    elif trigger_type == "interval":
+        offset = parse_duration(config.get("offset", "0s"))
+        schedule = IntervalPlan(every=parse_duration(config["every"]),
+                                anchor=(start_at or EPOCH) + offset, timezone=timezone)
+    else:
+        raise Conflict(f"a {trigger_type} trigger has no schedule")
+    ref = config.get("calendar")
+    if isinstance(ref, Mapping):
+        mode = Mode.ONLY if "only" in ref else Mode.SKIP
+        schedule = CalendarFiltered(
+            inner=schedule,
+            calendar=calendar_from_json(ref["definition"]),
+            mode=mode,
+            shift=Shift(ref.get("shift", "none")),
+            timezone=timezone,
+        )
+    if start_at is not None or end_at is not None:
+        schedule = Bounded(schedule, start_at, end_at)
+    return schedule

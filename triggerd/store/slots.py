@@ -33,10 +33,13 @@ from triggerd.db import is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
+from triggerd.schedules import SCHEDULED_TYPES
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
 
+# The trigger types the scheduler loads (every kind behind triggerd.schedules).
+_SCHEDULED = ", ".join(f"'{kind}'" for kind in SCHEDULED_TYPES)
 # Outcomes that insert an execution.
 RUN_OUTCOMES = frozenset({SlotOutcome.FIRED, SlotOutcome.BUFFERED, SlotOutcome.CANCELED_PREVIOUS})
 # How long one slot statement may take before the scheduler gives up on it.
@@ -53,6 +56,7 @@ class CronTriggerRow(NamedTuple):
     config_text: str  # workflow_triggers.config as canonical jsonb text
     enabled_at: datetime
     last_slot: datetime | None  # newest recorded slot, None when none is recorded
+    type: str  # a scheduled kind: cron | interval
 
     @property
     def full_name(self) -> str:
@@ -101,13 +105,14 @@ def _unavailable(exc: BaseException) -> DatabaseUnavailable:
 
 # --- loading ---------------------------------------------------------------------------------
 
-_LOAD = """
+_LOAD = f"""
 SELECT t.id::text AS id, w.key AS workflow_key, t.name, t.config::text AS config_text,
        t.enabled_at,
-       (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot
+       (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot,
+       t.type
 FROM workflow_triggers t
 JOIN workflows w ON w.id = t.workflow_id
-WHERE t.type = 'cron' AND t.enabled AND w.status = 'active'
+WHERE t.type IN ({_SCHEDULED}) AND t.enabled AND w.status = 'active'
   AND ($1::uuid[] IS NULL OR t.id = ANY($1::uuid[]))
 """
 
@@ -175,8 +180,9 @@ live AS (
     FROM (
         -- A flag rather than a filter: the planner keeps its row estimates (a join on the
         -- config text looks selective) and joins the CTEs below by hashing.
-        SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled,
-               (t.type <> 'cron' OR w.status <> 'active' OR t.config::text <> d.config_text
+        SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled, t.type AS kind,
+               (t.type NOT IN ({_SCHEDULED}) OR w.status <> 'active'
+                OR t.config::text <> d.config_text
                 OR d.scheduled_for < t.enabled_at) AS stale
         FROM d
         JOIN workflow_triggers t ON t.id = d.trigger_id
@@ -270,9 +276,11 @@ inserted AS (
            (SELECT v.id FROM workflow_versions v
              WHERE v.workflow_id = r.workflow_id
                AND CASE WHEN r.version IS NULL THEN v.is_latest ELSE v.version = r.version END),
-           r.trigger_id, r.name, 'cron', 'cron:' || r.slot_iso, r.input,
+           -- Every scheduled kind uses the `cron:<instant>` key: exactly-once, skip and
+           -- backfill --only-missing work on it whatever the kind.
+           r.trigger_id, r.name, r.kind, 'cron:' || r.slot_iso, r.input,
            jsonb_build_object('trigger', jsonb_build_object(
-               'type', 'cron', 'name', r.name, 'scheduled_for', r.slot_iso,
+               'type', r.kind, 'name', r.name, 'scheduled_for', r.slot_iso,
                'fired_at', $10::text)),
            r.scheduled_for
     FROM run r
@@ -450,12 +458,12 @@ async def warm_up(conn: Conn) -> None:
 
 # --- guards ------------------------------------------------------------------------------
 
-_OVERDUE = """
+_OVERDUE = f"""
 SELECT d.trigger_id::text
 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS d(trigger_id, expected, config_text)
 JOIN workflow_triggers t ON t.id = d.trigger_id
 JOIN workflows w ON w.id = t.workflow_id
-WHERE t.enabled AND t.type = 'cron' AND w.status = 'active'
+WHERE t.enabled AND t.type IN ({_SCHEDULED}) AND w.status = 'active'
   AND t.config::text = d.config_text AND t.enabled_at < d.expected
   AND NOT EXISTS (SELECT 1 FROM trigger_slots s
                   WHERE s.trigger_id = d.trigger_id AND s.scheduled_for >= d.expected)

@@ -15,6 +15,10 @@ from triggerd.model import CronConfig, TriggerSpec, WorkflowSpec, normalize_webh
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
 from triggerd.tzrules import zone_fingerprint
 
+# Config keys that are policies, not schedule: editing them keeps the catch-up floor.
+POLICY_KEYS = ("misfire", "catchup_window", "max_catchup", "overlap", "jitter", "max_runs",
+               "catchup_rate")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Change:
@@ -609,8 +613,11 @@ async def _write(
                 "UPDATE workflow_triggers t SET type = u.type, enabled = u.enabled,"
                 " version = u.version, config = u.config::jsonb, input = u.input::jsonb,"
                 " updated_at = now(),"
-                " enabled_at = CASE WHEN u.enabled AND NOT t.enabled THEN now()"
-                " ELSE t.enabled_at END"
+                # The edit rule: re-enabling or changing the schedule (not a policy) moves
+                # the catch-up floor to now, so no slot from before the change runs.
+                " enabled_at = CASE WHEN u.enabled AND (NOT t.enabled OR t.type <> u.type"
+                " OR t.config - $7::text[] IS DISTINCT FROM u.config::jsonb - $7::text[])"
+                " THEN now() ELSE t.enabled_at END"
                 " FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::int[], $5::text[],"
                 " $6::text[]) AS u (id, type, enabled, version, config, input)"
                 " WHERE t.id = u.id",
@@ -620,6 +627,7 @@ async def _write(
                 [w.doc["version"] for w in updates],
                 [w.config for w in updates],
                 [w.input for w in updates],
+                list(POLICY_KEYS),
             )
         if plan.trigger_inserts:
             inserts = [want for _, _, want in plan.trigger_inserts]

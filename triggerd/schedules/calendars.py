@@ -1,0 +1,299 @@
+"""Calendar filters and start/end bounds, composed over any other schedule.
+
+The day of an instant is its date in the calendar's time zone. ``only: C`` keeps the
+instants on C's working days (a listed weekday that is neither a public holiday nor one of
+C's extra ``dates``); ``skip: C`` removes the instants on C's holidays and extra dates
+(weekends are not C's to skip). With ``shift: next`` (``previous``) a removed instant moves
+to the same wall time, in the trigger's zone, on the next (previous) day that passes; a
+wall time that does not exist that day (a DST gap) fires as many minutes after the gap as
+it falls into it (02:30 on a spring-forward night fires at 03:30), an ambiguous one at its
+first occurrence. An instant with no passing day within 31 days is dropped. Instants that
+coincide after shifting fire once.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from triggerd.cron import Fire
+from triggerd.schedules.protocol import Schedule
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_SHIFT_DAYS = 31
+HORIZON = timedelta(days=366 * 40)
+_TINY = timedelta(microseconds=1)
+_FAR = datetime.max.replace(tzinfo=UTC) - timedelta(days=800)
+
+
+@functools.lru_cache(maxsize=256)
+def public_holidays(country: str, subdivision: str | None, year: int) -> Mapping[date, str]:
+    """The public holidays of a country (and subdivision) in a year, by the ``holidays``
+    package; raises ``NotImplementedError`` for an unknown country or subdivision."""
+    import holidays
+
+    table = holidays.country_holidays(country, subdiv=subdivision, years=year)
+    return {day: str(name) for day, name in sorted(table.items())}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Calendar:
+    """A named business calendar: working weekdays, public holidays and extra days off."""
+
+    name: str
+    timezone: str = "UTC"
+    weekdays: frozenset[int] = frozenset(range(5))  # 0 = Monday
+    country: str | None = None
+    subdivision: str | None = None
+    dates: frozenset[date] = frozenset()
+
+    @property
+    def key(self) -> Hashable:
+        return (self.name, self.timezone, tuple(sorted(self.weekdays)), self.country,
+                self.subdivision, tuple(sorted(self.dates)))
+
+    def day_off(self, day: date) -> str | None:
+        """Why ``day`` is a holiday or an extra day off, else None (weekdays aside)."""
+        if day in self.dates:
+            return f"date off: {day.isoformat()}"
+        if self.country is not None:
+            name = public_holidays(self.country, self.subdivision, day.year).get(day)
+            if name is not None:
+                return f"holiday: {name}"
+        return None
+
+    def not_working(self, day: date) -> str | None:
+        """Why ``day`` is not a working day, else None."""
+        if day.weekday() not in self.weekdays:
+            return f"weekday: {WEEKDAYS[day.weekday()]}"
+        return self.day_off(day)
+
+
+def calendar_from_json(doc: Mapping[str, object]) -> Calendar:
+    """A calendar from its document (``name``, ``timezone``, ``weekdays``, ``holidays``,
+    ``dates``), as written in a definition file."""
+    weekdays = doc.get("weekdays", list(WEEKDAYS[:5]))
+    holiday = doc.get("holidays")
+    country = subdivision = None
+    if isinstance(holiday, Mapping):
+        country = str(holiday["country"])
+        sub = holiday.get("subdivision")
+        subdivision = None if sub is None else str(sub)
+    dates = doc.get("dates", [])
+    assert isinstance(weekdays, list) and isinstance(dates, list)
+    return Calendar(
+        name=str(doc["name"]),
+        timezone=str(doc.get("timezone", "UTC")),
+        weekdays=frozenset(WEEKDAYS.index(str(w)) for w in weekdays),
+        country=country,
+        subdivision=subdivision,
+        dates=frozenset(date.fromisoformat(str(d)) for d in dates),
+    )
+
+
+class Mode(enum.StrEnum):
+    ONLY = "only"
+    SKIP = "skip"
+
+
+class Shift(enum.StrEnum):
+    NONE = "none"
+    NEXT = "next"
+    PREVIOUS = "previous"
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarFiltered:
+    """Another schedule's instants, filtered (and maybe shifted) by a calendar."""
+
+    inner: Schedule
+    calendar: Calendar
+    mode: Mode
+    shift: Shift
+    timezone: str  # the trigger's zone: a shift keeps the wall time in it
+
+    @property
+    def key(self) -> Hashable:
+        return ("calendar", self.inner.key, self.calendar.key, self.mode.value,
+                self.shift.value, self.timezone)
+
+    # --- days ----------------------------------------------------------------------
+
+    def _day(self, instant: datetime) -> date:
+        return instant.astimezone(ZoneInfo(self.calendar.timezone)).date()
+
+    def _excluded(self, day: date) -> str | None:
+        if self.mode is Mode.ONLY:
+            return self.calendar.not_working(day)
+        return self.calendar.day_off(day)
+
+    def _midnight(self, day: date) -> datetime:
+        return datetime.combine(day, time(), ZoneInfo(self.calendar.timezone)).astimezone(UTC)
+
+    def _place(self, fire: Fire) -> Fire | None:
+        """Where a nominal fire lands: itself, shifted, or nowhere (None)."""
+        if self._excluded(self._day(fire.at)) is None:
+            return fire
+        if self.shift is Shift.NONE:
+            return None
+        zone = ZoneInfo(self.timezone)
+        wall = fire.at.astimezone(zone).replace(tzinfo=None)
+        step = timedelta(days=1 if self.shift is Shift.NEXT else -1)
+        for _ in range(MAX_SHIFT_DAYS):
+            wall += step
+            # fold=0: the first occurrence of an ambiguous time, and a time in a gap is
+            # read with the offset before it (02:30 -> 03:30 after a spring-forward).
+            at = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+            if self._excluded(self._day(at)) is None:
+                return Fire(at=at, local=at.astimezone(zone), note="shifted", nominal=fire.at)
+        return None
+
+    def _lower(self, start: datetime) -> datetime:
+        """Where to start reading nominal fires so that every fire after ``start`` is seen:
+        with ``shift: next`` a run of excluded days just before moves fires forward."""
+        if self.shift is not Shift.NEXT:
+            return start
+        day = first = self._day(start)
+        for _ in range(MAX_SHIFT_DAYS):
+            if self._excluded(day - timedelta(days=1)) is None:
+                break
+            day -= timedelta(days=1)
+        if day == first and self._excluded(first) is None:
+            return start
+        return min(start, self._midnight(day) - _TINY)
+
+    def _upper(self, end: datetime) -> datetime:
+        """Likewise, where to stop: ``shift: previous`` moves later fires back."""
+        if self.shift is not Shift.PREVIOUS or end >= _FAR:
+            return end
+        day = first = self._day(end)
+        for _ in range(MAX_SHIFT_DAYS):
+            if self._excluded(day + timedelta(days=1)) is None:
+                break
+            day += timedelta(days=1)
+        if day == first and self._excluded(first) is None:
+            return end
+        return max(end, self._midnight(day + timedelta(days=1)))
+
+    # --- the interface -------------------------------------------------------------
+
+    def fires_between(self, start: datetime, end: datetime, limit: int | None = None
+                      ) -> list[Fire]:
+        placed: dict[datetime, Fire] = {}
+        upper = self._upper(end)
+        at = self._lower(start)
+        while True:
+            # Read nominal fires a window at a time so that `limit` stays cheap.
+            batch = self.inner.fires_between(at, upper, 256)
+            for nominal in batch:
+                fire = self._place(nominal)
+                if fire is not None and start < fire.at <= end:
+                    placed.setdefault(fire.at, fire)
+            if len(batch) < 256:
+                break
+            at = batch[-1].at
+            if limit is not None and len(placed) >= limit:
+                # A later nominal fire lands at most MAX_SHIFT_DAYS away from itself.
+                margin = timedelta(0) if self.shift is Shift.NONE else timedelta(
+                    days=MAX_SHIFT_DAYS + 1)
+                if at > sorted(placed)[limit - 1] + margin:
+                    break
+        fires = [placed[k] for k in sorted(placed)]
+        return fires if limit is None else fires[:limit]
+
+    def next_fire(self, after: datetime) -> Fire | None:
+        if self.mode is Mode.ONLY and not self.calendar.weekdays:
+            return None  # no working day, ever
+        # Widening windows: a schedule's next fire may be far (a yearly cron on a holiday);
+        # past HORIZON without one, it has none.
+        span = timedelta(days=8)
+        end = after + span
+        while span <= HORIZON:
+            fires = self.fires_between(after, min(end, _FAR), 1)
+            if fires:
+                return fires[0]
+            if self.inner.next_fire(min(end, _FAR)) is None or end >= _FAR:
+                return None
+            span *= 4
+            end = after + span
+        return None
+
+    def last_fires(self, start: datetime, end: datetime, count: int) -> list[Fire]:
+        if count <= 0 or end <= start:
+            return []
+        # Walk back in widening windows: readiness asks for the newest one or two.
+        span = timedelta(days=8)
+        low = max(start, end - span)
+        while True:
+            fires = self.fires_between(low, end)
+            if len(fires) >= count or low <= start:
+                return fires[-count:]
+            span *= 4
+            low = max(start, end - span)
+
+    def count_fires(self, start: datetime, end: datetime) -> int:
+        return len(self.fires_between(start, end))
+
+    def preview(self, after: datetime, count: int) -> list[Fire]:
+        """The next ``count`` fires plus, with ``shift: none``, the excluded instants among
+        them (note ``excluded``, with the reason) so that a preview shows the gaps."""
+        fires = self.fires_between(after, _FAR, count)
+        if self.shift is not Shift.NONE or not fires:
+            return fires
+        zone = ZoneInfo(self.timezone)
+        excluded = [
+            Fire(at=f.at, local=f.at.astimezone(zone), note="excluded",
+                 reason=self._excluded(self._day(f.at)))
+            for f in self.inner.fires_between(after, fires[-1].at)
+            if self._excluded(self._day(f.at)) is not None
+        ]
+        return sorted([*fires, *excluded], key=lambda f: f.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    """Another schedule limited to ``start_at <= at < end_at`` (half-open, like every range)."""
+
+    inner: Schedule
+    start_at: datetime | None
+    end_at: datetime | None
+
+    @property
+    def key(self) -> Hashable:
+        return ("bounded", self.inner.key, self.start_at, self.end_at)
+
+    def _clip(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        if self.start_at is not None:
+            start = max(start, self.start_at - _TINY)
+        if self.end_at is not None:
+            end = min(end, self.end_at - _TINY)
+        return start, end
+
+    def next_fire(self, after: datetime) -> Fire | None:
+        start, _ = self._clip(after, after)
+        fire = self.inner.next_fire(start)
+        if fire is None or (self.end_at is not None and fire.at >= self.end_at):
+            return None
+        return fire
+
+    def fires_between(self, start: datetime, end: datetime, limit: int | None = None
+                      ) -> list[Fire]:
+        start, end = self._clip(start, end)
+        return self.inner.fires_between(start, end, limit) if start < end else []
+
+    def last_fires(self, start: datetime, end: datetime, count: int) -> list[Fire]:
+        start, end = self._clip(start, end)
+        return self.inner.last_fires(start, end, count) if start < end else []
+
+    def count_fires(self, start: datetime, end: datetime) -> int:
+        start, end = self._clip(start, end)
+        return self.inner.count_fires(start, end) if start < end else 0
+
+    def preview(self, after: datetime, count: int) -> list[Fire]:
+        start, _ = self._clip(after, after)
+        return [f for f in self.inner.preview(start, count)
+                if self.end_at is None or f.at < self.end_at]
