@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -243,3 +244,33 @@ async def test_unknown_objects_and_bad_parameters_get_clear_answers(
     for path, status, text in cases:
         answer = await page.request.get(base + path)
         assert (answer.status, await answer.text()) == (status, text), path
+
+
+async def test_trigger_page_marks_calendar_excluded_days(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    day_off = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    path = tmp_path / "calendar.yaml"
+    path.write_text(f"""\
+calendars:
+  - {{name: office, timezone: UTC, weekdays: [mon, tue, wed, thu, fri, sat, sun],
+     dates: [{day_off}]}}
+workflows:
+  - key: daily
+    graph: {{nodes: [{{id: a, type: noop}}]}}
+    triggers:
+      - {{name: morning, type: cron, cron: "0 9 * * *", calendar: {{skip: office}}}}
+""")
+    applied = await run_cli(daemon.config, "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/triggers/daily/morning")
+    excluded = page.locator("section:has(#fires-h) tr.excluded")
+    await expect(excluded).to_have_count(1)
+    await expect(excluded).to_contain_text(f"{day_off}T09:00:00Z")
+    await expect(excluded).to_contain_text(f"⊘ excluded: date off: {day_off}")
+    # Ten fires besides the excluded one.
+    await expect(page.locator("section:has(#fires-h) tbody tr")).to_have_count(11)
+    await page.screenshot(path=str(artifacts / "trigger-calendar.png"), full_page=True)

@@ -32,7 +32,7 @@ from triggerd.console.sessions import (
     new_secret,
     set_cookie,
 )
-from triggerd.cron import utc_iso
+from triggerd.cron import fire_to_json, utc_iso
 from triggerd.errors import InputInvalid, TriggerdError
 from triggerd.ids import parse_execution_id
 from triggerd.model import ExecutionStatus
@@ -231,14 +231,9 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     except TriggerdError:
         schedule = None
     if schedule is not None:
-        after = datetime.now(UTC)
-        for _ in range(NEXT_FIRES):
-            found = schedule.next_fire(after)
-            if found is None:
-                break
-            fires.append({"at": _when(found.at), "local": found.local.isoformat(),
-                          "note": found.note})
-            after = found.at
+        # Calendar-excluded instants are listed but marked; shifted ones name their
+        # nominal instant (the schedule's preview, as `triggers next` prints it).
+        fires = [fire_to_json(f) for f in schedule.preview(datetime.now(UTC), NEXT_FIRES)]
     slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
     zone = ZoneInfo(zone_name) if zone_name else UTC
