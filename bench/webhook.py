@@ -14,7 +14,11 @@ requests (a ~200-byte JSON body with a unique id):
    ``[http] max_pending`` is raised so that backpressure does not refuse the backlog.
    It runs with ``[http] processes = --processes`` (default 2: one per core here);
 4. ``triggerd-1p``: the same with one process (when ``--processes`` is above 1), to show
-   what the extra process adds. The targets are checked on ``triggerd``.
+   what the extra process adds. The targets are checked on ``triggerd``;
+5. ``triggerd-debounce``: the daemon again, its trigger with ``debounce`` over
+   ``DEBOUNCE_KEYS`` keys (the id's number modulo that): every request is stored, in one
+   transaction of its own, and folds into its key's pending run. Its stored requests/s is
+   printed against the plain path's of the same run.
 
 The trigger uses ``standard`` (Standard Webhooks) auth and dedupe by ``webhook-id``:
 LuaJIT in wrk has no HMAC, so the harness signs every request ahead of the run (each with
@@ -77,6 +81,9 @@ BODY_SUFFIX = (
     '"customer":{"name":"Ada Lovelace","email":"ada@example.com"},'
     '"items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"bench"}'
 )
+
+# Keys of the debounce run: every request of a key folds into that key's one pending run.
+DEBOUNCE_KEYS = 300
 
 TARGETS = {
     "min_stored_per_s": 10_000.0,
@@ -560,15 +567,20 @@ async def warm_wal(conn: Any, megabytes: int) -> None:
     await conn.execute("CHECKPOINT")
 
 
-def definitions(auth: str) -> str:
+def definitions(auth: str, *, debounce: bool = False) -> str:
     if auth == "standard":
         trigger = ("{name: hook, type: webhook, path: bench,"
                    " auth: {scheme: standard, secret: {env: BENCH_STANDARD_SECRET}},"
-                   " dedupe: {header: webhook-id}}")
+                   " dedupe: {header: webhook-id}")
     else:
         trigger = ("{name: hook, type: webhook, path: bench,"
                    " auth: {scheme: token, secret: {env: BENCH_TOKEN}},"
-                   " dedupe: {json: /id}}")
+                   " dedupe: {json: /id}")
+    if debounce:
+        # The id ends in a running number: a few hundred keys, each hit again and again.
+        key = "{{ (input.id.split('-')[-1] | int) % " + str(DEBOUNCE_KEYS) + " }}"
+        trigger += f', debounce: {{key: "{key}", period: 1h}}'
+    trigger += "}"
     return textwrap.dedent(f"""\
         workflows:
           - key: bench
@@ -593,7 +605,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--auth", choices=("standard", "token"), default="standard")
     parser.add_argument("--tool", choices=("wrk", "python"), default="wrk")
-    parser.add_argument("--only", choices=("bare", "insert", "triggerd", "triggerd-1p"),
+    parser.add_argument("--only", choices=("bare", "insert", "triggerd", "triggerd-1p",
+                                           "triggerd-debounce"),
                         action="append")
     parser.add_argument("--pool-max", type=int, default=10, help="database pool size")
     parser.add_argument("--processes", type=int, default=2,
@@ -634,12 +647,14 @@ def main() -> int:
                             " runs reuse recycled WAL files as a running server does"
                             " (--fresh-wal: measure a fresh cluster)"))
     (folder / "bench.yaml").write_text(definitions(args.auth))
+    (folder / "debounce.yaml").write_text(definitions(args.auth, debounce=True))
     script = lua_script(folder)
     threads = args.threads if wrk else 1
-    targets = args.only or ["bare", "insert", "triggerd"] + (
+    targets = args.only or ["bare", "insert", "triggerd", "triggerd-debounce"] + (
         ["triggerd-1p"] if args.processes > 1 else [])
     results: dict[str, LoadResult] = {}
     storage: dict[str, Any] = {}
+    storage_debounce: dict[str, Any] = {}
     cpu: dict[str, tuple[float, float]] = {}
     loads: dict[str, float] = {}
 
@@ -675,6 +690,8 @@ def main() -> int:
             env_target = {**env, "TRIGGERD_HTTP_PORT": str(port)}
             if target == "triggerd-1p":
                 env_target["TRIGGERD_HTTP_PROCESSES"] = "1"
+            if target == "triggerd-debounce":
+                env_target["TRIGGERD_DAEMON_DEFINITIONS"] = str(folder / "debounce.yaml")
             server = subprocess.Popen(command, env=env_target)
             try:
                 wait_healthy(port, server, target)
@@ -688,13 +705,16 @@ def main() -> int:
                 cpu[target] = (tree_cpu(server.pid) - cpu_server, postgres_cpu(state) - cpu_pg)
             finally:
                 stop_server(server)
+            after = asyncio.run(count_rows(dsn))
+            counted = {
+                "requests": after[0] - before[0],
+                "executions": after[1] - before[1],
+                "joined": after[2] - before[2],
+            }
             if target == "triggerd":
-                after = asyncio.run(count_rows(dsn))
-                storage = {
-                    "requests": after[0] - before[0],
-                    "executions": after[1] - before[1],
-                    "joined": after[2] - before[2],
-                }
+                storage = counted
+            elif target == "triggerd-debounce":
+                storage_debounce = counted
     finally:
         if not args.keep:
             # Stop the embedded server before its data directory goes away (its own
@@ -703,7 +723,22 @@ def main() -> int:
             shutil.rmtree(folder, ignore_errors=True)
 
     report(results, storage, cpu, loads, args.connections)
+    report_debounce(results, storage, storage_debounce)
     return 0
+
+
+def report_debounce(results: dict[str, LoadResult], plain: dict[str, Any],
+                    debounced: dict[str, Any]) -> None:
+    mine, other = results.get("triggerd"), results.get("triggerd-debounce")
+    if other is None or not debounced:
+        return
+    rate = min(debounced["requests"], other.ok) / other.seconds
+    print()
+    print(f"triggerd-debounce: stored {rate:.0f} requests/s into {debounced['executions']} runs"
+          f" ({DEBOUNCE_KEYS} keys), p50 {other.p50_ms:.2f} ms, p99 {other.p99_ms:.2f} ms")
+    if mine is not None and plain:
+        plain_rate = min(plain["requests"], mine.ok) / mine.seconds
+        print(f"ratio debounce / plain stored requests/s (same run): {rate / plain_rate:.2f}")
 
 
 def report(results: dict[str, LoadResult], storage: dict[str, Any],

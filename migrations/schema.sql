@@ -249,6 +249,19 @@ CREATE TABLE public.console_sessions (
 
 
 --
+-- Name: debounce_windows; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.debounce_windows (
+    trigger_id uuid NOT NULL,
+    key text NOT NULL,
+    execution_id uuid NOT NULL,
+    opened_at timestamp with time zone NOT NULL,
+    due_at timestamp with time zone NOT NULL
+);
+
+
+--
 -- Name: node_executions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -388,6 +401,11 @@ CREATE TABLE public.workflow_executions (
     cancel_requested boolean DEFAULT false NOT NULL,
     retry_of uuid,
     replay_of uuid,
+    not_before timestamp with time zone,
+    concurrency_key text,
+    concurrency_limit integer,
+    CONSTRAINT workflow_executions_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
+    CONSTRAINT workflow_executions_concurrency_pair CHECK (((concurrency_key IS NULL) = (concurrency_limit IS NULL))),
     CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]))),
     CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text])))
 );
@@ -508,6 +526,14 @@ ALTER TABLE ONLY public.audit_log
 
 ALTER TABLE ONLY public.console_sessions
     ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (id_hash);
+
+
+--
+-- Name: debounce_windows debounce_windows_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.debounce_windows
+    ADD CONSTRAINT debounce_windows_pkey PRIMARY KEY (trigger_id, key);
 
 
 --
@@ -681,6 +707,13 @@ CREATE INDEX webhook_requests_received ON public.webhook_requests USING btree (r
 
 
 --
+-- Name: workflow_executions_concurrency; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_concurrency ON public.workflow_executions USING btree (trigger_id, concurrency_key) WHERE ((concurrency_key IS NOT NULL) AND (status = ANY (ARRAY['RUNNING'::text, 'WAITING'::text])));
+
+
+--
 -- Name: workflow_executions_created; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -702,10 +735,17 @@ CREATE INDEX workflow_executions_end_time ON public.workflow_executions USING bt
 
 
 --
+-- Name: workflow_executions_held; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_held ON public.workflow_executions USING btree (created_at) WHERE ((status = 'NEW'::text) AND ((not_before IS NOT NULL) OR (concurrency_key IS NOT NULL)));
+
+
+--
 -- Name: workflow_executions_new; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX workflow_executions_new ON public.workflow_executions USING btree (created_at) WHERE (status = 'NEW'::text);
+CREATE INDEX workflow_executions_new ON public.workflow_executions USING btree (created_at) WHERE ((status = 'NEW'::text) AND (not_before IS NULL) AND (concurrency_key IS NULL));
 
 
 --
@@ -840,6 +880,14 @@ CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OL
 
 ALTER TABLE ONLY public.console_sessions
     ADD CONSTRAINT console_sessions_token_id_fkey FOREIGN KEY (token_id) REFERENCES public.api_tokens(id) ON DELETE CASCADE;
+
+
+--
+-- Name: debounce_windows debounce_windows_trigger_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.debounce_windows
+    ADD CONSTRAINT debounce_windows_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.workflow_triggers(id) ON DELETE CASCADE;
 
 
 --

@@ -273,6 +273,25 @@ def normalize_webhook_path(path: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DebounceConfig:
+    """Trailing debounce: requests with the same ``key`` (an expression over input, headers
+    and query) become one run, started ``period`` after the last of them and at most
+    ``max_wait`` after the first."""
+
+    key: str
+    period: timedelta
+    max_wait: timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConcurrencyConfig:
+    """At most ``limit`` runs of this trigger with the same ``key`` running at once."""
+
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class WebhookConfig:
     path: str
     methods: tuple[str, ...] = ("POST",)
@@ -285,6 +304,8 @@ class WebhookConfig:
     body: str = "parsed"  # "parsed" | "raw"
     rate: float | None = None  # requests per second (token bucket refill)
     burst: int | None = None
+    debounce: DebounceConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
     # False for `dedupe: none`: no dedupe on the scheme's delivery id (github, standard,
     # stripe, slack) when no dedupe mapping is given.
     provider_dedupe: bool = True

@@ -19,7 +19,9 @@ from triggerd.model import (
     CalendarRef,
     CalendarShift,
     CatchupRate,
+    ConcurrencyConfig,
     CronConfig,
+    DebounceConfig,
     DedupeConfig,
     Edge,
     EdgeOn,
@@ -240,9 +242,27 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         body=doc.get("body", defaults.body),
         rate=None if rate is None else float(rate),
         burst=None if burst is None else int(burst),
+        debounce=build_debounce(doc.get("debounce")),
+        concurrency=build_concurrency(doc.get("concurrency")),
         provider_dedupe=not off,
         allow_from=tuple(doc.get("allow_from", ())),
     )
+
+
+def build_debounce(doc: Mapping[str, Any] | None) -> DebounceConfig | None:
+    if doc is None:
+        return None
+    period = _duration(doc, "period", timedelta(0))
+    # No max_wait: a burst is cut after ten periods, so a run is never postponed forever.
+    return DebounceConfig(
+        key=doc["key"], period=period, max_wait=_duration(doc, "max_wait", period * 10)
+    )
+
+
+def build_concurrency(doc: Mapping[str, Any] | None) -> ConcurrencyConfig | None:
+    if doc is None:
+        return None
+    return ConcurrencyConfig(key=doc["key"], limit=int(doc["limit"]))
 
 
 def build_auth(doc: Mapping[str, Any]) -> AuthConfig:

@@ -24,6 +24,7 @@ from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 from triggerd.webhooks.allowlist import parse_network
+from triggerd.webhooks.keys import key_problems
 
 # Which auth keys each scheme uses (besides `scheme`), and which it cannot do without.
 AUTH_KEYS: Mapping[str, frozenset[str]] = {
@@ -85,7 +86,7 @@ def _triggers(workflow: dict[str, Any], path: JsonPath) -> list[tuple[JsonPath, 
 
 _DURATION_KEYS = frozenset(
     {"timeout", "backoff", "max_backoff", "catchup_window", "jitter", "tolerance", "ttl",
-     "every", "offset"}
+     "every", "offset", "period", "max_wait"}
 )
 
 
@@ -472,6 +473,30 @@ def check_trigger_config(
         networks = config.get("allow_from")
         if isinstance(networks, list):
             _check_networks(networks, (*path, "allow_from"), report)
+        _check_request_keys(config, path, report)
+
+
+def _check_request_keys(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
+    """``debounce`` and ``concurrency``: key expressions, and max_wait not below period
+    (the schema checked the shapes)."""
+    for section in ("debounce", "concurrency"):
+        settings = config.get(section)
+        if not isinstance(settings, dict):
+            continue
+        key = settings.get("key")
+        if isinstance(key, str):
+            for problem in key_problems(key):
+                report.add((*path, section, "key"), problem)
+    debounce = config.get("debounce")
+    if isinstance(debounce, dict) and "max_wait" in debounce:
+        period = _duration(debounce.get("period"), timedelta(0))
+        max_wait = _duration(debounce.get("max_wait"), timedelta(0))
+        if period and max_wait and max_wait < period:
+            report.add(
+                (*path, "debounce", "max_wait"),
+                f"max_wait {format_duration(max_wait)} is shorter than period"
+                f" {format_duration(period)}",
+            )
 
 
 def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:

@@ -150,6 +150,14 @@ def webhook_to_json(config: WebhookConfig) -> dict[str, Any]:
         doc["rate"] = config.rate
     if config.burst is not None:
         doc["burst"] = config.burst
+    if config.debounce is not None:
+        doc["debounce"] = {
+            "key": config.debounce.key,
+            "period": format_duration(config.debounce.period),
+            "max_wait": format_duration(config.debounce.max_wait),
+        }
+    if config.concurrency is not None:
+        doc["concurrency"] = {"key": config.concurrency.key, "limit": config.concurrency.limit}
     if config.allow_from:
         doc["allow_from"] = list(config.allow_from)
     return doc

@@ -27,6 +27,7 @@ from triggerd.executor.writer import ProgressWriter
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import executions as store
+from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
 from triggerd.store.slots import delete_old_slots
 from triggerd.tasks import cancel_and_wait
 
@@ -82,6 +83,13 @@ class Executor(BaseComponent):
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _running: bool = False
     _last_claim: datetime | None = None
+    # Held runs (debounced, concurrency keys) are looked for only when something says there
+    # may be some: a notification, a held run of ours ending, the next pending one's due
+    # time, or the poll interval; so plain runs' claims cost what they did before.
+    _held_hint: bool = True
+    _held_due: float | None = None  # loop time when a pending run becomes due
+    _held_checked: float = 0.0
+    _held_ids: set[str] = field(default_factory=set)
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
 
@@ -236,9 +244,23 @@ class Executor(BaseComponent):
                 and concurrency - len(self._active) >= threshold
             ):
                 continue  # there may be more work right now
+            wait = poll
+            now = asyncio.get_running_loop().time()
+            if self._held_due is not None and self._held_due > now:
+                # Wake when the next pending debounced run is due (a past one was either
+                # claimed just now or waits for a free slot, like any run).
+                wait = min(poll, self._held_due - now)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
+
+    def _held_wanted(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return (
+            self._held_hint
+            or (self._held_due is not None and now >= self._held_due)
+            or now - self._held_checked >= self.settings.executor.poll_interval.total_seconds()
+        )
 
     async def _claim(self, limit: int) -> list[store.ClaimedExecution]:
         """Claim up to ``limit`` runs and start them, under the lock drain waits on."""
@@ -247,6 +269,16 @@ class Executor(BaseComponent):
                 return []  # drain began while this claim waited for the lock
             async with self.pool.acquire() as conn:
                 claimed = await store.claim_executions(conn, self.owner, self.lease, limit)
+                if len(claimed) < limit and self._held_wanted():
+                    held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
+                    self._held_checked = asyncio.get_running_loop().time()
+                    # A full batch may leave more behind; else wait for a hint.
+                    self._held_hint = len(held.claimed) == limit - len(claimed)
+                    self._held_due = (
+                        None if held.next_in is None else self._held_checked + held.next_in
+                    )
+                    self._held_ids.update(c.id for c in held.claimed)
+                    claimed = [*claimed, *held.claimed]
                 missing = {
                     c.workflow_version_id
                     for c in claimed
@@ -297,6 +329,13 @@ class Executor(BaseComponent):
                 await self._fail_crashed(execution.id, exc)
         finally:
             self._active.pop(execution.id, None)
+            if execution.id in self._held_ids:
+                # Its concurrency key has room again: the next of that key may start,
+                # here or in another process.
+                self._held_ids.discard(execution.id)
+                self._held_hint = True
+                with contextlib.suppress(Exception):
+                    await self.pool.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, HELD)
             self._wake.set()
 
     async def _fail_crashed(self, execution_id: str, exc: Exception) -> None:
@@ -414,7 +453,9 @@ class Executor(BaseComponent):
                     self._cancel_reasons[lost] = "lost"
                     task.cancel()
 
-    def _on_notify(self, _payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
+        if payload == HELD:
+            self._held_hint = True
         self._wake.set()
 
     def _on_cancel(self, execution_id: str) -> None:
@@ -425,6 +466,7 @@ class Executor(BaseComponent):
 
     def _on_gap(self) -> None:
         """Notifications were lost: look for work, and for cancels of the runs held here."""
+        self._held_hint = True
         self._wake.set()
         if self._running and self._active:
             task = asyncio.create_task(self._reconcile_cancels(), name="triggerd-cancel-check")
@@ -455,7 +497,11 @@ class Executor(BaseComponent):
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(conn, retention, 10_000)
-                        if deleted < 500 and released < 1000 and stale < 500 and slots < 10_000:
+                        windows = await drop_closed_windows(conn, 1000)
+                        if (
+                            deleted < 500 and released < 1000 and stale < 500
+                            and slots < 10_000 and windows < 1000
+                        ):
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

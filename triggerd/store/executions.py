@@ -307,6 +307,13 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
 
 # --- the executor's queue --------------------------------------------------------------
 
+# What a claim returns of each run (also the held claim's, triggerd/store/keyed.py).
+CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
+          e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
+          e.attempt, e.cancel_requested"""
+
+# Plain NEW rows only: rows held back by a debounce time or a concurrency key are claimed
+# by triggerd/store/keyed.py (the partial index workflow_executions_new has only these).
 _CLAIM = """
 WITH expired AS (
     SELECT id FROM workflow_executions
@@ -318,7 +325,7 @@ due AS (
      ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 fresh AS (
     SELECT id FROM workflow_executions
-     WHERE status = 'NEW'
+     WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL
      ORDER BY created_at
      LIMIT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due))
      FOR UPDATE SKIP LOCKED)
@@ -328,10 +335,7 @@ UPDATE workflow_executions e
        attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
  WHERE e.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due
                 UNION ALL SELECT id FROM fresh)
-RETURNING e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
-          e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
-          e.attempt, e.cancel_requested
-"""
+RETURNING """ + CLAIM_RETURNING
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,28 +362,28 @@ async def claim_executions(
     WAITING past resume_at, then NEW oldest first) for ``owner`` with ``FOR UPDATE SKIP
     LOCKED``. Each kind is its own index-friendly subquery (partial indexes per status)."""
     rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit)
-    claimed = []
-    for r in rows:
-        claimed.append(
-            ClaimedExecution(
-                id=str(r["id"]),
-                workflow_id=str(r["workflow_id"]),
-                workflow_version_id=None
-                if r["workflow_version_id"] is None
-                else str(r["workflow_version_id"]),
-                trigger_id=None if r["trigger_id"] is None else str(r["trigger_id"]),
-                trigger_name=r["trigger_name"],
-                trigger_type=r["trigger_type"],
-                input=r["input"] or {},
-                context=r["context"] or {},
-                scheduled_for=r["scheduled_for"],
-                created_at=r["created_at"],
-                start_time=r["start_time"],
-                attempt=r["attempt"],
-                cancel_requested=r["cancel_requested"],
-            )
-        )
-    return claimed
+    return [claimed_execution(r) for r in rows]
+
+
+def claimed_execution(r: Any) -> ClaimedExecution:
+    """A claimed row (:data:`CLAIM_RETURNING`) as a value."""
+    return ClaimedExecution(
+        id=str(r["id"]),
+        workflow_id=str(r["workflow_id"]),
+        workflow_version_id=None
+        if r["workflow_version_id"] is None
+        else str(r["workflow_version_id"]),
+        trigger_id=None if r["trigger_id"] is None else str(r["trigger_id"]),
+        trigger_name=r["trigger_name"],
+        trigger_type=r["trigger_type"],
+        input=r["input"] or {},
+        context=r["context"] or {},
+        scheduled_for=r["scheduled_for"],
+        created_at=r["created_at"],
+        start_time=r["start_time"],
+        attempt=r["attempt"],
+        cancel_requested=r["cancel_requested"],
+    )
 
 
 async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timedelta) -> set[str]:

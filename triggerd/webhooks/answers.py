@@ -68,6 +68,14 @@ def accepted(execution_id: str, *, created: bool) -> web.Response:
     )
 
 
+def debounced(execution_id: str) -> web.Response:
+    """A request folded into a pending debounced run (DESIGN §5b)."""
+    text = f'{{"execution_id":"{execution_id}","debounced":true}}'
+    return web.Response(
+        status=202, body=text.encode("ascii"), headers={"Content-Type": "application/json"}
+    )
+
+
 def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 

@@ -36,6 +36,7 @@ from triggerd.appkeys import READINESS_CHECKS
 from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable
+from triggerd.expressions import ExpressionError
 from triggerd.ids import time_ordered_id
 from triggerd.loglimit import ThrottledLog
 from triggerd.model import JSON, ResponseMode, SecretRef
@@ -43,6 +44,7 @@ from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import resolve_secret
 from triggerd.serving.forward import client_address
+from triggerd.store.keyed import ConcurrencyKey, DebounceKey, KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
     InboxItem,
     InboxResult,
@@ -55,6 +57,7 @@ from triggerd.webhooks.answers import (
     RETRY_BACKPRESSURE,
     RETRY_DATABASE,
     accepted,
+    debounced,
     error_response,
     public_reason,
     retry_after,
@@ -67,6 +70,7 @@ from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, input_json, query_dict, stored_headers
 from triggerd.webhooks.dedupe import dedupe_key
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
+from triggerd.webhooks.keys import request_key
 from triggerd.webhooks.loops import pending_loop, reload_loop
 from triggerd.webhooks.ratelimit import RateLimiter
 from triggerd.webhooks.routes import Routes, WebhookRoute
@@ -367,7 +371,16 @@ class WebhookIngress(BaseComponent):
         run_input = self._parse(request, route, body)
         if isinstance(run_input, web.Response):
             return run_input
-        result = await self._store(request, route, body, run_input, now)
+        config = route.config
+        if config.debounce is not None or config.concurrency is not None:
+            keyed = await self._store_keyed(request, route, body, run_input, now)
+            if isinstance(keyed, web.Response):
+                return keyed
+            if keyed.debounced:
+                return debounced(keyed.result.execution_id)
+            result = keyed.result
+        else:
+            result = await self._store(request, route, body, run_input, now)
         if route.config.response == ResponseMode.SYNC:
             return await self._sync_answer(route, result)
         return accepted(result.execution_id, created=result.created)
@@ -577,6 +590,70 @@ class WebhookIngress(BaseComponent):
         if result.created:
             self._created_since_count += 1
         return result
+
+    async def _store_keyed(
+        self,
+        request: web.Request,
+        route: WebhookRoute,
+        body: bytes,
+        run_input: RunInput,
+        now: datetime,
+    ) -> KeyedResult | web.Response:
+        """A request of a trigger with ``debounce`` or ``concurrency``: one transaction of
+        its own (PostgreSQL orders the requests of one key), not the group commit."""
+        config = route.config
+        headers = stored_headers(request.headers, route.stripped_headers)
+        query = query_dict(request.query)
+        debounce: DebounceKey | None = None
+        concurrency: ConcurrencyKey | None = None
+        section = "debounce"
+        try:
+            if config.debounce is not None:
+                key = request_key(
+                    config.debounce.key, input=run_input.data, headers=headers, query=query
+                )
+                debounce = DebounceKey(
+                    key=key, period=config.debounce.period, max_wait=config.debounce.max_wait
+                )
+            if config.concurrency is not None:
+                section = "concurrency"
+                key = request_key(
+                    config.concurrency.key, input=run_input.data, headers=headers, query=query
+                )
+                concurrency = ConcurrencyKey(key=key, limit=config.concurrency.limit)
+        except ExpressionError as exc:
+            message = f"the {section} key of this request could not be computed: {exc}"
+            return self._refused(
+                request, route, error_response(422, "key_invalid", message),
+                "key_invalid", detail=message,
+            )
+        dedupe = route.dedupe  # the trigger's mapping, else its scheme's delivery id
+        delivery = dedupe_key(dedupe, request.headers, body, run_input.parsed)
+        item = InboxItem(
+            id=time_ordered_id(),
+            workflow_id=route.workflow_id,
+            version_id=route.version_id,
+            trigger_id=route.trigger_id,
+            trigger_name=route.trigger_name,
+            dedupe_key=delivery,
+            dedupe_ttl=dedupe.ttl if dedupe is not None and delivery else None,
+            input_json=input_json(route, body, run_input.json_text, run_input.data),
+            method=request.method,
+            path=clean_text(request.path),
+            query=query,
+            headers=headers,
+            body=body,
+            remote_addr=client_address(request),
+            received_at=now,
+        )
+        keyed = await store_keyed_request(
+            self._pool, item, debounce=debounce, concurrency=concurrency
+        )
+        if keyed.result.gone:
+            raise TriggerGone("the trigger was changed while the request was in flight")
+        if keyed.result.created:
+            self._created_since_count += 1
+        return keyed
 
     def _too_large(self, request: web.Request, route: WebhookRoute) -> web.Response:
         limit = route.max_body_bytes

@@ -1,0 +1,296 @@
+"""Debounce and concurrency keys of webhook triggers, over real loopback HTTP against a
+real PostgreSQL, with real executors: what is stored, which runs start, and in what order.
+No wall-clock assertions: order is read from the database's own timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc, final_status
+from tests.integration.test_webhooks import make_client
+from triggerd.config import load_settings
+from triggerd.executor.service import Executor
+from triggerd.ids import time_ordered_id
+from triggerd.store.keyed import DebounceKey, drop_closed_windows, store_keyed_request
+from triggerd.store.webhooks import InboxItem
+from triggerd.store.workflows import get_trigger
+
+__all__ = ["make_client"]  # the fixture, shared with test_webhooks
+
+
+def hook_doc(key: str, nodes: list[dict[str, Any]] | None = None, **trigger: Any) -> dict[str, Any]:
+    return {
+        "workflows": [
+            {
+                "key": key,
+                "graph": {"nodes": nodes or [{"id": "start", "type": "noop"}]},
+                "triggers": [{"name": "hook", "type": "webhook", "path": key, **trigger}],
+            }
+        ]
+    }
+
+
+@pytest.fixture
+async def executors(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[list[Executor]]:
+    started: list[Executor] = []
+    yield started
+    for ex in started:
+        await ex.stop()
+
+
+async def start_executor(pool: asyncpg.Pool, dsn: str, started: list[Executor]) -> Executor:
+    settings = load_settings(
+        environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms", "TRIGGERD_EXECUTOR_DRAIN": "1s"}
+    )
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    started.append(ex)
+    return ex
+
+
+async def requests_of(pool: asyncpg.Pool, trigger: str) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            "SELECT r.id::text, r.execution_id::text, r.outcome FROM webhook_requests r"
+            " JOIN workflow_triggers t ON t.id = r.trigger_id JOIN workflows w"
+            " ON w.id = t.workflow_id WHERE w.key = $1 ORDER BY r.received_at, r.id",
+            trigger,
+        )
+    )
+
+
+async def test_a_burst_becomes_one_run_with_the_latest_payload(
+    pool: asyncpg.Pool, dsn: str, make_client: Any, executors: list[Executor]
+) -> None:
+    await apply_doc(
+        pool, hook_doc("push", debounce={"key": "{{ input.branch }}", "period": "2s"})
+    )
+    client, _ = await make_client()
+    answers = []
+    for n in range(5):
+        response = await client.post("/hooks/push", json={"branch": "main", "n": n})
+        answers.append((response.status, await response.json()))
+    other = await client.post("/hooks/push", json={"branch": "dev", "n": 99})
+    assert other.status == 202
+    other_id = (await other.json())["execution_id"]
+
+    first_status, first = answers[0]
+    run_id = first["execution_id"]
+    assert first_status == 202 and first == {
+        "execution_id": run_id, "status_url": f"/hooks/_executions/{run_id}"
+    }
+    assert answers[1:] == [(202, {"execution_id": run_id, "debounced": True})] * 4
+    assert other_id != run_id
+    stored = await requests_of(pool, "push")
+    assert [(r["execution_id"], r["outcome"]) for r in stored] == [
+        (run_id, "accepted"), *[(run_id, "debounced")] * 4, (other_id, "accepted")
+    ]
+    assert stored[0]["id"] == run_id  # the request that opened the window shares its id
+    pending = await pool.fetchrow(
+        "SELECT status, input, not_before, created_at FROM workflow_executions WHERE id = $1",
+        run_id,
+    )
+    assert pending["status"] == "NEW"
+    assert pending["input"] == {"branch": "main", "n": 4}
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 2
+
+    await start_executor(pool, dsn, executors)
+    row = await final_status(pool, run_id)
+    assert row["status"] == "SUCCESS"
+    assert row["input"] == {"branch": "main", "n": 4}
+    # Not started before the period after the last request had passed.
+    assert row["start_time"] >= pending["not_before"]
+    assert (await final_status(pool, other_id))["input"] == {"branch": "dev", "n": 99}
+
+    # The window's run started: the next request opens a new window.
+    again = await client.post("/hooks/push", json={"branch": "main", "n": 5})
+    body = await again.json()
+    assert again.status == 202 and "debounced" not in body
+    assert body["execution_id"] not in (run_id, other_id)
+
+
+async def test_max_wait_caps_a_never_ending_burst(pool: asyncpg.Pool) -> None:
+    """A fake clock: a request every 0.8 periods for ever; the run's start is pushed back
+    with each one until max_wait after the first, and never later."""
+    await apply_doc(
+        pool,
+        hook_doc("noisy", debounce={"key": "all", "period": "10s", "max_wait": "30s"}),
+    )
+    trigger = await get_trigger(pool, "noisy/hook")
+    version_id = await pool.fetchval(
+        "SELECT id::text FROM workflow_versions WHERE workflow_id = $1", trigger.workflow_id
+    )
+    t0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+    key = DebounceKey(key="all", period=timedelta(seconds=10), max_wait=timedelta(seconds=30))
+    dues = []
+    for step in range(8):
+        now = t0 + timedelta(seconds=8 * step)
+        item = InboxItem(
+            id=time_ordered_id(), workflow_id=trigger.workflow_id, version_id=version_id,
+            trigger_id=trigger.id, trigger_name="hook", dedupe_key=None, dedupe_ttl=None,
+            input_json=f'{{"step": {step}}}', method="POST", path="/hooks/noisy", query={},
+            headers={}, body=b"", remote_addr=None, received_at=now,
+        )
+        result = await store_keyed_request(pool, item, debounce=key, concurrency=None, now=now)
+        assert result.debounced == (step > 0)
+        dues.append(
+            await pool.fetchval(
+                "SELECT not_before FROM workflow_executions WHERE id = $1",
+                result.result.execution_id,
+            )
+        )
+    seconds = [(due - t0).total_seconds() for due in dues]
+    assert seconds == [10, 18, 26, 30, 30, 30, 30, 30]
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    assert await pool.fetchval("SELECT input FROM workflow_executions") == {"step": 7}
+
+
+async def test_two_replicas_debouncing_one_key_make_one_run(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    await apply_doc(
+        pool, hook_doc("race", debounce={"key": "{{ input.k }}", "period": "1m"})
+    )
+    one, _ = await make_client()
+    two, _ = await make_client()
+    responses = await asyncio.gather(
+        *[(one if n % 2 else two).post("/hooks/race", json={"k": "x", "n": n})
+          for n in range(20)]
+    )
+    bodies = [await r.json() for r in responses]
+    assert {r.status for r in responses} == {202}
+    runs = {b["execution_id"] for b in bodies}
+    assert len(runs) == 1
+    assert sum(1 for b in bodies if b.get("debounced")) == 19
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    stored = await requests_of(pool, "race")
+    assert sorted(r["outcome"] for r in stored) == ["accepted"] + ["debounced"] * 19
+    assert {r["execution_id"] for r in stored} == runs
+
+
+def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
+    """The largest number of intervals open at one instant (an end before a start)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda event: (event[0], event[1]))
+    now = peak = 0
+    for _, change in events:
+        now += change
+        peak = max(peak, now)
+    return peak
+
+
+WAIT_NODES = [{"id": "pause", "type": "wait", "params": {"duration": "300ms"}}]
+
+
+async def test_concurrency_limit_one_runs_one_at_a_time_in_order(
+    pool: asyncpg.Pool, dsn: str, make_client: Any, executors: list[Executor]
+) -> None:
+    await apply_doc(
+        pool,
+        hook_doc("deploy", WAIT_NODES, concurrency={"key": "{{ query.env }}", "limit": 1}),
+    )
+    client, _ = await make_client()
+    ids = []
+    for n in range(3):
+        response = await client.post("/hooks/deploy?env=prod", json={"n": n})
+        assert response.status == 202
+        ids.append((await response.json())["execution_id"])
+    other = await client.post("/hooks/deploy?env=staging", json={"n": 9})
+    other_id = (await other.json())["execution_id"]
+    await start_executor(pool, dsn, executors)
+    rows = [await final_status(pool, i) for i in ids]
+    await final_status(pool, other_id)
+    assert [r["status"] for r in rows] == ["SUCCESS"] * 3
+    assert [r["concurrency_key"] for r in rows] == ["prod"] * 3
+    # One after the other, in the order they came: each started after the previous ended.
+    for before, after in itertools.pairwise(rows):
+        assert after["start_time"] >= before["end_time"]
+    # Another key is not held back by this one.
+    staging = await pool.fetchrow(
+        "SELECT start_time FROM workflow_executions WHERE id = $1", other_id
+    )
+    assert staging["start_time"] < rows[2]["start_time"]
+
+
+async def test_two_executors_never_exceed_the_limit(
+    pool: asyncpg.Pool, dsn: str, make_client: Any, executors: list[Executor]
+) -> None:
+    await apply_doc(
+        pool,
+        hook_doc("shared", WAIT_NODES, concurrency={"key": "{{ input.env }}", "limit": 2}),
+    )
+    client, _ = await make_client()
+    ids = []
+    for n in range(16):
+        response = await client.post("/hooks/shared", json={"env": f"e{n % 2}", "n": n})
+        ids.append((await response.json())["execution_id"])
+    for _ in range(2):
+        await start_executor(pool, dsn, executors)
+    for i in ids:
+        assert (await final_status(pool, i, timeout=60))["status"] == "SUCCESS"
+    for env in ("e0", "e1"):
+        rows = await pool.fetch(
+            "SELECT start_time, end_time FROM workflow_executions"
+            " WHERE concurrency_key = $1",
+            env,
+        )
+        assert len(rows) == 8
+        assert most_at_once([(r["start_time"], r["end_time"]) for r in rows]) <= 2
+    assert sum(ex.stats["started"] for ex in executors) >= 16
+
+
+async def test_a_request_whose_key_cannot_be_computed_is_refused(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    await apply_doc(
+        pool, hook_doc("strict", debounce={"key": "{{ input.branch }}", "period": "1s"})
+    )
+    client, _ = await make_client()
+    response = await client.post("/hooks/strict", json={"ref": "main"})
+    assert response.status == 422
+    assert await response.json() == {
+        "error": "key_invalid",
+        "message": "the debounce key of this request could not be computed: expression"
+        " '{{ input.branch }}': undefined: 'dict object' has no attribute 'branch'",
+    }
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 0
+
+
+async def test_closed_windows_are_dropped_pending_ones_kept(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, hook_doc("old", debounce={"key": "{{ input.k }}", "period": "1s"}))
+    trigger = await get_trigger(pool, "old/hook")
+    version_id = await pool.fetchval(
+        "SELECT id::text FROM workflow_versions WHERE workflow_id = $1", trigger.workflow_id
+    )
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    key = DebounceKey(key="", period=timedelta(seconds=1), max_wait=timedelta(seconds=10))
+    runs = {}
+    for k in ("done", "pending"):
+        item = InboxItem(
+            id=time_ordered_id(), workflow_id=trigger.workflow_id, version_id=version_id,
+            trigger_id=trigger.id, trigger_name="hook", dedupe_key=None, dedupe_ttl=None,
+            input_json="{}", method="POST", path="/hooks/old", query={}, headers={},
+            body=b"", remote_addr=None, received_at=long_ago,
+        )
+        stored = await store_keyed_request(
+            pool, item, debounce=DebounceKey(key=k, period=key.period, max_wait=key.max_wait),
+            concurrency=None, now=long_ago,
+        )
+        runs[k] = stored.result.execution_id
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS', end_time = now() WHERE id = $1",
+        runs["done"],
+    )
+    async with pool.acquire() as conn:
+        assert await drop_closed_windows(conn) == 1
+        assert await drop_closed_windows(conn) == 0
+    assert [r["key"] for r in await pool.fetch("SELECT key FROM debounce_windows")] == [
+        "pending"
+    ]
