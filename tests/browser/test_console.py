@@ -274,3 +274,36 @@ workflows:
     # Ten fires besides the excluded one.
     await expect(page.locator("section:has(#fires-h) tbody tr")).to_have_count(11)
     await page.screenshot(path=str(artifacts / "trigger-calendar.png"), full_page=True)
+
+
+async def test_pause_in_the_console_shows_as_paused_in_the_cli(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/nightly")
+    await page.get_by_label("Note (why").fill("vendor maintenance")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("#trigger-state")).to_have_text("⏸ paused")
+    await expect(page.get_by_role("status")).to_contain_text("vendor maintenance")
+    await page.screenshot(path=str(artifacts / "trigger-paused.png"), full_page=True)
+
+    listed = await run_cli(daemon.config, "triggers", "list")
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("orders/nightly"))
+    assert line.split()[2] == "paused"
+    audit = await run_cli(daemon.config, "audit", "--json")
+    [row] = audit.json()
+    assert (row["actor"], row["action"], row["note"]) == (
+        "token:[api] token (config)", "pause", "vendor maintenance")
+
+    # The CLI resumes it; the console shows it running, and the actions on the trigger.
+    assert (await run_cli(daemon.config, "triggers", "resume", "orders/nightly")).returncode == 0
+    await page.reload()
+    await expect(page.locator("#trigger-state")).to_have_text("✓ running")
+    actions = page.locator("section:has(#actions-h) tbody tr")
+    await expect(actions).to_have_count(2)
+    await expect(actions.first).to_contain_text("resume")
+    await page.get_by_role("link", name="Audit").click()
+    await expect(page.locator("main tbody tr")).to_have_count(2)
+    await page.screenshot(path=str(artifacts / "audit.png"), full_page=True)

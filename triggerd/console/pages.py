@@ -37,9 +37,10 @@ from triggerd.errors import InputInvalid, TriggerdError
 from triggerd.ids import parse_execution_id
 from triggerd.model import ExecutionStatus
 from triggerd.operations import token_actor
-from triggerd.operations.triggers import FireRequest, fire
-from triggerd.schedules import schedule_of
+from triggerd.operations.triggers import FireRequest, fire, pause, resume
+from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.store.admin import page_executions, slot_history
+from triggerd.store.audit import list_audit
 from triggerd.store.console import (
     create_session,
     delete_expired_sessions,
@@ -51,6 +52,7 @@ from triggerd.store.console import (
 )
 from triggerd.store.executions import get_execution, node_timeline
 from triggerd.store.records import VersionRecord
+from triggerd.store.trigger_state import get_state
 from triggerd.store.workflows import (
     get_trigger,
     get_workflow,
@@ -236,9 +238,12 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
         fires = [fire_to_json(f) for f in schedule.preview(datetime.now(UTC), NEXT_FIRES)]
     slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
+    state = await get_state(pool, trigger.id)
+    recent = await list_audit(pool, target=name, limit=10)
     zone = ZoneInfo(zone_name) if zone_name else UTC
     return {
         "trigger": trigger, "name": name, "fires": fires, "zone": zone_name,
+        "state": state, "scheduled": trigger.type in SCHEDULED_TYPES, "actions": recent,
         "slots": [{"slot": s, "local": s.scheduled_for.astimezone(zone).isoformat()}
                   for s in slots],
         "schema": None if version is None else version.parameter_schema,
@@ -351,6 +356,42 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 async def redirect_home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+async def _state_action(request: web.Request, doing: str) -> web.StreamResponse:
+    name = f"{request.match_info['workflow']}/{request.match_info['trigger']}"
+    form = await request.post()
+    note = form.get("note")
+    note_text = note if isinstance(note, str) else None
+    session = _session(request)
+    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    if doing == "pause":
+        await pause(request.app[POOL], actor, name, note_text)
+    else:
+        await resume(request.app[POOL], actor, name, note_text,
+                     catch_up=form.get("catch_up") == "yes")
+    raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}")
+
+
+async def pause_action(request: web.Request) -> web.StreamResponse:
+    return await _state_action(request, "pause")
+
+
+async def resume_action(request: web.Request) -> web.StreamResponse:
+    return await _state_action(request, "resume")
+
+
+async def audit_page(request: web.Request) -> web.Response:
+    target = request.query.get("target") or None
+    cursor = request.query.get("cursor")
+    if cursor is not None and (not cursor.isdigit() or len(cursor) > 19):
+        raise web.HTTPBadRequest(text="cursor: not one this page made")
+    rows = await list_audit(request.app[POOL], target=target,
+                            before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)
+    page = rows[:PAGE_SIZE]
+    next_cursor = str(page[-1].id) if len(rows) > PAGE_SIZE else None
+    return render(request, "audit.html", rows=page, next_cursor=next_cursor,
+                  target=target or "")
 
 
 # --- workflows and versions -------------------------------------------------------------
