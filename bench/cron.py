@@ -178,7 +178,9 @@ async def insert_triggers(dsn: str, configs: list[dict[str, Any]], per_workflow:
         await conn.execute(
             "INSERT INTO workflow_versions (workflow_id, version, graph, is_latest, published_at)"
             " SELECT id, 1, $1::jsonb, true, now() FROM workflows",
-            GRAPH,
+            # A value, not its text: the connection's jsonb codec encodes it (text would be
+            # stored as a JSON string, and every run would fail on its graph).
+            json.loads(GRAPH),
         )
         texts = [json.dumps(c) for c in configs]
         for start in range(0, len(configs), 20_000):
