@@ -378,6 +378,24 @@ async def cmd_triggers_resume(args: argparse.Namespace, settings: Settings) -> i
     return _print_state_change(result, "resumed", as_json=args.json)
 
 
+async def cmd_triggers_skip(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.cron import utc_iso
+    from triggerd.operations import cli_actor
+    from triggerd.operations.triggers import skip
+
+    at = None if args.at is None else _parse_instant(args.at, "--at")
+    async with _pool(settings) as pool:
+        result = await skip(pool, cli_actor(), args.name, next_count=args.next, at=at,
+                            note=args.note)
+    skipped = [utc_iso(i) for i in result.skipped]
+    if args.json:  # the API's answer
+        print_json({"trigger": result.trigger, "skipped": skipped})
+        return 0
+    for instant in skipped:
+        print(f"{result.trigger}: skipped {instant}")
+    return 0
+
+
 def _print_state_change(result: Any, word: str, *, as_json: bool) -> int:
     if as_json:  # the API's answer
         print_json({"trigger": result.trigger, "changed": result.changed,
@@ -915,6 +933,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print {"trigger", "changed", "state"}')
     p.set_defaults(handler=cmd_triggers_resume)
+    p = tsub.add_parser(
+        "skip", help="skip the next N slots or one instant (ledger outcome skipped_manual)",
+        description="Record future slots of a scheduled trigger as skipped_manual: the"
+        " schedule then starts nothing for them, on every replica. A slot that already has"
+        " an outcome is refused (exit 4) and nothing is skipped.")
+    p.add_argument("name", metavar="NAME", type=_name)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--next", type=int, metavar="N", help="the next N slots (1-1000)")
+    which.add_argument("--at", metavar="INSTANT",
+                       help="one slot, an instant of the schedule (with offset or Z)")
+    p.add_argument("--note", metavar="TEXT", help="why (in the ledger and the audit trail)")
+    p.add_argument("--json", action="store_true", help='print {"trigger", "skipped": [...]}')
+    p.set_defaults(handler=cmd_triggers_skip)
     p = tsub.add_parser("enable", help="enable a trigger")
     p.add_argument("name", metavar="NAME", type=_name)
     p.add_argument("--json", action="store_true", help='print {"trigger", "changed"}')

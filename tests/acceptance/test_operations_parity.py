@@ -48,6 +48,15 @@ CASES: list[tuple[str, list[str], str, str, Any]] = [
      "POST", "/api/v1/triggers/orders/nope/resume", None),
     ("resume: not a scheduled trigger", ["triggers", "resume", "orders/by-hand"],
      "POST", "/api/v1/triggers/orders/by-hand/resume", None),
+    ("skip: unknown trigger", ["triggers", "skip", "orders/nope", "--next", "1"],
+     "POST", "/api/v1/triggers/orders/nope/skip", {"next": 1}),
+    ("skip: not a scheduled trigger", ["triggers", "skip", "orders/by-hand", "--next", "1"],
+     "POST", "/api/v1/triggers/orders/by-hand/skip", {"next": 1}),
+    ("skip: next out of range", ["triggers", "skip", "orders/nightly", "--next", "0"],
+     "POST", "/api/v1/triggers/orders/nightly/skip", {"next": 0}),
+    ("skip: not an instant of the schedule",
+     ["triggers", "skip", "orders/nightly", "--at", "2099-01-01T03:00:00Z"],
+     "POST", "/api/v1/triggers/orders/nightly/skip", {"at": "2099-01-01T03:00:00Z"}),
     ("enable: unknown trigger", ["triggers", "enable", "orders/nope"],
      "POST", "/api/v1/triggers/orders/nope/enable", None),
     ("disable: unknown trigger", ["triggers", "disable", "orders/nope"],
@@ -88,6 +97,7 @@ async def test_the_same_bad_input_gets_the_same_answer_through_cli_and_api(
         assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 0
         assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
         assert await conn.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0
+        assert await conn.fetchval("SELECT count(*) FROM trigger_slots") == 0
     finally:
         await conn.close()
 

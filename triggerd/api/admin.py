@@ -36,7 +36,7 @@ from triggerd.api.openapi import (
     WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import POOL, SETTINGS
-from triggerd.cron import fire_to_json
+from triggerd.cron import fire_to_json, utc_iso
 from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents
 from triggerd.definitions.loading import parse_yaml
@@ -59,6 +59,7 @@ from triggerd.operations.triggers import (
     pause,
     resume,
     set_enabled,
+    skip,
 )
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.storable import storage_problem
@@ -550,8 +551,8 @@ async def _options(request: web.Request, allowed: dict[str, type]) -> dict[str, 
                        f" takes only {', '.join(repr(k) for k in allowed)})")
     for key, kind in allowed.items():
         if key in body and not isinstance(body[key], kind):
-            raise ApiError(422, "invalid_body",
-                           f"{key} must be a {'string' if kind is str else 'boolean'}")
+            words = {str: "a string", bool: "a boolean", int: "an integer"}
+            raise ApiError(422, "invalid_body", f"{key} must be {words[kind]}")
     return body
 
 
@@ -572,6 +573,23 @@ async def resume_trigger_handler(request: web.Request) -> web.Response:
     body = await _options(request, {"note": str, "catch_up": bool})
     return _state_change(await resume(request.app[POOL], _actor(request), name,
                                       body.get("note"), catch_up=body.get("catch_up", False)))
+
+
+async def skip_trigger_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    body = await _options(request, {"next": int, "at": str, "note": str})
+    if isinstance(body.get("next"), bool):
+        raise ApiError(422, "invalid_body", "next must be an integer")
+    at = None
+    if "at" in body:
+        try:
+            at = datetime.fromisoformat(body["at"].replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(422, "invalid_body",
+                           f"at: {body['at'][:60]!r} is not an ISO-8601 instant") from None
+    result = await skip(request.app[POOL], _actor(request), name,
+                        next_count=body.get("next"), at=at, note=body.get("note"))
+    return _ok({"trigger": result.trigger, "skipped": [utc_iso(i) for i in result.skipped]})
 
 
 async def list_audit_handler(request: web.Request) -> web.Response:

@@ -135,6 +135,14 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         body=Body(schema={"$ref": "#/components/schemas/ResumeRequest"}, required=False),
     ),
     Route(
+        operation_id="skipSlots", method="POST", path=f"{_TRIGGER}/skip",
+        handler=admin.skip_trigger_handler,
+        summary="Skip the next N slots or one instant (ledger outcome skipped_manual)",
+        tag="triggers", answers={200: json_answer("The slots skipped.", "SkipResult")},
+        errors=(400, 404, 409, 413, 415, 422), parameters=_TRIGGER_PARAMS,
+        body=Body(schema={"$ref": "#/components/schemas/SkipRequest"}, required=True),
+    ),
+    Route(
         operation_id="listAudit", method="GET", path=f"{_P}/audit",
         handler=admin.list_audit_handler, summary="The audit trail, newest first",
         tag="audit", answers={200: json_answer("One page of audit rows.", "AuditPage")},

@@ -241,6 +241,21 @@ def _schemas() -> dict[str, Schema]:
                              " while paused (under the misfire policy)"},
             },
         },
+        "SkipRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "next": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "at": {"type": "string", "format": "date-time"},
+                "note": {"type": "string", "maxLength": 500},
+            },
+        },
+        "SkipResult": _object(
+            {
+                "trigger": {"type": "string"},
+                "skipped": {"type": "array", "items": _DATETIME},
+            }
+        ),
         "AuditEntry": _object(
             {
                 "id": {"type": "integer"},

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, DefinitionError, UsageError
 from triggerd.inputs import check_input
 from triggerd.model import JSON, WorkflowStatus
 from triggerd.operations.actor import Actor
-from triggerd.schedules import SCHEDULED_TYPES
+from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
 from triggerd.store import trigger_state
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.executions import NewExecution, insert_executions
 from triggerd.store.records import TriggerRecord
-from triggerd.store.trigger_state import TriggerState
+from triggerd.store.trigger_state import TriggerState, record_manual_skips
 from triggerd.store.workflows import (
     get_trigger,
     get_workflow,
@@ -193,3 +195,73 @@ async def set_enabled(pool: asyncpg.Pool, actor: Actor, name: str, enabled: bool
                 actor=actor.name, action="enable" if enabled else "disable",
                 target_kind="trigger", target=name, target_id=trigger.id))
     return trigger, changed
+
+
+MAX_SKIP = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkipResult:
+    trigger: str
+    skipped: tuple[datetime, ...]
+
+
+def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
+                   at: datetime | None) -> list[datetime]:
+    """The instants a skip names: the next ``next_count`` fires after ``now``, or ``at``
+    (which must be one of the schedule's future fires)."""
+    if next_count is not None:
+        if not 1 <= next_count <= MAX_SKIP:
+            raise UsageError(f"next: {next_count} is out of range 1-{MAX_SKIP}")
+        instants: list[datetime] = []
+        after = now
+        while len(instants) < next_count:
+            fire = schedule.next_fire(after)
+            if fire is None:
+                break
+            instants.append(fire.at)
+            after = fire.at
+        if not instants:
+            raise Conflict("the schedule has no fires left to skip")
+        return instants
+    assert at is not None
+    if at.tzinfo is None:
+        raise UsageError("at: needs a UTC offset or Z (e.g. 2027-01-01T09:00:00Z)")
+    if at <= now:
+        raise UsageError(f"at: {utc_iso(at)} is not in the future")
+    found = schedule.next_fire(at - timedelta(microseconds=1))
+    if found is None or found.at != at:
+        before = schedule.last_fires(at - timedelta(days=366), at, 1)
+        near = [utc_iso(f.at) for f in before] + ([utc_iso(found.at)] if found else [])
+        raise UsageError(f"at: {utc_iso(at)} is not a fire of this schedule"
+                         + (f" (nearest: {', '.join(near)})" if near else ""))
+    return [at]
+
+
+async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int | None = None,
+               at: datetime | None = None, note: str | None = None,
+               now: datetime | None = None) -> SkipResult:
+    """Record future slots as ``skipped_manual`` in the ledger: the live schedule then finds
+    them decided and starts nothing for them (the same primary key decides on every
+    replica). A slot that already has a ledger row is a conflict."""
+    if (next_count is None) == (at is None):
+        raise UsageError("give exactly one of next and at")
+    note = check_note(note)
+    async with pool.acquire() as conn, conn.transaction():
+        trigger = await _scheduled_trigger(conn, name, "skipped")
+        schedule = schedule_of(trigger.type, trigger.config)
+        instants = _slots_to_skip(schedule, now or datetime.now(UTC), next_count, at)
+        taken = await record_manual_skips(conn, trigger.id, instants,
+                                          detail=f"skipped by {actor.name}"
+                                          + (f": {note}" if note else ""))
+        if taken:
+            first = min(taken)
+            raise Conflict(f"slot {utc_iso(first[0])} of {name} is already decided"
+                           f" ({first[1]}); nothing was skipped")
+        await record_audit(conn, AuditEntry(
+            actor=actor.name, action="skip", target_kind="trigger", target=name,
+            target_id=trigger.id, note=note,
+            detail={"slots": [utc_iso(i) for i in instants]}))
+    logger.info("trigger slots skipped", extra={"event": "trigger_skipped", "trigger": name,
+                                                "slots": len(instants), "actor": actor.name})
+    return SkipResult(trigger=name, skipped=tuple(instants))

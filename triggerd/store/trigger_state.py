@@ -93,3 +93,24 @@ async def paused_ids(conn: Conn) -> set[str]:
     """The ids of the paused triggers (few: an operator's switch)."""
     rows = await conn.fetch("SELECT trigger_id::text AS id FROM trigger_state WHERE paused")
     return {r["id"] for r in rows}
+
+
+async def record_manual_skips(
+    conn: Conn, trigger_id: str, instants: list[datetime], *, detail: str
+) -> list[tuple[datetime, str]]:
+    """Write ``skipped_manual`` ledger rows for ``instants``; returns the instants that
+    already had a row, with their outcome (the caller then rolls back: nothing is kept).
+    The ledger's primary key decides a race with the live schedule or another skip."""
+    written = await conn.fetch(
+        "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, detail)"
+        " SELECT $1, unnest($2::timestamptz[]), 'skipped_manual', $3"
+        " ON CONFLICT (trigger_id, scheduled_for) DO NOTHING RETURNING scheduled_for",
+        trigger_id, instants, detail)
+    if len(written) == len(instants):
+        return []
+    kept = {r["scheduled_for"] for r in written}
+    rows = await conn.fetch(
+        "SELECT scheduled_for, outcome FROM trigger_slots WHERE trigger_id = $1"
+        " AND scheduled_for = ANY($2::timestamptz[]) ORDER BY scheduled_for",
+        trigger_id, [i for i in instants if i not in kept])
+    return [(r["scheduled_for"], r["outcome"]) for r in rows]

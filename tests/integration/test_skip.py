@@ -1,0 +1,75 @@
+"""Skip: future slots recorded skipped_manual, which the live schedule then leaves alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc
+from tests.integration.test_pause_resume import DOC, OPERATOR, _slot
+from triggerd.errors import Conflict, UsageError
+from triggerd.operations.triggers import skip
+from triggerd.store.slots import record_slots
+from triggerd.store.workflows import get_trigger
+
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)  # the nightly trigger fires at 02:00 UTC
+
+
+@pytest.fixture
+async def nightly(pool: asyncpg.Pool) -> dict[str, Any]:
+    await apply_doc(pool, DOC)
+    trigger = await get_trigger(pool, "report/nightly")
+    config = await pool.fetchval("SELECT config::text FROM workflow_triggers WHERE id = $1",
+                                 trigger.id)
+    return {"id": trigger.id, "config": config}
+
+
+async def test_skip_next_records_the_next_slots_and_the_schedule_leaves_them(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    result = await skip(pool, OPERATOR, "report/nightly", next_count=2, note="holiday",
+                        now=NOW)
+    assert result.skipped == (datetime(2027, 3, 2, 2, tzinfo=UTC),
+                              datetime(2027, 3, 3, 2, tzinfo=UTC))
+    written = await record_slots(pool, [_slot(nightly, result.skipped[0])], fired_at="x")
+    assert written.inserted == 0 and written.recorded == ()
+    rows = await pool.fetch("SELECT outcome, detail FROM trigger_slots ORDER BY scheduled_for")
+    assert [tuple(r) for r in rows] == [("skipped_manual", "skipped by token:ops: holiday")] * 2
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    audit = await pool.fetchrow("SELECT action, note FROM audit_log")
+    assert tuple(audit) == ("skip", "holiday")
+
+
+async def test_skip_at_one_instant_of_the_schedule(pool: asyncpg.Pool, nightly: dict[str, Any]
+                                                   ) -> None:
+    at = datetime(2027, 3, 5, 2, tzinfo=UTC)
+    assert (await skip(pool, OPERATOR, "report/nightly", at=at, now=NOW)).skipped == (at,)
+
+
+async def test_bad_skips_are_refused_and_skip_nothing(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    with pytest.raises(UsageError, match=r"at: 2027-03-05T03:00:00Z is not a fire of this"
+                       r" schedule \(nearest: 2027-03-05T02:00:00Z, 2027-03-06T02:00:00Z\)"):
+        await skip(pool, OPERATOR, "report/nightly", at=datetime(2027, 3, 5, 3, tzinfo=UTC),
+                   now=NOW)
+    with pytest.raises(UsageError, match="at: 2027-02-01T02:00:00Z is not in the future"):
+        await skip(pool, OPERATOR, "report/nightly", at=datetime(2027, 2, 1, 2, tzinfo=UTC),
+                   now=NOW)
+    with pytest.raises(UsageError, match="next: 0 is out of range 1-1000"):
+        await skip(pool, OPERATOR, "report/nightly", next_count=0, now=NOW)
+    with pytest.raises(UsageError, match="give exactly one of next and at"):
+        await skip(pool, OPERATOR, "report/nightly", now=NOW)
+    with pytest.raises(Conflict, match="only scheduled triggers"):
+        await skip(pool, OPERATOR, "report/by-hand", next_count=1, now=NOW)
+    # A slot already decided: nothing of the request is kept.
+    await skip(pool, OPERATOR, "report/nightly", at=datetime(2027, 3, 3, 2, tzinfo=UTC),
+               now=NOW)
+    with pytest.raises(Conflict, match=r"slot 2027-03-03T02:00:00Z of report/nightly is"
+                       r" already decided \(skipped_manual\); nothing was skipped"):
+        await skip(pool, OPERATOR, "report/nightly", next_count=3, now=NOW)
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 1
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
