@@ -230,6 +230,35 @@ ALTER TABLE public.audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: backfills; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.backfills (
+    id uuid NOT NULL,
+    trigger_id uuid NOT NULL,
+    range_from timestamp with time zone NOT NULL,
+    range_to timestamp with time zone NOT NULL,
+    only_missing boolean NOT NULL,
+    overlap text NOT NULL,
+    rate_per_second double precision NOT NULL,
+    slots timestamp with time zone[] NOT NULL,
+    next_index integer DEFAULT 0 NOT NULL,
+    started integer DEFAULT 0 NOT NULL,
+    skipped integer DEFAULT 0 NOT NULL,
+    state text DEFAULT 'running'::text NOT NULL,
+    actor text NOT NULL,
+    note text,
+    owner text,
+    lease_expires_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT backfills_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text, 'buffer_one'::text, 'cancel_previous'::text]))),
+    CONSTRAINT backfills_rate_per_second_check CHECK ((rate_per_second > (0)::double precision)),
+    CONSTRAINT backfills_state_check CHECK ((state = ANY (ARRAY['running'::text, 'done'::text, 'canceled'::text])))
+);
+
+
+--
 -- Name: console_sessions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -521,6 +550,14 @@ ALTER TABLE ONLY public.audit_log
 
 
 --
+-- Name: backfills backfills_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.backfills
+    ADD CONSTRAINT backfills_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: console_sessions console_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -676,6 +713,13 @@ CREATE INDEX applied_definitions_applied_at ON public.applied_definitions USING 
 --
 
 CREATE INDEX audit_log_target ON public.audit_log USING btree (target, id DESC);
+
+
+--
+-- Name: backfills_running; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX backfills_running ON public.backfills USING btree (created_at) WHERE (state = 'running'::text);
 
 
 --
@@ -872,6 +916,14 @@ CREATE TRIGGER workflow_versions_immutable BEFORE UPDATE ON public.workflow_vers
 --
 
 CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_workflows_deleted();
+
+
+--
+-- Name: backfills backfills_trigger_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.backfills
+    ADD CONSTRAINT backfills_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.workflow_triggers(id) ON DELETE CASCADE;
 
 
 --

@@ -32,8 +32,10 @@ from triggerd.logs import setup_logging
 from triggerd.storable import storage_problem, unstorable
 from triggerd.views import (
     audit_json,
+    backfill_json,
     execution_json,
     node_json,
+    planned_json,
     slot_json,
     state_json,
     trigger_json,
@@ -393,6 +395,101 @@ async def cmd_triggers_skip(args: argparse.Namespace, settings: Settings) -> int
         return 0
     for instant in skipped:
         print(f"{result.trigger}: skipped {instant}")
+    return 0
+
+
+async def cmd_triggers_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.backfills import BackfillRequest, create
+
+    request = BackfillRequest(
+        trigger=args.name, range_from=_parse_instant(args.range_from, "--from"),
+        range_to=_parse_instant(args.range_to, "--to"), only_missing=args.only_missing,
+        overlap=args.overlap, rate=args.rate, dry_run=args.dry_run, note=args.note)
+    async with _pool(settings) as pool:
+        plan = await create(pool, cli_actor(), request)
+        if plan.backfill_id is None:  # a dry run
+            if args.json:
+                print_json({"backfill_id": None, "slots": planned_json(plan.slots),
+                            "started": 0})
+                return 0
+            for slot in planned_json(plan.slots):
+                print(f"{slot['at']}  {slot['action']:<5}  {slot['reason'] or ''}".rstrip())
+            print(f"dry run: {plan.to_start} slot(s) would start,"
+                  f" {len(plan.slots) - plan.to_start} skipped; nothing was started")
+            return 0
+        if not args.json:
+            print(f"backfill {plan.backfill_id}: {plan.to_start} slot(s) to start"
+                  f" ({len(plan.slots) - plan.to_start} skipped) at {args.rate};"
+                  " the daemons start them (Ctrl-C stops watching, not the backfill)")
+        final = await _watch_backfill(pool, plan.backfill_id, quiet=args.json)
+    if args.json:
+        print_json({"backfill_id": plan.backfill_id, "slots": planned_json(plan.slots),
+                    "started": final.started})
+        return 0
+    print(f"backfill {final.id}: {final.state}; {final.started} started,"
+          f" {final.skipped} already decided elsewhere")
+    return 0
+
+
+async def _watch_backfill(pool: asyncpg.Pool, backfill_id: str, *, quiet: bool) -> Any:
+    """Poll a backfill until it ends, drawing its progress (a bar on a terminal, a line per
+    change otherwise)."""
+    from triggerd.store.backfills import get_backfill
+
+    tty = sys.stdout.isatty() and not quiet
+    shown = None
+    waited = 0.0
+    while True:
+        record = await get_backfill(pool, backfill_id)
+        progress = (record.next_index, record.started, record.state)
+        if not quiet and progress != shown:
+            shown = progress
+            if tty:
+                width = 30
+                filled = width * record.next_index // max(record.total, 1)
+                print(f"\r[{'#' * filled}{'-' * (width - filled)}] {record.next_index}/"
+                      f"{record.total} ({record.started} started)", end="", flush=True)
+            else:
+                print(f"{record.next_index}/{record.total} ({record.started} started)")
+        if record.state != "running":
+            if tty:
+                print()
+            return record
+        if waited >= 10.0 and record.next_index == 0 and not quiet:
+            print("\nno daemon has started it yet: is `triggerd run` running on this"
+                  " database?", file=sys.stderr)
+            waited = -1e9
+        await asyncio.sleep(0.5)
+        waited += 0.5
+
+
+async def cmd_backfills_show(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations.backfills import get
+
+    async with _pool(settings) as pool:
+        record = await get(pool, args.id)
+    return _print_backfill(record, as_json=args.json)
+
+
+async def cmd_backfills_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.backfills import cancel
+
+    async with _pool(settings) as pool:
+        record = await cancel(pool, cli_actor(), args.id)
+    return _print_backfill(record, as_json=args.json)
+
+
+def _print_backfill(record: Any, *, as_json: bool) -> int:
+    doc = backfill_json(record)
+    if as_json:
+        print_json(doc)
+        return 0
+    for key in ("backfill_id", "trigger", "state", "from", "to", "only_missing", "overlap",
+                "rate_per_second", "total", "done", "started", "skipped", "actor", "note",
+                "created_at", "finished_at"):
+        print(f"{key + ':':<17} {_text(doc[key])}")
     return 0
 
 
@@ -946,6 +1043,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", metavar="TEXT", help="why (in the ledger and the audit trail)")
     p.add_argument("--json", action="store_true", help='print {"trigger", "skipped": [...]}')
     p.set_defaults(handler=cmd_triggers_skip)
+    p = tsub.add_parser(
+        "backfill", help="run a trigger's slots over a past range (all, or only the missing)",
+        description="Start the slots of a scheduled trigger in the half-open range"
+        " [--from, --to). With --only-missing: the slots with no ledger row or recorded"
+        " skipped_misfire/skipped_overlap, under the live key (never twice, whoever races);"
+        " without it: every slot once more, under backfill:<id>:<instant>. The daemons start"
+        " them at --rate; this command shows the progress (a bar on a terminal).")
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--from", dest="range_from", required=True, metavar="INSTANT",
+                   help="first instant (inclusive), with offset or Z")
+    p.add_argument("--to", dest="range_to", required=True, metavar="INSTANT",
+                   help="end (exclusive), with offset or Z; not in the future")
+    p.add_argument("--only-missing", action="store_true",
+                   help="only slots that did not run (see above)")
+    p.add_argument("--overlap", metavar="POLICY",
+                   help="allow (start at the rate) or skip|buffer_one|cancel_previous (one"
+                        " run at a time); default: the trigger's")
+    p.add_argument("--rate", default="10/s", metavar="N/s",
+                   help="starts per second, minute or hour (default 10/s, at most 1000/s)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the slots it would start or skip; start nothing")
+    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--json", action="store_true",
+                   help='wait, then print {"backfill_id", "slots": [{"at", "action",'
+                        ' "reason"}], "started"}')
+    p.set_defaults(handler=cmd_triggers_backfill)
     p = tsub.add_parser("enable", help="enable a trigger")
     p.add_argument("name", metavar="NAME", type=_name)
     p.add_argument("--json", action="store_true", help='print {"trigger", "changed"}')
@@ -1045,6 +1168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_cron_next, needs_settings=False)
 
+    backfills = sub.add_parser("backfills", help="show or cancel a backfill")
+    bsub = backfills.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    bsub.required = True
+    p = bsub.add_parser("show", help="a backfill's progress")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_backfills_show)
+    p = bsub.add_parser("cancel", help="stop a running backfill (runs started go on)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_backfills_cancel)
     p = sub.add_parser("audit", help="who did what, when, with which note (newest first)")
     p.add_argument("--target", metavar="NAME",
                    help="only this target (workflow/trigger, workflow key or execution id)")

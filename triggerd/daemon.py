@@ -220,7 +220,9 @@ class Daemon:
             self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
         )
         ingress.stats.sink = self.app[METRICS]
-        self.components += [scheduler, ingress]
+        from triggerd.backfill import BackfillRunner
+
+        self.components += [scheduler, ingress, BackfillRunner(self.pool)]
         if not self.settings.database.url:
             from triggerd.embedded import EmbeddedServerWatch
 

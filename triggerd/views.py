@@ -5,9 +5,13 @@ Values stay Python values (datetimes, UUID strings); the caller's encoder render
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from triggerd.cron import utc_iso
+from triggerd.operations.backfills import PlannedSlot
 from triggerd.store.audit import AuditRecord
+from triggerd.store.backfills import BackfillRecord
 from triggerd.store.records import (
     ExecutionRecord,
     NodeExecutionRecord,
@@ -138,3 +142,16 @@ def audit_json(a: AuditRecord) -> dict[str, Any]:
     return {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action,
             "target_kind": a.target_kind, "target": a.target, "target_id": a.target_id,
             "note": a.note, "detail": a.detail}
+
+
+def backfill_json(b: BackfillRecord) -> dict[str, Any]:
+    return {"backfill_id": b.id, "trigger": b.trigger, "from": b.range_from, "to": b.range_to,
+            "only_missing": b.only_missing, "overlap": b.overlap,
+            "rate_per_second": b.rate_per_second, "state": b.state, "total": b.total,
+            "done": b.next_index, "started": b.started, "skipped": b.skipped,
+            "actor": b.actor, "note": b.note, "created_at": b.created_at,
+            "finished_at": b.finished_at}
+
+
+def planned_json(slots: Iterable[PlannedSlot]) -> list[dict[str, Any]]:
+    return [{"at": utc_iso(s.at), "action": s.action, "reason": s.reason} for s in slots]

@@ -57,6 +57,32 @@ CASES: list[tuple[str, list[str], str, str, Any]] = [
     ("skip: not an instant of the schedule",
      ["triggers", "skip", "orders/nightly", "--at", "2099-01-01T03:00:00Z"],
      "POST", "/api/v1/triggers/orders/nightly/skip", {"at": "2099-01-01T03:00:00Z"}),
+    ("backfill: unknown trigger",
+     ["triggers", "backfill", "orders/nope", "--from", "2026-01-01T00:00:00Z", "--to",
+      "2026-01-02T00:00:00Z"],
+     "POST", "/api/v1/triggers/orders/nope/backfills",
+     {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}),
+    ("backfill: empty range",
+     ["triggers", "backfill", "orders/nightly", "--from", "2026-01-02T00:00:00Z", "--to",
+      "2026-01-01T00:00:00Z"],
+     "POST", "/api/v1/triggers/orders/nightly/backfills",
+     {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+    ("backfill: bad rate",
+     ["triggers", "backfill", "orders/nightly", "--from", "2026-01-01T00:00:00Z", "--to",
+      "2026-01-02T00:00:00Z", "--rate", "fast"],
+     "POST", "/api/v1/triggers/orders/nightly/backfills",
+     {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "rate": "fast"}),
+    ("backfill: not a scheduled trigger",
+     ["triggers", "backfill", "orders/by-hand", "--from", "2026-01-01T00:00:00Z", "--to",
+      "2026-01-02T00:00:00Z"],
+     "POST", "/api/v1/triggers/orders/by-hand/backfills",
+     {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}),
+    ("backfills cancel: unknown backfill", ["backfills", "cancel", MISSING],
+     "POST", f"/api/v1/backfills/{MISSING}/cancel", None),
+    ("backfills show: unknown backfill", ["backfills", "show", MISSING],
+     "GET", f"/api/v1/backfills/{MISSING}", None),
+    ("backfills show: not an id", ["backfills", "show", "nope"],
+     "GET", "/api/v1/backfills/nope", None),
     ("enable: unknown trigger", ["triggers", "enable", "orders/nope"],
      "POST", "/api/v1/triggers/orders/nope/enable", None),
     ("disable: unknown trigger", ["triggers", "disable", "orders/nope"],
@@ -98,6 +124,7 @@ async def test_the_same_bad_input_gets_the_same_answer_through_cli_and_api(
         assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
         assert await conn.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0
         assert await conn.fetchval("SELECT count(*) FROM trigger_slots") == 0
+        assert await conn.fetchval("SELECT count(*) FROM backfills") == 0
     finally:
         await conn.close()
 

@@ -31,6 +31,7 @@ EXPECTED_TABLES = {
     "audit_log",
     "trigger_state",
     "console_sessions",
+    "backfills",
     "debounce_windows",
     "applied_definitions",
 }

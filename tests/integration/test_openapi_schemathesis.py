@@ -48,10 +48,17 @@ SEED = 20260308
 # the semantic checks of `triggerd check` (node types, cron expressions, graph shape). For
 # them a schema-valid body may still be refused with 422; everywhere else a schema-valid
 # request must be accepted.
+# Skip and backfill take instants the document can only type: whether an instant is a
+# fire of the schedule, a range's order and that it lies in the past are checked by the
+# operation (400, as the CLI's exit 2).
 CONFIG = """
 [[operations]]
 include-operation-id-regex = "^(fireTrigger|applyDefinitions)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422"]
+
+[[operations]]
+include-operation-id-regex = "^(skipSlots|createBackfill)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409", "422"]
 """
 
 

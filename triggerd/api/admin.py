@@ -52,6 +52,10 @@ from triggerd.errors import (
 )
 from triggerd.model import ExecutionStatus, TriggerType
 from triggerd.operations import Actor, token_actor
+from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
+from triggerd.operations.backfills import cancel as cancel_backfill
+from triggerd.operations.backfills import create as create_backfill
+from triggerd.operations.backfills import get as get_backfill
 from triggerd.operations.triggers import (
     FireRequest,
     StateChange,
@@ -88,8 +92,10 @@ from triggerd.store.workflows import (
 from triggerd.tokens import Principal, method_refusal, scope_refusal
 from triggerd.views import (
     audit_json,
+    backfill_json,
     execution_json,
     node_json,
+    planned_json,
     slot_json,
     state_json,
     trigger_json,
@@ -590,6 +596,44 @@ async def skip_trigger_handler(request: web.Request) -> web.Response:
     result = await skip(request.app[POOL], _actor(request), name,
                         next_count=body.get("next"), at=at, note=body.get("note"))
     return _ok({"trigger": result.trigger, "skipped": [utc_iso(i) for i in result.skipped]})
+
+
+def _instant_field(body: dict[str, Any], key: str) -> datetime:
+    if key not in body:
+        raise ApiError(422, "invalid_body", f"{key} is required (an ISO-8601 instant)")
+    try:
+        return datetime.fromisoformat(str(body[key]).replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "invalid_body",
+                       f"{key}: {str(body[key])[:60]!r} is not an ISO-8601 instant") from None
+
+
+async def create_backfill_handler(request: web.Request) -> web.Response:
+    name = _trigger_name(request)
+    body = await _options(request, {"from": str, "to": str, "only_missing": bool,
+                                    "overlap": str, "rate": str, "dry_run": bool,
+                                    "note": str})
+    plan = await create_backfill(request.app[POOL], _actor(request), BackfillRequest(
+        trigger=name, range_from=_instant_field(body, "from"),
+        range_to=_instant_field(body, "to"), only_missing=body.get("only_missing", False),
+        overlap=body.get("overlap"), rate=body.get("rate", DEFAULT_RATE),
+        dry_run=body.get("dry_run", False), note=body.get("note")))
+    doc = {"backfill_id": plan.backfill_id, "slots": planned_json(plan.slots), "started": 0}
+    if plan.backfill_id is None:
+        return _ok(doc)
+    location = f"{API_PREFIX}/backfills/{plan.backfill_id}"
+    return _ok({**doc, "status_url": location}, status=202, headers={"Location": location})
+
+
+async def get_backfill_handler(request: web.Request) -> web.Response:
+    return _ok(backfill_json(await get_backfill(request.app[POOL],
+                                                request.match_info["id"])))
+
+
+async def cancel_backfill_handler(request: web.Request) -> web.Response:
+    record = await cancel_backfill(request.app[POOL], _actor(request),
+                                   request.match_info["id"])
+    return _ok(backfill_json(record))
 
 
 async def list_audit_handler(request: web.Request) -> web.Response:

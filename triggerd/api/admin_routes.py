@@ -22,6 +22,7 @@ from triggerd.api import admin
 from triggerd.api.openapi import (
     ACCEPTED,
     API_PREFIX,
+    BACKFILL_ID,
     CURSOR_PATTERN,
     EXECUTION_ID,
     NEXT_COUNT_DEFAULT,
@@ -141,6 +142,30 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         tag="triggers", answers={200: json_answer("The slots skipped.", "SkipResult")},
         errors=(400, 404, 409, 413, 415, 422), parameters=_TRIGGER_PARAMS,
         body=Body(schema={"$ref": "#/components/schemas/SkipRequest"}, required=True),
+    ),
+    Route(
+        operation_id="createBackfill", method="POST", path=f"{_TRIGGER}/backfills",
+        handler=admin.create_backfill_handler,
+        summary="Backfill a past range (all slots, or only the missing); dry_run plans only",
+        tag="triggers",
+        answers={200: json_answer("The plan of a dry run (nothing started).", "BackfillPlan"),
+                 202: json_answer("The backfill, started by the daemons at its rate.",
+                                  "BackfillPlan")},
+        errors=(400, 404, 409, 413, 415, 422), parameters=_TRIGGER_PARAMS,
+        body=Body(schema={"$ref": "#/components/schemas/BackfillRequest"}, required=True),
+    ),
+    Route(
+        operation_id="getBackfill", method="GET", path=f"{_P}/backfills/{{id}}",
+        handler=admin.get_backfill_handler, summary="A backfill's progress", tag="triggers",
+        answers={200: json_answer("The backfill.", "Backfill")}, errors=(400, 404),
+        parameters=(BACKFILL_ID,),
+    ),
+    Route(
+        operation_id="cancelBackfill", method="POST", path=f"{_P}/backfills/{{id}}/cancel",
+        handler=admin.cancel_backfill_handler,
+        summary="Stop a running backfill (runs started go on)", tag="triggers",
+        answers={200: json_answer("The backfill, canceled.", "Backfill")},
+        errors=(400, 404, 409), parameters=(BACKFILL_ID,),
     ),
     Route(
         operation_id="listAudit", method="GET", path=f"{_P}/audit",

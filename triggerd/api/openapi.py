@@ -256,6 +256,45 @@ def _schemas() -> dict[str, Schema]:
                 "skipped": {"type": "array", "items": _DATETIME},
             }
         ),
+        "BackfillRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["from", "to"],
+            "properties": {
+                "from": {"type": "string", "format": "date-time",
+                         "description": "first instant (inclusive)"},
+                "to": {"type": "string", "format": "date-time",
+                       "description": "end (exclusive), not in the future"},
+                "only_missing": {"type": "boolean"},
+                "overlap": {"enum": ["allow", "skip", "buffer_one", "cancel_previous"]},
+                "rate": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?/(s|m|h)$"},
+                "dry_run": {"type": "boolean"},
+                "note": {"type": "string", "maxLength": 500},
+            },
+        },
+        "BackfillPlan": _object(
+            {
+                "backfill_id": _nullable(_UUID),
+                "slots": {"type": "array", "items": _object({
+                    "at": _DATETIME, "action": {"enum": ["start", "skip"]},
+                    "reason": _nullable({"type": "string"})})},
+                "started": {"type": "integer"},
+                "status_url": {"type": "string"},
+            },
+            optional=("status_url",),
+        ),
+        "Backfill": _object(
+            {
+                "backfill_id": _UUID, "trigger": {"type": "string"}, "from": _DATETIME,
+                "to": _DATETIME, "only_missing": {"type": "boolean"},
+                "overlap": {"type": "string"}, "rate_per_second": {"type": "number"},
+                "state": {"enum": ["running", "done", "canceled"]},
+                "total": {"type": "integer"}, "done": {"type": "integer"},
+                "started": {"type": "integer"}, "skipped": {"type": "integer"},
+                "actor": {"type": "string"}, "note": _nullable({"type": "string"}),
+                "created_at": _DATETIME, "finished_at": _nullable(_DATETIME),
+            }
+        ),
         "AuditEntry": _object(
             {
                 "id": {"type": "integer"},
@@ -559,6 +598,10 @@ TRIGGER_WORKFLOW = Param(name="workflow", location="path", schema=key_schema("wo
                          component="TriggerWorkflow")
 TRIGGER_NAME = Param(name="trigger", location="path", schema=key_schema("trigger name"),
                      component="TriggerName")
+BACKFILL_ID = Param(
+    name="id", location="path", schema=_UUID, component="BackfillId",
+    description="Backfill id, as the backfill's creation answered it (not a UUID: 400).",
+)
 EXECUTION_ID = Param(
     name="id", location="path", schema=_UUID, component="ExecutionId",
     description="Execution id; a value that is not a UUID names no execution (404).",
@@ -568,7 +611,8 @@ PAGE_LIMIT = Param(
     schema={"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
             "default": PAGE_LIMIT_DEFAULT},
 )
-SHARED_PARAMETERS = (WORKFLOW_KEY, TRIGGER_WORKFLOW, TRIGGER_NAME, EXECUTION_ID, PAGE_LIMIT)
+SHARED_PARAMETERS = (BACKFILL_ID, WORKFLOW_KEY, TRIGGER_WORKFLOW, TRIGGER_NAME, EXECUTION_ID,
+                     PAGE_LIMIT)
 
 LOCATION_HEADER: Mapping[str, Schema] = {
     "Location": {"schema": {"type": "string"}, "description": "the status_url"}

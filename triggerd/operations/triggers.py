@@ -126,7 +126,7 @@ class StateChange:
     forgotten_slots: int = 0
 
 
-async def _scheduled_trigger(conn: asyncpg.Connection, name: str, doing: str) -> TriggerRecord:
+async def scheduled_trigger(conn: asyncpg.Connection, name: str, doing: str) -> TriggerRecord:
     trigger = await get_trigger(conn, name)
     if trigger.type not in SCHEDULED_TYPES:
         raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
@@ -140,7 +140,7 @@ async def pause(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None = 
     resumed. Runtime state: ``apply`` and reloads leave it alone."""
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await _scheduled_trigger(conn, name, "paused")
+        trigger = await scheduled_trigger(conn, name, "paused")
         state = await trigger_state.get_state(conn, trigger.id, lock=True)
         changed = not state.paused
         if changed:
@@ -161,7 +161,7 @@ async def resume(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None =
     then the slots skipped while paused are caught up under the misfire policy."""
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await _scheduled_trigger(conn, name, "resumed")
+        trigger = await scheduled_trigger(conn, name, "resumed")
         state = await trigger_state.get_state(conn, trigger.id, lock=True)
         changed = state.paused
         forgotten = 0
@@ -248,7 +248,7 @@ async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int |
         raise UsageError("give exactly one of next and at")
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await _scheduled_trigger(conn, name, "skipped")
+        trigger = await scheduled_trigger(conn, name, "skipped")
         schedule = schedule_of(trigger.type, trigger.config)
         instants = _slots_to_skip(schedule, now or datetime.now(UTC), next_count, at)
         taken = await record_manual_skips(conn, trigger.id, instants,

@@ -1,0 +1,165 @@
+"""Backfills: planned from the schedule and the ledger, started by the daemons' runners at
+their rate, exactly once per slot whoever races (the schedule, another backfill, another
+runner)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc
+from triggerd.backfill import BackfillRunner
+from triggerd.errors import Conflict, UsageError
+from triggerd.operations import Actor
+from triggerd.operations.backfills import BackfillRequest, cancel, create, get, parse_rate
+from triggerd.store.workflows import get_trigger
+
+DOC: dict[str, Any] = {"workflows": [{
+    "key": "report",
+    "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+    "triggers": [{"name": "hourly", "type": "cron", "cron": "0 * * * *",
+                  "overlap": "allow"},
+                 {"name": "by-hand", "type": "manual"}],
+}]}
+OPERATOR = Actor(name="token:ops", via="api")
+FROM = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+TO = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)  # [00:00, 06:00): six slots
+
+
+@pytest.fixture
+async def hourly(pool: asyncpg.Pool) -> str:
+    await apply_doc(pool, DOC)
+    return (await get_trigger(pool, "report/hourly")).id
+
+
+def _request(**kw: Any) -> BackfillRequest:
+    return BackfillRequest(**{"trigger": "report/hourly", "range_from": FROM,
+                              "range_to": TO, **kw})
+
+
+async def _runs(pool: asyncpg.Pool) -> list[tuple[str, str]]:
+    rows = await pool.fetch(
+        "SELECT to_char(scheduled_for AT TIME ZONE 'UTC', 'HH24:MI') AS at, dedupe_key"
+        " FROM workflow_executions ORDER BY scheduled_for, dedupe_key")
+    return [(r["at"], r["dedupe_key"]) for r in rows]
+
+
+async def test_dry_run_lists_the_slots_of_the_half_open_range_and_records_nothing(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    plan = await create(pool, OPERATOR, _request(dry_run=True))
+    assert plan.backfill_id is None
+    assert [s.at.hour for s in plan.slots] == [0, 1, 2, 3, 4, 5]
+    assert {s.action for s in plan.slots} == {"start"}
+    assert await pool.fetchval("SELECT count(*) FROM backfills") == 0
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
+
+
+async def test_only_missing_starts_the_missing_slots_under_the_live_key(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    await pool.execute(
+        "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome) VALUES"
+        " ($1, $2, 'fired'), ($1, $3, 'skipped_misfire'), ($1, $4, 'skipped_manual')",
+        hourly, FROM + timedelta(hours=1), FROM + timedelta(hours=2), FROM + timedelta(hours=3))
+    plan = await create(pool, OPERATOR, _request(only_missing=True, rate="1000/s"))
+    assert [(s.at.hour, s.action, s.reason) for s in plan.slots] == [
+        (0, "start", "no ledger row"), (1, "skip", "already fired"),
+        (2, "start", "was skipped_misfire"), (3, "skip", "already skipped_manual"),
+        (4, "start", "no ledger row"), (5, "start", "no ledger row")]
+    runner = BackfillRunner(pool, owner="a")
+    assert [await runner.work_once(1.0) for _ in range(2)] == [1, 3]
+    assert await _runs(pool) == [("00:00", "cron:2026-11-01T00:00:00Z"),
+                                 ("02:00", "cron:2026-11-01T02:00:00Z"),
+                                 ("04:00", "cron:2026-11-01T04:00:00Z"),
+                                 ("05:00", "cron:2026-11-01T05:00:00Z")]
+    outcomes = await pool.fetch("SELECT outcome, execution_id IS NOT NULL AS ran"
+                                " FROM trigger_slots ORDER BY scheduled_for")
+    assert [tuple(r) for r in outcomes] == [("fired", True), ("fired", False),
+                                            ("fired", True), ("skipped_manual", False),
+                                            ("fired", True), ("fired", True)]
+    done = await get(pool, plan.backfill_id or "")
+    assert (done.state, done.total, done.started, done.skipped) == ("done", 4, 4, 0)
+
+
+async def test_without_only_missing_every_slot_runs_once_more_at_the_rate(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    await pool.execute("INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+                       " VALUES ($1, $2, 'fired')", hourly, FROM)
+    plan = await create(pool, OPERATOR, _request(rate="2/s"))
+    assert plan.backfill_id is not None and plan.to_start == 6
+    runner = BackfillRunner(pool, owner="a")
+    counts = [await runner.work_once(0.5) for _ in range(4)]
+    assert counts == [1, 1, 1, 1]  # a start at once, then 2/s over half-second ticks
+    assert await runner.work_once(1.0) == 2
+    keys = [k for _, k in await _runs(pool)]
+    assert keys == [f"backfill:{plan.backfill_id}:2026-11-01T0{h}:00:00Z" for h in range(6)]
+    assert (await get(pool, plan.backfill_id)).state == "done"
+    assert await runner.work_once(1.0) == 0
+
+
+async def test_two_runners_and_two_backfills_start_each_slot_once(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    first = await create(pool, OPERATOR, _request(only_missing=True, rate="1000/s"))
+    second = await create(pool, OPERATOR, _request(only_missing=True, rate="1000/s",
+                                                   range_from=FROM + timedelta(hours=3),
+                                                   range_to=TO + timedelta(hours=2)))
+    # The live schedule decides one of the slots first.
+    await pool.execute("INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+                       " VALUES ($1, $2, 'fired')", hourly, FROM + timedelta(hours=4))
+    a, b = BackfillRunner(pool, owner="a"), BackfillRunner(pool, owner="b")
+    for _ in range(3):
+        await a.work_once(1.0)
+        await b.work_once(1.0)
+    runs = await _runs(pool)
+    assert [at for at, _ in runs] == ["00:00", "01:00", "02:00", "03:00", "05:00", "06:00",
+                                      "07:00"]
+    states = [(await get(pool, x.backfill_id or "")).state for x in (first, second)]
+    assert states == ["done", "done"]
+
+
+async def test_cancel_stops_a_running_backfill(pool: asyncpg.Pool, hourly: str) -> None:
+    plan = await create(pool, OPERATOR, _request(rate="1/s"))
+    runner = BackfillRunner(pool, owner="a")
+    assert await runner.work_once(0.0) == 1
+    canceled = await cancel(pool, OPERATOR, plan.backfill_id or "")
+    assert (canceled.state, canceled.started) == ("canceled", 1)
+    assert await runner.work_once(10.0) == 0
+    with pytest.raises(Conflict, match="is canceled; nothing was changed"):
+        await cancel(pool, OPERATOR, plan.backfill_id or "")
+    actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["backfill", "cancel_backfill"]
+
+
+async def test_bad_backfills_are_refused_and_record_nothing(pool: asyncpg.Pool, hourly: str
+                                                            ) -> None:
+    cases = [
+        (_request(range_to=FROM), UsageError, "the range is empty: to (2026-11-01T00:00:00Z)"
+         " must be after from (2026-11-01T00:00:00Z)"),
+        (_request(range_to=datetime(2099, 1, 1, tzinfo=UTC)), UsageError,
+         "to: 2099-01-01T00:00:00Z is in the future"),
+        (_request(range_from=datetime(2025, 1, 1, tzinfo=UTC)), UsageError,
+         "the range holds more than 10,000 slots; backfill it in smaller ranges"),
+        (_request(rate="fast"), UsageError, "rate: 'fast' is not N/s, N/m or N/h (e.g. 10/s)"),
+        (_request(overlap="queue"), UsageError, "overlap: 'queue' is not one of"),
+        (_request(trigger="report/by-hand"), Conflict, "trigger report/by-hand is a manual"
+         " trigger; only scheduled triggers (cron, interval) can be backfilled"),
+    ]
+    for request, error, message in cases:
+        with pytest.raises(error) as caught:
+            await create(pool, OPERATOR, request)
+        assert str(caught.value).startswith(message)
+    assert await pool.fetchval("SELECT count(*) FROM backfills") == 0
+    with pytest.raises(UsageError, match="'nope' is not a backfill id"):
+        await get(pool, "nope")
+
+
+def test_rates() -> None:
+    assert [parse_rate(t) for t in ("10/s", "30/m", "0.5/s", "3600/h")] == [10, 0.5, 0.5, 1]
+    with pytest.raises(UsageError, match="rate: 5000/s is out of range"):
+        parse_rate("5000/s")

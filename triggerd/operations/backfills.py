@@ -1,0 +1,170 @@
+"""Backfill: run a trigger's slots over a past range again, or only the missing ones.
+
+The plan is pure (:func:`plan_slots`): the schedule's fires in the half-open range
+``[from, to)`` and, with ``only_missing``, the ledger's outcomes decide which start. The
+daemons' backfill runners then start them at the backfill's rate (triggerd/backfill.py)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from triggerd.cron import utc_iso
+from triggerd.errors import Conflict, UsageError
+from triggerd.model import OverlapPolicy
+from triggerd.operations.actor import Actor
+from triggerd.operations.triggers import check_note, scheduled_trigger
+from triggerd.schedules import Schedule, schedule_of
+from triggerd.store import backfills as store
+from triggerd.store.audit import AuditEntry, record_audit
+
+MAX_SLOTS = 10_000
+DEFAULT_RATE = "10/s"
+# Outcomes --only-missing runs again: the slot did not run because of a policy.
+RERUN_OUTCOMES = frozenset({"skipped_misfire", "skipped_overlap"})
+_RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)/(s|m|h)$")
+
+
+def parse_rate(text: str) -> float:
+    """``10/s``, ``30/m``, ``0.5/s``: starts per second (0 < rate <= 1000/s)."""
+    match = _RATE.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"rate: {text[:40]!r} is not N/s, N/m or N/h (e.g. 10/s)")
+    per = {"s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    rate = float(match.group(1)) / per
+    if not 0 < rate <= 1000:
+        raise UsageError(f"rate: {text} is out of range (more than 0, at most 1000/s)")
+    return rate
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedSlot:
+    at: datetime
+    action: str  # start | skip
+    reason: str | None
+
+
+def plan_slots(schedule: Schedule, range_from: datetime, range_to: datetime,
+               only_missing: bool, outcomes: Mapping[datetime, str]) -> list[PlannedSlot]:
+    """The fires in ``[range_from, range_to)`` and what the backfill does with each."""
+    fires = schedule.fires_between(range_from - timedelta(microseconds=1),
+                                   range_to - timedelta(microseconds=1), MAX_SLOTS + 1)
+    planned = []
+    for fire in fires:
+        outcome = outcomes.get(fire.at)
+        if not only_missing:
+            planned.append(PlannedSlot(at=fire.at, action="start", reason=None))
+        elif outcome is None:
+            planned.append(PlannedSlot(at=fire.at, action="start", reason="no ledger row"))
+        elif outcome in RERUN_OUTCOMES:
+            planned.append(PlannedSlot(at=fire.at, action="start", reason=f"was {outcome}"))
+        else:
+            planned.append(PlannedSlot(at=fire.at, action="skip", reason=f"already {outcome}"))
+    return planned
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillRequest:
+    trigger: str
+    range_from: datetime
+    range_to: datetime
+    only_missing: bool = False
+    overlap: str | None = None  # None: the trigger's
+    rate: str = DEFAULT_RATE
+    dry_run: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillPlan:
+    backfill_id: str | None  # None for a dry run
+    slots: tuple[PlannedSlot, ...]
+
+    @property
+    def to_start(self) -> int:
+        return sum(1 for s in self.slots if s.action == "start")
+
+
+def _check_range(request: BackfillRequest, now: datetime) -> None:
+    for name, value in (("from", request.range_from), ("to", request.range_to)):
+        if value.tzinfo is None:
+            raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
+    if request.range_to <= request.range_from:
+        raise UsageError(f"the range is empty: to ({utc_iso(request.range_to)}) must be after"
+                         f" from ({utc_iso(request.range_from)})")
+    if request.range_to > now:
+        raise UsageError(f"to: {utc_iso(request.range_to)} is in the future; a backfill"
+                         " runs past slots (skip or wait for future ones)")
+
+
+async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
+                 now: datetime | None = None) -> BackfillPlan:
+    """Plan a backfill and, unless ``dry_run``, record it for the daemons to run (an audit
+    row in the same transaction)."""
+    now = now or datetime.now(UTC)
+    _check_range(request, now)
+    rate = parse_rate(request.rate)
+    note = check_note(request.note)
+    if request.overlap is not None and request.overlap not in {p.value for p in OverlapPolicy}:
+        raise UsageError(f"overlap: {request.overlap[:40]!r} is not one of "
+                         + ", ".join(p.value for p in OverlapPolicy))
+    async with pool.acquire() as conn, conn.transaction():
+        trigger = await scheduled_trigger(conn, request.trigger, "backfilled")
+        schedule = schedule_of(trigger.type, trigger.config)
+        fires = schedule.fires_between(request.range_from - timedelta(microseconds=1),
+                                       request.range_to - timedelta(microseconds=1),
+                                       MAX_SLOTS + 1)
+        if len(fires) > MAX_SLOTS:
+            raise UsageError(f"the range holds more than {MAX_SLOTS:,} slots; backfill it"
+                             " in smaller ranges")
+        outcomes = (await store.ledger_outcomes(conn, trigger.id, [f.at for f in fires])
+                    if request.only_missing else {})
+        planned = plan_slots(schedule, request.range_from, request.range_to,
+                             request.only_missing, outcomes)
+        if request.dry_run:
+            return BackfillPlan(backfill_id=None, slots=tuple(planned))
+        overlap = request.overlap or str(trigger.config.get("overlap", "skip"))
+        backfill_id = str(uuid.uuid4())
+        await store.create_backfill(
+            conn, backfill_id=backfill_id, trigger_id=trigger.id,
+            range_from=request.range_from, range_to=request.range_to,
+            only_missing=request.only_missing, overlap=overlap, rate_per_second=rate,
+            slots=[s.at for s in planned if s.action == "start"], actor=actor.name,
+            note=note)
+        await record_audit(conn, AuditEntry(
+            actor=actor.name, action="backfill", target_kind="trigger",
+            target=request.trigger, target_id=trigger.id, note=note,
+            detail={"backfill_id": backfill_id, "from": utc_iso(request.range_from),
+                    "to": utc_iso(request.range_to), "only_missing": request.only_missing,
+                    "slots": sum(1 for s in planned if s.action == "start")}))
+    return BackfillPlan(backfill_id=backfill_id, slots=tuple(planned))
+
+
+def _backfill_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise UsageError(f"{text[:40]!r} is not a backfill id (a UUID)") from None
+
+
+async def get(pool: asyncpg.Pool, backfill_id: str) -> store.BackfillRecord:
+    return await store.get_backfill(pool, _backfill_id(backfill_id))
+
+
+async def cancel(pool: asyncpg.Pool, actor: Actor, backfill_id: str) -> store.BackfillRecord:
+    """Stop a running backfill: runs already started go on; no more start."""
+    backfill_id = _backfill_id(backfill_id)
+    async with pool.acquire() as conn, conn.transaction():
+        record = await store.get_backfill(conn, backfill_id)
+        if not await store.cancel_backfill(conn, backfill_id):
+            raise Conflict(f"backfill {backfill_id} is {record.state}; nothing was changed")
+        await record_audit(conn, AuditEntry(
+            actor=actor.name, action="cancel_backfill", target_kind="backfill",
+            target=backfill_id, target_id=backfill_id,
+            detail={"trigger": record.trigger, "started": record.started}))
+        return await store.get_backfill(conn, backfill_id)

@@ -1,0 +1,211 @@
+"""Backfills (migration 0010): made by the backfill operation, worked by the daemons'
+backfill runners under a lease, a chunk at a time (see triggerd/backfill.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from triggerd.errors import NotFound
+from triggerd.notifications.channels import EXECUTIONS
+
+Conn = Any  # a connection or a pool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackfillRecord:
+    id: str
+    trigger_id: str
+    trigger: str  # workflow/trigger
+    range_from: datetime
+    range_to: datetime
+    only_missing: bool
+    overlap: str
+    rate_per_second: float
+    total: int
+    next_index: int
+    started: int
+    skipped: int
+    state: str
+    actor: str
+    note: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+_COLUMNS = """b.id::text AS id, b.trigger_id::text AS trigger_id, w.key || '/' || t.name AS trigger,
+    b.range_from, b.range_to, b.only_missing, b.overlap, b.rate_per_second,
+    cardinality(b.slots) AS total, b.next_index, b.started, b.skipped, b.state, b.actor,
+    b.note, b.created_at, b.finished_at"""
+_FROM = ("FROM backfills b JOIN workflow_triggers t ON t.id = b.trigger_id"
+         " JOIN workflows w ON w.id = t.workflow_id")
+
+
+async def ledger_outcomes(conn: Conn, trigger_id: str, instants: list[datetime]
+                          ) -> dict[datetime, str]:
+    """The recorded outcome of each of ``instants`` that has a ledger row."""
+    rows = await conn.fetch(
+        "SELECT scheduled_for, outcome FROM trigger_slots WHERE trigger_id = $1"
+        " AND scheduled_for = ANY($2::timestamptz[])", trigger_id, instants)
+    return {r["scheduled_for"]: r["outcome"] for r in rows}
+
+
+async def create_backfill(
+    conn: Conn, *, backfill_id: str, trigger_id: str, range_from: datetime,
+    range_to: datetime, only_missing: bool, overlap: str, rate_per_second: float,
+    slots: list[datetime], actor: str, note: str | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO backfills (id, trigger_id, range_from, range_to, only_missing, overlap,"
+        " rate_per_second, slots, actor, note, state, finished_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::timestamptz[], $9, $10,"
+        " CASE WHEN cardinality($8::timestamptz[]) = 0 THEN 'done' ELSE 'running' END,"
+        " CASE WHEN cardinality($8::timestamptz[]) = 0 THEN now() END)",
+        backfill_id, trigger_id, range_from, range_to, only_missing, overlap,
+        rate_per_second, slots, actor, note)
+
+
+async def get_backfill(conn: Conn, backfill_id: str) -> BackfillRecord:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE b.id = $1::uuid", backfill_id)
+    if row is None:
+        raise NotFound(f"no backfill {backfill_id}")
+    return BackfillRecord(**dict(row))
+
+
+async def cancel_backfill(conn: Conn, backfill_id: str) -> bool:
+    """Stop a running backfill; whether it was running."""
+    status: str = await conn.execute(
+        "UPDATE backfills SET state = 'canceled', finished_at = now(), owner = NULL"
+        " WHERE id = $1::uuid AND state = 'running'", backfill_id)
+    return status.endswith(" 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claimed:
+    id: str
+    trigger_id: str
+    workflow_id: str
+    name: str
+    kind: str
+    version: int | None
+    input: dict[str, Any]
+    only_missing: bool
+    overlap: str
+    rate_per_second: float
+    next_index: int
+    slots: list[datetime]
+
+
+async def claim_backfills(conn: Conn, owner: str, lease: timedelta) -> list[Claimed]:
+    """The running backfills this runner may work now: its own, and those whose lease ran
+    out (a daemon that died); their leases are renewed for ``lease``."""
+    rows = await conn.fetch(
+        "UPDATE backfills b SET owner = $1, lease_expires_at = now() + $2"
+        " FROM workflow_triggers t WHERE t.id = b.trigger_id AND b.id IN ("
+        "   SELECT id FROM backfills WHERE state = 'running' AND (owner = $1"
+        "   OR owner IS NULL OR lease_expires_at < now()) ORDER BY created_at"
+        "   FOR UPDATE SKIP LOCKED LIMIT 20)"
+        " RETURNING b.id::text AS id, b.trigger_id::text AS trigger_id,"
+        " t.workflow_id::text AS workflow_id, t.name, t.type AS kind, t.version, t.input,"
+        " b.only_missing, b.overlap, b.rate_per_second, b.next_index, b.slots",
+        owner, lease)
+    return [Claimed(**{**dict(r), "slots": list(r["slots"])}) for r in rows]
+
+
+async def release_backfills(conn: Conn, owner: str) -> None:
+    await conn.execute("UPDATE backfills SET owner = NULL, lease_expires_at = NULL"
+                       " WHERE owner = $1 AND state = 'running'", owner)
+
+
+async def active_runs(conn: Conn, trigger_id: str) -> int:
+    value: int = await conn.fetchval(
+        "SELECT count(*) FROM workflow_executions WHERE trigger_id = $1"
+        " AND status IN ('NEW', 'RUNNING', 'WAITING')", trigger_id)
+    return value
+
+
+async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
+                      fired_at: str) -> tuple[int, int, bool]:
+    """Start the next ``count`` slots of ``backfill`` and move its progress, in one
+    transaction; returns (started, skipped, finished). With ``only_missing`` a slot runs
+    under the live key ``cron:<instant>`` after claiming its ledger row (a slot decided
+    meanwhile by the schedule or another backfill is skipped); without it, under
+    ``backfill:<id>:<instant>``. Nothing happens when the lease was lost or the backfill
+    canceled."""
+    async with conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT next_index, state FROM backfills WHERE id = $1::uuid AND owner = $2"
+            " FOR UPDATE", backfill.id, owner)
+        if current is None or current["state"] != "running":
+            return 0, 0, True
+        first = current["next_index"]
+        chunk = backfill.slots[first:first + count]
+        started = skipped = 0
+        for at in chunk:
+            iso = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            context = json.dumps({"trigger": {"type": backfill.kind, "name": backfill.name,
+                                              "scheduled_for": iso, "fired_at": fired_at,
+                                              "backfill": backfill.id}})
+            if backfill.only_missing:
+                await conn.execute(
+                    "DELETE FROM trigger_slots WHERE trigger_id = $1 AND scheduled_for = $2"
+                    " AND outcome IN ('skipped_misfire', 'skipped_overlap')",
+                    backfill.trigger_id, at)
+                key = f"cron:{iso}"
+                ran = await conn.fetchval(_START_LIVE, backfill.trigger_id, at, key,
+                                          backfill.workflow_id, backfill.name, backfill.kind,
+                                          json.dumps(backfill.input), context,
+                                          backfill.version, f"backfill {backfill.id}")
+            else:
+                key = f"backfill:{backfill.id}:{iso}"
+                ran = await conn.fetchval(_START_EXTRA, backfill.trigger_id, at, key,
+                                          backfill.workflow_id, backfill.name, backfill.kind,
+                                          json.dumps(backfill.input), context,
+                                          backfill.version)
+            if ran:
+                started += 1
+            else:
+                skipped += 1
+        done = first + len(chunk) >= len(backfill.slots)
+        await conn.execute(
+            "UPDATE backfills SET next_index = next_index + $2, started = started + $3,"
+            " skipped = skipped + $4, state = CASE WHEN $5 THEN 'done' ELSE state END,"
+            " finished_at = CASE WHEN $5 THEN now() END WHERE id = $1::uuid",
+            backfill.id, len(chunk), started, skipped, done)
+        if started:
+            await conn.execute(f"SELECT pg_notify('{EXECUTIONS.wire}', $1::text)", str(started))
+    return started, skipped, done
+
+
+_INSERT_RUN = """
+INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
+    trigger_name, trigger_type, dedupe_key, input, context, scheduled_for)
+SELECT {id}, $4::uuid, (SELECT v.id FROM workflow_versions v WHERE v.workflow_id = $4::uuid
+                  AND CASE WHEN $9::int IS NULL THEN v.is_latest ELSE v.version = $9 END),
+       $1::uuid, $5, $6, $3, $7::jsonb, $8::jsonb, $2
+"""
+
+# The live key: claim the ledger row first (naming the run it starts), so the schedule
+# and other backfills agree on who runs the slot.
+_START_LIVE = f"""
+WITH claimed AS (
+    INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, execution_id, detail)
+    VALUES ($1, $2, 'fired', gen_random_uuid(), $10)
+    ON CONFLICT (trigger_id, scheduled_for) DO NOTHING
+    RETURNING execution_id
+), run AS (
+    {_INSERT_RUN.format(id="claimed.execution_id")} FROM claimed
+    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id
+)
+SELECT count(*) > 0 FROM run
+"""
+
+_START_EXTRA = f"""
+WITH run AS (
+    {_INSERT_RUN.format(id="gen_random_uuid()")}
+    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id
+)
+SELECT count(*) > 0 FROM run
+"""
