@@ -307,3 +307,42 @@ async def test_pause_in_the_console_shows_as_paused_in_the_cli(
     await page.get_by_role("link", name="Audit").click()
     await expect(page.locator("main tbody tr")).to_have_count(2)
     await page.screenshot(path=str(artifacts / "audit.png"), full_page=True)
+
+
+async def test_backfill_preview_lists_the_slots_then_the_run_shows_its_progress(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/nightly")
+    await page.get_by_label("From").fill("2026-11-01T00:00:00Z")
+    await page.get_by_label("To", exact=True).fill("2026-11-04T00:00:00Z")
+    await page.get_by_role("button", name="Preview (dry run)").click()
+    preview = page.get_by_role("table", name="Backfill preview")
+    # 03:00 in Madrid (UTC+1 in November) on each of the three days.
+    await expect(preview.locator("tbody tr td:first-child")).to_have_text([
+        "2026-11-01T02:00:00Z", "2026-11-02T02:00:00Z", "2026-11-03T02:00:00Z"])
+    await expect(preview.locator("tbody tr td:nth-child(2)")).to_have_text(["▶ start"] * 3)
+    await page.screenshot(path=str(artifacts / "backfill-preview.png"), full_page=True)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM backfills") == 0
+    finally:
+        await conn.close()
+
+    await page.get_by_role("button", name="Start backfill").click()
+    await page.wait_for_url(re.compile(r".*/ui/backfills/[0-9a-f-]{36}$"))
+    await expect(page.locator("#backfill-state")).to_have_text("✓ done", timeout=20_000)
+    await expect(page.locator("#backfill-counts")).to_have_text(
+        "3/3 handled: 3 started, 0 already decided elsewhere")
+    await page.screenshot(path=str(artifacts / "backfill.png"), full_page=True)
+
+    # A bad range is refused on the trigger's page, with the operation's message.
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/nightly")
+    await page.get_by_label("From").fill("2026-11-04T00:00:00Z")
+    await page.get_by_label("To", exact=True).fill("2026-11-01T00:00:00Z")
+    await page.get_by_role("button", name="Preview (dry run)").click()
+    await expect(page.locator("#backfill-error")).to_have_text(
+        "✗ the range is empty: to (2026-11-01T00:00:00Z) must be after from"
+        " (2026-11-04T00:00:00Z)")

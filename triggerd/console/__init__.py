@@ -26,6 +26,11 @@ def add_console_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/fire", pages.fire_action)
     router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/pause", pages.pause_action)
     router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/resume", pages.resume_action)
+    router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/skip", pages.skip_action)
+    router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/backfill",
+                    pages.backfill_action)
+    router.add_get(f"{PREFIX}/backfills/{{id}}", pages.backfill_page)
+    router.add_post(f"{PREFIX}/backfills/{{id}}/cancel", pages.cancel_backfill_action)
     router.add_get(f"{PREFIX}/audit", pages.audit_page)
     router.add_get(f"{PREFIX}/executions", pages.executions_page)
     router.add_get(f"{PREFIX}/executions/{{id}}", pages.execution_page)

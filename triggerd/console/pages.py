@@ -33,11 +33,15 @@ from triggerd.console.sessions import (
     set_cookie,
 )
 from triggerd.cron import fire_to_json, utc_iso
-from triggerd.errors import InputInvalid, TriggerdError
+from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
 from triggerd.model import ExecutionStatus
 from triggerd.operations import token_actor
-from triggerd.operations.triggers import FireRequest, fire, pause, resume
+from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
+from triggerd.operations.backfills import cancel as cancel_backfill
+from triggerd.operations.backfills import create as create_backfill
+from triggerd.operations.backfills import get as get_backfill
+from triggerd.operations.triggers import FireRequest, fire, pause, resume, skip
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.store.admin import page_executions, slot_history
 from triggerd.store.audit import list_audit
@@ -62,6 +66,7 @@ from triggerd.store.workflows import (
     resolve_version,
 )
 from triggerd.tokens import hash_token, is_token_form
+from triggerd.views import planned_json
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +253,9 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
                   for s in slots],
         "schema": None if version is None else version.parameter_schema,
         "input_text": "{}", "errors": [], "message": None,
+        "backfill_form": {"from": "", "to": "", "rate": DEFAULT_RATE, "note": "",
+                          "only_missing": True},
+        "backfill_message": None, "preview": None,
     }
 
 
@@ -379,6 +387,75 @@ async def pause_action(request: web.Request) -> web.StreamResponse:
 
 async def resume_action(request: web.Request) -> web.StreamResponse:
     return await _state_action(request, "resume")
+
+
+async def skip_action(request: web.Request) -> web.StreamResponse:
+    name = f"{request.match_info['workflow']}/{request.match_info['trigger']}"
+    form = await request.post()
+    note = form.get("note")
+    session = _session(request)
+    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    await skip(request.app[POOL], actor, name, next_count=1,
+               note=note if isinstance(note, str) else None)
+    raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}")
+
+
+def _form_text(form: Any, key: str) -> str:
+    value = form.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+async def backfill_action(request: web.Request) -> web.StreamResponse:
+    """Preview (dry run) or start a backfill; errors are shown on the trigger's page."""
+    name = f"{request.match_info['workflow']}/{request.match_info['trigger']}"
+    form = await request.post()
+    values = {k: _form_text(form, k) for k in ("from", "to", "rate", "note")}
+    only_missing = form.get("only_missing") == "yes"
+    dry_run = form.get("do") != "start"
+    session = _session(request)
+    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    message: str | None = None
+    plan = None
+    try:
+        request_value = BackfillRequest(
+            trigger=name, range_from=_instant(values["from"], "from"),
+            range_to=_instant(values["to"], "to"), only_missing=only_missing,
+            rate=values["rate"] or DEFAULT_RATE, dry_run=dry_run, note=values["note"] or None)
+        plan = await create_backfill(request.app[POOL], actor, request_value)
+    except (UsageError, Conflict) as exc:
+        message = exc.message
+    if plan is not None and plan.backfill_id is not None:
+        raise web.HTTPSeeOther(f"{PREFIX}/backfills/{plan.backfill_id}")
+    context = await _trigger_context(request, name)
+    context.update(backfill_form={**values, "only_missing": only_missing},
+                   backfill_message=message,
+                   preview=None if plan is None else planned_json(plan.slots))
+    return render(request, "trigger.html", status=422 if message else 200, **context)
+
+
+def _instant(text: str, name: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{name}: {text[:40]!r} is not an instant"
+                         " (e.g. 2027-01-01T00:00:00Z)") from None
+    if value.tzinfo is None:
+        raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
+    return value
+
+
+async def backfill_page(request: web.Request) -> web.Response:
+    record = await get_backfill(request.app[POOL], request.match_info["id"])
+    template = "_backfill_progress.html" if request.headers.get("HX-Request") == "true" \
+        else "backfill.html"
+    return render(request, template, backfill=record)
+
+
+async def cancel_backfill_action(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    record = await cancel_backfill(request.app[POOL], actor, request.match_info["id"])
+    raise web.HTTPSeeOther(f"{PREFIX}/backfills/{record.id}")
 
 
 async def audit_page(request: web.Request) -> web.Response:

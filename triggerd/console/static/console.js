@@ -20,15 +20,17 @@
     bars(document);
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     document.querySelectorAll(".viewer-zone").forEach(function (el) { el.textContent = zone; });
-    var rows = document.getElementById("execution-rows");
+    // Parts that refresh themselves (the executions list, a backfill's progress): each
+    // names its URL in data-refresh; the server answers with just that part.
     var live = document.getElementById("live");
-    if (rows && live && window.htmx) {
+    document.querySelectorAll("[data-refresh]").forEach(function (part) {
+      if (!window.htmx) { return; }
       setInterval(function () {
-        if (live.checked && !document.hidden) {
-          htmx.ajax("GET", rows.dataset.refresh, {target: rows, swap: "innerHTML"})
-            .then(function () { localize(rows); });
+        if ((!live || live.checked) && !document.hidden && part.dataset.refresh) {
+          htmx.ajax("GET", part.dataset.refresh, {target: part, swap: "innerHTML"})
+            .then(function () { localize(part); });
         }
-      }, 3000);
-    }
+      }, 2000);
+    });
   });
 })();
