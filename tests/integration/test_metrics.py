@@ -102,6 +102,8 @@ async def test_recorded_events_show_up(
                   (("outcome", "fired"), ("trigger", "report/nightly")))] == 2
     assert found[("triggerd_cron_fires_total",
                   (("outcome", "skipped_overlap"), ("trigger", "report/nightly")))] == 1
+    assert found[("triggerd_schedule_slots_total", (("outcome", "fired"),))] == 2
+    assert found[("triggerd_schedule_slots_total", (("outcome", "skipped_overlap"),))] == 1
     # Lateness is observed only when known: two observations, 0.2 and 3.0.
     assert found[("triggerd_cron_fire_lateness_seconds_count", ())] == 2
     assert found[("triggerd_cron_fire_lateness_seconds_sum", ())] == pytest.approx(3.2)

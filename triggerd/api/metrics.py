@@ -116,6 +116,13 @@ class Metrics:
             "triggerd_cron_fires", "Cron slots decided, by trigger and outcome",
             ["trigger", "outcome"], registry=reg,
         )
+        # Bounded by the outcomes alone (nine values), whatever the number of triggers: the
+        # alert on skipped slots (skipped_paused, skipped_misfire, ...) starts here, and
+        # triggerd_cron_fires_total names the trigger.
+        self.schedule_slots = Counter(
+            "triggerd_schedule_slots", "Slots of scheduled triggers decided, by ledger outcome",
+            ["outcome"], registry=reg,
+        )
         self.cron_fire_lateness = Histogram(
             "triggerd_cron_fire_lateness_seconds",
             "How long after its scheduled instant a cron slot was decided",
@@ -213,6 +220,7 @@ class Metrics:
         (a :class:`~triggerd.model.SlotOutcome` value), ``lateness_s`` after its instant."""
         label = self.trigger_labels.admit(trigger)
         self.cron_fires.labels(trigger=label, outcome=outcome).inc()
+        self.schedule_slots.labels(outcome=outcome).inc()
         if lateness_s is not None:
             self.cron_fire_lateness.observe(max(0.0, lateness_s))
 
