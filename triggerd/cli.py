@@ -290,46 +290,48 @@ def _describe_trigger(kind: str, config: dict[str, Any]) -> str:
 
 
 async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.cron import fire_to_json
-    from triggerd.schedules import SCHEDULED_TYPES, schedule_of
     from triggerd.store.admin import slot_history
     from triggerd.store.workflows import get_trigger
+    from triggerd.trigger_detail import describe
 
     if not 1 <= args.count <= 1000:
         raise UsageError(f"--count: {args.count} is out of range 1-1000")
     if not 0 <= args.slots <= 1000:
         raise UsageError(f"--slots: {args.slots} is out of range 0-1000")
-    from triggerd.store.trigger_state import get_state
-
     async with _pool(settings) as pool:
         trigger = await get_trigger(pool, args.name)
         slots = await slot_history(pool, trigger.id, limit=args.slots)
-        state = await get_state(pool, trigger.id)
-    doc = trigger_json(trigger)
-    doc["state"] = state_json(state)
-    if trigger.type in SCHEDULED_TYPES:
-        schedule = schedule_of(trigger.type, trigger.config)
-        doc["next_fires"] = [
-            fire_to_json(f) for f in schedule.preview(datetime.now(UTC), args.count)
-        ]
+        doc = await describe(pool, trigger, now=datetime.now(UTC), count=args.count)
     doc["slots"] = [slot_json(s) for s in slots]
     if args.json:
         print_json(doc)
         return 0
+    state = doc["state"]
     shown_doc = {**doc, "version": "latest" if doc["version"] is None else doc["version"]}
     for key in ("name", "type", "enabled", "version", "id", "enabled_at", "updated_at"):
         print(f"{key + ':':<12} {_text(shown_doc[key])}")
-    if state.paused:
-        print(f"{'paused:':<12} yes, by {state.changed_by} at {_text(state.changed_at)}"
-              + (f": {state.note}" if state.note else ""))
+    if state["paused"]:
+        print(f"{'paused:':<12} yes, by {state['changed_by']} at {_text(state['changed_at'])}"
+              + (f": {state['note']}" if state["note"] else ""))
     print(f"{'input:':<12} {_text(doc['input'])}")
     print("config:")
     for key, value in sorted(trigger.config.items()):
         print(f"  {key + ':':<16} {_text(value)}")
-    if "next_fires" in doc:
+    if doc["next_fires"]:
         print("next fires:")
         for fire in doc["next_fires"]:
             print(f"  {_fire_line(fire)}")
+    if doc["running"]:
+        print("running:")
+        for run in doc["running"]:
+            print(f"  {run['id']}  {run['status']}  created {_text(run['created_at'])}")
+    if doc["slot_counts"]:
+        print("ledger: " + ", ".join(f"{o} {n}" for o, n in doc["slot_counts"].items()))
+    if doc["recent_actions"]:
+        print("recent actions:")
+        for action in doc["recent_actions"]:
+            note = f"  ({action['note']})" if action["note"] else ""
+            print(f"  {_text(action['at'])}  {action['actor']}  {action['action']}{note}")
     if slots:
         print("latest slots:")
         rows = [

@@ -145,7 +145,13 @@ async def test_pause_in_the_api_shows_in_the_cli_and_survives_apply(
     assert line.split()[2] == "paused"
     shown = await run_cli(daemon.config, "triggers", "show", "orders/nightly")
     assert "paused:      yes, by token:[api] token (config) at" in shown.stdout
-    assert shown.stdout.rstrip().count("vendor outage") == 1
+    # The pause line, and the pause among the recent actions.
+    assert shown.stdout.rstrip().count("vendor outage") == 2
+    assert "  token:[api] token (config)  pause  (vendor outage)" in shown.stdout
+    status, detail = await _api(daemon, "GET", "/api/v1/triggers/orders/nightly?count=2", None)
+    assert status == 200 and detail["state"]["paused"] and len(detail["next_fires"]) == 2
+    assert [a["action"] for a in detail["recent_actions"]] == ["pause"]
+    assert detail["running"] == [] and detail["slot_counts"] == {}
     resumed = await run_cli(daemon.config, "triggers", "resume", "orders/nightly",
                             "--note", "back", "--json")
     assert resumed.returncode == 0, resumed.stderr

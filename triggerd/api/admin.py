@@ -90,6 +90,7 @@ from triggerd.store.workflows import (
     list_workflows,
 )
 from triggerd.tokens import Principal, method_refusal, scope_refusal
+from triggerd.trigger_detail import describe as describe_trigger
 from triggerd.views import (
     audit_json,
     backfill_json,
@@ -529,8 +530,10 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
 
 
 async def get_trigger_handler(request: web.Request) -> web.Response:
-    trigger = await get_trigger(request.app[POOL], _trigger_name(request))
-    return _ok(trigger_json(trigger))
+    pool = request.app[POOL]
+    trigger = await get_trigger(pool, _trigger_name(request))
+    count = _int_query(request, "count", default=NEXT_COUNT_DEFAULT, low=1, high=NEXT_COUNT_MAX)
+    return _ok(await describe_trigger(pool, trigger, now=datetime.now(UTC), count=count))
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:

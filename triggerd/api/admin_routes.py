@@ -104,9 +104,16 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     ),
     Route(
         operation_id="getTrigger", method="GET", path=_TRIGGER,
-        handler=admin.get_trigger_handler, summary="Get a trigger", tag="triggers",
-        answers={200: json_answer("The trigger.", "Trigger")},
-        errors=(404,), parameters=_TRIGGER_PARAMS,
+        handler=admin.get_trigger_handler,
+        summary="Get a trigger: its state, next fires, recent actions, runs in flight and"
+        " ledger counts", tag="triggers",
+        answers={200: json_answer("The trigger, described.", "TriggerDetail")},
+        errors=(400, 404),
+        parameters=(
+            *_TRIGGER_PARAMS,
+            query("count", {"type": "integer", "minimum": 1, "maximum": NEXT_COUNT_MAX,
+                            "default": NEXT_COUNT_DEFAULT}, "How many next fires."),
+        ),
     ),
     Route(
         operation_id="enableTrigger", method="POST", path=f"{_TRIGGER}/enable",

@@ -110,8 +110,7 @@ def _schemas() -> dict[str, Schema]:
         "created_at": _DATETIME,
         "updated_at": _DATETIME,
     }
-    trigger = _object(
-        {
+    trigger_props: dict[str, Schema] = {
             "id": _UUID,
             "name": {"type": "string", "description": "workflow_key/trigger_name"},
             "workflow": {"type": "string"},
@@ -124,8 +123,8 @@ def _schemas() -> dict[str, Schema]:
             "enabled_at": _DATETIME,
             "created_at": _DATETIME,
             "updated_at": _DATETIME,
-        }
-    )
+    }
+    trigger = _object(trigger_props)
     execution_props: dict[str, Schema] = {
         "id": _UUID,
         "workflow": _nullable({"type": "string"}),
@@ -203,6 +202,18 @@ def _schemas() -> dict[str, Schema]:
         ),
         "VersionList": _object({"items": {"type": "array", "items": _ref("Version")}}),
         "Trigger": trigger,
+        "TriggerDetail": _object({
+            **trigger_props,
+            "state": _ref("TriggerState"),
+            "next_fires": {"type": "array", "items": _ref("Fire"),
+                           "description": "previews; empty for webhook and manual triggers"},
+            "recent_actions": {"type": "array", "items": _ref("AuditEntry")},
+            "running": {"type": "array", "items": _object({
+                "id": _UUID, "status": {"enum": ["NEW", "RUNNING", "WAITING"]},
+                "scheduled_for": _nullable(_DATETIME), "created_at": _DATETIME})},
+            "slot_counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                            "description": "ledger rows by outcome (what retention kept)"},
+        }),
         "TriggerList": _object(
             {
                 "items": {"type": "array", "items": _ref("Trigger")},

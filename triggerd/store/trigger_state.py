@@ -114,3 +114,21 @@ async def record_manual_skips(
         " AND scheduled_for = ANY($2::timestamptz[]) ORDER BY scheduled_for",
         trigger_id, [i for i in instants if i not in kept])
     return [(r["scheduled_for"], r["outcome"]) for r in rows]
+
+
+async def slot_counts(conn: Conn, trigger_id: str) -> dict[str, int]:
+    """How many ledger rows of each outcome the trigger has (what retention kept)."""
+    rows = await conn.fetch(
+        "SELECT outcome, count(*) AS n FROM trigger_slots WHERE trigger_id = $1"
+        " GROUP BY outcome ORDER BY outcome", trigger_id)
+    return {r["outcome"]: r["n"] for r in rows}
+
+
+async def running_executions(conn: Conn, trigger_id: str, limit: int = 20
+                             ) -> list[dict[str, Any]]:
+    """The trigger's runs in flight (NEW, RUNNING, WAITING), oldest first."""
+    rows = await conn.fetch(
+        "SELECT id::text AS id, status, scheduled_for, created_at FROM workflow_executions"
+        " WHERE trigger_id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING')"
+        " ORDER BY created_at LIMIT $2", trigger_id, limit)
+    return [dict(r) for r in rows]
