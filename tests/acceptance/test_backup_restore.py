@@ -121,6 +121,17 @@ async def test_round_trip_restores_every_table_row_for_row(
         await conn.execute(
             "INSERT INTO console_sessions (id_hash, principal, role, csrf, expires_at)"
             " VALUES (sha256('session'), 'initial', 'admin', 'csrf', now() + interval '1h')")
+        # A finished backfill and an open debounce window, as their operations leave them.
+        await conn.execute(
+            "INSERT INTO backfills (id, trigger_id, range_from, range_to, only_missing,"
+            " overlap, rate_per_second, slots, state, actor)"
+            " SELECT gen_random_uuid(), id, '2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z',"
+            " true, 'allow', 10, ARRAY['2026-01-01T02:00:00Z'::timestamptz], 'done', 'cli:root'"
+            " FROM workflow_triggers WHERE name = 'nightly'")
+        await conn.execute(
+            "INSERT INTO debounce_windows (trigger_id, key, execution_id, opened_at, due_at)"
+            " SELECT id, 'main', gen_random_uuid(), now(), now() + interval '1 minute'"
+            " FROM workflow_triggers WHERE name = 'hook'")
         before = await snapshot(conn)
         empty = [table for table, (rows, _) in before.items() if rows == 0]
         assert not empty, f"tables without rows: {empty}"
