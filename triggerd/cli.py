@@ -805,12 +805,13 @@ async def cmd_executions_watch(args: argparse.Namespace, settings: Settings) -> 
 
 async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.ids import parse_execution_id
-    from triggerd.store.executions import request_cancel
+    from triggerd.operations import cli_actor
+    from triggerd.operations.executions import cancel
 
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
         execution_id = await _execution_id(pool, args.id)
-        execution = await request_cancel(pool, execution_id)
+        execution = await cancel(pool, cli_actor(), execution_id)
     if args.json:
         print_json(execution_json(execution))
         return 0
@@ -823,11 +824,12 @@ async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) ->
 
 async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.ids import parse_execution_id
-    from triggerd.store.executions import retry_execution
+    from triggerd.operations import cli_actor
+    from triggerd.operations.executions import retry
 
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
-        new_id = await retry_execution(pool, await _execution_id(pool, args.id))
+        new_id = await retry(pool, cli_actor(), await _execution_id(pool, args.id))
     if args.json:
         print_json({"execution_id": new_id, "status": "NEW"})
         return 0

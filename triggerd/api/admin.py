@@ -56,6 +56,8 @@ from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
 from triggerd.operations.backfills import create as create_backfill
 from triggerd.operations.backfills import get as get_backfill
+from triggerd.operations.executions import cancel as cancel_execution
+from triggerd.operations.executions import retry as retry_run
 from triggerd.operations.triggers import (
     FireRequest,
     StateChange,
@@ -77,8 +79,6 @@ from triggerd.store.audit import list_audit
 from triggerd.store.executions import (
     get_execution,
     node_timeline,
-    request_cancel,
-    retry_execution,
 )
 from triggerd.store.records import ExecutionRecord
 from triggerd.store.workflows import (
@@ -758,7 +758,7 @@ async def get_execution_handler(request: web.Request) -> web.Response:
 
 async def cancel_execution_handler(request: web.Request) -> web.Response:
     execution_id = _execution_id(request)
-    execution = await request_cancel(request.app[POOL], execution_id)
+    execution = await cancel_execution(request.app[POOL], _actor(request), execution_id)
     logger.info("execution cancel requested via the admin API",
                 extra={"event": "api_execution_cancel", "execution": execution_id,
                        "status": execution.status})
@@ -769,7 +769,7 @@ async def cancel_execution_handler(request: web.Request) -> web.Response:
 
 async def retry_execution_handler(request: web.Request) -> web.Response:
     execution_id = _execution_id(request)
-    new_id = await retry_execution(request.app[POOL], execution_id)
+    new_id = await retry_run(request.app[POOL], _actor(request), execution_id)
     logger.info("execution retried via the admin API",
                 extra={"event": "api_execution_retry", "execution": new_id,
                        "retry_of": execution_id})
