@@ -219,6 +219,9 @@ class WebhookConfig:
     body: str = "parsed"  # "parsed" | "raw"
     rate: float | None = None  # requests per second (token bucket refill)
     burst: int | None = None
+    # An expression over input, headers and query; a request it does not match is stored
+    # with outcome filtered and starts no run.
+    filter: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -175,6 +175,7 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         body=doc.get("body", defaults.body),
         rate=None if rate is None else float(rate),
         burst=None if burst is None else int(burst),
+        filter=doc.get("filter"),
     )
 
 

@@ -22,6 +22,7 @@ from triggerd.errors import CronError, DurationError
 from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
+from triggerd.webhooks.filtering import filter_problems
 
 # Which auth keys each scheme uses (besides `scheme`), and which it cannot do without.
 AUTH_KEYS: Mapping[str, frozenset[str]] = {
@@ -465,6 +466,10 @@ def check_trigger_config(
         auth = config.get("auth")
         if isinstance(auth, dict):
             _check_auth(auth, (*path, "auth"), report)
+        source = config.get("filter")
+        if isinstance(source, str) and source:
+            for problem in filter_problems(source):
+                report.add((*path, "filter"), problem)
 
 
 def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:

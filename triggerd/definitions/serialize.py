@@ -118,6 +118,8 @@ def webhook_to_json(config: WebhookConfig) -> dict[str, Any]:
         doc["rate"] = config.rate
     if config.burst is not None:
         doc["burst"] = config.burst
+    if config.filter is not None:
+        doc["filter"] = config.filter
     return doc
 
 
