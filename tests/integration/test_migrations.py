@@ -44,6 +44,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         "0006_api_tokens.sql",
         "0007_zone_rules.sql",
         "0008_operations.sql",
+        "0012_webhook_inbox.sql",
     )
     conn = await asyncpg.connect(empty_dsn)
     try:
@@ -64,6 +65,7 @@ async def test_migrate_empty_database_creates_every_table(empty_dsn: str) -> Non
         (6, "0006_api_tokens.sql"),
         (7, "0007_zone_rules.sql"),
         (8, "0008_operations.sql"),
+        (12, "0012_webhook_inbox.sql"),
     ]
     assert {r["checksum"] for r in recorded} == {m.checksum for m in db.known_migrations()}
 
@@ -145,8 +147,9 @@ async def test_two_migrate_processes_at_once(empty_dsn: str) -> None:
         "applied 0001_initial.sql\napplied 0002_hot_path_references.sql"
         "\napplied 0003_webhook_inbox_row.sql\napplied 0004_node_outputs_resume.sql"
         "\napplied 0005_history_lists.sql\napplied 0006_api_tokens.sql"
-        "\napplied 0007_zone_rules.sql\napplied 0008_operations.sql",
-        "schema is up to date (migration 0008)",
+        "\napplied 0007_zone_rules.sql\napplied 0008_operations.sql"
+        "\napplied 0012_webhook_inbox.sql",
+        "schema is up to date (migration 0012)",
     ]
     conn = await asyncpg.connect(empty_dsn)
     try:

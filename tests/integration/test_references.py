@@ -288,6 +288,7 @@ async def test_upgrade_from_0001_keeps_every_row(empty_dsn: str) -> None:
             "0006_api_tokens.sql",
             "0007_zone_rules.sql",
             "0008_operations.sql",
+            "0012_webhook_inbox.sql",
         )
         async with pool.acquire() as conn:
             assert await counts(conn) == before == {
