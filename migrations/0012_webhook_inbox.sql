@@ -15,3 +15,18 @@ CREATE INDEX webhook_requests_trigger_outcome_id
 -- is gone) finds them by age without reading the rows that have a run.
 CREATE INDEX webhook_requests_no_run_received
     ON webhook_requests (received_at) WHERE execution_id IS NULL OR outcome = 'debounced';
+
+-- A deleted trigger's inbox rows forget it, the rows without a run too (filtered ones were
+-- only reached through their execution before); the trigger_id index above finds them.
+CREATE OR REPLACE FUNCTION triggerd_triggers_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM trigger_slots s USING deleted d WHERE s.trigger_id = d.id;
+    UPDATE webhook_requests r SET trigger_id = NULL
+    FROM deleted d WHERE r.trigger_id = d.id;
+    UPDATE workflow_executions e SET trigger_id = NULL
+    FROM deleted d WHERE e.trigger_id = d.id;
+    RETURN NULL;
+END;
+$$;

@@ -121,8 +121,7 @@ CREATE FUNCTION public.triggerd_triggers_deleted() RETURNS trigger
 BEGIN
     DELETE FROM trigger_slots s USING deleted d WHERE s.trigger_id = d.id;
     UPDATE webhook_requests r SET trigger_id = NULL
-    FROM workflow_executions e JOIN deleted d ON e.trigger_id = d.id
-    WHERE r.id = e.id;
+    FROM deleted d WHERE r.trigger_id = d.id;
     UPDATE workflow_executions e SET trigger_id = NULL
     FROM deleted d WHERE e.trigger_id = d.id;
     RETURN NULL;

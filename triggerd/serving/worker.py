@@ -60,6 +60,7 @@ class Reporter:
         self._transport = transport
         self._answers: dict[tuple[str | None, int], list[float]] = {}
         self._backpressure = 0
+        self._filtered: dict[str, int] = {}
 
     @classmethod
     async def open(cls, fd: int) -> Reporter:
@@ -78,20 +79,25 @@ class Reporter:
     def backpressure(self) -> None:
         self._backpressure += 1
 
+    def webhook_filtered_requests(self, trigger: str, count: int = 1) -> None:
+        self._filtered[trigger] = self._filtered.get(trigger, 0) + count
+
     def send(self, message: dict[str, Any]) -> None:
         if not self._transport.is_closing():
             self._transport.write(json.dumps(message).encode() + b"\n")
 
     def flush(self) -> None:
-        if not self._answers and not self._backpressure:
+        if not self._answers and not self._backpressure and not self._filtered:
             return
         answers, self._answers = self._answers, {}
         backpressure, self._backpressure = self._backpressure, 0
+        filtered, self._filtered = self._filtered, {}
         self.send(
             {
                 "answers": [[trigger, status, seconds] for (trigger, status), seconds
                             in answers.items()],
                 "backpressure": backpressure,
+                "filtered": filtered,
             }
         )
 

@@ -189,3 +189,5 @@ class HttpWorkers(BaseComponent):
             self.metrics.webhook_requests_answered(worker.index, trigger, status, seconds)
         for _ in range(int(report.get("backpressure", 0))):
             self.metrics.backpressure()
+        for trigger, count in report.get("filtered", {}).items():
+            self.metrics.webhook_filtered_requests(trigger, int(count))

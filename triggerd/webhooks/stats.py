@@ -22,6 +22,7 @@ class WebhookStats:
     rate_limited: int = 0
     backpressure_rejections: int = 0
     database_unavailable: int = 0
+    filtered: int = 0  # requests stored with outcome filtered (answered 200, no run)
     pending_new: int = 0  # the NEW count backpressure compares with max_pending
     group_commit: GroupCommitStats = field(default_factory=GroupCommitStats)
     # The daemon's Prometheus metrics (triggerd.api.metrics.Metrics), when it serves them.
@@ -35,3 +36,8 @@ class WebhookStats:
         if samples is None:
             samples = self.latency[trigger] = collections.deque(maxlen=LATENCY_SAMPLES)
         samples.append(seconds)
+
+    def filtered_request(self, trigger: str) -> None:
+        self.filtered += 1
+        if self.sink is not None:
+            self.sink.webhook_filtered_requests(trigger)
