@@ -168,7 +168,7 @@ async def test_list_show_replay(
     for _ in range(2):
         response = await client.post(f"/api/v1/webhook-requests/{request_id}/replay",
                                      headers=AUTH)
-        assert response.status == 201, await response.text()
+        assert response.status == 202, await response.text()
         replays.append(await response.json())
     rows = await pool.fetch(
         "SELECT dedupe_key, replay_of::text AS replay_of, input FROM workflow_executions"
@@ -208,7 +208,7 @@ async def test_replay_uses_the_current_version(
     await apply(pool, spec(filter=None, schema={"type": "object", "required": ["n"]}))
     response = await client.post(f"/api/v1/webhook-requests/{request_id}/replay",
                                  headers=AUTH)
-    assert response.status == 201
+    assert response.status == 202
     version = await pool.fetchval(
         "SELECT v.version FROM workflow_executions e JOIN workflow_versions v"
         " ON v.id = e.workflow_version_id WHERE e.replay_of IS NOT NULL")

@@ -53,6 +53,7 @@ from triggerd.errors import (
 from triggerd.model import CronConfig, ExecutionStatus, TriggerType
 from triggerd.operations import token_actor
 from triggerd.operations.triggers import FireRequest, fire
+from triggerd.operations.webhooks import ListRequests, list_requests, replay, show_request
 from triggerd.storable import storage_problem
 from triggerd.store.admin import (
     ExecutionPosition,
@@ -85,6 +86,7 @@ from triggerd.views import (
     version_json,
     workflow_json,
 )
+from triggerd.webhooks.inbox_views import request_json, summary_json
 
 logger = logging.getLogger(__name__)
 
@@ -747,3 +749,42 @@ def add_admin_routes(
 
 __all__ = ["API_AUTH", "PRINCIPAL", "TENANT", "ApiError", "add_admin_routes",
            "admin_middleware"]
+
+
+# --- handlers: the webhook inbox ----------------------------------------------------------
+
+
+async def list_webhook_requests_handler(request: web.Request) -> web.Response:
+    trigger_name = _query_value(request, "trigger")
+    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
+        raise _bad_parameter(
+            f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
+        )
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    cursor = _query_value(request, "cursor")
+    # One row more than asked tells whether another page follows.
+    rows = await list_requests(request.app[POOL], ListRequests(
+        trigger=trigger_name, outcome=_query_value(request, "outcome"), after_id=cursor,
+        limit=limit + 1,
+    ))
+    page = rows[:limit]
+    next_cursor = page[-1].id if len(rows) > limit else None
+    return _ok({"items": [summary_json(r) for r in page], "next_cursor": next_cursor})
+
+
+async def get_webhook_request_handler(request: web.Request) -> web.Response:
+    found = await show_request(request.app[POOL], request.match_info["id"])
+    return _ok(request_json(found))
+
+
+async def replay_webhook_request_handler(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    result = await replay(request.app[POOL], token_actor(principal.name, principal.tenant),
+                          request.match_info["id"])
+    status_url = f"{API_PREFIX}/executions/{result.execution_id}"
+    return _ok(
+        {"execution_id": result.execution_id, "status_url": status_url,
+         "replay_of": result.request_id, "dedupe_key": result.dedupe_key,
+         "trigger": result.trigger, "version": result.version},
+        status=202, headers={"Location": status_url},
+    )

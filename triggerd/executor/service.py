@@ -27,6 +27,7 @@ from triggerd.executor.writer import ProgressWriter
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import executions as store
+from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.slots import delete_old_slots
 from triggerd.tasks import cancel_and_wait
 
@@ -455,7 +456,10 @@ class Executor(BaseComponent):
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(conn, retention, 10_000)
-                        if deleted < 500 and released < 1000 and stale < 500 and slots < 10_000:
+                        # Inbox rows without a run (filtered) have the runs' retention too.
+                        inbox = await inbox_retention_batch(conn, retention, 500)
+                        if (deleted < 500 and released < 1000 and stale < 500
+                                and slots < 10_000 and inbox < 500):
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
