@@ -14,7 +14,10 @@ requests (a ~200-byte JSON body with a unique id):
    ``[http] max_pending`` is raised so that backpressure does not refuse the backlog.
    It runs with ``[http] processes = --processes`` (default 2: one per core here);
 4. ``triggerd-1p``: the same with one process (when ``--processes`` is above 1), to show
-   what the extra process adds. The targets are checked on ``triggerd``.
+   what the extra process adds. The targets are checked on ``triggerd``;
+5. ``filter-match`` and ``filter-out``: ``triggerd`` whose trigger has a ``filter`` that
+   every request matches (each still runs) or that none matches (each is stored as
+   filtered and answered 200), reported as a ratio to ``triggerd``.
 
 The trigger uses ``standard`` (Standard Webhooks) auth and dedupe by ``webhook-id``:
 LuaJIT in wrk has no HMAC, so the harness signs every request ahead of the run (each with
@@ -560,15 +563,24 @@ async def warm_wal(conn: Any, megabytes: int) -> None:
     await conn.execute("CHECKPOINT")
 
 
-def definitions(auth: str) -> str:
+# The bench body's event is order.created: the first filter matches every request, the
+# second none.
+FILTERS = {
+    "filter-match": "{{ input.event == 'order.created' and input.amount > 0 }}",
+    "filter-out": "{{ input.event == 'order.deleted' and input.amount > 0 }}",
+}
+
+
+def definitions(auth: str, filter: str | None = None) -> str:
+    extra = "" if filter is None else f", filter: \"{filter}\""
     if auth == "standard":
         trigger = ("{name: hook, type: webhook, path: bench,"
                    " auth: {scheme: standard, secret: {env: BENCH_STANDARD_SECRET}},"
-                   " dedupe: {header: webhook-id}}")
+                   f" dedupe: {{header: webhook-id}}{extra}}}")
     else:
         trigger = ("{name: hook, type: webhook, path: bench,"
                    " auth: {scheme: token, secret: {env: BENCH_TOKEN}},"
-                   " dedupe: {json: /id}}")
+                   f" dedupe: {{json: /id}}{extra}}}")
     return textwrap.dedent(f"""\
         workflows:
           - key: bench
@@ -593,7 +605,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--auth", choices=("standard", "token"), default="standard")
     parser.add_argument("--tool", choices=("wrk", "python"), default="wrk")
-    parser.add_argument("--only", choices=("bare", "insert", "triggerd", "triggerd-1p"),
+    parser.add_argument("--only", choices=("bare", "insert", "triggerd", "triggerd-1p",
+                                           *FILTERS),
                         action="append")
     parser.add_argument("--pool-max", type=int, default=10, help="database pool size")
     parser.add_argument("--processes", type=int, default=2,
@@ -634,9 +647,11 @@ def main() -> int:
                             " runs reuse recycled WAL files as a running server does"
                             " (--fresh-wal: measure a fresh cluster)"))
     (folder / "bench.yaml").write_text(definitions(args.auth))
+    for name, source in FILTERS.items():
+        (folder / f"{name}.yaml").write_text(definitions(args.auth, source))
     script = lua_script(folder)
     threads = args.threads if wrk else 1
-    targets = args.only or ["bare", "insert", "triggerd"] + (
+    targets = args.only or ["bare", "insert", "triggerd", *FILTERS] + (
         ["triggerd-1p"] if args.processes > 1 else [])
     results: dict[str, LoadResult] = {}
     storage: dict[str, Any] = {}
@@ -669,12 +684,14 @@ def main() -> int:
     try:
         for target in targets:
             port = free_port()
-            serve = "triggerd" if target.startswith("triggerd") else target
+            serve = "triggerd" if target.startswith("triggerd") or target in FILTERS else target
             command = [sys.executable, __file__, "--serve", serve, "--port", str(port),
                        "--dsn", dsn, "--pool-max", str(args.pool_max)]
             env_target = {**env, "TRIGGERD_HTTP_PORT": str(port)}
             if target == "triggerd-1p":
                 env_target["TRIGGERD_HTTP_PROCESSES"] = "1"
+            if target in FILTERS:
+                env_target["TRIGGERD_DAEMON_DEFINITIONS"] = str(folder / f"{target}.yaml")
             server = subprocess.Popen(command, env=env_target)
             try:
                 wait_healthy(port, server, target)
@@ -734,6 +751,9 @@ def report(results: dict[str, LoadResult], storage: dict[str, Any],
     for other in ("bare", "insert", "triggerd-1p"):
         if other in results:
             print(f"ratio triggerd / {other}: {mine.ok_rate / results[other].ok_rate:.2f}")
+    for name in FILTERS:
+        if name in results:
+            print(f"ratio {name} / triggerd: {results[name].ok_rate / mine.ok_rate:.2f}")
     print()
     in_flight = stored - mine.ok
     print(f"storage check: 2xx answers {mine.ok}, webhook_requests rows {stored},"
