@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from triggerd.api.admin import add_admin_routes
+from triggerd.api.metrics import METRICS
 from triggerd.config import ApiSettings, Settings
 from triggerd.daemon import create_app
 from triggerd.model import (
@@ -61,6 +62,7 @@ async def make_client(
         add_admin_routes(app, environ={})
         ingress = setup_webhooks(app, pool=pool, dsn=dsn, settings=settings,
                                  pending_interval=3600.0)
+        ingress.stats.sink = app[METRICS]  # as the daemon wires it
         await ingress.start()
         started.append(ingress)
         client: Client = await aiohttp_client(app)
@@ -99,6 +101,8 @@ async def test_filter_match_no_match_and_error(
     assert rows[2]["detail"].startswith("the filter failed: ")
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
     assert ingress.stats.filtered == 2
+    metrics = await (await client.get("/metrics")).text()
+    assert 'triggerd_webhook_filtered_total{trigger="gh/push"} 2.0' in metrics
 
 
 async def test_duplicate_bumps_its_first_delivery(
