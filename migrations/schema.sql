@@ -182,6 +182,21 @@ CREATE TABLE public.api_tokens (
 
 
 --
+-- Name: applied_definitions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.applied_definitions (
+    fingerprint text NOT NULL,
+    workflow_ids uuid[] NOT NULL,
+    zones text[] NOT NULL,
+    workflows integer NOT NULL,
+    triggers integer NOT NULL,
+    state text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: audit_log; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -210,6 +225,25 @@ ALTER TABLE public.audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+
+--
+-- Name: console_sessions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.console_sessions (
+    id_hash bytea NOT NULL,
+    principal text NOT NULL,
+    role text NOT NULL,
+    tenant text,
+    token_id uuid,
+    config_hash bytea,
+    csrf text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT console_sessions_id_hash_check CHECK ((octet_length(id_hash) = 32)),
+    CONSTRAINT console_sessions_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'viewer'::text])))
 );
 
 
@@ -453,11 +487,27 @@ ALTER TABLE ONLY public.api_tokens
 
 
 --
+-- Name: applied_definitions applied_definitions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.applied_definitions
+    ADD CONSTRAINT applied_definitions_pkey PRIMARY KEY (fingerprint);
+
+
+--
 -- Name: audit_log audit_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: console_sessions console_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.console_sessions
+    ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (id_hash);
 
 
 --
@@ -589,10 +639,24 @@ ALTER TABLE ONLY public.zone_rules
 
 
 --
+-- Name: applied_definitions_applied_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX applied_definitions_applied_at ON public.applied_definitions USING btree (applied_at);
+
+
+--
 -- Name: audit_log_target; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX audit_log_target ON public.audit_log USING btree (target, id DESC);
+
+
+--
+-- Name: console_sessions_expires; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX console_sessions_expires ON public.console_sessions USING btree (expires_at);
 
 
 --
@@ -743,6 +807,13 @@ CREATE UNIQUE INDEX workflow_versions_one_latest ON public.workflow_versions USI
 
 
 --
+-- Name: workflows_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflows_key ON public.workflows USING btree (key, id);
+
+
+--
 -- Name: workflow_executions workflow_executions_deleted; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -789,6 +860,14 @@ CREATE TRIGGER workflow_versions_immutable BEFORE UPDATE ON public.workflow_vers
 --
 
 CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_workflows_deleted();
+
+
+--
+-- Name: console_sessions console_sessions_token_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.console_sessions
+    ADD CONSTRAINT console_sessions_token_id_fkey FOREIGN KEY (token_id) REFERENCES public.api_tokens(id) ON DELETE CASCADE;
 
 
 --

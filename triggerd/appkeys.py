@@ -16,3 +16,6 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 # Why the process is no longer alive (for /healthz); empty while it is.
 FATAL = web.AppKey("fatal", list[str])
+# Seconds the oldest slot the scheduler still owes is late (0.0: nothing owed); set by the
+# daemon when it runs a scheduler (the console's overview shows it).
+SCHEDULER_LAG = web.AppKey[Callable[[], float]]("scheduler_lag")

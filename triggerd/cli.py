@@ -20,6 +20,8 @@ import asyncpg
 from triggerd import __version__, db, runtime
 from triggerd.config import Settings, describe_keys, load_settings
 from triggerd.errors import (
+    ConfigError,
+    DatabaseError,
     DefinitionError,
     InputInvalid,
     Problem,
@@ -188,19 +190,22 @@ def _problem_json(problem: Problem) -> dict[str, str]:
 async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import load_files
     from triggerd.definitions.loading import paused_gc
-    from triggerd.store.workflows import apply_workflows
+    from triggerd.operations.apply import apply_files
 
     # A short-lived process holding a large file's values: collections would only walk them.
     with paused_gc():
         try:
-            specs = load_files(args.files)  # before touching the database
+            try:
+                async with _pool(settings) as pool, pool.acquire() as conn:
+                    report = await apply_files(conn, args.files, prune=args.prune, plan=args.plan)
+            except (DatabaseError, ConfigError):
+                load_files(args.files)  # a bad file is named before the database, as before
+                raise
         except DefinitionError as exc:
             if not args.json:
                 raise
             print_json({"problems": [_problem_json(p) for p in exc.problems]})
             return 2
-        async with _pool(settings) as pool, pool.acquire() as conn:
-            report = await apply_workflows(conn, specs, prune=args.prune, plan=args.plan)
     if args.json:
         print_json(report.to_json())
         return 0

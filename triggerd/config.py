@@ -51,6 +51,8 @@ class HttpSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_pending: int = 100_000
     processes: int = 1
+    # Proxies (CIDR) whose X-Forwarded-For names the client, for webhook allow_from.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +150,9 @@ KEY_HELP: dict[str, str] = {
     "http.max_pending": "NEW executions above which webhooks answer 429",
     "http.processes": (
         "processes sharing the port (1-64, default 1); the extra ones answer webhooks"
+    ),
+    "http.trusted_proxies": (
+        "proxies (CIDR) whose X-Forwarded-For names the client (webhook allow_from)"
     ),
     "executor.concurrency": "runs in progress per process",
     "executor.lease": "lease of a claimed run, renewed by a heartbeat",
@@ -271,7 +276,8 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
             f"log.format: {settings.log.format!r} is not one of {', '.join(_LOG_FORMATS)}"
         )
     for key, networks in (("egress.deny", settings.egress.deny),
-                          ("egress.allow", settings.egress.allow)):
+                          ("egress.allow", settings.egress.allow),
+                          ("http.trusted_proxies", settings.http.trusted_proxies)):
         for network in networks:
             try:
                 ipaddress.ip_network(network.strip(), strict=False)

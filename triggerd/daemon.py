@@ -23,15 +23,22 @@ from triggerd.api import health
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH, StoredTokens, create_initial_token
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
-from triggerd.appkeys import FATAL, POOL, READINESS_CHECKS, SETTINGS, ReadinessCheck
+from triggerd.appkeys import (
+    FATAL,
+    POOL,
+    READINESS_CHECKS,
+    SCHEDULER_LAG,
+    SETTINGS,
+    ReadinessCheck,
+)
 from triggerd.component import Component
 from triggerd.config import Settings, load_settings
-from triggerd.definitions import load_files
+from triggerd.console import add_console_routes
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.notifications.hub import NotificationHub
+from triggerd.operations.apply import apply_files
 from triggerd.sdnotify import Notifier
 from triggerd.serving.sockets import open_listener
-from triggerd.store.workflows import apply_workflows
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ def create_app(
     health.add_routes(app)
     add_metrics_routes(app)  # app[METRICS], GET /metrics
     add_admin_routes(app, tokens=tokens)  # app[API_AUTH], /api/v1 and its middleware
+    add_console_routes(app)  # /ui/, after the admin API (it reads app[API_AUTH])
     return app
 
 
@@ -85,11 +93,9 @@ class Daemon:
         files = list(settings.daemon.definitions)
         if not files or self.pool is None:
             return
-        # Reading and checking a large file takes seconds: not on the event loop, which
-        # keeps serving webhooks and firing schedules meanwhile (start and reload).
-        specs = await asyncio.to_thread(load_files, files)
-        async with self.pool.acquire() as conn:
-            report = await apply_workflows(conn, specs)
+        # Reading and checking a large file takes seconds: apply_files does it in a thread,
+        # so the loop keeps serving webhooks and firing schedules meanwhile (start and reload).
+        report = await apply_files(self.pool, files)
         logger.info(
             "definitions applied",
             extra={
@@ -209,6 +215,7 @@ class Daemon:
         self.app[METRICS].add_scrape_hook(
             lambda: oldest_owed.set(scheduler.oldest_owed_seconds())
         )
+        self.app[SCHEDULER_LAG] = scheduler.oldest_owed_seconds
         ingress = setup_webhooks(
             self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
         )

@@ -182,13 +182,23 @@ class AuthConfig:
     stripe, standard, slack; the other fields apply to the schemes that use them."""
 
     scheme: str = "none"
-    secret: SecretRef | None = None
+    # One secret, or several while rotating (any of them verifies; the first is the new one).
+    secret: SecretRef | tuple[SecretRef, ...] | None = None
     header: str | None = None  # token, hmac
     prefix: str | None = None  # token ("Bearer "), hmac (e.g. "sha256=")
     algorithm: str = "sha256"  # hmac: sha1 | sha256 | sha512
     encoding: str = "hex"  # hmac: hex | base64
     username: str | None = None  # basic
     tolerance: timedelta | None = None  # timestamped schemes; None = the scheme's default
+
+    @property
+    def secrets(self) -> tuple[SecretRef, ...]:
+        """Every listed secret reference, in order (``()`` without a secret)."""
+        if self.secret is None:
+            return ()
+        if isinstance(self.secret, SecretRef):
+            return (self.secret,)
+        return self.secret
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +232,10 @@ class WebhookConfig:
     # An expression over input, headers and query; a request it does not match is stored
     # with outcome filtered and starts no run.
     filter: str | None = None
+    # False for `dedupe: none`: no dedupe on the scheme's delivery id (github, standard,
+    # stripe, slack) when no dedupe mapping is given.
+    provider_dedupe: bool = True
+    allow_from: tuple[str, ...] = ()  # CIDRs the client must be in; empty: anyone
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -122,8 +122,13 @@ def file_secret_problems(
         found += [(f"{where}.secrets.{name}", ref) for name, ref in spec.secrets.items()]
         for number, trigger in enumerate(spec.triggers):
             config = trigger.config
-            if isinstance(config, WebhookConfig) and config.auth.secret is not None:
-                found.append((f"{where}.triggers[{number}].auth.secret", config.auth.secret))
+            if isinstance(config, WebhookConfig):
+                at = f"{where}.triggers[{number}].auth.secret"
+                listed = isinstance(config.auth.secret, tuple)
+                found += [
+                    (f"{at}[{i}]" if listed else at, ref)
+                    for i, ref in enumerate(config.auth.secrets)
+                ]
     problems: list[Problem] = []
     for path, ref in found:
         if ref.file is not None:

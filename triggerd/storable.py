@@ -52,6 +52,36 @@ def unstorable(text: str) -> str | None:
 def unstorable_strings(value: Any, path: tuple[str | int, ...] = ()
                        ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every string (or key) of ``value`` that cannot be stored: its path and why."""
+    if _plain_text_only(value):
+        return
+    yield from _unstorable_strings(value, path)
+
+
+def _suspect(text: str) -> bool:
+    return "\x00" in text or not text.isascii()
+
+
+def _plain_text_only(value: Any) -> bool:
+    """Whether every string and key of ``value`` is ASCII without NUL, so storable: one
+    walk without paths, which is all a large valid file needs."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _suspect(item):
+                return False
+        elif isinstance(item, dict):
+            for key in item:
+                if isinstance(key, str) and _suspect(key):
+                    return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _unstorable_strings(value: Any, path: tuple[str | int, ...]
+                        ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if isinstance(value, str):
         reason = unstorable(value)
         if reason:
@@ -61,7 +91,7 @@ def unstorable_strings(value: Any, path: tuple[str | int, ...] = ()
             reason = unstorable(key) if isinstance(key, str) else None
             if reason:
                 yield (*path, key), f"the key {reason}"
-            yield from unstorable_strings(child, (*path, key))
+            yield from _unstorable_strings(child, (*path, key))
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            yield from unstorable_strings(child, (*path, index))
+            yield from _unstorable_strings(child, (*path, index))

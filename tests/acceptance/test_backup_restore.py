@@ -113,6 +113,14 @@ async def test_round_trip_restores_every_table_row_for_row(
             "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, detail)"
             " SELECT id, '2026-01-01T02:00:00Z', 'skipped_misfire', 'outside catchup_window'"
             " FROM workflow_triggers WHERE name = 'nightly'")
+        # Runtime state and a console session, as a pause and a login write them.
+        await conn.execute(
+            "INSERT INTO trigger_state (trigger_id, paused, note, changed_by, changed_at)"
+            " SELECT id, true, 'maintenance', 'cli:root', now() FROM workflow_triggers"
+            " WHERE name = 'nightly'")
+        await conn.execute(
+            "INSERT INTO console_sessions (id_hash, principal, role, csrf, expires_at)"
+            " VALUES (sha256('session'), 'initial', 'admin', 'csrf', now() + interval '1h')")
         before = await snapshot(conn)
         empty = [table for table, (rows, _) in before.items() if rows == 0]
         assert not empty, f"tables without rows: {empty}"

@@ -339,3 +339,29 @@ async def test_the_daemon_reads_its_definitions_off_the_event_loop(
     await asyncio.to_thread(thread.join)
     assert ran_before_write == [True]
     assert await pool.fetchval("SELECT key FROM workflows") == "piped"
+
+
+async def test_triggers_of_new_workflows_are_not_compared_with_stored_rows(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workflow this apply creates has no stored triggers: its triggers are not sent to
+    be compared (a first apply of 100,000 triggers sent them all for nothing)."""
+    compared: list[list[str]] = []
+    real = asyncpg.Connection.fetch
+
+    async def recording(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+        if "AS same" in query:
+            compared.append(list(args[2]))  # the names of the file's triggers sent
+        return await real(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetch", recording)
+    first = doc()
+    await apply(pool, first)
+    both = copy.deepcopy(first)
+    other = copy.deepcopy(first["workflows"][0])
+    other["key"] = "wf2"
+    other["triggers"] = [{"name": "m2", "type": "manual"}]
+    both["workflows"].append(other)
+    assert await apply(pool, both) == ["workflow wf2: created", "workflow wf2: version 1 published",
+                                       "trigger wf2/m2: created"]
+    assert compared == [["m", "hook"]]

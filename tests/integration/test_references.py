@@ -280,16 +280,7 @@ async def test_upgrade_from_0001_keeps_every_row(empty_dsn: str) -> None:
             )
             before = await counts(conn)
         report = await db.migrate(empty_dsn)
-        assert report.applied == (
-            "0002_hot_path_references.sql",
-            "0003_webhook_inbox_row.sql",
-            "0004_node_outputs_resume.sql",
-            "0005_history_lists.sql",
-            "0006_api_tokens.sql",
-            "0007_zone_rules.sql",
-            "0008_operations.sql",
-            "0012_webhook_inbox.sql",
-        )
+        assert report.applied == tuple(m.name for m in db.known_migrations()[1:])
         async with pool.acquire() as conn:
             assert await counts(conn) == before == {
                 "workflow_executions": 1, "webhook_requests": 1, "trigger_slots": 1,

@@ -103,7 +103,8 @@ def test_definitions_list_from_env() -> None:
         (
             "[http]\nprot = 1\n",
             "unknown key http.prot"
-            " (known in [http]: host, max_body_bytes, max_pending, port, processes)",
+            " (known in [http]: host, max_body_bytes, max_pending, port, processes,"
+            " trusted_proxies)",
         ),
         ("[htp]\nport = 1\n", "unknown section [htp]"),
         ('[http]\nport = "eighty"\n', "http.port: expected an integer, got str 'eighty'"),

@@ -187,6 +187,14 @@ def _mistakes() -> list[Any]:
         cron, {**cron, "name": "Bad Name"}, {**cron, "name": "d", "enabled": 1},
         {**cron, "name": "e", "enabled": 1.0}, {**cron, "name": "f"},
     ]}]})
+    # Names and keys are checked apart from the rest, which is remembered by its text.
+    odd_names: list[Any] = ["a" * 100, "a" * 101, "ok\n", "\nok", "", 5, None, True, "k\u00e9"]
+    documents.append({"workflows": [
+        {**good, "key": name, "triggers": [{**cron, "name": name}, cron]} for name in odd_names
+    ]})
+    documents.append({"workflows": [good, {**good, "key": "wf2"}, {**good, "triggers": []},
+                                    {k: v for k, v in good.items() if k != "key"},
+                                    {**good, "name": 1}, {**good, "triggers": [None]}]})
     for trigger in bad_triggers:
         workflow = {**good, "triggers": [*good["triggers"], trigger]}
         documents.append({"workflows": [good, workflow], "also": True})
@@ -205,3 +213,66 @@ def test_validating_a_trigger_at_a_time_finds_what_the_whole_schema_finds() -> N
         assert _split(document) == whole, document
         found += bool(whole)
     assert found > 20
+
+
+MORE_DEPTHS = [
+    "a:\n" + "".join(" " * i + "- \n" for i in range(1, 70)),
+    "a: 1\nb:\n" + "".join(" " * i + "- x\n" + " " * i + "- \n" for i in range(1, 70)),
+    "a: [1, {b: 2}]\nc: " + "{k: " * 65 + "1" + "}" * 65 + "\n",
+    "dup: 1\ndup: 2\ndeep: " + "[" * 65 + "]" * 65 + "\n",
+    "m:\n  <<: {k: " + "[" * 64 + "]" * 64 + "}\n",
+    "s: &s x\nt: [*s, *s, *s]\n",
+    "k: &k a\n*k : b\n",
+    "? " + "[" * 64 + "1" + "]" * 64 + "\n: v\n",
+]
+
+
+@pytest.mark.parametrize("text", MORE_DEPTHS)
+def test_depths_aliases_and_merges_read_the_same(text: str) -> None:
+    fast, slow = _both(text)
+    assert fast == slow
+
+
+def test_a_file_without_aliases_is_read_in_one_libyaml_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The event pass that measures depth and aliases (a second reading of the whole file)
+    runs only for files that need it: libyaml bounds nesting itself, and the builder
+    measures depth and notices aliases on the way."""
+    passes: list[str] = []
+    real = loading._check_events
+
+    def counting(text: str, max_depth: int) -> bool:
+        passes.append(text)
+        return real(text, max_depth)
+
+    monkeypatch.setattr(loading, "_check_events", counting)
+    plain = "workflows:\n  - key: k\n    graph: {nodes: [{id: a, type: noop}]}\n"
+    assert _read(plain) == _read(plain, libyaml=False)
+    assert passes == []
+    aliased = "a: &a [1]\nb: *a\n"
+    assert _read(aliased) == _read(aliased, libyaml=False)
+    assert passes == [aliased]
+
+
+def test_a_file_is_validated_once_per_distinct_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 triggers of a file are a few thousand distinct schedules with distinct
+    names: jsonschema sees each distinct workflow and trigger once (names apart)."""
+    from jsonschema import Draft202012Validator
+
+    calls: list[Any] = []
+    real = Draft202012Validator.is_valid
+
+    def counting(self: Any, instance: Any, _schema: Any = None) -> bool:
+        calls.append(instance)
+        return bool(real(self, instance, _schema))
+
+    monkeypatch.setattr(Draft202012Validator, "is_valid", counting)
+    cron = {"type": "cron", "cron": "5 * * * *", "timezone": "UTC"}
+    document = {"workflows": [
+        {"key": f"w{w}", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+         "triggers": [{"name": f"t{w}-{t}", **cron} for t in range(10)]}
+        for w in range(20)
+    ]}
+    assert _split(document) == []
+    assert len(calls) == 2  # one workflow shape, one trigger shape

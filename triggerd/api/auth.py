@@ -16,6 +16,7 @@ default. The daemon creates a first named token at its first start instead
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import logging
 import os
@@ -133,6 +134,11 @@ class ApiAuth:
         token, source = _resolve(settings, os.environ if environ is None else environ)
         self._token = token.encode("utf-8") if token else None
         self.source = source
+
+    def configured_fingerprint(self) -> bytes | None:
+        """SHA-256 of the configured token (None: none is configured): a console session
+        opened with it ends when the configuration changes it."""
+        return None if self._token is None else hashlib.sha256(self._token).digest()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """Who the ``Authorization`` header names; :class:`AuthFailure` when it names no

@@ -19,10 +19,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readiness(app: web.Application) -> tuple[list[str], dict[str, Any]]:
+    """The failing checks (none: ready), and each check's word ("ok" or the problem)."""
     checks: dict[str, Any] = {}
     failing: list[str] = []
-    pool = request.app[POOL]
+    pool = app[POOL]
     try:
         async with asyncio.timeout(2.0):
             async with pool.acquire() as conn:
@@ -36,7 +37,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = f"unreachable: {type(exc).__name__}"
         checks.setdefault("migrations", "unknown")
         failing.append("database")
-    for name, check in request.app[READINESS_CHECKS].items():
+    for name, check in app[READINESS_CHECKS].items():
         try:
             problem = await check()
         except Exception as exc:
@@ -44,6 +45,11 @@ async def readyz(request: web.Request) -> web.Response:
         checks[name] = problem or "ok"
         if problem:
             failing.append(name)
+    return failing, checks
+
+
+async def readyz(request: web.Request) -> web.Response:
+    failing, checks = await readiness(request.app)
     status = 200 if not failing else 503
     body: dict[str, Any] = {"status": "ready" if not failing else "not ready", "checks": checks}
     if failing:

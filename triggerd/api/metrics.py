@@ -145,6 +145,12 @@ class Metrics:
             "Webhook requests the trigger's filter did not match (stored, answered 200, no run)",
             ["trigger"], registry=reg,
         )
+        self.webhook_secret_used = Counter(
+            "triggerd_webhook_secret_used",
+            "Webhook requests verified, by trigger and which of its listed secrets matched"
+            " (its index, \"0\" first); only triggers with a list of secrets (rotation)",
+            ["trigger", "secret"], registry=reg,
+        )
         self.executions = Counter(
             "triggerd_executions", "Executions finished, by workflow and final status",
             ["workflow", "status"], registry=reg,
@@ -230,6 +236,11 @@ class Metrics:
             self._webhook_children[(trigger, status)] = child
         child.inc()
         self._observe_webhook_seconds(max(0.0, seconds))
+
+    def webhook_secret(self, trigger: str, index: int, count: int = 1) -> None:
+        """``count`` requests of ``trigger`` were verified with its secret number ``index``."""
+        label = self.trigger_labels.admit(trigger)
+        self.webhook_secret_used.labels(trigger=label, secret=str(index)).inc(count)
 
     def webhook_requests_answered(
         self, worker: int, trigger: str | None, status: int, seconds: list[float]

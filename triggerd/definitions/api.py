@@ -38,12 +38,16 @@ def check_files(
 
 
 def load_files(
-    paths: Sequence[str | Path], *, node_types: Collection[str] | None = None
+    paths: Sequence[str | Path],
+    *,
+    node_types: Collection[str] | None = None,
+    contents: Sequence[bytes] | None = None,
 ) -> list[WorkflowSpec]:
     """The workflows of the given files, in file order; raises
-    :class:`~triggerd.errors.DefinitionError` listing every problem across all files."""
+    :class:`~triggerd.errors.DefinitionError` listing every problem across all files.
+    ``contents``: the files' bytes, already read (what a fingerprint was taken of)."""
     with paused_gc():  # see paused_gc: a large file is millions of live objects
-        problems, specs = _analyze(_read(paths), node_types)
+        problems, specs = _analyze(_read(paths, contents), node_types)
     if problems:
         raise definition_error(problems)
     return specs
@@ -68,11 +72,13 @@ def load_documents(
     return specs
 
 
-def _read(paths: Sequence[str | Path]) -> list[tuple[Report, bool, Any]]:
+def _read(
+    paths: Sequence[str | Path], contents: Sequence[bytes] | None = None
+) -> list[tuple[Report, bool, Any]]:
     entries: list[tuple[Report, bool, Any]] = []
-    for path in paths:
+    for number, path in enumerate(paths):
         report = Report(file=str(path))
-        parsed, document = read_file(path, report)
+        parsed, document = read_file(path, report, None if contents is None else contents[number])
         entries.append((report, parsed, document))
     return entries
 
@@ -91,7 +97,10 @@ def _analyze(
         problems.extend(report.problems(document if ok else None))
     if problems:
         return problems, []
-    return [], [build_workflow(wf) for _, document in parsed for wf in document["workflows"]]
+    built: dict[tuple[str, str], TriggerConfig] = {}  # equal configs are built once
+    return [], [
+        build_workflow(wf, built) for _, document in parsed for wf in document["workflows"]
+    ]
 
 
 def parse_trigger_config(type: TriggerType | str, config: Mapping[str, Any]) -> TriggerConfig:

@@ -55,7 +55,10 @@ def _optional_duration(config: Mapping[str, Any], key: str) -> timedelta | None:
     return None if value is None else parse_duration(value, what=key)
 
 
-def build_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
+def build_workflow(
+    doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None
+) -> WorkflowSpec:
+    """The workflow of a checked document (``built``: see :func:`build_trigger`)."""
     return WorkflowSpec(
         key=doc["key"],
         name=doc.get("name", doc["key"]),
@@ -66,7 +69,7 @@ def build_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
         secrets={name: build_secret(ref) for name, ref in doc.get("secrets", {}).items()},
         timeout=_duration(doc, "timeout", WORKFLOW_TIMEOUT),
         graph=build_graph(doc["graph"]),
-        triggers=tuple(build_trigger(t) for t in doc.get("triggers", [])),
+        triggers=tuple(build_trigger(t, built) for t in doc.get("triggers", [])),
     )
 
 
@@ -121,18 +124,27 @@ def build_edge(doc: Mapping[str, Any]) -> Edge:
 # --- triggers ------------------------------------------------------------------------
 
 
-def build_trigger(doc: Mapping[str, Any]) -> TriggerSpec:
+def build_trigger(
+    doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None
+) -> TriggerSpec:
+    """The trigger of a checked document; ``built`` shares the (frozen) configs of equal
+    documents across calls: a large file repeats a few thousand schedules."""
     trigger_type = TriggerType(doc["type"])
     version = doc.get("version")
+    rest = {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
+    if built is None:
+        config = build_trigger_config(trigger_type, rest)
+    else:
+        key = (trigger_type.value, repr(rest))  # repr tells 1, 1.0 and True apart
+        found = built.get(key)
+        config = built[key] = build_trigger_config(trigger_type, rest) if found is None else found
     return TriggerSpec(
         name=doc["name"],
         type=trigger_type,
         enabled=doc.get("enabled", True),
         version=None if version is None else int(version),
         input=_json(doc.get("input", {})),
-        config=build_trigger_config(
-            trigger_type, {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
-        ),
+        config=config,
     )
 
 
@@ -160,6 +172,7 @@ def build_cron(doc: Mapping[str, Any]) -> CronConfig:
 def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
     defaults = WebhookConfig(path=normalize_webhook_path(doc["path"]))
     dedupe = doc.get("dedupe")
+    off = dedupe == "none"  # no dedupe at all, not even on the scheme's delivery id
     max_body = doc.get("max_body_bytes")
     rate = doc.get("rate")
     burst = doc.get("burst")
@@ -167,7 +180,7 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         path=defaults.path,
         methods=tuple(doc.get("methods", defaults.methods)),
         auth=build_auth(doc.get("auth", {})),
-        dedupe=None if dedupe is None else build_dedupe(dedupe),
+        dedupe=None if dedupe is None or off else build_dedupe(dedupe),
         response=ResponseMode(doc.get("response", defaults.response.value)),
         timeout=_duration(doc, "timeout", defaults.timeout),
         expose_output=doc.get("expose_output", defaults.expose_output),
@@ -176,6 +189,8 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         rate=None if rate is None else float(rate),
         burst=None if burst is None else int(burst),
         filter=doc.get("filter"),
+        provider_dedupe=not off,
+        allow_from=tuple(doc.get("allow_from", ())),
     )
 
 
@@ -184,7 +199,11 @@ def build_auth(doc: Mapping[str, Any]) -> AuthConfig:
     secret = doc.get("secret")
     return AuthConfig(
         scheme=doc.get("scheme", defaults.scheme),
-        secret=None if secret is None else build_secret(secret),
+        secret=(
+            None if secret is None
+            else tuple(build_secret(s) for s in secret) if isinstance(secret, list)
+            else build_secret(secret)
+        ),
         header=doc.get("header"),
         prefix=doc.get("prefix"),
         algorithm=doc.get("algorithm", defaults.algorithm),

@@ -22,6 +22,7 @@ from triggerd.errors import CronError, DurationError
 from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
+from triggerd.webhooks.allowlist import parse_network
 from triggerd.webhooks.filtering import filter_problems
 
 # Which auth keys each scheme uses (besides `scheme`), and which it cannot do without.
@@ -470,6 +471,9 @@ def check_trigger_config(
         if isinstance(source, str) and source:
             for problem in filter_problems(source):
                 report.add((*path, "filter"), problem)
+        networks = config.get("allow_from")
+        if isinstance(networks, list):
+            _check_networks(networks, (*path, "allow_from"), report)
 
 
 def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
@@ -486,6 +490,15 @@ def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> No
             parse_cron("* * * * *", timezone)
         except CronError as exc:
             report.add((*path, "timezone"), exc.message)
+
+
+def _check_networks(networks: list[Any], path: JsonPath, report: Report) -> None:
+    for index, network in enumerate(networks):
+        if isinstance(network, str) and parse_network(network) is None:
+            report.add(
+                (*path, index),
+                f"{network!r} is not an IP network (e.g. 10.0.0.0/8 or fd00::/8)",
+            )
 
 
 def _check_auth(auth: dict[str, Any], path: JsonPath, report: Report) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any, cast
 
@@ -121,15 +122,53 @@ def _inlined(schema: Any, seen: tuple[str, ...] = ()) -> Any:
 _TRIGGER_TYPES = frozenset(t.value for t in TriggerType)
 
 
+# The keywords a schema of one string may use to be checked by _string_check.
+_STRING_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "description",
+                              "errorMessage"})
+
+
+def _string_check(schema: dict[str, Any]) -> Callable[[Any], bool]:
+    """A predicate equal to ``Draft202012Validator(schema).is_valid`` for a schema of a
+    string with length bounds and a pattern (as jsonschema checks them: ``len`` in code
+    points, ``re.search``); other schemas get the validator itself. A name is checked
+    100,000 times in a large file, and jsonschema's own walk cost most of that."""
+    if set(schema) - _STRING_KEYWORDS or schema.get("type") != "string":
+        return Draft202012Validator(schema).is_valid
+    shortest = int(schema.get("minLength", 0))
+    longest = schema.get("maxLength")
+    pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+
+    def check(value: Any) -> bool:
+        return (
+            isinstance(value, str)
+            and len(value) >= shortest
+            and (longest is None or len(value) <= longest)
+            and (pattern is None or pattern.search(value) is not None)
+        )
+
+    return check
+
+
 @functools.cache
-def _trigger_name_validator(trigger_type: str) -> Draft202012Validator:
+def _trigger_name_check(trigger_type: str) -> Callable[[Any], bool]:
     defs = definitions_schema()["$defs"]
-    name = defs[f"{trigger_type}Trigger"]["properties"]["name"]
-    return Draft202012Validator({"$defs": defs, **_inlined(name)})
+    return _string_check(_inlined(defs[f"{trigger_type}Trigger"]["properties"]["name"]))
 
 
-# Stands in for every trigger name while the rest of a trigger is validated (it is valid).
+@functools.cache
+def _workflow_key_check() -> Callable[[Any], bool]:
+    return _string_check(_inlined(definitions_schema()["$defs"]["workflow"]["properties"]["key"]))
+
+
+# Stands in for every trigger name and workflow key while the rest is validated (it is
+# valid).
 _SOME_NAME = "n"
+
+
+def _shape(value: dict[str, Any]) -> str:
+    """One text per JSON value, cheaply: ``repr`` tells 1, 1.0 and True apart, as JSON
+    does (two orders of the same keys are two texts: only a second validation)."""
+    return repr(value)
 
 
 def _trigger_is_valid(trigger: Any, seen: dict[str, bool]) -> bool:
@@ -144,13 +183,33 @@ def _trigger_is_valid(trigger: Any, seen: dict[str, bool]) -> bool:
     kind = trigger.get("type")
     if not isinstance(kind, str) or kind not in _TRIGGER_TYPES:
         return False
-    if not _trigger_name_validator(kind).is_valid(trigger["name"]):
+    if not _trigger_name_check(kind)(trigger["name"]):
         return False
     rest = {**trigger, "name": _SOME_NAME}
-    key = json.dumps(rest, sort_keys=True)  # one text per JSON value (1 and 1.0 differ)
+    key = _shape(rest)
     valid = seen.get(key)
     if valid is None:
         valid = seen[key] = bool(_trigger_type_validator(kind).is_valid(rest))
+    return valid
+
+
+def _workflow_is_valid(workflow: Any, seen: dict[str, bool]) -> bool:
+    """Whether a workflow (its triggers aside) is valid, once per distinct text of it
+    without its key and triggers: only ``properties.key`` looks at the key, and the
+    triggers' items are left to :func:`_trigger_is_valid` (a list of anything is valid)."""
+    if not isinstance(workflow, dict):
+        return bool(_quick_workflow_validator().is_valid(workflow))
+    rest = dict(workflow)
+    if "key" in rest:
+        if not _workflow_key_check()(rest["key"]):
+            return False
+        rest["key"] = _SOME_NAME
+    if isinstance(rest.get("triggers"), list):
+        rest["triggers"] = []
+    key = _shape(rest)
+    valid = seen.get(key)
+    if valid is None:
+        valid = seen[key] = bool(_quick_workflow_validator().is_valid(rest))
     return valid
 
 
@@ -166,9 +225,10 @@ def validate_file(document: Any, report: Report) -> None:
     if not isinstance(workflows, list):
         return
     seen: dict[str, bool] = {}
+    seen_workflows: dict[str, bool] = {}
     for index, workflow in enumerate(workflows):
         base: JsonPath = ("workflows", index)
-        if not _quick_workflow_validator().is_valid(workflow):
+        if not _workflow_is_valid(workflow, seen_workflows):
             _collect(_shallow_validator("workflow").iter_errors(workflow), base, report)
         triggers = workflow.get("triggers") if isinstance(workflow, dict) else None
         if not isinstance(triggers, list):

@@ -112,6 +112,8 @@ def webhook_to_json(config: WebhookConfig) -> dict[str, Any]:
     }
     if config.dedupe is not None:
         doc["dedupe"] = dedupe_to_json(config.dedupe)
+    elif not config.provider_dedupe:
+        doc["dedupe"] = "none"
     if config.max_body_bytes is not None:
         doc["max_body_bytes"] = config.max_body_bytes
     if config.rate is not None:
@@ -120,12 +122,16 @@ def webhook_to_json(config: WebhookConfig) -> dict[str, Any]:
         doc["burst"] = config.burst
     if config.filter is not None:
         doc["filter"] = config.filter
+    if config.allow_from:
+        doc["allow_from"] = list(config.allow_from)
     return doc
 
 
 def auth_to_json(auth: AuthConfig) -> dict[str, Any]:
     doc: dict[str, Any] = {"scheme": auth.scheme}
-    if auth.secret is not None:
+    if isinstance(auth.secret, tuple):
+        doc["secret"] = [ref.to_json() for ref in auth.secret]
+    elif auth.secret is not None:
         doc["secret"] = auth.secret.to_json()
     if auth.header is not None:
         doc["header"] = auth.header

@@ -191,3 +191,5 @@ class HttpWorkers(BaseComponent):
             self.metrics.backpressure()
         for trigger, count in report.get("filtered", {}).items():
             self.metrics.webhook_filtered_requests(trigger, int(count))
+        for trigger, index, count in report.get("secrets", ()):
+            self.metrics.webhook_secret(trigger, index, count)

@@ -272,6 +272,23 @@ def make_checker(auth: AuthConfig, secret: bytes | None) -> Checker:
     return checked
 
 
+def check_rotating(
+    checkers: tuple[Checker, ...], headers: Mapping[str, str], body: bytes, now: datetime
+) -> tuple[Refusal | None, int]:
+    """Secret rotation: the first of ``checkers`` (one per listed secret, in order) that
+    accepts the request, as ``(None, its index)``; else the first checker's refusal and
+    ``-1``. Only triggers with a list of secrets come here, so the single-secret path pays
+    nothing for it."""
+    first: Refusal | None = None
+    for index, check in enumerate(checkers):
+        refusal = check(headers, body, now)
+        if refusal is None:
+            return None, index
+        if first is None:
+            first = refusal
+    return first, -1
+
+
 _NO_SECRET = Refusal(AuthFailure.UNKNOWN_SECRET)
 _NO_CONFIG = Refusal(AuthFailure.UNUSABLE_CONFIG)
 _MALFORMED = Refusal(AuthFailure.MALFORMED_SIGNATURE)

@@ -26,11 +26,32 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from triggerd.model import DedupeConfig
+from triggerd.model import DedupeConfig, WebhookConfig
 from triggerd.webhooks.auth import get_header
 
 KEY_PREFIX = "webhook:"
 MAX_KEY_CHARS = 200
+
+# Where the schemes that carry a delivery id put it: a redelivery carries the same one, so
+# these dedupe by default (``dedupe: none`` turns it off; a dedupe mapping replaces it).
+# Slack marks a retry with X-Slack-Retry-Num and sends the same event_id again.
+PROVIDER_DEDUPE: Mapping[str, DedupeConfig] = {
+    "github": DedupeConfig(header="X-GitHub-Delivery"),
+    "standard": DedupeConfig(header="webhook-id"),
+    "stripe": DedupeConfig(json_pointer="/id"),
+    "slack": DedupeConfig(json_pointer="/event_id"),
+}
+
+
+def effective_dedupe(config: WebhookConfig) -> DedupeConfig | None:
+    """The dedupe a trigger uses: its mapping, else its scheme's delivery id unless
+    ``dedupe: none``, else none."""
+    if config.dedupe is not None:
+        return config.dedupe
+    if not config.provider_dedupe:
+        return None
+    return PROVIDER_DEDUPE.get(config.auth.scheme)
+
 
 # Bounded so that int() stays cheap and within Python's digit limit.
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,17}")

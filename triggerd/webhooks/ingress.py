@@ -3,11 +3,11 @@
 Checks run in this order, each answering as soon as it fails, so that the cheap ones
 protect the expensive ones and nothing is read or parsed for a request refused anyway:
 
-route (404) -> method (405) -> rate limit (429) -> backpressure (429) -> Content-Length
-(413) -> content type (415) -> body, read incrementally (413) -> authentication on the raw
-bytes (401) -> body parsing (400) -> ``parameter_schema`` (422) -> dedupe key -> the group
-commit (503 when the database is unreachable) -> ``202``/``200`` (or, in ``sync`` mode,
-the run's answer).
+route (404) -> ``allow_from`` (403) -> method (405) -> rate limit (429) -> backpressure
+(429) -> Content-Length (413) -> content type (415) -> body, read incrementally (413) ->
+authentication on the raw bytes (401) -> body parsing (400) -> ``parameter_schema`` (422)
+-> dedupe key -> the group commit (503 when the database is unreachable) ->
+``202``/``200`` (or, in ``sync`` mode, the run's answer).
 
 A ``202`` is sent only after the execution and its ``webhook_requests`` row are committed.
 
@@ -50,6 +50,7 @@ from triggerd.store.webhooks import (
     count_new_executions,
 )
 from triggerd.tasks import cancel_and_wait
+from triggerd.webhooks.allowlist import client_ip, parse_networks, within
 from triggerd.webhooks.answers import (
     RETRY_BACKPRESSURE,
     RETRY_DATABASE,
@@ -62,6 +63,7 @@ from triggerd.webhooks.answers import (
     too_large,
     too_large_message,
 )
+from triggerd.webhooks.auth import check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, input_json, query_dict, stored_headers
 from triggerd.webhooks.dedupe import dedupe_key
@@ -88,6 +90,12 @@ Monotonic = Callable[[], float]
 # second; a ``log_suppressed`` line counts the rest. Anyone can send them.
 REJECTION_BURST = 10
 REJECTION_RATE = 1.0
+# An accepted request of a trigger with a list of secrets is logged as
+# ``webhook_secret_used`` (which secret matched), at most this often per (trigger, secret):
+# enough to see the old secret still in use, or no longer; the metric counts every one.
+SECRET_USED_BURST = 1
+SECRET_USED_RATE = 1 / 60
+FORBIDDEN_MESSAGE = "requests from this address are not accepted here"
 
 
 def utc_now() -> datetime:
@@ -176,6 +184,15 @@ class WebhookIngress(BaseComponent):
             burst=REJECTION_BURST,
             monotonic=monotonic,
         )
+        self.secret_log = ThrottledLog(
+            logger,
+            "webhook_secret_used",
+            key_fields=("trigger", "secret"),
+            rate=SECRET_USED_RATE,
+            burst=SECRET_USED_BURST,
+            monotonic=monotonic,
+        )
+        self._trusted = parse_networks(settings.http.trusted_proxies)
         self._new_count = 0  # NEW executions at the last count
         self._created_since_count = 0  # executions this process created since then
         self._reload_wanted = asyncio.Event()
@@ -244,6 +261,7 @@ class WebhookIngress(BaseComponent):
         """SIGHUP with a new configuration: ``[http] max_pending`` applies to the next
         request, ``max_body_bytes`` to the routes of the reload that follows."""
         self._settings = settings
+        self._trusted = parse_networks(settings.http.trusted_proxies)
         self.routes.set_default_max_body_bytes(settings.http.max_body_bytes)
 
     async def reload(self) -> None:
@@ -370,9 +388,13 @@ class WebhookIngress(BaseComponent):
     def _admit(
         self, request: web.Request, route: WebhookRoute, started: float
     ) -> web.Response | None:
-        """Method (405), the trigger's rate (429), backpressure (429): ``None`` if none
-        refuses."""
+        """The client's address (403), method (405), the trigger's rate (429),
+        backpressure (429): ``None`` if none refuses."""
         config = route.config
+        if route.allow_from:
+            refused = self._check_address(request, route)
+            if refused is not None:
+                return refused
         method = request.method
         if method not in config.methods:
             return error_response(
@@ -403,6 +425,18 @@ class WebhookIngress(BaseComponent):
                 headers=retry_after(RETRY_BACKPRESSURE),
             )
         return None
+
+    def _check_address(self, request: web.Request, route: WebhookRoute) -> web.Response | None:
+        """403 unless the client is in the trigger's ``allow_from``."""
+        # Without trusted proxies the header never counts: not even read.
+        forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, ()) if self._trusted else ()
+        client = client_ip(client_address(request), forwarded, self._trusted)
+        if client is not None and within(client, route.allow_from):
+            return None
+        return self._refused(
+            request, route, error_response(403, "forbidden", FORBIDDEN_MESSAGE),
+            "address_not_allowed", client=None if client is None else str(client),
+        )
 
     async def _read_body(self, request: web.Request, route: WebhookRoute) -> bytes | web.Response:
         """The body, or the refusal: too large (413), a content type refused before or
@@ -453,9 +487,15 @@ class WebhookIngress(BaseComponent):
                 "this webhook cannot verify requests right now; retry later",
                 headers=retry_after(RETRY_DATABASE),
             )
-        refusal = route.check_auth(request.headers, body, now)
-        if refusal is None:
-            return None
+        if route.rotation:
+            refusal, index = check_rotating(route.rotation, request.headers, body, now)
+            if refusal is None:
+                self._secret_used(request, route, index)
+                return None
+        else:
+            refusal = route.check_auth(request.headers, body, now)
+            if refusal is None:
+                return None
         # Never tell the sender which part failed; the operator's log does.
         challenge = (
             {"WWW-Authenticate": 'Basic realm="triggerd"'}
@@ -467,6 +507,23 @@ class WebhookIngress(BaseComponent):
             error_response(401, "unauthorized", "authentication failed", headers=challenge),
             refusal.reason.value, header=refusal.header,
         )
+
+    def _secret_used(self, request: web.Request, route: WebhookRoute, index: int) -> None:
+        """Which listed secret verified a request: counted, and logged (throttled), by its
+        index in the list, never its value."""
+        self.stats.secret_used(route.full_name, index)
+        label = str(index)
+        if self.secret_log.admit((route.full_name, label), logging.INFO):
+            logger.info(
+                "webhook request verified with secret %s",
+                label,
+                extra={
+                    "event": "webhook_secret_used",
+                    "trigger": route.full_name,
+                    "secret": label,
+                    "remote": client_address(request),
+                },
+            )
 
     def _parse(
         self, request: web.Request, route: WebhookRoute, body: bytes
@@ -510,9 +567,9 @@ class WebhookIngress(BaseComponent):
     ) -> InboxResult:
         """The execution and its inbox row, through the group commit (or the first
         delivery's, for a duplicate)."""
-        config = route.config
         headers = request.headers
-        key = dedupe_key(config.dedupe, headers, body, run_input.parsed)
+        dedupe = route.dedupe
+        key = dedupe_key(dedupe, headers, body, run_input.parsed)
         result = await self.group_commit.submit(
             InboxItem(
                 id=time_ordered_id(),
@@ -521,7 +578,7 @@ class WebhookIngress(BaseComponent):
                 trigger_id=route.trigger_id,
                 trigger_name=route.trigger_name,
                 dedupe_key=key,
-                dedupe_ttl=config.dedupe.ttl if config.dedupe is not None and key else None,
+                dedupe_ttl=dedupe.ttl if dedupe is not None and key else None,
                 input_json=input_json(route, body, run_input.json_text, run_input.data),
                 method=request.method,
                 path=clean_text(request.path),

@@ -24,10 +24,19 @@ from jsonschema.exceptions import SchemaError
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import DefinitionError, SecretError
 from triggerd.logs import SECRETS_FILTER
-from triggerd.model import JSON, SecretRef, TriggerType, WebhookConfig, normalize_webhook_path
+from triggerd.model import (
+    JSON,
+    DedupeConfig,
+    SecretRef,
+    TriggerType,
+    WebhookConfig,
+    normalize_webhook_path,
+)
 from triggerd.secrets import resolve_secret
 from triggerd.store.webhooks import WebhookTriggerRow, load_webhook_triggers
+from triggerd.webhooks.allowlist import Networks, parse_networks
 from triggerd.webhooks.auth import Checker, auth_header_names, make_checker
+from triggerd.webhooks.dedupe import effective_dedupe
 from triggerd.webhooks.ratelimit import default_burst
 
 if TYPE_CHECKING:
@@ -61,11 +70,17 @@ class WebhookRoute:
     # A fast "is it valid?" for schemas within a common subset (None: always ask the
     # validator). True means valid; False means ask the validator for the error list.
     quick_check: ValidityCheck | None
-    secret: bytes | None
-    secret_problem: str | None  # why the secret could not be resolved (answers 503)
+    secret: bytes | None  # the first (or only) secret
+    secret_problem: str | None  # why a secret could not be resolved (answers 503)
     # check_request for this trigger's auth and secret, prepared once per build: None when
     # accepted, else the refusal (its reason is logged, never answered).
     check_auth: Checker
+    # With a list of secrets (rotation): one checker per listed secret, in order, and
+    # check_auth unused; empty for a single secret, which keeps its path as it was.
+    rotation: tuple[Checker, ...] = ()
+    secrets: tuple[bytes, ...] = ()  # every resolved secret (for log redaction)
+    dedupe: DedupeConfig | None = None  # config.dedupe, else the scheme's delivery id
+    allow_from: Networks = ()  # empty: any client
     stripped_headers: frozenset[str]  # lower-case names never stored
     max_body_bytes: int
     rate: float | None
@@ -171,10 +186,9 @@ def _build_route(
             raise _Skip(
                 f"parameter_schema of version {row.version} is invalid: {exc.message}"
             ) from None
-    secret: bytes | None = None
+    values: list[bytes] = []
     secret_problem: str | None = None
-    ref = config.auth.secret
-    if ref is not None:
+    for ref in config.auth.secrets:
         resolved = secrets.get(ref)
         if resolved is None:
             try:
@@ -183,9 +197,11 @@ def _build_route(
                 resolved = str(exc)
             secrets[ref] = resolved
         if isinstance(resolved, bytes):
-            secret = resolved
-        else:
+            values.append(resolved)
+        elif secret_problem is None:
             secret_problem = resolved
+    secret = values[0] if values else None
+    rotating = isinstance(config.auth.secret, tuple) and secret_problem is None
     rate = config.rate
     burst = config.burst if config.burst is not None else default_burst(rate) if rate else 0
     return WebhookRoute(
@@ -203,6 +219,10 @@ def _build_route(
         secret=secret,
         secret_problem=secret_problem,
         check_auth=make_checker(config.auth, secret),
+        rotation=tuple(make_checker(config.auth, v) for v in values) if rotating else (),
+        secrets=tuple(values),
+        dedupe=effective_dedupe(config),
+        allow_from=parse_networks(config.allow_from),
         stripped_headers=auth_header_names(config.auth) | ALWAYS_STRIPPED_HEADERS,
         max_body_bytes=config.max_body_bytes or default_max_body_bytes,
         rate=rate,
@@ -438,7 +458,7 @@ class Routes:
 
     def _redact_new_secrets(self, table: RouteTable) -> None:
         """Webhook secrets join the log redaction like every other secret."""
-        fresh = {r.secret for r in table.routes.values() if r.secret} - self._redacted
+        fresh = {s for r in table.routes.values() for s in r.secrets if s} - self._redacted
         if fresh:
             SECRETS_FILTER.add_secrets(s.decode("utf-8") for s in fresh)
             self._redacted |= fresh

@@ -23,10 +23,19 @@ class WebhookStats:
     backpressure_rejections: int = 0
     database_unavailable: int = 0
     filtered: int = 0  # requests stored with outcome filtered (answered 200, no run)
+    # Requests verified by each listed secret, by (trigger, index): rotation only.
+    secrets_used: collections.Counter[tuple[str, int]] = field(
+        default_factory=collections.Counter
+    )
     pending_new: int = 0  # the NEW count backpressure compares with max_pending
     group_commit: GroupCommitStats = field(default_factory=GroupCommitStats)
     # The daemon's Prometheus metrics (triggerd.api.metrics.Metrics), when it serves them.
     sink: Any = None
+
+    def secret_used(self, trigger: str, index: int) -> None:
+        self.secrets_used[(trigger, index)] += 1
+        if self.sink is not None:
+            self.sink.webhook_secret(trigger, index)
 
     def record(self, trigger: str, status: int, seconds: float) -> None:
         self.responses[(trigger, status)] += 1

@@ -1,0 +1,245 @@
+"""The console's pages and actions, in Chromium, against a real daemon and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import asyncpg
+from playwright.async_api import Browser, Page, expect
+
+from tests.acceptance.conftest import DaemonProcess, Daemons, run_cli
+
+ADMIN_TOKEN = "console-admin-s3cret"
+
+DEFINITIONS = """\
+workflows:
+  - key: orders
+    parameter_schema:
+      type: object
+      required: [count]
+      properties: {count: {type: integer, minimum: 1}}
+    graph:
+      nodes:
+        - {id: check, type: if, params: {condition: "{{ input.count > 2 }}"}}
+        - {id: big, type: set, params: {value: {size: big}}}
+        - {id: small, type: set, params: {value: {size: small}}}
+      edges:
+        - {from: check, to: big, when: "true"}
+        - {from: check, to: small, when: "false"}
+    triggers:
+      - {name: by-hand, type: manual}
+      - {name: nightly, type: cron, cron: "0 3 * * *", timezone: Europe/Madrid}
+"""
+
+
+async def _daemon(daemons: Daemons, dsn: str, tmp_path: Path) -> DaemonProcess:
+    daemon = await daemons.start(database_url=dsn,
+                                 sections={"api": {"token": ADMIN_TOKEN}})
+    path = tmp_path / "orders.yaml"
+    path.write_text(DEFINITIONS)
+    applied = await run_cli(daemon.config, "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    return daemon
+
+
+async def _login(page: Page, daemon: DaemonProcess, token: str) -> None:
+    await page.goto(f"{daemon.base_url}/ui/")
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/login?next=/ui/")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Log in").click()
+
+
+async def test_login_pages_logout(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, "wrong-token")
+    await expect(page.get_by_role("alert")).to_have_text("✗ invalid bearer token")
+    await page.screenshot(path=str(artifacts / "login.png"), full_page=True)
+
+    await page.get_by_label("API token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/")
+    await expect(page.get_by_role("heading", name="Readiness: ✓ ready")).to_be_visible()
+    await expect(page.locator("#scheduler-lag")).to_have_text("0.0 s")
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "triggerd_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    await page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
+
+    await page.get_by_role("link", name="Triggers").click()
+    await expect(page.get_by_role("link", name="orders/nightly")).to_be_visible()
+    await page.screenshot(path=str(artifacts / "triggers.png"), full_page=True)
+    await page.get_by_role("link", name="orders/nightly").click()
+    await expect(page.get_by_role("heading", name="orders/nightly")).to_be_visible()
+    # Ten next fires, each in UTC and in the trigger's zone.
+    rows = page.locator("section:has(#fires-h) tbody tr")
+    await expect(rows).to_have_count(10)
+    assert "+01:00" in (await rows.first.inner_text()) or \
+        "+02:00" in (await rows.first.inner_text())
+    await page.screenshot(path=str(artifacts / "trigger.png"), full_page=True)
+
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/login")
+    await page.goto(f"{daemon.base_url}/ui/executions")
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/login?next=/ui/executions")
+
+
+async def test_post_without_csrf_token_is_refused(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/")
+    url = f"{daemon.base_url}/ui/triggers/orders/by-hand/fire"
+    answer = await page.request.post(url, form={"input": '{"count": 3}'})
+    assert answer.status == 403
+    assert "CSRF token is missing or wrong" in await answer.text()
+    answer = await page.request.post(url, form={"input": '{"count": 3}', "csrf": "forged"})
+    assert answer.status == 403
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 0
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
+    finally:
+        await conn.close()
+
+
+async def test_viewer_can_look_but_not_act(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    created = await run_cli(daemon.config, "token", "create", "--name", "watcher",
+                            "--role", "viewer", "--json")
+    assert created.returncode == 0, created.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, created.json()["token"])
+    await expect(page.get_by_text("watcher (viewer)")).to_be_visible()
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/by-hand")
+    await expect(page.get_by_text("Your token has the viewer role")).to_be_visible()
+    await expect(page.get_by_role("button", name="Run now")).to_have_count(0)
+    # Even a well-formed form (with the session's CSRF token) is refused.
+    csrf = await page.locator("form.logout input[name=csrf]").get_attribute("value")
+    answer = await page.request.post(f"{daemon.base_url}/ui/triggers/orders/by-hand/fire",
+                                     form={"input": '{"count": 3}', "csrf": csrf or ""})
+    assert answer.status == 403
+    assert "viewer role" in await answer.text()
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    finally:
+        await conn.close()
+
+
+async def _wait_final(dsn: str, execution_id: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(300):
+            status = await conn.fetchval(
+                "SELECT status FROM workflow_executions WHERE id = $1", execution_id)
+            if status in ("SUCCESS", "ERROR", "CANCELED"):
+                return str(status)
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError(f"execution {execution_id} did not finish")
+
+
+async def test_run_now_shows_input_errors_then_the_graph_of_the_path_taken(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/by-hand")
+    await page.get_by_label("Input (a JSON object").fill('{"count": 0}')
+    await page.get_by_role("button", name="Run now").click()
+    await expect(page.get_by_role("alert")).to_have_text(
+        "✗ the input does not match the workflow's parameter_schema (1 problem)")
+    problems = page.get_by_role("list", name="Input problems")
+    await expect(problems).to_have_text("$.count: 0 is less than the minimum of 1")
+    # What was typed stays in the editor.
+    await expect(page.get_by_label("Input (a JSON object")).to_have_value('{"count": 0}')
+    await page.screenshot(path=str(artifacts / "run-now-error.png"), full_page=True)
+
+    await page.get_by_label("Input (a JSON object").fill('{"count": 5}')
+    await page.get_by_label("Reason").fill("checking the console")
+    await page.get_by_role("button", name="Run now").click()
+    await page.wait_for_url(re.compile(r".*/ui/executions/[0-9a-f-]{36}$"))
+    execution_id = page.url.rsplit("/", 1)[-1]
+    assert await _wait_final(dsn, execution_id) == "SUCCESS"
+    await page.reload()
+    await expect(page.locator("#run-status")).to_have_text("✓ SUCCESS")
+    taken = page.locator('g.edge[data-from="check"][data-to="big"]')
+    not_taken = page.locator('g.edge[data-from="check"][data-to="small"]')
+    await expect(taken).to_have_attribute("data-taken", "yes")
+    await expect(not_taken).to_have_attribute("data-taken", "no")
+    await expect(page.locator('g.node[data-node="big"]')).to_have_attribute(
+        "data-status", "SUCCESS")
+    await expect(page.locator('g.node[data-node="small"]')).to_have_attribute(
+        "data-status", "SKIPPED")
+    await page.screenshot(path=str(artifacts / "execution.png"), full_page=True)
+
+    await page.get_by_role("link", name="Executions").click()
+    await expect(page.locator("#execution-rows tr")).to_have_count(1)
+    await page.screenshot(path=str(artifacts / "executions.png"), full_page=True)
+    conn = await asyncpg.connect(dsn)
+    try:
+        audit = await conn.fetchrow("SELECT actor, action, note FROM audit_log")
+        context = json.loads(await conn.fetchval(
+            "SELECT context::text FROM workflow_executions WHERE id = $1", execution_id))
+    finally:
+        await conn.close()
+    assert tuple(audit) == ("token:[api] token (config)", "fire", "checking the console")
+    assert context["trigger"]["fired_by"] == "console"
+
+
+async def test_workflow_versions_and_their_difference(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    changed = tmp_path / "orders-v2.yaml"
+    changed.write_text(DEFINITIONS.replace("minimum: 1", "minimum: 2"))
+    applied = await run_cli(daemon.config, "apply", str(changed))
+    assert applied.returncode == 0, applied.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.get_by_role("link", name="Workflows").click()
+    await page.get_by_role("link", name="orders").click()
+    await expect(page.get_by_role("heading", name="Version 1 → 2")).to_be_visible()
+    diff = page.get_by_label("Difference between the versions")
+    await expect(diff.locator("span.remove")).to_have_text(['-            "minimum": 1,'])
+    await expect(diff.locator("span.add")).to_have_text(['+            "minimum": 2,'])
+    await page.screenshot(path=str(artifacts / "workflow-versions.png"), full_page=True)
+    await page.goto(f"{daemon.base_url}/ui/workflows/orders?from=1&to=1")
+    await expect(page.get_by_text("The two versions are identical.")).to_be_visible()
+    answer = await page.request.get(f"{daemon.base_url}/ui/workflows/orders?from=1&to=9")
+    assert answer.status == 404
+    assert await answer.text() == "workflow orders has no version 1 or 9"
+
+
+async def test_unknown_objects_and_bad_parameters_get_clear_answers(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    base = daemon.base_url
+    cases = [
+        ("/ui/triggers/orders/nope", 404, "no trigger named 'orders/nope'"),
+        ("/ui/workflows/nope", 404, "no workflow with key 'nope'"),
+        ("/ui/executions/not-an-id", 404, "no execution 'not-an-id'"),
+        ("/ui/executions?status=DONE", 400, "status: 'DONE' is not a run status"),
+        ("/ui/executions?trigger=orders/nope", 404, "no trigger named 'orders/nope'"),
+        ("/ui/triggers?cursor=x", 400, "cursor: not one this page made"),
+        ("/ui/executions?cursor=x", 400,
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("/ui/workflows/orders?from=a&to=1", 400, "from and to must be version numbers"),
+    ]
+    for path, status, text in cases:
+        answer = await page.request.get(base + path)
+        assert (answer.status, await answer.text()) == (status, text), path

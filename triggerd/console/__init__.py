@@ -1,0 +1,34 @@
+"""The operations console at ``/ui/``: server-rendered pages served by the daemon itself.
+
+No build step and no CDN: the templates, the stylesheet, a small script and htmx (vendored
+from its npm package, 0BSD) ship in the package and work offline. Access is by session
+(:mod:`.sessions`); pages read through the store and act through :mod:`triggerd.operations`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from triggerd.console import pages
+from triggerd.console.sessions import PREFIX, console_middleware
+
+
+def add_console_routes(app: web.Application) -> None:
+    app.middlewares.append(console_middleware)
+    router = app.router
+    router.add_get(PREFIX, pages.redirect_home)
+    router.add_get(f"{PREFIX}/", pages.overview)
+    router.add_get(f"{PREFIX}/login", pages.login_page)
+    router.add_post(f"{PREFIX}/login", pages.login)
+    router.add_post(f"{PREFIX}/logout", pages.logout)
+    router.add_get(f"{PREFIX}/triggers", pages.triggers_page)
+    router.add_get(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}", pages.trigger_page)
+    router.add_post(f"{PREFIX}/triggers/{{workflow}}/{{trigger}}/fire", pages.fire_action)
+    router.add_get(f"{PREFIX}/executions", pages.executions_page)
+    router.add_get(f"{PREFIX}/executions/{{id}}", pages.execution_page)
+    router.add_get(f"{PREFIX}/workflows", pages.workflows_page)
+    router.add_get(f"{PREFIX}/workflows/{{key}}", pages.workflow_page)
+    router.add_get(f"{PREFIX}/static/{{name}}", pages.static)
+
+
+__all__ = ["add_console_routes"]

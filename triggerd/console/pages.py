@@ -1,0 +1,424 @@
+"""The console's pages: server-rendered HTML over the same store reads and operations as
+the admin API (every action goes through :mod:`triggerd.operations`)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from triggerd.api.admin import decode_cursor, encode_cursor, encode_name_cursor
+from triggerd.api.auth import API_AUTH, AuthFailure
+from triggerd.api.health import readiness
+from triggerd.appkeys import POOL, SCHEDULER_LAG
+from triggerd.console.graph import NodeRun, layout
+from triggerd.console.sessions import (
+    COOKIE,
+    LOGIN_COOKIE,
+    PREFIX,
+    SESSION,
+    SESSION_TTL,
+    ConsoleSession,
+    csrf_matches,
+    hash_session_id,
+    new_secret,
+    set_cookie,
+)
+from triggerd.cron import utc_iso
+from triggerd.errors import InputInvalid, TriggerdError
+from triggerd.ids import parse_execution_id
+from triggerd.model import ExecutionStatus
+from triggerd.operations import token_actor
+from triggerd.operations.triggers import FireRequest, fire
+from triggerd.schedules import schedule_of
+from triggerd.store.admin import page_executions, slot_history
+from triggerd.store.console import (
+    create_session,
+    delete_expired_sessions,
+    delete_session,
+    last_hour_counts,
+    token_id_of,
+    triggers_needing_attention,
+    version_graph,
+)
+from triggerd.store.executions import get_execution, node_timeline
+from triggerd.store.records import VersionRecord
+from triggerd.store.workflows import (
+    get_trigger,
+    get_workflow,
+    list_triggers,
+    list_versions,
+    list_workflows,
+    resolve_version,
+)
+from triggerd.tokens import hash_token, is_token_form
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+NEXT_FIRES = 10
+SLOTS_SHOWN = 60
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+# Each outcome and status is shown with a word and a symbol, never by colour alone.
+SYMBOLS = {
+    "SUCCESS": "✓", "ERROR": "✗", "CANCELED": "⊘", "RUNNING": "▶", "WAITING": "⏸",
+    "NEW": "○", "SKIPPED": "↷", "fired": "✓", "buffered": "◷", "canceled_previous": "⊘",
+    "duplicate": "=", "skipped_overlap": "⤼", "skipped_misfire": "⌛", "skipped_disabled": "⊖",
+    "skipped_paused": "⏸", "skipped_manual": "⤼",
+}
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else utc_iso(value)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+_env.filters["when"] = _when
+_env.filters["pretty"] = _json
+_env.globals["symbol"] = lambda key: SYMBOLS.get(str(key), "·")
+_env.globals["prefix"] = PREFIX
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any
+           ) -> web.Response:
+    session = request.get(SESSION)
+    html = _env.get_template(template).render(session=session, path=request.path, **context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _session(request: web.Request) -> ConsoleSession:
+    return request[SESSION]
+
+
+# --- login --------------------------------------------------------------------------------
+
+
+def _safe_next(value: object) -> str:
+    """Only a console path: never an absolute URL (an open redirect)."""
+    if isinstance(value, str) and value.startswith(PREFIX + "/") and "//" not in value \
+            and "\\" not in value:
+        return value
+    return PREFIX + "/"
+
+
+async def login_page(request: web.Request) -> web.Response:
+    token = new_secret()
+    response = render(request, "login.html", login_csrf=token, error=None,
+                      next=_safe_next(request.query.get("next")))
+    set_cookie(request, response, LOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    target = _safe_next(form.get("next"))
+    if not csrf_matches(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
+        return web.Response(status=403, text="the login form's CSRF token is missing or wrong;"
+                                             " reload the page and try again")
+    presented = form.get("token")
+    text = presented.strip() if isinstance(presented, str) else ""
+    auth = request.app[API_AUTH]
+    try:
+        principal = await auth.authenticate(f"Bearer {text}" if text else None)
+    except AuthFailure as exc:
+        fresh = new_secret()
+        response = render(request, "login.html", status=401, login_csrf=fresh,
+                          error=exc.message, next=target)
+        set_cookie(request, response, LOGIN_COOKIE, fresh, max_age=3600)
+        return response
+    pool = request.app[POOL]
+    await delete_expired_sessions(pool)  # indexed; keeps the table to the live sessions
+    token_id = await token_id_of(pool, hash_token(text)) if is_token_form(text) else None
+    config_hash = None if token_id is not None else auth.configured_fingerprint()
+    session_id = new_secret()
+    await create_session(
+        pool, id_hash=hash_session_id(session_id), principal=principal.name,
+        role=principal.role.value, tenant=principal.tenant, token_id=token_id,
+        config_hash=config_hash, csrf=new_secret(), ttl=SESSION_TTL,
+    )
+    logger.info("console login", extra={"event": "console_login", "token": principal.name,
+                                        "role": principal.role.value})
+    response = web.HTTPSeeOther(target)
+    set_cookie(request, response, COOKIE, session_id,
+               max_age=int(SESSION_TTL.total_seconds()))
+    response.del_cookie(LOGIN_COOKIE, path=PREFIX + "/")
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        await delete_session(request.app[POOL], hash_session_id(session_id))
+    response = web.HTTPSeeOther(f"{PREFIX}/login")
+    response.del_cookie(COOKIE, path=PREFIX + "/")
+    raise response
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+async def overview(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
+    failing, checks = await readiness(request.app)
+    counts = await last_hour_counts(pool)
+    attention = await triggers_needing_attention(pool)
+    lag = request.app.get(SCHEDULER_LAG)
+    return render(request, "overview.html", ready=not failing, checks=checks, counts=counts,
+                  attention=attention, scheduler_lag=None if lag is None else lag())
+
+
+def _trigger_cursor(text: str | None) -> tuple[str, str, str] | None:
+    if not text:
+        return None
+    parts = text.split(".")
+    if len(parts) != 3:
+        raise web.HTTPBadRequest(text="cursor: not one this page made")
+    try:
+        return parts[0], parts[1], str(uuid.UUID(parts[2]))
+    except ValueError:
+        raise web.HTTPBadRequest(text="cursor: not one this page made") from None
+
+
+async def triggers_page(request: web.Request) -> web.Response:
+    workflow = request.query.get("workflow") or None
+    kind = request.query.get("type") or None
+    after = _trigger_cursor(request.query.get("cursor"))
+    rows = await list_triggers(request.app[POOL], workflow_key=workflow, trigger_type=kind,
+                               after=after, limit=PAGE_SIZE + 1)
+    page = rows[:PAGE_SIZE]
+    next_cursor = (encode_name_cursor(page[-1].workflow_key, page[-1].name, page[-1].id)
+                   if len(rows) > PAGE_SIZE else None)
+    now = datetime.now(UTC)
+    items = []
+    for t in page:
+        next_fire = "-"
+        if t.enabled:
+            try:
+                fire_at = schedule_of(t.type, t.config).next_fire(now)
+                next_fire = _when(None if fire_at is None else fire_at.at)
+            except TriggerdError:
+                pass
+        items.append({"trigger": t, "next_fire": next_fire})
+    return render(request, "triggers.html", items=items, next_cursor=next_cursor,
+                  workflow=workflow or "", kind=kind or "")
+
+
+async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
+    pool = request.app[POOL]
+    trigger = await get_trigger(pool, name)
+    fires: list[dict[str, Any]] = []
+    zone_name = str(trigger.config.get("timezone", "UTC"))
+    try:
+        schedule = schedule_of(trigger.type, trigger.config)
+    except TriggerdError:
+        schedule = None
+    if schedule is not None:
+        after = datetime.now(UTC)
+        for _ in range(NEXT_FIRES):
+            found = schedule.next_fire(after)
+            if found is None:
+                break
+            fires.append({"at": _when(found.at), "local": found.local.isoformat(),
+                          "note": found.note})
+            after = found.at
+    slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
+    version = await resolve_version(pool, trigger.workflow_id, trigger.version)
+    zone = ZoneInfo(zone_name) if zone_name else UTC
+    return {
+        "trigger": trigger, "name": name, "fires": fires, "zone": zone_name,
+        "slots": [{"slot": s, "local": s.scheduled_for.astimezone(zone).isoformat()}
+                  for s in slots],
+        "schema": None if version is None else version.parameter_schema,
+        "input_text": "{}", "errors": [], "message": None,
+    }
+
+
+async def trigger_page(request: web.Request) -> web.Response:
+    name = f"{request.match_info['workflow']}/{request.match_info['trigger']}"
+    return render(request, "trigger.html", **await _trigger_context(request, name))
+
+
+async def fire_action(request: web.Request) -> web.StreamResponse:
+    name = f"{request.match_info['workflow']}/{request.match_info['trigger']}"
+    form = await request.post()
+    text = form.get("input")
+    text = text if isinstance(text, str) else ""
+    reason = form.get("reason")
+    reason_text = reason.strip() if isinstance(reason, str) and reason.strip() else None
+    errors: list[dict[str, str]] = []
+    message: str | None = None
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        value = None
+        errors = [{"path": "$", "message": f"not valid JSON: {exc.msg} at position {exc.pos}"}]
+    if value is not None and not isinstance(value, dict):
+        errors = [{"path": "$", "message": "the input must be a JSON object"}]
+    if not errors:
+        session = _session(request)
+        actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+        try:
+            fired = await fire(request.app[POOL], actor,
+                               FireRequest(trigger=name, input=value or {}, reason=reason_text))
+        except InputInvalid as exc:
+            errors, message = exc.errors, exc.message
+        else:
+            raise web.HTTPSeeOther(f"{PREFIX}/executions/{fired.execution_id}")
+    context = await _trigger_context(request, name)
+    context.update(input_text=text, errors=errors,
+                   message=message or "the input is not valid JSON")
+    return render(request, "trigger.html", status=422, **context)
+
+
+async def executions_page(request: web.Request) -> web.Response:
+    status = request.query.get("status") or None
+    if status is not None and status not in {s.value for s in ExecutionStatus}:
+        raise web.HTTPBadRequest(text=f"status: {status[:40]!r} is not a run status")
+    trigger_name = request.query.get("trigger") or None
+    pool = request.app[POOL]
+    trigger_id = None
+    if trigger_name:
+        trigger_id = (await get_trigger(pool, trigger_name)).id
+    cursor = request.query.get("cursor")
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except TriggerdError as exc:
+        raise web.HTTPBadRequest(text=exc.message) from None
+    rows = await page_executions(pool, status=status, trigger_id=trigger_id,
+                                 limit=PAGE_SIZE + 1, after=after)
+    page = rows[:PAGE_SIZE]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > PAGE_SIZE else None
+    template = ("_execution_rows.html" if request.headers.get("HX-Request") == "true"
+                else "executions.html")
+    return render(request, template, executions=page, next_cursor=next_cursor,
+                  status_filter=status or "", trigger=trigger_name or "",
+                  statuses=[s.value for s in ExecutionStatus])
+
+
+async def execution_page(request: web.Request) -> web.Response:
+    execution_id = request.match_info["id"]
+    try:
+        parse_execution_id(execution_id)
+    except TriggerdError:
+        raise web.HTTPNotFound(text=f"no execution {execution_id[:40]!r}") from None
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        execution = await get_execution(conn, execution_id)
+        nodes = await node_timeline(conn, execution_id)
+        graph = (await version_graph(conn, execution.workflow_version_id)
+                 if execution.workflow_version_id else None)
+    runs = [NodeRun(node_id=n.node_id, status=n.status, from_node_id=n.from_node_id,
+                    edge_condition=n.edge_condition) for n in nodes]
+    drawn = layout(graph or {}, runs)
+    starts = [n.start_time for n in nodes if n.start_time is not None]
+    origin = min(starts) if starts else None
+    ends = [n.end_time for n in nodes if n.end_time is not None]
+    span = ((max(ends) - origin).total_seconds() if origin and ends else 0.0) or 1.0
+    waterfall = []
+    for n in nodes:
+        if origin is None or n.start_time is None:
+            continue
+        offset = (n.start_time - origin).total_seconds()
+        length = ((n.end_time or n.start_time) - n.start_time).total_seconds()
+        waterfall.append({"node": n, "left": round(100 * offset / span, 2),
+                          "width": max(0.5, round(100 * length / span, 2))})
+    return render(request, "execution.html", execution=execution, nodes=nodes, graph=drawn,
+                  waterfall=waterfall)
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound(text="no such asset")
+    response = web.FileResponse(path)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+async def redirect_home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+# --- workflows and versions -------------------------------------------------------------
+
+
+def _version_text(version: VersionRecord) -> list[str]:
+    """A version as stable, diffable lines."""
+    document = {"graph": version.graph, "parameter_schema": version.parameter_schema,
+                "env_config": version.env_config, "timeout_ms": version.timeout_ms}
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def version_diff(old: VersionRecord, new: VersionRecord) -> list[tuple[str, str]]:
+    """A unified diff of two versions as (kind, line): kind is add, remove, hunk or same."""
+    lines = difflib.unified_diff(_version_text(old), _version_text(new),
+                                 fromfile=f"version {old.version}",
+                                 tofile=f"version {new.version}", lineterm="", n=3)
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        if line.startswith(("---", "+++")):
+            continue
+        kind = ("hunk" if line.startswith("@@") else "add" if line.startswith("+")
+                else "remove" if line.startswith("-") else "same")
+        out.append((kind, line))
+    return out
+
+
+async def workflows_page(request: web.Request) -> web.Response:
+    after_text = request.query.get("cursor")
+    after = None
+    if after_text:
+        key, _, hex_id = after_text.partition(".")
+        try:
+            after = (key, str(uuid.UUID(hex_id)))
+        except ValueError:
+            raise web.HTTPBadRequest(text="cursor: not one this page made") from None
+    rows = await list_workflows(request.app[POOL], after=after, limit=PAGE_SIZE + 1)
+    page = rows[:PAGE_SIZE]
+    next_cursor = (encode_name_cursor(page[-1].key, page[-1].id)
+                   if len(rows) > PAGE_SIZE else None)
+    return render(request, "workflows.html", workflows=page, next_cursor=next_cursor)
+
+
+async def workflow_page(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
+    workflow = await get_workflow(pool, request.match_info["key"])
+    versions = await list_versions(pool, workflow.id)
+    triggers = await list_triggers(pool, workflow_id=workflow.id, limit=200)
+    by_number = {v.version: v for v in versions}
+    diff: list[tuple[str, str]] | None = None
+    chosen: tuple[int, int] | None = None
+    if "from" in request.query or "to" in request.query:
+        try:
+            old, new = int(request.query.get("from", "")), int(request.query.get("to", ""))
+        except ValueError:
+            raise web.HTTPBadRequest(text="from and to must be version numbers") from None
+        if old not in by_number or new not in by_number:
+            raise web.HTTPNotFound(text=f"workflow {workflow.key} has no version {old}"
+                                        f" or {new}")
+        diff = version_diff(by_number[old], by_number[new])
+        chosen = (old, new)
+    elif len(versions) >= 2:
+        chosen = (versions[-2].version, versions[-1].version)
+        diff = version_diff(versions[-2], versions[-1])
+    return render(request, "workflow.html", workflow=workflow, versions=versions,
+                  triggers=triggers, diff=diff, chosen=chosen)

@@ -1,0 +1,176 @@
+"""Console access: log in with an admin API token, a session cookie, a CSRF token on every
+form, logout.
+
+The cookie holds 32 random bytes; PostgreSQL keeps only their hash (any replica can check
+a session; a revoked token ends its sessions at once). Every POST under ``/ui/`` must carry
+the session's CSRF token (the login form a double-submitted one of its own), and the cookie
+is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` when the request came over TLS).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+from aiohttp import web
+
+from triggerd.api.auth import API_AUTH
+from triggerd.appkeys import POOL
+from triggerd.db import is_unavailable
+from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
+from triggerd.store.console import find_session
+from triggerd.tokens import Principal, Role, scope_refusal
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/ui"
+COOKIE = "triggerd_session"
+LOGIN_COOKIE = "triggerd_login"  # the login form's double-submitted CSRF token
+SESSION_TTL = timedelta(hours=12)
+PUBLIC_PATHS = frozenset({f"{PREFIX}/login"})
+STATIC_PREFIX = f"{PREFIX}/static/"
+MAX_FORM_BYTES = 256 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleSession:
+    principal: Principal
+    csrf: str
+
+    @property
+    def can_act(self) -> bool:
+        return self.principal.role is Role.ADMIN
+
+
+SESSION = web.RequestKey("console_session", ConsoleSession)
+
+
+def new_secret() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+
+
+def hash_session_id(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode("ascii", "replace")).digest()
+
+
+def in_console(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
+               max_age: int | None) -> None:
+    response.set_cookie(name, value, path=PREFIX + "/", httponly=True, samesite="Strict",
+                        secure=request.secure, max_age=max_age)
+
+
+def csrf_matches(expected: str, presented: object) -> bool:
+    if not isinstance(presented, str) or not presented:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
+
+
+async def load_session(request: web.Request) -> ConsoleSession | None:
+    session_id = request.cookies.get(COOKIE)
+    if not session_id or len(session_id) > 100:
+        return None
+    record = await find_session(request.app[POOL], hash_session_id(session_id))
+    if record is None:
+        return None
+    if record.config_hash is not None:
+        current = request.app[API_AUTH].configured_fingerprint()
+        if current is None or not hmac.compare_digest(current, record.config_hash):
+            return None
+    return ConsoleSession(
+        principal=Principal(name=record.principal, role=Role(record.role),
+                            tenant=record.tenant),
+        csrf=record.csrf,
+    )
+
+
+def _headers(response: web.StreamResponse) -> None:
+    # Every asset is ours (no CDN); nothing may frame the console or read it cross-site.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+        " frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    )
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _refusal(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message, content_type="text/plain")
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sessions, CSRF and the viewer role for everything under ``/ui/``."""
+    if not in_console(request.path):
+        return await handler(request)
+    if request.path.startswith(STATIC_PREFIX):
+        return await handler(request)
+    try:
+        session = await load_session(request)
+    except Exception as exc:
+        if is_unavailable(exc):
+            return _refusal(503, "the database cannot be reached right now; retry later")
+        raise
+    if session is not None:
+        request[SESSION] = session
+    if request.path not in PUBLIC_PATHS:
+        if session is None:
+            if request.method in ("GET", "HEAD"):
+                target = quote(request.path_qs, safe="/?=&")
+                raise web.HTTPSeeOther(f"{PREFIX}/login?next={target}")
+            return _refusal(401, "your console session has ended; log in again")
+        if request.method == "POST":
+            form = await request.post()
+            if not csrf_matches(session.csrf, form.get("csrf")):
+                logger.warning("console: POST without a valid CSRF token refused",
+                               extra={"event": "console_csrf_refused", "path": request.path})
+                return _refusal(403, "the form's CSRF token is missing or wrong;"
+                                     " reload the page and try again")
+            if not session.can_act and request.path != f"{PREFIX}/logout":
+                return _refusal(403, f"token {session.principal.name!r} has the viewer role:"
+                                     " it may look but not act")
+        # As in the admin API: another tenant's token sees no object (404, never 403).
+        refusal = scope_refusal(session.principal)
+        if refusal is not None and request.path not in (f"{PREFIX}/", f"{PREFIX}/logout"):
+            return _refusal(404, refusal)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException:
+        raise
+    except TriggerdError as exc:
+        response = _refusal(_status_of(exc), exc.message)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        response = _refusal(503, "the database cannot be reached right now; retry later")
+    # The server's own time for the page (bench/console.py reads it).
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+    _headers(response)
+    return response
+
+
+def _status_of(exc: TriggerdError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, DatabaseUnavailable):
+        return 503
+    return 400

@@ -1,0 +1,84 @@
+"""``apply`` of definition files: the one implementation behind ``triggerd apply`` and the
+daemon's ``[daemon] definitions``.
+
+Files whose fingerprint (bytes, order, options, code: :mod:`triggerd.definitions.fingerprint`)
+an earlier apply recorded, against rows still as that apply left them, are answered without
+being parsed again: a 100,000-trigger file took seconds to read and check for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import asyncpg
+
+from triggerd.definitions import load_files
+from triggerd.definitions.checks import known_node_types
+from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
+from triggerd.store.workflows import ApplyReport, apply_workflows, unchanged_apply
+
+# How many applied file sets are remembered (a deployment applies one or a few).
+KEPT_FINGERPRINTS = 16
+
+
+def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
+    """Every file's bytes; ``None`` when one cannot be read (load_files then says why, in
+    its words)."""
+    contents: list[bytes] = []
+    for path in paths:
+        try:
+            contents.append(Path(path).read_bytes())
+        except OSError:
+            return None
+    return contents
+
+
+def _fingerprint(contents: list[bytes], prune: bool) -> str:
+    return files_fingerprint(
+        contents, prune=prune, code=code_fingerprint(), node_types=known_node_types()
+    )
+
+
+@contextlib.asynccontextmanager
+async def _connection(
+    db: asyncpg.Connection | asyncpg.Pool,
+) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
+async def apply_files(
+    db: asyncpg.Connection | asyncpg.Pool,
+    paths: Sequence[str | Path],
+    *,
+    prune: bool = False,
+    plan: bool = False,
+) -> ApplyReport:
+    """Apply the definition files (see :func:`~triggerd.store.workflows.apply_workflows`);
+    raises :class:`~triggerd.errors.DefinitionError` listing every problem.
+
+    Reading and checking a large file takes seconds: that runs in a thread, so a daemon
+    applying its definitions keeps serving meanwhile (given a pool, it holds no connection
+    while it reads)."""
+    contents = await asyncio.to_thread(_read_all, paths)
+    if contents is None:
+        specs = await asyncio.to_thread(load_files, paths)
+        async with _connection(db) as conn:
+            return await apply_workflows(conn, specs, prune=prune, plan=plan)
+    fingerprint = await asyncio.to_thread(_fingerprint, contents, prune)
+    async with _connection(db) as conn:
+        known = await unchanged_apply(conn, fingerprint, plan=plan)
+    if known is not None:
+        return known
+    # The bytes the fingerprint was taken of, not the files again: they may change meanwhile.
+    specs = await asyncio.to_thread(load_files, paths, contents=contents)
+    async with _connection(db) as conn:
+        return await apply_workflows(
+            conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS
+        )
