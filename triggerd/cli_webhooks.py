@@ -16,8 +16,8 @@ from triggerd.webhooks.inbox_views import request_json, summary_json
 
 async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
     async with _pool(settings) as pool:
-        items = await list_requests(pool, ListRequests(
-            trigger=args.trigger, outcome=args.outcome, limit=args.limit))
+        items = (await list_requests(pool, ListRequests(
+            trigger=args.trigger, outcome=args.outcome, limit=args.limit))).items
     if args.json:
         print_json([summary_json(r) for r in items])
         return 0

@@ -762,14 +762,12 @@ async def list_webhook_requests_handler(request: web.Request) -> web.Response:
         )
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
-    # One row more than asked tells whether another page follows.
-    rows = await list_requests(request.app[POOL], ListRequests(
+    page = await list_requests(request.app[POOL], ListRequests(
         trigger=trigger_name, outcome=_query_value(request, "outcome"), after_id=cursor,
-        limit=limit + 1,
+        limit=limit,
     ))
-    page = rows[:limit]
-    next_cursor = page[-1].id if len(rows) > limit else None
-    return _ok({"items": [summary_json(r) for r in page], "next_cursor": next_cursor})
+    return _ok({"items": [summary_json(r) for r in page.items],
+                "next_cursor": page.next_cursor})
 
 
 async def get_webhook_request_handler(request: web.Request) -> web.Response:

@@ -57,8 +57,9 @@ _EXECUTION = f"{_P}/executions/{{id}}"
 _TRIGGER_PARAMS = (TRIGGER_WORKFLOW, TRIGGER_NAME)
 _WEBHOOK_REQUEST = f"{_P}/webhook-requests/{{id}}"
 _WEBHOOK_REQUEST_ID = Param(
-    name="id", location="path", schema={"type": "string"},
-    description="Stored request id (a UUID; anything else is answered 400).",
+    name="id", location="path", schema={"type": "string", "format": "uuid"},
+    description="Stored request id; a value that is not a UUID is answered 400 (exit 2 in"
+    " the CLI).",
 )
 
 WORKFLOW_CURSOR = query("cursor", {"type": "string", "pattern": WORKFLOW_CURSOR_PATTERN},

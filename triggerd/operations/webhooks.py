@@ -58,8 +58,14 @@ class ListRequests:
     limit: int = 50
 
 
-async def list_requests(pool: asyncpg.Pool, query: ListRequests) -> list[InboxSummary]:
-    """Stored requests, newest first."""
+@dataclass(frozen=True, kw_only=True)
+class RequestPage:
+    items: list[InboxSummary]
+    next_cursor: str | None  # the after_id of the next page; None: this is the last
+
+
+async def list_requests(pool: asyncpg.Pool, query: ListRequests) -> RequestPage:
+    """One page of stored requests, newest first."""
     outcome = check_outcome(query.outcome)
     if not 1 <= query.limit <= MAX_LIST_LIMIT:
         raise UsageError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
@@ -67,9 +73,13 @@ async def list_requests(pool: asyncpg.Pool, query: ListRequests) -> list[InboxSu
     trigger_id = None
     if query.trigger is not None:
         trigger_id = (await get_trigger(pool, query.trigger)).id
-    return await list_inbox(
-        pool, trigger_id=trigger_id, outcome=outcome, after_id=after, limit=query.limit
+    # One row more than asked tells whether another page follows.
+    rows = await list_inbox(
+        pool, trigger_id=trigger_id, outcome=outcome, after_id=after, limit=query.limit + 1
     )
+    page = rows[:query.limit]
+    return RequestPage(items=page,
+                       next_cursor=page[-1].id if len(rows) > query.limit else None)
 
 
 async def show_request(pool: asyncpg.Pool, request_id: str) -> InboxRequest:
