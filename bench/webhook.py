@@ -19,6 +19,9 @@ requests (a ~200-byte JSON body with a unique id):
    ``DEBOUNCE_KEYS`` keys (the id's number modulo that): every request is stored, in one
    transaction of its own, and folds into its key's pending run. Its stored requests/s is
    printed against the plain path's of the same run.
+6. ``filter-match`` and ``filter-out``: ``triggerd`` whose trigger has a ``filter`` that
+   every request matches (each still runs) or that none matches (each is stored as
+   filtered and answered 200), reported as a ratio to ``triggerd``.
 
 The trigger uses ``standard`` (Standard Webhooks) auth and dedupe by ``webhook-id``:
 LuaJIT in wrk has no HMAC, so the harness signs every request ahead of the run (each with
@@ -567,7 +570,15 @@ async def warm_wal(conn: Any, megabytes: int) -> None:
     await conn.execute("CHECKPOINT")
 
 
-def definitions(auth: str, *, debounce: bool = False) -> str:
+# The bench body's event is order.created: the first filter matches every request, the
+# second none.
+FILTERS = {
+    "filter-match": "{{ input.event == 'order.created' and input.amount > 0 }}",
+    "filter-out": "{{ input.event == 'order.deleted' and input.amount > 0 }}",
+}
+
+
+def definitions(auth: str, filter: str | None = None, *, debounce: bool = False) -> str:
     if auth == "standard":
         trigger = ("{name: hook, type: webhook, path: bench,"
                    " auth: {scheme: standard, secret: {env: BENCH_STANDARD_SECRET}},"
@@ -576,6 +587,8 @@ def definitions(auth: str, *, debounce: bool = False) -> str:
         trigger = ("{name: hook, type: webhook, path: bench,"
                    " auth: {scheme: token, secret: {env: BENCH_TOKEN}},"
                    " dedupe: {json: /id}")
+    if filter is not None:
+        trigger += f', filter: "{filter}"'
     if debounce:
         # The id ends in a running number: a few hundred keys, each hit again and again.
         key = "{{ (input.id.split('-')[-1] | int) % " + str(DEBOUNCE_KEYS) + " }}"
@@ -606,7 +619,7 @@ def main() -> int:
     parser.add_argument("--auth", choices=("standard", "token"), default="standard")
     parser.add_argument("--tool", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--only", choices=("bare", "insert", "triggerd", "triggerd-1p",
-                                           "triggerd-debounce"),
+                                           "triggerd-debounce", *FILTERS),
                         action="append")
     parser.add_argument("--pool-max", type=int, default=10, help="database pool size")
     parser.add_argument("--processes", type=int, default=2,
@@ -648,9 +661,11 @@ def main() -> int:
                             " (--fresh-wal: measure a fresh cluster)"))
     (folder / "bench.yaml").write_text(definitions(args.auth))
     (folder / "debounce.yaml").write_text(definitions(args.auth, debounce=True))
+    for name, source in FILTERS.items():
+        (folder / f"{name}.yaml").write_text(definitions(args.auth, source))
     script = lua_script(folder)
     threads = args.threads if wrk else 1
-    targets = args.only or ["bare", "insert", "triggerd", "triggerd-debounce"] + (
+    targets = args.only or ["bare", "insert", "triggerd", "triggerd-debounce", *FILTERS] + (
         ["triggerd-1p"] if args.processes > 1 else [])
     results: dict[str, LoadResult] = {}
     storage: dict[str, Any] = {}
@@ -684,7 +699,7 @@ def main() -> int:
     try:
         for target in targets:
             port = free_port()
-            serve = "triggerd" if target.startswith("triggerd") else target
+            serve = "triggerd" if target.startswith("triggerd") or target in FILTERS else target
             command = [sys.executable, __file__, "--serve", serve, "--port", str(port),
                        "--dsn", dsn, "--pool-max", str(args.pool_max)]
             env_target = {**env, "TRIGGERD_HTTP_PORT": str(port)}
@@ -692,6 +707,8 @@ def main() -> int:
                 env_target["TRIGGERD_HTTP_PROCESSES"] = "1"
             if target == "triggerd-debounce":
                 env_target["TRIGGERD_DAEMON_DEFINITIONS"] = str(folder / "debounce.yaml")
+            if target in FILTERS:
+                env_target["TRIGGERD_DAEMON_DEFINITIONS"] = str(folder / f"{target}.yaml")
             server = subprocess.Popen(command, env=env_target)
             try:
                 wait_healthy(port, server, target)
@@ -769,6 +786,9 @@ def report(results: dict[str, LoadResult], storage: dict[str, Any],
     for other in ("bare", "insert", "triggerd-1p"):
         if other in results:
             print(f"ratio triggerd / {other}: {mine.ok_rate / results[other].ok_rate:.2f}")
+    for name in FILTERS:
+        if name in results:
+            print(f"ratio {name} / triggerd: {results[name].ok_rate / mine.ok_rate:.2f}")
     print()
     in_flight = stored - mine.ok
     print(f"storage check: 2xx answers {mine.ok}, webhook_requests rows {stored},"

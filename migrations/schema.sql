@@ -121,8 +121,7 @@ CREATE FUNCTION public.triggerd_triggers_deleted() RETURNS trigger
 BEGIN
     DELETE FROM trigger_slots s USING deleted d WHERE s.trigger_id = d.id;
     UPDATE webhook_requests r SET trigger_id = NULL
-    FROM workflow_executions e JOIN deleted d ON e.trigger_id = d.id
-    WHERE r.id = e.id;
+    FROM deleted d WHERE r.trigger_id = d.id;
     UPDATE workflow_executions e SET trigger_id = NULL
     FROM deleted d WHERE e.trigger_id = d.id;
     RETURN NULL;
@@ -394,6 +393,7 @@ CREATE TABLE public.webhook_requests (
     outcome text DEFAULT 'accepted'::text NOT NULL,
     delivery_count integer DEFAULT 1 NOT NULL,
     last_seen_at timestamp with time zone,
+    detail text,
     CONSTRAINT webhook_requests_delivery_count_check CHECK ((delivery_count >= 1)),
     CONSTRAINT webhook_requests_outcome_check CHECK ((outcome = ANY (ARRAY['accepted'::text, 'filtered'::text, 'debounced'::text]))),
     CONSTRAINT webhook_requests_shares_execution_id CHECK (((execution_id = id) OR (outcome = 'debounced'::text)))
@@ -744,10 +744,38 @@ CREATE INDEX trigger_slots_scheduled ON public.trigger_slots USING btree (schedu
 
 
 --
+-- Name: webhook_requests_no_run_received; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_requests_no_run_received ON public.webhook_requests USING btree (received_at) WHERE ((execution_id IS NULL) OR (outcome = 'debounced'::text));
+
+
+--
+-- Name: webhook_requests_outcome_id; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_requests_outcome_id ON public.webhook_requests USING btree (outcome, id DESC);
+
+
+--
 -- Name: webhook_requests_received; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX webhook_requests_received ON public.webhook_requests USING btree (received_at);
+
+
+--
+-- Name: webhook_requests_trigger_id; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_requests_trigger_id ON public.webhook_requests USING btree (trigger_id, id DESC);
+
+
+--
+-- Name: webhook_requests_trigger_outcome_id; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_requests_trigger_outcome_id ON public.webhook_requests USING btree (trigger_id, outcome, id DESC);
 
 
 --

@@ -1128,6 +1128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the execution after the request")
     p.set_defaults(handler=cmd_executions_cancel)
 
+    from triggerd.cli_webhooks import add_webhooks_commands
+
+    add_webhooks_commands(sub, _Parser)
+
     token = sub.add_parser("token", help="create, list or revoke admin API tokens")
     ksub = token.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     ksub.required = True

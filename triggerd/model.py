@@ -306,6 +306,9 @@ class WebhookConfig:
     burst: int | None = None
     debounce: DebounceConfig | None = None
     concurrency: ConcurrencyConfig | None = None
+    # An expression over input, headers and query; a request it does not match is stored
+    # with outcome filtered and starts no run.
+    filter: str | None = None
     # False for `dedupe: none`: no dedupe on the scheme's delivery id (github, standard,
     # stripe, slack) when no dedupe mapping is given.
     provider_dedupe: bool = True

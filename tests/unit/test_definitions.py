@@ -936,6 +936,26 @@ def test_fine_webhook_paths() -> None:
             "body_hash takes true (leave it out otherwise)",
         ),
         (
+            {"filter": 5},
+            "filter",
+            "expected a string, got 5 (an integer)",
+        ),
+        (
+            {"filter": "{{ body.action }}"},
+            "filter",
+            "unknown name 'body' (a filter sees input, headers, query)",
+        ),
+        (
+            {"filter": "{{ input.x == }}"},
+            "filter",
+            "syntax error: unexpected 'end of template'",
+        ),
+        (
+            {"filter": "opened"},
+            "filter",
+            "a filter is an expression, e.g. \"{{ input.action == 'opened' }}\"",
+        ),
+        (
             {"dedupe": {"header": "X-Id", "ttl": "0s"}},
             "dedupe.ttl",
             "'0s' is not a duration longer than zero: use a positive number and a unit"

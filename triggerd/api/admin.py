@@ -67,6 +67,7 @@ from triggerd.operations.triggers import (
     set_enabled,
     skip,
 )
+from triggerd.operations.webhooks import ListRequests, list_requests, replay, show_request
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.storable import storage_problem
 from triggerd.store.admin import (
@@ -103,6 +104,7 @@ from triggerd.views import (
     version_json,
     workflow_json,
 )
+from triggerd.webhooks.inbox_views import request_json, summary_json
 
 logger = logging.getLogger(__name__)
 
@@ -876,3 +878,40 @@ def add_admin_routes(
 
 __all__ = ["API_AUTH", "PRINCIPAL", "TENANT", "ApiError", "add_admin_routes",
            "admin_middleware"]
+
+
+# --- handlers: the webhook inbox ----------------------------------------------------------
+
+
+async def list_webhook_requests_handler(request: web.Request) -> web.Response:
+    trigger_name = _query_value(request, "trigger")
+    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
+        raise _bad_parameter(
+            f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
+        )
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    cursor = _query_value(request, "cursor")
+    page = await list_requests(request.app[POOL], ListRequests(
+        trigger=trigger_name, outcome=_query_value(request, "outcome"), after_id=cursor,
+        limit=limit,
+    ))
+    return _ok({"items": [summary_json(r) for r in page.items],
+                "next_cursor": page.next_cursor})
+
+
+async def get_webhook_request_handler(request: web.Request) -> web.Response:
+    found = await show_request(request.app[POOL], request.match_info["id"])
+    return _ok(request_json(found))
+
+
+async def replay_webhook_request_handler(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    result = await replay(request.app[POOL], token_actor(principal.name, principal.tenant),
+                          request.match_info["id"])
+    status_url = f"{API_PREFIX}/executions/{result.execution_id}"
+    return _ok(
+        {"execution_id": result.execution_id, "status_url": status_url,
+         "replay_of": result.request_id, "dedupe_key": result.dedupe_key,
+         "trigger": result.trigger, "version": result.version},
+        status=202, headers={"Location": status_url},
+    )

@@ -25,6 +25,7 @@ from triggerd.api.openapi import (
     BACKFILL_ID,
     CURSOR_PATTERN,
     EXECUTION_ID,
+    LOCATION_HEADER,
     NEXT_COUNT_DEFAULT,
     NEXT_COUNT_MAX,
     OPENAPI_PATH,
@@ -37,6 +38,7 @@ from triggerd.api.openapi import (
     WORKFLOW_KEY,
     Answer,
     Body,
+    Param,
     Route,
     build_document,
     json_answer,
@@ -54,6 +56,12 @@ _P = API_PREFIX
 _TRIGGER = f"{_P}/triggers/{{workflow}}/{{trigger}}"
 _EXECUTION = f"{_P}/executions/{{id}}"
 _TRIGGER_PARAMS = (TRIGGER_WORKFLOW, TRIGGER_NAME)
+_WEBHOOK_REQUEST = f"{_P}/webhook-requests/{{id}}"
+_WEBHOOK_REQUEST_ID = Param(
+    name="id", location="path", schema={"type": "string", "format": "uuid"},
+    description="Stored request id; a value that is not a UUID is answered 400 (exit 2 in"
+    " the CLI).",
+)
 
 WORKFLOW_CURSOR = query("cursor", {"type": "string", "pattern": WORKFLOW_CURSOR_PATTERN},
                         "Opaque: the next_cursor of the previous page.")
@@ -256,6 +264,40 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         handler=admin.retry_execution_handler,
         summary="Run an execution again with the same input and version", tag="executions",
         answers={202: ACCEPTED}, errors=(404,), parameters=(EXECUTION_ID,),
+    ),
+    Route(
+        operation_id="listWebhookRequests", method="GET", path=f"{_P}/webhook-requests",
+        handler=admin.list_webhook_requests_handler,
+        summary="List stored webhook requests (the inbox), newest first", tag="webhooks",
+        answers={200: json_answer("One page of stored requests.", "WebhookRequestPage")},
+        errors=(400, 404),
+        parameters=(
+            query("trigger", {"type": "string", "pattern": TRIGGER_NAME_PATTERN},
+                  "Only requests of this trigger, workflow_key/trigger_name"
+                  " (404 when there is no such trigger)."),
+            query("outcome", {"type": "string", "enum": ["accepted", "filtered", "debounced"]},
+                  "Only requests with this outcome."),
+            PAGE_LIMIT,
+            query("cursor", {"type": "string", "format": "uuid"},
+                  "Opaque: the next_cursor of the previous page."),
+        ),
+    ),
+    Route(
+        operation_id="getWebhookRequest", method="GET", path=_WEBHOOK_REQUEST,
+        handler=admin.get_webhook_request_handler,
+        summary="Get a stored webhook request with its headers and body", tag="webhooks",
+        answers={200: json_answer("The stored request (auth material was never stored).",
+                                  "WebhookRequestDetail")},
+        errors=(400, 404), parameters=(_WEBHOOK_REQUEST_ID,),
+    ),
+    Route(
+        operation_id="replayWebhookRequest", method="POST", path=f"{_WEBHOOK_REQUEST}/replay",
+        handler=admin.replay_webhook_request_handler,
+        summary="Run a stored webhook request again through its trigger's current version",
+        tag="webhooks",
+        answers={202: json_answer("The replay's execution is stored and will run.",
+                                  "Replayed", LOCATION_HEADER)},
+        errors=(400, 404, 409, 422), parameters=(_WEBHOOK_REQUEST_ID,),
     ),
     Route(
         operation_id="applyDefinitions", method="POST", path=f"{_P}/definitions",

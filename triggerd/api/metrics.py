@@ -147,6 +147,11 @@ class Metrics:
             "Webhook requests refused with 429 because too many runs are waiting",
             registry=reg,
         )
+        self.webhook_filtered = Counter(
+            "triggerd_webhook_filtered",
+            "Webhook requests the trigger's filter did not match (stored, answered 200, no run)",
+            ["trigger"], registry=reg,
+        )
         self.webhook_secret_used = Counter(
             "triggerd_webhook_secret_used",
             "Webhook requests verified, by trigger and which of its listed secrets matched"
@@ -252,6 +257,10 @@ class Metrics:
         for value in seconds:
             self.webhook_request(trigger, status, value)
         self.webhook_worker_requests.labels(worker=str(worker)).inc(len(seconds))
+
+    def webhook_filtered_requests(self, trigger: str, count: int = 1) -> None:
+        """``count`` requests of ``trigger`` were stored as filtered."""
+        self.webhook_filtered.labels(trigger=self.trigger_labels.admit(trigger)).inc(count)
 
     def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
         """An execution of ``workflow`` (its key) ended with ``status``."""

@@ -70,6 +70,46 @@ def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) ->
     }
 
 
+def _inbox_schemas() -> dict[str, Schema]:
+    """The webhook inbox's shapes (triggerd/webhooks/inbox_views.py)."""
+    summary: dict[str, Schema] = {
+        "id": _UUID,
+        "trigger": _nullable({"type": "string", "description": "null: the trigger was deleted"}),
+        "method": {"type": "string"},
+        "path": {"type": "string"},
+        "received_at": _DATETIME,
+        "outcome": {"type": "string", "enum": ["accepted", "filtered", "debounced"]},
+        "execution_id": _nullable(_UUID),
+        "delivery_count": {"type": "integer", "minimum": 1},
+        "last_seen_at": _nullable(_DATETIME),
+        "body_bytes": {"type": "integer", "minimum": 0},
+        "detail": _nullable({"type": "string"}),
+    }
+    return {
+        "WebhookRequest": _object(summary),
+        "WebhookRequestDetail": _object({
+            **summary,
+            "query": _OBJECT,
+            "headers": _OBJECT,
+            "remote_addr": _nullable({"type": "string"}),
+            "body_text": _nullable({"type": "string", "description": "the body, if UTF-8"}),
+            "body_base64": _nullable({"type": "string", "description": "else, base64"}),
+        }),
+        "WebhookRequestPage": _object({
+            "items": {"type": "array", "items": _ref("WebhookRequest")},
+            "next_cursor": _nullable(_UUID),
+        }),
+        "Replayed": _object({
+            "execution_id": _UUID,
+            "status_url": {"type": "string"},
+            "replay_of": _UUID,
+            "dedupe_key": {"type": "string", "description": "replay:<request id>:<n>"},
+            "trigger": {"type": "string"},
+            "version": {"type": "integer", "minimum": 1},
+        }),
+    }
+
+
 def key_schema(what: str) -> Schema:
     return {
         "type": "string",
@@ -386,6 +426,7 @@ def _schemas() -> dict[str, Schema]:
                 "status_url": {"type": "string", "description": "GET it for the run's state"},
             }
         ),
+        **_inbox_schemas(),
         "FireRequest": {
             "type": "object",
             "additionalProperties": False,

@@ -244,6 +244,7 @@ def build_webhook(doc: Mapping[str, Any]) -> WebhookConfig:
         burst=None if burst is None else int(burst),
         debounce=build_debounce(doc.get("debounce")),
         concurrency=build_concurrency(doc.get("concurrency")),
+        filter=doc.get("filter"),
         provider_dedupe=not off,
         allow_from=tuple(doc.get("allow_from", ())),
     )

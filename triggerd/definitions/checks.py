@@ -24,6 +24,7 @@ from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 from triggerd.webhooks.allowlist import parse_network
+from triggerd.webhooks.filtering import filter_problems
 from triggerd.webhooks.keys import key_problems
 
 # Which auth keys each scheme uses (besides `scheme`), and which it cannot do without.
@@ -470,6 +471,10 @@ def check_trigger_config(
         auth = config.get("auth")
         if isinstance(auth, dict):
             _check_auth(auth, (*path, "auth"), report)
+        source = config.get("filter")
+        if isinstance(source, str) and source:
+            for problem in filter_problems(source):
+                report.add((*path, "filter"), problem)
         networks = config.get("allow_from")
         if isinstance(networks, list):
             _check_networks(networks, (*path, "allow_from"), report)

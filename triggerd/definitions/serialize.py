@@ -158,6 +158,8 @@ def webhook_to_json(config: WebhookConfig) -> dict[str, Any]:
         }
     if config.concurrency is not None:
         doc["concurrency"] = {"key": config.concurrency.key, "limit": config.concurrency.limit}
+    if config.filter is not None:
+        doc["filter"] = config.filter
     if config.allow_from:
         doc["allow_from"] = list(config.allow_from)
     return doc

@@ -27,6 +27,7 @@ from triggerd.executor.writer import ProgressWriter
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import executions as store
+from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
 from triggerd.store.slots import delete_old_slots
 from triggerd.tasks import cancel_and_wait
@@ -498,9 +499,11 @@ class Executor(BaseComponent):
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(conn, retention, 10_000)
                         windows = await drop_closed_windows(conn, 1000)
+                        # Inbox rows without a run (filtered) have the runs' retention too.
+                        inbox = await inbox_retention_batch(conn, retention, 500)
                         if (
                             deleted < 500 and released < 1000 and stale < 500
-                            and slots < 10_000 and windows < 1000
+                            and slots < 10_000 and windows < 1000 and inbox < 500
                         ):
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database

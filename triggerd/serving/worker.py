@@ -60,6 +60,7 @@ class Reporter:
         self._transport = transport
         self._answers: dict[tuple[str | None, int], list[float]] = {}
         self._backpressure = 0
+        self._filtered: dict[str, int] = {}
         self._secrets: dict[tuple[str, int], int] = {}
 
     @classmethod
@@ -79,6 +80,9 @@ class Reporter:
     def backpressure(self) -> None:
         self._backpressure += 1
 
+    def webhook_filtered_requests(self, trigger: str, count: int = 1) -> None:
+        self._filtered[trigger] = self._filtered.get(trigger, 0) + count
+
     def webhook_secret(self, trigger: str, index: int) -> None:
         key = (trigger, index)
         self._secrets[key] = self._secrets.get(key, 0) + 1
@@ -88,16 +92,19 @@ class Reporter:
             self._transport.write(json.dumps(message).encode() + b"\n")
 
     def flush(self) -> None:
-        if not self._answers and not self._backpressure and not self._secrets:
+        if (not self._answers and not self._backpressure and not self._secrets
+                and not self._filtered):
             return
         answers, self._answers = self._answers, {}
         backpressure, self._backpressure = self._backpressure, 0
         secrets, self._secrets = self._secrets, {}
+        filtered, self._filtered = self._filtered, {}
         self.send(
             {
                 "answers": [[trigger, status, seconds] for (trigger, status), seconds
                             in answers.items()],
                 "backpressure": backpressure,
+                "filtered": filtered,
                 "secrets": [[trigger, index, count] for (trigger, index), count
                             in secrets.items()],
             }

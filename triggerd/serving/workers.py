@@ -189,5 +189,7 @@ class HttpWorkers(BaseComponent):
             self.metrics.webhook_requests_answered(worker.index, trigger, status, seconds)
         for _ in range(int(report.get("backpressure", 0))):
             self.metrics.backpressure()
+        for trigger, count in report.get("filtered", {}).items():
+            self.metrics.webhook_filtered_requests(trigger, int(count))
         for trigger, index, count in report.get("secrets", ()):
             self.metrics.webhook_secret(trigger, index, count)

@@ -113,6 +113,10 @@ class InboxItem(NamedTuple):
     body: bytes
     remote_addr: str | None
     received_at: datetime
+    # "filtered": only the request row is written (no execution); detail says why when
+    # the filter raised.
+    outcome: str = "accepted"
+    detail: str | None = None
 
 
 class InboxResult(NamedTuple):
@@ -158,6 +162,7 @@ WITH d AS (
                'request', jsonb_build_object('method', d.method, 'path', d.path,
                                              'headers', d.headers, 'query', d.query)))
     FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
+    WHERE d.id <> ALL($3::uuid[])
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
 ), req AS (
@@ -166,6 +171,14 @@ WITH d AS (
     SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
            d.received_at, d.id
     FROM d JOIN ins ON ins.id = d.id
+), filtered AS (
+    -- Requests the trigger's filter did not match: kept in the inbox, no run.
+    INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
+        remote_addr, received_at, execution_id, outcome, detail)
+    SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
+           d.received_at, NULL, 'filtered', f.detail
+    FROM d JOIN unnest($3::uuid[], $4::text[]) AS f(id, detail) ON f.id = d.id
+    JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
 )
 SELECT array_agg(ins.id::text) AS ids,
        CASE WHEN count(*) > 0 THEN pg_notify($2, count(*)::text)::text END AS notified,
@@ -176,11 +189,23 @@ SELECT array_agg(ins.id::text) AS ids,
 FROM ins
 """
 
+# The winners of lost dedupe keys; each winner's request row counts the redeliveries it
+# absorbed (a duplicate adds no row of its own).
 _FIND_WINNERS = """
-SELECT e.trigger_id::text AS trigger_id, e.dedupe_key, e.id::text AS id
-FROM workflow_executions e
-JOIN unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
-  ON e.trigger_id = k.trigger_id AND e.dedupe_key = k.dedupe_key
+WITH k AS (
+    SELECT trigger_id, dedupe_key, count(*) AS n
+    FROM unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
+    GROUP BY trigger_id, dedupe_key
+), w AS (
+    SELECT e.trigger_id, e.dedupe_key, e.id, k.n
+    FROM workflow_executions e
+    JOIN k ON e.trigger_id = k.trigger_id AND e.dedupe_key = k.dedupe_key
+), bump AS (
+    UPDATE webhook_requests r
+       SET delivery_count = r.delivery_count + w.n, last_seen_at = now()
+      FROM w WHERE r.id = w.id
+)
+SELECT w.trigger_id::text AS trigger_id, w.dedupe_key, w.id::text AS id FROM w
 """
 
 
@@ -208,6 +233,8 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
             for i in items
         ],
         EXECUTIONS.wire,
+        [i.id for i in items if i.outcome == "filtered"],
+        [i.detail for i in items if i.outcome == "filtered"],
     ]
 
 
@@ -261,6 +288,7 @@ async def _store_batch(
     lost = [
         i for i in items
         if i.id not in inserted and i.dedupe_key is not None and i.trigger_id not in gone
+        and i.outcome != "filtered"
     ]
     winners: dict[tuple[str, str], str] = {}
     if lost:
@@ -280,6 +308,10 @@ async def _store_batch(
             continue
         if item.trigger_id in gone:
             results.append(GONE)
+            continue
+        if item.outcome == "filtered":
+            # Stored (its parents were there), and no run: created means "a new row".
+            results.append(InboxResult(execution_id="", created=True))
             continue
         winner = winners.get((item.trigger_id, str(item.dedupe_key)))
         results.append(

@@ -76,6 +76,13 @@ def debounced(execution_id: str) -> web.Response:
     )
 
 
+def filtered_answer() -> web.Response:
+    """A request the trigger's filter did not match: stored, no run (DESIGN 5b)."""
+    return web.Response(
+        status=200, body=b'{"filtered":true}', headers={"Content-Type": "application/json"}
+    )
+
+
 def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 

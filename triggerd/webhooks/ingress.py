@@ -59,6 +59,7 @@ from triggerd.webhooks.answers import (
     accepted,
     debounced,
     error_response,
+    filtered_answer,
     public_reason,
     retry_after,
     run_response,
@@ -69,6 +70,7 @@ from triggerd.webhooks.auth import check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, input_json, query_dict, stored_headers
 from triggerd.webhooks.dedupe import dedupe_key
+from triggerd.webhooks.filtering import evaluate_filter
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
 from triggerd.webhooks.keys import request_key
 from triggerd.webhooks.loops import pending_loop, reload_loop
@@ -371,6 +373,17 @@ class WebhookIngress(BaseComponent):
         run_input = self._parse(request, route, body)
         if isinstance(run_input, web.Response):
             return run_input
+        headers = stored_headers(request.headers, route.stripped_headers)
+        query = query_dict(request.query)
+        source = route.config.filter
+        if source is not None:
+            matched, problem = evaluate_filter(
+                source, input=run_input.data, headers=headers, query=query
+            )
+            if not matched:
+                return await self._store_filtered(
+                    request, route, body, run_input, now, headers, query, problem
+                )
         config = route.config
         if config.debounce is not None or config.concurrency is not None:
             keyed = await self._store_keyed(request, route, body, run_input, now)
@@ -380,7 +393,7 @@ class WebhookIngress(BaseComponent):
                 return debounced(keyed.result.execution_id)
             result = keyed.result
         else:
-            result = await self._store(request, route, body, run_input, now)
+            result = await self._store(request, route, body, run_input, now, headers, query)
         if route.config.response == ResponseMode.SYNC:
             return await self._sync_answer(route, result)
         return accepted(result.execution_id, created=result.created)
@@ -562,6 +575,8 @@ class WebhookIngress(BaseComponent):
         body: bytes,
         run_input: RunInput,
         now: datetime,
+        stored: dict[str, JSON],
+        query: dict[str, JSON],
     ) -> InboxResult:
         """The execution and its inbox row, through the group commit (or the first
         delivery's, for a duplicate)."""
@@ -580,8 +595,8 @@ class WebhookIngress(BaseComponent):
                 input_json=input_json(route, body, run_input.json_text, run_input.data),
                 method=request.method,
                 path=clean_text(request.path),
-                query=query_dict(request.query),
-                headers=stored_headers(headers, route.stripped_headers),
+                query=query,
+                headers=stored,
                 body=body,
                 remote_addr=client_address(request),
                 received_at=now,
@@ -590,6 +605,52 @@ class WebhookIngress(BaseComponent):
         if result.created:
             self._created_since_count += 1
         return result
+
+    async def _store_filtered(
+        self,
+        request: web.Request,
+        route: WebhookRoute,
+        body: bytes,
+        run_input: RunInput,
+        now: datetime,
+        stored: dict[str, JSON],
+        query: dict[str, JSON],
+        problem: str | None,
+    ) -> web.Response:
+        """A request the filter did not match: its inbox row only (no run, no dedupe key),
+        through the same group commit as accepted ones."""
+        await self.group_commit.submit(
+            InboxItem(
+                id=time_ordered_id(),
+                workflow_id=route.workflow_id,
+                version_id=route.version_id,
+                trigger_id=route.trigger_id,
+                trigger_name=route.trigger_name,
+                dedupe_key=None,
+                dedupe_ttl=None,
+                input_json="{}",
+                method=request.method,
+                path=clean_text(request.path),
+                query=query,
+                headers=stored,
+                body=body,
+                remote_addr=client_address(request),
+                received_at=now,
+                outcome="filtered",
+                detail=problem,
+            )
+        )
+        self.stats.filtered_request(route.full_name)
+        if problem is not None and self.rejection_log.admit(
+            (route.full_name, "filter_failed"), logging.WARNING
+        ):
+            # Throttled like rejections: anyone can send payloads that make a filter raise.
+            logger.warning(
+                "webhook filter failed; the request was stored as filtered",
+                extra={"event": "webhook_filter_failed", "trigger": route.full_name,
+                       "detail": shorten(problem)},
+            )
+        return filtered_answer()
 
     async def _store_keyed(
         self,

@@ -22,6 +22,7 @@ class WebhookStats:
     rate_limited: int = 0
     backpressure_rejections: int = 0
     database_unavailable: int = 0
+    filtered: int = 0  # requests stored with outcome filtered (answered 200, no run)
     # Requests verified by each listed secret, by (trigger, index): rotation only.
     secrets_used: collections.Counter[tuple[str, int]] = field(
         default_factory=collections.Counter
@@ -44,3 +45,8 @@ class WebhookStats:
         if samples is None:
             samples = self.latency[trigger] = collections.deque(maxlen=LATENCY_SAMPLES)
         samples.append(seconds)
+
+    def filtered_request(self, trigger: str) -> None:
+        self.filtered += 1
+        if self.sink is not None:
+            self.sink.webhook_filtered_requests(trigger)

@@ -1,0 +1,240 @@
+"""The webhook inbox over real loopback HTTP against a real PostgreSQL: filters, outcomes,
+a duplicate's bump, retention of rows without a run, and list/show/replay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from triggerd.api.admin import add_admin_routes
+from triggerd.api.metrics import METRICS
+from triggerd.config import ApiSettings, Settings
+from triggerd.daemon import create_app
+from triggerd.model import (
+    DedupeConfig,
+    Graph,
+    Node,
+    TriggerSpec,
+    TriggerType,
+    WebhookConfig,
+    WorkflowSpec,
+)
+from triggerd.store.workflows import apply_workflows
+from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
+
+Client = TestClient[Any, Any]
+TOKEN = "admin-s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FILTER = "{{ input.action == 'opened' and headers['x-kind'] == 'pr' }}"
+
+
+def spec(*, schema: dict[str, Any] | None = None, filter: str | None = FILTER) -> WorkflowSpec:
+    return WorkflowSpec(
+        key="gh", name="gh", graph=Graph(nodes=(Node(id="start", type="noop"),)),
+        parameter_schema=schema or {},
+        triggers=(
+            TriggerSpec(name="push", type=TriggerType.WEBHOOK,
+                        config=WebhookConfig(path="gh", filter=filter,
+                                             dedupe=DedupeConfig(header="X-Id"))),
+        ),
+    )
+
+
+async def apply(pool: asyncpg.Pool, *specs: WorkflowSpec) -> None:
+    async with pool.acquire() as conn:
+        await apply_workflows(conn, list(specs))
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Any, pool: asyncpg.Pool, dsn: str
+) -> AsyncIterator[Callable[[], Awaitable[tuple[Client, WebhookIngress]]]]:
+    started: list[WebhookIngress] = []
+
+    async def make() -> tuple[Client, WebhookIngress]:
+        settings = Settings(api=ApiSettings(token=TOKEN))
+        app = create_app(settings, pool)
+        add_admin_routes(app, environ={})
+        ingress = setup_webhooks(app, pool=pool, dsn=dsn, settings=settings,
+                                 pending_interval=3600.0)
+        ingress.stats.sink = app[METRICS]  # as the daemon wires it
+        await ingress.start()
+        started.append(ingress)
+        client: Client = await aiohttp_client(app)
+        return client, ingress
+
+    yield make
+    for ingress in started:
+        await ingress.stop()
+
+
+async def post(client: Client, body: Any, *, kind: str = "pr", id: str | None = None,
+               ) -> tuple[int, Any]:
+    headers = {"X-Kind": kind, **({"X-Id": id} if id else {})}
+    response = await client.post("/hooks/gh", json=body, headers=headers)
+    return response.status, await response.json()
+
+
+async def test_filter_match_no_match_and_error(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    await apply(pool, spec())
+    client, ingress = await make_client()
+    status, answer = await post(client, {"action": "opened"})
+    assert status == 202 and "execution_id" in answer
+    status, answer = await post(client, {"action": "closed"})
+    assert (status, answer) == (200, {"filtered": True})
+    # headers['x-kind'] is missing: the filter raises, which counts as not matching
+    response = await client.post("/hooks/gh", json={"action": "opened"})
+    assert (response.status, await response.json()) == (200, {"filtered": True})
+    rows = await pool.fetch(
+        "SELECT outcome, execution_id IS NULL AS no_run, detail FROM webhook_requests"
+        " ORDER BY id")
+    assert [(r["outcome"], r["no_run"]) for r in rows] == [
+        ("accepted", False), ("filtered", True), ("filtered", True)]
+    assert rows[1]["detail"] is None
+    assert rows[2]["detail"].startswith("the filter failed: ")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    assert ingress.stats.filtered == 2
+    metrics = await (await client.get("/metrics")).text()
+    assert 'triggerd_webhook_filtered_total{trigger="gh/push"} 2.0' in metrics
+
+
+async def test_duplicate_bumps_its_first_delivery(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    await apply(pool, spec(filter=None))
+    client, _ = await make_client()
+    first = await post(client, {"n": 1}, id="d-1")
+    again = await post(client, {"n": 2}, id="d-1")
+    third = await post(client, {"n": 3}, id="d-1")
+    assert first[0] == 202 and again[0] == 200 and third[0] == 200
+    assert again[1]["execution_id"] == first[1]["execution_id"]
+    rows = await pool.fetch(
+        "SELECT id::text AS id, delivery_count, last_seen_at, received_at"
+        " FROM webhook_requests")
+    assert len(rows) == 1
+    assert rows[0]["id"] == first[1]["execution_id"]
+    assert rows[0]["delivery_count"] == 3
+    assert rows[0]["last_seen_at"] is not None
+
+
+async def test_retention_deletes_old_rows_without_a_run(pool: asyncpg.Pool) -> None:
+    from triggerd.store.inbox import inbox_retention_batch
+
+    await apply(pool, spec())
+    trigger_id = await pool.fetchval("SELECT id FROM workflow_triggers")
+    await pool.execute(
+        "INSERT INTO webhook_requests (trigger_id, method, path, outcome, received_at)"
+        " SELECT $1, 'POST', '/hooks/gh', 'filtered', now() - n * interval '1 day'"
+        " FROM unnest(ARRAY[40, 35, 1]) AS n", trigger_id)
+    assert await inbox_retention_batch(pool, timedelta(days=30), batch=1) == 1
+    assert await inbox_retention_batch(pool, timedelta(days=30), batch=10) == 1
+    assert await inbox_retention_batch(pool, timedelta(days=30), batch=10) == 0
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 1
+
+
+async def test_list_show_replay(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    await apply(pool, spec())
+    client, _ = await make_client()
+    accepted = await post(client, {"action": "opened", "n": 1})
+    await post(client, {"action": "closed"})
+    request_id = accepted[1]["execution_id"]
+
+    response = await client.get("/api/v1/webhook-requests?outcome=filtered", headers=AUTH)
+    assert response.status == 200
+    page = await response.json()
+    assert [r["outcome"] for r in page["items"]] == ["filtered"]
+    response = await client.get("/api/v1/webhook-requests?trigger=gh/push&limit=1",
+                                headers=AUTH)
+    page = await response.json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    response = await client.get(
+        f"/api/v1/webhook-requests?trigger=gh/push&limit=1&cursor={page['next_cursor']}",
+        headers=AUTH)
+    rest = await response.json()
+    assert [r["id"] for r in rest["items"]] == [request_id] and rest["next_cursor"] is None
+
+    response = await client.get(f"/api/v1/webhook-requests/{request_id}", headers=AUTH)
+    shown = await response.json()
+    assert shown["body_text"] == '{"action": "opened", "n": 1}'
+    assert shown["body_base64"] is None and shown["headers"]["x-kind"] == "pr"
+    assert shown["trigger"] == "gh/push" and shown["execution_id"] == request_id
+
+    replays = []
+    for _ in range(2):
+        response = await client.post(f"/api/v1/webhook-requests/{request_id}/replay",
+                                     headers=AUTH)
+        assert response.status == 202, await response.text()
+        replays.append(await response.json())
+    rows = await pool.fetch(
+        "SELECT dedupe_key, replay_of::text AS replay_of, input FROM workflow_executions"
+        " WHERE replay_of IS NOT NULL ORDER BY dedupe_key")
+    assert [r["dedupe_key"] for r in rows] == [f"replay:{request_id}:1",
+                                               f"replay:{request_id}:2"]
+    assert {r["replay_of"] for r in rows} == {request_id}
+    assert {x["execution_id"] for x in replays} == {
+        str(x) for x in await pool.fetch(
+            "SELECT id::text FROM workflow_executions WHERE replay_of IS NOT NULL")
+        for x in [x["id"]]}
+    assert await pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'replay' AND target = $1",
+        request_id) == 2
+
+
+async def test_replay_uses_the_current_version(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    await apply(pool, spec(filter=None))
+    client, _ = await make_client()
+    _, answer = await post(client, {"n": "one"})
+    request_id = answer["execution_id"]
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    await apply(pool, spec(filter=None, schema=schema))
+    response = await client.post(f"/api/v1/webhook-requests/{request_id}/replay",
+                                 headers=AUTH)
+    assert response.status == 422
+    body = await response.json()
+    assert body["error"] == "input_invalid"
+    await apply(pool, spec(filter="{{ input.n == 'two' }}"))
+    response = await client.post(f"/api/v1/webhook-requests/{request_id}/replay",
+                                 headers=AUTH)
+    assert response.status == 409
+    assert (await response.json())["message"] == (
+        f"webhook request {request_id} does not match the trigger's current filter")
+    await apply(pool, spec(filter=None, schema={"type": "object", "required": ["n"]}))
+    response = await client.post(f"/api/v1/webhook-requests/{request_id}/replay",
+                                 headers=AUTH)
+    assert response.status == 202
+    version = await pool.fetchval(
+        "SELECT v.version FROM workflow_executions e JOIN workflow_versions v"
+        " ON v.id = e.workflow_version_id WHERE e.replay_of IS NOT NULL")
+    assert version == 4
+
+
+async def test_bad_ids(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    client, _ = await make_client()
+    response = await client.get("/api/v1/webhook-requests/nope", headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["message"] == (
+        "'nope' is not a webhook request id (a UUID)")
+    missing = "0190c2a4-0000-7000-8000-000000000000"
+    for method, url in [("GET", f"/api/v1/webhook-requests/{missing}"),
+                        ("POST", f"/api/v1/webhook-requests/{missing}/replay")]:
+        response = await client.request(method, url, headers=AUTH)
+        assert response.status == 404
+        assert (await response.json())["message"] == (
+            f"no webhook request {missing}")
+    response = await client.get("/api/v1/webhook-requests?outcome=lost", headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["message"] == (
+        "outcome must be one of accepted, filtered, debounced")

@@ -1,0 +1,105 @@
+"""``triggerd webhooks list | show | replay``: thin transports over
+:mod:`triggerd.operations.webhooks` (the admin API calls the same operations)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from triggerd.cli import _json_default, _name, _pool, _table, _wait_final, print_json
+from triggerd.config import Settings
+from triggerd.operations import cli_actor
+from triggerd.operations.webhooks import ListRequests, list_requests, replay, show_request
+from triggerd.webhooks.inbox_views import request_json, summary_json
+
+
+async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with _pool(settings) as pool:
+        items = (await list_requests(pool, ListRequests(
+            trigger=args.trigger, outcome=args.outcome, limit=args.limit))).items
+    if args.json:
+        print_json([summary_json(r) for r in items])
+        return 0
+    rows = [
+        [r.id, r.trigger or "(deleted)", r.outcome, str(r.delivery_count),
+         r.received_at.isoformat(timespec="seconds"), r.execution_id or ""]
+        for r in items
+    ]
+    print(_table(rows, ["ID", "TRIGGER", "OUTCOME", "DELIVERIES", "RECEIVED", "EXECUTION"]))
+    return 0
+
+
+async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int:
+    async with _pool(settings) as pool:
+        found = await show_request(pool, args.id)
+    doc = request_json(found)
+    if args.json:
+        print_json(doc)
+        return 0
+    for key in ("id", "trigger", "outcome", "method", "path", "received_at", "delivery_count",
+                "last_seen_at", "execution_id", "remote_addr", "detail"):
+        if doc[key] is not None:
+            print(f"{key}: {doc[key]}")
+    if doc["query"]:
+        print(f"query: {json.dumps(doc['query'], ensure_ascii=False)}")
+    print("headers:")
+    for name, value in doc["headers"].items():
+        print(f"  {name}: {value}")
+    if doc["body_text"] is not None:
+        print("body:")
+        print(doc["body_text"])
+    else:
+        print("body (base64, not UTF-8):")
+        print(doc["body_base64"])
+    return 0
+
+
+async def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
+    async with _pool(settings) as pool:
+        result = await replay(pool, cli_actor(), args.id)
+        doc: dict[str, Any] = {"execution_id": result.execution_id,
+                               "replay_of": result.request_id,
+                               "dedupe_key": result.dedupe_key, "status": "NEW"}
+        if not args.wait:
+            if args.json:
+                print_json(doc)
+            else:
+                print(result.execution_id)
+            return 0
+        if not args.json:
+            print(result.execution_id)
+        final = await _wait_final(pool, result.execution_id)
+    if args.json:
+        print_json({**doc, "status": final.status, "output": final.output,
+                    "error_code": final.error_code, "error_message": final.error_message})
+    else:
+        print(final.status)
+        print(json.dumps(
+            final.output if final.status == "SUCCESS"
+            else {"error_code": final.error_code, "error_message": final.error_message},
+            default=_json_default,
+        ))
+    return 0 if final.status == "SUCCESS" else 1
+
+
+def add_webhooks_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    webhooks = sub.add_parser("webhooks", help="list, show or replay stored webhook requests")
+    wsub = webhooks.add_subparsers(dest="action", metavar="ACTION", parser_class=parser_class)
+    wsub.required = True
+    p = wsub.add_parser("list", help="stored webhook requests (the inbox), newest first")
+    p.add_argument("--trigger", metavar="NAME", type=_name)
+    p.add_argument("--outcome", metavar="O", help="accepted, filtered or debounced")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_webhooks_list)
+    p = wsub.add_parser("show", help="a stored request with its headers and body")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_webhooks_show)
+    p = wsub.add_parser("replay", help="run a stored request again through its trigger's"
+                                       " current version (exit 1 with --wait: the run failed)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--wait", action="store_true", help="wait for the run to end")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_webhooks_replay)
