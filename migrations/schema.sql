@@ -370,6 +370,8 @@ CREATE TABLE public.trigger_state (
     consecutive_failures integer DEFAULT 0 NOT NULL,
     completed_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    failed_executions uuid[] DEFAULT '{}'::uuid[] NOT NULL,
+    last_success_at timestamp with time zone,
     CONSTRAINT trigger_state_consecutive_failures_check CHECK ((consecutive_failures >= 0)),
     CONSTRAINT trigger_state_scheduled_runs_check CHECK ((scheduled_runs >= 0))
 );

@@ -313,6 +313,13 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     if state["paused"]:
         print(f"{'paused:':<12} yes, by {state['changed_by']} at {_text(state['changed_at'])}"
               + (f": {state['note']}" if state["note"] else ""))
+    if doc["completed"]:
+        print(f"{'completed:':<12} {doc['completed']}")
+    if doc["remaining_runs"] is not None:
+        print(f"{'remaining:':<12} {doc['remaining_runs']} scheduled run(s)")
+    if state["consecutive_failures"]:
+        print(f"{'failing:':<12} {state['consecutive_failures']} consecutive failed scheduled"
+              f" run(s): {', '.join(state['failed_executions'])}")
     print(f"{'input:':<12} {_text(doc['input'])}")
     print("config:")
     for key, value in sorted(trigger.config.items()):
@@ -1129,8 +1136,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_executions_cancel)
 
     from triggerd.cli_webhooks import add_webhooks_commands
+    from triggerd.cli_workflows import add_workflows_commands
 
     add_webhooks_commands(sub, _Parser)
+    add_workflows_commands(sub, _Parser)
 
     token = sub.add_parser("token", help="create, list or revoke admin API tokens")
     ksub = token.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

@@ -218,6 +218,9 @@ class ScheduledConfig:
     start_at: datetime | None = None  # tz-aware; first fire at or after it
     end_at: datetime | None = None  # tz-aware; fires strictly before it
     max_runs: int | None = None  # scheduled fires only; counted in trigger_state
+    # Consecutive failed scheduled runs after which the scheduler pauses the trigger.
+    pause_after_failures: int | None = None
+    monitor: bool = False  # per-trigger last_success and next_fire gauges
     catchup_rate: CatchupRate | None = None
 
 
@@ -340,6 +343,9 @@ class WorkflowSpec:
     graph: Graph
     description: str = ""
     status: WorkflowStatus = WorkflowStatus.ACTIVE
+    # Whether the document names its status: apply then sets it; otherwise apply keeps the
+    # stored status (an archive or activate of the operator's survives reloads).
+    status_given: bool = False
     parameter_schema: dict[str, JSON] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, SecretRef] = field(default_factory=dict)

@@ -4,6 +4,7 @@ ledger recorded. Reads only."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,12 @@ from triggerd.cron import fire_to_json
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.store.audit import list_audit
 from triggerd.store.records import TriggerRecord
-from triggerd.store.trigger_state import get_state, running_executions, slot_counts
+from triggerd.store.trigger_state import (
+    TriggerState,
+    get_state,
+    running_executions,
+    slot_counts,
+)
 from triggerd.views import audit_json, state_json, trigger_json
 
 RECENT_ACTIONS = 10
@@ -20,13 +26,32 @@ RECENT_ACTIONS = 10
 async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: int
                    ) -> dict[str, Any]:
     doc = trigger_json(trigger)
-    doc["state"] = state_json(await get_state(conn, trigger.id))
+    state = await get_state(conn, trigger.id)
+    doc["state"] = state_json(state)
+    remaining, completed = progress(trigger.config, state, now=now)
     doc["next_fires"] = (
         [fire_to_json(f) for f in schedule_of(trigger.type, trigger.config).preview(now, count)]
-        if trigger.type in SCHEDULED_TYPES else [])
+        if trigger.type in SCHEDULED_TYPES and completed is None else [])
     doc["recent_actions"] = [audit_json(a) for a in
                              await list_audit(conn, target=trigger.full_name,
                                               limit=RECENT_ACTIONS)]
     doc["running"] = await running_executions(conn, trigger.id)
     doc["slot_counts"] = await slot_counts(conn, trigger.id)
+    doc["remaining_runs"] = remaining
+    doc["completed"] = completed
     return doc
+
+
+def progress(config: Mapping[str, Any], state: TriggerState, *, now: datetime
+             ) -> tuple[int | None, str | None]:
+    """``(remaining_runs, completed)`` of a scheduled trigger's stored ``config``: the
+    scheduled fires ``max_runs`` still allows (``None`` without a limit), and why its
+    schedule has ended (``None`` while it goes on)."""
+    max_runs = config.get("max_runs")
+    remaining = None if max_runs is None else max(0, int(max_runs) - state.scheduled_runs)
+    if remaining == 0:
+        return remaining, f"max_runs reached ({max_runs} scheduled runs)"
+    end_at = config.get("end_at")
+    if isinstance(end_at, str) and datetime.fromisoformat(end_at) <= now:
+        return remaining, f"end_at passed ({end_at})"
+    return remaining, None

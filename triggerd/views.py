@@ -135,6 +135,8 @@ def state_json(state: TriggerState) -> dict[str, Any]:
         "completed_at": state.completed_at,
         "scheduled_runs": state.scheduled_runs,
         "consecutive_failures": state.consecutive_failures,
+        "failed_executions": list(state.failed_executions),
+        "last_success_at": state.last_success_at,
     }
 
 

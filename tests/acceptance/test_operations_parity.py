@@ -92,6 +92,16 @@ CASES: list[tuple[str, list[str], str, str, Any]] = [
      "POST", f"/api/v1/executions/{MISSING}/cancel", None),
     ("retry: unknown execution", ["executions", "retry", MISSING],
      "POST", f"/api/v1/executions/{MISSING}/retry", None),
+    ("archive: unknown workflow", ["workflows", "archive", "nope"],
+     "POST", "/api/v1/workflows/nope/archive", None),
+    ("archive: note too long", ["workflows", "archive", "orders", "--note", LONG],
+     "POST", "/api/v1/workflows/orders/archive", {"note": LONG}),
+    ("activate: unknown workflow", ["workflows", "activate", "nope"],
+     "POST", "/api/v1/workflows/nope/activate", None),
+    ("activate: note too long", ["workflows", "activate", "orders", "--note", LONG],
+     "POST", "/api/v1/workflows/orders/activate", {"note": LONG}),
+    ("delete: unknown workflow", ["workflows", "delete", "nope", "--yes"],
+     "DELETE", "/api/v1/workflows/nope", None),
 ]
 
 

@@ -329,7 +329,7 @@ async def test_fire(client: Client, pool: asyncpg.Pool) -> None:
     audit = await pool.fetchrow("SELECT actor, action, target, note, detail FROM audit_log")
     assert (audit["actor"], audit["action"], audit["target"], audit["note"]) == (
         "token:[api] token (config)", "fire", "report/nightly", None)
-    assert json.loads(audit["detail"])["execution_id"] == execution_id
+    assert audit["detail"]["execution_id"] == execution_id
 
     response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH,
                                  json={"input": {"count": 4}, "reason": "rerun after fix"})

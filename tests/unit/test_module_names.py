@@ -31,6 +31,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The operations layer names its modules after the area they act on (DESIGN: one per
     # area); the store names the ingress's SQL after the same area.
     "webhooks": frozenset({"operations/webhooks.py", "store/webhooks.py"}),
+    # operations/workflows.py is the lifecycle (archive, activate, delete) of the workflows
+    # whose rows store/workflows.py reads and applies.
+    "workflows": frozenset({"operations/workflows.py", "store/workflows.py"}),
 }
 
 

@@ -68,6 +68,10 @@ from triggerd.operations.triggers import (
     skip,
 )
 from triggerd.operations.webhooks import ListRequests, list_requests, replay, show_request
+from triggerd.operations.workflows import WorkflowChange
+from triggerd.operations.workflows import activate as activate_workflow
+from triggerd.operations.workflows import archive as archive_workflow
+from triggerd.operations.workflows import delete as delete_workflow
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.storable import storage_problem
 from triggerd.store.admin import (
@@ -505,6 +509,35 @@ async def list_versions_handler(request: web.Request) -> web.Response:
     workflow = await get_workflow(pool, key)
     versions = await list_versions(pool, workflow.id)
     return _ok({"items": [version_json(v) for v in versions]})
+
+
+def _workflow_change(result: WorkflowChange) -> web.Response:
+    return _ok({"workflow": result.workflow, "changed": result.changed,
+                "status": result.status, "previous": result.previous,
+                "canceled_backfills": result.canceled_backfills})
+
+
+async def archive_workflow_handler(request: web.Request) -> web.Response:
+    key = _path_key(request, "key", "workflow")
+    body = await _options(request, {"note": str})
+    return _workflow_change(await archive_workflow(request.app[POOL], _actor(request), key,
+                                                   body.get("note")))
+
+
+async def activate_workflow_handler(request: web.Request) -> web.Response:
+    key = _path_key(request, "key", "workflow")
+    body = await _options(request, {"note": str})
+    return _workflow_change(await activate_workflow(request.app[POOL], _actor(request), key,
+                                                    body.get("note")))
+
+
+async def delete_workflow_handler(request: web.Request) -> web.Response:
+    key = _path_key(request, "key", "workflow")
+    note = request.query.get("note")
+    result = await delete_workflow(request.app[POOL], _actor(request), key, note)
+    return _ok({"workflow": result.workflow, "versions": result.versions,
+                "triggers": result.triggers, "executions": result.executions,
+                "webhook_requests": result.webhook_requests})
 
 
 # --- handlers: triggers ---------------------------------------------------------------------

@@ -96,6 +96,33 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         errors=(404,), parameters=(WORKFLOW_KEY,),
     ),
     Route(
+        operation_id="archiveWorkflow", method="POST", path=f"{_P}/workflows/{{key}}/archive",
+        handler=admin.archive_workflow_handler,
+        summary="Archive a workflow: its triggers start nothing, its history stays",
+        tag="workflows", answers={200: json_answer("The workflow's status.", "WorkflowChange")},
+        errors=(400, 404, 413, 415, 422), parameters=(WORKFLOW_KEY,),
+        body=Body(schema={"$ref": "#/components/schemas/NoteRequest"}, required=False),
+    ),
+    Route(
+        operation_id="activateWorkflow", method="POST",
+        path=f"{_P}/workflows/{{key}}/activate", handler=admin.activate_workflow_handler,
+        summary="Activate a workflow (no slot from before the activation runs)",
+        tag="workflows", answers={200: json_answer("The workflow's status.", "WorkflowChange")},
+        errors=(400, 404, 413, 415, 422), parameters=(WORKFLOW_KEY,),
+        body=Body(schema={"$ref": "#/components/schemas/NoteRequest"}, required=False),
+    ),
+    Route(
+        operation_id="deleteWorkflow", method="DELETE", path=f"{_P}/workflows/{{key}}",
+        handler=admin.delete_workflow_handler,
+        summary="Delete a workflow with its versions, triggers and history (refused while"
+        " runs are in flight)", tag="workflows",
+        answers={200: json_answer("What was deleted.", "WorkflowDeleted")},
+        errors=(404, 409, 422),
+        parameters=(WORKFLOW_KEY,
+                    query("note", {"type": "string", "maxLength": 500},
+                          "Why (in the audit trail).")),
+    ),
+    Route(
         operation_id="listTriggers", method="GET", path=f"{_P}/triggers",
         handler=admin.list_triggers_handler, summary="List triggers", tag="triggers",
         answers={200: json_answer("One page of triggers, by workflow key and name.",

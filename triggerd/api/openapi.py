@@ -253,6 +253,11 @@ def _schemas() -> dict[str, Schema]:
                 "scheduled_for": _nullable(_DATETIME), "created_at": _DATETIME})},
             "slot_counts": {"type": "object", "additionalProperties": {"type": "integer"},
                             "description": "ledger rows by outcome (what retention kept)"},
+                   "remaining_runs": _nullable({"type": "integer", "minimum": 0,
+                                         "description": "max_runs minus scheduled fires"}),
+            "completed": _nullable({"type": "string",
+                                    "description": "why the schedule has ended: max_runs"
+                                                   " reached, or end_at passed"}),
         }),
         "TriggerList": _object(
             {
@@ -269,8 +274,31 @@ def _schemas() -> dict[str, Schema]:
                 "completed_at": _nullable(_DATETIME),
                 "scheduled_runs": {"type": "integer", "minimum": 0},
                 "consecutive_failures": {"type": "integer", "minimum": 0},
+                "failed_executions": {
+                    "type": "array", "items": _UUID,
+                    "description": "the consecutive failed scheduled runs, oldest first"},
+                "last_success_at": _nullable(_DATETIME),
             }
         ),
+        "WorkflowChange": _object({
+            "workflow": {"type": "string", "description": "the workflow key"},
+            "changed": {"type": "boolean", "description": "false: it already was so"},
+            "status": {"type": "string", "enum": [s.value for s in WorkflowStatus]},
+            "previous": {"type": "string", "enum": [s.value for s in WorkflowStatus]},
+            "canceled_backfills": {"type": "integer", "minimum": 0},
+        }),
+        "WorkflowDeleted": _object({
+            "workflow": {"type": "string", "description": "the workflow key"},
+            "versions": {"type": "integer", "minimum": 0},
+            "triggers": {"type": "integer", "minimum": 0},
+            "executions": {"type": "integer", "minimum": 0},
+            "webhook_requests": {"type": "integer", "minimum": 0},
+        }),
+        "NoteRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"note": {"type": "string", "maxLength": 500}},
+        },
         "StateChange": _object(
             {
                 "trigger": {"type": "string", "description": "workflow_key/trigger_name"},

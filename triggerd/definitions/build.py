@@ -71,6 +71,7 @@ def build_workflow(
         name=doc.get("name", doc["key"]),
         description=doc.get("description", ""),
         status=WorkflowStatus(doc.get("status", WorkflowStatus.ACTIVE.value)),
+        status_given="status" in doc,
         parameter_schema=_json(doc.get("parameter_schema", {})),
         env=dict(doc.get("env", {})),
         secrets={name: build_secret(ref) for name, ref in doc.get("secrets", {}).items()},
@@ -171,6 +172,7 @@ def _scheduled(doc: Mapping[str, Any]) -> dict[str, Any]:
     calendar = doc.get("calendar")
     rate = doc.get("catchup_rate")
     max_runs = doc.get("max_runs")
+    failures = doc.get("pause_after_failures")
     return {
         "timezone": doc.get("timezone", defaults.timezone),
         "misfire": MisfirePolicy(doc.get("misfire", defaults.misfire.value)),
@@ -182,6 +184,8 @@ def _scheduled(doc: Mapping[str, Any]) -> dict[str, Any]:
         "start_at": _instant(doc.get("start_at")),
         "end_at": _instant(doc.get("end_at")),
         "max_runs": None if max_runs is None else int(max_runs),
+        "pause_after_failures": None if failures is None else int(failures),
+        "monitor": bool(doc.get("monitor", False)),
         "catchup_rate": None if rate is None else parse_rate(rate),
     }
 

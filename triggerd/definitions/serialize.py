@@ -127,6 +127,10 @@ def _scheduled_to_json(config: ScheduledConfig) -> dict[str, Any]:
         doc["max_runs"] = config.max_runs
     if config.catchup_rate is not None:
         doc["catchup_rate"] = config.catchup_rate.text
+    if config.pause_after_failures is not None:
+        doc["pause_after_failures"] = config.pause_after_failures
+    if config.monitor:
+        doc["monitor"] = True
     return doc
 
 

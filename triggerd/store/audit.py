@@ -45,9 +45,9 @@ async def record_audit(conn: asyncpg.Connection, entry: AuditEntry) -> int:
     """Insert one audit row; call it inside the transaction of the change it records."""
     value: int = await conn.fetchval(
         "INSERT INTO audit_log (tenant_id, actor, action, target_kind, target, target_id,"
-        " note, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING id",
+        " note, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         entry.tenant_id, entry.actor, entry.action, entry.target_kind, entry.target,
-        entry.target_id, entry.note, json.dumps(entry.detail),
+        entry.target_id, entry.note, entry.detail,  # the pool's codec encodes jsonb
     )
     return value
 

@@ -3,7 +3,6 @@ backfill runners under a lease, a chunk at a time (see triggerd/backfill.py)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,9 +144,11 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         started = skipped = 0
         for at in chunk:
             iso = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-            context = json.dumps({"trigger": {"type": backfill.kind, "name": backfill.name,
-                                              "scheduled_for": iso, "fired_at": fired_at,
-                                              "backfill": backfill.id}})
+            # Values, not JSON text: the pool's codec encodes jsonb parameters (text would
+            # be stored as one JSON string).
+            context = {"trigger": {"type": backfill.kind, "name": backfill.name,
+                                   "scheduled_for": iso, "fired_at": fired_at,
+                                   "backfill": backfill.id}}
             if backfill.only_missing:
                 await conn.execute(
                     "DELETE FROM trigger_slots WHERE trigger_id = $1 AND scheduled_for = $2"
@@ -156,13 +157,13 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
                 key = f"cron:{iso}"
                 ran = await conn.fetchval(_START_LIVE, backfill.trigger_id, at, key,
                                           backfill.workflow_id, backfill.name, backfill.kind,
-                                          json.dumps(backfill.input), context,
+                                          backfill.input, context,
                                           backfill.version, f"backfill {backfill.id}")
             else:
                 key = f"backfill:{backfill.id}:{iso}"
                 ran = await conn.fetchval(_START_EXTRA, backfill.trigger_id, at, key,
                                           backfill.workflow_id, backfill.name, backfill.kind,
-                                          json.dumps(backfill.input), context,
+                                          backfill.input, context,
                                           backfill.version)
             if ran:
                 started += 1

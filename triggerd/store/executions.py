@@ -528,10 +528,100 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::time
      (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1
       ORDER BY id FOR NO KEY UPDATE) AS held
 WHERE e.id = d.id AND held.id = d.id AND e.lease_owner = $1
-RETURNING e.id, e.status
+RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time,
+          -- A run of the live schedule (a backfill's runs count for neither max_runs nor
+          -- pause_after_failures).
+          (e.dedupe_key LIKE 'cron:%' AND NOT coalesce(e.context->'trigger' ? 'backfill',
+                                                        false)) AS scheduled
 """
 # ``held`` locks the rows in id order (renew_leases does the same), so the heartbeat and
 # the writer never wait for each other in a cycle.
+
+# What a finished run tells its trigger's runtime state (trigger_state), for the triggers
+# that ask (pause_after_failures or monitor in their config; the others pay one primary
+# key lookup): the last success, and the consecutive failed scheduled runs, which pause the
+# trigger once they reach pause_after_failures (actor scheduler, audited, the note naming
+# the runs). Runs of one trigger finished in one batch are folded in the order of their
+# slots: a success among them resets the count to the failures after it. The increments
+# are applied to the row as locked (ON CONFLICT DO UPDATE), so two executors finishing runs
+# of one trigger at once both count.
+# Expressions of the ON CONFLICT branch below: ``s`` is the row as locked, EXCLUDED what
+# this batch adds, ``acct`` says whether the batch had a success and the threshold.
+_ACCT_OF = "(SELECT a.{column} FROM acct a WHERE a.trigger_id = s.trigger_id)"
+_FAILURES = (f"CASE WHEN {_ACCT_OF.format(column='reset')}"
+             " THEN EXCLUDED.consecutive_failures"
+             " ELSE s.consecutive_failures + EXCLUDED.consecutive_failures END")
+# The newest failed runs only (the note names them): at most MAX_NAMED_FAILURES.
+MAX_NAMED_FAILURES = 100
+_FAILED_ALL = (f"CASE WHEN {_ACCT_OF.format(column='reset')} THEN EXCLUDED.failed_executions"
+               " ELSE s.failed_executions || EXCLUDED.failed_executions END")
+_FAILED = (f"({_FAILED_ALL})[GREATEST(1, cardinality({_FAILED_ALL})"
+           f" - {MAX_NAMED_FAILURES - 1}):]")
+_NEWLY_PAUSED = (f"(NOT s.paused AND {_ACCT_OF.format(column='threshold')} IS NOT NULL"
+                 f" AND {_FAILURES} >= {_ACCT_OF.format(column='threshold')})")
+_PAUSE_NOTE = "format('paused after %s consecutive failed scheduled runs: %s', {n}, {ids})"
+
+_ACCOUNT = f""",
+acct_in AS (
+    SELECT f.trigger_id, f.id, f.status, f.scheduled_for, f.end_time, f.scheduled,
+           (t.config->>'pause_after_failures')::int AS threshold,
+           w.key || '/' || t.name AS full_name
+    FROM done f
+    JOIN workflow_triggers t ON t.id = f.trigger_id
+    JOIN workflows w ON w.id = t.workflow_id
+    WHERE f.status IN ('SUCCESS', 'ERROR')
+      AND (t.config ? 'pause_after_failures' OR t.config ? 'monitor')
+),
+acct AS (
+    SELECT c.*, c.last_ok IS NOT NULL AS reset, ARRAY(
+               SELECT a.id FROM acct_in a
+               WHERE a.trigger_id = c.trigger_id AND a.scheduled AND a.status = 'ERROR'
+                 AND c.threshold IS NOT NULL
+                 AND (c.last_ok IS NULL OR a.scheduled_for > c.last_ok)
+               ORDER BY a.scheduled_for, a.id) AS errors
+    FROM (
+        SELECT a.trigger_id, max(a.threshold) AS threshold, max(a.full_name) AS full_name,
+               max(a.end_time) FILTER (WHERE a.status = 'SUCCESS') AS last_success,
+               max(a.scheduled_for) FILTER (WHERE a.scheduled AND a.status = 'SUCCESS')
+                   AS last_ok
+        FROM acct_in a GROUP BY a.trigger_id
+    ) c
+),
+acct_state AS (
+    INSERT INTO trigger_state AS s (trigger_id, consecutive_failures, failed_executions,
+                                    last_success_at, paused, note, changed_by, changed_at)
+    SELECT a.trigger_id, cardinality(a.errors), a.errors, a.last_success,
+           coalesce(cardinality(a.errors) >= a.threshold, false),
+           CASE WHEN cardinality(a.errors) >= a.threshold THEN
+               {_PAUSE_NOTE.format(n="cardinality(a.errors)",
+                                   ids="array_to_string(a.errors, ', ')")} END,
+           CASE WHEN cardinality(a.errors) >= a.threshold THEN 'scheduler' END,
+           CASE WHEN cardinality(a.errors) >= a.threshold THEN now() END
+    FROM acct a
+    ORDER BY a.trigger_id
+    ON CONFLICT (trigger_id) DO UPDATE SET
+        last_success_at = GREATEST(s.last_success_at, EXCLUDED.last_success_at),
+        note = CASE WHEN {_NEWLY_PAUSED} THEN
+                   {_PAUSE_NOTE.format(n=_FAILURES, ids=f"array_to_string({_FAILED}, ', ')")}
+                   ELSE s.note END,
+        changed_by = CASE WHEN {_NEWLY_PAUSED} THEN 'scheduler' ELSE s.changed_by END,
+        changed_at = CASE WHEN {_NEWLY_PAUSED} THEN now() ELSE s.changed_at END,
+        paused = s.paused OR {_NEWLY_PAUSED},
+        consecutive_failures = {_FAILURES},
+        failed_executions = {_FAILED},
+        updated_at = now()
+    RETURNING s.trigger_id, s.paused AND s.changed_by = 'scheduler' AND s.changed_at = now()
+              AS newly_paused, s.note, s.failed_executions
+),
+acct_audit AS (
+    INSERT INTO audit_log (actor, action, target_kind, target, target_id, note, detail)
+    SELECT 'scheduler', 'pause', 'trigger', a.full_name, a.trigger_id, x.note,
+           jsonb_build_object('reason', 'pause_after_failures', 'threshold', a.threshold,
+                              'failed_executions', to_jsonb(x.failed_executions::text[]))
+    FROM acct_state x JOIN acct a USING (trigger_id)
+    WHERE x.newly_paused
+)
+"""
 
 
 def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
@@ -546,10 +636,17 @@ _WRITE_ONE_STATEMENT = f"""
 WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
 RETURNING 1),
 done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 15)})
+{_ACCOUNT}
 SELECT done.id, done.status,
        CASE WHEN done.status IN ('SUCCESS', 'ERROR', 'CANCELED')
             THEN pg_notify($23, done.id::text) END AS notified
 FROM done
+"""
+
+_FINISH_ACCOUNTED = f"""
+WITH done AS ({_FINISH.strip()})
+{_ACCOUNT}
+SELECT done.id, done.status FROM done
 """
 
 _UPSERT_RESUME = """
@@ -667,7 +764,7 @@ async def write_progress(
                 [n.resume_copy for n in copies],
             )
         if finished:
-            rows = await conn.fetch(_FINISH, owner, *_finish_arrays(finished))
+            rows = await conn.fetch(_FINISH_ACCOUNTED, owner, *_finish_arrays(finished))
             done = {str(r["id"]) for r in rows}
             final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
             if final:

@@ -116,6 +116,9 @@ FROM workflow_triggers t
 JOIN workflows w ON w.id = t.workflow_id
 WHERE t.type IN ({_SCHEDULED}) AND t.enabled AND w.status = 'active'
   AND ($1::uuid[] IS NULL OR t.id = ANY($1::uuid[]))
+  -- A trigger that has made its max_runs scheduled fires is complete: nothing to plan.
+  AND NOT (t.config ? 'max_runs' AND (t.config->>'max_runs')::bigint <= coalesce(
+      (SELECT max(st.scheduled_runs) FROM trigger_state st WHERE st.trigger_id = t.id), 0))
 """
 
 
@@ -180,13 +183,24 @@ live AS (
            row_number() OVER same_intent AS fire_rank,
            count(*) OVER same_intent AS fire_count
     FROM (
+        SELECT u.*,
+               -- Past max_runs (counting this batch's earlier slots): the trigger is
+               -- complete, the slot is not written and comes back stale, so the scheduler
+               -- reloads the trigger and drops it.
+               u.stale_row OR (u.max_runs IS NOT NULL AND u.intent = 'fired'
+                   AND row_number() OVER (PARTITION BY u.trigger_id, u.intent, u.stale_row
+                                          ORDER BY u.scheduled_for)
+                       > u.max_runs - u.runs_done) AS stale
+        FROM (
         -- A flag rather than a filter: the planner keeps its row estimates (a join on the
         -- config text looks selective) and joins the CTEs below by hashing.
         SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled, t.type AS kind,
                coalesce(st.paused, false) AS paused, st.note AS paused_note,
+               (t.config->>'max_runs')::bigint AS max_runs,
+               coalesce(st.scheduled_runs, 0) AS runs_done,
                (t.type NOT IN ({_SCHEDULED}) OR w.status <> 'active'
                 OR t.config::text <> d.config_text
-                OR d.scheduled_for < GREATEST(t.enabled_at, st.floor_at)) AS stale
+                OR d.scheduled_for < GREATEST(t.enabled_at, st.floor_at)) AS stale_row
         FROM d
         JOIN workflow_triggers t ON t.id = d.trigger_id
         JOIN workflows w ON w.id = t.workflow_id
@@ -194,6 +208,7 @@ live AS (
         -- What the foreign keys did (migration 0002): a concurrent delete of the trigger
         -- or its workflow waits for this statement, or wins and its slots are stale.
         FOR KEY SHARE OF t, w
+        ) u
     ) v
     WINDOW same_intent AS (PARTITION BY v.trigger_id, v.intent, v.stale
                            ORDER BY v.scheduled_for
@@ -294,6 +309,24 @@ inserted AS (
     ORDER BY r.trigger_id, r.scheduled_for
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
+),
+-- max_runs counts the scheduled fires (only the triggers that have one pay for this).
+counted AS (
+    INSERT INTO trigger_state AS s (trigger_id, scheduled_runs, completed_at)
+    SELECT r.trigger_id, count(*),
+           CASE WHEN count(*) >= max(r.max_runs) THEN now() END
+    FROM run r WHERE r.max_runs IS NOT NULL
+    GROUP BY r.trigger_id
+    ORDER BY r.trigger_id
+    ON CONFLICT (trigger_id) DO UPDATE SET
+        scheduled_runs = s.scheduled_runs + EXCLUDED.scheduled_runs,
+        completed_at = CASE
+            WHEN s.scheduled_runs + EXCLUDED.scheduled_runs >= (
+                SELECT (t.config->>'max_runs')::bigint FROM workflow_triggers t
+                WHERE t.id = s.trigger_id)
+            THEN coalesce(s.completed_at, now()) END,
+        updated_at = now()
+    RETURNING 1
 ),
 notified AS (
     SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text) FROM inserted HAVING count(*) > 0

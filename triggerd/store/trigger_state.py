@@ -28,10 +28,21 @@ class TriggerState:
     scheduled_runs: int = 0
     consecutive_failures: int = 0
     completed_at: datetime | None = None
+    # The consecutive failed scheduled runs (newest last), and the last successful run's end.
+    failed_executions: tuple[str, ...] = ()
+    last_success_at: datetime | None = None
 
 
 _COLUMNS = ("paused, note, changed_by, changed_at, floor_at, scheduled_runs,"
-            " consecutive_failures, completed_at")
+            " consecutive_failures, completed_at, failed_executions::text[] AS failed_executions,"
+            " last_success_at")
+
+
+def _state(row: Any) -> TriggerState:
+    values = dict(row)
+    values.pop("id", None)
+    values["failed_executions"] = tuple(values["failed_executions"])
+    return TriggerState(**values)
 
 
 async def get_state(conn: Conn, trigger_id: str, *, lock: bool = False) -> TriggerState:
@@ -44,7 +55,7 @@ async def get_state(conn: Conn, trigger_id: str, *, lock: bool = False) -> Trigg
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM trigger_state WHERE trigger_id = $1"
         + (" FOR UPDATE" if lock else ""), trigger_id)
-    return TriggerState() if row is None else TriggerState(**dict(row))
+    return TriggerState() if row is None else _state(row)
 
 
 async def states_of(conn: Conn, trigger_ids: list[str]) -> dict[str, TriggerState]:
@@ -52,8 +63,7 @@ async def states_of(conn: Conn, trigger_ids: list[str]) -> dict[str, TriggerStat
     rows = await conn.fetch(
         f"SELECT trigger_id::text AS id, {_COLUMNS} FROM trigger_state"
         " WHERE trigger_id = ANY($1::uuid[])", trigger_ids)
-    return {r["id"]: TriggerState(**{k: v for k, v in dict(r).items() if k != "id"})
-            for r in rows}
+    return {r["id"]: _state(r) for r in rows}
 
 
 async def pause(conn: Conn, trigger_id: str, *, note: str | None, actor: str) -> None:
@@ -80,6 +90,7 @@ async def resume(
     await conn.execute(
         "UPDATE trigger_state SET paused = false, note = $2, changed_by = $3,"
         " changed_at = now(), updated_at = now(), consecutive_failures = 0,"
+        " failed_executions = '{}',"
         " floor_at = CASE WHEN $4::timestamptz IS NULL THEN now() ELSE $4 END"
         " WHERE trigger_id = $1",
         trigger_id, note, actor, paused_at if catch_up else None)

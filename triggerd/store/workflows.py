@@ -12,12 +12,13 @@ import asyncpg
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.model import CronConfig, TriggerSpec, WorkflowSpec, normalize_webhook_path
+from triggerd.notifications.channels import TRIGGERS
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
 from triggerd.tzrules import zone_fingerprint
 
 # Config keys that are policies, not schedule: editing them keeps the catch-up floor.
 POLICY_KEYS = ("misfire", "catchup_window", "max_catchup", "overlap", "jitter", "max_runs",
-               "catchup_rate")
+               "catchup_rate", "pause_after_failures", "monitor")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,7 +321,8 @@ class ApplyPlan:
     """The writes :func:`plan_apply` decided, each a list of rows for one statement."""
 
     report: ApplyReport
-    workflow_updates: list[tuple[str, WorkflowSpec]] = field(default_factory=list)
+    # (workflow id, its spec, the status it gets)
+    workflow_updates: list[tuple[str, WorkflowSpec, str]] = field(default_factory=list)
     publish: list[tuple[WorkflowSpec, int]] = field(default_factory=list)
     trigger_inserts: list[tuple[WorkflowSpec, str, WantedTrigger]] = field(default_factory=list)
     trigger_updates: list[tuple[str, WantedTrigger]] = field(default_factory=list)
@@ -357,14 +359,14 @@ def plan_apply(
         changed = spec.key in created
         if changed:
             report.changes.append(Change(kind="workflow", name=spec.key, action="created"))
-        elif (wf.name, wf.description, wf.status) != (
-            spec.name,
-            spec.description,
-            str(spec.status),
-        ):
-            plan.workflow_updates.append((wf.id, spec))
-            report.changes.append(Change(kind="workflow", name=spec.key, action="updated"))
-            changed = True
+        else:
+            status = str(spec.status) if spec.status_given else wf.status
+            if (wf.name, wf.description, wf.status) != (spec.name, spec.description, status):
+                plan.workflow_updates.append((wf.id, spec, status))
+                report.changes.append(Change(
+                    kind="workflow", name=spec.key, action="updated",
+                    detail="" if status == wf.status else f"status {wf.status} -> {status}"))
+                changed = True
         version = version_document(spec)
         if wf.latest is None or canonical_json(wf.latest) != canonical_json(version):
             number = wf.max_version + 1
@@ -395,7 +397,11 @@ def plan_apply(
                 report.unchanged_triggers += 1
             else:
                 plan.trigger_updates.append((old.id, want))
-                report.changes.append(Change(kind="trigger", name=full, action="updated"))
+                # A revert of an operator's enable or disable is named: apply --plan shows it.
+                report.changes.append(Change(
+                    kind="trigger", name=full, action="updated",
+                    detail="" if old.enabled == doc["enabled"] else
+                    f"enabled {str(old.enabled).lower()} -> {str(doc['enabled']).lower()}"))
         for name, old in existing.items():
             full = f"{spec.key}/{name}"
             if prune:
@@ -557,6 +563,14 @@ async def _check_paths(conn: asyncpg.Connection, plan: ApplyPlan, ids: list[Any]
             raise _path_taken(path, name)
 
 
+async def notify_workflow_triggers(conn: asyncpg.Connection, workflow_ids: list[str]) -> None:
+    """Tell the daemons (the triggers channel) that the triggers of these workflows changed."""
+    await conn.execute(
+        f"SELECT pg_notify('{TRIGGERS.wire}', json_build_object('op', 'UPDATE',"
+        " 'id', t.id)::text) FROM workflow_triggers t WHERE t.workflow_id = ANY($1::uuid[])",
+        workflow_ids)
+
+
 def _json_texts(values: list[Any]) -> list[str]:
     return [json.dumps(v) for v in values]
 
@@ -570,11 +584,14 @@ async def _write(
             " status = u.status, updated_at = now()"
             " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
             " AS u (id, name, description, status) WHERE w.id = u.id",
-            [wid for wid, _ in plan.workflow_updates],
-            [s.name for _, s in plan.workflow_updates],
-            [s.description for _, s in plan.workflow_updates],
-            [str(s.status) for _, s in plan.workflow_updates],
+            [wid for wid, _, _ in plan.workflow_updates],
+            [s.name for _, s, _ in plan.workflow_updates],
+            [s.description for _, s, _ in plan.workflow_updates],
+            [status for _, _, status in plan.workflow_updates],
         )
+        # A status change stops or starts every trigger of the workflow: tell the daemons
+        # (the triggers' own rows did not change, so their notification did not fire).
+        await notify_workflow_triggers(conn, [wid for wid, _, _ in plan.workflow_updates])
     if plan.publish:
         ids = [stored[spec.key].id for spec, _ in plan.publish]
         docs = [version_document(spec) for spec, _ in plan.publish]

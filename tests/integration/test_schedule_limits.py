@@ -1,0 +1,258 @@
+"""max_runs and pause_after_failures: runtime state the scheduler and the executor keep
+beside the trigger (trigger_state), decided in the statements that record slots and final
+states, so every replica and executor agrees."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc, fire, wait_for
+from triggerd.config import load_settings
+from triggerd.executor.service import Executor
+from triggerd.model import OverlapPolicy
+from triggerd.operations import Actor
+from triggerd.operations.triggers import resume
+from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
+from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
+from triggerd.store.trigger_state import get_state
+from triggerd.store.workflows import get_trigger
+
+OPERATOR = Actor(name="token:ops", via="api")
+START = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+
+
+def _doc(extra: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"workflows": [{
+        "key": "report",
+        "graph": {"nodes": nodes or [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "hourly", "type": "cron", "cron": "0 * * * *",
+                      "overlap": "allow", **extra},
+                     {"name": "by-hand", "type": "manual"}],
+    }]}
+
+
+async def _trigger(pool: asyncpg.Pool) -> dict[str, Any]:
+    trigger = await get_trigger(pool, "report/hourly")
+    # Every slot of these tests is before the trigger was enabled: move that back.
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = $2 WHERE id = $1",
+                       trigger.id, START - timedelta(days=1))
+    config = await pool.fetchval("SELECT config::text FROM workflow_triggers WHERE id = $1",
+                                 trigger.id)
+    return {"id": trigger.id, "config": config}
+
+
+def _slot(trigger: dict[str, Any], hour: int) -> SlotRequest:
+    at = START + timedelta(hours=hour)
+    return SlotRequest(trigger_id=trigger["id"], scheduled_for=at,
+                       slot_iso=at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       config_text=trigger["config"], overlap=OverlapPolicy.ALLOW)
+
+
+# --- max_runs ---------------------------------------------------------------------------
+
+
+async def test_max_runs_counts_scheduled_fires_and_completes_the_trigger(
+    pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, _doc({"max_runs": 2}))
+    trigger = await _trigger(pool)
+    for hour in (0, 1):
+        assert (await record_slots(pool, [_slot(trigger, hour)], fired_at="x")).inserted == 1
+    state = await get_state(pool, trigger["id"])
+    assert state.scheduled_runs == 2 and state.completed_at is not None
+    # The third slot is not written: it comes back stale, and the reload drops the trigger.
+    third = await record_slots(pool, [_slot(trigger, 2)], fired_at="x")
+    assert third.inserted == 0 and [t for t, _ in third.stale] == [trigger["id"]]
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 2
+    assert await load_cron_triggers(pool) == []
+
+
+async def test_max_runs_limits_one_catch_up_batch(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, _doc({"max_runs": 2}))
+    trigger = await _trigger(pool)
+    written = await record_slots(pool, [_slot(trigger, h) for h in range(4)], fired_at="x")
+    assert written.inserted == 2 and len(written.stale) == 2
+    rows = await pool.fetch("SELECT scheduled_for FROM trigger_slots ORDER BY 1")
+    assert [r["scheduled_for"] for r in rows] == [START, START + timedelta(hours=1)]
+    assert (await get_state(pool, trigger["id"])).scheduled_runs == 2
+
+
+async def test_manual_fires_do_not_count_and_raising_max_runs_reopens_the_trigger(
+    pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, _doc({"max_runs": 1}))
+    trigger = await _trigger(pool)
+    await fire(pool, "report/hourly")
+    assert (await get_state(pool, trigger["id"])).scheduled_runs == 0
+    await record_slots(pool, [_slot(trigger, 0)], fired_at="x")
+    assert await load_cron_triggers(pool) == []
+    await apply_doc(pool, _doc({"max_runs": 3}))
+    loaded = await load_cron_triggers(pool)
+    assert [t.id for t in loaded] == [trigger["id"]]
+    # The count survives the edit (runtime state): two more, then complete again.
+    trigger["config"] = loaded[0].config_text
+    written = await record_slots(pool, [_slot(trigger, h) for h in (1, 2, 3)], fired_at="x")
+    assert written.inserted == 2
+    assert (await get_state(pool, trigger["id"])).scheduled_runs == 3
+
+
+async def test_triggers_without_max_runs_keep_no_count(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, _doc({}))
+    trigger = await _trigger(pool)
+    written = await record_slots(pool, [_slot(trigger, h) for h in range(3)], fired_at="x")
+    assert written.inserted == 3
+    assert await pool.fetchval("SELECT count(*) FROM trigger_state") == 0
+
+
+# --- pause_after_failures ---------------------------------------------------------------
+
+
+async def _finish(pool: asyncpg.Pool, outcomes: dict[int, str], trigger: dict[str, Any]
+                  ) -> dict[int, str]:
+    """Record the slots of ``outcomes`` (hour -> final status), claim their runs and write
+    every final state in one batch, as an executor's writer does; returns hour -> run id."""
+    await record_slots(pool, [_slot(trigger, h) for h in outcomes], fired_at="x")
+    rows = await pool.fetch("SELECT id::text AS id, scheduled_for FROM workflow_executions"
+                            " WHERE scheduled_for = ANY($1::timestamptz[])",
+                            [START + timedelta(hours=h) for h in outcomes])
+    ids = {int((r["scheduled_for"] - START) / timedelta(hours=1)): r["id"] for r in rows}
+    async with pool.acquire() as conn:
+        claimed = await claim_executions(conn, "test-owner", timedelta(minutes=1), 100)
+        assert {c.id for c in claimed} == set(ids.values())
+        done = await write_progress(conn, "test-owner", [], [
+            ExecutionUpdate(id=ids[h], status=status,
+                            error_code="FAILED" if status == "ERROR" else None)
+            for h, status in outcomes.items()])
+    assert done == set(ids.values())
+    return ids
+
+
+async def test_consecutive_failures_pause_the_trigger_naming_the_runs(
+    pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, _doc({"pause_after_failures": 3}))
+    trigger = await _trigger(pool)
+    first = await _finish(pool, {0: "ERROR", 1: "ERROR"}, trigger)
+    state = await get_state(pool, trigger["id"])
+    assert (state.paused, state.consecutive_failures) == (False, 2)
+    third = await _finish(pool, {2: "ERROR"}, trigger)
+    state = await get_state(pool, trigger["id"])
+    failed = (first[0], first[1], third[2])
+    assert state.paused and state.changed_by == "scheduler"
+    assert state.failed_executions == failed
+    assert state.note == f"paused after 3 consecutive failed scheduled runs: {', '.join(failed)}"
+    audit = await pool.fetchrow("SELECT actor, action, target, note, detail FROM audit_log")
+    assert (audit["actor"], audit["action"], audit["target"], audit["note"]) == (
+        "scheduler", "pause", "report/hourly", state.note)
+    assert audit["detail"] == {"reason": "pause_after_failures", "threshold": 3,
+                               "failed_executions": list(failed)}
+    # Paused: the next slot is recorded skipped_paused, and runs that still end count on
+    # without pausing (or auditing) again.
+    await record_slots(pool, [_slot(trigger, 3)], fired_at="x")
+    assert await pool.fetchval(
+        "SELECT outcome FROM trigger_slots WHERE scheduled_for = $1",
+        START + timedelta(hours=3)) == "skipped_paused"
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
+    # A resume clears the count and the named runs.
+    await resume(pool, OPERATOR, "report/hourly", "fixed upstream")
+    state = await get_state(pool, trigger["id"])
+    assert (state.paused, state.consecutive_failures, state.failed_executions) == (
+        False, 0, ())
+
+
+async def test_a_success_resets_the_count_also_within_one_batch(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, _doc({"pause_after_failures": 2}))
+    trigger = await _trigger(pool)
+    await _finish(pool, {0: "ERROR"}, trigger)
+    ids = await _finish(pool, {1: "ERROR", 2: "SUCCESS", 3: "ERROR"}, trigger)
+    state = await get_state(pool, trigger["id"])
+    assert (state.paused, state.consecutive_failures, state.failed_executions) == (
+        False, 1, (ids[3],))
+    assert state.last_success_at is not None
+    await _finish(pool, {4: "ERROR"}, trigger)
+    assert (await get_state(pool, trigger["id"])).paused
+
+
+async def test_manual_runs_and_cancellations_do_not_count(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, _doc({"pause_after_failures": 1}))
+    trigger = await _trigger(pool)
+    await _finish(pool, {0: "CANCELED"}, trigger)
+    run = await fire(pool, "report/hourly")
+    async with pool.acquire() as conn:
+        await claim_executions(conn, "test-owner", timedelta(minutes=1), 10)
+        await write_progress(conn, "test-owner", [],
+                             [ExecutionUpdate(id=run, status="ERROR", error_code="X")])
+    state = await get_state(pool, trigger["id"])
+    assert (state.paused, state.consecutive_failures) == (False, 0)
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    yield ex
+    await ex.stop()
+
+
+async def test_the_executor_pauses_a_failing_schedule(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, _doc({"pause_after_failures": 2},
+                               [{"id": "boom", "type": "fail",
+                                 "params": {"message": "upstream is down"}}]))
+    trigger = await _trigger(pool)
+    await record_slots(pool, [_slot(trigger, 0), _slot(trigger, 1)], fired_at="x")
+
+    async def paused() -> bool:
+        return (await get_state(pool, trigger["id"])).paused
+
+    await wait_for(paused)
+    runs = await pool.fetch("SELECT id::text AS id, status FROM workflow_executions"
+                            " ORDER BY scheduled_for")
+    assert [r["status"] for r in runs] == ["ERROR", "ERROR"]
+    state = await get_state(pool, trigger["id"])
+    # Named in the order they ended (the executor may finish them in either order).
+    assert sorted(state.failed_executions) == sorted(r["id"] for r in runs)
+
+
+async def test_migration_0020_stores_double_encoded_details_as_objects(empty_dsn: str) -> None:
+    from triggerd import db
+
+    known = db.known_migrations()
+    before = [m for m in known if m.version < 20]
+    await db.migrate(empty_dsn, before)
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, target_kind, target, detail)"
+            " VALUES ('cli:x', 'pause', 'trigger', 'a/b', to_jsonb($1::text)),"
+            " ('cli:x', 'resume', 'trigger', 'a/b', '{\"ok\": true}')",
+            '{"catch_up": false}')
+        await conn.execute("INSERT INTO workflows (key, name) VALUES ('w', 'w')")
+        await conn.execute(
+            "INSERT INTO workflow_triggers (workflow_id, name, type, config)"
+            " SELECT id, 'h', 'cron', '{}' FROM workflows")
+        await conn.execute(
+            "INSERT INTO backfills (id, trigger_id, range_from, range_to, only_missing, overlap,"
+            " rate_per_second, slots, actor, created_at)"
+            " SELECT gen_random_uuid(), id, now(), now(), false, 'skip', 1, '{}', 'cli:x',"
+            " now() - interval '1 day'"
+            " FROM workflow_triggers")
+        await conn.execute(
+            "INSERT INTO workflow_executions (workflow_id, trigger_type, input, context)"
+            " SELECT id, 'cron', to_jsonb($1::text), to_jsonb($2::text) FROM workflows",
+            '{"n": 1}', '{"trigger": {"backfill": "b1"}}')
+        await db.migrate(empty_dsn)
+        details = await conn.fetch("SELECT detail::text AS d FROM audit_log ORDER BY id")
+        assert [r["d"] for r in details] == ['{"catch_up": false}', '{"ok": true}']
+        run = await conn.fetchrow("SELECT input::text AS i, context::text AS c"
+                                  " FROM workflow_executions")
+        assert (run["i"], run["c"]) == ('{"n": 1}', '{"trigger": {"backfill": "b1"}}')
+    finally:
+        await conn.close()
