@@ -879,6 +879,13 @@ CREATE INDEX workflow_triggers_enabled_type ON public.workflow_triggers USING bt
 
 
 --
+-- Name: workflow_triggers_monitored; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_triggers_monitored ON public.workflow_triggers USING btree (id) WHERE ((config ->> 'monitor'::text) = 'true'::text);
+
+
+--
 -- Name: workflow_triggers_webhook_path; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -256,3 +256,46 @@ async def test_migration_0020_stores_double_encoded_details_as_objects(empty_dsn
         assert (run["i"], run["c"]) == ('{"n": 1}', '{"trigger": {"backfill": "b1"}}')
     finally:
         await conn.close()
+
+
+# --- monitor: true ----------------------------------------------------------------------
+
+
+def _series(text: str, metric: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(metric + "{"):
+            labels, value = line.rsplit(" ", 1)
+            found[labels[len(metric) + len('{trigger="'):-2]] = float(value)
+    return found
+
+
+async def test_monitored_triggers_export_last_success_and_next_fire(pool: asyncpg.Pool) -> None:
+    from triggerd.api.metrics import Metrics
+    from triggerd.operations.triggers import pause
+
+    doc = _doc({"monitor": True})
+    doc["workflows"][0]["triggers"] += [
+        {"name": "daily", "type": "cron", "cron": "0 3 * * *", "monitor": True},
+        {"name": "quiet", "type": "cron", "cron": "0 4 * * *"},
+        {"name": "sync", "type": "interval", "every": "6h", "monitor": True}]
+    await apply_doc(pool, doc)
+    trigger = await _trigger(pool)
+    await _finish(pool, {0: "SUCCESS"}, trigger)
+    ended = await pool.fetchval("SELECT end_time FROM workflow_executions")
+    await pause(pool, OPERATOR, "report/daily")
+    metrics = Metrics(process_metrics=False)
+    await metrics.refresh(pool)
+    text = metrics.render()[0].decode()
+    assert _series(text, "triggerd_trigger_last_success_timestamp_seconds") == {
+        "report/hourly": ended.timestamp()}
+    next_fires = _series(text, "triggerd_trigger_next_fire_timestamp_seconds")
+    assert set(next_fires) == {"report/hourly", "report/sync"}  # daily is paused
+    hourly = datetime.fromtimestamp(next_fires["report/hourly"], UTC)
+    assert (hourly.minute, hourly.second) == (0, 0) and hourly > datetime.now(UTC)
+    assert next_fires["report/sync"] % (6 * 3600) == 0
+    # Bounded: at most label_limit monitored triggers, by name (daily, hourly; not sync).
+    small = Metrics(process_metrics=False, label_limit=2)
+    await small.refresh(pool)
+    assert set(_series(small.render()[0].decode(),
+                       "triggerd_trigger_next_fire_timestamp_seconds")) == {"report/hourly"}

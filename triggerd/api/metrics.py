@@ -14,11 +14,13 @@ every scrape seconds of CPU and Prometheus far more.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -33,7 +35,8 @@ from prometheus_client.exposition import choose_encoder
 
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.component import BaseComponent
-from triggerd.store.admin import ACTIVE_STATUSES, Conn, queue_depth
+from triggerd.schedules import Schedule, schedule_of
+from triggerd.store.admin import ACTIVE_STATUSES, Conn, monitored_triggers, queue_depth
 from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 # How late the event loop wakes a sleeping task: a millisecond is normal, tens of
 # milliseconds delay every fire and request, seconds are a stall.
 LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Triggers marked `monitor: true` are read from the database at most this often (seconds).
+MONITOR_TTL = 10.0
 LOOP_LAG_INTERVAL = 0.1  # seconds between two measurements
 LOOP_LAG_SAMPLES = 4096
 
@@ -204,6 +209,21 @@ class Metrics:
             f" {LOOP_LAG_INTERVAL:g} s (a stall shows here first)",
             buckets=LOOP_LAG_BUCKETS, registry=reg,
         )
+        # Per trigger, only for the triggers marked `monitor: true` (at most label_limit of
+        # them, by name): a schedule's freshness without a series per trigger of 100,000.
+        self.monitor_last_success = Gauge(
+            "triggerd_trigger_last_success_timestamp_seconds",
+            "When the last successful run of a monitored trigger ended (Unix time; no"
+            " series until one succeeded)", ["trigger"], registry=reg,
+        )
+        self.monitor_next_fire = Gauge(
+            "triggerd_trigger_next_fire_timestamp_seconds",
+            "The next scheduled fire of a monitored trigger (Unix time; no series while it"
+            " is paused or its schedule has ended)", ["trigger"], registry=reg,
+        )
+        self._monitor_limit = label_limit
+        self._monitor_read_at: float | None = None
+        self._monitor_schedules: MonitorCache = {}
         # The request counter's child per (trigger, status), found once: labels() validates
         # and locks on every call, and this is counted for every webhook request. Bounded
         # by the defined triggers x statuses.
@@ -302,6 +322,7 @@ class Metrics:
             self.pool_connections.labels(state="in_use").set(max(0, size - idle))
             self.pool_max_connections.set(pool.get_max_size())
         async with self._depth_lock:
+            await self._refresh_monitored(conn)
             now = self._monotonic()
             if self._depth_read_at is not None and now - self._depth_read_at < self._ttl:
                 return
@@ -320,11 +341,67 @@ class Metrics:
                 self.queue_depth.labels(status=status).set(count)
             self._depth_read_at = self._monotonic()
 
+    async def _refresh_monitored(self, conn: Conn) -> None:
+        """The monitored triggers' gauges, read at most every MONITOR_TTL seconds; their
+        next fires are computed in a thread (one schedule per distinct config)."""
+        now = self._monotonic()
+        if self._monitor_read_at is not None and now - self._monitor_read_at < MONITOR_TTL:
+            return
+        self._monitor_read_at = now
+        try:
+            async with asyncio.timeout(QUEUE_DEPTH_TIMEOUT):
+                rows = await monitored_triggers(conn, self._monitor_limit)
+        except Exception as exc:  # the scrape still answers with the last values
+            logger.warning("metrics: cannot read the monitored triggers",
+                           extra={"event": "metrics_monitor_failed",
+                                  "error": f"{type(exc).__name__}: {exc}"})
+            return
+        values = await asyncio.to_thread(
+            monitor_values, rows, datetime.now(UTC), self._monitor_schedules)
+        self.monitor_last_success.clear()
+        self.monitor_next_fire.clear()
+        for name, last_success, next_fire in values:
+            if last_success is not None:
+                self.monitor_last_success.labels(trigger=name).set(last_success)
+            if next_fire is not None:
+                self.monitor_next_fire.labels(trigger=name).set(next_fire)
+
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition (text format, or OpenMetrics when ``accept`` asks for it) and its
         content type."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+# A monitored config's schedule and max_runs, by (trigger type, config text).
+MonitorCache = dict[tuple[str, str], tuple[Schedule, int | None]]
+
+
+def monitor_values(
+    rows: list[dict[str, Any]], now: datetime, schedules: MonitorCache
+) -> list[tuple[str, float | None, float | None]]:
+    """``(trigger, last success, next fire)`` as Unix times for the monitored triggers'
+    rows (see :func:`~triggerd.store.admin.monitored_triggers`). No next fire while a
+    trigger is paused or its schedule has ended (max_runs made, end_at passed).
+    ``schedules`` caches the schedule of each (type, config) between calls."""
+    values: list[tuple[str, float | None, float | None]] = []
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (row["type"], row["config"])
+        seen.add(key)
+        known = schedules.get(key)
+        if known is None:
+            config = json.loads(row["config"])
+            known = schedules[key] = (schedule_of(row["type"], config), config.get("max_runs"))
+        schedule, max_runs = known
+        ended = max_runs is not None and row["scheduled_runs"] >= max_runs
+        fire = None if row["paused"] or ended else schedule.next_fire(now)
+        last = row["last_success_at"]
+        values.append((row["name"], None if last is None else last.timestamp(),
+                       None if fire is None else fire.at.timestamp()))
+    for key in set(schedules) - seen:  # configs no longer monitored
+        del schedules[key]
+    return values
 
 
 class LoopLagMonitor(BaseComponent):

@@ -75,6 +75,21 @@ async def queue_depth(conn: Conn) -> dict[str, int]:
     return counts
 
 
+async def monitored_triggers(conn: Conn, limit: int) -> list[dict[str, Any]]:
+    """The enabled triggers of active workflows marked ``monitor: true`` (at most ``limit``,
+    by name), with their type, config and runtime state: the partial index
+    ``workflow_triggers_monitored`` finds them without reading the others."""
+    rows = await conn.fetch(
+        "SELECT w.key || '/' || t.name AS name, t.type, t.config::text AS config,"
+        " st.last_success_at, coalesce(st.paused, false) AS paused,"
+        " coalesce(st.scheduled_runs, 0) AS scheduled_runs"
+        " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+        " LEFT JOIN trigger_state st ON st.trigger_id = t.id"
+        " WHERE (t.config->>'monitor') = 'true' AND t.enabled AND w.status = 'active'"
+        " ORDER BY 1 LIMIT $1", limit)
+    return [dict(r) for r in rows]
+
+
 def is_invalid_value(exc: BaseException) -> bool:
     """Whether PostgreSQL (or asyncpg encoding an argument) refused a value as invalid for
     its column, e.g. an integer out of range: the request's fault, not the server's."""
