@@ -199,6 +199,7 @@ def _problem_json(problem: Problem) -> dict[str, str]:
 async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import load_files
     from triggerd.definitions.loading import paused_gc
+    from triggerd.operations import cli_actor
     from triggerd.operations.apply import apply_files
 
     # A short-lived process holding a large file's values: collections would only walk them.
@@ -206,7 +207,8 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
         try:
             try:
                 async with _pool(settings) as pool, pool.acquire() as conn:
-                    report = await apply_files(conn, args.files, prune=args.prune, plan=args.plan)
+                    report = await apply_files(conn, args.files, prune=args.prune,
+                                               plan=args.plan, actor=cli_actor())
             except (DatabaseError, ConfigError):
                 load_files(args.files)  # a bad file is named before the database, as before
                 raise

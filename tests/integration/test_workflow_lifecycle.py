@@ -4,6 +4,7 @@ is audited, and apply keeps the status unless a document names one."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,3 +179,29 @@ async def test_unknown_workflows_are_not_found(pool: asyncpg.Pool) -> None:
         with pytest.raises(NotFound, match=r"^no workflow with key 'nope'$"):
             await operation(pool, OPERATOR, "nope")
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
+
+
+async def test_an_apply_that_changes_something_is_audited_with_counts(
+    pool: asyncpg.Pool, tmp_path: Any
+) -> None:
+    from triggerd.operations.apply import apply_files
+
+    path = tmp_path / "defs.json"
+    path.write_text(json.dumps(DOC))
+    await apply_files(pool, [path], plan=True, actor=OPERATOR)
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
+    await apply_files(pool, [path], actor=OPERATOR)
+    row = await pool.fetchrow("SELECT actor, action, target_kind, target, detail FROM audit_log")
+    assert tuple(row)[:4] == ("token:ops", "apply", "definitions", "defs.json")
+    assert row["detail"] == {
+        "files": [str(path)], "prune": False, "unchanged": 0,
+        "changes": {"workflow created": 2, "workflow published": 2, "trigger created": 6}}
+    await apply_files(pool, [path], actor=OPERATOR)  # unchanged: nothing to audit
+    await apply_files(pool, [path])  # the daemon's own apply is the scheduler's
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
+    path.write_text(json.dumps({"workflows": [_doc("report", description="d"), _doc("other")]}))
+    await apply_files(pool, [path])
+    row = await pool.fetchrow("SELECT actor, detail FROM audit_log ORDER BY id DESC LIMIT 1")
+    assert row["actor"] == "scheduler"
+    assert row["detail"]["changes"] == {"workflow updated": 1}
+    assert row["detail"]["unchanged"] == 7

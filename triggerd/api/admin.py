@@ -80,7 +80,7 @@ from triggerd.store.admin import (
     page_executions,
     slot_history,
 )
-from triggerd.store.audit import list_audit
+from triggerd.store.audit import AuditEntry, list_audit
 from triggerd.store.executions import (
     get_execution,
     node_timeline,
@@ -863,7 +863,11 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
         raise _value_refused(f"a duration or number is too large ({exc})") from None
     try:
         async with request.app[POOL].acquire() as conn:
-            report = await apply_workflows(conn, specs, prune=prune, plan=dry_run)
+            report = await apply_workflows(
+                conn, specs, prune=prune, plan=dry_run,
+                audit=AuditEntry(actor=_actor(request).name, action="apply",
+                                 target_kind="definitions", target=BODY_LABEL,
+                                 detail={"files": [BODY_LABEL], "prune": prune}))
     except Exception as exc:
         if is_invalid_value(exc):  # e.g. a trigger version beyond PostgreSQL's integer
             raise _value_refused(f"the database refused a value: {exc}") from None

@@ -18,10 +18,18 @@ import asyncpg
 from triggerd.definitions import load_files
 from triggerd.definitions.checks import known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
+from triggerd.operations.actor import SCHEDULER, Actor
+from triggerd.store.audit import AuditEntry
 from triggerd.store.workflows import ApplyReport, apply_workflows, unchanged_apply
 
 # How many applied file sets are remembered (a deployment applies one or a few).
 KEPT_FINGERPRINTS = 16
+
+
+def _target(paths: Sequence[str | Path]) -> str:
+    """The audit target: the files' names (the full list is in the detail)."""
+    names = ", ".join(Path(p).name for p in paths)
+    return names if len(names) <= 200 else names[:197] + "..."
 
 
 def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
@@ -59,18 +67,23 @@ async def apply_files(
     *,
     prune: bool = False,
     plan: bool = False,
+    actor: Actor | None = None,
 ) -> ApplyReport:
     """Apply the definition files (see :func:`~triggerd.store.workflows.apply_workflows`);
     raises :class:`~triggerd.errors.DefinitionError` listing every problem.
 
     Reading and checking a large file takes seconds: that runs in a thread, so a daemon
     applying its definitions keeps serving meanwhile (given a pool, it holds no connection
-    while it reads)."""
+    while it reads). An apply that changes something is audited as ``actor``'s (the
+    daemon's own apply of ``[daemon] definitions`` is the scheduler's)."""
+    audit = AuditEntry(actor=(actor or SCHEDULER).name, action="apply",
+                       target_kind="definitions", target=_target(paths),
+                       detail={"files": [str(p) for p in paths], "prune": prune})
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
         specs = await asyncio.to_thread(load_files, paths)
         async with _connection(db) as conn:
-            return await apply_workflows(conn, specs, prune=prune, plan=plan)
+            return await apply_workflows(conn, specs, prune=prune, plan=plan, audit=audit)
     fingerprint = await asyncio.to_thread(_fingerprint, contents, prune)
     async with _connection(db) as conn:
         known = await unchanged_apply(conn, fingerprint, plan=plan)
@@ -80,5 +93,6 @@ async def apply_files(
     specs = await asyncio.to_thread(load_files, paths, contents=contents)
     async with _connection(db) as conn:
         return await apply_workflows(
-            conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS
+            conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS,
+            audit=audit,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from triggerd.definitions import canonical_json, graph_to_json, trigger_config_t
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.model import CronConfig, TriggerSpec, WorkflowSpec, normalize_webhook_path
 from triggerd.notifications.channels import TRIGGERS
+from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
 from triggerd.tzrules import zone_fingerprint
 
@@ -75,6 +77,16 @@ class ApplyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"changes": [c.to_json() for c in self.changes], "unchanged": self.unchanged}
+
+
+def apply_counts(report: ApplyReport) -> dict[str, Any]:
+    """An apply's changes counted by kind and action (``{"trigger updated": 2, ...}``) and
+    what it left as it was: the detail of its audit row."""
+    counts: dict[str, int] = {}
+    for change in report.changes:
+        label = f"{change.kind} {change.action}"
+        counts[label] = counts.get(label, 0) + 1
+    return {"changes": counts, "unchanged": report.unchanged}
 
 
 def _count(number: int, noun: str) -> str:
@@ -146,6 +158,7 @@ async def apply_workflows(
     plan: bool = False,
     fingerprint: str | None = None,
     keep: int = 16,
+    audit: AuditEntry | None = None,
 ) -> ApplyReport:
     """Create or update workflows, publish changed versions and upsert triggers, all in one
     transaction: either everything is written or nothing is. With ``plan``, everything is
@@ -156,7 +169,10 @@ async def apply_workflows(
 
     ``fingerprint`` (of the files ``specs`` were read from, see
     :mod:`triggerd.definitions.fingerprint`) is recorded with a digest of the rows as
-    written, for :func:`unchanged_apply`; the latest ``keep`` fingerprints are kept."""
+    written, for :func:`unchanged_apply`; the latest ``keep`` fingerprints are kept.
+
+    ``audit`` (who applied which files) is recorded in the same transaction when anything
+    changed, with the count of changes by kind and action in its detail."""
     report = ApplyReport()
     try:
         async with conn.transaction():
@@ -167,6 +183,9 @@ async def apply_workflows(
                 raise _PlanOnly
             if fingerprint is not None:
                 await _record_applied(conn, fingerprint, ids, zones, specs, keep)
+            if audit is not None and report.changed:
+                await record_audit(conn, dataclasses.replace(
+                    audit, detail={**audit.detail, **apply_counts(report)}))
     except _PlanOnly:
         pass
     return report
