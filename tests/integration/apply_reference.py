@@ -116,10 +116,12 @@ async def _apply_one(
         report.add(f"workflow {spec.key}: created", changed=True)
     else:
         workflow_id = row["id"]
+        # A document that does not name its status keeps the stored one.
+        status = str(spec.status) if spec.status_given else row["status"]
         if (row["name"], row["description"], row["status"]) != (
             spec.name,
             spec.description,
-            str(spec.status),
+            status,
         ):
             await conn.execute(
                 "UPDATE workflows SET name = $2, description = $3, status = $4,"
@@ -127,9 +129,10 @@ async def _apply_one(
                 workflow_id,
                 spec.name,
                 spec.description,
-                str(spec.status),
+                status,
             )
-            report.add(f"workflow {spec.key}: updated", changed=True)
+            detail = "" if status == row["status"] else f" (status {row['status']} -> {status})"
+            report.add(f"workflow {spec.key}: updated{detail}", changed=True)
         else:
             report.add(f"workflow {spec.key}: unchanged", changed=False)
 
@@ -223,7 +226,9 @@ async def _apply_one(
                 doc["config"],
                 doc["input"],
             )
-            report.add(f"{label}: updated", changed=True)
+            detail = "" if old["enabled"] == doc["enabled"] else (
+                f" (enabled {str(old['enabled']).lower()} -> {str(doc['enabled']).lower()})")
+            report.add(f"{label}: updated{detail}", changed=True)
         except asyncpg.UniqueViolationError as exc:
             if "webhook_path" in str(exc.constraint_name or ""):
                 path = doc["config"].get("path")

@@ -123,7 +123,7 @@ async def test_rows_changed_behind_the_files_back_are_put_back(
             " SELECT id, 'extra', 'manual', true, '{}', '{}' FROM workflows"
         )
         extra = await apply_files(conn, [path])
-    assert report.lines == ["trigger wf/c: updated"]
+    assert report.lines == ["trigger wf/c: updated (enabled false -> true)"]
     assert not again.changed
     assert described.lines == ["workflow wf: updated"]
     assert extra.lines == ["trigger wf/extra: disabled (not in the file)"]

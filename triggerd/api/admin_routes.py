@@ -117,7 +117,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         summary="Delete a workflow with its versions, triggers and history (refused while"
         " runs are in flight)", tag="workflows",
         answers={200: json_answer("What was deleted.", "WorkflowDeleted")},
-        errors=(404, 409, 422),
+        errors=(400, 404, 409, 422),
         parameters=(WORKFLOW_KEY,
                     query("note", {"type": "string", "maxLength": 500},
                           "Why (in the audit trail).")),
