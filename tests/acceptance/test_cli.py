@@ -434,7 +434,8 @@ async def test_fire_validates_input_like_the_api_and_records_the_reason(
         assert await conn.fetchval("SELECT count(*) FROM workflow_executions") == 1
         context = json.loads(await conn.fetchval(
             "SELECT context::text FROM workflow_executions WHERE id = $1", execution_id))
-        audit = await conn.fetch("SELECT actor, action, target, note FROM audit_log")
+        audit = await conn.fetch("SELECT actor, action, target, note FROM audit_log"
+                                 " WHERE action <> 'apply'")
     finally:
         await conn.close()
     assert context["trigger"]["reason"] == "catch up after the outage"
