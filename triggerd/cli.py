@@ -30,6 +30,7 @@ from triggerd.errors import (
 )
 from triggerd.logs import setup_logging
 from triggerd.storable import storage_problem, unstorable
+from triggerd.store.records import TriggerRecord
 from triggerd.views import (
     audit_json,
     backfill_json,
@@ -228,21 +229,35 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.store.trigger_state import paused_ids
+    from triggerd.store.trigger_state import completed_ids, paused_ids
     from triggerd.store.workflows import list_triggers
 
     async with _pool(settings) as pool:
         triggers = await list_triggers(pool)
         paused = await paused_ids(pool)
+        completed = await completed_ids(pool)
     if args.json:
         print_json([trigger_json(t) for t in triggers])
         return 0
-    next_fire = _next_fire_finder(datetime.now(UTC))
+    now = datetime.now(UTC)
+    next_fire = _next_fire_finder(now)
+
+    def state(t: TriggerRecord) -> str:
+        if not t.enabled:
+            return "disabled"
+        if t.id in paused:
+            return "paused"
+        end_at = t.config.get("end_at")
+        if t.id in completed or (isinstance(end_at, str)
+                                 and datetime.fromisoformat(end_at) <= now):
+            return "completed"
+        return "enabled"
+
     rows = [
         [
             t.full_name,
             t.type,
-            ("paused" if t.id in paused else "enabled") if t.enabled else "disabled",
+            state(t),
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
             _describe_trigger(t.type, t.config),

@@ -132,3 +132,38 @@ async def test_archive_through_the_api_takes_the_webhook_off_the_air(
             body = await response.json()
         assert (body["triggers"], body["executions"], body["webhook_requests"]) == (
             2, runs, runs)
+
+
+async def test_triggers_list_and_show_say_when_a_schedule_has_ended(
+    dsn: str, tmp_path: Path
+) -> None:
+    (tmp_path / "doc.yaml").write_text("""
+workflows:
+  - key: report
+    graph: {nodes: [{id: start, type: noop}]}
+    triggers:
+      - {name: limited, type: cron, cron: "0 2 29 2 *", max_runs: 3}
+      - {name: ended, type: cron, cron: "0 2 * * *", end_at: "2026-01-01T00:00:00Z"}
+      - {name: going, type: cron, cron: "0 2 29 2 *", max_runs: 3}
+""")
+    assert triggerd("apply", str(tmp_path / "doc.yaml"), dsn=dsn).returncode == 0
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO trigger_state (trigger_id, scheduled_runs, completed_at)"
+            " SELECT id, 3, now() FROM workflow_triggers WHERE name = 'limited'"
+            " UNION ALL SELECT id, 1, NULL FROM workflow_triggers WHERE name = 'going'")
+    finally:
+        await conn.close()
+    listed = triggerd("triggers", "list", dsn=dsn).stdout.splitlines()
+    states = {line.split()[0]: line.split()[2] for line in listed[1:]}
+    assert states == {"report/ended": "completed", "report/going": "enabled",
+                      "report/limited": "completed"}
+    shown = triggerd("triggers", "show", "report/limited", dsn=dsn).stdout
+    assert "completed:   max_runs reached (3 scheduled runs)" in shown
+    assert "remaining:   0 scheduled run(s)" in shown and "next fires:" not in shown
+    doc = json.loads(triggerd("triggers", "show", "report/going", "--json", dsn=dsn).stdout)
+    assert (doc["remaining_runs"], doc["completed"]) == (2, None)
+    doc = json.loads(triggerd("triggers", "show", "report/ended", "--json", dsn=dsn).stdout)
+    assert (doc["remaining_runs"], doc["completed"], doc["next_fires"]) == (
+        None, "end_at passed (2026-01-01T00:00:00+00:00)", [])

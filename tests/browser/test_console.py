@@ -295,7 +295,7 @@ async def test_pause_in_the_console_shows_as_paused_in_the_cli(
     line = next(x for x in listed.stdout.splitlines() if x.startswith("orders/nightly"))
     assert line.split()[2] == "paused"
     audit = await run_cli(daemon.config, "audit", "--json")
-    [row] = audit.json()
+    [row] = [r for r in audit.json() if r["action"] != "apply"]
     assert (row["actor"], row["action"], row["note"]) == (
         "token:[api] token (config)", "pause", "vendor maintenance")
 
@@ -307,8 +307,29 @@ async def test_pause_in_the_console_shows_as_paused_in_the_cli(
     await expect(actions).to_have_count(2)
     await expect(actions.first).to_contain_text("resume")
     await page.get_by_role("link", name="Audit").click()
-    await expect(page.locator("main tbody tr")).to_have_count(2)
+    await expect(page.locator("main tbody tr")).to_have_count(3)  # with the apply
     await page.screenshot(path=str(artifacts / "audit.png"), full_page=True)
+
+
+async def test_archive_and_activate_a_workflow_in_the_console(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/workflows/orders")
+    await page.get_by_label("Note (why").fill("replaced by orders-v2")
+    await page.get_by_role("button", name="Archive").click()
+    await expect(page.get_by_role("status")).to_contain_text("Archived")
+    listed = await run_cli(daemon.config, "workflows", "list", "--json")
+    assert [(w["key"], w["status"]) for w in listed.json()] == [("orders", "archived")]
+    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand")
+    assert fired.returncode == 4
+    await page.get_by_role("button", name="Activate").click()
+    await expect(page.get_by_role("button", name="Archive")).to_be_visible()
+    audit = await run_cli(daemon.config, "audit", "--target", "orders", "--json")
+    assert [(r["action"], r["note"]) for r in audit.json()] == [
+        ("activate", None), ("archive", "replaced by orders-v2")]
 
 
 async def test_backfill_preview_lists_the_slots_then_the_run_shows_its_progress(

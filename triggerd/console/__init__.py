@@ -36,6 +36,8 @@ def add_console_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/executions/{{id}}", pages.execution_page)
     router.add_get(f"{PREFIX}/workflows", pages.workflows_page)
     router.add_get(f"{PREFIX}/workflows/{{key}}", pages.workflow_page)
+    router.add_post(f"{PREFIX}/workflows/{{key}}/archive", pages.archive_action)
+    router.add_post(f"{PREFIX}/workflows/{{key}}/activate", pages.activate_action)
     router.add_get(f"{PREFIX}/static/{{name}}", pages.static)
 
 

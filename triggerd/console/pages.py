@@ -42,6 +42,8 @@ from triggerd.operations.backfills import cancel as cancel_backfill
 from triggerd.operations.backfills import create as create_backfill
 from triggerd.operations.backfills import get as get_backfill
 from triggerd.operations.triggers import FireRequest, fire, pause, resume, skip
+from triggerd.operations.workflows import activate as activate_workflow
+from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.store.admin import page_executions, slot_history
 from triggerd.store.audit import list_audit
@@ -66,6 +68,7 @@ from triggerd.store.workflows import (
     resolve_version,
 )
 from triggerd.tokens import hash_token, is_token_form
+from triggerd.trigger_detail import progress
 from triggerd.views import planned_json
 
 logger = logging.getLogger(__name__)
@@ -244,11 +247,13 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
     state = await get_state(pool, trigger.id)
+    remaining, completed = progress(trigger.config, state, now=datetime.now(UTC))
     recent = await list_audit(pool, target=name, limit=10)
     zone = ZoneInfo(zone_name) if zone_name else UTC
     return {
         "trigger": trigger, "name": name, "fires": fires, "zone": zone_name,
         "state": state, "scheduled": trigger.type in SCHEDULED_TYPES, "actions": recent,
+        "remaining_runs": remaining, "completed": completed,
         "slots": [{"slot": s, "local": s.scheduled_for.astimezone(zone).isoformat()}
                   for s in slots],
         "schema": None if version is None else version.parameter_schema,
@@ -398,6 +403,25 @@ async def skip_action(request: web.Request) -> web.StreamResponse:
     await skip(request.app[POOL], actor, name, next_count=1,
                note=note if isinstance(note, str) else None)
     raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}")
+
+
+async def _lifecycle_action(request: web.Request, doing: str) -> web.StreamResponse:
+    key = request.match_info["key"]
+    form = await request.post()
+    note = form.get("note")
+    session = _session(request)
+    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    operation = archive_workflow if doing == "archive" else activate_workflow
+    await operation(request.app[POOL], actor, key, note if isinstance(note, str) else None)
+    raise web.HTTPSeeOther(f"{PREFIX}/workflows/{key}")
+
+
+async def archive_action(request: web.Request) -> web.StreamResponse:
+    return await _lifecycle_action(request, "archive")
+
+
+async def activate_action(request: web.Request) -> web.StreamResponse:
+    return await _lifecycle_action(request, "activate")
 
 
 def _form_text(form: Any, key: str) -> str:

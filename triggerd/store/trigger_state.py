@@ -106,6 +106,16 @@ async def paused_ids(conn: Conn) -> set[str]:
     return {r["id"] for r in rows}
 
 
+async def completed_ids(conn: Conn) -> set[str]:
+    """The ids of the triggers that made their ``max_runs`` scheduled fires."""
+    rows = await conn.fetch(
+        "SELECT st.trigger_id::text AS id FROM trigger_state st"
+        " JOIN workflow_triggers t ON t.id = st.trigger_id"
+        " WHERE st.completed_at IS NOT NULL AND t.config ? 'max_runs'"
+        " AND st.scheduled_runs >= (t.config->>'max_runs')::bigint")
+    return {r["id"] for r in rows}
+
+
 async def record_manual_skips(
     conn: Conn, trigger_id: str, instants: list[datetime], *, detail: str
 ) -> list[tuple[datetime, str]]:
