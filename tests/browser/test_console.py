@@ -275,6 +275,29 @@ workflows:
     await expect(excluded).to_contain_text(f"⊘ excluded: date off: {day_off}")
     # Ten fires besides the excluded one.
     await expect(page.locator("section:has(#fires-h) tbody tr")).to_have_count(11)
+    # The calendar: 7 days back, today, 7 ahead; the day off marked, recorded slots counted.
+    conn = await asyncpg.connect(dsn)
+    try:
+        yesterday = datetime.now(UTC).replace(hour=9, minute=0, second=0,
+                                              microsecond=0) - timedelta(days=1)
+        await conn.execute(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+            " SELECT id, $1, 'skipped_misfire' FROM workflow_triggers WHERE name = 'morning'",
+            yesterday)
+    finally:
+        await conn.close()
+    await page.reload()
+    days = page.locator("table.calendar tbody tr")
+    await expect(days).to_have_count(15)
+    await expect(page.locator('table.calendar tr[aria-current="date"]')).to_contain_text(
+        "(today)")
+    marked = page.locator("table.calendar tr.excluded")
+    await expect(marked).to_have_count(1)
+    await expect(marked).to_contain_text(f"{day_off}")
+    await expect(marked).to_contain_text(f"⊘ excluded: date off: {day_off}")
+    await expect(marked).to_contain_text("none")
+    await expect(days.nth(6)).to_contain_text("⌛ 1 skipped_misfire")
+    await expect(days.nth(8)).to_contain_text("◌ 1 fire(s)")
     await page.screenshot(path=str(artifacts / "trigger-calendar.png"), full_page=True)
 
 

@@ -3,11 +3,12 @@ the admin API (every action goes through :mod:`triggerd.operations`)."""
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,13 @@ from triggerd.api.admin import decode_cursor, encode_cursor, encode_name_cursor
 from triggerd.api.auth import API_AUTH, AuthFailure
 from triggerd.api.health import readiness
 from triggerd.appkeys import POOL, SCHEDULER_LAG
+from triggerd.console.calendar_view import (
+    DAYS_BACK,
+    FUTURE_FIRES,
+    PAST_ROWS,
+    CalendarDay,
+    calendar_days,
+)
 from triggerd.console.graph import NodeRun, layout
 from triggerd.console.sessions import (
     COOKIE,
@@ -44,8 +52,8 @@ from triggerd.operations.backfills import get as get_backfill
 from triggerd.operations.triggers import FireRequest, fire, pause, resume, skip
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
-from triggerd.schedules import SCHEDULED_TYPES, schedule_of
-from triggerd.store.admin import page_executions, slot_history
+from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
+from triggerd.store.admin import page_executions, slot_counts_by_day, slot_history
 from triggerd.store.audit import list_audit
 from triggerd.store.console import (
     create_session,
@@ -231,6 +239,21 @@ async def triggers_page(request: web.Request) -> web.Response:
                   workflow=workflow or "", kind=kind or "")
 
 
+async def _calendar(pool: Any, trigger_id: str, schedule: Schedule, zone_name: str,
+                    now: datetime) -> list[CalendarDay]:
+    """The calendar rows: recorded slots of the past days (a bounded read of the ledger)
+    and the projected fires (a bounded preview, computed in a thread)."""
+    zone = ZoneInfo(zone_name)
+    today = now.astimezone(zone).date()
+    since = datetime.combine(today - timedelta(days=DAYS_BACK), time(), zone)
+    recorded, _ = await slot_counts_by_day(pool, trigger_id, since=since, zone=zone_name,
+                                           limit=PAST_ROWS)
+    fires = await asyncio.to_thread(schedule.preview, now, FUTURE_FIRES)
+    counted = sum(1 for f in fires if f.note != "excluded")
+    return calendar_days(today=today, recorded=recorded, fires=fires,
+                         fires_capped=counted >= FUTURE_FIRES)
+
+
 async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     pool = request.app[POOL]
     trigger = await get_trigger(pool, name)
@@ -240,18 +263,21 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
         schedule = schedule_of(trigger.type, trigger.config)
     except TriggerdError:
         schedule = None
+    now = datetime.now(UTC)
+    zone = ZoneInfo(zone_name) if zone_name else UTC
+    days: list[CalendarDay] = []
     if schedule is not None:
         # Calendar-excluded instants are listed but marked; shifted ones name their
         # nominal instant (the schedule's preview, as `triggers next` prints it).
-        fires = [fire_to_json(f) for f in schedule.preview(datetime.now(UTC), NEXT_FIRES)]
+        fires = [fire_to_json(f) for f in schedule.preview(now, NEXT_FIRES)]
+        days = await _calendar(pool, trigger.id, schedule, zone_name, now)
     slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
     state = await get_state(pool, trigger.id)
     remaining, completed = progress(trigger.config, state, now=datetime.now(UTC))
     recent = await list_audit(pool, target=name, limit=10)
-    zone = ZoneInfo(zone_name) if zone_name else UTC
     return {
-        "trigger": trigger, "name": name, "fires": fires, "zone": zone_name,
+        "trigger": trigger, "name": name, "fires": fires, "zone": zone_name, "days": days,
         "state": state, "scheduled": trigger.type in SCHEDULED_TYPES, "actions": recent,
         "remaining_runs": remaining, "completed": completed,
         "slots": [{"slot": s, "local": s.scheduled_for.astimezone(zone).isoformat()}

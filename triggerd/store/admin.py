@@ -4,7 +4,7 @@ cron slot history and queue depth."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -59,6 +59,23 @@ async def slot_history(conn: Conn, trigger_id: str, *, limit: int = 50) -> list[
         limit,
     )
     return [row_to(SlotRecord, r) for r in rows]
+
+
+async def slot_counts_by_day(
+    conn: Conn, trigger_id: str, *, since: datetime, zone: str, limit: int
+) -> tuple[dict[tuple[date, str], int], bool]:
+    """Ledger rows of a trigger since ``since``, counted by (day in ``zone``, outcome):
+    at most the newest ``limit`` rows are read (a primary-key range scan); the flag says
+    the limit was reached (older days are then partial)."""
+    rows = await conn.fetch(
+        "SELECT (s.scheduled_for AT TIME ZONE $3)::date AS day, s.outcome, count(*) AS n,"
+        " sum(count(*)) OVER () AS total"
+        " FROM (SELECT scheduled_for, outcome FROM trigger_slots"
+        "       WHERE trigger_id = $1 AND scheduled_for >= $2"
+        "       ORDER BY scheduled_for DESC LIMIT $4) s GROUP BY 1, 2",
+        trigger_id, since, zone, limit)
+    total = int(rows[0]["total"]) if rows else 0
+    return {(r["day"], r["outcome"]): int(r["n"]) for r in rows}, total >= limit
 
 
 async def queue_depth(conn: Conn) -> dict[str, int]:
