@@ -62,6 +62,8 @@ class ExecutorSettings:
     poll_interval: timedelta = timedelta(seconds=5)
     max_output_bytes: int = 1024 * 1024
     retention: timedelta = timedelta(days=30)
+    # The audit trail is kept longer than the runs it names: a year by default.
+    audit_retention: timedelta = timedelta(days=365)
     drain: timedelta = timedelta(seconds=20)
     max_resume_output_bytes: int = 16 * 1024 * 1024
     resume_key_file: str = ""
@@ -71,6 +73,7 @@ class ExecutorSettings:
 class SchedulerSettings:
     reconcile_interval: timedelta = timedelta(seconds=60)
     lag_threshold: timedelta = timedelta(seconds=60)
+    ledger_retention: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,11 +162,13 @@ KEY_HELP: dict[str, str] = {
     "executor.poll_interval": "fallback poll for work when no notification arrives",
     "executor.max_output_bytes": "largest stored node/run output before truncation",
     "executor.retention": "finished executions older than this are deleted",
+    "executor.audit_retention": "audit rows older than this are deleted",
     "executor.drain": "on SIGTERM, time running executions get to finish",
     "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",
     "executor.resume_key_file": "key of the encrypted resume copies (shared by replicas)",
     "scheduler.reconcile_interval": "full reconcile of triggers against the database",
     "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
+    "scheduler.ledger_retention": "slot ledger rows older than this are deleted",
     "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",
     "daemon.definitions": "definition files applied at start and on reload",
     "daemon.secret_roots": "directories {file: PATH} secrets may be read from (and credentials)",

@@ -1,5 +1,5 @@
 """Every history table that grows has retention (issue 14.3): the cron slot ledger loses
-slots older than ``[executor] retention`` in batches, except each trigger's newest slot,
+slots older than ``[scheduler] ledger_retention`` in batches, except each trigger's newest slot,
 which the scheduler's catch-up reads as the trigger's last fire. Counted, never timed."""
 
 from __future__ import annotations
@@ -63,11 +63,21 @@ async def test_old_slots_go_in_batches_but_each_triggers_newest_stays(pool: asyn
     assert await _slots(pool) == {"often": [29, 1], "monthly": [40]}
 
 
-async def test_the_executors_retention_loop_trims_the_ledger(pool: asyncpg.Pool, dsn: str) -> None:
+async def test_the_executors_retention_loop_trims_the_ledger_and_the_audit_trail(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
     await apply_doc(pool, DOC)
     await _record(pool, "often", [12, 11, 10, 2])
     await _record(pool, "monthly", [12])
-    settings = load_settings(environ={"TRIGGERD_EXECUTOR_RETENTION": "7d"})
+    # Audit rows 400, 20 and 1 days old; ids in time order, as the trail writes them.
+    await pool.execute(
+        "INSERT INTO audit_log (at, actor, action, target_kind, target)"
+        " SELECT now() - make_interval(days => d), 'cli:x', 'pause', 'trigger', 'ledger/often'"
+        " FROM unnest(ARRAY[400, 20, 1]) AS d")
+    # The runs' retention is not the ledger's (nor the audit trail's).
+    settings = load_settings(environ={"TRIGGERD_SCHEDULER_LEDGER_RETENTION": "7d",
+                                      "TRIGGERD_EXECUTOR_AUDIT_RETENTION": "10d",
+                                      "TRIGGERD_EXECUTOR_RETENTION": "365d"})
     executor = Executor(pool=pool, dsn=dsn, settings=settings)
     await executor.start()
     try:
@@ -75,8 +85,25 @@ async def test_the_executors_retention_loop_trims_the_ledger(pool: asyncpg.Pool,
     finally:
         await executor.stop()
     assert await _slots(pool) == {"often": [2], "monthly": [12]}
+    ages = await pool.fetch("SELECT extract(day FROM now() - at)::int AS d FROM audit_log")
+    assert [r["d"] for r in ages] == [1]
+
+
+async def test_audit_retention_reads_only_the_oldest_rows(pool: asyncpg.Pool) -> None:
+    from triggerd.store.audit import audit_retention_batch
+
+    await pool.execute(
+        "INSERT INTO audit_log (at, actor, action, target_kind, target)"
+        " SELECT now() - make_interval(days => d), 'cli:x', 'pause', 'trigger', 't'"
+        " FROM unnest(ARRAY[50, 40, 30, 2]) AS d")
+    async with pool.acquire() as conn:
+        assert await audit_retention_batch(conn, timedelta(days=10), 2) == 2
+        assert await audit_retention_batch(conn, timedelta(days=10), 2) == 1
+        assert await audit_retention_batch(conn, timedelta(days=10), 2) == 0
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
 
 
 async def _trimmed(pool: asyncpg.Pool) -> bool:
-    count: int = await pool.fetchval("SELECT count(*) FROM trigger_slots")
-    return count == 2
+    slots: int = await pool.fetchval("SELECT count(*) FROM trigger_slots")
+    audit: int = await pool.fetchval("SELECT count(*) FROM audit_log")
+    return slots == 2 and audit == 1

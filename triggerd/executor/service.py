@@ -27,6 +27,7 @@ from triggerd.executor.writer import ProgressWriter
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import executions as store
+from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
 from triggerd.store.slots import delete_old_slots
@@ -497,13 +498,17 @@ class Executor(BaseComponent):
                         deleted = await store.retention_batch(conn, retention, 500)
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
-                        slots = await delete_old_slots(conn, retention, 10_000)
+                        slots = await delete_old_slots(
+                            conn, self.settings.scheduler.ledger_retention, 10_000)
+                        audit = await audit_retention_batch(
+                            conn, self.settings.executor.audit_retention, 1000)
                         windows = await drop_closed_windows(conn, 1000)
                         # Inbox rows without a run (filtered) have the runs' retention too.
                         inbox = await inbox_retention_batch(conn, retention, 500)
                         if (
                             deleted < 500 and released < 1000 and stale < 500
                             and slots < 10_000 and windows < 1000 and inbox < 500
+                            and audit < 1000
                         ):
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database
