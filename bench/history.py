@@ -28,6 +28,11 @@ claim      the executor's claim statement (batches of 32) over 20,000 NEW execut
 ingest     bench/webhook.py's ``triggerd`` server (webhook component, one process) on a
            copy, after warming the WAL: stored requests per second, empty vs N. Target:
            N >= 90% of empty.
+retention-ingest
+           the same server on a copy, loaded at a fixed rate (bench/sustained.py's open-loop
+           generator, --ingest-rate, default 1,000 req/s) for --retention-seconds: once as
+           the baseline, once while the retention loop's statements delete everything older
+           than 30 days (about half the history). Target: p99 during <= 2x baseline.
 """
 
 from __future__ import annotations
@@ -673,6 +678,117 @@ async def part_ingest(admin: str, executions: int, seconds: float, rounds: int) 
           f"  (target >= 0.90)  {verdict}")
 
 
+# --- retention while webhooks arrive at a fixed rate ----------------------------------------
+
+
+def _start_ingest_server(dsn: str, folder: Path) -> tuple[Any, int]:
+    """bench/webhook.py's ``triggerd`` server (webhook component, one process) with
+    bench/sustained.py's workflow (bearer token, async answer) on ``dsn``."""
+    import subprocess
+
+    from bench import sustained as su
+    from bench import webhook as wb
+
+    (folder / "sustained.yaml").write_text(su.definitions())
+    port = wb.free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(wb.ROOT),
+        "BENCH_TOKEN": wb.TOKEN,
+        "TRIGGERD_DAEMON_STATE_DIR": str(folder / "state"),
+        "TRIGGERD_DAEMON_DEFINITIONS": str(folder / "sustained.yaml"),
+        "TRIGGERD_DATABASE_URL": dsn,
+        "TRIGGERD_HTTP_PORT": str(port),
+        "TRIGGERD_HTTP_MAX_PENDING": str(10**9),
+        "TRIGGERD_HTTP_PROCESSES": "1",
+        "TRIGGERD_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen(
+        [sys.executable, wb.__file__, "--serve", "triggerd", "--port", str(port)], env=env
+    )
+    wb.wait_healthy(port, server, "triggerd")
+    return server, port
+
+
+async def _fixed_rate(port: int, rate: float, seconds: float, first_id: int) -> dict[str, Any]:
+    """bench/sustained.py's open-loop generator (its own process): request i is sent at
+    t0 + i / rate whatever the answers do, latency counted from that intended instant."""
+    from bench import sustained as su
+
+    generator = await asyncio.create_subprocess_exec(
+        sys.executable, su.__file__, "--generate", str(port), str(rate), str(seconds),
+        str(first_id), stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(su.ROOT)},
+    )
+    out, _ = await generator.communicate()
+    if generator.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({generator.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def _retention_until_done(dsn: str, stop: asyncio.Event) -> tuple[int, float]:
+    """The executor's retention loop (its statements, batch sizes and pause between
+    batches) until nothing is left to delete or ``stop``; (executions deleted, seconds)."""
+    conn = await db.connect(dsn)
+    started = time.perf_counter()
+    deleted = 0
+    try:
+        retention = timedelta(days=30)
+        while not stop.is_set():
+            n = await store_executions.retention_batch(conn, retention, 500)
+            s = await store_slots.delete_old_slots(conn, retention, 10_000)
+            deleted += n
+            if n < 500 and s < 10_000:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    return deleted, time.perf_counter() - started
+
+
+async def part_retention_ingest(admin: str, executions: int, rate: float,
+                                seconds: float) -> None:
+    print(f"\n(retention-ingest) webhooks at a fixed {rate:,.0f} req/s (open loop) for"
+          f" {seconds:g} s, then again while the retention loop deletes everything older than"
+          " 30 days; target: p99 during retention <= 2x the baseline's")
+    folder = Path(tempfile.mkdtemp(prefix="triggerd-history-retention-"))
+    dsn = await copy_database(admin, history_name(executions), "retention_ingest")
+    server = None
+    try:
+        await db.migrate(dsn)
+        server, port = await asyncio.to_thread(_start_ingest_server, dsn, folder)
+        await _warm(dsn)
+        await _fixed_rate(port, rate, 3.0, 0)  # warm the server
+        base = await _fixed_rate(port, rate, seconds, 10**7)
+        stop = asyncio.Event()
+        retention = asyncio.create_task(_retention_until_done(dsn, stop))
+        during = await _fixed_rate(port, rate, seconds, 2 * 10**7)
+        stop.set()
+        deleted, spent = await retention
+        rows = []
+        for label, r in (("baseline", base), ("retention", during)):
+            accepted = r["status"].get("202", 0)
+            rows.append(accepted)
+            print(f"  {label:<10} {accepted / r['seconds']:8,.0f} 202/s of {r['sent']:,} sent"
+                  f"  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                  f"  (other {sum(n for c, n in r['status'].items() if c != '202')},"
+                  f" errors {r['errors']}; load {os.getloadavg()[0]:.1f})")
+        cut = " (stopped with the load: more was left)" if spent >= seconds - 1 else ""
+        print(f"  retention deleted {deleted:,} executions (with node rows and requests) in"
+              f" {spent:.1f} s{cut}")
+        ratio = during["p99_ms"] / max(base["p99_ms"], 1e-9)
+        verdict = "ok" if ratio <= 2.0 else "MISSED"
+        print(f"  p99 during/baseline {ratio:.2f}  (target <= 2)  {verdict}")
+    finally:
+        if server is not None:
+            from bench import webhook as wb
+
+            wb.stop_server(server)
+        shutil.rmtree(folder, ignore_errors=True)
+        await _admin_execute(admin, "DROP DATABASE IF EXISTS retention_ingest WITH (FORCE)")
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -694,6 +810,9 @@ async def main(args: argparse.Namespace) -> None:
             await part_ingest(admin, args.executions, args.ingest_seconds, args.ingest_rounds)
         if "retention" in parts:
             await part_retention(admin, args.executions)
+        if "retention-ingest" in parts:
+            await part_retention_ingest(admin, args.executions, args.ingest_rate,
+                                        args.retention_seconds)
     finally:
         if not keep:
             from bench.webhook import stop_embedded
@@ -711,8 +830,12 @@ if __name__ == "__main__":
                         help="seconds of load per side in (ingest)")
     parser.add_argument("--ingest-rounds", type=int, default=2,
                         help="alternating runs per side in (ingest)")
+    parser.add_argument("--ingest-rate", type=float, default=1000.0,
+                        help="fixed request rate of (retention-ingest)")
+    parser.add_argument("--retention-seconds", type=float, default=60.0,
+                        help="seconds of load per side in (retention-ingest)")
     parser.add_argument("--repeat", type=int, default=20, help="calls per list (median)")
     parser.add_argument("--rebuild", action="store_true", help="build the templates again")
-    parser.add_argument("--only", default="lists,claim,ingest,retention",
+    parser.add_argument("--only", default="lists,claim,ingest,retention,retention-ingest",
                         help="parts to run after gen, e.g. 'lists,ingest'")
     asyncio.run(main(parser.parse_args()))

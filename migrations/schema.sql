@@ -197,6 +197,19 @@ CREATE TABLE public.applied_definitions (
 
 
 --
+-- Name: approvals; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.approvals (
+    execution_id uuid NOT NULL,
+    node_id text NOT NULL,
+    message text,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone
+);
+
+
+--
 -- Name: audit_log; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -326,6 +339,25 @@ CREATE TABLE public.node_outputs_resume (
     ciphertext bytea NOT NULL
 );
 ALTER TABLE ONLY public.node_outputs_resume ALTER COLUMN ciphertext SET STORAGE EXTERNAL;
+
+
+--
+-- Name: resume_tokens; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.resume_tokens (
+    token_hash bytea NOT NULL,
+    execution_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    decision text,
+    note text,
+    decided_by text,
+    input jsonb,
+    decided_at timestamp with time zone,
+    used_by_node text,
+    used_at timestamp with time zone,
+    CONSTRAINT resume_tokens_decision_check CHECK ((decision = ANY (ARRAY['approved'::text, 'rejected'::text])))
+);
 
 
 --
@@ -544,6 +576,14 @@ ALTER TABLE ONLY public.applied_definitions
 
 
 --
+-- Name: approvals approvals_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.approvals
+    ADD CONSTRAINT approvals_pkey PRIMARY KEY (execution_id, node_id);
+
+
+--
 -- Name: audit_log audit_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -597,6 +637,14 @@ ALTER TABLE ONLY public.node_executions
 
 ALTER TABLE ONLY public.node_outputs_resume
     ADD CONSTRAINT node_outputs_resume_pkey PRIMARY KEY (execution_id, node_id, attempt);
+
+
+--
+-- Name: resume_tokens resume_tokens_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.resume_tokens
+    ADD CONSTRAINT resume_tokens_pkey PRIMARY KEY (token_hash);
 
 
 --
@@ -736,6 +784,13 @@ CREATE INDEX console_sessions_expires ON public.console_sessions USING btree (ex
 --
 
 CREATE INDEX node_executions_execution ON public.node_executions USING btree (execution_id, start_time);
+
+
+--
+-- Name: resume_tokens_execution; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resume_tokens_execution ON public.resume_tokens USING btree (execution_id);
 
 
 --
@@ -956,6 +1011,14 @@ CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OL
 
 
 --
+-- Name: approvals approvals_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.approvals
+    ADD CONSTRAINT approvals_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
+
+
+--
 -- Name: backfills backfills_trigger_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -985,6 +1048,14 @@ ALTER TABLE ONLY public.debounce_windows
 
 ALTER TABLE ONLY public.node_executions
     ADD CONSTRAINT node_executions_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
+
+
+--
+-- Name: resume_tokens resume_tokens_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.resume_tokens
+    ADD CONSTRAINT resume_tokens_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
 
 
 --

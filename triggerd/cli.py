@@ -846,6 +846,25 @@ async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) ->
     return 0
 
 
+async def cmd_executions_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.ids import parse_execution_id
+    from triggerd.operations import cli_actor
+    from triggerd.operations.approvals import DecisionRequest, decide
+
+    parse_execution_id(args.id)
+    decision = "approved" if args.approve else "rejected"
+    run_input = None if args.input is None else _parse_input(args.input)
+    async with _pool(settings) as pool:
+        execution_id = await _execution_id(pool, args.id)
+        decided = await decide(pool, cli_actor(), execution_id, DecisionRequest(
+            decision=decision, note=args.note, input=run_input))
+    if args.json:
+        print_json({"execution_id": decided.execution_id, "decision": decided.decision})
+    else:
+        print(f"{decided.execution_id}: {decided.decision}; the run goes on")
+    return 0
+
+
 async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.ids import parse_execution_id
     from triggerd.operations import cli_actor
@@ -1120,7 +1139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_triggers_fire)
 
     executions = sub.add_parser("executions",
-                                help="list, show, watch, retry or cancel executions")
+                                help="list, show, watch, resume, retry or cancel executions")
     esub = executions.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     esub.required = True
     p = esub.add_parser("list", help="list executions, newest first")
@@ -1147,6 +1166,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true", help='print {"execution_id", "status"}')
     p.set_defaults(handler=cmd_executions_retry)
+    p = esub.add_parser(
+        "resume", help="decide for a run waiting on an approval node",
+        description="Record a decision for the approval node the run is parked on; the run"
+        " then goes on along the edge of the decision. Exit 4 when the run waits for no"
+        " decision.")
+    p.add_argument("id", metavar="ID")
+    decision = p.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--approve", action="store_true", help="decision: approved")
+    decision.add_argument("--reject", action="store_true", help="decision: rejected")
+    p.add_argument("--note", metavar="TEXT", help="why (in the node's output and the audit)")
+    p.add_argument("--input", metavar="JSON",
+                   help="a JSON object passed on in the node's output (input)")
+    p.add_argument("--json", action="store_true", help='print {"execution_id", "decision"}')
+    p.set_defaults(handler=cmd_executions_resume)
     p = esub.add_parser("cancel", help="cancel a NEW, WAITING or RUNNING execution")
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true", help="print the execution after the request")

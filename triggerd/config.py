@@ -53,6 +53,16 @@ class HttpSettings:
     processes: int = 1
     # Proxies (CIDR) whose X-Forwarded-For names the client, for webhook allow_from.
     trusted_proxies: tuple[str, ...] = ()
+    # How the outside reaches this daemon (https://triggerd.example.com): resume URLs of
+    # approvals are built on it. Empty: http://<host>:<port>.
+    public_url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host if ':' not in host else f'[{host}]'}:{self.port}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +164,7 @@ KEY_HELP: dict[str, str] = {
     "http.processes": (
         "processes sharing the port (1-64, default 1); the extra ones answer webhooks"
     ),
+    "http.public_url": "base URL the outside reaches this daemon at (approvals' resume URLs)",
     "http.trusted_proxies": (
         "proxies (CIDR) whose X-Forwarded-For names the client (webhook allow_from)"
     ),
@@ -290,6 +301,11 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
                 return (key,), (
                     f"{key}: {network!r} is not an IP network (e.g. 10.0.0.0/8 or fd00::/8)"
                 )
+    public = settings.http.public_url
+    if public and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public):
+        return ("http.public_url",), (
+            f"http.public_url: {public!r} is not an http(s) URL (e.g."
+            " https://triggerd.example.com)")
     for root in settings.daemon.secret_roots:
         # Absolute only, from the file too: which files secrets may come from is not left
         # to where a relative path happens to point.

@@ -132,6 +132,15 @@ async def test_round_trip_restores_every_table_row_for_row(
             "INSERT INTO debounce_windows (trigger_id, key, execution_id, opened_at, due_at)"
             " SELECT id, 'main', gen_random_uuid(), now(), now() + interval '1 minute'"
             " FROM workflow_triggers WHERE name = 'hook'")
+        # An approval the waiting run asked for, with a decided resume token.
+        await conn.execute(
+            "INSERT INTO approvals (execution_id, node_id, message, expires_at)"
+            " SELECT id, 'ask', 'ship it?', now() + interval '1 day' FROM workflow_executions"
+            " WHERE status = 'WAITING' LIMIT 1")
+        await conn.execute(
+            "INSERT INTO resume_tokens (token_hash, execution_id, decision, decided_by,"
+            " decided_at) SELECT sha256('token'), execution_id, 'approved', 'cli:root', now()"
+            " FROM approvals")
         before = await snapshot(conn)
         empty = [table for table, (rows, _) in before.items() if rows == 0]
         assert not empty, f"tables without rows: {empty}"

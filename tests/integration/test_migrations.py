@@ -34,6 +34,8 @@ EXPECTED_TABLES = {
     "backfills",
     "debounce_windows",
     "applied_definitions",
+    "resume_tokens",
+    "approvals",
 }
 
 

@@ -104,8 +104,11 @@ def test_definitions_list_from_env() -> None:
             "[http]\nprot = 1\n",
             "unknown key http.prot"
             " (known in [http]: host, max_body_bytes, max_pending, port, processes,"
-            " trusted_proxies)",
+            " public_url, trusted_proxies)",
         ),
+        ('[http]\npublic_url = "triggerd.example.com"\n',
+         "http.public_url: 'triggerd.example.com' is not an http(s) URL (e.g."
+         " https://triggerd.example.com)"),
         ("[htp]\nport = 1\n", "unknown section [htp]"),
         ('[http]\nport = "eighty"\n', "http.port: expected an integer, got str 'eighty'"),
         ("[http]\nport = 70000\n", "http.port: 70000 is not a valid port (1-65535)"),

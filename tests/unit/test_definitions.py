@@ -492,8 +492,8 @@ def test_unknown_node_type() -> None:
         ("$.workflows[0].graph.nodes[1].type", "unknown node type 'htpp' (did you mean 'http'?)"),
         (
             "$.workflows[0].graph.nodes[2].type",
-            "unknown node type 'email' (known: fail, http, if, log, noop, respond, set, switch,"
-            " wait)",
+            "unknown node type 'email' (known: approval, fail, http, if, log, noop, respond, set,"
+            " switch, wait)",
         ),
     }
     # Node types added by an installed plugin are known too.
@@ -572,6 +572,25 @@ def test_switch_cases_must_be_a_list_without_duplicates_or_default() -> None:
     assert found(workflow(graph=doc)) == set()
 
 
+def test_approval_edges_take_a_decision_as_when() -> None:
+    fields = {
+        "graph": graph(
+            {"ask": "approval", "yes": "noop", "no": "noop", "late": "noop", "any": "noop",
+             "bad": "noop"},
+            edge("ask", "yes", when="approved"),
+            edge("ask", "no", when="rejected"),
+            edge("ask", "late", when="timeout"),
+            edge("ask", "any"),
+            edge("ask", "bad", when="maybe"),
+        )
+    }
+    assert found(workflow(**fields)) == {(
+        "$.workflows[0].graph.edges[4].when",
+        "'maybe' is not a decision of the 'approval' node 'ask': use 'approved', 'rejected',"
+        " 'timeout'",
+    )}
+
+
 def test_when_only_on_branching_nodes_and_never_on_failure_edges() -> None:
     fields = {
         "graph": graph(
@@ -584,7 +603,8 @@ def test_when_only_on_branching_nodes_and_never_on_failure_edges() -> None:
     assert found(workflow(**fields)) == {
         (
             "$.workflows[0].graph.edges[0].when",
-            "only edges leaving 'if' and 'switch' nodes take 'when' ('a' is a 'http' node)",
+            "only edges leaving 'if', 'switch' and 'approval' nodes take 'when' ('a' is a"
+            " 'http' node)",
         ),
         ("$.workflows[0].graph.edges[2].when", "failure edges take no 'when'"),
     }

@@ -34,6 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # operations/workflows.py is the lifecycle (archive, activate, delete) of the workflows
     # whose rows store/workflows.py reads and applies.
     "workflows": frozenset({"operations/workflows.py", "store/workflows.py"}),
+    # store/approvals.py is the SQL behind operations/approvals.py (decisions).
+    "approvals": frozenset({"operations/approvals.py", "store/approvals.py"}),
 }
 
 

@@ -294,6 +294,10 @@ INVALID: list[tuple[str, JSON, str]] = [
         "parameter 'duration': expected a duration string such as '30s', got int 5",
     ),
     ("wait", {"until": "tomorrow"}, "parameter 'until': 'tomorrow' is not an ISO-8601 instant"),
+    ("approval", {"message": 5}, "parameter 'message' must be a string, got a number"),
+    ("approval", {"timeout": "soon"}, "parameter 'timeout': 'soon' is not a duration (use a"
+     " number and a unit: ms, s, m, h, d; e.g. '500ms', '30s', '6h')"),
+    ("approval", {"to": "ops"}, "unknown parameter 'to' (allowed: message, timeout)"),
     (
         "wait",
         {"until": "2024-03-01T13:00:00"},

@@ -21,7 +21,8 @@ from triggerd.nodes.registry import (
 )
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-BUILTIN_NODE_TYPES = ("http", "set", "if", "switch", "wait", "log", "fail", "respond", "noop")
+BUILTIN_NODE_TYPES = ("http", "set", "if", "switch", "wait", "log", "fail", "respond", "noop",
+                      "approval")
 
 
 def context(
@@ -61,7 +62,7 @@ def test_unknown_node_type() -> None:
         get_node_type("sftp")
     assert caught.value.code == "UNKNOWN_NODE_TYPE"
     assert caught.value.retryable is False
-    assert caught.value.message.startswith("unknown node type 'sftp' (known: fail, http, if,")
+    assert caught.value.message.startswith("unknown node type 'sftp' (known: approval, fail, http,")
 
 
 PLUGIN = textwrap.dedent(

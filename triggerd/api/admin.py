@@ -52,6 +52,8 @@ from triggerd.errors import (
 )
 from triggerd.model import ExecutionStatus, TriggerType
 from triggerd.operations import Actor, token_actor
+from triggerd.operations.approvals import DecisionRequest
+from triggerd.operations.approvals import decide as decide_approval
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
 from triggerd.operations.backfills import create as create_backfill
@@ -800,6 +802,18 @@ async def cancel_execution_handler(request: web.Request) -> web.Response:
     # CANCELED at once (it was NEW or WAITING): 200; RUNNING: its executor cancels it: 202.
     status = 200 if execution.status == ExecutionStatus.CANCELED.value else 202
     return _ok(execution_json(execution), status=status)
+
+
+async def resume_execution_handler(request: web.Request) -> web.Response:
+    execution_id = _execution_id(request)
+    body = await _options(request, {"decision": str, "note": str, "input": dict})
+    if "decision" not in body:
+        raise ApiError(422, "invalid_body", 'decision is required: "approved" or "rejected"')
+    decided = await decide_approval(request.app[POOL], _actor(request), execution_id,
+                                    DecisionRequest(decision=body["decision"],
+                                                    note=body.get("note"),
+                                                    input=body.get("input")))
+    return _ok({"execution_id": decided.execution_id, "decision": decided.decision})
 
 
 async def retry_execution_handler(request: web.Request) -> web.Response:

@@ -287,6 +287,15 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         errors=(404, 409), parameters=(EXECUTION_ID,),
     ),
     Route(
+        operation_id="resumeExecution", method="POST", path=f"{_EXECUTION}/resume",
+        handler=admin.resume_execution_handler,
+        summary="Decide for a run waiting on an approval node (approved or rejected)",
+        tag="executions",
+        answers={200: json_answer("The decision, recorded; the run goes on.", "Decision")},
+        errors=(400, 404, 409, 413, 415, 422), parameters=(EXECUTION_ID,),
+        body=Body(schema={"$ref": "#/components/schemas/DecisionRequest"}, required=True),
+    ),
+    Route(
         operation_id="retryExecution", method="POST", path=f"{_EXECUTION}/retry",
         handler=admin.retry_execution_handler,
         summary="Run an execution again with the same input and version", tag="executions",

@@ -280,6 +280,21 @@ def _schemas() -> dict[str, Schema]:
                 "last_success_at": _nullable(_DATETIME),
             }
         ),
+        "Decision": _object({
+            "execution_id": _UUID,
+            "decision": {"type": "string", "enum": ["approved", "rejected"]},
+        }),
+        "DecisionRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["decision"],
+            "properties": {
+                "decision": {"type": "string", "enum": ["approved", "rejected"]},
+                "note": {"type": "string", "maxLength": 500},
+                "input": {"type": "object",
+                          "description": "passed on in the approval node's output"},
+            },
+        },
         "WorkflowChange": _object({
             "workflow": {"type": "string", "description": "the workflow key"},
             "changed": {"type": "boolean", "description": "false: it already was so"},

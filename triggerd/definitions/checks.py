@@ -49,6 +49,7 @@ _NEEDS_WHAT = {
     "header": "a header (the one that carries the signature)",
 }
 IF_BRANCHES = ("true", "false")
+APPROVAL_BRANCHES = ("approved", "rejected", "timeout")
 
 _META_VALIDATOR = Draft202012Validator(
     Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
@@ -351,10 +352,18 @@ def _check_branch(
                 (*edge_path, "when"),
                 f"{show(when)} is not a case of the 'switch' node {source!r}: use one of {choices}",
             )
+    elif source_type == "approval":
+        # A plain edge is taken whatever the decision; a conditional one for its decision.
+        if "when" in edge and branch_label(when) not in APPROVAL_BRANCHES:
+            report.add(
+                (*edge_path, "when"),
+                f"{show(when)} is not a decision of the 'approval' node {source!r}: use"
+                f" {', '.join(repr(b) for b in APPROVAL_BRANCHES)}",
+            )
     elif "when" in edge:
         report.add(
             (*edge_path, "when"),
-            f"only edges leaving 'if' and 'switch' nodes take 'when'"
+            f"only edges leaving 'if', 'switch' and 'approval' nodes take 'when'"
             f" ({source!r} is a {source_type!r} node)",
         )
 

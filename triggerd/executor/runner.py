@@ -55,6 +55,11 @@ TRUNCATION_KEYS = frozenset({"_truncated", "size_bytes", "limit_bytes", "preview
 NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 
+# Parked node types that decide again when their run wakes, rather than succeed with the
+# output they parked with (``wait``).
+RUN_AGAIN_ON_RESUME = frozenset({"approval"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class PreparedVersion:
     """A workflow version parsed once and cached (versions are immutable)."""
@@ -210,6 +215,10 @@ class Runner:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     environ: Mapping[str, str] | None = None
     secret_roots: tuple[str, ...] = ()  # [daemon] secret_roots
+    # The executor's pool, handed to node types that keep state (approval).
+    db: Any = None
+    # ``execution.resume_url`` in expressions (runs of versions with an approval node).
+    resume_url: str | None = None
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
@@ -308,6 +317,11 @@ class Runner:
                     )
                 )
                 continue
+            if status == NodeStatus.WAITING and row["node_type"] in RUN_AGAIN_ON_RESUME:
+                # Woken by a decision or its deadline: the node runs again (same attempt)
+                # and finds which; with neither it parks again until its deadline.
+                self.next_attempt[node_id] = row["attempt"]
+                continue
             if status == NodeStatus.WAITING:
                 until = _parse_instant((row["output"] or {}).get("wait_until"))
                 if until is not None and until > now:
@@ -370,6 +384,7 @@ class Runner:
                     "workflow_id": claimed.workflow_id,
                     "version": self.version.version,
                     "created_at": claimed.created_at.isoformat(),
+                    **({} if self.resume_url is None else {"resume_url": self.resume_url}),
                 },
             )
         context = dict(base)
@@ -548,6 +563,7 @@ class Runner:
                             http=self.http,
                             now=started,
                             log=logger,
+                            db=self.db,
                         ),
                     )
                 except NodeFailure as exc:

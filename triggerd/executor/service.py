@@ -22,10 +22,17 @@ from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
 from triggerd.executor.resume import ResumeKey, load_resume_key
-from triggerd.executor.runner import PreparedVersion, Runner, prepare_version
+from triggerd.executor.runner import (
+    RUN_AGAIN_ON_RESUME,
+    PreparedVersion,
+    Runner,
+    prepare_version,
+)
 from triggerd.executor.writer import ProgressWriter
+from triggerd.nodes.approval import RESUME_PATH
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
+from triggerd.store import approvals
 from triggerd.store import executions as store
 from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
@@ -381,9 +388,19 @@ class Executor(BaseComponent):
             async with self.pool.acquire() as conn:
                 previous = await store.fetch_node_rows(conn, execution.id)
         assert self.resume_key is not None
+        version = self._versions[execution.workflow_version_id]
+        resume_url = None
+        if any(node.type in RUN_AGAIN_ON_RESUME for node in version.graph.nodes):
+            # A fresh single-use token each time the run is taken up: the one given out
+            # before a restart stays valid, only its hash is stored.
+            async with self.pool.acquire() as conn:
+                token = await approvals.create_token(conn, execution.id)
+            resume_url = f"{self.settings.http.base_url}{RESUME_PATH}/{token}"
         runner = Runner(
             claimed=execution,
-            version=self._versions[execution.workflow_version_id],
+            version=version,
+            db=self.pool,
+            resume_url=resume_url,
             http=self._http,
             write=writer.write,
             previous_rows=previous,

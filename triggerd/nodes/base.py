@@ -38,6 +38,8 @@ class NodeContext:
     http: aiohttp.ClientSession | None  # the executor's shared session
     now: datetime  # when this attempt started (timezone-aware)
     log: logging.Logger
+    # The executor's database pool, for node types that keep state there (approval).
+    db: Any = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from typing import Final
 
 from triggerd.durations import format_duration
 from triggerd.model import JSON
+from triggerd.nodes.approval import ApprovalNode
 from triggerd.nodes.base import (
     NODE_ERROR,
     TIMEOUT,
@@ -66,6 +67,7 @@ BUILTIN_TYPES: Final[tuple[DescribedNodeType, ...]] = (
     FailNode(),
     RespondNode(),
     NoopNode(),
+    ApprovalNode(),
 )
 
 

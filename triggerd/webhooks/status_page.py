@@ -13,6 +13,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON
 from triggerd.store.webhooks import webhook_execution_status
 from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
+from triggerd.webhooks.decisions import resume_handler
 from triggerd.webhooks.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -23,8 +24,11 @@ async def reserved_path(
     request: web.Request, path: str, *, pool: asyncpg.Pool, routes: RouteTable
 ) -> web.Response:
     """The answer for ``/hooks/{path}`` when ``path`` starts with ``_``: the status of one
-    execution at ``_executions/{id}``, 404 for anything else."""
+    execution at ``_executions/{id}``, an approval's decision at ``_resume/{token}``, 404
+    for anything else."""
     name, _, rest = path.partition("/")
+    if name == "_resume":
+        return await resume_handler(request, rest, pool)
     if name != "_executions" or not rest or "/" in rest:
         return error_response(404, "not_found", f"no webhook at /hooks/{path}")
     if request.method != "GET":

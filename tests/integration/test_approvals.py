@@ -1,0 +1,172 @@
+"""The approval node with a real executor and PostgreSQL: the run parks WAITING, a decision
+(by resume token or by an operator) wakes it and picks the edge; a token works once, also
+when two decisions race; a timeout is a decision too."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc, final_status, fire, wait_for
+from triggerd.config import load_settings
+from triggerd.errors import Conflict, NotFound, UsageError
+from triggerd.executor.service import Executor
+from triggerd.operations import Actor
+from triggerd.operations.approvals import DecisionRequest, decide, decide_by_token
+
+OPERATOR = Actor(name="token:ops", via="api")
+
+
+def _doc(timeout: str | None = "1h") -> dict[str, Any]:
+    ask: dict[str, Any] = {"message": "Ship {{ input.version }}?"}
+    if timeout is not None:
+        ask["timeout"] = timeout
+    return {"workflows": [{
+        "key": "release",
+        "graph": {
+            "nodes": [
+                {"id": "link", "type": "set",
+                 "params": {"value": {"url": "{{ execution.resume_url }}"}}},
+                {"id": "ask", "type": "approval", "params": ask},
+                {"id": "ship", "type": "set", "params": {"value": {"shipped": True}}},
+                {"id": "stop", "type": "set", "params": {"value": {"shipped": False}}},
+                {"id": "late", "type": "log", "params": {"message": "nobody answered"}},
+            ],
+            "edges": [
+                {"from": "link", "to": "ask"},
+                {"from": "ask", "to": "ship", "when": "approved"},
+                {"from": "ask", "to": "stop", "when": "rejected"},
+                {"from": "ask", "to": "late", "when": "timeout"},
+            ],
+        },
+        "triggers": [{"name": "manual", "type": "manual"}],
+    }]}
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_HTTP_PUBLIC_URL": "https://t.example.com"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    yield ex
+    await ex.stop()
+
+
+async def _parked(pool: asyncpg.Pool, run: str) -> str:
+    """Wait until the run waits on its approval; the token of its resume URL."""
+    async def waiting() -> bool:
+        return bool(await pool.fetchval(
+            "SELECT count(*) FROM node_executions WHERE execution_id = $1 AND node_id = 'ask'"
+            " AND status = 'WAITING'", run))
+
+    await wait_for(waiting)
+    assert await pool.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                               run) == "WAITING"
+    url = await pool.fetchval("SELECT output->'url' FROM node_executions WHERE execution_id"
+                              " = $1 AND node_id = 'link'", run)
+    prefix = "https://t.example.com/hooks/_resume/"
+    assert isinstance(url, str) and url.startswith(prefix)
+    return url.removeprefix(prefix)
+
+
+async def _nodes(pool: asyncpg.Pool, run: str) -> dict[str, str]:
+    rows = await pool.fetch("SELECT node_id, status FROM node_executions WHERE execution_id"
+                            " = $1", run)
+    return {r["node_id"]: r["status"] for r in rows}
+
+
+async def test_a_decision_by_resume_link_wakes_the_run_and_picks_the_edge(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, _doc())
+    run = await fire(pool, "release/manual", {"version": "1.2"})
+    token = await _parked(pool, run)
+    assert await pool.fetchval("SELECT message FROM approvals") == "Ship 1.2?"
+    decided = await decide_by_token(pool, token, DecisionRequest(
+        decision="approved", note="looks good", input={"channel": "prod"}))
+    assert (decided.execution_id, decided.decision) == (run, "approved")
+    assert (await final_status(pool, run))["status"] == "SUCCESS"
+    assert await _nodes(pool, run) == {"link": "SUCCESS", "ask": "SUCCESS", "ship": "SUCCESS",
+                                       "stop": "SKIPPED", "late": "SKIPPED"}
+    output = await pool.fetchval("SELECT output FROM node_executions WHERE execution_id = $1"
+                                 " AND node_id = 'ask' AND status = 'SUCCESS'", run)
+    assert output == {"decision": "approved", "note": "looks good", "by": "resume-url",
+                      "input": {"channel": "prod"}}
+    # Single use: the same link again is refused, and so is any link once the run ended.
+    with pytest.raises(Conflict, match=r"^this resume link was already used \(decision:"
+                                       r" approved\)$"):
+        await decide_by_token(pool, token, DecisionRequest(decision="rejected"))
+    with pytest.raises(NotFound, match="^unknown resume link$"):
+        await decide_by_token(pool, "nope", DecisionRequest(decision="approved"))
+    audit = await pool.fetchrow("SELECT actor, action, target, note, detail FROM audit_log")
+    assert tuple(audit) == ("resume-url", "decide", run, "looks good",
+                            {"decision": "approved"})
+    # Only the hash is stored.
+    assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE token_hash ="
+                               " convert_to($1, 'UTF8')", token) == 0
+
+
+async def test_an_operator_rejects_and_a_run_not_waiting_is_a_conflict(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, _doc())
+    run = await fire(pool, "release/manual", {"version": "2.0"})
+    await _parked(pool, run)
+    with pytest.raises(UsageError, match=r"^decision: 'maybe' is not one of approved,"
+                                         r" rejected$"):
+        await decide(pool, OPERATOR, run, DecisionRequest(decision="maybe"))
+    await decide(pool, OPERATOR, run, DecisionRequest(decision="rejected", note="not today"))
+    # A second decision while the first is not used yet is refused too.
+    with pytest.raises(Conflict, match=f"^execution {run} is not waiting for a decision$"):
+        await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+    assert (await final_status(pool, run))["status"] == "SUCCESS"
+    assert (await _nodes(pool, run))["stop"] == "SUCCESS"
+    output = await pool.fetchval("SELECT output FROM node_executions WHERE execution_id = $1"
+                                 " AND node_id = 'ask' AND status = 'SUCCESS'", run)
+    assert (output["decision"], output["by"], output["note"]) == (
+        "rejected", "token:ops", "not today")
+    with pytest.raises(Conflict, match=f"^execution {run} is not waiting for a decision$"):
+        await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+    actions = await pool.fetch("SELECT actor, action FROM audit_log")
+    assert [tuple(r) for r in actions] == [("token:ops", "decide")]
+
+
+async def test_two_racing_decisions_on_one_link_make_one_decision(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, _doc())
+    run = await fire(pool, "release/manual", {"version": "3"})
+    token = await _parked(pool, run)
+    results = await asyncio.gather(
+        decide_by_token(pool, token, DecisionRequest(decision="approved")),
+        decide_by_token(pool, token, DecisionRequest(decision="rejected")),
+        return_exceptions=True)
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1 and len(lost) == 1 and isinstance(lost[0], Conflict)
+    assert (await final_status(pool, run))["status"] == "SUCCESS"
+    taken = "ship" if won[0].decision == "approved" else "stop"
+    assert (await _nodes(pool, run))[taken] == "SUCCESS"
+    assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE decision IS NOT NULL"
+                               ) == 1
+
+
+async def test_no_decision_before_the_deadline_is_a_timeout(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, _doc(timeout="1s"))
+    run = await fire(pool, "release/manual", {"version": "4"})
+    token = await _parked(pool, run)
+    assert (await final_status(pool, run))["status"] == "SUCCESS"
+    nodes = await _nodes(pool, run)
+    assert (nodes["late"], nodes["ship"], nodes["stop"]) == ("SUCCESS", "SKIPPED", "SKIPPED")
+    output = await pool.fetchval("SELECT output FROM node_executions WHERE execution_id = $1"
+                                 " AND node_id = 'ask' AND status = 'SUCCESS'", run)
+    assert output == {"decision": "timeout", "note": None, "by": None, "input": None}
+    with pytest.raises(Conflict, match=f"^execution {run} already ended \\(SUCCESS\\)$"):
+        await decide_by_token(pool, token, DecisionRequest(decision="approved"))

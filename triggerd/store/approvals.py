@@ -1,0 +1,154 @@
+"""The SQL of approvals (migration 0021): resume tokens, the decisions recorded on them,
+and the approval requests runs parked on.
+
+A token is 32 random bytes given out once (in ``execution.resume_url``); only its SHA-256
+is stored. A decision is written on one token, once (``decision IS NULL`` in the update
+decides a race between two requests). An ``approval`` node consumes the oldest decided
+token of its run and names itself on it, so the node run again after a crash finds the
+same decision instead of consuming another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from triggerd.model import JSON
+from triggerd.notifications.channels import EXECUTIONS
+
+Conn = Any  # a connection or a pool
+
+DECISIONS = ("approved", "rejected")
+
+
+def new_token() -> tuple[str, bytes]:
+    """A fresh token (URL-safe text) and the hash that is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def create_token(conn: Conn, execution_id: str) -> str:
+    """Store a new token for the run; returns it (never stored itself)."""
+    token, digest = new_token()
+    await conn.execute(
+        "INSERT INTO resume_tokens (token_hash, execution_id) VALUES ($1, $2)",
+        digest, execution_id)
+    return token
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    decision: str
+    note: str | None
+    by: str | None
+    input: JSON
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenDecided:
+    """What deciding on a token found: the run, its status, and whether this call wrote
+    the decision (``False``: the token was already used, or the run had ended)."""
+
+    execution_id: str
+    status: str
+    written: bool
+    already: str | None  # the decision the token already carried
+
+
+async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
+                          ) -> TokenDecided | None:
+    """Write ``decision`` on the token with hash ``digest`` if it carries none and its run
+    has not ended; ``None`` for an unknown token. Call inside a transaction."""
+    row = await conn.fetchrow(
+        "SELECT t.execution_id::text AS execution_id, t.decision, e.status"
+        " FROM resume_tokens t JOIN workflow_executions e ON e.id = t.execution_id"
+        " WHERE t.token_hash = $1 FOR UPDATE OF t", digest)
+    if row is None:
+        return None
+    if row["decision"] is not None or row["status"] in ("SUCCESS", "ERROR", "CANCELED"):
+        return TokenDecided(execution_id=row["execution_id"], status=row["status"],
+                            written=False, already=row["decision"])
+    await conn.execute(
+        "UPDATE resume_tokens SET decision = $2, note = $3, decided_by = $4, input = $5,"
+        " decided_at = now() WHERE token_hash = $1",
+        digest, decision.decision, decision.note, decision.by, decision.input)
+    await wake(conn, row["execution_id"])
+    return TokenDecided(execution_id=row["execution_id"], status=row["status"], written=True,
+                        already=None)
+
+
+async def record_decision(conn: Conn, execution_id: str, decision: Decision) -> None:
+    """An operator's decision, on a token of its own (nobody ever holds it)."""
+    _, digest = new_token()
+    await conn.execute(
+        "INSERT INTO resume_tokens (token_hash, execution_id, decision, note, decided_by,"
+        " input, decided_at) VALUES ($1, $2, $3, $4, $5, $6, now())",
+        digest, execution_id, decision.decision, decision.note, decision.by, decision.input)
+    await wake(conn, execution_id)
+
+
+async def pending_decision(conn: Conn, execution_id: str) -> bool:
+    """Whether a decision is recorded that no approval node has used yet."""
+    value: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM resume_tokens WHERE execution_id = $1"
+        " AND decision IS NOT NULL AND used_by_node IS NULL)", execution_id)
+    return value
+
+
+async def waiting_approval(conn: Conn, execution_id: str) -> str | None:
+    """The approval node the run is parked on (``None``: it waits for no decision). Locks
+    the run's row until the transaction ends, so two decisions queue."""
+    status = await conn.fetchval(
+        "SELECT status FROM workflow_executions WHERE id = $1 FOR UPDATE", execution_id)
+    if status != "WAITING":
+        return None
+    node: str | None = await conn.fetchval(
+        "SELECT n.node_id FROM node_executions n WHERE n.execution_id = $1"
+        " AND n.node_type = 'approval' AND n.status = 'WAITING' ORDER BY n.start_time LIMIT 1",
+        execution_id)
+    return node
+
+
+async def wake(conn: Conn, execution_id: str) -> None:
+    """A parked run becomes claimable now (its approval node then runs again and finds the
+    decision); the executors are told."""
+    await conn.execute(
+        "UPDATE workflow_executions SET resume_at = now() WHERE id = $1 AND status = 'WAITING'",
+        execution_id)
+    await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
+
+
+async def request(conn: Conn, execution_id: str, node_id: str, *, message: str | None,
+                  expires_at: datetime | None) -> datetime | None:
+    """Record that the node asks for a decision (the first time it runs); returns the
+    deadline as first recorded, so a restart does not move it."""
+    await conn.execute(
+        "INSERT INTO approvals (execution_id, node_id, message, expires_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (execution_id, node_id) DO NOTHING",
+        execution_id, node_id, message, expires_at)
+    deadline: datetime | None = await conn.fetchval(
+        "SELECT expires_at FROM approvals WHERE execution_id = $1 AND node_id = $2",
+        execution_id, node_id)
+    return deadline
+
+
+async def consume(conn: Conn, execution_id: str, node_id: str) -> Decision | None:
+    """The decision this node uses: the one it consumed before (a run again after a
+    crash), else the oldest unused one, now marked as this node's."""
+    row = await conn.fetchrow(
+        "UPDATE resume_tokens SET used_by_node = $2, used_at = coalesce(used_at, now())"
+        " WHERE token_hash = (SELECT token_hash FROM resume_tokens WHERE execution_id = $1"
+        "   AND decision IS NOT NULL AND (used_by_node IS NULL OR used_by_node = $2)"
+        "   ORDER BY used_by_node IS NULL, decided_at, token_hash LIMIT 1 FOR UPDATE)"
+        " RETURNING decision, note, decided_by, input", execution_id, node_id)
+    if row is None:
+        return None
+    return Decision(decision=row["decision"], note=row["note"], by=row["decided_by"],
+                    input=row["input"])

@@ -1,0 +1,66 @@
+"""``POST /hooks/_resume/{token}``: the single-use URL of an approval
+(``execution.resume_url``). Body ``{"decision": "approved" | "rejected", "note", "input"}``;
+answered ``202 {"execution_id", "decision"}``, ``404`` for an unknown link, ``409`` for
+a link already used or a run already ended, ``400``/``422`` for a bad body."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+from aiohttp import web
+
+from triggerd.errors import DatabaseUnavailable, TriggerdError
+from triggerd.operations.approvals import DecisionRequest, decide_by_token
+from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
+
+MAX_BODY = 64 * 1024
+
+
+def _status_of(exc: TriggerdError) -> int:
+    return {2: 422, 3: 404, 4: 409}.get(exc.exit_code, 500)
+
+
+async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
+                         ) -> web.Response:
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed",
+                              f"{request.method} is not allowed here (allowed: POST)",
+                              headers={"Allow": "POST"})
+    if not token or "/" in token or len(token) > 100:
+        return error_response(404, "not_found", "unknown resume link")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        return error_response(413, "payload_too_large",
+                              f"the body is larger than {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return error_response(400, "invalid_json", "the body is not JSON")
+    if not isinstance(body, dict):
+        return error_response(422, "invalid_body",
+                              'send a JSON object: {"decision": "approved" | "rejected",'
+                              ' "note", "input"}')
+    unknown = sorted(set(body) - {"decision", "note", "input"})
+    if unknown:
+        return error_response(422, "invalid_body",
+                              f"unknown field {', '.join(map(repr, unknown))} (allowed:"
+                              " decision, note, input)")
+    decision, note = body.get("decision"), body.get("note")
+    if not isinstance(decision, str):
+        return error_response(422, "invalid_body",
+                              "decision is required: \"approved\" or \"rejected\"")
+    if note is not None and not isinstance(note, str):
+        return error_response(422, "invalid_body", "note must be a string")
+    try:
+        decided = await decide_by_token(pool, token, DecisionRequest(
+            decision=decision, note=note, input=body.get("input")))
+    except DatabaseUnavailable as exc:
+        return error_response(503, "database_unavailable", f"{public_reason(exc)}; retry later",
+                              headers=retry_after(RETRY_DATABASE))
+    except TriggerdError as exc:
+        status = _status_of(exc)
+        return error_response(status, {404: "not_found", 409: "conflict"}.get(
+            status, "invalid_body"), exc.message)
+    return web.json_response({"execution_id": decided.execution_id,
+                              "decision": decided.decision}, status=202)
