@@ -469,8 +469,7 @@ CREATE TABLE public.workflow_executions (
     concurrency_limit integer,
     CONSTRAINT workflow_executions_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT workflow_executions_concurrency_pair CHECK (((concurrency_key IS NULL) = (concurrency_limit IS NULL))),
-    CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]))),
-    CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text])))
+    CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text])))
 );
 
 
@@ -693,6 +692,14 @@ ALTER TABLE ONLY public.workflow_executions
 
 ALTER TABLE ONLY public.workflow_executions
     ADD CONSTRAINT workflow_executions_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflow_executions workflow_executions_trigger_type_check; Type: CHECK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE public.workflow_executions
+    ADD CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text, 'on_failure'::text]))) NOT VALID;
 
 
 --

@@ -352,3 +352,5 @@ class WorkflowSpec:
     timeout: timedelta = timedelta(hours=1)
     triggers: tuple[TriggerSpec, ...] = ()
     tenant_id: str = "default"
+    # The error workflow: started with a summary of every failed run of this one.
+    on_failure: str | None = None

@@ -111,5 +111,5 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
         f"triggerd: error: execution {run2} is not waiting for a decision")
     audit = await pool.fetch("SELECT actor, action FROM audit_log WHERE action = 'decide'"
                              " ORDER BY id")
-    assert [r["actor"] for r in audit][0] == "resume-url"
+    assert audit[0]["actor"] == "resume-url"
     assert audit[1]["actor"].startswith("cli:")

@@ -101,7 +101,7 @@ async def test_a_decision_by_resume_link_wakes_the_run_and_picks_the_edge(
     with pytest.raises(Conflict, match=r"^this resume link was already used \(decision:"
                                        r" approved\)$"):
         await decide_by_token(pool, token, DecisionRequest(decision="rejected"))
-    with pytest.raises(NotFound, match="^unknown resume link$"):
+    with pytest.raises(NotFound, match=r"^unknown resume link$"):
         await decide_by_token(pool, "nope", DecisionRequest(decision="approved"))
     audit = await pool.fetchrow("SELECT actor, action, target, note, detail FROM audit_log")
     assert tuple(audit) == ("resume-url", "decide", run, "looks good",

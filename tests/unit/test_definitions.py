@@ -572,6 +572,15 @@ def test_switch_cases_must_be_a_list_without_duplicates_or_default() -> None:
     assert found(workflow(graph=doc)) == set()
 
 
+def test_a_workflow_cannot_be_its_own_error_workflow() -> None:
+    assert found(workflow("wf", on_failure="wf")) == {(
+        "$.workflows[0].on_failure",
+        "a workflow cannot be its own error workflow (its failures would start it again)",
+    )}
+    assert found(workflow("wf", on_failure="alerts")) == set()
+    assert found(workflow("wf", on_failure="Not A Key!")) != set()
+
+
 def test_approval_edges_take_a_decision_as_when() -> None:
     fields = {
         "graph": graph(

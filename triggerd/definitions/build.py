@@ -76,6 +76,7 @@ def build_workflow(
         env=dict(doc.get("env", {})),
         secrets={name: build_secret(ref) for name, ref in doc.get("secrets", {}).items()},
         timeout=_duration(doc, "timeout", WORKFLOW_TIMEOUT),
+        on_failure=doc.get("on_failure"),
         graph=build_graph(doc["graph"]),
         triggers=tuple(build_trigger(t, built) for t in doc.get("triggers", [])),
     )

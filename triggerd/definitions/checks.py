@@ -123,6 +123,11 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
         schema = workflow.get("parameter_schema")
         if isinstance(schema, dict):
             check_parameter_schema(schema, (*path, "parameter_schema"), report)
+        if workflow.get("on_failure") is not None and workflow.get("on_failure") == workflow.get(
+                "key"):
+            report.add((*path, "on_failure"),
+                       "a workflow cannot be its own error workflow (its failures would start"
+                       " it again)")
         first_name: dict[str, JsonPath] = {}
         for trigger_path, trigger in _triggers(workflow, path):
             name = trigger.get("name")

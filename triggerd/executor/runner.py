@@ -248,6 +248,7 @@ class Runner:
         code: str | None = None,
         message: str | None = None,
         resume_at: datetime | None = None,
+        failed_node: str | None = None,
     ) -> ExecutionUpdate:
         return ExecutionUpdate(
             id=self.claimed.id,
@@ -257,6 +258,7 @@ class Runner:
             error_message=None if message is None else self.redactor.redact_text(message),
             resume_at=resume_at,
             drop_resume_copies=self.has_resume_copies,
+            failed_node=failed_node,
         )
 
     def _resumed_output(self, row: Mapping[str, Any]) -> JSON:
@@ -468,6 +470,7 @@ class Runner:
                         "ERROR",
                         code=failed.error_code or "NODE_FAILED",
                         message=f"node {failed.node_id!r} failed: {reason or failed.error_code}",
+                        failed_node=failed.node_id,
                     )
                 if len(step.ready) == 1 and not tasks:
                     # One branch only: run it inline, no task or wait needed.

@@ -494,6 +494,8 @@ class ExecutionUpdate:
     resume_at: datetime | None = None
     # The run has resume copies: delete them if this is its end (kept while it waits).
     drop_resume_copies: bool = False
+    # The node whose failure ended the run ERROR (for its error workflow's summary).
+    failed_node: str | None = None
 
 
 FINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELED"})
@@ -523,12 +525,15 @@ UPDATE workflow_executions e SET
     error_message = d.error_message, resume_at = d.resume_at,
     end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,
     lease_owner = NULL, lease_expires_at = NULL
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
-     AS d(id, status, output, error_code, error_message, resume_at),
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
+            $8::text[])
+     AS d(id, status, output, error_code, error_message, resume_at, failed_node),
      (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1
       ORDER BY id FOR NO KEY UPDATE) AS held
 WHERE e.id = d.id AND held.id = d.id AND e.lease_owner = $1
-RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time,
+RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_time,
+          e.workflow_id, e.workflow_version_id, e.trigger_type, e.trigger_name,
+          e.error_code, e.error_message, d.failed_node,
           -- A run of the live schedule (a backfill's runs count for neither max_runs nor
           -- pause_after_failures).
           (e.dedupe_key LIKE 'cron:%' AND NOT coalesce(e.context->'trigger' ? 'backfill',
@@ -613,6 +618,39 @@ acct_state AS (
     RETURNING s.trigger_id, s.paused AND s.changed_by = 'scheduler' AND s.changed_at = now()
               AS newly_paused, s.note, s.failed_executions
 ),
+error_runs AS (
+    -- A failed run of a workflow with on_failure starts that workflow's latest version
+    -- with a summary, once: the new run's id is derived from the failed run's, so a
+    -- second write of the same final state inserts nothing. Runs started this way never
+    -- start another (an error workflow that fails does not call itself, or a chain).
+    INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_type,
+                                     trigger_name, dedupe_key, input, context)
+    SELECT md5('on_failure:' || f.id::text)::uuid, target.id, latest.id, 'on_failure',
+           src.key, 'on_failure:' || f.id::text,
+           jsonb_build_object(
+               'execution_id', f.id, 'workflow', src.key, 'version', v.version,
+               'trigger', f.trigger_name, 'trigger_type', f.trigger_type,
+               'failed_node', f.failed_node, 'error_code', f.error_code,
+               'error_message', f.error_message, 'started_at', f.start_time,
+               'ended_at', f.end_time),
+           jsonb_build_object('trigger', jsonb_build_object(
+               'type', 'on_failure', 'name', src.key, 'failed_execution', f.id))
+    FROM done f
+    JOIN workflow_versions v ON v.id = f.workflow_version_id
+    JOIN workflows src ON src.id = f.workflow_id
+    JOIN workflows target ON target.tenant_id = src.tenant_id
+                         AND target.key = v.env_config->>'on_failure'
+                         AND target.status = 'active'
+    JOIN workflow_versions latest ON latest.workflow_id = target.id AND latest.is_latest
+    WHERE f.status = 'ERROR' AND f.trigger_type <> 'on_failure'
+      AND v.env_config ? 'on_failure'
+    ON CONFLICT DO NOTHING
+    RETURNING id
+),
+error_runs_notified AS (
+    SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text) FROM error_runs
+    HAVING count(*) > 0
+),
 acct_audit AS (
     INSERT INTO audit_log (actor, action, target_kind, target, target_id, note, detail)
     SELECT 'scheduler', 'pause', 'trigger', a.full_name, a.trigger_id, x.note,
@@ -639,14 +677,16 @@ done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 15)}
 {_ACCOUNT}
 SELECT done.id, done.status,
        CASE WHEN done.status IN ('SUCCESS', 'ERROR', 'CANCELED')
-            THEN pg_notify($23, done.id::text) END AS notified
+            THEN pg_notify($24, done.id::text) END AS notified,
+       (SELECT count(*) FROM error_runs_notified) AS error_runs
 FROM done
 """
 
 _FINISH_ACCOUNTED = f"""
 WITH done AS ({_FINISH.strip()})
 {_ACCOUNT}
-SELECT done.id, done.status FROM done
+SELECT done.id, done.status, (SELECT count(*) FROM error_runs_notified) AS error_runs
+FROM done
 """
 
 _UPSERT_RESUME = """
@@ -720,6 +760,7 @@ def _finish_arrays(finished: Sequence[ExecutionUpdate]) -> list[list[Any]]:
         [f.error_code for f in finished],
         [_storable_text(f.error_message) for f in finished],
         [f.resume_at for f in finished],
+        [f.failed_node for f in finished],
     ]
 
 

@@ -94,10 +94,14 @@ def _count(number: int, noun: str) -> str:
 
 
 def env_config_of(spec: WorkflowSpec) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "env": dict(spec.env),
         "secrets": {name: ref.to_json() for name, ref in spec.secrets.items()},
     }
+    # Only when set: the versions published before the key keep their document.
+    if spec.on_failure is not None:
+        config["on_failure"] = spec.on_failure
+    return config
 
 
 def version_document(spec: WorkflowSpec) -> dict[str, Any]:
@@ -461,9 +465,32 @@ def _path_taken(path: str, name: str) -> DefinitionError:
     )
 
 
+async def _refuse_unknown_error_workflows(
+    conn: asyncpg.Connection, specs: list[WorkflowSpec]
+) -> None:
+    """Every ``on_failure`` names a workflow of the files or of the database."""
+    defined = {(spec.tenant_id, spec.key) for spec in specs}
+    wanted = {(spec.tenant_id, spec.on_failure): spec.key for spec in specs
+              if spec.on_failure is not None and (spec.tenant_id, spec.on_failure) not in defined}
+    if not wanted:
+        return
+    rows = await conn.fetch(
+        "SELECT w.tenant_id, w.key FROM workflows w JOIN unnest($1::text[], $2::text[])"
+        " AS f (tenant_id, key) ON w.tenant_id = f.tenant_id AND w.key = f.key",
+        [t for t, _ in wanted], [k for _, k in wanted])
+    missing = sorted(set(wanted) - {(r["tenant_id"], r["key"]) for r in rows})
+    if missing:
+        problems = [Problem("<database>", wanted[m],
+                            f"on_failure: no workflow {m[1]!r} in the files or the database")
+                    for m in missing]
+        raise DefinitionError(problems[0].message if len(problems) == 1 else
+                              f"{len(problems)} error workflows do not exist", problems)
+
+
 async def _apply_all(
     conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool
 ) -> tuple[ApplyReport, list[Any]]:
+    await _refuse_unknown_error_workflows(conn, specs)
     legacy = await _unnormalized_paths(conn)
     tenants = [spec.tenant_id for spec in specs]
     keys = [spec.key for spec in specs]

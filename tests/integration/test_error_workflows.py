@@ -1,0 +1,126 @@
+"""Error workflows (``on_failure: KEY``): a failed run starts the named workflow once, with
+a summary of the failure; a failure of an error run starts nothing more; apply refuses an
+error workflow that does not exist."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc, final_status, fire, wait_for
+from triggerd.config import load_settings
+from triggerd.errors import DefinitionError
+from triggerd.executor.service import Executor
+from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
+
+BILLING = {
+    "key": "billing",
+    "on_failure": "alert",
+    "graph": {"nodes": [{"id": "charge", "type": "fail",
+                         "params": {"code": "CARD_DECLINED", "message": "card declined"}}]},
+    "triggers": [{"name": "manual", "type": "manual"}],
+}
+ALERT = {
+    "key": "alert",
+    "graph": {"nodes": [{"id": "tell", "type": "set",
+                         "params": {"value": {"failed": "{{ input.execution_id }}",
+                                              "node": "{{ input.failed_node }}"}}}]},
+}
+FAILING_ALERT: dict[str, Any] = {
+    "key": "alert",
+    "on_failure": "billing",
+    "graph": {"nodes": [{"id": "tell", "type": "fail", "params": {"message": "pager down"}}]},
+}
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    yield ex
+    await ex.stop()
+
+
+async def _runs(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await pool.fetch(
+        "SELECT e.id::text AS id, w.key, e.trigger_type, e.status, e.input, e.dedupe_key"
+        " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
+        " ORDER BY e.created_at"))
+
+
+async def test_a_failed_run_starts_its_error_workflow_once_with_a_summary(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, {"workflows": [BILLING, ALERT]})
+    failed = await fire(pool, "billing/manual")
+    assert (await final_status(pool, failed))["status"] == "ERROR"
+
+    async def two_done() -> bool:
+        runs = await _runs(pool)
+        return len(runs) == 2 and all(r["status"] in ("SUCCESS", "ERROR") for r in runs)
+
+    await wait_for(two_done)
+    _, alert = await _runs(pool)
+    assert (alert["key"], alert["trigger_type"], alert["status"], alert["dedupe_key"]) == (
+        "alert", "on_failure", "SUCCESS", f"on_failure:{failed}")
+    summary = alert["input"]
+    assert {k: summary[k] for k in ("execution_id", "workflow", "version", "trigger",
+                                    "trigger_type", "failed_node", "error_code")} == {
+        "execution_id": failed, "workflow": "billing", "version": 1, "trigger": "manual",
+        "trigger_type": "manual", "failed_node": "charge", "error_code": "CARD_DECLINED"}
+    assert summary["error_message"] == "node 'charge' failed: card declined"
+    assert summary["started_at"] and summary["ended_at"]
+    output = await pool.fetchval("SELECT output FROM workflow_executions WHERE id = $1",
+                                 alert["id"])
+    assert output == {"failed": failed, "node": "charge"}
+
+
+async def test_an_error_run_that_fails_starts_nothing_more(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, {"workflows": [BILLING, FAILING_ALERT]})
+    failed = await fire(pool, "billing/manual")
+    await final_status(pool, failed)
+
+    async def alert_failed() -> bool:
+        return any(r["key"] == "alert" and r["status"] == "ERROR" for r in await _runs(pool))
+
+    await wait_for(alert_failed)
+    await executor.stop()
+    await executor.start()  # one more claim round: nothing new appears
+    assert [(r["key"], r["status"]) for r in await _runs(pool)] == [
+        ("billing", "ERROR"), ("alert", "ERROR")]
+
+
+async def test_writing_the_same_failure_twice_starts_one_error_run(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, {"workflows": [BILLING, ALERT]})
+    failed = await fire(pool, "billing/manual")
+    update = ExecutionUpdate(id=failed, status="ERROR", error_code="X", error_message="x",
+                             failed_node="charge")
+    for _ in range(2):
+        async with pool.acquire() as conn:
+            # Taken up again (as after a lost lease), and its end written again.
+            await conn.execute("UPDATE workflow_executions SET status = 'RUNNING',"
+                               " lease_owner = NULL, lease_expires_at = now() - interval '1s'"
+                               " WHERE id = $1", failed)
+            claimed = await claim_executions(conn, "owner", timedelta(minutes=1), 10)
+            assert failed in [c.id for c in claimed]
+            assert await write_progress(conn, "owner", [], [update]) == {failed}
+    assert [(r["key"], r["trigger_type"]) for r in await _runs(pool)] == [
+        ("billing", "manual"), ("alert", "on_failure")]
+
+
+async def test_apply_refuses_an_error_workflow_that_does_not_exist(pool: asyncpg.Pool) -> None:
+    with pytest.raises(DefinitionError, match=r"^on_failure: no workflow 'alert' in the files"
+                                              r" or the database$"):
+        await apply_doc(pool, {"workflows": [BILLING]})
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    # Defined earlier (in the database) is enough.
+    await apply_doc(pool, {"workflows": [ALERT]})
+    await apply_doc(pool, {"workflows": [BILLING]})
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 2
