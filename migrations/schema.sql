@@ -303,6 +303,18 @@ CREATE TABLE public.debounce_windows (
 
 
 --
+-- Name: memory_writes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.memory_writes (
+    execution_id uuid NOT NULL,
+    node_id text NOT NULL,
+    result jsonb NOT NULL,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: node_executions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -474,6 +486,20 @@ CREATE TABLE public.workflow_executions (
 
 
 --
+-- Name: workflow_memory; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.workflow_memory (
+    workflow_id uuid NOT NULL,
+    key text NOT NULL,
+    value jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflow_memory_key_check CHECK (((length(key) >= 1) AND (length(key) <= 512)))
+);
+
+
+--
 -- Name: workflow_triggers; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -615,6 +641,14 @@ ALTER TABLE ONLY public.debounce_windows
 
 
 --
+-- Name: memory_writes memory_writes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.memory_writes
+    ADD CONSTRAINT memory_writes_pkey PRIMARY KEY (execution_id, node_id);
+
+
+--
 -- Name: node_executions node_executions_attempt; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -700,6 +734,14 @@ ALTER TABLE ONLY public.workflow_executions
 
 ALTER TABLE public.workflow_executions
     ADD CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text, 'on_failure'::text]))) NOT VALID;
+
+
+--
+-- Name: workflow_memory workflow_memory_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_memory
+    ADD CONSTRAINT workflow_memory_pkey PRIMARY KEY (workflow_id, key);
 
 
 --
@@ -934,6 +976,13 @@ CREATE INDEX workflow_executions_workflow_created ON public.workflow_executions 
 
 
 --
+-- Name: workflow_memory_expires; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_memory_expires ON public.workflow_memory USING btree (expires_at) WHERE (expires_at IS NOT NULL);
+
+
+--
 -- Name: workflow_triggers_enabled_type; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1050,6 +1099,14 @@ ALTER TABLE ONLY public.debounce_windows
 
 
 --
+-- Name: memory_writes memory_writes_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.memory_writes
+    ADD CONSTRAINT memory_writes_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
+
+
+--
 -- Name: node_executions node_executions_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1079,6 +1136,14 @@ ALTER TABLE ONLY public.trigger_state
 
 ALTER TABLE ONLY public.workflow_executions
     ADD CONSTRAINT workflow_executions_retry_of_fkey FOREIGN KEY (retry_of) REFERENCES public.workflow_executions(id) ON DELETE SET NULL;
+
+
+--
+-- Name: workflow_memory workflow_memory_workflow_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.workflow_memory
+    ADD CONSTRAINT workflow_memory_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES public.workflows(id) ON DELETE CASCADE;
 
 
 --

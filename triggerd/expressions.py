@@ -42,7 +42,7 @@ from jinja2.utils import consume
 from triggerd.errors import TriggerdError
 from triggerd.model import JSON
 
-CONTEXT_NAMES: Final = ("input", "env", "secrets", "nodes", "trigger", "execution")
+CONTEXT_NAMES: Final = ("input", "env", "secrets", "nodes", "trigger", "execution", "memory")
 
 # Compiled templates are cached by source text: a workflow's params are rendered for
 # every run, and compiling is far more expensive than evaluating.
@@ -401,6 +401,7 @@ def build_context(
     node_outputs: Mapping[str, JSON] | None = None,
     trigger: Mapping[str, JSON] | None = None,
     execution: Mapping[str, JSON] | None = None,
+    memory: Mapping[str, JSON] | None = None,
 ) -> dict[str, Any]:
     """The names an expression sees. ``node_outputs`` maps node id -> that node's output
     (only nodes that finished); expressions read it as ``nodes.<id>.output``."""
@@ -411,7 +412,16 @@ def build_context(
         "nodes": {node_id: {"output": output} for node_id, output in (node_outputs or {}).items()},
         "trigger": dict(trigger or {}),
         "execution": dict(execution or {}),
+        "memory": MemoryView(memory or {}),
     }
+
+
+class MemoryView(dict[str, Any]):
+    """The workflow's memory in expressions: a key nobody stored (or that expired) reads
+    as null, so ``{{ memory.cursor or 0 }}`` works on the first run."""
+
+    def __missing__(self, key: str) -> None:
+        return None
 
 
 # --- static inspection (definition checks) -------------------------------------------

@@ -141,6 +141,13 @@ async def test_round_trip_restores_every_table_row_for_row(
             "INSERT INTO resume_tokens (token_hash, execution_id, decision, decided_by,"
             " decided_at) SELECT sha256('token'), execution_id, 'approved', 'cli:root', now()"
             " FROM approvals")
+        # A memory key and a node's recorded write.
+        await conn.execute(
+            "INSERT INTO workflow_memory (workflow_id, key, value)"
+            " SELECT id, 'cursor', '42' FROM workflows WHERE key = 'quick'")
+        await conn.execute(
+            "INSERT INTO memory_writes (execution_id, node_id, result)"
+            " SELECT execution_id, 'remember', '{\"found\": false}' FROM approvals")
         before = await snapshot(conn)
         empty = [table for table, (rows, _) in before.items() if rows == 0]
         assert not empty, f"tables without rows: {empty}"

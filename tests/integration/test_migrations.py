@@ -36,6 +36,8 @@ EXPECTED_TABLES = {
     "applied_definitions",
     "resume_tokens",
     "approvals",
+    "workflow_memory",
+    "memory_writes",
 }
 
 

@@ -287,7 +287,7 @@ def test_unknown_names_and_undeclared_env_and_secrets() -> None:
         (
             f"{NODE}[1].params.message",
             "expression '{{ foo }}': unknown name 'foo' (expressions see input, env, secrets,"
-            " nodes, trigger, execution)",
+            " nodes, trigger, execution, memory)",
         ),
         (
             f"{NODE}[2].params.message",

@@ -492,8 +492,8 @@ def test_unknown_node_type() -> None:
         ("$.workflows[0].graph.nodes[1].type", "unknown node type 'htpp' (did you mean 'http'?)"),
         (
             "$.workflows[0].graph.nodes[2].type",
-            "unknown node type 'email' (known: approval, fail, http, if, log, noop, respond, set,"
-            " switch, wait)",
+            "unknown node type 'email' (known: approval, fail, http, if, log, memory, noop,"
+            " respond, set, switch, wait)",
         ),
     }
     # Node types added by an installed plugin are known too.

@@ -204,7 +204,15 @@ def test_build_context_exposes_node_outputs_under_output() -> None:
         "nodes": {"a": {"output": 1}},
         "trigger": {},
         "execution": {},
+        "memory": {},
     }
+
+
+def test_memory_reads_absent_keys_as_null() -> None:
+    context = build_context(input=None, memory={"cursor": 41})
+    assert render("{{ memory.cursor + 1 }}", context) == 42
+    assert render("{{ memory.nothing or 0 }}", context) == 0
+    assert render("{{ memory.nothing is none }}", context) is True
 
 
 @pytest.mark.parametrize(

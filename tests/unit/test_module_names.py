@@ -36,6 +36,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "workflows": frozenset({"operations/workflows.py", "store/workflows.py"}),
     # store/approvals.py is the SQL behind operations/approvals.py (decisions).
     "approvals": frozenset({"operations/approvals.py", "store/approvals.py"}),
+    # store/memory.py is the SQL behind nodes/memory.py (the memory node).
+    "memory": frozenset({"nodes/memory.py", "store/memory.py"}),
 }
 
 

@@ -298,6 +298,10 @@ INVALID: list[tuple[str, JSON, str]] = [
     ("approval", {"timeout": "soon"}, "parameter 'timeout': 'soon' is not a duration (use a"
      " number and a unit: ms, s, m, h, d; e.g. '500ms', '30s', '6h')"),
     ("approval", {"to": "ops"}, "unknown parameter 'to' (allowed: message, timeout)"),
+    ("memory", {"key": "k"}, "parameter 'op' is required"),
+    ("memory", {"op": "push", "key": "k"},
+     "parameter 'op': 'push' is not one of get, set, delete, increment, cas"),
+    ("memory", {"op": "get", "key": 5}, "parameter 'key' must be a string, got a number"),
     (
         "wait",
         {"until": "2024-03-01T13:00:00"},

@@ -75,6 +75,7 @@ class PreparedVersion:
     # Nodes whose params hold an expression (None: not known, treat all as such). The
     # others need no expression context, which is the costly part of rendering.
     templated: frozenset[str] | None = None
+    reads_memory: bool = False
 
 
 def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
@@ -94,7 +95,11 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
         timeout=timedelta(milliseconds=row["timeout_ms"]),
     )
     templated = frozenset(n.id for n in prepared.graph.nodes if _has_template(n.params))
-    return replace(prepared, templated=templated)
+    # Expressions that may read `memory` (a textual test: a false positive only costs one
+    # read of the workflow's memory when a run starts).
+    reads_memory = any("memory" in json.dumps(n.params) for n in prepared.graph.nodes
+                       if n.id in templated)
+    return replace(prepared, templated=templated, reads_memory=reads_memory)
 
 
 def _has_template(value: JSON) -> bool:
@@ -219,6 +224,8 @@ class Runner:
     db: Any = None
     # ``execution.resume_url`` in expressions (runs of versions with an approval node).
     resume_url: str | None = None
+    # ``memory`` in expressions: the workflow's memory as the run (re)started.
+    memory: dict[str, JSON] | None = None
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
@@ -388,6 +395,7 @@ class Runner:
                     "created_at": claimed.created_at.isoformat(),
                     **({} if self.resume_url is None else {"resume_url": self.resume_url}),
                 },
+                memory=self.memory or {},
             )
         context = dict(base)
         context["nodes"] = {
@@ -567,6 +575,7 @@ class Runner:
                             now=started,
                             log=logger,
                             db=self.db,
+                            workflow_id=self.claimed.workflow_id,
                         ),
                     )
                 except NodeFailure as exc:

@@ -34,6 +34,7 @@ from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import approvals
 from triggerd.store import executions as store
+from triggerd.store import memory as workflow_memory
 from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
@@ -396,11 +397,16 @@ class Executor(BaseComponent):
             async with self.pool.acquire() as conn:
                 token = await approvals.create_token(conn, execution.id)
             resume_url = f"{self.settings.http.base_url}{RESUME_PATH}/{token}"
+        memory_snapshot = None
+        if version.reads_memory:
+            async with self.pool.acquire() as conn:
+                memory_snapshot = await workflow_memory.snapshot(conn, execution.workflow_id)
         runner = Runner(
             claimed=execution,
             version=version,
             db=self.pool,
             resume_url=resume_url,
+            memory=memory_snapshot,
             http=self._http,
             write=writer.write,
             previous_rows=previous,
@@ -519,13 +525,14 @@ class Executor(BaseComponent):
                             conn, self.settings.scheduler.ledger_retention, 10_000)
                         audit = await audit_retention_batch(
                             conn, self.settings.executor.audit_retention, 1000)
+                        expired = await workflow_memory.sweep_expired(conn, 1000)
                         windows = await drop_closed_windows(conn, 1000)
                         # Inbox rows without a run (filtered) have the runs' retention too.
                         inbox = await inbox_retention_batch(conn, retention, 500)
                         if (
                             deleted < 500 and released < 1000 and stale < 500
                             and slots < 10_000 and windows < 1000 and inbox < 500
-                            and audit < 1000
+                            and audit < 1000 and expired < 1000
                         ):
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database

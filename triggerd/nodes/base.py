@@ -38,8 +38,10 @@ class NodeContext:
     http: aiohttp.ClientSession | None  # the executor's shared session
     now: datetime  # when this attempt started (timezone-aware)
     log: logging.Logger
-    # The executor's database pool, for node types that keep state there (approval).
+    # The executor's database pool, for node types that keep state there (approval,
+    # memory), and the run's workflow (memory is per workflow).
     db: Any = None
+    workflow_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

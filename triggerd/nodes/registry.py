@@ -44,6 +44,7 @@ from triggerd.nodes.fail import FailNode
 from triggerd.nodes.http import HttpNode
 from triggerd.nodes.if_ import IfNode
 from triggerd.nodes.log import LogNode
+from triggerd.nodes.memory import MemoryNode
 from triggerd.nodes.noop import NoopNode
 from triggerd.nodes.respond import RespondNode
 from triggerd.nodes.set import SetNode
@@ -68,6 +69,7 @@ BUILTIN_TYPES: Final[tuple[DescribedNodeType, ...]] = (
     RespondNode(),
     NoopNode(),
     ApprovalNode(),
+    MemoryNode(),
 )
 
 

@@ -1,0 +1,120 @@
+"""``memory``: the workflow's own key/value store, kept between runs (a cursor, a counter,
+a seen-set). Params: ``op`` (get, set, delete, increment, cas), ``key``, ``value`` (set,
+cas; increment: the amount, default 1), ``ttl`` (set, increment, cas: the key expires
+after it), ``expected`` (cas: the value the key must hold, null for absent).
+
+Output ``{"found", "value"}`` (get, set, delete, increment; ``found`` says whether the key
+held a value before: set and increment answer with the new value); cas answers
+``{"swapped", "value"}`` with the value the key holds afterwards. A write is applied once
+per run and node: a node run again after a crash answers what its first run did.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from triggerd.model import JSON
+from triggerd.nodes.base import (
+    NodeContext,
+    NodeFailure,
+    NodeResult,
+    Params,
+    duration_param,
+    or_template,
+    params_schema,
+)
+from triggerd.store import memory
+
+OPS = ("get", "set", "delete", "increment", "cas")
+
+PARAMS_SCHEMA = params_schema(
+    "memory",
+    "Read or change the workflow's memory (kept between runs): get, set, delete,"
+    ' increment, cas (compare-and-set). Output {"found", "value"}; cas {"swapped",'
+    ' "value"}.',
+    {
+        "op": or_template("What to do.", {"enum": list(OPS)},
+                          error="{value} is not an op: use get, set, delete, increment or"
+                                " cas"),
+        "key": or_template("The key (1-512 characters), e.g. 'cursor:orders'.",
+                           {"type": "string", "minLength": 1, "maxLength": 512}),
+        "value": {"description": "set/cas: the value to store (any JSON); increment: the"
+                                 " amount (default 1)."},
+        "ttl": duration_param("set/increment/cas: the key expires this long after the"
+                              " write (default: never)."),
+        "expected": {"description": "cas: the value the key must hold for the swap (null:"
+                                    " the key is absent)."},
+    },
+    required=("op", "key"),
+    examples=[{"op": "get", "key": "cursor"},
+              {"op": "set", "key": "cursor", "value": "{{ input.last_id }}"},
+              {"op": "increment", "key": "runs", "value": 1, "ttl": "7d"}],
+)
+
+_WRITES = ("set", "delete", "increment", "cas")
+
+
+class MemoryNode:
+    name = "memory"
+    # Writes to the database: its RUNNING row is durable before it runs.
+    side_effects = True
+    params_schema = PARAMS_SCHEMA
+
+    async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
+        checked = Params(self.name, params, ("op", "key", "value", "ttl", "expected"))
+        op = checked.text("op")
+        if op not in OPS:
+            raise checked.invalid(f"parameter 'op': {op!r} is not one of {', '.join(OPS)}")
+        key = checked.text("key")
+        if not 1 <= len(key) <= 512:
+            raise checked.invalid("parameter 'key' must be 1-512 characters")
+        ttl = checked.duration("ttl") if "ttl" in checked else None
+        if ctx.db is None or not ctx.workflow_id:
+            raise NodeFailure("NO_DATABASE", "memory node: no database", retryable=False)
+        async with ctx.db.acquire() as conn, conn.transaction():
+            if op == "get":
+                found, value = await memory.get(conn, ctx.workflow_id, key)
+                return NodeResult(output={"found": found, "value": value})
+            done = await memory.applied(conn, ctx.execution_id, ctx.node.id)
+            if done is not None:
+                return NodeResult(output=done)
+            result = await self._write(op, checked, conn, ctx.workflow_id, key, ttl)
+            await memory.record(conn, ctx.execution_id, ctx.node.id, result)
+        return NodeResult(output=result)
+
+    async def _write(self, op: str, checked: Params, conn: Any, workflow_id: str,
+                     key: str, ttl: timedelta | None) -> JSON:
+        if op == "set":
+            if "value" not in checked:
+                raise checked.invalid("parameter 'value' is required for op 'set'")
+            found, _ = await memory.get(conn, workflow_id, key)
+            value = checked.get("value")
+            await memory.set_value(conn, workflow_id, key, value, ttl)
+            return {"found": found, "value": value}
+        if op == "delete":
+            found, old = await memory.delete(conn, workflow_id, key)
+            return {"found": found, "value": old}
+        if op == "increment":
+            amount = checked.get("value", 1)
+            if isinstance(amount, str):
+                try:
+                    amount = float(amount) if "." in amount else int(amount)
+                except ValueError:
+                    raise checked.invalid(
+                        f"parameter 'value' must be a number for op 'increment', got"
+                        f" {amount!r}") from None
+            if not isinstance(amount, int | float) or isinstance(amount, bool):
+                raise checked.invalid("parameter 'value' must be a number for op 'increment'")
+            found, _ = await memory.get(conn, workflow_id, key)
+            value, ok = await memory.increment(conn, workflow_id, key, amount, ttl)
+            if not ok:
+                raise NodeFailure("MEMORY_NOT_A_NUMBER",
+                                  f"memory node: key {key!r} does not hold a number",
+                                  retryable=False)
+            return {"found": found, "value": value}
+        if "value" not in checked:
+            raise checked.invalid("parameter 'value' is required for op 'cas'")
+        swapped, now = await memory.compare_and_set(
+            conn, workflow_id, key, checked.get("expected"), checked.get("value"), ttl)
+        return {"swapped": swapped, "value": now}
