@@ -72,6 +72,8 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
         assert await post(first.base_url, {"decision": "approved", "extra": 1}) == (422, {
             "error": "invalid_body", "message": "unknown field 'extra' (allowed: decision,"
             " note, input)"})
+        nul = await post(first.base_url, {"decision": "approved", "note": "a\u0000b"})
+        assert nul[0] == 422 and "NUL" in nul[1]["message"], nul
         assert await post(first.base_url, {"decision": "approved"}, "not-a-token") == (
             404, {"error": "not_found", "message": "unknown resume link"})
         async with session.get(f"{first.base_url}/hooks/_resume/{token}") as response:

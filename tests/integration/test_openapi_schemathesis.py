@@ -53,7 +53,7 @@ SEED = 20260308
 # operation (400, as the CLI's exit 2).
 CONFIG = """
 [[operations]]
-include-operation-id-regex = "^(fireTrigger|applyDefinitions)$"
+include-operation-id-regex = "^(fireTrigger|applyDefinitions|resumeExecution)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422"]
 
 [[operations]]

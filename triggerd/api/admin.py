@@ -597,7 +597,7 @@ async def _options(request: web.Request, allowed: dict[str, type]) -> dict[str, 
                        f" takes only {', '.join(repr(k) for k in allowed)})")
     for key, kind in allowed.items():
         if key in body and not isinstance(body[key], kind):
-            words = {str: "a string", bool: "a boolean", int: "an integer"}
+            words = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object"}
             raise ApiError(422, "invalid_body", f"{key} must be {words[kind]}")
     return body
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.operations.approvals import DecisionRequest, decide_by_token
+from triggerd.storable import storage_problem
 from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
 
 MAX_BODY = 64 * 1024
@@ -52,6 +53,9 @@ async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
                               "decision is required: \"approved\" or \"rejected\"")
     if note is not None and not isinstance(note, str):
         return error_response(422, "invalid_body", "note must be a string")
+    problem = storage_problem(body)
+    if problem is not None:
+        return error_response(422, "invalid_body", problem)
     try:
         decided = await decide_by_token(pool, token, DecisionRequest(
             decision=decision, note=note, input=body.get("input")))
