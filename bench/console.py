@@ -104,6 +104,7 @@ async def pages(session: aiohttp.ClientSession, base: str, dsn: str) -> list[tup
         failed = await conn.fetchval(
             "SELECT id FROM workflow_executions WHERE status = 'ERROR'"
             " ORDER BY created_at DESC, id DESC LIMIT 1")
+        request = await conn.fetchval("SELECT id FROM webhook_requests ORDER BY id DESC LIMIT 1")
     finally:
         await conn.close()
     listed = [
@@ -119,6 +120,10 @@ async def pages(session: aiohttp.ClientSession, base: str, dsn: str) -> list[tup
         ("executions of a trigger", "/ui/executions?trigger=wf0001/nightly"),
         ("execution detail", f"/ui/executions/{recent}"),
         ("failed execution detail", f"/ui/executions/{failed}"),
+        ("webhook inbox (newest)", "/ui/webhooks"),
+        ("webhook inbox, filtered", "/ui/webhooks?outcome=filtered"),
+        ("webhook inbox of a trigger", "/ui/webhooks?trigger=wf0001/hook"),
+        *([("webhook request", f"/ui/webhooks/{request}")] if request else []),
     ]
     # A deep page: follow "Next page" links 20 times from the start.
     path = "/ui/triggers"

@@ -38,6 +38,9 @@ def add_console_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/workflows/{{key}}", pages.workflow_page)
     router.add_post(f"{PREFIX}/workflows/{{key}}/archive", pages.archive_action)
     router.add_post(f"{PREFIX}/workflows/{{key}}/activate", pages.activate_action)
+    router.add_get(f"{PREFIX}/webhooks", pages.webhooks_page)
+    router.add_get(f"{PREFIX}/webhooks/{{id}}", pages.webhook_page)
+    router.add_post(f"{PREFIX}/webhooks/{{id}}/replay", pages.replay_action)
     router.add_get(f"{PREFIX}/static/{{name}}", pages.static)
 
 

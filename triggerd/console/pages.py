@@ -50,6 +50,8 @@ from triggerd.operations.backfills import cancel as cancel_backfill
 from triggerd.operations.backfills import create as create_backfill
 from triggerd.operations.backfills import get as get_backfill
 from triggerd.operations.triggers import FireRequest, fire, pause, resume, skip
+from triggerd.operations.webhooks import ListRequests, list_requests, show_request
+from triggerd.operations.webhooks import replay as replay_request
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
@@ -65,6 +67,7 @@ from triggerd.store.console import (
     version_graph,
 )
 from triggerd.store.executions import get_execution, node_timeline
+from triggerd.store.inbox import OUTCOMES
 from triggerd.store.records import VersionRecord
 from triggerd.store.trigger_state import get_state
 from triggerd.store.workflows import (
@@ -78,6 +81,7 @@ from triggerd.store.workflows import (
 from triggerd.tokens import hash_token, is_token_form
 from triggerd.trigger_detail import progress
 from triggerd.views import planned_json
+from triggerd.webhooks.inbox_views import request_json
 
 logger = logging.getLogger(__name__)
 
@@ -429,6 +433,45 @@ async def skip_action(request: web.Request) -> web.StreamResponse:
     await skip(request.app[POOL], actor, name, next_count=1,
                note=note if isinstance(note, str) else None)
     raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}")
+
+
+# --- the webhook inbox ----------------------------------------------------------------------
+
+
+async def webhooks_page(request: web.Request) -> web.Response:
+    """The stored deliveries, newest first, by trigger and outcome (keyset pages)."""
+    trigger = request.query.get("trigger") or None
+    outcome = request.query.get("outcome") or None
+    cursor = request.query.get("cursor") or None
+    found = await list_requests(request.app[POOL], ListRequests(
+        trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE))
+    return render(request, "webhooks.html", items=found.items, next_cursor=found.next_cursor,
+                  trigger=trigger or "", outcome=outcome or "", outcomes=OUTCOMES)
+
+
+async def webhook_page(request: web.Request) -> web.Response:
+    return await _webhook(request, message=None, status=200)
+
+
+async def _webhook(request: web.Request, *, message: str | None, status: int,
+                   errors: list[dict[str, str]] | None = None) -> web.Response:
+    found = await show_request(request.app[POOL], request.match_info["id"])
+    return render(request, "webhook.html", status=status, req=request_json(found),
+                  message=message, errors=errors or [])
+
+
+async def replay_action(request: web.Request) -> web.StreamResponse:
+    """Replay a stored request (the operation the CLI and the API call); a refusal is shown
+    on the request's page with its status."""
+    session = _session(request)
+    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    try:
+        result = await replay_request(request.app[POOL], actor, request.match_info["id"])
+    except InputInvalid as exc:
+        return await _webhook(request, message=exc.message, status=422, errors=exc.errors)
+    except Conflict as exc:
+        return await _webhook(request, message=exc.message, status=409)
+    raise web.HTTPSeeOther(f"{PREFIX}/executions/{result.execution_id}")
 
 
 async def _lifecycle_action(request: web.Request, doing: str) -> web.StreamResponse:
