@@ -479,6 +479,7 @@ CREATE TABLE public.workflow_executions (
     not_before timestamp with time zone,
     concurrency_key text,
     concurrency_limit integer,
+    parent_execution_id uuid,
     CONSTRAINT workflow_executions_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT workflow_executions_concurrency_pair CHECK (((concurrency_key IS NULL) = (concurrency_limit IS NULL))),
     CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text])))
@@ -733,7 +734,7 @@ ALTER TABLE ONLY public.workflow_executions
 --
 
 ALTER TABLE public.workflow_executions
-    ADD CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text, 'on_failure'::text]))) NOT VALID;
+    ADD CONSTRAINT workflow_executions_trigger_type_check CHECK ((trigger_type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text, 'retry'::text, 'on_failure'::text, 'workflow'::text]))) NOT VALID;
 
 
 --
@@ -924,6 +925,13 @@ CREATE INDEX workflow_executions_held ON public.workflow_executions USING btree 
 --
 
 CREATE INDEX workflow_executions_new ON public.workflow_executions USING btree (created_at) WHERE ((status = 'NEW'::text) AND (not_before IS NULL) AND (concurrency_key IS NULL));
+
+
+--
+-- Name: workflow_executions_parent; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_parent ON public.workflow_executions USING btree (parent_execution_id) WHERE (parent_execution_id IS NOT NULL);
 
 
 --

@@ -743,14 +743,16 @@ async def _execution_id(pool: asyncpg.Pool, text: str) -> str:
 
 async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.ids import parse_execution_id
-    from triggerd.store.executions import get_execution, node_timeline
+    from triggerd.store.executions import child_executions, get_execution, node_timeline
 
     parse_execution_id(args.id)  # a malformed id is exit 2 before touching the database
     async with _pool(settings) as pool:
         execution_id = await _execution_id(pool, args.id)
         execution = await get_execution(pool, execution_id)
         nodes = await node_timeline(pool, execution_id)
-    doc = {**execution_json(execution), "nodes": [node_json(n) for n in nodes]}
+        children = await child_executions(pool, execution_id)
+    doc = {**execution_json(execution), "nodes": [node_json(n) for n in nodes],
+           "children": children}
     if args.json:
         print_json(doc)
         return 0
@@ -770,6 +772,10 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
         for n in nodes
     ]
     print(_table(rows, ["NODE", "TYPE", "STATUS", "ATTEMPT", "FROM", "TIME", "ERROR"]))
+    if children:
+        print("child runs (workflow nodes):")
+        for child in children:
+            print(f"  {child['id']}  {child['workflow']}  {child['status']}")
     failed = [n for n in nodes if n.error_code or n.error_message]
     if failed:
         print("node errors:")

@@ -74,6 +74,8 @@ class ExecutorSettings:
     retention: timedelta = timedelta(days=30)
     # The audit trail is kept longer than the runs it names: a year by default.
     audit_retention: timedelta = timedelta(days=365)
+    # How deep workflow nodes may nest runs (a child of a child ...).
+    max_workflow_depth: int = 8
     drain: timedelta = timedelta(seconds=20)
     max_resume_output_bytes: int = 16 * 1024 * 1024
     resume_key_file: str = ""
@@ -174,6 +176,7 @@ KEY_HELP: dict[str, str] = {
     "executor.max_output_bytes": "largest stored node/run output before truncation",
     "executor.retention": "finished executions older than this are deleted",
     "executor.audit_retention": "audit rows older than this are deleted",
+    "executor.max_workflow_depth": "how deep workflow nodes may nest runs (1-100)",
     "executor.drain": "on SIGTERM, time running executions get to finish",
     "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",
     "executor.resume_key_file": "key of the encrypted resume copies (shared by replicas)",
@@ -267,10 +270,15 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
         ("executor.max_resume_output_bytes", settings.executor.max_resume_output_bytes, 64),
         ("metrics.label_limit", settings.metrics.label_limit, 1),
+        ("executor.max_workflow_depth", settings.executor.max_workflow_depth, 1),
     ]
     for key, value, minimum in checks:
         if value < minimum:
             return (key,), f"{key}: {value} is below the minimum {minimum}"
+    if settings.executor.max_workflow_depth > 100:
+        return ("executor.max_workflow_depth",), (
+            f"executor.max_workflow_depth: {settings.executor.max_workflow_depth} is above"
+            " the maximum 100")
     if settings.http.processes > MAX_HTTP_PROCESSES:
         return ("http.processes",), (
             f"http.processes: {settings.http.processes} is above the maximum"

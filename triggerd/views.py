@@ -90,6 +90,7 @@ def execution_json(e: ExecutionRecord) -> dict[str, Any]:
         "resume_at": e.resume_at,
         "attempt": e.attempt,
         "retry_of": e.retry_of,
+        "parent_execution_id": e.parent_execution_id,
         "lease_owner": e.lease_owner,
         "lease_expires_at": e.lease_expires_at,
     }

@@ -493,7 +493,7 @@ def test_unknown_node_type() -> None:
         (
             "$.workflows[0].graph.nodes[2].type",
             "unknown node type 'email' (known: approval, fail, http, if, log, memory, noop,"
-            " respond, set, switch, wait)",
+            " respond, set, switch, wait, workflow)",
         ),
     }
     # Node types added by an installed plugin are known too.
@@ -579,6 +579,34 @@ def test_a_workflow_cannot_be_its_own_error_workflow() -> None:
     )}
     assert found(workflow("wf", on_failure="alerts")) == set()
     assert found(workflow("wf", on_failure="Not A Key!")) != set()
+
+
+def _caller(key: str, *calls: str) -> Doc:
+    nodes = [{"id": f"call{i}", "type": "workflow", "params": {"workflow": c}}
+             for i, c in enumerate(calls)] or [{"id": "a", "type": "noop"}]
+    return workflow(key, graph={"nodes": nodes[:1], "edges": []})
+
+
+def test_workflow_nodes_may_not_call_each_other_in_a_cycle_or_too_deep() -> None:
+    cycle = found(_caller("a", "b"), _caller("b", "c"), _caller("c", "a"))
+    assert cycle == {(
+        "$.workflows[2].graph.nodes[0].params.workflow",
+        "workflow 'a' is already running in this chain: a -> b -> c -> a (a cycle of"
+        " sub-workflows)",
+    )}
+    assert found(_caller("self", "self")) == {(
+        "$.workflows[0].graph.nodes[0].params.workflow",
+        "workflow 'self' is already running in this chain: self -> self (a cycle of"
+        " sub-workflows)",
+    )}
+    chain = [_caller(f"w{i}", f"w{i + 1}") for i in range(9)] + [_caller("w9")]
+    assert found(*chain) == {(
+        "$.workflows[0].graph.nodes[0].params.workflow",
+        "workflow 'w0' nests runs deeper than 8 levels (max_workflow_depth)",
+    )}
+    assert found(*chain[1:]) == set()  # 8 levels below w1: allowed
+    # A key given by an expression is known only at run time.
+    assert found(_caller("x", "{{ input.next }}")) == set()
 
 
 def test_approval_edges_take_a_decision_as_when() -> None:

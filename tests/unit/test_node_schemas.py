@@ -302,6 +302,10 @@ INVALID: list[tuple[str, JSON, str]] = [
     ("memory", {"op": "push", "key": "k"},
      "parameter 'op': 'push' is not one of get, set, delete, increment, cas"),
     ("memory", {"op": "get", "key": 5}, "parameter 'key' must be a string, got a number"),
+    ("workflow", {}, "parameter 'workflow' is required"),
+    ("workflow", {"workflow": "x", "input": [1]},
+     "parameter 'input' must be an object, got a list"),
+    ("workflow", {"workflow": "x", "wait": "yes"}, "parameter 'wait' must be true or false"),
     (
         "wait",
         {"until": "2024-03-01T13:00:00"},

@@ -22,7 +22,7 @@ from triggerd.nodes.registry import (
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 BUILTIN_NODE_TYPES = ("http", "set", "if", "switch", "wait", "log", "fail", "respond", "noop",
-                      "approval", "memory")
+                      "approval", "memory", "workflow")
 
 
 def context(

@@ -84,6 +84,7 @@ from triggerd.store.admin import (
 )
 from triggerd.store.audit import AuditEntry, list_audit
 from triggerd.store.executions import (
+    child_executions,
     get_execution,
     node_timeline,
 )
@@ -790,7 +791,9 @@ async def get_execution_handler(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         execution = await get_execution(conn, execution_id)
         nodes = await node_timeline(conn, execution_id)
-    return _ok({**execution_json(execution), "nodes": [node_json(n) for n in nodes]})
+        children = await child_executions(conn, execution_id)
+    return _ok({**execution_json(execution), "nodes": [node_json(n) for n in nodes],
+                "children": children})
 
 
 async def cancel_execution_handler(request: web.Request) -> web.Response:

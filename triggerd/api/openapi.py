@@ -185,6 +185,7 @@ def _schemas() -> dict[str, Schema]:
         "resume_at": _nullable(_DATETIME),
         "attempt": {"type": "integer", "minimum": 0},
         "retry_of": _nullable(_UUID),
+        "parent_execution_id": _nullable(_UUID),
         "lease_owner": _nullable({"type": "string"}),
         "lease_expires_at": _nullable(_DATETIME),
     }
@@ -454,7 +455,11 @@ def _schemas() -> dict[str, Schema]:
         ),
         "Execution": _object(execution_props),
         "ExecutionDetail": _object(
-            {**execution_props, "nodes": {"type": "array", "items": _ref("NodeExecution")}}
+            {**execution_props, "nodes": {"type": "array", "items": _ref("NodeExecution")},
+             "children": {"type": "array", "items": _object({
+                 "id": _UUID, "workflow": {"type": "string"}, "status": {"type": "string"},
+                 "created_at": _DATETIME}),
+                 "description": "runs started by this run's workflow nodes, oldest first"}}
         ),
         "NodeExecution": node,
         "ExecutionPage": _object(

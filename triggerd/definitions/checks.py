@@ -143,11 +143,72 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
             check_trigger_config(trigger.get("type"), trigger, trigger_path, report)
 
 
+# How deep workflow nodes may nest runs, as `check` sees it (the default of
+# [executor] max_workflow_depth, which bounds them at run time).
+MAX_WORKFLOW_DEPTH = 8
+
+
+def _child_calls(workflow: dict[str, Any], path: JsonPath
+                 ) -> list[tuple[str, JsonPath]]:
+    """The workflow keys this workflow's `workflow` nodes name literally, with the path of
+    their parameter (a key given by an expression is known only at run time)."""
+    graph = workflow.get("graph")
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    calls = []
+    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+        if not isinstance(node, dict) or node.get("type") != "workflow":
+            continue
+        params = node.get("params")
+        key = params.get("workflow") if isinstance(params, dict) else None
+        if isinstance(key, str) and "{{" not in key:
+            calls.append((key, (*path, "graph", "nodes", i, "params", "workflow")))
+    return calls
+
+
+def _check_workflow_calls(calls: dict[str, tuple[Report, list[tuple[str, JsonPath]]]]
+                          ) -> None:
+    """No cycle of workflows calling each other, and no chain deeper than
+    MAX_WORKFLOW_DEPTH, among the workflows loaded together."""
+    depth: dict[str, int] = {}
+    reported: set[tuple[str, str]] = set()
+
+    def walk(key: str, trail: tuple[str, ...]) -> int:
+        if key in depth:
+            return depth[key]
+        report, called = calls.get(key, (None, []))
+        deepest = 0
+        for child, where in called:
+            if child in trail or child == key:
+                before = trail[trail.index(child):] if child in trail else ()
+                cycle = " -> ".join((*before, key, child))
+                if report is not None and (key, child) not in reported:
+                    reported.add((key, child))
+                    report.add(where, f"workflow {child!r} is already running in this chain:"
+                                      f" {cycle} (a cycle of sub-workflows)")
+                continue
+            deepest = max(deepest, 1 + walk(child, (*trail, key)))
+        depth[key] = deepest
+        return deepest
+
+    for key, (report, called) in calls.items():
+        if walk(key, ()) > MAX_WORKFLOW_DEPTH and called:
+            report.add(called[0][1], f"workflow {key!r} nests runs deeper than"
+                                     f" {MAX_WORKFLOW_DEPTH} levels (max_workflow_depth)")
+
+
 def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
-    """Checks across everything loaded together: unique workflow keys, and unique paths
-    among enabled webhook triggers."""
+    """Checks across everything loaded together: unique workflow keys, unique paths
+    among enabled webhook triggers, and workflow nodes that call each other in a cycle or
+    too deep."""
     keys: dict[str, tuple[Report, JsonPath]] = {}
     hooks: dict[str, tuple[Report, JsonPath, str]] = {}
+    calls: dict[str, tuple[Report, list[tuple[str, JsonPath]]]] = {}
+    for report, document in documents:
+        for path, workflow in _workflows(document):
+            key = workflow.get("key")
+            if isinstance(key, str) and key not in calls:
+                calls[key] = (report, _child_calls(workflow, path))
+    _check_workflow_calls(calls)
     for report, document in documents:
         for path, workflow in _workflows(document):
             key = workflow.get("key")

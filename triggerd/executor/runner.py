@@ -57,7 +57,7 @@ NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 # Parked node types that decide again when their run wakes, rather than succeed with the
 # output they parked with (``wait``).
-RUN_AGAIN_ON_RESUME = frozenset({"approval"})
+RUN_AGAIN_ON_RESUME = frozenset({"approval", "workflow"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +226,7 @@ class Runner:
     resume_url: str | None = None
     # ``memory`` in expressions: the workflow's memory as the run (re)started.
     memory: dict[str, JSON] | None = None
+    max_workflow_depth: int = 8
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
@@ -576,6 +577,7 @@ class Runner:
                             log=logger,
                             db=self.db,
                             workflow_id=self.claimed.workflow_id,
+                            max_workflow_depth=self.max_workflow_depth,
                         ),
                     )
                 except NodeFailure as exc:

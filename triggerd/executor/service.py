@@ -23,7 +23,6 @@ from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
 from triggerd.executor.resume import ResumeKey, load_resume_key
 from triggerd.executor.runner import (
-    RUN_AGAIN_ON_RESUME,
     PreparedVersion,
     Runner,
     prepare_version,
@@ -391,7 +390,7 @@ class Executor(BaseComponent):
         assert self.resume_key is not None
         version = self._versions[execution.workflow_version_id]
         resume_url = None
-        if any(node.type in RUN_AGAIN_ON_RESUME for node in version.graph.nodes):
+        if any(node.type == "approval" for node in version.graph.nodes):
             # A fresh single-use token each time the run is taken up: the one given out
             # before a restart stays valid, only its hash is stored.
             async with self.pool.acquire() as conn:
@@ -407,6 +406,7 @@ class Executor(BaseComponent):
             db=self.pool,
             resume_url=resume_url,
             memory=memory_snapshot,
+            max_workflow_depth=self.settings.executor.max_workflow_depth,
             http=self._http,
             write=writer.write,
             previous_rows=previous,

@@ -42,6 +42,7 @@ class NodeContext:
     # memory), and the run's workflow (memory is per workflow).
     db: Any = None
     workflow_id: str = ""
+    max_workflow_depth: int = 8  # [executor] max_workflow_depth (workflow nodes)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,6 +48,7 @@ from triggerd.nodes.memory import MemoryNode
 from triggerd.nodes.noop import NoopNode
 from triggerd.nodes.respond import RespondNode
 from triggerd.nodes.set import SetNode
+from triggerd.nodes.subworkflow import WorkflowNode
 from triggerd.nodes.switch import SwitchNode
 from triggerd.nodes.wait import WaitNode
 
@@ -70,6 +71,7 @@ BUILTIN_TYPES: Final[tuple[DescribedNodeType, ...]] = (
     NoopNode(),
     ApprovalNode(),
     MemoryNode(),
+    WorkflowNode(),
 )
 
 

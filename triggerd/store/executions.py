@@ -302,7 +302,48 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
             " nothing was changed"
         )
     await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, execution_id)
+    await _cancel_children(conn, execution_id)
+    # A parent waiting for this run learns its end now (a running run's end wakes it when
+    # its executor writes it).
+    woken = await conn.fetchval(
+        "UPDATE workflow_executions p SET resume_at = now() FROM workflow_executions c"
+        " WHERE c.id = $1 AND c.status = 'CANCELED' AND p.id = c.parent_execution_id"
+        " AND p.status = 'WAITING' RETURNING p.id", execution_id)
+    if woken is not None:
+        await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
     return await get_execution(conn, execution_id)
+
+
+async def _cancel_children(conn: Conn, execution_id: str) -> None:
+    """Cancel the runs the run started through workflow nodes, and theirs, that have not
+    ended: waiting and queued ones end CANCELED, running ones are flagged for their
+    executors, as a cancel of each would."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE tree AS ("
+        "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
+        "  UNION SELECT e.id FROM workflow_executions e JOIN tree t"
+        "  ON e.parent_execution_id = t.id)"
+        " UPDATE workflow_executions e SET"
+        " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
+        " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"
+        " error_code = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE error_code END,"
+        " error_message = CASE WHEN status IN ('NEW', 'WAITING')"
+        "   THEN 'canceled with its parent run' ELSE error_message END,"
+        " lease_owner = CASE WHEN status IN ('NEW', 'WAITING') THEN NULL ELSE lease_owner END,"
+        " cancel_requested = true"
+        " FROM tree WHERE e.id = tree.id AND e.status IN ('NEW', 'RUNNING', 'WAITING')"
+        " RETURNING e.id::text AS id", execution_id)
+    for row in rows:
+        await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, row["id"])
+
+
+async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]]:
+    """The runs this run's workflow nodes started, oldest first."""
+    rows = await conn.fetch(
+        "SELECT e.id::text AS id, w.key AS workflow, e.status, e.created_at"
+        " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
+        " WHERE e.parent_execution_id = $1 ORDER BY e.created_at, e.id", execution_id)
+    return [dict(r) for r in rows]
 
 
 # --- the executor's queue --------------------------------------------------------------
@@ -532,6 +573,7 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::time
       ORDER BY id FOR NO KEY UPDATE) AS held
 WHERE e.id = d.id AND held.id = d.id AND e.lease_owner = $1
 RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_time,
+          e.parent_execution_id,
           e.workflow_id, e.workflow_version_id, e.trigger_type, e.trigger_name,
           e.error_code, e.error_message, d.failed_node,
           -- A run of the live schedule (a backfill's runs count for neither max_runs nor
@@ -647,8 +689,18 @@ error_runs AS (
     ON CONFLICT DO NOTHING
     RETURNING id
 ),
+-- A child run that ended wakes its parent if the parent waits for it (a workflow node
+-- with wait): the parent's node runs again and finds the child's end.
+woken_parents AS (
+    UPDATE workflow_executions p SET resume_at = now()
+    FROM done f
+    WHERE f.parent_execution_id IS NOT NULL AND p.id = f.parent_execution_id
+      AND f.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND p.status = 'WAITING'
+    RETURNING p.id
+),
 error_runs_notified AS (
-    SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text) FROM error_runs
+    SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text)
+    FROM (SELECT id FROM error_runs UNION ALL SELECT id FROM woken_parents) x
     HAVING count(*) > 0
 ),
 acct_audit AS (

@@ -82,6 +82,7 @@ class ExecutionRecord:
     lease_expires_at: datetime | None
     resume_at: datetime | None
     retry_of: str | None
+    parent_execution_id: str | None = None  # a child run of a workflow node
 
 
 @dataclass(frozen=True, kw_only=True)

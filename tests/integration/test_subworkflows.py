@@ -1,0 +1,150 @@
+"""Sub-workflows: a workflow node starts a child run (once per parent run and node), the
+parent waits without a worker and takes the child's output or failure, or goes on at once;
+canceling a parent cancels its waiting children; runs nest at most max_workflow_depth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import yaml
+
+from tests.helpers import apply_doc, final_status, fire, wait_for
+from triggerd.config import load_settings
+from triggerd.executor.service import Executor
+from triggerd.operations import Actor
+from triggerd.operations.executions import cancel
+from triggerd.store.executions import child_executions
+
+OPERATOR = Actor(name="token:ops", via="api")
+
+DOC = """
+workflows:
+  - key: order
+    graph:
+      nodes:
+        - {id: invoice, type: workflow, params: {workflow: invoice, input: {n: "{{ input.n }}"}}}
+        - {id: log, type: workflow, params: {workflow: trail, wait: false}}
+        - {id: done, type: set, params: {value: {total: "{{ nodes.invoice.output.total }}"}}}
+      edges:
+        - {from: invoice, to: log}
+        - {from: log, to: done}
+    triggers: [{name: manual, type: manual}]
+  - key: invoice
+    graph:
+      nodes:
+        - {id: price, type: set, params: {value: {total: "{{ input.n * 10 }}"}}}
+  - key: trail
+    graph: {nodes: [{id: a, type: noop}]}
+  - key: slow
+    graph: {nodes: [{id: hold, type: wait, params: {duration: 1h}}]}
+  - key: waits-on-slow
+    graph: {nodes: [{id: call, type: workflow, params: {workflow: slow}}]}
+    triggers: [{name: manual, type: manual}]
+  - key: fails
+    graph: {nodes: [{id: boom, type: fail, params: {code: NOPE, message: "no stock"}}]}
+  - key: calls-failing
+    graph: {nodes: [{id: call, type: workflow, params: {workflow: fails}}]}
+    triggers: [{name: manual, type: manual}]
+"""
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_MAX_WORKFLOW_DEPTH": "3"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    yield ex
+    await ex.stop()
+
+
+async def _apply(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, yaml.safe_load(DOC))
+
+
+async def test_the_parent_waits_for_the_child_and_takes_its_output(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await _apply(pool)
+    parent = await fire(pool, "order/manual", {"n": 4})
+    row = await final_status(pool, parent)
+    assert row["status"] == "SUCCESS", row["error_message"]
+    assert row["output"] == {"total": 40}
+    children = await child_executions(pool, parent)
+    assert [(c["workflow"], c["status"] in ("NEW", "RUNNING", "SUCCESS")) for c in children
+            ] == [("invoice", True), ("trail", True)]
+    invoice = await pool.fetchrow("SELECT * FROM workflow_executions WHERE id = $1",
+                                  children[0]["id"])
+    assert (str(invoice["parent_execution_id"]), invoice["trigger_type"], invoice["input"]) == (
+        parent, "workflow", {"n": 4})
+    assert invoice["context"]["trigger"]["depth"] == 1
+    # No wait: the node's output is the child's id.
+    log = await pool.fetchval("SELECT output FROM node_executions WHERE execution_id = $1"
+                              " AND node_id = 'log'", parent)
+    assert log == {"execution_id": children[1]["id"]}
+
+
+async def test_a_failed_child_fails_the_node(pool: asyncpg.Pool, executor: Executor) -> None:
+    await _apply(pool)
+    parent = await fire(pool, "calls-failing/manual")
+    row = await final_status(pool, parent)
+    assert row["status"] == "ERROR"
+    [child] = await child_executions(pool, parent)
+    assert row["error_code"] == "CHILD_FAILED"
+    assert row["error_message"] == (
+        f"node 'call' failed: workflow node: the run {child['id']} of fails ended ERROR"
+        " (NOPE: node 'boom' failed: no stock)")
+
+
+async def test_canceling_a_waiting_parent_cancels_its_child(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await _apply(pool)
+    parent = await fire(pool, "waits-on-slow/manual")
+
+    async def both_waiting() -> bool:
+        rows = await pool.fetch("SELECT status FROM workflow_executions")
+        return [r["status"] for r in rows] == ["WAITING", "WAITING"]
+
+    await wait_for(both_waiting)
+    await cancel(pool, OPERATOR, parent)
+    statuses = await pool.fetch("SELECT id::text AS id, status, error_message"
+                                " FROM workflow_executions ORDER BY created_at")
+    assert [(r["status"]) for r in statuses] == ["CANCELED", "CANCELED"]
+    assert statuses[1]["error_message"] == "canceled with its parent run"
+
+
+async def test_a_canceled_child_wakes_its_waiting_parent(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await _apply(pool)
+    parent = await fire(pool, "waits-on-slow/manual")
+
+    async def child_waiting() -> str | None:
+        children = await child_executions(pool, parent)
+        return children[0]["id"] if children and children[0]["status"] == "WAITING" else None
+
+    child = await wait_for(child_waiting)
+    await cancel(pool, OPERATOR, child)
+    row = await final_status(pool, parent)
+    assert (row["status"], row["error_code"]) == ("ERROR", "CHILD_FAILED")
+
+
+async def test_runs_nest_at_most_max_workflow_depth(pool: asyncpg.Pool,
+                                                    executor: Executor) -> None:
+    # A chain built by expressions (check cannot see it): each level calls the next.
+    await apply_doc(pool, {"workflows": [{
+        "key": "deep",
+        "graph": {"nodes": [{"id": "next", "type": "workflow",
+                             "params": {"workflow": "{{ 'deep' }}"}}]},
+        "triggers": [{"name": "manual", "type": "manual"}],
+    }]})
+    root = await fire(pool, "deep/manual")
+    row = await final_status(pool, root)
+    assert row["status"] == "ERROR"
+    depths = await pool.fetch("SELECT (context->'trigger'->>'depth')::int AS d,"
+                              " error_message FROM workflow_executions ORDER BY d NULLS FIRST")
+    assert [r["d"] for r in depths] == [None, 1, 2, 3]
+    assert "sub-workflows nest deeper than 3" in depths[-1]["error_message"]
