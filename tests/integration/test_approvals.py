@@ -170,3 +170,25 @@ async def test_no_decision_before_the_deadline_is_a_timeout(
     assert output == {"decision": "timeout", "note": None, "by": None, "input": None}
     with pytest.raises(Conflict, match=f"^execution {run} already ended \\(SUCCESS\\)$"):
         await decide_by_token(pool, token, DecisionRequest(decision="approved"))
+
+
+async def test_a_decision_while_the_run_still_runs_is_not_lost(pool: asyncpg.Pool) -> None:
+    """The decision lands between the node's look and the park: the park keeps the
+    wake-up, so the run is claimable at once rather than at its deadline."""
+    from datetime import UTC, datetime, timedelta
+
+    from triggerd.store import approvals
+    from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
+
+    await apply_doc(pool, _doc())
+    run = await fire(pool, "release/manual", {"version": "5"})
+    async with pool.acquire() as conn:
+        [claimed] = await claim_executions(conn, "owner", timedelta(minutes=1), 10)
+        assert claimed.id == run
+        async with conn.transaction():
+            await approvals.record_decision(conn, run, approvals.Decision(
+                decision="approved", note=None, by="token:ops", input=None))
+        await write_progress(conn, "owner", [], [ExecutionUpdate(
+            id=run, status="WAITING", resume_at=datetime.now(UTC) + timedelta(hours=1))])
+        assert await conn.fetchval("SELECT resume_at <= now() FROM workflow_executions"
+                                   " WHERE id = $1", run) is True

@@ -148,3 +148,37 @@ async def test_runs_nest_at_most_max_workflow_depth(pool: asyncpg.Pool,
                               " error_message FROM workflow_executions ORDER BY d NULLS FIRST")
     assert [r["d"] for r in depths] == [None, 1, 2, 3]
     assert "sub-workflows nest deeper than 3" in depths[-1]["error_message"]
+
+
+async def test_a_wake_up_while_the_parent_still_runs_is_not_lost(pool: asyncpg.Pool) -> None:
+    """The child ends between the parent's last look at it and the parent's park: the
+    wake-up lands on the running parent and survives the park."""
+    from datetime import UTC, datetime, timedelta
+
+    from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
+
+    await _apply(pool)
+    parent = await fire(pool, "waits-on-slow/manual")
+    async with pool.acquire() as conn:
+        [claimed] = await claim_executions(conn, "parent-owner", timedelta(minutes=1), 10)
+        assert claimed.id == parent
+        child = await fire(pool, "calls-failing/manual")  # any run will do as the child
+        await conn.execute("UPDATE workflow_executions SET parent_execution_id = $1"
+                           " WHERE id = $2", parent, child)
+        [taken] = await claim_executions(conn, "child-owner", timedelta(minutes=1), 10)
+        assert taken.id == child
+        await write_progress(conn, "child-owner", [], [ExecutionUpdate(id=child,
+                                                                        status="SUCCESS")])
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await write_progress(conn, "parent-owner", [], [ExecutionUpdate(
+            id=parent, status="WAITING", resume_at=later)])
+        row = await conn.fetchrow("SELECT status, resume_at <= now() AS due"
+                                  " FROM workflow_executions WHERE id = $1", parent)
+        assert (row["status"], row["due"]) == ("WAITING", True)
+        [again] = await claim_executions(conn, "parent-owner", timedelta(minutes=1), 10)
+        assert again.id == parent
+        # Claimed: the wake-up is spent; parking again waits for the next one.
+        await write_progress(conn, "parent-owner", [], [ExecutionUpdate(
+            id=parent, status="WAITING", resume_at=later)])
+        assert await conn.fetchval("SELECT resume_at FROM workflow_executions WHERE id = $1",
+                                   parent) == later

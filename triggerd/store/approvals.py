@@ -118,10 +118,11 @@ async def waiting_approval(conn: Conn, execution_id: str) -> str | None:
 
 async def wake(conn: Conn, execution_id: str) -> None:
     """A parked run becomes claimable now (its approval node then runs again and finds the
-    decision); the executors are told."""
+    decision); the executors are told. A run still running (about to park) keeps the
+    wake-up and parks claimable (see the executor's final-state statement)."""
     await conn.execute(
-        "UPDATE workflow_executions SET resume_at = now() WHERE id = $1 AND status = 'WAITING'",
-        execution_id)
+        "UPDATE workflow_executions SET resume_at = now() WHERE id = $1"
+        " AND status IN ('WAITING', 'RUNNING')", execution_id)
     await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
 
 

@@ -308,7 +308,7 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
     woken = await conn.fetchval(
         "UPDATE workflow_executions p SET resume_at = now() FROM workflow_executions c"
         " WHERE c.id = $1 AND c.status = 'CANCELED' AND p.id = c.parent_execution_id"
-        " AND p.status = 'WAITING' RETURNING p.id", execution_id)
+        " AND p.status IN ('WAITING', 'RUNNING') RETURNING p.id", execution_id)
     if woken is not None:
         await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
     return await get_execution(conn, execution_id)
@@ -371,7 +371,7 @@ fresh AS (
      LIMIT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due))
      FOR UPDATE SKIP LOCKED)
 UPDATE workflow_executions e
-   SET status = 'RUNNING', lease_owner = $1,
+   SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = now() + $2 * interval '1 millisecond',
        attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
  WHERE e.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due
@@ -563,7 +563,13 @@ ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
 _FINISH = """
 UPDATE workflow_executions e SET
     status = d.status, output = d.output::jsonb, error_code = d.error_code,
-    error_message = d.error_message, resume_at = d.resume_at,
+    error_message = d.error_message,
+    -- A wake-up that came while the run was running (a child ended, a decision arrived:
+    -- they set resume_at on the RUNNING row, which a claim clears) is kept when the run
+    -- parks, so it is claimed again at once instead of missing it.
+    resume_at = CASE WHEN d.status = 'WAITING' AND e.resume_at IS NOT NULL
+                     THEN LEAST(e.resume_at, coalesce(d.resume_at, e.resume_at))
+                     ELSE d.resume_at END,
     end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
@@ -573,7 +579,7 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::time
       ORDER BY id FOR NO KEY UPDATE) AS held
 WHERE e.id = d.id AND held.id = d.id AND e.lease_owner = $1
 RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_time,
-          e.parent_execution_id,
+          e.parent_execution_id, e.resume_at,
           e.workflow_id, e.workflow_version_id, e.trigger_type, e.trigger_name,
           e.error_code, e.error_message, d.failed_node,
           -- A run of the live schedule (a backfill's runs count for neither max_runs nor
@@ -695,12 +701,13 @@ woken_parents AS (
     UPDATE workflow_executions p SET resume_at = now()
     FROM done f
     WHERE f.parent_execution_id IS NOT NULL AND p.id = f.parent_execution_id
-      AND f.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND p.status = 'WAITING'
+      AND f.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND p.status IN ('WAITING', 'RUNNING')
     RETURNING p.id
 ),
 error_runs_notified AS (
     SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text)
-    FROM (SELECT id FROM error_runs UNION ALL SELECT id FROM woken_parents) x
+    FROM (SELECT id FROM error_runs UNION ALL SELECT id FROM woken_parents
+          UNION ALL SELECT id FROM done WHERE status = 'WAITING' AND resume_at <= now()) x
     HAVING count(*) > 0
 ),
 acct_audit AS (
