@@ -213,7 +213,7 @@ class Metrics:
         # them, by name): a schedule's freshness without a series per trigger of 100,000.
         self.monitor_last_success = Gauge(
             "triggerd_trigger_last_success_timestamp_seconds",
-            "When the last successful run of a monitored trigger ended (Unix time; no"
+            "When the last successful scheduled run of a monitored trigger ended (Unix time; no"
             " series until one succeeded)", ["trigger"], registry=reg,
         )
         self.monitor_next_fire = Gauge(

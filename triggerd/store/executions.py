@@ -590,9 +590,9 @@ RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_tim
 # ``held`` locks the rows in id order (renew_leases does the same), so the heartbeat and
 # the writer never wait for each other in a cycle.
 
-# What a finished run tells its trigger's runtime state (trigger_state), for the triggers
-# that ask (pause_after_failures or monitor in their config; the others pay one primary
-# key lookup): the last success, and the consecutive failed scheduled runs, which pause the
+# What a finished scheduled run tells its trigger's runtime state (trigger_state), for the
+# triggers that ask (pause_after_failures or monitor in their config; the others pay one
+# primary key lookup): the last success, and the consecutive failed runs, which pause the
 # trigger once they reach pause_after_failures (actor scheduler, audited, the note naming
 # the runs). Runs of one trigger finished in one batch are folded in the order of their
 # slots: a success among them resets the count to the failures after it. The increments
@@ -618,11 +618,12 @@ _ACCOUNT = f""",
 acct_in AS (
     SELECT f.trigger_id, f.id, f.status, f.scheduled_for, f.end_time, f.scheduled,
            (t.config->>'pause_after_failures')::int AS threshold,
-           w.key || '/' || t.name AS full_name
+           t.workflow_id, t.name
     FROM done f
     JOIN workflow_triggers t ON t.id = f.trigger_id
-    JOIN workflows w ON w.id = t.workflow_id
-    WHERE f.status IN ('SUCCESS', 'ERROR')
+    -- Only runs of the live schedule count (manual, webhook and backfill runs skip the
+    -- join altogether).
+    WHERE f.scheduled AND f.status IN ('SUCCESS', 'ERROR')
       AND (t.config ? 'pause_after_failures' OR t.config ? 'monitor')
 ),
 acct AS (
@@ -633,7 +634,9 @@ acct AS (
                  AND (c.last_ok IS NULL OR a.scheduled_for > c.last_ok)
                ORDER BY a.scheduled_for, a.id) AS errors
     FROM (
-        SELECT a.trigger_id, max(a.threshold) AS threshold, max(a.full_name) AS full_name,
+        SELECT a.trigger_id, max(a.threshold) AS threshold,
+               (SELECT w.key FROM workflows w WHERE w.id = max(a.workflow_id::text)::uuid)
+                   || '/' || max(a.name) AS full_name,
                max(a.end_time) FILTER (WHERE a.status = 'SUCCESS') AS last_success,
                max(a.scheduled_for) FILTER (WHERE a.scheduled AND a.status = 'SUCCESS')
                    AS last_ok
