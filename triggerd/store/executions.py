@@ -584,8 +584,10 @@ RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_tim
           e.error_code, e.error_message, d.failed_node,
           -- A run of the live schedule (a backfill's runs count for neither max_runs nor
           -- pause_after_failures).
-          (e.dedupe_key LIKE 'cron:%' AND NOT coalesce(e.context->'trigger' ? 'backfill',
-                                                        false)) AS scheduled
+          -- CASE: the context is read only for runs with a schedule's key.
+          CASE WHEN e.dedupe_key LIKE 'cron:%'
+               THEN NOT coalesce(e.context->'trigger' ? 'backfill', false)
+               ELSE false END AS scheduled
 """
 # ``held`` locks the rows in id order (renew_leases does the same), so the heartbeat and
 # the writer never wait for each other in a cycle.
