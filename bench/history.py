@@ -603,29 +603,13 @@ async def _warm(dsn: str) -> None:
 def measure_ingest(dsn: str, folder: Path, run: str, seconds: float) -> Any:
     """bench/webhook.py's ``triggerd`` server (webhook component only, one process) on
     ``dsn``, loaded by its load generator with signed requests: its LoadResult."""
-    import subprocess
 
     from bench import webhook as wb
 
     wrk = wb.ensure_wrk()
-    (folder / "bench.yaml").write_text(wb.definitions("standard"))
     script = wb.lua_script(folder)
-    port = wb.free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(wb.ROOT),
-        "BENCH_STANDARD_SECRET": wb.STANDARD_SECRET,
-        "TRIGGERD_DAEMON_STATE_DIR": str(folder / "state"),
-        "TRIGGERD_DAEMON_DEFINITIONS": str(folder / "bench.yaml"),
-        "TRIGGERD_DATABASE_URL": dsn,
-        "TRIGGERD_HTTP_PORT": str(port),
-        "TRIGGERD_HTTP_MAX_PENDING": str(10**9),
-        "TRIGGERD_HTTP_PROCESSES": "1",
-        "TRIGGERD_LOG_LEVEL": "warning",
-    }
-    server = subprocess.Popen(
-        [sys.executable, wb.__file__, "--serve", "triggerd", "--port", str(port)], env=env
-    )
+    server, port = _webhook_server(dsn, folder, "bench.yaml", wb.definitions("standard"),
+                                   {"BENCH_STANDARD_SECRET": wb.STANDARD_SECRET})
 
     def load(name: str, duration: float) -> Any:
         wb.write_requests(folder, name, 1, int(duration * wb.SIGN_RATE), "standard")
@@ -681,22 +665,22 @@ async def part_ingest(admin: str, executions: int, seconds: float, rounds: int) 
 # --- retention while webhooks arrive at a fixed rate ----------------------------------------
 
 
-def _start_ingest_server(dsn: str, folder: Path) -> tuple[Any, int]:
-    """bench/webhook.py's ``triggerd`` server (webhook component, one process) with
-    bench/sustained.py's workflow (bearer token, async answer) on ``dsn``."""
+def _webhook_server(dsn: str, folder: Path, name: str, definitions: str,
+                    extra_env: dict[str, str]) -> tuple[Any, int]:
+    """bench/webhook.py's ``triggerd`` server (webhook component, one process, no 429) on
+    ``dsn`` with ``definitions`` (written to ``folder/name``): the process and its port."""
     import subprocess
 
-    from bench import sustained as su
     from bench import webhook as wb
 
-    (folder / "sustained.yaml").write_text(su.definitions())
+    (folder / name).write_text(definitions)
     port = wb.free_port()
     env = {
         **os.environ,
+        **extra_env,
         "PYTHONPATH": str(wb.ROOT),
-        "BENCH_TOKEN": wb.TOKEN,
         "TRIGGERD_DAEMON_STATE_DIR": str(folder / "state"),
-        "TRIGGERD_DAEMON_DEFINITIONS": str(folder / "sustained.yaml"),
+        "TRIGGERD_DAEMON_DEFINITIONS": str(folder / name),
         "TRIGGERD_DATABASE_URL": dsn,
         "TRIGGERD_HTTP_PORT": str(port),
         "TRIGGERD_HTTP_MAX_PENDING": str(10**9),
@@ -706,6 +690,17 @@ def _start_ingest_server(dsn: str, folder: Path) -> tuple[Any, int]:
     server = subprocess.Popen(
         [sys.executable, wb.__file__, "--serve", "triggerd", "--port", str(port)], env=env
     )
+    return server, port
+
+
+def _start_ingest_server(dsn: str, folder: Path) -> tuple[Any, int]:
+    """The same server with bench/sustained.py's workflow (bearer token, async answer),
+    once it answers."""
+    from bench import sustained as su
+    from bench import webhook as wb
+
+    server, port = _webhook_server(dsn, folder, "sustained.yaml", su.definitions(),
+                                   {"BENCH_TOKEN": wb.TOKEN})
     wb.wait_healthy(port, server, "triggerd")
     return server, port
 
