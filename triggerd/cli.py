@@ -714,7 +714,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
             await get_workflow(pool, args.workflow)  # exit 3 for a workflow that does not exist
         items = await list_executions(pool, status=status, trigger_id=trigger_id,
                                       workflow_key=args.workflow, since=since, before=until,
-                                      limit=args.limit)
+                                      limit=args.limit, test=args.test)
     if args.json:
         print_json([execution_json(e) for e in items])
         return 0
@@ -1155,6 +1155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="INSTANT", help="created at or after (ISO-8601)")
     p.add_argument("--until", metavar="INSTANT", help="created before (ISO-8601)")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--test", action="store_true",
+                   help="list test runs (triggerd test) instead of the others")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_executions_list)
     p = esub.add_parser("show", help="show an execution and its node timeline")
@@ -1196,6 +1198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_webhooks_commands(sub, _Parser)
     add_workflows_commands(sub, _Parser)
+    from triggerd.cli_testruns import add_test_command
+
+    add_test_command(sub)
 
     token = sub.add_parser("token", help="create, list or revoke admin API tokens")
     ksub = token.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

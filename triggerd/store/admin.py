@@ -37,9 +37,12 @@ async def page_executions(
     workflow_id: str | None = None,
     limit: int = 50,
     after: ExecutionPosition | None = None,
+    test: bool = False,
 ) -> list[ExecutionRecord]:
-    """Up to ``limit`` executions, newest first, strictly after ``after`` when given."""
+    """Up to ``limit`` executions, newest first, strictly after ``after`` when given
+    (``test``: the test runs instead of the others)."""
     query, args = execution_list_query(
+        test=test,
         status=status,
         trigger_id=trigger_id,
         workflow_id=workflow_id,
@@ -83,7 +86,7 @@ async def queue_depth(conn: Conn) -> dict[str, int]:
     status on ``workflow_executions_status_created``."""
     rows = await conn.fetch(
         "SELECT status, count(*) AS n FROM workflow_executions"
-        " WHERE status = ANY($1::text[]) GROUP BY status",
+        " WHERE status = ANY($1::text[]) AND NOT test GROUP BY status",
         list(ACTIVE_STATUSES),
     )
     counts = dict.fromkeys(ACTIVE_STATUSES, 0)

@@ -149,6 +149,10 @@ _EXEC_FROM = (
     " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
     " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
 )
+# Lists leave test runs out (their workflow is a scratch copy, migration 0025): a condition
+# of the join, on the row it reads anyway, so each list keeps its statement and its plan.
+_LIST_FROM = _EXEC_FROM.replace(
+    "ON w.id = e.workflow_id", "ON w.id = e.workflow_id AND w.status <> 'test'")
 
 
 async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
@@ -201,11 +205,13 @@ def execution_list_query(
     since: datetime | None = None,
     limit: int,
     id_order: str = "DESC",
+    test: bool = False,
 ) -> tuple[str, list[Any]]:
     """The statement (and its arguments) of one page of executions, newest first, with only
     the conditions that were asked for. Each combination is its own prepared statement, so
     its plan can use the index that fits: a generic plan of ``$1 IS NULL OR status = $1``
-    cannot, and read the whole table for every page once history grew."""
+    cannot, and read the whole table for every page once history grew. ``test``: only test
+    runs (else none)."""
     conditions: list[str] = []
     args: list[Any] = []
 
@@ -213,6 +219,8 @@ def execution_list_query(
         args.append(value)
         return f"${len(args)}"
 
+    if test:
+        conditions.append("e.test")
     if status is not None:
         conditions.append(f"e.status = {arg(status)}")
     if trigger_id is not None:
@@ -233,7 +241,7 @@ def execution_list_query(
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     order = "e.id DESC" if id_order == "DESC" else "e.id"
     query = (
-        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}{where}"
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM if test else _LIST_FROM}{where}"
         f" ORDER BY e.created_at DESC, {order} LIMIT {arg(limit)}"
     )
     return query, args
@@ -248,9 +256,12 @@ async def list_executions(
     limit: int = 50,
     before: datetime | None = None,
     since: datetime | None = None,
+    test: bool = False,
 ) -> list[ExecutionRecord]:
-    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at."""
+    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at;
+    ``test``: the test runs instead of the others."""
     query, args = execution_list_query(
+        test=test,
         status=status,
         trigger_id=trigger_id,
         workflow_key=workflow_key,
@@ -355,18 +366,19 @@ CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e
 
 # Plain NEW rows only: rows held back by a debounce time or a concurrency key are claimed
 # by triggerd/store/keyed.py (the partial index workflow_executions_new has only these).
+# Test runs (migration 0025) are never claimed here: the process that started one runs it.
 _CLAIM = """
 WITH expired AS (
     SELECT id FROM workflow_executions
-     WHERE status = 'RUNNING' AND lease_expires_at < now()
+     WHERE status = 'RUNNING' AND lease_expires_at < now() AND NOT test
      ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 due AS (
     SELECT id FROM workflow_executions
-     WHERE status = 'WAITING' AND resume_at <= now()
+     WHERE status = 'WAITING' AND resume_at <= now() AND NOT test
      ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 fresh AS (
     SELECT id FROM workflow_executions
-     WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL
+     WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL AND NOT test
      ORDER BY created_at
      LIMIT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due))
      FOR UPDATE SKIP LOCKED)

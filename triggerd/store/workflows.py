@@ -866,7 +866,8 @@ async def list_workflows(
         f"SELECT {_WORKFLOW_COLUMNS},"
         " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
         " AS latest_version FROM workflows w"
-        " WHERE ($1::text IS NULL OR (w.key, w.id) > ($1, $2::uuid)) ORDER BY w.key, w.id"
+        " WHERE ($1::text IS NULL OR (w.key, w.id) > ($1, $2::uuid)) AND w.status <> 'test'"
+        " ORDER BY w.key, w.id"
         " LIMIT $3",
         after_key,
         after_id,
