@@ -58,7 +58,7 @@ def pick_target(specs: Sequence[WorkflowSpec], key: str, trigger: str | None) ->
     found = [s for s in specs if s.key == key]
     if not found:
         keys = ", ".join(sorted(s.key for s in specs)) or "none"
-        raise UsageError(f"--workflow: no workflow {key!r} in the definitions"
+        raise UsageError(f"no workflow {key!r} in the definitions"
                          f" (they have: {keys})")
     spec = found[0]
     if trigger is None:
@@ -69,7 +69,7 @@ def pick_target(specs: Sequence[WorkflowSpec], key: str, trigger: str | None) ->
             return Target(spec=spec, trigger_name=t.name, trigger_type=TriggerType(t.type).value,
                           trigger_input=dict(t.input))
     names = ", ".join(sorted(t.name for t in spec.triggers)) or "none"
-    raise UsageError(f"--trigger: workflow {key!r} has no trigger {trigger!r}"
+    raise UsageError(f"workflow {key!r} has no trigger {trigger!r}"
                      f" (it has: {names})")
 
 

@@ -39,7 +39,7 @@ from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
 from triggerd.store.slots import delete_old_slots
-from triggerd.store.testruns import test_retention_batch
+from triggerd.store.testruns import delete_old_test_runs
 from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -595,7 +595,7 @@ class Executor(BaseComponent):
                         audit = await audit_retention_batch(
                             conn, self.settings.executor.audit_retention, 1000)
                         expired = await workflow_memory.sweep_expired(conn, 1000)
-                        tests = await test_retention_batch(
+                        tests = await delete_old_test_runs(
                             conn, self.settings.executor.test_retention, 100)
                         windows = await drop_closed_windows(conn, 1000)
                         # Inbox rows without a run (filtered) have the runs' retention too.

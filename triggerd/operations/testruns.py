@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import asyncpg
 
@@ -49,6 +49,8 @@ DECISION_NOTE: Final = "test run"
 
 @dataclass(frozen=True, kw_only=True)
 class TestRunRequest:
+    __test__: ClassVar[bool] = False  # a request, not a test case (pytest collects Test*)
+
     specs: Sequence[WorkflowSpec]  # the loaded (and checked) definitions
     workflow: str
     input: dict[str, JSON] = field(default_factory=dict)
@@ -59,6 +61,8 @@ class TestRunRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class TestRunResult:
+    __test__: ClassVar[bool] = False
+
     execution: ExecutionRecord
     nodes: list[NodeExecutionRecord]
     dry: bool
@@ -136,7 +140,7 @@ async def _await_wake_up(pool: asyncpg.Pool, executor: Executor, actor: Actor,
     """Wait until the parked run may go on (True), or it ended (False)."""
     while True:
         async with pool.acquire() as conn:
-            state = await store.test_run_state(conn, execution_id)
+            state = await store.run_state(conn, execution_id)
             node = await store.waiting_approval_node(conn, execution_id)
         if state is None or state.status in FINAL_STATUSES:
             return False
@@ -172,7 +176,7 @@ async def _fail_undecided(pool: asyncpg.Pool, executor: Executor, execution_id: 
         failed_node=node, drop_resume_copies=True))
 
 
-async def test_run_result(pool: asyncpg.Pool, execution_id: str, *, dry: bool
+async def finished_test_run(pool: asyncpg.Pool, execution_id: str, *, dry: bool
                           ) -> TestRunResult:
     async with pool.acquire() as conn:
         execution = await get_execution(conn, execution_id)
@@ -202,4 +206,4 @@ async def run_test(
                              observe=observe)
     finally:
         await executor.close_single()
-    return await test_run_result(pool, execution_id, dry=request.dry)
+    return await finished_test_run(pool, execution_id, dry=request.dry)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from triggerd.model import JSON
 from triggerd.store.executions import CLAIM_RETURNING, ClaimedExecution, claimed_execution
@@ -88,12 +88,14 @@ async def claim_test_run(
 
 @dataclass(frozen=True, kw_only=True)
 class TestRunState:
+    __test__: ClassVar[bool] = False  # not a test case (pytest collects Test*)
+
     status: str
     resume_at: datetime | None
     now: datetime  # the database's clock, which resume_at is on
 
 
-async def test_run_state(conn: Conn, execution_id: str) -> TestRunState | None:
+async def run_state(conn: Conn, execution_id: str) -> TestRunState | None:
     row = await conn.fetchrow(
         "SELECT status, resume_at, now() AS now FROM workflow_executions"
         " WHERE id = $1 AND test", execution_id)
@@ -112,7 +114,7 @@ async def waiting_approval_node(conn: Conn, execution_id: str) -> str | None:
     return node
 
 
-async def test_retention_batch(conn: Conn, older_than: timedelta, batch: int = 100) -> int:
+async def delete_old_test_runs(conn: Conn, older_than: timedelta, batch: int = 100) -> int:
     """Delete up to ``batch`` scratch workflows created more than ``older_than`` ago, with
     their runs (the delete cascades as for any workflow); returns how many."""
     result: str = await conn.execute(
