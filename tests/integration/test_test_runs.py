@@ -365,3 +365,28 @@ async def test_the_api_runs_a_test_run_over_http(
         assert response.status == 400, bad
         assert (await response.json())["message"] == message
     assert await _count(pool, "workflow_executions") == 2
+
+
+async def test_an_executor_with_metrics_leaves_test_runs_out(pool: asyncpg.Pool) -> None:
+    """The daemon's executor path with its metrics: a test run counts in none of them."""
+    from triggerd.api.metrics import Metrics
+    from triggerd.executor.service import Executor
+    from triggerd.store.testruns import claim_test_run
+
+    metrics = Metrics(process_metrics=False)
+    executor = Executor(pool=pool, dsn="", settings=Settings(), metrics=metrics)
+    await executor.open_single()
+    try:
+        run = await start_test_run(pool, _request({"workflows": [{
+            "key": "plain", "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]}, "plain"))
+        async with pool.acquire() as conn:
+            claimed = await claim_test_run(conn, run, executor.owner, executor.lease)
+        assert claimed is not None
+        update = await executor.run_one(claimed)
+    finally:
+        await executor.close_single()
+    assert update is not None and update.status == "SUCCESS"
+    names = {s.name for m in metrics.registry.collect() for s in m.samples
+             if s.name.startswith(("triggerd_executions", "triggerd_execution_seconds",
+                                   "triggerd_node_seconds")) and s.value}
+    assert names == set()
