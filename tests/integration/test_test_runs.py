@@ -149,6 +149,11 @@ async def test_a_test_run_succeeds_prints_its_timeline_and_stays_out_of_lists(
     assert json.loads(workflows.stdout) == []
     shown = await _cli(config, "executions", "show", execution_id, "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "SUCCESS"
+    retried = await _cli(config, "executions", "retry", execution_id)
+    assert retried.returncode == 4
+    assert retried.stderr.strip() == (
+        f"triggerd: error: execution {execution_id} is a test run: run triggerd test again"
+        " instead of retrying it")
 
 
 async def test_json_prints_one_document_with_the_nodes(

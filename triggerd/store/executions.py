@@ -942,6 +942,10 @@ async def release_expired_dedupe_keys(conn: Conn, batch: int = 1000) -> int:
 async def retry_execution(conn: Conn, execution_id: str) -> str:
     """A new execution with the same input, version and trigger, linked to the old one."""
     old = await get_execution(conn, execution_id)
+    if isinstance(old.context, dict) and "test" in old.context:
+        # Its workflow is a scratch copy only `triggerd test` runs (migration 0025).
+        raise Conflict(f"execution {execution_id} is a test run: run triggerd test again"
+                       " instead of retrying it")
     item = NewExecution(
         workflow_id=old.workflow_id,
         trigger_id=old.trigger_id,
