@@ -336,6 +336,17 @@ class TriggerSpec:
     input: dict[str, JSON] = field(default_factory=dict)
 
 
+# Objects that name no tenant belong to this one (definition documents without
+# ``tenant:``, rows from before tenants, webhooks at /hooks/{path}).
+DEFAULT_TENANT = "default"
+
+
+def tenant_label(tenant: str, name: str) -> str:
+    """``name`` (a workflow key or trigger name) as operators read it: bare in the default
+    tenant, ``tenant:name`` in another."""
+    return name if tenant == DEFAULT_TENANT else f"{tenant}:{name}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkflowSpec:
     key: str
@@ -351,6 +362,6 @@ class WorkflowSpec:
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     timeout: timedelta = timedelta(hours=1)
     triggers: tuple[TriggerSpec, ...] = ()
-    tenant_id: str = "default"
+    tenant_id: str = DEFAULT_TENANT
     # The error workflow: started with a summary of every failed run of this one.
     on_failure: str | None = None

@@ -20,13 +20,13 @@ import re
 from dataclasses import dataclass
 
 from triggerd.errors import UsageError
+from triggerd.model import DEFAULT_TENANT
 
 TOKEN_PREFIX = "tgd_"  # noqa: S105 - the public marker of the form
 TOKEN_BYTES = 32
 # The stored, displayed part: the fixed prefix and 8 characters (48 of the 256 bits).
 DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
 INITIAL_TOKEN_NAME = "initial"  # noqa: S105 - a name, not a secret
-DEFAULT_TENANT = "default"
 
 _TOKEN = re.compile(r"tgd_[A-Za-z0-9_-]{43}")
 NAME_RULE = "1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit"

@@ -6,7 +6,12 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from triggerd.definitions.build import build_graph, build_trigger_config, build_workflow
+from triggerd.definitions.build import (
+    build_graph,
+    build_trigger_config,
+    build_workflow,
+    document_tenant,
+)
 from triggerd.definitions.checks import (
     check_across,
     check_document,
@@ -101,7 +106,8 @@ def _analyze(
         return problems, []
     built: dict[tuple[str, str], TriggerConfig] = {}  # equal configs are built once
     return [], [
-        build_workflow(wf, built) for _, document in parsed for wf in document["workflows"]
+        build_workflow(wf, built, tenant=document_tenant(document))
+        for _, document in parsed for wf in document["workflows"]
     ]
 
 

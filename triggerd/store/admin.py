@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.store.executions import execution_list_query
+from triggerd.store.executions import ExecutionScope, execution_list_query
 from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
@@ -37,9 +37,11 @@ async def page_executions(
     workflow_id: str | None = None,
     limit: int = 50,
     after: ExecutionPosition | None = None,
+    scope: ExecutionScope | None = None,
 ) -> list[ExecutionRecord]:
     """Up to ``limit`` executions, newest first, strictly after ``after`` when given."""
     query, args = execution_list_query(
+        scope=scope,
         status=status,
         trigger_id=trigger_id,
         workflow_id=workflow_id,

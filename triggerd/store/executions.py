@@ -15,7 +15,7 @@ import asyncpg
 
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
-from triggerd.model import JSON
+from triggerd.model import DEFAULT_TENANT, JSON
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, FINISHED
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
@@ -151,13 +151,18 @@ _EXEC_FROM = (
 )
 
 
-async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
+async def get_execution(
+    conn: Conn, execution_id: str, tenant: str | None = None
+) -> ExecutionRecord:
+    """The execution ``execution_id``; with ``tenant``, only one of that tenant (another
+    tenant's run is not found, with the same message as a run that does not exist)."""
     try:
         uuid.UUID(execution_id)
     except ValueError:
         raise NotFound(f"{execution_id!r} is not an execution id (a UUID)") from None
     row = await conn.fetchrow(
-        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM} WHERE e.id = $1"
+        " AND ($2::text IS NULL OR e.tenant_id = $2)", execution_id, tenant,
     )
     if row is None:
         raise NotFound(f"no execution {execution_id}")
@@ -190,6 +195,17 @@ async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
     return found
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExecutionScope:
+    """Which runs a list may show: of one tenant (None: every tenant) and with the given
+    correlation ids."""
+
+    tenant: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    conversation_id: str | None = None
+
+
 def execution_list_query(
     *,
     status: str | None = None,
@@ -201,6 +217,7 @@ def execution_list_query(
     since: datetime | None = None,
     limit: int,
     id_order: str = "DESC",
+    scope: ExecutionScope | None = None,
 ) -> tuple[str, list[Any]]:
     """The statement (and its arguments) of one page of executions, newest first, with only
     the conditions that were asked for. Each combination is its own prepared statement, so
@@ -221,7 +238,15 @@ def execution_list_query(
         conditions.append(f"e.workflow_id = {arg(workflow_id)}::uuid")
     if workflow_key is not None:
         key = arg(workflow_key)
-        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key})")
+        tenant = arg(DEFAULT_TENANT if scope is None or scope.tenant is None else scope.tenant)
+        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key}"
+                          f" AND tenant_id = {tenant})")
+    if scope is not None:
+        # Each correlation id has an index of its own (newest first), as has a tenant.
+        for column in ("tenant_id", "agent_id", "session_id", "conversation_id"):
+            value = getattr(scope, "tenant" if column == "tenant_id" else column)
+            if value is not None:
+                conditions.append(f"e.{column} = {arg(value)}")
     if after is not None:
         created_at, last_id = after
         position = f"({arg(created_at)}::timestamptz, {arg(last_id)}::uuid)"
@@ -248,9 +273,11 @@ async def list_executions(
     limit: int = 50,
     before: datetime | None = None,
     since: datetime | None = None,
+    scope: ExecutionScope | None = None,
 ) -> list[ExecutionRecord]:
     """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at."""
     query, args = execution_list_query(
+        scope=scope,
         status=status,
         trigger_id=trigger_id,
         workflow_key=workflow_key,
