@@ -150,7 +150,8 @@ def build_trigger(
     documents across calls: a large file repeats a few thousand schedules."""
     trigger_type = TriggerType(doc["type"])
     version = doc.get("version")
-    rest = {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
+    rest = {k: v for k, v in doc.items()
+            if k not in TRIGGER_COMMON_KEYS and k != "correlation"}
     if built is None:
         config = build_trigger_config(trigger_type, rest)
     else:
@@ -164,6 +165,7 @@ def build_trigger(
         version=None if version is None else int(version),
         input=_json(doc.get("input", {})),
         config=config,
+        correlation=dict(doc.get("correlation", {})),
     )
 
 

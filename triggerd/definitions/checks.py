@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from triggerd.correlation import correlation_problems
 from triggerd.cron import parse_cron
 from triggerd.definitions.build import document_tenant
 from triggerd.definitions.params import check_nodes
@@ -544,6 +545,10 @@ def check_trigger_config(
 ) -> None:
     """The checks of one trigger's type-specific keys (also used for stored configs)."""
     check_scheduled(trigger_type, config, path, report)
+    mapping = config.get("correlation")
+    if isinstance(mapping, dict):
+        for key, problem in correlation_problems(str(trigger_type), mapping):
+            report.add((*path, "correlation", key), problem)
     if trigger_type == "cron":
         _check_cron(config, path, report)
     elif trigger_type == "webhook":

@@ -15,7 +15,7 @@ import asyncpg
 
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
-from triggerd.model import DEFAULT_TENANT, JSON
+from triggerd.model import DEFAULT_TENANT, JSON, Correlation
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, FINISHED
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
@@ -39,6 +39,7 @@ class NewExecution:
     scheduled_for: datetime | None = None
     version: int | None = None  # pinned version; None = latest published at insert time
     retry_of: str | None = None
+    correlation: Correlation | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -46,28 +47,31 @@ _INSERT = """
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                          $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[],
-                         $10::timestamptz[], $11::int[], $12::uuid[])
+                         $10::timestamptz[], $11::int[], $12::uuid[], $13::text[],
+                         $14::text[], $15::text[], $16::jsonb[])
         AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms,
-             input, context, scheduled_for, version, retry_of)
+             input, context, scheduled_for, version, retry_of, agent_id, session_id,
+             conversation_id, correlation)
 ),
 -- What foreign keys would do (migration 0002): lock the parents; a row whose workflow or
 -- trigger is gone is not written and comes back as missing.
 workflows_locked AS (
-    SELECT w.id FROM workflows w WHERE w.id IN (SELECT d.workflow_id FROM d) FOR KEY SHARE
+    SELECT w.id, w.tenant_id FROM workflows w WHERE w.id IN (SELECT d.workflow_id FROM d)
+    FOR KEY SHARE
 ),
 triggers_locked AS (
     SELECT t.id FROM workflow_triggers t WHERE t.id IN (SELECT d.trigger_id FROM d)
     FOR KEY SHARE
 ),
 ok AS (
-    SELECT d.* FROM d
-    WHERE d.workflow_id IN (SELECT id FROM workflows_locked)
-      AND (d.trigger_id IS NULL OR d.trigger_id IN (SELECT id FROM triggers_locked))
+    SELECT d.*, wl.tenant_id FROM d JOIN workflows_locked wl ON wl.id = d.workflow_id
+    WHERE (d.trigger_id IS NULL OR d.trigger_id IN (SELECT id FROM triggers_locked))
 ),
 ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
-        scheduled_for, retry_of)
+        scheduled_for, retry_of, tenant_id, agent_id, session_id, conversation_id,
+        correlation)
     SELECT d.id, d.workflow_id,
            (SELECT v.id FROM workflow_versions v
              WHERE v.workflow_id = d.workflow_id
@@ -75,7 +79,8 @@ ins AS (
            d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL THEN NULL
                 ELSE now() + d.ttl_ms * interval '1 millisecond' END,
-           d.input, d.context, d.scheduled_for, d.retry_of
+           d.input, d.context, d.scheduled_for, d.retry_of, d.tenant_id, d.agent_id,
+           d.session_id, d.conversation_id, d.correlation
     FROM ok d
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
@@ -101,6 +106,18 @@ def insert_arguments(items: Sequence[NewExecution]) -> list[list[Any]]:
         [i.scheduled_for for i in items],
         [i.version for i in items],
         [i.retry_of for i in items],
+        *correlation_arrays([i.correlation for i in items]),
+    ]
+
+
+def correlation_arrays(items: Sequence[Correlation | None]) -> list[list[Any]]:
+    """The agent, session and conversation ids and the whole correlation object of each
+    run, as four column arrays (None where a run has none)."""
+    return [
+        [None if c is None else c.agent_id for c in items],
+        [None if c is None else c.session_id for c in items],
+        [None if c is None else c.conversation_id for c in items],
+        [None if c is None or not c.values else c.values for c in items],
     ]
 
 

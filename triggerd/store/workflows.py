@@ -128,9 +128,16 @@ def _trigger_document(
         "type": str(trigger.type),
         "enabled": trigger.enabled,
         "version": trigger.version,
-        "config": trigger_config_to_json(trigger.config) if config is None else config,
+        "config": stored_config(trigger) if config is None else config,
         "input": trigger.input,
     }
+
+
+def stored_config(trigger: TriggerSpec) -> dict[str, Any]:
+    """The ``workflow_triggers.config`` document: the type's keys, and ``correlation``
+    (read by the ingress and the scheduler) when the trigger maps any."""
+    config = trigger_config_to_json(trigger.config)
+    return {**config, "correlation": dict(trigger.correlation)} if trigger.correlation else config
 
 
 def _cron_zones(specs: list[WorkflowSpec]) -> list[str]:
@@ -336,10 +343,12 @@ def wanted_triggers(specs: list[WorkflowSpec]) -> dict[tuple[str, str, str], Wan
     wanted: dict[tuple[str, str, str], WantedTrigger] = {}
     for spec in specs:
         for trigger in spec.triggers:
-            known = texts.get(id(trigger.config))
+            known = None if trigger.correlation else texts.get(id(trigger.config))
             if known is None:
-                config = trigger_config_to_json(trigger.config)
-                known = texts[id(trigger.config)] = (config, json.dumps(config))
+                config = stored_config(trigger)
+                known = (config, json.dumps(config))
+                if not trigger.correlation:  # a mapping makes the document the trigger's own
+                    texts[id(trigger.config)] = known
             wanted[spec.tenant_id, spec.key, trigger.name] = WantedTrigger(
                 doc=_trigger_document(trigger, known[0]),
                 config=known[1],
