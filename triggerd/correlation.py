@@ -100,6 +100,14 @@ def fire_correlation(mapping: Mapping[str, str], input: Mapping[str, JSON]
     return Correlation(values=values) if values else None
 
 
+def correlation_mapping(config: Mapping[str, JSON]) -> dict[str, str]:
+    """A stored trigger config's ``correlation`` (empty when it maps nothing)."""
+    mapping = config.get("correlation")
+    if not isinstance(mapping, dict):
+        return {}
+    return {k: v for k, v in mapping.items() if isinstance(v, str)}
+
+
 def correlation_json(correlation: Correlation | None) -> dict[str, str]:
     """What nodes read as ``execution.correlation``."""
     return {} if correlation is None else dict(correlation.values)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass
 
+from triggerd.model import DEFAULT_TENANT
+
 
 @dataclass(frozen=True, kw_only=True)
 class Actor:
@@ -30,6 +32,18 @@ def cli_actor() -> Actor:
 def token_actor(token_name: str, tenant: str | None = None, *, via: str = "api") -> Actor:
     """An admin API (or console) request, acting as its bearer token."""
     return Actor(name=f"token:{token_name}", via=via, tenant=tenant)
+
+
+def home(actor: Actor) -> str:
+    """The tenant whose names (workflow keys, trigger names) the actor addresses: its
+    own, else the default one."""
+    return actor.tenant or DEFAULT_TENANT
+
+
+def sees(actor: Actor, tenant: str) -> bool:
+    """Whether an object of ``tenant`` exists for the actor (another tenant's does not:
+    it is answered as not found, never as forbidden)."""
+    return actor.tenant is None or actor.tenant == tenant
 
 
 SCHEDULER = Actor(name="scheduler", via="scheduler")

@@ -721,7 +721,7 @@ error_runs AS (
     -- second write of the same final state inserts nothing. Runs started this way never
     -- start another (an error workflow that fails does not call itself, or a chain).
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_type,
-                                     trigger_name, dedupe_key, input, context)
+                                     trigger_name, dedupe_key, input, context, tenant_id)
     SELECT md5('on_failure:' || f.id::text)::uuid, target.id, latest.id, 'on_failure',
            src.key, 'on_failure:' || f.id::text,
            jsonb_build_object(
@@ -731,7 +731,8 @@ error_runs AS (
                'error_message', f.error_message, 'started_at', f.start_time,
                'ended_at', f.end_time),
            jsonb_build_object('trigger', jsonb_build_object(
-               'type', 'on_failure', 'name', src.key, 'failed_execution', f.id))
+               'type', 'on_failure', 'name', src.key, 'failed_execution', f.id)),
+           target.tenant_id
     FROM done f
     JOIN workflow_versions v ON v.id = f.workflow_version_id
     JOIN workflows src ON src.id = f.workflow_id
