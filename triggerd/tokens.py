@@ -104,15 +104,18 @@ def method_refusal(principal: Principal, method: str) -> str | None:
     )
 
 
-def scope_refusal(principal: Principal) -> str | None:
-    """Why ``principal`` sees nothing (None: it sees the objects it asks for).
-
-    Every object of this version belongs to the default tenant (definitions cannot name
-    another yet), so a token scoped to another tenant has no objects to see: each of its
-    requests is answered 404, as another tenant's objects are (DESIGN §5b)."""
-    if principal.tenant is None or principal.tenant == DEFAULT_TENANT:
-        return None
-    return f"nothing here belongs to tenant {principal.tenant!r}"
+def addressed_tenant(principal: Principal, asked: str | None) -> tuple[str | None, str | None]:
+    """The tenant a request works in (None: every tenant) and why it is refused (None: it
+    is not). A scoped token works in its own tenant: naming another (``?tenant=``) finds
+    nothing there, as another tenant's objects are not found (DESIGN §5b). An all-tenant
+    token works in the tenant it names, else in every tenant."""
+    if asked is not None and _TENANT.fullmatch(asked) is None:
+        return None, f"tenant: {asked[:80]!r} is invalid: use {TENANT_RULE}"
+    if principal.tenant is None:
+        return asked, None
+    if asked is not None and asked != principal.tenant:
+        return principal.tenant, f"nothing here belongs to tenant {asked!r}"
+    return principal.tenant, None
 
 
 __all__ = [
@@ -122,6 +125,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "Principal",
     "Role",
+    "addressed_tenant",
     "check_name",
     "check_tenant",
     "display_prefix",
@@ -130,5 +134,4 @@ __all__ = [
     "is_token_form",
     "method_refusal",
     "parse_role",
-    "scope_refusal",
 ]
