@@ -189,11 +189,15 @@ INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_i
     agent_id, session_id, conversation_id, correlation)
 SELECT {id}, $4::uuid, (SELECT v.id FROM workflow_versions v WHERE v.workflow_id = $4::uuid
                   AND CASE WHEN $9::int IS NULL THEN v.is_latest ELSE v.version = $9 END),
-       $1::uuid, $5, $6, $3, $7::jsonb, $8::jsonb, $2, tc.tenant_id,
-       tc.correlation->>'agent_id', tc.correlation->>'session_id',
-       tc.correlation->>'conversation_id', tc.correlation
-  FROM (SELECT t.tenant_id, t.config->'correlation' AS correlation
-          FROM workflow_triggers t WHERE t.id = $1::uuid) tc
+       $1::uuid, $5, $6, $3, $7::jsonb, $8::jsonb, $2,
+       (SELECT t.tenant_id FROM workflow_triggers t WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation'->>'agent_id' FROM workflow_triggers t
+         WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation'->>'session_id' FROM workflow_triggers t
+         WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation'->>'conversation_id' FROM workflow_triggers t
+         WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation' FROM workflow_triggers t WHERE t.id = $1::uuid)
 """
 
 # The live key: claim the ledger row first (naming the run it starts), so the schedule
