@@ -899,8 +899,13 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
     dry_run = _bool_query(request, "dry_run", default=False)
     document = await _definition_body(request)
+    named = document.get("tenant") if isinstance(document, dict) else None
+    if request[PRINCIPAL].tenant is not None and named not in (None, request[TENANT]):
+        # A scoped token writes only its own tenant's workflows (another tenant: not found).
+        raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
     try:
-        specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 + problems
+        # DefinitionError: 422 + problems
+        specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
     except OverflowError as exc:
         # A duration too large for a timedelta ("99999999999d") overflows while checking.
         raise _value_refused(f"a duration or number is too large ({exc})") from None

@@ -20,13 +20,14 @@ class Actor:
     tenant: str | None = None
 
 
-def cli_actor() -> Actor:
-    """The local superuser: whoever runs the command line holds the database URL."""
+def cli_actor(tenant: str | None = None) -> Actor:
+    """The local superuser: whoever runs the command line holds the database URL; it works
+    in every tenant, or in the one ``--tenant`` names."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a bare container uid)
         user = "unknown"
-    return Actor(name=f"cli:{user}", via="cli")
+    return Actor(name=f"cli:{user}", via="cli", tenant=tenant)
 
 
 def token_actor(token_name: str, tenant: str | None = None, *, via: str = "api") -> Actor:
