@@ -37,3 +37,7 @@ CREATE INDEX workflow_executions_conversation
 
 -- The audit trail of a tenant, newest first.
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id DESC);
+
+-- The plain NEW queue is read per tenant now (fair claiming): the tenant index replaces
+-- the one of migration 0013, so an insert maintains one queue index, not two.
+DROP INDEX workflow_executions_new;

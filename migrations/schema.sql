@@ -948,13 +948,6 @@ CREATE INDEX workflow_executions_held ON public.workflow_executions USING btree 
 
 
 --
--- Name: workflow_executions_new; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX workflow_executions_new ON public.workflow_executions USING btree (created_at) WHERE ((status = 'NEW'::text) AND (not_before IS NULL) AND (concurrency_key IS NULL));
-
-
---
 -- Name: workflow_executions_parent; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -277,7 +277,10 @@ class Executor(BaseComponent):
             if not self._accepting:
                 return []  # drain began while this claim waited for the lock
             async with self.pool.acquire() as conn:
-                claimed = await store.claim_executions(conn, self.owner, self.lease, limit)
+                claimed = await store.claim_executions(
+                    conn, self.owner, self.lease, limit,
+                    {t.name: t.executor_share for t in self.settings.tenants
+                     if t.executor_share != 1})
                 if len(claimed) < limit and self._held_wanted():
                     held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
                     self._held_checked = asyncio.get_running_loop().time()

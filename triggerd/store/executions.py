@@ -6,7 +6,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -395,12 +395,20 @@ async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]
 # What a claim returns of each run (also the held claim's, triggerd/store/keyed.py).
 CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
           e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
-          e.attempt, e.cancel_requested"""
+          e.attempt, e.cancel_requested, e.tenant_id, e.correlation"""
 
 # Plain NEW rows only: rows held back by a debounce time or a concurrency key are claimed
-# by triggerd/store/keyed.py (the partial index workflow_executions_new has only these).
+# by triggerd/store/keyed.py (the partial index workflow_executions_tenant_new has only
+# these).
+#
+# Fair claiming: the tenants with plain NEW runs are found with one index probe each (a
+# loose index scan of workflow_executions_tenant_new), each offers its oldest runs, and
+# the batch takes them in turns (a tenant's k-th oldest run has turn k / its share), so a
+# tenant with a deep backlog cannot starve another's every-second trigger. With one tenant
+# this is the oldest runs first, as before; with n tenants each offers at most
+# ceil(2 * room / n), so a claim locks at most about twice what it takes.
 _CLAIM = """
-WITH expired AS (
+WITH RECURSIVE expired AS (
     SELECT id FROM workflow_executions
      WHERE status = 'RUNNING' AND lease_expires_at < now()
      ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
@@ -408,12 +416,38 @@ due AS (
     SELECT id FROM workflow_executions
      WHERE status = 'WAITING' AND resume_at <= now()
      ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+room AS (
+    SELECT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due)) AS n),
+tenants AS (
+    (SELECT tenant_id FROM workflow_executions
+      WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL
+        AND (SELECT n FROM room) > 0
+      ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.tenant_id FROM workflow_executions e
+             WHERE e.status = 'NEW' AND e.not_before IS NULL AND e.concurrency_key IS NULL
+               AND e.tenant_id > t.tenant_id
+             ORDER BY e.tenant_id LIMIT 1)
+    FROM tenants t WHERE t.tenant_id IS NOT NULL),
+present AS (SELECT tenant_id FROM tenants WHERE tenant_id IS NOT NULL),
+offered AS (
+    SELECT f.id, f.created_at, p.tenant_id FROM present p CROSS JOIN LATERAL (
+        SELECT e.id, e.created_at FROM workflow_executions e
+         WHERE e.status = 'NEW' AND e.not_before IS NULL AND e.concurrency_key IS NULL
+           AND e.tenant_id = p.tenant_id
+         ORDER BY e.created_at
+         LIMIT LEAST((SELECT n FROM room),
+                     ceil(2.0 * (SELECT n FROM room) / (SELECT count(*) FROM present)))
+         FOR UPDATE SKIP LOCKED) f),
 fresh AS (
-    SELECT id FROM workflow_executions
-     WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL
-     ORDER BY created_at
-     LIMIT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due))
-     FOR UPDATE SKIP LOCKED)
+    SELECT o.id FROM (
+        SELECT o.id, o.created_at,
+               row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.created_at)::float8
+               / coalesce((SELECT s.share FROM unnest($4::text[], $5::int[]) AS s (tenant, share)
+                           WHERE s.tenant = o.tenant_id), 1) AS turn
+        FROM offered o) o
+    ORDER BY o.turn, o.created_at
+    LIMIT (SELECT n FROM room))
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = now() + $2 * interval '1 millisecond',
@@ -438,15 +472,22 @@ class ClaimedExecution:
     start_time: datetime
     attempt: int
     cancel_requested: bool
+    tenant_id: str = DEFAULT_TENANT
+    correlation: dict[str, JSON] = field(default_factory=dict)
 
 
 async def claim_executions(
-    conn: Conn, owner: str, lease: timedelta, limit: int
+    conn: Conn, owner: str, lease: timedelta, limit: int,
+    shares: Mapping[str, int] | None = None,
 ) -> list[ClaimedExecution]:
     """Claim up to ``limit`` runnable executions (RUNNING under an expired lease first, then
-    WAITING past resume_at, then NEW oldest first) for ``owner`` with ``FOR UPDATE SKIP
-    LOCKED``. Each kind is its own index-friendly subquery (partial indexes per status)."""
-    rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit)
+    WAITING past resume_at, then NEW in fair turns between tenants, oldest first within
+    one) for ``owner`` with ``FOR UPDATE SKIP LOCKED``. Each kind is its own
+    index-friendly subquery (partial indexes per status). ``shares``: tenants' weights
+    other than 1 (``[tenants.NAME] executor_share``)."""
+    shares = shares or {}
+    rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit,
+                            list(shares), list(shares.values()))
     return [claimed_execution(r) for r in rows]
 
 
@@ -468,6 +509,8 @@ def claimed_execution(r: Any) -> ClaimedExecution:
         start_time=r["start_time"],
         attempt=r["attempt"],
         cancel_requested=r["cancel_requested"],
+        tenant_id=r["tenant_id"],
+        correlation=r["correlation"] or {},
     )
 
 
