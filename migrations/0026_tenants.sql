@@ -41,3 +41,8 @@ CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id DESC);
 -- The plain NEW queue is read per tenant now (fair claiming): the tenant index replaces
 -- the one of migration 0013, so an insert maintains one queue index, not two.
 DROP INDEX workflow_executions_new;
+
+-- Retention reads each tenant's oldest runs through workflow_executions_tenant_created
+-- (a tenant may keep its runs longer or shorter): the end_time index has no reader left,
+-- and every finished run no longer pays for it.
+DROP INDEX workflow_executions_end_time;

@@ -934,13 +934,6 @@ CREATE INDEX workflow_executions_dedupe_expiry ON public.workflow_executions USI
 
 
 --
--- Name: workflow_executions_end_time; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX workflow_executions_end_time ON public.workflow_executions USING btree (end_time) WHERE (status = ANY (ARRAY['SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]));
-
-
---
 -- Name: workflow_executions_held; Type: INDEX; Schema: public; Owner: -
 --
 

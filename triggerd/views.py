@@ -93,6 +93,11 @@ def execution_json(e: ExecutionRecord) -> dict[str, Any]:
         "parent_execution_id": e.parent_execution_id,
         "lease_owner": e.lease_owner,
         "lease_expires_at": e.lease_expires_at,
+        "tenant": e.tenant_id,
+        "agent_id": e.agent_id,
+        "session_id": e.session_id,
+        "conversation_id": e.conversation_id,
+        "correlation": e.correlation or {},
     }
 
 

@@ -28,6 +28,7 @@ from triggerd.executor.runner import (
     prepare_version,
 )
 from triggerd.executor.writer import ProgressWriter
+from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
@@ -440,7 +441,9 @@ class Executor(BaseComponent):
             if update.status != "WAITING":
                 seconds = (self.clock() - execution.start_time).total_seconds()
                 self.metrics.execution_finished(
-                    runner.version.workflow_key or execution.workflow_id, update.status, seconds
+                    tenant_label(execution.tenant_id,
+                                 runner.version.workflow_key or execution.workflow_id),
+                    update.status, seconds, execution.tenant_id,
                 )
         if update.status == "WAITING" and update.resume_at is not None:
             delay = max(0.0, (update.resume_at - self.clock()).total_seconds())
@@ -521,7 +524,10 @@ class Executor(BaseComponent):
             try:
                 async with self.pool.acquire() as conn:
                     while self._running:
-                        deleted = await store.retention_batch(conn, retention, 500)
+                        deleted = await store.retention_batch(
+                            conn, retention, 500,
+                            {t.name: t.retention for t in self.settings.tenants
+                             if t.retention is not None})
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(

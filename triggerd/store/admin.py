@@ -80,18 +80,15 @@ async def slot_counts_by_day(
     return {(r["day"], r["outcome"]): int(r["n"]) for r in rows}, total >= limit
 
 
-async def queue_depth(conn: Conn) -> dict[str, int]:
-    """How many executions are NEW, RUNNING and WAITING (0 when none): one index scan per
-    status on ``workflow_executions_status_created``."""
+async def queue_depth(conn: Conn) -> dict[tuple[str, str], int]:
+    """How many executions are NEW, RUNNING and WAITING, by (tenant, status) (pairs with
+    none are left out): one index scan per status on ``workflow_executions_status_created``."""
     rows = await conn.fetch(
-        "SELECT status, count(*) AS n FROM workflow_executions"
-        " WHERE status = ANY($1::text[]) GROUP BY status",
+        "SELECT tenant_id, status, count(*) AS n FROM workflow_executions"
+        " WHERE status = ANY($1::text[]) GROUP BY tenant_id, status",
         list(ACTIVE_STATUSES),
     )
-    counts = dict.fromkeys(ACTIVE_STATUSES, 0)
-    for row in rows:
-        counts[row["status"]] = int(row["n"])
-    return counts
+    return {(row["tenant_id"], row["status"]): int(row["n"]) for row in rows}
 
 
 async def monitored_triggers(conn: Conn, limit: int) -> list[dict[str, Any]]:

@@ -977,16 +977,46 @@ async def write_progress(
     return done
 
 
-async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500) -> int:
-    """Delete up to ``batch`` finished executions older than ``older_than`` (their node and
-    request rows go with them); returns how many were deleted."""
+# Per tenant (its own retention, or the default one): the tenants are found with one
+# probe each of workflow_executions_tenant_created (a loose index scan), and each one's
+# oldest runs are read from the same index, oldest first. A run ends after it was created,
+# so every run that ended before the cut was created before it: the range read stops at
+# the cut, whatever the history of a tenant that keeps its runs longer.
+_RETENTION = """
+WITH RECURSIVE tenants AS (
+    (SELECT tenant_id FROM workflow_executions ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.tenant_id FROM workflow_executions e WHERE e.tenant_id > t.tenant_id
+             ORDER BY e.tenant_id LIMIT 1)
+    FROM tenants t WHERE t.tenant_id IS NOT NULL
+), cut AS (
+    SELECT t.tenant_id, now() - coalesce(o.ms, $1) * interval '1 millisecond' AS before
+    FROM tenants t LEFT JOIN unnest($3::text[], $4::bigint[]) AS o (tenant, ms)
+      ON o.tenant = t.tenant_id
+    WHERE t.tenant_id IS NOT NULL
+), doomed AS (
+    SELECT x.id FROM cut c CROSS JOIN LATERAL (
+        SELECT e.id FROM workflow_executions e
+         WHERE e.tenant_id = c.tenant_id AND e.created_at < c.before
+           AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND e.end_time < c.before
+         ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) x
+)
+DELETE FROM workflow_executions WHERE id IN (SELECT id FROM doomed)
+"""
+
+
+async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
+                          tenants: Mapping[str, timedelta] | None = None) -> int:
+    """Delete up to ``batch`` finished executions per tenant older than ``older_than`` (or
+    the tenant's own retention in ``tenants``); their node and request rows go with them.
+    Returns how many were deleted."""
+    overrides = tenants or {}
     result: str = await conn.execute(
-        "DELETE FROM workflow_executions WHERE id IN ("
-        " SELECT id FROM workflow_executions WHERE status IN ('SUCCESS', 'ERROR', 'CANCELED')"
-        " AND end_time < now() - $1 * interval '1 millisecond' LIMIT $2"
-        " FOR UPDATE SKIP LOCKED)",
+        _RETENTION,
         int(older_than.total_seconds() * 1000),
         batch,
+        list(overrides),
+        [int(d.total_seconds() * 1000) for d in overrides.values()],
     )
     return int(result.split()[-1])
 
