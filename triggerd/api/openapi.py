@@ -163,6 +163,7 @@ def _schemas() -> dict[str, Schema]:
             "enabled_at": _DATETIME,
             "created_at": _DATETIME,
             "updated_at": _DATETIME,
+            "tenant": {"type": "string"},
     }
     trigger = _object(trigger_props)
     execution_props: dict[str, Schema] = {
@@ -188,6 +189,12 @@ def _schemas() -> dict[str, Schema]:
         "parent_execution_id": _nullable(_UUID),
         "lease_owner": _nullable({"type": "string"}),
         "lease_expires_at": _nullable(_DATETIME),
+        "tenant": {"type": "string"},
+        "agent_id": _nullable({"type": "string"}),
+        "session_id": _nullable({"type": "string"}),
+        "conversation_id": _nullable({"type": "string"}),
+        "correlation": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "every correlation key the trigger mapped"},
     }
     node = _object(
         {
@@ -401,6 +408,7 @@ def _schemas() -> dict[str, Schema]:
                 "target_id": _nullable(_UUID),
                 "note": _nullable({"type": "string"}),
                 "detail": {"type": "object"},
+                "tenant": {"type": "string"},
             }
         ),
         "AuditPage": _object(
@@ -711,8 +719,15 @@ PAGE_LIMIT = Param(
     schema={"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
             "default": PAGE_LIMIT_DEFAULT},
 )
+TENANT = Param(
+    name="tenant", location="query", component="Tenant",
+    schema={"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+    description="The tenant to work in, for a token of every tenant (names resolve there,"
+                " lists show only it); a tenant-scoped token works in its own, and naming"
+                " another finds nothing (404).",
+)
 SHARED_PARAMETERS = (BACKFILL_ID, WORKFLOW_KEY, TRIGGER_WORKFLOW, TRIGGER_NAME, EXECUTION_ID,
-                     PAGE_LIMIT)
+                     PAGE_LIMIT, TENANT)
 
 LOCATION_HEADER: Mapping[str, Schema] = {
     "Location": {"schema": {"type": "string"}, "description": "the status_url"}
@@ -747,8 +762,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.public:
         operation["security"] = []
     operation["responses"] = dict(sorted(responses.items()))
-    if route.parameters:
-        operation["parameters"] = [p.reference() for p in route.parameters]
+    parameters = route.parameters if route.public else (*route.parameters, TENANT)
+    if parameters:
+        operation["parameters"] = [p.reference() for p in parameters]
     if route.body is not None:
         operation["requestBody"] = route.body.openapi()
     return operation
