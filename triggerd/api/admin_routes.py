@@ -119,7 +119,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         answers={200: json_answer("What was deleted.", "WorkflowDeleted")},
         errors=(400, 404, 409, 422),
         parameters=(WORKFLOW_KEY,
-                    query("note", {"type": "string", "maxLength": 500},
+                    query("note", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"},
                           "Why (in the audit trail).")),
     ),
     Route(

@@ -60,6 +60,10 @@ _ANY: Schema = {}  # any JSON value
 _OBJECT: Schema = {"type": "object"}
 
 
+# A note is stored as text: PostgreSQL text cannot hold NUL (422 otherwise).
+_NOTE: Schema = {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"}
+
+
 def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
     """A closed object whose properties are all required unless listed in ``optional``."""
     return {
@@ -298,7 +302,7 @@ def _schemas() -> dict[str, Schema]:
             "required": ["decision"],
             "properties": {
                 "decision": {"type": "string", "enum": ["approved", "rejected"]},
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
                 "input": {"type": "object",
                           "description": "passed on in the approval node's output"},
             },
@@ -320,7 +324,7 @@ def _schemas() -> dict[str, Schema]:
         "NoteRequest": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"note": {"type": "string", "maxLength": 500}},
+            "properties": {"note": _NOTE},
         },
         "StateChange": _object(
             {
@@ -332,13 +336,13 @@ def _schemas() -> dict[str, Schema]:
         "PauseRequest": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"note": {"type": "string", "maxLength": 500}},
+            "properties": {"note": _NOTE},
         },
         "ResumeRequest": {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
                 "catch_up": {"type": "boolean", "description": "also run the slots skipped"
                              " while paused (under the misfire policy)"},
             },
@@ -349,7 +353,7 @@ def _schemas() -> dict[str, Schema]:
             "properties": {
                 "next": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "at": {"type": "string", "format": "date-time"},
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
             },
         },
         "SkipResult": _object(
@@ -371,7 +375,7 @@ def _schemas() -> dict[str, Schema]:
                 "overlap": {"enum": ["allow", "skip", "buffer_one", "cancel_previous"]},
                 "rate": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?/(s|m|h)$"},
                 "dry_run": {"type": "boolean"},
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
             },
         },
         "BackfillPlan": _object(
@@ -750,6 +754,8 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): answer.openapi()
                                  for status, answer in route.answers.items()}
     errors = route.errors if route.public else (*route.errors, 401, 503)
+    if not route.public and 400 not in errors:
+        errors = (*errors, 400)  # ?tenant= that is not a tenant name
     if not route.public and route.method not in ("GET", "HEAD"):
         errors = (*errors, 403)  # a viewer token only reads
     for status in errors:
