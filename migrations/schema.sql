@@ -481,6 +481,11 @@ CREATE TABLE public.workflow_executions (
     concurrency_limit integer,
     parent_execution_id uuid,
     test boolean DEFAULT false NOT NULL,
+    tenant_id text DEFAULT 'default'::text NOT NULL,
+    agent_id text,
+    session_id text,
+    conversation_id text,
+    correlation jsonb,
     CONSTRAINT workflow_executions_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT workflow_executions_concurrency_pair CHECK (((concurrency_key IS NULL) = (concurrency_limit IS NULL))),
     CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text])))
@@ -517,6 +522,7 @@ CREATE TABLE public.workflow_triggers (
     enabled_at timestamp with time zone DEFAULT now() NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tenant_id text DEFAULT 'default'::text NOT NULL,
     CONSTRAINT workflow_triggers_type_check CHECK ((type = ANY (ARRAY['cron'::text, 'interval'::text, 'webhook'::text, 'manual'::text]))),
     CONSTRAINT workflow_triggers_version_check CHECK (((version IS NULL) OR (version >= 1)))
 );
@@ -817,6 +823,13 @@ CREATE INDEX audit_log_target ON public.audit_log USING btree (target, id DESC);
 
 
 --
+-- Name: audit_log_tenant; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX audit_log_tenant ON public.audit_log USING btree (tenant_id, id DESC);
+
+
+--
 -- Name: backfills_running; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -887,10 +900,24 @@ CREATE INDEX webhook_requests_trigger_outcome_id ON public.webhook_requests USIN
 
 
 --
+-- Name: workflow_executions_agent; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_agent ON public.workflow_executions USING btree (agent_id, created_at DESC, id DESC) WHERE (agent_id IS NOT NULL);
+
+
+--
 -- Name: workflow_executions_concurrency; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX workflow_executions_concurrency ON public.workflow_executions USING btree (trigger_id, concurrency_key) WHERE ((concurrency_key IS NOT NULL) AND (status = ANY (ARRAY['RUNNING'::text, 'WAITING'::text])));
+
+
+--
+-- Name: workflow_executions_conversation; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_conversation ON public.workflow_executions USING btree (conversation_id, created_at DESC, id DESC) WHERE (conversation_id IS NOT NULL);
 
 
 --
@@ -908,24 +935,10 @@ CREATE INDEX workflow_executions_dedupe_expiry ON public.workflow_executions USI
 
 
 --
--- Name: workflow_executions_end_time; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX workflow_executions_end_time ON public.workflow_executions USING btree (end_time) WHERE (status = ANY (ARRAY['SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text]));
-
-
---
 -- Name: workflow_executions_held; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX workflow_executions_held ON public.workflow_executions USING btree (created_at) WHERE ((status = 'NEW'::text) AND ((not_before IS NOT NULL) OR (concurrency_key IS NOT NULL)));
-
-
---
--- Name: workflow_executions_new; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX workflow_executions_new ON public.workflow_executions USING btree (created_at) WHERE ((status = 'NEW'::text) AND (not_before IS NULL) AND (concurrency_key IS NULL));
 
 
 --
@@ -950,10 +963,31 @@ CREATE INDEX workflow_executions_running_lease ON public.workflow_executions USI
 
 
 --
+-- Name: workflow_executions_session; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_session ON public.workflow_executions USING btree (session_id, created_at DESC, id DESC) WHERE (session_id IS NOT NULL);
+
+
+--
 -- Name: workflow_executions_status_created; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX workflow_executions_status_created ON public.workflow_executions USING btree (status, created_at DESC, id DESC);
+
+
+--
+-- Name: workflow_executions_tenant_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_tenant_created ON public.workflow_executions USING btree (tenant_id, created_at DESC, id DESC);
+
+
+--
+-- Name: workflow_executions_tenant_new; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_tenant_new ON public.workflow_executions USING btree (tenant_id, created_at) WHERE ((status = 'NEW'::text) AND (not_before IS NULL) AND (concurrency_key IS NULL));
 
 
 --
@@ -1009,7 +1043,7 @@ CREATE INDEX workflow_triggers_monitored ON public.workflow_triggers USING btree
 -- Name: workflow_triggers_webhook_path; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE UNIQUE INDEX workflow_triggers_webhook_path ON public.workflow_triggers USING btree (((config ->> 'path'::text))) WHERE ((type = 'webhook'::text) AND enabled);
+CREATE UNIQUE INDEX workflow_triggers_webhook_path ON public.workflow_triggers USING btree (tenant_id, ((config ->> 'path'::text))) WHERE ((type = 'webhook'::text) AND enabled);
 
 
 --

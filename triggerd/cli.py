@@ -29,8 +29,10 @@ from triggerd.errors import (
     UsageError,
 )
 from triggerd.logs import setup_logging
+from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
+from triggerd.tokens import check_tenant
 from triggerd.views import (
     audit_json,
     backfill_json,
@@ -72,6 +74,33 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _home(args: argparse.Namespace) -> str:
+    """The tenant names are looked up in: --tenant, else the default one."""
+    return args.tenant or DEFAULT_TENANT
+
+
+def _correlation_id(flag: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not 1 <= len(value) <= 200:
+            raise argparse.ArgumentTypeError(f"{flag} must be 1-200 characters")
+        return value
+    return check
+
+
+def _tenant_name(value: str) -> str:
+    return check_tenant(value)
+
+
+def add_tenant_option(parser: argparse.ArgumentParser) -> None:
+    """``--tenant NAME`` on the command and on every sub-command (before or after the
+    sub-command: given after, it wins); commands without it work in the default tenant for
+    names and in every tenant for lists."""
+    parser.add_argument("--tenant", metavar="NAME", type=_tenant_name,
+                        default=argparse.SUPPRESS if parser.prog != "triggerd" else None,
+                        help="the tenant to work in (default: names in 'default', lists"
+                             " of every tenant)")
 
 
 def _name(value: str) -> str:
@@ -209,7 +238,8 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 async with _pool(settings) as pool, pool.acquire() as conn:
                     report = await apply_files(conn, args.files, prune=args.prune,
-                                               plan=args.plan, actor=cli_actor())
+                                               plan=args.plan, actor=cli_actor(args.tenant),
+                                               tenant=args.tenant)
             except (DatabaseError, ConfigError):
                 load_files(args.files)  # a bad file is named before the database, as before
                 raise
@@ -233,7 +263,7 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
     from triggerd.store.workflows import list_triggers
 
     async with _pool(settings) as pool:
-        triggers = await list_triggers(pool)
+        triggers = await list_triggers(pool, tenant=args.tenant)
         paused = await paused_ids(pool)
         completed = await completed_ids(pool)
     if args.json:
@@ -316,7 +346,7 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     if not 0 <= args.slots <= 1000:
         raise UsageError(f"--slots: {args.slots} is out of range 0-1000")
     async with _pool(settings) as pool:
-        trigger = await get_trigger(pool, args.name)
+        trigger = await get_trigger(pool, args.name, _home(args))
         slots = await slot_history(pool, trigger.id, limit=args.slots)
         doc = await describe(pool, trigger, now=datetime.now(UTC), count=args.count)
     doc["slots"] = [slot_json(s) for s in slots]
@@ -367,19 +397,21 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_triggers_enable(args: argparse.Namespace, settings: Settings) -> int:
-    return await _set_enabled(args.name, settings, True, as_json=args.json)
+    return await _set_enabled(args, settings, True)
 
 
 async def cmd_triggers_disable(args: argparse.Namespace, settings: Settings) -> int:
-    return await _set_enabled(args.name, settings, False, as_json=args.json)
+    return await _set_enabled(args, settings, False)
 
 
-async def _set_enabled(name: str, settings: Settings, enabled: bool, *, as_json: bool) -> int:
+async def _set_enabled(args: argparse.Namespace, settings: Settings, enabled: bool) -> int:
     from triggerd.operations import cli_actor
+
+    name, as_json = args.name, args.json
     from triggerd.operations.triggers import set_enabled
 
     async with _pool(settings) as pool:
-        trigger, changed = await set_enabled(pool, cli_actor(), name, enabled)
+        trigger, changed = await set_enabled(pool, cli_actor(args.tenant), name, enabled)
     if as_json:  # the API's answer: {"trigger", "changed"}
         print_json({"trigger": trigger_json(trigger), "changed": changed})
         return 0
@@ -393,7 +425,7 @@ async def cmd_triggers_pause(args: argparse.Namespace, settings: Settings) -> in
     from triggerd.operations.triggers import pause
 
     async with _pool(settings) as pool:
-        result = await pause(pool, cli_actor(), args.name, args.note)
+        result = await pause(pool, cli_actor(args.tenant), args.name, args.note)
     return _print_state_change(result, "paused", as_json=args.json)
 
 
@@ -402,7 +434,8 @@ async def cmd_triggers_resume(args: argparse.Namespace, settings: Settings) -> i
     from triggerd.operations.triggers import resume
 
     async with _pool(settings) as pool:
-        result = await resume(pool, cli_actor(), args.name, args.note, catch_up=args.catch_up)
+        result = await resume(pool, cli_actor(args.tenant), args.name, args.note,
+                              catch_up=args.catch_up)
     return _print_state_change(result, "resumed", as_json=args.json)
 
 
@@ -413,7 +446,7 @@ async def cmd_triggers_skip(args: argparse.Namespace, settings: Settings) -> int
 
     at = None if args.at is None else _parse_instant(args.at, "--at")
     async with _pool(settings) as pool:
-        result = await skip(pool, cli_actor(), args.name, next_count=args.next, at=at,
+        result = await skip(pool, cli_actor(args.tenant), args.name, next_count=args.next, at=at,
                             note=args.note)
     skipped = [utc_iso(i) for i in result.skipped]
     if args.json:  # the API's answer
@@ -433,7 +466,7 @@ async def cmd_triggers_backfill(args: argparse.Namespace, settings: Settings) ->
         range_to=_parse_instant(args.range_to, "--to"), only_missing=args.only_missing,
         overlap=args.overlap, rate=args.rate, dry_run=args.dry_run, note=args.note)
     async with _pool(settings) as pool:
-        plan = await create(pool, cli_actor(), request)
+        plan = await create(pool, cli_actor(args.tenant), request)
         if plan.backfill_id is None:  # a dry run
             if args.json:
                 print_json({"backfill_id": None, "slots": planned_json(plan.slots),
@@ -503,7 +536,7 @@ async def cmd_backfills_cancel(args: argparse.Namespace, settings: Settings) -> 
     from triggerd.operations.backfills import cancel
 
     async with _pool(settings) as pool:
-        record = await cancel(pool, cli_actor(), args.id)
+        record = await cancel(pool, cli_actor(args.tenant), args.id)
     return _print_backfill(record, as_json=args.json)
 
 
@@ -538,7 +571,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.limit <= 10000:
         raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
     async with _pool(settings) as pool:
-        rows = await list_audit(pool, target=args.target, limit=args.limit)
+        rows = await list_audit(pool, target=args.target, limit=args.limit, tenant=args.tenant)
     if args.json:
         print_json([audit_json(a) for a in rows])
         return 0
@@ -567,7 +600,7 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
         raise UsageError(f"--count: {args.count} is out of range 1-1000")
     after = _parse_after(args.after)
     async with _pool(settings) as pool:
-        trigger = await get_trigger(pool, args.name)
+        trigger = await get_trigger(pool, args.name, _home(args))
     if trigger.type not in SCHEDULED_TYPES:
         raise Conflict(f"trigger {args.name} is a {trigger.type} trigger; only scheduled"
                        " triggers (cron, interval) have fire times")
@@ -662,7 +695,7 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
 
     run_input = _parse_input(args.input)
     async with _pool(settings) as pool:
-        fired = await fire(pool, cli_actor(),
+        fired = await fire(pool, cli_actor(args.tenant),
                            FireRequest(trigger=args.name, input=run_input, reason=args.reason))
         item_id = fired.execution_id
         if args.json and not args.wait:
@@ -691,7 +724,7 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.store.executions import list_executions
+    from triggerd.store.executions import ExecutionScope, list_executions
     from triggerd.store.workflows import get_trigger, get_workflow
 
     statuses = ("NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED")
@@ -709,12 +742,16 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     async with _pool(settings) as pool:
         trigger_id = None
         if args.trigger is not None:
-            trigger_id = (await get_trigger(pool, args.trigger)).id
+            trigger_id = (await get_trigger(pool, args.trigger, _home(args))).id
         if args.workflow is not None:
-            await get_workflow(pool, args.workflow)  # exit 3 for a workflow that does not exist
+            # exit 3 for a workflow that does not exist
+            await get_workflow(pool, args.workflow, _home(args))
+        scope = ExecutionScope(tenant=args.tenant, agent_id=args.agent_id,
+                               session_id=args.session_id,
+                               conversation_id=args.conversation_id)
         items = await list_executions(pool, status=status, trigger_id=trigger_id,
                                       workflow_key=args.workflow, since=since, before=until,
-                                      limit=args.limit, test=args.test)
+                                      limit=args.limit, scope=scope, test=args.test)
     if args.json:
         print_json([execution_json(e) for e in items])
         return 0
@@ -748,7 +785,7 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
     parse_execution_id(args.id)  # a malformed id is exit 2 before touching the database
     async with _pool(settings) as pool:
         execution_id = await _execution_id(pool, args.id)
-        execution = await get_execution(pool, execution_id)
+        execution = await get_execution(pool, execution_id, args.tenant)
         nodes = await node_timeline(pool, execution_id)
         children = await child_executions(pool, execution_id)
     doc = {**execution_json(execution), "nodes": [node_json(n) for n in nodes],
@@ -802,7 +839,7 @@ async def cmd_executions_watch(args: argparse.Namespace, settings: Settings) -> 
         execution_id = await _execution_id(pool, args.id)
         status = ""
         while True:
-            execution = await get_execution(pool, execution_id)
+            execution = await get_execution(pool, execution_id, args.tenant)
             for n in await node_timeline(pool, execution_id):
                 key = (n.node_id, n.attempt)
                 if seen.get(key) == n.status:
@@ -841,7 +878,7 @@ async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) ->
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
         execution_id = await _execution_id(pool, args.id)
-        execution = await cancel(pool, cli_actor(), execution_id)
+        execution = await cancel(pool, cli_actor(args.tenant), execution_id)
     if args.json:
         print_json(execution_json(execution))
         return 0
@@ -862,7 +899,7 @@ async def cmd_executions_resume(args: argparse.Namespace, settings: Settings) ->
     run_input = None if args.input is None else _parse_input(args.input)
     async with _pool(settings) as pool:
         execution_id = await _execution_id(pool, args.id)
-        decided = await decide(pool, cli_actor(), execution_id, DecisionRequest(
+        decided = await decide(pool, cli_actor(args.tenant), execution_id, DecisionRequest(
             decision=decision, note=args.note, input=run_input))
     if args.json:
         print_json({"execution_id": decided.execution_id, "decision": decided.decision})
@@ -878,7 +915,7 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
 
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
-        new_id = await retry(pool, cli_actor(), await _execution_id(pool, args.id))
+        new_id = await retry(pool, cli_actor(args.tenant), await _execution_id(pool, args.id))
     if args.json:
         print_json({"execution_id": new_id, "status": "NEW"})
         return 0
@@ -1157,6 +1194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--test", action="store_true",
                    help="list test runs (triggerd test) instead of the others")
+    for name in CORRELATION_COLUMNS:
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, metavar="ID", type=_correlation_id(flag),
+                       help=f"only runs with this {name}")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_executions_list)
     p = esub.add_parser("show", help="show an execution and its node timeline")
@@ -1277,7 +1318,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_doctor)
+    _add_tenant_everywhere(parser)
     return parser
+
+
+def _add_tenant_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--tenant`` on the parser and every sub-command that has none of its own."""
+    if not any("--tenant" in action.option_strings for action in parser._actions):
+        add_tenant_option(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_tenant_everywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,8 @@ from triggerd.webhooks.inbox_views import request_json, summary_json
 async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
     async with _pool(settings) as pool:
         items = (await list_requests(pool, ListRequests(
-            trigger=args.trigger, outcome=args.outcome, limit=args.limit))).items
+            trigger=args.trigger, outcome=args.outcome, limit=args.limit),
+            tenant=args.tenant)).items
     if args.json:
         print_json([summary_json(r) for r in items])
         return 0
@@ -32,7 +33,7 @@ async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int
 
 async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int:
     async with _pool(settings) as pool:
-        found = await show_request(pool, args.id)
+        found = await show_request(pool, args.id, args.tenant)
     doc = request_json(found)
     if args.json:
         print_json(doc)
@@ -57,7 +58,7 @@ async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int
 
 async def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
     async with _pool(settings) as pool:
-        result = await replay(pool, cli_actor(), args.id)
+        result = await replay(pool, cli_actor(args.tenant), args.id)
         doc: dict[str, Any] = {"execution_id": result.execution_id,
                                "replay_of": result.request_id,
                                "dedupe_key": result.dedupe_key, "status": "NEW"}

@@ -10,6 +10,7 @@ from typing import Any
 from triggerd.cli import _name, _pool, _table, _text, print_json
 from triggerd.config import Settings
 from triggerd.errors import UsageError
+from triggerd.model import DEFAULT_TENANT
 from triggerd.operations import cli_actor
 from triggerd.operations.workflows import WorkflowChange, activate, archive, delete
 from triggerd.views import trigger_json, workflow_json
@@ -19,7 +20,7 @@ async def cmd_workflows_list(args: argparse.Namespace, settings: Settings) -> in
     from triggerd.store.workflows import list_workflows
 
     async with _pool(settings) as pool:
-        workflows = await list_workflows(pool)
+        workflows = await list_workflows(pool, tenant=args.tenant)
     if args.json:
         print_json([workflow_json(w) for w in workflows])
         return 0
@@ -33,7 +34,7 @@ async def cmd_workflows_show(args: argparse.Namespace, settings: Settings) -> in
     from triggerd.store.workflows import get_workflow, list_triggers
 
     async with _pool(settings) as pool:
-        workflow = await get_workflow(pool, args.key)
+        workflow = await get_workflow(pool, args.key, args.tenant or DEFAULT_TENANT)
         triggers = await list_triggers(pool, workflow_id=workflow.id)
     doc = {**workflow_json(workflow), "triggers": [trigger_json(t) for t in triggers]}
     if args.json:
@@ -66,13 +67,13 @@ def _print_change(result: WorkflowChange, done: str, as_json: bool) -> int:
 
 async def cmd_workflows_archive(args: argparse.Namespace, settings: Settings) -> int:
     async with _pool(settings) as pool:
-        result = await archive(pool, cli_actor(), args.key, args.note)
+        result = await archive(pool, cli_actor(args.tenant), args.key, args.note)
     return _print_change(result, "archived: its triggers start nothing", args.json)
 
 
 async def cmd_workflows_activate(args: argparse.Namespace, settings: Settings) -> int:
     async with _pool(settings) as pool:
-        result = await activate(pool, cli_actor(), args.key, args.note)
+        result = await activate(pool, cli_actor(args.tenant), args.key, args.note)
     return _print_change(result, "activated: no slot from before now runs", args.json)
 
 
@@ -81,7 +82,7 @@ async def cmd_workflows_delete(args: argparse.Namespace, settings: Settings) -> 
         raise UsageError(f"deleting workflow {args.key} removes its versions, triggers and"
                          " history for good; add --yes to do it")
     async with _pool(settings) as pool:
-        result = await delete(pool, cli_actor(), args.key, args.note)
+        result = await delete(pool, cli_actor(args.tenant), args.key, args.note)
     if args.json:
         print_json({"workflow": result.workflow, "versions": result.versions,
                     "triggers": result.triggers, "executions": result.executions,

@@ -124,6 +124,71 @@ class LogSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TenantSettings:
+    """Limits of one tenant (``[tenants.NAME]``); a tenant without a table has none but
+    the daemon's own (``[http] max_pending``) and a share of 1."""
+
+    name: str
+    # NEW runs of the tenant above which its webhooks answer 429 (0: no limit of its own).
+    max_pending: int = 0
+    # Webhook requests per second the tenant's hooks accept per process (0: no limit).
+    webhook_rate: float = 0.0
+    webhook_burst: int = 0  # 0: one second's worth of webhook_rate
+    # Its weight when several tenants have runs waiting: each claim is split by shares.
+    executor_share: int = 1
+    # Finished runs of the tenant older than this are deleted (None: [executor] retention).
+    retention: timedelta | None = None
+
+
+_TENANT_KEYS: dict[str, str] = {
+    "max_pending": "NEW executions of this tenant above which its webhooks answer 429",
+    "webhook_rate": "webhook requests per second this tenant's hooks accept per process",
+    "webhook_burst": "requests above the rate accepted at once (default: one second's)",
+    "executor_share": "its weight when several tenants have runs waiting (1-1000)",
+    "retention": "finished executions of this tenant older than this are deleted",
+}
+_TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _tenant_settings(where: str, name: str, table: Any) -> TenantSettings:
+    """One ``[tenants.NAME]`` table, checked key by key."""
+    label = f"tenants.{name}"
+    if _TENANT_NAME.fullmatch(name) is None:
+        raise ConfigError(f"{where}[{label[:80]}]: the tenant name must be 1-64 lowercase"
+                          " letters, digits, '-' or '_', starting with a letter or digit")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}{label}: expected a table [{label}]")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{label}.{key}"
+        if key not in _TENANT_KEYS:
+            raise ConfigError(f"{where}unknown key {dotted} (known in [{label}]:"
+                              f" {', '.join(sorted(_TENANT_KEYS))})")
+        if key == "retention":
+            try:
+                values[key] = parse_duration(value, what=dotted)
+            except DurationError as exc:
+                raise ConfigError(f"{where}{exc}") from None
+            if values[key] <= timedelta(0):
+                raise ConfigError(f"{where}{dotted}: must be positive")
+            continue
+        if key == "webhook_rate":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    0 <= value <= 1_000_000):
+                raise ConfigError(f"{where}{dotted}: expected a number of requests per"
+                                  f" second (0-1000000), got {value!r}")
+            values[key] = float(value)
+            continue
+        limits = {"max_pending": (0, 1_000_000_000), "webhook_burst": (0, 1_000_000),
+                  "executor_share": (1, 1000)}
+        low, high = limits[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{where}{dotted}: expected an integer {low}-{high}, got {value!r}")
+        values[key] = value
+    return TenantSettings(name=name, **values)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -134,7 +199,15 @@ class Settings:
     egress: EgressSettings = field(default_factory=EgressSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    tenants: tuple[TenantSettings, ...] = ()  # [tenants.NAME] tables, by name
     source: str | None = None  # the file the settings came from, if any
+
+    def tenant(self, name: str) -> TenantSettings:
+        """The limits of tenant ``name`` (the defaults when it has no table)."""
+        for tenant in self.tenants:
+            if tenant.name == name:
+                return tenant
+        return TenantSettings(name=name)
 
     @property
     def state_dir(self) -> Path:
@@ -395,10 +468,18 @@ def load_settings(
     origin: dict[str, str] = {}
 
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    tenants: list[TenantSettings] = []
     for section_name, section in document.items():
+        if section_name == "tenants":
+            if not isinstance(section, dict):
+                raise ConfigError(f"{where}tenants: expected tables [tenants.NAME]")
+            tenants = [_tenant_settings(where, name, table)
+                       for name, table in sorted(section.items())]
+            continue
         if section_name not in _SECTIONS:
             raise ConfigError(
-                f"{where}unknown section [{section_name}] (known: {', '.join(sorted(_SECTIONS))})"
+                f"{where}unknown section [{section_name}] (known:"
+                f" {', '.join(sorted([*_SECTIONS, 'tenants']))})"
             )
         if not isinstance(section, dict):
             raise ConfigError(f"{where}{section_name}: expected a table [{section_name}]")
@@ -448,6 +529,7 @@ def load_settings(
         values["daemon"]["state_dir"] = env.get("STATE_DIRECTORY", "").split(":")[0] or ".triggerd"
     settings = Settings(
         **{name: cls(**values[name]) for name, cls in _SECTIONS.items()},
+        tenants=tuple(tenants),
         source=source,
     )
     problem = _range_problem(settings)

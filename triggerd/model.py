@@ -334,6 +334,45 @@ class TriggerSpec:
     enabled: bool = True
     version: int | None = None  # pinned version; None = latest published
     input: dict[str, JSON] = field(default_factory=dict)
+    # Correlation key -> a literal or an expression over the request (webhooks) or the
+    # fire's input; stored in the trigger's config document.
+    correlation: dict[str, str] = field(default_factory=dict)
+
+
+# Objects that name no tenant belong to this one (definition documents without
+# ``tenant:``, rows from before tenants, webhooks at /hooks/{path}).
+DEFAULT_TENANT = "default"
+
+
+# The correlation keys with a column (and an index) of their own on every run.
+CORRELATION_COLUMNS = ("agent_id", "session_id", "conversation_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Correlation:
+    """What links a run to the agent platform's runs: every key the trigger (or the
+    caller) mapped, as strings; the three ids of :data:`CORRELATION_COLUMNS` are also
+    columns, filterable in lists."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.values.get("agent_id")
+
+    @property
+    def session_id(self) -> str | None:
+        return self.values.get("session_id")
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.values.get("conversation_id")
+
+
+def tenant_label(tenant: str, name: str) -> str:
+    """``name`` (a workflow key or trigger name) as operators read it: bare in the default
+    tenant, ``tenant:name`` in another."""
+    return name if tenant == DEFAULT_TENANT else f"{tenant}:{name}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -351,6 +390,6 @@ class WorkflowSpec:
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     timeout: timedelta = timedelta(hours=1)
     triggers: tuple[TriggerSpec, ...] = ()
-    tenant_id: str = "default"
+    tenant_id: str = DEFAULT_TENANT
     # The error workflow: started with a summary of every failed run of this one.
     on_failure: str | None = None

@@ -20,13 +20,13 @@ import re
 from dataclasses import dataclass
 
 from triggerd.errors import UsageError
+from triggerd.model import DEFAULT_TENANT
 
 TOKEN_PREFIX = "tgd_"  # noqa: S105 - the public marker of the form
 TOKEN_BYTES = 32
 # The stored, displayed part: the fixed prefix and 8 characters (48 of the 256 bits).
 DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
 INITIAL_TOKEN_NAME = "initial"  # noqa: S105 - a name, not a secret
-DEFAULT_TENANT = "default"
 
 _TOKEN = re.compile(r"tgd_[A-Za-z0-9_-]{43}")
 NAME_RULE = "1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
@@ -104,15 +104,18 @@ def method_refusal(principal: Principal, method: str) -> str | None:
     )
 
 
-def scope_refusal(principal: Principal) -> str | None:
-    """Why ``principal`` sees nothing (None: it sees the objects it asks for).
-
-    Every object of this version belongs to the default tenant (definitions cannot name
-    another yet), so a token scoped to another tenant has no objects to see: each of its
-    requests is answered 404, as another tenant's objects are (DESIGN §5b)."""
-    if principal.tenant is None or principal.tenant == DEFAULT_TENANT:
-        return None
-    return f"nothing here belongs to tenant {principal.tenant!r}"
+def addressed_tenant(principal: Principal, asked: str | None) -> tuple[str | None, str | None]:
+    """The tenant a request works in (None: every tenant) and why it is refused (None: it
+    is not). A scoped token works in its own tenant: naming another (``?tenant=``) finds
+    nothing there, as another tenant's objects are not found (DESIGN §5b). An all-tenant
+    token works in the tenant it names, else in every tenant."""
+    if asked is not None and _TENANT.fullmatch(asked) is None:
+        return None, f"tenant: {asked[:80]!r} is invalid: use {TENANT_RULE}"
+    if principal.tenant is None:
+        return asked, None
+    if asked is not None and asked != principal.tenant:
+        return principal.tenant, f"nothing here belongs to tenant {asked!r}"
+    return principal.tenant, None
 
 
 __all__ = [
@@ -122,6 +125,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "Principal",
     "Role",
+    "addressed_tenant",
     "check_name",
     "check_tenant",
     "display_prefix",
@@ -130,5 +134,4 @@ __all__ = [
     "is_token_form",
     "method_refusal",
     "parse_role",
-    "scope_refusal",
 ]

@@ -66,6 +66,7 @@ def trigger_json(t: TriggerRecord) -> dict[str, Any]:
         "enabled_at": t.enabled_at,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
+        "tenant": t.tenant_id,
     }
 
 
@@ -93,6 +94,11 @@ def execution_json(e: ExecutionRecord) -> dict[str, Any]:
         "parent_execution_id": e.parent_execution_id,
         "lease_owner": e.lease_owner,
         "lease_expires_at": e.lease_expires_at,
+        "tenant": e.tenant_id,
+        "agent_id": e.agent_id,
+        "session_id": e.session_id,
+        "conversation_id": e.conversation_id,
+        "correlation": e.correlation or {},
     }
 
 
@@ -144,7 +150,7 @@ def state_json(state: TriggerState) -> dict[str, Any]:
 def audit_json(a: AuditRecord) -> dict[str, Any]:
     return {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action,
             "target_kind": a.target_kind, "target": a.target, "target_id": a.target_id,
-            "note": a.note, "detail": a.detail}
+            "note": a.note, "detail": a.detail, "tenant": a.tenant_id}
 
 
 def backfill_json(b: BackfillRecord) -> dict[str, Any]:

@@ -164,15 +164,16 @@ async def test_a_token_of_another_tenant_sees_no_default_tenant_object(
     client: Client, pool: asyncpg.Pool
 ) -> None:
     acme = await new_token(pool, "acme-ops", tenant="acme")
-    for method, path in [
-        ("GET", "/api/v1/workflows"),
-        ("GET", "/api/v1/workflows/report"),
-        ("GET", "/api/v1/executions"),
-        ("POST", FIRE),
-        ("POST", "/api/v1/definitions"),
+    for method, path, message in [
+        ("GET", "/api/v1/workflows/report", "no workflow with key 'report'"),
+        ("POST", FIRE, "no trigger named 'report/nightly'"),
     ]:
         response = await client.request(method, path, headers=bearer(acme))
-        await expect_error(response, 404, "not_found", "nothing here belongs to tenant 'acme'")
+        await expect_error(response, 404, "not_found", message)
+    for path in ("/api/v1/workflows", "/api/v1/executions", "/api/v1/triggers"):
+        response = await client.get(path, headers=bearer(acme))
+        assert response.status == 200, path
+        assert (await response.json())["items"] == [], path
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
     default = await new_token(pool, "default-ops", tenant="default")
     assert (await client.get("/api/v1/workflows/report", headers=bearer(default))).status == 200

@@ -399,7 +399,7 @@ async def test_drain_hands_back_runs_from_a_claim_in_flight(pool: asyncpg.Pool, 
             async with pool.acquire() as blocker, blocker.transaction():
                 await blocker.execute("LOCK TABLE workflow_executions IN EXCLUSIVE MODE")
                 await ex.start()
-                await wait_until_blocked(pool, "WITH expired AS")  # the claim query
+                await wait_until_blocked(pool, "WITH RECURSIVE expired AS")  # the claim query
                 drain = asyncio.create_task(ex.drain(timedelta(0)))
                 await asyncio.sleep(0.1)
                 assert not drain.done()  # it waits for the claim in flight
@@ -487,8 +487,8 @@ async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool
     await apply_doc(pool, workflow("old", [{"id": "a", "type": "noop"}]))
     ids = [await fire(pool, "old/manual") for _ in range(5)]
     await pool.execute(
-        "UPDATE workflow_executions SET status = 'SUCCESS',"
-        " end_time = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
+        "UPDATE workflow_executions SET status = 'SUCCESS', created_at = now() - interval"
+        " '41 days', end_time = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
         ids[:3],
     )
     await pool.execute(
@@ -509,6 +509,31 @@ async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool
         await pool.fetchval("SELECT dedupe_key FROM workflow_executions WHERE id = $1", ids[4])
         is None
     )
+
+
+async def test_a_tenant_keeps_its_runs_for_its_own_retention(pool: asyncpg.Pool) -> None:
+    """[tenants.NAME] retention: longer for one tenant, shorter for another, the default
+    for the rest; only finished runs past their own tenant's cut go."""
+    from triggerd.store.executions import retention_batch
+
+    for tenant in ("default", "keeper", "brief"):
+        await apply_doc(pool, {"tenant": tenant, **workflow("w", [{"id": "a", "type": "noop"}])})
+    ages = {"default": [40, 10], "keeper": [40, 100], "brief": [10, 2]}
+    for tenant, days in ages.items():
+        for age in days:
+            await pool.execute(
+                "INSERT INTO workflow_executions (workflow_id, trigger_type, status, tenant_id,"
+                " created_at, end_time) SELECT w.id, 'manual', 'SUCCESS', w.tenant_id,"
+                " now() - make_interval(days => $2 + 1), now() - make_interval(days => $2)"
+                " FROM workflows w WHERE w.tenant_id = $1", tenant, age)
+    deleted = await retention_batch(pool, timedelta(days=30), 500,
+                                    {"keeper": timedelta(days=365), "brief": timedelta(days=7)})
+    assert deleted == 2
+    left = await pool.fetch(
+        "SELECT tenant_id, extract(day FROM now() - end_time)::int AS age"
+        " FROM workflow_executions ORDER BY tenant_id, age")
+    assert [(r["tenant_id"], r["age"]) for r in left] == [
+        ("brief", 2), ("default", 10), ("keeper", 40), ("keeper", 100)]
 
 
 @pytest.mark.parametrize(

@@ -300,14 +300,14 @@ async def test_no_claim_takes_a_test_run_and_queue_depth_leaves_it_out(
     await start_test_run(pool, _request(_approval_doc(), "release"))
     async with pool.acquire() as conn:
         assert await claim_executions(conn, "someone", timedelta(seconds=30), 10) == []
-        assert (await queue_depth(conn))["NEW"] == 0
+        assert await queue_depth(conn) == {}
     # An ordinary run is claimed as before.
     await apply_doc(pool, {"workflows": [{
         "key": "plain", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
         "triggers": [{"name": "m", "type": "manual"}]}]})
     run = await fire(pool, "plain/m")
     async with pool.acquire() as conn:
-        assert (await queue_depth(conn))["NEW"] == 1
+        assert await queue_depth(conn) == {("default", "NEW"): 1}
         claimed = await claim_executions(conn, "someone", timedelta(seconds=30), 10)
     assert [c.id for c in claimed] == [run]
 

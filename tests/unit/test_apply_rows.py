@@ -33,7 +33,7 @@ def test_each_distinct_config_is_serialized_once(monkeypatch: pytest.MonkeyPatch
     assert len(wanted) == 18
     for spec in specs:
         for trigger in spec.triggers:
-            want = wanted[spec.key, trigger.name]
+            want = wanted[spec.tenant_id, spec.key, trigger.name]
             alone = workflows.wanted_trigger(trigger)
             assert want.doc == alone.doc
             assert (want.config, want.input) == (alone.config, alone.input)

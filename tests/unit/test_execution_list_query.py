@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from triggerd.store.executions import execution_list_query
+from triggerd.store.executions import ExecutionScope, execution_list_query
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 ID = "01937a5e-0000-7000-8000-000000000001"
@@ -34,7 +34,18 @@ def test_the_cli_order_and_its_filters() -> None:
         trigger_id=ID, workflow_key="nightly", before=AT, limit=50, id_order="ASC"
     )
     assert "e.trigger_id = $1::uuid" in query
-    assert "e.workflow_id IN (SELECT id FROM workflows WHERE key = $2)" in query
-    assert "e.created_at < $3::timestamptz" in query
-    assert query.endswith(" ORDER BY e.created_at DESC, e.id LIMIT $4")
-    assert args == [ID, "nightly", AT, 50]
+    # A key names a workflow of one tenant: the default one unless the scope names another.
+    assert ("e.workflow_id IN (SELECT id FROM workflows WHERE key = $2 AND tenant_id = $3)"
+            in query)
+    assert "e.created_at < $4::timestamptz" in query
+    assert query.endswith(" ORDER BY e.created_at DESC, e.id LIMIT $5")
+    assert args == [ID, "nightly", "default", AT, 50]
+
+
+def test_a_scope_filters_by_tenant_and_correlation_ids() -> None:
+    query, args = execution_list_query(
+        scope=ExecutionScope(tenant="acme", session_id="s-1"), workflow_key="w", limit=10)
+    assert "e.workflow_id IN (SELECT id FROM workflows WHERE key = $1 AND tenant_id = $2)" in query
+    assert "e.tenant_id = $3 AND e.session_id = $4" in query
+    assert "agent_id =" not in query and "conversation_id =" not in query
+    assert args == ["w", "acme", "acme", "s-1", 10]

@@ -10,6 +10,7 @@ from triggerd.errors import UsageError
 from triggerd.tokens import (
     Principal,
     Role,
+    addressed_tenant,
     check_name,
     check_tenant,
     display_prefix,
@@ -18,7 +19,6 @@ from triggerd.tokens import (
     is_token_form,
     method_refusal,
     parse_role,
-    scope_refusal,
 )
 
 
@@ -101,9 +101,17 @@ def test_viewers_only_read() -> None:
         )
 
 
-def test_scope() -> None:
-    assert scope_refusal(Principal(name="a", role=Role.ADMIN, tenant=None)) is None
-    assert scope_refusal(Principal(name="a", role=Role.ADMIN, tenant="default")) is None
-    assert scope_refusal(Principal(name="a", role=Role.VIEWER, tenant="acme")) == (
-        "nothing here belongs to tenant 'acme'"
-    )
+def test_addressed_tenant() -> None:
+    every = Principal(name="a", role=Role.ADMIN, tenant=None)
+    acme = Principal(name="a", role=Role.VIEWER, tenant="acme")
+    # An all-tenant token works in every tenant, or in the one it names.
+    assert addressed_tenant(every, None) == (None, None)
+    assert addressed_tenant(every, "globex") == ("globex", None)
+    # A scoped token works in its own; naming another finds nothing (a 404, not a 403).
+    assert addressed_tenant(acme, None) == ("acme", None)
+    assert addressed_tenant(acme, "acme") == ("acme", None)
+    assert addressed_tenant(acme, "globex") == (
+        "acme", "nothing here belongs to tenant 'globex'")
+    assert addressed_tenant(every, "Bad Name")[1] == (
+        "tenant: 'Bad Name' is invalid: use 1-64 characters of a-z, 0-9, '_' and '-',"
+        " starting with a letter or digit")

@@ -51,7 +51,7 @@ from triggerd.errors import (
     Problem,
     TriggerdError,
 )
-from triggerd.model import ExecutionStatus, TriggerType
+from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus, TriggerType
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.approvals import DecisionRequest
 from triggerd.operations.approvals import decide as decide_approval
@@ -86,6 +86,7 @@ from triggerd.store.admin import (
 )
 from triggerd.store.audit import AuditEntry, list_audit
 from triggerd.store.executions import (
+    ExecutionScope,
     child_executions,
     get_execution,
     node_timeline,
@@ -99,7 +100,7 @@ from triggerd.store.workflows import (
     list_versions,
     list_workflows,
 )
-from triggerd.tokens import Principal, method_refusal, scope_refusal
+from triggerd.tokens import Principal, addressed_tenant, method_refusal
 from triggerd.trigger_detail import describe as describe_trigger
 from triggerd.views import (
     audit_json,
@@ -256,14 +257,16 @@ async def _authorize(request: web.Request) -> web.Response | None:
                                 "method": request.method})
         return error_response(500, "internal", "internal error; the daemon log has the details")
     request[PRINCIPAL] = principal
-    request[TENANT] = principal.tenant
     refusal = method_refusal(principal, request.method)
     if refusal is not None:
         return error_response(403, "forbidden", refusal)
-    # Until objects carry tenants end to end, another tenant's token sees nothing at all.
-    refusal = scope_refusal(principal)
+    asked = request.query.get("tenant")
+    tenant, refusal = addressed_tenant(principal, asked)
     if refusal is not None:
+        if principal.tenant is None or asked is None or not asked:
+            return error_response(400, "invalid_parameter", refusal)
         return error_response(404, "not_found", refusal)
+    request[TENANT] = tenant
     return None
 
 
@@ -492,7 +495,7 @@ async def list_workflows_handler(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     after = _name_cursor(request, parts=2)
     # One row more than asked tells whether another page follows.
-    rows = await list_workflows(request.app[POOL],
+    rows = await list_workflows(request.app[POOL], tenant=request[TENANT],
                                 after=None if after is None else (after[0], after[1]),
                                 limit=limit + 1)
     page = rows[:limit]
@@ -503,7 +506,7 @@ async def list_workflows_handler(request: web.Request) -> web.Response:
 async def get_workflow_handler(request: web.Request) -> web.Response:
     key = _path_key(request, "key", "workflow")
     pool = request.app[POOL]
-    workflow = await get_workflow(pool, key)
+    workflow = await get_workflow(pool, key, _home(request))
     triggers = await list_triggers(pool, workflow_id=workflow.id)
     return _ok({**workflow_json(workflow), "triggers": [trigger_json(t) for t in triggers]})
 
@@ -511,7 +514,7 @@ async def get_workflow_handler(request: web.Request) -> web.Response:
 async def list_versions_handler(request: web.Request) -> web.Response:
     key = _path_key(request, "key", "workflow")
     pool = request.app[POOL]
-    workflow = await get_workflow(pool, key)
+    workflow = await get_workflow(pool, key, _home(request))
     versions = await list_versions(pool, workflow.id)
     return _ok({"items": [version_json(v) for v in versions]})
 
@@ -553,10 +556,12 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
     workflow_key = _key_query(request, "workflow")
     pool = request.app[POOL]
     if workflow_key is not None:
-        await get_workflow(pool, workflow_key)  # 404 for a workflow that does not exist
+        # 404 for a workflow that does not exist (in the request's tenant).
+        await get_workflow(pool, workflow_key, _home(request))
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     after = _name_cursor(request, parts=3)
     rows = await list_triggers(pool, trigger_type=kind, workflow_key=workflow_key,
+                               tenant=_home(request) if workflow_key else request[TENANT],
                                after=None if after is None else (after[0], after[1], after[2]),
                                limit=limit + 1)
     page = rows[:limit]
@@ -571,7 +576,7 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
 
 async def get_trigger_handler(request: web.Request) -> web.Response:
     pool = request.app[POOL]
-    trigger = await get_trigger(pool, _trigger_name(request))
+    trigger = await get_trigger(pool, _trigger_name(request), _home(request))
     count = _int_query(request, "count", default=NEXT_COUNT_DEFAULT, low=1, high=NEXT_COUNT_MAX)
     return _ok(await describe_trigger(pool, trigger, now=datetime.now(UTC), count=count))
 
@@ -583,8 +588,13 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
 
 
 def _actor(request: web.Request) -> Actor:
-    principal = request[PRINCIPAL]
-    return token_actor(principal.name, principal.tenant)
+    """The request's token, working in the request's tenant (its own, or ``?tenant=``)."""
+    return token_actor(request[PRINCIPAL].name, request[TENANT])
+
+
+def _home(request: web.Request) -> str:
+    """The tenant names (workflow keys, trigger names) are looked up in."""
+    return request[TENANT] or DEFAULT_TENANT
 
 
 async def _options(request: web.Request, allowed: dict[str, type]) -> dict[str, Any]:
@@ -670,7 +680,7 @@ async def create_backfill_handler(request: web.Request) -> web.Response:
 
 async def get_backfill_handler(request: web.Request) -> web.Response:
     return _ok(backfill_json(await get_backfill(request.app[POOL],
-                                                request.match_info["id"])))
+                                                request.match_info["id"], request[TENANT])))
 
 
 async def cancel_backfill_handler(request: web.Request) -> web.Response:
@@ -692,7 +702,7 @@ async def list_audit_handler(request: web.Request) -> web.Response:
                 "cursor: not a cursor returned by this API (pass next_cursor back)")
         before = int(cursor)
     rows = await list_audit(request.app[POOL], target=target, before_id=before,
-                            limit=limit + 1)
+                            limit=limit + 1, tenant=request[TENANT])
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
     return _ok({"items": [audit_json(a) for a in page], "next_cursor": next_cursor})
@@ -727,8 +737,7 @@ async def fire_trigger_handler(request: web.Request) -> web.Response:
             if not isinstance(body["reason"], str):
                 raise ApiError(422, "invalid_body", "reason must be a string")
             reason = body["reason"]
-    principal = request[PRINCIPAL]
-    fired = await fire(request.app[POOL], token_actor(principal.name, principal.tenant),
+    fired = await fire(request.app[POOL], _actor(request),
                        FireRequest(trigger=name, input=run_input, reason=reason))
     return _accepted(fired.execution_id)
 
@@ -736,7 +745,7 @@ async def fire_trigger_handler(request: web.Request) -> web.Response:
 async def next_fires_handler(request: web.Request) -> web.Response:
     name = _trigger_name(request)
     count = _int_query(request, "count", default=NEXT_COUNT_DEFAULT, low=1, high=NEXT_COUNT_MAX)
-    trigger = await get_trigger(request.app[POOL], name)
+    trigger = await get_trigger(request.app[POOL], name, _home(request))
     if trigger.type not in SCHEDULED_TYPES:
         raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
                        " (cron, interval) have fire times")
@@ -754,7 +763,7 @@ async def slots_handler(request: web.Request) -> web.Response:
     name = _trigger_name(request)
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     pool = request.app[POOL]
-    trigger = await get_trigger(pool, name)
+    trigger = await get_trigger(pool, name, _home(request))
     slots = await slot_history(pool, trigger.id, limit=limit)
     return _ok({"trigger": name, "items": [slot_json(s) for s in slots]})
 
@@ -776,22 +785,39 @@ async def list_executions_handler(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name is not None:
-        trigger_id = (await get_trigger(pool, trigger_name)).id
+        trigger_id = (await get_trigger(pool, trigger_name, _home(request))).id
     workflow_id = None
     if workflow_key is not None:
-        workflow_id = (await get_workflow(pool, workflow_key)).id
+        workflow_id = (await get_workflow(pool, workflow_key, _home(request))).id
+    scope = ExecutionScope(tenant=request[TENANT], **_correlation_filters(request))
     # One row more than asked tells whether another page follows.
     rows = await page_executions(pool, status=status, trigger_id=trigger_id,
-                                 workflow_id=workflow_id, limit=limit + 1, after=after)
+                                 workflow_id=workflow_id, limit=limit + 1, after=after,
+                                 scope=scope)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return _ok({"items": [execution_json(e) for e in page], "next_cursor": next_cursor})
 
 
+# The correlation ids an execution list filters on (each has an index of its own).
+_CORRELATION_LIMIT = 200
+
+
+def _correlation_filters(request: web.Request) -> dict[str, str]:
+    filters: dict[str, str] = {}
+    for name in CORRELATION_COLUMNS:
+        value = _query_value(request, name)
+        if value is not None:
+            if not 1 <= len(value) <= _CORRELATION_LIMIT:
+                raise _bad_parameter(f"{name}: must be 1-{_CORRELATION_LIMIT} characters")
+            filters[name] = value
+    return filters
+
+
 async def get_execution_handler(request: web.Request) -> web.Response:
     execution_id = _execution_id(request)
     async with request.app[POOL].acquire() as conn:
-        execution = await get_execution(conn, execution_id)
+        execution = await get_execution(conn, execution_id, request[TENANT])
         nodes = await node_timeline(conn, execution_id)
         children = await child_executions(conn, execution_id)
     return _ok({**execution_json(execution), "nodes": [node_json(n) for n in nodes],
@@ -875,8 +901,13 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
     dry_run = _bool_query(request, "dry_run", default=False)
     document = await _definition_body(request)
+    named = document.get("tenant") if isinstance(document, dict) else None
+    if request[PRINCIPAL].tenant is not None and named not in (None, request[TENANT]):
+        # A scoped token writes only its own tenant's workflows (another tenant: not found).
+        raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
     try:
-        specs = load_documents([(BODY_LABEL, document)])  # DefinitionError: 422 + problems
+        # DefinitionError: 422 + problems
+        specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
     except OverflowError as exc:
         # A duration too large for a timedelta ("99999999999d") overflows while checking.
         raise _value_refused(f"a duration or number is too large ({exc})") from None
@@ -1026,20 +1057,18 @@ async def list_webhook_requests_handler(request: web.Request) -> web.Response:
     page = await list_requests(request.app[POOL], ListRequests(
         trigger=trigger_name, outcome=_query_value(request, "outcome"), after_id=cursor,
         limit=limit,
-    ))
+    ), tenant=request[TENANT])
     return _ok({"items": [summary_json(r) for r in page.items],
                 "next_cursor": page.next_cursor})
 
 
 async def get_webhook_request_handler(request: web.Request) -> web.Response:
-    found = await show_request(request.app[POOL], request.match_info["id"])
+    found = await show_request(request.app[POOL], request.match_info["id"], request[TENANT])
     return _ok(request_json(found))
 
 
 async def replay_webhook_request_handler(request: web.Request) -> web.Response:
-    principal = request[PRINCIPAL]
-    result = await replay(request.app[POOL], token_actor(principal.name, principal.tenant),
-                          request.match_info["id"])
+    result = await replay(request.app[POOL], _actor(request), request.match_info["id"])
     status_url = f"{API_PREFIX}/executions/{result.execution_id}"
     return _ok(
         {"execution_id": result.execution_id, "status_url": status_url,

@@ -45,7 +45,7 @@ from triggerd.api.openapi import (
     key_schema,
     query,
 )
-from triggerd.model import ExecutionStatus, TriggerType
+from triggerd.model import CORRELATION_COLUMNS, ExecutionStatus, TriggerType
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
@@ -119,7 +119,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         answers={200: json_answer("What was deleted.", "WorkflowDeleted")},
         errors=(400, 404, 409, 422),
         parameters=(WORKFLOW_KEY,
-                    query("note", {"type": "string", "maxLength": 500},
+                    query("note", {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"},
                           "Why (in the audit trail).")),
     ),
     Route(
@@ -262,6 +262,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                   " (404 when there is no such trigger)."),
             query("workflow", key_schema("workflow key"),
                   "Only executions of this workflow (404 when there is none)."),
+            *(query(name, {"type": "string", "minLength": 1, "maxLength": 200},
+                    f"Only executions with this {name} (their correlation).")
+              for name in CORRELATION_COLUMNS),
             PAGE_LIMIT,
             query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
                   "Opaque: the next_cursor of the previous page."),

@@ -35,6 +35,7 @@ from prometheus_client.exposition import choose_encoder
 
 from triggerd.appkeys import POOL, SETTINGS
 from triggerd.component import BaseComponent
+from triggerd.model import DEFAULT_TENANT
 from triggerd.schedules import Schedule, schedule_of
 from triggerd.store.admin import ACTIVE_STATUSES, Conn, monitored_triggers, queue_depth
 from triggerd.tasks import cancel_and_wait
@@ -113,6 +114,7 @@ class Metrics:
         # that has its own cron series has its own webhook series too.
         self.trigger_labels = LabelBudget(label_limit)
         self.workflow_labels = LabelBudget(label_limit)
+        self.tenant_labels = LabelBudget(label_limit)
         reg = self.registry
         if process_metrics:
             ProcessCollector(registry=reg)
@@ -179,6 +181,15 @@ class Metrics:
             "triggerd_queue_depth", "Executions not finished yet, by status (from the database)",
             ["status"], registry=reg,
         )
+        self.tenant_queue_depth = Gauge(
+            "triggerd_tenant_queue_depth",
+            "Executions not finished yet, by tenant and status (from the database)",
+            ["tenant", "status"], registry=reg,
+        )
+        self.tenant_executions = Counter(
+            "triggerd_tenant_executions", "Executions finished, by tenant and final status",
+            ["tenant", "status"], registry=reg,
+        )
         self.queue_depth_errors = Counter(
             "triggerd_queue_depth_refresh_errors",
             "Scrapes that could not read the queue depth from the database",
@@ -222,6 +233,7 @@ class Metrics:
             " is paused or its schedule has ended)", ["trigger"], registry=reg,
         )
         self._monitor_limit = label_limit
+        self._tenant_depth_keys: set[tuple[str, str]] = set()
         self._monitor_read_at: float | None = None
         self._monitor_schedules: MonitorCache = {}
         # The request counter's child per (trigger, status), found once: labels() validates
@@ -282,10 +294,14 @@ class Metrics:
         """``count`` requests of ``trigger`` were stored as filtered."""
         self.webhook_filtered.labels(trigger=self.trigger_labels.admit(trigger)).inc(count)
 
-    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
-        """An execution of ``workflow`` (its key) ended with ``status``."""
+    def execution_finished(self, workflow: str, status: str, seconds: float | None,
+                           tenant: str = DEFAULT_TENANT) -> None:
+        """An execution of ``workflow`` (its key, ``tenant:key`` outside the default
+        tenant) of ``tenant`` ended with ``status``."""
         workflow = self.workflow_labels.admit(workflow)
         self.executions.labels(workflow=workflow, status=status).inc()
+        self.tenant_executions.labels(tenant=self.tenant_labels.admit(tenant),
+                                      status=status).inc()
         if seconds is not None:
             self.execution_seconds.labels(workflow=workflow).observe(max(0.0, seconds))
 
@@ -337,7 +353,20 @@ class Metrics:
                            "error": f"{type(exc).__name__}: {exc}"},
                 )
                 return
-            for status, count in counts.items():
+            totals = dict.fromkeys(ACTIVE_STATUSES, 0)
+            # Tenants past the label budget add up under _overflow.
+            by_label: dict[tuple[str, str], int] = {}
+            for (tenant, status), count in counts.items():
+                totals[status] = totals.get(status, 0) + count
+                key = (self.tenant_labels.admit(tenant), status)
+                by_label[key] = by_label.get(key, 0) + count
+            # A tenant whose queue emptied reads 0, not its last count.
+            for key in self._tenant_depth_keys - set(by_label):
+                by_label[key] = 0
+            for (tenant, status), count in by_label.items():
+                self.tenant_queue_depth.labels(tenant=tenant, status=status).set(count)
+            self._tenant_depth_keys |= set(by_label)
+            for status, count in totals.items():
                 self.queue_depth.labels(status=status).set(count)
             self._depth_read_at = self._monotonic()
 

@@ -60,6 +60,10 @@ _ANY: Schema = {}  # any JSON value
 _OBJECT: Schema = {"type": "object"}
 
 
+# A note is stored as text: PostgreSQL text cannot hold NUL (422 otherwise).
+_NOTE: Schema = {"type": "string", "maxLength": 500, "pattern": "^[^\\u0000]*$"}
+
+
 def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
     """A closed object whose properties are all required unless listed in ``optional``."""
     return {
@@ -163,6 +167,7 @@ def _schemas() -> dict[str, Schema]:
             "enabled_at": _DATETIME,
             "created_at": _DATETIME,
             "updated_at": _DATETIME,
+            "tenant": {"type": "string"},
     }
     trigger = _object(trigger_props)
     execution_props: dict[str, Schema] = {
@@ -188,6 +193,12 @@ def _schemas() -> dict[str, Schema]:
         "parent_execution_id": _nullable(_UUID),
         "lease_owner": _nullable({"type": "string"}),
         "lease_expires_at": _nullable(_DATETIME),
+        "tenant": {"type": "string"},
+        "agent_id": _nullable({"type": "string"}),
+        "session_id": _nullable({"type": "string"}),
+        "conversation_id": _nullable({"type": "string"}),
+        "correlation": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "every correlation key the trigger mapped"},
     }
     node = _object(
         {
@@ -291,7 +302,7 @@ def _schemas() -> dict[str, Schema]:
             "required": ["decision"],
             "properties": {
                 "decision": {"type": "string", "enum": ["approved", "rejected"]},
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
                 "input": {"type": "object",
                           "description": "passed on in the approval node's output"},
             },
@@ -347,7 +358,7 @@ def _schemas() -> dict[str, Schema]:
         "NoteRequest": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"note": {"type": "string", "maxLength": 500}},
+            "properties": {"note": _NOTE},
         },
         "StateChange": _object(
             {
@@ -359,13 +370,13 @@ def _schemas() -> dict[str, Schema]:
         "PauseRequest": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"note": {"type": "string", "maxLength": 500}},
+            "properties": {"note": _NOTE},
         },
         "ResumeRequest": {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
                 "catch_up": {"type": "boolean", "description": "also run the slots skipped"
                              " while paused (under the misfire policy)"},
             },
@@ -376,7 +387,7 @@ def _schemas() -> dict[str, Schema]:
             "properties": {
                 "next": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "at": {"type": "string", "format": "date-time"},
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
             },
         },
         "SkipResult": _object(
@@ -398,7 +409,7 @@ def _schemas() -> dict[str, Schema]:
                 "overlap": {"enum": ["allow", "skip", "buffer_one", "cancel_previous"]},
                 "rate": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?/(s|m|h)$"},
                 "dry_run": {"type": "boolean"},
-                "note": {"type": "string", "maxLength": 500},
+                "note": _NOTE,
             },
         },
         "BackfillPlan": _object(
@@ -435,6 +446,7 @@ def _schemas() -> dict[str, Schema]:
                 "target_id": _nullable(_UUID),
                 "note": _nullable({"type": "string"}),
                 "detail": {"type": "object"},
+                "tenant": {"type": "string"},
             }
         ),
         "AuditPage": _object(
@@ -745,8 +757,15 @@ PAGE_LIMIT = Param(
     schema={"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
             "default": PAGE_LIMIT_DEFAULT},
 )
+TENANT = Param(
+    name="tenant", location="query", component="Tenant",
+    schema={"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+    description="The tenant to work in, for a token of every tenant (names resolve there,"
+                " lists show only it); a tenant-scoped token works in its own, and naming"
+                " another finds nothing (404).",
+)
 SHARED_PARAMETERS = (BACKFILL_ID, WORKFLOW_KEY, TRIGGER_WORKFLOW, TRIGGER_NAME, EXECUTION_ID,
-                     PAGE_LIMIT)
+                     PAGE_LIMIT, TENANT)
 
 LOCATION_HEADER: Mapping[str, Schema] = {
     "Location": {"schema": {"type": "string"}, "description": "the status_url"}
@@ -769,6 +788,8 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): answer.openapi()
                                  for status, answer in route.answers.items()}
     errors = route.errors if route.public else (*route.errors, 401, 503)
+    if not route.public and 400 not in errors:
+        errors = (*errors, 400)  # ?tenant= that is not a tenant name
     if not route.public and route.method not in ("GET", "HEAD"):
         errors = (*errors, 403)  # a viewer token only reads
     for status in errors:
@@ -781,8 +802,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.public:
         operation["security"] = []
     operation["responses"] = dict(sorted(responses.items()))
-    if route.parameters:
-        operation["parameters"] = [p.reference() for p in route.parameters]
+    parameters = route.parameters if route.public else (*route.parameters, TENANT)
+    if parameters:
+        operation["parameters"] = [p.reference() for p in parameters]
     if route.body is not None:
         operation["requestBody"] = route.body.openapi()
     return operation

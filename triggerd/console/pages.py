@@ -43,7 +43,7 @@ from triggerd.console.sessions import (
 from triggerd.cron import fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
-from triggerd.model import ExecutionStatus
+from triggerd.model import DEFAULT_TENANT, ExecutionStatus
 from triggerd.operations import token_actor
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
@@ -66,7 +66,7 @@ from triggerd.store.console import (
     triggers_needing_attention,
     version_graph,
 )
-from triggerd.store.executions import get_execution, node_timeline
+from triggerd.store.executions import ExecutionScope, get_execution, node_timeline
 from triggerd.store.inbox import OUTCOMES
 from triggerd.store.records import VersionRecord
 from triggerd.store.trigger_state import get_state
@@ -197,11 +197,21 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # --- pages --------------------------------------------------------------------------------
 
 
+def _scope(request: web.Request) -> str | None:
+    """The tenant the session's token is scoped to (None: every tenant)."""
+    return _session(request).principal.tenant
+
+
+def _home(request: web.Request) -> str:
+    """The tenant names (workflow keys, trigger names) are looked up in."""
+    return _scope(request) or DEFAULT_TENANT
+
+
 async def overview(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     failing, checks = await readiness(request.app)
-    counts = await last_hour_counts(pool)
-    attention = await triggers_needing_attention(pool)
+    counts = await last_hour_counts(pool, _scope(request))
+    attention = await triggers_needing_attention(pool, tenant=_scope(request))
     lag = request.app.get(SCHEDULER_LAG)
     return render(request, "overview.html", ready=not failing, checks=checks, counts=counts,
                   attention=attention, scheduler_lag=None if lag is None else lag())
@@ -224,6 +234,7 @@ async def triggers_page(request: web.Request) -> web.Response:
     kind = request.query.get("type") or None
     after = _trigger_cursor(request.query.get("cursor"))
     rows = await list_triggers(request.app[POOL], workflow_key=workflow, trigger_type=kind,
+                               tenant=_home(request) if workflow else _scope(request),
                                after=after, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].workflow_key, page[-1].name, page[-1].id)
@@ -260,7 +271,7 @@ async def _calendar(pool: Any, trigger_id: str, schedule: Schedule, zone_name: s
 
 async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     pool = request.app[POOL]
-    trigger = await get_trigger(pool, name)
+    trigger = await get_trigger(pool, name, _home(request))
     fires: list[dict[str, Any]] = []
     zone_name = str(trigger.config.get("timezone", "UTC"))
     try:
@@ -279,7 +290,7 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
     state = await get_state(pool, trigger.id)
     remaining, completed = progress(trigger.config, state, now=datetime.now(UTC))
-    recent = await list_audit(pool, target=name, limit=10)
+    recent = await list_audit(pool, target=name, limit=10, tenant=trigger.tenant_id)
     return {
         "trigger": trigger, "name": name, "fires": fires, "zone": zone_name, "days": days,
         "state": state, "scheduled": trigger.type in SCHEDULED_TYPES, "actions": recent,
@@ -339,14 +350,15 @@ async def executions_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name:
-        trigger_id = (await get_trigger(pool, trigger_name)).id
+        trigger_id = (await get_trigger(pool, trigger_name, _home(request))).id
     cursor = request.query.get("cursor")
     try:
         after = decode_cursor(cursor) if cursor else None
     except TriggerdError as exc:
         raise web.HTTPBadRequest(text=exc.message) from None
     rows = await page_executions(pool, status=status, trigger_id=trigger_id,
-                                 limit=PAGE_SIZE + 1, after=after)
+                                 limit=PAGE_SIZE + 1, after=after,
+                                 scope=ExecutionScope(tenant=_scope(request)))
     page = rows[:PAGE_SIZE]
     next_cursor = encode_cursor(page[-1]) if len(rows) > PAGE_SIZE else None
     template = ("_execution_rows.html" if request.headers.get("HX-Request") == "true"
@@ -364,7 +376,7 @@ async def execution_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no execution {execution_id[:40]!r}") from None
     pool = request.app[POOL]
     async with pool.acquire() as conn:
-        execution = await get_execution(conn, execution_id)
+        execution = await get_execution(conn, execution_id, _scope(request))
         nodes = await node_timeline(conn, execution_id)
         graph = (await version_graph(conn, execution.workflow_version_id)
                  if execution.workflow_version_id else None)
@@ -443,7 +455,7 @@ async def webhooks_page(request: web.Request) -> web.Response:
     trigger = request.query.get("trigger") or None
     outcome = request.query.get("outcome") or None
     cursor = request.query.get("cursor") or None
-    found = await list_requests(request.app[POOL], ListRequests(
+    found = await list_requests(request.app[POOL], tenant=_scope(request), query=ListRequests(
         trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE))
     return render(request, "webhooks.html", items=found.items, next_cursor=found.next_cursor,
                   trigger=trigger or "", outcome=outcome or "", outcomes=OUTCOMES)
@@ -455,7 +467,7 @@ async def webhook_page(request: web.Request) -> web.Response:
 
 async def _webhook(request: web.Request, *, message: str | None, status: int,
                    errors: list[dict[str, str]] | None = None) -> web.Response:
-    found = await show_request(request.app[POOL], request.match_info["id"])
+    found = await show_request(request.app[POOL], request.match_info["id"], _scope(request))
     return render(request, "webhook.html", status=status, req=request_json(found),
                   message=message, errors=errors or [])
 
@@ -538,7 +550,7 @@ def _instant(text: str, name: str) -> datetime:
 
 
 async def backfill_page(request: web.Request) -> web.Response:
-    record = await get_backfill(request.app[POOL], request.match_info["id"])
+    record = await get_backfill(request.app[POOL], request.match_info["id"], _scope(request))
     template = "_backfill_progress.html" if request.headers.get("HX-Request") == "true" \
         else "backfill.html"
     return render(request, template, backfill=record)
@@ -556,7 +568,7 @@ async def audit_page(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     if cursor is not None and (not cursor.isdigit() or len(cursor) > 19):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
-    rows = await list_audit(request.app[POOL], target=target,
+    rows = await list_audit(request.app[POOL], target=target, tenant=_scope(request),
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = str(page[-1].id) if len(rows) > PAGE_SIZE else None
@@ -598,7 +610,8 @@ async def workflows_page(request: web.Request) -> web.Response:
             after = (key, str(uuid.UUID(hex_id)))
         except ValueError:
             raise web.HTTPBadRequest(text="cursor: not one this page made") from None
-    rows = await list_workflows(request.app[POOL], after=after, limit=PAGE_SIZE + 1)
+    rows = await list_workflows(request.app[POOL], tenant=_scope(request), after=after,
+                                limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].key, page[-1].id)
                    if len(rows) > PAGE_SIZE else None)
@@ -607,7 +620,7 @@ async def workflows_page(request: web.Request) -> web.Response:
 
 async def workflow_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
-    workflow = await get_workflow(pool, request.match_info["key"])
+    workflow = await get_workflow(pool, request.match_info["key"], _home(request))
     versions = await list_versions(pool, workflow.id)
     triggers = await list_triggers(pool, workflow_id=workflow.id, limit=200)
     by_number = {v.version: v for v in versions}

@@ -27,7 +27,7 @@ from triggerd.appkeys import POOL
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
 from triggerd.store.console import find_session
-from triggerd.tokens import Principal, Role, scope_refusal
+from triggerd.tokens import Principal, Role
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +145,6 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             if not session.can_act and request.path != f"{PREFIX}/logout":
                 return _refusal(403, f"token {session.principal.name!r} has the viewer role:"
                                      " it may look but not act")
-        # As in the admin API: another tenant's token sees no object (404, never 403).
-        refusal = scope_refusal(session.principal)
-        if refusal is not None and request.path not in (f"{PREFIX}/", f"{PREFIX}/logout"):
-            return _refusal(404, refusal)
     started = time.perf_counter()
     try:
         response = await handler(request)

@@ -6,7 +6,12 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from triggerd.definitions.build import build_graph, build_trigger_config, build_workflow
+from triggerd.definitions.build import (
+    build_graph,
+    build_trigger_config,
+    build_workflow,
+    document_tenant,
+)
 from triggerd.definitions.checks import (
     check_across,
     check_document,
@@ -43,12 +48,13 @@ def load_files(
     *,
     node_types: Collection[str] | None = None,
     contents: Sequence[bytes] | None = None,
+    tenant: str | None = None,
 ) -> list[WorkflowSpec]:
     """The workflows of the given files, in file order; raises
     :class:`~triggerd.errors.DefinitionError` listing every problem across all files.
     ``contents``: the files' bytes, already read (what a fingerprint was taken of)."""
     with paused_gc():  # see paused_gc: a large file is millions of live objects
-        problems, specs = _analyze(_read(paths, contents), node_types)
+        problems, specs = _analyze(_read(paths, contents), node_types, tenant)
     if problems:
         raise definition_error(problems)
     return specs
@@ -63,11 +69,13 @@ def check_documents(
 
 
 def load_documents(
-    docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None
+    docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None,
+    tenant: str | None = None,
 ) -> list[WorkflowSpec]:
     """Like :func:`load_files` for already parsed documents (e.g. the admin API's JSON
     body), each with the label its problems are reported under."""
-    problems, specs = _analyze([(Report(file=label), True, doc) for label, doc in docs], node_types)
+    problems, specs = _analyze([(Report(file=label), True, doc) for label, doc in docs],
+                               node_types, tenant)
     if problems:
         raise definition_error(problems)
     return specs
@@ -85,10 +93,16 @@ def _read(
 
 
 def _analyze(
-    entries: list[tuple[Report, bool, Any]], node_types: Collection[str] | None
+    entries: list[tuple[Report, bool, Any]], node_types: Collection[str] | None,
+    tenant: str | None = None,
 ) -> tuple[list[Problem], list[WorkflowSpec]]:
     types = known_node_types() if node_types is None else frozenset(node_types)
     parsed = [(report, document) for report, ok, document in entries if ok]
+    if tenant is not None:
+        # The tenant of documents that name none (a document's own `tenant:` wins).
+        for _, document in parsed:
+            if isinstance(document, dict) and "tenant" not in document:
+                document["tenant"] = tenant
     for report, document in parsed:
         validate_file(document, report)
         check_document(document, report, node_types=types)
@@ -101,7 +115,8 @@ def _analyze(
         return problems, []
     built: dict[tuple[str, str], TriggerConfig] = {}  # equal configs are built once
     return [], [
-        build_workflow(wf, built) for _, document in parsed for wf in document["workflows"]
+        build_workflow(wf, built, tenant=document_tenant(document))
+        for _, document in parsed for wf in document["workflows"]
     ]
 
 

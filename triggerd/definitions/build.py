@@ -14,6 +14,7 @@ from typing import Any
 from triggerd.definitions.schema import TRIGGER_COMMON_KEYS
 from triggerd.durations import parse_duration
 from triggerd.model import (
+    DEFAULT_TENANT,
     AuthConfig,
     CalendarMode,
     CalendarRef,
@@ -62,11 +63,20 @@ def _optional_duration(config: Mapping[str, Any], key: str) -> timedelta | None:
     return None if value is None else parse_duration(value, what=key)
 
 
+def document_tenant(document: Any) -> str:
+    """The tenant a (checked) definition document names, else the default one."""
+    tenant = document.get("tenant") if isinstance(document, dict) else None
+    return tenant if isinstance(tenant, str) else DEFAULT_TENANT
+
+
 def build_workflow(
-    doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None
+    doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None,
+    *, tenant: str = DEFAULT_TENANT,
 ) -> WorkflowSpec:
-    """The workflow of a checked document (``built``: see :func:`build_trigger`)."""
+    """The workflow of a checked document (``built``: see :func:`build_trigger`) of
+    ``tenant`` (the document's ``tenant:``)."""
     return WorkflowSpec(
+        tenant_id=tenant,
         key=doc["key"],
         name=doc.get("name", doc["key"]),
         description=doc.get("description", ""),
@@ -140,7 +150,8 @@ def build_trigger(
     documents across calls: a large file repeats a few thousand schedules."""
     trigger_type = TriggerType(doc["type"])
     version = doc.get("version")
-    rest = {k: v for k, v in doc.items() if k not in TRIGGER_COMMON_KEYS}
+    rest = {k: v for k, v in doc.items()
+            if k not in TRIGGER_COMMON_KEYS and k != "correlation"}
     if built is None:
         config = build_trigger_config(trigger_type, rest)
     else:
@@ -154,6 +165,7 @@ def build_trigger(
         version=None if version is None else int(version),
         input=_json(doc.get("input", {})),
         config=config,
+        correlation=dict(doc.get("correlation", {})),
     )
 
 

@@ -14,7 +14,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from triggerd.correlation import correlation_problems
 from triggerd.cron import parse_cron
+from triggerd.definitions.build import document_tenant
 from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
 from triggerd.definitions.schedule_checks import check_scheduled
@@ -197,31 +199,34 @@ def _check_workflow_calls(calls: dict[str, tuple[Report, list[tuple[str, JsonPat
 
 
 def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
-    """Checks across everything loaded together: unique workflow keys, unique paths
-    among enabled webhook triggers, and workflow nodes that call each other in a cycle or
-    too deep."""
-    keys: dict[str, tuple[Report, JsonPath]] = {}
-    hooks: dict[str, tuple[Report, JsonPath, str]] = {}
-    calls: dict[str, tuple[Report, list[tuple[str, JsonPath]]]] = {}
+    """Checks across everything loaded together: workflow keys unique per tenant, paths
+    unique per tenant among enabled webhook triggers, and workflow nodes that call each
+    other (within their tenant) in a cycle or too deep."""
+    keys: dict[tuple[str, str], tuple[Report, JsonPath]] = {}
+    hooks: dict[tuple[str, str], tuple[Report, JsonPath, str]] = {}
+    calls: dict[str, dict[str, tuple[Report, list[tuple[str, JsonPath]]]]] = {}
     for report, document in documents:
+        tenant = document_tenant(document)
         for path, workflow in _workflows(document):
             key = workflow.get("key")
-            if isinstance(key, str) and key not in calls:
-                calls[key] = (report, _child_calls(workflow, path))
-    _check_workflow_calls(calls)
+            if isinstance(key, str) and key not in calls.setdefault(tenant, {}):
+                calls[tenant][key] = (report, _child_calls(workflow, path))
+    for tenant_calls in calls.values():
+        _check_workflow_calls(tenant_calls)
     for report, document in documents:
+        tenant = document_tenant(document)
         for path, workflow in _workflows(document):
             key = workflow.get("key")
             if isinstance(key, str):
-                if key in keys:
-                    first_report, first_path = keys[key]
+                if (tenant, key) in keys:
+                    first_report, first_path = keys[(tenant, key)]
                     report.add(
                         (*path, "key"),
                         f"duplicate workflow key {key!r}"
                         f" (first defined {_where(first_report, first_path, report)})",
                     )
                 else:
-                    keys[key] = (report, path)
+                    keys[(tenant, key)] = (report, path)
             for trigger_path, trigger in _triggers(workflow, path):
                 hook_path = trigger.get("path")
                 if (
@@ -232,15 +237,15 @@ def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
                     continue
                 owner = f"{key}/{trigger.get('name')}"
                 hook_path = normalize_webhook_path(hook_path)
-                if hook_path in hooks:
-                    first_report, first_path, first_owner = hooks[hook_path]
+                if (tenant, hook_path) in hooks:
+                    first_report, first_path, first_owner = hooks[(tenant, hook_path)]
                     report.add(
                         (*trigger_path, "path"),
                         f"webhook path {hook_path!r} is already used by the enabled trigger"
                         f" {first_owner} ({_where(first_report, first_path, report)})",
                     )
                 else:
-                    hooks[hook_path] = (report, trigger_path, owner)
+                    hooks[(tenant, hook_path)] = (report, trigger_path, owner)
 
 
 def _where(first: Report, path: JsonPath, current: Report) -> str:
@@ -540,6 +545,10 @@ def check_trigger_config(
 ) -> None:
     """The checks of one trigger's type-specific keys (also used for stored configs)."""
     check_scheduled(trigger_type, config, path, report)
+    mapping = config.get("correlation")
+    if isinstance(mapping, dict):
+        for key, problem in correlation_problems(str(trigger_type), mapping):
+            report.add((*path, "correlation", key), problem)
     if trigger_type == "cron":
         _check_cron(config, path, report)
     elif trigger_type == "webhook":

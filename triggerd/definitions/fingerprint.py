@@ -38,13 +38,16 @@ def code_fingerprint() -> str:
 
 
 def files_fingerprint(
-    contents: Sequence[bytes], *, prune: bool, code: str, node_types: Collection[str]
+    contents: Sequence[bytes], *, prune: bool, code: str, node_types: Collection[str],
+    tenant: str | None = None,
 ) -> str:
     """The digest of one apply's inputs: each file's bytes in order (length-prefixed, so
     where one ends and the next begins counts), ``prune``, the code digest and the node
     types the files are checked against."""
     digest = hashlib.sha256(_FORMAT)
-    for part in (code.encode(), b"prune" if prune else b"keep", *sorted(
+    # The tenant files without `tenant:` get (apply --tenant) is part of what they mean.
+    for part in (code.encode(), b"prune" if prune else b"keep",
+                 b"tenant:" + (tenant or "").encode(), *sorted(
         t.encode() for t in node_types
     )):
         digest.update(b"%d:" % len(part) + part)

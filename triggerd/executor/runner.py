@@ -403,6 +403,8 @@ class Runner:
                     "workflow_id": claimed.workflow_id,
                     "version": self.version.version,
                     "created_at": claimed.created_at.isoformat(),
+                    "tenant": claimed.tenant_id,
+                    "correlation": claimed.correlation,
                     **({} if self.resume_url is None else {"resume_url": self.resume_url}),
                 },
                 memory=self.memory or {},

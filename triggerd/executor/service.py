@@ -29,6 +29,7 @@ from triggerd.executor.runner import (
     prepare_version,
 )
 from triggerd.executor.writer import ProgressWriter
+from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
@@ -49,7 +50,7 @@ CLAIM_BATCH = 200
 CLAIM_WAIT_ON_DRAIN = 5.0
 
 
-def test_flags(context: Mapping[str, Any]) -> tuple[bool, bool]:
+def run_flags(context: Mapping[str, Any]) -> tuple[bool, bool]:
     """Whether a run is a test run, and a dry one (its context's ``test`` entry)."""
     test = context.get("test")
     if not isinstance(test, dict):
@@ -287,7 +288,10 @@ class Executor(BaseComponent):
             if not self._accepting:
                 return []  # drain began while this claim waited for the lock
             async with self.pool.acquire() as conn:
-                claimed = await store.claim_executions(conn, self.owner, self.lease, limit)
+                claimed = await store.claim_executions(
+                    conn, self.owner, self.lease, limit,
+                    {t.name: t.executor_share for t in self.settings.tenants
+                     if t.executor_share != 1})
                 if len(claimed) < limit and self._held_wanted():
                     held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
                     self._held_checked = asyncio.get_running_loop().time()
@@ -386,7 +390,7 @@ class Executor(BaseComponent):
         node rows as they are committed (a test run prints its timeline from them)."""
         assert self._writer is not None
         writer = self._writer
-        test, dry = test_flags(execution.context)
+        test, dry = run_flags(execution.context)
         write: Callable[..., Awaitable[set[str]]] = writer.write
         if observe is not None:
             notify = observe
@@ -466,7 +470,9 @@ class Executor(BaseComponent):
             if update.status != "WAITING":
                 seconds = (self.clock() - execution.start_time).total_seconds()
                 self.metrics.execution_finished(
-                    runner.version.workflow_key or execution.workflow_id, update.status, seconds
+                    tenant_label(execution.tenant_id,
+                                 runner.version.workflow_key or execution.workflow_id),
+                    update.status, seconds, execution.tenant_id,
                 )
         if update.status == "WAITING" and update.resume_at is not None:
             delay = max(0.0, (update.resume_at - self.clock()).total_seconds())
@@ -587,7 +593,10 @@ class Executor(BaseComponent):
             try:
                 async with self.pool.acquire() as conn:
                     while self._running:
-                        deleted = await store.retention_batch(conn, retention, 500)
+                        deleted = await store.retention_batch(
+                            conn, retention, 500,
+                            {t.name: t.retention for t in self.settings.tenants
+                             if t.retention is not None})
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(

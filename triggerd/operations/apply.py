@@ -44,9 +44,10 @@ def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
     return contents
 
 
-def _fingerprint(contents: list[bytes], prune: bool) -> str:
+def _fingerprint(contents: list[bytes], prune: bool, tenant: str | None) -> str:
     return files_fingerprint(
-        contents, prune=prune, code=code_fingerprint(), node_types=known_node_types()
+        contents, prune=prune, code=code_fingerprint(), node_types=known_node_types(),
+        tenant=tenant,
     )
 
 
@@ -68,6 +69,7 @@ async def apply_files(
     prune: bool = False,
     plan: bool = False,
     actor: Actor | None = None,
+    tenant: str | None = None,
 ) -> ApplyReport:
     """Apply the definition files (see :func:`~triggerd.store.workflows.apply_workflows`);
     raises :class:`~triggerd.errors.DefinitionError` listing every problem.
@@ -75,22 +77,23 @@ async def apply_files(
     Reading and checking a large file takes seconds: that runs in a thread, so a daemon
     applying its definitions keeps serving meanwhile (given a pool, it holds no connection
     while it reads). An apply that changes something is audited as ``actor``'s (the
-    daemon's own apply of ``[daemon] definitions`` is the scheduler's)."""
+    daemon's own apply of ``[daemon] definitions`` is the scheduler's). ``tenant``: the
+    tenant of the files that name none (``apply --tenant``; None: the default one)."""
     audit = AuditEntry(actor=(actor or SCHEDULER).name, action="apply",
                        target_kind="definitions", target=_target(paths),
                        detail={"files": [str(p) for p in paths], "prune": prune})
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
-        specs = await asyncio.to_thread(load_files, paths)
+        specs = await asyncio.to_thread(load_files, paths, tenant=tenant)
         async with _connection(db) as conn:
             return await apply_workflows(conn, specs, prune=prune, plan=plan, audit=audit)
-    fingerprint = await asyncio.to_thread(_fingerprint, contents, prune)
+    fingerprint = await asyncio.to_thread(_fingerprint, contents, prune, tenant)
     async with _connection(db) as conn:
         known = await unchanged_apply(conn, fingerprint, plan=plan)
     if known is not None:
         return known
     # The bytes the fingerprint was taken of, not the files again: they may change meanwhile.
-    specs = await asyncio.to_thread(load_files, paths, contents=contents)
+    specs = await asyncio.to_thread(load_files, paths, contents=contents, tenant=tenant)
     async with _connection(db) as conn:
         return await apply_workflows(
             conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS,

@@ -46,13 +46,15 @@ async def decide(pool: asyncpg.Pool, actor: Actor, execution_id: str,
     for no decision is a conflict (exit 4, 409)."""
     request = _check(request)
     async with pool.acquire() as conn, conn.transaction():
-        await get_execution(conn, execution_id)  # NotFound for an unknown run
+        # NotFound for an unknown run, and for another tenant's.
+        owner = await get_execution(conn, execution_id, actor.tenant)
         node = await approvals.waiting_approval(conn, execution_id)
         if node is None or await approvals.pending_decision(conn, execution_id):
             raise Conflict(f"execution {execution_id} is not waiting for a decision")
         await approvals.record_decision(conn, execution_id, approvals.Decision(
             decision=request.decision, note=request.note, by=actor.name, input=request.input))
         await record_audit(conn, AuditEntry(
+            tenant_id=owner.tenant_id,
             actor=actor.name, action="decide", target_kind="execution", target=execution_id,
             target_id=execution_id, note=request.note,
             detail={"decision": request.decision, "node": node}))

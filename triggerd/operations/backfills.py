@@ -17,7 +17,7 @@ import asyncpg
 from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, UsageError
 from triggerd.model import OverlapPolicy
-from triggerd.operations.actor import Actor
+from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note, scheduled_trigger
 from triggerd.schedules import Schedule, schedule_of
 from triggerd.store import backfills as store
@@ -114,7 +114,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
         raise UsageError(f"overlap: {request.overlap[:40]!r} is not one of "
                          + ", ".join(p.value for p in OverlapPolicy))
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await scheduled_trigger(conn, request.trigger, "backfilled")
+        trigger = await scheduled_trigger(conn, request.trigger, "backfilled", home(actor))
         schedule = schedule_of(trigger.type, trigger.config)
         fires = schedule.fires_between(request.range_from - timedelta(microseconds=1),
                                        request.range_to - timedelta(microseconds=1),
@@ -137,6 +137,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
             slots=[s.at for s in planned if s.action == "start"], actor=actor.name,
             note=note)
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="backfill", target_kind="trigger",
             target=request.trigger, target_id=trigger.id, note=note,
             detail={"backfill_id": backfill_id, "from": utc_iso(request.range_from),
@@ -152,18 +153,20 @@ def _backfill_id(text: str) -> str:
         raise UsageError(f"{text[:40]!r} is not a backfill id (a UUID)") from None
 
 
-async def get(pool: asyncpg.Pool, backfill_id: str) -> store.BackfillRecord:
-    return await store.get_backfill(pool, _backfill_id(backfill_id))
+async def get(pool: asyncpg.Pool, backfill_id: str, tenant: str | None = None
+              ) -> store.BackfillRecord:
+    return await store.get_backfill(pool, _backfill_id(backfill_id), tenant)
 
 
 async def cancel(pool: asyncpg.Pool, actor: Actor, backfill_id: str) -> store.BackfillRecord:
     """Stop a running backfill: runs already started go on; no more start."""
     backfill_id = _backfill_id(backfill_id)
     async with pool.acquire() as conn, conn.transaction():
-        record = await store.get_backfill(conn, backfill_id)
+        record = await store.get_backfill(conn, backfill_id, actor.tenant)
         if not await store.cancel_backfill(conn, backfill_id):
             raise Conflict(f"backfill {backfill_id} is {record.state}; nothing was changed")
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="cancel_backfill", target_kind="backfill",
             target=backfill_id, target_id=backfill_id,
             detail={"trigger": record.trigger, "started": record.started}))

@@ -6,7 +6,7 @@ import asyncpg
 
 from triggerd.operations.actor import Actor
 from triggerd.store.audit import AuditEntry, record_audit
-from triggerd.store.executions import request_cancel, retry_execution
+from triggerd.store.executions import get_execution, request_cancel, retry_execution
 from triggerd.store.records import ExecutionRecord
 
 
@@ -14,8 +14,10 @@ async def cancel(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> Executi
     """Cancel a run: NEW or WAITING ends CANCELED at once, RUNNING is flagged for its
     executor; a finished run is a conflict."""
     async with pool.acquire() as conn, conn.transaction():
+        owner = await get_execution(conn, execution_id, actor.tenant)  # another's: 404
         execution = await request_cancel(conn, execution_id)
         await record_audit(conn, AuditEntry(
+            tenant_id=owner.tenant_id,
             actor=actor.name, action="cancel", target_kind="execution", target=execution_id,
             target_id=execution_id, detail={"status": execution.status}))
     return execution
@@ -24,8 +26,10 @@ async def cancel(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> Executi
 async def retry(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> str:
     """A new run with the same input, version and trigger, linked to the old one."""
     async with pool.acquire() as conn, conn.transaction():
+        owner = await get_execution(conn, execution_id, actor.tenant)  # another's: 404
         new_id = await retry_execution(conn, execution_id)
         await record_audit(conn, AuditEntry(
+            tenant_id=owner.tenant_id,
             actor=actor.name, action="retry", target_kind="execution", target=execution_id,
             target_id=execution_id, detail={"execution_id": new_id}))
     return new_id

@@ -11,11 +11,12 @@ from typing import Any
 
 import asyncpg
 
+from triggerd.correlation import correlation_mapping, fire_correlation
 from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, DefinitionError, UsageError
 from triggerd.inputs import check_input
-from triggerd.model import JSON, WorkflowStatus
-from triggerd.operations.actor import Actor
+from triggerd.model import DEFAULT_TENANT, JSON, WorkflowStatus
+from triggerd.operations.actor import Actor, home
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
 from triggerd.store import trigger_state
 from triggerd.store.audit import AuditEntry, record_audit
@@ -65,10 +66,10 @@ async def fire(pool: asyncpg.Pool, actor: Actor, request: FireRequest) -> FireRe
     records who fired it and why (its provenance)."""
     reason = _check_reason(request.reason)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await get_trigger(conn, request.trigger)
+        trigger = await get_trigger(conn, request.trigger, home(actor))
         if not trigger.enabled:
             raise Conflict(f"trigger {request.trigger} is disabled; enable it first")
-        workflow = await get_workflow(conn, trigger.workflow_key)
+        workflow = await get_workflow(conn, trigger.workflow_key, trigger.tenant_id)
         if workflow.status == WorkflowStatus.ARCHIVED.value:
             raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
         version = await resolve_version(conn, trigger.workflow_id, trigger.version)
@@ -90,9 +91,11 @@ async def fire(pool: asyncpg.Pool, actor: Actor, request: FireRequest) -> FireRe
             input=merged,
             context={"trigger": provenance},
             version=version.version,
+            correlation=fire_correlation(correlation_mapping(trigger.config), merged),
         )
         await insert_executions(conn, [item])
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="fire", target_kind="trigger", target=request.trigger,
             target_id=trigger.id, note=reason,
             detail={"execution_id": item.id, "version": version.version},
@@ -126,8 +129,9 @@ class StateChange:
     forgotten_slots: int = 0
 
 
-async def scheduled_trigger(conn: asyncpg.Connection, name: str, doing: str) -> TriggerRecord:
-    trigger = await get_trigger(conn, name)
+async def scheduled_trigger(conn: asyncpg.Connection, name: str, doing: str,
+                            tenant: str = DEFAULT_TENANT) -> TriggerRecord:
+    trigger = await get_trigger(conn, name, tenant)
     if trigger.type not in SCHEDULED_TYPES:
         raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
                        f" ({', '.join(SCHEDULED_TYPES)}) can be {doing}")
@@ -140,12 +144,13 @@ async def pause(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None = 
     resumed. Runtime state: ``apply`` and reloads leave it alone."""
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await scheduled_trigger(conn, name, "paused")
+        trigger = await scheduled_trigger(conn, name, "paused", home(actor))
         state = await trigger_state.get_state(conn, trigger.id, lock=True)
         changed = not state.paused
         if changed:
             await trigger_state.pause(conn, trigger.id, note=note, actor=actor.name)
             await record_audit(conn, AuditEntry(
+                tenant_id=home(actor),
                 actor=actor.name, action="pause", target_kind="trigger", target=name,
                 target_id=trigger.id, note=note))
         state = await trigger_state.get_state(conn, trigger.id)
@@ -161,7 +166,7 @@ async def resume(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None =
     then the slots skipped while paused are caught up under the misfire policy."""
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await scheduled_trigger(conn, name, "resumed")
+        trigger = await scheduled_trigger(conn, name, "resumed", home(actor))
         state = await trigger_state.get_state(conn, trigger.id, lock=True)
         changed = state.paused
         forgotten = 0
@@ -170,6 +175,7 @@ async def resume(pool: asyncpg.Pool, actor: Actor, name: str, note: str | None =
                 conn, trigger.id, note=note, actor=actor.name, catch_up=catch_up,
                 paused_at=state.changed_at)
             await record_audit(conn, AuditEntry(
+                tenant_id=home(actor),
                 actor=actor.name, action="resume", target_kind="trigger", target=name,
                 target_id=trigger.id, note=note,
                 detail={"catch_up": catch_up, "forgotten_slots": forgotten}))
@@ -187,11 +193,12 @@ async def set_enabled(pool: asyncpg.Pool, actor: Actor, name: str, enabled: bool
     file that says otherwise reverts it; pause is the operator's switch)."""
     async with pool.acquire() as conn, conn.transaction():
         try:
-            trigger, changed = await set_trigger_enabled(conn, name, enabled)
+            trigger, changed = await set_trigger_enabled(conn, name, enabled, home(actor))
         except DefinitionError as exc:  # its webhook path is taken by another trigger
             raise Conflict(exc.message) from None
         if changed:
             await record_audit(conn, AuditEntry(
+                tenant_id=home(actor),
                 actor=actor.name, action="enable" if enabled else "disable",
                 target_kind="trigger", target=name, target_id=trigger.id))
     return trigger, changed
@@ -248,7 +255,7 @@ async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int |
         raise UsageError("give exactly one of next and at")
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        trigger = await scheduled_trigger(conn, name, "skipped")
+        trigger = await scheduled_trigger(conn, name, "skipped", home(actor))
         schedule = schedule_of(trigger.type, trigger.config)
         instants = _slots_to_skip(schedule, now or datetime.now(UTC), next_count, at)
         taken = await record_manual_skips(conn, trigger.id, instants,
@@ -259,6 +266,7 @@ async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int |
             raise Conflict(f"slot {utc_iso(first[0])} of {name} is already decided"
                            f" ({first[1]}); nothing was skipped")
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="skip", target_kind="trigger", target=name,
             target_id=trigger.id, note=note,
             detail={"slots": [utc_iso(i) for i in instants]}))

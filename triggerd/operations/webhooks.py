@@ -11,12 +11,13 @@ from typing import Any
 
 import asyncpg
 
+from triggerd.correlation import correlation_mapping, evaluate_correlation
 from triggerd.definitions.api import parse_trigger_config
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import time_ordered_id
 from triggerd.inputs import check_input
-from triggerd.model import JSON, TriggerType, WebhookConfig, WorkflowStatus
-from triggerd.operations.actor import Actor
+from triggerd.model import DEFAULT_TENANT, JSON, TriggerType, WebhookConfig, WorkflowStatus
+from triggerd.operations.actor import Actor, sees
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.inbox import (
     OUTCOMES,
@@ -64,7 +65,8 @@ class RequestPage:
     next_cursor: str | None  # the after_id of the next page; None: this is the last
 
 
-async def list_requests(pool: asyncpg.Pool, query: ListRequests) -> RequestPage:
+async def list_requests(pool: asyncpg.Pool, query: ListRequests, tenant: str | None = None
+                        ) -> RequestPage:
     """One page of stored requests, newest first."""
     outcome = check_outcome(query.outcome)
     if not 1 <= query.limit <= MAX_LIST_LIMIT:
@@ -72,19 +74,21 @@ async def list_requests(pool: asyncpg.Pool, query: ListRequests) -> RequestPage:
     after = None if query.after_id is None else parse_request_id(query.after_id)
     trigger_id = None
     if query.trigger is not None:
-        trigger_id = (await get_trigger(pool, query.trigger)).id
+        trigger_id = (await get_trigger(pool, query.trigger, tenant or DEFAULT_TENANT)).id
     # One row more than asked tells whether another page follows.
     rows = await list_inbox(
-        pool, trigger_id=trigger_id, outcome=outcome, after_id=after, limit=query.limit + 1
+        pool, trigger_id=trigger_id, outcome=outcome, after_id=after, limit=query.limit + 1,
+        tenant=tenant,
     )
     page = rows[:query.limit]
     return RequestPage(items=page,
                        next_cursor=page[-1].id if len(rows) > query.limit else None)
 
 
-async def show_request(pool: asyncpg.Pool, request_id: str) -> InboxRequest:
+async def show_request(pool: asyncpg.Pool, request_id: str, tenant: str | None = None
+                       ) -> InboxRequest:
     found = await get_inbox_request(pool, parse_request_id(request_id))
-    if found is None:
+    if found is None or (tenant is not None and found.summary.tenant_id != tenant):
         raise NotFound(f"no webhook request {request_id}")
     return found
 
@@ -106,7 +110,8 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
     async with pool.acquire() as conn, conn.transaction():
         # Locked: concurrent replays of one request take n one after the other.
         stored = await get_inbox_request(conn, wanted, for_update=True)
-        if stored is None:
+        if stored is None or (stored.summary.tenant_id is not None
+                              and not sees(actor, stored.summary.tenant_id)):
             raise NotFound(f"no webhook request {request_id}")
         trigger = None
         if stored.summary.trigger_id is not None:
@@ -116,7 +121,7 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
         name = trigger.full_name
         if not trigger.enabled:
             raise Conflict(f"trigger {name} is disabled; enable it first")
-        workflow = await get_workflow(conn, trigger.workflow_key)
+        workflow = await get_workflow(conn, trigger.workflow_key, trigger.tenant_id)
         if workflow.status == WorkflowStatus.ARCHIVED.value:
             raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
         version = await resolve_version(conn, trigger.workflow_id, trigger.version)
@@ -159,10 +164,13 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
             conn, execution_id=execution_id, workflow_id=trigger.workflow_id,
             version_id=version.id, trigger_id=trigger.id, trigger_name=trigger.name,
             dedupe_key=key, input=data, context=context, replay_of=wanted,
+            correlation=evaluate_correlation(correlation_mapping(trigger.config), input=data,
+                                             headers=stored.headers, query=stored.query),
         )
         if not inserted:
             raise Conflict(f"webhook request {wanted} was replayed at the same time; retry")
         await record_audit(conn, AuditEntry(
+            tenant_id=trigger.tenant_id,
             actor=actor.name, action="replay", target_kind="webhook_request", target=wanted,
             target_id=wanted,
             detail={"execution_id": execution_id, "trigger": name,

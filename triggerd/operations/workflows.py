@@ -21,7 +21,7 @@ import asyncpg
 
 from triggerd.errors import Conflict
 from triggerd.model import WorkflowStatus
-from triggerd.operations.actor import Actor
+from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note
 from triggerd.store import lifecycle
 from triggerd.store.audit import AuditEntry, record_audit
@@ -53,7 +53,7 @@ async def archive(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None =
                   ) -> WorkflowChange:
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        workflow = await get_workflow(conn, key)
+        workflow = await get_workflow(conn, key, home(actor))
         previous = await lifecycle.lock_workflow(conn, workflow.id)
         if previous == WorkflowStatus.ARCHIVED.value:
             return WorkflowChange(workflow=key, changed=False, status=previous,
@@ -61,6 +61,7 @@ async def archive(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None =
         await lifecycle.set_status(conn, workflow.id, WorkflowStatus.ARCHIVED.value)
         canceled = await lifecycle.cancel_backfills(conn, workflow.id)
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="archive", target_kind="workflow", target=key,
             target_id=workflow.id, note=note,
             detail={"previous": previous, "canceled_backfills": canceled}))
@@ -72,7 +73,7 @@ async def activate(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None 
                    ) -> WorkflowChange:
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        workflow = await get_workflow(conn, key)
+        workflow = await get_workflow(conn, key, home(actor))
         previous = await lifecycle.lock_workflow(conn, workflow.id)
         if previous == WorkflowStatus.ACTIVE.value:
             return WorkflowChange(workflow=key, changed=False, status=previous,
@@ -80,6 +81,7 @@ async def activate(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None 
         await lifecycle.move_floors(conn, workflow.id)
         await lifecycle.set_status(conn, workflow.id, WorkflowStatus.ACTIVE.value)
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="activate", target_kind="workflow", target=key,
             target_id=workflow.id, note=note, detail={"previous": previous}))
     return WorkflowChange(workflow=key, changed=True, status=WorkflowStatus.ACTIVE.value,
@@ -90,7 +92,7 @@ async def delete(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None = 
                  ) -> WorkflowDeleted:
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
-        workflow = await get_workflow(conn, key)
+        workflow = await get_workflow(conn, key, home(actor))
         await lifecycle.lock_workflow(conn, workflow.id)
         in_flight = await lifecycle.runs_in_flight(conn, workflow.id)
         if in_flight:
@@ -102,6 +104,7 @@ async def delete(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None = 
                                  triggers=deleted.triggers, executions=deleted.executions,
                                  webhook_requests=deleted.webhook_requests)
         await record_audit(conn, AuditEntry(
+            tenant_id=home(actor),
             actor=actor.name, action="delete", target_kind="workflow", target=key,
             target_id=workflow.id, note=note,
             detail={"versions": result.versions, "triggers": result.triggers,

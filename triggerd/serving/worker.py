@@ -31,12 +31,12 @@ from triggerd import db, runtime
 from triggerd.config import Settings, load_settings
 from triggerd.errors import TriggerdError
 from triggerd.logs import setup_logging
-from triggerd.model import ResponseMode
+from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
 from triggerd.serving.forward import forward, upstream_session
 from triggerd.serving.sockets import open_listener
 from triggerd.tasks import cancel_and_wait
-from triggerd.webhooks.ingress import WebhookIngress
+from triggerd.webhooks.ingress import TENANT_HOOKS, WebhookIngress
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +115,16 @@ class Reporter:
         self._transport.close()
 
 
-def should_forward(ingress: WebhookIngress, path: str) -> bool:
-    """Webhooks whose answer needs the main process: one token bucket per trigger for the
-    whole daemon, and sync answers (the main process runs the executions)."""
-    route = ingress.routes.table.get(path)
+def should_forward(ingress: WebhookIngress, path: str, tenant: str = DEFAULT_TENANT) -> bool:
+    """Webhooks whose answer needs the main process: one token bucket per trigger (and per
+    tenant) for the whole daemon, and sync answers (the main process runs the
+    executions)."""
+    route = ingress.routes.table.get(path, tenant)
     if route is None:
         return False
+    settings = ingress.settings
+    if settings.tenants and settings.tenant(tenant).webhook_rate:
+        return True
     return route.rate is not None or route.config.response == ResponseMode.SYNC
 
 
@@ -143,7 +147,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     session = upstream_session(upstream)
 
     async def hooks(request: web.Request) -> web.StreamResponse:
-        if should_forward(ingress, request.match_info["path"]):
+        if should_forward(ingress, request.match_info["path"],
+                          request.match_info.get("tenant", DEFAULT_TENANT)):
             return await forward(session, request)
         return await ingress.handle(request)
 
@@ -152,6 +157,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
 
     app = web.Application(client_max_size=settings.http.max_body_bytes)
     app.router.add_route("*", "/hooks/{path:.*}", hooks, expect_handler=ingress.expect)
+    app.router.add_route("*", TENANT_HOOKS, hooks, expect_handler=ingress.expect)
     app.router.add_route("*", "/{tail:.*}", everything_else)
     background: list[asyncio.Task[None]] = []
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.store.executions import execution_list_query
+from triggerd.store.executions import ExecutionScope, execution_list_query
 from triggerd.store.records import ExecutionRecord, SlotRecord, row_to
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
@@ -37,11 +37,13 @@ async def page_executions(
     workflow_id: str | None = None,
     limit: int = 50,
     after: ExecutionPosition | None = None,
+    scope: ExecutionScope | None = None,
     test: bool = False,
 ) -> list[ExecutionRecord]:
     """Up to ``limit`` executions, newest first, strictly after ``after`` when given
     (``test``: the test runs instead of the others)."""
     query, args = execution_list_query(
+        scope=scope,
         test=test,
         status=status,
         trigger_id=trigger_id,
@@ -81,18 +83,15 @@ async def slot_counts_by_day(
     return {(r["day"], r["outcome"]): int(r["n"]) for r in rows}, total >= limit
 
 
-async def queue_depth(conn: Conn) -> dict[str, int]:
-    """How many executions are NEW, RUNNING and WAITING (0 when none): one index scan per
-    status on ``workflow_executions_status_created``."""
+async def queue_depth(conn: Conn) -> dict[tuple[str, str], int]:
+    """How many executions are NEW, RUNNING and WAITING, by (tenant, status) (pairs with
+    none are left out): one index scan per status on ``workflow_executions_status_created``."""
     rows = await conn.fetch(
-        "SELECT status, count(*) AS n FROM workflow_executions"
-        " WHERE status = ANY($1::text[]) AND NOT test GROUP BY status",
+        "SELECT tenant_id, status, count(*) AS n FROM workflow_executions"
+        " WHERE status = ANY($1::text[]) AND NOT test GROUP BY tenant_id, status",
         list(ACTIVE_STATUSES),
     )
-    counts = dict.fromkeys(ACTIVE_STATUSES, 0)
-    for row in rows:
-        counts[row["status"]] = int(row["n"])
-    return counts
+    return {(row["tenant_id"], row["status"]): int(row["n"]) for row in rows}
 
 
 async def monitored_triggers(conn: Conn, limit: int) -> list[dict[str, Any]]:

@@ -64,14 +64,16 @@ def _record(row: asyncpg.Record) -> AuditRecord:
 
 async def list_audit(
     conn: Conn, *, target: str | None = None, before_id: int | None = None, limit: int = 50,
+    tenant: str | None = None,
 ) -> list[AuditRecord]:
-    """The newest audit rows first, optionally of one target (exact name), keyset-paged
-    by id."""
+    """The newest audit rows first, optionally of one target (exact name) and of one
+    tenant, keyset-paged by id."""
     rows = await conn.fetch(
         "SELECT id, at, tenant_id, actor, action, target_kind, target, target_id, note, detail"
         " FROM audit_log WHERE ($1::text IS NULL OR target = $1)"
-        " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-        target, before_id, limit,
+        " AND ($2::bigint IS NULL OR id < $2) AND ($4::text IS NULL OR tenant_id = $4)"
+        " ORDER BY id DESC LIMIT $3",
+        target, before_id, limit, tenant,
     )
     return [_record(r) for r in rows]
 

@@ -66,8 +66,11 @@ async def create_backfill(
         rate_per_second, slots, actor, note)
 
 
-async def get_backfill(conn: Conn, backfill_id: str) -> BackfillRecord:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE b.id = $1::uuid", backfill_id)
+async def get_backfill(conn: Conn, backfill_id: str, tenant: str | None = None
+                       ) -> BackfillRecord:
+    """The backfill; with ``tenant``, only one of that tenant's triggers."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE b.id = $1::uuid"
+                              " AND ($2::text IS NULL OR t.tenant_id = $2)", backfill_id, tenant)
     if row is None:
         raise NotFound(f"no backfill {backfill_id}")
     return BackfillRecord(**dict(row))
@@ -182,10 +185,19 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
 
 _INSERT_RUN = """
 INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
-    trigger_name, trigger_type, dedupe_key, input, context, scheduled_for)
+    trigger_name, trigger_type, dedupe_key, input, context, scheduled_for, tenant_id,
+    agent_id, session_id, conversation_id, correlation)
 SELECT {id}, $4::uuid, (SELECT v.id FROM workflow_versions v WHERE v.workflow_id = $4::uuid
                   AND CASE WHEN $9::int IS NULL THEN v.is_latest ELSE v.version = $9 END),
-       $1::uuid, $5, $6, $3, $7::jsonb, $8::jsonb, $2
+       $1::uuid, $5, $6, $3, $7::jsonb, $8::jsonb, $2,
+       (SELECT t.tenant_id FROM workflow_triggers t WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation'->>'agent_id' FROM workflow_triggers t
+         WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation'->>'session_id' FROM workflow_triggers t
+         WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation'->>'conversation_id' FROM workflow_triggers t
+         WHERE t.id = $1::uuid),
+       (SELECT t.config->'correlation' FROM workflow_triggers t WHERE t.id = $1::uuid)
 """
 
 # The live key: claim the ledger row first (naming the run it starts), so the schedule

@@ -75,15 +75,16 @@ class HourCounts:
     capped: bool
 
 
-async def last_hour_counts(conn: Conn) -> HourCounts:
-    """Runs created in the last hour and how many of them failed (an index range read on
-    ``created_at``, capped)."""
+async def last_hour_counts(conn: Conn, tenant: str | None = None) -> HourCounts:
+    """Runs created in the last hour (of ``tenant``; None: of all) and how many of them
+    failed (an index range read on ``created_at``, or the tenant's, capped)."""
     row = await conn.fetchrow(
         "SELECT count(*) AS runs, count(*) FILTER (WHERE status = 'ERROR') AS failures"
         " FROM (SELECT status FROM workflow_executions"
         " WHERE created_at > now() - interval '1 hour' AND NOT test"
-        " ORDER BY created_at DESC, id DESC LIMIT $1) recent",
-        OVERVIEW_COUNT_CAP + 1,
+        + ("" if tenant is None else " AND tenant_id = $2")
+        + " ORDER BY created_at DESC, id DESC LIMIT $1) recent",
+        OVERVIEW_COUNT_CAP + 1, *(() if tenant is None else (tenant,)),
     )
     runs = int(row["runs"])
     return HourCounts(runs=min(runs, OVERVIEW_COUNT_CAP), failures=int(row["failures"]),
@@ -98,15 +99,18 @@ class TriggerAttention:
     consecutive_failures: int
 
 
-async def triggers_needing_attention(conn: Conn, limit: int = 20) -> list[TriggerAttention]:
-    """Paused triggers and those whose latest scheduled runs failed (runtime state)."""
+async def triggers_needing_attention(conn: Conn, limit: int = 20, tenant: str | None = None
+                                     ) -> list[TriggerAttention]:
+    """Paused triggers and those whose latest scheduled runs failed (runtime state), of
+    ``tenant`` (None: of all)."""
     rows = await conn.fetch(
         "SELECT w.key || '/' || t.name AS name, s.paused, s.note, s.consecutive_failures"
         " FROM trigger_state s JOIN workflow_triggers t ON t.id = s.trigger_id"
         " JOIN workflows w ON w.id = t.workflow_id"
-        " WHERE s.paused OR s.consecutive_failures > 0"
+        " WHERE (s.paused OR s.consecutive_failures > 0)"
+        " AND ($2::text IS NULL OR t.tenant_id = $2)"
         " ORDER BY s.paused DESC, s.consecutive_failures DESC, w.key, t.name LIMIT $1",
-        limit,
+        limit, tenant,
     )
     return [TriggerAttention(name=r["name"], paused=r["paused"], note=r["note"],
                              consecutive_failures=r["consecutive_failures"]) for r in rows]

@@ -6,7 +6,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ import asyncpg
 
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
-from triggerd.model import JSON
+from triggerd.model import DEFAULT_TENANT, JSON, Correlation
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, FINISHED
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
@@ -39,6 +39,7 @@ class NewExecution:
     scheduled_for: datetime | None = None
     version: int | None = None  # pinned version; None = latest published at insert time
     retry_of: str | None = None
+    correlation: Correlation | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -46,28 +47,31 @@ _INSERT = """
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                          $6::text[], $7::bigint[], $8::jsonb[], $9::jsonb[],
-                         $10::timestamptz[], $11::int[], $12::uuid[])
+                         $10::timestamptz[], $11::int[], $12::uuid[], $13::text[],
+                         $14::text[], $15::text[], $16::jsonb[])
         AS d(id, workflow_id, trigger_id, trigger_name, trigger_type, dedupe_key, ttl_ms,
-             input, context, scheduled_for, version, retry_of)
+             input, context, scheduled_for, version, retry_of, agent_id, session_id,
+             conversation_id, correlation)
 ),
 -- What foreign keys would do (migration 0002): lock the parents; a row whose workflow or
 -- trigger is gone is not written and comes back as missing.
 workflows_locked AS (
-    SELECT w.id FROM workflows w WHERE w.id IN (SELECT d.workflow_id FROM d) FOR KEY SHARE
+    SELECT w.id, w.tenant_id FROM workflows w WHERE w.id IN (SELECT d.workflow_id FROM d)
+    FOR KEY SHARE
 ),
 triggers_locked AS (
     SELECT t.id FROM workflow_triggers t WHERE t.id IN (SELECT d.trigger_id FROM d)
     FOR KEY SHARE
 ),
 ok AS (
-    SELECT d.* FROM d
-    WHERE d.workflow_id IN (SELECT id FROM workflows_locked)
-      AND (d.trigger_id IS NULL OR d.trigger_id IN (SELECT id FROM triggers_locked))
+    SELECT d.*, wl.tenant_id FROM d JOIN workflows_locked wl ON wl.id = d.workflow_id
+    WHERE (d.trigger_id IS NULL OR d.trigger_id IN (SELECT id FROM triggers_locked))
 ),
 ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
-        scheduled_for, retry_of)
+        scheduled_for, retry_of, tenant_id, agent_id, session_id, conversation_id,
+        correlation)
     SELECT d.id, d.workflow_id,
            (SELECT v.id FROM workflow_versions v
              WHERE v.workflow_id = d.workflow_id
@@ -75,7 +79,8 @@ ins AS (
            d.trigger_id, d.trigger_name, d.trigger_type, d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL THEN NULL
                 ELSE now() + d.ttl_ms * interval '1 millisecond' END,
-           d.input, d.context, d.scheduled_for, d.retry_of
+           d.input, d.context, d.scheduled_for, d.retry_of, d.tenant_id, d.agent_id,
+           d.session_id, d.conversation_id, d.correlation
     FROM ok d
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
@@ -101,6 +106,18 @@ def insert_arguments(items: Sequence[NewExecution]) -> list[list[Any]]:
         [i.scheduled_for for i in items],
         [i.version for i in items],
         [i.retry_of for i in items],
+        *correlation_arrays([i.correlation for i in items]),
+    ]
+
+
+def correlation_arrays(items: Sequence[Correlation | None]) -> list[list[Any]]:
+    """The agent, session and conversation ids and the whole correlation object of each
+    run, as four column arrays (None where a run has none)."""
+    return [
+        [None if c is None else c.agent_id for c in items],
+        [None if c is None else c.session_id for c in items],
+        [None if c is None else c.conversation_id for c in items],
+        [None if c is None or not c.values else c.values for c in items],
     ]
 
 
@@ -155,13 +172,18 @@ _LIST_FROM = _EXEC_FROM.replace(
     "ON w.id = e.workflow_id", "ON w.id = e.workflow_id AND w.status <> 'test'")
 
 
-async def get_execution(conn: Conn, execution_id: str) -> ExecutionRecord:
+async def get_execution(
+    conn: Conn, execution_id: str, tenant: str | None = None
+) -> ExecutionRecord:
+    """The execution ``execution_id``; with ``tenant``, only one of that tenant (another
+    tenant's run is not found, with the same message as a run that does not exist)."""
     try:
         uuid.UUID(execution_id)
     except ValueError:
         raise NotFound(f"{execution_id!r} is not an execution id (a UUID)") from None
     row = await conn.fetchrow(
-        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM} WHERE e.id = $1", execution_id
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM} WHERE e.id = $1"
+        " AND ($2::text IS NULL OR e.tenant_id = $2)", execution_id, tenant,
     )
     if row is None:
         raise NotFound(f"no execution {execution_id}")
@@ -194,6 +216,17 @@ async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
     return found
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExecutionScope:
+    """Which runs a list may show: of one tenant (None: every tenant) and with the given
+    correlation ids."""
+
+    tenant: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    conversation_id: str | None = None
+
+
 def execution_list_query(
     *,
     status: str | None = None,
@@ -205,6 +238,7 @@ def execution_list_query(
     since: datetime | None = None,
     limit: int,
     id_order: str = "DESC",
+    scope: ExecutionScope | None = None,
     test: bool = False,
 ) -> tuple[str, list[Any]]:
     """The statement (and its arguments) of one page of executions, newest first, with only
@@ -229,7 +263,15 @@ def execution_list_query(
         conditions.append(f"e.workflow_id = {arg(workflow_id)}::uuid")
     if workflow_key is not None:
         key = arg(workflow_key)
-        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key})")
+        tenant = arg(DEFAULT_TENANT if scope is None or scope.tenant is None else scope.tenant)
+        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key}"
+                          f" AND tenant_id = {tenant})")
+    if scope is not None:
+        # Each correlation id has an index of its own (newest first), as has a tenant.
+        for column in ("tenant_id", "agent_id", "session_id", "conversation_id"):
+            value = getattr(scope, "tenant" if column == "tenant_id" else column)
+            if value is not None:
+                conditions.append(f"e.{column} = {arg(value)}")
     if after is not None:
         created_at, last_id = after
         position = f"({arg(created_at)}::timestamptz, {arg(last_id)}::uuid)"
@@ -256,11 +298,13 @@ async def list_executions(
     limit: int = 50,
     before: datetime | None = None,
     since: datetime | None = None,
+    scope: ExecutionScope | None = None,
     test: bool = False,
 ) -> list[ExecutionRecord]:
     """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at;
     ``test``: the test runs instead of the others."""
     query, args = execution_list_query(
+        scope=scope,
         test=test,
         status=status,
         trigger_id=trigger_id,
@@ -362,13 +406,21 @@ async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]
 # What a claim returns of each run (also the held claim's, triggerd/store/keyed.py).
 CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
           e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
-          e.attempt, e.cancel_requested"""
+          e.attempt, e.cancel_requested, e.tenant_id, e.correlation"""
 
 # Plain NEW rows only: rows held back by a debounce time or a concurrency key are claimed
-# by triggerd/store/keyed.py (the partial index workflow_executions_new has only these).
-# Test runs (migration 0025) are never claimed here: the process that started one runs it.
+# by triggerd/store/keyed.py (the partial index workflow_executions_tenant_new has only
+# these). Test runs (migration 0025) are never claimed here: the process that started one
+# runs it.
+#
+# Fair claiming: the tenants with plain NEW runs are found with one index probe each (a
+# loose index scan of workflow_executions_tenant_new), each offers its oldest runs, and
+# the batch takes them in turns (a tenant's k-th oldest run has turn k / its share), so a
+# tenant with a deep backlog cannot starve another's every-second trigger. With one tenant
+# this is the oldest runs first, as before; with n tenants each offers at most
+# ceil(2 * room / n), so a claim locks at most about twice what it takes.
 _CLAIM = """
-WITH expired AS (
+WITH RECURSIVE expired AS (
     SELECT id FROM workflow_executions
      WHERE status = 'RUNNING' AND lease_expires_at < now() AND NOT test
      ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
@@ -376,12 +428,38 @@ due AS (
     SELECT id FROM workflow_executions
      WHERE status = 'WAITING' AND resume_at <= now() AND NOT test
      ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+room AS (
+    SELECT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due)) AS n),
+tenants AS (
+    (SELECT tenant_id FROM workflow_executions
+      WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL
+        AND (SELECT n FROM room) > 0
+      ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.tenant_id FROM workflow_executions e
+             WHERE e.status = 'NEW' AND e.not_before IS NULL AND e.concurrency_key IS NULL
+               AND e.tenant_id > t.tenant_id
+             ORDER BY e.tenant_id LIMIT 1)
+    FROM tenants t WHERE t.tenant_id IS NOT NULL),
+present AS (SELECT tenant_id FROM tenants WHERE tenant_id IS NOT NULL),
+offered AS (
+    SELECT f.id, f.created_at, p.tenant_id FROM present p CROSS JOIN LATERAL (
+        SELECT e.id, e.created_at FROM workflow_executions e
+         WHERE e.status = 'NEW' AND e.not_before IS NULL AND e.concurrency_key IS NULL
+           AND e.tenant_id = p.tenant_id AND NOT e.test
+         ORDER BY e.created_at
+         LIMIT LEAST((SELECT n FROM room),
+                     ceil(2.0 * (SELECT n FROM room) / (SELECT count(*) FROM present)))
+         FOR UPDATE SKIP LOCKED) f),
 fresh AS (
-    SELECT id FROM workflow_executions
-     WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL AND NOT test
-     ORDER BY created_at
-     LIMIT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due))
-     FOR UPDATE SKIP LOCKED)
+    SELECT o.id FROM (
+        SELECT o.id, o.created_at,
+               row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.created_at)::float8
+               / coalesce((SELECT s.share FROM unnest($4::text[], $5::int[]) AS s (tenant, share)
+                           WHERE s.tenant = o.tenant_id), 1) AS turn
+        FROM offered o) o
+    ORDER BY o.turn, o.created_at
+    LIMIT (SELECT n FROM room))
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = now() + $2 * interval '1 millisecond',
@@ -406,15 +484,22 @@ class ClaimedExecution:
     start_time: datetime
     attempt: int
     cancel_requested: bool
+    tenant_id: str = DEFAULT_TENANT
+    correlation: dict[str, JSON] = field(default_factory=dict)
 
 
 async def claim_executions(
-    conn: Conn, owner: str, lease: timedelta, limit: int
+    conn: Conn, owner: str, lease: timedelta, limit: int,
+    shares: Mapping[str, int] | None = None,
 ) -> list[ClaimedExecution]:
     """Claim up to ``limit`` runnable executions (RUNNING under an expired lease first, then
-    WAITING past resume_at, then NEW oldest first) for ``owner`` with ``FOR UPDATE SKIP
-    LOCKED``. Each kind is its own index-friendly subquery (partial indexes per status)."""
-    rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit)
+    WAITING past resume_at, then NEW in fair turns between tenants, oldest first within
+    one) for ``owner`` with ``FOR UPDATE SKIP LOCKED``. Each kind is its own
+    index-friendly subquery (partial indexes per status). ``shares``: tenants' weights
+    other than 1 (``[tenants.NAME] executor_share``)."""
+    shares = shares or {}
+    rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit,
+                            list(shares), list(shares.values()))
     return [claimed_execution(r) for r in rows]
 
 
@@ -436,6 +521,8 @@ def claimed_execution(r: Any) -> ClaimedExecution:
         start_time=r["start_time"],
         attempt=r["attempt"],
         cancel_requested=r["cancel_requested"],
+        tenant_id=r["tenant_id"],
+        correlation=r["correlation"] or {},
     )
 
 
@@ -689,7 +776,7 @@ error_runs AS (
     -- second write of the same final state inserts nothing. Runs started this way never
     -- start another (an error workflow that fails does not call itself, or a chain).
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_type,
-                                     trigger_name, dedupe_key, input, context)
+                                     trigger_name, dedupe_key, input, context, tenant_id)
     SELECT md5('on_failure:' || f.id::text)::uuid, target.id, latest.id, 'on_failure',
            src.key, 'on_failure:' || f.id::text,
            jsonb_build_object(
@@ -699,7 +786,8 @@ error_runs AS (
                'error_message', f.error_message, 'started_at', f.start_time,
                'ended_at', f.end_time),
            jsonb_build_object('trigger', jsonb_build_object(
-               'type', 'on_failure', 'name', src.key, 'failed_execution', f.id))
+               'type', 'on_failure', 'name', src.key, 'failed_execution', f.id)),
+           target.tenant_id
     FROM done f
     JOIN workflow_versions v ON v.id = f.workflow_version_id
     JOIN workflows src ON src.id = f.workflow_id
@@ -901,16 +989,46 @@ async def write_progress(
     return done
 
 
-async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500) -> int:
-    """Delete up to ``batch`` finished executions older than ``older_than`` (their node and
-    request rows go with them); returns how many were deleted."""
+# Per tenant (its own retention, or the default one): the tenants are found with one
+# probe each of workflow_executions_tenant_created (a loose index scan), and each one's
+# oldest runs are read from the same index, oldest first. A run ends after it was created,
+# so every run that ended before the cut was created before it: the range read stops at
+# the cut, whatever the history of a tenant that keeps its runs longer.
+_RETENTION = """
+WITH RECURSIVE tenants AS (
+    (SELECT tenant_id FROM workflow_executions ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.tenant_id FROM workflow_executions e WHERE e.tenant_id > t.tenant_id
+             ORDER BY e.tenant_id LIMIT 1)
+    FROM tenants t WHERE t.tenant_id IS NOT NULL
+), cut AS (
+    SELECT t.tenant_id, now() - coalesce(o.ms, $1) * interval '1 millisecond' AS before
+    FROM tenants t LEFT JOIN unnest($3::text[], $4::bigint[]) AS o (tenant, ms)
+      ON o.tenant = t.tenant_id
+    WHERE t.tenant_id IS NOT NULL
+), doomed AS (
+    SELECT x.id FROM cut c CROSS JOIN LATERAL (
+        SELECT e.id FROM workflow_executions e
+         WHERE e.tenant_id = c.tenant_id AND e.created_at < c.before
+           AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND e.end_time < c.before
+         ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) x
+)
+DELETE FROM workflow_executions WHERE id IN (SELECT id FROM doomed)
+"""
+
+
+async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
+                          tenants: Mapping[str, timedelta] | None = None) -> int:
+    """Delete up to ``batch`` finished executions per tenant older than ``older_than`` (or
+    the tenant's own retention in ``tenants``); their node and request rows go with them.
+    Returns how many were deleted."""
+    overrides = tenants or {}
     result: str = await conn.execute(
-        "DELETE FROM workflow_executions WHERE id IN ("
-        " SELECT id FROM workflow_executions WHERE status IN ('SUCCESS', 'ERROR', 'CANCELED')"
-        " AND end_time < now() - $1 * interval '1 millisecond' LIMIT $2"
-        " FOR UPDATE SKIP LOCKED)",
+        _RETENTION,
         int(older_than.total_seconds() * 1000),
         batch,
+        list(overrides),
+        [int(d.total_seconds() * 1000) for d in overrides.values()],
     )
     return int(result.split()[-1])
 

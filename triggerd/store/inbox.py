@@ -10,8 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from triggerd.model import JSON
+from triggerd.model import JSON, Correlation
 from triggerd.notifications.channels import EXECUTIONS
+from triggerd.store.executions import correlation_arrays
 
 Conn = Any  # a connection or a pool
 
@@ -34,6 +35,7 @@ class InboxSummary:
     last_seen_at: datetime | None
     body_bytes: int
     detail: str | None
+    tenant_id: str | None = None  # None when the trigger was deleted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +53,8 @@ _SUMMARY = (
     "r.id::text AS id, r.trigger_id::text AS trigger_id,"
     " CASE WHEN w.key IS NULL THEN NULL ELSE w.key || '/' || t.name END AS trigger,"
     " r.method, r.path, r.received_at, r.outcome, r.execution_id::text AS execution_id,"
-    " r.delivery_count, r.last_seen_at, octet_length(r.body) AS body_bytes, r.detail"
+    " r.delivery_count, r.last_seen_at, octet_length(r.body) AS body_bytes, r.detail,"
+    " t.tenant_id"
 )
 _FROM = (
     " FROM webhook_requests r LEFT JOIN workflow_triggers t ON t.id = r.trigger_id"
@@ -65,12 +68,13 @@ def _summary(row: Any) -> InboxSummary:
         method=row["method"], path=row["path"], received_at=row["received_at"],
         outcome=row["outcome"], execution_id=row["execution_id"],
         delivery_count=row["delivery_count"], last_seen_at=row["last_seen_at"],
-        body_bytes=row["body_bytes"], detail=row["detail"],
+        body_bytes=row["body_bytes"], detail=row["detail"], tenant_id=row["tenant_id"],
     )
 
 
 def inbox_list_query(
-    *, trigger_id: str | None, outcome: str | None, after_id: str | None, limit: int
+    *, trigger_id: str | None, outcome: str | None, after_id: str | None, limit: int,
+    tenant: str | None = None,
 ) -> tuple[str, list[Any]]:
     """One page, newest first by id (time-ordered), with only the conditions asked for.
 
@@ -88,16 +92,22 @@ def inbox_list_query(
         conditions.append(f"r.outcome = '{outcome}'")
     if after_id is not None:
         conditions.append(f"r.id < '{uuid.UUID(after_id)}'::uuid")
+    args: list[Any] = []
+    if tenant is not None:
+        # A parameter: a tenant name is not checked like the values above. (A request
+        # whose trigger was deleted belongs to no tenant: only all-tenant lists show it.)
+        args.append(tenant)
+        conditions.append("t.tenant_id = $1")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"SELECT {_SUMMARY}{_FROM}{where} ORDER BY r.id DESC LIMIT {int(limit)}", []
+    return f"SELECT {_SUMMARY}{_FROM}{where} ORDER BY r.id DESC LIMIT {int(limit)}", args
 
 
 async def list_inbox(
     conn: Conn, *, trigger_id: str | None = None, outcome: str | None = None,
-    after_id: str | None = None, limit: int = 50,
+    after_id: str | None = None, limit: int = 50, tenant: str | None = None,
 ) -> list[InboxSummary]:
     query, args = inbox_list_query(
-        trigger_id=trigger_id, outcome=outcome, after_id=after_id, limit=limit
+        trigger_id=trigger_id, outcome=outcome, after_id=after_id, limit=limit, tenant=tenant
     )
     return [_summary(r) for r in await conn.fetch(query, *args)]
 
@@ -141,15 +151,19 @@ async def insert_replay(
     input: dict[str, JSON],
     context: dict[str, JSON],
     replay_of: str,
+    correlation: Correlation | None = None,
 ) -> bool:
     """The replay's run; False when its dedupe key exists already (nothing inserted)."""
     row = await conn.fetchrow(
         "INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,"
-        " trigger_name, trigger_type, dedupe_key, input, context, replay_of)"
-        " VALUES ($1, $2, $3, $4, $5, 'webhook', $6, $7::jsonb, $8::jsonb, $9)"
+        " trigger_name, trigger_type, dedupe_key, input, context, replay_of, tenant_id,"
+        " agent_id, session_id, conversation_id, correlation)"
+        " SELECT $1, $2, $3, $4, $5, 'webhook', $6, $7::jsonb, $8::jsonb, $9, t.tenant_id,"
+        " $10, $11, $12, $13 FROM workflow_triggers t WHERE t.id = $4"
         " ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id",
         execution_id, workflow_id, version_id, trigger_id, trigger_name, dedupe_key,
         input, context, replay_of,
+        *(column[0] for column in correlation_arrays([correlation])),
     )
     if row is None:
         return False

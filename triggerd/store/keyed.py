@@ -18,7 +18,12 @@ import asyncpg
 
 from triggerd import db
 from triggerd.notifications.channels import EXECUTIONS
-from triggerd.store.executions import CLAIM_RETURNING, ClaimedExecution, claimed_execution
+from triggerd.store.executions import (
+    CLAIM_RETURNING,
+    ClaimedExecution,
+    claimed_execution,
+    correlation_arrays,
+)
 from triggerd.store.webhooks import ACQUIRE_TIMEOUT, GONE, InboxItem, InboxResult, _json_text
 from triggerd.webhooks.debounce import Window, plan_window
 
@@ -72,11 +77,13 @@ _CONTEXT = """jsonb_build_object('trigger', jsonb_build_object(
 _INSERT_RUN = f"""
 INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
     trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context, not_before,
-    concurrency_key, concurrency_limit)
+    concurrency_key, concurrency_limit, tenant_id, agent_id, session_id, conversation_id,
+    correlation)
 VALUES ($1, $7, $8, $9, $2, 'webhook', $10,
         CASE WHEN $11::bigint IS NULL THEN NULL
              ELSE now() + $11::bigint * interval '1 millisecond' END,
-        $12::text::jsonb, {_CONTEXT}, $13, $14, $15)
+        $12::text::jsonb, {_CONTEXT}, $13, $14, $15,
+        (SELECT t.tenant_id FROM workflow_triggers t WHERE t.id = $9), $16, $17, $18, $19)
 ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
 RETURNING id
 """
@@ -185,6 +192,7 @@ async def _store(
         item.input_json, not_before,
         None if concurrency is None else concurrency.key,
         None if concurrency is None else concurrency.limit,
+        *(column[0] for column in correlation_arrays([item.correlation])),
     )
     if inserted is None:
         # A duplicate delivery: the first one's run; nothing else of this request stays

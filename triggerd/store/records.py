@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from triggerd.model import JSON
+from triggerd.model import DEFAULT_TENANT, JSON
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +50,7 @@ class TriggerRecord:
     enabled_at: datetime
     created_at: datetime
     updated_at: datetime
+    tenant_id: str = DEFAULT_TENANT
 
     @property
     def full_name(self) -> str:
@@ -83,6 +84,11 @@ class ExecutionRecord:
     resume_at: datetime | None
     retry_of: str | None
     parent_execution_id: str | None = None  # a child run of a workflow node
+    tenant_id: str = DEFAULT_TENANT
+    agent_id: str | None = None
+    session_id: str | None = None
+    conversation_id: str | None = None
+    correlation: JSON = None  # the other correlation keys the trigger mapped
 
 
 @dataclass(frozen=True, kw_only=True)

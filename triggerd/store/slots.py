@@ -195,6 +195,7 @@ live AS (
         -- A flag rather than a filter: the planner keeps its row estimates (a join on the
         -- config text looks selective) and joins the CTEs below by hashing.
         SELECT d.*, t.workflow_id, t.name, t.version, t.input, t.enabled, t.type AS kind,
+               t.tenant_id, t.config->'correlation' AS correlation,
                coalesce(st.paused, false) AS paused, st.note AS paused_note,
                (t.config->>'max_runs')::bigint AS max_runs,
                coalesce(st.scheduled_runs, 0) AS runs_done,
@@ -293,7 +294,8 @@ canceled AS (
 ),
 inserted AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
-        trigger_name, trigger_type, dedupe_key, input, context, scheduled_for)
+        trigger_name, trigger_type, dedupe_key, input, context, scheduled_for, tenant_id,
+        agent_id, session_id, conversation_id, correlation)
     SELECT r.new_id, r.workflow_id,
            (SELECT v.id FROM workflow_versions v
              WHERE v.workflow_id = r.workflow_id
@@ -304,7 +306,10 @@ inserted AS (
            jsonb_build_object('trigger', jsonb_build_object(
                'type', r.kind, 'name', r.name, 'scheduled_for', r.slot_iso,
                'fired_at', $10::text)),
-           r.scheduled_for
+           r.scheduled_for, r.tenant_id,
+           -- A scheduled trigger's correlation values are literals (checked on apply).
+           r.correlation->>'agent_id', r.correlation->>'session_id',
+           r.correlation->>'conversation_id', r.correlation
     FROM run r
     ORDER BY r.trigger_id, r.scheduled_for
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING

@@ -66,8 +66,12 @@ async def start_child(conn: Conn, *, parent_id: str, node_id: str, key: str,
                        + ("published version" if version is None else f"version {version}"))
     await conn.execute(
         "INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_type,"
-        " trigger_name, dedupe_key, input, context, parent_execution_id)"
-        " VALUES ($1, $2, $3, 'workflow', $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        " trigger_name, dedupe_key, input, context, parent_execution_id, tenant_id,"
+        " agent_id, session_id, conversation_id, correlation)"
+        # A child run belongs to its parent's tenant and conversation.
+        " SELECT $1, $2, $3, 'workflow', $4, $5, $6, $7, $8, p.tenant_id, p.agent_id,"
+        " p.session_id, p.conversation_id, p.correlation FROM workflow_executions p"
+        " WHERE p.id = $8 ON CONFLICT (id) DO NOTHING",
         wanted, target["id"], target["version_id"], parent["key"],
         f"child:{parent_id}:{node_id}", run_input,
         {"trigger": {"type": "workflow", "name": parent["key"], "node": node_id,

@@ -60,10 +60,10 @@ async def create_test_run(conn: Conn, run: NewTestRun) -> str:
             doc["timeout_ms"])
         await conn.execute(
             "INSERT INTO workflow_executions (id, workflow_id, workflow_version_id,"
-            " trigger_name, trigger_type, input, context, test)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, true)",
+            " trigger_name, trigger_type, input, context, tenant_id, test)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)",
             run.id, workflow_id, version_id, run.trigger_name, run.trigger_type, run.input,
-            run.context)
+            run.context, run.tenant_id)
     return workflow_id
 
 

@@ -20,8 +20,9 @@ import orjson
 
 from triggerd import db
 from triggerd.db import is_unavailable as db_is_unavailable
-from triggerd.model import JSON
+from triggerd.model import DEFAULT_TENANT, JSON, Correlation, tenant_label
 from triggerd.notifications.channels import EXECUTIONS
+from triggerd.store.executions import correlation_arrays
 
 # How long a request waits for a pool connection before it is answered 503: a saturated
 # or unreachable database must not turn into hung webhook senders.
@@ -50,15 +51,16 @@ class WebhookTriggerRow:
     version: int | None  # None: the workflow has no published (or no such pinned) version
     version_id: str | None
     parameter_schema: dict[str, JSON] | None
+    tenant_id: str = DEFAULT_TENANT
 
     @property
     def full_name(self) -> str:
-        return f"{self.workflow_key}/{self.trigger_name}"
+        return f"{tenant_label(self.tenant_id, self.workflow_key)}/{self.trigger_name}"
 
 
 _ROUTE_ROWS = """
 SELECT t.id, t.workflow_id, w.key AS workflow_key, t.name, t.config, t.input,
-       v.version, v.id::text AS version_id, v.parameter_schema
+       v.version, v.id::text AS version_id, v.parameter_schema, t.tenant_id
 FROM workflow_triggers t
 JOIN workflows w ON w.id = t.workflow_id
 LEFT JOIN workflow_versions v
@@ -83,6 +85,7 @@ async def load_webhook_triggers(pool: asyncpg.Pool) -> list[WebhookTriggerRow]:
             version=r["version"],
             version_id=r["version_id"],
             parameter_schema=r["parameter_schema"],
+            tenant_id=r["tenant_id"],
         )
         for r in rows
     ]
@@ -117,6 +120,7 @@ class InboxItem(NamedTuple):
     # the filter raised.
     outcome: str = "accepted"
     detail: str | None = None
+    correlation: Correlation | None = None  # what the trigger's `correlation` mapped
 
 
 class InboxResult(NamedTuple):
@@ -146,12 +150,14 @@ WITH d AS (
 ), parents AS (
     -- What foreign keys would do, once per batch (migration 0002): a concurrent delete of
     -- the trigger or its workflow waits for this statement, or wins and nothing is written.
-    SELECT t.id, t.workflow_id FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id
+    SELECT t.id, t.workflow_id, t.tenant_id FROM workflow_triggers t
+    JOIN workflows w ON w.id = t.workflow_id
     WHERE t.id IN (SELECT DISTINCT d.trigger_id FROM d)
     FOR KEY SHARE OF t, w
 ), ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
-        trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context)
+        trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
+        tenant_id, agent_id, session_id, conversation_id, correlation)
     SELECT d.id, d.workflow_id, d.version_id, d.trigger_id, d.trigger_name, 'webhook',
            d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL THEN NULL
@@ -160,8 +166,12 @@ WITH d AS (
            jsonb_build_object('trigger', jsonb_build_object(
                'type', 'webhook', 'name', d.trigger_name,
                'request', jsonb_build_object('method', d.method, 'path', d.path,
-                                             'headers', d.headers, 'query', d.query)))
+                                             'headers', d.headers, 'query', d.query))),
+           p.tenant_id, c.agent_id, c.session_id, c.conversation_id, c.correlation
     FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
+    -- Only requests whose trigger maps correlation ids are in these arrays (usually none).
+    LEFT JOIN unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[])
+        AS c (id, agent_id, session_id, conversation_id, correlation) ON c.id = d.id
     WHERE d.id <> ALL($3::uuid[])
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
@@ -224,6 +234,7 @@ def _json_text(value: dict[str, JSON]) -> str:
 def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
     """One ``webhook_inbox_row`` per item (migration 0003), and the notify channel."""
     dumps = _json_text
+    correlated = [i for i in items if i.correlation is not None]
     return [
         [
             (i.id, i.workflow_id, i.version_id, i.trigger_id, i.trigger_name, i.dedupe_key,
@@ -235,6 +246,8 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
         EXECUTIONS.wire,
         [i.id for i in items if i.outcome == "filtered"],
         [i.detail for i in items if i.outcome == "filtered"],
+        [i.id for i in correlated],
+        *correlation_arrays([i.correlation for i in correlated]),
     ]
 
 
@@ -323,13 +336,15 @@ async def _store_batch(
 # --- backpressure ------------------------------------------------------------------------
 
 
-async def count_new_executions(pool: asyncpg.Pool) -> int:
+async def count_new_executions(pool: asyncpg.Pool) -> dict[str, int]:
+    """NEW executions by tenant (tenants with none are left out)."""
     with db.translated("counting pending executions"):
-        value: int = await pool.fetchval(
-            "SELECT count(*) FROM workflow_executions WHERE status = 'NEW'",
+        rows = await pool.fetch(
+            "SELECT tenant_id, count(*) AS n FROM workflow_executions WHERE status = 'NEW'"
+            " GROUP BY tenant_id",
             timeout=5.0,
         )
-    return value
+    return {r["tenant_id"]: r["n"] for r in rows}
 
 
 # --- sync mode and the status page ---------------------------------------------------------

@@ -12,7 +12,14 @@ import asyncpg
 
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
-from triggerd.model import CronConfig, TriggerSpec, WorkflowSpec, normalize_webhook_path
+from triggerd.model import (
+    DEFAULT_TENANT,
+    CronConfig,
+    TriggerSpec,
+    WorkflowSpec,
+    normalize_webhook_path,
+    tenant_label,
+)
 from triggerd.notifications.channels import TRIGGERS
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
@@ -121,9 +128,16 @@ def _trigger_document(
         "type": str(trigger.type),
         "enabled": trigger.enabled,
         "version": trigger.version,
-        "config": trigger_config_to_json(trigger.config) if config is None else config,
+        "config": stored_config(trigger) if config is None else config,
         "input": trigger.input,
     }
+
+
+def stored_config(trigger: TriggerSpec) -> dict[str, Any]:
+    """The ``workflow_triggers.config`` document: the type's keys, and ``correlation``
+    (read by the ingress and the scheduler) when the trigger maps any."""
+    config = trigger_config_to_json(trigger.config)
+    return {**config, "correlation": dict(trigger.correlation)} if trigger.correlation else config
 
 
 def _cron_zones(specs: list[WorkflowSpec]) -> list[str]:
@@ -267,21 +281,23 @@ async def unchanged_apply(
 
 
 # Enabled webhook triggers whose stored path still has a slash at either end (written
-# before paths were normalized): normalized path -> (trigger id, full name, stored path).
-_Legacy = dict[str, tuple[str, str, str]]
+# before paths were normalized): (tenant, normalized path) -> (trigger id, full name, stored
+# path).
+_Legacy = dict[tuple[str, str], tuple[str, str, str]]
 
 
 async def _unnormalized_paths(conn: asyncpg.Connection) -> _Legacy:
     """The unique index compares stored text, so a stored "t/none/" does not stop a new
     "t/none" although both are routed as one path: those rows are compared by hand."""
     rows = await conn.fetch(
-        "SELECT t.id::text AS id, w.key || '/' || t.name AS full_name,"
+        "SELECT t.id::text AS id, w.key || '/' || t.name AS full_name, t.tenant_id,"
         " t.config->>'path' AS path FROM workflow_triggers t"
         " JOIN workflows w ON w.id = t.workflow_id"
         " WHERE t.type = 'webhook' AND t.enabled"
         " AND t.config->>'path' <> btrim(t.config->>'path', '/')"
     )
-    return {normalize_webhook_path(r["path"]): (r["id"], r["full_name"], r["path"]) for r in rows}
+    return {(r["tenant_id"], normalize_webhook_path(r["path"])):
+            (r["id"], r["full_name"], r["path"]) for r in rows}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,19 +335,21 @@ def wanted_trigger(trigger: TriggerSpec) -> WantedTrigger:
     return WantedTrigger(doc=doc, config=json.dumps(doc["config"]), input=json.dumps(doc["input"]))
 
 
-def wanted_triggers(specs: list[WorkflowSpec]) -> dict[tuple[str, str], WantedTrigger]:
-    """:func:`wanted_trigger` of every trigger of ``specs`` by (workflow key, name), each
+def wanted_triggers(specs: list[WorkflowSpec]) -> dict[tuple[str, str, str], WantedTrigger]:
+    """:func:`wanted_trigger` of every trigger of ``specs`` by (tenant, workflow key, name), each
     distinct config object serialized once: loading shares equal configs, and a large
     file is a few thousand schedules (the documents are shared too, and only read)."""
     texts: dict[int, tuple[dict[str, Any], str]] = {}  # id(config) -> its JSON and text
-    wanted: dict[tuple[str, str], WantedTrigger] = {}
+    wanted: dict[tuple[str, str, str], WantedTrigger] = {}
     for spec in specs:
         for trigger in spec.triggers:
-            known = texts.get(id(trigger.config))
+            known = None if trigger.correlation else texts.get(id(trigger.config))
             if known is None:
-                config = trigger_config_to_json(trigger.config)
-                known = texts[id(trigger.config)] = (config, json.dumps(config))
-            wanted[spec.key, trigger.name] = WantedTrigger(
+                config = stored_config(trigger)
+                known = (config, json.dumps(config))
+                if not trigger.correlation:  # a mapping makes the document the trigger's own
+                    texts[id(trigger.config)] = known
+            wanted[spec.tenant_id, spec.key, trigger.name] = WantedTrigger(
                 doc=_trigger_document(trigger, known[0]),
                 config=known[1],
                 input="{}" if trigger.input == {} else json.dumps(trigger.input),
@@ -351,24 +369,26 @@ class ApplyPlan:
     trigger_updates: list[tuple[str, WantedTrigger]] = field(default_factory=list)
     disable: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
-    # Enabled webhook paths written by this apply: path -> full trigger name, in file order.
-    webhook_paths: dict[str, str] = field(default_factory=dict)
+    # Enabled webhook paths written by this apply: (tenant, path) -> full trigger name, in
+    # file order.
+    webhook_paths: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def plan_apply(
     specs: list[WorkflowSpec],
-    stored: dict[str, StoredWorkflow],
-    created: set[str],
+    stored: dict[tuple[str, str], StoredWorkflow],
+    created: set[tuple[str, str]],
     legacy: _Legacy,
-    wanted: dict[tuple[str, str], WantedTrigger],
+    wanted: dict[tuple[str, str, str], WantedTrigger],
     *,
     prune: bool,
 ) -> ApplyPlan:
-    """Compare the files with what is stored (by workflow key) and decide every write.
+    """Compare the files with what is stored (by tenant and workflow key) and decide every
+    write.
 
-    ``created`` are the keys whose workflow rows this apply has just inserted; ``legacy``
-    the unnormalized stored paths (see :func:`_unnormalized_paths`); ``wanted`` the files'
-    triggers by (workflow key, name). Raises
+    ``created`` are the (tenant, key) pairs whose workflow rows this apply has just
+    inserted; ``legacy`` the unnormalized stored paths (see :func:`_unnormalized_paths`);
+    ``wanted`` the files' triggers by (tenant, workflow key, name). Raises
     :class:`DefinitionError` when a webhook path is taken by a legacy row this apply does
     not rewrite."""
     plan = ApplyPlan(report=ApplyReport())
@@ -378,16 +398,18 @@ def plan_apply(
     # can keep a path taken.
     foreign = {path: v for path, v in legacy.items() if v[0] not in governed}
     for spec in specs:
-        wf = stored[spec.key]
-        changed = spec.key in created
+        ref = (spec.tenant_id, spec.key)
+        label = tenant_label(spec.tenant_id, spec.key)
+        wf = stored[ref]
+        changed = ref in created
         if changed:
-            report.changes.append(Change(kind="workflow", name=spec.key, action="created"))
+            report.changes.append(Change(kind="workflow", name=label, action="created"))
         else:
             status = str(spec.status) if spec.status_given else wf.status
             if (wf.name, wf.description, wf.status) != (spec.name, spec.description, status):
                 plan.workflow_updates.append((wf.id, spec, status))
                 report.changes.append(Change(
-                    kind="workflow", name=spec.key, action="updated",
+                    kind="workflow", name=label, action="updated",
                     detail="" if status == wf.status else f"status {wf.status} -> {status}"))
                 changed = True
         version = version_document(spec)
@@ -396,7 +418,7 @@ def plan_apply(
             plan.publish.append((spec, number))
             report.changes.append(
                 Change(
-                    kind="workflow", name=spec.key, action="published", detail=f"version {number}"
+                    kind="workflow", name=label, action="published", detail=f"version {number}"
                 )
             )
             changed = True
@@ -404,15 +426,15 @@ def plan_apply(
             report.unchanged_workflows += 1
         existing = dict(wf.triggers)
         for trigger in spec.triggers:
-            want = wanted[spec.key, trigger.name]
+            want = wanted[spec.tenant_id, spec.key, trigger.name]
             doc = want.doc
-            full = f"{spec.key}/{trigger.name}"
+            full = f"{label}/{trigger.name}"
             old = existing.pop(trigger.name, None)
             if doc["type"] == "webhook" and doc["enabled"]:
                 path = doc["config"].get("path")
                 if isinstance(path, str):
-                    _refuse_legacy_path(foreign, path, full)
-                    plan.webhook_paths.setdefault(path, full)
+                    _refuse_legacy_path(foreign, (spec.tenant_id, path), full)
+                    plan.webhook_paths.setdefault((spec.tenant_id, path), full)
             if old is None:
                 plan.trigger_inserts.append((spec, trigger.name, want))
                 report.changes.append(Change(kind="trigger", name=full, action="created"))
@@ -426,7 +448,7 @@ def plan_apply(
                     detail="" if old.enabled == doc["enabled"] else
                     f"enabled {str(old.enabled).lower()} -> {str(doc['enabled']).lower()}"))
         for name, old in existing.items():
-            full = f"{spec.key}/{name}"
+            full = f"{label}/{name}"
             if prune:
                 plan.delete.append(old.id)
                 report.changes.append(
@@ -440,10 +462,11 @@ def plan_apply(
     return plan
 
 
-def _refuse_legacy_path(legacy: _Legacy, path: str, name: str) -> None:
-    taken = legacy.get(path)
+def _refuse_legacy_path(legacy: _Legacy, where: tuple[str, str], name: str) -> None:
+    taken = legacy.get(where)
     if taken is None:
         return
+    path = where[1]
     _, owner, stored = taken
     used = f"is already used by the enabled trigger {owner} (stored as {stored!r})"
     raise DefinitionError(
@@ -496,27 +519,27 @@ async def _apply_all(
     keys = [spec.key for spec in specs]
     # Locked in one order (by id), so two applies of overlapping files queue, not deadlock.
     rows = await conn.fetch(
-        "SELECT w.id, w.key, w.name, w.description, w.status FROM workflows w"
+        "SELECT w.id, w.tenant_id, w.key, w.name, w.description, w.status FROM workflows w"
         " JOIN unnest($1::text[], $2::text[]) AS f (tenant_id, key)"
         " ON w.tenant_id = f.tenant_id AND w.key = f.key ORDER BY w.id FOR UPDATE OF w",
         tenants,
         keys,
     )
-    found = {r["key"]: r for r in rows}
-    new = [spec for spec in specs if spec.key not in found]
+    found = {(r["tenant_id"], r["key"]): r for r in rows}
+    new = [spec for spec in specs if (spec.tenant_id, spec.key) not in found]
     if new:
         inserted = await conn.fetch(
             "INSERT INTO workflows (tenant_id, key, name, description, status)"
             " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
-            " RETURNING id, key, name, description, status",
+            " RETURNING id, tenant_id, key, name, description, status",
             [s.tenant_id for s in new],
             [s.key for s in new],
             [s.name for s in new],
             [s.description for s in new],
             [str(s.status) for s in new],
         )
-        found.update((r["key"], r) for r in inserted)
-    ids = [found[spec.key]["id"] for spec in specs]
+        found.update(((r["tenant_id"], r["key"]), r) for r in inserted)
+    ids = [found[spec.tenant_id, spec.key]["id"] for spec in specs]
     latest = {
         r["workflow_id"]: r
         for r in await conn.fetch(
@@ -529,15 +552,16 @@ async def _apply_all(
     }
     wanted = wanted_triggers(specs)
     # Workflows created just now have no stored triggers to compare with.
-    created = {spec.key for spec in new}
-    existing = [wid for spec, wid in zip(specs, ids, strict=True) if spec.key not in created]
+    created = {(spec.tenant_id, spec.key) for spec in new}
+    existing = [wid for spec, wid in zip(specs, ids, strict=True)
+                if (spec.tenant_id, spec.key) not in created]
     rows_of = [
         (wid, s, t)
         for s, wid in zip(specs, ids, strict=True)
-        if s.key not in created
+        if (s.tenant_id, s.key) not in created
         for t in s.triggers
     ]
-    docs = [wanted[s.key, t.name] for _, s, t in rows_of]
+    docs = [wanted[s.tenant_id, s.key, t.name] for _, s, t in rows_of]
     triggers: dict[Any, dict[str, StoredTrigger]] = {i: {} for i in ids}
     # PostgreSQL compares each stored trigger with the file's, as the text of the jsonb it
     # would store: the same test as comparing the documents, without sending 100,000 of
@@ -565,16 +589,16 @@ async def _apply_all(
         triggers[r["workflow_id"]][r["name"]] = StoredTrigger(
             id=str(r["id"]), enabled=r["enabled"], same=bool(r["same"])
         )
-    stored: dict[str, StoredWorkflow] = {}
+    stored: dict[tuple[str, str], StoredWorkflow] = {}
     for spec, wid in zip(specs, ids, strict=True):
-        row = found[spec.key]
+        row = found[spec.tenant_id, spec.key]
         version = latest.get(wid)
         document = (
             None
             if version is None or version["is_latest"] is None
             else {k: version[k] for k in ("graph", "parameter_schema", "env_config", "timeout_ms")}
         )
-        stored[spec.key] = StoredWorkflow(
+        stored[spec.tenant_id, spec.key] = StoredWorkflow(
             id=str(wid),
             name=row["name"],
             description=row["description"],
@@ -595,18 +619,18 @@ async def _check_paths(conn: asyncpg.Connection, plan: ApplyPlan, ids: list[Any]
     if not plan.webhook_paths:
         return
     taken = {
-        r["path"]
+        (r["tenant_id"], r["path"])
         for r in await conn.fetch(
-            "SELECT config->>'path' AS path FROM workflow_triggers"
+            "SELECT tenant_id, config->>'path' AS path FROM workflow_triggers"
             " WHERE type = 'webhook' AND enabled AND config->>'path' = ANY($1::text[])"
             " AND NOT (workflow_id = ANY($2::uuid[]))",
-            list(plan.webhook_paths),
+            list({path for _, path in plan.webhook_paths}),
             ids,
         )
     }
-    for path, name in plan.webhook_paths.items():
-        if path in taken:
-            raise _path_taken(path, name)
+    for where, name in plan.webhook_paths.items():
+        if where in taken:
+            raise _path_taken(where[1], name)
 
 
 async def notify_workflow_triggers(conn: asyncpg.Connection, workflow_ids: list[str]) -> None:
@@ -622,7 +646,7 @@ def _json_texts(values: list[Any]) -> list[str]:
 
 
 async def _write(
-    conn: asyncpg.Connection, plan: ApplyPlan, stored: dict[str, StoredWorkflow]
+    conn: asyncpg.Connection, plan: ApplyPlan, stored: dict[tuple[str, str], StoredWorkflow]
 ) -> None:
     if plan.workflow_updates:
         await conn.execute(
@@ -639,7 +663,7 @@ async def _write(
         # (the triggers' own rows did not change, so their notification did not fire).
         await notify_workflow_triggers(conn, [wid for wid, _, _ in plan.workflow_updates])
     if plan.publish:
-        ids = [stored[spec.key].id for spec, _ in plan.publish]
+        ids = [stored[spec.tenant_id, spec.key].id for spec, _ in plan.publish]
         docs = [version_document(spec) for spec, _ in plan.publish]
         await conn.execute(
             "UPDATE workflow_versions SET is_latest = false"
@@ -696,41 +720,44 @@ async def _write(
             inserts = [want for _, _, want in plan.trigger_inserts]
             await conn.execute(
                 "INSERT INTO workflow_triggers (workflow_id, name, type, enabled, version,"
-                " config, input) SELECT workflow_id, name, type, enabled, version,"
-                " config::jsonb, input::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[],"
-                " $4::boolean[], $5::int[], $6::text[], $7::text[])"
-                " AS i (workflow_id, name, type, enabled, version, config, input)",
-                [stored[spec.key].id for spec, _, _ in plan.trigger_inserts],
+                " config, input, tenant_id) SELECT workflow_id, name, type, enabled, version,"
+                " config::jsonb, input::jsonb, tenant_id FROM unnest($1::uuid[], $2::text[],"
+                " $3::text[], $4::boolean[], $5::int[], $6::text[], $7::text[], $8::text[])"
+                " AS i (workflow_id, name, type, enabled, version, config, input, tenant_id)",
+                [stored[spec.tenant_id, spec.key].id for spec, _, _ in plan.trigger_inserts],
                 [name for _, name, _ in plan.trigger_inserts],
                 [w.doc["type"] for w in inserts],
                 [w.doc["enabled"] for w in inserts],
                 [w.doc["version"] for w in inserts],
                 [w.config for w in inserts],
                 [w.input for w in inserts],
+                [spec.tenant_id for spec, _, _ in plan.trigger_inserts],
             )
     except asyncpg.UniqueViolationError as exc:
         # A concurrent apply took the path after the check above.
         if "webhook_path" in str(exc.constraint_name or ""):
-            path = _violating_path(str(exc.detail or ""))
-            name = plan.webhook_paths.get(path or "")
-            if path is not None and name is not None:
-                raise _path_taken(path, name) from None
+            where = _violating_path(str(exc.detail or ""))
+            name = None if where is None else plan.webhook_paths.get(where)
+            if where is not None and name is not None:
+                raise _path_taken(where[1], name) from None
             raise DefinitionError(
                 "a webhook path is already used by another enabled trigger"
             ) from None
         raise
 
 
-def _violating_path(detail: str) -> str | None:
-    # PostgreSQL's detail: Key ((config ->> 'path'::text))=(wf/hook) already exists.
-    match = re.search(r"\)=\((.*)\) already exists", detail)
-    return None if match is None else match.group(1)
+def _violating_path(detail: str) -> tuple[str, str] | None:
+    # PostgreSQL's detail: Key (tenant_id, (config ->> 'path'::text))=(acme, wf/hook) already
+    # exists. A tenant name has no comma, so the first one ends it.
+    match = re.search(r"\)=\(([^,]*), (.*)\) already exists", detail)
+    return None if match is None else (match.group(1), match.group(2))
 
 
 # --- reads ---------------------------------------------------------------------------
 
 _TRIGGER_COLUMNS = (
-    "t.id, t.workflow_id, w.key AS workflow_key, t.name, t.type, t.enabled, t.version,"
+    "t.id, t.workflow_id, t.tenant_id, w.key AS workflow_key, t.name, t.type, t.enabled,"
+    " t.version,"
     " t.config, t.input, t.enabled_at, t.created_at, t.updated_at"
 )
 
@@ -745,6 +772,7 @@ async def list_triggers(
     trigger_type: str | None = None,
     workflow_key: str | None = None,
     workflow_id: str | None = None,
+    tenant: str | None = None,
     after: tuple[str, str, str] | None = None,
     limit: int | None = None,
 ) -> list[TriggerRecord]:
@@ -773,6 +801,8 @@ async def list_triggers(
         outer.append(f"w.key = {arg(workflow_key)}")
     if workflow_id is not None:
         outer.append(f"w.id = {arg(workflow_id)}::uuid")
+    if tenant is not None:
+        outer.append(f"w.tenant_id = {arg(tenant)}")
     if after is not None:
         after_key, after_name, after_id = after
         # The trigger id names its workflow: (key, workflow id) breaks ties between tenants.
@@ -803,13 +833,18 @@ def split_trigger_name(full_name: str) -> tuple[str, str]:
     return workflow_key, name
 
 
-async def get_trigger(conn: asyncpg.Connection | asyncpg.Pool, full_name: str) -> TriggerRecord:
+async def get_trigger(
+    conn: asyncpg.Connection | asyncpg.Pool, full_name: str, tenant: str = DEFAULT_TENANT
+) -> TriggerRecord:
+    """The trigger ``workflow_key/name`` of ``tenant``; NotFound when that tenant has none
+    (also when another tenant has one: the message is the same)."""
     workflow_key, name = split_trigger_name(full_name)
     row = await conn.fetchrow(
         f"SELECT {_TRIGGER_COLUMNS} FROM workflow_triggers t JOIN workflows w"
-        " ON w.id = t.workflow_id WHERE w.key = $1 AND t.name = $2",
+        " ON w.id = t.workflow_id WHERE w.tenant_id = $3 AND w.key = $1 AND t.name = $2",
         workflow_key,
         name,
+        tenant,
     )
     if row is None:
         raise NotFound(f"no trigger named {full_name!r}")
@@ -829,10 +864,11 @@ async def get_trigger_by_id(
 
 
 async def set_trigger_enabled(
-    conn: asyncpg.Connection | asyncpg.Pool, full_name: str, enabled: bool
+    conn: asyncpg.Connection | asyncpg.Pool, full_name: str, enabled: bool,
+    tenant: str = DEFAULT_TENANT,
 ) -> tuple[TriggerRecord, bool]:
     """Enable or disable a trigger; returns the trigger and whether anything changed."""
-    trigger = await get_trigger(conn, full_name)
+    trigger = await get_trigger(conn, full_name, tenant)
     if trigger.enabled == enabled:
         return trigger, False
     try:
@@ -846,7 +882,7 @@ async def set_trigger_enabled(
         raise DefinitionError(
             f"cannot enable {full_name}: its webhook path is used by another enabled trigger"
         ) from None
-    return await get_trigger(conn, full_name), True
+    return await get_trigger(conn, full_name, tenant), True
 
 
 _WORKFLOW_COLUMNS = columns(WorkflowRecord, "w", computed=("latest_version",))
@@ -856,6 +892,7 @@ _VERSION_COLUMNS = columns(VersionRecord, "v")
 async def list_workflows(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
+    tenant: str | None = None,
     after: tuple[str, str] | None = None,
     limit: int | None = None,
 ) -> list[WorkflowRecord]:
@@ -866,22 +903,27 @@ async def list_workflows(
         f"SELECT {_WORKFLOW_COLUMNS},"
         " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
         " AS latest_version FROM workflows w"
-        " WHERE ($1::text IS NULL OR (w.key, w.id) > ($1, $2::uuid)) AND w.status <> 'test'"
-        " ORDER BY w.key, w.id"
-        " LIMIT $3",
+        " WHERE ($1::text IS NULL OR (w.key, w.id) > ($1, $2::uuid))"
+        " AND ($4::text IS NULL OR w.tenant_id = $4) AND w.status <> 'test'"
+        " ORDER BY w.key, w.id LIMIT $3",
         after_key,
         after_id,
         limit,
+        tenant,
     )
     return [row_to(WorkflowRecord, r) for r in rows]
 
 
-async def get_workflow(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> WorkflowRecord:
+async def get_workflow(
+    conn: asyncpg.Connection | asyncpg.Pool, key: str, tenant: str = DEFAULT_TENANT
+) -> WorkflowRecord:
+    """The workflow ``key`` of ``tenant`` (NotFound: none in that tenant)."""
     row = await conn.fetchrow(
         f"SELECT {_WORKFLOW_COLUMNS},"
         " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
-        " AS latest_version FROM workflows w WHERE w.key = $1",
+        " AS latest_version FROM workflows w WHERE w.tenant_id = $2 AND w.key = $1",
         key,
+        tenant,
     )
     if row is None:
         raise NotFound(f"no workflow with key {key!r}")

@@ -34,12 +34,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from triggerd.appkeys import READINESS_CHECKS
 from triggerd.component import BaseComponent
-from triggerd.config import Settings
+from triggerd.config import Settings, TenantSettings
+from triggerd.correlation import evaluate_correlation
 from triggerd.errors import DatabaseUnavailable
 from triggerd.expressions import ExpressionError
 from triggerd.ids import time_ordered_id
 from triggerd.loglimit import ThrottledLog
-from triggerd.model import JSON, ResponseMode, SecretRef
+from triggerd.model import DEFAULT_TENANT, JSON, ResponseMode, SecretRef
 from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import resolve_secret
@@ -74,7 +75,7 @@ from triggerd.webhooks.filtering import evaluate_filter
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
 from triggerd.webhooks.keys import request_key
 from triggerd.webhooks.loops import pending_loop, reload_loop
-from triggerd.webhooks.ratelimit import RateLimiter
+from triggerd.webhooks.ratelimit import RateLimiter, default_burst
 from triggerd.webhooks.routes import Routes, WebhookRoute
 from triggerd.webhooks.stats import WebhookStats
 from triggerd.webhooks.status_page import reserved_path
@@ -199,6 +200,9 @@ class WebhookIngress(BaseComponent):
         self._trusted = parse_networks(settings.http.trusted_proxies)
         self._new_count = 0  # NEW executions at the last count
         self._created_since_count = 0  # executions this process created since then
+        # The same per tenant (tenants with runs waiting, or created since).
+        self._tenant_new: dict[str, int] = {}
+        self._tenant_created: dict[str, int] = {}
         self._reload_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -261,6 +265,11 @@ class WebhookIngress(BaseComponent):
         # [daemon] secret_roots as of now: a reload's roots apply to the next route build.
         return resolve_secret(name, ref, roots=self._settings.daemon.secret_roots)
 
+    @property
+    def settings(self) -> Settings:
+        """The configuration in force (the last SIGHUP's)."""
+        return self._settings
+
     def apply_settings(self, settings: Settings) -> None:
         """SIGHUP with a new configuration: ``[http] max_pending`` applies to the next
         request, ``max_body_bytes`` to the routes of the reload that follows."""
@@ -274,9 +283,12 @@ class WebhookIngress(BaseComponent):
 
     async def refresh_pending(self) -> int:
         """Count ``NEW`` executions now (backpressure); normally done every second."""
-        count = await count_new_executions(self._pool)
+        by_tenant = await count_new_executions(self._pool)
+        count = sum(by_tenant.values())
         self._new_count = count
         self._created_since_count = 0
+        self._tenant_new = by_tenant
+        self._tenant_created = {}
         self.stats.pending_new = count
         return count
 
@@ -300,7 +312,8 @@ class WebhookIngress(BaseComponent):
             return None
         if expect.lower() != "100-continue":
             return error_response(417, "expectation_failed", f"unknown Expect: {expect}")
-        route = self.routes.table.get(request.match_info.get("path", ""))
+        route = self.routes.table.get(request.match_info.get("path", ""),
+                                      request.match_info.get("tenant", DEFAULT_TENANT))
         length = request.content_length
         if route is not None and length is not None and length > route.max_body_bytes:
             return self._too_large(request, route)
@@ -311,13 +324,14 @@ class WebhookIngress(BaseComponent):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = self._monotonic()
         path: str = request.match_info["path"]
-        if path.startswith("_"):
+        tenant = request.match_info.get("tenant", DEFAULT_TENANT)
+        if path.startswith("_") and "tenant" not in request.match_info:
             reserved = await reserved_path(
                 request, path, pool=self._pool, routes=self.routes.table
             )
             self.stats.record("-", reserved.status, self._monotonic() - started)
             return reserved
-        route = self.routes.table.get(path)
+        route = self.routes.table.get(path, tenant)
         response: web.StreamResponse
         if route is None and not self.routes.loaded:
             # The table was never read (the database was down at start): an honest 503,
@@ -331,7 +345,8 @@ class WebhookIngress(BaseComponent):
             self.stats.record("-", 503, self._monotonic() - started)
             return response
         if route is None:
-            response = error_response(404, "not_found", f"no webhook at /hooks/{path}")
+            response = error_response(404, "not_found",
+                                      f"no webhook at {clean_text(request.path)[:300]}")
             self.stats.record("-", 404, self._monotonic() - started)
             return response
         try:
@@ -426,6 +441,10 @@ class WebhookIngress(BaseComponent):
                     f"this webhook accepts {route.rate:g} requests per second; retry later",
                     headers=retry_after(wait),
                 )
+        if self._settings.tenants:
+            refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started)
+            if refused is not None:
+                return refused
         pending = self._new_count + self._created_since_count
         if pending > self._settings.http.max_pending:
             self.stats.backpressure_rejections += 1
@@ -437,6 +456,38 @@ class WebhookIngress(BaseComponent):
                 f"{pending} executions are waiting to run; retry later",
                 headers=retry_after(RETRY_BACKPRESSURE),
             )
+        return None
+
+    def _admit_tenant(
+        self, route: WebhookRoute, limits: TenantSettings, started: float
+    ) -> web.Response | None:
+        """The tenant's own webhook rate and backlog (``[tenants.NAME]``): one tenant's
+        flood is refused without touching the others'."""
+        if limits.webhook_rate > 0:
+            burst = limits.webhook_burst or default_burst(limits.webhook_rate)
+            wait = self.limiter.check(f"tenant:{route.tenant}", limits.webhook_rate, burst,
+                                      started)
+            if wait > 0:
+                self.stats.rate_limited += 1
+                return error_response(
+                    429, "rate_limited",
+                    f"tenant {route.tenant} accepts {limits.webhook_rate:g} webhook requests"
+                    " per second; retry later",
+                    headers=retry_after(wait),
+                )
+        if limits.max_pending > 0:
+            pending = (self._tenant_new.get(route.tenant, 0)
+                       + self._tenant_created.get(route.tenant, 0))
+            if pending > limits.max_pending:
+                self.stats.backpressure_rejections += 1
+                if self.stats.sink is not None:
+                    self.stats.sink.backpressure()
+                return error_response(
+                    429, "overloaded",
+                    f"{pending} executions of tenant {route.tenant} are waiting to run;"
+                    " retry later",
+                    headers=retry_after(RETRY_BACKPRESSURE),
+                )
         return None
 
     def _check_address(self, request: web.Request, route: WebhookRoute) -> web.Response | None:
@@ -600,10 +651,15 @@ class WebhookIngress(BaseComponent):
                 body=body,
                 remote_addr=client_address(request),
                 received_at=now,
+                correlation=None if not route.correlation else evaluate_correlation(
+                    route.correlation, input=run_input.data, headers=stored, query=query),
             )
         )
         if result.created:
             self._created_since_count += 1
+            if self._settings.tenants:
+                self._tenant_created[route.tenant] = (
+                    self._tenant_created.get(route.tenant, 0) + 1)
         return result
 
     async def _store_filtered(
@@ -760,6 +816,10 @@ class WebhookIngress(BaseComponent):
 WEBHOOKS = web.AppKey("webhooks", WebhookIngress)
 
 
+# The URL of a non-default tenant's webhooks.
+TENANT_HOOKS = "/tenants/{tenant:[a-z0-9][a-z0-9_-]{0,63}}/hooks/{path:.*}"
+
+
 def setup_webhooks(
     app: web.Application,
     *,
@@ -779,6 +839,10 @@ def setup_webhooks(
     # in the documented order, rather than by aiohttp's plain-text 404/405.
     app.router.add_route(
         "*", "/hooks/{path:.*}", ingress.handle, expect_handler=ingress.expect
+    )
+    # Another tenant's hooks (DESIGN §5b); /tenants/default/hooks/ is the same as /hooks/.
+    app.router.add_route(
+        "*", TENANT_HOOKS, ingress.handle, expect_handler=ingress.expect
     )
     if READINESS_CHECKS in app:
         app[READINESS_CHECKS]["webhooks"] = ingress.readiness

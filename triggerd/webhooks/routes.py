@@ -25,6 +25,7 @@ from triggerd.definitions import parse_trigger_config
 from triggerd.errors import DefinitionError, SecretError
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import (
+    DEFAULT_TENANT,
     JSON,
     DedupeConfig,
     SecretRef,
@@ -85,17 +86,25 @@ class WebhookRoute:
     max_body_bytes: int
     rate: float | None
     burst: int
+    tenant: str = DEFAULT_TENANT
+    # Correlation key -> literal or expression over the request (config "correlation").
+    correlation: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant, self.path)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RouteTable:
-    routes: Mapping[str, WebhookRoute] = field(default_factory=dict)
+    # By (tenant, normalized path): paths are unique per tenant.
+    routes: Mapping[tuple[str, str], WebhookRoute] = field(default_factory=dict)
     by_trigger: Mapping[str, WebhookRoute] = field(default_factory=dict)
     # Triggers left out of the table and why (for logs and the admin API).
     problems: tuple[str, ...] = ()
 
-    def get(self, path: str) -> WebhookRoute | None:
-        return self.routes.get(normalize_webhook_path(path))
+    def get(self, path: str, tenant: str = DEFAULT_TENANT) -> WebhookRoute | None:
+        return self.routes.get((tenant, normalize_webhook_path(path)))
 
 
 class ValidatorCache:
@@ -134,7 +143,7 @@ def build_route_table(
     trigger whose secret cannot be resolved stays in with ``secret_problem`` set, so its
     senders get a retryable 503 rather than a 404 they would take as final."""
     cache = validators or ValidatorCache()
-    routes: dict[str, WebhookRoute] = {}
+    routes: dict[tuple[str, str], WebhookRoute] = {}
     problems: list[str] = []
     secrets: dict[SecretRef, bytes | str] = {}  # resolved once per build, shared by triggers
     for row in rows:
@@ -143,13 +152,13 @@ def build_route_table(
         except _Skip as exc:
             problems.append(f"webhook trigger {row.full_name}: {exc}")
             continue
-        if route.path in routes:  # the unique index makes this impossible; be explicit
+        if route.key in routes:  # the unique index makes this impossible; be explicit
             problems.append(
                 f"webhook trigger {row.full_name}: path {route.path!r} is already served by"
-                f" {routes[route.path].full_name}"
+                f" {routes[route.key].full_name}"
             )
             continue
-        routes[route.path] = route
+        routes[route.key] = route
     return RouteTable(
         routes=routes,
         by_trigger={r.trigger_id: r for r in routes.values()},
@@ -227,7 +236,16 @@ def _build_route(
         max_body_bytes=config.max_body_bytes or default_max_body_bytes,
         rate=rate,
         burst=burst,
+        tenant=row.tenant_id,
+        correlation=_correlation_of(row.config),
     )
+
+
+def _correlation_of(config: Mapping[str, JSON]) -> dict[str, str]:
+    mapping = config.get("correlation")
+    if not isinstance(mapping, dict):
+        return {}
+    return {k: v for k, v in mapping.items() if isinstance(v, str)}
 
 
 # --- a fast validity check for common schemas ------------------------------------------------
@@ -464,9 +482,15 @@ class Routes:
             self._redacted |= fresh
 
 
+def _label(key: tuple[str, str]) -> str:
+    """A route as its URL path reads (the default tenant's bare)."""
+    tenant, path = key
+    return path if tenant == DEFAULT_TENANT else f"tenants/{tenant}/hooks/{path}"
+
+
 def _log_changes(old: RouteTable, new: RouteTable) -> None:
-    added = sorted(set(new.routes) - set(old.routes))
-    removed = sorted(set(old.routes) - set(new.routes))
+    added = sorted(_label(k) for k in set(new.routes) - set(old.routes))
+    removed = sorted(_label(k) for k in set(old.routes) - set(new.routes))
     if added or removed or new.problems != old.problems:
         logger.info(
             "webhook routes reloaded",
@@ -481,7 +505,7 @@ def _log_changes(old: RouteTable, new: RouteTable) -> None:
         if problem not in old.problems:
             logger.error(problem, extra={"event": "webhook_trigger_unusable"})
     for route in new.routes.values():
-        before = old.routes.get(route.path)
+        before = old.routes.get(route.key)
         if route.secret_problem and (before is None or before.secret_problem is None):
             logger.error(
                 route.secret_problem,

@@ -1,0 +1,405 @@
+"""Tenants end to end over real loopback HTTP against a real PostgreSQL: definitions name
+their tenant, the same keys and webhook paths live side by side, a tenant's webhooks are
+served at /tenants/{tenant}/hooks/{path}, a scoped token sees nothing of another tenant
+on any route (404, never 403), correlation ids are recorded and filterable, per-tenant
+quotas refuse one tenant's flood only, claims are fair between tenants, and a database
+from before tenants keeps its rows in the default one."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.helpers import apply_doc
+from tests.integration.test_api_tokens import bearer, new_token
+from triggerd.api.admin_routes import ADMIN_ROUTES
+from triggerd.api.auth import StoredTokens
+from triggerd.config import ApiSettings, Settings, TenantSettings
+from triggerd.daemon import create_app
+from triggerd.store.executions import claim_executions
+from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
+
+Client = TestClient[Any, Any]
+
+
+def billing(tenant: str | None, **hook: Any) -> dict[str, Any]:
+    """The same workflow (key, trigger names, webhook path) for any tenant."""
+    doc: dict[str, Any] = {"workflows": [{
+        "key": "billing",
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [
+            {"name": "run", "type": "manual"},
+            {"name": "nightly", "type": "cron", "cron": "0 3 * * *"},
+            {"name": "hook", "type": "webhook", "path": "pay", **hook},
+        ],
+    }]}
+    if tenant is not None:
+        doc["tenant"] = tenant
+    return doc
+
+
+CORRELATED = {"correlation": {
+    "session_id": "{{ headers['X-Session-Id'] }}",
+    "agent_id": "{{ input.agent }}",
+    "conversation_id": "{{ query.conversation }}",
+    "channel": "billing-bot",
+}}
+
+
+async def make_client(aiohttp_client: Any, pool: asyncpg.Pool, dsn: str,
+                      settings: Settings) -> tuple[Client, WebhookIngress]:
+    app = create_app(settings, pool, tokens=StoredTokens(pool))
+    ingress = setup_webhooks(app, pool=pool, dsn=dsn, settings=settings,
+                             pending_interval=3600.0)
+    client: Client = await aiohttp_client(app)
+    await ingress.start()
+    return client, ingress
+
+
+@pytest.fixture
+async def two_tenants(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, billing(None))
+    await apply_doc(pool, billing("acme", **CORRELATED))
+
+
+@pytest.fixture
+async def served(aiohttp_client: Any, pool: asyncpg.Pool, dsn: str, two_tenants: None
+                 ) -> Any:
+    client, ingress = await make_client(aiohttp_client, pool, dsn,
+                                        Settings(api=ApiSettings(token="configured-token")))
+    yield client
+    await ingress.stop()
+
+
+async def test_the_same_key_and_path_live_in_two_tenants(pool: asyncpg.Pool,
+                                                         two_tenants: None) -> None:
+    rows = await pool.fetch(
+        "SELECT w.tenant_id, w.key, t.tenant_id AS trigger_tenant, t.config->>'path' AS path"
+        " FROM workflows w JOIN workflow_triggers t ON t.workflow_id = w.id"
+        " WHERE t.type = 'webhook' ORDER BY w.tenant_id")
+    assert [tuple(r) for r in rows] == [("acme", "billing", "acme", "pay"),
+                                        ("default", "billing", "default", "pay")]
+
+
+async def test_a_file_cannot_use_one_path_twice_in_one_tenant(pool: asyncpg.Pool) -> None:
+    from triggerd.definitions.api import load_documents
+    from triggerd.errors import DefinitionError
+
+    other = {"tenant": "acme", "workflows": [{
+        "key": "refunds", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "hook", "type": "webhook", "path": "pay"}]}]}
+    with pytest.raises(DefinitionError) as caught:
+        load_documents([("a.yaml", billing("acme")), ("b.yaml", other)])
+    assert caught.value.problems[0].message == (
+        "webhook path 'pay' is already used by the enabled trigger billing/hook"
+        " (in a.yaml at $.workflows[0].triggers[2])")
+    # Another tenant may: paths are unique per tenant.
+    load_documents([("a.yaml", billing("acme")), ("b.yaml", {**other, "tenant": "globex"})])
+
+
+async def test_each_tenant_is_served_at_its_own_url(served: Client, pool: asyncpg.Pool) -> None:
+    default = await served.post("/hooks/pay", json={"n": 1})
+    acme = await served.post("/tenants/acme/hooks/pay", json={"n": 2, "agent": "a-7"},
+                             headers={"X-Session-Id": "s-42"},
+                             params={"conversation": "c-9"})
+    assert (default.status, acme.status) == (202, 202), await acme.text()
+    runs = {r["tenant_id"]: r for r in await pool.fetch(
+        "SELECT id::text, tenant_id, agent_id, session_id, conversation_id, correlation,"
+        " input FROM workflow_executions")}
+    assert runs["default"]["id"] == (await default.json())["execution_id"]
+    assert runs["acme"]["id"] == (await acme.json())["execution_id"]
+    assert runs["acme"]["input"] == {"n": 2, "agent": "a-7"}
+    assert (runs["acme"]["agent_id"], runs["acme"]["session_id"],
+            runs["acme"]["conversation_id"]) == ("a-7", "s-42", "c-9")
+    assert runs["acme"]["correlation"] == {"agent_id": "a-7", "session_id": "s-42",
+                                           "conversation_id": "c-9", "channel": "billing-bot"}
+    assert runs["default"]["correlation"] is None
+    missing = await served.post("/tenants/globex/hooks/pay", json={})
+    assert missing.status == 404
+    assert (await missing.json())["message"] == "no webhook at /tenants/globex/hooks/pay"
+    # The default tenant's address under /tenants/ is the same hook.
+    assert (await served.post("/tenants/default/hooks/pay", json={})).status == 202
+
+
+async def test_a_correlation_value_that_fails_leaves_that_key_out(served: Client,
+                                                                  pool: asyncpg.Pool) -> None:
+    response = await served.post("/tenants/acme/hooks/pay", json={"n": 1})
+    assert response.status == 202
+    row = await pool.fetchrow("SELECT agent_id, session_id, correlation"
+                              " FROM workflow_executions")
+    assert (row["agent_id"], row["session_id"]) == (None, None)
+    assert row["correlation"] == {"channel": "billing-bot"}
+
+
+async def test_lists_filter_on_correlation_ids(served: Client, pool: asyncpg.Pool) -> None:
+    for session in ("s-1", "s-2", "s-1"):
+        await served.post("/tenants/acme/hooks/pay", json={}, headers={"X-Session-Id": session})
+    token = await new_token(pool, "ops")
+    listed = await served.get("/api/v1/executions", params={"session_id": "s-1"},
+                              headers=bearer(token))
+    items = (await listed.json())["items"]
+    assert [i["session_id"] for i in items] == ["s-1", "s-1"]
+    assert {i["tenant"] for i in items} == {"acme"}
+    bad = await served.get("/api/v1/executions", params={"agent_id": "x" * 201},
+                           headers=bearer(token))
+    assert bad.status == 400
+    assert (await bad.json())["message"] == "agent_id: must be 1-200 characters"
+
+
+# --- isolation: every route, with a token of another tenant ---------------------------------
+
+
+def _filled(path: str, names: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: names[m.group(1)], path)
+
+
+async def test_a_scoped_token_finds_nothing_of_another_tenant_on_any_route(
+    served: Client, pool: asyncpg.Pool
+) -> None:
+    """Every route of the admin API, called by acme's admin token with the default
+    tenant's names and ids: objects are 404 (the same answer as for ones that do not
+    exist), lists are empty, and nothing is written."""
+    admin = await new_token(pool, "root")
+    fired = await served.post("/api/v1/triggers/billing/run/fire", headers=bearer(admin))
+    execution_id = (await fired.json())["execution_id"]
+    hooked = await served.post("/hooks/pay", json={"x": 1})
+    request_id = (await hooked.json())["execution_id"]  # a request shares its run's id
+    backfill = await served.post("/api/v1/triggers/billing/nightly/backfills",
+                                 json={"from": "2026-01-01T00:00:00Z",
+                                       "to": "2026-01-03T00:00:00Z"},
+                                 headers=bearer(admin))
+    assert backfill.status == 202, await backfill.text()
+    backfill_id = (await backfill.json())["backfill_id"]
+    names = {"key": "billing", "workflow": "billing", "trigger": "run", "name": "run",
+             "id": execution_id}
+    ids = {"getBackfill": backfill_id, "cancelBackfill": backfill_id,
+           "getWebhookRequest": request_id, "replayWebhookRequest": request_id}
+    acme = await new_token(pool, "acme-root", tenant="acme")
+    default_workflow = str(await pool.fetchval(
+        "SELECT id FROM workflows WHERE tenant_id = 'default'"))
+    counts = "SELECT (SELECT count(*) FROM workflow_executions), (SELECT count(*) FROM audit_log)"
+    before = tuple(await pool.fetchrow(counts))
+    lists = {"listWorkflows", "listTriggers", "listExecutions", "listWebhookRequests",
+             "listAudit"}
+    # The acme tenant's own objects are not touched either: its token addresses "billing"
+    # of acme, so pick routes' names that exist only in the default tenant.
+    await pool.execute("UPDATE workflows SET key = 'acme-billing' WHERE tenant_id = 'acme'")
+    checked = set()
+    for route in ADMIN_ROUTES:
+        if route.public or route.operation_id == "applyDefinitions":
+            continue
+        path = _filled(route.path, {**names, "id": ids.get(route.operation_id, execution_id)})
+        body = {"resumeExecution": {"decision": "approved"}, "skipSlots": {"next": 1},
+                "createBackfill": {"from": "2026-01-01T00:00:00Z",
+                                   "to": "2026-01-02T00:00:00Z"}}.get(route.operation_id)
+        response = await served.request(route.method, path, json=body, headers=bearer(acme))
+        checked.add(route.operation_id)
+        if route.operation_id in lists:
+            # Its own tenant's rows only: none of the default tenant's.
+            assert response.status == 200, (route.operation_id, await response.text())
+            text = await response.text()
+            for default_id in (default_workflow, execution_id, request_id):
+                assert default_id not in text, (route.operation_id, text)
+        else:
+            assert response.status == 404, (route.operation_id, await response.text())
+            message = (await response.json())["message"]
+            assert "acme" not in message and "forbidden" not in message, message
+    assert tuple(await pool.fetchrow(counts)) == before
+    # Every operation of the API was tried (a new route must be added to this test).
+    assert checked == {r.operation_id for r in ADMIN_ROUTES
+                       if not r.public and r.operation_id != "applyDefinitions"}
+    # A document of another tenant is refused; one naming none lands in acme.
+    refused = await served.post("/api/v1/definitions", json=billing("default"),
+                                headers=bearer(acme))
+    assert refused.status == 404
+    assert (await refused.json())["message"] == "nothing here belongs to tenant 'default'"
+    # (acme's own "acme-billing" holds path pay in acme: a new workflow needs another.)
+    applied = await served.post("/api/v1/definitions", json=billing(None, path="pay2"),
+                                headers=bearer(acme))
+    assert applied.status == 200, await applied.text()
+    assert await pool.fetchval(
+        "SELECT count(*) FROM workflows WHERE tenant_id = 'acme' AND key = 'billing'") == 1
+
+
+async def test_an_all_tenant_token_works_in_the_tenant_it_names(served: Client,
+                                                                pool: asyncpg.Pool) -> None:
+    root = await new_token(pool, "root")
+    fired = await served.post("/api/v1/triggers/billing/run/fire", params={"tenant": "acme"},
+                              headers=bearer(root))
+    assert fired.status == 202
+    run = await pool.fetchrow("SELECT tenant_id FROM workflow_executions")
+    assert run["tenant_id"] == "acme"
+    every = await served.get("/api/v1/workflows", headers=bearer(root))
+    assert sorted(w["tenant_id"] for w in (await every.json())["items"]) == ["acme", "default"]
+    only = await served.get("/api/v1/workflows", params={"tenant": "acme"}, headers=bearer(root))
+    assert [w["tenant_id"] for w in (await only.json())["items"]] == ["acme"]
+    bad = await served.get("/api/v1/workflows", params={"tenant": "Not A Tenant"},
+                           headers=bearer(root))
+    assert bad.status == 400
+    scoped = await new_token(pool, "acme-viewer", role="viewer", tenant="acme")
+    other = await served.get("/api/v1/workflows", params={"tenant": "default"},
+                             headers=bearer(scoped))
+    assert other.status == 404
+    audit = await served.get("/api/v1/audit", headers=bearer(scoped))
+    rows = (await audit.json())["items"]
+    assert [(r["action"], r["tenant"]) for r in rows] == [("fire", "acme")]
+
+
+# --- quotas ----------------------------------------------------------------------------------
+
+
+async def test_a_tenants_backlog_limit_refuses_its_webhooks_only(
+    aiohttp_client: Any, pool: asyncpg.Pool, dsn: str, two_tenants: None
+) -> None:
+    settings = Settings(tenants=(TenantSettings(name="acme", max_pending=2),))
+    client, ingress = await make_client(aiohttp_client, pool, dsn, settings)
+    try:
+        answers = [(await client.post("/tenants/acme/hooks/pay", json={})).status
+                   for _ in range(4)]
+        assert answers == [202, 202, 202, 429]
+        refused = await client.post("/tenants/acme/hooks/pay", json={})
+        assert (await refused.json())["message"] == (
+            "3 executions of tenant acme are waiting to run; retry later")
+        assert (await client.post("/hooks/pay", json={})).status == 202
+        await ingress.refresh_pending()  # the database's count agrees
+        assert (await client.post("/tenants/acme/hooks/pay", json={})).status == 429
+        await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS'")
+        await ingress.refresh_pending()
+        assert (await client.post("/tenants/acme/hooks/pay", json={})).status == 202
+        counts = dict(await pool.fetch(
+            "SELECT tenant_id, count(*) FROM workflow_executions GROUP BY 1"))
+        assert counts == {"acme": 4, "default": 1}  # nothing refused was stored
+    finally:
+        await ingress.stop()
+
+
+async def test_a_tenants_webhook_rate_refuses_its_webhooks_only(
+    aiohttp_client: Any, pool: asyncpg.Pool, dsn: str, two_tenants: None
+) -> None:
+    settings = Settings(tenants=(TenantSettings(name="acme", webhook_rate=0.01,
+                                                webhook_burst=2),))
+    client, ingress = await make_client(aiohttp_client, pool, dsn, settings)
+    try:
+        answers = [(await client.post("/tenants/acme/hooks/pay", json={})).status
+                   for _ in range(3)]
+        assert answers == [202, 202, 429]
+        refused = await client.post("/tenants/acme/hooks/pay", json={})
+        assert (await refused.json())["message"] == (
+            "tenant acme accepts 0.01 webhook requests per second; retry later")
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert [(await client.post("/hooks/pay", json={})).status for _ in range(3)] == [
+            202, 202, 202]
+    finally:
+        await ingress.stop()
+
+
+# --- fair claiming ---------------------------------------------------------------------------
+
+
+async def _backlog(pool: asyncpg.Pool, tenant: str, count: int, offset_s: int) -> None:
+    await pool.execute(
+        "INSERT INTO workflow_executions (workflow_id, trigger_type, tenant_id, created_at)"
+        " SELECT w.id, 'manual', w.tenant_id, now() - make_interval(secs => $2 - g)"
+        " FROM workflows w, generate_series(1, $3) g WHERE w.tenant_id = $1",
+        tenant, offset_s, count)
+
+
+async def test_a_flooded_tenant_cannot_starve_another(pool: asyncpg.Pool,
+                                                      two_tenants: None) -> None:
+    # acme's 500 runs are all older than default's 3: oldest-first would take only acme's.
+    await _backlog(pool, "acme", 500, 10_000)
+    await _backlog(pool, "default", 3, 100)
+    claimed = await claim_executions(pool, "test", timedelta(seconds=30), 10)
+    by_tenant = [c.tenant_id for c in claimed]
+    assert sorted(by_tenant) == ["acme"] * 7 + ["default"] * 3
+    # Within a tenant, oldest first; nothing beyond the batch stays locked or claimed.
+    assert await pool.fetchval(
+        "SELECT count(*) FROM workflow_executions WHERE status = 'RUNNING'") == 10
+
+
+async def test_shares_weigh_the_turns(pool: asyncpg.Pool, two_tenants: None) -> None:
+    await _backlog(pool, "acme", 100, 10_000)
+    await _backlog(pool, "default", 100, 5_000)
+    claimed = await claim_executions(pool, "test", timedelta(seconds=30), 8, {"acme": 3})
+    assert sorted(c.tenant_id for c in claimed) == ["acme"] * 6 + ["default"] * 2
+
+
+# --- the upgrade -----------------------------------------------------------------------------
+
+
+async def test_an_upgrade_keeps_existing_rows_in_the_default_tenant(empty_dsn: str) -> None:
+    from triggerd import db
+
+    await db.migrate(empty_dsn, [m for m in db.known_migrations() if m.version < 26])
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await conn.execute("INSERT INTO workflows (key, name) VALUES ('w', 'w')")
+        await conn.execute(
+            "INSERT INTO workflow_triggers (workflow_id, name, type, config)"
+            " SELECT id, 'h', 'webhook', '{\"path\": \"pay\"}' FROM workflows")
+        await conn.execute(
+            "INSERT INTO workflow_executions (workflow_id, trigger_type, status)"
+            " SELECT id, 'webhook', 'NEW' FROM workflows")
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, target_kind, target)"
+            " VALUES ('cli:x', 'pause', 'trigger', 'w/h')")
+        await db.migrate(empty_dsn)
+        assert await conn.fetchval("SELECT tenant_id FROM workflow_triggers") == "default"
+        assert await conn.fetchval("SELECT tenant_id FROM workflow_executions") == "default"
+        assert await conn.fetchval("SELECT tenant_id FROM audit_log") == "default"
+        # The path is unique per tenant now: another tenant may take it, the same may not.
+        await conn.execute("INSERT INTO workflows (tenant_id, key, name) VALUES ('acme', 'w', 'w')")
+        await conn.execute(
+            "INSERT INTO workflow_triggers (workflow_id, tenant_id, name, type, config)"
+            " SELECT id, 'acme', 'h', 'webhook', '{\"path\": \"pay\"}' FROM workflows"
+            " WHERE tenant_id = 'acme'")
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO workflow_triggers (workflow_id, name, type, config)"
+                " SELECT id, 'h2', 'webhook', '{\"path\": \"pay\"}' FROM workflows"
+                " WHERE tenant_id = 'default'")
+        # The run is claimable through the new queue index.
+        claimed = await claim_executions(conn, "x", timedelta(seconds=30), 5)
+        assert [c.tenant_id for c in claimed] == ["default"]
+    finally:
+        await conn.close()
+
+
+def test_tenant_settings_refuse_bad_values(tmp_path: Any) -> None:
+    from triggerd.config import load_settings
+    from triggerd.errors import ConfigError
+
+    cases = [
+        ('[tenants.acme]\nmax_pending = -1\n',
+         "tenants.acme.max_pending: expected an integer 0-1000000000, got -1"),
+        ('[tenants.acme]\nexecutor_share = 0\n',
+         "tenants.acme.executor_share: expected an integer 1-1000, got 0"),
+        ('[tenants.acme]\nwebhook_rate = "fast"\n',
+         "tenants.acme.webhook_rate: expected a number of requests per second (0-1000000),"
+         " got 'fast'"),
+        ('[tenants.acme]\nretention = "soon"\n', "tenants.acme.retention"),
+        ('[tenants.acme]\nquota = 1\n', "unknown key tenants.acme.quota (known in"
+         " [tenants.acme]: executor_share, max_pending, retention, webhook_burst,"
+         " webhook_rate)"),
+        ('[tenants.Acme]\nmax_pending = 1\n', "[tenants.Acme]: the tenant name must be"),
+        ('tenants = 1\n', "tenants: expected tables [tenants.NAME]"),
+    ]
+    for text, message in cases:
+        path = tmp_path / "t.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, environ={})
+        assert message in str(caught.value), (text, str(caught.value))
+    path = tmp_path / "ok.toml"
+    path.write_text('[tenants.acme]\nmax_pending = 5\nretention = "90d"\n')
+    settings = load_settings(path, environ={})
+    assert settings.tenant("acme").max_pending == 5
+    assert settings.tenant("acme").retention == timedelta(days=90)
+    assert settings.tenant("other") == TenantSettings(name="other")
+    assert json.dumps(settings.tenant("acme").executor_share) == "1"
