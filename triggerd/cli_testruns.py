@@ -17,7 +17,7 @@ from triggerd.definitions import load_files
 from triggerd.operations import cli_actor
 from triggerd.operations.testruns import TestRunRequest, new_test_run, run_test
 from triggerd.store.executions import NodeRow
-from triggerd.testruns import decision_of, timeline_line
+from triggerd.testrun_rules import decision_of, timeline_line
 
 
 def _print_rows(rows: Sequence[NodeRow]) -> None:

@@ -360,6 +360,7 @@ async def test_the_api_runs_a_test_run_over_http(
         ({"workflow": "notify"},
          "definition is required: a definition document (an object or YAML text)"),
         ({**body, "decision": "maybe"}, 'decision must be "approve" or "reject"'),
+        ({**body, "decision": {}}, 'decision must be "approve" or "reject"'),
         ({**body, "dry": "yes"}, "dry must be true or false"),
         ({**body, "extra": 1},
          "unknown field 'extra' (known: definition, workflow, input, trigger, decision, dry)"),

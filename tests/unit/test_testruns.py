@@ -11,7 +11,7 @@ from triggerd.definitions import load_documents
 from triggerd.errors import UsageError
 from triggerd.executor.service import run_flags
 from triggerd.nodes.registry import builtin_node_types, stubbed_when_dry
-from triggerd.testruns import decision_of, pick_target, timeline_line, would_call
+from triggerd.testrun_rules import decision_of, pick_target, timeline_line, would_call
 
 TYPES = builtin_node_types()
 

@@ -962,7 +962,8 @@ def _test_run_body(body: Any) -> dict[str, Any]:
         raise bad("input must be a JSON object")
     if not isinstance(body.get("trigger", ""), str):
         raise bad("trigger must be a string")
-    if body.get("decision", "approve") not in _TEST_RUN_DECISIONS:
+    decision = body.get("decision", "approve")
+    if not isinstance(decision, str) or decision not in _TEST_RUN_DECISIONS:
         raise bad('decision must be "approve" or "reject"')
     if not isinstance(body.get("dry", False), bool):
         raise bad("dry must be true or false")

@@ -316,7 +316,7 @@ def _schemas() -> dict[str, Schema]:
                     "description": "A definition document (as triggerd apply reads), as an"
                     " object or as YAML/JSON text; it is not applied.",
                     "anyOf": [{"type": "object"}, {"type": "string"}]},
-                "workflow": {"type": "string", "description": "the key of the workflow to run"},
+                "workflow": key_schema("The key of the workflow to run (in the definition)"),
                 "input": {"type": "object", "description": "the run's input"},
                 "trigger": {"type": "string",
                             "description": "run as this trigger of the workflow"},

@@ -46,7 +46,7 @@ from triggerd.nodes.registry import (
 from triggerd.redaction import Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
-from triggerd.testruns import would_call
+from triggerd.testrun_rules import would_call
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class Runner:
     memory: dict[str, JSON] | None = None
     max_workflow_depth: int = 8
     # A dry test run: nodes that act outside the run are not run; their rows record
-    # {"would_call": params} (triggerd.testruns.would_call).
+    # {"would_call": params} (triggerd.testrun_rules.would_call).
     dry: bool = False
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)

@@ -37,7 +37,7 @@ from triggerd.store.executions import (
 )
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord
 from triggerd.store.workflows import version_document
-from triggerd.testruns import pick_target
+from triggerd.testrun_rules import pick_target
 from triggerd.views import node_json
 
 APPROVAL_UNDECIDED: Final = "APPROVAL_UNDECIDED"
