@@ -35,7 +35,7 @@ async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     decision = decision_of(args.approve, args.reject)
     run_input = _parse_input(args.input)
     # The loader of check and apply: a bad file is exit 2 with its problems, nothing written.
-    specs = await asyncio.to_thread(load_files, [args.file])
+    specs = await asyncio.to_thread(lambda: load_files([args.file], tenant=args.tenant))
     request = TestRunRequest(specs=specs, workflow=args.workflow, input=run_input,
                              trigger=args.trigger, decision=decision, dry=args.dry)
     new_test_run(request)  # unknown workflow or trigger, bad input: before any connection
@@ -46,7 +46,7 @@ async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
                   f"{' (dry)' if args.dry else ''}", flush=True)
 
     async with _pool(settings) as pool:
-        result = await run_test(pool, settings, cli_actor(), request,
+        result = await run_test(pool, settings, cli_actor(args.tenant), request,
                                 observe=None if args.json else _print_rows, started=started)
     doc = result.to_json()
     ok = doc["status"] == "SUCCESS"

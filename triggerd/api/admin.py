@@ -984,7 +984,12 @@ def _definition_document(value: dict[str, Any] | str) -> Any:
 async def create_test_run_handler(request: web.Request) -> web.Response:
     body = _test_run_body(await _json_body(
         request, required=True, expected='{"definition", "workflow", ...}'))
-    specs = load_documents([(BODY_LABEL, _definition_document(body["definition"]))])
+    document = _definition_document(body["definition"])
+    named = document.get("tenant") if isinstance(document, dict) else None
+    if request[PRINCIPAL].tenant is not None and named not in (None, request[TENANT]):
+        # As apply: a scoped token runs only its own tenant's workflows.
+        raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
+    specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
     decision = body.get("decision")
     test_request = TestRunRequest(
         specs=specs, workflow=body["workflow"], input=body.get("input", {}),
