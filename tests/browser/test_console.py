@@ -392,3 +392,52 @@ async def test_backfill_preview_lists_the_slots_then_the_run_shows_its_progress(
     await expect(page.locator("#backfill-error")).to_have_text(
         "✗ the range is empty: to (2024-11-01T00:00:00Z) must be after from"
         " (2024-11-04T00:00:00Z)")
+
+
+ACME = DEFINITIONS.replace("key: orders", "key: invoices")
+
+
+async def test_a_tenant_token_sees_only_its_tenant(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    """A token scoped to acme (token create --tenant acme), in the console: acme's
+    workflow (applied with apply --tenant acme) and its runs are there, the default
+    tenant's are not, and addressing them is a 404 like a name that does not exist."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    path = tmp_path / "acme.yaml"
+    path.write_text(ACME)
+    applied = await run_cli(daemon.config, "--tenant", "acme", "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand",
+                          "--input", '{"count": 3}', "--json")
+    assert fired.returncode == 0, fired.stderr
+    default_run = fired.json()["execution_id"]
+    acme_fired = await run_cli(daemon.config, "triggers", "fire", "invoices/by-hand",
+                               "--input", '{"count": 1}', "--tenant", "acme", "--json")
+    assert acme_fired.returncode == 0, acme_fired.stderr
+    created = await run_cli(daemon.config, "token", "create", "--name", "acme-ops",
+                            "--tenant", "acme", "--json")
+    assert created.returncode == 0, created.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, created.json()["token"])
+    await page.get_by_role("link", name="Triggers").click()
+    await expect(page.get_by_role("link", name="invoices/nightly")).to_be_visible()
+    await expect(page.get_by_role("link", name="orders/nightly")).to_have_count(0)
+    await page.get_by_role("link", name="Executions").click()
+    acme_run = acme_fired.json()["execution_id"]
+    await expect(page.locator(f"a[href$='/executions/{acme_run}']")).to_have_count(1)
+    await expect(page.locator(f"a[href$='/executions/{default_run}']")).to_have_count(0)
+    await page.screenshot(path=str(artifacts / "tenant-executions.png"), full_page=True)
+    base = daemon.base_url
+    for target, text in [
+        ("/ui/triggers/orders/nightly", "no trigger named 'orders/nightly'"),
+        ("/ui/workflows/orders", "no workflow with key 'orders'"),
+        (f"/ui/executions/{default_run}", f"no execution {default_run}"),
+    ]:
+        answer = await page.request.get(base + target)
+        assert (answer.status, await answer.text()) == (404, text), target
+    # The CLI, which works in every tenant, lists both runs; --tenant narrows it.
+    both = await run_cli(daemon.config, "executions", "list", "--json")
+    assert sorted(r["tenant"] for r in both.json()) == ["acme", "default"]
+    only = await run_cli(daemon.config, "executions", "list", "--tenant", "acme", "--json")
+    assert [r["workflow"] for r in only.json()] == ["invoices"]

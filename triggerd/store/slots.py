@@ -106,7 +106,11 @@ def _unavailable(exc: BaseException) -> DatabaseUnavailable:
 # --- loading ---------------------------------------------------------------------------------
 
 _LOAD = f"""
-SELECT t.id::text AS id, w.key AS workflow_key, t.name, t.config::text AS config_text,
+SELECT t.id::text AS id,
+       -- As operators read it (logs, metrics, /readyz): tenant:key outside the default.
+       CASE WHEN t.tenant_id = 'default' THEN w.key ELSE t.tenant_id || ':' || w.key END
+           AS workflow_key,
+       t.name, t.config::text AS config_text,
        -- The catch-up floor: enabling, or a resume (its floor_at), whichever is later.
        (SELECT GREATEST(t.enabled_at, max(st.floor_at)) FROM trigger_state st
          WHERE st.trigger_id = t.id) AS enabled_at,
