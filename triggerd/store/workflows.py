@@ -897,7 +897,8 @@ async def list_workflows(
     limit: int | None = None,
 ) -> list[WorkflowRecord]:
     """Workflows ordered by key (then id: a key is unique per tenant only); ``after`` (a key
-    and an id) and ``limit`` read one page, by keyset rather than by offset."""
+    and an id) and ``limit`` read one page, by keyset rather than by offset. The scratch
+    copies of test runs (status ``test``, migration 0025) are never listed."""
     after_key, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
         f"SELECT {_WORKFLOW_COLUMNS},"
