@@ -480,6 +480,7 @@ CREATE TABLE public.workflow_executions (
     concurrency_key text,
     concurrency_limit integer,
     parent_execution_id uuid,
+    test boolean DEFAULT false NOT NULL,
     tenant_id text DEFAULT 'default'::text NOT NULL,
     agent_id text,
     session_id text,
@@ -560,7 +561,7 @@ CREATE TABLE public.workflows (
     status text DEFAULT 'active'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT workflows_status_check CHECK ((status = ANY (ARRAY['draft'::text, 'active'::text, 'archived'::text])))
+    CONSTRAINT workflows_status_check CHECK ((status = ANY (ARRAY['draft'::text, 'active'::text, 'archived'::text, 'test'::text])))
 );
 
 
@@ -1057,6 +1058,13 @@ CREATE UNIQUE INDEX workflow_versions_one_latest ON public.workflow_versions USI
 --
 
 CREATE INDEX workflows_key ON public.workflows USING btree (key, id);
+
+
+--
+-- Name: workflows_test_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflows_test_created ON public.workflows USING btree (created_at) WHERE (status = 'test'::text);
 
 
 --

@@ -751,7 +751,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
                                conversation_id=args.conversation_id)
         items = await list_executions(pool, status=status, trigger_id=trigger_id,
                                       workflow_key=args.workflow, since=since, before=until,
-                                      limit=args.limit, scope=scope)
+                                      limit=args.limit, scope=scope, test=args.test)
     if args.json:
         print_json([execution_json(e) for e in items])
         return 0
@@ -1192,6 +1192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="INSTANT", help="created at or after (ISO-8601)")
     p.add_argument("--until", metavar="INSTANT", help="created before (ISO-8601)")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--test", action="store_true",
+                   help="list test runs (triggerd test) instead of the others")
     for name in CORRELATION_COLUMNS:
         flag = "--" + name.replace("_", "-")
         p.add_argument(flag, metavar="ID", type=_correlation_id(flag),
@@ -1237,6 +1239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_webhooks_commands(sub, _Parser)
     add_workflows_commands(sub, _Parser)
+    from triggerd.cli_testruns import add_test_command
+
+    add_test_command(sub)
 
     token = sub.add_parser("token", help="create, list or revoke admin API tokens")
     ksub = token.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

@@ -74,6 +74,8 @@ class ExecutorSettings:
     retention: timedelta = timedelta(days=30)
     # The audit trail is kept longer than the runs it names: a year by default.
     audit_retention: timedelta = timedelta(days=365)
+    # Test runs (triggerd test) and their scratch workflows: a week by default.
+    test_retention: timedelta = timedelta(days=7)
     # How deep workflow nodes may nest runs (a child of a child ...).
     max_workflow_depth: int = 8
     drain: timedelta = timedelta(seconds=20)
@@ -249,6 +251,7 @@ KEY_HELP: dict[str, str] = {
     "executor.max_output_bytes": "largest stored node/run output before truncation",
     "executor.retention": "finished executions older than this are deleted",
     "executor.audit_retention": "audit rows older than this are deleted",
+    "executor.test_retention": "test runs (triggerd test) older than this are deleted",
     "executor.max_workflow_depth": "how deep workflow nodes may nest runs (1-100)",
     "executor.drain": "on SIGTERM, time running executions get to finish",
     "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",

@@ -50,14 +50,16 @@ SEED = 20260308
 # request must be accepted.
 # Skip and backfill take instants the document can only type: whether an instant is a
 # fire of the schedule, a range's order and that it lies in the past are checked by the
-# operation (400, as the CLI's exit 2).
+# operation (400, as the CLI's exit 2). A test run names a workflow (and a trigger) of the
+# definition it carries, which no schema can tie together (400, as `triggerd test`'s exit
+# 2), and checks the definition and the input like apply and fire (422).
 CONFIG = """
 [[operations]]
 include-operation-id-regex = "^(fireTrigger|applyDefinitions|resumeExecution)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422"]
 
 [[operations]]
-include-operation-id-regex = "^(skipSlots|createBackfill)$"
+include-operation-id-regex = "^(skipSlots|createBackfill|createTestRun)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409", "422"]
 """
 

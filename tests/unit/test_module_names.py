@@ -26,6 +26,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "auth": frozenset({"api/auth.py", "webhooks/auth.py"}),
     # store/backfills.py is the SQL behind operations/backfills.py (the backfill operation).
     "backfills": frozenset({"operations/backfills.py", "store/backfills.py"}),
+    # store/testruns.py is the SQL behind operations/testruns.py (triggerd test).
+    "testruns": frozenset({"operations/testruns.py", "store/testruns.py"}),
     # store/executions.py holds the SQL behind operations/executions.py (cancel, retry).
     "executions": frozenset({"operations/executions.py", "store/executions.py"}),
     # The operations layer names its modules after the area they act on (DESIGN: one per

@@ -10,6 +10,7 @@ request, however malformed, gets a 500 or an answer the document does not descri
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ from triggerd.operations.backfills import create as create_backfill
 from triggerd.operations.backfills import get as get_backfill
 from triggerd.operations.executions import cancel as cancel_execution
 from triggerd.operations.executions import retry as retry_run
+from triggerd.operations.testruns import TestRunRequest, new_test_run, run_test
 from triggerd.operations.triggers import (
     FireRequest,
     StateChange,
@@ -926,6 +928,88 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
                            "summary": report.lines})
     return _ok({"changed": report.changed, "dry_run": dry_run, "lines": report.lines,
                 **report.to_json()})
+
+
+# --- handlers: test runs ---------------------------------------------------------------------
+
+# How long a request waits for its test run to end before it is answered 202 (the run goes
+# on in this process; GET /api/v1/executions/{id} shows it).
+TEST_RUN_WAIT_SECONDS = 30.0
+_TEST_RUN_FIELDS = ("definition", "workflow", "input", "trigger", "decision", "dry")
+_TEST_RUN_DECISIONS = {"approve": "approved", "reject": "rejected"}
+# Test runs still going on after their request was answered (kept from the collector).
+_TEST_RUNS: set[asyncio.Task[Any]] = set()
+
+
+def _test_run_body(body: Any) -> dict[str, Any]:
+    """The fields of a test run request, checked: each problem a 400 with its message."""
+    def bad(message: str) -> ApiError:
+        return ApiError(400, "invalid_body", message)
+
+    if not isinstance(body, dict):
+        raise bad("the body must be a JSON object")
+    unknown = sorted(set(body) - set(_TEST_RUN_FIELDS))
+    if unknown:
+        raise bad(f"unknown field {unknown[0][:40]!r} (known: {', '.join(_TEST_RUN_FIELDS)})")
+    if "definition" not in body:
+        raise bad("definition is required: a definition document (an object or YAML text)")
+    if not isinstance(body["definition"], dict | str):
+        raise bad("definition must be an object or a string (YAML or JSON text)")
+    workflow = body.get("workflow")
+    if not isinstance(workflow, str) or not workflow:
+        raise bad("workflow is required: the key of the workflow to run")
+    if not isinstance(body.get("input", {}), dict):
+        raise bad("input must be a JSON object")
+    if not isinstance(body.get("trigger", ""), str):
+        raise bad("trigger must be a string")
+    decision = body.get("decision", "approve")
+    if not isinstance(decision, str) or decision not in _TEST_RUN_DECISIONS:
+        raise bad('decision must be "approve" or "reject"')
+    if not isinstance(body.get("dry", False), bool):
+        raise bad("dry must be true or false")
+    return body
+
+
+def _definition_document(value: dict[str, Any] | str) -> Any:
+    if isinstance(value, dict):
+        return value
+    report = Report(file=BODY_LABEL)
+    parsed, document = parse_yaml(value, report)  # JSON text is YAML too
+    if report.items or not parsed:
+        message = report.items[0][1] if report.items else "the definition could not be read"
+        raise ApiError(400, "invalid_body", f"definition: {message}")
+    return document
+
+
+async def create_test_run_handler(request: web.Request) -> web.Response:
+    body = _test_run_body(await _json_body(
+        request, required=True, expected='{"definition", "workflow", ...}'))
+    document = _definition_document(body["definition"])
+    named = document.get("tenant") if isinstance(document, dict) else None
+    if request[PRINCIPAL].tenant is not None and named not in (None, request[TENANT]):
+        # As apply: a scoped token runs only its own tenant's workflows.
+        raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
+    specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
+    decision = body.get("decision")
+    test_request = TestRunRequest(
+        specs=specs, workflow=body["workflow"], input=body.get("input", {}),
+        trigger=body.get("trigger"), dry=body.get("dry", False),
+        decision=None if decision is None else _TEST_RUN_DECISIONS[decision])
+    new_test_run(test_request)  # unknown workflow or trigger (400), bad input (422)
+    started: list[str] = []
+    task = asyncio.create_task(run_test(request.app[POOL], request.app[SETTINGS],
+                                        _actor(request), test_request,
+                                        started=started.append))
+    _TEST_RUNS.add(task)
+    task.add_done_callback(_TEST_RUNS.discard)
+    done, _ = await asyncio.wait({task}, timeout=TEST_RUN_WAIT_SECONDS)
+    if task in done or not started:
+        result = await task
+        logger.info("test run via the admin API",
+                    extra={"event": "api_test_run", "execution": started[0],
+                           "status": result.execution.status})
+        return _ok(result.to_json())
+    return _accepted(started[0])
 
 
 # --- wiring ---------------------------------------------------------------------------------

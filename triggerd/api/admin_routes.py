@@ -339,6 +339,20 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         errors=(400, 404, 409, 422), parameters=(_WEBHOOK_REQUEST_ID,),
     ),
     Route(
+        operation_id="createTestRun", method="POST", path=f"{_P}/test-runs",
+        handler=admin.create_test_run_handler,
+        summary="Run a workflow of a definition document without applying it (a test run,"
+        " as triggerd test)", tag="definitions",
+        answers={
+            200: json_answer("The test run ended (SUCCESS, ERROR or CANCELED): the run and"
+                             " its node timeline.", "TestRun"),
+            202: json_answer("Still running after 30s: it goes on; GET the execution for"
+                             " its state.", "Accepted", LOCATION_HEADER),
+        },
+        errors=(400, 413, 415, 422),
+        body=Body(schema={"$ref": "#/components/schemas/TestRunRequest"}, required=True),
+    ),
+    Route(
         operation_id="applyDefinitions", method="POST", path=f"{_P}/definitions",
         handler=admin.apply_definitions_handler,
         summary="Apply a definition document (as triggerd apply), as JSON or YAML",

@@ -307,6 +307,40 @@ def _schemas() -> dict[str, Schema]:
                           "description": "passed on in the approval node's output"},
             },
         },
+        "TestRunRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["definition", "workflow"],
+            "properties": {
+                "definition": {
+                    "description": "A definition document (as triggerd apply reads), as an"
+                    " object or as YAML/JSON text; it is not applied.",
+                    "anyOf": [{"type": "object"}, {"type": "string"}]},
+                "workflow": key_schema("The key of the workflow to run (in the definition)"),
+                "input": {"type": "object", "description": "the run's input"},
+                "trigger": {"type": "string",
+                            "description": "run as this trigger of the workflow"},
+                "decision": {"type": "string", "enum": ["approve", "reject"],
+                             "description": "decide every approval node the run meets (without"
+                             " one such a node ends the run ERROR APPROVAL_UNDECIDED)"},
+                "dry": {"type": "boolean", "default": False,
+                        "description": "record {\"would_call\": params} for nodes that act"
+                        " outside the run instead of running them"},
+            },
+        },
+        "TestRun": _object({
+            "execution_id": _UUID,
+            "workflow": {"type": "string", "description": "the definition's workflow key"},
+            "scratch_workflow": {"type": "string",
+                                 "description": "the key of the scratch copy it ran under"},
+            "status": {"type": "string", "enum": [s.value for s in ExecutionStatus]},
+            "test": {"type": "boolean", "const": True},
+            "dry": {"type": "boolean"},
+            "output": _ANY,
+            "error_code": _nullable({"type": "string"}),
+            "error_message": _nullable({"type": "string"}),
+            "nodes": {"type": "array", "items": _ref("NodeExecution")},
+        }),
         "WorkflowChange": _object({
             "workflow": {"type": "string", "description": "the workflow key"},
             "changed": {"type": "boolean", "description": "false: it already was so"},

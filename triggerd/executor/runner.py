@@ -37,10 +37,16 @@ from triggerd.expressions import (
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
-from triggerd.nodes.registry import buffered_node_types, run_node
+from triggerd.nodes.registry import (
+    buffered_node_types,
+    default_registry,
+    run_node,
+    stubbed_when_dry,
+)
 from triggerd.redaction import Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
+from triggerd.testrun_rules import would_call
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
 
 logger = logging.getLogger(__name__)
@@ -227,6 +233,9 @@ class Runner:
     # ``memory`` in expressions: the workflow's memory as the run (re)started.
     memory: dict[str, JSON] | None = None
     max_workflow_depth: int = 8
+    # A dry test run: nodes that act outside the run are not run; their rows record
+    # {"would_call": params} (triggerd.testrun_rules.would_call).
+    dry: bool = False
     pending: list[NodeRow] = field(default_factory=list)
     redactor: Redactor = field(default_factory=Redactor)
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
@@ -568,20 +577,23 @@ class Runner:
                     rows, self.pending = [*self.pending, base], []
                     await self.write(nodes=rows)
                 try:
-                    result = await run_node(
-                        params,
-                        NodeContext(
-                            execution_id=self.claimed.id,
-                            node=node,
-                            attempt=attempt,
-                            http=self.http,
-                            now=started,
-                            log=logger,
-                            db=self.db,
-                            workflow_id=self.claimed.workflow_id,
-                            max_workflow_depth=self.max_workflow_depth,
-                        ),
-                    )
+                    if self.dry and _dry_stubbed(node.type, params):
+                        result = NodeResult(output={"would_call": would_call(params)})
+                    else:
+                        result = await run_node(
+                            params,
+                            NodeContext(
+                                execution_id=self.claimed.id,
+                                node=node,
+                                attempt=attempt,
+                                http=self.http,
+                                now=started,
+                                log=logger,
+                                db=self.db,
+                                workflow_id=self.claimed.workflow_id,
+                                max_workflow_depth=self.max_workflow_depth,
+                            ),
+                        )
                 except NodeFailure as exc:
                     failure = exc
                 except asyncio.CancelledError:
@@ -698,6 +710,16 @@ class Runner:
                 error_code=failure.code,
                 output={"_error": message},
             )
+
+
+def _dry_stubbed(name: str, params: JSON) -> bool:
+    """Whether a dry run records this node instead of running it (an unknown type is run:
+    it then fails as it would in any run)."""
+    try:
+        node_type = default_registry().get(name)
+    except NodeFailure:
+        return False
+    return stubbed_when_dry(node_type, params)
 
 
 def _edge_condition(edge: Edge | None) -> str | None:

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from triggerd import db
 from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
-from triggerd.executor.resume import ResumeKey, load_resume_key
+from triggerd.executor.resume import KEY_BYTES, ResumeKey, load_resume_key
 from triggerd.executor.runner import (
     PreparedVersion,
     Runner,
@@ -39,6 +40,7 @@ from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
 from triggerd.store.slots import delete_old_slots
+from triggerd.store.testruns import delete_old_test_runs
 from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,14 @@ logger = logging.getLogger(__name__)
 CLAIM_BATCH = 200
 # How long drain waits, at least, for a claim already sent to the database to come back.
 CLAIM_WAIT_ON_DRAIN = 5.0
+
+
+def run_flags(context: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Whether a run is a test run, and a dry one (its context's ``test`` entry)."""
+    test = context.get("test")
+    if not isinstance(test, dict):
+        return False, False
+    return True, test.get("dry") is True
 
 
 def make_owner() -> str:
@@ -371,9 +381,27 @@ class Executor(BaseComponent):
             return
         self.stats["ERROR"] += 1
 
-    async def _execute(self, execution: store.ClaimedExecution) -> store.ExecutionUpdate | None:
+    async def _execute(
+        self,
+        execution: store.ClaimedExecution,
+        observe: Callable[[Sequence[store.NodeRow]], None] | None = None,
+    ) -> store.ExecutionUpdate | None:
+        """Run a claimed execution to its end or its next park. ``observe`` is shown the
+        node rows as they are committed (a test run prints its timeline from them)."""
         assert self._writer is not None
         writer = self._writer
+        test, dry = run_flags(execution.context)
+        write: Callable[..., Awaitable[set[str]]] = writer.write
+        if observe is not None:
+            notify = observe
+
+            async def write(
+                nodes: Sequence[store.NodeRow] = (),
+                finished: Sequence[store.ExecutionUpdate] = (),
+            ) -> set[str]:
+                done = await writer.write(nodes=nodes, finished=finished)
+                notify(nodes)
+                return done
         if (
             execution.workflow_version_id is None
             or execution.workflow_version_id not in self._versions
@@ -384,7 +412,7 @@ class Executor(BaseComponent):
                 error_code="NO_VERSION",
                 error_message="the workflow has no published version",
             )
-            await writer.write(finished=[update])
+            await write(finished=[update])
             self.stats["ERROR"] += 1
             return update
         previous: list[dict[str, Any]] = []
@@ -412,7 +440,8 @@ class Executor(BaseComponent):
             memory=memory_snapshot,
             max_workflow_depth=self.settings.executor.max_workflow_depth,
             http=self._http,
-            write=writer.write,
+            write=write,
+            dry=dry,
             previous_rows=previous,
             max_output_bytes=self.settings.executor.max_output_bytes,
             max_resume_output_bytes=self.settings.executor.max_resume_output_bytes,
@@ -431,11 +460,11 @@ class Executor(BaseComponent):
             reason = self._cancel_reasons.get(execution.id)
             if reason in ("cancel", "drain") and runner.pending:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(writer.write(nodes=list(runner.pending)))
+                    await asyncio.shield(write(nodes=list(runner.pending)))
             raise
-        await writer.write(nodes=list(runner.pending), finished=[update])
+        await write(nodes=list(runner.pending), finished=[update])
         self.stats[update.status] = self.stats.get(update.status, 0) + 1
-        if self.metrics is not None:
+        if self.metrics is not None and not test:  # test runs stay out of the metrics
             for node_type, ms in runner.timings:
                 self.metrics.node_finished(node_type, ms / 1000)
             if update.status != "WAITING":
@@ -461,6 +490,46 @@ class Executor(BaseComponent):
             },
         )
         return update
+
+    # -- single runs (test runs: triggerd test, POST /api/v1/test-runs) ---------------------
+
+    async def open_single(self) -> None:
+        """Ready this executor to run claimed executions one at a time with
+        :meth:`run_one`, in the caller's task: the same run path as the daemon's, without
+        its claim, heartbeat and retention loops (nothing else claims a test run)."""
+        if self.resume_key is None:
+            # A test run is only ever continued by this process: a key of its own will do.
+            self.resume_key = ResumeKey(secrets.token_bytes(KEY_BYTES), source="test run")
+        self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
+        self._http = aiohttp.ClientSession(connector=self._egress)
+        self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
+        self._writer.start()
+
+    async def close_single(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def run_one(
+        self,
+        execution: store.ClaimedExecution,
+        observe: Callable[[Sequence[store.NodeRow]], None] | None = None,
+    ) -> store.ExecutionUpdate | None:
+        """Run one claimed execution (see :meth:`open_single`) to its end or next park."""
+        vid = execution.workflow_version_id
+        if vid is not None and vid not in self._versions:
+            async with self.pool.acquire() as conn:
+                for found, row in (await store.fetch_versions(conn, [vid])).items():
+                    self._versions[found] = prepare_version(row)
+        return await self._execute(execution, observe)
+
+    async def record_final(self, update: store.ExecutionUpdate) -> set[str]:
+        """Write a final state for a run this executor holds (claimed, not running)."""
+        assert self._writer is not None
+        return await self._writer.write(finished=[update])
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease.total_seconds() / 3
@@ -535,13 +604,15 @@ class Executor(BaseComponent):
                         audit = await audit_retention_batch(
                             conn, self.settings.executor.audit_retention, 1000)
                         expired = await workflow_memory.sweep_expired(conn, 1000)
+                        tests = await delete_old_test_runs(
+                            conn, self.settings.executor.test_retention, 100)
                         windows = await drop_closed_windows(conn, 1000)
                         # Inbox rows without a run (filtered) have the runs' retention too.
                         inbox = await inbox_retention_batch(conn, retention, 500)
                         if (
                             deleted < 500 and released < 1000 and stale < 500
                             and slots < 10_000 and windows < 1000 and inbox < 500
-                            and audit < 1000 and expired < 1000
+                            and audit < 1000 and expired < 1000 and tests < 100
                         ):
                             break
                         await asyncio.sleep(0.05)  # small batches, never hog the database

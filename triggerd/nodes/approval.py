@@ -54,6 +54,7 @@ class ApprovalNode:
     name = "approval"
     # Parks the run and writes its request: its row must be durable before it runs.
     side_effects = True
+    external_effects = False
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:

@@ -36,6 +36,7 @@ PARAMS_SCHEMA = params_schema(
 class FailNode:
     name = "fail"
     side_effects = False
+    external_effects = False
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NoReturn:

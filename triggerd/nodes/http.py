@@ -138,6 +138,8 @@ PARAMS_SCHEMA = params_schema(
 class HttpNode:
     name = "http"
     side_effects = True
+    # Sends a request: a dry test run records what it would send instead.
+    external_effects = True
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:

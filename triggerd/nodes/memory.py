@@ -59,7 +59,14 @@ class MemoryNode:
     name = "memory"
     # Writes to the database: its RUNNING row is durable before it runs.
     side_effects = True
+    # Writes (not reads, see dry_safe) change the workflow's memory: a dry test run
+    # records them instead.
+    external_effects = True
     params_schema = PARAMS_SCHEMA
+
+    def dry_safe(self, params: JSON) -> bool:
+        """A read changes nothing: a dry test run performs it."""
+        return isinstance(params, dict) and params.get("op") == "get"
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("op", "key", "value", "ttl", "expected"))

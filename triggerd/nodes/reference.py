@@ -64,7 +64,13 @@ def _section(name: str, node_type: DescribedNodeType) -> list[str]:
     schema = node_type.params_schema
     effects = "yes" if node_type.side_effects else "no"
     description = _text(str(schema.get("description", "")))
-    lines = [f"## {name}", "", description, "", f"Side effects: {effects}."]
+    dry = ""
+    if getattr(node_type, "external_effects", True):
+        what = "only reads run, the others' rows record" if hasattr(
+            node_type, "dry_safe") else "it does not run, its row records"
+        dry = (f" In a dry test run (`triggerd test --dry`) {what}"
+               ' `{"would_call": <params>}`.')
+    lines = [f"## {name}", "", description, "", f"Side effects: {effects}.{dry}"]
     properties: Mapping[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
     if properties:

@@ -88,6 +88,17 @@ def buffered_node_types() -> frozenset[str]:
     )
 
 
+def stubbed_when_dry(node_type: object, params: JSON) -> bool:
+    """Whether a dry test run records ``{"would_call": ...}`` instead of running a node of
+    this type with these rendered params: types that act outside the run declare
+    ``external_effects = True`` (a third-party type that does not say is taken to), unless
+    their ``dry_safe(params)`` says this call changes nothing (a memory read)."""
+    if not getattr(node_type, "external_effects", True):
+        return False
+    dry_safe = getattr(node_type, "dry_safe", None)
+    return not (callable(dry_safe) and dry_safe(params) is True)
+
+
 class NodeRegistry:
     """Node types by name, and why third-party ones that failed to load are missing."""
 

@@ -54,6 +54,7 @@ PARAMS_SCHEMA = params_schema(
 class RespondNode:
     name = "respond"
     side_effects = False
+    external_effects = False
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:

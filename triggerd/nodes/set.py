@@ -17,6 +17,7 @@ PARAMS_SCHEMA = params_schema(
 class SetNode:
     name = "set"
     side_effects = False
+    external_effects = False
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:

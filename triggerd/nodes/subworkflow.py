@@ -52,6 +52,8 @@ class WorkflowNode:
     name = "workflow"
     # Starts a run: its RUNNING row is durable before it does.
     side_effects = True
+    # Starts another workflow's run: a dry test run records it instead.
+    external_effects = True
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:

@@ -56,6 +56,7 @@ class WaitNode:
     name = "wait"
     # Parks the run: its row must be durable before the run is handed back.
     side_effects = True
+    external_effects = False
     params_schema = PARAMS_SCHEMA
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:

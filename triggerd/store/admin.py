@@ -38,10 +38,13 @@ async def page_executions(
     limit: int = 50,
     after: ExecutionPosition | None = None,
     scope: ExecutionScope | None = None,
+    test: bool = False,
 ) -> list[ExecutionRecord]:
-    """Up to ``limit`` executions, newest first, strictly after ``after`` when given."""
+    """Up to ``limit`` executions, newest first, strictly after ``after`` when given
+    (``test``: the test runs instead of the others)."""
     query, args = execution_list_query(
         scope=scope,
+        test=test,
         status=status,
         trigger_id=trigger_id,
         workflow_id=workflow_id,
@@ -85,7 +88,7 @@ async def queue_depth(conn: Conn) -> dict[tuple[str, str], int]:
     none are left out): one index scan per status on ``workflow_executions_status_created``."""
     rows = await conn.fetch(
         "SELECT tenant_id, status, count(*) AS n FROM workflow_executions"
-        " WHERE status = ANY($1::text[]) GROUP BY tenant_id, status",
+        " WHERE status = ANY($1::text[]) AND NOT test GROUP BY tenant_id, status",
         list(ACTIVE_STATUSES),
     )
     return {(row["tenant_id"], row["status"]): int(row["n"]) for row in rows}

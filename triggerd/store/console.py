@@ -81,7 +81,7 @@ async def last_hour_counts(conn: Conn, tenant: str | None = None) -> HourCounts:
     row = await conn.fetchrow(
         "SELECT count(*) AS runs, count(*) FILTER (WHERE status = 'ERROR') AS failures"
         " FROM (SELECT status FROM workflow_executions"
-        " WHERE created_at > now() - interval '1 hour'"
+        " WHERE created_at > now() - interval '1 hour' AND NOT test"
         + ("" if tenant is None else " AND tenant_id = $2")
         + " ORDER BY created_at DESC, id DESC LIMIT $1) recent",
         OVERVIEW_COUNT_CAP + 1, *(() if tenant is None else (tenant,)),

@@ -166,6 +166,10 @@ _EXEC_FROM = (
     " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
     " LEFT JOIN workflow_versions v ON v.id = e.workflow_version_id"
 )
+# Lists leave test runs out (their workflow is a scratch copy, migration 0025): a condition
+# of the join, on the row it reads anyway, so each list keeps its statement and its plan.
+_LIST_FROM = _EXEC_FROM.replace(
+    "ON w.id = e.workflow_id", "ON w.id = e.workflow_id AND w.status <> 'test'")
 
 
 async def get_execution(
@@ -235,11 +239,13 @@ def execution_list_query(
     limit: int,
     id_order: str = "DESC",
     scope: ExecutionScope | None = None,
+    test: bool = False,
 ) -> tuple[str, list[Any]]:
     """The statement (and its arguments) of one page of executions, newest first, with only
     the conditions that were asked for. Each combination is its own prepared statement, so
     its plan can use the index that fits: a generic plan of ``$1 IS NULL OR status = $1``
-    cannot, and read the whole table for every page once history grew."""
+    cannot, and read the whole table for every page once history grew. ``test``: only test
+    runs (else none)."""
     conditions: list[str] = []
     args: list[Any] = []
 
@@ -247,6 +253,8 @@ def execution_list_query(
         args.append(value)
         return f"${len(args)}"
 
+    if test:
+        conditions.append("e.test")
     if status is not None:
         conditions.append(f"e.status = {arg(status)}")
     if trigger_id is not None:
@@ -275,7 +283,7 @@ def execution_list_query(
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     order = "e.id DESC" if id_order == "DESC" else "e.id"
     query = (
-        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM}{where}"
+        f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM if test else _LIST_FROM}{where}"
         f" ORDER BY e.created_at DESC, {order} LIMIT {arg(limit)}"
     )
     return query, args
@@ -291,10 +299,13 @@ async def list_executions(
     before: datetime | None = None,
     since: datetime | None = None,
     scope: ExecutionScope | None = None,
+    test: bool = False,
 ) -> list[ExecutionRecord]:
-    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at."""
+    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at;
+    ``test``: the test runs instead of the others."""
     query, args = execution_list_query(
         scope=scope,
+        test=test,
         status=status,
         trigger_id=trigger_id,
         workflow_key=workflow_key,
@@ -399,7 +410,8 @@ CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e
 
 # Plain NEW rows only: rows held back by a debounce time or a concurrency key are claimed
 # by triggerd/store/keyed.py (the partial index workflow_executions_tenant_new has only
-# these).
+# these). Test runs (migration 0025) are never claimed here: the process that started one
+# runs it.
 #
 # Fair claiming: the tenants with plain NEW runs are found with one index probe each (a
 # loose index scan of workflow_executions_tenant_new), each offers its oldest runs, and
@@ -410,11 +422,11 @@ CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e
 _CLAIM = """
 WITH RECURSIVE expired AS (
     SELECT id FROM workflow_executions
-     WHERE status = 'RUNNING' AND lease_expires_at < now()
+     WHERE status = 'RUNNING' AND lease_expires_at < now() AND NOT test
      ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 due AS (
     SELECT id FROM workflow_executions
-     WHERE status = 'WAITING' AND resume_at <= now()
+     WHERE status = 'WAITING' AND resume_at <= now() AND NOT test
      ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
 room AS (
     SELECT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due)) AS n),
@@ -434,7 +446,7 @@ offered AS (
     SELECT f.id, f.created_at, p.tenant_id FROM present p CROSS JOIN LATERAL (
         SELECT e.id, e.created_at FROM workflow_executions e
          WHERE e.status = 'NEW' AND e.not_before IS NULL AND e.concurrency_key IS NULL
-           AND e.tenant_id = p.tenant_id
+           AND e.tenant_id = p.tenant_id AND NOT e.test
          ORDER BY e.created_at
          LIMIT LEAST((SELECT n FROM room),
                      ceil(2.0 * (SELECT n FROM room) / (SELECT count(*) FROM present)))
@@ -1048,6 +1060,10 @@ async def release_expired_dedupe_keys(conn: Conn, batch: int = 1000) -> int:
 async def retry_execution(conn: Conn, execution_id: str) -> str:
     """A new execution with the same input, version and trigger, linked to the old one."""
     old = await get_execution(conn, execution_id)
+    if isinstance(old.context, dict) and "test" in old.context:
+        # Its workflow is a scratch copy only `triggerd test` runs (migration 0025).
+        raise Conflict(f"execution {execution_id} is a test run: run triggerd test again"
+                       " instead of retrying it")
     item = NewExecution(
         workflow_id=old.workflow_id,
         trigger_id=old.trigger_id,

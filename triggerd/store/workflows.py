@@ -897,14 +897,16 @@ async def list_workflows(
     limit: int | None = None,
 ) -> list[WorkflowRecord]:
     """Workflows ordered by key (then id: a key is unique per tenant only); ``after`` (a key
-    and an id) and ``limit`` read one page, by keyset rather than by offset."""
+    and an id) and ``limit`` read one page, by keyset rather than by offset. The scratch
+    copies of test runs (status ``test``, migration 0025) are never listed."""
     after_key, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
         f"SELECT {_WORKFLOW_COLUMNS},"
         " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
         " AS latest_version FROM workflows w"
         " WHERE ($1::text IS NULL OR (w.key, w.id) > ($1, $2::uuid))"
-        " AND ($4::text IS NULL OR w.tenant_id = $4) ORDER BY w.key, w.id LIMIT $3",
+        " AND ($4::text IS NULL OR w.tenant_id = $4) AND w.status <> 'test'"
+        " ORDER BY w.key, w.id LIMIT $3",
         after_key,
         after_id,
         limit,
