@@ -417,3 +417,56 @@ def test_tenant_settings_refuse_bad_values(tmp_path: Any) -> None:
     assert settings.tenant("acme").retention == timedelta(days=90)
     assert settings.tenant("other") == TenantSettings(name="other")
     assert json.dumps(settings.tenant("acme").executor_share) == "1"
+
+
+# --- what nodes and metrics see --------------------------------------------------------------
+
+
+async def test_nodes_read_the_runs_tenant_and_correlation(pool: asyncpg.Pool, dsn: str) -> None:
+    from tests.integration.test_executor import final_status
+    from triggerd.config import load_settings
+    from triggerd.executor.service import Executor
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.triggers import FireRequest, fire
+
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "echo",
+        "graph": {"nodes": [{"id": "a", "type": "set", "params": {"value": {
+            "tenant": "{{ execution.tenant }}",
+            "session": "{{ execution.correlation.session_id }}",
+            "channel": "{{ execution.correlation.channel }}"}}}]},
+        "triggers": [{"name": "run", "type": "manual",
+                      "correlation": {"channel": "ops", "agent_id": "{{ input.who }}"}}],
+    }]})
+    fired = await fire(pool, cli_actor("acme"), FireRequest(
+        trigger="echo/run", input={"who": "a-1", "session_id": "s-9"}))
+    executor = Executor(pool=pool, dsn=dsn, settings=load_settings(environ={}))
+    await executor.start()
+    try:
+        row = await final_status(pool, fired.execution_id)
+    finally:
+        await executor.stop()
+    assert row["output"] == {"tenant": "acme", "session": "s-9", "channel": "ops"}
+    stored = await pool.fetchrow(
+        "SELECT agent_id, session_id, correlation FROM workflow_executions WHERE id = $1",
+        fired.execution_id)
+    # The mapping's agent_id, and the input's own session_id (the mapping names none).
+    assert (stored["agent_id"], stored["session_id"]) == ("a-1", "s-9")
+    assert stored["correlation"] == {"channel": "ops", "agent_id": "a-1", "session_id": "s-9"}
+
+
+async def test_metrics_count_runs_by_tenant(pool: asyncpg.Pool, two_tenants: None) -> None:
+    from triggerd.api.metrics import Metrics
+
+    await _backlog(pool, "acme", 3, 100)
+    await _backlog(pool, "default", 1, 100)
+    metrics = Metrics(label_limit=1)  # one tenant has a series; the other is _overflow
+    async with pool.acquire() as conn:
+        await metrics.refresh(conn)
+    text = metrics.render()[0].decode()
+    assert 'triggerd_tenant_queue_depth{status="NEW",tenant="acme"} 3.0' in text
+    assert 'triggerd_tenant_queue_depth{status="NEW",tenant="_overflow"} 1.0' in text
+    assert 'triggerd_queue_depth{status="NEW"} 4.0' in text
+    metrics.execution_finished("acme:billing", "SUCCESS", 0.1, "acme")
+    assert ('triggerd_tenant_executions_total{status="SUCCESS",tenant="acme"} 1.0'
+            in metrics.render()[0].decode())

@@ -483,6 +483,7 @@ class Executor(BaseComponent):
             extra={
                 "event": "execution_finished",
                 "execution_id": execution.id,
+                "tenant": execution.tenant_id,
                 "workflow_id": execution.workflow_id,
                 "trigger_id": execution.trigger_id,
                 "status": update.status,
