@@ -423,7 +423,7 @@ def test_tenant_settings_refuse_bad_values(tmp_path: Any) -> None:
 
 
 async def test_nodes_read_the_runs_tenant_and_correlation(pool: asyncpg.Pool, dsn: str) -> None:
-    from tests.integration.test_executor import final_status
+    from tests.helpers import final_status
     from triggerd.config import load_settings
     from triggerd.executor.service import Executor
     from triggerd.operations.actor import cli_actor
