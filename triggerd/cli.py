@@ -290,7 +290,7 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
             state(t),
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
-            _describe_trigger(t.type, t.config),
+            _describe_trigger(t.type, t.config, t.tenant_id),
             next_fire(t.type, t.config) if t.enabled else "-",
         ]
         for t in triggers
@@ -324,7 +324,7 @@ def _next_fire_finder(now: datetime) -> Callable[[str, dict[str, Any]], str]:
     return find
 
 
-def _describe_trigger(kind: str, config: dict[str, Any]) -> str:
+def _describe_trigger(kind: str, config: dict[str, Any], tenant: str = DEFAULT_TENANT) -> str:
     if kind == "cron":
         cron = config.get("cron")
         text = cron if isinstance(cron, str) else " | ".join(str(c) for c in cron or ())
@@ -332,7 +332,8 @@ def _describe_trigger(kind: str, config: dict[str, Any]) -> str:
     if kind == "interval":
         return f"every {config.get('every')} (offset {config.get('offset', '0s')})"
     if kind == "webhook":
-        return "/hooks/" + str(config.get("path"))
+        prefix = "/hooks/" if tenant == DEFAULT_TENANT else f"/tenants/{tenant}/hooks/"
+        return prefix + str(config.get("path"))
     return ""
 
 

@@ -147,7 +147,7 @@ def check_routes(facts: RouteFacts) -> Check:
         )
     if not facts.probes:
         return _ok("routes", "no enabled webhook triggers")
-    missing = [f"{name} (/hooks/{path})" for name, path, probe, _ in facts.probes
+    missing = [f"{name} ({path})" for name, path, probe, _ in facts.probes
                if probe is Probe.NOT_ROUTED]
     unloaded = [name for name, _, probe, _ in facts.probes if probe is Probe.NOT_LOADED]
     odd = [f"{name} ({status or 'no answer'})" for name, _, probe, status in facts.probes

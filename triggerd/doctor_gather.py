@@ -160,7 +160,7 @@ async def route_facts(
         async def probe(name: str, path: str) -> tuple[str, str, Probe, int | None]:
             # OPTIONS is not among the methods a webhook trigger may accept, so a served
             # path answers 405 and no run is ever started by asking.
-            url = base.with_path("/hooks/" + path.strip("/"))
+            url = base.with_path(path)
             try:
                 async with session.options(url, allow_redirects=False) as response:
                     await response.read()

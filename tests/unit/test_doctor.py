@@ -95,13 +95,15 @@ def test_migrations_behind_ahead_edited() -> None:
 
 def test_routes_not_routed_lists_triggers_with_fix() -> None:
     facts = RouteFacts(address="127.0.0.1:8080", daemon_running=True, probes=(
-        ("a/one", "one", Probe.ROUTED, 405),
-        ("b/two", "x/two", Probe.NOT_ROUTED, 404),
+        ("a/one", "/hooks/one", Probe.ROUTED, 405),
+        ("b/two", "/hooks/x/two", Probe.NOT_ROUTED, 404),
+        ("acme:c/three", "/tenants/acme/hooks/three", Probe.NOT_ROUTED, 404),
     ))
     check = check_routes(facts)
     assert (check.status, check.exit_code) == (Status.FAIL, 4)
-    assert check.detail == ("1 of 2 enabled webhook trigger(s) not routed by the daemon at"
-                            " 127.0.0.1:8080: b/two (/hooks/x/two)")
+    assert check.detail == ("2 of 3 enabled webhook trigger(s) not routed by the daemon at"
+                            " 127.0.0.1:8080: b/two (/hooks/x/two), acme:c/three"
+                            " (/tenants/acme/hooks/three)")
     assert check.fix is not None and check.fix.startswith(
         "reload the daemon (systemctl reload triggerd, or send it SIGHUP)")
 

@@ -32,11 +32,19 @@ async def applied_migrations(conn: Conn) -> list[Any]:
 
 
 async def routable_webhooks(conn: Conn) -> list[tuple[str, str]]:
-    """(full name, path) of every webhook trigger the daemon should serve: enabled, of a
-    workflow that is not archived (the daemon's own route query, DESIGN §4)."""
+    """(full name, URL path) of every webhook trigger the daemon should serve: enabled, of
+    a workflow that is not archived (the daemon's own route query, DESIGN §4); another
+    tenant's are named tenant:key/name and served under /tenants/{tenant}/hooks/."""
     rows = await conn.fetch(
-        "SELECT w.key || '/' || t.name AS name, t.config ->> 'path' AS path"
-        " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+        # The tenant through to_jsonb: doctor also reads schemas from before tenants
+        # (migration 0026), whose triggers have no tenant_id column.
+        "SELECT CASE WHEN t.tenant = 'default' THEN '' ELSE t.tenant || ':' END"
+        " || w.key || '/' || t.name AS name,"
+        " CASE WHEN t.tenant = 'default' THEN '/hooks/'"
+        " ELSE '/tenants/' || t.tenant || '/hooks/' END"
+        " || btrim(t.config ->> 'path', '/') AS path"
+        " FROM (SELECT t.*, coalesce(to_jsonb(t) ->> 'tenant_id', 'default') AS tenant"
+        " FROM workflow_triggers t) t JOIN workflows w ON w.id = t.workflow_id"
         " WHERE t.enabled AND t.type = 'webhook' AND w.status <> 'archived'"
         " ORDER BY w.key, t.name"
     )
