@@ -90,7 +90,12 @@ def _correlation_id(flag: str) -> Callable[[str], str]:
 
 
 def _tenant_name(value: str) -> str:
-    return check_tenant(value)
+    """A tenant option's value: refused like every other bad option value (argparse names
+    the option and points at --help)."""
+    try:
+        return check_tenant(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def add_tenant_option(parser: argparse.ArgumentParser) -> None:

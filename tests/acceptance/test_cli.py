@@ -443,3 +443,25 @@ async def test_fire_validates_input_like_the_api_and_records_the_reason(
     assert [tuple(r) for r in audit] == [
         (context["trigger"]["actor"], "fire", "checked/by-hand", "catch up after the outage")]
     assert context["trigger"]["actor"].startswith("cli:")
+
+
+def test_bad_tenant_and_correlation_options_are_one_line_exit_2() -> None:
+    # Refused while parsing: no database is needed, none is touched.
+    cases = [
+        (["--tenant", "Bad!", "workflows", "list"],
+         "triggerd: error: argument --tenant: tenant 'Bad!' is invalid: use 1-64 characters"
+         " of a-z, 0-9, '_' and '-', starting with a letter or digit (see 'triggerd --help')"),
+        (["workflows", "list", "--tenant", "x" * 65],
+         f"triggerd: error: argument --tenant: tenant {'x' * 65!r} is invalid: use 1-64"
+         " characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+         " (see 'triggerd workflows list --help')"),
+        (["executions", "list", "--session-id", ""],
+         "triggerd: error: argument --session-id: --session-id must be 1-200 characters"
+         " (see 'triggerd executions list --help')"),
+        (["executions", "list", "--agent-id", "a" * 201],
+         "triggerd: error: argument --agent-id: --agent-id must be 1-200 characters"
+         " (see 'triggerd executions list --help')"),
+    ]
+    for args, message in cases:
+        result = triggerd(*args)
+        assert (result.returncode, result.stderr.splitlines()) == (2, [message]), args
