@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from triggerd.correlation import correlation_mapping
 from triggerd.definitions import parse_trigger_config
 from triggerd.errors import DefinitionError, SecretError
 from triggerd.logs import SECRETS_FILTER
@@ -237,15 +238,9 @@ def _build_route(
         rate=rate,
         burst=burst,
         tenant=row.tenant_id,
-        correlation=_correlation_of(row.config),
+        correlation=correlation_mapping(row.config),
     )
 
-
-def _correlation_of(config: Mapping[str, JSON]) -> dict[str, str]:
-    mapping = config.get("correlation")
-    if not isinstance(mapping, dict):
-        return {}
-    return {k: v for k, v in mapping.items() if isinstance(v, str)}
 
 
 # --- a fast validity check for common schemas ------------------------------------------------
