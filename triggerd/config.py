@@ -18,6 +18,7 @@ from typing import Any
 
 from triggerd.durations import parse_duration
 from triggerd.errors import ConfigError, DurationError
+from triggerd.tokens import TENANT_RULE, is_tenant_name
 
 CONFIG_ENV = "TRIGGERD_CONFIG"
 
@@ -147,15 +148,13 @@ _TENANT_KEYS: dict[str, str] = {
     "executor_share": "its weight when several tenants have runs waiting (1-1000)",
     "retention": "finished executions of this tenant older than this are deleted",
 }
-_TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def _tenant_settings(where: str, name: str, table: Any) -> TenantSettings:
     """One ``[tenants.NAME]`` table, checked key by key."""
     label = f"tenants.{name}"
-    if _TENANT_NAME.fullmatch(name) is None:
-        raise ConfigError(f"{where}[{label[:80]}]: the tenant name must be 1-64 lowercase"
-                          " letters, digits, '-' or '_', starting with a letter or digit")
+    if not is_tenant_name(name):
+        raise ConfigError(f"{where}[{label[:80]}]: the tenant name must be {TENANT_RULE}")
     if not isinstance(table, dict):
         raise ConfigError(f"{where}{label}: expected a table [{label}]")
     values: dict[str, Any] = {}

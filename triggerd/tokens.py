@@ -81,8 +81,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_tenant_name(text: str) -> bool:
+    """Whether ``text`` is a tenant's name (:data:`TENANT_RULE`)."""
+    return _TENANT.fullmatch(text) is not None
+
+
 def check_tenant(tenant: str) -> str:
-    if _TENANT.fullmatch(tenant) is None:
+    if not is_tenant_name(tenant):
         raise UsageError(f"tenant {tenant[:80]!r} is invalid: use {TENANT_RULE}")
     return tenant
 
@@ -109,7 +114,7 @@ def addressed_tenant(principal: Principal, asked: str | None) -> tuple[str | Non
     is not). A scoped token works in its own tenant: naming another (``?tenant=``) finds
     nothing there, as another tenant's objects are not found (DESIGN §5b). An all-tenant
     token works in the tenant it names, else in every tenant."""
-    if asked is not None and _TENANT.fullmatch(asked) is None:
+    if asked is not None and not is_tenant_name(asked):
         return None, f"tenant: {asked[:80]!r} is invalid: use {TENANT_RULE}"
     if principal.tenant is None:
         return asked, None
@@ -131,6 +136,7 @@ __all__ = [
     "display_prefix",
     "generate_token",
     "hash_token",
+    "is_tenant_name",
     "is_token_form",
     "method_refusal",
     "parse_role",
