@@ -399,7 +399,7 @@ async def test_drain_hands_back_runs_from_a_claim_in_flight(pool: asyncpg.Pool, 
             async with pool.acquire() as blocker, blocker.transaction():
                 await blocker.execute("LOCK TABLE workflow_executions IN EXCLUSIVE MODE")
                 await ex.start()
-                await wait_until_blocked(pool, "WITH RECURSIVE expired AS")  # the claim query
+                await wait_until_blocked(pool, "WITH RECURSIVE\nlazy AS")  # the claim query
                 drain = asyncio.create_task(ex.drain(timedelta(0)))
                 await asyncio.sleep(0.1)
                 assert not drain.done()  # it waits for the claim in flight

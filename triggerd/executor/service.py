@@ -31,7 +31,7 @@ from triggerd.executor.runner import (
 from triggerd.executor.writer import ProgressWriter
 from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
-from triggerd.notifications.channels import CANCEL, EXECUTIONS
+from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.store import approvals
 from triggerd.store import executions as store
@@ -39,6 +39,7 @@ from triggerd.store import memory as workflow_memory
 from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
+from triggerd.store.notifications import send_hints
 from triggerd.store.slots import delete_old_slots
 from triggerd.store.testruns import delete_old_test_runs
 from triggerd.tasks import cancel_and_wait
@@ -46,6 +47,10 @@ from triggerd.tasks import cancel_and_wait
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 200
+# Under load, how often a claim also looks for runs whose lease ran out and parked runs
+# whose time came (see store/executions.py _OVERDUE); a hint (a 'due' notification, this
+# process's own parked runs, a gap) makes the next claim look at once.
+OVERDUE_INTERVAL = 1.0
 # How long drain waits, at least, for a claim already sent to the database to come back.
 CLAIM_WAIT_ON_DRAIN = 5.0
 
@@ -110,6 +115,8 @@ class Executor(BaseComponent):
     _held_due: float | None = None  # loop time when a pending run becomes due
     _held_checked: float = 0.0
     _held_ids: set[str] = field(default_factory=set)
+    _overdue_hint: bool = True
+    _overdue_checked: float = float("-inf")  # loop time of the last claim that looked
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
 
@@ -287,11 +294,15 @@ class Executor(BaseComponent):
         async with self._claiming:
             if not self._accepting:
                 return []  # drain began while this claim waited for the lock
+            now = asyncio.get_running_loop().time()
+            overdue = self._overdue_hint or now - self._overdue_checked >= OVERDUE_INTERVAL
             async with self.pool.acquire() as conn:
                 claimed = await store.claim_executions(
                     conn, self.owner, self.lease, limit,
                     {t.name: t.executor_share for t in self.settings.tenants
-                     if t.executor_share != 1})
+                     if t.executor_share != 1}, overdue=overdue)
+                if overdue:
+                    self._overdue_hint, self._overdue_checked = False, now
                 if len(claimed) < limit and self._held_wanted():
                     held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
                     self._held_checked = asyncio.get_running_loop().time()
@@ -358,7 +369,7 @@ class Executor(BaseComponent):
                 self._held_ids.discard(execution.id)
                 self._held_hint = True
                 with contextlib.suppress(Exception):
-                    await self.pool.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, HELD)
+                    await send_hints(self.pool, EXECUTIONS.wire, [HELD])
             self._wake.set()
 
     async def _fail_crashed(self, execution_id: str, exc: Exception) -> None:
@@ -476,7 +487,7 @@ class Executor(BaseComponent):
                 )
         if update.status == "WAITING" and update.resume_at is not None:
             delay = max(0.0, (update.resume_at - self.clock()).total_seconds())
-            asyncio.get_running_loop().call_later(delay + 0.01, self._wake.set)
+            asyncio.get_running_loop().call_later(delay + 0.01, self._due_now)
         log = logger.info if update.status != "ERROR" else logger.warning
         log(
             "execution finished",
@@ -554,9 +565,15 @@ class Executor(BaseComponent):
                     self._cancel_reasons[lost] = "lost"
                     task.cancel()
 
+    def _due_now(self) -> None:
+        self._overdue_hint = True
+        self._wake.set()
+
     def _on_notify(self, payload: str) -> None:
         if payload == HELD:
             self._held_hint = True
+        elif payload == DUE:
+            self._overdue_hint = True
         self._wake.set()
 
     def _on_cancel(self, execution_id: str) -> None:
@@ -568,6 +585,7 @@ class Executor(BaseComponent):
     def _on_gap(self) -> None:
         """Notifications were lost: look for work, and for cancels of the runs held here."""
         self._held_hint = True
+        self._overdue_hint = True
         self._wake.set()
         if self._running and self._active:
             task = asyncio.create_task(self._reconcile_cancels(), name="triggerd-cancel-check")

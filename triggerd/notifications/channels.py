@@ -55,8 +55,13 @@ TRIGGERS = Channel(
 )
 EXECUTIONS = Channel(
     name="executions",
-    payload="how many executions were created, or 'released'; wakes every executor",
+    payload="how many executions were created, 'released', 'held' or 'due'; wakes every"
+    " executor",
 )
+# The payload of an EXECUTIONS notification about parked runs made due now (a decision, the
+# end of a child a parent waits for): executors look for due runs at once, not at their
+# next periodic look (see the executor's claim).
+DUE = "due"
 CANCEL = Channel(name="cancel", payload="the id of an execution whose cancel was requested")
 FINISHED = Channel(name="finished", payload="the id of an execution that reached a final status")
 

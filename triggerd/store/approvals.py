@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from triggerd.model import JSON
-from triggerd.notifications.channels import EXECUTIONS
+from triggerd.notifications.channels import DUE, EXECUTIONS
 
 Conn = Any  # a connection or a pool
 
@@ -123,7 +123,7 @@ async def wake(conn: Conn, execution_id: str) -> None:
     await conn.execute(
         "UPDATE workflow_executions SET resume_at = now() WHERE id = $1"
         " AND status IN ('WAITING', 'RUNNING')", execution_id)
-    await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
+    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, DUE)
 
 
 async def request(conn: Conn, execution_id: str, node_id: str, *, message: str | None,

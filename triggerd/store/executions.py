@@ -16,7 +16,8 @@ import asyncpg
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation
-from triggerd.notifications.channels import CANCEL, EXECUTIONS, FINISHED
+from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED
+from triggerd.store.notifications import send_finished, send_hints
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
 # asyncpg ships no type information: a connection or a pool, typed loosely.
@@ -131,7 +132,7 @@ async def insert_executions(conn: Conn, items: Sequence[NewExecution]) -> set[st
     rows = await conn.fetch(_INSERT, *insert_arguments(items))
     inserted = {r["id"] for r in rows if r["inserted"]}
     if inserted:
-        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, str(len(inserted)))
+        await send_hints(conn, EXECUTIONS.wire, [str(len(inserted))])
     missing = [r["id"] for r in rows if not r["inserted"]]
     if missing:
         raise NotFound(
@@ -365,7 +366,7 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
         " WHERE c.id = $1 AND c.status = 'CANCELED' AND p.id = c.parent_execution_id"
         " AND p.status IN ('WAITING', 'RUNNING') RETURNING p.id", execution_id)
     if woken is not None:
-        await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
+        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, DUE)
     return await get_execution(conn, execution_id)
 
 
@@ -408,6 +409,32 @@ CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e
           e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
           e.attempt, e.cancel_requested, e.tenant_id, e.correlation"""
 
+# Runs whose lease ran out (their process died) and parked runs whose time came. Both are
+# rare, and their partial indexes share the table with a busy queue whose dead index
+# entries and young statistics can mislead the planner into a bitmap scan of every active
+# run (15 ms and thousands of pages at a 25,000-run backlog, measured), so the executor
+# asks for them at most once a second under load (``overdue``) and claims plain NEW runs
+# with the statement without them in between.
+_OVERDUE = """
+expired AS (
+    SELECT id FROM workflow_executions
+     WHERE status = 'RUNNING' AND lease_expires_at < now() AND NOT test
+     ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+due AS (
+    SELECT id FROM workflow_executions
+     WHERE status = 'WAITING' AND resume_at <= now() AND NOT test
+     ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+room AS (
+    SELECT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due)) AS n
+    FROM lazy),"""
+_NO_OVERDUE = """
+room AS (SELECT $3::int AS n FROM lazy),"""
+# A claim need not wait for its commit to reach the disk: if the server crashes before it
+# does, the runs are simply unclaimed again, as if this process had died; and any later
+# write of these runs (synchronous) flushes the log up to and past this commit.
+_LAZY = """
+lazy AS (SELECT set_config('synchronous_commit', 'off', true)),"""
+
 # Plain NEW rows only: rows held back by a debounce time or a concurrency key are claimed
 # by triggerd/store/keyed.py (the partial index workflow_executions_tenant_new has only
 # these). Test runs (migration 0025) are never claimed here: the process that started one
@@ -419,17 +446,7 @@ CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e
 # tenant with a deep backlog cannot starve another's every-second trigger. With one tenant
 # this is the oldest runs first, as before; with n tenants each offers at most
 # ceil(2 * room / n), so a claim locks at most about twice what it takes.
-_CLAIM = """
-WITH RECURSIVE expired AS (
-    SELECT id FROM workflow_executions
-     WHERE status = 'RUNNING' AND lease_expires_at < now() AND NOT test
-     ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED),
-due AS (
-    SELECT id FROM workflow_executions
-     WHERE status = 'WAITING' AND resume_at <= now() AND NOT test
-     ORDER BY resume_at LIMIT $3 FOR UPDATE SKIP LOCKED),
-room AS (
-    SELECT GREATEST(0, $3 - (SELECT count(*) FROM expired) - (SELECT count(*) FROM due)) AS n),
+_FRESH = """
 tenants AS (
     (SELECT tenant_id FROM workflow_executions
       WHERE status = 'NEW' AND not_before IS NULL AND concurrency_key IS NULL
@@ -464,9 +481,11 @@ UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = now() + $2 * interval '1 millisecond',
        attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
- WHERE e.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due
-                UNION ALL SELECT id FROM fresh)
+ WHERE e.id IN ({taken})
 RETURNING """ + CLAIM_RETURNING
+_CLAIM = "WITH RECURSIVE" + _LAZY + _OVERDUE + _FRESH.format(
+    taken="SELECT id FROM expired UNION ALL SELECT id FROM due UNION ALL SELECT id FROM fresh")
+_CLAIM_NEW = "WITH RECURSIVE" + _LAZY + _NO_OVERDUE + _FRESH.format(taken="SELECT id FROM fresh")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -490,15 +509,17 @@ class ClaimedExecution:
 
 async def claim_executions(
     conn: Conn, owner: str, lease: timedelta, limit: int,
-    shares: Mapping[str, int] | None = None,
+    shares: Mapping[str, int] | None = None, *, overdue: bool = True,
 ) -> list[ClaimedExecution]:
     """Claim up to ``limit`` runnable executions (RUNNING under an expired lease first, then
     WAITING past resume_at, then NEW in fair turns between tenants, oldest first within
     one) for ``owner`` with ``FOR UPDATE SKIP LOCKED``. Each kind is its own
     index-friendly subquery (partial indexes per status). ``shares``: tenants' weights
-    other than 1 (``[tenants.NAME] executor_share``)."""
+    other than 1 (``[tenants.NAME] executor_share``). ``overdue=False`` claims NEW runs
+    only (see :data:`_OVERDUE`)."""
     shares = shares or {}
-    rows = await conn.fetch(_CLAIM, owner, int(lease.total_seconds() * 1000), limit,
+    rows = await conn.fetch(_CLAIM if overdue else _CLAIM_NEW, owner,
+                            int(lease.total_seconds() * 1000), limit,
                             list(shares), list(shares.values()))
     return [claimed_execution(r) for r in rows]
 
@@ -810,7 +831,7 @@ woken_parents AS (
     RETURNING p.id
 ),
 error_runs_notified AS (
-    SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text)
+    SELECT pg_notify('{EXECUTIONS.wire}', '{DUE}')
     FROM (SELECT id FROM error_runs UNION ALL SELECT id FROM woken_parents
           UNION ALL SELECT id FROM done WHERE status = 'WAITING' AND resume_at <= now()) x
     HAVING count(*) > 0
@@ -839,9 +860,7 @@ WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
 RETURNING 1),
 done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 15)})
 {_ACCOUNT}
-SELECT done.id, done.status,
-       CASE WHEN done.status IN ('SUCCESS', 'ERROR', 'CANCELED')
-            THEN pg_notify($24, done.id::text) END AS notified,
+SELECT done.id, done.status, done.trigger_id, done.trigger_type,
        (SELECT count(*) FROM error_runs_notified) AS error_runs
 FROM done
 """
@@ -849,7 +868,8 @@ FROM done
 _FINISH_ACCOUNTED = f"""
 WITH done AS ({_FINISH.strip()})
 {_ACCOUNT}
-SELECT done.id, done.status, (SELECT count(*) FROM error_runs_notified) AS error_runs
+SELECT done.id, done.status, done.trigger_id, done.trigger_type,
+       (SELECT count(*) FROM error_runs_notified) AS error_runs
 FROM done
 """
 
@@ -936,8 +956,8 @@ async def write_progress(
 ) -> set[str]:
     """Write node rows and final execution states in one transaction; returns the ids of
     executions whose final state was written (runs whose lease this owner lost are left
-    alone: another process owns them now)."""
-    done: set[str] = set()
+    alone: another process owns them now). The runs that ended are announced after the
+    commit (:func:`triggerd.store.notifications.send_finished`)."""
     copies = [n for n in nodes if n.resume_copy is not None]
     if not copies and not any(
         f.drop_resume_copies and f.status in FINAL_STATUSES for f in finished
@@ -946,47 +966,43 @@ async def write_progress(
         if not finished:
             if nodes:
                 await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
-            return done
+            return set()
         rows = await conn.fetch(
-            _WRITE_ONE_STATEMENT,
-            owner,
-            *_node_arrays(nodes),
-            *_finish_arrays(finished),
-            FINISHED.wire,
+            _WRITE_ONE_STATEMENT, owner, *_node_arrays(nodes), *_finish_arrays(finished)
         )
-        return {str(r["id"]) for r in rows}
-    async with conn.transaction():
-        if nodes:
-            await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
-        if copies:
-            # After their node rows, which a concurrent delete of the execution must wait
-            # for; its trigger then removes these too (migration 0004).
-            await conn.execute(
-                _UPSERT_RESUME,
-                [n.execution_id for n in copies],
-                [n.node_id for n in copies],
-                [n.attempt for n in copies],
-                [n.resume_copy for n in copies],
-            )
-        if finished:
-            rows = await conn.fetch(_FINISH_ACCOUNTED, owner, *_finish_arrays(finished))
-            done = {str(r["id"]) for r in rows}
-            final = [str(r["id"]) for r in rows if r["status"] in FINAL_STATUSES]
-            if final:
+    else:
+        async with conn.transaction():
+            if nodes:
+                await conn.execute(_UPSERT_NODES, *_node_arrays(nodes))
+            if copies:
+                # After their node rows, which a concurrent delete of the execution must
+                # wait for; its trigger then removes these too (migration 0004).
                 await conn.execute(
-                    "SELECT pg_notify($2, x) FROM unnest($1::text[]) AS x", final, FINISHED.wire
+                    _UPSERT_RESUME,
+                    [n.execution_id for n in copies],
+                    [n.node_id for n in copies],
+                    [n.attempt for n in copies],
+                    [n.resume_copy for n in copies],
                 )
-            # Only runs known to have copies pay for this statement (most have none).
-            drop = [
-                f.id
-                for f in finished
-                if f.drop_resume_copies and f.status in FINAL_STATUSES and f.id in done
-            ]
-            if drop:
-                await conn.execute(
-                    "DELETE FROM node_outputs_resume WHERE execution_id = ANY($1::uuid[])", drop
-                )
-    return done
+            rows = []
+            if finished:
+                rows = await conn.fetch(_FINISH_ACCOUNTED, owner, *_finish_arrays(finished))
+                written = {str(r["id"]) for r in rows}
+                # Only runs known to have copies pay for this statement (most have none).
+                drop = [
+                    f.id
+                    for f in finished
+                    if f.drop_resume_copies and f.status in FINAL_STATUSES and f.id in written
+                ]
+                if drop:
+                    await conn.execute(
+                        "DELETE FROM node_outputs_resume WHERE execution_id = ANY($1::uuid[])",
+                        drop,
+                    )
+    await send_finished(conn, FINISHED.wire, [
+        (str(r["id"]), None if r["trigger_type"] != "webhook" else str(r["trigger_id"]))
+        for r in rows if r["status"] in FINAL_STATUSES])
+    return {str(r["id"]) for r in rows}
 
 
 # Per tenant (its own retention, or the default one): the tenants are found with one

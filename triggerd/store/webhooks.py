@@ -23,6 +23,7 @@ from triggerd.db import is_unavailable as db_is_unavailable
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation, tenant_label
 from triggerd.notifications.channels import EXECUTIONS
 from triggerd.store.executions import correlation_arrays
+from triggerd.store.notifications import send_hints
 
 # How long a request waits for a pool connection before it is answered 503: a saturated
 # or unreachable database must not turn into hung webhook senders.
@@ -137,8 +138,8 @@ GONE = InboxResult(execution_id="", created=False, gone=True)
 # One statement (so one implicit transaction and one round trip) writes every execution of
 # the batch and, for exactly the executions that were inserted, their request rows; a
 # duplicate dedupe key inserts neither, and neither does a request whose trigger was
-# deleted meanwhile (``gone``). The NOTIFY wakes executors once per batch, inside the same
-# transaction.
+# deleted meanwhile (``gone``). Executors are woken once per batch, after the commit
+# (store/notifications.py says why not inside it).
 # A request row shares its execution's id (exactly one request is stored per execution), so
 # time-ordered execution ids keep both primary keys' inserts local.
 _STORE_BATCH = """
@@ -170,9 +171,9 @@ WITH d AS (
            p.tenant_id, c.agent_id, c.session_id, c.conversation_id, c.correlation
     FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
     -- Only requests whose trigger maps correlation ids are in these arrays (usually none).
-    LEFT JOIN unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[])
+    LEFT JOIN unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
         AS c (id, agent_id, session_id, conversation_id, correlation) ON c.id = d.id
-    WHERE d.id <> ALL($3::uuid[])
+    WHERE d.id <> ALL($2::uuid[])
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
     RETURNING id
 ), req AS (
@@ -187,11 +188,10 @@ WITH d AS (
         remote_addr, received_at, execution_id, outcome, detail)
     SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
            d.received_at, NULL, 'filtered', f.detail
-    FROM d JOIN unnest($3::uuid[], $4::text[]) AS f(id, detail) ON f.id = d.id
+    FROM d JOIN unnest($2::uuid[], $3::text[]) AS f(id, detail) ON f.id = d.id
     JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
 )
 SELECT array_agg(ins.id::text) AS ids,
-       CASE WHEN count(*) > 0 THEN pg_notify($2, count(*)::text)::text END AS notified,
        (SELECT array_agg(DISTINCT d.trigger_id::text) FROM d
          WHERE NOT EXISTS (SELECT 1 FROM parents p
                            WHERE p.id = d.trigger_id AND p.workflow_id = d.workflow_id))
@@ -232,7 +232,8 @@ def _json_text(value: dict[str, JSON]) -> str:
 
 
 def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
-    """One ``webhook_inbox_row`` per item (migration 0003), and the notify channel."""
+    """One ``webhook_inbox_row`` per item (migration 0003), and the filtered and
+    correlated ones' columns."""
     dumps = _json_text
     correlated = [i for i in items if i.correlation is not None]
     return [
@@ -243,7 +244,6 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
              i.remote_addr, i.received_at)
             for i in items
         ],
-        EXECUTIONS.wire,
         [i.id for i in items if i.outcome == "filtered"],
         [i.detail for i in items if i.outcome == "filtered"],
         [i.id for i in correlated],
@@ -298,6 +298,8 @@ async def _store_batch(
     row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=30.0)
     inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
     gone: set[str] = set(row["gone"] or ()) if row is not None else set()
+    if inserted:
+        await send_hints(conn, EXECUTIONS.wire, [str(len(inserted))])
     lost = [
         i for i in items
         if i.id not in inserted and i.dedupe_key is not None and i.trigger_id not in gone
