@@ -830,11 +830,12 @@ woken_parents AS (
       AND f.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND p.status IN ('WAITING', 'RUNNING')
     RETURNING p.id
 ),
-error_runs_notified AS (
-    SELECT pg_notify('{EXECUTIONS.wire}', '{DUE}')
+-- Runs claimable now that were not before (error runs, woken parents, runs that parked
+-- until a time already past): the executors are told after the commit.
+wakes AS (
+    SELECT count(*) AS n
     FROM (SELECT id FROM error_runs UNION ALL SELECT id FROM woken_parents
           UNION ALL SELECT id FROM done WHERE status = 'WAITING' AND resume_at <= now()) x
-    HAVING count(*) > 0
 ),
 acct_audit AS (
     INSERT INTO audit_log (actor, action, target_kind, target, target_id, note, detail)
@@ -861,7 +862,7 @@ RETURNING 1),
 done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 15)})
 {_ACCOUNT}
 SELECT done.id, done.status, done.trigger_id, done.trigger_type,
-       (SELECT count(*) FROM error_runs_notified) AS error_runs
+       (SELECT n FROM wakes) AS wakes
 FROM done
 """
 
@@ -869,7 +870,7 @@ _FINISH_ACCOUNTED = f"""
 WITH done AS ({_FINISH.strip()})
 {_ACCOUNT}
 SELECT done.id, done.status, done.trigger_id, done.trigger_type,
-       (SELECT count(*) FROM error_runs_notified) AS error_runs
+       (SELECT n FROM wakes) AS wakes
 FROM done
 """
 
@@ -999,6 +1000,8 @@ async def write_progress(
                         "DELETE FROM node_outputs_resume WHERE execution_id = ANY($1::uuid[])",
                         drop,
                     )
+    if any(r["wakes"] for r in rows):
+        await send_hints(conn, EXECUTIONS.wire, [DUE])
     await send_finished(conn, FINISHED.wire, [
         (str(r["id"]), None if r["trigger_type"] != "webhook" else str(r["trigger_id"]))
         for r in rows if r["status"] in FINAL_STATUSES])

@@ -1,0 +1,140 @@
+"""Notifications as hints after durable writes, and the claim's look for overdue runs.
+
+A transaction that sends NOTIFY holds one server-wide lock from its commit's start until
+its commit record is flushed, so the webhook and executor group commits must not notify
+inside themselves (they queued behind each other's disk flushes): the hints follow the
+commit in a statement of their own that does not wait for the disk."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import apply_doc
+from triggerd import db
+from triggerd.notifications.channels import EXECUTIONS, FINISHED
+from triggerd.store import executions as store
+from triggerd.store import webhooks as webhook_store
+from triggerd.store.executions import ExecutionUpdate, NewExecution, insert_executions
+from triggerd.store.notifications import send_hints
+from triggerd.store.workflows import get_trigger
+
+DOC: dict[str, Any] = {
+    "workflows": [
+        {
+            "key": "hinted",
+            "name": "hinted",
+            "graph": {"nodes": [{"id": "n", "type": "noop"}], "edges": []},
+            "triggers": [
+                {"name": "manual", "type": "manual"},
+                {"name": "waited", "type": "webhook", "path": "waited", "response": "sync"},
+                {"name": "queued", "type": "webhook", "path": "queued"},
+            ],
+        }
+    ]
+}
+
+
+class Listener:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.heard: list[tuple[str, str]] = []
+
+    def __call__(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        self.heard.append((channel, payload))
+
+    async def settle(self) -> None:
+        # A round trip on the listening connection delivers what was sent before it.
+        await asyncio.sleep(0.05)
+        await self.conn.execute("SELECT 1")
+
+
+@pytest.fixture
+async def listener(dsn: str) -> AsyncIterator[Listener]:
+    conn = await db.connect(dsn)
+    heard = Listener(conn)
+    for channel in (EXECUTIONS.wire, FINISHED.wire):
+        await conn.add_listener(channel, heard)
+    yield heard
+    await conn.close()
+
+
+async def test_a_hint_alone_is_lazy_and_one_inside_a_transaction_keeps_it_durable(
+    pool: asyncpg.Pool, listener: Listener
+) -> None:
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await send_hints(conn, EXECUTIONS.wire, ["7"])
+            # The caller's transaction still waits for the disk when it commits.
+            assert await conn.fetchval("SELECT current_setting('synchronous_commit')") == "on"
+            await listener.settle()
+            assert listener.heard == []  # sent with the transaction, at its commit
+        await listener.settle()
+        assert listener.heard == [(EXECUTIONS.wire, "7")]
+        await send_hints(conn, EXECUTIONS.wire, ["a", "b"])
+        # The lazy commit was the hint's own transaction's only.
+        assert await conn.fetchval("SELECT current_setting('synchronous_commit')") == "on"
+    await listener.settle()
+    assert listener.heard == [(EXECUTIONS.wire, "7"), (EXECUTIONS.wire, "a"),
+                              (EXECUTIONS.wire, "b")]
+
+
+def test_the_group_commits_send_no_notification_inside_their_transaction() -> None:
+    assert "pg_notify" not in webhook_store._STORE_BATCH
+    assert "pg_notify" not in store._WRITE_ONE_STATEMENT
+    assert "pg_notify" not in store._FINISH_ACCOUNTED
+
+
+async def _new_runs(pool: asyncpg.Pool, *triggers: str) -> list[str]:
+    ids = []
+    for name in triggers:
+        trigger = await get_trigger(pool, f"hinted/{name}")
+        [inserted] = await insert_executions(pool, [NewExecution(
+            workflow_id=trigger.workflow_id, trigger_id=trigger.id, trigger_name=trigger.name,
+            trigger_type=trigger.type, input={})])
+        ids.append(inserted)
+    return ids
+
+
+async def test_only_runs_a_sync_webhook_waits_for_are_announced_as_finished(
+    pool: asyncpg.Pool, listener: Listener
+) -> None:
+    await apply_doc(pool, DOC)
+    waited, queued, manual = await _new_runs(pool, "waited", "queued", "manual")
+    await listener.settle()
+    assert [c for c, _ in listener.heard] == [EXECUTIONS.wire] * 3  # one hint per insert
+    listener.heard.clear()
+    async with pool.acquire() as conn:
+        claimed = await store.claim_executions(conn, "owner", timedelta(minutes=1), 10)
+        assert {c.id for c in claimed} == {waited, queued, manual}
+        written = await store.write_progress(conn, "owner", [], [
+            ExecutionUpdate(id=i, status="SUCCESS") for i in (waited, queued, manual)])
+    assert written == {waited, queued, manual}
+    await listener.settle()
+    assert listener.heard == [(FINISHED.wire, waited)]
+
+
+async def test_a_claim_without_the_overdue_look_leaves_expired_and_due_runs(
+    pool: asyncpg.Pool,
+) -> None:
+    await apply_doc(pool, DOC)
+    expired, due, fresh = await _new_runs(pool, "manual", "manual", "manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'gone',"
+        " lease_expires_at = now() - interval '1 minute' WHERE id = $1", expired)
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'WAITING', resume_at = now() - interval '1 s'"
+        " WHERE id = $1", due)
+    lease = timedelta(minutes=1)
+    async with pool.acquire() as conn:
+        first = await store.claim_executions(conn, "me", lease, 10, overdue=False)
+        assert [c.id for c in first] == [fresh]
+        again = await store.claim_executions(conn, "me", lease, 10, overdue=False)
+        assert again == []
+        looked = await store.claim_executions(conn, "me", lease, 10)
+        assert {c.id for c in looked} == {expired, due}
