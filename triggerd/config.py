@@ -68,7 +68,7 @@ class HttpSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class ExecutorSettings:
-    concurrency: int = 32
+    concurrency: int = 128
     lease: timedelta = timedelta(seconds=30)
     poll_interval: timedelta = timedelta(seconds=5)
     max_output_bytes: int = 1024 * 1024

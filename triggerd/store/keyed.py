@@ -275,8 +275,8 @@ UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1,
        lease_expires_at = statement_timestamp() + $2 * interval '1 millisecond',
        attempt = e.attempt + 1, start_time = COALESCE(e.start_time, statement_timestamp())
- WHERE e.id IN (SELECT id FROM placed
-                 WHERE concurrency_key IS NULL OR place <= concurrency_limit)
+ WHERE e.id = ANY(ARRAY(SELECT id FROM placed
+                       WHERE concurrency_key IS NULL OR place <= concurrency_limit))
 RETURNING {CLAIM_RETURNING}
 """
 
