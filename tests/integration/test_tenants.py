@@ -293,6 +293,23 @@ async def test_a_tenants_backlog_limit_refuses_its_webhooks_only(
         await ingress.stop()
 
 
+async def test_runs_a_keyed_webhook_creates_count_against_the_backlog_at_once(
+    aiohttp_client: Any, pool: asyncpg.Pool, dsn: str
+) -> None:
+    """Runs stored through the debounce and concurrency-key path count toward a tenant's
+    backlog as soon as they are created, not only at the next recount."""
+    await apply_doc(pool, billing("acme", concurrency={"key": "{{ input.k }}", "limit": 5}))
+    settings = Settings(tenants=(TenantSettings(name="acme", max_pending=2),))
+    client, ingress = await make_client(aiohttp_client, pool, dsn, settings)
+    try:
+        answers = [(await client.post("/tenants/acme/hooks/pay", json={"k": str(i)})).status
+                   for i in range(4)]
+        assert answers == [202, 202, 202, 429]
+        assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 3
+    finally:
+        await ingress.stop()
+
+
 async def test_a_tenants_webhook_rate_refuses_its_webhooks_only(
     aiohttp_client: Any, pool: asyncpg.Pool, dsn: str, two_tenants: None
 ) -> None:

@@ -656,11 +656,14 @@ class WebhookIngress(BaseComponent):
             )
         )
         if result.created:
-            self._created_since_count += 1
-            if self._settings.tenants:
-                self._tenant_created[route.tenant] = (
-                    self._tenant_created.get(route.tenant, 0) + 1)
+            self._count_created(route)
         return result
+
+    def _count_created(self, route: WebhookRoute) -> None:
+        """A run this process created: pending until the next recount (backpressure)."""
+        self._created_since_count += 1
+        if self._settings.tenants:
+            self._tenant_created[route.tenant] = self._tenant_created.get(route.tenant, 0) + 1
 
     async def _store_filtered(
         self,
@@ -769,7 +772,7 @@ class WebhookIngress(BaseComponent):
         if keyed.result.gone:
             raise TriggerGone("the trigger was changed while the request was in flight")
         if keyed.result.created:
-            self._created_since_count += 1
+            self._count_created(route)
         return keyed
 
     def _too_large(self, request: web.Request, route: WebhookRoute) -> web.Response:
