@@ -63,7 +63,11 @@ EXECUTIONS = Channel(
 # next periodic look (see the executor's claim).
 DUE = "due"
 CANCEL = Channel(name="cancel", payload="the id of an execution whose cancel was requested")
-FINISHED = Channel(name="finished", payload="the id of an execution that reached a final status")
+FINISHED = Channel(
+    name="finished",
+    payload="the id of an execution that reached a final status; sent after the commit, for"
+    " runs of sync webhooks only (the only ones anybody waits for)",
+)
 
 ALL = (TRIGGERS, EXECUTIONS, CANCEL, FINISHED)
 
