@@ -25,7 +25,7 @@ OnNotify = Callable[[str, str], None]  # (wire channel name, payload)
 # commit until its commit record is on disk, so notifying transactions commit strictly one
 # after another, each behind the previous one's disk flush. Sent inside the ingress's and
 # the executor's group commits, that lock made those writes queue behind each other (the
-# executor fell from 1,500 to about 350 runs/s while webhooks arrived, measured); alone
+# executor fell from about 1,900 to 350 runs/s while webhooks arrived, measured); alone
 # and without waiting for the disk (a hint needs no durability) it is held for
 # microseconds.
 _SEND = """
