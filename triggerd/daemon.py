@@ -221,8 +221,11 @@ class Daemon:
         )
         ingress.stats.sink = self.app[METRICS]
         from triggerd.backfill import BackfillRunner
+        from triggerd.table_statistics import TableStatisticsKeeper
 
-        self.components += [scheduler, ingress, BackfillRunner(self.pool)]
+        self.components += [
+            scheduler, ingress, BackfillRunner(self.pool), TableStatisticsKeeper(pool=self.pool)
+        ]
         if not self.settings.database.url:
             from triggerd.embedded import EmbeddedServerWatch
 

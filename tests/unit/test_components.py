@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from triggerd.api.metrics import LoopLagMonitor
+from triggerd.backfill import BackfillRunner
 from triggerd.component import BaseComponent, Component
 from triggerd.config import Settings
 from triggerd.embedded import EmbeddedServerWatch
@@ -18,10 +19,11 @@ from triggerd.executor.service import Executor
 from triggerd.notifications.hub import NotificationHub
 from triggerd.scheduler.service import CronScheduler
 from triggerd.serving.workers import HttpWorkers
+from triggerd.table_statistics import TableStatisticsKeeper
 from triggerd.webhooks.ingress import WebhookIngress
 
 COMPONENTS = (LoopLagMonitor, EmbeddedServerWatch, Executor, CronScheduler, HttpWorkers,
-              WebhookIngress, NotificationHub)
+              WebhookIngress, NotificationHub, BackfillRunner, TableStatisticsKeeper)
 MEMBERS = ("start", "stop", "readiness", "apply_settings", "reload", "trigger_count")
 
 
