@@ -10,8 +10,11 @@ from dataclasses import dataclass
 import asyncpg
 
 # Tables whose rows arrive by the thousand a second: the run queue and its history, node
-# rows and the webhook inbox.
-GROWING_TABLES: tuple[str, ...] = ("workflow_executions", "node_executions", "webhook_requests")
+# rows, the webhook inbox and the slot ledger (100,000 cron triggers firing at one minute
+# add 100,000 slots at once).
+GROWING_TABLES: tuple[str, ...] = (
+    "workflow_executions", "node_executions", "webhook_requests", "trigger_slots"
+)
 
 # ANALYZE waits for a running VACUUM or ANALYZE of the table. Waiting longer than
 # deadlock_timeout (1 s by default) would make PostgreSQL cancel an autovacuum that blocks
