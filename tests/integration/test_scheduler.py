@@ -210,7 +210,12 @@ async def test_jitter_delays_the_fire_but_not_the_slot(pool: Pool, dsn: str) -> 
         pool, workflow_id, "jittered", {"cron": EVERY_SECOND, "overlap": "allow", "jitter": "700ms"}
     )
     async with running(pool, dsn):
-        await asyncio.sleep(2.5)
+        # Two slots fire within about 2.7 s of the start (offsets up to 0.7 s); a loaded
+        # machine may need longer to start, so wait for them rather than a fixed time.
+        for _ in range(80):
+            await asyncio.sleep(0.1)
+            if len(await executions_of(pool, trigger)) >= 2:
+                break
     runs = await executions_of(pool, trigger)
     assert len(runs) >= 2
     offsets = set()
