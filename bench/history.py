@@ -23,8 +23,10 @@ lists      every list the CLI and the admin API offer, through the store functio
            (median <= 10 ms at any size).
 retention  the retention loop's statements on a copy: how long deleting everything older
            than 30 days takes (about half the history), in batches, and what is left.
-claim      the executor's claim statement (batches of 32) over 20,000 NEW executions
-           added to a copy: p50/p99, empty vs N. Target: p99 within 2x of empty.
+claim      the executor's claim statements (batches of 32) over 20,000 NEW executions
+           added to a copy, each batch finished once claimed: p50/p99 of the NEW-only
+           claim and of the one that also looks for overdue runs (every tenth), empty vs
+           N. Target: p99 within 2x of empty.
 ingest     bench/webhook.py's ``triggerd`` server (webhook component, one process) on a
            copy, after warming the WAL: stored requests per second, empty vs N. Target:
            N >= 90% of empty.
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -540,7 +543,12 @@ async def part_retention(admin: str, executions: int) -> None:
 # --- claim --------------------------------------------------------------------------------
 
 
-async def measure_claims(dsn: str, new: int = 20_000, batch: int = 32) -> list[float]:
+async def measure_claims(dsn: str, new: int = 20_000, batch: int = 32) -> dict[str, list[float]]:
+    """Claim ``new`` NEW runs in batches as the executor does under load: the NEW-only
+    statement for every claim, the one that also looks for overdue runs (expired leases,
+    parked runs whose time came) every tenth claim (the executor: at most once a second).
+    Claimed runs are finished straight away, so RUNNING stays as small as an executor keeps
+    it (its concurrency) rather than piling up 20,000 leases no executor would hold."""
     conn = await db.connect(dsn)
     try:
         trigger = await conn.fetchrow(
@@ -556,35 +564,44 @@ async def measure_claims(dsn: str, new: int = 20_000, batch: int = 32) -> list[f
         )
         await conn.execute("ANALYZE workflow_executions")
         owner = f"bench-{uuid.uuid4().hex[:8]}"
-        times: list[float] = []
-        while True:
+        times: dict[str, list[float]] = {"new": [], "overdue": []}
+        for n in itertools.count():
+            kind = "overdue" if n % 10 == 9 else "new"
             t0 = time.perf_counter()
             claimed = await store_executions.claim_executions(
-                conn, owner, timedelta(minutes=5), batch
+                conn, owner, timedelta(minutes=5), batch, overdue=kind == "overdue"
             )
-            times.append((time.perf_counter() - t0) * 1000)
+            times[kind].append((time.perf_counter() - t0) * 1000)
             if not claimed:
                 break
+            await conn.execute(
+                "UPDATE workflow_executions SET status = 'SUCCESS', end_time = now(),"
+                " lease_owner = NULL, lease_expires_at = NULL WHERE id = ANY($1::uuid[])",
+                [c.id for c in claimed],
+            )
     finally:
         await conn.close()
     return times
 
 
 async def part_claim(admin: str, executions: int) -> None:
-    print("\n(claim) the executor's claim statement, batches of 32 over 20,000 NEW rows")
+    print("\n(claim) the executor's claim statements, batches of 32 over 20,000 NEW rows"
+          " (every tenth also looks for overdue runs)")
     figures = {}
     for side, template in (("empty", EMPTY), ("full", history_name(executions))):
         dsn = await copy_database(admin, template, f"claim_{side}")
         await db.migrate(dsn)
         figures[side] = await measure_claims(dsn)
         await _admin_execute(admin, f"DROP DATABASE claim_{side} WITH (FORCE)")
-    p99 = {side: percentile(t, 0.99) for side, t in figures.items()}
-    for side, times in figures.items():
-        print(f"  {side:<6} p50 {percentile(times, 0.5):6.2f} ms  p99 {p99[side]:6.2f} ms"
-              f"  ({len(times)} claims)")
-    ratio = p99["full"] / p99["empty"]
-    verdict = "ok" if ratio <= TARGETS["claim_p99_ratio"] else "MISSED"
-    print(f"  p99 full/empty {ratio:.2f}  (target <= {TARGETS['claim_p99_ratio']:g})  {verdict}")
+    for kind, label in (("new", "NEW only"), ("overdue", "with overdue look")):
+        p99 = {side: percentile(t[kind], 0.99) for side, t in figures.items()}
+        for side, times in figures.items():
+            print(f"  {label:<18} {side:<6} p50 {percentile(times[kind], 0.5):6.2f} ms"
+                  f"  p99 {p99[side]:6.2f} ms  ({len(times[kind])} claims)")
+        ratio = p99["full"] / p99["empty"]
+        verdict = "ok" if ratio <= TARGETS["claim_p99_ratio"] else "MISSED"
+        print(f"  {label:<18} p99 full/empty {ratio:.2f}"
+              f"  (target <= {TARGETS['claim_p99_ratio']:g})  {verdict}")
 
 
 # --- webhook ingest -------------------------------------------------------------------------
