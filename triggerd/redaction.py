@@ -185,3 +185,7 @@ def derived_secrets(
             continue
         found.add(text)
     return found
+
+
+# A redactor without secrets (most runs): immutable, so shared rather than built per run.
+NO_SECRETS: Final = Redactor()

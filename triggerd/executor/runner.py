@@ -43,7 +43,7 @@ from triggerd.nodes.registry import (
     run_node,
     stubbed_when_dry,
 )
-from triggerd.redaction import Redactor, derived_secrets
+from triggerd.redaction import NO_SECRETS, Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.testrun_rules import would_call
@@ -82,6 +82,8 @@ class PreparedVersion:
     # others need no expression context, which is the costly part of rendering.
     templated: frozenset[str] | None = None
     reads_memory: bool = False
+    # False for an empty parameter schema, which every input passes.
+    checks_input: bool = True
 
 
 def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
@@ -105,7 +107,8 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
     # read of the workflow's memory when a run starts).
     reads_memory = any("memory" in json.dumps(n.params) for n in prepared.graph.nodes
                        if n.id in templated)
-    return replace(prepared, templated=templated, reads_memory=reads_memory)
+    return replace(prepared, templated=templated, reads_memory=reads_memory,
+                   checks_input=schema not in ({}, True))
 
 
 def _has_template(value: JSON) -> bool:
@@ -237,7 +240,7 @@ class Runner:
     # {"would_call": params} (triggerd.testrun_rules.would_call).
     dry: bool = False
     pending: list[NodeRow] = field(default_factory=list)
-    redactor: Redactor = field(default_factory=Redactor)
+    redactor: Redactor = NO_SECRETS
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
     next_attempt: dict[str, int] = field(default_factory=dict)
     parked_until: dict[str, datetime] = field(default_factory=dict)
@@ -246,6 +249,7 @@ class Runner:
     # Whether this run has resume copies in the database (dropped when it ends).
     has_resume_copies: bool = False
     _base_context: dict[str, Any] | None = None
+    _secrets: dict[str, str] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -423,16 +427,17 @@ class Runner:
         claimed = self.claimed
         if claimed.cancel_requested:
             return self._final("CANCELED", code="CANCELED", message="canceled by request")
-        try:
-            self._secrets = resolve_secrets(
-                self.version.secret_refs, self.environ, roots=self.secret_roots
-            )
-        except SecretError as exc:
-            return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
-        self.redactor = Redactor(self._secrets.values())
-        if self._secrets:
+        if self.version.secret_refs:
+            try:
+                self._secrets = resolve_secrets(
+                    self.version.secret_refs, self.environ, roots=self.secret_roots
+                )
+            except SecretError as exc:
+                return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
+            self.redactor = Redactor(self._secrets.values())
             SECRETS_FILTER.add_secrets(self._secrets.values())
-        violations = input_violations(self.version.validator, claimed.input)
+        violations = (input_violations(self.version.validator, claimed.input)
+                      if self.version.checks_input else [])
         if violations:
             text = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
             return self._final(

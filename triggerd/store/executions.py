@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
@@ -918,9 +919,15 @@ def _json_text(value: JSON) -> str | None:
     whose output is a JSON array could not be stored."""
     if value is None:
         return None
-    text = json.dumps(value)
-    # ASCII JSON shows NUL and every surrogate as an escape: the rare text that has one
-    # takes the slow path.
+    try:
+        # orjson (several times faster: three node rows per run) writes NaN and Infinity as
+        # null, as storable() does, escapes NUL, and refuses lone surrogates, keys that are
+        # not strings and integers beyond 64 bits: those take the slow path below.
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        text = json.dumps(value)
+    # NUL is shown as an escape, and so is every surrogate in ASCII JSON: the rare text that
+    # has one takes the slow path.
     if "\\u0000" in text or "\\ud" in text or "NaN" in text or "Infinity" in text:
         text = json.dumps(storable(value))
     return text
