@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.integration.test_webhooks import apply, hook, workflow
 from triggerd import db
+from triggerd.api.health import DATABASE_PROBE
 from triggerd.config import Settings
 from triggerd.daemon import create_app
 from triggerd.model import DedupeConfig
@@ -195,4 +196,44 @@ async def test_starting_without_a_database_answers_503_until_routes_load(
         assert (await client.post("/hooks/early", json={})).status == 202
     finally:
         await ingress.stop()
+        await via_proxy.close()
+
+
+async def _readyz_until(client: TestClient[Any, Any], status: int) -> dict[str, Any]:
+    for _ in range(300):  # 15 s
+        resp = await client.get("/readyz")
+        body: dict[str, Any] = await resp.json()
+        if resp.status == status:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"/readyz never answered {status}; last: {body}")
+
+
+async def test_readiness_follows_the_database_from_a_background_check(
+    aiohttp_client: Any, proxy: PgProxy
+) -> None:
+    """Probes answer from a database check made in the background (a round trip per probe
+    made each one wait in a busy database's queue), and still see the database go away
+    and come back."""
+    via_proxy = await db.create_pool(proxy.dsn, min_size=0, max_size=2)
+    app = create_app(Settings(), via_proxy)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    probe = app[DATABASE_PROBE]
+    try:
+        await _readyz_until(client, 200)
+        before = probe.checks_run
+        for _ in range(50):
+            resp = await client.get("/readyz")
+            assert resp.status == 200
+            assert (await resp.json())["checks"]["database"] == "ok"
+        assert probe.checks_run - before < 10, probe.checks_run - before  # not one a probe
+
+        await proxy.stop()
+        body = await _readyz_until(client, 503)
+        assert body["checks"]["database"].startswith("unreachable: "), body
+        assert body["failing"] == ["database"]
+        await proxy.start()
+        body = await _readyz_until(client, 200)
+        assert body["checks"] == {"database": "ok", "migrations": "ok"}
+    finally:
         await via_proxy.close()
