@@ -16,6 +16,7 @@ import pytest
 import triggerd.planning
 import triggerd.scheduler.cache
 import triggerd.scheduler.service as service
+import triggerd.schedules.kinds
 import triggerd.store.slots
 from tests.integration.test_scheduler_support import (
     make_trigger,
@@ -171,3 +172,34 @@ async def test_readiness_probes_do_no_per_trigger_cron_computation(
         assert await scheduler.readiness() is None
     assert probes_cost == 0
     assert sum(calls.values()) == 0
+
+
+async def test_start_computes_each_schedules_next_fire_once(
+    pool: Pool, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting with triggers that missed nothing: the catch-up's look for a missed fire
+    finds each schedule's next fire, and the timer takes that one instead of computing
+    it again (the start's cron arithmetic was a tenth of its time at 100,000 triggers)."""
+    workflow_id = await make_workflow(pool, key="fresh")
+    configs = _configs(1_000)
+    await pool.execute(
+        "INSERT INTO workflow_triggers (workflow_id, name, type, config, enabled_at)"
+        " SELECT $1, 't' || k, 'cron', c::jsonb, now() - interval '1 minute'"
+        " FROM unnest($2::text[]) WITH ORDINALITY AS x(c, k)",
+        workflow_id, configs,
+    )
+    calls: Counter[str] = Counter()
+    plan_next_fire = triggerd.schedules.kinds.CronPlan.next_fire
+
+    def counted(plan: Any, after: Any) -> Any:
+        calls[plan.cron.expression + plan.cron.timezone] += 1
+        return plan_next_fire(plan, after)
+
+    monkeypatch.setattr(triggerd.schedules.kinds.CronPlan, "next_fire", counted)
+    async with running(pool, dsn) as scheduler:
+        assert scheduler.stats.triggers == len(configs)
+        schedules = {(json.loads(c)["cron"], json.loads(c)["timezone"]) for c in configs}
+        # One computation per schedule: the look for a missed fire (its result is the
+        # timer's fire too). Computing the timer's fire again would make it two.
+        assert set(calls.values()) == {1}, calls
+        assert len(calls) == len(schedules)

@@ -861,3 +861,21 @@ def test_the_ends_of_time_agree_and_do_not_overflow(tz: str) -> None:
             assert count_fires(schedule, start, end) == len(every)
             assert last_fires(schedule, start, end, 2) == every[-2:]
         assert next_fire(schedule, datetime.max.replace(tzinfo=UTC)) is None
+
+
+def test_pairs_of_one_expression_share_its_fields_but_keep_their_zone() -> None:
+    utc = parse_cron("30 9 * * 1-5", "UTC")
+    madrid = parse_cron("30 9 * * 1-5", "Europe/Madrid")
+    assert (madrid.timezone, madrid.zone.key) == ("Europe/Madrid", "Europe/Madrid")
+    assert (utc.timezone, utc.zone.key) == ("UTC", "UTC")
+    assert madrid.fields == utc.fields and madrid.minutes == utc.minutes
+    after = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)  # a Monday
+    assert next_fire(utc, after).at == datetime(2026, 12, 7, 9, 30, tzinfo=UTC)  # type: ignore[union-attr]
+    assert next_fire(madrid, after).at == datetime(2026, 12, 7, 8, 30, tzinfo=UTC)  # type: ignore[union-attr]
+
+
+def test_an_unknown_zone_is_reported_before_a_bad_expression() -> None:
+    with pytest.raises(CronError, match="unknown time zone 'Mars/Base'"):
+        parse_cron("61 * * * *", "Mars/Base")
+    with pytest.raises(CronError, match="never fires"):
+        parse_cron("0 0 31 2 *", "Europe/Madrid")

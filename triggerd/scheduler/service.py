@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from triggerd.component import BaseComponent
 from triggerd.config import SchedulerSettings, Settings
-from triggerd.cron import utc_iso
+from triggerd.cron import Fire, utc_iso
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import SlotOutcome
 from triggerd.notifications.channels import TRIGGERS, trigger_change_id
@@ -461,7 +461,7 @@ class CronScheduler(BaseComponent):
         # Instants registered here may fire while this yields: the table is complete and
         # every floor is `now`, so they write only slots after the catch-up's.
         for group in list(self._table.groups.values()):
-            self._schedule_group(group, now)
+            self._schedule_group(group, now, known=memo.get(("next", id(group.schedule), now)))
             await slicer.tick()
         await self._retain_configs(slicer)
         return requests, now
@@ -600,7 +600,9 @@ class CronScheduler(BaseComponent):
         config = entry.config
         recent = now - config.jitter - CATCHUP_GRACE
         requests: list[SlotRequest] = []
-        if recent > since and not self._nothing_missed(schedule, entry, since, recent, memo):
+        if recent > since and not self._nothing_missed(
+            schedule, entry, since, recent, memo, now=now
+        ):
             key: tuple[Any, ...] = ("plan", entry.config_text, since, recent)
             decisions = memo.get(key)
             if decisions is None:
@@ -661,16 +663,22 @@ class CronScheduler(BaseComponent):
         since: datetime,
         recent: datetime,
         memo: CatchupMemo,
+        *,
+        now: datetime,
     ) -> bool:
         """Whether the schedule has no fire in ``(since, recent]``. Triggers of one config
         but different ``since`` (enabled at different times, never fired) share the answer:
         no fire in ``(s, recent]`` means none in any shorter range, so one fire is computed
-        per config instead of a catch-up plan per trigger."""
+        per config instead of a catch-up plan per trigger. A fire after ``now`` found here
+        is also the schedule's next fire after ``now`` (none lies between): the timer
+        takes it from the memo (:meth:`_next_after`)."""
         key = ("clear", entry.config_text, recent)
         clear: datetime | None = memo.get(key)
         if clear is not None and since >= clear:
             return True
         fire = schedule.next_fire(since)
+        if fire is not None and fire.at > now >= since:
+            memo[("next", id(schedule), now)] = fire
         if fire is not None and fire.at <= recent:
             return False
         memo[key] = since if clear is None else min(clear, since)
@@ -697,8 +705,12 @@ class CronScheduler(BaseComponent):
 
     # --- timers ------------------------------------------------------------------------
 
-    def _schedule_group(self, group: ScheduleGroup, after: datetime) -> None:
-        fire = group.schedule.next_fire(after)
+    def _schedule_group(
+        self, group: ScheduleGroup, after: datetime, *, known: Fire | None = None
+    ) -> None:
+        """Register the group's next fire after ``after`` (``known``: that fire, found
+        already)."""
+        fire = known if known is not None else group.schedule.next_fire(after)
         group.next_at = None if fire is None else fire.at
         if fire is not None:
             self._register(group.key, fire.at)
