@@ -670,8 +670,8 @@ class CronScheduler(BaseComponent):
         but different ``since`` (enabled at different times, never fired) share the answer:
         no fire in ``(s, recent]`` means none in any shorter range, so one fire is computed
         per config instead of a catch-up plan per trigger. A fire after ``now`` found here
-        is also the schedule's next fire after ``now`` (none lies between): the timer
-        takes it from the memo (:meth:`_next_after`)."""
+        is also the schedule's next fire after ``now`` (none lies between): the start
+        (:meth:`_load_all`) takes its timers' fires from the memo."""
         key = ("clear", entry.config_text, recent)
         clear: datetime | None = memo.get(key)
         if clear is not None and since >= clear:
