@@ -47,6 +47,8 @@ from triggerd.tasks import cancel_and_wait
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH = 200
+# Claimed runs start in groups of this many, one group per turn of the event loop.
+START_GROUP = 16
 # Under load, how often a claim also looks for runs whose lease ran out and parked runs
 # whose time came (see store/executions.py _OVERDUE); a hint (a 'due' notification, this
 # process's own parked runs, a gap) makes the next claim look at once.
@@ -321,8 +323,13 @@ class Executor(BaseComponent):
                 if missing:
                     for vid, row in (await store.fetch_versions(conn, list(missing))).items():
                         self._versions[vid] = prepare_version(row)
-            for execution in claimed:
+            for n, execution in enumerate(claimed, 1):
                 self._start_run(execution)
+                if n % START_GROUP == 0 and n < len(claimed):
+                    # Runs of nodes without I/O walk their whole graph in their first step:
+                    # a batch started at once ran every walk in one turn of the loop, with
+                    # no request read or answered until all were done (tens of ms).
+                    await asyncio.sleep(0)
             return claimed
 
     def _start_run(self, execution: store.ClaimedExecution) -> None:
