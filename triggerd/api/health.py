@@ -105,9 +105,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readiness(app: web.Application) -> tuple[list[str], dict[str, Any]]:
     """The failing checks (none: ready), and each check's word ("ok" or the problem)."""
-    probe = app.get(DATABASE_PROBE)
-    database = (await probe.current() if probe is not None
-                else await check_database(app[POOL], time.monotonic()))
+    database = await app[DATABASE_PROBE].current()
     checks: dict[str, Any] = dict(database.checks)
     failing: list[str] = list(database.failing)
     for name, check in app[READINESS_CHECKS].items():
