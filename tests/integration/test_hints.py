@@ -141,21 +141,27 @@ async def test_a_claim_without_the_overdue_look_leaves_expired_and_due_runs(
         assert {c.id for c in looked} == {expired, due}
 
 
-async def test_a_claim_probes_the_claimed_ids_even_with_a_deep_backlog(pool: asyncpg.Pool) -> None:
-    """With a deep queue the planner cannot tell how few rows a claim's limits leave; the
-    update must still find them by primary key, not by a scan of the whole table (it did,
-    as ``IN (subquery)``: 60 ms a claim at 120,000 rows, and the executor collapsed)."""
+async def _claim_plans(pool: asyncpg.Pool, *, queued: int, batch: int) -> list[str]:
+    """``queued`` NEW runs of one trigger, analyzed; then the plans of both claim statements
+    (with and without the overdue look) for a batch of ``batch``."""
     await apply_doc(pool, DOC)
     trigger = await get_trigger(pool, "hinted/manual")
     await pool.execute(
         "INSERT INTO workflow_executions (id, workflow_id, trigger_id, trigger_name,"
         " trigger_type, input, context)"
         " SELECT gen_random_uuid(), $1, $2, 'manual', 'manual', '{}', '{}'"
-        " FROM generate_series(1, 50000)", trigger.workflow_id, trigger.id)
+        " FROM generate_series(1, $3)", trigger.workflow_id, trigger.id, queued)
     await pool.execute("ANALYZE workflow_executions")
-    for statement in (store._CLAIM, store._CLAIM_NEW):
-        plan = "\n".join(r[0] for r in await pool.fetch(
-            "EXPLAIN " + statement, "me", 30_000, 64, [], []))
+    return ["\n".join(r[0] for r in await pool.fetch(
+                "EXPLAIN " + statement, "me", 30_000, batch, [], []))
+            for statement in (store._CLAIM, store._CLAIM_NEW)]
+
+
+async def test_a_claim_probes_the_claimed_ids_even_with_a_deep_backlog(pool: asyncpg.Pool) -> None:
+    """With a deep queue the planner cannot tell how few rows a claim's limits leave; the
+    update must still find them by primary key, not by a scan of the whole table (it did,
+    as ``IN (subquery)``: 60 ms a claim at 120,000 rows, and the executor collapsed)."""
+    for plan in await _claim_plans(pool, queued=50_000, batch=64):
         assert "Seq Scan on workflow_executions" not in plan, plan
         assert "workflow_executions_pkey" in plan, plan
 
@@ -170,18 +176,8 @@ async def test_a_claim_shows_the_planner_how_few_rows_each_tenant_offers(
     of every NEW row and a sort over reading the queue's index in order: 15 ms and 13,600
     pages a claim (bench/history.py). Reproducing that needs the long history; what it
     rested on is the estimate, checked here: the offer's plan expects at most a batch."""
-    await apply_doc(pool, DOC)
-    trigger = await get_trigger(pool, "hinted/manual")
-    await pool.execute(
-        "INSERT INTO workflow_executions (id, workflow_id, trigger_id, trigger_name,"
-        " trigger_type, input, context)"
-        " SELECT gen_random_uuid(), $1, $2, 'manual', 'manual', '{}', '{}'"
-        " FROM generate_series(1, 5000)", trigger.workflow_id, trigger.id)
-    await pool.execute("ANALYZE workflow_executions")
     batch = 64
-    for statement in (store._CLAIM, store._CLAIM_NEW):
-        plan = "\n".join(r[0] for r in await pool.fetch(
-            "EXPLAIN " + statement, "me", 30_000, batch, [], []))
+    for plan in await _claim_plans(pool, queued=5_000, batch=batch):
         offered = plan[plan.index("CTE offered"):]
         offered = offered[:offered.index("InitPlan", offered.index("Index Scan"))]
         expected = [int(n) for n in re.findall(r"Limit  \(cost=[\d.]+ rows=(\d+)", offered)]
