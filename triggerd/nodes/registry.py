@@ -77,7 +77,16 @@ BUILTIN_TYPES: Final[tuple[DescribedNodeType, ...]] = (
 
 def builtin_node_types() -> dict[str, DescribedNodeType]:
     """The built-in types by name, each checked to declare its metadata (TypeError if not)."""
-    return {node_type.name: described(node_type) for node_type in BUILTIN_TYPES}
+    return dict(_checked_builtins())
+
+
+@functools.cache
+def _checked_builtins() -> dict[str, DescribedNodeType]:
+    # Their params schemas are constants, checked against the metaschema by the unit tests
+    # (tests/unit/test_node_schemas.py) rather than at every start.
+    return {
+        node_type.name: described(node_type, check_schema=False) for node_type in BUILTIN_TYPES
+    }
 
 
 def buffered_node_types() -> frozenset[str]:
