@@ -1,18 +1,18 @@
 """The JSON text of node rows and final outputs: what PostgreSQL's jsonb can hold, with
 the same result whichever encoder (orjson, or the standard library's for what orjson
-refuses) wrote it."""
+refuses) wrote it. Node rows travel as one JSON array, each value held to the same rule."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from triggerd.model import JSON
-from triggerd.store.executions import _json_text
+from triggerd.store.executions import NodeRow, _json_text, _node_rows_json
 
-
-@pytest.mark.parametrize(
+CASES = pytest.mark.parametrize(
     ("value", "stored"),
     [
         ({"a": [1, 2.5, "x", None, True]}, {"a": [1, 2.5, "x", None, True]}),
@@ -21,12 +21,16 @@ from triggerd.store.executions import _json_text
         ({"text": "lone \ud800 surrogate"}, {"text": "lone \ufffd surrogate"}),
         ({"k\x00": 1}, {"k\ufffd": 1}),
         ({1: "int key", None: "none key"}, {"1": "int key", "null": "none key"}),
+        ({1: "int key", "k\x00": "a\x00"}, {"1": "int key", "k\ufffd": "a\ufffd"}),
         ({"n": 2**70}, {"n": 2**70}),
         ({"word": "BaNaNa Infinity"}, {"word": "BaNaNa Infinity"}),
         ({"é": "日本"}, {"é": "日本"}),
         ([["nested", {"deep": [float("-inf")]}]], [["nested", {"deep": [None]}]]),
     ],
 )
+
+
+@CASES
 def test_json_text_is_what_jsonb_can_store(value: JSON, stored: JSON) -> None:
     text = _json_text(value)
     assert text is not None
@@ -36,3 +40,21 @@ def test_json_text_is_what_jsonb_can_store(value: JSON, stored: JSON) -> None:
 
 def test_no_value_is_sql_null() -> None:
     assert _json_text(None) is None
+
+
+@CASES
+def test_node_rows_hold_what_jsonb_can_store(value: JSON, stored: JSON) -> None:
+    started = datetime(2026, 12, 5, 9, 30, 0, 123456, tzinfo=UTC)
+    row = NodeRow(
+        execution_id="0b9a5a4e-7d1c-4a38-9d51-5e1b2f0c8a11", node_id="fetch", node_type="set",
+        status="ERROR", attempt=2, input=value, output=value, error_message="bad \x00 byte",
+        start_time=started, execution_time_ms=float("nan"),
+    )
+    text = _node_rows_json([row])
+    assert "\\u0000" not in text and "NaN" not in text.replace("BaNaNa", "")
+    [doc] = json.loads(text)
+    assert doc["input"] == stored and doc["output"] == stored
+    assert doc["error_message"] == "bad \ufffd byte"
+    assert datetime.fromisoformat(doc["start_time"]) == started
+    assert doc["execution_time_ms"] is None and doc["end_time"] is None
+    assert (doc["execution_id"], doc["node_id"], doc["attempt"]) == (row.execution_id, "fetch", 2)
