@@ -27,7 +27,7 @@ async def test_triggers_with_a_config_that_does_not_parse_are_left_out_and_logge
     workflow_id = await make_workflow(pool)
     good = await make_trigger(pool, workflow_id, "good", {"cron": EVERY_SECOND,
                                                           "overlap": "allow"})
-    bad_configs = {
+    bad_configs: dict[str, dict[str, Any]] = {
         "not-cron": {"cron": "every tuesday"},
         "wrong-type": {"cron": 5},
         "unknown-key": {"cron": EVERY_SECOND, "colour": "blue"},
