@@ -923,20 +923,23 @@ def _json_text(value: JSON) -> str | None:
     """A document as JSON text for a ``text[]`` parameter cast to jsonb in SQL: asyncpg reads
     a Python list inside a ``jsonb[]`` parameter as one more array dimension, so a node
     whose output is a JSON array could not be stored."""
-    if value is None:
-        return None
+    return None if value is None else _storable_json(value)
+
+
+def _storable_json(value: Any) -> str:
+    """``value`` as JSON text holding only what PostgreSQL's text and jsonb can store (see
+    :func:`storable`); datetimes in RFC 3339."""
     try:
-        # orjson (several times faster: three node rows per run) writes NaN and Infinity as
-        # null, as storable() does, escapes NUL, and refuses lone surrogates, keys that are
-        # not strings and integers beyond 64 bits: those take the slow path below.
+        # orjson (several times faster) writes NaN and Infinity as null, as storable()
+        # does, and escapes NUL; it refuses lone surrogates, keys that are not strings and
+        # integers beyond 64 bits. Those, and a NUL, take the slow path.
         text = orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
-        text = json.dumps(value)
-    # NUL is shown as an escape, and so is every surrogate in ASCII JSON: the rare text that
-    # has one takes the slow path.
-    if "\\u0000" in text or "\\ud" in text or "NaN" in text or "Infinity" in text:
-        text = json.dumps(storable(value))
-    return text
+        pass
+    else:
+        if "\\u0000" not in text:
+            return text
+    return json.dumps(storable(value), default=_isoformat)
 
 
 def _storable_text(value: str | None) -> str | None:
@@ -951,25 +954,8 @@ _NODE_FIELDS = (
 
 
 def _node_rows_json(rows: Sequence[NodeRow]) -> str:
-    """The rows as one JSON array for :data:`_UPSERT_NODES`, holding only what PostgreSQL's
-    text and jsonb can store (see :func:`storable`)."""
-    docs = [{name: getattr(row, name) for name in _NODE_FIELDS} for row in rows]
-    try:
-        # orjson writes NaN and Infinity as null, datetimes in RFC 3339, and escapes NUL;
-        # it refuses lone surrogates, keys that are not strings and integers beyond 64
-        # bits: those, and a NUL, take the slow path.
-        text = orjson.dumps(docs).decode()
-    except orjson.JSONEncodeError:
-        pass
-    else:
-        if "\\u0000" not in text:
-            return text
-    return json.dumps(_storable_rows(docs), default=_isoformat)
-
-
-def _storable_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``docs`` with every value made :func:`storable` (datetimes left as they are)."""
-    return [{key: storable(value) for key, value in doc.items()} for doc in docs]
+    """The rows as one JSON array for :data:`_UPSERT_NODES`."""
+    return _storable_json([{name: getattr(row, name) for name in _NODE_FIELDS} for row in rows])
 
 
 def _isoformat(value: object) -> str:
