@@ -22,7 +22,7 @@ Pool = Any
 async def test_catch_up_fires_are_spread_at_the_rate(pool: Pool, dsn: str) -> None:
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     workflow_id = await make_workflow(pool)
-    config = {"cron": "* * * * *", "misfire": "all", "overlap": "allow", "catchup_rate": "4/s"}
+    config = {"cron": "* * * * *", "misfire": "all", "overlap": "allow", "catchup_rate": "2/s"}
     spread = await make_trigger(pool, workflow_id, "spread", config,
                                 enabled_at=minute - timedelta(hours=1))
     burst = await make_trigger(pool, workflow_id, "burst",
@@ -36,7 +36,7 @@ async def test_catch_up_fires_are_spread_at_the_rate(pool: Pool, dsn: str) -> No
         async with running(pool, dsn) as first:
             started = datetime.now(UTC)
             # Right after the start: the burst trigger has all its catch-up runs, the
-            # spread one only its first.
+            # spread one its first (and, on a slow machine, the one due 0.5 s later).
             after_start = len(await executions_of(pool, spread))
             assert len(await executions_of(pool, burst)) >= 8
             # A second replica joins while the first is spreading: it spreads its own
@@ -48,7 +48,7 @@ async def test_catch_up_fires_are_spread_at_the_rate(pool: Pool, dsn: str) -> No
                 fires = first.stats.fires + second.stats.fires
     finally:
         await other_pool.close()
-    assert after_start == 1
+    assert 1 <= after_start <= 2
     runs = await executions_of(pool, spread)
     slots = await slots_of(pool, spread)
     missed = [r["scheduled_for"] for r in runs if r["scheduled_for"] < started]
