@@ -198,6 +198,14 @@ async def test_start_computes_each_schedules_next_fire_once(
         return plan_next_fire(plan, after)
 
     monkeypatch.setattr(triggerd.schedules.kinds.CronPlan, "next_fire", counted)
+    tails: list[Any] = []
+    plan_fires_between = triggerd.schedules.kinds.CronPlan.fires_between
+
+    def counted_tail(plan: Any, start: Any, end: Any) -> Any:
+        tails.append(plan)
+        return plan_fires_between(plan, start, end)
+
+    monkeypatch.setattr(triggerd.schedules.kinds.CronPlan, "fires_between", counted_tail)
     async with running(pool, dsn) as scheduler:
         assert scheduler.stats.triggers == len(configs)
         schedules = {(json.loads(c)["cron"], json.loads(c)["timezone"]) for c in configs}
@@ -205,3 +213,6 @@ async def test_start_computes_each_schedules_next_fire_once(
         # timer's fire too). Computing the timer's fire again would make it two.
         assert set(calls.values()) == {1}, calls
         assert len(calls) == len(schedules)
+        # That fire is after the start, so the fires of the last second (those that go
+        # out as usual rather than as catch-up) are known to be none without a look.
+        assert tails == []

@@ -1756,3 +1756,61 @@ def build_trigger_config_of(doc: dict[str, Any]) -> Any:
     return build_trigger_config(
         TriggerType(doc["type"]), {k: v for k, v in doc.items() if k != "type"}
     )
+
+
+STORED_CONFIGS: list[tuple[TriggerType, Any]] = [
+    (TriggerType.CRON, {"cron": "0 2 * * *", "timezone": "Europe/Madrid"}),
+    (TriggerType.CRON, {"cron": "0 3 * * *", "timezone": "Asia/Tokyo"}),  # same shape
+    (TriggerType.CRON, {"cron": ["0 2 * * *", "0 3 * * 1"]}),
+    (TriggerType.CRON, {"cron": "", "timezone": "UTC"}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "timezone": ""}),
+    (TriggerType.CRON, {"cron": 5}),
+    (TriggerType.CRON, {"cron": [""]}),
+    (TriggerType.CRON, {"cron": []}),
+    (TriggerType.CRON, {"timezone": "UTC"}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "timezone": None}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "start_at": ""}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "start_at": "2026-01-01T00:00:00Z"}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "zone": "UTC"}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "catchup_rate": "5/x"}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "jitter": "90s", "misfire": "all"}),
+    (TriggerType.CRON, {"cron": "0 2 * * *", "misfire": "sometimes"}),
+    (TriggerType.INTERVAL, {"every": "5m", "timezone": "UTC"}),
+    (TriggerType.INTERVAL, {"every": "5m", "timezone": ""}),
+    (TriggerType.INTERVAL, {"every": "5 minutes"}),
+    (TriggerType.WEBHOOK, {"path": "hooks/x"}),
+    (TriggerType.WEBHOOK, {"path": ""}),
+]
+
+
+@pytest.mark.parametrize(("trigger_type", "config"), STORED_CONFIGS)
+def test_stored_configs_are_checked_once_per_shape_with_the_full_schemas_answer(
+    trigger_type: TriggerType, config: Any
+) -> None:
+    """A start validates thousands of configs that differ in their expression and zone once
+    per shape: the answer and the problems are those of the full validation, whatever was
+    validated before."""
+    from triggerd.definitions.problems import Report
+    from triggerd.definitions.schema import _config_validator, validate_trigger_config
+
+    full = Report(file="x")
+    for error in _config_validator(trigger_type).iter_errors(config):
+        full.add(tuple(error.absolute_path), "invalid")
+    for _ in range(2):  # the second time from the memo
+        report = Report(file="x")
+        validate_trigger_config(trigger_type, config, (), report)
+        assert bool(report.items) == bool(full.items), config
+
+
+def test_configs_differing_in_expression_and_zone_share_one_validation() -> None:
+    from triggerd.definitions import schema
+    from triggerd.definitions.problems import Report
+
+    schema._valid_shapes.clear()
+    for minute in range(60):
+        for zone in ("UTC", "Europe/Madrid", "Asia/Tokyo"):
+            report = Report(file="x")
+            config = {"cron": f"{minute} 2 * * *", "timezone": zone}
+            schema.validate_trigger_config(TriggerType.CRON, config, (), report)
+            assert not report.items
+    assert len(schema._valid_shapes) == 1

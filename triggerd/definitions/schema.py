@@ -248,7 +248,60 @@ def validate_trigger_config(
     trigger_type: TriggerType, config: Any, base: JsonPath, report: Report
 ) -> None:
     """Add a problem for every violation in a stored trigger config of the given type."""
+    if isinstance(config, dict) and _config_is_valid(trigger_type, config):
+        return
     _collect(_config_validator(trigger_type).iter_errors(config), base, report)
+
+
+# Keywords of a property's schema that any non-empty string satisfies (``items`` and an
+# array type apply to lists only).
+_FREE_STRING_KEYWORDS = frozenset({"type", "minLength", "items", "description"})
+# Keywords of a config schema that look at no property's value beyond ``properties``.
+_PLAIN_OBJECT_KEYWORDS = frozenset(
+    {"type", "required", "additionalProperties", "properties", "description"}
+)
+# Distinct config shapes remembered (a few per schedule mix; bounded for a long-lived
+# process that sees configs come and go).
+_SHAPE_MEMO_LIMIT = 10_000
+_valid_shapes: dict[tuple[TriggerType, str], bool] = {}
+
+
+@functools.cache
+def _free_string_keys(trigger_type: TriggerType) -> frozenset[str]:
+    """The config keys whose value, when a non-empty string, cannot make the config invalid
+    (``cron``, ``timezone``, ``start_at``...; their meaning is checked by the checks); empty
+    when the config's schema has keywords that might look at such a value."""
+    schema = _config_validator(trigger_type).schema
+    if not isinstance(schema, dict) or set(schema) - _PLAIN_OBJECT_KEYWORDS - {"$defs"}:
+        return frozenset()
+    free: set[str] = set()
+    for key, sub in schema.get("properties", {}).items():
+        if not isinstance(sub, dict) or set(sub) - _FREE_STRING_KEYWORDS:
+            continue
+        types = sub.get("type")
+        accepts_strings = types == "string" or (isinstance(types, list) and "string" in types)
+        if accepts_strings and int(sub.get("minLength", 0)) <= 1:
+            free.add(key)
+    return frozenset(free)
+
+
+def _config_is_valid(trigger_type: TriggerType, config: dict[str, Any]) -> bool:
+    """Whether a stored config is valid, cheaply: a start parses thousands of distinct
+    configs that differ only in their expression and zone, so those values (any non-empty
+    string is valid there) stand for one another and the rest is validated once per
+    distinct shape."""
+    rest = dict(config)
+    for key in _free_string_keys(trigger_type):
+        value = rest.get(key)
+        if isinstance(value, str) and value:
+            rest[key] = _SOME_NAME
+    memo_key = (trigger_type, _shape(rest))
+    valid = _valid_shapes.get(memo_key)
+    if valid is None:
+        if len(_valid_shapes) >= _SHAPE_MEMO_LIMIT:
+            _valid_shapes.clear()
+        valid = _valid_shapes[memo_key] = bool(_config_validator(trigger_type).is_valid(rest))
+    return valid
 
 
 def _collect(errors: Iterator[ValidationError], base: JsonPath, report: Report) -> None:

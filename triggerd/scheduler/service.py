@@ -639,7 +639,8 @@ class CronScheduler(BaseComponent):
                     )
                 )
         start = max(since, recent)
-        if start < now:
+        quiet_from = memo.get(("quiet", id(schedule), now))
+        if start < now and (quiet_from is None or start < quiet_from):
             key = ("recent", entry.key, start)
             tail = memo.get(key)
             if tail is None:
@@ -679,6 +680,11 @@ class CronScheduler(BaseComponent):
         fire = schedule.next_fire(since)
         if fire is not None and fire.at > now >= since:
             memo[("next", id(schedule), now)] = fire
+        if fire is None or fire.at > now:
+            # No fire in (since, now]: the recent tail of every trigger of the schedule
+            # that starts at or after `since` is empty, with no look at the schedule.
+            quiet = ("quiet", id(schedule), now)
+            memo[quiet] = min(memo.get(quiet, since), since)
         if fire is not None and fire.at <= recent:
             return False
         memo[key] = since if clear is None else min(clear, since)
