@@ -1820,4 +1820,4 @@ def test_configs_differing_in_expression_and_zone_share_one_validation() -> None
             config = {"cron": f"{minute} 2 * * *", "timezone": zone}
             schema.validate_trigger_config(TriggerType.CRON, config, (), report)
             assert not report.items
-    assert len(schema._valid_shapes) == 1
+    assert len(schema._valid_shapes[TriggerType.CRON]) == 1

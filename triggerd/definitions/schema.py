@@ -171,6 +171,17 @@ def _shape(value: dict[str, Any]) -> str:
     return repr(value)
 
 
+def _valid_once(validator: Draft202012Validator, value: dict[str, Any],
+                seen: dict[str, bool]) -> bool:
+    """``validator.is_valid(value)``, computed once per distinct text of ``value`` in
+    ``seen``."""
+    key = _shape(value)
+    valid = seen.get(key)
+    if valid is None:
+        valid = seen[key] = bool(validator.is_valid(value))
+    return valid
+
+
 def _trigger_is_valid(trigger: Any, seen: dict[str, bool]) -> bool:
     """Whether a trigger is valid, cheaply: the ``trigger`` schema requires name and type,
     and then applies the one branch its type names (``allOf`` of ``if``/``then``).
@@ -186,11 +197,7 @@ def _trigger_is_valid(trigger: Any, seen: dict[str, bool]) -> bool:
     if not _trigger_name_check(kind)(trigger["name"]):
         return False
     rest = {**trigger, "name": _SOME_NAME}
-    key = _shape(rest)
-    valid = seen.get(key)
-    if valid is None:
-        valid = seen[key] = bool(_trigger_type_validator(kind).is_valid(rest))
-    return valid
+    return _valid_once(_trigger_type_validator(kind), rest, seen)
 
 
 def _workflow_is_valid(workflow: Any, seen: dict[str, bool]) -> bool:
@@ -206,11 +213,7 @@ def _workflow_is_valid(workflow: Any, seen: dict[str, bool]) -> bool:
         rest["key"] = _SOME_NAME
     if isinstance(rest.get("triggers"), list):
         rest["triggers"] = []
-    key = _shape(rest)
-    valid = seen.get(key)
-    if valid is None:
-        valid = seen[key] = bool(_quick_workflow_validator().is_valid(rest))
-    return valid
+    return _valid_once(_quick_workflow_validator(), rest, seen)
 
 
 def validate_file(document: Any, report: Report) -> None:
@@ -260,10 +263,10 @@ _FREE_STRING_KEYWORDS = frozenset({"type", "minLength", "items", "description"})
 _PLAIN_OBJECT_KEYWORDS = frozenset(
     {"type", "required", "additionalProperties", "properties", "description"}
 )
-# Distinct config shapes remembered (a few per schedule mix; bounded for a long-lived
-# process that sees configs come and go).
+# Distinct config shapes remembered per trigger type (a few per schedule mix; bounded for
+# a long-lived process that sees configs come and go).
 _SHAPE_MEMO_LIMIT = 10_000
-_valid_shapes: dict[tuple[TriggerType, str], bool] = {}
+_valid_shapes: dict[TriggerType, dict[str, bool]] = {}
 
 
 @functools.cache
@@ -295,13 +298,10 @@ def _config_is_valid(trigger_type: TriggerType, config: dict[str, Any]) -> bool:
         value = rest.get(key)
         if isinstance(value, str) and value:
             rest[key] = _SOME_NAME
-    memo_key = (trigger_type, _shape(rest))
-    valid = _valid_shapes.get(memo_key)
-    if valid is None:
-        if len(_valid_shapes) >= _SHAPE_MEMO_LIMIT:
-            _valid_shapes.clear()
-        valid = _valid_shapes[memo_key] = bool(_config_validator(trigger_type).is_valid(rest))
-    return valid
+    seen = _valid_shapes.setdefault(trigger_type, {})
+    if len(seen) >= _SHAPE_MEMO_LIMIT:
+        seen.clear()
+    return _valid_once(_config_validator(trigger_type), rest, seen)
 
 
 def _collect(errors: Iterator[ValidationError], base: JsonPath, report: Report) -> None:
