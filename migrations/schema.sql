@@ -69,17 +69,22 @@ $$;
 
 
 --
--- Name: triggerd_notify_trigger_change(); Type: FUNCTION; Schema: public; Owner: -
+-- Name: triggerd_notify_triggers_changed(); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.triggerd_notify_trigger_change() RETURNS trigger
+CREATE FUNCTION public.triggerd_notify_triggers_changed() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    PERFORM pg_notify('triggerd_triggers', json_build_object(
-        'op', TG_OP,
-        'id', COALESCE(NEW.id, OLD.id)
-    )::text);
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('triggerd_triggers',
+                          json_build_object('op', TG_OP, 'id', c.id)::text)
+        FROM triggerd_old c;
+    ELSE
+        PERFORM pg_notify('triggerd_triggers',
+                          json_build_object('op', TG_OP, 'id', c.id)::text)
+        FROM triggerd_new c;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -1089,10 +1094,24 @@ CREATE TRIGGER workflow_triggers_deleted AFTER DELETE ON public.workflow_trigger
 
 
 --
--- Name: workflow_triggers workflow_triggers_notify; Type: TRIGGER; Schema: public; Owner: -
+-- Name: workflow_triggers workflow_triggers_deleted_notify; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER workflow_triggers_notify AFTER INSERT OR DELETE OR UPDATE ON public.workflow_triggers FOR EACH ROW EXECUTE FUNCTION public.triggerd_notify_trigger_change();
+CREATE TRIGGER workflow_triggers_deleted_notify AFTER DELETE ON public.workflow_triggers REFERENCING OLD TABLE AS triggerd_old FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_notify_triggers_changed();
+
+
+--
+-- Name: workflow_triggers workflow_triggers_inserted_notify; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_triggers_inserted_notify AFTER INSERT ON public.workflow_triggers REFERENCING NEW TABLE AS triggerd_new FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_notify_triggers_changed();
+
+
+--
+-- Name: workflow_triggers workflow_triggers_updated_notify; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_triggers_updated_notify AFTER UPDATE ON public.workflow_triggers REFERENCING NEW TABLE AS triggerd_new FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_notify_triggers_changed();
 
 
 --

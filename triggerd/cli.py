@@ -257,8 +257,8 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
         print_json(report.to_json())
         return 0
     # Only what changed, then one line for the rest: 100,000 "unchanged" lines told nothing.
-    for line in report.lines:
-        print(line)
+    # (One write: a first apply prints 100,000 lines, and a print each took 0.3 s.)
+    sys.stdout.write("".join(line + "\n" for line in report.lines))
     print(report.summary + (" (plan only: nothing was written)" if args.plan else ""))
     return 0
 

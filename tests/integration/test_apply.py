@@ -365,3 +365,44 @@ async def test_triggers_of_new_workflows_are_not_compared_with_stored_rows(
     assert await apply(pool, both) == ["workflow wf2: created", "workflow wf2: version 1 published",
                                        "trigger wf2/m2: created"]
     assert compared == [["m", "hook"]]
+
+
+async def test_new_triggers_are_stored_exactly_whatever_their_text(pool: asyncpg.Pool) -> None:
+    """New triggers go in with COPY's text format: backslashes, tabs, line breaks, carriage
+    returns, COPY's own markers and non-ASCII text come back as they were written."""
+    tricky = {"path": "C:\\temp\\new", "tab": "a\tb", "lines": "one\ntwo\r\nthree",
+              "marker": "\\.", "null": "\\N", "text": "é ü 漢字 😀", "nothing": None,
+              "deep": [{"x": "\\\\", "n": 1.5, "t": True}]}
+    document = doc(triggers=[
+        {"name": "m", "type": "manual", "input": tricky},
+        {"name": "hook", "type": "webhook", "path": "wf/hook", "enabled": False, "version": 1},
+    ])
+    await apply(pool, document)
+    rows = {r["name"]: r for r in await pool.fetch(
+        "SELECT name, enabled, version, input, config->>'path' AS path FROM workflow_triggers")}
+    assert rows["m"]["input"] == tricky
+    assert rows["m"]["enabled"] is True and rows["m"]["version"] is None
+    assert rows["hook"]["path"] == "wf/hook"
+    assert rows["hook"]["enabled"] is False and rows["hook"]["version"] == 1
+
+
+async def test_a_path_taken_between_the_check_and_the_write_is_named(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another apply commits the same webhook path after this one's check: the unique index
+    refuses the new trigger's row, and the error names the trigger, as the check would."""
+    from triggerd.store import workflows
+
+    await apply(pool, doc())  # wf/hook is taken by wf's trigger
+
+    async def no_check(*_args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(workflows, "_check_paths", no_check)
+    other = doc(key="other", triggers=[{"name": "late", "type": "webhook", "path": "wf/hook"}])
+    with pytest.raises(DefinitionError) as info:
+        await apply(pool, other)
+    assert str(info.value) == (
+        "webhook path 'wf/hook' of trigger other/late is already used by another enabled trigger"
+    )
+    assert await pool.fetchval("SELECT count(*) FROM workflows WHERE key = 'other'") == 0

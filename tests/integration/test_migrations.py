@@ -200,6 +200,36 @@ async def test_trigger_change_sends_notify(pool: asyncpg.Pool, dsn: str) -> None
     assert docs == [{"op": op, "id": str(tid)} for op in ("INSERT", "UPDATE", "DELETE")]
 
 
+async def test_a_statement_changing_many_triggers_announces_each(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """One notification per changed row, from whichever statement changed them (migration
+    0027 sends them from one statement-level trigger per event, not a call per row)."""
+    listener = await db.connect(dsn)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener("triggerd_triggers", lambda *args: received.put_nowait(args[3]))
+    try:
+        async with pool.acquire() as conn:
+            wid = await conn.fetchval(
+                "INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id"
+            )
+            ids = {str(r["id"]) for r in await conn.fetch(
+                "INSERT INTO workflow_triggers (workflow_id, name, type)"
+                " SELECT $1, 'm' || i, 'manual' FROM generate_series(1, 3) i RETURNING id", wid)}
+            await conn.execute("UPDATE workflow_triggers SET enabled = false")
+            await conn.execute("UPDATE workflow_triggers SET enabled = true WHERE false")
+            await conn.execute("DELETE FROM workflow_triggers")
+        docs = [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(9)]
+        await asyncio.sleep(0.2)
+        assert received.empty()  # the statement that changed nothing said nothing
+    finally:
+        await listener.close()
+    for number, op in enumerate(("INSERT", "UPDATE", "DELETE")):
+        batch = docs[3 * number : 3 * number + 3]
+        assert {d["op"] for d in batch} == {op}
+        assert {d["id"] for d in batch} == ids
+
+
 async def test_unreachable_database_url_is_a_clear_error() -> None:
     from triggerd.errors import DatabaseUnavailable
 

@@ -42,6 +42,13 @@ TRICKY = [
     "a: 'unterminated\n",
     "a: b: c\n",
     "- 1\n- x: 2\n  y: [3, {z: 4}]\n",
+    # Keys and values the quick paths (plain string keys, first-character resolving) must
+    # leave to the full ones: quoted look-alikes, the value key, empty and null keys.
+    "'true': \"1\"\n\"null\": '~'\nt1: f2\nn: N\nx: \"\"\ny:\nz: ''\n",
+    "=: value key\na: 1\n",
+    "a: 1\n\"a\": 2\n",
+    "'': empty\n~: tilde\n",
+    "m: {<<: {k: 1}, j: 2}\n",
     "%YAML 1.1\n---\na: 1\n",
     "a: \"\\u00e9 \\x41 \\U0001F600\"\nb: |\n  line\n   more\nc: >-\n  folded\n  text\n",
     "a: \x07bell\n",

@@ -50,6 +50,8 @@ WORKFLOW_TIMEOUT = timedelta(hours=1)
 
 def _json(value: Any) -> Any:
     """A private copy, so a spec never shares mutable state with the caller's document."""
+    if not value and (type(value) is dict or type(value) is list):
+        return type(value)()  # most inputs and params are empty: no deepcopy's bookkeeping
     return copy.deepcopy(value)
 
 
@@ -143,12 +145,15 @@ def build_edge(doc: Mapping[str, Any]) -> Edge:
 # --- triggers ------------------------------------------------------------------------
 
 
+_TRIGGER_TYPES = {t.value: t for t in TriggerType}  # a checked document names one of them
+
+
 def build_trigger(
     doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None
 ) -> TriggerSpec:
     """The trigger of a checked document; ``built`` shares the (frozen) configs of equal
     documents across calls: a large file repeats a few thousand schedules."""
-    trigger_type = TriggerType(doc["type"])
+    trigger_type = _TRIGGER_TYPES[doc["type"]]
     version = doc.get("version")
     rest = {k: v for k, v in doc.items()
             if k not in TRIGGER_COMMON_KEYS and k != "correlation"}

@@ -25,7 +25,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -142,20 +142,30 @@ if _CParser is not None:
             _CParser.__init__(self, stream)
             yaml.constructor.SafeConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
-            self._scalar_tags: dict[tuple[str, Any], str] = {}
+            # libyaml's composer calls these around every node; without path resolvers
+            # (there are none) they do nothing, and builtins do nothing faster than a
+            # Python method: a large file is a million nodes.
+            self.descend_resolver = _IGNORE_TWO  # type: ignore[method-assign, assignment]
+            self.ascend_resolver = tuple  # type: ignore[method-assign, assignment]
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-            # A scalar's tag depends on its text only (there are no path resolvers), and
-            # a definition file repeats the same few texts ("type", "cron", ...) a lot.
+            # Resolver.resolve less its generality: without path resolvers a collection's tag
+            # is the default one, and a scalar's depends on its text only (there is no
+            # resolver for any first character); only a plain scalar is resolved.
             if kind is not ScalarNode:
-                return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-            key = (value, implicit)
-            tag = self._scalar_tags.get(key)
-            if tag is None:
-                tag = self._scalar_tags[key] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-            return tag
+                return _MAP_TAG if kind is MappingNode else _SEQ_TAG
+            if implicit[0]:
+                for tag, regexp in _FIRST_CHARACTER_RESOLVERS.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return _STR_TAG
 
     _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    assert None not in _Loader.yaml_implicit_resolvers  # resolve() looks only by first character
+    _FIRST_CHARACTER_RESOLVERS = {
+        first: tuple(resolvers) for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+    }
+    _IGNORE_TWO: Callable[[Any, Any], Any] = {}.get  # (parent, index): any hashable two
 
 
 class _Fallback(Exception):
@@ -584,6 +594,14 @@ class _YamlBuilder:
     def _mapping(self, node: MappingNode, path: JsonPath) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
             self._report.add(path, f"unsupported YAML tag {node.tag!r} (line {_line(node)})")
+        pairs = node.value
+        # The common case, every key a plain string and none twice: no merge to flatten, no
+        # key to construct and no line to look up (a large file is 100,000s of mappings).
+        if all(type(key) is ScalarNode and key.tag == _STR_TAG for key, _ in pairs):
+            keys = [key.value for key, _ in pairs]
+            if len(set(keys)) == len(keys):
+                return {key: self.build(value, (*path, key))
+                        for key, (_, value) in zip(keys, pairs, strict=True)}
         # Duplicates among the mapping's own keys are mistakes; keys brought in by a merge
         # (`<<: *defaults`) are meant to be overridden, so look before flattening.
         first_line: dict[str, int] = {}

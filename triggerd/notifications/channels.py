@@ -10,7 +10,8 @@ incompatible change of a payload adds version 2 beside version 1 instead of chan
 
 1. release N sends both (``triggerd_v2_<name>`` with the new payload and the v1 one) and
    still listens to v1; the SQL trigger function behind :data:`TRIGGERS` changes in a
-   migration, which is the only other place a wire name is written (migration 0001);
+   migration, which is the only other place a wire name is written (migrations 0001 and
+   0027);
 2. release N+1 listens to v2 (every sender now sends it);
 3. release N+2 stops sending v1.
 
@@ -50,8 +51,8 @@ class Channel:
 
 TRIGGERS = Channel(
     name="triggers",
-    payload='{"op": "INSERT"|"UPDATE"|"DELETE", "id": trigger id}; sent by the'
-    " workflow_triggers table trigger (migration 0001)",
+    payload='{"op": "INSERT"|"UPDATE"|"DELETE", "id": trigger id}, one per changed row;'
+    " sent by the workflow_triggers table triggers (migration 0027)",
 )
 EXECUTIONS = Channel(
     name="executions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -641,6 +642,26 @@ async def notify_workflow_triggers(conn: asyncpg.Connection, workflow_ids: list[
         workflow_ids)
 
 
+def _copy_field(value: str | bool | int | None) -> str:
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        # (str.translate would do it in one call, but looks up every character: 1 s for
+        # a first apply's 100,000 rows, where these tests take 0.1 s.)
+        text = (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                .replace("\r", "\\r"))
+    return text
+
+
+def copy_text(rows: list[tuple[str | bool | int | None, ...]]) -> io.BytesIO:
+    """``rows`` in COPY's text format, to read from. Text, not the binary format asyncpg's
+    ``copy_records_to_table`` sends: the connections' json codecs are text codecs."""
+    return io.BytesIO("".join("\t".join(map(_copy_field, row)) + "\n" for row in rows).encode())
+
+
 def _json_texts(values: list[Any]) -> list[str]:
     return [json.dumps(v) for v in values]
 
@@ -717,21 +738,18 @@ async def _write(
                 list(POLICY_KEYS),
             )
         if plan.trigger_inserts:
-            inserts = [want for _, _, want in plan.trigger_inserts]
-            await conn.execute(
-                "INSERT INTO workflow_triggers (workflow_id, name, type, enabled, version,"
-                " config, input, tenant_id) SELECT workflow_id, name, type, enabled, version,"
-                " config::jsonb, input::jsonb, tenant_id FROM unnest($1::uuid[], $2::text[],"
-                " $3::text[], $4::boolean[], $5::int[], $6::text[], $7::text[], $8::text[])"
-                " AS i (workflow_id, name, type, enabled, version, config, input, tenant_id)",
-                [stored[spec.tenant_id, spec.key].id for spec, _, _ in plan.trigger_inserts],
-                [name for _, name, _ in plan.trigger_inserts],
-                [w.doc["type"] for w in inserts],
-                [w.doc["enabled"] for w in inserts],
-                [w.doc["version"] for w in inserts],
-                [w.config for w in inserts],
-                [w.input for w in inserts],
-                [spec.tenant_id for spec, _, _ in plan.trigger_inserts],
+            # COPY, not INSERT ... unnest: a quarter less of PostgreSQL's time for a first
+            # apply of 100,000 triggers (no eight arrays to build, send and take apart).
+            await conn.copy_to_table(
+                "workflow_triggers",
+                columns=["workflow_id", "name", "type", "enabled", "version", "config", "input",
+                         "tenant_id"],
+                source=copy_text([
+                    (stored[spec.tenant_id, spec.key].id, name, want.doc["type"],
+                     want.doc["enabled"], want.doc["version"], want.config, want.input,
+                     spec.tenant_id)
+                    for spec, name, want in plan.trigger_inserts
+                ]),
             )
     except asyncpg.UniqueViolationError as exc:
         # A concurrent apply took the path after the check above.
