@@ -1821,3 +1821,83 @@ def test_configs_differing_in_expression_and_zone_share_one_validation() -> None
             schema.validate_trigger_config(TriggerType.CRON, config, (), report)
             assert not report.items
     assert len(schema._valid_shapes[TriggerType.CRON]) == 1
+
+
+def test_durations_too_long_for_a_timedelta_are_named_wherever_they_are() -> None:
+    """The schema's pattern accepts any number of digits and parts; a duration no timedelta
+    can hold is named at its path (a node's timeout, a trigger's repeated parts), and a
+    duration-named key inside node params, which are free-form, is left alone."""
+    many_parts = "99999999d" * 12  # no part too long alone, the sum is
+    doc = workflow(
+        timeout="99999999999d",
+        graph={"nodes": [{"id": "start", "type": "set", "timeout": "1s",
+                          "params": {"value": {"jitter": "99999999999d"}}}]},
+        triggers=[{"name": "c", "type": "cron", "cron": "* * * * *",
+                   "catchup_window": many_parts}],
+    )
+    assert found(doc) == {
+        ("$.workflows[0].timeout", "'99999999999d' is too long a duration"),
+        ("$.workflows[0].triggers[0].catchup_window", f"{many_parts!r} is too long a duration"),
+    }
+    # And with every duration fine, nothing: the quick look over the text finds none.
+    assert found(workflow(timeout="5m", graph={"nodes": [
+        {"id": "start", "type": "set", "params": {"value": {"jitter": "9999999999d"}}}
+    ]})) == set()
+
+
+def test_unstorable_text_is_named_after_the_quick_look_sees_it() -> None:
+    """A NUL or a lone surrogate anywhere is named at its path; a file that merely mentions
+    \\u0000 as text, or holds other non-ASCII text, has no such problem."""
+    assert found(workflow(name="a\x00b", description="x\ud800")) == {
+        ("$.workflows[0].name", "contains a NUL character (\\u0000), which cannot be stored"),
+        ("$.workflows[0].description",
+         "contains a lone UTF-16 surrogate, which is not valid Unicode"),
+    }
+    assert found(workflow(name="literally \\u0000", description="é 漢字")) == set()
+
+
+@pytest.mark.parametrize(("trigger_type", "config"), STORED_CONFIGS)
+def test_file_triggers_are_checked_once_per_shape_with_the_whole_schemas_answer(
+    trigger_type: TriggerType, config: Any
+) -> None:
+    """A file's triggers are validated once per shape too, expression and zone standing for
+    one another: the problems are those of the whole file's schema, word for word and in
+    order, the first time and from the memo."""
+    from triggerd.definitions.problems import Report
+    from triggerd.definitions.schema import _collect, _validator, validate_file
+
+    document = {"workflows": [workflow(triggers=[
+        {"name": name, "type": trigger_type.value, **config} for name in ("one", "two")
+    ])]}
+    full = Report(file="x")
+    _collect(_validator(None).iter_errors(document), (), full)
+    for _ in range(2):
+        report = Report(file="x")
+        validate_file(document, report)
+        assert report.problems() == full.problems(), config
+    assert bool(full.problems()) == (config in INVALID_STORED_CONFIGS)
+
+
+def test_file_triggers_differing_in_expression_and_zone_share_one_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from triggerd.definitions import schema
+    from triggerd.definitions.problems import Report
+
+    validations = []
+    real = schema._valid_once
+
+    def counted(validator: Any, value: dict[str, Any], seen: dict[str, bool]) -> bool:
+        if value not in validations:
+            validations.append(value)
+        return real(validator, value, seen)
+
+    monkeypatch.setattr(schema, "_valid_once", counted)
+    triggers = [{"name": f"t{minute}-{number}", "type": "cron", "cron": f"{minute} 2 * * *",
+                 "timezone": zone}
+                for minute in range(60) for number, zone in enumerate(("UTC", "Asia/Tokyo"))]
+    report = Report(file="x")
+    schema.validate_file({"workflows": [workflow(triggers=triggers)]}, report)
+    assert not report.items
+    trigger_shapes = [v for v in validations if v.get("type") == "cron"]
+    assert trigger_shapes == [{"name": "n", "type": "cron", "cron": "n", "timezone": "n"}]

@@ -7,6 +7,8 @@ and does not hide the others.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -111,12 +113,45 @@ def _check_duration_sizes(value: Any, path: JsonPath, report: Report) -> None:
             _check_duration_sizes(item, (*path, i), report)
 
 
+# A duration key's string value in json.dumps' text (a quote inside a string is escaped, so
+# this finds keys only, or too many, which costs a look, never too few).
+_DURATION_VALUE = re.compile(
+    '"(?:' + "|".join(map(re.escape, sorted(_DURATION_KEYS))) + r')": ("(?:[^"\\]|\\.)*")'
+)
+
+
+def _json_text(document: Any) -> str | None:
+    """The document as JSON text, non-ASCII as it is; ``None`` when it is not JSON."""
+    try:
+        return json.dumps(document, ensure_ascii=False, check_circular=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def _no_duration_too_long(text: str) -> bool:
+    """Whether no string under a duration key, anywhere in the document's text, is too long
+    a duration (then the walk that names where one is would find none)."""
+    for match in _DURATION_VALUE.finditer(text):
+        try:
+            parse_duration(json.loads(match.group(1)))
+        except DurationError as exc:
+            if "too long" in exc.message:
+                return False
+    return True
+
+
 def check_document(document: Any, report: Report, *, node_types: Collection[str]) -> None:
     """Every semantic check that needs only this one document."""
-    _check_duration_sizes(document, (), report)
-    # What apply could not store: refused here, so check says what apply would.
-    for path, reason in unstorable_strings(document):
-        report.add(path, reason)
+    # The two walks over every value below find nothing in most files, which their JSON
+    # text (one C call, a fifth of their time) shows first.
+    text = _json_text(document)
+    if text is None or not _no_duration_too_long(text):
+        _check_duration_sizes(document, (), report)
+    # What apply could not store: refused here, so check says what apply would. ASCII
+    # without NUL (escaped as \u0000 in the text) is always storable.
+    if text is None or not text.isascii() or "\\u0000" in text:
+        for path, reason in unstorable_strings(document):
+            report.add(path, reason)
     for path, workflow in _workflows(document):
         graph = workflow.get("graph")
         if isinstance(graph, dict):

@@ -187,8 +187,8 @@ def _trigger_is_valid(trigger: Any, seen: dict[str, bool]) -> bool:
     and then applies the one branch its type names (``allOf`` of ``if``/``then``).
 
     The name is checked on its own (only ``properties.name`` looks at its value), so the
-    rest is validated once per distinct text in ``seen``: 100,000 triggers of a file are a
-    few thousand distinct schedules."""
+    rest is validated once per distinct text in ``seen``, with the values of free string
+    keys standing for one another: 100,000 triggers of a file are a few distinct shapes."""
     if not isinstance(trigger, dict) or "name" not in trigger:
         return False
     kind = trigger.get("type")
@@ -196,7 +196,10 @@ def _trigger_is_valid(trigger: Any, seen: dict[str, bool]) -> bool:
         return False
     if not _trigger_name_check(kind)(trigger["name"]):
         return False
-    rest = {**trigger, "name": _SOME_NAME}
+    # The schedule's expression and zone too (see _config_is_valid): the whole mix of a
+    # large file is then one shape, not one per schedule.
+    rest = _with_free_strings_alike(trigger, _free_trigger_keys(kind))
+    rest["name"] = _SOME_NAME
     return _valid_once(_trigger_type_validator(kind), rest, seen)
 
 
@@ -272,9 +275,19 @@ _valid_shapes: dict[TriggerType, dict[str, bool]] = {}
 @functools.cache
 def _free_string_keys(trigger_type: TriggerType) -> frozenset[str]:
     """The config keys whose value, when a non-empty string, cannot make the config invalid
-    (``cron``, ``timezone``, ``start_at``...; their meaning is checked by the checks); empty
-    when the config's schema has keywords that might look at such a value."""
-    schema = _config_validator(trigger_type).schema
+    (``cron``, ``timezone``, ``start_at``...; their meaning is checked by the checks)."""
+    return _free_keys(_config_validator(trigger_type).schema)
+
+
+@functools.cache
+def _free_trigger_keys(trigger_type: str) -> frozenset[str]:
+    """:func:`_free_string_keys` of a trigger as a file writes it."""
+    return _free_keys(_trigger_type_validator(trigger_type).schema)
+
+
+def _free_keys(schema: Any) -> frozenset[str]:
+    """The properties of an object schema that any non-empty string satisfies; empty when
+    the schema has keywords that might look at such a value."""
     if not isinstance(schema, dict) or set(schema) - _PLAIN_OBJECT_KEYWORDS - {"$defs"}:
         return frozenset()
     free: set[str] = set()
@@ -293,15 +306,21 @@ def _config_is_valid(trigger_type: TriggerType, config: dict[str, Any]) -> bool:
     configs that differ only in their expression and zone, so those values (any non-empty
     string is valid there) stand for one another and the rest is validated once per
     distinct shape."""
-    rest = dict(config)
-    for key in _free_string_keys(trigger_type):
-        value = rest.get(key)
-        if isinstance(value, str) and value:
-            rest[key] = _SOME_NAME
+    rest = _with_free_strings_alike(config, _free_string_keys(trigger_type))
     seen = _valid_shapes.setdefault(trigger_type, {})
     if len(seen) >= _SHAPE_MEMO_LIMIT:
         seen.clear()
     return _valid_once(_config_validator(trigger_type), rest, seen)
+
+
+def _with_free_strings_alike(value: dict[str, Any], free: frozenset[str]) -> dict[str, Any]:
+    """A copy of ``value`` whose non-empty strings under the ``free`` keys are all one."""
+    rest = dict(value)
+    for key in free:
+        item = rest.get(key)
+        if isinstance(item, str) and item:
+            rest[key] = _SOME_NAME
+    return rest
 
 
 def _collect(errors: Iterator[ValidationError], base: JsonPath, report: Report) -> None:
