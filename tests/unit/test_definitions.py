@@ -1901,3 +1901,19 @@ def test_file_triggers_differing_in_expression_and_zone_share_one_validation(
     assert not report.items
     trigger_shapes = [v for v in validations if v.get("type") == "cron"]
     assert trigger_shapes == [{"name": "n", "type": "cron", "cron": "n", "timezone": "n"}]
+
+
+def test_equal_trigger_configs_checked_once_report_each_triggers_own_path() -> None:
+    """The checks of a trigger's keys run once per distinct config (names aside); every
+    trigger with a bad config still gets its problems at its own path."""
+    bad = {"type": "cron", "cron": "61 * * * *", "timezone": "Mars/Base"}
+    found_problems = found(
+        workflow("one", triggers=[{"name": "a", **bad}, {"name": "b", **bad}]),
+        workflow("two", triggers=[{"name": "a", **bad}]),
+    )
+    paths = sorted(path for path, _ in found_problems)
+    assert paths == [
+        f"$.workflows[{w}].triggers[{t}].{key}"
+        for w, t in ((0, 0), (0, 1), (1, 0)) for key in ("cron", "timezone")
+    ]
+    assert len({message for _, message in found_problems}) == 2

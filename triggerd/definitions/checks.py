@@ -140,8 +140,26 @@ def _no_duration_too_long(text: str) -> bool:
     return True
 
 
+def _trigger_config_problems(
+    trigger: dict[str, Any], checked: dict[str, list[tuple[JsonPath, str]]]
+) -> list[tuple[JsonPath, str]]:
+    """:func:`check_trigger_config`'s problems for ``trigger``, below its path, found once
+    per distinct text of it without its name in ``checked``: the checks read the type's
+    keys only (a large file is 100,000 triggers and a few thousand schedules)."""
+    rest = dict(trigger)
+    rest["name"] = None
+    key = repr(rest)
+    found = checked.get(key)
+    if found is None:
+        scratch = Report(file="")
+        check_trigger_config(trigger.get("type"), trigger, (), scratch)
+        found = checked[key] = scratch.items
+    return found
+
+
 def check_document(document: Any, report: Report, *, node_types: Collection[str]) -> None:
     """Every semantic check that needs only this one document."""
+    checked: dict[str, list[tuple[JsonPath, str]]] = {}
     # The two walks over every value below find nothing in most files, which their JSON
     # text (one C call, a fifth of their time) shows first.
     text = _json_text(document)
@@ -177,7 +195,8 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
                     )
                 else:
                     first_name[name] = trigger_path
-            check_trigger_config(trigger.get("type"), trigger, trigger_path, report)
+            for where, message in _trigger_config_problems(trigger, checked):
+                report.add((*trigger_path, *where), message)
 
 
 # How deep workflow nodes may nest runs, as `check` sees it (the default of

@@ -600,7 +600,9 @@ class _YamlBuilder:
         if all(type(key) is ScalarNode and key.tag == _STR_TAG for key, _ in pairs):
             keys = [key.value for key, _ in pairs]
             if len(set(keys)) == len(keys):
-                return {key: self.build(value, (*path, key))
+                # A string value is itself (see build), without a path made for it.
+                return {key: value.value if type(value) is ScalarNode and value.tag == _STR_TAG
+                        else self.build(value, (*path, key))
                         for key, (_, value) in zip(keys, pairs, strict=True)}
         # Duplicates among the mapping's own keys are mistakes; keys brought in by a merge
         # (`<<: *defaults`) are meant to be overridden, so look before flattening.
