@@ -406,3 +406,19 @@ async def test_a_path_taken_between_the_check_and_the_write_is_named(
         "webhook path 'wf/hook' of trigger other/late is already used by another enabled trigger"
     )
     assert await pool.fetchval("SELECT count(*) FROM workflows WHERE key = 'other'") == 0
+
+
+async def test_new_triggers_sent_in_several_slices_are_all_stored(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from triggerd.store import workflows
+
+    monkeypatch.setattr(workflows, "COPY_SLICE", 2)
+    triggers = [{"name": f"t{i}", "type": "cron", "cron": f"{i} * * * *",
+                 "input": {"n": i}} for i in range(5)]
+    await apply(pool, doc(triggers=triggers))
+    rows = await pool.fetch("SELECT name, config->>'cron' AS cron, input FROM workflow_triggers"
+                            " ORDER BY name")
+    assert [(r["name"], r["cron"], r["input"]) for r in rows] == [
+        (f"t{i}", f"{i} * * * *", {"n": i}) for i in range(5)
+    ]

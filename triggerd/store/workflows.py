@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -665,16 +665,33 @@ class _CopyFields(dict[Any, str]):
         return text
 
 
-def copy_text(rows: list[tuple[str | bool | int | None, ...]]) -> io.BytesIO:
-    """``rows`` in COPY's text format, to read from. Text, not the binary format asyncpg's
+def copy_text(rows: list[tuple[str | bool | int | None, ...]]) -> bytes:
+    """``rows`` in COPY's text format. Text, not the binary format asyncpg's
     ``copy_records_to_table`` sends: the connections' json codecs are text codecs.
 
     Column by column: most of a column's values repeat (a workflow's id, a shared config's
     text), and mapping a memo over it keeps Python out of all but the first of each."""
     if not rows:
-        return io.BytesIO(b"")
+        return b""
     columns = [list(map(_CopyFields().__getitem__, column)) for column in zip(*rows, strict=True)]
-    return io.BytesIO(("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode())
+    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
+
+
+# New trigger rows are sent this many at a time: PostgreSQL stores one slice while the
+# next is written out (all at once, it waited for the whole text: 0.2 s of 100,000 rows).
+COPY_SLICE = 2_000
+
+
+async def _trigger_rows(
+    inserts: list[tuple[WorkflowSpec, str, WantedTrigger]],
+    stored: dict[tuple[str, str], StoredWorkflow],
+) -> AsyncIterator[bytes]:
+    for start in range(0, len(inserts), COPY_SLICE):
+        yield copy_text([
+            (stored[spec.tenant_id, spec.key].id, name, want.doc["type"], want.doc["enabled"],
+             want.doc["version"], want.config, want.input, spec.tenant_id)
+            for spec, name, want in inserts[start : start + COPY_SLICE]
+        ])
 
 
 def _json_texts(values: list[Any]) -> list[str]:
@@ -759,12 +776,7 @@ async def _write(
                 "workflow_triggers",
                 columns=["workflow_id", "name", "type", "enabled", "version", "config", "input",
                          "tenant_id"],
-                source=copy_text([
-                    (stored[spec.tenant_id, spec.key].id, name, want.doc["type"],
-                     want.doc["enabled"], want.doc["version"], want.config, want.input,
-                     spec.tenant_id)
-                    for spec, name, want in plan.trigger_inserts
-                ]),
+                source=_trigger_rows(plan.trigger_inserts, stored),
             )
     except asyncpg.UniqueViolationError as exc:
         # A concurrent apply took the path after the check above.
