@@ -219,15 +219,23 @@ async def test_a_statement_changing_many_triggers_announces_each(
             await conn.execute("UPDATE workflow_triggers SET enabled = false")
             await conn.execute("UPDATE workflow_triggers SET enabled = true WHERE false")
             await conn.execute("DELETE FROM workflow_triggers")
-        docs = [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(9)]
-        await asyncio.sleep(0.2)
-        assert received.empty()  # the statement that changed nothing said nothing
+            docs = [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(9)]
+            await asyncio.sleep(0.2)
+            assert received.empty()  # the statement that changed nothing said nothing
+            # Deleting the workflow deletes its triggers by cascade: each is announced.
+            cascaded = {str(r["id"]) for r in await conn.fetch(
+                "INSERT INTO workflow_triggers (workflow_id, name, type)"
+                " SELECT $1, 'c' || i, 'manual' FROM generate_series(1, 2) i RETURNING id", wid)}
+            await conn.execute("DELETE FROM workflows WHERE id = $1", wid)
+            docs += [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(4)]
     finally:
         await listener.close()
     for number, op in enumerate(("INSERT", "UPDATE", "DELETE")):
         batch = docs[3 * number : 3 * number + 3]
         assert {d["op"] for d in batch} == {op}
         assert {d["id"] for d in batch} == ids
+    assert [(d["op"], d["id"] in cascaded) for d in docs[9:]] == [
+        ("INSERT", True), ("INSERT", True), ("DELETE", True), ("DELETE", True)]
 
 
 async def test_unreachable_database_url_is_a_clear_error() -> None:
