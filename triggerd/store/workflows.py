@@ -365,7 +365,8 @@ class ApplyPlan:
     report: ApplyReport
     # (workflow id, its spec, the status it gets)
     workflow_updates: list[tuple[str, WorkflowSpec, str]] = field(default_factory=list)
-    publish: list[tuple[WorkflowSpec, int]] = field(default_factory=list)
+    # (spec, version number, its version document)
+    publish: list[tuple[WorkflowSpec, int, dict[str, Any]]] = field(default_factory=list)
     trigger_inserts: list[tuple[WorkflowSpec, str, WantedTrigger]] = field(default_factory=list)
     trigger_updates: list[tuple[str, WantedTrigger]] = field(default_factory=list)
     disable: list[str] = field(default_factory=list)
@@ -416,7 +417,7 @@ def plan_apply(
         version = version_document(spec)
         if wf.latest is None or canonical_json(wf.latest) != canonical_json(version):
             number = wf.max_version + 1
-            plan.publish.append((spec, number))
+            plan.publish.append((spec, number, version))
             report.changes.append(
                 Change(
                     kind="workflow", name=label, action="published", detail=f"version {number}"
@@ -716,8 +717,8 @@ async def _write(
         # (the triggers' own rows did not change, so their notification did not fire).
         await notify_workflow_triggers(conn, [wid for wid, _, _ in plan.workflow_updates])
     if plan.publish:
-        ids = [stored[spec.tenant_id, spec.key].id for spec, _ in plan.publish]
-        docs = [version_document(spec) for spec, _ in plan.publish]
+        ids = [stored[spec.tenant_id, spec.key].id for spec, _, _ in plan.publish]
+        docs = [doc for _, _, doc in plan.publish]
         await conn.execute(
             "UPDATE workflow_versions SET is_latest = false"
             " WHERE workflow_id = ANY($1::uuid[]) AND is_latest",
@@ -731,7 +732,7 @@ async def _write(
             " $4::text[], $5::text[], $6::bigint[])"
             " AS v (id, version, graph, parameter_schema, env_config, timeout_ms)",
             ids,
-            [number for _, number in plan.publish],
+            [number for _, number, _ in plan.publish],
             _json_texts([d["graph"] for d in docs]),
             _json_texts([d["parameter_schema"] for d in docs]),
             _json_texts([d["env_config"] for d in docs]),
