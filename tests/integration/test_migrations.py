@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -177,11 +179,20 @@ async def test_published_version_cannot_be_updated_in_sql(pool: asyncpg.Pool) ->
     assert graph == {"nodes": [{"id": "a", "type": "noop"}], "edges": []}
 
 
-async def test_trigger_change_sends_notify(pool: asyncpg.Pool, dsn: str) -> None:
+@contextlib.asynccontextmanager
+async def trigger_notices(dsn: str) -> AsyncIterator[asyncio.Queue[str]]:
+    """The payloads of the triggers channel, as they arrive, while the block runs."""
     listener = await db.connect(dsn)
     received: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener("triggerd_triggers", lambda *args: received.put_nowait(args[3]))
     try:
+        yield received
+    finally:
+        await listener.close()
+
+
+async def test_trigger_change_sends_notify(pool: asyncpg.Pool, dsn: str) -> None:
+    async with trigger_notices(dsn) as received:
         async with pool.acquire() as conn:
             wid = await conn.fetchval(
                 "INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id"
@@ -194,8 +205,6 @@ async def test_trigger_change_sends_notify(pool: asyncpg.Pool, dsn: str) -> None
             await conn.execute("UPDATE workflow_triggers SET enabled = false WHERE id = $1", tid)
             await conn.execute("DELETE FROM workflow_triggers WHERE id = $1", tid)
         payloads = [await asyncio.wait_for(received.get(), 5) for _ in range(3)]
-    finally:
-        await listener.close()
     docs = [json.loads(p) for p in payloads]
     assert docs == [{"op": op, "id": str(tid)} for op in ("INSERT", "UPDATE", "DELETE")]
 
@@ -205,31 +214,25 @@ async def test_a_statement_changing_many_triggers_announces_each(
 ) -> None:
     """One notification per changed row, from whichever statement changed them (migration
     0027 sends them from one statement-level trigger per event, not a call per row)."""
-    listener = await db.connect(dsn)
-    received: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("triggerd_triggers", lambda *args: received.put_nowait(args[3]))
-    try:
-        async with pool.acquire() as conn:
-            wid = await conn.fetchval(
-                "INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id"
-            )
-            ids = {str(r["id"]) for r in await conn.fetch(
-                "INSERT INTO workflow_triggers (workflow_id, name, type)"
-                " SELECT $1, 'm' || i, 'manual' FROM generate_series(1, 3) i RETURNING id", wid)}
-            await conn.execute("UPDATE workflow_triggers SET enabled = false")
-            await conn.execute("UPDATE workflow_triggers SET enabled = true WHERE false")
-            await conn.execute("DELETE FROM workflow_triggers")
-            docs = [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(9)]
-            await asyncio.sleep(0.2)
-            assert received.empty()  # the statement that changed nothing said nothing
-            # Deleting the workflow deletes its triggers by cascade: each is announced.
-            cascaded = {str(r["id"]) for r in await conn.fetch(
-                "INSERT INTO workflow_triggers (workflow_id, name, type)"
-                " SELECT $1, 'c' || i, 'manual' FROM generate_series(1, 2) i RETURNING id", wid)}
-            await conn.execute("DELETE FROM workflows WHERE id = $1", wid)
-            docs += [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(4)]
-    finally:
-        await listener.close()
+    async with trigger_notices(dsn) as received, pool.acquire() as conn:
+        wid = await conn.fetchval(
+            "INSERT INTO workflows (key, name) VALUES ('w', 'W') RETURNING id"
+        )
+        ids = {str(r["id"]) for r in await conn.fetch(
+            "INSERT INTO workflow_triggers (workflow_id, name, type)"
+            " SELECT $1, 'm' || i, 'manual' FROM generate_series(1, 3) i RETURNING id", wid)}
+        await conn.execute("UPDATE workflow_triggers SET enabled = false")
+        await conn.execute("UPDATE workflow_triggers SET enabled = true WHERE false")
+        await conn.execute("DELETE FROM workflow_triggers")
+        docs = [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(9)]
+        await asyncio.sleep(0.2)
+        assert received.empty()  # the statement that changed nothing said nothing
+        # Deleting the workflow deletes its triggers by cascade: each is announced.
+        cascaded = {str(r["id"]) for r in await conn.fetch(
+            "INSERT INTO workflow_triggers (workflow_id, name, type)"
+            " SELECT $1, 'c' || i, 'manual' FROM generate_series(1, 2) i RETURNING id", wid)}
+        await conn.execute("DELETE FROM workflows WHERE id = $1", wid)
+        docs += [json.loads(await asyncio.wait_for(received.get(), 5)) for _ in range(4)]
     for number, op in enumerate(("INSERT", "UPDATE", "DELETE")):
         batch = docs[3 * number : 3 * number + 3]
         assert {d["op"] for d in batch} == {op}
