@@ -15,7 +15,6 @@ from triggerd.cli import _json_default, _parse_input, _path, _pool, print_json
 from triggerd.config import Settings
 from triggerd.definitions import load_files
 from triggerd.operations import cli_actor
-from triggerd.operations.testruns import TestRunRequest, new_test_run, run_test
 from triggerd.store.executions import NodeRow
 from triggerd.testrun_rules import decision_of, timeline_line
 
@@ -32,6 +31,10 @@ def _print_rows(rows: Sequence[NodeRow]) -> None:
 
 
 async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
+    # Here, not at the top: it brings the executor and aiohttp, which every other command
+    # would otherwise import while its parser is built (0.2 s).
+    from triggerd.operations.testruns import TestRunRequest, new_test_run, run_test
+
     decision = decision_of(args.approve, args.reject)
     run_input = _parse_input(args.input)
     # The loader of check and apply: a bad file is exit 2 with its problems, nothing written.
