@@ -1,5 +1,6 @@
-"""Execution ids: made (time-ordered UUIDs) and read as people type them (a full UUID, or
-its first 8 or more hex digits).
+"""Ids made here (time-ordered UUIDs: executions, and the workflows and triggers an apply
+creates), and execution ids read as people type them (a full UUID, or its first 8 or more
+hex digits).
 
 Pure: :func:`parse_execution_id` turns the text into the UUID range it names; the store
 looks the range up on the primary key (``id BETWEEN low AND high``), which an index can

@@ -422,3 +422,16 @@ async def test_new_triggers_sent_in_several_slices_are_all_stored(
     assert [(r["name"], r["cron"], r["input"]) for r in rows] == [
         (f"t{i}", f"{i} * * * *", {"n": i}) for i in range(5)
     ]
+
+
+async def test_new_workflows_and_triggers_get_time_ordered_ids(pool: asyncpg.Pool) -> None:
+    # UUIDv7s land at the right edge of the primary keys; random ones on a random page each.
+    triggers = [{"name": f"t{i}", "type": "cron", "cron": f"{i} * * * *"} for i in range(5)]
+    await apply(pool, doc(triggers=triggers))
+    workflow = await pool.fetchval("SELECT id FROM workflows")
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM workflow_triggers ORDER BY name")]
+    assert workflow.version == 7
+    assert [i.version for i in ids] == [7] * 5
+    # Made in order, at most a millisecond's random part apart.
+    assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+    assert ids[0].int >> 80 >= workflow.int >> 80
