@@ -58,3 +58,16 @@ def test_node_rows_hold_what_jsonb_can_store(value: JSON, stored: JSON) -> None:
     assert datetime.fromisoformat(doc["start_time"]) == started
     assert doc["execution_time_ms"] is None and doc["end_time"] is None
     assert (doc["execution_id"], doc["node_id"], doc["attempt"]) == (row.execution_id, "fetch", 2)
+
+
+def test_a_node_row_is_sent_with_every_column_and_never_its_resume_copy() -> None:
+    row = NodeRow(execution_id="e", node_id="n", node_type="set", status="SUCCESS", attempt=1,
+                  input={"a": 1}, output=[1], branch="true", error_code="C", error_message="m",
+                  end_time=datetime(2026, 12, 5, tzinfo=UTC), execution_time_ms=1.5,
+                  from_node_id="p", edge_condition="true", resume_copy=b"\x01secret")
+    [doc] = json.loads(_node_rows_json([row]))
+    assert doc == {name: json.loads(json.dumps(getattr(row, name), default=str))
+                   for name in NodeRow._fields if name != "resume_copy"} | {
+        "end_time": "2026-12-05T00:00:00+00:00"}
+    assert "resume_copy" not in repr(row) and "secret" not in repr(row)
+    assert "node_id='n'" in repr(row)

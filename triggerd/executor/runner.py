@@ -574,11 +574,11 @@ class Runner:
                 "edge_condition": _edge_condition(edge),
                 "input": self.redactor.redact(params),
             }
-            base = NodeRow(status=NodeStatus.RUNNING, **common)
             result: NodeResult | None = None
             if failure is None:
                 if node.type not in BUFFERED_TYPES:
                     # Durable point: earlier rows and this RUNNING row land before the side effect.
+                    base = NodeRow(status=NodeStatus.RUNNING, **common)
                     rows, self.pending = [*self.pending, base], []
                     await self.write(nodes=rows)
                 try:
