@@ -69,6 +69,10 @@ class Redactor:
             return text
         return self._pattern.sub(MASK, text)
 
+    def finds(self, text: str) -> bool:
+        """Whether ``text`` holds a secret (a search: no new string when it does not)."""
+        return self._pattern is not None and self._pattern.search(text) is not None
+
     def redact(self, value: JSON) -> JSON:
         """``value`` with every secret masked in every string, keys included (a new value;
         the argument is not modified). Tuples come back as lists."""
@@ -126,12 +130,18 @@ class RedactingFilter(logging.Filter):
         if not redactor:
             return True
         self._redact_message(record, redactor)
-        for key, value in list(vars(record).items()):
-            if key in _RECORD_ATTRIBUTES or not isinstance(value, str | dict | list | tuple):
-                continue
-            redacted = redactor.redact(value)
-            if redacted != value:
-                setattr(record, key, redacted)
+        # Only what came from ``extra=`` (a set difference, not a test of every attribute:
+        # this runs for every line, a line per finished run).
+        attributes = vars(record)
+        for key in attributes.keys() - _RECORD_ATTRIBUTES:
+            value = attributes[key]
+            if isinstance(value, str):
+                if redactor.finds(value):
+                    setattr(record, key, redactor.redact_text(value))
+            elif isinstance(value, dict | list | tuple):
+                redacted = redactor.redact(value)
+                if redacted != value:
+                    setattr(record, key, redacted)
         self._redact_exception(record, redactor)
         if record.stack_info:
             record.stack_info = redactor.redact_text(record.stack_info)
@@ -143,9 +153,8 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # bad %-args: logging reports it later; mask what we have
             message = str(record.msg)
-        redacted = redactor.redact_text(message)
-        if redacted != message:
-            record.msg = redacted
+        if redactor.finds(message):
+            record.msg = redactor.redact_text(message)
             record.args = None
 
     @staticmethod

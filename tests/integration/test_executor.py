@@ -111,6 +111,31 @@ async def test_set_if_noop_records_path_and_skipped_branch(
     assert nodes["yes"]["execution_time_ms"] is not None
 
 
+async def test_a_valid_input_is_decided_without_the_validator(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The quick check the webhook ingress uses decides valid inputs of common schemas;
+    # only a failed check pays for jsonschema, which lists the violations.
+    from triggerd.executor import runner
+
+    calls: list[Any] = []
+    validate = runner.input_violations
+    monkeypatch.setattr(runner, "input_violations",
+                        lambda validator, value: calls.append(value) or validate(validator, value))
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    await apply_doc(pool, workflow("quick", [{"id": "a", "type": "noop"}],
+                                   parameter_schema=schema))
+    ok = await fire(pool, "quick/manual", {"n": 1})
+    assert (await final_status(pool, ok))["status"] == "SUCCESS"
+    assert calls == []
+    bad = await fire(pool, "quick/manual", {"n": "one"})
+    row = await final_status(pool, bad)
+    assert (row["status"], row["error_code"]) == ("ERROR", "INPUT_INVALID")
+    assert row["output"] == {
+        "errors": [{"path": "$.n", "message": "'one' is not of type 'integer'"}]}
+    assert calls == [{"n": "one"}]
+
+
 async def test_input_violating_schema_fails_before_any_node(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

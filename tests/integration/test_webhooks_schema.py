@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from triggerd.webhooks.routes import compile_quick_check
+from triggerd.quickcheck import compile_quick_check
 
 SCHEMAS: list[Any] = [
     {},

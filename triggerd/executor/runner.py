@@ -43,6 +43,7 @@ from triggerd.nodes.registry import (
     run_node,
     stubbed_when_dry,
 )
+from triggerd.quickcheck import ValidityCheck, compile_quick_check
 from triggerd.redaction import NO_SECRETS, Redactor, derived_secrets
 from triggerd.secrets import resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
@@ -84,6 +85,9 @@ class PreparedVersion:
     reads_memory: bool = False
     # False for an empty parameter schema, which every input passes.
     checks_input: bool = True
+    # Decides most valid inputs without jsonschema (triggerd.quickcheck); None: the schema
+    # is outside its subset. A False answer goes to the validator, which lists the errors.
+    quick_check: ValidityCheck | None = None
 
 
 def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
@@ -108,7 +112,7 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
     reads_memory = any("memory" in json.dumps(n.params) for n in prepared.graph.nodes
                        if n.id in templated)
     return replace(prepared, templated=templated, reads_memory=reads_memory,
-                   checks_input=schema not in ({}, True))
+                   checks_input=schema not in ({}, True), quick_check=compile_quick_check(schema))
 
 
 def _has_template(value: JSON) -> bool:
@@ -436,8 +440,13 @@ class Runner:
                 return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
             self.redactor = Redactor(self._secrets.values())
             SECRETS_FILTER.add_secrets(self._secrets.values())
-        violations = (input_violations(self.version.validator, claimed.input)
-                      if self.version.checks_input else [])
+        version = self.version
+        violations = (
+            input_violations(version.validator, claimed.input)
+            if version.checks_input
+            and (version.quick_check is None or not version.quick_check(claimed.input))
+            else []
+        )
         if violations:
             text = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
             return self._final(
