@@ -178,6 +178,8 @@ class Metrics:
             ["node_type"], buckets=NODE_BUCKETS, registry=reg,
         )
         self._node_seconds_by_type: dict[str, Any] = {}
+        self._execution_children: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}
+        self._duration_children: dict[str, Any] = {}
         self.queue_depth = Gauge(
             "triggerd_queue_depth", "Executions not finished yet, by status (from the database)",
             ["status"], registry=reg,
@@ -299,12 +301,28 @@ class Metrics:
                            tenant: str = DEFAULT_TENANT) -> None:
         """An execution of ``workflow`` (its key, ``tenant:key`` outside the default
         tenant) of ``tenant`` ended with ``status``."""
-        workflow = self.workflow_labels.admit(workflow)
-        self.executions.labels(workflow=workflow, status=status).inc()
-        self.tenant_executions.labels(tenant=self.tenant_labels.admit(tenant),
-                                      status=status).inc()
+        # A run's end looks its three series up here: kept per (workflow, status, tenant),
+        # as the webhook answers' are, since labels() costs microseconds each, and a label
+        # once admitted (or refused) stays so.
+        key = (workflow, status, tenant)
+        children = self._execution_children.get(key)
+        if children is None:
+            label = self.workflow_labels.admit(workflow)
+            children = self._execution_children[key] = (
+                self.executions.labels(workflow=label, status=status),
+                self.tenant_executions.labels(tenant=self.tenant_labels.admit(tenant),
+                                              status=status),
+                label,
+            )
+        runs, tenant_runs, label = children
+        runs.inc()
+        tenant_runs.inc()
         if seconds is not None:
-            self.execution_seconds.labels(workflow=workflow).observe(max(0.0, seconds))
+            durations = self._duration_children.get(label)
+            if durations is None:
+                durations = self._duration_children[label] = self.execution_seconds.labels(
+                    workflow=label)
+            durations.observe(max(0.0, seconds))
 
     def node_finished(self, node_type: str, seconds: float | None) -> None:
         if seconds is not None:
