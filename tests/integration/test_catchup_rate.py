@@ -70,4 +70,5 @@ async def _caught_up(pool: Pool, trigger: str, minute: datetime) -> bool:
     # Only the missed slots count: the spread takes seconds, so it can cross a whole
     # minute, whose slot then fires live alongside the catch-up.
     runs = await executions_of(pool, trigger)
-    return sum(r["scheduled_for"] <= minute for r in runs) >= 8
+    missed: int = sum(r["scheduled_for"] <= minute for r in runs)
+    return missed >= 8
