@@ -62,6 +62,8 @@ CREATE FUNCTION public.triggerd_executions_deleted() RETURNS trigger
     AS $$
 BEGIN
     DELETE FROM webhook_requests r USING deleted d WHERE r.id = d.id;
+    DELETE FROM node_executions
+     WHERE execution_id = ANY(ARRAY(SELECT d.id FROM deleted d));
     DELETE FROM node_outputs_resume o USING deleted d WHERE o.execution_id = d.id;
     RETURN NULL;
 END;
@@ -1173,14 +1175,6 @@ ALTER TABLE ONLY public.debounce_windows
 
 ALTER TABLE ONLY public.memory_writes
     ADD CONSTRAINT memory_writes_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
-
-
---
--- Name: node_executions node_executions_execution_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.node_executions
-    ADD CONSTRAINT node_executions_execution_id_fkey FOREIGN KEY (execution_id) REFERENCES public.workflow_executions(id) ON DELETE CASCADE;
 
 
 --

@@ -731,3 +731,32 @@ async def test_values_derived_from_secrets_are_masked_in_rows_and_logs(
     for value in [secret, *clear.values()]:
         assert value not in dump, value
     assert by_node["make"]["output"]["upper"] == "***"
+
+
+async def test_node_rows_follow_their_execution_without_a_foreign_key(
+    pool: asyncpg.Pool,
+) -> None:
+    """Migration 0028: node rows are written only for an execution that exists (the write
+    locks it, as the foreign key did), and go when their execution is deleted."""
+    from datetime import UTC, datetime
+
+    from triggerd.store.executions import NodeRow, write_progress
+
+    await apply_doc(pool, workflow("fk", [{"id": "a", "type": "noop"}]))
+    kept, deleted = await fire(pool, "fk/manual"), await fire(pool, "fk/manual")
+    now = datetime.now(UTC)
+    rows = [NodeRow(execution_id=e, node_id=n, node_type="noop", status="SUCCESS", attempt=1,
+                    start_time=now, end_time=now)
+            for e in (kept, deleted) for n in ("a", "b")]
+    await pool.execute("DELETE FROM workflow_executions WHERE id = $1", deleted)
+    async with pool.acquire() as conn:
+        assert await write_progress(conn, "owner", rows, []) == set()
+    stored = await pool.fetch(
+        "SELECT execution_id::text AS e, node_id FROM node_executions ORDER BY node_id")
+    assert [(r["e"], r["node_id"]) for r in stored] == [(kept, "a"), (kept, "b")]
+    constraints = await pool.fetchval(
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'node_executions'::regclass"
+        " AND contype = 'f'")
+    assert constraints == 0
+    await pool.execute("DELETE FROM workflow_executions WHERE id = $1", kept)
+    assert await pool.fetchval("SELECT count(*) FROM node_executions") == 0

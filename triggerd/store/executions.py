@@ -699,6 +699,10 @@ FROM json_to_recordset($1::text::json)
          input jsonb, output jsonb, branch text, error_code text, error_message text,
          start_time timestamptz, end_time timestamptz, execution_time_ms float8,
          from_node_id text, edge_condition text)
+-- What the foreign key did, without its trigger call per row (migration 0028): the
+-- execution is locked FOR KEY SHARE, so a concurrent delete of it waits for this
+-- statement, or wins and its rows are not written.
+WHERE EXISTS (SELECT FROM workflow_executions e WHERE e.id = d.execution_id FOR KEY SHARE)
 ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, branch = EXCLUDED.branch,
     error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
@@ -881,10 +885,18 @@ def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
 # its own): the node rows, then the final states and a notification per finished run. Both
 # modifying parts run to completion whatever the outer query reads; the notification is
 # sent per row returned, which the caller reads in full.
+_HELD = "AND lease_owner = $1\n      ORDER BY id FOR NO KEY UPDATE"
+assert _HELD in _FINISH
+# The node rows go first: their lock on the execution (FOR KEY SHARE) must come before this
+# statement's update of it, or it would find the row updated by the statement itself and
+# skip it (and its node rows). The finish waits for them by reading their count.
+_FINISH_AFTER_NODES = _FINISH.replace(
+    _HELD, "AND lease_owner = $1 AND (SELECT count(*) FROM nodes) >= 0\n"
+           "      ORDER BY id FOR NO KEY UPDATE")
 _WRITE_ONE_STATEMENT = f"""
 WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
 RETURNING 1),
-done AS ({_shift_parameters(_FINISH.strip(), lambda n: n if n == 1 else n + 1)})
+done AS ({_shift_parameters(_FINISH_AFTER_NODES.strip(), lambda n: n if n == 1 else n + 1)})
 {_ACCOUNT}
 SELECT done.id, done.status, done.trigger_id, done.trigger_type,
        (SELECT n FROM wakes) AS wakes
