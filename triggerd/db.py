@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 
 from triggerd.config import Settings
 from triggerd.errors import DatabaseUnavailable, MigrationError
@@ -200,9 +201,26 @@ def direct_dsn(settings: Settings, resolved: str) -> str:
 # --- connections ---------------------------------------------------------------------
 
 
+# 19 digits in a row: possibly an integer past 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def decode_json(text: str) -> Any:
+    """A json/jsonb value from PostgreSQL: orjson (a few times faster; every claimed run's
+    input and context are decoded here), the standard library for what orjson would read
+    differently or refuse (long integers, which it turns into floats), so every stored
+    value reads exactly as before."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=decode_json, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=decode_json, schema="pg_catalog")
 
 
 # Errors meaning "the database cannot be reached (or written) right now": retry after a

@@ -71,3 +71,26 @@ def test_a_node_row_is_sent_with_every_column_and_never_its_resume_copy() -> Non
         "end_time": "2026-12-05T00:00:00+00:00"}
     assert "resume_copy" not in repr(row) and "secret" not in repr(row)
     assert "node_id='n'" in repr(row)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "b": [1, 2.5, "x"], "c": null, "d": true}',
+    "123456789012345678901234567890",  # past 64 bits: orjson would make it a float
+    "-9223372036854775809",
+    "18446744073709551616",
+    '{"n": 12345678901234567890123, "m": 1}',
+    "0.1234567890123456789012",
+    '{"big": 1e400}',
+    '"\\ud800"',
+    '{"a": "\\u0000"}',
+    "-0.0",
+    '{"k": "v", "k": "w"}',
+    '{"é": "日本", "z": {"y": [[]]}}',
+    "NaN",  # never from jsonb, but read as before
+])
+def test_values_from_postgresql_read_as_the_standard_library_reads_them(text: str) -> None:
+    from triggerd.db import decode_json
+
+    expected, got = json.loads(text), decode_json(text)
+    assert repr(got) == repr(expected)
+    assert type(got) is type(expected)
