@@ -24,6 +24,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests import external_pg
 from tests.acceptance.conftest import DaemonProcess, Daemons, TomlValue, run_cli
 from tests.external_pg import Endpoint
 from tests.helpers import wait_for
@@ -203,3 +204,47 @@ def log_entries(log: str, database: str) -> list[tuple[str, str]]:
         elif entries:
             entries[-1][2].append(line)
     return [(host, "\n".join(text)) for host, name, text in entries if name == database]
+
+
+async def test_the_schedule_is_read_through_pgbouncer_by_clients_taking_turns(
+    bounced_database: Database, external_postgres: Endpoint,
+) -> None:
+    """The scheduler reads its triggers with a cursor. Through PgBouncer in transaction
+    mode, asyncpg's own cursors left a named prepared statement on the server connection
+    (asyncpg closes it later, in that client's next transaction, which PgBouncer may run
+    elsewhere), and a replica given that connection could fail to start ("prepared
+    statement __asyncpg_stmt_7__ already exists", seen once in the two-replica test); the
+    cursor is now declared in SQL, and no client leaves a statement behind."""
+    from contextlib import aclosing
+
+    import yaml
+
+    from triggerd import db
+    from triggerd.definitions import load_documents
+    from triggerd.store.slots import iter_cron_triggers
+    from triggerd.store.workflows import apply_workflows
+
+    await db.migrate(bounced_database.direct)
+    conn = await asyncpg.connect(bounced_database.direct)
+    try:
+        await apply_workflows(conn, load_documents([("d", yaml.safe_load(DEFINITIONS))]))
+    finally:
+        await conn.close()
+    # One server connection: every client's transaction runs on it, one after another.
+    with external_pg.pgbouncer(external_postgres, pool_size=1) as bouncer:
+        pools = [await db.create_pool(bouncer.dsn(bounced_database.name), min_size=1,
+                                      max_size=1, pgbouncer=True) for _ in range(3)]
+        observer = pools.pop()
+        try:
+            for _ in range(3):
+                for pool in pools:  # one client after another
+                    async with aclosing(iter_cron_triggers(pool, page=1)) as pages:
+                        names = [row.name async for page in pages for row in page]
+                    assert names == ["tick"]
+                    # Another client, on the same server connection: nothing was left
+                    # there for it to collide with.
+                    left = await observer.fetch("SELECT name FROM pg_prepared_statements")
+                    assert [r["name"] for r in left] == []
+        finally:
+            for pool in [*pools, observer]:
+                await pool.close()

@@ -128,6 +128,7 @@ WHERE t.type IN ({_SCHEDULED}) AND t.enabled AND w.status = 'active'
 
 
 LOAD_PAGE = 5000
+_LOAD_CURSOR = "triggerd_cron_load"
 
 
 async def iter_cron_triggers(
@@ -142,17 +143,23 @@ async def iter_cron_triggers(
     The next page is asked for before this one is handed over, so PostgreSQL computes it
     (a slot lookup per trigger) while the caller works on this one: the start of 100,000
     triggers no longer waits for the statement and the scheduling one after the other."""
+    # A cursor declared in SQL, not asyncpg's: asyncpg reads a cursor through a named
+    # prepared statement, which a PgBouncer in transaction mode leaves on its server
+    # connection for another daemon's client to collide with ("prepared statement
+    # __asyncpg_stmt_7__ already exists"); these statements are plain ones.
+    fetch_page = f"FETCH FORWARD {int(page)} FROM {_LOAD_CURSOR}"
     try:
         async with pool.acquire() as conn, conn.transaction(readonly=True):
-            cursor = await conn.cursor(_LOAD, None, timeout=STATEMENT_TIMEOUT)
-            ahead = asyncio.ensure_future(cursor.fetch(page, timeout=STATEMENT_TIMEOUT))
+            await conn.execute(f"DECLARE {_LOAD_CURSOR} NO SCROLL CURSOR FOR {_LOAD}", None,
+                               timeout=STATEMENT_TIMEOUT)
+            ahead = asyncio.ensure_future(conn.fetch(fetch_page, timeout=STATEMENT_TIMEOUT))
             try:
                 while True:
                     rows = await ahead
                     last = len(rows) < page
                     if not last:
                         ahead = asyncio.ensure_future(
-                            cursor.fetch(page, timeout=STATEMENT_TIMEOUT)
+                            conn.fetch(fetch_page, timeout=STATEMENT_TIMEOUT)
                         )
                     if rows:
                         yield list(map(CronTriggerRow._make, rows))
