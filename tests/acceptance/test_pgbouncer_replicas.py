@@ -214,7 +214,7 @@ async def test_the_schedule_is_read_through_pgbouncer_by_clients_taking_turns(
     (asyncpg closes it later, in that client's next transaction, which PgBouncer may run
     elsewhere), and a replica given that connection could fail to start ("prepared
     statement __asyncpg_stmt_7__ already exists", seen once in the two-replica test); the
-    cursor is now declared in SQL, and no client leaves a statement behind."""
+    cursor is declared in SQL through PgBouncer, and no client leaves a statement behind."""
     from contextlib import aclosing
 
     import yaml
@@ -238,13 +238,19 @@ async def test_the_schedule_is_read_through_pgbouncer_by_clients_taking_turns(
         try:
             for _ in range(3):
                 for pool in pools:  # one client after another
-                    async with aclosing(iter_cron_triggers(pool, page=1)) as pages:
+                    async with aclosing(iter_cron_triggers(pool, page=1, bounced=True)) as pages:
                         names = [row.name async for page in pages for row in page]
                     assert names == ["tick"]
                     # Another client, on the same server connection: nothing was left
                     # there for it to collide with.
                     left = await observer.fetch("SELECT name FROM pg_prepared_statements")
                     assert [r["name"] for r in left] == []
+            # asyncpg's own cursor (bounced=False, as used on a direct connection) leaves
+            # its statement there: what the other replica collided with.
+            async with aclosing(iter_cron_triggers(pools[0], page=1)) as pages:
+                assert [row.name async for page in pages for row in page] == ["tick"]
+            left = await observer.fetch("SELECT name FROM pg_prepared_statements")
+            assert [r["name"] for r in left] != []
         finally:
             for pool in [*pools, observer]:
                 await pool.close()

@@ -249,6 +249,8 @@ class CronScheduler(BaseComponent):
     ) -> None:
         self._pool = pool
         self._settings: SchedulerSettings = settings.scheduler
+        # Through PgBouncer the triggers are read without a named statement.
+        self._bounced = settings.database.behind_pgbouncer
         self._clock = clock
         self._timer = PreciseTimer(clock=clock)
         # The daemon's hub; without one (used alone) the scheduler runs its own.
@@ -451,7 +453,8 @@ class CronScheduler(BaseComponent):
         requests: list[SlotRequest] = []
         slicer = _Slicer()  # other components share the loop
         now: datetime | None = None
-        async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
+        pages = iter_cron_triggers(self._pool, bounced=self._bounced)
+        async with contextlib.aclosing(pages):
             async for rows in pages:
                 if now is None:
                     now = self._clock()  # after the snapshot: every row enabled before it
@@ -513,7 +516,8 @@ class CronScheduler(BaseComponent):
     async def _pages(self, ids: set[str] | None) -> AsyncGenerator[list[CronTriggerRow], None]:
         """The rows of ``ids``, or of every trigger in pages."""
         if ids is None:
-            async with contextlib.aclosing(iter_cron_triggers(self._pool)) as pages:
+            pages = iter_cron_triggers(self._pool, bounced=self._bounced)
+            async with contextlib.aclosing(pages):
                 async for rows in pages:
                     yield rows
         else:
