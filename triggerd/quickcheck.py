@@ -25,13 +25,17 @@ _ANNOTATIONS = frozenset(
     {"title", "description", "default", "examples", "$schema", "$comment", "$id",
      "deprecated", "readOnly", "writeOnly"}
 )
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 _TYPES: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "number": _is_number,
     "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
     or (isinstance(v, float) and v.is_integer()),
 }
@@ -47,10 +51,6 @@ def compile_quick_check(schema: Any) -> ValidityCheck | None:
         return _compile(schema)
     except (_Unsupported, re.error, TypeError, ValueError):
         return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _json_equal(one: Any, two: Any) -> bool:

@@ -709,7 +709,9 @@ ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
     end_time = EXCLUDED.end_time, execution_time_ms = EXCLUDED.execution_time_ms
 """
 
-_FINISH = """
+# {after}: a condition of ``held`` that orders this update after another part of the same
+# statement (empty when alone; see _WRITE_ONE_STATEMENT).
+_FINISH_TEMPLATE = """
 UPDATE workflow_executions e SET
     status = d.status, output = d.output::jsonb, error_code = d.error_code,
     error_message = d.error_message,
@@ -724,7 +726,7 @@ UPDATE workflow_executions e SET
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
             $8::text[])
      AS d(id, status, output, error_code, error_message, resume_at, failed_node),
-     (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1
+     (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1{after}
       ORDER BY id FOR NO KEY UPDATE) AS held
 WHERE e.id = d.id AND held.id = d.id AND e.lease_owner = $1
 RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_time,
@@ -738,6 +740,7 @@ RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_tim
                THEN NOT coalesce(e.context->'trigger' ? 'backfill', false)
                ELSE false END AS scheduled
 """
+_FINISH = _FINISH_TEMPLATE.format(after="")
 # ``held`` locks the rows in id order (renew_leases does the same), so the heartbeat and
 # the writer never wait for each other in a cycle.
 
@@ -885,14 +888,10 @@ def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
 # its own): the node rows, then the final states and a notification per finished run. Both
 # modifying parts run to completion whatever the outer query reads; the notification is
 # sent per row returned, which the caller reads in full.
-_HELD = "AND lease_owner = $1\n      ORDER BY id FOR NO KEY UPDATE"
-assert _HELD in _FINISH
 # The node rows go first: their lock on the execution (FOR KEY SHARE) must come before this
 # statement's update of it, or it would find the row updated by the statement itself and
 # skip it (and its node rows). The finish waits for them by reading their count.
-_FINISH_AFTER_NODES = _FINISH.replace(
-    _HELD, "AND lease_owner = $1 AND (SELECT count(*) FROM nodes) >= 0\n"
-           "      ORDER BY id FOR NO KEY UPDATE")
+_FINISH_AFTER_NODES = _FINISH_TEMPLATE.format(after=" AND (SELECT count(*) FROM nodes) >= 0")
 _WRITE_ONE_STATEMENT = f"""
 WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
 RETURNING 1),

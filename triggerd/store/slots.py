@@ -145,7 +145,6 @@ async def iter_cron_triggers(
     (a slot lookup per trigger) while the caller works on this one: the start of 100,000
     triggers no longer waits for the statement and the scheduling one after the other.
     ``bounced``: ``pool`` is PgBouncer's in transaction mode (see db.create_pool)."""
-    fetch_page = f"FETCH FORWARD {int(page)} FROM {_LOAD_CURSOR}"
     try:
         async with pool.acquire() as conn, conn.transaction(readonly=True):
             if bounced:
@@ -158,7 +157,8 @@ async def iter_cron_triggers(
                 await conn.execute(f"DECLARE {_LOAD_CURSOR} NO SCROLL CURSOR FOR {_LOAD}",
                                    None, timeout=STATEMENT_TIMEOUT)
                 next_page: Callable[[], Awaitable[list[Any]]] = functools.partial(
-                    conn.fetch, fetch_page, timeout=STATEMENT_TIMEOUT)
+                    conn.fetch, f"FETCH FORWARD {int(page)} FROM {_LOAD_CURSOR}",
+                    timeout=STATEMENT_TIMEOUT)
             else:
                 cursor = await conn.cursor(_LOAD, None, timeout=STATEMENT_TIMEOUT)
                 next_page = functools.partial(cursor.fetch, page, timeout=STATEMENT_TIMEOUT)
