@@ -757,6 +757,9 @@ async def _report_lateness(dsn: str, trigger_id: str, began: datetime, ended: da
           f"  [{verdict(p99, TARGETS['second_p99_ms'])}];"
           f" at whole minutes (+3 s) p99 {percentile(near, 0.99):.1f} ms,"
           f" max {max(near, default=math.nan):.1f} ms")
+    worst = sorted(rows, key=lambda r: -float(r["late"]))[:5]
+    print("        latest slots: " + ", ".join(
+        f"{r['scheduled_for']:%H:%M:%S} {float(r['late']):.1f} ms" for r in worst))
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -119,6 +119,28 @@ $$;
 
 
 --
+-- Name: triggerd_trigger_moved(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_trigger_moved() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM 1 FROM workflows w WHERE w.id = NEW.workflow_id FOR KEY SHARE OF w;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "workflow_triggers" violates foreign key constraint "workflow_triggers_workflow_id_fkey"'
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'workflow_triggers_workflow_id_fkey',
+                  TABLE = 'workflow_triggers',
+                  DETAIL = format('Key (workflow_id)=(%s) is not present in table "workflows".',
+                                  NEW.workflow_id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+
+--
 -- Name: triggerd_triggers_deleted(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -131,6 +153,38 @@ BEGIN
     FROM deleted d WHERE r.trigger_id = d.id;
     UPDATE workflow_executions e SET trigger_id = NULL
     FROM deleted d WHERE e.trigger_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_triggers_inserted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_triggers_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    wanted bigint;
+    locked bigint;
+    missing uuid;
+BEGIN
+    SELECT count(DISTINCT workflow_id) INTO wanted FROM triggerd_new;
+    PERFORM 1 FROM workflows w
+     WHERE w.id = ANY(ARRAY(SELECT DISTINCT n.workflow_id FROM triggerd_new n))
+     ORDER BY w.id FOR KEY SHARE OF w;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < wanted THEN
+        SELECT n.workflow_id INTO missing FROM triggerd_new n
+         WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = n.workflow_id) LIMIT 1;
+        RAISE EXCEPTION 'insert or update on table "workflow_triggers" violates foreign key constraint "workflow_triggers_workflow_id_fkey"'
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'workflow_triggers_workflow_id_fkey',
+                  TABLE = 'workflow_triggers',
+                  DETAIL = format('Key (workflow_id)=(%s) is not present in table "workflows".',
+                                  missing);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -159,7 +213,23 @@ CREATE FUNCTION public.triggerd_workflows_deleted() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
+    DELETE FROM workflow_triggers
+     WHERE workflow_id = ANY(ARRAY(SELECT d.id FROM deleted d));
     DELETE FROM workflow_executions e USING deleted d WHERE e.workflow_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: triggerd_workflows_truncated(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.triggerd_workflows_truncated() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    TRUNCATE workflow_triggers CASCADE;
     RETURN NULL;
 END;
 $$;
@@ -1103,10 +1173,24 @@ CREATE TRIGGER workflow_triggers_deleted_notify AFTER DELETE ON public.workflow_
 
 
 --
+-- Name: workflow_triggers workflow_triggers_inserted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_triggers_inserted AFTER INSERT ON public.workflow_triggers REFERENCING NEW TABLE AS triggerd_new FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_triggers_inserted();
+
+
+--
 -- Name: workflow_triggers workflow_triggers_inserted_notify; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER workflow_triggers_inserted_notify AFTER INSERT ON public.workflow_triggers REFERENCING NEW TABLE AS triggerd_new FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_notify_triggers_changed();
+
+
+--
+-- Name: workflow_triggers workflow_triggers_moved; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflow_triggers_moved AFTER UPDATE OF workflow_id ON public.workflow_triggers FOR EACH ROW WHEN ((old.workflow_id IS DISTINCT FROM new.workflow_id)) EXECUTE FUNCTION public.triggerd_trigger_moved();
 
 
 --
@@ -1135,6 +1219,13 @@ CREATE TRIGGER workflow_versions_immutable BEFORE UPDATE ON public.workflow_vers
 --
 
 CREATE TRIGGER workflows_deleted AFTER DELETE ON public.workflows REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_workflows_deleted();
+
+
+--
+-- Name: workflows workflows_truncated; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER workflows_truncated AFTER TRUNCATE ON public.workflows FOR EACH STATEMENT EXECUTE FUNCTION public.triggerd_workflows_truncated();
 
 
 --
@@ -1207,14 +1298,6 @@ ALTER TABLE ONLY public.workflow_executions
 
 ALTER TABLE ONLY public.workflow_memory
     ADD CONSTRAINT workflow_memory_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES public.workflows(id) ON DELETE CASCADE;
-
-
---
--- Name: workflow_triggers workflow_triggers_workflow_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.workflow_triggers
-    ADD CONSTRAINT workflow_triggers_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES public.workflows(id) ON DELETE CASCADE;
 
 
 --

@@ -295,3 +295,90 @@ async def test_upgrade_from_0001_keeps_every_row(empty_dsn: str) -> None:
     assert [(r["t"], r["conname"]) for r in foreign_keys] == [
         ("workflow_executions", "workflow_executions_retry_of_fkey")
     ]
+
+
+# --- migration 0029: trigger rows reference their workflow without a per-row check ------
+
+
+async def test_a_trigger_of_a_missing_workflow_is_refused_and_nothing_is_written(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        wid, _, _, _ = await make_workflow(conn, "w")
+        missing = str(uuid.uuid4())
+        with pytest.raises(asyncpg.ForeignKeyViolationError) as raised:
+            # One row of the statement points at no workflow: the whole statement fails.
+            await conn.execute(
+                "INSERT INTO workflow_triggers (workflow_id, name, type)"
+                " VALUES ($1, 'fine', 'manual'), ($2, 'orphan', 'manual')",
+                wid, missing,
+            )
+        assert raised.value.constraint_name == "workflow_triggers_workflow_id_fkey"
+        assert raised.value.table_name == "workflow_triggers"
+        assert missing in str(raised.value.detail)
+        names = await conn.fetch("SELECT name FROM workflow_triggers ORDER BY name")
+        assert [r["name"] for r in names] == ["every", "hook"]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute("UPDATE workflow_triggers SET workflow_id = $1 WHERE name = 'every'",
+                               missing)
+        other, _, _, _ = await make_workflow(conn, "other")
+        # Moving to a workflow that exists is allowed, as with the foreign key.
+        await conn.execute("UPDATE workflow_triggers SET workflow_id = $1, name = 'moved'"
+                           " WHERE workflow_id = $2 AND name = 'every'", other, wid)
+        assert await conn.fetchval(
+            "SELECT workflow_id::text FROM workflow_triggers WHERE name = 'moved'") == other
+        constraints = await conn.fetchval(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'workflow_triggers'::regclass"
+            " AND confrelid = 'workflows'::regclass")
+    assert constraints == 0
+
+
+async def test_deleting_a_workflow_deletes_its_triggers(pool: asyncpg.Pool) -> None:
+    gone = await fill(pool, "gone")
+    kept = await fill(pool, "kept")
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM workflows WHERE id = $1", gone["workflow"])
+        left = await conn.fetch("SELECT id::text FROM workflow_triggers")
+        slots = await conn.fetch("SELECT trigger_id::text FROM trigger_slots")
+    assert {r["id"] for r in left} == {kept["cron"], kept["hook"]}
+    assert [r["trigger_id"] for r in slots] == [kept["cron"]]
+
+
+async def test_a_workflow_delete_waits_for_triggers_being_added_and_takes_them(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        wid, _, _, _ = await make_workflow(conn, "w")
+    async with pool.acquire() as writer:
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.execute(
+            "INSERT INTO workflow_triggers (workflow_id, name, type) VALUES ($1, 'new', 'manual')",
+            wid,
+        )
+        deleting = asyncio.create_task(pool.execute("DELETE FROM workflows WHERE id = $1", wid))
+        await wait_until_blocked(pool, "DELETE FROM workflows")
+        await transaction.commit()
+        await deleting
+    # The delete waited for the new trigger's commit and removed it with the rest.
+    assert await pool.fetchval("SELECT count(*) FROM workflow_triggers") == 0
+
+
+async def test_triggers_added_after_their_workflow_was_deleted_are_refused(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        wid, _, _, _ = await make_workflow(conn, "w")
+    async with pool.acquire() as deleter:
+        transaction = deleter.transaction()
+        await transaction.start()
+        await deleter.execute("DELETE FROM workflows WHERE id = $1", wid)
+        adding = asyncio.create_task(pool.execute(
+            "INSERT INTO workflow_triggers (workflow_id, name, type) VALUES ($1, 'late', 'manual')",
+            wid,
+        ))
+        await wait_until_blocked(pool, "INSERT INTO workflow_triggers")
+        await transaction.commit()
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await adding
+    assert await pool.fetchval("SELECT count(*) FROM workflow_triggers") == 0
