@@ -609,7 +609,8 @@ async def part_d(
     config.write_text(
         f'[database]\nurl = "{dsn}"\npool_min = 2\npool_max = 10\n'
         f'[http]\nhost = "127.0.0.1"\nport = {port}\n'
-        f'[daemon]\nstate_dir = "{work}"\n[log]\nlevel = "warning"\nformat = "json"\n',
+        f'[daemon]\nstate_dir = "{work}"\n[log]\nlevel = "warning"\nformat = "json"\n'
+        + os.environ.get("BENCH_EXTRA_CONFIG", "").replace("\\n", "\n"),
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERD_")}
@@ -718,6 +719,9 @@ def _report_probes(probes: list[tuple[datetime, float, int]]) -> None:
           f"  [{verdict(p99, TARGETS['readyz_p99_ms'])}];"
           f" within 3 s after whole minutes p99 {percentile(near, 0.99):.1f} ms,"
           f" max {max(near, default=math.nan):.1f} ms")
+    worst = sorted(probes, key=lambda p: -p[1])[:5]
+    print("        slowest probes: " + ", ".join(f"{at:%H:%M:%S.%f}"[:-3] + f" {ms:.1f} ms"
+                                               for at, ms, _ in worst))
 
 
 def _report_lag(scrapes: list[tuple[datetime, list[float]]]) -> None:

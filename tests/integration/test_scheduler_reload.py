@@ -155,3 +155,55 @@ async def test_stale_and_disabled_slots_are_not_fired(pool: Pool) -> None:
     assert sorted(result.stale) == sorted([(first, before), (second, slot), (second, before)])
     assert result.inserted == 0
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+
+
+async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest_changed(
+    pool: Pool, dsn: str, monkeypatch: Any
+) -> None:
+    """A periodic reconcile first compares the scheduled triggers' digest with the one read
+    with the last full reconcile's rows: unchanged, it loads nothing (counted, not timed);
+    a change no notification announced is found and loaded."""
+    from triggerd.scheduler import service
+
+    loads = 0
+    real = service.iter_cron_triggers
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal loads
+        loads += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "iter_cron_triggers", counting)
+    workflow_id = await make_workflow(pool)
+    ids = [await make_trigger(pool, workflow_id, f"t{i}", {"cron": f"{i} 3 * * *"})
+           for i in range(20)]
+    settings = scheduler_settings(reconcile=timedelta(milliseconds=200))
+    async with running(pool, dsn, settings) as scheduler:
+        assert scheduler.stats.schedules == 20
+        # The start's load, one full reconcile (no digest yet), then digests only.
+        assert await wait_for(lambda: scheduler.stats.reconciles_skipped >= 3, timeout=10.0)
+        assert loads == 2
+        # An edit nobody announced: the table's notifications are off for its transaction.
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "ALTER TABLE workflow_triggers DISABLE TRIGGER workflow_triggers_updated_notify")
+            await conn.execute("UPDATE workflow_triggers SET config = $2 WHERE id = $1",
+                               ids[0], {"cron": "1 3 * * *"})  # now shares t1's schedule
+            await conn.execute(
+                "ALTER TABLE workflow_triggers ENABLE TRIGGER workflow_triggers_updated_notify")
+        assert await wait_for(lambda: scheduler.stats.schedules == 19, timeout=10.0)
+        assert loads == 3
+        skipped = scheduler.stats.reconciles_skipped
+        assert await wait_for(
+            lambda: scheduler.stats.reconciles_skipped >= skipped + 3, timeout=10.0)
+        assert loads == 3
+        # An announced edit is reloaded by itself; the next periodic reconcile is a full one
+        # (the table changed since the digest was read), then digests only again.
+        await pool.execute("UPDATE workflow_triggers SET config = $2 WHERE id = $1",
+                           ids[2], {"cron": "1 3 * * *"})
+        assert await wait_for(lambda: scheduler.stats.schedules == 18 and loads == 4,
+                              timeout=10.0)
+        skipped = scheduler.stats.reconciles_skipped
+        assert await wait_for(
+            lambda: scheduler.stats.reconciles_skipped >= skipped + 3, timeout=10.0)
+        assert loads == 4
