@@ -180,9 +180,9 @@ async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest
     settings = scheduler_settings(reconcile=timedelta(milliseconds=200))
     async with running(pool, dsn, settings) as scheduler:
         assert scheduler.stats.schedules == 20
-        # The start's load, one full reconcile (no digest yet), then digests only.
+        # The start's load (its digest read from the same snapshot), then digests only.
         assert await wait_for(lambda: scheduler.stats.reconciles_skipped >= 3, timeout=10.0)
-        assert loads == 2
+        assert loads == 1
         # An edit nobody announced: the table's notifications are off for its transaction.
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -192,18 +192,47 @@ async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest
             await conn.execute(
                 "ALTER TABLE workflow_triggers ENABLE TRIGGER workflow_triggers_updated_notify")
         assert await wait_for(lambda: scheduler.stats.schedules == 19, timeout=10.0)
-        assert loads == 3
+        assert loads == 2
         skipped = scheduler.stats.reconciles_skipped
         assert await wait_for(
             lambda: scheduler.stats.reconciles_skipped >= skipped + 3, timeout=10.0)
-        assert loads == 3
+        assert loads == 2
         # An announced edit is reloaded by itself; the next periodic reconcile is a full one
         # (the table changed since the digest was read), then digests only again.
         await pool.execute("UPDATE workflow_triggers SET config = $2 WHERE id = $1",
                            ids[2], {"cron": "1 3 * * *"})
-        assert await wait_for(lambda: scheduler.stats.schedules == 18 and loads == 4,
+        assert await wait_for(lambda: scheduler.stats.schedules == 18 and loads == 3,
                               timeout=10.0)
         skipped = scheduler.stats.reconciles_skipped
         assert await wait_for(
             lambda: scheduler.stats.reconciles_skipped >= skipped + 3, timeout=10.0)
-        assert loads == 4
+        assert loads == 3
+
+
+async def test_without_a_second_connection_the_periodic_reconcile_is_a_full_one(
+    dsn: str, monkeypatch: Any
+) -> None:
+    """The digest of a load is read on a second connection; a pool of one has none, and
+    every periodic reconcile then loads everything, as before digests."""
+    from triggerd.scheduler import service
+
+    loads = 0
+    real = service.iter_cron_triggers
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal loads
+        loads += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "iter_cron_triggers", counting)
+    small = await db.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        workflow_id = await make_workflow(small)
+        await make_trigger(small, workflow_id, "t", {"cron": "0 3 * * *"})
+        settings = scheduler_settings(reconcile=timedelta(milliseconds=200))
+        async with running(small, dsn, settings) as scheduler:
+            assert await wait_for(lambda: loads >= 4, timeout=10.0)
+            assert scheduler.stats.reconciles_skipped == 0
+            assert scheduler.stats.triggers == 1
+    finally:
+        await small.close()

@@ -442,11 +442,13 @@ class CronScheduler(BaseComponent):
             self._reconciled_digest = None
             self._rebuilding = True
             try:
+                digest: list[str] = []
                 with _long_lived_build():
-                    requests, now = await self._load_all()
+                    requests, now = await self._load_all(digest)
             finally:
                 self._rebuilding = False
             self._stats.last_reconcile = now
+            self._reconciled_digest = digest[0] if digest else None
             self._rebuilt_at = self._clock()
             self._rebuilt_mono = time.monotonic()
             self._recovering_since = None
@@ -466,14 +468,14 @@ class CronScheduler(BaseComponent):
             },
         )
 
-    async def _load_all(self) -> tuple[list[SlotRequest], datetime]:
+    async def _load_all(self, digest: list[str]) -> tuple[list[SlotRequest], datetime]:
         """Fill the (new, empty) table with every trigger and schedule its groups; returns
-        the catch-up's slots and the instant it caught up to."""
+        the catch-up's slots and the instant it caught up to; ``digest`` gets the rows'."""
         memo: CatchupMemo = {}
         requests: list[SlotRequest] = []
         slicer = _Slicer()  # other components share the loop
         now: datetime | None = None
-        pages = iter_cron_triggers(self._pool, bounced=self._bounced)
+        pages = iter_cron_triggers(self._pool, bounced=self._bounced, digest=digest)
         async with contextlib.aclosing(pages):
             async for rows in pages:
                 if now is None:
