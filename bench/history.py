@@ -62,6 +62,7 @@ import asyncpg
 from bench.cron import percentile, with_database
 from triggerd import db
 from triggerd.definitions import load_documents
+from triggerd.executor.service import LEDGER_RETENTION_BATCH, RETENTION_BATCH, retention_pause
 from triggerd.store import admin as store_admin
 from triggerd.store import executions as store_executions
 from triggerd.store import slots as store_slots
@@ -427,8 +428,11 @@ async def _list_calls(conn: asyncpg.Connection) -> list[tuple[str, Call]]:
          lambda c: ex.list_executions(c, status="NEW", limit=50)),
         ("CLI executions list --trigger hot",
          lambda c: ex.list_executions(c, trigger_id=hot["id"], limit=50)),
-        ("API/CLI workflows list", lambda c: wf.list_workflows(c)),
-        ("API/CLI triggers list", lambda c: wf.list_triggers(c)),
+        ("API workflows (a page)", lambda c: wf.list_workflows(c, limit=51)),
+        ("API triggers (a page)", lambda c: wf.list_triggers(c, limit=51)),
+        # The command line prints every workflow and trigger: O(their number), not history.
+        (f"CLI workflows list (all {WORKFLOWS:,})", lambda c: wf.list_workflows(c)),
+        (f"CLI triggers list (all {2 * WORKFLOWS:,})", lambda c: wf.list_triggers(c)),
         ("API triggers ?workflow=", lambda c: wf.list_triggers(c, workflow_key=hot["key"])),
         ("API/CLI trigger slots (50)", lambda c: ad.slot_history(c, hot["id"], limit=51)),
         ("API workflow versions", lambda c: wf.list_versions(c, hot["workflow_id"])),
@@ -505,10 +509,10 @@ async def part_retention(admin: str, executions: int) -> None:
         deleted = 0
         while True:
             t0 = time.perf_counter()
-            n = await store_executions.retention_batch(conn, retention, 500)
+            n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH)
             batches.append((time.perf_counter() - t0) * 1000)
             deleted += n
-            if n < 500:
+            if n < RETENTION_BATCH:
                 break
         seconds = time.perf_counter() - started
         slot_seconds = 0.0
@@ -518,9 +522,9 @@ async def part_retention(admin: str, executions: int) -> None:
         if prune is not None:
             t0 = time.perf_counter()
             while True:
-                n = await prune(conn, retention, 10_000)
+                n = await prune(conn, retention, LEDGER_RETENTION_BATCH)
                 slots_deleted += n
-                if n < 10_000:
+                if n < LEDGER_RETENTION_BATCH:
                     break
             slot_seconds = time.perf_counter() - t0
         left = await conn.fetchrow(
@@ -533,7 +537,7 @@ async def part_retention(admin: str, executions: int) -> None:
         await conn.close()
         await _admin_execute(admin, "DROP DATABASE retention_full WITH (FORCE)")
     print(f"  executions: {before:,} -> {left['e']:,} ({deleted:,} deleted in {seconds:.1f} s,"
-          f" {deleted / max(seconds, 1e-9):,.0f}/s; batch of 500: p50"
+          f" {deleted / max(seconds, 1e-9):,.0f}/s; batch of {RETENTION_BATCH}: p50"
           f" {percentile(batches, 0.5):.1f} ms, p99 {percentile(batches, 0.99):.1f} ms)")
     print(f"  left: node rows {left['n']:,}, inbox rows {left['r']:,}, ledger rows {left['s']:,}")
     if prune is not None:
@@ -748,12 +752,13 @@ async def _retention_until_done(dsn: str, stop: asyncio.Event) -> tuple[int, flo
     try:
         retention = timedelta(days=30)
         while not stop.is_set():
-            n = await store_executions.retention_batch(conn, retention, 500)
-            s = await store_slots.delete_old_slots(conn, retention, 10_000)
+            started = time.monotonic()
+            n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH)
+            s = await store_slots.delete_old_slots(conn, retention, LEDGER_RETENTION_BATCH)
             deleted += n
-            if n < 500 and s < 10_000:
+            if n < RETENTION_BATCH and s < LEDGER_RETENTION_BATCH:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(retention_pause(time.monotonic() - started))
     finally:
         await conn.close()
     return deleted, time.perf_counter() - started

@@ -255,7 +255,8 @@ KEY_HELP: dict[str, str] = {
     "executor.drain": "on SIGTERM, time running executions get to finish",
     "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",
     "executor.resume_key_file": "key of the encrypted resume copies (shared by replicas)",
-    "scheduler.reconcile_interval": "full reconcile of triggers against the database",
+    "scheduler.reconcile_interval": "reconcile of triggers against the database (a full"
+                                    " reload only when their digest changed)",
     "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
     "scheduler.ledger_retention": "slot ledger rows older than this are deleted",
     "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",

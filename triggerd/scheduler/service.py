@@ -362,16 +362,18 @@ class CronScheduler(BaseComponent):
 
     async def _reconcile_if_changed(self) -> None:
         """The periodic reconcile: a full one only when the scheduled triggers' digest
-        differs from the one read with the rows of the last full reconcile (a notification
-        missed, a row edited by hand), which no notification-driven reload has followed
-        since. A full reconcile of 100,000 triggers made PostgreSQL look up every
-        trigger's newest slot and this loop decode and compare every row, every minute:
-        /readyz probes and every-second fires then waited 10-25 ms now and then."""
-        known = self._reconciled_digest
-        if known is not None and await scheduled_digest(self._pool) == known:
-            self._stats.last_reconcile = self._clock()
-            self._stats.reconciles_skipped += 1
-            return
+        differs from the one read with the rows of the last full load (the start's, a
+        rebuild's or a full reconcile's; a notification missed, a row edited by hand), or
+        when a notification-driven reload has changed the table since. A full reconcile
+        of 100,000 triggers made PostgreSQL look up every trigger's newest slot and this
+        loop decode and compare every row, every minute: /readyz probes and every-second
+        fires then waited 10-25 ms now and then."""
+        if self._reconciled_digest is not None:
+            digest = await scheduled_digest(self._pool)
+            if digest == self._reconciled_digest:  # (as it is now: a rebuild may have run)
+                self._stats.last_reconcile = self._clock()
+                self._stats.reconciles_skipped += 1
+                return
         await self.reconcile()
 
     async def reload(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,16 +123,14 @@ class SlotRecord:
 
 
 def row_to(cls: type[Any], row: Any) -> Any:
-    """Build a record from an asyncpg Record, turning UUIDs into strings."""
-    names = cls.__dataclass_fields__.keys()
+    """Build a record from an asyncpg Record, turning UUIDs into strings. One pass over
+    the row's items (a test of each field against ``row.keys()`` scanned the columns once
+    per field: most of the Python time of a list of 2,000 triggers)."""
+    fields = cls.__dataclass_fields__
     values: dict[str, Any] = {}
-    for name in names:
-        if name not in row.keys():  # noqa: SIM118 - asyncpg Records support keys(), not 'in'
-            continue
-        value = row[name]
-        if value is not None and type(value).__name__ == "UUID":
-            value = str(value)
-        values[name] = value
+    for name, value in row.items():
+        if name in fields and name not in values:  # the first of two equal names, as row[name]
+            values[name] = str(value) if isinstance(value, uuid.UUID) else value
     return cls(**values)
 
 
