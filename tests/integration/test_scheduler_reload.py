@@ -18,7 +18,7 @@ from tests.integration.test_scheduler_support import (
 from triggerd import db
 from triggerd.cron import utc_iso
 from triggerd.model import OverlapPolicy, SlotOutcome
-from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
+from triggerd.store.slots import SlotRequest, iter_cron_triggers, load_cron_triggers, record_slots
 
 Pool = Any
 EVERY_SECOND = "* * * * * *"
@@ -166,7 +166,7 @@ async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest
     from triggerd.scheduler import service
 
     loads = 0
-    real = service.iter_cron_triggers
+    real = iter_cron_triggers
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal loads
@@ -217,7 +217,7 @@ async def test_without_a_second_connection_the_periodic_reconcile_is_a_full_one(
     from triggerd.scheduler import service
 
     loads = 0
-    real = service.iter_cron_triggers
+    real = iter_cron_triggers
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal loads

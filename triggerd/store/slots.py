@@ -140,15 +140,16 @@ SELECT t.id::text AS id,
 # floors of triggers not loaded too: one more full reconcile at worst). Equal digests: a
 # full load would change nothing in the scheduler's table. Hashes of the values, not of
 # their text: PostgreSQL formatting 100,000 rows' jsonb and timestamps took 460-520 ms,
-# as much as the load itself; this takes 80 ms. (A jsonb hash equates 1 and 1.0, an edit
-# no reload would act on anyway.)
+# as much as the load itself; this takes 100 ms. (A jsonb hash equates 1 and 1.0, an edit
+# no reload would act on anyway. Functions PostgreSQL has had since version 11: 15 has no
+# timestamptz_hash_extended.)
 _DIGEST = f"""
 SELECT count(*) || ' ' || coalesce(sum(
            uuid_hash_extended(t.id, 0) # jsonb_hash_extended(t.config, 0)
            # hashtextextended({_WORKFLOW_KEY} || '/' || t.name || '/' || t.type, 0)
-           # timestamptz_hash_extended(t.enabled_at, 0)), 0)
+           # timestamp_hash_extended(t.enabled_at AT TIME ZONE 'UTC', 0)), 0)
        || ' ' || (SELECT coalesce(sum(uuid_hash_extended(st.trigger_id, 1)
-                                      # timestamptz_hash_extended(st.floor_at, 1)), 0)
+                      # timestamp_hash_extended(st.floor_at AT TIME ZONE 'UTC', 1)), 0)
                   FROM trigger_state st WHERE st.floor_at IS NOT NULL)
 {_SCHEDULED_ROWS}"""
 
@@ -214,7 +215,7 @@ DIGEST_ACQUIRE_TIMEOUT = 5.0
 async def _digest_of_snapshot(pool: asyncpg.Pool, snapshot: str) -> str | None:
     """:func:`scheduled_digest` in another transaction that shares the loading one's
     snapshot (exported), on a second connection: PostgreSQL computes it while the loader
-    reads pages, instead of 80 ms more before the first one (a start of 100,000 triggers).
+    reads pages, instead of 100 ms more before the first one (a start of 100,000 triggers).
     Best effort: without a second connection (a pool of one, all busy) or on any error,
     None, and the next periodic reconcile is a full one."""
     if pool.get_max_size() < 2 or not _SNAPSHOT_ID.fullmatch(snapshot):
