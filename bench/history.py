@@ -752,13 +752,13 @@ async def _retention_until_done(dsn: str, stop: asyncio.Event) -> tuple[int, flo
     try:
         retention = timedelta(days=30)
         while not stop.is_set():
-            started = time.monotonic()
+            round_started = time.monotonic()
             n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH)
             s = await store_slots.delete_old_slots(conn, retention, LEDGER_RETENTION_BATCH)
             deleted += n
             if n < RETENTION_BATCH and s < LEDGER_RETENTION_BATCH:
                 break
-            await asyncio.sleep(retention_pause(time.monotonic() - started))
+            await asyncio.sleep(retention_pause(time.monotonic() - round_started))
     finally:
         await conn.close()
     return deleted, time.perf_counter() - started
