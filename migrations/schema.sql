@@ -414,7 +414,8 @@ CREATE TABLE public.node_executions (
     edge_condition text,
     CONSTRAINT node_executions_attempt_check CHECK ((attempt >= 1)),
     CONSTRAINT node_executions_status_check CHECK ((status = ANY (ARRAY['RUNNING'::text, 'SUCCESS'::text, 'ERROR'::text, 'SKIPPED'::text, 'CANCELED'::text, 'WAITING'::text])))
-);
+)
+WITH (autovacuum_vacuum_cost_delay='10');
 
 
 --
@@ -473,7 +474,8 @@ CREATE TABLE public.trigger_slots (
     decided_at timestamp with time zone DEFAULT now() NOT NULL,
     detail text,
     CONSTRAINT trigger_slots_outcome_check CHECK ((outcome = ANY (ARRAY['fired'::text, 'skipped_overlap'::text, 'skipped_misfire'::text, 'skipped_disabled'::text, 'buffered'::text, 'canceled_previous'::text, 'duplicate'::text, 'skipped_paused'::text, 'skipped_manual'::text])))
-);
+)
+WITH (autovacuum_vacuum_cost_delay='10');
 
 
 --
@@ -520,7 +522,8 @@ CREATE TABLE public.webhook_requests (
     CONSTRAINT webhook_requests_delivery_count_check CHECK ((delivery_count >= 1)),
     CONSTRAINT webhook_requests_outcome_check CHECK ((outcome = ANY (ARRAY['accepted'::text, 'filtered'::text, 'debounced'::text]))),
     CONSTRAINT webhook_requests_shares_execution_id CHECK (((execution_id = id) OR (outcome = 'debounced'::text)))
-);
+)
+WITH (autovacuum_vacuum_cost_delay='10');
 
 
 --
