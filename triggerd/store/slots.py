@@ -209,7 +209,7 @@ async def iter_cron_triggers(
 
 
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)+")
-DIGEST_ACQUIRE_TIMEOUT = 5.0
+DIGEST_ACQUIRE_TIMEOUT = 1.0  # a busy pool: no digest, rather than a reload that waits
 
 
 async def _digest_of_snapshot(pool: asyncpg.Pool, snapshot: str) -> str | None:
