@@ -30,7 +30,9 @@ newest slot, and an empty ledger would hide that cost.
     (``created_at - scheduled_for``). The mix fires thousands of triggers at some whole
     minutes (every ``*/5`` one at :00, :05, ...), and the daemon's executor then runs
     those executions; seconds within 3 s after a whole minute are reported apart from the
-    others ("between the mass fires").
+    others ("between the mass fires"). The environment variable ``BENCH_EXTRA_CONFIG``
+    (TOML, ``\\n`` for line breaks) is appended to the daemon's configuration, e.g.
+    ``BENCH_EXTRA_CONFIG='[scheduler]\\nreconcile_interval = "10s"\\n'``.
 
 Each part uses its own fresh database on one embedded PostgreSQL
 (:func:`triggerd.db.start_embedded` in a temporary directory).

@@ -58,9 +58,9 @@ OVERDUE_INTERVAL = 1.0
 CLAIM_WAIT_ON_DRAIN = 5.0
 # Retention deletes in small statements and spends at most half its time deleting (the
 # pause after a round is at least as long as the round): with a backlog of a million old
-# runs, webhooks stored meanwhile kept a p99 of 1.2-1.6x their baseline instead of
-# 2.6-2.8x with 10,000 ledger rows a statement and a fixed 50 ms pause
-# (bench/history.py retention-ingest).
+# runs, webhooks stored meanwhile had a p99 of 1.15-2.60x their baseline (5 runs) instead
+# of 2.60-2.79x with 10,000 ledger rows a statement and a fixed 50 ms pause; the rest was
+# autovacuum's (migration 0030). bench/history.py retention-ingest.
 RETENTION_BATCH = 500
 LEDGER_RETENTION_BATCH = 2_000
 RETENTION_MIN_PAUSE = 0.05
