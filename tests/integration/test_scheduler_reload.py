@@ -6,6 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.integration.test_scheduler_support import (
     executions_of,
     make_trigger,
@@ -157,23 +159,27 @@ async def test_stale_and_disabled_slots_are_not_fired(pool: Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
 
 
+@pytest.fixture
+def full_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many full loads the scheduler makes (its calls of iter_cron_triggers), in [0]."""
+    from triggerd.scheduler import service
+
+    calls = [0]
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return iter_cron_triggers(*args, **kwargs)
+
+    monkeypatch.setattr(service, "iter_cron_triggers", counting)
+    return calls
+
+
 async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest_changed(
-    pool: Pool, dsn: str, monkeypatch: Any
+    pool: Pool, dsn: str, full_loads: list[int]
 ) -> None:
     """A periodic reconcile first compares the scheduled triggers' digest with the one read
     with the last full reconcile's rows: unchanged, it loads nothing (counted, not timed);
     a change no notification announced is found and loaded."""
-    from triggerd.scheduler import service
-
-    loads = 0
-    real = iter_cron_triggers
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal loads
-        loads += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(service, "iter_cron_triggers", counting)
     workflow_id = await make_workflow(pool)
     ids = [await make_trigger(pool, workflow_id, f"t{i}", {"cron": f"{i} 3 * * *"})
            for i in range(20)]
@@ -182,7 +188,7 @@ async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest
         assert scheduler.stats.schedules == 20
         # The start's load (its digest read from the same snapshot), then digests only.
         assert await wait_for(lambda: scheduler.stats.reconciles_skipped >= 3, timeout=10.0)
-        assert loads == 1
+        assert full_loads[0] == 1
         # An edit nobody announced: the table's notifications are off for its transaction.
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -192,46 +198,35 @@ async def test_the_periodic_reconcile_reads_every_trigger_only_when_their_digest
             await conn.execute(
                 "ALTER TABLE workflow_triggers ENABLE TRIGGER workflow_triggers_updated_notify")
         assert await wait_for(lambda: scheduler.stats.schedules == 19, timeout=10.0)
-        assert loads == 2
+        assert full_loads[0] == 2
         skipped = scheduler.stats.reconciles_skipped
         assert await wait_for(
             lambda: scheduler.stats.reconciles_skipped >= skipped + 3, timeout=10.0)
-        assert loads == 2
+        assert full_loads[0] == 2
         # An announced edit is reloaded by itself; the next periodic reconcile is a full one
         # (the table changed since the digest was read), then digests only again.
         await pool.execute("UPDATE workflow_triggers SET config = $2 WHERE id = $1",
                            ids[2], {"cron": "1 3 * * *"})
-        assert await wait_for(lambda: scheduler.stats.schedules == 18 and loads == 3,
+        assert await wait_for(lambda: scheduler.stats.schedules == 18 and full_loads[0] == 3,
                               timeout=10.0)
         skipped = scheduler.stats.reconciles_skipped
         assert await wait_for(
             lambda: scheduler.stats.reconciles_skipped >= skipped + 3, timeout=10.0)
-        assert loads == 3
+        assert full_loads[0] == 3
 
 
 async def test_without_a_second_connection_the_periodic_reconcile_is_a_full_one(
-    dsn: str, monkeypatch: Any
+    dsn: str, full_loads: list[int]
 ) -> None:
     """The digest of a load is read on a second connection; a pool of one has none, and
     every periodic reconcile then loads everything, as before digests."""
-    from triggerd.scheduler import service
-
-    loads = 0
-    real = iter_cron_triggers
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal loads
-        loads += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(service, "iter_cron_triggers", counting)
     small = await db.create_pool(dsn, min_size=1, max_size=1)
     try:
         workflow_id = await make_workflow(small)
         await make_trigger(small, workflow_id, "t", {"cron": "0 3 * * *"})
         settings = scheduler_settings(reconcile=timedelta(milliseconds=200))
         async with running(small, dsn, settings) as scheduler:
-            assert await wait_for(lambda: loads >= 4, timeout=10.0)
+            assert await wait_for(lambda: full_loads[0] >= 4, timeout=10.0)
             assert scheduler.stats.reconciles_skipped == 0
             assert scheduler.stats.triggers == 1
     finally:
