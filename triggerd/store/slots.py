@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from triggerd.db import is_unavailable
+from triggerd.db import is_unavailable, translated
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS
@@ -156,12 +156,8 @@ SELECT count(*) || ' ' || coalesce(sum(
 
 async def scheduled_digest(conn: Conn) -> str:
     """The digest of the scheduled triggers as they are now (see _DIGEST)."""
-    try:
+    with translated("reading the scheduled triggers' digest"):
         return str(await conn.fetchval(_DIGEST, None, timeout=STATEMENT_TIMEOUT))
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise _unavailable(exc) from exc
-        raise
 
 
 LOAD_PAGE = 5000
@@ -227,9 +223,7 @@ async def _digest_of_snapshot(pool: asyncpg.Pool, snapshot: str) -> str | None:
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'",
                                timeout=STATEMENT_TIMEOUT)
             return await scheduled_digest(conn)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
+    except Exception:  # (a cancel is no Exception: it propagates)
         return None
 
 
