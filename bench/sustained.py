@@ -16,8 +16,10 @@ answers do, and each answer's latency is counted from that intended instant (so 
 shows in the latency instead of lowering the rate). Per step (``--duration`` seconds at
 one rate) the backlog (``NEW`` + ``RUNNING`` executions) is sampled every second with SQL
 and the bench reports the offered rate, 202s/s, 429s, p50/p99 answer latency, runs
-finished/s (202s minus the backlog's growth), the backlog slope (least squares over the
-second half of the step) and the daemon's RSS at the start and the end of the step.
+finished/s (202s minus the backlog's growth; both rates per second from the first send to
+the last answer, which an overloaded daemon gives well after the sending ended), the
+backlog slope (least squares over the second half of the step) and the daemon's RSS at
+the start and the end of the step.
 
 A step is *flat* when the slope is below 1% of the offered rate, every request was
 answered 202 and the p99 answer latency is under a second (requests queued in the sockets
@@ -148,11 +150,13 @@ class _Connection(asyncio.Protocol):
             counts = self.stats["status"]
             counts[status] = counts.get(status, 0) + 1
             self.stats["latencies"].append(now - sent_at)
+            self.stats["last_answer"] = now
 
 
 async def _generate(port: int, rate: float, duration: float, first_id: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    stats: dict[str, Any] = {"status": {}, "latencies": [], "errors": 0, "skipped": 0}
+    stats: dict[str, Any] = {"status": {}, "latencies": [], "errors": 0, "skipped": 0,
+                             "last_answer": 0.0}
     connections: list[_Connection] = []
     for _ in range(CONNECTIONS):
         _, protocol = await loop.create_connection(lambda: _Connection(stats), "127.0.0.1", port)
@@ -195,8 +199,12 @@ async def _generate(port: int, rate: float, duration: float, first_id: int) -> d
             return 0.0
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
+    # An overloaded daemon answers after the sending ended: rates of answers and of
+    # finished runs are per second of this longer window, not of the sending.
+    answered_seconds = max(sent_seconds, stats["last_answer"] - t0)
     return {
         "sent": total - stats["skipped"], "skipped": stats["skipped"], "seconds": sent_seconds,
+        "answered_seconds": answered_seconds,
         "status": stats["status"], "errors": stats["errors"] + unanswered,
         "p50_ms": pct(0.50), "p99_ms": pct(0.99),
     }
@@ -255,6 +263,8 @@ class Step:
     backlog_max: int
     rss_start_mb: float
     rss_end_mb: float
+    sent_s: float  # the sending's length
+    answered_s: float  # from the first send to the last answer
 
     @property
     def flat(self) -> bool:
@@ -299,13 +309,16 @@ async def run_step(*, daemon: subprocess.Popen[bytes], port: int, dsn: str, rate
     rejected = status.get("429", 0)
     other = sum(n for code, n in status.items() if code not in ("202", "429")) + result["errors"]
     seconds = result["seconds"]
+    answered = result["answered_seconds"]
     second_half = [p for p in samples if p[0] >= duration / 2]
     return Step(
         rate=rate, max_pending=max_pending, offered=(result["sent"]) / seconds,
-        accepted_per_s=accepted / seconds, rejected_429=rejected, other=other,
+        accepted_per_s=accepted / answered, rejected_429=rejected, other=other,
         skipped=result["skipped"], p50_ms=result["p50_ms"], p99_ms=result["p99_ms"],
-        # Every 202 is a run: what did not stay in the backlog finished.
-        finished_per_s=(start_backlog + accepted - end_backlog) / seconds,
+        # Every 202 is a run: what did not stay in the backlog finished (by the time the
+        # last answer came back).
+        finished_per_s=(start_backlog + accepted - end_backlog) / answered,
+        answered_s=answered, sent_s=seconds,
         slope=slope(second_half), backlog_end=end_backlog,
         backlog_max=max([b for _, b in samples] + [end_backlog]),
         rss_start_mb=rss_start, rss_end_mb=rss_end,
@@ -360,7 +373,8 @@ def print_step(s: Step) -> None:
           f" p50 {s.p50_ms:.1f} ms, p99 {s.p99_ms:.1f} ms,"
           f" finished {s.finished_per_s:,.0f}/s, backlog slope {s.slope:+,.1f}/s"
           f" (max {s.backlog_max}, end {s.backlog_end}),"
-          f" RSS {s.rss_start_mb:.0f} -> {s.rss_end_mb:.0f} MB"
+          f" RSS {s.rss_start_mb:.0f} -> {s.rss_end_mb:.0f} MB,"
+          f" last answer {s.answered_s - s.sent_s:.1f} s after the last send"
           f" -> {'flat' if s.flat else 'NOT flat'}", flush=True)
 
 
