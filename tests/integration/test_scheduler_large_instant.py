@@ -1,5 +1,6 @@
 """An instant with more slots than one statement takes is written as several concurrent
-statements; with two replicas racing, each slot still gets exactly one execution."""
+statements; with two replicas racing, each slot still gets exactly one execution. A large
+catch-up is written the same way, each trigger's slots in one statement."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.test_scheduler_support import make_workflow, running
+import pytest
+
+from tests.integration.test_scheduler_support import (
+    executions_of,
+    make_trigger,
+    make_workflow,
+    running,
+)
 from triggerd import db
+from triggerd.scheduler import service
 from triggerd.scheduler.service import INSTANT_CHUNK, INSTANT_STATEMENTS
 
 Pool = Any
@@ -40,3 +49,51 @@ async def test_large_instant_split_across_statements_fires_each_slot_once(
         "SELECT count(*) FROM trigger_slots WHERE scheduled_for = $1 AND outcome = 'fired'",
         first)
     assert slots == count
+
+
+async def test_a_catch_up_written_as_several_statements_keeps_each_trigger_in_one(
+    pool: Pool, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 4 slots: every trigger below owes 3 or 10 slots, so the catch-up takes
+    # several statements, some of them concurrent, and packing must not split a trigger.
+    monkeypatch.setattr(service, "INSTANT_CHUNK", 4)
+    monkeypatch.setattr(service, "CATCH_UP_CHUNK", 4)
+    real = datetime.now(UTC)
+    minute = real.replace(second=0, microsecond=0)
+    shift = minute + timedelta(seconds=30) - real  # the scheduler reads hh:mm:30
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + shift
+
+    workflow_id = await make_workflow(pool)
+    missed = [minute - timedelta(minutes=m) for m in range(9, -1, -1)]
+    owed: dict[str, list[datetime]] = {}
+    for n in range(8):
+        # Half were enabled 2m50s ago (3 slots owed), half an hour ago (10 slots owed).
+        recent = n % 2 == 1
+        enabled_at = minute - (timedelta(minutes=2, seconds=50) if recent else timedelta(hours=1))
+        trigger_id = await make_trigger(
+            pool, workflow_id, f"t{n}", {"cron": "* * * * *", "misfire": "all"},
+            enabled_at=enabled_at)
+        await pool.execute(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+            " VALUES ($1, $2, 'fired')", trigger_id, minute - timedelta(minutes=10))
+        owed[trigger_id] = missed[7:] if recent else missed
+
+    async with running(pool, dsn, clock=clock):
+        pass
+
+    statements: set[datetime] = set()
+    for trigger_id, slots in owed.items():
+        runs = await executions_of(pool, trigger_id)
+        # Every owed slot fired once: in one statement the slots of a trigger do not
+        # overlap each other (the default overlap policy would skip a slot whose
+        # predecessor came from an earlier statement and is still queued).
+        assert [r["scheduled_for"] for r in runs] == slots
+        assert len({r["created_at"] for r in runs}) == 1  # one statement (one transaction)
+        statements.add(runs[0]["created_at"])
+    assert len(statements) > 2  # the catch-up did take several statements
+
+    async with running(pool, dsn, clock=clock):
+        pass  # a restart finds every slot decided
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 4 * 10 + 4 * 3

@@ -1,15 +1,17 @@
 """Planning one cron instant's writes from the scheduler's table (done ahead of the instant
-when its timer wakes, and redone when the table changed meanwhile)."""
+when its timer wakes, and redone when the table changed meanwhile), and packing a
+catch-up's slots into batches of whole triggers."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from triggerd.cron import parse_cron
+from triggerd.cron import parse_cron, utc_iso
 from triggerd.definitions import parse_trigger_config
-from triggerd.model import CronConfig, TriggerType
-from triggerd.scheduler.cache import CronEntry, TriggerTable, plan_instant
+from triggerd.model import CronConfig, OverlapPolicy, TriggerType
+from triggerd.scheduler.cache import CronEntry, TriggerTable, catch_up_batches, plan_instant
 from triggerd.schedules import CronPlan
+from triggerd.store.slots import SlotRequest
 
 AT = datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
 BEFORE = AT - timedelta(hours=1)
@@ -79,3 +81,31 @@ def test_every_table_change_makes_earlier_plans_stale() -> None:
     assert table.changes != replanned.changes
     table.remove("missing")  # nothing removed, nothing changed
     assert table.changes == replanned.changes + 1
+
+
+def _requests(counts: dict[str, int]) -> list[SlotRequest]:
+    return [
+        SlotRequest(trigger_id=trigger_id, scheduled_for=AT - timedelta(minutes=m),
+                    slot_iso=utc_iso(AT - timedelta(minutes=m)), config_text="{}",
+                    overlap=OverlapPolicy.SKIP)
+        for trigger_id, count in counts.items()
+        for m in range(count, 0, -1)
+    ]
+
+
+def test_a_catch_up_is_packed_into_batches_of_whole_triggers() -> None:
+    requests = _requests({"a": 2, "b": 3, "c": 1, "d": 6, "e": 2})
+    batches = catch_up_batches(requests, 4)
+    # a+b would be 5 > 4: b starts a batch; c joins it; d (6) alone; e after it.
+    assert [b.trigger_ids for b in batches] == [
+        ["a", "a"], ["b", "b", "b", "c"], ["d"] * 6, ["e", "e"]]
+    # Every slot once, in its trigger's order.
+    assert [(t, at) for b in batches for t, at, _ in b.rows()] == [
+        (r.trigger_id, r.scheduled_for) for r in requests]
+
+
+def test_a_trigger_whose_slots_come_apart_still_gets_one_batch() -> None:
+    first, second = _requests({"a": 1, "b": 1}), _requests({"a": 1})
+    batches = catch_up_batches([*first, *second], 2)
+    assert [b.trigger_ids for b in batches] == [["a", "a"], ["b"]]
+    assert catch_up_batches([], 4) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Hashable, Iterator, Set
+from collections.abc import Hashable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from triggerd.definitions import parse_trigger_config
 from triggerd.errors import TriggerdError
 from triggerd.model import ScheduledConfig
 from triggerd.schedules import Schedule, schedule_of
-from triggerd.store.slots import CronTriggerRow, SlotBatch
+from triggerd.store.slots import CronTriggerRow, SlotBatch, SlotRequest
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,27 @@ class InstantPlan:
     due: tuple[ScheduleGroup, ...]  # the groups firing (each then schedules its next instant)
     batches: tuple[SlotBatch, ...]  # the slots to write now, at most ``chunk`` per batch
     jittered: tuple[CronEntry, ...]  # entries that fire later, at their jittered instants
+
+
+def catch_up_batches(requests: Sequence[SlotRequest], chunk: int) -> list[SlotBatch]:
+    """A catch-up's slots as batches of about ``chunk`` slots, each trigger's slots in one
+    batch (in their order), so the batches can be written as concurrent statements: two
+    statements never decide slots of one trigger, whose overlap policy looks at the runs
+    active before its statement. A trigger with more than ``chunk`` slots has a batch of
+    its own."""
+    by_trigger: dict[str, list[SlotRequest]] = {}
+    for request in requests:
+        by_trigger.setdefault(request.trigger_id, []).append(request)
+    batches: list[SlotBatch] = []
+    pending: list[SlotRequest] = []
+    for slots in by_trigger.values():
+        if pending and len(pending) + len(slots) > chunk:
+            batches.append(SlotBatch.of(pending))
+            pending = []
+        pending.extend(slots)
+    if pending:
+        batches.append(SlotBatch.of(pending))
+    return batches
 
 
 def plan_instant(

@@ -63,6 +63,7 @@ from triggerd.scheduler.cache import (
     ScheduleGroup,
     ScheduleKey,
     TriggerTable,
+    catch_up_batches,
     plan_instant,
     unchanged,
 )
@@ -100,12 +101,15 @@ SKEW_INTERVAL = 300.0
 SKEW_WARNING = 1.0
 RELOAD_DEBOUNCE = 0.05
 RELOAD_FULL_ABOVE = 500  # more changed triggers than this at once: one full reconcile
-WRITE_CHUNK = 10_000
 # A large instant is written as up to INSTANT_STATEMENTS concurrent statements (one per
 # core: on 2 cores, 2 statements of 5,000 slots committed 10,000 slots sooner than 5 of
 # 2,000), each of at least INSTANT_CHUNK slots.
 INSTANT_CHUNK = 2_000
 INSTANT_STATEMENTS = max(2, os.cpu_count() or 2)
+# A catch-up is written the same way, INSTANT_STATEMENTS statements at a time of at most
+# CATCH_UP_CHUNK slots: a slot costs about the same from 2,000 a statement up (50-55 us of
+# PostgreSQL's time), and smaller batches leave less of one core idle at the end.
+CATCH_UP_CHUNK = 5_000
 WRITE_ATTEMPTS = 3
 DRAIN_TIMEOUT = 30.0
 RECOVERY_BACKOFF_MAX = 10.0
@@ -948,10 +952,19 @@ class CronScheduler(BaseComponent):
         return None
 
     async def _write_catch_up(self, requests: Sequence[SlotRequest]) -> _Tally:
+        """Write a catch-up as concurrent statements (each trigger's slots in one)."""
+        chunk = max(INSTANT_CHUNK, min(CATCH_UP_CHUNK, -(-len(requests) // INSTANT_STATEMENTS)))
+        batches = catch_up_batches(requests, chunk)
+        gate = asyncio.Semaphore(INSTANT_STATEMENTS)
+
+        async def write(batch: SlotBatch) -> SlotWriteResult | None:
+            async with gate:
+                return await self._write(batch, due=None)
+
+        results = await asyncio.gather(*(write(batch) for batch in batches))
         tally = _Tally()
-        for start in range(0, len(requests), WRITE_CHUNK):
-            chunk = SlotBatch.of(requests[start : start + WRITE_CHUNK])
-            tally.add(await self._write(chunk, due=None), len(chunk))
+        for batch, result in zip(batches, results, strict=True):
+            tally.add(result, len(batch))
         return tally
 
     def _account(self, result: SlotWriteResult) -> None:
