@@ -3,7 +3,8 @@ targets.
 
     .venv/bin/python bench/cron.py [--duration 60] [--triggers 100000] [--burst 10000]
                                    [--mix realistic|simple] [--steady 150]
-                                   [--ledger 4000000] [--no-reference] [--only a,b,c,d]
+                                   [--ledger 4000000] [--downtime 30] [--no-reference]
+                                   [--only a,b,c,d,e]
 
 The trigger mix (--mix, default realistic) is seeded, so every run loads the same triggers:
 ``realistic`` draws each trigger from ``M H * * *`` (random minute and hour), ``*/5|10|15|30
@@ -33,6 +34,10 @@ newest slot, and an empty ledger would hide that cost.
     others ("between the mass fires"). The environment variable ``BENCH_EXTRA_CONFIG``
     (TOML, ``\\n`` for line breaks) is appended to the daemon's configuration, e.g.
     ``BENCH_EXTRA_CONFIG='[scheduler]\\nreconcile_interval = "10s"\\n'``.
+(e) N triggers of the mix restarted after --downtime minutes down (their newest ledger
+    slot that old, enabled long before): process start to ready, which includes writing
+    the catch-up (every missed slot decided by its misfire policy), in a fresh child
+    process on a fresh copy of the same database, 3 runs.
 
 Each part uses its own fresh database on one embedded PostgreSQL
 (:func:`triggerd.db.start_embedded` in a temporary directory).
@@ -249,6 +254,7 @@ async def child_ours(dsn: str) -> None:
         "schedules": stats.schedules,
         "timers": stats.timers,
         "catchup_fired": stats.fires,
+        "catchup_slots": sum(stats.outcomes.values()),
         "start_loop_hold_ms": round(max(monitor.samples, default=0.0) * 1000, 1),
     }
     print(json.dumps(report), flush=True)
@@ -424,6 +430,48 @@ async def part_a(
               f" {ref_process_s:.2f}s (loading + add_job {ref['start_s']:.2f}s),"
               f" RSS {ref['rss_mb']:.0f} MB (peak {ref['peak_rss_mb']:.0f} MB),"
               f" {ref['jobs']:,} jobs")
+
+
+
+async def part_e(admin_dsn: str, count: int, mix: str, ledger: int, downtime: float) -> None:
+    print(f"\n(e) {count:,} cron triggers ({mix} mix) restarted after {downtime:g} minutes down:"
+          " start to ready, catch-up included")
+    dsn = await fresh_database(admin_dsn, "bench_e")
+    await insert_triggers(dsn, make_mix(mix, count), per_workflow=1000)
+    await fill_ledger(dsn, ledger)
+    conn = await db.connect(dsn)
+    try:
+        # Down since `downtime` minutes ago: nothing recorded after, enabled long before.
+        await conn.execute("DELETE FROM trigger_slots WHERE scheduled_for > now()"
+                           " - $1 * interval '1 minute'", downtime)
+        await conn.execute("UPDATE workflow_triggers SET enabled_at = now() - interval '1 day'")
+        await conn.execute("VACUUM ANALYZE trigger_slots")
+        # The ledger's slots are spaced per trigger: the newest left is a bit older still.
+        newest = await conn.fetchval("SELECT extract(epoch FROM now() - max(scheduled_for))"
+                                     " / 60 FROM trigger_slots")
+    finally:
+        await conn.close()
+    print(f"    the newest recorded slot is {float(newest or 0):.0f} minutes old")
+    took: list[float] = []
+    for _ in range(3):
+        run_dsn = await copy_database(admin_dsn, "bench_e", "bench_e_run")
+        report, process_s = await run_child("ours", run_dsn)
+        took.append(process_s)
+        print(f"    process start to ready {process_s:.2f}s (start() {report['start_s']:.2f}s):"
+              f" {report['catchup_slots']:,} catch-up slots decided,"
+              f" {report['catchup_fired']:,} of them fired; RSS {report['rss_mb']:.0f} MB;"
+              f" longest loop hold {report['start_loop_hold_ms']:.0f} ms")
+    print(f"    median {sorted(took)[1]:.2f}s")
+
+
+async def copy_database(admin_dsn: str, template: str, name: str) -> str:
+    conn = await db.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    finally:
+        await conn.close()
+    return with_database(admin_dsn, name)
 
 
 async def _burst_database(
@@ -783,6 +831,8 @@ async def main(args: argparse.Namespace) -> None:
             await part_c(admin, args.duration)
         if "d" in parts:
             await part_d(admin, args.triggers, args.mix, args.steady, args.scrape, args.ledger)
+        if "e" in parts:
+            await part_e(admin, args.triggers, args.mix, args.ledger, args.downtime)
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
@@ -820,5 +870,7 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=10_000, help="triggers due together in (b)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the APScheduler one-job-per-trigger references")
-    parser.add_argument("--only", default="a,b,c,d", help="parts to run, e.g. 'a,d'")
+    parser.add_argument("--downtime", type=float, default=30.0,
+                        help="minutes the daemon was down before the restart of (e)")
+    parser.add_argument("--only", default="a,b,c,d,e", help="parts to run, e.g. 'a,d'")
     asyncio.run(main(parser.parse_args()))
