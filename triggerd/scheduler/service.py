@@ -727,7 +727,13 @@ class CronScheduler(BaseComponent):
         clear: datetime | None = memo.get(key)
         if clear is not None and since >= clear:
             return True
-        fire = schedule.next_fire(since)
+        # After downtime most triggers missed a fire, which the "clear" bound cannot
+        # answer; the triggers of a schedule that fired together share their `since`.
+        fire_key = ("fire", id(schedule), since)
+        if fire_key in memo:
+            fire = memo[fire_key]
+        else:
+            fire = memo[fire_key] = schedule.next_fire(since)
         if fire is not None and fire.at > now >= since:
             memo[("next", id(schedule), now)] = fire
         if fire is None or fire.at > now:
