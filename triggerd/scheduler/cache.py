@@ -161,19 +161,42 @@ def catch_up_batches(requests: Sequence[SlotRequest], chunk: int) -> list[SlotBa
     statements never decide slots of one trigger, whose overlap policy looks at the runs
     active before its statement. A trigger with more than ``chunk`` slots has a batch of
     its own."""
-    by_trigger: dict[str, list[SlotRequest]] = {}
-    for request in requests:
-        by_trigger.setdefault(request.trigger_id, []).append(request)
+    runs = _trigger_runs(requests)
+    if runs is None:  # a trigger's slots are not together: gather them (first seen first)
+        by_trigger: dict[str, list[SlotRequest]] = {}
+        for request in requests:
+            by_trigger.setdefault(request.trigger_id, []).append(request)
+        requests = [r for slots in by_trigger.values() for r in slots]
+        runs = _trigger_runs(requests)
+        assert runs is not None
     batches: list[SlotBatch] = []
-    pending: list[SlotRequest] = []
-    for slots in by_trigger.values():
-        if pending and len(pending) + len(slots) > chunk:
-            batches.append(SlotBatch.of(pending))
-            pending = []
-        pending.extend(slots)
-    if pending:
-        batches.append(SlotBatch.of(pending))
+    start = 0
+    for first, end in runs:
+        if first > start and end - start > chunk:
+            batches.append(SlotBatch.of(requests[start:first]))
+            start = first
+    if start < len(requests):
+        batches.append(SlotBatch.of(requests[start:]))
     return batches
+
+
+def _trigger_runs(requests: Sequence[SlotRequest]) -> list[tuple[int, int]] | None:
+    """The [first, end) index ranges of each trigger's slots, or None when a trigger's
+    slots are not all next to each other (the catch-up plans one trigger at a time, so
+    they are; a slice per run keeps this as cheap as slicing by count)."""
+    runs: list[tuple[int, int]] = []
+    seen: set[str] = set()
+    first = 0
+    for index in range(1, len(requests) + 1):
+        if index < len(requests) and requests[index].trigger_id == requests[first].trigger_id:
+            continue
+        trigger_id = requests[first].trigger_id
+        if trigger_id in seen:
+            return None
+        seen.add(trigger_id)
+        runs.append((first, index))
+        first = index
+    return runs
 
 
 def plan_instant(
