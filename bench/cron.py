@@ -162,15 +162,18 @@ def verdict(value: float, limit: float) -> str:
     return "ok" if value <= limit else "MISSED"
 
 
-async def fresh_database(admin_dsn: str, name: str) -> str:
+async def fresh_database(admin_dsn: str, name: str, template: str | None = None) -> str:
+    """Database ``name`` made afresh (a copy of ``template``, else empty and migrated)."""
     conn = await db.connect(admin_dsn)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name}")
+        await conn.execute(f"CREATE DATABASE {name}"
+                           + ("" if template is None else f" TEMPLATE {template}"))
     finally:
         await conn.close()
     dsn = with_database(admin_dsn, name)
-    await db.migrate(dsn)
+    if template is None:
+        await db.migrate(dsn)
     return dsn
 
 
@@ -454,7 +457,7 @@ async def part_e(admin_dsn: str, count: int, mix: str, ledger: int, downtime: fl
     print(f"    the newest recorded slot is {float(newest or 0):.0f} minutes old")
     took: list[float] = []
     for _ in range(3):
-        run_dsn = await copy_database(admin_dsn, "bench_e", "bench_e_run")
+        run_dsn = await fresh_database(admin_dsn, "bench_e_run", template="bench_e")
         report, process_s = await run_child("ours", run_dsn)
         took.append(process_s)
         print(f"    process start to ready {process_s:.2f}s (start() {report['start_s']:.2f}s):"
@@ -462,16 +465,6 @@ async def part_e(admin_dsn: str, count: int, mix: str, ledger: int, downtime: fl
               f" {report['catchup_fired']:,} of them fired; RSS {report['rss_mb']:.0f} MB;"
               f" longest loop hold {report['start_loop_hold_ms']:.0f} ms")
     print(f"    median {sorted(took)[1]:.2f}s")
-
-
-async def copy_database(admin_dsn: str, template: str, name: str) -> str:
-    conn = await db.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    finally:
-        await conn.close()
-    return with_database(admin_dsn, name)
 
 
 async def _burst_database(
