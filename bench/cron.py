@@ -435,7 +435,6 @@ async def part_a(
               f" {ref['jobs']:,} jobs")
 
 
-
 async def part_e(admin_dsn: str, count: int, mix: str, ledger: int, downtime: float) -> None:
     print(f"\n(e) {count:,} cron triggers ({mix} mix) restarted after {downtime:g} minutes down:"
           " start to ready, catch-up included")
