@@ -95,17 +95,20 @@ def _requests(counts: dict[str, int]) -> list[SlotRequest]:
 
 def test_a_catch_up_is_packed_into_batches_of_whole_triggers() -> None:
     requests = _requests({"a": 2, "b": 3, "c": 1, "d": 6, "e": 2})
-    batches = catch_up_batches(requests, 4)
+    batches = list(catch_up_batches(requests, 4))
     # a+b would be 5 > 4: b starts a batch; c joins it; d (6) alone; e after it.
     assert [b.trigger_ids for b in batches] == [
         ["a", "a"], ["b", "b", "b", "c"], ["d"] * 6, ["e", "e"]]
     # Every slot once, in its trigger's order.
     assert [(t, at) for b in batches for t, at, _ in b.rows()] == [
         (r.trigger_id, r.scheduled_for) for r in requests]
+    assert list(catch_up_batches([], 4)) == []
 
 
-def test_a_trigger_whose_slots_come_apart_still_gets_one_batch() -> None:
-    first, second = _requests({"a": 1, "b": 1}), _requests({"a": 1})
-    batches = catch_up_batches([*first, *second], 2)
-    assert [b.trigger_ids for b in batches] == [["a", "a"], ["b"]]
-    assert catch_up_batches([], 4) == []
+def test_catch_up_batches_are_made_as_they_are_taken() -> None:
+    # 100,000 slots: the first batch comes without packing (or copying) the others.
+    requests = _requests({f"t{n:06d}": 1 for n in range(100_000)})
+    batches = catch_up_batches(requests, 5_000)
+    first = next(batches)
+    assert first.trigger_ids == [f"t{n:06d}" for n in range(5_000)]
+    assert sum(len(b) for b in batches) == 95_000  # the rest, on demand

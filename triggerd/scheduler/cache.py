@@ -155,48 +155,29 @@ class InstantPlan:
     jittered: tuple[CronEntry, ...]  # entries that fire later, at their jittered instants
 
 
-def catch_up_batches(requests: Sequence[SlotRequest], chunk: int) -> list[SlotBatch]:
-    """A catch-up's slots as batches of about ``chunk`` slots, each trigger's slots in one
-    batch (in their order), so the batches can be written as concurrent statements: two
+def catch_up_batches(requests: Sequence[SlotRequest], chunk: int) -> Iterator[SlotBatch]:
+    """A catch-up's slots as batches of at most ``chunk`` slots that never end inside a
+    trigger's slots, so the batches can be written as concurrent statements: two
     statements never decide slots of one trigger, whose overlap policy looks at the runs
     active before its statement. A trigger with more than ``chunk`` slots has a batch of
-    its own."""
-    runs = _trigger_runs(requests)
-    if runs is None:  # a trigger's slots are not together: gather them (first seen first)
-        by_trigger: dict[str, list[SlotRequest]] = {}
-        for request in requests:
-            by_trigger.setdefault(request.trigger_id, []).append(request)
-        requests = [r for slots in by_trigger.values() for r in slots]
-        runs = _trigger_runs(requests)
-        assert runs is not None
-    batches: list[SlotBatch] = []
+    its own. Each trigger's slots are next to each other (the catch-up plans one trigger
+    at a time). Batches are made one at a time, as they are taken: millions of slots after
+    a long downtime are neither copied at once nor packed in one turn of the loop."""
+    total = len(requests)
     start = 0
-    for first, end in runs:
-        if first > start and end - start > chunk:
-            batches.append(SlotBatch.of(requests[start:first]))
-            start = first
-    if start < len(requests):
-        batches.append(SlotBatch.of(requests[start:]))
-    return batches
-
-
-def _trigger_runs(requests: Sequence[SlotRequest]) -> list[tuple[int, int]] | None:
-    """The [first, end) index ranges of each trigger's slots, or None when a trigger's
-    slots are not all next to each other (the catch-up plans one trigger at a time, so
-    they are; a slice per run keeps this as cheap as slicing by count)."""
-    runs: list[tuple[int, int]] = []
-    seen: set[str] = set()
-    first = 0
-    for index in range(1, len(requests) + 1):
-        if index < len(requests) and requests[index].trigger_id == requests[first].trigger_id:
-            continue
-        trigger_id = requests[first].trigger_id
-        if trigger_id in seen:
-            return None
-        seen.add(trigger_id)
-        runs.append((first, index))
-        first = index
-    return runs
+    while start < total:
+        end = min(start + chunk, total)
+        if end < total:
+            cut = end
+            while cut > start and requests[cut].trigger_id == requests[cut - 1].trigger_id:
+                cut -= 1
+            if cut == start:  # one trigger fills the batch: take all of its slots
+                cut = end
+                while cut < total and requests[cut].trigger_id == requests[cut - 1].trigger_id:
+                    cut += 1
+            end = cut
+        yield SlotBatch.of(requests[start:end])
+        start = end
 
 
 def plan_instant(

@@ -961,16 +961,13 @@ class CronScheduler(BaseComponent):
         """Write a catch-up as concurrent statements (each trigger's slots in one)."""
         chunk = max(INSTANT_CHUNK, min(CATCH_UP_CHUNK, -(-len(requests) // INSTANT_STATEMENTS)))
         batches = catch_up_batches(requests, chunk)
-        gate = asyncio.Semaphore(INSTANT_STATEMENTS)
-
-        async def write(batch: SlotBatch) -> SlotWriteResult | None:
-            async with gate:
-                return await self._write(batch, due=None)
-
-        results = await asyncio.gather(*(write(batch) for batch in batches))
         tally = _Tally()
-        for batch, result in zip(batches, results, strict=True):
-            tally.add(result, len(batch))
+
+        async def writer() -> None:
+            for batch in batches:  # one iterator shared by the writers: each batch once
+                tally.add(await self._write(batch, due=None), len(batch))
+
+        await asyncio.gather(*(writer() for _ in range(INSTANT_STATEMENTS)))
         return tally
 
     def _account(self, result: SlotWriteResult) -> None:
