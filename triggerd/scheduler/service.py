@@ -195,6 +195,13 @@ class _Tally:
 CatchupMemo = dict[tuple[Any, ...], Any]
 
 
+def statement_chunk(total: int, most: int | None = None) -> int:
+    """Slots per statement when ``total`` slots are written as INSTANT_STATEMENTS
+    concurrent statements: at least INSTANT_CHUNK, at most ``most`` when given."""
+    share = -(-total // INSTANT_STATEMENTS)
+    return max(INSTANT_CHUNK, share if most is None else min(most, share))
+
+
 @contextlib.contextmanager
 def _long_lived_build() -> Iterator[None]:
     """Build the (large, long-lived) trigger table without the cyclic garbage collector's
@@ -819,8 +826,7 @@ class CronScheduler(BaseComponent):
     def _chunk(self, keys: Iterable[ScheduleKey]) -> int:
         """Slots per statement for an instant of the schedules ``keys``."""
         groups = self._table.groups
-        total = sum(len(groups[k].members) for k in keys if k in groups)
-        return max(INSTANT_CHUNK, -(-total // INSTANT_STATEMENTS))
+        return statement_chunk(sum(len(groups[k].members) for k in keys if k in groups))
 
     def _prepare_instant(self, at: datetime, generation: int) -> None:
         """Plan an instant's writes when its timer wakes, ahead of the instant."""
@@ -959,8 +965,7 @@ class CronScheduler(BaseComponent):
 
     async def _write_catch_up(self, requests: Sequence[SlotRequest]) -> _Tally:
         """Write a catch-up as concurrent statements (each trigger's slots in one)."""
-        chunk = max(INSTANT_CHUNK, min(CATCH_UP_CHUNK, -(-len(requests) // INSTANT_STATEMENTS)))
-        batches = catch_up_batches(requests, chunk)
+        batches = catch_up_batches(requests, statement_chunk(len(requests), CATCH_UP_CHUNK))
         tally = _Tally()
 
         async def writer() -> None:
