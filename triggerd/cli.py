@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import select
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -47,6 +48,7 @@ from triggerd.views import (
 DEBUG_ENV = "TRIGGERD_DEBUG"
 EXIT_UNAVAILABLE = 5
 EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h
+EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE: what a shell reports for `git log | head`
 
 EPILOG = f"""configuration keys (TOML [section] key, or the environment variable):
 {describe_keys()}
@@ -66,6 +68,7 @@ exit status:
       older than this triggerd (run 'triggerd migrate') or with edited migrations)
   5   unavailable (the database cannot be reached, the HTTP port is in use)
   70  internal error (set {DEBUG_ENV}=1 to see the traceback)
+  141 stdout was closed by its reader (e.g. '| head'); nothing is printed on stderr
 """
 
 
@@ -1361,8 +1364,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        if _stdout_reader_gone():
+            return _quiet_exit_after_closed_output()
+        return _unexpected(exc)  # a database socket's broken pipe: still exit 5
     except Exception as exc:  # the last line of defence: one line, exit 70
         return _unexpected(exc)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (``triggerd ... | head -1``).
+
+    A broken pipe can also come from the database's socket; only a pipe with no reader left
+    reports POLLERR to a writer, so that tells the two apart."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
+
+
+def _quiet_exit_after_closed_output() -> int:
+    """Stop without a message, as ``git log | head`` does: the reader asked for no more."""
+    # Python flushes stdout once more at exit; aim that flush at /dev/null so it cannot
+    # print "Exception ignored ... BrokenPipeError" on stderr.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_CLOSED_OUTPUT
 
 
 def _unexpected(exc: Exception) -> int:

@@ -5,6 +5,7 @@ codes of DESIGN §5b: 0 ok, 1 a waited-for run failed, 2 bad input, 3 not found,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -258,3 +259,44 @@ async def test_edited_migration_is_exit_4(dsn: str, tmp_path: Path) -> None:
             "triggerd: error: migration 0001_initial.sql was changed after it was applied"
             " (checksum edited in the database,"
         )
+
+
+def _cli_into_a_closed_pipe(cwd: Path, *args: str, **env: str) -> tuple[int, str]:
+    """``triggerd ARGS... | head -0``: stdout is a pipe whose reader is already gone, so
+    the first write fails with EPIPE (Python ignores SIGPIPE), as a real ``| head`` does
+    once it has read its lines."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "triggerd", *args], stdout=write_end,
+            stderr=subprocess.PIPE, text=True, env=daemon_environment(env), timeout=120,
+            cwd=cwd, check=False,
+        )
+    finally:
+        os.close(write_end)
+    return done.returncode, done.stderr
+
+
+async def test_a_closed_stdout_stops_quietly_not_as_a_database_failure(
+    dsn: str, tmp_path: Path,
+) -> None:
+    await _seed(dsn, tmp_path)
+    for args in (["triggers", "list"], ["executions", "list", "--json"]):
+        returncode, stderr = _cli_into_a_closed_pipe(tmp_path, *args,
+                                                     TRIGGERD_DATABASE_URL=dsn)
+        # Before: "triggerd: error: the database connection failed: [Errno 32] Broken
+        # pipe", exit 5, which sends an operator after a healthy database.
+        assert (returncode, stderr) == (141, ""), args
+    # The same command into a pipe someone reads still prints everything, exit 0.
+    listed = cli(tmp_path, "triggers", "list", TRIGGERD_DATABASE_URL=dsn)
+    assert listed.returncode == 0, listed.stderr
+    assert "ids/manual" in listed.stdout
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_the_database() -> None:
+    # A database socket can fail with EPIPE too: while stdout is healthy, that is exit 5.
+    from triggerd.cli import EXIT_UNAVAILABLE, _stdout_reader_gone, _unexpected
+
+    assert not _stdout_reader_gone()
+    assert _unexpected(BrokenPipeError(32, "Broken pipe")) == EXIT_UNAVAILABLE
