@@ -43,7 +43,15 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -110,6 +118,10 @@ INSTANT_STATEMENTS = max(2, os.cpu_count() or 2)
 # CATCH_UP_CHUNK slots: a slot costs about the same from 2,000 a statement up (50-55 us of
 # PostgreSQL's time), and smaller batches leave less of one core idle at the end.
 CATCH_UP_CHUNK = 5_000
+# A catch-up is written while the triggers are still loading, in pieces of this many slots:
+# after a long downtime every trigger owes up to 2 * max_catchup + 1 slots, and 1,000,000
+# triggers down for 6 hours owed 5.6 million (1.43 GB held before the first write).
+CATCH_UP_PIECE = 8 * CATCH_UP_CHUNK
 WRITE_ATTEMPTS = 3
 DRAIN_TIMEOUT = 30.0
 RECOVERY_BACKOFF_MAX = 10.0
@@ -193,6 +205,50 @@ class _Tally:
 
 
 CatchupMemo = dict[tuple[Any, ...], Any]
+
+
+@dataclass(kw_only=True)
+class _CatchUpFlow:
+    """A catch-up written as it is planned: each trigger's slots are added in one piece,
+    and every CATCH_UP_PIECE slots are handed to ``write`` while planning goes on. One
+    piece is written while the next fills; planning waits when both are full, so memory
+    holds about two pieces whatever the downtime."""
+
+    write: Callable[[Sequence[SlotRequest], _Tally], Coroutine[Any, Any, None]]
+    tally: _Tally = field(default_factory=_Tally)
+    slots: int = 0  # every slot added, for the log line
+    pending: list[SlotRequest] = field(default_factory=list)
+    _writing: asyncio.Task[None] | None = None
+
+    def add(self, trigger_slots: Sequence[SlotRequest]) -> None:
+        """One trigger's slots (a piece never splits a trigger's slots)."""
+        self.pending.extend(trigger_slots)
+        self.slots += len(trigger_slots)
+
+    async def flush_if_full(self) -> None:
+        if len(self.pending) < CATCH_UP_PIECE:
+            return
+        if self._writing is not None:
+            await self._writing  # the piece before: written first (and it bounds memory)
+        piece, self.pending = self.pending, []
+        self._writing = asyncio.create_task(self.write(piece, self.tally),
+                                            name="triggerd-cron-catchup")
+
+    async def finish(self) -> _Tally:
+        """Write what is left and wait for every piece."""
+        if self._writing is not None:
+            await self._writing
+            self._writing = None
+        piece, self.pending = self.pending, []
+        await self.write(piece, self.tally)
+        return self.tally
+
+    async def abandon(self) -> None:
+        """Planning failed: stop the piece being written (each statement in it still
+        commits or rolls back whole, see ``_write``)."""
+        if self._writing is not None:
+            await cancel_and_wait([self._writing])
+            self._writing = None
 
 
 def statement_chunk(total: int, most: int | None = None) -> int:
@@ -453,11 +509,15 @@ class CronScheduler(BaseComponent):
             await self._drain_writes()
             self._table = TriggerTable()
             self._reconciled_digest = None
+            flow = _CatchUpFlow(write=self._write_catch_up)
             self._rebuilding = True
             try:
                 digest: list[str] = []
                 with _long_lived_build():
-                    requests, now = await self._load_all(digest)
+                    now = await self._load_all(digest, flow)
+            except BaseException:
+                await flow.abandon()
+                raise
             finally:
                 self._rebuilding = False
             self._stats.last_reconcile = now
@@ -466,7 +526,7 @@ class CronScheduler(BaseComponent):
             self._rebuilt_mono = time.monotonic()
             self._recovering_since = None
             scheduled_ms = round((time.monotonic() - started) * 1000, 1)
-            tally = await self._write_catch_up(requests)
+            tally = await flow.finish()
         logger.info(
             "cron schedule built",
             extra={
@@ -474,18 +534,18 @@ class CronScheduler(BaseComponent):
                 "reason": reason,
                 "triggers": len(self._table),
                 "schedules": len(self._table.groups),
-                "catchup_slots": len(requests),
+                "catchup_slots": flow.slots,
                 **tally.as_log(),
                 "scheduled_ms": scheduled_ms,
                 "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
             },
         )
 
-    async def _load_all(self, digest: list[str]) -> tuple[list[SlotRequest], datetime]:
-        """Fill the (new, empty) table with every trigger and schedule its groups; returns
-        the catch-up's slots and the instant it caught up to; ``digest`` gets the rows'."""
+    async def _load_all(self, digest: list[str], flow: _CatchUpFlow) -> datetime:
+        """Fill the (new, empty) table with every trigger and schedule its groups; the
+        catch-up's slots go to ``flow`` (written as they pile up); returns the instant it
+        caught up to; ``digest`` gets the rows'."""
         memo: CatchupMemo = {}
-        requests: list[SlotRequest] = []
         slicer = _Slicer()  # other components share the loop
         now: datetime | None = None
         pages = iter_cron_triggers(self._pool, bounced=self._bounced, digest=digest)
@@ -498,9 +558,10 @@ class CronScheduler(BaseComponent):
                         added = self._add_row(row, now)
                         if added is not None:
                             entry, group, _ = added
-                            requests.extend(
+                            flow.add(
                                 self._catch_up(entry, group.schedule, row.last_slot, now, memo)
                             )
+                    await flow.flush_if_full()
                     await slicer.tick()
         if now is None:
             now = self._clock()
@@ -510,7 +571,7 @@ class CronScheduler(BaseComponent):
             self._schedule_group(group, now, known=memo.get(("next", id(group.schedule), now)))
             await slicer.tick()
         await self._retain_configs(slicer)
-        return requests, now
+        return now
 
     async def _retain_configs(self, slicer: _Slicer) -> None:
         """Forget the parsed configs no trigger uses any more (a walk over every entry, in
@@ -531,13 +592,18 @@ class CronScheduler(BaseComponent):
                 return  # the pending rebuild reloads everything anyway
             digest: list[str] = []
             self._reconciled_digest = None
-            async with contextlib.aclosing(self._pages(ids, digest)) as pages:
-                requests, changes, now = await self._apply(pages, ids)
+            flow = _CatchUpFlow(write=self._write_catch_up)
+            try:
+                async with contextlib.aclosing(self._pages(ids, digest)) as pages:
+                    changes, now = await self._apply(pages, ids, flow)
+            except BaseException:
+                await flow.abandon()
+                raise
             if ids is None:
                 await self._retain_configs(_Slicer())
                 self._stats.last_reconcile = now
                 self._reconciled_digest = digest[0] if digest else None
-            tally = await self._write_catch_up(requests)
+            tally = await flow.finish()
         if any(changes.values()):
             logger.info(
                 "cron triggers reloaded",
@@ -546,7 +612,7 @@ class CronScheduler(BaseComponent):
                     "reason": "notify" if ids is not None else "reconcile",
                     **changes,
                     "triggers": len(self._table),
-                    "catchup_slots": len(requests),
+                    "catchup_slots": flow.slots,
                     **tally.as_log(),
                 },
             )
@@ -567,13 +633,13 @@ class CronScheduler(BaseComponent):
         self,
         pages: AsyncIterator[list[CronTriggerRow]],
         scope: set[str] | None,
-    ) -> tuple[list[SlotRequest], dict[str, int], datetime]:
-        """Diff loaded rows against the cache; returns the catch-up's slots, the counts of
-        changes and the instant it caught up to. It yields to the loop now and then;
-        instants firing meanwhile see a consistent table, as each change is made in one
-        step."""
+        flow: _CatchUpFlow,
+    ) -> tuple[dict[str, int], datetime]:
+        """Diff loaded rows against the cache; the catch-up's slots go to ``flow``;
+        returns the counts of changes and the instant it caught up to. It yields to the
+        loop now and then; instants firing meanwhile see a consistent table, as each
+        change is made in one step."""
         memo: CatchupMemo = {}
-        requests: list[SlotRequest] = []
         changes = {"added": 0, "changed": 0, "removed": 0}
         seen: set[str] = set()
         slicer = _Slicer()
@@ -583,13 +649,14 @@ class CronScheduler(BaseComponent):
                 now = self._clock()  # after the rows were read: each enabled before it
             for row in rows:
                 await slicer.tick()
-                self._apply_row(row, now, seen, changes, requests, memo)
+                self._apply_row(row, now, seen, changes, flow, memo)
+                await flow.flush_if_full()
         candidates = list(self._table.entries) if scope is None else list(scope)
         for trigger_id in candidates:
             if trigger_id not in seen and self._table.remove(trigger_id) is not None:
                 changes["removed"] += 1
             await slicer.tick()
-        return requests, changes, now or self._clock()
+        return changes, now or self._clock()
 
     def _apply_row(
         self,
@@ -597,7 +664,7 @@ class CronScheduler(BaseComponent):
         now: datetime,
         seen: set[str],
         changes: dict[str, int],
-        requests: list[SlotRequest],
+        flow: _CatchUpFlow,
         memo: CatchupMemo,
     ) -> None:
         seen.add(row.id)
@@ -613,7 +680,7 @@ class CronScheduler(BaseComponent):
         entry, group, created = added
         if created:
             self._schedule_group(group, now)
-        requests.extend(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
+        flow.add(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
 
     def _add_row(
         self, row: CronTriggerRow, now: datetime
@@ -963,17 +1030,16 @@ class CronScheduler(BaseComponent):
         )
         return None
 
-    async def _write_catch_up(self, requests: Sequence[SlotRequest]) -> _Tally:
-        """Write a catch-up as concurrent statements (each trigger's slots in one)."""
+    async def _write_catch_up(self, requests: Sequence[SlotRequest], tally: _Tally) -> None:
+        """Write (a piece of) a catch-up as concurrent statements, each trigger's slots in
+        one; the outcomes are counted in ``tally``."""
         batches = catch_up_batches(requests, statement_chunk(len(requests), CATCH_UP_CHUNK))
-        tally = _Tally()
 
         async def writer() -> None:
             for batch in batches:  # one iterator shared by the writers: each batch once
                 tally.add(await self._write(batch, due=None), len(batch))
 
         await asyncio.gather(*(writer() for _ in range(INSTANT_STATEMENTS)))
-        return tally
 
     def _account(self, result: SlotWriteResult) -> None:
         stats = self._stats
