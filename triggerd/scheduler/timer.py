@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,7 +56,12 @@ class PreciseTimer:
         self._clock = clock
         self._early = early
         self._early_ratio = early_ratio
-        self._keys: set[str] = set()
+        # The APScheduler job of each timer that has not started yet. Each call_at gets a
+        # job id of its own: a key set again while its earlier job is running (an instant
+        # registered again after its callback took its groups) would otherwise share that
+        # job's id, and APScheduler skips a job whose id still runs (max_instances=1).
+        self._jobs: dict[str, str] = {}
+        self._job_numbers = itertools.count()
         self._running: set[asyncio.Task[Any]] = set()
         self._sleeping: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -71,7 +77,7 @@ class PreciseTimer:
     @property
     def pending(self) -> int:
         """Timers set and not yet run."""
-        return len(self._keys)
+        return len(self._jobs)
 
     def start(self) -> None:
         """Start APScheduler on the running event loop."""
@@ -84,7 +90,7 @@ class PreciseTimer:
         SHUTDOWN_GRACE seconds), then stop APScheduler."""
         self._closed = True
         self._scheduler.remove_all_jobs()
-        self._keys.clear()
+        self._jobs.clear()
         for task in self._sleeping:
             task.cancel()  # _run ends quietly: its callback never started
         if self._running:
@@ -103,35 +109,39 @@ class PreciseTimer:
         """Run ``callback`` at ``when`` (tz-aware); ``key`` names the timer (one per key:
         setting a key again replaces it). ``prepare``, when given, runs when the timer
         wakes, some tens of milliseconds before ``when``: work that can be done ahead
-        (building a large batch) is then off the instant's critical path."""
+        (building a large batch) is then off the instant's critical path. A key whose
+        timer has already started gets a new timer beside it."""
         wait = when - self._clock()
         lead = self._early + max(wait, timedelta(0)) * self._early_ratio
         run_date = datetime.now(UTC) + wait - lead
-        self._keys.add(key)
+        self.cancel(key)
+        job_id = self._jobs[key] = f"{key}#{next(self._job_numbers)}"
         self._scheduler.add_job(
             self._run,
             trigger=DateTrigger(run_date=run_date, timezone=UTC),
-            args=(when, callback, key, prepare),
-            id=key,
+            args=(when, callback, key, prepare, job_id),
+            id=job_id,
             name=key,
-            replace_existing=True,
         )
 
     def cancel(self, key: str) -> None:
-        if key in self._keys:
-            self._keys.discard(key)
-            with contextlib.suppress(JobLookupError):  # already started
-                self._scheduler.remove_job(key)
+        """Cancel the key's timer unless it has started."""
+        job_id = self._jobs.pop(key, None)
+        if job_id is not None:
+            with contextlib.suppress(JobLookupError):  # starting right now
+                self._scheduler.remove_job(job_id)
 
     def clear(self) -> None:
         """Cancel every timer that has not started yet."""
         self._scheduler.remove_all_jobs()
-        self._keys.clear()
+        self._jobs.clear()
 
     async def _run(
-        self, when: datetime, callback: Callback, key: str, prepare: Prepare | None
+        self, when: datetime, callback: Callback, key: str, prepare: Prepare | None,
+        job_id: str,
     ) -> None:
-        self._keys.discard(key)
+        if self._jobs.get(key) == job_id:
+            del self._jobs[key]  # started: a new call_at for the key sets a timer of its own
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
