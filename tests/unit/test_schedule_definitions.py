@@ -15,6 +15,7 @@ from triggerd.definitions import (
     parse_trigger_config,
     trigger_config_to_json,
 )
+from triggerd.errors import CronError
 from triggerd.model import (
     CalendarMode,
     CalendarShift,
@@ -23,6 +24,7 @@ from triggerd.model import (
     IntervalConfig,
     TriggerType,
 )
+from triggerd.schedules.calendars import calendar_from_json
 
 Doc = dict[str, Any]
 T = "$.workflows[0].triggers[0]"
@@ -117,6 +119,9 @@ PROBLEMS = [
      f"{T}.calendar.shift", "'later' is not one of none, next, previous"),
     ({"type": "interval", "every": "1h", "cron": "* * * * *"}, f"{T}.cron",
      "'cron' applies to cron triggers, not to interval ones"),
+    ({"type": "cron", "cron": "   "}, f"{T}.cron", "a cron expression must not be blank"),
+    ({"type": "cron", "cron": ["0 9 * * *", " \t"]}, f"{T}.cron[1]",
+     "a cron expression must not be blank"),
 ]
 
 
@@ -138,13 +143,44 @@ CALENDAR_PROBLEMS = [
      "'24/12/2027' is not a date: use YYYY-MM-DD"),
     ({"name": "c", "weekdays": ["monday"]}, "$.calendars[0].weekdays[0]",
      "'monday' is not one of mon, tue, wed, thu, fri, sat, sun"),
+    ({"name": "c", "weekdays": "mon"}, "$.calendars[0].weekdays",
+     "expected a list, got 'mon' (a string)"),
+    ({"name": "c", "dates": "2027-01-01"}, "$.calendars[0].dates",
+     "expected a list, got '2027-01-01' (a string)"),
+    ({"name": "c", "dates": ["2027-02-30"]}, "$.calendars[0].dates[0]",
+     "'2027-02-30' is not a date"),
+    ({"name": "c", "dates": ["2027-13-01"]}, "$.calendars[0].dates[0]",
+     "'2027-13-01' is not a date"),
+    ({"name": "c", "holidays": {"country": 5}}, "$.calendars[0].holidays.country",
+     "expected a string, got 5 (an integer)"),
+    ({"name": "c", "holidays": {"country": "ES", "subdivision": 7}},
+     "$.calendars[0].holidays.subdivision", "expected a string, got 7 (an integer)"),
 ]
 
 
+@pytest.mark.parametrize("used", [False, True], ids=["unused", "used by a trigger"])
 @pytest.mark.parametrize(("calendar", "path", "message"), CALENDAR_PROBLEMS)
-def test_calendar_problems(calendar: Doc, path: str, message: str) -> None:
-    problems = found(document(calendars=[calendar]))
+def test_calendar_problems(calendar: Doc, path: str, message: str, used: bool) -> None:
+    # Used by a trigger, a bad calendar also went into the look for a next fire, which
+    # crashed on it (exit 70) or, for 2027-02-30, passed and broke the trigger later.
+    triggers = [{"name": "t", "type": "cron", "cron": "0 9 * * *", "calendar": {"only": "c"}}]
+    problems = found(document(*(triggers if used else []), calendars=[calendar]))
     assert problems == {(path, message)}
+
+
+@pytest.mark.parametrize(("definition", "message"), [
+    ({"name": "c", "dates": ["2027-02-30"]}, "calendar 'c': a date is not one"),
+    ({"name": "c", "timezone": "Nowhere/X"}, "calendar 'c': unknown time zone 'Nowhere/X'"),
+    ({"name": "c", "weekdays": "mon"}, "calendar 'c': weekdays must be a list of mon,"),
+])
+def test_a_bad_calendar_stored_before_the_checks_is_a_cron_error(
+    definition: Doc, message: str,
+) -> None:
+    # Stored by an older triggerd: `triggers show` and the API refuse it like an invalid
+    # cron expression (exit 2, 422) instead of an internal error.
+    with pytest.raises(CronError) as raised:
+        calendar_from_json(definition)
+    assert raised.value.message.startswith(message)
 
 
 def test_a_schedule_that_never_fires_in_its_bounds() -> None:

@@ -21,7 +21,7 @@ from triggerd.cron import parse_cron
 from triggerd.definitions.build import document_tenant
 from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
-from triggerd.definitions.schedule_checks import check_scheduled
+from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.model import RetryPolicy, normalize_webhook_path
@@ -648,11 +648,10 @@ def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> No
     expression = config.get("cron")
     timezone = config.get("timezone", "UTC")
     # Expression and zone are checked apart so that each problem lands on its own key.
-    if isinstance(expression, str) and expression.strip():
-        try:
-            parse_cron(expression, "UTC")
-        except CronError as exc:
-            report.add((*path, "cron"), exc.message)
+    if isinstance(expression, str) and expression:  # "" is the schema's to report
+        problem = cron_problem(expression)
+        if problem is not None:
+            report.add((*path, "cron"), problem)
     if isinstance(timezone, str) and timezone:
         try:
             parse_cron("* * * * *", timezone)

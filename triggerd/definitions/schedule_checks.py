@@ -7,8 +7,9 @@ its schedule needs and a calendar edit changes the config text (which reloads th
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from triggerd.cron import parse_cron
@@ -18,6 +19,18 @@ from triggerd.errors import CronError, DurationError, TriggerdError
 
 SCHEDULED = ("cron", "interval")
 _EXAMPLE = "2027-01-01T00:00:00+01:00"
+_DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a cron expression, or None."""
+    if not expression.strip():
+        return "a cron expression must not be blank"
+    try:
+        parse_cron(expression, "UTC")
+    except CronError as exc:
+        return exc.message
+    return None
 
 
 def check_scheduled(trigger_type: Any, config: Mapping[str, Any], path: JsonPath,
@@ -30,11 +43,10 @@ def check_scheduled(trigger_type: Any, config: Mapping[str, Any], path: JsonPath
         if not expressions:
             report.add((*path, "cron"), "a cron list needs at least one expression")
         for index, expression in enumerate(expressions):
-            if isinstance(expression, str) and expression.strip():
-                try:
-                    parse_cron(expression, "UTC")
-                except CronError as exc:
-                    report.add((*path, "cron", index), exc.message)
+            if isinstance(expression, str) and expression:
+                problem = cron_problem(expression)
+                if problem is not None:
+                    report.add((*path, "cron", index), problem)
     every = config.get("every")
     if trigger_type == "interval" and isinstance(every, str):
         try:
@@ -76,6 +88,14 @@ def _countries() -> Mapping[str, Sequence[str]]:
 
 
 def check_calendar(doc: Mapping[str, Any], path: JsonPath, report: Report) -> None:
+    dates = doc.get("dates")
+    for index, day in enumerate(dates if isinstance(dates, list) else []):
+        if not isinstance(day, str) or not _DATE_SHAPE.fullmatch(day):
+            continue  # the schema's to report
+        try:
+            date.fromisoformat(day)
+        except ValueError:  # the right shape, no such day: 2027-02-30, 2027-13-01
+            report.add((*path, "dates", index), f"{show(day)} is not a date")
     timezone = doc.get("timezone")
     if isinstance(timezone, str) and timezone:
         try:
@@ -116,6 +136,7 @@ def resolve_calendars(documents: Sequence[tuple[Report, Any]], now: datetime) ->
     referenced calendar into its triggers (``definition``), and report references to no
     calendar and schedules that never fire."""
     calendars: dict[str, dict[str, Any]] = {}
+    broken: set[str] = set()  # calendars with a problem: no look-ahead through them
     for report, document in documents:
         listed = document.get("calendars") if isinstance(document, dict) else None
         for index, calendar in enumerate(listed if isinstance(listed, list) else []):
@@ -123,6 +144,8 @@ def resolve_calendars(documents: Sequence[tuple[Report, Any]], now: datetime) ->
                 continue
             path: JsonPath = ("calendars", index)
             check_calendar(calendar, path, report)
+            if any(found[:2] == path for found, _ in report.items):
+                broken.add(calendar["name"])  # the schema's problems or check_calendar's
             if calendar["name"] in calendars:
                 report.add((*path, "name"), f"duplicate calendar name {show(calendar['name'])}")
             calendars.setdefault(calendar["name"], calendar)
@@ -138,17 +161,20 @@ def resolve_calendars(documents: Sequence[tuple[Report, Any]], now: datetime) ->
                 if "end_at" in trigger:
                     _check_fires(trigger, path, report, now)
                 continue
+            usable = True
             for mode in ("only", "skip"):
                 name = ref.get(mode)
                 if not isinstance(name, str):
                     continue
+                usable = usable and name not in broken
                 if name in calendars:
                     # A new mapping: the caller's document may share the old one.
                     trigger["calendar"] = {**ref, "definition": dict(calendars[name])}
                 elif "definition" not in ref:  # a stored config carries its own copy
                     report.add((*path, "calendar", mode),
                                f"unknown calendar {show(name)}{suggestion(name, calendars)}")
-            _check_fires(trigger, path, report, now)
+            if usable:
+                _check_fires(trigger, path, report, now)
 
 
 def _check_fires(trigger: dict[str, Any], path: JsonPath, report: Report, now: datetime

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from triggerd.cron import Fire
+from triggerd.errors import CronError
 from triggerd.schedules.protocol import Schedule
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -84,14 +85,29 @@ def calendar_from_json(doc: Mapping[str, object]) -> Calendar:
         sub = holiday.get("subdivision")
         subdivision = None if sub is None else str(sub)
     dates = doc.get("dates", [])
-    assert isinstance(weekdays, list) and isinstance(dates, list)
+    timezone = str(doc.get("timezone", "UTC"))
+    name = str(doc.get("name"))
+    # Checked at apply; a config stored by an older triggerd may still be wrong, and is
+    # then refused like an invalid cron expression, not with an internal error.
+    if not isinstance(weekdays, list) or not all(w in WEEKDAYS for w in weekdays):
+        raise CronError(f"calendar {name!r}: weekdays must be a list of {', '.join(WEEKDAYS)}")
+    if not isinstance(dates, list):
+        raise CronError(f"calendar {name!r}: dates must be a list of YYYY-MM-DD dates")
+    try:
+        days = frozenset(date.fromisoformat(str(d)) for d in dates)
+    except ValueError as exc:
+        raise CronError(f"calendar {name!r}: a date is not one ({exc})") from None
+    try:
+        ZoneInfo(timezone)
+    except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise CronError(f"calendar {name!r}: unknown time zone {timezone!r}") from exc
     return Calendar(
-        name=str(doc["name"]),
-        timezone=str(doc.get("timezone", "UTC")),
+        name=name,
+        timezone=timezone,
         weekdays=frozenset(WEEKDAYS.index(str(w)) for w in weekdays),
         country=country,
         subdivision=subdivision,
-        dates=frozenset(date.fromisoformat(str(d)) for d in dates),
+        dates=days,
     )
 
 
