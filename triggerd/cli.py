@@ -949,7 +949,8 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     # Every check before the database is touched: bad input writes nothing.
     name = check_name(args.name)
     role = parse_role(args.role)
-    tenant = None if args.tenant is None else check_tenant(args.tenant)
+    given = getattr(args, "tenant", None)
+    tenant = None if given is None else check_tenant(given)
     token = generate_token()
     async with _pool(settings) as pool:
         await create_token(pool, name=name, role=role.value, tenant=tenant,
@@ -995,6 +996,9 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
     async with _pool(settings) as pool:
         _, changed = await revoke_token(pool, args.name)
+    if args.json:
+        print_json({"name": args.name, "revoked": True, "changed": changed})
+        return 0
     print(f"token {args.name!r} revoked" if changed else f"token {args.name!r} was already revoked")
     return 0
 
@@ -1257,7 +1261,10 @@ def build_parser() -> argparse.ArgumentParser:
     ksub.required = True
     p = ksub.add_parser("create", help="create a named token; it is printed only this once")
     p.add_argument("--name", required=True, type=_name, help="1-64 of a-z 0-9 _ . -")
-    p.add_argument("--tenant", metavar="T", type=_name, help="scope (default: all tenants)")
+    # SUPPRESS: `triggerd --tenant T token create` scopes the token too (a default of the
+    # sub-command's own would overwrite the global option with None: all tenants).
+    p.add_argument("--tenant", metavar="T", type=_name, default=argparse.SUPPRESS,
+                   help="scope (default: all tenants)")
     p.add_argument("--role", default="admin", type=_name, help="admin (default) or viewer")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_token_create)
@@ -1266,6 +1273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_token_list)
     p = ksub.add_parser("revoke", help="revoke a token (the API refuses it within 10s)")
     p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_token_revoke)
 
     p = sub.add_parser("backup", help="write the database to FILE (pg_dump custom format)")

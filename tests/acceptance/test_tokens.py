@@ -76,6 +76,24 @@ async def test_create_list_revoke(dsn: str, pool: asyncpg.Pool) -> None:
     assert again.stdout.strip() == "token 'ci' was already revoked"
     items = json.loads(triggerd("token", "list", "--json", dsn=dsn).stdout)
     assert [t["revoked_at"] is not None for t in items] == [True, False]
+    as_json = triggerd("token", "revoke", "dash", "--json", dsn=dsn)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {"name": "dash", "revoked": True, "changed": True}
+
+
+async def test_the_tenant_given_before_the_sub_command_scopes_the_token(
+    dsn: str, pool: asyncpg.Pool,
+) -> None:
+    # `--tenant` works before or after the sub-command. Before, the sub-command's own
+    # default (None) overwrote it: an admin token of every tenant where one of acme was
+    # asked for.
+    before = triggerd("--tenant", "acme", "token", "create", "--name", "before", dsn=dsn)
+    assert before.returncode == 0, before.stderr
+    assert "(admin, tenant acme)" in before.stderr
+    after = triggerd("--tenant", "acme", "token", "create", "--name", "after",
+                     "--tenant", "beta", dsn=dsn)  # given after, it wins
+    assert after.returncode == 0, after.stderr
+    assert await token_rows(pool) == [("after", "admin", "beta"), ("before", "admin", "acme")]
 
 
 async def test_bad_input_is_one_line_and_writes_nothing(dsn: str, pool: asyncpg.Pool) -> None:
