@@ -661,13 +661,23 @@ def _parse_instant(text: str, option: str) -> datetime:
     return value
 
 
+class _NotJsonConstant(ValueError):
+    """NaN, Infinity or -Infinity: Python's reader takes them, JSON has no such value."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonConstant(name)
+
+
 def _parse_input(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input: not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except _NotJsonConstant as exc:  # the database's json type refused it: exit 70 before
+        raise UsageError(f"--input: {exc} is not a JSON value") from None
     except RecursionError:
         raise UsageError("--input: nested too deeply") from None
     except ValueError:  # int() of more digits than Python reads

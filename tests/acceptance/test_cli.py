@@ -277,6 +277,10 @@ async def test_fire_input_that_cannot_be_stored_is_one_line_exit_2(dsn: str) -> 
         ('{"a": ' + "[" * 10_000 + "]" * 10_000 + "}", "--input: nested too deeply"),
         ('{"a": ' + "[" * 70 + "]" * 70 + "}", "--input: $.a" + "[0]" * 64
          + ": nested deeper than 64 levels"),
+        # Python's JSON reader takes these, JSON (and the database) do not: exit 70 before.
+        ('{"a": NaN}', "--input: NaN is not a JSON value"),
+        ('{"a": [1, Infinity]}', "--input: Infinity is not a JSON value"),
+        ('{"a": {"b": -Infinity}}', "--input: -Infinity is not a JSON value"),
     ]
     for text, message in cases:
         result = triggerd("triggers", "fire", trigger, "--input", text, dsn=dsn)
