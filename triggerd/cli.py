@@ -112,8 +112,9 @@ def add_tenant_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _name(value: str) -> str:
-    """An argument looked up in the database: bytes that are not UTF-8 reach Python as lone
-    surrogates, which the database cannot take, so they are bad input, not an error of ours."""
+    """An argument stored in or looked up in the database (a name, a note, a reason): bytes
+    that are not UTF-8 reach Python as lone surrogates, which the database cannot take, so
+    they are bad input, not an error of ours."""
     if unstorable(value) is not None:
         raise argparse.ArgumentTypeError(f"{value!r} is not valid UTF-8 text")
     return value
@@ -1127,7 +1128,8 @@ def build_parser() -> argparse.ArgumentParser:
         " it is resumed. Pausing a paused trigger changes nothing. Runtime state: apply and"
         " reloads never change it (disable changes the definition's enabled instead).")
     p.add_argument("name", metavar="NAME", type=_name)
-    p.add_argument("--note", metavar="TEXT", help="why (shown with the trigger, audited)")
+    p.add_argument("--note", metavar="TEXT", type=_name,
+                   help="why (shown with the trigger, audited)")
     p.add_argument("--json", action="store_true",
                    help='print {"trigger", "changed", "state"}')
     p.set_defaults(handler=cmd_triggers_pause)
@@ -1137,7 +1139,7 @@ def build_parser() -> argparse.ArgumentParser:
         " --catch-up: then the slots skipped while paused are caught up under the trigger's"
         " misfire policy.")
     p.add_argument("name", metavar="NAME", type=_name)
-    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--note", metavar="TEXT", type=_name, help="why (audited)")
     p.add_argument("--catch-up", action="store_true",
                    help="also run the slots skipped while paused (misfire policy applies)")
     p.add_argument("--json", action="store_true",
@@ -1153,7 +1155,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--next", type=int, metavar="N", help="the next N slots (1-1000)")
     which.add_argument("--at", metavar="INSTANT",
                        help="one slot, an instant of the schedule (with offset or Z)")
-    p.add_argument("--note", metavar="TEXT", help="why (in the ledger and the audit trail)")
+    p.add_argument("--note", metavar="TEXT", type=_name,
+                   help="why (in the ledger and the audit trail)")
     p.add_argument("--json", action="store_true", help='print {"trigger", "skipped": [...]}')
     p.set_defaults(handler=cmd_triggers_skip)
     p = tsub.add_parser(
@@ -1177,7 +1180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starts per second, minute or hour (default 10/s, at most 1000/s)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the slots it would start or skip; start nothing")
-    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--note", metavar="TEXT", type=_name, help="why (audited)")
     p.add_argument("--json", action="store_true",
                    help='wait, then print {"backfill_id", "slots": [{"at", "action",'
                         ' "reason"}], "started"}')
@@ -1195,7 +1198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="JSON",
                    help="run input (a JSON object), validated against the workflow's"
                         " parameter_schema like the admin API does")
-    p.add_argument("--reason", metavar="TEXT",
+    p.add_argument("--reason", metavar="TEXT", type=_name,
                    help="why: recorded in the run's provenance and the audit trail")
     p.add_argument("--wait", action="store_true",
                    help="wait and print the final status/output (exit 1 when it ends ERROR"
@@ -1247,7 +1250,8 @@ def build_parser() -> argparse.ArgumentParser:
     decision = p.add_mutually_exclusive_group(required=True)
     decision.add_argument("--approve", action="store_true", help="decision: approved")
     decision.add_argument("--reject", action="store_true", help="decision: rejected")
-    p.add_argument("--note", metavar="TEXT", help="why (in the node's output and the audit)")
+    p.add_argument("--note", metavar="TEXT", type=_name,
+                   help="why (in the node's output and the audit)")
     p.add_argument("--input", metavar="JSON",
                    help="a JSON object passed on in the node's output (input)")
     p.add_argument("--json", action="store_true", help='print {"execution_id", "decision"}')
@@ -1326,7 +1330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_backfills_cancel)
     p = sub.add_parser("audit", help="who did what, when, with which note (newest first)")
-    p.add_argument("--target", metavar="NAME",
+    p.add_argument("--target", metavar="NAME", type=_name,
                    help="only this target (workflow/trigger, workflow key or execution id)")
     p.add_argument("--limit", type=int, default=50, help="rows (1-10000, default 50)")
     p.add_argument("--json", action="store_true",

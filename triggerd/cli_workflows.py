@@ -113,7 +113,7 @@ def add_workflows_commands(sub: Any, parser_class: type[argparse.ArgumentParser]
         " already started go on; the history stays. apply keeps the status unless a"
         " document names one (status: active).")
     p.add_argument("key", metavar="KEY", type=_name)
-    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--note", metavar="TEXT", type=_name, help="why (audited)")
     p.add_argument("--json", action="store_true",
                    help='print {"workflow", "changed", "status", "previous",'
                         ' "canceled_backfills"}')
@@ -123,7 +123,7 @@ def add_workflows_commands(sub: Any, parser_class: type[argparse.ArgumentParser]
         description="Activate a workflow. Nothing is caught up: no slot from before the"
         " activation runs.")
     p.add_argument("key", metavar="KEY", type=_name)
-    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--note", metavar="TEXT", type=_name, help="why (audited)")
     p.add_argument("--json", action="store_true",
                    help='print {"workflow", "changed", "status", "previous",'
                         ' "canceled_backfills"}')
@@ -136,7 +136,7 @@ def add_workflows_commands(sub: Any, parser_class: type[argparse.ArgumentParser]
         " workflow from your definition files too, or the next apply creates it again.")
     p.add_argument("key", metavar="KEY", type=_name)
     p.add_argument("--yes", action="store_true", help="really delete (required)")
-    p.add_argument("--note", metavar="TEXT", help="why (audited)")
+    p.add_argument("--note", metavar="TEXT", type=_name, help="why (audited)")
     p.add_argument("--json", action="store_true",
                    help='print {"workflow", "versions", "triggers", "executions",'
                         ' "webhook_requests"}')

@@ -318,6 +318,33 @@ async def test_a_name_that_is_not_utf8_is_one_line_exit_2(dsn: str) -> None:
             f"triggerd: error: argument {argument}: 'wf/bad\\udcff' is not valid UTF-8 text"
             f" (see 'triggerd {group} {command} --help')"
         ]
+    # Free text that is stored (notes, reasons) or looked up (audit targets): exit 70 before.
+    free_text = [
+        ([b"triggers", b"pause", b"wf/t", b"--note"], "--note", "triggers pause"),
+        ([b"triggers", b"skip", b"wf/t", b"--next", b"1", b"--note"], "--note", "triggers skip"),
+        ([b"triggers", b"fire", b"wf/t", b"--reason"], "--reason", "triggers fire"),
+        ([b"workflows", b"archive", b"wf", b"--note"], "--note", "workflows archive"),
+        ([b"audit", b"--target"], "--target", "audit"),
+    ]
+    for words, option, command in free_text:
+        result = subprocess.run(
+            [sys.executable, "-m", "triggerd", *words, b"n\xff"],
+            capture_output=True, env=environ, timeout=60, cwd=ROOT, check=False,
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.decode().splitlines() == [
+            f"triggerd: error: argument {option}: 'n\\udcff' is not valid UTF-8 text"
+            f" (see 'triggerd {command} --help')"
+        ]
+    assert await _audit_rows(dsn) == 0
+
+
+async def _audit_rows(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM audit_log"))
+    finally:
+        await conn.close()
 
 
 async def test_check_and_apply_refuse_an_alias_bomb_and_deep_json_in_one_line(
