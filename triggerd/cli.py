@@ -1364,6 +1364,7 @@ def _add_tenant_everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    runtime.reserve_standard_fds()  # before anything prints
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -300,3 +300,35 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_the_database() -> None:
 
     assert not _stdout_reader_gone()
     assert _unexpected(BrokenPipeError(32, "Broken pipe")) == EXIT_UNAVAILABLE
+
+
+def _cli_with_closed(fd: int, cwd: Path, *args: str, **env: str
+                     ) -> subprocess.CompletedProcess[str]:
+    """``triggerd ARGS... N>&-``: started with descriptor ``fd`` closed (cron setups and
+    some supervisors do that); the others are captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "triggerd", *args], preexec_fn=lambda: os.close(fd),
+        stdin=subprocess.DEVNULL if fd != 0 else None,
+        stdout=subprocess.PIPE if fd != 1 else None,
+        stderr=subprocess.PIPE if fd != 2 else None,
+        text=True, env=daemon_environment(env), timeout=120, cwd=cwd, check=False,
+    )
+
+
+async def test_a_closed_standard_descriptor_does_not_abort_a_command(
+    dsn: str, tmp_path: Path,
+) -> None:
+    # uvloop took the free descriptor for itself and aborted the process (SIGABRT, 134)
+    # when it closed it: after `apply` had already written.
+    for fd in (0, 1, 2):
+        done = _cli_with_closed(fd, tmp_path, "cron", "next", "0 0 * * *")
+        assert done.returncode == 0, (fd, done.stderr)
+    applied = _cli_with_closed(1, tmp_path, "apply",
+                               str(write_definitions(tmp_path / "wf.json", "closed")),
+                               TRIGGERD_DATABASE_URL=dsn)
+    assert applied.returncode == 0, applied.stderr
+    listed = cli(tmp_path, "triggers", "list", "--json", TRIGGERD_DATABASE_URL=dsn)
+    assert "closed/manual" in {t["name"] for t in json.loads(listed.stdout)}
+    # With stderr closed, the error is lost, not written into stdout's output.
+    refused = _cli_with_closed(2, tmp_path, "cron", "next", "x")
+    assert (refused.returncode, refused.stdout) == (2, "")
