@@ -26,7 +26,7 @@ import asyncpg
 import orjson
 
 from triggerd.config import Settings
-from triggerd.errors import DatabaseUnavailable, MigrationError
+from triggerd.errors import ConfigError, DatabaseUnavailable, MigrationError
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +257,12 @@ def translated(what: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"database unavailable while {what}: {reason}") from exc
 
 
-def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
+def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable | ConfigError:
     reason = str(exc) or type(exc).__name__
+    if isinstance(exc, ValueError):
+        # asyncpg could not read the URL (an unclosed "[", a port that is not a number):
+        # retrying will not help, so it is bad configuration (2), not unavailable (5).
+        return ConfigError(f"the database URL {redact_dsn(dsn)} is not valid: {reason}")
     return DatabaseUnavailable(f"cannot connect to the database at {redact_dsn(dsn)}: {reason}")
 
 

@@ -207,6 +207,22 @@ def test_unreachable_database_is_exit_5_for_every_database_command(tmp_path: Pat
         assert "pw" not in line.replace("postgresql", "")
 
 
+def test_a_database_url_that_cannot_be_read_is_exit_2_not_5(tmp_path: Path) -> None:
+    # Retrying cannot help a URL asyncpg cannot read: bad configuration, not unavailable.
+    cases = [
+        ("postgresql://u:pw@[::1/db", "the database URL <unparsable url> is not valid:"
+                                      " Invalid IPv6 URL"),
+        ("postgresql://u:pw@127.0.0.1:abc/db", "the database URL postgresql://u:***@127.0.0.1"
+                                               ":abc/db is not valid: invalid literal for"
+                                               " int() with base 10: 'abc'"),
+    ]
+    for url, message in cases:
+        for args in (["migrate"], ["triggers", "list"]):
+            result = cli(tmp_path, *args, TRIGGERD_DATABASE_URL=url)
+            assert result.returncode == 2, (url, args, result.stderr)
+            assert one_line(result) == f"triggerd: error: {message}"
+
+
 async def test_unexpected_error_is_one_line_and_exit_70(dsn: str, tmp_path: Path) -> None:
     await _seed(dsn, tmp_path)
     conn = await asyncpg.connect(dsn)
