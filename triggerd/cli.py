@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -49,6 +50,9 @@ DEBUG_ENV = "TRIGGERD_DEBUG"
 EXIT_UNAVAILABLE = 5
 EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h
 EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE: what a shell reports for `git log | head`
+EXIT_OUTPUT_FAILED = 74  # EX_IOERR of sysexits.h: the output could not be written
+# Errors of a write to a full, read-only or failing file system: never of a socket.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 EPILOG = f"""configuration keys (TOML [section] key, or the environment variable):
 {describe_keys()}
@@ -68,6 +72,7 @@ exit status:
       older than this triggerd (run 'triggerd migrate') or with edited migrations)
   5   unavailable (the database cannot be reached, the HTTP port is in use)
   70  internal error (set {DEBUG_ENV}=1 to see the traceback)
+  74  the output could not be written (e.g. a full disk)
   141 stdout was closed by its reader (e.g. '| head'); nothing is printed on stderr
 """
 
@@ -1372,7 +1377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         if handler is not cmd_run:
             _print_warnings()
-        return runtime.run(handler(args, settings))
+        code = runtime.run(handler(args, settings))
+        sys.stdout.flush()  # here, where a failed write is reported, not at the exit
+        return code
     except DefinitionError as exc:
         _print_problems(exc)
         print(f"triggerd: error: {exc.message}", file=sys.stderr)
@@ -1391,6 +1398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _stdout_reader_gone():
             return _quiet_exit_after_closed_output()
         return _unexpected(exc)  # a database socket's broken pipe: still exit 5
+    except OSError as exc:
+        if exc.errno in _OUTPUT_ERRNOS:
+            return _output_failed(exc)
+        return _unexpected(exc)
     except Exception as exc:  # the last line of defence: one line, exit 70
         return _unexpected(exc)
 
@@ -1409,15 +1420,28 @@ def _stdout_reader_gone() -> bool:
     return any(events & select.POLLERR for _fd, events in poller.poll(0))
 
 
-def _quiet_exit_after_closed_output() -> int:
-    """Stop without a message, as ``git log | head`` does: the reader asked for no more."""
-    # Python flushes stdout once more at exit; aim that flush at /dev/null so it cannot
-    # print "Exception ignored ... BrokenPipeError" on stderr.
+def _output_failed(exc: OSError) -> int:
+    """A write failed (stdout on a full disk, ``backup`` to a read-only one): one line
+    that says so, not an internal error."""
+    _discard_stdout()  # its buffer cannot be written either: do not try again at exit
+    print(f"triggerd: error: cannot write the output: {exc.strerror or exc}"
+          f" (errno {exc.errno})", file=sys.stderr)
+    return EXIT_OUTPUT_FAILED
+
+
+def _discard_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def _quiet_exit_after_closed_output() -> int:
+    """Stop without a message, as ``git log | head`` does: the reader asked for no more."""
+    # Python flushes stdout once more at exit; aim that flush at /dev/null so it cannot
+    # print "Exception ignored ... BrokenPipeError" on stderr.
+    _discard_stdout()
     return EXIT_CLOSED_OUTPUT
 
 

@@ -348,3 +348,20 @@ async def test_a_closed_standard_descriptor_does_not_abort_a_command(
     # With stderr closed, the error is lost, not written into stdout's output.
     refused = _cli_with_closed(2, tmp_path, "cron", "next", "x")
     assert (refused.returncode, refused.stdout) == (2, "")
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs Linux's /dev/full")
+def test_output_that_cannot_be_written_is_one_line_exit_74(tmp_path: Path) -> None:
+    # Was "triggerd: internal error: OSError: [Errno 28] ..." and exit 70.
+    for count in ("3", "10000"):  # flushed at the end, and while printing
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "triggerd", "cron", "next", "* * * * *",
+                 "--count", count],
+                stdout=full, stderr=subprocess.PIPE, text=True, env=daemon_environment(),
+                timeout=120, cwd=tmp_path, check=False,
+            )
+        assert done.returncode == 74, done.stderr
+        assert done.stderr.splitlines() == [
+            "triggerd: error: cannot write the output: No space left on device (errno 28)"
+        ]
