@@ -175,6 +175,11 @@ class BackupResult:
 def _target(file: Path) -> Path:
     if file.is_dir():
         raise UsageError(f"{file}: is a directory")
+    if file.exists() and not file.is_file():
+        # The dump is renamed into place: that would replace a device or a FIFO (as root,
+        # /dev/full became a regular file) instead of writing through it.
+        raise UsageError(f"{file}: is not a regular file; give a file path (it is replaced"
+                         " whole once the dump is complete)")
     target = file.absolute()
     if not target.parent.is_dir():
         raise UsageError(f"{file}: directory {target.parent} does not exist")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
+import stat
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -274,6 +276,24 @@ async def test_restore_refuses_a_missing_file_and_a_file_that_is_not_an_archive(
             assert await snapshot(conn) == before
     finally:
         await pool.close()
+
+
+async def test_backup_refuses_a_target_that_is_not_a_regular_file(
+    dsn: str, tmp_path: Path
+) -> None:
+    # The dump is renamed into place: over a FIFO or a device (as root, /dev/full) that
+    # replaced the node with a regular file and reported success.
+    config = url_config(tmp_path, dsn)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (fifo, tmp_path):
+        made = await run_cli(config, "backup", str(target), "--bindir", BINDIR)
+        reason = ("is a directory" if target == tmp_path else
+                  "is not a regular file; give a file path (it is replaced whole once the dump"
+                  " is complete)")
+        assert (made.returncode, made.stderr) == (2, f"triggerd: error: {target}: {reason}\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 async def test_a_damaged_archive_changes_nothing(dsn: str, tmp_path: Path) -> None:
