@@ -287,6 +287,8 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
     next_fire = _next_fire_finder(now)
 
     def state(t: TriggerRecord) -> str:
+        if t.workflow_status == "archived":
+            return "archived"  # its triggers do not fire, enabled or not
         if not t.enabled:
             return "disabled"
         if t.id in paused:
@@ -299,15 +301,17 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
 
     rows = [
         [
-            t.full_name,
+            # Names are unique per tenant: another tenant's is shown as apply shows it.
+            t.full_name if t.tenant_id == DEFAULT_TENANT else f"{t.tenant_id}:{t.full_name}",
             t.type,
-            state(t),
+            shown_state,
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
             _describe_trigger(t.type, t.config, t.tenant_id),
-            next_fire(t.type, t.config) if t.enabled else "-",
+            next_fire(t.type, t.config) if shown_state in ("enabled", "paused") else "-",
         ]
         for t in triggers
+        for shown_state in (state(t),)
     ]
     print(_table(rows, ["NAME", "TYPE", "STATE", "WORKFLOW", "VERSION", "SCHEDULE/PATH",
                         "NEXT FIRE (UTC)"]))
@@ -606,21 +610,24 @@ def _fire_line(fire: dict[str, str | None]) -> str:
 
 
 async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.cron import fire_to_json
     from triggerd.errors import Conflict
-    from triggerd.schedules import SCHEDULED_TYPES, schedule_of
+    from triggerd.schedules import SCHEDULED_TYPES
     from triggerd.store.workflows import get_trigger
+    from triggerd.trigger_detail import preview
 
     if not 1 <= args.count <= 1000:
         raise UsageError(f"--count: {args.count} is out of range 1-1000")
     after = _parse_after(args.after)
     async with _pool(settings) as pool:
         trigger = await get_trigger(pool, args.name, _home(args))
-    if trigger.type not in SCHEDULED_TYPES:
-        raise Conflict(f"trigger {args.name} is a {trigger.type} trigger; only scheduled"
-                       " triggers (cron, interval) have fire times")
-    fires = [fire_to_json(f) for f in schedule_of(trigger.type, trigger.config).preview(
-        after, args.count)]
+        if trigger.type not in SCHEDULED_TYPES:
+            raise Conflict(f"trigger {args.name} is a {trigger.type} trigger; only scheduled"
+                           " triggers (cron, interval) have fire times")
+        fires = await preview(pool, trigger, after, args.count)
+    if trigger.workflow_status == "archived" or not trigger.enabled:
+        why = "its workflow is archived" if trigger.enabled else "it is disabled"
+        print(f"triggerd: note: {args.name} does not fire while {why}; these are its"
+              " schedule's times", file=sys.stderr)
     if args.json:
         print_json(fires)
         return 0

@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from triggerd.cron import fire_to_json
+from triggerd.model import SlotOutcome, WorkflowStatus
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.store.audit import list_audit
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import (
     TriggerState,
     get_state,
+    recorded_slots,
     running_executions,
     slot_counts,
 )
@@ -30,8 +32,9 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
     doc["state"] = state_json(state)
     remaining, completed = progress(trigger.config, state, now=now)
     doc["next_fires"] = (
-        [fire_to_json(f) for f in schedule_of(trigger.type, trigger.config).preview(now, count)]
-        if trigger.type in SCHEDULED_TYPES and completed is None else [])
+        await preview(conn, trigger, now, count)
+        if trigger.type in SCHEDULED_TYPES and completed is None
+        and trigger.workflow_status != WorkflowStatus.ARCHIVED else [])
     doc["recent_actions"] = [audit_json(a) for a in
                              await list_audit(conn, target=trigger.full_name,
                                               limit=RECENT_ACTIONS)]
@@ -40,6 +43,24 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
     doc["remaining_runs"] = remaining
     doc["completed"] = completed
     return doc
+
+
+async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int
+                  ) -> list[dict[str, str | None]]:
+    """The schedule's next ``count`` fires after ``after``; one the ledger has already
+    decided (skipped by hand ahead of its time) says so in its ``reason``."""
+    fires = schedule_of(trigger.type, trigger.config).preview(after, count)
+    recorded = await recorded_slots(conn, trigger.id, [f.at for f in fires])
+    shown = []
+    for fire in fires:
+        doc = fire_to_json(fire)
+        outcome = recorded.get(fire.at)
+        if outcome is not None:
+            said = "skipped by hand" if outcome == SlotOutcome.SKIPPED_MANUAL else outcome
+            doc["note"] = doc["note"] or "skipped"  # like a calendar's "excluded"
+            doc["reason"] = f"{doc['reason']}; {said}" if doc.get("reason") else said
+        shown.append(doc)
+    return shown
 
 
 def progress(config: Mapping[str, Any], state: TriggerState, *, now: datetime

@@ -67,6 +67,7 @@ def trigger_json(t: TriggerRecord) -> dict[str, Any]:
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "tenant": t.tenant_id,
+        "workflow_status": t.workflow_status,
     }
 
 

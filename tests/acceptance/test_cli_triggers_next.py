@@ -61,3 +61,47 @@ def test_triggers_next_for_every_kind(dsn: str, tmp_path: Path) -> None:
     assert one_line_error(hook) == ("triggerd: error: trigger payroll/hook is a webhook"
                                     " trigger; only scheduled triggers (cron, interval) have"
                                     " fire times")
+
+
+def test_previews_show_skipped_slots_archived_workflows_and_tenants(
+    dsn: str, tmp_path: Path,
+) -> None:
+    path = tmp_path / "payroll.yaml"
+    path.write_text(DEFINITIONS)
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    other = tmp_path / "acme.yaml"
+    other.write_text("tenant: acme\n" + DEFINITIONS)
+    assert triggerd("apply", str(other), dsn=dsn).returncode == 0
+
+    # A slot skipped ahead of its time is still in the schedule, and says it will not run.
+    sync = triggerd("triggers", "next", "payroll/sync", "--count", "3", "--json", dsn=dsn)
+    upcoming = [f["at"] for f in json.loads(sync.stdout)]
+    skipped = triggerd("triggers", "skip", "payroll/sync", "--at", upcoming[1], dsn=dsn)
+    assert skipped.returncode == 0, skipped.stderr
+    fires = json.loads(triggerd("triggers", "next", "payroll/sync", "--count", "3", "--json",
+                                dsn=dsn).stdout)
+    assert [(f["at"], f["note"], f.get("reason")) for f in fires] == [
+        (upcoming[0], None, None), (upcoming[1], "skipped", "skipped by hand"),
+        (upcoming[2], None, None)]
+    shown = json.loads(triggerd("triggers", "show", "payroll/sync", "--json", dsn=dsn).stdout)
+    assert [f.get("reason") for f in shown["next_fires"][:3]] == [None, "skipped by hand", None]
+    text = triggerd("triggers", "next", "payroll/sync", "--count", "2", dsn=dsn).stdout
+    assert text.splitlines()[1].endswith("(skipped; skipped by hand)")
+
+    # Both tenants' payroll/sync are listed, told apart as apply names them.
+    listed = triggerd("triggers", "list", dsn=dsn).stdout.splitlines()
+    names = [line.split()[0] for line in listed[1:]]
+    assert "payroll/sync" in names and "acme:payroll/sync" in names
+
+    # An archived workflow's triggers do not fire: no next fire, and `next` says why.
+    assert triggerd("workflows", "archive", "payroll", dsn=dsn).returncode == 0
+    rows = {line.split()[0]: line.split() for line in
+            triggerd("triggers", "list", dsn=dsn).stdout.splitlines()[1:]}
+    assert rows["payroll/sync"][2] == "archived" and rows["payroll/sync"][-1] == "-"
+    assert rows["acme:payroll/sync"][2] == "enabled" and rows["acme:payroll/sync"][-1] != "-"
+    shown = json.loads(triggerd("triggers", "show", "payroll/sync", "--json", dsn=dsn).stdout)
+    assert (shown["workflow_status"], shown["next_fires"]) == ("archived", [])
+    archived = triggerd("triggers", "next", "payroll/sync", "--count", "1", dsn=dsn)
+    assert archived.returncode == 0
+    assert archived.stderr == ("triggerd: note: payroll/sync does not fire while its workflow"
+                               " is archived; these are its schedule's times\n")

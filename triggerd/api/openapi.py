@@ -168,6 +168,8 @@ def _schemas() -> dict[str, Schema]:
             "created_at": _DATETIME,
             "updated_at": _DATETIME,
             "tenant": {"type": "string"},
+            "workflow_status": {"type": "string", "enum": [s.value for s in WorkflowStatus],
+                                "description": "an archived workflow's triggers do not fire"},
     }
     trigger = _object(trigger_props)
     execution_props: dict[str, Schema] = {

@@ -52,6 +52,7 @@ class TriggerRecord:
     created_at: datetime
     updated_at: datetime
     tenant_id: str = DEFAULT_TENANT
+    workflow_status: str = "active"  # an archived workflow's triggers do not fire
 
     @property
     def full_name(self) -> str:

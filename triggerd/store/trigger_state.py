@@ -145,6 +145,18 @@ async def slot_counts(conn: Conn, trigger_id: str) -> dict[str, int]:
     return {r["outcome"]: r["n"] for r in rows}
 
 
+async def recorded_slots(conn: Conn, trigger_id: str, instants: list[datetime]
+                         ) -> dict[datetime, str]:
+    """The outcome the ledger already holds for each of ``instants`` that has one (a slot
+    skipped by hand ahead of its time)."""
+    if not instants:
+        return {}
+    rows = await conn.fetch(
+        "SELECT scheduled_for, outcome FROM trigger_slots WHERE trigger_id = $1"
+        " AND scheduled_for = ANY($2::timestamptz[])", trigger_id, instants)
+    return {r["scheduled_for"]: r["outcome"] for r in rows}
+
+
 async def running_executions(conn: Conn, trigger_id: str, limit: int = 20
                              ) -> list[dict[str, Any]]:
     """The trigger's runs in flight (NEW, RUNNING, WAITING), oldest first."""

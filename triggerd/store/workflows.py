@@ -808,7 +808,7 @@ def _violating_path(detail: str) -> tuple[str, str] | None:
 _TRIGGER_COLUMNS = (
     "t.id, t.workflow_id, t.tenant_id, w.key AS workflow_key, t.name, t.type, t.enabled,"
     " t.version,"
-    " t.config, t.input, t.enabled_at, t.created_at, t.updated_at"
+    " t.config, t.input, t.enabled_at, t.created_at, t.updated_at, w.status AS workflow_status"
 )
 
 
