@@ -205,3 +205,25 @@ async def test_an_apply_that_changes_something_is_audited_with_counts(
     assert row["actor"] == "scheduler"
     assert row["detail"]["changes"] == {"workflow updated": 1}
     assert row["detail"]["unchanged"] == 7
+
+
+async def test_an_apply_is_audited_in_each_tenant_it_changed(
+    pool: asyncpg.Pool, tmp_path: Any
+) -> None:
+    # A `tenant: acme` document is acme's change: it was audited in `default`, so acme's
+    # own audit list (its tokens, `--tenant acme audit`) did not show it.
+    from triggerd.operations.apply import apply_files
+
+    acme, default = tmp_path / "acme.json", tmp_path / "default.json"
+    acme.write_text(json.dumps({"tenant": "acme", "workflows": [_doc("report")]}))
+    default.write_text(json.dumps({"workflows": [_doc("other")]}))
+    await apply_files(pool, [acme], actor=OPERATOR)
+    rows = await pool.fetch("SELECT tenant_id, detail FROM audit_log ORDER BY id")
+    assert [(r["tenant_id"], r["detail"]["changes"]) for r in rows] == [
+        ("acme", {"workflow created": 1, "workflow published": 1, "trigger created": 3})]
+    acme.write_text(json.dumps({"tenant": "acme", "workflows": [_doc("report", name="R")]}))
+    await apply_files(pool, [acme, default], actor=OPERATOR)  # one apply, two tenants
+    rows = await pool.fetch("SELECT tenant_id, detail FROM audit_log ORDER BY id")
+    assert [(r["tenant_id"], r["detail"]["changes"]) for r in rows[1:]] == [
+        ("acme", {"workflow updated": 1}),
+        ("default", {"workflow created": 1, "workflow published": 1, "trigger created": 3})]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,11 +88,23 @@ class ApplyReport:
         return {"changes": [c.to_json() for c in self.changes], "unchanged": self.unchanged}
 
 
-def apply_counts(report: ApplyReport) -> dict[str, Any]:
-    """An apply's changes counted by kind and action (``{"trigger updated": 2, ...}``) and
-    what it left as it was: the detail of its audit row."""
-    counts: dict[str, int] = {}
+def _changes_by_tenant(report: ApplyReport) -> dict[str, list[Change]]:
+    """The changes of each tenant, from their names (``tenant:key`` outside the default
+    tenant; keys and names have no ':')."""
+    found: dict[str, list[Change]] = {}
     for change in report.changes:
+        tenant, colon, _ = change.name.partition(":")
+        found.setdefault(tenant if colon else DEFAULT_TENANT, []).append(change)
+    return found
+
+
+def apply_counts(report: ApplyReport, changes: Sequence[Change] | None = None
+                 ) -> dict[str, Any]:
+    """An apply's changes (or ``changes``, some of them) counted by kind and action
+    (``{"trigger updated": 2, ...}``) and what it left as it was: the detail of its audit
+    row."""
+    counts: dict[str, int] = {}
+    for change in report.changes if changes is None else changes:
         label = f"{change.kind} {change.action}"
         counts[label] = counts.get(label, 0) + 1
     return {"changes": counts, "unchanged": report.unchanged}
@@ -204,8 +216,12 @@ async def apply_workflows(
             if fingerprint is not None:
                 await _record_applied(conn, fingerprint, ids, zones, specs, keep)
             if audit is not None and report.changed:
-                await record_audit(conn, dataclasses.replace(
-                    audit, detail={**audit.detail, **apply_counts(report)}))
+                # One row in each tenant whose workflows changed, so that tenant's own
+                # audit list shows it (a `tenant: acme` document is acme's change).
+                for tenant, changes in _changes_by_tenant(report).items():
+                    await record_audit(conn, dataclasses.replace(
+                        audit, tenant_id=tenant,
+                        detail={**audit.detail, **apply_counts(report, changes)}))
     except _PlanOnly:
         pass
     return report
