@@ -352,7 +352,7 @@ def _describe_trigger(kind: str, config: dict[str, Any], tenant: str = DEFAULT_T
     if kind == "webhook":
         prefix = "/hooks/" if tenant == DEFAULT_TENANT else f"/tenants/{tenant}/hooks/"
         return prefix + str(config.get("path"))
-    return ""
+    return "-"  # a manual trigger has neither (the README's mark for none)
 
 
 async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int:

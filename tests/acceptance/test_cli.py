@@ -81,6 +81,10 @@ async def test_apply_twice_reports_no_changes_then_list(dsn: str) -> None:
         "FIRE",
         "(UTC)",
     ]
+    # A manual trigger has no schedule, path or next fire: '-' each, never an empty cell.
+    manual = next(line.split() for line in table.stdout.splitlines()
+                  if line.startswith("nightly-report/by-hand "))
+    assert manual[1] == "manual" and manual[-2:] == ["-", "-"], manual
 
 
 async def test_apply_bad_file_writes_nothing(dsn: str, tmp_path: Path) -> None:
