@@ -760,6 +760,25 @@ async def test_body_over_the_limit_is_413(make_offline: ClientFactory) -> None:
     assert body["message"].startswith("the request body is too large (")
 
 
+async def test_a_nul_in_a_parameter_and_an_undecodable_body_are_400(offline: Client) -> None:
+    # Both reached the database or aiohttp's decoder and came back as 500s (a DELETE with
+    # such a note too); they are the client's mistakes, refused before anything runs.
+    nul = "contains a NUL character (\\u0000), which cannot be stored"
+    for method, path, name in [
+        ("GET", "/api/v1/executions?agent_id=%00", "agent_id"),
+        ("GET", "/api/v1/audit?target=a%00b", "target"),
+        ("DELETE", "/api/v1/workflows/report?note=%00", "note"),
+        ("GET", "/api/v1/triggers/re%00port/hourly", "workflow"),
+    ]:
+        response = await offline.request(method, path, headers=AUTH)
+        await expect_error(response, 400, "invalid_parameter", f"{name}: {nul}")
+    response = await offline.post(
+        "/api/v1/definitions", data=b"not gzip",
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    await expect_error(response, 400, "invalid_body",
+                       "the body could not be decoded as its Content-Encoding 'gzip'")
+
+
 # --- routing, methods, the database ------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hmac
 import json
 import time
@@ -363,6 +364,33 @@ async def test_too_large_by_content_length_is_413_before_reading(
     assert (await resp.json())["message"] == (
         "the body is larger than this webhook's limit of 50 bytes"
     )
+    assert len(await executions(pool)) == 1
+
+
+async def test_a_compressed_body_counts_as_decoded_against_the_limit(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # aiohttp inflates gzip as it is read: 1 KB sent was 1 MB stored (a bomb: gigabytes),
+    # because a Content-Length under the limit was taken as the body's size.
+    await apply(pool, workflow("w", hook("h", "gz", max_body_bytes=5000)))
+    client, _ = await make_client()
+    bomb = gzip.compress(b'{"a": "' + b"x" * 1_000_000 + b'"}')
+    assert len(bomb) < 5000
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    resp = await client.post("/hooks/gz", data=bomb, headers=headers)
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "payload_too_large"
+    # Within the limit once decoded, a compressed body is accepted as the decoded one.
+    resp = await client.post("/hooks/gz", data=gzip.compress(b'{"a": 1}'), headers=headers)
+    assert resp.status == 202
+    [row] = await executions(pool)
+    assert row["input"] == {"a": 1}
+    # Garbage sent as gzip is the sender's mistake: 400, not a 500 with a traceback.
+    resp = await client.post("/hooks/gz", data=b"not gzip at all", headers=headers)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "invalid_body",
+        "message": "the body could not be decoded as its Content-Encoding 'gzip'"}
     assert len(await executions(pool)) == 1
 
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from triggerd.api.auth import API_AUTH, ApiAuth, AuthFailure, StoredTokens
 from triggerd.api.openapi import (
@@ -77,7 +77,7 @@ from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.operations.workflows import delete as delete_workflow
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
-from triggerd.storable import storage_problem
+from triggerd.storable import storage_problem, unstorable
 from triggerd.store.admin import (
     ExecutionPosition,
     is_invalid_value,
@@ -283,10 +283,20 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         refused = await _authorize(request)
         if refused is not None:
             return refused
+    unusable = _unstorable_parameter(request)
+    if unusable is not None:
+        # A NUL (or a lone surrogate) reaches the database as a query argument, which
+        # refuses it: a 500 before, and a DELETE's note made it one too.
+        return error_response(400, "invalid_parameter", unusable)
     try:
         return await handler(request)
     except web.HTTPException as exc:
         return _from_http_exception(exc)
+    except web_protocol.RequestPayloadError:
+        # aiohttp could not decode the body: garbage sent as gzip, an unknown encoding.
+        encoding = request.headers.get("Content-Encoding", "")
+        return error_response(400, "invalid_body", "the body could not be decoded as its"
+                                                   f" Content-Encoding {encoding!r}")
     except TriggerdError as exc:
         return _from_error(exc)
     except Exception as exc:
@@ -302,6 +312,15 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 # --- request parsing ------------------------------------------------------------------------
+
+
+def _unstorable_parameter(request: web.Request) -> str | None:
+    """Why a query or path parameter cannot be used (a NUL, a lone surrogate), or None."""
+    for name, value in (*request.query.items(), *request.match_info.items()):
+        reason = unstorable(value)
+        if reason is not None:
+            return f"{name}: {reason}"
+    return None
 
 
 def _bad_parameter(message: str) -> ApiError:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_protocol
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -109,15 +109,19 @@ def utc_now() -> datetime:
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as more than ``limit`` bytes arrived (the rest is
-    never read)."""
+    never read). ``limit`` counts the body as decoded: aiohttp inflates a gzip, deflate or
+    zstd body as it is read, so 1 KB sent can be 1 MB (or, a bomb, gigabytes) read."""
     content = request.content
+    encoded = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower() not in (
+        "", "identity")
     if content.is_eof():
         # Everything has arrived already (a small body comes with the headers): one piece.
         body = content.read_nowait()
         return body if len(body) <= limit else None
     length = request.content_length
-    if length is not None and length <= limit:
-        # The HTTP parser never delivers more than Content-Length bytes.
+    if length is not None and length <= limit and not encoded:
+        # The HTTP parser never delivers more than Content-Length bytes (of a body sent
+        # as is: a decoded one is read piece by piece below, and stops past the limit).
         return await request.content.read()
     buffer = bytearray()
     while True:
@@ -525,6 +529,12 @@ class WebhookIngress(BaseComponent):
             message = "the body was not received completely"
             return self._refused(request, route, error_response(400, "invalid_body", message),
                                  "body_incomplete", detail=message)
+        except web_protocol.RequestPayloadError:
+            # aiohttp could not decode it: garbage sent as gzip, an unknown encoding.
+            encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
+            message = f"the body could not be decoded as its Content-Encoding {encoding!r}"
+            return self._refused(request, route, error_response(400, "invalid_body", message),
+                                 "body_undecodable", detail=message)
         if body is None:
             return self._too_large(request, route)
         if body and config.body != "raw" and not (content_type or "").strip():
