@@ -19,3 +19,6 @@ FATAL = web.AppKey("fatal", list[str])
 # Seconds the oldest slot the scheduler still owes is late (0.0: nothing owed); set by the
 # daemon when it runs a scheduler (the console's overview shows it).
 SCHEDULER_LAG = web.AppKey[Callable[[], float]]("scheduler_lag")
+# The port the daemon listens on (the one taken when [http] port is 0): http nodes of runs
+# started through the app (test runs) may not call it, as the executor's may not.
+OWN_PORTS = web.AppKey("own_ports", frozenset[int])

@@ -25,6 +25,7 @@ from triggerd.api.auth import API_AUTH, StoredTokens, create_initial_token
 from triggerd.api.metrics import METRICS, LoopLagMonitor, add_metrics_routes
 from triggerd.appkeys import (
     FATAL,
+    OWN_PORTS,
     POOL,
     READINESS_CHECKS,
     SCHEDULER_LAG,
@@ -202,6 +203,7 @@ class Daemon:
 
         assert self.pool is not None and self.app is not None
         self.hub = hub = NotificationHub(dsn=dsn)
+        self.app[OWN_PORTS] = frozenset({self._listen_port})
         self.executor = Executor(
             pool=self.pool, dsn=dsn, settings=self.settings, metrics=self.app[METRICS],
             own_ports=frozenset({self._listen_port}), hub=hub,

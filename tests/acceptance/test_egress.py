@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from tests.acceptance.conftest import Daemons
@@ -80,6 +81,20 @@ async def test_own_port_and_secret_files_outside_the_roots_are_refused(
     inside = final["secret-inside"]
     assert (inside["status"], inside["output"]) == ("SUCCESS", len("inside-value"))
     assert "outside-value" not in "\n".join(daemon.stdout_lines + daemon.stderr_lines)
+
+    # A test run through the admin API is refused the same (its executor had no own port:
+    # a tenant's token could call the daemon's webhooks and API from the daemon itself).
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{daemon.base_url}/api/v1/test-runs", headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"definition": {"workflows": [workflow(
+            "tw", http(f"http://127.0.0.1:{port}/api/v1/workflows"))]}, "workflow": "tw"},
+    ) as response:
+        assert response.status == 200, await response.text()
+        result = await response.json()
+    assert result["status"] == "ERROR"
+    assert [(n["error_code"], n["error_message"]) for n in result["nodes"]] == [(
+        "EGRESS_DENIED",
+        f"GET http://127.0.0.1:{port}/api/v1/workflows: egress to 127.0.0.1:{port} {refusal}")]
     assert await daemon.stop(signal.SIGTERM) == 0
 
 

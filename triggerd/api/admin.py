@@ -36,7 +36,7 @@ from triggerd.api.openapi import (
     TRIGGER_NAME_PATTERN,
     WORKFLOW_CURSOR_PATTERN,
 )
-from triggerd.appkeys import POOL, SETTINGS
+from triggerd.appkeys import OWN_PORTS, POOL, SETTINGS
 from triggerd.cron import fire_to_json, utc_iso
 from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents
@@ -1018,6 +1018,7 @@ async def create_test_run_handler(request: web.Request) -> web.Response:
     started: list[str] = []
     task = asyncio.create_task(run_test(request.app[POOL], request.app[SETTINGS],
                                         _actor(request), test_request,
+                                        own_ports=request.app.get(OWN_PORTS, frozenset()),
                                         started=started.append))
     _TEST_RUNS.add(task)
     task.add_done_callback(_TEST_RUNS.discard)

@@ -199,6 +199,9 @@ async def run_test(
     execution_id = await start_test_run(pool, request)
     if started is not None:
         started(execution_id)
+    # The daemon's listener is off limits to http nodes ([egress] allow_self), test runs'
+    # too: the daemon passes the port it took, the CLI has the configured one.
+    own_ports = own_ports or frozenset({settings.http.port})
     executor = Executor(pool=pool, dsn="", settings=settings, own_ports=own_ports)
     await executor.open_single()
     try:
