@@ -163,3 +163,40 @@ def test_rates() -> None:
     assert [parse_rate(t) for t in ("10/s", "30/m", "0.5/s", "3600/h")] == [10, 0.5, 0.5, 1]
     with pytest.raises(UsageError, match="rate: 5000/s is out of range"):
         parse_rate("5000/s")
+
+
+async def test_an_archived_workflow_takes_no_backfill(pool: asyncpg.Pool, hourly: str) -> None:
+    # Archive stops every trigger (and cancels running backfills); a backfill asked for
+    # afterwards was still accepted and started its runs.
+    from triggerd.operations.workflows import activate, archive
+
+    await archive(pool, OPERATOR, "report")
+    with pytest.raises(Conflict, match=r"^workflow report is archived; activate it first$"):
+        await create(pool, OPERATOR, _request())
+    assert len((await create(pool, OPERATOR, _request(dry_run=True))).slots) == 6  # plans
+    assert await pool.fetchval("SELECT count(*) FROM backfills") == 0
+    # One that slipped in (created as the archive committed) waits instead of running.
+    await activate(pool, OPERATOR, "report")
+    created = await create(pool, OPERATOR, _request(rate="1000/s"))
+    await pool.execute("UPDATE workflows SET status = 'archived'")
+    runner = BackfillRunner(pool, owner="a")
+    assert [await runner.work_once(1.0) for _ in range(2)] == [0, 0]
+    await pool.execute("UPDATE workflows SET status = 'active'")
+    assert await runner.work_once(1.0) == 6
+    assert created.backfill_id is not None
+    assert (await get(pool, created.backfill_id)).state == "done"
+
+
+async def test_a_run_of_an_archived_workflow_is_not_retried(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    from triggerd.operations.executions import retry
+    from triggerd.operations.workflows import archive
+
+    await create(pool, OPERATOR, _request(rate="1000/s"))
+    assert await BackfillRunner(pool, owner="a").work_once(1.0) == 1
+    run = await pool.fetchval("SELECT id::text FROM workflow_executions")
+    await archive(pool, OPERATOR, "report")
+    with pytest.raises(Conflict, match=r"^workflow report is archived; activate it first$"):
+        await retry(pool, OPERATOR, run)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1

@@ -16,7 +16,7 @@ import asyncpg
 
 from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, UsageError
-from triggerd.model import OverlapPolicy
+from triggerd.model import OverlapPolicy, WorkflowStatus
 from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note, scheduled_trigger
 from triggerd.schedules import Schedule, schedule_of
@@ -115,6 +115,9 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
                          + ", ".join(p.value for p in OverlapPolicy))
     async with pool.acquire() as conn, conn.transaction():
         trigger = await scheduled_trigger(conn, request.trigger, "backfilled", home(actor))
+        if trigger.workflow_status == WorkflowStatus.ARCHIVED and not request.dry_run:
+            # As fire: an archived workflow starts no run (a dry run only plans).
+            raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
         schedule = schedule_of(trigger.type, trigger.config)
         fires = schedule.fires_between(request.range_from - timedelta(microseconds=1),
                                        request.range_to - timedelta(microseconds=1),

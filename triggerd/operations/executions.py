@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from triggerd.errors import Conflict
+from triggerd.model import WorkflowStatus
 from triggerd.operations.actor import Actor
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.executions import get_execution, request_cancel, retry_execution
@@ -27,6 +29,11 @@ async def retry(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> str:
     """A new run with the same input, version and trigger, linked to the old one."""
     async with pool.acquire() as conn, conn.transaction():
         owner = await get_execution(conn, execution_id, actor.tenant)  # another's: 404
+        status = await conn.fetchval("SELECT status FROM workflows WHERE id = $1::uuid",
+                                     owner.workflow_id)
+        if status == WorkflowStatus.ARCHIVED:
+            # As fire: an archived workflow starts no run.
+            raise Conflict(f"workflow {owner.workflow_key} is archived; activate it first")
         new_id = await retry_execution(conn, execution_id)
         await record_audit(conn, AuditEntry(
             tenant_id=owner.tenant_id,

@@ -142,6 +142,9 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
             " FOR UPDATE", backfill.id, owner)
         if current is None or current["state"] != "running":
             return 0, 0, True
+        if await conn.fetchval("SELECT status = 'archived' FROM workflows WHERE id = $1::uuid",
+                               backfill.workflow_id):
+            return 0, 0, False  # held while its workflow is archived, as its triggers are
         first = current["next_index"]
         chunk = backfill.slots[first:first + count]
         started = skipped = 0
