@@ -72,6 +72,9 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
         assert await post(first.base_url, {"decision": "approved", "extra": 1}) == (422, {
             "error": "invalid_body", "message": "unknown field 'extra' (allowed: decision,"
             " note, input)"})
+        # An input that is not an object used up the link (the API refused it).
+        assert await post(first.base_url, {"decision": "approved", "input": "x"}) == (422, {
+            "error": "invalid_body", "message": "input must be an object"})
         nul = await post(first.base_url, {"decision": "approved", "note": "a\u0000b"})
         assert nul[0] == 422 and "NUL" in nul[1]["message"], nul
         assert await post(first.base_url, {"decision": "approved"}, "not-a-token") == (

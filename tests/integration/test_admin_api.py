@@ -779,6 +779,19 @@ async def test_a_nul_in_a_parameter_and_an_undecodable_body_are_400(offline: Cli
                        "the body could not be decoded as its Content-Encoding 'gzip'")
 
 
+async def test_a_bad_decision_is_answered_as_the_resume_link_answers_it(
+    offline: Client,
+) -> None:
+    # The link said 422 invalid_body, the API 400 bad_request, for one operation's input.
+    path = f"/api/v1/executions/{uuid.uuid4()}/resume"
+    response = await offline.post(path, headers=AUTH, json={"decision": "maybe"})
+    await expect_error(response, 422, "invalid_body",
+                       "decision: 'maybe' is not one of approved, rejected")
+    response = await offline.post(path, headers=AUTH, json={"decision": "approved",
+                                                            "input": "x"})
+    await expect_error(response, 422, "invalid_body", "input must be an object")
+
+
 # --- routing, methods, the database ------------------------------------------------------
 
 

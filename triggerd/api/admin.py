@@ -84,6 +84,7 @@ from triggerd.store.admin import (
     page_executions,
     slot_history,
 )
+from triggerd.store.approvals import DECISIONS
 from triggerd.store.audit import AuditEntry, list_audit
 from triggerd.store.executions import (
     ExecutionScope,
@@ -859,6 +860,10 @@ async def resume_execution_handler(request: web.Request) -> web.Response:
     body = await _options(request, {"decision": str, "note": str, "input": dict})
     if "decision" not in body:
         raise ApiError(422, "invalid_body", 'decision is required: "approved" or "rejected"')
+    if body["decision"] not in DECISIONS:
+        # A bad body, as the resume link answers it (422, the same words).
+        raise ApiError(422, "invalid_body", f"decision: {body['decision'][:40]!r} is not one of"
+                                            f" {', '.join(DECISIONS)}")
     decided = await decide_approval(request.app[POOL], _actor(request), execution_id,
                                     DecisionRequest(decision=body["decision"],
                                                     note=body.get("note"),

@@ -1,7 +1,8 @@
 """``POST /hooks/_resume/{token}``: the single-use URL of an approval
 (``execution.resume_url``). Body ``{"decision": "approved" | "rejected", "note", "input"}``;
 answered ``202 {"execution_id", "decision"}``, ``404`` for an unknown link, ``409`` for
-a link already used or a run already ended, ``400``/``422`` for a bad body."""
+a link already used or a run already ended, ``400``/``422`` for a bad body (the admin API's
+answers to the same mistakes: both go through one operation)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import asyncpg
 from aiohttp import web
 
-from triggerd.errors import DatabaseUnavailable, TriggerdError
+from triggerd.errors import Conflict, DatabaseUnavailable, InputInvalid, NotFound, TriggerdError
 from triggerd.operations.approvals import DecisionRequest, decide_by_token
 from triggerd.storable import storage_problem
 from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
@@ -18,8 +19,16 @@ from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_rea
 MAX_BODY = 64 * 1024
 
 
-def _status_of(exc: TriggerdError) -> int:
-    return {2: 422, 3: 404, 4: 409}.get(exc.exit_code, 500)
+def _refusal(exc: TriggerdError) -> web.Response:
+    """The operation's refusal as the admin API answers it (``POST
+    /api/v1/executions/{id}/resume``): the same mistake, the same answer."""
+    if isinstance(exc, NotFound):
+        return error_response(404, "not_found", exc.message)
+    if isinstance(exc, Conflict):
+        return error_response(409, "conflict", exc.message)
+    if isinstance(exc, InputInvalid):
+        return error_response(422, "input_invalid", exc.message, errors=exc.errors)
+    return error_response(422, "invalid_body", exc.message)  # a decision, a note
 
 
 async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
@@ -53,6 +62,9 @@ async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
                               "decision is required: \"approved\" or \"rejected\"")
     if note is not None and not isinstance(note, str):
         return error_response(422, "invalid_body", "note must be a string")
+    if body.get("input") is not None and not isinstance(body["input"], dict):
+        # As the API: a run's input is an object (a string here used up the link).
+        return error_response(422, "invalid_body", "input must be an object")
     problem = storage_problem(body)
     if problem is not None:
         return error_response(422, "invalid_body", problem)
@@ -63,8 +75,6 @@ async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
         return error_response(503, "database_unavailable", f"{public_reason(exc)}; retry later",
                               headers=retry_after(RETRY_DATABASE))
     except TriggerdError as exc:
-        status = _status_of(exc)
-        return error_response(status, {404: "not_found", 409: "conflict"}.get(
-            status, "invalid_body"), exc.message)
+        return _refusal(exc)
     return web.json_response({"execution_id": decided.execution_id,
                               "decision": decided.decision}, status=202)
