@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.helpers import apply_doc, fire, free_port
+from triggerd.api import admin
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.config import ApiSettings, HttpSettings, Settings
@@ -790,6 +791,22 @@ async def test_a_bad_decision_is_answered_as_the_resume_link_answers_it(
     response = await offline.post(path, headers=AUTH, json={"decision": "approved",
                                                             "input": "x"})
     await expect_error(response, 422, "invalid_body", "input must be an object")
+
+
+async def test_a_request_the_database_does_not_answer_is_503_after_the_deadline(
+    client: Client, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the database frozen, the API never answered (80 s and more): a stopped server
+    # cannot enforce its statement_timeout. A lock held elsewhere stands in for it here.
+    monkeypatch.setattr(admin, "API_DEADLINE_SECONDS", 0.5)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE workflows IN ACCESS EXCLUSIVE MODE")
+        response = await client.get("/api/v1/workflows", headers=AUTH)
+        await expect_error(response, 503, "database_unavailable",
+                           "the database cannot be reached right now; retry later")
+        assert response.headers["Retry-After"] == "5"
+    response = await client.get("/api/v1/workflows", headers=AUTH)  # answered again
+    assert response.status == 200
 
 
 # --- routing, methods, the database ------------------------------------------------------

@@ -133,6 +133,11 @@ BODY_LABEL = "request body"
 # Listed input violations, as in webhook answers: a hostile body must not make a huge answer.
 MAX_LISTED_ERRORS = 100
 RETRY_AFTER_SECONDS = 5
+# A request the database does not answer gets a 503 after this long instead of no answer
+# at all: a frozen or cut-off server cannot enforce its own statement_timeout, and a
+# request waiting for a pool connection held by such queries has none. Above the test-run
+# wait (30 s), under the usual proxy timeouts (60 s).
+API_DEADLINE_SECONDS = 45.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Matched with fullmatch: "$" alone would also accept a trailing newline.
 _KEY = re.compile(KEY_PATTERN)
@@ -290,7 +295,8 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         # refuses it: a 500 before, and a DELETE's note made it one too.
         return error_response(400, "invalid_parameter", unusable)
     try:
-        return await handler(request)
+        async with asyncio.timeout(API_DEADLINE_SECONDS):  # TimeoutError: 503 below
+            return await handler(request)
     except web.HTTPException as exc:
         return _from_http_exception(exc)
     except web_protocol.RequestPayloadError:
