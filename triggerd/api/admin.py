@@ -291,8 +291,8 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
             return refused
     unusable = _unstorable_parameter(request)
     if unusable is not None:
-        # A NUL (or a lone surrogate) reaches the database as a query argument, which
-        # refuses it: a 500 before, and a DELETE's note made it one too.
+        # A NUL (or a lone surrogate) reached the database as a statement's argument,
+        # which refused it: a 500 before (a DELETE's note too).
         return error_response(400, "invalid_parameter", unusable)
     try:
         async with asyncio.timeout(API_DEADLINE_SECONDS):  # TimeoutError: 503 below
@@ -322,8 +322,9 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _unstorable_parameter(request: web.Request) -> str | None:
-    """Why a query or path parameter cannot be used (a NUL, a lone surrogate), or None."""
-    for name, value in (*request.query.items(), *request.match_info.items()):
+    """Why a query parameter cannot be used (a NUL, a lone surrogate), or None. (A path
+    id that cannot exist names nothing: the routes answer 404 without a query.)"""
+    for name, value in request.query.items():
         reason = unstorable(value)
         if reason is not None:
             return f"{name}: {reason}"

@@ -301,8 +301,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="retryExecution", method="POST", path=f"{_EXECUTION}/retry",
         handler=admin.retry_execution_handler,
-        summary="Run an execution again with the same input and version", tag="executions",
-        answers={202: ACCEPTED}, errors=(404,), parameters=(EXECUTION_ID,),
+        summary="Run an execution again with the same input and version (409 while its"
+                " workflow is archived)", tag="executions",
+        answers={202: ACCEPTED}, errors=(404, 409), parameters=(EXECUTION_ID,),
     ),
     Route(
         operation_id="listWebhookRequests", method="GET", path=f"{_P}/webhook-requests",
