@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -1296,6 +1297,23 @@ def test_unreadable_and_unknown_files(tmp_path: Path) -> None:
         Problem(str(empty), "$", "the top level must be a mapping with a 'workflows' list"),
         Problem(str(binary), "$", "cannot read file: it is not UTF-8 text"),
     ]
+
+
+def test_a_fifo_is_refused_without_waiting_and_a_byte_order_mark_is_read(
+    tmp_path: Path,
+) -> None:
+    # `check` on a FIFO waited forever for a writer; a JSON file starting with a UTF-8
+    # byte-order mark was refused in Python's words ("decode using utf-8-sig").
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert check_files([fifo]) == [
+        Problem(str(fifo), "$", "cannot read file: it is not a regular file")]
+    doc = '{"workflows": [{"key": "b", "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]}'
+    for name in ("bom.json", "bom.yaml"):
+        marked = tmp_path / name
+        marked.write_bytes(b"\xef\xbb\xbf" + doc.encode())
+        assert check_files([marked]) == []
+        assert [spec.key for spec in load_files([marked])] == ["b"]
 
 
 def test_no_files_and_no_workflows() -> None:
