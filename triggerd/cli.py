@@ -181,6 +181,9 @@ def _print_warnings() -> None:
     handler.set_name(_WARNING_HANDLER)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("triggerd: warning: %(message)s"))
+    # `triggerd test` prints how its run ended: the executor's own line for a failed run
+    # ("triggerd: warning: execution finished") only repeated it, without the why.
+    handler.addFilter(lambda record: getattr(record, "event", None) != "execution_finished")
     package.addHandler(handler)
 
 
