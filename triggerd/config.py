@@ -281,7 +281,7 @@ _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
     """Turn a TOML or environment value into the type of the field's default."""
-    if key in ("database.pgbouncer", "TRIGGERD_DATABASE_PGBOUNCER"):
+    if key.endswith("database.pgbouncer"):  # from the file, or "TRIGGERD_...: database.pgbouncer"
         return _pgbouncer_mode(key, value)
     if isinstance(default, bool):
         if from_env and isinstance(value, str):
@@ -522,7 +522,9 @@ def load_settings(
                 f" (known in [{section_name}]: {', '.join(sorted(known_keys))})"
             )
         default = _SECTIONS[section_name]().__getattribute__(key)
-        values[section_name][key] = _coerce(f"{name}", raw, default, from_env=True)
+        # Named as the range checks name it: "TRIGGERD_HTTP_PORT: http.port: ...".
+        values[section_name][key] = _coerce(f"{name}: {section_name}.{key}", raw, default,
+                                            from_env=True)
         origin[f"{section_name}.{key}"] = name
 
     if not values["daemon"].get("state_dir"):

@@ -167,12 +167,14 @@ def test_missing_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"TRIGGERD_HTTP_PORT": "http"}, "TRIGGERD_HTTP_PORT: expected an integer, got 'http'"),
+        ({"TRIGGERD_HTTP_PORT": "http"},
+         "TRIGGERD_HTTP_PORT: http.port: expected an integer, got 'http'"),
         ({"TRIGGERD_HTTP_PROT": "1"}, "TRIGGERD_HTTP_PROT: unknown setting http.prot"),
-        ({"TRIGGERD_EXECUTOR_LEASE": "-5s"}, "TRIGGERD_EXECUTOR_LEASE: '-5s' is not a duration"),
+        ({"TRIGGERD_EXECUTOR_LEASE": "-5s"},
+         "TRIGGERD_EXECUTOR_LEASE: executor.lease: '-5s' is not a duration"),
         (
             {"TRIGGERD_DATABASE_MIGRATE": "maybe"},
-            "TRIGGERD_DATABASE_MIGRATE: expected true or false, got 'maybe'",
+            "TRIGGERD_DATABASE_MIGRATE: database.migrate: expected true or false, got 'maybe'",
         ),
     ],
 )
@@ -190,7 +192,8 @@ def test_unrelated_triggerd_variables_are_ignored() -> None:
 def test_huge_duration_is_a_clear_error() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"TRIGGERD_EXECUTOR_LEASE": "99999999999d"})
-    assert str(info.value) == "TRIGGERD_EXECUTOR_LEASE: '99999999999d' is too long a duration"
+    assert str(info.value) == (
+        "TRIGGERD_EXECUTOR_LEASE: executor.lease: '99999999999d' is too long a duration")
 
 
 # --- where a value came from, and paths relative to the file ---------------------------
