@@ -43,13 +43,20 @@ async def triggerd_connections(conn: asyncpg.Connection) -> int:
     return count
 
 
+# The rows operators see: test runs' scratch workflows and runs are left out of the counts
+# (`workflows list` does not show them either; "15 workflow(s)" for 6 listed misled).
+_VISIBLE = {"workflows": "status <> 'test'", "workflow_executions": "NOT test"}
+
+
 async def count_rows(conn: asyncpg.Connection, table: str) -> int:
-    """Rows of ``table`` (``workflows`` or ``workflow_executions``); 0 when it does not
-    exist yet (an empty database)."""
-    if table not in ("workflows", "workflow_executions"):
+    """Rows of ``table`` (``workflows`` or ``workflow_executions``) an operator sees, test
+    runs' left out; 0 when it does not exist yet (an empty database)."""
+    if table not in _VISIBLE:
         raise ValueError(f"not a countable table: {table}")
     try:
-        count: int = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        count: int = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {_VISIBLE[table]}")
     except asyncpg.UndefinedTableError:
         return 0
+    except asyncpg.UndefinedColumnError:  # a schema from before test runs
+        count = await conn.fetchval(f"SELECT count(*) FROM {table}")
     return count
