@@ -29,6 +29,7 @@ import functools
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -257,7 +258,11 @@ def _parse_json(text: str) -> Any:
         ) from None
     except RecursionError:
         raise BodyError.invalid("invalid JSON body: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's digit limit, in its words
+            raise BodyError.invalid(
+                "invalid JSON body: a number with more than"
+                f" {sys.get_int_max_str_digits()} digits") from None
         raise BodyError.invalid(f"invalid JSON body: {exc}") from None
 
 
