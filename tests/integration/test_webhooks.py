@@ -394,6 +394,29 @@ async def test_a_compressed_body_counts_as_decoded_against_the_limit(
     assert len(await executions(pool)) == 1
 
 
+async def test_a_store_that_gets_no_answer_says_the_request_may_have_been_stored(
+    make_client: ClientFactory, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The statement was sent and no answer came in time: it may have committed. "The
+    # request was not stored" made a sender retry into a second run when no delivery id
+    # dedupes it.
+    from triggerd.store import webhooks as inbox
+
+    monkeypatch.setattr(inbox, "STORE_TIMEOUT", 0.3)
+    await apply(pool, workflow("w", hook("h", "slow")))
+    client, _ = await make_client()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE webhook_requests IN ACCESS EXCLUSIVE MODE")
+        resp = await client.post("/hooks/slow", json={"a": 1})
+        assert resp.status == 503
+        assert await resp.json() == {
+            "error": "database_unavailable",
+            "message": "the request may or may not have been stored: the database is"
+                       " unavailable; retry later"}
+    resp = await client.post("/hooks/slow", json={"a": 2})  # answered again
+    assert resp.status == 202
+
+
 async def raw_http(client: TestClient[Any, Any], head: bytes,
                    chunks: list[bytes]) -> tuple[int, dict[str, str], bytes, int]:
     """Send a request by hand (head, then chunks one by one, stopping as soon as the

@@ -20,6 +20,7 @@ import orjson
 
 from triggerd import db
 from triggerd.db import is_unavailable as db_is_unavailable
+from triggerd.errors import DatabaseUnavailable
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation, tenant_label
 from triggerd.notifications.channels import EXECUTIONS
 from triggerd.store.executions import correlation_arrays
@@ -28,6 +29,14 @@ from triggerd.store.notifications import send_hints
 # How long a request waits for a pool connection before it is answered 503: a saturated
 # or unreachable database must not turn into hung webhook senders.
 ACQUIRE_TIMEOUT = 2.0
+# The store statement's client-side limit: a server that does not answer (frozen, cut off)
+# cannot enforce its own statement_timeout.
+STORE_TIMEOUT = 30.0
+
+
+class StoreInDoubt(DatabaseUnavailable):
+    """The store statement was sent and no answer came (a timeout, a connection lost
+    meanwhile): the requests may or may not have been stored."""
 
 # One classification for the whole program (triggerd.db).
 def is_unavailable(exc: BaseException) -> bool:
@@ -281,7 +290,13 @@ class InboxWriter:
                 if is_unavailable(exc):
                     await self.close()
                 raise  # a refused statement leaves the connection usable
-            except BaseException:  # connection lost, timeout, cancellation: start afresh
+            except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+                # Sent, and no answer: it may have committed (a sender told "not stored"
+                # would retry into a second run where no delivery id dedupes it).
+                await self.close()
+                raise StoreInDoubt(f"no answer from the database: {type(exc).__name__}"
+                                   f" {exc}".strip()) from exc
+            except BaseException:  # cancellation: start afresh
                 await self.close()
                 raise
 
@@ -295,7 +310,7 @@ class InboxWriter:
 async def _store_batch(
     conn: asyncpg.Connection, items: Sequence[InboxItem]
 ) -> list[InboxResult | None]:
-    row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=30.0)
+    row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=STORE_TIMEOUT)
     inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
     gone: set[str] = set(row["gone"] or ()) if row is not None else set()
     if inserted:

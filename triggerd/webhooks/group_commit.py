@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from triggerd.errors import DatabaseUnavailable, TriggerdError
-from triggerd.store.webhooks import InboxItem, InboxResult
+from triggerd.store.webhooks import InboxItem, InboxResult, StoreInDoubt
 
 logger = logging.getLogger(__name__)
 
@@ -185,10 +185,12 @@ class GroupCommit:
             results = await store.store([p.item for p in live])
         except DatabaseUnavailable as exc:
             self.stats.failures += 1
+            in_doubt = isinstance(exc, StoreInDoubt)
             logger.warning(
-                "webhook requests not stored: database unavailable",
+                "webhook requests not confirmed stored: no answer from the database"
+                if in_doubt else "webhook requests not stored: database unavailable",
                 extra={"event": "webhook_store_unavailable", "requests": len(live),
-                       "reason": str(exc)},
+                       "reason": str(exc), "in_doubt": in_doubt},
             )
             for pending in live:
                 _fail(pending, exc)

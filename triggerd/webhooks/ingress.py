@@ -50,6 +50,7 @@ from triggerd.store.webhooks import (
     InboxItem,
     InboxResult,
     InboxWriter,
+    StoreInDoubt,
     count_new_executions,
 )
 from triggerd.tasks import cancel_and_wait
@@ -359,10 +360,12 @@ class WebhookIngress(BaseComponent):
             gone = isinstance(exc, TriggerGone)
             if not gone:
                 self.stats.database_unavailable += 1
+            stored = ("the request may or may not have been stored"
+                      if isinstance(exc, StoreInDoubt) else "the request was not stored")
             response = error_response(
                 503,
                 "trigger_changed" if gone else "database_unavailable",
-                f"the request was not stored: {public_reason(exc)}; retry later",
+                f"{stored}: {public_reason(exc)}; retry later",
                 headers=retry_after(RETRY_DATABASE),
             )
         except Exception:
