@@ -39,7 +39,7 @@ from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.notifications.hub import NotificationHub
 from triggerd.operations.apply import apply_files
 from triggerd.sdnotify import Notifier
-from triggerd.serving.sockets import open_listener
+from triggerd.serving.sockets import app_runner, open_listener
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +155,7 @@ class Daemon:
         for component in self.components:
             await component.start()
             self.add_readiness_check(component.name, component.readiness)
-        self.runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
-        )
+        self.runner = app_runner(self.app)
         await self.runner.setup()
         self.site = web.SockSite(self.runner, listener)
         await self.site.start()

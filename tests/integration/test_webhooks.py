@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
@@ -415,6 +416,60 @@ async def test_a_store_that_gets_no_answer_says_the_request_may_have_been_stored
                        " unavailable; retry later"}
     resp = await client.post("/hooks/slow", json={"a": 2})  # answered again
     assert resp.status == 202
+
+
+async def test_a_body_that_stops_arriving_is_408_and_the_connection_closed(
+    make_client: ClientFactory, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Headers, then 5 of 100 bytes, then nothing: the handler waited for the rest for ever
+    # (a slow sender held a connection and a handler each; slowloris).
+    from triggerd.webhooks import ingress
+
+    monkeypatch.setattr(ingress, "BODY_TIMEOUT", 0.3)
+    await apply(pool, workflow("w", hook("h", "trickle")))
+    client, _ = await make_client()
+    host, port = client.server.host, client.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"POST /hooks/trickle HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: 100\r\n\r\nabcde")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode().split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:] if line)}
+        body = await reader.readexactly(int(headers["content-length"]))
+    finally:
+        writer.close()
+    assert lines[0].startswith("HTTP/1.1 408 ")
+    assert headers["connection"] == "close"  # closed once aiohttp's lingering ends
+    assert json.loads(body) == {"error": "request_timeout",
+                                "message": "the body did not arrive within 0.3 s"}
+    assert await executions(pool) == []
+
+
+async def test_a_connection_that_never_completes_its_headers_is_closed(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiohttp keeps such a connection an hour by default; every serving process closes it
+    # after KEEPALIVE_TIMEOUT (75 s, 0.3 s here).
+    from triggerd.serving import sockets
+
+    monkeypatch.setattr(sockets, "KEEPALIVE_TIMEOUT", 0.3)
+    runner = sockets.app_runner(create_app(Settings(), pool))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a")  # no end of headers
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        writer.close()
+    finally:
+        await runner.cleanup()
 
 
 async def raw_http(client: TestClient[Any, Any], head: bytes,

@@ -5,7 +5,20 @@ from __future__ import annotations
 import errno
 import socket
 
+from aiohttp import web
+
 from triggerd.errors import TriggerdError, Unavailable
+
+# Every process serving the port runs aiohttp with these: a connection that sends no
+# complete request (nothing at all, or headers trickled without an end) is closed after
+# KEEPALIVE_TIMEOUT seconds, as nginx does by default; aiohttp's own default is an hour.
+KEEPALIVE_TIMEOUT = 75.0
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """The runner of every process that serves the port."""
+    return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
+                         keepalive_timeout=KEEPALIVE_TIMEOUT)
 
 
 def open_listener(

@@ -34,7 +34,7 @@ from triggerd.logs import setup_logging
 from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
 from triggerd.serving.forward import forward, upstream_session
-from triggerd.serving.sockets import open_listener
+from triggerd.serving.sockets import app_runner, open_listener
 from triggerd.tasks import cancel_and_wait
 from triggerd.webhooks.ingress import TENANT_HOOKS, WebhookIngress
 
@@ -186,7 +186,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
 
     await hub.start()
     await ingress.start()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = app_runner(app)
     await runner.setup()
     listener = open_listener(settings.http.host, port, reuse_port=True, join=True)
     site = web.SockSite(runner, listener)

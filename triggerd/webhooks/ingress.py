@@ -108,6 +108,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# A body that has not fully arrived this long after its headers is refused (408): a sender
+# trickling bytes (or stopping half-way) would otherwise hold its connection and handler
+# for ever. Generous: a 10 MB body at 1 Mbit/s takes 80 s.
+BODY_TIMEOUT = 120.0
+
+
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as more than ``limit`` bytes arrived (the rest is
     never read). ``limit`` counts the body as decoded: aiohttp inflates a gzip, deflate or
@@ -527,7 +533,13 @@ class WebhookIngress(BaseComponent):
                     problem.code, detail=problem.message,
                 )
         try:
-            body = await read_limited(request, limit)
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await read_limited(request, limit)
+        except TimeoutError:
+            message = f"the body did not arrive within {BODY_TIMEOUT:g} s"
+            response = error_response(408, "request_timeout", message)
+            response.force_close()  # the rest of the body is not waited for
+            return self._refused(request, route, response, "body_timeout", detail=message)
         except (HttpProcessingError, ConnectionError):
             message = "the body was not received completely"
             return self._refused(request, route, error_response(400, "invalid_body", message),
