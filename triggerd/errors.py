@@ -8,6 +8,8 @@ current state, 5 unavailable; an exception outside this hierarchy is 70.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TriggerdError(Exception):
     """Root of every error triggerd raises on purpose."""
@@ -141,3 +143,15 @@ class ResumeCopyError(TriggerdError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def http_refusal(exc: TriggerdError) -> tuple[int, str, dict[str, Any]] | None:
+    """How every route answers an operation's refusal: ``(status, error code, extra
+    fields)``, or None for the route to decide (bad input is 400 on one, 422 on another)."""
+    if isinstance(exc, NotFound):
+        return 404, "not_found", {}
+    if isinstance(exc, Conflict):
+        return 409, "conflict", {}
+    if isinstance(exc, InputInvalid):
+        return 422, "input_invalid", {"errors": list(exc.errors)}
+    return None

@@ -46,10 +46,10 @@ from triggerd.errors import (
     Conflict,
     DatabaseUnavailable,
     DefinitionError,
-    InputInvalid,
     NotFound,
     Problem,
     TriggerdError,
+    http_refusal,
 )
 from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus, TriggerType
 from triggerd.operations import Actor, token_actor
@@ -221,12 +221,10 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
 def _from_error(exc: TriggerdError) -> web.Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, **exc.extra)
-    if isinstance(exc, NotFound):
-        return error_response(404, "not_found", exc.message)
-    if isinstance(exc, Conflict):
-        return error_response(409, "conflict", exc.message)
-    if isinstance(exc, InputInvalid):
-        return error_response(422, "input_invalid", exc.message, errors=exc.errors)
+    refusal = http_refusal(exc)
+    if refusal is not None:
+        status, code, extra = refusal
+        return error_response(status, code, exc.message, **extra)
     if isinstance(exc, DefinitionError):
         problems = [{"file": p.file, "path": p.path, "message": p.message} for p in exc.problems]
         return error_response(422, "definitions_invalid", exc.message, problems=problems)

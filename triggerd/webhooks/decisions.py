@@ -11,7 +11,7 @@ import json
 import asyncpg
 from aiohttp import web
 
-from triggerd.errors import Conflict, DatabaseUnavailable, InputInvalid, NotFound, TriggerdError
+from triggerd.errors import DatabaseUnavailable, TriggerdError, http_refusal
 from triggerd.operations.approvals import DecisionRequest, decide_by_token
 from triggerd.storable import storage_problem
 from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
@@ -22,12 +22,10 @@ MAX_BODY = 64 * 1024
 def _refusal(exc: TriggerdError) -> web.Response:
     """The operation's refusal as the admin API answers it (``POST
     /api/v1/executions/{id}/resume``): the same mistake, the same answer."""
-    if isinstance(exc, NotFound):
-        return error_response(404, "not_found", exc.message)
-    if isinstance(exc, Conflict):
-        return error_response(409, "conflict", exc.message)
-    if isinstance(exc, InputInvalid):
-        return error_response(422, "input_invalid", exc.message, errors=exc.errors)
+    refusal = http_refusal(exc)
+    if refusal is not None:
+        status, code, extra = refusal
+        return error_response(status, code, exc.message, **extra)
     return error_response(422, "invalid_body", exc.message)  # a decision, a note
 
 
