@@ -533,8 +533,11 @@ class WebhookIngress(BaseComponent):
                     problem.code, detail=problem.message,
                 )
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
+            if request.content.is_eof():  # the usual case: it came with the headers
                 body = await read_limited(request, limit)
+            else:
+                async with asyncio.timeout(BODY_TIMEOUT):
+                    body = await read_limited(request, limit)
         except TimeoutError:
             message = f"the body did not arrive within {BODY_TIMEOUT:g} s"
             response = error_response(408, "request_timeout", message)
