@@ -4,7 +4,6 @@ is audited, and apply keeps the status unless a document names one."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -229,19 +228,3 @@ async def test_an_apply_is_audited_in_each_tenant_it_changed(
         ("acme", {"workflow updated": 1}),
         ("default", {"workflow created": 1, "workflow published": 1, "trigger created": 3})]
 
-
-async def test_an_apply_of_a_fifo_is_refused_without_waiting(
-    pool: asyncpg.Pool, tmp_path: Any
-) -> None:
-    import os
-
-    from triggerd.errors import DefinitionError
-    from triggerd.operations.apply import apply_files
-
-    fifo = tmp_path / "pipe.yaml"
-    os.mkfifo(fifo)
-    with pytest.raises(DefinitionError) as refused:
-        await asyncio.wait_for(apply_files(pool, [fifo], actor=OPERATOR), 10)
-    assert [p.message for p in refused.value.problems] == [
-        "cannot read file: it is not a regular file"]
-    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0

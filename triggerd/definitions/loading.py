@@ -244,10 +244,6 @@ def read_file(path: str | Path, report: Report, data: bytes | None = None) -> tu
     if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
         report.add((), "unknown file type: definition files end in .yaml, .yml or .json")
         return False, None
-    if data is None and file.exists() and not file.is_file() and not file.is_dir():
-        # A FIFO or a device: reading it could wait forever (`check` hung on a FIFO).
-        report.add((), "cannot read file: it is not a regular file")
-        return False, None
     try:
         # utf-8-sig: a byte-order mark some editors write is not part of the text.
         if data is None:

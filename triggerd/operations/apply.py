@@ -37,8 +37,6 @@ def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
     its words)."""
     contents: list[bytes] = []
     for path in paths:
-        if not Path(path).is_file():
-            return None  # a FIFO would block the read; load_files refuses it, and the rest
         try:
             contents.append(Path(path).read_bytes())
         except OSError:
