@@ -968,6 +968,7 @@ async def test_sync_mode_answers_with_the_run(
     assert resp.headers["X-Reply"] == "yes"
     assert resp.headers["Triggerd-Execution-Id"] == execution_id
     assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"  # no sniffing into HTML
     assert await resp.json() == {"ok": True}
     # No respond node: 200 with the run's output, whatever its shape.
     resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS",

@@ -159,5 +159,10 @@ def _respond_node_answer(output: Mapping[str, Any], headers: dict[str, str]) -> 
         content_type = content_type or "application/json"
     if content_type is not None and data:
         headers["Content-Type"] = content_type
+    # The answer comes from the daemon's origin (the console's too): a browser must not
+    # take a body built from a request's input for another type than the one given. A
+    # run may still say otherwise by setting the header itself.
+    if not any(name.lower() == "x-content-type-options" for name in headers):
+        headers["X-Content-Type-Options"] = "nosniff"
     return web.Response(status=status, body=data, headers=headers)
 
