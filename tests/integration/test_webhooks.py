@@ -561,6 +561,33 @@ async def test_expect_continue_refuses_a_large_body_before_it_is_sent(
     assert row["input"] == {"body": "abc"}
 
 
+async def test_expect_continue_refuses_missing_credentials_before_the_body_is_sent(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # A token or basic trigger has its credentials in the headers: the sender was told
+    # "100 Continue" and uploaded its body only to be refused.
+    await apply(pool, workflow("w", hook("h", "guarded", auth=token_auth())))
+    client, _ = await make_client()
+    host, port = client.server.host, client.server.port
+    assert port is not None
+
+    async def ask(extra: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(b"POST /hooks/guarded HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain"
+                         b"\r\nExpect: 100-continue\r\nContent-Length: 3\r\n" + extra + b"\r\n")
+            await writer.drain()
+            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        finally:
+            writer.close()
+
+    assert (await ask(b"")).startswith(b"HTTP/1.1 401 ")
+    assert (await ask(b"Authorization: Bearer wrong\r\n")).startswith(b"HTTP/1.1 401 ")
+    assert await ask(f"Authorization: Bearer {TOKEN}\r\n".encode()) == (
+        b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert await executions(pool) == []
+
+
 async def test_bytes_jsonb_cannot_hold_are_replaced_not_fatal(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

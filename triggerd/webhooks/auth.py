@@ -67,6 +67,9 @@ SCHEMES: tuple[str, ...] = (
     "slack",
 )
 TIMESTAMPED_SCHEMES: frozenset[str] = frozenset({"stripe", "standard", "slack"})
+# Schemes whose credentials are all in the headers (no signature over the body): a request
+# asking `Expect: 100-continue` is refused before it sends its body.
+HEADER_SCHEMES: frozenset[str] = frozenset({"token", "basic"})
 HMAC_ALGORITHMS: tuple[str, ...] = ("sha1", "sha256", "sha512")
 HMAC_ENCODINGS: tuple[str, ...] = ("hex", "base64")
 DEFAULT_TOLERANCE = timedelta(minutes=5)

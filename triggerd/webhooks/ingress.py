@@ -68,7 +68,7 @@ from triggerd.webhooks.answers import (
     too_large,
     too_large_message,
 )
-from triggerd.webhooks.auth import check_rotating
+from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, input_json, query_dict, stored_headers
 from triggerd.webhooks.dedupe import dedupe_key
@@ -328,6 +328,13 @@ class WebhookIngress(BaseComponent):
         length = request.content_length
         if route is not None and length is not None and length > route.max_body_bytes:
             return self._too_large(request, route)
+        if route is not None and route.config.auth.scheme in HEADER_SCHEMES:
+            # Credentials in the headers only: a sender without them is refused before it
+            # uploads its body (it was told "100 Continue" first).
+            refused = self._authenticate(request, route, b"", self._clock())
+            if refused is not None:
+                refused.force_close()  # the body is not wanted
+                return refused
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
         return None
