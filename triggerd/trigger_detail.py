@@ -48,16 +48,19 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
 async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int
                   ) -> list[dict[str, str | None]]:
     """The schedule's next ``count`` fires after ``after``; one the ledger has already
-    decided (skipped by hand ahead of its time) says so in its ``reason``."""
+    decided (skipped by hand ahead of its time; fired, for a past ``after``) says so in
+    its ``reason``."""
     fires = schedule_of(trigger.type, trigger.config).preview(after, count)
     recorded = await recorded_slots(conn, trigger.id, [f.at for f in fires])
     shown = []
     for fire in fires:
         doc = fire_to_json(fire)
         outcome = recorded.get(fire.at)
-        if outcome is not None:
-            said = "skipped by hand" if outcome == SlotOutcome.SKIPPED_MANUAL else outcome
-            doc["note"] = doc["note"] or "skipped"  # like a calendar's "excluded"
+        if outcome is not None:  # a past fire (--after) is in the ledger too
+            said = ("skipped by hand" if outcome == SlotOutcome.SKIPPED_MANUAL
+                    else f"recorded: {outcome}")
+            if outcome != SlotOutcome.FIRED:
+                doc["note"] = doc["note"] or "skipped"  # like a calendar's "excluded"
             doc["reason"] = f"{doc['reason']}; {said}" if doc.get("reason") else said
         shown.append(doc)
     return shown

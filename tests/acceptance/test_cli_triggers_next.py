@@ -3,10 +3,40 @@ instants and calendar-excluded days marked; 409/exit 4 for a trigger without a s
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
 
+import asyncpg
+
 from tests.acceptance.test_cli import one_line_error, triggerd
+
+
+def await_trigger_id(dsn: str, workflow: str, trigger: str) -> str:
+    async def find() -> str:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return str(await conn.fetchval(
+                "SELECT t.id FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+                " WHERE w.key = $1 AND t.name = $2 AND w.tenant_id = 'default'",
+                workflow, trigger))
+        finally:
+            await conn.close()
+    return asyncio.run(find())
+
+
+def record_fired(dsn: str, trigger_id: str, at: str) -> None:
+    async def insert() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+                               " VALUES ($1, $2, 'fired')", trigger_id,
+                               datetime.fromisoformat(at.replace("Z", "+00:00")))
+        finally:
+            await conn.close()
+    asyncio.run(insert())
+
 
 DEFINITIONS = """\
 calendars:
@@ -87,6 +117,14 @@ def test_previews_show_skipped_slots_archived_workflows_and_tenants(
     assert [f.get("reason") for f in shown["next_fires"][:3]] == [None, "skipped by hand", None]
     text = triggerd("triggers", "next", "payroll/sync", "--count", "2", dsn=dsn).stdout
     assert text.splitlines()[1].endswith("(skipped; skipped by hand)")
+    # A past fire (--after) that ran is shown as recorded, not as skipped.
+    trigger_id = await_trigger_id(dsn, "payroll", "sync")
+    past = "2026-01-01T00:05:00Z"
+    record_fired(dsn, trigger_id, past)
+    before = json.loads(triggerd("triggers", "next", "payroll/sync", "--count", "1",
+                                 "--after", "2026-01-01T00:00:00Z", "--json", dsn=dsn).stdout)
+    assert [(f["at"], f["note"], f.get("reason")) for f in before] == [
+        (past, None, "recorded: fired")]
 
     # Both tenants' payroll/sync are listed, told apart as apply names them.
     listed = triggerd("triggers", "list", dsn=dsn).stdout.splitlines()
