@@ -115,6 +115,7 @@ from triggerd.views import (
     version_json,
     workflow_json,
 )
+from triggerd.webhooks.answers import undecodable_message
 from triggerd.webhooks.inbox_views import request_json, summary_json
 
 logger = logging.getLogger(__name__)
@@ -298,10 +299,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         return _from_http_exception(exc)
     except web_protocol.RequestPayloadError:
-        # aiohttp could not decode the body: garbage sent as gzip, an unknown encoding.
-        encoding = request.headers.get("Content-Encoding", "")
-        return error_response(400, "invalid_body", "the body could not be decoded as its"
-                                                   f" Content-Encoding {encoding!r}")
+        return error_response(400, "invalid_body", undecodable_message(request))
     except TriggerdError as exc:
         return _from_error(exc)
     except Exception as exc:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON, ExecutionStatus
@@ -85,6 +85,13 @@ def filtered_answer() -> web.Response:
 
 def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def undecodable_message(request: web.Request) -> str:
+    """Why a body aiohttp could not decode (garbage sent as gzip, an unknown encoding) is
+    refused; the webhooks and the admin API say it alike."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
+    return f"the body could not be decoded as its Content-Encoding {encoding!r}"
 
 
 def too_large_message(limit: int) -> str:

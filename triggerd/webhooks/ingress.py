@@ -67,6 +67,7 @@ from triggerd.webhooks.answers import (
     run_response,
     too_large,
     too_large_message,
+    undecodable_message,
 )
 from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
@@ -555,9 +556,7 @@ class WebhookIngress(BaseComponent):
             return self._refused(request, route, error_response(400, "invalid_body", message),
                                  "body_incomplete", detail=message)
         except web_protocol.RequestPayloadError:
-            # aiohttp could not decode it: garbage sent as gzip, an unknown encoding.
-            encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
-            message = f"the body could not be decoded as its Content-Encoding {encoding!r}"
+            message = undecodable_message(request)
             return self._refused(request, route, error_response(400, "invalid_body", message),
                                  "body_undecodable", detail=message)
         if body is None:
