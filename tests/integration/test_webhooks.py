@@ -996,7 +996,15 @@ async def test_sync_mode_answers_with_the_run(
     assert resp.headers["Triggerd-Execution-Id"] == execution_id
     assert resp.headers["Content-Type"].startswith("application/json")
     assert resp.headers["X-Content-Type-Options"] == "nosniff"  # no sniffing into HTML
+    # Served from the console's origin: a body runs no script there unless the run says so.
+    assert resp.headers["Content-Security-Policy"] == "sandbox"
     assert await resp.json() == {"ok": True}
+    page = {"status": 200, "body": "<script>1</script>",
+            "headers": {"Content-Type": "text/html",
+                        "content-security-policy": "default-src 'self'"}}
+    resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS", page, respond=True)
+    assert resp.headers.getall("Content-Security-Policy") == ["default-src 'self'"]
+    assert resp.headers["Content-Type"] == "text/html"
     # No respond node: 200 with the run's output, whatever its shape.
     resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS",
                               {"status": 999, "body": "not a respond node"})

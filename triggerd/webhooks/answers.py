@@ -169,7 +169,14 @@ def _respond_node_answer(output: Mapping[str, Any], headers: dict[str, str]) -> 
     # The answer comes from the daemon's origin (the console's too): a browser must not
     # take a body built from a request's input for another type than the one given. A
     # run may still say otherwise by setting the header itself.
-    if not any(name.lower() == "x-content-type-options" for name in headers):
+    given_names = {name.lower() for name in headers}
+    if "x-content-type-options" not in given_names:
         headers["X-Content-Type-Options"] = "nosniff"
+    if "content-security-policy" not in given_names:
+        # A text/html body built from a request's input would otherwise run its scripts in
+        # the console's origin (its session cookie, its CSRF tokens): a sandboxed document
+        # has an origin of its own and runs no script. A run serving a page on purpose sets
+        # its own policy.
+        headers["Content-Security-Policy"] = "sandbox"
     return web.Response(status=status, body=data, headers=headers)
 
