@@ -219,13 +219,15 @@ def _print_problems(exc: DefinitionError) -> None:
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import check_files, load_files
-    from triggerd.secrets import file_secret_problems
+    from triggerd.secrets import file_secret_problems, secret_policy_problems
 
     problems = check_files(args.files)
-    if not problems:  # secret files the daemon would refuse, under this configuration
+    if not problems:  # secrets the daemon would refuse, under this configuration
         for path in args.files:
+            specs = load_files([path], tenant=args.tenant)
+            problems += secret_policy_problems(str(path), specs, settings, os.environ)
             problems += file_secret_problems(
-                str(path), load_files([path]), settings.daemon.secret_roots, os.environ
+                str(path), specs, settings.daemon.secret_roots, os.environ
             )
     if args.json:
         print_json([_problem_json(problem) for problem in problems])
@@ -256,7 +258,7 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
                 async with _pool(settings) as pool, pool.acquire() as conn:
                     report = await apply_files(conn, args.files, prune=args.prune,
                                                plan=args.plan, actor=cli_actor(args.tenant),
-                                               tenant=args.tenant)
+                                               tenant=args.tenant, settings=settings)
             except (DatabaseError, ConfigError):
                 load_files(args.files)  # a bad file is named before the database, as before
                 raise

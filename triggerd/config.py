@@ -139,6 +139,11 @@ class TenantSettings:
     executor_share: int = 1
     # Finished runs of the tenant older than this are deleted (None: [executor] retention).
     retention: timedelta | None = None
+    # The secrets its workflows and webhook triggers may reference, as patterns of
+    # ``env:NAME``, ``file:/PATH`` and ``credential:NAME`` (``*`` matches anything). None:
+    # the key is not set, which allows every secret in the default tenant and none in any
+    # other (a tenant's token must not read another tenant's secrets through a workflow).
+    secrets: tuple[str, ...] | None = None
 
 
 _TENANT_KEYS: dict[str, str] = {
@@ -147,7 +152,11 @@ _TENANT_KEYS: dict[str, str] = {
     "webhook_burst": "requests above the rate accepted at once (default: one second's)",
     "executor_share": "its weight when several tenants have runs waiting (1-1000)",
     "retention": "finished executions of this tenant older than this are deleted",
+    "secrets": "secrets its workflows may reference: patterns like 'env:ACME_*',"
+               " 'file:/etc/triggerd/acme/*', 'credential:acme-*' (default: all in the"
+               " default tenant, none in others)",
 }
+SECRET_PATTERN_KINDS = ("env:", "file:", "credential:")
 
 
 def _tenant_settings(where: str, name: str, table: Any) -> TenantSettings:
@@ -171,6 +180,9 @@ def _tenant_settings(where: str, name: str, table: Any) -> TenantSettings:
             if values[key] <= timedelta(0):
                 raise ConfigError(f"{where}{dotted}: must be positive")
             continue
+        if key == "secrets":
+            values[key] = _secret_patterns(f"{where}{dotted}", value)
+            continue
         if key == "webhook_rate":
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
                     0 <= value <= 1_000_000):
@@ -185,6 +197,31 @@ def _tenant_settings(where: str, name: str, table: Any) -> TenantSettings:
             raise ConfigError(f"{where}{dotted}: expected an integer {low}-{high}, got {value!r}")
         values[key] = value
     return TenantSettings(name=name, **values)
+
+
+def _secret_patterns(label: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{label}: expected a list of patterns such as 'env:ACME_*',"
+                          f" got {value!r:.80}")
+    for pattern in value:
+        kind = next((k for k in SECRET_PATTERN_KINDS if pattern.startswith(k)), None)
+        if kind is None or pattern == kind:
+            raise ConfigError(f"{label}: {pattern!r:.80} must start with env:, file: or"
+                              " credential: and name something after it")
+        if kind == "file:" and not pattern[len(kind):].startswith("/"):
+            raise ConfigError(f"{label}: {pattern!r:.80} must name an absolute path")
+    return tuple(value)
+
+
+def is_setting_env(name: str) -> bool:
+    """Whether the daemon reads environment variable ``name`` as its own configuration
+    (``TRIGGERD_CONFIG``, ``TRIGGERD_<SECTION>_<KEY>``, a serving process's own)."""
+    if name == CONFIG_ENV or name.startswith("TRIGGERD_WORKER_"):
+        return True
+    if not name.startswith("TRIGGERD_"):
+        return False
+    section = name[len("TRIGGERD_"):].lower().partition("_")[0]
+    return section in _SECTIONS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -96,7 +96,7 @@ class Daemon:
             return
         # Reading and checking a large file takes seconds: apply_files does it in a thread,
         # so the loop keeps serving webhooks and firing schedules meanwhile (start and reload).
-        report = await apply_files(self.pool, files)
+        report = await apply_files(self.pool, files, settings=settings)
         logger.info(
             "definitions applied",
             extra={

@@ -4,16 +4,85 @@ A missing secret is a :class:`SecretError` that names the secret and where it wa
 for, never a value. ``{file: PATH}`` is read only under ``$CREDENTIALS_DIRECTORY`` and the
 directories of ``[daemon] secret_roots``: whoever applies a definition chooses the path, and
 must not be able to read any file the daemon can (and send it out in an http node).
+
+Whoever applies a definition also chooses its secrets, and with tenants that may be a
+token of one tenant: a :class:`SecretPolicy` confines each tenant to the secrets its
+``[tenants.NAME] secrets`` patterns list, and no tenant may read the daemon's own (its
+configuration's environment variables, the database password, the API token and the
+resume key), which would give a workflow's author every tenant.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
+from triggerd.config import Settings, is_setting_env
 from triggerd.errors import Problem, SecretError
-from triggerd.model import SecretRef, WebhookConfig, WorkflowSpec
+from triggerd.model import DEFAULT_TENANT, SecretRef, WebhookConfig, WorkflowSpec
+
+# The daemon's own credentials ($CREDENTIALS_DIRECTORY names; triggerd/api/auth.py and
+# triggerd/executor/resume.py) and the resume key it keeps in its state directory.
+DAEMON_CREDENTIALS = frozenset({"api-token", "resume-key"})
+STATE_KEY_FILE = "resume.key"
+# What libpq and asyncpg read: the database's password or where it is kept.
+DATABASE_ENV = frozenset({"PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretPolicy:
+    """Which secrets one tenant's workflows and webhook triggers may reference."""
+
+    tenant: str
+    # Patterns of "env:NAME", "file:/PATH", "credential:NAME"; None: any (but the daemon's).
+    allowed: tuple[str, ...] | None
+    daemon_files: frozenset[str]  # real paths of the daemon's own keys and configuration
+
+    def refusal(self, ref: SecretRef, real_file: str | None = None) -> str | None:
+        """Why ``ref`` may not be read in this tenant (``real_file``: a file secret's
+        resolved path), or None."""
+        if ref.env is not None and (is_setting_env(ref.env) or ref.env in DATABASE_ENV):
+            return (f"environment variable {ref.env} is the daemon's own configuration;"
+                    " no workflow may read it")
+        if ref.credential is not None and ref.credential in DAEMON_CREDENTIALS:
+            return f"credential {ref.credential} is the daemon's own; no workflow may read it"
+        if ref.file is not None:
+            real = real_file or os.path.realpath(ref.file)
+            if real in self.daemon_files:
+                return f"file {ref.file} is the daemon's own key or configuration"
+        if self.allowed is None:
+            return None
+        described = ref.describe()
+        # A file by its real path: "/srv/acme/../globex/key" or a link is not under acme.
+        matched = (described if ref.file is None
+                   else f"file:{real_file or os.path.realpath(ref.file)}")
+        if any(fnmatchcase(matched, pattern) for pattern in self.allowed):
+            return None
+        listed = "; it lists none" if not self.allowed else ""
+        return (f"{described} is not among the secrets tenant {self.tenant} may use"
+                f" ([tenants.{self.tenant}] secrets{listed})")
+
+
+def secret_policy(settings: Settings, tenant: str, environ: Mapping[str, str]) -> SecretPolicy:
+    """The policy of ``tenant`` under ``settings``."""
+    allowed = settings.tenant(tenant).secrets
+    if allowed is None and tenant == DEFAULT_TENANT:
+        pass  # the default tenant (one team, no tenants): any secret but the daemon's
+    elif allowed is None:
+        allowed = ()
+    own = [str(settings.state_dir / STATE_KEY_FILE)]
+    if settings.executor.resume_key_file:
+        own.append(str(Path(settings.executor.resume_key_file).expanduser()))
+    if settings.source:
+        own.append(settings.source)
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        own += [os.path.join(directory, name) for name in DAEMON_CREDENTIALS]
+    return SecretPolicy(tenant=tenant, allowed=allowed,
+                        daemon_files=frozenset(os.path.realpath(p) for p in own))
 
 
 def _credential_path(name: str, environ: Mapping[str, str]) -> Path | None:
@@ -62,8 +131,14 @@ def resolve_secret(
     environ: Mapping[str, str] | None = None,
     *,
     roots: Sequence[str] = (),
+    policy: SecretPolicy | None = None,
 ) -> str:
     env = os.environ if environ is None else environ
+    if policy is not None:
+        refused = policy.refusal(
+            ref, None if ref.file is None else os.path.realpath(ref.file))
+        if refused is not None:
+            raise SecretError(f"secret {name} is refused: {refused}")
     if ref.env is not None:
         value = env.get(ref.env)
         if value is None or value == "":
@@ -103,12 +178,52 @@ def resolve_secrets(
     environ: Mapping[str, str] | None = None,
     *,
     roots: Sequence[str] = (),
+    policy: SecretPolicy | None = None,
 ) -> dict[str, str]:
-    return {name: resolve_secret(name, ref, environ, roots=roots) for name, ref in refs.items()}
+    return {name: resolve_secret(name, ref, environ, roots=roots, policy=policy)
+            for name, ref in refs.items()}
 
 
 def secret_ref_from_json(doc: Mapping[str, str]) -> SecretRef:
     return SecretRef(env=doc.get("env"), file=doc.get("file"), credential=doc.get("credential"))
+
+
+def _secret_refs(specs: Sequence[WorkflowSpec]) -> list[tuple[str, str, SecretRef]]:
+    """(tenant, path in the document, reference) of every secret the workflows name."""
+    found: list[tuple[str, str, SecretRef]] = []
+    for index, spec in enumerate(specs):
+        where = f"$.workflows[{index}]"
+        found += [(spec.tenant_id, f"{where}.secrets.{name}", ref)
+                  for name, ref in spec.secrets.items()]
+        for number, trigger in enumerate(spec.triggers):
+            config = trigger.config
+            if isinstance(config, WebhookConfig):
+                at = f"{where}.triggers[{number}].auth.secret"
+                listed = isinstance(config.auth.secret, tuple)
+                found += [
+                    (spec.tenant_id, f"{at}[{i}]" if listed else at, ref)
+                    for i, ref in enumerate(config.auth.secrets)
+                ]
+    return found
+
+
+def secret_policy_problems(
+    label: str, specs: Sequence[WorkflowSpec], settings: Settings, environ: Mapping[str, str]
+) -> list[Problem]:
+    """Secrets of one document's workflows that their tenant may not use (see
+    :class:`SecretPolicy`): refused by ``check``, ``apply`` and the admin API."""
+    policies: dict[str, SecretPolicy] = {}
+    problems: list[Problem] = []
+    for tenant, path, ref in _secret_refs(specs):
+        policy = policies.get(tenant)
+        if policy is None:
+            policy = policies[tenant] = secret_policy(settings, tenant, environ)
+        refused = policy.refusal(ref)
+        if refused is not None:
+            kind = "env" if ref.env is not None else "file" if ref.file is not None else (
+                "credential")
+            problems.append(Problem(label, f"{path}.{kind}", refused))
+    return problems
 
 
 def file_secret_problems(
@@ -116,21 +231,8 @@ def file_secret_problems(
 ) -> list[Problem]:
     """``{file: PATH}`` secrets of one file's workflows (in file order) that the daemon
     would refuse to read, for ``triggerd check``."""
-    found: list[tuple[str, SecretRef]] = []
-    for index, spec in enumerate(specs):
-        where = f"$.workflows[{index}]"
-        found += [(f"{where}.secrets.{name}", ref) for name, ref in spec.secrets.items()]
-        for number, trigger in enumerate(spec.triggers):
-            config = trigger.config
-            if isinstance(config, WebhookConfig):
-                at = f"{where}.triggers[{number}].auth.secret"
-                listed = isinstance(config.auth.secret, tuple)
-                found += [
-                    (f"{at}[{i}]" if listed else at, ref)
-                    for i, ref in enumerate(config.auth.secrets)
-                ]
     problems: list[Problem] = []
-    for path, ref in found:
+    for _, path, ref in _secret_refs(specs):
         if ref.file is not None:
             _, refused = secret_file_refusal(ref.file, roots, environ)
             if refused is not None:

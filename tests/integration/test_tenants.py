@@ -416,8 +416,15 @@ def test_tenant_settings_refuse_bad_values(tmp_path: Any) -> None:
          " got 'fast'"),
         ('[tenants.acme]\nretention = "soon"\n', "tenants.acme.retention"),
         ('[tenants.acme]\nquota = 1\n', "unknown key tenants.acme.quota (known in"
-         " [tenants.acme]: executor_share, max_pending, retention, webhook_burst,"
+         " [tenants.acme]: executor_share, max_pending, retention, secrets, webhook_burst,"
          " webhook_rate)"),
+        ('[tenants.acme]\nsecrets = "env:A"\n', "tenants.acme.secrets: expected a list of"
+         " patterns such as 'env:ACME_*', got 'env:A'"),
+        ('[tenants.acme]\nsecrets = ["ACME_KEY"]\n', "tenants.acme.secrets: 'ACME_KEY' must"
+         " start with env:, file: or credential: and name something after it"),
+        ('[tenants.acme]\nsecrets = ["env:"]\n', "tenants.acme.secrets: 'env:' must start"),
+        ('[tenants.acme]\nsecrets = ["file:acme/*"]\n', "tenants.acme.secrets: 'file:acme/*'"
+         " must name an absolute path"),
         ('[tenants.Acme]\nmax_pending = 1\n', "[tenants.Acme]: the tenant name must be"),
         ('tenants = 1\n', "tenants: expected tables [tenants.NAME]"),
     ]
@@ -428,8 +435,11 @@ def test_tenant_settings_refuse_bad_values(tmp_path: Any) -> None:
             load_settings(path, environ={})
         assert message in str(caught.value), (text, str(caught.value))
     path = tmp_path / "ok.toml"
-    path.write_text('[tenants.acme]\nmax_pending = 5\nretention = "90d"\n')
+    path.write_text('[tenants.acme]\nmax_pending = 5\nretention = "90d"\n'
+                    'secrets = ["env:ACME_*", "credential:acme-*"]\n')
     settings = load_settings(path, environ={})
+    assert settings.tenant("acme").secrets == ("env:ACME_*", "credential:acme-*")
+    assert settings.tenant("other").secrets is None
     assert settings.tenant("acme").max_pending == 5
     assert settings.tenant("acme").retention == timedelta(days=90)
     assert settings.tenant("other") == TenantSettings(name="other")

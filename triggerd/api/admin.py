@@ -14,9 +14,10 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,7 +52,13 @@ from triggerd.errors import (
     TriggerdError,
     http_refusal,
 )
-from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus, TriggerType
+from triggerd.model import (
+    CORRELATION_COLUMNS,
+    DEFAULT_TENANT,
+    ExecutionStatus,
+    TriggerType,
+    WorkflowSpec,
+)
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.approvals import DecisionRequest
 from triggerd.operations.approvals import decide as decide_approval
@@ -77,6 +84,7 @@ from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.operations.workflows import delete as delete_workflow
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
+from triggerd.secrets import secret_policy_problems
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.admin import (
     ExecutionPosition,
@@ -924,6 +932,14 @@ async def _definition_body(request: web.Request) -> Any:
     return document
 
 
+def _refuse_unusable_secrets(request: web.Request, specs: Sequence[WorkflowSpec]) -> None:
+    """A secret the workflow's tenant may not read (another tenant's, the daemon's own):
+    422 with the problems, as a definition's other problems."""
+    problems = secret_policy_problems(BODY_LABEL, specs, request.app[SETTINGS], os.environ)
+    if problems:
+        raise DefinitionError(f"{len(problems)} problem(s) in {BODY_LABEL}", problems)
+
+
 async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
     dry_run = _bool_query(request, "dry_run", default=False)
@@ -935,6 +951,7 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
     try:
         # DefinitionError: 422 + problems
         specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
+        _refuse_unusable_secrets(request, specs)
     except OverflowError as exc:
         # A duration too large for a timedelta ("99999999999d") overflows while checking.
         raise _value_refused(f"a duration or number is too large ({exc})") from None
@@ -1017,6 +1034,7 @@ async def create_test_run_handler(request: web.Request) -> web.Response:
         # As apply: a scoped token runs only its own tenant's workflows.
         raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
     specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
+    _refuse_unusable_secrets(request, specs)
     decision = body.get("decision")
     test_request = TestRunRequest(
         specs=specs, workflow=body["workflow"], input=body.get("input", {}),

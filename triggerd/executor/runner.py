@@ -45,7 +45,7 @@ from triggerd.nodes.registry import (
 )
 from triggerd.quickcheck import ValidityCheck, compile_quick_check
 from triggerd.redaction import NO_SECRETS, Redactor, derived_secrets
-from triggerd.secrets import resolve_secrets, secret_ref_from_json
+from triggerd.secrets import SecretPolicy, resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.testrun_rules import would_call
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
@@ -233,6 +233,8 @@ class Runner:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     environ: Mapping[str, str] | None = None
     secret_roots: tuple[str, ...] = ()  # [daemon] secret_roots
+    # Which secrets the run's tenant may read (None: any, as in a lone test of a node).
+    secret_policy: SecretPolicy | None = None
     # The executor's pool, handed to node types that keep state (approval).
     db: Any = None
     # ``execution.resume_url`` in expressions (runs of versions with an approval node).
@@ -434,7 +436,8 @@ class Runner:
         if self.version.secret_refs:
             try:
                 self._secrets = resolve_secrets(
-                    self.version.secret_refs, self.environ, roots=self.secret_roots
+                    self.version.secret_refs, self.environ, roots=self.secret_roots,
+                    policy=self.secret_policy,
                 )
             except SecretError as exc:
                 return self._final("ERROR", code="SECRET_MISSING", message=exc.message)

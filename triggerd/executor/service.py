@@ -34,6 +34,7 @@ from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS
 from triggerd.notifications.hub import NotificationHub, Subscription
+from triggerd.secrets import secret_policy
 from triggerd.store import approvals
 from triggerd.store import executions as store
 from triggerd.store import memory as workflow_memory
@@ -118,6 +119,7 @@ class Executor(BaseComponent):
     own_ports: frozenset[int] = frozenset()
     _egress: EgressConnector | None = None
     _secret_roots: tuple[str, ...] | None = None  # [daemon] secret_roots as last (re)loaded
+    _reloaded: Settings | None = None  # the last SIGHUP's settings ([tenants.NAME] secrets)
     _writer: ProgressWriter | None = None
     _accepting: bool = True
     # Held while a claim is in flight, so drain sees every run the claim starts.
@@ -190,6 +192,7 @@ class Executor(BaseComponent):
         """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots to the
         next run (the other executor settings need a restart)."""
         self._secret_roots = settings.daemon.secret_roots
+        self._reloaded = settings
         if self._egress is not None:
             self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
 
@@ -484,6 +487,8 @@ class Executor(BaseComponent):
                 if self._secret_roots is None
                 else self._secret_roots
             ),
+            secret_policy=secret_policy(
+                self._reloaded or self.settings, execution.tenant_id, os.environ),
         )
         try:
             update = await runner.run()

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
 
+from triggerd.config import Settings
 from triggerd.definitions import load_files
 from triggerd.definitions.checks import known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
+from triggerd.errors import DefinitionError
+from triggerd.model import WorkflowSpec
 from triggerd.operations.actor import SCHEDULER, Actor
+from triggerd.secrets import secret_policy_problems
 from triggerd.store.audit import AuditEntry
 from triggerd.store.workflows import ApplyReport, apply_workflows, unchanged_apply
 
@@ -62,6 +67,16 @@ async def _connection(
         yield db
 
 
+def _refuse_unusable_secrets(
+    paths: Sequence[str | Path], specs: Sequence[WorkflowSpec], settings: Settings | None
+) -> None:
+    if settings is None:
+        return
+    problems = secret_policy_problems(_target(paths), specs, settings, os.environ)
+    if problems:
+        raise DefinitionError(f"{len(problems)} problem(s) found", problems)
+
+
 async def apply_files(
     db: asyncpg.Connection | asyncpg.Pool,
     paths: Sequence[str | Path],
@@ -70,6 +85,7 @@ async def apply_files(
     plan: bool = False,
     actor: Actor | None = None,
     tenant: str | None = None,
+    settings: Settings | None = None,
 ) -> ApplyReport:
     """Apply the definition files (see :func:`~triggerd.store.workflows.apply_workflows`);
     raises :class:`~triggerd.errors.DefinitionError` listing every problem.
@@ -78,13 +94,16 @@ async def apply_files(
     applying its definitions keeps serving meanwhile (given a pool, it holds no connection
     while it reads). An apply that changes something is audited as ``actor``'s (the
     daemon's own apply of ``[daemon] definitions`` is the scheduler's). ``tenant``: the
-    tenant of the files that name none (``apply --tenant``; None: the default one)."""
+    tenant of the files that name none (``apply --tenant``; None: the default one).
+    ``settings``: refuse secrets a workflow's tenant may not read under them
+    (:func:`~triggerd.secrets.secret_policy_problems`)."""
     audit = AuditEntry(actor=(actor or SCHEDULER).name, action="apply",
                        target_kind="definitions", target=_target(paths),
                        detail={"files": [str(p) for p in paths], "prune": prune})
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
         specs = await asyncio.to_thread(load_files, paths, tenant=tenant)
+        _refuse_unusable_secrets(paths, specs, settings)
         async with _connection(db) as conn:
             return await apply_workflows(conn, specs, prune=prune, plan=plan, audit=audit)
     fingerprint = await asyncio.to_thread(_fingerprint, contents, prune, tenant)
@@ -94,6 +113,7 @@ async def apply_files(
         return known
     # The bytes the fingerprint was taken of, not the files again: they may change meanwhile.
     specs = await asyncio.to_thread(load_files, paths, contents=contents, tenant=tenant)
+    _refuse_unusable_secrets(paths, specs, settings)
     async with _connection(db) as conn:
         return await apply_workflows(
             conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from triggerd.loglimit import ThrottledLog
 from triggerd.model import DEFAULT_TENANT, JSON, ResponseMode, SecretRef
 from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
-from triggerd.secrets import resolve_secret
+from triggerd.secrets import resolve_secret, secret_policy
 from triggerd.serving.forward import client_address
 from triggerd.store.keyed import ConcurrencyKey, DebounceKey, KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
@@ -273,9 +274,11 @@ class WebhookIngress(BaseComponent):
         await self.group_commit.stop()
         await self.waiter.stop()
 
-    def _secret(self, name: str, ref: SecretRef) -> str:
-        # [daemon] secret_roots as of now: a reload's roots apply to the next route build.
-        return resolve_secret(name, ref, roots=self._settings.daemon.secret_roots)
+    def _secret(self, name: str, ref: SecretRef, tenant: str) -> str:
+        # [daemon] secret_roots and [tenants.NAME] secrets as of now: a reload's apply to
+        # the next route build.
+        return resolve_secret(name, ref, roots=self._settings.daemon.secret_roots,
+                              policy=secret_policy(self._settings, tenant, os.environ))
 
     @property
     def settings(self) -> Settings:

@@ -53,7 +53,13 @@ ALWAYS_STRIPPED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-triggerd-remote"}
 )
 
-SecretResolver = Callable[[str, SecretRef], str]
+# (what the secret is for, its reference, the tenant of the trigger naming it) -> its value.
+SecretResolver = Callable[[str, SecretRef, str], str]
+
+
+def resolve_any_secret(name: str, ref: SecretRef, tenant: str) -> str:
+    """A resolver without a tenant policy (tables built outside a daemon)."""
+    return resolve_secret(name, ref)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,7 +141,7 @@ def build_route_table(
     rows: Iterable[WebhookTriggerRow],
     *,
     default_max_body_bytes: int,
-    resolve: SecretResolver = resolve_secret,
+    resolve: SecretResolver = resolve_any_secret,
     validators: ValidatorCache | None = None,
 ) -> RouteTable:
     """A table from the trigger rows. A trigger whose stored config or schema is invalid, or
@@ -145,7 +151,8 @@ def build_route_table(
     cache = validators or ValidatorCache()
     routes: dict[tuple[str, str], WebhookRoute] = {}
     problems: list[str] = []
-    secrets: dict[SecretRef, bytes | str] = {}  # resolved once per build, shared by triggers
+    # Resolved once per build, shared by the triggers of a tenant.
+    secrets: dict[tuple[str, SecretRef], bytes | str] = {}
     for row in rows:
         try:
             route = _build_route(row, default_max_body_bytes, resolve, cache, secrets)
@@ -175,7 +182,7 @@ def _build_route(
     default_max_body_bytes: int,
     resolve: SecretResolver,
     cache: ValidatorCache,
-    secrets: dict[SecretRef, bytes | str],
+    secrets: dict[tuple[str, SecretRef], bytes | str],
 ) -> WebhookRoute:
     try:
         config = parse_trigger_config(TriggerType.WEBHOOK, row.config)
@@ -198,13 +205,14 @@ def _build_route(
     values: list[bytes] = []
     secret_problem: str | None = None
     for ref in config.auth.secrets:
-        resolved = secrets.get(ref)
+        resolved = secrets.get((row.tenant_id, ref))
         if resolved is None:
             try:
-                resolved = resolve(f"of webhook trigger {row.full_name}", ref).encode("utf-8")
+                resolved = resolve(f"of webhook trigger {row.full_name}", ref,
+                                   row.tenant_id).encode("utf-8")
             except SecretError as exc:
                 resolved = str(exc)
-            secrets[ref] = resolved
+            secrets[(row.tenant_id, ref)] = resolved
         if isinstance(resolved, bytes):
             values.append(resolved)
         elif secret_problem is None:
@@ -251,7 +259,7 @@ class Routes:
         pool: asyncpg.Pool,
         *,
         default_max_body_bytes: int,
-        resolve: SecretResolver = resolve_secret,
+        resolve: SecretResolver = resolve_any_secret,
     ) -> None:
         self._pool = pool
         self._default_max_body_bytes = default_max_body_bytes
