@@ -181,7 +181,19 @@ def redact_dsn(dsn: str) -> str:
         creds, host = netloc.rsplit("@", 1)
         user = creds.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    query = parts.query
+    if query:
+        # libpq and asyncpg also take the password as a parameter (?password=...).
+        fields = []
+        for field in query.split("&"):
+            name = field.split("=", 1)[0]
+            masked = "=" in field and urllib.parse.unquote(name).lower() in _SECRET_PARAMETERS
+            fields.append(f"{name}=***" if masked else field)
+        query = "&".join(fields)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
 async def resolve_dsn(settings: Settings) -> str:

@@ -102,3 +102,12 @@ def test_direct_url_never_shows_its_password() -> None:
         "TRIGGERD_DATABASE_DIRECT_URL": "postgresql://triggerd:s3cret@db:5432/triggerd",
     })
     assert "s3cret" not in db.redact_dsn(db.direct_dsn(settings, POOLED))
+
+
+def test_a_password_given_as_a_query_parameter_is_masked_too() -> None:
+    assert db.redact_dsn(
+        "postgresql://u:pw@db:5432/t?password=QueryPw&sslmode=require&Password=x"
+        "&sslpassword=k&pass%77ord=y") == (
+        "postgresql://u:***@db:5432/t?password=***&sslmode=require&Password=***"
+        "&sslpassword=***&pass%77ord=***")
+    assert db.redact_dsn("postgresql://u@db/t?host=/run/pg") == "postgresql://u@db/t?host=/run/pg"

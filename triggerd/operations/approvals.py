@@ -79,6 +79,7 @@ async def decide_by_token(pool: asyncpg.Pool, token: str, request: DecisionReque
         if not found.written:
             raise Conflict(f"execution {found.execution_id} already ended ({found.status})")
         await record_audit(conn, AuditEntry(
+            tenant_id=found.tenant_id,
             actor=RESUME_URL_ACTOR, action="decide", target_kind="execution",
             target=found.execution_id, target_id=found.execution_id, note=request.note,
             detail={"decision": request.decision}))

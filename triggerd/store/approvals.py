@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from triggerd.model import JSON
+from triggerd.model import DEFAULT_TENANT, JSON
 from triggerd.notifications.channels import DUE, EXECUTIONS
 
 Conn = Any  # a connection or a pool
@@ -60,6 +60,7 @@ class TokenDecided:
     status: str
     written: bool
     already: str | None  # the decision the token already carried
+    tenant_id: str = DEFAULT_TENANT  # the run's (its audit row's tenant)
 
 
 async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
@@ -67,21 +68,21 @@ async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
     """Write ``decision`` on the token with hash ``digest`` if it carries none and its run
     has not ended; ``None`` for an unknown token. Call inside a transaction."""
     row = await conn.fetchrow(
-        "SELECT t.execution_id::text AS execution_id, t.decision, e.status"
+        "SELECT t.execution_id::text AS execution_id, t.decision, e.status, e.tenant_id"
         " FROM resume_tokens t JOIN workflow_executions e ON e.id = t.execution_id"
         " WHERE t.token_hash = $1 FOR UPDATE OF t", digest)
     if row is None:
         return None
     if row["decision"] is not None or row["status"] in ("SUCCESS", "ERROR", "CANCELED"):
         return TokenDecided(execution_id=row["execution_id"], status=row["status"],
-                            written=False, already=row["decision"])
+                            written=False, already=row["decision"], tenant_id=row["tenant_id"])
     await conn.execute(
         "UPDATE resume_tokens SET decision = $2, note = $3, decided_by = $4, input = $5,"
         " decided_at = now() WHERE token_hash = $1",
         digest, decision.decision, decision.note, decision.by, decision.input)
     await wake(conn, row["execution_id"])
     return TokenDecided(execution_id=row["execution_id"], status=row["status"], written=True,
-                        already=None)
+                        already=None, tenant_id=row["tenant_id"])
 
 
 async def record_decision(conn: Conn, execution_id: str, decision: Decision) -> None:
