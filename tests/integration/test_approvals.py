@@ -192,3 +192,20 @@ async def test_a_decision_while_the_run_still_runs_is_not_lost(pool: asyncpg.Poo
             id=run, status="WAITING", resume_at=datetime.now(UTC) + timedelta(hours=1))])
         assert await conn.fetchval("SELECT resume_at <= now() FROM workflow_executions"
                                    " WHERE id = $1", run) is True
+
+
+async def test_a_resume_links_decision_is_audited_in_the_runs_tenant(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.triggers import FireRequest
+    from triggerd.operations.triggers import fire as fire_trigger
+
+    await apply_doc(pool, {"tenant": "acme", **_doc()})
+    fired = await fire_trigger(pool, cli_actor("acme"), FireRequest(
+        trigger="release/manual", input={"version": "2"}))
+    token = await _parked(pool, fired.execution_id)
+    await decide_by_token(pool, token, DecisionRequest(decision="approved"))
+    audit = await pool.fetchrow("SELECT tenant_id, actor, target FROM audit_log"
+                                " WHERE action = 'decide'")
+    assert tuple(audit) == ("acme", "resume-url", fired.execution_id)
