@@ -640,6 +640,23 @@ async def test_cancel(client: Client, pool: asyncpg.Pool) -> None:
 
 async def test_retry_creates_a_linked_execution(client: Client, pool: asyncpg.Pool) -> None:
     old = await fire(pool, "report/manual", {"day": "x"})
+    # A run that has not ended is not retried: there would be two runs of one input.
+    for status in ("NEW", "RUNNING", "WAITING"):
+        await pool.execute("UPDATE workflow_executions SET status = $2 WHERE id = $1",
+                           old, status)
+        refused = await client.post(f"/api/v1/executions/{old}/retry", headers=AUTH)
+        assert (refused.status, await refused.json()) == (409, {
+            "error": "conflict", "message": f"execution {old} has not ended ({status});"
+            " cancel it or wait for it to end before retrying it"})
+    await pool.execute("UPDATE workflow_executions SET status = 'ERROR' WHERE id = $1", old)
+    # As fire: a disabled trigger starts no run.
+    await pool.execute("UPDATE workflow_triggers SET enabled = false WHERE name = 'manual'")
+    refused = await client.post(f"/api/v1/executions/{old}/retry", headers=AUTH)
+    assert (refused.status, (await refused.json())["message"]) == (
+        409, "trigger report/manual is disabled; enable it first")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'retry'") == 0
+    await pool.execute("UPDATE workflow_triggers SET enabled = true WHERE name = 'manual'")
     response = await client.post(f"/api/v1/executions/{old}/retry", headers=AUTH)
     assert response.status == 202
     new = (await response.json())["execution_id"]

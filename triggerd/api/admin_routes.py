@@ -301,8 +301,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="retryExecution", method="POST", path=f"{_EXECUTION}/retry",
         handler=admin.retry_execution_handler,
-        summary="Run an execution again with the same input and version (409 while its"
-                " workflow is archived)", tag="executions",
+        summary="Run an ended execution again with the same input and version (409 while"
+                " it has not ended, or its workflow is archived or its trigger disabled)",
+        tag="executions",
         answers={202: ACCEPTED}, errors=(404, 409), parameters=(EXECUTION_ID,),
     ),
     Route(

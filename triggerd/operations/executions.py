@@ -8,7 +8,12 @@ from triggerd.errors import Conflict
 from triggerd.model import WorkflowStatus
 from triggerd.operations.actor import Actor
 from triggerd.store.audit import AuditEntry, record_audit
-from triggerd.store.executions import get_execution, request_cancel, retry_execution
+from triggerd.store.executions import (
+    FINAL_STATUSES,
+    get_execution,
+    request_cancel,
+    retry_execution,
+)
 from triggerd.store.records import ExecutionRecord
 
 
@@ -34,6 +39,17 @@ async def retry(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> str:
         if status == WorkflowStatus.ARCHIVED:
             # As fire: an archived workflow starts no run.
             raise Conflict(f"workflow {owner.workflow_key} is archived; activate it first")
+        if owner.status not in FINAL_STATUSES:
+            # Two runs of one input at once (and as many as the calls): what a retry is for
+            # is a run that ended; cancel this one first.
+            raise Conflict(f"execution {execution_id} has not ended ({owner.status}); cancel"
+                           " it or wait for it to end before retrying it")
+        if owner.trigger_id is not None and await conn.fetchval(
+                "SELECT NOT enabled FROM workflow_triggers WHERE id = $1::uuid",
+                owner.trigger_id):
+            # As fire: a disabled trigger starts no run.
+            raise Conflict(f"trigger {owner.workflow_key}/{owner.trigger_name} is disabled;"
+                           " enable it first")
         new_id = await retry_execution(conn, execution_id)
         await record_audit(conn, AuditEntry(
             tenant_id=owner.tenant_id,
