@@ -807,12 +807,13 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     return 0
 
 
-async def _execution_id(pool: asyncpg.Pool, text: str) -> str:
-    """The full id that ``text`` (an id or a unique prefix) names."""
+async def _execution_id(pool: asyncpg.Pool, text: str, tenant: str | None) -> str:
+    """The full id that ``text`` (an id or a prefix unique among ``tenant``'s runs)
+    names."""
     from triggerd.ids import parse_execution_id
     from triggerd.store.executions import resolve_execution_id
 
-    return await resolve_execution_id(pool, parse_execution_id(text))
+    return await resolve_execution_id(pool, parse_execution_id(text), tenant)
 
 
 async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -821,7 +822,7 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
 
     parse_execution_id(args.id)  # a malformed id is exit 2 before touching the database
     async with _pool(settings) as pool:
-        execution_id = await _execution_id(pool, args.id)
+        execution_id = await _execution_id(pool, args.id, args.tenant)
         execution = await get_execution(pool, execution_id, args.tenant)
         nodes = await node_timeline(pool, execution_id)
         children = await child_executions(pool, execution_id)
@@ -873,7 +874,7 @@ async def cmd_executions_watch(args: argparse.Namespace, settings: Settings) -> 
         raise UsageError(f"--interval: {args.interval} is out of range 0.05-60 (seconds)")
     seen: dict[tuple[str, int], str] = {}
     async with _pool(settings) as pool:
-        execution_id = await _execution_id(pool, args.id)
+        execution_id = await _execution_id(pool, args.id, args.tenant)
         status = ""
         while True:
             execution = await get_execution(pool, execution_id, args.tenant)
@@ -914,7 +915,7 @@ async def cmd_executions_cancel(args: argparse.Namespace, settings: Settings) ->
 
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
-        execution_id = await _execution_id(pool, args.id)
+        execution_id = await _execution_id(pool, args.id, args.tenant)
         execution = await cancel(pool, cli_actor(args.tenant), execution_id)
     if args.json:
         print_json(execution_json(execution))
@@ -935,7 +936,7 @@ async def cmd_executions_resume(args: argparse.Namespace, settings: Settings) ->
     decision = "approved" if args.approve else "rejected"
     run_input = None if args.input is None else _parse_input(args.input)
     async with _pool(settings) as pool:
-        execution_id = await _execution_id(pool, args.id)
+        execution_id = await _execution_id(pool, args.id, args.tenant)
         decided = await decide(pool, cli_actor(args.tenant), execution_id, DecisionRequest(
             decision=decision, note=args.note, input=run_input))
     if args.json:
@@ -952,7 +953,8 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
 
     parse_execution_id(args.id)
     async with _pool(settings) as pool:
-        new_id = await retry(pool, cli_actor(args.tenant), await _execution_id(pool, args.id))
+        named = await _execution_id(pool, args.id, args.tenant)
+        new_id = await retry(pool, cli_actor(args.tenant), named)
     if args.json:
         print_json({"execution_id": new_id, "status": "NEW"})
         return 0

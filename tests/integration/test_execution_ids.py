@@ -76,9 +76,32 @@ async def test_prefix_lookup_uses_the_primary_key(pool: asyncpg.Pool) -> None:
         # Rule the sequential scan out, so the plan shows whether the condition is indexable.
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(
-            r[0] for r in await conn.fetch("EXPLAIN " + EXECUTION_ID_RANGE, query.low, query.high)
+            r[0] for r in await conn.fetch("EXPLAIN " + EXECUTION_ID_RANGE, query.low,
+                                           query.high, None)
         )
     # The range is the index condition, not a filter over every row in id order.
     assert "workflow_executions_pkey" in plan, plan
     assert "Index Cond: ((id >= " in plan, plan
     assert "Filter" not in plan, plan
+
+
+async def test_a_tenants_prefix_names_only_its_own_runs(pool: asyncpg.Pool) -> None:
+    """Another tenant's run neither makes a prefix ambiguous nor is named by it (its full
+    id would tell that it exists)."""
+    await _seed(pool)
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "ids", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]})
+    theirs = await get_trigger(pool, "ids/manual", tenant="acme")
+    own = "abcdef02-0000-4000-8000-000000000001"
+    await insert_executions(pool, [NewExecution(
+        id=own, workflow_id=theirs.workflow_id, trigger_id=theirs.id,
+        trigger_name=theirs.name, trigger_type="manual")])
+    acme = parse_execution_id("abcdef02")
+    assert await resolve_execution_id(pool, acme, "acme") == own
+    assert await resolve_execution_id(pool, acme, "default") == IDS[2]
+    with pytest.raises(UsageError):
+        await resolve_execution_id(pool, acme)  # every tenant's: both
+    with pytest.raises(NotFound) as missing:
+        await resolve_execution_id(pool, parse_execution_id("abcdef01"), "acme")
+    assert str(missing.value) == "no execution whose id starts with 'abcdef01'"

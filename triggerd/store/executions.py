@@ -196,17 +196,19 @@ async def get_execution(
 # The ids in a prefix's range, on the primary key index (a text LIKE on uuid has no index).
 EXECUTION_ID_RANGE = (
     "SELECT id::text FROM workflow_executions WHERE id BETWEEN $1::uuid AND $2::uuid"
-    " ORDER BY id LIMIT 2"
+    " AND ($3::text IS NULL OR tenant_id = $3) ORDER BY id LIMIT 2"
 )
 
 
-async def resolve_execution_id(conn: Conn, query: IdQuery) -> str:
-    """The one execution id ``query`` names. A full id is returned as is (the caller's
-    lookup says whether it exists); a prefix must match exactly one execution:
-    :class:`NotFound` when none does, :class:`UsageError` when several do."""
+async def resolve_execution_id(conn: Conn, query: IdQuery, tenant: str | None = None) -> str:
+    """The one execution id ``query`` names (among ``tenant``'s runs; None: any tenant's).
+    A full id is returned as is (the caller's lookup says whether it exists); a prefix
+    must match exactly one execution: :class:`NotFound` when none does,
+    :class:`UsageError` when several do. Another tenant's runs never make a prefix
+    ambiguous, nor are they named."""
     if query.full is not None:
         return query.full
-    rows = await conn.fetch(EXECUTION_ID_RANGE, query.low, query.high)
+    rows = await conn.fetch(EXECUTION_ID_RANGE, query.low, query.high, tenant)
     if not rows:
         raise NotFound(f"no execution whose id starts with {query.prefix!r}")
     if len(rows) > 1:
