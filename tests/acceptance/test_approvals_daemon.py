@@ -13,6 +13,8 @@ import asyncpg
 
 from tests.acceptance.conftest import Daemons, TomlValue, run_cli
 from tests.helpers import final_status, wait_for
+from triggerd.config import load_settings
+from triggerd.executor.resume import ResumeKey, create_key_file, load_resume_key
 
 DEFINITIONS = """\
 workflows:
@@ -32,17 +34,24 @@ workflows:
 """
 
 
-async def _waiting_url(pool: asyncpg.Pool) -> tuple[str, str]:
+async def _waiting_url(pool: asyncpg.Pool, key: ResumeKey) -> tuple[str, str]:
+    """The newest run waiting on its approval, and its resume link: masked in the rows a
+    viewer reads, whole in the encrypted copy the replicas resume from."""
     async def parked() -> asyncpg.Record | None:
         return await pool.fetchrow(
-            "SELECT e.id::text AS id, l.output->>'url' AS url FROM workflow_executions e"
+            "SELECT e.id::text AS id, l.output->>'url' AS shown, c.ciphertext"
+            " FROM workflow_executions e"
             " JOIN node_executions l ON l.execution_id = e.id AND l.node_id = 'link'"
             " JOIN node_executions a ON a.execution_id = e.id AND a.node_id = 'ask'"
+            " JOIN node_outputs_resume c ON c.execution_id = e.id AND c.node_id = 'link'"
             " WHERE e.status = 'WAITING' AND a.status = 'WAITING'"
             " ORDER BY e.created_at DESC LIMIT 1")
 
     row = await wait_for(parked, timeout=20)
-    return row["id"], row["url"]
+    assert row["shown"].endswith("/hooks/_resume/***"), row["shown"]
+    output = key.decrypt(row["ciphertext"], execution_id=row["id"], node_id="link", attempt=1)
+    assert isinstance(output, dict) and isinstance(output["url"], str)
+    return row["id"], output["url"]
 
 
 async def test_resume_links_over_http_across_replicas_and_a_restart(
@@ -50,12 +59,18 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
 ) -> None:
     path = tmp_path / "release.yaml"
     path.write_text(DEFINITIONS)
-    sections: dict[str, dict[str, TomlValue]] = {"daemon": {"definitions": [str(path)]},
-                                                 "executor": {"lease": "2s"}}
+    # Replicas share one resume key, as they must (the link's run resumes on either).
+    key_file = tmp_path / "resume.key"
+    create_key_file(key_file)
+    key = load_resume_key(load_settings(environ={
+        "TRIGGERD_EXECUTOR_RESUME_KEY_FILE": str(key_file)}), {})
+    sections: dict[str, dict[str, TomlValue]] = {
+        "daemon": {"definitions": [str(path)]},
+        "executor": {"lease": "2s", "resume_key_file": str(key_file)}}
     first = await daemons.start(database_url=dsn, sections=sections)
     second = await daemons.start(database_url=dsn, sections=sections)
     assert (await run_cli(first.config, "triggers", "fire", "release/manual")).returncode == 0
-    run, url = await _waiting_url(pool)
+    run, url = await _waiting_url(pool, key)
     assert url.startswith(first.base_url + "/hooks/_resume/") or url.startswith(
         second.base_url + "/hooks/_resume/")
     token = url.rsplit("/", 1)[1]
@@ -104,7 +119,7 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
 
     # The CLI decides for the next run; a run that waits for nothing is exit 4.
     assert (await run_cli(second.config, "triggers", "fire", "release/manual")).returncode == 0
-    run2, _ = await _waiting_url(pool)
+    run2, _ = await _waiting_url(pool, key)
     decided = await run_cli(second.config, "executions", "resume", run2, "--reject", "--note",
                             "not on a Friday", "--json")
     assert decided.returncode == 0, decided.stderr

@@ -57,7 +57,7 @@ async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
     await ex.stop()
 
 
-async def _parked(pool: asyncpg.Pool, run: str) -> str:
+async def _parked(pool: asyncpg.Pool, run: str, executor: Executor) -> str:
     """Wait until the run waits on its approval; the token of its resume URL."""
     async def waiting() -> bool:
         return bool(await pool.fetchval(
@@ -67,10 +67,19 @@ async def _parked(pool: asyncpg.Pool, run: str) -> str:
     await wait_for(waiting)
     assert await pool.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
                                run) == "WAITING"
-    url = await pool.fetchval("SELECT output->'url' FROM node_executions WHERE execution_id"
-                              " = $1 AND node_id = 'link'", run)
     prefix = "https://t.example.com/hooks/_resume/"
-    assert isinstance(url, str) and url.startswith(prefix)
+    # The link decides the run: whoever reads its rows (a viewer) sees it masked.
+    shown = await pool.fetchval("SELECT output->>'url' FROM node_executions WHERE"
+                                " execution_id = $1 AND node_id = 'link'", run)
+    assert shown == prefix + "***"
+    # The nodes after it got it whole; so does the encrypted copy a restart resumes from.
+    blob = await pool.fetchval("SELECT ciphertext FROM node_outputs_resume WHERE"
+                               " execution_id = $1 AND node_id = 'link'", run)
+    assert executor.resume_key is not None
+    output = executor.resume_key.decrypt(blob, execution_id=run, node_id="link", attempt=1)
+    assert isinstance(output, dict)
+    url = output["url"]
+    assert isinstance(url, str) and url.startswith(prefix) and len(url) > len(prefix) + 40
     return url.removeprefix(prefix)
 
 
@@ -85,7 +94,7 @@ async def test_a_decision_by_resume_link_wakes_the_run_and_picks_the_edge(
 ) -> None:
     await apply_doc(pool, _doc())
     run = await fire(pool, "release/manual", {"version": "1.2"})
-    token = await _parked(pool, run)
+    token = await _parked(pool, run, executor)
     assert await pool.fetchval("SELECT message FROM approvals") == "Ship 1.2?"
     decided = await decide_by_token(pool, token, DecisionRequest(
         decision="approved", note="looks good", input={"channel": "prod"}))
@@ -116,7 +125,7 @@ async def test_an_operator_rejects_and_a_run_not_waiting_is_a_conflict(
 ) -> None:
     await apply_doc(pool, _doc())
     run = await fire(pool, "release/manual", {"version": "2.0"})
-    await _parked(pool, run)
+    await _parked(pool, run, executor)
     with pytest.raises(UsageError, match=r"^decision: 'maybe' is not one of approved,"
                                          r" rejected$"):
         await decide(pool, OPERATOR, run, DecisionRequest(decision="maybe"))
@@ -141,7 +150,7 @@ async def test_two_racing_decisions_on_one_link_make_one_decision(
 ) -> None:
     await apply_doc(pool, _doc())
     run = await fire(pool, "release/manual", {"version": "3"})
-    token = await _parked(pool, run)
+    token = await _parked(pool, run, executor)
     results = await asyncio.gather(
         decide_by_token(pool, token, DecisionRequest(decision="approved")),
         decide_by_token(pool, token, DecisionRequest(decision="rejected")),
@@ -161,7 +170,7 @@ async def test_no_decision_before_the_deadline_is_a_timeout(
 ) -> None:
     await apply_doc(pool, _doc(timeout="1s"))
     run = await fire(pool, "release/manual", {"version": "4"})
-    token = await _parked(pool, run)
+    token = await _parked(pool, run, executor)
     assert (await final_status(pool, run))["status"] == "SUCCESS"
     nodes = await _nodes(pool, run)
     assert (nodes["late"], nodes["ship"], nodes["stop"]) == ("SUCCESS", "SKIPPED", "SKIPPED")
@@ -204,7 +213,7 @@ async def test_a_resume_links_decision_is_audited_in_the_runs_tenant(
     await apply_doc(pool, {"tenant": "acme", **_doc()})
     fired = await fire_trigger(pool, cli_actor("acme"), FireRequest(
         trigger="release/manual", input={"version": "2"}))
-    token = await _parked(pool, fired.execution_id)
+    token = await _parked(pool, fired.execution_id, executor)
     await decide_by_token(pool, token, DecisionRequest(decision="approved"))
     audit = await pool.fetchrow("SELECT tenant_id, actor, target FROM audit_log"
                                 " WHERE action = 'decide'")

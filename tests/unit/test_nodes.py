@@ -317,6 +317,18 @@ async def test_log(caplog: pytest.LogCaptureFixture) -> None:
     )
 
 
+async def test_log_masks_a_resume_link(caplog: pytest.LogCaptureFixture) -> None:
+    """A resume link decides its run: the log line (read by whoever reads the logs) masks
+    its token, as the run's stored rows do."""
+    caplog.set_level(logging.INFO, logger="triggerd.nodes.log")
+    link = "https://t.example.com/hooks/_resume/0RBb49z2Qx-_tk9"
+    await run("log", {"message": f"decide at {link} or {link}."})
+    [record] = [r for r in caplog.records if r.name == "triggerd.nodes.log"]
+    assert record.getMessage() == (
+        "decide at https://t.example.com/hooks/_resume/*** or"
+        " https://t.example.com/hooks/_resume/***.")
+
+
 async def test_fail() -> None:
     failed = await failure("fail", {})
     assert (failed.code, failed.message, failed.retryable) == ("FAILED", "node 'n1' failed", True)

@@ -36,6 +36,7 @@ from triggerd.expressions import (
 )
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
+from triggerd.nodes.approval import resume_token
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
 from triggerd.nodes.registry import (
     buffered_node_types,
@@ -443,6 +444,11 @@ class Runner:
                 return self._final("ERROR", code="SECRET_MISSING", message=exc.message)
             self.redactor = Redactor(self._secrets.values())
             SECRETS_FILTER.add_secrets(self._secrets.values())
+        if self.resume_url is not None:
+            # The link decides the run: whoever may read the run's rows (a viewer) must
+            # not be able to act through it. Nodes get it whole; the rows keep it masked,
+            # the encrypted resume copy keeps it for the nodes after a restart.
+            self.redactor = self.redactor.with_secrets([resume_token(self.resume_url)])
         version = self.version
         violations = (
             input_violations(version.validator, claimed.input)

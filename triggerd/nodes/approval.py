@@ -13,6 +13,7 @@ the decision is ``timeout``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from triggerd.model import JSON
@@ -30,6 +31,17 @@ from triggerd.store import approvals
 BRANCHES = ("approved", "rejected", "timeout")
 # Where resume tokens are posted: [http] public_url + RESUME_PATH + "/" + token.
 RESUME_PATH = "/hooks/_resume"
+# A resume link in text (a log node's message): its token is masked as a secret would be.
+RESUME_LINK = re.compile(re.escape(RESUME_PATH) + r"/[A-Za-z0-9_-]+")
+
+
+def resume_token(url: str) -> str:
+    """The token of a resume link."""
+    return url.rsplit("/", 1)[-1]
+
+
+def mask_resume_links(text: str) -> str:
+    return RESUME_LINK.sub(RESUME_PATH + "/***", text)
 # Without a timeout the run waits this long before it is looked at again (a decision wakes
 # it at once whatever this says).
 NO_TIMEOUT_RECHECK = timedelta(days=1)

@@ -8,6 +8,7 @@ import logging
 from typing import Final
 
 from triggerd.model import JSON
+from triggerd.nodes.approval import mask_resume_links
 from triggerd.nodes.base import (
     NodeContext,
     NodeResult,
@@ -74,7 +75,8 @@ class LogNode:
         logger.log(
             LEVELS[level],
             "%s",
-            message,
+            # The run's stored rows mask its resume link (a decision); so does its log line.
+            mask_resume_links(message),
             extra={
                 "event": "workflow_log",
                 "execution_id": ctx.execution_id,
