@@ -12,7 +12,7 @@ from tests.helpers import apply_doc
 from tests.integration.test_pause_resume import DOC, OPERATOR, _slot
 from triggerd.errors import Conflict, UsageError
 from triggerd.operations.triggers import skip
-from triggerd.store.slots import record_slots
+from triggerd.store.slots import load_cron_triggers, record_slots
 from triggerd.store.workflows import get_trigger
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)  # the nightly trigger fires at 02:00 UTC
@@ -73,3 +73,36 @@ async def test_bad_skips_are_refused_and_skip_nothing(
         await skip(pool, OPERATOR, "report/nightly", next_count=3, now=NOW)
     assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 1
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
+
+
+async def test_a_slot_skipped_ahead_is_not_how_far_the_schedule_got(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    """The restart's catch-up starts after the newest slot the scheduler decided, the
+    overdue check and ledger retention look at it too: a slot skipped ahead of its time
+    (even one now past, skipped while the daemon was down) is not one. It was, and the
+    slots missed before it were lost: no row, no run."""
+    from datetime import timedelta
+
+    from triggerd.store.slots import ExpectedSlot, delete_old_slots, find_overdue
+
+    today = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    decided = today - timedelta(days=40)  # the last slot the scheduler decided
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = $1", decided - timedelta(1))
+    assert len((await record_slots(pool, [_slot(nightly, decided)], fired_at="x")).recorded) == 1
+    # While the daemon was down: one slot skipped in the past, one far ahead.
+    for at in (today - timedelta(days=1), today + timedelta(days=300)):
+        await skip(pool, OPERATOR, "report/nightly", at=at, now=at - timedelta(hours=1))
+    [row] = await load_cron_triggers(pool, [nightly["id"]])
+    assert row.last_slot == decided
+    # The slot before the past skip was never decided: the trigger is overdue.
+    expected = ExpectedSlot(trigger_id=nightly["id"], expected=today - timedelta(days=2),
+                            config_text=nightly["config"])
+    assert await find_overdue(pool, [expected]) == [nightly["id"]]
+    # A slot skipped by hand is decided: not overdue.
+    at_skip = ExpectedSlot(trigger_id=nightly["id"], expected=today - timedelta(days=1),
+                           config_text=nightly["config"])
+    assert await find_overdue(pool, [at_skip]) == []
+    # Retention keeps the newest decided slot however old (the skips are not newer ones).
+    assert await delete_old_slots(pool, timedelta(days=1)) == 0
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 3

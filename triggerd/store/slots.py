@@ -130,7 +130,11 @@ SELECT t.id::text AS id,
        {_WORKFLOW_KEY} AS workflow_key,
        t.name, t.config::text AS config_text,
        {_ENABLED_AT} AS enabled_at,
-       (SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.trigger_id = t.id) AS last_slot,
+       -- The newest slot the scheduler decided: a slot skipped by hand ahead of its time
+       -- says nothing of how far it got (catch-up would start after it, and lose the
+       -- slots missed before it).
+       (SELECT max(s.scheduled_for) FROM trigger_slots s
+         WHERE s.trigger_id = t.id AND s.outcome <> 'skipped_manual') AS last_slot,
        t.type
 {_SCHEDULED_ROWS}"""
 
@@ -629,8 +633,10 @@ JOIN workflow_triggers t ON t.id = d.trigger_id
 JOIN workflows w ON w.id = t.workflow_id
 WHERE t.enabled AND t.type IN ({_SCHEDULED}) AND w.status = 'active'
   AND t.config::text = d.config_text AND t.enabled_at < d.expected
+  -- A later slot skipped by hand (ahead of its time) does not mean this one was decided.
   AND NOT EXISTS (SELECT 1 FROM trigger_slots s
-                  WHERE s.trigger_id = d.trigger_id AND s.scheduled_for >= d.expected)
+                  WHERE s.trigger_id = d.trigger_id AND s.scheduled_for >= d.expected
+                    AND (s.outcome <> 'skipped_manual' OR s.scheduled_for = d.expected))
 ORDER BY d.trigger_id
 LIMIT $4
 """
@@ -686,9 +692,11 @@ _DELETE_OLD_SLOTS = """
 DELETE FROM trigger_slots WHERE (trigger_id, scheduled_for) IN (
     SELECT s.trigger_id, s.scheduled_for FROM trigger_slots s
     WHERE s.scheduled_for < now() - $1 * interval '1 millisecond'
-      -- A trigger's newest slot is its last fire for catch-up (_LOAD): it stays.
+      -- A trigger's newest decided slot is its last fire for catch-up (_LOAD): it stays
+      -- (a slot skipped by hand ahead of its time is not one).
       AND EXISTS (SELECT 1 FROM trigger_slots n
-                  WHERE n.trigger_id = s.trigger_id AND n.scheduled_for > s.scheduled_for)
+                  WHERE n.trigger_id = s.trigger_id AND n.scheduled_for > s.scheduled_for
+                    AND n.outcome <> 'skipped_manual')
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
 """
