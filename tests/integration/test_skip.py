@@ -106,3 +106,58 @@ async def test_a_slot_skipped_ahead_is_not_how_far_the_schedule_got(
     # Retention keeps the newest decided slot however old (the skips are not newer ones).
     assert await delete_old_slots(pool, timedelta(days=1)) == 0
     assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 3
+
+
+async def test_a_buffered_run_starts_once_the_active_run_has_ended(pool: asyncpg.Pool) -> None:
+    """buffer_one queues one run behind the active one: the executor's claims leave it
+    until every run of the trigger has ended. It started at once, beside the active run."""
+    from datetime import timedelta
+
+    from triggerd.model import OverlapPolicy
+    from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
+    from triggerd.store.keyed import claim_held
+    from triggerd.store.slots import SlotRequest
+
+    await apply_doc(pool, {"workflows": [{
+        "key": "w", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "t", "type": "cron", "cron": "* * * * * *",
+                      "overlap": "buffer_one"},
+                     {"name": "other", "type": "cron", "cron": "* * * * * *"}]}]})
+    trigger = await get_trigger(pool, "w/t")
+    config = await pool.fetchval("SELECT config::text FROM workflow_triggers WHERE id = $1",
+                                 trigger.id)
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+
+    async def fire_slot(at: datetime) -> str:
+        written = await record_slots(pool, [SlotRequest(
+            trigger_id=trigger.id, scheduled_for=at, slot_iso=at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            config_text=config, overlap=OverlapPolicy.BUFFER_ONE)], fired_at="x")
+        [slot] = written.recorded
+        assert slot.execution_id is not None
+        return slot.execution_id
+
+    lease = timedelta(minutes=1)
+    active = await fire_slot(first)
+    async with pool.acquire() as conn:
+        # Held, as a concurrency key's runs are: the claim of plain runs leaves it.
+        assert await claim_executions(conn, "ex", lease, 10) == []
+        assert [c.id for c in (await claim_held(conn, "ex", lease, 10)).claimed] == [active]
+        buffered = await fire_slot(first + timedelta(seconds=1))
+        outcome = await conn.fetchval("SELECT outcome FROM trigger_slots WHERE execution_id"
+                                      " = $1", buffered)
+        assert outcome == "buffered"
+        assert (await claim_held(conn, "ex", lease, 10)).claimed == []  # the first runs
+        await write_progress(conn, "ex", [], [ExecutionUpdate(id=active, status="WAITING",
+                             resume_at=datetime.now(UTC) + timedelta(hours=1))])
+        assert (await claim_held(conn, "ex", lease, 10)).claimed == []  # parked: still on
+        # A run of the trigger fired by hand counts too, as the policy counted it.
+        await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1",
+                           active)
+        by_hand = await pool.fetchval(
+            "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
+            " VALUES ($1, $2, 'manual', 'RUNNING') RETURNING id::text",
+            trigger.workflow_id, trigger.id)
+        assert (await claim_held(conn, "ex", lease, 10)).claimed == []
+        await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1",
+                           by_hand)
+        assert [c.id for c in (await claim_held(conn, "ex", lease, 10)).claimed] == [buffered]

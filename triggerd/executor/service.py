@@ -32,7 +32,7 @@ from triggerd.executor.runner import (
 from triggerd.executor.writer import ProgressWriter
 from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
-from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS
+from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import secret_policy
 from triggerd.store import approvals
@@ -40,7 +40,7 @@ from triggerd.store import executions as store
 from triggerd.store import memory as workflow_memory
 from triggerd.store.audit import audit_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
-from triggerd.store.keyed import HELD, claim_held, drop_closed_windows
+from triggerd.store.keyed import claim_held, drop_closed_windows
 from triggerd.store.notifications import send_hints
 from triggerd.store.slots import delete_old_slots
 from triggerd.store.testruns import delete_old_test_runs

@@ -63,6 +63,9 @@ EXECUTIONS = Channel(
 # end of a child a parent waits for): executors look for due runs at once, not at their
 # next periodic look (see the executor's claim).
 DUE = "due"
+# The payload about held runs (debounced, concurrency keys, buffer_one's): executors look
+# for them only when something says there may be some.
+HELD = "held"
 CANCEL = Channel(name="cancel", payload="the id of an execution whose cancel was requested")
 FINISHED = Channel(
     name="finished",

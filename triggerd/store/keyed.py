@@ -17,19 +17,16 @@ from typing import Any
 import asyncpg
 
 from triggerd import db
-from triggerd.notifications.channels import EXECUTIONS
+from triggerd.notifications.channels import EXECUTIONS, HELD
 from triggerd.store.executions import (
     CLAIM_RETURNING,
     ClaimedExecution,
     claimed_execution,
     correlation_arrays,
 )
+from triggerd.store.slots import OVERLAP_KEY
 from triggerd.store.webhooks import ACQUIRE_TIMEOUT, GONE, InboxItem, InboxResult, _json_text
 from triggerd.webhooks.debounce import Window, plan_window
-
-# The payload of an EXECUTIONS notification about held runs: executors look at them
-# (they skip the held query while nothing says there are any).
-HELD = "held"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,9 +259,17 @@ WITH cand AS (
 busy AS (
     SELECT e.trigger_id, e.concurrency_key, count(*) AS n FROM workflow_executions e
      WHERE e.concurrency_key IS NOT NULL AND e.status IN ('RUNNING', 'WAITING')
+       AND e.concurrency_key <> '{OVERLAP_KEY}'
        AND (e.trigger_id, e.concurrency_key) IN
            (SELECT trigger_id, concurrency_key FROM cand WHERE concurrency_key IS NOT NULL)
-     GROUP BY 1, 2),
+     GROUP BY 1, 2
+    UNION ALL
+    -- A buffer_one schedule's run waits for every run of its trigger (a manual fire, a
+    -- retry), as the overlap policy counted them when it buffered the run.
+    SELECT e.trigger_id, '{OVERLAP_KEY}', count(*) FROM workflow_executions e
+     WHERE e.status IN ('RUNNING', 'WAITING')
+       AND e.trigger_id IN (SELECT trigger_id FROM cand WHERE concurrency_key = '{OVERLAP_KEY}')
+     GROUP BY 1),
 placed AS (
     SELECT c.id, c.concurrency_key, c.concurrency_limit, COALESCE(b.n, 0)
            + row_number() OVER (PARTITION BY c.trigger_id, c.concurrency_key

@@ -36,7 +36,7 @@ import asyncpg
 from triggerd.db import is_unavailable, translated
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
-from triggerd.notifications.channels import CANCEL, EXECUTIONS
+from triggerd.notifications.channels import CANCEL, EXECUTIONS, HELD
 from triggerd.schedules import SCHEDULED_TYPES
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
@@ -289,6 +289,9 @@ async def load_cron_triggers(
 
 # --- the fire path ------------------------------------------------------------------------
 
+# The concurrency key of a buffer_one schedule's runs (see _RECORD's inserted).
+OVERLAP_KEY = "overlap:buffer_one"
+
 _RECORD = f"""
 WITH d AS (
     -- Subscripts, not joins: the planner then knows d has as many rows as $1.
@@ -415,10 +418,14 @@ canceled AS (
       AND e.status IN ('NEW', 'RUNNING', 'WAITING')
     RETURNING e.id, pg_notify('{CANCEL.wire}', e.id::text)
 ),
+-- Under buffer_one every run of the schedule carries one concurrency key with a limit of
+-- 1: the executor's claim of held runs (triggerd/store/keyed.py) starts the buffered run
+-- once the active one has ended, not beside it.
 inserted AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, input, context, scheduled_for, tenant_id,
-        agent_id, session_id, conversation_id, correlation)
+        agent_id, session_id, conversation_id, correlation, concurrency_key,
+        concurrency_limit)
     SELECT r.new_id, r.workflow_id,
            (SELECT v.id FROM workflow_versions v
              WHERE v.workflow_id = r.workflow_id
@@ -432,11 +439,13 @@ inserted AS (
            r.scheduled_for, r.tenant_id,
            -- A scheduled trigger's correlation values are literals (checked on apply).
            r.correlation->>'agent_id', r.correlation->>'session_id',
-           r.correlation->>'conversation_id', r.correlation
+           r.correlation->>'conversation_id', r.correlation,
+           CASE WHEN r.overlap = 'buffer_one' THEN '{OVERLAP_KEY}' END,
+           CASE WHEN r.overlap = 'buffer_one' THEN 1 END
     FROM run r
     ORDER BY r.trigger_id, r.scheduled_for
     ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
-    RETURNING id
+    RETURNING id, concurrency_key
 ),
 -- max_runs counts the scheduled fires (only the triggers that have one pay for this).
 counted AS (
@@ -458,6 +467,10 @@ counted AS (
 ),
 notified AS (
     SELECT pg_notify('{EXECUTIONS.wire}', count(*)::text) FROM inserted HAVING count(*) > 0
+    UNION ALL
+    -- Held runs are looked for when something says there are some.
+    SELECT pg_notify('{EXECUTIONS.wire}', '{HELD}') FROM inserted
+    WHERE concurrency_key IS NOT NULL HAVING count(*) > 0
 )
 -- Only the slots decided here and the stale ones come back; the rest were decided elsewhere.
 SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execution_id::text,
