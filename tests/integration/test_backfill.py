@@ -173,7 +173,8 @@ async def test_an_archived_workflow_takes_no_backfill(pool: asyncpg.Pool, hourly
     await archive(pool, OPERATOR, "report")
     with pytest.raises(Conflict, match=r"^workflow report is archived; activate it first$"):
         await create(pool, OPERATOR, _request())
-    assert len((await create(pool, OPERATOR, _request(dry_run=True))).slots) == 6  # plans
+    with pytest.raises(Conflict, match=r"^workflow report is archived; activate it first$"):
+        await create(pool, OPERATOR, _request(dry_run=True))  # nothing would start
     assert await pool.fetchval("SELECT count(*) FROM backfills") == 0
     # One that slipped in (created as the archive committed) waits instead of running.
     await activate(pool, OPERATOR, "report")
@@ -185,6 +186,25 @@ async def test_an_archived_workflow_takes_no_backfill(pool: asyncpg.Pool, hourly
     assert await runner.work_once(1.0) == 6
     assert created.backfill_id is not None
     assert (await get(pool, created.backfill_id)).state == "done"
+
+
+async def test_a_disabled_trigger_takes_no_backfill_and_odd_ranges_are_refused(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    await pool.execute("UPDATE workflow_triggers SET enabled = false WHERE name = 'hourly'")
+    for dry_run in (False, True):
+        with pytest.raises(Conflict, match=r"^trigger report/hourly is disabled; enable it"
+                                           r" first$"):
+            await create(pool, OPERATOR, _request(dry_run=dry_run))
+    await pool.execute("UPDATE workflow_triggers SET enabled = true")
+    # Year 1 was an internal error (the instant before the range overflowed).
+    for start, end in ((datetime(1, 1, 1, tzinfo=UTC), datetime(1, 1, 1, 5, tzinfo=UTC)),
+                       (datetime(1899, 12, 31, tzinfo=UTC), datetime(1900, 1, 2, tzinfo=UTC))):
+        with pytest.raises(UsageError, match=r"^from: .* is before 1900-01-01T00:00:00Z,"
+                                             r" the earliest instant a backfill plans$"):
+            await create(pool, OPERATOR, _request(range_from=start, range_to=end,
+                                                  dry_run=True))
+    assert await pool.fetchval("SELECT count(*) FROM backfills") == 0
 
 
 async def test_a_run_of_an_archived_workflow_is_not_retried(

@@ -90,10 +90,18 @@ class BackfillPlan:
         return sum(1 for s in self.slots if s.action == "start")
 
 
+# The earliest instant a backfill plans from: the schedules' arithmetic (a zone's offset,
+# the instant before the range) needs room below it (year 1 was an internal error).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
 def _check_range(request: BackfillRequest, now: datetime) -> None:
     for name, value in (("from", request.range_from), ("to", request.range_to)):
         if value.tzinfo is None:
             raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
+        if value < EARLIEST:
+            raise UsageError(f"{name}: {utc_iso(value)} is before {utc_iso(EARLIEST)}, the"
+                             " earliest instant a backfill plans")
     if request.range_to <= request.range_from:
         raise UsageError(f"the range is empty: to ({utc_iso(request.range_to)}) must be after"
                          f" from ({utc_iso(request.range_from)})")
@@ -115,9 +123,13 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
                          + ", ".join(p.value for p in OverlapPolicy))
     async with pool.acquire() as conn, conn.transaction():
         trigger = await scheduled_trigger(conn, request.trigger, "backfilled", home(actor))
-        if trigger.workflow_status == WorkflowStatus.ARCHIVED and not request.dry_run:
-            # As fire: an archived workflow starts no run (a dry run only plans).
+        # As fire: an archived workflow or a disabled trigger starts no run (nor does a
+        # dry run say that slots would start).
+        if trigger.workflow_status == WorkflowStatus.ARCHIVED:
             raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
+        if not trigger.enabled:
+            raise Conflict(f"trigger {trigger.workflow_key}/{trigger.name} is disabled;"
+                           " enable it first")
         schedule = schedule_of(trigger.type, trigger.config)
         fires = schedule.fires_between(request.range_from - timedelta(microseconds=1),
                                        request.range_to - timedelta(microseconds=1),
