@@ -204,3 +204,39 @@ def test_fires_are_utc() -> None:
     fire = schedule_of("interval", {"every": "1h"}).next_fire(z("2027-01-01T00:30:00Z"))
     assert fire is not None and fire.at.tzinfo is not None
     assert fire.at.utcoffset() == UTC.utcoffset(None)
+
+
+def test_a_dense_schedule_skips_excluded_days_whole() -> None:
+    """An every-second cron on Mondays only, asked from a Tuesday: the next fire is the
+    next Monday's midnight, found without walking the 518,400 excluded seconds between
+    (seconds of CPU on the event loop), and a preview lists the first EXCLUDED_SHOWN
+    excluded instants, not all of them (5.7 MB for a count of 1)."""
+    from dataclasses import replace
+
+    from triggerd.schedules.calendars import EXCLUDED_SHOWN
+
+    schedule = schedule_of("cron", {"cron": "* * * * * *", "calendar": {
+        "only": "m", "definition": {"name": "m", "weekdays": ["mon"]}}})
+    read: list[int] = []
+    inner = schedule.inner  # type: ignore[attr-defined]
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        def fires_between(self, start: datetime, end: datetime, limit: int | None = None
+                          ) -> list[Any]:
+            fires = inner.fires_between(start, end, limit)
+            read.append(len(fires))
+            return list(fires)
+
+    counted = replace(schedule, inner=Counting())  # type: ignore[type-var]
+    tuesday = z("2027-03-02T10:00:00Z")
+    assert nexts(counted, "2027-03-02T10:00:00Z", 2) == [
+        "2027-03-08T00:00:00Z", "2027-03-08T00:00:01Z"]
+    assert sum(read) < 5_000, sum(read)
+    preview = counted.preview(tuesday, 1)
+    assert [fire_to_json(f)["at"] for f in preview if f.note is None] == ["2027-03-08T00:00:00Z"]
+    excluded = [f for f in preview if f.note == "excluded"]
+    assert len(excluded) == EXCLUDED_SHOWN
+    assert fire_to_json(excluded[0])["at"] == "2027-03-02T10:00:01Z"
