@@ -660,9 +660,11 @@ async def cmd_cron_next(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _parse_after(text: str | None) -> datetime:
+    from triggerd.trigger_detail import preview_instant
+
     if text is None:
         return datetime.now(UTC)
-    return _parse_instant(text, "--after")
+    return preview_instant(text, "--after")
 
 
 def _parse_instant(text: str, option: str) -> datetime:

@@ -5,10 +5,11 @@ ledger recorded. Reads only."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from triggerd.cron import fire_to_json
+from triggerd.errors import UsageError
 from triggerd.model import SlotOutcome, WorkflowStatus
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 from triggerd.store.audit import list_audit
@@ -23,6 +24,29 @@ from triggerd.store.trigger_state import (
 from triggerd.views import audit_json, state_json, trigger_json
 
 RECENT_ACTIONS = 10
+# The instants a preview starts from: the schedules' arithmetic needs room at both ends of
+# the calendar (from year 1, hourly fires started on the 3rd of January; near 9999 some
+# were missing).
+EARLIEST_AFTER = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_AFTER = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def preview_instant(text: str, option: str) -> datetime:
+    """``text`` as the instant a preview starts after (``--after``, ``?after=``): ISO-8601
+    with an offset, 1900-9000; :class:`UsageError` with the reason otherwise."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option}: {text[:60]!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise UsageError(
+            f"{option}: {text[:60]!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
+        )
+    if not EARLIEST_AFTER <= value <= LATEST_AFTER:
+        raise UsageError(f"{option}: {text[:60]!r} is out of range (1900-01-01 to 9000-01-01)")
+    return value
 
 
 async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: int

@@ -130,6 +130,10 @@ def test_bad_arguments_are_one_line_exit_2() -> None:
         (["cron", "next", "* * * * *", "--count", "0"], "--count: 0 is out of range 1-10000"),
         (["cron", "next", "* * * * *", "--count", "x"], "invalid int value: 'x'"),
         (["cron", "next", "* * * * *", "--after", "2026-01-01T00:00:00"], "needs a UTC offset"),
+        # Near the calendar's ends previews were wrong (from year 1 they began on Jan 3).
+        (["cron", "next", "0 * * * *", "--after", "0001-01-01T00:00:00Z"],
+         "--after: '0001-01-01T00:00:00Z' is out of range (1900-01-01 to 9000-01-01)"),
+        (["cron", "next", "0 * * * *", "--after", "9999-12-31T20:00:00Z"], "is out of range"),
     ]
     for args, expected in cases:
         result = triggerd(*args)

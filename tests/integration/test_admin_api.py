@@ -431,6 +431,33 @@ async def test_next_fires_of_a_cron_trigger(client: Client) -> None:
                        " (cron, interval) have fire times")
 
 
+async def test_next_fires_after_an_instant_say_what_the_ledger_holds(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """?after= starts the preview there (it was ignored), and the fires are marked as the
+    CLI marks them: a slot skipped by hand ahead of its time, a past one recorded."""
+    from triggerd.operations import cli_actor
+    from triggerd.operations.triggers import skip
+
+    trigger = await get_trigger(pool, "report/nightly")
+    skipped = datetime(2031, 1, 2, 1, 0, tzinfo=UTC)  # 02:00 in Madrid
+    await skip(pool, cli_actor(), "report/nightly", at=skipped,
+               now=datetime(2031, 1, 1, tzinfo=UTC))
+    await pool.execute("INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+                       " VALUES ($1, $2, 'fired')", trigger.id,
+                       datetime(2031, 1, 1, 1, 0, tzinfo=UTC))
+    response = await client.get("/api/v1/triggers/report/nightly/next",
+                                params={"after": "2030-12-31T12:00:00Z", "count": "3"},
+                                headers=AUTH)
+    assert response.status == 200
+    items = [(f["at"], f["note"], f.get("reason")) for f in (await response.json())["items"]]
+    assert items == [
+        ("2031-01-01T01:00:00Z", None, "recorded: fired"),
+        ("2031-01-02T01:00:00Z", "skipped", "skipped by hand"),
+        ("2031-01-03T01:00:00Z", None, None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
@@ -441,6 +468,12 @@ async def test_next_fires_of_a_cron_trigger(client: Client) -> None:
         ("count=1.5", "count: '1.5' is not an integer (1-1000)"),
         ("count=99999999999999999999", "count: '99999999999999999999' is not an integer (1-1000)"),
         ("count=1&count=2", "count: given 2 times; give it once"),
+        ("after=tomorrow", "after: 'tomorrow' is not an ISO-8601 instant"
+         " (e.g. 2026-03-08T00:00:00Z)"),
+        ("after=2027-01-01T00:00:00", "after: '2027-01-01T00:00:00' needs a UTC offset or Z"
+         " (e.g. 2026-03-08T00:00:00Z)"),
+        ("after=0001-01-01T00:00:00Z", "after: '0001-01-01T00:00:00Z' is out of range"
+         " (1900-01-01 to 9000-01-01)"),
     ],
 )
 async def test_next_fires_bad_count(offline: Client, query: str, message: str) -> None:

@@ -38,7 +38,7 @@ from triggerd.api.openapi import (
     WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import OWN_PORTS, POOL, SETTINGS
-from triggerd.cron import fire_to_json, utc_iso
+from triggerd.cron import utc_iso
 from triggerd.db import is_unavailable
 from triggerd.definitions import load_documents
 from triggerd.definitions.loading import parse_yaml
@@ -50,6 +50,7 @@ from triggerd.errors import (
     NotFound,
     Problem,
     TriggerdError,
+    UsageError,
     http_refusal,
 )
 from triggerd.model import (
@@ -83,7 +84,7 @@ from triggerd.operations.workflows import WorkflowChange
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.operations.workflows import delete as delete_workflow
-from triggerd.schedules import SCHEDULED_TYPES, schedule_of
+from triggerd.schedules import SCHEDULED_TYPES
 from triggerd.secrets import secret_policy_problems
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.admin import (
@@ -111,6 +112,7 @@ from triggerd.store.workflows import (
 )
 from triggerd.tokens import Principal, addressed_tenant, method_refusal
 from triggerd.trigger_detail import describe as describe_trigger
+from triggerd.trigger_detail import preview, preview_instant
 from triggerd.views import (
     audit_json,
     backfill_json,
@@ -776,18 +778,30 @@ async def fire_trigger_handler(request: web.Request) -> web.Response:
 async def next_fires_handler(request: web.Request) -> web.Response:
     name = _trigger_name(request)
     count = _int_query(request, "count", default=NEXT_COUNT_DEFAULT, low=1, high=NEXT_COUNT_MAX)
+    # The clock is read here, at the edge; the schedule itself is pure.
+    after = _instant_query(request, "after") or datetime.now(UTC)
     trigger = await get_trigger(request.app[POOL], name, _home(request))
     if trigger.type not in SCHEDULED_TYPES:
         raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
                        " (cron, interval) have fire times")
-    # The clock is read here, at the edge; the schedule itself is pure.
-    fires = schedule_of(trigger.type, trigger.config).preview(datetime.now(UTC), count)
+    # Marked as the CLI marks them: a slot skipped by hand, a past one the ledger holds.
+    fires = await preview(request.app[POOL], trigger, after, count)
     doc: dict[str, Any] = {"trigger": name, "type": trigger.type}
     for key in ("cron", "every", "offset"):
         if key in trigger.config:
             doc[key] = trigger.config[key]
     doc["timezone"] = trigger.config.get("timezone", "UTC")
-    return _ok({**doc, "items": [fire_to_json(f) for f in fires]})
+    return _ok({**doc, "items": fires})
+
+
+def _instant_query(request: web.Request, name: str) -> datetime | None:
+    text = _query_value(request, name)
+    if text is None:
+        return None
+    try:
+        return preview_instant(text, name)
+    except UsageError as exc:
+        raise _bad_parameter(str(exc)) from None
 
 
 async def slots_handler(request: web.Request) -> web.Response:

@@ -240,6 +240,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
             *_TRIGGER_PARAMS,
             query("count", {"type": "integer", "minimum": 1, "maximum": NEXT_COUNT_MAX,
                             "default": NEXT_COUNT_DEFAULT}, "How many instants."),
+            query("after", {"type": "string", "format": "date-time"},
+                  "The instant to start after (ISO-8601 with an offset, 1900-9000); default"
+                  " now. Past fires the ledger holds say so in their reason."),
         ),
     ),
     Route(

@@ -468,11 +468,14 @@ def _schemas() -> dict[str, Schema]:
                 "at": {"type": "string", "format": "date-time", "description": "UTC"},
                 "local": {"type": "string", "format": "date-time",
                           "description": "the same instant with the zone's offset"},
-                "note": {"enum": [None, "dst-gap", "dst-fold", "shifted", "excluded"]},
+                "note": {"enum": [None, "dst-gap", "dst-fold", "shifted", "excluded",
+                                  "skipped"]},
                 "nominal": {"type": "string", "format": "date-time",
                             "description": "shifted: the instant before the calendar shift"},
                 "reason": {"type": "string",
-                           "description": "excluded: why, e.g. 'holiday: Christmas Day'"},
+                           "description": "excluded: why, e.g. 'holiday: Christmas Day';"
+                                          " what the ledger holds of the slot, e.g."
+                                          " 'skipped by hand', 'recorded: fired'"},
             },
             optional=("nominal", "reason"),
         ),
