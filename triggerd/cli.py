@@ -12,6 +12,7 @@ import select
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,13 +279,14 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.store.trigger_state import completed_ids, paused_ids
+    from triggerd.store.trigger_state import completed_ids, paused_ids, skipped_ahead
     from triggerd.store.workflows import list_triggers
 
     async with _pool(settings) as pool:
         triggers = await list_triggers(pool, tenant=args.tenant)
         paused = await paused_ids(pool)
         completed = await completed_ids(pool)
+        skipped = await skipped_ahead(pool)
     if args.json:
         print_json([trigger_json(t) for t in triggers])
         return 0
@@ -313,7 +315,9 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
             t.workflow_key,
             "latest" if t.version is None else str(t.version),
             _describe_trigger(t.type, t.config, t.tenant_id),
-            next_fire(t.type, t.config) if shown_state in ("enabled", "paused") else "-",
+            # A paused trigger's slots are recorded skipped: it has no next fire.
+            next_fire(t.type, t.config, skipped.get(t.id, frozenset()))
+            if shown_state == "enabled" else "-",
         ]
         for t in triggers
         for shown_state in (state(t),)
@@ -323,25 +327,37 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
-def _next_fire_finder(now: datetime) -> Callable[[str, dict[str, Any]], str]:
-    """The next fire of a scheduled trigger's config, computed once per distinct config."""
+def _next_fire_finder(
+    now: datetime,
+) -> Callable[[str, dict[str, Any], AbstractSet[datetime]], str]:
+    """The next fire of a scheduled trigger's config that is not among its slots skipped
+    by hand, computed once per distinct config (and per trigger with skipped slots)."""
     from triggerd.cron import utc_iso
     from triggerd.errors import TriggerdError
     from triggerd.schedules import SCHEDULED_TYPES, schedule_of
 
     found: dict[str, str] = {}
 
-    def find(kind: str, config: dict[str, Any]) -> str:
+    def compute(kind: str, config: dict[str, Any], skipped: AbstractSet[datetime]) -> str:
+        try:
+            schedule = schedule_of(kind, config)
+            fire = schedule.next_fire(now)
+            for _ in range(len(skipped)):
+                if fire is None or fire.at not in skipped:
+                    break
+                fire = schedule.next_fire(fire.at)
+        except (TriggerdError, ValueError, KeyError, TypeError, OverflowError):
+            return "?"
+        return "-" if fire is None else utc_iso(fire.at)
+
+    def find(kind: str, config: dict[str, Any], skipped: AbstractSet[datetime]) -> str:
         if kind not in SCHEDULED_TYPES:
             return "-"
+        if skipped:
+            return compute(kind, config, skipped)
         key = kind + json.dumps(config, sort_keys=True)
         if key not in found:
-            try:
-                fire = schedule_of(kind, config).next_fire(now)
-            except (TriggerdError, ValueError, KeyError, TypeError):
-                found[key] = "?"
-            else:
-                found[key] = "-" if fire is None else utc_iso(fire.at)
+            found[key] = compute(kind, config, skipped)
         return found[key]
 
     return find

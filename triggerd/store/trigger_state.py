@@ -106,6 +106,18 @@ async def paused_ids(conn: Conn) -> set[str]:
     return {r["id"] for r in rows}
 
 
+async def skipped_ahead(conn: Conn) -> dict[str, set[datetime]]:
+    """The slots skipped by hand that are still ahead, by trigger id (few: an operator's
+    choice; read through the ledger's index on the instant)."""
+    rows = await conn.fetch(
+        "SELECT trigger_id::text AS id, scheduled_for FROM trigger_slots"
+        " WHERE scheduled_for > now() AND outcome = 'skipped_manual'")
+    found: dict[str, set[datetime]] = {}
+    for row in rows:
+        found.setdefault(row["id"], set()).add(row["scheduled_for"])
+    return found
+
+
 async def completed_ids(conn: Conn) -> set[str]:
     """The ids of the triggers that made their ``max_runs`` scheduled fires."""
     rows = await conn.fetch(
