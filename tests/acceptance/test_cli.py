@@ -94,13 +94,13 @@ async def test_apply_twice_reports_no_changes_then_list(dsn: str) -> None:
                     if line.startswith("nightly-report/every-minute "))[-1]
 
     # A slot skipped by hand is not the next fire; a paused trigger has none.
-    first = next_fire()
-    second = (datetime.fromisoformat(first.replace("Z", "+00:00"))
+    upcoming = next_fire()
+    after_it = (datetime.fromisoformat(upcoming.replace("Z", "+00:00"))
               + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    skipped = triggerd("triggers", "skip", "nightly-report/every-minute", "--at", first,
+    skipped = triggerd("triggers", "skip", "nightly-report/every-minute", "--at", upcoming,
                        dsn=dsn)
     if skipped.returncode == 0:  # else the minute turned meanwhile: the check means nothing
-        assert next_fire() == second
+        assert next_fire() == after_it
     assert triggerd("triggers", "pause", "nightly-report/every-minute", dsn=dsn).returncode == 0
     assert next_fire() == "-"
 
