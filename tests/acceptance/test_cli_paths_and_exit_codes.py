@@ -176,10 +176,11 @@ async def test_execution_ids_prefixes_and_their_exit_codes(dsn: str, tmp_path: P
         assert result.returncode == 3, (action, result.stderr)
         assert one_line(result) == f"triggerd: error: no execution {unknown}"
 
-    retried = run("executions", "retry", "12345678")
-    assert retried.returncode == 0, retried.stderr
-    new_id = retried.stdout.strip()
-    assert str(uuid.UUID(new_id)) == new_id != UNIQUE
+    retried = run("executions", "retry", "12345678")  # it has not ended: refused
+    assert retried.returncode == 4
+    assert one_line(retried) == (
+        f"triggerd: error: execution {UNIQUE} has not ended (NEW); cancel it or wait for it"
+        " to end before retrying it")
     canceled = run("executions", "cancel", "1234567")  # 7 digits: refused, nothing changed
     assert canceled.returncode == 2
     canceled = run("executions", "cancel", "12345678")
@@ -191,6 +192,10 @@ async def test_execution_ids_prefixes_and_their_exit_codes(dsn: str, tmp_path: P
         f"triggerd: error: execution {UNIQUE} already finished with status CANCELED;"
         " nothing was changed"
     )
+    retried = run("executions", "retry", "12345678")  # ended: a new run
+    assert retried.returncode == 0, retried.stderr
+    new_id = retried.stdout.strip()
+    assert str(uuid.UUID(new_id)) == new_id != UNIQUE
 
 
 def test_unreachable_database_is_exit_5_for_every_database_command(tmp_path: Path) -> None:
