@@ -441,3 +441,41 @@ async def test_a_tenant_token_sees_only_its_tenant(
     assert sorted(r["tenant"] for r in both.json()) == ["acme", "default"]
     only = await run_cli(daemon.config, "executions", "list", "--tenant", "acme", "--json")
     assert [r["workflow"] for r in only.json()] == ["invoices"]
+
+
+async def test_an_all_tenant_session_opens_and_acts_on_the_tenant_it_clicked(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    """Two tenants with the same workflow: an all-tenant token's lists name each one's
+    (acme:orders/nightly), its links carry the tenant, and a pause there pauses acme's
+    trigger. Names resolved in the default tenant: the link opened, and paused, the
+    default tenant's namesake."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    path = tmp_path / "acme-orders.yaml"
+    path.write_text(DEFINITIONS)
+    applied = await run_cli(daemon.config, "--tenant", "acme", "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.get_by_role("link", name="Triggers").click()
+    await expect(page.get_by_role("link", name="orders/nightly", exact=True)).to_have_count(1)
+    await page.get_by_role("link", name="acme:orders/nightly").click()
+    await expect(page).to_have_url(re.compile(r"/ui/triggers/orders/nightly\?tenant=acme$"))
+    await page.get_by_label("Note (why").fill("acme's vendor")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("#trigger-state")).to_have_text("⏸ paused")
+    await expect(page).to_have_url(re.compile(r"\?tenant=acme$"))
+    await page.screenshot(path=str(artifacts / "tenant-paused.png"), full_page=True)
+    states = {}
+    for tenant in ("acme", "default"):
+        listed = await run_cli(daemon.config, "--tenant", tenant, "triggers", "list")
+        line = next(x for x in listed.stdout.splitlines() if "orders/nightly" in x)
+        states[tenant] = line.split()[2]
+    assert states == {"acme": "paused", "default": "enabled"}
+    # The workflow list names the tenant too, and its page shows acme's.
+    await page.get_by_role("link", name="Workflows").click()
+    await page.get_by_role("link", name="acme:orders").click()
+    await expect(page).to_have_url(re.compile(r"/ui/workflows/orders\?tenant=acme$"))
+    # A tenant name that is not one is refused.
+    answer = await page.request.get(f"{daemon.base_url}/ui/triggers/orders/nightly?tenant=A%20B")
+    assert (answer.status, await answer.text()) == (400, "tenant: 'A B' is not a tenant name")

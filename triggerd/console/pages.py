@@ -7,6 +7,7 @@ import asyncio
 import difflib
 import json
 import logging
+import urllib.parse
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -43,8 +44,8 @@ from triggerd.console.sessions import (
 from triggerd.cron import fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
-from triggerd.model import DEFAULT_TENANT, ExecutionStatus
-from triggerd.operations import token_actor
+from triggerd.model import DEFAULT_TENANT, ExecutionStatus, tenant_label
+from triggerd.operations import Actor, token_actor
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
 from triggerd.operations.backfills import create as create_backfill
@@ -78,7 +79,7 @@ from triggerd.store.workflows import (
     list_workflows,
     resolve_version,
 )
-from triggerd.tokens import hash_token, is_token_form
+from triggerd.tokens import hash_token, is_tenant_name, is_token_form
 from triggerd.trigger_detail import progress
 from triggerd.views import planned_json
 from triggerd.webhooks.inbox_views import request_json
@@ -117,6 +118,28 @@ _env.filters["when"] = _when
 _env.filters["pretty"] = _json
 _env.globals["symbol"] = lambda key: SYMBOLS.get(str(key), "·")
 _env.globals["prefix"] = PREFIX
+
+
+def _tenant_query(tenant: str | None) -> str:
+    """The query a link or form to an object of ``tenant`` carries (none for the default
+    tenant's): an all-tenant session would otherwise open the default tenant's namesake."""
+    if tenant is None or tenant == DEFAULT_TENANT:
+        return ""
+    return "?" + urllib.parse.urlencode({"tenant": tenant})
+
+
+@jinja2.pass_context
+def _label(context: jinja2.runtime.Context, tenant: str, name: str) -> str:
+    """A name as the CLI and the logs show it, "acme:billing/hook" outside the default
+    tenant, for a session that sees every tenant (a scoped one sees its own only)."""
+    session = context.get("session")
+    if session is not None and session.principal.tenant is not None:
+        return name
+    return tenant_label(tenant, name)
+
+
+_env.filters["tq"] = _tenant_query
+_env.globals["label"] = _label
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any
@@ -202,9 +225,27 @@ def _scope(request: web.Request) -> str | None:
     return _session(request).principal.tenant
 
 
+def _asked_tenant(request: web.Request) -> str | None:
+    """The tenant a page of an all-tenant session names (``?tenant=``; links and forms to
+    another tenant's objects carry it). A scoped session's own tenant always wins."""
+    scope = _scope(request)
+    if scope is not None:
+        return scope
+    asked = request.query.get("tenant") or None
+    if asked is not None and not is_tenant_name(asked):
+        raise web.HTTPBadRequest(text=f"tenant: {asked[:40]!r} is not a tenant name")
+    return asked
+
+
 def _home(request: web.Request) -> str:
     """The tenant names (workflow keys, trigger names) are looked up in."""
-    return _scope(request) or DEFAULT_TENANT
+    return _asked_tenant(request) or DEFAULT_TENANT
+
+
+def _actor(request: web.Request) -> Actor:
+    """The session's token, acting in the page's tenant (its own, or ``?tenant=``)."""
+    session = _session(request)
+    return token_actor(session.principal.name, _asked_tenant(request), via="console")
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -327,8 +368,7 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
     if value is not None and not isinstance(value, dict):
         errors = [{"path": "$", "message": "the input must be a JSON object"}]
     if not errors:
-        session = _session(request)
-        actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+        actor = _actor(request)
         try:
             fired = await fire(request.app[POOL], actor,
                                FireRequest(trigger=name, input=value or {}, reason=reason_text))
@@ -418,14 +458,13 @@ async def _state_action(request: web.Request, doing: str) -> web.StreamResponse:
     form = await request.post()
     note = form.get("note")
     note_text = note if isinstance(note, str) else None
-    session = _session(request)
-    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    actor = _actor(request)
     if doing == "pause":
         await pause(request.app[POOL], actor, name, note_text)
     else:
         await resume(request.app[POOL], actor, name, note_text,
                      catch_up=form.get("catch_up") == "yes")
-    raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}")
+    raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}{_tenant_query(_asked_tenant(request))}")
 
 
 async def pause_action(request: web.Request) -> web.StreamResponse:
@@ -440,11 +479,10 @@ async def skip_action(request: web.Request) -> web.StreamResponse:
     name = f"{request.match_info['workflow']}/{request.match_info['trigger']}"
     form = await request.post()
     note = form.get("note")
-    session = _session(request)
-    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    actor = _actor(request)
     await skip(request.app[POOL], actor, name, next_count=1,
                note=note if isinstance(note, str) else None)
-    raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}")
+    raise web.HTTPSeeOther(f"{PREFIX}/triggers/{name}{_tenant_query(_asked_tenant(request))}")
 
 
 # --- the webhook inbox ----------------------------------------------------------------------
@@ -475,8 +513,7 @@ async def _webhook(request: web.Request, *, message: str | None, status: int,
 async def replay_action(request: web.Request) -> web.StreamResponse:
     """Replay a stored request (the operation the CLI and the API call); a refusal is shown
     on the request's page with its status."""
-    session = _session(request)
-    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    actor = _actor(request)
     try:
         result = await replay_request(request.app[POOL], actor, request.match_info["id"])
     except InputInvalid as exc:
@@ -490,11 +527,10 @@ async def _lifecycle_action(request: web.Request, doing: str) -> web.StreamRespo
     key = request.match_info["key"]
     form = await request.post()
     note = form.get("note")
-    session = _session(request)
-    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    actor = _actor(request)
     operation = archive_workflow if doing == "archive" else activate_workflow
     await operation(request.app[POOL], actor, key, note if isinstance(note, str) else None)
-    raise web.HTTPSeeOther(f"{PREFIX}/workflows/{key}")
+    raise web.HTTPSeeOther(f"{PREFIX}/workflows/{key}{_tenant_query(_asked_tenant(request))}")
 
 
 async def archive_action(request: web.Request) -> web.StreamResponse:
@@ -517,8 +553,7 @@ async def backfill_action(request: web.Request) -> web.StreamResponse:
     values = {k: _form_text(form, k) for k in ("from", "to", "rate", "note")}
     only_missing = form.get("only_missing") == "yes"
     dry_run = form.get("do") != "start"
-    session = _session(request)
-    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    actor = _actor(request)
     message: str | None = None
     plan = None
     try:
@@ -557,8 +592,7 @@ async def backfill_page(request: web.Request) -> web.Response:
 
 
 async def cancel_backfill_action(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
-    actor = token_actor(session.principal.name, session.principal.tenant, via="console")
+    actor = _actor(request)
     record = await cancel_backfill(request.app[POOL], actor, request.match_info["id"])
     raise web.HTTPSeeOther(f"{PREFIX}/backfills/{record.id}")
 

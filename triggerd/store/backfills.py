@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from triggerd.errors import NotFound
+from triggerd.model import DEFAULT_TENANT
 from triggerd.notifications.channels import EXECUTIONS
 
 Conn = Any  # a connection or a pool
@@ -32,12 +33,13 @@ class BackfillRecord:
     note: str | None
     created_at: datetime
     finished_at: datetime | None
+    tenant_id: str = DEFAULT_TENANT  # the trigger's
 
 
 _COLUMNS = """b.id::text AS id, b.trigger_id::text AS trigger_id, w.key || '/' || t.name AS trigger,
     b.range_from, b.range_to, b.only_missing, b.overlap, b.rate_per_second,
     cardinality(b.slots) AS total, b.next_index, b.started, b.skipped, b.state, b.actor,
-    b.note, b.created_at, b.finished_at"""
+    b.note, b.created_at, b.finished_at, t.tenant_id"""
 _FROM = ("FROM backfills b JOIN workflow_triggers t ON t.id = b.trigger_id"
          " JOIN workflows w ON w.id = t.workflow_id")
 

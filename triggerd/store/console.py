@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from triggerd.model import DEFAULT_TENANT
+
 Conn = Any  # a connection or a pool
 
 
@@ -97,6 +99,7 @@ class TriggerAttention:
     paused: bool
     note: str | None
     consecutive_failures: int
+    tenant_id: str = DEFAULT_TENANT
 
 
 async def triggers_needing_attention(conn: Conn, limit: int = 20, tenant: str | None = None
@@ -104,7 +107,8 @@ async def triggers_needing_attention(conn: Conn, limit: int = 20, tenant: str | 
     """Paused triggers and those whose latest scheduled runs failed (runtime state), of
     ``tenant`` (None: of all)."""
     rows = await conn.fetch(
-        "SELECT w.key || '/' || t.name AS name, s.paused, s.note, s.consecutive_failures"
+        "SELECT w.key || '/' || t.name AS name, s.paused, s.note, s.consecutive_failures,"
+        " t.tenant_id"
         " FROM trigger_state s JOIN workflow_triggers t ON t.id = s.trigger_id"
         " JOIN workflows w ON w.id = t.workflow_id"
         " WHERE (s.paused OR s.consecutive_failures > 0)"
@@ -113,7 +117,8 @@ async def triggers_needing_attention(conn: Conn, limit: int = 20, tenant: str | 
         limit, tenant,
     )
     return [TriggerAttention(name=r["name"], paused=r["paused"], note=r["note"],
-                             consecutive_failures=r["consecutive_failures"]) for r in rows]
+                             consecutive_failures=r["consecutive_failures"],
+                             tenant_id=r["tenant_id"]) for r in rows]
 
 
 async def version_graph(conn: Conn, version_id: str) -> dict[str, Any] | None:
