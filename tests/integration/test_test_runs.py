@@ -233,7 +233,7 @@ async def test_an_approval_is_decided_by_the_flag(
     decision = await pool.fetchval(
         "SELECT decision FROM resume_tokens WHERE decision IS NOT NULL")
     assert decision == ("approved" if shipped else "rejected")
-    audit = await pool.fetchrow("SELECT actor, action FROM audit_log")
+    audit = await pool.fetchrow("SELECT actor, action FROM audit_log WHERE action <> 'test-run'")
     assert audit["action"] == "decide" and audit["actor"].startswith("cli:")
 
 
@@ -373,6 +373,13 @@ async def test_the_api_runs_a_test_run_over_http(
         assert response.status == 400, bad
         assert (await response.json())["message"] == message
     assert await _count(pool, "workflow_executions") == 2
+    # Each run is audited (it runs its nodes for real unless dry); the refused ones not.
+    audit = await pool.fetch("SELECT actor, action, target, detail FROM audit_log"
+                             " WHERE action = 'test-run' ORDER BY id")
+    assert [(a["actor"], a["action"], a["detail"]["workflow"], a["detail"]["dry"])
+            for a in audit] == [("token:[api] token (config)", "test-run", "notify", True),
+                                ("token:[api] token (config)", "test-run", "release", False)]
+    assert audit[0]["target"] == doc["execution_id"]
 
 
 async def test_an_executor_with_metrics_leaves_test_runs_out(pool: asyncpg.Pool) -> None:

@@ -28,6 +28,7 @@ from triggerd.model import JSON, WorkflowSpec
 from triggerd.operations.actor import Actor
 from triggerd.operations.approvals import DecisionRequest, decide
 from triggerd.store import testruns as store
+from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.executions import (
     FINAL_STATUSES,
     ExecutionUpdate,
@@ -103,11 +104,20 @@ def new_test_run(request: TestRunRequest) -> store.NewTestRun:
         input=run_input, context={"test": {"dry": request.dry}}, id=store.new_run_id())
 
 
-async def start_test_run(pool: asyncpg.Pool, request: TestRunRequest) -> str:
-    """Check the request, then write the scratch workflow and the run; returns its id."""
+async def start_test_run(pool: asyncpg.Pool, request: TestRunRequest,
+                         actor: Actor | None = None) -> str:
+    """Check the request, then write the scratch workflow and the run; returns its id.
+    With ``actor``, audited: a test run runs its nodes for real (http calls, child runs
+    of applied workflows) unless it is dry."""
     run = new_test_run(request)
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         await store.create_test_run(conn, run)
+        if actor is not None:
+            await record_audit(conn, AuditEntry(
+                tenant_id=run.tenant_id, actor=actor.name, action="test-run",
+                target_kind="execution", target=run.id, target_id=run.id,
+                detail={"workflow": run.key, "trigger": run.trigger_name,
+                        "dry": request.dry}))
     return run.id
 
 
@@ -196,7 +206,7 @@ async def run_test(
 ) -> TestRunResult:
     """Start the test run and run it to its end in this task; ``started`` is told its id
     as soon as it is written."""
-    execution_id = await start_test_run(pool, request)
+    execution_id = await start_test_run(pool, request, actor)
     if started is not None:
         started(execution_id)
     # The daemon's listener is off limits to http nodes ([egress] allow_self), test runs'
