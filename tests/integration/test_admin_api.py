@@ -1110,3 +1110,17 @@ async def test_next_fires_of_an_interval_and_of_a_calendar_filtered_trigger(
     excluded = [f for f in body["items"] if f["note"] == "excluded"]
     assert excluded and {f["reason"] for f in excluded} <= {
         f"weekday: {d}" for d in ("mon", "tue", "wed", "thu", "fri")}
+
+
+async def test_a_null_optional_field_is_not_given(client: Client, pool: asyncpg.Pool) -> None:
+    """Clients write an absent note as null: pause took it for a wrong type (422)."""
+    response = await client.post("/api/v1/triggers/report/nightly/pause", headers=AUTH,
+                                 json={"note": None})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["state"]["note"] is None
+    response = await client.post("/api/v1/triggers/report/nightly/resume", headers=AUTH,
+                                 json={"note": None, "catch_up": None})
+    assert response.status == 200, await response.text()
+    response = await client.post("/api/v1/triggers/report/nightly/pause", headers=AUTH,
+                                 json={"note": 5})
+    assert (response.status, (await response.json())["message"]) == (422, "note must be a string")

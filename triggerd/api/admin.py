@@ -641,6 +641,8 @@ async def _options(request: web.Request, allowed: dict[str, type]) -> dict[str, 
     if unknown:
         raise ApiError(422, "invalid_body", f"unknown field {unknown[0][:60]!r} (the body"
                        f" takes only {', '.join(repr(k) for k in allowed)})")
+    # Every field here is optional: null says "not given", as clients write it.
+    body = {key: value for key, value in body.items() if value is not None}
     for key, kind in allowed.items():
         if key in body and not isinstance(body[key], kind):
             words = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object"}
