@@ -762,8 +762,9 @@ def test_invalid_parameter_schema() -> None:
         (
             "MY_TOKEN",
             "$.workflows[0].secrets.S",
-            "a secret reference is one of {env: NAME}, {file: PATH} or {credential: NAME};"
-            " got 'MY_TOKEN'",
+            # A value written in place of a reference may be the secret: not repeated.
+            "a secret reference is one of {env: NAME}, {file: PATH} or {credential: NAME},"
+            " not a value written in the definition (which is not repeated here)",
         ),
         ({"env": ""}, "$.workflows[0].secrets.S.env", "must not be empty"),
         (

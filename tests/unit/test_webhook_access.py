@@ -93,8 +93,8 @@ NETWORK_HINT = "is not an IP network (e.g. 10.0.0.0/8 or fd00::/8)"
         (
             {"auth": {"scheme": "token", "secret": [{"env": "NEW"}, "OLD"]}},
             "auth.secret[1]",
-            "a secret reference is one of {env: NAME}, {file: PATH} or {credential: NAME};"
-            " got 'OLD'",
+            "a secret reference is one of {env: NAME}, {file: PATH} or {credential: NAME},"
+            " not a value written in the definition (which is not repeated here)",
         ),
         (
             {"auth": {"scheme": "none", "secret": [{"env": "A"}]}},
