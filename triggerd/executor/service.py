@@ -34,7 +34,7 @@ from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD
 from triggerd.notifications.hub import NotificationHub, Subscription
-from triggerd.secrets import secret_policy
+from triggerd.secrets import SecretPolicy, secret_policy
 from triggerd.store import approvals
 from triggerd.store import executions as store
 from triggerd.store import memory as workflow_memory
@@ -120,6 +120,9 @@ class Executor(BaseComponent):
     _egress: EgressConnector | None = None
     _secret_roots: tuple[str, ...] | None = None  # [daemon] secret_roots as last (re)loaded
     _reloaded: Settings | None = None  # the last SIGHUP's settings ([tenants.NAME] secrets)
+    # Each tenant's secret policy under those settings: built once (it resolves paths),
+    # not for every run.
+    _policies: dict[str, SecretPolicy] = field(default_factory=dict)
     _writer: ProgressWriter | None = None
     _accepting: bool = True
     # Held while a claim is in flight, so drain sees every run the claim starts.
@@ -193,6 +196,7 @@ class Executor(BaseComponent):
         next run (the other executor settings need a restart)."""
         self._secret_roots = settings.daemon.secret_roots
         self._reloaded = settings
+        self._policies = {}
         if self._egress is not None:
             self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
 
@@ -487,8 +491,7 @@ class Executor(BaseComponent):
                 if self._secret_roots is None
                 else self._secret_roots
             ),
-            secret_policy=secret_policy(
-                self._reloaded or self.settings, execution.tenant_id, os.environ),
+            secret_policy=self._secret_policy(execution.tenant_id),
         )
         try:
             update = await runner.run()
@@ -528,6 +531,13 @@ class Executor(BaseComponent):
             },
         )
         return update
+
+    def _secret_policy(self, tenant: str) -> SecretPolicy:
+        policy = self._policies.get(tenant)
+        if policy is None:
+            policy = self._policies[tenant] = secret_policy(
+                self._reloaded or self.settings, tenant, os.environ)
+        return policy
 
     # -- single runs (test runs: triggerd test, POST /api/v1/test-runs) ---------------------
 
