@@ -1124,3 +1124,13 @@ async def test_a_null_optional_field_is_not_given(client: Client, pool: asyncpg.
     response = await client.post("/api/v1/triggers/report/nightly/pause", headers=AUTH,
                                  json={"note": 5})
     assert (response.status, (await response.json())["message"]) == (422, "note must be a string")
+
+
+async def test_a_number_past_pythons_digit_limit_is_named_as_such(client: Client) -> None:
+    """It was refused in Python's words ("use sys.set_int_max_str_digits() to increase
+    the limit")."""
+    body = '{"input": {"n": ' + "9" * 5001 + "}}"
+    response = await client.post("/api/v1/triggers/report/manual/fire", headers={
+        **AUTH, "Content-Type": "application/json"}, data=body)
+    await expect_error(response, 400, "invalid_json",
+                       "malformed JSON: a number with more than 4300 digits")

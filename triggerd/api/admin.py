@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -508,6 +509,9 @@ async def _json_body(request: web.Request, *, required: bool, expected: str) -> 
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON body is nested too deeply") from None
     except ValueError as exc:  # _JsonRefusal, or an integer with too many digits
+        if "integer string conversion" in str(exc):  # Python's digit limit, in its words
+            raise ApiError(400, "invalid_json", "malformed JSON: a number with more than"
+                           f" {sys.get_int_max_str_digits()} digits") from None
         raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
     problem = storage_problem(value)
     if problem is not None:
