@@ -254,6 +254,9 @@ def _zone(timezone: str) -> ZoneInfo:
         raise CronError(f"unknown time zone {timezone!r}") from exc
 
 
+_YEAR = re.compile(r"(19|2[0-9])[0-9]{2}")
+
+
 def _split(expression: str) -> tuple[str, str, str, str, str, str]:
     text = expression.strip()
     if text.startswith("@"):
@@ -267,8 +270,15 @@ def _split(expression: str) -> tuple[str, str, str, str, str, str]:
     parts = text.split()
     if len(parts) == 5:
         parts.insert(0, "0")
+    elif len(parts) == 7:
+        raise CronError("expected 5 or 6 fields, got 7 (a year field, as Quartz has, is not"
+                        " supported; 6 fields start with seconds)")
     elif len(parts) != 6:
         raise CronError(f"expected 5 or 6 fields, got {len(parts)}")
+    elif _YEAR.fullmatch(parts[5]):
+        # "0 0 1 1 * 2030" read as seconds-first: day-of-week 2030 said nothing helpful.
+        raise CronError(f"day-of-week: {parts[5]} is out of range 0-7 (6 fields start with"
+                        " seconds: a year field is not supported)")
     s, mi, h, dom, mo, dow = parts
     return s, mi, h, dom, mo, dow
 

@@ -311,7 +311,11 @@ ERROR_CASES = [
     ("0 0 * * 1#x", "UTC", "day-of-week: '1#x' is not a valid value"),
     ("0 0 * * 9#1", "UTC", "day-of-week: 9 is out of range 0-7"),
     ("* * * *", "UTC", "expected 5 or 6 fields, got 4"),
-    ("* * * * * * *", "UTC", "expected 5 or 6 fields, got 7"),
+    ("* * * * * * *", "UTC", "expected 5 or 6 fields, got 7 (a year field, as Quartz has,"
+     " is not supported; 6 fields start with seconds)"),
+    # Six fields with a year last read as seconds-first; the message said only the range.
+    ("0 0 1 1 * 2030", "UTC", "day-of-week: 2030 is out of range 0-7 (6 fields start with"
+     " seconds: a year field is not supported)"),
     ("", "UTC", "expected 5 or 6 fields, got 0"),
     ("@reboot", "UTC", "@reboot is not supported: a daemon's schedule needs instants"),
     (

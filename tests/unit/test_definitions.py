@@ -800,7 +800,8 @@ def cron_trigger(**fields: Any) -> Doc:
     ("fields", "path", "message"),
     [
         ({"cron": "61 2 * * *"}, "cron", "minute: 61 is out of range 0-59"),
-        ({"cron": "0 2 * * * * *"}, "cron", "expected 5 or 6 fields, got 7"),
+        ({"cron": "0 2 * * * * *"}, "cron", "expected 5 or 6 fields, got 7 (a year field,"
+         " as Quartz has, is not supported; 6 fields start with seconds)"),
         ({"timezone": "Europe/Atlantis"}, "timezone", "unknown time zone 'Europe/Atlantis'"),
         ({"misfire": "sometimes"}, "misfire", "'sometimes' is not one of skip, latest, all"),
         (
