@@ -684,17 +684,9 @@ def _parse_after(text: str | None) -> datetime:
 
 
 def _parse_instant(text: str, option: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{option}: {text!r} is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"
-        ) from None
-    if value.tzinfo is None:
-        raise UsageError(
-            f"{option}: {text!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
-        )
-    return value
+    from triggerd.trigger_detail import parse_instant
+
+    return parse_instant(text, option)
 
 
 class _NotJsonConstant(ValueError):

@@ -31,9 +31,9 @@ EARLIEST_AFTER = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST_AFTER = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def preview_instant(text: str, option: str) -> datetime:
-    """``text`` as the instant a preview starts after (``--after``, ``?after=``): ISO-8601
-    with an offset, 1900-9000; :class:`UsageError` with the reason otherwise."""
+def parse_instant(text: str, option: str) -> datetime:
+    """``text`` as an instant given by a person (``--at``, ``--from``, ``?after=``):
+    ISO-8601 with an offset; :class:`UsageError` naming ``option`` otherwise."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -44,6 +44,13 @@ def preview_instant(text: str, option: str) -> datetime:
         raise UsageError(
             f"{option}: {text[:60]!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
         )
+    return value
+
+
+def preview_instant(text: str, option: str) -> datetime:
+    """``text`` as the instant a preview starts after (``--after``, ``?after=``): as
+    :func:`parse_instant`, and 1900-9000."""
+    value = parse_instant(text, option)
     if not EARLIEST_AFTER <= value <= LATEST_AFTER:
         raise UsageError(f"{option}: {text[:60]!r} is out of range (1900-01-01 to 9000-01-01)")
     return value
