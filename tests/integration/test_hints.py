@@ -186,3 +186,28 @@ async def test_a_claim_shows_the_planner_how_few_rows_each_tenant_offers(
                          r" workflow_executions \w+ .*\n +Index Cond: \(tenant_id = p\.tenant_id\)",
                          offered), plan
         assert "Bitmap" not in offered, plan
+
+
+async def test_a_keyed_run_that_ends_tells_the_executors_its_key_has_room(
+    pool: asyncpg.Pool, listener: Listener
+) -> None:
+    """A run of a concurrency key that parked (a wait node) and ended after it was taken
+    up again was not claimed from the held queue: nothing said its key had room, and the
+    next run of the key started at the next poll (5 s later by default)."""
+    await apply_doc(pool, DOC)
+    keyed, plain = await _new_runs(pool, "manual", "manual")
+    await pool.execute("UPDATE workflow_executions SET concurrency_key = 'prod',"
+                       " concurrency_limit = 1 WHERE id = $1", keyed)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING',"
+                       " lease_owner = 'owner' WHERE id = ANY($1::uuid[])", [keyed, plain])
+    await listener.settle()
+    listener.heard.clear()
+    async with pool.acquire() as conn:
+        await store.write_progress(conn, "owner", [], [ExecutionUpdate(id=plain,
+                                                                       status="SUCCESS")])
+        await listener.settle()
+        assert listener.heard == []  # a plain run's end concerns no key
+        await store.write_progress(conn, "owner", [], [ExecutionUpdate(id=keyed,
+                                                                       status="SUCCESS")])
+    await listener.settle()
+    assert listener.heard == [(EXECUTIONS.wire, "held")]

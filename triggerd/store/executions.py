@@ -17,7 +17,7 @@ import orjson
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation
-from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED
+from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED, HELD
 from triggerd.store.notifications import send_finished, send_hints
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
 
@@ -740,7 +740,8 @@ RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_tim
           -- CASE: the context is read only for runs with a schedule's key.
           CASE WHEN e.dedupe_key LIKE 'cron:%'
                THEN NOT coalesce(e.context->'trigger' ? 'backfill', false)
-               ELSE false END AS scheduled
+               ELSE false END AS scheduled,
+          e.concurrency_key IS NOT NULL AS keyed
 """
 _FINISH = _FINISH_TEMPLATE.format(after="")
 # ``held`` locks the rows in id order (renew_leases does the same), so the heartbeat and
@@ -899,7 +900,7 @@ WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
 RETURNING 1),
 done AS ({_shift_parameters(_FINISH_AFTER_NODES.strip(), lambda n: n if n == 1 else n + 1)})
 {_ACCOUNT}
-SELECT done.id, done.status, done.trigger_id, done.trigger_type,
+SELECT done.id, done.status, done.trigger_id, done.trigger_type, done.keyed,
        (SELECT n FROM wakes) AS wakes
 FROM done
 """
@@ -907,7 +908,7 @@ FROM done
 _FINISH_ACCOUNTED = f"""
 WITH done AS ({_FINISH.strip()})
 {_ACCOUNT}
-SELECT done.id, done.status, done.trigger_id, done.trigger_type,
+SELECT done.id, done.status, done.trigger_id, done.trigger_type, done.keyed,
        (SELECT n FROM wakes) AS wakes
 FROM done
 """
@@ -1051,6 +1052,11 @@ async def write_progress(
                     )
     if any(r["wakes"] for r in rows):
         await send_hints(conn, EXECUTIONS.wire, [DUE])
+    if any(r["keyed"] and r["status"] in FINAL_STATUSES for r in rows):
+        # A run of a concurrency key (or a buffer_one schedule) ended, maybe after a
+        # park (its executor's own hint covers only runs it claimed from the held queue):
+        # the next of its key may start now, not at the executors' next poll.
+        await send_hints(conn, EXECUTIONS.wire, [HELD])
     await send_finished(conn, FINISHED.wire, [
         (str(r["id"]), None if r["trigger_type"] != "webhook" else str(r["trigger_id"]))
         for r in rows if r["status"] in FINAL_STATUSES])
