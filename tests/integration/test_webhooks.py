@@ -9,6 +9,7 @@ import base64
 import gzip
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -369,7 +370,7 @@ async def test_too_large_by_content_length_is_413_before_reading(
 
 
 async def test_a_compressed_body_counts_as_decoded_against_the_limit(
-    make_client: ClientFactory, pool: asyncpg.Pool
+    make_client: ClientFactory, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # aiohttp inflates gzip as it is read: 1 KB sent was 1 MB stored (a bomb: gigabytes),
     # because a Content-Length under the limit was taken as the body's size.
@@ -392,6 +393,12 @@ async def test_a_compressed_body_counts_as_decoded_against_the_limit(
     assert await resp.json() == {
         "error": "invalid_body",
         "message": "the body could not be decoded as its Content-Encoding 'gzip'"}
+    # Closed, not drained through the failing decoder: that logged an error with a
+    # traceback for every such request anyone sent.
+    assert resp.headers.get("Connection", "").lower() == "close"
+    await asyncio.sleep(0.1)
+    assert [r.getMessage() for r in caplog.records
+            if r.name == "aiohttp.server" and r.levelno >= logging.ERROR] == []
     assert len(await executions(pool)) == 1
 
 

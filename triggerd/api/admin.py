@@ -126,7 +126,7 @@ from triggerd.views import (
     version_json,
     workflow_json,
 )
-from triggerd.webhooks.answers import undecodable_message
+from triggerd.webhooks.answers import close_unread, undecodable_message
 from triggerd.webhooks.inbox_views import request_json, summary_json
 
 logger = logging.getLogger(__name__)
@@ -310,7 +310,8 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         return _from_http_exception(exc)
     except web_protocol.RequestPayloadError:
-        return error_response(400, "invalid_body", undecodable_message(request))
+        return close_unread(request, error_response(400, "invalid_body",
+                                                    undecodable_message(request)))
     except TriggerdError as exc:
         return _from_error(exc)
     except Exception as exc:

@@ -99,9 +99,22 @@ def too_large_message(limit: int) -> str:
 
 
 def too_large(limit: int) -> web.Response:
-    response = error_response(413, "payload_too_large", too_large_message(limit))
-    # The rest of the body is never read: close instead of draining it.
+    """The 413 answer; send it with :func:`close_unread` (the rest of the body is never
+    read)."""
+    return error_response(413, "payload_too_large", too_large_message(limit))
+
+
+def close_unread(request: web.BaseRequest, response: web.Response) -> web.Response:
+    """``response``, sent and then the connection closed, without reading the rest of the
+    request's body. aiohttp otherwise reads ("lingers") up to 10 s of it after the handler
+    returns, through the same parser and decoder: a slow sender kept the connection after
+    its 413 or 408, and a body that does not decode logged an error with a traceback for
+    every such request anyone sent."""
     response.force_close()
+    protocol = request.protocol
+    if protocol is not None:
+        # No public switch per connection: this one closes once the answer is sent.
+        protocol._lingering_time = 0.0
     return response
 
 

@@ -60,6 +60,7 @@ from triggerd.webhooks.answers import (
     RETRY_BACKPRESSURE,
     RETRY_DATABASE,
     accepted,
+    close_unread,
     debounced,
     error_response,
     filtered_answer,
@@ -337,8 +338,7 @@ class WebhookIngress(BaseComponent):
             # uploads its body (it was told "100 Continue" first).
             refused = self._authenticate(request, route, b"", self._clock())
             if refused is not None:
-                refused.force_close()  # the body is not wanted
-                return refused
+                return close_unread(request, refused)  # the body is not wanted
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
         return None
@@ -551,17 +551,16 @@ class WebhookIngress(BaseComponent):
                     body = await read_limited(request, limit)
         except TimeoutError:
             message = f"the body did not arrive within {BODY_TIMEOUT:g} s"
-            response = error_response(408, "request_timeout", message)
-            response.force_close()  # the rest of the body is not waited for
+            response = close_unread(request, error_response(408, "request_timeout", message))
             return self._refused(request, route, response, "body_timeout", detail=message)
         except (HttpProcessingError, ConnectionError):
             message = "the body was not received completely"
-            return self._refused(request, route, error_response(400, "invalid_body", message),
-                                 "body_incomplete", detail=message)
+            response = close_unread(request, error_response(400, "invalid_body", message))
+            return self._refused(request, route, response, "body_incomplete", detail=message)
         except web_protocol.RequestPayloadError:
             message = undecodable_message(request)
-            return self._refused(request, route, error_response(400, "invalid_body", message),
-                                 "body_undecodable", detail=message)
+            response = close_unread(request, error_response(400, "invalid_body", message))
+            return self._refused(request, route, response, "body_undecodable", detail=message)
         if body is None:
             return self._too_large(request, route)
         if body and config.body != "raw" and not (content_type or "").strip():
@@ -814,7 +813,7 @@ class WebhookIngress(BaseComponent):
 
     def _too_large(self, request: web.Request, route: WebhookRoute) -> web.Response:
         limit = route.max_body_bytes
-        response = too_large(limit)
+        response = close_unread(request, too_large(limit))
         return self._refused(request, route, response, "body_too_large",
                              detail=too_large_message(limit), limit=limit)
 
