@@ -294,3 +294,36 @@ async def test_closed_windows_are_dropped_pending_ones_kept(pool: asyncpg.Pool) 
     assert [r["key"] for r in await pool.fetch("SELECT key FROM debounce_windows")] == [
         "pending"
     ]
+
+
+async def test_a_replay_waits_for_its_concurrency_key_like_any_run(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """A replay carried no key: it started beside the live run of its key (two deploys of
+    one environment at once)."""
+    from datetime import timedelta
+
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.webhooks import replay
+    from triggerd.store.keyed import claim_held
+
+    await apply_doc(
+        pool,
+        hook_doc("deploy", WAIT_NODES, concurrency={"key": "{{ query.env }}", "limit": 1}),
+    )
+    client, _ = await make_client()
+    response = await client.post("/hooks/deploy?env=prod", json={"n": 1})
+    live = (await response.json())["execution_id"]
+    async with pool.acquire() as conn:
+        assert [c.id for c in (await claim_held(conn, "ex", timedelta(minutes=1), 10)
+                               ).claimed] == [live]
+    replayed = await replay(pool, cli_actor(), live)
+    row = await pool.fetchrow("SELECT concurrency_key, concurrency_limit, status FROM"
+                              " workflow_executions WHERE id = $1", replayed.execution_id)
+    assert tuple(row) == ("prod", 1, "NEW")
+    async with pool.acquire() as conn:
+        assert (await claim_held(conn, "ex", timedelta(minutes=1), 10)).claimed == []
+        await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1",
+                           live)
+        assert [c.id for c in (await claim_held(conn, "ex", timedelta(minutes=1), 10)
+                               ).claimed] == [replayed.execution_id]

@@ -14,6 +14,7 @@ import asyncpg
 from triggerd.correlation import correlation_mapping, evaluate_correlation
 from triggerd.definitions.api import parse_trigger_config
 from triggerd.errors import Conflict, NotFound, UsageError
+from triggerd.expressions import ExpressionError
 from triggerd.ids import time_ordered_id
 from triggerd.inputs import check_input
 from triggerd.model import DEFAULT_TENANT, JSON, TriggerType, WebhookConfig, WorkflowStatus
@@ -31,6 +32,7 @@ from triggerd.store.inbox import (
 from triggerd.store.workflows import get_trigger, get_trigger_by_id, get_workflow, resolve_version
 from triggerd.webhooks.body import BodyError, parse_input
 from triggerd.webhooks.filtering import evaluate_filter
+from triggerd.webhooks.keys import request_key
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +153,18 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
                     f"webhook request {wanted} does not match the trigger's current filter{why}"
                 )
         check_input(version.parameter_schema or {}, data)
+        concurrency: tuple[str, int] | None = None
+        if config.concurrency is not None:
+            # A replay waits for its key like any run of it (it started beside the live
+            # run: two deploys of one environment). Debounce does not fold it: a replay
+            # is one run asked for by hand.
+            try:
+                concurrency = (request_key(config.concurrency.key, input=data,
+                                           headers=stored.headers, query=stored.query),
+                               config.concurrency.limit)
+            except ExpressionError as exc:
+                raise Conflict(f"webhook request {wanted} cannot be replayed: its concurrency"
+                               f" key could not be computed: {exc}") from None
         number = await replay_count(conn, wanted) + 1
         key = f"replay:{wanted}:{number}"
         execution_id = time_ordered_id()
@@ -166,6 +180,7 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
             dedupe_key=key, input=data, context=context, replay_of=wanted,
             correlation=evaluate_correlation(correlation_mapping(trigger.config), input=data,
                                              headers=stored.headers, query=stored.query),
+            concurrency=concurrency,
         )
         if not inserted:
             raise Conflict(f"webhook request {wanted} was replayed at the same time; retry")

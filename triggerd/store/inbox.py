@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from triggerd.model import JSON, Correlation
-from triggerd.notifications.channels import EXECUTIONS
+from triggerd.notifications.channels import EXECUTIONS, HELD
 from triggerd.store.executions import correlation_arrays
 
 Conn = Any  # a connection or a pool
@@ -152,22 +152,28 @@ async def insert_replay(
     context: dict[str, JSON],
     replay_of: str,
     correlation: Correlation | None = None,
+    concurrency: tuple[str, int] | None = None,
 ) -> bool:
-    """The replay's run; False when its dedupe key exists already (nothing inserted)."""
+    """The replay's run; False when its dedupe key exists already (nothing inserted).
+    ``concurrency``: its (key, limit), held back like any run of that key."""
+    key, limit = concurrency if concurrency is not None else (None, None)
     row = await conn.fetchrow(
         "INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,"
         " trigger_name, trigger_type, dedupe_key, input, context, replay_of, tenant_id,"
-        " agent_id, session_id, conversation_id, correlation)"
+        " agent_id, session_id, conversation_id, correlation, concurrency_key,"
+        " concurrency_limit)"
         " SELECT $1, $2, $3, $4, $5, 'webhook', $6, $7::jsonb, $8::jsonb, $9, t.tenant_id,"
-        " $10, $11, $12, $13 FROM workflow_triggers t WHERE t.id = $4"
+        " $10, $11, $12, $13, $14, $15 FROM workflow_triggers t WHERE t.id = $4"
         " ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id",
         execution_id, workflow_id, version_id, trigger_id, trigger_name, dedupe_key,
         input, context, replay_of,
         *(column[0] for column in correlation_arrays([correlation])),
+        key, limit,
     )
     if row is None:
         return False
-    await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
+    await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire,
+                       "1" if key is None else HELD)
     return True
 
 
