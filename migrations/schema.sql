@@ -519,6 +519,8 @@ CREATE TABLE public.webhook_requests (
     delivery_count integer DEFAULT 1 NOT NULL,
     last_seen_at timestamp with time zone,
     detail text,
+    dedupe_key text,
+    dedupe_expires_at timestamp with time zone,
     CONSTRAINT webhook_requests_delivery_count_check CHECK ((delivery_count >= 1)),
     CONSTRAINT webhook_requests_outcome_check CHECK ((outcome = ANY (ARRAY['accepted'::text, 'filtered'::text, 'debounced'::text]))),
     CONSTRAINT webhook_requests_shares_execution_id CHECK (((execution_id = id) OR (outcome = 'debounced'::text)))
@@ -942,6 +944,13 @@ CREATE INDEX resume_tokens_execution ON public.resume_tokens USING btree (execut
 --
 
 CREATE INDEX trigger_slots_scheduled ON public.trigger_slots USING btree (scheduled_for);
+
+
+--
+-- Name: webhook_requests_folded_delivery; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_requests_folded_delivery ON public.webhook_requests USING btree (trigger_id, dedupe_key) WHERE (dedupe_key IS NOT NULL);
 
 
 --

@@ -327,3 +327,33 @@ async def test_a_replay_waits_for_its_concurrency_key_like_any_run(
                            live)
         assert [c.id for c in (await claim_held(conn, "ex", timedelta(minutes=1), 10)
                                ).claimed] == [replayed.execution_id]
+
+
+async def test_a_folded_requests_redelivery_is_a_duplicate_of_the_windows_run(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """A's request opens the window, B's folds into its run. Once the run has started,
+    B's redelivery opened a new window and a second run with B's payload: only the run's
+    own delivery id (A's) was kept."""
+    await apply_doc(pool, hook_doc("push", debounce={"key": "{{ input.ref }}",
+                                                     "period": "1h"},
+                                   dedupe={"header": "X-Delivery"}))
+    client, _ = await make_client()
+
+    async def post(delivery: str, n: int) -> tuple[int, dict[str, Any]]:
+        response = await client.post("/hooks/push", json={"ref": "main", "n": n},
+                                     headers={"X-Delivery": delivery})
+        return response.status, await response.json()
+
+    status, first = await post("A", 1)
+    run = first["execution_id"]
+    assert (await post("B", 2))[1] == {"execution_id": run, "debounced": True}
+    # The window's run starts: later requests of the key open a new window...
+    await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1", run)
+    # ... but B's redelivery (and A's) go to the run they went to.
+    for delivery in ("B", "A"):
+        status, again = await post(delivery, 2)
+        assert (status, again["execution_id"], again.get("duplicate")) == (200, run, True)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    fresh = await post("C", 3)
+    assert fresh[0] == 202 and fresh[1]["execution_id"] != run

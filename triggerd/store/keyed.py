@@ -104,12 +104,26 @@ UPDATE debounce_windows SET execution_id = $3, opened_at = $4, due_at = $5
 WHERE trigger_id = $1 AND key = $2
 """
 
-# A folded request: the window's new due time and the request row, in one statement.
+# A folded request: the window's new due time and the request row, in one statement. The
+# row keeps the request's delivery id (migration 0031), so its redelivery is a duplicate.
 _FOLDED = """
 WITH w AS (UPDATE debounce_windows SET due_at = $12 WHERE trigger_id = $2 AND key = $13)
 INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
-    remote_addr, received_at, execution_id, outcome)
-VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11)
+    remote_addr, received_at, execution_id, outcome, dedupe_key, dedupe_expires_at)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11, $14,
+        CASE WHEN $15::bigint IS NULL THEN NULL
+             ELSE now() + $15::bigint * interval '1 millisecond' END)
+"""
+
+# The run a delivery id already went to: its own run's, or the one a request of that id
+# was folded into (while the id has not expired).
+_DELIVERED = """
+SELECT id::text FROM workflow_executions WHERE trigger_id = $1 AND dedupe_key = $2
+UNION ALL
+SELECT execution_id::text FROM webhook_requests
+ WHERE trigger_id = $1 AND dedupe_key = $2
+   AND (dedupe_expires_at IS NULL OR dedupe_expires_at > now())
+LIMIT 1
 """
 
 
@@ -155,6 +169,11 @@ async def _store(
         )
         if row is None:
             return KeyedResult(result=GONE)
+        if item.dedupe_key is not None:
+            # Under the window's lock: a request of this id folded before has committed.
+            delivered = await conn.fetchval(_DELIVERED, item.trigger_id, item.dedupe_key)
+            if delivered is not None:
+                raise _Duplicate(delivered)
         at = now or row["now"]
         # The placeholder of a window opened just now has no run to fold into.
         window = (
@@ -170,7 +189,9 @@ async def _store(
             await conn.execute(
                 _FOLDED, item.id, item.trigger_id, item.method, item.path, query, headers,
                 item.body, item.remote_addr, item.received_at, window.execution_id,
-                "debounced", plan.due_at, debounce.key,
+                "debounced", plan.due_at, debounce.key, item.dedupe_key,
+                None if item.dedupe_ttl is None or item.dedupe_key is None
+                else int(item.dedupe_ttl.total_seconds() * 1000),
             )
             return KeyedResult(
                 result=InboxResult(execution_id=window.execution_id, created=False),
