@@ -255,6 +255,11 @@ def _zone(timezone: str) -> ZoneInfo:
 
 
 _YEAR = re.compile(r"(19|2[0-9])[0-9]{2}")
+# The instants previews start after and backfills plan from: the schedules' arithmetic
+# needs room at both ends of the calendar (from year 1, hourly fires started on the 3rd of
+# January and a backfill was an internal error; near 9999 some fires were missing).
+EARLIEST_AFTER = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_AFTER = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _split(expression: str) -> tuple[str, str, str, str, str, str]:

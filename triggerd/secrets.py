@@ -85,6 +85,23 @@ def secret_policy(settings: Settings, tenant: str, environ: Mapping[str, str]) -
                         daemon_files=frozenset(os.path.realpath(p) for p in own))
 
 
+class SecretPolicies:
+    """Each tenant's :class:`SecretPolicy` under one configuration, built the first time
+    it is asked for (building one resolves the daemon's key paths): the executor's runs,
+    a route table's secrets and a document's references ask per tenant."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._environ = environ
+        self._built: dict[str, SecretPolicy] = {}
+
+    def of(self, tenant: str) -> SecretPolicy:
+        policy = self._built.get(tenant)
+        if policy is None:
+            policy = self._built[tenant] = secret_policy(self._settings, tenant, self._environ)
+        return policy
+
+
 def _credential_path(name: str, environ: Mapping[str, str]) -> Path | None:
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if not directory or "/" in name or name in (".", ".."):
@@ -212,13 +229,10 @@ def secret_policy_problems(
 ) -> list[Problem]:
     """Secrets of one document's workflows that their tenant may not use (see
     :class:`SecretPolicy`): refused by ``check``, ``apply`` and the admin API."""
-    policies: dict[str, SecretPolicy] = {}
+    policies = SecretPolicies(settings, environ)
     problems: list[Problem] = []
     for tenant, path, ref in _secret_refs(specs):
-        policy = policies.get(tenant)
-        if policy is None:
-            policy = policies[tenant] = secret_policy(settings, tenant, environ)
-        refused = policy.refusal(ref)
+        refused = policies.of(tenant).refusal(ref)
         if refused is not None:
             kind = "env" if ref.env is not None else "file" if ref.file is not None else (
                 "credential")

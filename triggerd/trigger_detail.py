@@ -5,10 +5,10 @@ ledger recorded. Reads only."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from triggerd.cron import fire_to_json
+from triggerd.cron import EARLIEST_AFTER, LATEST_AFTER, fire_to_json
 from triggerd.errors import UsageError
 from triggerd.model import SlotOutcome, WorkflowStatus
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
@@ -24,11 +24,6 @@ from triggerd.store.trigger_state import (
 from triggerd.views import audit_json, state_json, trigger_json
 
 RECENT_ACTIONS = 10
-# The instants a preview starts from: the schedules' arithmetic needs room at both ends of
-# the calendar (from year 1, hourly fires started on the 3rd of January; near 9999 some
-# were missing).
-EARLIEST_AFTER = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST_AFTER = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def parse_instant(text: str, option: str) -> datetime:

@@ -34,7 +34,7 @@ from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD
 from triggerd.notifications.hub import NotificationHub, Subscription
-from triggerd.secrets import SecretPolicy, secret_policy
+from triggerd.secrets import SecretPolicies, SecretPolicy
 from triggerd.store import approvals
 from triggerd.store import executions as store
 from triggerd.store import memory as workflow_memory
@@ -119,10 +119,9 @@ class Executor(BaseComponent):
     own_ports: frozenset[int] = frozenset()
     _egress: EgressConnector | None = None
     _secret_roots: tuple[str, ...] | None = None  # [daemon] secret_roots as last (re)loaded
-    _reloaded: Settings | None = None  # the last SIGHUP's settings ([tenants.NAME] secrets)
-    # Each tenant's secret policy under those settings: built once (it resolves paths),
-    # not for every run.
-    _policies: dict[str, SecretPolicy] = field(default_factory=dict)
+    # Each tenant's secret policy under the last (re)loaded settings, built once, not for
+    # every run (None until the first run: the start's settings).
+    _policies: SecretPolicies | None = None
     _writer: ProgressWriter | None = None
     _accepting: bool = True
     # Held while a claim is in flight, so drain sees every run the claim starts.
@@ -192,11 +191,11 @@ class Executor(BaseComponent):
         )
 
     def apply_settings(self, settings: Settings) -> None:
-        """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots to the
-        next run (the other executor settings need a restart)."""
+        """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots and
+        [tenants.NAME] secrets to the next run (the other executor settings need a
+        restart)."""
         self._secret_roots = settings.daemon.secret_roots
-        self._reloaded = settings
-        self._policies = {}
+        self._policies = SecretPolicies(settings, os.environ)
         if self._egress is not None:
             self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
 
@@ -533,11 +532,9 @@ class Executor(BaseComponent):
         return update
 
     def _secret_policy(self, tenant: str) -> SecretPolicy:
-        policy = self._policies.get(tenant)
-        if policy is None:
-            policy = self._policies[tenant] = secret_policy(
-                self._reloaded or self.settings, tenant, os.environ)
-        return policy
+        if self._policies is None:
+            self._policies = SecretPolicies(self.settings, os.environ)
+        return self._policies.of(tenant)
 
     # -- single runs (test runs: triggerd test, POST /api/v1/test-runs) ---------------------
 

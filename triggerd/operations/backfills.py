@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from triggerd.cron import utc_iso
+from triggerd.cron import EARLIEST_AFTER, utc_iso
 from triggerd.errors import Conflict, UsageError
 from triggerd.model import OverlapPolicy, WorkflowStatus
 from triggerd.operations.actor import Actor, home
@@ -90,18 +90,13 @@ class BackfillPlan:
         return sum(1 for s in self.slots if s.action == "start")
 
 
-# The earliest instant a backfill plans from: the schedules' arithmetic (a zone's offset,
-# the instant before the range) needs room below it (year 1 was an internal error).
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-
-
 def _check_range(request: BackfillRequest, now: datetime) -> None:
     for name, value in (("from", request.range_from), ("to", request.range_to)):
         if value.tzinfo is None:
             raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
-        if value < EARLIEST:
-            raise UsageError(f"{name}: {utc_iso(value)} is before {utc_iso(EARLIEST)}, the"
-                             " earliest instant a backfill plans")
+        if value < EARLIEST_AFTER:
+            raise UsageError(f"{name}: {utc_iso(value)} is before {utc_iso(EARLIEST_AFTER)},"
+                             " the earliest instant a backfill plans")
     if request.range_to <= request.range_from:
         raise UsageError(f"the range is empty: to ({utc_iso(request.range_to)}) must be after"
                          f" from ({utc_iso(request.range_from)})")

@@ -44,7 +44,7 @@ from triggerd.loglimit import ThrottledLog
 from triggerd.model import DEFAULT_TENANT, JSON, ResponseMode, SecretRef
 from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
-from triggerd.secrets import resolve_secret, secret_policy
+from triggerd.secrets import SecretPolicies, resolve_secret
 from triggerd.serving.forward import client_address
 from triggerd.store.keyed import ConcurrencyKey, DebounceKey, KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
@@ -182,6 +182,7 @@ class WebhookIngress(BaseComponent):
         self._hub = hub if hub is not None else NotificationHub(dsn=dsn)
         self._subscription: Subscription | None = None
         self._settings = settings
+        self._policies = SecretPolicies(settings, os.environ)
         self._clock = clock
         self._monotonic = monotonic
         self._reload_interval = reload_interval
@@ -279,7 +280,7 @@ class WebhookIngress(BaseComponent):
         # [daemon] secret_roots and [tenants.NAME] secrets as of now: a reload's apply to
         # the next route build.
         return resolve_secret(name, ref, roots=self._settings.daemon.secret_roots,
-                              policy=secret_policy(self._settings, tenant, os.environ))
+                              policy=self._policies.of(tenant))
 
     @property
     def settings(self) -> Settings:
@@ -290,6 +291,7 @@ class WebhookIngress(BaseComponent):
         """SIGHUP with a new configuration: ``[http] max_pending`` applies to the next
         request, ``max_body_bytes`` to the routes of the reload that follows."""
         self._settings = settings
+        self._policies = SecretPolicies(settings, os.environ)
         self._trusted = parse_networks(settings.http.trusted_proxies)
         self.routes.set_default_max_body_bytes(settings.http.max_body_bytes)
 
