@@ -357,3 +357,32 @@ async def test_a_folded_requests_redelivery_is_a_duplicate_of_the_windows_run(
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
     fresh = await post("C", 3)
     assert fresh[0] == 202 and fresh[1]["execution_id"] != run
+
+
+async def test_a_replay_whose_concurrency_key_cannot_be_computed_is_refused(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """The trigger's key now reads a field the stored request lacks: 409 with the reason,
+    and no run (a replay without its key would start beside the key's runs)."""
+    from triggerd.errors import Conflict
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.webhooks import replay
+
+    await apply_doc(
+        pool,
+        hook_doc("deploy", WAIT_NODES, concurrency={"key": "{{ query.env }}", "limit": 1}),
+    )
+    client, _ = await make_client()
+    response = await client.post("/hooks/deploy?env=prod", json={"n": 1})
+    stored = (await response.json())["execution_id"]
+    await apply_doc(
+        pool,
+        hook_doc("deploy", WAIT_NODES, concurrency={"key": "{{ input.env }}", "limit": 1}),
+    )
+    with pytest.raises(Conflict) as refused:
+        await replay(pool, cli_actor(), stored)
+    assert str(refused.value).startswith(
+        f"webhook request {stored} cannot be replayed: its concurrency key could not be"
+        " computed: ")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions"
+                               " WHERE replay_of IS NOT NULL") == 0
