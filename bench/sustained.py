@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.processes import memory, postgres_memory, stop_daemon, wait_ready  # noqa: E402
-from bench.webhook import TOKEN, free_port, stop_embedded  # noqa: E402
+from bench.webhook import TOKEN, free_port, postgres_cpu, stop_embedded, tree_cpu  # noqa: E402
 
 PATH = "/hooks/sustained"
 TARGET = 3000.0  # runs/s
@@ -207,6 +207,7 @@ async def _generate(port: int, rate: float, duration: float, first_id: int) -> d
         "answered_seconds": answered_seconds,
         "status": stats["status"], "errors": stats["errors"] + unanswered,
         "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+        "cpu_s": time.process_time(),
     }
 
 
@@ -263,6 +264,11 @@ class Step:
     backlog_max: int
     rss_start_mb: float
     rss_end_mb: float
+    # CPU per accepted request, in microseconds: the daemon's process tree, the embedded
+    # PostgreSQL and the load generator (all three share the machine's cores).
+    daemon_us: float
+    postgres_us: float
+    generator_us: float
     sent_s: float  # the sending's length
     answered_s: float  # from the first send to the last answer
 
@@ -277,14 +283,16 @@ class Step:
         )
 
 
-async def run_step(*, daemon: subprocess.Popen[bytes], port: int, dsn: str, rate: float,
-                   duration: float, first_id: int, max_pending: int | None) -> Step:
+async def run_step(*, daemon: subprocess.Popen[bytes], port: int, dsn: str, state: Path,
+                   rate: float, duration: float, first_id: int,
+                   max_pending: int | None) -> Step:
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
     try:
         rss_start = memory(daemon.pid).rss_mb
         start_backlog = await backlog(conn)
+        cpu_start = (tree_cpu(daemon.pid), postgres_cpu(state))
         generator = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--generate", str(port), str(rate), str(duration),
             str(first_id), stdout=asyncio.subprocess.PIPE,
@@ -299,6 +307,11 @@ async def run_step(*, daemon: subprocess.Popen[bytes], port: int, dsn: str, rate
         out, _ = await generator.communicate()
         end_backlog = await backlog(conn)
         rss_end = memory(daemon.pid).rss_mb
+        # The backlog left at the end is finished before the CPU is read again, so the
+        # per-request figures cover whole runs.
+        while await backlog(conn) > 0 and time.monotonic() - t0 < duration + DRAIN_LIMIT_S:
+            await asyncio.sleep(0.2)
+        cpu_end = (tree_cpu(daemon.pid), postgres_cpu(state))
     finally:
         await conn.close()
     if generator.returncode != 0:
@@ -311,7 +324,11 @@ async def run_step(*, daemon: subprocess.Popen[bytes], port: int, dsn: str, rate
     seconds = result["seconds"]
     answered = result["answered_seconds"]
     second_half = [p for p in samples if p[0] >= duration / 2]
+    per_request = 1e6 / max(1, accepted)
     return Step(
+        daemon_us=(cpu_end[0] - cpu_start[0]) * per_request,
+        postgres_us=(cpu_end[1] - cpu_start[1]) * per_request,
+        generator_us=result["cpu_s"] * per_request,
         rate=rate, max_pending=max_pending, offered=(result["sent"]) / seconds,
         accepted_per_s=accepted / answered, rejected_429=rejected, other=other,
         skipped=result["skipped"], p50_ms=result["p50_ms"], p99_ms=result["p99_ms"],
@@ -374,7 +391,9 @@ def print_step(s: Step) -> None:
           f" finished {s.finished_per_s:,.0f}/s, backlog slope {s.slope:+,.1f}/s"
           f" (max {s.backlog_max}, end {s.backlog_end}),"
           f" RSS {s.rss_start_mb:.0f} -> {s.rss_end_mb:.0f} MB,"
-          f" last answer {s.answered_s - s.sent_s:.1f} s after the last send"
+          f" last answer {s.answered_s - s.sent_s:.1f} s after the last send,"
+          f" CPU per run: daemon {s.daemon_us:.0f} us, PostgreSQL {s.postgres_us:.0f} us,"
+          f" generator {s.generator_us:.0f} us"
           f" -> {'flat' if s.flat else 'NOT flat'}", flush=True)
 
 
@@ -452,7 +471,7 @@ def main() -> int:
         rates = list(args.rates)
         overload: float | None = None
         for rate in rates:
-            step = asyncio.run(run_step(daemon=daemon, port=port, dsn=dsn, rate=rate,
+            step = asyncio.run(run_step(daemon=daemon, port=port, dsn=dsn, state=state, rate=rate,
                                         duration=args.duration, first_id=first_id,
                                         max_pending=None))
             first_id += int(rate * args.duration) + 1
@@ -470,7 +489,7 @@ def main() -> int:
                      args.http_processes)
         daemon.send_signal(signal.SIGHUP)
         time.sleep(3.0)
-        step = asyncio.run(run_step(daemon=daemon, port=port, dsn=dsn, rate=overload,
+        step = asyncio.run(run_step(daemon=daemon, port=port, dsn=dsn, state=state, rate=overload,
                                     duration=args.duration, first_id=first_id,
                                     max_pending=args.overload_max_pending))
         steps.append(step)
