@@ -136,6 +136,11 @@ class SecretError(TriggerdError):
     """A secret reference cannot be resolved."""
 
 
+class LeaseLost(TriggerdError):
+    """This process no longer holds a run's lease (another took the run up after it ran
+    out): nothing of the run may be written, and nothing more of it run, here."""
+
+
 class ResumeCopyError(TriggerdError):
     """The resume copy of a node output cannot be read back (another key, damaged or
     missing); ``code`` is the run's error code."""

@@ -604,6 +604,11 @@ async def test_rows_the_database_refuses_fail_only_their_own_write(pool: asyncpg
 
     await apply_doc(pool, workflow("shared", [{"id": "a", "type": "noop"}]))
     good, bad = await fire(pool, "shared/manual"), await fire(pool, "shared/manual")
+    # Held by the writer's owner, as a claim leaves them (only the lease's holder writes).
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
+        " lease_expires_at = now() + interval '1 minute' WHERE id = ANY($1::uuid[])",
+        [good, bad])
     writer = ProgressWriter(pool=pool, owner="test", workers=1)  # one batch for both
     writer.start()
     try:
@@ -749,8 +754,12 @@ async def test_node_rows_follow_their_execution_without_a_foreign_key(
                     start_time=now, end_time=now)
             for e in (kept, deleted) for n in ("a", "b")]
     await pool.execute("DELETE FROM workflow_executions WHERE id = $1", deleted)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'owner'"
+                       " WHERE id = $1", kept)
+    lost: set[str] = set()
     async with pool.acquire() as conn:
-        assert await write_progress(conn, "owner", rows, []) == set()
+        assert await write_progress(conn, "owner", rows, [], lost) == set()
+    assert lost == {deleted}
     stored = await pool.fetch(
         "SELECT execution_id::text AS e, node_id FROM node_executions ORDER BY node_id")
     assert [(r["e"], r["node_id"]) for r in stored] == [(kept, "a"), (kept, "b")]
@@ -760,3 +769,52 @@ async def test_node_rows_follow_their_execution_without_a_foreign_key(
     assert constraints == 0
     await pool.execute("DELETE FROM workflow_executions WHERE id = $1", kept)
     assert await pool.fetchval("SELECT count(*) FROM node_executions") == 0
+
+
+async def test_a_process_that_lost_the_lease_writes_nothing_and_runs_no_further_node(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """A process stopped past its lease (SIGSTOP, a starved loop) while another took the run
+    up: when it goes on, its writes are refused (they overwrote the new owner's rows of the
+    same attempts) and the run's next node, a side effect, is not sent from it."""
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def step(request: web.Request) -> web.Response:
+        calls.append(request.match_info["n"])
+        if request.match_info["n"] == "1":
+            await release.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/step/{n}", step)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        nodes = [{"id": f"n{n}", "type": "http",
+                  "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/step/{n}"}}
+                 for n in (1, 2)]
+        await apply_doc(pool, workflow("stolen", nodes, [{"from": "n1", "to": "n2"}]))
+        execution_id = await fire(pool, "stolen/manual")
+        await wait_for(lambda: asyncio.sleep(0, calls))
+        # Another replica took the run up after this one's lease ran out, and wrote its
+        # own row for n1's attempt 1.
+        await pool.execute(
+            "UPDATE workflow_executions SET lease_owner = 'other-replica',"
+            " lease_expires_at = now() + interval '1 hour' WHERE id = $1", execution_id)
+        await pool.execute(
+            "UPDATE node_executions SET status = 'SUCCESS', output = '\"theirs\"',"
+            " end_time = now() WHERE execution_id = $1 AND node_id = 'n1'", execution_id)
+        release.set()  # this process goes on
+        await wait_for(lambda: asyncio.sleep(0, executor.in_progress == 0))
+    finally:
+        await runner.cleanup()
+    assert calls == ["1"]  # n2 was not called from here
+    row = await pool.fetchrow(
+        "SELECT status, lease_owner FROM workflow_executions WHERE id = $1", execution_id)
+    assert (row["status"], row["lease_owner"]) == ("RUNNING", "other-replica")
+    (node,) = await nodes_of(pool, execution_id)
+    assert (node["node_id"], node["status"], node["output"]) == ("n1", "SUCCESS", "theirs")
+    assert executor.stats["ERROR"] == 0  # not failed as a crash either

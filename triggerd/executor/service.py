@@ -23,6 +23,7 @@ from triggerd import db
 from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
+from triggerd.errors import LeaseLost
 from triggerd.executor.resume import KEY_BYTES, ResumeKey, load_resume_key
 from triggerd.executor.runner import (
     PreparedVersion,
@@ -378,6 +379,13 @@ class Executor(BaseComponent):
                 self.stats["CANCELED"] += 1
             # drain / lost lease: the rows written so far stay; the run is handed back.
             return
+        except LeaseLost:
+            # Another process took the run up after this one's lease ran out (this one was
+            # stopped or starved): it writes nothing more and runs no further node.
+            logger.warning(
+                "execution lease lost",
+                extra={"event": "execution_lease_lost", "execution_id": execution.id},
+            )
         except Exception as exc:
             logger.exception(
                 "execution crashed",

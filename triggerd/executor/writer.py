@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from triggerd import db
+from triggerd.errors import LeaseLost
 from triggerd.store.executions import ExecutionUpdate, NodeRow, write_progress
 
 logger = logging.getLogger(__name__)
@@ -87,9 +88,10 @@ class ProgressWriter:
             rows += len(item.nodes) + len(item.finished)
         nodes = [n for p in batch for n in p.nodes]
         finished = [f for p in batch for f in p.finished]
+        lost: set[str] = set()
         try:
             async with self.pool.acquire() as conn:
-                written = await write_progress(conn, self.owner, nodes, finished)
+                written = await write_progress(conn, self.owner, nodes, finished, lost)
         except Exception as exc:
             logger.warning(
                 "progress write failed",
@@ -106,16 +108,27 @@ class ProgressWriter:
                     p.done.set_exception(exc)
             return
         for p in batch:
-            if not p.done.done():
-                p.done.set_result({f.id for f in p.finished} & written)
+            _resolve(p, written, lost)
 
     async def _write_alone(self, p: _Pending) -> None:
+        lost: set[str] = set()
         try:
             async with self.pool.acquire() as conn:
-                written = await write_progress(conn, self.owner, p.nodes, p.finished)
+                written = await write_progress(conn, self.owner, p.nodes, p.finished, lost)
         except Exception as exc:
             if not p.done.done():
                 p.done.set_exception(exc)
             return
-        if not p.done.done():
-            p.done.set_result({f.id for f in p.finished} & written)
+        _resolve(p, written, lost)
+
+
+def _resolve(p: _Pending, written: set[str], lost: set[str]) -> None:
+    """Answer a writer: the ids of its final states written, or :class:`LeaseLost` when its
+    node rows were refused because this process no longer holds the run."""
+    if p.done.done():
+        return
+    refused = lost.intersection(n.execution_id for n in p.nodes)
+    if refused:
+        p.done.set_exception(LeaseLost(f"the lease of {', '.join(sorted(refused))} is lost"))
+    else:
+        p.done.set_result({f.id for f in p.finished} & written)

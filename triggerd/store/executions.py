@@ -703,12 +703,16 @@ FROM json_to_recordset($1::text::json)
          from_node_id text, edge_condition text)
 -- What the foreign key did, without its trigger call per row (migration 0028): the
 -- execution is locked FOR KEY SHARE, so a concurrent delete of it waits for this
--- statement, or wins and its rows are not written.
-WHERE EXISTS (SELECT FROM workflow_executions e WHERE e.id = d.execution_id FOR KEY SHARE)
+-- statement, or wins and its rows are not written. Only the lease's holder writes: a
+-- process that lost it (stopped past its lease while another took the run up) would
+-- overwrite the new owner's rows of the same attempts.
+WHERE EXISTS (SELECT FROM workflow_executions e WHERE e.id = d.execution_id
+              AND e.lease_owner = $2 AND e.status = 'RUNNING' FOR KEY SHARE)
 ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, branch = EXCLUDED.branch,
     error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
     end_time = EXCLUDED.end_time, execution_time_ms = EXCLUDED.execution_time_ms
+RETURNING execution_id
 """
 
 # {after}: a condition of ``held`` that orders this update after another part of the same
@@ -896,13 +900,15 @@ def _shift_parameters(sql: str, shift: Callable[[int], int]) -> str:
 # skip it (and its node rows). The finish waits for them by reading their count.
 _FINISH_AFTER_NODES = _FINISH_TEMPLATE.format(after=" AND (SELECT count(*) FROM nodes) >= 0")
 _WRITE_ONE_STATEMENT = f"""
-WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: n + 1)}
-RETURNING 1),
+WITH nodes AS ({_shift_parameters(_UPSERT_NODES.strip(), lambda n: 1 if n == 2 else n + 1)}),
 done AS ({_shift_parameters(_FINISH_AFTER_NODES.strip(), lambda n: n if n == 1 else n + 1)})
 {_ACCOUNT}
+-- A row per run whose final state was written, or one row of nulls when none was; each
+-- with the runs whose node rows were written (the others' lease is lost).
 SELECT done.id, done.status, done.trigger_id, done.trigger_type, done.keyed,
-       (SELECT n FROM wakes) AS wakes
-FROM done
+       (SELECT n FROM wakes) AS wakes, w.node_runs
+FROM (SELECT array_agg(DISTINCT execution_id::text) AS node_runs FROM nodes) w
+LEFT JOIN done ON true
 """
 
 _FINISH_ACCOUNTED = f"""
@@ -916,6 +922,9 @@ FROM done
 _UPSERT_RESUME = """
 INSERT INTO node_outputs_resume (execution_id, node_id, attempt, ciphertext)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bytea[])
+    AS r (execution_id, node_id, attempt, ciphertext)
+WHERE EXISTS (SELECT FROM workflow_executions e WHERE e.id = r.execution_id
+              AND e.lease_owner = $5 AND e.status = 'RUNNING')
 ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET ciphertext = EXCLUDED.ciphertext
 """
 
@@ -1004,11 +1013,14 @@ async def write_progress(
     owner: str,
     nodes: Sequence[NodeRow],
     finished: Sequence[ExecutionUpdate],
+    lost: set[str] | None = None,
 ) -> set[str]:
     """Write node rows and final execution states in one transaction; returns the ids of
-    executions whose final state was written (runs whose lease this owner lost are left
-    alone: another process owns them now). The runs that ended are announced after the
-    commit (:func:`triggerd.store.notifications.send_finished`)."""
+    executions whose final state was written. Runs whose lease this owner lost are left
+    alone (another process owns them now): neither their node rows nor their final state
+    is written, and the ids of those with node rows here are added to ``lost``. The runs
+    that ended are announced after the commit
+    (:func:`triggerd.store.notifications.send_finished`)."""
     copies = [n for n in nodes if n.resume_copy is not None]
     if not copies and not any(
         f.drop_resume_copies and f.status in FINAL_STATUSES for f in finished
@@ -1016,15 +1028,21 @@ async def write_progress(
         # No resume copies to write or drop (the common case): one statement, one round trip.
         if not finished:
             if nodes:
-                await conn.execute(_UPSERT_NODES, _node_rows_json(nodes))
+                _note_lost(lost, nodes, await conn.fetch(
+                    _UPSERT_NODES, _node_rows_json(nodes), owner))
             return set()
         rows = await conn.fetch(
             _WRITE_ONE_STATEMENT, owner, _node_rows_json(nodes), *_finish_arrays(finished)
         )
+        if nodes and lost is not None:
+            kept = set(rows[0]["node_runs"] or ()) if rows else set()
+            lost.update({n.execution_id for n in nodes} - kept)
+        rows = [r for r in rows if r["id"] is not None]
     else:
         async with conn.transaction():
             if nodes:
-                await conn.execute(_UPSERT_NODES, _node_rows_json(nodes))
+                _note_lost(lost, nodes, await conn.fetch(
+                    _UPSERT_NODES, _node_rows_json(nodes), owner))
             if copies:
                 # After their node rows, which a concurrent delete of the execution must
                 # wait for; its trigger then removes these too (migration 0004).
@@ -1034,6 +1052,7 @@ async def write_progress(
                     [n.node_id for n in copies],
                     [n.attempt for n in copies],
                     [n.resume_copy for n in copies],
+                    owner,
                 )
             rows = []
             if finished:
@@ -1061,6 +1080,11 @@ async def write_progress(
         (str(r["id"]), None if r["trigger_type"] != "webhook" else str(r["trigger_id"]))
         for r in rows if r["status"] in FINAL_STATUSES])
     return {str(r["id"]) for r in rows}
+
+
+def _note_lost(lost: set[str] | None, nodes: Sequence[NodeRow], written: Sequence[Any]) -> None:
+    if lost is not None:
+        lost.update({n.execution_id for n in nodes} - {str(r["execution_id"]) for r in written})
 
 
 # Per tenant (its own retention, or the default one): the tenants are found with one
