@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -66,6 +66,23 @@ NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 # Parked node types that decide again when their run wakes, rather than succeed with the
 # output they parked with (``wait``).
 RUN_AGAIN_ON_RESUME = frozenset({"approval", "workflow"})
+# Nodes that park the run (WAITING): the time a row of theirs spans is spent waiting, and
+# the workflow's timeout counts only the time the run works.
+PARKING_TYPES = frozenset({"wait", *RUN_AGAIN_ON_RESUME})
+
+
+def parked_time(previous_rows: Sequence[Mapping[str, Any]], now: datetime) -> timedelta:
+    """How long a run being taken up again has waited parked so far: the spans of its
+    parking nodes' rows (to their end, or to ``now`` for the park ending now)."""
+    total = timedelta(0)
+    for row in previous_rows:
+        start = row.get("start_time")
+        if row["node_type"] not in PARKING_TYPES or start is None:
+            continue
+        end = row.get("end_time") or now
+        if end > start:
+            total += end - start
+    return total
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,6 +334,31 @@ class Runner:
             text, execution_id=self.claimed.id, node_id=node_id, attempt=attempt
         )
 
+    def _close_open_rows(self) -> None:
+        """A run canceled as it is taken up: the attempts its rows left open (RUNNING under
+        a process that died, WAITING in a park) end CANCELED with it."""
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self.previous_rows:
+            current = latest.get(row["node_id"])
+            if current is None or row["attempt"] > current["attempt"]:
+                latest[row["node_id"]] = row
+        now = self.clock()
+        self.pending.extend(
+            NodeRow(
+                execution_id=self.claimed.id,
+                node_id=node_id,
+                node_type=row["node_type"],
+                status=NodeStatus.CANCELED,
+                attempt=row["attempt"],
+                output=row["output"],
+                error_code="CANCELED",
+                error_message="canceled by request",
+                end_time=now,
+            )
+            for node_id, row in latest.items()
+            if row["status"] in (NodeStatus.RUNNING, NodeStatus.WAITING)
+        )
+
     def _restore(self) -> None:
         """Outcomes from rows written before (resume after a crash, a wait or a hand-back)."""
         now = self.clock()
@@ -433,6 +475,7 @@ class Runner:
     async def run(self) -> ExecutionUpdate:
         claimed = self.claimed
         if claimed.cancel_requested:
+            self._close_open_rows()
             return self._final("CANCELED", code="CANCELED", message="canceled by request")
         if self.version.secret_refs:
             try:
@@ -471,7 +514,10 @@ class Runner:
             self._restore()
         except ResumeCopyError as exc:
             return self._final("ERROR", code=exc.code, message=exc.message)
-        deadline = claimed.start_time + self.version.timeout
+        # The run's working time: time parked (a wait, an approval, a sub-workflow waited
+        # for) does not count, or a decision made after the timeout would fail the run.
+        deadline = (claimed.start_time + self.version.timeout
+                    + parked_time(self.previous_rows, self.clock()))
         remaining = (deadline - self.clock()).total_seconds()
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
@@ -594,12 +640,14 @@ class Runner:
             }
             result: NodeResult | None = None
             if failure is None:
-                if node.type not in BUFFERED_TYPES:
-                    # Durable point: earlier rows and this RUNNING row land before the side effect.
-                    base = NodeRow(status=NodeStatus.RUNNING, **common)
-                    rows, self.pending = [*self.pending, base], []
-                    await self.write(nodes=rows)
                 try:
+                    if node.type not in BUFFERED_TYPES:
+                        # Durable point: earlier rows and this RUNNING row land before the
+                        # side effect (inside the try: a cancel or the workflow's deadline
+                        # that comes during the write closes the row too).
+                        base = NodeRow(status=NodeStatus.RUNNING, **common)
+                        rows, self.pending = [*self.pending, base], []
+                        await self.write(nodes=rows)
                     if self.dry and _dry_stubbed(node.type, params):
                         result = NodeResult(output={"would_call": would_call(params)})
                     else:

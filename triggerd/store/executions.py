@@ -343,8 +343,10 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
     """Cancel a run: a NEW or WAITING run ends CANCELED at once; a RUNNING one is flagged
     and its executor cancels its running nodes. A finished run is a Conflict."""
     current = await get_execution(conn, execution_id)
+    # A run ended here leaves no node row open: its parked node (WAITING), or the attempt a
+    # dead process left RUNNING, ends CANCELED with it.
     row = await conn.fetchrow(
-        "UPDATE workflow_executions SET"
+        "WITH c AS (UPDATE workflow_executions SET"
         " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
         " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"
         " error_code = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE error_code END,"
@@ -352,7 +354,12 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
         "   ELSE error_message END,"
         " lease_owner = CASE WHEN status IN ('NEW', 'WAITING') THEN NULL ELSE lease_owner END,"
         " cancel_requested = true"
-        " WHERE id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING') RETURNING id",
+        " WHERE id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING') RETURNING id, status),"
+        " closed AS (UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
+        "   error_code = 'CANCELED', error_message = 'canceled by request'"
+        "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
+        "   AND n.status IN ('RUNNING', 'WAITING'))"
+        " SELECT id FROM c",
         execution_id,
     )
     if row is None:
@@ -627,7 +634,7 @@ async def fetch_node_rows(conn: Conn, execution_id: str) -> list[dict[str, Any]]
     (``resume_copy``, None when the stored output is the value itself)."""
     rows = await conn.fetch(
         "SELECT n.node_id, n.node_type, n.status, n.attempt, n.output, n.branch, n.error_code,"
-        " n.error_message, r.ciphertext AS resume_copy"
+        " n.error_message, n.start_time, n.end_time, r.ciphertext AS resume_copy"
         " FROM node_executions n LEFT JOIN node_outputs_resume r"
         " ON r.execution_id = n.execution_id AND r.node_id = n.node_id AND r.attempt = n.attempt"
         " WHERE n.execution_id = $1 ORDER BY n.node_id, n.attempt",
@@ -724,7 +731,10 @@ UPDATE workflow_executions e SET
     -- A wake-up that came while the run was running (a child ended, a decision arrived:
     -- they set resume_at on the RUNNING row, which a claim clears) is kept when the run
     -- parks, so it is claimed again at once instead of missing it.
-    resume_at = CASE WHEN d.status = 'WAITING' AND e.resume_at IS NOT NULL
+    -- A cancel that came while the run was parking (its executor's CANCELED write needs
+    -- the lease this write gives up) is taken up at once, and the take-up cancels it.
+    resume_at = CASE WHEN d.status = 'WAITING' AND e.cancel_requested THEN now()
+                     WHEN d.status = 'WAITING' AND e.resume_at IS NOT NULL
                      THEN LEAST(e.resume_at, coalesce(d.resume_at, e.resume_at))
                      ELSE d.resume_at END,
     end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,

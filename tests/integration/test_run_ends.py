@@ -1,0 +1,169 @@
+"""How runs end when they are canceled or time out around a park or a dead process: no node
+row is left open (RUNNING or WAITING) after its run ended, a cancel that meets a park is not
+lost, and the workflow's timeout counts the time the run works, not the time it waits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from tests.helpers import apply_doc, final_status, fire, serve_get, wait_for
+from triggerd.config import load_settings
+from triggerd.executor.service import Executor
+from triggerd.operations import Actor
+from triggerd.operations.approvals import DecisionRequest, decide
+from triggerd.store.executions import ExecutionUpdate, request_cancel, write_progress
+
+OPERATOR = Actor(name="token:ops", via="api")
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    yield ex
+    await ex.stop()
+
+
+def approval_doc(**workflow: Any) -> dict[str, Any]:
+    return {"workflows": [{
+        "key": "release",
+        "graph": {
+            "nodes": [{"id": "ask", "type": "approval", "params": {"message": "Ship?"}},
+                      {"id": "ship", "type": "set", "params": {"value": {"shipped": True}}}],
+            "edges": [{"from": "ask", "to": "ship", "when": "approved"}],
+        },
+        "triggers": [{"name": "manual", "type": "manual"}],
+        **workflow,
+    }]}
+
+
+async def node_statuses(pool: asyncpg.Pool, run: str) -> dict[str, str]:
+    rows = await pool.fetch(
+        "SELECT node_id, status FROM node_executions WHERE execution_id = $1", run)
+    return {r["node_id"]: r["status"] for r in rows}
+
+
+async def parked(pool: asyncpg.Pool, run: str) -> None:
+    async def waiting() -> bool:
+        return await node_statuses(pool, run) == {"ask": "WAITING"} and await pool.fetchval(
+            "SELECT status FROM workflow_executions WHERE id = $1", run) == "WAITING"
+
+    await wait_for(waiting)
+
+
+async def test_time_parked_does_not_count_toward_the_workflow_timeout(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    # The README's approval example keeps the default 1 h workflow timeout: a decision
+    # made 2 h later ran into it (TIMEOUT, and the approval's row left RUNNING).
+    await apply_doc(pool, approval_doc())
+    run = await fire(pool, "release/manual")
+    await parked(pool, run)
+    # Two hours pass while it waits.
+    await pool.execute("UPDATE workflow_executions SET start_time = start_time"
+                       " - interval '2 hours' WHERE id = $1", run)
+    await pool.execute("UPDATE node_executions SET start_time = start_time"
+                       " - interval '2 hours' WHERE execution_id = $1", run)
+    await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+    row = await final_status(pool, run)
+    assert (row["status"], row["error_code"]) == ("SUCCESS", None)
+    assert await node_statuses(pool, run) == {"ask": "SUCCESS", "ship": "SUCCESS"}
+
+
+async def test_working_time_still_counts_and_a_timed_out_run_leaves_no_open_row(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response()
+
+    async with serve_get("/slow", slow) as port:
+        call = {"method": "GET", "url": f"http://127.0.0.1:{port}/slow"}
+        await apply_doc(pool, {"workflows": [{
+            "key": "late", "timeout": "1h",
+            "graph": {"nodes": [{"id": "call", "type": "http", "params": call}]},
+            "triggers": [{"name": "manual", "type": "manual"}]}]})
+        run = await fire(pool, "late/manual")
+        # Taken up for the first time with its hour of work already used (start_time is
+        # kept across take-ups): the deadline falls during the node's first write.
+        await pool.execute("UPDATE workflow_executions SET start_time = now()"
+                           " - interval '2 hours' WHERE id = $1", run)
+        row = await final_status(pool, run)
+    assert (row["status"], row["error_code"]) == ("ERROR", "TIMEOUT")
+    statuses = await node_statuses(pool, run)
+    assert statuses in ({}, {"call": "CANCELED"}), statuses
+
+
+async def test_canceling_a_parked_run_closes_its_waiting_row(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    await apply_doc(pool, approval_doc())
+    run = await fire(pool, "release/manual")
+    await parked(pool, run)
+    await request_cancel(pool, run)
+    row = await pool.fetchrow(
+        "SELECT status, error_code FROM workflow_executions WHERE id = $1", run)
+    assert tuple(row) == ("CANCELED", "CANCELED")
+    node = await pool.fetchrow("SELECT status, error_code, end_time FROM node_executions"
+                               " WHERE execution_id = $1", run)
+    assert (node["status"], node["error_code"]) == ("CANCELED", "CANCELED")
+    assert node["end_time"] is not None
+
+
+async def test_a_run_canceled_after_its_process_died_closes_the_interrupted_attempt(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    await apply_doc(pool, approval_doc())
+    run = await fire(pool, "release/manual")
+    # A process took it up, wrote the RUNNING row of its node and died; then a cancel came.
+    now = datetime.now(UTC)
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'dead', attempt = 1,"
+        " start_time = $2, lease_expires_at = $2 WHERE id = $1", run, now - timedelta(minutes=1))
+    await pool.execute(
+        "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
+        " start_time) VALUES ($1, 'ask', 'approval', 'RUNNING', 1, $2)", run, now)
+    assert (await request_cancel(pool, run)).status == "RUNNING"  # flagged for its owner
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    try:
+        row = await final_status(pool, run)
+    finally:
+        await ex.stop()
+    assert (row["status"], row["error_code"]) == ("CANCELED", "CANCELED")
+    assert await node_statuses(pool, run) == {"ask": "CANCELED"}
+
+
+async def test_a_cancel_that_meets_the_park_is_not_lost(pool: asyncpg.Pool, dsn: str) -> None:
+    await apply_doc(pool, approval_doc())
+    run = await fire(pool, "release/manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'owner', attempt = 1,"
+        " start_time = now(), lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
+    await request_cancel(pool, run)  # while it runs: flagged
+    # Its executor parks it a day ahead; the cancel's own write (which needs the lease)
+    # would be refused after this.
+    async with pool.acquire() as conn:
+        written = await write_progress(conn, "owner", [], [ExecutionUpdate(
+            id=run, status="WAITING", resume_at=datetime.now(UTC) + timedelta(days=1))])
+    assert written == {run}
+    due = await pool.fetchval(
+        "SELECT resume_at <= now() FROM workflow_executions WHERE id = $1", run)
+    assert due  # taken up at once, not in a day
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    try:
+        row = await final_status(pool, run)
+    finally:
+        await ex.stop()
+    assert (row["status"], row["error_code"]) == ("CANCELED", "CANCELED")
