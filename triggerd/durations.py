@@ -14,11 +14,17 @@ _UNITS = {
     "h": timedelta(hours=1),
     "d": timedelta(days=1),
 }
-# One or more <number><unit> parts, e.g. "1h30m"; numbers may be decimal ("1.5s").
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+# One or more <number><unit> parts, e.g. "1h30m"; numbers may be decimal ("1.5s"). ASCII
+# digits only (\d takes Arabic-Indic and other Unicode digits too).
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+")
 
-DURATION_PATTERN = r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$"
+DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+$"
+
+# The longest duration anything takes: a century. Longer ones are typing slips, and a
+# jitter, catch-up window or offset added to an instant must stay within the calendar
+# (999999999d passed, then failed every timer of the scheduler with an OverflowError).
+MAX_DURATION = timedelta(days=36_500)
 
 
 def parse_duration(text: object, *, what: str = "duration") -> timedelta:
@@ -41,7 +47,11 @@ def parse_duration(text: object, *, what: str = "duration") -> timedelta:
         for number, unit in _PART.findall(stripped):
             total += _UNITS[unit] * float(number)
     except OverflowError:
-        raise DurationError(f"{what}: {text!r} is too long a duration") from None
+        total = MAX_DURATION * 2
+    if total > MAX_DURATION:
+        raise DurationError(
+            f"{what}: {text!r} is too long a duration (at most {MAX_DURATION.days}d)"
+        )
     return total
 
 

@@ -32,6 +32,10 @@ async def test_triggers_with_a_config_that_does_not_parse_are_left_out_and_logge
         "wrong-type": {"cron": 5},
         "unknown-key": {"cron": EVERY_SECOND, "colour": "blue"},
         "bad-zone": {"cron": EVERY_SECOND, "timezone": "Mars/Olympus"},
+        # Durations a version before the century limit stored: added to an instant they
+        # leave the calendar (the jitter failed every timer, the window the start).
+        "huge-jitter": {"cron": EVERY_SECOND, "jitter": "999999999d"},
+        "huge-window": {"cron": EVERY_SECOND, "catchup_window": "999999999d"},
     }
     bad = {name: await make_trigger(pool, workflow_id, name, config)
            for name, config in bad_configs.items()}
@@ -56,4 +60,5 @@ async def test_triggers_with_a_config_that_does_not_parse_are_left_out_and_logge
     by_trigger = {r.__dict__["trigger_id"]: r.__dict__["error"] for r in warnings}
     assert "colour" in by_trigger[bad["unknown-key"]]
     assert "Mars/Olympus" in by_trigger[bad["bad-zone"]]
+    assert "too long a duration" in by_trigger[bad["huge-jitter"]]
     assert all(r.levelno == logging.WARNING for r in warnings)

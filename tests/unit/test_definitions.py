@@ -1849,8 +1849,21 @@ def test_durations_too_long_for_a_timedelta_are_named_wherever_they_are() -> Non
                    "catchup_window": many_parts}],
     )
     assert found(doc) == {
-        ("$.workflows[0].timeout", "'99999999999d' is too long a duration"),
-        ("$.workflows[0].triggers[0].catchup_window", f"{many_parts!r} is too long a duration"),
+        ("$.workflows[0].timeout", "'99999999999d' is too long a duration (at most 36500d)"),
+        ("$.workflows[0].triggers[0].catchup_window",
+         f"{many_parts!r} is too long a duration (at most 36500d)"),
+    }
+    # A timedelta holds 999999999d, but added to an instant it leaves the calendar: a
+    # jitter of it failed every timer of the scheduler, a catch-up window the start.
+    assert found(workflow(triggers=[
+        {"name": "c", "type": "cron", "cron": "* * * * *", "jitter": "999999999d"},
+        {"name": "i", "type": "interval", "every": "1h", "offset": "36501d"},
+        {"name": "j", "type": "interval", "every": "36500d"},
+    ])) == {
+        ("$.workflows[0].triggers[0].jitter", "'999999999d' is too long a duration"
+                                              " (at most 36500d)"),
+        ("$.workflows[0].triggers[1].offset", "'36501d' is too long a duration"
+                                              " (at most 36500d)"),
     }
     # And with every duration fine, nothing: the quick look over the text finds none.
     assert found(workflow(timeout="5m", graph={"nodes": [

@@ -22,7 +22,7 @@ from triggerd.definitions.build import document_tenant
 from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
 from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
-from triggerd.durations import format_duration, parse_duration
+from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
@@ -97,8 +97,8 @@ _DURATION_KEYS = frozenset(
 
 
 def _too_long_duration(text: str) -> bool:
-    """Whether ``text`` is a duration no timedelta can hold (another fault, such as a
-    format the schema refuses, is the schema's to report)."""
+    """Whether ``text`` is a duration longer than any may be (MAX_DURATION; another fault,
+    such as a format the schema refuses, is the schema's to report)."""
     try:
         parse_duration(text)
     except DurationError as exc:
@@ -107,12 +107,13 @@ def _too_long_duration(text: str) -> bool:
 
 
 def _check_duration_sizes(value: Any, path: JsonPath, report: Report) -> None:
-    """Durations the schema's pattern accepts but no timedelta can hold ("99999999999d")."""
+    """Durations the schema's pattern accepts but longer than any may be ("999999999d")."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key in _DURATION_KEYS and isinstance(item, str):
                 if _too_long_duration(item):
-                    report.add((*path, key), f"{item!r} is too long a duration")
+                    report.add((*path, key), f"{item!r} is too long a duration (at most"
+                                             f" {MAX_DURATION.days}d)")
             elif key != "params":  # node params are free-form
                 _check_duration_sizes(item, (*path, key), report)
     elif isinstance(value, list):
