@@ -31,6 +31,7 @@ from triggerd.errors import (
     TriggerdError,
     UsageError,
 )
+from triggerd.jsonrules import JsonRefusal, finite_float, no_duplicates, refuse_constant
 from triggerd.logs import setup_logging
 from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT
 from triggerd.storable import storage_problem, unstorable
@@ -689,23 +690,18 @@ def _parse_instant(text: str, option: str) -> datetime:
     return parse_instant(text, option)
 
 
-class _NotJsonConstant(ValueError):
-    """NaN, Infinity or -Infinity: Python's reader takes them, JSON has no such value."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NotJsonConstant(name)
-
-
 def _parse_input(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        # The API's rules (a 400 there): a duplicate key, NaN, or 1e999 (which the
+        # database's json type refused: exit 70 before).
+        value = json.loads(text, object_pairs_hook=no_duplicates,
+                           parse_constant=refuse_constant, parse_float=finite_float)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input: not valid JSON: {exc.msg} at position {exc.pos}") from None
-    except _NotJsonConstant as exc:  # the database's json type refused it: exit 70 before
-        raise UsageError(f"--input: {exc} is not a JSON value") from None
+    except JsonRefusal as exc:
+        raise UsageError(f"--input: {exc}") from None
     except RecursionError:
         raise UsageError("--input: nested too deeply") from None
     except ValueError:  # int() of more digits than Python reads

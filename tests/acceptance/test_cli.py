@@ -307,6 +307,11 @@ async def test_fire_input_that_cannot_be_stored_is_one_line_exit_2(dsn: str) -> 
         ('{"a": NaN}', "--input: NaN is not a JSON value"),
         ('{"a": [1, Infinity]}', "--input: Infinity is not a JSON value"),
         ('{"a": {"b": -Infinity}}', "--input: -Infinity is not a JSON value"),
+        # The API's other rules (a 400 there): 1e999 reads as infinity (exit 70 before);
+        # a key given twice kept the last value silently.
+        ('{"a": 1e999}', "--input: the number 1e999 is too large"),
+        ('{"a": 1, "a": 2}', "--input: duplicate key 'a'"),
+        ('{"a": {"b": 1, "b": 1}}', "--input: duplicate key 'b'"),
     ]
     for text, message in cases:
         result = triggerd("triggers", "fire", trigger, "--input", text, dsn=dsn)

@@ -1179,6 +1179,16 @@ def test_json_syntax_error_has_the_line(tmp_path: Path) -> None:
     ]
 
 
+def test_a_json_number_beyond_a_float_is_refused_in_the_file(tmp_path: Path) -> None:
+    # It read as infinity: check said ok, then apply (and a daemon's start) exit 70 when
+    # the database refused it.
+    text = ('{"workflows": [{"key": "flj", "graph": {"nodes": [{"id": "a", "type": "set",'
+            ' "params": {"value": 1e999}}]}}]}')
+    path = write(tmp_path, "big.json", text)
+    assert check_files([path]) == [
+        Problem(str(path), "$", "JSON syntax error: the number 1e999 is too large")]
+
+
 def test_a_json_file_loads_like_the_same_yaml(tmp_path: Path) -> None:
     doc = {
         "workflows": [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -54,6 +53,7 @@ from triggerd.errors import (
     UsageError,
     http_refusal,
 )
+from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
 from triggerd.model import (
     CORRELATION_COLUMNS,
     DEFAULT_TENANT,
@@ -450,30 +450,6 @@ def _name_cursor(request: web.Request, *, parts: int) -> list[str] | None:
     return [*keys, str(uuid.UUID(hex_id))]
 
 
-class _JsonRefusal(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _JsonRefusal(f"duplicate key {key[:60]!r}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _JsonRefusal(f"{name} is not a JSON value")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _JsonRefusal(f"the number {text[:40]} is too large")
-    return value
-
-
 def _is_json_type(content_type: str) -> bool:
     return content_type == "application/json" or (
         content_type.startswith("application/") and content_type.endswith("+json")
@@ -498,8 +474,8 @@ async def _json_body(request: web.Request, *, required: bool, expected: str) -> 
                        f" {request.content_type[:60]!r}")
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates,
-                           parse_constant=_refuse_constant, parse_float=_finite)
+        value = json.loads(text, object_pairs_hook=no_duplicates,
+                           parse_constant=refuse_constant, parse_float=finite_float)
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json",
                        f"the body is not UTF-8 (byte {exc.start})") from None
@@ -509,7 +485,7 @@ async def _json_body(request: web.Request, *, required: bool, expected: str) -> 
                        ) from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON body is nested too deeply") from None
-    except ValueError as exc:  # _JsonRefusal, or an integer with too many digits
+    except ValueError as exc:  # JsonRefusal, or an integer with too many digits
         if "integer string conversion" in str(exc):  # Python's digit limit, in its words
             raise ApiError(400, "invalid_json", "malformed JSON: a number with more than"
                            f" {sys.get_int_max_str_digits()} digits") from None

@@ -34,6 +34,7 @@ from yaml.events import AliasEvent, Event
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from triggerd.definitions.problems import JsonPath, Report, described
+from triggerd.jsonrules import JsonRefusal, finite_float, refuse_constant
 from triggerd.storable import MAX_JSON_DEPTH
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -664,14 +665,6 @@ def _pairs(pairs: list[tuple[str, Any]]) -> _Pairs:
     return result
 
 
-class _NotJson(ValueError):
-    pass
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON value")
-
-
 # A JSON string (skipped whole, so brackets inside it do not count) or a bracket.
 _JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
@@ -700,11 +693,12 @@ def parse_json(text: str, report: Report, *, max_depth: int = MAX_DEPTH) -> tupl
         report.add((), _too_deep(max_depth, line))
         return False, None
     try:
-        raw = json.loads(text, object_pairs_hook=_pairs, parse_constant=_refuse_constant)
+        raw = json.loads(text, object_pairs_hook=_pairs, parse_constant=refuse_constant,
+                         parse_float=finite_float)
     except json.JSONDecodeError as exc:
         report.add((), f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}")
         return False, None
-    except _NotJson as exc:
+    except JsonRefusal as exc:
         report.add((), f"JSON syntax error: {exc}")
         return False, None
     except RecursionError:

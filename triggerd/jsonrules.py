@@ -1,0 +1,36 @@
+"""What JSON text we read from users holds to, beyond the grammar: no duplicate keys, no
+NaN or Infinity, and no number too large for a float (``1e999`` reads as infinity, which
+PostgreSQL's json types refuse). One set of rules for the admin API's bodies, the CLI's
+``--input`` and definition files, so each refuses the same text with the same words."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NoReturn
+
+
+class JsonRefusal(ValueError):
+    """Text the JSON grammar allows and we do not; the message says what."""
+
+
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: an object with a key twice is refused."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JsonRefusal(f"duplicate key {key[:60]!r}")
+        result[key] = value
+    return result
+
+
+def refuse_constant(name: str) -> NoReturn:
+    """``parse_constant``: NaN, Infinity and -Infinity are not JSON."""
+    raise JsonRefusal(f"{name} is not a JSON value")
+
+
+def finite_float(text: str) -> float:
+    """``parse_float``: a number beyond a float's range is refused, not read as infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRefusal(f"the number {text[:40]} is too large")
+    return value
