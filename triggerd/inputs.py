@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
+from referencing.exceptions import Unresolvable
 
 from triggerd.errors import Conflict, InputInvalid
 
@@ -31,9 +32,16 @@ def input_errors(schema: Mapping[str, Any], value: Any) -> list[dict[str, str]]:
         errors = list(validator.iter_errors(value))
     except jsonschema.SchemaError as exc:  # checked when published; never trust stored data
         raise Conflict(f"the workflow's parameter_schema is invalid: {exc.message}") from None
+    except Unresolvable as exc:  # published before check resolved references
+        raise Conflict(f"the workflow's parameter_schema is invalid: {unresolvable(exc)}"
+                       ) from None
     errors.sort(key=lambda e: (_path_of(e), e.message))
     return [{"path": _path_of(e), "message": e.message[:300]}
             for e in errors[:MAX_LISTED_ERRORS]]
+
+
+def unresolvable(exc: Unresolvable) -> str:
+    return f"a $ref ({exc.ref[:200]!r}) cannot be resolved"
 
 
 def check_input(schema: Mapping[str, Any], value: Any) -> None:

@@ -751,6 +751,41 @@ def test_invalid_parameter_schema() -> None:
     }
 
 
+def test_a_parameter_schema_reference_must_resolve_within_the_schema() -> None:
+    # Accepted before, then every run of the workflow crashed (exit 70, a webhook's 500).
+    schema = {
+        "$defs": {"id": {"type": "string"}},
+        "properties": {
+            "a": {"$ref": "#/$defs/id"},
+            "b": {"$ref": "#/definitions/nope"},
+            "c": {"$ref": "http://example.com/x.json"},
+            "d": {"enum": [{"$ref": "#/nowhere"}]},  # data, not a reference
+            "e": {"$id": "https://example.com/e", "$defs": {"n": {"type": "integer"}},
+                  "$ref": "#/$defs/n"},  # resolved within its own $id
+            "$ref": {"type": "string"},  # a property named $ref
+        },
+    }
+    assert found(workflow(parameter_schema=schema)) == {
+        ('$.workflows[0].parameter_schema.properties.b["$ref"]',
+         "$ref '#/definitions/nope' cannot be resolved: only references within this schema"
+         " are followed"),
+        ('$.workflows[0].parameter_schema.properties.c["$ref"]',
+         "$ref 'http://example.com/x.json' cannot be resolved: only references within this"
+         " schema are followed"),
+    }
+
+
+def test_a_stored_schema_whose_reference_does_not_resolve_is_a_conflict_not_a_crash() -> None:
+    from triggerd.errors import Conflict
+    from triggerd.inputs import check_input
+
+    with pytest.raises(Conflict) as info:
+        check_input({"$ref": "#/definitions/nope"}, {"a": 1})
+    assert info.value.message == (
+        "the workflow's parameter_schema is invalid: a $ref ('/definitions/nope') cannot be"
+        " resolved")
+
+
 @pytest.mark.parametrize(
     ("ref", "path", "message"),
     [

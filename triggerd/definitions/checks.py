@@ -15,6 +15,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from triggerd.correlation import correlation_problems
 from triggerd.cron import parse_cron
@@ -588,10 +591,44 @@ def _check_retry(retry: Any, path: JsonPath, report: Report) -> None:
 
 
 def check_parameter_schema(schema: dict[str, Any], path: JsonPath, report: Report) -> None:
-    """The run input's schema must itself be a valid JSON Schema (draft 2020-12)."""
+    """The run input's schema must itself be a valid JSON Schema (draft 2020-12) whose
+    references all resolve (within the schema: nothing is fetched)."""
+    valid = True
     for error in _META_VALIDATOR.iter_errors(schema):
+        valid = False
         best = best_match([error])
         report.add(path + tuple(best.absolute_path), f"not a valid JSON Schema: {best.message}")
+    if valid:
+        root = DRAFT202012.create_resource(schema)
+        _check_references(schema, Registry().resolver_with_root(root), path, report)
+
+
+# Keywords whose values are data, not schemas: a "$ref" inside them is not a reference.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+
+
+def _check_references(node: Any, resolver: Any, path: JsonPath, report: Report) -> None:
+    """Every ``$ref`` / ``$dynamicRef`` below ``node`` resolves (an unresolvable one failed
+    every run of the workflow with an internal error)."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_references(item, resolver, (*path, index), report)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("$id"), str):
+        resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
+    for key in ("$ref", "$dynamicRef"):
+        ref = node.get(key)
+        if isinstance(ref, str):
+            try:
+                resolver.lookup(ref)
+            except Unresolvable:
+                report.add((*path, key), f"{key} {ref[:200]!r} cannot be resolved: only"
+                                         " references within this schema are followed")
+    for key, value in node.items():
+        if key not in _DATA_KEYWORDS:
+            _check_references(value, resolver, (*path, key), report)
 
 
 # --- triggers ------------------------------------------------------------------------

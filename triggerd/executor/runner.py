@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 from jsonschema import Draft202012Validator
+from referencing.exceptions import Unresolvable
 
 from triggerd.definitions import graph_from_json
 from triggerd.errors import ResumeCopyError, SecretError
@@ -34,6 +35,7 @@ from triggerd.expressions import (
     render,
     secret_renderings,
 )
+from triggerd.inputs import unresolvable
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
 from triggerd.nodes.approval import resume_token
@@ -493,12 +495,16 @@ class Runner:
             # the encrypted resume copy keeps it for the nodes after a restart.
             self.redactor = self.redactor.with_secrets([resume_token(self.resume_url)])
         version = self.version
-        violations = (
-            input_violations(version.validator, claimed.input)
-            if version.checks_input
-            and (version.quick_check is None or not version.quick_check(claimed.input))
-            else []
-        )
+        try:
+            violations = (
+                input_violations(version.validator, claimed.input)
+                if version.checks_input
+                and (version.quick_check is None or not version.quick_check(claimed.input))
+                else []
+            )
+        except Unresolvable as exc:  # a schema published before check resolved references
+            return self._final("ERROR", code="INPUT_INVALID", message="the workflow's"
+                               f" parameter_schema is invalid: {unresolvable(exc)}")
         if violations:
             text = "; ".join(f"{v['path']}: {v['message']}" for v in violations)
             return self._final(
