@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from triggerd.durations import parse_duration
+from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import ConfigError, DurationError
 from triggerd.tokens import TENANT_RULE, is_tenant_name
 
@@ -368,6 +368,34 @@ def _pgbouncer_mode(key: str, value: Any) -> str:
     return _PGBOUNCER_WORDS.get(value.strip().lower(), value)
 
 
+_SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
+# Bounds of the duration settings. A poll or reconcile interval of 0 kept an idle daemon
+# busy; a retention of 0 deleted every finished run (or the whole audit trail) within
+# seconds; a lease of years put the claim's interval out of PostgreSQL's range.
+_DURATION_BOUNDS: dict[str, tuple[timedelta, timedelta]] = {
+    "executor.lease": (2 * _SECOND, _DAY),
+    "executor.poll_interval": (timedelta(milliseconds=50), timedelta(hours=1)),
+    "executor.drain": (timedelta(0), _DAY),
+    "executor.retention": (timedelta(hours=1), MAX_DURATION),
+    "executor.audit_retention": (timedelta(hours=1), MAX_DURATION),
+    "executor.test_retention": (timedelta(hours=1), MAX_DURATION),
+    "scheduler.reconcile_interval": (_SECOND, _DAY),
+    "scheduler.lag_threshold": (_SECOND, _DAY),
+    "scheduler.ledger_retention": (timedelta(hours=1), MAX_DURATION),
+}
+
+
+def _duration_ranges(
+    settings: Settings,
+) -> list[tuple[str, timedelta, tuple[timedelta, timedelta]]]:
+    found = []
+    for key, bounds in _DURATION_BOUNDS.items():
+        section, name = key.split(".")
+        found.append((key, getattr(getattr(settings, section), name), bounds))
+    return found
+
+
 def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
     """The first value out of range: the keys to blame and the message (without a source)."""
     port = settings.http.port
@@ -402,8 +430,11 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
             f"database.pool_min: {settings.database.pool_min} exceeds database.pool_max"
             f" {settings.database.pool_max}"
         )
-    if settings.executor.lease < timedelta(seconds=2):
-        return ("executor.lease",), "executor.lease: must be at least 2s"
+    for key, duration, (least, most) in _duration_ranges(settings):
+        if duration < least:
+            return (key,), f"{key}: must be at least {format_duration(least)}"
+        if duration > most:
+            return (key,), f"{key}: must be at most {format_duration(most)}"
     if settings.log.level not in _LOG_LEVELS:
         return ("log.level",), (
             f"log.level: {settings.log.level!r} is not one of {', '.join(_LOG_LEVELS)}"

@@ -311,3 +311,39 @@ def test_database_migrate_defaults_to_true_and_is_read_from_file_and_env(tmp_pat
     assert load_settings(environ={"TRIGGERD_DATABASE_MIGRATE": "off"}).database.migrate is False
     env = {"TRIGGERD_DATABASE_MIGRATE": "true"}
     assert load_settings(path, environ=env).database.migrate is True
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    # A retention of 0 deleted every finished run, or the whole audit trail, in seconds.
+    ({"TRIGGERD_EXECUTOR_RETENTION": "0s"}, "executor.retention: must be at least 1h"),
+    ({"TRIGGERD_EXECUTOR_AUDIT_RETENTION": "0s"},
+     "executor.audit_retention: must be at least 1h"),
+    ({"TRIGGERD_EXECUTOR_TEST_RETENTION": "5m"}, "executor.test_retention: must be at least 1h"),
+    ({"TRIGGERD_SCHEDULER_LEDGER_RETENTION": "0s"},
+     "scheduler.ledger_retention: must be at least 1h"),
+    # An interval of 0 kept an idle daemon busy.
+    ({"TRIGGERD_EXECUTOR_POLL_INTERVAL": "0s"}, "executor.poll_interval: must be at least 50ms"),
+    ({"TRIGGERD_SCHEDULER_RECONCILE_INTERVAL": "0s"},
+     "scheduler.reconcile_interval: must be at least 1s"),
+    ({"TRIGGERD_SCHEDULER_LAG_THRESHOLD": "0s"}, "scheduler.lag_threshold: must be at least 1s"),
+    # A lease of years was accepted; every claim then failed (interval out of range).
+    ({"TRIGGERD_EXECUTOR_LEASE": "2d"}, "executor.lease: must be at most 1d"),
+    ({"TRIGGERD_EXECUTOR_LEASE": "1s"}, "executor.lease: must be at least 2s"),
+    ({"TRIGGERD_EXECUTOR_DRAIN": "30d"}, "executor.drain: must be at most 1d"),
+])
+def test_durations_out_of_their_range_are_named_with_their_source(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    (name,) = env
+    assert str(info.value) == f"{name}: {message}"
+
+
+def test_durations_at_their_bounds_are_taken() -> None:
+    settings = load_settings(environ={
+        "TRIGGERD_EXECUTOR_RETENTION": "1h", "TRIGGERD_EXECUTOR_POLL_INTERVAL": "50ms",
+        "TRIGGERD_EXECUTOR_LEASE": "1d", "TRIGGERD_EXECUTOR_DRAIN": "0s",
+        "TRIGGERD_SCHEDULER_RECONCILE_INTERVAL": "1s"})
+    assert settings.executor.lease == timedelta(days=1)
+    assert settings.executor.drain == timedelta(0)
