@@ -332,10 +332,10 @@ def _coerce(key: str, value: Any, default: Any, *, from_env: bool) -> Any:
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if isinstance(default, int):
         if from_env and isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+            # Decimal digits only, as TOML writes them (int() takes "1_0_0_0", other digits).
+            if not _DECIMAL.fullmatch(value.strip()):
+                raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            return int(value.strip())
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
@@ -499,9 +499,13 @@ def _relative_to(base: Path, value: str) -> str:
     return str(path) if path.is_absolute() else os.path.normpath(base / path)
 
 
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not a TOML statement.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

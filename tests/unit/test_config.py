@@ -347,3 +347,17 @@ def test_durations_at_their_bounds_are_taken() -> None:
         "TRIGGERD_SCHEDULER_RECONCILE_INTERVAL": "1s"})
     assert settings.executor.lease == timedelta(days=1)
     assert settings.executor.drain == timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["1_0_0_0", "\u0661\u0660\u0660\u0660", "0x3e8", "1e3"])
+def test_an_integer_from_the_environment_is_decimal_digits(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"TRIGGERD_HTTP_PORT": text})
+    assert str(info.value) == (
+        f"TRIGGERD_HTTP_PORT: http.port: expected an integer, got {text!r}")
+
+
+def test_a_file_that_starts_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[http]\nport = 9123\n")
+    assert load_settings(path, environ={}).http.port == 9123
