@@ -242,6 +242,22 @@ async def test_workflows_list_get_and_versions(client: Client, pool: asyncpg.Poo
                            "no workflow with key 'nope'")
 
 
+async def test_a_query_parameter_an_operation_does_not_take_is_400(client: Client) -> None:
+    # A misspelt filter answered the whole unfiltered list with 200.
+    answer = await client.get("/api/v1/executions?statsu=ERROR", headers=AUTH)
+    await expect_error(answer, 400, "invalid_parameter",
+                       "unknown query parameter 'statsu' (this operation takes: agent_id,"
+                       " conversation_id, cursor, limit, session_id, status, tenant, trigger,"
+                       " workflow)")
+    answer = await client.get("/api/v1/triggers/report/nightly/next?cnt=3", headers=AUTH)
+    assert answer.status == 400
+    # The ones it takes still work, and so does ?tenant= everywhere.
+    answer = await client.get("/api/v1/executions?status=ERROR&limit=5&tenant=default",
+                              headers=AUTH)
+    assert answer.status == 200
+    assert (await client.get("/api/v1/workflows?tenant=default", headers=AUTH)).status == 200
+
+
 async def test_workflow_key_that_cannot_exist_is_404_without_a_query(offline: Client) -> None:
     response = await offline.get("/api/v1/workflows/Not%20A%20Key%00", headers=AUTH)
     await expect_error(response, 404, "not_found", "no workflow 'Not A Key\\x00'")

@@ -30,6 +30,7 @@ from triggerd.api.openapi import (
     NEXT_COUNT_MAX,
     OPENAPI_PATH,
     PAGE_LIMIT,
+    TENANT,
     TRIGGER_CURSOR_PATTERN,
     TRIGGER_NAME,
     TRIGGER_NAME_PATTERN,
@@ -395,9 +396,29 @@ def openapi_document() -> dict[str, Any]:
 
 
 def add_routes(router: web.UrlDispatcher, routes: Iterable[Route]) -> None:
-    """Serve each route at its method and path, and nothing else: no implicit HEAD."""
+    """Serve each route at its method and path, and nothing else: no implicit HEAD. A
+    route that needs the token refuses a query parameter it does not declare (400): a
+    misspelt filter (``?statsu=ERROR``) answered the whole unfiltered list."""
     for route in routes:
-        router.add_route(route.method, route.path, route.handler)
+        handler = route.handler if route.public else _declared_query_only(route)
+        router.add_route(route.method, route.path, handler)
+
+
+def _declared_query_only(route: Route) -> admin.Handler:
+    known = frozenset({*(p.name for p in route.parameters if p.location == "query"),
+                       TENANT.name})
+    handler = route.handler
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        for name in request.query:
+            if name not in known:
+                raise admin.ApiError(
+                    400, "invalid_parameter",
+                    f"unknown query parameter {name[:60]!r} (this operation takes:"
+                    f" {', '.join(sorted(known))})")
+        return await handler(request)
+
+    return handle
 
 
 # --- checks ----------------------------------------------------------------------------------
