@@ -306,6 +306,32 @@ async def test_retries_are_rows_with_attempt_numbers(
     assert len(hits) == 3
 
 
+async def test_a_failed_attempt_is_stored_before_its_backoff(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    # A process that died during the backoff left the attempt INTERRUPTED: its real error
+    # (here HTTP_STATUS) was only in memory.
+    async def down(request: web.Request) -> web.Response:
+        return web.json_response({}, status=503)
+
+    async with serve_get("/down", down) as port:
+        await apply_doc(pool, workflow("backoff", [{
+            "id": "call", "type": "http",
+            "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/down"},
+            "retry": {"max_attempts": 2, "backoff": "5m", "retry_on": [503]}}]))
+        execution_id = await fire(pool, "backoff/manual")
+
+        async def stored() -> Any:
+            return await pool.fetchrow(
+                "SELECT status, error_code FROM node_executions WHERE execution_id = $1"
+                " AND attempt = 1 AND status <> 'RUNNING'", execution_id)
+
+        row = await wait_for(stored)
+        assert tuple(row) == ("ERROR", "HTTP_STATUS")
+        await request_cancel(pool, execution_id)
+        assert (await final_status(pool, execution_id))["status"] == "CANCELED"
+
+
 async def test_expression_error_fails_node_with_text(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

@@ -776,6 +776,11 @@ class Runner:
                 },
             )
             if should_retry(node.retry, failure, attempt):
+                if node.type not in BUFFERED_TYPES:
+                    # The failed attempt's row lands before the backoff: a process that dies
+                    # while it waits left the attempt INTERRUPTED, its real error lost.
+                    rows, self.pending = self.pending, []
+                    await self.write(nodes=rows)
                 await asyncio.sleep(retry_delay(node.retry, attempt).total_seconds())
                 attempt += 1
                 self.next_attempt[node_id] = attempt
