@@ -846,6 +846,13 @@ async def test_a_nul_in_a_parameter_and_an_undecodable_body_are_400(offline: Cli
         headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"})
     await expect_error(response, 400, "invalid_body",
                        "the body could not be decoded as its Content-Encoding 'gzip'")
+    response = await offline.post(
+        "/api/v1/definitions", data=b"{}",
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "foo"})
+    assert response.headers["Accept-Encoding"] == "gzip, deflate, br, zstd"
+    await expect_error(response, 415, "unsupported_encoding",
+                       "the body's Content-Encoding 'foo' is not one of gzip, deflate, br,"
+                       " zstd (or identity)")
 
 
 async def test_a_bad_decision_is_answered_as_the_resume_link_answers_it(

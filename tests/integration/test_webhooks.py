@@ -402,6 +402,49 @@ async def test_a_compressed_body_counts_as_decoded_against_the_limit(
     assert len(await executions(pool)) == 1
 
 
+async def test_br_and_zstd_bodies_decode_and_other_encodings_are_415(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    import brotli  # type: ignore[import-untyped]
+
+    from triggerd.webhooks.answers import DECODABLE_ENCODINGS
+
+    try:
+        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef, unused-ignore]
+
+    await apply(pool, workflow("w", hook("h", "enc", max_body_bytes=5000)))
+    client, _ = await make_client()
+    assert DECODABLE_ENCODINGS == ("gzip", "deflate", "br", "zstd")
+    body = b'{"a": 1}'
+    for encoding, data in (("br", brotli.compress(body)), ("zstd", zstd.compress(body))):
+        resp = await client.post("/hooks/enc", data=data, headers={
+            "Content-Type": "application/json", "Content-Encoding": encoding})
+        assert resp.status == 202, await resp.text()
+        # A bomb is limited decoded, as gzip is.
+        bomb = (brotli.compress if encoding == "br" else zstd.compress)(
+            b'{"a": "' + b"x" * 1_000_000 + b'"}')
+        resp = await client.post("/hooks/enc", data=bomb, headers={
+            "Content-Type": "application/json", "Content-Encoding": encoding})
+        assert resp.status == 413
+    assert [r["input"] for r in await executions(pool)] == [{"a": 1}, {"a": 1}]
+    # Taken as plain bytes before (an input of compressed garbage, or a 400 in plain text).
+    for encoding in ("foo", "gzip, br", "compress"):
+        resp = await client.post("/hooks/enc", data=body, headers={
+            "Content-Type": "application/json", "Content-Encoding": encoding})
+        assert resp.status == 415
+        assert resp.headers["Accept-Encoding"] == "gzip, deflate, br, zstd"
+        assert await resp.json() == {
+            "error": "unsupported_encoding",
+            "message": f"the body's Content-Encoding {encoding!r} is not one of gzip,"
+                       " deflate, br, zstd (or identity)"}
+    resp = await client.post("/hooks/enc", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert resp.status == 202
+    assert len(await executions(pool)) == 3
+
+
 async def test_a_store_that_gets_no_answer_says_the_request_may_have_been_stored(
     make_client: ClientFactory, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -126,7 +126,7 @@ from triggerd.views import (
     version_json,
     workflow_json,
 )
-from triggerd.webhooks.answers import close_unread, undecodable_message
+from triggerd.webhooks.answers import close_unread, undecodable_message, unsupported_encoding
 from triggerd.webhooks.inbox_views import request_json, summary_json
 
 logger = logging.getLogger(__name__)
@@ -299,6 +299,9 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         refused = await _authorize(request)
         if refused is not None:
             return refused
+    refused_encoding = unsupported_encoding(request) if request.body_exists else None
+    if refused_encoding is not None:
+        return close_unread(request, refused_encoding)
     unusable = _unstorable_parameter(request)
     if unusable is not None:
         # A NUL (or a lone surrogate) reached the database as a statement's argument,

@@ -87,6 +87,37 @@ def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
+def _decodable_encodings() -> tuple[str, ...]:
+    """The Content-Encodings aiohttp decodes as it reads (br and zstd need their modules,
+    which the package depends on)."""
+    from aiohttp import compression_utils
+
+    found = ["gzip", "deflate"]
+    if compression_utils.HAS_BROTLI:
+        found.append("br")
+    if compression_utils.HAS_ZSTD:
+        found.append("zstd")
+    return tuple(found)
+
+
+DECODABLE_ENCODINGS = _decodable_encodings()
+
+
+def unsupported_encoding(request: web.Request) -> web.Response | None:
+    """``415`` with ``Accept-Encoding`` (RFC 7694) for a body in a Content-Encoding that is
+    not decoded: it was taken as plain bytes (``foo``, ``gzip, br``), or, for br without its
+    module, refused by aiohttp in plain text."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if encoding is None or encoding.lower() in ("identity", *DECODABLE_ENCODINGS):
+        return None
+    response = error_response(
+        415, "unsupported_encoding",
+        f"the body's Content-Encoding {encoding[:60]!r} is not one of"
+        f" {', '.join(DECODABLE_ENCODINGS)} (or identity)")
+    response.headers[hdrs.ACCEPT_ENCODING] = ", ".join(DECODABLE_ENCODINGS)
+    return response
+
+
 def undecodable_message(request: web.Request) -> str:
     """Why a body aiohttp could not decode (garbage sent as gzip, an unknown encoding) is
     refused; the webhooks and the admin API say it alike."""

@@ -70,6 +70,7 @@ from triggerd.webhooks.answers import (
     too_large,
     too_large_message,
     undecodable_message,
+    unsupported_encoding,
 )
 from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
@@ -538,6 +539,10 @@ class WebhookIngress(BaseComponent):
             return self._too_large(request, route)
         content_type = request.headers.get("Content-Type")
         if length != 0:
+            refused = unsupported_encoding(request)
+            if refused is not None:
+                return self._refused(request, route, close_unread(request, refused),
+                                     "unsupported_encoding")
             problem = content_type_problem(content_type, config.body)
             if problem is not None:
                 return self._refused(
