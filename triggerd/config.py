@@ -177,8 +177,9 @@ def _tenant_settings(where: str, name: str, table: Any) -> TenantSettings:
                 values[key] = parse_duration(value, what=dotted)
             except DurationError as exc:
                 raise ConfigError(f"{where}{exc}") from None
-            if values[key] <= timedelta(0):
-                raise ConfigError(f"{where}{dotted}: must be positive")
+            least = _DURATION_BOUNDS["executor.retention"][0]
+            if values[key] < least:  # as [executor] retention: 1s deleted runs at once
+                raise ConfigError(f"{where}{dotted}: must be at least {format_duration(least)}")
             continue
         if key == "secrets":
             values[key] = _secret_patterns(f"{where}{dotted}", value)

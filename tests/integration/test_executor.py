@@ -566,6 +566,34 @@ async def test_retention_deletes_old_finished_runs_in_batches(pool: asyncpg.Pool
     )
 
 
+async def test_retention_keeps_test_runs_and_parents_of_running_children(
+    pool: asyncpg.Pool,
+) -> None:
+    # A test run keeps [executor] test_retention (it was deleted at retention while its
+    # scratch workflow stayed); a parent whose child still waits keeps the child's
+    # parent_execution_id pointing at something.
+    from triggerd.store.executions import retention_batch
+
+    await apply_doc(pool, workflow("old", [{"id": "a", "type": "noop"}]))
+    test, parent, child, plain = [await fire(pool, "old/manual") for _ in range(4)]
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS', created_at = now() - interval"
+        " '41 days', end_time = now() - interval '40 days' WHERE id = ANY($1::uuid[])",
+        [test, parent, plain])
+    await pool.execute("UPDATE workflow_executions SET test = true WHERE id = $1", test)
+    await pool.execute("UPDATE workflow_executions SET status = 'WAITING',"
+                       " parent_execution_id = $2 WHERE id = $1", child, parent)
+    assert await retention_batch(pool, timedelta(days=30)) == 1
+    left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM workflow_executions")}
+    assert left == {test, parent, child}
+    # Once the child ended, the parent goes.
+    await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS', end_time = now()"
+                       " WHERE id = $1", child)
+    assert await retention_batch(pool, timedelta(days=30)) == 1
+    left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM workflow_executions")}
+    assert left == {test, child}
+
+
 async def test_a_tenant_keeps_its_runs_for_its_own_retention(pool: asyncpg.Pool) -> None:
     """[tenants.NAME] retention: longer for one tenant, shorter for another, the default
     for the rest; only finished runs past their own tenant's cut go."""

@@ -415,6 +415,8 @@ def test_tenant_settings_refuse_bad_values(tmp_path: Any) -> None:
          "tenants.acme.webhook_rate: expected a number of requests per second (0-1000000),"
          " got 'fast'"),
         ('[tenants.acme]\nretention = "soon"\n', "tenants.acme.retention"),
+        # As [executor] retention: a second deleted the tenant's runs as they ended.
+        ('[tenants.acme]\nretention = "1s"\n', "tenants.acme.retention: must be at least 1h"),
         ('[tenants.acme]\nquota = 1\n', "unknown key tenants.acme.quota (known in"
          " [tenants.acme]: executor_share, max_pending, retention, secrets, webhook_burst,"
          " webhook_rate)"),

@@ -1119,6 +1119,12 @@ WITH RECURSIVE tenants AS (
         SELECT e.id FROM workflow_executions e
          WHERE e.tenant_id = c.tenant_id AND e.created_at < c.before
            AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND e.end_time < c.before
+           -- Test runs keep [executor] test_retention (delete_old_test_runs), and a run
+           -- whose child still runs keeps it pointing at something.
+           AND NOT e.test
+           AND NOT EXISTS (SELECT FROM workflow_executions k
+                           WHERE k.parent_execution_id = e.id
+                             AND k.status IN ('NEW', 'RUNNING', 'WAITING'))
          ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) x
 )
 -- An index probe per id (see _FRESH on IN (subquery) in a big table).
