@@ -701,9 +701,12 @@ async def database_clock(conn: Conn) -> datetime:
 
 # --- retention ---------------------------------------------------------------------------
 
+# The rows are deleted by ctid through ``= ANY(ARRAY(...))`` (a TID scan of the batch): as
+# ``(trigger_id, scheduled_for) IN (subquery)`` the planner could hash the subquery and
+# read the whole ledger to find its rows, 550 ms a batch at 2 million slots.
 _DELETE_OLD_SLOTS = """
-DELETE FROM trigger_slots WHERE (trigger_id, scheduled_for) IN (
-    SELECT s.trigger_id, s.scheduled_for FROM trigger_slots s
+DELETE FROM trigger_slots WHERE ctid = ANY(ARRAY(
+    SELECT s.ctid FROM trigger_slots s
     WHERE s.scheduled_for < now() - $1 * interval '1 millisecond'
       -- A trigger's newest decided slot is its last fire for catch-up (_LOAD): it stays
       -- (a slot skipped by hand ahead of its time is not one).
@@ -711,7 +714,7 @@ DELETE FROM trigger_slots WHERE (trigger_id, scheduled_for) IN (
                   WHERE n.trigger_id = s.trigger_id AND n.scheduled_for > s.scheduled_for
                     AND n.outcome <> 'skipped_manual')
     LIMIT $2
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE SKIP LOCKED))
 """
 
 
