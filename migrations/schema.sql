@@ -1129,6 +1129,13 @@ CREATE INDEX workflow_triggers_monitored ON public.workflow_triggers USING btree
 
 
 --
+-- Name: workflow_triggers_tenant_webhooks; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_triggers_tenant_webhooks ON public.workflow_triggers USING btree (tenant_id) WHERE (type = 'webhook'::text);
+
+
+--
 -- Name: workflow_triggers_webhook_path; Type: INDEX; Schema: public; Owner: -
 --
 

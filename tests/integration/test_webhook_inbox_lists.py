@@ -61,10 +61,24 @@ async def inbox(pool: asyncpg.Pool) -> dict[str, Any]:
         "          ELSE 1 + i % 3 END AS k) AS x",
         [t.id for t in triggers], ROWS,
     )
+    # Another tenant's trigger with few requests among the default tenant's many: its
+    # page read the whole inbox by the primary key, filtering by the trigger's tenant.
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "wf", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"h{n}", "type": "webhook", "path": f"h{n}"} for n in range(2)],
+    }]})
+    acme = [await get_trigger(pool, f"wf/h{n}", tenant="acme") for n in range(2)]
+    await pool.execute(
+        "UPDATE webhook_requests SET trigger_id = $1 WHERE id IN (SELECT id FROM"
+        " webhook_requests ORDER BY id LIMIT 60)", acme[0].id)
     await pool.execute("ANALYZE webhook_requests")
     middle = await pool.fetchval(
         "SELECT id::text FROM webhook_requests ORDER BY id DESC OFFSET $1 LIMIT 1", ROWS // 2)
-    return {"busy": triggers[0].id, "quiet": triggers[4].id, "after": middle}
+    first_acme = await pool.fetchval(
+        "SELECT id::text FROM webhook_requests WHERE trigger_id = $1 ORDER BY id DESC"
+        " OFFSET 30 LIMIT 1", acme[0].id)
+    return {"busy": triggers[0].id, "quiet": triggers[4].id, "after": middle,
+            "acme_after": first_acme}
 
 
 CALLS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[Any]]] = {
@@ -77,7 +91,24 @@ CALLS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[Any]]] = {
         c, trigger_id=h["quiet"], limit=LIMIT + 1, after_id=h["after"]),
     "trigger and outcome": lambda c, h: list_inbox(
         c, trigger_id=h["quiet"], outcome="debounced", limit=LIMIT + 1),
+    "quiet tenant": lambda c, h: list_inbox(c, tenant="acme", limit=LIMIT + 1),
+    "quiet tenant, page 2 of an outcome": lambda c, h: list_inbox(
+        c, tenant="acme", outcome="filtered", after_id=h["acme_after"], limit=LIMIT + 1),
+    "busy tenant": lambda c, h: list_inbox(c, tenant="default", limit=LIMIT + 1),
 }
+
+
+async def test_a_tenants_inbox_page_holds_its_own_requests(
+    pool: asyncpg.Pool, inbox: dict[str, Any]
+) -> None:
+    async with pool.acquire() as conn:
+        acme = await list_inbox(conn, tenant="acme", limit=100)
+        page = await list_inbox(conn, tenant="default", limit=30)
+        everything = await list_inbox(conn, limit=ROWS + 1)
+    assert len(acme) == 60 and {r.tenant_id for r in acme} == {"acme"}
+    assert [r.id for r in acme] == sorted((r.id for r in acme), reverse=True)
+    expected = [r.id for r in everything if r.tenant_id == "default"][:30]
+    assert [r.id for r in page] == expected
 
 
 @pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])

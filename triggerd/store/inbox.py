@@ -4,6 +4,7 @@ execution, and retention of the rows no run's deletion removes."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,26 +73,34 @@ def _summary(row: Any) -> InboxSummary:
     )
 
 
+def _conditions(alias: str, *, trigger_id: str | None, outcome: str | None,
+                after_id: str | None) -> list[str]:
+    """The filters as literals, each checked first (a UUID, an outcome of OUTCOMES)."""
+    found: list[str] = []
+    if trigger_id is not None:
+        found.append(f"{alias}.trigger_id = '{uuid.UUID(trigger_id)}'::uuid")
+    if outcome is not None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        found.append(f"{alias}.outcome = '{outcome}'")
+    if after_id is not None:
+        found.append(f"{alias}.id < '{uuid.UUID(after_id)}'::uuid")
+    return found
+
+
 def inbox_list_query(
     *, trigger_id: str | None, outcome: str | None, after_id: str | None, limit: int,
     tenant: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """One page, newest first by id (time-ordered), with only the conditions asked for.
+    """One page, newest first by id (time-ordered), with only the conditions asked for
+    (a tenant's page without a trigger: :func:`tenant_inbox_query`).
 
     The values are written into the statement as literals, each checked first (a UUID, an
     outcome of :data:`OUTCOMES`, an int), so there is no generic plan: with parameters,
     PostgreSQL's generic plan for a rare trigger or outcome walks the primary key and
     filters, reading the whole inbox; with the values it picks the index of migration 0012
     that fits and reads about one page."""
-    conditions: list[str] = []
-    if trigger_id is not None:
-        conditions.append(f"r.trigger_id = '{uuid.UUID(trigger_id)}'::uuid")
-    if outcome is not None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
-        conditions.append(f"r.outcome = '{outcome}'")
-    if after_id is not None:
-        conditions.append(f"r.id < '{uuid.UUID(after_id)}'::uuid")
+    conditions = _conditions("r", trigger_id=trigger_id, outcome=outcome, after_id=after_id)
     args: list[Any] = []
     if tenant is not None:
         # A parameter: a tenant name is not checked like the values above. (A request
@@ -102,13 +111,58 @@ def inbox_list_query(
     return f"SELECT {_SUMMARY}{_FROM}{where} ORDER BY r.id DESC LIMIT {int(limit)}", args
 
 
+# Up to this many webhook triggers, a tenant's page is one ordered branch per trigger with
+# its id as a literal (the planner sees how many requests each has); beyond, one lateral
+# read per trigger, planned once for all.
+MAX_LITERAL_TRIGGERS = 64
+
+
+def tenant_inbox_query(
+    trigger_ids: Sequence[str], *, outcome: str | None, after_id: str | None, limit: int,
+    tenant: str,
+) -> tuple[str, list[Any]]:
+    """A tenant's page without a trigger filter: each of its webhook triggers offers its
+    newest requests (one index read each, webhook_requests_trigger_id or
+    _trigger_outcome_id) and the newest of those make the page, whatever the size of the
+    other tenants' inbox. Filtering all requests by the joined trigger's tenant read the
+    whole inbox (61 ms a page at 520,000 requests, 232 ms near the tenant's last one)."""
+    limit = int(limit)
+    own = "".join(
+        f" AND {c}" for c in _conditions("r", trigger_id=None, outcome=outcome,
+                                        after_id=after_id))
+    offer = f"SELECT {_SUMMARY}, r.id AS sort_id{_FROM} WHERE r.trigger_id = {{trigger}}{own}" \
+            f" ORDER BY r.id DESC LIMIT {limit}"
+    if len(trigger_ids) <= MAX_LITERAL_TRIGGERS:
+        offers = " UNION ALL ".join(
+            f"({offer.format(trigger=repr(str(uuid.UUID(t))) + '::uuid')})"
+            for t in trigger_ids)
+    else:
+        offers = (
+            f"SELECT x.* FROM workflow_triggers tt CROSS JOIN LATERAL"
+            f" ({offer.format(trigger='tt.id')}) x"
+            " WHERE tt.tenant_id = $1 AND tt.type = 'webhook'")
+    # The tenant is checked again in the page (the literal branches do not name it).
+    return (f"SELECT * FROM ({offers}) o WHERE o.tenant_id = $1"
+            f" ORDER BY o.sort_id DESC LIMIT {limit}"), [tenant]
+
+
 async def list_inbox(
     conn: Conn, *, trigger_id: str | None = None, outcome: str | None = None,
     after_id: str | None = None, limit: int = 50, tenant: str | None = None,
 ) -> list[InboxSummary]:
-    query, args = inbox_list_query(
-        trigger_id=trigger_id, outcome=outcome, after_id=after_id, limit=limit, tenant=tenant
-    )
+    if tenant is not None and trigger_id is None:
+        # Its webhook triggers (migration 0032's index), then their newest requests.
+        triggers = [str(r["id"]) for r in await conn.fetch(
+            "SELECT id FROM workflow_triggers WHERE tenant_id = $1 AND type = 'webhook'",
+            tenant)]
+        if not triggers:
+            return []
+        query, args = tenant_inbox_query(triggers, outcome=outcome, after_id=after_id,
+                                          limit=limit, tenant=tenant)
+    else:
+        query, args = inbox_list_query(
+            trigger_id=trigger_id, outcome=outcome, after_id=after_id, limit=limit,
+            tenant=tenant)
     return [_summary(r) for r in await conn.fetch(query, *args)]
 
 
