@@ -220,16 +220,17 @@ def _print_problems(exc: DefinitionError) -> None:
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.definitions import check_files, load_files
+    from triggerd.definitions import check_files
+    from triggerd.definitions.api import load_files_by_file
     from triggerd.secrets import file_secret_problems, secret_policy_problems
 
     problems = check_files(args.files)
     if not problems:  # secrets the daemon would refuse, under this configuration
-        for path in args.files:
-            specs = load_files([path], tenant=args.tenant)
-            problems += secret_policy_problems(str(path), specs, settings, os.environ)
+        # The files together (one may use another's calendar), each one's workflows apart.
+        for path, specs in load_files_by_file(args.files, tenant=args.tenant):
+            problems += secret_policy_problems(path, specs, settings, os.environ)
             problems += file_secret_problems(
-                str(path), specs, settings.daemon.secret_roots, os.environ
+                path, specs, settings.daemon.secret_roots, os.environ
             )
     if args.json:
         print_json([_problem_json(problem) for problem in problems])

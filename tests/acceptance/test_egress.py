@@ -131,3 +131,22 @@ def test_check_flags_secret_files_outside_the_roots(tmp_path: Path) -> None:
                            .replace("/root/.token", f"{roots}/token"))
     result = triggerd("--config", str(config), "check", str(definitions))
     assert (result.returncode, result.stdout.strip()) == (0, "ok: 1 file(s) valid")
+    # With a file that uses another's calendar: the secrets are checked with the files
+    # together (each alone, the calendar was unknown: exit 2 for valid files), and a
+    # problem is named in its own file at its own path.
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text("calendars:\n  - {name: work, weekdays: [mon]}\nworkflows: []\n")
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        "workflows:\n"
+        "  - key: b\n"
+        "    secrets: {OUT: {file: /etc/passwd}}\n"
+        "    graph: {nodes: [{id: n, type: noop}]}\n"
+        "    triggers: [{name: c, type: cron, cron: '0 9 * * *', calendar: {only: work}}]\n")
+    result = triggerd("--config", str(config), "check", str(definitions), str(calendar),
+                      str(second))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"{second}: $.workflows[0].secrets.OUT.file: file /etc/passwd {outside}",
+        "triggerd: 1 problem(s) found; nothing was changed",
+    ]
