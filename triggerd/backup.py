@@ -17,7 +17,8 @@ import re
 import shutil
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triggerd import db
@@ -251,6 +252,8 @@ class RestoreResult:
     migrations: tuple[str, ...]
     missing: tuple[str, ...]  # shipped, not in the restored schema: run `triggerd migrate`
     unknown: tuple[str, ...]  # in the restored schema, unknown to this triggerd
+    # Resume copies by the id of the key that encrypted them (the archive's state dir's key).
+    resume_keys: Mapping[str, int] = field(default_factory=dict)
 
 
 def check_archive_header(file: Path) -> None:
@@ -322,11 +325,42 @@ async def restore(
         rows = await store.applied_migrations(conn)
         workflows = await store.count_rows(conn, "workflows")
         executions = await store.count_rows(conn, "workflow_executions")
+        resume_keys = await store.resume_copy_keys(conn)
     finally:
         await conn.close()
     state = db.compare_schema(db.known_migrations(), rows)
     return RestoreResult(
         file=str(file), workflows=workflows, executions=executions,
         migrations=tuple(str(r["name"]) for r in rows), missing=state.missing,
-        unknown=state.unknown,
+        unknown=state.unknown, resume_keys=resume_keys,
     )
+
+
+def resume_key_warning(result: RestoreResult, settings: Settings,
+                       environ: Mapping[str, str]) -> str | None:
+    """What to do before starting the daemon when the archive's resume copies were
+    encrypted with another key than the one this configuration reads (or would make): the
+    backup does not hold the key, and a parked run whose copies cannot be read ends
+    RESUME_KEY_MISMATCH."""
+    from triggerd.errors import ConfigError
+    from triggerd.executor.resume import existing_resume_key, resume_key_source
+
+    if not result.resume_keys:
+        return None
+    source = resume_key_source(settings, environ)
+    try:
+        key = existing_resume_key(settings, environ)
+    except ConfigError as exc:
+        return f"the restored runs' resume copies need their key, and {exc}"
+    others = {k: n for k, n in result.resume_keys.items() if key is None or k != key.key_id}
+    if not others:
+        return None
+    copies = sum(others.values())
+    ids = ", ".join(sorted(others))
+    have = (f"{source} has key {key.key_id}" if key is not None
+            else f"there is no {source} yet (the daemon would make a new key)")
+    return (f"{copies} resume cop{'y' if copies == 1 else 'ies'} of the restored runs"
+            f" {'was' if copies == 1 else 'were'} encrypted with key {ids}, and {have}:"
+            " put the backed-up installation's key there (its <state_dir>/resume.key, or"
+            " [executor] resume_key_file) before"
+            " starting the daemon, or the parked runs that need them end RESUME_KEY_MISMATCH")

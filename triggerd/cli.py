@@ -1056,15 +1056,17 @@ async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.backup import restore
+    from triggerd.backup import restore, resume_key_warning
 
     result = await restore(settings, Path(args.file), yes=args.yes, force=args.force,
                            bindir=args.bindir)
+    key_warning = resume_key_warning(result, settings, os.environ)
     if args.json:
         print_json({"file": result.file, "workflows": result.workflows,
                     "executions": result.executions, "migrations": list(result.migrations),
                     "missing_migrations": list(result.missing),
-                    "unknown_migrations": list(result.unknown)})
+                    "unknown_migrations": list(result.unknown),
+                    "resume_key_warning": key_warning})
     else:
         print(f"restored {result.file}: {result.workflows} workflow(s),"
               f" {result.executions} execution(s)")
@@ -1074,6 +1076,8 @@ async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         print(f"triggerd: warning: the restored schema has migration(s)"
               f" {', '.join(result.unknown)} which this triggerd does not know; run a triggerd"
               " that knows them", file=sys.stderr)
+    if key_warning is not None:
+        print(f"triggerd: warning: {key_warning}", file=sys.stderr)
     return 0
 
 

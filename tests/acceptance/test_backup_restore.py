@@ -193,6 +193,27 @@ async def test_round_trip_restores_every_table_row_for_row(
             " workflow(s); pass --yes; nothing was changed\n"))
         assert await snapshot(conn) == changed
 
+        # Restored where another resume key is read (another host's state directory):
+        # the backup holds no key, so the restore says which one the parked run needs.
+        from triggerd.config import load_settings
+        from triggerd.executor.resume import create_key_file, load_resume_key
+
+        other_key = tmp_path / "other-host.key"
+        create_key_file(other_key)
+        elsewhere, _ = daemons.write_config(
+            database_url=None, state_dir=embedded_state_dir, name="elsewhere",
+            sections={"executor": {"resume_key_file": str(other_key)}})
+        original = load_resume_key(load_settings(config, environ={}), {}).key_id
+        other = load_resume_key(load_settings(elsewhere, environ={}), {}).key_id
+        warned = await run_cli(elsewhere, "restore", str(backup_file), "--yes")
+        assert warned.returncode == 0, warned
+        assert warned.stderr == (
+            f"triggerd: warning: 1 resume copy of the restored runs was encrypted with key"
+            f" {original}, and {other_key} has key {other}: put the backed-up installation's"
+            " key there (its <state_dir>/resume.key, or [executor] resume_key_file) before"
+            " starting the daemon, or the parked runs that need them end"
+            " RESUME_KEY_MISMATCH\n")
+
         restored = await run_cli(config, "restore", str(backup_file), "--yes")
         assert (restored.returncode, restored.stdout, restored.stderr) == (
             0, f"restored {backup_file}: 2 workflow(s), 2 execution(s)\n", "")

@@ -159,6 +159,30 @@ def create_key_file(path: Path) -> None:
         os.unlink(aside)
 
 
+def resume_key_source(settings: Settings, environ: Mapping[str, str]) -> Path:
+    """Where the daemon under ``settings`` reads its resume key (load_resume_key's order),
+    whether or not it exists yet."""
+    if settings.executor.resume_key_file:
+        return Path(settings.executor.resume_key_file).expanduser()
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / CREDENTIAL_NAME).exists():
+        return Path(credentials) / CREDENTIAL_NAME
+    return settings.state_dir / KEY_FILE_NAME
+
+
+def existing_resume_key(settings: Settings, environ: Mapping[str, str]) -> ResumeKey | None:
+    """The key the daemon would use, without creating one (None: it would make a new one)."""
+    path = resume_key_source(settings, environ)
+    if not path.exists():
+        return None
+    return _read_key(path, str(path))
+
+
+def blob_key_id(blob: bytes) -> str:
+    """The id of the key that encrypted a resume copy (from its header)."""
+    return blob[1 : 1 + _KEY_ID_BYTES].hex()
+
+
 def load_resume_key(settings: Settings, environ: Mapping[str, str]) -> ResumeKey:
     """The configured key file, else the systemd credential, else the state directory's key
     (created the first time). A bad or unreadable key is a :class:`ConfigError`."""

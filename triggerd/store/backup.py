@@ -60,3 +60,15 @@ async def count_rows(conn: asyncpg.Connection, table: str) -> int:
     except asyncpg.UndefinedColumnError:  # a schema from before test runs
         count = await conn.fetchval(f"SELECT count(*) FROM {table}")
     return count
+
+
+async def resume_copy_keys(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many resume copies each key encrypted, by key id (the copy's header bytes 2-9,
+    see executor/resume.py); empty when there are none or no such table yet."""
+    try:
+        rows = await conn.fetch(
+            "SELECT encode(substring(ciphertext FROM 2 FOR 8), 'hex') AS key_id,"
+            " count(*) AS n FROM node_outputs_resume GROUP BY 1")
+    except asyncpg.UndefinedTableError:
+        return {}
+    return {str(r["key_id"]): int(r["n"]) for r in rows}
