@@ -284,6 +284,29 @@ async def _check_archive_contents(tool: Path, file: Path) -> None:
         raise UsageError(f"{file} is not a triggerd backup (it has no schema_migrations table)")
 
 
+async def _archive_migrations(tool: Path, file: Path) -> set[str]:
+    """The migration names in the archive's schema_migrations rows (its data as COPY text)."""
+    code, out, err = await _run(
+        [str(tool), "--data-only", "--table=schema_migrations", "--file=-", str(file)], {})
+    if code != 0:
+        raise UsageError(f"{file} cannot be read as an archive: {tool_message(err)}")
+    names: set[str] = set()
+    columns: list[str] | None = None
+    for line in out.splitlines():
+        header = re.match(r"COPY public\.schema_migrations \(([^)]*)\) FROM stdin;", line)
+        if header:
+            columns = [c.strip() for c in header.group(1).split(",")]
+            continue
+        if columns is None:
+            continue
+        if line == "\\.":
+            break
+        values = dict(zip(columns, line.split("\t"), strict=False))
+        if "name" in values:
+            names.add(values["name"])
+    return names
+
+
 async def restore(
     settings: Settings, file: Path, *, yes: bool, force: bool, bindir: Path | None = None
 ) -> RestoreResult:
@@ -298,8 +321,17 @@ async def restore(
     try:
         others = await store.triggerd_connections(conn)
         workflows = await store.count_rows(conn, "workflows")
+        applied = {str(r["name"]) for r in await store.applied_migrations(conn)}
     finally:
         await conn.close()
+    newer = sorted(applied - await _archive_migrations(tool, file))
+    if newer:
+        # pg_restore --clean drops only what the archive has: tables of later migrations
+        # hold foreign keys to those, and the drop failed half-way through (rolled back).
+        raise UsageError(
+            f"the database has migration(s) the backup lacks ({', '.join(newer)}): restore"
+            " it into an empty database (a new state directory, or a database dropped and"
+            " created again), then run 'triggerd migrate'; nothing was changed")
     if others and not force:
         raise Conflict(
             f"{others} triggerd connection(s) to this database are open (a running daemon?);"

@@ -440,6 +440,41 @@ async def test_restoring_an_older_schema_says_to_migrate(dsn: str, tmp_path: Pat
         await pool.close()
 
 
+async def test_restoring_an_older_backup_into_a_newer_schema_is_refused(
+    dsn: str, tmp_path: Path
+) -> None:
+    # The roll-back after an upgrade: the database has a migration the backup lacks. The
+    # restore's drops failed on the later tables' foreign keys ("cannot drop constraint
+    # workflows_pkey"); it now says what to do before touching anything.
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        newest = await pool.fetchrow(
+            "SELECT * FROM schema_migrations ORDER BY version DESC LIMIT 1")
+        await pool.execute("DELETE FROM schema_migrations WHERE version = $1",
+                           newest["version"])
+        backup_file = tmp_path / "old.dump"
+        made = await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+        assert made.returncode == 0, made
+        columns = list(newest.keys())
+        await pool.execute(
+            f"INSERT INTO schema_migrations ({', '.join(columns)}) VALUES"
+            f" ({', '.join(f'${n + 1}' for n in range(len(columns)))})", *newest.values())
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        refused = await run_cli(config, "restore", str(backup_file), "--yes",
+                                "--bindir", BINDIR)
+        assert (refused.returncode, refused.stderr) == (2, (
+            f"triggerd: error: the database has migration(s) the backup lacks"
+            f" ({newest['name']}): restore it into an empty database (a new state directory,"
+            " or a database dropped and created again), then run 'triggerd migrate';"
+            " nothing was changed\n"))
+        async with pool.acquire() as conn:
+            assert await snapshot(conn) == before
+    finally:
+        await pool.close()
+
+
 async def test_restoring_the_embedded_servers_backup_into_an_older_server_changes_nothing(
     dsn: str, tmp_path: Path, external_postgres: Endpoint
 ) -> None:
