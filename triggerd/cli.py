@@ -36,6 +36,7 @@ from triggerd.logs import setup_logging
 from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
+from triggerd.store.trigger_state import COUNTED_SLOTS
 from triggerd.tokens import check_tenant
 from triggerd.views import (
     audit_json,
@@ -422,7 +423,9 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
         for run in doc["running"]:
             print(f"  {run['id']}  {run['status']}  created {_text(run['created_at'])}")
     if doc["slot_counts"]:
-        print("ledger: " + ", ".join(f"{o} {n}" for o, n in doc["slot_counts"].items()))
+        counted = sum(doc["slot_counts"].values())
+        label = "ledger" if counted < COUNTED_SLOTS else f"ledger (newest {COUNTED_SLOTS:,} slots)"
+        print(f"{label}: " + ", ".join(f"{o} {n}" for o, n in doc["slot_counts"].items()))
     if doc["recent_actions"]:
         print("recent actions:")
         for action in doc["recent_actions"]:

@@ -266,7 +266,9 @@ def _schemas() -> dict[str, Schema]:
                 "id": _UUID, "status": {"enum": ["NEW", "RUNNING", "WAITING"]},
                 "scheduled_for": _nullable(_DATETIME), "created_at": _DATETIME})},
             "slot_counts": {"type": "object", "additionalProperties": {"type": "integer"},
-                            "description": "ledger rows by outcome (what retention kept)"},
+                            "description": "ledger rows by outcome among the trigger's"
+                                           " newest 10,000 slots (of what retention"
+                                           " kept)"},
                    "remaining_runs": _nullable({"type": "integer", "minimum": 0,
                                          "description": "max_runs minus scheduled fires"}),
             "completed": _nullable({"type": "string",

@@ -149,11 +149,18 @@ async def record_manual_skips(
     return [(r["scheduled_for"], r["outcome"]) for r in rows]
 
 
+# slot_counts reads at most this many of a trigger's newest slots: counting all of them
+# took 230-300 ms for an every-second trigger (2.6 million rows in 30 days of ledger).
+COUNTED_SLOTS = 10_000
+
+
 async def slot_counts(conn: Conn, trigger_id: str) -> dict[str, int]:
-    """How many ledger rows of each outcome the trigger has (what retention kept)."""
+    """How many ledger rows of each outcome the trigger's newest :data:`COUNTED_SLOTS`
+    slots have (of what retention kept)."""
     rows = await conn.fetch(
-        "SELECT outcome, count(*) AS n FROM trigger_slots WHERE trigger_id = $1"
-        " GROUP BY outcome ORDER BY outcome", trigger_id)
+        "SELECT outcome, count(*) AS n FROM (SELECT outcome FROM trigger_slots"
+        " WHERE trigger_id = $1 ORDER BY scheduled_for DESC LIMIT $2) s"
+        " GROUP BY outcome ORDER BY outcome", trigger_id, COUNTED_SLOTS)
     return {r["outcome"]: r["n"] for r in rows}
 
 
