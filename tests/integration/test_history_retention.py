@@ -125,3 +125,25 @@ async def test_a_triggers_slot_counts_read_its_newest_slots_only(pool: asyncpg.P
     monthly = (await get_trigger(pool, "ledger/monthly")).id
     await _record(pool, "monthly", [1, 40])
     assert await slot_counts(pool, monthly) == {"fired": 2}
+
+
+async def test_ended_backfills_go_with_the_audit_trail(pool: asyncpg.Pool) -> None:
+    # Each holds up to 10,000 instants, and only deleting its trigger removed one.
+    from triggerd.store.backfills import backfill_retention_batch
+
+    await apply_doc(pool, DOC)
+    trigger_id = (await get_trigger(pool, "ledger/often")).id
+    rows = [("old", "done", 400), ("canceled", "canceled", 400), ("recent", "done", 5),
+            ("running", "running", None)]
+    for note, state, days in rows:
+        await pool.execute(
+            "INSERT INTO backfills (id, trigger_id, range_from, range_to, only_missing,"
+            " overlap, rate_per_second, slots, state, actor, note, finished_at)"
+            " VALUES (gen_random_uuid(), $1, now() - interval '2 days', now() - interval"
+            " '1 day', false, 'allow', 10, ARRAY[now()], $2, 'cli:root', $3,"
+            " now() - $4 * interval '1 day')", trigger_id, state, note, days)
+    assert await backfill_retention_batch(pool, timedelta(days=365), 1) == 1
+    assert await backfill_retention_batch(pool, timedelta(days=365), 10) == 1
+    assert await backfill_retention_batch(pool, timedelta(days=365), 10) == 0
+    left = {r["note"] for r in await pool.fetch("SELECT note FROM backfills")}
+    assert left == {"recent", "running"}

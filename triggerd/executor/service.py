@@ -40,6 +40,7 @@ from triggerd.store import approvals
 from triggerd.store import executions as store
 from triggerd.store import memory as workflow_memory
 from triggerd.store.audit import audit_retention_batch
+from triggerd.store.backfills import backfill_retention_batch
 from triggerd.store.inbox import inbox_retention_batch
 from triggerd.store.keyed import claim_held, drop_closed_windows
 from triggerd.store.notifications import send_hints
@@ -664,6 +665,8 @@ class Executor(BaseComponent):
                             conn, self.settings.scheduler.ledger_retention,
                             LEDGER_RETENTION_BATCH)
                         audit = await audit_retention_batch(
+                            conn, self.settings.executor.audit_retention, 1000)
+                        audit += await backfill_retention_batch(
                             conn, self.settings.executor.audit_retention, 1000)
                         expired = await workflow_memory.sweep_expired(conn, 1000)
                         tests = await delete_old_test_runs(

@@ -227,3 +227,16 @@ WITH run AS (
 )
 SELECT count(*) > 0 FROM run
 """
+
+
+async def backfill_retention_batch(conn: Conn, older_than: timedelta, batch: int) -> int:
+    """Delete up to ``batch`` ended backfills (done, canceled) that ended before
+    ``older_than`` ago: each keeps its slots (up to 10,000 instants), and nothing else
+    removed them but deleting their trigger. Kept as long as the audit trail that names
+    them ([executor] audit_retention)."""
+    result: str = await conn.execute(
+        "DELETE FROM backfills WHERE id = ANY(ARRAY(SELECT id FROM backfills"
+        " WHERE state <> 'running' AND finished_at < now() - $1 * interval '1 millisecond'"
+        " LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        int(older_than.total_seconds() * 1000), batch)
+    return int(result.split()[-1])
