@@ -80,6 +80,8 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _serving: bool = False  # start() finished: a SIGHUP reloads at once
+    _reload_pending: bool = False  # a SIGHUP came while starting
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     _listen_port: int = 0
     # [http] processes > 1: the private directory of the Unix socket the workers forward
@@ -257,6 +259,13 @@ class Daemon:
         self._stop.set()
 
     def request_reload(self) -> None:
+        if not self._serving:
+            # SIGHUP while starting: reloading parts not started yet (and READY=1 from the
+            # reload's end) came before the daemon was ready. It runs once the daemon is.
+            self._reload_pending = True
+            logger.info("reload requested while starting: it runs once the daemon is ready",
+                        extra={"event": "reload_deferred"})
+            return
         self._background.append(asyncio.create_task(self.reload(), name="triggerd-reload"))
 
     async def reload(self) -> bool:
@@ -336,7 +345,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.start()
+            self._serving = True
             self.notifier.ready(self.status_line())
+            if self._reload_pending:
+                self._reload_pending = False
+                self.request_reload()
             self._watchdog = asyncio.create_task(
                 self.notifier.watchdog_loop(self.status_line), name="triggerd-watchdog"
             )

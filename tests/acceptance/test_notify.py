@@ -187,3 +187,28 @@ async def test_notify_socket_pointing_nowhere_is_harmless(
     assert (failed[0]["level"], failed[0]["socket"]) == ("warning", str(missing))
     assert not os.path.exists(missing)
     assert daemon.stderr_lines == []
+
+
+async def test_a_sighup_while_starting_reloads_once_the_daemon_is_ready(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener
+) -> None:
+    # It reloaded parts that had not started, and the reload's READY=1 told systemd the
+    # daemon was ready seconds before it was.
+    config, port = daemons.write_config(database_url=dsn)
+    daemon = daemons.spawn(config, port, {"NOTIFY_SOCKET": str(notify_socket.path)})
+    [starting] = await notify_socket.wait_for("STATUS=starting: database")
+    daemon.send(signal.SIGHUP)
+    [ready] = await notify_socket.wait_for("READY=1", after=starting)
+    await daemon.wait_ready()
+    ready_event = await daemon.wait_for_event("daemon_ready")
+    reloaded = await daemon.wait_for_event("daemon_reloaded")
+    messages = notify_socket.snapshot()
+    # The first READY=1 is the start's own, after every part started.
+    assert notify_socket.indexes("STATUS=starting: components") < [ready]
+    assert "RELOADING=1" not in [line for m in messages[:ready] for line in m]
+    deferred = daemon.events_named("reload_deferred")
+    if deferred:  # the usual case: the signal came while the start went on
+        assert deferred[0]["msg"] == (
+            "reload requested while starting: it runs once the daemon is ready")
+    assert reloaded["ts"] >= ready_event["ts"]
+    assert await daemon.stop(signal.SIGTERM) == 0
