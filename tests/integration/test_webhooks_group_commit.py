@@ -226,3 +226,37 @@ async def test_an_item_whose_trigger_is_gone_fails_alone_and_is_not_retried() ->
     assert isinstance(results[1], TriggerGone)
     assert str(results[1]) == "the trigger was changed while the request was being stored"
     assert store.batches == [[0, 1, 2]]  # written once, not retried
+
+
+async def test_a_connection_lost_between_batches_is_replaced_not_in_doubt(
+    pool: asyncpg.Pool,
+) -> None:
+    # The writer keeps its connection between batches. When the server dropped it (a
+    # restart), asyncpg gave it back to the pool, and the next batch failed before sending
+    # anything: answered 503 "may or may not have been stored" on a healthy database.
+    from tests.helpers import wait_for
+    from triggerd.store import webhooks as inbox
+
+    await apply(pool, workflow("w", hook("h", "gc")))
+    ids = await pool.fetchrow(
+        "SELECT t.id::text AS trigger, t.workflow_id::text AS workflow, v.id::text AS version"
+        " FROM workflow_triggers t JOIN workflow_versions v ON v.workflow_id = t.workflow_id"
+    )
+    first, second = (item(n, trigger_id=ids["trigger"], workflow_id=ids["workflow"],
+                          version_id=ids["version"]) for n in range(2))
+    writer = InboxWriter(pool)
+    try:
+        assert [r.created for r in await writer.store([first]) if r] == [True]
+        held = writer._conn
+        assert held is not None
+        await pool.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())
+
+        async def noticed() -> bool:
+            return not inbox._usable(held)
+
+        await wait_for(noticed)
+        assert [r.created for r in await writer.store([second]) if r] == [True]
+    finally:
+        await writer.close()
+    stored = {r["id"] for r in await pool.fetch("SELECT id::text FROM workflow_executions")}
+    assert stored == {first.id, second.id}

@@ -282,6 +282,11 @@ class InboxWriter:
         if not items:
             return []
         with db.translated("storing webhook requests"):
+            if self._conn is not None and not _usable(self._conn):
+                # Its server connection was lost (the server restarted): asyncpg gave it
+                # back to the pool already. Using it failed before anything was sent, and
+                # was answered "may or may not have been stored".
+                self._conn = None
             if self._conn is None:
                 self._conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
             try:
@@ -305,6 +310,15 @@ class InboxWriter:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await self._pool.release(conn, timeout=2.0)
+
+
+def _usable(conn: asyncpg.Connection) -> bool:
+    """A held pool connection is still ours and open (a lost one is released by asyncpg
+    itself, and every call on it then raises InterfaceError without sending anything)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 async def _store_batch(
