@@ -36,6 +36,7 @@ from triggerd.component import Component
 from triggerd.config import Settings, load_settings
 from triggerd.console import add_console_routes
 from triggerd.errors import DatabaseUnavailable, TriggerdError
+from triggerd.logs import apply_log_settings
 from triggerd.notifications.hub import NotificationHub
 from triggerd.operations.apply import apply_files
 from triggerd.sdnotify import Notifier
@@ -303,6 +304,8 @@ class Daemon:
                         "some settings change only after a restart",
                         extra={"event": "reload_needs_restart", "keys": changed_restart},
                     )
+                if new.log != self.settings.log:
+                    apply_log_settings(new.log.level, new.log.format)
                 self.settings = new
                 if self.app is not None:
                     self.app[API_AUTH].update(new)

@@ -161,6 +161,15 @@ def _install_protocol_error_filter(monotonic: Monotonic) -> None:
     server.addFilter(_protocol_errors)
 
 
+def apply_log_settings(level: str, fmt: str) -> None:
+    """A reload's ``[log] level`` and ``format``: the root logger's level and its handlers'
+    formatter change in place (the handlers, filters and stream stay)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+
+
 def setup_logging(
     level: str = "info",
     fmt: str = "json",

@@ -212,3 +212,25 @@ async def test_a_sighup_while_starting_reloads_once_the_daemon_is_ready(
             "reload requested while starting: it runs once the daemon is ready")
     assert reloaded["ts"] >= ready_event["ts"]
     assert await daemon.stop(signal.SIGTERM) == 0
+
+
+async def test_a_reload_applies_the_log_level(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener
+) -> None:
+    # [log] level changed by a SIGHUP was ignored without a word (info lines went on).
+    daemon = await _start(daemons, dsn, notify_socket, watchdog_usec=None)
+    [ready] = await notify_socket.wait_for("READY=1")
+    good = daemon.config.read_text()
+    assert 'level = "info"' in good
+    daemon.config.write_text(good.replace('level = "info"', 'level = "warning"'))
+    daemon.send(signal.SIGHUP)
+    [reloading] = await notify_socket.wait_for("RELOADING=1", after=ready)
+    [ready_again] = await notify_socket.wait_for("READY=1", after=reloading)
+    # The reload's own info line is already below the new level; a warning still shows.
+    daemon.config.write_text(good.replace('level = "info"', 'level = "loud"'))
+    daemon.send(signal.SIGHUP)
+    refused = await daemon.wait_for_event("reload_refused")
+    assert refused["level"] == "error"
+    assert daemon.events_named("daemon_reloaded") == []
+    assert await daemon.stop(signal.SIGTERM) == 0
+    assert daemon.events_named("daemon_stopping") == []  # an info line

@@ -30,7 +30,7 @@ from aiohttp import web
 from triggerd import db, runtime
 from triggerd.config import Settings, load_settings
 from triggerd.errors import TriggerdError
-from triggerd.logs import setup_logging
+from triggerd.logs import apply_log_settings, setup_logging
 from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
 from triggerd.serving.forward import forward, upstream_session
@@ -168,6 +168,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
             logger.error("http worker reload refused: configuration invalid",
                          extra={"event": "http_worker_reload_refused", "error": exc.message})
             return
+        apply_log_settings(new.log.level, new.log.format)
         ingress.apply_settings(new)
         await ingress.reload()
         logger.info("http worker reloaded", extra={"event": "http_worker_reloaded",
