@@ -225,7 +225,7 @@ async def test_a_reload_applies_the_log_level(
     daemon.config.write_text(good.replace('level = "info"', 'level = "warning"'))
     daemon.send(signal.SIGHUP)
     [reloading] = await notify_socket.wait_for("RELOADING=1", after=ready)
-    [ready_again] = await notify_socket.wait_for("READY=1", after=reloading)
+    await notify_socket.wait_for("READY=1", after=reloading)
     # The reload's own info line is already below the new level; a warning still shows.
     daemon.config.write_text(good.replace('level = "info"', 'level = "loud"'))
     daemon.send(signal.SIGHUP)
