@@ -63,7 +63,10 @@ def create_app(
 
 
 # Settings that only take effect after a restart.
-_RESTART_ONLY = ("database", "http.host", "http.port", "http.processes", "daemon.state_dir")
+# [executor] and [scheduler] are read by their loops when they start (a reload that changed
+# them said nothing).
+_RESTART_ONLY = ("database", "http.host", "http.port", "http.processes", "daemon.state_dir",
+                 "executor", "scheduler")
 
 
 @dataclass(kw_only=True)

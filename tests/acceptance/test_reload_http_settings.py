@@ -54,3 +54,18 @@ async def test_sighup_applies_a_new_max_body_bytes(
     assert status == 202, body
     assert daemon.events_named("reload_needs_restart") == []
     assert await daemon.stop(signal.SIGTERM) == 0
+
+
+async def test_sighup_names_executor_and_scheduler_changes_that_take_a_restart(
+    daemons: Daemons, dsn: str
+) -> None:
+    # Their loops read them when they start: a reload that changed them said nothing.
+    daemon = await daemons.start(database_url=dsn)
+    config = daemon.config.read_text()
+    assert 'poll_interval = "500ms"' in config and "[scheduler]" not in config
+    daemon.config.write_text(config.replace('poll_interval = "500ms"', 'poll_interval = "2s"')
+                             + '\n[scheduler]\nreconcile_interval = "30s"\n')
+    daemon.send(signal.SIGHUP)
+    warned = await daemon.wait_for_event("reload_needs_restart")
+    assert warned["keys"] == ["executor", "scheduler"]
+    assert await daemon.stop(signal.SIGTERM) == 0
