@@ -5,6 +5,7 @@ lost, and the workflow's timeout counts the time the run works, not the time it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,13 +24,21 @@ from triggerd.store.executions import ExecutionUpdate, request_cancel, write_pro
 OPERATOR = Actor(name="token:ops", via="api")
 
 
-@pytest.fixture
-async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+@contextlib.asynccontextmanager
+async def running(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
     settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
     ex = Executor(pool=pool, dsn=dsn, settings=settings)
     await ex.start()
-    yield ex
-    await ex.stop()
+    try:
+        yield ex
+    finally:
+        await ex.stop()
+
+
+@pytest.fixture
+async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
+    async with running(pool, dsn) as ex:
+        yield ex
 
 
 def approval_doc(**workflow: Any) -> dict[str, Any]:
@@ -132,13 +141,8 @@ async def test_a_run_canceled_after_its_process_died_closes_the_interrupted_atte
         "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
         " start_time) VALUES ($1, 'ask', 'approval', 'RUNNING', 1, $2)", run, now)
     assert (await request_cancel(pool, run)).status == "RUNNING"  # flagged for its owner
-    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
-    ex = Executor(pool=pool, dsn=dsn, settings=settings)
-    await ex.start()
-    try:
+    async with running(pool, dsn):
         row = await final_status(pool, run)
-    finally:
-        await ex.stop()
     assert (row["status"], row["error_code"]) == ("CANCELED", "CANCELED")
     assert await node_statuses(pool, run) == {"ask": "CANCELED"}
 
@@ -159,11 +163,6 @@ async def test_a_cancel_that_meets_the_park_is_not_lost(pool: asyncpg.Pool, dsn:
     due = await pool.fetchval(
         "SELECT resume_at <= now() FROM workflow_executions WHERE id = $1", run)
     assert due  # taken up at once, not in a day
-    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms"})
-    ex = Executor(pool=pool, dsn=dsn, settings=settings)
-    await ex.start()
-    try:
+    async with running(pool, dsn):
         row = await final_status(pool, run)
-    finally:
-        await ex.stop()
     assert (row["status"], row["error_code"]) == ("CANCELED", "CANCELED")

@@ -178,11 +178,6 @@ def existing_resume_key(settings: Settings, environ: Mapping[str, str]) -> Resum
     return _read_key(path, str(path))
 
 
-def blob_key_id(blob: bytes) -> str:
-    """The id of the key that encrypted a resume copy (from its header)."""
-    return blob[1 : 1 + _KEY_ID_BYTES].hex()
-
-
 def load_resume_key(settings: Settings, environ: Mapping[str, str]) -> ResumeKey:
     """The configured key file, else the systemd credential, else the state directory's key
     (created the first time). A bad or unreadable key is a :class:`ConfigError`."""

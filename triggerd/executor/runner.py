@@ -73,6 +73,16 @@ RUN_AGAIN_ON_RESUME = frozenset({"approval", "workflow"})
 PARKING_TYPES = frozenset({"wait", *RUN_AGAIN_ON_RESUME})
 
 
+def _latest_attempts(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each node's row of its highest attempt."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        current = latest.get(row["node_id"])
+        if current is None or row["attempt"] > current["attempt"]:
+            latest[row["node_id"]] = row
+    return latest
+
+
 def parked_time(previous_rows: Sequence[Mapping[str, Any]], now: datetime) -> timedelta:
     """How long a run being taken up again has waited parked so far: the spans of its
     parking nodes' rows (to their end, or to ``now`` for the park ending now)."""
@@ -339,11 +349,7 @@ class Runner:
     def _close_open_rows(self) -> None:
         """A run canceled as it is taken up: the attempts its rows left open (RUNNING under
         a process that died, WAITING in a park) end CANCELED with it."""
-        latest: dict[str, dict[str, Any]] = {}
-        for row in self.previous_rows:
-            current = latest.get(row["node_id"])
-            if current is None or row["attempt"] > current["attempt"]:
-                latest[row["node_id"]] = row
+        latest = _latest_attempts(self.previous_rows)
         now = self.clock()
         self.pending.extend(
             NodeRow(
@@ -364,15 +370,11 @@ class Runner:
     def _restore(self) -> None:
         """Outcomes from rows written before (resume after a crash, a wait or a hand-back)."""
         now = self.clock()
-        latest: dict[str, dict[str, Any]] = {}
         for row in self.previous_rows:
             self.next_attempt[row["node_id"]] = max(
                 self.next_attempt.get(row["node_id"], 1), row["attempt"] + 1
             )
-            current = latest.get(row["node_id"])
-            if current is None or row["attempt"] > current["attempt"]:
-                latest[row["node_id"]] = row
-        for node_id, row in latest.items():
+        for node_id, row in _latest_attempts(self.previous_rows).items():
             status = row["status"]
             if status == NodeStatus.RUNNING:
                 # The process running this attempt died (its lease expired): close the
