@@ -98,17 +98,27 @@ CALLS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[Any]]] = {
 }
 
 
+@pytest.mark.parametrize("literal", [True, False])
 async def test_a_tenants_inbox_page_holds_its_own_requests(
-    pool: asyncpg.Pool, inbox: dict[str, Any]
+    pool: asyncpg.Pool, inbox: dict[str, Any], literal: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from triggerd.store import inbox as store
+
+    if not literal:  # a tenant with more webhook triggers than literal branches
+        monkeypatch.setattr(store, "MAX_LITERAL_TRIGGERS", 0)
     async with pool.acquire() as conn:
         acme = await list_inbox(conn, tenant="acme", limit=100)
         page = await list_inbox(conn, tenant="default", limit=30)
+        filtered = await list_inbox(conn, tenant="default", outcome="debounced", limit=5,
+                                    after_id=inbox["after"])
         everything = await list_inbox(conn, limit=ROWS + 1)
     assert len(acme) == 60 and {r.tenant_id for r in acme} == {"acme"}
     assert [r.id for r in acme] == sorted((r.id for r in acme), reverse=True)
     expected = [r.id for r in everything if r.tenant_id == "default"][:30]
     assert [r.id for r in page] == expected
+    expected = [r.id for r in everything if r.tenant_id == "default"
+                and r.outcome == "debounced" and r.id < inbox["after"]][:5]
+    assert [r.id for r in filtered] == expected and len(expected) == 5
 
 
 @pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])

@@ -130,16 +130,17 @@ def tenant_inbox_query(
     own = "".join(
         f" AND {c}" for c in _conditions("r", trigger_id=None, outcome=outcome,
                                         after_id=after_id))
-    offer = f"SELECT {_SUMMARY}, r.id AS sort_id{_FROM} WHERE r.trigger_id = {{trigger}}{own}" \
-            f" ORDER BY r.id DESC LIMIT {limit}"
+
+    def offer(trigger: str) -> str:
+        return (f"SELECT {_SUMMARY}, r.id AS sort_id{_FROM} WHERE r.trigger_id = {trigger}"
+                f"{own} ORDER BY r.id DESC LIMIT {limit}")
+
     if len(trigger_ids) <= MAX_LITERAL_TRIGGERS:
         offers = " UNION ALL ".join(
-            f"({offer.format(trigger=repr(str(uuid.UUID(t))) + '::uuid')})"
-            for t in trigger_ids)
+            f"({offer(repr(str(uuid.UUID(t))) + '::uuid')})" for t in trigger_ids)
     else:
         offers = (
-            f"SELECT x.* FROM workflow_triggers tt CROSS JOIN LATERAL"
-            f" ({offer.format(trigger='tt.id')}) x"
+            f"SELECT x.* FROM workflow_triggers tt CROSS JOIN LATERAL ({offer('tt.id')}) x"
             " WHERE tt.tenant_id = $1 AND tt.type = 'webhook'")
     # The tenant is checked again in the page (the literal branches do not name it).
     return (f"SELECT * FROM ({offers}) o WHERE o.tenant_id = $1"
