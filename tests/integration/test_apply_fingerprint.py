@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from triggerd import definitions
 from triggerd.definitions import load_files
+from triggerd.definitions.api import load_files_by_file
 from triggerd.errors import DefinitionError
 from triggerd.operations import apply as apply_op
 from triggerd.operations.apply import apply_files
@@ -38,15 +40,19 @@ workflows:
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times the files were read and checked in full (load_files)."""
+    """How many times the files were read and checked in full (load_files, or
+    load_files_by_file, which the apply uses to name each tenant's own files)."""
     calls: list[int] = []
-    real = load_files
 
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+    def counting(real: Any) -> Any:
+        def count(*args: object, **kwargs: object) -> object:
+            calls.append(1)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(apply_op, "load_files", counting)
+        return count
+
+    monkeypatch.setattr(apply_op, "load_files", counting(load_files))
+    monkeypatch.setattr(apply_op, "load_files_by_file", counting(load_files_by_file))
     return calls
 
 

@@ -499,3 +499,34 @@ async def test_metrics_count_runs_by_tenant(pool: asyncpg.Pool, two_tenants: Non
     metrics.execution_finished("acme:billing", "SUCCESS", 0.1, "acme")
     assert ('triggerd_tenant_executions_total{status="SUCCESS",tenant="acme"} 1.0'
             in metrics.render()[0].decode())
+
+
+async def test_each_tenants_audit_of_an_apply_names_only_its_own_files(
+    pool: asyncpg.Pool, tmp_path: Any
+) -> None:
+    # One apply of several tenants' files (the daemon's [daemon] definitions) wrote one
+    # audit row per tenant, each listing every file: acme's audit showed globex's names.
+    from triggerd.operations.apply import apply_files
+
+    def write(name: str, tenant: str | None, key: str) -> str:
+        doc: dict[str, Any] = {"workflows": [{
+            "key": key, "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]}
+        if tenant is not None:
+            doc["tenant"] = tenant
+        path = tmp_path / name
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    files = [write("acme-billing.json", "acme", "bill"),
+             write("globex-secret-merger.json", "globex", "merge"),
+             write("shared.json", None, "ops")]
+    async with pool.acquire() as conn:
+        await apply_files(conn, files)
+    rows = await pool.fetch("SELECT tenant_id, target, detail FROM audit_log"
+                            " WHERE action = 'apply' ORDER BY tenant_id")
+    seen = {r["tenant_id"]: (r["target"], r["detail"]["files"]) for r in rows}
+    assert seen == {
+        "acme": ("acme-billing.json", [files[0]]),
+        "default": ("shared.json", [files[2]]),
+        "globex": ("globex-secret-merger.json", [files[1]]),
+    }

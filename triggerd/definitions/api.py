@@ -62,11 +62,12 @@ def load_files(
 
 def load_files_by_file(
     paths: Sequence[str | Path], *, tenant: str | None = None,
+    contents: Sequence[bytes] | None = None,
 ) -> list[tuple[str, list[WorkflowSpec]]]:
     """Like :func:`load_files` (the files checked together, so one may use another's
     calendars or name its error workflow), with each file's workflows apart."""
     with paused_gc():
-        entries = _read(paths)
+        entries = _read(paths, contents)
         problems, specs = _analyze(entries, None, tenant)
     if problems:
         raise definition_error(problems)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import asyncpg
 
 from triggerd.config import Settings
 from triggerd.definitions import load_files
+from triggerd.definitions.api import load_files_by_file
 from triggerd.definitions.checks import known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
 from triggerd.errors import DefinitionError
@@ -35,6 +37,22 @@ def _target(paths: Sequence[str | Path]) -> str:
     """The audit target: the files' names (the full list is in the detail)."""
     names = ", ".join(Path(p).name for p in paths)
     return names if len(names) <= 200 else names[:197] + "..."
+
+
+def _tenant_audits(
+    audit: AuditEntry, by_file: Sequence[tuple[str, Sequence[WorkflowSpec]]]
+) -> dict[str, AuditEntry]:
+    """Each tenant's audit row names only the files with its workflows: a file list is
+    another tenant's business (acme's audit showed globex's file names)."""
+    files: dict[str, list[str]] = {}
+    for path, specs in by_file:
+        for tenant in dict.fromkeys(spec.tenant_id for spec in specs):
+            files.setdefault(tenant, []).append(path)
+    return {
+        tenant: dataclasses.replace(audit, target=_target(names),
+                                    detail={**audit.detail, "files": names})
+        for tenant, names in files.items()
+    }
 
 
 def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
@@ -112,10 +130,12 @@ async def apply_files(
     if known is not None:
         return known
     # The bytes the fingerprint was taken of, not the files again: they may change meanwhile.
-    specs = await asyncio.to_thread(load_files, paths, contents=contents, tenant=tenant)
+    by_file = await asyncio.to_thread(load_files_by_file, paths, contents=contents,
+                                      tenant=tenant)
+    specs = [spec for _, specs_of_file in by_file for spec in specs_of_file]
     _refuse_unusable_secrets(paths, specs, settings)
     async with _connection(db) as conn:
         return await apply_workflows(
             conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS,
-            audit=audit,
+            audit=audit, tenant_audits=_tenant_audits(audit, by_file),
         )

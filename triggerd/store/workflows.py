@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +191,7 @@ async def apply_workflows(
     fingerprint: str | None = None,
     keep: int = 16,
     audit: AuditEntry | None = None,
+    tenant_audits: Mapping[str, AuditEntry] | None = None,
 ) -> ApplyReport:
     """Create or update workflows, publish changed versions and upsert triggers, all in one
     transaction: either everything is written or nothing is. With ``plan``, everything is
@@ -204,7 +205,9 @@ async def apply_workflows(
     written, for :func:`unchanged_apply`; the latest ``keep`` fingerprints are kept.
 
     ``audit`` (who applied which files) is recorded in the same transaction when anything
-    changed, with the count of changes by kind and action in its detail."""
+    changed, with the count of changes by kind and action in its detail; a tenant in
+    ``tenant_audits`` gets its own entry instead (its files only), and a tenant without
+    one there (its workflows pruned) is told of no file."""
     report = ApplyReport()
     try:
         async with conn.transaction():
@@ -219,9 +222,14 @@ async def apply_workflows(
                 # One row in each tenant whose workflows changed, so that tenant's own
                 # audit list shows it (a `tenant: acme` document is acme's change).
                 for tenant, changes in _changes_by_tenant(report).items():
+                    entry = audit
+                    if tenant_audits is not None:
+                        entry = tenant_audits.get(tenant) or dataclasses.replace(
+                            audit, target="(none of its files)",
+                            detail={**audit.detail, "files": []})
                     await record_audit(conn, dataclasses.replace(
-                        audit, tenant_id=tenant,
-                        detail={**audit.detail, **apply_counts(report, changes)}))
+                        entry, tenant_id=tenant,
+                        detail={**entry.detail, **apply_counts(report, changes)}))
     except _PlanOnly:
         pass
     return report
