@@ -53,22 +53,22 @@ def load_files(
     """The workflows of the given files, in file order; raises
     :class:`~triggerd.errors.DefinitionError` listing every problem across all files.
     ``contents``: the files' bytes, already read (what a fingerprint was taken of)."""
-    with paused_gc():  # see paused_gc: a large file is millions of live objects
-        problems, specs = _analyze(_read(paths, contents), node_types, tenant)
-    if problems:
-        raise definition_error(problems)
-    return specs
+    return [spec for _, specs in load_files_by_file(
+        paths, node_types=node_types, contents=contents, tenant=tenant) for spec in specs]
 
 
 def load_files_by_file(
-    paths: Sequence[str | Path], *, tenant: str | None = None,
+    paths: Sequence[str | Path],
+    *,
+    node_types: Collection[str] | None = None,
     contents: Sequence[bytes] | None = None,
+    tenant: str | None = None,
 ) -> list[tuple[str, list[WorkflowSpec]]]:
     """Like :func:`load_files` (the files checked together, so one may use another's
     calendars or name its error workflow), with each file's workflows apart."""
-    with paused_gc():
+    with paused_gc():  # see paused_gc: a large file is millions of live objects
         entries = _read(paths, contents)
-        problems, specs = _analyze(entries, None, tenant)
+        problems, specs = _analyze(entries, node_types, tenant)
     if problems:
         raise definition_error(problems)
     grouped: list[tuple[str, list[WorkflowSpec]]] = []
