@@ -88,7 +88,7 @@ async def test_time_parked_does_not_count_toward_the_workflow_timeout(
 
 
 async def test_working_time_still_counts_and_a_timed_out_run_leaves_no_open_row(
-    pool: asyncpg.Pool, executor: Executor
+    pool: asyncpg.Pool, dsn: str
 ) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(30)
@@ -102,10 +102,12 @@ async def test_working_time_still_counts_and_a_timed_out_run_leaves_no_open_row(
             "triggers": [{"name": "manual", "type": "manual"}]}]})
         run = await fire(pool, "late/manual")
         # Taken up for the first time with its hour of work already used (start_time is
-        # kept across take-ups): the deadline falls during the node's first write.
+        # kept across take-ups): the deadline falls during the node's first write. The
+        # executor starts only after the change, so it cannot take the run up before it.
         await pool.execute("UPDATE workflow_executions SET start_time = now()"
                            " - interval '2 hours' WHERE id = $1", run)
-        row = await final_status(pool, run)
+        async with running(pool, dsn):
+            row = await final_status(pool, run)
     assert (row["status"], row["error_code"]) == ("ERROR", "TIMEOUT")
     statuses = await node_statuses(pool, run)
     assert statuses in ({}, {"call": "CANCELED"}), statuses
