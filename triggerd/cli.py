@@ -1401,6 +1401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.handler is cmd_run:
+            runtime.defer_early_reload()
         settings = load_settings(args.config)
         handler: Handler = args.handler
         if handler is not cmd_run:

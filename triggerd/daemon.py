@@ -39,6 +39,7 @@ from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.logs import apply_log_settings
 from triggerd.notifications.hub import NotificationHub
 from triggerd.operations.apply import apply_files
+from triggerd.runtime import take_early_reload
 from triggerd.sdnotify import Notifier
 from triggerd.serving.sockets import app_runner, open_listener
 
@@ -349,6 +350,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if take_early_reload():  # one came while the process was starting
+            self._reload_pending = True
         try:
             await self.start()
             self._serving = True

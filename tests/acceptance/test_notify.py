@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import DaemonProcess, Daemons
+from tests.acceptance.conftest import REPO_ROOT, DaemonProcess, Daemons
 
 
 @dataclass(kw_only=True)
@@ -212,6 +212,48 @@ async def test_a_sighup_while_starting_reloads_once_the_daemon_is_ready(
             "reload requested while starting: it runs once the daemon is ready")
     assert reloaded["ts"] >= ready_event["ts"]
     assert await daemon.stop(signal.SIGTERM) == 0
+
+
+# Sends SIGHUP to its own process from inside ``triggerd run`` before its event loop
+# exists: after the command line is read, while the configuration is.
+_EARLY_SIGHUP = """\
+import os, signal
+import triggerd.cli
+
+_load_settings = triggerd.cli.load_settings
+
+
+def _load_after_a_sighup(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGHUP)
+    return _load_settings(*args, **kwargs)
+
+
+triggerd.cli.load_settings = _load_after_a_sighup
+"""
+
+
+async def test_a_sighup_before_the_event_loop_is_a_reload_not_the_end(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    # SIGHUP's default action ended the process: `kill -HUP` sent in the start's first
+    # half second (before the loop's handler) killed the daemon. The reload it makes once
+    # ready is passed on to the extra HTTP process, which is still starting then (importing):
+    # that killed it too.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_EARLY_SIGHUP)
+    config, port = daemons.write_config(database_url=dsn, sections={"http": {"processes": 2}})
+    daemon = daemons.spawn(config, port, {
+        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT)])})
+    await daemon.wait_ready()
+    ready = await daemon.wait_for_event("daemon_ready")
+    reloaded = await daemon.wait_for_event("daemon_reloaded")
+    assert reloaded["ts"] >= ready["ts"]
+    worker = await daemon.wait_for_event("http_worker_reloaded")
+    assert worker["worker"] == 1
+    assert await daemon.stop(signal.SIGTERM) == 0
+    assert daemon.events_named("http_worker_exited") == []
+    assert daemon.events_named("http_worker_failed") == []
 
 
 async def test_a_reload_applies_the_log_level(

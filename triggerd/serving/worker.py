@@ -195,6 +195,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     loop.add_signal_handler(
         signal.SIGHUP, lambda: background.append(asyncio.create_task(reload()))
     )
+    if runtime.take_early_reload():  # the daemon passed a SIGHUP on while this one started
+        background.append(asyncio.create_task(reload()))
     background.append(asyncio.create_task(report_loop()))
     reporter.send({"ready": True, "pid": os.getpid()})
     logger.info("http worker ready", extra={"event": "http_worker_ready", "worker": index,
@@ -228,6 +230,7 @@ def _die_with_parent() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     del argv  # everything comes from the environment the daemon sets
+    runtime.defer_early_reload()
     try:
         settings = load_settings(os.environ.get(ENV_CONFIG) or None)
         port = int(os.environ[ENV_PORT])

@@ -36,6 +36,7 @@ class _Worker:
     index: int
     process: asyncio.subprocess.Process | None = None
     ready: bool = False
+    reload_pending: bool = False  # a SIGHUP waits for its ready report
     starts: int = 0
 
 
@@ -62,9 +63,15 @@ class HttpWorkers(BaseComponent):
         ]
 
     async def reload(self) -> None:
-        """Pass SIGHUP on: each worker re-reads the configuration and its routes."""
+        """Pass SIGHUP on: each worker re-reads the configuration and its routes. A worker
+        still starting gets it once it is ready: before its event loop takes SIGHUP over,
+        the signal's default action would end it (it may have read the configuration
+        before the change, so the reload is not dropped either)."""
         for worker in self._workers:
-            self._signal(worker, signal.SIGHUP)
+            if worker.ready:
+                self._signal(worker, signal.SIGHUP)
+            else:
+                worker.reload_pending = True
 
     async def stop(self) -> None:
         """SIGTERM to every worker, then wait: each stores what it accepted and exits."""
@@ -182,6 +189,9 @@ class HttpWorkers(BaseComponent):
     def _apply(self, worker: _Worker, report: dict[str, Any]) -> None:
         if report.get("ready"):
             worker.ready = True
+            if worker.reload_pending:
+                worker.reload_pending = False
+                self._signal(worker, signal.SIGHUP)
             return
         if self.metrics is None:
             return
