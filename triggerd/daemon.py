@@ -41,6 +41,7 @@ from triggerd.notifications.hub import NotificationHub
 from triggerd.operations.apply import apply_files
 from triggerd.runtime import take_early_reload
 from triggerd.sdnotify import Notifier
+from triggerd.serving.drain import RequestDrain
 from triggerd.serving.sockets import app_runner, open_listener
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Daemon:
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _serving: bool = False  # start() finished: a SIGHUP reloads at once
     _reload_pending: bool = False  # a SIGHUP came while starting
+    _drain: RequestDrain = field(default_factory=RequestDrain)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     _listen_port: int = 0
     # [http] processes > 1: the private directory of the Unix socket the workers forward
@@ -156,6 +158,7 @@ class Daemon:
         self.notifier.status("starting: definitions")
         await self.apply_definitions(self.settings)
         self.app = create_app(self.settings, self.pool, tokens=StoredTokens(self.pool))
+        self.app.middlewares.insert(0, self._drain.middleware)
         await self.ensure_api_token()
         self.build_components(direct)
         self.notifier.status("starting: components")
@@ -323,10 +326,12 @@ class Daemon:
 
     async def stop(self) -> None:
         self.notifier.stopping()
-        # Stop accepting first: new connections are refused while runs drain.
+        # Stop accepting first: new connections are refused while runs drain. Then the
+        # requests in progress finish while every part they need still runs.
         if self.site is not None:
             with contextlib.suppress(Exception):
                 await self.site.stop()
+            await self._drain_requests()
         for component in reversed(self.components):
             try:
                 await component.stop()
@@ -344,6 +349,16 @@ class Daemon:
         if self._worker_dir is not None:
             shutil.rmtree(self._worker_dir, ignore_errors=True)
         self.notifier.close()
+
+    async def _drain_requests(self) -> None:
+        started = time.monotonic()
+        cut = await self._drain.wait()
+        if cut:
+            logger.warning(
+                "requests still in progress when the daemon stopped; they are cut",
+                extra={"event": "http_drain_cut", "requests": cut,
+                       "waited_s": round(time.monotonic() - started, 1)},
+            )
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

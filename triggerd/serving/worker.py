@@ -33,6 +33,7 @@ from triggerd.errors import TriggerdError
 from triggerd.logs import apply_log_settings, setup_logging
 from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
+from triggerd.serving.drain import RequestDrain
 from triggerd.serving.forward import forward, upstream_session
 from triggerd.serving.sockets import app_runner, open_listener
 from triggerd.tasks import cancel_and_wait
@@ -155,7 +156,9 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     async def everything_else(request: web.Request) -> web.StreamResponse:
         return await forward(session, request)
 
-    app = web.Application(client_max_size=settings.http.max_body_bytes)
+    drain = RequestDrain()
+    app = web.Application(client_max_size=settings.http.max_body_bytes,
+                          middlewares=[drain.middleware])
     app.router.add_route("*", "/hooks/{path:.*}", hooks, expect_handler=ingress.expect)
     app.router.add_route("*", TENANT_HOOKS, hooks, expect_handler=ingress.expect)
     app.router.add_route("*", "/{tail:.*}", everything_else)
@@ -204,9 +207,15 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     try:
         await stop.wait()
     finally:
-        # Stop accepting, answer what was accepted (the group commit is flushed), leave.
+        # Stop accepting, let the requests in progress finish and answer them, store what
+        # was accepted (the group commit is flushed), leave.
         with contextlib.suppress(Exception):
             await site.stop()
+        cut = await drain.wait()
+        if cut:
+            logger.warning("requests still in progress when the http worker stopped;"
+                           " they are cut", extra={"event": "http_drain_cut",
+                                                   "worker": index, "requests": cut})
         await ingress.stop()
         await hub.stop()
         await runner.cleanup()
