@@ -11,6 +11,7 @@ document (percent-encoded, JSON-escaped), since a node's params and outputs hold
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,6 +23,20 @@ from urllib.parse import quote, quote_plus
 from triggerd.model import JSON
 
 MASK: Final = "***"
+
+# Names that carry credentials (a header, a query parameter, a parameter): a value under
+# one is masked where it is stored or shown, though it is no secret of the workflow (a
+# sender's own API key sent along to a webhook, a literal token in a dry run's record).
+CREDENTIAL_WORDS: Final = (
+    r"authorization|token|secret|password|passwd|api[-_]?key|cookie|credential"
+)
+_CREDENTIAL_NAME = re.compile(CREDENTIAL_WORDS, re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_credential_name(name: str) -> bool:
+    """Whether ``name`` (a header, a query parameter) names a credential."""
+    return _CREDENTIAL_NAME.search(name) is not None
 
 
 def _forms(secret: str) -> set[str]:

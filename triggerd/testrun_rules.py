@@ -12,21 +12,19 @@ from typing import Any, Final
 
 from triggerd.errors import UsageError
 from triggerd.model import JSON, TriggerType, WorkflowSpec
-from triggerd.redaction import MASK
+from triggerd.redaction import CREDENTIAL_WORDS, MASK
 
 # Parameter names that carry credentials (a header, a query parameter, a body field):
 # masked in a dry run's "would call" record, whatever their value. Secrets of the
-# workflow are masked everywhere anyway; these may be literal values.
-_CREDENTIAL = re.compile(
-    r"authorization|token|secret|password|passwd|api[-_]?key|cookie|credential|signature",
-    re.IGNORECASE,
-)
+# workflow are masked everywhere anyway; these may be literal values. A signature the
+# node would send is one too.
+_CREDENTIAL = re.compile(CREDENTIAL_WORDS + "|signature", re.IGNORECASE)
 DECISIONS: Final = ("approved", "rejected")
 # The trigger type of a run with no --trigger: as `triggers fire` would start it.
 DEFAULT_TRIGGER_TYPE: Final = "manual"
 
 
-def is_credential_name(name: str) -> bool:
+def _sent_credential(name: str) -> bool:
     return _CREDENTIAL.search(name) is not None
 
 
@@ -34,7 +32,7 @@ def would_call(params: JSON) -> JSON:
     """What a dry run records for a node it does not run: its rendered params, every
     value under a credential-like name masked."""
     if isinstance(params, dict):
-        return {k: MASK if is_credential_name(str(k)) and v is not None else would_call(v)
+        return {k: MASK if _sent_credential(str(k)) and v is not None else would_call(v)
                 for k, v in params.items()}
     if isinstance(params, list | tuple):
         return [would_call(v) for v in params]

@@ -204,6 +204,37 @@ async def test_accepted_request_is_stored_with_its_execution(
     assert not {"authorization", "cookie"} & set(stored["headers"])
 
 
+async def test_a_credential_sent_along_is_masked_in_what_is_stored(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # The trigger checks no such header: the sender's own API key, a GitLab token or a
+    # token in the URL were stored (and shown to the run) as sent.
+    await apply(pool, workflow("w", hook("h", "along", dedupe=DedupeConfig(
+        header="X-Idempotency-Token"))))
+    client, _ = await make_client()
+    sent = {"X-Api-Key": "sk_live_51abc", "X-Gitlab-Token": "glpat-xyz",
+            "X-Idempotency-Token": "delivery-1", "X-Trace": "t-1"}
+    resp = await client.post("/hooks/along?api_key=q-secret&page=2&access_token=at-secret-1",
+                             json={"n": 1}, headers=sent)
+    assert resp.status == 202
+    again = await client.post("/hooks/along", json={"n": 2},
+                              headers={**sent, "X-Idempotency-Token": "delivery-2"})
+    assert again.status == 202  # the dedupe key still reads the header as sent
+    [stored, _] = await requests_rows(pool)
+    assert {k: stored["headers"][k] for k in
+            ("x-api-key", "x-gitlab-token", "x-idempotency-token", "x-trace")} == {
+        "x-api-key": "***", "x-gitlab-token": "***", "x-idempotency-token": "***",
+        "x-trace": "t-1"}
+    assert stored["query"] == {"api_key": "***", "page": "2", "access_token": "***"}
+    row = await pool.fetchrow(
+        "SELECT context::text AS context, dedupe_key FROM workflow_executions"
+        " WHERE id = $1", stored["execution_id"])
+    for secret in ("sk_live_51abc", "glpat-xyz", "q-secret", "at-secret-1"):
+        assert secret not in row["context"]
+        assert secret.encode() not in json.dumps(dict(stored), default=str).encode()
+    assert row["dedupe_key"] == "webhook:delivery-1"
+
+
 async def test_duplicate_delivery_answers_200_with_the_first_id(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -1,6 +1,6 @@
 """A webhook request as it is stored and shown to expressions: text PostgreSQL ``jsonb``
-can hold, headers without auth material, the query as an object, the run input as JSON
-text. Pure."""
+can hold, headers without auth material, credentials masked, the query as an object, the
+run input as JSON text. Pure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from multidict import CIMultiDictProxy, MultiMapping
 
 from triggerd.model import JSON
+from triggerd.redaction import MASK, is_credential_name
 from triggerd.webhooks.routes import WebhookRoute
 
 
@@ -27,7 +28,8 @@ def stored_headers(
     headers: CIMultiDictProxy[str], stripped: frozenset[str]
 ) -> dict[str, JSON]:
     """Headers as stored and shown to expressions: lower-case names, repeated headers
-    joined with ``", "`` (RFC 9110 5.3), auth material and cookies removed."""
+    joined with ``", "`` (RFC 9110 5.3), auth material and cookies removed, the value of
+    any other header named like a credential (``x-api-key``, ``x-gitlab-token``) masked."""
     result: dict[str, JSON] = {}
     for name, value in headers.items():
         key = name.lower()
@@ -36,7 +38,9 @@ def stored_headers(
             key = clean_text(key)
         if key in stripped:
             continue
-        if not value.isascii() or "\x00" in value:
+        if is_credential_name(key):
+            value = MASK
+        elif not value.isascii() or "\x00" in value:
             value = clean_text(value)
         previous = result.get(key)
         result[key] = value if previous is None else f"{previous}, {value}"
@@ -44,10 +48,13 @@ def stored_headers(
 
 
 def query_dict(query: MultiMapping[str]) -> dict[str, JSON]:
-    """The query string as an object; a repeated key becomes a list of its values."""
+    """The query string as an object; a repeated key becomes a list of its values. The
+    value of a parameter named like a credential (``?token=``, ``?api_key=``) is masked: a
+    secret in a URL is still a secret."""
     result: dict[str, JSON] = {}
     for key, value in query.items():
-        key, value = clean_text(key), clean_text(value)
+        key = clean_text(key)
+        value = MASK if is_credential_name(key) else clean_text(value)
         previous = result.get(key)
         if previous is None:
             result[key] = value
