@@ -223,6 +223,7 @@ def _print_problems(exc: DefinitionError) -> None:
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import check_files
     from triggerd.definitions.api import load_files_by_file
+    from triggerd.definitions.loading import expand_paths
     from triggerd.secrets import file_secret_problems, secret_policy_problems
 
     problems = check_files(args.files)
@@ -241,7 +242,7 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             print(str(problem), file=sys.stderr)
         print(f"triggerd: {len(problems)} problem(s) found; nothing was changed", file=sys.stderr)
         return 2
-    print(f"ok: {len(args.files)} file(s) valid")
+    print(f"ok: {len(expand_paths(args.files))} file(s) valid")
     return 0
 
 
@@ -1119,12 +1120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"applied": [...], "current": N}')
     p.set_defaults(handler=cmd_migrate)
     p = sub.add_parser("check", help="validate definition files, change nothing")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="a file, or a directory of them")
     p.add_argument("--json", action="store_true",
                    help='print [{"file", "path", "message"}] (empty when valid)')
     p.set_defaults(handler=cmd_check)
     p = sub.add_parser("apply", help="upsert workflows, publish changed versions, upsert triggers")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="a file, or a directory of them")
     p.add_argument(
         "--prune",
         action="store_true",

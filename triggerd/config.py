@@ -298,7 +298,8 @@ KEY_HELP: dict[str, str] = {
     "scheduler.lag_threshold": "a due slot this late without an outcome makes /readyz fail",
     "scheduler.ledger_retention": "slot ledger rows older than this are deleted",
     "daemon.state_dir": "state directory ($STATE_DIRECTORY, else ./.triggerd)",
-    "daemon.definitions": "definition files applied at start and on reload",
+    "daemon.definitions": "definition files (or directories of them) applied at start and"
+                          " on reload",
     "daemon.secret_roots": "directories {file: PATH} secrets may be read from (and credentials)",
     "egress.deny": "networks (CIDR) http nodes may not reach, besides link-local and metadata",
     "egress.allow": "networks (CIDR) http nodes may reach even when denied",

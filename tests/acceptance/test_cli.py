@@ -57,6 +57,44 @@ def test_check_examples_ok() -> None:
     assert result.stdout.strip() == f"ok: {len(EXAMPLES)} file(s) valid"
 
 
+async def test_a_directory_means_the_definition_files_in_it(dsn: str, tmp_path: Path) -> None:
+    # A directory was "unknown file type: definition files end in .yaml, .yml or .json".
+    folder = tmp_path / "workflows.d"
+    folder.mkdir()
+    for example in EXAMPLES:
+        (folder / Path(example).name).write_text(Path(example).read_text())
+    (folder / ".editor-swap.yaml").write_text("not: [valid")  # hidden: not read
+    (folder / "README.txt").write_text("not a definition file")
+    (folder / "old").mkdir()  # subdirectories are not read
+    (folder / "old" / "broken.yaml").write_text("not: [valid")
+    checked = triggerd("check", str(folder))
+    assert (checked.returncode, checked.stdout) == (0, f"ok: {len(EXAMPLES)} file(s) valid\n")
+    # The same file named again, by itself, is read once.
+    again = triggerd("check", str(folder), str(folder / Path(EXAMPLES[0]).name))
+    assert (again.returncode, again.stdout) == (0, f"ok: {len(EXAMPLES)} file(s) valid\n")
+    applied = triggerd("apply", str(folder), dsn=dsn)
+    assert applied.returncode == 0, applied.stderr
+    assert "workflow nightly-report: created" in applied.stdout
+    by_files = triggerd("apply", *EXAMPLES, dsn=dsn)
+    assert by_files.stdout.strip().splitlines()[-1] == "no changes", by_files.stdout
+
+    # An empty directory is a mistake (a deploy half done), not "no workflows": with
+    # --prune it would delete every one.
+    empty = tmp_path / "empty.d"
+    empty.mkdir()
+    for command in (["check"], ["apply", "--prune"]):
+        refused = triggerd(*command, str(empty), dsn=dsn)
+        assert refused.returncode == 2, refused
+        assert refused.stderr.splitlines()[0] == (
+            f"{empty}: $: a directory with no definition files (.yaml, .yml or .json) in it")
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM workflows WHERE status = 'active'") == 2
+    finally:
+        await conn.close()
+
+
 async def test_apply_twice_reports_no_changes_then_list(dsn: str) -> None:
     first = triggerd("apply", *EXAMPLES, dsn=dsn)
     assert first.returncode == 0, first.stderr

@@ -18,7 +18,7 @@ from triggerd.definitions.checks import (
     check_trigger_config,
     known_node_types,
 )
-from triggerd.definitions.loading import paused_gc, read_file
+from triggerd.definitions.loading import expand_paths, paused_gc, read_file
 from triggerd.definitions.problems import Report, definition_error, described
 from triggerd.definitions.schedule_checks import resolve_calendars, utc_now
 from triggerd.definitions.schema import (
@@ -37,8 +37,9 @@ TRIGGER_CONFIG_LABEL = "workflow_triggers.config"
 def check_files(
     paths: Sequence[str | Path], *, node_types: Collection[str] | None = None
 ) -> list[Problem]:
-    """Every problem in the given YAML (.yaml/.yml) or JSON (.json) files; ``[]`` when they
-    are valid together (workflow keys and webhook paths are unique across all of them)."""
+    """Every problem in the given YAML (.yaml/.yml) or JSON (.json) files (a directory: the
+    files in it); ``[]`` when they are valid together (workflow keys and webhook paths are
+    unique across all of them)."""
     problems, _ = _analyze(_read(paths), node_types)
     return problems
 
@@ -105,6 +106,8 @@ def _read(
     paths: Sequence[str | Path], contents: Sequence[bytes] | None = None
 ) -> list[tuple[Report, bool, Any]]:
     entries: list[tuple[Report, bool, Any]] = []
+    if contents is None:  # else the caller read these very files (after expanding them)
+        paths = expand_paths(paths)
     for number, path in enumerate(paths):
         report = Report(file=str(path))
         parsed, document = read_file(path, report, None if contents is None else contents[number])

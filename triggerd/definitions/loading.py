@@ -25,7 +25,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -237,10 +237,37 @@ def _child(stack: list[list[Any]], height: int) -> None:
         frame[2] = True
 
 
+def expand_paths(paths: Sequence[str | Path]) -> list[str | Path]:
+    """``paths`` with each directory replaced by the definition files directly in it
+    (``.yaml``, ``.yml``, ``.json``; by name; hidden files and subdirectories are not
+    read), each file once. A directory with none stays: reading it says so (an empty
+    directory applied with ``--prune`` must not mean "delete every workflow")."""
+    expanded: list[str | Path] = []
+    seen: set[str] = set()
+    for path in paths:
+        folder = Path(path)
+        files: list[str | Path] = [path]
+        if folder.is_dir():
+            found = sorted(
+                child for child in folder.iterdir()
+                if child.suffix.lower() in YAML_SUFFIXES + JSON_SUFFIXES
+                and not child.name.startswith(".") and child.is_file()
+            )
+            files = [str(child) for child in found] or files
+        for file in files:
+            if str(file) not in seen:
+                seen.add(str(file))
+                expanded.append(file)
+    return expanded
+
+
 def read_file(path: str | Path, report: Report, data: bytes | None = None) -> tuple[bool, Any]:
     """Read and parse one file (or its bytes ``data``, already read); ``(False, None)`` when
     it could not be parsed at all."""
     file = Path(path)
+    if data is None and file.is_dir():
+        report.add((), "a directory with no definition files (.yaml, .yml or .json) in it")
+        return False, None
     suffix = file.suffix.lower()
     if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
         report.add((), "unknown file type: definition files end in .yaml, .yml or .json")

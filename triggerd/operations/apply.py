@@ -22,6 +22,7 @@ from triggerd.definitions import load_files
 from triggerd.definitions.api import load_files_by_file
 from triggerd.definitions.checks import known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
+from triggerd.definitions.loading import expand_paths
 from triggerd.errors import DefinitionError
 from triggerd.model import WorkflowSpec
 from triggerd.operations.actor import SCHEDULER, Actor
@@ -115,6 +116,7 @@ async def apply_files(
     tenant of the files that name none (``apply --tenant``; None: the default one).
     ``settings``: refuse secrets a workflow's tenant may not read under them
     (:func:`~triggerd.secrets.secret_policy_problems`)."""
+    paths = await asyncio.to_thread(expand_paths, paths)  # a directory: the files in it
     audit = AuditEntry(actor=(actor or SCHEDULER).name, action="apply",
                        target_kind="definitions", target=_target(paths),
                        detail={"files": [str(p) for p in paths], "prune": prune})
