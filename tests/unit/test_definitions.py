@@ -775,6 +775,35 @@ def test_a_parameter_schema_reference_must_resolve_within_the_schema() -> None:
     }
 
 
+def test_a_scheduled_trigger_input_must_pass_the_parameter_schema() -> None:
+    # `check` said such a file was valid; every fire then failed with INPUT_INVALID.
+    schema = {"type": "object", "required": ["day"],
+              "properties": {"day": {"type": "string", "format": "date"},
+                             "count": {"type": "integer"}}}
+    tail = ("; every run of this trigger would fail with INPUT_INVALID (its input must"
+            " match the workflow's parameter_schema)")
+    triggers = [
+        {"name": "bad-cron", "type": "cron", "cron": "0 3 * * *",
+         "input": {"day": "someday", "count": "three"}},
+        {"name": "no-input", "type": "interval", "every": "1h"},
+        {"name": "good", "type": "cron", "cron": "0 4 * * *", "input": {"day": "2026-01-02"}},
+        # Not checked: their runs get more than `input:`, or run another version, or none.
+        {"name": "by-hand", "type": "manual"},
+        {"name": "hook", "type": "webhook", "path": "days"},
+        {"name": "off", "type": "cron", "cron": "0 5 * * *", "enabled": False},
+        {"name": "pinned", "type": "cron", "cron": "0 6 * * *", "version": 1},
+    ]
+    assert found(workflow(parameter_schema=schema, triggers=triggers)) == {
+        ("$.workflows[0].triggers[0].input.day", "'someday' is not a 'date'" + tail),
+        ("$.workflows[0].triggers[0].input.count", "'three' is not of type 'integer'" + tail),
+        ("$.workflows[0].triggers[1].input", "'day' is a required property" + tail),
+    }
+    # A schema that is itself wrong is reported once, not again through each trigger.
+    broken = {"$ref": "#/definitions/nope"}
+    assert [path for path, _ in found(workflow(parameter_schema=broken, triggers=triggers))] \
+        == ['$.workflows[0].parameter_schema["$ref"]']
+
+
 def test_a_stored_schema_whose_reference_does_not_resolve_is_a_conflict_not_a_crash() -> None:
     from triggerd.errors import Conflict
     from triggerd.inputs import check_input

@@ -182,8 +182,9 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
             check_graph(graph, (*path, "graph"), report, node_types=node_types)
         check_nodes(workflow, path, report, node_types=node_types)
         schema = workflow.get("parameter_schema")
-        if isinstance(schema, dict):
-            check_parameter_schema(schema, (*path, "parameter_schema"), report)
+        if isinstance(schema, dict) and check_parameter_schema(
+                schema, (*path, "parameter_schema"), report):
+            check_scheduled_inputs(workflow, schema, path, report)
         if workflow.get("on_failure") is not None and workflow.get("on_failure") == workflow.get(
                 "key"):
             report.add((*path, "on_failure"),
@@ -590,17 +591,54 @@ def _check_retry(retry: Any, path: JsonPath, report: Report) -> None:
 # --- parameter schema ----------------------------------------------------------------
 
 
-def check_parameter_schema(schema: dict[str, Any], path: JsonPath, report: Report) -> None:
+def check_parameter_schema(schema: dict[str, Any], path: JsonPath, report: Report) -> bool:
     """The run input's schema must itself be a valid JSON Schema (draft 2020-12) whose
-    references all resolve (within the schema: nothing is fetched)."""
+    references all resolve (within the schema: nothing is fetched); whether it is."""
     valid = True
     for error in _META_VALIDATOR.iter_errors(schema):
         valid = False
         best = best_match([error])
         report.add(path + tuple(best.absolute_path), f"not a valid JSON Schema: {best.message}")
     if valid:
+        before = len(report.items)
         root = DRAFT202012.create_resource(schema)
         _check_references(schema, Registry().resolver_with_root(root), path, report)
+        valid = len(report.items) == before
+    return valid
+
+
+# Triggers whose runs get exactly their `input:` (a webhook's comes from the request, a
+# manual fire adds its own): one that fails the parameter schema fails every run.
+_SCHEDULED_TYPES = frozenset({"cron", "interval"})
+
+
+def check_scheduled_inputs(
+    workflow: dict[str, Any], schema: dict[str, Any], path: JsonPath, report: Report
+) -> None:
+    """The `input:` of each enabled cron or interval trigger that runs this version passes
+    its parameter schema, as the executor checks it (every scheduled run failed with
+    ``INPUT_INVALID`` at run time, and `check` said the file was valid)."""
+    validator: Draft202012Validator | None = None
+    for trigger_path, trigger in _triggers(workflow, path):
+        kind = trigger.get("type")
+        if (not isinstance(kind, str) or kind not in _SCHEDULED_TYPES
+                or trigger.get("enabled") is False
+                or trigger.get("version") is not None):  # a pinned version has its own
+            continue
+        run_input = trigger.get("input", {})
+        if not isinstance(run_input, dict):
+            continue  # the file's schema refuses it
+        if validator is None:
+            validator = Draft202012Validator(
+                schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        errors = sorted(validator.iter_errors(run_input),
+                        key=lambda e: (tuple(map(str, e.absolute_path)), e.message))
+        for error in errors:
+            report.add(
+                (*trigger_path, "input", *error.absolute_path),
+                f"{error.message}; every run of this trigger would fail with INPUT_INVALID"
+                " (its input must match the workflow's parameter_schema)",
+            )
 
 
 # Keywords whose values are data, not schemas: a "$ref" inside them is not a reference.
