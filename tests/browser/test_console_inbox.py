@@ -167,3 +167,52 @@ async def test_keyboard_only_pause_and_one_h1_and_main_per_page(
         assert await page.locator("h1").count() == 1, path
         assert await page.locator("main").count() == 1, path
         assert await page.locator("html").get_attribute("lang") == "en", path
+
+
+PAGE_DEFINITIONS = """\
+workflows:
+  - key: pages
+    graph:
+      nodes:
+        - id: answer
+          type: respond
+          params:
+            headers:
+              Content-Type: text/html
+              Content-Security-Policy: "default-src 'self' 'unsafe-inline'"
+              Set-Cookie: "triggerd_session=fixed; Path=/ui/"
+            body: >-
+              <title>served</title><script>document.title = 'ran ' + document.cookie;
+              fetch('/ui/').then(r => r.text()).then(t => { document.title = 'read ' +
+              t.length; });</script>
+    triggers:
+      - {name: page, type: webhook, path: page, methods: [GET], auth: {scheme: none},
+         response: sync}
+"""
+
+
+async def test_a_page_a_run_serves_runs_no_script_with_a_console_session(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    # Whoever may apply a workflow (a tenant's admin) served a page whose script read the
+    # console's pages and CSRF tokens with the visitor's session (the all-tenant admin's)
+    # by setting its own Content-Security-Policy, and could set the session cookie.
+    daemon = await daemons.start(database_url=dsn, sections={"api": {"token": ADMIN_TOKEN}})
+    path = tmp_path / "pages.yaml"
+    path.write_text(PAGE_DEFINITIONS)
+    applied = await run_cli(daemon.config, "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    session = {c["name"]: c["value"] for c in await page.context.cookies()}
+    assert session.get("triggerd_session") not in (None, "fixed")
+
+    async def served() -> bool:
+        response = await page.goto(f"{daemon.base_url}/hooks/page")
+        return response is not None and response.status == 200
+
+    await wait_for(served, timeout=20)
+    await page.wait_for_timeout(500)  # a script, had it run, has run by now
+    assert await page.title() == "served"
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    assert cookies["triggerd_session"] == session["triggerd_session"]

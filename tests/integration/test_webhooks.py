@@ -1080,12 +1080,24 @@ async def test_sync_mode_answers_with_the_run(
     # Served from the console's origin: a body runs no script there unless the run says so.
     assert resp.headers["Content-Security-Policy"] == "sandbox"
     assert await resp.json() == {"ok": True}
+    # A run's own policy is enforced besides the sandbox, never instead of it: a page a
+    # tenant's admin serves ran its script with an all-tenant admin's console session.
+    # Nor may it set a cookie of the console's origin (a session fixed, or logged out).
     page = {"status": 200, "body": "<script>1</script>",
             "headers": {"Content-Type": "text/html",
-                        "content-security-policy": "default-src 'self'"}}
+                        "content-security-policy": "default-src 'self' 'unsafe-inline'",
+                        "Set-Cookie": "triggerd_session=fixed; Path=/ui/",
+                        "Clear-Site-Data": '"cookies"',
+                        "Strict-Transport-Security": "max-age=31536000"}}
     resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS", page, respond=True)
-    assert resp.headers.getall("Content-Security-Policy") == ["default-src 'self'"]
+    assert resp.headers.getall("Content-Security-Policy") == [
+        "default-src 'self' 'unsafe-inline', sandbox"]
     assert resp.headers["Content-Type"] == "text/html"
+    assert not {"Set-Cookie", "Clear-Site-Data", "Strict-Transport-Security"} & set(
+        resp.headers)
+    blank = {"status": 200, "body": "<p>", "headers": {"Content-Security-Policy": " "}}
+    resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS", blank, respond=True)
+    assert resp.headers.getall("Content-Security-Policy") == ["sandbox"]
     # No respond node: 200 with the run's output, whatever its shape.
     resp, _ = await sync_call(client, pool, "/hooks/sync", "SUCCESS",
                               {"status": 999, "body": "not a respond node"})

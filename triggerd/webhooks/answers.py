@@ -22,6 +22,11 @@ RETRY_DATABASE = 5
 RETRY_BACKPRESSURE = 5
 # Response headers a respond node may not set: they describe the connection and the
 # framing, which aiohttp owns.
+# Headers a run may not set on its answer, served from the daemon's (the console's)
+# origin: a cookie there is a console session (fixed, or logged out), and the others change
+# what the browser keeps for the whole origin.
+_ORIGIN_STATE = frozenset({"set-cookie", "set-cookie2", "clear-site-data",
+                           "strict-transport-security"})
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -190,7 +195,8 @@ def _respond_node_answer(output: Mapping[str, Any], headers: dict[str, str]) -> 
             if not isinstance(name, str) or value is None or not _TOKEN.fullmatch(name):
                 continue
             lowered = name.lower()
-            if lowered in _HOP_BY_HOP or lowered == "triggerd-execution-id":
+            if (lowered in _HOP_BY_HOP or lowered in _ORIGIN_STATE
+                    or lowered == "triggerd-execution-id"):
                 continue
             text = value if isinstance(value, str) else json.dumps(value)
             if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
@@ -213,14 +219,16 @@ def _respond_node_answer(output: Mapping[str, Any], headers: dict[str, str]) -> 
     # The answer comes from the daemon's origin (the console's too): a browser must not
     # take a body built from a request's input for another type than the one given. A
     # run may still say otherwise by setting the header itself.
-    given_names = {name.lower() for name in headers}
+    given_names = {name.lower(): name for name in headers}
     if "x-content-type-options" not in given_names:
         headers["X-Content-Type-Options"] = "nosniff"
-    if "content-security-policy" not in given_names:
-        # A text/html body built from a request's input would otherwise run its scripts in
-        # the console's origin (its session cookie, its CSRF tokens): a sandboxed document
-        # has an origin of its own and runs no script. A run serving a page on purpose sets
-        # its own policy.
-        headers["Content-Security-Policy"] = "sandbox"
+    # A text/html body would otherwise run its scripts in the console's origin (its session
+    # cookie, its CSRF tokens): whoever may apply a workflow (a tenant's admin) could act as
+    # any console user, the all-tenant admin included. A sandboxed document has an origin
+    # of its own and runs no script, whatever the run's own policy says: a second policy
+    # in the same header is enforced besides it, never instead of it.
+    own = given_names.get("content-security-policy")
+    policy = headers.pop(own) if own is not None else ""
+    headers["Content-Security-Policy"] = f"{policy}, sandbox" if policy.strip() else "sandbox"
     return web.Response(status=status, body=data, headers=headers)
 
