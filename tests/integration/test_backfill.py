@@ -136,6 +136,19 @@ async def test_cancel_stops_a_running_backfill(pool: asyncpg.Pool, hourly: str) 
     assert actions == ["backfill", "cancel_backfill"]
 
 
+async def test_canceling_another_tenants_backfill_is_audited_in_that_tenant(
+    pool: asyncpg.Pool
+) -> None:
+    # An all-tenant actor's cancel of acme's backfill was audited in the default tenant:
+    # the default tenant's admins read acme's backfill id and trigger, acme's did not.
+    await apply_doc(pool, {**DOC, "tenant": "acme"})
+    plan = await create(pool, Actor(name="token:acme-ops", via="api", tenant="acme"),
+                        _request(rate="1/s"))
+    await cancel(pool, OPERATOR, plan.backfill_id or "")  # OPERATOR: every tenant
+    rows = await pool.fetch("SELECT action, tenant_id FROM audit_log ORDER BY id")
+    assert [tuple(r) for r in rows] == [("backfill", "acme"), ("cancel_backfill", "acme")]
+
+
 async def test_bad_backfills_are_refused_and_record_nothing(pool: asyncpg.Pool, hourly: str
                                                             ) -> None:
     cases = [

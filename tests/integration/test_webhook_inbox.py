@@ -15,6 +15,7 @@ from triggerd.api.admin import add_admin_routes
 from triggerd.api.metrics import METRICS
 from triggerd.config import ApiSettings, Settings
 from triggerd.daemon import create_app
+from triggerd.errors import Conflict, NotFound
 from triggerd.model import (
     DedupeConfig,
     Graph,
@@ -24,6 +25,8 @@ from triggerd.model import (
     WebhookConfig,
     WorkflowSpec,
 )
+from triggerd.operations.actor import Actor
+from triggerd.operations.webhooks import replay, show_request
 from triggerd.store.workflows import apply_workflows
 from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
 
@@ -187,6 +190,26 @@ async def test_list_show_replay(
     assert await pool.fetchval(
         "SELECT count(*) FROM audit_log WHERE action = 'replay' AND target = $1",
         request_id) == 2
+
+
+async def test_a_request_whose_trigger_is_gone_is_not_found_by_a_tenants_replay(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    # Its 409 "its trigger was deleted" told another tenant's admin the request existed,
+    # where GET answered 404.
+    await apply(pool, spec())
+    client, _ = await make_client()
+    status, accepted = await post(client, {"action": "opened"})
+    assert status == 202
+    request_id = accepted["execution_id"]
+    await pool.execute("DELETE FROM workflow_triggers WHERE name = 'push'")
+    acme = Actor(name="token:acme-admin", via="api", tenant="acme")
+    for look in (lambda: show_request(pool, request_id, "acme"),
+                 lambda: replay(pool, acme, request_id)):
+        with pytest.raises(NotFound, match=f"no webhook request {request_id}"):
+            await look()
+    with pytest.raises(Conflict, match="its trigger was deleted"):
+        await replay(pool, Actor(name="token:root", via="api"), request_id)
 
 
 async def test_replay_uses_the_current_version(

@@ -176,7 +176,7 @@ async def cancel(pool: asyncpg.Pool, actor: Actor, backfill_id: str) -> store.Ba
         if not await store.cancel_backfill(conn, backfill_id):
             raise Conflict(f"backfill {backfill_id} is {record.state}; nothing was changed")
         await record_audit(conn, AuditEntry(
-            tenant_id=home(actor),
+            tenant_id=record.tenant_id,  # the backfill's, not the canceler's home
             actor=actor.name, action="cancel_backfill", target_kind="backfill",
             target=backfill_id, target_id=backfill_id,
             detail={"trigger": record.trigger, "started": record.started}))

@@ -18,7 +18,7 @@ from triggerd.expressions import ExpressionError
 from triggerd.ids import time_ordered_id
 from triggerd.inputs import check_input
 from triggerd.model import DEFAULT_TENANT, JSON, TriggerType, WebhookConfig, WorkflowStatus
-from triggerd.operations.actor import Actor, sees
+from triggerd.operations.actor import Actor
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.inbox import (
     OUTCOMES,
@@ -90,9 +90,16 @@ async def list_requests(pool: asyncpg.Pool, query: ListRequests, tenant: str | N
 async def show_request(pool: asyncpg.Pool, request_id: str, tenant: str | None = None
                        ) -> InboxRequest:
     found = await get_inbox_request(pool, parse_request_id(request_id))
-    if found is None or (tenant is not None and found.summary.tenant_id != tenant):
+    if not _visible(found, tenant):
         raise NotFound(f"no webhook request {request_id}")
+    assert found is not None
     return found
+
+
+def _visible(found: InboxRequest | None, tenant: str | None) -> bool:
+    """Whether a request exists for an actor of ``tenant`` (None: every tenant). One whose
+    trigger is gone has no tenant any more: only an all-tenant actor sees it."""
+    return found is not None and (tenant is None or found.summary.tenant_id == tenant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,9 +119,10 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
     async with pool.acquire() as conn, conn.transaction():
         # Locked: concurrent replays of one request take n one after the other.
         stored = await get_inbox_request(conn, wanted, for_update=True)
-        if stored is None or (stored.summary.tenant_id is not None
-                              and not sees(actor, stored.summary.tenant_id)):
+        # As GET answers: a 409 about another tenant's request told that it exists.
+        if not _visible(stored, actor.tenant):
             raise NotFound(f"no webhook request {request_id}")
+        assert stored is not None
         trigger = None
         if stored.summary.trigger_id is not None:
             trigger = await get_trigger_by_id(conn, stored.summary.trigger_id)
