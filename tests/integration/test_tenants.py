@@ -260,6 +260,11 @@ async def test_an_all_tenant_token_works_in_the_tenant_it_names(served: Client,
     other = await served.get("/api/v1/workflows", params={"tenant": "default"},
                              headers=bearer(scoped))
     assert other.status == 404
+    # A name no tenant can have is a bad parameter for a scoped token too (it was a 404
+    # carrying the 400's message).
+    invalid = await served.get("/api/v1/workflows", params={"tenant": "ACME"},
+                               headers=bearer(scoped))
+    assert (invalid.status, (await invalid.json())["error"]) == (400, "invalid_parameter")
     audit = await served.get("/api/v1/audit", headers=bearer(scoped))
     rows = (await audit.json())["items"]
     assert [(r["action"], r["tenant"]) for r in rows] == [("fire", "acme")]

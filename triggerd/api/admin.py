@@ -111,7 +111,7 @@ from triggerd.store.workflows import (
     list_versions,
     list_workflows,
 )
-from triggerd.tokens import Principal, addressed_tenant, method_refusal
+from triggerd.tokens import Principal, addressed_tenant, is_tenant_name, method_refusal
 from triggerd.trigger_detail import describe as describe_trigger
 from triggerd.trigger_detail import preview, preview_instant
 from triggerd.views import (
@@ -279,7 +279,7 @@ async def _authorize(request: web.Request) -> web.Response | None:
     asked = request.query.get("tenant")
     tenant, refusal = addressed_tenant(principal, asked)
     if refusal is not None:
-        if principal.tenant is None or asked is None or not asked:
+        if principal.tenant is None or not asked or not is_tenant_name(asked):
             return error_response(400, "invalid_parameter", refusal)
         return error_response(404, "not_found", refusal)
     request[TENANT] = tenant
