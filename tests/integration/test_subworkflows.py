@@ -12,6 +12,7 @@ import yaml
 
 from tests.helpers import apply_doc, final_status, fire, wait_for
 from triggerd.config import load_settings
+from triggerd.errors import DefinitionError
 from triggerd.executor.service import Executor
 from triggerd.operations import Actor
 from triggerd.operations.executions import cancel
@@ -182,3 +183,23 @@ async def test_a_wake_up_while_the_parent_still_runs_is_not_lost(pool: asyncpg.P
             id=parent, status="WAITING", resume_at=later)])
         assert await conn.fetchval("SELECT resume_at FROM workflow_executions WHERE id = $1",
                                    parent) == later
+
+
+async def test_apply_refuses_a_workflow_node_naming_no_workflow(pool: asyncpg.Pool) -> None:
+    # Accepted before: every run that reached the node failed.
+    parent = {"key": "parent", "graph": {"nodes": [
+        {"id": "call", "type": "workflow", "params": {"workflow": "child"}},
+        {"id": "later", "type": "workflow", "params": {"workflow": "{{ input.which }}"}}],
+        "edges": [{"from": "call", "to": "later"}]}}
+    with pytest.raises(DefinitionError) as refused:
+        await apply_doc(pool, {"workflows": [parent]})
+    assert refused.value.message == (
+        "node 'call': no workflow 'child' in the files or the database")
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    # In the same files, or applied before (a key given by an expression is not checked).
+    child = {"key": "child", "graph": {"nodes": [{"id": "a", "type": "noop"}]}}
+    await apply_doc(pool, {"workflows": [parent, child]})
+    await apply_doc(pool, {"workflows": [parent]})
+    # Another tenant's workflow of that key is not the one a node of acme's runs.
+    with pytest.raises(DefinitionError, match=r"^node 'call': no workflow 'child'"):
+        await apply_doc(pool, {"tenant": "acme", "workflows": [parent]})

@@ -515,13 +515,29 @@ def _path_taken(path: str, name: str) -> DefinitionError:
     )
 
 
-async def _refuse_unknown_error_workflows(
+def _workflow_references(spec: WorkflowSpec) -> list[tuple[str, str]]:
+    """(what refers, the workflow key it names) for the spec's ``on_failure`` and its
+    ``workflow`` nodes that name their workflow literally (an expression is known only at
+    run time)."""
+    found = [] if spec.on_failure is None else [("on_failure", spec.on_failure)]
+    for node in spec.graph.nodes:
+        key = node.params.get("workflow") if isinstance(node.params, dict) else None
+        if node.type == "workflow" and isinstance(key, str) and "{{" not in key:
+            found.append((f"node {node.id!r}", key))
+    return found
+
+
+async def _refuse_unknown_workflow_references(
     conn: asyncpg.Connection, specs: list[WorkflowSpec]
 ) -> None:
-    """Every ``on_failure`` names a workflow of the files or of the database."""
+    """Every ``on_failure`` and every ``workflow`` node names a workflow of the files or of
+    the database, in the same tenant (a node naming none failed each run that reached it)."""
     defined = {(spec.tenant_id, spec.key) for spec in specs}
-    wanted = {(spec.tenant_id, spec.on_failure): spec.key for spec in specs
-              if spec.on_failure is not None and (spec.tenant_id, spec.on_failure) not in defined}
+    wanted: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for spec in specs:
+        for what, key in _workflow_references(spec):
+            if (spec.tenant_id, key) not in defined:
+                wanted.setdefault((spec.tenant_id, key), []).append((spec.key, what))
     if not wanted:
         return
     rows = await conn.fetch(
@@ -529,18 +545,19 @@ async def _refuse_unknown_error_workflows(
         " AS f (tenant_id, key) ON w.tenant_id = f.tenant_id AND w.key = f.key",
         [t for t, _ in wanted], [k for _, k in wanted])
     missing = sorted(set(wanted) - {(r["tenant_id"], r["key"]) for r in rows})
-    if missing:
-        problems = [Problem("<database>", wanted[m],
-                            f"on_failure: no workflow {m[1]!r} in the files or the database")
-                    for m in missing]
+    problems = [Problem("<database>", referrer,
+                        f"{what}: no workflow {key!r} in the files or the database")
+                for tenant, key in missing for referrer, what in wanted[(tenant, key)]]
+    if problems:
         raise DefinitionError(problems[0].message if len(problems) == 1 else
-                              f"{len(problems)} error workflows do not exist", problems)
+                              f"{len(problems)} references to workflows that do not exist",
+                              problems)
 
 
 async def _apply_all(
     conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool
 ) -> tuple[ApplyReport, list[Any]]:
-    await _refuse_unknown_error_workflows(conn, specs)
+    await _refuse_unknown_workflow_references(conn, specs)
     legacy = await _unnormalized_paths(conn)
     tenants = [spec.tenant_id for spec in specs]
     keys = [spec.key for spec in specs]
