@@ -429,14 +429,14 @@ class MemoryView(dict[str, Any]):
 # Names an expression may read: the run's context plus Jinja2's globals (range, dict, ...).
 KNOWN_NAMES: Final = frozenset(CONTEXT_NAMES) | frozenset(_ENV.globals)
 # The context names whose keys a definition declares, so a reference can be checked.
-_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets"})
+_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets", "input"})
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateFacts:
     """What can be known about a template before any run: its syntax error (as a run would
-    report it), the names it reads, and the literal keys it reads under ``nodes``, ``env``
-    and ``secrets`` (``nodes.fetch`` or ``nodes['fetch']``), in reading order."""
+    report it), the names it reads, and the literal keys it reads under ``nodes``, ``env``,
+    ``secrets`` and ``input`` (``nodes.fetch`` or ``nodes['fetch']``), in reading order."""
 
     error: str | None = None
     names: frozenset[str] = frozenset()

@@ -22,6 +22,7 @@ from triggerd.definitions import (
     parse_trigger_config,
     trigger_config_to_json,
 )
+from triggerd.definitions.problems import show
 from triggerd.durations import DURATION_PATTERN
 from triggerd.errors import DefinitionError, Problem
 from triggerd.model import (
@@ -802,6 +803,28 @@ def test_a_scheduled_trigger_input_must_pass_the_parameter_schema() -> None:
     broken = {"$ref": "#/definitions/nope"}
     assert [path for path, _ in found(workflow(parameter_schema=broken, triggers=triggers))] \
         == ['$.workflows[0].parameter_schema["$ref"]']
+
+
+def test_an_input_key_the_closed_parameter_schema_never_allows_is_refused() -> None:
+    # `additionalProperties: false`: every run's input has only these keys, so reading
+    # another failed each run at that node ("'dict object' has no attribute ...").
+    closed = {"type": "object", "additionalProperties": False,
+              "properties": {"day": {"type": "string"}, "count": {"type": "integer"}}}
+    value = ("{{ input.day }} {{ input.dayy }} {{ input['total'] }} {{ input.get('x') }}"
+             " {{ input.count }}")
+    nodes = {"nodes": [{"id": "a", "type": "set", "params": {"value": value}}]}
+    where = "$.workflows[0].graph.nodes[0].params.value"
+    said = f"expression {show(value, limit=80)}: "
+    assert found(workflow(parameter_schema=closed, graph=nodes)) == {
+        (where, said + "'dayy' is never in the input: the parameter_schema allows no other"
+                       " keys than its properties (did you mean 'day'?)"),
+        (where, said + "'total' is never in the input: the parameter_schema allows no other"
+                       " keys than its properties (known: day, count)"),
+    }
+    # Open schemas (any key may come), or keys matched by a pattern: nothing to say.
+    for schema in ({"type": "object", "properties": {"day": {"type": "string"}}},
+                   {**closed, "patternProperties": {"^x-": {}}}, {}):
+        assert found(workflow(parameter_schema=schema, graph=nodes)) == set()
 
 
 def test_a_stored_schema_whose_reference_does_not_resolve_is_a_conflict_not_a_crash() -> None:

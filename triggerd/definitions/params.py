@@ -92,6 +92,7 @@ def check_nodes(
     parents = _parents(graph.get("edges"), set(ids))
     env = _declared(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
+    inputs = _closed_inputs(workflow.get("parameter_schema"))
     for node_path, node in nodes:
         node_type = node.get("type")
         params = node.get("params", {})
@@ -106,6 +107,7 @@ def check_nodes(
             parents=parents,
             env=env,
             secrets=secrets,
+            inputs=inputs,
         )
         for string_path, source in _templates(params, (*node_path, "params")):
             for message in scope.problems(source):
@@ -235,6 +237,18 @@ def _declared(section: Any) -> list[str] | None:
     return None
 
 
+def _closed_inputs(schema: Any) -> list[str] | None:
+    """The only keys a run's input can have, when the parameter schema closes them
+    (``additionalProperties: false``, no ``patternProperties``: every run's input passes
+    it); None when any key may come."""
+    if not isinstance(schema, dict) or schema.get("additionalProperties") is not False:
+        return None
+    properties = schema.get("properties", {})
+    if "patternProperties" in schema or not isinstance(properties, dict):
+        return None
+    return [key for key in properties if isinstance(key, str)]
+
+
 def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:
     parents: dict[str, set[str]] = {node_id: set() for node_id in ids}
     if not isinstance(edges, list):
@@ -258,11 +272,12 @@ class _Scope:
         parents: Mapping[str, set[str]],
         env: list[str] | None,
         secrets: list[str] | None,
+        inputs: list[str] | None = None,
     ) -> None:
         self.node_id = node_id
         self.ids = ids
         self.parents = parents
-        self.keys = {"env": env, "secrets": secrets}
+        self.keys = {"env": env, "secrets": secrets, "input": inputs}
         self._upstream: set[str] | None = None
 
     def upstream(self) -> set[str]:
@@ -297,7 +312,11 @@ class _Scope:
                     hint = suggestion(key, declared) or (
                         f" (known: {', '.join(declared)})" if declared else " (it declares none)"
                     )
-                    yield f"{key!r} is not in the workflow's {section}{hint}"
+                    if section == "input":
+                        yield (f"{key!r} is never in the input: the parameter_schema allows no"
+                               f" other keys than its properties{hint}")
+                    else:
+                        yield f"{key!r} is not in the workflow's {section}{hint}"
 
     def _node_problem(self, key: str) -> Iterator[str]:
         if self.node_id is None:
