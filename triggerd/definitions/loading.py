@@ -248,11 +248,14 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str | Path]:
         folder = Path(path)
         files: list[str | Path] = [path]
         if folder.is_dir():
-            found = sorted(
-                child for child in folder.iterdir()
-                if child.suffix.lower() in YAML_SUFFIXES + JSON_SUFFIXES
-                and not child.name.startswith(".") and child.is_file()
-            )
+            try:
+                found = sorted(
+                    child for child in folder.iterdir()
+                    if child.suffix.lower() in YAML_SUFFIXES + JSON_SUFFIXES
+                    and not child.name.startswith(".") and child.is_file()
+                )
+            except OSError:  # reading it says why
+                found = []
             files = [str(child) for child in found] or files
         for file in files:
             if str(file) not in seen:
@@ -266,7 +269,12 @@ def read_file(path: str | Path, report: Report, data: bytes | None = None) -> tu
     it could not be parsed at all."""
     file = Path(path)
     if data is None and file.is_dir():
-        report.add((), "a directory with no definition files (.yaml, .yml or .json) in it")
+        try:
+            next(file.iterdir(), None)
+        except OSError as exc:
+            report.add((), f"cannot read directory: {exc.strerror or exc}")
+        else:
+            report.add((), "a directory with no definition files (.yaml, .yml or .json) in it")
         return False, None
     suffix = file.suffix.lower()
     if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
