@@ -182,7 +182,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     text = presented.strip() if isinstance(presented, str) else ""
     auth = request.app[API_AUTH]
     try:
-        principal = await auth.authenticate(f"Bearer {text}" if text else None)
+        # The API's words for no token name a header, which the form does not have.
+        if not text:
+            raise AuthFailure("enter a token")
+        principal = await auth.authenticate(f"Bearer {text}")
     except AuthFailure as exc:
         fresh = new_secret()
         response = render(request, "login.html", status=401, login_csrf=fresh,

@@ -132,7 +132,9 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.path not in PUBLIC_PATHS:
         if session is None:
             if request.method in ("GET", "HEAD"):
-                target = quote(request.path_qs, safe="/?=&")
+                # Every '&', '=' and '?' of the page's own query is escaped, so all of it
+                # travels inside next= (login_page checks where it points).
+                target = quote(request.path_qs, safe="/")
                 raise web.HTTPSeeOther(f"{PREFIX}/login?next={target}")
             return _refusal(401, "your console session has ended; log in again")
         if request.method == "POST":

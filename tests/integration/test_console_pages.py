@@ -1,0 +1,174 @@
+"""The console over real loopback HTTP against a real PostgreSQL, with three tenants that
+hold the same workflow: logins, the tenant a page works in, bad input of every kind
+answered 4xx (never a 500) with nothing changed, and the links each page carries."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from tests.helpers import apply_doc
+from triggerd.api.auth import StoredTokens
+from triggerd.config import ApiSettings, Settings
+from triggerd.daemon import create_app
+from triggerd.store.api_tokens import create_token
+from triggerd.tokens import display_prefix, generate_token, hash_token
+
+Client = TestClient[Any, Any]
+
+ALL_TENANTS = "console-all-s3cret"
+TENANTS = ("default", "acme", "globex")
+
+
+def workflow_doc(tenant: str) -> dict[str, Any]:
+    """The same workflow, trigger names and webhook path in every tenant."""
+    return {"tenant": tenant, "workflows": [{
+        "key": "xss",
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [
+            {"name": "hook", "type": "webhook", "path": "hook"},
+            {"name": "every", "type": "cron", "cron": "0 3 * * *"},
+            {"name": "by-hand", "type": "manual"},
+        ],
+    }]}
+
+
+class Visitor:
+    """One browser: its own cookies, logged in with one token."""
+
+    def __init__(self, base: URL) -> None:
+        self.base = base
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def url(self, path: str) -> URL:
+        return URL(str(self.base) + path, encoded=True)
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        async with self.http.get(self.url(path), allow_redirects=False, **kwargs) as answer:
+            return answer.status, await answer.text()
+
+    async def post(self, path: str, form: dict[str, str], **kwargs: Any
+                   ) -> tuple[int, str, str | None]:
+        async with self.http.post(self.url(path), data={"csrf": self.csrf, **form},
+                                  allow_redirects=False, **kwargs) as answer:
+            return answer.status, await answer.text(), answer.headers.get("Location")
+
+    async def log_in(self, token: str, next_path: str = "/ui/") -> str | None:
+        """Log in through the form; the address the login sends the browser to."""
+        _, page = await self.get("/ui/login")
+        login_csrf = _field(page, "csrf")
+        async with self.http.post(self.url("/ui/login"), allow_redirects=False, data={
+                "csrf": login_csrf, "token": token, "next": next_path}) as answer:
+            location = answer.headers.get("Location")
+            if answer.status != 303:
+                return None
+        _, home = await self.get("/ui/")
+        self.csrf = _field(home, "csrf")
+        return location
+
+
+def _field(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, page
+    return html.unescape(found.group(1))
+
+
+def hrefs(page: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r'(?:href|action)="([^"]*)"', page)]
+
+
+async def new_token(pool: asyncpg.Pool, name: str, tenant: str | None) -> str:
+    token = generate_token()
+    await create_token(pool, name=name, role="admin", tenant=tenant,
+                       token_hash=hash_token(token), prefix=display_prefix(token))
+    return token
+
+
+@pytest.fixture
+async def served(aiohttp_client: Any, pool: asyncpg.Pool) -> Client:
+    for tenant in TENANTS:
+        await apply_doc(pool, workflow_doc(tenant))
+    app = create_app(Settings(api=ApiSettings(token=ALL_TENANTS)), pool,
+                     tokens=StoredTokens(pool))
+    client: Client = await aiohttp_client(app)
+    return client
+
+
+@pytest.fixture
+async def visitors(served: Client) -> AsyncIterator[list[Visitor]]:
+    made: list[Visitor] = []
+    yield made
+    for visitor in made:
+        await visitor.close()
+
+
+@pytest.fixture
+async def admin(served: Client, visitors: list[Visitor]) -> Visitor:
+    """A session of the all-tenant token."""
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    assert await visitor.log_in(ALL_TENANTS) == "/ui/"
+    return visitor
+
+
+@pytest.fixture
+async def acme_admin(served: Client, visitors: list[Visitor], pool: asyncpg.Pool) -> Visitor:
+    """A session of an admin token scoped to acme."""
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    assert await visitor.log_in(await new_token(pool, "acme-admin", "acme")) == "/ui/"
+    return visitor
+
+
+async def workflow_states(pool: asyncpg.Pool) -> dict[str, str]:
+    rows = await pool.fetch("SELECT tenant_id, status FROM workflows WHERE key = 'xss'")
+    return {r["tenant_id"]: r["status"] for r in rows}
+
+
+# --- logging in -------------------------------------------------------------------------------
+
+
+async def test_a_deep_link_keeps_its_whole_query_through_the_login(served: Client,
+                                                                   visitors: list[Visitor]
+                                                                   ) -> None:
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    wanted = "/ui/executions?status=SUCCESS&trigger=xss/hook&tenant=acme"
+    status, _ = await visitor.get(wanted)
+    assert status == 303
+    async with visitor.http.get(visitor.url(wanted), allow_redirects=False) as answer:
+        login_url = answer.headers["Location"]
+    _, page = await visitor.get(login_url)
+    assert _field(page, "next") == wanted
+    assert await visitor.log_in(ALL_TENANTS, next_path=_field(page, "next")) == wanted
+    # Still no open redirect: a next= that leaves the console goes home.
+    for elsewhere in ("//evil.example/ui/", "https://evil.example/", "/ui/..//evil",
+                      "/ui/\\evil", "%2F%2Fevil.example"):
+        other = Visitor(served.make_url(""))
+        visitors.append(other)
+        assert await other.log_in(ALL_TENANTS, next_path=elsewhere) == "/ui/", elsewhere
+
+
+async def test_an_empty_token_is_asked_for_in_the_form_s_words(served: Client,
+                                                               visitors: list[Visitor]) -> None:
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    _, page = await visitor.get("/ui/login")
+    async with visitor.http.post(visitor.url("/ui/login"), allow_redirects=False, data={
+            "csrf": _field(page, "csrf"), "token": "  ", "next": "/ui/"}) as answer:
+        assert answer.status == 401
+        text = await answer.text()
+    assert "✗ enter a token" in text
+    assert "Authorization" not in text
