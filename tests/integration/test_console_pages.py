@@ -172,3 +172,36 @@ async def test_an_empty_token_is_asked_for_in_the_form_s_words(served: Client,
         text = await answer.text()
     assert "✗ enter a token" in text
     assert "Authorization" not in text
+
+
+# --- the tenant a page works in ---------------------------------------------------------------
+
+
+async def test_a_scoped_session_naming_another_tenant_finds_nothing_and_changes_nothing(
+    acme_admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    """As the admin API: acme's token naming ?tenant=default is a 404 on every page and
+    action; before, the console worked in acme's namesake (it archived acme's xss)."""
+    refused = (404, "nothing here belongs to tenant 'default'")
+    status, text, _ = await acme_admin.post("/ui/workflows/xss/archive?tenant=default",
+                                            {"note": "wrong tenant"})
+    assert (status, text) == refused
+    for path in ("/ui/workflows/xss?tenant=default", "/ui/triggers?tenant=default",
+                 "/ui/triggers/xss/every?tenant=default", "/ui/executions?tenant=globex",
+                 "/ui/webhooks?tenant=globex", "/ui/audit?tenant=default"):
+        status, text = await acme_admin.get(path)
+        assert (status, text) == (404, refused[1].replace("default", path.rsplit("=")[-1])), path
+    assert await workflow_states(pool) == dict.fromkeys(TENANTS, "active")
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action <> 'apply'") == 0
+    # Naming its own tenant is fine, and acts there.
+    status, _, location = await acme_admin.post("/ui/workflows/xss/archive?tenant=acme", {})
+    assert (status, location) == (303, "/ui/workflows/xss?tenant=acme")
+    assert await workflow_states(pool) == {"default": "active", "acme": "archived",
+                                           "globex": "active"}
+
+
+async def test_an_all_tenant_session_naming_a_bad_tenant_is_a_bad_request(admin: Visitor
+                                                                          ) -> None:
+    status, text = await admin.get("/ui/triggers/xss/every?tenant=A%20B")
+    assert status == 400
+    assert text.startswith("tenant: 'A B' is invalid: use ")

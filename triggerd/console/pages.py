@@ -35,6 +35,7 @@ from triggerd.console.sessions import (
     PREFIX,
     SESSION,
     SESSION_TTL,
+    TENANT,
     ConsoleSession,
     csrf_matches,
     hash_session_id,
@@ -79,7 +80,7 @@ from triggerd.store.workflows import (
     list_workflows,
     resolve_version,
 )
-from triggerd.tokens import hash_token, is_tenant_name, is_token_form
+from triggerd.tokens import hash_token, is_token_form
 from triggerd.trigger_detail import progress
 from triggerd.views import planned_json
 from triggerd.webhooks.inbox_views import request_json
@@ -229,15 +230,10 @@ def _scope(request: web.Request) -> str | None:
 
 
 def _asked_tenant(request: web.Request) -> str | None:
-    """The tenant a page of an all-tenant session names (``?tenant=``; links and forms to
-    another tenant's objects carry it). A scoped session's own tenant always wins."""
-    scope = _scope(request)
-    if scope is not None:
-        return scope
-    asked = request.query.get("tenant") or None
-    if asked is not None and not is_tenant_name(asked):
-        raise web.HTTPBadRequest(text=f"tenant: {asked[:40]!r} is not a tenant name")
-    return asked
+    """The tenant a page works in: a scoped session's own, or for an all-tenant session
+    the one ``?tenant=`` names (links and forms to another tenant's objects carry it).
+    The middleware refused a scoped session's ``?tenant=`` of another tenant (404)."""
+    return request[TENANT]
 
 
 def _home(request: web.Request) -> str:

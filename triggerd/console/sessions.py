@@ -27,7 +27,7 @@ from triggerd.appkeys import POOL
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
 from triggerd.store.console import find_session
-from triggerd.tokens import Principal, Role
+from triggerd.tokens import Principal, Role, addressed_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class ConsoleSession:
 
 
 SESSION = web.RequestKey("console_session", ConsoleSession)
+# The tenant a page works in: a scoped session's own, else the one ?tenant= names (None:
+# every tenant).
+TENANT = web.RequestKey[str | None]("console_tenant")
 
 
 def new_secret() -> str:
@@ -147,6 +150,13 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             if not session.can_act and request.path != f"{PREFIX}/logout":
                 return _refusal(403, f"token {session.principal.name!r} has the viewer role:"
                                      " it may look but not act")
+        asked = request.query.get("tenant") or None
+        tenant, refusal = addressed_tenant(session.principal, asked)
+        if refusal is not None:
+            # As the admin API answers: a scoped session finds nothing in another tenant
+            # (404, never a 403 that would confirm it is there); a bad name is a 400.
+            return _refusal(400 if session.principal.tenant is None else 404, refusal)
+        request[TENANT] = tenant
     started = time.perf_counter()
     try:
         response = await handler(request)
