@@ -155,7 +155,7 @@ async def test_a_deep_link_keeps_its_whole_query_through_the_login(served: Clien
     assert await visitor.log_in(ALL_TENANTS, next_path=_field(page, "next")) == wanted
     # Still no open redirect: a next= that leaves the console goes home.
     for elsewhere in ("//evil.example/ui/", "https://evil.example/", "/ui/..//evil",
-                      "/ui/\\evil", "%2F%2Fevil.example"):
+                      "/ui/\\evil", "%2F%2Fevil.example", "/ui/\r\nSet-Cookie: a=b", "/ui/\x00"):
         other = Visitor(served.make_url(""))
         visitors.append(other)
         assert await other.log_in(ALL_TENANTS, next_path=elsewhere) == "/ui/", elsewhere
@@ -205,3 +205,74 @@ async def test_an_all_tenant_session_naming_a_bad_tenant_is_a_bad_request(admin:
     status, text = await admin.get("/ui/triggers/xss/every?tenant=A%20B")
     assert status == 400
     assert text.startswith("tenant: 'A B' is invalid: use ")
+
+
+# --- bad input: a 4xx with the API's words, never a 500, and nothing changed --------------------
+
+NUL = "contains a NUL character (\\u0000), which cannot be stored"
+SURROGATE = "contains a lone UTF-16 surrogate, which is not valid Unicode"
+OUT_OF_RANGE = "is out of range (1900-01-01 to 9000-01-01)"
+ZERO_ID = "00000000000000000000000000000000"
+
+BAD_INPUT: list[tuple[str, dict[str, str] | None, int, str]] = [
+    # (path, form (None: a GET), status, words on the answer)
+    ("/ui/executions?trigger=x%00y/z", None, 400, f"trigger: {NUL}"),
+    ("/ui/webhooks?trigger=a%00b/c", None, 400, f"trigger: {NUL}"),
+    ("/ui/audit?target=%00", None, 400, f"target: {NUL}"),
+    ("/ui/triggers?workflow=%00", None, 400, f"workflow: {NUL}"),
+    (f"/ui/workflows?cursor=%00.{ZERO_ID}", None, 400, f"cursor: {NUL}"),
+    ("/ui/audit?cursor=9999999999999999999", None, 400, "cursor: not one this page made"),
+    ("/ui/audit?cursor=%C2%B2", None, 400, "cursor: not one this page made"),
+    # A path parameter PostgreSQL cannot store names nothing (the admin API's answer).
+    ("/ui/triggers/%00/x", None, 404, "no workflow '\\x00'"),
+    ("/ui/triggers/xss/a%00", None, 404, "no trigger 'a\\x00'"),
+    ("/ui/workflows/%00", None, 404, "no workflow '\\x00'"),
+    ("/ui/triggers/xss/every/pause", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/every/resume", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/every/skip", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/workflows/xss/archive", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/workflows/xss/activate", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "note": "a\x00b",
+        "do": "start"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": "{}", "reason": "a\x00b"}, 400,
+     f"reason: {NUL}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": "x\\u0000y"}'}, 422,
+     f"$.a: {NUL}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": "\\ud800"}'}, 422,
+     f"$.a: {SURROGATE}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": 1e999}'}, 400,
+     "not valid JSON: the number 1e999 is too large"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": 1, "a": 2}'}, 400,
+     "not valid JSON: duplicate key 'a'"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": NaN}'}, 400,
+     "not valid JSON: NaN is not a JSON value"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "9999-12-31T23:59:59+14:00", "to": "2024-01-02T00:00:00Z", "do": "preview"},
+     422, f"from: '9999-12-31T23:59:59+14:00' {OUT_OF_RANGE}"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "2024-01-01T00:00:00Z", "to": "9999-12-31T23:59:59-14:00", "do": "start"},
+     422, f"to: '9999-12-31T23:59:59-14:00' {OUT_OF_RANGE}"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "0001-01-01T00:00:00+14:00", "to": "2024-01-02T00:00:00Z", "do": "start"},
+     422, f"from: '0001-01-01T00:00:00+14:00' {OUT_OF_RANGE}"),
+]
+
+
+@pytest.mark.parametrize(("path", "form", "status", "words"), BAD_INPUT,
+                         ids=[f"{p} {sorted(f or {})}" for p, f, _, _ in BAD_INPUT])
+async def test_bad_input_gets_a_clear_answer_and_changes_nothing(
+    admin: Visitor, pool: asyncpg.Pool, path: str, form: dict[str, str] | None, status: int,
+    words: str
+) -> None:
+    if form is None:
+        answer_status, text = await admin.get(path)
+    else:
+        answer_status, text, _ = await admin.post(path, form)
+    assert answer_status == status, text
+    assert words in html.unescape(re.sub(r"<[^>]+>", "", text))
+    assert await workflow_states(pool) == dict.fromkeys(TENANTS, "active")
+    for table in ("workflow_executions", "backfills", "trigger_slots"):
+        assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action <> 'apply'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0

@@ -45,6 +45,7 @@ from triggerd.console.sessions import (
 from triggerd.cron import fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
+from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
 from triggerd.model import DEFAULT_TENANT, ExecutionStatus, tenant_label
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
@@ -57,6 +58,7 @@ from triggerd.operations.webhooks import replay as replay_request
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
+from triggerd.storable import storage_problem
 from triggerd.store.admin import page_executions, slot_counts_by_day, slot_history
 from triggerd.store.audit import list_audit
 from triggerd.store.console import (
@@ -81,7 +83,7 @@ from triggerd.store.workflows import (
     resolve_version,
 )
 from triggerd.tokens import hash_token, is_token_form
-from triggerd.trigger_detail import progress
+from triggerd.trigger_detail import preview_instant, progress
 from triggerd.views import planned_json
 from triggerd.webhooks.inbox_views import request_json
 
@@ -90,6 +92,7 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
+BIGINT_MAX = 2**63 - 1
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
@@ -158,9 +161,10 @@ def _session(request: web.Request) -> ConsoleSession:
 
 
 def _safe_next(value: object) -> str:
-    """Only a console path: never an absolute URL (an open redirect)."""
+    """Only a console path: never an absolute URL (an open redirect), nor a control
+    character (a header cannot carry it)."""
     if isinstance(value, str) and value.startswith(PREFIX + "/") and "//" not in value \
-            and "\\" not in value:
+            and "\\" not in value and value.isprintable():
         return value
     return PREFIX + "/"
 
@@ -359,13 +363,27 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
     reason_text = reason.strip() if isinstance(reason, str) and reason.strip() else None
     errors: list[dict[str, str]] = []
     message: str | None = None
+    status = 422
     try:
-        value = json.loads(text) if text.strip() else {}
+        # The admin API's rules: no duplicate keys, NaN or number beyond a float.
+        value = json.loads(text, object_pairs_hook=no_duplicates,
+                           parse_constant=refuse_constant,
+                           parse_float=finite_float) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        value = None
+        value, status = None, 400
         errors = [{"path": "$", "message": f"not valid JSON: {exc.msg} at position {exc.pos}"}]
+    except RecursionError:
+        value, status = None, 400
+        errors = [{"path": "$", "message": "not valid JSON: nested too deeply"}]
+    except ValueError as exc:  # JsonRefusal, or an integer with too many digits
+        value, status = None, 400
+        errors = [{"path": "$", "message": f"not valid JSON: {exc}"}]
     if value is not None and not isinstance(value, dict):
         errors = [{"path": "$", "message": "the input must be a JSON object"}]
+    problem = storage_problem(value) if value is not None and not errors else None
+    if problem is not None:
+        path, _, reason = problem.partition(": ")
+        errors = [{"path": path, "message": reason}]
     if not errors:
         actor = _actor(request)
         try:
@@ -376,9 +394,11 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
         else:
             raise web.HTTPSeeOther(f"{PREFIX}/executions/{fired.execution_id}")
     context = await _trigger_context(request, name)
-    context.update(input_text=text, errors=errors,
-                   message=message or "the input is not valid JSON")
-    return render(request, "trigger.html", status=422, **context)
+    if message is None:
+        message = ("the input holds text that cannot be stored" if problem
+                   else "the input is not valid JSON")
+    context.update(input_text=text, errors=errors, message=message)
+    return render(request, "trigger.html", status=status, **context)
 
 
 async def executions_page(request: web.Request) -> web.Response:
@@ -557,8 +577,9 @@ async def backfill_action(request: web.Request) -> web.StreamResponse:
     plan = None
     try:
         request_value = BackfillRequest(
-            trigger=name, range_from=_instant(values["from"], "from"),
-            range_to=_instant(values["to"], "to"), only_missing=only_missing,
+            # As for a preview's start: 1900-9000, so every instant converts to UTC.
+            trigger=name, range_from=preview_instant(values["from"], "from"),
+            range_to=preview_instant(values["to"], "to"), only_missing=only_missing,
             rate=values["rate"] or DEFAULT_RATE, dry_run=dry_run, note=values["note"] or None)
         plan = await create_backfill(request.app[POOL], actor, request_value)
     except (UsageError, Conflict) as exc:
@@ -570,17 +591,6 @@ async def backfill_action(request: web.Request) -> web.StreamResponse:
                    backfill_message=message,
                    preview=None if plan is None else planned_json(plan.slots))
     return render(request, "trigger.html", status=422 if message else 200, **context)
-
-
-def _instant(text: str, name: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{name}: {text[:40]!r} is not an instant"
-                         " (e.g. 2027-01-01T00:00:00Z)") from None
-    if value.tzinfo is None:
-        raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
-    return value
 
 
 async def backfill_page(request: web.Request) -> web.Response:
@@ -599,7 +609,9 @@ async def cancel_backfill_action(request: web.Request) -> web.StreamResponse:
 async def audit_page(request: web.Request) -> web.Response:
     target = request.query.get("target") or None
     cursor = request.query.get("cursor")
-    if cursor is not None and (not cursor.isdigit() or len(cursor) > 19):
+    # An audit row's id is a bigint: a larger number is no cursor (it overflowed before).
+    if cursor is not None and (not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19
+                               or int(cursor) > BIGINT_MAX):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
     rows = await list_audit(request.app[POOL], target=target, tenant=_scope(request),
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)

@@ -15,7 +15,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from triggerd.api.auth import API_AUTH
 from triggerd.appkeys import POOL
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
+from triggerd.storable import unstorable
 from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, addressed_tenant
 
@@ -150,6 +151,10 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             if not session.can_act and request.path != f"{PREFIX}/logout":
                 return _refusal(403, f"token {session.principal.name!r} has the viewer role:"
                                      " it may look but not act")
+            unusable = _unstorable_field(form.items())
+            if unusable is not None:
+                # A note or reason PostgreSQL cannot store failed the action's write: a 500.
+                return _refusal(400, unusable)
         asked = request.query.get("tenant") or None
         tenant, refusal = addressed_tenant(session.principal, asked)
         if refusal is not None:
@@ -157,6 +162,14 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             # (404, never a 403 that would confirm it is there); a bad name is a 400.
             return _refusal(400 if session.principal.tenant is None else 404, refusal)
         request[TENANT] = tenant
+        for name, value in request.match_info.items():
+            if unstorable(value) is not None:
+                # Such a name names nothing (the admin API's answer and words); it never
+                # reaches the database, which refused it with a 500.
+                return _refusal(404, f"no {_PATH_OBJECTS.get(name, name)} {value[:100]!r}")
+        unusable = _unstorable_field(request.query.items())
+        if unusable is not None:
+            return _refusal(400, unusable)
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -172,6 +185,20 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
     _headers(response)
     return response
+
+
+# What a path parameter of the console's routes names, in the admin API's words.
+_PATH_OBJECTS = {"key": "workflow", "id": "object"}
+
+
+def _unstorable_field(items: Iterable[tuple[str, object]]) -> str | None:
+    """Why a query parameter or form field cannot be used (a NUL, a lone surrogate), in
+    the admin API's words, or None."""
+    for name, value in items:
+        reason = unstorable(value) if isinstance(value, str) else None
+        if reason is not None:
+            return f"{name}: {reason}"
+    return None
 
 
 def _status_of(exc: TriggerdError) -> int:
