@@ -276,3 +276,74 @@ async def test_bad_input_gets_a_clear_answer_and_changes_nothing(
         assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0, table
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action <> 'apply'") == 0
     assert await pool.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0
+
+
+# --- links, filters and pages keep the tenant -------------------------------------------------
+
+
+async def _fire(visitor: Visitor, tenant: str) -> str:
+    status, text, location = await visitor.post(
+        f"/ui/triggers/xss/by-hand/fire?tenant={tenant}", {"input": "{}"})
+    assert status == 303 and location is not None, text
+    return location.rsplit("/", 1)[-1]
+
+
+async def test_an_all_tenant_session_stays_in_the_tenant_it_opened(admin: Visitor,
+                                                                   pool: asyncpg.Pool) -> None:
+    runs = {tenant: await _fire(admin, tenant) for tenant in TENANTS}
+    status, _, _ = await admin.post("/ui/triggers/xss/every/pause?tenant=acme", {"note": "n"})
+    assert status == 303
+
+    _, page = await admin.get("/ui/triggers/xss/every?tenant=acme")
+    assert "<h1>acme:xss/every</h1>" in page
+    links = hrefs(page)
+    assert "/ui/executions?trigger=xss%2Fevery&tenant=acme" in links
+    assert "/ui/audit?target=xss%2Fevery&tenant=acme" in links
+    _, page = await admin.get("/ui/audit?target=xss%2Fevery&tenant=acme")
+    assert page.count("<td>pause</td>") == 1
+
+    # The runs of acme's trigger, and the refresh of that list, are acme's.
+    wanted = "/ui/executions?trigger=xss%2Fby-hand&tenant=acme"
+    _, page = await admin.get(wanted)
+    assert f'data-refresh="{wanted.replace("&", "&amp;")}"' in page
+    assert runs["acme"] in page and runs["default"] not in page
+    assert ">acme:xss/by-hand</a>" in page
+    status, rows = await admin.get(wanted, headers={"HX-Request": "true"})
+    assert status == 200 and rows.lstrip().startswith("<tr>")
+    assert runs["acme"] in rows and runs["default"] not in rows and runs["globex"] not in rows
+    # Its filter form keeps the tenant.
+    assert '<input type="hidden" name="tenant" value="acme">' in page
+    # Without ?tenant= the list has every tenant's runs, each named.
+    _, page = await admin.get("/ui/executions")
+    assert all(run in page for run in runs.values())
+    assert ">globex:xss/by-hand</a>" in page and ">xss/by-hand</a>" in page
+
+    # The inbox filter finds acme's trigger (it looked in the default tenant: 404).
+    status, page = await admin.get("/ui/webhooks?trigger=xss/hook&tenant=acme")
+    assert status == 200, page
+    assert '<input type="hidden" name="tenant" value="acme">' in page
+
+
+async def test_next_pages_keep_the_tenant_and_only_the_first_page_refreshes(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(60)]}]})
+    _, page = await admin.get("/ui/triggers?workflow=many&tenant=acme")
+    [next_page] = [h for h in hrefs(page) if "cursor=" in h]
+    assert next_page.endswith("&tenant=acme")
+    _, page = await admin.get(next_page)
+    assert "No triggers" not in page and page.count("acme:many/t0") == 10
+
+    for _ in range(51):
+        await _fire(admin, "acme")
+    _, page = await admin.get("/ui/executions?tenant=acme")
+    assert 'id="live"' in page and "data-refresh=" in page
+    [older] = [h for h in hrefs(page) if "cursor=" in h]
+    assert older.endswith("&tenant=acme")
+    status, page = await admin.get(older)
+    assert status == 200
+    # An older page is not refreshed: the refresh replaced it with the newest runs.
+    assert "data-refresh=" not in page and 'id="live"' not in page
+    assert page.count("acme:xss/by-hand</a>") == 1

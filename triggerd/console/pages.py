@@ -142,14 +142,32 @@ def _label(context: jinja2.runtime.Context, tenant: str, name: str) -> str:
     return tenant_label(tenant, name)
 
 
+@jinja2.pass_context
+def _link(context: jinja2.runtime.Context, path: str, **params: str | None) -> str:
+    """``path`` with the non-empty ``params``, staying in the tenant an all-tenant
+    session's page was opened in (``?tenant=``): without it a filter, a next page or a
+    refresh showed the default tenant's namesake, or every tenant."""
+    query = {name: value for name, value in params.items() if value}
+    tenant = context.get("page_tenant")
+    if tenant:
+        query["tenant"] = tenant
+    return path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
 _env.filters["tq"] = _tenant_query
 _env.globals["label"] = _label
+_env.globals["link"] = _link
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any
            ) -> web.Response:
     session = request.get(SESSION)
-    html = _env.get_template(template).render(session=session, path=request.path, **context)
+    # The ?tenant= an all-tenant session's page works in, which its links and forms keep
+    # (a scoped session's is implied).
+    page_tenant = request.get(TENANT) if session and session.principal.tenant is None \
+        else None
+    html = _env.get_template(template).render(session=session, path=request.path,
+                                              page_tenant=page_tenant, **context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
@@ -278,7 +296,7 @@ async def triggers_page(request: web.Request) -> web.Response:
     kind = request.query.get("type") or None
     after = _trigger_cursor(request.query.get("cursor"))
     rows = await list_triggers(request.app[POOL], workflow_key=workflow, trigger_type=kind,
-                               tenant=_home(request) if workflow else _scope(request),
+                               tenant=_home(request) if workflow else _asked_tenant(request),
                                after=after, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].workflow_key, page[-1].name, page[-1].id)
@@ -417,12 +435,13 @@ async def executions_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=exc.message) from None
     rows = await page_executions(pool, status=status, trigger_id=trigger_id,
                                  limit=PAGE_SIZE + 1, after=after,
-                                 scope=ExecutionScope(tenant=_scope(request)))
+                                 scope=ExecutionScope(tenant=_asked_tenant(request)))
     page = rows[:PAGE_SIZE]
     next_cursor = encode_cursor(page[-1]) if len(rows) > PAGE_SIZE else None
     template = ("_execution_rows.html" if request.headers.get("HX-Request") == "true"
                 else "executions.html")
     return render(request, template, executions=page, next_cursor=next_cursor,
+                  cursor=cursor or "",
                   status_filter=status or "", trigger=trigger_name or "",
                   statuses=[s.value for s in ExecutionStatus])
 
@@ -512,8 +531,8 @@ async def webhooks_page(request: web.Request) -> web.Response:
     trigger = request.query.get("trigger") or None
     outcome = request.query.get("outcome") or None
     cursor = request.query.get("cursor") or None
-    found = await list_requests(request.app[POOL], tenant=_scope(request), query=ListRequests(
-        trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE))
+    query = ListRequests(trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE)
+    found = await list_requests(request.app[POOL], query, tenant=_asked_tenant(request))
     return render(request, "webhooks.html", items=found.items, next_cursor=found.next_cursor,
                   trigger=trigger or "", outcome=outcome or "", outcomes=OUTCOMES)
 
@@ -526,6 +545,7 @@ async def _webhook(request: web.Request, *, message: str | None, status: int,
                    errors: list[dict[str, str]] | None = None) -> web.Response:
     found = await show_request(request.app[POOL], request.match_info["id"], _scope(request))
     return render(request, "webhook.html", status=status, req=request_json(found),
+                  tenant=found.summary.tenant_id,
                   message=message, errors=errors or [])
 
 
@@ -613,7 +633,7 @@ async def audit_page(request: web.Request) -> web.Response:
     if cursor is not None and (not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19
                                or int(cursor) > BIGINT_MAX):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
-    rows = await list_audit(request.app[POOL], target=target, tenant=_scope(request),
+    rows = await list_audit(request.app[POOL], target=target, tenant=_asked_tenant(request),
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = str(page[-1].id) if len(rows) > PAGE_SIZE else None
@@ -655,7 +675,7 @@ async def workflows_page(request: web.Request) -> web.Response:
             after = (key, str(uuid.UUID(hex_id)))
         except ValueError:
             raise web.HTTPBadRequest(text="cursor: not one this page made") from None
-    rows = await list_workflows(request.app[POOL], tenant=_scope(request), after=after,
+    rows = await list_workflows(request.app[POOL], tenant=_asked_tenant(request), after=after,
                                 limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].key, page[-1].id)
