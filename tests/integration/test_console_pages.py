@@ -5,7 +5,9 @@ answered 4xx (never a 500) with nothing changed, and the links each page carries
 from __future__ import annotations
 
 import html
+import io
 import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +28,7 @@ Client = TestClient[Any, Any]
 
 ALL_TENANTS = "console-all-s3cret"
 TENANTS = ("default", "acme", "globex")
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def workflow_doc(tenant: str) -> dict[str, Any]:
@@ -347,3 +350,45 @@ async def test_next_pages_keep_the_tenant_and_only_the_first_page_refreshes(
     # An older page is not refreshed: the refresh replaced it with the newest runs.
     assert "data-refresh=" not in page and 'id="live"' not in page
     assert page.count("acme:xss/by-hand</a>") == 1
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+async def test_a_form_over_256_kib_is_refused_before_it_is_read(
+    admin: Visitor, served: Client, visitors: list[Visitor], pool: asyncpg.Pool
+) -> None:
+    def form(fields: dict[str, str]) -> io.BytesIO:
+        # A large body as a stream (aiohttp's client warns about one in a single write).
+        return io.BytesIO(urllib.parse.urlencode(fields).encode())
+
+    big = '{"a": "' + "x" * (2 * 1024 * 1024) + '"}'
+    async with admin.http.post(admin.url("/ui/triggers/xss/by-hand/fire"), headers=FORM,
+                               data=form({"csrf": admin.csrf, "input": big})) as answer:
+        assert answer.status == 413
+        assert (await answer.text()).endswith("a console form may send at most 256 KiB")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    # Nobody logged in: the login form is refused the same way.
+    stranger = Visitor(served.make_url(""))
+    visitors.append(stranger)
+    async with stranger.http.post(stranger.url("/ui/login"), headers=FORM,
+                                  data=form({"token": "x" * (5 * 1024 * 1024)})) as answer:
+        assert answer.status == 413
+    # A form within the limit still works.
+    status, _, _ = await admin.post("/ui/triggers/xss/by-hand/fire",
+                                    {"input": '{"a": "' + "x" * 1000 + '"}'})
+    assert status == 303
+
+
+async def test_a_workflow_with_more_triggers_than_its_page_shows_says_so(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(205)]}]})
+    _, page = await admin.get("/ui/workflows/many?tenant=acme")
+    assert page.count("(manual, enabled)") == 200
+    assert 'id="more-triggers"' in page
+    assert "/ui/triggers?workflow=many&tenant=acme" in hrefs(page)
+    _, page = await admin.get("/ui/workflows/xss?tenant=acme")
+    assert page.count("enabled)") == 3 and 'id="more-triggers"' not in page

@@ -92,6 +92,7 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
+WORKFLOW_TRIGGERS_SHOWN = 200  # the rest are on the Triggers page, filtered by workflow
 BIGINT_MAX = 2**63 - 1
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -687,7 +688,8 @@ async def workflow_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     workflow = await get_workflow(pool, request.match_info["key"], _home(request))
     versions = await list_versions(pool, workflow.id)
-    triggers = await list_triggers(pool, workflow_id=workflow.id, limit=200)
+    triggers = await list_triggers(pool, workflow_id=workflow.id,
+                                   limit=WORKFLOW_TRIGGERS_SHOWN + 1)
     by_number = {v.version: v for v in versions}
     diff: list[tuple[str, str]] | None = None
     chosen: tuple[int, int] | None = None
@@ -705,4 +707,5 @@ async def workflow_page(request: web.Request) -> web.Response:
         chosen = (versions[-2].version, versions[-1].version)
         diff = version_diff(versions[-2], versions[-1])
     return render(request, "workflow.html", workflow=workflow, versions=versions,
-                  triggers=triggers, diff=diff, chosen=chosen)
+                  triggers=triggers[:WORKFLOW_TRIGGERS_SHOWN],
+                  more_triggers=len(triggers) > WORKFLOW_TRIGGERS_SHOWN, diff=diff, chosen=chosen)

@@ -29,6 +29,7 @@ from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdErr
 from triggerd.storable import unstorable
 from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, addressed_tenant
+from triggerd.webhooks.answers import close_unread
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,17 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     if request.path.startswith(STATIC_PREFIX):
         return await handler(request)
+    if request.method == "POST" and request.body_exists:
+        # Refused before anything is read (the login form is open to anyone); browsers
+        # send a form's length. Any other would be read up to [http] max_body_bytes.
+        length = request.content_length
+        if length is None:
+            return close_unread(request, _refusal(411, "a console form needs a"
+                                                       " Content-Length"))
+        if length > MAX_FORM_BYTES:
+            return close_unread(request, _refusal(
+                413, f"the form is {length} bytes; a console form may send at most"
+                     f" {MAX_FORM_BYTES // 1024} KiB"))
     try:
         session = await load_session(request)
     except Exception as exc:
