@@ -19,7 +19,7 @@ from yarl import URL
 
 from tests.helpers import apply_doc
 from triggerd.api.auth import StoredTokens
-from triggerd.config import ApiSettings, Settings
+from triggerd.config import ApiSettings, HttpSettings, Settings
 from triggerd.daemon import create_app
 from triggerd.store.api_tokens import create_token
 from triggerd.tokens import display_prefix, generate_token, hash_token
@@ -392,3 +392,39 @@ async def test_a_workflow_with_more_triggers_than_its_page_shows_says_so(
     assert "/ui/triggers?workflow=many&tenant=acme" in hrefs(page)
     _, page = await admin.get("/ui/workflows/xss?tenant=acme")
     assert page.count("enabled)") == 3 and 'id="more-triggers"' not in page
+
+
+# --- the session cookie behind a TLS proxy -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("trusted", "header", "secure"), [
+    (("127.0.0.0/8", "::1/128"), "https", True),
+    (("127.0.0.0/8", "::1/128"), "http", False),
+    (("127.0.0.0/8", "::1/128"), None, False),
+    # Anyone may write the header: only a trusted proxy's counts.
+    ((), "https", False),
+    (("10.0.0.5/32",), "https", False),
+])
+async def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_browser_used_tls(
+    aiohttp_client: Any, pool: asyncpg.Pool, trusted: tuple[str, ...], header: str | None,
+    secure: bool
+) -> None:
+    settings = Settings(api=ApiSettings(token=ALL_TENANTS),
+                        http=HttpSettings(trusted_proxies=trusted))
+    client: Client = await aiohttp_client(create_app(settings, pool))
+    headers = {} if header is None else {"X-Forwarded-Proto": header}
+    page = await client.get("/ui/login", headers=headers)
+    cookies = page.headers.getall("Set-Cookie")
+    login_csrf = _field(await page.text(), "csrf")
+    # A Secure cookie does not come back over plain HTTP by itself: the proxy's TLS is not
+    # here.
+    login_cookie = f"triggerd_login={page.cookies['triggerd_login'].value}"
+    answer = await client.post("/ui/login", headers={**headers, "Cookie": login_cookie},
+                               allow_redirects=False, data={
+        "csrf": login_csrf, "token": ALL_TENANTS, "next": "/ui/"})
+    assert answer.status == 303
+    cookies += [c for c in answer.headers.getall("Set-Cookie") if "triggerd_session=" in c]
+    assert len(cookies) == 2
+    for cookie in cookies:
+        assert ("; Secure" in cookie) is secure, cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie

@@ -4,7 +4,8 @@ form, logout.
 The cookie holds 32 random bytes; PostgreSQL keeps only their hash (any replica can check
 a session; a revoked token ends its sessions at once). Every POST under ``/ui/`` must carry
 the session's CSRF token (the login form a double-submitted one of its own), and the cookie
-is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` when the request came over TLS).
+is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` when the request came over TLS: from a
+trusted proxy that says ``X-Forwarded-Proto: https``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from aiohttp import web
 
 from triggerd.api.auth import API_AUTH
 from triggerd.appkeys import POOL
+from triggerd.config import Settings
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
+from triggerd.serving.forward import client_address
 from triggerd.storable import unstorable
 from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, addressed_tenant
+from triggerd.webhooks.allowlist import Networks, parse_address, parse_networks, within
 from triggerd.webhooks.answers import close_unread
 
 logger = logging.getLogger(__name__)
@@ -72,10 +76,40 @@ def in_console(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+class TrustedProxies:
+    """``[http] trusted_proxies`` as networks, for the console (a reload updates them)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.networks: Networks = ()
+        self.update(settings)
+
+    def update(self, settings: Settings) -> None:
+        self.networks = parse_networks(settings.http.trusted_proxies)
+
+
+TRUSTED_PROXIES = web.AppKey("console_trusted_proxies", TrustedProxies)
+
+
+def came_over_tls(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: the daemon has no TLS listener, so a TLS
+    proxy's ``X-Forwarded-Proto: https`` says so, believed only from one of ``[http]
+    trusted_proxies`` (anyone else could write the header)."""
+    if request.secure:
+        return True
+    proxies = request.app[TRUSTED_PROXIES].networks
+    peer = client_address(request)
+    address = parse_address(peer) if proxies and peer else None
+    if address is None or not within(address, proxies):
+        return False
+    # The right-most value is the one the nearest proxy (the trusted one) added.
+    forwarded = request.headers.get("X-Forwarded-Proto", "").rsplit(",", 1)[-1]
+    return forwarded.strip().lower() == "https"
+
+
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
                max_age: int | None) -> None:
     response.set_cookie(name, value, path=PREFIX + "/", httponly=True, samesite="Strict",
-                        secure=request.secure, max_age=max_age)
+                        secure=came_over_tls(request), max_age=max_age)
 
 
 def csrf_matches(expected: str, presented: object) -> bool:
