@@ -52,7 +52,8 @@ class HttpSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_pending: int = 100_000
     processes: int = 1
-    # Proxies (CIDR) whose X-Forwarded-For names the client, for webhook allow_from.
+    # Proxies (CIDR) whose X-Forwarded-For names the client, for webhook allow_from, and
+    # whose X-Forwarded-Proto: https makes the console's cookies Secure.
     trusted_proxies: tuple[str, ...] = ()
     # How the outside reaches this daemon (https://triggerd.example.com): resume URLs of
     # approvals are built on it. Empty: http://<host>:<port>.
@@ -280,7 +281,8 @@ KEY_HELP: dict[str, str] = {
     ),
     "http.public_url": "base URL the outside reaches this daemon at (approvals' resume URLs)",
     "http.trusted_proxies": (
-        "proxies (CIDR) whose X-Forwarded-For names the client (webhook allow_from)"
+        "proxies (CIDR) whose X-Forwarded-For names the client (webhook allow_from) and"
+        " whose X-Forwarded-Proto: https makes the console's cookies Secure"
     ),
     "executor.concurrency": "runs in progress per process",
     "executor.lease": "lease of a claimed run, renewed by a heartbeat",

@@ -34,7 +34,7 @@ from triggerd.appkeys import (
 )
 from triggerd.component import Component
 from triggerd.config import Settings, load_settings
-from triggerd.console import add_console_routes
+from triggerd.console import TRUSTED_PROXIES, add_console_routes
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.logs import apply_log_settings
 from triggerd.notifications.hub import NotificationHub
@@ -316,6 +316,7 @@ class Daemon:
                 self.settings = new
                 if self.app is not None:
                     self.app[API_AUTH].update(new)
+                    self.app[TRUSTED_PROXIES].update(new)
                 for component in self.components:
                     component.apply_settings(new)
                     await component.reload()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Response, expect
 
 from tests.acceptance.conftest import DaemonProcess, Daemons, run_cli
 
@@ -479,4 +479,52 @@ async def test_an_all_tenant_session_opens_and_acts_on_the_tenant_it_clicked(
     await expect(page).to_have_url(re.compile(r"/ui/workflows/orders\?tenant=acme$"))
     # A tenant name that is not one is refused.
     answer = await page.request.get(f"{daemon.base_url}/ui/triggers/orders/nightly?tenant=A%20B")
-    assert (answer.status, await answer.text()) == (400, "tenant: 'A B' is not a tenant name")
+    assert answer.status == 400
+    assert (await answer.text()).startswith("tenant: 'A B' is invalid: use ")
+
+
+def _is_refresh(response: Response) -> bool:
+    return "/ui/executions" in response.url and \
+        response.request.headers.get("hx-request") == "true"
+
+
+async def test_live_refresh_keeps_the_tenant_and_stops_when_the_session_ends(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """The executions list of acme's trigger refreshes with acme's runs (it showed the
+    default tenant's), and when the session ends the refresh shows the login page as a
+    page (it put the whole login page inside the table)."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    path = tmp_path / "acme-orders.yaml"
+    path.write_text(DEFINITIONS)
+    applied = await run_cli(daemon.config, "--tenant", "acme", "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    runs = {}
+    for tenant in ("acme", "default"):
+        fired = await run_cli(daemon.config, "--tenant", tenant, "triggers", "fire",
+                              "orders/by-hand", "--input", '{"count": 3}', "--json")
+        assert fired.returncode == 0, fired.stderr
+        runs[tenant] = fired.json()["execution_id"]
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    listed = f"{daemon.base_url}/ui/executions?trigger=orders/by-hand&tenant=acme"
+    async with page.expect_response(_is_refresh):
+        await page.goto(listed)
+    async with page.expect_response(_is_refresh):
+        pass  # the next refresh, after the one the page load started with
+    rows = page.locator("#execution-rows")
+    await expect(rows.locator(f"a[href$='/executions/{runs['acme']}']")).to_have_count(1)
+    await expect(rows.locator(f"a[href$='/executions/{runs['default']}']")).to_have_count(0)
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM console_sessions")
+    finally:
+        await conn.close()
+    await page.wait_for_url(re.compile(r"/ui/login\?next="))
+    await expect(page.get_by_role("heading", name="Log in")).to_have_count(1)
+    await expect(page.locator("#execution-rows")).to_have_count(0)
+    # Logging in again comes back to the list, with its tenant and filter.
+    await page.get_by_label("API token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(re.compile(r"/ui/executions\?trigger=orders/by-hand&tenant=acme$"))

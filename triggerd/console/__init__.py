@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from triggerd.appkeys import SETTINGS
 from triggerd.console import pages
-from triggerd.console.sessions import PREFIX, console_middleware
+from triggerd.console.sessions import (
+    PREFIX,
+    TRUSTED_PROXIES,
+    TrustedProxies,
+    console_middleware,
+)
 
 
 def add_console_routes(app: web.Application) -> None:
     app.middlewares.append(console_middleware)
+    app[TRUSTED_PROXIES] = TrustedProxies(app[SETTINGS])
     router = app.router
     router.add_get(PREFIX, pages.redirect_home)
     router.add_get(f"{PREFIX}/", pages.overview)
@@ -44,4 +51,4 @@ def add_console_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/static/{{name}}", pages.static)
 
 
-__all__ = ["add_console_routes"]
+__all__ = ["TRUSTED_PROXIES", "add_console_routes"]

@@ -35,6 +35,7 @@ from triggerd.console.sessions import (
     PREFIX,
     SESSION,
     SESSION_TTL,
+    TENANT,
     ConsoleSession,
     csrf_matches,
     hash_session_id,
@@ -44,6 +45,7 @@ from triggerd.console.sessions import (
 from triggerd.cron import fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
+from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
 from triggerd.model import DEFAULT_TENANT, ExecutionStatus, tenant_label
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
@@ -56,6 +58,7 @@ from triggerd.operations.webhooks import replay as replay_request
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
+from triggerd.storable import storage_problem
 from triggerd.store.admin import page_executions, slot_counts_by_day, slot_history
 from triggerd.store.audit import list_audit
 from triggerd.store.console import (
@@ -79,8 +82,8 @@ from triggerd.store.workflows import (
     list_workflows,
     resolve_version,
 )
-from triggerd.tokens import hash_token, is_tenant_name, is_token_form
-from triggerd.trigger_detail import progress
+from triggerd.tokens import hash_token, is_token_form
+from triggerd.trigger_detail import preview_instant, progress
 from triggerd.views import planned_json
 from triggerd.webhooks.inbox_views import request_json
 
@@ -89,6 +92,8 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
+WORKFLOW_TRIGGERS_SHOWN = 200  # the rest are on the Triggers page, filtered by workflow
+BIGINT_MAX = 2**63 - 1
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
@@ -138,14 +143,32 @@ def _label(context: jinja2.runtime.Context, tenant: str, name: str) -> str:
     return tenant_label(tenant, name)
 
 
+@jinja2.pass_context
+def _link(context: jinja2.runtime.Context, path: str, **params: str | None) -> str:
+    """``path`` with the non-empty ``params``, staying in the tenant an all-tenant
+    session's page was opened in (``?tenant=``): without it a filter, a next page or a
+    refresh showed the default tenant's namesake, or every tenant."""
+    query = {name: value for name, value in params.items() if value}
+    tenant = context.get("page_tenant")
+    if tenant:
+        query["tenant"] = tenant
+    return path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
 _env.filters["tq"] = _tenant_query
 _env.globals["label"] = _label
+_env.globals["link"] = _link
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any
            ) -> web.Response:
     session = request.get(SESSION)
-    html = _env.get_template(template).render(session=session, path=request.path, **context)
+    # The ?tenant= an all-tenant session's page works in, which its links and forms keep
+    # (a scoped session's is implied).
+    page_tenant = request.get(TENANT) if session and session.principal.tenant is None \
+        else None
+    html = _env.get_template(template).render(session=session, path=request.path,
+                                              page_tenant=page_tenant, **context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
@@ -157,9 +180,10 @@ def _session(request: web.Request) -> ConsoleSession:
 
 
 def _safe_next(value: object) -> str:
-    """Only a console path: never an absolute URL (an open redirect)."""
+    """Only a console path: never an absolute URL (an open redirect), nor a control
+    character (a header cannot carry it)."""
     if isinstance(value, str) and value.startswith(PREFIX + "/") and "//" not in value \
-            and "\\" not in value:
+            and "\\" not in value and value.isprintable():
         return value
     return PREFIX + "/"
 
@@ -182,7 +206,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     text = presented.strip() if isinstance(presented, str) else ""
     auth = request.app[API_AUTH]
     try:
-        principal = await auth.authenticate(f"Bearer {text}" if text else None)
+        # The API's words for no token name a header, which the form does not have.
+        if not text:
+            raise AuthFailure("enter a token")
+        principal = await auth.authenticate(f"Bearer {text}")
     except AuthFailure as exc:
         fresh = new_secret()
         response = render(request, "login.html", status=401, login_csrf=fresh,
@@ -226,15 +253,10 @@ def _scope(request: web.Request) -> str | None:
 
 
 def _asked_tenant(request: web.Request) -> str | None:
-    """The tenant a page of an all-tenant session names (``?tenant=``; links and forms to
-    another tenant's objects carry it). A scoped session's own tenant always wins."""
-    scope = _scope(request)
-    if scope is not None:
-        return scope
-    asked = request.query.get("tenant") or None
-    if asked is not None and not is_tenant_name(asked):
-        raise web.HTTPBadRequest(text=f"tenant: {asked[:40]!r} is not a tenant name")
-    return asked
+    """The tenant a page works in: a scoped session's own, or for an all-tenant session
+    the one ``?tenant=`` names (links and forms to another tenant's objects carry it).
+    The middleware refused a scoped session's ``?tenant=`` of another tenant (404)."""
+    return request[TENANT]
 
 
 def _home(request: web.Request) -> str:
@@ -275,7 +297,7 @@ async def triggers_page(request: web.Request) -> web.Response:
     kind = request.query.get("type") or None
     after = _trigger_cursor(request.query.get("cursor"))
     rows = await list_triggers(request.app[POOL], workflow_key=workflow, trigger_type=kind,
-                               tenant=_home(request) if workflow else _scope(request),
+                               tenant=_home(request) if workflow else _asked_tenant(request),
                                after=after, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].workflow_key, page[-1].name, page[-1].id)
@@ -360,13 +382,27 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
     reason_text = reason.strip() if isinstance(reason, str) and reason.strip() else None
     errors: list[dict[str, str]] = []
     message: str | None = None
+    status = 422
     try:
-        value = json.loads(text) if text.strip() else {}
+        # The admin API's rules: no duplicate keys, NaN or number beyond a float.
+        value = json.loads(text, object_pairs_hook=no_duplicates,
+                           parse_constant=refuse_constant,
+                           parse_float=finite_float) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        value = None
+        value, status = None, 400
         errors = [{"path": "$", "message": f"not valid JSON: {exc.msg} at position {exc.pos}"}]
+    except RecursionError:
+        value, status = None, 400
+        errors = [{"path": "$", "message": "not valid JSON: nested too deeply"}]
+    except ValueError as exc:  # JsonRefusal, or an integer with too many digits
+        value, status = None, 400
+        errors = [{"path": "$", "message": f"not valid JSON: {exc}"}]
     if value is not None and not isinstance(value, dict):
         errors = [{"path": "$", "message": "the input must be a JSON object"}]
+    problem = storage_problem(value) if value is not None and not errors else None
+    if problem is not None:
+        path, _, reason = problem.partition(": ")
+        errors = [{"path": path, "message": reason}]
     if not errors:
         actor = _actor(request)
         try:
@@ -377,9 +413,11 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
         else:
             raise web.HTTPSeeOther(f"{PREFIX}/executions/{fired.execution_id}")
     context = await _trigger_context(request, name)
-    context.update(input_text=text, errors=errors,
-                   message=message or "the input is not valid JSON")
-    return render(request, "trigger.html", status=422, **context)
+    if message is None:
+        message = ("the input holds text that cannot be stored" if problem
+                   else "the input is not valid JSON")
+    context.update(input_text=text, errors=errors, message=message)
+    return render(request, "trigger.html", status=status, **context)
 
 
 async def executions_page(request: web.Request) -> web.Response:
@@ -398,12 +436,13 @@ async def executions_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=exc.message) from None
     rows = await page_executions(pool, status=status, trigger_id=trigger_id,
                                  limit=PAGE_SIZE + 1, after=after,
-                                 scope=ExecutionScope(tenant=_scope(request)))
+                                 scope=ExecutionScope(tenant=_asked_tenant(request)))
     page = rows[:PAGE_SIZE]
     next_cursor = encode_cursor(page[-1]) if len(rows) > PAGE_SIZE else None
     template = ("_execution_rows.html" if request.headers.get("HX-Request") == "true"
                 else "executions.html")
     return render(request, template, executions=page, next_cursor=next_cursor,
+                  cursor=cursor or "",
                   status_filter=status or "", trigger=trigger_name or "",
                   statuses=[s.value for s in ExecutionStatus])
 
@@ -493,8 +532,8 @@ async def webhooks_page(request: web.Request) -> web.Response:
     trigger = request.query.get("trigger") or None
     outcome = request.query.get("outcome") or None
     cursor = request.query.get("cursor") or None
-    found = await list_requests(request.app[POOL], tenant=_scope(request), query=ListRequests(
-        trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE))
+    query = ListRequests(trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE)
+    found = await list_requests(request.app[POOL], query, tenant=_asked_tenant(request))
     return render(request, "webhooks.html", items=found.items, next_cursor=found.next_cursor,
                   trigger=trigger or "", outcome=outcome or "", outcomes=OUTCOMES)
 
@@ -507,6 +546,7 @@ async def _webhook(request: web.Request, *, message: str | None, status: int,
                    errors: list[dict[str, str]] | None = None) -> web.Response:
     found = await show_request(request.app[POOL], request.match_info["id"], _scope(request))
     return render(request, "webhook.html", status=status, req=request_json(found),
+                  tenant=found.summary.tenant_id,
                   message=message, errors=errors or [])
 
 
@@ -558,8 +598,9 @@ async def backfill_action(request: web.Request) -> web.StreamResponse:
     plan = None
     try:
         request_value = BackfillRequest(
-            trigger=name, range_from=_instant(values["from"], "from"),
-            range_to=_instant(values["to"], "to"), only_missing=only_missing,
+            # As for a preview's start: 1900-9000, so every instant converts to UTC.
+            trigger=name, range_from=preview_instant(values["from"], "from"),
+            range_to=preview_instant(values["to"], "to"), only_missing=only_missing,
             rate=values["rate"] or DEFAULT_RATE, dry_run=dry_run, note=values["note"] or None)
         plan = await create_backfill(request.app[POOL], actor, request_value)
     except (UsageError, Conflict) as exc:
@@ -571,17 +612,6 @@ async def backfill_action(request: web.Request) -> web.StreamResponse:
                    backfill_message=message,
                    preview=None if plan is None else planned_json(plan.slots))
     return render(request, "trigger.html", status=422 if message else 200, **context)
-
-
-def _instant(text: str, name: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{name}: {text[:40]!r} is not an instant"
-                         " (e.g. 2027-01-01T00:00:00Z)") from None
-    if value.tzinfo is None:
-        raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
-    return value
 
 
 async def backfill_page(request: web.Request) -> web.Response:
@@ -600,9 +630,11 @@ async def cancel_backfill_action(request: web.Request) -> web.StreamResponse:
 async def audit_page(request: web.Request) -> web.Response:
     target = request.query.get("target") or None
     cursor = request.query.get("cursor")
-    if cursor is not None and (not cursor.isdigit() or len(cursor) > 19):
+    # An audit row's id is a bigint: a larger number is no cursor (it overflowed before).
+    if cursor is not None and (not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19
+                               or int(cursor) > BIGINT_MAX):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
-    rows = await list_audit(request.app[POOL], target=target, tenant=_scope(request),
+    rows = await list_audit(request.app[POOL], target=target, tenant=_asked_tenant(request),
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = str(page[-1].id) if len(rows) > PAGE_SIZE else None
@@ -644,7 +676,7 @@ async def workflows_page(request: web.Request) -> web.Response:
             after = (key, str(uuid.UUID(hex_id)))
         except ValueError:
             raise web.HTTPBadRequest(text="cursor: not one this page made") from None
-    rows = await list_workflows(request.app[POOL], tenant=_scope(request), after=after,
+    rows = await list_workflows(request.app[POOL], tenant=_asked_tenant(request), after=after,
                                 limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].key, page[-1].id)
@@ -656,7 +688,8 @@ async def workflow_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     workflow = await get_workflow(pool, request.match_info["key"], _home(request))
     versions = await list_versions(pool, workflow.id)
-    triggers = await list_triggers(pool, workflow_id=workflow.id, limit=200)
+    triggers = await list_triggers(pool, workflow_id=workflow.id,
+                                   limit=WORKFLOW_TRIGGERS_SHOWN + 1)
     by_number = {v.version: v for v in versions}
     diff: list[tuple[str, str]] | None = None
     chosen: tuple[int, int] | None = None
@@ -674,4 +707,5 @@ async def workflow_page(request: web.Request) -> web.Response:
         chosen = (versions[-2].version, versions[-1].version)
         diff = version_diff(versions[-2], versions[-1])
     return render(request, "workflow.html", workflow=workflow, versions=versions,
-                  triggers=triggers, diff=diff, chosen=chosen)
+                  triggers=triggers[:WORKFLOW_TRIGGERS_SHOWN],
+                  more_triggers=len(triggers) > WORKFLOW_TRIGGERS_SHOWN, diff=diff, chosen=chosen)

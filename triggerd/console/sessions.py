@@ -4,7 +4,8 @@ form, logout.
 The cookie holds 32 random bytes; PostgreSQL keeps only their hash (any replica can check
 a session; a revoked token ends its sessions at once). Every POST under ``/ui/`` must carry
 the session's CSRF token (the login form a double-submitted one of its own), and the cookie
-is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` when the request came over TLS).
+is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` when the request came over TLS: from a
+trusted proxy that says ``X-Forwarded-Proto: https``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
@@ -24,10 +25,15 @@ from aiohttp import web
 
 from triggerd.api.auth import API_AUTH
 from triggerd.appkeys import POOL
+from triggerd.config import Settings
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
+from triggerd.serving.forward import client_address
+from triggerd.storable import unstorable
 from triggerd.store.console import find_session
-from triggerd.tokens import Principal, Role
+from triggerd.tokens import Principal, Role, addressed_tenant
+from triggerd.webhooks.allowlist import Networks, parse_address, parse_networks, within
+from triggerd.webhooks.answers import close_unread
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ class ConsoleSession:
 
 
 SESSION = web.RequestKey("console_session", ConsoleSession)
+# The tenant a page works in: a scoped session's own, else the one ?tenant= names (None:
+# every tenant).
+TENANT = web.RequestKey[str | None]("console_tenant")
 
 
 def new_secret() -> str:
@@ -67,10 +76,40 @@ def in_console(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+class TrustedProxies:
+    """``[http] trusted_proxies`` as networks, for the console (a reload updates them)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.networks: Networks = ()
+        self.update(settings)
+
+    def update(self, settings: Settings) -> None:
+        self.networks = parse_networks(settings.http.trusted_proxies)
+
+
+TRUSTED_PROXIES = web.AppKey("console_trusted_proxies", TrustedProxies)
+
+
+def came_over_tls(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: the daemon has no TLS listener, so a TLS
+    proxy's ``X-Forwarded-Proto: https`` says so, believed only from one of ``[http]
+    trusted_proxies`` (anyone else could write the header)."""
+    if request.secure:
+        return True
+    proxies = request.app[TRUSTED_PROXIES].networks
+    peer = client_address(request)
+    address = parse_address(peer) if proxies and peer else None
+    if address is None or not within(address, proxies):
+        return False
+    # The right-most value is the one the nearest proxy (the trusted one) added.
+    forwarded = request.headers.get("X-Forwarded-Proto", "").rsplit(",", 1)[-1]
+    return forwarded.strip().lower() == "https"
+
+
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
                max_age: int | None) -> None:
     response.set_cookie(name, value, path=PREFIX + "/", httponly=True, samesite="Strict",
-                        secure=request.secure, max_age=max_age)
+                        secure=came_over_tls(request), max_age=max_age)
 
 
 def csrf_matches(expected: str, presented: object) -> bool:
@@ -121,6 +160,17 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     if request.path.startswith(STATIC_PREFIX):
         return await handler(request)
+    if request.method == "POST" and request.body_exists:
+        # Refused before anything is read (the login form is open to anyone); browsers
+        # send a form's length. Any other would be read up to [http] max_body_bytes.
+        length = request.content_length
+        if length is None:
+            return close_unread(request, _refusal(411, "a console form needs a"
+                                                       " Content-Length"))
+        if length > MAX_FORM_BYTES:
+            return close_unread(request, _refusal(
+                413, f"the form is {length} bytes; a console form may send at most"
+                     f" {MAX_FORM_BYTES // 1024} KiB"))
     try:
         session = await load_session(request)
     except Exception as exc:
@@ -132,7 +182,9 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.path not in PUBLIC_PATHS:
         if session is None:
             if request.method in ("GET", "HEAD"):
-                target = quote(request.path_qs, safe="/?=&")
+                # Every '&', '=' and '?' of the page's own query is escaped, so all of it
+                # travels inside next= (login_page checks where it points).
+                target = quote(request.path_qs, safe="/")
                 raise web.HTTPSeeOther(f"{PREFIX}/login?next={target}")
             return _refusal(401, "your console session has ended; log in again")
         if request.method == "POST":
@@ -145,6 +197,25 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             if not session.can_act and request.path != f"{PREFIX}/logout":
                 return _refusal(403, f"token {session.principal.name!r} has the viewer role:"
                                      " it may look but not act")
+            unusable = _unstorable_field(form.items())
+            if unusable is not None:
+                # A note or reason PostgreSQL cannot store failed the action's write: a 500.
+                return _refusal(400, unusable)
+        asked = request.query.get("tenant") or None
+        tenant, refusal = addressed_tenant(session.principal, asked)
+        if refusal is not None:
+            # As the admin API answers: a scoped session finds nothing in another tenant
+            # (404, never a 403 that would confirm it is there); a bad name is a 400.
+            return _refusal(400 if session.principal.tenant is None else 404, refusal)
+        request[TENANT] = tenant
+        for name, value in request.match_info.items():
+            if unstorable(value) is not None:
+                # Such a name names nothing (the admin API's answer and words); it never
+                # reaches the database, which refused it with a 500.
+                return _refusal(404, f"no {_PATH_OBJECTS.get(name, name)} {value[:100]!r}")
+        unusable = _unstorable_field(request.query.items())
+        if unusable is not None:
+            return _refusal(400, unusable)
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -160,6 +231,20 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
     _headers(response)
     return response
+
+
+# What a path parameter of the console's routes names, in the admin API's words.
+_PATH_OBJECTS = {"key": "workflow", "id": "object"}
+
+
+def _unstorable_field(items: Iterable[tuple[str, object]]) -> str | None:
+    """Why a query parameter or form field cannot be used (a NUL, a lone surrogate), in
+    the admin API's words, or None."""
+    for name, value in items:
+        reason = unstorable(value) if isinstance(value, str) else None
+        if reason is not None:
+            return f"{name}: {reason}"
+    return None
 
 
 def _status_of(exc: TriggerdError) -> int:

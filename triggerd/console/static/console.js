@@ -1,6 +1,8 @@
 // Progressive enhancement only: every page works without it.
 (function () {
   "use strict";
+  // How often live parts refresh (the README says every 3 s).
+  var REFRESH_MS = 3000;
   // Instants are rendered in UTC; show the viewer's zone beside them on hover.
   function localize(root) {
     root.querySelectorAll("time[datetime]").forEach(function (el) {
@@ -25,12 +27,25 @@
     var live = document.getElementById("live");
     document.querySelectorAll("[data-refresh]").forEach(function (part) {
       if (!window.htmx) { return; }
-      setInterval(function () {
+      var timer = setInterval(function () {
         if ((!live || live.checked) && !document.hidden && part.dataset.refresh) {
-          htmx.ajax("GET", part.dataset.refresh, {target: part, swap: "innerHTML"})
+          htmx.ajax("GET", part.dataset.refresh, {source: part, target: part, swap: "innerHTML"})
             .then(function () { localize(part); });
         }
-      }, 2000);
+      }, REFRESH_MS);
+      part.addEventListener("htmx:beforeSwap", function (event) {
+        var xhr = event.detail.xhr;
+        var asked = new URL(part.dataset.refresh, window.location.href).pathname;
+        var answered = new URL(xhr.responseURL || asked, window.location.href).pathname;
+        if (answered !== asked || xhr.status === 401 || xhr.status === 403) {
+          // The session ended: the answer is the login page (a redirect followed), not the
+          // part. Stop, and load this page again: the console sends it to the login,
+          // which comes back here.
+          event.detail.shouldSwap = false;
+          clearInterval(timer);
+          window.location.reload();
+        }
+      });
     });
   });
 })();

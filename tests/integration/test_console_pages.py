@@ -1,0 +1,430 @@
+"""The console over real loopback HTTP against a real PostgreSQL, with three tenants that
+hold the same workflow: logins, the tenant a page works in, bad input of every kind
+answered 4xx (never a 500) with nothing changed, and the links each page carries."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from tests.helpers import apply_doc
+from triggerd.api.auth import StoredTokens
+from triggerd.config import ApiSettings, HttpSettings, Settings
+from triggerd.daemon import create_app
+from triggerd.store.api_tokens import create_token
+from triggerd.tokens import display_prefix, generate_token, hash_token
+
+Client = TestClient[Any, Any]
+
+ALL_TENANTS = "console-all-s3cret"
+TENANTS = ("default", "acme", "globex")
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def workflow_doc(tenant: str) -> dict[str, Any]:
+    """The same workflow, trigger names and webhook path in every tenant."""
+    return {"tenant": tenant, "workflows": [{
+        "key": "xss",
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [
+            {"name": "hook", "type": "webhook", "path": "hook"},
+            {"name": "every", "type": "cron", "cron": "0 3 * * *"},
+            {"name": "by-hand", "type": "manual"},
+        ],
+    }]}
+
+
+class Visitor:
+    """One browser: its own cookies, logged in with one token."""
+
+    def __init__(self, base: URL) -> None:
+        self.base = base
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def url(self, path: str) -> URL:
+        return URL(str(self.base) + path, encoded=True)
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        async with self.http.get(self.url(path), allow_redirects=False, **kwargs) as answer:
+            return answer.status, await answer.text()
+
+    async def post(self, path: str, form: dict[str, str], **kwargs: Any
+                   ) -> tuple[int, str, str | None]:
+        async with self.http.post(self.url(path), data={"csrf": self.csrf, **form},
+                                  allow_redirects=False, **kwargs) as answer:
+            return answer.status, await answer.text(), answer.headers.get("Location")
+
+    async def log_in(self, token: str, next_path: str = "/ui/") -> str | None:
+        """Log in through the form; the address the login sends the browser to."""
+        _, page = await self.get("/ui/login")
+        login_csrf = _field(page, "csrf")
+        async with self.http.post(self.url("/ui/login"), allow_redirects=False, data={
+                "csrf": login_csrf, "token": token, "next": next_path}) as answer:
+            location = answer.headers.get("Location")
+            if answer.status != 303:
+                return None
+        _, home = await self.get("/ui/")
+        self.csrf = _field(home, "csrf")
+        return location
+
+
+def _field(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, page
+    return html.unescape(found.group(1))
+
+
+def hrefs(page: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r'(?:href|action)="([^"]*)"', page)]
+
+
+async def new_token(pool: asyncpg.Pool, name: str, tenant: str | None) -> str:
+    token = generate_token()
+    await create_token(pool, name=name, role="admin", tenant=tenant,
+                       token_hash=hash_token(token), prefix=display_prefix(token))
+    return token
+
+
+@pytest.fixture
+async def served(aiohttp_client: Any, pool: asyncpg.Pool) -> Client:
+    for tenant in TENANTS:
+        await apply_doc(pool, workflow_doc(tenant))
+    app = create_app(Settings(api=ApiSettings(token=ALL_TENANTS)), pool,
+                     tokens=StoredTokens(pool))
+    client: Client = await aiohttp_client(app)
+    return client
+
+
+@pytest.fixture
+async def visitors(served: Client) -> AsyncIterator[list[Visitor]]:
+    made: list[Visitor] = []
+    yield made
+    for visitor in made:
+        await visitor.close()
+
+
+@pytest.fixture
+async def admin(served: Client, visitors: list[Visitor]) -> Visitor:
+    """A session of the all-tenant token."""
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    assert await visitor.log_in(ALL_TENANTS) == "/ui/"
+    return visitor
+
+
+@pytest.fixture
+async def acme_admin(served: Client, visitors: list[Visitor], pool: asyncpg.Pool) -> Visitor:
+    """A session of an admin token scoped to acme."""
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    assert await visitor.log_in(await new_token(pool, "acme-admin", "acme")) == "/ui/"
+    return visitor
+
+
+async def workflow_states(pool: asyncpg.Pool) -> dict[str, str]:
+    rows = await pool.fetch("SELECT tenant_id, status FROM workflows WHERE key = 'xss'")
+    return {r["tenant_id"]: r["status"] for r in rows}
+
+
+# --- logging in -------------------------------------------------------------------------------
+
+
+async def test_a_deep_link_keeps_its_whole_query_through_the_login(served: Client,
+                                                                   visitors: list[Visitor]
+                                                                   ) -> None:
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    wanted = "/ui/executions?status=SUCCESS&trigger=xss/hook&tenant=acme"
+    status, _ = await visitor.get(wanted)
+    assert status == 303
+    async with visitor.http.get(visitor.url(wanted), allow_redirects=False) as answer:
+        login_url = answer.headers["Location"]
+    _, page = await visitor.get(login_url)
+    assert _field(page, "next") == wanted
+    assert await visitor.log_in(ALL_TENANTS, next_path=_field(page, "next")) == wanted
+    # Still no open redirect: a next= that leaves the console goes home.
+    for elsewhere in ("//evil.example/ui/", "https://evil.example/", "/ui/..//evil",
+                      "/ui/\\evil", "%2F%2Fevil.example", "/ui/\r\nSet-Cookie: a=b", "/ui/\x00"):
+        other = Visitor(served.make_url(""))
+        visitors.append(other)
+        assert await other.log_in(ALL_TENANTS, next_path=elsewhere) == "/ui/", elsewhere
+
+
+async def test_an_empty_token_is_asked_for_in_the_form_s_words(served: Client,
+                                                               visitors: list[Visitor]) -> None:
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    _, page = await visitor.get("/ui/login")
+    async with visitor.http.post(visitor.url("/ui/login"), allow_redirects=False, data={
+            "csrf": _field(page, "csrf"), "token": "  ", "next": "/ui/"}) as answer:
+        assert answer.status == 401
+        text = await answer.text()
+    assert "✗ enter a token" in text
+    assert "Authorization" not in text
+
+
+# --- the tenant a page works in ---------------------------------------------------------------
+
+
+async def test_a_scoped_session_naming_another_tenant_finds_nothing_and_changes_nothing(
+    acme_admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    """As the admin API: acme's token naming ?tenant=default is a 404 on every page and
+    action; before, the console worked in acme's namesake (it archived acme's xss)."""
+    refused = (404, "nothing here belongs to tenant 'default'")
+    status, text, _ = await acme_admin.post("/ui/workflows/xss/archive?tenant=default",
+                                            {"note": "wrong tenant"})
+    assert (status, text) == refused
+    for path in ("/ui/workflows/xss?tenant=default", "/ui/triggers?tenant=default",
+                 "/ui/triggers/xss/every?tenant=default", "/ui/executions?tenant=globex",
+                 "/ui/webhooks?tenant=globex", "/ui/audit?tenant=default"):
+        status, text = await acme_admin.get(path)
+        assert (status, text) == (404, refused[1].replace("default", path.rsplit("=")[-1])), path
+    assert await workflow_states(pool) == dict.fromkeys(TENANTS, "active")
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action <> 'apply'") == 0
+    # Naming its own tenant is fine, and acts there.
+    status, _, location = await acme_admin.post("/ui/workflows/xss/archive?tenant=acme", {})
+    assert (status, location) == (303, "/ui/workflows/xss?tenant=acme")
+    assert await workflow_states(pool) == {"default": "active", "acme": "archived",
+                                           "globex": "active"}
+
+
+async def test_an_all_tenant_session_naming_a_bad_tenant_is_a_bad_request(admin: Visitor
+                                                                          ) -> None:
+    status, text = await admin.get("/ui/triggers/xss/every?tenant=A%20B")
+    assert status == 400
+    assert text.startswith("tenant: 'A B' is invalid: use ")
+
+
+# --- bad input: a 4xx with the API's words, never a 500, and nothing changed --------------------
+
+NUL = "contains a NUL character (\\u0000), which cannot be stored"
+SURROGATE = "contains a lone UTF-16 surrogate, which is not valid Unicode"
+OUT_OF_RANGE = "is out of range (1900-01-01 to 9000-01-01)"
+ZERO_ID = "00000000000000000000000000000000"
+
+BAD_INPUT: list[tuple[str, dict[str, str] | None, int, str]] = [
+    # (path, form (None: a GET), status, words on the answer)
+    ("/ui/executions?trigger=x%00y/z", None, 400, f"trigger: {NUL}"),
+    ("/ui/webhooks?trigger=a%00b/c", None, 400, f"trigger: {NUL}"),
+    ("/ui/audit?target=%00", None, 400, f"target: {NUL}"),
+    ("/ui/triggers?workflow=%00", None, 400, f"workflow: {NUL}"),
+    (f"/ui/workflows?cursor=%00.{ZERO_ID}", None, 400, f"cursor: {NUL}"),
+    ("/ui/audit?cursor=9999999999999999999", None, 400, "cursor: not one this page made"),
+    ("/ui/audit?cursor=%C2%B2", None, 400, "cursor: not one this page made"),
+    # A path parameter PostgreSQL cannot store names nothing (the admin API's answer).
+    ("/ui/triggers/%00/x", None, 404, "no workflow '\\x00'"),
+    ("/ui/triggers/xss/a%00", None, 404, "no trigger 'a\\x00'"),
+    ("/ui/workflows/%00", None, 404, "no workflow '\\x00'"),
+    ("/ui/triggers/xss/every/pause", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/every/resume", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/every/skip", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/workflows/xss/archive", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/workflows/xss/activate", {"note": "a\x00b"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "note": "a\x00b",
+        "do": "start"}, 400, f"note: {NUL}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": "{}", "reason": "a\x00b"}, 400,
+     f"reason: {NUL}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": "x\\u0000y"}'}, 422,
+     f"$.a: {NUL}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": "\\ud800"}'}, 422,
+     f"$.a: {SURROGATE}"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": 1e999}'}, 400,
+     "not valid JSON: the number 1e999 is too large"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": 1, "a": 2}'}, 400,
+     "not valid JSON: duplicate key 'a'"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": NaN}'}, 400,
+     "not valid JSON: NaN is not a JSON value"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "9999-12-31T23:59:59+14:00", "to": "2024-01-02T00:00:00Z", "do": "preview"},
+     422, f"from: '9999-12-31T23:59:59+14:00' {OUT_OF_RANGE}"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "2024-01-01T00:00:00Z", "to": "9999-12-31T23:59:59-14:00", "do": "start"},
+     422, f"to: '9999-12-31T23:59:59-14:00' {OUT_OF_RANGE}"),
+    ("/ui/triggers/xss/every/backfill", {
+        "from": "0001-01-01T00:00:00+14:00", "to": "2024-01-02T00:00:00Z", "do": "start"},
+     422, f"from: '0001-01-01T00:00:00+14:00' {OUT_OF_RANGE}"),
+]
+
+
+@pytest.mark.parametrize(("path", "form", "status", "words"), BAD_INPUT,
+                         ids=[f"{p} {sorted(f or {})}" for p, f, _, _ in BAD_INPUT])
+async def test_bad_input_gets_a_clear_answer_and_changes_nothing(
+    admin: Visitor, pool: asyncpg.Pool, path: str, form: dict[str, str] | None, status: int,
+    words: str
+) -> None:
+    if form is None:
+        answer_status, text = await admin.get(path)
+    else:
+        answer_status, text, _ = await admin.post(path, form)
+    assert answer_status == status, text
+    assert words in html.unescape(re.sub(r"<[^>]+>", "", text))
+    assert await workflow_states(pool) == dict.fromkeys(TENANTS, "active")
+    for table in ("workflow_executions", "backfills", "trigger_slots"):
+        assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action <> 'apply'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0
+
+
+# --- links, filters and pages keep the tenant -------------------------------------------------
+
+
+async def _fire(visitor: Visitor, tenant: str) -> str:
+    status, text, location = await visitor.post(
+        f"/ui/triggers/xss/by-hand/fire?tenant={tenant}", {"input": "{}"})
+    assert status == 303 and location is not None, text
+    return location.rsplit("/", 1)[-1]
+
+
+async def test_an_all_tenant_session_stays_in_the_tenant_it_opened(admin: Visitor,
+                                                                   pool: asyncpg.Pool) -> None:
+    runs = {tenant: await _fire(admin, tenant) for tenant in TENANTS}
+    status, _, _ = await admin.post("/ui/triggers/xss/every/pause?tenant=acme", {"note": "n"})
+    assert status == 303
+
+    _, page = await admin.get("/ui/triggers/xss/every?tenant=acme")
+    assert "<h1>acme:xss/every</h1>" in page
+    links = hrefs(page)
+    assert "/ui/executions?trigger=xss%2Fevery&tenant=acme" in links
+    assert "/ui/audit?target=xss%2Fevery&tenant=acme" in links
+    _, page = await admin.get("/ui/audit?target=xss%2Fevery&tenant=acme")
+    assert page.count("<td>pause</td>") == 1
+
+    # The runs of acme's trigger, and the refresh of that list, are acme's.
+    wanted = "/ui/executions?trigger=xss%2Fby-hand&tenant=acme"
+    _, page = await admin.get(wanted)
+    assert f'data-refresh="{wanted.replace("&", "&amp;")}"' in page
+    assert runs["acme"] in page and runs["default"] not in page
+    assert ">acme:xss/by-hand</a>" in page
+    status, rows = await admin.get(wanted, headers={"HX-Request": "true"})
+    assert status == 200 and rows.lstrip().startswith("<tr>")
+    assert runs["acme"] in rows and runs["default"] not in rows and runs["globex"] not in rows
+    # Its filter form keeps the tenant.
+    assert '<input type="hidden" name="tenant" value="acme">' in page
+    # Without ?tenant= the list has every tenant's runs, each named.
+    _, page = await admin.get("/ui/executions")
+    assert all(run in page for run in runs.values())
+    assert ">globex:xss/by-hand</a>" in page and ">xss/by-hand</a>" in page
+
+    # The inbox filter finds acme's trigger (it looked in the default tenant: 404).
+    status, page = await admin.get("/ui/webhooks?trigger=xss/hook&tenant=acme")
+    assert status == 200, page
+    assert '<input type="hidden" name="tenant" value="acme">' in page
+
+
+async def test_next_pages_keep_the_tenant_and_only_the_first_page_refreshes(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(60)]}]})
+    _, page = await admin.get("/ui/triggers?workflow=many&tenant=acme")
+    [next_page] = [h for h in hrefs(page) if "cursor=" in h]
+    assert next_page.endswith("&tenant=acme")
+    _, page = await admin.get(next_page)
+    assert "No triggers" not in page and page.count("acme:many/t0") == 10
+
+    for _ in range(51):
+        await _fire(admin, "acme")
+    _, page = await admin.get("/ui/executions?tenant=acme")
+    assert 'id="live"' in page and "data-refresh=" in page
+    [older] = [h for h in hrefs(page) if "cursor=" in h]
+    assert older.endswith("&tenant=acme")
+    status, page = await admin.get(older)
+    assert status == 200
+    # An older page is not refreshed: the refresh replaced it with the newest runs.
+    assert "data-refresh=" not in page and 'id="live"' not in page
+    assert page.count("acme:xss/by-hand</a>") == 1
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+async def test_a_form_over_256_kib_is_refused_before_it_is_read(
+    admin: Visitor, served: Client, visitors: list[Visitor], pool: asyncpg.Pool
+) -> None:
+    def form(fields: dict[str, str]) -> io.BytesIO:
+        # A large body as a stream (aiohttp's client warns about one in a single write).
+        return io.BytesIO(urllib.parse.urlencode(fields).encode())
+
+    big = '{"a": "' + "x" * (2 * 1024 * 1024) + '"}'
+    async with admin.http.post(admin.url("/ui/triggers/xss/by-hand/fire"), headers=FORM,
+                               data=form({"csrf": admin.csrf, "input": big})) as answer:
+        assert answer.status == 413
+        assert (await answer.text()).endswith("a console form may send at most 256 KiB")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    # Nobody logged in: the login form is refused the same way.
+    stranger = Visitor(served.make_url(""))
+    visitors.append(stranger)
+    async with stranger.http.post(stranger.url("/ui/login"), headers=FORM,
+                                  data=form({"token": "x" * (5 * 1024 * 1024)})) as answer:
+        assert answer.status == 413
+    # A form within the limit still works.
+    status, _, _ = await admin.post("/ui/triggers/xss/by-hand/fire",
+                                    {"input": '{"a": "' + "x" * 1000 + '"}'})
+    assert status == 303
+
+
+async def test_a_workflow_with_more_triggers_than_its_page_shows_says_so(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(205)]}]})
+    _, page = await admin.get("/ui/workflows/many?tenant=acme")
+    assert page.count("(manual, enabled)") == 200
+    assert 'id="more-triggers"' in page
+    assert "/ui/triggers?workflow=many&tenant=acme" in hrefs(page)
+    _, page = await admin.get("/ui/workflows/xss?tenant=acme")
+    assert page.count("enabled)") == 3 and 'id="more-triggers"' not in page
+
+
+# --- the session cookie behind a TLS proxy -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("trusted", "header", "secure"), [
+    (("127.0.0.0/8", "::1/128"), "https", True),
+    (("127.0.0.0/8", "::1/128"), "http", False),
+    (("127.0.0.0/8", "::1/128"), None, False),
+    # Anyone may write the header: only a trusted proxy's counts.
+    ((), "https", False),
+    (("10.0.0.5/32",), "https", False),
+])
+async def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_browser_used_tls(
+    aiohttp_client: Any, pool: asyncpg.Pool, trusted: tuple[str, ...], header: str | None,
+    secure: bool
+) -> None:
+    settings = Settings(api=ApiSettings(token=ALL_TENANTS),
+                        http=HttpSettings(trusted_proxies=trusted))
+    client: Client = await aiohttp_client(create_app(settings, pool))
+    headers = {} if header is None else {"X-Forwarded-Proto": header}
+    page = await client.get("/ui/login", headers=headers)
+    cookies = page.headers.getall("Set-Cookie")
+    login_csrf = _field(await page.text(), "csrf")
+    # A Secure cookie does not come back over plain HTTP by itself: the proxy's TLS is not
+    # here.
+    login_cookie = f"triggerd_login={page.cookies['triggerd_login'].value}"
+    answer = await client.post("/ui/login", headers={**headers, "Cookie": login_cookie},
+                               allow_redirects=False, data={
+        "csrf": login_csrf, "token": ALL_TENANTS, "next": "/ui/"})
+    assert answer.status == 303
+    cookies += [c for c in answer.headers.getall("Set-Cookie") if "triggerd_session=" in c]
+    assert len(cookies) == 2
+    for cookie in cookies:
+        assert ("; Secure" in cookie) is secure, cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
