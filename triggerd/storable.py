@@ -10,6 +10,13 @@ from typing import Any
 
 # JSON documents accepted from the API and the command line nest at most this deep.
 MAX_JSON_DEPTH = 64
+BIGINT_MAX = 2**63 - 1
+
+
+def is_bigint_text(text: str) -> bool:
+    """Whether ``text`` is the ASCII digits of a non-negative PostgreSQL ``bigint`` (an
+    audit row's id: a cursor beyond it overflowed the query)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= BIGINT_MAX
 
 
 def storage_problem(value: Any) -> str | None:

@@ -838,6 +838,11 @@ async def test_a_nul_in_a_parameter_and_an_undecodable_body_are_400(offline: Cli
     ]:
         response = await offline.request(method, path, headers=AUTH)
         await expect_error(response, 400, "invalid_parameter", f"{name}: {nul}")
+    # An audit cursor past a bigint overflowed the query (a 500), a superscript digit too.
+    for cursor in ("9223372036854775808", "9999999999999999999", "%C2%B2"):
+        response = await offline.get(f"/api/v1/audit?cursor={cursor}", headers=AUTH)
+        await expect_error(response, 400, "invalid_parameter", "cursor: not a cursor returned"
+                           " by this API (pass next_cursor back)")
     # In the path, a name that cannot exist names nothing: 404, still without a query.
     response = await offline.get("/api/v1/triggers/re%00port/hourly", headers=AUTH)
     assert response.status == 404

@@ -162,6 +162,11 @@ async def test_bad_backfills_are_refused_and_record_nothing(pool: asyncpg.Pool, 
         (_request(overlap="queue"), UsageError, "overlap: 'queue' is not one of"),
         (_request(trigger="report/by-hand"), Conflict, "trigger report/by-hand is a manual"
          " trigger; only scheduled triggers (cron, interval) can be backfilled"),
+        # Instants without a UTC one (they were a 500 of an OverflowError).
+        (_request(range_from=datetime.fromisoformat("0001-01-01T00:00:00+14:00")), UsageError,
+         "from: 0001-01-01T00:00:00+14:00 is out of range"),
+        (_request(range_to=datetime.fromisoformat("9999-12-31T23:59:59-14:00")), UsageError,
+         "to: 9999-12-31T23:59:59-14:00 is out of range"),
     ]
     for request, error, message in cases:
         with pytest.raises(error) as caught:

@@ -87,7 +87,7 @@ from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.operations.workflows import delete as delete_workflow
 from triggerd.schedules import SCHEDULED_TYPES
 from triggerd.secrets import secret_policy_problems
-from triggerd.storable import storage_problem, unstorable
+from triggerd.storable import is_bigint_text, storage_problem, unstorable
 from triggerd.store.admin import (
     ExecutionPosition,
     is_invalid_value,
@@ -716,7 +716,7 @@ async def list_audit_handler(request: web.Request) -> web.Response:
     cursor = _query_value(request, "cursor")
     before = None
     if cursor is not None:
-        if not cursor.isdigit() or len(cursor) > 19:
+        if not is_bigint_text(cursor):
             raise _bad_parameter(
                 "cursor: not a cursor returned by this API (pass next_cursor back)")
         before = int(cursor)

@@ -58,7 +58,7 @@ from triggerd.operations.webhooks import replay as replay_request
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
-from triggerd.storable import storage_problem
+from triggerd.storable import is_bigint_text, storage_problem
 from triggerd.store.admin import page_executions, slot_counts_by_day, slot_history
 from triggerd.store.audit import list_audit
 from triggerd.store.console import (
@@ -93,7 +93,6 @@ PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
 WORKFLOW_TRIGGERS_SHOWN = 200  # the rest are on the Triggers page, filtered by workflow
-BIGINT_MAX = 2**63 - 1
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
@@ -631,8 +630,7 @@ async def audit_page(request: web.Request) -> web.Response:
     target = request.query.get("target") or None
     cursor = request.query.get("cursor")
     # An audit row's id is a bigint: a larger number is no cursor (it overflowed before).
-    if cursor is not None and (not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19
-                               or int(cursor) > BIGINT_MAX):
+    if cursor is not None and not is_bigint_text(cursor):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
     rows = await list_audit(request.app[POOL], target=target, tenant=_asked_tenant(request),
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)

@@ -94,6 +94,10 @@ def _check_range(request: BackfillRequest, now: datetime) -> None:
     for name, value in (("from", request.range_from), ("to", request.range_to)):
         if value.tzinfo is None:
             raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
+        try:  # year 1 at +14:00 or year 9999 at -14:00 has no UTC instant
+            value.astimezone(UTC)
+        except OverflowError:
+            raise UsageError(f"{name}: {value.isoformat()[:40]} is out of range") from None
         if value < EARLIEST_AFTER:
             raise UsageError(f"{name}: {utc_iso(value)} is before {utc_iso(EARLIEST_AFTER)},"
                              " the earliest instant a backfill plans")
