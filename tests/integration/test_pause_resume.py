@@ -15,6 +15,7 @@ from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.model import OverlapPolicy
 from triggerd.operations import Actor, cli_actor
 from triggerd.operations.triggers import pause, resume, set_enabled
+from triggerd.operations.workflows import activate, archive
 from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
 from triggerd.store.workflows import get_trigger
 
@@ -117,6 +118,31 @@ async def test_resume_with_catch_up_forgets_the_paused_slots_and_floors_at_the_p
     written = await record_slots(pool, [_slot(nightly, skipped)], fired_at="x")
     assert written.inserted == 1
     assert [o for o, _, _ in await _slots(pool)] == ["fired"]
+
+
+async def test_a_catch_up_resume_runs_nothing_from_before_an_activation(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    # Paused, archived, activated, then resumed with --catch-up: the floor went back to
+    # the pause, so the slots of the archived time (never recorded) ran too.
+    await pause(pool, OPERATOR, "report/nightly")
+    # Enabled two hours ago, paused one hour ago, a slot skipped since.
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = now() - interval '2 hours'")
+    await pool.execute("UPDATE trigger_state SET changed_at = now() - interval '1 hour',"
+                       " floor_at = NULL")
+    paused_at = await pool.fetchval("SELECT changed_at FROM trigger_state")
+    before = paused_at.replace(microsecond=0) + timedelta(minutes=1)
+    await record_slots(pool, [_slot(nightly, before)], fired_at="x")
+    await archive(pool, OPERATOR, "report")
+    await activate(pool, OPERATOR, "report")
+    activated = (await load_cron_triggers(pool))[0].enabled_at
+    after = activated.replace(microsecond=0) + timedelta(seconds=1)
+    await record_slots(pool, [_slot(nightly, after)], fired_at="x")
+    result = await resume(pool, OPERATOR, "report/nightly", catch_up=True)
+    # Only the slot skipped after the activation is caught up; the floor stays there.
+    assert result.forgotten_slots == 1
+    assert await pool.fetchval("SELECT scheduled_for FROM trigger_slots") == before
+    assert (await load_cron_triggers(pool))[0].enabled_at == activated
 
 
 async def test_bad_input_is_refused_and_leaves_nothing(

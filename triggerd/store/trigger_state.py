@@ -80,18 +80,24 @@ async def resume(
     """Clear the pause. Without ``catch_up`` the floor moves to now: no slot from before
     the resume runs. With it, the slots recorded ``skipped_paused`` since ``paused_at`` are
     forgotten and the floor moves to ``paused_at``, so the schedulers catch them up under
-    the trigger's misfire policy. Returns how many recorded slots were forgotten."""
+    the trigger's misfire policy; never below a later floor (an activation or an enable
+    while paused catches nothing up from before it: the slots of an archived time were
+    run). Returns how many recorded slots were forgotten."""
     forgotten = 0
     if catch_up and paused_at is not None:
         status: str = await conn.execute(
-            "DELETE FROM trigger_slots WHERE trigger_id = $1 AND outcome = 'skipped_paused'"
-            " AND scheduled_for >= $2", trigger_id, paused_at)
+            "DELETE FROM trigger_slots s USING trigger_state st, workflow_triggers t"
+            " WHERE st.trigger_id = $1 AND t.id = $1 AND s.trigger_id = $1"
+            " AND s.outcome = 'skipped_paused'"
+            " AND s.scheduled_for >= GREATEST($2, st.floor_at, t.enabled_at)",
+            trigger_id, paused_at)
         forgotten = int(status.split()[-1])
     await conn.execute(
         "UPDATE trigger_state SET paused = false, note = $2, changed_by = $3,"
         " changed_at = now(), updated_at = now(), consecutive_failures = 0,"
         " failed_executions = '{}',"
-        " floor_at = CASE WHEN $4::timestamptz IS NULL THEN now() ELSE $4 END"
+        " floor_at = CASE WHEN $4::timestamptz IS NULL THEN now()"
+        " ELSE GREATEST($4, floor_at) END"
         " WHERE trigger_id = $1",
         trigger_id, note, actor, paused_at if catch_up else None)
     await conn.execute(
