@@ -91,14 +91,27 @@ async def test_manual_fires_do_not_count_and_raising_max_runs_reopens_the_trigge
     assert (await get_state(pool, trigger["id"])).scheduled_runs == 0
     await record_slots(pool, [_slot(trigger, 0)], fired_at="x")
     assert await load_cron_triggers(pool) == []
+    first_completion = (await get_state(pool, trigger["id"])).completed_at
     await apply_doc(pool, _doc({"max_runs": 3}))
     loaded = await load_cron_triggers(pool)
     assert [t.id for t in loaded] == [trigger["id"]]
-    # The count survives the edit (runtime state): two more, then complete again.
+    # Reopened as a re-enable would: the slots that passed while it was completed were
+    # never due (they all ran at once as a catch-up of the reload), and it is no longer
+    # completed.
+    reopened = loaded[0].enabled_at
+    assert reopened > START + timedelta(days=300)
+    assert (await get_state(pool, trigger["id"])).completed_at is None
+    # The count survives the edit (runtime state): two more, then complete again, dated
+    # when it happens (it kept the first completion's time).
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = $2 WHERE id = $1",
+                       trigger["id"], START - timedelta(days=1))  # these tests' past slots
     trigger["config"] = loaded[0].config_text
     written = await record_slots(pool, [_slot(trigger, h) for h in (1, 2, 3)], fired_at="x")
     assert written.inserted == 2
-    assert (await get_state(pool, trigger["id"])).scheduled_runs == 3
+    state = await get_state(pool, trigger["id"])
+    assert state.scheduled_runs == 3
+    assert state.completed_at is not None and first_completion is not None
+    assert state.completed_at > first_completion
 
 
 async def test_triggers_without_max_runs_keep_no_count(pool: asyncpg.Pool) -> None:

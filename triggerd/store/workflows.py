@@ -798,9 +798,15 @@ async def _write(
                 " version = u.version, config = u.config::jsonb, input = u.input::jsonb,"
                 " updated_at = now(),"
                 # The edit rule: re-enabling or changing the schedule (not a policy) moves
-                # the catch-up floor to now, so no slot from before the change runs.
+                # the catch-up floor to now, so no slot from before the change runs. So
+                # does a new max_runs of a trigger that had completed: reopened, it is
+                # re-enabled (the slots after it completed were never due; they all ran
+                # at the reload as a catch-up).
                 " enabled_at = CASE WHEN u.enabled AND (NOT t.enabled OR t.type <> u.type"
-                " OR t.config - $7::text[] IS DISTINCT FROM u.config::jsonb - $7::text[])"
+                " OR t.config - $7::text[] IS DISTINCT FROM u.config::jsonb - $7::text[]"
+                " OR (t.config->'max_runs' IS DISTINCT FROM u.config::jsonb->'max_runs'"
+                " AND EXISTS (SELECT 1 FROM trigger_state st WHERE st.trigger_id = t.id"
+                " AND st.completed_at IS NOT NULL)))"
                 " THEN now() ELSE t.enabled_at END"
                 " FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::int[], $5::text[],"
                 " $6::text[]) AS u (id, type, enabled, version, config, input)"
@@ -812,6 +818,16 @@ async def _write(
                 [w.config for w in updates],
                 [w.input for w in updates],
                 list(POLICY_KEYS),
+            )
+            # Reopened (its max_runs raised or removed): no longer completed, so its next
+            # completion is dated when it happens.
+            await conn.execute(
+                "UPDATE trigger_state st SET completed_at = NULL, updated_at = now()"
+                " FROM workflow_triggers t WHERE t.id = st.trigger_id"
+                " AND st.trigger_id = ANY($1::uuid[]) AND st.completed_at IS NOT NULL"
+                " AND (NOT t.config ? 'max_runs'"
+                " OR st.scheduled_runs < (t.config->>'max_runs')::bigint)",
+                [tid for tid, _ in plan.trigger_updates],
             )
         if plan.trigger_inserts:
             # COPY, not INSERT ... unnest: a quarter less of PostgreSQL's time for a first
