@@ -67,6 +67,12 @@ async def test_a_directory_means_the_definition_files_in_it(dsn: str, tmp_path: 
     (folder / "README.txt").write_text("not a definition file")
     (folder / "old").mkdir()  # subdirectories are not read
     (folder / "old" / "broken.yaml").write_text("not: [valid")
+    # A link that leads nowhere is not skipped: reading it says so.
+    (tmp_path / "gone.d").mkdir()
+    (tmp_path / "gone.d" / "lost.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    lost = triggerd("check", str(tmp_path / "gone.d"))
+    assert lost.returncode == 2 and lost.stderr.startswith(
+        f"{tmp_path / 'gone.d' / 'lost.yaml'}: $: cannot read file: No such file"), lost
     checked = triggerd("check", str(folder))
     assert (checked.returncode, checked.stdout) == (0, f"ok: {len(EXAMPLES)} file(s) valid\n")
     # The same file named again, by itself, is read once.

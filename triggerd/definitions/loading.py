@@ -252,7 +252,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str | Path]:
                 found = sorted(
                     child for child in folder.iterdir()
                     if child.suffix.lower() in YAML_SUFFIXES + JSON_SUFFIXES
-                    and not child.name.startswith(".") and child.is_file()
+                    and not child.name.startswith(".")
+                    # A link that leads nowhere is read (and says so), not skipped.
+                    and (child.is_file() or (child.is_symlink() and not child.exists()))
                 )
             except OSError:  # reading it says why
                 found = []

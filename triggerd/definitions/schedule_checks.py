@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from triggerd.cron import parse_cron
+from triggerd.cron import EARLIEST_AFTER, LATEST_AFTER, parse_cron
 from triggerd.definitions.problems import JsonPath, Report, show, suggestion
 from triggerd.durations import parse_duration
 from triggerd.errors import CronError, DurationError, TriggerdError
@@ -76,6 +76,15 @@ def _instant(value: Any, path: JsonPath, report: Report) -> datetime | None:
         return None
     if instant.utcoffset() is None:
         report.add(path, f"{show(value)} has no UTC offset: write it like {_EXAMPLE!r}")
+        return None
+    # As `cron next --after`: the schedule's arithmetic (a day before, a zone's offset)
+    # overflowed near year 1 or 9999, and the daemon then could not start.
+    try:
+        inside = EARLIEST_AFTER <= instant <= LATEST_AFTER
+    except OverflowError:
+        inside = False
+    if not inside:
+        report.add(path, f"{show(value)} is out of range (1900-01-01 to 9000-01-01)")
         return None
     return instant
 
