@@ -179,6 +179,18 @@ async def test_without_a_shared_session_a_private_one_is_used(
     assert result.output["body"] == "plain words"
 
 
+async def test_a_header_value_with_a_line_break_fails_the_node_cleanly(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    # Rendered at run time (check cannot see it): aiohttp's ValueError crashed the node.
+    base, _ = server
+    failed = await call_fails({"url": f"{base}/text", "headers": {"X-A": "a\r\nX-B: b"}},
+                              session)
+    assert (failed.code, failed.message) == (
+        "INVALID_PARAMS", "http node: parameter 'headers': the value of 'X-A' has a line"
+        " break or another control character")
+
+
 async def test_status_not_accepted_is_http_status(
     server: tuple[str, web.Application], session: aiohttp.ClientSession
 ) -> None:

@@ -127,6 +127,22 @@ def test_the_same_problems_refuse_a_load() -> None:
             "params.accept",
             "expected a list of HTTP statuses (100-599), got [200.0]",
         ),
+        # Each of these failed every run (the first crashed the node), check called it valid.
+        (
+            {"url": "https://x/", "headers": {"X-A": "a\nb", "X-T": "{{ input.t }}"}},
+            "params.headers.X-A",
+            "the value of 'X-A' has a line break or another control character",
+        ),
+        (
+            {"url": "https://x/", "headers": {"Bad Name": "{{ input.t }}"}},
+            'params.headers["Bad Name"]',
+            "'Bad Name' is not a header name (letters, digits and !#$%&'*+.^_`|~-)",
+        ),
+        (
+            {"url": "https://example.com:99999/"},
+            "params.url",
+            "'https://example.com:99999/' is not a URL (Port out of range 0-65535)",
+        ),
     ],
 )
 def test_http_params(params: Doc, path: str, message: str) -> None:

@@ -127,10 +127,25 @@ def _check_params(
     validator = _validator_of(node_type, registry)
     if validator is None:
         return
+    valid = True
     for error in validator.iter_errors(params):
+        valid = False
         for where, message in _explain(node_type, error, validator.schema, params):
             if not where or (node_type, where[0]) not in _EXPLAINED_ELSEWHERE:
                 report.add((*path, *where), message)
+    if valid:
+        # What the schema cannot say about literal values, as the node's run checks them
+        # (a header with a line break, a port past 65535, a count that is no number).
+        for where, message in _literal_problems(node_type, params, registry):
+            report.add((*path, *where), message)
+
+
+def _literal_problems(node_type: str, params: dict[str, Any], registry: NodeRegistry | None
+                      ) -> list[tuple[JsonPath, str]]:
+    from triggerd.nodes.registry import default_registry
+
+    check = getattr((registry or default_registry()).get(node_type), "literal_problems", None)
+    return list(check(params)) if callable(check) else []
 
 
 def _explain(

@@ -31,6 +31,7 @@ from yarl import URL
 
 from triggerd.durations import format_duration
 from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
+from triggerd.expressions import is_template
 from triggerd.model import JSON
 from triggerd.nodes.base import (
     ERROR_MESSAGE,
@@ -135,12 +136,46 @@ PARAMS_SCHEMA = params_schema(
 )
 
 
+# An HTTP header name is a token (RFC 9110 5.1); its value has no line break or other
+# control character but a tab (5.5): a run must not split its own request.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` cannot be sent as a request header; None when it can."""
+    if not _HEADER_NAME.fullmatch(name):
+        return f"{name[:60]!r} is not a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if _HEADER_VALUE_FORBIDDEN.search(value):
+        return f"the value of {name[:60]!r} has a line break or another control character"
+    return None
+
+
 class HttpNode:
     name = "http"
     side_effects = True
     # Sends a request: a dry test run records what it would send instead.
     external_effects = True
     params_schema = PARAMS_SCHEMA
+
+    def literal_problems(self, params: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+        """What a run would refuse in the literal (expression-free) url and headers."""
+        url = params.get("url")
+        if isinstance(url, str) and not is_template(url):
+            try:
+                URL(url.strip())
+            except ValueError as exc:
+                yield ("url",), f"{url.strip()[:200]!r} is not a URL ({exc})"
+        headers = params.get("headers")
+        for name, value in (headers.items() if isinstance(headers, dict) else ()):
+            if not isinstance(name, str) or is_template(name) or value is None:
+                continue
+            text = json_text(value)
+            if isinstance(value, str) and is_template(value):
+                text = ""  # known at run time only; the name still is
+            problem = header_problem(name, text)
+            if problem is not None:
+                yield ("headers", name), problem
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, _PARAMS)
@@ -150,14 +185,13 @@ class HttpNode:
         url = _url(checked)
         if "json" in checked and "body" in checked:
             raise checked.invalid("give at most one of 'json' and 'body'")
-        request: dict[str, Any] = {
-            "headers": {
-                name: json_text(value)
-                for name, value in checked.mapping("headers").items()
-                if value is not None
-            },
-            "params": list(_query(checked)),
-        }
+        headers = {name: json_text(value)
+                   for name, value in checked.mapping("headers").items() if value is not None}
+        for name, value in headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:  # aiohttp raised a ValueError: the node "crashed"
+                raise checked.invalid(f"parameter 'headers': {problem}")
+        request: dict[str, Any] = {"headers": headers, "params": list(_query(checked))}
         if "json" in checked:
             request["json"] = checked.get("json")
         elif "body" in checked:
