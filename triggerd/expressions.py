@@ -475,6 +475,11 @@ def inspect_template(source: str) -> TemplateFacts:
     return _plain_facts(source) or _parsed_facts(source)
 
 
+# Statements that load another template (a run has none to load).
+_LOADING_NODES: Final = (jinja_nodes.Include, jinja_nodes.Extends, jinja_nodes.Import,
+                         jinja_nodes.FromImport)
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _parsed_facts(source: str) -> TemplateFacts:
     """The :class:`TemplateFacts` of any template, from its syntax tree.
@@ -494,10 +499,15 @@ def _parsed_facts(source: str) -> TemplateFacts:
         if call.name not in (_ENV.filters if is_filter else _ENV.tests):
             # The message Jinja2's compiler gives, as a run would report it.
             return TemplateFacts(error=f"syntax error: No {kind} named {call.name!r}.")
+    if any(tree.find(kind) is not None for kind in _LOADING_NODES):
+        # A run has no other templates to load: each such run failed ("no loader").
+        return TemplateFacts(error="an expression cannot include, extend or import another"
+                                   " template")
     loaded: set[str] = set()
     declared: set[str] = set()
     for name in tree.find_all(jinja_nodes.Name):
         (loaded if name.ctx == "load" else declared).add(name.name)
+    declared.update(macro.name for macro in tree.find_all(jinja_nodes.Macro))
     if tree.find(jinja_nodes.For) is not None:
         declared.add("loop")
     names = frozenset(loaded - declared)

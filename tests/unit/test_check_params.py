@@ -166,6 +166,11 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ),
         ("log", {"message": "x", "level": "loud"}, "params.level", "'loud' is not a log level: use debug, info, warning or error"),  # noqa: E501
         ("fail", {"code": ""}, "params.code", "expected a non-empty string, got ''"),
+        # Each failed every run; check called it valid.
+        ("memory", {"op": "increment", "key": "k", "value": "abc"}, "params.value", "must be a number for op 'increment', got 'abc'"),  # noqa: E501
+        ("memory", {"op": "increment", "key": "k", "value": "1e3"}, "params.value", "must be a number for op 'increment', got '1e3'"),  # noqa: E501
+        ("memory", {"op": "increment", "key": "k", "value": True}, "params.value", "must be a number for op 'increment'"),  # noqa: E501
+        ("set", {"value": "{% include 'x' %}"}, "params.value", "expression \"{% include 'x' %}\": an expression cannot include, extend or import another template"),  # noqa: E501
         ("respond", {"status": 999}, "params.status", "expected an HTTP status (100-599), got 999"),
         ("respond", {"status": 200.0}, "params.status", "expected an HTTP status (100-599), got 200.0"),  # noqa: E501
     ],
@@ -174,6 +179,15 @@ def test_params_of_the_other_types(
     node_type: str, params: Doc, path: str, message: str
 ) -> None:
     assert (f"{NODE}[0].{path}", message) in found(chain(node("a", node_type, **params)))
+
+
+def test_literal_checks_leave_templates_and_good_values_alone() -> None:
+    # An increment rendered at run time, a number, a number as text; a macro the template
+    # defines is no unknown name.
+    for params in ({"value": "{{ input.n }}"}, {"value": 2.5}, {"value": "3"}, {}):
+        assert found(chain(node("a", "memory", op="increment", key="k", **params))) == set()
+    assert found(chain(node("a", "set", value="{% macro m() %}x{% endmacro %}{{ m() }}"))) \
+        == set()
 
 
 def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:

@@ -11,9 +11,11 @@ per run and node: a node run again after a crash answers what its first run did.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from triggerd.expressions import is_template
 from triggerd.model import JSON
 from triggerd.nodes.base import (
     NodeContext,
@@ -55,6 +57,11 @@ PARAMS_SCHEMA = params_schema(
 _WRITES = ("set", "delete", "increment", "cas")
 
 
+def _number(text: str) -> int | float:
+    """An increment given as text (a template renders to text): ValueError if no number."""
+    return float(text) if "." in text else int(text)
+
+
 class MemoryNode:
     name = "memory"
     # Writes to the database: its RUNNING row is durable before it runs.
@@ -63,6 +70,19 @@ class MemoryNode:
     # records them instead.
     external_effects = True
     params_schema = PARAMS_SCHEMA
+
+    def literal_problems(self, params: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+        """An ``increment`` by a literal that is no number fails every run."""
+        value = params.get("value")
+        if params.get("op") != "increment" or "value" not in params:
+            return
+        if isinstance(value, str) and not is_template(value):
+            try:
+                _number(value)
+            except ValueError:
+                yield ("value",), f"must be a number for op 'increment', got {value[:60]!r}"
+        elif isinstance(value, bool) or not isinstance(value, int | float | str):
+            yield ("value",), "must be a number for op 'increment'"
 
     def dry_safe(self, params: JSON) -> bool:
         """A read changes nothing: a dry test run performs it."""
@@ -106,7 +126,7 @@ class MemoryNode:
             amount = checked.get("value", 1)
             if isinstance(amount, str):
                 try:
-                    amount = float(amount) if "." in amount else int(amount)
+                    amount = _number(amount)
                 except ValueError:
                     raise checked.invalid(
                         f"parameter 'value' must be a number for op 'increment', got"
