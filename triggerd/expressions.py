@@ -429,14 +429,19 @@ class MemoryView(dict[str, Any]):
 # Names an expression may read: the run's context plus Jinja2's globals (range, dict, ...).
 KNOWN_NAMES: Final = frozenset(CONTEXT_NAMES) | frozenset(_ENV.globals)
 # The context names whose keys a definition declares, so a reference can be checked.
-_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets", "input"})
+_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets", "input", "execution"})
+# The keys of ``execution`` in every run (the executor's context); ``resume_url`` only in
+# runs of workflows with an approval node.
+EXECUTION_KEYS: Final = ("id", "attempt", "workflow_id", "version", "created_at", "tenant",
+                         "correlation")
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateFacts:
     """What can be known about a template before any run: its syntax error (as a run would
     report it), the names it reads, and the literal keys it reads under ``nodes``, ``env``,
-    ``secrets`` and ``input`` (``nodes.fetch`` or ``nodes['fetch']``), in reading order."""
+    ``secrets``, ``input`` and ``execution`` (``nodes.fetch`` or ``nodes['fetch']``), in
+    reading order."""
 
     error: str | None = None
     names: frozenset[str] = frozenset()

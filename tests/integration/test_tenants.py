@@ -460,6 +460,7 @@ async def test_nodes_read_the_runs_tenant_and_correlation(pool: asyncpg.Pool, ds
     from tests.helpers import final_status
     from triggerd.config import load_settings
     from triggerd.executor.service import Executor
+    from triggerd.expressions import EXECUTION_KEYS
     from triggerd.operations.actor import cli_actor
     from triggerd.operations.triggers import FireRequest, fire
 
@@ -468,7 +469,8 @@ async def test_nodes_read_the_runs_tenant_and_correlation(pool: asyncpg.Pool, ds
         "graph": {"nodes": [{"id": "a", "type": "set", "params": {"value": {
             "tenant": "{{ execution.tenant }}",
             "session": "{{ execution.correlation.session_id }}",
-            "channel": "{{ execution.correlation.channel }}"}}}]},
+            "channel": "{{ execution.correlation.channel }}",
+            "keys": "{{ execution | list | sort }}"}}}]},
         "triggers": [{"name": "run", "type": "manual",
                       "correlation": {"channel": "ops", "agent_id": "{{ input.who }}"}}],
     }]})
@@ -480,7 +482,10 @@ async def test_nodes_read_the_runs_tenant_and_correlation(pool: asyncpg.Pool, ds
         row = await final_status(pool, fired.execution_id)
     finally:
         await executor.stop()
-    assert row["output"] == {"tenant": "acme", "session": "s-9", "channel": "ops"}
+    # What check knows of execution is what a run has (a workflow without an approval
+    # node has no resume_url).
+    assert row["output"] == {"tenant": "acme", "session": "s-9", "channel": "ops",
+                             "keys": sorted(EXECUTION_KEYS)}
     stored = await pool.fetchrow(
         "SELECT agent_id, session_id, correlation FROM workflow_executions WHERE id = $1",
         fired.execution_id)

@@ -190,6 +190,19 @@ def test_literal_checks_leave_templates_and_good_values_alone() -> None:
         == set()
 
 
+def test_execution_keys_a_run_never_has_are_refused() -> None:
+    # execution.resume_url exists only with an approval node: each run failed without one.
+    value = "{{ execution.resume_url }} {{ execution.idd }} {{ execution.id }}"
+    said = f"{NODE}[0].params.value"
+    assert {m.split(": ", 1)[1] for p, m in found(chain(node("a", "set", value=value)))
+            if p == said} == {
+        "execution.resume_url exists only in runs of workflows with an approval node",
+        "execution has no 'idd' (did you mean 'id'?)"}
+    with_approval = chain(node("a", "set", value="{{ execution.resume_url }}"),
+                          node("ask", "approval", message="ok?"))
+    assert found(with_approval) == set()
+
+
 def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:
     workflow = chain({"id": "a", "type": "log"})
     assert found(workflow) == {

@@ -21,7 +21,13 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 from triggerd.definitions.problems import JsonPath, Report, show, suggestion
 from triggerd.definitions.schema import TYPE_WORDS
-from triggerd.expressions import CONTEXT_NAMES, KNOWN_NAMES, inspect_template, is_template
+from triggerd.expressions import (
+    CONTEXT_NAMES,
+    EXECUTION_KEYS,
+    KNOWN_NAMES,
+    inspect_template,
+    is_template,
+)
 from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
 
 if TYPE_CHECKING:
@@ -93,6 +99,8 @@ def check_nodes(
     env = _declared(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
     inputs = _closed_inputs(workflow.get("parameter_schema"))
+    approvals = any(node.get("type") == "approval" for _, node in nodes)
+    execution = [*EXECUTION_KEYS, *(["resume_url"] if approvals else [])]
     for node_path, node in nodes:
         node_type = node.get("type")
         params = node.get("params", {})
@@ -108,6 +116,7 @@ def check_nodes(
             env=env,
             secrets=secrets,
             inputs=inputs,
+            execution=execution,
         )
         for string_path, source in _templates(params, (*node_path, "params")):
             for message in scope.problems(source):
@@ -288,11 +297,12 @@ class _Scope:
         env: list[str] | None,
         secrets: list[str] | None,
         inputs: list[str] | None = None,
+        execution: list[str] | None = None,
     ) -> None:
         self.node_id = node_id
         self.ids = ids
         self.parents = parents
-        self.keys = {"env": env, "secrets": secrets, "input": inputs}
+        self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution}
         self._upstream: set[str] | None = None
 
     def upstream(self) -> set[str]:
@@ -330,6 +340,11 @@ class _Scope:
                     if section == "input":
                         yield (f"{key!r} is never in the input: the parameter_schema allows no"
                                f" other keys than its properties{hint}")
+                    elif section == "execution" and key == "resume_url":
+                        yield ("execution.resume_url exists only in runs of workflows with an"
+                               " approval node")
+                    elif section == "execution":
+                        yield f"execution has no {key!r}{hint}"
                     else:
                         yield f"{key!r} is not in the workflow's {section}{hint}"
 
