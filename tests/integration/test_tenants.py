@@ -123,6 +123,12 @@ async def test_each_tenant_is_served_at_its_own_url(served: Client, pool: asyncp
     missing = await served.post("/tenants/globex/hooks/pay", json={})
     assert missing.status == 404
     assert (await missing.json())["message"] == "no webhook at /tenants/globex/hooks/pay"
+    # Addresses no tenant or webhook can have are JSON 404s too (they were plain text).
+    for path in ("/tenants/ACME/hooks/pay", "/tenants/-x/hooks/pay", "/tenants/acme/hooks",
+                 "/hooks"):
+        nowhere = await served.post(path, json={})
+        assert (nowhere.status, await nowhere.json()) == (404, {
+            "error": "not_found", "message": f"no webhook at {path}"}), path
     # The default tenant's address under /tenants/ is the same hook.
     assert (await served.post("/tenants/default/hooks/pay", json={})).status == 202
 

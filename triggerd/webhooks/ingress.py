@@ -866,6 +866,10 @@ WEBHOOKS = web.AppKey("webhooks", WebhookIngress)
 TENANT_HOOKS = "/tenants/{tenant:[a-z0-9][a-z0-9_-]{0,63}}/hooks/{path:.*}"
 
 
+async def no_webhook(request: web.Request) -> web.Response:
+    return error_response(404, "not_found", f"no webhook at {clean_text(request.path)[:300]}")
+
+
 def setup_webhooks(
     app: web.Application,
     *,
@@ -890,6 +894,10 @@ def setup_webhooks(
     app.router.add_route(
         "*", TENANT_HOOKS, ingress.handle, expect_handler=ingress.expect
     )
+    # What looks like a webhook address but is none (a tenant name no tenant can have,
+    # /hooks without a path) is a JSON 404 too, not aiohttp's plain text.
+    app.router.add_route("*", "/hooks", no_webhook)
+    app.router.add_route("*", "/tenants/{tail:.*}", no_webhook)
     if READINESS_CHECKS in app:
         app[READINESS_CHECKS]["webhooks"] = ingress.readiness
     return ingress
