@@ -298,6 +298,12 @@ def _parse_field(text: str, spec: _FieldSpec) -> _Parsed:
         upper = item.upper()
         if upper == "L" and spec.name == "day-of-month":
             last = True
+        elif spec.name in ("day-of-month", "day-of-week") and re.search(r"[LW]", upper) \
+                and not re.search(r"[A-Z]{3}", upper):
+            # Quartz's L-N, LW, 15W and 5L: "'L' is not a valid value" said L was wrong.
+            raise CronError(
+                f"{spec.name}: {item!r} is not supported (the only such form is L alone, the"
+                " month's last day, in day-of-month; use 5#5 style for the nth weekday)")
         elif "#" in upper and spec.name == "day-of-week":
             nth.add(_parse_nth(item, spec))
         else:

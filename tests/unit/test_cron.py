@@ -292,6 +292,13 @@ ERROR_CASES = [
     ("* * * * MON-FOO", "UTC", "day-of-week: 'FOO' is not a valid value"),
     ("* * * * JAN", "UTC", "day-of-week: 'JAN' is not a valid value"),
     ("* * * MON *", "UTC", "month: 'MON' is not a valid value"),
+    # Quartz's forms: the message blamed L itself, which alone is valid.
+    ("0 12 L-2 * *", "UTC", "day-of-month: 'L-2' is not supported (the only such form is L"
+     " alone, the month's last day, in day-of-month; use 5#5 style for the nth weekday)"),
+    ("0 12 15W * *", "UTC", "day-of-month: '15W' is not supported (the only such form is L"
+     " alone, the month's last day, in day-of-month; use 5#5 style for the nth weekday)"),
+    ("0 12 * * 5L", "UTC", "day-of-week: '5L' is not supported (the only such form is L"
+     " alone, the month's last day, in day-of-month; use 5#5 style for the nth weekday)"),
     ("60 * * * * *", "UTC", "second: 60 is out of range 0-59"),
     ("* * * * * x", "UTC", "day-of-week: 'x' is not a valid value"),
     ("*/0 * * * *", "UTC", "minute: step 0 must be at least 1"),
