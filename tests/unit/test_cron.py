@@ -309,8 +309,10 @@ ERROR_CASES = [
     ("1- * * * *", "UTC", "minute: '1-' is not a valid value"),
     ("٣ * * * *", "UTC", "minute: '٣' is not a valid value"),
     ("0 L * * *", "UTC", "hour: 'L' is not a valid value"),
-    ("0 0 L/2 * *", "UTC", "day-of-month: 'L' is not a valid value"),
-    ("0 0 * * L", "UTC", "day-of-week: 'L' is not a valid value"),
+    ("0 0 L/2 * *", "UTC", "day-of-month: 'L/2' is not supported (the only such form is L"
+     " alone, the month's last day, in day-of-month; use 5#5 style for the nth weekday)"),
+    ("0 0 * * L", "UTC", "day-of-week: 'L' is not supported (the only such form is L"
+     " alone, the month's last day, in day-of-month; use 5#5 style for the nth weekday)"),
     ("0 0 ? * *", "UTC", "day-of-month: '?' is not a valid value"),
     ("0 0 1#1 * *", "UTC", "day-of-month: '1#1' is not a valid value"),
     ("0 0 * * 1#6", "UTC", "day-of-week: week 6 in '1#6' is out of range 1-5"),
