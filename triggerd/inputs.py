@@ -54,3 +54,34 @@ def check_input(schema: Mapping[str, Any], value: Any) -> None:
             f" ({count} problem{'s' if count != 1 else ''})",
             errors,
         )
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_has_template(k) or _has_template(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+def call_input_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
+    """What makes every run of a workflow node's call fail its child's schema, from the
+    node's ``input`` as written: all of it when it holds no expression, else what its keys
+    alone decide (a required key left out, a key a closed schema never allows)."""
+    if not schema or not isinstance(value, Mapping) or _has_template(list(value)):
+        return []
+    if not _has_template(value):
+        try:
+            return [f"{e['path']}: {e['message']}" for e in input_errors(schema, value)]
+        except Conflict:
+            return []  # the child's own schema problem; its runs report it
+    problems = [f"$: {name!r} is a required property"
+                for name in schema.get("required", []) if name not in value]
+    properties = schema.get("properties", {})
+    if schema.get("additionalProperties") is False and "patternProperties" not in schema \
+            and isinstance(properties, Mapping):
+        problems += [f"$: additional property {name!r} is not allowed"
+                     for name in value if name not in properties]
+    return problems

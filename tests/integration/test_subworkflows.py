@@ -203,3 +203,44 @@ async def test_apply_refuses_a_workflow_node_naming_no_workflow(pool: asyncpg.Po
     # Another tenant's workflow of that key is not the one a node of acme's runs.
     with pytest.raises(DefinitionError, match=r"^node 'call': no workflow 'child'"):
         await apply_doc(pool, {"tenant": "acme", "workflows": [parent]})
+
+
+async def test_apply_refuses_a_call_that_can_never_start_its_child(pool: asyncpg.Pool) -> None:
+    # Each was accepted, and every run ended CHILD_FAILED (INPUT_INVALID) or
+    # CHILD_NOT_STARTED at the node.
+    child = {"key": "child", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+             "parameter_schema": {"type": "object", "required": ["n"],
+                                  "additionalProperties": False,
+                                  "properties": {"n": {"type": "integer"}}}}
+    await apply_doc(pool, {"workflows": [child]})
+
+    def parent(**call: object) -> dict[str, object]:
+        return {"key": "parent", "graph": {"nodes": [
+            {"id": "call", "type": "workflow", "params": {"workflow": "child", **call}}]}}
+
+    cases = [
+        (parent(input={"m": 1}), [
+            "node 'call': its input does not match 'child''s parameter_schema: $: 'n' is a"
+            " required property",
+            "node 'call': its input does not match 'child''s parameter_schema: $: Additional"
+            " properties are not allowed ('m' was unexpected)"]),
+        (parent(), ["node 'call': its input does not match 'child''s parameter_schema: $: 'n'"
+                    " is a required property"]),
+        (parent(input={"n": "{{ input.x }}", "extra": "{{ input.y }}"}), [
+            "node 'call': its input does not match 'child''s parameter_schema: $: additional"
+            " property 'extra' is not allowed"]),
+        (parent(input={"n": 1}, version=5), ["node 'call': workflow 'child' has no version 5"]),
+    ]
+    for doc, messages in cases:
+        with pytest.raises(DefinitionError) as refused:
+            await apply_doc(pool, {"workflows": [doc]})
+        assert [p.message for p in refused.value.problems] == messages
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
+    # What can succeed is applied: a literal input that passes, or one known at run time.
+    await apply_doc(pool, {"workflows": [parent(input={"n": 1}, version=1)]})
+    await apply_doc(pool, {"workflows": [parent(input={"n": "{{ input.n }}"})]})
+    await apply_doc(pool, {"workflows": [parent(input="{{ input }}")]})
+    # An archived child starts nothing.
+    with pytest.raises(DefinitionError, match=r"^node 'call': workflow 'child' is archived$"):
+        await apply_doc(pool, {"workflows": [parent(input={"n": 1}),
+                                             {**child, "status": "archived"}]})

@@ -14,11 +14,13 @@ import asyncpg
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.ids import time_ordered_id
+from triggerd.inputs import call_input_problems
 from triggerd.model import (
     DEFAULT_TENANT,
     CronConfig,
     TriggerSpec,
     WorkflowSpec,
+    WorkflowStatus,
     normalize_webhook_path,
     tenant_label,
 )
@@ -515,49 +517,106 @@ def _path_taken(path: str, name: str) -> DefinitionError:
     )
 
 
-def _workflow_references(spec: WorkflowSpec) -> list[tuple[str, str]]:
-    """(what refers, the workflow key it names) for the spec's ``on_failure`` and its
-    ``workflow`` nodes that name their workflow literally (an expression is known only at
-    run time)."""
-    found = [] if spec.on_failure is None else [("on_failure", spec.on_failure)]
+@dataclass(frozen=True, kw_only=True)
+class _Reference:
+    """A workflow key one workflow names: its ``on_failure``, or a ``workflow`` node that
+    names it literally (an expression is known only at run time)."""
+
+    tenant_id: str
+    referrer: str  # the naming workflow's key
+    what: str  # on_failure | node 'x'
+    key: str
+    version: int | None = None  # a node's pinned version
+    call_input: Any = None  # a node's input as written ({} when it gives none)
+
+
+def _workflow_references(spec: WorkflowSpec) -> list[_Reference]:
+    found = [] if spec.on_failure is None else [_Reference(
+        tenant_id=spec.tenant_id, referrer=spec.key, what="on_failure", key=spec.on_failure)]
     for node in spec.graph.nodes:
-        key = node.params.get("workflow") if isinstance(node.params, dict) else None
+        params = node.params if isinstance(node.params, dict) else {}
+        key = params.get("workflow")
         if node.type == "workflow" and isinstance(key, str) and "{{" not in key:
-            found.append((f"node {node.id!r}", key))
+            version = params.get("version")
+            found.append(_Reference(
+                tenant_id=spec.tenant_id, referrer=spec.key, what=f"node {node.id!r}", key=key,
+                version=version if isinstance(version, int) else None,
+                call_input=params.get("input", {})))
     return found
 
 
-async def _refuse_unknown_workflow_references(
+async def _refuse_bad_workflow_references(
     conn: asyncpg.Connection, specs: list[WorkflowSpec]
 ) -> None:
     """Every ``on_failure`` and every ``workflow`` node names a workflow of the files or of
-    the database, in the same tenant (a node naming none failed each run that reached it)."""
-    defined = {(spec.tenant_id, spec.key) for spec in specs}
-    wanted: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for spec in specs:
-        for what, key in _workflow_references(spec):
-            if (spec.tenant_id, key) not in defined:
-                wanted.setdefault((spec.tenant_id, key), []).append((spec.key, what))
-    if not wanted:
-        return
-    rows = await conn.fetch(
-        "SELECT w.tenant_id, w.key FROM workflows w JOIN unnest($1::text[], $2::text[])"
-        " AS f (tenant_id, key) ON w.tenant_id = f.tenant_id AND w.key = f.key",
-        [t for t, _ in wanted], [k for _, k in wanted])
-    missing = sorted(set(wanted) - {(r["tenant_id"], r["key"]) for r in rows})
-    problems = [Problem("<database>", referrer,
-                        f"{what}: no workflow {key!r} in the files or the database")
-                for tenant, key in missing for referrer, what in wanted[(tenant, key)]]
+    the database, in the same tenant; a node's call can start it (not archived, its pinned
+    version exists) with an input its schema can accept. Each of these failed every run
+    that reached the node."""
+    defined = {(spec.tenant_id, spec.key): spec for spec in specs}
+    references = [r for spec in specs for r in _workflow_references(spec)]
+    outside = sorted({(r.tenant_id, r.key) for r in references} - set(defined))
+    stored: dict[tuple[str, str], asyncpg.Record] = {}
+    if outside:
+        rows = await conn.fetch(
+            "SELECT w.tenant_id, w.key, w.status, w.id, v.parameter_schema"
+            " FROM workflows w JOIN unnest($1::text[], $2::text[]) AS f (tenant_id, key)"
+            " ON w.tenant_id = f.tenant_id AND w.key = f.key"
+            " LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.is_latest",
+            [t for t, _ in outside], [k for _, k in outside])
+        stored = {(r["tenant_id"], r["key"]): r for r in rows}
+    pinned = {(r.tenant_id, r.key, r.version) for r in references
+              if r.version is not None and (r.tenant_id, r.key) in stored}
+    versions: dict[tuple[str, str, int], Any] = {}
+    if pinned:
+        rows = await conn.fetch(
+            "SELECT w.tenant_id, w.key, v.version, v.parameter_schema FROM workflows w"
+            " JOIN workflow_versions v ON v.workflow_id = w.id"
+            " JOIN unnest($1::text[], $2::text[], $3::int[]) AS f (tenant_id, key, version)"
+            " ON w.tenant_id = f.tenant_id AND w.key = f.key AND v.version = f.version",
+            *(list(column) for column in zip(*pinned, strict=True)))
+        versions = {(r["tenant_id"], r["key"], r["version"]): r["parameter_schema"]
+                    for r in rows}
+    problems: list[Problem] = []
+    for ref in references:
+        where = (ref.tenant_id, ref.key)
+        spec, row = defined.get(where), stored.get(where)
+        if spec is None and row is None:
+            problems.append(Problem("<database>", ref.referrer, f"{ref.what}: no workflow"
+                                    f" {ref.key!r} in the files or the database"))
+            continue
+        if ref.what == "on_failure":
+            continue  # an archived error workflow starts nothing, as documented
+        status = spec.status.value if spec is not None and spec.status_given else (
+            row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
+        if status == WorkflowStatus.ARCHIVED.value:
+            problems.append(Problem("<database>", ref.referrer,
+                                    f"{ref.what}: workflow {ref.key!r} is archived"))
+            continue
+        schema: Any = None
+        if spec is not None:
+            schema = spec.parameter_schema if ref.version is None else None
+        elif ref.version is None:
+            schema = row["parameter_schema"] if row is not None else None
+        elif (ref.tenant_id, ref.key, ref.version) in versions:
+            schema = versions[(ref.tenant_id, ref.key, ref.version)]
+        else:
+            problems.append(Problem("<database>", ref.referrer, f"{ref.what}: workflow"
+                                    f" {ref.key!r} has no version {ref.version}"))
+            continue
+        if isinstance(schema, dict):
+            problems += [Problem("<database>", ref.referrer, f"{ref.what}: its input does not"
+                                 f" match {ref.key!r}'s parameter_schema: {problem}")
+                         for problem in call_input_problems(schema, ref.call_input)]
     if problems:
         raise DefinitionError(problems[0].message if len(problems) == 1 else
-                              f"{len(problems)} references to workflows that do not exist",
+                              f"{len(problems)} calls of workflows that cannot succeed",
                               problems)
 
 
 async def _apply_all(
     conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool
 ) -> tuple[ApplyReport, list[Any]]:
-    await _refuse_unknown_workflow_references(conn, specs)
+    await _refuse_bad_workflow_references(conn, specs)
     legacy = await _unnormalized_paths(conn)
     tenants = [spec.tenant_id for spec in specs]
     keys = [spec.key for spec in specs]
