@@ -639,6 +639,7 @@ def _fire_line(fire: dict[str, str | None]) -> str:
 async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.errors import Conflict
     from triggerd.schedules import SCHEDULED_TYPES
+    from triggerd.store.trigger_state import get_state
     from triggerd.store.workflows import get_trigger
     from triggerd.trigger_detail import preview
 
@@ -651,8 +652,13 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
             raise Conflict(f"trigger {args.name} is a {trigger.type} trigger; only scheduled"
                            " triggers (cron, interval) have fire times")
         fires = await preview(pool, trigger, after, args.count)
-    if trigger.workflow_status == "archived" or not trigger.enabled:
-        why = "its workflow is archived" if trigger.enabled else "it is disabled"
+        state = await get_state(pool, trigger.id)
+    why = ("it is disabled" if not trigger.enabled
+           else "its workflow is archived" if trigger.workflow_status == "archived"
+           else "it is paused" if state.paused
+           else "it made its max_runs fires" if state.completed_at is not None
+           else None)
+    if why is not None:
         print(f"triggerd: note: {args.name} does not fire while {why}; these are its"
               " schedule's times", file=sys.stderr)
     if args.json:

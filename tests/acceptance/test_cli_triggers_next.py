@@ -126,6 +126,16 @@ def test_previews_show_skipped_slots_archived_workflows_and_tenants(
     assert [(f["at"], f["note"], f.get("reason")) for f in before] == [
         (past, None, "recorded: fired")]
 
+    # A paused trigger's next fires are skipped: `next` says so (it listed them silently
+    # while `triggers list` showed no next fire).
+    assert triggerd("triggers", "pause", "payroll/sync", dsn=dsn).returncode == 0
+    paused = triggerd("triggers", "next", "payroll/sync", "--count", "1", dsn=dsn)
+    assert paused.stderr == ("triggerd: note: payroll/sync does not fire while it is paused;"
+                             " these are its schedule's times\n")
+    assert triggerd("triggers", "resume", "payroll/sync", dsn=dsn).returncode == 0
+    resumed = triggerd("triggers", "next", "payroll/sync", "--count", "1", dsn=dsn)
+    assert (resumed.returncode, resumed.stderr) == (0, "")
+
     # Both tenants' payroll/sync are listed, told apart as apply names them.
     listed = triggerd("triggers", "list", dsn=dsn).stdout.splitlines()
     names = [line.split()[0] for line in listed[1:]]
