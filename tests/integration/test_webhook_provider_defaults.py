@@ -236,6 +236,25 @@ async def test_any_listed_secret_verifies_and_the_match_is_counted_and_logged(
         assert OLD_TOKEN not in json.dumps(record.__dict__, default=str)
 
 
+async def test_a_rotation_whose_new_secret_is_missing_still_takes_the_old_one(
+    make_client: ClientFactory, pool: asyncpg.Pool,  # noqa: F811
+) -> None:
+    # One unresolvable secret in the list made every request a 503, the old secret's too
+    # (mid-rotation, before the new one is provisioned: GitHub does not retry).
+    auth = AuthConfig(
+        scheme="token", secret=(SecretRef(env="WH_NOT_SET_ANYWHERE"), SecretRef(env="WH_OLD"))
+    )
+    await apply(pool, workflow("w", hook("rot", "rot", auth=auth)))
+    client, ingress = await make_client()
+    answers = [await client.post("/hooks/rot", json={},
+                                 headers={"Authorization": f"Bearer {token}"})
+               for token in (OLD_TOKEN, "the-missing-one-perhaps")]
+    assert [a.status for a in answers] == [202, 503]  # unverified: retryable, not 401
+    assert (await answers[1].json())["error"] == "unavailable"
+    # Counted under its place in the list (the second), not among the resolved ones.
+    assert ingress.stats.secrets_used == {("w/rot", 1): 1}
+
+
 @pytest.mark.parametrize("scheme", ["standard", "github", "stripe", "slack", "hmac", "basic"])
 async def test_rotation_works_for_every_secret_scheme(
     make_client: ClientFactory, pool: asyncpg.Pool,  # noqa: F811

@@ -586,19 +586,18 @@ class WebhookIngress(BaseComponent):
     ) -> web.Response | None:
         """``None`` when the request is authentic; else 401 (or 503 while the trigger's
         secret cannot be resolved)."""
-        if route.secret_problem is not None:
-            # Retryable: the operator is told (logged at reload), the sender retries.
-            return error_response(
-                503,
-                "unavailable",
-                "this webhook cannot verify requests right now; retry later",
-                headers=retry_after(RETRY_DATABASE),
-            )
         if route.rotation:
             refusal, index = check_rotating(route.rotation, request.headers, body, now)
             if refusal is None:
-                self._secret_used(request, route, index)
+                self._secret_used(request, route, route.rotation_positions[index])
                 return None
+            if route.secret_problem is not None:
+                # Perhaps signed with the listed secret that is missing: retryable, as
+                # when none resolves (the operator is told at reload).
+                return _unverifiable()
+        elif route.secret_problem is not None:
+            # Retryable: the operator is told (logged at reload), the sender retries.
+            return _unverifiable()
         else:
             refusal = route.check_auth(request.headers, body, now)
             if refusal is None:
@@ -864,6 +863,13 @@ WEBHOOKS = web.AppKey("webhooks", WebhookIngress)
 
 # The URL of a non-default tenant's webhooks.
 TENANT_HOOKS = "/tenants/{tenant:[a-z0-9][a-z0-9_-]{0,63}}/hooks/{path:.*}"
+
+
+def _unverifiable() -> web.Response:
+    """A trigger's secret cannot be resolved: 503, which the sender retries."""
+    return error_response(503, "unavailable",
+                          "this webhook cannot verify requests right now; retry later",
+                          headers=retry_after(RETRY_DATABASE))
 
 
 async def no_webhook(request: web.Request) -> web.Response:

@@ -78,13 +78,17 @@ class WebhookRoute:
     # validator). True means valid; False means ask the validator for the error list.
     quick_check: ValidityCheck | None
     secret: bytes | None  # the first (or only) secret
-    secret_problem: str | None  # why a secret could not be resolved (answers 503)
+    # Why a secret could not be resolved: with none resolved every request is answered
+    # 503; with a list, a request none of the resolved ones verifies is (it may be signed
+    # with the missing one: a rotation whose new secret is not there yet).
+    secret_problem: str | None
     # check_request for this trigger's auth and secret, prepared once per build: None when
     # accepted, else the refusal (its reason is logged, never answered).
     check_auth: Checker
-    # With a list of secrets (rotation): one checker per listed secret, in order, and
+    # With a list of secrets (rotation): one checker per resolved secret, in order, and
     # check_auth unused; empty for a single secret, which keeps its path as it was.
     rotation: tuple[Checker, ...] = ()
+    rotation_positions: tuple[int, ...] = ()  # each checker's index in the listed secrets
     secrets: tuple[bytes, ...] = ()  # every resolved secret (for log redaction)
     dedupe: DedupeConfig | None = None  # config.dedupe, else the scheme's delivery id
     allow_from: Networks = ()  # empty: any client
@@ -203,8 +207,9 @@ def _build_route(
                 f"parameter_schema of version {row.version} is invalid: {exc.message}"
             ) from None
     values: list[bytes] = []
+    positions: list[int] = []
     secret_problem: str | None = None
-    for ref in config.auth.secrets:
+    for position, ref in enumerate(config.auth.secrets):
         resolved = secrets.get((row.tenant_id, ref))
         if resolved is None:
             try:
@@ -215,10 +220,11 @@ def _build_route(
             secrets[(row.tenant_id, ref)] = resolved
         if isinstance(resolved, bytes):
             values.append(resolved)
+            positions.append(position)
         elif secret_problem is None:
             secret_problem = resolved
     secret = values[0] if values else None
-    rotating = isinstance(config.auth.secret, tuple) and secret_problem is None
+    rotating = isinstance(config.auth.secret, tuple) and bool(values)
     rate = config.rate
     burst = config.burst if config.burst is not None else default_burst(rate) if rate else 0
     return WebhookRoute(
@@ -237,6 +243,7 @@ def _build_route(
         secret_problem=secret_problem,
         check_auth=make_checker(config.auth, secret),
         rotation=tuple(make_checker(config.auth, v) for v in values) if rotating else (),
+        rotation_positions=tuple(positions) if rotating else (),
         secrets=tuple(values),
         dedupe=effective_dedupe(config),
         allow_from=parse_networks(config.allow_from),
