@@ -138,6 +138,21 @@ def hook_doc(key: str, path: str) -> dict[str, Any]:
     }]}
 
 
+async def test_two_webhooks_swap_their_paths_in_one_apply(pool: asyncpg.Pool) -> None:
+    # The unique index was checked row by row: each collided with the other's old path.
+    def doc(first: str, second: str) -> dict[str, Any]:
+        return {"workflows": [{
+            "key": "hooks", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+            "triggers": [{"name": "plain", "type": "webhook", "path": first},
+                         {"name": "tok", "type": "webhook", "path": second}]}]}
+
+    await apply(pool, doc("plain2", "tok"))
+    await apply(pool, doc("tok", "plain2"))
+    rows = await pool.fetch("SELECT name, config->>'path' AS path, enabled"
+                            " FROM workflow_triggers ORDER BY name")
+    assert [tuple(r) for r in rows] == [("plain", "tok", True), ("tok", "plain2", True)]
+
+
 async def test_a_webhook_path_differing_only_by_slashes_is_taken(pool: asyncpg.Pool) -> None:
     # Routing ignores slashes at either end: "t/none/" beside "t/none" could never fire.
     await apply(pool, hook_doc("one", "t/none"))

@@ -852,6 +852,16 @@ async def _write(
     try:
         if plan.trigger_updates:
             updates = [want for _, want in plan.trigger_updates]
+            # The webhooks whose path changes leave the unique index first: the update
+            # below checks it row by row, so two triggers swapping paths in one apply
+            # collided with each other's old path. (The update enables them again; a
+            # changed config moves enabled_at anyway.)
+            await conn.execute(
+                "UPDATE workflow_triggers t SET enabled = false"
+                " FROM unnest($1::uuid[], $2::text[]) AS u (id, config)"
+                " WHERE t.id = u.id AND t.type = 'webhook' AND t.enabled"
+                " AND t.config->>'path' IS DISTINCT FROM u.config::jsonb->>'path'",
+                [tid for tid, _ in plan.trigger_updates], [w.config for w in updates])
             await conn.execute(
                 "UPDATE workflow_triggers t SET type = u.type, enabled = u.enabled,"
                 " version = u.version, config = u.config::jsonb, input = u.input::jsonb,"
