@@ -75,8 +75,9 @@ async def test_a_directory_means_the_definition_files_in_it(dsn: str, tmp_path: 
         f"{tmp_path / 'gone.d' / 'lost.yaml'}: $: cannot read file: No such file"), lost
     checked = triggerd("check", str(folder))
     assert (checked.returncode, checked.stdout) == (0, f"ok: {len(EXAMPLES)} file(s) valid\n")
-    # The same file named again, by itself, is read once.
-    again = triggerd("check", str(folder), str(folder / Path(EXAMPLES[0]).name))
+    # The same file named again, by itself or spelt another way, is read once.
+    again = triggerd("check", str(folder), str(folder / Path(EXAMPLES[0]).name),
+                     str(folder / "." / Path(EXAMPLES[0]).name))
     assert (again.returncode, again.stdout) == (0, f"ok: {len(EXAMPLES)} file(s) valid\n")
     applied = triggerd("apply", str(folder), dsn=dsn)
     assert applied.returncode == 0, applied.stderr

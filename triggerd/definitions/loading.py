@@ -23,6 +23,7 @@ import gc
 import io
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -260,8 +261,14 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str | Path]:
                 found = []
             files = [str(child) for child in found] or files
         for file in files:
-            if str(file) not in seen:
-                seen.add(str(file))
+            # One file named twice (f/a.yaml and ./f/a.yaml, or by a directory and by
+            # name) is read once: else its workflows were "defined twice".
+            try:
+                identity = os.path.realpath(file)
+            except ValueError:  # a NUL in the name: reading it says so
+                identity = str(file)
+            if identity not in seen:
+                seen.add(identity)
                 expanded.append(file)
     return expanded
 
