@@ -27,25 +27,23 @@ HTTP_DRAIN_TIMEOUT = 10.0
 
 @dataclass(kw_only=True)
 class RequestDrain:
-    """Counts the requests in progress; ``middleware`` goes first in the application."""
+    """Counts the requests in progress; ``middleware`` goes first in the application.
+    Per request it costs two integer updates and a flag test: the event that ends the
+    wait is set only while stopping."""
 
     limit: float = HTTP_DRAIN_TIMEOUT
     in_flight: int = 0
     stopping: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def __post_init__(self) -> None:
-        self._idle.set()
-
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.in_flight += 1
-        self._idle.clear()
         try:
             response = await handler(request)
         finally:
             self.in_flight -= 1
-            if not self.in_flight:
+            if self.stopping and not self.in_flight:
                 self._idle.set()
         if self.stopping:
             # The connection ends with this answer: a keep-alive client's next request
@@ -57,7 +55,8 @@ class RequestDrain:
         """Mark the process stopping and wait (at most ``limit`` seconds) until no request
         is in progress; returns how many still are."""
         self.stopping = True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.limit):
-                await self._idle.wait()
+        if self.in_flight:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.limit):
+                    await self._idle.wait()
         return self.in_flight
