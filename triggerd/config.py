@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -477,6 +478,10 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         return ("database.direct_url",), (
             "database.direct_url: must start with postgresql:// or postgres://"
         )
+    for key, url in (("database.url", db_url), ("database.direct_url", direct)):
+        problem = _url_problem(url) if url else None
+        if problem is not None:
+            return (key,), f"{key}: not a valid URL ({problem})"
     if direct and not db_url:
         return ("database.direct_url",), (
             "database.direct_url: needs database.url (the embedded server is always direct)"
@@ -486,6 +491,19 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
             f"database.pgbouncer: {settings.database.pgbouncer!r} is not one of"
             " auto, true, false"
         )
+    return None
+
+
+def _url_problem(url: str) -> str | None:
+    """Why a PostgreSQL URL cannot be read (an unclosed "[", a port past 65535 or not a
+    number; "Connection refused" said otherwise), never quoting it (it may hold a
+    password); None when it can. Several hosts (h1:5432,h2:5432) are left to asyncpg."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if "," not in parts.netloc:
+            _ = parts.port
+    except ValueError as exc:
+        return str(exc).split(" as ", 1)[0]  # "... integer value as 'x'" quotes the URL part
     return None
 
 

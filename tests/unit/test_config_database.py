@@ -78,6 +78,14 @@ def test_pgbouncer_from_the_environment(raw: str, expected: bool) -> None:
          "database.pgbouncer: 'maybe' is not one of auto, true, false"),
         ("[database]\npgbouncer = 1\n",
          "database.pgbouncer: expected true, false or \"auto\", got int 1"),
+        # Unreadable URLs were reported as "Connection refused" (exit 5), the password
+        # part included in what was shown: never quoted here.
+        ('[database]\nurl = "postgresql://u:s3cret@127.0.0.1:99999/x"\n',
+         "database.url: not a valid URL (Port out of range 0-65535)"),
+        ('[database]\nurl = "postgresql://u:s3cret@db:port/x"\n',
+         "database.url: not a valid URL (Port could not be cast to integer value)"),
+        ('[database]\nurl = "postgresql://a/b"\ndirect_url = "postgresql://u:s3cret@[::1/x"\n',
+         "database.direct_url: not a valid URL (Invalid IPv6 URL)"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
