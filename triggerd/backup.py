@@ -90,7 +90,9 @@ def find_tool(name: str, *, embedded: bool, bindir: Path | None) -> Path:
     if bindir is not None:
         path = bindir / name
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise Unavailable(f"--bindir: {path} is not an executable {name}")
+            # The operator's argument names nothing usable: a usage error (2), which
+            # retrying cannot mend, not an unavailable service (5).
+            raise UsageError(f"--bindir: {path} is not an executable {name}")
         return path
     if embedded:
         return db.embedded_binary(name)

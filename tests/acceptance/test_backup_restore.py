@@ -419,6 +419,12 @@ async def test_backup_without_pg_dump_on_path(dsn: str, tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (5, (
         "triggerd: error: pg_dump was not found on PATH; install the PostgreSQL client"
         " programs (the server's major version or newer) or pass --bindir DIR\n"))
+    # A --bindir naming no such program is the operator's argument: 2, not 5.
+    missing = tmp_path / "nowhere"
+    result = await run_cli(config, "backup", str(tmp_path / "b.dump"), "--bindir", str(missing))
+    assert (result.returncode, result.stderr) == (2, (
+        f"triggerd: error: --bindir: {missing / 'pg_dump'} is not an executable pg_dump\n"))
+    assert not (tmp_path / "b.dump").exists()
 
 
 async def test_restoring_an_older_schema_says_to_migrate(dsn: str, tmp_path: Path) -> None:

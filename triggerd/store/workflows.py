@@ -81,6 +81,8 @@ class ApplyReport:
         """The one line that follows the changes."""
         if not self.changes:
             return "no changes"
+        if not self.unchanged:  # a first apply: "0 triggers and 0 workflows unchanged"
+            return f"{_count(len(self.changes), 'change')}, nothing unchanged"
         return (
             f"{_count(self.unchanged_triggers, 'trigger')} and"
             f" {_count(self.unchanged_workflows, 'workflow')} unchanged"
