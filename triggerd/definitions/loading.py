@@ -285,10 +285,6 @@ def read_file(path: str | Path, report: Report, data: bytes | None = None) -> tu
         else:
             report.add((), "a directory with no definition files (.yaml, .yml or .json) in it")
         return False, None
-    if data is None and file.exists() and not file.is_file():
-        # A FIFO or a device: reading it blocked check and apply for ever.
-        report.add((), "cannot read file: not a regular file (a pipe, a socket or a device)")
-        return False, None
     suffix = file.suffix.lower()
     if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
         report.add((), "unknown file type: definition files end in .yaml, .yml or .json")

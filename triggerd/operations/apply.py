@@ -62,8 +62,6 @@ def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
     contents: list[bytes] = []
     for path in paths:
         try:
-            if not Path(path).is_file():  # a pipe would block the read for ever
-                return None
             contents.append(Path(path).read_bytes())
         except (OSError, ValueError):  # ValueError: a NUL in the name
             return None
