@@ -1041,6 +1041,14 @@ async def test_definitions_may_be_sent_as_yaml(
     again = await client.post("/api/v1/definitions", data=DOC_YAML.encode(),
                               headers={**AUTH, "Content-Type": content_type})
     assert (await again.json())["changed"] is False
+    # A byte-order mark some editors write is no part of the text, as for `apply` (the
+    # JSON one was "Unexpected UTF-8 BOM").
+    bom = b"\xef\xbb\xbf"
+    for data, kind in ((bom + DOC_YAML.encode(), content_type),
+                       (bom + json.dumps(DOC).encode(), "application/json")):
+        marked = await client.post("/api/v1/definitions", data=data,
+                                   headers={**AUTH, "Content-Type": kind})
+        assert marked.status == 200, await marked.text()
 
 
 @pytest.mark.parametrize(

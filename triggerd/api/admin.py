@@ -476,7 +476,10 @@ async def _json_body(request: web.Request, *, required: bool, expected: str) -> 
                        f"send the body as Content-Type: application/json, not"
                        f" {request.content_type[:60]!r}")
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: a byte-order mark some editors write is not part of the text, as
+        # for definition files (the API answered "Unexpected UTF-8 BOM" where check and
+        # apply read the same bytes).
+        text = raw.decode("utf-8-sig")
         value = json.loads(text, object_pairs_hook=no_duplicates,
                            parse_constant=refuse_constant, parse_float=finite_float)
     except UnicodeDecodeError as exc:
@@ -917,7 +920,7 @@ async def _definition_body(request: web.Request) -> Any:
         raise ApiError(400, "invalid_yaml",
                        "the request body is empty; expected a definition document (workflows:)")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_yaml", f"the body is not UTF-8 (byte {exc.start})") from None
     report = Report(file=BODY_LABEL)
