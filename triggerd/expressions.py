@@ -309,6 +309,17 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
+def has_template(value: Any) -> bool:
+    """Whether a run renders anything in ``value`` (keys are not rendered)."""
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_template(v) for v in value)
+    return False
+
+
 def render_string(source: str, context: Mapping[str, Any]) -> JSON:
     """Render one string: its native value when it is exactly one expression, else a str."""
     if not is_template(source):

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
 from triggerd.errors import Conflict, InputInvalid
+from triggerd.expressions import has_template
 
 # Listed violations, as in webhook answers: a hostile input must not make a huge answer.
 MAX_LISTED_ERRORS = 100
@@ -56,32 +57,32 @@ def check_input(schema: Mapping[str, Any], value: Any) -> None:
         )
 
 
-def _has_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_has_template(k) or _has_template(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_template(v) for v in value)
-    return False
+def closed_input_keys(schema: Any) -> list[str] | None:
+    """The only keys an input passing ``schema`` can have, when the schema closes them
+    (``additionalProperties: false``, no ``patternProperties``); None when any key may."""
+    if not isinstance(schema, Mapping) or schema.get("additionalProperties") is not False:
+        return None
+    properties = schema.get("properties", {})
+    if "patternProperties" in schema or not isinstance(properties, Mapping):
+        return None
+    return [key for key in properties if isinstance(key, str)]
 
 
 def call_input_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
     """What makes every run of a workflow node's call fail its child's schema, from the
     node's ``input`` as written: all of it when it holds no expression, else what its keys
     alone decide (a required key left out, a key a closed schema never allows)."""
-    if not schema or not isinstance(value, Mapping) or _has_template(list(value)):
+    if not schema or not isinstance(value, Mapping):
         return []
-    if not _has_template(value):
+    if not has_template(value):
         try:
             return [f"{e['path']}: {e['message']}" for e in input_errors(schema, value)]
         except Conflict:
             return []  # the child's own schema problem; its runs report it
     problems = [f"$: {name!r} is a required property"
                 for name in schema.get("required", []) if name not in value]
-    properties = schema.get("properties", {})
-    if schema.get("additionalProperties") is False and "patternProperties" not in schema \
-            and isinstance(properties, Mapping):
+    allowed = closed_input_keys(schema)
+    if allowed is not None:
         problems += [f"$: additional property {name!r} is not allowed"
-                     for name in value if name not in properties]
+                     for name in value if name not in allowed]
     return problems

@@ -28,6 +28,7 @@ from triggerd.expressions import (
     inspect_template,
     is_template,
 )
+from triggerd.inputs import closed_input_keys
 from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def check_nodes(
     parents = _parents(graph.get("edges"), set(ids))
     env = _declared(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
-    inputs = _closed_inputs(workflow.get("parameter_schema"))
+    inputs = closed_input_keys(workflow.get("parameter_schema"))
     approvals = any(node.get("type") == "approval" for _, node in nodes)
     execution = [*EXECUTION_KEYS, *(["resume_url"] if approvals else [])]
     for node_path, node in nodes:
@@ -259,18 +260,6 @@ def _declared(section: Any) -> list[str] | None:
     if isinstance(section, dict):
         return [key for key in section if isinstance(key, str)]
     return None
-
-
-def _closed_inputs(schema: Any) -> list[str] | None:
-    """The only keys a run's input can have, when the parameter schema closes them
-    (``additionalProperties: false``, no ``patternProperties``: every run's input passes
-    it); None when any key may come."""
-    if not isinstance(schema, dict) or schema.get("additionalProperties") is not False:
-        return None
-    properties = schema.get("properties", {})
-    if "patternProperties" in schema or not isinstance(properties, dict):
-        return None
-    return [key for key in properties if isinstance(key, str)]
 
 
 def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:

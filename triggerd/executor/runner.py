@@ -31,7 +31,7 @@ from triggerd.executor.resume import RESUME_COPY_MISSING, ResumeKey
 from triggerd.expressions import (
     ExpressionError,
     build_context,
-    is_template,
+    has_template,
     render,
     secret_renderings,
 )
@@ -136,23 +136,13 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
         },
         timeout=timedelta(milliseconds=row["timeout_ms"]),
     )
-    templated = frozenset(n.id for n in prepared.graph.nodes if _has_template(n.params))
+    templated = frozenset(n.id for n in prepared.graph.nodes if has_template(n.params))
     # Expressions that may read `memory` (a textual test: a false positive only costs one
     # read of the workflow's memory when a run starts).
     reads_memory = any("memory" in json.dumps(n.params) for n in prepared.graph.nodes
                        if n.id in templated)
     return replace(prepared, templated=templated, reads_memory=reads_memory,
                    checks_input=schema not in ({}, True), quick_check=compile_quick_check(schema))
-
-
-def _has_template(value: JSON) -> bool:
-    if isinstance(value, str):
-        return is_template(value)
-    if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_template(v) for v in value)
-    return False
 
 
 def json_path(error: jsonschema.ValidationError) -> str:
