@@ -803,14 +803,6 @@ ALTER TABLE ONLY public.webhook_requests
 
 
 --
--- Name: workflow_executions workflow_executions_dedupe; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.workflow_executions
-    ADD CONSTRAINT workflow_executions_dedupe UNIQUE (trigger_id, dedupe_key);
-
-
---
 -- Name: workflow_executions workflow_executions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -926,13 +918,6 @@ CREATE INDEX console_sessions_expires ON public.console_sessions USING btree (ex
 
 
 --
--- Name: node_executions_execution; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX node_executions_execution ON public.node_executions USING btree (execution_id, start_time);
-
-
---
 -- Name: resume_tokens_execution; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1021,6 +1006,13 @@ CREATE INDEX workflow_executions_created ON public.workflow_executions USING btr
 --
 
 CREATE INDEX workflow_executions_dedupe_expiry ON public.workflow_executions USING btree (dedupe_expires_at) WHERE (dedupe_expires_at IS NOT NULL);
+
+
+--
+-- Name: workflow_executions_dedupe_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX workflow_executions_dedupe_key ON public.workflow_executions USING btree (trigger_id, dedupe_key) WHERE (dedupe_key IS NOT NULL);
 
 
 --

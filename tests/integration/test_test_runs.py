@@ -405,3 +405,62 @@ async def test_an_executor_with_metrics_leaves_test_runs_out(pool: asyncpg.Pool)
              if s.name.startswith(("triggerd_executions", "triggerd_execution_seconds",
                                    "triggerd_node_seconds")) and s.value}
     assert names == set()
+
+
+_CHILDREN = {"workflows": [
+    {"key": "price", "parameter_schema": {"type": "object"},
+     "graph": {"nodes": [{"id": "sum", "type": "set",
+                          "params": {"value": {"total": "{{ input.n * 2 }}"}}}]}},
+    {"key": "outer", "graph": {"nodes": [{"id": "inner", "type": "workflow",
+                                          "params": {"workflow": "price",
+                                                     "input": {"n": 21}}}]}},
+]}
+
+
+def _parent_doc(wait: bool) -> dict[str, Any]:
+    return {"workflows": [{
+        "key": "order",
+        "graph": {
+            "nodes": [
+                {"id": "price", "type": "workflow",
+                 "params": {"workflow": "outer" if wait else "price", "wait": wait,
+                            "input": {"n": 5}}},
+                {"id": "done", "type": "set", "params": {"value": {"ok": True}}},
+            ],
+            "edges": [{"from": "price", "to": "done"}],
+        },
+    }]}
+
+
+async def test_a_test_run_runs_the_child_runs_it_waits_for_without_a_daemon(
+    pool: asyncpg.Pool, config: Path, tmp_path: Path
+) -> None:
+    """Nothing else runs here: the child (and the child's child) are taken by the test
+    run's own process; before, the test waited for ever for an executor to take them."""
+    await apply_doc(pool, _CHILDREN)
+    defs = _write(tmp_path, _parent_doc(wait=True))
+    done = await _cli(config, "test", str(defs), "--workflow", "order", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "SUCCESS"
+    nodes = {n["node_id"]: n for n in doc["nodes"]}
+    assert nodes["price"]["output"] == {"total": 42}, nodes["price"]
+    rows = await pool.fetch(
+        "SELECT w.key, e.status, e.test FROM workflow_executions e"
+        " JOIN workflows w ON w.id = e.workflow_id WHERE NOT e.test ORDER BY w.key")
+    assert [(r["key"], r["status"]) for r in rows] == [("outer", "SUCCESS"),
+                                                        ("price", "SUCCESS")]
+
+
+async def test_a_child_started_without_waiting_has_run_when_the_test_ends(
+    pool: asyncpg.Pool, config: Path, tmp_path: Path
+) -> None:
+    await apply_doc(pool, _CHILDREN)
+    defs = _write(tmp_path, _parent_doc(wait=False))
+    done = await _cli(config, "test", str(defs), "--workflow", "order")
+    assert done.returncode == 0, done.stderr
+    row = await pool.fetchrow(
+        "SELECT e.status, e.output FROM workflow_executions e"
+        " JOIN workflows w ON w.id = e.workflow_id WHERE w.key = 'price'")
+    assert row["status"] == "SUCCESS"
+    assert row["output"] == {"total": 10}

@@ -140,6 +140,9 @@ async def drive_test_run(
             return  # ended meanwhile (canceled)
         update = await executor.run_one(claimed, observe)
         if update is None or update.status != "WAITING":
+            # Children it started without waiting for them run now too, so the test's
+            # effects are complete when it returns.
+            await _run_children(pool, executor, execution_id)
             return
         if not await _await_wake_up(pool, executor, actor, execution_id, decision):
             return
@@ -167,9 +170,26 @@ async def _await_wake_up(pool: asyncpg.Pool, executor: Executor, actor: Actor,
             left = (state.resume_at - state.now).total_seconds()
             if left <= 0:
                 return True
+            if await _run_children(pool, executor, execution_id):
+                continue  # one ended or parked: the parent may have been woken
             await asyncio.sleep(min(left, POLL_SECONDS))
         else:
             await asyncio.sleep(POLL_SECONDS)
+
+
+async def _run_children(pool: asyncpg.Pool, executor: Executor, execution_id: str) -> bool:
+    """Run the test run's children that can run now (a workflow node's child run waits for
+    an executor: without a daemon none would take it and the test waited for ever); True
+    when one ran."""
+    ran = False
+    while True:
+        async with pool.acquire() as conn:
+            child = await store.claim_descendant(conn, execution_id, executor.owner,
+                                                 executor.lease)
+        if child is None:
+            return ran
+        await executor.run_one(child)
+        ran = True
 
 
 async def _fail_undecided(pool: asyncpg.Pool, executor: Executor, execution_id: str,

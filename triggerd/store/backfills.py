@@ -215,7 +215,7 @@ WITH claimed AS (
     RETURNING execution_id
 ), run AS (
     {_INSERT_RUN.format(id="claimed.execution_id")} FROM claimed
-    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id
+    ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id
 )
 SELECT count(*) > 0 FROM run
 """
@@ -223,7 +223,7 @@ SELECT count(*) > 0 FROM run
 _START_EXTRA = f"""
 WITH run AS (
     {_INSERT_RUN.format(id="gen_random_uuid()")}
-    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id
+    ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id
 )
 SELECT count(*) > 0 FROM run
 """

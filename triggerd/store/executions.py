@@ -84,7 +84,7 @@ ins AS (
            d.input, d.context, d.scheduled_for, d.retry_of, d.tenant_id, d.agent_id,
            d.session_id, d.conversation_id, d.correlation
     FROM ok d
-    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+    ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id
 )
 SELECT id::text, true AS inserted FROM ins

@@ -219,7 +219,8 @@ async def insert_replay(
         " concurrency_limit)"
         " SELECT $1, $2, $3, $4, $5, 'webhook', $6, $7::jsonb, $8::jsonb, $9, t.tenant_id,"
         " $10, $11, $12, $13, $14, $15 FROM workflow_triggers t WHERE t.id = $4"
-        " ON CONFLICT (trigger_id, dedupe_key) DO NOTHING RETURNING id",
+        " ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING"
+        " RETURNING id",
         execution_id, workflow_id, version_id, trigger_id, trigger_name, dedupe_key,
         input, context, replay_of,
         *(column[0] for column in correlation_arrays([correlation])),

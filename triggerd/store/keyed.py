@@ -81,7 +81,7 @@ VALUES ($1, $7, $8, $9, $2, 'webhook', $10,
              ELSE now() + $11::bigint * interval '1 millisecond' END,
         $12::text::jsonb, {_CONTEXT}, $13, $14, $15,
         (SELECT t.tenant_id FROM workflow_triggers t WHERE t.id = $9), $16, $17, $18, $19)
-ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 RETURNING id
 """
 

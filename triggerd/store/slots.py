@@ -444,7 +444,7 @@ inserted AS (
            CASE WHEN r.overlap = 'buffer_one' THEN 1 END
     FROM run r
     ORDER BY r.trigger_id, r.scheduled_for
-    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+    ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id, concurrency_key
 ),
 -- max_runs counts the scheduled fires (only the triggers that have one pay for this).

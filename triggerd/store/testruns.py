@@ -86,6 +86,39 @@ async def claim_test_run(
     return None if row is None else claimed_execution(row)
 
 
+# A test run's children (workflow nodes) are ordinary runs that a daemon's executor would
+# take; the process running the test takes them itself, one at a time, when they can run
+# now (NEW, or parked until a time already past), so `triggerd test` ends without a daemon.
+# With a daemon running too, the row lock and the status check decide who runs each.
+_CLAIM_DESCENDANT = """
+WITH RECURSIVE tree AS (
+    SELECT id FROM workflow_executions WHERE parent_execution_id = $1
+    UNION ALL
+    SELECT e.id FROM workflow_executions e JOIN tree t ON e.parent_execution_id = t.id)
+UPDATE workflow_executions e
+   SET status = 'RUNNING', lease_owner = $2, resume_at = NULL,
+       lease_expires_at = now() + $3 * interval '1 millisecond',
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
+ WHERE e.id = (
+    SELECT c.id FROM workflow_executions c
+     WHERE c.id IN (SELECT id FROM tree) AND NOT c.test
+       AND c.not_before IS NULL AND c.concurrency_key IS NULL
+       AND (c.status = 'NEW' OR (c.status = 'WAITING' AND c.resume_at <= now()))
+     ORDER BY c.created_at LIMIT 1
+     FOR UPDATE SKIP LOCKED)
+RETURNING """ + CLAIM_RETURNING
+
+
+async def claim_descendant(
+    conn: Conn, execution_id: str, owner: str, lease: timedelta
+) -> ClaimedExecution | None:
+    """Take one child (or deeper descendant) of test run ``execution_id`` that can run
+    now; ``None`` when none can."""
+    row = await conn.fetchrow(_CLAIM_DESCENDANT, execution_id, owner,
+                              int(lease.total_seconds() * 1000))
+    return None if row is None else claimed_execution(row)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TestRunState:
     __test__: ClassVar[bool] = False  # not a test case (pytest collects Test*)

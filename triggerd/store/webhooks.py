@@ -183,7 +183,7 @@ WITH d AS (
     LEFT JOIN unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
         AS c (id, agent_id, session_id, conversation_id, correlation) ON c.id = d.id
     WHERE d.id <> ALL($2::uuid[])
-    ON CONFLICT (trigger_id, dedupe_key) DO NOTHING
+    ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id
 ), req AS (
     INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
