@@ -1061,7 +1061,9 @@ async def test_definitions_may_be_sent_as_yaml(
          " '<stream end>' (while parsing a flow node)"),
         (b"\xff\xfe", "application/yaml", 400, "invalid_yaml",
          "the body is not UTF-8 (byte 0)"),
-        (b"a: &a [*a]\n", "application/yaml", 400, "invalid_yaml", None),
+        # Read, with a mistake at a place: a problem at its path, as `check` says it.
+        (b"a: &a [*a]\n", "application/yaml", 422, "definitions_invalid",
+         "1 problem in definitions: request body: $.a[0]: recursive YAML alias (line 1)"),
         (b"workflows: " + b"[" * 200 + b"]" * 200, "application/yaml", 400, "invalid_yaml",
          "nested deeper than 64 levels (at line 1)"),
         (b"workflows: []", "text/plain", 415, "unsupported_media_type",
@@ -1087,6 +1089,24 @@ async def test_bad_yaml_definitions_are_refused_and_change_nothing(
                                  headers={**AUTH, "Content-Type": "application/yaml"})
     body = await expect_error(response, 422, "definitions_invalid")
     assert "$.workflows[0].key" in [p["path"] for p in body["problems"]], body
+
+
+async def test_keys_given_twice_in_a_yaml_body_are_every_one_a_problem_at_its_path(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """As `check` lists them for a file; the API answered 400 invalid_yaml naming the
+    first only."""
+    client = await make_client()
+    data = (b"workflows:\n  - key: a\n    key: b\n    graph: {nodes: [{id: x, type: noop}]}\n"
+            b"  - key: c\n    graph: {nodes: [{id: y, type: noop, id: z}]}\n")
+    response = await client.post("/api/v1/definitions", data=data,
+                                 headers={**AUTH, "Content-Type": "application/yaml"})
+    body = await expect_error(response, 422, "definitions_invalid")
+    assert [(p["path"], p["message"]) for p in body["problems"]] == [
+        ("$.workflows[0].key", "duplicate key 'key' (line 3; first at line 2)"),
+        ("$.workflows[1].graph.nodes[0].id", "duplicate key 'id' (line 6; first at line 6)"),
+    ], body
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
 
 
 async def test_a_dry_run_returns_the_plan_and_writes_nothing(

@@ -372,6 +372,16 @@ async def test_the_api_runs_a_test_run_over_http(
         response = await client.post("/api/v1/test-runs", json=bad, headers=auth)
         assert response.status == 400, bad
         assert (await response.json())["message"] == message
+    # A definition text with a key given twice: its problem at its path (a 422), as check.
+    twice = {**body, "definition": "workflows:\n  - key: a\n    key: b\n"}
+    response = await client.post("/api/v1/test-runs", json=twice, headers=auth)
+    assert response.status == 422
+    assert [(p["path"], p["message"]) for p in (await response.json())["problems"]] == [
+        ("$.workflows[0].key", "duplicate key 'key' (line 3; first at line 2)")]
+    unreadable = {**body, "definition": "workflows: [\n"}
+    response = await client.post("/api/v1/test-runs", json=unreadable, headers=auth)
+    assert response.status == 400
+    assert (await response.json())["message"].startswith("definition: YAML syntax error")
     assert await _count(pool, "workflow_executions") == 2
     # Each run is audited (it runs its nodes for real unless dry); the refused ones not.
     audit = await pool.fetch("SELECT actor, action, target, detail FROM audit_log"

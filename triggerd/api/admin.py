@@ -923,15 +923,24 @@ async def _definition_body(request: web.Request) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_yaml", f"the body is not UTF-8 (byte {exc.start})") from None
-    report = Report(file=BODY_LABEL)
-    parsed, document = parse_yaml(text, report)
-    if report.items or not parsed:
-        # Unparsable, like malformed JSON: a 400 (the limits on aliases and nesting too).
-        message = report.items[0][1] if report.items else "the YAML body could not be read"
-        raise ApiError(400, "invalid_yaml", message)
+    document = _read_yaml(text, lambda message: ApiError(400, "invalid_yaml", message))
     problem = storage_problem(document)
     if problem is not None:
         raise ApiError(422, "invalid_body", problem)
+    return document
+
+
+def _read_yaml(text: str, unreadable: Callable[[str], ApiError]) -> Any:
+    """A YAML (or JSON) text as a document. Unparsable, like malformed JSON, is
+    ``unreadable(message)``, a 400 (the limits on aliases and nesting too); read, with
+    mistakes at known places (a key given twice, a key that is no string, a tag), is a 422
+    with every one at its path, as `check` lists them for a file."""
+    report = Report(file=BODY_LABEL)
+    parsed, document = parse_yaml(text, report)
+    if not parsed:
+        raise unreadable(report.items[0][1] if report.items else "it could not be read")
+    if report.items:
+        raise definition_error(report.problems(document))
     return document
 
 
@@ -1020,12 +1029,9 @@ def _test_run_body(body: Any) -> dict[str, Any]:
 def _definition_document(value: dict[str, Any] | str) -> Any:
     if isinstance(value, dict):
         return value
-    report = Report(file=BODY_LABEL)
-    parsed, document = parse_yaml(value, report)  # JSON text is YAML too
-    if report.items or not parsed:
-        message = report.items[0][1] if report.items else "the definition could not be read"
-        raise ApiError(400, "invalid_body", f"definition: {message}")
-    return document
+    # JSON text is YAML too.
+    return _read_yaml(value, lambda message: ApiError(400, "invalid_body",
+                                                      f"definition: {message}"))
 
 
 async def create_test_run_handler(request: web.Request) -> web.Response:
