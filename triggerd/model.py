@@ -393,3 +393,6 @@ class WorkflowSpec:
     tenant_id: str = DEFAULT_TENANT
     # The error workflow: started with a summary of every failed run of this one.
     on_failure: str | None = None
+    # Where it was written (the file, the JSON path of its entry): the problems that apply
+    # finds against the database name the place. Not part of what the workflow is.
+    origin: tuple[str, str] | None = field(default=None, compare=False)

@@ -195,6 +195,9 @@ async def test_apply_refuses_a_workflow_node_naming_no_workflow(pool: asyncpg.Po
         await apply_doc(pool, {"workflows": [parent]})
     assert refused.value.message == (
         "node 'call': no workflow 'child' in the files or the database")
+    # Named at its place in the file (it was "<database>: parent: ...").
+    assert [(p.file, p.path) for p in refused.value.problems] == [
+        ("test.yaml", "$.workflows[0].graph.nodes[0].params.workflow")]
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
     # In the same files, or applied before (a key given by an expression is not checked).
     child = {"key": "child", "graph": {"nodes": [{"id": "a", "type": "noop"}]}}
@@ -235,6 +238,9 @@ async def test_apply_refuses_a_call_that_can_never_start_its_child(pool: asyncpg
         with pytest.raises(DefinitionError) as refused:
             await apply_doc(pool, {"workflows": [doc]})
         assert [p.message for p in refused.value.problems] == messages
+        field = "version" if "version" in doc["graph"]["nodes"][0]["params"] else "input"
+        assert {(p.file, p.path) for p in refused.value.problems} == {
+            ("test.yaml", f"$.workflows[0].graph.nodes[0].params.{field}")}
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
     # What can succeed is applied: a literal input that passes, or one known at run time.
     await apply_doc(pool, {"workflows": [parent(input={"n": 1}, version=1)]})

@@ -138,8 +138,9 @@ def _analyze(
         return problems, []
     built: dict[tuple[str, str], TriggerConfig] = {}  # equal configs are built once
     return [], [
-        build_workflow(wf, built, tenant=document_tenant(document))
-        for _, document in parsed for wf in document["workflows"]
+        build_workflow(wf, built, tenant=document_tenant(document),
+                       origin=(report.file, f"$.workflows[{index}]"))
+        for report, document in parsed for index, wf in enumerate(document["workflows"])
     ]
 
 

@@ -73,7 +73,7 @@ def document_tenant(document: Any) -> str:
 
 def build_workflow(
     doc: Mapping[str, Any], built: dict[tuple[str, str], TriggerConfig] | None = None,
-    *, tenant: str = DEFAULT_TENANT,
+    *, tenant: str = DEFAULT_TENANT, origin: tuple[str, str] | None = None,
 ) -> WorkflowSpec:
     """The workflow of a checked document (``built``: see :func:`build_trigger`) of
     ``tenant`` (the document's ``tenant:``)."""
@@ -91,6 +91,7 @@ def build_workflow(
         on_failure=doc.get("on_failure"),
         graph=build_graph(doc["graph"]),
         triggers=tuple(build_trigger(t, built) for t in doc.get("triggers", [])),
+        origin=origin,
     )
 
 

@@ -530,12 +530,25 @@ class _Reference:
     key: str
     version: int | None = None  # a node's pinned version
     call_input: Any = None  # a node's input as written ({} when it gives none)
+    # Where it is written: the file and the JSON path of the entry that names the key
+    # (``None``: a document without a known place).
+    origin: tuple[str, str] | None = None
+
+    def problem(self, message: str, field: str = "workflow") -> Problem:
+        """A problem at the place this reference is written (``field``: of a node's
+        params), else under ``<database>`` and the naming workflow's key."""
+        if self.origin is None:
+            return Problem("<database>", self.referrer, message)
+        file, path = self.origin
+        return Problem(file, path if self.what == "on_failure" else f"{path}.{field}", message)
 
 
 def _workflow_references(spec: WorkflowSpec) -> list[_Reference]:
+    file, path = spec.origin if spec.origin is not None else (None, None)
     found = [] if spec.on_failure is None else [_Reference(
-        tenant_id=spec.tenant_id, referrer=spec.key, what="on_failure", key=spec.on_failure)]
-    for node in spec.graph.nodes:
+        tenant_id=spec.tenant_id, referrer=spec.key, what="on_failure", key=spec.on_failure,
+        origin=None if file is None else (file, f"{path}.on_failure"))]
+    for index, node in enumerate(spec.graph.nodes):
         params = node.params if isinstance(node.params, dict) else {}
         key = params.get("workflow")
         if node.type == "workflow" and isinstance(key, str) and "{{" not in key:
@@ -543,7 +556,9 @@ def _workflow_references(spec: WorkflowSpec) -> list[_Reference]:
             found.append(_Reference(
                 tenant_id=spec.tenant_id, referrer=spec.key, what=f"node {node.id!r}", key=key,
                 version=version if isinstance(version, int) else None,
-                call_input=params.get("input", {})))
+                call_input=params.get("input", {}),
+                origin=None if file is None
+                else (file, f"{path}.graph.nodes[{index}].params")))
     return found
 
 
@@ -583,16 +598,15 @@ async def _refuse_bad_workflow_references(
         where = (ref.tenant_id, ref.key)
         spec, row = defined.get(where), stored.get(where)
         if spec is None and row is None:
-            problems.append(Problem("<database>", ref.referrer, f"{ref.what}: no workflow"
-                                    f" {ref.key!r} in the files or the database"))
+            problems.append(ref.problem(f"{ref.what}: no workflow {ref.key!r} in the files"
+                                        " or the database"))
             continue
         if ref.what == "on_failure":
             continue  # an archived error workflow starts nothing, as documented
         status = spec.status.value if spec is not None and spec.status_given else (
             row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
         if status == WorkflowStatus.ARCHIVED.value:
-            problems.append(Problem("<database>", ref.referrer,
-                                    f"{ref.what}: workflow {ref.key!r} is archived"))
+            problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} is archived"))
             continue
         schema: Any = None
         if spec is not None:
@@ -602,12 +616,12 @@ async def _refuse_bad_workflow_references(
         elif (ref.tenant_id, ref.key, ref.version) in versions:
             schema = versions[(ref.tenant_id, ref.key, ref.version)]
         else:
-            problems.append(Problem("<database>", ref.referrer, f"{ref.what}: workflow"
-                                    f" {ref.key!r} has no version {ref.version}"))
+            problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} has no version"
+                                        f" {ref.version}", "version"))
             continue
         if isinstance(schema, dict):
-            problems += [Problem("<database>", ref.referrer, f"{ref.what}: its input does not"
-                                 f" match {ref.key!r}'s parameter_schema: {problem}")
+            problems += [ref.problem(f"{ref.what}: its input does not match {ref.key!r}'s"
+                                     f" parameter_schema: {problem}", "input")
                          for problem in call_input_problems(schema, ref.call_input)]
     if problems:
         raise DefinitionError(problems[0].message if len(problems) == 1 else
