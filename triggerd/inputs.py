@@ -17,13 +17,6 @@ from triggerd.expressions import has_template
 MAX_LISTED_ERRORS = 100
 
 
-def _path_of(error: jsonschema.ValidationError) -> str:
-    path = "$"
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
 def input_errors(schema: Mapping[str, Any], value: Any) -> list[dict[str, str]]:
     """Every violation of ``schema`` by ``value`` as ``{"path", "message"}``, sorted by path."""
     try:
@@ -36,8 +29,8 @@ def input_errors(schema: Mapping[str, Any], value: Any) -> list[dict[str, str]]:
     except Unresolvable as exc:  # published before check resolved references
         raise Conflict(f"the workflow's parameter_schema is invalid: {unresolvable(exc)}"
                        ) from None
-    errors.sort(key=lambda e: (_path_of(e), e.message))
-    return [{"path": _path_of(e), "message": e.message[:300]}
+    errors.sort(key=lambda e: (e.json_path, e.message))
+    return [{"path": e.json_path, "message": e.message[:300]}
             for e in errors[:MAX_LISTED_ERRORS]]
 
 

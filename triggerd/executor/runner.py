@@ -21,7 +21,6 @@ from types import MappingProxyType
 from typing import Any
 
 import aiohttp
-import jsonschema
 from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 
@@ -145,17 +144,10 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
                    checks_input=schema not in ({}, True), quick_check=compile_quick_check(schema))
 
 
-def json_path(error: jsonschema.ValidationError) -> str:
-    path = "$"
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
 def input_violations(validator: Draft202012Validator, value: JSON) -> list[dict[str, str]]:
     """Every violation of the parameter schema, with its JSON path, in a stable order."""
-    errors = sorted(validator.iter_errors(value), key=lambda e: (json_path(e), e.message))
-    return [{"path": json_path(e), "message": e.message} for e in errors]
+    errors = sorted(validator.iter_errors(value), key=lambda e: (e.json_path, e.message))
+    return [{"path": e.json_path, "message": e.message} for e in errors]
 
 
 def truncate_output(value: JSON, max_bytes: int) -> JSON:
