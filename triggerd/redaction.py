@@ -49,9 +49,12 @@ def is_credential_name(name: str) -> bool:
 
 
 def _forms(secret: str) -> set[str]:
-    """The raw secret and the encodings it may appear in."""
+    """The raw secret, the encodings it may appear in, and its upper and lower case (code
+    outside templates changes case too: an http node's method, a header name)."""
     return {
         secret,
+        secret.upper(),
+        secret.lower(),
         quote(secret, safe=""),
         quote_plus(secret, safe=""),
         json.dumps(secret)[1:-1],

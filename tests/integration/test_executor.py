@@ -792,6 +792,36 @@ async def test_values_derived_from_secrets_are_masked_in_rows_and_logs(
     assert by_node["make"]["output"]["upper"] == "***"
 
 
+@pytest.mark.parametrize(
+    ("node", "field"),
+    [
+        # A fail node's rendered code was stored in clear in the node row, the run's
+        # error_code and an on_failure run's input.
+        ({"id": "a", "type": "fail", "params": {"code": "{{ secrets.API_TOKEN }}"}},
+         "error_code"),
+        # The http node quoted the method upper-cased, which the redactor did not know.
+        ({"id": "a", "type": "http",
+          "params": {"url": "http://127.0.0.1:9/", "method": "{{ secrets.API_TOKEN }}"}},
+         "error_message"),
+    ],
+)
+async def test_a_failure_built_from_a_secret_is_stored_masked(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch,
+    node: dict[str, object], field: str,
+) -> None:
+    secret = "supersecrettoken"
+    monkeypatch.setenv("TRIGGERD_TEST_TOKEN", secret)
+    await apply_doc(pool, workflow("leaks", [node],
+                                   secrets={"API_TOKEN": {"env": "TRIGGERD_TEST_TOKEN"}}))
+    execution_id = await fire(pool, "leaks/manual")
+    row = await final_status(pool, execution_id)
+    assert row["status"] == "ERROR"
+    assert "***" in row[field], row[field]
+    dump = str(await pool.fetch("SELECT error_code, error_message FROM node_executions"))
+    dump += str(await pool.fetch("SELECT error_code, error_message FROM workflow_executions"))
+    assert secret not in dump.lower(), dump
+
+
 async def test_node_rows_follow_their_execution_without_a_foreign_key(
     pool: asyncpg.Pool,
 ) -> None:

@@ -115,6 +115,12 @@ async def test_canceling_a_waiting_parent_cancels_its_child(
                                 " FROM workflow_executions ORDER BY created_at")
     assert [(r["status"]) for r in statuses] == ["CANCELED", "CANCELED"]
     assert statuses[1]["error_message"] == "canceled with its parent run"
+    # Neither leaves a node row open: the child's parked wait stayed WAITING before.
+    nodes = await pool.fetch("SELECT node_id, status, error_message FROM node_executions"
+                             " ORDER BY node_id")
+    assert [(n["node_id"], n["status"]) for n in nodes] == [("call", "CANCELED"),
+                                                             ("hold", "CANCELED")]
+    assert nodes[1]["error_message"] == "canceled with its parent run"
 
 
 async def test_a_canceled_child_wakes_its_waiting_parent(

@@ -250,6 +250,11 @@ async def test_an_undecided_approval_fails_the_run(
     assert doc["error_message"] == (
         "approval node 'ask' waits for a decision: a test run decides it only when told to"
         ' (--approve or --reject; "decision" in the API)')
+    # Its parked approval ends with it (it stayed WAITING under the ended run).
+    assert [(n["node_id"], n["status"], n["error_code"]) for n in doc["nodes"]
+            if n["node_id"] == "ask"] == [("ask", "ERROR", "APPROVAL_UNDECIDED")]
+    assert await pool.fetchval("SELECT count(*) FROM node_executions"
+                               " WHERE status IN ('RUNNING', 'WAITING')") == 0
     # The scratch copy starts no error workflow (on_failure names one in the file).
     assert await _count(pool, "workflow_executions") == 1
 

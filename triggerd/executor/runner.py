@@ -735,11 +735,13 @@ class Runner:
                     branch=result.branch,
                 )
             message = self.redactor.redact_text(failure.message)
+            # A code may be rendered too (a fail node's `code`): stored, it is masked.
+            code = self.redactor.redact_text(failure.code)
             self.pending.append(
                 NodeRow(
                     **common,
                     status=NodeStatus.ERROR,
-                    error_code=failure.code,
+                    error_code=code,
                     error_message=message,
                     output=self.redactor.redact(failure.output),
                     end_time=ended,
@@ -754,7 +756,7 @@ class Runner:
                         node_id=node_id,
                         node_type=node.type,
                         attempt=attempt,
-                        error_code=failure.code,
+                        error_code=code,
                         error=message,
                     ),
                 },
@@ -773,7 +775,7 @@ class Runner:
             return NodeOutcome(
                 node_id=node_id,
                 status=NodeStatus.ERROR,
-                error_code=failure.code,
+                error_code=code,
                 output={"_error": message},
             )
 

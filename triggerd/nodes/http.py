@@ -179,9 +179,11 @@ class HttpNode:
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, _PARAMS)
-        method = checked.text("method", "GET").strip().upper()
+        given = checked.text("method", "GET")
+        method = given.strip().upper()
         if not _METHOD.fullmatch(method):
-            raise checked.invalid(f"parameter 'method': {method!r} is not an HTTP method")
+            # Quoted as given: the run's redactor masks a rendered secret only as it is.
+            raise checked.invalid(f"parameter 'method': {given!r} is not an HTTP method")
         url = _url(checked)
         if "json" in checked and "body" in checked:
             raise checked.invalid("give at most one of 'json' and 'body'")

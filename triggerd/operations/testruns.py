@@ -199,11 +199,16 @@ async def _fail_undecided(pool: asyncpg.Pool, executor: Executor, execution_id: 
                                              executor.lease)
     if claimed is None:
         return
-    await executor.record_final(ExecutionUpdate(
-        id=execution_id, status="ERROR", error_code=APPROVAL_UNDECIDED,
-        error_message=f"approval node {node!r} waits for a decision: a test run decides it"
-        " only when told to (--approve or --reject; \"decision\" in the API)",
+    message = (f"approval node {node!r} waits for a decision: a test run decides it only"
+               " when told to (--approve or --reject; \"decision\" in the API)")
+    written = await executor.record_final(ExecutionUpdate(
+        id=execution_id, status="ERROR", error_code=APPROVAL_UNDECIDED, error_message=message,
         failed_node=node, drop_resume_copies=True))
+    if execution_id in written:
+        # Its parked node row ends with it (it stayed WAITING under an ended run).
+        async with pool.acquire() as conn:
+            await store.close_undecided_node(conn, execution_id, node, APPROVAL_UNDECIDED,
+                                             message)
 
 
 async def finished_test_run(pool: asyncpg.Pool, execution_id: str, *, dry: bool

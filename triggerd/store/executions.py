@@ -388,8 +388,8 @@ async def _cancel_children(conn: Conn, execution_id: str) -> None:
         "WITH RECURSIVE tree AS ("
         "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
         "  UNION SELECT e.id FROM workflow_executions e JOIN tree t"
-        "  ON e.parent_execution_id = t.id)"
-        " UPDATE workflow_executions e SET"
+        "  ON e.parent_execution_id = t.id),"
+        " c AS (UPDATE workflow_executions e SET"
         " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
         " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"
         " error_code = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE error_code END,"
@@ -398,7 +398,14 @@ async def _cancel_children(conn: Conn, execution_id: str) -> None:
         " lease_owner = CASE WHEN status IN ('NEW', 'WAITING') THEN NULL ELSE lease_owner END,"
         " cancel_requested = true"
         " FROM tree WHERE e.id = tree.id AND e.status IN ('NEW', 'RUNNING', 'WAITING')"
-        " RETURNING e.id::text AS id", execution_id)
+        " RETURNING e.id, e.status),"
+        # As request_cancel: a child ended here leaves no node row open (its parked
+        # approval or wait stayed WAITING).
+        " closed AS (UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
+        "   error_code = 'CANCELED', error_message = 'canceled with its parent run'"
+        "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
+        "   AND n.status IN ('RUNNING', 'WAITING'))"
+        " SELECT id::text AS id FROM c", execution_id)
     for row in rows:
         await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, row["id"])
 

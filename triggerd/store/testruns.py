@@ -147,6 +147,15 @@ async def waiting_approval_node(conn: Conn, execution_id: str) -> str | None:
     return node
 
 
+async def close_undecided_node(conn: Conn, execution_id: str, node_id: str, code: str,
+                               message: str) -> None:
+    """The parked approval of a test run that ended undecided ends with it (ERROR)."""
+    await conn.execute(
+        "UPDATE node_executions SET status = 'ERROR', end_time = now(), error_code = $3,"
+        " error_message = $4 WHERE execution_id = $1 AND node_id = $2 AND status = 'WAITING'",
+        execution_id, node_id, code, message)
+
+
 async def delete_old_test_runs(conn: Conn, older_than: timedelta, batch: int = 100) -> int:
     """Delete up to ``batch`` scratch workflows created more than ``older_than`` ago, with
     their runs (the delete cascades as for any workflow); returns how many."""
