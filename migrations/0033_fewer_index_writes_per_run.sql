@@ -1,16 +1,16 @@
--- Two indexes that every run paid for and no query needed. Each run writes its execution
--- row three times (inserted, claimed, finished; the status changes rule out HOT updates),
--- so every index of workflow_executions takes three entries a run, and node_executions
--- takes one entry an index for each of a run's nodes.
+-- An index that every run paid for and no query needed. Each run writes one node row per
+-- node, and every index of node_executions takes an entry for each.
 --
--- * The dedupe key's uniqueness was a full index: one entry for every row, although only
---   runs with a key (webhook delivery ids, cron and backfill slots) can conflict. It is
---   now a partial unique index over the rows with a key; ON CONFLICT names its predicate.
--- * node_executions_execution (execution_id, start_time) served lookups by execution_id,
---   which node_executions_attempt (execution_id, node_id, attempt) serves as well: every
---   statement that reads or deletes node rows names one execution or a set of them, and
---   sorting one run's few rows by start time costs nothing.
-CREATE UNIQUE INDEX workflow_executions_dedupe_key ON workflow_executions (trigger_id, dedupe_key)
-    WHERE dedupe_key IS NOT NULL;
-ALTER TABLE workflow_executions DROP CONSTRAINT workflow_executions_dedupe;
+-- node_executions_execution (execution_id, start_time) served lookups by execution_id,
+-- which node_executions_attempt (execution_id, node_id, attempt) serves as well: every
+-- statement that reads or deletes node rows names one execution or a set of them, and
+-- sorting one run's few rows by start time costs nothing. (The previous release names no
+-- index; its plans take node_executions_attempt.)
+--
+-- Not yet: the dedupe key's uniqueness (workflow_executions_dedupe) is a full index with
+-- an entry for every row, although only rows with a key can conflict. This release's
+-- ON CONFLICT clauses name the predicate `WHERE dedupe_key IS NOT NULL`, which matches
+-- both the full constraint and a partial unique index; the previous release's clauses
+-- match only the full constraint. Replacing it with the partial index waits for the next
+-- release (expand/contract, README).
 DROP INDEX node_executions_execution;

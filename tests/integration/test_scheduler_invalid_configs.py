@@ -62,3 +62,23 @@ async def test_triggers_with_a_config_that_does_not_parse_are_left_out_and_logge
     assert "Mars/Olympus" in by_trigger[bad["bad-zone"]]
     assert "too long a duration" in by_trigger[bad["huge-jitter"]]
     assert all(r.levelno == logging.WARNING for r in warnings)
+
+
+async def test_an_interval_stored_with_an_unknown_zone_is_left_out_not_fatal(
+    pool: Pool, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """check and apply let an interval's unknown zone through (only cron's was checked):
+    stored, it raised ZoneInfoNotFoundError in every reload and stopped the daemon's start."""
+    workflow_id = await make_workflow(pool)
+    good = await make_trigger(pool, workflow_id, "good", {"every": "1s", "overlap": "allow"},
+                              kind="interval")
+    bad = await make_trigger(pool, workflow_id, "bad",
+                             {"every": "1s", "timezone": "Nowhere/Zone"}, kind="interval")
+    caplog.set_level(logging.WARNING, logger="triggerd.scheduler.cache")
+    async with running(pool, dsn) as scheduler:
+        assert scheduler.stats.triggers == 1
+        assert await wait_for(lambda: executions_of(pool, good), timeout=3.0)
+    assert await executions_of(pool, bad) == []
+    errors = [r.__dict__["error"] for r in caplog.records
+              if getattr(r, "event", None) == "cron_trigger_invalid"]
+    assert len(errors) == 1 and "unknown time zone 'Nowhere/Zone'" in errors[0], errors

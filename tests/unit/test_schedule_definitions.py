@@ -127,6 +127,10 @@ PROBLEMS = [
      f"{T}.calendar.shift", "'later' is not one of none, next, previous"),
     ({"type": "interval", "every": "1h", "cron": "* * * * *"}, f"{T}.cron",
      "'cron' applies to cron triggers, not to interval ones"),
+    # An interval's zone dates only previews, but one that did not exist passed check
+    # and apply, and then stopped every reload and the daemon's start.
+    ({"type": "interval", "every": "1h", "timezone": "Nowhere/Zone"}, f"{T}.timezone",
+     "unknown time zone 'Nowhere/Zone'"),
     ({"type": "cron", "cron": "   "}, f"{T}.cron", "a cron expression must not be blank"),
     ({"type": "cron", "cron": ["0 9 * * *", " \t"]}, f"{T}.cron[1]",
      "a cron expression must not be blank"),

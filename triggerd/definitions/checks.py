@@ -683,6 +683,10 @@ def check_trigger_config(
             report.add((*path, "correlation", key), problem)
     if trigger_type == "cron":
         _check_cron(config, path, report)
+    elif trigger_type == "interval":
+        # Its zone only dates previews, but every preview and reload read it (an unknown
+        # one passed, then stopped the daemon's start).
+        _check_timezone(config, path, report)
     elif trigger_type == "webhook":
         auth = config.get("auth")
         if isinstance(auth, dict):
@@ -722,12 +726,16 @@ def _check_request_keys(config: Mapping[str, Any], path: JsonPath, report: Repor
 
 def _check_cron(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
     expression = config.get("cron")
-    timezone = config.get("timezone", "UTC")
     # Expression and zone are checked apart so that each problem lands on its own key.
     if isinstance(expression, str) and expression:  # "" is the schema's to report
         problem = cron_problem(expression)
         if problem is not None:
             report.add((*path, "cron"), problem)
+    _check_timezone(config, path, report)
+
+
+def _check_timezone(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
+    timezone = config.get("timezone", "UTC")
     if isinstance(timezone, str) and timezone:
         try:
             parse_cron("* * * * *", timezone)
