@@ -136,6 +136,9 @@ class Fire:
     # previewed instant is excluded ("holiday: Christmas Day"). Cron alone sets neither.
     nominal: datetime | None = None
     reason: str | None = None
+    # A dst-gap fire's wall time as the expression says it (naive, in the schedule's zone:
+    # 02:30 where the fire is at 03:00): a calendar's shift moves that time, not 03:00.
+    wall: datetime | None = field(default=None, compare=False)
 
 
 def utc_iso(instant: datetime) -> str:
@@ -537,6 +540,16 @@ def _gap_instant(zone: ZoneInfo, wall: datetime, before: timedelta, after: timed
     return _transition(zone, _epoch(_utc(wall, after)), _epoch(_utc(wall, before)))
 
 
+def wall_instant(zone: ZoneInfo, wall: datetime) -> datetime:
+    """The instant of naive wall time ``wall`` in ``zone`` by the rules a fire follows: a
+    repeated time is its first pass, and a time a DST jump skips is the first instant after
+    the jump (02:30 on a spring-forward night is 03:00, as the cron's own fire is)."""
+    first, second = _offsets(zone, wall)
+    if first >= second:
+        return _utc(wall, first)
+    return _from_epoch(_gap_instant(zone, wall, first, second))
+
+
 # --- next fires ---------------------------------------------------------------------------
 
 
@@ -545,8 +558,9 @@ def _require_aware(value: datetime, what: str) -> None:
         raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
 
 
-def _fire(schedule: CronSchedule, at: datetime, note: str | None) -> Fire:
-    return Fire(at=at, local=at.astimezone(schedule.zone), note=note)
+def _fire(schedule: CronSchedule, at: datetime, note: str | None,
+          wall: datetime | None = None) -> Fire:
+    return Fire(at=at, local=at.astimezone(schedule.zone), note=note, wall=wall)
 
 
 def next_fire(schedule: CronSchedule, after: datetime) -> Fire | None:
@@ -600,7 +614,8 @@ def _scan(schedule: CronSchedule, wall: datetime, *, inclusive: bool) -> Fire | 
         gap_end = (change + second).replace(tzinfo=None)
         if schedule.is_fixed_time:
             regular = _wall_matches(schedule, gap_end)
-            return _fire(schedule, change, None if regular else NOTE_GAP)
+            return (_fire(schedule, change, None) if regular
+                    else _fire(schedule, change, NOTE_GAP, wall=match))
         match = _next_match(schedule, gap_end, inclusive=True)
     return None
 

@@ -19,7 +19,8 @@ before it was enabled. The scheduler then continues with ``next_fire(schedule, n
   so the skipped ones are the oldest. The newest ``max_catchup`` skipped slots get one
   decision each; all older ones share ONE summary decision, placed on the newest of them,
   whose detail reads ``"N older slots skipped, from A to B"``. A minutely trigger down for
-  a year yields at most ``2 * max_catchup + 1`` decisions, computed without enumerating
+  a year yields at most ``2 * max(max_catchup, 1) + 1`` decisions (``latest`` fires one
+  slot even with ``max_catchup`` 0, which definitions refuse), computed without enumerating
   its 525,600 slots (``Schedule.count_fires``, ``Schedule.last_fires``).
 """
 

@@ -125,11 +125,17 @@ CALENDARS = [
                                                        "sun"], "dates": ["2028-02-29"]},
      {"only": "c", "shift": "previous"}, "2027-01-01T00:00:00Z", ["2028-02-28T08:00:00Z"]),
     # DST: a Saturday 02:30 slot shifted to Sunday 28 March 2027 falls into Madrid's gap
-    # (02:00 -> 03:00) and fires at 03:30 CEST.
+    # (02:00 -> 03:00) and fires at the jump, 03:00 CEST, as the cron's own gap fire does
+    # (it fired at 03:30, and a daily job ran twice that night).
     ("30 2 * * 6", "Europe/Madrid",
      {"name": "c", "timezone": "Europe/Madrid",
       "weekdays": ["sun", "mon", "tue", "wed", "thu", "fri"]},
-     {"only": "c", "shift": "next"}, "2027-03-26T00:00:00Z", ["2027-03-28T01:30:00Z"]),
+     {"only": "c", "shift": "next"}, "2027-03-26T00:00:00Z", ["2027-03-28T01:00:00Z"]),
+    ("30 2 * * *", "Europe/Madrid",
+     {"name": "c", "timezone": "Europe/Madrid",
+      "weekdays": ["sun", "mon", "tue", "wed", "thu", "fri"]},
+     {"only": "c", "shift": "next"}, "2027-03-26T12:00:00Z",
+     ["2027-03-28T01:00:00Z", "2027-03-29T00:30:00Z"]),
 ]
 
 
@@ -173,6 +179,21 @@ def test_a_weekend_shifted_to_monday_fires_once() -> None:
     fires = schedule.fires_between(z("2027-03-01T00:00:00Z"), z("2027-03-08T23:00:00Z"))
     assert ats(fires)[-1] == "2027-03-08T09:00:00Z"
     assert len(fires) == 6
+
+
+@pytest.mark.parametrize(("shift", "day"), [("next", "2026-03-30"), ("previous", "2026-03-27")])
+def test_a_fire_a_dst_gap_moved_shifts_as_the_time_it_was_meant_for(shift: str, day: str) -> None:
+    """Sunday 29 March 2026 springs forward in Madrid: its 02:30 fires at 03:00. Shifted as
+    03:00 it landed beside the weekday's own 02:30, and that day ran twice."""
+    schedule = schedule_of("cron", {"cron": "30 2 * * *", "timezone": "Europe/Madrid",
+                                    "calendar": {"only": "w", "shift": shift, "definition": {
+                                        "name": "w", "timezone": "Europe/Madrid",
+                                        "weekdays": ["mon", "tue", "wed", "thu", "fri"]}}})
+    fires = schedule.fires_between(z("2026-03-26T12:00:00Z"), z("2026-03-31T12:00:00Z"))
+    on_day = [f.local.isoformat() for f in fires if f.local.date().isoformat() == day]
+    assert on_day == [f"{day}T02:30:00+0{2 if shift == 'next' else 1}:00"]
+    assert schedule.count_fires(z("2026-03-26T12:00:00Z"), z("2026-03-31T12:00:00Z")) == len(
+        fires)
 
 
 BOUNDS = [

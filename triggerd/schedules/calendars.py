@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from triggerd.cron import Fire
+from triggerd.cron import Fire, wall_instant
 from triggerd.errors import CronError
 from triggerd.schedules.protocol import Schedule
 
@@ -159,13 +159,18 @@ class CalendarFiltered:
         if self.shift is Shift.NONE:
             return None
         zone = ZoneInfo(self.timezone)
-        wall = fire.at.astimezone(zone).replace(tzinfo=None)
+        # A fire a DST gap moved (02:30 -> 03:00) shifts as the wall time it was meant
+        # for: shifted as 03:00, Sunday's fire met Monday's own 02:30 and ran beside it.
+        wall = fire.wall if fire.wall is not None and fire.local.tzinfo == zone else (
+            fire.at.astimezone(zone).replace(tzinfo=None))
         step = timedelta(days=1 if self.shift is Shift.NEXT else -1)
         for _ in range(MAX_SHIFT_DAYS):
             wall += step
-            # fold=0: the first occurrence of an ambiguous time, and a time in a gap is
-            # read with the offset before it (02:30 -> 03:30 after a spring-forward).
-            at = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+            # As the cron places its own fires: an ambiguous time's first pass, and a time
+            # in a gap at the jump (02:30 -> 03:00 after a spring-forward, where that
+            # night's own fire is: read with the offset before it, it was 03:30 and the
+            # night ran twice).
+            at = wall_instant(zone, wall)
             if self._excluded(self._day(at)) is None:
                 return Fire(at=at, local=at.astimezone(zone), note="shifted", nominal=fire.at)
         return None
