@@ -1,3 +1,3 @@
-from triggerd.cli import main
+from triggerd.launch import main
 
 raise SystemExit(main())

@@ -9,8 +9,17 @@ from aiohttp import web
 
 from triggerd.config import Settings
 
+
+class LiveSettings:
+    """The configuration in force, replaced by a reload (the app's own state cannot change
+    once it serves): handlers read ``request.app[SETTINGS].current``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+
+
 POOL = web.AppKey("pool", asyncpg.Pool)
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", LiveSettings)
 # name -> async check returning None when fine, else the problem (for /readyz).
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])

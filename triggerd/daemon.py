@@ -30,6 +30,7 @@ from triggerd.appkeys import (
     READINESS_CHECKS,
     SCHEDULER_LAG,
     SETTINGS,
+    LiveSettings,
     ReadinessCheck,
 )
 from triggerd.component import Component
@@ -42,7 +43,7 @@ from triggerd.operations.apply import apply_files
 from triggerd.runtime import take_early_reload
 from triggerd.sdnotify import Notifier
 from triggerd.serving.drain import RequestDrain
-from triggerd.serving.sockets import app_runner, open_listener
+from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def create_app(
     """The one aiohttp application. ``tokens``: the named admin API tokens that open
     ``/api/v1`` besides ``[api] token`` (the daemon passes them; None: only that one)."""
     app = web.Application(client_max_size=settings.http.max_body_bytes)
-    app[SETTINGS] = settings
+    app[SETTINGS] = LiveSettings(settings)
     app[POOL] = pool
     app[READINESS_CHECKS] = {}
     app[FATAL] = []
@@ -68,7 +69,7 @@ def create_app(
 # [executor] and [scheduler] are read by their loops when they start (a reload that changed
 # them said nothing).
 _RESTART_ONLY = ("database", "http.host", "http.port", "http.processes", "daemon.state_dir",
-                 "executor", "scheduler")
+                 "executor", "scheduler", "metrics.label_limit")
 
 
 @dataclass(kw_only=True)
@@ -91,6 +92,8 @@ class Daemon:
     _drain: RequestDrain = field(default_factory=RequestDrain)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
     _listen_port: int = 0
+    # The settings it started with: the restart-only keys in force.
+    _started_with: Settings | None = None
     # [http] processes > 1: the private directory of the Unix socket the workers forward
     # requests to.
     _worker_dir: str | None = None
@@ -138,6 +141,7 @@ class Daemon:
 
     async def start(self) -> None:
         started = time.monotonic()
+        self._started_with = self.settings
         listener = self.bind()
         # The workers listen on the port actually taken (port 0 picks one).
         self._listen_port = int(listener.getsockname()[1])
@@ -303,8 +307,11 @@ class Daemon:
                         },
                     )
                     return False
+                # Against what runs, not the last file read: a second reload of the same
+                # change still needs the restart, and going back to what runs does not.
+                running = self._started_with or self.settings
                 changed_restart = [
-                    key for key in _RESTART_ONLY if _get(new, key) != _get(self.settings, key)
+                    key for key in _RESTART_ONLY if _get(new, key) != _get(running, key)
                 ]
                 if changed_restart:
                     logger.warning(
@@ -315,8 +322,10 @@ class Daemon:
                     apply_log_settings(new.log.level, new.log.format)
                 self.settings = new
                 if self.app is not None:
+                    self.app[SETTINGS].current = new
                     self.app[API_AUTH].update(new)
                     self.app[TRUSTED_PROXIES].update(new)
+                    set_body_limit(self.app, new.http.max_body_bytes)
                 for component in self.components:
                     component.apply_settings(new)
                     await component.reload()

@@ -190,7 +190,12 @@ def redact_dsn(dsn: str) -> str:
             masked = "=" in field and urllib.parse.unquote(name).lower() in _SECRET_PARAMETERS
             fields.append(f"{name}=***" if masked else field)
         query = "&".join(fields)
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    text = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if not netloc and dsn.startswith(f"{parts.scheme}://"):
+        # A URL without a host (postgresql:///db?host=/run/postgresql): urlunsplit leaves
+        # one slash out of "///", which names another URL.
+        text = f"{parts.scheme}://{text[len(parts.scheme) + 1:]}"
+    return text
 
 
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+# Here for the callers that have the loop's module at hand (the daemon, its workers).
+from triggerd.early_reload import defer_early_reload, take_early_reload
+
+__all__ = ["defer_early_reload", "loop_name", "reserve_standard_fds", "run",
+           "take_early_reload"]
 
 T = TypeVar("T")
 
@@ -32,28 +37,6 @@ def reserve_standard_fds() -> None:
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's stream
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - the process's stream
-
-
-_early_reload = False
-
-
-def _remember_reload(signum: int, frame: object) -> None:
-    global _early_reload
-    _early_reload = True
-
-
-def defer_early_reload() -> None:
-    """Until the daemon's loop takes SIGHUP over, remember one instead of dying of it (its
-    default action ends the process): ``systemctl reload`` or ``kill -HUP`` sent just
-    after the start killed the daemon."""
-    signal.signal(signal.SIGHUP, _remember_reload)
-
-
-def take_early_reload() -> bool:
-    """Whether a SIGHUP came before the daemon's own handler (and forget it)."""
-    global _early_reload
-    came, _early_reload = _early_reload, False
-    return came
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

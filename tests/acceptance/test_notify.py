@@ -256,6 +256,42 @@ async def test_a_sighup_before_the_event_loop_is_a_reload_not_the_end(
     assert daemon.events_named("http_worker_failed") == []
 
 
+# A SIGHUP while the command imports its modules (the first third of a second): sent the
+# moment `triggerd.cli` starts to import, which the entry point does after deferring.
+_SIGHUP_WHILE_IMPORTING = """\
+import os, signal, sys
+
+
+class _HangUpOnCli:
+    def find_spec(self, name, path=None, target=None):
+        if name == "triggerd.cli":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGHUP)
+        return None
+
+
+sys.meta_path.insert(0, _HangUpOnCli())
+"""
+
+
+async def test_a_sighup_while_the_command_imports_is_a_reload_not_the_end(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    # The deferral came after `import triggerd.cli` and its parser (about 0.35 s): a
+    # SIGHUP before it ended the process with 129 and not a line logged.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SIGHUP_WHILE_IMPORTING)
+    config, port = daemons.write_config(database_url=dsn)
+    daemon = daemons.spawn(config, port, {
+        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT)])})
+    await daemon.wait_ready()
+    ready = await daemon.wait_for_event("daemon_ready")
+    reloaded = await daemon.wait_for_event("daemon_reloaded")
+    assert reloaded["ts"] >= ready["ts"]
+    assert await daemon.stop(signal.SIGTERM) == 0
+
+
 async def test_a_reload_applies_the_log_level(
     daemons: Daemons, dsn: str, notify_socket: NotifyListener
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -902,3 +903,23 @@ async def test_a_process_that_lost_the_lease_writes_nothing_and_runs_no_further_
     (node,) = await nodes_of(pool, execution_id)
     assert (node["node_id"], node["status"], node["output"]) == ("n1", "SUCCESS", "theirs")
     assert executor.stats["ERROR"] == 0  # not failed as a crash either
+
+
+async def test_a_reload_applies_tenants_and_public_url_to_the_executor(
+    pool: asyncpg.Pool, dsn: str, tmp_path: Path
+) -> None:
+    """[tenants.NAME] retention and executor_share and [http] public_url were read from
+    the start-up settings for ever (a reload said nothing); the port in force stays."""
+    start = load_settings(environ={"TRIGGERD_HTTP_PORT": "8080"})
+    executor = Executor(pool=pool, dsn=dsn, settings=start)
+    config = tmp_path / "triggerd.toml"
+    config.write_text('[http]\nport = 9090\npublic_url = "https://hooks.example.com/"\n'
+                      '[tenants.default]\nretention = "1h"\n')
+    new = load_settings(config, environ={})
+    assert [t.retention for t in new.tenants] == [timedelta(hours=1)]
+    executor.apply_settings(new)
+    assert executor.settings.tenants == new.tenants
+    assert executor.settings.http.base_url == "https://hooks.example.com"
+    assert executor.settings.http.port == 8080
+    executor.apply_settings(load_settings(environ={"TRIGGERD_HTTP_PORT": "9090"}))
+    assert executor.settings.http.base_url == "http://127.0.0.1:8080"

@@ -119,3 +119,6 @@ def test_a_password_given_as_a_query_parameter_is_masked_too() -> None:
         "postgresql://u:***@db:5432/t?password=***&sslmode=require&Password=***"
         "&sslpassword=***&pass%77ord=***")
     assert db.redact_dsn("postgresql://u@db/t?host=/run/pg") == "postgresql://u@db/t?host=/run/pg"
+    # Without a host (a Unix socket given as a parameter) the "///" stays: it lost a slash.
+    assert db.redact_dsn("postgresql:///triggerd?host=/run/pg&password=SECRETQ") == (
+        "postgresql:///triggerd?host=/run/pg&password=***")

@@ -947,7 +947,8 @@ def _read_yaml(text: str, unreadable: Callable[[str], ApiError]) -> Any:
 def _refuse_unusable_secrets(request: web.Request, specs: Sequence[WorkflowSpec]) -> None:
     """A secret the workflow's tenant may not read (another tenant's, the daemon's own):
     422 with the problems, as a definition's other problems."""
-    problems = secret_policy_problems(BODY_LABEL, specs, request.app[SETTINGS], os.environ)
+    problems = secret_policy_problems(BODY_LABEL, specs, request.app[SETTINGS].current,
+                                      os.environ)
     if problems:
         raise DefinitionError(f"{len(problems)} problem(s) in {BODY_LABEL}", problems)
 
@@ -1051,7 +1052,7 @@ async def create_test_run_handler(request: web.Request) -> web.Response:
         decision=None if decision is None else _TEST_RUN_DECISIONS[decision])
     new_test_run(test_request)  # unknown workflow or trigger (400), bad input (422)
     started: list[str] = []
-    task = asyncio.create_task(run_test(request.app[POOL], request.app[SETTINGS],
+    task = asyncio.create_task(run_test(request.app[POOL], request.app[SETTINGS].current,
                                         _actor(request), test_request,
                                         own_ports=request.app.get(OWN_PORTS, frozenset()),
                                         started=started.append))
@@ -1086,7 +1087,7 @@ def add_admin_routes(
     first = API_AUTH not in app
     if tokens is None and not first:
         tokens = app[API_AUTH].tokens
-    auth = ApiAuth.from_settings(app[SETTINGS], environ, tokens=tokens)
+    auth = ApiAuth.from_settings(app[SETTINGS].current, environ, tokens=tokens)
     app[API_AUTH] = auth
     if not auth.configured:
         logger.warning(

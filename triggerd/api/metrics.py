@@ -510,7 +510,7 @@ def add_metrics_routes(app: web.Application, metrics: Metrics | None = None) -> 
     """Store a :class:`Metrics` under ``app[METRICS]`` (a new one unless given) and add
     ``GET /metrics``; returns the metrics so the caller can hand them to components."""
     if metrics is None:
-        metrics = Metrics(label_limit=app[SETTINGS].metrics.label_limit)
+        metrics = Metrics(label_limit=app[SETTINGS].current.metrics.label_limit)
     found = metrics
     app[METRICS] = found
     app.router.add_get("/metrics", metrics_handler, allow_head=False)

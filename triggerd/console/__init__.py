@@ -21,7 +21,7 @@ from triggerd.console.sessions import (
 
 def add_console_routes(app: web.Application) -> None:
     app.middlewares.append(console_middleware)
-    app[TRUSTED_PROXIES] = TrustedProxies(app[SETTINGS])
+    app[TRUSTED_PROXIES] = TrustedProxies(app[SETTINGS].current)
     router = app.router
     router.add_get(PREFIX, pages.redirect_home)
     router.add_get(f"{PREFIX}/", pages.overview)

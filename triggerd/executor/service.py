@@ -12,7 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -193,9 +193,16 @@ class Executor(BaseComponent):
         )
 
     def apply_settings(self, settings: Settings) -> None:
-        """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots and
-        [tenants.NAME] secrets to the next run (the other executor settings need a
-        restart)."""
+        """SIGHUP: [egress] applies to the next connection, [daemon] secret_roots,
+        [tenants.NAME] (secrets, executor_share, retention) and [http] public_url (approval
+        links) to the next run or retention pass; the other executor settings need a
+        restart (their loops read them when they start)."""
+        # The port and host in force stay: a link to a port this process does not serve
+        # would be wrong until the restart that moves it.
+        self.settings = replace(
+            self.settings, tenants=settings.tenants, egress=settings.egress,
+            daemon=replace(self.settings.daemon, secret_roots=settings.daemon.secret_roots),
+            http=replace(self.settings.http, public_url=settings.http.public_url))
         self._secret_roots = settings.daemon.secret_roots
         self._policies = SecretPolicies(settings, os.environ)
         if self._egress is not None:

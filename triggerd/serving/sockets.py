@@ -21,6 +21,13 @@ def app_runner(app: web.Application) -> web.AppRunner:
                          keepalive_timeout=KEEPALIVE_TIMEOUT)
 
 
+def set_body_limit(app: web.Application, limit: int) -> None:
+    """The largest body ``request.read()`` accepts in ``app`` from now on ([http]
+    max_body_bytes, which a reload may change). aiohttp takes the limit when the
+    application is made and passes it to every request it makes; it has no setter."""
+    app._client_max_size = limit
+
+
 def open_listener(
     host: str, port: int, *, reuse_port: bool = False, join: bool = False
 ) -> socket.socket:

@@ -35,7 +35,7 @@ from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
 from triggerd.serving.drain import RequestDrain
 from triggerd.serving.forward import forward, upstream_session
-from triggerd.serving.sockets import app_runner, open_listener
+from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
 from triggerd.tasks import cancel_and_wait
 from triggerd.webhooks.ingress import TENANT_HOOKS, WebhookIngress
 
@@ -172,6 +172,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                          extra={"event": "http_worker_reload_refused", "error": exc.message})
             return
         apply_log_settings(new.log.level, new.log.format)
+        set_body_limit(app, new.http.max_body_bytes)
         ingress.apply_settings(new)
         await ingress.reload()
         logger.info("http worker reloaded", extra={"event": "http_worker_reloaded",
