@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import REPO_ROOT, DaemonProcess, Daemons
+from tests.acceptance.conftest import REPO_ROOT, DaemonProcess, Daemons, TomlValue
 
 
 @dataclass(kw_only=True)
@@ -232,6 +232,25 @@ triggerd.cli.load_settings = _load_after_a_sighup
 """
 
 
+async def _reloaded_once_ready(
+    daemons: Daemons, dsn: str, tmp_path: Path, hook_source: str,
+    sections: dict[str, dict[str, TomlValue]],
+) -> DaemonProcess:
+    """A daemon started with ``hook_source`` as its sitecustomize (it sends the SIGHUP),
+    once it has started and then reloaded (not died)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hook_source)
+    config, port = daemons.write_config(database_url=dsn, sections=sections)
+    daemon = daemons.spawn(config, port, {
+        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT)])})
+    await daemon.wait_ready()
+    ready = await daemon.wait_for_event("daemon_ready")
+    reloaded = await daemon.wait_for_event("daemon_reloaded")
+    assert reloaded["ts"] >= ready["ts"]
+    return daemon
+
+
 async def test_a_sighup_before_the_event_loop_is_a_reload_not_the_end(
     daemons: Daemons, dsn: str, tmp_path: Path
 ) -> None:
@@ -239,16 +258,8 @@ async def test_a_sighup_before_the_event_loop_is_a_reload_not_the_end(
     # half second (before the loop's handler) killed the daemon. The reload it makes once
     # ready is passed on to the extra HTTP process, which is still starting then (importing):
     # that killed it too.
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_EARLY_SIGHUP)
-    config, port = daemons.write_config(database_url=dsn, sections={"http": {"processes": 2}})
-    daemon = daemons.spawn(config, port, {
-        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT)])})
-    await daemon.wait_ready()
-    ready = await daemon.wait_for_event("daemon_ready")
-    reloaded = await daemon.wait_for_event("daemon_reloaded")
-    assert reloaded["ts"] >= ready["ts"]
+    daemon = await _reloaded_once_ready(daemons, dsn, tmp_path, _EARLY_SIGHUP,
+                                        {"http": {"processes": 2}})
     worker = await daemon.wait_for_event("http_worker_reloaded")
     assert worker["worker"] == 1
     assert await daemon.stop(signal.SIGTERM) == 0
@@ -279,16 +290,7 @@ async def test_a_sighup_while_the_command_imports_is_a_reload_not_the_end(
 ) -> None:
     # The deferral came after `import triggerd.cli` and its parser (about 0.35 s): a
     # SIGHUP before it ended the process with 129 and not a line logged.
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_SIGHUP_WHILE_IMPORTING)
-    config, port = daemons.write_config(database_url=dsn)
-    daemon = daemons.spawn(config, port, {
-        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT)])})
-    await daemon.wait_ready()
-    ready = await daemon.wait_for_event("daemon_ready")
-    reloaded = await daemon.wait_for_event("daemon_reloaded")
-    assert reloaded["ts"] >= ready["ts"]
+    daemon = await _reloaded_once_ready(daemons, dsn, tmp_path, _SIGHUP_WHILE_IMPORTING, {})
     assert await daemon.stop(signal.SIGTERM) == 0
 
 
