@@ -479,3 +479,46 @@ async def test_a_child_started_without_waiting_has_run_when_the_test_ends(
         " JOIN workflows w ON w.id = e.workflow_id WHERE w.key = 'price'")
     assert row["status"] == "SUCCESS"
     assert row["output"] == {"total": 10}
+
+
+_CALLS_RELEASE = {"workflows": [{
+    "key": "deploy", "graph": {"nodes": [
+        {"id": "call", "type": "workflow", "params": {"workflow": "release"}}]}}]}
+
+
+@pytest.mark.parametrize(("flag", "shipped"), [("--approve", True), ("--reject", False)])
+async def test_the_flag_decides_a_child_runs_approval_too(
+    pool: asyncpg.Pool, config: Path, tmp_path: Path, flag: str, shipped: bool
+) -> None:
+    """"Every approval the run meets": a child's waited for ever (nothing decided it)."""
+    doc = _approval_doc()
+    del doc["workflows"][0]["on_failure"]
+    await apply_doc(pool, doc)
+    defs = _write(tmp_path, _CALLS_RELEASE)
+    done = await _cli(config, "test", str(defs), "--workflow", "deploy", flag, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"] == {"shipped": shipped}
+    audit = await pool.fetch("SELECT action, target_id FROM audit_log WHERE action = 'decide'")
+    child = await pool.fetchval("SELECT id::text FROM workflow_executions WHERE NOT test")
+    assert [(a["action"], str(a["target_id"])) for a in audit] == [("decide", child)]
+
+
+async def test_a_child_runs_undecided_approval_fails_the_test_run_not_the_child(
+    pool: asyncpg.Pool, config: Path, tmp_path: Path
+) -> None:
+    doc = _approval_doc()
+    del doc["workflows"][0]["on_failure"]
+    await apply_doc(pool, doc)
+    defs = _write(tmp_path, _CALLS_RELEASE)
+    done = await _cli(config, "test", str(defs), "--workflow", "deploy", "--json")
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    child = await pool.fetchrow("SELECT id::text AS id, status FROM workflow_executions"
+                                " WHERE NOT test")
+    assert (result["status"], result["error_code"]) == ("ERROR", "APPROVAL_UNDECIDED")
+    assert result["error_message"] == (
+        f"approval node 'ask' of its child run {child['id']} waits for a decision: a test"
+        ' run decides it only when told to (--approve or --reject; "decision" in the API)')
+    # The child is an ordinary run: it waits for an operator as any run would.
+    assert child["status"] == "WAITING"
+    assert [(n["node_id"], n["status"]) for n in result["nodes"]] == [("call", "ERROR")]

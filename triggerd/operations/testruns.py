@@ -172,6 +172,18 @@ async def _await_wake_up(pool: asyncpg.Pool, executor: Executor, actor: Actor,
                 return True
             if await _run_children(pool, executor, execution_id):
                 continue  # one ended or parked: the parent may have been woken
+            async with pool.acquire() as conn:
+                child = await store.undecided_descendant(conn, execution_id)
+            if child is not None:
+                # "Every approval the run meets": its children's too.
+                child_id, child_node = child
+                if decision is None:
+                    await _fail_undecided(pool, executor, execution_id, child_node,
+                                          child=child_id)
+                    return False
+                await decide(pool, actor, child_id,
+                             DecisionRequest(decision=decision, note=DECISION_NOTE))
+                continue
             await asyncio.sleep(min(left, POLL_SECONDS))
         else:
             await asyncio.sleep(POLL_SECONDS)
@@ -193,22 +205,25 @@ async def _run_children(pool: asyncpg.Pool, executor: Executor, execution_id: st
 
 
 async def _fail_undecided(pool: asyncpg.Pool, executor: Executor, execution_id: str,
-                          node: str) -> None:
+                          node: str, *, child: str | None = None) -> None:
+    """End the test run ERROR APPROVAL_UNDECIDED: it (or its ``child`` run) waits on
+    approval ``node`` and no decision was given. A child, an ordinary run, keeps waiting
+    for an operator's decision."""
     async with pool.acquire() as conn:
         claimed = await store.claim_test_run(conn, execution_id, executor.owner,
                                              executor.lease)
     if claimed is None:
         return
-    message = (f"approval node {node!r} waits for a decision: a test run decides it only"
-               " when told to (--approve or --reject; \"decision\" in the API)")
+    where = "" if child is None else f" of its child run {child}"
+    message = (f"approval node {node!r}{where} waits for a decision: a test run decides it"
+               " only when told to (--approve or --reject; \"decision\" in the API)")
     written = await executor.record_final(ExecutionUpdate(
         id=execution_id, status="ERROR", error_code=APPROVAL_UNDECIDED, error_message=message,
-        failed_node=node, drop_resume_copies=True))
+        failed_node=None if child is not None else node, drop_resume_copies=True))
     if execution_id in written:
         # Its parked node row ends with it (it stayed WAITING under an ended run).
         async with pool.acquire() as conn:
-            await store.close_undecided_node(conn, execution_id, node, APPROVAL_UNDECIDED,
-                                             message)
+            await store.close_open_nodes(conn, execution_id, APPROVAL_UNDECIDED, message)
 
 
 async def finished_test_run(pool: asyncpg.Pool, execution_id: str, *, dry: bool

@@ -147,13 +147,31 @@ async def waiting_approval_node(conn: Conn, execution_id: str) -> str | None:
     return node
 
 
-async def close_undecided_node(conn: Conn, execution_id: str, node_id: str, code: str,
-                               message: str) -> None:
-    """The parked approval of a test run that ended undecided ends with it (ERROR)."""
+async def undecided_descendant(conn: Conn, execution_id: str) -> tuple[str, str] | None:
+    """A child (or deeper descendant) of test run ``execution_id`` parked on an approval
+    that has no decision yet: its id and the node's, else ``None``."""
+    row = await conn.fetchrow(
+        "WITH RECURSIVE tree AS ("
+        "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
+        "  UNION ALL SELECT e.id FROM workflow_executions e JOIN tree t"
+        "  ON e.parent_execution_id = t.id)"
+        " SELECT n.execution_id::text AS execution_id, n.node_id FROM node_executions n"
+        " JOIN workflow_executions e ON e.id = n.execution_id"
+        " WHERE n.execution_id IN (SELECT id FROM tree) AND e.status = 'WAITING'"
+        " AND n.node_type = 'approval' AND n.status = 'WAITING'"
+        " AND NOT EXISTS (SELECT 1 FROM resume_tokens r WHERE r.execution_id = e.id"
+        "   AND r.decision IS NOT NULL AND r.used_by_node IS NULL)"
+        " ORDER BY n.start_time LIMIT 1", execution_id)
+    return None if row is None else (row["execution_id"], row["node_id"])
+
+
+async def close_open_nodes(conn: Conn, execution_id: str, code: str, message: str) -> None:
+    """The parked node of a test run that ended undecided (its approval, or the workflow
+    node that waits for a child's) ends with it (ERROR)."""
     await conn.execute(
-        "UPDATE node_executions SET status = 'ERROR', end_time = now(), error_code = $3,"
-        " error_message = $4 WHERE execution_id = $1 AND node_id = $2 AND status = 'WAITING'",
-        execution_id, node_id, code, message)
+        "UPDATE node_executions SET status = 'ERROR', end_time = now(), error_code = $2,"
+        " error_message = $3 WHERE execution_id = $1 AND status IN ('RUNNING', 'WAITING')",
+        execution_id, code, message)
 
 
 async def delete_old_test_runs(conn: Conn, older_than: timedelta, batch: int = 100) -> int:
