@@ -9,6 +9,7 @@ from typing import Any
 
 from triggerd.cli import _json_default, _name, _pool, _table, _wait_final, print_json
 from triggerd.config import Settings
+from triggerd.model import tenant_label
 from triggerd.operations import cli_actor
 from triggerd.operations.webhooks import ListRequests, list_requests, replay, show_request
 from triggerd.webhooks.inbox_views import request_json, summary_json
@@ -23,7 +24,9 @@ async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int
         print_json([summary_json(r) for r in items])
         return 0
     rows = [
-        [r.id, r.trigger or "(deleted)", r.outcome, str(r.delivery_count),
+        [r.id, "(deleted)" if r.trigger is None
+         else r.trigger if r.tenant_id is None else tenant_label(r.tenant_id, r.trigger),
+         r.outcome, str(r.delivery_count),
          r.received_at.isoformat(timespec="seconds"), r.execution_id or ""]
         for r in items
     ]
@@ -38,8 +41,8 @@ async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int
     if args.json:
         print_json(doc)
         return 0
-    for key in ("id", "trigger", "outcome", "method", "path", "received_at", "delivery_count",
-                "last_seen_at", "execution_id", "remote_addr", "detail"):
+    for key in ("id", "trigger", "tenant", "outcome", "method", "path", "received_at",
+                "delivery_count", "last_seen_at", "execution_id", "remote_addr", "detail"):
         if doc[key] is not None:
             print(f"{key}: {doc[key]}")
     if doc["query"]:

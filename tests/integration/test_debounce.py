@@ -355,8 +355,48 @@ async def test_a_folded_requests_redelivery_is_a_duplicate_of_the_windows_run(
         status, again = await post(delivery, 2)
         assert (status, again["execution_id"], again.get("duplicate")) == (200, run, True)
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    # Each redelivery is counted on its first delivery's row (they stayed at 1).
+    counts = await pool.fetch("SELECT id::text AS id, delivery_count, last_seen_at"
+                              " FROM webhook_requests ORDER BY received_at")
+    assert [(r["id"] == run, r["delivery_count"], r["last_seen_at"] is not None)
+            for r in counts] == [(True, 2, True), (False, 2, True)]
     fresh = await post("C", 3)
     assert fresh[0] == 202 and fresh[1]["execution_id"] != run
+
+
+@pytest.mark.parametrize("keyed", [
+    {"concurrency": {"key": "{{ input.ref }}", "limit": 1}},
+    {},  # a plain trigger, through the group commit
+])
+async def test_a_delivery_id_past_its_ttl_is_a_new_delivery(
+    pool: asyncpg.Pool, make_client: Any, keyed: dict[str, Any]
+) -> None:
+    """The key was only forgotten by the retention pass (every minute or so): until then a
+    redelivery past the ttl was answered as a duplicate of the old run."""
+    await apply_doc(pool, hook_doc("ttl", dedupe={"header": "X-Delivery", "ttl": "1h"},
+                                   **keyed))
+    client, _ = await make_client()
+
+    async def post() -> tuple[int, dict[str, Any]]:
+        response = await client.post("/hooks/ttl", json={"ref": "main"},
+                                     headers={"X-Delivery": "D"})
+        return response.status, await response.json()
+
+    status, first = await post()
+    assert status == 202
+    again = await post()
+    assert again == (200, {"execution_id": first["execution_id"], "duplicate": True,
+                           "status_url": again[1]["status_url"]})
+    await pool.execute("UPDATE workflow_executions SET dedupe_expires_at = now()"
+                       " - interval '1 second'")
+    status, later = await post()
+    assert status == 202 and later["execution_id"] != first["execution_id"], later
+    keys = await pool.fetch("SELECT id::text AS id, dedupe_key FROM workflow_executions"
+                            " ORDER BY created_at")
+    assert [(r["id"], r["dedupe_key"]) for r in keys] == [
+        (first["execution_id"], None), (later["execution_id"], "webhook:D")]
+    status, duplicate = await post()
+    assert (status, duplicate["execution_id"]) == (200, later["execution_id"])
 
 
 async def test_a_replay_whose_concurrency_key_cannot_be_computed_is_refused(

@@ -120,6 +120,14 @@ async def test_each_tenant_is_served_at_its_own_url(served: Client, pool: asyncp
     assert runs["acme"]["correlation"] == {"agent_id": "a-7", "session_id": "s-42",
                                            "conversation_id": "c-9", "channel": "billing-bot"}
     assert runs["default"]["correlation"] is None
+    # The inbox says whose each request is (both were "billing/hook" and nothing else).
+    from triggerd.store.inbox import list_inbox
+    from triggerd.webhooks.inbox_views import summary_json
+
+    async with pool.acquire() as conn:
+        listed = [summary_json(s) for s in await list_inbox(conn)]
+    assert sorted((s["tenant"], s["trigger"]) for s in listed) == [
+        ("acme", "billing/hook"), ("default", "billing/hook")]
     missing = await served.post("/tenants/globex/hooks/pay", json={})
     assert missing.status == 404
     assert (await missing.json())["message"] == "no webhook at /tenants/globex/hooks/pay"

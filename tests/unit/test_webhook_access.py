@@ -321,3 +321,30 @@ def test_an_extra_process_reports_the_secrets_used_to_the_main_one() -> None:
     workers._apply(_Worker(index=1), report)
     assert secret_used(metrics, "w/a", "1") == 2
     assert secret_used(metrics, "w/a", "0") == 1
+
+
+def test_each_trigger_of_a_missing_secret_is_named_in_its_own_problem() -> None:
+    """The resolution was cached with its error, which named the first trigger: the log
+    line of the second said "secret of webhook trigger a/one is missing" for a/two."""
+    from triggerd.store.webhooks import WebhookTriggerRow
+    from triggerd.webhooks.routes import build_route_table
+
+    def row(name: str, path: str) -> WebhookTriggerRow:
+        config = {"path": path, "auth": {"scheme": "token",
+                                         "secret": {"env": "TRIGGERD_NOT_SET_ANYWHERE"}}}
+        return WebhookTriggerRow(trigger_id=f"00000000-0000-0000-0000-00000000000{len(path)}",
+                                 workflow_id="00000000-0000-0000-0000-0000000000aa",
+                                 workflow_key="a", trigger_name=name, config=config,
+                                 input={}, version=1,
+                                 version_id="00000000-0000-0000-0000-0000000000bb",
+                                 parameter_schema={})
+
+    table = build_route_table([row("one", "p1"), row("two", "p22")],
+                              default_max_body_bytes=1000)
+    problems = {r.full_name: r.secret_problem for r in table.routes.values()}
+    assert problems == {
+        "a/one": "secret of webhook trigger a/one is missing: environment variable"
+                 " TRIGGERD_NOT_SET_ANYWHERE is not set",
+        "a/two": "secret of webhook trigger a/two is missing: environment variable"
+                 " TRIGGERD_NOT_SET_ANYWHERE is not set",
+    }, problems

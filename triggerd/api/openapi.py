@@ -79,6 +79,8 @@ def _inbox_schemas() -> dict[str, Schema]:
     summary: dict[str, Schema] = {
         "id": _UUID,
         "trigger": _nullable({"type": "string", "description": "null: the trigger was deleted"}),
+        "tenant": _nullable({"type": "string",
+                             "description": "the trigger's tenant; null: it was deleted"}),
         "method": {"type": "string"},
         "path": {"type": "string"},
         "received_at": _DATETIME,

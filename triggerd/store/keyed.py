@@ -119,6 +119,7 @@ VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11, 
 # was folded into (while the id has not expired).
 _DELIVERED = """
 SELECT id::text FROM workflow_executions WHERE trigger_id = $1 AND dedupe_key = $2
+   AND (dedupe_expires_at IS NULL OR dedupe_expires_at > now())
 UNION ALL
 SELECT execution_id::text FROM webhook_requests
  WHERE trigger_id = $1 AND dedupe_key = $2
@@ -145,6 +146,9 @@ async def store_keyed_request(
         except _Duplicate as duplicate:
             if duplicate.winner is None:
                 return KeyedResult(result=GONE)  # the winner was deleted meanwhile: retry
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                await conn.execute(_BUMP_FIRST_DELIVERY, item.trigger_id, item.dedupe_key,
+                                   duplicate.winner)
             return KeyedResult(
                 result=InboxResult(execution_id=duplicate.winner, created=False)
             )
@@ -203,8 +207,8 @@ async def _store(
         await conn.execute(
             _WINDOW, item.trigger_id, debounce.key, item.id, plan.opened_at, plan.due_at
         )
-    inserted = await conn.fetchval(
-        _INSERT_RUN, item.id, *context_args, item.workflow_id, item.version_id,
+    run_args = (
+        item.id, *context_args, item.workflow_id, item.version_id,
         item.trigger_id, item.dedupe_key,
         None if item.dedupe_ttl is None else int(item.dedupe_ttl.total_seconds() * 1000),
         item.input_json, not_before,
@@ -212,6 +216,10 @@ async def _store(
         None if concurrency is None else concurrency.limit,
         *(column[0] for column in correlation_arrays([item.correlation])),
     )
+    inserted = await conn.fetchval(_INSERT_RUN, *run_args)
+    if inserted is None and await conn.fetchval(_RELEASE_EXPIRED, item.trigger_id,
+                                                item.dedupe_key) is not None:
+        inserted = await conn.fetchval(_INSERT_RUN, *run_args)
     if inserted is None:
         # A duplicate delivery: the first one's run; nothing else of this request stays
         # (the transaction's window change is rolled back with it).
@@ -224,6 +232,25 @@ async def _store(
     await _insert_request(conn, item, headers, query, item.id, "accepted")
     await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, HELD)
     return KeyedResult(result=InboxResult(execution_id=item.id, created=True))
+
+
+# A run whose delivery id is past its ttl gives the id up (as the retention pass would,
+# later): the delivery that met it is a new one.
+_RELEASE_EXPIRED = """
+UPDATE workflow_executions SET dedupe_key = NULL, dedupe_expires_at = NULL
+WHERE trigger_id = $1 AND dedupe_key = $2 AND dedupe_expires_at <= now()
+RETURNING id
+"""
+
+# A duplicate delivery adds no row: its first delivery's row counts it (the request row of
+# the run it started, or of the request folded under that id), as for plain triggers.
+_BUMP_FIRST_DELIVERY = """
+UPDATE webhook_requests SET delivery_count = delivery_count + 1, last_seen_at = now()
+WHERE id = (SELECT r.id FROM webhook_requests r
+             WHERE r.trigger_id = $1 AND (r.dedupe_key = $2 OR r.id = $3::uuid)
+             ORDER BY r.dedupe_key IS NOT DISTINCT FROM $2 DESC, r.received_at
+             LIMIT 1)
+"""
 
 
 class _Duplicate(Exception):

@@ -209,16 +209,23 @@ FROM ins
 """
 
 # The winners of lost dedupe keys; each winner's request row counts the redeliveries it
-# absorbed (a duplicate adds no row of its own).
+# absorbed (a duplicate adds no row of its own). A winner whose key is past its `ttl` is no
+# winner: its key is released here (as the retention pass would, later) and the request is
+# stored again as a new delivery; until then redeliveries were duplicates past the ttl.
 _FIND_WINNERS = """
 WITH k AS (
     SELECT trigger_id, dedupe_key, count(*) AS n
     FROM unnest($1::uuid[], $2::text[]) AS k(trigger_id, dedupe_key)
     GROUP BY trigger_id, dedupe_key
+), expired AS (
+    UPDATE workflow_executions e SET dedupe_key = NULL, dedupe_expires_at = NULL
+      FROM k WHERE e.trigger_id = k.trigger_id AND e.dedupe_key = k.dedupe_key
+       AND e.dedupe_expires_at <= now()
 ), w AS (
     SELECT e.trigger_id, e.dedupe_key, e.id, k.n
     FROM workflow_executions e
     JOIN k ON e.trigger_id = k.trigger_id AND e.dedupe_key = k.dedupe_key
+    WHERE e.dedupe_expires_at IS NULL OR e.dedupe_expires_at > now()
 ), bump AS (
     UPDATE webhook_requests r
        SET delivery_count = r.delivery_count + w.n, last_seen_at = now()

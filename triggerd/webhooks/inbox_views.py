@@ -13,6 +13,8 @@ def summary_json(s: InboxSummary) -> dict[str, Any]:
     return {
         "id": s.id,
         "trigger": s.trigger,
+        # The trigger's name alone is ambiguous across tenants (executions carry theirs).
+        "tenant": s.tenant_id,
         "method": s.method,
         "path": s.path,
         "received_at": s.received_at.isoformat(),

@@ -156,7 +156,7 @@ def build_route_table(
     routes: dict[tuple[str, str], WebhookRoute] = {}
     problems: list[str] = []
     # Resolved once per build, shared by the triggers of a tenant.
-    secrets: dict[tuple[str, SecretRef], bytes | str] = {}
+    secrets: dict[tuple[str, SecretRef], bytes] = {}
     for row in rows:
         try:
             route = _build_route(row, default_max_body_bytes, resolve, cache, secrets)
@@ -186,7 +186,7 @@ def _build_route(
     default_max_body_bytes: int,
     resolve: SecretResolver,
     cache: ValidatorCache,
-    secrets: dict[tuple[str, SecretRef], bytes | str],
+    secrets: dict[tuple[str, SecretRef], bytes],
 ) -> WebhookRoute:
     try:
         config = parse_trigger_config(TriggerType.WEBHOOK, row.config)
@@ -210,14 +210,16 @@ def _build_route(
     positions: list[int] = []
     secret_problem: str | None = None
     for position, ref in enumerate(config.auth.secrets):
-        resolved = secrets.get((row.tenant_id, ref))
+        resolved: bytes | str | None = secrets.get((row.tenant_id, ref))
         if resolved is None:
             try:
                 resolved = resolve(f"of webhook trigger {row.full_name}", ref,
                                    row.tenant_id).encode("utf-8")
+                secrets[(row.tenant_id, ref)] = resolved
             except SecretError as exc:
+                # Not kept for the next trigger of this secret: the message names this
+                # one (it named the first trigger in every later one's log line).
                 resolved = str(exc)
-            secrets[(row.tenant_id, ref)] = resolved
         if isinstance(resolved, bytes):
             values.append(resolved)
             positions.append(position)
