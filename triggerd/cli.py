@@ -573,7 +573,7 @@ async def cmd_backfills_show(args: argparse.Namespace, settings: Settings) -> in
     from triggerd.operations.backfills import get
 
     async with _pool(settings) as pool:
-        record = await get(pool, args.id)
+        record = await get(pool, args.id, args.tenant)
     return _print_backfill(record, as_json=args.json)
 
 
@@ -784,7 +784,9 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     statuses = ("NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED")
     status = None
     if args.status is not None:
-        status = args.status.upper()
+        # As the API's ?status= and the other enum filters: exact (a lower-case one was
+        # taken here and refused there).
+        status = args.status
         if status not in statuses:
             raise UsageError(f"--status: {args.status!r} is not one of {', '.join(statuses)}")
     if not 1 <= args.limit <= 10_000:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -223,6 +224,10 @@ async def test_bad_names_and_ids(dsn: str) -> None:
     result = triggerd("executions", "list", "--status", "DONE", dsn=dsn)
     assert result.returncode == 2
     assert "--status: 'DONE' is not one of" in one_line_error(result)
+    # Exact, as the API's ?status= (a lower-case one was taken here and refused there).
+    result = triggerd("executions", "list", "--status", "success", dsn=dsn)
+    assert result.returncode == 2
+    assert "--status: 'success' is not one of" in one_line_error(result)
     result = triggerd("executions", "list", "--limit", "0", dsn=dsn)
     assert result.returncode == 2
     assert one_line_error(result) == "triggerd: error: --limit: 0 is out of range 1-10000"
@@ -572,3 +577,27 @@ def test_bad_tenant_and_correlation_options_are_one_line_exit_2() -> None:
     for args, message in cases:
         result = triggerd(*args)
         assert (result.returncode, result.stderr.splitlines()) == (2, [message]), args
+
+
+async def test_backfills_show_stays_in_its_tenant(pool: Any, dsn: str, tmp_path: Path) -> None:
+    """`--tenant globex backfills show ID` printed acme's backfill, where the API and every
+    other command answer 404 / exit 3."""
+    from datetime import UTC, datetime
+
+    from triggerd.operations import Actor
+    from triggerd.operations.backfills import BackfillRequest, create
+
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    plan = await create(pool, Actor(name="token:ops", via="api", tenant="acme"), BackfillRequest(
+        trigger="billing/hourly", range_from=datetime(2026, 1, 1, tzinfo=UTC),
+        range_to=datetime(2026, 1, 1, 2, tzinfo=UTC)))
+    backfill = plan.backfill_id or ""
+    shown = triggerd("--tenant", "acme", "backfills", "show", backfill, dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    other = triggerd("--tenant", "globex", "backfills", "show", backfill, dsn=dsn)
+    assert other.returncode == 3, other.stdout
+    assert one_line_error(other) == f"triggerd: error: no backfill {backfill}"

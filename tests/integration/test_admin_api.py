@@ -256,6 +256,9 @@ async def test_a_query_parameter_an_operation_does_not_take_is_400(client: Clien
                               headers=AUTH)
     assert answer.status == 200
     assert (await client.get("/api/v1/workflows?tenant=default", headers=AUTH)).status == 200
+    # ?tenant= twice: the first one won silently; now refused as any repeated parameter.
+    answer = await client.get("/api/v1/workflows?tenant=default&tenant=acme", headers=AUTH)
+    await expect_error(answer, 400, "invalid_parameter", "tenant: given 2 times; give it once")
 
 
 async def test_workflow_key_that_cannot_exist_is_404_without_a_query(offline: Client) -> None:

@@ -276,7 +276,11 @@ async def _authorize(request: web.Request) -> web.Response | None:
     refusal = method_refusal(principal, request.method)
     if refusal is not None:
         return error_response(403, "forbidden", refusal)
-    asked = request.query.get("tenant")
+    given = request.query.getall("tenant", [])
+    if len(given) > 1:  # as every other parameter (the first one won, silently)
+        return error_response(400, "invalid_parameter",
+                              f"tenant: given {len(given)} times; give it once")
+    asked = given[0] if given else None
     tenant, refusal = addressed_tenant(principal, asked)
     if refusal is not None:
         if principal.tenant is None or not asked or not is_tenant_name(asked):

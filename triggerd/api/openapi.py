@@ -799,6 +799,8 @@ def _operation(route: Route) -> dict[str, Any]:
     errors = route.errors if route.public else (*route.errors, 401, 503)
     if not route.public and 400 not in errors:
         errors = (*errors, 400)  # ?tenant= that is not a tenant name
+    if not route.public and 404 not in errors:
+        errors = (*errors, 404)  # ?tenant= another tenant's, with a tenant-scoped token
     if not route.public and route.method not in ("GET", "HEAD"):
         errors = (*errors, 403)  # a viewer token only reads
     for status in errors:

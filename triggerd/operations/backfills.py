@@ -178,7 +178,9 @@ async def cancel(pool: asyncpg.Pool, actor: Actor, backfill_id: str) -> store.Ba
     async with pool.acquire() as conn, conn.transaction():
         record = await store.get_backfill(conn, backfill_id, actor.tenant)
         if not await store.cancel_backfill(conn, backfill_id):
-            raise Conflict(f"backfill {backfill_id} is {record.state}; nothing was changed")
+            # Read again: a cancel that lost a race to another said "is running".
+            now = await store.get_backfill(conn, backfill_id, actor.tenant)
+            raise Conflict(f"backfill {backfill_id} is {now.state}; nothing was changed")
         await record_audit(conn, AuditEntry(
             tenant_id=record.tenant_id,  # the backfill's, not the canceler's home
             actor=actor.name, action="cancel_backfill", target_kind="backfill",

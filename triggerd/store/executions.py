@@ -363,6 +363,9 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
         execution_id,
     )
     if row is None:
+        # Read again: a cancel that lost a race said "already finished with status
+        # WAITING", the status before the winner's.
+        current = await get_execution(conn, execution_id)
         raise Conflict(
             f"execution {execution_id} already finished with status {current.status};"
             " nothing was changed"
