@@ -1022,7 +1022,9 @@ def test_duplicate_webhook_path_across_files(tmp_path: Path) -> None:
         ),
         ("a//b", ["'a//b' contains '//'"]),
         ("a/../b", ["'a/../b' contains a '.' or '..' segment"]),
-        ("a b?", ["'a b?' may only contain letters, digits and the characters . _ ~ / -"]),
+        ("a b?", ["'a b?' may only contain ASCII letters, digits and the characters . _ ~ / -"]),
+        # "letters" read as any letter: ü is one, and was refused.
+        ("t/ünï", ["'t/ünï' may only contain ASCII letters, digits and the characters . _ ~ / -"]),
         ("", ["must not be empty"]),
         (
             "_x//y",
