@@ -24,9 +24,9 @@ async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int
         print_json([summary_json(r) for r in items])
         return 0
     rows = [
-        [r.id, "(deleted)" if r.trigger is None
-         else r.trigger if r.tenant_id is None else tenant_label(r.tenant_id, r.trigger),
-         r.outcome, str(r.delivery_count),
+        # No tenant: the trigger was deleted (the row keeps no name of its own then).
+        [r.id, "(deleted)" if r.trigger is None or r.tenant_id is None
+         else tenant_label(r.tenant_id, r.trigger), r.outcome, str(r.delivery_count),
          r.received_at.isoformat(timespec="seconds"), r.execution_id or ""]
         for r in items
     ]

@@ -327,12 +327,17 @@ async def test_an_all_tenant_session_stays_in_the_tenant_it_opened(admin: Visito
     assert '<input type="hidden" name="tenant" value="acme">' in page
 
 
+async def _acme_workflow_with_manual_triggers(pool: asyncpg.Pool, count: int) -> None:
+    """acme's workflow `many` with manual triggers t000, t001, ... (more than a page)."""
+    await apply_doc(pool, {"tenant": "acme", "workflows": [{
+        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(count)]}]})
+
+
 async def test_next_pages_keep_the_tenant_and_only_the_first_page_refreshes(
     admin: Visitor, pool: asyncpg.Pool
 ) -> None:
-    await apply_doc(pool, {"tenant": "acme", "workflows": [{
-        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
-        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(60)]}]})
+    await _acme_workflow_with_manual_triggers(pool, 60)
     _, page = await admin.get("/ui/triggers?workflow=many&tenant=acme")
     [next_page] = [h for h in hrefs(page) if "cursor=" in h]
     assert next_page.endswith("&tenant=acme")
@@ -383,9 +388,7 @@ async def test_a_form_over_256_kib_is_refused_before_it_is_read(
 async def test_a_workflow_with_more_triggers_than_its_page_shows_says_so(
     admin: Visitor, pool: asyncpg.Pool
 ) -> None:
-    await apply_doc(pool, {"tenant": "acme", "workflows": [{
-        "key": "many", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
-        "triggers": [{"name": f"t{n:03}", "type": "manual"} for n in range(205)]}]})
+    await _acme_workflow_with_manual_triggers(pool, 205)
     _, page = await admin.get("/ui/workflows/many?tenant=acme")
     assert page.count("(manual, enabled)") == 200
     assert 'id="more-triggers"' in page

@@ -383,15 +383,21 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
     return await get_execution(conn, execution_id)
 
 
+# The runs run $1 started through workflow nodes, and theirs: `tree`, to open a
+# `WITH RECURSIVE` (UNION: a row met twice is read once).
+DESCENDANTS = (
+    "tree AS ("
+    "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
+    "  UNION SELECT e.id FROM workflow_executions e JOIN tree t"
+    "  ON e.parent_execution_id = t.id)")
+
+
 async def _cancel_children(conn: Conn, execution_id: str) -> None:
     """Cancel the runs the run started through workflow nodes, and theirs, that have not
     ended: waiting and queued ones end CANCELED, running ones are flagged for their
     executors, as a cancel of each would."""
     rows = await conn.fetch(
-        "WITH RECURSIVE tree AS ("
-        "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
-        "  UNION SELECT e.id FROM workflow_executions e JOIN tree t"
-        "  ON e.parent_execution_id = t.id),"
+        f"WITH RECURSIVE {DESCENDANTS},"
         " c AS (UPDATE workflow_executions e SET"
         " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
         " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"

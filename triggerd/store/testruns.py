@@ -10,7 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from triggerd.model import JSON
-from triggerd.store.executions import CLAIM_RETURNING, ClaimedExecution, claimed_execution
+from triggerd.store.executions import (
+    CLAIM_RETURNING,
+    DESCENDANTS,
+    ClaimedExecution,
+    claimed_execution,
+)
 
 Conn = Any  # a connection (inside a transaction where it says so) or a pool
 
@@ -90,11 +95,7 @@ async def claim_test_run(
 # take; the process running the test takes them itself, one at a time, when they can run
 # now (NEW, or parked until a time already past), so `triggerd test` ends without a daemon.
 # With a daemon running too, the row lock and the status check decide who runs each.
-_CLAIM_DESCENDANT = """
-WITH RECURSIVE tree AS (
-    SELECT id FROM workflow_executions WHERE parent_execution_id = $1
-    UNION ALL
-    SELECT e.id FROM workflow_executions e JOIN tree t ON e.parent_execution_id = t.id)
+_CLAIM_DESCENDANT = f"WITH RECURSIVE {DESCENDANTS}" + """
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $2, resume_at = NULL,
        lease_expires_at = now() + $3 * interval '1 millisecond',
@@ -151,10 +152,7 @@ async def undecided_descendant(conn: Conn, execution_id: str) -> tuple[str, str]
     """A child (or deeper descendant) of test run ``execution_id`` parked on an approval
     that has no decision yet: its id and the node's, else ``None``."""
     row = await conn.fetchrow(
-        "WITH RECURSIVE tree AS ("
-        "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
-        "  UNION ALL SELECT e.id FROM workflow_executions e JOIN tree t"
-        "  ON e.parent_execution_id = t.id)"
+        f"WITH RECURSIVE {DESCENDANTS}"
         " SELECT n.execution_id::text AS execution_id, n.node_id FROM node_executions n"
         " JOIN workflow_executions e ON e.id = n.execution_id"
         " WHERE n.execution_id IN (SELECT id FROM tree) AND e.status = 'WAITING'"
