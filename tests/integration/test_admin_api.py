@@ -500,6 +500,29 @@ async def test_next_fires_bad_count(offline: Client, query: str, message: str) -
     await expect_error(response, 400, "invalid_parameter", message)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("skip", {"at": "garbage"},
+         "at: 'garbage' is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"),
+        # Without an offset: the same answer as a malformed instant (it was a 400
+        # bad_request from the operation, where a malformed one was a 422).
+        ("skip", {"at": "2027-01-01T09:00:00"},
+         "at: '2027-01-01T09:00:00' needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"),
+        ("backfills", {"from": "2027-01-01T00:00:00", "to": "2027-01-02T00:00:00Z"},
+         "from: '2027-01-01T00:00:00' needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"),
+        ("backfills", {"from": "2027-01-01T00:00:00Z", "to": "soon"},
+         "to: 'soon' is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"),
+    ],
+)
+async def test_a_body_instant_is_refused_before_any_query(
+    offline: Client, path: str, body: dict[str, Any], message: str
+) -> None:
+    response = await offline.post(f"/api/v1/triggers/report/nightly/{path}", json=body,
+                                  headers=AUTH)
+    await expect_error(response, 422, "invalid_body", message)
+
+
 async def test_slot_history_newest_first(client: Client, pool: asyncpg.Pool) -> None:
     trigger = await get_trigger(pool, "report/nightly")
     base = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)

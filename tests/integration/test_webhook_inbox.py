@@ -257,7 +257,14 @@ async def test_bad_ids(
         assert response.status == 404
         assert (await response.json())["message"] == (
             f"no webhook request {missing}")
+    # Refused as the other lists refuse a bad parameter (400 invalid_parameter).
     response = await client.get("/api/v1/webhook-requests?outcome=lost", headers=AUTH)
     assert response.status == 400
-    assert (await response.json())["message"] == (
-        "outcome must be one of accepted, filtered, debounced")
+    assert await response.json() == {
+        "error": "invalid_parameter",
+        "message": "outcome must be one of accepted, filtered, debounced"}
+    response = await client.get("/api/v1/webhook-requests?cursor=nope", headers=AUTH)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "invalid_parameter",
+        "message": "cursor: not a cursor returned by this API (pass next_cursor back)"}

@@ -80,7 +80,14 @@ from triggerd.operations.triggers import (
     set_enabled,
     skip,
 )
-from triggerd.operations.webhooks import ListRequests, list_requests, replay, show_request
+from triggerd.operations.webhooks import (
+    ListRequests,
+    check_outcome,
+    list_requests,
+    parse_request_id,
+    replay,
+    show_request,
+)
 from triggerd.operations.workflows import WorkflowChange
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
@@ -113,7 +120,7 @@ from triggerd.store.workflows import (
 )
 from triggerd.tokens import Principal, addressed_tenant, is_tenant_name, method_refusal
 from triggerd.trigger_detail import describe as describe_trigger
-from triggerd.trigger_detail import preview, preview_instant
+from triggerd.trigger_detail import parse_instant, preview, preview_instant
 from triggerd.views import (
     audit_json,
     backfill_json,
@@ -667,11 +674,7 @@ async def skip_trigger_handler(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "next must be an integer")
     at = None
     if "at" in body:
-        try:
-            at = datetime.fromisoformat(body["at"].replace("Z", "+00:00"))
-        except ValueError:
-            raise ApiError(422, "invalid_body",
-                           f"at: {body['at'][:60]!r} is not an ISO-8601 instant") from None
+        at = _instant(body["at"], "at")
     result = await skip(request.app[POOL], _actor(request), name,
                         next_count=body.get("next"), at=at, note=body.get("note"))
     return _ok({"trigger": result.trigger, "skipped": [utc_iso(i) for i in result.skipped]})
@@ -680,11 +683,16 @@ async def skip_trigger_handler(request: web.Request) -> web.Response:
 def _instant_field(body: dict[str, Any], key: str) -> datetime:
     if key not in body:
         raise ApiError(422, "invalid_body", f"{key} is required (an ISO-8601 instant)")
+    return _instant(str(body[key]), key)
+
+
+def _instant(text: str, key: str) -> datetime:
+    """A body field's instant, read as the CLI reads its options: one without an offset
+    is refused as a malformed one is (422 invalid_body), not later as a bad request."""
     try:
-        return datetime.fromisoformat(str(body[key]).replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(422, "invalid_body",
-                       f"{key}: {str(body[key])[:60]!r} is not an ISO-8601 instant") from None
+        return parse_instant(text, key)
+    except UsageError as exc:
+        raise ApiError(422, "invalid_body", exc.message) from None
 
 
 async def create_backfill_handler(request: web.Request) -> web.Response:
@@ -1119,10 +1127,21 @@ async def list_webhook_requests_handler(request: web.Request) -> web.Response:
             f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
         )
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    # Refused as the other lists refuse their parameters (400 invalid_parameter).
+    outcome = _query_value(request, "outcome")
+    try:
+        check_outcome(outcome)
+    except UsageError as exc:
+        raise _bad_parameter(exc.message) from None
     cursor = _query_value(request, "cursor")
+    if cursor is not None:
+        try:
+            parse_request_id(cursor)
+        except UsageError:
+            raise _bad_parameter(
+                "cursor: not a cursor returned by this API (pass next_cursor back)") from None
     page = await list_requests(request.app[POOL], ListRequests(
-        trigger=trigger_name, outcome=_query_value(request, "outcome"), after_id=cursor,
-        limit=limit,
+        trigger=trigger_name, outcome=outcome, after_id=cursor, limit=limit,
     ), tenant=request[TENANT])
     return _ok({"items": [summary_json(r) for r in page.items],
                 "next_cursor": page.next_cursor})
