@@ -26,6 +26,7 @@ from triggerd import db
 from triggerd.config import load_settings
 from triggerd.errors import Conflict
 from triggerd.executor.service import Executor
+from triggerd.notifications.channels import CANCEL
 from triggerd.store.executions import request_cancel, retry_execution
 
 
@@ -442,6 +443,45 @@ async def test_cancel_running_run(pool: asyncpg.Pool, executor: Executor) -> Non
     assert row["status"] == "CANCELED"
     (node,) = await nodes_of(pool, execution_id)
     assert node["status"] == "CANCELED"
+
+
+async def test_a_cancel_heard_between_the_claim_and_the_start_cancels_the_run(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """The claim has committed (its rows said "no cancel") and the run has not started: it
+    waits for its workflow version, which the claim reads next. A cancel heard meanwhile
+    found no run to cancel and was lost: the run ran to SUCCESS."""
+    await apply_doc(pool, workflow("late-cancel", [{"id": "a", "type": "noop"}]))
+    execution_id = await fire(pool, "late-cancel/manual")
+    own_pool = await db.create_pool(dsn, min_size=1, max_size=3)
+    ex = Executor(pool=own_pool, dsn=dsn, settings=load_settings(environ={}))
+    try:
+        async with pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute("LOCK TABLE workflow_versions IN ACCESS EXCLUSIVE MODE")
+            await ex.start()
+
+            async def claimed() -> bool:
+                return bool(await pool.fetchval(
+                    "SELECT status = 'RUNNING' FROM workflow_executions WHERE id = $1",
+                    execution_id))
+
+            await wait_for(claimed)
+            # What request_cancel does to a RUNNING run (it reads the version table, which
+            # is locked here): flag it, then tell the executors.
+            await pool.execute("UPDATE workflow_executions SET cancel_requested = true"
+                               " WHERE id = $1", execution_id)
+            await pool.execute("SELECT pg_notify($1, $2)", CANCEL.wire, execution_id)
+
+            async def heard() -> bool:
+                return execution_id in ex._early_cancels
+
+            await wait_for(heard)
+        row = await final_status(pool, execution_id)
+        assert row["status"] == "CANCELED"
+        assert not ex._early_cancels
+    finally:
+        await ex.stop()
+        await own_pool.close()
 
 
 async def test_drain_hands_back_runs_from_a_claim_in_flight(pool: asyncpg.Pool, dsn: str) -> None:

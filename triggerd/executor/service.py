@@ -138,6 +138,9 @@ class Executor(BaseComponent):
     _held_checked: float = 0.0
     _held_ids: set[str] = field(default_factory=set)
     _overdue_hint: bool = True
+    # Cancels heard while a claim is in progress, for runs not started here: one the claim
+    # took (its flag was read before the cancel) starts canceled. Emptied after each claim.
+    _early_cancels: set[str] = field(default_factory=set)
     _overdue_checked: float = float("-inf")  # loop time of the last claim that looked
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
@@ -323,45 +326,54 @@ class Executor(BaseComponent):
     async def _claim(self, limit: int) -> list[store.ClaimedExecution]:
         """Claim up to ``limit`` runs and start them, under the lock drain waits on."""
         async with self._claiming:
-            if not self._accepting:
-                return []  # drain began while this claim waited for the lock
-            now = asyncio.get_running_loop().time()
-            overdue = self._overdue_hint or now - self._overdue_checked >= OVERDUE_INTERVAL
-            async with self.pool.acquire() as conn:
-                claimed = await store.claim_executions(
-                    conn, self.owner, self.lease, limit,
-                    {t.name: t.executor_share for t in self.settings.tenants
-                     if t.executor_share != 1}, overdue=overdue)
-                if overdue:
-                    self._overdue_hint, self._overdue_checked = False, now
-                if len(claimed) < limit and self._held_wanted():
-                    held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
-                    self._held_checked = asyncio.get_running_loop().time()
-                    # A full batch may leave more behind; else wait for a hint.
-                    self._held_hint = len(held.claimed) == limit - len(claimed)
-                    self._held_due = (
-                        None if held.next_in is None else self._held_checked + held.next_in
-                    )
-                    self._held_ids.update(c.id for c in held.claimed)
-                    claimed = [*claimed, *held.claimed]
-                missing = {
-                    c.workflow_version_id
-                    for c in claimed
-                    if c.workflow_version_id and c.workflow_version_id not in self._versions
-                }
-                if missing:
-                    for vid, row in (await store.fetch_versions(conn, list(missing))).items():
-                        self._versions[vid] = prepare_version(row)
-            for n, execution in enumerate(claimed, 1):
-                self._start_run(execution)
-                if n % START_GROUP == 0 and n < len(claimed):
-                    # Runs of nodes without I/O walk their whole graph in their first step:
-                    # a batch started at once ran every walk in one turn of the loop, with
-                    # no request read or answered until all were done (tens of ms).
-                    await asyncio.sleep(0)
-            return claimed
+            try:
+                return await self._claim_and_start(limit)
+            finally:
+                self._early_cancels.clear()
+
+    async def _claim_and_start(self, limit: int) -> list[store.ClaimedExecution]:
+        """The claim, with the claim lock held."""
+        if not self._accepting:
+            return []  # drain began while this claim waited for the lock
+        now = asyncio.get_running_loop().time()
+        overdue = self._overdue_hint or now - self._overdue_checked >= OVERDUE_INTERVAL
+        async with self.pool.acquire() as conn:
+            claimed = await store.claim_executions(
+                conn, self.owner, self.lease, limit,
+                {t.name: t.executor_share for t in self.settings.tenants
+                 if t.executor_share != 1}, overdue=overdue)
+            if overdue:
+                self._overdue_hint, self._overdue_checked = False, now
+            if len(claimed) < limit and self._held_wanted():
+                held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
+                self._held_checked = asyncio.get_running_loop().time()
+                # A full batch may leave more behind; else wait for a hint.
+                self._held_hint = len(held.claimed) == limit - len(claimed)
+                self._held_due = (
+                    None if held.next_in is None else self._held_checked + held.next_in
+                )
+                self._held_ids.update(c.id for c in held.claimed)
+                claimed = [*claimed, *held.claimed]
+            missing = {
+                c.workflow_version_id
+                for c in claimed
+                if c.workflow_version_id and c.workflow_version_id not in self._versions
+            }
+            if missing:
+                for vid, row in (await store.fetch_versions(conn, list(missing))).items():
+                    self._versions[vid] = prepare_version(row)
+        for n, execution in enumerate(claimed, 1):
+            self._start_run(execution)
+            if n % START_GROUP == 0 and n < len(claimed):
+                # Runs of nodes without I/O walk their whole graph in their first step:
+                # a batch started at once ran every walk in one turn of the loop, with
+                # no request read or answered until all were done (tens of ms).
+                await asyncio.sleep(0)
+        return claimed
 
     def _start_run(self, execution: store.ClaimedExecution) -> None:
+        if execution.id in self._early_cancels:
+            execution = replace(execution, cancel_requested=True)
         self.stats["started"] += 1
         task = asyncio.create_task(self._run(execution), name=f"run-{execution.id}")
         self._active[execution.id] = task
@@ -630,6 +642,9 @@ class Executor(BaseComponent):
         if task is not None and not task.done():
             self._cancel_reasons[execution_id] = "cancel"
             task.cancel()
+        elif task is None and self._claiming.locked():
+            # Perhaps one the claim in progress took: its flag was read before the cancel.
+            self._early_cancels.add(execution_id)
 
     def _on_gap(self) -> None:
         """Notifications were lost: look for work, and for cancels of the runs held here."""
