@@ -28,6 +28,9 @@ from triggerd.model import DEFAULT_TENANT, SecretRef, WebhookConfig, WorkflowSpe
 # triggerd/executor/resume.py) and the resume key it keeps in its state directory.
 DAEMON_CREDENTIALS = frozenset({"api-token", "resume-key"})
 STATE_KEY_FILE = "resume.key"
+# The first start's all-tenant admin token (triggerd/api/auth.py writes it).
+STATE_TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+STATE_FILES = (STATE_KEY_FILE, STATE_TOKEN_FILE)  # the daemon's own, in its state directory
 # What libpq and asyncpg read: the database's password or where it is kept.
 DATABASE_ENV = frozenset({"PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE"})
 
@@ -40,6 +43,8 @@ class SecretPolicy:
     # Patterns of "env:NAME", "file:/PATH", "credential:NAME"; None: any (but the daemon's).
     allowed: tuple[str, ...] | None
     daemon_files: frozenset[str]  # real paths of the daemon's own keys and configuration
+    # Real paths of directories whose every file is the daemon's (the embedded database's).
+    daemon_dirs: frozenset[str] = frozenset()
 
     def refusal(self, ref: SecretRef, real_file: str | None = None) -> str | None:
         """Why ``ref`` may not be read in this tenant (``real_file``: a file secret's
@@ -53,6 +58,8 @@ class SecretPolicy:
             real = real_file or os.path.realpath(ref.file)
             if real in self.daemon_files:
                 return f"file {ref.file} is the daemon's own key or configuration"
+            if any(_within(real, d) for d in self.daemon_dirs):
+                return f"file {ref.file} is in the daemon's own database directory"
         if self.allowed is None:
             return None
         described = ref.describe()
@@ -73,7 +80,9 @@ def secret_policy(settings: Settings, tenant: str, environ: Mapping[str, str]) -
         pass  # the default tenant (one team, no tenants): any secret but the daemon's
     elif allowed is None:
         allowed = ()
-    own = [str(settings.state_dir / STATE_KEY_FILE)]
+    # The resume key and the first start's all-tenant admin token (api-token) that the
+    # daemon writes there.
+    own = [str(settings.state_dir / name) for name in STATE_FILES]
     if settings.executor.resume_key_file:
         own.append(str(Path(settings.executor.resume_key_file).expanduser()))
     if settings.source:
@@ -82,7 +91,8 @@ def secret_policy(settings: Settings, tenant: str, environ: Mapping[str, str]) -
     if directory:
         own += [os.path.join(directory, name) for name in DAEMON_CREDENTIALS]
     return SecretPolicy(tenant=tenant, allowed=allowed,
-                        daemon_files=frozenset(os.path.realpath(p) for p in own))
+                        daemon_files=frozenset(os.path.realpath(p) for p in own),
+                        daemon_dirs=frozenset({os.path.realpath(settings.state_dir / "postgres")}))
 
 
 class SecretPolicies:

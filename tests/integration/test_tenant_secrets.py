@@ -178,6 +178,18 @@ def test_the_policy_refuses_the_daemons_key_files_and_matches_real_paths(
         assert default.refusal(SecretRef(file=str(credentials / name))) == (
             f"file {credentials / name} is the daemon's own key or configuration")
     assert default.refusal(SecretRef(file=str(state / STATE_KEY_FILE))) is not None
+    # The first start's all-tenant admin token, and the embedded database's files: with the
+    # state directory under [daemon] secret_roots, a tenant's admin read the token and
+    # became an admin of every tenant.
+    assert default.refusal(SecretRef(file=str(state / "api-token"))) == (
+        f"file {state / 'api-token'} is the daemon's own key or configuration")
+    (acme_dir / "token-link").symlink_to(state / "api-token")
+    assert secret_policy(settings, "acme", environ).refusal(
+        SecretRef(file=str(acme_dir / "token-link"))) is not None
+    for name in ("postgres/postgresql.conf", "postgres/global/pg_control"):
+        assert default.refusal(SecretRef(file=str(state / name))) == (
+            f"file {state / name} is in the daemon's own database directory")
+    assert default.refusal(SecretRef(file=str(state / "postgres-notes"))) is None
     assert default.refusal(SecretRef(env="ANY_OTHER")) is None  # the default tenant: any
     acme = secret_policy(settings, "acme", environ)
     assert acme.refusal(SecretRef(file=str(acme_dir / "key"))) is None

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from triggerd.config import Settings
 from triggerd.errors import ConfigError, TriggerdError
+from triggerd.secrets import STATE_TOKEN_FILE
 from triggerd.store.api_tokens import create_first_token, find_token
 from triggerd.tokens import (
     INITIAL_TOKEN_NAME,
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 CREDENTIAL_NAME = "api-token"
 # The file under the state directory that holds the token made at the first start.
-TOKEN_FILE_NAME = "api-token"  # noqa: S105 - a file name, not a secret
+TOKEN_FILE_NAME = STATE_TOKEN_FILE
 _SCHEME = "bearer"
 # How long a valid stored token is trusted without asking the database again: a revoke
 # takes effect within this window.
