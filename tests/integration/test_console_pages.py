@@ -21,7 +21,7 @@ from tests.helpers import apply_doc
 from triggerd.api.auth import StoredTokens
 from triggerd.config import ApiSettings, HttpSettings, Settings
 from triggerd.daemon import create_app
-from triggerd.store.api_tokens import create_token
+from triggerd.store.api_tokens import create_token, revoke_token
 from triggerd.tokens import display_prefix, generate_token, hash_token
 
 Client = TestClient[Any, Any]
@@ -175,6 +175,42 @@ async def test_an_empty_token_is_asked_for_in_the_form_s_words(served: Client,
         text = await answer.text()
     assert "✗ enter a token" in text
     assert "Authorization" not in text
+
+
+async def test_a_token_revoked_seconds_ago_opens_no_session(
+    served: Client, visitors: list[Visitor], pool: asyncpg.Pool
+) -> None:
+    """The API remembers a token it saw for a few seconds; a login does not: a token
+    revoked in that window was let in, with a session that ended on the next page."""
+    token = await new_token(pool, "leaving", None)
+    seen = await served.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"})
+    assert seen.status == 200  # now remembered by the API's cache
+    await revoke_token(pool, "leaving")
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    _, page = await visitor.get("/ui/login")
+    async with visitor.http.post(visitor.url("/ui/login"), allow_redirects=False, data={
+            "csrf": _field(page, "csrf"), "token": token, "next": "/ui/"}) as answer:
+        assert answer.status == 401
+        assert "token &#39;leaving&#39; has been revoked" in await answer.text()
+    assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 0
+
+
+async def test_logging_in_again_ends_the_browsers_previous_session(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    old_cookie = {c.key: c.value for c in admin.http.cookie_jar}["triggerd_session"]
+    _, page = await admin.get("/ui/login")
+    # The login form's field, the page's last (the logged-in page's menu has one first).
+    login_csrf = html.unescape(re.findall(r'name="csrf" value="([^"]*)"', page)[-1])
+    async with admin.http.post(admin.url("/ui/login"), allow_redirects=False, data={
+            "csrf": login_csrf, "token": ALL_TENANTS, "next": "/ui/"}) as answer:
+        assert answer.status == 303
+    assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 1
+    async with aiohttp.ClientSession() as other, other.get(
+            admin.url("/ui/"), allow_redirects=False,
+            headers={"Cookie": f"triggerd_session={old_cookie}"}) as answer:
+        assert answer.status == 303  # the old cookie opens nothing
 
 
 # --- the tenant a page works in ---------------------------------------------------------------

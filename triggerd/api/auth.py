@@ -78,11 +78,13 @@ class StoredTokens:
         self._cache: dict[bytes, tuple[float, Principal]] = {}
         self.lookups = 0  # database lookups made (for tests and curiosity)
 
-    async def principal(self, token: str) -> Principal:
+    async def principal(self, token: str, *, fresh: bool = False) -> Principal:
+        """Who ``token`` is; ``fresh`` asks the database even within the cache's window
+        (a console login, which opens a session for hours)."""
         digest = hash_token(token)
         now = self._clock()
         cached = self._cache.get(digest)
-        if cached is not None and now < cached[0]:
+        if cached is not None and now < cached[0] and not fresh:
             return cached[1]
         self._cache.pop(digest, None)
         self.lookups += 1
@@ -141,9 +143,11 @@ class ApiAuth:
         opened with it ends when the configuration changes it."""
         return None if self._token is None else hashlib.sha256(self._token).digest()
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None, *, fresh: bool = False
+                           ) -> Principal:
         """Who the ``Authorization`` header names; :class:`AuthFailure` when it names no
-        one, in words that never reveal a token."""
+        one, in words that never reveal a token. ``fresh``: a stored token is looked up
+        even if it was seen in the last seconds (a token revoked meanwhile is refused)."""
         if not self.configured:
             raise AuthFailure(
                 "the admin API has no token configured: set [api] token"
@@ -165,7 +169,7 @@ class ApiAuth:
         # Only the token form is looked up: anything else costs no query. The lookup is by
         # hash, so its timing tells nothing about any stored token.
         if self.tokens is not None and is_token_form(text):
-            return await self.tokens.principal(text)
+            return await self.tokens.principal(text, fresh=fresh)
         raise AuthFailure("invalid bearer token")
 
 

@@ -208,7 +208,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         # The API's words for no token name a header, which the form does not have.
         if not text:
             raise AuthFailure("enter a token")
-        principal = await auth.authenticate(f"Bearer {text}")
+        # Fresh: a token revoked seconds ago would open a session that ends at once.
+        principal = await auth.authenticate(f"Bearer {text}", fresh=True)
     except AuthFailure as exc:
         fresh = new_secret()
         response = render(request, "login.html", status=401, login_csrf=fresh,
@@ -217,6 +218,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     pool = request.app[POOL]
     await delete_expired_sessions(pool)  # indexed; keeps the table to the live sessions
+    previous = request.cookies.get(COOKIE)
+    if previous:
+        # This browser's session before: its cookie is replaced below, so it ends here
+        # rather than staying usable for hours by whoever copied the old cookie.
+        await delete_session(pool, hash_session_id(previous))
     token_id = await token_id_of(pool, hash_token(text)) if is_token_form(text) else None
     config_hash = None if token_id is not None else auth.configured_fingerprint()
     session_id = new_secret()
