@@ -759,6 +759,27 @@ async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(
     assert row["lease_owner"] is None
 
 
+async def test_a_crashed_run_leaves_no_node_row_running(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node with side effects has its RUNNING row written before it runs; the crash
+    after it left that row RUNNING under a run that had ended."""
+    from triggerd.executor import runner
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(runner, "output_copies", broken)
+    await apply_doc(pool, workflow("crashy-wait", [
+        {"id": "w", "type": "wait", "params": {"duration": "10ms"}}]))
+    execution_id = await fire(pool, "crashy-wait/manual")
+    row = await final_status(pool, execution_id)
+    assert (row["status"], row["error_code"]) == ("ERROR", "INTERNAL_ERROR")
+    nodes = await nodes_of(pool, execution_id)
+    assert nodes, "the wait node's row was written"
+    assert [(n["status"], n["error_code"]) for n in nodes] == [("ERROR", "INTERNAL_ERROR")]
+
+
 async def test_values_derived_from_secrets_are_masked_in_rows_and_logs(
     pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -301,6 +301,28 @@ def _request(doc: dict[str, Any], workflow: str) -> TestRunRequest:
     return TestRunRequest(specs=load_documents([("t.json", doc)]), workflow=workflow)
 
 
+async def test_a_test_run_that_crashes_ends_internal_error_not_running(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a daemon's run does: before, the error reached the command (exit 70) and the
+    run stayed RUNNING with its node row for good."""
+    from triggerd.executor import runner
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.testruns import run_test
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(runner, "output_copies", broken)
+    doc = {"workflows": [{"key": "crashy", "graph": {"nodes": [
+        {"id": "w", "type": "wait", "params": {"duration": "10ms"}}]}}]}
+    result = await run_test(pool, Settings(), cli_actor(), _request(doc, "crashy"))
+    assert (result.execution.status, result.execution.error_code) == (
+        "ERROR", "INTERNAL_ERROR")
+    assert await pool.fetchval(
+        "SELECT count(*) FROM node_executions WHERE status IN ('RUNNING', 'WAITING')") == 0
+
+
 async def test_no_claim_takes_a_test_run_and_queue_depth_leaves_it_out(
     pool: asyncpg.Pool,
 ) -> None:

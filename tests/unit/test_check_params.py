@@ -170,6 +170,12 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ("memory", {"op": "increment", "key": "k", "value": "abc"}, "params.value", "must be a number for op 'increment', got 'abc'"),  # noqa: E501
         ("memory", {"op": "increment", "key": "k", "value": "1e3"}, "params.value", "must be a number for op 'increment', got '1e3'"),  # noqa: E501
         ("memory", {"op": "increment", "key": "k", "value": True}, "params.value", "must be a number for op 'increment'"),  # noqa: E501
+        ("memory", {"op": "set", "key": "k"}, "params.value", "is required for op 'set'"),
+        ("memory", {"op": "cas", "key": "k", "expected": 1}, "params.value", "is required for op 'cas'"),  # noqa: E501
+        # The pattern sees an instant's shape; these failed every run (the last one, past
+        # year 9999 in UTC, crashed the run and left its node row RUNNING).
+        ("wait", {"until": "2020-13-45T99:00:00Z"}, "params.until", "'2020-13-45T99:00:00Z' is not an ISO-8601 instant"),  # noqa: E501
+        ("wait", {"until": "9999-12-31T23:59:59-05:00"}, "params.until", "'9999-12-31T23:59:59-05:00' is out of range (years 1-9999 in UTC)"),  # noqa: E501
         ("set", {"value": "{% include 'x' %}"}, "params.value", "expression \"{% include 'x' %}\": an expression cannot include, extend or import another template"),  # noqa: E501
         ("respond", {"status": 999}, "params.status", "expected an HTTP status (100-599), got 999"),
         ("respond", {"status": 200.0}, "params.status", "expected an HTTP status (100-599), got 200.0"),  # noqa: E501

@@ -293,6 +293,11 @@ async def test_wait(params: JSON, until: str, wait_until: datetime | None) -> No
             "wait node: parameter 'until': '2024-03-01T13:00:00' has no UTC offset"
             " (e.g. add 'Z' or '+02:00')",
         ),
+        (
+            {"until": "9999-12-31T23:59:59-05:00"},
+            "wait node: parameter 'until': '9999-12-31T23:59:59-05:00' is out of range"
+            " (years 1-9999 in UTC)",
+        ),
     ],
 )
 async def test_wait_invalid(params: JSON, message: str) -> None:

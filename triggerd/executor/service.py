@@ -427,7 +427,9 @@ class Executor(BaseComponent):
                     await send_hints(self.pool, EXECUTIONS.wire, [HELD])
             self._wake.set()
 
-    async def _fail_crashed(self, execution_id: str, exc: Exception) -> None:
+    async def _fail_crashed(self, execution_id: str, exc: Exception
+                            ) -> store.ExecutionUpdate | None:
+        """End a run whose walk raised; None when even that could not be written."""
         assert self._writer is not None
         update = store.ExecutionUpdate(
             id=execution_id,
@@ -444,8 +446,14 @@ class Executor(BaseComponent):
                 "crashed execution not recorded",
                 extra={"event": "execution_crash_unrecorded", "execution_id": execution_id},
             )
-            return
+            return None
         self.stats["ERROR"] += 1
+        # Its node row in progress (the walk raised before writing its end) ends too.
+        with contextlib.suppress(Exception):
+            async with self.pool.acquire() as conn:
+                await store.close_open_nodes(conn, execution_id, "INTERNAL_ERROR",
+                                             update.error_message or "internal error")
+        return update
 
     async def _execute(
         self,
@@ -597,7 +605,20 @@ class Executor(BaseComponent):
             async with self.pool.acquire() as conn:
                 for found, row in (await store.fetch_versions(conn, [vid])).items():
                     self._versions[found] = prepare_version(row)
-        return await self._execute(execution, observe)
+        try:
+            return await self._execute(execution, observe)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            if db.is_unavailable(exc):
+                raise
+            # As a daemon's run: it ends INTERNAL_ERROR instead of staying RUNNING.
+            logger.exception("execution crashed", extra={"event": "execution_crashed",
+                                                         "execution_id": execution.id})
+            update = await self._fail_crashed(execution.id, exc)
+            if update is None:
+                raise
+            return update
 
     async def record_final(self, update: store.ExecutionUpdate) -> set[str]:
         """Write a final state for a run this executor holds (claimed, not running)."""

@@ -72,8 +72,12 @@ class MemoryNode:
     params_schema = PARAMS_SCHEMA
 
     def literal_problems(self, params: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
-        """An ``increment`` by a literal that is no number fails every run."""
+        """A ``set`` or ``cas`` without a value, or an ``increment`` by a literal that is
+        no number, fails every run."""
         value = params.get("value")
+        if params.get("op") in ("set", "cas") and "value" not in params:
+            yield ("value",), f"is required for op {params['op']!r}"
+            return
         if params.get("op") != "increment" or "value" not in params:
             return
         if isinstance(value, str) and not is_template(value):

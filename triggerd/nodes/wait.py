@@ -9,8 +9,11 @@ Output: ``{"until": "<ISO-8601 instant>"}``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
+from triggerd.expressions import is_template
 from triggerd.model import JSON
 from triggerd.nodes.base import (
     ERROR_MESSAGE,
@@ -52,12 +55,36 @@ PARAMS_SCHEMA = params_schema(
 )
 
 
+def until_problem(text: str) -> tuple[datetime | None, str | None]:
+    """``until`` as an instant, or why it is none (the message names the parameter)."""
+    try:
+        until = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None, f"parameter 'until': {text!r} is not an ISO-8601 instant"
+    if until.tzinfo is None:
+        return None, f"parameter 'until': {text!r} has no UTC offset (e.g. add 'Z' or '+02:00')"
+    try:  # 9999-12-31T23:59:59-05:00 is past the last instant that can be stored
+        until.astimezone(UTC)
+    except OverflowError:
+        return None, f"parameter 'until': {text!r} is out of range (years 1-9999 in UTC)"
+    return until, None
+
+
 class WaitNode:
     name = "wait"
     # Parks the run: its row must be durable before the run is handed back.
     side_effects = True
     external_effects = False
     params_schema = PARAMS_SCHEMA
+
+    def literal_problems(self, params: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+        """A literal ``until`` that is no instant (a 13th month, past year 9999 in UTC)
+        fails every run; the schema's pattern only sees its shape."""
+        text = params.get("until")
+        if isinstance(text, str) and not is_template(text):
+            _, problem = until_problem(text)
+            if problem is not None:
+                yield ("until",), problem.removeprefix("parameter 'until': ")
 
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("duration", "until"))
@@ -66,16 +93,9 @@ class WaitNode:
         if "duration" in checked:
             until = ctx.now + checked.duration("duration")
         else:
-            text = checked.text("until")
-            try:
-                until = datetime.fromisoformat(text.strip())
-            except ValueError as exc:
-                raise checked.invalid(
-                    f"parameter 'until': {text!r} is not an ISO-8601 instant"
-                ) from exc
-            if until.tzinfo is None:
-                raise checked.invalid(
-                    f"parameter 'until': {text!r} has no UTC offset (e.g. add 'Z' or '+02:00')"
-                )
+            parsed, problem = until_problem(checked.text("until"))
+            if parsed is None:
+                raise checked.invalid(problem or "parameter 'until' is not an instant")
+            until = parsed
         output = {"until": until.isoformat()}
         return NodeResult(output=output, wait_until=until if until > ctx.now else None)

@@ -33,6 +33,7 @@ from triggerd.store.executions import (
     FINAL_STATUSES,
     ExecutionUpdate,
     NodeRow,
+    close_open_nodes,
     get_execution,
     node_timeline,
 )
@@ -223,7 +224,7 @@ async def _fail_undecided(pool: asyncpg.Pool, executor: Executor, execution_id: 
     if execution_id in written:
         # Its parked node row ends with it (it stayed WAITING under an ended run).
         async with pool.acquire() as conn:
-            await store.close_open_nodes(conn, execution_id, APPROVAL_UNDECIDED, message)
+            await close_open_nodes(conn, execution_id, APPROVAL_UNDECIDED, message)
 
 
 async def finished_test_run(pool: asyncpg.Pool, execution_id: str, *, dry: bool

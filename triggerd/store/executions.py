@@ -383,6 +383,15 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
     return await get_execution(conn, execution_id)
 
 
+async def close_open_nodes(conn: Conn, execution_id: str, code: str, message: str) -> None:
+    """The node rows a run left open (RUNNING or WAITING) end ERROR with it: a test run
+    that ended undecided, a run that crashed."""
+    await conn.execute(
+        "UPDATE node_executions SET status = 'ERROR', end_time = now(), error_code = $2,"
+        " error_message = $3 WHERE execution_id = $1 AND status IN ('RUNNING', 'WAITING')",
+        execution_id, code, message)
+
+
 # The runs run $1 started through workflow nodes, and theirs: `tree`, to open a
 # `WITH RECURSIVE` (UNION: a row met twice is read once).
 DESCENDANTS = (

@@ -163,15 +163,6 @@ async def undecided_descendant(conn: Conn, execution_id: str) -> tuple[str, str]
     return None if row is None else (row["execution_id"], row["node_id"])
 
 
-async def close_open_nodes(conn: Conn, execution_id: str, code: str, message: str) -> None:
-    """The parked node of a test run that ended undecided (its approval, or the workflow
-    node that waits for a child's) ends with it (ERROR)."""
-    await conn.execute(
-        "UPDATE node_executions SET status = 'ERROR', end_time = now(), error_code = $2,"
-        " error_message = $3 WHERE execution_id = $1 AND status IN ('RUNNING', 'WAITING')",
-        execution_id, code, message)
-
-
 async def delete_old_test_runs(conn: Conn, older_than: timedelta, batch: int = 100) -> int:
     """Delete up to ``batch`` scratch workflows created more than ``older_than`` ago, with
     their runs (the delete cascades as for any workflow); returns how many."""
