@@ -5,7 +5,7 @@ ledger recorded. Reads only."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from triggerd.cron import EARLIEST_AFTER, LATEST_AFTER, fire_to_json
@@ -39,6 +39,11 @@ def parse_instant(text: str, option: str) -> datetime:
         raise UsageError(
             f"{option}: {text[:60]!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
         )
+    try:  # 0001-01-01T00:00:00+05:00 is before the first instant there is (an exit 70)
+        value.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"{option}: {text[:60]!r} is out of range (years 1-9999 in UTC)"
+                         ) from None
     return value
 
 

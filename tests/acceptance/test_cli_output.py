@@ -142,6 +142,9 @@ async def test_executions_list_by_time_window_and_workflow(dsn: str) -> None:
          "--since: 'yesterday' is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"),
         (("--until", "2026-01-01T00:00:00"), 2,
          "--until: '2026-01-01T00:00:00' needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"),
+        # Before the first instant in UTC: an internal error (exit 70) before.
+        (("--since", "0001-01-01T00:00:00+05:00"), 2,
+         "--since: '0001-01-01T00:00:00+05:00' is out of range (years 1-9999 in UTC)"),
         (("--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"), 2,
          "--since 2026-01-02T00:00:00Z is not before --until 2026-01-01T00:00:00Z"),
         (("--workflow", "nope"), 3, "no workflow with key 'nope'"),

@@ -513,6 +513,8 @@ async def test_next_fires_bad_count(offline: Client, query: str, message: str) -
          "from: '2027-01-01T00:00:00' needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"),
         ("backfills", {"from": "2027-01-01T00:00:00Z", "to": "soon"},
          "to: 'soon' is not an ISO-8601 instant (e.g. 2026-03-08T00:00:00Z)"),
+        ("skip", {"at": "9999-12-31T23:59:00-05:00"},
+         "at: '9999-12-31T23:59:00-05:00' is out of range (years 1-9999 in UTC)"),
     ],
 )
 async def test_a_body_instant_is_refused_before_any_query(

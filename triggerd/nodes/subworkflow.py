@@ -30,6 +30,8 @@ from triggerd.store import subworkflows
 # this long (in case a wake-up was lost with its process).
 RECHECK = timedelta(hours=1)
 
+MAX_VERSION = 2_147_483_647  # versions are int4, as a trigger's `version`
+
 PARAMS_SCHEMA = params_schema(
     "workflow",
     "Start a run of another workflow (a child) with an input; wait for its output (the"
@@ -38,7 +40,7 @@ PARAMS_SCHEMA = params_schema(
         "workflow": or_template("The key of the workflow to run.",
                                 {"type": "string", "minLength": 1, "maxLength": 200}),
         "version": or_template("A published version to run (default: the latest).",
-                               {"type": "integer", "minimum": 1}),
+                               {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}),
         "input": or_template("The child's input (an object).", {"type": "object"}),
         "wait": or_template("Wait for the child's end (default true).", {"type": "boolean"}),
     },
@@ -60,6 +62,9 @@ class WorkflowNode:
         checked = Params(self.name, params, ("workflow", "version", "input", "wait"))
         key = checked.text("workflow")
         version = checked.integer("version", 0) or None if "version" in checked else None
+        if version is not None and not 1 <= version <= MAX_VERSION:
+            # A rendered one: past int32 the database refused the statement (a crash).
+            raise checked.invalid(f"parameter 'version' must be 1-{MAX_VERSION}, got {version}")
         run_input = checked.mapping("input")
         wait = checked.get("wait", True)
         if not isinstance(wait, bool):
