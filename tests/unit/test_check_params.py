@@ -180,6 +180,10 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ("wait", {"until": "9999-12-31T23:59:59-05:00"}, "params.until", "'9999-12-31T23:59:59-05:00' is out of range (years 1-9999 in UTC)"),  # noqa: E501
         ("set", {"value": "{% include 'x' %}"}, "params.value", "expression \"{% include 'x' %}\": an expression cannot include, extend or import another template"),  # noqa: E501
         ("respond", {"status": 999}, "params.status", "expected an HTTP status (100-599), got 999"),
+        # The answer left such a header out without a word; the run now fails as an http
+        # node's does.
+        ("respond", {"headers": {"X-Bad": "a\nb"}}, "params.headers.X-Bad", "the value of 'X-Bad' has a line break or another control character"),  # noqa: E501
+        ("respond", {"headers": {"Bad Name": "x"}}, 'params.headers["Bad Name"]', "'Bad Name' is not a header name (letters, digits and !#$%&'*+.^_`|~-)"),  # noqa: E501
         ("respond", {"status": 200.0}, "params.status", "expected an HTTP status (100-599), got 200.0"),  # noqa: E501
     ],
 )

@@ -355,6 +355,11 @@ async def test_respond() -> None:
     assert (await failure("respond", {"status": True})).message == (
         "respond node: parameter 'status' must be an integer, got a boolean"
     )
+    # A rendered header that would split the answer: the answer dropped it silently.
+    assert (await failure("respond", {"headers": {"X-Y": "a\r\nInjected: 1"}})).message == (
+        "respond node: parameter 'headers': the value of 'X-Y' has a line break or another"
+        " control character"
+    )
 
 
 async def test_noop() -> None:

@@ -6,6 +6,10 @@ output ``{"status", "headers", "body"}``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+from triggerd.expressions import is_template
 from triggerd.model import JSON
 from triggerd.nodes.base import (
     ERROR_MESSAGE,
@@ -17,6 +21,7 @@ from triggerd.nodes.base import (
     params_schema,
     template,
 )
+from triggerd.nodes.http import header_problem
 
 PARAMS_SCHEMA = params_schema(
     "respond",
@@ -57,6 +62,17 @@ class RespondNode:
     external_effects = False
     params_schema = PARAMS_SCHEMA
 
+    def literal_problems(self, params: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+        """A literal header a run would refuse (a line break, a name that is none)."""
+        headers = params.get("headers")
+        for name, value in (headers.items() if isinstance(headers, dict) else ()):
+            if not isinstance(name, str) or is_template(name) or value is None:
+                continue
+            text = "" if isinstance(value, str) and is_template(value) else json_text(value)
+            problem = header_problem(name, text)
+            if problem is not None:
+                yield ("headers", name), problem
+
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("status", "headers", "body"))
         status = checked.integer("status", 200)
@@ -67,6 +83,11 @@ class RespondNode:
             for name, value in checked.mapping("headers").items()
             if value is not None
         }
+        for name, text in headers.items():
+            # As the http node: the answer would have left the header out without a word.
+            problem = header_problem(name, text)
+            if problem is not None:
+                raise checked.invalid(f"parameter 'headers': {problem}")
         return NodeResult(
             output={"status": status, "headers": headers, "body": checked.get("body")}
         )
