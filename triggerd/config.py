@@ -6,6 +6,7 @@ key (and the file line when TOML reports one).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -608,6 +609,10 @@ def load_settings(
         rest = name[len(prefix) :].lower()
         section_name, _, key = rest.partition("_")
         if section_name not in _SECTIONS:
+            meant = _misspelt_setting(rest)
+            if meant is not None:
+                # Ignored, a typo in TRIGGERD_DATABASE_URL ran on the embedded database.
+                raise ConfigError(f"{name}: no such setting (did you mean {meant}?)")
             continue  # other TRIGGERD_* variables (tests, examples) are not settings
         known_keys = {f.name for f in fields(_SECTIONS[section_name])}
         if key not in known_keys:
@@ -634,6 +639,21 @@ def load_settings(
         blamed = list(dict.fromkeys(origin[k] for k in keys if k in origin))
         raise ConfigError(f"{', '.join(blamed)}: {message}" if blamed else message)
     return settings
+
+
+def _misspelt_setting(rest: str) -> str | None:
+    """The setting variable ``TRIGGERD_<rest>`` was probably meant to be: a section a
+    letter or two off, or its underscore left out, with a key that section has. Other
+    ``TRIGGERD_*`` names (a workflow's own secrets) are left alone."""
+    section, _, key = rest.partition("_")
+    candidates = [(s, key) for s in difflib.get_close_matches(section, list(_SECTIONS),
+                                                               n=3, cutoff=0.8)]
+    candidates += [(s, rest[len(s):].lstrip("_")) for s in _SECTIONS
+                   if rest.startswith(s) and rest != s]
+    for meant, meant_key in candidates:
+        if meant_key in {f.name for f in fields(_SECTIONS[meant])}:
+            return env_var_for(f"{meant}.{meant_key}")
+    return None
 
 
 def env_var_for(dotted: str) -> str:

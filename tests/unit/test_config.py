@@ -185,8 +185,25 @@ def test_bad_environment_values(env: dict[str, str], message: str) -> None:
 
 
 def test_unrelated_triggerd_variables_are_ignored() -> None:
-    settings = load_settings(environ={"TRIGGERD_TEST_DATABASE_URL": "postgresql://x/y"})
+    settings = load_settings(environ={
+        "TRIGGERD_TEST_DATABASE_URL": "postgresql://x/y",
+        # A workflow's own secrets may share the prefix, even near a section's name.
+        "TRIGGERD_HTTPS_PROXY": "http://proxy", "TRIGGERD_LOGS_DIR": "/tmp",
+        "TRIGGERD_GITHUB_SECRET": "s"})
     assert settings.database.url == ""
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("TRIGGERD_DATABSE_URL", "TRIGGERD_DATABASE_URL"),
+    ("TRIGGERD_EXECUTR_LEASE", "TRIGGERD_EXECUTOR_LEASE"),
+    ("TRIGGERD_HTTPPORT", "TRIGGERD_HTTP_PORT"),
+    ("TRIGGERD_DATABASEPOOL_MAX", "TRIGGERD_DATABASE_POOL_MAX"),
+])
+def test_a_misspelt_section_is_an_error_not_ignored(name: str, meant: str) -> None:
+    # Ignored before: a typo in TRIGGERD_DATABASE_URL ran on the embedded database.
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={name: "1"})
+    assert str(info.value) == f"{name}: no such setting (did you mean {meant}?)"
 
 
 def test_huge_duration_is_a_clear_error() -> None:
