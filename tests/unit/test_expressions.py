@@ -6,6 +6,8 @@ import pytest
 
 from triggerd.errors import TriggerdError
 from triggerd.expressions import (
+    CALL_STEPS,
+    MAX_STEPS,
     ExpressionError,
     build_context,
     evaluate_condition,
@@ -261,3 +263,34 @@ def test_expressions_see_jinja2_globals_beside_the_context(source: str, expected
     assert render_string(source, CONTEXT) == expected
     # And again, from the compiled template cache.
     assert render_string(source, CONTEXT) == expected
+
+
+@pytest.mark.parametrize("source", [
+    # Two nested loops: 12 s of the event loop (the whole daemon) before the limit.
+    "{% for i in range(3500) %}{% for j in range(3500) %}{% if i * j < 0 %}y{% endif %}"
+    "{% endfor %}{% endfor %}x",
+    # A macro calling itself twice: 2 ** 40 calls.
+    "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+    "{{ f(40) }}",
+    # Three nested loops, each well within range()'s own limit.
+    "{% for a in range(100) %}{% for b in range(100) %}{% for c in range(100) %}{% endfor %}"
+    "{% endfor %}{% endfor %}",
+])
+def test_an_expression_that_would_run_for_ever_is_stopped(source: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        render(source, {"input": {}})
+    assert info.value.detail == (
+        f"not allowed in the sandbox: the expression took more than {MAX_STEPS:,} steps"
+        f" (a loop iteration is one, a call {CALL_STEPS})")
+
+
+def test_ordinary_loops_are_untouched_by_the_step_limit() -> None:
+    context = {"input": {"items": list(range(20_000))}}
+    text = render("{% for x in input['items'] if x < 3 %}{{ loop.index }}/{{ loop.length }}"
+                  " {% else %}none{% endfor %}", context)
+    assert text == "1/3 2/3 3/3 "
+    assert render("{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}", {}) == "a=1"
+    # Each string has its own allowance: a long loop does not eat the next one's.
+    big = "{% for x in input['items'] %}{% endfor %}done"
+    assert render({"a": big, "b": big, "c": big}, context) == {
+        "a": "done", "b": "done", "c": "done"}
