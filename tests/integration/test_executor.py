@@ -635,6 +635,35 @@ async def test_retention_keeps_test_runs_and_parents_of_running_children(
     assert left == {test, child}
 
 
+async def test_retention_keeps_an_old_child_while_its_parent_waits(pool: asyncpg.Pool) -> None:
+    """The parent's workflow node reads its child's end when it goes on: deleted, the
+    child was started a second time (its output lost)."""
+    from triggerd.store.executions import retention_batch
+    from triggerd.store.subworkflows import start_child
+
+    await apply_doc(pool, workflow("old-parent", [{"id": "a", "type": "noop"}]))
+    parent = await fire(pool, "old-parent/manual")
+    async with pool.acquire() as conn, conn.transaction():
+        child = await start_child(conn, parent_id=parent, node_id="sub", key="old-parent",
+                                  version=None, run_input={}, max_depth=8)
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS', output = '42',"
+        " created_at = now() - interval '41 days', end_time = now() - interval '40 days'"
+        " WHERE id = $1", child.id)
+    await pool.execute("UPDATE workflow_executions SET status = 'WAITING',"
+                       " created_at = now() - interval '41 days' WHERE id = $1", parent)
+    assert await retention_batch(pool, timedelta(days=30)) == 0
+    async with pool.acquire() as conn, conn.transaction():
+        again = await start_child(conn, parent_id=parent, node_id="sub", key="old-parent",
+                                  version=None, run_input={}, max_depth=8)
+    assert (again.id, again.status, again.output) == (child.id, "SUCCESS", 42)
+    # Once the parent ended, both go (the parent first, as a run with no live child).
+    await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS',"
+                       " end_time = now() - interval '40 days' WHERE id = $1", parent)
+    assert await retention_batch(pool, timedelta(days=30)) == 2
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+
+
 async def test_a_tenant_keeps_its_runs_for_its_own_retention(pool: asyncpg.Pool) -> None:
     """[tenants.NAME] retention: longer for one tenant, shorter for another, the default
     for the rest; only finished runs past their own tenant's cut go."""

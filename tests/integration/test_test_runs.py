@@ -362,6 +362,37 @@ async def test_retention_deletes_old_test_runs_with_their_scratch_workflows(
     assert await _count(pool, "node_executions") == 0
 
 
+async def test_retention_keeps_an_old_test_run_with_a_live_child_or_a_live_process(
+    pool: asyncpg.Pool,
+) -> None:
+    """Deleted with its scratch workflow, an old test run left its child (an ordinary run,
+    still RUNNING) pointing at nothing."""
+    from triggerd.store.subworkflows import start_child
+
+    await apply_doc(pool, {"workflows": [{
+        "key": "plain", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "m", "type": "manual"}]}]})
+    parent = await start_test_run(pool, _request(_approval_doc(), "release"))
+    held = await start_test_run(pool, _request(_approval_doc(), "release"))
+    async with pool.acquire() as conn, conn.transaction():
+        child = await start_child(conn, parent_id=parent, node_id="sub", key="plain",
+                                  version=None, run_input={}, max_depth=8)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING' WHERE id = $1",
+                       child.id)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'me',"
+                       " lease_expires_at = now() + interval '30 seconds' WHERE id = $1", held)
+    await pool.execute("UPDATE workflows SET created_at = now() - interval '8 days'"
+                       " WHERE status = 'test'")
+    async with pool.acquire() as conn:
+        assert await delete_old_test_runs(conn, timedelta(days=7)) == 0
+        await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1",
+                           child.id)
+        await pool.execute("UPDATE workflow_executions SET lease_expires_at = now()"
+                           " - interval '1 second' WHERE id = $1", held)
+        assert await delete_old_test_runs(conn, timedelta(days=7)) == 2
+    assert await _count(pool, "workflow_executions") == 1  # the child, an ordinary run
+
+
 async def test_the_api_runs_a_test_run_over_http(
     aiohttp_client: Any, pool: asyncpg.Pool, outside: tuple[str, list[str]]
 ) -> None:

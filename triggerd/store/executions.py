@@ -1150,6 +1150,11 @@ WITH RECURSIVE tenants AS (
            AND NOT EXISTS (SELECT FROM workflow_executions k
                            WHERE k.parent_execution_id = e.id
                              AND k.status IN ('NEW', 'RUNNING', 'WAITING'))
+           -- A child whose parent has not ended: its workflow node reads it when the
+           -- parent goes on (deleted, it would be started a second time).
+           AND NOT EXISTS (SELECT FROM workflow_executions p
+                           WHERE p.id = e.parent_execution_id
+                             AND p.status IN ('NEW', 'RUNNING', 'WAITING'))
          ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) x
 )
 -- An index probe per id (see _FRESH on IN (subquery) in a big table).

@@ -168,8 +168,16 @@ async def delete_old_test_runs(conn: Conn, older_than: timedelta, batch: int = 1
     their runs (the delete cascades as for any workflow); returns how many."""
     result: str = await conn.execute(
         "DELETE FROM workflows WHERE id IN ("
-        " SELECT id FROM workflows WHERE status = 'test'"
-        " AND created_at < now() - $1 * interval '1 millisecond' LIMIT $2"
-        " FOR UPDATE SKIP LOCKED)",
+        " SELECT w.id FROM workflows w WHERE w.status = 'test'"
+        " AND w.created_at < now() - $1 * interval '1 millisecond'"
+        # A test run a process still holds (a `triggerd test` going on) stays, and so does
+        # one whose child (an ordinary run) has not ended: deleted, the child pointed at
+        # nothing. One left NEW or WAITING that long was given up (only the process that
+        # started a test run runs it).
+        " AND NOT EXISTS (SELECT FROM workflow_executions e WHERE e.workflow_id = w.id"
+        "   AND ((e.status = 'RUNNING' AND e.lease_expires_at > now()) OR EXISTS ("
+        "     SELECT FROM workflow_executions k WHERE k.parent_execution_id = e.id"
+        "     AND k.status IN ('NEW', 'RUNNING', 'WAITING'))))"
+        " LIMIT $2 FOR UPDATE SKIP LOCKED)",
         int(older_than.total_seconds() * 1000), batch)
     return int(result.split()[-1])
