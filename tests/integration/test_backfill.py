@@ -136,6 +136,45 @@ async def test_cancel_stops_a_running_backfill(pool: asyncpg.Pool, hourly: str) 
     assert actions == ["backfill", "cancel_backfill"]
 
 
+async def test_disabling_the_trigger_stops_its_running_backfill(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """It went on starting runs of the disabled trigger until canceled by hand."""
+    from triggerd.operations.triggers import set_enabled
+
+    plan = await create(pool, OPERATOR, _request(rate="1/s"))
+    runner = BackfillRunner(pool, owner="a")
+    assert await runner.work_once(0.0) == 1
+    await set_enabled(pool, OPERATOR, "report/hourly", False)
+    assert await runner.work_once(10.0) == 0
+    stopped = await get(pool, plan.backfill_id or "")
+    assert (stopped.state, stopped.started) == ("canceled", 1)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
+async def test_only_missing_claims_no_ledger_row_for_a_slot_whose_run_is_there(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """The ledger row is gone (its retention is shorter than the runs') and the slot's run
+    is not: nothing starts, and no row names a run that never was."""
+    await pool.execute(
+        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status,"
+        " dedupe_key, scheduled_for) SELECT workflow_id, id, 'cron', 'SUCCESS',"
+        " 'cron:2026-11-01T00:00:00Z', $2 FROM workflow_triggers WHERE id = $1",
+        hourly, FROM)
+    plan = await create(pool, OPERATOR, _request(only_missing=True, rate="1000/s",
+                                                 range_to=FROM + timedelta(hours=2)))
+    runner = BackfillRunner(pool, owner="a")
+    assert [await runner.work_once(1.0) for _ in range(2)] == [0, 1]  # 01:00 only
+    ledger = await pool.fetch(
+        "SELECT to_char(s.scheduled_for AT TIME ZONE 'UTC', 'HH24:MI') AS at,"
+        " e.id IS NOT NULL AS names_a_run FROM trigger_slots s"
+        " LEFT JOIN workflow_executions e ON e.id = s.execution_id ORDER BY 1")
+    assert [tuple(r) for r in ledger] == [("01:00", True)]
+    done = await get(pool, plan.backfill_id or "")
+    assert (done.started, done.skipped) == (1, 1)
+
+
 async def test_canceling_another_tenants_backfill_is_audited_in_that_tenant(
     pool: asyncpg.Pool
 ) -> None:

@@ -147,6 +147,13 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         if await conn.fetchval("SELECT status = 'archived' FROM workflows WHERE id = $1::uuid",
                                backfill.workflow_id):
             return 0, 0, False  # held while its workflow is archived, as its triggers are
+        if await conn.fetchval("SELECT NOT enabled FROM workflow_triggers WHERE id = $1::uuid",
+                               backfill.trigger_id):
+            # Disabled meanwhile (by hand or by an apply): a backfill of a disabled trigger
+            # is refused, and a running one stops as an archive stops it.
+            await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now()"
+                               " WHERE id = $1::uuid", backfill.id)
+            return 0, 0, True
         first = current["next_index"]
         chunk = backfill.slots[first:first + count]
         started = skipped = 0
@@ -207,10 +214,14 @@ SELECT {id}, $4::uuid, (SELECT v.id FROM workflow_versions v WHERE v.workflow_id
 
 # The live key: claim the ledger row first (naming the run it starts), so the schedule
 # and other backfills agree on who runs the slot.
+# A slot whose ledger row is gone (ledger retention shorter than the runs') while its run
+# is still there was decided: no row is claimed for it (it named a run that never was).
 _START_LIVE = f"""
 WITH claimed AS (
     INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, execution_id, detail)
-    VALUES ($1, $2, 'fired', gen_random_uuid(), $10)
+    SELECT $1, $2, 'fired', gen_random_uuid(), $10
+     WHERE NOT EXISTS (SELECT FROM workflow_executions e
+                        WHERE e.trigger_id = $1 AND e.dedupe_key = $3)
     ON CONFLICT (trigger_id, scheduled_for) DO NOTHING
     RETURNING execution_id
 ), run AS (
