@@ -1073,6 +1073,13 @@ CREATE INDEX workflow_executions_tenant_new ON public.workflow_executions USING 
 
 
 --
+-- Name: workflow_executions_test; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_test ON public.workflow_executions USING btree (created_at DESC, id DESC) WHERE test;
+
+
+--
 -- Name: workflow_executions_trigger_active; Type: INDEX; Schema: public; Owner: -
 --
 

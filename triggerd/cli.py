@@ -799,14 +799,16 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
         trigger_id = None
         if args.trigger is not None:
             trigger_id = (await get_trigger(pool, args.trigger, _home(args))).id
+        workflow_id = None
         if args.workflow is not None:
-            # exit 3 for a workflow that does not exist
-            await get_workflow(pool, args.workflow, _home(args))
+            # exit 3 for a workflow that does not exist; its id, not its key, reads the
+            # list's index in order (by key the whole history of it was sorted)
+            workflow_id = (await get_workflow(pool, args.workflow, _home(args))).id
         scope = ExecutionScope(tenant=args.tenant, agent_id=args.agent_id,
                                session_id=args.session_id,
                                conversation_id=args.conversation_id)
         items = await list_executions(pool, status=status, trigger_id=trigger_id,
-                                      workflow_key=args.workflow, since=since, before=until,
+                                      workflow_id=workflow_id, since=since, before=until,
                                       limit=args.limit, scope=scope, test=args.test)
     if args.json:
         print_json([execution_json(e) for e in items])

@@ -231,12 +231,15 @@ class ExecutionScope:
     conversation_id: str | None = None
 
 
+# The statuses a run can have (a list's filter writes them into its statement).
+EXECUTION_STATUSES = frozenset({"NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED"})
+
+
 def execution_list_query(
     *,
     status: str | None = None,
     trigger_id: str | None = None,
     workflow_id: str | None = None,
-    workflow_key: str | None = None,
     after: tuple[datetime, str] | None = None,
     before: datetime | None = None,
     since: datetime | None = None,
@@ -259,17 +262,17 @@ def execution_list_query(
 
     if test:
         conditions.append("e.test")
-    if status is not None:
+    if status in EXECUTION_STATUSES:
+        # Written into the statement: one prepared statement per status, so its plan fits
+        # that status. As a parameter, the plan cached for SUCCESS (common) served RUNNING
+        # (rare) too: a workflow's or trigger's RUNNING runs took 100-600 ms at 2 million.
+        conditions.append(f"e.status = '{status}'")
+    elif status is not None:
         conditions.append(f"e.status = {arg(status)}")
     if trigger_id is not None:
         conditions.append(f"e.trigger_id = {arg(trigger_id)}::uuid")
     if workflow_id is not None:
         conditions.append(f"e.workflow_id = {arg(workflow_id)}::uuid")
-    if workflow_key is not None:
-        key = arg(workflow_key)
-        tenant = arg(DEFAULT_TENANT if scope is None or scope.tenant is None else scope.tenant)
-        conditions.append(f"e.workflow_id IN (SELECT id FROM workflows WHERE key = {key}"
-                          f" AND tenant_id = {tenant})")
     if scope is not None:
         # Each correlation id has an index of its own (newest first), as has a tenant.
         for column in ("tenant_id", "agent_id", "session_id", "conversation_id"):
@@ -298,7 +301,7 @@ async def list_executions(
     *,
     status: str | None = None,
     trigger_id: str | None = None,
-    workflow_key: str | None = None,
+    workflow_id: str | None = None,
     limit: int = 50,
     before: datetime | None = None,
     since: datetime | None = None,
@@ -312,7 +315,7 @@ async def list_executions(
         test=test,
         status=status,
         trigger_id=trigger_id,
-        workflow_key=workflow_key,
+        workflow_id=workflow_id,
         before=before,
         since=since,
         limit=limit,
