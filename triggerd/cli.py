@@ -47,6 +47,7 @@ from triggerd.views import (
     slot_json,
     state_json,
     trigger_json,
+    trigger_state,
 )
 
 DEBUG_ENV = "TRIGGERD_DEBUG"
@@ -291,24 +292,15 @@ async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int
         paused = await paused_ids(pool)
         completed = await completed_ids(pool)
         skipped = await skipped_ahead(pool)
-    if args.json:
-        print_json([trigger_json(t) for t in triggers])
-        return 0
     now = datetime.now(UTC)
-    next_fire = _next_fire_finder(now)
 
     def state(t: TriggerRecord) -> str:
-        if t.workflow_status == "archived":
-            return "archived"  # its triggers do not fire, enabled or not
-        if not t.enabled:
-            return "disabled"
-        if t.id in paused:
-            return "paused"
-        end_at = t.config.get("end_at")
-        if t.id in completed or (isinstance(end_at, str)
-                                 and datetime.fromisoformat(end_at) <= now):
-            return "completed"
-        return "enabled"
+        return trigger_state(t, paused=t.id in paused, completed=t.id in completed, now=now)
+
+    if args.json:
+        print_json([trigger_json(t, state(t)) for t in triggers])
+        return 0
+    next_fire = _next_fire_finder(now)
 
     rows = [
         [

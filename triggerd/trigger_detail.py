@@ -29,6 +29,17 @@ RECENT_ACTIONS = 10
 def parse_instant(text: str, option: str) -> datetime:
     """``text`` as an instant given by a person (``--at``, ``--from``, ``?after=``):
     ISO-8601 with an offset; :class:`UsageError` naming ``option`` otherwise."""
+    value = _offset_instant(text, option)
+    try:  # 0001-01-01T00:00:00+05:00 is before the first instant there is (an exit 70)
+        value.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"{option}: {text[:60]!r} is out of range (years 1-9999 in UTC)"
+                         ) from None
+    return value
+
+
+def _offset_instant(text: str, option: str) -> datetime:
+    """``text`` as ISO-8601 with a UTC offset (not yet checked to have a UTC instant)."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -39,18 +50,13 @@ def parse_instant(text: str, option: str) -> datetime:
         raise UsageError(
             f"{option}: {text[:60]!r} needs a UTC offset or Z (e.g. 2026-03-08T00:00:00Z)"
         )
-    try:  # 0001-01-01T00:00:00+05:00 is before the first instant there is (an exit 70)
-        value.astimezone(UTC)
-    except OverflowError:
-        raise UsageError(f"{option}: {text[:60]!r} is out of range (years 1-9999 in UTC)"
-                         ) from None
     return value
 
 
 def preview_instant(text: str, option: str) -> datetime:
     """``text`` as the instant a preview starts after (``--after``, ``?after=``): as
     :func:`parse_instant`, and 1900-9000."""
-    value = parse_instant(text, option)
+    value = _offset_instant(text, option)
     if not EARLIEST_AFTER <= value <= LATEST_AFTER:
         raise UsageError(f"{option}: {text[:60]!r} is out of range (1900-01-01 to 9000-01-01)")
     return value

@@ -6,6 +6,7 @@ Values stay Python values (datetimes, UUID strings); the caller's encoder render
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from triggerd.cron import utc_iso
@@ -52,8 +53,25 @@ def version_json(v: VersionRecord) -> dict[str, Any]:
     }
 
 
-def trigger_json(t: TriggerRecord) -> dict[str, Any]:
-    return {
+def trigger_state(t: TriggerRecord, *, paused: bool, completed: bool, now: datetime) -> str:
+    """What a list says of a trigger: archived (its workflow), disabled, paused, completed
+    (max_runs made, or past end_at) or enabled."""
+    if t.workflow_status == "archived":
+        return "archived"  # its triggers do not fire, enabled or not
+    if not t.enabled:
+        return "disabled"
+    if paused:
+        return "paused"
+    end_at = t.config.get("end_at")
+    if completed or (isinstance(end_at, str) and datetime.fromisoformat(end_at) <= now):
+        return "completed"
+    return "enabled"
+
+
+def trigger_json(t: TriggerRecord, state: str | None = None) -> dict[str, Any]:
+    """A trigger as lists show it (``state``, the list's ``status``: see
+    :func:`trigger_state`)."""
+    doc = {
         "id": t.id,
         "name": t.full_name,
         "workflow": t.workflow_key,
@@ -69,6 +87,9 @@ def trigger_json(t: TriggerRecord) -> dict[str, Any]:
         "tenant": t.tenant_id,
         "workflow_status": t.workflow_status,
     }
+    if state is not None:
+        doc["status"] = state  # lists only (the detail has its own "state" object)
+    return doc
 
 
 def execution_json(e: ExecutionRecord) -> dict[str, Any]:

@@ -116,6 +116,7 @@ async def test_apply_twice_reports_no_changes_then_list(dsn: str) -> None:
     assert names["nightly-report/every-minute"]["type"] == "cron"
     assert names["nightly-report/every-minute"]["enabled"] is True
     assert names["nightly-report/every-minute"]["version"] is None
+    assert names["nightly-report/every-minute"]["status"] == "enabled"  # the STATE column
     table = triggerd("triggers", "list", dsn=dsn)
     assert table.stdout.splitlines()[0].split() == [
         "NAME",

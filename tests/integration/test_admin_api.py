@@ -293,6 +293,19 @@ async def test_triggers_list_filter_and_get(client: Client) -> None:
                        404, "not_found", "no trigger named 'report/nope'")
 
 
+async def test_a_triggers_list_says_which_fire(client: Client, pool: asyncpg.Pool) -> None:
+    """The text list's STATE column, in the list's JSON: a script could not find the
+    paused (or completed) triggers among thousands without one request per trigger."""
+    await client.post("/api/v1/triggers/report/nightly/pause", headers=AUTH)
+    await client.post("/api/v1/triggers/report/push/disable", headers=AUTH)
+    listed = await (await client.get("/api/v1/triggers", headers=AUTH)).json()
+    assert {t["name"]: t["status"] for t in listed["items"]} == {
+        "report/manual": "enabled", "report/nightly": "paused", "report/push": "disabled"}
+    await client.post("/api/v1/workflows/report/archive", headers=AUTH)
+    listed = await (await client.get("/api/v1/triggers", headers=AUTH)).json()
+    assert {t["status"] for t in listed["items"]} == {"archived"}
+
+
 async def test_enable_and_disable(client: Client, pool: asyncpg.Pool) -> None:
     first = await client.post("/api/v1/triggers/report/nightly/disable", headers=AUTH)
     assert first.status == 200

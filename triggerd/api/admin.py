@@ -110,6 +110,7 @@ from triggerd.store.executions import (
     node_timeline,
 )
 from triggerd.store.records import ExecutionRecord
+from triggerd.store.trigger_state import paused_and_completed
 from triggerd.store.workflows import (
     apply_workflows,
     get_trigger,
@@ -130,6 +131,7 @@ from triggerd.views import (
     slot_json,
     state_json,
     trigger_json,
+    trigger_state,
     version_json,
     workflow_json,
 )
@@ -602,7 +604,12 @@ async def list_triggers_handler(request: web.Request) -> web.Response:
         if last is not None and len(rows) > limit
         else None
     )
-    return _ok({"items": [trigger_json(t) for t in page], "next_cursor": next_cursor})
+    paused, completed = await paused_and_completed(pool, [t.id for t in page])
+    now = datetime.now(UTC)
+    return _ok({"items": [trigger_json(t, trigger_state(t, paused=t.id in paused,
+                                                        completed=t.id in completed, now=now))
+                          for t in page],
+                "next_cursor": next_cursor})
 
 
 async def get_trigger_handler(request: web.Request) -> web.Response:

@@ -173,7 +173,10 @@ def _schemas() -> dict[str, Schema]:
             "workflow_status": {"type": "string", "enum": [s.value for s in WorkflowStatus],
                                 "description": "an archived workflow's triggers do not fire"},
     }
-    trigger = _object(trigger_props)
+    trigger = _object({**trigger_props, "status": {
+        "type": "string", "enum": ["enabled", "disabled", "paused", "completed", "archived"],
+        "description": "in lists: whether it fires (completed: max_runs made or end_at"
+                       " passed; archived: its workflow is)"}}, optional=("status",))
     execution_props: dict[str, Schema] = {
         "id": _UUID,
         "workflow": _nullable({"type": "string"}),

@@ -9,6 +9,7 @@ so each one is told through the triggers channel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,6 +123,17 @@ async def skipped_ahead(conn: Conn) -> dict[str, set[datetime]]:
     for row in rows:
         found.setdefault(row["id"], set()).add(row["scheduled_for"])
     return found
+
+
+async def paused_and_completed(conn: Conn, ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    """Which of the triggers ``ids`` (a page of a list) are paused, and which completed."""
+    rows = await conn.fetch(
+        "SELECT st.trigger_id::text AS id, st.paused,"
+        " st.completed_at IS NOT NULL AND t.config ? 'max_runs'"
+        "   AND st.scheduled_runs >= (t.config->>'max_runs')::bigint AS completed"
+        " FROM trigger_state st JOIN workflow_triggers t ON t.id = st.trigger_id"
+        " WHERE st.trigger_id = ANY($1::uuid[])", list(ids))
+    return ({r["id"] for r in rows if r["paused"]}, {r["id"] for r in rows if r["completed"]})
 
 
 async def completed_ids(conn: Conn) -> set[str]:
