@@ -508,6 +508,8 @@ class TemplateFacts:
     error: str | None = None
     names: frozenset[str] = frozenset()
     keys: tuple[tuple[str, str], ...] = ()  # (context name, key)
+    # (node id, attribute) of ``nodes.X.Y``: a node's entry has only ``output``.
+    node_attributes: tuple[tuple[str, str], ...] = ()
 
 
 # ``{{ input.day }}``: a known name and attributes; most templates are made of these.
@@ -521,12 +523,13 @@ def _plain_facts(source: str) -> TemplateFacts | None:
         return None  # other syntax, or braces that Jinja2 might read otherwise
     names: set[str] = set()
     keys: list[tuple[str, str]] = []
+    node_attributes: list[tuple[str, str]] = []
     for match in _PLAIN_REFERENCE.finditer(source):
         name, attributes = match.groups()
         if name not in KNOWN_NAMES:
             return None  # a keyword (true, none, not...) or an unknown name: parse it
         names.add(name)
-        first = attributes[1:].split(".", 1)[0]
+        first, _, rest = attributes[1:].partition(".")
         if (
             name in _KEYED_NAMES
             and first
@@ -534,7 +537,12 @@ def _plain_facts(source: str) -> TemplateFacts | None:
             and (name, first) not in keys
         ):
             keys.append((name, first))
-    return TemplateFacts(names=frozenset(names), keys=tuple(keys))
+        second = rest.split(".", 1)[0]
+        if name == "nodes" and first and second and not hasattr(dict, second) \
+                and (first, second) not in node_attributes:
+            node_attributes.append((first, second))
+    return TemplateFacts(names=frozenset(names), keys=tuple(keys),
+                         node_attributes=tuple(node_attributes))
 
 
 def inspect_template(source: str) -> TemplateFacts:
@@ -579,16 +587,9 @@ def _parsed_facts(source: str) -> TemplateFacts:
         declared.add("loop")
     names = frozenset(loaded - declared)
     keys: list[tuple[str, str]] = []
+    node_attributes: list[tuple[str, str]] = []
     for found in tree.find_all((jinja_nodes.Getattr, jinja_nodes.Getitem)):
-        key: object = None
-        if isinstance(found, jinja_nodes.Getattr):
-            target = found.node
-            # env.get('X', ...) calls a method of the mapping: not a key
-            key = None if hasattr(dict, found.attr) else found.attr
-        elif isinstance(found, jinja_nodes.Getitem):
-            target = found.node
-            if isinstance(found.arg, jinja_nodes.Const):
-                key = found.arg.value  # nodes['x']; a computed key is known at run time only
+        target, key = _literal_key(found)
         if (
             isinstance(key, str)
             and isinstance(target, jinja_nodes.Name)
@@ -597,7 +598,31 @@ def _parsed_facts(source: str) -> TemplateFacts:
             and (target.name, key) not in keys
         ):
             keys.append((target.name, key))
-    return TemplateFacts(names=names, keys=tuple(keys))
+        # nodes.X.Y: the node's entry, then its attribute
+        inner, node_id = _literal_key(target) if target is not None else (None, None)
+        if (
+            isinstance(key, str)
+            and isinstance(node_id, str)
+            and isinstance(inner, jinja_nodes.Name)
+            and inner.ctx == "load"
+            and inner.name == "nodes"
+            and "nodes" in names
+            and (node_id, key) not in node_attributes
+        ):
+            node_attributes.append((node_id, key))
+    return TemplateFacts(names=names, keys=tuple(keys), node_attributes=tuple(node_attributes))
+
+
+def _literal_key(found: jinja_nodes.Node) -> tuple[jinja_nodes.Node | None, object]:
+    """For ``a.b`` or ``a['b']``: ``a`` and ``'b'`` (None for a computed key or a method of
+    a mapping: ``env.get('X', ...)`` calls a method, it reads no key)."""
+    if isinstance(found, jinja_nodes.Getattr):
+        return found.node, None if hasattr(dict, found.attr) else found.attr
+    if isinstance(found, jinja_nodes.Getitem):
+        if isinstance(found.arg, jinja_nodes.Const):
+            return found.node, found.arg.value  # a computed key is known at run time only
+        return found.node, None
+    return None, None
 
 
 def _parse(source: str) -> jinja_nodes.Node:

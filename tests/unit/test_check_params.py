@@ -329,6 +329,23 @@ def test_references_to_nodes_that_do_not_run_before() -> None:
     }
 
 
+def test_a_node_entry_has_only_its_output() -> None:
+    # Every run failed: 'dict object' has no attribute 'outptu'.
+    workflow = chain(
+        node("a", "set", value=1),
+        node("b", "log", message="{{ nodes.a.outptu }}"),
+        node("c", "log", message="{% if nodes['a']['status'] %}x{% endif %}"),
+        node("d", "log", message="{{ nodes.a.output.x }} {{ nodes.a.get('output') }}"),
+    )
+    assert found(workflow) == {
+        (f"{NODE}[1].params.message",
+         "expression '{{ nodes.a.outptu }}': nodes.a has no 'outptu' (it has 'output')"),
+        (f"{NODE}[2].params.message",
+         "expression \"{% if nodes['a']['status'] %}x{% endif %}\": nodes.a has no 'status'"
+         " (it has 'output')"),
+    }
+
+
 def test_unknown_names_and_undeclared_env_and_secrets() -> None:
     workflow = chain(
         node("a", "log", message="{{ inptu.x }}"),

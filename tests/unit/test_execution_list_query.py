@@ -21,31 +21,29 @@ def test_no_filter_has_no_where_clause() -> None:
 def test_only_the_given_conditions_are_written_in_order() -> None:
     query, args = execution_list_query(status="ERROR", workflow_id=ID, after=(AT, ID), limit=5)
     where = query.split(" WHERE ", 1)[1].split(" ORDER BY ", 1)[0]
+    # The status is written in (one statement, one cached plan, per status).
     assert where == (
-        "e.status = $1 AND e.workflow_id = $2::uuid"
-        " AND (e.created_at, e.id) < ($3::timestamptz, $4::uuid)"
+        "e.status = 'ERROR' AND e.workflow_id = $1::uuid"
+        " AND (e.created_at, e.id) < ($2::timestamptz, $3::uuid)"
     )
-    assert args == ["ERROR", ID, AT, ID, 5]
+    assert args == [ID, AT, ID, 5]
     assert "IS NULL" not in query
 
 
 def test_the_cli_order_and_its_filters() -> None:
     query, args = execution_list_query(
-        trigger_id=ID, workflow_key="nightly", before=AT, limit=50, id_order="ASC"
+        trigger_id=ID, workflow_id=ID, before=AT, limit=50, id_order="ASC"
     )
-    assert "e.trigger_id = $1::uuid" in query
-    # A key names a workflow of one tenant: the default one unless the scope names another.
-    assert ("e.workflow_id IN (SELECT id FROM workflows WHERE key = $2 AND tenant_id = $3)"
-            in query)
-    assert "e.created_at < $4::timestamptz" in query
-    assert query.endswith(" ORDER BY e.created_at DESC, e.id LIMIT $5")
-    assert args == [ID, "nightly", "default", AT, 50]
+    assert "e.trigger_id = $1::uuid AND e.workflow_id = $2::uuid" in query
+    assert "e.created_at < $3::timestamptz" in query
+    assert query.endswith(" ORDER BY e.created_at DESC, e.id LIMIT $4")
+    assert args == [ID, ID, AT, 50]
 
 
 def test_a_scope_filters_by_tenant_and_correlation_ids() -> None:
     query, args = execution_list_query(
-        scope=ExecutionScope(tenant="acme", session_id="s-1"), workflow_key="w", limit=10)
-    assert "e.workflow_id IN (SELECT id FROM workflows WHERE key = $1 AND tenant_id = $2)" in query
-    assert "e.tenant_id = $3 AND e.session_id = $4" in query
+        scope=ExecutionScope(tenant="acme", session_id="s-1"), workflow_id=ID, limit=10)
+    assert "e.workflow_id = $1::uuid" in query
+    assert "e.tenant_id = $2 AND e.session_id = $3" in query
     assert "agent_id =" not in query and "conversation_id =" not in query
-    assert args == ["w", "acme", "acme", "s-1", 10]
+    assert args == [ID, "acme", "s-1", 10]

@@ -317,6 +317,11 @@ class _Scope:
             yield f"unknown name {name!r}" + (
                 close or f" (expressions see {', '.join(CONTEXT_NAMES)})"
             )
+        for node_id, attribute in facts.node_attributes:
+            if attribute != "output" and node_id in self.ids:
+                # A run's node entry holds its output only: every run failed ('dict object'
+                # has no attribute 'outptu').
+                yield f"nodes.{node_id} has no {attribute!r} (it has 'output')"
         for section, key in facts.keys:
             if section == "nodes":
                 yield from self._node_problem(key)
