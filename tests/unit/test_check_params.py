@@ -484,3 +484,25 @@ def test_a_third_party_type_with_a_schema_is_checked_against_it(
         (f"{NODE}[0].params.port", "sftp node: unknown parameter 'port' (known: host)"),
         (f"{NODE}[0].params", "sftp node: parameter 'host' is required"),
     }
+
+
+def test_a_call_input_the_loaded_child_refuses_is_caught() -> None:
+    # apply refused these; check called the file valid.
+    child = {"key": "child", "parameter_schema": {
+        "type": "object", "properties": {"n": {"type": "string"}}, "required": ["n"]},
+        "graph": {"nodes": [node("a", "noop")], "edges": []}}
+    parent = chain(
+        node("call", "workflow", workflow="child", input={"n": 1}),
+        node("templated", "workflow", workflow="child", input={"m": "{{ input.x }}"}),
+        node("pinned", "workflow", workflow="child", version=3, input={"n": 1}),  # in the db
+        node("good", "workflow", workflow="child", input={"n": "{{ input.x }}"}),
+    )
+    problems = check_documents([("f.yaml", {"workflows": [parent, child]})])
+    assert {(p.path, p.message) for p in problems} == {
+        (f"{NODE}[0].params.input",
+         "node 'call': its input does not match 'child''s parameter_schema:"
+         " $.n: 1 is not of type 'string'"),
+        (f"{NODE}[1].params.input",
+         "node 'templated': its input does not match 'child''s parameter_schema:"
+         " $: 'n' is a required property"),
+    }

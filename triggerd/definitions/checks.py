@@ -27,6 +27,7 @@ from triggerd.definitions.problems import JsonPath, Report, format_path, show, s
 from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
+from triggerd.inputs import call_input_problems
 from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
@@ -274,6 +275,7 @@ def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
                 calls[tenant][key] = (report, _child_calls(workflow, path))
     for tenant_calls in calls.values():
         _check_workflow_calls(tenant_calls)
+    _check_call_inputs(documents)
     for report, document in documents:
         tenant = document_tenant(document)
         for path, workflow in _workflows(document):
@@ -307,6 +309,38 @@ def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
                     )
                 else:
                     hooks[(tenant, hook_path)] = (report, trigger_path, owner)
+
+
+def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
+    """A workflow node's literal ``input`` against the parameter_schema of the child it
+    names, when that child is loaded too (its latest version: a pinned one is in the
+    database only). apply found these; check called the file valid."""
+    schemas: dict[tuple[str, str], Any] = {}
+    for _, document in documents:
+        tenant = document_tenant(document)
+        for _, workflow in _workflows(document):
+            key = workflow.get("key")
+            if isinstance(key, str):
+                schemas.setdefault((tenant, key), workflow.get("parameter_schema"))
+    for report, document in documents:
+        tenant = document_tenant(document)
+        for path, workflow in _workflows(document):
+            graph = workflow.get("graph")
+            nodes = graph.get("nodes") if isinstance(graph, dict) else None
+            for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+                if not isinstance(node, dict) or node.get("type") != "workflow":
+                    continue
+                params = node.get("params")
+                if not isinstance(params, dict) or "version" in params:
+                    continue
+                key = params.get("workflow")
+                schema = schemas.get((tenant, key)) if isinstance(key, str) else None
+                if not isinstance(schema, dict):
+                    continue
+                for problem in call_input_problems(schema, params.get("input", {})):
+                    report.add((*path, "graph", "nodes", i, "params", "input"),
+                               f"node {node.get('id')!r}: its input does not match {key!r}'s"
+                               f" parameter_schema: {problem}")
 
 
 def _where(first: Report, path: JsonPath, current: Report) -> str:
