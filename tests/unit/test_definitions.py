@@ -864,6 +864,13 @@ def test_a_stored_schema_whose_reference_does_not_resolve_is_a_conflict_not_a_cr
             "$.workflows[0].secrets.S.credential",
             "expected a string, got 7 (an integer)",
         ),
+        # A run said it "needs $CREDENTIALS_DIRECTORY" even with the directory set.
+        (
+            {"credential": "../x"},
+            "$.workflows[0].secrets.S.credential",
+            "'../x' is not a credential name: a file name in $CREDENTIALS_DIRECTORY (systemd"
+            " LoadCredential=), without '/'",
+        ),
         (
             {"env": "A", "credential": "b"},
             "$.workflows[0].secrets.S",
@@ -1068,6 +1075,11 @@ def test_fine_webhook_paths() -> None:
         ({"burst": 5}, "", "burst applies only together with rate (requests per second)"),
         ({"expose_output": "no"}, "expose_output", "expected true or false, got 'no' (a string)"),
         ({"dedupe": {}}, "dedupe", "dedupe needs one of header, json or body_hash"),
+        # No request can carry such a header: every delivery was stored without a key.
+        ({"dedupe": {"header": "X Id"}}, "dedupe.header",
+         "'X Id' is not a header name (letters, digits and !#$%&'*+.^_`|~-)"),
+        ({"auth": {"scheme": "token", "header": "Bad Header", "secret": {"env": "T"}}},
+         "auth.header", "'Bad Header' is not a header name (letters, digits and !#$%&'*+.^_`|~-)"),
         (
             {"dedupe": {"header": "X-Id", "body_hash": True}},
             "dedupe",

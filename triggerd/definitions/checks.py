@@ -27,6 +27,7 @@ from triggerd.definitions.problems import JsonPath, Report, format_path, show, s
 from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
+from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
 from triggerd.inputs import call_input_problems
 from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
@@ -733,6 +734,15 @@ def check_trigger_config(
         if isinstance(networks, list):
             _check_networks(networks, (*path, "allow_from"), report)
         _check_request_keys(config, path, report)
+        for section in ("auth", "dedupe"):
+            # No request can carry such a header: every one was refused 401 (auth), or
+            # stored without a delivery id (dedupe).
+            header = config.get(section, {}).get("header") if isinstance(
+                config.get(section), dict) else None
+            if isinstance(header, str) and header.strip() and not is_header_name(
+                    header.strip()):
+                report.add((*path, section, "header"),
+                           f"{header.strip()[:60]!r} is not a header name ({HEADER_NAME_RULE})")
 
 
 def _check_request_keys(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:

@@ -32,6 +32,7 @@ from yarl import URL
 from triggerd.durations import format_duration
 from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
 from triggerd.expressions import is_template
+from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
 from triggerd.model import JSON
 from triggerd.nodes.base import (
     ERROR_MESSAGE,
@@ -138,14 +139,13 @@ PARAMS_SCHEMA = params_schema(
 
 # An HTTP header name is a token (RFC 9110 5.1); its value has no line break or other
 # control character but a tab (5.5): a run must not split its own request.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def header_problem(name: str, value: str) -> str | None:
     """Why ``name: value`` cannot be sent as a request header; None when it can."""
-    if not _HEADER_NAME.fullmatch(name):
-        return f"{name[:60]!r} is not a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if not is_header_name(name):
+        return f"{name[:60]!r} is not a header name ({HEADER_NAME_RULE})"
     if _HEADER_VALUE_FORBIDDEN.search(value):
         return f"the value of {name[:60]!r} has a line break or another control character"
     return None
