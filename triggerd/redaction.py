@@ -71,13 +71,19 @@ class Redactor:
     """
 
     secrets: frozenset[str]
+    # Regular expressions of values masked whatever they are (a resume link's token: the
+    # run knows only the one it issued last, and earlier ones still decide it).
+    patterns: tuple[str, ...]
     _pattern: re.Pattern[str] | None = field(compare=False)
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
         values = frozenset(s for s in secrets if s)
         forms = sorted({form for s in values for form in _forms(s)}, key=lambda f: (-len(f), f))
-        pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
+        extra = tuple(dict.fromkeys(patterns))
+        alternatives = [*map(re.escape, forms), *extra]
+        pattern = re.compile("|".join(alternatives)) if alternatives else None
         object.__setattr__(self, "secrets", values)
+        object.__setattr__(self, "patterns", extra)
         object.__setattr__(self, "_pattern", pattern)
 
     def __repr__(self) -> str:
@@ -89,7 +95,11 @@ class Redactor:
 
     def with_secrets(self, more: Iterable[str]) -> Redactor:
         """A redactor for these secrets and ``more``."""
-        return Redactor((*self.secrets, *more))
+        return Redactor((*self.secrets, *more), self.patterns)
+
+    def with_patterns(self, more: Iterable[str]) -> Redactor:
+        """A redactor that also masks what the regular expressions ``more`` match."""
+        return Redactor(self.secrets, (*self.patterns, *more))
 
     def redact_text(self, text: str) -> str:
         if self._pattern is None:

@@ -145,6 +145,34 @@ async def test_an_operator_rejects_and_a_run_not_waiting_is_a_conflict(
     assert [tuple(r) for r in actions] == [("token:ops", "decide")]
 
 
+async def test_a_link_issued_before_the_run_was_taken_up_again_stays_masked(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """The run resumes with a new link; the first one (still valid: it decides the run's
+    next approval) came back whole from the restored outputs, and a node after the resume
+    stored it in clear, for any viewer to use."""
+    doc = _doc()
+    nodes = doc["workflows"][0]["graph"]["nodes"]
+    edges = doc["workflows"][0]["graph"]["edges"]
+    nodes.append({"id": "copy", "type": "set", "params": {
+        "value": {"again": "{{ nodes.link.output.url }}",
+                  "encoded": "{{ nodes.link.output.url | urlencode }}"}}})
+    edges.append({"from": "ship", "to": "copy"})
+    await apply_doc(pool, doc)
+    run = await fire(pool, "release/manual", {"version": "3.0"})
+    token = await _parked(pool, run, executor)
+    await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+    assert (await final_status(pool, run))["status"] == "SUCCESS"
+    copied = await pool.fetchval("SELECT output FROM node_executions WHERE execution_id = $1"
+                                 " AND node_id = 'copy'", run)
+    assert copied == {"again": "https://t.example.com/hooks/_resume/***",
+                      "encoded": "https%3A//t.example.com/hooks/_resume/***"}
+    stored = await pool.fetchval("SELECT string_agg(coalesce(input::text, '') ||"
+                                 " coalesce(output::text, ''), '') FROM node_executions"
+                                 " WHERE execution_id = $1", run)
+    assert token not in stored
+
+
 async def test_two_racing_decisions_on_one_link_make_one_decision(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

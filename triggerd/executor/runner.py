@@ -37,7 +37,7 @@ from triggerd.expressions import (
 from triggerd.inputs import unresolvable
 from triggerd.logs import SECRETS_FILTER
 from triggerd.model import JSON, Edge, Graph, NodeStatus
-from triggerd.nodes.approval import resume_token
+from triggerd.nodes.approval import RESUME_LINK_TOKENS, resume_token
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
 from triggerd.nodes.registry import (
     buffered_node_types,
@@ -477,7 +477,10 @@ class Runner:
             # The link decides the run: whoever may read the run's rows (a viewer) must
             # not be able to act through it. Nodes get it whole; the rows keep it masked,
             # the encrypted resume copy keeps it for the nodes after a restart.
-            self.redactor = self.redactor.with_secrets([resume_token(self.resume_url)])
+            # Every link of the run, not only this one: links issued before it was taken
+            # up again still decide it, and come back whole in restored node outputs.
+            self.redactor = self.redactor.with_secrets(
+                [resume_token(self.resume_url)]).with_patterns(RESUME_LINK_TOKENS)
         version = self.version
         try:
             violations = (

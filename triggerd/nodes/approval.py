@@ -35,6 +35,14 @@ RESUME_PATH = "/hooks/_resume"
 RESUME_LINK = re.compile(re.escape(RESUME_PATH) + r"/[A-Za-z0-9_-]+")
 
 
+# A token inside any resume link, also percent-encoded (a link sent as a query value): the
+# redactor masks it, whichever of the run's links it is.
+RESUME_LINK_TOKENS = (
+    "(?<=" + re.escape(RESUME_PATH + "/") + ")[A-Za-z0-9_-]+",
+    "(?i:(?<=%2Fhooks%2F_resume%2F))[A-Za-z0-9_-]+",
+)
+
+
 def resume_token(url: str) -> str:
     """The token of a resume link."""
     return url.rsplit("/", 1)[-1]
