@@ -57,6 +57,9 @@ def _forms(secret: str) -> set[str]:
         secret.lower(),
         quote(secret, safe=""),
         quote_plus(secret, safe=""),
+        # As a URL's path writes it (yarl leaves RFC 3986's path characters alone): an http
+        # node's error message names its URL.
+        quote(secret, safe="/:@!$&'()*+,;=~"),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
     }

@@ -381,8 +381,9 @@ async def test_wait_parks_run_without_a_worker_and_resumes(
             [
                 {"id": "pause", "type": "wait", "params": {"duration": "1s"}},
                 {"id": "after", "type": "set", "params": {"value": "done"}},
+                {"id": "seen", "type": "set", "params": {"value": "{{ nodes.pause.output }}"}},
             ],
-            [{"from": "pause", "to": "after"}],
+            [{"from": "pause", "to": "after"}, {"from": "after", "to": "seen"}],
         ),
     )
     execution_id = await fire(pool, "patient/manual")
@@ -397,9 +398,13 @@ async def test_wait_parks_run_without_a_worker_and_resumes(
     assert waiting["resume_at"] is not None
     assert executor.in_progress == 0  # no worker held while waiting
     row = await final_status(pool, execution_id)
-    assert row["status"] == "SUCCESS" and row["output"] == "done"
+    assert row["status"] == "SUCCESS"
     pause = [r for r in await nodes_of(pool, execution_id) if r["node_id"] == "pause"]
     assert [(r["attempt"], r["status"]) for r in pause] == [(1, "SUCCESS")]
+    # Its output as documented, {"until"}, stored and passed on: a real wait added the
+    # runner's own "wait_until" note to both.
+    assert list(pause[0]["output"]) == ["until"]
+    assert list(row["output"]) == ["until"]
 
 
 async def test_cancel_finished_run_is_refused(pool: asyncpg.Pool, executor: Executor) -> None:

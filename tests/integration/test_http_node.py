@@ -159,6 +159,28 @@ async def test_raw_body_is_sent_as_is(
     ]
 
 
+async def test_json_null_is_sent_as_json(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    # aiohttp reads json=None as "no body": an empty octet-stream went out.
+    base, app = server
+    await call({"method": "POST", "url": f"{base}/echo", "json": None}, session)
+    await call({"method": "POST", "url": f"{base}/echo", "json": None,
+                "headers": {"Content-Type": "application/vnd.x+json"}}, session)
+    assert [(s["content_type"], s["body"]) for s in app[SEEN]] == [
+        ("application/json", "null"), ("application/vnd.x+json", "null")]
+
+
+async def test_a_timeout_of_zero_is_refused_not_unlimited(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, app = server
+    failed = await call_fails({"url": f"{base}/echo", "timeout": "0s"}, session)
+    assert (failed.code, failed.message) == (
+        "INVALID_PARAMS", "http node: parameter 'timeout' must be more than 0")
+    assert app[SEEN] == []
+
+
 async def test_text_body_is_kept_as_text(
     server: tuple[str, web.Application], session: aiohttp.ClientSession
 ) -> None:

@@ -171,6 +171,7 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ("memory", {"op": "increment", "key": "k", "value": "1e3"}, "params.value", "must be a number for op 'increment', got '1e3'"),  # noqa: E501
         ("memory", {"op": "increment", "key": "k", "value": True}, "params.value", "must be a number for op 'increment'"),  # noqa: E501
         ("memory", {"op": "set", "key": "k"}, "params.value", "is required for op 'set'"),
+        ("http", {"url": "http://x/", "timeout": "0s"}, "params.timeout", "must be more than 0 (0 would be no limit at all)"),  # noqa: E501
         # Past int4: check called it valid, then apply failed with an internal error.
         ("workflow", {"workflow": "child", "version": 99999999999}, "params.version", "expected an integer from 1 to 2147483647, got 99999999999"),  # noqa: E501
         ("memory", {"op": "cas", "key": "k", "expected": 1}, "params.value", "is required for op 'cas'"),  # noqa: E501

@@ -49,6 +49,22 @@ def test_encoded_forms_are_redacted_too() -> None:
     assert redactor.redact_text(json.dumps({"t": 'p@ss w/"q"'})) == '{"t": "***"}'
 
 
+@pytest.mark.parametrize("secret", ["kéy=abc123", "Tr0ub4dor/&3 x", 'pa ss/wörd:1@x"q'])
+def test_a_secret_in_a_url_path_is_redacted_as_the_url_writes_it(secret: str) -> None:
+    # An http node's error message names its URL as yarl writes it: some characters of the
+    # secret encoded, the path's own left alone (neither of the other encodings).
+    from yarl import URL
+
+    url = str(URL(f"http://127.0.0.1:1/status/{secret}"))
+    assert Redactor([secret]).redact_text(f"GET {url}: answered status 404") == (
+        "GET http://127.0.0.1:1/status/***: answered status 404")
+
+
+def test_patterns_mask_what_they_match_and_are_kept_by_with_secrets() -> None:
+    redactor = Redactor(["one"]).with_patterns([r"(?<=/k/)[a-z]+"]).with_secrets(["two"])
+    assert redactor.redact_text("one two /k/abc") == "*** *** /k/***"
+
+
 def test_repr_never_shows_secret_values() -> None:
     redactor = Redactor(["s3cr3t", "tok"])
     assert repr(redactor) == "Redactor(<2 secrets>)"

@@ -386,19 +386,21 @@ class Runner:
                     self.parked_until[node_id] = until
                     self.next_attempt[node_id] = row["attempt"]
                     continue
-                # The wait is over: the node succeeded.
+                # The wait is over: the node succeeded, with the output it gave (the parked
+                # row's "wait_until" is this runner's own note of when to wake it).
                 done = NodeRow(
                     execution_id=self.claimed.id,
                     node_id=node_id,
                     node_type=row["node_type"],
                     status=NodeStatus.SUCCESS,
                     attempt=row["attempt"],
-                    output=row["output"],
+                    output=_without_wait_note(row["output"]),
                     end_time=now,
                 )
                 self.pending.append(done)
                 self.outcomes[node_id] = NodeOutcome(
-                    node_id=node_id, status=NodeStatus.SUCCESS, output=self._resumed_output(row)
+                    node_id=node_id, status=NodeStatus.SUCCESS,
+                    output=_without_wait_note(self._resumed_output(row)),
                 )
                 continue
             if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
@@ -799,6 +801,14 @@ def _edge_condition(edge: Edge | None) -> str | None:
     if edge.on == "failure":
         return "on:failure"
     return edge.when
+
+
+def _without_wait_note(output: JSON) -> JSON:
+    """A parked node's output as the node gave it: without the ``wait_until`` key the
+    runner stores beside it while the run waits."""
+    if isinstance(output, dict) and "wait_until" in output:
+        return {k: v for k, v in output.items() if k != "wait_until"}
+    return output
 
 
 def _parse_instant(value: Any) -> datetime | None:

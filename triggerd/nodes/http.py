@@ -21,16 +21,19 @@ is the response), ``HTTP_ERROR`` (a broken or too large response), ``INVALID_PAR
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
-from triggerd.durations import format_duration
+from triggerd.durations import format_duration, parse_duration
 from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
+from triggerd.errors import DurationError
 from triggerd.expressions import is_template
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
 from triggerd.model import JSON
@@ -159,7 +162,13 @@ class HttpNode:
     params_schema = PARAMS_SCHEMA
 
     def literal_problems(self, params: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
-        """What a run would refuse in the literal (expression-free) url and headers."""
+        """What a run would refuse in the literal (expression-free) url, headers and
+        timeout."""
+        timeout = params.get("timeout")
+        if isinstance(timeout, str) and not is_template(timeout):
+            with contextlib.suppress(DurationError):
+                if parse_duration(timeout) <= timedelta(0):
+                    yield ("timeout",), "must be more than 0 (0 would be no limit at all)"
         url = params.get("url")
         if isinstance(url, str) and not is_template(url):
             try:
@@ -194,11 +203,19 @@ class HttpNode:
             if problem is not None:  # aiohttp raised a ValueError: the node "crashed"
                 raise checked.invalid(f"parameter 'headers': {problem}")
         request: dict[str, Any] = {"headers": headers, "params": list(_query(checked))}
-        if "json" in checked:
+        if "json" in checked and checked.get("json") is None:
+            # aiohttp reads json=None as "no body": null is a JSON value to send.
+            request["data"] = b"null"
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
+        elif "json" in checked:
             request["json"] = checked.get("json")
         elif "body" in checked:
             request["data"] = checked.text("body").encode()
         timeout = checked.duration("timeout", DEFAULT_TIMEOUT)
+        if timeout <= timedelta(0):
+            # aiohttp reads a total of 0 as "no limit at all".
+            raise checked.invalid("parameter 'timeout' must be more than 0")
         accept = _accept(checked)
         request["timeout"] = aiohttp.ClientTimeout(total=timeout.total_seconds())
 
