@@ -94,8 +94,8 @@ PARAMS_SCHEMA = params_schema(
             {"type": ["object", "null"]},
         ),
         "json": {
-            "description": "A body sent as JSON (Content-Type: application/json): any value,"
-            " with expressions rendered inside. Not with 'body'."
+            "description": "A body sent as JSON (Content-Type: application/json): any value"
+            " (null too), with expressions rendered inside. Not with 'body'."
         },
         "body": {
             "description": "A body sent as it is (text). Not with 'json'.",
@@ -104,7 +104,8 @@ PARAMS_SCHEMA = params_schema(
             " as JSON, use json: instead of body:",
         },
         "timeout": duration_param(
-            f"The limit for the whole exchange, e.g. '10s'; default {DEFAULT_TIMEOUT}.",
+            f"The limit for the whole exchange, e.g. '10s' (more than 0); default"
+            f" {DEFAULT_TIMEOUT}.",
             DEFAULT_TIMEOUT,
         ),
         "accept": or_template(
