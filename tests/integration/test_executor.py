@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -791,6 +792,56 @@ async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(
         "internal error (RuntimeError); see the daemon's log",
     )
     assert row["lease_owner"] is None
+
+
+async def test_a_run_cut_off_from_the_database_is_a_warning_not_a_crash(
+    pool: asyncpg.Pool, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database restart under a running run logged "execution crashed" at error level with
+    a traceback; it is an interruption (taken up again when its lease ends)."""
+    from tests.integration.test_webhooks_outage import PgProxy
+
+    gate = asyncio.Event()
+
+    async def wait(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.Response()
+
+    proxy = PgProxy(dsn)
+    await proxy.start()
+    own_pool = await db.create_pool(proxy.dsn, min_size=1, max_size=4)
+    ex = Executor(pool=own_pool, dsn=dsn, settings=load_settings(environ={
+        "TRIGGERD_EXECUTOR_DRAIN": "1s"}))
+    try:
+        async with serve_get("/gate", wait) as port:
+            await apply_doc(pool, workflow("cut", [{"id": "call", "type": "http", "params": {
+                "url": f"http://127.0.0.1:{port}/gate", "method": "GET"}}]))
+            execution_id = await fire(pool, "cut/manual")
+            await ex.start()
+
+            async def running() -> bool:
+                return bool(await pool.fetchval(
+                    "SELECT count(*) FROM node_executions WHERE execution_id = $1"
+                    " AND status = 'RUNNING'", execution_id))
+
+            await wait_for(running)
+            await proxy.stop()
+            with caplog.at_level(logging.WARNING, logger="triggerd.executor.service"):
+                gate.set()
+
+                async def interrupted() -> bool:
+                    return any(getattr(r, "event", None) == "execution_interrupted"
+                               for r in caplog.records)
+
+                await wait_for(interrupted, timeout=20.0)
+            assert not [r for r in caplog.records
+                        if getattr(r, "event", None) == "execution_crashed"]
+            assert await pool.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                                       execution_id) == "RUNNING"  # its lease decides
+    finally:
+        with contextlib.suppress(Exception):
+            await ex.stop()
+        own_pool.terminate()
 
 
 async def test_a_crashed_run_leaves_no_node_row_running(

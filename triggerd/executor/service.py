@@ -82,6 +82,21 @@ def run_flags(context: Mapping[str, Any]) -> tuple[bool, bool]:
     return True, test.get("dry") is True
 
 
+async def write_shielded(write: Awaitable[Any]) -> None:
+    """Await ``write`` so that a cancel of the caller does not stop it. Its failure is
+    consumed even when it comes after the caller was canceled again (the lease lost
+    meanwhile: LeaseLost), instead of being logged as a task exception never retrieved."""
+    task = asyncio.ensure_future(write)
+    task.add_done_callback(_consume_failure)
+    with contextlib.suppress(Exception):
+        await asyncio.shield(task)
+
+
+def _consume_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the rows it could not write are the next owner's
+
+
 def make_owner() -> str:
     """Names this process in ``lease_owner``; the random part tells restarts apart."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -407,15 +422,24 @@ class Executor(BaseComponent):
                 extra={"event": "execution_lease_lost", "execution_id": execution.id},
             )
         except Exception as exc:
+            if db.is_unavailable(exc):
+                # The database went away under it (a restart, a failover): no bug, and no
+                # traceback; the run is taken up again once its lease ends.
+                logger.warning(
+                    "execution interrupted: the database is unavailable; it is taken up"
+                    " again when its lease ends",
+                    extra={"event": "execution_interrupted", "execution_id": execution.id,
+                           "error": f"{type(exc).__name__}: {exc}"[:300]},
+                )
+                return
             logger.exception(
                 "execution crashed",
                 extra={"event": "execution_crashed", "execution_id": execution.id},
             )
-            if not db.is_unavailable(exc):
-                # A bug or data the database refused would crash the run again on every
-                # claim after its lease expires: end it now, with a code that says so (the
-                # exception's text may hold values, so only its type is stored).
-                await self._fail_crashed(execution.id, exc)
+            # A bug or data the database refused would crash the run again on every claim
+            # after its lease expires: end it now, with a code that says so (the
+            # exception's text may hold values, so only its type is stored).
+            await self._fail_crashed(execution.id, exc)
         finally:
             self._active.pop(execution.id, None)
             if execution.id in self._held_ids:
@@ -534,8 +558,7 @@ class Executor(BaseComponent):
             # Keep what finished; the cancel handler decides the run's status.
             reason = self._cancel_reasons.get(execution.id)
             if reason in ("cancel", "drain") and runner.pending:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(write(nodes=list(runner.pending)))
+                await write_shielded(write(nodes=list(runner.pending)))
             raise
         await write(nodes=list(runner.pending), finished=[update])
         self.stats[update.status] = self.stats.get(update.status, 0) + 1
