@@ -121,7 +121,7 @@ class Probe(enum.StrEnum):
     """What the running daemon answered for one webhook path (asked with OPTIONS, which no
     trigger may accept, so the probe never starts a run)."""
 
-    ROUTED = "routed"  # 405: the path is served, the method is not
+    ROUTED = "routed"  # 405: the path is served, the method is not (403: not from here)
     NOT_ROUTED = "not_routed"  # 404
     NOT_LOADED = "not_loaded"  # 503: the daemon has not read its webhook table yet
     OTHER = "other"  # any other answer

@@ -44,7 +44,10 @@ Clock = Callable[[], datetime]
 HTTP_TIMEOUT = 5.0
 PROBES_AT_ONCE = 8
 
-_STATUS_PROBE = {405: Probe.ROUTED, 404: Probe.NOT_ROUTED, 503: Probe.NOT_LOADED}
+# A served path answers 405, or 403 first when the trigger's allow_from leaves out the
+# address doctor asks from (the route is found before the allowlist is read).
+_STATUS_PROBE = {405: Probe.ROUTED, 403: Probe.ROUTED, 404: Probe.NOT_ROUTED,
+                 503: Probe.NOT_LOADED}
 
 
 def utc_now() -> datetime:
