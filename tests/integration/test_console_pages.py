@@ -286,6 +286,11 @@ BAD_INPUT: list[tuple[str, dict[str, str] | None, int, str]] = [
      "not valid JSON: duplicate key 'a'"),
     ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": NaN}'}, 400,
      "not valid JSON: NaN is not a JSON value"),
+    # null was read as "no input" and started a run; [1] was headed "not valid JSON".
+    ("/ui/triggers/xss/by-hand/fire", {"input": "null"}, 422,
+     "✗ the input must be a JSON object"),
+    ("/ui/triggers/xss/by-hand/fire", {"input": "[1]"}, 422,
+     "✗ the input must be a JSON object"),
     ("/ui/triggers/xss/every/backfill", {
         "from": "9999-12-31T23:59:59+14:00", "to": "2024-01-02T00:00:00Z", "do": "preview"},
      422, f"from: '9999-12-31T23:59:59+14:00' {OUT_OF_RANGE}"),

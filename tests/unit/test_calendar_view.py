@@ -54,3 +54,18 @@ def test_a_capped_projection_marks_the_days_it_did_not_reach() -> None:
     uncapped = calendar_days(today=TODAY, recorded={}, fires=fires, fires_capped=False,
                              days_back=0, days_ahead=1)
     assert [(r.projected, r.projected_more) for r in uncapped] == [(3, False), (0, False)]
+
+
+def test_the_projection_stops_at_the_rows_shown() -> None:
+    # A daily trigger's page asked for 500 fires (well over a year of days, about a second
+    # with a holiday calendar) to fill seven rows.
+    from triggerd.console.pages import _projection
+    from triggerd.schedules import schedule_of
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    daily = schedule_of("cron", {"cron": "0 9 * * *", "timezone": "UTC"})
+    fires, capped = _projection(daily, now, now + timedelta(days=8))
+    assert (len(fires), capped) == (9, False)  # 8 in the window, and the first after it
+    every_minute = schedule_of("cron", {"cron": "* * * * *", "timezone": "UTC"})
+    fires, capped = _projection(every_minute, now, now + timedelta(days=8))
+    assert (len(fires), capped) == (500, True)

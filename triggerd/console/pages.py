@@ -22,6 +22,7 @@ from triggerd.api.auth import API_AUTH, AuthFailure
 from triggerd.api.health import readiness
 from triggerd.appkeys import POOL, SCHEDULER_LAG
 from triggerd.console.calendar_view import (
+    DAYS_AHEAD,
     DAYS_BACK,
     FUTURE_FIRES,
     PAST_ROWS,
@@ -42,7 +43,7 @@ from triggerd.console.sessions import (
     new_secret,
     set_cookie,
 )
-from triggerd.cron import fire_to_json, utc_iso
+from triggerd.cron import Fire, fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
 from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
@@ -331,10 +332,21 @@ async def _calendar(pool: Any, trigger_id: str, schedule: Schedule, zone_name: s
     since = datetime.combine(today - timedelta(days=DAYS_BACK), time(), zone)
     recorded, _ = await slot_counts_by_day(pool, trigger_id, since=since, zone=zone_name,
                                            limit=PAST_ROWS)
-    fires = await asyncio.to_thread(schedule.preview, now, FUTURE_FIRES)
-    counted = sum(1 for f in fires if f.note != "excluded")
-    return calendar_days(today=today, recorded=recorded, fires=fires,
-                         fires_capped=counted >= FUTURE_FIRES)
+    # Projected only as far as the rows shown: a daily trigger with a holiday calendar
+    # asked for FUTURE_FIRES fires, well over a year of calendar days, and its page took
+    # about a second (for 7 rows).
+    window_end = datetime.combine(today + timedelta(days=DAYS_AHEAD + 1), time(), zone)
+    fires, capped = await asyncio.to_thread(_projection, schedule, now, window_end)
+    return calendar_days(today=today, recorded=recorded, fires=fires, fires_capped=capped)
+
+
+def _projection(schedule: Schedule, now: datetime, end: datetime
+                ) -> tuple[list[Fire], bool]:
+    """The fires until ``end`` (at most FUTURE_FIRES: then True), as a preview marks them:
+    with the excluded instants among them, up to the first fire after ``end``."""
+    count = len(schedule.fires_between(now, end, FUTURE_FIRES))
+    capped = count >= FUTURE_FIRES
+    return schedule.preview(now, count if capped else count + 1), capped
 
 
 async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
@@ -352,7 +364,10 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     if schedule is not None:
         # Calendar-excluded instants are listed but marked; shifted ones name their
         # nominal instant (the schedule's preview, as `triggers next` prints it).
-        fires = [fire_to_json(f) for f in schedule.preview(now, NEXT_FIRES)]
+        # In a thread: a calendar's preview can take a tenth of a second, which every
+        # request waiting on the event loop would wait too.
+        fires = [fire_to_json(f)
+                 for f in await asyncio.to_thread(schedule.preview, now, NEXT_FIRES)]
         days = await _calendar(pool, trigger.id, schedule, zone_name, now)
     slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
@@ -369,7 +384,7 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
         "input_text": "{}", "errors": [], "message": None,
         "backfill_form": {"from": "", "to": "", "rate": DEFAULT_RATE, "note": "",
                           "only_missing": True},
-        "backfill_message": None, "preview": None,
+        "backfill_message": None, "preview": None, "future_fires": FUTURE_FIRES,
     }
 
 
@@ -388,11 +403,14 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
     errors: list[dict[str, str]] = []
     message: str | None = None
     status = 422
+    not_an_object = False
     try:
         # The admin API's rules: no duplicate keys, NaN or number beyond a float.
         value = json.loads(text, object_pairs_hook=no_duplicates,
                            parse_constant=refuse_constant,
                            parse_float=finite_float) if text.strip() else {}
+        # null too: it was read as "no input" and started a run.
+        not_an_object = not isinstance(value, dict)
     except json.JSONDecodeError as exc:
         value, status = None, 400
         errors = [{"path": "$", "message": f"not valid JSON: {exc.msg} at position {exc.pos}"}]
@@ -402,7 +420,7 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:  # JsonRefusal, or an integer with too many digits
         value, status = None, 400
         errors = [{"path": "$", "message": f"not valid JSON: {exc}"}]
-    if value is not None and not isinstance(value, dict):
+    if not_an_object:
         errors = [{"path": "$", "message": "the input must be a JSON object"}]
     problem = storage_problem(value) if value is not None and not errors else None
     if problem is not None:
@@ -420,6 +438,7 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
     context = await _trigger_context(request, name)
     if message is None:
         message = ("the input holds text that cannot be stored" if problem
+                   else "the input must be a JSON object" if not_an_object
                    else "the input is not valid JSON")
     context.update(input_text=text, errors=errors, message=message)
     return render(request, "trigger.html", status=status, **context)
