@@ -332,6 +332,22 @@ async def _fire(visitor: Visitor, tenant: str) -> str:
     return location.rsplit("/", 1)[-1]
 
 
+async def test_an_all_tenant_sessions_filters_find_every_tenants_objects(
+    admin: Visitor
+) -> None:
+    """Without ?tenant= the lists show every tenant's objects, labelled; their filters
+    looked in the default tenant only (a workflow key found nothing there, a labelled
+    trigger name was a bare 404)."""
+    runs = {tenant: await _fire(admin, tenant) for tenant in TENANTS}
+    _, page = await admin.get("/ui/triggers?workflow=xss&type=manual")
+    for label in ("xss/by-hand", "acme:xss/by-hand", "globex:xss/by-hand"):
+        assert f">{label}</a>" in page, label
+    status, page = await admin.get("/ui/executions?trigger=acme%3Axss%2Fby-hand")
+    assert status == 200, page
+    assert runs["acme"] in page
+    assert runs["default"] not in page and runs["globex"] not in page
+
+
 async def test_an_all_tenant_session_stays_in_the_tenant_it_opened(admin: Visitor,
                                                                    pool: asyncpg.Pool) -> None:
     runs = {tenant: await _fire(admin, tenant) for tenant in TENANTS}

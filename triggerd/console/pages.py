@@ -83,7 +83,7 @@ from triggerd.store.workflows import (
     list_workflows,
     resolve_version,
 )
-from triggerd.tokens import hash_token, is_token_form
+from triggerd.tokens import hash_token, is_tenant_name, is_token_form
 from triggerd.trigger_detail import preview_instant, progress
 from triggerd.views import planned_json
 from triggerd.webhooks.inbox_views import request_json
@@ -270,6 +270,16 @@ def _home(request: web.Request) -> str:
     return _asked_tenant(request) or DEFAULT_TENANT
 
 
+def _labelled(request: web.Request, name: str) -> tuple[str, str]:
+    """A trigger name and the tenant to look it up in: an all-tenant session's lists label
+    another tenant's triggers ``acme:billing/hook``, and such a label names that tenant's
+    trigger (without ``?tenant=``); otherwise the page's tenant."""
+    tenant, sep, rest = name.partition(":")
+    if sep and _asked_tenant(request) is None and is_tenant_name(tenant):
+        return rest, tenant
+    return name, _home(request)
+
+
 def _actor(request: web.Request) -> Actor:
     """The session's token, acting in the page's tenant (its own, or ``?tenant=``)."""
     session = _session(request)
@@ -302,9 +312,11 @@ async def triggers_page(request: web.Request) -> web.Response:
     workflow = request.query.get("workflow") or None
     kind = request.query.get("type") or None
     after = _trigger_cursor(request.query.get("cursor"))
+    # A workflow key in every tenant for an all-tenant session without ?tenant= (the list
+    # shows them all: the filter looked in the default tenant only and found nothing).
     rows = await list_triggers(request.app[POOL], workflow_key=workflow, trigger_type=kind,
-                               tenant=_home(request) if workflow else _asked_tenant(request),
-                               after=after, limit=PAGE_SIZE + 1)
+                               tenant=_asked_tenant(request), after=after,
+                               limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].workflow_key, page[-1].name, page[-1].id)
                    if len(rows) > PAGE_SIZE else None)
@@ -452,7 +464,7 @@ async def executions_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name:
-        trigger_id = (await get_trigger(pool, trigger_name, _home(request))).id
+        trigger_id = (await get_trigger(pool, *_labelled(request, trigger_name))).id
     cursor = request.query.get("cursor")
     try:
         after = decode_cursor(cursor) if cursor else None
