@@ -284,13 +284,12 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_triggers_list(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.store.trigger_state import completed_ids, paused_ids, skipped_ahead
+    from triggerd.store.trigger_state import paused_and_completed, skipped_ahead
     from triggerd.store.workflows import list_triggers
 
     async with _pool(settings) as pool:
         triggers = await list_triggers(pool, tenant=args.tenant)
-        paused = await paused_ids(pool)
-        completed = await completed_ids(pool)
+        paused, completed = await paused_and_completed(pool)
         skipped = await skipped_ahead(pool)
     now = datetime.now(UTC)
 

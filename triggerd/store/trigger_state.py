@@ -107,12 +107,6 @@ async def resume(
     return forgotten
 
 
-async def paused_ids(conn: Conn) -> set[str]:
-    """The ids of the paused triggers (few: an operator's switch)."""
-    rows = await conn.fetch("SELECT trigger_id::text AS id FROM trigger_state WHERE paused")
-    return {r["id"] for r in rows}
-
-
 async def skipped_ahead(conn: Conn) -> dict[str, set[datetime]]:
     """The slots skipped by hand that are still ahead, by trigger id (few: an operator's
     choice; read through the ledger's index on the instant)."""
@@ -125,25 +119,24 @@ async def skipped_ahead(conn: Conn) -> dict[str, set[datetime]]:
     return found
 
 
-async def paused_and_completed(conn: Conn, ids: Sequence[str]) -> tuple[set[str], set[str]]:
-    """Which of the triggers ``ids`` (a page of a list) are paused, and which completed."""
-    rows = await conn.fetch(
-        "SELECT st.trigger_id::text AS id, st.paused,"
-        " st.completed_at IS NOT NULL AND t.config ? 'max_runs'"
-        "   AND st.scheduled_runs >= (t.config->>'max_runs')::bigint AS completed"
-        " FROM trigger_state st JOIN workflow_triggers t ON t.id = st.trigger_id"
-        " WHERE st.trigger_id = ANY($1::uuid[])", list(ids))
+# A trigger that made its max_runs scheduled fires (its schedule has ended).
+_COMPLETED = ("st.completed_at IS NOT NULL AND t.config ? 'max_runs'"
+              " AND st.scheduled_runs >= (t.config->>'max_runs')::bigint")
+_PAUSED_AND_COMPLETED = (
+    "SELECT st.trigger_id::text AS id, st.paused, " + _COMPLETED + " AS completed"
+    " FROM trigger_state st JOIN workflow_triggers t ON t.id = st.trigger_id WHERE ")
+
+
+async def paused_and_completed(conn: Conn, ids: Sequence[str] | None = None
+                               ) -> tuple[set[str], set[str]]:
+    """Which triggers are paused, and which completed: of ``ids`` (a page of a list), or
+    of every trigger (few: an operator's switch, a schedule that ended)."""
+    if ids is None:
+        rows = await conn.fetch(_PAUSED_AND_COMPLETED + "(st.paused OR " + _COMPLETED + ")")
+    else:
+        rows = await conn.fetch(_PAUSED_AND_COMPLETED + "st.trigger_id = ANY($1::uuid[])",
+                                list(ids))
     return ({r["id"] for r in rows if r["paused"]}, {r["id"] for r in rows if r["completed"]})
-
-
-async def completed_ids(conn: Conn) -> set[str]:
-    """The ids of the triggers that made their ``max_runs`` scheduled fires."""
-    rows = await conn.fetch(
-        "SELECT st.trigger_id::text AS id FROM trigger_state st"
-        " JOIN workflow_triggers t ON t.id = st.trigger_id"
-        " WHERE st.completed_at IS NOT NULL AND t.config ? 'max_runs'"
-        " AND st.scheduled_runs >= (t.config->>'max_runs')::bigint")
-    return {r["id"] for r in rows}
 
 
 async def record_manual_skips(
