@@ -33,7 +33,7 @@ from triggerd.errors import (
 )
 from triggerd.jsonrules import JsonRefusal, finite_float, no_duplicates, refuse_constant
 from triggerd.logs import setup_logging
-from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT
+from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import COUNTED_SLOTS
@@ -772,7 +772,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     from triggerd.store.executions import ExecutionScope, list_executions
     from triggerd.store.workflows import get_trigger, get_workflow
 
-    statuses = ("NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED")
+    statuses = tuple(ExecutionStatus)
     status = None
     if args.status is not None:
         # As the API's ?status= and the other enum filters: exact (a lower-case one was

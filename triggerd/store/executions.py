@@ -16,7 +16,7 @@ import orjson
 
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
-from triggerd.model import DEFAULT_TENANT, JSON, Correlation
+from triggerd.model import DEFAULT_TENANT, JSON, Correlation, ExecutionStatus
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED, HELD
 from triggerd.store.notifications import send_finished, send_hints
 from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
@@ -232,7 +232,7 @@ class ExecutionScope:
 
 
 # The statuses a run can have (a list's filter writes them into its statement).
-EXECUTION_STATUSES = frozenset({"NEW", "RUNNING", "WAITING", "SUCCESS", "ERROR", "CANCELED"})
+EXECUTION_STATUSES = frozenset(s.value for s in ExecutionStatus)
 
 
 def execution_list_query(
