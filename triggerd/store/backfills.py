@@ -144,11 +144,13 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
             " FOR UPDATE", backfill.id, owner)
         if current is None or current["state"] != "running":
             return 0, 0, True
-        if await conn.fetchval("SELECT status = 'archived' FROM workflows WHERE id = $1::uuid",
-                               backfill.workflow_id):
+        owner_state = await conn.fetchrow(
+            "SELECT w.status = 'archived' AS archived, NOT t.enabled AS disabled"
+            " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+            " WHERE t.id = $1::uuid", backfill.trigger_id)
+        if owner_state is not None and owner_state["archived"]:
             return 0, 0, False  # held while its workflow is archived, as its triggers are
-        if await conn.fetchval("SELECT NOT enabled FROM workflow_triggers WHERE id = $1::uuid",
-                               backfill.trigger_id):
+        if owner_state is not None and owner_state["disabled"]:
             # Disabled meanwhile (by hand or by an apply): a backfill of a disabled trigger
             # is refused, and a running one stops as an archive stops it.
             await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now()"
