@@ -297,10 +297,13 @@ async def connect(dsn: str, *, application_name: str = "triggerd") -> asyncpg.Co
 
 
 async def _no_session_to_reset(conn: asyncpg.Connection) -> None:
-    """The pool's reset behind PgBouncer's transaction mode, where a pooled connection has
-    no session of its own: asyncpg still rolls back an open transaction first, but its
-    reset statement (UNLISTEN, RESET ALL, ...) would cost one more transaction per release
-    and reset whichever server connection happened to run it."""
+    """The pool's reset on release. asyncpg rolls back an open transaction first; its
+    default reset statement (advisory unlocks, CLOSE ALL, UNLISTEN *, RESET ALL) would
+    then cost one more round trip per release, on the executor's and the webhooks' hot
+    paths. Pooled connections keep no session state to reset: LISTEN and the migration
+    lock use their own connections, and settings are SET LOCAL or set_config(..., true).
+    Behind PgBouncer's transaction mode that statement would also reset whichever
+    server connection happened to run it."""
 
 
 async def create_pool(
@@ -308,7 +311,8 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """``pgbouncer``: the connections are PgBouncer's in transaction mode, where a named
     prepared statement is gone (or another client's) after each transaction: asyncpg then
-    keeps no statement cache (unnamed statements only) and releases without a reset."""
+    keeps no statement cache (unnamed statements only). No pool sends a reset statement
+    on release (see ``_no_session_to_reset``)."""
     try:
         pool: asyncpg.Pool = await asyncpg.create_pool(
             dsn,
@@ -316,7 +320,7 @@ async def create_pool(
             max_size=max_size,
             init=_init_connection,
             statement_cache_size=0 if pgbouncer else 100,
-            reset=_no_session_to_reset if pgbouncer else None,
+            reset=_no_session_to_reset,
             timeout=CONNECT_TIMEOUT,
             server_settings={"application_name": "triggerd"},
         )
