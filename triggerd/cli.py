@@ -985,6 +985,7 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
         display_prefix,
         generate_token,
         hash_token,
+        parse_expiry,
         parse_role,
     )
 
@@ -993,16 +994,21 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     role = parse_role(args.role)
     given = getattr(args, "tenant", None)
     tenant = None if given is None else check_tenant(given)
+    lifetime = parse_expiry(args.expires_in)
     token = generate_token()
     async with _pool(settings) as pool:
-        await create_token(pool, name=name, role=role.value, tenant=tenant,
-                           token_hash=hash_token(token), prefix=display_prefix(token))
+        record = await create_token(pool, name=name, role=role.value, tenant=tenant,
+                                    token_hash=hash_token(token),
+                                    prefix=display_prefix(token), expires_in=lifetime)
     if args.json:
-        print_json({"name": name, "token": token, "tenant": tenant, "role": role.value})
+        print_json({"name": name, "token": token, "tenant": tenant, "role": role.value,
+                    "expires_at": record.expires_at})
         return 0
     print(token)
     scope = "all tenants" if tenant is None else f"tenant {tenant}"
-    print(f"token {name!r} created ({role.value}, {scope}); it is shown only this once",
+    ends = ("" if record.expires_at is None
+            else f", expires {record.expires_at.isoformat(timespec='seconds')}")
+    print(f"token {name!r} created ({role.value}, {scope}{ends}); it is shown only this once",
           file=sys.stderr)
     return 0
 
@@ -1016,7 +1022,7 @@ async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
         print_json([
             {"name": t.name, "role": t.role, "tenant": t.tenant, "prefix": t.prefix,
              "created_at": t.created_at, "last_used_at": t.last_used_at,
-             "revoked_at": t.revoked_at}
+             "revoked_at": t.revoked_at, "expires_at": t.expires_at}
             for t in tokens
         ])
         return 0
@@ -1026,10 +1032,11 @@ async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
 
     rows = [
         [t.name, t.role, t.tenant or "*", t.prefix + "...", when(t.created_at),
-         when(t.last_used_at), when(t.revoked_at)]
+         when(t.last_used_at), when(t.revoked_at), when(t.expires_at)]
         for t in tokens
     ]
-    print(_table(rows, ["NAME", "ROLE", "TENANT", "PREFIX", "CREATED", "LAST_USED", "REVOKED"]))
+    print(_table(rows, ["NAME", "ROLE", "TENANT", "PREFIX", "CREATED", "LAST_USED", "REVOKED",
+                        "EXPIRES"]))
     return 0
 
 
@@ -1315,6 +1322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", metavar="T", type=_name, default=argparse.SUPPRESS,
                    help="scope (default: all tenants)")
     p.add_argument("--role", default="admin", type=_name, help="admin (default) or viewer")
+    p.add_argument("--expires-in", metavar="DURATION",
+                   help="the token ends this long from now, e.g. 90d (default: never)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_token_create)
     p = ksub.add_parser("list", help="list tokens (never the tokens themselves)")

@@ -18,8 +18,10 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
-from triggerd.errors import UsageError
+from triggerd.durations import parse_duration
+from triggerd.errors import DurationError, UsageError
 from triggerd.model import DEFAULT_TENANT
 
 TOKEN_PREFIX = "tgd_"  # noqa: S105 - the public marker of the form
@@ -27,6 +29,9 @@ TOKEN_BYTES = 32
 # The stored, displayed part: the fixed prefix and 8 characters (48 of the 256 bits).
 DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
 INITIAL_TOKEN_NAME = "initial"  # noqa: S105 - a name, not a secret
+# The shortest life a token can be given: anything shorter is a slip (`--expires-in 30`
+# is not a duration; `30s` would be gone before it is pasted anywhere).
+MIN_EXPIRY = timedelta(minutes=1)
 
 _TOKEN = re.compile(r"tgd_[A-Za-z0-9_-]{43}")
 NAME_RULE = "1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
@@ -73,6 +78,19 @@ def hash_token(token: str) -> bytes:
 
 def display_prefix(token: str) -> str:
     return token[:DISPLAY_CHARS]
+
+
+def parse_expiry(text: str | None) -> timedelta | None:
+    """``token create --expires-in``: how long a new token lives (None: until revoked)."""
+    if text is None:
+        return None
+    try:
+        value = parse_duration(text, what="--expires-in")
+    except DurationError as exc:
+        raise UsageError(str(exc)) from None
+    if value < MIN_EXPIRY:
+        raise UsageError(f"--expires-in: {text!r} is too short (at least 1m)")
+    return value
 
 
 def check_name(name: str) -> str:

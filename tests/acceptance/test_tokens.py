@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,8 @@ async def test_create_list_revoke(dsn: str, pool: asyncpg.Pool) -> None:
                        "--tenant", "acme", "--json", dsn=dsn)
     assert created.returncode == 0, created.stderr
     doc = json.loads(created.stdout)
-    assert set(doc) == {"name", "token", "tenant", "role"}
+    assert set(doc) == {"name", "token", "tenant", "role", "expires_at"}
+    assert doc["expires_at"] is None
     assert (doc["name"], doc["tenant"], doc["role"]) == ("dash", "acme", "viewer")
     token = doc["token"]
     assert token.startswith("tgd_") and len(token) == 47
@@ -60,11 +63,11 @@ async def test_create_list_revoke(dsn: str, pool: asyncpg.Pool) -> None:
         ("ci", "admin", None, ci_token[:12]), ("dash", "viewer", "acme", token[:12]),
     ]
     assert set(items[0]) == {"name", "role", "tenant", "prefix", "created_at",
-                             "last_used_at", "revoked_at"}
+                             "last_used_at", "revoked_at", "expires_at"}
     assert token not in listed.stdout and ci_token not in listed.stdout
     table = triggerd("token", "list", dsn=dsn)
     assert table.stdout.splitlines()[0].split() == [
-        "NAME", "ROLE", "TENANT", "PREFIX", "CREATED", "LAST_USED", "REVOKED"
+        "NAME", "ROLE", "TENANT", "PREFIX", "CREATED", "LAST_USED", "REVOKED", "EXPIRES"
     ]
     assert token not in table.stdout and ci_token[12:] not in table.stdout
 
@@ -79,6 +82,30 @@ async def test_create_list_revoke(dsn: str, pool: asyncpg.Pool) -> None:
     as_json = triggerd("token", "revoke", "dash", "--json", dsn=dsn)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == {"name": "dash", "revoked": True, "changed": True}
+
+
+async def test_a_token_made_to_expire_says_when_and_the_list_shows_it(
+    dsn: str, pool: asyncpg.Pool
+) -> None:
+    made = triggerd("token", "create", "--name", "temp", "--expires-in", "90d", "--json",
+                    dsn=dsn)
+    assert made.returncode == 0, made.stderr
+    doc = json.loads(made.stdout)
+    stored = await pool.fetchval(
+        "SELECT expires_at - created_at FROM api_tokens WHERE name = 'temp'")
+    assert stored == timedelta(days=90)
+    assert datetime.fromisoformat(doc["expires_at"]) == await pool.fetchval(
+        "SELECT expires_at FROM api_tokens WHERE name = 'temp'")
+    plain = triggerd("token", "create", "--name", "temp2", "--expires-in", "2h", dsn=dsn)
+    assert plain.returncode == 0, plain.stderr
+    assert re.fullmatch(r"token 'temp2' created \(admin, all tenants, expires"
+                        r" \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\); it is shown only"
+                        r" this once", plain.stderr.strip()), plain.stderr
+    listed = triggerd("token", "list", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    header, *lines = listed.stdout.splitlines()
+    assert header.split()[-1] == "EXPIRES"
+    assert all(line.split()[-1] != "-" for line in lines), listed.stdout
 
 
 async def test_the_tenant_given_before_the_sub_command_scopes_the_token(
@@ -109,6 +136,11 @@ async def test_bad_input_is_one_line_and_writes_nothing(dsn: str, pool: asyncpg.
          " '_' and '-', starting with a letter or digit"),
         ([], 2, "triggerd: error: the following arguments are required: --name"
                 " (see 'triggerd token create --help')"),
+        (["--name", "ci", "--expires-in", "90"], 2,
+         "triggerd: error: --expires-in: '90' is not a duration (use a number and a unit:"
+         " ms, s, m, h, d; e.g. '500ms', '30s', '6h')"),
+        (["--name", "ci", "--expires-in", "10s"], 2,
+         "triggerd: error: --expires-in: '10s' is too short (at least 1m)"),
     ]
     for args, code, message in cases:
         result = triggerd("token", "create", *args, dsn=dsn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,47 @@ async def test_a_revoked_token_never_cached_is_refused_at_once(
     await revoke_token(pool, "ci")
     refused = await client.get("/api/v1/workflows", headers=bearer(token))
     await expect_error(refused, 401, "unauthorized", "token 'ci' has been revoked")
+
+
+async def test_an_expired_token_is_refused_and_never_marked_used(
+    client: Client, pool: asyncpg.Pool, clock: FakeClock
+) -> None:
+    token = generate_token()
+    record = await create_token(pool, name="old", role="admin", tenant=None,
+                                token_hash=hash_token(token), prefix=display_prefix(token),
+                                expires_in=timedelta(minutes=1))
+    assert record.expires_at is not None
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    assert (await list_tokens(pool))[0].last_used_at is not None
+    await pool.execute("UPDATE api_tokens SET expires_at = '2026-01-02T03:04:05+00',"
+                       " last_used_at = NULL")
+    clock.now += 60.0  # past the minute the lookup saw left, and the cache window
+    refused = await client.get("/api/v1/workflows", headers=bearer(token))
+    await expect_error(refused, 401, "unauthorized",
+                       "token 'old' expired at 2026-01-02T03:04:05+00:00")
+    assert (await list_tokens(pool))[0].last_used_at is None
+    # Nothing done in its name: no run started.
+    assert (await client.post(FIRE, headers=bearer(token))).status == 401
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+
+
+async def test_the_cache_never_trusts_a_token_past_its_expiry(
+    client: Client, pool: asyncpg.Pool, clock: FakeClock
+) -> None:
+    """A token seen 1 s before it ends is not remembered for the whole 10 s window."""
+    token = generate_token()
+    await create_token(pool, name="ending", role="admin", tenant=None,
+                       token_hash=hash_token(token), prefix=display_prefix(token),
+                       expires_in=timedelta(minutes=1))
+    await pool.execute("UPDATE api_tokens SET expires_at = now() + interval '3 seconds'")
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    await pool.execute("UPDATE api_tokens SET expires_at = now() - interval '1 second'")
+    clock.now += 2.0  # within the 10 s window, still before the 3 s the lookup saw
+    assert (await client.get("/api/v1/workflows", headers=bearer(token))).status == 200
+    clock.now += 1.5  # past the token's end as the lookup saw it, long before the window's
+    refused = await client.get("/api/v1/workflows", headers=bearer(token))
+    assert refused.status == 401
+    assert (await refused.json())["message"].startswith("token 'ending' expired at ")
 
 
 async def test_lookups_are_cached_and_last_used_is_written_at_most_once_a_minute(

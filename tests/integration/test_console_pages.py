@@ -196,6 +196,25 @@ async def test_a_token_revoked_seconds_ago_opens_no_session(
     assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 0
 
 
+async def test_a_session_ends_when_its_token_expires(
+    served: Client, visitors: list[Visitor], pool: asyncpg.Pool
+) -> None:
+    token = await new_token(pool, "shortlived", None)
+    visitor = Visitor(served.make_url(""))
+    visitors.append(visitor)
+    assert await visitor.log_in(token) == "/ui/"
+    assert (await visitor.get("/ui/executions"))[0] == 200
+    await pool.execute("UPDATE api_tokens SET expires_at = now() - interval '1 second'"
+                       " WHERE name = 'shortlived'")
+    status, _ = await visitor.get("/ui/executions")
+    assert status == 303  # back to the login page
+    _, page = await visitor.get("/ui/login")
+    async with visitor.http.post(visitor.url("/ui/login"), allow_redirects=False, data={
+            "csrf": _field(page, "csrf"), "token": token, "next": "/ui/"}) as answer:
+        assert answer.status == 401
+        assert "token &#39;shortlived&#39; expired at " in await answer.text()
+
+
 async def test_logging_in_again_ends_the_browsers_previous_session(
     admin: Visitor, pool: asyncpg.Pool
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 
@@ -18,6 +19,7 @@ from triggerd.tokens import (
     hash_token,
     is_token_form,
     method_refusal,
+    parse_expiry,
     parse_role,
 )
 
@@ -115,3 +117,22 @@ def test_addressed_tenant() -> None:
     assert addressed_tenant(every, "Bad Name")[1] == (
         "tenant: 'Bad Name' is invalid: use 1-64 characters of a-z, 0-9, '_' and '-',"
         " starting with a letter or digit")
+
+
+def test_token_lifetimes() -> None:
+    assert parse_expiry(None) is None
+    assert parse_expiry("90d") == timedelta(days=90)
+    assert parse_expiry("1h30m") == timedelta(minutes=90)
+    assert parse_expiry("1m") == timedelta(minutes=1)
+    for text, message in [
+        ("30s", "--expires-in: '30s' is too short (at least 1m)"),
+        ("0s", "--expires-in: '0s' is too short (at least 1m)"),
+        ("90", "--expires-in: '90' is not a duration (use a number and a unit: ms, s, m, h,"
+               " d; e.g. '500ms', '30s', '6h')"),
+        ("-1d", "--expires-in: '-1d' is not a duration (use a number and a unit: ms, s, m,"
+                " h, d; e.g. '500ms', '30s', '6h')"),
+        ("99999d", "--expires-in: '99999d' is too long a duration (at most 36500d)"),
+    ]:
+        with pytest.raises(UsageError) as caught:
+            parse_expiry(text)
+        assert caught.value.message == message, text

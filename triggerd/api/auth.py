@@ -23,6 +23,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ CREDENTIAL_NAME = "api-token"
 TOKEN_FILE_NAME = STATE_TOKEN_FILE
 _SCHEME = "bearer"
 # How long a valid stored token is trusted without asking the database again: a revoke
-# takes effect within this window.
+# takes effect within this window (an expiry exactly: the window ends with the token).
 CACHE_TTL_SECONDS = 10.0
 # Valid tokens remembered at once (only valid ones: a flood of made-up tokens cannot grow
 # the cache).
@@ -88,13 +89,21 @@ class StoredTokens:
             return cached[1]
         self._cache.pop(digest, None)
         self.lookups += 1
-        record = await find_token(self._pool, digest)
-        if record is None:
+        hit = await find_token(self._pool, digest)
+        if hit is None:
             raise AuthFailure("invalid bearer token")
+        record = hit.record
         if record.revoked_at is not None:
             raise AuthFailure(f"token {record.name!r} has been revoked")
+        if hit.expired and record.expires_at is not None:
+            raise AuthFailure(
+                f"token {record.name!r} expired at"
+                f" {record.expires_at.astimezone(UTC).isoformat(timespec='seconds')}"
+            )
         found = Principal(name=record.name, role=Role(record.role), tenant=record.tenant)
-        self._remember(digest, now + self._ttl, found)
+        # Trusted for the window, but never past the token's own end.
+        window = self._ttl if hit.expires_in is None else min(self._ttl, hit.expires_in)
+        self._remember(digest, now + window, found)
         return found
 
     def _remember(self, digest: bytes, expires: float, principal: Principal) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -28,20 +28,33 @@ class TokenRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoundToken:
+    """A token found by its hash, and how it stands now by the database's clock."""
+
+    record: TokenRecord
+    expired: bool
+    # Seconds until it expires (None: it never does); a cache trusts it no longer.
+    expires_in: float | None
 
 
 _COLUMNS = columns(TokenRecord, "t")
 
 
 async def create_token(
-    conn: Conn, *, name: str, role: str, tenant: str | None, token_hash: bytes, prefix: str
+    conn: Conn, *, name: str, role: str, tenant: str | None, token_hash: bytes, prefix: str,
+    expires_in: timedelta | None = None,
 ) -> TokenRecord:
-    """A new token; :class:`Conflict` when the name is taken (also by a revoked token)."""
+    """A new token, valid for ``expires_in`` from now by the database's clock (None:
+    until revoked); :class:`Conflict` when the name is taken (also by a revoked token)."""
     try:
         row = await conn.fetchrow(
-            "INSERT INTO api_tokens AS t (name, role, tenant, hash, prefix)"
-            f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}",
-            name, role, tenant, token_hash, prefix,
+            "INSERT INTO api_tokens AS t (name, role, tenant, hash, prefix, expires_at)"
+            f" VALUES ($1, $2, $3, $4, $5, now() + $6) RETURNING {_COLUMNS}",
+            name, role, tenant, token_hash, prefix, expires_in,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a token named {name!r} already exists") from None
@@ -91,22 +104,27 @@ async def revoke_token(conn: Conn, name: str) -> tuple[TokenRecord, bool]:
     return record, bool(row["changed"])
 
 
-async def find_token(conn: Conn, token_hash: bytes) -> TokenRecord | None:
-    """The token with this hash, revoked or not. A live token's ``last_used_at`` is set to
-    now when it is older than a minute, in the same statement: at most one write per token
-    and minute, however many requests it makes."""
+async def find_token(conn: Conn, token_hash: bytes) -> FoundToken | None:
+    """The token with this hash, revoked, expired or not. A live token's ``last_used_at``
+    is set to now when it is older than a minute, in the same statement: at most one write
+    per token and minute, however many requests it makes."""
     row = await conn.fetchrow(
-        "WITH hit AS (SELECT id, last_used_at, revoked_at FROM api_tokens WHERE hash = $1),"
+        "WITH hit AS (SELECT id, last_used_at, revoked_at,"
+        " expires_at IS NOT NULL AND expires_at <= now() AS expired,"
+        " extract(epoch FROM expires_at - now())::float8 AS expires_in"
+        " FROM api_tokens WHERE hash = $1),"
         " touched AS (UPDATE api_tokens t SET last_used_at = now() FROM hit"
-        " WHERE t.id = hit.id AND hit.revoked_at IS NULL"
+        " WHERE t.id = hit.id AND hit.revoked_at IS NULL AND NOT hit.expired"
         " AND (hit.last_used_at IS NULL OR hit.last_used_at < now() - interval '1 minute'))"
-        f" SELECT {_COLUMNS} FROM api_tokens t JOIN hit ON hit.id = t.id",
+        f" SELECT {_COLUMNS}, hit.expired, hit.expires_in"
+        " FROM api_tokens t JOIN hit ON hit.id = t.id",
         token_hash,
     )
     if row is None:
         return None
     record: TokenRecord = row_to(TokenRecord, row)
-    return record
+    return FoundToken(record=record, expired=bool(row["expired"]),
+                      expires_in=row["expires_in"])
 
 
 async def count_tokens(conn: Conn) -> int:
@@ -115,6 +133,7 @@ async def count_tokens(conn: Conn) -> int:
 
 
 __all__ = [
+    "FoundToken",
     "TokenRecord",
     "count_tokens",
     "create_first_token",

@@ -35,12 +35,14 @@ async def create_session(
 
 
 async def find_session(conn: Conn, id_hash: bytes) -> SessionRecord | None:
-    """The live session with this hash: not expired, and its token (if named) not revoked."""
+    """The live session with this hash: not expired, and its token (if named) neither
+    revoked nor expired."""
     row = await conn.fetchrow(
         "SELECT s.principal, s.role, s.tenant, s.csrf, s.config_hash, s.expires_at"
         " FROM console_sessions s LEFT JOIN api_tokens t ON t.id = s.token_id"
         " WHERE s.id_hash = $1 AND s.expires_at > now()"
-        " AND (s.token_id IS NULL OR t.revoked_at IS NULL)",
+        " AND (s.token_id IS NULL OR (t.revoked_at IS NULL"
+        " AND (t.expires_at IS NULL OR t.expires_at > now())))",
         id_hash,
     )
     if row is None:
