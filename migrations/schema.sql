@@ -913,6 +913,13 @@ CREATE INDEX audit_log_tenant ON public.audit_log USING btree (tenant_id, id DES
 
 
 --
+-- Name: backfills_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX backfills_created ON public.backfills USING btree (created_at DESC, id DESC);
+
+
+--
 -- Name: backfills_running; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -33,7 +33,7 @@ from triggerd.errors import (
 )
 from triggerd.jsonrules import JsonRefusal, finite_float, no_duplicates, refuse_constant
 from triggerd.logs import setup_logging
-from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus
+from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus, tenant_label
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import COUNTED_SLOTS
@@ -566,6 +566,31 @@ async def cmd_backfills_show(args: argparse.Namespace, settings: Settings) -> in
     async with _pool(settings) as pool:
         record = await get(pool, args.id, args.tenant)
     return _print_backfill(record, as_json=args.json)
+
+
+async def cmd_backfills_list(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations.backfills import list_
+    from triggerd.store.backfills import BACKFILL_STATES
+
+    if args.state is not None and args.state not in BACKFILL_STATES:
+        raise UsageError(f"--state: {args.state!r} is not one of {', '.join(BACKFILL_STATES)}")
+    if not 1 <= args.limit <= 10_000:
+        raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    async with _pool(settings) as pool:
+        items = await list_(pool, tenant=args.tenant, trigger=args.trigger, state=args.state,
+                            limit=args.limit)
+    if args.json:
+        print_json([backfill_json(b) for b in items])
+        return 0
+    rows = [
+        [b.id, tenant_label(b.tenant_id, b.trigger), b.state,
+         f"{b.next_index}/{b.total}", str(b.started), str(b.skipped),
+         f"{_text(b.range_from)} .. {_text(b.range_to)}", _text(b.created_at)]
+        for b in items
+    ]
+    print(_table(rows, ["ID", "TRIGGER", "STATE", "DONE", "STARTED", "SKIPPED", "RANGE",
+                        "CREATED"]))
+    return 0
 
 
 async def cmd_backfills_cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -1362,9 +1387,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_cron_next, needs_settings=False)
 
-    backfills = sub.add_parser("backfills", help="show or cancel a backfill")
+    backfills = sub.add_parser("backfills", help="list, show or cancel backfills")
     bsub = backfills.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     bsub.required = True
+    p = bsub.add_parser("list", help="backfills, newest first")
+    p.add_argument("--trigger", metavar="NAME", type=_name, help="only this trigger's")
+    p.add_argument("--state", metavar="STATE", type=_name, help="running, done or canceled")
+    p.add_argument("--limit", type=int, default=50, help="rows (1-10000, default 50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_backfills_list)
     p = bsub.add_parser("show", help="a backfill's progress")
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true")

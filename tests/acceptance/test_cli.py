@@ -602,3 +602,42 @@ async def test_backfills_show_stays_in_its_tenant(pool: Any, dsn: str, tmp_path:
     other = triggerd("--tenant", "globex", "backfills", "show", backfill, dsn=dsn)
     assert other.returncode == 3, other.stdout
     assert one_line_error(other) == f"triggerd: error: no backfill {backfill}"
+
+
+async def test_backfills_list(pool: Any, dsn: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from triggerd.operations import Actor
+    from triggerd.operations.backfills import BackfillRequest, create
+
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    plan = await create(pool, Actor(name="token:ops", via="api", tenant="acme"), BackfillRequest(
+        trigger="billing/hourly", range_from=datetime(2026, 1, 1, tzinfo=UTC),
+        range_to=datetime(2026, 1, 1, 2, tzinfo=UTC)))
+    backfill = plan.backfill_id or ""
+    listed = triggerd("backfills", "list", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    header, line = listed.stdout.splitlines()
+    assert header.split()[:6] == ["ID", "TRIGGER", "STATE", "DONE", "STARTED", "SKIPPED"]
+    assert line.split()[:6] == [backfill, "acme:billing/hourly", "running", "0/2", "0", "0"]
+    scoped = triggerd("--tenant", "acme", "backfills", "list", "--trigger", "billing/hourly",
+                      "--json", dsn=dsn)
+    assert scoped.returncode == 0, scoped.stderr
+    assert [(b["backfill_id"], b["tenant"], b["total"]) for b in json.loads(scoped.stdout)] == [
+        (backfill, "acme", 2)]
+    other = triggerd("--tenant", "globex", "backfills", "list", "--json", dsn=dsn)
+    assert (other.returncode, json.loads(other.stdout)) == (0, [])
+    for args, code, message in [
+        (["--state", "paused"], 2,
+         "triggerd: error: --state: 'paused' is not one of running, done, canceled"),
+        (["--limit", "0"], 2, "triggerd: error: --limit: 0 is out of range 1-10000"),
+        (["--trigger", "billing/hourly"], 3,
+         "triggerd: error: no trigger named 'billing/hourly'"),
+    ]:
+        result = triggerd("backfills", "list", *args, dsn=dsn)
+        assert result.returncode == code, (args, result.stderr)
+        assert one_line_error(result) == message, args

@@ -1231,3 +1231,52 @@ async def test_a_number_past_pythons_digit_limit_is_named_as_such(client: Client
         **AUTH, "Content-Type": "application/json"}, data=body)
     await expect_error(response, 400, "invalid_json",
                        "malformed JSON: a number with more than 4300 digits")
+
+
+async def test_backfills_list_pages_filters_and_refuses_bad_parameters(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    made = []
+    for day in range(1, 6):
+        answer = await client.post("/api/v1/triggers/report/nightly/backfills", headers=AUTH,
+                                   json={"from": f"2026-10-0{day}T00:00:00Z",
+                                         "to": f"2026-10-0{day}T23:00:00Z", "rate": "1/s"})
+        assert answer.status == 202, await answer.text()
+        made.append((await answer.json())["backfill_id"])
+    # Three share one instant: a page that ends among them must not skip the others.
+    await pool.execute("UPDATE backfills SET created_at = '2026-12-01T00:00:00Z'"
+                       " WHERE id = ANY($1::uuid[])", made[1:4])
+    canceled = await client.post(f"/api/v1/backfills/{made[0]}/cancel", headers=AUTH)
+    assert canceled.status == 200
+
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = "?limit=2" + ("" if cursor is None else f"&cursor={cursor}")
+        page = await client.get(f"/api/v1/backfills{query}", headers=AUTH)
+        assert page.status == 200, await page.text()
+        body = await page.json()
+        seen += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(b["backfill_id"] for b in seen) == sorted(made)
+    assert len(seen) == 5
+    assert {b["trigger"] for b in seen} == {"report/nightly"}
+    assert {b["tenant"] for b in seen} == {"default"}
+
+    only = await client.get("/api/v1/backfills?state=canceled&trigger=report/nightly",
+                            headers=AUTH)
+    assert [b["backfill_id"] for b in (await only.json())["items"]] == [made[0]]
+    for query, status, code, message in [
+        ("state=paused", 400, "invalid_parameter",
+         "state: 'paused' is not one of running, done, canceled"),
+        ("trigger=nightly", 400, "invalid_parameter",
+         "trigger: 'nightly' is not workflow_key/trigger_name"),
+        ("trigger=report/nope", 404, "not_found", None),
+        ("cursor=abc", 400, "invalid_parameter",
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("limit=0", 400, "invalid_parameter", None),
+    ]:
+        answer = await client.get(f"/api/v1/backfills?{query}", headers=AUTH)
+        await expect_error(answer, status, code, message)

@@ -12,9 +12,16 @@ import pytest
 
 from tests.helpers import apply_doc
 from triggerd.backfill import BackfillRunner
-from triggerd.errors import Conflict, UsageError
+from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.operations import Actor
-from triggerd.operations.backfills import BackfillRequest, cancel, create, get, parse_rate
+from triggerd.operations.backfills import (
+    BackfillRequest,
+    cancel,
+    create,
+    get,
+    list_,
+    parse_rate,
+)
 from triggerd.store.workflows import get_trigger
 
 DOC: dict[str, Any] = {"workflows": [{
@@ -277,3 +284,48 @@ async def test_a_run_of_an_archived_workflow_is_not_retried(
     with pytest.raises(Conflict, match=r"^workflow report is archived; activate it first$"):
         await retry(pool, OPERATOR, run)
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
+async def test_backfills_list_newest_first_by_tenant_trigger_and_state(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    await apply_doc(pool, {**DOC, "tenant": "acme"})
+    acme = Actor(name="token:acme-ops", via="api", tenant="acme")
+    first = (await create(pool, OPERATOR, _request(rate="1/s"))).backfill_id
+    theirs = (await create(pool, acme, _request(rate="1/s"))).backfill_id
+    last = (await create(pool, OPERATOR, _request(rate="1/s"))).backfill_id
+    await cancel(pool, OPERATOR, last or "")
+
+    every = await list_(pool, tenant=None)
+    assert [b.id for b in every] == [last, theirs, first]
+    assert [b.tenant_id for b in every] == ["default", "acme", "default"]
+    assert [b.id for b in await list_(pool, tenant="acme")] == [theirs]
+    # A name is looked up in the tenant worked in (the default one for every tenant).
+    assert [b.id for b in await list_(pool, tenant=None, trigger="report/hourly")] == [
+        last, first]
+    assert [b.id for b in await list_(pool, tenant="acme", trigger="report/hourly")] == [
+        theirs]
+    assert [b.id for b in await list_(pool, tenant=None, state="canceled")] == [last]
+    assert [b.id for b in await list_(pool, tenant=None, state="running")] == [theirs, first]
+    with pytest.raises(NotFound, match="report/nope"):
+        await list_(pool, tenant=None, trigger="report/nope")
+    with pytest.raises(UsageError, match="state: 'paused' is not one of running, done,"
+                                         " canceled"):
+        await list_(pool, tenant=None, state="paused")
+
+
+async def test_backfill_pages_sharing_one_instant_lose_none(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    made = {(await create(pool, OPERATOR, _request(rate="1/s"))).backfill_id or ""
+            for _ in range(5)}
+    await pool.execute("UPDATE backfills SET created_at = '2026-12-01T00:00:00Z'")
+    seen: list[str] = []
+    before = None
+    while True:
+        page = await list_(pool, tenant=None, before=before, limit=2)
+        seen += [b.id for b in page]
+        if len(page) < 2:
+            break
+        before = (page[-1].created_at, page[-1].id)
+    assert sorted(seen) == sorted(made) and len(seen) == 5

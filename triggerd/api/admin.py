@@ -68,6 +68,7 @@ from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
 from triggerd.operations.backfills import create as create_backfill
 from triggerd.operations.backfills import get as get_backfill
+from triggerd.operations.backfills import list_ as list_backfills
 from triggerd.operations.executions import cancel as cancel_execution
 from triggerd.operations.executions import retry as retry_run
 from triggerd.operations.testruns import TestRunRequest, new_test_run, run_test
@@ -103,6 +104,7 @@ from triggerd.store.admin import (
 )
 from triggerd.store.approvals import DECISIONS
 from triggerd.store.audit import AuditEntry, list_audit
+from triggerd.store.backfills import BACKFILL_STATES, BackfillRecord
 from triggerd.store.executions import (
     ExecutionScope,
     child_executions,
@@ -434,7 +436,8 @@ def _execution_id(request: web.Request) -> str:
     return str(parsed)
 
 
-def encode_cursor(record: ExecutionRecord) -> str:
+def encode_cursor(record: ExecutionRecord | BackfillRecord) -> str:
+    """The position after a row of a list ordered newest first by (created_at, id)."""
     micros = (record.created_at - _EPOCH) // timedelta(microseconds=1)
     return f"{micros}-{uuid.UUID(record.id).hex}"
 
@@ -722,6 +725,22 @@ async def create_backfill_handler(request: web.Request) -> web.Response:
 async def get_backfill_handler(request: web.Request) -> web.Response:
     return _ok(backfill_json(await get_backfill(request.app[POOL],
                                                 request.match_info["id"], request[TENANT])))
+
+
+async def list_backfills_handler(request: web.Request) -> web.Response:
+    state = _enum_query(request, "state", BACKFILL_STATES)
+    trigger_name = _query_value(request, "trigger")
+    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
+        raise _bad_parameter(f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name")
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    cursor = _query_value(request, "cursor")
+    after = None if cursor is None else decode_cursor(cursor)
+    rows = await list_backfills(
+        request.app[POOL], tenant=request[TENANT], trigger=trigger_name, state=state,
+        before=None if after is None else (after.created_at, after.id), limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return _ok({"items": [backfill_json(b) for b in page], "next_cursor": next_cursor})
 
 
 async def cancel_backfill_handler(request: web.Request) -> web.Response:

@@ -47,6 +47,7 @@ from triggerd.api.openapi import (
     query,
 )
 from triggerd.model import CORRELATION_COLUMNS, ExecutionStatus, TriggerType
+from triggerd.store.backfills import BACKFILL_STATES
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
@@ -196,6 +197,22 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                                   "BackfillPlan")},
         errors=(400, 404, 409, 413, 415, 422), parameters=_TRIGGER_PARAMS,
         body=Body(schema={"$ref": "#/components/schemas/BackfillRequest"}, required=True),
+    ),
+    Route(
+        operation_id="listBackfills", method="GET", path=f"{_P}/backfills",
+        handler=admin.list_backfills_handler, summary="List backfills, newest first",
+        tag="triggers", answers={200: json_answer("One page of backfills.", "BackfillPage")},
+        errors=(400, 404),
+        parameters=(
+            query("trigger", {"type": "string", "pattern": TRIGGER_NAME_PATTERN},
+                  "Only this trigger's backfills, workflow_key/trigger_name"
+                  " (404 when there is no such trigger)."),
+            query("state", {"type": "string", "enum": list(BACKFILL_STATES)},
+                  "Only backfills in this state."),
+            PAGE_LIMIT,
+            query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
+                  "Opaque: the next_cursor of the previous page."),
+        ),
     ),
     Route(
         operation_id="getBackfill", method="GET", path=f"{_P}/backfills/{{id}}",

@@ -442,6 +442,13 @@ def _schemas() -> dict[str, Schema]:
                 "started": {"type": "integer"}, "skipped": {"type": "integer"},
                 "actor": {"type": "string"}, "note": _nullable({"type": "string"}),
                 "created_at": _DATETIME, "finished_at": _nullable(_DATETIME),
+                "tenant": {"type": "string", "description": "the trigger's tenant"},
+            }
+        ),
+        "BackfillPage": _object(
+            {
+                "items": {"type": "array", "items": _ref("Backfill")},
+                "next_cursor": _nullable({"type": "string", "pattern": CURSOR_PATTERN}),
             }
         ),
         "AuditEntry": _object(

@@ -16,12 +16,13 @@ import asyncpg
 
 from triggerd.cron import EARLIEST_AFTER, utc_iso
 from triggerd.errors import Conflict, UsageError
-from triggerd.model import OverlapPolicy, WorkflowStatus
+from triggerd.model import DEFAULT_TENANT, OverlapPolicy, WorkflowStatus
 from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note, scheduled_trigger
 from triggerd.schedules import Schedule, schedule_of
 from triggerd.store import backfills as store
 from triggerd.store.audit import AuditEntry, record_audit
+from triggerd.store.workflows import get_trigger
 
 MAX_SLOTS = 10_000
 DEFAULT_RATE = "10/s"
@@ -170,6 +171,22 @@ def _backfill_id(text: str) -> str:
 async def get(pool: asyncpg.Pool, backfill_id: str, tenant: str | None = None
               ) -> store.BackfillRecord:
     return await store.get_backfill(pool, _backfill_id(backfill_id), tenant)
+
+
+async def list_(
+    pool: asyncpg.Pool, *, tenant: str | None, trigger: str | None = None,
+    state: str | None = None, before: tuple[datetime, str] | None = None, limit: int = 50,
+) -> list[store.BackfillRecord]:
+    """Backfills newest first, of ``tenant`` (None: of every tenant); ``trigger`` names a
+    trigger of ``tenant`` (or of the default tenant)."""
+    if state is not None and state not in store.BACKFILL_STATES:
+        raise UsageError(f"state: {state[:40]!r} is not one of"
+                         f" {', '.join(store.BACKFILL_STATES)}")
+    trigger_id = None
+    if trigger is not None:
+        trigger_id = (await get_trigger(pool, trigger, tenant or DEFAULT_TENANT)).id
+    return await store.list_backfills(pool, tenant=tenant, trigger_id=trigger_id,
+                                      state=state, before=before, limit=limit)
 
 
 async def cancel(pool: asyncpg.Pool, actor: Actor, backfill_id: str) -> store.BackfillRecord:

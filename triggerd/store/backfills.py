@@ -78,6 +78,28 @@ async def get_backfill(conn: Conn, backfill_id: str, tenant: str | None = None
     return BackfillRecord(**dict(row))
 
 
+BACKFILL_STATES = ("running", "done", "canceled")
+
+
+async def list_backfills(
+    conn: Conn, *, tenant: str | None, trigger_id: str | None = None,
+    state: str | None = None, before: tuple[datetime, str] | None = None, limit: int = 50,
+) -> list[BackfillRecord]:
+    """Backfills newest first (of ``tenant``; None: of all), optionally of one trigger or
+    in one state, after the position ``before`` (the last row's ``created_at`` and
+    ``id``) of a previous page. An index read in order (migration 0036)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {_FROM}"
+        " WHERE ($1::text IS NULL OR t.tenant_id = $1)"
+        " AND ($2::uuid IS NULL OR b.trigger_id = $2)"
+        " AND ($3::text IS NULL OR b.state = $3)"
+        " AND ($4::timestamptz IS NULL OR (b.created_at, b.id) < ($4, $5::uuid))"
+        " ORDER BY b.created_at DESC, b.id DESC LIMIT $6",
+        tenant, trigger_id, state, None if before is None else before[0],
+        None if before is None else before[1], limit)
+    return [BackfillRecord(**dict(r)) for r in rows]
+
+
 async def cancel_backfill(conn: Conn, backfill_id: str) -> bool:
     """Stop a running backfill; whether it was running."""
     status: str = await conn.execute(
