@@ -34,6 +34,7 @@ from triggerd.errors import (
 from triggerd.jsonrules import JsonRefusal, finite_float, no_duplicates, refuse_constant
 from triggerd.logs import setup_logging
 from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus, tenant_label
+from triggerd.positions import decode_position, encode_position
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import COUNTED_SLOTS
@@ -811,6 +812,9 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     until = None if args.until is None else _parse_instant(args.until, "--until")
     if since is not None and until is not None and since >= until:
         raise UsageError(f"--since {args.since} is not before --until {args.until}")
+    after = None if args.cursor is None else decode_position(args.cursor)
+    if args.cursor is not None and after is None:
+        raise UsageError(f"--cursor: {args.cursor[:60]!r} is not a cursor this command printed")
     async with _pool(settings) as pool:
         trigger_id = None
         if args.trigger is not None:
@@ -823,9 +827,16 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
         scope = ExecutionScope(tenant=args.tenant, agent_id=args.agent_id,
                                session_id=args.session_id,
                                conversation_id=args.conversation_id)
+        # One row more than asked tells whether another page follows.
         items = await list_executions(pool, status=status, trigger_id=trigger_id,
                                       workflow_id=workflow_id, since=since, before=until,
-                                      limit=args.limit, scope=scope, test=args.test)
+                                      after=after, limit=args.limit + 1, scope=scope,
+                                      test=args.test)
+    if len(items) > args.limit:
+        items = items[:args.limit]
+        # On stderr: stdout stays the page alone (a table or a JSON list).
+        print(f"more: add --cursor {encode_position(items[-1].created_at, items[-1].id)}"
+              " for the next page", file=sys.stderr)
     if args.json:
         print_json([execution_json(e) for e in items])
         return 0
@@ -1285,6 +1296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="INSTANT", help="created at or after (ISO-8601)")
     p.add_argument("--until", metavar="INSTANT", help="created before (ISO-8601)")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor", metavar="CURSOR",
+                   help="the next page: the cursor a full page printed on stderr")
     p.add_argument("--test", action="store_true",
                    help="list test runs (triggerd test) instead of the others")
     for name in CORRELATION_COLUMNS:

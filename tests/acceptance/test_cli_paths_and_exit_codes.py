@@ -371,3 +371,42 @@ def test_output_that_cannot_be_written_is_one_line_exit_74(tmp_path: Path) -> No
         assert done.stderr.splitlines() == [
             "triggerd: error: cannot write the output: No space left on device (errno 28)"
         ]
+
+
+async def test_executions_list_pages_by_cursor_lose_no_run_sharing_an_instant(
+    dsn: str, tmp_path: Path
+) -> None:
+    """One cron instant starts a batch of runs with one created_at: paging by --until
+    skipped the rest of the batch; the cursor names a row exactly."""
+    await _seed(dsn, tmp_path)
+    conn = await db.connect(dsn)
+    try:
+        trigger = await get_trigger(conn, "ids/manual")
+        await insert_executions(conn, [
+            NewExecution(workflow_id=trigger.workflow_id, trigger_id=trigger.id,
+                         trigger_name=trigger.name, trigger_type="manual")
+            for _ in range(4)])
+        await conn.execute("UPDATE workflow_executions SET created_at = '2026-12-01T00:00Z'")
+        everyone = {str(r["id"]) for r in await conn.fetch("SELECT id FROM workflow_executions")}
+    finally:
+        await conn.close()
+
+    seen: list[str] = []
+    cursor: list[str] = []
+    for _ in range(10):
+        page = cli(tmp_path, "executions", "list", "--limit", "3", "--json", *cursor,
+                   TRIGGERD_DATABASE_URL=dsn)
+        assert page.returncode == 0, page.stderr
+        seen += [e["id"] for e in json.loads(page.stdout)]
+        if not page.stderr:
+            break
+        more = page.stderr.strip().split()
+        assert more[:3] == ["more:", "add", "--cursor"], page.stderr
+        cursor = ["--cursor", more[3]]
+    assert sorted(seen) == sorted(everyone) and len(seen) == 7
+    assert seen == sorted(seen, reverse=True)  # newest first: ids in order within the instant
+
+    bad = cli(tmp_path, "executions", "list", "--cursor", "yesterday",
+              TRIGGERD_DATABASE_URL=dsn)
+    assert (bad.returncode, one_line(bad)) == (
+        2, "triggerd: error: --cursor: 'yesterday' is not a cursor this command printed")

@@ -32,11 +32,11 @@ def test_only_the_given_conditions_are_written_in_order() -> None:
 
 def test_the_cli_order_and_its_filters() -> None:
     query, args = execution_list_query(
-        trigger_id=ID, workflow_id=ID, before=AT, limit=50, id_order="ASC"
+        trigger_id=ID, workflow_id=ID, before=AT, limit=50
     )
     assert "e.trigger_id = $1::uuid AND e.workflow_id = $2::uuid" in query
     assert "e.created_at < $3::timestamptz" in query
-    assert query.endswith(" ORDER BY e.created_at DESC, e.id LIMIT $4")
+    assert query.endswith(" ORDER BY e.created_at DESC, e.id DESC LIMIT $4")
     assert args == [ID, ID, AT, 50]
 
 

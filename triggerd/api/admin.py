@@ -18,7 +18,7 @@ import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -26,7 +26,6 @@ from aiohttp import web, web_protocol
 from triggerd.api.auth import API_AUTH, ApiAuth, AuthFailure, StoredTokens
 from triggerd.api.openapi import (
     API_PREFIX,
-    CURSOR_PATTERN,
     KEY_MAX_LENGTH,
     KEY_PATTERN,
     NEXT_COUNT_DEFAULT,
@@ -93,6 +92,7 @@ from triggerd.operations.workflows import WorkflowChange
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.operations.workflows import delete as delete_workflow
+from triggerd.positions import decode_position, encode_position
 from triggerd.schedules import SCHEDULED_TYPES
 from triggerd.secrets import secret_policy_problems
 from triggerd.storable import is_bigint_text, storage_problem, unstorable
@@ -161,11 +161,9 @@ RETRY_AFTER_SECONDS = 5
 # request waiting for a pool connection held by such queries has none. Above the test-run
 # wait (30 s), under the usual proxy timeouts (60 s).
 API_DEADLINE_SECONDS = 45.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Matched with fullmatch: "$" alone would also accept a trailing newline.
 _KEY = re.compile(KEY_PATTERN)
 _TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
-_CURSOR = re.compile(CURSOR_PATTERN)
 _WORKFLOW_CURSOR = re.compile(WORKFLOW_CURSOR_PATTERN)
 _TRIGGER_CURSOR = re.compile(TRIGGER_CURSOR_PATTERN)
 _INTEGER = re.compile(r"^-?[0-9]{1,12}$")
@@ -438,17 +436,14 @@ def _execution_id(request: web.Request) -> str:
 
 def encode_cursor(record: ExecutionRecord | BackfillRecord) -> str:
     """The position after a row of a list ordered newest first by (created_at, id)."""
-    micros = (record.created_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}-{uuid.UUID(record.id).hex}"
+    return encode_position(record.created_at, record.id)
 
 
 def decode_cursor(text: str) -> ExecutionPosition:
-    if not _CURSOR.fullmatch(text):
+    position = decode_position(text)
+    if position is None:
         raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
-    micros, _, hex_id = text.partition("-")
-    return ExecutionPosition(
-        created_at=_EPOCH + timedelta(microseconds=int(micros)), id=str(uuid.UUID(hex_id))
-    )
+    return ExecutionPosition(created_at=position[0], id=position[1])
 
 
 def encode_name_cursor(*names: str) -> str:

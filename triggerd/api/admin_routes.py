@@ -23,7 +23,6 @@ from triggerd.api.openapi import (
     ACCEPTED,
     API_PREFIX,
     BACKFILL_ID,
-    CURSOR_PATTERN,
     EXECUTION_ID,
     LOCATION_HEADER,
     NEXT_COUNT_DEFAULT,
@@ -47,6 +46,7 @@ from triggerd.api.openapi import (
     query,
 )
 from triggerd.model import CORRELATION_COLUMNS, ExecutionStatus, TriggerType
+from triggerd.positions import CURSOR_PATTERN
 from triggerd.store.backfills import BACKFILL_STATES
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from triggerd.definitions import definitions_schema
 from triggerd.model import ExecutionStatus, NodeStatus, SlotOutcome, TriggerType, WorkflowStatus
+from triggerd.positions import CURSOR_PATTERN
 
 API_PREFIX = "/api/v1"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
@@ -28,9 +29,6 @@ PAGE_LIMIT_MAX = 500
 PAGE_LIMIT_DEFAULT = 50
 NEXT_COUNT_MAX = 1000
 NEXT_COUNT_DEFAULT = 10
-# An execution cursor: microseconds since the epoch and the row id (hex), "<µs>-<hex>".
-# Every string of this shape is a valid position, so the pattern is the whole rule.
-CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"
 # Pages of workflows and triggers: the last item's key (and trigger name) and id, so every
 # value the pattern allows is a position.
 WORKFLOW_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"

@@ -244,7 +244,6 @@ def execution_list_query(
     before: datetime | None = None,
     since: datetime | None = None,
     limit: int,
-    id_order: str = "DESC",
     scope: ExecutionScope | None = None,
     test: bool = False,
 ) -> tuple[str, list[Any]]:
@@ -288,10 +287,9 @@ def execution_list_query(
     if since is not None:
         conditions.append(f"e.created_at >= {arg(since)}::timestamptz")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    order = "e.id DESC" if id_order == "DESC" else "e.id"
     query = (
         f"SELECT {EXECUTION_COLUMNS}{_EXEC_FROM if test else _LIST_FROM}{where}"
-        f" ORDER BY e.created_at DESC, {order} LIMIT {arg(limit)}"
+        f" ORDER BY e.created_at DESC, e.id DESC LIMIT {arg(limit)}"
     )
     return query, args
 
@@ -305,21 +303,23 @@ async def list_executions(
     limit: int = 50,
     before: datetime | None = None,
     since: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
     scope: ExecutionScope | None = None,
     test: bool = False,
 ) -> list[ExecutionRecord]:
-    """Newest first; ``since`` (inclusive) and ``before`` (exclusive) bound created_at;
-    ``test``: the test runs instead of the others."""
+    """Newest first by (created_at, id); ``since`` (inclusive) and ``before`` (exclusive)
+    bound created_at, ``after`` is the position of a previous page's last row; ``test``:
+    the test runs instead of the others."""
     query, args = execution_list_query(
         scope=scope,
         test=test,
         status=status,
         trigger_id=trigger_id,
         workflow_id=workflow_id,
+        after=after,
         before=before,
         since=since,
         limit=limit,
-        id_order="ASC",
     )
     rows = await conn.fetch(query, *args)
     return [row_to(ExecutionRecord, r) for r in rows]
