@@ -74,7 +74,8 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
         and trigger.workflow_status != WorkflowStatus.ARCHIVED else [])
     doc["recent_actions"] = [audit_json(a) for a in
                              await list_audit(conn, target=trigger.full_name,
-                                              limit=RECENT_ACTIONS)]
+                                              limit=RECENT_ACTIONS,
+                                              tenant=trigger.tenant_id)]
     doc["running"] = await running_executions(conn, trigger.id)
     doc["slot_counts"] = await slot_counts(conn, trigger.id)
     doc["remaining_runs"] = remaining

@@ -284,6 +284,23 @@ async def test_an_all_tenant_token_works_in_the_tenant_it_names(served: Client,
     assert [(r["action"], r["tenant"]) for r in rows] == [("fire", "acme")]
 
 
+async def test_a_triggers_recent_actions_are_its_tenants_only(served: Client,
+                                                              pool: asyncpg.Pool) -> None:
+    """The same trigger name in two tenants: the detail of acme's listed the default
+    tenant's pause (its actor and note) to acme's viewer."""
+    root = await new_token(pool, "root")
+    paused = await served.post("/api/v1/triggers/billing/nightly/pause", headers=bearer(root),
+                               json={"note": "default tenant's maintenance"})
+    assert paused.status == 200, await paused.text()
+    viewer = await new_token(pool, "acme-viewer", role="viewer", tenant="acme")
+    detail = await served.get("/api/v1/triggers/billing/nightly", headers=bearer(viewer))
+    assert detail.status == 200
+    assert (await detail.json())["recent_actions"] == []
+    mine = await served.get("/api/v1/triggers/billing/nightly", headers=bearer(root))
+    assert [(a["action"], a["tenant"]) for a in (await mine.json())["recent_actions"]] == [
+        ("pause", "default")]
+
+
 # --- quotas ----------------------------------------------------------------------------------
 
 
