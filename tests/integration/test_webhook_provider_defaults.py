@@ -23,6 +23,7 @@ from tests.integration.test_webhooks import (  # noqa: F401 (fixtures: make_clie
     ClientFactory,
     apply,
     executions,
+    expect_answer,
     hook,
     make_client,
     requests_rows,
@@ -303,6 +304,21 @@ async def test_rotation_works_for_every_secret_scheme(
         assert resp.status == 202, scheme
     other = "whsec_" + "b3RoZXItc2VjcmV0LWtleS0zMi1ieXRlcy1sb25nIQ=="
     assert (await client.post("/hooks/rot", data=body, headers=signed(other))).status == 401
+    assert ingress.stats.secrets_used == {("w/rot", 0): 1, ("w/rot", 1): 1}
+
+
+async def test_a_rotated_token_asked_to_continue_is_counted_once(
+    make_client: ClientFactory, pool: asyncpg.Pool,  # noqa: F811
+) -> None:
+    auth = AuthConfig(
+        scheme="token", secret=(SecretRef(env="WH_NEW"), SecretRef(env="WH_OLD"))
+    )
+    await apply(pool, workflow("w", hook("rot", "rot", auth=auth)))
+    client, ingress = await make_client()
+    for token in (NEW_TOKEN, OLD_TOKEN):
+        answer = await expect_answer(client, "POST", "/hooks/rot",
+                                      f"Authorization: Bearer {token}\r\n".encode())
+        assert answer == b"100 then HTTP/1.1 202 Accepted"
     assert ingress.stats.secrets_used == {("w/rot", 0): 1, ("w/rot", 1): 1}
 
 

@@ -669,6 +669,59 @@ async def test_expect_continue_refuses_missing_credentials_before_the_body_is_se
     assert await executions(pool) == []
 
 
+async def expect_answer(client: TestClient[Any, Any], method: str, path: str,
+                         headers: bytes, body: bytes = b"abc") -> bytes:
+    """The first answer to a request that asks ``Expect: 100-continue``; after a "100
+    Continue" the body is sent and the final answer's status line is added."""
+    host, port = client.server.host, client.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                     f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n".encode()
+                     + headers + b"\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if head != b"HTTP/1.1 100 Continue\r\n\r\n":
+            return head.split(b"\r\n")[0]
+        writer.write(body)
+        await writer.drain()
+        final = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+        return b"100 then " + final.strip()
+    finally:
+        writer.close()
+
+
+async def test_expect_continue_checks_address_method_and_rate_before_credentials(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """Asked to continue, a token trigger checked the token first: a refused address told
+    a good token (100) from a bad one (401), a flood of bad tokens never spent the rate,
+    and a wrong method was a 401."""
+    await apply(pool, workflow(
+        "w",
+        hook("fenced", "fenced", auth=token_auth(), allow_from=("10.9.9.0/24",)),
+        hook("limited", "limited", auth=token_auth(), rate=0.001, burst=1),
+        hook("open", "open", auth=token_auth()),
+    ))
+    client, ingress = await make_client()
+    good = f"Authorization: Bearer {TOKEN}\r\n".encode()
+    bad = b"Authorization: Bearer wrong\r\n"
+    for credentials in (good, bad):
+        assert (await expect_answer(client, "POST", "/hooks/fenced", credentials)
+                ).startswith(b"HTTP/1.1 403 ")
+    answers = [await expect_answer(client, "POST", "/hooks/limited", bad) for _ in range(3)]
+    assert [a.split()[1] for a in answers] == [b"401", b"429", b"429"]
+    assert (await expect_answer(client, "GET", "/hooks/open", bad)).startswith(
+        b"HTTP/1.1 405 ")
+    # The one burst was spent once per request, not once by the question and once by
+    # the request.
+    assert ingress.stats.rate_limited == 2
+    assert await expect_answer(client, "POST", "/hooks/open", good) == (
+        b"100 then HTTP/1.1 202 Accepted")
+    assert len(await executions(pool)) == 1
+
+
 async def test_bytes_jsonb_cannot_hold_are_replaced_not_fatal(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -116,6 +116,9 @@ def utc_now() -> datetime:
 # trickling bytes (or stopping half-way) would otherwise hold its connection and handler
 # for ever. Generous: a 10 MB body at 1 Mbit/s takes 80 s.
 BODY_TIMEOUT = 120.0
+# What a request's ``Expect: 100-continue`` answer already checked (see ``expect``).
+_ADMITTED = web.RequestKey("webhook_admitted", bool)
+_AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -333,15 +336,28 @@ class WebhookIngress(BaseComponent):
             return error_response(417, "expectation_failed", f"unknown Expect: {expect}")
         route = self.routes.table.get(request.match_info.get("path", ""),
                                       request.match_info.get("tenant", DEFAULT_TENANT))
-        length = request.content_length
-        if route is not None and length is not None and length > route.max_body_bytes:
-            return self._too_large(request, route)
-        if route is not None and route.config.auth.scheme in HEADER_SCHEMES:
-            # Credentials in the headers only: a sender without them is refused before it
-            # uploads its body (it was told "100 Continue" first).
-            refused = self._authenticate(request, route, b"", self._clock())
+        if route is not None:
+            # In the handler's order (address, method, rate, backpressure; size; then
+            # credentials): a refused address learns nothing about a token, and a flood
+            # of bad tokens spends the rate. Each check is made once per request: the
+            # handler skips what passed here.
+            started = self._monotonic()
+            refused = self._admit(request, route, started)
             if refused is not None:
-                return close_unread(request, refused)  # the body is not wanted
+                self.stats.record(route.full_name, refused.status,
+                                  self._monotonic() - started)
+                return close_unread(request, refused)
+            request[_ADMITTED] = True
+            length = request.content_length
+            if length is not None and length > route.max_body_bytes:
+                return self._too_large(request, route)
+            if route.config.auth.scheme in HEADER_SCHEMES:
+                # Credentials in the headers only: a sender without them is refused before
+                # it uploads its body (it was told "100 Continue" first).
+                refused = self._authenticate(request, route, b"", self._clock())
+                if refused is not None:
+                    return close_unread(request, refused)  # the body is not wanted
+                request[_AUTHENTICATED] = True
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
         return None
@@ -402,16 +418,18 @@ class WebhookIngress(BaseComponent):
     async def _handle(
         self, request: web.Request, route: WebhookRoute, started: float
     ) -> web.StreamResponse:
-        refused = self._admit(request, route, started)
-        if refused is not None:
-            return refused
+        if not request.get(_ADMITTED):
+            refused = self._admit(request, route, started)
+            if refused is not None:
+                return refused
         body = await self._read_body(request, route)
         if isinstance(body, web.Response):
             return body
         now = self._clock()
-        refused = self._authenticate(request, route, body, now)
-        if refused is not None:
-            return refused
+        if not request.get(_AUTHENTICATED):
+            refused = self._authenticate(request, route, body, now)
+            if refused is not None:
+                return refused
         run_input = self._parse(request, route, body)
         if isinstance(run_input, web.Response):
             return run_input
