@@ -151,6 +151,35 @@ async def test_a_correlation_value_that_fails_leaves_that_key_out(served: Client
     assert row["correlation"] == {"channel": "billing-bot"}
 
 
+async def test_keyed_webhooks_carry_their_correlation_ids(aiohttp_client: Any,
+                                                           pool: asyncpg.Pool, dsn: str) -> None:
+    """Triggers with a concurrency key or a debounce dropped their correlation ids: their
+    requests are stored by another path than the group commit's."""
+    await apply_doc(pool, billing("acme", **CORRELATED,
+                                  concurrency={"key": "{{ input.agent }}", "limit": 5}))
+    await apply_doc(pool, billing("beta", **CORRELATED,
+                                  debounce={"key": "{{ input.agent }}", "period": "1h"}))
+    client, ingress = await make_client(aiohttp_client, pool, dsn, Settings())
+    try:
+        for tenant in ("acme", "beta"):
+            for session in ("s-1", "s-2"):  # the second folds into beta's window
+                answer = await client.post(f"/tenants/{tenant}/hooks/pay",
+                                           json={"agent": "bot-7"},
+                                           headers={"X-Session-Id": session},
+                                           params={"conversation": "c-9"})
+                assert answer.status in (202, 200), await answer.text()
+    finally:
+        await ingress.stop()
+    rows = await pool.fetch("SELECT tenant_id, agent_id, session_id, conversation_id,"
+                            " correlation FROM workflow_executions ORDER BY tenant_id, id")
+    expected = {"agent_id": "bot-7", "conversation_id": "c-9", "channel": "billing-bot"}
+    assert [(r["tenant_id"], r["session_id"]) for r in rows] == [
+        ("acme", "s-1"), ("acme", "s-2"), ("beta", "s-2")]  # beta's run: the latest request's
+    for r in rows:
+        assert (r["agent_id"], r["conversation_id"]) == ("bot-7", "c-9")
+        assert r["correlation"] == {**expected, "session_id": r["session_id"]}
+
+
 async def test_lists_filter_on_correlation_ids(served: Client, pool: asyncpg.Pool) -> None:
     for session in ("s-1", "s-2", "s-1"):
         await served.post("/tenants/acme/hooks/pay", json={}, headers={"X-Session-Id": session})
@@ -200,7 +229,7 @@ async def test_a_scoped_token_finds_nothing_of_another_tenant_on_any_route(
     counts = "SELECT (SELECT count(*) FROM workflow_executions), (SELECT count(*) FROM audit_log)"
     before = tuple(await pool.fetchrow(counts))
     lists = {"listWorkflows", "listTriggers", "listExecutions", "listWebhookRequests",
-             "listAudit"}
+             "listAudit", "listBackfills"}
     # The acme tenant's own objects are not touched either: its token addresses "billing"
     # of acme, so pick routes' names that exist only in the default tenant.
     await pool.execute("UPDATE workflows SET key = 'acme-billing' WHERE tenant_id = 'acme'")
@@ -219,7 +248,7 @@ async def test_a_scoped_token_finds_nothing_of_another_tenant_on_any_route(
             # Its own tenant's rows only: none of the default tenant's.
             assert response.status == 200, (route.operation_id, await response.text())
             text = await response.text()
-            for default_id in (default_workflow, execution_id, request_id):
+            for default_id in (default_workflow, execution_id, request_id, backfill_id):
                 assert default_id not in text, (route.operation_id, text)
         else:
             assert response.status == 404, (route.operation_id, await response.text())

@@ -88,7 +88,8 @@ RETURNING id
 # Folds the request into the window's run if that has not started: a claim that got there
 # first makes this wait and then find the row no longer NEW (nothing updated).
 _FOLD_RUN = f"""
-UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8
+UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8,
+    agent_id = $9, session_id = $10, conversation_id = $11, correlation = $12
 WHERE id = $1 AND status = 'NEW'
 RETURNING id
 """
@@ -163,6 +164,8 @@ async def _store(
 ) -> KeyedResult:
     headers, query = _json_text(item.headers), _json_text(item.query)
     context_args = (item.trigger_name, item.method, item.path, headers, query)
+    # The run's correlation ids: a folded request's replace the window's, as its input does.
+    correlation_args = tuple(column[0] for column in correlation_arrays([item.correlation]))
     not_before: datetime | None = None
     if debounce is None:
         if await conn.fetchval(_PARENTS, item.trigger_id, item.workflow_id) is None:
@@ -188,7 +191,8 @@ async def _store(
         )
         plan = plan_window(window, at, debounce.period, debounce.max_wait)
         if window is not None and await conn.fetchval(
-            _FOLD_RUN, window.execution_id, *context_args, item.input_json, plan.due_at
+            _FOLD_RUN, window.execution_id, *context_args, item.input_json, plan.due_at,
+            *correlation_args,
         ):
             await conn.execute(
                 _FOLDED, item.id, item.trigger_id, item.method, item.path, query, headers,
@@ -214,7 +218,7 @@ async def _store(
         item.input_json, not_before,
         None if concurrency is None else concurrency.key,
         None if concurrency is None else concurrency.limit,
-        *(column[0] for column in correlation_arrays([item.correlation])),
+        *correlation_args,
     )
     inserted = await conn.fetchval(_INSERT_RUN, *run_args)
     if inserted is None and await conn.fetchval(_RELEASE_EXPIRED, item.trigger_id,

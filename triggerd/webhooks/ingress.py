@@ -825,6 +825,8 @@ class WebhookIngress(BaseComponent):
             body=body,
             remote_addr=client_address(request),
             received_at=now,
+            correlation=None if not route.correlation else evaluate_correlation(
+                route.correlation, input=run_input.data, headers=headers, query=query),
         )
         keyed = await store_keyed_request(
             self._pool, item, debounce=debounce, concurrency=concurrency
