@@ -99,6 +99,9 @@ def parse_input(
     if media_type == "application/json" or media_type.endswith("+json"):
         text = _decode(body, charset, "JSON")
         value = _parse_json(text)
+        if _deeper_than(text, value, MAX_BODY_DEPTH):
+            raise BodyError.invalid(
+                f"invalid JSON body: nested more than {MAX_BODY_DEPTH} levels deep")
         data = value if isinstance(value, dict) else {"body": value}
         # The walk below only names the culprit: a text without \u escapes (the only way
         # to spell NUL or a surrogate in valid JSON) and without surrogates holds none.
@@ -256,8 +259,9 @@ def _parse_json(text: str) -> Any:
         raise BodyError.invalid(
             f"invalid JSON body: the number {exc.constant} is too large to store"
         ) from None
-    except RecursionError:
-        raise BodyError.invalid("invalid JSON body: nested too deeply") from None
+    except RecursionError:  # far deeper than MAX_BODY_DEPTH: the same answer
+        raise BodyError.invalid(
+            f"invalid JSON body: nested more than {MAX_BODY_DEPTH} levels deep") from None
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # Python's digit limit, in its words
             raise BodyError.invalid(
@@ -282,6 +286,28 @@ def _parse_form(body: bytes, charset: str | None) -> dict[str, Any]:
         else:
             fields[key] = [fields[key], value]
     return fields
+
+
+# How deep a JSON body may nest. Far beyond any sender's payload (GitHub's and Stripe's
+# are about ten levels), and far below what the code that reads runs back can recurse
+# through: the parsers took about 1,000 levels, which the admin API then failed to answer.
+MAX_BODY_DEPTH = 128
+
+
+def _deeper_than(text: str, value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed from ``text``) nests more than ``limit`` containers deep.
+    A text with fewer brackets than that cannot, and is not walked."""
+    if not isinstance(value, (dict, list)) or text.count("[") + text.count("{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
 
 
 def _surely_storable(text: str) -> bool:
