@@ -646,7 +646,9 @@ def _responses() -> dict[str, Any]:
             "The body is larger than [http] max_body_bytes (error: body_too_large)."
         ),
         "UnsupportedMediaType": _error(
-            "The body is not sent as application/json (error: unsupported_media_type)."
+            "The body is not sent as application/json (error: unsupported_media_type), or"
+            " in a Content-Encoding the server does not decode, on any route (error:"
+            " unsupported_encoding, with an Accept-Encoding header naming those it does)."
         ),
         "UnprocessableBody": _error(
             "The JSON body has the wrong shape (error: invalid_body), fails the workflow's"
@@ -811,6 +813,8 @@ def _operation(route: Route) -> dict[str, Any]:
         errors = (*errors, 404)  # ?tenant= another tenant's, with a tenant-scoped token
     if not route.public and route.method not in ("GET", "HEAD"):
         errors = (*errors, 403)  # a viewer token only reads
+    if not route.public and 415 not in errors:
+        errors = (*errors, 415)  # any request's body in a Content-Encoding not served
     for status in errors:
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status]}"}
     operation: dict[str, Any] = {
