@@ -46,6 +46,19 @@ def parse_execution_id(text: str) -> IdQuery:
     return IdQuery(prefix=lower, full=full, low=low, high=high)
 
 
+_CANONICAL = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+def canonical_uuid(text: str) -> str | None:
+    """A whole id as PostgreSQL spells it, from its 36-character form or its 32 hex digits
+    (any case); None for anything else, including the other spellings ``uuid.UUID``
+    takes (braces, ``urn:uuid:``), which no list or answer ever shows."""
+    lower = text.lower()
+    if _CANONICAL.fullmatch(lower) is None or len(lower) not in (32, 36):
+        return None
+    return str(uuid.UUID(lower))
+
+
 def _malformed(text: str) -> UsageError:
     return UsageError(
         f"{text!r} is not an execution id (a UUID, or {MIN_PREFIX_DIGITS} or more of its"

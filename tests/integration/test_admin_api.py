@@ -1280,3 +1280,15 @@ async def test_backfills_list_pages_filters_and_refuses_bad_parameters(
     ]:
         answer = await client.get(f"/api/v1/backfills?{query}", headers=AUTH)
         await expect_error(answer, status, code, message)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/backfills/{}", "/api/v1/webhook-requests/{}"])
+async def test_backfill_and_request_ids_in_other_spellings_are_400(
+    offline: Client, path: str
+) -> None:
+    """uuid.UUID() also reads urn:uuid: ids: they were looked up (200), where every list
+    and answer spells an id with its dashes (or, in the CLI, as 32 hex digits)."""
+    spelled = "urn:uuid:" + str(uuid.UUID(int=7))
+    response = await offline.get(path.format(spelled), headers=AUTH)
+    body = await expect_error(response, 400, "bad_request")
+    assert "is not a" in body["message"] and "(a UUID)" in body["message"]

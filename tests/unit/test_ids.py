@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from triggerd.errors import UsageError
-from triggerd.ids import IdQuery, parse_execution_id
+from triggerd.ids import IdQuery, canonical_uuid, parse_execution_id
 
 FULL = "12345678-9abc-4def-8000-00000000000f"
 
@@ -51,3 +51,13 @@ def test_malformed_ids_are_usage_errors(text: str) -> None:
         f"{text!r} is not an execution id (a UUID, or 8 or more of its leading hex digits)"
     )
     assert info.value.exit_code == 2
+
+
+def test_whole_ids_in_the_two_spellings_the_project_shows() -> None:
+    canonical = "3f2a9c1e-0b7d-4c1e-9a2b-1234567890ab"
+    for text in (canonical, canonical.upper(), canonical.replace("-", "")):
+        assert canonical_uuid(text) == canonical, text
+    for text in ("{" + canonical + "}", "urn:uuid:" + canonical, canonical[:-1],
+                 canonical.replace("-", "", 1), canonical + "0", "", "nope",
+                 canonical.replace("a", "g")):
+        assert canonical_uuid(text) is None, text

@@ -16,6 +16,7 @@ import asyncpg
 
 from triggerd.cron import EARLIEST_AFTER, utc_iso
 from triggerd.errors import Conflict, UsageError
+from triggerd.ids import canonical_uuid
 from triggerd.model import DEFAULT_TENANT, OverlapPolicy, WorkflowStatus
 from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note, scheduled_trigger
@@ -162,10 +163,10 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
 
 
 def _backfill_id(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise UsageError(f"{text[:40]!r} is not a backfill id (a UUID)") from None
+    canonical = canonical_uuid(text)
+    if canonical is None:
+        raise UsageError(f"{text[:40]!r} is not a backfill id (a UUID)")
+    return canonical
 
 
 async def get(pool: asyncpg.Pool, backfill_id: str, tenant: str | None = None

@@ -5,7 +5,6 @@ implementation behind the CLI (``triggerd webhooks ...``) and the admin API
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ from triggerd.correlation import correlation_mapping, evaluate_correlation
 from triggerd.definitions.api import parse_trigger_config
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.expressions import ExpressionError
-from triggerd.ids import time_ordered_id
+from triggerd.ids import canonical_uuid, time_ordered_id
 from triggerd.inputs import check_input
 from triggerd.model import DEFAULT_TENANT, JSON, TriggerType, WebhookConfig, WorkflowStatus
 from triggerd.operations.actor import Actor
@@ -41,10 +40,10 @@ MAX_LIST_LIMIT = 500
 
 def parse_request_id(text: str) -> str:
     """A webhook request id as PostgreSQL spells it; UsageError (exit 2, 400) otherwise."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise UsageError(f"{text[:80]!r} is not a webhook request id (a UUID)") from None
+    canonical = canonical_uuid(text)
+    if canonical is None:
+        raise UsageError(f"{text[:80]!r} is not a webhook request id (a UUID)")
+    return canonical
 
 
 def check_outcome(outcome: str | None) -> str | None:
