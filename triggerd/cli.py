@@ -633,12 +633,21 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 1 <= args.limit <= 10000:
         raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    target, tenant = args.target, args.tenant
+    if target is not None and ":" in target and tenant is None:
+        # A name as this list prints it (acme:billing/hourly): keys and ids hold no colon.
+        tenant, _, target = target.partition(":")
     async with _pool(settings) as pool:
-        rows = await list_audit(pool, target=args.target, limit=args.limit, tenant=args.tenant)
+        rows = await list_audit(pool, target=target, limit=args.limit, tenant=tenant)
     if args.json:
         print_json([audit_json(a) for a in rows])
         return 0
-    table = [[_text(a.at), a.actor, a.action, a.target, a.note or ""] for a in rows]
+    # Names as the other lists show them: another tenant's trigger or workflow is
+    # tenant:name (ids need no label; a tenant's own list needs none).
+    table = [[_text(a.at), a.actor, a.action,
+              tenant_label(a.tenant_id, a.target)
+              if args.tenant is None and a.target_kind in ("trigger", "workflow")
+              else a.target, a.note or ""] for a in rows]
     print(_table(table, ["AT", "ACTOR", "ACTION", "TARGET", "NOTE"]))
     return 0
 

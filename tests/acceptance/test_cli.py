@@ -641,3 +641,23 @@ async def test_backfills_list(pool: Any, dsn: str, tmp_path: Path) -> None:
         result = triggerd("backfills", "list", *args, dsn=dsn)
         assert result.returncode == code, (args, result.stderr)
         assert one_line_error(result) == message, args
+
+
+async def test_the_all_tenant_audit_names_other_tenants_objects_as_lists_do(
+    dsn: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    paused = triggerd("--tenant", "acme", "triggers", "pause", "billing/hourly", dsn=dsn)
+    assert paused.returncode == 0, paused.stderr
+    every = triggerd("audit", dsn=dsn)
+    assert every.returncode == 0, every.stderr
+    assert "acme:billing/hourly" in every.stdout.splitlines()[1], every.stdout
+    own = triggerd("--tenant", "acme", "audit", dsn=dsn)
+    assert own.stdout.splitlines()[1].split()[3] == "billing/hourly", own.stdout
+    found = triggerd("audit", "--target", "acme:billing/hourly", "--json", dsn=dsn)
+    assert [(r["action"], r["target"], r["tenant"]) for r in json.loads(found.stdout)] == [
+        ("pause", "billing/hourly", "acme")]
