@@ -196,6 +196,25 @@ async def test_a_token_revoked_seconds_ago_opens_no_session(
     assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 0
 
 
+async def test_the_overview_works_in_the_tenant_asked_for(admin: Visitor,
+                                                           pool: asyncpg.Pool) -> None:
+    """An all-tenant session's overview with ?tenant=acme listed every tenant's paused
+    triggers and counted every tenant's runs."""
+    for tenant in ("default", "globex"):
+        await pool.execute(
+            "INSERT INTO trigger_state (trigger_id, paused, note) SELECT t.id, true, $2"
+            " FROM workflow_triggers t WHERE t.tenant_id = $1 AND t.name = 'every'",
+            tenant, f"paused in {tenant}")
+    status, every = await admin.get("/ui/")
+    assert status == 200
+    assert "paused in default" in every and "paused in globex" in every
+    status, acme = await admin.get("/ui/?tenant=acme")
+    assert status == 200
+    assert "paused in" not in acme
+    _, globex = await admin.get("/ui/?tenant=globex")
+    assert "paused in globex" in globex and "paused in default" not in globex
+
+
 async def test_a_session_ends_when_its_token_expires(
     served: Client, visitors: list[Visitor], pool: asyncpg.Pool
 ) -> None:

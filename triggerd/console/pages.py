@@ -289,8 +289,9 @@ def _actor(request: web.Request) -> Actor:
 async def overview(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     failing, checks = await readiness(request.app)
-    counts = await last_hour_counts(pool, _scope(request))
-    attention = await triggers_needing_attention(pool, tenant=_scope(request))
+    # The tenant worked in: a scoped session's own, or the one ?tenant= names.
+    counts = await last_hour_counts(pool, _asked_tenant(request))
+    attention = await triggers_needing_attention(pool, tenant=_asked_tenant(request))
     lag = request.app.get(SCHEDULER_LAG)
     return render(request, "overview.html", ready=not failing, checks=checks, counts=counts,
                   attention=attention, scheduler_lag=None if lag is None else lag())
