@@ -79,6 +79,19 @@ async def test_bad_params_and_a_non_number_increment_change_nothing(
         ({"op": "increment", "key": "k", "value": "lots"},
          "parameter 'value' must be a number for op 'increment', got 'lots'"),
         ({"op": "increment", "key": "name"}, "key 'name' does not hold a number"),
+        # Null (a literal, or what "{{ none }}" renders): it crashed the run with the
+        # NOT NULL violation's SQL row; text PostgreSQL cannot hold, likewise.
+        ({"op": "set", "key": "k", "value": None},
+         "parameter 'value' is null: memory holds no null values (op 'delete' removes a"
+         " key)"),
+        ({"op": "cas", "key": "k", "expected": None, "value": None},
+         "parameter 'value' is null: memory holds no null values (op 'delete' removes a"
+         " key)"),
+        ({"op": "set", "key": "k", "value": {"a": "x\x00"}},
+         "parameter 'value': $.a: contains a NUL character (\\u0000), which cannot be"
+         " stored"),
+        ({"op": "set", "key": "k\x00", "value": 1},
+         "parameter 'key' contains a NUL character (\\u0000), which cannot be stored"),
     ]
     for number, (params, message) in enumerate(cases):
         with pytest.raises(NodeFailure) as failure:

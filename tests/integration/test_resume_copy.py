@@ -393,3 +393,19 @@ async def test_outputs_postgresql_cannot_hold_are_stored_and_passed_on_exactly(
         assert display == "a\ufffdb"
         assert char not in display
 
+
+
+@pytest.mark.parametrize("value", ["{{ 'a\\x00b' }}", "{{ 'a\\ud800b' }}"],
+                         ids=["nul", "lone-surrogate"])
+async def test_a_run_whose_own_output_postgresql_cannot_hold_ends_success(
+    pool: asyncpg.Pool, executor: Executor, value: str
+) -> None:
+    """The run's output is its last node's: a lone surrogate there crashed the run's final
+    write (INTERNAL_ERROR, a traceback); it is stored as the node row is, with U+FFFD."""
+    await apply_doc(pool, {"workflows": [{
+        "key": "last", "graph": {"nodes": [{"id": "s", "type": "set",
+                                            "params": {"value": {"text": value}}}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]})
+    row = await final_status(pool, await fire(pool, "last/manual"))
+    assert (row["status"], row["error_code"]) == ("SUCCESS", None), row["error_message"]
+    assert row["output"] == {"text": "a\ufffdb"}

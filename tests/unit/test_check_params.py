@@ -175,6 +175,7 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         # Past int4: check called it valid, then apply failed with an internal error.
         ("workflow", {"workflow": "child", "version": 99999999999}, "params.version", "expected an integer from 1 to 2147483647, got 99999999999"),  # noqa: E501
         ("memory", {"op": "cas", "key": "k", "expected": 1}, "params.value", "is required for op 'cas'"),  # noqa: E501
+        ("memory", {"op": "set", "key": "k", "value": None}, "params.value", "is null: memory holds no null values (op 'delete' removes a key)"),  # noqa: E501
         # The pattern sees an instant's shape; these failed every run (the last one, past
         # year 9999 in UTC, crashed the run and left its node row RUNNING).
         ("wait", {"until": "2020-13-45T99:00:00Z"}, "params.until", "'2020-13-45T99:00:00Z' is not an ISO-8601 instant"),  # noqa: E501

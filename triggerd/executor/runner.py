@@ -151,9 +151,18 @@ def input_violations(validator: Draft202012Validator, value: JSON) -> list[dict[
 
 
 def truncate_output(value: JSON, max_bytes: int) -> JSON:
-    """Outputs over the limit are stored as a marker with a preview; the run goes on."""
+    """Outputs over the limit are stored as a marker with a preview; the run goes on.
+    What PostgreSQL cannot store (a NUL, a lone surrogate an expression made) is shown as
+    U+FFFD, as in node rows: a run's output holding one crashed its last write."""
     text = json.dumps(value, default=str, ensure_ascii=False)
-    encoded = text.encode()
+    try:
+        encoded = text.encode()
+        clean = b"\\u0000" not in encoded
+    except UnicodeEncodeError:
+        clean = False
+    if not clean:
+        value = storable(value)
+        encoded = json.dumps(value, default=str, ensure_ascii=False).encode()
     if len(encoded) <= max_bytes:
         return value
     return _truncation_marker(encoded, max_bytes)

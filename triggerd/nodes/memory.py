@@ -26,6 +26,7 @@ from triggerd.nodes.base import (
     or_template,
     params_schema,
 )
+from triggerd.storable import storage_problem, unstorable
 from triggerd.store import memory
 
 OPS = ("get", "set", "delete", "increment", "cas")
@@ -41,7 +42,7 @@ PARAMS_SCHEMA = params_schema(
                                 " cas"),
         "key": or_template("The key (1-512 characters), e.g. 'cursor:orders'.",
                            {"type": "string", "minLength": 1, "maxLength": 512}),
-        "value": {"description": "set/cas: the value to store (any JSON); increment: the"
+        "value": {"description": "set/cas: the value to store (any JSON but null); increment: the"
                                  " amount (default 1)."},
         "ttl": duration_param("set/increment/cas: the key expires this long after the"
                               " write (default: never)."),
@@ -78,6 +79,9 @@ class MemoryNode:
         if params.get("op") in ("set", "cas") and "value" not in params:
             yield ("value",), f"is required for op {params['op']!r}"
             return
+        if params.get("op") in ("set", "cas") and value is None:
+            yield ("value",), NULL_VALUE
+            return
         if params.get("op") != "increment" or "value" not in params:
             return
         if isinstance(value, str) and not is_template(value):
@@ -100,6 +104,8 @@ class MemoryNode:
         key = checked.text("key")
         if not 1 <= len(key) <= 512:
             raise checked.invalid("parameter 'key' must be 1-512 characters")
+        if unstorable(key) is not None:
+            raise checked.invalid(f"parameter 'key' {unstorable(key)}")
         ttl = checked.duration("ttl") if "ttl" in checked else None
         if ctx.db is None or not ctx.workflow_id:
             raise NodeFailure("NO_DATABASE", "memory node: no database", retryable=False)
@@ -119,8 +125,8 @@ class MemoryNode:
         if op == "set":
             if "value" not in checked:
                 raise checked.invalid("parameter 'value' is required for op 'set'")
+            value = _storable_value(checked)
             found, _ = await memory.get(conn, workflow_id, key)
-            value = checked.get("value")
             await memory.set_value(conn, workflow_id, key, value, ttl)
             return {"found": found, "value": value}
         if op == "delete":
@@ -147,5 +153,21 @@ class MemoryNode:
         if "value" not in checked:
             raise checked.invalid("parameter 'value' is required for op 'cas'")
         swapped, now = await memory.compare_and_set(
-            conn, workflow_id, key, checked.get("expected"), checked.get("value"), ttl)
+            conn, workflow_id, key, checked.get("expected"), _storable_value(checked), ttl)
         return {"swapped": swapped, "value": now}
+
+
+# A stored null would read back as an absent key (get's found, cas's expected: null).
+NULL_VALUE = "is null: memory holds no null values (op 'delete' removes a key)"
+
+
+def _storable_value(checked: Params) -> JSON:
+    """The value a set or cas writes; INVALID_PARAMS for null and for text PostgreSQL
+    cannot hold (a NUL, a lone surrogate), which failed the write with the row's SQL."""
+    value = checked.get("value")
+    if value is None:
+        raise checked.invalid(f"parameter 'value' {NULL_VALUE}")
+    problem = storage_problem(value)
+    if problem is not None:
+        raise checked.invalid(f"parameter 'value': {problem}")
+    return value
