@@ -95,6 +95,15 @@ def secret_policy(settings: Settings, tenant: str, environ: Mapping[str, str]) -
                         daemon_dirs=frozenset({os.path.realpath(settings.state_dir / "postgres")}))
 
 
+def policies_fingerprint(settings: Settings, environ: Mapping[str, str]) -> str:
+    """What every tenant's policy depends on, as text: an apply's fingerprint includes it,
+    so files re-applied under a configuration that refuses their secrets are checked again
+    (the fast path of unchanged files skipped that check)."""
+    tenants = sorted((t.name, repr(t.secrets)) for t in settings.tenants)
+    return repr((tenants, str(settings.state_dir), settings.executor.resume_key_file,
+                 settings.source, environ.get("CREDENTIALS_DIRECTORY")))
+
+
 class SecretPolicies:
     """Each tenant's :class:`SecretPolicy` under one configuration, built the first time
     it is asked for (building one resolves the daemon's key paths): the executor's runs,

@@ -40,8 +40,8 @@ workflows:
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times the files were read and checked in full (load_files, or
-    load_files_by_file, which the apply uses to name each tenant's own files)."""
+    """How many times the files were read and checked in full (load_files_by_file: the
+    apply names each file's own workflows, for its tenant and its problems)."""
     calls: list[int] = []
 
     def counting(real: Any) -> Any:
@@ -51,7 +51,6 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
         return count
 
-    monkeypatch.setattr(apply_op, "load_files", counting(load_files))
     monkeypatch.setattr(apply_op, "load_files_by_file", counting(load_files_by_file))
     return calls
 
@@ -172,3 +171,43 @@ async def test_a_failed_apply_records_nothing(pool: asyncpg.Pool, tmp_path: Path
             await apply_files(conn, [path])
         kept = await conn.fetchval("SELECT count(*) FROM applied_definitions")
     assert kept == 0
+
+
+async def test_a_workflow_deleted_since_makes_the_files_that_name_it_checked_again(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Files naming a workflow another file defines (on_failure) answered "no changes"
+    from their fingerprint after that workflow was deleted; read in full they are
+    refused."""
+    from triggerd.store.lifecycle import delete_workflow
+    from triggerd.store.workflows import get_workflow
+
+    child = _write(tmp_path, "workflows:\n  - key: kid\n"
+                             "    graph: {nodes: [{id: a, type: noop}]}\n", "kid.yaml")
+    parent = _write(tmp_path, "workflows:\n  - key: par\n    on_failure: kid\n"
+                              "    graph: {nodes: [{id: a, type: noop}]}\n", "par.yaml")
+    await apply_files(pool, [child])
+    await apply_files(pool, [parent])
+    assert (await apply_files(pool, [parent])).changes == []  # from the fingerprint
+    async with pool.acquire() as conn, conn.transaction():
+        await delete_workflow(conn, (await get_workflow(conn, "kid")).id)
+    with pytest.raises(DefinitionError) as refused:
+        await apply_files(pool, [parent])
+    assert "no workflow 'kid'" in str(refused.value.problems[0].message)
+
+
+async def test_a_secret_policy_change_makes_unchanged_files_checked_again(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from triggerd.config import Settings, TenantSettings
+
+    path = _write(tmp_path, TEXT.replace("workflows:", "tenant: acme\nworkflows:"))
+    open_policy = Settings(tenants=(TenantSettings(name="acme", secrets=("env:*",)),))
+    await apply_files(pool, [path], settings=open_policy)
+    assert (await apply_files(pool, [path], settings=open_policy)).changes == []
+    closed = Settings(tenants=(TenantSettings(name="acme", secrets=()),))
+    with pytest.raises(DefinitionError) as refused:
+        await apply_files(pool, [path], settings=closed)
+    [problem] = refused.value.problems
+    # Named as check names it: the file, and the path within it.
+    assert (problem.file, problem.path) == (str(path), "$.workflows[0].secrets.S.env")

@@ -39,15 +39,16 @@ def code_fingerprint() -> str:
 
 def files_fingerprint(
     contents: Sequence[bytes], *, prune: bool, code: str, node_types: Collection[str],
-    tenant: str | None = None,
+    tenant: str | None = None, policies: str = "",
 ) -> str:
     """The digest of one apply's inputs: each file's bytes in order (length-prefixed, so
-    where one ends and the next begins counts), ``prune``, the code digest and the node
-    types the files are checked against."""
+    where one ends and the next begins counts), ``prune``, the code digest, the node
+    types the files are checked against and the secret policies they are checked under."""
     digest = hashlib.sha256(_FORMAT)
     # The tenant files without `tenant:` get (apply --tenant) is part of what they mean.
     for part in (code.encode(), b"prune" if prune else b"keep",
-                 b"tenant:" + (tenant or "").encode(), *sorted(
+                 b"tenant:" + (tenant or "").encode(),
+                 b"policies:" + policies.encode("utf-8", "surrogateescape"), *sorted(
         t.encode() for t in node_types
     )):
         digest.update(b"%d:" % len(part) + part)

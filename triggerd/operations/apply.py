@@ -18,7 +18,6 @@ from pathlib import Path
 import asyncpg
 
 from triggerd.config import Settings
-from triggerd.definitions import load_files
 from triggerd.definitions.api import load_files_by_file
 from triggerd.definitions.checks import known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
@@ -26,7 +25,7 @@ from triggerd.definitions.loading import expand_paths
 from triggerd.errors import DefinitionError
 from triggerd.model import WorkflowSpec
 from triggerd.operations.actor import SCHEDULER, Actor
-from triggerd.secrets import secret_policy_problems
+from triggerd.secrets import policies_fingerprint, secret_policy_problems
 from triggerd.store.audit import AuditEntry
 from triggerd.store.workflows import ApplyReport, apply_workflows, unchanged_apply
 
@@ -68,10 +67,11 @@ def _read_all(paths: Sequence[str | Path]) -> list[bytes] | None:
     return contents
 
 
-def _fingerprint(contents: list[bytes], prune: bool, tenant: str | None) -> str:
+def _fingerprint(contents: list[bytes], prune: bool, tenant: str | None,
+                 policies: str) -> str:
     return files_fingerprint(
         contents, prune=prune, code=code_fingerprint(), node_types=known_node_types(),
-        tenant=tenant,
+        tenant=tenant, policies=policies,
     )
 
 
@@ -87,11 +87,14 @@ async def _connection(
 
 
 def _refuse_unusable_secrets(
-    paths: Sequence[str | Path], specs: Sequence[WorkflowSpec], settings: Settings | None
+    by_file: Sequence[tuple[str, Sequence[WorkflowSpec]]], settings: Settings | None
 ) -> None:
+    """Each file's secrets its tenant may not read, named by the file and the path within
+    it, as ``check`` names them."""
     if settings is None:
         return
-    problems = secret_policy_problems(_target(paths), specs, settings, os.environ)
+    problems = [problem for path, specs in by_file
+                for problem in secret_policy_problems(path, specs, settings, os.environ)]
     if problems:
         raise DefinitionError(f"{len(problems)} problem(s) found", problems)
 
@@ -122,11 +125,13 @@ async def apply_files(
                        detail={"files": [str(p) for p in paths], "prune": prune})
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
-        specs = await asyncio.to_thread(load_files, paths, tenant=tenant)
-        _refuse_unusable_secrets(paths, specs, settings)
+        by_file = await asyncio.to_thread(load_files_by_file, paths, tenant=tenant)
+        _refuse_unusable_secrets(by_file, settings)
+        specs = [spec for _, specs_of_file in by_file for spec in specs_of_file]
         async with _connection(db) as conn:
             return await apply_workflows(conn, specs, prune=prune, plan=plan, audit=audit)
-    fingerprint = await asyncio.to_thread(_fingerprint, contents, prune, tenant)
+    policies = "" if settings is None else policies_fingerprint(settings, os.environ)
+    fingerprint = await asyncio.to_thread(_fingerprint, contents, prune, tenant, policies)
     async with _connection(db) as conn:
         known = await unchanged_apply(conn, fingerprint, plan=plan)
     if known is not None:
@@ -135,7 +140,7 @@ async def apply_files(
     by_file = await asyncio.to_thread(load_files_by_file, paths, contents=contents,
                                       tenant=tenant)
     specs = [spec for _, specs_of_file in by_file for spec in specs_of_file]
-    _refuse_unusable_secrets(paths, specs, settings)
+    _refuse_unusable_secrets(by_file, settings)
     async with _connection(db) as conn:
         return await apply_workflows(
             conn, specs, prune=prune, plan=plan, fingerprint=fingerprint, keep=KEPT_FINGERPRINTS,

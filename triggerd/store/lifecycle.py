@@ -77,5 +77,8 @@ async def delete_workflow(conn: Conn, workflow_id: str) -> Deleted:
     # The foreign keys and the delete triggers of migrations 0001-0004 remove the rest (and
     # each deleted trigger row notifies the daemons).
     await conn.execute("DELETE FROM workflows WHERE id = $1", workflow_id)
+    # Files applied before may name it (on_failure, a workflow node): re-applying them
+    # must check them again, not answer "no changes" from their fingerprint.
+    await conn.execute("DELETE FROM applied_definitions")
     return Deleted(versions=counts["versions"], triggers=counts["triggers"],
                    executions=counts["executions"], webhook_requests=requests)
