@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 from triggerd.cli import _json_default, _parse_input, _path, _pool, print_json
 from triggerd.config import Settings
 from triggerd.definitions import load_files
+from triggerd.errors import DefinitionError
 from triggerd.operations import cli_actor
+from triggerd.secrets import file_secret_problems, secret_policy_problems
 from triggerd.store.executions import NodeRow
 from triggerd.testrun_rules import decision_of, timeline_line
 
@@ -39,6 +42,13 @@ async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     run_input = _parse_input(args.input)
     # The loader of check and apply: a bad file is exit 2 with its problems, nothing written.
     specs = await asyncio.to_thread(lambda: load_files([args.file], tenant=args.tenant))
+    # And the secrets check and apply refuse under this configuration (the daemon's own,
+    # another tenant's): a test run read them, where the API's test runs refuse them.
+    problems = secret_policy_problems(args.file, specs, settings, os.environ)
+    problems += file_secret_problems(args.file, specs, settings.daemon.secret_roots,
+                                     os.environ)
+    if problems:
+        raise DefinitionError(f"{len(problems)} problem(s) found", problems)
     request = TestRunRequest(specs=specs, workflow=args.workflow, input=run_input,
                              trigger=args.trigger, decision=decision, dry=args.dry)
     new_test_run(request)  # unknown workflow or trigger, bad input: before any connection

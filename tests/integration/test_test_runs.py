@@ -297,6 +297,21 @@ async def test_a_bad_file_exits_2_and_writes_nothing(
     assert await _count(pool, "workflows") == 0
 
 
+async def test_a_secret_check_and_apply_refuse_exits_2_and_writes_nothing(
+    pool: asyncpg.Pool, config: Path, tmp_path: Path
+) -> None:
+    """The daemon's own configuration is no workflow's secret: check and apply refused
+    the file, and the test run read it (then ended SECRET_MISSING, exit 1)."""
+    defs = _write(tmp_path, {"workflows": [{
+        "key": "leak", "secrets": {"A": {"env": "PGPASSWORD"}},
+        "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]})
+    done = await _cli(config, "test", str(defs), "--workflow", "leak")
+    assert done.returncode == 2, done.stderr
+    assert "environment variable PGPASSWORD is the daemon's own configuration" in done.stderr
+    assert str(defs) in done.stderr
+    assert await _count(pool, "workflow_executions") == 0
+
+
 def _request(doc: dict[str, Any], workflow: str) -> TestRunRequest:
     return TestRunRequest(specs=load_documents([("t.json", doc)]), workflow=workflow)
 
