@@ -450,3 +450,27 @@ async def test_new_workflows_and_triggers_get_time_ordered_ids(pool: asyncpg.Poo
     # Made in order, at most a millisecond's random part apart.
     assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
     assert ids[0].int >> 80 >= workflow.int >> 80
+
+
+async def test_a_trigger_pinned_to_a_version_the_workflow_lacks_is_refused(
+    pool: asyncpg.Pool,
+) -> None:
+    """Applied, every fire of it failed NO_VERSION and its webhook answered 404."""
+    def doc(version: int, node: str = "a") -> dict[str, Any]:
+        return {"workflows": [{
+            "key": "pinned", "graph": {"nodes": [{"id": node, "type": "noop"}]},
+            "triggers": [{"name": "i", "type": "interval", "every": "1h", "version": version},
+                         {"name": "h", "type": "webhook", "path": "pin/h"}]}]}
+
+    async with pool.acquire() as conn:
+        with pytest.raises(DefinitionError) as refused:
+            await apply_workflows(conn, load_documents([("pin.json", doc(9))]))
+        [problem] = refused.value.problems
+        assert (problem.file, problem.path, problem.message) == (
+            "pin.json", "$.workflows[0].triggers[0].version",
+            "trigger 'i': workflow 'pinned' has no version 9 (its versions are 1-1)")
+        assert await conn.fetchval("SELECT count(*) FROM workflows") == 0  # nothing written
+        await apply_workflows(conn, load_documents([("pin.json", doc(1))]))
+        # The version this apply publishes counts: a new graph is version 2.
+        await apply_workflows(conn, load_documents([("pin.json", doc(2, "b"))]))
+        assert await conn.fetchval("SELECT version FROM workflow_triggers WHERE name = 'i'") == 2

@@ -730,7 +730,39 @@ async def _apply_all(
     plan = plan_apply(specs, stored, created, legacy, wanted, prune=prune)
     await _check_paths(conn, plan, ids)
     await _write(conn, plan, stored)
+    await _refuse_missing_pinned_versions(conn, specs, ids)
     return plan.report, ids
+
+
+async def _refuse_missing_pinned_versions(
+    conn: asyncpg.Connection, specs: list[WorkflowSpec], ids: list[Any]
+) -> None:
+    """A trigger pinned (``version: N``) to a version its workflow does not have, with
+    this apply's version written: every fire of it failed (NO_VERSION), a webhook answered
+    404. Raised inside the apply's transaction, so nothing is written."""
+    pinned = [(index, spec) for index, spec in enumerate(specs)
+              if any(t.version is not None for t in spec.triggers)]
+    if not pinned:
+        return
+    rows = await conn.fetch(
+        "SELECT workflow_id, max(version) AS newest FROM workflow_versions"
+        " WHERE workflow_id = ANY($1::uuid[]) GROUP BY workflow_id",
+        [ids[index] for index, _ in pinned])
+    newest = {r["workflow_id"]: r["newest"] for r in rows}
+    problems: list[Problem] = []
+    for index, spec in pinned:
+        have = newest.get(ids[index], 0)
+        file, path = spec.origin if spec.origin is not None else ("<database>", spec.key)
+        for number, trigger in enumerate(spec.triggers):
+            if trigger.version is not None and not 1 <= trigger.version <= have:
+                problems.append(Problem(
+                    file, f"{path}.triggers[{number}].version",
+                    f"trigger {trigger.name!r}: workflow {spec.key!r} has no version"
+                    f" {trigger.version} (its versions are 1-{have})"))
+    if problems:
+        raise DefinitionError(problems[0].message if len(problems) == 1 else
+                              f"{len(problems)} triggers pinned to versions that do not"
+                              " exist", problems)
 
 
 async def _check_paths(conn: asyncpg.Connection, plan: ApplyPlan, ids: list[Any]) -> None:
