@@ -680,7 +680,8 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
         fires = await preview(pool, trigger, after, args.count)
         state = await get_state(pool, trigger.id)
     why = ("it is disabled" if not trigger.enabled
-           else "its workflow is archived" if trigger.workflow_status == "archived"
+           else f"its workflow is {trigger.workflow_status}"
+           if trigger.workflow_status != "active"
            else "it is paused" if state.paused
            else "it made its max_runs fires" if state.completed_at is not None
            else None)

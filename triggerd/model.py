@@ -20,6 +20,16 @@ class WorkflowStatus(enum.StrEnum):
     ARCHIVED = "archived"
 
 
+def not_running_reason(status: str, key: str) -> str | None:
+    """Why workflow ``key`` in ``status`` starts no run (fire, retry, replay, backfill, a
+    call): only an active workflow's triggers run; None when it is active."""
+    if status == WorkflowStatus.ARCHIVED:
+        return f"workflow {key} is archived; activate it first"
+    if status == WorkflowStatus.DRAFT:
+        return f"workflow {key} is a draft; activate it first"
+    return None
+
+
 class TriggerType(enum.StrEnum):
     CRON = "cron"
     INTERVAL = "interval"

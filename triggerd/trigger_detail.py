@@ -71,7 +71,7 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
     doc["next_fires"] = (
         await preview(conn, trigger, now, count)
         if trigger.type in SCHEDULED_TYPES and completed is None
-        and trigger.workflow_status != WorkflowStatus.ARCHIVED else [])
+        and trigger.workflow_status == WorkflowStatus.ACTIVE else [])
     doc["recent_actions"] = [audit_json(a) for a in
                              await list_audit(conn, target=trigger.full_name,
                                               limit=RECENT_ACTIONS,

@@ -54,10 +54,10 @@ def version_json(v: VersionRecord) -> dict[str, Any]:
 
 
 def trigger_state(t: TriggerRecord, *, paused: bool, completed: bool, now: datetime) -> str:
-    """What a list says of a trigger: archived (its workflow), disabled, paused, completed
-    (max_runs made, or past end_at) or enabled."""
-    if t.workflow_status == "archived":
-        return "archived"  # its triggers do not fire, enabled or not
+    """What a list says of a trigger: archived or draft (its workflow), disabled, paused,
+    completed (max_runs made, or past end_at) or enabled."""
+    if t.workflow_status in ("archived", "draft"):
+        return t.workflow_status  # its triggers do not fire, enabled or not
     if not t.enabled:
         return "disabled"
     if paused:

@@ -69,6 +69,30 @@ async def test_archive_stops_the_triggers_keeps_history_and_is_audited(
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
 
 
+async def test_a_draft_workflow_runs_nothing_until_activated(pool: asyncpg.Pool) -> None:
+    """Its schedules never fired, yet its manual fires ran, its webhook answered 202 and
+    the lists called its triggers enabled."""
+    from triggerd.store.trigger_state import paused_and_completed
+    from triggerd.store.webhooks import load_webhook_triggers
+    from triggerd.views import trigger_state
+
+    await apply_doc(pool, {"workflows": [_doc("report", status="draft"), _doc("other")]})
+    assert await _loaded(pool) == {"other/hourly"}
+    with pytest.raises(Conflict, match=r"^workflow report is a draft; activate it first$"):
+        await fire_operation(pool, OPERATOR, FireRequest(trigger="report/by-hand"))
+    routes = {f"{r.workflow_key}/{r.trigger_name}" for r in await load_webhook_triggers(pool)}
+    assert "report/hook" not in routes and "other/hook" in routes
+    trigger = await get_trigger(pool, "report/hourly")
+    paused, completed = await paused_and_completed(pool, [trigger.id])
+    assert trigger_state(trigger, paused=trigger.id in paused,
+                         completed=trigger.id in completed, now=datetime.now(UTC)) == "draft"
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    await activate(pool, OPERATOR, "report")
+    assert await _loaded(pool) == {"other/hourly", "report/hourly"}
+    await fire_operation(pool, OPERATOR, FireRequest(trigger="report/by-hand"))
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
 async def test_archive_cancels_running_backfills(pool: asyncpg.Pool) -> None:
     from triggerd.operations.backfills import BackfillRequest
     from triggerd.operations.backfills import create as create_backfill

@@ -172,9 +172,10 @@ def _schemas() -> dict[str, Schema]:
                                 "description": "an archived workflow's triggers do not fire"},
     }
     trigger = _object({**trigger_props, "status": {
-        "type": "string", "enum": ["enabled", "disabled", "paused", "completed", "archived"],
+        "type": "string",
+        "enum": ["enabled", "disabled", "paused", "completed", "archived", "draft"],
         "description": "in lists: whether it fires (completed: max_runs made or end_at"
-                       " passed; archived: its workflow is)"}}, optional=("status",))
+                       " passed; archived, draft: its workflow is)"}}, optional=("status",))
     execution_props: dict[str, Schema] = {
         "id": _UUID,
         "workflow": _nullable({"type": "string"}),

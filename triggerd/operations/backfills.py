@@ -17,7 +17,7 @@ import asyncpg
 from triggerd.cron import EARLIEST_AFTER, utc_iso
 from triggerd.errors import Conflict, UsageError
 from triggerd.ids import canonical_uuid
-from triggerd.model import DEFAULT_TENANT, OverlapPolicy, WorkflowStatus
+from triggerd.model import DEFAULT_TENANT, OverlapPolicy, not_running_reason
 from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note, scheduled_trigger
 from triggerd.schedules import Schedule, schedule_of
@@ -126,8 +126,9 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
         trigger = await scheduled_trigger(conn, request.trigger, "backfilled", home(actor))
         # As fire: an archived workflow or a disabled trigger starts no run (nor does a
         # dry run say that slots would start).
-        if trigger.workflow_status == WorkflowStatus.ARCHIVED:
-            raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
+        refused = not_running_reason(trigger.workflow_status, trigger.workflow_key)
+        if refused is not None:
+            raise Conflict(refused)
         if not trigger.enabled:
             raise Conflict(f"trigger {trigger.workflow_key}/{trigger.name} is disabled;"
                            " enable it first")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from triggerd.errors import Conflict
-from triggerd.model import WorkflowStatus
+from triggerd.model import not_running_reason
 from triggerd.operations.actor import Actor
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.executions import (
@@ -36,9 +36,10 @@ async def retry(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> str:
         owner = await get_execution(conn, execution_id, actor.tenant)  # another's: 404
         status = await conn.fetchval("SELECT status FROM workflows WHERE id = $1::uuid",
                                      owner.workflow_id)
-        if status == WorkflowStatus.ARCHIVED:
-            # As fire: an archived workflow starts no run.
-            raise Conflict(f"workflow {owner.workflow_key} is archived; activate it first")
+        refused = not_running_reason(status, owner.workflow_key or owner.workflow_id)
+        if refused is not None:
+            # As fire: an archived (or draft) workflow starts no run.
+            raise Conflict(refused)
         if owner.status not in FINAL_STATUSES:
             # Two runs of one input at once (and as many as the calls): what a retry is for
             # is a run that ended; cancel this one first.

@@ -15,7 +15,7 @@ from triggerd.correlation import correlation_mapping, fire_correlation
 from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, DefinitionError, UsageError
 from triggerd.inputs import check_input
-from triggerd.model import DEFAULT_TENANT, JSON, WorkflowStatus
+from triggerd.model import DEFAULT_TENANT, JSON, not_running_reason
 from triggerd.operations.actor import Actor, home
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
 from triggerd.store import trigger_state
@@ -70,8 +70,9 @@ async def fire(pool: asyncpg.Pool, actor: Actor, request: FireRequest) -> FireRe
         if not trigger.enabled:
             raise Conflict(f"trigger {request.trigger} is disabled; enable it first")
         workflow = await get_workflow(conn, trigger.workflow_key, trigger.tenant_id)
-        if workflow.status == WorkflowStatus.ARCHIVED.value:
-            raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
+        refused = not_running_reason(workflow.status, trigger.workflow_key)
+        if refused is not None:
+            raise Conflict(refused)
         version = await resolve_version(conn, trigger.workflow_id, trigger.version)
         if version is None:
             wanted = "no published version" if trigger.version is None else (

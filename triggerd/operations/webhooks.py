@@ -16,7 +16,7 @@ from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.expressions import ExpressionError
 from triggerd.ids import canonical_uuid, time_ordered_id
 from triggerd.inputs import check_input
-from triggerd.model import DEFAULT_TENANT, JSON, TriggerType, WebhookConfig, WorkflowStatus
+from triggerd.model import DEFAULT_TENANT, JSON, TriggerType, WebhookConfig, not_running_reason
 from triggerd.operations.actor import Actor
 from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.inbox import (
@@ -131,8 +131,9 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
         if not trigger.enabled:
             raise Conflict(f"trigger {name} is disabled; enable it first")
         workflow = await get_workflow(conn, trigger.workflow_key, trigger.tenant_id)
-        if workflow.status == WorkflowStatus.ARCHIVED.value:
-            raise Conflict(f"workflow {trigger.workflow_key} is archived; activate it first")
+        refused = not_running_reason(workflow.status, trigger.workflow_key)
+        if refused is not None:
+            raise Conflict(refused)
         version = await resolve_version(conn, trigger.workflow_id, trigger.version)
         if version is None:
             raise Conflict(f"workflow {trigger.workflow_key} has no published version")

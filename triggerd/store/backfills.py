@@ -167,7 +167,7 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         if current is None or current["state"] != "running":
             return 0, 0, True
         owner_state = await conn.fetchrow(
-            "SELECT w.status = 'archived' AS archived, NOT t.enabled AS disabled"
+            "SELECT w.status <> 'active' AS archived, NOT t.enabled AS disabled"
             " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
             " WHERE t.id = $1::uuid", backfill.trigger_id)
         if owner_state is not None and owner_state["archived"]:

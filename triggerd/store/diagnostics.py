@@ -45,7 +45,7 @@ async def routable_webhooks(conn: Conn) -> list[tuple[str, str]]:
         " || btrim(t.config ->> 'path', '/') AS path"
         " FROM (SELECT t.*, coalesce(to_jsonb(t) ->> 'tenant_id', 'default') AS tenant"
         " FROM workflow_triggers t) t JOIN workflows w ON w.id = t.workflow_id"
-        " WHERE t.enabled AND t.type = 'webhook' AND w.status <> 'archived'"
+        " WHERE t.enabled AND t.type = 'webhook' AND w.status = 'active'"
         " ORDER BY w.key, t.name"
     )
     return [(str(r["name"]), str(r["path"] or "")) for r in rows]
@@ -57,7 +57,7 @@ async def cron_zones(conn: Conn) -> dict[str, list[str]]:
         "SELECT coalesce(t.config ->> 'timezone', 'UTC') AS zone,"
         " array_agg(w.key || '/' || t.name ORDER BY w.key, t.name) AS names"
         " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
-        " WHERE t.enabled AND t.type = 'cron' AND w.status <> 'archived'"
+        " WHERE t.enabled AND t.type = 'cron' AND w.status = 'active'"
         " GROUP BY 1 ORDER BY 1"
     )
     return {str(r["zone"]): [str(n) for n in r["names"]] for r in rows}

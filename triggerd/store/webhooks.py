@@ -76,7 +76,7 @@ JOIN workflows w ON w.id = t.workflow_id
 LEFT JOIN workflow_versions v
        ON v.workflow_id = t.workflow_id
       AND CASE WHEN t.version IS NULL THEN v.is_latest ELSE v.version = t.version END
-WHERE t.enabled AND t.type = 'webhook' AND w.status <> 'archived'
+WHERE t.enabled AND t.type = 'webhook' AND w.status = 'active'
 ORDER BY w.key, t.name
 """
 

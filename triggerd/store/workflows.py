@@ -605,8 +605,9 @@ async def _refuse_bad_workflow_references(
             continue  # an archived error workflow starts nothing, as documented
         status = spec.status.value if spec is not None and spec.status_given else (
             row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
-        if status == WorkflowStatus.ARCHIVED.value:
-            problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} is archived"))
+        if status != WorkflowStatus.ACTIVE.value:  # a call of it starts nothing
+            state = "archived" if status == WorkflowStatus.ARCHIVED.value else "a draft"
+            problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} is {state}"))
             continue
         schema: Any = None
         if spec is not None:
