@@ -3,7 +3,7 @@ way of starting a run by hand (CLI, admin API, console)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonschema
@@ -72,10 +72,17 @@ def call_input_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
             return [f"{e['path']}: {e['message']}" for e in input_errors(schema, value)]
         except Conflict:
             return []  # the child's own schema problem; its runs report it
+    return input_key_problems(schema, list(value))
+
+
+def input_key_problems(schema: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    """What an input of exactly these top-level ``keys`` (values unknown) fails in
+    ``schema`` whatever the values: a required key left out, a key a closed schema never
+    allows."""
     problems = [f"$: {name!r} is a required property"
-                for name in schema.get("required", []) if name not in value]
+                for name in schema.get("required", []) if name not in keys]
     allowed = closed_input_keys(schema)
     if allowed is not None:
         problems += [f"$: additional property {name!r} is not allowed"
-                     for name in value if name not in allowed]
+                     for name in keys if name not in allowed]
     return problems

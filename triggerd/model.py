@@ -30,6 +30,13 @@ def not_running_reason(status: str, key: str) -> str | None:
     return None
 
 
+# The input of an error workflow's run (on_failure): a summary of the run that failed,
+# built by the statement that records the failure (triggerd/store/executions.py).
+FAILURE_SUMMARY_KEYS = ("execution_id", "workflow", "version", "trigger", "trigger_type",
+                        "failed_node", "error_code", "error_message", "started_at",
+                        "ended_at")
+
+
 class TriggerType(enum.StrEnum):
     CRON = "cron"
     INTERVAL = "interval"

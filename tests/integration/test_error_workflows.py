@@ -124,3 +124,31 @@ async def test_apply_refuses_an_error_workflow_that_does_not_exist(pool: asyncpg
     await apply_doc(pool, {"workflows": [ALERT]})
     await apply_doc(pool, {"workflows": [BILLING]})
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 2
+
+
+async def test_apply_refuses_an_error_workflow_whose_schema_refuses_the_summary(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """Its every run ended INPUT_INVALID: the alerting path never worked."""
+    strict = {**ALERT, "graph": {"nodes": [{"id": "tell", "type": "noop"}]},
+              "parameter_schema": {
+        "type": "object", "required": ["severity"], "additionalProperties": False,
+        "properties": {"severity": {"type": "string"}}}}
+    with pytest.raises(DefinitionError) as refused:
+        await apply_doc(pool, {"workflows": [BILLING, strict]})
+    messages = [p.message for p in refused.value.problems]
+    assert messages[0] == ("on_failure: 'alert''s parameter_schema refuses the failure"
+                           " summary its runs get: $: 'severity' is a required property")
+    assert "$: additional property 'execution_id' is not allowed" in messages[1]
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    # A schema the summary satisfies, stored before: the run's summary passes it.
+    fitting = {**ALERT, "parameter_schema": {
+        "type": "object", "required": ["execution_id", "error_code"],
+        "properties": {"execution_id": {"type": "string"}}}}
+    await apply_doc(pool, {"workflows": [fitting]})
+    await apply_doc(pool, {"workflows": [BILLING]})
+    failed = await fire(pool, "billing/manual")
+    assert (await final_status(pool, failed))["status"] == "ERROR"
+    alert = await wait_for(lambda: pool.fetchrow(
+        "SELECT id FROM workflow_executions WHERE trigger_type = 'on_failure'"))
+    assert (await final_status(pool, str(alert["id"])))["status"] == "SUCCESS"

@@ -508,3 +508,18 @@ def test_a_call_input_the_loaded_child_refuses_is_caught() -> None:
          "node 'templated': its input does not match 'child''s parameter_schema:"
          " $: 'n' is a required property"),
     }
+
+
+def test_an_error_workflow_whose_schema_refuses_the_summary_is_caught() -> None:
+    # Every error run of it ended INPUT_INVALID; check and apply called the files valid.
+    alert = {"key": "alert", "parameter_schema": {
+        "type": "object", "required": ["severity"], "additionalProperties": False,
+        "properties": {"severity": {"type": "string"}, "execution_id": {"type": "string"}}},
+        "graph": {"nodes": [node("a", "noop")], "edges": []}}
+    failing = {**chain(node("x", "noop")), "on_failure": "alert"}
+    problems = check_documents([("f.yaml", {"workflows": [failing, alert]})])
+    summary = "on_failure: 'alert''s parameter_schema refuses the failure summary its runs get"
+    messages = sorted(p.message for p in problems if p.path == "$.workflows[0].on_failure")
+    assert messages[0] == f"{summary}: $: 'severity' is a required property"
+    assert f"{summary}: $: additional property 'workflow' is not allowed" in messages
+    assert not any("'execution_id' is not allowed" in m for m in messages)

@@ -28,8 +28,8 @@ from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
-from triggerd.inputs import call_input_problems
-from triggerd.model import RetryPolicy, normalize_webhook_path
+from triggerd.inputs import call_input_problems, input_key_problems
+from triggerd.model import FAILURE_SUMMARY_KEYS, RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 from triggerd.webhooks.allowlist import parse_network
@@ -314,8 +314,9 @@ def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
 
 def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
     """A workflow node's literal ``input`` against the parameter_schema of the child it
-    names, when that child is loaded too (its latest version: a pinned one is in the
-    database only). apply found these; check called the file valid."""
+    names, and the failure summary against the schema of the ``on_failure`` workflow, when
+    that workflow is loaded too (its latest version: a pinned one is in the database
+    only). apply found these; check called the file valid."""
     schemas: dict[tuple[str, str], Any] = {}
     for _, document in documents:
         tenant = document_tenant(document)
@@ -326,6 +327,13 @@ def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
     for report, document in documents:
         tenant = document_tenant(document)
         for path, workflow in _workflows(document):
+            target = workflow.get("on_failure")
+            schema = schemas.get((tenant, target)) if isinstance(target, str) else None
+            if isinstance(schema, dict):
+                for problem in input_key_problems(schema, FAILURE_SUMMARY_KEYS):
+                    report.add((*path, "on_failure"),
+                               f"on_failure: {target!r}'s parameter_schema refuses the"
+                               f" failure summary its runs get: {problem}")
             graph = workflow.get("graph")
             nodes = graph.get("nodes") if isinstance(graph, dict) else None
             for i, node in enumerate(nodes if isinstance(nodes, list) else []):

@@ -14,9 +14,10 @@ import asyncpg
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.ids import time_ordered_id
-from triggerd.inputs import call_input_problems
+from triggerd.inputs import call_input_problems, input_key_problems
 from triggerd.model import (
     DEFAULT_TENANT,
+    FAILURE_SUMMARY_KEYS,
     CronConfig,
     TriggerSpec,
     WorkflowSpec,
@@ -602,7 +603,15 @@ async def _refuse_bad_workflow_references(
                                         " or the database"))
             continue
         if ref.what == "on_failure":
-            continue  # an archived error workflow starts nothing, as documented
+            # An archived error workflow starts nothing, as documented; one whose schema
+            # refuses the summary every error run gets fails each of them INPUT_INVALID.
+            target = spec.parameter_schema if spec is not None else (
+                row["parameter_schema"] if row is not None else None)
+            if isinstance(target, dict):
+                problems += [ref.problem(f"on_failure: {ref.key!r}'s parameter_schema refuses"
+                                         f" the failure summary its runs get: {problem}")
+                             for problem in input_key_problems(target, FAILURE_SUMMARY_KEYS)]
+            continue
         status = spec.status.value if spec is not None and spec.status_given else (
             row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
         if status != WorkflowStatus.ACTIVE.value:  # a call of it starts nothing
