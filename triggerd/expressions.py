@@ -526,8 +526,10 @@ def _plain_facts(source: str) -> TemplateFacts | None:
     node_attributes: list[tuple[str, str]] = []
     for match in _PLAIN_REFERENCE.finditer(source):
         name, attributes = match.groups()
-        if name not in KNOWN_NAMES:
-            return None  # a keyword (true, none, not...) or an unknown name: parse it
+        if name not in KNOWN_NAMES or "__" in attributes:
+            # a keyword (true, none, not...), an unknown name, or perhaps one of Python's
+            # own attributes: parse it
+            return None
         names.add(name)
         first, _, rest = attributes[1:].partition(".")
         if (
@@ -574,6 +576,12 @@ def _parsed_facts(source: str) -> TemplateFacts:
         if call.name not in (_ENV.filters if is_filter else _ENV.tests):
             # The message Jinja2's compiler gives, as a run would report it.
             return TemplateFacts(error=f"syntax error: No {kind} named {call.name!r}.")
+    for attribute in tree.find_all(jinja_nodes.Getattr):
+        if attribute.attr.startswith("__") and attribute.attr.endswith("__"):
+            # Python's own attributes: the sandbox refuses each one (every value has them,
+            # so a JSON key of that name is never what is read).
+            return TemplateFacts(error=f"not allowed in the sandbox: attribute"
+                                       f" {attribute.attr!r}")
     if any(tree.find(kind) is not None for kind in _LOADING_NODES):
         # A run has no other templates to load: each such run failed ("no loader").
         return TemplateFacts(error="an expression cannot include, extend or import another"
@@ -585,6 +593,10 @@ def _parsed_facts(source: str) -> TemplateFacts:
     declared.update(macro.name for macro in tree.find_all(jinja_nodes.Macro))
     if tree.find(jinja_nodes.For) is not None:
         declared.add("loop")
+    if tree.find(jinja_nodes.Macro) is not None or tree.find(jinja_nodes.CallBlock) is not None:
+        # What Jinja gives a macro's body: the {% call %} block's caller, and the
+        # arguments past its own parameters.
+        declared.update(("caller", "varargs", "kwargs"))
     names = frozenset(loaded - declared)
     keys: list[tuple[str, str]] = []
     node_attributes: list[tuple[str, str]] = []

@@ -15,7 +15,7 @@ from triggerd.definitions import check_documents, load_documents
 from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import Report
 from triggerd.errors import DefinitionError
-from triggerd.expressions import _parsed_facts, _plain_facts, inspect_template
+from triggerd.expressions import _parsed_facts, _plain_facts, inspect_template, render_string
 from triggerd.nodes.registry import builtin_node_types, load_registry
 
 BUILTIN_NODE_TYPES = tuple(builtin_node_types())
@@ -119,13 +119,13 @@ def test_the_same_problems_refuse_a_load() -> None:
         (
             {"url": "https://x/", "accept": [200, "201"]},
             "params.accept",
-            "expected a list of HTTP statuses (100-599), got [200, \"201\"]",
+            "expected a non-empty list of HTTP statuses (100-599), got [200, \"201\"]",
         ),
         (
             # What YAML reads from "200.0": a number that the node refuses as a status.
             {"url": "https://x/", "accept": [200.0]},
             "params.accept",
-            "expected a list of HTTP statuses (100-599), got [200.0]",
+            "expected a non-empty list of HTTP statuses (100-599), got [200.0]",
         ),
         # Each of these failed every run (the first crashed the node), check called it valid.
         (
@@ -166,6 +166,8 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ),
         ("log", {"message": "x", "level": "loud"}, "params.level", "'loud' is not a log level: use debug, info, warning or error"),  # noqa: E501
         ("fail", {"code": ""}, "params.code", "expected a non-empty string, got ''"),
+        ("http", {"url": "http://x/", "accept": []}, "params.accept", "expected a non-empty list of HTTP statuses (100-599), got []"),  # noqa: E501
+
         # Each failed every run; check called it valid.
         ("memory", {"op": "increment", "key": "k", "value": "abc"}, "params.value", "must be a number for op 'increment', got 'abc'"),  # noqa: E501
         ("memory", {"op": "increment", "key": "k", "value": "1e3"}, "params.value", "must be a number for op 'increment', got '1e3'"),  # noqa: E501
@@ -202,6 +204,22 @@ def test_literal_checks_leave_templates_and_good_values_alone() -> None:
         assert found(chain(node("a", "memory", op="increment", key="k", **params))) == set()
     assert found(chain(node("a", "set", value="{% macro m() %}x{% endmacro %}{{ m() }}"))) \
         == set()
+    # What Jinja gives a macro's body was refused as unknown names, in templates that render.
+    for value in ("{% macro m() %}{{ caller() }}{% endmacro %}{% call m() %}hi{% endcall %}",
+                  "{% macro m() %}{{ varargs | length }}{% endmacro %}{{ m(1, 2) }}",
+                  "{% macro m() %}{{ kwargs | length }}{% endmacro %}{{ m(a=1) }}"):
+        assert found(chain(node("a", "set", value=value))) == set(), value
+        assert render_string(value, {}) in ("hi", "2", "1")
+
+
+def test_python_attributes_the_sandbox_refuses_are_refused_by_check() -> None:
+    # Every run failed "not allowed in the sandbox"; check called the template valid.
+    for value in ("{{ ''.__class__ }}", "{{ input.__init__ }}"):
+        assert found(chain(node("a", "set", value=value))) == {(
+            f"{NODE}[0].params.value",
+            f"expression {value!r}: not allowed in the sandbox: attribute"
+            f" {value.split('.')[-1][:-3]!r}")}, value
+    assert found(chain(node("a", "set", value="{{ input._private }}"))) == set()
 
 
 def test_execution_keys_a_run_never_has_are_refused() -> None:

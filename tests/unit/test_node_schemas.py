@@ -242,17 +242,17 @@ INVALID: list[tuple[str, JSON, str]] = [
     (
         "http",
         {"url": "http://x/", "accept": [200, "201"]},
-        "parameter 'accept' must be a list of HTTP statuses (100-599)",
+        "parameter 'accept' must be a non-empty list of HTTP statuses (100-599)",
     ),
     (
         "http",
         {"url": "http://x/", "accept": [99]},
-        "parameter 'accept' must be a list of HTTP statuses (100-599)",
+        "parameter 'accept' must be a non-empty list of HTTP statuses (100-599)",
     ),
     (
         "http",
         {"url": "http://x/", "accept": 200},
-        "parameter 'accept' must be a list of HTTP statuses (100-599)",
+        "parameter 'accept' must be a non-empty list of HTTP statuses (100-599)",
     ),
     (
         "http",
@@ -316,7 +316,8 @@ INVALID: list[tuple[str, JSON, str]] = [
     ("log", {"message": "x", "level": "loud"}, "parameter 'level' must be one of debug, info, warning, error, got 'loud'"),  # noqa: E501
     ("log", {"message": "x", "level": 3}, "parameter 'level' must be a string, got a number"),
     ("log", {"msg": "x"}, "unknown parameter 'msg' (allowed: level, message)"),
-    ("fail", {"code": ""}, "parameter 'code' must not be empty"),
+    ("fail", {"code": ""}, "parameter 'code' must not be empty or blank"),
+    ("fail", {"code": "  "}, "parameter 'code' must not be empty or blank"),
     ("fail", {"code": 5}, "parameter 'code' must be a string, got a number"),
     ("fail", {"reason": "x"}, "unknown parameter 'reason' (allowed: code, message)"),
     ("respond", {"status": 999}, "parameter 'status' must be an HTTP status, got 999"),
@@ -339,7 +340,7 @@ async def test_what_a_node_rejects_its_schema_rejects(
 
 
 VALID: list[tuple[str, JSON]] = [
-    ("http", {"url": "http://127.0.0.1:9/", "method": " post ", "accept": [], "headers": None}),
+    ("http", {"url": "http://127.0.0.1:9/", "method": " post ", "accept": [200], "headers": None}),
     ("http", {"url": " HTTPS://127.0.0.1:9/x ", "query": {"a": [1, None], "b": True}}),
     ("http", {"url": "http://127.0.0.1:9/", "json": None, "timeout": " 1s "}),
     ("http", {"url": "http://127.0.0.1:9/", "body": "", "headers": {"X-N": 7, "X-None": None}}),
@@ -353,7 +354,7 @@ VALID: list[tuple[str, JSON]] = [
     ("log", {"message": {"n": 1}, "level": " WARNING "}),
     ("log", {"message": None}),
     ("fail", {}),
-    ("fail", {"code": " ", "message": [1]}),
+    ("fail", {"code": " X ", "message": [1]}),
     ("respond", {}),
     ("respond", {"status": " 201 ", "headers": None, "body": [1]}),
     ("respond", {"status": 599, "headers": {"X-Id": 7}}),

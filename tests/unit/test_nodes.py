@@ -384,7 +384,7 @@ async def test_noop() -> None:
         ),
         (
             {"url": "http://x/", "accept": [200, "201"]},
-            "http node: parameter 'accept' must be a list of HTTP statuses (100-599)",
+            "http node: parameter 'accept' must be a non-empty list of HTTP statuses (100-599)",
         ),
         (
             {"url": "http://x/", "body": 5},

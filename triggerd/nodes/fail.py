@@ -22,6 +22,7 @@ PARAMS_SCHEMA = params_schema(
             "description": f"The failure's code, which retry_on can name; default {DEFAULT_CODE}.",
             "type": "string",
             "minLength": 1,
+            "pattern": "\\S",  # a blank code names nothing retry_on could match
             "default": DEFAULT_CODE,
         },
         "message": {
@@ -42,7 +43,7 @@ class FailNode:
     async def run(self, params: JSON, ctx: NodeContext) -> NoReturn:
         checked = Params(self.name, params, ("code", "message"))
         code = checked.text("code", DEFAULT_CODE)
-        if not code:
-            raise checked.invalid("parameter 'code' must not be empty")
+        if not code.strip():
+            raise checked.invalid("parameter 'code' must not be empty or blank")
         message = json_text(checked.get("message", f"node {ctx.node.id!r} failed"))
         raise NodeFailure(code, message)

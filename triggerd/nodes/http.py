@@ -112,11 +112,12 @@ PARAMS_SCHEMA = params_schema(
             "The statuses that count as success; default 200-299.",
             {
                 "type": ["array", "null"],
+                "minItems": 1,  # none: every answer would fail the node
                 "items": {
                     "anyOf": [{"type": "integer", "minimum": 100, "maximum": 599}, template()]
                 },
             },
-            error="expected a list of HTTP statuses (100-599), got {value}",
+            error="expected a non-empty list of HTTP statuses (100-599), got {value}",
         ),
     },
     required=["url"],
@@ -275,10 +276,11 @@ def _accept(checked: Params) -> frozenset[int] | range:
     value = checked.get("accept")
     if value is None:
         return range(200, 300)
-    if not isinstance(value, list) or not all(
+    if not isinstance(value, list) or not value or not all(
         isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in value
     ):
-        raise checked.invalid("parameter 'accept' must be a list of HTTP statuses (100-599)")
+        raise checked.invalid(
+            "parameter 'accept' must be a non-empty list of HTTP statuses (100-599)")
     return frozenset(value)
 
 
