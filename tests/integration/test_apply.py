@@ -159,7 +159,8 @@ async def test_a_webhook_path_differing_only_by_slashes_is_taken(pool: asyncpg.P
     with pytest.raises(DefinitionError) as caught:
         await apply(pool, hook_doc("two", "t/none/"))
     assert caught.value.message == (
-        "webhook path 't/none' of trigger two/hook is already used by another enabled trigger"
+        "webhook path 't/none' of trigger two/hook is already used by the enabled trigger"
+        " one/hook (disable it, or give two/hook another path)"
     )
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
 

@@ -507,16 +507,14 @@ def _refuse_legacy_path(legacy: _Legacy, where: tuple[str, str], name: str) -> N
     )
 
 
-def _path_taken(path: str, name: str) -> DefinitionError:
+def _path_taken(path: str, name: str, holder: str | None = None) -> DefinitionError:
+    """``holder``: the enabled trigger that has the path (unknown after a race)."""
+    used = ("is already used by another enabled trigger" if holder is None else
+            f"is already used by the enabled trigger {holder} (disable it, or give"
+            f" {name} another path)")
     return DefinitionError(
-        f"webhook path {path!r} of trigger {name} is already used by another enabled trigger",
-        [
-            Problem(
-                "<database>",
-                name,
-                f"webhook path {path!r} is already used by another enabled trigger",
-            )
-        ],
+        f"webhook path {path!r} of trigger {name} {used}",
+        [Problem("<database>", name, f"webhook path {path!r} {used}")],
     )
 
 
@@ -781,18 +779,19 @@ async def _check_paths(conn: asyncpg.Connection, plan: ApplyPlan, ids: list[Any]
     if not plan.webhook_paths:
         return
     taken = {
-        (r["tenant_id"], r["path"])
+        (r["tenant_id"], r["path"]): r["holder"]
         for r in await conn.fetch(
-            "SELECT tenant_id, config->>'path' AS path FROM workflow_triggers"
-            " WHERE type = 'webhook' AND enabled AND config->>'path' = ANY($1::text[])"
-            " AND NOT (workflow_id = ANY($2::uuid[]))",
+            "SELECT t.tenant_id, t.config->>'path' AS path, w.key || '/' || t.name AS holder"
+            " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+            " WHERE t.type = 'webhook' AND t.enabled AND t.config->>'path' = ANY($1::text[])"
+            " AND NOT (t.workflow_id = ANY($2::uuid[]))",
             list({path for _, path in plan.webhook_paths}),
             ids,
         )
     }
     for where, name in plan.webhook_paths.items():
         if where in taken:
-            raise _path_taken(where[1], name)
+            raise _path_taken(where[1], name, taken[where])
 
 
 async def notify_workflow_triggers(conn: asyncpg.Connection, workflow_ids: list[str]) -> None:
