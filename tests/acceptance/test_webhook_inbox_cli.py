@@ -64,6 +64,9 @@ async def test_list_show_replay_and_bad_ids(dsn: str, tmp_path: Path) -> None:
     result = triggerd("webhooks", "replay", MISSING, dsn=dsn)
     assert result.returncode == 3
     assert one_line_error(result) == f"triggerd: error: no webhook request {MISSING}"
+    result = triggerd("webhooks", "list", "--limit", "0", dsn=dsn)
+    assert (result.returncode, one_line_error(result)) == (
+        2, "triggerd: error: --limit: 0 is out of range 1-500")
     result = triggerd("webhooks", "list", "--outcome", "lost", dsn=dsn)
     assert result.returncode == 2
     assert one_line_error(result) == (
