@@ -120,6 +120,26 @@ async def test_resume_with_catch_up_forgets_the_paused_slots_and_floors_at_the_p
     assert [o for o, _, _ in await _slots(pool)] == ["fired"]
 
 
+async def test_a_catch_up_resume_also_forgets_older_slots_the_pause_held_back(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    """A catch-up spread (catchup_rate) writes missed slots after their instants: a pause
+    during it recorded slots from before the pause skipped_paused, and a resume with
+    --catch-up left them so, for good."""
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = now() - interval '2 hours'")
+    await pause(pool, OPERATOR, "report/nightly")
+    paused_at = await pool.fetchval("SELECT changed_at FROM trigger_state")
+    held_back = paused_at.replace(microsecond=0) - timedelta(minutes=30)
+    await record_slots(pool, [_slot(nightly, held_back)], fired_at="x")
+    assert [o for o, _, _ in await _slots(pool)] == ["skipped_paused"]
+    result = await resume(pool, OPERATOR, "report/nightly", catch_up=True)
+    assert result.forgotten_slots == 1 and await _slots(pool) == []
+    assert (await load_cron_triggers(pool))[0].enabled_at == held_back
+    written = await record_slots(pool, [_slot(nightly, held_back)], fired_at="x")
+    assert written.inserted == 1
+    assert [o for o, _, _ in await _slots(pool)] == ["fired"]
+
+
 async def test_a_catch_up_resume_runs_nothing_from_before_an_activation(
     pool: asyncpg.Pool, nightly: dict[str, Any]
 ) -> None:

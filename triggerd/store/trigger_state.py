@@ -79,20 +79,32 @@ async def resume(
     paused_at: datetime | None,
 ) -> int:
     """Clear the pause. Without ``catch_up`` the floor moves to now: no slot from before
-    the resume runs. With it, the slots recorded ``skipped_paused`` since ``paused_at`` are
-    forgotten and the floor moves to ``paused_at``, so the schedulers catch them up under
+    the resume runs. With it, the slots recorded ``skipped_paused`` since ``paused_at`` (of
+    its time, or recorded during it) are forgotten and the floor moves to ``paused_at``, or
+    to the oldest of them, so the schedulers catch them up under
     the trigger's misfire policy; never below a later floor (an activation or an enable
     while paused catches nothing up from before it: the slots of an archived time were
     run). Returns how many recorded slots were forgotten."""
     forgotten = 0
+    floor = paused_at
     if catch_up and paused_at is not None:
-        status: str = await conn.execute(
-            "DELETE FROM trigger_slots s USING trigger_state st, workflow_triggers t"
+        # The slots of the pause, and the older ones it held back: a catch-up spread
+        # (catchup_rate) writes missed slots later than their instants, so a pause during
+        # it recorded slots from before the pause skipped_paused too. The floor goes back
+        # to the oldest forgotten one.
+        row = await conn.fetchrow(
+            "WITH gone AS (DELETE FROM trigger_slots s USING trigger_state st,"
+            " workflow_triggers t"
             " WHERE st.trigger_id = $1 AND t.id = $1 AND s.trigger_id = $1"
             " AND s.outcome = 'skipped_paused'"
-            " AND s.scheduled_for >= GREATEST($2, st.floor_at, t.enabled_at)",
+            " AND (s.scheduled_for >= $2 OR s.decided_at >= $2)"
+            " AND s.scheduled_for >= GREATEST(st.floor_at, t.enabled_at)"
+            " RETURNING s.scheduled_for)"
+            " SELECT count(*) AS forgotten, min(scheduled_for) AS oldest FROM gone",
             trigger_id, paused_at)
-        forgotten = int(status.split()[-1])
+        forgotten = int(row["forgotten"])
+        if row["oldest"] is not None:
+            floor = min(paused_at, row["oldest"])
     await conn.execute(
         "UPDATE trigger_state SET paused = false, note = $2, changed_by = $3,"
         " changed_at = now(), updated_at = now(), consecutive_failures = 0,"
@@ -100,7 +112,7 @@ async def resume(
         " floor_at = CASE WHEN $4::timestamptz IS NULL THEN now()"
         " ELSE GREATEST($4, floor_at) END"
         " WHERE trigger_id = $1",
-        trigger_id, note, actor, paused_at if catch_up else None)
+        trigger_id, note, actor, floor if catch_up else None)
     await conn.execute(
         f"SELECT pg_notify('{TRIGGERS.wire}', json_build_object('op', 'UPDATE',"
         " 'id', $1::text)::text)", trigger_id)
