@@ -875,9 +875,25 @@ async def test_token_auth_refuses_missing_and_wrong_tokens_alike(
         resp = await client.post("/hooks/tok", json={}, headers=headers)
         assert resp.status == 401
         assert await resp.json() == expected
+        # The challenge RFC 9110 asks of a 401: the token goes as a Bearer credential.
+        assert resp.headers["WWW-Authenticate"] == 'Bearer realm="triggerd"'
     assert (await client.post("/hooks/tok", json={}, headers=bearer())).status == 202
     [stored] = await requests_rows(pool)
     assert "authorization" not in stored["headers"]
+
+
+async def test_signature_schemes_name_no_http_challenge(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # HTTP has no scheme for a body signature, nor for a token in a header of its own.
+    auth = AuthConfig(scheme="github", secret=SecretRef(env="WH_GITHUB"))
+    custom = AuthConfig(scheme="token", secret=SecretRef(env="WH_TOKEN"), header="X-Key")
+    await apply(pool, workflow("w", hook("gh", "gh", auth=auth), hook("k", "k", auth=custom)))
+    client, _ = await make_client()
+    for path in ("/hooks/gh", "/hooks/k"):
+        resp = await client.post(path, json={})
+        assert resp.status == 401
+        assert "WWW-Authenticate" not in resp.headers
 
 
 async def test_github_signature_end_to_end(

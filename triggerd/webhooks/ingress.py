@@ -620,10 +620,15 @@ class WebhookIngress(BaseComponent):
             refusal = route.check_auth(request.headers, body, now)
             if refusal is None:
                 return None
-        # Never tell the sender which part failed; the operator's log does.
+        # Never tell the sender which part failed; the operator's log does. A 401 names
+        # the scheme to use where HTTP has one (RFC 9110 15.5.2): Basic, or Bearer for a
+        # token in the Authorization header.
+        auth = route.config.auth
         challenge = (
-            {"WWW-Authenticate": 'Basic realm="triggerd"'}
-            if route.config.auth.scheme == "basic"
+            {"WWW-Authenticate": 'Basic realm="triggerd"'} if auth.scheme == "basic"
+            else {"WWW-Authenticate": 'Bearer realm="triggerd"'}
+            if auth.scheme == "token" and (auth.header or "Authorization").lower()
+            == "authorization" and (auth.prefix is None or auth.prefix.strip() == "Bearer")
             else None
         )
         return self._refused(
