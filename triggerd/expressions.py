@@ -401,6 +401,12 @@ def render_string(source: str, context: Mapping[str, Any]) -> JSON:
         raise ExpressionError(source, f"undefined: {exc.message}") from exc
     except _NotJSON as exc:
         raise ExpressionError(source, str(exc)) from exc
+    except NameError as exc:
+        if exc.name in ("nan", "inf"):
+            # Jinja2 folds a constant like "nan" | float into the code it compiles, as the
+            # float's repr, which is no Python name: the value is no JSON number either.
+            raise ExpressionError(source, f"{exc.name} is not a JSON number") from exc
+        raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # errors of the evaluated code: TypeError, ZeroDivisionError, ...
         raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from exc
 

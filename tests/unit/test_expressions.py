@@ -163,6 +163,12 @@ def test_render_walks_dicts_and_lists_and_keeps_keys_and_other_values() -> None:
             " in headers.X[1]: nan is not a JSON number",
         ),
         (
+            # A constant Jinja2 folds at compile time: it said "NameError: name 'nan' is
+            # not defined".
+            "{{ 'nan' | float }}",
+            "expression \"{{ 'nan' | float }}\" in headers.X[1]: nan is not a JSON number",
+        ),
+        (
             "{{ input.items.__len__ }}",
             "expression '{{ input.items.__len__ }}' in headers.X[1]: not allowed in the"
             " sandbox: access to attribute '__len__' of 'list' object is unsafe.",
