@@ -118,6 +118,8 @@ def type_text(prop: Mapping[str, Any]) -> str:
 
 
 def _words(schema: Mapping[str, Any]) -> str:
+    if isinstance(schema.get("enum"), list) and "type" not in schema:
+        return "one of " + ", ".join(f"`{v}`" for v in schema["enum"])
     kinds = schema.get("type", [])
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     words = []
