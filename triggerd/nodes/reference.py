@@ -37,7 +37,7 @@ lists the built-in types and their params.
 - **Expressions.** Any string containing `{{{{ ... }}}}` (or `{{% ... %}}`) is rendered before
   the node runs; a string that is exactly one expression keeps its native type (a number,
   a list, an object). So an expression may stand wherever a typed value is expected
-  ("or an expression" below). Expressions see `input`, `env`, `secrets`,
+  ("or an expression" below). Expressions see `input`, `env`, `secrets`, `memory`,
   `nodes.<id>.output` (nodes that run before this one), `trigger` and `execution`.
 - **Checked before any run.** `triggerd check`, `apply`, the admin API and the daemon's
   start validate params against these schemas, compile every expression and refuse
