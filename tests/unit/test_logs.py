@@ -44,3 +44,22 @@ def test_text_format_for_people() -> None:
         setup_logging("warning", "text")
     line = stream.getvalue().strip()
     assert line.endswith("INFO    hello  trigger=a/b")
+
+
+def test_the_pools_reconnect_warnings_are_one_line_each() -> None:
+    """During a database outage asyncpg logged a whole traceback a few times a minute."""
+    stream = io.StringIO()
+    setup_logging("info", "json", stream=stream)
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        except ConnectionRefusedError:
+            logging.getLogger("asyncpg.pool").warning(
+                "Failed to restore the pool connection floor; retrying", exc_info=True)
+    finally:
+        setup_logging("warning", "text")
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["event"] == "database_pool_retry"
+    assert line["error"] == (
+        "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 5432)")
+    assert "exc" not in line
