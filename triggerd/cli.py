@@ -27,6 +27,7 @@ from triggerd.errors import (
     DatabaseError,
     DefinitionError,
     InputInvalid,
+    NotFound,
     Problem,
     TriggerdError,
     UsageError,
@@ -538,7 +539,14 @@ async def _watch_backfill(pool: asyncpg.Pool, backfill_id: str, *, quiet: bool) 
     shown = None
     waited = 0.0
     while True:
-        record = await get_backfill(pool, backfill_id)
+        try:
+            record = await get_backfill(pool, backfill_id)
+        except NotFound:
+            if tty and shown is not None:
+                print()
+            # Deleted with its trigger (apply --prune, workflows delete) while watched.
+            raise NotFound(f"backfill {backfill_id} is gone: its trigger (or workflow) was"
+                           " deleted while it ran; the runs it started go on") from None
         progress = (record.next_index, record.started, record.state)
         if not quiet and progress != shown:
             shown = progress

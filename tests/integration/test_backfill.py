@@ -329,3 +329,26 @@ async def test_backfill_pages_sharing_one_instant_lose_none(
             break
         before = (page[-1].created_at, page[-1].id)
     assert sorted(seen) == sorted(made) and len(seen) == 5
+
+
+async def test_watching_a_backfill_deleted_with_its_trigger_says_so(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """`triggers backfill` watches until the backfill ends; pruned away with its trigger,
+    it ended with the bare 'no backfill <id>'."""
+    import asyncio
+
+    from triggerd.cli import _watch_backfill
+    from triggerd.store.lifecycle import delete_workflow
+    from triggerd.store.workflows import get_workflow
+
+    plan = await create(pool, OPERATOR, _request(rate="1/s"))
+    watching = asyncio.create_task(_watch_backfill(pool, plan.backfill_id or "", quiet=True))
+    await asyncio.sleep(0.2)
+    async with pool.acquire() as conn, conn.transaction():
+        await delete_workflow(conn, (await get_workflow(conn, "report")).id)
+    with pytest.raises(NotFound) as gone:
+        await asyncio.wait_for(watching, 10)
+    assert gone.value.message == (
+        f"backfill {plan.backfill_id} is gone: its trigger (or workflow) was deleted while it"
+        " ran; the runs it started go on")
