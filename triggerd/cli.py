@@ -1197,7 +1197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"changes": [...], "unchanged": N}')
     p.set_defaults(handler=cmd_apply)
 
-    triggers = sub.add_parser("triggers", help="list, show, enable, disable or fire triggers")
+    triggers = sub.add_parser(
+        "triggers", help="list, show, enable, disable, fire, pause, resume, skip or backfill"
+                         " triggers; their next fires")
     tsub = triggers.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     tsub.required = True
     p = tsub.add_parser("list", help="list triggers")
@@ -1474,6 +1476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        _take_labelled_tenant(args)
         if args.handler is cmd_run:
             runtime.defer_early_reload()
         settings = load_settings(args.config)
@@ -1507,6 +1510,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected(exc)
     except Exception as exc:  # the last line of defence: one line, exit 70
         return _unexpected(exc)
+
+
+# The arguments that name a workflow or trigger; the lists print another tenant's as
+# tenant:name (tenant_label), and a name so written works where it is shown.
+_NAME_ARGUMENTS = ("name", "key", "trigger", "workflow")
+
+
+def _take_labelled_tenant(args: argparse.Namespace) -> None:
+    """``acme:billing/hook`` as a trigger or workflow name means ``--tenant acme`` and
+    ``billing/hook`` (keys and names hold no colon). Token names and test files' names are
+    not stored objects' names; audit targets are split by the audit command itself."""
+    handler = getattr(args, "handler", None)
+    if handler in (cmd_token_create, cmd_token_revoke, cmd_audit) or getattr(
+            handler, "__name__", "") == "cmd_test":
+        return
+    for attribute in _NAME_ARGUMENTS:
+        value = getattr(args, attribute, None)
+        if not isinstance(value, str) or ":" not in value:
+            continue
+        tenant, _, name = value.partition(":")
+        tenant = check_tenant(tenant)
+        if args.tenant is not None and args.tenant != tenant:
+            raise UsageError(f"{value!r} names tenant {tenant!r}, and --tenant"
+                             f" {args.tenant!r} another")
+        args.tenant = tenant
+        setattr(args, attribute, name)
 
 
 def _stdout_reader_gone() -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from triggerd.cli import _name, _pool, _table, _text, print_json
 from triggerd.config import Settings
 from triggerd.errors import UsageError
-from triggerd.model import DEFAULT_TENANT
+from triggerd.model import DEFAULT_TENANT, tenant_label
 from triggerd.operations import cli_actor
 from triggerd.operations.workflows import WorkflowChange, activate, archive, delete
 from triggerd.views import trigger_json, workflow_json
@@ -24,7 +24,10 @@ async def cmd_workflows_list(args: argparse.Namespace, settings: Settings) -> in
     if args.json:
         print_json([workflow_json(w) for w in workflows])
         return 0
-    rows = [[w.key, w.status, "-" if w.latest_version is None else str(w.latest_version),
+    # Another tenant's key as tenant:key, as the trigger lists print names (and as every
+    # command takes them).
+    rows = [[tenant_label(w.tenant_id, w.key), w.status,
+             "-" if w.latest_version is None else str(w.latest_version),
              w.name, w.updated_at.isoformat(timespec="seconds")] for w in workflows]
     print(_table(rows, ["KEY", "STATUS", "VERSION", "NAME", "UPDATED"]))
     return 0

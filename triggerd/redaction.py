@@ -139,6 +139,10 @@ _RECORD_ATTRIBUTES: Final = frozenset(
 ) | {"message", "asctime"}
 
 
+# The shortest secret the daemon-wide log filter masks (see RedactingFilter.add_secrets).
+MIN_LOG_SECRET: Final = 4
+
+
 class RedactingFilter(logging.Filter):
     """Masks secrets in a record's message, ``extra`` fields, exception and stack text.
 
@@ -161,7 +165,10 @@ class RedactingFilter(logging.Filter):
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         # Called for every run that has secrets: rebuild the pattern only for new values.
-        fresh = {s for s in secrets if s} - self._redactor.secrets
+        # The daemon's log holds every run's lines: a secret shorter than MIN_LOG_SECRET
+        # ("x") masked those characters in every line, event names too. The rows of the
+        # runs that use it still mask it.
+        fresh = {s for s in secrets if len(s) >= MIN_LOG_SECRET} - self._redactor.secrets
         if fresh:
             self._redactor = self._redactor.with_secrets(fresh)
 

@@ -661,3 +661,38 @@ async def test_the_all_tenant_audit_names_other_tenants_objects_as_lists_do(
     found = triggerd("audit", "--target", "acme:billing/hourly", "--json", dsn=dsn)
     assert [(r["action"], r["target"], r["tenant"]) for r in json.loads(found.stdout)] == [
         ("pause", "billing/hourly", "acme")]
+
+
+async def test_another_tenants_names_work_as_the_lists_print_them(
+    dsn: str, tmp_path: Path
+) -> None:
+    """`triggers list` printed acme:billing/hourly, and `triggers show acme:billing/hourly`
+    answered 'no trigger named ...'; `workflows list` printed acme's key bare."""
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'},"
+                    " {name: by-hand, type: manual}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    listed = triggerd("workflows", "list", dsn=dsn)
+    assert listed.stdout.splitlines()[1].split()[0] == "acme:billing", listed.stdout
+    shown = triggerd("triggers", "show", "acme:billing/hourly", "--json", dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert (json.loads(shown.stdout)["tenant"], json.loads(shown.stdout)["name"]) == (
+        "acme", "billing/hourly")
+    assert triggerd("workflows", "show", "acme:billing", dsn=dsn).returncode == 0
+    fired = triggerd("triggers", "fire", "acme:billing/by-hand", "--json", dsn=dsn)
+    assert fired.returncode == 0, fired.stderr
+    runs = triggerd("executions", "list", "--trigger", "acme:billing/by-hand", "--json",
+                    dsn=dsn)
+    assert [r["tenant"] for r in json.loads(runs.stdout)] == ["acme"]
+    for args, message in [
+        (["--tenant", "globex", "triggers", "show", "acme:billing/hourly"],
+         "triggerd: error: 'acme:billing/hourly' names tenant 'acme', and --tenant"
+         " 'globex' another"),
+        (["triggers", "show", "Acme:billing/hourly"],
+         "triggerd: error: tenant 'Acme' is invalid: use 1-64 characters of a-z, 0-9, '_'"
+         " and '-', starting with a letter or digit"),
+    ]:
+        result = triggerd(*args, dsn=dsn)
+        assert (result.returncode, one_line_error(result)) == (2, message), args

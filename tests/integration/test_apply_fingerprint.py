@@ -211,3 +211,22 @@ async def test_a_secret_policy_change_makes_unchanged_files_checked_again(
     [problem] = refused.value.problems
     # Named as check names it: the file, and the path within it.
     assert (problem.file, problem.path) == (str(path), "$.workflows[0].secrets.S.env")
+
+
+async def test_a_called_workflow_archived_since_makes_the_callers_files_checked_again(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from triggerd.operations import Actor
+    from triggerd.operations.workflows import archive
+
+    child = _write(tmp_path, "workflows:\n  - key: kid\n"
+                             "    graph: {nodes: [{id: a, type: noop}]}\n", "kid.yaml")
+    parent = _write(tmp_path, "workflows:\n  - key: par\n    graph: {nodes: [{id: call,"
+                              " type: workflow, params: {workflow: kid}}]}\n", "par.yaml")
+    await apply_files(pool, [child])
+    await apply_files(pool, [parent])
+    assert (await apply_files(pool, [parent])).changes == []  # from the fingerprint
+    await archive(pool, Actor(name="token:ops", via="api"), "kid")
+    with pytest.raises(DefinitionError) as refused:
+        await apply_files(pool, [parent])
+    assert "workflow 'kid' is archived" in refused.value.problems[0].message

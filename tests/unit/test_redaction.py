@@ -134,6 +134,17 @@ def test_filter_learns_new_secrets(
     ]
 
 
+def test_the_log_filter_learns_no_secret_too_short_to_mask_sensibly(
+    capture: tuple[logging.Logger, RedactingFilter, io.StringIO],
+) -> None:
+    """A one-character secret ("x") masked every x of every log line, event names too."""
+    logger, log_filter, stream = capture
+    log_filter.set_redactor(Redactor())
+    log_filter.add_secrets(["x", "abc", "abcd"])
+    logger.warning("execution_finished abc abcd", extra={"token": "-"})
+    assert stream.getvalue().splitlines() == ["WARNING execution_finished abc ***|-"]
+
+
 def test_filter_survives_bad_format_arguments() -> None:
     record = logging.LogRecord("x", logging.INFO, "f", 1, "s3cr3t %d", ("not a number",), None)
     assert RedactingFilter(Redactor(["s3cr3t"])).filter(record) is True

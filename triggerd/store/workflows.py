@@ -563,7 +563,7 @@ def _workflow_references(spec: WorkflowSpec) -> list[_Reference]:
 
 async def _refuse_bad_workflow_references(
     conn: asyncpg.Connection, specs: list[WorkflowSpec]
-) -> None:
+) -> list[Any]:
     """Every ``on_failure`` and every ``workflow`` node names a workflow of the files or of
     the database, in the same tenant; a node's call can start it (not archived, its pinned
     version exists) with an input its schema can accept. Each of these failed every run
@@ -635,12 +635,13 @@ async def _refuse_bad_workflow_references(
         raise DefinitionError(problems[0].message if len(problems) == 1 else
                               f"{len(problems)} calls of workflows that cannot succeed",
                               problems)
+    return [row["id"] for row in stored.values()]
 
 
 async def _apply_all(
     conn: asyncpg.Connection, specs: list[WorkflowSpec], *, prune: bool
 ) -> tuple[ApplyReport, list[Any]]:
-    await _refuse_bad_workflow_references(conn, specs)
+    referenced = await _refuse_bad_workflow_references(conn, specs)
     legacy = await _unnormalized_paths(conn)
     tenants = [spec.tenant_id for spec in specs]
     keys = [spec.key for spec in specs]
@@ -739,7 +740,10 @@ async def _apply_all(
     await _check_paths(conn, plan, ids)
     await _write(conn, plan, stored)
     await _refuse_missing_pinned_versions(conn, specs, ids)
-    return plan.report, ids
+    # The workflows the files call (on_failure, workflow nodes) but do not define count in
+    # the digest an unchanged re-apply compares: archived or given a new version since,
+    # they may refuse the calls, which the files must then be checked for again.
+    return plan.report, ids + [i for i in referenced if i not in ids]
 
 
 async def _refuse_missing_pinned_versions(
