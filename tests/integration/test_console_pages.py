@@ -526,3 +526,26 @@ async def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_browser_used_t
     for cookie in cookies:
         assert ("; Secure" in cookie) is secure, cookie
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_triggers_of_draft_and_archived_workflows_are_not_shown_running(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    """The console listed them as enabled with a next fire, and the trigger's page said
+    running with ten next fires, where the CLI and the API say draft / archived."""
+    await pool.execute("UPDATE workflows SET status = 'draft' WHERE tenant_id = 'acme'")
+    await pool.execute("UPDATE workflows SET status = 'archived' WHERE tenant_id = 'globex'")
+    await pool.execute(
+        "INSERT INTO trigger_state (trigger_id, paused) SELECT t.id, true"
+        " FROM workflow_triggers t WHERE t.tenant_id = 'default' AND t.name = 'every'")
+    status, page = await admin.get("/ui/triggers?type=cron")
+    assert status == 200
+    rows = {re.sub(r"<[^>]+>", "", row).split()[0]: row
+            for row in re.findall(r"<tr>(.*?)</tr>", page, re.S) if "xss/every" in row}
+    assert "draft (its workflow)" in rows["acme:xss/every"]
+    assert "archived (its workflow)" in rows["globex:xss/every"]
+    assert "paused" in rows["xss/every"]
+    assert all("<time" not in row for row in rows.values())  # no next fire for any
+    _, detail = await admin.get("/ui/triggers/xss/every?tenant=acme")
+    assert "not running: its workflow is a draft" in detail
+    assert "None: its workflow is a draft" in detail

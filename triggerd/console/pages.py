@@ -47,7 +47,7 @@ from triggerd.cron import Fire, fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
 from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
-from triggerd.model import DEFAULT_TENANT, ExecutionStatus, tenant_label
+from triggerd.model import DEFAULT_TENANT, ExecutionStatus, WorkflowStatus, tenant_label
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
@@ -74,7 +74,7 @@ from triggerd.store.console import (
 from triggerd.store.executions import ExecutionScope, get_execution, node_timeline
 from triggerd.store.inbox import OUTCOMES
 from triggerd.store.records import VersionRecord
-from triggerd.store.trigger_state import get_state
+from triggerd.store.trigger_state import get_state, paused_and_completed
 from triggerd.store.workflows import (
     get_trigger,
     get_workflow,
@@ -85,7 +85,7 @@ from triggerd.store.workflows import (
 )
 from triggerd.tokens import hash_token, is_tenant_name, is_token_form
 from triggerd.trigger_detail import preview_instant, progress
-from triggerd.views import planned_json
+from triggerd.views import planned_json, trigger_state
 from triggerd.webhooks.inbox_views import request_json
 
 logger = logging.getLogger(__name__)
@@ -322,16 +322,21 @@ async def triggers_page(request: web.Request) -> web.Response:
     next_cursor = (encode_name_cursor(page[-1].workflow_key, page[-1].name, page[-1].id)
                    if len(rows) > PAGE_SIZE else None)
     now = datetime.now(UTC)
+    # The state the CLI's and the API's lists give (a draft's or an archived workflow's
+    # triggers, paused and completed ones do not fire, enabled or not).
+    paused, completed = await paused_and_completed(request.app[POOL], [t.id for t in page])
     items = []
     for t in page:
+        status = trigger_state(t, paused=t.id in paused, completed=t.id in completed,
+                               now=now)
         next_fire = "-"
-        if t.enabled:
+        if status == "enabled":
             try:
                 fire_at = schedule_of(t.type, t.config).next_fire(now)
                 next_fire = _when(None if fire_at is None else fire_at.at)
             except TriggerdError:
                 pass
-        items.append({"trigger": t, "next_fire": next_fire})
+        items.append({"trigger": t, "next_fire": next_fire, "status": status})
     return render(request, "triggers.html", items=items, next_cursor=next_cursor,
                   workflow=workflow or "", kind=kind or "")
 
@@ -374,7 +379,8 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     zone = ZoneInfo(zone_name) if zone_name else UTC
     days: list[CalendarDay] = []
-    if schedule is not None:
+    runs = trigger.workflow_status == WorkflowStatus.ACTIVE
+    if schedule is not None and runs:
         # Calendar-excluded instants are listed but marked; shifted ones name their
         # nominal instant (the schedule's preview, as `triggers next` prints it).
         # In a thread: a calendar's preview can take a tenth of a second, which every
@@ -391,6 +397,7 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
         "trigger": trigger, "name": name, "fires": fires, "zone": zone_name, "days": days,
         "state": state, "scheduled": trigger.type in SCHEDULED_TYPES, "actions": recent,
         "remaining_runs": remaining, "completed": completed,
+        "workflow_status": trigger.workflow_status,
         "slots": [{"slot": s, "local": s.scheduled_for.astimezone(zone).isoformat()}
                   for s in slots],
         "schema": None if version is None else version.parameter_schema,
