@@ -717,6 +717,11 @@ async def test_expect_continue_checks_address_method_and_rate_before_credentials
     # The one burst was spent once per request, not once by the question and once by
     # the request.
     assert ingress.stats.rate_limited == 2
+    # Every answer given to the question is counted, as the handler counts its own (the
+    # 401 of bad credentials was not).
+    assert {key: n for key, n in ingress.stats.responses.items() if n} == {
+        ("w/fenced", 403): 2, ("w/limited", 401): 1, ("w/limited", 429): 2,
+        ("w/open", 405): 1}
     assert await expect_answer(client, "POST", "/hooks/open", good) == (
         b"100 then HTTP/1.1 202 Accepted")
     assert len(await executions(pool)) == 1

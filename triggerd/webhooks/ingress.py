@@ -349,15 +349,22 @@ class WebhookIngress(BaseComponent):
                 return close_unread(request, refused)
             request[_ADMITTED] = True
             length = request.content_length
+            refused = None
             if length is not None and length > route.max_body_bytes:
-                return self._too_large(request, route)
-            if route.config.auth.scheme in HEADER_SCHEMES:
+                refused = self._too_large(request, route)
+            elif route.config.auth.scheme in HEADER_SCHEMES:
                 # Credentials in the headers only: a sender without them is refused before
                 # it uploads its body (it was told "100 Continue" first).
                 refused = self._authenticate(request, route, b"", self._clock())
                 if refused is not None:
-                    return close_unread(request, refused)  # the body is not wanted
-                request[_AUTHENTICATED] = True
+                    refused = close_unread(request, refused)  # the body is not wanted
+                else:
+                    request[_AUTHENTICATED] = True
+            if refused is not None:
+                # Counted as the handler counts its answers (it never runs for these).
+                self.stats.record(route.full_name, refused.status,
+                                  self._monotonic() - started)
+                return refused
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
         return None
