@@ -86,3 +86,30 @@ def input_key_problems(schema: Mapping[str, Any], keys: Sequence[str]) -> list[s
         problems += [f"$: additional property {name!r} is not allowed"
                      for name in keys if name not in allowed]
     return problems
+
+
+# Two failure summaries (an error workflow's input, FAILURE_SUMMARY_KEYS) at the ends of
+# what they hold: every optional value present, and every one of them null.
+_SUMMARY_FULL: dict[str, Any] = {
+    "execution_id": "00000000-0000-4000-8000-000000000000", "workflow": "w", "version": 1,
+    "trigger": "t", "trigger_type": "cron", "failed_node": "n", "error_code": "FAILED",
+    "error_message": "m", "started_at": "2026-01-01T00:00:00+00:00",
+    "ended_at": "2026-01-01T00:00:01+00:00",
+}
+_SUMMARY_SPARE = {**_SUMMARY_FULL, "trigger": None, "failed_node": None,
+                  "error_message": None}
+
+
+def summary_problems(schema: Mapping[str, Any]) -> list[str]:
+    """What makes ``schema`` refuse every failure summary an error run gets: the problems
+    of a full summary when a sparse one (the values that may be null, null) fails too."""
+    if not schema:
+        return []
+    try:
+        full = input_errors(schema, _SUMMARY_FULL)
+        spare = input_errors(schema, _SUMMARY_SPARE)
+    except Conflict:
+        return []  # the workflow's own schema problem; its runs report it
+    if not full or not spare:
+        return []
+    return [f"{e['path']}: {e['message']}" for e in full]

@@ -47,3 +47,20 @@ def test_a_scope_filters_by_tenant_and_correlation_ids() -> None:
     assert "e.tenant_id = $2 AND e.session_id = $3" in query
     assert "agent_id =" not in query and "conversation_id =" not in query
     assert args == [ID, "acme", "s-1", 10]
+
+
+def test_the_failure_summary_keys_are_the_ones_the_statement_builds() -> None:
+    """check and apply test error workflows' schemas against FAILURE_SUMMARY_KEYS and two
+    sample summaries: they must be what the statement that records a failure writes."""
+    import re
+
+    from triggerd.inputs import _SUMMARY_FULL, _SUMMARY_SPARE
+    from triggerd.model import FAILURE_SUMMARY_KEYS
+    from triggerd.store import executions
+
+    source = executions._ACCOUNT
+    built = source[source.index("error_runs AS"):]
+    built = built[built.index("jsonb_build_object("):built.index("jsonb_build_object('trigger'")]
+    keys = re.findall(r"'([a-z_]+)', ", built)
+    assert tuple(keys) == FAILURE_SUMMARY_KEYS
+    assert tuple(_SUMMARY_FULL) == FAILURE_SUMMARY_KEYS == tuple(_SUMMARY_SPARE)

@@ -28,8 +28,8 @@ from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
-from triggerd.inputs import call_input_problems, input_key_problems
-from triggerd.model import FAILURE_SUMMARY_KEYS, RetryPolicy, normalize_webhook_path
+from triggerd.inputs import call_input_problems, summary_problems
+from triggerd.model import RetryPolicy, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 from triggerd.webhooks.allowlist import parse_network
@@ -330,7 +330,7 @@ def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
             target = workflow.get("on_failure")
             schema = schemas.get((tenant, target)) if isinstance(target, str) else None
             if isinstance(schema, dict):
-                for problem in input_key_problems(schema, FAILURE_SUMMARY_KEYS):
+                for problem in summary_problems(schema):
                     report.add((*path, "on_failure"),
                                f"on_failure: {target!r}'s parameter_schema refuses the"
                                f" failure summary its runs get: {problem}")

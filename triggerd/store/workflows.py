@@ -14,10 +14,9 @@ import asyncpg
 from triggerd.definitions import canonical_json, graph_to_json, trigger_config_to_json
 from triggerd.errors import DefinitionError, NotFound, Problem, UsageError
 from triggerd.ids import time_ordered_id
-from triggerd.inputs import call_input_problems, input_key_problems
+from triggerd.inputs import call_input_problems, summary_problems
 from triggerd.model import (
     DEFAULT_TENANT,
-    FAILURE_SUMMARY_KEYS,
     CronConfig,
     TriggerSpec,
     WorkflowSpec,
@@ -608,7 +607,7 @@ async def _refuse_bad_workflow_references(
             if isinstance(target, dict):
                 problems += [ref.problem(f"on_failure: {ref.key!r}'s parameter_schema refuses"
                                          f" the failure summary its runs get: {problem}")
-                             for problem in input_key_problems(target, FAILURE_SUMMARY_KEYS)]
+                             for problem in summary_problems(target)]
             continue
         status = spec.status.value if spec is not None and spec.status_given else (
             row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
