@@ -34,7 +34,13 @@ from triggerd.errors import (
 )
 from triggerd.jsonrules import JsonRefusal, finite_float, no_duplicates, refuse_constant
 from triggerd.logs import setup_logging
-from triggerd.model import CORRELATION_COLUMNS, DEFAULT_TENANT, ExecutionStatus, tenant_label
+from triggerd.model import (
+    CORRELATION_COLUMNS,
+    DEFAULT_TENANT,
+    ExecutionStatus,
+    labelled_target,
+    tenant_label,
+)
 from triggerd.positions import decode_position, encode_position
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
@@ -616,7 +622,8 @@ def _print_backfill(record: Any, *, as_json: bool) -> int:
     if as_json:
         print_json(doc)
         return 0
-    for key in ("backfill_id", "trigger", "state", "from", "to", "only_missing", "overlap",
+    for key in ("backfill_id", "tenant", "trigger", "state", "from", "to", "only_missing",
+                "overlap",
                 "rate_per_second", "total", "done", "started", "skipped", "actor", "note",
                 "created_at", "finished_at"):
         print(f"{key + ':':<17} {_text(doc[key])}")
@@ -642,9 +649,10 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.limit <= 10000:
         raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
     target, tenant = args.target, args.tenant
-    if target is not None and ":" in target and tenant is None:
-        # A name as this list prints it (acme:billing/hourly): keys and ids hold no colon.
-        tenant, _, target = target.partition(":")
+    if target is not None:
+        # A name as this list prints it (acme:billing/hourly, a bare one the default
+        # tenant's); keys and ids hold no colon.
+        target, tenant = labelled_target(target, tenant)
     async with _pool(settings) as pool:
         rows = await list_audit(pool, target=target, limit=args.limit, tenant=tenant)
     if args.json:
@@ -654,8 +662,8 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     # tenant:name (ids need no label; a tenant's own list needs none).
     table = [[_text(a.at), a.actor, a.action,
               tenant_label(a.tenant_id, a.target)
-              if args.tenant is None and a.target_kind in ("trigger", "workflow")
-              else a.target, a.note or ""] for a in rows]
+              if a.target_kind in ("trigger", "workflow") else a.target,
+              a.note or ""] for a in rows]
     print(_table(table, ["AT", "ACTOR", "ACTION", "TARGET", "NOTE"]))
     return 0
 

@@ -7,6 +7,7 @@ definition file or from stored rows; nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -390,6 +391,24 @@ def tenant_label(tenant: str, name: str) -> str:
     """``name`` (a workflow key or trigger name) as operators read it: bare in the default
     tenant, ``tenant:name`` in another."""
     return name if tenant == DEFAULT_TENANT else f"{tenant}:{name}"
+
+
+_OBJECT_NAME = re.compile(r"[a-z0-9_-]+(?:/[a-z0-9_-]+)?")
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def labelled_target(target: str, tenant: str | None) -> tuple[str, str | None]:
+    """An audit target as the lists print it, and the tenant it is in: ``acme:billing/x``
+    is acme's ``billing/x``; a bare workflow key or trigger name is the default tenant's
+    (as lists print it) when no tenant is given; ids and file names are any tenant's."""
+    if ":" in target:
+        named, _, name = target.partition(":")
+        if tenant is None or tenant == named:
+            return name, named
+        return target, tenant  # another tenant's name in this one: it matches nothing
+    if tenant is None and _OBJECT_NAME.fullmatch(target) and not _UUID_TEXT.fullmatch(target):
+        return target, DEFAULT_TENANT
+    return target, tenant
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -599,6 +599,7 @@ async def test_backfills_show_stays_in_its_tenant(pool: Any, dsn: str, tmp_path:
     backfill = plan.backfill_id or ""
     shown = triggerd("--tenant", "acme", "backfills", "show", backfill, dsn=dsn)
     assert shown.returncode == 0, shown.stderr
+    assert "tenant:           acme" in shown.stdout.splitlines()  # an all-tenant view names it
     other = triggerd("--tenant", "globex", "backfills", "show", backfill, dsn=dsn)
     assert other.returncode == 3, other.stdout
     assert one_line_error(other) == f"triggerd: error: no backfill {backfill}"
@@ -657,7 +658,10 @@ async def test_the_all_tenant_audit_names_other_tenants_objects_as_lists_do(
     assert every.returncode == 0, every.stderr
     assert "acme:billing/hourly" in every.stdout.splitlines()[1], every.stdout
     own = triggerd("--tenant", "acme", "audit", dsn=dsn)
-    assert own.stdout.splitlines()[1].split()[3] == "billing/hourly", own.stdout
+    assert own.stdout.splitlines()[1].split()[3] == "acme:billing/hourly", own.stdout
+    # A bare name is the default tenant's, as the lists print it: acme's is not it.
+    bare = triggerd("audit", "--target", "billing/hourly", "--json", dsn=dsn)
+    assert json.loads(bare.stdout) == []
     found = triggerd("audit", "--target", "acme:billing/hourly", "--json", dsn=dsn)
     assert [(r["action"], r["target"], r["tenant"]) for r in json.loads(found.stdout)] == [
         ("pause", "billing/hourly", "acme")]

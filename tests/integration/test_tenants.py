@@ -328,6 +328,18 @@ async def test_a_triggers_recent_actions_are_its_tenants_only(served: Client,
     mine = await served.get("/api/v1/triggers/billing/nightly", headers=bearer(root))
     assert [(a["action"], a["tenant"]) for a in (await mine.json())["recent_actions"]] == [
         ("pause", "default")]
+    # The audit list takes names as the lists print them: bare is the default tenant's.
+    await served.post("/api/v1/triggers/billing/nightly/pause", params={"tenant": "acme"},
+                      headers=bearer(root))
+    for target, tenants in (("billing/nightly", ["default"]),
+                            ("acme:billing/nightly", ["acme"])):
+        listed = await served.get("/api/v1/audit", params={"target": target},
+                                  headers=bearer(root))
+        assert [r["tenant"] for r in (await listed.json())["items"]] == tenants, target
+    # A scoped token naming another tenant's object finds nothing.
+    listed = await served.get("/api/v1/audit", params={"target": "default:billing/nightly"},
+                              headers=bearer(viewer))
+    assert (await listed.json())["items"] == []
 
 
 # --- quotas ----------------------------------------------------------------------------------

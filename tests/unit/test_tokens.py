@@ -136,3 +136,19 @@ def test_token_lifetimes() -> None:
         with pytest.raises(UsageError) as caught:
             parse_expiry(text)
         assert caught.value.message == message, text
+
+
+def test_audit_targets_as_the_lists_print_them() -> None:
+    from triggerd.model import labelled_target
+
+    run = "3f2a9c1e-0b7d-4c1e-9a2b-1234567890ab"
+    assert labelled_target("acme:billing/hourly", None) == ("billing/hourly", "acme")
+    assert labelled_target("acme:billing/hourly", "acme") == ("billing/hourly", "acme")
+    # Another tenant's name in a scoped view matches nothing there.
+    assert labelled_target("globex:billing/x", "acme") == ("globex:billing/x", "acme")
+    # A bare name is the default tenant's, as lists print it; ids and files any tenant's.
+    assert labelled_target("billing/hourly", None) == ("billing/hourly", "default")
+    assert labelled_target("billing", None) == ("billing", "default")
+    assert labelled_target("billing", "acme") == ("billing", "acme")
+    assert labelled_target(run, None) == (run, None)
+    assert labelled_target("defs.yaml", None) == ("defs.yaml", None)

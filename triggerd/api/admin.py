@@ -59,6 +59,7 @@ from triggerd.model import (
     ExecutionStatus,
     TriggerType,
     WorkflowSpec,
+    labelled_target,
 )
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.approvals import DecisionRequest
@@ -756,8 +757,11 @@ async def list_audit_handler(request: web.Request) -> web.Response:
             raise _bad_parameter(
                 "cursor: not a cursor returned by this API (pass next_cursor back)")
         before = int(cursor)
+    tenant = request[TENANT]
+    if target is not None:  # as the lists print names: acme:billing/x, or a bare default one
+        target, tenant = labelled_target(target, tenant)
     rows = await list_audit(request.app[POOL], target=target, before_id=before,
-                            limit=limit + 1, tenant=request[TENANT])
+                            limit=limit + 1, tenant=tenant)
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
     return _ok({"items": [audit_json(a) for a in page], "next_cursor": next_cursor})
