@@ -549,3 +549,17 @@ async def test_triggers_of_draft_and_archived_workflows_are_not_shown_running(
     _, detail = await admin.get("/ui/triggers/xss/every?tenant=acme")
     assert "not running: its workflow is a draft" in detail
     assert "None: its workflow is a draft" in detail
+
+
+async def test_the_audit_page_takes_names_as_the_lists_print_them(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    for tenant in TENANTS:
+        await pool.execute(
+            "INSERT INTO audit_log (tenant_id, actor, action, target_kind, target, note)"
+            " VALUES ($1, 'cli:root', 'pause', 'trigger', 'xss/every', $2)",
+            tenant, f"note of {tenant}")
+    _, bare = await admin.get("/ui/audit?target=xss/every")
+    assert "note of default" in bare and "note of acme" not in bare
+    _, labelled = await admin.get("/ui/audit?target=acme:xss/every")
+    assert "note of acme" in labelled and "note of default" not in labelled

@@ -47,7 +47,13 @@ from triggerd.cron import Fire, fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
 from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
-from triggerd.model import DEFAULT_TENANT, ExecutionStatus, WorkflowStatus, tenant_label
+from triggerd.model import (
+    DEFAULT_TENANT,
+    ExecutionStatus,
+    WorkflowStatus,
+    labelled_target,
+    tenant_label,
+)
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.backfills import DEFAULT_RATE, BackfillRequest
 from triggerd.operations.backfills import cancel as cancel_backfill
@@ -677,7 +683,12 @@ async def audit_page(request: web.Request) -> web.Response:
     # An audit row's id is a bigint: a larger number is no cursor (it overflowed before).
     if cursor is not None and not is_bigint_text(cursor):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
-    rows = await list_audit(request.app[POOL], target=target, tenant=_asked_tenant(request),
+    tenant = _asked_tenant(request)
+    if target is not None:  # as the lists print names (acme:billing/x; bare: default's)
+        target_name, tenant = labelled_target(target, tenant)
+    else:
+        target_name = None
+    rows = await list_audit(request.app[POOL], target=target_name, tenant=tenant,
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = str(page[-1].id) if len(rows) > PAGE_SIZE else None
