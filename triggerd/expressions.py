@@ -31,8 +31,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, meta
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    meta,
+    pass_eval_context,
+)
+from jinja2 import filters as jinja_filters
 from jinja2 import nodes as jinja_nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
@@ -59,6 +69,10 @@ MAX_REPEAT_LENGTH: Final = 1_000_000  # length of ``'x' * n`` / ``[x] * n``
 # for 12 s (its webhooks, heartbeats and schedules with it); now at most about 0.25 s.
 MAX_STEPS: Final = 250_000
 CALL_STEPS: Final = 4
+# Characters one string's evaluation may build by joining (``~``, ``+``, join) and by the
+# calls whose arguments choose their result's length (replace, center, a format width...):
+# doubling a text in a loop, or a replace by a megabyte, built gigabytes on the event loop.
+MAX_BUILT: Final = 50_000_000
 # The name a template's loops are wrapped in (see _counted_loops).
 _COUNTED: Final = "triggerd_counted_loop"
 
@@ -102,9 +116,11 @@ class _NotJSON(ValueError):
 
 
 class _Steps(threading.local):
-    """What is left of the current evaluation's :data:`MAX_STEPS`."""
+    """What is left of the current evaluation's :data:`MAX_STEPS` and
+    :data:`MAX_BUILT`."""
 
     left: int = MAX_STEPS
+    built: int = MAX_BUILT
 
 
 _STEPS: Final = _Steps()
@@ -125,6 +141,33 @@ def _counted(iterable: Any) -> Iterator[Any]:
         yield item
 
 
+def _check_length(length: int, what: str) -> None:
+    """Text about to be built, counted against the evaluation's :data:`MAX_BUILT`."""
+    _STEPS.built -= length
+    if _STEPS.built < 0:
+        raise SecurityError(f"{what} would take the text the expression builds past"
+                            f" {MAX_BUILT:,} characters")
+
+
+def _joined(parts: Iterable[Any]) -> str:
+    """``a ~ b``: Jinja2's str_join, counted (see _Codegen)."""
+    texts = [str(part) for part in parts]
+    _check_length(sum(map(len, texts)), "joining text")
+    return "".join(texts)
+
+
+class _Codegen(CodeGenerator):
+    """Jinja2's code generator, with ``~`` (Concat) counted against MAX_BUILT: it joins
+    through a runtime helper no environment hook reaches otherwise."""
+
+    def visit_Concat(self, node: jinja_nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, plus limits on ``**`` and ``*``.
 
@@ -132,7 +175,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     template such as ``{{ 10 ** 10 ** 10 }}`` cannot hang the compiler either.
     """
 
-    intercepted_binops = frozenset({"**", "*"})
+    intercepted_binops = frozenset({"**", "*", "%", "+"})
+    code_generator_class = _Codegen
+    checked_join = staticmethod(_joined)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # JSON data first: ``input.items`` is the key "items", not the dict method (Jinja2
@@ -148,6 +193,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
              **kwargs: Any) -> Any:
         # Every call counts (a macro calling itself twice grows exponentially).
         _step(CALL_STEPS)
+        _check_str_call(__obj, args)
+        # The sandbox hands out a str's format method wrapped (its own formatter).
+        method = getattr(__obj, "__wrapped__", __obj)
+        if getattr(method, "__name__", "") in ("format", "format_map") and isinstance(
+                getattr(method, "__self__", None), str):
+            _check_format(method.__self__)
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -156,6 +207,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif operator == "*":
             _check_repeat(left, right)
             _check_repeat(right, left)
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+        elif operator == "+" and isinstance(left, str | list | tuple) \
+                and isinstance(right, str | list | tuple):
+            _check_length(len(left) + len(right), "+")
         return super().call_binop(context, operator, left, right)
 
 
@@ -179,6 +235,83 @@ def _check_repeat(sequence: Any, count: Any) -> None:
         raise SecurityError(
             f"repeating a sequence {count} times would exceed {MAX_REPEAT_LENGTH} items"
         )
+
+
+# Calls that build text of a length their arguments choose, in one step: bounded like
+# ``'x' * n`` before the text is built (a replace by a megabyte, center(2000000000) and a
+# format width of 1500000000 each built gigabytes on the event loop).
+_STR_WIDTH_METHODS: Final = frozenset({"center", "ljust", "rjust", "zfill"})
+_PERCENT_SPEC: Final = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d+))?")
+_BRACE_SPEC: Final = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+
+
+def _check_format(text: str) -> None:
+    """The widths and precisions of a %- or {}-format string."""
+    for spec in (*_PERCENT_SPEC.findall(text), *_BRACE_SPEC.findall(text)):
+        for number in re.findall(r"\d+", "|".join(spec) if isinstance(spec, tuple) else spec):
+            _check_length(int(number), "a format width")
+
+
+def _check_replace(text: str, old: str, new: str, count: Any = None) -> None:
+    times = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        times = min(times, count)
+    _check_length(len(text) + times * (len(new) - len(old)), "replace")
+
+
+def _check_join(separator: str, items: Any) -> None:
+    if isinstance(items, list | tuple) and separator:
+        _check_length(len(separator) * max(len(items) - 1, 0)
+                      + sum(len(i) for i in items if isinstance(i, str)), "join")
+
+
+def _check_str_call(method: Any, args: tuple[Any, ...]) -> None:
+    """A str method called in a template (``'x'.center(n)``), before it runs."""
+    text, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
+    if not isinstance(text, str) or not args:
+        return
+    if name in _STR_WIDTH_METHODS and isinstance(args[0], int):
+        _check_length(args[0], name)
+    elif name == "expandtabs" and isinstance(args[0], int):
+        _check_length(len(text) * max(args[0], 1), name)
+    elif name == "replace" and isinstance(args[0], str) and len(args) > 1 \
+            and isinstance(args[1], str):
+        _check_replace(text, args[0], args[1], args[2] if len(args) > 2 else None)
+    elif name == "join":
+        _check_join(text, args[0])
+
+
+@pass_eval_context
+def _replace_filter(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+    if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
+        _check_replace(s, old, new, count)
+    return jinja_filters.do_replace(eval_ctx, s, old, new, count)
+
+
+def _center_filter(value: Any, width: Any = 80) -> Any:
+    if isinstance(width, int):
+        _check_length(width, "center")
+    return jinja_filters.do_center(value, width)
+
+
+def _indent_filter(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> Any:
+    lines = str(s).count("\n") + 1
+    pad = width if isinstance(width, int) else len(str(width))
+    _check_length(len(str(s)) + lines * pad, "indent")
+    return jinja_filters.do_indent(s, width, first, blank)
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(value, str):
+        _check_format(value)
+    return jinja_filters.do_format(value, *args, **kwargs)
+
+
+@pass_eval_context
+def _join_filter(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+    if isinstance(d, str) and attribute is None:
+        _check_join(d, value)
+    return jinja_filters.sync_do_join(eval_ctx, value, d, attribute)
 
 
 def to_json(value: Any) -> JSON:
@@ -247,6 +380,8 @@ _ENV: Final = _Sandbox(
 )
 _ENV.filters["tojson"] = _tojson_filter
 _ENV.filters["fromjson"] = _fromjson_filter
+_ENV.filters.update(replace=_replace_filter, center=_center_filter, indent=_indent_filter,
+                    format=_format_filter, join=_join_filter)
 _ENV.globals[_COUNTED] = _counted
 
 
@@ -375,6 +510,7 @@ def render_string(source: str, context: Mapping[str, Any]) -> JSON:
     if not is_template(source):
         return source
     _STEPS.left = MAX_STEPS
+    _STEPS.built = MAX_BUILT
     try:
         compiled = _compile(source)
         if compiled.inner is None:

@@ -7,6 +7,7 @@ import pytest
 from triggerd.errors import TriggerdError
 from triggerd.expressions import (
     CALL_STEPS,
+    MAX_BUILT,
     MAX_STEPS,
     ExpressionError,
     build_context,
@@ -300,3 +301,39 @@ def test_ordinary_loops_are_untouched_by_the_step_limit() -> None:
     big = "{% for x in input['items'] %}{% endfor %}done"
     assert render({"a": big, "b": big, "c": big}, context) == {
         "a": "done", "b": "done", "c": "done"}
+
+
+@pytest.mark.parametrize("source", [
+    "{{ ('x' * 1000) | replace('x', 'y' * 1000000) | length }}",
+    "{{ 'x'.replace('x', 'y' * 1000000).replace('y', 'z' * 1000) | length }}",
+    "{{ '%1500000000d' | format(1) | length }}",
+    "{{ ('%2000000000d' % 1) | length }}",
+    "{{ '{:2000000000}'.format(1) | length }}",
+    "{{ ('x' * 1000000) | center(2000000000) | length }}",
+    "{{ 'x'.ljust(2000000000) | length }}",
+    "{{ 'x' | indent(2000000000) | length }}",
+    "{{ ('y' * 999999).join(['a'] * 999999) | length }}",
+    "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(12) %}"
+    "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+    "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(12) %}"
+    "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}",
+])
+def test_text_an_expression_builds_is_bounded_before_it_is_built(source: str) -> None:
+    """Each of these built gigabytes on the event loop in one step or a few (a node's
+    timeout cannot interrupt a render): refused before the text is made."""
+    with pytest.raises(ExpressionError) as caught:
+        render_string(source, CONTEXT)
+    assert caught.value.message.endswith(
+        f"would take the text the expression builds past {MAX_BUILT:,} characters")
+
+
+def test_ordinary_text_building_is_left_alone() -> None:
+    assert render_string("{{ 'a' ~ 'b' ~ 3 }}", CONTEXT) == "ab3"
+    assert render_string("{{ [1] + [2] }}", CONTEXT) == [1, 2]
+    assert render_string("{{ '%05d' | format(42) }}", CONTEXT) == "00042"
+    assert render_string("{{ '{:>4}'.format('r') }}", CONTEXT) == "   r"
+    assert render_string("{{ 'order 12345678: %s' | format('ok') }}", CONTEXT) == \
+        "order 12345678: ok"
+    # A large input is no expression's fault: replacing in a 2 MB text is fine.
+    assert render_string("{{ ('x' * 1000000 ~ 'x' * 1000000) | replace('x', 'yy')"
+                         " | length }}", CONTEXT) == 4_000_000
