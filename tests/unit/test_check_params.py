@@ -552,3 +552,16 @@ def test_an_error_workflow_whose_schema_refuses_the_summary_is_caught() -> None:
         "type": "object", "properties": {"failed_node": {"type": "string"}}}}
     assert not [p for p in check_documents([("f.yaml", {"workflows": [failing, some]})])
                 if p.path == "$.workflows[0].on_failure"]
+
+
+def test_a_failure_branch_cannot_read_the_failed_nodes_output() -> None:
+    # Every run that reached it failed: a failed node has no entry under nodes.
+    workflow = {"key": "wf", "graph": {
+        "nodes": [node("f", "fail", code="X"),
+                  node("h", "set", value="{{ nodes.f.output }}"),
+                  node("ok", "set", value="{{ nodes.f.output }}")],
+        "edges": [{"from": "f", "to": "h", "on": "failure"}, {"from": "f", "to": "ok"}]}}
+    assert found(workflow) == {(
+        f"{NODE}[1].params.value",
+        "expression '{{ nodes.f.output }}': node 'h' runs only when node 'f' failed, and a"
+        " failed node has no entry under nodes")}

@@ -97,6 +97,7 @@ def check_nodes(
     ]
     ids = [node["id"] for _, node in nodes if isinstance(node.get("id"), str)]
     parents = _parents(graph.get("edges"), set(ids))
+    failed_into = _failure_only(graph.get("edges"), parents)
     env = _declared(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
     inputs = closed_input_keys(workflow.get("parameter_schema"))
@@ -114,6 +115,7 @@ def check_nodes(
             node_id=node_id if isinstance(node_id, str) else None,
             ids=ids,
             parents=parents,
+            failed_into=failed_into,
             env=env,
             secrets=secrets,
             inputs=inputs,
@@ -262,6 +264,18 @@ def _declared(section: Any) -> list[str] | None:
     return None
 
 
+def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, str]:
+    """The nodes whose one parent reaches them by failure edges only (``on: failure``),
+    and that parent: such a node runs only when it failed, and a failed node has no entry
+    under ``nodes``."""
+    failing: dict[str, set[bool]] = {}
+    for edge in edges if isinstance(edges, list) else []:
+        if isinstance(edge, dict) and isinstance(edge.get("to"), str):
+            failing.setdefault(edge["to"], set()).add(edge.get("on") == "failure")
+    return {target: next(iter(sources)) for target, sources in parents.items()
+            if len(sources) == 1 and failing.get(target) == {True}}
+
+
 def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:
     parents: dict[str, set[str]] = {node_id: set() for node_id in ids}
     if not isinstance(edges, list):
@@ -284,6 +298,7 @@ class _Scope:
         ids: list[str],
         parents: Mapping[str, set[str]],
         env: list[str] | None,
+        failed_into: Mapping[str, str] | None = None,
         secrets: list[str] | None,
         inputs: list[str] | None = None,
         execution: list[str] | None = None,
@@ -291,6 +306,7 @@ class _Scope:
         self.node_id = node_id
         self.ids = ids
         self.parents = parents
+        self.failed_into = failed_into or {}
         self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution}
         self._upstream: set[str] | None = None
 
@@ -350,3 +366,6 @@ class _Scope:
             yield f"there is no node {key!r}{hint}"
         elif key not in self.upstream():
             yield f"node {key!r} does not run before node {self.node_id!r}"
+        elif self.failed_into.get(self.node_id) == key:
+            yield (f"node {self.node_id!r} runs only when node {key!r} failed, and a failed"
+                   f" node has no entry under nodes")
