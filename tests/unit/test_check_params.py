@@ -183,12 +183,12 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ("wait", {"until": "2020-13-45T99:00:00Z"}, "params.until", "'2020-13-45T99:00:00Z' is not an ISO-8601 instant"),  # noqa: E501
         ("wait", {"until": "9999-12-31T23:59:59-05:00"}, "params.until", "'9999-12-31T23:59:59-05:00' is out of range (years 1-9999 in UTC)"),  # noqa: E501
         ("set", {"value": "{% include 'x' %}"}, "params.value", "expression \"{% include 'x' %}\": an expression cannot include, extend or import another template"),  # noqa: E501
-        ("respond", {"status": 999}, "params.status", "expected an HTTP status (100-599), got 999"),
+        ("respond", {"status": 999}, "params.status", "expected an HTTP status (200-599), got 999"),
         # The answer left such a header out without a word; the run now fails as an http
         # node's does.
         ("respond", {"headers": {"X-Bad": "a\nb"}}, "params.headers.X-Bad", "the value of 'X-Bad' has a line break or another control character"),  # noqa: E501
         ("respond", {"headers": {"Bad Name": "x"}}, 'params.headers["Bad Name"]', "'Bad Name' is not a header name (letters, digits and !#$%&'*+.^_`|~-)"),  # noqa: E501
-        ("respond", {"status": 200.0}, "params.status", "expected an HTTP status (100-599), got 200.0"),  # noqa: E501
+        ("respond", {"status": 200.0}, "params.status", "expected an HTTP status (200-599), got 200.0"),  # noqa: E501
     ],
 )
 def test_params_of_the_other_types(

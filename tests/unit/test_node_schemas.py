@@ -320,8 +320,10 @@ INVALID: list[tuple[str, JSON, str]] = [
     ("fail", {"code": "  "}, "parameter 'code' must not be empty or blank"),
     ("fail", {"code": 5}, "parameter 'code' must be a string, got a number"),
     ("fail", {"reason": "x"}, "unknown parameter 'reason' (allowed: code, message)"),
-    ("respond", {"status": 999}, "parameter 'status' must be an HTTP status, got 999"),
-    ("respond", {"status": "99"}, "parameter 'status' must be an HTTP status, got 99"),
+    ("respond", {"status": 999}, "parameter 'status' must be an HTTP status of 200-599, got 999"),
+    # A 1xx is no final answer: a sync webhook answered 200 instead.
+    ("respond", {"status": 101}, "parameter 'status' must be an HTTP status of 200-599, got 101"),
+    ("respond", {"status": "99"}, "parameter 'status' must be an HTTP status of 200-599, got 99"),
     ("respond", {"status": True}, "parameter 'status' must be an integer, got a boolean"),
     ("respond", {"status": "ok"}, "parameter 'status' must be an integer, got a string"),
     ("respond", {"headers": []}, "parameter 'headers' must be an object, got a list"),

@@ -350,7 +350,7 @@ async def test_respond() -> None:
         output={"status": 201, "headers": {"X-Id": "7"}, "body": {"ok": True}}
     )
     assert (await failure("respond", {"status": 999})).message == (
-        "respond node: parameter 'status' must be an HTTP status, got 999"
+        "respond node: parameter 'status' must be an HTTP status of 200-599, got 999"
     )
     assert (await failure("respond", {"status": True})).message == (
         "respond node: parameter 'status' must be an integer, got a boolean"

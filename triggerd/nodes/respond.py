@@ -29,15 +29,15 @@ PARAMS_SCHEMA = params_schema(
     ' {"status", "headers", "body"}.',
     {
         "status": {
-            "description": "The HTTP status, 100-599 (a number, or its digits as text);"
-            " default 200.",
+            "description": "The HTTP status, 200-599 (a number, or its digits as text;"
+            " 1xx are no final answer); default 200.",
             "anyOf": [
-                {"type": "integer", "minimum": 100, "maximum": 599},
-                {"type": "string", "pattern": r"^\s*0*[1-5]\d{2}\s*$"},
+                {"type": "integer", "minimum": 200, "maximum": 599},
+                {"type": "string", "pattern": r"^\s*0*[2-5]\d{2}\s*$"},
                 template(),
             ],
             "default": 200,
-            ERROR_MESSAGE: "expected an HTTP status (100-599), got {value}",
+            ERROR_MESSAGE: "expected an HTTP status (200-599), got {value}",
         },
         "headers": or_template(
             "Response headers: values as text (other values as JSON text); null values are"
@@ -76,8 +76,9 @@ class RespondNode:
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("status", "headers", "body"))
         status = checked.integer("status", 200)
-        if not 100 <= status <= 599:
-            raise checked.invalid(f"parameter 'status' must be an HTTP status, got {status}")
+        if not 200 <= status <= 599:  # a 1xx is no final answer (a sync webhook sent 200)
+            raise checked.invalid(
+                f"parameter 'status' must be an HTTP status of 200-599, got {status}")
         headers = {
             str(name): json_text(value)
             for name, value in checked.mapping("headers").items()
