@@ -583,20 +583,7 @@ def test_bad_tenant_and_correlation_options_are_one_line_exit_2() -> None:
 async def test_backfills_show_stays_in_its_tenant(pool: Any, dsn: str, tmp_path: Path) -> None:
     """`--tenant globex backfills show ID` printed acme's backfill, where the API and every
     other command answer 404 / exit 3."""
-    from datetime import UTC, datetime
-
-    from triggerd.operations import Actor
-    from triggerd.operations.backfills import BackfillRequest, create
-
-    path = tmp_path / "acme.yaml"
-    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
-                    "    graph: {nodes: [{id: a, type: noop}]}\n"
-                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'}]\n")
-    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
-    plan = await create(pool, Actor(name="token:ops", via="api", tenant="acme"), BackfillRequest(
-        trigger="billing/hourly", range_from=datetime(2026, 1, 1, tzinfo=UTC),
-        range_to=datetime(2026, 1, 1, 2, tzinfo=UTC)))
-    backfill = plan.backfill_id or ""
+    backfill = await _acme_backfill(pool, dsn, tmp_path)
     shown = triggerd("--tenant", "acme", "backfills", "show", backfill, dsn=dsn)
     assert shown.returncode == 0, shown.stderr
     assert "tenant:           acme" in shown.stdout.splitlines()  # an all-tenant view names it
@@ -606,20 +593,7 @@ async def test_backfills_show_stays_in_its_tenant(pool: Any, dsn: str, tmp_path:
 
 
 async def test_backfills_list(pool: Any, dsn: str, tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
-    from triggerd.operations import Actor
-    from triggerd.operations.backfills import BackfillRequest, create
-
-    path = tmp_path / "acme.yaml"
-    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
-                    "    graph: {nodes: [{id: a, type: noop}]}\n"
-                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'}]\n")
-    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
-    plan = await create(pool, Actor(name="token:ops", via="api", tenant="acme"), BackfillRequest(
-        trigger="billing/hourly", range_from=datetime(2026, 1, 1, tzinfo=UTC),
-        range_to=datetime(2026, 1, 1, 2, tzinfo=UTC)))
-    backfill = plan.backfill_id or ""
+    backfill = await _acme_backfill(pool, dsn, tmp_path)
     listed = triggerd("backfills", "list", dsn=dsn)
     assert listed.returncode == 0, listed.stderr
     header, line = listed.stdout.splitlines()
@@ -700,3 +674,22 @@ async def test_another_tenants_names_work_as_the_lists_print_them(
     ]:
         result = triggerd(*args, dsn=dsn)
         assert (result.returncode, one_line_error(result)) == (2, message), args
+
+
+async def _acme_backfill(pool: Any, dsn: str, tmp_path: Path) -> str:
+    """Tenant acme's workflow billing with an hourly trigger, and a backfill of two of its
+    slots (no daemon starts it): the backfill's id."""
+    from datetime import UTC, datetime
+
+    from triggerd.operations import Actor
+    from triggerd.operations.backfills import BackfillRequest, create
+
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: hourly, type: cron, cron: '0 * * * *'}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    plan = await create(pool, Actor(name="token:ops", via="api", tenant="acme"), BackfillRequest(
+        trigger="billing/hourly", range_from=datetime(2026, 1, 1, tzinfo=UTC),
+        range_to=datetime(2026, 1, 1, 2, tzinfo=UTC)))
+    return plan.backfill_id or ""
