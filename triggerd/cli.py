@@ -109,6 +109,12 @@ def _correlation_id(flag: str) -> Callable[[str], str]:
     return check
 
 
+def _check_range(option: str, value: int, high: int) -> None:
+    """A count or limit option's bounds, said in one way by every command."""
+    if not 1 <= value <= high:
+        raise UsageError(f"{option}: {value} is out of range 1-{high}")
+
+
 def _tenant_name(value: str) -> str:
     """A tenant option's value: refused like every other bad option value (argparse names
     the option and points at --help)."""
@@ -233,16 +239,13 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions import check_files
     from triggerd.definitions.api import load_files_by_file
     from triggerd.definitions.loading import expand_paths
-    from triggerd.secrets import file_secret_problems, secret_policy_problems
+    from triggerd.secrets import refused_secret_problems
 
     problems = check_files(args.files)
     if not problems:  # secrets the daemon would refuse, under this configuration
         # The files together (one may use another's calendar), each one's workflows apart.
         for path, specs in load_files_by_file(args.files, tenant=args.tenant):
-            problems += secret_policy_problems(path, specs, settings, os.environ)
-            problems += file_secret_problems(
-                path, specs, settings.daemon.secret_roots, os.environ
-            )
+            problems += refused_secret_problems(path, specs, settings, os.environ)
     if args.json:
         print_json([_problem_json(problem) for problem in problems])
         return 2 if problems else 0
@@ -384,8 +387,7 @@ async def cmd_triggers_show(args: argparse.Namespace, settings: Settings) -> int
     from triggerd.store.workflows import get_trigger
     from triggerd.trigger_detail import describe
 
-    if not 1 <= args.count <= 1000:
-        raise UsageError(f"--count: {args.count} is out of range 1-1000")
+    _check_range("--count", args.count, 1000)
     if not 0 <= args.slots <= 1000:
         raise UsageError(f"--slots: {args.slots} is out of range 0-1000")
     async with _pool(settings) as pool:
@@ -589,8 +591,7 @@ async def cmd_backfills_list(args: argparse.Namespace, settings: Settings) -> in
 
     if args.state is not None and args.state not in BACKFILL_STATES:
         raise UsageError(f"--state: {args.state!r} is not one of {', '.join(BACKFILL_STATES)}")
-    if not 1 <= args.limit <= 10_000:
-        raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    _check_range("--limit", args.limit, 10_000)
     async with _pool(settings) as pool:
         items = await list_(pool, tenant=args.tenant, trigger=args.trigger, state=args.state,
                             limit=args.limit)
@@ -646,13 +647,9 @@ def _print_state_change(result: Any, word: str, *, as_json: bool) -> int:
 async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.audit import list_audit
 
-    if not 1 <= args.limit <= 10000:
-        raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
-    target, tenant = args.target, args.tenant
-    if target is not None:
-        # A name as this list prints it (acme:billing/hourly, a bare one the default
-        # tenant's); keys and ids hold no colon.
-        target, tenant = labelled_target(target, tenant)
+    _check_range("--limit", args.limit, 10_000)
+    # A name as this list prints it (acme:billing/hourly; a bare one the default tenant's).
+    target, tenant = labelled_target(args.target, args.tenant)
     async with _pool(settings) as pool:
         rows = await list_audit(pool, target=target, limit=args.limit, tenant=tenant)
     if args.json:
@@ -685,8 +682,7 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
     from triggerd.store.workflows import get_trigger
     from triggerd.trigger_detail import preview
 
-    if not 1 <= args.count <= 1000:
-        raise UsageError(f"--count: {args.count} is out of range 1-1000")
+    _check_range("--count", args.count, 1000)
     after = _parse_after(args.after)
     async with _pool(settings) as pool:
         trigger = await get_trigger(pool, args.name, _home(args))
@@ -715,8 +711,7 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
 async def cmd_cron_next(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.cron import fire_to_json, next_fires, parse_cron
 
-    if args.count < 1 or args.count > 10_000:
-        raise UsageError(f"--count: {args.count} is out of range 1-10000")
+    _check_range("--count", args.count, 10_000)
     after = _parse_after(args.after)
     schedule = parse_cron(args.expression, args.tz)
     fires = next_fires(schedule, after, args.count)
@@ -832,8 +827,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
         status = args.status
         if status not in statuses:
             raise UsageError(f"--status: {args.status!r} is not one of {', '.join(statuses)}")
-    if not 1 <= args.limit <= 10_000:
-        raise UsageError(f"--limit: {args.limit} is out of range 1-10000")
+    _check_range("--limit", args.limit, 10_000)
     since = None if args.since is None else _parse_instant(args.since, "--since")
     until = None if args.until is None else _parse_instant(args.until, "--until")
     if since is not None and until is not None and since >= until:

@@ -17,7 +17,7 @@ from triggerd.config import Settings
 from triggerd.definitions import load_files
 from triggerd.errors import DefinitionError
 from triggerd.operations import cli_actor
-from triggerd.secrets import file_secret_problems, secret_policy_problems
+from triggerd.secrets import refused_secret_problems
 from triggerd.store.executions import NodeRow
 from triggerd.testrun_rules import decision_of, timeline_line
 
@@ -44,9 +44,7 @@ async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     specs = await asyncio.to_thread(lambda: load_files([args.file], tenant=args.tenant))
     # And the secrets check and apply refuse under this configuration (the daemon's own,
     # another tenant's): a test run read them, where the API's test runs refuse them.
-    problems = secret_policy_problems(args.file, specs, settings, os.environ)
-    problems += file_secret_problems(args.file, specs, settings.daemon.secret_roots,
-                                     os.environ)
+    problems = refused_secret_problems(args.file, specs, settings, os.environ)
     if problems:
         raise DefinitionError(f"{len(problems)} problem(s) found", problems)
     request = TestRunRequest(specs=specs, workflow=args.workflow, input=run_input,

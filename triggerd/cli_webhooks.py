@@ -7,9 +7,16 @@ import argparse
 import json
 from typing import Any
 
-from triggerd.cli import _json_default, _name, _pool, _table, _wait_final, print_json
+from triggerd.cli import (
+    _check_range,
+    _json_default,
+    _name,
+    _pool,
+    _table,
+    _wait_final,
+    print_json,
+)
 from triggerd.config import Settings
-from triggerd.errors import UsageError
 from triggerd.model import tenant_label
 from triggerd.operations import cli_actor
 from triggerd.operations.webhooks import (
@@ -23,8 +30,7 @@ from triggerd.webhooks.inbox_views import request_json, summary_json
 
 
 async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= MAX_LIST_LIMIT:  # in the words of the other lists' --limit
-        raise UsageError(f"--limit: {args.limit} is out of range 1-{MAX_LIST_LIMIT}")
+    _check_range("--limit", args.limit, MAX_LIST_LIMIT)  # as the other lists' --limit
     async with _pool(settings) as pool:
         items = (await list_requests(pool, ListRequests(
             trigger=args.trigger, outcome=args.outcome, limit=args.limit),

@@ -194,11 +194,6 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         # Every call counts (a macro calling itself twice grows exponentially).
         _step(CALL_STEPS)
         _check_str_call(__obj, args)
-        # The sandbox hands out a str's format method wrapped (its own formatter).
-        method = getattr(__obj, "__wrapped__", __obj)
-        if getattr(method, "__name__", "") in ("format", "format_map") and isinstance(
-                getattr(method, "__self__", None), str):
-            _check_format(method.__self__)
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -267,10 +262,16 @@ def _check_join(separator: str, items: Any) -> None:
 
 def _check_str_call(method: Any, args: tuple[Any, ...]) -> None:
     """A str method called in a template (``'x'.center(n)``), before it runs."""
+    # The sandbox hands out a str's format method wrapped (in its own formatter).
+    method = getattr(method, "__wrapped__", method)
     text, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
-    if not isinstance(text, str) or not args:
+    if not isinstance(text, str):
         return
-    if name in _STR_WIDTH_METHODS and isinstance(args[0], int):
+    if name in ("format", "format_map"):
+        _check_format(text)
+    elif not args:
+        return
+    elif name in _STR_WIDTH_METHODS and isinstance(args[0], int):
         _check_length(args[0], name)
     elif name == "expandtabs" and isinstance(args[0], int):
         _check_length(len(text) * max(args[0], 1), name)
@@ -537,13 +538,11 @@ def render_string(source: str, context: Mapping[str, Any]) -> JSON:
         raise ExpressionError(source, f"undefined: {exc.message}") from exc
     except _NotJSON as exc:
         raise ExpressionError(source, str(exc)) from exc
-    except NameError as exc:
-        if exc.name in ("nan", "inf"):
+    except Exception as exc:  # errors of the evaluated code: TypeError, ZeroDivisionError, ...
+        if isinstance(exc, NameError) and exc.name in ("nan", "inf"):
             # Jinja2 folds a constant like "nan" | float into the code it compiles, as the
             # float's repr, which is no Python name: the value is no JSON number either.
             raise ExpressionError(source, f"{exc.name} is not a JSON number") from exc
-        raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # errors of the evaluated code: TypeError, ZeroDivisionError, ...
         raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from exc
 
 

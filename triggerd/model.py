@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from triggerd.ids import canonical_uuid
+
 JSON = Any  # a JSON-compatible value (dict, list, str, int, float, bool, None)
 
 
@@ -21,14 +23,21 @@ class WorkflowStatus(enum.StrEnum):
     ARCHIVED = "archived"
 
 
-def not_running_reason(status: str, key: str) -> str | None:
-    """Why workflow ``key`` in ``status`` starts no run (fire, retry, replay, backfill, a
-    call): only an active workflow's triggers run; None when it is active."""
+def inactive_state(status: str) -> str | None:
+    """What a workflow in ``status`` is that starts no run ("archived", "a draft"): only
+    an active workflow's triggers run; None when it is active."""
     if status == WorkflowStatus.ARCHIVED:
-        return f"workflow {key} is archived; activate it first"
+        return "archived"
     if status == WorkflowStatus.DRAFT:
-        return f"workflow {key} is a draft; activate it first"
+        return "a draft"
     return None
+
+
+def not_running_reason(status: str, key: str) -> str | None:
+    """Why workflow ``key`` in ``status`` starts no run (fire, retry, replay, backfill);
+    None when it is active."""
+    state = inactive_state(status)
+    return None if state is None else f"workflow {key} is {state}; activate it first"
 
 
 # The input of an error workflow's run (on_failure): a summary of the run that failed,
@@ -394,19 +403,21 @@ def tenant_label(tenant: str, name: str) -> str:
 
 
 _OBJECT_NAME = re.compile(r"[a-z0-9_-]+(?:/[a-z0-9_-]+)?")
-_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def labelled_target(target: str, tenant: str | None) -> tuple[str, str | None]:
+def labelled_target(target: str | None, tenant: str | None) -> tuple[str | None, str | None]:
     """An audit target as the lists print it, and the tenant it is in: ``acme:billing/x``
     is acme's ``billing/x``; a bare workflow key or trigger name is the default tenant's
-    (as lists print it) when no tenant is given; ids and file names are any tenant's."""
+    (as lists print it) when no tenant is given; ids and file names are any tenant's. No
+    target: ``tenant`` as given."""
+    if target is None:
+        return None, tenant
     if ":" in target:
         named, _, name = target.partition(":")
         if tenant is None or tenant == named:
             return name, named
         return target, tenant  # another tenant's name in this one: it matches nothing
-    if tenant is None and _OBJECT_NAME.fullmatch(target) and not _UUID_TEXT.fullmatch(target):
+    if tenant is None and _OBJECT_NAME.fullmatch(target) and canonical_uuid(target) is None:
         return target, DEFAULT_TENANT
     return target, tenant
 

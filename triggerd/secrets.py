@@ -259,6 +259,16 @@ def secret_policy_problems(
     return problems
 
 
+def refused_secret_problems(
+    label: str, specs: Sequence[WorkflowSpec], settings: Settings, environ: Mapping[str, str]
+) -> list[Problem]:
+    """What ``check`` and ``triggerd test`` refuse of one file's secrets under this
+    configuration: those its tenant may not use, and ``{file: PATH}`` ones the daemon
+    would not read."""
+    return (secret_policy_problems(label, specs, settings, environ)
+            + file_secret_problems(label, specs, settings.daemon.secret_roots, environ))
+
+
 def file_secret_problems(
     label: str, specs: Sequence[WorkflowSpec], roots: Sequence[str], environ: Mapping[str, str]
 ) -> list[Problem]:

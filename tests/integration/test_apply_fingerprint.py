@@ -182,13 +182,8 @@ async def test_a_workflow_deleted_since_makes_the_files_that_name_it_checked_aga
     from triggerd.store.lifecycle import delete_workflow
     from triggerd.store.workflows import get_workflow
 
-    child = _write(tmp_path, "workflows:\n  - key: kid\n"
-                             "    graph: {nodes: [{id: a, type: noop}]}\n", "kid.yaml")
-    parent = _write(tmp_path, "workflows:\n  - key: par\n    on_failure: kid\n"
-                              "    graph: {nodes: [{id: a, type: noop}]}\n", "par.yaml")
-    await apply_files(pool, [child])
-    await apply_files(pool, [parent])
-    assert (await apply_files(pool, [parent])).changes == []  # from the fingerprint
+    parent = await _caller_applied_twice(
+        pool, tmp_path, "    on_failure: kid\n    graph: {nodes: [{id: a, type: noop}]}\n")
     async with pool.acquire() as conn, conn.transaction():
         await delete_workflow(conn, (await get_workflow(conn, "kid")).id)
     with pytest.raises(DefinitionError) as refused:
@@ -219,14 +214,23 @@ async def test_a_called_workflow_archived_since_makes_the_callers_files_checked_
     from triggerd.operations import Actor
     from triggerd.operations.workflows import archive
 
-    child = _write(tmp_path, "workflows:\n  - key: kid\n"
-                             "    graph: {nodes: [{id: a, type: noop}]}\n", "kid.yaml")
-    parent = _write(tmp_path, "workflows:\n  - key: par\n    graph: {nodes: [{id: call,"
-                              " type: workflow, params: {workflow: kid}}]}\n", "par.yaml")
-    await apply_files(pool, [child])
-    await apply_files(pool, [parent])
-    assert (await apply_files(pool, [parent])).changes == []  # from the fingerprint
+    parent = await _caller_applied_twice(
+        pool, tmp_path,
+        "    graph: {nodes: [{id: call, type: workflow, params: {workflow: kid}}]}\n")
     await archive(pool, Actor(name="token:ops", via="api"), "kid")
     with pytest.raises(DefinitionError) as refused:
         await apply_files(pool, [parent])
     assert "workflow 'kid' is archived" in refused.value.problems[0].message
+
+
+async def _caller_applied_twice(pool: asyncpg.Pool, tmp_path: Path, body: str) -> Path:
+    """Workflow kid from one file, then workflow par (``body``: its lines after the key,
+    naming kid) from another, applied twice: the second answered from the fingerprint.
+    Returns par's file."""
+    child = _write(tmp_path, "workflows:\n  - key: kid\n"
+                             "    graph: {nodes: [{id: a, type: noop}]}\n", "kid.yaml")
+    parent = _write(tmp_path, "workflows:\n  - key: par\n" + body, "par.yaml")
+    await apply_files(pool, [child])
+    await apply_files(pool, [parent])
+    assert (await apply_files(pool, [parent])).changes == []  # from the fingerprint
+    return parent

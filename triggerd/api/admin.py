@@ -757,9 +757,8 @@ async def list_audit_handler(request: web.Request) -> web.Response:
             raise _bad_parameter(
                 "cursor: not a cursor returned by this API (pass next_cursor back)")
         before = int(cursor)
-    tenant = request[TENANT]
-    if target is not None:  # as the lists print names: acme:billing/x, or a bare default one
-        target, tenant = labelled_target(target, tenant)
+    # As the lists print names: acme:billing/x, or a bare one the default tenant's.
+    target, tenant = labelled_target(target, request[TENANT])
     rows = await list_audit(request.app[POOL], target=target, before_id=before,
                             limit=limit + 1, tenant=tenant)
     page = rows[:limit]

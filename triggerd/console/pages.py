@@ -683,11 +683,8 @@ async def audit_page(request: web.Request) -> web.Response:
     # An audit row's id is a bigint: a larger number is no cursor (it overflowed before).
     if cursor is not None and not is_bigint_text(cursor):
         raise web.HTTPBadRequest(text="cursor: not one this page made")
-    tenant = _asked_tenant(request)
-    if target is not None:  # as the lists print names (acme:billing/x; bare: default's)
-        target_name, tenant = labelled_target(target, tenant)
-    else:
-        target_name = None
+    # As the lists print names (acme:billing/x; a bare one the default tenant's).
+    target_name, tenant = labelled_target(target, _asked_tenant(request))
     rows = await list_audit(request.app[POOL], target=target_name, tenant=tenant,
                             before_id=int(cursor) if cursor else None, limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]

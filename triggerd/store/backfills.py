@@ -167,11 +167,12 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         if current is None or current["state"] != "running":
             return 0, 0, True
         owner_state = await conn.fetchrow(
-            "SELECT w.status <> 'active' AS archived, NOT t.enabled AS disabled"
+            "SELECT w.status <> 'active' AS held, NOT t.enabled AS disabled"
             " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
             " WHERE t.id = $1::uuid", backfill.trigger_id)
-        if owner_state is not None and owner_state["archived"]:
-            return 0, 0, False  # held while its workflow is archived, as its triggers are
+        if owner_state is not None and owner_state["held"]:
+            # Held while its workflow is archived (or a draft), as its triggers are.
+            return 0, 0, False
         if owner_state is not None and owner_state["disabled"]:
             # Disabled meanwhile (by hand or by an apply): a backfill of a disabled trigger
             # is refused, and a running one stops as an archive stops it.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from triggerd.errors import Conflict, NotFound
-from triggerd.model import JSON, not_running_reason
+from triggerd.model import JSON, inactive_state
 from triggerd.notifications.channels import EXECUTIONS
 
 Conn = Any  # a connection inside the caller's transaction
@@ -59,9 +59,9 @@ async def start_child(conn: Conn, *, parent_id: str, node_id: str, key: str,
         " WHERE w.tenant_id = $1 AND w.key = $2", parent["tenant_id"], key, version)
     if target is None:
         raise NotFound(f"no workflow with key {key!r}")
-    refused = not_running_reason(target["status"], key)
-    if refused is not None:
-        raise Conflict(refused.partition(";")[0])
+    state = inactive_state(target["status"])
+    if state is not None:
+        raise Conflict(f"workflow {key} is {state}")
     if target["version_id"] is None:
         raise Conflict(f"workflow {key} has no "
                        + ("published version" if version is None else f"version {version}"))

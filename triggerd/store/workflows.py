@@ -21,6 +21,7 @@ from triggerd.model import (
     TriggerSpec,
     WorkflowSpec,
     WorkflowStatus,
+    inactive_state,
     normalize_webhook_path,
     tenant_label,
 )
@@ -611,8 +612,8 @@ async def _refuse_bad_workflow_references(
             continue
         status = spec.status.value if spec is not None and spec.status_given else (
             row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
-        if status != WorkflowStatus.ACTIVE.value:  # a call of it starts nothing
-            state = "archived" if status == WorkflowStatus.ARCHIVED.value else "a draft"
+        state = inactive_state(status)
+        if state is not None:  # a call of it starts nothing
             problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} is {state}"))
             continue
         schema: Any = None
