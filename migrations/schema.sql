@@ -804,14 +804,6 @@ ALTER TABLE ONLY public.webhook_requests
 
 
 --
--- Name: workflow_executions workflow_executions_dedupe; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.workflow_executions
-    ADD CONSTRAINT workflow_executions_dedupe UNIQUE (trigger_id, dedupe_key);
-
-
---
 -- Name: workflow_executions workflow_executions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1022,6 +1014,13 @@ CREATE INDEX workflow_executions_created ON public.workflow_executions USING btr
 --
 
 CREATE INDEX workflow_executions_dedupe_expiry ON public.workflow_executions USING btree (dedupe_expires_at) WHERE (dedupe_expires_at IS NOT NULL);
+
+
+--
+-- Name: workflow_executions_dedupe_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX workflow_executions_dedupe_key ON public.workflow_executions USING btree (trigger_id, dedupe_key) WHERE (dedupe_key IS NOT NULL);
 
 
 --

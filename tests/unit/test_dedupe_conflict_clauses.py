@@ -1,9 +1,9 @@
 """Every ``ON CONFLICT`` on the dedupe key names the predicate ``WHERE dedupe_key IS NOT
-NULL``. Such a clause matches both today's full unique constraint
-(``workflow_executions_dedupe``) and the partial unique index that replaces it in a later
-release; a clause without it matches only the full constraint, and replicas still running
-this release would fail every cron write and webhook once the constraint is gone
-(expand/contract: README, Rolling upgrade)."""
+NULL``. Such a clause matches the partial unique index ``workflow_executions_dedupe_key``
+(migration 0037), which replaced the full unique constraint ``workflow_executions_dedupe``;
+a clause without the predicate matches only the full constraint, and fails with "there is
+no unique or exclusion constraint matching the ON CONFLICT specification" on every cron
+write and webhook."""
 
 from __future__ import annotations
 
