@@ -34,6 +34,7 @@ from typing import Any, Final
 from jinja2 import (
     StrictUndefined,
     Template,
+    TemplateError,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
@@ -738,7 +739,7 @@ def _parsed_facts(source: str) -> TemplateFacts:
         # What Jinja gives a macro's body: the {% call %} block's caller, and the
         # arguments past its own parameters.
         declared.update(("caller", "varargs", "kwargs"))
-    names = frozenset(loaded - declared)
+    names = frozenset((loaded - declared) | _scoped_away(tree, declared))
     keys: list[tuple[str, str]] = []
     node_attributes: list[tuple[str, str]] = []
     for found in tree.find_all((jinja_nodes.Getattr, jinja_nodes.Getitem)):
@@ -764,6 +765,41 @@ def _parsed_facts(source: str) -> TemplateFacts:
         ):
             node_attributes.append((node_id, key))
     return TemplateFacts(names=names, keys=tuple(keys), node_attributes=tuple(node_attributes))
+
+
+# Statements whose names stay inside them: a name set in a loop's body, a macro, a
+# {% call %} or {% filter %} block or a {% with %} is gone after it ({% if %} is no scope).
+_SCOPES: Final = (jinja_nodes.For, jinja_nodes.Macro, jinja_nodes.CallBlock,
+                  jinja_nodes.FilterBlock, jinja_nodes.With)
+
+
+def _scoped_away(tree: jinja_nodes.Node, declared: set[str]) -> set[str]:
+    """Names read where nothing set them although something did, inside a scope that ends
+    before the read: ``{% for x in a %}{% set y = x %}{% endfor %}{{ y }}`` fails every run
+    ('y' is undefined). Jinja2's own analysis finds the reads; it is conservative (a name
+    set in one branch of an ``{% if %}`` counts as unset), so only names that nothing sets
+    outside every scope are kept."""
+    if not declared or not isinstance(tree, jinja_nodes.Template) \
+            or tree.find(_SCOPES) is None:
+        return set()
+    outside: set[str] = set()
+
+    def visit(node: jinja_nodes.Node) -> None:
+        for child in node.iter_child_nodes():
+            if isinstance(child, jinja_nodes.Macro):
+                outside.add(child.name)  # the macro's own name is set where it stands
+            if isinstance(child, _SCOPES):
+                continue
+            if isinstance(child, jinja_nodes.Name) and child.ctx != "load":
+                outside.add(child.name)
+            visit(child)
+
+    visit(tree)
+    try:
+        unset = meta.find_undeclared_variables(tree)
+    except TemplateError:  # what the compiler refuses, a run reports as it compiles
+        return set()
+    return (unset & declared) - outside - KNOWN_NAMES
 
 
 def _literal_key(found: jinja_nodes.Node) -> tuple[jinja_nodes.Node | None, object]:

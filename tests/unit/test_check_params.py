@@ -15,7 +15,13 @@ from triggerd.definitions import check_documents, load_documents
 from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import Report
 from triggerd.errors import DefinitionError
-from triggerd.expressions import _parsed_facts, _plain_facts, inspect_template, render_string
+from triggerd.expressions import (
+    ExpressionError,
+    _parsed_facts,
+    _plain_facts,
+    inspect_template,
+    render_string,
+)
 from triggerd.nodes.registry import builtin_node_types, load_registry
 
 BUILTIN_NODE_TYPES = tuple(builtin_node_types())
@@ -210,6 +216,33 @@ def test_literal_checks_leave_templates_and_good_values_alone() -> None:
                   "{% macro m() %}{{ kwargs | length }}{% endmacro %}{{ m(a=1) }}"):
         assert found(chain(node("a", "set", value=value))) == set(), value
         assert render_string(value, {}) in ("hi", "2", "1")
+
+
+def test_names_set_in_a_scope_that_ended_are_unknown_where_they_are_read() -> None:
+    # Jinja2 forgets what a loop's body, a macro or a {% with %} set once it ends: each of
+    # these failed every run ('y' is undefined) while check called it valid.
+    for value, name in (
+        ("{% for x in input.items %}{% set y = x %}{% endfor %}{{ y }}", "y"),
+        ("{% for x in input.items %}{% endfor %}{{ x }}", "x"),
+        ("{% macro m() %}{% set z = 1 %}{% endmacro %}{{ m() }}{{ z }}", "z"),
+        ("{% with q = 1 %}{% endwith %}{{ q }}", "q"),
+        ("{% for x in input.items %}{% endfor %}{{ loop.index }}", "loop"),
+    ):
+        problems = {m for _, m in found(chain(node("a", "set", value=value)))}
+        assert len(problems) == 1 and f"unknown name {name!r}" in problems.pop(), value
+        with pytest.raises(ExpressionError, match="undefined"):
+            render_string(value, {"input": {"items": [1, 2]}})
+    # What renders stays valid: a set in an {% if %} (no scope), in both branches, before a
+    # loop that changes it, or read inside its own scope.
+    for value in (
+        "{% if input.items %}{% set y = 1 %}{% endif %}{% if input.items %}{{ y }}{% endif %}",
+        "{% if input.items %}{% set y = 1 %}{% else %}{% set y = 2 %}{% endif %}{{ y }}",
+        "{% set y = 0 %}{% for x in input.items %}{% set y = x %}{% endfor %}{{ y }}",
+        "{% for x in input.items %}{% set y = x %}{{ y }}{{ loop.index }}{% endfor %}",
+        "{% with q = 1 %}{{ q }}{% endwith %}",
+    ):
+        assert found(chain(node("a", "set", value=value))) == set(), value
+        render_string(value, {"input": {"items": [1, 2]}})
 
 
 def test_python_attributes_the_sandbox_refuses_are_refused_by_check() -> None:
