@@ -780,7 +780,7 @@ def _scoped_away(tree: jinja_nodes.Node, declared: set[str]) -> set[str]:
     set in one branch of an ``{% if %}`` counts as unset), so only names that nothing sets
     outside every scope are kept."""
     if not declared or not isinstance(tree, jinja_nodes.Template) \
-            or tree.find(_SCOPES) is None:
+            or next(tree.find_all(_SCOPES), None) is None:
         return set()
     outside: set[str] = set()
 
