@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -19,16 +20,40 @@ import tempfile
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from triggerd import db
 from triggerd.config import Settings
+from triggerd.cron import utc_iso
+from triggerd.durations import format_duration
 from triggerd.errors import Conflict, TriggerdError, Unavailable, UsageError
+from triggerd.schedules import SCHEDULED_TYPES
 from triggerd.store import backup as store
 
 # The first bytes of every pg_dump custom-format archive.
 ARCHIVE_MAGIC = b"PGDMP"
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
+
+
+class OutputFailed(TriggerdError):
+    """The backup file could not be written (a full disk, a quota): as any output the
+    file system refuses, exit 74 (EX_IOERR)."""
+
+    exit_code = 74
+
+
+# What pg_dump says when the file system refuses its output (strerror's words).
+_OUTPUT_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large",
+                    "Read-only file system", "Input/output error")
+
+
+def dump_failure(message: str, file: Path) -> TriggerdError:
+    """The error for pg_dump's complaint: its output refused (exit 74) or anything else
+    (the database or the program: exit 5, retrying may help)."""
+    if any(words in message for words in _OUTPUT_FAILURES):
+        return OutputFailed(f"pg_dump could not write {file}: {message}")
+    return Unavailable(f"pg_dump failed: {message}")
 
 
 class RestoreFailed(TriggerdError):
@@ -154,7 +179,7 @@ async def _database(settings: Settings) -> tuple[_Database, str]:
     conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
     try:
         major, version = await store.server_version(conn)
-        rows = await store.applied_migrations(conn)
+        rows = await db.applied_migrations(conn)
     finally:
         await conn.close()
     dsn, env = split_password(resolved)
@@ -192,8 +217,14 @@ def _target(file: Path) -> Path:
 def _temporary(target: Path) -> Path:
     """A temporary file beside the target (same file system: the rename is atomic), mode
     0600: executions hold payloads."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                suffix=".partial")
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                    suffix=".partial")
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            raise  # the file system refuses all output: exit 74, as any such write
+        raise UsageError(f"{target}: cannot create a file in {target.parent}:"
+                         f" {exc.strerror or exc}") from None
     os.close(fd)
     return Path(name)
 
@@ -221,8 +252,9 @@ async def backup(settings: Settings, file: Path, *, bindir: Path | None = None) 
     """Dump the configured database into ``file`` (custom format, mode 0600). pg_dump
     reads one MVCC snapshot, so a running daemon may keep working meanwhile."""
     target = _target(file)
+    # Arguments first: a bad one must not start (or create) the embedded server.
+    tool = find_tool("pg_dump", embedded=not settings.database.url, bindir=bindir)
     database, _ = await _database(settings)
-    tool = find_tool("pg_dump", embedded=database.embedded, bindir=bindir)
     await check_tool(tool, database.major, database.version)
     tmp = _temporary(target)
     try:
@@ -232,7 +264,7 @@ async def backup(settings: Settings, file: Path, *, bindir: Path | None = None) 
             database.env,
         )
         if code != 0:
-            raise Unavailable(f"pg_dump failed: {tool_message(err)}")
+            raise dump_failure(tool_message(err), file)
         size = _commit(tmp, target)
     except BaseException:
         _discard(tmp)
@@ -256,6 +288,16 @@ class RestoreResult:
     unknown: tuple[str, ...]  # in the restored schema, unknown to this triggerd
     # Resume copies by the id of the key that encrypted them (the archive's state dir's key).
     resume_keys: Mapping[str, int] = field(default_factory=dict)
+    # Enabled schedules, and the newest past slot of the ledger: the daemon catches up the
+    # slots since then under each misfire policy, unless ``skipped_missed``.
+    schedules: int = 0
+    last_slot: datetime | None = None
+    skipped_missed: bool = False
+
+
+# Tables every triggerd backup has (an archive with only some of them is another
+# application's).
+_TRIGGERD_TABLES = ("schema_migrations", "workflows", "workflow_triggers", "workflow_executions")
 
 
 def check_archive_header(file: Path) -> None:
@@ -276,14 +318,18 @@ async def _check_archive_contents(tool: Path, file: Path) -> None:
     code, out, err = await _run([str(tool), "--list", str(file)], {})
     if code != 0:
         message = tool_message(err)
-        if "unsupported version" in message:  # a newer pg_dump's archive format
+        version = re.search(r"unsupported version \((\d+)\.\d+\)", message)
+        if version and version.group(1) == "1":  # a newer pg_dump's archive format
             raise Unavailable(
                 f"{tool} cannot read {file}: {message}; use the pg_restore of the PostgreSQL"
                 " version that made it, or newer (--bindir DIR)"
             )
         raise UsageError(f"{file} cannot be read as an archive: {message}")
-    if not re.search(r"TABLE public schema_migrations\b", out):
-        raise UsageError(f"{file} is not a triggerd backup (it has no schema_migrations table)")
+    lacking = [table for table in _TRIGGERD_TABLES
+               if not re.search(rf"TABLE public {table}\b", out)]
+    if lacking:
+        raise UsageError(f"{file} is not a triggerd backup (it has no {lacking[0]} table);"
+                         " nothing was changed")
 
 
 async def _archive_migrations(tool: Path, file: Path) -> set[str]:
@@ -303,27 +349,32 @@ async def _archive_migrations(tool: Path, file: Path) -> set[str]:
             continue
         if line == "\\.":
             break
+        if not {"version", "name", "checksum"} <= set(columns):
+            # Another tool's table of that name, whatever else the archive holds.
+            raise UsageError(f"{file} is not a triggerd backup (its schema_migrations table"
+                             " is another tool's); nothing was changed")
         values = dict(zip(columns, line.split("\t"), strict=False))
-        if "name" in values:
-            names.add(values["name"])
+        names.add(values["name"])
     return names
 
 
 async def restore(
-    settings: Settings, file: Path, *, yes: bool, force: bool, bindir: Path | None = None
+    settings: Settings, file: Path, *, yes: bool, force: bool, bindir: Path | None = None,
+    skip_missed: bool = False,
 ) -> RestoreResult:
     """Replace the configured database's triggerd tables with the archive's, in one
-    transaction: any failure leaves the database as it was."""
+    transaction: any failure leaves the database as it was. ``skip_missed`` then moves
+    every schedule's catch-up floor to now: the slots since the backup are not run."""
     check_archive_header(file)
+    tool = find_tool("pg_restore", embedded=not settings.database.url, bindir=bindir)
     database, resolved = await _database(settings)
-    tool = find_tool("pg_restore", embedded=database.embedded, bindir=bindir)
     await check_tool(tool, database.major, database.version)
     await _check_archive_contents(tool, file)
     conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
     try:
         others = await store.triggerd_connections(conn)
         workflows = await store.count_rows(conn, "workflows")
-        applied = {str(r["name"]) for r in await store.applied_migrations(conn)}
+        applied = {str(r["name"]) for r in await db.applied_migrations(conn)}
     finally:
         await conn.close()
     newer = sorted(applied - await _archive_migrations(tool, file))
@@ -356,18 +407,41 @@ async def restore(
         raise RestoreFailed(f"pg_restore failed: {message}; nothing was changed")
     conn = await db.connect(resolved, application_name=store.BACKUP_APPLICATION_NAME)
     try:
-        rows = await store.applied_migrations(conn)
+        rows = await db.applied_migrations(conn)
         workflows = await store.count_rows(conn, "workflows")
         executions = await store.count_rows(conn, "workflow_executions")
         resume_keys = await store.resume_copy_keys(conn)
+        state = db.compare_schema(db.known_migrations(), rows)
+        schedules, last_slot = 0, None
+        if not state.missing:  # an older schema is migrated first, then started
+            schedules, last_slot = await store.restored_schedules(conn, SCHEDULED_TYPES)
+            if skip_missed:
+                await store.skip_missed_slots(conn, SCHEDULED_TYPES)
     finally:
         await conn.close()
-    state = db.compare_schema(db.known_migrations(), rows)
     return RestoreResult(
         file=str(file), workflows=workflows, executions=executions,
         migrations=tuple(str(r["name"]) for r in rows), missing=state.missing,
-        unknown=state.unknown, resume_keys=resume_keys,
+        unknown=state.unknown, resume_keys=resume_keys, schedules=schedules,
+        last_slot=last_slot, skipped_missed=skip_missed and not state.missing,
     )
+
+
+def _age(age: timedelta) -> str:
+    return format_duration(timedelta(seconds=max(0, int(age.total_seconds()))))
+
+
+def catch_up_warning(result: RestoreResult, now: datetime) -> str | None:
+    """What the daemon will do with the slots between the backup and now, when it may run
+    again what already ran after the backup was taken."""
+    if result.skipped_missed or not result.schedules or result.last_slot is None:
+        return None
+    since = utc_iso(result.last_slot)
+    return (f"the backup's {result.schedules} enabled schedule(s) last recorded a slot at"
+            f" {since} ({_age(now - result.last_slot)} ago): when the daemon starts,"
+            " each catches up the slots since then under its misfire policy (with"
+            " 'misfire: all', every one, up to max_catchup), so runs made after the backup"
+            " was taken may run again; restore with --skip-missed to catch up none")
 
 
 def resume_key_warning(result: RestoreResult, settings: Settings,

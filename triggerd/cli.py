@@ -1124,20 +1124,32 @@ async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.backup import restore, resume_key_warning
+    from triggerd.backup import catch_up_warning, restore, resume_key_warning
+    from triggerd.cron import utc_iso
 
     result = await restore(settings, Path(args.file), yes=args.yes, force=args.force,
-                           bindir=args.bindir)
+                           bindir=args.bindir, skip_missed=args.skip_missed)
     key_warning = resume_key_warning(result, settings, os.environ)
+    catch_up = catch_up_warning(result, datetime.now(UTC))
     if args.json:
         print_json({"file": result.file, "workflows": result.workflows,
                     "executions": result.executions, "migrations": list(result.migrations),
                     "missing_migrations": list(result.missing),
                     "unknown_migrations": list(result.unknown),
-                    "resume_key_warning": key_warning})
+                    "resume_key_warning": key_warning,
+                    "schedules": result.schedules,
+                    "last_slot": None if result.last_slot is None
+                    else utc_iso(result.last_slot),
+                    "skipped_missed": result.skipped_missed,
+                    "catch_up_warning": catch_up})
     else:
         print(f"restored {result.file}: {result.workflows} workflow(s),"
               f" {result.executions} execution(s)")
+        if result.skipped_missed and result.schedules:
+            print(f"{result.schedules} schedule(s) start from now: the slots since the"
+                  " backup are not caught up")
+    if catch_up is not None:
+        print(f"triggerd: warning: {catch_up}", file=sys.stderr)
     if result.missing:
         print(f"triggerd: warning: {db.behind_message(result.missing)}", file=sys.stderr)
     if result.unknown:
@@ -1408,6 +1420,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restore even while triggerd processes are connected")
     p.add_argument("--bindir", metavar="DIR", type=_path,
                    help="where pg_restore is (default: the embedded server's own, else PATH)")
+    p.add_argument("--skip-missed", action="store_true",
+                   help="schedules start from now: the slots since the backup are not caught"
+                        " up (else each misfire policy decides)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_restore)
 

@@ -461,11 +461,21 @@ def _warn_ahead(unknown: tuple[str, ...]) -> None:
     )
 
 
-async def _applied_rows(conn: asyncpg.Connection) -> list[Any]:
+FOREIGN_MIGRATIONS = (
+    "the database's schema_migrations table is not triggerd's (it lacks the columns"
+    " version, name and checksum: another tool's?); give triggerd a database of its own")
+
+
+async def applied_migrations(conn: Any) -> list[Any]:
+    """The rows of ``schema_migrations`` (none before the first migration). Another tool's
+    table of that name (its own columns) is a :class:`MigrationError`, not a crash."""
     try:
-        return list(await conn.fetch("SELECT version, name, checksum FROM schema_migrations"))
+        return list(await conn.fetch(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version"))
     except asyncpg.UndefinedTableError:
         return []
+    except (asyncpg.UndefinedColumnError, asyncpg.DatatypeMismatchError):
+        raise MigrationError(FOREIGN_MIGRATIONS) from None
 
 
 async def check_schema(dsn: str, migrations: list[Migration] | None = None) -> SchemaState:
@@ -474,7 +484,7 @@ async def check_schema(dsn: str, migrations: list[Migration] | None = None) -> S
     known = known_migrations() if migrations is None else migrations
     conn = await connect(dsn)
     try:
-        state = compare_schema(known, await _applied_rows(conn))
+        state = compare_schema(known, await applied_migrations(conn))
     finally:
         await conn.close()
     if state.missing:
@@ -493,10 +503,8 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> Migrat
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
         try:
             await conn.execute(_BOOTSTRAP)
-            applied = await conn.fetch(
-                "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-            )
-            state = compare_schema(todo, list(applied))
+            applied = await applied_migrations(conn)
+            state = compare_schema(todo, applied)
             if state.unknown:
                 _warn_ahead(state.unknown)
             done = {row["version"] for row in applied}
@@ -505,7 +513,15 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> Migrat
                 if migration.version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(migration.sql)
+                    try:
+                        await conn.execute(migration.sql)
+                    except asyncpg.PostgresError as exc:
+                        # Its transaction is rolled back: name the file, not only the
+                        # statement's complaint.
+                        raise MigrationError(
+                            f"migration {migration.name} failed and was rolled back"
+                            f" ({len(newly)} applied before it): {type(exc).__name__}:"
+                            f" {exc}") from None
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum)"
                         " VALUES ($1, $2, $3)",
@@ -518,7 +534,9 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> Migrat
                     "migration applied",
                     extra={"event": "migration_applied", "migration": migration.name},
                 )
-            current = max([m.version for m in todo] + [0])
+            # The database's own version: a newer triggerd may have gone further.
+            current = max([m.version for m in todo]
+                          + [int(row["version"]) for row in applied] + [0])
             return MigrationReport(applied=tuple(newly), current=current)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)

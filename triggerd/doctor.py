@@ -92,9 +92,13 @@ class SchemaFacts:
     missing: tuple[str, ...] = ()  # shipped but not applied
     unknown: tuple[str, ...] = ()  # applied but not shipped (a newer triggerd)
     edited: str | None = None  # why an applied migration does not match its file
+    foreign: str | None = None  # schema_migrations is another tool's table
 
 
 def check_migrations(facts: SchemaFacts) -> Check:
+    if facts.foreign is not None:
+        return _fail("migrations", facts.foreign, "point [database] url at a database that"
+                     " triggerd alone uses (an empty one: 'triggerd migrate' fills it)")
     if facts.edited is not None:
         return _fail("migrations", facts.edited, "restore the original migration file "
                      "(reinstall the triggerd release that applied it)")

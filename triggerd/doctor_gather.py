@@ -63,6 +63,11 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
     where = (db.redact_dsn(settings.database.direct_url or settings.database.url)
              if not embedded else f"the embedded server in {pgdata}")
     try:
+        if embedded and not (pgdata / "PG_VERSION").exists():
+            # Doctor changes nothing: it does not create the embedded server.
+            raise DatabaseUnavailable(
+                f"no embedded database in {pgdata} yet (the daemon's first start, or"
+                " 'triggerd migrate', creates it)")
         dsn = db.direct_dsn(settings, await db.resolve_dsn(settings))
         conn = await db.connect(dsn, application_name="triggerd-doctor")
     except DatabaseUnavailable as exc:
@@ -112,7 +117,10 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
 
 
 async def _schema_facts(conn: Any) -> SchemaFacts:
-    rows = await store.applied_migrations(conn)
+    try:
+        rows = await db.applied_migrations(conn)
+    except MigrationError as exc:  # another tool's schema_migrations
+        return SchemaFacts(applied=0, foreign=exc.message)
     try:
         state = db.compare_schema(db.known_migrations(), rows)
     except MigrationError as exc:

@@ -18,6 +18,7 @@ import shutil
 import signal
 import stat
 import warnings
+from datetime import UTC
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,8 @@ async def test_round_trip_restores_every_table_row_for_row(
             sections={"executor": {"resume_key_file": str(other_key)}})
         original = load_resume_key(load_settings(config, environ={}), {}).key_id
         other = load_resume_key(load_settings(elsewhere, environ={}), {}).key_id
-        warned = await run_cli(elsewhere, "restore", str(backup_file), "--yes")
+        warned = await run_cli(elsewhere, "restore", str(backup_file), "--yes",
+                               "--skip-missed")  # (its cron slot's warning: another test)
         assert warned.returncode == 0, warned
         assert warned.stderr == (
             f"triggerd: warning: 1 resume copy of the restored runs was encrypted with key"
@@ -215,8 +217,12 @@ async def test_round_trip_restores_every_table_row_for_row(
             " RESUME_KEY_MISMATCH\n")
 
         restored = await run_cli(config, "restore", str(backup_file), "--yes")
-        assert (restored.returncode, restored.stdout, restored.stderr) == (
-            0, f"restored {backup_file}: 2 workflow(s), 2 execution(s)\n", "")
+        assert (restored.returncode, restored.stdout) == (
+            0, f"restored {backup_file}: 2 workflow(s), 2 execution(s)\n")
+        # The cron slot's ledger row: the daemon would catch up the slots since it.
+        assert restored.stderr.startswith(
+            "triggerd: warning: the backup's 1 enabled schedule(s) last recorded a slot at"
+            " 2026-01-01T02:00:00Z ("), restored
         assert await snapshot(conn) == before
     finally:
         await conn.close()
@@ -325,6 +331,124 @@ async def test_backup_refuses_a_target_that_is_not_a_regular_file(
         assert (made.returncode, made.stderr) == (2, f"triggerd: error: {target}: {reason}\n")
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+async def test_backup_into_a_directory_that_takes_no_file_is_a_usage_error(
+    dsn: str, tmp_path: Path
+) -> None:
+    # mkstemp's error was an internal error (exit 70) with a traceback's last line.
+    config = url_config(tmp_path, dsn)
+    made = await run_cli(config, "backup", "/proc/b.dump", "--bindir", BINDIR)
+    assert (made.returncode, made.stderr) == (
+        2, "triggerd: error: /proc/b.dump: cannot create a file in /proc: No such file or"
+           " directory\n")
+
+
+async def test_bad_arguments_create_no_embedded_server(tmp_path: Path) -> None:
+    """A bad --bindir was refused only after the embedded server had been created (initdb,
+    46 MB), and doctor created one where none was, although it changes nothing."""
+    state = tmp_path / "state"
+    config = tmp_path / "t.toml"
+    config.write_text(toml_document({"daemon": {"state_dir": str(state)}}))
+    (tmp_path / "a.dump").write_bytes(b"PGDMP" + bytes(100))
+    for argv in (("backup", str(tmp_path / "b.dump")), ("restore", str(tmp_path / "a.dump"))):
+        refused = await run_cli(config, *argv, "--bindir", "/nope")
+        tool = "pg_dump" if argv[0] == "backup" else "pg_restore"
+        assert (refused.returncode, refused.stderr) == (
+            2, f"triggerd: error: --bindir: /nope/{tool} is not an executable {tool}\n")
+    doctor = await run_cli(config, "doctor", "--json")
+    assert doctor.returncode == 5, doctor
+    database = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "database")
+    assert f"no embedded database in {state / 'postgres'} yet" in database["detail"], database
+    assert not state.exists() or not any(state.iterdir())
+
+
+async def test_another_applications_backup_is_refused_and_changes_nothing(
+    dsn: str, tmp_path: Path
+) -> None:
+    """An archive with a schema_migrations table of another tool's shape was restored (its
+    tables committed) and then crashed the command (exit 70)."""
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    other = tmp_path / "other.dump"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS other_app")
+        await admin.execute("CREATE DATABASE other_app")
+    finally:
+        await admin.close()
+    other_dsn = re.sub(r"/[^/?]+(\?|$)", r"/other_app\1", dsn, count=1)
+    conn = await asyncpg.connect(other_dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean);"
+            " INSERT INTO schema_migrations VALUES (1, false);"
+            " CREATE TABLE users (id int); INSERT INTO users VALUES (1)")
+    finally:
+        await conn.close()
+    dumped = await asyncio.create_subprocess_exec(
+        f"{BINDIR}/pg_dump", "--format=custom", "--file", str(other), "--dbname", other_dsn)
+    assert await dumped.wait() == 0
+    try:
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        refused = await run_cli(config, "restore", str(other), "--yes", "--bindir", BINDIR)
+        assert (refused.returncode, refused.stderr) == (
+            2, f"triggerd: error: {other} is not a triggerd backup (it has no workflows"
+               " table); nothing was changed\n")
+        async with pool.acquire() as conn:
+            assert await snapshot(conn) == before
+            assert await conn.fetchval("SELECT to_regclass('users')") is None
+        garbage = tmp_path / "garbage.dump"
+        garbage.write_bytes(b"PGDMPgarbage")
+        damaged = await run_cli(config, "restore", str(garbage), "--yes", "--bindir", BINDIR)
+        # A damaged header is no newer archive format (it said: use a newer pg_restore).
+        assert damaged.returncode == 2, damaged
+        assert damaged.stderr.startswith(f"triggerd: error: {garbage} cannot be read as an"
+                                         " archive: "), damaged
+    finally:
+        await pool.close()
+
+
+async def test_restore_says_schedules_catch_up_since_the_backup_or_skips_them(
+    dsn: str, tmp_path: Path
+) -> None:
+    """A restored ledger ends at the backup: the daemon then caught up every slot since,
+    running again what had run after the backup, and restore said nothing of it."""
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        await apply_doc(pool, {"workflows": [DEFINITIONS["workflows"][1]]})
+        trigger = await pool.fetchval("SELECT id FROM workflow_triggers WHERE name = 'nightly'")
+        last = await pool.fetchval(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome)"
+            " VALUES ($1, date_trunc('second', now()) - interval '2 hours', 'fired')"
+            " RETURNING scheduled_for", trigger)
+        backup_file = tmp_path / "b.dump"
+        assert (await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+                ).returncode == 0
+        said = await run_cli(config, "restore", str(backup_file), "--yes", "--bindir", BINDIR)
+        assert said.returncode == 0, said
+        when = last.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        assert said.stderr.startswith(
+            f"triggerd: warning: the backup's 1 enabled schedule(s) last recorded a slot at"
+            f" {when} (2h"), said
+        assert said.stderr.endswith(
+            "restore with --skip-missed to catch up none\n"), said
+        assert await pool.fetchval("SELECT floor_at FROM trigger_state WHERE trigger_id = $1",
+                                   trigger) is None
+        started = await pool.fetchval("SELECT now()")
+        skipped = await run_cli(config, "restore", str(backup_file), "--yes", "--json",
+                                "--skip-missed", "--bindir", BINDIR)
+        assert (skipped.returncode, skipped.stderr) == (0, ""), skipped
+        shown = json.loads(skipped.stdout)
+        assert (shown["schedules"], shown["last_slot"], shown["skipped_missed"],
+                shown["catch_up_warning"]) == (1, when, True, None)
+        floor = await pool.fetchval("SELECT floor_at FROM trigger_state WHERE trigger_id = $1",
+                                    trigger)
+        assert floor is not None and floor >= started  # no slot from before now runs
+    finally:
+        await pool.close()
 
 
 async def test_a_damaged_archive_changes_nothing(dsn: str, tmp_path: Path) -> None:

@@ -131,6 +131,21 @@ async def test_schema_behind_is_a_finding_and_nothing_is_migrated(empty_dsn: str
         await conn.close()
 
 
+async def test_another_tools_schema_migrations_is_a_finding(empty_dsn: str) -> None:
+    # Doctor crashed (exit 70, UndefinedColumnError) and reported nothing at all.
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await conn.execute("CREATE TABLE schema_migrations (version bigint, dirty boolean)")
+    finally:
+        await conn.close()
+    checks = by_name(await run_checks(settings_for(empty_dsn, free_port())))
+    migrations = checks["migrations"]
+    assert (migrations.status, migrations.exit_code, migrations.detail) == (
+        Status.FAIL, 4, db.FOREIGN_MIGRATIONS)
+    assert migrations.fix is not None and "a database that triggerd alone uses" in migrations.fix
+    assert checks["database"].status is Status.OK
+
+
 async def test_zone_missing_from_tzdata_fails(pool: asyncpg.Pool, dsn: str) -> None:
     await apply_doc(pool, DOC)
     # A zone the tz database no longer has (as after a rename), written behind apply's back.

@@ -85,6 +85,28 @@ async def test_database_ahead_of_code_is_migrated_around(empty_dsn: str) -> None
         await conn.close()
     report = await db.migrate(empty_dsn)
     assert report.applied == (known[-1].name,)
+    assert report.current == 9999  # the database's version, not the newest this one ships
+
+
+async def test_another_tools_schema_migrations_is_a_clear_refusal(empty_dsn: str) -> None:
+    """A database whose schema_migrations is another tool's (golang-migrate's shape): every
+    command crashed (exit 70, UndefinedColumnError) and doctor reported nothing."""
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await conn.execute("CREATE TABLE schema_migrations (version bigint PRIMARY KEY,"
+                           " dirty boolean NOT NULL); INSERT INTO schema_migrations"
+                           " VALUES (20240101, false)")
+    finally:
+        await conn.close()
+    for attempt in (db.migrate(empty_dsn), db.check_schema(empty_dsn)):
+        with pytest.raises(MigrationError) as info:
+            await attempt
+        assert str(info.value) == db.FOREIGN_MIGRATIONS
+    conn = await asyncpg.connect(empty_dsn)
+    try:  # nothing of triggerd's was created beside it
+        assert await conn.fetchval("SELECT to_regclass('workflows')") is None
+    finally:
+        await conn.close()
 
 
 async def test_edited_migration_is_refused(dsn: str) -> None:
@@ -105,8 +127,14 @@ async def test_failing_migration_leaves_nothing_behind(empty_dsn: str) -> None:
             sql="CREATE TABLE half_done (id int); SELECT no_such_function();",
         )
     ]
-    with pytest.raises(asyncpg.UndefinedFunctionError):
+    with pytest.raises(MigrationError) as info:
         await db.migrate(empty_dsn, broken)
+    # The file is named, with how many went before it and the server's complaint.
+    assert str(info.value).startswith(
+        f"migration {following:04d}_broken.sql failed and was rolled back ({len(known)}"
+        " applied before it): UndefinedFunctionError: function no_such_function() does not"
+        " exist")
+    assert info.value.exit_code == 4
     conn = await asyncpg.connect(empty_dsn)
     try:
         versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]

@@ -3,9 +3,11 @@ the versions of pg_dump/pg_restore, their errors as one line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from triggerd.backup import split_password, tool_message, tool_version
+from triggerd.backup import dump_failure, split_password, tool_message, tool_version
 
 
 @pytest.mark.parametrize(
@@ -51,3 +53,16 @@ def test_tool_message_is_one_line_of_error_lines() -> None:
     )
     assert tool_message(stderr) == "could not read from input file: end of file"
     assert tool_message("") == "no message"
+
+
+def test_a_full_disk_under_pg_dump_is_an_output_failure() -> None:
+    # It was exit 5 ("unavailable": retrying may help), where the same disk refusing the
+    # temporary file was exit 74, as every output a file system refuses.
+    full = dump_failure("could not write to output file: No space left on device",
+                        Path("/backups/t.dump"))
+    assert (full.exit_code, full.message) == (
+        74, "pg_dump could not write /backups/t.dump: could not write to output file: No"
+            " space left on device")
+    down = dump_failure("connection to server on socket failed", Path("t.dump"))
+    assert (down.exit_code, down.message) == (
+        5, "pg_dump failed: connection to server on socket failed")

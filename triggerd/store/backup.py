@@ -3,7 +3,8 @@ pg_dump or pg_restore do the work."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -19,17 +20,6 @@ async def server_version(conn: asyncpg.Connection) -> tuple[int, str]:
     num = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
     text = str(await conn.fetchval("SELECT current_setting('server_version')"))
     return num // 10000, text.split()[0]
-
-
-async def applied_migrations(conn: asyncpg.Connection) -> list[Any]:
-    """The rows of schema_migrations (version, name, checksum); none before the first
-    migration."""
-    try:
-        return list(await conn.fetch(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-        ))
-    except asyncpg.UndefinedTableError:
-        return []
 
 
 async def triggerd_connections(conn: asyncpg.Connection) -> int:
@@ -72,3 +62,27 @@ async def resume_copy_keys(conn: asyncpg.Connection) -> dict[str, int]:
     except asyncpg.UndefinedTableError:
         return {}
     return {str(r["key_id"]): int(r["n"]) for r in rows}
+
+
+async def restored_schedules(conn: asyncpg.Connection, types: Sequence[str]
+                             ) -> tuple[int, datetime | None]:
+    """The enabled schedules of active workflows, and the newest past slot the ledger
+    holds (the backup's last decision): from there the daemon catches up missed slots."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE t.type = ANY($1::text[]) AND t.enabled AND w.status = 'active'", list(types))
+    last: datetime | None = await conn.fetchval(
+        "SELECT max(scheduled_for) FROM trigger_slots WHERE scheduled_for <= now()")
+    return count, last
+
+
+async def skip_missed_slots(conn: asyncpg.Connection, types: Sequence[str]) -> int:
+    """Move every schedule's catch-up floor to now, as a resume without catch-up does: no
+    slot from before now runs. Returns how many schedules."""
+    result: str = await conn.execute(
+        "INSERT INTO trigger_state (trigger_id, floor_at)"
+        " SELECT id, now() FROM workflow_triggers WHERE type = ANY($1::text[])"
+        " ON CONFLICT (trigger_id) DO UPDATE"
+        " SET floor_at = GREATEST(trigger_state.floor_at, now()), updated_at = now()",
+        list(types))
+    return int(result.split()[-1])

@@ -24,13 +24,6 @@ async def database_clock(conn: Conn) -> datetime:
     return value
 
 
-async def applied_migrations(conn: Conn) -> list[Any]:
-    try:
-        return list(await conn.fetch("SELECT version, name, checksum FROM schema_migrations"))
-    except asyncpg.UndefinedTableError:
-        return []
-
-
 async def routable_webhooks(conn: Conn) -> list[tuple[str, str]]:
     """(full name, URL path) of every webhook trigger the daemon should serve: enabled, of
     a workflow that is not archived (the daemon's own route query, DESIGN §4); another
