@@ -18,8 +18,8 @@ import shutil
 import signal
 import stat
 import warnings
-from datetime import UTC
 from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
