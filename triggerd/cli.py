@@ -32,7 +32,13 @@ from triggerd.errors import (
     TriggerdError,
     UsageError,
 )
-from triggerd.jsonrules import JsonRefusal, finite_float, no_duplicates, refuse_constant
+from triggerd.jsonrules import (
+    JsonRefusal,
+    finite_float,
+    no_duplicates,
+    refuse_constant,
+    too_many_digits,
+)
 from triggerd.logs import setup_logging
 from triggerd.model import (
     CORRELATION_COLUMNS,
@@ -754,9 +760,7 @@ def _parse_input(text: str | None) -> dict[str, Any]:
     except RecursionError:
         raise UsageError("--input: nested too deeply") from None
     except ValueError:  # int() of more digits than Python reads
-        raise UsageError(
-            f"--input: a number with more than {sys.get_int_max_str_digits()} digits"
-        ) from None
+        raise UsageError(f"--input: {too_many_digits()}") from None
     if not isinstance(value, dict):
         raise UsageError("--input: must be a JSON object")
     problem = storage_problem(value)  # the API's rule (a 422 there)

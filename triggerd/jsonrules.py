@@ -6,6 +6,7 @@ PostgreSQL's json types refuse). One set of rules for the admin API's bodies, th
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, NoReturn
 
 
@@ -34,3 +35,16 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise JsonRefusal(f"the number {text[:40]} is too large")
     return value
+
+
+def too_many_digits() -> str:
+    """Python's limit on an integer's digits, in our words (its own name a function)."""
+    return f"a number with more than {sys.get_int_max_str_digits()} digits"
+
+
+def refusal_text(exc: ValueError) -> str:
+    """What a ``ValueError`` of ``json.loads`` with these rules says: a :class:`JsonRefusal`
+    its own message, Python's digit limit :func:`too_many_digits`."""
+    if "integer string conversion" in str(exc):
+        return too_many_digits()
+    return str(exc)

@@ -20,6 +20,7 @@ from yarl import URL
 from tests.helpers import apply_doc
 from triggerd.api.auth import StoredTokens
 from triggerd.config import ApiSettings, HttpSettings, Settings
+from triggerd.console.pages import _short_id
 from triggerd.daemon import create_app
 from triggerd.store.api_tokens import create_token, revoke_token
 from triggerd.tokens import display_prefix, generate_token, hash_token
@@ -251,6 +252,68 @@ async def test_logging_in_again_ends_the_browsers_previous_session(
         assert answer.status == 303  # the old cookie opens nothing
 
 
+async def test_a_login_posted_from_another_site_is_refused_even_with_a_planted_cookie(
+    admin: Visitor, pool: asyncpg.Pool, served: Client
+) -> None:
+    """A page on another port of the host (or a sibling subdomain) can write the login
+    form's double-submit cookie and post the attacker's token with it: the victim's admin
+    session was replaced by the attacker's viewer session. Browsers say where a form comes
+    from (Sec-Fetch-Site; older ones only Origin)."""
+    viewer = generate_token()
+    await create_token(pool, name="attacker", role="viewer", tenant=None,
+                       token_hash=hash_token(viewer), prefix=display_prefix(viewer))
+    sessions = await pool.fetch("SELECT principal FROM console_sessions")
+    planted = {"Cookie": "triggerd_login=PLANTED; " + "; ".join(
+        f"{c.key}={c.value}" for c in admin.http.cookie_jar)}
+    other = f"http://{served.host}:{served.port + 1}"
+    for headers in ({"Sec-Fetch-Site": "same-site", "Origin": other},
+                    {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": other}, {"Origin": "null"}):
+        async with aiohttp.ClientSession() as browser, browser.post(
+                admin.url("/ui/login"), allow_redirects=False,
+                data={"csrf": "PLANTED", "token": viewer, "next": "/ui/"},
+                headers={**planted, **headers}) as answer:
+            assert answer.status == 403, headers
+            assert (await answer.text()).startswith("a form posted from another"), headers
+            assert answer.headers["X-Frame-Options"] == "DENY"
+    # Nothing changed: the admin's session is the only one, and still works.
+    assert await pool.fetch("SELECT principal FROM console_sessions") == sessions
+    assert (await admin.get("/ui/"))[0] == 200
+    # The console's own pages post as before (a browser says same-origin; a client that
+    # says nothing is no browser).
+    status, _, _ = await admin.post("/ui/logout", {}, headers={
+        "Sec-Fetch-Site": "same-origin", "Origin": str(served.make_url("")).rstrip("/")})
+    assert status == 303
+
+
+async def test_the_inbox_takes_a_trigger_as_its_rows_label_it(admin: Visitor) -> None:
+    # An all-tenant session's inbox labels acme's rows acme:xss/hook; the filter with that
+    # label said "no trigger named" (the executions page took it).
+    status, page = await admin.get("/ui/webhooks?trigger=acme:xss/hook")
+    assert status == 200, page
+    status, page = await admin.get("/ui/webhooks?trigger=nowhere:xss/hook")
+    assert status == 404
+
+
+def test_short_ids_tell_time_ordered_ids_apart() -> None:
+    # The first 8 hex digits of a UUIDv7 are its time to a minute: a burst's runs all
+    # showed the same "01a24e0a".
+    first, second = "01a24e0a-1b2c-7d3e-8f40-5a6b7c8d9e0f", "01a24e0a-1b2c-7d3e-8f40-5a6b7c8d1234"
+    assert _short_id(first) == "01a24e0a…9e0f"
+    assert _short_id(first) != _short_id(second)
+    assert _short_id("42") == "42"
+
+
+async def test_raised_refusals_carry_the_consoles_headers(admin: Visitor) -> None:
+    # A 404 of the router or a handler's raised 400 went out with none of them.
+    for path in ("/ui/nope", "/ui/executions/xx", "/ui/executions?status=%3Cb%3E"):
+        async with admin.http.get(admin.url(path), allow_redirects=False) as answer:
+            assert answer.status in (400, 404), path
+            assert answer.headers["X-Content-Type-Options"] == "nosniff", path
+            assert answer.headers["Cache-Control"] == "no-store", path
+            assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
 # --- the tenant a page works in ---------------------------------------------------------------
 
 
@@ -300,6 +363,16 @@ BAD_INPUT: list[tuple[str, dict[str, str] | None, int, str]] = [
     (f"/ui/workflows?cursor=%00.{ZERO_ID}", None, 400, f"cursor: {NUL}"),
     ("/ui/audit?cursor=9999999999999999999", None, 400, "cursor: not one this page made"),
     ("/ui/audit?cursor=%C2%B2", None, 400, "cursor: not one this page made"),
+    # Checked as the admin API checks them (an unknown type listed nothing at all).
+    ("/ui/triggers?type=bogus", None, 400,
+     "type: 'bogus' is not one of cron, interval, webhook, manual"),
+    (f"/ui/triggers?cursor=XSS.every.{ZERO_ID}", None, 400, "cursor: not one this page made"),
+    ("/ui/triggers?cursor=xss.every", None, 400, "cursor: not one this page made"),
+    ("/ui/workflows?cursor=xss.zz", None, 400, "cursor: not one this page made"),
+    ("/ui/workflows/xss?from=%201&to=1", None, 400, "from and to must be version numbers"),
+    # Python's own words ("use sys.set_int_max_str_digits()") were the form's.
+    ("/ui/triggers/xss/by-hand/fire", {"input": '{"a": ' + "1" * 5000 + "}"}, 400,
+     "not valid JSON: a number with more than 4300 digits"),
     # A path parameter PostgreSQL cannot store names nothing (the admin API's answer).
     ("/ui/triggers/%00/x", None, 404, "no workflow '\\x00'"),
     ("/ui/triggers/xss/a%00", None, 404, "no trigger 'a\\x00'"),

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -52,7 +51,7 @@ from triggerd.errors import (
     UsageError,
     http_refusal,
 )
-from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
+from triggerd.jsonrules import finite_float, no_duplicates, refusal_text, refuse_constant
 from triggerd.model import (
     CORRELATION_COLUMNS,
     DEFAULT_TENANT,
@@ -454,15 +453,24 @@ def encode_name_cursor(*names: str) -> str:
     return ".".join([*keys, uuid.UUID(item_id).hex])
 
 
+def decode_name_cursor(text: str, *, parts: int) -> list[str] | None:
+    """The names and id of an :func:`encode_name_cursor` position (a workflow key and id,
+    ``parts=2``, or a key, a trigger name and id, ``parts=3``); None for any other text."""
+    pattern = _WORKFLOW_CURSOR if parts == 2 else _TRIGGER_CURSOR
+    if not pattern.fullmatch(text):
+        return None
+    *keys, hex_id = text.split(".")
+    return [*keys, str(uuid.UUID(hex_id))]
+
+
 def _name_cursor(request: web.Request, *, parts: int) -> list[str] | None:
     text = _query_value(request, "cursor")
     if text is None:
         return None
-    pattern = _WORKFLOW_CURSOR if parts == 2 else _TRIGGER_CURSOR
-    if not pattern.fullmatch(text):
+    found = decode_name_cursor(text, parts=parts)
+    if found is None:
         raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
-    *keys, hex_id = text.split(".")
-    return [*keys, str(uuid.UUID(hex_id))]
+    return found
 
 
 def _is_json_type(content_type: str) -> bool:
@@ -504,10 +512,7 @@ async def _json_body(request: web.Request, *, required: bool, expected: str) -> 
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON body is nested too deeply") from None
     except ValueError as exc:  # JsonRefusal, or an integer with too many digits
-        if "integer string conversion" in str(exc):  # Python's digit limit, in its words
-            raise ApiError(400, "invalid_json", "malformed JSON: a number with more than"
-                           f" {sys.get_int_max_str_digits()} digits") from None
-        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+        raise ApiError(400, "invalid_json", f"malformed JSON: {refusal_text(exc)}") from None
     problem = storage_problem(value)
     if problem is not None:
         raise ApiError(422, "invalid_body", problem)

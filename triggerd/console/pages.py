@@ -7,8 +7,8 @@ import asyncio
 import difflib
 import json
 import logging
+import re
 import urllib.parse
-import uuid
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from triggerd.api.admin import decode_cursor, encode_cursor, encode_name_cursor
+from triggerd.api.admin import (
+    decode_cursor,
+    decode_name_cursor,
+    encode_cursor,
+    encode_name_cursor,
+)
 from triggerd.api.auth import API_AUTH, AuthFailure
 from triggerd.api.health import readiness
 from triggerd.appkeys import POOL, SCHEDULER_LAG
@@ -46,10 +51,11 @@ from triggerd.console.sessions import (
 from triggerd.cron import Fire, fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
-from triggerd.jsonrules import finite_float, no_duplicates, refuse_constant
+from triggerd.jsonrules import finite_float, no_duplicates, refusal_text, refuse_constant
 from triggerd.model import (
     DEFAULT_TENANT,
     ExecutionStatus,
+    TriggerType,
     WorkflowStatus,
     labelled_target,
     tenant_label,
@@ -125,6 +131,14 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _short_id(value: str) -> str:
+    """A run's or request's id as lists show it: the first 8 hex digits of a time-ordered
+    id are its creation time to about a minute (every run of a burst shared them), so the
+    last 4, random, go with them."""
+    return f"{value[:8]}…{value[-4:]}" if len(value) == 36 else value
+
+
+_env.filters["short_id"] = _short_id
 _env.filters["when"] = _when
 _env.filters["pretty"] = _json
 _env.globals["symbol"] = lambda key: SYMBOLS.get(str(key), "·")
@@ -303,22 +317,28 @@ async def overview(request: web.Request) -> web.Response:
                   attention=attention, scheduler_lag=None if lag is None else lag())
 
 
-def _trigger_cursor(text: str | None) -> tuple[str, str, str] | None:
+def _name_cursor(text: str | None, parts: int) -> list[str] | None:
+    """A list page's cursor, checked as the admin API checks it."""
     if not text:
         return None
-    parts = text.split(".")
-    if len(parts) != 3:
+    found = decode_name_cursor(text, parts=parts)
+    if found is None:
         raise web.HTTPBadRequest(text="cursor: not one this page made")
-    try:
-        return parts[0], parts[1], str(uuid.UUID(parts[2]))
-    except ValueError:
-        raise web.HTTPBadRequest(text="cursor: not one this page made") from None
+    return found
+
+
+_TRIGGER_TYPES = tuple(t.value for t in TriggerType)
 
 
 async def triggers_page(request: web.Request) -> web.Response:
     workflow = request.query.get("workflow") or None
     kind = request.query.get("type") or None
-    after = _trigger_cursor(request.query.get("cursor"))
+    if kind is not None and kind not in _TRIGGER_TYPES:
+        # The admin API's words; an unknown type listed nothing, as if there were none.
+        raise web.HTTPBadRequest(
+            text=f"type: {kind[:40]!r} is not one of {', '.join(_TRIGGER_TYPES)}")
+    found = _name_cursor(request.query.get("cursor"), 3)
+    after = None if found is None else (found[0], found[1], found[2])
     # A workflow key in every tenant for an all-tenant session without ?tenant= (the list
     # shows them all: the filter looked in the default tenant only and found nothing).
     rows = await list_triggers(request.app[POOL], workflow_key=workflow, trigger_type=kind,
@@ -445,7 +465,7 @@ async def fire_action(request: web.Request) -> web.StreamResponse:
         errors = [{"path": "$", "message": "not valid JSON: nested too deeply"}]
     except ValueError as exc:  # JsonRefusal, or an integer with too many digits
         value, status = None, 400
-        errors = [{"path": "$", "message": f"not valid JSON: {exc}"}]
+        errors = [{"path": "$", "message": f"not valid JSON: {refusal_text(exc)}"}]
     if not_an_object:
         errors = [{"path": "$", "message": "the input must be a JSON object"}]
     problem = storage_problem(value) if value is not None and not errors else None
@@ -582,8 +602,15 @@ async def webhooks_page(request: web.Request) -> web.Response:
     trigger = request.query.get("trigger") or None
     outcome = request.query.get("outcome") or None
     cursor = request.query.get("cursor") or None
-    query = ListRequests(trigger=trigger, outcome=outcome, after_id=cursor, limit=PAGE_SIZE)
-    found = await list_requests(request.app[POOL], query, tenant=_asked_tenant(request))
+    tenant = _asked_tenant(request)
+    name = trigger
+    if trigger is not None:
+        # As the other pages: the label the list prints (acme:billing/hook) names it.
+        name, labelled_tenant = _labelled(request, trigger)
+        if name != trigger:
+            tenant = labelled_tenant
+    query = ListRequests(trigger=name, outcome=outcome, after_id=cursor, limit=PAGE_SIZE)
+    found = await list_requests(request.app[POOL], query, tenant=tenant)
     return render(request, "webhooks.html", items=found.items, next_cursor=found.next_cursor,
                   trigger=trigger or "", outcome=outcome or "", outcomes=OUTCOMES)
 
@@ -719,20 +746,17 @@ def version_diff(old: VersionRecord, new: VersionRecord) -> list[tuple[str, str]
 
 
 async def workflows_page(request: web.Request) -> web.Response:
-    after_text = request.query.get("cursor")
-    after = None
-    if after_text:
-        key, _, hex_id = after_text.partition(".")
-        try:
-            after = (key, str(uuid.UUID(hex_id)))
-        except ValueError:
-            raise web.HTTPBadRequest(text="cursor: not one this page made") from None
+    found = _name_cursor(request.query.get("cursor"), 2)
+    after = None if found is None else (found[0], found[1])
     rows = await list_workflows(request.app[POOL], tenant=_asked_tenant(request), after=after,
                                 limit=PAGE_SIZE + 1)
     page = rows[:PAGE_SIZE]
     next_cursor = (encode_name_cursor(page[-1].key, page[-1].id)
                    if len(rows) > PAGE_SIZE else None)
     return render(request, "workflows.html", workflows=page, next_cursor=next_cursor)
+
+
+_VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
 async def workflow_page(request: web.Request) -> web.Response:
@@ -745,10 +769,10 @@ async def workflow_page(request: web.Request) -> web.Response:
     diff: list[tuple[str, str]] | None = None
     chosen: tuple[int, int] | None = None
     if "from" in request.query or "to" in request.query:
-        try:
-            old, new = int(request.query.get("from", "")), int(request.query.get("to", ""))
-        except ValueError:
-            raise web.HTTPBadRequest(text="from and to must be version numbers") from None
+        old_text, new_text = request.query.get("from", ""), request.query.get("to", "")
+        if not (_VERSION_NUMBER.fullmatch(old_text) and _VERSION_NUMBER.fullmatch(new_text)):
+            raise web.HTTPBadRequest(text="from and to must be version numbers")
+        old, new = int(old_text), int(new_text)
         if old not in by_number or new not in by_number:
             raise web.HTTPNotFound(text=f"workflow {workflow.key} has no version {old}"
                                         f" or {new}")

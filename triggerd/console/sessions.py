@@ -16,15 +16,15 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from triggerd.api.auth import API_AUTH
-from triggerd.appkeys import POOL
+from triggerd.appkeys import POOL, SETTINGS
 from triggerd.config import Settings
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
@@ -153,13 +153,56 @@ def _refusal(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message, content_type="text/plain")
 
 
+# What a browser's Sec-Fetch-Site says of a form posted from the console's own pages (or
+# typed in: "none"). A same-site page on another port or a sibling subdomain can plant
+# the login form's double-submit cookie, so its posts are refused.
+_OWN_SITE = frozenset({"same-origin", "none"})
+
+
+def cross_site_post(headers: Mapping[str, str], host: str,
+                    public_host: str | None) -> str | None:
+    """Why a POST comes from another origin than the console's, or None. Browsers say it
+    in Sec-Fetch-Site; older ones only in Origin, which names the host the browser saw
+    (``[http] public_url``'s behind a proxy that rewrites Host). A client that sends
+    neither is no browser, and no browser's cookies are at stake."""
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return None if site.lower() in _OWN_SITE else f"a form posted from another site ({site})"
+    origin = headers.get("Origin")
+    if origin is None:
+        return None
+    seen = urlsplit(origin).netloc.lower() if origin != "null" else ""
+    if seen and seen in {host.lower(), (public_host or "").lower()}:
+        return None
+    return f"a form posted from another origin ({origin[:100]})"
+
+
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sessions, CSRF and the viewer role for everything under ``/ui/``."""
-    if not in_console(request.path):
+    """Sessions, CSRF and the viewer role for everything under ``/ui/``; every answer,
+    refusals and raised ones too, carries the console's security headers."""
+    if not in_console(request.path) or request.path.startswith(STATIC_PREFIX):
         return await handler(request)
-    if request.path.startswith(STATIC_PREFIX):
-        return await handler(request)
+    try:
+        response = await _console(request, handler)
+    except web.HTTPException as exc:
+        _headers(exc)
+        raise
+    _headers(response)
+    return response
+
+
+async def _console(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "POST":
+        public_url = request.app[SETTINGS].current.http.public_url
+        foreign = cross_site_post(request.headers, request.host,
+                                  urlsplit(public_url).netloc if public_url else None)
+        if foreign is not None:
+            logger.warning("console: cross-site POST refused",
+                           extra={"event": "console_cross_site_refused",
+                                  "path": request.path})
+            return close_unread(request, _refusal(403, f"{foreign} is refused; use the"
+                                                       " console's own pages"))
     if request.method == "POST" and request.body_exists:
         # Refused before anything is read (the login form is open to anyone); browsers
         # send a form's length. Any other would be read up to [http] max_body_bytes.
@@ -229,7 +272,6 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = _refusal(503, "the database cannot be reached right now; retry later")
     # The server's own time for the page (bench/console.py reads it).
     response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
-    _headers(response)
     return response
 
 

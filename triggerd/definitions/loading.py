@@ -35,7 +35,7 @@ from yaml.events import AliasEvent, Event
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from triggerd.definitions.problems import JsonPath, Report, described
-from triggerd.jsonrules import JsonRefusal, finite_float, refuse_constant
+from triggerd.jsonrules import JsonRefusal, finite_float, refuse_constant, too_many_digits
 from triggerd.storable import MAX_JSON_DEPTH
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -622,7 +622,7 @@ class _YamlBuilder:
             self._report.add(path, f"{exc.problem} (line {_line(node)})")
             return None
         except ValueError:  # int() of more digits than Python reads
-            self._report.add(path, f"{_too_many_digits()} (line {_line(node)})")
+            self._report.add(path, f"{too_many_digits()} (line {_line(node)})")
             return None
         if value is None or isinstance(value, str | bool | int):
             return value
@@ -754,13 +754,9 @@ def parse_json(text: str, report: Report, *, max_depth: int = MAX_DEPTH) -> tupl
             report.add((), f"JSON syntax error: {exc}")
         else:
             line = text.count("\n", 0, digits.start()) + 1
-            report.add((), f"{_too_many_digits()} (line {line})")
+            report.add((), f"{too_many_digits()} (line {line})")
         return False, None
     return True, _plain(raw, (), report)
-
-
-def _too_many_digits() -> str:
-    return f"a number with more than {sys.get_int_max_str_digits()} digits"
 
 
 def _plain(value: Any, path: JsonPath, report: Report) -> Any:

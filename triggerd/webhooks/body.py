@@ -29,7 +29,6 @@ import functools
 import json
 import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -38,6 +37,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from triggerd.errors import TriggerdError
+from triggerd.jsonrules import refusal_text
 
 BODY_MODES: tuple[str, ...] = ("parsed", "raw")
 
@@ -263,11 +263,7 @@ def _parse_json(text: str) -> Any:
         raise BodyError.invalid(
             f"invalid JSON body: nested more than {MAX_BODY_DEPTH} levels deep") from None
     except ValueError as exc:
-        if "integer string conversion" in str(exc):  # Python's digit limit, in its words
-            raise BodyError.invalid(
-                "invalid JSON body: a number with more than"
-                f" {sys.get_int_max_str_digits()} digits") from None
-        raise BodyError.invalid(f"invalid JSON body: {exc}") from None
+        raise BodyError.invalid(f"invalid JSON body: {refusal_text(exc)}") from None
 
 
 def _parse_form(body: bytes, charset: str | None) -> dict[str, Any]:
