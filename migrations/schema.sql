@@ -1038,6 +1038,13 @@ CREATE INDEX workflow_executions_parent ON public.workflow_executions USING btre
 
 
 --
+-- Name: workflow_executions_replay_of; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_replay_of ON public.workflow_executions USING btree (replay_of) WHERE (replay_of IS NOT NULL);
+
+
+--
 -- Name: workflow_executions_retry_of; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -192,6 +192,23 @@ async def test_list_show_replay(
         request_id) == 2
 
 
+async def test_replays_go_on_after_retention_removed_older_ones(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """Replays were numbered by their count + 1: once retention had removed replays 1 and
+    2 while 3 was kept, the next one was numbered 2 (free) and every one after it 3, a
+    kept key: "replayed at the same time; retry", for ever."""
+    await apply(pool, spec())
+    client, _ = await make_client()
+    request_id = (await post(client, {"action": "opened"}))[1]["execution_id"]
+    actor = Actor(name="ops", tenant=None, via="cli")
+    made = [await replay(pool, actor, request_id) for _ in range(3)]
+    await pool.execute("DELETE FROM workflow_executions WHERE id = ANY($1::uuid[])",
+                       [r.execution_id for r in made[:2]])  # what retention does
+    later = [await replay(pool, actor, request_id) for _ in range(2)]
+    assert [r.dedupe_key for r in later] == [f"replay:{request_id}:4", f"replay:{request_id}:5"]
+
+
 async def test_a_request_whose_trigger_is_gone_is_not_found_by_a_tenants_replay(
     make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
 ) -> None:

@@ -26,7 +26,7 @@ from triggerd.store.inbox import (
     get_inbox_request,
     insert_replay,
     list_inbox,
-    replay_count,
+    next_replay_number,
 )
 from triggerd.store.workflows import get_trigger, get_trigger_by_id, get_workflow, resolve_version
 from triggerd.webhooks.body import BodyError, parse_input
@@ -173,7 +173,7 @@ async def replay(pool: asyncpg.Pool, actor: Actor, request_id: str) -> ReplayRes
             except ExpressionError as exc:
                 raise Conflict(f"webhook request {wanted} cannot be replayed: its concurrency"
                                f" key could not be computed: {exc}") from None
-        number = await replay_count(conn, wanted) + 1
+        number = await next_replay_number(conn, wanted)
         key = f"replay:{wanted}:{number}"
         execution_id = time_ordered_id()
         context: dict[str, Any] = {"trigger": {

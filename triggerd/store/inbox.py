@@ -186,11 +186,14 @@ async def get_inbox_request(
     )
 
 
-async def replay_count(conn: Conn, request_id: str) -> int:
-    """How many replays of the request exist (their runs name it in replay_of)."""
+async def next_replay_number(conn: Conn, request_id: str) -> int:
+    """The n of the request's next replay (``replay:<id>:<n>``): one past the highest the
+    kept replays hold. Their count + 1 named a kept one's key once retention had removed
+    older replays, and every replay after was refused."""
     value: int = await conn.fetchval(
-        "SELECT count(*) FROM workflow_executions WHERE replay_of = $1::uuid", request_id
-    )
+        "SELECT coalesce(max(substring(dedupe_key FROM '[0-9]{1,9}$')::int), 0) + 1"
+        " FROM workflow_executions WHERE replay_of = $1::uuid AND dedupe_key LIKE 'replay:%'",
+        request_id)
     return value
 
 
