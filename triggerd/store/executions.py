@@ -268,9 +268,16 @@ def execution_list_query(
         conditions.append(f"e.status = '{status}'")
     elif status is not None:
         conditions.append(f"e.status = {arg(status)}")
-    if trigger_id is not None:
-        conditions.append(f"e.trigger_id = {arg(trigger_id)}::uuid")
-    if workflow_id is not None:
+    trigger = None if trigger_id is None else arg(trigger_id)
+    if trigger is not None:
+        conditions.append(f"e.trigger_id = {trigger}::uuid")
+    if workflow_id is not None and trigger is not None:
+        # A trigger's runs are its workflow's: asked once, not per row. Both on the rows
+        # made the planner AND the two indexes (a busy trigger's whole history, sorted:
+        # 82 ms at 8,000 runs, against 0.14 ms for the trigger alone).
+        conditions.append(f"EXISTS (SELECT 1 FROM workflow_triggers t WHERE t.id ="
+                          f" {trigger}::uuid AND t.workflow_id = {arg(workflow_id)}::uuid)")
+    elif workflow_id is not None:
         conditions.append(f"e.workflow_id = {arg(workflow_id)}::uuid")
     if scope is not None:
         # Each correlation id has an index of its own (newest first), as has a tenant.
