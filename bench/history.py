@@ -507,9 +507,14 @@ async def part_retention(admin: str, executions: int) -> None:
         started = time.perf_counter()
         batches: list[float] = []
         deleted = 0
+        positions: dict[str, Any] = {}  # one pass, as the daemon's loop keeps it
         while True:
             t0 = time.perf_counter()
-            n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH)
+            try:
+                n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH,
+                                                           None, positions)
+            except TypeError:  # a build from before passes kept positions
+                n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH)
             batches.append((time.perf_counter() - t0) * 1000)
             deleted += n
             if n < RETENTION_BATCH:
@@ -751,9 +756,11 @@ async def _retention_until_done(dsn: str, stop: asyncio.Event) -> tuple[int, flo
     deleted = 0
     try:
         retention = timedelta(days=30)
+        positions: dict[str, Any] = {}
         while not stop.is_set():
             round_started = time.monotonic()
-            n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH)
+            n = await store_executions.retention_batch(conn, retention, RETENTION_BATCH,
+                                                       None, positions)
             s = await store_slots.delete_old_slots(conn, retention, LEDGER_RETENTION_BATCH)
             deleted += n
             if n < RETENTION_BATCH and s < LEDGER_RETENTION_BATCH:

@@ -719,12 +719,13 @@ class Executor(BaseComponent):
         while self._running:
             try:
                 async with self.pool.acquire() as conn:
+                    positions: store.RetentionPositions = {}  # this pass's
                     while self._running:
                         started = time.monotonic()
                         deleted = await store.retention_batch(
                             conn, retention, RETENTION_BATCH,
                             {t.name: t.retention for t in self.settings.tenants
-                             if t.retention is not None})
+                             if t.retention is not None}, positions)
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(

@@ -1136,7 +1136,10 @@ def _note_lost(lost: set[str] | None, nodes: Sequence[NodeRow], written: Sequenc
 # probe each of workflow_executions_tenant_created (a loose index scan), and each one's
 # oldest runs are read from the same index, oldest first. A run ends after it was created,
 # so every run that ended before the cut was created before it: the range read stops at
-# the cut, whatever the history of a tenant that keeps its runs longer.
+# the cut, whatever the history of a tenant that keeps its runs longer. Within one pass a
+# batch starts after the last run the previous one deleted ($5-$7): old runs that are
+# kept (parked for weeks, or their parent's) were read again by every batch (227 ms a
+# batch behind 100,000 of them, against 15 ms).
 _RETENTION = """
 WITH RECURSIVE tenants AS (
     (SELECT tenant_id FROM workflow_executions ORDER BY tenant_id LIMIT 1)
@@ -1145,14 +1148,20 @@ WITH RECURSIVE tenants AS (
              ORDER BY e.tenant_id LIMIT 1)
     FROM tenants t WHERE t.tenant_id IS NOT NULL
 ), cut AS (
-    SELECT t.tenant_id, now() - coalesce(o.ms, $1) * interval '1 millisecond' AS before
+    SELECT t.tenant_id, now() - coalesce(o.ms, $1) * interval '1 millisecond' AS before,
+           -- An index condition, not an OR that the scan would filter by.
+           coalesce(p.created_at, '-infinity') AS done_at,
+           coalesce(p.id, '00000000-0000-0000-0000-000000000000') AS done_id
     FROM tenants t LEFT JOIN unnest($3::text[], $4::bigint[]) AS o (tenant, ms)
       ON o.tenant = t.tenant_id
+    LEFT JOIN unnest($5::text[], $6::timestamptz[], $7::uuid[]) AS p (tenant, created_at, id)
+      ON p.tenant = t.tenant_id
     WHERE t.tenant_id IS NOT NULL
 ), doomed AS (
     SELECT x.id FROM cut c CROSS JOIN LATERAL (
         SELECT e.id FROM workflow_executions e
          WHERE e.tenant_id = c.tenant_id AND e.created_at < c.before
+           AND (e.created_at, e.id) > (c.done_at, c.done_id)
            AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND e.end_time < c.before
            -- Test runs keep [executor] test_retention (delete_old_test_runs), and a run
            -- whose child still runs keeps it pointing at something.
@@ -1165,27 +1174,42 @@ WITH RECURSIVE tenants AS (
            AND NOT EXISTS (SELECT FROM workflow_executions p
                            WHERE p.id = e.parent_execution_id
                              AND p.status IN ('NEW', 'RUNNING', 'WAITING'))
-         ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED) x
+         ORDER BY e.created_at, e.id LIMIT $2 FOR UPDATE SKIP LOCKED) x
+), gone AS (
+    -- An index probe per id (see _FRESH on IN (subquery) in a big table).
+    DELETE FROM workflow_executions WHERE id = ANY(ARRAY(SELECT id FROM doomed))
+    RETURNING tenant_id, created_at, id
 )
--- An index probe per id (see _FRESH on IN (subquery) in a big table).
-DELETE FROM workflow_executions WHERE id = ANY(ARRAY(SELECT id FROM doomed))
+SELECT tenant_id, count(*) AS deleted,
+       (array_agg(created_at ORDER BY created_at DESC, id DESC))[1] AS created_at,
+       (array_agg(id ORDER BY created_at DESC, id DESC))[1] AS id
+FROM gone GROUP BY tenant_id
 """
+
+# Per tenant, the last run a pass's batches deleted: the next batch starts after it.
+RetentionPositions = dict[str, tuple[datetime, str]]
 
 
 async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
-                          tenants: Mapping[str, timedelta] | None = None) -> int:
+                          tenants: Mapping[str, timedelta] | None = None,
+                          positions: RetentionPositions | None = None) -> int:
     """Delete up to ``batch`` finished executions per tenant older than ``older_than`` (or
     the tenant's own retention in ``tenants``); their node and request rows go with them.
-    Returns how many were deleted."""
+    Returns how many were deleted. ``positions`` (one pass's, updated here) makes each
+    batch start after the runs the previous ones looked at."""
     overrides = tenants or {}
-    result: str = await conn.execute(
+    done = positions if positions is not None else {}
+    rows = await conn.fetch(
         _RETENTION,
         int(older_than.total_seconds() * 1000),
         batch,
         list(overrides),
         [int(d.total_seconds() * 1000) for d in overrides.values()],
+        list(done), [p[0] for p in done.values()], [p[1] for p in done.values()],
     )
-    return int(result.split()[-1])
+    for row in rows:
+        done[row["tenant_id"]] = (row["created_at"], str(row["id"]))
+    return sum(int(row["deleted"]) for row in rows)
 
 
 async def drop_stale_resume_copies(conn: Conn, batch: int = 500) -> int:
