@@ -694,8 +694,8 @@ async def test_a_retention_pass_reads_the_old_runs_it_keeps_once(pool: asyncpg.P
             try:
                 # The plan of a big history (read in the index's order); 310 rows would
                 # be read whole whatever the statement says.
-                await conn.execute("SET LOCAL enable_seqscan = off;"
-                                   " SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+                await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL"
+                                   " enable_bitmapscan = off; SET LOCAL enable_sort = off")
                 plan = await conn.fetchval(
                     "EXPLAIN (ANALYZE, FORMAT JSON) " + _RETENTION, 30 * 86_400_000, 2, [], [],
                     list(positions), [p[0] for p in positions.values()],
