@@ -139,9 +139,19 @@ def tenant_inbox_query(
         offers = " UNION ALL ".join(
             f"({offer(repr(str(uuid.UUID(t))) + '::uuid')})" for t in trigger_ids)
     else:
+        # Each trigger offers only ids, from its index in order (planned once for all
+        # triggers, whole rows made it read and sort every trigger's whole inbox: 1.8 s a
+        # page for 1,000 triggers over 220,000 requests); the page's rows are read last.
+        mine = "".join(
+            f" AND {c}" for c in _conditions("q", trigger_id=None, outcome=outcome,
+                                            after_id=after_id))
         offers = (
-            f"SELECT x.* FROM workflow_triggers tt CROSS JOIN LATERAL ({offer('tt.id')}) x"
-            " WHERE tt.tenant_id = $1 AND tt.type = 'webhook'")
+            f"SELECT {_SUMMARY}, r.id AS sort_id{_FROM} WHERE r.id = ANY(ARRAY("
+            "SELECT x.id FROM workflow_triggers tt CROSS JOIN LATERAL ("
+            f"SELECT q.id FROM webhook_requests q WHERE q.trigger_id = tt.id{mine}"
+            f" ORDER BY q.id DESC LIMIT {limit}) x"
+            f" WHERE tt.tenant_id = $1 AND tt.type = 'webhook' ORDER BY x.id DESC"
+            f" LIMIT {limit}))")
     # The tenant is checked again in the page (the literal branches do not name it).
     return (f"SELECT * FROM ({offers}) o WHERE o.tenant_id = $1"
             f" ORDER BY o.sort_id DESC LIMIT {limit}"), [tenant]
