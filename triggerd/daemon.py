@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,6 +69,11 @@ def create_app(
 # Settings that only take effect after a restart.
 # [executor] and [scheduler] are read by their loops when they start (a reload that changed
 # them said nothing).
+# An apply that lost a race with another replica's (the same new workflow or trigger):
+# tried again this many times in all.
+APPLY_ATTEMPTS = 3
+APPLY_COLLISIONS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
+                    asyncpg.SerializationError)
 _RESTART_ONLY = ("database", "http.host", "http.port", "http.processes", "daemon.state_dir",
                  "executor", "scheduler", "metrics.label_limit")
 
@@ -108,7 +114,19 @@ class Daemon:
             return
         # Reading and checking a large file takes seconds: apply_files does it in a thread,
         # so the loop keeps serving webhooks and firing schedules meanwhile (start and reload).
-        report = await apply_files(self.pool, files, settings=settings)
+        for attempt in range(1, APPLY_ATTEMPTS + 1):
+            try:
+                report = await apply_files(self.pool, files, settings=settings)
+                break
+            except APPLY_COLLISIONS as exc:
+                # Replicas reloaded by one deploy apply the same new workflow at once: the
+                # loser's transaction rolled back whole, and a second look finds it there.
+                if attempt == APPLY_ATTEMPTS:
+                    raise
+                logger.warning("definitions collided with another replica's apply; again",
+                               extra={"event": "definitions_apply_retry", "attempt": attempt,
+                                      "error": f"{type(exc).__name__}: {exc}"[:300]})
+                await asyncio.sleep(random.uniform(0.1, 0.5) * attempt)
         logger.info(
             "definitions applied",
             extra={
@@ -305,6 +323,17 @@ class Daemon:
                             "error": exc.message,
                             "problems": [str(p) for p in getattr(exc, "problems", [])],
                         },
+                    )
+                    return False
+                except Exception as exc:
+                    # The database gone, or a bug: the task's error was never read, so the
+                    # reload ended without a word and its new settings were dropped.
+                    logger.error(
+                        "reload refused: the definitions could not be applied, keeping the"
+                        " old configuration; send SIGHUP again"
+                        + (" once the database is back" if db.is_unavailable(exc) else ""),
+                        extra={"event": "reload_refused",
+                               "error": f"{type(exc).__name__}: {exc}"[:500]},
                     )
                     return False
                 # Against what runs, not the last file read: a second reload of the same

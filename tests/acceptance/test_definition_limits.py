@@ -69,3 +69,58 @@ async def test_reload_keeps_the_old_definitions_when_new_ones_are_a_bomb_or_too_
     assert daemon.events_named("daemon_reloaded") == []
     assert await daemon.stop(signal.SIGTERM) == 0
     assert "Traceback" not in "\n".join(daemon.stdout_lines + daemon.stderr_lines)
+
+
+async def test_a_reload_whose_apply_fails_says_so_and_one_that_collides_is_tried_again(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """Replicas reloaded by one deploy insert the same new workflow at once; the loser's
+    reload ended without a word (its error was never read) and its new settings were
+    dropped. A PostgreSQL trigger stands in for the other replica: a unique violation once
+    (tried again: applied), then any error (refused, named, the old settings kept)."""
+    import asyncpg
+
+    definitions = write_definitions(tmp_path / "greet.json", "greet")
+    daemon = await daemons.start(
+        database_url=dsn, sections={"daemon": {"definitions": [str(definitions)]}})
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("""
+            CREATE SEQUENCE collisions;  -- not rolled back with the failed apply
+            CREATE FUNCTION collide() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('collisions') = 1 THEN
+                    RAISE unique_violation USING MESSAGE = 'another replica was first';
+                END IF;
+                IF NEW.key = 'broken' THEN
+                    RAISE EXCEPTION 'the database refused it';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER collide BEFORE INSERT ON workflows
+                FOR EACH ROW EXECUTE FUNCTION collide();""")
+        config = daemon.config.read_text(encoding="utf-8")
+        second = write_definitions(tmp_path / "more.json", "more")
+        daemon.config.write_text(config.replace(
+            f'definitions = ["{definitions}"]', f'definitions = ["{definitions}", "{second}"]'
+        ).replace('level = "info"', 'level = "info"\n# reloaded'), encoding="utf-8")
+        daemon.send(signal.SIGHUP)
+        await daemon.wait_for_event("daemon_reloaded")
+        [retry] = daemon.events_named("definitions_apply_retry")
+        assert retry["error"] == "UniqueViolationError: another replica was first", retry
+        assert await conn.fetchval("SELECT count(*) FROM workflows WHERE key = 'more'") == 1
+
+        broken = write_definitions(tmp_path / "broken.json", "broken")
+        daemon.config.write_text(daemon.config.read_text(encoding="utf-8").replace(
+            f'"{second}"]', f'"{second}", "{broken}"]'), encoding="utf-8")
+        daemon.send(signal.SIGHUP)
+        refused = await daemon.wait_for_event("reload_refused")
+        assert refused["level"] == "error"
+        assert refused["error"] == "RaiseError: the database refused it", refused
+        assert "send SIGHUP again" in refused["msg"]
+        assert len(daemon.events_named("daemon_reloaded")) == 1
+        assert await conn.fetchval("SELECT count(*) FROM workflows WHERE key = 'broken'") == 0
+        assert await daemon.get("/healthz") == (200, {"status": "ok"})
+    finally:
+        await conn.close()
+    assert await daemon.stop(signal.SIGTERM) == 0
