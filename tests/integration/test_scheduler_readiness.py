@@ -139,6 +139,26 @@ async def test_readiness_names_a_trigger_whose_slot_write_failed_until_a_slot_is
         ) > 0
 
 
+async def test_the_oldest_owed_slot_keeps_its_age_while_rebuilds_fail(pool: Pool, dsn: str
+                                                                      ) -> None:
+    """A gap (a lost connection: a database outage) rebuilds the schedule, and the rebuild
+    forgot what was owed: triggerd_scheduler_oldest_owed_seconds read 0 for the whole
+    outage, so its alert could not fire. A rebuild that cannot read the triggers stands in
+    for the outage."""
+    workflow_id = await make_workflow(pool, key="reports")
+    await make_trigger(pool, workflow_id, "every", {"cron": "* * * * * *", "overlap": "allow"})
+    async with running(pool, dsn) as scheduler:
+        assert await wait_for(lambda: scheduler.stats.triggers == 1, timeout=5.0)
+        await pool.execute("ALTER TABLE workflow_triggers RENAME TO workflow_triggers_away")
+        try:
+            scheduler._request_recovery("test")  # what a lost connection does
+            assert await wait_for(lambda: scheduler.oldest_owed_seconds() > 2.0, timeout=8.0)
+        finally:
+            await pool.execute("ALTER TABLE workflow_triggers_away RENAME TO workflow_triggers")
+        # The next rebuild catches them up: nothing is owed late any more.
+        assert await wait_for(lambda: scheduler.oldest_owed_seconds() < 1.0, timeout=10.0)
+
+
 async def _is(scheduler: Any, expected: str | None) -> bool:
     return bool(await scheduler.readiness() == expected)
 

@@ -349,6 +349,8 @@ class CronScheduler(BaseComponent):
         self._recovery_task: asyncio.Task[None] | None = None
         self._recovery_reasons: list[str] = []
         self._recovering_since: datetime | None = None
+        # The oldest owed slot when a rebuild forgot the owed heap, until one succeeds.
+        self._owed_before_rebuild: datetime | None = None
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
         self._rebuilding = False  # a rebuild is scheduling (and yielding to the loop)
@@ -449,8 +451,11 @@ class CronScheduler(BaseComponent):
 
     def oldest_owed_seconds(self) -> float:
         """How long ago the oldest slot still owed was due; 0 when nothing owed is late.
-        O(1): the top of the owed heap."""
+        O(1): the top of the owed heap, or what it held when a rebuild began (until one
+        succeeds: a database outage owes every slot since, which it alone knows)."""
         oldest = self._owed.oldest()
+        if self._owed_before_rebuild is not None:
+            oldest = min(oldest or self._owed_before_rebuild, self._owed_before_rebuild)
         if oldest is None:
             return 0.0
         return max(0.0, (self._clock() - oldest).total_seconds())
@@ -525,6 +530,7 @@ class CronScheduler(BaseComponent):
             self._rebuilt_at = self._clock()
             self._rebuilt_mono = time.monotonic()
             self._recovering_since = None
+            self._owed_before_rebuild = None  # the rebuild owes (or wrote) them now
             scheduled_ms = round((time.monotonic() - started) * 1000, 1)
             tally = await flow.finish()
         logger.info(
@@ -1222,6 +1228,10 @@ class CronScheduler(BaseComponent):
     # --- what is owed (readiness) -----------------------------------------------------------
 
     def _forget_owed(self) -> None:
+        oldest = self._owed.oldest()
+        if oldest is not None and (self._owed_before_rebuild is None
+                                   or oldest < self._owed_before_rebuild):
+            self._owed_before_rebuild = oldest
         self._owed.clear()
         self._instant_owed.clear()
         self._jitter_owed.clear()
