@@ -248,6 +248,8 @@ class Daemon:
             lambda: oldest_owed.set(scheduler.oldest_owed_seconds())
         )
         self.app[SCHEDULER_LAG] = scheduler.oldest_owed_seconds
+        listening = self.app[METRICS].notifications_connected
+        self.app[METRICS].add_scrape_hook(lambda: listening.set(1 if hub.connected else 0))
         ingress = setup_webhooks(
             self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
         )

@@ -171,6 +171,48 @@ async def test_components_share_one_connection_and_each_reconciles_what_it_misse
         await hub.stop()
 
 
+async def test_a_listen_connection_that_stays_down_fails_readiness_and_cancels_still_arrive(
+    pool: asyncpg.Pool, dsn: str, proxy: PgProxy
+) -> None:
+    """The LISTEN connection down while the pool works (a direct_url whose role may not
+    log in): /readyz said "notifications: ok" throughout, and a cancel sent meanwhile was
+    never noticed (the run ended SUCCESS). The lease heartbeat reads each run's cancel
+    flag now, and readiness fails after the grace."""
+    await proxy.stop()
+    hub = NotificationHub(dsn=proxy.dsn, readiness_grace=0.5)
+    executor = Executor(
+        pool=pool, dsn=dsn, hub=hub,
+        settings=load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                        "TRIGGERD_EXECUTOR_LEASE": "3s",
+                                        "TRIGGERD_EXECUTOR_DRAIN": "1s"}),
+    )
+    await hub.start()
+    await executor.start()
+    try:
+        assert await hub.readiness() is None  # a short gap is no reason yet
+
+        async def unready() -> bool:
+            return await hub.readiness() is not None
+
+        await wait_for(unready, timeout=5.0)
+        said = await hub.readiness()
+        assert said is not None and said.startswith("LISTEN connection down for"), said
+        async with slow_workflow(pool, "slowpoke"):
+            execution_id = await fire(pool, "slowpoke/manual")
+            await wait_for(lambda: _node_running(pool, execution_id))
+            await request_cancel(pool, execution_id)
+            # Within a heartbeat (a third of the lease), no notification needed.
+            row = await final_status(pool, execution_id, timeout=5.0)
+            assert row["status"] == "CANCELED"
+        assert not hub.connected
+        await proxy.start()
+        await wait_for(lambda: _true(hub.connected), timeout=10.0)
+        assert await hub.readiness() is None
+    finally:
+        await executor.stop()
+        await hub.stop()
+
+
 def _late_triggers() -> dict[str, Any]:
     return {"workflows": [{
         "key": "late",

@@ -217,6 +217,12 @@ class Metrics:
             " owed); above [scheduler] lag_threshold, /readyz checks for overdue triggers",
             registry=reg,
         )
+        self.notifications_connected = Gauge(
+            "triggerd_notifications_connected",
+            "1 while this replica's LISTEN connection is up, 0 while it is down (trigger"
+            " changes and cancels from other replicas are then noticed late)",
+            registry=reg,
+        )
         self.event_loop_lag = Histogram(
             "triggerd_event_loop_lag_seconds",
             f"How much later than asked the event loop woke a task sleeping"

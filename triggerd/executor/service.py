@@ -663,12 +663,15 @@ class Executor(BaseComponent):
                     "lease renewal failed", extra={"event": "lease_renew_failed", "error": str(exc)}
                 )
                 continue
-            for lost in set(ids) - held:
+            for lost in set(ids) - held.keys():
                 task = self._active.get(lost)
                 if task is not None and not task.done():
                     # Another process owns it now (or it was canceled); stop quietly.
                     self._cancel_reasons[lost] = "lost"
                     task.cancel()
+            for execution_id, canceled in held.items():
+                if canceled and self._cancel_reasons.get(execution_id) != "cancel":
+                    self._on_cancel(execution_id)  # its notification never came
 
     def _due_now(self) -> None:
         self._overdue_hint = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ PING_INTERVAL = 10.0
 PING_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
+# How long the LISTEN connection may be down before /readyz says so (a restart of the
+# database or a failover reconnects well within it).
+READINESS_GRACE = 30.0
 
 Opener = Callable[[str, list[str], OnNotify], Awaitable[ListenConnection]]
 
@@ -55,11 +59,13 @@ class NotificationHub(BaseComponent):
         open_connection: Opener = ListenConnection.open,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
+        readiness_grace: float = READINESS_GRACE,
     ) -> None:
         self._dsn = dsn
         self._open_connection = open_connection
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self._readiness_grace = readiness_grace
         self._subscriptions: list[Subscription] = []
         self._conn: ListenConnection | None = None
         # Held while connecting or adding a channel, so no channel is left out of LISTEN.
@@ -67,10 +73,31 @@ class NotificationHub(BaseComponent):
         self._task: asyncio.Task[None] | None = None
         self._gap = False
         self.reconnects = 0
+        # Since when (monotonic) the LISTEN connection has been down; None while it is up.
+        self._down_since: float | None = None
+        self._down_error = ""
 
     @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.lost.is_set()
+
+    async def readiness(self) -> str | None:
+        """Not ready once the LISTEN connection has been down for READINESS_GRACE: the
+        replica would serve webhook routes and schedules other replicas changed since,
+        and notice cancels only at its heartbeats."""
+        since = self._down_since
+        if since is None or self._task is None:
+            return None
+        down = time.monotonic() - since
+        if down < self._readiness_grace:
+            return None
+        return (f"LISTEN connection down for {round(down)}s"
+                + (f": {self._down_error}" if self._down_error else ""))
+
+    def _went_down(self, error: str) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self._down_error = error[:200]
 
     @property
     def backend_pid(self) -> int | None:
@@ -154,6 +181,7 @@ class NotificationHub(BaseComponent):
             await self._open()
         except Exception as exc:
             self._gap = True
+            self._went_down(str(exc))
             logger.warning(
                 "notification connection cannot connect; retrying",
                 extra={"event": "notifications_lost", "error": str(exc)},
@@ -183,6 +211,7 @@ class NotificationHub(BaseComponent):
                     await self._open()
                 except Exception as exc:
                     self._gap = True
+                    self._went_down(str(exc))
                     logger.warning(
                         "notification connection cannot connect; retrying",
                         extra={"event": "notifications_lost", "error": str(exc),
@@ -192,6 +221,7 @@ class NotificationHub(BaseComponent):
                     backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
                 backoff = BACKOFF_FIRST
+                self._down_since, self._down_error = None, ""
                 if self._gap:
                     self._gap = False
                     self.reconnects += 1
@@ -207,6 +237,7 @@ class NotificationHub(BaseComponent):
                 await asyncio.wait_for(conn.lost.wait(), self._ping_interval)
             if conn.lost.is_set() or not await conn.ping(self._ping_timeout):
                 self._gap = True
+                self._went_down("the connection was lost")
                 logger.warning(
                     "notification connection lost", extra={"event": "notifications_lost"}
                 )

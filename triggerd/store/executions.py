@@ -605,10 +605,13 @@ def claimed_execution(r: Any) -> ClaimedExecution:
     )
 
 
-async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timedelta) -> set[str]:
-    """Extend the leases this owner still holds; returns the ids still held."""
+async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timedelta
+                       ) -> dict[str, bool]:
+    """Extend the leases this owner still holds; returns the ids still held, each with
+    whether a cancel was asked for it (a heartbeat notices a cancel whose notification was
+    lost: the LISTEN connection down while the pool works)."""
     if not ids:
-        return set()
+        return {}
     # Rows are locked in id order, as the writer's final states lock them: two statements
     # of one process over the same runs in different orders deadlocked under load.
     rows = await conn.fetch(
@@ -616,12 +619,12 @@ async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timede
         " SET lease_expires_at = now() + $3 * interval '1 millisecond'"
         " FROM (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[])"
         " AND lease_owner = $1 AND status = 'RUNNING' ORDER BY id FOR NO KEY UPDATE) AS held"
-        " WHERE e.id = held.id RETURNING e.id",
+        " WHERE e.id = held.id RETURNING e.id, e.cancel_requested",
         owner,
         list(ids),
         int(lease.total_seconds() * 1000),
     )
-    return {str(r["id"]) for r in rows}
+    return {str(r["id"]): bool(r["cancel_requested"]) for r in rows}
 
 
 async def cancel_requested(conn: Conn, owner: str, ids: Sequence[str]) -> set[str]:
