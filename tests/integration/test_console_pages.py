@@ -265,6 +265,7 @@ async def test_a_login_posted_from_another_site_is_refused_even_with_a_planted_c
     sessions = await pool.fetch("SELECT principal FROM console_sessions")
     planted = {"Cookie": "triggerd_login=PLANTED; " + "; ".join(
         f"{c.key}={c.value}" for c in admin.http.cookie_jar)}
+    assert served.port is not None
     other = f"http://{served.host}:{served.port + 1}"
     for headers in ({"Sec-Fetch-Site": "same-site", "Origin": other},
                     {"Sec-Fetch-Site": "cross-site"},
