@@ -260,7 +260,8 @@ async def test_schema_newer_than_the_code_works_with_a_warning(dsn: str, tmp_pat
         "triggerd: warning: the database has migration(s) 9999_future.sql which this triggerd"
         " does not know (a newer triggerd applied them); continuing"
     )
-    for args, out in ((["migrate"], f"schema is up to date (migration {LATEST:04d})\n"),
+    # The database's own version (it said this triggerd's newest beside the warning).
+    for args, out in ((["migrate"], "schema is up to date (migration 9999)\n"),
                       (["triggers", "list", "--json"], "[]\n")):
         result = cli(tmp_path, *args, TRIGGERD_DATABASE_URL=dsn)
         assert result.returncode == 0, (args, result.stderr)

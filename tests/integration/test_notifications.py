@@ -196,7 +196,7 @@ async def test_a_listen_connection_that_stays_down_fails_readiness_and_cancels_s
 
         await wait_for(unready, timeout=5.0)
         said = await hub.readiness()
-        assert said is not None and said.startswith("LISTEN connection down for"), said
+        assert said is not None and said.startswith("no LISTEN connection for"), said
         async with slow_workflow(pool, "slowpoke"):
             execution_id = await fire(pool, "slowpoke/manual")
             await wait_for(lambda: _node_running(pool, execution_id))

@@ -34,7 +34,9 @@ def test_the_cli_order_and_its_filters() -> None:
     query, args = execution_list_query(
         trigger_id=ID, workflow_id=ID, before=AT, limit=50
     )
-    assert "e.trigger_id = $1::uuid AND e.workflow_id = $2::uuid" in query
+    # The workflow is checked on the trigger's row, not on every run's.
+    assert ("e.trigger_id = $1::uuid AND EXISTS (SELECT 1 FROM workflow_triggers t"
+            " WHERE t.id = $1::uuid AND t.workflow_id = $2::uuid)") in query
     assert "e.created_at < $3::timestamptz" in query
     assert query.endswith(" ORDER BY e.created_at DESC, e.id DESC LIMIT $4")
     assert args == [ID, ID, AT, 50]

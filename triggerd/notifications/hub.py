@@ -91,7 +91,7 @@ class NotificationHub(BaseComponent):
         down = time.monotonic() - since
         if down < self._readiness_grace:
             return None
-        return (f"LISTEN connection down for {round(down)}s"
+        return (f"no LISTEN connection for {round(down)}s"
                 + (f": {self._down_error}" if self._down_error else ""))
 
     def _went_down(self, error: str) -> None:
