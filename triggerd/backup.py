@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import asyncpg
+
 from triggerd import db
 from triggerd.config import Settings
 from triggerd.cron import utc_iso
@@ -412,18 +414,21 @@ async def restore(
         executions = await store.count_rows(conn, "workflow_executions")
         resume_keys = await store.resume_copy_keys(conn)
         state = db.compare_schema(db.known_migrations(), rows)
-        schedules, last_slot = 0, None
-        if not state.missing:  # an older schema is migrated first, then started
+        schedules, last_slot, skipped = 0, None, False
+        try:
             schedules, last_slot = await store.restored_schedules(conn, SCHEDULED_TYPES)
             if skip_missed:
                 await store.skip_missed_slots(conn, SCHEDULED_TYPES)
+                skipped = True
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            pass  # a schema from before schedules' state: nothing to say or to move
     finally:
         await conn.close()
     return RestoreResult(
         file=str(file), workflows=workflows, executions=executions,
         migrations=tuple(str(r["name"]) for r in rows), missing=state.missing,
         unknown=state.unknown, resume_keys=resume_keys, schedules=schedules,
-        last_slot=last_slot, skipped_missed=skip_missed and not state.missing,
+        last_slot=last_slot, skipped_missed=skipped,
     )
 
 

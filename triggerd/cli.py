@@ -1152,6 +1152,9 @@ async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         if result.skipped_missed and result.schedules:
             print(f"{result.schedules} schedule(s) start from now: the slots since the"
                   " backup are not caught up")
+    if args.skip_missed and not result.skipped_missed:
+        print("triggerd: warning: --skip-missed: the restored schema is too old to hold a"
+              " schedule's catch-up floor; nothing was moved", file=sys.stderr)
     if catch_up is not None:
         print(f"triggerd: warning: {catch_up}", file=sys.stderr)
     if result.missing:
