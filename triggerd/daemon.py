@@ -66,14 +66,14 @@ def create_app(
     return app
 
 
-# Settings that only take effect after a restart.
-# [executor] and [scheduler] are read by their loops when they start (a reload that changed
-# them said nothing).
 # An apply that lost a race with another replica's (the same new workflow or trigger):
 # tried again this many times in all.
 APPLY_ATTEMPTS = 3
 APPLY_COLLISIONS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
                     asyncpg.SerializationError)
+# Settings that only take effect after a restart.
+# [executor] and [scheduler] are read by their loops when they start (a reload that changed
+# them said nothing).
 _RESTART_ONLY = ("database", "http.host", "http.port", "http.processes", "daemon.state_dir",
                  "executor", "scheduler", "metrics.label_limit")
 
