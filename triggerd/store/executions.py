@@ -1141,8 +1141,8 @@ def _note_lost(lost: set[str] | None, nodes: Sequence[NodeRow], written: Sequenc
 # so every run that ended before the cut was created before it: the range read stops at
 # the cut, whatever the history of a tenant that keeps its runs longer. Within one pass a
 # batch starts after the last run the previous one deleted ($5-$7): old runs that are
-# kept (parked for weeks, or their parent's) were read again by every batch (227 ms a
-# batch behind 100,000 of them, against 15 ms).
+# kept (parked for weeks, or their parent's) were read again by every batch (66 ms a
+# batch behind 100,000 of them in a 500,000-run history, against 11 ms).
 _RETENTION = """
 WITH RECURSIVE tenants AS (
     (SELECT tenant_id FROM workflow_executions ORDER BY tenant_id LIMIT 1)
