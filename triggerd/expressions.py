@@ -34,7 +34,6 @@ from typing import Any, Final
 from jinja2 import (
     StrictUndefined,
     Template,
-    TemplateError,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
@@ -768,38 +767,55 @@ def _parsed_facts(source: str) -> TemplateFacts:
 
 
 # Statements whose names stay inside them: a name set in a loop's body, a macro, a
-# {% call %} or {% filter %} block or a {% with %} is gone after it ({% if %} is no scope).
+# {% call %} or {% filter %} block, a {% with %} or an {% autoescape %} block is gone after
+# it ({% if %} is no scope).
 _SCOPES: Final = (jinja_nodes.For, jinja_nodes.Macro, jinja_nodes.CallBlock,
-                  jinja_nodes.FilterBlock, jinja_nodes.With)
+                  jinja_nodes.FilterBlock, jinja_nodes.With,
+                  jinja_nodes.ScopedEvalContextModifier)
+# What Jinja sets in each scope besides what the template names.
+_GIVEN: Final = {jinja_nodes.For: ("loop",), jinja_nodes.Macro: ("caller", "varargs", "kwargs"),
+                 jinja_nodes.CallBlock: ("caller", "varargs", "kwargs")}
 
 
 def _scoped_away(tree: jinja_nodes.Node, declared: set[str]) -> set[str]:
-    """Names read where nothing set them although something did, inside a scope that ends
-    before the read: ``{% for x in a %}{% set y = x %}{% endfor %}{{ y }}`` fails every run
-    ('y' is undefined). Jinja2's own analysis finds the reads; it is conservative (a name
-    set in one branch of an ``{% if %}`` counts as unset), so only names that nothing sets
-    outside every scope are kept."""
+    """Names read only outside every scope that sets them, and set nowhere outside all
+    scopes: ``{% for x in a %}{% set y = x %}{% endfor %}{{ y }}`` fails every run ('y' is
+    undefined). A read inside a scope that sets the name is never refused, whichever
+    ``{% if %}`` branch sets it: only what cannot work is."""
     if not declared or not isinstance(tree, jinja_nodes.Template) \
             or next(tree.find_all(_SCOPES), None) is None:
         return set()
-    outside: set[str] = set()
+    # Where each name is set: the innermost scope around the assignment (None: outside
+    # every scope); and each read with the scopes around it.
+    sets: dict[str, list[jinja_nodes.Node | None]] = {}
+    reads: list[tuple[str, tuple[jinja_nodes.Node, ...]]] = []
 
-    def visit(node: jinja_nodes.Node) -> None:
+    def visit(node: jinja_nodes.Node, scopes: tuple[jinja_nodes.Node, ...]) -> None:
         for child in node.iter_child_nodes():
             if isinstance(child, jinja_nodes.Macro):
-                outside.add(child.name)  # the macro's own name is set where it stands
+                # The macro's own name is set where it stands.
+                sets.setdefault(child.name, []).append(scopes[-1] if scopes else None)
+            inner = scopes
             if isinstance(child, _SCOPES):
-                continue
-            if isinstance(child, jinja_nodes.Name) and child.ctx != "load":
-                outside.add(child.name)
-            visit(child)
+                inner = (*scopes, child)
+                for name in _GIVEN.get(type(child), ()):
+                    sets.setdefault(name, []).append(child)
+            if isinstance(child, jinja_nodes.Name):
+                if child.ctx == "load":
+                    reads.append((child.name, scopes))
+                else:
+                    sets.setdefault(child.name, []).append(scopes[-1] if scopes else None)
+            visit(child, inner)
 
-    visit(tree)
-    try:
-        unset = meta.find_undeclared_variables(tree)
-    except TemplateError:  # what the compiler refuses, a run reports as it compiles
-        return set()
-    return (unset & declared) - outside - KNOWN_NAMES
+    visit(tree, ())
+    gone: set[str] = set()
+    for name, around in reads:
+        where = sets.get(name)
+        if where is None or None in where or name in KNOWN_NAMES:
+            continue
+        if not any(scope is open_scope for scope in where for open_scope in around):
+            gone.add(name)
+    return gone
 
 
 def _literal_key(found: jinja_nodes.Node) -> tuple[jinja_nodes.Node | None, object]:

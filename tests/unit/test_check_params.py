@@ -227,6 +227,10 @@ def test_names_set_in_a_scope_that_ended_are_unknown_where_they_are_read() -> No
         ("{% macro m() %}{% set z = 1 %}{% endmacro %}{{ m() }}{{ z }}", "z"),
         ("{% with q = 1 %}{% endwith %}{{ q }}", "q"),
         ("{% for x in input.items %}{% endfor %}{{ loop.index }}", "loop"),
+        ("{% autoescape true %}{% set q = 1 %}{% endautoescape %}{{ q }}", "q"),
+        # Set in an inner loop, read in the outer one after the inner ended.
+        ("{% for a in input.items %}{% for b in input.items %}{% set y = b %}{% endfor %}"
+         "{{ y }}{% endfor %}", "y"),
     ):
         problems = {m for _, m in found(chain(node("a", "set", value=value)))}
         assert len(problems) == 1 and f"unknown name {name!r}" in problems.pop(), value
@@ -240,6 +244,22 @@ def test_names_set_in_a_scope_that_ended_are_unknown_where_they_are_read() -> No
         "{% set y = 0 %}{% for x in input.items %}{% set y = x %}{% endfor %}{{ y }}",
         "{% for x in input.items %}{% set y = x %}{{ y }}{{ loop.index }}{% endfor %}",
         "{% with q = 1 %}{{ q }}{% endwith %}",
+        # Set in an {% if %} inside the scope that reads it (Jinja2's own analysis calls
+        # such names unset: a first version refused these working templates).
+        "{% for x in input.items %}{% if x > 1 %}{% set label = 'big' %}{% else %}"
+        "{% set label = 'small' %}{% endif %}{{ label }},{% endfor %}",
+        "{% for x in input.items %}{% if x > 1 %}{% set y = 'big' %}{{ y }}{% endif %}"
+        "{% endfor %}",
+        "{% macro m(x) %}{% if x %}{% set y = 1 %}{% else %}{% set y = 2 %}{% endif %}"
+        "{{ y }}{% endmacro %}{{ m(1) }}",
+        "{% with a = 1 %}{% if a %}{% set y = 1 %}{% else %}{% set y = 2 %}{% endif %}"
+        "{{ y }}{% endwith %}",
+        "{% for x in input.items %}{% if loop.first %}{% set y = 0 %}{% endif %}"
+        "{{ y | default(9) }}{% endfor %}",
+        "{% set ns = namespace(n=0) %}{% for x in input.items %}{% set ns.n = x %}"
+        "{% endfor %}{{ ns.n }}",
+        "{% macro m() %}{{ caller() }}{% endmacro %}{% call m() %}{% for x in input.items %}"
+        "{{ x }}{% endfor %}{% endcall %}",
     ):
         assert found(chain(node("a", "set", value=value))) == set(), value
         render_string(value, {"input": {"items": [1, 2]}})
