@@ -16,7 +16,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
@@ -159,22 +159,54 @@ def _refusal(status: int, message: str) -> web.Response:
 _OWN_SITE = frozenset({"same-origin", "none"})
 
 
-def cross_site_post(headers: Mapping[str, str], host: str,
-                    public_host: str | None) -> str | None:
-    """Why a POST comes from another origin than the console's, or None. Browsers say it
-    in Sec-Fetch-Site; older ones only in Origin, which names the host the browser saw
-    (``[http] public_url``'s behind a proxy that rewrites Host). A client that sends
-    neither is no browser, and no browser's cookies are at stake."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(scheme: str, netloc: str) -> str | None:
+    """``scheme://host:port`` with the default port written out and the host in lower
+    case (``https://Ops.example`` and ``https://ops.example:443`` are one origin); None for
+    what is no http(s) origin."""
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not netloc:
+        return None
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host:
+        return None
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def cross_site_post(headers: Mapping[str, str], own: Collection[str]) -> str | None:
+    """Why a POST comes from another origin than the console's (``own``: the origins it
+    is served at, as :func:`origin_of` writes them), or None. Browsers say it in
+    Sec-Fetch-Site (to https and localhost); otherwise Origin names scheme, host and port.
+    A client that sends neither is no browser, and no browser's cookies are at stake."""
     site = headers.get("Sec-Fetch-Site")
     if site is not None:
         return None if site.lower() in _OWN_SITE else f"a form posted from another site ({site})"
     origin = headers.get("Origin")
     if origin is None:
         return None
-    seen = urlsplit(origin).netloc.lower() if origin != "null" else ""
-    if seen and seen in {host.lower(), (public_host or "").lower()}:
+    parts = urlsplit(origin) if origin != "null" else None
+    seen = origin_of(parts.scheme, parts.netloc) if parts is not None else None
+    if seen is not None and seen in own:
         return None
     return f"a form posted from another origin ({origin[:100]})"
+
+
+def own_origins(request: web.Request) -> set[str]:
+    """The origins the console is served at: as the browser reached this daemon (its
+    scheme behind a trusted TLS proxy), and ``[http] public_url``'s."""
+    found = {origin_of("https" if came_over_tls(request) else "http", request.host)}
+    public_url = request.app[SETTINGS].current.http.public_url
+    if public_url:
+        public = urlsplit(public_url)
+        found.add(origin_of(public.scheme, public.netloc))
+    return {origin for origin in found if origin is not None}
 
 
 @web.middleware
@@ -194,9 +226,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def _console(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
-        public_url = request.app[SETTINGS].current.http.public_url
-        foreign = cross_site_post(request.headers, request.host,
-                                  urlsplit(public_url).netloc if public_url else None)
+        foreign = cross_site_post(request.headers, own_origins(request))
         if foreign is not None:
             logger.warning("console: cross-site POST refused",
                            extra={"event": "console_cross_site_refused",

@@ -670,8 +670,11 @@ class Executor(BaseComponent):
                     self._cancel_reasons[lost] = "lost"
                     task.cancel()
             for execution_id, canceled in held.items():
-                if canceled and self._cancel_reasons.get(execution_id) != "cancel":
-                    self._on_cancel(execution_id)  # its notification never came
+                task = self._active.get(execution_id)
+                if canceled and task is not None and not task.cancelling():
+                    # Its notification never came. (A task already being canceled, by
+                    # that notification or a drain, is writing its end: not twice.)
+                    self._on_cancel(execution_id)
 
     def _due_now(self) -> None:
         self._overdue_hint = True

@@ -68,11 +68,12 @@ async def restored_schedules(conn: asyncpg.Connection, types: Sequence[str]
                              ) -> tuple[int, datetime | None]:
     """The enabled schedules of active workflows, and the newest past slot the ledger
     holds (the backup's last decision): from there the daemon catches up missed slots."""
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
-        " WHERE t.type = ANY($1::text[]) AND t.enabled AND w.status = 'active'", list(types))
+    scheduled = ("FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+                 " WHERE t.type = ANY($1::text[]) AND t.enabled AND w.status = 'active'")
+    count: int = await conn.fetchval(f"SELECT count(*) {scheduled}", list(types))
     last: datetime | None = await conn.fetchval(
-        "SELECT max(scheduled_for) FROM trigger_slots WHERE scheduled_for <= now()")
+        "SELECT max(s.scheduled_for) FROM trigger_slots s WHERE s.scheduled_for <= now()"
+        f" AND s.trigger_id IN (SELECT t.id {scheduled})", list(types))
     return count, last
 
 
