@@ -451,6 +451,50 @@ async def test_restore_says_schedules_catch_up_since_the_backup_or_skips_them(
         await pool.close()
 
 
+async def test_a_restore_with_skip_missed_starts_schedules_without_catching_up(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """End to end: a schedule whose restored ledger ends 30 minutes ago. Without
+    --skip-missed the daemon's start catches up every missed minute (misfire: all); with
+    it, none: the runs made after the backup do not run again."""
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        await apply_doc(pool, {"workflows": [{
+            "key": "minutely", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+            "triggers": [{"name": "tick", "type": "cron", "cron": "* * * * *",
+                          "misfire": "all", "max_catchup": 1000}]}]})
+        trigger = await pool.fetchval("SELECT id FROM workflow_triggers WHERE name = 'tick'")
+        # Enabled long before its last recorded slot (a trigger catches up nothing from
+        # before it was enabled).
+        await pool.execute("UPDATE workflow_triggers SET enabled_at = now() - interval '1 day'"
+                           " WHERE id = $1", trigger)
+        await pool.execute(
+            "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome) VALUES"
+            " ($1, date_trunc('minute', now()) - interval '30 minutes', 'fired')", trigger)
+        backup_file = tmp_path / "b.dump"
+        assert (await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+                ).returncode == 0
+
+        async def caught_up(*flags: str) -> int:
+            restored = await run_cli(config, "restore", str(backup_file), "--yes",
+                                     "--bindir", BINDIR, *flags)
+            assert restored.returncode == 0, restored
+            started = await pool.fetchval("SELECT now()")
+            daemon = await daemons.start(database_url=dsn)
+            await daemon.wait_for_event("cron_catchup")
+            assert await daemon.stop(signal.SIGTERM) == 0
+            count: int = await pool.fetchval(
+                "SELECT count(*) FROM workflow_executions WHERE trigger_id = $1"
+                " AND scheduled_for < $2::timestamptz - interval '1 minute'", trigger, started)
+            return count
+
+        assert await caught_up() >= 28  # the missed minutes, run again
+        assert await caught_up("--skip-missed") == 0
+    finally:
+        await pool.close()
+
+
 async def test_a_damaged_archive_changes_nothing(dsn: str, tmp_path: Path) -> None:
     config = url_config(tmp_path, dsn)
     pool = await seeded(dsn)
