@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from triggerd.model import JSON
+from triggerd.store.records import Arguments
 
 Conn = Any  # a connection or a pool
 
@@ -79,11 +80,8 @@ def audit_list_query(*, target: str | None, before_id: int | None, limit: int,
     its own prepared statement, so its plan can use the index that fits. A generic plan of
     ``$1 IS NULL OR target = $1`` cannot (52-79 ms for a rare target at 500,000 rows)."""
     conditions: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    args = Arguments()
+    arg = args.add
 
     if target is not None:
         conditions.append(f"target = {arg(target)}")

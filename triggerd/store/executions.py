@@ -19,7 +19,13 @@ from triggerd.ids import IdQuery
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation, ExecutionStatus
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED, HELD
 from triggerd.store.notifications import send_finished, send_hints
-from triggerd.store.records import ExecutionRecord, NodeExecutionRecord, columns, row_to
+from triggerd.store.records import (
+    Arguments,
+    ExecutionRecord,
+    NodeExecutionRecord,
+    columns,
+    row_to,
+)
 
 # asyncpg ships no type information: a connection or a pool, typed loosely.
 Conn = Any
@@ -253,11 +259,8 @@ def execution_list_query(
     cannot, and read the whole table for every page once history grew. ``test``: only test
     runs (else none)."""
     conditions: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    args = Arguments()
+    arg = args.add
 
     if test:
         conditions.append("e.test")

@@ -142,3 +142,13 @@ def columns(cls: type[Any], alias: str, *, computed: tuple[str, ...] = ()) -> st
     """
     names = [n for n in cls.__dataclass_fields__ if n not in computed]
     return ", ".join(f"{alias}.{n}" for n in names)
+
+
+class Arguments(list[Any]):
+    """A statement's arguments, collected as its conditions are written: :meth:`add` keeps
+    a value and returns the placeholder (``$n``) that names it. Lists build one statement
+    per combination of filters, each with only the arguments it uses."""
+
+    def add(self, value: Any) -> str:
+        self.append(value)
+        return f"${len(self)}"

@@ -27,7 +27,14 @@ from triggerd.model import (
 )
 from triggerd.notifications.channels import TRIGGERS
 from triggerd.store.audit import AuditEntry, record_audit
-from triggerd.store.records import TriggerRecord, VersionRecord, WorkflowRecord, columns, row_to
+from triggerd.store.records import (
+    Arguments,
+    TriggerRecord,
+    VersionRecord,
+    WorkflowRecord,
+    columns,
+    row_to,
+)
 from triggerd.tzrules import zone_fingerprint
 
 # Config keys that are policies, not schedule: editing them keeps the catch-up floor.
@@ -1022,11 +1029,8 @@ async def list_triggers(
     ``workflow_triggers_name``), so PostgreSQL stops after ``limit`` rows instead of
     sorting every trigger. Only the filters given are written into the statement, so each
     shape gets its own plan."""
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    args = Arguments()
+    arg = args.add
 
     outer: list[str] = []
     inner = ["t.workflow_id = w.id"]
