@@ -463,7 +463,7 @@ async def test_a_restore_with_skip_missed_starts_schedules_without_catching_up(
         await apply_doc(pool, {"workflows": [{
             "key": "minutely", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
             "triggers": [{"name": "tick", "type": "cron", "cron": "* * * * *",
-                          "misfire": "all", "max_catchup": 1000}]}]})
+                          "misfire": "all", "max_catchup": 1000, "overlap": "allow"}]}]})
         trigger = await pool.fetchval("SELECT id FROM workflow_triggers WHERE name = 'tick'")
         # Enabled long before its last recorded slot (a trigger catches up nothing from
         # before it was enabled).

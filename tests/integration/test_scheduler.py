@@ -18,7 +18,9 @@ from tests.integration.test_scheduler_support import (
 )
 from triggerd import db
 from triggerd.cron import fires_between, parse_cron, utc_iso
+from triggerd.model import OverlapPolicy
 from triggerd.planning import jitter_offset
+from triggerd.store.slots import SlotRequest, record_slots
 
 Pool = Any
 EVERY_SECOND = "* * * * * *"
@@ -129,6 +131,54 @@ async def test_overlap_policies_are_decided_in_the_database(pool: Pool, dsn: str
     ) + [("NEW", None)]
 
 
+async def test_a_catch_ups_slots_go_through_the_overlap_policy_one_after_another(
+    pool: Pool,
+) -> None:
+    """Three missed slots written together, no run active before: each is decided as if it
+    had come on time while the earlier ones still ran (a `skip` job never runs twice side
+    by side because a restart found several missed slots)."""
+    workflow_id = await make_workflow(pool)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    missed = [start + timedelta(minutes=m) for m in (1, 2, 3)]
+    ids: dict[str, str] = {}
+    requests = []
+    for policy in ("allow", "skip", "buffer_one", "cancel_previous"):
+        ids[policy] = await make_trigger(pool, workflow_id, policy,
+                                         {"cron": "* * * * *", "overlap": policy},
+                                         enabled_at=start)
+        config = await pool.fetchval(
+            "SELECT config::text FROM workflow_triggers WHERE id = $1", ids[policy])
+        requests += [SlotRequest(trigger_id=ids[policy], scheduled_for=at, slot_iso=utc_iso(at),
+                                 config_text=config, overlap=OverlapPolicy(policy))
+                     for at in missed]
+    written = await record_slots(pool, requests, fired_at=utc_iso(start))
+    assert written.stale == () and written.lost == 0
+
+    async def decided(policy: str) -> list[tuple[str, str | None]]:
+        return [(s["outcome"], s["detail"]) for s in await slots_of(pool, ids[policy])]
+
+    assert await decided("allow") == [("fired", None)] * 3
+    assert await decided("skip") == [("fired", None)] + [
+        ("skipped_overlap", "overlap policy skip: an earlier slot of the same catch-up runs")
+    ] * 2
+    assert await decided("buffer_one") == [
+        ("fired", None), ("buffered", "overlap policy buffer_one: queued behind 1 active run"),
+        ("skipped_overlap",
+         "overlap policy buffer_one: an earlier slot of the same catch-up runs")]
+    assert [o for o, _ in await decided("cancel_previous")] == ["skipped_overlap"] * 2 + [
+        "fired"]
+    # Only the slots that ran have executions; buffer_one's two share its concurrency key,
+    # so the second starts only after the first ended.
+    runs = {p: await executions_of(pool, t) for p, t in ids.items()}
+    assert {p: [r["scheduled_for"] for r in rs] for p, rs in runs.items()} == {
+        "allow": missed, "skip": missed[:1], "buffer_one": missed[:2],
+        "cancel_previous": missed[2:]}
+    keys = await pool.fetch(
+        "SELECT concurrency_key, concurrency_limit FROM workflow_executions"
+        " WHERE trigger_id = $1", ids["buffer_one"])
+    assert [tuple(k) for k in keys] == [("overlap:buffer_one", 1)] * 2
+
+
 async def test_catch_up_follows_each_misfire_policy_after_downtime(
     pool: Pool, dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -146,10 +196,13 @@ async def test_catch_up_follows_each_misfire_policy_after_downtime(
     configs: dict[str, tuple[dict[str, Any], datetime]] = {
         "skip": ({"misfire": "skip"}, hour_ago),
         "latest": ({"misfire": "latest"}, hour_ago),
-        "all": ({"misfire": "all"}, hour_ago),
-        "window": ({"misfire": "all", "catchup_window": "3m"}, hour_ago),
+        # overlap allow: under the default skip a catch-up's slots do not run side by side
+        # (the test above).
+        "all": ({"misfire": "all", "overlap": "allow"}, hour_ago),
+        "window": ({"misfire": "all", "catchup_window": "3m", "overlap": "allow"}, hour_ago),
         # Re-enabled 2m50s ago, after its last slot: nothing before that fires.
-        "reenabled": ({"misfire": "all"}, minute - timedelta(minutes=2, seconds=50)),
+        "reenabled": ({"misfire": "all", "overlap": "allow"},
+                      minute - timedelta(minutes=2, seconds=50)),
     }
     ids = {}
     for name, (extra, enabled_at) in configs.items():

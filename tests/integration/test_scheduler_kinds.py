@@ -57,7 +57,7 @@ def fixed_clock(at: datetime) -> Any:
 async def test_an_interval_catches_up_its_own_slots(pool: Pool, dsn: str) -> None:
     now = datetime(2027, 3, 28, 3, 0, 30, tzinfo=UTC)
     config = {"every": "90m", "offset": "5m", "misfire": "all", "catchup_window": "1d",
-              "timezone": "Europe/Madrid"}
+              "timezone": "Europe/Madrid", "overlap": "allow"}
     workflow_id = await make_workflow(pool)
     trigger = await make_trigger(pool, workflow_id, "sync", config, kind="interval",
                                  enabled_at=now - timedelta(hours=6))
@@ -80,7 +80,7 @@ async def test_calendar_filters_remove_and_shift_slots(pool: Pool, dsn: str) -> 
     # public holidays (Monday 6th, Wednesday 8th).
     now = datetime(2027, 12, 9, 12, 0, 0, tzinfo=UTC)
     base = {"cron": "0 9 * * *", "timezone": "Europe/Madrid", "misfire": "all",
-            "catchup_window": "7d", "max_catchup": 100}
+            "catchup_window": "7d", "max_catchup": 100, "overlap": "allow"}
     configs = {
         "only": {**base, "calendar": {"only": "madrid", "definition": MADRID}},
         "shift": {**base, "calendar": {"only": "madrid", "shift": "next", "definition": MADRID}},

@@ -341,9 +341,11 @@ live AS (
                            ORDER BY v.scheduled_for
                            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
--- The overlap policy looks at the runs that were active before this statement: the slots
--- of one catch-up batch do not overlap each other, except under cancel_previous, where
--- only the newest of them matters.
+-- The overlap policy looks at the runs that were active before this statement and at the
+-- earlier slots of the same batch (a catch-up's slots, oldest first), as if each slot had
+-- come on time while the earlier ones still ran: under skip only the first runs, under
+-- buffer_one the first runs and the second waits for it (its concurrency key), under
+-- cancel_previous only the newest matters, and allow runs them all.
 decided AS (
     SELECT l.*, gen_random_uuid() AS new_id, dup.id AS dup_id, a.active,
         CASE
@@ -356,9 +358,10 @@ decided AS (
                 CASE WHEN l.fire_rank < l.fire_count THEN 'skipped_overlap'
                      WHEN a.active > 0 THEN 'canceled_previous'
                      ELSE 'fired' END
-            WHEN a.active = 0 THEN 'fired'
-            WHEN l.overlap = 'buffer_one' AND a.active = 1 AND a.queued = 0
-                 AND l.fire_rank = 1 THEN 'buffered'
+            WHEN a.active = 0 AND l.fire_rank = 1 THEN 'fired'
+            WHEN l.overlap = 'buffer_one' AND a.queued = 0
+                 AND ((a.active = 1 AND l.fire_rank = 1)
+                      OR (a.active = 0 AND l.fire_rank = 2)) THEN 'buffered'
             ELSE 'skipped_overlap'
         END AS outcome
     FROM live l
@@ -389,6 +392,9 @@ claimed AS (
                    WHEN 'skipped_overlap' THEN
                        CASE WHEN x.overlap = 'cancel_previous'
                             THEN 'overlap policy cancel_previous: a newer missed slot runs'
+                            WHEN x.active = 0
+                            THEN format('overlap policy %s: an earlier slot of the same'
+                                        ' catch-up runs', x.overlap)
                             ELSE format('overlap policy %s: %s run(s) still active',
                                         x.overlap, x.active) END
                END,
