@@ -103,6 +103,34 @@ async def test_resume_moves_the_catch_up_floor_to_now(
     assert audit[1]["detail"] == {"catch_up": False, "forgotten_slots": 0}
 
 
+async def test_a_slot_of_the_pause_written_after_the_resume_is_recorded_skipped_paused(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    """A jittered slot whose instant fell in the pause is written up to its jitter later,
+    after the resume: it had no ledger row at all (stale, below the resume's floor)."""
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = now() - interval '1 hour'")
+    await pause(pool, OPERATOR, "report/nightly", "maintenance")
+    paused_at = await pool.fetchval("SELECT changed_at FROM trigger_state")
+    during = paused_at.replace(microsecond=0) + timedelta(seconds=1)
+    await pool.execute("SELECT pg_sleep(1.1)")
+    await resume(pool, OPERATOR, "report/nightly")
+    written = await record_slots(pool, [_slot(nightly, during)], fired_at="x")
+    assert written.stale == () and written.inserted == 0
+    assert await _slots(pool) == [
+        ("skipped_paused", "trigger paused: due before the resume, written after it", False)]
+    # Before the trigger was enabled a slot stays stale; after an activation (a floor that
+    # is not a resume's) too: archived time has no ledger rows.
+    before = await record_slots(pool, [_slot(nightly, paused_at - timedelta(hours=2))],
+                                fired_at="x")
+    assert len(before.stale) == 1
+    await archive(pool, OPERATOR, "report")
+    await activate(pool, OPERATOR, "report")
+    await pool.execute("SELECT pg_sleep(1.1)")
+    later = await pool.fetchval("SELECT date_trunc('second', floor_at) FROM trigger_state")
+    archived = await record_slots(pool, [_slot(nightly, later)], fired_at="x")
+    assert len(archived.stale) == 1 and len(await _slots(pool)) == 1
+
+
 async def test_resume_with_catch_up_forgets_the_paused_slots_and_floors_at_the_pause(
     pool: asyncpg.Pool, nightly: dict[str, Any]
 ) -> None:

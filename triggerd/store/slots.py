@@ -314,7 +314,9 @@ live AS (
                -- complete, the slot is not written and comes back stale, so the scheduler
                -- reloads the trigger and drops it.
                u.stale_row OR (u.max_runs IS NOT NULL AND u.intent = 'fired'
-                   AND row_number() OVER (PARTITION BY u.trigger_id, u.intent, u.stale_row
+                   AND NOT u.held_back
+                   AND row_number() OVER (PARTITION BY u.trigger_id, u.intent, u.stale_row,
+                                                       u.held_back
                                           ORDER BY u.scheduled_for)
                        > u.max_runs - u.runs_done) AS stale
         FROM (
@@ -327,7 +329,16 @@ live AS (
                coalesce(st.scheduled_runs, 0) AS runs_done,
                (t.type NOT IN ({_SCHEDULED}) OR w.status <> 'active'
                 OR t.config::text <> d.config_text
-                OR d.scheduled_for < GREATEST(t.enabled_at, st.floor_at)) AS stale_row
+                OR d.scheduled_for < t.enabled_at
+                OR coalesce(d.scheduled_for < st.floor_at
+                            AND NOT (NOT st.paused AND st.floor_at = st.changed_at), false)
+               ) AS stale_row,
+               -- A slot due before the latest resume (without --catch-up: its floor is the
+               -- resume's instant) but written after it: a jittered slot whose instant fell
+               -- in the pause, or a catchup_rate spread's slot the pause held back. It is
+               -- recorded skipped_paused, as its peers written during the pause were.
+               (d.scheduled_for >= t.enabled_at AND d.scheduled_for < st.floor_at
+                AND NOT st.paused AND st.floor_at = st.changed_at) IS TRUE AS held_back
         FROM d
         JOIN workflow_triggers t ON t.id = d.trigger_id
         JOIN workflows w ON w.id = t.workflow_id
@@ -337,7 +348,7 @@ live AS (
         FOR KEY SHARE OF t, w
         ) u
     ) v
-    WINDOW same_intent AS (PARTITION BY v.trigger_id, v.intent, v.stale
+    WINDOW same_intent AS (PARTITION BY v.trigger_id, v.intent, v.stale, v.held_back
                            ORDER BY v.scheduled_for
                            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
@@ -350,7 +361,7 @@ decided AS (
     SELECT l.*, gen_random_uuid() AS new_id, dup.id AS dup_id, a.active,
         CASE
             WHEN NOT l.enabled THEN 'skipped_disabled'
-            WHEN l.paused THEN 'skipped_paused'
+            WHEN l.paused OR l.held_back THEN 'skipped_paused'
             WHEN l.intent <> 'fired' THEN l.intent
             WHEN dup.id IS NOT NULL THEN 'duplicate'
             WHEN l.overlap = 'allow' THEN 'fired'
@@ -384,7 +395,9 @@ claimed AS (
                CASE x.outcome
                    WHEN 'skipped_disabled' THEN 'trigger disabled'
                    WHEN 'skipped_paused' THEN
-                       'trigger paused' || coalesce(': ' || x.paused_note, '')
+                       CASE WHEN x.held_back
+                            THEN 'trigger paused: due before the resume, written after it'
+                            ELSE 'trigger paused' || coalesce(': ' || x.paused_note, '') END
                    WHEN 'duplicate' THEN 'an execution for this slot already exists'
                    WHEN 'buffered' THEN 'overlap policy buffer_one: queued behind 1 active run'
                    WHEN 'canceled_previous' THEN format(
