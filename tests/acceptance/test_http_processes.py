@@ -5,6 +5,7 @@ answers, the answer is the one the main process alone would give."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import re
 import signal
@@ -122,6 +123,26 @@ async def test_both_processes_answer_and_every_route_works_through_either(
     assert {(status, body["error"]) for status, body in refused} == {(401, "unauthorized")}
     unknown = await send_each_on_a_new_connection(daemon, "POST", "/hooks/spread/none", 12)
     assert {(status, body["error"]) for status, body in unknown} == {(404, "not_found")}
+    # A gzip body is decoded by whichever process reads it: a webhook's, and an admin
+    # request forwarded by the worker as sent (Content-Encoding and all); cut short, 400.
+    gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    hooked = await send_each_on_a_new_connection(
+        daemon, "POST", "/hooks/spread/plain", 8, data=gzip.compress(b'{"n": 7}'),
+        headers=gzipped, json=None)
+    assert {status for status, _ in hooked} == {202}
+    inputs = await pool.fetch(
+        "SELECT input FROM workflow_executions WHERE id = ANY($1::uuid[])",
+        [body["execution_id"] for _, body in hooked])
+    assert [r["input"] for r in inputs] == [{"n": 7}] * 8
+    admin = {**gzipped, "Authorization": f"Bearer {TOKEN}"}
+    document = gzip.compress(b'{"workflows": 5}')
+    applied = await send_each_on_a_new_connection(
+        daemon, "POST", "/api/v1/definitions", 8, data=document, headers=admin, json=None)
+    assert {status for status, _ in applied} == {422}, applied
+    cut = await send_each_on_a_new_connection(
+        daemon, "POST", "/api/v1/definitions", 8, data=document[:-3], headers=admin,
+        json=None)
+    assert {(status, body["error"]) for status, body in cut} == {(400, "invalid_body")}
 
 
 async def test_a_rate_limit_holds_for_the_whole_daemon(

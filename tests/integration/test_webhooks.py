@@ -411,7 +411,7 @@ async def test_a_compressed_body_counts_as_decoded_against_the_limit(
     assert len(bomb) < 5000
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     resp = await client.post("/hooks/gz", data=bomb, headers=headers)
-    assert resp.status == 413
+    assert resp.status == 413, await resp.text()
     assert (await resp.json())["error"] == "payload_too_large"
     # Within the limit once decoded, a compressed body is accepted as the decoded one.
     resp = await client.post("/hooks/gz", data=gzip.compress(b'{"a": 1}'), headers=headers)
@@ -474,6 +474,42 @@ async def test_br_and_zstd_bodies_decode_and_other_encodings_are_415(
         "Content-Type": "application/json", "Content-Encoding": "identity"})
     assert resp.status == 202
     assert len(await executions(pool)) == 3
+
+
+async def test_a_compressed_body_cut_short_is_400_and_nothing_is_stored(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """aiohttp took the end of the bytes sent for the end of the body: a gzip, br or zstd
+    stream cut short was stored (a shorter body, or an empty one) and run."""
+    import zlib
+
+    import brotli  # type: ignore[import-untyped]
+
+    try:
+        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from backports import zstd  # type: ignore[no-redef, unused-ignore]
+
+    await apply(pool, workflow("w", hook("h", "cut", body="raw")))
+    client, _ = await make_client()
+    text = b"hello world " * 200
+    for encoding, compress in (("gzip", gzip.compress), ("br", brotli.compress),
+                               ("zstd", zstd.compress), ("deflate", zlib.compress)):
+        whole = compress(text)
+        for short in (whole[: len(whole) // 3], whole[:-2]):
+            resp = await client.post("/hooks/cut", data=short, headers={
+                "Content-Type": "text/plain", "Content-Encoding": encoding})
+            assert resp.status == 400, (encoding, await resp.text())
+            assert await resp.json() == {
+                "error": "invalid_body",
+                "message": f"the body could not be decoded as its Content-Encoding"
+                           f" {encoding!r}"}
+        resp = await client.post("/hooks/cut", data=whole, headers={
+            "Content-Type": "text/plain", "Content-Encoding": encoding})
+        assert resp.status == 202, (encoding, await resp.text())
+    rows = await requests_rows(pool)
+    assert [bytes(r["body"]) for r in rows] == [text] * 4
+    assert len(await executions(pool)) == 4
 
 
 async def test_a_store_that_gets_no_answer_says_the_request_may_have_been_stored(

@@ -95,6 +95,7 @@ from triggerd.operations.workflows import delete as delete_workflow
 from triggerd.positions import decode_position, encode_position
 from triggerd.schedules import SCHEDULED_TYPES
 from triggerd.secrets import secret_policy_problems
+from triggerd.serving.sockets import body_limit
 from triggerd.storable import is_bigint_text, storage_problem, unstorable
 from triggerd.store.admin import (
     ExecutionPosition,
@@ -138,6 +139,7 @@ from triggerd.views import (
     workflow_json,
 )
 from triggerd.webhooks.answers import close_unread, undecodable_message, unsupported_encoding
+from triggerd.webhooks.decoding import UndecodableBody, request_bytes
 from triggerd.webhooks.inbox_views import request_json, summary_json
 
 logger = logging.getLogger(__name__)
@@ -325,7 +327,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
             return await handler(request)
     except web.HTTPException as exc:
         return _from_http_exception(exc)
-    except web_protocol.RequestPayloadError:
+    except (web_protocol.RequestPayloadError, UndecodableBody):
         return close_unread(request, error_response(400, "invalid_body",
                                                     undecodable_message(request)))
     except TriggerdError as exc:
@@ -482,11 +484,17 @@ def _is_json_type(content_type: str) -> bool:
 _MISSING: Any = object()
 
 
+async def _body(request: web.Request) -> bytes:
+    """The body decoded; over [http] max_body_bytes HTTPRequestEntityTooLarge (413), a
+    body not whole in its Content-Encoding UndecodableBody (400, in the middleware)."""
+    return await request_bytes(request, body_limit(request.app))
+
+
 async def _json_body(request: web.Request, *, required: bool, expected: str) -> Any:
     """The body as JSON, or ``_MISSING`` when it is empty and optional. Malformed JSON is a
     400; JSON that PostgreSQL cannot store (NUL characters, lone surrogates) or nested
     deeper than :data:`MAX_JSON_DEPTH` is a 422."""
-    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge (413)
+    raw = await _body(request)
     if not raw.strip():
         if required:
             raise ApiError(400, "invalid_json", f"the request body is empty; expected {expected}")
@@ -950,13 +958,13 @@ async def _definition_body(request: web.Request) -> Any:
     """The definition document, sent as JSON or, like the files ``triggerd apply`` reads,
     as YAML (with the same limits on aliases, nesting and digits)."""
     if request.content_type not in YAML_TYPES:
-        if await request.read() and not _is_json_type(request.content_type):
+        if await _body(request) and not _is_json_type(request.content_type):
             raise ApiError(415, "unsupported_media_type",
                            f"send the body as Content-Type: application/json or"
                            f" application/yaml, not {request.content_type[:60]!r}")
         return await _json_body(request, required=True,
                                 expected='a definition document {"workflows": [...]}')
-    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge (413)
+    raw = await _body(request)
     if not raw.strip():
         raise ApiError(400, "invalid_yaml",
                        "the request body is empty; expected a definition document (workflows:)")

@@ -34,6 +34,7 @@ from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, addressed_tenant
 from triggerd.webhooks.allowlist import Networks, parse_address, parse_networks, within
 from triggerd.webhooks.answers import close_unread
+from triggerd.webhooks.decoding import content_encoding
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,10 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
             return close_unread(request, _refusal(
                 413, f"the form is {length} bytes; a console form may send at most"
                      f" {MAX_FORM_BYTES // 1024} KiB"))
+        if content_encoding(request.headers) is not None:
+            # Browsers never encode a form they post; the bytes are read as sent.
+            return close_unread(request, _refusal(
+                415, "a console form is sent without a Content-Encoding"))
     try:
         session = await load_session(request)
     except Exception as exc:

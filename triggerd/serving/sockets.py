@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -15,10 +16,16 @@ from triggerd.errors import TriggerdError, Unavailable
 KEEPALIVE_TIMEOUT = 75.0
 
 
+# Bodies are read as sent and decoded by triggerd.webhooks.decoding: aiohttp's own
+# decoding took a gzip, br or zstd stream cut short for a whole body. (The tests' servers
+# run with these too.)
+SERVER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}
+
+
 def app_runner(app: web.Application) -> web.AppRunner:
     """The runner of every process that serves the port."""
     return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
-                         keepalive_timeout=KEEPALIVE_TIMEOUT)
+                         keepalive_timeout=KEEPALIVE_TIMEOUT, **SERVER_OPTIONS)
 
 
 def set_body_limit(app: web.Application, limit: int) -> None:
@@ -26,6 +33,11 @@ def set_body_limit(app: web.Application, limit: int) -> None:
     max_body_bytes, which a reload may change). aiohttp takes the limit when the
     application is made and passes it to every request it makes; it has no setter."""
     app._client_max_size = limit
+
+
+def body_limit(app: web.Application) -> int:
+    """The limit :func:`set_body_limit` set (aiohttp's default before)."""
+    return int(app._client_max_size)
 
 
 def open_listener(

@@ -14,6 +14,7 @@ from aiohttp import hdrs, web
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON, ExecutionStatus
 from triggerd.store.webhooks import FinishedRun
+from triggerd.webhooks.decoding import encodings
 from triggerd.webhooks.group_commit import QueueFull, ShuttingDown, TriggerGone
 
 STATUS_PREFIX = "/hooks/_executions/"
@@ -92,26 +93,14 @@ def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-def _decodable_encodings() -> tuple[str, ...]:
-    """The Content-Encodings aiohttp decodes as it reads (br and zstd need their modules,
-    which the package depends on)."""
-    from aiohttp import compression_utils
-
-    found = ["gzip", "deflate"]
-    if compression_utils.HAS_BROTLI:
-        found.append("br")
-    if compression_utils.HAS_ZSTD:
-        found.append("zstd")
-    return tuple(found)
-
-
-DECODABLE_ENCODINGS = _decodable_encodings()
+# The Content-Encodings decoded (br and zstd need their modules, which the package depends
+# on).
+DECODABLE_ENCODINGS = encodings()
 
 
 def unsupported_encoding(request: web.Request) -> web.Response | None:
     """``415`` with ``Accept-Encoding`` (RFC 7694) for a body in a Content-Encoding that is
-    not decoded: it was taken as plain bytes (``foo``, ``gzip, br``), or, for br without its
-    module, refused by aiohttp in plain text."""
+    not decoded (``foo``, ``gzip, br``)."""
     encoding = request.headers.get(hdrs.CONTENT_ENCODING)
     if encoding is None or encoding.lower() in ("identity", *DECODABLE_ENCODINGS):
         return None
@@ -124,7 +113,7 @@ def unsupported_encoding(request: web.Request) -> web.Response | None:
 
 
 def undecodable_message(request: web.Request) -> str:
-    """Why a body aiohttp could not decode (garbage sent as gzip, an unknown encoding) is
+    """Why a body that could not be decoded (garbage sent as gzip, a stream cut short) is
     refused; the webhooks and the admin API say it alike."""
     encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
     return f"the body could not be decoded as its Content-Encoding {encoding!r}"

@@ -14,7 +14,15 @@ from aiohttp import web
 from triggerd.errors import DatabaseUnavailable, TriggerdError, http_refusal
 from triggerd.operations.approvals import DecisionRequest, decide_by_token
 from triggerd.storable import storage_problem
-from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
+from triggerd.webhooks.answers import (
+    RETRY_DATABASE,
+    close_unread,
+    error_response,
+    public_reason,
+    retry_after,
+    undecodable_message,
+)
+from triggerd.webhooks.decoding import UndecodableBody, read_body
 
 MAX_BODY = 64 * 1024
 
@@ -37,10 +45,14 @@ async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
                               headers={"Allow": "POST"})
     if not token or "/" in token or len(token) > 100:
         return error_response(404, "not_found", "unknown resume link")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return error_response(413, "payload_too_large",
-                              f"the body is larger than {MAX_BODY} bytes")
+    try:
+        raw = await read_body(request, MAX_BODY)
+    except UndecodableBody:
+        return close_unread(request, error_response(400, "invalid_body",
+                                                    undecodable_message(request)))
+    if raw is None:
+        return close_unread(request, error_response(
+            413, "payload_too_large", f"the body is larger than {MAX_BODY} bytes"))
     try:
         body = json.loads(raw or b"{}")
     except ValueError:

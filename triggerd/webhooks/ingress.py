@@ -75,6 +75,7 @@ from triggerd.webhooks.answers import (
 from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, input_json, query_dict, stored_headers
+from triggerd.webhooks.decoding import UndecodableBody, read_body
 from triggerd.webhooks.dedupe import dedupe_key
 from triggerd.webhooks.filtering import evaluate_filter
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
@@ -119,32 +120,6 @@ BODY_TIMEOUT = 120.0
 # What a request's ``Expect: 100-continue`` answer already checked (see ``expect``).
 _ADMITTED = web.RequestKey("webhook_admitted", bool)
 _AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
-
-
-async def read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as more than ``limit`` bytes arrived (the rest is
-    never read). ``limit`` counts the body as decoded: aiohttp inflates a gzip, deflate or
-    zstd body as it is read, so 1 KB sent can be 1 MB (or, a bomb, gigabytes) read."""
-    content = request.content
-    encoded = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower() not in (
-        "", "identity")
-    if content.is_eof():
-        # Everything has arrived already (a small body comes with the headers): one piece.
-        body = content.read_nowait()
-        return body if len(body) <= limit else None
-    length = request.content_length
-    if length is not None and length <= limit and not encoded:
-        # The HTTP parser never delivers more than Content-Length bytes (of a body sent
-        # as is: a decoded one is read piece by piece below, and stops past the limit).
-        return await request.content.read()
-    buffer = bytearray()
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return bytes(buffer)
-        buffer += chunk
-        if len(buffer) > limit:
-            return None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -577,10 +552,10 @@ class WebhookIngress(BaseComponent):
                 )
         try:
             if request.content.is_eof():  # the usual case: it came with the headers
-                body = await read_limited(request, limit)
+                body = await read_body(request, limit)
             else:
                 async with asyncio.timeout(BODY_TIMEOUT):
-                    body = await read_limited(request, limit)
+                    body = await read_body(request, limit)
         except TimeoutError:
             message = f"the body did not arrive within {BODY_TIMEOUT:g} s"
             response = close_unread(request, error_response(408, "request_timeout", message))
@@ -589,10 +564,11 @@ class WebhookIngress(BaseComponent):
             message = "the body was not received completely"
             response = close_unread(request, error_response(400, "invalid_body", message))
             return self._refused(request, route, response, "body_incomplete", detail=message)
-        except web_protocol.RequestPayloadError:
+        except (web_protocol.RequestPayloadError, UndecodableBody) as exc:
             message = undecodable_message(request)
             response = close_unread(request, error_response(400, "invalid_body", message))
-            return self._refused(request, route, response, "body_undecodable", detail=message)
+            return self._refused(request, route, response, "body_undecodable",
+                                 detail=f"{message}: {exc}"[:300])
         if body is None:
             return self._too_large(request, route)
         if body and config.body != "raw" and not (content_type or "").strip():
