@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import apply_doc
 from triggerd.backfill import BackfillRunner
+from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.operations import Actor
 from triggerd.operations.backfills import (
@@ -180,6 +181,38 @@ async def test_only_missing_claims_no_ledger_row_for_a_slot_whose_run_is_there(
     assert [tuple(r) for r in ledger] == [("01:00", True)]
     done = await get(pool, plan.backfill_id or "")
     assert (done.started, done.skipped) == (1, 1)
+
+
+async def test_only_missing_knows_the_runs_of_slots_at_fractions_of_a_second(
+    pool: asyncpg.Pool
+) -> None:
+    """The live key keeps a slot's fraction of a second (`cron:...00.250000Z`); the backfill
+    wrote it without (`cron:...00Z`), so it started each such slot a second time."""
+    await apply_doc(pool, {"workflows": [{
+        "key": "frac", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "i15", "type": "interval", "every": "1500ms", "offset": "250ms",
+                      "overlap": "allow"}]}]})
+    trigger = (await get_trigger(pool, "frac/i15")).id
+    slots = [FROM + timedelta(milliseconds=250), FROM + timedelta(milliseconds=1750)]
+    for at in slots:  # the schedule ran them; their ledger rows are gone (retention)
+        await pool.execute(
+            "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status,"
+            " dedupe_key, scheduled_for) SELECT workflow_id, id, 'interval', 'SUCCESS',"
+            " $3, $2 FROM workflow_triggers WHERE id = $1",
+            trigger, at, f"cron:{utc_iso(at)}")
+    request = BackfillRequest(trigger="frac/i15", range_from=FROM,
+                              range_to=FROM + timedelta(seconds=4), only_missing=True,
+                              rate="1000/s")
+    plan = await create(pool, OPERATOR, request)
+    runner = BackfillRunner(pool, owner="a")
+    for _ in range(4):  # the first call claims the backfill, each later one starts a slot
+        await runner.work_once(1.0)
+    done = await get(pool, plan.backfill_id or "")
+    keys = await pool.fetch("SELECT dedupe_key FROM workflow_executions ORDER BY scheduled_for")
+    assert [k["dedupe_key"] for k in keys] == [
+        "cron:2026-11-01T00:00:00.250000Z", "cron:2026-11-01T00:00:01.750000Z",
+        "cron:2026-11-01T00:00:03.250000Z"]
+    assert (done.started, done.skipped) == (1, 2)
 
 
 async def test_canceling_another_tenants_backfill_is_audited_in_that_tenant(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from triggerd.cron import utc_iso
 from triggerd.errors import NotFound
 from triggerd.model import DEFAULT_TENANT
 from triggerd.notifications.channels import EXECUTIONS
@@ -183,7 +184,7 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         chunk = backfill.slots[first:first + count]
         started = skipped = 0
         for at in chunk:
-            iso = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            iso = utc_iso(at)  # the schedule's own key: fractions of a second kept
             # Values, not JSON text: the pool's codec encodes jsonb parameters (text would
             # be stored as one JSON string).
             context = {"trigger": {"type": backfill.kind, "name": backfill.name,
