@@ -59,7 +59,7 @@ from triggerd.views import (
     node_json,
     planned_json,
     slot_json,
-    state_json,
+    state_change_json,
     trigger_json,
     trigger_state,
 )
@@ -639,14 +639,13 @@ def _print_backfill(record: Any, *, as_json: bool) -> int:
 
 def _print_state_change(result: Any, word: str, *, as_json: bool) -> int:
     if as_json:  # the API's answer
-        print_json({"trigger": result.trigger, "changed": result.changed,
-                    "state": state_json(result.state)})
+        print_json(state_change_json(result))
         return 0
     already = "not paused" if word == "resumed" else "already paused"
     print(f"{result.trigger}: {word}" if result.changed else f"{result.trigger}: {already}")
     if result.forgotten_slots:
-        print(f"{result.forgotten_slots} slot(s) skipped while paused will be caught up"
-              " under the trigger's misfire policy")
+        print(f"{result.forgotten_slots} slot(s) skipped while paused are caught up under"
+              " the trigger's misfire policy (misfire: skip runs none of them)")
     return 0
 
 

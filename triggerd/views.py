@@ -11,6 +11,7 @@ from typing import Any
 
 from triggerd.cron import utc_iso
 from triggerd.operations.backfills import PlannedSlot
+from triggerd.operations.triggers import StateChange
 from triggerd.store.audit import AuditRecord
 from triggerd.store.backfills import BackfillRecord
 from triggerd.store.records import (
@@ -167,6 +168,12 @@ def state_json(state: TriggerState) -> dict[str, Any]:
         "failed_executions": list(state.failed_executions),
         "last_success_at": state.last_success_at,
     }
+
+
+def state_change_json(result: StateChange) -> dict[str, Any]:
+    """A pause's or a resume's answer, as the CLI's --json and the admin API give it."""
+    return {"trigger": result.trigger, "changed": result.changed,
+            "state": state_json(result.state), "forgotten_slots": result.forgotten_slots}
 
 
 def audit_json(a: AuditRecord) -> dict[str, Any]:

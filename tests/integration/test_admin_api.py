@@ -1236,6 +1236,26 @@ async def test_a_null_optional_field_is_not_given(client: Client, pool: asyncpg.
     assert (response.status, (await response.json())["message"]) == (422, "note must be a string")
 
 
+async def test_a_catch_up_resume_says_how_many_paused_slots_it_forgot(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """The operation counted them (the audit kept the count), the answer dropped it."""
+    response = await client.post("/api/v1/triggers/report/nightly/pause", headers=AUTH)
+    assert (await response.json())["forgotten_slots"] == 0
+    trigger_id, paused_at = await pool.fetchrow(
+        "SELECT trigger_id, changed_at FROM trigger_state")
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = $2::timestamptz - interval '1 day'"
+                       " WHERE id = $1", trigger_id, paused_at)
+    await pool.execute(
+        "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome) VALUES"
+        " ($1, $2::timestamptz + interval '1 second', 'skipped_paused'),"
+        " ($1, $2::timestamptz + interval '2 seconds', 'skipped_paused')", trigger_id, paused_at)
+    response = await client.post("/api/v1/triggers/report/nightly/resume", headers=AUTH,
+                                 json={"catch_up": True})
+    body = await response.json()
+    assert (response.status, body["changed"], body["forgotten_slots"]) == (200, True, 2)
+
+
 async def test_a_number_past_pythons_digit_limit_is_named_as_such(client: Client) -> None:
     """It was refused in Python's words ("use sys.set_int_max_str_digits() to increase
     the limit")."""

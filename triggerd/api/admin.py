@@ -132,7 +132,7 @@ from triggerd.views import (
     node_json,
     planned_json,
     slot_json,
-    state_json,
+    state_change_json,
     trigger_json,
     trigger_state,
     version_json,
@@ -668,8 +668,7 @@ async def _options(request: web.Request, allowed: dict[str, type]) -> dict[str, 
 
 
 def _state_change(result: StateChange) -> web.Response:
-    return _ok({"trigger": result.trigger, "changed": result.changed,
-                "state": state_json(result.state)})
+    return _ok(state_change_json(result))
 
 
 async def pause_trigger_handler(request: web.Request) -> web.Response:

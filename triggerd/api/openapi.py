@@ -373,6 +373,11 @@ def _schemas() -> dict[str, Schema]:
                 "trigger": {"type": "string", "description": "workflow_key/trigger_name"},
                 "changed": {"type": "boolean", "description": "false: it already was so"},
                 "state": _ref("TriggerState"),
+                "forgotten_slots": {
+                    "type": "integer", "minimum": 0,
+                    "description": "a resume with catch_up: the slots recorded"
+                    " skipped_paused that were forgotten, to be caught up under the"
+                    " trigger's misfire policy (skip runs none of them); else 0"},
             }
         ),
         "PauseRequest": {

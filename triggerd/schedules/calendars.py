@@ -5,9 +5,9 @@ instants on C's working days (a listed weekday that is neither a public holiday 
 C's extra ``dates``); ``skip: C`` removes the instants on C's holidays and extra dates
 (weekends are not C's to skip). With ``shift: next`` (``previous``) a removed instant moves
 to the same wall time, in the trigger's zone, on the next (previous) day that passes; a
-wall time that does not exist that day (a DST gap) fires as many minutes after the gap as
-it falls into it (02:30 on a spring-forward night fires at 03:30), an ambiguous one at its
-first occurrence. An instant with no passing day within 31 days is dropped. Instants that
+wall time that does not exist that day (a DST gap) fires at the first instant after the
+gap (02:30 on a spring-forward night fires at 03:00, as the cron's own fire does), an
+ambiguous one at its first occurrence. An instant with no passing day within 31 days is dropped. Instants that
 coincide after shifting fire once.
 """
 
