@@ -65,14 +65,21 @@ async def test_bad_skips_are_refused_and_skip_nothing(
         await skip(pool, OPERATOR, "report/nightly", now=NOW)
     with pytest.raises(Conflict, match="only scheduled triggers"):
         await skip(pool, OPERATOR, "report/by-hand", next_count=1, now=NOW)
-    # A slot already decided: nothing of the request is kept.
-    await skip(pool, OPERATOR, "report/nightly", at=datetime(2027, 3, 3, 2, tzinfo=UTC),
-               now=NOW)
+    # A slot already decided, named by --at: nothing of the request is kept.
+    third = datetime(2027, 3, 3, 2, tzinfo=UTC)
+    await skip(pool, OPERATOR, "report/nightly", at=third, now=NOW)
     with pytest.raises(Conflict, match=r"slot 2027-03-03T02:00:00Z of report/nightly is"
                        r" already decided \(skipped_manual\); nothing was skipped"):
-        await skip(pool, OPERATOR, "report/nightly", next_count=3, now=NOW)
+        await skip(pool, OPERATOR, "report/nightly", at=third, now=NOW)
     assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 1
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
+    # --next goes past the slots already skipped to the next ones still due (it was a
+    # conflict: after one "skip next" the console's button refused every later one).
+    result = await skip(pool, OPERATOR, "report/nightly", next_count=3, now=NOW)
+    assert result.skipped == tuple(datetime(2027, 3, d, 2, tzinfo=UTC) for d in (2, 4, 5))
+    again = await skip(pool, OPERATOR, "report/nightly", next_count=1, now=NOW)
+    assert again.skipped == (datetime(2027, 3, 6, 2, tzinfo=UTC),)
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 5
 
 
 async def test_a_slot_skipped_ahead_is_not_how_far_the_schedule_got(

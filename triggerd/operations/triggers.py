@@ -215,9 +215,11 @@ class SkipResult:
 
 
 def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
-                   at: datetime | None) -> list[datetime]:
-    """The instants a skip names: the next ``next_count`` fires after ``now``, or ``at``
-    (which must be one of the schedule's future fires)."""
+                   at: datetime | None, decided: frozenset[datetime] = frozenset()
+                   ) -> list[datetime]:
+    """The instants a skip names: the next ``next_count`` fires after ``now`` that are not
+    ``decided`` yet (skipped before: "skip the next" goes on to the next one still due),
+    or ``at`` (which must be one of the schedule's future fires)."""
     if next_count is not None:
         if not 1 <= next_count <= MAX_SKIP:
             raise UsageError(f"next: {next_count} is out of range 1-{MAX_SKIP}")
@@ -227,7 +229,8 @@ def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
             fire = schedule.next_fire(after)
             if fire is None:
                 break
-            instants.append(fire.at)
+            if fire.at not in decided:
+                instants.append(fire.at)
             after = fire.at
         if not instants:
             raise Conflict("the schedule has no fires left to skip")
@@ -258,7 +261,10 @@ async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int |
     async with pool.acquire() as conn, conn.transaction():
         trigger = await scheduled_trigger(conn, name, "skipped", home(actor))
         schedule = schedule_of(trigger.type, trigger.config)
-        instants = _slots_to_skip(schedule, now or datetime.now(UTC), next_count, at)
+        now = now or datetime.now(UTC)
+        decided = (frozenset(await trigger_state.decided_after(conn, trigger.id, now))
+                   if next_count is not None else frozenset())
+        instants = _slots_to_skip(schedule, now, next_count, at, decided)
         taken = await record_manual_skips(conn, trigger.id, instants,
                                           detail=f"skipped by {actor.name}"
                                           + (f": {note}" if note else ""))

@@ -151,6 +151,15 @@ async def paused_and_completed(conn: Conn, ids: Sequence[str] | None = None
     return ({r["id"] for r in rows if r["paused"]}, {r["id"] for r in rows if r["completed"]})
 
 
+async def decided_after(conn: Conn, trigger_id: str, after: datetime) -> set[datetime]:
+    """The trigger's slots after ``after`` that the ledger already holds (skipped by hand
+    ahead of time: few, an operator's choice)."""
+    rows = await conn.fetch(
+        "SELECT scheduled_for FROM trigger_slots WHERE trigger_id = $1 AND scheduled_for > $2",
+        trigger_id, after)
+    return {r["scheduled_for"] for r in rows}
+
+
 async def record_manual_skips(
     conn: Conn, trigger_id: str, instants: list[datetime], *, detail: str
 ) -> list[tuple[datetime, str]]:
