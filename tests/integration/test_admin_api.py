@@ -616,6 +616,38 @@ async def test_pagination(client: Client, pool: asyncpg.Pool) -> None:
     assert empty == {"items": [], "next_cursor": None}
 
 
+async def test_the_execution_list_takes_the_clis_half_open_range(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """The CLI's --since (inclusive) and --until (exclusive) were refused by the API as
+    unknown parameters."""
+    older, newer = await insert_batch(pool, 1), await insert_batch(pool, 1)
+    await pool.execute("UPDATE workflow_executions SET created_at = $2 WHERE id = $1",
+                       older[0], datetime(2027, 1, 1, 9, tzinfo=UTC))
+    await pool.execute("UPDATE workflow_executions SET created_at = $2 WHERE id = $1",
+                       newer[0], datetime(2027, 1, 1, 10, tzinfo=UTC))
+
+    async def ids(query: str) -> list[str]:
+        response = await client.get(f"/api/v1/executions?{query}", headers=AUTH)
+        assert response.status == 200, await response.text()
+        return [e["id"] for e in (await response.json())["items"]]
+
+    assert await ids("since=2027-01-01T09:00:00Z") == [newer[0], older[0]]
+    assert await ids("since=2027-01-01T09:00:01Z") == [newer[0]]
+    assert await ids("until=2027-01-01T10:00:00Z") == [older[0]]
+    assert await ids("since=2027-01-01T09:00:00Z&until=2027-01-01T10:30:00%2B01:00") == [
+        older[0]]
+    for query, message in (
+        ("since=2027-01-01T10:00:00Z&until=2027-01-01T09:00:00Z",
+         "since: 2027-01-01T10:00:00Z is not before until 2027-01-01T09:00:00Z"),
+        ("until=yesterday", "until: 'yesterday' is not an ISO-8601 instant"),
+    ):
+        response = await client.get(f"/api/v1/executions?{query}", headers=AUTH)
+        body = await response.json()
+        assert (response.status, body["error"]) == (400, "invalid_parameter")
+        assert body["message"].startswith(message), body
+
+
 async def test_execution_filters(client: Client, pool: asyncpg.Pool) -> None:
     manual = await insert_batch(pool, 2)
     nightly = await insert_batch(pool, 1, "report/nightly")
@@ -1244,8 +1276,9 @@ async def test_a_catch_up_resume_says_how_many_paused_slots_it_forgot(
     assert (await response.json())["forgotten_slots"] == 0
     trigger_id, paused_at = await pool.fetchrow(
         "SELECT trigger_id, changed_at FROM trigger_state")
-    await pool.execute("UPDATE workflow_triggers SET enabled_at = $2::timestamptz - interval '1 day'"
-                       " WHERE id = $1", trigger_id, paused_at)
+    await pool.execute("UPDATE workflow_triggers"
+                       " SET enabled_at = $2::timestamptz - interval '1 day' WHERE id = $1",
+                       trigger_id, paused_at)
     await pool.execute(
         "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome) VALUES"
         " ($1, $2::timestamptz + interval '1 second', 'skipped_paused'),"

@@ -864,6 +864,9 @@ async def list_executions_handler(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
     after = None if cursor is None else decode_cursor(cursor)
+    since, until = _instant_query(request, "since"), _instant_query(request, "until")
+    if since is not None and until is not None and since >= until:
+        raise _bad_parameter(f"since: {utc_iso(since)} is not before until {utc_iso(until)}")
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name is not None:
@@ -875,7 +878,7 @@ async def list_executions_handler(request: web.Request) -> web.Response:
     # One row more than asked tells whether another page follows.
     rows = await page_executions(pool, status=status, trigger_id=trigger_id,
                                  workflow_id=workflow_id, limit=limit + 1, after=after,
-                                 scope=scope)
+                                 since=since, before=until, scope=scope)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return _ok({"items": [execution_json(e) for e in page], "next_cursor": next_cursor})

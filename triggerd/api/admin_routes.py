@@ -286,6 +286,12 @@ ADMIN_ROUTES: tuple[Route, ...] = (
             *(query(name, {"type": "string", "minLength": 1, "maxLength": 200},
                     f"Only executions with this {name} (their correlation).")
               for name in CORRELATION_COLUMNS),
+            query("since", {"type": "string", "format": "date-time"},
+                  "Only executions created at or after this instant (ISO-8601 with an"
+                  " offset), as the CLI's --since."),
+            query("until", {"type": "string", "format": "date-time"},
+                  "Only executions created before this instant (exclusive), as the CLI's"
+                  " --until; since must be before it."),
             PAGE_LIMIT,
             query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
                   "Opaque: the next_cursor of the previous page."),

@@ -7,8 +7,8 @@ C's extra ``dates``); ``skip: C`` removes the instants on C's holidays and extra
 to the same wall time, in the trigger's zone, on the next (previous) day that passes; a
 wall time that does not exist that day (a DST gap) fires at the first instant after the
 gap (02:30 on a spring-forward night fires at 03:00, as the cron's own fire does), an
-ambiguous one at its first occurrence. An instant with no passing day within 31 days is dropped. Instants that
-coincide after shifting fire once.
+ambiguous one at its first occurrence. An instant with no passing day within 31 days is
+dropped. Instants that coincide after shifting fire once.
 """
 
 from __future__ import annotations

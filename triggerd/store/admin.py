@@ -37,11 +37,14 @@ async def page_executions(
     workflow_id: str | None = None,
     limit: int = 50,
     after: ExecutionPosition | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
     scope: ExecutionScope | None = None,
     test: bool = False,
 ) -> list[ExecutionRecord]:
-    """Up to ``limit`` executions, newest first, strictly after ``after`` when given
-    (``test``: the test runs instead of the others)."""
+    """Up to ``limit`` executions, newest first, strictly after ``after`` when given;
+    ``since`` (inclusive) and ``before`` (exclusive) bound created_at (``test``: the test
+    runs instead of the others)."""
     query, args = execution_list_query(
         scope=scope,
         test=test,
@@ -49,6 +52,8 @@ async def page_executions(
         trigger_id=trigger_id,
         workflow_id=workflow_id,
         after=None if after is None else (after.created_at, after.id),
+        since=since,
+        before=before,
         limit=limit,
     )
     rows = await conn.fetch(query, *args)
