@@ -178,9 +178,8 @@ def resolve_secret(
     if ref.env is not None:
         value = env.get(ref.env)
         if value is None or value == "":
-            raise SecretError(
-                f"secret {name} is missing: environment variable {ref.env} is not set"
-            )
+            state = "is not set" if value is None else "is empty"
+            raise SecretError(f"secret {name} is missing: environment variable {ref.env} {state}")
         return value
     if ref.file is not None:
         real, refused = secret_file_refusal(ref.file, roots, env)

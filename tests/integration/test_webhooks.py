@@ -622,6 +622,24 @@ async def raw_http(client: TestClient[Any, Any], head: bytes,
         writer.close()
 
 
+async def test_a_transfer_coding_other_than_chunked_is_501_and_nothing_is_stored(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """aiohttp took `gzip, chunked` for chunked and the gzip bytes for a plain body."""
+    await apply(pool, workflow("w", hook("h", "te")))
+    client, _ = await make_client()
+    head = (b"POST /hooks/te HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: gzip, chunked\r\n\r\n")
+    status, _, body, _ = await raw_http(client, head, [gzip.compress(b'{"a": 1}'), b""])
+    assert (status, json.loads(body)) == (501, {
+        "error": "unsupported_transfer_coding",
+        "message": "the transfer coding 'gzip, chunked' is not supported (only chunked)"})
+    status, _, body, _ = await raw_http(client, head.replace(b"gzip, chunked", b"Chunked"),
+                                        [b'{"a": 1}', b""])
+    assert status == 202, body
+    assert [r["input"] for r in await executions(pool)] == [{"a": 1}]
+
+
 async def test_chunked_body_past_the_limit_is_413_without_reading_the_rest(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

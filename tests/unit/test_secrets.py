@@ -94,3 +94,13 @@ def test_a_sibling_with_the_root_as_prefix_is_outside(tmp_path: Path) -> None:
     assert refused("T", SecretRef(file=str(path)), environ={},
                    roots=(str(tmp_path / "root"),)) == (
         f"secret T is refused: file {path} {OUTSIDE}")
+
+
+def test_an_unset_and_an_empty_variable_are_told_apart() -> None:
+    """Both leave the secret missing; the message said "is not set" for an empty one."""
+    ref = SecretRef(env="API_KEY")
+    with pytest.raises(SecretError, match="environment variable API_KEY is not set$"):
+        resolve_secret("T", ref, {})
+    with pytest.raises(SecretError, match="environment variable API_KEY is empty$"):
+        resolve_secret("T", ref, {"API_KEY": ""})
+    assert resolve_secret("T", ref, {"API_KEY": "k"}) == "k"

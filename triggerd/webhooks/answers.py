@@ -98,6 +98,17 @@ def retry_after(seconds: float) -> dict[str, str]:
 DECODABLE_ENCODINGS = encodings()
 
 
+def unsupported_transfer_coding(request: web.Request) -> web.Response | None:
+    """``501`` for a webhook body in a transfer coding other than chunked (RFC 9112):
+    aiohttp took ``gzip, chunked`` for chunked, and the body for plain bytes."""
+    transfer = request.headers.get(hdrs.TRANSFER_ENCODING)
+    if transfer is None or [t.strip().lower() for t in transfer.split(",")] == ["chunked"]:
+        return None
+    return error_response(
+        501, "unsupported_transfer_coding",
+        f"the transfer coding {transfer[:60]!r} is not supported (only chunked)")
+
+
 def unsupported_encoding(request: web.Request) -> web.Response | None:
     """``415`` with ``Accept-Encoding`` (RFC 7694) for a body in a Content-Encoding that is
     not decoded (``foo``, ``gzip, br``)."""

@@ -71,6 +71,7 @@ from triggerd.webhooks.answers import (
     too_large_message,
     undecodable_message,
     unsupported_encoding,
+    unsupported_transfer_coding,
 )
 from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
@@ -539,7 +540,7 @@ class WebhookIngress(BaseComponent):
             return self._too_large(request, route)
         content_type = request.headers.get("Content-Type")
         if length != 0:
-            refused = unsupported_encoding(request)
+            refused = unsupported_transfer_coding(request) or unsupported_encoding(request)
             if refused is not None:
                 return self._refused(request, route, close_unread(request, refused),
                                      "unsupported_encoding")
