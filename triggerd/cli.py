@@ -561,16 +561,20 @@ async def _watch_backfill(pool: asyncpg.Pool, backfill_id: str, *, quiet: bool) 
             # Deleted with its trigger (apply --prune, workflows delete) while watched.
             raise NotFound(f"backfill {backfill_id} is gone: its trigger (or workflow) was"
                            " deleted while it ran; the runs it started go on") from None
-        progress = (record.next_index, record.started, record.state)
+        progress = (record.next_index, record.started, record.state, record.waiting_for > 0)
         if not quiet and progress != shown:
             shown = progress
+            # Under overlap other than allow, a long run of the schedule holds it back.
+            waiting = (f", waiting for {record.waiting_for} active run(s) of the trigger"
+                       f" (overlap {record.overlap})" if record.waiting_for else "")
             if tty:
                 width = 30
                 filled = width * record.next_index // max(record.total, 1)
                 print(f"\r[{'#' * filled}{'-' * (width - filled)}] {record.next_index}/"
-                      f"{record.total} ({record.started} started)", end="", flush=True)
+                      f"{record.total} ({record.started} started{waiting})\033[K", end="",
+                      flush=True)
             else:
-                print(f"{record.next_index}/{record.total} ({record.started} started)")
+                print(f"{record.next_index}/{record.total} ({record.started} started{waiting})")
         if record.state != "running":
             if tty:
                 print()
@@ -632,7 +636,7 @@ def _print_backfill(record: Any, *, as_json: bool) -> int:
     for key in ("backfill_id", "tenant", "trigger", "state", "from", "to", "only_missing",
                 "overlap",
                 "rate_per_second", "total", "done", "started", "skipped", "actor", "note",
-                "created_at", "finished_at"):
+                "created_at", "finished_at", "waiting_for"):
         print(f"{key + ':':<17} {_text(doc[key])}")
     return 0
 

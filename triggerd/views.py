@@ -188,7 +188,7 @@ def backfill_json(b: BackfillRecord) -> dict[str, Any]:
             "rate_per_second": b.rate_per_second, "state": b.state, "total": b.total,
             "done": b.next_index, "started": b.started, "skipped": b.skipped,
             "actor": b.actor, "note": b.note, "created_at": b.created_at,
-            "finished_at": b.finished_at, "tenant": b.tenant_id}
+            "finished_at": b.finished_at, "tenant": b.tenant_id, "waiting_for": b.waiting_for}
 
 
 def planned_json(slots: Iterable[PlannedSlot]) -> list[dict[str, Any]]:

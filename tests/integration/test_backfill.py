@@ -215,6 +215,29 @@ async def test_only_missing_knows_the_runs_of_slots_at_fractions_of_a_second(
     assert (done.started, done.skipped) == (1, 2)
 
 
+async def test_a_backfill_held_back_by_active_runs_says_how_many(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """Under overlap skip a backfill starts a slot only when no run of the trigger is
+    active: a schedule whose runs always overlap held it back for ever, and nothing said
+    why."""
+    await pool.execute(
+        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
+        " SELECT workflow_id, id, 'cron', 'RUNNING' FROM workflow_triggers WHERE id = $1",
+        hourly)
+    plan = await create(pool, OPERATOR, _request(overlap="skip", rate="1000/s"))
+    runner = BackfillRunner(pool, owner="a")
+    assert [await runner.work_once(1.0) for _ in range(3)] == [0, 0, 0]
+    held = await get(pool, plan.backfill_id or "")
+    assert (held.state, held.started, held.waiting_for) == ("running", 0, 1)
+    await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS'")
+    assert await runner.work_once(1.0) == 1
+    # Its own run is active now: the next slot waits for it.
+    assert (await get(pool, plan.backfill_id or "")).waiting_for == 1
+    unheld = await create(pool, OPERATOR, _request(overlap="allow", rate="1000/s"))
+    assert (await get(pool, unheld.backfill_id or "")).waiting_for == 0
+
+
 async def test_canceling_another_tenants_backfill_is_audited_in_that_tenant(
     pool: asyncpg.Pool
 ) -> None:

@@ -447,6 +447,11 @@ def _schemas() -> dict[str, Schema]:
                 "actor": {"type": "string"}, "note": _nullable({"type": "string"}),
                 "created_at": _DATETIME, "finished_at": _nullable(_DATETIME),
                 "tenant": {"type": "string", "description": "the trigger's tenant"},
+                "waiting_for": {
+                    "type": "integer", "minimum": 0,
+                    "description": "a running backfill under an overlap policy other than"
+                    " allow starts its next slot only when no run of the trigger is active:"
+                    " how many are (the schedule's own runs count)"},
             }
         ),
         "BackfillPage": _object(

@@ -35,12 +35,19 @@ class BackfillRecord:
     created_at: datetime
     finished_at: datetime | None
     tenant_id: str = DEFAULT_TENANT  # the trigger's
+    # A running backfill under an overlap policy other than allow starts its next slot
+    # only when no run of the trigger is active (NEW, RUNNING, WAITING): how many are.
+    waiting_for: int = 0
 
 
 _COLUMNS = """b.id::text AS id, b.trigger_id::text AS trigger_id, w.key || '/' || t.name AS trigger,
     b.range_from, b.range_to, b.only_missing, b.overlap, b.rate_per_second,
     cardinality(b.slots) AS total, b.next_index, b.started, b.skipped, b.state, b.actor,
-    b.note, b.created_at, b.finished_at, t.tenant_id"""
+    b.note, b.created_at, b.finished_at, t.tenant_id,
+    CASE WHEN b.state = 'running' AND b.overlap <> 'allow' THEN
+        (SELECT count(*) FROM workflow_executions e WHERE e.trigger_id = b.trigger_id
+           AND e.status IN ('NEW', 'RUNNING', 'WAITING'))::int
+    ELSE 0 END AS waiting_for"""
 _FROM = ("FROM backfills b JOIN workflow_triggers t ON t.id = b.trigger_id"
          " JOIN workflows w ON w.id = t.workflow_id")
 
