@@ -1041,6 +1041,7 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
 
 
 async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.cron import utc_iso
     from triggerd.store.api_tokens import create_token
     from triggerd.tokens import (
         check_name,
@@ -1059,10 +1060,13 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     tenant = None if given is None else check_tenant(given)
     lifetime = parse_expiry(args.expires_in)
     token = generate_token()
-    async with _pool(settings) as pool:
-        record = await create_token(pool, name=name, role=role.value, tenant=tenant,
+    async with _pool(settings) as pool, pool.acquire() as conn, conn.transaction():
+        record = await create_token(conn, name=name, role=role.value, tenant=tenant,
                                     token_hash=hash_token(token),
                                     prefix=display_prefix(token), expires_in=lifetime)
+        await _audit_token(conn, "token_create", record, {
+            "role": role.value, "tenant": tenant,
+            "expires_at": None if record.expires_at is None else utc_iso(record.expires_at)})
     if args.json:
         print_json({"name": name, "token": token, "tenant": tenant, "role": role.value,
                     "expires_at": record.expires_at})
@@ -1074,6 +1078,17 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     print(f"token {name!r} created ({role.value}, {scope}{ends}); it is shown only this once",
           file=sys.stderr)
     return 0
+
+
+async def _audit_token(conn: Any, action: str, record: Any, detail: dict[str, Any]) -> None:
+    """Granting or taking away admin access is audited, in the token's tenant (the default
+    one's for a token of all tenants); never the token or its hash."""
+    from triggerd.operations.actor import cli_actor
+    from triggerd.store.audit import AuditEntry, record_audit
+
+    await record_audit(conn, AuditEntry(
+        actor=cli_actor().name, action=action, target_kind="token", target=record.name,
+        target_id=record.id, detail=detail, tenant_id=record.tenant or DEFAULT_TENANT))
 
 
 async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -1106,8 +1121,10 @@ async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.api_tokens import revoke_token
 
-    async with _pool(settings) as pool:
-        _, changed = await revoke_token(pool, args.name)
+    async with _pool(settings) as pool, pool.acquire() as conn, conn.transaction():
+        record, changed = await revoke_token(conn, args.name)
+        if changed:
+            await _audit_token(conn, "token_revoke", record, {})
     if args.json:
         print_json({"name": args.name, "revoked": True, "changed": changed})
         return 0

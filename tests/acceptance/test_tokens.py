@@ -82,6 +82,17 @@ async def test_create_list_revoke(dsn: str, pool: asyncpg.Pool) -> None:
     as_json = triggerd("token", "revoke", "dash", "--json", dsn=dsn)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == {"name": "dash", "revoked": True, "changed": True}
+    # Granting and taking away access is audited (once: the second revoke changed nothing),
+    # in the token's tenant, without the token.
+    audit = await pool.fetch("SELECT actor, action, target_kind, target, detail, tenant_id"
+                             " FROM audit_log ORDER BY id")
+    assert [(a["action"], a["target"], a["tenant_id"]) for a in audit] == [
+        ("token_create", "dash", "acme"), ("token_create", "ci", "default"),
+        ("token_revoke", "ci", "default"), ("token_revoke", "dash", "acme")]
+    assert {a["target_kind"] for a in audit} == {"token"}
+    assert all(a["actor"].startswith("cli:") for a in audit)
+    assert audit[0]["detail"] == {"role": "viewer", "tenant": "acme", "expires_at": None}
+    assert not any(token in str(dict(a)) or ci_token in str(dict(a)) for a in audit)
 
 
 async def test_a_token_made_to_expire_says_when_and_the_list_shows_it(
