@@ -145,6 +145,38 @@ async def test_an_operator_rejects_and_a_run_not_waiting_is_a_conflict(
     assert [tuple(r) for r in actions] == [("token:ops", "decide")]
 
 
+async def test_a_link_posted_after_an_operator_decided_is_a_conflict(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """The link was still unused: its late decision was written (202, audited) and woke a
+    run that waits for none; a later approval would have taken it."""
+    doc = _doc()
+    graph = doc["workflows"][0]["graph"]
+    graph["nodes"].append({"id": "pause", "type": "wait", "params": {"duration": "1h"}})
+    graph["edges"].append({"from": "stop", "to": "pause"})
+    await apply_doc(pool, doc)
+    run = await fire(pool, "release/manual", {"version": "3.0"})
+    token = await _parked(pool, run, executor)
+    await decide(pool, OPERATOR, run, DecisionRequest(decision="rejected"))
+
+    async def parked_on_the_wait() -> bool:
+        return bool(await pool.fetchval(
+            "SELECT count(*) FROM node_executions WHERE execution_id = $1"
+            " AND node_id = 'pause' AND status = 'WAITING'", run))
+
+    await wait_for(parked_on_the_wait)
+    resume_at = await pool.fetchval("SELECT resume_at FROM workflow_executions WHERE id = $1",
+                                    run)
+    with pytest.raises(Conflict, match=f"^execution {run} is not waiting for a decision$"):
+        await decide_by_token(pool, token, DecisionRequest(decision="approved"))
+    assert await pool.fetchval("SELECT resume_at FROM workflow_executions WHERE id = $1",
+                               run) == resume_at
+    assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE decision IS NOT NULL"
+                               " AND used_by_node IS NULL") == 0
+    actions = await pool.fetch("SELECT actor, action FROM audit_log")
+    assert [tuple(r) for r in actions] == [("token:ops", "decide")]
+
+
 async def test_a_link_issued_before_the_run_was_taken_up_again_stays_masked(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

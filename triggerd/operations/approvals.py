@@ -76,6 +76,8 @@ async def decide_by_token(pool: asyncpg.Pool, token: str, request: DecisionReque
             raise NotFound("unknown resume link")
         if found.already is not None:
             raise Conflict(f"this resume link was already used (decision: {found.already})")
+        if found.unwanted:
+            raise Conflict(f"execution {found.execution_id} is not waiting for a decision")
         if not found.written:
             raise Conflict(f"execution {found.execution_id} already ended ({found.status})")
         await record_audit(conn, AuditEntry(

@@ -61,6 +61,9 @@ class TokenDecided:
     written: bool
     already: str | None  # the decision the token already carried
     tenant_id: str = DEFAULT_TENANT  # the run's (its audit row's tenant)
+    # Not written because the run waits for no decision: one is already waiting to be
+    # used, or every approval node of the run was decided (by an operator, say).
+    unwanted: bool = False
 
 
 async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
@@ -76,6 +79,23 @@ async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
     if row["decision"] is not None or row["status"] in ("SUCCESS", "ERROR", "CANCELED"):
         return TokenDecided(execution_id=row["execution_id"], status=row["status"],
                             written=False, already=row["decision"], tenant_id=row["tenant_id"])
+    # A link may be used before the run reaches its approval (the decision waits for it),
+    # but not once another decision waits or every approval was decided: it would be
+    # taken by a later approval, or wake the run for nothing.
+    wanted = await conn.fetchval(
+        "SELECT NOT EXISTS (SELECT 1 FROM resume_tokens WHERE execution_id = e.id"
+        "                   AND decision IS NOT NULL AND used_by_node IS NULL)"
+        " AND (SELECT count(*) FROM jsonb_array_elements(v.graph->'nodes') n"
+        "      WHERE n->>'type' = 'approval')"
+        "   > (SELECT count(DISTINCT x.node_id) FROM node_executions x"
+        "      WHERE x.execution_id = e.id AND x.node_type = 'approval'"
+        "        AND x.status IN ('SUCCESS', 'ERROR', 'SKIPPED', 'CANCELED'))"
+        " FROM workflow_executions e JOIN workflow_versions v ON v.id = e.workflow_version_id"
+        " WHERE e.id = $1::uuid FOR UPDATE OF e", row["execution_id"])
+    if not wanted:
+        return TokenDecided(execution_id=row["execution_id"], status=row["status"],
+                            written=False, already=None, tenant_id=row["tenant_id"],
+                            unwanted=True)
     await conn.execute(
         "UPDATE resume_tokens SET decision = $2, note = $3, decided_by = $4, input = $5,"
         " decided_at = now() WHERE token_hash = $1",
