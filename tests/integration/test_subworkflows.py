@@ -87,6 +87,41 @@ async def test_the_parent_waits_for_the_child_and_takes_its_output(
     assert log == {"execution_id": children[1]["id"]}
 
 
+async def test_a_childs_output_cut_at_the_limit_fails_the_node_clearly(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """The parent got the truncation marker as the child's output: its nodes read the
+    marker's keys (`output['items']` found dict.items) and failed with a puzzling error."""
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_MAX_OUTPUT_BYTES": "2000"})
+    await apply_doc(pool, yaml.safe_load("""
+workflows:
+  - key: big
+    graph: {nodes: [{id: s, type: set, params: {value: {items: "{{ range(1000) | list }}"}}}]}
+  - key: parent
+    graph:
+      nodes:
+        - {id: c, type: workflow, params: {workflow: big}}
+        - {id: use, type: set, params: {value: "{{ nodes.c.output['items'] | length }}"}}
+      edges: [{from: c, to: use}]
+    triggers: [{name: manual, type: manual}]
+"""))
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    try:
+        parent = await fire(pool, "parent/manual")
+        row = await final_status(pool, parent)
+    finally:
+        await ex.stop()
+    [child] = await child_executions(pool, parent)
+    assert (row["status"], row["error_code"]) == ("ERROR", "CHILD_OUTPUT_TRUNCATED")
+    assert row["error_message"].startswith(
+        f"node 'c' failed: workflow node: the output of the run {child['id']} of big (")
+    assert row["error_message"].endswith(
+        " bytes) was cut at [executor] max_output_bytes (2000); a parent gets the child's"
+        " stored output: return less from the child, or raise the limit")
+
+
 async def test_a_failed_child_fails_the_node(pool: asyncpg.Pool, executor: Executor) -> None:
     await _apply(pool)
     parent = await fire(pool, "calls-failing/manual")

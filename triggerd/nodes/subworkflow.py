@@ -83,6 +83,17 @@ class WorkflowNode:
         if not wait:
             return NodeResult(output={"execution_id": child.id})
         if child.status == "SUCCESS":
+            if _cut(child.output):
+                # The parent gets the child's stored output, which was cut at the limit:
+                # its nodes would read the marker's keys as if they were the output's.
+                assert isinstance(child.output, dict)
+                raise NodeFailure(
+                    "CHILD_OUTPUT_TRUNCATED",
+                    f"workflow node: the output of the run {child.id} of {key}"
+                    f" ({child.output['size_bytes']} bytes) was cut at [executor]"
+                    f" max_output_bytes ({child.output['limit_bytes']}); a parent gets the"
+                    " child's stored output: return less from the child, or raise the limit",
+                    retryable=False)
             return NodeResult(output=child.output)
         if child.status in ("ERROR", "CANCELED"):
             raise NodeFailure(
@@ -91,3 +102,10 @@ class WorkflowNode:
                 + (f" ({child.error_code}: {child.error_message})" if child.error_code else ""),
                 retryable=False)
         return NodeResult(output={"execution_id": child.id}, wait_until=ctx.now + RECHECK)
+
+
+def _cut(output: JSON) -> bool:
+    """Whether a stored output is the marker of one cut at max_output_bytes (see
+    triggerd.executor.runner.truncate_output)."""
+    return (isinstance(output, dict) and output.get("_truncated") is True
+            and {"size_bytes", "limit_bytes"} <= set(output))
