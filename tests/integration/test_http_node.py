@@ -53,6 +53,29 @@ async def error(request: web.Request) -> web.Response:
     return web.json_response({"error": "down"}, status=500)
 
 
+async def headers_seen(request: web.Request) -> web.Response:
+    request.app[SEEN].append({
+        "method": request.method, "query": [[k, v] for k, v in request.query.items()],
+        "authorization": request.headers.get("Authorization"),
+        "api_key": request.headers.get("X-Api-Key"), "body": await request.text()})
+    return web.json_response({"ok": True})
+
+
+async def redirect(request: web.Request) -> web.Response:
+    """302 (307 with ?status=307) to ?to=, relative or absolute."""
+    if request.query.get("status") == "307":
+        raise web.HTTPTemporaryRedirect(request.query["to"])
+    raise web.HTTPFound(request.query["to"])
+
+
+async def see_other(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther(request.query["to"])
+
+
+async def loop(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/loop")
+
+
 async def slow(request: web.Request) -> web.Response:
     await request.app[RELEASE].wait()  # released when the test ends
     return web.Response(text="late")
@@ -69,6 +92,10 @@ async def server() -> AsyncIterator[tuple[str, web.Application]]:
     app.router.add_get("/empty", empty)
     app.router.add_get("/error", error)
     app.router.add_get("/slow", slow)
+    app.router.add_route("*", "/redirect", redirect)
+    app.router.add_route("*", "/seen", headers_seen)
+    app.router.add_route("*", "/see-other", see_other)
+    app.router.add_get("/loop", loop)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -247,3 +274,38 @@ async def test_slow_server_is_timeout(
         "TIMEOUT",
         f"GET {base}/slow: no complete response within 200ms",
     )
+
+
+async def test_redirects_keep_the_nodes_headers_at_their_origin(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    """aiohttp carried every header but Authorization to wherever a redirect pointed: a
+    secret API key went to another origin."""
+    base, app = server
+    port = base.rsplit(":", 1)[1]
+    secret = {"Authorization": "Bearer s3cret", "X-Api-Key": "k3y"}
+    # Same origin (a relative Location): the headers, the method and the body go on.
+    result = await call({"url": f"{base}/redirect?to=/seen%3Fa%3D1", "method": "POST",
+                         "headers": secret, "json": {"n": 1}, "query": {"x": "y"}}, session)
+    assert result.output["status"] == 200
+    [same] = app[SEEN]
+    assert (same["method"], same["query"], same["authorization"], same["api_key"]) == (
+        "GET", [["a", "1"]], "Bearer s3cret", "k3y")  # 302 after a POST: a GET, as browsers
+    # Another origin (localhost is not 127.0.0.1): no header of the node's goes along.
+    app[SEEN].clear()
+    other = f"http://localhost:{port}/seen"
+    await call({"url": f"{base}/redirect?to={other}&status=307", "method": "PUT",
+                "headers": secret, "body": "payload"}, session)
+    [cross] = app[SEEN]
+    assert (cross["method"], cross["body"], cross["authorization"], cross["api_key"]) == (
+        "PUT", "payload", None, None)  # 307 keeps the method and the body
+    # 303: a GET without the body, headers kept at the same origin.
+    app[SEEN].clear()
+    await call({"url": f"{base}/see-other?to=/seen", "method": "POST", "headers": secret,
+                "json": {"n": 2}}, session)
+    [other_see] = app[SEEN]
+    assert (other_see["method"], other_see["body"], other_see["api_key"]) == ("GET", "", "k3y")
+    failure = await call_fails({"url": f"{base}/loop"}, session)
+    assert failure.code == "HTTP_ERROR"
+    assert failure.message == (
+        f"GET {base}/loop: more than 10 redirects in a row (the last to {base}/loop)")

@@ -58,6 +58,8 @@ HTTP_ERROR: Final = "HTTP_ERROR"
 DEFAULT_TIMEOUT: Final = "30s"
 # Responses are stored in the database; refuse to hold anything bigger in memory.
 MAX_RESPONSE_BYTES: Final = 10 * 1024 * 1024
+MAX_REDIRECTS: Final = 10  # as aiohttp's default
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 _METHOD = re.compile(r"[A-Z]+")
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
@@ -85,7 +87,8 @@ PARAMS_SCHEMA = params_schema(
         ),
         "headers": or_template(
             "Request headers: values as text (other values as JSON text); null values are"
-            " left out.",
+            " left out. Sent to the url's origin only: a redirect to another origin is"
+            " followed without them.",
             {"type": ["object", "null"]},
         ),
         "query": or_template(
@@ -240,6 +243,8 @@ class HttpNode:
             raise checked.invalid(f"parameter 'url': invalid URL ({exc})") from exc
         except aiohttp.ClientConnectionError as exc:
             raise NodeFailure(HTTP_CONNECT, f"{what}: cannot connect: {exc}") from exc
+        except aiohttp.TooManyRedirects as exc:
+            raise NodeFailure(HTTP_ERROR, f"{what}: {exc.message}") from exc
         except aiohttp.ClientError as exc:
             raise NodeFailure(HTTP_ERROR, f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -287,17 +292,40 @@ def _accept(checked: Params) -> frozenset[int] | range:
 async def _exchange(
     session: aiohttp.ClientSession, method: str, url: URL, request: dict[str, Any]
 ) -> dict[str, JSON]:
-    async with session.request(method, url, **request) as response:
-        body = await _read_body(response)
-        headers: dict[str, str] = {}
-        for name, value in response.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        return {
-            "status": response.status,
-            "headers": headers,
-            "body": _decode(body, response),
-        }
+    """The answer, redirects followed (at most MAX_REDIRECTS). The node's headers go to
+    the origin it names only: aiohttp would carry every header but Authorization to
+    wherever a redirect points, a secret API key included. As browsers do, 303 (and 301
+    or 302 after a POST) goes on as a GET without the body."""
+    origin = url.origin()
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.request(method, url, allow_redirects=False, **request) as response:
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or location is None:
+                body = await _read_body(response)
+                headers: dict[str, str] = {}
+                for name, value in response.headers.items():
+                    key = name.lower()
+                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
+                return {
+                    "status": response.status,
+                    "headers": headers,
+                    "body": _decode(body, response),
+                }
+        try:
+            url = url.join(URL(location))
+        except ValueError as exc:
+            raise aiohttp.InvalidURL(location) from exc
+        if url.scheme not in ("http", "https"):
+            raise aiohttp.InvalidURL(location)
+        request = {**request, "params": ()}  # the Location holds the query it wants
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method = "GET" if method != "HEAD" else method
+            request = {k: v for k, v in request.items() if k not in ("data", "json")}
+        if url.origin() != origin:
+            request["headers"] = {}
+    raise aiohttp.TooManyRedirects(
+        response.request_info, response.history,
+        message=f"more than {MAX_REDIRECTS} redirects in a row (the last to {url})")
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
