@@ -247,10 +247,12 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.definitions.loading import expand_paths
     from triggerd.secrets import refused_secret_problems
 
-    problems = check_files(args.files)
+    depth = settings.executor.max_workflow_depth
+    problems = check_files(args.files, max_workflow_depth=depth)
     if not problems:  # secrets the daemon would refuse, under this configuration
         # The files together (one may use another's calendar), each one's workflows apart.
-        for path, specs in load_files_by_file(args.files, tenant=args.tenant):
+        for path, specs in load_files_by_file(args.files, tenant=args.tenant,
+                                              max_workflow_depth=depth):
             problems += refused_secret_problems(path, specs, settings, os.environ)
     if args.json:
         print_json([_problem_json(problem) for problem in problems])
@@ -283,7 +285,8 @@ async def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
                                                plan=args.plan, actor=cli_actor(args.tenant),
                                                tenant=args.tenant, settings=settings)
             except (DatabaseError, ConfigError):
-                load_files(args.files)  # a bad file is named before the database, as before
+                # A bad file is named before the database, as before.
+                load_files(args.files, max_workflow_depth=settings.executor.max_workflow_depth)
                 raise
         except DefinitionError as exc:
             if not args.json:

@@ -41,7 +41,9 @@ async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     decision = decision_of(args.approve, args.reject)
     run_input = _parse_input(args.input)
     # The loader of check and apply: a bad file is exit 2 with its problems, nothing written.
-    specs = await asyncio.to_thread(lambda: load_files([args.file], tenant=args.tenant))
+    specs = await asyncio.to_thread(lambda: load_files(
+        [args.file], tenant=args.tenant,
+        max_workflow_depth=settings.executor.max_workflow_depth))
     # And the secrets check and apply refuse under this configuration (the daemon's own,
     # another tenant's): a test run read them, where the API's test runs refuse them.
     problems = refused_secret_problems(args.file, specs, settings, os.environ)

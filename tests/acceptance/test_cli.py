@@ -693,3 +693,22 @@ async def _acme_backfill(pool: Any, dsn: str, tmp_path: Path) -> str:
         trigger="billing/hourly", range_from=datetime(2026, 1, 1, tzinfo=UTC),
         range_to=datetime(2026, 1, 1, 2, tzinfo=UTC)))
     return plan.backfill_id or ""
+
+
+async def test_check_and_apply_count_the_configured_workflow_depth(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Both used the default 8 whatever [executor] max_workflow_depth said: a daemon
+    allowed 20 levels refused to start on an 11-level chain."""
+    chain = [{"key": f"z{i}", "graph": {"nodes": [
+        {"id": "c", "type": "workflow", "params": {"workflow": f"z{i + 1}"}}]}}
+        for i in range(10)] + [{"key": "z10", "graph": {"nodes": [{"id": "a", "type": "noop"}]}}]
+    path = tmp_path / "chain.json"
+    path.write_text(json.dumps({"workflows": chain}), encoding="utf-8")
+    deep = {"TRIGGERD_EXECUTOR_MAX_WORKFLOW_DEPTH": "20"}
+    assert triggerd("check", str(path), **deep).returncode == 0
+    refused = triggerd("check", str(path))
+    assert refused.returncode == 2
+    assert "nests runs deeper than 8 levels ([executor] max_workflow_depth)" in refused.stderr
+    applied = triggerd("apply", str(path), dsn=dsn, **deep)
+    assert applied.returncode == 0, applied.stderr

@@ -603,9 +603,16 @@ def test_workflow_nodes_may_not_call_each_other_in_a_cycle_or_too_deep() -> None
     chain = [_caller(f"w{i}", f"w{i + 1}") for i in range(9)] + [_caller("w9")]
     assert found(*chain) == {(
         "$.workflows[0].graph.nodes[0].params.workflow",
-        "workflow 'w0' nests runs deeper than 8 levels (max_workflow_depth)",
+        "workflow 'w0' nests runs deeper than 8 levels ([executor] max_workflow_depth)",
     )}
     assert found(*chain[1:]) == set()  # 8 levels below w1: allowed
+    # The configured depth, not the default: the daemon refused to start on a chain its
+    # configuration allows, and check passed one every run of which would fail.
+    document = [("f.yaml", {"workflows": chain})]
+    assert check_documents(document, max_workflow_depth=9) == []
+    [problem] = check_documents([("f.yaml", {"workflows": chain[5:]})], max_workflow_depth=3)
+    assert problem.message == (
+        "workflow 'w5' nests runs deeper than 3 levels ([executor] max_workflow_depth)")
     # A key given by an expression is known only at run time.
     assert found(_caller("x", "{{ input.next }}")) == set()
 

@@ -484,6 +484,12 @@ def _is_json_type(content_type: str) -> bool:
 _MISSING: Any = object()
 
 
+def _max_depth(request: web.Request) -> int:
+    """[executor] max_workflow_depth, which definitions are checked against."""
+    depth: int = request.app[SETTINGS].current.executor.max_workflow_depth
+    return depth
+
+
 async def _body(request: web.Request) -> bytes:
     """The body decoded; over [http] max_body_bytes HTTPRequestEntityTooLarge (413), a
     body not whole in its Content-Encoding UndecodableBody (400, in the middleware)."""
@@ -1014,7 +1020,8 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
     try:
         # DefinitionError: 422 + problems
-        specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
+        specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT],
+                               max_workflow_depth=_max_depth(request))
         _refuse_unusable_secrets(request, specs)
     except OverflowError as exc:
         # A duration too large for a timedelta ("99999999999d") overflows while checking.
@@ -1094,7 +1101,8 @@ async def create_test_run_handler(request: web.Request) -> web.Response:
     if request[PRINCIPAL].tenant is not None and named not in (None, request[TENANT]):
         # As apply: a scoped token runs only its own tenant's workflows.
         raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
-    specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT])
+    specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT],
+                           max_workflow_depth=_max_depth(request))
     _refuse_unusable_secrets(request, specs)
     decision = body.get("decision")
     test_request = TestRunRequest(

@@ -13,6 +13,7 @@ from triggerd.definitions.build import (
     document_tenant,
 )
 from triggerd.definitions.checks import (
+    MAX_WORKFLOW_DEPTH,
     check_across,
     check_document,
     check_trigger_config,
@@ -35,12 +36,13 @@ TRIGGER_CONFIG_LABEL = "workflow_triggers.config"
 
 
 def check_files(
-    paths: Sequence[str | Path], *, node_types: Collection[str] | None = None
+    paths: Sequence[str | Path], *, node_types: Collection[str] | None = None,
+    max_workflow_depth: int = MAX_WORKFLOW_DEPTH,
 ) -> list[Problem]:
     """Every problem in the given YAML (.yaml/.yml) or JSON (.json) files (a directory: the
     files in it); ``[]`` when they are valid together (workflow keys and webhook paths are
     unique across all of them)."""
-    problems, _ = _analyze(_read(paths), node_types)
+    problems, _ = _analyze(_read(paths), node_types, depth=max_workflow_depth)
     return problems
 
 
@@ -50,12 +52,14 @@ def load_files(
     node_types: Collection[str] | None = None,
     contents: Sequence[bytes] | None = None,
     tenant: str | None = None,
+    max_workflow_depth: int = MAX_WORKFLOW_DEPTH,
 ) -> list[WorkflowSpec]:
     """The workflows of the given files, in file order; raises
     :class:`~triggerd.errors.DefinitionError` listing every problem across all files.
     ``contents``: the files' bytes, already read (what a fingerprint was taken of)."""
     return [spec for _, specs in load_files_by_file(
-        paths, node_types=node_types, contents=contents, tenant=tenant) for spec in specs]
+        paths, node_types=node_types, contents=contents, tenant=tenant,
+        max_workflow_depth=max_workflow_depth) for spec in specs]
 
 
 def load_files_by_file(
@@ -64,12 +68,13 @@ def load_files_by_file(
     node_types: Collection[str] | None = None,
     contents: Sequence[bytes] | None = None,
     tenant: str | None = None,
+    max_workflow_depth: int = MAX_WORKFLOW_DEPTH,
 ) -> list[tuple[str, list[WorkflowSpec]]]:
     """Like :func:`load_files` (the files checked together, so one may use another's
     calendars or name its error workflow), with each file's workflows apart."""
     with paused_gc():  # see paused_gc: a large file is millions of live objects
         entries = _read(paths, contents)
-        problems, specs = _analyze(entries, node_types, tenant)
+        problems, specs = _analyze(entries, node_types, tenant, depth=max_workflow_depth)
     if problems:
         raise definition_error(problems)
     grouped: list[tuple[str, list[WorkflowSpec]]] = []
@@ -82,21 +87,23 @@ def load_files_by_file(
 
 
 def check_documents(
-    docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None
+    docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None,
+    max_workflow_depth: int = MAX_WORKFLOW_DEPTH,
 ) -> list[Problem]:
     """Like :func:`check_files` for already parsed documents, each with its file label."""
-    problems, _ = _analyze([(Report(file=label), True, doc) for label, doc in docs], node_types)
+    problems, _ = _analyze([(Report(file=label), True, doc) for label, doc in docs], node_types,
+                           depth=max_workflow_depth)
     return problems
 
 
 def load_documents(
     docs: Sequence[tuple[str, Any]], *, node_types: Collection[str] | None = None,
-    tenant: str | None = None,
+    tenant: str | None = None, max_workflow_depth: int = MAX_WORKFLOW_DEPTH,
 ) -> list[WorkflowSpec]:
     """Like :func:`load_files` for already parsed documents (e.g. the admin API's JSON
     body), each with the label its problems are reported under."""
     problems, specs = _analyze([(Report(file=label), True, doc) for label, doc in docs],
-                               node_types, tenant)
+                               node_types, tenant, depth=max_workflow_depth)
     if problems:
         raise definition_error(problems)
     return specs
@@ -117,7 +124,7 @@ def _read(
 
 def _analyze(
     entries: list[tuple[Report, bool, Any]], node_types: Collection[str] | None,
-    tenant: str | None = None,
+    tenant: str | None = None, *, depth: int = MAX_WORKFLOW_DEPTH,
 ) -> tuple[list[Problem], list[WorkflowSpec]]:
     types = known_node_types() if node_types is None else frozenset(node_types)
     parsed = [(report, document) for report, ok, document in entries if ok]
@@ -129,7 +136,7 @@ def _analyze(
     for report, document in parsed:
         validate_file(document, report)
         check_document(document, report, node_types=types)
-    check_across(parsed)
+    check_across(parsed, max_workflow_depth=depth)
     resolve_calendars(parsed, utc_now())
     problems: list[Problem] = []
     for report, ok, document in entries:

@@ -208,8 +208,9 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
                 report.add((*trigger_path, *where), message)
 
 
-# How deep workflow nodes may nest runs, as `check` sees it (the default of
-# [executor] max_workflow_depth, which bounds them at run time).
+# How deep workflow nodes may nest runs when no configuration says (the default of
+# [executor] max_workflow_depth, which bounds them at run time; check and apply are given
+# the configured one).
 MAX_WORKFLOW_DEPTH = 8
 
 
@@ -230,10 +231,10 @@ def _child_calls(workflow: dict[str, Any], path: JsonPath
     return calls
 
 
-def _check_workflow_calls(calls: dict[str, tuple[Report, list[tuple[str, JsonPath]]]]
-                          ) -> None:
-    """No cycle of workflows calling each other, and no chain deeper than
-    MAX_WORKFLOW_DEPTH, among the workflows loaded together."""
+def _check_workflow_calls(calls: dict[str, tuple[Report, list[tuple[str, JsonPath]]]],
+                          max_depth: int) -> None:
+    """No cycle of workflows calling each other, and no chain deeper than ``max_depth``
+    ([executor] max_workflow_depth), among the workflows loaded together."""
     depth: dict[str, int] = {}
     reported: set[tuple[str, str]] = set()
 
@@ -256,12 +257,13 @@ def _check_workflow_calls(calls: dict[str, tuple[Report, list[tuple[str, JsonPat
         return deepest
 
     for key, (report, called) in calls.items():
-        if walk(key, ()) > MAX_WORKFLOW_DEPTH and called:
+        if walk(key, ()) > max_depth and called:
             report.add(called[0][1], f"workflow {key!r} nests runs deeper than"
-                                     f" {MAX_WORKFLOW_DEPTH} levels (max_workflow_depth)")
+                                     f" {max_depth} levels ([executor] max_workflow_depth)")
 
 
-def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
+def check_across(documents: Sequence[tuple[Report, Any]], *,
+                 max_workflow_depth: int = MAX_WORKFLOW_DEPTH) -> None:
     """Checks across everything loaded together: workflow keys unique per tenant, paths
     unique per tenant among enabled webhook triggers, and workflow nodes that call each
     other (within their tenant) in a cycle or too deep."""
@@ -275,7 +277,7 @@ def check_across(documents: Sequence[tuple[Report, Any]]) -> None:
             if isinstance(key, str) and key not in calls.setdefault(tenant, {}):
                 calls[tenant][key] = (report, _child_calls(workflow, path))
     for tenant_calls in calls.values():
-        _check_workflow_calls(tenant_calls)
+        _check_workflow_calls(tenant_calls, max_workflow_depth)
     _check_call_inputs(documents)
     for report, document in documents:
         tenant = document_tenant(document)

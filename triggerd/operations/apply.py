@@ -19,7 +19,7 @@ import asyncpg
 
 from triggerd.config import Settings
 from triggerd.definitions.api import load_files_by_file
-from triggerd.definitions.checks import known_node_types
+from triggerd.definitions.checks import MAX_WORKFLOW_DEPTH, known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
 from triggerd.definitions.loading import expand_paths
 from triggerd.errors import DefinitionError
@@ -120,17 +120,22 @@ async def apply_files(
     ``settings``: refuse secrets a workflow's tenant may not read under them
     (:func:`~triggerd.secrets.secret_policy_problems`)."""
     paths = await asyncio.to_thread(expand_paths, paths)  # a directory: the files in it
+    depth = (MAX_WORKFLOW_DEPTH if settings is None
+             else settings.executor.max_workflow_depth)
     audit = AuditEntry(actor=(actor or SCHEDULER).name, action="apply",
                        target_kind="definitions", target=_target(paths),
                        detail={"files": [str(p) for p in paths], "prune": prune})
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
-        by_file = await asyncio.to_thread(load_files_by_file, paths, tenant=tenant)
+        by_file = await asyncio.to_thread(load_files_by_file, paths, tenant=tenant,
+                                          max_workflow_depth=depth)
         _refuse_unusable_secrets(by_file, settings)
         specs = [spec for _, specs_of_file in by_file for spec in specs_of_file]
         async with _connection(db) as conn:
             return await apply_workflows(conn, specs, prune=prune, plan=plan, audit=audit)
-    policies = "" if settings is None else policies_fingerprint(settings, os.environ)
+    # What the check depends on besides the files: the secret policies and the depth.
+    policies = ("" if settings is None else policies_fingerprint(settings, os.environ)) + (
+        f";depth={depth}")
     fingerprint = await asyncio.to_thread(_fingerprint, contents, prune, tenant, policies)
     async with _connection(db) as conn:
         known = await unchanged_apply(conn, fingerprint, plan=plan)
@@ -138,7 +143,7 @@ async def apply_files(
         return known
     # The bytes the fingerprint was taken of, not the files again: they may change meanwhile.
     by_file = await asyncio.to_thread(load_files_by_file, paths, contents=contents,
-                                      tenant=tenant)
+                                      tenant=tenant, max_workflow_depth=depth)
     specs = [spec for _, specs_of_file in by_file for spec in specs_of_file]
     _refuse_unusable_secrets(by_file, settings)
     async with _connection(db) as conn:
