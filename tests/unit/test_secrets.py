@@ -99,8 +99,8 @@ def test_a_sibling_with_the_root_as_prefix_is_outside(tmp_path: Path) -> None:
 def test_an_unset_and_an_empty_variable_are_told_apart() -> None:
     """Both leave the secret missing; the message said "is not set" for an empty one."""
     ref = SecretRef(env="API_KEY")
-    with pytest.raises(SecretError, match="environment variable API_KEY is not set$"):
+    with pytest.raises(SecretError, match=r"environment variable API_KEY is not set$"):
         resolve_secret("T", ref, {})
-    with pytest.raises(SecretError, match="environment variable API_KEY is empty$"):
+    with pytest.raises(SecretError, match=r"environment variable API_KEY is empty$"):
         resolve_secret("T", ref, {"API_KEY": ""})
     assert resolve_secret("T", ref, {"API_KEY": "k"}) == "k"
