@@ -283,3 +283,14 @@ def test_a_file_is_validated_once_per_distinct_shape(monkeypatch: pytest.MonkeyP
     ]}
     assert _split(document) == []
     assert len(calls) == 2  # one workflow shape, one trigger shape
+
+
+def test_numbers_are_read_as_yaml_1_2_and_json_write_them() -> None:
+    """YAML 1.1 (PyYAML's) read 12:30 as 750, 01234 as 668 and 1_000 as 1000, and left 1e3
+    a string: a trigger's input changed without a word."""
+    text = ("at: 12:30\nzip: 01234\nthousand: 1_000\nn: 1e3\nhex: 0x1F\nneg: -5\nf: -1.5\n"
+            "half: .5\nplus: +3\nzero: 0\nword: 1e\n")
+    expected = {"at": "12:30", "zip": "01234", "thousand": "1_000", "n": 1000.0, "hex": 31,
+                "neg": -5, "f": -1.5, "half": 0.5, "plus": 3, "zero": 0, "word": "1e"}
+    for values, problems in _both(text):
+        assert (values, problems) == ((True, expected), [])

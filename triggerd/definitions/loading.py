@@ -43,6 +43,8 @@ JSON_SUFFIXES = (".json",)
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -105,12 +107,29 @@ class _Loader(yaml.SafeLoader):
         return node
 
 
+# YAML 1.2's plain scalars rather than YAML 1.1's (PyYAML's): only true/false are
+# booleans, no timestamps, and numbers as JSON writes them. YAML 1.1 read 12:30 as 750
+# (base 60), 01234 as 668 (octal) and 1_000 as 1000, and left 1e3 a string: a trigger's
+# input changed without a word. Now 12:30, 01234 and 1_000 are strings, 1e3 is 1000.0, and
+# 0x1F is still 31. (.inf and .nan still resolve, to be refused as not JSON values.)
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in (_BOOL_TAG, _TIMESTAMP_TAG, _INT_TAG, _FLOAT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(r"^(?:[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9]+[eE][-+]?[0-9]+)"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+_Loader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
 )
 
 
