@@ -287,7 +287,9 @@ async def test_apply_refuses_a_call_that_can_never_start_its_child(pool: asyncpg
     await apply_doc(pool, {"workflows": [parent(input={"n": 1}, version=1)]})
     await apply_doc(pool, {"workflows": [parent(input={"n": "{{ input.n }}"})]})
     await apply_doc(pool, {"workflows": [parent(input="{{ input }}")]})
-    # An archived child starts nothing.
-    with pytest.raises(DefinitionError, match=r"^node 'call': workflow 'child' is archived$"):
+    # An archived child starts nothing (the file's check says so, with its path).
+    with pytest.raises(DefinitionError, match=r"test\.yaml: \$\.workflows\[0\]\.graph\."
+                       r"nodes\[0\]\.params\.workflow: node 'call': workflow 'child' is"
+                       r" archived$"):
         await apply_doc(pool, {"workflows": [parent(input={"n": 1}),
                                              {**child, "status": "archived"}]})

@@ -2061,3 +2061,16 @@ def test_equal_trigger_configs_checked_once_report_each_triggers_own_path() -> N
         for w, t in ((0, 0), (0, 1), (1, 0)) for key in ("cron", "timezone")
     ]
     assert len({message for _, message in found_problems}) == 2
+
+
+def test_a_call_of_a_draft_or_archived_workflow_of_the_same_files_is_refused() -> None:
+    """apply refused it (a call of it starts nothing); check called the file valid."""
+    draft = workflow("g1", status="draft")
+    archived = workflow("g3", status="archived")
+    assert found(draft, _caller("g2", "g1"), archived, _caller("g4", "g3")) == {
+        ("$.workflows[1].graph.nodes[0].params.workflow",
+         "node 'call0': workflow 'g1' is a draft"),
+        ("$.workflows[3].graph.nodes[0].params.workflow",
+         "node 'call0': workflow 'g3' is archived"),
+    }
+    assert found(workflow("g5", status="active"), _caller("g6", "g5")) == set()

@@ -29,7 +29,7 @@ from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
 from triggerd.inputs import call_input_problems, summary_problems
-from triggerd.model import RetryPolicy, normalize_webhook_path
+from triggerd.model import RetryPolicy, inactive_state, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 from triggerd.webhooks.allowlist import parse_network
@@ -320,12 +320,14 @@ def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
     that workflow is loaded too (its latest version: a pinned one is in the database
     only). apply found these; check called the file valid."""
     schemas: dict[tuple[str, str], Any] = {}
+    statuses: dict[tuple[str, str], Any] = {}
     for _, document in documents:
         tenant = document_tenant(document)
         for _, workflow in _workflows(document):
             key = workflow.get("key")
             if isinstance(key, str):
                 schemas.setdefault((tenant, key), workflow.get("parameter_schema"))
+                statuses.setdefault((tenant, key), workflow.get("status"))
     for report, document in documents:
         tenant = document_tenant(document)
         for path, workflow in _workflows(document):
@@ -342,9 +344,17 @@ def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
                 if not isinstance(node, dict) or node.get("type") != "workflow":
                     continue
                 params = node.get("params")
-                if not isinstance(params, dict) or "version" in params:
+                if not isinstance(params, dict):
                     continue
                 key = params.get("workflow")
+                status = statuses.get((tenant, key)) if isinstance(key, str) else None
+                state = inactive_state(status) if isinstance(status, str) else None
+                if state is not None:  # as apply says: a call of it starts nothing
+                    report.add((*path, "graph", "nodes", i, "params", "workflow"),
+                               f"node {node.get('id')!r}: workflow {key!r} is {state}")
+                    continue
+                if "version" in params:
+                    continue
                 schema = schemas.get((tenant, key)) if isinstance(key, str) else None
                 if not isinstance(schema, dict):
                     continue
