@@ -109,3 +109,10 @@ def test_garbage_is_undecodable_in_every_encoding(garbage: bytes) -> None:
 def test_an_encoding_not_served_is_refused() -> None:
     with pytest.raises(UndecodableBody, match="not decoded here"):
         BodyDecoder("compress", 10)
+
+
+def test_no_bytes_at_all_is_an_empty_body_in_any_encoding() -> None:
+    for encoding in encodings():
+        decoder = BodyDecoder(encoding, 10)
+        assert decoder.feed(b"") == b""
+        decoder.finish()  # no error

@@ -80,13 +80,14 @@ class BodyDecoder:
         self._members = 0
         self._member: Any = None  # the current member's decompressor
         self._brotli: Any = brotli.Decompressor() if encoding == "br" else None
-        self._first = True
+        self._fed = False
 
     def feed(self, data: bytes) -> bytes:
         """The decoded bytes of ``data``; raises :class:`UndecodableBody` or
         :class:`BodyTooLarge` (as soon as the decoded size passes the limit)."""
         if not data:
             return b""
+        self._fed = True
         try:
             if self._brotli is not None:
                 return self._feed_brotli(data)
@@ -97,7 +98,11 @@ class BodyDecoder:
             raise UndecodableBody(f"{type(exc).__name__}: {exc}") from exc
 
     def finish(self) -> None:
-        """The body ended: raises :class:`UndecodableBody` unless its stream did too."""
+        """The body ended: raises :class:`UndecodableBody` unless its stream did too. No
+        bytes at all is an empty body, whatever the header says (as aiohttp took it: a GET
+        sent with a client's default Content-Encoding)."""
+        if not self._fed:
+            return
         if self._brotli is not None:
             finished = self._brotli.is_finished()
         else:
