@@ -483,7 +483,7 @@ async def test_a_compressed_body_cut_short_is_400_and_nothing_is_stored(
     stream cut short was stored (a shorter body, or an empty one) and run."""
     import zlib
 
-    import brotli  # type: ignore[import-untyped]
+    import brotli  # type: ignore[import-untyped, unused-ignore]
 
     try:
         from compression import zstd  # type: ignore[import-not-found, unused-ignore]
