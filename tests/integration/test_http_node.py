@@ -76,6 +76,15 @@ async def loop(request: web.Request) -> web.Response:
     raise web.HTTPFound("/loop")
 
 
+async def slow_hops(request: web.Request) -> web.Response:
+    """0.3 s, then a redirect to the next hop (?n= left)."""
+    await asyncio.sleep(0.3)
+    left = int(request.query["n"])
+    if left == 0:
+        return web.Response(text="end")
+    raise web.HTTPFound(f"/slow-hops?n={left - 1}")
+
+
 async def slow(request: web.Request) -> web.Response:
     await request.app[RELEASE].wait()  # released when the test ends
     return web.Response(text="late")
@@ -96,6 +105,7 @@ async def server() -> AsyncIterator[tuple[str, web.Application]]:
     app.router.add_route("*", "/seen", headers_seen)
     app.router.add_route("*", "/see-other", see_other)
     app.router.add_get("/loop", loop)
+    app.router.add_get("/slow-hops", slow_hops)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -309,3 +319,15 @@ async def test_redirects_keep_the_nodes_headers_at_their_origin(
     assert failure.code == "HTTP_ERROR"
     assert failure.message == (
         f"GET {base}/loop: more than 10 redirects in a row (the last to {base}/loop)")
+
+
+async def test_the_timeout_bounds_the_whole_chain_of_redirects(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    """Each hop had the node's whole timeout: four hops of 0.3 s passed a 1 s limit."""
+    base, _ = server
+    assert (await call({"url": f"{base}/slow-hops?n=1", "timeout": "1s"}, session)
+            ).output["body"] == "end"
+    failure = await call_fails({"url": f"{base}/slow-hops?n=4", "timeout": "1s"}, session)
+    assert failure.code == "TIMEOUT"
+    assert failure.message == f"GET {base}/slow-hops: no complete response within 1s"

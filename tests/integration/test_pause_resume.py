@@ -131,6 +131,22 @@ async def test_a_slot_of_the_pause_written_after_the_resume_is_recorded_skipped_
     assert len(archived.stale) == 1 and len(await _slots(pool)) == 1
 
 
+async def test_a_slot_before_an_activations_floor_stays_stale_on_a_never_paused_trigger(
+    pool: asyncpg.Pool, nightly: dict[str, Any]
+) -> None:
+    """A trigger never paused has no changed_at: the resume test read NULL as "not a
+    resume's floor" wrongly, and a slot from the archived time fired."""
+    await pool.execute("UPDATE workflow_triggers SET enabled_at = now() - interval '1 hour'")
+    await archive(pool, OPERATOR, "report")
+    await activate(pool, OPERATOR, "report")
+    assert await pool.fetchval("SELECT changed_at FROM trigger_state") is None
+    floor = await pool.fetchval("SELECT floor_at FROM trigger_state")
+    written = await record_slots(pool, [_slot(nightly, floor.replace(microsecond=0)
+                                               - timedelta(minutes=30))], fired_at="x")
+    assert len(written.stale) == 1 and written.inserted == 0
+    assert await _slots(pool) == []
+
+
 async def test_resume_with_catch_up_forgets_the_paused_slots_and_floors_at_the_pause(
     pool: asyncpg.Pool, nightly: dict[str, Any]
 ) -> None:

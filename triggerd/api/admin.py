@@ -837,6 +837,16 @@ async def next_fires_handler(request: web.Request) -> web.Response:
     return _ok({**doc, "items": fires})
 
 
+def _range_query(request: web.Request, name: str) -> datetime | None:
+    text = _query_value(request, name)
+    if text is None:
+        return None
+    try:
+        return parse_instant(text, name)
+    except UsageError as exc:
+        raise _bad_parameter(str(exc)) from None
+
+
 def _instant_query(request: web.Request, name: str) -> datetime | None:
     text = _query_value(request, name)
     if text is None:
@@ -870,9 +880,9 @@ async def list_executions_handler(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
     after = None if cursor is None else decode_cursor(cursor)
-    since, until = _instant_query(request, "since"), _instant_query(request, "until")
-    if since is not None and until is not None and since >= until:
-        raise _bad_parameter(f"since: {utc_iso(since)} is not before until {utc_iso(until)}")
+    # Parsed as the CLI's --since/--until are (years 1-9999); a range that holds nothing
+    # (since not before until) answers no items.
+    since, until = _range_query(request, "since"), _range_query(request, "until")
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name is not None:

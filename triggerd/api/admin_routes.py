@@ -283,7 +283,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                   " (404 when there is no such trigger)."),
             query("workflow", key_schema("workflow key"),
                   "Only executions of this workflow (404 when there is none)."),
-            *(query(name, {"type": "string", "minLength": 1, "maxLength": 200},
+            # No NUL: the database cannot hold one (400 invalid_parameter).
+            *(query(name, {"type": "string", "minLength": 1, "maxLength": 200,
+                           "pattern": "^[^\\u0000]+$"},
                     f"Only executions with this {name} (their correlation).")
               for name in CORRELATION_COLUMNS),
             query("since", {"type": "string", "format": "date-time"},
@@ -291,7 +293,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                   " offset), as the CLI's --since."),
             query("until", {"type": "string", "format": "date-time"},
                   "Only executions created before this instant (exclusive), as the CLI's"
-                  " --until; since must be before it."),
+                  " --until (a range that holds nothing answers no items)."),
             PAGE_LIMIT,
             query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
                   "Opaque: the next_cursor of the previous page."),

@@ -21,6 +21,7 @@ is the response), ``HTTP_ERROR`` (a broken or too large response), ``INVALID_PAR
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -226,12 +227,15 @@ class HttpNode:
 
         what = f"{method} {url.with_query(None).with_fragment(None)}"
         try:
-            if ctx.http is not None:
-                output = await _exchange(ctx.http, method, url, request)
-            else:  # outside the daemon (tools, tests): a session for this request only,
-                # under the default egress policy
-                async with egress_session() as session:
-                    output = await _exchange(session, method, url, request)
+            # One limit for the whole chain of redirects, as aiohttp's own following had
+            # (each hop's request has it too): not timeout per hop.
+            async with asyncio.timeout(timeout.total_seconds()):
+                if ctx.http is not None:
+                    output = await _exchange(ctx.http, method, url, request)
+                else:  # outside the daemon (tools, tests): a session for this request
+                    # only, under the default egress policy
+                    async with egress_session() as session:
+                        output = await _exchange(session, method, url, request)
         except TimeoutError as exc:
             raise NodeFailure(
                 TIMEOUT, f"{what}: no complete response within {format_duration(timeout)}"

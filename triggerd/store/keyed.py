@@ -280,8 +280,10 @@ async def _insert_request(
 _CANDIDATES = """
 WITH due AS (
     SELECT id, trigger_id, concurrency_key, concurrency_limit, created_at,
+           -- Slots written by one statement share created_at: theirs decides (a
+           -- buffer_one catch-up's second slot waits for its first).
            row_number() OVER (PARTITION BY trigger_id, concurrency_key
-                              ORDER BY created_at, id) AS place
+                              ORDER BY created_at, scheduled_for, id) AS place
       FROM workflow_executions
      WHERE status = 'NEW' AND (not_before IS NOT NULL OR concurrency_key IS NOT NULL)
        AND (not_before IS NULL OR not_before <= now())),

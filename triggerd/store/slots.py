@@ -331,7 +331,8 @@ live AS (
                 OR t.config::text <> d.config_text
                 OR d.scheduled_for < t.enabled_at
                 OR coalesce(d.scheduled_for < st.floor_at
-                            AND NOT (NOT st.paused AND st.floor_at = st.changed_at), false)
+                            AND NOT coalesce(NOT st.paused AND st.floor_at = st.changed_at,
+                                             false), false)
                ) AS stale_row,
                -- A slot due before the latest resume (without --catch-up: its floor is the
                -- resume's instant) but written after it: a jittered slot whose instant fell
