@@ -837,22 +837,15 @@ async def next_fires_handler(request: web.Request) -> web.Response:
     return _ok({**doc, "items": fires})
 
 
-def _range_query(request: web.Request, name: str) -> datetime | None:
+def _instant_query(request: web.Request, name: str,
+                   parse: Callable[[str, str], datetime] = preview_instant) -> datetime | None:
+    """An instant query parameter: a preview's start (1900-9000) by default, ``parse``
+    for others; what ``parse`` refuses is a 400."""
     text = _query_value(request, name)
     if text is None:
         return None
     try:
-        return parse_instant(text, name)
-    except UsageError as exc:
-        raise _bad_parameter(str(exc)) from None
-
-
-def _instant_query(request: web.Request, name: str) -> datetime | None:
-    text = _query_value(request, name)
-    if text is None:
-        return None
-    try:
-        return preview_instant(text, name)
+        return parse(text, name)
     except UsageError as exc:
         raise _bad_parameter(str(exc)) from None
 
@@ -882,7 +875,8 @@ async def list_executions_handler(request: web.Request) -> web.Response:
     after = None if cursor is None else decode_cursor(cursor)
     # Parsed as the CLI's --since/--until are (years 1-9999); a range that holds nothing
     # (since not before until) answers no items.
-    since, until = _range_query(request, "since"), _range_query(request, "until")
+    since = _instant_query(request, "since", parse_instant)
+    until = _instant_query(request, "until", parse_instant)
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name is not None:
