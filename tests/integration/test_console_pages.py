@@ -158,8 +158,10 @@ async def test_a_deep_link_keeps_its_whole_query_through_the_login(served: Clien
     assert _field(page, "next") == wanted
     assert await visitor.log_in(ALL_TENANTS, next_path=_field(page, "next")) == wanted
     # Still no open redirect: a next= that leaves the console goes home.
+    # A dot segment too: /ui/../evil is /evil once the browser resolves it.
     for elsewhere in ("//evil.example/ui/", "https://evil.example/", "/ui/..//evil",
-                      "/ui/\\evil", "%2F%2Fevil.example", "/ui/\r\nSet-Cookie: a=b", "/ui/\x00"):
+                      "/ui/\\evil", "%2F%2Fevil.example", "/ui/\r\nSet-Cookie: a=b", "/ui/\x00",
+                      "/ui/../evil", "/ui/%2e%2e/evil", "/ui/./../x", "/ui/a/../../x"):
         other = Visitor(served.make_url(""))
         visitors.append(other)
         assert await other.log_in(ALL_TENANTS, next_path=elsewhere) == "/ui/", elsewhere

@@ -201,10 +201,13 @@ def _session(request: web.Request) -> ConsoleSession:
 
 def _safe_next(value: object) -> str:
     """Only a console path: never an absolute URL (an open redirect), nor a control
-    character (a header cannot carry it)."""
+    character (a header cannot carry it), nor a dot segment that leaves the console
+    (``/ui/../x``, also percent-encoded: a browser resolves it to ``/x``)."""
     if isinstance(value, str) and value.startswith(PREFIX + "/") and "//" not in value \
             and "\\" not in value and value.isprintable():
-        return value
+        path = urllib.parse.unquote(value.partition("?")[0].partition("#")[0])
+        if not any(segment in (".", "..") for segment in path.split("/")):
+            return value
     return PREFIX + "/"
 
 
