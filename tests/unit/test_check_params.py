@@ -618,3 +618,21 @@ def test_a_failure_branch_cannot_read_the_failed_nodes_output() -> None:
         f"{NODE}[1].params.value",
         "expression '{{ nodes.f.output }}': node 'h' runs only when node 'f' failed, and a"
         " failed node has no entry under nodes")}
+
+
+def test_a_node_after_a_failure_branch_cannot_read_the_failed_node_either() -> None:
+    """a -(on: failure)-> b -> c: c runs only when a failed too; only b was refused."""
+    workflow = {"key": "wf", "graph": {
+        "nodes": [node("a", "fail", code="X"),
+                  node("b", "set", value=1),
+                  node("c", "set", value="{{ nodes.a.output }}"),
+                  node("d", "set", value="{{ nodes.a.output }}"),
+                  node("join", "set", value="{{ nodes.a.output }}")],
+        "edges": [{"from": "a", "to": "b", "on": "failure"}, {"from": "b", "to": "c"},
+                  {"from": "a", "to": "d"},
+                  # A node the success path reaches too is not refused.
+                  {"from": "c", "to": "join"}, {"from": "d", "to": "join"}]}}
+    assert found(workflow) == {(
+        f"{NODE}[2].params.value",
+        "expression '{{ nodes.a.output }}': node 'c' runs only when node 'a' failed, and a"
+        " failed node has no entry under nodes")}

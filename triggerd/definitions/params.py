@@ -264,16 +264,38 @@ def _declared(section: Any) -> list[str] | None:
     return None
 
 
-def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, str]:
-    """The nodes whose one parent reaches them by failure edges only (``on: failure``),
-    and that parent: such a node runs only when it failed, and a failed node has no entry
-    under ``nodes``."""
-    failing: dict[str, set[bool]] = {}
-    for edge in edges if isinstance(edges, list) else []:
-        if isinstance(edge, dict) and isinstance(edge.get("to"), str):
-            failing.setdefault(edge["to"], set()).add(edge.get("on") == "failure")
-    return {target: next(iter(sources)) for target, sources in parents.items()
-            if len(sources) == 1 and failing.get(target) == {True}}
+def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    """For each node, the nodes it runs only after they failed: every path to it from the
+    graph's first nodes goes through a failure edge (``on: failure``) of theirs, so when it
+    runs they have failed, and a failed node has no entry under ``nodes``. (Only the
+    failing node's direct child was known before; its children read it as freely.)"""
+    links = [(e["from"], e["to"], e.get("on") == "failure") for e in
+             (edges if isinstance(edges, list) else [])
+             if isinstance(e, dict) and isinstance(e.get("from"), str)
+             and isinstance(e.get("to"), str) and e["from"] in parents and e["to"] in parents]
+    roots = [node for node, above in parents.items() if not above]
+    only: dict[str, set[str]] = {}
+    for failing in {source for source, _, failure in links if failure}:
+        without = _reach(roots, [(s, t) for s, t, f in links if not (f and s == failing)])
+        after = _reach([t for s, t, f in links if f and s == failing],
+                       [(s, t) for s, t, _ in links])
+        for node in after - without - {failing}:
+            only.setdefault(node, set()).add(failing)
+    return only
+
+
+def _reach(start: list[str], links: list[tuple[str, str]]) -> set[str]:
+    """The nodes reachable from ``start`` (included) along ``links``."""
+    below: dict[str, list[str]] = {}
+    for source, target in links:
+        below.setdefault(source, []).append(target)
+    seen, todo = set(start), list(start)
+    while todo:
+        for target in below.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
 
 
 def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:
@@ -298,7 +320,7 @@ class _Scope:
         ids: list[str],
         parents: Mapping[str, set[str]],
         env: list[str] | None,
-        failed_into: Mapping[str, str] | None = None,
+        failed_into: Mapping[str, set[str]] | None = None,
         secrets: list[str] | None,
         inputs: list[str] | None = None,
         execution: list[str] | None = None,
@@ -366,6 +388,6 @@ class _Scope:
             yield f"there is no node {key!r}{hint}"
         elif key not in self.upstream():
             yield f"node {key!r} does not run before node {self.node_id!r}"
-        elif self.failed_into.get(self.node_id) == key:
+        elif key in self.failed_into.get(self.node_id, ()):
             yield (f"node {self.node_id!r} runs only when node {key!r} failed, and a failed"
                    f" node has no entry under nodes")
