@@ -13,7 +13,7 @@ already reported (a node that is not a mapping, params that are not one) is skip
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from jsonschema import Draft202012Validator, validators
@@ -274,27 +274,34 @@ def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, set[
              if isinstance(e, dict) and isinstance(e.get("from"), str)
              and isinstance(e.get("to"), str) and e["from"] in parents and e["to"] in parents]
     roots = [node for node, above in parents.items() if not above]
+    below = _children((s, t) for s, t, _ in links)
     only: dict[str, set[str]] = {}
     for failing in {source for source, _, failure in links if failure}:
-        without = _reach(roots, [(s, t) for s, t, f in links if not (f and s == failing)])
-        after = _reach([t for s, t, f in links if f and s == failing],
-                       [(s, t) for s, t, _ in links])
+        without = _reach(roots, _children(
+            (s, t) for s, t, f in links if not (f and s == failing)))
+        after = _reach([t for s, t, f in links if f and s == failing], below)
         for node in after - without - {failing}:
             only.setdefault(node, set()).add(failing)
     return only
 
 
-def _reach(start: list[str], links: list[tuple[str, str]]) -> set[str]:
-    """The nodes reachable from ``start`` (included) along ``links``."""
+def _children(links: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     below: dict[str, list[str]] = {}
     for source, target in links:
         below.setdefault(source, []).append(target)
-    seen, todo = set(start), list(start)
+    return below
+
+
+def _reach(start: Iterable[str], next_of: Mapping[str, Iterable[str]]) -> set[str]:
+    """The nodes reachable from ``start`` (included) along ``next_of`` (a node's children,
+    or its parents for the nodes above it)."""
+    seen = set(start)
+    todo = list(seen)
     while todo:
-        for target in below.get(todo.pop(), ()):
-            if target not in seen:
-                seen.add(target)
-                todo.append(target)
+        for node in next_of.get(todo.pop(), ()):
+            if node not in seen:
+                seen.add(node)
+                todo.append(node)
     return seen
 
 
@@ -335,14 +342,7 @@ class _Scope:
     def upstream(self) -> set[str]:
         """The nodes that run before this one: its ancestors along any edge."""
         if self._upstream is None:
-            seen: set[str] = set()
-            stack = list(self.parents.get(self.node_id or "", ()))
-            while stack:
-                current = stack.pop()
-                if current not in seen:
-                    seen.add(current)
-                    stack.extend(self.parents.get(current, ()))
-            self._upstream = seen
+            self._upstream = _reach(self.parents.get(self.node_id or "", ()), self.parents)
         return self._upstream
 
     def problems(self, source: str) -> Iterator[str]:
