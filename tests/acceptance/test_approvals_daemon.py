@@ -5,6 +5,7 @@ replicas get the same link at once), bad requests, a daemon SIGKILLed while the 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from pathlib import Path
 
@@ -96,6 +97,22 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
             404, {"error": "not_found", "message": "unknown resume link"})
         async with session.get(f"{first.base_url}/hooks/_resume/{token}") as response:
             assert response.status == 405 and response.headers["Allow"] == "POST"
+        # A body is read as sent and decoded by the daemon: cut short, or past 64 KiB once
+        # decoded, it is refused and the link stays unused.
+        whole = gzip.compress(json.dumps({"decision": "approved"}).encode())
+        gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        async with session.post(f"{first.base_url}/hooks/_resume/{token}", data=whole[:-3],
+                                headers=gzipped) as response:
+            assert (response.status, await response.json()) == (400, {
+                "error": "invalid_body",
+                "message": "the body could not be decoded as its Content-Encoding 'gzip'"})
+        bomb = gzip.compress(json.dumps({"decision": "approved",
+                                         "note": "x" * 70_000}).encode())
+        async with session.post(f"{first.base_url}/hooks/_resume/{token}", data=bomb,
+                                headers=gzipped) as response:
+            assert (response.status, await response.json()) == (413, {
+                "error": "payload_too_large",
+                "message": "the body is larger than 65536 bytes"})
         assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE decision IS NOT"
                                    " NULL") == 0
 

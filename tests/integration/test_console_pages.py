@@ -4,6 +4,7 @@ answered 4xx (never a 500) with nothing changed, and the links each page carries
 
 from __future__ import annotations
 
+import gzip
 import html
 import io
 import re
@@ -554,6 +555,13 @@ async def test_a_form_over_256_kib_is_refused_before_it_is_read(
     status, _, _ = await admin.post("/ui/triggers/xss/by-hand/fire",
                                     {"input": '{"a": "' + "x" * 1000 + '"}'})
     assert status == 303
+    # A form sent with a Content-Encoding is refused unread (bodies are read as sent).
+    encoded = gzip.compress(urllib.parse.urlencode({"csrf": admin.csrf, "input": "{}"}).encode())
+    async with admin.http.post(admin.url("/ui/triggers/xss/by-hand/fire"), data=encoded,
+                               headers={**FORM, "Content-Encoding": "gzip"}) as answer:
+        assert answer.status == 415
+        assert await answer.text() == "a console form is sent without a Content-Encoding"
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
 
 
 async def test_a_workflow_with_more_triggers_than_its_page_shows_says_so(
