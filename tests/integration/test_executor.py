@@ -825,6 +825,51 @@ async def test_rows_the_database_refuses_fail_only_their_own_write(pool: asyncpg
     assert [(str(r["execution_id"]), r["output"]) for r in rows] == [(good, [1, 2])]
 
 
+async def test_a_canceled_write_returns_only_once_its_rows_have_settled(
+    pool: asyncpg.Pool,
+) -> None:
+    # A run canceled while its RUNNING row is being written (its deadline, a cancel
+    # request) writes its CANCELED row next. Were the canceled write to return at once,
+    # that next write could commit first in another writer's transaction and the RUNNING
+    # row land over it, left open for ever.
+    from triggerd.executor.writer import ProgressWriter
+    from triggerd.store.executions import NodeRow
+
+    await apply_doc(pool, workflow("ordered", [{"id": "a", "type": "noop"}]))
+    run = await fire(pool, "ordered/manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
+        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
+    writer = ProgressWriter(pool=pool, owner="test", workers=2)
+    writer.start()
+    try:
+        async with pool.acquire() as blocker, blocker.transaction():
+            # The row write locks the run FOR KEY SHARE: it waits behind this lock.
+            await blocker.execute("SELECT FROM workflow_executions WHERE id = $1 FOR UPDATE",
+                                  run)
+            write = asyncio.create_task(writer.write(nodes=[NodeRow(
+                execution_id=run, node_id="a", node_type="noop", status="RUNNING",
+                attempt=1)]))
+            while not await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%node_executions%'"):
+                await asyncio.sleep(0.01)
+            write.cancel()
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+            assert not write.done(), "the canceled write returned before its rows settled"
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        assert await pool.fetchval(
+            "SELECT status FROM node_executions WHERE execution_id = $1", run) == "RUNNING"
+        await writer.write(nodes=[NodeRow(
+            execution_id=run, node_id="a", node_type="noop", status="CANCELED", attempt=1)])
+    finally:
+        await writer.stop()
+    assert await pool.fetchval(
+        "SELECT status FROM node_executions WHERE execution_id = $1", run) == "CANCELED"
+
+
 async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(
     pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,6 +26,10 @@ class _Pending:
     nodes: Sequence[NodeRow]
     finished: Sequence[ExecutionUpdate]
     done: asyncio.Future[set[str]]
+    # Set once the transaction that held these rows ended (committed or not); `landed`
+    # wakes a writer that was canceled while it waited (see ProgressWriter.write).
+    settled: bool = False
+    landed: asyncio.Future[None] | None = None
 
 
 @dataclass(kw_only=True)
@@ -64,8 +68,20 @@ class ProgressWriter:
         if not nodes and not finished:
             return set()
         done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(nodes=nodes, finished=finished, done=done))
-        return await done
+        item = _Pending(nodes=nodes, finished=finished, done=done)
+        self._queue.put_nowait(item)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if not item.settled:
+                # Queued rows are written whatever happens to their writer. A run canceled
+                # here (its deadline, a cancel request) writes next its CANCELED row and
+                # its final state, which another writer's transaction could commit first:
+                # this RUNNING row would then land over the CANCELED one and stay open.
+                # So a run's writes stay in order: wait until these rows have settled.
+                item.landed = asyncio.get_running_loop().create_future()
+                await item.landed
+            raise
 
     async def _loop(self) -> None:
         while True:
@@ -86,6 +102,15 @@ class ProgressWriter:
             item = self._queue.get_nowait()
             batch.append(item)
             rows += len(item.nodes) + len(item.finished)
+        try:
+            await self._write_rows(batch, rows)
+        finally:
+            for p in batch:
+                p.settled = True
+                if p.landed is not None and not p.landed.done():
+                    p.landed.set_result(None)
+
+    async def _write_rows(self, batch: list[_Pending], rows: int) -> None:
         nodes = [n for p in batch for n in p.nodes]
         finished = [f for p in batch for f in p.finished]
         lost: set[str] = set()
