@@ -729,17 +729,21 @@ async def test_get_execution_with_node_timeline(client: Client, pool: asyncpg.Po
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("POST", "/cancel"),
-                                                ("POST", "/retry")])
+                                                ("POST", "/retry"), ("POST", "/resume")])
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", uuid.UUID(int=7).hex, "urn:uuid:" + str(
     uuid.UUID(int=7))])
-async def test_malformed_execution_ids_are_404_without_a_query(
+async def test_malformed_execution_ids_are_400_without_a_query(
     offline: Client, method: str, suffix: str, bad_id: str
 ) -> None:
     # uuid.UUID() takes the bare hex and urn forms; the document's format (and so this
-    # API) does not.
+    # API) does not. Bad input, as a malformed backfill id (and the CLI's exit 2).
     response = await offline.request(method, f"/api/v1/executions/{bad_id}{suffix}",
-                                     headers=AUTH)
-    await expect_error(response, 404, "not_found", f"{bad_id!r} is not an execution id (a UUID)")
+                                     headers=AUTH,
+                                     json={"decision": "approved"} if suffix else None)
+    await expect_error(response, 400, "bad_request",
+                       f"{bad_id!r} is not an execution id (a UUID)")
+    backfill = await offline.get("/api/v1/backfills/nope", headers=AUTH)
+    await expect_error(backfill, 400, "bad_request")
 
 
 async def test_cancel(client: Client, pool: asyncpg.Pool) -> None:

@@ -426,13 +426,15 @@ def _trigger_name(request: web.Request) -> str:
 
 
 def _execution_id(request: web.Request) -> str:
+    """The path's execution id. One that is not a UUID is bad input (400, as a backfill or
+    webhook request id, and exit 2 in the CLI), refused before any query."""
     value = request.match_info["id"]
     try:
         parsed = uuid.UUID(value)
     except ValueError:
-        raise NotFound(f"{value[:100]!r} is not an execution id (a UUID)") from None
+        raise UsageError(f"{value[:100]!r} is not an execution id (a UUID)") from None
     if len(value) != 36:  # uuid.UUID also takes braces, "urn:uuid:" and bare hex
-        raise NotFound(f"{value[:100]!r} is not an execution id (a UUID)")
+        raise UsageError(f"{value[:100]!r} is not an execution id (a UUID)")
     return str(parsed)
 
 

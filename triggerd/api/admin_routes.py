@@ -305,7 +305,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         summary="Get an execution with its node timeline", tag="executions",
         answers={200: json_answer("The execution; nodes in the order they ran.",
                                   "ExecutionDetail")},
-        errors=(404,), parameters=(EXECUTION_ID,),
+        errors=(400, 404), parameters=(EXECUTION_ID,),
     ),
     Route(
         operation_id="cancelExecution", method="POST", path=f"{_EXECUTION}/cancel",
@@ -316,7 +316,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
             202: json_answer("Cancel requested: its running nodes are being cancelled.",
                              "Execution"),
         },
-        errors=(404, 409), parameters=(EXECUTION_ID,),
+        errors=(400, 404, 409), parameters=(EXECUTION_ID,),
     ),
     Route(
         operation_id="resumeExecution", method="POST", path=f"{_EXECUTION}/resume",
@@ -333,7 +333,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         summary="Run an ended execution again with the same input and version (409 while"
                 " it has not ended, or its workflow is archived or its trigger disabled)",
         tag="executions",
-        answers={202: ACCEPTED}, errors=(404, 409), parameters=(EXECUTION_ID,),
+        answers={202: ACCEPTED}, errors=(400, 404, 409), parameters=(EXECUTION_ID,),
     ),
     Route(
         operation_id="listWebhookRequests", method="GET", path=f"{_P}/webhook-requests",

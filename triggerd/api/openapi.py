@@ -780,7 +780,8 @@ BACKFILL_ID = Param(
 )
 EXECUTION_ID = Param(
     name="id", location="path", schema=_UUID, component="ExecutionId",
-    description="Execution id; a value that is not a UUID names no execution (404).",
+    description="Execution id; a value that is not a UUID is answered 400 (exit 2 in"
+    " the CLI).",
 )
 PAGE_LIMIT = Param(
     name="limit", location="query", component="PageLimit",
