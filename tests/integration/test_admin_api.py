@@ -206,13 +206,18 @@ async def test_openapi_document_needs_no_token(offline: Client) -> None:
     doc = await response.json()
     assert doc["openapi"] == "3.1.0"
     assert "/api/v1/executions/{id}/cancel" in doc["paths"]
-    # Only GET of the document is public: any other method on its path needs the token.
-    for method in ("POST", "HEAD", "DELETE"):
+    # HEAD is GET without the body: public too, the same status and headers.
+    head = await offline.head("/api/v1/openapi.json")
+    assert (head.status, await head.read()) == (200, b"")
+    assert (head.content_type, head.headers["Content-Length"]) == (
+        "application/json", response.headers["Content-Length"])
+    # Only GET (and HEAD) of the document is public: any other method on its path needs
+    # the token, and so does HEAD of any other route.
+    for method in ("POST", "DELETE"):
         response = await offline.request(method, "/api/v1/openapi.json")
-        assert response.status == 401, method
-        if method != "HEAD":
-            await expect_error(response, 401, "unauthorized",
-                               "missing Authorization header (expected 'Bearer <token>')")
+        await expect_error(response, 401, "unauthorized",
+                           "missing Authorization header (expected 'Bearer <token>')")
+    assert (await offline.head("/api/v1/workflows")).status == 401
 
 
 # --- workflows ------------------------------------------------------------------------------
@@ -997,6 +1002,9 @@ async def test_unknown_route_and_wrong_method_are_json(offline: Client) -> None:
 async def test_routes_outside_the_api_are_untouched(offline: Client) -> None:
     response = await offline.get("/healthz")
     assert response.status == 200
+    head = await offline.head("/healthz")
+    assert (head.status, head.headers["Content-Length"], await head.read()) == (
+        200, response.headers["Content-Length"], b"")
     response = await offline.get("/api/v10/x")
     assert response.status == 404
     assert response.content_type == "text/plain"

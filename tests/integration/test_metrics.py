@@ -129,6 +129,17 @@ async def test_recorded_events_show_up(
     assert ("process_cpu_seconds_total", ()) in found
 
 
+async def test_head_answers_as_get_without_the_body(
+    make_client: Callable[..., Awaitable[Client]], pool: asyncpg.Pool
+) -> None:
+    client = await make_client(pool)
+    get = await client.get("/metrics")
+    head = await client.head("/metrics")
+    assert (head.status, await head.read()) == (200, b"")
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert int(head.headers["Content-Length"]) > 0
+
+
 async def test_text_format_and_openmetrics(
     make_client: Callable[..., Awaitable[Client]], pool: asyncpg.Pool
 ) -> None:

@@ -1160,7 +1160,8 @@ def add_admin_routes(
             extra={"event": "api_token_missing"},
         )
     if first:
-        app[PUBLIC_OPERATIONS] = frozenset(r.label for r in ADMIN_ROUTES if r.public)
+        app[PUBLIC_OPERATIONS] = frozenset(label for r in ADMIN_ROUTES if r.public
+                                             for label in r.labels)
         app.middlewares.append(admin_middleware)
         add_routes(app.router, ADMIN_ROUTES)
     return auth

@@ -74,7 +74,8 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route(
         operation_id="getOpenApi", method="GET", path=OPENAPI_PATH, handler=openapi_handler,
         summary="This document", tag="meta", public=True,
-        answers={200: Answer(description="The OpenAPI 3.1 document of the admin API.",
+        answers={200: Answer(description="The OpenAPI 3.1 document of the admin API (HEAD,"
+                                         " also without a token: its headers only).",
                              schema={"type": "object"})},
     ),
     Route(
@@ -421,12 +422,14 @@ def openapi_document() -> dict[str, Any]:
 
 
 def add_routes(router: web.UrlDispatcher, routes: Iterable[Route]) -> None:
-    """Serve each route at its method and path, and nothing else: no implicit HEAD. A
-    route that needs the token refuses a query parameter it does not declare (400): a
-    misspelt filter (``?statsu=ERROR``) answered the whole unfiltered list."""
+    """Serve each route at its methods (:attr:`Route.methods`: its own, and HEAD beside a
+    public GET) and path, and nothing else. A route that needs the token refuses a query
+    parameter it does not declare (400): a misspelt filter (``?statsu=ERROR``) answered
+    the whole unfiltered list."""
     for route in routes:
         handler = route.handler if route.public else _declared_query_only(route)
-        router.add_route(route.method, route.path, handler)
+        for method in route.methods:
+            router.add_route(method, route.path, handler)
 
 
 def _declared_query_only(route: Route) -> admin.Handler:
@@ -487,9 +490,15 @@ def served_operations(app: web.Application) -> list[str]:
 
 
 def documented_operations(document: Mapping[str, Any]) -> list[str]:
-    """``"METHOD /path"`` of every operation of an OpenAPI document."""
-    return [f"{method.upper()} {path}"
-            for path, item in document["paths"].items() for method in item]
+    """``"METHOD /path"`` of every operation of an OpenAPI document, and the HEAD served
+    beside a public GET (HTTP's own twin of the GET, not an operation of its own there)."""
+    operations: list[str] = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            operations.append(f"{method.upper()} {path}")
+            if method == "get" and operation.get("security") == []:
+                operations.append(f"HEAD {path}")
+    return operations
 
 
 def route_mismatches(served: Iterable[str], documented: Iterable[str]) -> list[str]:

@@ -514,10 +514,11 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 def add_metrics_routes(app: web.Application, metrics: Metrics | None = None) -> Metrics:
     """Store a :class:`Metrics` under ``app[METRICS]`` (a new one unless given) and add
-    ``GET /metrics``; returns the metrics so the caller can hand them to components."""
+    ``GET /metrics`` (and HEAD: the same status and headers, no body, as monitors probe a
+    target); returns the metrics so the caller can hand them to components."""
     if metrics is None:
         metrics = Metrics(label_limit=app[SETTINGS].current.metrics.label_limit)
     found = metrics
     app[METRICS] = found
-    app.router.add_get("/metrics", metrics_handler, allow_head=False)
+    app.router.add_get("/metrics", metrics_handler)
     return found

@@ -757,6 +757,18 @@ class Route:
         """``"GET /api/v1/..."``, as schemathesis and the route checks name an operation."""
         return f"{self.method} {self.path}"
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods served. A public GET also answers HEAD (the same status and headers,
+        no body): probes and caches ask the document that way, and it needs no token. A GET
+        that needs the token does not (405), so its HEAD is never an unaudited read."""
+        return ("GET", "HEAD") if self.public and self.method == "GET" else (self.method,)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """:attr:`label` of each of :attr:`methods`."""
+        return tuple(f"{method} {self.path}" for method in self.methods)
+
 
 def json_answer(description: str, schema: str,
                 headers: Mapping[str, Schema] | None = None) -> Answer:
