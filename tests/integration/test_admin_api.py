@@ -331,9 +331,12 @@ async def test_enable_and_disable(client: Client, pool: asyncpg.Pool) -> None:
                                           "path": "report/push"}]
     await apply_doc(pool, other)
     response = await client.post("/api/v1/triggers/report/push/enable", headers=AUTH)
+    # The holder is a row no file being applied defines: named, so it can be found.
     await expect_error(response, 409, "conflict",
-                       "cannot enable report/push: its webhook path is used by another enabled"
-                       " trigger")
+                       "cannot enable report/push: its webhook path 'report/push' is used by"
+                       " the enabled trigger other/push (disable it, or give report/push"
+                       " another path)")
+    assert (await get_trigger(pool, "report/push")).enabled is False
 
 
 async def test_fire(client: Client, pool: asyncpg.Pool) -> None:

@@ -1112,6 +1112,20 @@ async def set_trigger_enabled(
     trigger = await get_trigger(conn, full_name, tenant)
     if trigger.enabled == enabled:
         return trigger, False
+    path = trigger.config.get("path") if trigger.type == "webhook" else None
+    if enabled and isinstance(path, str):
+        # The unique index would refuse the update without saying whose the path is; the
+        # holder is named so the operator can find it (no file of theirs may define it).
+        holder = await conn.fetchval(
+            "SELECT w.key || '/' || t.name FROM workflow_triggers t"
+            " JOIN workflows w ON w.id = t.workflow_id"
+            " WHERE t.tenant_id = $1 AND t.type = 'webhook' AND t.enabled"
+            " AND t.config->>'path' = $2 AND t.id <> $3 LIMIT 1",
+            trigger.tenant_id, path, trigger.id)
+        if holder is not None:
+            raise DefinitionError(
+                f"cannot enable {full_name}: its webhook path {path!r} is used by the enabled"
+                f" trigger {holder} (disable it, or give {full_name} another path)")
     try:
         await conn.execute(
             "UPDATE workflow_triggers SET enabled = $2, updated_at = now(),"
@@ -1119,7 +1133,7 @@ async def set_trigger_enabled(
             trigger.id,
             enabled,
         )
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError:  # enabled between the look-up and the update
         raise DefinitionError(
             f"cannot enable {full_name}: its webhook path is used by another enabled trigger"
         ) from None
