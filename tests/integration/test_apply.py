@@ -419,7 +419,8 @@ async def test_a_path_taken_between_the_check_and_the_write_is_named(
     with pytest.raises(DefinitionError) as info:
         await apply(pool, other)
     assert str(info.value) == (
-        "webhook path 'wf/hook' of trigger other/late is already used by another enabled trigger"
+        "webhook path 'wf/hook' of trigger other/late is already used by the enabled trigger"
+        " wf/hook (disable it, or give other/late another path)"
     )
     assert await pool.fetchval("SELECT count(*) FROM workflows WHERE key = 'other'") == 0
 

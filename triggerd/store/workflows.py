@@ -194,6 +194,17 @@ class _PlanOnly(Exception):
     """Raised inside the transaction of ``apply --plan`` to roll everything back."""
 
 
+class _PathRace(Exception):
+    """A webhook path taken by another apply after this one's check: the unique index
+    refused the write. Its holder is looked up once the transaction has rolled back (the
+    aborted transaction answers no query)."""
+
+    def __init__(self, where: tuple[str, str], name: str) -> None:
+        super().__init__(where[1])
+        self.where = where
+        self.name = name
+
+
 async def apply_workflows(
     conn: asyncpg.Connection,
     specs: list[WorkflowSpec],
@@ -244,6 +255,13 @@ async def apply_workflows(
                         detail={**entry.detail, **apply_counts(report, changes)}))
     except _PlanOnly:
         pass
+    except _PathRace as race:
+        holder = await conn.fetchval(
+            "SELECT w.key || '/' || t.name FROM workflow_triggers t"
+            " JOIN workflows w ON w.id = t.workflow_id WHERE t.tenant_id = $1"
+            " AND t.type = 'webhook' AND t.enabled AND t.config->>'path' = $2 LIMIT 1",
+            *race.where)
+        raise _path_taken(race.where[1], race.name, holder) from None
     return report
 
 
@@ -983,7 +1001,7 @@ async def _write(
             where = _violating_path(str(exc.detail or ""))
             name = None if where is None else plan.webhook_paths.get(where)
             if where is not None and name is not None:
-                raise _path_taken(where[1], name) from None
+                raise _PathRace(where, name) from None
             raise DefinitionError(
                 "a webhook path is already used by another enabled trigger"
             ) from None
