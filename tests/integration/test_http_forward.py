@@ -81,6 +81,25 @@ async def test_request_and_answer_pass_through(
     assert got["client"] == "127.0.0.1"
 
 
+async def test_head_keeps_the_main_process_content_length(
+    upstream: tuple[str, list[dict[str, Any]]]
+) -> None:
+    # HEAD /metrics or /readyz through an HTTP process: the headers of the GET, no body.
+    path, seen = upstream
+    runner, session, port = await serve_forwarding(path)
+    try:
+        async with aiohttp.ClientSession() as client, client.head(
+            f"http://127.0.0.1:{port}/metrics"
+        ) as response:
+            assert (response.status, response.headers["Content-Length"]) == (201, "4")
+            assert response.headers["X-Answer"] == "yes"
+            assert await response.read() == b""
+    finally:
+        await session.close()
+        await runner.cleanup()
+    assert [got["method"] for got in seen] == ["HEAD"]
+
+
 async def test_main_process_unreachable_is_503_with_retry_after(tmp_path: Path) -> None:
     runner, session, port = await serve_forwarding(str(tmp_path / "nobody.sock"))
     try:

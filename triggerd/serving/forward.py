@@ -74,6 +74,12 @@ async def forward(session: aiohttp.ClientSession, request: web.Request) -> web.R
                 for name, value in upstream.headers.items()
                 if name.lower() not in _NOT_RETURNED
             )
+            length = upstream.headers.get("Content-Length")
+            if request.method == "HEAD" and length is not None:
+                # No body came to count: the main process's length is its GET's, which a
+                # HEAD answer carries.
+                returned["Content-Length"] = length
+                return web.Response(status=upstream.status, headers=returned)
             return web.Response(status=upstream.status, headers=returned, body=body)
     except (aiohttp.ClientError, OSError, TimeoutError):
         return web.json_response(
