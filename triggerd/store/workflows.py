@@ -205,6 +205,19 @@ class _PathRace(Exception):
         self.name = name
 
 
+async def _webhook_path_holder(conn: asyncpg.Connection, tenant: str, path: str,
+                               other_than: str | None = None) -> str | None:
+    """``workflow/trigger`` of the enabled webhook trigger of ``tenant`` at ``path`` (other
+    than the trigger ``other_than``), if any."""
+    holder: str | None = await conn.fetchval(
+        "SELECT w.key || '/' || t.name FROM workflow_triggers t"
+        " JOIN workflows w ON w.id = t.workflow_id WHERE t.tenant_id = $1"
+        " AND t.type = 'webhook' AND t.enabled AND t.config->>'path' = $2"
+        " AND t.id IS DISTINCT FROM $3::uuid LIMIT 1",
+        tenant, path, other_than)
+    return holder
+
+
 async def apply_workflows(
     conn: asyncpg.Connection,
     specs: list[WorkflowSpec],
@@ -256,11 +269,7 @@ async def apply_workflows(
     except _PlanOnly:
         pass
     except _PathRace as race:
-        holder = await conn.fetchval(
-            "SELECT w.key || '/' || t.name FROM workflow_triggers t"
-            " JOIN workflows w ON w.id = t.workflow_id WHERE t.tenant_id = $1"
-            " AND t.type = 'webhook' AND t.enabled AND t.config->>'path' = $2 LIMIT 1",
-            *race.where)
+        holder = await _webhook_path_holder(conn, *race.where)
         raise _path_taken(race.where[1], race.name, holder) from None
     return report
 
@@ -1134,12 +1143,7 @@ async def set_trigger_enabled(
     if enabled and isinstance(path, str):
         # The unique index would refuse the update without saying whose the path is; the
         # holder is named so the operator can find it (no file of theirs may define it).
-        holder = await conn.fetchval(
-            "SELECT w.key || '/' || t.name FROM workflow_triggers t"
-            " JOIN workflows w ON w.id = t.workflow_id"
-            " WHERE t.tenant_id = $1 AND t.type = 'webhook' AND t.enabled"
-            " AND t.config->>'path' = $2 AND t.id <> $3 LIMIT 1",
-            trigger.tenant_id, path, trigger.id)
+        holder = await _webhook_path_holder(conn, trigger.tenant_id, path, trigger.id)
         if holder is not None:
             raise DefinitionError(
                 f"cannot enable {full_name}: its webhook path {path!r} is used by the enabled"
