@@ -16,6 +16,8 @@ from tests.integration.test_scheduler_support import (
     wait_for,
 )
 from triggerd import db
+from triggerd.errors import DatabaseUnavailable
+from triggerd.store.slots import record_slots
 
 Pool = Any
 EVERY_SECOND = "* * * * * *"
@@ -78,3 +80,36 @@ async def test_lost_connections_are_recovered_without_a_gap(pool: Pool, dsn: str
 
 async def _more_slots(pool: Pool, trigger_id: str, count: int) -> bool:
     return len(await slots_of(pool, trigger_id)) >= count
+
+
+async def test_a_failed_write_older_than_a_recorded_slot_is_caught_up(
+    pool: Pool, dsn: str, monkeypatch: Any
+) -> None:
+    """A slot whose write fails after a later slot's write committed (a table locked for
+    longer than the statement timeout: the first writes time out, the ones queued behind
+    them commit once the lock goes) is caught up too, not left without an outcome because
+    the trigger's newest recorded slot is past it."""
+    workflow_id = await make_workflow(pool)
+    trigger = await make_trigger(
+        pool, workflow_id, "hole", {"cron": EVERY_SECOND, "overlap": "allow", "misfire": "all"}
+    )
+    real = record_slots
+    failed: list[Any] = []
+
+    async def record(pool_: Pool, requests: Any, **kwargs: Any) -> Any:
+        if not failed and len(await slots_of(pool, trigger)) >= 2:
+            failed.append(requests.slot_times[0])
+            await asyncio.sleep(1.5)  # the next second's write commits meanwhile
+            raise DatabaseUnavailable("no answer from the database: TimeoutError")
+        return await real(pool_, requests, **kwargs)
+
+    monkeypatch.setattr("triggerd.scheduler.service.record_slots", record)
+    async with running(pool, dsn) as scheduler:
+        assert await wait_for(
+            lambda: scheduler.stats.recoveries["database"] >= 1, timeout=6.0
+        )
+        count = len(await slots_of(pool, trigger))
+        assert await wait_for(lambda: _more_slots(pool, trigger, count + 2), timeout=4.0)
+    assert failed
+    outcomes = await _assert_every_slot_decided_once(pool, trigger)
+    assert set(outcomes) == {"fired"}

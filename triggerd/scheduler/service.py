@@ -130,6 +130,7 @@ OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
+_TINY_STEP = timedelta(microseconds=1)  # (t - _TINY_STEP, ...] includes t
 # Rows scheduled between two looks at the clock while loading: 16 rows of new configs (a
 # parse each) are about 2 ms of work, 64 held the loop 5-9 ms past YIELD_AFTER.
 SLICE_ROWS = 16
@@ -351,6 +352,11 @@ class CronScheduler(BaseComponent):
         self._recovering_since: datetime | None = None
         # The oldest owed slot when a rebuild forgot the owed heap, until one succeeds.
         self._owed_before_rebuild: datetime | None = None
+        # Per trigger, its oldest slot whose write failed. A catch-up starts there when that
+        # is before the trigger's newest recorded slot: a later slot's write may commit
+        # while an earlier one fails (both queued behind a lock), and a catch-up from the
+        # newest recorded slot alone would leave the failed one without an outcome.
+        self._failed_slots: dict[str, datetime] = {}
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
         self._rebuilding = False  # a rebuild is scheduling (and yielding to the loop)
@@ -724,6 +730,11 @@ class CronScheduler(BaseComponent):
         slot they are about to fire on time and record it as a misfire.
         """
         since = entry.enabled_at if last_slot is None else max(last_slot, entry.enabled_at)
+        failed = self._failed_slots.pop(entry.id, None)
+        if failed is not None and failed <= since:
+            # Slots recorded since then are decided already (the ledger keeps the first
+            # outcome); the failed ones among them are not.
+            since = max(failed - _TINY_STEP, entry.enabled_at)
         quiet_from = memo.get(("quiet", id(schedule), now))
         if quiet_from is not None and since >= quiet_from:
             return []  # no fire in (since, now]: nothing missed, nothing due just now
@@ -1004,6 +1015,7 @@ class CronScheduler(BaseComponent):
                     extra={"event": "cron_write_failed", "slots": len(requests),
                            "error": str(exc)},
                 )
+                self._note_failed(requests)
                 self._request_recovery("database")
                 return None
             except Exception as exc:  # a deadlock, a trigger deleted mid-statement, ...
@@ -1035,6 +1047,14 @@ class CronScheduler(BaseComponent):
             extra={"event": "cron_write_failed", "slots": len(requests)},
         )
         return None
+
+    def _note_failed(self, requests: SlotBatch) -> None:
+        """Remember each trigger's oldest slot in ``requests`` for the next catch-up."""
+        for trigger_id, ref in zip(requests.trigger_ids, requests.slot_refs, strict=True):
+            at = requests.slot_times[ref - 1]
+            known = self._failed_slots.get(trigger_id)
+            if known is None or at < known:
+                self._failed_slots[trigger_id] = at
 
     async def _write_catch_up(self, requests: Sequence[SlotRequest], tally: _Tally) -> None:
         """Write (a piece of) a catch-up as concurrent statements, each trigger's slots in
