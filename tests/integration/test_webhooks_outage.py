@@ -239,3 +239,22 @@ async def test_readiness_follows_the_database_from_a_background_check(
         assert body["checks"] == {"database": "ok", "migrations": "ok"}
     finally:
         await via_proxy.close()
+
+
+async def test_a_database_that_answers_nothing_in_time_is_said_so_not_unreachable(
+    aiohttp_client: Any, dsn: str
+) -> None:
+    """A pool whose one connection is busy (as behind an operator's lock) does not answer
+    the check in time: not ready, and the check says so rather than "unreachable"."""
+    small = await db.create_pool(dsn, min_size=1, max_size=1)
+    app = create_app(Settings(), small)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    try:
+        await _readyz_until(client, 200)
+        async with small.acquire():
+            body = await _readyz_until(client, 503)
+        assert body["checks"] == {"database": "no answer within 2 s", "migrations": "unknown"}
+        assert body["failing"] == ["database"]
+        await _readyz_until(client, 200)
+    finally:
+        await small.close()
