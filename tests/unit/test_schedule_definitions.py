@@ -89,6 +89,11 @@ PROBLEMS = [
     ({"type": "interval", "every": "1h", "offset": "soon"}, f"{T}.offset",
      "'soon' is not a duration: use a non-negative number and a unit (ms, s, m, h, d), e.g."
      " '500ms', '30s', '6h'"),
+    # An offset of a whole interval or more fired as offset mod every.
+    ({"type": "interval", "every": "1h", "offset": "1h"}, f"{T}.offset",
+     "offset must be shorter than every ('1h'), got '1h'"),
+    ({"type": "interval", "every": "1h", "offset": "90m"}, f"{T}.offset",
+     "offset must be shorter than every ('1h'), got '90m'"),
     ({"type": "cron", "cron": []}, f"{T}.cron", "a cron list needs at least one expression"),
     ({"type": "cron", "cron": 5}, f"{T}.cron", "expected a string or a list, got 5 (an integer)"),
     ({"type": "cron", "cron": ["0 9 * * *", ""]}, f"{T}.cron[1]", "must not be empty"),

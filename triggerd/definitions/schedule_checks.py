@@ -47,13 +47,8 @@ def check_scheduled(trigger_type: Any, config: Mapping[str, Any], path: JsonPath
                 problem = cron_problem(expression)
                 if problem is not None:
                     report.add((*path, "cron", index), problem)
-    every = config.get("every")
-    if trigger_type == "interval" and isinstance(every, str):
-        try:
-            if parse_duration(every) < timedelta(seconds=1):
-                report.add((*path, "every"), f"every must be at least 1s, got {show(every)}")
-        except DurationError:
-            pass  # the schema said so
+    if trigger_type == "interval":
+        _check_interval(config, path, report)
     bounds = {key: _instant(config.get(key), (*path, key), report)
               for key in ("start_at", "end_at")}
     start, end = bounds["start_at"], bounds["end_at"]
@@ -64,6 +59,25 @@ def check_scheduled(trigger_type: Any, config: Mapping[str, Any], path: JsonPath
     calendar = config.get("calendar")
     if isinstance(calendar, dict) and isinstance(calendar.get("definition"), dict):
         check_calendar(calendar["definition"], (*path, "calendar", "definition"), report)
+
+
+def _check_interval(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
+    """``every`` at least 1s, and ``offset`` shorter than ``every`` (a longer one fired as
+    ``offset mod every``: not what its reader expects)."""
+    every, offset = config.get("every"), config.get("offset")
+    period, shift = _duration_or_none(every), _duration_or_none(offset)
+    if period is not None and period < timedelta(seconds=1):
+        report.add((*path, "every"), f"every must be at least 1s, got {show(every)}")
+    elif period is not None and shift is not None and shift >= period:
+        report.add((*path, "offset"),
+                   f"offset must be shorter than every ({show(every)}), got {show(offset)}")
+
+
+def _duration_or_none(value: Any) -> timedelta | None:
+    try:
+        return parse_duration(value) if isinstance(value, str) else None
+    except DurationError:
+        return None  # the schema said so
 
 
 def _instant(value: Any, path: JsonPath, report: Report) -> datetime | None:
