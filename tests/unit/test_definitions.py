@@ -1377,6 +1377,31 @@ def test_yaml_duplicate_keys_and_non_json_values(tmp_path: Path) -> None:
     }
 
 
+def test_a_value_json_cannot_hold_is_one_problem(tmp_path: Path) -> None:
+    # The reader puts null in its place; the checks then also said "got null" there,
+    # about a value the file does not have.
+    path = write(
+        tmp_path,
+        "inf.yaml",
+        """\
+        workflows:
+          - key: wf
+            timeout: .inf
+            graph: {nodes: [{id: a, type: noop, retry: {max_attempts: .inf}}]}
+            triggers:
+              - {name: t, type: interval, every: .inf, max_runs: !!binary aGk=}
+        """,
+    )
+    assert {(p.path, p.message) for p in check_files([path])} == {
+        ("$.workflows[0].timeout", "'.inf' (!!float) is not a JSON value (line 3)"),
+        ("$.workflows[0].graph.nodes[0].retry.max_attempts",
+         "'.inf' (!!float) is not a JSON value (line 4)"),
+        ("$.workflows[0].triggers[0].every", "'.inf' (!!float) is not a JSON value (line 6)"),
+        ("$.workflows[0].triggers[0].max_runs",
+         "'aGk=' (!!binary) is not a JSON value (line 6)"),
+    }
+
+
 def test_yaml_merge_keys_may_override(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -386,8 +386,7 @@ def _parse_yaml(
                 _CLoader(text), text, checked, max_values, max_factor, max_depth, sizes=sizes
             )
             if result is not None:
-                for path, message in checked.items:
-                    report.add(path, message)
+                report.take(checked)
                 return result
     try:
         loader = _Loader(text)  # the reader checks the characters here already
@@ -430,8 +429,7 @@ def _parse_yaml_once(text: str, report: Report, max_depth: int) -> tuple[bool, A
         return None
     finally:
         loader.dispose()
-    for path, message in checked.items:
-        report.add(path, message)
+    report.take(checked)
     return True, value
 
 
@@ -618,7 +616,7 @@ class _YamlBuilder:
         if key in self._built:
             return self._built[key]
         if key in self._active:
-            self._report.add(path, f"recursive YAML alias (line {_line(node)})")
+            self._report.add_stand_in(path, f"recursive YAML alias (line {_line(node)})")
             return None
         self._active.add(key)
         try:
@@ -638,17 +636,18 @@ class _YamlBuilder:
         try:
             value = self._loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
-            self._report.add(path, f"{exc.problem} (line {_line(node)})")
+            self._report.add_stand_in(path, f"{exc.problem} (line {_line(node)})")
             return None
         except ValueError:  # int() of more digits than Python reads
-            self._report.add(path, f"{too_many_digits()} (line {_line(node)})")
+            self._report.add_stand_in(path, f"{too_many_digits()} (line {_line(node)})")
             return None
         if value is None or isinstance(value, str | bool | int):
             return value
         if isinstance(value, float) and math.isfinite(value):
             return value
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-        self._report.add(path, f"{node.value!r} ({tag}) is not a JSON value (line {_line(node)})")
+        self._report.add_stand_in(
+            path, f"{node.value!r} ({tag}) is not a JSON value (line {_line(node)})")
         return None
 
     def _sequence(self, node: SequenceNode, path: JsonPath) -> list[Any]:
@@ -687,7 +686,7 @@ class _YamlBuilder:
         try:
             self._loader.flatten_mapping(node)
         except yaml.constructor.ConstructorError as exc:
-            self._report.add(path, f"{exc.problem} (line {_line(node)})")
+            self._report.add_stand_in(path, f"{exc.problem} (line {_line(node)})")
             return {}
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:

@@ -91,10 +91,32 @@ class Report:
 
     file: str
     items: list[tuple[JsonPath, str]] = field(default_factory=list)
+    # Where the reader put null in place of a value JSON cannot hold (.inf, !!binary): what
+    # the later checks find there is about that null, not about the file ("expected a
+    # duration, got null" beside "'.inf' is not a JSON value"), so it is not reported.
+    stand_ins: list[JsonPath] = field(default_factory=list)
 
-    def add(self, path: JsonPath, message: str) -> None:
+    def add(self, path: JsonPath, message: str, *, about: JsonPath | None = None) -> None:
+        """Add a problem at ``path`` about the value at ``about`` (default: ``path``; an
+        unknown key is a problem at the key, about the mapping that has it)."""
+        if self.stand_ins:
+            value = path if about is None else about
+            if any(value[:len(p)] == p for p in self.stand_ins):
+                return
         if (path, message) not in self.items:
             self.items.append((path, message))
+
+    def add_stand_in(self, path: JsonPath, message: str) -> None:
+        """Report a value the reader could not read (``message``), replaced by null."""
+        self.add(path, message)
+        if path:  # the whole document is never checked further
+            self.stand_ins.append(path)
+
+    def take(self, other: Report) -> None:
+        """Add ``other``'s problems and stand-ins (a reader's scratch report)."""
+        for path, message in other.items:
+            self.add(path, message)
+        self.stand_ins.extend(other.stand_ins)
 
     def problems(self, document: Any = None) -> list[Problem]:
         """The problems as :class:`Problem` values, in document order when ``document`` is

@@ -326,7 +326,7 @@ def _with_free_strings_alike(value: dict[str, Any], free: frozenset[str]) -> dic
 def _collect(errors: Iterator[ValidationError], base: JsonPath, report: Report) -> None:
     for error in errors:
         for path, message in explain(error):
-            report.add(base + path, message)
+            report.add(base + path, message, about=base + tuple(error.absolute_path))
 
 
 def explain(error: ValidationError) -> list[tuple[JsonPath, str]]:
