@@ -128,6 +128,12 @@ PROBLEMS = [
      "unknown calendar 'madird' (did you mean 'madrid'?)"),
     ({"type": "cron", "cron": "0 9 * * *", "calendar": {"shift": "next"}}, f"{T}.calendar",
      "a calendar reference names exactly one of 'only' or 'skip'"),
+    # Naming both, a calendar nobody defined was also reported unknown twice, and one
+    # with no day looked for fires (never) as well.
+    ({"type": "cron", "cron": "0 9 * * *", "calendar": {"only": "c", "skip": "c"}},
+     f"{T}.calendar", "a calendar reference names exactly one of 'only' or 'skip'"),
+    ({"type": "cron", "cron": "0 9 * * *", "calendar": {"only": "none", "skip": "none"}},
+     f"{T}.calendar", "a calendar reference names exactly one of 'only' or 'skip'"),
     ({"type": "cron", "cron": "0 9 * * *", "calendar": {"only": "madrid", "shift": "later"}},
      f"{T}.calendar.shift", "'later' is not one of none, next, previous"),
     ({"type": "interval", "every": "1h", "cron": "* * * * *"}, f"{T}.cron",
@@ -144,7 +150,8 @@ PROBLEMS = [
 
 @pytest.mark.parametrize(("fields", "path", "message"), PROBLEMS)
 def test_schedule_problems(fields: Doc, path: str, message: str) -> None:
-    assert found(document({"name": "t", **fields}, calendars=[MADRID])) == {(path, message)}
+    calendars = [MADRID, {"name": "c", "weekdays": []}]
+    assert found(document({"name": "t", **fields}, calendars=calendars)) == {(path, message)}
 
 
 CALENDAR_PROBLEMS = [

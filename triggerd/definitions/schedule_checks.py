@@ -184,6 +184,10 @@ def resolve_calendars(documents: Sequence[tuple[Report, Any]], now: datetime) ->
                 if "end_at" in trigger:
                     _check_fires(trigger, path, report, now)
                 continue
+            if ("only" in ref) == ("skip" in ref):
+                # Both or neither: the schema said so, and which calendar would apply is
+                # not known, so neither is looked up nor the fires looked for.
+                continue
             usable = True
             for mode in ("only", "skip"):
                 name = ref.get(mode)
