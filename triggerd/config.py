@@ -571,6 +571,8 @@ def load_settings(
             tenants = [_tenant_settings(where, name, table)
                        for name, table in sorted(section.items())]
             continue
+        if section_name not in _SECTIONS and not isinstance(section, dict):
+            raise ConfigError(f"{where}{_outside_any_section(section_name)}")
         if section_name not in _SECTIONS:
             raise ConfigError(
                 f"{where}unknown section [{section_name}] (known:"
@@ -639,6 +641,14 @@ def load_settings(
         blamed = list(dict.fromkeys(origin[k] for k in keys if k in origin))
         raise ConfigError(f"{', '.join(blamed)}: {message}" if blamed else message)
     return settings
+
+
+def _outside_any_section(key: str) -> str:
+    """What to say of a key written above every [section] (a value, not a table)."""
+    # The section that has a setting of that name, when one does (no two share a name).
+    owner = next((name for name, section in _SECTIONS.items()
+                  if key in {f.name for f in fields(section)}), "http")
+    return f"unknown setting {key}: every setting belongs in a section such as [{owner}]"
 
 
 def _misspelt_setting(rest: str) -> str | None:

@@ -151,6 +151,25 @@ def test_bad_file_values_name_the_key(tmp_path: Path, text: str, message: str) -
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Above every [section]: it was called an unknown section [foo].
+        ("foo = 1\n[http]\nport = 80\n",
+         "unknown setting foo: every setting belongs in a section such as [http]"),
+        ('port = 80\n', "unknown setting port: every setting belongs in a section such as"
+                        " [http]"),
+        ('url = "x"\n', "unknown setting url: every setting belongs in a section such as"
+                        " [database]"),
+    ],
+)
+def test_a_key_outside_any_section_is_said_so(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(info.value) == f"{path}: {message}"
+
+
 def test_malformed_toml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "[http]\nport = 8080\nhost = \n")
     with pytest.raises(ConfigError) as info:
