@@ -126,6 +126,21 @@ async def test_apply_refuses_an_error_workflow_that_does_not_exist(pool: asyncpg
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 2
 
 
+@pytest.mark.parametrize(("status", "state"), [("draft", "a draft"), ("archived", "archived")])
+async def test_apply_refuses_an_error_workflow_that_starts_nothing(
+    pool: asyncpg.Pool, status: str, state: str
+) -> None:
+    """Only an active error workflow runs: a draft or archived one was accepted, and every
+    failure then started nothing."""
+    await apply_doc(pool, {"workflows": [{**ALERT, "status": status}]})
+    with pytest.raises(DefinitionError, match=rf"^on_failure: workflow 'alert' is {state}$"):
+        await apply_doc(pool, {"workflows": [BILLING]})
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
+    await apply_doc(pool, {"workflows": [{**ALERT, "status": "active"}]})
+    await apply_doc(pool, {"workflows": [BILLING]})
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 2
+
+
 async def test_apply_refuses_an_error_workflow_whose_schema_refuses_the_summary(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

@@ -2099,3 +2099,14 @@ def test_a_call_of_a_draft_or_archived_workflow_of_the_same_files_is_refused() -
          "node 'call0': workflow 'g3' is archived"),
     }
     assert found(workflow("g5", status="active"), _caller("g6", "g5")) == set()
+
+
+def test_an_error_workflow_that_is_a_draft_or_archived_is_refused() -> None:
+    """Its failures started nothing (only an active error workflow runs); check and apply
+    said nothing."""
+    assert found(workflow("g1", status="draft"), workflow("g2", on_failure="g1"),
+                 workflow("g3", status="archived"), workflow("g4", on_failure="g3"),
+                 workflow("g5", status="active"), workflow("g6", on_failure="g5")) == {
+        ("$.workflows[1].on_failure", "on_failure: workflow 'g1' is a draft"),
+        ("$.workflows[3].on_failure", "on_failure: workflow 'g3' is archived"),
+    }

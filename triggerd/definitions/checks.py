@@ -316,9 +316,10 @@ def check_across(documents: Sequence[tuple[Report, Any]], *,
 
 def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
     """A workflow node's literal ``input`` against the parameter_schema of the child it
-    names, and the failure summary against the schema of the ``on_failure`` workflow, when
-    that workflow is loaded too (its latest version: a pinned one is in the database
-    only). apply found these; check called the file valid."""
+    names, and the failure summary against the schema of the ``on_failure`` workflow (which
+    must be active: a draft or archived one starts nothing), when that workflow is loaded
+    too (its latest version: a pinned one is in the database only). apply found these;
+    check called the file valid."""
     schemas: dict[tuple[str, str], Any] = {}
     statuses: dict[tuple[str, str], Any] = {}
     for _, document in documents:
@@ -332,6 +333,10 @@ def _check_call_inputs(documents: Sequence[tuple[Report, Any]]) -> None:
         tenant = document_tenant(document)
         for path, workflow in _workflows(document):
             target = workflow.get("on_failure")
+            status = statuses.get((tenant, target)) if isinstance(target, str) else None
+            state = inactive_state(status) if isinstance(status, str) else None
+            if state is not None:  # as apply says: its failures would start nothing
+                report.add((*path, "on_failure"), f"on_failure: workflow {target!r} is {state}")
             schema = schemas.get((tenant, target)) if isinstance(target, str) else None
             if isinstance(schema, dict):
                 for problem in summary_problems(schema):

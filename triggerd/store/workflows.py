@@ -634,21 +634,21 @@ async def _refuse_bad_workflow_references(
             problems.append(ref.problem(f"{ref.what}: no workflow {ref.key!r} in the files"
                                         " or the database"))
             continue
+        status = spec.status.value if spec is not None and spec.status_given else (
+            row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
+        state = inactive_state(status)
+        if state is not None:  # a call of it, or a failure, starts nothing
+            problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} is {state}"))
+            continue
         if ref.what == "on_failure":
-            # An archived error workflow starts nothing, as documented; one whose schema
-            # refuses the summary every error run gets fails each of them INPUT_INVALID.
+            # One whose schema refuses the summary every error run gets fails each of them
+            # INPUT_INVALID.
             target = spec.parameter_schema if spec is not None else (
                 row["parameter_schema"] if row is not None else None)
             if isinstance(target, dict):
                 problems += [ref.problem(f"on_failure: {ref.key!r}'s parameter_schema refuses"
                                          f" the failure summary its runs get: {problem}")
                              for problem in summary_problems(target)]
-            continue
-        status = spec.status.value if spec is not None and spec.status_given else (
-            row["status"] if row is not None else WorkflowStatus.ACTIVE.value)
-        state = inactive_state(status)
-        if state is not None:  # a call of it starts nothing
-            problems.append(ref.problem(f"{ref.what}: workflow {ref.key!r} is {state}"))
             continue
         schema: Any = None
         if spec is not None:
