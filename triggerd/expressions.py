@@ -632,19 +632,29 @@ class MemoryView(dict[str, Any]):
 # Names an expression may read: the run's context plus Jinja2's globals (range, dict, ...).
 KNOWN_NAMES: Final = frozenset(CONTEXT_NAMES) | frozenset(_ENV.globals)
 # The context names whose keys a definition declares, so a reference can be checked.
-_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets", "input", "execution"})
+_KEYED_NAMES: Final = frozenset({"nodes", "env", "secrets", "input", "execution", "trigger"})
 # The keys of ``execution`` in every run (the executor's context); ``resume_url`` only in
 # runs of workflows with an approval node.
 EXECUTION_KEYS: Final = ("id", "attempt", "workflow_id", "version", "created_at", "tenant",
                          "correlation")
+# Every key ``trigger`` has in some run: the runner's type, name and scheduled_for; a
+# scheduled fire's and a backfill's fired_at (backfill: its id); a webhook's request and a
+# replay's replay_of, replayed_by and actor; a manual fire's fired_by, actor and reason; a
+# child run's node, parent_execution_id and depth; an error run's failed_execution. Which
+# of them a run has depends on what started it (store/slots.py, store/backfills.py,
+# store/webhooks.py, store/keyed.py, operations/, store/subworkflows.py,
+# store/executions.py).
+TRIGGER_KEYS: Final = ("type", "name", "scheduled_for", "fired_at", "backfill", "request",
+                       "replay_of", "replayed_by", "actor", "fired_by", "reason", "node",
+                       "parent_execution_id", "depth", "failed_execution")
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateFacts:
     """What can be known about a template before any run: its syntax error (as a run would
     report it), the names it reads, and the literal keys it reads under ``nodes``, ``env``,
-    ``secrets``, ``input`` and ``execution`` (``nodes.fetch`` or ``nodes['fetch']``), in
-    reading order."""
+    ``secrets``, ``input``, ``execution`` and ``trigger`` (``nodes.fetch`` or
+    ``nodes['fetch']``), in reading order."""
 
     error: str | None = None
     names: frozenset[str] = frozenset()

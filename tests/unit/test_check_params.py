@@ -288,6 +288,22 @@ def test_execution_keys_a_run_never_has_are_refused() -> None:
     assert found(with_approval) == set()
 
 
+def test_trigger_keys_no_run_has_are_refused() -> None:
+    # Every run failed with EXPRESSION_ERROR ('dict object' has no attribute
+    # 'schedule_for'); keys some runs have stay allowed (| default for the others).
+    value = ("{{ trigger.schedule_for }} {{ trigger.when }} {{ trigger.scheduled_for }}"
+             " {{ trigger.request.headers }} {{ trigger['failed_execution'] }}")
+    said = f"{NODE}[0].params.value"
+    assert {m.split(": ", 1)[1] for p, m in found(chain(node("a", "set", value=value)))
+            if p == said} == {
+        "trigger has no 'schedule_for' (did you mean 'scheduled_for'?)",
+        "trigger has no 'when' (known: type, name, scheduled_for, fired_at, backfill,"
+        " request, replay_of, replayed_by, actor, fired_by, reason, node,"
+        " parent_execution_id, depth, failed_execution)"}
+    plain = "{{ trigger.type }}/{{ trigger.name }} {{ trigger.fired_by }}"
+    assert found(chain(node("a", "set", value=plain))) == set()
+
+
 def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:
     workflow = chain({"id": "a", "type": "log"})
     assert found(workflow) == {

@@ -25,6 +25,7 @@ from triggerd.expressions import (
     CONTEXT_NAMES,
     EXECUTION_KEYS,
     KNOWN_NAMES,
+    TRIGGER_KEYS,
     inspect_template,
     is_template,
 )
@@ -336,7 +337,8 @@ class _Scope:
         self.ids = ids
         self.parents = parents
         self.failed_into = failed_into or {}
-        self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution}
+        self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution,
+                     "trigger": list(TRIGGER_KEYS)}
         self._upstream: set[str] | None = None
 
     def upstream(self) -> set[str]:
@@ -375,8 +377,8 @@ class _Scope:
                     elif section == "execution" and key == "resume_url":
                         yield ("execution.resume_url exists only in runs of workflows with an"
                                " approval node")
-                    elif section == "execution":
-                        yield f"execution has no {key!r}{hint}"
+                    elif section in ("execution", "trigger"):
+                        yield f"{section} has no {key!r}{hint}"
                     else:
                         yield f"{key!r} is not in the workflow's {section}{hint}"
 
