@@ -304,6 +304,29 @@ def test_trigger_keys_no_run_has_are_refused() -> None:
     assert found(chain(node("a", "set", value=plain))) == set()
 
 
+def test_parameters_made_of_env_values_are_checked_with_them() -> None:
+    # env values are literal: url "{{ env.U }}" with U: ftp://x passed check and failed
+    # every run.
+    env = {"U": "ftp://x", "M": "GE T", "OK": "https://ok.test", "H": "ok.test", "T": "0s"}
+    workflow = chain(
+        node("a", "http", url="{{ env.U }}", method="{{ env.M }}"),
+        node("b", "http", url="{{ env.OK }}/x", method="{{ env.M | replace(' ', '') }}"),
+        node("c", "http", url="https://{{ env.H }}/x", timeout="{{ env.T }}"),
+        # What a run reads besides env is known at run time only; a secret is not literal.
+        node("d", "http", url="{{ env.U if input.x else env.OK }}"),
+        node("e", "http", url="{{ secrets.U }}"),
+        env=env, secrets={"U": {"env": "U"}},
+    )
+    assert found(workflow) == {
+        (f"{NODE}[0].params.url", "'ftp://x' is not an http(s) URL: it must start with"
+         " http:// or https:// and a host ('{{ env.U }}' with the workflow's env)"),
+        (f"{NODE}[0].params.method", "'GE T' is not an HTTP method (letters only, e.g. GET or"
+         " POST) ('{{ env.M }}' with the workflow's env)"),
+        (f"{NODE}[2].params.timeout", "must be more than 0 (0 would be no limit at all)"
+         " ('{{ env.T }}' with the workflow's env)"),
+    }
+
+
 def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:
     workflow = chain({"id": "a", "type": "log"})
     assert found(workflow) == {

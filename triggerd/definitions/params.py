@@ -26,8 +26,10 @@ from triggerd.expressions import (
     EXECUTION_KEYS,
     KNOWN_NAMES,
     TRIGGER_KEYS,
+    ExpressionError,
     inspect_template,
     is_template,
+    render_string,
 )
 from triggerd.inputs import closed_input_keys
 from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
@@ -100,6 +102,7 @@ def check_nodes(
     parents = _parents(graph.get("edges"), set(ids))
     failed_into = _failure_only(graph.get("edges"), parents)
     env = _declared(workflow.get("env"))
+    env_values = _literal_env(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
     inputs = closed_input_keys(workflow.get("parameter_schema"))
     approvals = any(node.get("type") == "approval" for _, node in nodes)
@@ -110,7 +113,8 @@ def check_nodes(
         if not isinstance(params, dict):
             continue  # reported by the definition schema
         if isinstance(node_type, str) and node_type in node_types:
-            _check_params(node_type, params, (*node_path, "params"), report, registry)
+            _check_params(node_type, params, (*node_path, "params"), report, registry,
+                          env_values)
         node_id = node.get("id")
         scope = _Scope(
             node_id=node_id if isinstance(node_id, str) else None,
@@ -136,21 +140,76 @@ def _check_params(
     path: JsonPath,
     report: Report,
     registry: NodeRegistry | None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     validator = _validator_of(node_type, registry)
     if validator is None:
         return
+    # A parameter made only of the workflow's env values is as literal as one written
+    # out ({{ env.URL }} with URL: ftp://x failed every run): checked with them put in.
+    sources = _env_only(params, validator.schema, env or {})
+    params = {**params, **{key: value for key, (_, value) in sources.items()}}
+
+    def add(where: JsonPath, message: str) -> None:
+        source = sources.get(str(where[0])) if where else None
+        if source is not None:
+            message += f" ({show(source[0], limit=80)} with the workflow's env)"
+        report.add((*path, *where), message)
+
     valid = True
     for error in validator.iter_errors(params):
         valid = False
         for where, message in _explain(node_type, error, validator.schema, params):
             if not where or (node_type, where[0]) not in _EXPLAINED_ELSEWHERE:
-                report.add((*path, *where), message)
+                add(where, message)
     if valid:
         # What the schema cannot say about literal values, as the node's run checks them
         # (a header with a line break, a port past 65535, a count that is no number).
         for where, message in _literal_problems(node_type, params, registry):
-            report.add((*path, *where), message)
+            add(where, message)
+
+
+def _literal_env(section: Any) -> dict[str, str]:
+    """The workflow's env values (all literal text; the schema reports any other)."""
+    if not isinstance(section, dict):
+        return {}
+    return {k: v for k, v in section.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _env_only(params: Mapping[str, Any], schema: Mapping[str, Any], env: Mapping[str, str]
+              ) -> dict[str, tuple[str, str]]:
+    """The top-level parameters whose template reads nothing but the workflow's env, and
+    that take text: parameter -> (template, what every run renders it to)."""
+    found: dict[str, tuple[str, str]] = {}
+    properties = schema.get("properties", {})
+    for key, source in params.items():
+        if not env or not isinstance(source, str) or "env" not in source \
+                or not is_template(source) or not _takes_text(properties.get(key)):
+            continue
+        facts = inspect_template(source)
+        if facts.error is not None or facts.names != {"env"} \
+                or any(key not in env for _, key in facts.keys):
+            continue
+        try:
+            rendered = render_string(source, {"env": dict(env)})
+        except ExpressionError:
+            continue  # what a run would fail with is not this check's to say
+        if isinstance(rendered, str):
+            found[key] = (source, rendered)
+    return found
+
+
+def _takes_text(prop: Any) -> bool:
+    """Whether a parameter's schema takes a string other than a template (a parameter
+    that wants a number gets the env's text as it is: not this check's to judge)."""
+    if not isinstance(prop, Mapping):
+        return False
+    for branch in prop.get("anyOf", [prop]):
+        if isinstance(branch, Mapping) and branch.get("pattern") != TEMPLATE_PATTERN:
+            kinds = branch.get("type", [])
+            if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+                return True
+    return False
 
 
 def _literal_problems(node_type: str, params: dict[str, Any], registry: NodeRegistry | None
