@@ -34,6 +34,7 @@ from typing import Any, Final
 from jinja2 import (
     StrictUndefined,
     Template,
+    TemplateRuntimeError,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
@@ -48,7 +49,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import consume
+from jinja2.utils import consume, missing
 
 from triggerd.errors import TriggerdError
 from triggerd.model import JSON
@@ -372,8 +373,21 @@ def _fromjson_filter(value: str) -> JSON:
     return json.loads(value)
 
 
+class _Undefined(StrictUndefined):
+    """StrictUndefined whose message calls the context's views (:class:`InputView`) what
+    expressions see, a 'dict object', as before the views."""
+
+    __slots__ = ()
+
+    def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None,
+                 exc: type[TemplateRuntimeError] = UndefinedError) -> None:
+        if isinstance(obj, dict) and type(obj) is not dict:
+            obj = {}
+        super().__init__(hint, obj, name, exc)
+
+
 _ENV: Final = _Sandbox(
-    undefined=StrictUndefined,
+    undefined=_Undefined,
     autoescape=False,
     keep_trailing_newline=True,
     finalize=to_text,
@@ -599,6 +613,7 @@ def evaluate_condition(value: JSON) -> bool:
 def build_context(
     *,
     input: JSON,
+    input_properties: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
     node_outputs: Mapping[str, JSON] | None = None,
@@ -607,9 +622,10 @@ def build_context(
     memory: Mapping[str, JSON] | None = None,
 ) -> dict[str, Any]:
     """The names an expression sees. ``node_outputs`` maps node id -> that node's output
-    (only nodes that finished); expressions read it as ``nodes.<id>.output``."""
+    (only nodes that finished); expressions read it as ``nodes.<id>.output``.
+    ``input_properties``: the keys the parameter schema names (see :class:`InputView`)."""
     return {
-        "input": input,
+        "input": InputView(input, input_properties) if isinstance(input, dict) else input,
         "env": dict(env or {}),
         "secrets": dict(secrets or {}),
         "nodes": {node_id: {"output": output} for node_id, output in (node_outputs or {}).items()},
@@ -617,6 +633,36 @@ def build_context(
         "execution": dict(execution or {}),
         "memory": MemoryView(memory or {}),
     }
+
+
+class _Absent(_Undefined):
+    """An input property the parameter schema names and this run's input leaves out: false
+    and unequal to any value, so ``input.t or 'x'``, ``input.t | default('x')`` and
+    ``{% if input.t == 'a' %}`` work; any other use of it fails as an unknown name does."""
+
+    __slots__ = ()
+
+    # Undefined's own: false, equal only to another absent value, hashable. (Jinja types
+    # StrictUndefined's as functions that never return, hence the ignores.)
+    __bool__ = Undefined.__bool__  # type: ignore[assignment]
+    __eq__ = Undefined.__eq__  # type: ignore[assignment]
+    __ne__ = Undefined.__ne__  # type: ignore[assignment]
+    __hash__ = Undefined.__hash__  # type: ignore[assignment]
+
+
+class InputView(dict[str, Any]):
+    """The run's input in expressions. A property the parameter schema names but the input
+    leaves out is absent (:class:`_Absent`), as a memory key nobody stored is null; any
+    other missing key is an error, so a typo still fails the run."""
+
+    def __init__(self, value: Mapping[str, Any], properties: Iterable[str]) -> None:
+        super().__init__(value)
+        self._properties = frozenset(properties)
+
+    def __missing__(self, key: str) -> Any:
+        if key in self._properties:
+            return _Absent(obj=self, name=key)
+        raise KeyError(key)
 
 
 class MemoryView(dict[str, Any]):

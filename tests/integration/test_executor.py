@@ -25,6 +25,7 @@ from tests.helpers import (
 )
 from triggerd import db
 from triggerd.config import load_settings
+from triggerd.definitions import check_documents
 from triggerd.errors import Conflict
 from triggerd.executor.service import Executor
 from triggerd.notifications.channels import CANCEL
@@ -350,6 +351,34 @@ async def test_expression_error_fails_node_with_text(
     assert (row["status"], row["error_code"]) == ("ERROR", "EXPRESSION_ERROR")
     (node,) = await nodes_of(pool, execution_id)
     assert "input.missing.deeper" in node["error_message"]
+
+
+async def test_an_optional_input_property_left_out_reads_as_absent(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """``input.t or 'x'`` failed every run without ``t`` (check passed it), though
+    ``memory.x or ...`` works; a name the schema does not name still fails the run."""
+    schema = {"type": "object", "properties": {"t": {"type": "string"}}}
+    value = {"or": "{{ input.t or 'x' }}", "default": "{{ input.t | default('y') }}",
+             "if": "{% if input.t == 'a' %}a{% else %}other{% endif %}"}
+    doc = workflow("optional", [{"id": "a", "type": "set", "params": {"value": value}}],
+                   parameter_schema=schema)
+    assert check_documents([("f.yaml", doc)]) == []
+    await apply_doc(pool, doc)
+    left_out = await fire(pool, "optional/manual")
+    row = await final_status(pool, left_out)
+    assert (row["status"], row["output"]) == (
+        "SUCCESS", {"or": "x", "default": "y", "if": "other"})
+    given = await fire(pool, "optional/manual", {"t": "a"})
+    row = await final_status(pool, given)
+    assert row["output"] == {"or": "a", "default": "a", "if": "a"}
+    await apply_doc(pool, workflow("undeclared", [{"id": "a", "type": "set", "params": {
+        "value": "{{ input.u or 'x' }}"}}], parameter_schema=schema))
+    row = await final_status(pool, await fire(pool, "undeclared/manual"))
+    assert (row["status"], row["error_code"]) == ("ERROR", "EXPRESSION_ERROR")
+    (node,) = await nodes_of(pool, str(row["id"]))
+    assert node["error_message"] == ("expression \"{{ input.u or 'x' }}\" in value: undefined:"
+                                     " 'dict object' has no attribute 'u'")
 
 
 async def test_large_output_is_truncated_not_failed(pool: asyncpg.Pool, dsn: str) -> None:

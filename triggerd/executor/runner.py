@@ -112,6 +112,9 @@ class PreparedVersion:
     # others need no expression context, which is the costly part of rendering.
     templated: frozenset[str] | None = None
     reads_memory: bool = False
+    # The input properties the parameter schema names: one a run's input leaves out reads
+    # as absent (falsy, ``or``/``default`` work), not as an unknown name.
+    input_properties: frozenset[str] = frozenset()
     # False for an empty parameter schema, which every input passes.
     checks_input: bool = True
     # Decides most valid inputs without jsonschema (triggerd.quickcheck); None: the schema
@@ -140,8 +143,12 @@ def prepare_version(row: Mapping[str, Any]) -> PreparedVersion:
     # read of the workflow's memory when a run starts).
     reads_memory = any("memory" in json.dumps(n.params) for n in prepared.graph.nodes
                        if n.id in templated)
+    properties = schema.get("properties") if isinstance(schema, dict) else None
     return replace(prepared, templated=templated, reads_memory=reads_memory,
-                   checks_input=schema not in ({}, True), quick_check=compile_quick_check(schema))
+                   checks_input=schema not in ({}, True), quick_check=compile_quick_check(schema),
+                   input_properties=frozenset(
+                       k for k in (properties if isinstance(properties, dict) else ())
+                       if isinstance(k, str)))
 
 
 def input_violations(validator: Draft202012Validator, value: JSON) -> list[dict[str, str]]:
@@ -444,6 +451,7 @@ class Runner:
                 trigger.setdefault("scheduled_for", claimed.scheduled_for.isoformat())
             base = self._base_context = build_context(
                 input=claimed.input,
+                input_properties=self.version.input_properties,
                 env=self.version.env,
                 secrets=self._secrets,
                 trigger=trigger,
