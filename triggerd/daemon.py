@@ -69,6 +69,8 @@ def create_app(
 # An apply that lost a race with another replica's (the same new workflow or trigger):
 # tried again this many times in all.
 APPLY_ATTEMPTS = 3
+# Seconds a stop waits for the pool's connections to come back before closing them.
+POOL_CLOSE_TIMEOUT = 5.0
 APPLY_COLLISIONS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
                     asyncpg.SerializationError)
 # Settings that only take effect after a restart.
@@ -386,7 +388,13 @@ class Daemon:
         for task in self._background:
             task.cancel()
         if self.pool is not None:
-            await self.pool.close()
+            try:
+                # A connection still in a statement (stuck behind a lock) would hold the
+                # close, and the stop, as long as the lock lasts.
+                async with asyncio.timeout(POOL_CLOSE_TIMEOUT):
+                    await self.pool.close()
+            except TimeoutError:
+                self.pool.terminate()
         if self._worker_dir is not None:
             shutil.rmtree(self._worker_dir, ignore_errors=True)
         self.notifier.close()

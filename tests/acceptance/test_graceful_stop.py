@@ -9,10 +9,13 @@ import json
 import signal
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 
 from tests.acceptance.conftest import Daemons
+from tests.helpers import apply_doc, serve_get, wait_for
 
 DEFINITIONS = """\
 workflows:
@@ -79,3 +82,61 @@ async def test_a_body_still_arriving_at_sigterm_is_stored_and_answered(
         await conn.close()
     assert stored == 1
     assert json.loads(run_input)["n"] == 7
+
+
+async def test_a_stop_the_database_holds_up_ends_and_its_runs_come_back_by_their_leases(
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool
+) -> None:
+    # An operator's lock on the executions (or an outage) held the hand-back, and with it
+    # the stop, for as long as the lock lasted: past TimeoutStopSec, systemd's SIGKILL.
+    release = asyncio.Event()
+
+    async def slow(_request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"ok": True})
+
+    async with serve_get("/slow", slow) as service_port:
+        await apply_doc(pool, {"workflows": [{
+            "key": "held", "graph": {"nodes": [{
+                "id": "call", "type": "http", "timeout": "5m",
+                "params": {"url": f"http://127.0.0.1:{service_port}/slow"}}]},
+            "triggers": [{"name": "hook", "type": "webhook", "path": "held",
+                          "auth": {"scheme": "none"}}]}]})
+        sections = {"executor": {"drain": "0s", "lease": "3s"}}
+        daemon = await daemons.start(database_url=dsn, sections=sections)
+        async with aiohttp.ClientSession() as session, session.post(
+                daemon.base_url + "/hooks/held", json={}) as answer:
+            assert answer.status == 202
+            run = (await answer.json())["execution_id"]
+
+        async def node_running() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM node_executions WHERE execution_id = $1"
+                " AND status = 'RUNNING'", run) == 1)
+
+        await wait_for(node_running, timeout=30)
+        async with pool.acquire() as operator, operator.transaction():
+            await operator.execute("LOCK TABLE workflow_executions IN ACCESS EXCLUSIVE MODE")
+            daemon.send(signal.SIGTERM)
+            # It ends while the lock is still held (the wait is a bound, not a speed).
+            assert await daemon.wait_exit(timeout=60) == 0
+        [event] = daemon.events_named("executions_not_handed_back")
+        assert event["ids"] == [run]
+        assert daemon.events_named("executions_released") == []
+        assert await pool.fetchval(
+            "SELECT status FROM workflow_executions WHERE id = $1", run) == "RUNNING"
+
+        # The lease expires; the next process takes the run up again, as after a crash.
+        release.set()
+        again = await daemons.start(database_url=dsn, sections=sections)
+
+        async def finished() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT status FROM workflow_executions WHERE id = $1", run) == "SUCCESS")
+
+        await wait_for(finished, timeout=60)
+        await again.stop()
+    attempts = await pool.fetch(
+        "SELECT attempt, status FROM node_executions WHERE execution_id = $1 ORDER BY attempt",
+        run)
+    assert [tuple(a) for a in attempts][-1] == (2, "SUCCESS")

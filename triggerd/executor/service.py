@@ -59,6 +59,11 @@ START_GROUP = 16
 OVERDUE_INTERVAL = 1.0
 # How long drain waits, at least, for a claim already sent to the database to come back.
 CLAIM_WAIT_ON_DRAIN = 5.0
+# How long a stop waits for the database to take the canceled runs' last rows and the
+# hand-back (a lock held by an operator, an outage): past it the runs stay this process's
+# until their leases expire, when any process takes them up again, as after a crash. The
+# unit's TimeoutStopSec (45 s) must cover the drain, this and the HTTP drain (10 s).
+HAND_BACK_TIMEOUT = 10.0
 # Retention deletes in small statements and spends at most half its time deleting (the
 # pause after a round is at least as long as the round): with a backlog of a million old
 # runs, webhooks stored meanwhile had a p99 of 1.15-2.60x their baseline (5 runs) instead
@@ -141,6 +146,8 @@ class Executor(BaseComponent):
     _policies: SecretPolicies | None = None
     _writer: ProgressWriter | None = None
     _accepting: bool = True
+    # Loop time by which a stop gives up on the hand-back and the last progress writes.
+    _hand_back_by: float = float("inf")
     # Held while a claim is in flight, so drain sees every run the claim starts.
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
     _running: bool = False
@@ -246,12 +253,27 @@ class Executor(BaseComponent):
         for execution_id in left:
             self._cancel_reasons[execution_id] = "drain"
             self._active[execution_id].cancel()
+        # One bound for the hand-back and the last progress writes (see stop).
+        self._hand_back_by = asyncio.get_running_loop().time() + HAND_BACK_TIMEOUT
         if left:
-            await asyncio.gather(
-                *[self._active[i] for i in left if i in self._active], return_exceptions=True
-            )
-            async with self.pool.acquire() as conn:
-                released = await store.release_executions(conn, self.owner, left)
+            try:
+                async with asyncio.timeout_at(self._hand_back_by):
+                    # Each canceled run writes its last rows first (the writer keeps them
+                    # in order), then all are released at once.
+                    await asyncio.gather(
+                        *[self._active[i] for i in left if i in self._active],
+                        return_exceptions=True,
+                    )
+                    async with self.pool.acquire() as conn:
+                        released = await store.release_executions(conn, self.owner, left)
+            except TimeoutError:
+                logger.warning(
+                    "the database did not take the hand-back in time: these runs are taken"
+                    " up again when their leases expire",
+                    extra={"event": "executions_not_handed_back", "count": len(left),
+                           "ids": left, "timeout_s": HAND_BACK_TIMEOUT},
+                )
+                return len(left)
             self.stats["released"] += released
             logger.info(
                 "executions handed back",
@@ -270,7 +292,8 @@ class Executor(BaseComponent):
             self._subscription = None
         await cancel_and_wait([*self._tasks, *self._checks])
         if self._writer is not None:
-            await self._writer.stop()
+            remaining = self._hand_back_by - asyncio.get_running_loop().time()
+            await self._writer.stop(max(remaining, 1.0))
         if self._http is not None:
             await self._http.close()
         if self._own_hub is not None:

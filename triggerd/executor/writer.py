@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -49,16 +50,30 @@ class ProgressWriter:
             for i in range(self.workers)
         ]
 
-    async def stop(self) -> None:
-        # Let queued and in-flight writes land before stopping: cancelling a worker in the
-        # middle of its transaction would roll back finished runs' final states.
-        while not self._queue.empty() or self._in_flight:  # noqa: ASYNC110 - bounded flush
+    async def stop(self, flush_within: float | None = None) -> None:
+        """Stop once the queued and in-flight writes have landed, or after ``flush_within``
+        seconds: then they are dropped (a transaction in flight rolls back), and the runs
+        they were for are taken up again when their leases expire, as after a crash."""
+        # Cancelling a worker in the middle of its transaction would roll back finished
+        # runs' final states: only a database that takes nothing in time comes to that.
+        deadline = None if flush_within is None else time.monotonic() + flush_within
+        while not self._queue.empty() or self._in_flight:
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.warning(
+                    "progress writes dropped at stop: the database took none in time",
+                    extra={"event": "progress_writes_dropped",
+                           "queued": self._queue.qsize(), "in_flight": self._in_flight,
+                           "timeout_s": flush_within},
+                )
+                break
             await asyncio.sleep(0.01)
         for task in self._workers:
             task.cancel()
         for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        while not self._queue.empty():
+            _settle(self._queue.get_nowait())
 
     async def write(
         self, nodes: Sequence[NodeRow] = (), finished: Sequence[ExecutionUpdate] = ()
@@ -106,9 +121,7 @@ class ProgressWriter:
             await self._write_rows(batch, rows)
         finally:
             for p in batch:
-                p.settled = True
-                if p.landed is not None and not p.landed.done():
-                    p.landed.set_result(None)
+                _settle(p)
 
     async def _write_rows(self, batch: list[_Pending], rows: int) -> None:
         nodes = [n for p in batch for n in p.nodes]
@@ -145,6 +158,16 @@ class ProgressWriter:
                 p.done.set_exception(exc)
             return
         _resolve(p, written, lost)
+
+
+def _settle(p: _Pending) -> None:
+    """The rows of ``p`` are written or never will be: wake whoever waits for them. One
+    left unanswered (its transaction canceled at stop) is answered as canceled."""
+    p.settled = True
+    if p.landed is not None and not p.landed.done():
+        p.landed.set_result(None)
+    if not p.done.done():
+        p.done.cancel()
 
 
 def _resolve(p: _Pending, written: set[str], lost: set[str]) -> None:
