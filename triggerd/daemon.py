@@ -70,7 +70,7 @@ def create_app(
 # tried again this many times in all.
 APPLY_ATTEMPTS = 3
 # Seconds a stop waits for the pool's connections to come back before closing them.
-POOL_CLOSE_TIMEOUT = 5.0
+POOL_CLOSE_TIMEOUT = 3.0
 APPLY_COLLISIONS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
                     asyncpg.SerializationError)
 # Settings that only take effect after a restart.

@@ -134,6 +134,45 @@ def plan_catchup(
     return decisions
 
 
+def plan_failed_slots(
+    failed: Iterable[datetime],
+    *,
+    misfire: MisfirePolicy,
+    catchup_window: timedelta,
+    max_catchup: int,
+    now: datetime,
+    newer_missed: bool,
+) -> list[SlotDecision]:
+    """Decisions for slots whose write failed while a later slot of the same trigger was
+    recorded (the first writes behind a lock timed out, the ones queued after them went
+    through): missed slots like any other, decided by the misfire policy, oldest first.
+    ``newer_missed``: the catch-up after the trigger's last recorded slot found missed slots
+    too, so under ``latest`` none of these is the newest."""
+    ordered = sorted(set(failed))
+    window_start = now - catchup_window
+    in_window = [slot for slot in ordered if slot >= window_start]
+    firing = {
+        MisfirePolicy.SKIP: 0,
+        MisfirePolicy.LATEST: 0 if newer_missed else min(1, len(in_window)),
+        MisfirePolicy.ALL: min(max_catchup, len(in_window)),
+    }[misfire]
+    fire = set(in_window[len(in_window) - firing:]) if firing else set()
+    in_window_detail = {
+        MisfirePolicy.SKIP: "misfire policy skip",
+        MisfirePolicy.LATEST: "misfire policy latest: only the newest missed slot runs",
+        MisfirePolicy.ALL: f"misfire policy all: only the newest {max_catchup} missed slots run",
+    }[misfire]
+    return [
+        SlotDecision(scheduled_for=slot, fire=True, reason=SlotOutcome.FIRED,
+                     detail=f"catch-up (misfire policy {misfire.value})")
+        if slot in fire else
+        SlotDecision(scheduled_for=slot, fire=False, reason=SlotOutcome.SKIPPED_MISFIRE,
+                     detail=in_window_detail if slot >= window_start else
+                     f"older than the catch-up window of {format_duration(catchup_window)}")
+        for slot in ordered
+    ]
+
+
 def _summary(count: int, oldest: datetime, newest: datetime) -> str:
     if count == 1:
         return f"1 older slot skipped, at {utc_iso(newest)}"

@@ -854,49 +854,33 @@ async def test_rows_the_database_refuses_fail_only_their_own_write(pool: asyncpg
     assert [(str(r["execution_id"]), r["output"]) for r in rows] == [(good, [1, 2])]
 
 
-async def test_a_canceled_write_returns_only_once_its_rows_have_settled(
+async def test_a_late_running_row_does_not_reopen_an_attempt_that_ended(
     pool: asyncpg.Pool,
 ) -> None:
     # A run canceled while its RUNNING row is being written (its deadline, a cancel
-    # request) writes its CANCELED row next. Were the canceled write to return at once,
-    # that next write could commit first in another writer's transaction and the RUNNING
-    # row land over it, left open for ever.
-    from triggerd.executor.writer import ProgressWriter
-    from triggerd.store.executions import NodeRow
+    # request) writes its CANCELED row next, and another writer's transaction may commit
+    # that first: the late RUNNING row must not reopen the attempt, left open for ever.
+    from triggerd.store.executions import NodeRow, write_progress
 
     await apply_doc(pool, workflow("ordered", [{"id": "a", "type": "noop"}]))
     run = await fire(pool, "ordered/manual")
     await pool.execute(
         "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
         " lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
-    writer = ProgressWriter(pool=pool, owner="test", workers=2)
-    writer.start()
-    try:
-        async with pool.acquire() as blocker, blocker.transaction():
-            # The row write locks the run FOR KEY SHARE: it waits behind this lock.
-            await blocker.execute("SELECT FROM workflow_executions WHERE id = $1 FOR UPDATE",
-                                  run)
-            write = asyncio.create_task(writer.write(nodes=[NodeRow(
-                execution_id=run, node_id="a", node_type="noop", status="RUNNING",
-                attempt=1)]))
-            while not await pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%node_executions%'"):
-                await asyncio.sleep(0.01)
-            write.cancel()
-            for _ in range(20):
-                await asyncio.sleep(0.01)
-            assert not write.done(), "the canceled write returned before its rows settled"
-        with pytest.raises(asyncio.CancelledError):
-            await write
-        assert await pool.fetchval(
-            "SELECT status FROM node_executions WHERE execution_id = $1", run) == "RUNNING"
-        await writer.write(nodes=[NodeRow(
-            execution_id=run, node_id="a", node_type="noop", status="CANCELED", attempt=1)])
-    finally:
-        await writer.stop()
-    assert await pool.fetchval(
-        "SELECT status FROM node_executions WHERE execution_id = $1", run) == "CANCELED"
+
+    def row(status: str, attempt: int = 1) -> NodeRow:
+        return NodeRow(execution_id=run, node_id="a", node_type="noop", status=status,
+                       attempt=attempt)
+
+    async with pool.acquire() as conn:
+        await write_progress(conn, "test", [row("CANCELED")], [])
+        await write_progress(conn, "test", [row("RUNNING")], [])
+        # A WAITING row goes on as RUNNING (a wait that ends), and a new attempt is its own.
+        await write_progress(conn, "test", [row("WAITING", 2)], [])
+        await write_progress(conn, "test", [row("RUNNING", 2)], [])
+    rows = await pool.fetch("SELECT attempt, status FROM node_executions"
+                            " WHERE execution_id = $1 ORDER BY attempt", run)
+    assert [tuple(r) for r in rows] == [(1, "CANCELED"), (2, "RUNNING")]
 
 
 async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(

@@ -7,6 +7,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from tests.integration.test_scheduler_support import (
     executions_of,
     make_trigger,
@@ -82,16 +84,18 @@ async def _more_slots(pool: Pool, trigger_id: str, count: int) -> bool:
     return len(await slots_of(pool, trigger_id)) >= count
 
 
+@pytest.mark.parametrize("misfire", ["all", "latest"])
 async def test_a_failed_write_older_than_a_recorded_slot_is_caught_up(
-    pool: Pool, dsn: str, monkeypatch: Any
+    pool: Pool, dsn: str, monkeypatch: Any, misfire: str
 ) -> None:
     """A slot whose write fails after a later slot's write committed (a table locked for
     longer than the statement timeout: the first writes time out, the ones queued behind
     them commit once the lock goes) is caught up too, not left without an outcome because
-    the trigger's newest recorded slot is past it."""
+    the trigger's newest recorded slot is past it; by the misfire policy, as a missed slot
+    (under ``latest`` it runs only when no newer slot was missed)."""
     workflow_id = await make_workflow(pool)
     trigger = await make_trigger(
-        pool, workflow_id, "hole", {"cron": EVERY_SECOND, "overlap": "allow", "misfire": "all"}
+        pool, workflow_id, "hole", {"cron": EVERY_SECOND, "overlap": "allow", "misfire": misfire}
     )
     real = record_slots
     failed: list[Any] = []
@@ -112,4 +116,9 @@ async def test_a_failed_write_older_than_a_recorded_slot_is_caught_up(
         assert await wait_for(lambda: _more_slots(pool, trigger, count + 2), timeout=4.0)
     assert failed
     outcomes = await _assert_every_slot_decided_once(pool, trigger)
-    assert set(outcomes) == {"fired"}
+    if misfire == "all":
+        assert set(outcomes) == {"fired"}
+    else:
+        assert set(outcomes) <= {"fired", "skipped_misfire"}
+    decided = {s["scheduled_for"]: s["outcome"] for s in await slots_of(pool, trigger)}
+    assert failed[0] in decided

@@ -8,7 +8,13 @@ import pytest
 
 from triggerd.cron import CronSchedule, parse_cron
 from triggerd.model import MisfirePolicy, SlotOutcome
-from triggerd.planning import SlotDecision, group_due, jitter_offset, plan_catchup
+from triggerd.planning import (
+    SlotDecision,
+    group_due,
+    jitter_offset,
+    plan_catchup,
+    plan_failed_slots,
+)
 
 HOURLY = parse_cron("0 * * * *")
 
@@ -415,3 +421,41 @@ def test_group_due_groups_by_instant_in_order() -> None:
 def test_group_due_refuses_naive_instants() -> None:
     with pytest.raises(ValueError, match="fire instants must be timezone-aware"):
         group_due([("a", datetime(2026, 1, 1))])
+
+
+# Slots whose write failed while a later slot of the trigger was recorded.
+_NOW = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+_FAILED = [datetime(2026, 3, 1, 10, m, tzinfo=UTC) for m in (2, 0, 1)]
+
+
+def _outcomes(decisions: list[SlotDecision]) -> list[tuple[int, bool]]:
+    return [(d.scheduled_for.minute, d.fire) for d in decisions]
+
+
+@pytest.mark.parametrize(("misfire", "newer_missed", "expected"), [
+    # latest: the newest failed slot runs, unless the catch-up after them has a newer one
+    (MisfirePolicy.LATEST, False, [(0, False), (1, False), (2, True)]),
+    (MisfirePolicy.LATEST, True, [(0, False), (1, False), (2, False)]),
+    (MisfirePolicy.SKIP, False, [(0, False), (1, False), (2, False)]),
+    (MisfirePolicy.ALL, True, [(0, True), (1, True), (2, True)]),
+])
+def test_failed_slots_go_through_the_misfire_policy(
+    misfire: MisfirePolicy, newer_missed: bool, expected: list[tuple[int, bool]]
+) -> None:
+    decisions = plan_failed_slots(_FAILED, misfire=misfire, catchup_window=timedelta(hours=1),
+                                  max_catchup=100, now=_NOW, newer_missed=newer_missed)
+    assert _outcomes(decisions) == expected
+    for d in decisions:
+        assert d.reason == (SlotOutcome.FIRED if d.fire else SlotOutcome.SKIPPED_MISFIRE)
+
+
+def test_failed_slots_outside_the_window_or_past_max_catchup_are_skipped() -> None:
+    decisions = plan_failed_slots(_FAILED, misfire=MisfirePolicy.ALL,
+                                  catchup_window=timedelta(minutes=4, seconds=30),
+                                  max_catchup=1, now=_NOW, newer_missed=False)
+    assert _outcomes(decisions) == [(0, False), (1, False), (2, True)]
+    assert decisions[0].detail == "older than the catch-up window of 4m30s"
+    assert decisions[1].detail == "misfire policy all: only the newest 1 missed slots run"
+    assert decisions[2].detail == "catch-up (misfire policy all)"
+    assert plan_failed_slots([], misfire=MisfirePolicy.ALL, catchup_window=timedelta(1),
+                             max_catchup=5, now=_NOW, newer_missed=False) == []

@@ -36,6 +36,22 @@ def test_unit_has_the_operational_directives() -> None:
     assert "# LoadCredential=api-token:" in UNIT.read_text()
 
 
+def test_the_stop_timeout_covers_every_bound_of_a_stop() -> None:
+    # systemd's SIGKILL at TimeoutStopSec cuts a stop short: the sum of the steps' bounds
+    # under the default settings (whatever the database does) must fit in it.
+    from triggerd.config import ExecutorSettings
+    from triggerd.daemon import POOL_CLOSE_TIMEOUT
+    from triggerd.executor.service import HAND_BACK_TIMEOUT
+    from triggerd.scheduler.service import DRAIN_TIMEOUT
+    from triggerd.serving.drain import HTTP_DRAIN_TIMEOUT
+
+    [value] = directives()["TimeoutStopSec"]
+    assert value.endswith("s"), value
+    steps = (HTTP_DRAIN_TIMEOUT, DRAIN_TIMEOUT, ExecutorSettings().drain.total_seconds(),
+             HAND_BACK_TIMEOUT + 1.0, POOL_CLOSE_TIMEOUT)
+    assert sum(steps) + 5 <= float(value[:-1]), (steps, value)
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_security_exposure_is_at_most_2_5() -> None:
     result = subprocess.run(

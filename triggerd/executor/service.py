@@ -62,8 +62,8 @@ CLAIM_WAIT_ON_DRAIN = 5.0
 # How long a stop waits for the database to take the canceled runs' last rows and the
 # hand-back (a lock held by an operator, an outage): past it the runs stay this process's
 # until their leases expire, when any process takes them up again, as after a crash. The
-# unit's TimeoutStopSec (45 s) must cover the drain, this and the HTTP drain (10 s).
-HAND_BACK_TIMEOUT = 10.0
+# unit's TimeoutStopSec adds up every bound of a stop (systemd/triggerd.service).
+HAND_BACK_TIMEOUT = 5.0
 # Retention deletes in small statements and spends at most half its time deleting (the
 # pause after a round is at least as long as the round): with a backlog of a million old
 # runs, webhooks stored meanwhile had a p99 of 1.15-2.60x their baseline (5 runs) instead
@@ -235,31 +235,37 @@ class Executor(BaseComponent):
 
     async def drain(self, grace: timedelta) -> int:
         """Stop claiming, give running executions ``grace`` to finish, then hand the rest
-        back (status NEW, lease released). Returns how many were handed back."""
+        back (status NEW, lease released). Returns how many were handed back (none when
+        the database took no hand-back within HAND_BACK_TIMEOUT)."""
         self._accepting = False
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        # One grace for the claim in flight and the runs: a stop's length is bounded by the
+        # settings, not by how long the database makes each step wait.
+        grace_until = loop.time() + grace.total_seconds()
         # A claim already sent may still commit: wait for it, so its runs are in _active
         # and handed back below instead of being left RUNNING under this owner.
         try:
-            async with asyncio.timeout(max(grace.total_seconds(), CLAIM_WAIT_ON_DRAIN)):
+            async with asyncio.timeout_at(max(grace_until, loop.time() + CLAIM_WAIT_ON_DRAIN)):
                 async with self._claiming:
                     pass
         except TimeoutError:
             # The database is stuck; whatever that claim takes comes back when its lease ends.
             logger.warning("claim still in flight at drain", extra={"event": "drain_claim_stuck"})
         if self._active:
-            await asyncio.wait(list(self._active.values()), timeout=grace.total_seconds())
+            await asyncio.wait(list(self._active.values()),
+                               timeout=max(grace_until - loop.time(), 0.0))
         left = list(self._active)
         for execution_id in left:
             self._cancel_reasons[execution_id] = "drain"
             self._active[execution_id].cancel()
         # One bound for the hand-back and the last progress writes (see stop).
-        self._hand_back_by = asyncio.get_running_loop().time() + HAND_BACK_TIMEOUT
+        self._hand_back_by = loop.time() + HAND_BACK_TIMEOUT
         if left:
             try:
                 async with asyncio.timeout_at(self._hand_back_by):
-                    # Each canceled run writes its last rows first (the writer keeps them
-                    # in order), then all are released at once.
+                    # Each canceled run writes its last rows first, then all are released
+                    # at once.
                     await asyncio.gather(
                         *[self._active[i] for i in left if i in self._active],
                         return_exceptions=True,
@@ -273,7 +279,7 @@ class Executor(BaseComponent):
                     extra={"event": "executions_not_handed_back", "count": len(left),
                            "ids": left, "timeout_s": HAND_BACK_TIMEOUT},
                 )
-                return len(left)
+                return 0
             self.stats["released"] += released
             logger.info(
                 "executions handed back",

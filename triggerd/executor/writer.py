@@ -27,10 +27,6 @@ class _Pending:
     nodes: Sequence[NodeRow]
     finished: Sequence[ExecutionUpdate]
     done: asyncio.Future[set[str]]
-    # Set once the transaction that held these rows ended (committed or not); `landed`
-    # wakes a writer that was canceled while it waited (see ProgressWriter.write).
-    settled: bool = False
-    landed: asyncio.Future[None] | None = None
 
 
 @dataclass(kw_only=True)
@@ -83,20 +79,11 @@ class ProgressWriter:
         if not nodes and not finished:
             return set()
         done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        item = _Pending(nodes=nodes, finished=finished, done=done)
-        self._queue.put_nowait(item)
-        try:
-            return await done
-        except asyncio.CancelledError:
-            if not item.settled:
-                # Queued rows are written whatever happens to their writer. A run canceled
-                # here (its deadline, a cancel request) writes next its CANCELED row and
-                # its final state, which another writer's transaction could commit first:
-                # this RUNNING row would then land over the CANCELED one and stay open.
-                # So a run's writes stay in order: wait until these rows have settled.
-                item.landed = asyncio.get_running_loop().create_future()
-                await item.landed
-            raise
+        # Queued rows are written even if their writer is canceled meanwhile: the rows it
+        # writes next may then commit first, in another worker's transaction (the store
+        # keeps a late RUNNING row from reopening a node row that ended).
+        self._queue.put_nowait(_Pending(nodes=nodes, finished=finished, done=done))
+        return await done
 
     async def _loop(self) -> None:
         while True:
@@ -108,16 +95,16 @@ class ProgressWriter:
                 self._in_flight -= 1
 
     async def _write_batch(self, first: _Pending) -> None:
-        # One turn of the loop lets the other runs that are finishing right now queue their
-        # rows too, so they share this commit.
-        await asyncio.sleep(0)
         batch = [first]
-        rows = len(first.nodes) + len(first.finished)
-        while not self._queue.empty() and rows < MAX_BATCH:
-            item = self._queue.get_nowait()
-            batch.append(item)
-            rows += len(item.nodes) + len(item.finished)
         try:
+            # One turn of the loop lets the other runs that are finishing right now queue
+            # their rows too, so they share this commit.
+            await asyncio.sleep(0)
+            rows = len(first.nodes) + len(first.finished)
+            while not self._queue.empty() and rows < MAX_BATCH:
+                item = self._queue.get_nowait()
+                batch.append(item)
+                rows += len(item.nodes) + len(item.finished)
             await self._write_rows(batch, rows)
         finally:
             for p in batch:
@@ -161,11 +148,8 @@ class ProgressWriter:
 
 
 def _settle(p: _Pending) -> None:
-    """The rows of ``p`` are written or never will be: wake whoever waits for them. One
-    left unanswered (its transaction canceled at stop) is answered as canceled."""
-    p.settled = True
-    if p.landed is not None and not p.landed.done():
-        p.landed.set_result(None)
+    """The rows of ``p`` are written or never will be: one left unanswered (its worker
+    canceled at stop) is answered as canceled, so its writer does not wait for ever."""
     if not p.done.done():
         p.done.cancel()
 

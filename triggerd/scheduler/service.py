@@ -63,7 +63,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import SlotOutcome
 from triggerd.notifications.channels import TRIGGERS, trigger_change_id
 from triggerd.notifications.hub import NotificationHub, Subscription
-from triggerd.planning import SlotDecision, jitter_offset, plan_catchup
+from triggerd.planning import SlotDecision, jitter_offset, plan_catchup, plan_failed_slots
 from triggerd.scheduler.cache import (
     ConfigCache,
     CronEntry,
@@ -123,14 +123,17 @@ CATCH_UP_CHUNK = 5_000
 # triggers down for 6 hours owed 5.6 million (1.43 GB held before the first write).
 CATCH_UP_PIECE = 8 * CATCH_UP_CHUNK
 WRITE_ATTEMPTS = 3
-DRAIN_TIMEOUT = 30.0
+# A stop waits this long for the slot writes in flight: one the database has not taken by
+# then (a lock, an outage) is a slot the next start catches up, like any missed one.
+DRAIN_TIMEOUT = 5.0
 RECOVERY_BACKOFF_MAX = 10.0
 OVERDUE_NAMES = 10
 OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
-_TINY_STEP = timedelta(microseconds=1)  # (t - _TINY_STEP, ...] includes t
+# Failed slots remembered per trigger (see _note_failed).
+FAILED_SLOTS_KEPT = 1000
 # Rows scheduled between two looks at the clock while loading: 16 rows of new configs (a
 # parse each) are about 2 ms of work, 64 held the loop 5-9 ms past YIELD_AFTER.
 SLICE_ROWS = 16
@@ -352,11 +355,11 @@ class CronScheduler(BaseComponent):
         self._recovering_since: datetime | None = None
         # The oldest owed slot when a rebuild forgot the owed heap, until one succeeds.
         self._owed_before_rebuild: datetime | None = None
-        # Per trigger, its oldest slot whose write failed. A catch-up starts there when that
-        # is before the trigger's newest recorded slot: a later slot's write may commit
-        # while an earlier one fails (both queued behind a lock), and a catch-up from the
-        # newest recorded slot alone would leave the failed one without an outcome.
-        self._failed_slots: dict[str, datetime] = {}
+        # Per trigger, the slots whose write failed, until a write of them succeeds. A later
+        # slot's write may commit while an earlier one fails (both queued behind a lock):
+        # a catch-up from the newest recorded slot alone would leave those without an
+        # outcome, so each catch-up decides them too (planning.plan_failed_slots).
+        self._failed_slots: dict[str, set[datetime]] = {}
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
         self._rebuilding = False  # a rebuild is scheduling (and yielding to the loop)
@@ -667,6 +670,7 @@ class CronScheduler(BaseComponent):
         for trigger_id in candidates:
             if trigger_id not in seen and self._table.remove(trigger_id) is not None:
                 changes["removed"] += 1
+                self._failed_slots.pop(trigger_id, None)
             await slicer.tick()
         return changes, now or self._clock()
 
@@ -730,17 +734,14 @@ class CronScheduler(BaseComponent):
         slot they are about to fire on time and record it as a misfire.
         """
         since = entry.enabled_at if last_slot is None else max(last_slot, entry.enabled_at)
-        failed = self._failed_slots.pop(entry.id, None)
-        if failed is not None and failed <= since:
-            # Slots recorded since then are decided already (the ledger keeps the first
-            # outcome); the failed ones among them are not.
-            since = max(failed - _TINY_STEP, entry.enabled_at)
+        config = entry.config
         quiet_from = memo.get(("quiet", id(schedule), now))
         if quiet_from is not None and since >= quiet_from:
-            return []  # no fire in (since, now]: nothing missed, nothing due just now
-        config = entry.config
+            # No fire in (since, now]: nothing missed, nothing due now.
+            return self._failed_before(entry, since, now, newer_missed=False)
         recent = now - config.jitter - CATCHUP_GRACE
         requests: list[SlotRequest] = []
+        newer_missed = False
         if recent > since and not self._nothing_missed(
             schedule, entry, since, recent, memo, now=now
         ):
@@ -759,6 +760,7 @@ class CronScheduler(BaseComponent):
                     now=recent,
                 )
                 memo[key] = decisions
+            newer_missed = bool(decisions)
             rate = config.catchup_rate
             spread = 0
             for decision in decisions:
@@ -796,7 +798,37 @@ class CronScheduler(BaseComponent):
                     requests.append(
                         self._request(entry, slot.scheduled_for, utc_iso(slot.scheduled_for))
                     )
+        if self._failed_slots:
+            requests[:0] = self._failed_before(entry, since, now, newer_missed=newer_missed)
         return requests
+
+    def _failed_before(self, entry: CronEntry, since: datetime, now: datetime, *,
+                       newer_missed: bool) -> list[SlotRequest]:
+        """Requests for the trigger's slots whose write failed, at or before ``since`` (the
+        later ones are the catch-up's own). They are forgotten once a write of them goes
+        through (:meth:`_note_written`), not here: this catch-up may be dropped unwritten.
+        The ledger keeps a slot's first outcome, so one that another replica decided
+        meanwhile stays as it is."""
+        failed = self._failed_slots.get(entry.id)
+        if not failed:
+            return []
+        # Slots before the trigger was (re-)enabled are stale: nothing decides them.
+        failed.difference_update([slot for slot in failed if slot <= entry.enabled_at])
+        if not failed:
+            del self._failed_slots[entry.id]
+            return []
+        config = entry.config
+        decisions = plan_failed_slots(
+            [slot for slot in failed if slot <= since], misfire=config.misfire,
+            catchup_window=config.catchup_window, max_catchup=config.max_catchup, now=now,
+            newer_missed=newer_missed,
+        )
+        return [
+            self._request(entry, d.scheduled_for, utc_iso(d.scheduled_for),
+                          intent=SlotOutcome.FIRED if d.fire else SlotOutcome.SKIPPED_MISFIRE,
+                          detail=d.detail)
+            for d in decisions
+        ]
 
     @staticmethod
     def _nothing_missed(
@@ -1031,6 +1063,8 @@ class CronScheduler(BaseComponent):
                 self._stats.committed.append(
                     ((self._clock() - due).total_seconds(), len(result.recorded))
                 )
+            if self._failed_slots:
+                self._note_written(requests)
             self._account(result)
             if self.metrics is not None:
                 lateness = None if due is None else (fired - due).total_seconds()
@@ -1046,15 +1080,26 @@ class CronScheduler(BaseComponent):
             "cron slots not written after retries",
             extra={"event": "cron_write_failed", "slots": len(requests)},
         )
+        self._note_failed(requests)
         return None
 
     def _note_failed(self, requests: SlotBatch) -> None:
-        """Remember each trigger's oldest slot in ``requests`` for the next catch-up."""
+        """Remember the slots of ``requests`` for the next catch-ups (a few per trigger:
+        beyond them the catch-up from the last recorded slot covers the rest)."""
         for trigger_id, ref in zip(requests.trigger_ids, requests.slot_refs, strict=True):
-            at = requests.slot_times[ref - 1]
-            known = self._failed_slots.get(trigger_id)
-            if known is None or at < known:
-                self._failed_slots[trigger_id] = at
+            slots = self._failed_slots.setdefault(trigger_id, set())
+            if len(slots) < FAILED_SLOTS_KEPT:
+                slots.add(requests.slot_times[ref - 1])
+
+    def _note_written(self, requests: SlotBatch) -> None:
+        """The slots of ``requests`` have an outcome now (ours, another replica's, or none
+        as stale): forget those whose write had failed."""
+        for trigger_id, ref in zip(requests.trigger_ids, requests.slot_refs, strict=True):
+            slots = self._failed_slots.get(trigger_id)
+            if slots is not None:
+                slots.discard(requests.slot_times[ref - 1])
+                if not slots:
+                    del self._failed_slots[trigger_id]
 
     async def _write_catch_up(self, requests: Sequence[SlotRequest], tally: _Tally) -> None:
         """Write (a piece of) a catch-up as concurrent statements, each trigger's slots in
