@@ -1431,12 +1431,15 @@ def test_json_duplicate_keys(tmp_path: Path) -> None:
 
 def test_unreadable_and_unknown_files(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
+    # A directory not there was "unknown file type" (it has no .yaml suffix).
+    missing_dir = tmp_path / "workflows"
     other = write(tmp_path, "defs.toml", "x = 1")
     empty = write(tmp_path, "empty.yaml", "")
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00")
-    assert check_files([missing, other, empty, binary]) == [
+    assert check_files([missing, missing_dir, other, empty, binary]) == [
         Problem(str(missing), "$", "cannot read file: No such file or directory"),
+        Problem(str(missing_dir), "$", "cannot read file: No such file or directory"),
         Problem(str(other), "$", "unknown file type: definition files end in .yaml, .yml or .json"),
         Problem(str(empty), "$", "the top level must be a mapping with a 'workflows' list"),
         Problem(str(binary), "$", "cannot read file: it is not UTF-8 text"),

@@ -306,7 +306,12 @@ def read_file(path: str | Path, report: Report, data: bytes | None = None) -> tu
         return False, None
     suffix = file.suffix.lower()
     if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
-        report.add((), "unknown file type: definition files end in .yaml, .yml or .json")
+        if data is None and not file.exists() and not file.is_symlink():
+            # A directory or a file that is not there (a typo, not made yet): said as a
+            # missing .yaml file is, not as a file of the wrong type.
+            report.add((), "cannot read file: No such file or directory")
+        else:
+            report.add((), "unknown file type: definition files end in .yaml, .yml or .json")
         return False, None
     try:
         # utf-8-sig: a byte-order mark some editors write is not part of the text.
