@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import consume, missing
 
 from triggerd.errors import TriggerdError
+from triggerd.jsonrules import too_many_digits
 from triggerd.model import JSON
 
 CONTEXT_NAMES: Final = ("input", "env", "secrets", "nodes", "trigger", "execution", "memory")
@@ -323,8 +325,10 @@ def to_json(value: Any) -> JSON:
     a Markup string becomes a plain string. Raises on undefined values and on values JSON
     cannot represent (NaN, bytes, functions, ...).
     """
-    if value is None or type(value) in (bool, int, str):
+    if value is None or type(value) in (bool, str):
         return value
+    if type(value) is int:
+        return _json_int(value)
     if isinstance(value, Undefined):
         str(value)  # StrictUndefined raises UndefinedError/SecurityError with the reason
         raise _NotJSON("the value is undefined")
@@ -333,7 +337,7 @@ def to_json(value: Any) -> JSON:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, int):
-        return int(value)
+        return _json_int(int(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _NotJSON(f"{value} is not a JSON number")
@@ -362,6 +366,17 @@ def to_text(value: Any) -> Any:
     ):
         return value  # Jinja2 writes these (and raises for StrictUndefined)
     return json.dumps(to_json(value), ensure_ascii=False)
+
+
+def _json_int(value: int) -> int:
+    """``value``, unless it has more digits than JSON text of it may (Python's limit, the
+    one a request body's numbers are held to): such an int cannot be written as JSON, so
+    the webhook's correlation or key computed from it failed with a ValueError (500)."""
+    limit = sys.get_int_max_str_digits()
+    # Below 3 bits a digit it cannot reach 10 ** limit (about 3.32 bits a digit).
+    if limit and value.bit_length() > 3 * limit and abs(value) >= 10**limit:
+        raise _NotJSON(too_many_digits())
+    return value
 
 
 def _tojson_filter(value: Any) -> str:

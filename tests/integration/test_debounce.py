@@ -263,6 +263,30 @@ async def test_a_request_whose_key_cannot_be_computed_is_refused(
     assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 0
 
 
+async def test_a_computed_number_too_long_to_write_is_no_internal_error(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """A key or correlation value the sender's numbers make longer than JSON text may hold
+    (Python's 4,300 digits) is a key that cannot be computed (422) and a correlation value
+    left out: both were a ValueError past the expression's errors, answered 500."""
+    square = "{{ input.n * input.n }}"
+    await apply_doc(pool, hook_doc("sq", concurrency={"key": square, "limit": 1}))
+    await apply_doc(pool, hook_doc("corr", correlation={"session_id": square}))
+    client, _ = await make_client()
+    number = int("9" * 3000)  # within the body's limit; its square is not
+    response = await client.post("/hooks/sq", json={"n": number})
+    assert response.status == 422, await response.text()
+    assert await response.json() == {
+        "error": "key_invalid",
+        "message": "the concurrency key of this request could not be computed: expression"
+        " '{{ input.n * input.n }}': a number with more than 4300 digits",
+    }
+    response = await client.post("/hooks/corr", json={"n": number})
+    assert response.status == 202, await response.text()
+    assert await pool.fetchval("SELECT session_id FROM workflow_executions") is None
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 1
+
+
 async def test_closed_windows_are_dropped_pending_ones_kept(pool: asyncpg.Pool) -> None:
     await apply_doc(pool, hook_doc("old", debounce={"key": "{{ input.k }}", "period": "1s"}))
     trigger = await get_trigger(pool, "old/hook")
