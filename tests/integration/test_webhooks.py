@@ -10,6 +10,7 @@ import gzip
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -1382,3 +1383,39 @@ async def test_trigger_deleted_while_its_request_is_stored_is_a_503_and_stores_n
     }
     assert await executions(pool) == []
     assert await requests_rows(pool) == []
+
+
+async def test_a_large_body_is_parsed_off_the_event_loop(
+    make_client: ClientFactory, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 MB of small lists held the loop for seconds in the parse and its nesting check:
+    # every other request and probe waited. Which thread parses is counted, not timed.
+    from triggerd.webhooks import ingress
+    from triggerd.webhooks.body import parse_input as real
+
+    threads: list[int] = []
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingress, "parse_input", parse)
+    await apply(pool, workflow("w", hook("h", "big")))
+    client, _ = await make_client()
+    loop_thread = threading.get_ident()
+    small = await client.post("/hooks/big", json={"n": 1})
+    big = await client.post("/hooks/big", json={"a": [[]] * 50_000})
+    # Refused the same way off the loop: an invalid body, a body nested too deep.
+    broken = await client.post("/hooks/big", data=b'{"a": [' + b"1," * 100_000 + b"]",
+                               headers={"Content-Type": "application/json"})
+    deep = await client.post("/hooks/big", data=b" " * 200_000 + b"[" * 200 + b"]" * 200,
+                             headers={"Content-Type": "application/json"})
+    assert (small.status, big.status, broken.status, deep.status) == (202, 202, 400, 400)
+    assert (await deep.json())["message"] == (
+        "invalid JSON body: nested more than 128 levels deep")
+    assert (await broken.json())["error"] == "invalid_body"
+    assert threads[0] == loop_thread
+    assert loop_thread not in threads[1:] and len(threads) == 4
+    inputs = [r["input"] for r in await executions(pool)]
+    assert sorted(len(json.dumps(i)) for i in inputs)[0] == len(json.dumps({"n": 1}))
+    assert len(inputs) == 2

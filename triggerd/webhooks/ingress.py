@@ -123,6 +123,19 @@ _ADMITTED = web.RequestKey("webhook_admitted", bool)
 _AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
 
 
+# Bodies longer than this are parsed in a thread (see _handle); below it a thread costs
+# more than the parse.
+PARSE_ON_LOOP_BYTES = 128 * 1024
+
+
+def _parse_or_refusal(content_type: str | None, body: bytes,
+                      mode: str) -> tuple[dict[str, JSON], str | None] | BodyError:
+    try:
+        return parse_input(content_type, body, mode=mode)
+    except BodyError as exc:
+        return exc
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunInput:
     """A request's parsed body, its JSON text when sent as such, and the run input (the
@@ -413,7 +426,14 @@ class WebhookIngress(BaseComponent):
             refused = self._authenticate(request, route, body, now)
             if refused is not None:
                 return refused
-        run_input = self._parse(request, route, body)
+        parsed: tuple[dict[str, JSON], str | None] | BodyError | None = None
+        if len(body) > PARSE_ON_LOOP_BYTES:
+            # A large body's parse and nesting check held the loop for seconds (10 MB of
+            # small lists: 2.5 s), and every other request and probe waited. In a thread,
+            # the loop gets the interpreter back at every switch interval.
+            parsed = await asyncio.to_thread(
+                _parse_or_refusal, request.headers.get("Content-Type"), body, route.config.body)
+        run_input = self._parse(request, route, body, parsed)
         if isinstance(run_input, web.Response):
             return run_input
         headers = stored_headers(request.headers, route.stripped_headers)
@@ -639,12 +659,16 @@ class WebhookIngress(BaseComponent):
             )
 
     def _parse(
-        self, request: web.Request, route: WebhookRoute, body: bytes
+        self, request: web.Request, route: WebhookRoute, body: bytes,
+        parsed_body: tuple[dict[str, JSON], str | None] | BodyError | None = None,
     ) -> RunInput | web.Response:
         """The run input, or the refusal: a body that does not parse (400, 415) or an input
-        that does not match the ``parameter_schema`` (422)."""
+        that does not match the ``parameter_schema`` (422). ``parsed_body``: the body's
+        parse, already made (off the loop), or its refusal."""
         try:
-            parsed, json_text = parse_input(
+            if isinstance(parsed_body, BodyError):
+                raise parsed_body
+            parsed, json_text = parsed_body or parse_input(
                 request.headers.get("Content-Type"), body, mode=route.config.body
             )
         except BodyError as exc:
