@@ -528,3 +528,33 @@ async def test_live_refresh_keeps_the_tenant_and_stops_when_the_session_ends(
     await page.get_by_label("API token").fill(ADMIN_TOKEN)
     await page.get_by_role("button", name="Log in").click()
     await page.wait_for_url(re.compile(r"/ui/executions\?trigger=orders/by-hand&tenant=acme$"))
+
+
+async def test_live_refresh_waits_while_the_keyboard_focus_is_in_the_list(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """A keyboard user tabbing through the executions list keeps their place: the refresh
+    replaced the rows under the focused link every 3 s, and the focus fell to the page's
+    start. It refreshes again once the focus leaves the list."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+
+    async def fire() -> str:
+        fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand",
+                              "--input", '{"count": 3}', "--json")
+        assert fired.returncode == 0, fired.stderr
+        return str(fired.json()["execution_id"])
+
+    first = await fire()
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/executions")
+    rows = page.locator("#execution-rows")
+    link = rows.locator(f"a[href$='/executions/{first}']")
+    await link.focus()
+    second = await fire()
+    await page.wait_for_timeout(7000)  # two refresh periods
+    await expect(link).to_be_focused()
+    await expect(rows.locator(f"a[href$='/executions/{second}']")).to_have_count(0)
+
+    await page.get_by_label("Trigger").focus()
+    await expect(rows.locator(f"a[href$='/executions/{second}']")).to_have_count(1)

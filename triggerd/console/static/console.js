@@ -28,7 +28,10 @@
     document.querySelectorAll("[data-refresh]").forEach(function (part) {
       if (!window.htmx) { return; }
       var timer = setInterval(function () {
-        if ((!live || live.checked) && !document.hidden && part.dataset.refresh) {
+        // Not while the keyboard focus is on a link in the part: the swap would drop it
+        // to the page's start (a keyboard user lost their place every 3 s).
+        if ((!live || live.checked) && !document.hidden && part.dataset.refresh &&
+            !part.contains(document.activeElement)) {
           htmx.ajax("GET", part.dataset.refresh, {source: part, target: part, swap: "innerHTML"})
             .then(function () { localize(part); });
         }
