@@ -62,6 +62,10 @@ async def test_login_pages_logout(
     page = await browser.new_page()
     await _login(page, daemon, "wrong-token")
     await expect(page.get_by_role("alert")).to_have_text("✗ invalid bearer token")
+    # A screen reader hears the error with the field it concerns.
+    await expect(page.get_by_label("API token")).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_label("API token")).to_have_accessible_description(
+        "✗ invalid bearer token")
     await page.screenshot(path=str(artifacts / "login.png"), full_page=True)
 
     await page.get_by_label("API token").fill(ADMIN_TOKEN)
@@ -165,8 +169,14 @@ async def test_run_now_shows_input_errors_then_the_graph_of_the_path_taken(
         "✗ the input does not match the workflow's parameter_schema (1 problem)")
     problems = page.get_by_role("list", name="Input problems")
     await expect(problems).to_have_text("$.count: 0 is less than the minimum of 1")
-    # What was typed stays in the editor.
-    await expect(page.get_by_label("Input (a JSON object")).to_have_value('{"count": 0}')
+    # What was typed stays in the editor, which is marked invalid and described by the
+    # problems (a screen reader in the field heard nothing of them).
+    editor = page.get_by_label("Input (a JSON object")
+    await expect(editor).to_have_value('{"count": 0}')
+    await expect(editor).to_have_attribute("aria-invalid", "true")
+    await expect(editor).to_have_accessible_description(re.compile(
+        r"does not match the workflow's parameter_schema.*"
+        r"\$\.count: 0 is less than the minimum of 1"))
     await page.screenshot(path=str(artifacts / "run-now-error.png"), full_page=True)
 
     await page.get_by_label("Input (a JSON object").fill('{"count": 5}')
@@ -393,6 +403,8 @@ async def test_backfill_preview_lists_the_slots_then_the_run_shows_its_progress(
     await expect(page.locator("#backfill-error")).to_have_text(
         "✗ the range is empty: to (2024-11-01T00:00:00Z) must be after from"
         " (2024-11-04T00:00:00Z)")
+    await expect(page.get_by_label("To", exact=True)).to_have_accessible_description(
+        re.compile("the range is empty"))
 
 
 ACME = DEFINITIONS.replace("key: orders", "key: invoices")
