@@ -570,3 +570,20 @@ async def test_live_refresh_waits_while_the_keyboard_focus_is_in_the_list(
 
     await page.get_by_label("Trigger").focus()
     await expect(rows.locator(f"a[href$='/executions/{second}']")).to_have_count(1)
+
+
+async def test_bidi_controls_in_a_run_s_json_are_shown_as_escapes(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """A right-to-left override in a run's input turned the rest of its line around on
+    the page (``"\\u202eevil"`` read ``live"``); the JSON shows it as its escape."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand", "--input",
+                          json.dumps({"count": 3, "file": "invoice\u202efdp.exe"}), "--json")
+    assert fired.returncode == 0, fired.stderr
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/executions/{fired.json()['execution_id']}")
+    run_input = page.locator("section:has(#io-h) pre").first
+    await expect(run_input).to_contain_text('"file": "invoice\\u202efdp.exe"')
+    assert "\u202e" not in await run_input.inner_text()

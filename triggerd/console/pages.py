@@ -127,8 +127,16 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else utc_iso(value)
 
 
+# Bidirectional formatting characters: shown raw, one in a run's input or an error turned
+# the rest of its line around ("\u202eevil" read "live", and a quote moved).
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    """JSON as pages show it: readable text, but a bidi control written as its escape
+    (they occur only inside strings, so the text still reads as the same value)."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return _BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _short_id(value: str) -> str:
@@ -730,7 +738,7 @@ def _version_text(version: VersionRecord) -> list[str]:
     """A version as stable, diffable lines."""
     document = {"graph": version.graph, "parameter_schema": version.parameter_schema,
                 "env_config": version.env_config, "timeout_ms": version.timeout_ms}
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+    return _json(document).splitlines()
 
 
 def version_diff(old: VersionRecord, new: VersionRecord) -> list[tuple[str, str]]:
