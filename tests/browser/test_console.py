@@ -587,3 +587,33 @@ async def test_bidi_controls_in_a_run_s_json_are_shown_as_escapes(
     run_input = page.locator("section:has(#io-h) pre").first
     await expect(run_input).to_contain_text('"file": "invoice\\u202efdp.exe"')
     assert "\u202e" not in await run_input.inner_text()
+
+
+async def test_long_unbroken_values_do_not_widen_the_pages(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """A note or an error of one long word wrapped nowhere: the audit trail was six
+    screens wide and an execution's error thirty."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand", "--input",
+                          '{"count": 3}', "--json")
+    assert fired.returncode == 0, fired.stderr
+    execution_id = fired.json()["execution_id"]
+    assert await _wait_final(dsn, execution_id) == "SUCCESS"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE workflow_executions SET error_code = 'FAILED',"
+                           " error_message = repeat('E', 3000) WHERE id = $1", execution_id)
+    finally:
+        await conn.close()
+    page = await browser.new_page(viewport={"width": 1000, "height": 800})
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/nightly")
+    await page.get_by_label("Note (why;").fill("N" * 500)
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("#trigger-state")).to_have_text("⏸ paused")
+    for path in ("/ui/triggers/orders/nightly", "/ui/audit", "/ui/",
+                 f"/ui/executions/{execution_id}"):
+        await page.goto(f"{daemon.base_url}{path}")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1000, (path, width)
