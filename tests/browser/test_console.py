@@ -617,3 +617,38 @@ async def test_long_unbroken_values_do_not_widen_the_pages(
         await page.goto(f"{daemon.base_url}{path}")
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 1000, (path, width)
+
+
+async def test_live_refresh_leaves_unchanged_rows_in_place(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """The list is a live region: each refresh replaced its rows with the same rows, and a
+    screen reader read the whole table again every 3 s. An unchanged list stays; a new
+    run still shows."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+
+    async def fire() -> str:
+        fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand",
+                              "--input", '{"count": 3}', "--json")
+        assert fired.returncode == 0, fired.stderr
+        return str(fired.json()["execution_id"])
+
+    first = await fire()
+    assert await _wait_final(dsn, first) == "SUCCESS"
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/executions")
+    for _ in range(2):  # the first refresh may put the rows in as the partial writes them
+        async with page.expect_response(_is_refresh):
+            pass
+    row = page.locator(f"#execution-rows tr:has(a[href$='/executions/{first}'])")
+    await row.evaluate("row => { window.keptRow = row; }")
+    for _ in range(2):
+        async with page.expect_response(_is_refresh):
+            pass
+    await page.wait_for_timeout(200)  # the swap htmx would make after the answer
+    assert await page.evaluate("window.keptRow.isConnected")
+
+    second = await fire()
+    await expect(page.locator(f"#execution-rows a[href$='/executions/{second}']")
+                 ).to_have_count(1, timeout=10_000)

@@ -27,6 +27,7 @@
     var live = document.getElementById("live");
     document.querySelectorAll("[data-refresh]").forEach(function (part) {
       if (!window.htmx) { return; }
+      var last = null;
       var timer = setInterval(function () {
         // Not while the keyboard focus is on a link in the part: the swap would drop it
         // to the page's start (a keyboard user lost their place every 3 s).
@@ -47,7 +48,12 @@
           event.detail.shouldSwap = false;
           clearInterval(timer);
           window.location.reload();
+          return;
         }
+        // The same rows as last time: left in place, so a screen reader does not read the
+        // whole live region again every 3 s.
+        if (xhr.responseText === last) { event.detail.shouldSwap = false; }
+        last = xhr.responseText;
       });
     });
   });
