@@ -248,7 +248,6 @@ async def test_unknown_objects_and_bad_parameters_get_clear_answers(
         ("/ui/workflows/nope", 404, "no workflow with key 'nope'"),
         ("/ui/executions/not-an-id", 404, "no execution 'not-an-id'"),
         ("/ui/executions?status=DONE", 400, "status: 'DONE' is not a run status"),
-        ("/ui/executions?trigger=orders/nope", 404, "no trigger named 'orders/nope'"),
         ("/ui/triggers?cursor=x", 400, "cursor: not one this page made"),
         ("/ui/executions?cursor=x", 400,
          "cursor: not a cursor returned by this API (pass next_cursor back)"),
@@ -257,6 +256,22 @@ async def test_unknown_objects_and_bad_parameters_get_clear_answers(
     for path, status, text in cases:
         answer = await page.request.get(base + path)
         assert (answer.status, await answer.text()) == (status, text), path
+
+    # A filter naming no trigger is refused at the field, with the form to correct it (it
+    # was a bare text page).
+    await page.goto(f"{base}/ui/executions")
+    await page.get_by_label("Trigger").fill("orders/nope")
+    async with page.expect_response(re.compile(r"/ui/executions\?")) as answered:
+        await page.get_by_role("button", name="Filter").click()
+    assert (await answered.value).status == 404
+    await expect(page.get_by_role("alert")).to_have_text("✗ no trigger named 'orders/nope'")
+    await expect(page.get_by_label("Trigger")).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_label("Trigger")).to_have_accessible_description(
+        "✗ no trigger named 'orders/nope'")
+    await page.get_by_label("Trigger").fill("orders/by-hand")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_role("alert")).to_have_count(0)
+    await expect(page.locator("#execution-rows")).to_have_text("No executions.")
 
 
 async def test_trigger_page_marks_calendar_excluded_days(

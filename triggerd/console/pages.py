@@ -47,9 +47,10 @@ from triggerd.console.sessions import (
     hash_session_id,
     new_secret,
     set_cookie,
+    status_of,
 )
 from triggerd.cron import Fire, fire_to_json, utc_iso
-from triggerd.errors import Conflict, InputInvalid, TriggerdError, UsageError
+from triggerd.errors import Conflict, InputInvalid, NotFound, TriggerdError, UsageError
 from triggerd.ids import parse_execution_id
 from triggerd.jsonrules import finite_float, no_duplicates, refusal_text, refuse_constant
 from triggerd.model import (
@@ -508,8 +509,17 @@ async def executions_page(request: web.Request) -> web.Response:
     trigger_name = request.query.get("trigger") or None
     pool = request.app[POOL]
     trigger_id = None
+    statuses = [s.value for s in ExecutionStatus]
     if trigger_name:
-        trigger_id = (await get_trigger(pool, *_labelled(request, trigger_name))).id
+        try:
+            trigger_id = (await get_trigger(pool, *_labelled(request, trigger_name))).id
+        except (NotFound, UsageError) as exc:
+            # Shown at the filter, with the form to correct it (a bare text page had no
+            # way back but the browser's).
+            return render(request, "executions.html", status=status_of(exc), executions=[],
+                          next_cursor=None, cursor="", status_filter=status or "",
+                          trigger=trigger_name, statuses=statuses,
+                          filter_error=exc.message)
     cursor = request.query.get("cursor")
     try:
         after = decode_cursor(cursor) if cursor else None
@@ -525,7 +535,7 @@ async def executions_page(request: web.Request) -> web.Response:
     return render(request, template, executions=page, next_cursor=next_cursor,
                   cursor=cursor or "",
                   status_filter=status or "", trigger=trigger_name or "",
-                  statuses=[s.value for s in ExecutionStatus])
+                  statuses=statuses, filter_error=None)
 
 
 async def execution_page(request: web.Request) -> web.Response:

@@ -300,7 +300,7 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException:
         raise
     except TriggerdError as exc:
-        response = _refusal(_status_of(exc), exc.message)
+        response = _refusal(status_of(exc), exc.message)
     except Exception as exc:
         if not is_unavailable(exc):
             raise
@@ -324,7 +324,7 @@ def _unstorable_field(items: Iterable[tuple[str, object]]) -> str | None:
     return None
 
 
-def _status_of(exc: TriggerdError) -> int:
+def status_of(exc: TriggerdError) -> int:
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Conflict):
