@@ -647,3 +647,28 @@ async def test_the_audit_page_takes_names_as_the_lists_print_them(
     assert "note of default" in bare and "note of acme" not in bare
     _, labelled = await admin.get("/ui/audit?target=acme:xss/every")
     assert "note of acme" in labelled and "note of default" not in labelled
+
+
+async def test_assets_are_named_by_their_content_so_an_upgrade_is_never_cached_past(
+    admin: Visitor,
+) -> None:
+    # Served for an hour under one URL, a previous release's console.js was kept after an
+    # upgrade: the pages' fixes did not reach the browser.
+    import hashlib
+
+    from triggerd.console.pages import STATIC
+
+    _, page = await admin.get("/ui/")
+    for name in ("console.js", "console.css", "htmx.min.js"):
+        digest = hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+        url = f"/ui/static/{name}?v={digest}"
+        assert url in page, name
+        named = await admin.http.get(admin.url(url))
+        assert named.status == 200
+        assert named.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert named.headers["X-Content-Type-Options"] == "nosniff"
+        assert await named.read() == (STATIC / name).read_bytes()
+        for stale in (f"/ui/static/{name}", f"/ui/static/{name}?v=0123456789ab"):
+            answer = await admin.http.get(admin.url(stale))
+            assert answer.status == 200
+            assert answer.headers["Cache-Control"] == "no-cache"

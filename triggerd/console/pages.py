@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
+import hashlib
 import json
 import logging
 import re
@@ -152,6 +154,16 @@ _env.filters["when"] = _when
 _env.filters["pretty"] = _json
 _env.globals["symbol"] = lambda key: SYMBOLS.get(str(key), "·")
 _env.globals["prefix"] = PREFIX
+
+
+@functools.cache
+def asset_version(name: str) -> str:
+    """A digest of the static file ``name``: its URL changes with its content, so a browser
+    never keeps the previous release's script or style past an upgrade."""
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+
+
+_env.globals["asset"] = lambda name: f"{PREFIX}/static/{name}?v={asset_version(name)}"
 
 
 def _tenant_query(tenant: str | None) -> str:
@@ -575,7 +587,14 @@ async def static(request: web.Request) -> web.StreamResponse:
     if "/" in name or name.startswith(".") or not path.is_file():
         raise web.HTTPNotFound(text="no such asset")
     response = web.FileResponse(path)
-    response.headers["Cache-Control"] = "public, max-age=3600"
+    # The pages name each asset with its digest (asset_version): that URL's content never
+    # changes. Any other (an old page's) is checked again each time.
+    response.headers["Cache-Control"] = (
+        "public, max-age=31536000, immutable"
+        if request.query.get("v") == asset_version(name) else "no-cache")
+    # The sessions' middleware leaves assets alone (no session needed): a script or a
+    # style is still only ever read as what its type says.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
