@@ -883,6 +883,53 @@ async def test_a_late_running_row_does_not_reopen_an_attempt_that_ended(
     assert [tuple(r) for r in rows] == [(1, "CANCELED"), (2, "RUNNING")]
 
 
+async def test_a_runs_writes_commit_in_order_even_when_one_was_canceled(
+    pool: asyncpg.Pool,
+) -> None:
+    # A run canceled while a write of its rows waits (here behind an operator's lock on
+    # the previous node's row) writes its CANCELED row and final state next. Committed
+    # first in another worker's transaction, they ended the run and the held write was then
+    # refused: the previous node's SUCCESS row was lost, left RUNNING for ever.
+    from triggerd.executor.writer import ProgressWriter
+    from triggerd.store.executions import ExecutionUpdate, NodeRow
+
+    await apply_doc(pool, workflow("ordered", [{"id": "a", "type": "noop"}]))
+    run = await fire(pool, "ordered/manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
+        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
+    await pool.execute(
+        "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt)"
+        " VALUES ($1, 'prev', 'http', 'RUNNING', 1)", run)
+
+    def row(node: str, status: str) -> NodeRow:
+        return NodeRow(execution_id=run, node_id=node, node_type="noop", status=status,
+                       attempt=1)
+
+    writer = ProgressWriter(pool=pool, owner="test", workers=3)
+    writer.start()
+    try:
+        async with pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute("SELECT FROM node_executions WHERE execution_id = $1"
+                                  " AND node_id = 'prev' FOR UPDATE", run)
+            held = asyncio.create_task(writer.write(nodes=[row("prev", "SUCCESS"),
+                                                           row("a", "RUNNING")]))
+            await wait_until_blocked(pool, "INSERT INTO node_executions")
+            held.cancel()
+            final = asyncio.create_task(writer.write(
+                nodes=[row("a", "CANCELED")],
+                finished=[ExecutionUpdate(id=run, status="CANCELED", error_code="CANCELED")]))
+            for _ in range(30):  # time for the final write to commit, were it not held back
+                await asyncio.sleep(0.01)
+            assert not final.done()
+        assert await final == {run}
+    finally:
+        await writer.stop()
+    rows = await pool.fetch("SELECT node_id, status FROM node_executions"
+                            " WHERE execution_id = $1 ORDER BY node_id", run)
+    assert [tuple(r) for r in rows] == [("a", "CANCELED"), ("prev", "SUCCESS")]
+
+
 async def test_a_run_that_crashes_ends_as_internal_error_instead_of_looping(
     pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

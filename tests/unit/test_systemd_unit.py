@@ -44,11 +44,13 @@ def test_the_stop_timeout_covers_every_bound_of_a_stop() -> None:
     from triggerd.executor.service import HAND_BACK_TIMEOUT
     from triggerd.scheduler.service import DRAIN_TIMEOUT
     from triggerd.serving.drain import HTTP_DRAIN_TIMEOUT
+    from triggerd.serving.sockets import RUNNER_SHUTDOWN_TIMEOUT
 
     [value] = directives()["TimeoutStopSec"]
     assert value.endswith("s"), value
-    steps = (HTTP_DRAIN_TIMEOUT, DRAIN_TIMEOUT, ExecutorSettings().drain.total_seconds(),
-             HAND_BACK_TIMEOUT + 1.0, POOL_CLOSE_TIMEOUT)
+    steps = (HTTP_DRAIN_TIMEOUT, RUNNER_SHUTDOWN_TIMEOUT, DRAIN_TIMEOUT,
+             ExecutorSettings().drain.total_seconds(), HAND_BACK_TIMEOUT + 1.0,
+             POOL_CLOSE_TIMEOUT)
     assert sum(steps) + 5 <= float(value[:-1]), (steps, value)
 
 

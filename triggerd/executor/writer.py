@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,23 +29,43 @@ class _Pending:
     finished: Sequence[ExecutionUpdate]
     done: asyncio.Future[set[str]]
 
+    @property
+    def runs(self) -> set[str]:
+        return {n.execution_id for n in self.nodes} | {f.id for f in self.finished}
+
+
+@dataclass(kw_only=True)
+class _Lane:
+    """One worker's queue. A run's writes all go through one lane, one batch after another,
+    so they commit in the order they were made: a write whose caller was canceled (a
+    deadline, a cancel, a drain) is still written, and the rows the run writes next (its
+    CANCELED row, its final state) must not commit first in another worker's transaction,
+    where a late write would undo them (its previous node's row left RUNNING)."""
+
+    queued: deque[_Pending] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
 
 @dataclass(kw_only=True)
 class ProgressWriter:
     pool: asyncpg.Pool
     owner: str
-    _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
 
     workers: int = 3
+    _lanes: list[_Lane] = field(default_factory=list)
     _in_flight: int = 0
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
         # A few writers in parallel: while one transaction commits, the next batch builds.
+        self._lanes = [_Lane() for _ in range(self.workers)]
         self._workers = [
-            asyncio.create_task(self._loop(), name=f"triggerd-progress-writer-{i}")
-            for i in range(self.workers)
+            asyncio.create_task(self._loop(lane), name=f"triggerd-progress-writer-{i}")
+            for i, lane in enumerate(self._lanes)
         ]
+
+    def _queued(self) -> int:
+        return sum(len(lane.queued) for lane in self._lanes)
 
     async def stop(self, flush_within: float | None = None) -> None:
         """Stop once the queued and in-flight writes have landed, or after ``flush_within``
@@ -53,12 +74,12 @@ class ProgressWriter:
         # Cancelling a worker in the middle of its transaction would roll back finished
         # runs' final states: only a database that takes nothing in time comes to that.
         deadline = None if flush_within is None else time.monotonic() + flush_within
-        while not self._queue.empty() or self._in_flight:
+        while self._queued() or self._in_flight:
             if deadline is not None and time.monotonic() >= deadline:
                 logger.warning(
                     "progress writes dropped at stop: the database took none in time",
                     extra={"event": "progress_writes_dropped",
-                           "queued": self._queue.qsize(), "in_flight": self._in_flight,
+                           "queued": self._queued(), "in_flight": self._in_flight,
                            "timeout_s": flush_within},
                 )
                 break
@@ -68,8 +89,9 @@ class ProgressWriter:
         for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while not self._queue.empty():
-            _settle(self._queue.get_nowait())
+        for lane in self._lanes:
+            while lane.queued:
+                _settle(lane.queued.popleft())
 
     async def write(
         self, nodes: Sequence[NodeRow] = (), finished: Sequence[ExecutionUpdate] = ()
@@ -79,31 +101,41 @@ class ProgressWriter:
         if not nodes and not finished:
             return set()
         done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        # Queued rows are written even if their writer is canceled meanwhile: the rows it
-        # writes next may then commit first, in another worker's transaction (the store
-        # keeps a late RUNNING row from reopening a node row that ended).
-        self._queue.put_nowait(_Pending(nodes=nodes, finished=finished, done=done))
+        run = nodes[0].execution_id if nodes else finished[0].id
+        lane = self._lanes[hash(run) % len(self._lanes)]  # one lane per run (see _Lane)
+        lane.queued.append(_Pending(nodes=nodes, finished=finished, done=done))
+        lane.wake.set()
         return await done
 
-    async def _loop(self) -> None:
+    async def _loop(self, lane: _Lane) -> None:
         while True:
-            first = await self._queue.get()
+            if not lane.queued:
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            first = lane.queued.popleft()
             self._in_flight += 1
             try:
-                await self._write_batch(first)
+                await self._write_batch(first, lane)
             finally:
                 self._in_flight -= 1
 
-    async def _write_batch(self, first: _Pending) -> None:
+    async def _write_batch(self, first: _Pending, lane: _Lane) -> None:
         batch = [first]
         try:
             # One turn of the loop lets the other runs that are finishing right now queue
             # their rows too, so they share this commit.
             await asyncio.sleep(0)
             rows = len(first.nodes) + len(first.finished)
-            while not self._queue.empty() and rows < MAX_BATCH:
-                item = self._queue.get_nowait()
-                batch.append(item)
+            runs = first.runs
+            while lane.queued and rows < MAX_BATCH:
+                item = lane.queued[0]
+                if not runs.isdisjoint(item.runs):
+                    # A second write of one run (a canceled one's next) waits for the next
+                    # batch: one statement may not write a row twice, and order is kept.
+                    break
+                batch.append(lane.queued.popleft())
+                runs |= item.runs
                 rows += len(item.nodes) + len(item.finished)
             await self._write_rows(batch, rows)
         finally:

@@ -742,6 +742,7 @@ class CronScheduler(BaseComponent):
         recent = now - config.jitter - CATCHUP_GRACE
         requests: list[SlotRequest] = []
         newer_missed = False
+        fired = 0
         if recent > since and not self._nothing_missed(
             schedule, entry, since, recent, memo, now=now
         ):
@@ -761,6 +762,11 @@ class CronScheduler(BaseComponent):
                 )
                 memo[key] = decisions
             newer_missed = bool(decisions)
+            fired = sum(d.fire for d in decisions)
+            if self._failed_slots:
+                # This plan decides every slot in (since, recent], listed or summarized:
+                # a failed one among them needs no decision of its own later.
+                self._forget_failed(entry.id, since, recent)
             rate = config.catchup_rate
             spread = 0
             for decision in decisions:
@@ -799,11 +805,19 @@ class CronScheduler(BaseComponent):
                         self._request(entry, slot.scheduled_for, utc_iso(slot.scheduled_for))
                     )
         if self._failed_slots:
-            requests[:0] = self._failed_before(entry, since, now, newer_missed=newer_missed)
+            requests[:0] = self._failed_before(entry, since, now, newer_missed=newer_missed,
+                                               fired=fired)
         return requests
 
+    def _forget_failed(self, trigger_id: str, after: datetime, until: datetime) -> None:
+        slots = self._failed_slots.get(trigger_id)
+        if slots:
+            slots.difference_update([slot for slot in slots if after < slot <= until])
+            if not slots:
+                del self._failed_slots[trigger_id]
+
     def _failed_before(self, entry: CronEntry, since: datetime, now: datetime, *,
-                       newer_missed: bool) -> list[SlotRequest]:
+                       newer_missed: bool, fired: int = 0) -> list[SlotRequest]:
         """Requests for the trigger's slots whose write failed, at or before ``since`` (the
         later ones are the catch-up's own). They are forgotten once a write of them goes
         through (:meth:`_note_written`), not here: this catch-up may be dropped unwritten.
@@ -820,7 +834,9 @@ class CronScheduler(BaseComponent):
         config = entry.config
         decisions = plan_failed_slots(
             [slot for slot in failed if slot <= since], misfire=config.misfire,
-            catchup_window=config.catchup_window, max_catchup=config.max_catchup, now=now,
+            catchup_window=config.catchup_window,
+            # One max_catchup for the whole catch-up: the later slots' plan fired `fired`.
+            max_catchup=max(config.max_catchup - fired, 0), now=now,
             newer_missed=newer_missed,
         )
         return [
@@ -1084,8 +1100,9 @@ class CronScheduler(BaseComponent):
         return None
 
     def _note_failed(self, requests: SlotBatch) -> None:
-        """Remember the slots of ``requests`` for the next catch-ups (a few per trigger:
-        beyond them the catch-up from the last recorded slot covers the rest)."""
+        """Remember the slots of ``requests`` for the next catch-ups (at most
+        FAILED_SLOTS_KEPT per trigger: a bound on memory, past which a long run of failed
+        writes behind a later recorded slot keeps only its oldest)."""
         for trigger_id, ref in zip(requests.trigger_ids, requests.slot_refs, strict=True):
             slots = self._failed_slots.setdefault(trigger_id, set())
             if len(slots) < FAILED_SLOTS_KEPT:

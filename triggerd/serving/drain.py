@@ -20,8 +20,8 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # How long a stopping process waits for its requests in progress; what is still running
-# then is cut by the runner's shutdown. Within systemd's TimeoutStopSec (45 s in the unit)
-# with the executor's drain.
+# then is cut by the runner's shutdown. Within systemd's TimeoutStopSec with the other
+# steps of a stop (systemd/triggerd.service adds them up).
 HTTP_DRAIN_TIMEOUT = 10.0
 
 

@@ -22,9 +22,15 @@ KEEPALIVE_TIMEOUT = 75.0
 SERVER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}
 
 
+# Seconds the runner's cleanup gives connections at a stop (within the unit's
+# TimeoutStopSec, with the other steps of a stop).
+RUNNER_SHUTDOWN_TIMEOUT = 5.0
+
+
 def app_runner(app: web.Application) -> web.AppRunner:
     """The runner of every process that serves the port."""
-    return web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
+    return web.AppRunner(app, access_log=None, handle_signals=False,
+                         shutdown_timeout=RUNNER_SHUTDOWN_TIMEOUT,
                          keepalive_timeout=KEEPALIVE_TIMEOUT, **SERVER_OPTIONS)
 
 

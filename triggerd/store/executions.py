@@ -760,9 +760,8 @@ ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, branch = EXCLUDED.branch,
     error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
     end_time = EXCLUDED.end_time, execution_time_ms = EXCLUDED.execution_time_ms
--- An attempt's RUNNING row never reopens one that ended: a run canceled while its RUNNING
--- row was being written writes its CANCELED row next, which another writer's transaction
--- may commit first.
+-- An attempt's RUNNING row never reopens one that ended (the progress writer keeps a run's
+-- writes in order; this holds whatever writes them).
 WHERE EXCLUDED.status <> 'RUNNING'
    OR node_executions.status NOT IN ('SUCCESS', 'ERROR', 'CANCELED', 'SKIPPED')
 RETURNING execution_id

@@ -126,6 +126,7 @@ _AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
 # Bodies longer than this are parsed in a thread (see _handle); below it a thread costs
 # more than the parse.
 PARSE_ON_LOOP_BYTES = 128 * 1024
+LARGE_PARSES_AT_ONCE = 2
 
 
 def _parse_or_refusal(content_type: str | None, body: bytes,
@@ -197,6 +198,9 @@ class WebhookIngress(BaseComponent):
             burst=REJECTION_BURST,
             monotonic=monotonic,
         )
+        # Large bodies parsed at once (in threads): more would only hold more of them in
+        # memory and take the default executor's threads from other work.
+        self._large_parses = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
         self.secret_log = ThrottledLog(
             logger,
             "webhook_secret_used",
@@ -431,8 +435,10 @@ class WebhookIngress(BaseComponent):
             # A large body's parse and nesting check held the loop for seconds (10 MB of
             # small lists: 2.5 s), and every other request and probe waited. In a thread,
             # the loop gets the interpreter back at every switch interval.
-            parsed = await asyncio.to_thread(
-                _parse_or_refusal, request.headers.get("Content-Type"), body, route.config.body)
+            async with self._large_parses:
+                parsed = await asyncio.to_thread(_parse_or_refusal,
+                                                 request.headers.get("Content-Type"), body,
+                                                 route.config.body)
         run_input = self._parse(request, route, body, parsed)
         if isinstance(run_input, web.Response):
             return run_input
