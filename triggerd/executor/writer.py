@@ -35,37 +35,31 @@ class _Pending:
 
 
 @dataclass(kw_only=True)
-class _Lane:
-    """One worker's queue. A run's writes all go through one lane, one batch after another,
-    so they commit in the order they were made: a write whose caller was canceled (a
-    deadline, a cancel, a drain) is still written, and the rows the run writes next (its
-    CANCELED row, its final state) must not commit first in another worker's transaction,
-    where a late write would undo them (its previous node's row left RUNNING)."""
-
-    queued: deque[_Pending] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass(kw_only=True)
 class ProgressWriter:
+    """Writes queued rows in batches, a few transactions at a time. A run's writes commit
+    in the order they were made: a write whose caller was canceled (a deadline, a cancel
+    request, a drain) is still written, and the rows the run writes next (its CANCELED
+    row, its final state) must not commit first in another worker's transaction, where the
+    late write would undo them (its previous node's row left RUNNING for ever). So a
+    worker takes no write of a run that another worker's batch holds, nor two writes of one
+    run in one batch (one statement may not write a row twice)."""
+
     pool: asyncpg.Pool
     owner: str
 
     workers: int = 3
-    _lanes: list[_Lane] = field(default_factory=list)
+    _queued: deque[_Pending] = field(default_factory=deque)
+    _busy: set[str] = field(default_factory=set)  # runs in the batches being written
+    _idle: deque[asyncio.Future[None]] = field(default_factory=deque)
     _in_flight: int = 0
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
         # A few writers in parallel: while one transaction commits, the next batch builds.
-        self._lanes = [_Lane() for _ in range(self.workers)]
         self._workers = [
-            asyncio.create_task(self._loop(lane), name=f"triggerd-progress-writer-{i}")
-            for i, lane in enumerate(self._lanes)
+            asyncio.create_task(self._loop(), name=f"triggerd-progress-writer-{i}")
+            for i in range(self.workers)
         ]
-
-    def _queued(self) -> int:
-        return sum(len(lane.queued) for lane in self._lanes)
 
     async def stop(self, flush_within: float | None = None) -> None:
         """Stop once the queued and in-flight writes have landed, or after ``flush_within``
@@ -74,12 +68,12 @@ class ProgressWriter:
         # Cancelling a worker in the middle of its transaction would roll back finished
         # runs' final states: only a database that takes nothing in time comes to that.
         deadline = None if flush_within is None else time.monotonic() + flush_within
-        while self._queued() or self._in_flight:
+        while self._queued or self._in_flight:
             if deadline is not None and time.monotonic() >= deadline:
                 logger.warning(
                     "progress writes dropped at stop: the database took none in time",
                     extra={"event": "progress_writes_dropped",
-                           "queued": self._queued(), "in_flight": self._in_flight,
+                           "queued": len(self._queued), "in_flight": self._in_flight,
                            "timeout_s": flush_within},
                 )
                 break
@@ -89,9 +83,8 @@ class ProgressWriter:
         for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for lane in self._lanes:
-            while lane.queued:
-                _settle(lane.queued.popleft())
+        while self._queued:
+            _settle(self._queued.popleft())
 
     async def write(
         self, nodes: Sequence[NodeRow] = (), finished: Sequence[ExecutionUpdate] = ()
@@ -101,42 +94,67 @@ class ProgressWriter:
         if not nodes and not finished:
             return set()
         done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        run = nodes[0].execution_id if nodes else finished[0].id
-        lane = self._lanes[hash(run) % len(self._lanes)]  # one lane per run (see _Lane)
-        lane.queued.append(_Pending(nodes=nodes, finished=finished, done=done))
-        lane.wake.set()
+        self._queued.append(_Pending(nodes=nodes, finished=finished, done=done))
+        self._wake_one()
         return await done
 
-    async def _loop(self, lane: _Lane) -> None:
-        while True:
-            if not lane.queued:
-                lane.wake.clear()
-                await lane.wake.wait()
-                continue
-            first = lane.queued.popleft()
-            self._in_flight += 1
-            try:
-                await self._write_batch(first, lane)
-            finally:
-                self._in_flight -= 1
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
-    async def _write_batch(self, first: _Pending, lane: _Lane) -> None:
-        batch = [first]
-        try:
+    async def _loop(self) -> None:
+        while True:
+            if not self._queued:
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._idle.append(waiter)
+                await waiter
+                continue
             # One turn of the loop lets the other runs that are finishing right now queue
             # their rows too, so they share this commit.
             await asyncio.sleep(0)
-            rows = len(first.nodes) + len(first.finished)
-            runs = first.runs
-            while lane.queued and rows < MAX_BATCH:
-                item = lane.queued[0]
-                if not runs.isdisjoint(item.runs):
-                    # A second write of one run (a canceled one's next) waits for the next
-                    # batch: one statement may not write a row twice, and order is kept.
-                    break
-                batch.append(lane.queued.popleft())
-                runs |= item.runs
-                rows += len(item.nodes) + len(item.finished)
+            batch, rows, runs = self._take()
+            if not batch:  # all queued writes wait for runs in other batches
+                waiter = asyncio.get_running_loop().create_future()
+                self._idle.append(waiter)
+                await waiter
+                continue
+            self._in_flight += 1
+            self._busy |= runs
+            try:
+                await self._write_batch(batch, rows)
+            finally:
+                self._in_flight -= 1
+                self._busy -= runs
+                if self._queued:
+                    self._wake_one()  # writes that waited for these runs may go now
+
+    def _take(self) -> tuple[list[_Pending], int, set[str]]:
+        """The next batch: queued writes in order, up to MAX_BATCH rows, passing over (and
+        keeping in order) those of runs held by another batch or already in this one."""
+        batch: list[_Pending] = []
+        rows = 0
+        runs: set[str] = set()
+        held: set[str] = set()
+        kept: list[_Pending] = []
+        queued = self._queued
+        while queued and rows < MAX_BATCH:
+            item = queued.popleft()
+            item_runs = item.runs
+            if item_runs & runs or item_runs & held or item_runs & self._busy:
+                kept.append(item)
+                held |= item_runs
+                continue
+            batch.append(item)
+            runs |= item_runs
+            rows += len(item.nodes) + len(item.finished)
+        queued.extendleft(reversed(kept))
+        return batch, rows, runs
+
+    async def _write_batch(self, batch: list[_Pending], rows: int) -> None:
+        try:
             await self._write_rows(batch, rows)
         finally:
             for p in batch:
