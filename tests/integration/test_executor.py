@@ -854,6 +854,17 @@ async def test_rows_the_database_refuses_fail_only_their_own_write(pool: asyncpg
     assert [(str(r["execution_id"]), r["output"]) for r in rows] == [(good, [1, 2])]
 
 
+async def _leased_run(pool: asyncpg.Pool) -> str:
+    """A run of a one-node workflow, held by the owner 'test' as a claim leaves it (only
+    the lease's holder writes its rows)."""
+    await apply_doc(pool, workflow("ordered", [{"id": "a", "type": "noop"}]))
+    run = await fire(pool, "ordered/manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
+        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
+    return run
+
+
 async def test_a_late_running_row_does_not_reopen_an_attempt_that_ended(
     pool: asyncpg.Pool,
 ) -> None:
@@ -862,11 +873,7 @@ async def test_a_late_running_row_does_not_reopen_an_attempt_that_ended(
     # that first: the late RUNNING row must not reopen the attempt, left open for ever.
     from triggerd.store.executions import NodeRow, write_progress
 
-    await apply_doc(pool, workflow("ordered", [{"id": "a", "type": "noop"}]))
-    run = await fire(pool, "ordered/manual")
-    await pool.execute(
-        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
-        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
+    run = await _leased_run(pool)
 
     def row(status: str, attempt: int = 1) -> NodeRow:
         return NodeRow(execution_id=run, node_id="a", node_type="noop", status=status,
@@ -893,11 +900,7 @@ async def test_a_runs_writes_commit_in_order_even_when_one_was_canceled(
     from triggerd.executor.writer import ProgressWriter
     from triggerd.store.executions import ExecutionUpdate, NodeRow
 
-    await apply_doc(pool, workflow("ordered", [{"id": "a", "type": "noop"}]))
-    run = await fire(pool, "ordered/manual")
-    await pool.execute(
-        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'test',"
-        " lease_expires_at = now() + interval '1 minute' WHERE id = $1", run)
+    run = await _leased_run(pool)
     await pool.execute(
         "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt)"
         " VALUES ($1, 'prev', 'http', 'RUNNING', 1)", run)
