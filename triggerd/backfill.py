@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 LEASE = timedelta(seconds=15)
 MAX_CHUNK = 200  # slots per backfill per tick: one transaction stays short
+# Seconds a stop waits for the database to take the release of this process's backfills.
+RELEASE_TIMEOUT = 3.0
 
 
 class BackfillRunner(BaseComponent):
@@ -55,8 +57,18 @@ class BackfillRunner(BaseComponent):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
-            await store.release_backfills(self._pool, self.owner)
+        try:
+            # A lock on a backfill row (or an outage) must not hold the stop: unreleased,
+            # the backfill goes on under another process once its lease expires.
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await store.release_backfills(self._pool, self.owner)
+        except TimeoutError:
+            logger.warning(
+                "backfills not released at stop: the database took no answer in time; they"
+                " go on when their leases expire",
+                extra={"event": "backfills_not_released", "timeout_s": RELEASE_TIMEOUT})
+        except Exception:  # noqa: S110 - the same: their leases expire
+            pass
 
     async def _loop(self) -> None:
         last = self._clock()

@@ -4,6 +4,7 @@ runner)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -408,3 +409,21 @@ async def test_watching_a_backfill_deleted_with_its_trigger_says_so(
     assert gone.value.message == (
         f"backfill {plan.backfill_id} is gone: its trigger (or workflow) was deleted while it"
         " ran; the runs it started go on")
+
+
+async def test_a_stop_does_not_wait_on_a_locked_backfill_row(
+    pool: asyncpg.Pool, hourly: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An operator's lock on a running backfill held the stop for as long as it lasted.
+    plan = await create(pool, OPERATOR, _request(rate="1/s"))
+    runner = BackfillRunner(pool, owner="a")
+    await runner.work_once(0.1)  # holds it now
+    async with pool.acquire() as operator, operator.transaction():
+        await operator.execute("SELECT FROM backfills WHERE id = $1 FOR UPDATE",
+                               plan.backfill_id)
+        # It returns while the lock is held (the wait is a bound, not a speed).
+        await asyncio.wait_for(runner.stop(), timeout=60)
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events.count("backfills_not_released") == 1
+    owner = await pool.fetchval("SELECT owner FROM backfills WHERE id = $1", plan.backfill_id)
+    assert owner == "a"  # released by its lease's end, not by the stop

@@ -39,6 +39,7 @@ def test_unit_has_the_operational_directives() -> None:
 def test_the_stop_timeout_covers_every_bound_of_a_stop() -> None:
     # systemd's SIGKILL at TimeoutStopSec cuts a stop short: the sum of the steps' bounds
     # under the default settings (whatever the database does) must fit in it.
+    from triggerd.backfill import RELEASE_TIMEOUT
     from triggerd.config import ExecutorSettings
     from triggerd.daemon import POOL_CLOSE_TIMEOUT
     from triggerd.executor.service import HAND_BACK_TIMEOUT
@@ -50,7 +51,7 @@ def test_the_stop_timeout_covers_every_bound_of_a_stop() -> None:
     assert value.endswith("s"), value
     steps = (HTTP_DRAIN_TIMEOUT, RUNNER_SHUTDOWN_TIMEOUT, DRAIN_TIMEOUT,
              ExecutorSettings().drain.total_seconds(), HAND_BACK_TIMEOUT + 1.0,
-             POOL_CLOSE_TIMEOUT)
+             POOL_CLOSE_TIMEOUT, RELEASE_TIMEOUT)
     assert sum(steps) + 5 <= float(value[:-1]), (steps, value)
 
 
