@@ -142,6 +142,14 @@ async def test_viewer_can_look_but_not_act(
         await conn.close()
 
 
+async def _fire(daemon: DaemonProcess, run_input: dict[str, object] | None = None) -> str:
+    """Fire orders/by-hand through the CLI; the new run's id."""
+    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand", "--input",
+                          json.dumps(run_input or {"count": 3}), "--json")
+    assert fired.returncode == 0, fired.stderr
+    return str(fired.json()["execution_id"])
+
+
 async def _wait_final(dsn: str, execution_id: str) -> str:
     conn = await asyncpg.connect(dsn)
     try:
@@ -565,20 +573,14 @@ async def test_live_refresh_waits_while_the_keyboard_focus_is_in_the_list(
     start. It refreshes again once the focus leaves the list."""
     daemon = await _daemon(daemons, dsn, tmp_path)
 
-    async def fire() -> str:
-        fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand",
-                              "--input", '{"count": 3}', "--json")
-        assert fired.returncode == 0, fired.stderr
-        return str(fired.json()["execution_id"])
-
-    first = await fire()
+    first = await _fire(daemon)
     page = await browser.new_page()
     await _login(page, daemon, ADMIN_TOKEN)
     await page.goto(f"{daemon.base_url}/ui/executions")
     rows = page.locator("#execution-rows")
     link = rows.locator(f"a[href$='/executions/{first}']")
     await link.focus()
-    second = await fire()
+    second = await _fire(daemon)
     await page.wait_for_timeout(7000)  # two refresh periods
     await expect(link).to_be_focused()
     await expect(rows.locator(f"a[href$='/executions/{second}']")).to_have_count(0)
@@ -593,12 +595,10 @@ async def test_bidi_controls_in_a_run_s_json_are_shown_as_escapes(
     """A right-to-left override in a run's input turned the rest of its line around on
     the page (``"\\u202eevil"`` read ``live"``); the JSON shows it as its escape."""
     daemon = await _daemon(daemons, dsn, tmp_path)
-    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand", "--input",
-                          json.dumps({"count": 3, "file": "invoice\u202efdp.exe"}), "--json")
-    assert fired.returncode == 0, fired.stderr
+    execution_id = await _fire(daemon, {"count": 3, "file": "invoice\u202efdp.exe"})
     page = await browser.new_page()
     await _login(page, daemon, ADMIN_TOKEN)
-    await page.goto(f"{daemon.base_url}/ui/executions/{fired.json()['execution_id']}")
+    await page.goto(f"{daemon.base_url}/ui/executions/{execution_id}")
     run_input = page.locator("section:has(#io-h) pre").first
     await expect(run_input).to_contain_text('"file": "invoice\\u202efdp.exe"')
     assert "\u202e" not in await run_input.inner_text()
@@ -610,10 +610,7 @@ async def test_long_unbroken_values_do_not_widen_the_pages(
     """A note or an error of one long word wrapped nowhere: the audit trail was six
     screens wide and an execution's error thirty."""
     daemon = await _daemon(daemons, dsn, tmp_path)
-    fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand", "--input",
-                          '{"count": 3}', "--json")
-    assert fired.returncode == 0, fired.stderr
-    execution_id = fired.json()["execution_id"]
+    execution_id = await _fire(daemon)
     assert await _wait_final(dsn, execution_id) == "SUCCESS"
     conn = await asyncpg.connect(dsn)
     try:
@@ -642,13 +639,7 @@ async def test_live_refresh_leaves_unchanged_rows_in_place(
     run still shows."""
     daemon = await _daemon(daemons, dsn, tmp_path)
 
-    async def fire() -> str:
-        fired = await run_cli(daemon.config, "triggers", "fire", "orders/by-hand",
-                              "--input", '{"count": 3}', "--json")
-        assert fired.returncode == 0, fired.stderr
-        return str(fired.json()["execution_id"])
-
-    first = await fire()
+    first = await _fire(daemon)
     assert await _wait_final(dsn, first) == "SUCCESS"
     page = await browser.new_page()
     await _login(page, daemon, ADMIN_TOKEN)
@@ -664,6 +655,6 @@ async def test_live_refresh_leaves_unchanged_rows_in_place(
     await page.wait_for_timeout(200)  # the swap htmx would make after the answer
     assert await page.evaluate("window.keptRow.isConnected")
 
-    second = await fire()
+    second = await _fire(daemon)
     await expect(page.locator(f"#execution-rows a[href$='/executions/{second}']")
                  ).to_have_count(1, timeout=10_000)

@@ -46,15 +46,13 @@ async def check_database(pool: asyncpg.Pool, at: float) -> DatabaseCheck:
                 checks["migrations"] = problem or "ok"
                 if problem:
                     failing.append("migrations")
-    except TimeoutError:
-        # Reached or not, it did not answer: a lock, a pool whose connections are all
-        # busy, an overloaded server. "unreachable" would send whoever is on call to the
-        # network.
-        checks["database"] = f"no answer within {DATABASE_CHECK_TIMEOUT:g} s"
-        checks.setdefault("migrations", "unknown")
-        failing.append("database")
     except Exception as exc:  # any failure to reach the database means not ready
-        checks["database"] = f"unreachable: {type(exc).__name__}"
+        # A timeout is no answer, reached or not (a lock, a pool whose connections are
+        # all busy, an overloaded server): "unreachable" would send whoever is on call to
+        # the network.
+        checks["database"] = (f"no answer within {DATABASE_CHECK_TIMEOUT:g} s"
+                              if isinstance(exc, TimeoutError)
+                              else f"unreachable: {type(exc).__name__}")
         checks.setdefault("migrations", "unknown")
         failing.append("database")
     return DatabaseCheck(at=at, checks=checks, failing=tuple(failing))

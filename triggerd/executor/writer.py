@@ -105,21 +105,22 @@ class ProgressWriter:
                 waiter.set_result(None)
                 return
 
+    async def _idle_until_woken(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        await waiter
+
     async def _loop(self) -> None:
         while True:
             if not self._queued:
-                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._idle.append(waiter)
-                await waiter
+                await self._idle_until_woken()
                 continue
             # One turn of the loop lets the other runs that are finishing right now queue
             # their rows too, so they share this commit.
             await asyncio.sleep(0)
             batch, rows, runs = self._take()
             if not batch:  # all queued writes wait for runs in other batches
-                waiter = asyncio.get_running_loop().create_future()
-                self._idle.append(waiter)
-                await waiter
+                await self._idle_until_woken()
                 continue
             self._in_flight += 1
             self._busy |= runs
