@@ -226,6 +226,50 @@ async def test_a_wake_up_while_the_parent_still_runs_is_not_lost(pool: asyncpg.P
                                    parent) == later
 
 
+@pytest.mark.parametrize("with_resume_copy", [False, True])
+async def test_a_child_ending_in_the_batch_that_parks_its_parent_wakes_it(
+    pool: asyncpg.Pool, with_resume_copy: bool
+) -> None:
+    """The parent's park and its child's end reach the progress writer together and go
+    out in one statement: the wake-up (an update of the parent) met a row the statement
+    had already updated and was dropped, and the parent waited for ever. Both statement
+    shapes (with and without resume copies) are covered."""
+    from datetime import UTC, datetime, timedelta
+
+    from triggerd.store.executions import (
+        ExecutionUpdate,
+        NodeRow,
+        claim_executions,
+        write_progress,
+    )
+
+    await _apply(pool)
+    parent = await fire(pool, "waits-on-slow/manual")
+    async with pool.acquire() as conn:
+        [claimed] = await claim_executions(conn, "owner", timedelta(minutes=1), 10)
+        assert claimed.id == parent
+        child = await fire(pool, "calls-failing/manual")  # any run will do as the child
+        await conn.execute("UPDATE workflow_executions SET parent_execution_id = $1"
+                           " WHERE id = $2", parent, child)
+        [taken] = await claim_executions(conn, "owner", timedelta(minutes=1), 10)
+        assert taken.id == child
+        now = datetime.now(UTC)
+        nodes = [NodeRow(execution_id=child, node_id="call", node_type="workflow",
+                         status="SUCCESS", attempt=1, start_time=now, end_time=now,
+                         resume_copy=b"x" if with_resume_copy else None)]
+        later = now + timedelta(hours=1)
+        await write_progress(conn, "owner", nodes, [
+            ExecutionUpdate(id=parent, status="WAITING", resume_at=later),
+            ExecutionUpdate(id=child, status="ERROR", error_code="NOPE")])
+        row = await conn.fetchrow("SELECT status, resume_at <= now() AS due"
+                                  " FROM workflow_executions WHERE id = $1", parent)
+        assert (row["status"], row["due"]) == ("WAITING", True)
+        assert await conn.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                                   child) == "ERROR"
+        [again] = await claim_executions(conn, "owner", timedelta(minutes=1), 10)
+        assert again.id == parent
+
+
 async def test_apply_refuses_a_workflow_node_naming_no_workflow(pool: asyncpg.Pool) -> None:
     # Accepted before: every run that reached the node failed.
     parent = {"key": "parent", "graph": {"nodes": [

@@ -778,7 +778,16 @@ UPDATE workflow_executions e SET
     -- parks, so it is claimed again at once instead of missing it.
     -- A cancel that came while the run was parking (its executor's CANCELED write needs
     -- the lease this write gives up) is taken up at once, and the take-up cancels it.
+    -- A child that ends in this same statement wakes its parent here: woken_parents
+    -- cannot, as a statement does not update a row twice (the park wins, the wake-up was
+    -- lost, and the parent waited for ever). The subquery runs only for a parking run.
     resume_at = CASE WHEN d.status = 'WAITING' AND e.cancel_requested THEN now()
+                     WHEN d.status = 'WAITING' AND d.id IN (
+                         SELECT c.parent_execution_id
+                         FROM unnest($2::uuid[], $3::text[]) AS x(id, status)
+                         JOIN workflow_executions c ON c.id = x.id
+                         WHERE x.status IN ('SUCCESS', 'ERROR', 'CANCELED'))
+                     THEN now()
                      WHEN d.status = 'WAITING' AND e.resume_at IS NOT NULL
                      THEN LEAST(e.resume_at, coalesce(d.resume_at, e.resume_at))
                      ELSE d.resume_at END,
@@ -916,7 +925,8 @@ error_runs AS (
     RETURNING id
 ),
 -- A child run that ended wakes its parent if the parent waits for it (a workflow node
--- with wait): the parent's node runs again and finds the child's end.
+-- with wait): the parent's node runs again and finds the child's end. (A parent parked
+-- by this same statement is woken by ``done`` itself.)
 woken_parents AS (
     UPDATE workflow_executions p SET resume_at = now()
     FROM done f
