@@ -353,6 +353,31 @@ async def test_a_replay_waits_for_its_concurrency_key_like_any_run(
                                ).claimed] == [replayed.execution_id]
 
 
+async def test_a_held_claim_spends_the_wake_up_a_handed_back_run_carried(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """Every claim clears resume_at but the claim of held runs did not: a run woken while
+    it ran, then handed back (a drain), kept the past wake-up, and its next park was
+    woken at once for nothing."""
+    from datetime import timedelta
+
+    from triggerd.store.keyed import claim_held
+
+    await apply_doc(
+        pool,
+        hook_doc("deploy", WAIT_NODES, concurrency={"key": "{{ query.env }}", "limit": 1}),
+    )
+    client, _ = await make_client()
+    response = await client.post("/hooks/deploy?env=prod", json={"n": 1})
+    run = (await response.json())["execution_id"]
+    await pool.execute("UPDATE workflow_executions SET resume_at = now() - interval '1 minute'"
+                       " WHERE id = $1", run)
+    async with pool.acquire() as conn:
+        assert [c.id for c in (await claim_held(conn, "ex", timedelta(minutes=1), 10)
+                               ).claimed] == [run]
+    assert await pool.fetchval("SELECT resume_at FROM workflow_executions WHERE id = $1",
+                               run) is None
+
 async def test_a_folded_requests_redelivery_is_a_duplicate_of_the_windows_run(
     pool: asyncpg.Pool, make_client: Any
 ) -> None:

@@ -226,14 +226,16 @@ async def test_a_wake_up_while_the_parent_still_runs_is_not_lost(pool: asyncpg.P
                                    parent) == later
 
 
+@pytest.mark.parametrize("parent_first", [False, True])
 @pytest.mark.parametrize("with_resume_copy", [False, True])
 async def test_a_child_ending_in_the_batch_that_parks_its_parent_wakes_it(
-    pool: asyncpg.Pool, with_resume_copy: bool
+    pool: asyncpg.Pool, with_resume_copy: bool, parent_first: bool
 ) -> None:
     """The parent's park and its child's end reach the progress writer together and go
     out in one statement: the wake-up (an update of the parent) met a row the statement
     had already updated and was dropped, and the parent waited for ever. Both statement
-    shapes (with and without resume copies) are covered."""
+    shapes (with and without resume copies) are covered, and both orders of the two runs'
+    ids (the statement takes its rows in id order)."""
     from datetime import UTC, datetime, timedelta
 
     from triggerd.store.executions import (
@@ -249,6 +251,12 @@ async def test_a_child_ending_in_the_batch_that_parks_its_parent_wakes_it(
         [claimed] = await claim_executions(conn, "owner", timedelta(minutes=1), 10)
         assert claimed.id == parent
         child = await fire(pool, "calls-failing/manual")  # any run will do as the child
+        low, high = "00000000-0000-4000-8000-000000000001", "ffffffff-ffff-4fff-bfff-ffffffffffff"
+        for old_id, new_id in ((parent, low if parent_first else high),
+                               (child, high if parent_first else low)):
+            await conn.execute("UPDATE workflow_executions SET id = $2 WHERE id = $1",
+                               old_id, new_id)
+        parent, child = (low, high) if parent_first else (high, low)
         await conn.execute("UPDATE workflow_executions SET parent_execution_id = $1"
                            " WHERE id = $2", parent, child)
         [taken] = await claim_executions(conn, "owner", timedelta(minutes=1), 10)

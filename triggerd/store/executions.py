@@ -384,7 +384,7 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
             " nothing was changed"
         )
     await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, execution_id)
-    await _cancel_children(conn, execution_id)
+    await cancel_children(conn, [execution_id])
     # A parent waiting for this run learns its end now (a running run's end wakes it when
     # its executor writes it).
     woken = await conn.fetchval(
@@ -414,12 +414,12 @@ DESCENDANTS = (
     "  ON e.parent_execution_id = t.id)")
 
 
-async def _cancel_children(conn: Conn, execution_id: str) -> None:
-    """Cancel the runs the run started through workflow nodes, and theirs, that have not
-    ended: waiting and queued ones end CANCELED, running ones are flagged for their
+async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
+    """Cancel the runs these runs started through workflow nodes, and theirs, that have
+    not ended: waiting and queued ones end CANCELED, running ones are flagged for their
     executors, as a cancel of each would."""
     rows = await conn.fetch(
-        f"WITH RECURSIVE {DESCENDANTS},"
+        f"WITH RECURSIVE {DESCENDANTS.replace('= $1', '= ANY($1::uuid[])')},"
         " c AS (UPDATE workflow_executions e SET"
         " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
         " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"
@@ -436,7 +436,7 @@ async def _cancel_children(conn: Conn, execution_id: str) -> None:
         "   error_code = 'CANCELED', error_message = 'canceled with its parent run'"
         "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
         "   AND n.status IN ('RUNNING', 'WAITING'))"
-        " SELECT id::text AS id FROM c", execution_id)
+        " SELECT id::text AS id FROM c", list(execution_ids))
     for row in rows:
         await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, row["id"])
 
@@ -925,13 +925,16 @@ error_runs AS (
     RETURNING id
 ),
 -- A child run that ended wakes its parent if the parent waits for it (a workflow node
--- with wait): the parent's node runs again and finds the child's end. (A parent parked
--- by this same statement is woken by ``done`` itself.)
+-- with wait): the parent's node runs again and finds the child's end. A parent this same
+-- statement parks is woken by ``done`` itself: a statement updates a row once, so this
+-- update of it is dropped. The count makes ``done`` finish first, whatever the plan: were
+-- this update first, ``done``'s park or end of the parent would be the one dropped.
 woken_parents AS (
     UPDATE workflow_executions p SET resume_at = now()
     FROM done f
     WHERE f.parent_execution_id IS NOT NULL AND p.id = f.parent_execution_id
       AND f.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND p.status IN ('WAITING', 'RUNNING')
+      AND (SELECT count(*) FROM done) >= 0
     RETURNING p.id
 ),
 -- Runs claimable now that were not before (error runs, woken parents, runs that parked

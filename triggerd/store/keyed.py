@@ -331,7 +331,7 @@ placed AS (
       FROM cand c LEFT JOIN busy b
         ON b.trigger_id = c.trigger_id AND b.concurrency_key = c.concurrency_key)
 UPDATE workflow_executions e
-   SET status = 'RUNNING', lease_owner = $1,
+   SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = statement_timestamp() + $2 * interval '1 millisecond',
        attempt = e.attempt + 1, start_time = COALESCE(e.start_time, statement_timestamp())
  WHERE e.id = ANY(ARRAY(SELECT id FROM placed

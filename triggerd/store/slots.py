@@ -38,6 +38,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, HELD
 from triggerd.schedules import SCHEDULED_TYPES
+from triggerd.store.executions import cancel_children
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
@@ -436,7 +437,18 @@ canceled AS (
         cancel_requested = true
     WHERE e.trigger_id IN (SELECT r.trigger_id FROM run r WHERE r.outcome = 'canceled_previous')
       AND e.status IN ('NEW', 'RUNNING', 'WAITING')
-    RETURNING e.id, pg_notify('{CANCEL.wire}', e.id::text)
+    RETURNING e.id, e.status, pg_notify('{CANCEL.wire}', e.id::text)
+),
+-- As a cancel by request: a run ended here leaves no node row open (its parked wait or
+-- approval stayed WAITING, and retention keeps a run with open rows). Its child runs are
+-- canceled after this statement (record_slots).
+closed_nodes AS (
+    UPDATE node_executions n SET status = 'CANCELED', end_time = now(),
+        error_code = 'CANCELED',
+        error_message = 'canceled by a newer run (overlap policy cancel_previous)'
+    FROM canceled c
+    WHERE c.status = 'CANCELED' AND n.execution_id = c.id
+      AND n.status IN ('RUNNING', 'WAITING')
 ),
 -- Under buffer_one every run of the schedule carries one concurrency key with a limit of
 -- 1: the executor's claim of held runs (triggerd/store/keyed.py) starts the buffered run
@@ -496,13 +508,14 @@ notified AS (
 SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execution_id::text,
        (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM canceled) AS canceled,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified,
+       (SELECT array_agg(id::text) FROM canceled WHERE status = 'CANCELED') AS ended
 FROM claimed c
 UNION ALL
-SELECT false, x.trigger_id::text, x.scheduled_for, NULL, NULL, 0, 0, 0
+SELECT false, x.trigger_id::text, x.scheduled_for, NULL, NULL, 0, 0, 0, NULL
 FROM decided x WHERE x.stale
 UNION ALL
-SELECT false, d.trigger_id::text, d.scheduled_for, NULL, NULL, 0, 0, 0
+SELECT false, d.trigger_id::text, d.scheduled_for, NULL, NULL, 0, 0, 0, NULL
 FROM d WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.trigger_id = d.trigger_id)
 """
 
@@ -589,16 +602,21 @@ class SlotBatch:
         ]
 
 
-async def _fetch_custom_plan(conn: Conn, query: str, *args: Any) -> list[Any]:
-    """Run ``query`` planned for its actual arguments. A cached generic plan assumes an
-    unnested array holds 100 rows and joins the CTEs by nested loops: fine for one slot,
-    minutes for 10,000. ``SET LOCAL`` keeps the setting inside this transaction."""
+async def _record(conn: Conn, *args: Any) -> list[Any]:
+    """Run :data:`_RECORD` planned for its actual arguments, and cancel the child runs of
+    the runs it ended, in one transaction. A cached generic plan assumes an unnested array
+    holds 100 rows and joins the CTEs by nested loops: fine for one slot, minutes for
+    10,000. ``SET LOCAL`` keeps the setting inside this transaction."""
     if hasattr(conn, "acquire"):  # a pool
         async with conn.acquire() as acquired:
-            return await _fetch_custom_plan(acquired, query, *args)
+            return await _record(acquired, *args)
     async with conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        rows: list[Any] = await conn.fetch(query, *args, timeout=STATEMENT_TIMEOUT)
+        rows: list[Any] = await conn.fetch(_RECORD, *args, timeout=STATEMENT_TIMEOUT)
+        ended = next((r["ended"] for r in rows if r["ended"]), None)
+        if ended:
+            # A child waiting on an approval with no expiry waited for ever.
+            await cancel_children(conn, ended)
     return rows
 
 
@@ -616,7 +634,7 @@ async def record_slots(
     if not batch:
         return SlotWriteResult(recorded=(), lost=0, stale=(), inserted=0, canceled=0)
     try:
-        rows = await _fetch_custom_plan(conn, _RECORD, *batch.arguments(fired_at))
+        rows = await _record(conn, *batch.arguments(fired_at))
     except Exception as exc:
         if is_unavailable(exc):
             raise _unavailable(exc) from exc
@@ -624,7 +642,7 @@ async def record_slots(
     recorded: list[RecordedSlot] = []
     stale: list[tuple[str, datetime]] = []
     inserted = canceled = 0
-    for claimed, trigger_id, scheduled_for, outcome, execution_id, ins, can, _ in rows:
+    for claimed, trigger_id, scheduled_for, outcome, execution_id, ins, can, _, _ in rows:
         if claimed:
             recorded.append(
                 RecordedSlot(
