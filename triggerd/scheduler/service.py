@@ -75,6 +75,7 @@ from triggerd.scheduler.cache import (
     plan_instant,
     unchanged,
 )
+from triggerd.scheduler.failed import FailedSlots, slots_of
 from triggerd.scheduler.overdue import OverdueWatch, Owed, OwedKind
 from triggerd.scheduler.timer import PreciseTimer
 from triggerd.schedules import Schedule
@@ -132,7 +133,7 @@ OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
-# Failed slots remembered per trigger (see _note_failed).
+# Failed slots remembered per trigger (see triggerd.scheduler.failed).
 FAILED_SLOTS_KEPT = 1000
 # Rows scheduled between two looks at the clock while loading: 16 rows of new configs (a
 # parse each) are about 2 ms of work, 64 held the loop 5-9 ms past YIELD_AFTER.
@@ -355,11 +356,9 @@ class CronScheduler(BaseComponent):
         self._recovering_since: datetime | None = None
         # The oldest owed slot when a rebuild forgot the owed heap, until one succeeds.
         self._owed_before_rebuild: datetime | None = None
-        # Per trigger, the slots whose write failed, until a write of them succeeds. A later
-        # slot's write may commit while an earlier one fails (both queued behind a lock):
-        # a catch-up from the newest recorded slot alone would leave those without an
-        # outcome, so each catch-up decides them too (planning.plan_failed_slots).
-        self._failed_slots: dict[str, set[datetime]] = {}
+        # Per trigger, the slots whose write failed, until a write of them succeeds (see
+        # triggerd.scheduler.failed: each catch-up decides them too).
+        self._failed = FailedSlots(limit=FAILED_SLOTS_KEPT)
         self._rebuilt_at: datetime | None = None
         self._rebuilt_mono = 0.0
         self._rebuilding = False  # a rebuild is scheduling (and yielding to the loop)
@@ -521,19 +520,21 @@ class CronScheduler(BaseComponent):
             # The rebuild catches up whatever was owed (a failed write included).
             self._forget_owed()
             await self._drain_writes()
-            self._table = TriggerTable()
+            previous, self._table = self._table.entries, TriggerTable()
             self._reconciled_digest = None
             flow = _CatchUpFlow(write=self._write_catch_up)
             self._rebuilding = True
             try:
                 digest: list[str] = []
                 with _long_lived_build():
-                    now = await self._load_all(digest, flow)
+                    now = await self._load_all(digest, flow, previous)
             except BaseException:
                 await flow.abandon()
                 raise
             finally:
                 self._rebuilding = False
+            # Triggers removed or disabled meanwhile: their failed slots are owed no more.
+            self._failed.retain(self._table.entries)
             self._stats.last_reconcile = now
             self._reconciled_digest = digest[0] if digest else None
             self._rebuilt_at = self._clock()
@@ -556,10 +557,12 @@ class CronScheduler(BaseComponent):
             },
         )
 
-    async def _load_all(self, digest: list[str], flow: _CatchUpFlow) -> datetime:
+    async def _load_all(
+        self, digest: list[str], flow: _CatchUpFlow, previous: dict[str, CronEntry]
+    ) -> datetime:
         """Fill the (new, empty) table with every trigger and schedule its groups; the
         catch-up's slots go to ``flow`` (written as they pile up); returns the instant it
-        caught up to; ``digest`` gets the rows'."""
+        caught up to; ``digest`` gets the rows'. ``previous``: the entries before."""
         memo: CatchupMemo = {}
         slicer = _Slicer()  # other components share the loop
         now: datetime | None = None
@@ -571,6 +574,8 @@ class CronScheduler(BaseComponent):
                 for first in range(0, len(rows), SLICE_ROWS):
                     for row in rows[first:first + SLICE_ROWS]:
                         added = self._add_row(row, now)
+                        if self._failed:
+                            self._keep_failed(row.id, previous.get(row.id), added)
                         if added is not None:
                             entry, group, _ = added
                             flow.add(
@@ -670,8 +675,15 @@ class CronScheduler(BaseComponent):
         for trigger_id in candidates:
             if trigger_id not in seen and self._table.remove(trigger_id) is not None:
                 changes["removed"] += 1
-                self._failed_slots.pop(trigger_id, None)
             await slicer.tick()
+        # Removed or disabled triggers (on a full reconcile also the ones a write failed
+        # for after they went): their failed slots are owed no more.
+        if scope is None:
+            self._failed.retain(self._table.entries)
+        else:
+            for trigger_id in scope:
+                if trigger_id not in self._table.entries:
+                    self._failed.drop(trigger_id)
         return changes, now or self._clock()
 
     def _apply_row(
@@ -691,12 +703,40 @@ class CronScheduler(BaseComponent):
         changes["changed" if current is not None else "added"] += 1
         self._table.remove(row.id)
         added = self._add_row(row, now)
+        if self._failed:
+            self._keep_failed(row.id, current, added)
         if added is None:
             return
         entry, group, created = added
         if created:
             self._schedule_group(group, now)
         flow.add(self._catch_up(entry, group.schedule, row.last_slot, now, memo))
+
+    def _keep_failed(
+        self,
+        trigger_id: str,
+        previous: CronEntry | None,
+        added: tuple[CronEntry, ScheduleGroup, bool] | None,
+    ) -> None:
+        """Before a reloaded trigger's catch-up: what its failed-slot memory still owes.
+
+        A trigger no longer scheduled (invalid config) owes nothing. After a schedule
+        change only the slots the new schedule also has stay owed: the catch-up judges the
+        slots missed since the last recorded one by the new schedule too, and a slot only
+        the old schedule had must not run under the new config (a failed 10:05 of
+        ``*/5 * * * *`` turned ``*/10 * * * *`` is dropped, a failed 10:10 is still
+        decided). Same schedule (key), other config (overlap, misfire, ...): all stay. No
+        ``previous`` (a write that failed during a rebuild, for a trigger it had not loaded
+        yet): the schedule the slots came from is unknown, so the new one decides too."""
+        if trigger_id not in self._failed:
+            return
+        if added is None:
+            self._failed.drop(trigger_id)
+            return
+        entry, group, _ = added
+        if previous is None or previous.key != entry.key:
+            kept = slots_of(group.schedule, self._failed.of(trigger_id))
+            self._failed.forget(trigger_id, lambda slot: slot not in kept)
 
     def _add_row(
         self, row: CronTriggerRow, now: datetime
@@ -763,10 +803,10 @@ class CronScheduler(BaseComponent):
                 memo[key] = decisions
             newer_missed = bool(decisions)
             fired = sum(d.fire for d in decisions)
-            if self._failed_slots:
+            if self._failed:
                 # This plan decides every slot in (since, recent], listed or summarized:
                 # a failed one among them needs no decision of its own later.
-                self._forget_failed(entry.id, since, recent)
+                self._failed.forget(entry.id, lambda slot: since < slot <= recent)
             rate = config.catchup_rate
             spread = 0
             for decision in decisions:
@@ -804,32 +844,24 @@ class CronScheduler(BaseComponent):
                     requests.append(
                         self._request(entry, slot.scheduled_for, utc_iso(slot.scheduled_for))
                     )
-        if self._failed_slots:
+        if self._failed:
             requests[:0] = self._failed_before(entry, since, now, newer_missed=newer_missed,
                                                fired=fired)
         return requests
-
-    def _forget_failed(self, trigger_id: str, after: datetime, until: datetime) -> None:
-        slots = self._failed_slots.get(trigger_id)
-        if slots:
-            slots.difference_update([slot for slot in slots if after < slot <= until])
-            if not slots:
-                del self._failed_slots[trigger_id]
 
     def _failed_before(self, entry: CronEntry, since: datetime, now: datetime, *,
                        newer_missed: bool, fired: int = 0) -> list[SlotRequest]:
         """Requests for the trigger's slots whose write failed, at or before ``since`` (the
         later ones are the catch-up's own). They are forgotten once a write of them goes
-        through (:meth:`_note_written`), not here: this catch-up may be dropped unwritten.
+        through (:meth:`FailedSlots.written`), not here: this catch-up may be dropped unwritten.
         The ledger keeps a slot's first outcome, so one that another replica decided
         meanwhile stays as it is."""
-        failed = self._failed_slots.get(entry.id)
-        if not failed:
+        if entry.id not in self._failed:
             return []
         # Slots before the trigger was (re-)enabled are stale: nothing decides them.
-        failed.difference_update([slot for slot in failed if slot <= entry.enabled_at])
+        self._failed.forget(entry.id, lambda slot: slot <= entry.enabled_at)
+        failed = self._failed.of(entry.id)
         if not failed:
-            del self._failed_slots[entry.id]
             return []
         config = entry.config
         decisions = plan_failed_slots(
@@ -1079,8 +1111,7 @@ class CronScheduler(BaseComponent):
                 self._stats.committed.append(
                     ((self._clock() - due).total_seconds(), len(result.recorded))
                 )
-            if self._failed_slots:
-                self._note_written(requests)
+            self._failed.written(requests)
             self._account(result)
             if self.metrics is not None:
                 lateness = None if due is None else (fired - due).total_seconds()
@@ -1100,23 +1131,22 @@ class CronScheduler(BaseComponent):
         return None
 
     def _note_failed(self, requests: SlotBatch) -> None:
-        """Remember the slots of ``requests`` for the next catch-ups (at most
-        FAILED_SLOTS_KEPT per trigger: a bound on memory, past which a long run of failed
-        writes behind a later recorded slot keeps only its oldest)."""
-        for trigger_id, ref in zip(requests.trigger_ids, requests.slot_refs, strict=True):
-            slots = self._failed_slots.setdefault(trigger_id, set())
-            if len(slots) < FAILED_SLOTS_KEPT:
-                slots.add(requests.slot_times[ref - 1])
-
-    def _note_written(self, requests: SlotBatch) -> None:
-        """The slots of ``requests`` have an outcome now (ours, another replica's, or none
-        as stale): forget those whose write had failed."""
-        for trigger_id, ref in zip(requests.trigger_ids, requests.slot_refs, strict=True):
-            slots = self._failed_slots.get(trigger_id)
-            if slots is not None:
-                slots.discard(requests.slot_times[ref - 1])
-                if not slots:
-                    del self._failed_slots[trigger_id]
+        """Remember the slots of ``requests`` for the next catch-ups, those still owed: a
+        trigger dropped while its write was out owes none, one whose config changed
+        meanwhile only the slots its schedule has now (see :meth:`_keep_failed`). While a
+        rebuild loads, a trigger not loaded yet is remembered: the rebuild sorts it out."""
+        entries = self._table.entries
+        for trigger_id, slot, config_text in requests.rows():
+            entry = entries.get(trigger_id)
+            if entry is None:
+                if self._rebuilding:
+                    self._failed.add(trigger_id, slot)
+                continue
+            if entry.config_text != config_text and not slots_of(
+                self._table.groups[entry.key].schedule, [slot]
+            ):
+                continue
+            self._failed.add(trigger_id, slot)
 
     async def _write_catch_up(self, requests: Sequence[SlotRequest], tally: _Tally) -> None:
         """Write (a piece of) a catch-up as concurrent statements, each trigger's slots in
