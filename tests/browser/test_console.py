@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,13 @@ async def _login(page: Page, daemon: DaemonProcess, token: str) -> None:
     await expect(page).to_have_url(f"{daemon.base_url}/ui/login?next=/ui/")
     await page.get_by_label("API token").fill(token)
     await page.get_by_role("button", name="Log in").click()
+
+
+def _message(page: str) -> str:
+    """The message of a console error page."""
+    found = re.search(r'id="error-message">✗ ([^<]*)</p>', page)
+    assert found is not None, page
+    return html.unescape(found.group(1))
 
 
 async def test_login_pages_logout(
@@ -241,7 +249,7 @@ async def test_workflow_versions_and_their_difference(
     await expect(page.get_by_text("The two versions are identical.")).to_be_visible()
     answer = await page.request.get(f"{daemon.base_url}/ui/workflows/orders?from=1&to=9")
     assert answer.status == 404
-    assert await answer.text() == "workflow orders has no version 1 or 9"
+    assert _message(await answer.text()) == "workflow orders has no version 1 or 9"
 
 
 async def test_unknown_objects_and_bad_parameters_get_clear_answers(
@@ -263,7 +271,7 @@ async def test_unknown_objects_and_bad_parameters_get_clear_answers(
     ]
     for path, status, text in cases:
         answer = await page.request.get(base + path)
-        assert (answer.status, await answer.text()) == (status, text), path
+        assert (answer.status, _message(await answer.text())) == (status, text), path
 
     # A filter naming no trigger is refused at the field, with the form to correct it (it
     # was a bare text page).
@@ -471,7 +479,7 @@ async def test_a_tenant_token_sees_only_its_tenant(
         (f"/ui/executions/{default_run}", f"no execution {default_run}"),
     ]:
         answer = await page.request.get(base + target)
-        assert (answer.status, await answer.text()) == (404, text), target
+        assert (answer.status, _message(await answer.text())) == (404, text), target
     # The CLI, which works in every tenant, lists both runs; --tenant narrows it.
     both = await run_cli(daemon.config, "executions", "list", "--json")
     assert sorted(r["tenant"] for r in both.json()) == ["acme", "default"]
@@ -515,7 +523,7 @@ async def test_an_all_tenant_session_opens_and_acts_on_the_tenant_it_clicked(
     # A tenant name that is not one is refused.
     answer = await page.request.get(f"{daemon.base_url}/ui/triggers/orders/nightly?tenant=A%20B")
     assert answer.status == 400
-    assert (await answer.text()).startswith("tenant: 'A B' is invalid: use ")
+    assert _message(await answer.text()).startswith("tenant: 'A B' is invalid: use ")
 
 
 def _is_refresh(response: Response) -> bool:
@@ -658,3 +666,123 @@ async def test_live_refresh_leaves_unchanged_rows_in_place(
     second = await _fire(daemon)
     await expect(page.locator(f"#execution-rows a[href$='/executions/{second}']")
                  ).to_have_count(1, timeout=10_000)
+
+
+async def test_a_form_sent_after_the_session_ended_comes_back_with_what_was_typed(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    """A form sent after the session ended was answered with a bare "401" text: the
+    operator had to find their way back and type it all again."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    trigger_page = f"{daemon.base_url}/ui/triggers/orders/nightly"
+    await page.goto(trigger_page)
+    await page.get_by_label("Note (why;").fill("the warehouse is closed for stocktaking")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM console_sessions")
+    finally:
+        await conn.close()
+    async with page.expect_response(re.compile(r"/pause$")) as answered:
+        await page.get_by_role("button", name="Pause").click()
+    assert (await answered.value).status == 401
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    await expect(page.get_by_role("status")).to_have_text(
+        "Your console session has ended: the form you sent was not carried out. Log in"
+        " again to return to its page and send it again.")
+    await page.screenshot(path=str(artifacts / "session-ended.png"), full_page=True)
+    # A mistyped token first: what was typed is still kept.
+    await page.get_by_label("API token").fill("wrong-token")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("alert")).to_have_text("✗ invalid bearer token")
+    await page.get_by_label("API token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page).to_have_url(trigger_page)
+    note = page.get_by_label("Note (why;")
+    await expect(note).to_have_value("the warehouse is closed for stocktaking")
+    await expect(note).to_be_focused()
+    await expect(page.get_by_role("status").filter(has_text="is back in this form")
+                 ).to_be_visible()
+    await expect(page.locator("#trigger-state")).to_have_text("✓ running")  # nothing done
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("#trigger-state")).to_have_text("⏸ paused")
+    await expect(page.locator("p.paused")).to_contain_text(
+        "the warehouse is closed for stocktaking")
+    # A form that was sent is not put back anywhere later.
+    await page.goto(trigger_page)
+    await expect(page.get_by_label("Note", exact=True).first).to_have_value("")
+
+
+async def test_console_errors_are_pages_with_the_way_back(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
+) -> None:
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    answer = await page.goto(f"{daemon.base_url}/ui/workflows/%3Cb%3Enope")
+    assert answer is not None and answer.status == 404
+    await expect(page).to_have_title("404 Not Found · triggerd console")
+    await expect(page.get_by_role("heading", name="404 Not Found")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_have_text("✗ no workflow with key '<b>nope'")
+    await page.screenshot(path=str(artifacts / "not-found.png"), full_page=True)
+    await page.get_by_role("link", name="Back to the overview").click()
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/")
+    answer = await page.goto(f"{daemon.base_url}/ui/no/such/page")
+    assert answer is not None and answer.status == 404
+    await expect(page.get_by_role("alert")).to_have_text(
+        "✗ there is no console page /ui/no/such/page")
+    await expect(page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Triggers")).to_be_visible()
+
+
+async def test_bidi_controls_in_names_and_notes_do_not_turn_the_line_around(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """A right-to-left override in a note or a name reversed the rest of its line (the
+    paused notice read backwards after the note); the pages show it as its escape, as
+    the JSON blocks do, and the line keeps its order."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    await _login(page, daemon, ADMIN_TOKEN)
+    await page.goto(f"{daemon.base_url}/ui/triggers/orders/nightly")
+    await page.get_by_label("Note (why;").fill("see invoice\u202efdp.exe")
+    await page.get_by_role("button", name="Pause").click()
+    notice = page.locator("p.paused")
+    await expect(notice).to_contain_text(
+        ": see invoice\\u202efdp.exe. Its slots are recorded skipped_paused.")
+    assert "\u202e" not in await notice.inner_text()
+    await page.goto(f"{daemon.base_url}/ui/audit")
+    cell = page.get_by_role("cell", name="see invoice")
+    await expect(cell).to_have_text("see invoice\\u202efdp.exe")
+    # A name typed in a filter: the error shows the escape, the field keeps what was typed.
+    await page.goto(f"{daemon.base_url}/ui/executions")
+    await page.get_by_label("Trigger").fill("orders/\u2067nope")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_role("alert")).to_have_text(
+        "✗ no trigger named 'orders/\\u2067nope'")
+    await expect(page.get_by_label("Trigger")).to_have_value("orders/\u2067nope")
+
+
+async def test_the_browser_finds_the_console_s_icon(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """Every page load logged a 404 for /favicon.ico in the browser's console."""
+    daemon = await _daemon(daemons, dsn, tmp_path)
+    page = await browser.new_page()
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    await _login(page, daemon, ADMIN_TOKEN)
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/")
+    href = await page.locator("link[rel=icon]").get_attribute("href")
+    assert href is not None
+    # Both icons decode as images in the browser.
+    for url in (href, "/favicon.ico"):
+        width = await page.evaluate(
+            """url => new Promise((done, failed) => { const img = new Image();
+                 img.onload = () => done(img.naturalWidth); img.onerror = failed;
+                 img.src = url; })""", url)
+        assert width > 0, url
+    answer = await page.request.get(f"{daemon.base_url}/favicon.ico")
+    assert (answer.status, answer.headers["content-type"]) == (200, "image/x-icon")
+    assert missing == []

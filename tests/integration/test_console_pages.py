@@ -21,7 +21,7 @@ from yarl import URL
 from tests.helpers import apply_doc
 from triggerd.api.auth import StoredTokens
 from triggerd.config import ApiSettings, HttpSettings, Settings
-from triggerd.console.pages import _short_id
+from triggerd.console.pages import _short_id, form_page
 from triggerd.daemon import create_app
 from triggerd.store.api_tokens import create_token, revoke_token
 from triggerd.tokens import display_prefix, generate_token, hash_token
@@ -86,6 +86,13 @@ class Visitor:
 
 def _field(page: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, page
+    return html.unescape(found.group(1))
+
+
+def message_of(page: str) -> str:
+    """The message of a console error page."""
+    found = re.search(r'id="error-message">✗ ([^<]*)</p>', page)
     assert found is not None, page
     return html.unescape(found.group(1))
 
@@ -278,7 +285,7 @@ async def test_a_login_posted_from_another_site_is_refused_even_with_a_planted_c
                 data={"csrf": "PLANTED", "token": viewer, "next": "/ui/"},
                 headers={**planted, **headers}) as answer:
             assert answer.status == 403, headers
-            assert (await answer.text()).startswith("a form posted from another"), headers
+            assert message_of(await answer.text()).startswith("a form posted from another")
             assert answer.headers["X-Frame-Options"] == "DENY"
     # Nothing changed: the admin's session is the only one, and still works.
     assert await pool.fetch("SELECT principal FROM console_sessions") == sessions
@@ -329,12 +336,13 @@ async def test_a_scoped_session_naming_another_tenant_finds_nothing_and_changes_
     refused = (404, "nothing here belongs to tenant 'default'")
     status, text, _ = await acme_admin.post("/ui/workflows/xss/archive?tenant=default",
                                             {"note": "wrong tenant"})
-    assert (status, text) == refused
+    assert (status, message_of(text)) == refused
     for path in ("/ui/workflows/xss?tenant=default", "/ui/triggers?tenant=default",
                  "/ui/triggers/xss/every?tenant=default", "/ui/executions?tenant=globex",
                  "/ui/webhooks?tenant=globex", "/ui/audit?tenant=default"):
         status, text = await acme_admin.get(path)
-        assert (status, text) == (404, refused[1].replace("default", path.rsplit("=")[-1])), path
+        assert (status, message_of(text)) == (
+            404, refused[1].replace("default", path.rsplit("=")[-1])), path
     assert await workflow_states(pool) == dict.fromkeys(TENANTS, "active")
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action <> 'apply'") == 0
     # Naming its own tenant is fine, and acts there.
@@ -348,7 +356,7 @@ async def test_an_all_tenant_session_naming_a_bad_tenant_is_a_bad_request(admin:
                                                                           ) -> None:
     status, text = await admin.get("/ui/triggers/xss/every?tenant=A%20B")
     assert status == 400
-    assert text.startswith("tenant: 'A B' is invalid: use ")
+    assert message_of(text).startswith("tenant: 'A B' is invalid: use ")
 
 
 # --- bad input: a 4xx with the API's words, never a 500, and nothing changed --------------------
@@ -543,7 +551,8 @@ async def test_a_form_over_256_kib_is_refused_before_it_is_read(
     async with admin.http.post(admin.url("/ui/triggers/xss/by-hand/fire"), headers=FORM,
                                data=form({"csrf": admin.csrf, "input": big})) as answer:
         assert answer.status == 413
-        assert (await answer.text()).endswith("a console form may send at most 256 KiB")
+        assert message_of(await answer.text()).endswith(
+            "a console form may send at most 256 KiB")
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
     # Nobody logged in: the login form is refused the same way.
     stranger = Visitor(served.make_url(""))
@@ -560,7 +569,8 @@ async def test_a_form_over_256_kib_is_refused_before_it_is_read(
     async with admin.http.post(admin.url("/ui/triggers/xss/by-hand/fire"), data=encoded,
                                headers={**FORM, "Content-Encoding": "gzip"}) as answer:
         assert answer.status == 415
-        assert await answer.text() == "a console form is sent without a Content-Encoding"
+        assert message_of(await answer.text()) == \
+            "a console form is sent without a Content-Encoding"
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
 
 
@@ -672,3 +682,97 @@ async def test_assets_are_named_by_their_content_so_an_upgrade_is_never_cached_p
             answer = await admin.http.get(admin.url(stale))
             assert answer.status == 200
             assert answer.headers["Cache-Control"] == "no-cache"
+
+
+# --- error pages, an ended session, the icon ----------------------------------------------------
+
+
+async def test_console_errors_are_pages_in_its_layout_with_their_status(
+    admin: Visitor, served: Client
+) -> None:
+    """A refusal or an error under /ui/ was bare text, with no way back into the console."""
+    cases = [
+        ("/ui/nope", 404, "Not Found", "there is no console page /ui/nope"),
+        ("/ui/workflows/%3Cscript%3Ealert(1)%3C%2Fscript%3E", 404, "Not Found",
+         "no workflow with key '<script>alert(1)</script>'"),
+        ("/ui/triggers?type=%3Cb%3E", 400, "Bad Request",
+         "type: '<b>' is not one of cron, interval, webhook, manual"),
+        ("/ui/triggers/xss/every/pause", 405, "Method Not Allowed",
+         "GET is not allowed here (only POST)"),
+        ("/ui/static/nope.js", 404, "Not Found", "no such asset"),
+    ]
+    for path, status, reason, message in cases:
+        async with admin.http.get(admin.url(path), allow_redirects=False) as answer:
+            page = await answer.text()
+            assert (answer.status, answer.content_type) == (status, "text/html"), path
+            assert answer.headers["Cache-Control"] == "no-store", path
+            assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+            if status == 405:
+                assert answer.headers["Allow"] == "POST"
+        assert f"<h1>{status} {reason}</h1>" in page, path
+        assert message_of(page) == message, path
+        assert "<script>" not in page and "<b>" not in page, path
+        assert "/ui/logout" in page or path.startswith("/ui/static/"), path  # the layout
+    # A form with a wrong CSRF token: the page, and its 403.
+    status, page, _ = await admin.post("/ui/workflows/xss/archive", {"csrf": "forged"})
+    assert status == 403
+    assert message_of(page) == ("the form's CSRF token is missing or wrong; reload the page"
+                                " and try again")
+    # The admin API answers as before: JSON.
+    for path in ("/api/v1/workflows", "/api/v1/nope"):
+        answer = await served.get(path)
+        assert (answer.status, answer.content_type) == (401, "application/json"), path
+
+
+async def test_a_form_sent_after_the_session_ended_gets_the_login_page_back_to_the_form(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    """It was a bare "401" text, with no way on but the browser's back button."""
+    await pool.execute("DELETE FROM console_sessions")
+    status, page, _ = await admin.post("/ui/triggers/xss/every/pause?tenant=acme",
+                                       {"note": "typed"}, headers={"Referer": "x"})
+    assert status == 401
+    assert "Your console session has ended: the form you sent was not carried out" in page
+    assert 'data-unsent' in page
+    # The login leads back to the page the form is on, in its tenant.
+    assert _field(page, "next") == "/ui/triggers/xss/every?tenant=acme"
+    assert await pool.fetchval("SELECT count(*) FROM trigger_state WHERE paused") == 0
+    login_csrf = _field(page, "csrf")
+    async with admin.http.post(admin.url("/ui/login"), allow_redirects=False, data={
+            "csrf": login_csrf, "token": ALL_TENANTS, "next": _field(page, "next")}) as answer:
+        assert answer.status == 303
+        assert answer.headers["Location"] == "/ui/triggers/xss/every?tenant=acme"
+    # Still no open redirect: an action path that leaves the console leads home.
+    await pool.execute("DELETE FROM console_sessions")
+    for path, home in (("/ui/logout", "/ui/"), ("/ui/a/%2e%2e/%2e%2e/x/y", "/ui/")):
+        status, page, _ = await admin.post(path, {})
+        assert (status, _field(page, "next")) == (401, home), path
+    # A page opened with a cookie that opens nothing says that the session ended.
+    status, page = await admin.get("/ui/login?next=/ui/audit")
+    assert status == 200
+    assert "Your console session has ended; log in again." in page
+    assert "data-unsent" not in page
+
+
+def test_the_page_a_form_is_on_is_its_actions_parent() -> None:
+    assert form_page("/ui/triggers/w/t/fire") == "/ui/triggers/w/t"
+    assert form_page("/ui/triggers/w/t/pause?tenant=acme") == "/ui/triggers/w/t?tenant=acme"
+    assert form_page("/ui/backfills/9/cancel?") == "/ui/backfills/9"
+    assert form_page("/ui/logout") == "/ui"
+
+
+async def test_the_icon_is_served(admin: Visitor, served: Client) -> None:
+    """Browsers asked for /favicon.ico on every page and logged its 404."""
+    from triggerd.console.pages import STATIC, asset_version
+
+    answer = await served.get("/favicon.ico")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "image/x-icon"
+    assert await answer.read() == (STATIC / "favicon.ico").read_bytes()
+    assert (STATIC / "favicon.ico").read_bytes()[:4] == b"\0\0\1\0"  # an icon file
+    _, page = await admin.get("/ui/")
+    link = f'<link rel="icon" href="/ui/static/favicon.svg?v={asset_version("favicon.svg")}"'
+    assert link in page
+    icon = await admin.http.get(admin.url(hrefs(link + ">")[0]))
+    assert (icon.status, icon.content_type) == (200, "image/svg+xml")
+    assert icon.headers["Cache-Control"] == "public, max-age=31536000, immutable"

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from triggerd.appkeys import SETTINGS
 from triggerd.console import pages
+from triggerd.console.error_pages import error_pages
 from triggerd.console.sessions import (
     PREFIX,
     TRUSTED_PROXIES,
@@ -20,6 +21,8 @@ from triggerd.console.sessions import (
 
 
 def add_console_routes(app: web.Application) -> None:
+    # In this order: the error pages see the sessions' refusals (the outer one runs first).
+    app.middlewares.append(error_pages)
     app.middlewares.append(console_middleware)
     app[TRUSTED_PROXIES] = TrustedProxies(app[SETTINGS].current)
     router = app.router
@@ -49,6 +52,7 @@ def add_console_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/webhooks/{{id}}", pages.webhook_page)
     router.add_post(f"{PREFIX}/webhooks/{{id}}/replay", pages.replay_action)
     router.add_get(f"{PREFIX}/static/{{name}}", pages.static)
+    router.add_get("/favicon.ico", pages.favicon)
 
 
 __all__ = ["TRUSTED_PROXIES", "add_console_routes"]

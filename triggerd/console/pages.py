@@ -28,6 +28,7 @@ from triggerd.api.admin import (
 from triggerd.api.auth import API_AUTH, AuthFailure
 from triggerd.api.health import readiness
 from triggerd.appkeys import POOL, SCHEDULER_LAG
+from triggerd.console.bidi import escape_controls, show_controls
 from triggerd.console.calendar_view import (
     DAYS_AHEAD,
     DAYS_BACK,
@@ -130,16 +131,11 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else utc_iso(value)
 
 
-# Bidirectional formatting characters: shown raw, one in a run's input or an error turned
-# the rest of its line around ("\u202eevil" read "live", and a quote moved).
-_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
 def _json(value: Any) -> str:
     """JSON as pages show it: readable text, but a bidi control written as its escape
     (they occur only inside strings, so the text still reads as the same value)."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return _BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return escape_controls(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False,
+                                      default=str))
 
 
 def _short_id(value: str) -> str:
@@ -208,8 +204,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     # (a scoped session's is implied).
     page_tenant = request.get(TENANT) if session and session.principal.tenant is None \
         else None
-    html = _env.get_template(template).render(session=session, path=request.path,
-                                              page_tenant=page_tenant, **context)
+    html = show_controls(_env.get_template(template).render(
+        session=session, path=request.path, page_tenant=page_tenant, **context))
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
@@ -232,12 +228,40 @@ def _safe_next(value: object) -> str:
     return PREFIX + "/"
 
 
-async def login_page(request: web.Request) -> web.Response:
+def login_form(request: web.Request, *, target: str, status: int = 200,
+               error: str | None = None, ended: str | None = None) -> web.Response:
+    """The login page, with a fresh double-submitted CSRF token; ``target``: where a login
+    leads (checked by :func:`_safe_next`); ``ended``: say that the session has ended, on
+    opening a ``"page"`` or sending a ``"form"``."""
     token = new_secret()
-    response = render(request, "login.html", login_csrf=token, error=None,
-                      next=_safe_next(request.query.get("next")))
+    response = render(request, "login.html", status=status, login_csrf=token, error=error,
+                      next=_safe_next(target), ended=ended)
     set_cookie(request, response, LOGIN_COOKIE, token, max_age=3600)
     return response
+
+
+def form_page(raw_path: str) -> str:
+    """The page a console form posted to ``raw_path`` is on: every action's path is its
+    object's page and a verb (``/ui/triggers/w/t/pause?tenant=acme`` is on
+    ``/ui/triggers/w/t?tenant=acme``), which that page's form posts to again."""
+    path, sep, query = raw_path.partition("?")
+    return path.rsplit("/", 1)[0] + (f"?{query}" if sep and query else "")
+
+
+def session_ended(request: web.Request) -> web.Response:
+    """The answer to a form posted after its session ended (expired, revoked, logged out
+    elsewhere): the login page, saying so, that leads back to the form's page. Nothing of
+    the form was done, nor is it kept here to be done after the login (no CSRF token vouches
+    for it); the page's script keeps what was typed and puts it back in the form."""
+    return login_form(request, target=form_page(request.raw_path), status=401, ended="form")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    # A session cookie that opens nothing (revoked, or ended elsewhere) is a session that
+    # has ended; a browser drops an expired one, and a logout deletes it.
+    ended = bool(request.cookies.get(COOKIE)) and request.get(SESSION) is None
+    return login_form(request, target=request.query.get("next", ""),
+                      ended="page" if ended else None)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -256,11 +280,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         # Fresh: a token revoked seconds ago would open a session that ends at once.
         principal = await auth.authenticate(f"Bearer {text}", fresh=True)
     except AuthFailure as exc:
-        fresh = new_secret()
-        response = render(request, "login.html", status=401, login_csrf=fresh,
-                          error=exc.message, next=target)
-        set_cookie(request, response, LOGIN_COOKIE, fresh, max_age=3600)
-        return response
+        return login_form(request, target=target, status=401, error=exc.message)
     pool = request.app[POOL]
     await delete_expired_sessions(pool)  # indexed; keeps the table to the live sessions
     previous = request.cookies.get(COOKIE)
@@ -594,6 +614,16 @@ async def static(request: web.Request) -> web.StreamResponse:
         if request.query.get("v") == asset_version(name) else "no-cache")
     # The sessions' middleware leaves assets alone (no session needed): a script or a
     # style is still only ever read as what its type says.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """``/favicon.ico``, which browsers ask for on every page without an icon link (the
+    API's answers, a health check): each asked was a 404 in the browser's console."""
+    response = web.FileResponse(STATIC / "favicon.ico")
+    response.content_type = "image/x-icon"
+    response.headers["Cache-Control"] = "public, max-age=86400"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

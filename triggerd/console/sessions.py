@@ -45,6 +45,7 @@ SESSION_TTL = timedelta(hours=12)
 PUBLIC_PATHS = frozenset({f"{PREFIX}/login"})
 STATIC_PREFIX = f"{PREFIX}/static/"
 MAX_FORM_BYTES = 256 * 1024
+SESSION_ENDED = "your console session has ended; log in again"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -137,7 +138,7 @@ async def load_session(request: web.Request) -> ConsoleSession | None:
     )
 
 
-def _headers(response: web.StreamResponse) -> None:
+def security_headers(response: web.StreamResponse) -> None:
     # Every asset is ours (no CDN); nothing may frame the console or read it cross-site.
     response.headers.setdefault(
         "Content-Security-Policy",
@@ -219,9 +220,9 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await _console(request, handler)
     except web.HTTPException as exc:
-        _headers(exc)
+        security_headers(exc)
         raise
-    _headers(response)
+    security_headers(response)
     return response
 
 
@@ -264,7 +265,9 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
                 # travels inside next= (login_page checks where it points).
                 target = quote(request.path_qs, safe="/")
                 raise web.HTTPSeeOther(f"{PREFIX}/login?next={target}")
-            return _refusal(401, "your console session has ended; log in again")
+            # The error pages' middleware answers it with the login form, which leads back
+            # to the page the form was on (console.error_pages).
+            return _refusal(401, SESSION_ENDED)
         if request.method == "POST":
             form = await request.post()
             if not csrf_matches(session.csrf, form.get("csrf")):

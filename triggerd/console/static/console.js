@@ -17,7 +17,67 @@
       el.style.width = el.dataset.width + "%";
     });
   }
+  // A form sent after the session ended is answered with the login page (saying so:
+  // data-unsent), which leads back to the form's page after the login. What the form held
+  // is kept in this tab meanwhile and put back in that form, to check and send again:
+  // never a password, nor a hidden field (the CSRF token must be the new session's).
+  var UNSENT = "triggerd-unsent";
+  function typed(form) {
+    return Array.prototype.filter.call(form.elements, function (el) {
+      return el.name && ["hidden", "password", "submit", "button", "file", "reset"]
+        .indexOf(el.type) < 0;
+    });
+  }
+  function remember(form) {
+    var fields = typed(form);
+    if ((form.getAttribute("method") || "").toLowerCase() !== "post" || !fields.length ||
+        form.querySelector("input[type=password]")) { return; }
+    var saved = {action: form.action, fields: fields.map(function (el) {
+      return {name: el.name, value: el.value, checked: el.checked};
+    })};
+    try { sessionStorage.setItem(UNSENT, JSON.stringify(saved)); } catch (e) { /* full */ }
+  }
+  function restore() {
+    var saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(UNSENT) || "null"); } catch (e) { /* none */ }
+    if (!saved) { return; }
+    if (document.querySelector("form[action$='/login']")) {
+      // Kept through the login (a mistyped token too); only the page that says the form
+      // was not sent marks it to be put back.
+      if (document.querySelector("[data-unsent]")) {
+        saved.pending = true;
+        try { sessionStorage.setItem(UNSENT, JSON.stringify(saved)); } catch (e) { /* full */ }
+      }
+      return;
+    }
+    // Any other page ends it: a form that was sent leads here with nothing to put back.
+    sessionStorage.removeItem(UNSENT);
+    if (!saved.pending) { return; }
+    var form = Array.prototype.find.call(document.forms, function (f) {
+      return f.action === saved.action;
+    });
+    if (!form) { return; }
+    var fields = typed(form);
+    if (fields.length !== saved.fields.length) { return; }  // another form now
+    fields.forEach(function (el, i) {
+      var was = saved.fields[i];
+      if (was.name !== el.name) { return; }
+      if (el.type === "checkbox" || el.type === "radio") { el.checked = was.checked; }
+      else { el.value = was.value; }
+    });
+    var opened = form.closest("details");
+    if (opened) { opened.open = true; }
+    var note = document.createElement("p");
+    note.setAttribute("role", "status");
+    note.className = "notice";
+    note.textContent = "What you typed before your session ended is back in this form;" +
+      " it has not been sent. Check it and send it again.";
+    form.parentNode.insertBefore(note, form);
+    fields[0].focus();
+  }
+  document.addEventListener("submit", function (event) { remember(event.target); });
   document.addEventListener("DOMContentLoaded", function () {
+    restore();
     localize(document);
     bars(document);
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
