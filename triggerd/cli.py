@@ -1505,7 +1505,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_doctor)
     _add_tenant_everywhere(parser)
+    _record_options(parser)
     return parser
+
+
+def _record_options(parser: argparse.ArgumentParser) -> None:
+    """Each command's own options, kept in its parsed arguments: an operation's error names
+    a request field (``next``), and the CLI says it as the option typed (``--next``)."""
+    parser.set_defaults(option_strings=frozenset(
+        option for action in parser._actions for option in action.option_strings))
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _record_options(child)
+
+
+def _as_typed(exc: TriggerdError, args: argparse.Namespace) -> str:
+    """The error's message, its field named as the command's option when it has one."""
+    if not isinstance(exc, UsageError) or exc.field is None:
+        return exc.message
+    option = "--" + exc.field.replace("_", "-")
+    if option not in getattr(args, "option_strings", frozenset()):
+        return exc.message
+    return f"{option}: {exc.problem}"
 
 
 def _add_tenant_everywhere(parser: argparse.ArgumentParser) -> None:
@@ -1521,6 +1543,7 @@ def _add_tenant_everywhere(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.reserve_standard_fds()  # before anything prints
     try:
+        args = argparse.Namespace()  # a refusal before parsing has no options
         parser = build_parser()
         args = parser.parse_args(argv)
         _take_labelled_tenant(args)
@@ -1543,7 +1566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"triggerd: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except TriggerdError as exc:
-        print(f"triggerd: error: {exc.message}", file=sys.stderr)
+        print(f"triggerd: error: {_as_typed(exc, args)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

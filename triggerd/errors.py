@@ -32,9 +32,17 @@ class ConfigError(TriggerdError):
 
 
 class UsageError(TriggerdError):
-    """A command-line argument is invalid."""
+    """A command-line argument or a request's field is invalid.
+
+    ``field`` names the input the problem is in, as the API spells it (``next``); the
+    message then reads ``next: <problem>``, and the CLI names its option (``--next``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message if field is None else f"{field}: {message}")
+        self.field = field
+        self.problem = message
 
 
 class DurationError(TriggerdError):

@@ -114,7 +114,8 @@ def parse_role(text: str) -> Role:
     try:
         return Role(text)
     except ValueError:
-        raise UsageError(f"role {text[:80]!r} is not one of {', '.join(ROLES)}") from None
+        raise UsageError(f"{text[:80]!r} is not one of {', '.join(ROLES)}",
+                         field="role") from None
 
 
 def method_refusal(principal: Principal, method: str) -> str | None:

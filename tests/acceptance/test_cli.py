@@ -712,3 +712,41 @@ async def test_check_and_apply_count_the_configured_workflow_depth(
     assert "nests runs deeper than 8 levels ([executor] max_workflow_depth)" in refused.stderr
     applied = triggerd("apply", str(path), dsn=dsn, **deep)
     assert applied.returncode == 0, applied.stderr
+
+
+async def test_an_operations_refusal_names_the_option_as_typed(dsn: str, tmp_path: Path) -> None:
+    """`triggers skip --next 0` said `next: ...` where `--count 0` says `--count: ...`: an
+    operation names the request's field, the CLI the option it was given as."""
+    path = tmp_path / "orders.yaml"
+    path.write_text("workflows:\n  - key: orders\n    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: nightly, type: cron, cron: '0 2 * * *'}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    backfill = ["triggers", "backfill", "orders/nightly", "--from", "2026-01-01T00:00:00Z",
+                "--to", "2026-01-02T00:00:00Z"]
+    for args, message in [
+        (["triggers", "skip", "orders/nightly", "--next", "0"], "--next: 0 is out of range 1-1000"),
+        (["triggers", "skip", "orders/nightly", "--at", "2099-01-01T03:00:00Z"],
+         "--at: 2099-01-01T03:00:00Z is not a fire of this schedule (nearest:"
+         " 2099-01-01T02:00:00Z, 2099-01-02T02:00:00Z)"),
+        (["triggers", "skip", "orders/nightly", "--at", "2020-01-01T02:00:00Z"],
+         "--at: 2020-01-01T02:00:00Z is not in the future"),
+        ([*backfill, "--rate", "fast"], "--rate: 'fast' is not N/s, N/m or N/h (e.g. 10/s)"),
+        ([*backfill, "--rate", "5000/s"],
+         "--rate: 5000/s is out of range (more than 0, at most 1000/s)"),
+        ([*backfill, "--overlap", "queue"],
+         "--overlap: 'queue' is not one of allow, skip, buffer_one, cancel_previous"),
+        ([*backfill[:-1], "2099-01-01T00:00:00Z"],
+         "--to: 2099-01-01T00:00:00Z is in the future; a backfill runs past slots (skip or"
+         " wait for future ones)"),
+        (["triggers", "backfill", "orders/nightly", "--from", "1800-01-01T00:00:00Z", "--to",
+          "2026-01-02T00:00:00Z"],
+         "--from: 1800-01-01T00:00:00Z is before 1900-01-01T00:00:00Z, the earliest instant a"
+         " backfill plans"),
+        (["webhooks", "list", "--outcome", "lost"],
+         "--outcome: 'lost' is not one of accepted, filtered, debounced"),
+        (["token", "create", "--name", "ci", "--role", "owner"],
+         "--role: 'owner' is not one of admin, viewer"),
+    ]:
+        result = triggerd(*args, dsn=dsn)
+        assert (result.returncode, one_line_error(result)) == (
+            2, f"triggerd: error: {message}"), args

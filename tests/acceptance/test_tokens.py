@@ -141,7 +141,7 @@ async def test_bad_input_is_one_line_and_writes_nothing(dsn: str, pool: asyncpg.
         (["--name", "a" * 65], 2, f"triggerd: error: token name {'a' * 65!r} is invalid:"
                                   f" {name_rule}"),
         (["--name", "ci", "--role", "owner"], 2,
-         "triggerd: error: role 'owner' is not one of admin, viewer"),
+         "triggerd: error: --role: 'owner' is not one of admin, viewer"),
         (["--name", "ci", "--tenant", "Acme Inc"], 2,
          "triggerd: error: tenant 'Acme Inc' is invalid: use 1-64 characters of a-z, 0-9,"
          " '_' and '-', starting with a letter or digit"),

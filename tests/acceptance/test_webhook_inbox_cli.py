@@ -70,7 +70,7 @@ async def test_list_show_replay_and_bad_ids(dsn: str, tmp_path: Path) -> None:
     result = triggerd("webhooks", "list", "--outcome", "lost", dsn=dsn)
     assert result.returncode == 2
     assert one_line_error(result) == (
-        "triggerd: error: outcome must be one of accepted, filtered, debounced")
+        "triggerd: error: --outcome: 'lost' is not one of accepted, filtered, debounced")
 
     # The trigger deleted (the file lists another one; --prune deletes the rest).
     (tmp_path / "doc.yaml").write_text(DOC.replace(

@@ -279,7 +279,7 @@ async def test_bad_ids(
     assert response.status == 400
     assert await response.json() == {
         "error": "invalid_parameter",
-        "message": "outcome must be one of accepted, filtered, debounced"}
+        "message": "outcome: 'lost' is not one of accepted, filtered, debounced"}
     response = await client.get("/api/v1/webhook-requests?cursor=nope", headers=AUTH)
     assert response.status == 400
     assert await response.json() == {

@@ -87,7 +87,7 @@ def test_tenant_and_role_checks() -> None:
     assert parse_role("viewer") is Role.VIEWER
     with pytest.raises(UsageError) as caught:
         parse_role("owner")
-    assert caught.value.message == "role 'owner' is not one of admin, viewer"
+    assert caught.value.message == "role: 'owner' is not one of admin, viewer"
 
 
 def test_viewers_only_read() -> None:

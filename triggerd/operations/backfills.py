@@ -36,11 +36,12 @@ def parse_rate(text: str) -> float:
     """``10/s``, ``30/m``, ``0.5/s``: starts per second (0 < rate <= 1000/s)."""
     match = _RATE.fullmatch(text.strip())
     if match is None:
-        raise UsageError(f"rate: {text[:40]!r} is not N/s, N/m or N/h (e.g. 10/s)")
+        raise UsageError(f"{text[:40]!r} is not N/s, N/m or N/h (e.g. 10/s)", field="rate")
     per = {"s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
     rate = float(match.group(1)) / per
     if not 0 < rate <= 1000:
-        raise UsageError(f"rate: {text} is out of range (more than 0, at most 1000/s)")
+        raise UsageError(f"{text} is out of range (more than 0, at most 1000/s)",
+                         field="rate")
     return rate
 
 
@@ -95,20 +96,20 @@ class BackfillPlan:
 def _check_range(request: BackfillRequest, now: datetime) -> None:
     for name, value in (("from", request.range_from), ("to", request.range_to)):
         if value.tzinfo is None:
-            raise UsageError(f"{name}: needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)")
+            raise UsageError("needs a UTC offset or Z (e.g. 2027-01-01T00:00:00Z)", field=name)
         try:  # year 1 at +14:00 or year 9999 at -14:00 has no UTC instant
             value.astimezone(UTC)
         except OverflowError:
-            raise UsageError(f"{name}: {value.isoformat()[:40]} is out of range") from None
+            raise UsageError(f"{value.isoformat()[:40]} is out of range", field=name) from None
         if value < EARLIEST_AFTER:
-            raise UsageError(f"{name}: {utc_iso(value)} is before {utc_iso(EARLIEST_AFTER)},"
-                             " the earliest instant a backfill plans")
+            raise UsageError(f"{utc_iso(value)} is before {utc_iso(EARLIEST_AFTER)},"
+                             " the earliest instant a backfill plans", field=name)
     if request.range_to <= request.range_from:
         raise UsageError(f"the range is empty: to ({utc_iso(request.range_to)}) must be after"
                          f" from ({utc_iso(request.range_from)})")
     if request.range_to > now:
-        raise UsageError(f"to: {utc_iso(request.range_to)} is in the future; a backfill"
-                         " runs past slots (skip or wait for future ones)")
+        raise UsageError(f"{utc_iso(request.range_to)} is in the future; a backfill"
+                         " runs past slots (skip or wait for future ones)", field="to")
 
 
 async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
@@ -120,8 +121,8 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
     rate = parse_rate(request.rate)
     note = check_note(request.note)
     if request.overlap is not None and request.overlap not in {p.value for p in OverlapPolicy}:
-        raise UsageError(f"overlap: {request.overlap[:40]!r} is not one of "
-                         + ", ".join(p.value for p in OverlapPolicy))
+        raise UsageError(f"{request.overlap[:40]!r} is not one of "
+                         + ", ".join(p.value for p in OverlapPolicy), field="overlap")
     async with pool.acquire() as conn, conn.transaction():
         trigger = await scheduled_trigger(conn, request.trigger, "backfilled", home(actor))
         # As fire: an archived workflow or a disabled trigger starts no run (nor does a
@@ -182,8 +183,8 @@ async def list_(
     """Backfills newest first, of ``tenant`` (None: of every tenant); ``trigger`` names a
     trigger of ``tenant`` (or of the default tenant)."""
     if state is not None and state not in store.BACKFILL_STATES:
-        raise UsageError(f"state: {state[:40]!r} is not one of"
-                         f" {', '.join(store.BACKFILL_STATES)}")
+        raise UsageError(f"{state[:40]!r} is not one of"
+                         f" {', '.join(store.BACKFILL_STATES)}", field="state")
     trigger_id = None
     if trigger is not None:
         trigger_id = (await get_trigger(pool, trigger, tenant or DEFAULT_TENANT)).id

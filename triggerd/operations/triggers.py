@@ -222,7 +222,7 @@ def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
     or ``at`` (which must be one of the schedule's future fires)."""
     if next_count is not None:
         if not 1 <= next_count <= MAX_SKIP:
-            raise UsageError(f"next: {next_count} is out of range 1-{MAX_SKIP}")
+            raise UsageError(f"{next_count} is out of range 1-{MAX_SKIP}", field="next")
         instants: list[datetime] = []
         after = now
         while len(instants) < next_count:
@@ -237,15 +237,15 @@ def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
         return instants
     assert at is not None
     if at.tzinfo is None:
-        raise UsageError("at: needs a UTC offset or Z (e.g. 2027-01-01T09:00:00Z)")
+        raise UsageError("needs a UTC offset or Z (e.g. 2027-01-01T09:00:00Z)", field="at")
     if at <= now:
-        raise UsageError(f"at: {utc_iso(at)} is not in the future")
+        raise UsageError(f"{utc_iso(at)} is not in the future", field="at")
     found = schedule.next_fire(at - timedelta(microseconds=1))
     if found is None or found.at != at:
         before = schedule.last_fires(at - timedelta(days=366), at, 1)
         near = [utc_iso(f.at) for f in before] + ([utc_iso(found.at)] if found else [])
-        raise UsageError(f"at: {utc_iso(at)} is not a fire of this schedule"
-                         + (f" (nearest: {', '.join(near)})" if near else ""))
+        raise UsageError(f"{utc_iso(at)} is not a fire of this schedule"
+                         + (f" (nearest: {', '.join(near)})" if near else ""), field="at")
     return [at]
 
 

@@ -48,7 +48,8 @@ def parse_request_id(text: str) -> str:
 
 def check_outcome(outcome: str | None) -> str | None:
     if outcome is not None and outcome not in OUTCOMES:
-        raise UsageError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        raise UsageError(f"{outcome[:40]!r} is not one of {', '.join(OUTCOMES)}",
+                         field="outcome")
     return outcome
 
 
