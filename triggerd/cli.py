@@ -172,6 +172,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _when(value: datetime | None) -> str:
+    """An instant as a list's cell: to the second, as every list prints times."""
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False))
 
@@ -614,7 +619,7 @@ async def cmd_backfills_list(args: argparse.Namespace, settings: Settings) -> in
     rows = [
         [b.id, tenant_label(b.tenant_id, b.trigger), b.state,
          f"{b.next_index}/{b.total}", str(b.started), str(b.skipped),
-         f"{_text(b.range_from)} .. {_text(b.range_to)}", _text(b.created_at)]
+         f"{_when(b.range_from)} .. {_when(b.range_to)}", _when(b.created_at)]
         for b in items
     ]
     print(_table(rows, ["ID", "TRIGGER", "STATE", "DONE", "STARTED", "SKIPPED", "RANGE",
@@ -669,7 +674,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     # Names as the other lists show them: another tenant's trigger or workflow is
     # tenant:name (ids need no label; a tenant's own list needs none).
-    table = [[_text(a.at), a.actor, a.action,
+    table = [[_when(a.at), a.actor, a.action,
               tenant_label(a.tenant_id, a.target)
               if a.target_kind in ("trigger", "workflow") else a.target,
               a.note or ""] for a in rows]
@@ -876,7 +881,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
             e.workflow_key or "",
             e.trigger_name or "",
             e.status,
-            e.created_at.isoformat(timespec="seconds"),
+            _when(e.created_at),
             e.error_code or "",
         ]
         for e in items
@@ -1108,12 +1113,9 @@ async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
         ])
         return 0
 
-    def when(value: datetime | None) -> str:
-        return "-" if value is None else value.isoformat(timespec="seconds")
-
     rows = [
-        [t.name, t.role, t.tenant or "*", t.prefix + "...", when(t.created_at),
-         when(t.last_used_at), when(t.revoked_at), when(t.expires_at)]
+        [t.name, t.role, t.tenant or "*", t.prefix + "...", _when(t.created_at),
+         _when(t.last_used_at), _when(t.revoked_at), _when(t.expires_at)]
         for t in tokens
     ]
     print(_table(rows, ["NAME", "ROLE", "TENANT", "PREFIX", "CREATED", "LAST_USED", "REVOKED",

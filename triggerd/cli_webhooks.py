@@ -14,6 +14,7 @@ from triggerd.cli import (
     _pool,
     _table,
     _wait_final,
+    _when,
     print_json,
 )
 from triggerd.config import Settings
@@ -42,7 +43,7 @@ async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int
         # No tenant: the trigger was deleted (the row keeps no name of its own then).
         [r.id, "(deleted)" if r.trigger is None or r.tenant_id is None
          else tenant_label(r.tenant_id, r.trigger), r.outcome, str(r.delivery_count),
-         r.received_at.isoformat(timespec="seconds"), r.execution_id or ""]
+         _when(r.received_at), r.execution_id or ""]
         for r in items
     ]
     print(_table(rows, ["ID", "TRIGGER", "OUTCOME", "DELIVERIES", "RECEIVED", "EXECUTION"]))

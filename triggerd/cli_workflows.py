@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from triggerd.cli import _name, _pool, _table, _text, print_json
+from triggerd.cli import _name, _pool, _table, _text, _when, print_json
 from triggerd.config import Settings
 from triggerd.errors import UsageError
 from triggerd.model import DEFAULT_TENANT, tenant_label
@@ -28,7 +28,7 @@ async def cmd_workflows_list(args: argparse.Namespace, settings: Settings) -> in
     # command takes them).
     rows = [[tenant_label(w.tenant_id, w.key), w.status,
              "-" if w.latest_version is None else str(w.latest_version),
-             w.name, w.updated_at.isoformat(timespec="seconds")] for w in workflows]
+             w.name, _when(w.updated_at)] for w in workflows]
     print(_table(rows, ["KEY", "STATUS", "VERSION", "NAME", "UPDATED"]))
     return 0
 

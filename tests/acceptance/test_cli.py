@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from tests.unit.test_definitions import TEN_MISTAKES
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(str(p) for p in (ROOT / "config" / "examples").glob("*.yaml"))
+# An instant as the lists print it.
+SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 
 
 def triggerd(*args: str, dsn: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -599,6 +602,11 @@ async def test_backfills_list(pool: Any, dsn: str, tmp_path: Path) -> None:
     header, line = listed.stdout.splitlines()
     assert header.split()[:6] == ["ID", "TRIGGER", "STATE", "DONE", "STARTED", "SKIPPED"]
     assert line.split()[:6] == [backfill, "acme:billing/hourly", "running", "0/2", "0", "0"]
+    # To the second, as every list prints times (CREATED was printed with microseconds).
+    range_from, dots, range_to, created = line.split()[6:]
+    assert (range_from, dots, range_to) == (
+        "2026-01-01T00:00:00+00:00", "..", "2026-01-01T02:00:00+00:00")
+    assert SECONDS.fullmatch(created), line
     scoped = triggerd("--tenant", "acme", "backfills", "list", "--trigger", "billing/hourly",
                       "--json", dsn=dsn)
     assert scoped.returncode == 0, scoped.stderr
@@ -631,6 +639,7 @@ async def test_the_all_tenant_audit_names_other_tenants_objects_as_lists_do(
     every = triggerd("audit", dsn=dsn)
     assert every.returncode == 0, every.stderr
     assert "acme:billing/hourly" in every.stdout.splitlines()[1], every.stdout
+    assert SECONDS.fullmatch(every.stdout.splitlines()[1].split()[0]), every.stdout
     own = triggerd("--tenant", "acme", "audit", dsn=dsn)
     assert own.stdout.splitlines()[1].split()[3] == "acme:billing/hourly", own.stdout
     # A bare name is the default tenant's, as the lists print it: acme's is not it.
