@@ -413,6 +413,41 @@ async def test_a_folded_requests_redelivery_is_a_duplicate_of_the_windows_run(
     assert fresh[0] == 202 and fresh[1]["execution_id"] != run
 
 
+@pytest.mark.parametrize("after", [
+    {},  # a plain trigger, through the group commit
+    {"concurrency": {"key": "{{ input.ref }}", "limit": 1}},
+])
+async def test_a_folded_requests_redelivery_after_debounce_was_removed_is_a_duplicate(
+    pool: asyncpg.Pool, make_client: Any, after: dict[str, Any]
+) -> None:
+    """B was folded into A's window; then the trigger lost its debounce. B's redelivery
+    started a second run: without a debounce, only runs' delivery ids were looked up."""
+    delivery = {"dedupe": {"header": "X-Delivery"}}
+    await apply_doc(pool, hook_doc("push", debounce={"key": "{{ input.ref }}",
+                                                     "period": "1h"}, **delivery))
+    client, ingress = await make_client()
+
+    async def post(key: str, n: int) -> tuple[int, dict[str, Any]]:
+        response = await client.post("/hooks/push", json={"ref": "main", "n": n},
+                                     headers={"X-Delivery": key})
+        return response.status, await response.json()
+
+    run = (await post("A", 1))[1]["execution_id"]
+    assert (await post("B", 2))[1] == {"execution_id": run, "debounced": True}
+    await apply_doc(pool, hook_doc("push", **delivery, **after))
+    await ingress.reload()
+
+    status, again = await post("B", 2)
+    assert (status, again["execution_id"], again.get("duplicate")) == (200, run, True)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    counts = await pool.fetch("SELECT id::text AS id, delivery_count FROM webhook_requests"
+                              " ORDER BY received_at")
+    assert [(r["id"] == run, r["delivery_count"]) for r in counts] == [(True, 1), (False, 2)]
+    # A new delivery id still starts a run of its own.
+    fresh = await post("C", 3)
+    assert fresh[0] == 202 and fresh[1]["execution_id"] != run
+
+
 @pytest.mark.parametrize("keyed", [
     {"concurrency": {"key": "{{ input.ref }}", "limit": 1}},
     {},  # a plain trigger, through the group commit

@@ -4,6 +4,7 @@ a duplicate's bump, retention of rows without a run, and list/show/replay."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from triggerd.config import ApiSettings, Settings
 from triggerd.daemon import create_app
 from triggerd.errors import Conflict, NotFound
 from triggerd.model import (
+    ConcurrencyConfig,
     DedupeConfig,
     Graph,
     Node,
@@ -125,6 +127,72 @@ async def test_duplicate_bumps_its_first_delivery(
     assert rows[0]["id"] == first[1]["execution_id"]
     assert rows[0]["delivery_count"] == 3
     assert rows[0]["last_seen_at"] is not None
+
+
+async def test_a_filtered_requests_redelivery_is_a_duplicate(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """Each redelivery of a filtered request was stored as another filtered row (and
+    counted again); once the filter matched it, it started a run."""
+    await apply(pool, spec())
+    client, ingress = await make_client()
+    assert await post(client, {"action": "closed"}, id="d-1") == (200, {"filtered": True})
+    assert await post(client, {"action": "closed"}, id="d-1") == (
+        200, {"filtered": True, "duplicate": True})
+    # The filter changed, and now matches: the delivery was still received already.
+    await apply(pool, spec(filter=None))
+    await ingress.reload()
+    assert await post(client, {"action": "closed"}, id="d-1") == (
+        200, {"filtered": True, "duplicate": True})
+    rows = await pool.fetch("SELECT outcome, delivery_count, last_seen_at IS NOT NULL AS seen"
+                            " FROM webhook_requests")
+    assert [tuple(r) for r in rows] == [("filtered", 3, True)]
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    assert ingress.stats.filtered == 1
+    # Another delivery id is a new request.
+    status, answer = await post(client, {"action": "closed"}, id="d-2")
+    assert status == 202 and "duplicate" not in answer
+
+
+async def test_a_filtered_redelivery_of_a_delivery_that_ran_is_its_duplicate(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """The delivery started a run; the trigger got a filter that refuses it: its
+    redelivery is a duplicate of that run, not a new filtered row."""
+    await apply(pool, spec(filter=None))
+    client, ingress = await make_client()
+    status, first = await post(client, {"action": "closed"}, id="d-1")
+    assert status == 202
+    await apply(pool, spec())
+    await ingress.reload()
+    status, again = await post(client, {"action": "closed"}, id="d-1")
+    assert (status, again["execution_id"], again["duplicate"]) == (
+        200, first["execution_id"], True)
+    rows = await pool.fetch("SELECT id::text AS id, outcome, delivery_count"
+                            " FROM webhook_requests")
+    assert [tuple(r) for r in rows] == [(first["execution_id"], "accepted", 2)]
+    assert ingress.stats.filtered == 0
+
+
+async def test_a_filtered_requests_redelivery_to_a_keyed_trigger_is_a_duplicate(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """The filter was removed and the trigger has a concurrency key (its own store path):
+    the redelivery is still a duplicate of the filtered request."""
+    await apply(pool, spec())
+    client, ingress = await make_client()
+    assert await post(client, {"action": "closed"}, id="d-1") == (200, {"filtered": True})
+    keyed = spec(filter=None)
+    trigger = keyed.triggers[0]
+    assert isinstance(trigger.config, WebhookConfig)
+    keyed = replace(keyed, triggers=(replace(trigger, config=replace(
+        trigger.config, concurrency=ConcurrencyConfig(key="{{ input.action }}", limit=1))),))
+    await apply(pool, keyed)
+    await ingress.reload()
+    assert await post(client, {"action": "closed"}, id="d-1") == (
+        200, {"filtered": True, "duplicate": True})
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    assert await pool.fetchval("SELECT delivery_count FROM webhook_requests") == 2
 
 
 async def test_retention_deletes_old_rows_without_a_run(pool: asyncpg.Pool) -> None:

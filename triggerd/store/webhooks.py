@@ -134,6 +134,7 @@ class InboxItem(NamedTuple):
 
 
 class InboxResult(NamedTuple):
+    # The run; "" for a filtered request, and for a duplicate of one (it started none).
     execution_id: str
     created: bool  # False: a duplicate delivery; execution_id is the first one's
     # True: nothing was stored because the trigger (or its workflow) was deleted while the
@@ -164,6 +165,43 @@ WITH d AS (
     JOIN workflows w ON w.id = t.workflow_id
     WHERE t.id IN (SELECT DISTINCT d.trigger_id FROM d)
     FOR KEY SHARE OF t, w
+), seen AS (
+    -- Delivery ids an earlier request recorded on its own inbox row (folded into a debounce
+    -- window, or filtered; migration 0031): a redelivery is a duplicate of that request,
+    -- run or no run, whatever the trigger's settings are now. Only the requests that carry
+    -- a delivery id are in these arrays; each is one probe of the partial index (LATERAL:
+    -- a generic plan must not scan the whole inbox instead).
+    SELECT k.id, r.id AS first_id, r.execution_id
+    FROM unnest($9::uuid[], $10::uuid[], $11::text[]) AS k(id, trigger_id, dedupe_key)
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.execution_id FROM webhook_requests r
+        WHERE r.trigger_id = k.trigger_id AND r.dedupe_key = k.dedupe_key
+          AND r.dedupe_key IS NOT NULL
+          AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at > now())
+        ORDER BY r.execution_id IS NULL, r.received_at LIMIT 1) AS r
+), ran AS (
+    -- A filtered request's delivery id that already started a run (the insert below
+    -- finds those of the others by its conflict).
+    SELECT d.id, e.id AS first_id, e.id AS execution_id
+    FROM d CROSS JOIN LATERAL (
+        SELECT e.id FROM workflow_executions e
+        WHERE e.trigger_id = d.trigger_id AND e.dedupe_key = d.dedupe_key
+          AND e.dedupe_key IS NOT NULL
+          AND (e.dedupe_expires_at IS NULL OR e.dedupe_expires_at > now())
+        LIMIT 1) AS e
+    -- A filter of d's scan, so that the others' keys are not looked up.
+    WHERE d.id = ANY($2::uuid[]) AND d.dedupe_key IS NOT NULL
+), dup AS (
+    SELECT seen.id, seen.first_id, seen.execution_id FROM seen
+    UNION ALL
+    SELECT ran.id, ran.first_id, ran.execution_id FROM ran
+     WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = ran.id)
+), bump AS (
+    -- A duplicate adds no row: its first delivery's row counts it.
+    UPDATE webhook_requests r
+       SET delivery_count = r.delivery_count + b.n, last_seen_at = now()
+      FROM (SELECT first_id, count(*) AS n FROM dup GROUP BY first_id) AS b
+     WHERE r.id = b.first_id
 ), ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
@@ -182,7 +220,7 @@ WITH d AS (
     -- Only requests whose trigger maps correlation ids are in these arrays (usually none).
     LEFT JOIN unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
         AS c (id, agent_id, session_id, conversation_id, correlation) ON c.id = d.id
-    WHERE d.id <> ALL($2::uuid[])
+    WHERE d.id <> ALL($2::uuid[]) AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.id)
     ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id
 ), req AS (
@@ -192,15 +230,22 @@ WITH d AS (
            d.received_at, d.id
     FROM d JOIN ins ON ins.id = d.id
 ), filtered AS (
-    -- Requests the trigger's filter did not match: kept in the inbox, no run.
+    -- Requests the trigger's filter did not match: kept in the inbox, no run, with their
+    -- delivery id (a redelivery is a duplicate of them).
     INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
-        remote_addr, received_at, execution_id, outcome, detail)
+        remote_addr, received_at, execution_id, outcome, detail, dedupe_key,
+        dedupe_expires_at)
     SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
-           d.received_at, NULL, 'filtered', f.detail
+           d.received_at, NULL, 'filtered', f.detail, d.dedupe_key,
+           CASE WHEN d.ttl_ms IS NULL OR d.dedupe_key IS NULL THEN NULL
+                ELSE now() + d.ttl_ms * interval '1 millisecond' END
     FROM d JOIN unnest($2::uuid[], $3::text[]) AS f(id, detail) ON f.id = d.id
     JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
+    WHERE NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = d.id)
 )
 SELECT array_agg(ins.id::text) AS ids,
+       (SELECT array_agg(dup.id::text || ' ' || coalesce(dup.execution_id::text, ''))
+          FROM dup) AS dups,
        (SELECT array_agg(DISTINCT d.trigger_id::text) FROM d
          WHERE NOT EXISTS (SELECT 1 FROM parents p
                            WHERE p.id = d.trigger_id AND p.workflow_id = d.workflow_id))
@@ -248,10 +293,11 @@ def _json_text(value: dict[str, JSON]) -> str:
 
 
 def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
-    """One ``webhook_inbox_row`` per item (migration 0003), and the filtered and
-    correlated ones' columns."""
+    """One ``webhook_inbox_row`` per item (migration 0003), and the filtered, correlated
+    and delivery-id carrying ones' columns."""
     dumps = _json_text
     correlated = [i for i in items if i.correlation is not None]
+    keyed = [i for i in items if i.dedupe_key is not None]
     return [
         [
             (i.id, i.workflow_id, i.version_id, i.trigger_id, i.trigger_name, i.dedupe_key,
@@ -264,6 +310,9 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
         [i.detail for i in items if i.outcome == "filtered"],
         [i.id for i in correlated],
         *correlation_arrays([i.correlation for i in correlated]),
+        [i.id for i in keyed],
+        [i.trigger_id for i in keyed],
+        [i.dedupe_key for i in keyed],
     ]
 
 
@@ -334,12 +383,17 @@ async def _store_batch(
     row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=STORE_TIMEOUT)
     inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
     gone: set[str] = set(row["gone"] or ()) if row is not None else set()
+    # Redeliveries of a delivery id an earlier request recorded: its run ("" for none).
+    earlier: dict[str, str] = {}
+    for pair in (row["dups"] or ()) if row is not None else ():
+        request_id, _, run = pair.partition(" ")
+        earlier[request_id] = run
     if inserted:
         await send_hints(conn, EXECUTIONS.wire, [str(len(inserted))])
     lost = [
         i for i in items
         if i.id not in inserted and i.dedupe_key is not None and i.trigger_id not in gone
-        and i.outcome != "filtered"
+        and i.outcome != "filtered" and i.id not in earlier
     ]
     winners: dict[tuple[str, str], str] = {}
     if lost:
@@ -359,6 +413,10 @@ async def _store_batch(
             continue
         if item.trigger_id in gone:
             results.append(GONE)
+            continue
+        run = earlier.get(item.id)
+        if run is not None:
+            results.append(InboxResult(execution_id=run, created=False))
             continue
         if item.outcome == "filtered":
             # Stored (its parents were there), and no run: created means "a new row".

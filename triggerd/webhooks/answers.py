@@ -82,10 +82,12 @@ def debounced(execution_id: str) -> web.Response:
     )
 
 
-def filtered_answer() -> web.Response:
-    """A request the trigger's filter did not match: stored, no run (DESIGN 5b)."""
+def filtered_answer(*, duplicate: bool = False) -> web.Response:
+    """A request the trigger's filter did not match: stored, no run (DESIGN 5b); or the
+    redelivery of such a request (nothing stored)."""
+    body = b'{"filtered":true,"duplicate":true}' if duplicate else b'{"filtered":true}'
     return web.Response(
-        status=200, body=b'{"filtered":true}', headers={"Content-Type": "application/json"}
+        status=200, body=body, headers={"Content-Type": "application/json"}
     )
 
 

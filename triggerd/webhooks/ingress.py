@@ -445,16 +445,19 @@ class WebhookIngress(BaseComponent):
         headers = stored_headers(request.headers, route.stripped_headers)
         query = query_dict(request.query)
         source = route.config.filter
+        matched, problem = True, None
         if source is not None:
             matched, problem = evaluate_filter(
                 source, input=run_input.data, headers=headers, query=query
             )
-            if not matched:
-                return await self._store_filtered(
-                    request, route, body, run_input, now, headers, query, problem
-                )
         config = route.config
-        if config.debounce is not None or config.concurrency is not None:
+        if not matched:
+            result = await self._store_filtered(
+                request, route, body, run_input, now, headers, query, problem
+            )
+            if result.created:
+                return filtered_answer()
+        elif config.debounce is not None or config.concurrency is not None:
             keyed = await self._store_keyed(request, route, body, run_input, now)
             if isinstance(keyed, web.Response):
                 return keyed
@@ -463,6 +466,9 @@ class WebhookIngress(BaseComponent):
             result = keyed.result
         else:
             result = await self._store(request, route, body, run_input, now, headers, query)
+        if not result.execution_id:
+            # A redelivery of a filtered request: a duplicate, and there is no run to name.
+            return filtered_answer(duplicate=True)
         if route.config.response == ResponseMode.SYNC:
             return await self._sync_answer(route, result)
         return accepted(result.execution_id, created=result.created)
@@ -754,18 +760,21 @@ class WebhookIngress(BaseComponent):
         stored: dict[str, JSON],
         query: dict[str, JSON],
         problem: str | None,
-    ) -> web.Response:
-        """A request the filter did not match: its inbox row only (no run, no dedupe key),
-        through the same group commit as accepted ones."""
-        await self.group_commit.submit(
+    ) -> InboxResult:
+        """A request the filter did not match: its inbox row only (no run), through the
+        same group commit as accepted ones. The row keeps the delivery id: a redelivery is
+        a duplicate of it (or of the run an earlier delivery of that id started)."""
+        dedupe = route.dedupe
+        key = dedupe_key(dedupe, request.headers, body, run_input.parsed)
+        result = await self.group_commit.submit(
             InboxItem(
                 id=time_ordered_id(),
                 workflow_id=route.workflow_id,
                 version_id=route.version_id,
                 trigger_id=route.trigger_id,
                 trigger_name=route.trigger_name,
-                dedupe_key=None,
-                dedupe_ttl=None,
+                dedupe_key=key,
+                dedupe_ttl=dedupe.ttl if dedupe is not None and key else None,
                 input_json="{}",
                 method=request.method,
                 path=clean_text(request.path),
@@ -778,6 +787,8 @@ class WebhookIngress(BaseComponent):
                 detail=problem,
             )
         )
+        if not result.created:
+            return result  # a duplicate: nothing stored, counted on its first delivery
         self.stats.filtered_request(route.full_name)
         if problem is not None and self.rejection_log.admit(
             (route.full_name, "filter_failed"), logging.WARNING
@@ -788,7 +799,7 @@ class WebhookIngress(BaseComponent):
                 extra={"event": "webhook_filter_failed", "trigger": route.full_name,
                        "detail": shorten(problem)},
             )
-        return filtered_answer()
+        return result
 
     async def _store_keyed(
         self,
