@@ -329,6 +329,63 @@ async def test_wrong_method_is_405_with_allow(
     assert (await client.put("/hooks/m", json={})).status == 202
 
 
+async def raw_head(client: TestClient[Any, Any], path: str, headers: str = "") -> bytes:
+    """Everything the server sends for a HEAD on a connection of our own (aiohttp's client
+    would not read a body after a HEAD even if one were sent)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(f"HEAD {path} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n"
+                 .encode())
+    try:
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_head_is_answered_as_get_without_storing_or_running(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """HEAD on a GET trigger was 405. It is answered as the GET's checks would answer it,
+    without a body, and stores and starts nothing (a safe method: monitors send it)."""
+    await apply(pool, workflow("w", hook("g", "g", methods=("GET",), auth=token_auth()),
+                               hook("p", "p")))
+    client, _ = await make_client()
+    resp = await client.head("/hooks/g", headers=bearer())
+    assert resp.status == 200
+    assert await resp.read() == b""
+    # Wrong credentials: what the GET would be told (401), still without a body.
+    assert (await client.head("/hooks/g", headers=bearer("wrong"))).status == 401
+    assert (await client.head("/hooks/g")).status == 401
+    answer = await raw_head(client, "/hooks/g", f"Authorization: Bearer {TOKEN}\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b""
+    refused = await raw_head(client, "/hooks/g")
+    assert refused.startswith(b"HTTP/1.1 401 ") and refused.endswith(b"\r\n\r\n")
+    assert await executions(pool) == [] and await requests_rows(pool) == []
+    # Where GET is not allowed, neither is HEAD; where it is, Allow names HEAD too.
+    resp = await client.head("/hooks/p")
+    assert (resp.status, resp.headers["Allow"]) == (405, "POST")
+    resp = await client.delete("/hooks/g", headers=bearer())
+    assert (resp.status, resp.headers["Allow"]) == (405, "GET, HEAD")
+    assert (await resp.json())["message"] == "DELETE is not allowed here (allowed: GET, HEAD)"
+    resp = await client.get("/hooks/g", headers=bearer())
+    assert resp.status == 202
+    assert len(await executions(pool)) == 1 and len(await requests_rows(pool)) == 1
+
+
+async def test_head_of_the_status_page_is_its_get_without_a_body(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "h")))
+    client, _ = await make_client()
+    status_url = (await (await client.post("/hooks/h", json={})).json())["status_url"]
+    get = await client.get(status_url)
+    head = await client.head(status_url)
+    assert (head.status, head.headers["Content-Type"]) == (200, get.headers["Content-Type"])
+    answer = await raw_head(client, status_url)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\n")
+    assert len(await executions(pool)) == 1
+
+
 async def test_rate_limit_is_429_with_retry_after(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:
@@ -1277,7 +1334,7 @@ async def test_status_page_shows_status_and_times_only_unless_exposed(
         assert await resp.json() == {"error": "not_found", "message": f"no execution {bad}"}
     resp = await client.post(f"/hooks/_executions/{open_id}", json={})
     assert resp.status == 405
-    assert resp.headers["Allow"] == "GET"
+    assert resp.headers["Allow"] == "GET, HEAD"
     # Executions of other trigger types are not shown on this unauthenticated page.
     cron_id = await pool.fetchval(
         "INSERT INTO workflow_executions (workflow_id, trigger_type)"

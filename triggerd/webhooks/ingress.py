@@ -82,6 +82,7 @@ from triggerd.webhooks.filtering import evaluate_filter
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
 from triggerd.webhooks.keys import request_key
 from triggerd.webhooks.loops import pending_loop, reload_loop
+from triggerd.webhooks.methods import HEAD, allow_header, allows
 from triggerd.webhooks.ratelimit import RateLimiter, default_burst
 from triggerd.webhooks.routes import Routes, WebhookRoute
 from triggerd.webhooks.stats import WebhookStats
@@ -422,6 +423,8 @@ class WebhookIngress(BaseComponent):
             refused = self._admit(request, route, started)
             if refused is not None:
                 return refused
+        if request.method == HEAD:
+            return self._head(request, route)
         body = await self._read_body(request, route)
         if isinstance(body, web.Response):
             return body
@@ -473,6 +476,16 @@ class WebhookIngress(BaseComponent):
             return await self._sync_answer(route, result)
         return accepted(result.execution_id, created=result.created)
 
+    def _head(self, request: web.Request, route: WebhookRoute) -> web.Response:
+        """``HEAD`` where GET is allowed (admitted already): what the GET would be told
+        before anything is stored, i.e. 401 for wrong credentials (checked over the empty
+        body a GET sends), else 200; no body is read, nothing is stored or started."""
+        if not request.get(_AUTHENTICATED):
+            refused = self._authenticate(request, route, b"", self._clock())
+            if refused is not None:
+                return refused
+        return web.Response(status=200)
+
     def _admit(
         self, request: web.Request, route: WebhookRoute, started: float
     ) -> web.Response | None:
@@ -484,12 +497,13 @@ class WebhookIngress(BaseComponent):
             if refused is not None:
                 return refused
         method = request.method
-        if method not in config.methods:
+        if not allows(config.methods, method):
+            allowed = allow_header(config.methods)
             return error_response(
                 405,
                 "method_not_allowed",
-                f"{method} is not allowed here (allowed: {', '.join(config.methods)})",
-                headers={"Allow": ", ".join(config.methods)},
+                f"{method} is not allowed here (allowed: {allowed})",
+                headers={"Allow": allowed},
             )
         if route.rate is not None:
             wait = self.limiter.check(route.trigger_id, route.rate, route.burst, started)

@@ -14,6 +14,7 @@ from triggerd.model import JSON
 from triggerd.store.webhooks import webhook_execution_status
 from triggerd.webhooks.answers import RETRY_DATABASE, error_response, public_reason, retry_after
 from triggerd.webhooks.decisions import resume_handler
+from triggerd.webhooks.methods import allow_header, allows
 from triggerd.webhooks.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -31,12 +32,12 @@ async def reserved_path(
         return await resume_handler(request, rest, pool)
     if name != "_executions" or not rest or "/" in rest:
         return error_response(404, "not_found", f"no webhook at /hooks/{path}")
-    if request.method != "GET":
+    if not allows(("GET",), request.method):  # HEAD: the same answer, without its body
         return error_response(
             405,
             "method_not_allowed",
-            f"{request.method} is not allowed here (allowed: GET)",
-            headers={"Allow": "GET"},
+            f"{request.method} is not allowed here (allowed: GET, HEAD)",
+            headers={"Allow": allow_header(("GET",))},
         )
     try:
         execution_id = str(uuid.UUID(rest))
