@@ -165,32 +165,35 @@ WITH d AS (
     JOIN workflows w ON w.id = t.workflow_id
     WHERE t.id IN (SELECT DISTINCT d.trigger_id FROM d)
     FOR KEY SHARE OF t, w
+), earlier AS MATERIALIZED (
+    -- Inbox rows that recorded one of the batch's delivery ids (a request folded into a
+    -- debounce window, or filtered; migration 0031). Only the requests that carry a
+    -- delivery id are in these arrays, and one scan of the partial index finds them all
+    -- (arrays rather than a join: with a join, the planner may take the trigger's index
+    -- and read every request of the trigger).
+    SELECT r.id, r.trigger_id, r.dedupe_key, r.execution_id, r.received_at
+    FROM webhook_requests r
+    WHERE r.trigger_id = ANY($10::uuid[]) AND r.dedupe_key = ANY($11::text[])
+      AND r.dedupe_key IS NOT NULL
+      AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at > now())
 ), seen AS (
-    -- Delivery ids an earlier request recorded on its own inbox row (folded into a debounce
-    -- window, or filtered; migration 0031): a redelivery is a duplicate of that request,
-    -- run or no run, whatever the trigger's settings are now. Only the requests that carry
-    -- a delivery id are in these arrays; each is one probe of the partial index (LATERAL:
-    -- a generic plan must not scan the whole inbox instead).
-    SELECT k.id, r.id AS first_id, r.execution_id
+    -- A redelivery is a duplicate of that request, run or no run, whatever the trigger's
+    -- settings are now.
+    SELECT DISTINCT ON (k.id) k.id, r.id AS first_id, r.execution_id
     FROM unnest($9::uuid[], $10::uuid[], $11::text[]) AS k(id, trigger_id, dedupe_key)
-    CROSS JOIN LATERAL (
-        SELECT r.id, r.execution_id FROM webhook_requests r
-        WHERE r.trigger_id = k.trigger_id AND r.dedupe_key = k.dedupe_key
-          AND r.dedupe_key IS NOT NULL
-          AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at > now())
-        ORDER BY r.execution_id IS NULL, r.received_at LIMIT 1) AS r
+    JOIN earlier r ON r.trigger_id = k.trigger_id AND r.dedupe_key = k.dedupe_key
+    ORDER BY k.id, r.execution_id IS NULL, r.received_at
 ), ran AS (
     -- A filtered request's delivery id that already started a run (the insert below
-    -- finds those of the others by its conflict).
-    SELECT d.id, e.id AS first_id, e.id AS execution_id
-    FROM d CROSS JOIN LATERAL (
-        SELECT e.id FROM workflow_executions e
-        WHERE e.trigger_id = d.trigger_id AND e.dedupe_key = d.dedupe_key
-          AND e.dedupe_key IS NOT NULL
-          AND (e.dedupe_expires_at IS NULL OR e.dedupe_expires_at > now())
-        LIMIT 1) AS e
-    -- A filter of d's scan, so that the others' keys are not looked up.
-    WHERE d.id = ANY($2::uuid[]) AND d.dedupe_key IS NOT NULL
+    -- finds those of the others by its conflict); $12: the filtered requests' ids.
+    SELECT DISTINCT ON (d.id) d.id, e.id AS first_id, e.id AS execution_id
+    FROM (SELECT e.id, e.trigger_id, e.dedupe_key FROM workflow_executions e
+          WHERE e.trigger_id = ANY($10::uuid[]) AND e.dedupe_key = ANY($12::text[])
+            AND e.dedupe_key IS NOT NULL
+            AND (e.dedupe_expires_at IS NULL OR e.dedupe_expires_at > now())) AS e
+    JOIN d ON d.trigger_id = e.trigger_id AND d.dedupe_key = e.dedupe_key
+    WHERE d.id = ANY($2::uuid[])
+    ORDER BY d.id
 ), dup AS (
     SELECT seen.id, seen.first_id, seen.execution_id FROM seen
     UNION ALL
@@ -313,6 +316,7 @@ def _batch_arguments(items: Sequence[InboxItem]) -> list[Any]:
         [i.id for i in keyed],
         [i.trigger_id for i in keyed],
         [i.dedupe_key for i in keyed],
+        [i.dedupe_key for i in keyed if i.outcome == "filtered"],
     ]
 
 
