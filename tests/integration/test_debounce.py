@@ -422,7 +422,7 @@ async def test_a_folded_requests_redelivery_after_debounce_was_removed_is_a_dupl
 ) -> None:
     """B was folded into A's window; then the trigger lost its debounce. B's redelivery
     started a second run: without a debounce, only runs' delivery ids were looked up."""
-    delivery = {"dedupe": {"header": "X-Delivery"}}
+    delivery: dict[str, Any] = {"dedupe": {"header": "X-Delivery"}}
     await apply_doc(pool, hook_doc("push", debounce={"key": "{{ input.ref }}",
                                                      "period": "1h"}, **delivery))
     client, ingress = await make_client()

@@ -296,48 +296,54 @@ async def test_jitter_delays_the_fire_but_not_the_slot(pool: Pool, dsn: str) -> 
     assert len(offsets) == len(runs), "every slot gets its own offset"
 
 
-async def test_cancel_previous_ends_a_waiting_run_like_a_cancel_by_request(pool: Pool) -> None:
+async def test_cancel_previous_cancels_like_a_cancel_by_request(pool: Pool, dsn: str) -> None:
     """A newer slot under cancel_previous ended a waiting run but left its parked node row
     WAITING and its child runs waiting (a child on an approval with no expiry waited for
-    ever, and retention kept the tree)."""
-    workflow_id = await make_workflow(pool)
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    trigger = await make_trigger(pool, workflow_id, "cp", {"cron": "* * * * *",
-                                                           "overlap": "cancel_previous"},
-                                 enabled_at=at - timedelta(minutes=5))
+    ever, and retention kept the tree); a running run's children were left too."""
+    from tests.helpers import wait_for
 
-    async def run(status: str, parent: str | None) -> str:
+    workflow_id = await make_workflow(pool)
+    waiting_trigger = await make_trigger(pool, workflow_id, "cp-waiting",
+                                         {"cron": EVERY_SECOND, "overlap": "cancel_previous"})
+    running_trigger = await make_trigger(pool, workflow_id, "cp-running",
+                                         {"cron": EVERY_SECOND, "overlap": "cancel_previous"})
+
+    async def run(status: str, parent: str | None, trigger: str | None = None) -> str:
         return str(await pool.fetchval(
             "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status,"
             " parent_execution_id) VALUES ($1, $2, $3, $4, $5) RETURNING id::text",
-            workflow_id, None if parent else trigger, "workflow" if parent else "manual",
-            status, parent))
+            workflow_id, trigger, "workflow" if parent else "manual", status, parent))
 
-    previous = await run("WAITING", None)
-    child = await run("WAITING", previous)
+    waiting = await run("WAITING", None, waiting_trigger)
+    child = await run("WAITING", waiting)
     grandchild = await run("NEW", child)
-    for execution_id in (previous, child):
+    running_previous = await run("RUNNING", None, running_trigger)
+    running_child = await run("WAITING", running_previous)
+    for execution_id in (waiting, child):
         await pool.execute(
             "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt)"
             " VALUES ($1, 'hold', 'wait', 'WAITING', 1)", execution_id)
-    config = await pool.fetchval("SELECT config::text FROM workflow_triggers WHERE id = $1",
-                                 trigger)
-    written = await record_slots(pool, [SlotRequest(
-        trigger_id=trigger, scheduled_for=at, slot_iso=utc_iso(at), config_text=config,
-        overlap=OverlapPolicy.CANCEL_PREVIOUS)], fired_at=utc_iso(at))
-    assert [s.outcome.value for s in written.recorded] == ["canceled_previous"]
-    assert written.canceled == 1
-    ended = {r["id"]: (r["status"], r["error_message"]) for r in await pool.fetch(
-        "SELECT id::text, status, error_message FROM workflow_executions"
-        " WHERE id = ANY($1::uuid[])", [previous, child, grandchild])}
+    ids = [waiting, child, grandchild, running_previous, running_child]
+
+    async def states() -> dict[str, tuple[str, str | None]] | None:
+        rows = await pool.fetch("SELECT id::text, status, error_message FROM workflow_executions"
+                                " WHERE id = ANY($1::uuid[])", ids)
+        found = {r["id"]: (r["status"], r["error_message"]) for r in rows}
+        return found if found[running_child][0] == "CANCELED" else None
+
+    async with running(pool, dsn):
+        ended = await wait_for(states)
     assert ended == {
-        previous: ("CANCELED", "canceled by a newer run (overlap policy cancel_previous)"),
+        waiting: ("CANCELED", "canceled by a newer run (overlap policy cancel_previous)"),
         child: ("CANCELED", "canceled with its parent run"),
         grandchild: ("CANCELED", "canceled with its parent run"),
+        # Flagged: its executor cancels it.
+        running_previous: ("RUNNING", None),
+        running_child: ("CANCELED", "canceled with its parent run"),
     }
     nodes = await pool.fetch("SELECT execution_id::text, status, error_message"
-                             " FROM node_executions ORDER BY execution_id = $1 DESC", previous)
+                             " FROM node_executions ORDER BY execution_id = $1 DESC", waiting)
     assert [tuple(n) for n in nodes] == [
-        (previous, "CANCELED", "canceled by a newer run (overlap policy cancel_previous)"),
+        (waiting, "CANCELED", "canceled by a newer run (overlap policy cancel_previous)"),
         (child, "CANCELED", "canceled with its parent run"),
     ]

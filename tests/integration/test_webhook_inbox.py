@@ -129,29 +129,34 @@ async def test_duplicate_bumps_its_first_delivery(
     assert rows[0]["last_seen_at"] is not None
 
 
-async def test_a_filtered_requests_redelivery_is_a_duplicate(
+async def test_a_filtered_requests_redelivery_is_a_duplicate_while_the_filter_refuses_it(
     make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
 ) -> None:
     """Each redelivery of a filtered request was stored as another filtered row (and
-    counted again); once the filter matched it, it started a run."""
+    counted again). Once the filter matches it (an operator fixed the filter and the sender
+    redelivers), the delivery that never ran runs, once."""
     await apply(pool, spec())
     client, ingress = await make_client()
     assert await post(client, {"action": "closed"}, id="d-1") == (200, {"filtered": True})
     assert await post(client, {"action": "closed"}, id="d-1") == (
         200, {"filtered": True, "duplicate": True})
-    # The filter changed, and now matches: the delivery was still received already.
-    await apply(pool, spec(filter=None))
-    await ingress.reload()
-    assert await post(client, {"action": "closed"}, id="d-1") == (
-        200, {"filtered": True, "duplicate": True})
     rows = await pool.fetch("SELECT outcome, delivery_count, last_seen_at IS NOT NULL AS seen"
                             " FROM webhook_requests")
-    assert [tuple(r) for r in rows] == [("filtered", 3, True)]
-    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    assert [tuple(r) for r in rows] == [("filtered", 2, True)]
     assert ingress.stats.filtered == 1
-    # Another delivery id is a new request.
-    status, answer = await post(client, {"action": "closed"}, id="d-2")
-    assert status == 202 and "duplicate" not in answer
+    # The filter changed, and now matches: the redelivery runs, and its own redelivery is
+    # a duplicate of that run.
+    await apply(pool, spec(filter=None))
+    await ingress.reload()
+    status, ran = await post(client, {"action": "closed"}, id="d-1")
+    assert status == 202 and "duplicate" not in ran
+    status, again = await post(client, {"action": "closed"}, id="d-1")
+    assert (status, again["execution_id"], again["duplicate"]) == (
+        200, ran["execution_id"], True)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
+                                " ORDER BY received_at")
+    assert [tuple(r) for r in outcomes] == [("filtered", 2), ("accepted", 2)]
 
 
 async def test_a_filtered_redelivery_of_a_delivery_that_ran_is_its_duplicate(
@@ -174,11 +179,11 @@ async def test_a_filtered_redelivery_of_a_delivery_that_ran_is_its_duplicate(
     assert ingress.stats.filtered == 0
 
 
-async def test_a_filtered_requests_redelivery_to_a_keyed_trigger_is_a_duplicate(
+async def test_a_filtered_requests_redelivery_to_a_keyed_trigger_runs_once_it_passes(
     make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
 ) -> None:
     """The filter was removed and the trigger has a concurrency key (its own store path):
-    the redelivery is still a duplicate of the filtered request."""
+    the redelivery of the filtered request runs, as on the plain path."""
     await apply(pool, spec())
     client, ingress = await make_client()
     assert await post(client, {"action": "closed"}, id="d-1") == (200, {"filtered": True})
@@ -189,10 +194,12 @@ async def test_a_filtered_requests_redelivery_to_a_keyed_trigger_is_a_duplicate(
         trigger.config, concurrency=ConcurrencyConfig(key="{{ input.action }}", limit=1))),))
     await apply(pool, keyed)
     await ingress.reload()
-    assert await post(client, {"action": "closed"}, id="d-1") == (
-        200, {"filtered": True, "duplicate": True})
-    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
-    assert await pool.fetchval("SELECT delivery_count FROM webhook_requests") == 2
+    status, ran = await post(client, {"action": "closed"}, id="d-1")
+    assert status == 202 and "duplicate" not in ran
+    status, again = await post(client, {"action": "closed"}, id="d-1")
+    assert (status, again["execution_id"], again["duplicate"]) == (
+        200, ran["execution_id"], True)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
 
 
 async def test_retention_deletes_old_rows_without_a_run(pool: asyncpg.Pool) -> None:

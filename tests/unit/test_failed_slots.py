@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -119,7 +121,7 @@ def test_the_memory_matches_a_plain_set_of_pairs() -> None:
             model -= set(rows)
         elif op == 2:
             cut = _at(rng.randrange(8))
-            failed.forget(trigger, lambda slot, cut=cut: slot <= cut)
+            failed.forget(trigger, functools.partial(operator.ge, cut))
             model = {(t, s) for t, s in model if t != trigger or s > cut}
         elif op == 3:
             failed.drop(trigger)

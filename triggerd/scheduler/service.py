@@ -79,6 +79,7 @@ from triggerd.scheduler.failed import FailedSlots, slots_of
 from triggerd.scheduler.overdue import OverdueWatch, Owed, OwedKind
 from triggerd.scheduler.timer import PreciseTimer
 from triggerd.schedules import Schedule
+from triggerd.store.executions import cancel_children
 from triggerd.store.slots import (
     RUN_OUTCOMES,
     CronTriggerRow,
@@ -1113,6 +1114,8 @@ class CronScheduler(BaseComponent):
                 )
             self._failed.written(requests)
             self._account(result)
+            if result.canceled_runs:
+                await self._cancel_children(result.canceled_runs)
             if self.metrics is not None:
                 lateness = None if due is None else (fired - due).total_seconds()
                 for slot in result.recorded:
@@ -1129,6 +1132,22 @@ class CronScheduler(BaseComponent):
         )
         self._note_failed(requests)
         return None
+
+    async def _cancel_children(self, runs: tuple[str, ...]) -> None:
+        """The child runs of the runs a cancel_previous slot canceled end with them (a
+        child waiting on an approval with no expiry waited for ever). A failure leaves them
+        to an operator's cancel; the slots are written."""
+        try:
+            async with self._pool.acquire() as conn:
+                await cancel_children(conn, runs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning(
+                "child runs of canceled runs not canceled",
+                extra={"event": "cron_cancel_children_failed", "executions": list(runs),
+                       "error": f"{type(exc).__name__}: {exc}"},
+            )
 
     def _note_failed(self, requests: SlotBatch) -> None:
         """Remember the slots of ``requests`` for the next catch-ups, those still owed: a

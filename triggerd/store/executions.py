@@ -418,7 +418,7 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
     """Cancel the runs these runs started through workflow nodes, and theirs, that have
     not ended: waiting and queued ones end CANCELED, running ones are flagged for their
     executors, as a cancel of each would."""
-    rows = await conn.fetch(
+    await conn.execute(
         f"WITH RECURSIVE {DESCENDANTS.replace('= $1', '= ANY($1::uuid[])')},"
         " c AS (UPDATE workflow_executions e SET"
         " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
@@ -436,9 +436,7 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
         "   error_code = 'CANCELED', error_message = 'canceled with its parent run'"
         "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
         "   AND n.status IN ('RUNNING', 'WAITING'))"
-        " SELECT id::text AS id FROM c", list(execution_ids))
-    for row in rows:
-        await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, row["id"])
+        " SELECT pg_notify($2, id::text) FROM c", list(execution_ids), CANCEL.wire)
 
 
 async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]]:

@@ -117,15 +117,16 @@ VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8, $9, $10, $11, 
 """
 
 # The run a delivery id already went to: its own run's, or the one a request of that id
-# was folded into, or "" when its request was filtered (while the id has not expired).
+# was folded into (while the id has not expired). A filtered request's id is not one: the
+# request this path stores passed the filter, and a delivery that never ran runs.
 _DELIVERED = """
 SELECT id::text FROM workflow_executions WHERE trigger_id = $1 AND dedupe_key = $2
    AND (dedupe_expires_at IS NULL OR dedupe_expires_at > now())
 UNION ALL
-(SELECT coalesce(execution_id::text, '') FROM webhook_requests
-  WHERE trigger_id = $1 AND dedupe_key = $2
+(SELECT execution_id::text FROM webhook_requests
+  WHERE trigger_id = $1 AND dedupe_key = $2 AND execution_id IS NOT NULL
     AND (dedupe_expires_at IS NULL OR dedupe_expires_at > now())
-  ORDER BY execution_id IS NULL, received_at)
+  ORDER BY received_at)
 LIMIT 1
 """
 
@@ -150,7 +151,7 @@ async def store_keyed_request(
                 return KeyedResult(result=GONE)  # the winner was deleted meanwhile: retry
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 await conn.execute(_BUMP_FIRST_DELIVERY, item.trigger_id, item.dedupe_key,
-                                   duplicate.winner or None)
+                                   duplicate.winner)
             return KeyedResult(
                 result=InboxResult(execution_id=duplicate.winner, created=False)
             )
@@ -172,8 +173,8 @@ async def _store(
         if await conn.fetchval(_PARENTS, item.trigger_id, item.workflow_id) is None:
             return KeyedResult(result=GONE)
         if item.dedupe_key is not None:
-            # A request of this id folded into a window while the trigger had a debounce,
-            # or filtered: the run's insert below would not see it.
+            # A request of this id folded into a window while the trigger had a debounce:
+            # the run's insert below would not see it.
             delivered = await conn.fetchval(_DELIVERED, item.trigger_id, item.dedupe_key)
             if delivered is not None:
                 raise _Duplicate(delivered)
@@ -265,8 +266,7 @@ WHERE id = (SELECT r.id FROM webhook_requests r
 
 
 class _Duplicate(Exception):
-    """``winner``: the first delivery's run, "" when it started none (filtered), ``None``
-    when it is gone again."""
+    """``winner``: the first delivery's run; ``None`` when it is gone again."""
 
     def __init__(self, winner: str | None) -> None:
         super().__init__(winner)

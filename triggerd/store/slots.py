@@ -38,7 +38,6 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, HELD
 from triggerd.schedules import SCHEDULED_TYPES
-from triggerd.store.executions import cancel_children
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
@@ -101,6 +100,9 @@ class SlotWriteResult:
     stale: tuple[tuple[str, datetime], ...]
     inserted: int  # executions inserted
     canceled: int  # previous executions canceled (overlap cancel_previous)
+    # Their ids: their child runs are to be canceled (:func:`cancel_children`), after the
+    # commit (an executor's write locks a child, then its parent: the other order).
+    canceled_runs: tuple[str, ...] = ()
 
 
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
@@ -440,8 +442,9 @@ canceled AS (
     RETURNING e.id, e.status, pg_notify('{CANCEL.wire}', e.id::text)
 ),
 -- As a cancel by request: a run ended here leaves no node row open (its parked wait or
--- approval stayed WAITING, and retention keeps a run with open rows). Its child runs are
--- canceled after this statement (record_slots).
+-- approval stayed WAITING, and retention keeps a run with open rows). The child runs of
+-- every run canceled here (ended, or flagged for its executor) are canceled after the
+-- commit (SlotWriteResult.canceled_runs).
 closed_nodes AS (
     UPDATE node_executions n SET status = 'CANCELED', end_time = now(),
         error_code = 'CANCELED',
@@ -509,7 +512,7 @@ SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execut
        (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM canceled) AS canceled,
        (SELECT count(*) FROM notified) AS notified,
-       (SELECT array_agg(id::text) FROM canceled WHERE status = 'CANCELED') AS ended
+       (SELECT array_agg(id::text) FROM canceled) AS ended
 FROM claimed c
 UNION ALL
 SELECT false, x.trigger_id::text, x.scheduled_for, NULL, NULL, 0, 0, 0, NULL
@@ -602,21 +605,16 @@ class SlotBatch:
         ]
 
 
-async def _record(conn: Conn, *args: Any) -> list[Any]:
-    """Run :data:`_RECORD` planned for its actual arguments, and cancel the child runs of
-    the runs it ended, in one transaction. A cached generic plan assumes an unnested array
-    holds 100 rows and joins the CTEs by nested loops: fine for one slot, minutes for
-    10,000. ``SET LOCAL`` keeps the setting inside this transaction."""
+async def _fetch_custom_plan(conn: Conn, query: str, *args: Any) -> list[Any]:
+    """Run ``query`` planned for its actual arguments. A cached generic plan assumes an
+    unnested array holds 100 rows and joins the CTEs by nested loops: fine for one slot,
+    minutes for 10,000. ``SET LOCAL`` keeps the setting inside this transaction."""
     if hasattr(conn, "acquire"):  # a pool
         async with conn.acquire() as acquired:
-            return await _record(acquired, *args)
+            return await _fetch_custom_plan(acquired, query, *args)
     async with conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        rows: list[Any] = await conn.fetch(_RECORD, *args, timeout=STATEMENT_TIMEOUT)
-        ended = next((r["ended"] for r in rows if r["ended"]), None)
-        if ended:
-            # A child waiting on an approval with no expiry waited for ever.
-            await cancel_children(conn, ended)
+        rows: list[Any] = await conn.fetch(query, *args, timeout=STATEMENT_TIMEOUT)
     return rows
 
 
@@ -634,7 +632,7 @@ async def record_slots(
     if not batch:
         return SlotWriteResult(recorded=(), lost=0, stale=(), inserted=0, canceled=0)
     try:
-        rows = await _record(conn, *batch.arguments(fired_at))
+        rows = await _fetch_custom_plan(conn, _RECORD, *batch.arguments(fired_at))
     except Exception as exc:
         if is_unavailable(exc):
             raise _unavailable(exc) from exc
@@ -642,7 +640,8 @@ async def record_slots(
     recorded: list[RecordedSlot] = []
     stale: list[tuple[str, datetime]] = []
     inserted = canceled = 0
-    for claimed, trigger_id, scheduled_for, outcome, execution_id, ins, can, _, _ in rows:
+    canceled_runs: tuple[str, ...] = ()
+    for claimed, trigger_id, scheduled_for, outcome, execution_id, ins, can, _, ids in rows:
         if claimed:
             recorded.append(
                 RecordedSlot(
@@ -652,7 +651,7 @@ async def record_slots(
                     execution_id=execution_id,
                 )
             )
-            inserted, canceled = ins, can
+            inserted, canceled, canceled_runs = ins, can, tuple(ids or ())
         else:
             stale.append((trigger_id, scheduled_for))
     return SlotWriteResult(
@@ -661,6 +660,7 @@ async def record_slots(
         stale=tuple(stale),
         inserted=inserted,
         canceled=canceled,
+        canceled_runs=canceled_runs,
     )
 
 

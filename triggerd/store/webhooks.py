@@ -177,11 +177,14 @@ WITH d AS (
       AND r.dedupe_key IS NOT NULL
       AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at > now())
 ), seen AS (
-    -- A redelivery is a duplicate of that request, run or no run, whatever the trigger's
-    -- settings are now.
+    -- A redelivery is a duplicate of a request that went to a run (folded into a window),
+    -- whatever the trigger's settings are now. Of a filtered request only while the filter
+    -- still refuses it ($2: the filtered requests): a delivery that never ran runs once
+    -- the filter matches it (an operator fixed the filter and the sender redelivers).
     SELECT DISTINCT ON (k.id) k.id, r.id AS first_id, r.execution_id
     FROM unnest($9::uuid[], $10::uuid[], $11::text[]) AS k(id, trigger_id, dedupe_key)
     JOIN earlier r ON r.trigger_id = k.trigger_id AND r.dedupe_key = k.dedupe_key
+                  AND (r.execution_id IS NOT NULL OR k.id = ANY($2::uuid[]))
     ORDER BY k.id, r.execution_id IS NULL, r.received_at
 ), ran AS (
     -- A filtered request's delivery id that already started a run (the insert below
