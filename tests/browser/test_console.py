@@ -712,6 +712,30 @@ async def test_a_form_sent_after_the_session_ended_comes_back_with_what_was_type
     # A form that was sent is not put back anywhere later.
     await page.goto(trigger_page)
     await expect(page.get_by_label("Note", exact=True).first).to_have_value("")
+    # Kept ten minutes at most: a login much later (another operator at this browser)
+    # finds nothing of it.
+    await page.get_by_role("button", name="Resume").click()
+    await expect(page.locator("#trigger-state")).to_have_text("✓ running")
+    await page.get_by_label("Note (why;").fill("typed long ago")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM console_sessions")
+    finally:
+        await conn.close()
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    await page.evaluate("""() => {
+        const saved = JSON.parse(sessionStorage.getItem("triggerd-unsent"));
+        saved.at -= 11 * 60 * 1000;
+        sessionStorage.setItem("triggerd-unsent", JSON.stringify(saved));
+    }""")
+    await page.get_by_label("API token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page).to_have_url(trigger_page)
+    await expect(page.get_by_label("Note (why;")).to_have_value("")
+    await expect(page.get_by_role("status").filter(has_text="is back in this form")
+                 ).to_have_count(0)
+    assert await page.evaluate("sessionStorage.getItem('triggerd-unsent')") is None
 
 
 async def test_console_errors_are_pages_with_the_way_back(

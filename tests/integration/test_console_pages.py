@@ -718,10 +718,15 @@ async def test_console_errors_are_pages_in_its_layout_with_their_status(
     assert status == 403
     assert message_of(page) == ("the form's CSRF token is missing or wrong; reload the page"
                                 " and try again")
-    # The admin API answers as before: JSON.
+    # The admin API answers as before: JSON, with a token too (its 404 and 405).
     for path in ("/api/v1/workflows", "/api/v1/nope"):
         answer = await served.get(path)
         assert (answer.status, answer.content_type) == (401, "application/json"), path
+    bearer = {"Authorization": f"Bearer {ALL_TENANTS}"}
+    for method, path, status in (("GET", "/api/v1/nope", 404),
+                                 ("DELETE", "/api/v1/workflows", 405)):
+        answer = await served.request(method, path, headers=bearer)
+        assert (answer.status, answer.content_type) == (status, "application/json"), path
 
 
 async def test_a_form_sent_after_the_session_ended_gets_the_login_page_back_to_the_form(
@@ -744,14 +749,18 @@ async def test_a_form_sent_after_the_session_ended_gets_the_login_page_back_to_t
         assert answer.headers["Location"] == "/ui/triggers/xss/every?tenant=acme"
     # Still no open redirect: an action path that leaves the console leads home.
     await pool.execute("DELETE FROM console_sessions")
-    for path, home in (("/ui/logout", "/ui/"), ("/ui/a/%2e%2e/%2e%2e/x/y", "/ui/")):
-        status, page, _ = await admin.post(path, {})
-        assert (status, _field(page, "next")) == (401, home), path
+    status, page, _ = await admin.post("/ui/a/%2e%2e/%2e%2e/x/y", {})
+    assert (status, _field(page, "next")) == (401, "/ui/")
     # A page opened with a cookie that opens nothing says that the session ended.
     status, page = await admin.get("/ui/login?next=/ui/audit")
     assert status == 200
     assert "Your console session has ended; log in again." in page
     assert "data-unsent" not in page
+    # A logout of a session that ended is done already: to the login page, cookie gone.
+    async with admin.http.post(admin.url("/ui/logout"), data={"csrf": admin.csrf},
+                               allow_redirects=False) as answer:
+        assert (answer.status, answer.headers["Location"]) == (303, "/ui/login")
+        assert answer.cookies["triggerd_session"].value == ""
 
 
 def test_the_page_a_form_is_on_is_its_actions_parent() -> None:

@@ -372,6 +372,18 @@ async def test_head_is_answered_as_get_without_storing_or_running(
     assert len(await executions(pool)) == 1 and len(await requests_rows(pool)) == 1
 
 
+async def test_head_spends_none_of_the_rate(make_client: ClientFactory,
+                                            pool: asyncpg.Pool) -> None:
+    """A monitor probing with HEAD took the rate's tokens, and real deliveries were
+    refused with 429."""
+    await apply(pool, workflow("w", hook("g", "g", methods=("GET",), rate=0.001, burst=1)))
+    client, ingress = await make_client()
+    for _ in range(3):
+        assert (await client.head("/hooks/g")).status == 200
+    assert (await client.get("/hooks/g")).status == 202
+    assert (await client.get("/hooks/g")).status == 429
+    assert ingress.stats.rate_limited == 1
+
 async def test_head_of_the_status_page_is_its_get_without_a_body(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

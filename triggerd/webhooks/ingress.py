@@ -505,7 +505,10 @@ class WebhookIngress(BaseComponent):
                 f"{method} is not allowed here (allowed: {allowed})",
                 headers={"Allow": allowed},
             )
-        if route.rate is not None:
+        # A HEAD stores nothing: it spends none of the rate's tokens (a monitor probing
+        # with HEAD got real deliveries refused).
+        spends = method != HEAD
+        if route.rate is not None and spends:
             wait = self.limiter.check(route.trigger_id, route.rate, route.burst, started)
             if wait > 0:
                 self.stats.rate_limited += 1
@@ -516,7 +519,8 @@ class WebhookIngress(BaseComponent):
                     headers=retry_after(wait),
                 )
         if self._settings.tenants:
-            refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started)
+            refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started,
+                                         spends=spends)
             if refused is not None:
                 return refused
         pending = self._new_count + self._created_since_count
@@ -533,11 +537,12 @@ class WebhookIngress(BaseComponent):
         return None
 
     def _admit_tenant(
-        self, route: WebhookRoute, limits: TenantSettings, started: float
+        self, route: WebhookRoute, limits: TenantSettings, started: float, *, spends: bool
     ) -> web.Response | None:
         """The tenant's own webhook rate and backlog (``[tenants.NAME]``): one tenant's
-        flood is refused without touching the others'."""
-        if limits.webhook_rate > 0:
+        flood is refused without touching the others'. ``spends``: the request takes one
+        of the rate's tokens (not a HEAD)."""
+        if limits.webhook_rate > 0 and spends:
             burst = limits.webhook_burst or default_burst(limits.webhook_rate)
             wait = self.limiter.check(f"tenant:{route.tenant}", limits.webhook_rate, burst,
                                       started)

@@ -22,6 +22,9 @@
   // is kept in this tab meanwhile and put back in that form, to check and send again:
   // never a password, nor a hidden field (the CSRF token must be the new session's).
   var UNSENT = "triggerd-unsent";
+  // Kept this long at most: a login much later (another operator at this browser) finds
+  // nothing of it.
+  var UNSENT_MS = 10 * 60 * 1000;
   function typed(form) {
     return Array.prototype.filter.call(form.elements, function (el) {
       return el.name && ["hidden", "password", "submit", "button", "file", "reset"]
@@ -32,7 +35,7 @@
     var fields = typed(form);
     if ((form.getAttribute("method") || "").toLowerCase() !== "post" || !fields.length ||
         form.querySelector("input[type=password]")) { return; }
-    var saved = {action: form.action, fields: fields.map(function (el) {
+    var saved = {action: form.action, at: Date.now(), fields: fields.map(function (el) {
       return {name: el.name, value: el.value, checked: el.checked};
     })};
     try { sessionStorage.setItem(UNSENT, JSON.stringify(saved)); } catch (e) { /* full */ }
@@ -41,6 +44,10 @@
     var saved = null;
     try { saved = JSON.parse(sessionStorage.getItem(UNSENT) || "null"); } catch (e) { /* none */ }
     if (!saved) { return; }
+    if (!(Date.now() - saved.at < UNSENT_MS)) {
+      sessionStorage.removeItem(UNSENT);
+      return;
+    }
     if (document.querySelector("form[action$='/login']")) {
       // Kept through the login (a mistyped token too); only the page that says the form
       // was not sent marks it to be put back.
