@@ -154,9 +154,20 @@ async def test_a_filtered_requests_redelivery_is_a_duplicate_while_the_filter_re
     assert (status, again["execution_id"], again["duplicate"]) == (
         200, ran["execution_id"], True)
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    # The run's own row counts the redelivery, not the filtered one's.
     outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
                                 " ORDER BY received_at")
     assert [tuple(r) for r in outcomes] == [("filtered", 2), ("accepted", 2)]
+    # The filter refuses it again: the delivery ran, so its redelivery is that run's
+    # duplicate (not the filtered one's), and the run's row counts it.
+    await apply(pool, spec())
+    await ingress.reload()
+    status, again = await post(client, {"action": "closed"}, id="d-1")
+    assert (status, again["execution_id"], again["duplicate"]) == (
+        200, ran["execution_id"], True)
+    outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
+                                " ORDER BY received_at")
+    assert [tuple(r) for r in outcomes] == [("filtered", 2), ("accepted", 3)]
 
 
 async def test_a_filtered_redelivery_of_a_delivery_that_ran_is_its_duplicate(
@@ -200,6 +211,10 @@ async def test_a_filtered_requests_redelivery_to_a_keyed_trigger_runs_once_it_pa
     assert (status, again["execution_id"], again["duplicate"]) == (
         200, ran["execution_id"], True)
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    # The run's own row counts the redelivery, not the filtered one's.
+    outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
+                                " ORDER BY received_at")
+    assert [tuple(r) for r in outcomes] == [("filtered", 1), ("accepted", 2)]
 
 
 async def test_retention_deletes_old_rows_without_a_run(pool: asyncpg.Pool) -> None:

@@ -372,17 +372,22 @@ async def test_head_is_answered_as_get_without_storing_or_running(
     assert len(await executions(pool)) == 1 and len(await requests_rows(pool)) == 1
 
 
-async def test_head_spends_none_of_the_rate(make_client: ClientFactory,
-                                            pool: asyncpg.Pool) -> None:
+async def test_a_head_that_verifies_spends_none_of_the_rate(make_client: ClientFactory,
+                                                            pool: asyncpg.Pool) -> None:
     """A monitor probing with HEAD took the rate's tokens, and real deliveries were
-    refused with 429."""
-    await apply(pool, workflow("w", hook("g", "g", methods=("GET",), rate=0.001, burst=1)))
+    refused with 429. A HEAD with wrong credentials still spends them: guessing a token
+    with HEAD is throttled like any other request."""
+    await apply(pool, workflow("w", hook("g", "g", methods=("GET",), auth=token_auth(),
+                                         rate=0.001, burst=2)))
     client, ingress = await make_client()
     for _ in range(3):
-        assert (await client.head("/hooks/g")).status == 200
-    assert (await client.get("/hooks/g")).status == 202
-    assert (await client.get("/hooks/g")).status == 429
-    assert ingress.stats.rate_limited == 1
+        assert (await client.head("/hooks/g", headers=bearer())).status == 200
+    assert (await client.head("/hooks/g", headers=bearer("guess-1"))).status == 401
+    assert (await client.get("/hooks/g", headers=bearer())).status == 202
+    assert (await client.head("/hooks/g", headers=bearer("guess-2"))).status == 429
+    assert (await client.get("/hooks/g", headers=bearer())).status == 429
+    assert ingress.stats.rate_limited == 2
+    assert len(await executions(pool)) == 1
 
 async def test_head_of_the_status_page_is_its_get_without_a_body(
     make_client: ClientFactory, pool: asyncpg.Pool

@@ -155,3 +155,20 @@ def test_validate_rate_limit(rate: float | None, burst: int | None, problems: li
 @pytest.mark.parametrize(("rate", "burst"), [(0.1, 1), (1.0, 1), (2.5, 2), (100.0, 100)])
 def test_default_burst(rate: float, burst: int) -> None:
     assert default_burst(rate) == burst
+
+
+def test_a_refund_gives_back_one_token_up_to_the_burst() -> None:
+    limiter = RateLimiter()
+    assert limiter.check("t", 0.001, 2, 0.0) == 0.0
+    assert limiter.check("t", 0.001, 2, 0.0) == 0.0
+    assert limiter.check("t", 0.001, 2, 0.0) > 0
+    limiter.refund("t")
+    assert limiter.check("t", 0.001, 2, 0.0) == 0.0
+    limiter.refund("t")
+    limiter.refund("t")
+    limiter.refund("t")  # never above the burst
+    assert limiter.check("t", 0.001, 2, 0.0) == 0.0
+    assert limiter.check("t", 0.001, 2, 0.0) == 0.0
+    assert limiter.check("t", 0.001, 2, 0.0) > 0
+    limiter.refund("unknown")  # no bucket: nothing to give back
+    assert "unknown" not in limiter.buckets

@@ -259,7 +259,10 @@ RETURNING id
 _BUMP_FIRST_DELIVERY = """
 UPDATE webhook_requests SET delivery_count = delivery_count + 1, last_seen_at = now()
 WHERE id = (SELECT r.id FROM webhook_requests r
-             WHERE r.trigger_id = $1 AND (r.dedupe_key = $2 OR r.id = $3::uuid)
+             -- A folded request of the id (its row names the run), or the run's own;
+             -- not a filtered one (no run), which a later delivery of the id ran past.
+             WHERE r.trigger_id = $1
+               AND (r.dedupe_key = $2 AND r.execution_id = $3::uuid OR r.id = $3::uuid)
              ORDER BY r.dedupe_key IS NOT DISTINCT FROM $2 DESC, r.received_at
              LIMIT 1)
 """

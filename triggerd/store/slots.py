@@ -511,9 +511,12 @@ notified AS (
 SELECT true AS claimed, c.trigger_id::text, c.scheduled_for, c.outcome, c.execution_id::text,
        (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM canceled) AS canceled,
-       (SELECT count(*) FROM notified) AS notified,
-       (SELECT array_agg(id::text) FROM canceled) AS ended
+       (SELECT count(*) FROM notified) AS notified, NULL::text[] AS ended
 FROM claimed c
+UNION ALL
+-- The runs canceled here, once (a column of every slot's row was slots x runs).
+SELECT NULL, NULL, NULL, NULL, NULL, 0, 0, 0, array_agg(id::text)
+FROM canceled HAVING count(*) > 0
 UNION ALL
 SELECT false, x.trigger_id::text, x.scheduled_for, NULL, NULL, 0, 0, 0, NULL
 FROM decided x WHERE x.stale
@@ -642,7 +645,9 @@ async def record_slots(
     inserted = canceled = 0
     canceled_runs: tuple[str, ...] = ()
     for claimed, trigger_id, scheduled_for, outcome, execution_id, ins, can, _, ids in rows:
-        if claimed:
+        if claimed is None:
+            canceled_runs = tuple(ids)
+        elif claimed:
             recorded.append(
                 RecordedSlot(
                     trigger_id=trigger_id,
@@ -651,7 +656,7 @@ async def record_slots(
                     execution_id=execution_id,
                 )
             )
-            inserted, canceled, canceled_runs = ins, can, tuple(ids or ())
+            inserted, canceled = ins, can
         else:
             stale.append((trigger_id, scheduled_for))
     return SlotWriteResult(

@@ -198,10 +198,14 @@ WITH d AS (
     WHERE d.id = ANY($2::uuid[])
     ORDER BY d.id
 ), dup AS (
+    -- A run the delivery went to comes first: a filtered row of its id (no run) is the
+    -- answer only when no delivery of the id ran.
     SELECT seen.id, seen.first_id, seen.execution_id FROM seen
+     WHERE seen.execution_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ran WHERE ran.id = seen.id)
     UNION ALL
     SELECT ran.id, ran.first_id, ran.execution_id FROM ran
-     WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = ran.id)
+     WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = ran.id
+                                             AND seen.execution_id IS NOT NULL)
 ), bump AS (
     -- A duplicate adds no row: its first delivery's row counts it.
     UPDATE webhook_requests r

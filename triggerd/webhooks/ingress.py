@@ -424,7 +424,7 @@ class WebhookIngress(BaseComponent):
             if refused is not None:
                 return refused
         if request.method == HEAD:
-            return self._head(request, route)
+            return self._head(request, route, spent=not request.get(_ADMITTED))
         body = await self._read_body(request, route)
         if isinstance(body, web.Response):
             return body
@@ -476,14 +476,23 @@ class WebhookIngress(BaseComponent):
             return await self._sync_answer(route, result)
         return accepted(result.execution_id, created=result.created)
 
-    def _head(self, request: web.Request, route: WebhookRoute) -> web.Response:
+    def _head(self, request: web.Request, route: WebhookRoute, *, spent: bool) -> web.Response:
         """``HEAD`` where GET is allowed (admitted already): what the GET would be told
         before anything is stored, i.e. 401 for wrong credentials (checked over the empty
-        body a GET sends), else 200; no body is read, nothing is stored or started."""
+        body a GET sends), else 200; no body is read, nothing is stored or started.
+
+        A HEAD that verifies gives back the rate tokens it took (``spent``: here): a monitor
+        probing with HEAD got real deliveries refused. One that does not keeps them spent,
+        so guessing credentials with HEAD is throttled like any other request."""
         if not request.get(_AUTHENTICATED):
             refused = self._authenticate(request, route, b"", self._clock())
             if refused is not None:
                 return refused
+        if spent:
+            if route.rate is not None:
+                self.limiter.refund(route.trigger_id)
+            if self._settings.tenants and self._settings.tenant(route.tenant).webhook_rate > 0:
+                self.limiter.refund(f"tenant:{route.tenant}")
         return web.Response(status=200)
 
     def _admit(
@@ -505,10 +514,7 @@ class WebhookIngress(BaseComponent):
                 f"{method} is not allowed here (allowed: {allowed})",
                 headers={"Allow": allowed},
             )
-        # A HEAD stores nothing: it spends none of the rate's tokens (a monitor probing
-        # with HEAD got real deliveries refused).
-        spends = method != HEAD
-        if route.rate is not None and spends:
+        if route.rate is not None:
             wait = self.limiter.check(route.trigger_id, route.rate, route.burst, started)
             if wait > 0:
                 self.stats.rate_limited += 1
@@ -519,8 +525,7 @@ class WebhookIngress(BaseComponent):
                     headers=retry_after(wait),
                 )
         if self._settings.tenants:
-            refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started,
-                                         spends=spends)
+            refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started)
             if refused is not None:
                 return refused
         pending = self._new_count + self._created_since_count
@@ -537,12 +542,11 @@ class WebhookIngress(BaseComponent):
         return None
 
     def _admit_tenant(
-        self, route: WebhookRoute, limits: TenantSettings, started: float, *, spends: bool
+        self, route: WebhookRoute, limits: TenantSettings, started: float
     ) -> web.Response | None:
         """The tenant's own webhook rate and backlog (``[tenants.NAME]``): one tenant's
-        flood is refused without touching the others'. ``spends``: the request takes one
-        of the rate's tokens (not a HEAD)."""
-        if limits.webhook_rate > 0 and spends:
+        flood is refused without touching the others'."""
+        if limits.webhook_rate > 0:
             burst = limits.webhook_burst or default_burst(limits.webhook_rate)
             wait = self.limiter.check(f"tenant:{route.tenant}", limits.webhook_rate, burst,
                                       started)

@@ -65,6 +65,13 @@ class RateLimiter:
             bucket.tokens = min(bucket.tokens, float(burst))
         return bucket.take(now)
 
+    def refund(self, key: str) -> None:
+        """Give back the token a request took from ``key``'s bucket (a HEAD that verified:
+        monitors probe with it, and it stores nothing)."""
+        bucket = self.buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(float(bucket.burst), bucket.tokens + 1.0)
+
     def forget(self, key: str) -> None:
         """Drop ``key``'s bucket (its trigger was deleted or lost its limit)."""
         self.buckets.pop(key, None)
