@@ -449,8 +449,9 @@ closed_nodes AS (
     UPDATE node_executions n SET status = 'CANCELED', end_time = now(),
         error_code = 'CANCELED',
         error_message = 'canceled by a newer run (overlap policy cancel_previous)'
-    FROM canceled c
-    WHERE c.status = 'CANCELED' AND n.execution_id = c.id
+    -- An array, not a join: the planner cannot know how few runs were canceled (usually
+    -- none) and must not read node_executions beyond their rows.
+    WHERE n.execution_id = ANY(ARRAY(SELECT c.id FROM canceled c WHERE c.status = 'CANCELED'))
       AND n.status IN ('RUNNING', 'WAITING')
 ),
 -- Under buffer_one every run of the schedule carries one concurrency key with a limit of
