@@ -668,6 +668,14 @@ async def test_live_refresh_leaves_unchanged_rows_in_place(
                  ).to_have_count(1, timeout=10_000)
 
 
+async def _end_console_sessions(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM console_sessions")
+    finally:
+        await conn.close()
+
+
 async def test_a_form_sent_after_the_session_ended_comes_back_with_what_was_typed(
     browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path, artifacts: Path
 ) -> None:
@@ -679,11 +687,7 @@ async def test_a_form_sent_after_the_session_ended_comes_back_with_what_was_type
     trigger_page = f"{daemon.base_url}/ui/triggers/orders/nightly"
     await page.goto(trigger_page)
     await page.get_by_label("Note (why;").fill("the warehouse is closed for stocktaking")
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("DELETE FROM console_sessions")
-    finally:
-        await conn.close()
+    await _end_console_sessions(dsn)
     async with page.expect_response(re.compile(r"/pause$")) as answered:
         await page.get_by_role("button", name="Pause").click()
     assert (await answered.value).status == 401
@@ -717,11 +721,7 @@ async def test_a_form_sent_after_the_session_ended_comes_back_with_what_was_type
     await page.get_by_role("button", name="Resume").click()
     await expect(page.locator("#trigger-state")).to_have_text("✓ running")
     await page.get_by_label("Note (why;").fill("typed long ago")
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("DELETE FROM console_sessions")
-    finally:
-        await conn.close()
+    await _end_console_sessions(dsn)
     await page.get_by_role("button", name="Pause").click()
     await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     await page.evaluate("""() => {

@@ -129,6 +129,22 @@ async def test_duplicate_bumps_its_first_delivery(
     assert rows[0]["last_seen_at"] is not None
 
 
+async def _runs_then_is_its_duplicate(client: Client, pool: asyncpg.Pool, *,
+                                      filtered_count: int) -> Any:
+    """A redelivery of the filtered d-1 that the filter now passes runs, once: the next is
+    its duplicate, and the run's own row counts it (not the filtered one's)."""
+    status, ran = await post(client, {"action": "closed"}, id="d-1")
+    assert status == 202 and "duplicate" not in ran
+    status, again = await post(client, {"action": "closed"}, id="d-1")
+    assert (status, again["execution_id"], again["duplicate"]) == (
+        200, ran["execution_id"], True)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
+                                " ORDER BY received_at")
+    assert [tuple(r) for r in outcomes] == [("filtered", filtered_count), ("accepted", 2)]
+    return ran
+
+
 async def test_a_filtered_requests_redelivery_is_a_duplicate_while_the_filter_refuses_it(
     make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
 ) -> None:
@@ -148,16 +164,7 @@ async def test_a_filtered_requests_redelivery_is_a_duplicate_while_the_filter_re
     # a duplicate of that run.
     await apply(pool, spec(filter=None))
     await ingress.reload()
-    status, ran = await post(client, {"action": "closed"}, id="d-1")
-    assert status == 202 and "duplicate" not in ran
-    status, again = await post(client, {"action": "closed"}, id="d-1")
-    assert (status, again["execution_id"], again["duplicate"]) == (
-        200, ran["execution_id"], True)
-    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
-    # The run's own row counts the redelivery, not the filtered one's.
-    outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
-                                " ORDER BY received_at")
-    assert [tuple(r) for r in outcomes] == [("filtered", 2), ("accepted", 2)]
+    ran = await _runs_then_is_its_duplicate(client, pool, filtered_count=2)
     # The filter refuses it again: the delivery ran, so its redelivery is that run's
     # duplicate (not the filtered one's), and the run's row counts it.
     await apply(pool, spec())
@@ -205,16 +212,7 @@ async def test_a_filtered_requests_redelivery_to_a_keyed_trigger_runs_once_it_pa
         trigger.config, concurrency=ConcurrencyConfig(key="{{ input.action }}", limit=1))),))
     await apply(pool, keyed)
     await ingress.reload()
-    status, ran = await post(client, {"action": "closed"}, id="d-1")
-    assert status == 202 and "duplicate" not in ran
-    status, again = await post(client, {"action": "closed"}, id="d-1")
-    assert (status, again["execution_id"], again["duplicate"]) == (
-        200, ran["execution_id"], True)
-    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
-    # The run's own row counts the redelivery, not the filtered one's.
-    outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
-                                " ORDER BY received_at")
-    assert [tuple(r) for r in outcomes] == [("filtered", 1), ("accepted", 2)]
+    await _runs_then_is_its_duplicate(client, pool, filtered_count=1)
 
 
 async def test_retention_deletes_old_rows_without_a_run(pool: asyncpg.Pool) -> None:
