@@ -134,6 +134,8 @@ OVERDUE_LIMIT = 1000
 LATENESS_SAMPLES = 1024
 # A slot this much past its due time is missed (a misfire); a more recent one still fires.
 CATCHUP_GRACE = timedelta(seconds=1)
+# How long a write waits for the cancel of the child runs of the runs it canceled.
+CANCEL_CHILDREN_TIMEOUT = 5.0
 # Failed slots remembered per trigger (see triggerd.scheduler.failed).
 FAILED_SLOTS_KEPT = 1000
 # Rows scheduled between two looks at the clock while loading: 16 rows of new configs (a
@@ -1137,9 +1139,13 @@ class CronScheduler(BaseComponent):
         """The child runs of the runs a cancel_previous slot canceled end with them (a
         child waiting on an approval with no expiry waited for ever). A failure leaves them
         to an operator's cancel; the slots are written."""
-        try:
+        async def cancel() -> None:
             async with self._pool.acquire() as conn:
                 await cancel_children(conn, runs)
+
+        try:
+            # Bounded: the instant's write waits for this, and its slots count as owed.
+            await asyncio.wait_for(cancel(), CANCEL_CHILDREN_TIMEOUT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
