@@ -347,3 +347,49 @@ async def test_cancel_previous_cancels_like_a_cancel_by_request(pool: Pool, dsn:
         (waiting, "CANCELED", "canceled by a newer run (overlap policy cancel_previous)"),
         (child, "CANCELED", "canceled with its parent run"),
     ]
+
+
+async def test_a_cancel_of_children_held_by_a_lock_is_bounded_and_logged(
+    pool: Pool, dsn: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instant's write waits for the cancel of the canceled runs' children: a lock on a
+    child must not hold it past the bound, and the slot is written all the same."""
+    from tests.helpers import wait_for
+    from triggerd.scheduler import service
+
+    monkeypatch.setattr(service, "CANCEL_CHILDREN_TIMEOUT", 0.3)
+    workflow_id = await make_workflow(pool)
+    trigger = await make_trigger(pool, workflow_id, "cp", {"cron": EVERY_SECOND,
+                                                           "overlap": "cancel_previous"})
+    previous = await pool.fetchval(
+        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
+        " VALUES ($1, $2, 'manual', 'RUNNING') RETURNING id::text", workflow_id, trigger)
+    child = await pool.fetchval(
+        "INSERT INTO workflow_executions (workflow_id, trigger_type, status,"
+        " parent_execution_id) VALUES ($1, 'workflow', 'WAITING', $2) RETURNING id::text",
+        workflow_id, previous)
+    locker = await pool.acquire()
+    transaction = locker.transaction()
+    await transaction.start()
+    try:
+        await locker.execute("SELECT 1 FROM workflow_executions WHERE id = $1 FOR UPDATE",
+                             child)
+        with caplog.at_level(logging.WARNING, logger="triggerd.scheduler.service"):
+            async with running(pool, dsn):
+
+                async def logged() -> bool:
+                    return any(getattr(r, "event", None) == "cron_cancel_children_failed"
+                               for r in caplog.records)
+
+                await wait_for(logged)
+        record = next(r for r in caplog.records
+                      if getattr(r, "event", None) == "cron_cancel_children_failed")
+        assert record.__dict__["executions"] == [previous]
+        assert "canceling statement due to statement timeout" in record.__dict__["error"]
+    finally:
+        await transaction.rollback()
+        await pool.release(locker)
+    outcomes = [s["outcome"] for s in await slots_of(pool, trigger)]
+    assert outcomes and set(outcomes) == {"canceled_previous"}
+    assert await pool.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                               child) == "WAITING"

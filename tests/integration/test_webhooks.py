@@ -389,6 +389,7 @@ async def test_a_head_that_verifies_spends_none_of_the_rate(make_client: ClientF
     assert ingress.stats.rate_limited == 2
     assert len(await executions(pool)) == 1
 
+
 async def test_head_of_the_status_page_is_its_get_without_a_body(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -1139,20 +1139,21 @@ class CronScheduler(BaseComponent):
         """The child runs of the runs a cancel_previous slot canceled end with them (a
         child waiting on an approval with no expiry waited for ever). A failure leaves them
         to an operator's cancel; the slots are written."""
-        async def cancel() -> None:
-            async with self._pool.acquire() as conn:
-                await cancel_children(conn, runs)
-
+        # Bounded on the server (a client-side timeout waits for the server to take the
+        # cancel): the instant's write waits for this, and its slots count as owed.
+        bound = f"{int(CANCEL_CHILDREN_TIMEOUT * 1000)}ms"
         try:
-            # Bounded: the instant's write waits for this, and its slots count as owed.
-            await asyncio.wait_for(cancel(), CANCEL_CHILDREN_TIMEOUT)
+            async with (self._pool.acquire(timeout=CANCEL_CHILDREN_TIMEOUT) as conn,
+                        conn.transaction()):
+                await conn.execute(f"SET LOCAL statement_timeout = '{bound}'")
+                await cancel_children(conn, runs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.warning(
                 "child runs of canceled runs not canceled",
                 extra={"event": "cron_cancel_children_failed", "executions": list(runs),
-                       "error": f"{type(exc).__name__}: {exc}"},
+                       "error": f"{type(exc).__name__}: {str(exc) or 'no answer in time'}"},
             )
 
     def _note_failed(self, requests: SlotBatch) -> None:
