@@ -58,10 +58,12 @@ async def test_catch_up_fires_are_spread_at_the_rate(pool: Pool, dsn: str) -> No
     # Not a burst: the catch-up fires were written at different instants, over seconds
     # (8 fires at 2/s; the two replicas' spreads interleave, so the gaps may halve). Not in
     # slot order: once in a CI run a later slot was written first (0.5 s before the one
-    # ahead of it), with two replicas racing for the same slots.
+    # ahead of it), with two replicas racing for the same slots. Not every fire at an
+    # instant of its own either: on a loaded machine a spread that fell behind wrote the
+    # two slots then due in one statement (7 instants for 8 fires); a burst is one.
     fired_at = [datetime.fromisoformat(r["context"]["trigger"]["fired_at"].replace("Z", "+00:00"))
                 for r in runs if r["scheduled_for"] < started]
-    assert len(set(fired_at)) == len(fired_at)
+    assert len(set(fired_at)) >= len(fired_at) // 2
     assert max(fired_at) - min(fired_at) >= timedelta(seconds=1.5)
     assert fires >= len(runs)
 
