@@ -211,3 +211,32 @@ async def test_a_keyed_run_that_ends_tells_the_executors_its_key_has_room(
                                                                        status="SUCCESS")])
     await listener.settle()
     assert listener.heard == [(EXECUTIONS.wire, "held")]
+
+
+async def test_a_cancel_that_ends_a_queued_run_of_a_key_tells_the_executors(
+    pool: asyncpg.Pool, listener: Listener
+) -> None:
+    """The next run of the key waited for the executors' next poll (5 s by default): only
+    an executor's own end of a keyed run sent the hint."""
+    await apply_doc(pool, DOC)
+    [plain, parent] = await _new_runs(pool, "manual", "manual")
+    workflow_id = await pool.fetchval("SELECT workflow_id FROM workflow_executions"
+                                      " WHERE id = $1", plain)
+
+    async def keyed(parent_id: str | None) -> str:
+        return str(await pool.fetchval(
+            "INSERT INTO workflow_executions (workflow_id, trigger_type, status,"
+            " concurrency_key, concurrency_limit, parent_execution_id)"
+            " VALUES ($1, 'manual', 'NEW', 'k', 1, $2) RETURNING id::text",
+            workflow_id, parent_id))
+
+    queued, child = await keyed(None), await keyed(parent)
+    for canceled, held in ((plain, False), (queued, True), (parent, True)):
+        await listener.settle()
+        listener.heard.clear()
+        async with pool.acquire() as conn:
+            await store.request_cancel(conn, canceled)
+        await listener.settle()
+        assert ((EXECUTIONS.wire, "held") in listener.heard) is held, canceled
+    assert await pool.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                               child) == "CANCELED"

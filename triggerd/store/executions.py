@@ -367,12 +367,13 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
         "   ELSE error_message END,"
         " lease_owner = CASE WHEN status IN ('NEW', 'WAITING') THEN NULL ELSE lease_owner END,"
         " cancel_requested = true"
-        " WHERE id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING') RETURNING id, status),"
+        " WHERE id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING')"
+        " RETURNING id, status, concurrency_key IS NOT NULL AS keyed),"
         " closed AS (UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
         "   error_code = 'CANCELED', error_message = 'canceled by request'"
         "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
         "   AND n.status IN ('RUNNING', 'WAITING'))"
-        " SELECT id FROM c",
+        " SELECT id, status, keyed FROM c",
         execution_id,
     )
     if row is None:
@@ -384,6 +385,10 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
             " nothing was changed"
         )
     await conn.execute("SELECT pg_notify($1, $2)", CANCEL.wire, execution_id)
+    if row["keyed"] and row["status"] == "CANCELED":
+        # A queued or waiting run of a concurrency key ended here: the next of its key may
+        # start now, not at the executors' next poll (a running one's executor tells them).
+        await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, HELD)
     await cancel_children(conn, [execution_id])
     # A parent waiting for this run learns its end now (a running run's end wakes it when
     # its executor writes it).
@@ -429,14 +434,18 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
         " lease_owner = CASE WHEN status IN ('NEW', 'WAITING') THEN NULL ELSE lease_owner END,"
         " cancel_requested = true"
         " FROM tree WHERE e.id = tree.id AND e.status IN ('NEW', 'RUNNING', 'WAITING')"
-        " RETURNING e.id, e.status),"
+        " RETURNING e.id, e.status, e.concurrency_key IS NOT NULL AS keyed),"
         # As request_cancel: a child ended here leaves no node row open (its parked
         # approval or wait stayed WAITING).
         " closed AS (UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
         "   error_code = 'CANCELED', error_message = 'canceled with its parent run'"
         "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
         "   AND n.status IN ('RUNNING', 'WAITING'))"
-        " SELECT pg_notify($2, id::text) FROM c", list(execution_ids), CANCEL.wire)
+        " SELECT pg_notify($2, id::text) FROM c"
+        # As request_cancel: the next run of a key one of them held may start now.
+        " UNION ALL SELECT pg_notify($3, $4)"
+        " WHERE EXISTS (SELECT 1 FROM c WHERE c.status = 'CANCELED' AND c.keyed)",
+        list(execution_ids), CANCEL.wire, EXECUTIONS.wire, HELD)
 
 
 async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]]:
