@@ -10,7 +10,7 @@ from http import HTTPStatus
 from aiohttp import hdrs, web
 
 from triggerd.console.pages import render, session_ended
-from triggerd.console.sessions import COOKIE, PREFIX, Handler, in_console, security_headers
+from triggerd.console.sessions import Handler, in_console, security_headers
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,6 @@ def router_message(request: web.Request, status: int) -> str | None:
 def error_page(request: web.Request, refusal: web.Response) -> web.Response:
     """``refusal`` (a plain-text answer of 400 or more) as a page."""
     status = refusal.status
-    if status == 401 and request.path == f"{PREFIX}/logout":
-        # Logging out of a session that has ended: done already. To the login page, and
-        # the dead cookie goes (not "the form you sent was not carried out").
-        ended = web.Response(status=303, headers={hdrs.LOCATION: f"{PREFIX}/login"})
-        ended.del_cookie(COOKIE, path=PREFIX + "/")
-        security_headers(ended)
-        return ended
     if status == 401:
         page = session_ended(request)
     else:

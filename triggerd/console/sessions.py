@@ -258,6 +258,10 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
         raise
     if session is not None:
         request[SESSION] = session
+    if session is None and request.path == f"{PREFIX}/logout":
+        # Logging out of a session that has ended is done already: the logout drops the
+        # dead cookie and leads to the login page (not "the form was not carried out").
+        return await handler(request)
     if request.path not in PUBLIC_PATHS:
         if session is None:
             if request.method in ("GET", "HEAD"):

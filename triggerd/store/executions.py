@@ -369,10 +369,7 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
         " cancel_requested = true"
         " WHERE id = $1 AND status IN ('NEW', 'RUNNING', 'WAITING')"
         " RETURNING id, status, concurrency_key IS NOT NULL AS keyed),"
-        " closed AS (UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
-        "   error_code = 'CANCELED', error_message = 'canceled by request'"
-        "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
-        "   AND n.status IN ('RUNNING', 'WAITING'))"
+        f" closed AS ({close_canceled_nodes('c', 'canceled by request')})"
         " SELECT id, status, keyed FROM c",
         execution_id,
     )
@@ -410,13 +407,29 @@ async def close_open_nodes(conn: Conn, execution_id: str, code: str, message: st
         execution_id, code, message)
 
 
-# The runs run $1 started through workflow nodes, and theirs: `tree`, to open a
-# `WITH RECURSIVE` (UNION: a row met twice is read once).
-DESCENDANTS = (
+def close_canceled_nodes(ended: str, message: str) -> str:
+    """An UPDATE that ends CANCELED the node rows left open (a parked wait or approval,
+    WAITING; the attempt a dead process left RUNNING) of the runs that the CTE ``ended``
+    (``id``, ``status``) canceled: a canceled run leaves no open row, which retention
+    would keep for ever. By an array of ids, not a join: the planner cannot know how few
+    runs were canceled (usually none) and must not read node_executions beyond their rows.
+    ``message`` is a literal of ours."""
+    return (
+        "UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
+        f" error_code = 'CANCELED', error_message = '{message}'"
+        f" WHERE n.execution_id = ANY(ARRAY(SELECT c.id FROM {ended} c"
+        " WHERE c.status = 'CANCELED'))"
+        " AND n.status IN ('RUNNING', 'WAITING')")
+
+
+# The runs run $1 started through workflow nodes (the runs in the array $1: ANY), and
+# theirs: `tree`, to open a `WITH RECURSIVE` (UNION: a row met twice is read once).
+_DESCENDANTS_OF = (
     "tree AS ("
-    "  SELECT id FROM workflow_executions WHERE parent_execution_id = $1"
+    "  SELECT id FROM workflow_executions WHERE parent_execution_id {roots}"
     "  UNION SELECT e.id FROM workflow_executions e JOIN tree t"
     "  ON e.parent_execution_id = t.id)")
+DESCENDANTS = _DESCENDANTS_OF.format(roots="= $1")
 
 
 async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
@@ -424,7 +437,7 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
     not ended: waiting and queued ones end CANCELED, running ones are flagged for their
     executors, as a cancel of each would."""
     await conn.execute(
-        f"WITH RECURSIVE {DESCENDANTS.replace('= $1', '= ANY($1::uuid[])')},"
+        f"WITH RECURSIVE {_DESCENDANTS_OF.format(roots='= ANY($1::uuid[])')},"
         " c AS (UPDATE workflow_executions e SET"
         " status = CASE WHEN status IN ('NEW', 'WAITING') THEN 'CANCELED' ELSE status END,"
         " end_time = CASE WHEN status IN ('NEW', 'WAITING') THEN now() ELSE end_time END,"
@@ -435,12 +448,7 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
         " cancel_requested = true"
         " FROM tree WHERE e.id = tree.id AND e.status IN ('NEW', 'RUNNING', 'WAITING')"
         " RETURNING e.id, e.status, e.concurrency_key IS NOT NULL AS keyed),"
-        # As request_cancel: a child ended here leaves no node row open (its parked
-        # approval or wait stayed WAITING).
-        " closed AS (UPDATE node_executions n SET status = 'CANCELED', end_time = now(),"
-        "   error_code = 'CANCELED', error_message = 'canceled with its parent run'"
-        "   FROM c WHERE c.status = 'CANCELED' AND n.execution_id = c.id"
-        "   AND n.status IN ('RUNNING', 'WAITING'))"
+        f" closed AS ({close_canceled_nodes('c', 'canceled with its parent run')})"
         " SELECT pg_notify($2, id::text) FROM c"
         # As request_cancel: the next run of a key one of them held may start now.
         " UNION ALL SELECT pg_notify($3, $4)"

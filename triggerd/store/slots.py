@@ -38,6 +38,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, HELD
 from triggerd.schedules import SCHEDULED_TYPES
+from triggerd.store.executions import close_canceled_nodes
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
@@ -441,18 +442,11 @@ canceled AS (
       AND e.status IN ('NEW', 'RUNNING', 'WAITING')
     RETURNING e.id, e.status, pg_notify('{CANCEL.wire}', e.id::text)
 ),
--- As a cancel by request: a run ended here leaves no node row open (its parked wait or
--- approval stayed WAITING, and retention keeps a run with open rows). The child runs of
--- every run canceled here (ended, or flagged for its executor) are canceled after the
--- commit (SlotWriteResult.canceled_runs).
+-- As a cancel by request (close_canceled_nodes). The child runs of every run canceled
+-- here (ended, or flagged for its executor) are canceled after the commit
+-- (SlotWriteResult.canceled_runs).
 closed_nodes AS (
-    UPDATE node_executions n SET status = 'CANCELED', end_time = now(),
-        error_code = 'CANCELED',
-        error_message = 'canceled by a newer run (overlap policy cancel_previous)'
-    -- An array, not a join: the planner cannot know how few runs were canceled (usually
-    -- none) and must not read node_executions beyond their rows.
-    WHERE n.execution_id = ANY(ARRAY(SELECT c.id FROM canceled c WHERE c.status = 'CANCELED'))
-      AND n.status IN ('RUNNING', 'WAITING')
+    {close_canceled_nodes("canceled", "canceled by a newer run (overlap policy cancel_previous)")}
 ),
 -- Under buffer_one every run of the schedule carries one concurrency key with a limit of
 -- 1: the executor's claim of held runs (triggerd/store/keyed.py) starts the buffered run
