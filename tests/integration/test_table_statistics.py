@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,7 @@ import pytest
 
 from tests.helpers import apply_doc
 from triggerd.store import statistics as store
+from triggerd.store.executions import claim_executions
 from triggerd.store.workflows import get_trigger
 from triggerd.table_statistics import TableStatisticsKeeper
 
@@ -133,3 +135,38 @@ async def test_sizes_are_read_for_the_tables_this_role_owns(pool: asyncpg.Pool) 
     async with pool.acquire() as conn:
         sizes = await store.table_sizes(conn, (*store.GROWING_TABLES, "no_such_table"))
     assert [s.table for s in sizes] == list(store.GROWING_TABLES)
+
+
+async def rows_read(pool: asyncpg.Pool) -> int:
+    """Rows of workflow_executions read so far, through any index or a sequential scan."""
+    value: int = await pool.fetchval(
+        "SELECT (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes"
+        "         WHERE relname = 'workflow_executions')"
+        "     + (SELECT seq_tup_read FROM pg_stat_user_tables"
+        "         WHERE relname = 'workflow_executions')")
+    return value
+
+
+async def test_a_claim_reads_its_batch_not_the_backlog_after_statistics_of_an_idle_queue(
+    session: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    # Statistics taken while every run had ended say that no run waits...
+    await grow(pool)
+    await session.execute("UPDATE workflow_executions SET status = 'SUCCESS', end_time = now()")
+    await session.execute("ANALYZE workflow_executions")
+    # ...and then a backlog comes that they do not know of (only the next ANALYZE would).
+    await grow(pool)
+    # The plan a long-running executor keeps: the generic one, made on these statistics.
+    await session.execute("SET plan_cache_mode = force_generic_plan")
+    lease = timedelta(seconds=30)
+    for overdue in (True, False):  # the claim that looks for overdue runs, and the other
+        await claim_executions(session, "warm-up", lease, 10, overdue=overdue)
+        # A backend reports what it read when it goes idle; this makes it report now.
+        await session.execute("SELECT pg_stat_force_next_flush()")
+        before = await rows_read(pool)
+        claimed = await claim_executions(session, "claimer", lease, 10, overdue=overdue)
+        await session.execute("SELECT pg_stat_force_next_flush()")
+        read = await rows_read(pool) - before
+        assert len(claimed) == 10
+        # About the batch (and the rows the skipped locks pass): not the 4,990 waiting.
+        assert read < 200, (overdue, read)
