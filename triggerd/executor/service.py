@@ -72,6 +72,12 @@ HAND_BACK_TIMEOUT = 5.0
 RETENTION_BATCH = 500
 LEDGER_RETENTION_BATCH = 2_000
 RETENTION_MIN_PAUSE = 0.05
+# How often the executor looks for child runs that outlived their canceled parent
+# (store.cancel_orphaned_children): a cancel_previous slot write cancels its runs'
+# children after its commit, which a crash or a lost answer can skip, and a running parent
+# may start a child after its cancel. Seconds; a look reads only active children.
+CHILD_SWEEP_INTERVAL = 30.0
+CHILD_SWEEP_BATCH = 500
 
 
 def retention_pause(round_seconds: float) -> float:
@@ -166,6 +172,7 @@ class Executor(BaseComponent):
     _overdue_checked: float = float("-inf")  # loop time of the last claim that looked
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
+    child_sweep_interval: float = CHILD_SWEEP_INTERVAL
 
     @property
     def lease(self) -> timedelta:
@@ -205,6 +212,7 @@ class Executor(BaseComponent):
             asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat"),
             asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
+            asyncio.create_task(self._child_sweep_loop(), name="triggerd-child-sweep"),
         ]
         logger.info(
             "executor started",
@@ -748,6 +756,31 @@ class Executor(BaseComponent):
             return
         for execution_id in canceled:
             self._on_cancel(execution_id)
+
+    async def _child_sweep_loop(self) -> None:
+        """Cancel, every child_sweep_interval (and once at start), the child runs whose
+        parent ended CANCELED without their cancel (see CHILD_SWEEP_INTERVAL)."""
+        while self._running:
+            found = 0
+            try:
+                async with self.pool.acquire() as conn:
+                    while self._running:
+                        batch = await store.cancel_orphaned_children(conn, CHILD_SWEEP_BATCH)
+                        found += batch
+                        if batch < CHILD_SWEEP_BATCH:
+                            break
+            except Exception as exc:  # the next look tries again
+                logger.warning(
+                    "child runs of canceled runs not swept",
+                    extra={"event": "child_sweep_failed",
+                           "error": f"{type(exc).__name__}: {exc}"},
+                )
+            if found:
+                logger.info(
+                    "child runs of canceled runs canceled",
+                    extra={"event": "child_sweep_canceled", "count": found},
+                )
+            await asyncio.sleep(self.child_sweep_interval)
 
     async def _retention_loop(self) -> None:
         retention = self.settings.executor.retention

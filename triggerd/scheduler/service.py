@@ -1138,7 +1138,7 @@ class CronScheduler(BaseComponent):
     async def _cancel_children(self, runs: tuple[str, ...]) -> None:
         """The child runs of the runs a cancel_previous slot canceled end with them (a
         child waiting on an approval with no expiry waited for ever). A failure leaves them
-        to an operator's cancel; the slots are written."""
+        to the executors' sweep (cancel_orphaned_children); the slots are written."""
         # Bounded on the server (a client-side timeout waits for the server to take the
         # cancel): the instant's write waits for this, and its slots count as owed.
         bound = f"{int(CANCEL_CHILDREN_TIMEOUT * 1000)}ms"

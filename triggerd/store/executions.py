@@ -456,6 +456,36 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
         list(execution_ids), CANCEL.wire, EXECUTIONS.wire, HELD)
 
 
+# Children not ended (a running one: not flagged yet) of runs that ended CANCELED: the
+# cancel_previous slot write cancels its runs' children after its commit, which a lost
+# answer or a stop in between skips, and a running parent flagged for cancel may start a
+# child after its cancel ran. A child has no trigger: `trigger_id IS NULL` makes this a
+# range of workflow_executions_trigger_active (active runs only), never the history
+# (workflow_executions_parent holds every child ever started); each parent is one probe
+# of the primary key. A parent that ended SUCCESS or ERROR keeps its children (`wait:
+# false` ones outlive it by design).
+_ORPHANED_CHILDREN = """
+SELECT c.parent_execution_id::text AS parent FROM workflow_executions c
+ WHERE c.trigger_id IS NULL AND c.status IN ('NEW', 'RUNNING', 'WAITING')
+   AND c.parent_execution_id IS NOT NULL
+   AND NOT (c.status = 'RUNNING' AND c.cancel_requested)
+   AND EXISTS (SELECT FROM workflow_executions p
+                WHERE p.id = c.parent_execution_id AND p.status = 'CANCELED')
+ LIMIT $1
+"""
+
+
+async def cancel_orphaned_children(conn: Conn, batch: int = 500) -> int:
+    """Cancel (:func:`cancel_children`) the children, and theirs, of up to ``batch``
+    children of runs that ended CANCELED whose cancel did not reach them; returns how many
+    such children were found (0: nothing was changed). Idempotent: a running child once
+    flagged is not found again."""
+    rows = await conn.fetch(_ORPHANED_CHILDREN, batch)
+    if rows:
+        await cancel_children(conn, sorted({r["parent"] for r in rows}))
+    return len(rows)
+
+
 async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]]:
     """The runs this run's workflow nodes started, oldest first."""
     rows = await conn.fetch(
