@@ -390,6 +390,21 @@ async def test_a_head_that_verifies_spends_none_of_the_rate(make_client: ClientF
     assert len(await executions(pool)) == 1
 
 
+async def test_a_head_without_auth_spends_the_rate(make_client: ClientFactory,
+                                                   pool: asyncpg.Pool) -> None:
+    """On a trigger without auth every HEAD gave its tokens back (nothing refused it), so
+    a flood of HEADs was never limited. No credentials were checked: the tokens stay
+    spent, and the flood is refused with 429 like GETs."""
+    await apply(pool, workflow("w", hook("g", "g", methods=("GET",), rate=0.001, burst=2)))
+    client, ingress = await make_client()
+    assert (await client.head("/hooks/g")).status == 200
+    assert (await client.head("/hooks/g")).status == 200
+    assert (await client.head("/hooks/g")).status == 429
+    assert (await client.get("/hooks/g")).status == 429
+    assert ingress.stats.rate_limited == 2
+    assert await executions(pool) == [] and await requests_rows(pool) == []
+
+
 async def test_head_of_the_status_page_is_its_get_without_a_body(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -481,15 +481,17 @@ class WebhookIngress(BaseComponent):
         before anything is stored, i.e. 401 for wrong credentials (checked over the empty
         body a GET sends), else 200; no body is read, nothing is stored or started.
 
-        A HEAD that verifies gives back the rate tokens it took (``spent``: here; one
-        admitted by ``Expect: 100-continue`` keeps them, erring on the safe side): a monitor
-        probing with HEAD got real deliveries refused. One that does not verify keeps them
-        spent, so guessing credentials with HEAD is throttled like any other request."""
+        A HEAD whose credentials were verified gives back the rate tokens it took
+        (``spent``: here; one admitted by ``Expect: 100-continue`` keeps them, erring on the
+        safe side): a monitor probing with HEAD got real deliveries refused. One that does
+        not verify keeps them spent, so guessing credentials with HEAD is throttled like any
+        other request; so does one on a trigger without auth (``none``: no credentials were
+        checked, and a free HEAD would make a flood of them unlimited)."""
         if not request.get(_AUTHENTICATED):
             refused = self._authenticate(request, route, b"", self._clock())
             if refused is not None:
                 return refused
-        if spent:
+        if spent and route.config.auth.scheme != "none":
             if route.rate is not None:
                 self.limiter.refund(route.trigger_id)
             if self._settings.tenants and self._settings.tenant(route.tenant).webhook_rate > 0:
