@@ -3,6 +3,8 @@ a duplicate's bump, retention of rows without a run, and list/show/replay."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -12,6 +14,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.helpers import wait_for, wait_until_blocked
 from triggerd.api.admin import add_admin_routes
 from triggerd.api.metrics import METRICS
 from triggerd.config import ApiSettings, Settings
@@ -175,6 +178,50 @@ async def test_a_filtered_requests_redelivery_is_a_duplicate_while_the_filter_re
     outcomes = await pool.fetch("SELECT outcome, delivery_count FROM webhook_requests"
                                 " ORDER BY received_at")
     assert [tuple(r) for r in outcomes] == [("filtered", 2), ("accepted", 3)]
+
+
+async def test_two_filtered_deliveries_of_one_id_in_one_batch_store_one_row(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """Two deliveries of d-1, both filtered, written by one statement: each was stored as
+    a filtered row (the statement's check of earlier rows cannot see its own). The first
+    received is stored and answered as filtered; the second is its duplicate and counted
+    on its row, as a redelivery after the first's commit is."""
+    await apply(pool, spec())
+    client, ingress = await make_client()
+    async with pool.acquire() as holder:
+        transaction = holder.transaction()
+        await transaction.start()
+        # The writer's first statement waits for the trigger's row; the two deliveries
+        # queue meanwhile and are written together by the next one.
+        await holder.execute("SELECT 1 FROM workflow_triggers FOR UPDATE")
+        blocker = asyncio.create_task(post(client, {"action": "closed"}))
+        await wait_until_blocked(pool, "WITH d AS")
+        first = asyncio.create_task(post(client, {"action": "closed", "n": 1}, id="d-1"))
+
+        async def queued(n: int) -> bool:
+            return ingress.group_commit.queued == n
+
+        await wait_for(lambda: queued(1))
+        second = asyncio.create_task(post(client, {"action": "closed", "n": 2}, id="d-1"))
+        await wait_for(lambda: queued(2))
+        batches = ingress.group_commit.stats.batches
+        await transaction.commit()
+        answers = [await blocker, await first, await second]
+    assert answers == [(200, {"filtered": True}), (200, {"filtered": True}),
+                       (200, {"filtered": True, "duplicate": True})]
+    assert ingress.group_commit.stats.batches == batches + 1  # the two in one statement
+    rows = await pool.fetch(
+        "SELECT dedupe_key, body, delivery_count, last_seen_at IS NOT NULL AS seen"
+        " FROM webhook_requests WHERE outcome = 'filtered' ORDER BY received_at")
+    assert [(r["dedupe_key"], json.loads(r["body"]).get("n"), r["delivery_count"], r["seen"])
+            for r in rows] == [(None, None, 1, False), ("webhook:d-1", 1, 2, True)]
+    assert ingress.stats.filtered == 2
+    # A later redelivery is that row's duplicate too.
+    assert await post(client, {"action": "closed"}, id="d-1") == (
+        200, {"filtered": True, "duplicate": True})
+    assert await pool.fetchval("SELECT max(delivery_count) FROM webhook_requests") == 3
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 2
 
 
 async def test_a_filtered_redelivery_of_a_delivery_that_ran_is_its_duplicate(

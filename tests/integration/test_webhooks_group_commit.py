@@ -260,3 +260,51 @@ async def test_a_connection_lost_between_batches_is_replaced_not_in_doubt(
         await writer.close()
     stored = {r["id"] for r in await pool.fetch("SELECT id::text FROM workflow_executions")}
     assert stored == {first.id, second.id}
+
+
+async def test_filtered_deliveries_of_one_id_in_concurrent_statements_store_one_row(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two writers (two replicas behind one balancer) each storing a filtered delivery of
+    the same id: both statements found no earlier row (neither sees the other's before
+    its commit), and both were stored. The delivery id's lock orders them: the second
+    sees the first's row and is its duplicate."""
+    from tests.helpers import wait_for, wait_until_blocked
+
+    await apply(pool, workflow("w", hook("h", "gc")))
+    ids = await pool.fetchrow(
+        "SELECT t.id::text AS trigger, t.workflow_id::text AS workflow, v.id::text AS version"
+        " FROM workflow_triggers t JOIN workflow_versions v ON v.workflow_id = t.workflow_id"
+    )
+    first, second = (
+        item(n, trigger_id=ids["trigger"], workflow_id=ids["workflow"],
+             version_id=ids["version"], key="webhook:d-1")._replace(outcome="filtered")
+        for n in range(2)
+    )
+    writers = [InboxWriter(pool), InboxWriter(pool)]
+
+    async def waiting(n: int) -> bool:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()")
+        return count == n
+
+    try:
+        async with pool.acquire() as holder:
+            transaction = holder.transaction()
+            await transaction.start()
+            # Both statements start before either commits.
+            await holder.execute("SELECT 1 FROM workflow_triggers FOR UPDATE")
+            storing = [asyncio.create_task(writers[0].store([first]))]
+            await wait_until_blocked(pool, "WITH d AS")
+            storing.append(asyncio.create_task(writers[1].store([second])))
+            await wait_for(lambda: waiting(2))
+            await transaction.commit()
+            results = [await task for task in storing]
+    finally:
+        for writer in writers:
+            await writer.close()
+    assert results == [[InboxResult(execution_id="", created=True)],
+                       [InboxResult(execution_id="", created=False)]]
+    rows = await pool.fetch("SELECT id::text AS id, delivery_count FROM webhook_requests")
+    assert [tuple(r) for r in rows] == [(first.id, 2)]

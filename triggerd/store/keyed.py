@@ -9,7 +9,6 @@ Plain runs never come here: the webhook group commit and the executor's hot clai
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +17,7 @@ import asyncpg
 
 from triggerd import db
 from triggerd.notifications.channels import EXECUTIONS, HELD
+from triggerd.store import key_locks
 from triggerd.store.executions import (
     CLAIM_RETURNING,
     ClaimedExecution,
@@ -354,9 +354,8 @@ RETURNING {CLAIM_RETURNING}
 
 
 def key_lock(trigger_id: str, key: str) -> int:
-    """The advisory lock id of one (trigger, key): 64 bits of a hash, signed."""
-    digest = hashlib.blake2b(f"concurrency\0{trigger_id}\0{key}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
+    """The advisory lock id of one (trigger, concurrency key)."""
+    return key_locks.key_lock("concurrency", trigger_id, key)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -372,18 +371,15 @@ async def claim_held(conn: Any, owner: str, lease: timedelta, limit: int) -> Hel
     candidates = [r for r in rows if r["id"] is not None]
     if not candidates:
         return HeldClaim(claimed=[], next_in=next_in)
-    # Sorted, so two claimers of overlapping keys take their locks in the same order.
-    locks = sorted(
-        {key_lock(r["trigger_id"], r["concurrency_key"])
-         for r in candidates if r["concurrency_key"] is not None}
+    locks = key_locks.lock_order(
+        key_lock(r["trigger_id"], r["concurrency_key"])
+        for r in candidates if r["concurrency_key"] is not None
     )
     ms = int(lease.total_seconds() * 1000)
     ids = [r["id"] for r in candidates]
     async with conn.transaction():
         if locks:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", locks
-            )
+            await conn.execute(key_locks.LOCK_KEYS, locks)
         claimed = await conn.fetch(_CLAIM_HELD, owner, ms, ids)
     return HeldClaim(claimed=[claimed_execution(r) for r in claimed], next_in=next_in)
 

@@ -23,6 +23,7 @@ from triggerd.db import is_unavailable as db_is_unavailable
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation, tenant_label
 from triggerd.notifications.channels import EXECUTIONS
+from triggerd.store import key_locks
 from triggerd.store.executions import correlation_arrays
 from triggerd.store.notifications import send_hints
 
@@ -206,6 +207,17 @@ WITH d AS (
     SELECT ran.id, ran.first_id, ran.execution_id FROM ran
      WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = ran.id
                                              AND seen.execution_id IS NOT NULL)
+), twins AS (
+    -- Filtered requests of one delivery id in this batch that no earlier row answers:
+    -- the earliest received is stored and counts the others, its duplicates (`earlier`
+    -- cannot see this statement's rows, and the inbox's index of delivery ids is not
+    -- unique). Concurrent statements are ordered by the ids' advisory locks (_store_batch).
+    SELECT d.id, first_value(d.id) OVER w AS first_id, row_number() OVER w AS place,
+           count(*) OVER (PARTITION BY d.trigger_id, d.dedupe_key) AS n
+    FROM d
+    WHERE d.id = ANY($2::uuid[]) AND d.dedupe_key IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = d.id)
+    WINDOW w AS (PARTITION BY d.trigger_id, d.dedupe_key ORDER BY d.received_at, d.id)
 ), bump AS (
     -- A duplicate adds no row: its first delivery's row counts it.
     UPDATE webhook_requests r
@@ -244,18 +256,23 @@ WITH d AS (
     -- delivery id (a redelivery is a duplicate of them).
     INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
         remote_addr, received_at, execution_id, outcome, detail, dedupe_key,
-        dedupe_expires_at)
+        dedupe_expires_at, delivery_count, last_seen_at)
     SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
            d.received_at, NULL, 'filtered', f.detail, d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL OR d.dedupe_key IS NULL THEN NULL
-                ELSE now() + d.ttl_ms * interval '1 millisecond' END
+                ELSE now() + d.ttl_ms * interval '1 millisecond' END,
+           coalesce(t.n, 1), CASE WHEN t.n > 1 THEN now() END
     FROM d JOIN unnest($2::uuid[], $3::text[]) AS f(id, detail) ON f.id = d.id
     JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
+    LEFT JOIN twins t ON t.id = d.id
     WHERE NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = d.id)
+      AND (t.place IS NULL OR t.place = 1)
 )
 SELECT array_agg(ins.id::text) AS ids,
-       (SELECT array_agg(dup.id::text || ' ' || coalesce(dup.execution_id::text, ''))
-          FROM dup) AS dups,
+       (SELECT array_agg(x.id::text || ' ' || coalesce(x.execution_id::text, ''))
+          FROM (SELECT dup.id, dup.execution_id FROM dup
+                UNION ALL
+                SELECT twins.id, NULL FROM twins WHERE twins.place > 1) AS x) AS dups,
        (SELECT array_agg(DISTINCT d.trigger_id::text) FROM d
          WHERE NOT EXISTS (SELECT 1 FROM parents p
                            WHERE p.id = d.trigger_id AND p.workflow_id = d.workflow_id))
@@ -341,7 +358,8 @@ class InboxWriter:
         """Store a batch of requests with their executions; one result per item, in order.
 
         When this returns, every inserted row is committed. A duplicate dedupe key (within
-        the batch or against earlier rows) yields the first execution's id; a request whose
+        the batch or against earlier rows) yields the first execution's id (``""`` for a
+        duplicate of a filtered request, whose first delivery's row counts it); a request whose
         trigger was deleted meanwhile yields :data:`GONE` (nothing stored). ``None`` means
         the item's key conflicted but its winner is gone again (deleted between the two
         statements): the caller retries it.
@@ -388,10 +406,30 @@ def _usable(conn: asyncpg.Connection) -> bool:
         return False
 
 
+def delivery_locks(items: Sequence[InboxItem]) -> list[int]:
+    """The advisory locks of the filtered requests' delivery ids, in lock order. No unique
+    index keeps two filtered rows of one id apart, so two statements storing the same id
+    (two writers, two replicas) are ordered by its lock: the second one's snapshot, taken
+    after the first committed, finds the first one's row and is its duplicate."""
+    return key_locks.lock_order(
+        key_locks.key_lock("delivery", i.trigger_id, i.dedupe_key)
+        for i in items if i.outcome == "filtered" and i.dedupe_key is not None
+    )
+
+
 async def _store_batch(
     conn: asyncpg.Connection, items: Sequence[InboxItem]
 ) -> list[InboxResult | None]:
-    row = await conn.fetchrow(_STORE_BATCH, *_batch_arguments(items), timeout=STORE_TIMEOUT)
+    arguments = _batch_arguments(items)
+    locks = delivery_locks(items)
+    if locks:
+        # A transaction of two statements, only for batches with such requests (few): the
+        # statement must start after the locks are granted to see what their holder wrote.
+        async with conn.transaction():
+            await conn.execute(key_locks.LOCK_KEYS, locks, timeout=STORE_TIMEOUT)
+            row = await conn.fetchrow(_STORE_BATCH, *arguments, timeout=STORE_TIMEOUT)
+    else:
+        row = await conn.fetchrow(_STORE_BATCH, *arguments, timeout=STORE_TIMEOUT)
     inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
     gone: set[str] = set(row["gone"] or ()) if row is not None else set()
     # Redeliveries of a delivery id an earlier request recorded: its run ("" for none).
