@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +36,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from triggerd.appkeys import READINESS_CHECKS
 from triggerd.component import BaseComponent
 from triggerd.config import Settings, TenantSettings
-from triggerd.correlation import evaluate_correlation
 from triggerd.errors import DatabaseUnavailable
-from triggerd.expressions import ExpressionError
 from triggerd.ids import time_ordered_id
 from triggerd.loglimit import ThrottledLog
 from triggerd.model import DEFAULT_TENANT, JSON, ResponseMode, SecretRef
@@ -46,7 +44,7 @@ from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import SecretPolicies, resolve_secret
 from triggerd.serving.forward import client_address
-from triggerd.store.keyed import ConcurrencyKey, DebounceKey, KeyedResult, store_keyed_request
+from triggerd.store.keyed import KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
     InboxItem,
     InboxResult,
@@ -75,12 +73,10 @@ from triggerd.webhooks.answers import (
 )
 from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
-from triggerd.webhooks.cleaning import clean_text, input_json, query_dict, stored_headers
+from triggerd.webhooks.cleaning import clean_text, query_dict, stored_headers
 from triggerd.webhooks.decoding import UndecodableBody, read_body
-from triggerd.webhooks.dedupe import dedupe_key
-from triggerd.webhooks.filtering import evaluate_filter
+from triggerd.webhooks.evaluation import Derived, RunInput, derive
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
-from triggerd.webhooks.keys import request_key
 from triggerd.webhooks.loops import pending_loop, reload_loop
 from triggerd.webhooks.methods import HEAD, allow_header, allows
 from triggerd.webhooks.ratelimit import RateLimiter, default_burst
@@ -124,8 +120,9 @@ _ADMITTED = web.RequestKey("webhook_admitted", bool)
 _AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
 
 
-# Bodies longer than this are parsed in a thread (see _handle); below it a thread costs
-# more than the parse.
+# Bodies longer than this are parsed, and what is derived from them (filter, keys,
+# correlation) computed, in a thread (see _handle); below it a thread costs more than the
+# work.
 PARSE_ON_LOOP_BYTES = 128 * 1024
 LARGE_PARSES_AT_ONCE = 2
 
@@ -136,16 +133,6 @@ def _parse_or_refusal(content_type: str | None, body: bytes,
         return parse_input(content_type, body, mode=mode)
     except BodyError as exc:
         return exc
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunInput:
-    """A request's parsed body, its JSON text when sent as such, and the run input (the
-    trigger's static input merged under the body)."""
-
-    parsed: dict[str, JSON]
-    json_text: str | None
-    data: dict[str, JSON]
 
 
 # --- the component ----------------------------------------------------------------------------
@@ -199,8 +186,8 @@ class WebhookIngress(BaseComponent):
             burst=REJECTION_BURST,
             monotonic=monotonic,
         )
-        # Large bodies parsed at once (in threads): more would only hold more of them in
-        # memory and take the default executor's threads from other work.
+        # Large bodies parsed (or evaluated) at once, in threads: more would only hold more
+        # of them in memory and take the default executor's threads from other work.
         self._large_parses = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
         self.secret_log = ThrottledLog(
             logger,
@@ -447,28 +434,26 @@ class WebhookIngress(BaseComponent):
             return run_input
         headers = stored_headers(request.headers, route.stripped_headers)
         query = query_dict(request.query)
-        source = route.config.filter
-        matched, problem = True, None
-        if source is not None:
-            matched, problem = evaluate_filter(
-                source, input=run_input.data, headers=headers, query=query
-            )
+        derived = await self._derive(request, route, body, run_input, headers, query)
         config = route.config
-        if not matched:
+        if not derived.matched:
             result = await self._store_filtered(
-                request, route, body, run_input, now, headers, query, problem
+                request, route, body, now, headers, query, derived
             )
             if result.created:
                 return filtered_answer()
+        elif derived.key_problem is not None:
+            return self._refused(
+                request, route, error_response(422, "key_invalid", derived.key_problem),
+                "key_invalid", detail=derived.key_problem,
+            )
         elif config.debounce is not None or config.concurrency is not None:
-            keyed = await self._store_keyed(request, route, body, run_input, now)
-            if isinstance(keyed, web.Response):
-                return keyed
+            keyed = await self._store_keyed(request, route, body, now, headers, query, derived)
             if keyed.debounced:
                 return debounced(keyed.result.execution_id)
             result = keyed.result
         else:
-            result = await self._store(request, route, body, run_input, now, headers, query)
+            result = await self._store(request, route, body, now, headers, query, derived)
         if not result.execution_id:
             # A redelivery of a filtered request: a duplicate, and there is no run to name.
             return filtered_answer(duplicate=True)
@@ -730,21 +715,42 @@ class WebhookIngress(BaseComponent):
             )
         return RunInput(parsed=parsed, json_text=json_text, data=data)
 
-    async def _store(
+    async def _derive(
         self,
         request: web.Request,
         route: WebhookRoute,
         body: bytes,
         run_input: RunInput,
+        headers: dict[str, JSON],
+        query: dict[str, JSON],
+    ) -> Derived:
+        """:func:`derive`, in a thread for a large body: a filter or key that re-encodes
+        or sorts a 10 MB input held the loop for seconds (every other request, timer and
+        the executor with it); in a thread the loop gets the interpreter back at every
+        switch interval. A small body's stays on the loop, where it costs less."""
+        if len(body) <= PARSE_ON_LOOP_BYTES:
+            return derive(route, run_input, body=body, request_headers=request.headers,
+                          headers=headers, query=query)
+        async with self._large_parses:
+            return await asyncio.to_thread(
+                functools.partial(derive, route, run_input, body=body,
+                                  request_headers=request.headers, headers=headers,
+                                  query=query))
+
+    async def _store(
+        self,
+        request: web.Request,
+        route: WebhookRoute,
+        body: bytes,
         now: datetime,
         stored: dict[str, JSON],
         query: dict[str, JSON],
+        derived: Derived,
     ) -> InboxResult:
         """The execution and its inbox row, through the group commit (or the first
         delivery's, for a duplicate)."""
-        headers = request.headers
         dedupe = route.dedupe
-        key = dedupe_key(dedupe, headers, body, run_input.parsed)
+        key = derived.dedupe_key
         result = await self.group_commit.submit(
             InboxItem(
                 id=time_ordered_id(),
@@ -754,7 +760,7 @@ class WebhookIngress(BaseComponent):
                 trigger_name=route.trigger_name,
                 dedupe_key=key,
                 dedupe_ttl=dedupe.ttl if dedupe is not None and key else None,
-                input_json=input_json(route, body, run_input.json_text, run_input.data),
+                input_json=derived.input_json,
                 method=request.method,
                 path=clean_text(request.path),
                 query=query,
@@ -762,8 +768,7 @@ class WebhookIngress(BaseComponent):
                 body=body,
                 remote_addr=client_address(request),
                 received_at=now,
-                correlation=None if not route.correlation else evaluate_correlation(
-                    route.correlation, input=run_input.data, headers=stored, query=query),
+                correlation=derived.correlation,
             )
         )
         if result.created:
@@ -781,17 +786,17 @@ class WebhookIngress(BaseComponent):
         request: web.Request,
         route: WebhookRoute,
         body: bytes,
-        run_input: RunInput,
         now: datetime,
         stored: dict[str, JSON],
         query: dict[str, JSON],
-        problem: str | None,
+        derived: Derived,
     ) -> InboxResult:
         """A request the filter did not match: its inbox row only (no run), through the
         same group commit as accepted ones. The row keeps the delivery id: a redelivery is
         a duplicate of it (or of the run an earlier delivery of that id started)."""
         dedupe = route.dedupe
-        key = dedupe_key(dedupe, request.headers, body, run_input.parsed)
+        key = derived.dedupe_key
+        problem = derived.problem
         result = await self.group_commit.submit(
             InboxItem(
                 id=time_ordered_id(),
@@ -832,39 +837,15 @@ class WebhookIngress(BaseComponent):
         request: web.Request,
         route: WebhookRoute,
         body: bytes,
-        run_input: RunInput,
         now: datetime,
-    ) -> KeyedResult | web.Response:
+        headers: dict[str, JSON],
+        query: dict[str, JSON],
+        derived: Derived,
+    ) -> KeyedResult:
         """A request of a trigger with ``debounce`` or ``concurrency``: one transaction of
         its own (PostgreSQL orders the requests of one key), not the group commit."""
-        config = route.config
-        headers = stored_headers(request.headers, route.stripped_headers)
-        query = query_dict(request.query)
-        debounce: DebounceKey | None = None
-        concurrency: ConcurrencyKey | None = None
-        section = "debounce"
-        try:
-            if config.debounce is not None:
-                key = request_key(
-                    config.debounce.key, input=run_input.data, headers=headers, query=query
-                )
-                debounce = DebounceKey(
-                    key=key, period=config.debounce.period, max_wait=config.debounce.max_wait
-                )
-            if config.concurrency is not None:
-                section = "concurrency"
-                key = request_key(
-                    config.concurrency.key, input=run_input.data, headers=headers, query=query
-                )
-                concurrency = ConcurrencyKey(key=key, limit=config.concurrency.limit)
-        except ExpressionError as exc:
-            message = f"the {section} key of this request could not be computed: {exc}"
-            return self._refused(
-                request, route, error_response(422, "key_invalid", message),
-                "key_invalid", detail=message,
-            )
         dedupe = route.dedupe  # the trigger's mapping, else its scheme's delivery id
-        delivery = dedupe_key(dedupe, request.headers, body, run_input.parsed)
+        delivery = derived.dedupe_key
         item = InboxItem(
             id=time_ordered_id(),
             workflow_id=route.workflow_id,
@@ -873,7 +854,7 @@ class WebhookIngress(BaseComponent):
             trigger_name=route.trigger_name,
             dedupe_key=delivery,
             dedupe_ttl=dedupe.ttl if dedupe is not None and delivery else None,
-            input_json=input_json(route, body, run_input.json_text, run_input.data),
+            input_json=derived.input_json,
             method=request.method,
             path=clean_text(request.path),
             query=query,
@@ -881,11 +862,10 @@ class WebhookIngress(BaseComponent):
             body=body,
             remote_addr=client_address(request),
             received_at=now,
-            correlation=None if not route.correlation else evaluate_correlation(
-                route.correlation, input=run_input.data, headers=headers, query=query),
+            correlation=derived.correlation,
         )
         keyed = await store_keyed_request(
-            self._pool, item, debounce=debounce, concurrency=concurrency
+            self._pool, item, debounce=derived.debounce, concurrency=derived.concurrency
         )
         if keyed.result.gone:
             raise TriggerGone("the trigger was changed while the request was in flight")
