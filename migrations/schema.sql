@@ -982,6 +982,13 @@ CREATE INDEX webhook_requests_trigger_outcome_id ON public.webhook_requests USIN
 
 
 --
+-- Name: workflow_executions_active_children; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX workflow_executions_active_children ON public.workflow_executions USING btree (parent_execution_id) WHERE ((parent_execution_id IS NOT NULL) AND (status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text])));
+
+
+--
 -- Name: workflow_executions_agent; Type: INDEX; Schema: public; Owner: -
 --
 

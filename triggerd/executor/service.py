@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
 import socket
 import time
@@ -780,7 +781,8 @@ class Executor(BaseComponent):
                     "child runs of canceled runs canceled",
                     extra={"event": "child_sweep_canceled", "count": found},
                 )
-            await asyncio.sleep(self.child_sweep_interval)
+            # Spread: replicas started together would otherwise all sweep at once.
+            await asyncio.sleep(self.child_sweep_interval * random.uniform(0.75, 1.25))
 
     async def _retention_loop(self) -> None:
         retention = self.settings.executor.retention

@@ -459,18 +459,17 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
 # Children not ended (a running one: not flagged yet) of runs that ended CANCELED: the
 # cancel_previous slot write cancels its runs' children after its commit, which a lost
 # answer or a stop in between skips, and a running parent flagged for cancel may start a
-# child after its cancel ran. A child has no trigger: `trigger_id IS NULL` makes this a
-# range of workflow_executions_trigger_active (active runs only), never the history
-# (workflow_executions_parent holds every child ever started); each parent is one probe
-# of the primary key. A parent that ended SUCCESS or ERROR keeps its children (`wait:
-# false` ones outlive it by design).
+# child after its cancel ran. Read in the order of the index of active children
+# (migration 0039), never the history; each parent is one probe of the primary key.
+# Replicas sweeping at once take their parents in the same order. A parent that ended
+# SUCCESS or ERROR keeps its children (`wait: false` ones outlive it by design).
 _ORPHANED_CHILDREN = """
 SELECT c.parent_execution_id::text AS parent FROM workflow_executions c
- WHERE c.trigger_id IS NULL AND c.status IN ('NEW', 'RUNNING', 'WAITING')
-   AND c.parent_execution_id IS NOT NULL
+ WHERE c.parent_execution_id IS NOT NULL AND c.status IN ('NEW', 'RUNNING', 'WAITING')
    AND NOT (c.status = 'RUNNING' AND c.cancel_requested)
    AND EXISTS (SELECT FROM workflow_executions p
                 WHERE p.id = c.parent_execution_id AND p.status = 'CANCELED')
+ ORDER BY c.parent_execution_id
  LIMIT $1
 """
 
@@ -600,8 +599,11 @@ RETURNING """ + CLAIM_RETURNING
 # its backlog grew without bound. The setting holds for the claim's transaction only; a
 # cached plan is made under it when it is first needed and again after every ANALYZE.
 # (The window and the final order of a batch are sorts of at most twice the batch, which
-# no index gives; they are kept, as the only plans there are.)
-QUEUE_PLANNING = "SET LOCAL enable_sort = off"
+# no index gives; they are kept, as the only plans there are.) Before PostgreSQL 18 a
+# disabled sort that is kept is costed at 10^10, far past jit_above_cost: the plan would
+# be compiled by the JIT at every claim (where the server has it, like Debian's), so the
+# JIT is off for the claim too. One simple query, one round trip.
+QUEUE_PLANNING = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
 
 _CLAIM = "WITH RECURSIVE" + _LAZY + _OVERDUE + _FRESH.format(
     taken="SELECT id FROM expired UNION ALL SELECT id FROM due UNION ALL SELECT id FROM fresh")

@@ -8,6 +8,7 @@ Every function translates "the database cannot be reached" into
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
@@ -425,9 +426,11 @@ async def _store_batch(
     if locks:
         # A transaction of two statements, only for batches with such requests (few): the
         # statement must start after the locks are granted to see what their holder wrote.
-        async with conn.transaction():
-            await conn.execute(key_locks.LOCK_KEYS, locks, timeout=STORE_TIMEOUT)
-            row = await conn.fetchrow(_STORE_BATCH, *arguments, timeout=STORE_TIMEOUT)
+        # One bound for all of it, its COMMIT included, as the lone statement's covers its
+        # implicit one: past it the batch is in doubt (StoreInDoubt), as that one's is.
+        async with asyncio.timeout(STORE_TIMEOUT), conn.transaction():
+            await conn.execute(key_locks.LOCK_KEYS, locks)
+            row = await conn.fetchrow(_STORE_BATCH, *arguments)
     else:
         row = await conn.fetchrow(_STORE_BATCH, *arguments, timeout=STORE_TIMEOUT)
     inserted: set[str] = set(row["ids"] or ()) if row is not None else set()
