@@ -180,6 +180,33 @@ async def test_a_filtered_requests_redelivery_is_a_duplicate_while_the_filter_re
     assert [tuple(r) for r in outcomes] == [("filtered", 2), ("accepted", 3)]
 
 
+async def in_one_batch(client: Client, ingress: WebhookIngress, pool: asyncpg.Pool,
+                       *bodies: dict[str, Any], id: str) -> list[tuple[int, Any]]:
+    """The answers to deliveries of ``id`` posted one after the other (received in this
+    order) and written by one statement: the writer's statement before them, a filtered
+    request without an id (the first answer), waits for the trigger's row while they
+    queue."""
+    async with pool.acquire() as holder:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM workflow_triggers FOR UPDATE")
+        blocker = asyncio.create_task(post(client, {"action": "closed"}))
+        await wait_until_blocked(pool, "WITH d AS")
+        tasks = []
+        for n, body in enumerate(bodies, 1):
+            tasks.append(asyncio.create_task(post(client, body, id=id)))
+
+            async def queued(n: int = n) -> bool:
+                return ingress.group_commit.queued == n
+
+            await wait_for(queued)
+        batches = ingress.group_commit.stats.batches
+        await transaction.commit()
+        answers = [await blocker] + [await task for task in tasks]
+    assert ingress.group_commit.stats.batches == batches + 1  # the deliveries in one
+    return answers
+
+
 async def test_two_filtered_deliveries_of_one_id_in_one_batch_store_one_row(
     make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
 ) -> None:
@@ -189,28 +216,10 @@ async def test_two_filtered_deliveries_of_one_id_in_one_batch_store_one_row(
     on its row, as a redelivery after the first's commit is."""
     await apply(pool, spec())
     client, ingress = await make_client()
-    async with pool.acquire() as holder:
-        transaction = holder.transaction()
-        await transaction.start()
-        # The writer's first statement waits for the trigger's row; the two deliveries
-        # queue meanwhile and are written together by the next one.
-        await holder.execute("SELECT 1 FROM workflow_triggers FOR UPDATE")
-        blocker = asyncio.create_task(post(client, {"action": "closed"}))
-        await wait_until_blocked(pool, "WITH d AS")
-        first = asyncio.create_task(post(client, {"action": "closed", "n": 1}, id="d-1"))
-
-        async def queued(n: int) -> bool:
-            return ingress.group_commit.queued == n
-
-        await wait_for(lambda: queued(1))
-        second = asyncio.create_task(post(client, {"action": "closed", "n": 2}, id="d-1"))
-        await wait_for(lambda: queued(2))
-        batches = ingress.group_commit.stats.batches
-        await transaction.commit()
-        answers = [await blocker, await first, await second]
+    answers = await in_one_batch(client, ingress, pool, {"action": "closed", "n": 1},
+                                 {"action": "closed", "n": 2}, id="d-1")
     assert answers == [(200, {"filtered": True}), (200, {"filtered": True}),
                        (200, {"filtered": True, "duplicate": True})]
-    assert ingress.group_commit.stats.batches == batches + 1  # the two in one statement
     rows = await pool.fetch(
         "SELECT dedupe_key, body, delivery_count, last_seen_at IS NOT NULL AS seen"
         " FROM webhook_requests WHERE outcome = 'filtered' ORDER BY received_at")
@@ -222,6 +231,90 @@ async def test_two_filtered_deliveries_of_one_id_in_one_batch_store_one_row(
         200, {"filtered": True, "duplicate": True})
     assert await pool.fetchval("SELECT max(delivery_count) FROM webhook_requests") == 3
     assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == 2
+
+
+async def _delivery_rows(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
+    """d-1's inbox rows, in the order received: outcome, delivery count, whether a
+    redelivery was seen."""
+    rows = await pool.fetch(
+        "SELECT outcome, delivery_count, last_seen_at IS NOT NULL AS seen"
+        " FROM webhook_requests WHERE dedupe_key IS NOT NULL OR outcome = 'accepted'"
+        " ORDER BY received_at")
+    return [tuple(r) for r in rows]
+
+
+async def test_a_filtered_delivery_after_an_accepted_one_in_one_batch_is_its_duplicate(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """The filter matches d-1's first delivery and not its retry (a filter that reads a
+    retry header, say), and one statement writes both: the retry was stored as a filtered
+    row next to the run (the check for a run of its id cannot see this statement's). One
+    after the other, the retry is the run's duplicate, and so it is together."""
+    await apply(pool, spec())
+    client, ingress = await make_client()
+    answers = await in_one_batch(client, ingress, pool, {"action": "opened"},
+                                 {"action": "closed"}, id="d-1")
+    status, ran = answers[1]
+    assert status == 202 and "duplicate" not in ran
+    assert answers[2] == (200, {**ran, "duplicate": True})
+    assert await _delivery_rows(pool) == [("accepted", 2, True)]
+    assert ingress.stats.filtered == 1  # the request without an id
+    # A later filtered redelivery is that run's duplicate too.
+    assert await post(client, {"action": "closed"}, id="d-1") == answers[2]
+    assert await _delivery_rows(pool) == [("accepted", 3, True)]
+
+
+async def test_a_filtered_delivery_before_an_accepted_one_in_one_batch_is_stored(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """d-1 filtered, then accepted, then filtered, in one statement. One after the other:
+    the first is stored as filtered (no delivery of the id ran yet), the second runs (a
+    filtered row does not stop a delivery the filter matches), and the third is the run's
+    duplicate. Together, the third was the first one's duplicate (the filtered rows of
+    one statement were grouped without the run)."""
+    await apply(pool, spec())
+    client, ingress = await make_client()
+    answers = await in_one_batch(client, ingress, pool, {"action": "closed"},
+                                 {"action": "opened"}, {"action": "closed"}, id="d-1")
+    assert answers[1] == (200, {"filtered": True})
+    status, ran = answers[2]
+    assert status == 202 and "duplicate" not in ran
+    assert answers[3] == (200, {**ran, "duplicate": True})
+    assert await _delivery_rows(pool) == [("filtered", 1, False), ("accepted", 2, True)]
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+    assert ingress.stats.filtered == 2
+
+
+async def test_a_filtered_delivery_to_another_replica_meanwhile_is_the_runs_duplicate(
+    make_client: Callable[[], Awaitable[tuple[Client, WebhookIngress]]], pool: asyncpg.Pool
+) -> None:
+    """d-1 passes the filter at one replica, and its retry, which the filter refuses,
+    reaches another while the first one's statement is running: it found no run of its
+    id (not committed yet) and was stored as filtered next to the run. The accepted
+    request takes its id's lock too (its trigger has a filter), so the retry's statement
+    waits for the run's commit, sees it, and is its duplicate."""
+    await apply(pool, spec())
+    (one, _), (other, _) = await make_client(), await make_client()
+
+    async def waiting(n: int) -> bool:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()")
+        return count == n
+
+    async with pool.acquire() as holder:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM workflow_triggers FOR UPDATE")
+        first = asyncio.create_task(post(one, {"action": "opened"}, id="d-1"))
+        await wait_until_blocked(pool, "WITH d AS")
+        retry = asyncio.create_task(post(other, {"action": "closed"}, id="d-1"))
+        await wait_for(lambda: waiting(2))
+        await transaction.commit()
+        (status, ran), again = await first, await retry
+    assert status == 202
+    assert again == (200, {**ran, "duplicate": True})
+    assert await _delivery_rows(pool) == [("accepted", 2, True)]
 
 
 async def test_a_filtered_redelivery_of_a_delivery_that_ran_is_its_duplicate(

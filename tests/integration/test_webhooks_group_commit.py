@@ -262,25 +262,29 @@ async def test_a_connection_lost_between_batches_is_replaced_not_in_doubt(
     assert stored == {first.id, second.id}
 
 
-async def test_filtered_deliveries_of_one_id_in_concurrent_statements_store_one_row(
-    pool: asyncpg.Pool,
-) -> None:
-    """Two writers (two replicas behind one balancer) each storing a filtered delivery of
-    the same id: both statements found no earlier row (neither sees the other's before
-    its commit), and both were stored. The delivery id's lock orders them: the second
-    sees the first's row and is its duplicate."""
-    from tests.helpers import wait_for, wait_until_blocked
-
+async def _deliveries(pool: asyncpg.Pool, *outcomes: str) -> list[InboxItem]:
+    """Deliveries of one id, one per outcome, received in this order, as the ingress
+    makes them for a trigger with a filter (``filtering``; the store reads no trigger
+    settings): an accepted one passed the filter."""
     await apply(pool, workflow("w", hook("h", "gc")))
     ids = await pool.fetchrow(
         "SELECT t.id::text AS trigger, t.workflow_id::text AS workflow, v.id::text AS version"
         " FROM workflow_triggers t JOIN workflow_versions v ON v.workflow_id = t.workflow_id"
     )
-    first, second = (
+    return [
         item(n, trigger_id=ids["trigger"], workflow_id=ids["workflow"],
-             version_id=ids["version"], key="webhook:d-1")._replace(outcome="filtered")
-        for n in range(2)
-    )
+             version_id=ids["version"], key="webhook:d-1")._replace(
+                 outcome=outcome, filtering=True)
+        for n, outcome in enumerate(outcomes)
+    ]
+
+
+async def _concurrently(pool: asyncpg.Pool, first: InboxItem, second: InboxItem,
+                        ) -> list[list[InboxResult | None]]:
+    """Two writers (two replicas behind one balancer) each storing one item; the first's
+    statement starts first, and both start before either commits."""
+    from tests.helpers import wait_for, wait_until_blocked
+
     writers = [InboxWriter(pool), InboxWriter(pool)]
 
     async def waiting(n: int) -> bool:
@@ -293,18 +297,60 @@ async def test_filtered_deliveries_of_one_id_in_concurrent_statements_store_one_
         async with pool.acquire() as holder:
             transaction = holder.transaction()
             await transaction.start()
-            # Both statements start before either commits.
             await holder.execute("SELECT 1 FROM workflow_triggers FOR UPDATE")
             storing = [asyncio.create_task(writers[0].store([first]))]
             await wait_until_blocked(pool, "WITH d AS")
             storing.append(asyncio.create_task(writers[1].store([second])))
             await wait_for(lambda: waiting(2))
             await transaction.commit()
-            results = [await task for task in storing]
+            return [await task for task in storing]
     finally:
         for writer in writers:
             await writer.close()
+
+
+async def test_filtered_deliveries_of_one_id_in_concurrent_statements_store_one_row(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two filtered deliveries of one id, by two writers: both statements found no
+    earlier row (neither sees the other's before its commit), and both were stored. The
+    delivery id's lock orders them: the second sees the first's row and is its
+    duplicate."""
+    first, second = await _deliveries(pool, "filtered", "filtered")
+    results = await _concurrently(pool, first, second)
     assert results == [[InboxResult(execution_id="", created=True)],
                        [InboxResult(execution_id="", created=False)]]
     rows = await pool.fetch("SELECT id::text AS id, delivery_count FROM webhook_requests")
     assert [tuple(r) for r in rows] == [(first.id, 2)]
+
+
+async def test_a_filtered_delivery_behind_an_accepted_ones_statement_is_its_duplicate(
+    pool: asyncpg.Pool,
+) -> None:
+    """The accepted delivery's statement runs first, the filtered one's meanwhile: the
+    filtered one found no run of its id (not committed yet) and was stored next to it.
+    The id's lock, taken for an accepted request too when its trigger has a filter, makes
+    the second statement wait for the first: it sees the run and is its duplicate."""
+    accepted, filtered = await _deliveries(pool, "accepted", "filtered")
+    results = await _concurrently(pool, accepted, filtered)
+    assert results == [[InboxResult(execution_id=accepted.id, created=True)],
+                       [InboxResult(execution_id=accepted.id, created=False)]]
+    rows = await pool.fetch("SELECT id::text AS id, outcome, delivery_count"
+                            " FROM webhook_requests")
+    assert [tuple(r) for r in rows] == [(accepted.id, "accepted", 2)]
+
+
+async def test_an_accepted_delivery_behind_a_filtered_ones_statement_runs(
+    pool: asyncpg.Pool,
+) -> None:
+    """The filtered delivery's statement first: it is stored as filtered, and the
+    accepted one after it runs (a filtered row does not stop a delivery the filter
+    matches), as one after the other."""
+    filtered, accepted = await _deliveries(pool, "filtered", "accepted")
+    results = await _concurrently(pool, filtered, accepted)
+    assert results == [[InboxResult(execution_id="", created=True)],
+                       [InboxResult(execution_id=accepted.id, created=True)]]
+    rows = await pool.fetch("SELECT id::text AS id, outcome, delivery_count"
+                            " FROM webhook_requests")
+    assert sorted(tuple(r) for r in rows) == sorted(
+        [(filtered.id, "filtered", 1), (accepted.id, "accepted", 1)])

@@ -133,6 +133,9 @@ class InboxItem(NamedTuple):
     outcome: str = "accepted"
     detail: str | None = None
     correlation: Correlation | None = None  # what the trigger's `correlation` mapped
+    # The trigger has a filter: a later delivery of this id may be filtered, so an
+    # accepted request's delivery id is locked too (delivery_locks).
+    filtering: bool = False
 
 
 class InboxResult(NamedTuple):
@@ -199,32 +202,6 @@ WITH d AS (
     JOIN d ON d.trigger_id = e.trigger_id AND d.dedupe_key = e.dedupe_key
     WHERE d.id = ANY($2::uuid[])
     ORDER BY d.id
-), dup AS (
-    -- A run the delivery went to comes first: a filtered row of its id (no run) is the
-    -- answer only when no delivery of the id ran.
-    SELECT seen.id, seen.first_id, seen.execution_id FROM seen
-     WHERE seen.execution_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ran WHERE ran.id = seen.id)
-    UNION ALL
-    SELECT ran.id, ran.first_id, ran.execution_id FROM ran
-     WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = ran.id
-                                             AND seen.execution_id IS NOT NULL)
-), twins AS (
-    -- Filtered requests of one delivery id in this batch that no earlier row answers:
-    -- the earliest received is stored and counts the others, its duplicates (`earlier`
-    -- cannot see this statement's rows, and the inbox's index of delivery ids is not
-    -- unique). Concurrent statements are ordered by the ids' advisory locks (_store_batch).
-    SELECT d.id, first_value(d.id) OVER w AS first_id, row_number() OVER w AS place,
-           count(*) OVER (PARTITION BY d.trigger_id, d.dedupe_key) AS n
-    FROM d
-    WHERE d.id = ANY($2::uuid[]) AND d.dedupe_key IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = d.id)
-    WINDOW w AS (PARTITION BY d.trigger_id, d.dedupe_key ORDER BY d.received_at, d.id)
-), bump AS (
-    -- A duplicate adds no row: its first delivery's row counts it.
-    UPDATE webhook_requests r
-       SET delivery_count = r.delivery_count + b.n, last_seen_at = now()
-      FROM (SELECT first_id, count(*) AS n FROM dup GROUP BY first_id) AS b
-     WHERE r.id = b.first_id
 ), ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
@@ -246,12 +223,59 @@ WITH d AS (
     WHERE d.id <> ALL($2::uuid[]) AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.id)
     ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id
+), ran_here AS (
+    -- A filtered request received after an accepted one of its delivery id that this
+    -- statement started a run for: arriving one after the other, it would be that run's
+    -- redelivery (`ran`), but `ran` cannot see this statement's run. (Received before
+    -- every accepted one, it is stored as filtered and the accepted one still runs, as
+    -- in that order.) Concurrent statements are ordered by the ids' locks (_store_batch).
+    SELECT DISTINCT ON (f.id) f.id, i.id AS first_id, i.id AS execution_id
+    FROM d f
+    JOIN d i ON i.trigger_id = f.trigger_id AND i.dedupe_key = f.dedupe_key
+    JOIN ins ON ins.id = i.id
+    WHERE f.id = ANY($2::uuid[])
+      AND EXISTS (SELECT 1 FROM d a
+                   WHERE a.trigger_id = f.trigger_id AND a.dedupe_key = f.dedupe_key
+                     AND a.id <> ALL($2::uuid[])
+                     AND (a.received_at, a.id) < (f.received_at, f.id))
+    ORDER BY f.id
+), dup AS (
+    -- A run the delivery went to comes first: a filtered row of its id (no run) is the
+    -- answer only when no delivery of the id ran.
+    SELECT seen.id, seen.first_id, seen.execution_id FROM seen
+     WHERE seen.execution_id IS NOT NULL
+        OR NOT EXISTS (SELECT 1 FROM ran WHERE ran.id = seen.id)
+           AND NOT EXISTS (SELECT 1 FROM ran_here WHERE ran_here.id = seen.id)
+    UNION ALL
+    SELECT r.id, r.first_id, r.execution_id FROM (TABLE ran UNION ALL TABLE ran_here) AS r
+     WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = r.id
+                                             AND seen.execution_id IS NOT NULL)
+), bump AS (
+    -- A duplicate adds no row: its first delivery's row counts it (`req` counts those of
+    -- `ran_here`, whose row this statement writes).
+    UPDATE webhook_requests r
+       SET delivery_count = r.delivery_count + b.n, last_seen_at = now()
+      FROM (SELECT first_id, count(*) AS n FROM dup GROUP BY first_id) AS b
+     WHERE r.id = b.first_id
+), twins AS (
+    -- Filtered requests of one delivery id in this batch that no earlier row answers:
+    -- the earliest received is stored and counts the others, its duplicates (`earlier`
+    -- cannot see this statement's rows, and the inbox's index of delivery ids is not
+    -- unique). Concurrent statements are ordered by the ids' advisory locks (_store_batch).
+    SELECT d.id, first_value(d.id) OVER w AS first_id, row_number() OVER w AS place,
+           count(*) OVER (PARTITION BY d.trigger_id, d.dedupe_key) AS n
+    FROM d
+    WHERE d.id = ANY($2::uuid[]) AND d.dedupe_key IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM dup WHERE dup.id = d.id)
+    WINDOW w AS (PARTITION BY d.trigger_id, d.dedupe_key ORDER BY d.received_at, d.id)
 ), req AS (
     INSERT INTO webhook_requests (id, trigger_id, method, path, query, headers, body,
-        remote_addr, received_at, execution_id)
+        remote_addr, received_at, execution_id, delivery_count, last_seen_at)
     SELECT d.id, d.trigger_id, d.method, d.path, d.query, d.headers, d.body, d.remote_addr,
-           d.received_at, d.id
+           d.received_at, d.id, 1 + coalesce(h.n, 0), CASE WHEN h.n > 0 THEN now() END
     FROM d JOIN ins ON ins.id = d.id
+    LEFT JOIN (SELECT first_id, count(*) AS n FROM ran_here GROUP BY first_id) AS h
+        ON h.first_id = d.id
 ), filtered AS (
     -- Requests the trigger's filter did not match: kept in the inbox, no run, with their
     -- delivery id (a redelivery is a duplicate of them).
@@ -408,13 +432,17 @@ def _usable(conn: asyncpg.Connection) -> bool:
 
 
 def delivery_locks(items: Sequence[InboxItem]) -> list[int]:
-    """The advisory locks of the filtered requests' delivery ids, in lock order. No unique
-    index keeps two filtered rows of one id apart, so two statements storing the same id
-    (two writers, two replicas) are ordered by its lock: the second one's snapshot, taken
-    after the first committed, finds the first one's row and is its duplicate."""
+    """The advisory locks of the delivery ids of filtered requests and of accepted ones
+    to triggers with a filter, in lock order. No unique index keeps two filtered rows of
+    one id apart, and a filtered request's statement cannot see a run another one has not
+    committed yet; so two statements storing the same id (two writers, two replicas) are
+    ordered by its lock: the second one's snapshot, taken after the first committed, finds
+    the first one's row or run and is its duplicate. Triggers without a filter store no
+    filtered rows and take none (their runs' unique index orders them)."""
     return key_locks.lock_order(
         key_locks.key_lock("delivery", i.trigger_id, i.dedupe_key)
-        for i in items if i.outcome == "filtered" and i.dedupe_key is not None
+        for i in items
+        if i.dedupe_key is not None and (i.outcome == "filtered" or i.filtering)
     )
 
 
@@ -424,7 +452,8 @@ async def _store_batch(
     arguments = _batch_arguments(items)
     locks = delivery_locks(items)
     if locks:
-        # A transaction of two statements, only for batches with such requests (few): the
+        # A transaction of two statements, only for batches with such requests (delivery
+        # ids to triggers with a filter; measured in the README's inbox section): the
         # statement must start after the locks are granted to see what their holder wrote.
         # One bound for all of it, its COMMIT included, as the lone statement's covers its
         # implicit one: past it the batch is in doubt (StoreInDoubt), as that one's is.

@@ -769,6 +769,7 @@ class WebhookIngress(BaseComponent):
                 remote_addr=client_address(request),
                 received_at=now,
                 correlation=derived.correlation,
+                filtering=route.config.filter is not None,
             )
         )
         if result.created:
