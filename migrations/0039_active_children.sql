@@ -7,3 +7,6 @@
 CREATE INDEX workflow_executions_active_children
     ON workflow_executions (parent_execution_id)
     WHERE parent_execution_id IS NOT NULL AND status IN ('NEW', 'RUNNING', 'WAITING');
+--
+-- The build reads the whole table and holds writes to it meanwhile (a migration runs in a
+-- transaction, so not CONCURRENTLY): about a second per million runs of history, as 0037.

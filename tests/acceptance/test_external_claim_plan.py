@@ -6,11 +6,13 @@ PostgreSQL 18, at the disabled-node penalty (10^10), far past ``jit_above_cost``
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 
+from tests import external_pg
 from tests.external_pg import Endpoint
 from tests.helpers import apply_doc, fire
 from triggerd import db
@@ -22,6 +24,15 @@ DOC: dict[str, Any] = {"workflows": [{
     "graph": {"nodes": [{"id": "n", "type": "noop"}], "edges": []},
     "triggers": [{"name": "manual", "type": "manual"}],
 }]}
+
+
+@pytest.fixture(scope="module")
+def debian_postgres() -> Iterator[Endpoint]:
+    """Debian's PostgreSQL alone (the session's ``external_postgres`` also wants PgBouncer)."""
+    if external_pg.postgres_bindir() is None:
+        pytest.skip("PostgreSQL server binaries (Debian's postgresql package) are not installed")
+    with external_pg.postgres_server({"fsync": "off"}) as server:
+        yield server
 
 
 class _Undo(Exception):
@@ -39,14 +50,14 @@ async def _plan(conn: asyncpg.Connection, settings: str) -> str:
     return "\n".join(r[0] for r in rows)
 
 
-async def test_the_claim_is_not_compiled_by_the_jit(external_postgres: Endpoint) -> None:
+async def test_the_claim_is_not_compiled_by_the_jit(debian_postgres: Endpoint) -> None:
     name = f"claim_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(external_postgres.dsn("postgres"))
+    admin = await asyncpg.connect(debian_postgres.dsn("postgres"))
     try:
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    dsn = external_postgres.dsn(name)
+    dsn = debian_postgres.dsn(name)
     await db.migrate(dsn)
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:

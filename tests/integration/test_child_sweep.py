@@ -13,8 +13,8 @@ import pytest
 
 from tests.helpers import apply_doc, fire, wait_for
 from triggerd.config import load_settings
-from triggerd.executor.service import Executor
-from triggerd.store.executions import cancel_orphaned_children
+from triggerd.executor.service import CHILD_SWEEP_BATCH, Executor
+from triggerd.store.executions import _ORPHANED_CHILDREN, cancel_orphaned_children
 from triggerd.store.subworkflows import start_child
 
 DOC = {"workflows": [
@@ -149,3 +149,25 @@ async def test_the_executor_sweeps_a_child_its_parents_cancel_missed(
     await wait_for(child_canceled)
     assert await _state(pool, child) == ("CANCELED", True, "canceled with its parent run",
                                          ["CANCELED"])
+
+
+async def test_the_sweep_reads_the_active_children_not_the_history(pool: asyncpg.Pool) -> None:
+    """A long history of ended children, and a deleted trigger's queued runs (no trigger,
+    like children): the sweep's plan reads the index of active children (migration 0039)."""
+    await apply_doc(pool, DOC)
+    parent = await fire(pool, "parent/manual")
+    workflow = await pool.fetchval("SELECT id FROM workflows WHERE key = 'leaf'")
+    await pool.execute(
+        "INSERT INTO workflow_executions (id, workflow_id, trigger_type, input, context,"
+        " status, end_time, parent_execution_id)"
+        " SELECT gen_random_uuid(), $1, 'workflow', '{}', '{}',"
+        " CASE WHEN i <= 3000 THEN 'SUCCESS' ELSE 'NEW' END,"
+        " CASE WHEN i <= 3000 THEN now() END,"
+        " CASE WHEN i <= 3000 OR i > 6000 THEN $2::uuid END"
+        " FROM generate_series(1, 6005) AS i", workflow, parent)
+    await pool.execute("ANALYZE workflow_executions")
+    async with pool.acquire() as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN " + _ORPHANED_CHILDREN, CHILD_SWEEP_BATCH))
+    assert "workflow_executions_active_children" in plan, plan

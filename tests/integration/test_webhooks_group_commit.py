@@ -354,3 +354,73 @@ async def test_an_accepted_delivery_behind_a_filtered_ones_statement_runs(
                             " FROM webhook_requests")
     assert sorted(tuple(r) for r in rows) == sorted(
         [(filtered.id, "filtered", 1), (accepted.id, "accepted", 1)])
+
+
+async def test_a_filtered_delivery_behind_a_keyed_accepted_one_is_its_duplicate(
+    pool: asyncpg.Pool,
+) -> None:
+    """An accepted request of a trigger with a concurrency key (or a debounce) is stored
+    in a transaction of its own (store/keyed.py), not by the group commit: it takes its
+    delivery id's lock too, so a filtered delivery of the id stored meanwhile waits for it
+    and is its run's duplicate instead of a filtered row next to the run."""
+    from tests.helpers import wait_for
+    from triggerd.store import keyed
+    from triggerd.store.keyed import ConcurrencyKey
+
+    accepted, filtered = await _deliveries(pool, "accepted", "filtered")
+    writer = InboxWriter(pool)
+    try:
+        async with pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            kept = await keyed._store(conn, accepted, None, ConcurrencyKey(key="k", limit=1),
+                                      None)
+            storing = asyncio.create_task(writer.store([filtered]))
+
+            async def waits_or_done() -> bool:
+                waiting: int = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                    " AND datname = current_database()")
+                return storing.done() or waiting == 1
+
+            await wait_for(waits_or_done)
+            await transaction.commit()
+        results = await storing
+    finally:
+        await writer.close()
+    run = kept.result.execution_id
+    assert results == [InboxResult(execution_id=run, created=False)]
+    rows = await pool.fetch("SELECT outcome FROM webhook_requests")
+    assert [r["outcome"] for r in rows] == ["accepted"]
+
+
+async def test_a_locked_batch_the_database_stops_answering_ends_in_doubt(
+    dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch written in a transaction (a filtered delivery with an id takes its lock
+    first) to a database that stops answering (no answer, no reset) ends in doubt after
+    the store timeout, which bounds the whole transaction: the writer is not held up
+    (one writer stores every webhook of the process)."""
+    from tests.integration.test_webhooks_outage import PgProxy
+    from triggerd import db
+    from triggerd.store import webhooks as webhook_store
+    from triggerd.store.webhooks import StoreInDoubt
+
+    monkeypatch.setattr(webhook_store, "STORE_TIMEOUT", 0.5)
+    proxy = PgProxy(dsn)
+    await proxy.start()
+    pool = await db.create_pool(proxy.dsn, min_size=1, max_size=2)
+    writer = InboxWriter(pool)
+    try:
+        accepted, filtered = await _deliveries(pool, "accepted", "filtered")
+        assert await writer.store([accepted]) == [
+            InboxResult(execution_id=accepted.id, created=True)]  # its connection is open
+        proxy.silent = True
+        with pytest.raises(StoreInDoubt):
+            # A bound on waiting, not a speed.
+            await asyncio.wait_for(writer.store([filtered]), 20)
+    finally:
+        proxy.silent = False
+        await writer.close()
+        await pool.close()
+        await proxy.stop()

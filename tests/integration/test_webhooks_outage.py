@@ -42,6 +42,9 @@ class PgProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        # True: the pipe keeps its connections and forwards nothing, either way (a network
+        # that went silent: no answer, no reset).
+        self.silent = False
 
     @property
     def dsn(self) -> str:
@@ -79,10 +82,11 @@ class PgProxy:
                 self._writers.discard(w)
                 w.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if self.silent:
+                    continue
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

@@ -19,6 +19,13 @@ def key_lock(kind: str, trigger_id: str, key: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+def delivery_lock(trigger_id: str, delivery_id: str) -> int:
+    """The lock of one delivery id of a trigger: taken by whatever stores a request that
+    carries it on a trigger with a filter (the group commit, the keyed path), so that a
+    filtered delivery and an accepted one of the id are stored one after the other."""
+    return key_lock("delivery", trigger_id, delivery_id)
+
+
 def lock_order(locks: Iterable[int]) -> list[int]:
     """Each lock once, sorted: two transactions of overlapping keys take them in the same
     order (no deadlock between them)."""

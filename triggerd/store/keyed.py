@@ -169,6 +169,12 @@ async def _store(
     # The run's correlation ids: a folded request's replace the window's, as its input does.
     correlation_args = tuple(column[0] for column in correlation_arrays([item.correlation]))
     not_before: datetime | None = None
+    if item.filtering and item.dedupe_key is not None:
+        # A filtered delivery of this id stored meanwhile by the group commit (another
+        # writer, another replica) waits for this transaction, and then finds its run
+        # (webhooks.delivery_locks). First, before any row lock, as there.
+        await conn.execute(key_locks.LOCK_KEYS,
+                           [key_locks.delivery_lock(item.trigger_id, item.dedupe_key)])
     if debounce is None:
         if await conn.fetchval(_PARENTS, item.trigger_id, item.workflow_id) is None:
             return KeyedResult(result=GONE)

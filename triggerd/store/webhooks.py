@@ -440,7 +440,7 @@ def delivery_locks(items: Sequence[InboxItem]) -> list[int]:
     the first one's row or run and is its duplicate. Triggers without a filter store no
     filtered rows and take none (their runs' unique index orders them)."""
     return key_locks.lock_order(
-        key_locks.key_lock("delivery", i.trigger_id, i.dedupe_key)
+        key_locks.delivery_lock(i.trigger_id, i.dedupe_key)
         for i in items
         if i.dedupe_key is not None and (i.outcome == "filtered" or i.filtering)
     )

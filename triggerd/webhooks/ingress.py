@@ -864,6 +864,7 @@ class WebhookIngress(BaseComponent):
             remote_addr=client_address(request),
             received_at=now,
             correlation=derived.correlation,
+            filtering=route.config.filter is not None,
         )
         keyed = await store_keyed_request(
             self._pool, item, debounce=derived.debounce, concurrency=derived.concurrency
