@@ -1,6 +1,8 @@
 """Advisory transaction locks per (trigger, key), for what no unique index orders: the
-claims of a concurrency key (triggerd/store/keyed.py) and the filtered requests of one
-delivery id (triggerd/store/webhooks.py). Every replica computes the same lock id."""
+claims of a concurrency key (triggerd/store/keyed.py) and the deliveries of one id to a
+trigger with a filter, filtered or accepted (triggerd/store/webhooks.py, and keyed.py for
+keyed triggers). Every replica computes the same lock id. A transaction takes them first,
+sorted, before any row lock."""
 
 from __future__ import annotations
 
