@@ -878,7 +878,8 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     rows = [
         [
             e.id,
-            e.workflow_key or "",
+            # Every tenant's runs share the list: another tenant's key as the lists print it.
+            "" if e.workflow_key is None else tenant_label(e.tenant_id, e.workflow_key),
             e.trigger_name or "",
             e.status,
             _when(e.created_at),

@@ -685,6 +685,22 @@ async def test_another_tenants_names_work_as_the_lists_print_them(
         assert (result.returncode, one_line_error(result)) == (2, message), args
 
 
+async def test_executions_list_names_another_tenants_workflow_as_the_lists_print_it(
+    dsn: str, tmp_path: Path
+) -> None:
+    """The list of every tenant's runs printed acme's workflow key bare, as if it were the
+    default tenant's billing."""
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n"
+                    "    triggers: [{name: by-hand, type: manual}]\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    assert triggerd("triggers", "fire", "acme:billing/by-hand", dsn=dsn).returncode == 0
+    every = triggerd("executions", "list", dsn=dsn)
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.splitlines()[1].split()[1:3] == ["acme:billing", "by-hand"], every.stdout
+
+
 async def _acme_backfill(pool: Any, dsn: str, tmp_path: Path) -> str:
     """Tenant acme's workflow billing with an hourly trigger, and a backfill of two of its
     slots (no daemon starts it): the backfill's id."""
