@@ -51,6 +51,7 @@ from triggerd.positions import decode_position, encode_position
 from triggerd.storable import storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import COUNTED_SLOTS
+from triggerd.terminal import printable, printable_line
 from triggerd.tokens import check_tenant
 from triggerd.views import (
     audit_json,
@@ -160,7 +161,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _text(value: Any) -> str:
-    """A value as text output shows it: no Python reprs (None, True, datetime(...))."""
+    """A value as text output shows it: no Python reprs (None, True, datetime(...)), no
+    control characters that would drive the terminal."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -168,8 +170,8 @@ def _text(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     if isinstance(value, dict | list):
-        return json.dumps(value, default=_json_default, ensure_ascii=False)
-    return str(value)
+        return printable(json.dumps(value, default=_json_default, ensure_ascii=False))
+    return printable(str(value))
 
 
 def _when(value: datetime | None) -> str:
@@ -182,6 +184,7 @@ def print_json(value: Any) -> None:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
+    rows = [[printable_line(c) for c in row] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -939,8 +942,8 @@ async def cmd_executions_show(args: argparse.Namespace, settings: Settings) -> i
     if failed:
         print("node errors:")
         for n in failed:
-            print(f"  {n.node_id} (attempt {n.attempt}): {n.error_code or 'ERROR'}:"
-                  f" {n.error_message or '-'}")
+            print(f"  {n.node_id} (attempt {n.attempt}):"
+                  f" {printable(n.error_code or 'ERROR')}: {printable(n.error_message or '-')}")
     return 0
 
 
@@ -973,7 +976,8 @@ async def cmd_executions_watch(args: argparse.Namespace, settings: Settings) -> 
                                       "error_code": n.error_code,
                                       "error_message": n.error_message}), flush=True)
                 else:
-                    error = f"  {n.error_code}: {n.error_message}" if n.error_code else ""
+                    error = (f"  {printable_line(n.error_code)}:"
+                             f" {printable_line(str(n.error_message))}" if n.error_code else "")
                     print(f"{n.node_id} ({n.node_type}, attempt {n.attempt}): {n.status}{error}",
                           flush=True)
             if execution.status != status and not args.json:
@@ -987,7 +991,8 @@ async def cmd_executions_watch(args: argparse.Namespace, settings: Settings) -> 
                                       "error_message": execution.error_message},
                                      default=_json_default), flush=True)
                 elif execution.error_code:
-                    print(f"{execution.error_code}: {execution.error_message}")
+                    print(f"{printable_line(execution.error_code)}:"
+                          f" {printable_line(str(execution.error_message))}")
                 return 0 if status == "SUCCESS" else 1
             await asyncio.sleep(args.interval)
 

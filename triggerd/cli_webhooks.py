@@ -27,6 +27,7 @@ from triggerd.operations.webhooks import (
     replay,
     show_request,
 )
+from triggerd.terminal import printable, printable_line
 from triggerd.webhooks.inbox_views import request_json, summary_json
 
 
@@ -60,15 +61,15 @@ async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int
     for key in ("id", "trigger", "tenant", "outcome", "method", "path", "received_at",
                 "delivery_count", "last_seen_at", "execution_id", "remote_addr", "detail"):
         if doc[key] is not None:
-            print(f"{key}: {doc[key]}")
+            print(f"{key}: {printable(str(doc[key]))}")
     if doc["query"]:
-        print(f"query: {json.dumps(doc['query'], ensure_ascii=False)}")
+        print(f"query: {printable(json.dumps(doc['query'], ensure_ascii=False))}")
     print("headers:")
     for name, value in doc["headers"].items():
-        print(f"  {name}: {value}")
+        print(f"  {printable_line(name)}: {printable_line(value)}")
     if doc["body_text"] is not None:
         print("body:")
-        print(doc["body_text"])
+        print(printable(doc["body_text"]))
     else:
         print("body (base64, not UTF-8):")
         print(doc["body_base64"])

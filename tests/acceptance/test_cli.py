@@ -283,6 +283,33 @@ async def test_fire_cancel_finished_is_refused(dsn: str) -> None:
     assert json.loads(shown.stdout)["status"] == "SUCCESS"
 
 
+async def test_control_characters_of_a_run_reach_the_terminal_as_escapes(dsn: str) -> None:
+    """A webhook sender's input put into a run's error (ESC sequences that clear the screen
+    or set the terminal's title) was printed raw by executions show and list."""
+    assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
+    fired = triggerd("triggers", "fire", "nightly-report/by-hand", dsn=dsn)
+    assert fired.returncode == 0, fired.stderr
+    execution_id = fired.stdout.strip()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE workflow_executions SET status = 'ERROR', end_time = now(),"
+            " error_code = $2, error_message = $3 WHERE id = $1",
+            execution_id, "E\x1b[31m", "bad x\x1b[2J\x1b]0;title\x07\rover\u202eit",
+        )
+    finally:
+        await conn.close()
+    shown = triggerd("executions", "show", execution_id, dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout, shown.stdout
+    assert ("error_message:  bad x\\u001b[2J\\u001b]0;title\\u0007\\u000dover\\u202eit"
+            in shown.stdout.splitlines()), shown.stdout
+    listed = triggerd("executions", "list", dsn=dsn)
+    assert listed.stdout.splitlines()[1].split()[-1] == "E\\u001b[31m", listed.stdout
+    assert json.loads(triggerd("executions", "show", execution_id, "--json",
+                               dsn=dsn).stdout)["error_code"] == "E\x1b[31m"
+
+
 async def test_triggers_show_has_next_fires_and_slot_outcomes(dsn: str) -> None:
     assert triggerd("apply", *EXAMPLES, dsn=dsn).returncode == 0
     conn = await asyncpg.connect(dsn)

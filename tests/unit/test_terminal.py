@@ -1,0 +1,26 @@
+"""Control characters in stored text reach the terminal as escapes, not as commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from triggerd.terminal import printable, printable_line
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x07", "\x08", "\r", "\x1b", "\x7f", "\x85",
+                                     "\x9b", "\u202e", "\u2066"])
+def test_every_control_is_written_as_its_escape(control: str) -> None:
+    escaped = f"\\u{ord(control):04x}"
+    assert printable(f"a{control}b") == f"a{escaped}b"
+    assert printable_line(f"a{control}b") == f"a{escaped}b"
+
+
+def test_newline_and_tab_end_a_line_only_where_text_may_have_several() -> None:
+    assert printable("a\nb\tc") == "a\nb\tc"
+    assert printable_line("a\nb\tc") == "a\\u000ab\\u0009c"
+
+
+def test_text_without_controls_is_returned_as_it_is() -> None:
+    text = "naïve — 日本 {\"a\": 1} \\u001b"
+    assert printable(text) == text
+    assert printable_line(text) == text
