@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import re
 
+# The bidi controls: embeddings, overrides, isolates and the marks (U+061C ARABIC LETTER
+# MARK included). The console escapes these on its pages (triggerd/console/bidi.py).
+BIDI_CLASS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # C0 (but newline and tab, which multi-line text keeps), DEL, C1 and the bidi controls.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI_CLASS}]")
 # One line of a table or a list: newline and tab too.
 _LINE_CONTROLS = re.compile("[\t\n]|" + _CONTROLS.pattern)
 

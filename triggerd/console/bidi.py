@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-# Embeddings, overrides, isolates and the marks (U+061C ARABIC LETTER MARK included).
-BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+from triggerd.terminal import BIDI_CLASS
+
+BIDI_CONTROLS = re.compile(f"[{BIDI_CLASS}]")
 
 # What a page's text is split at: its tags (autoescaping writes every '<' and '>' of a
 # value as an entity, so a '<' in the output always opens one of the templates' own tags).
