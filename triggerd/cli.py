@@ -696,6 +696,7 @@ def _fire_line(fire: dict[str, str | None]) -> str:
 
 
 async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.cron import utc_iso
     from triggerd.errors import Conflict
     from triggerd.schedules import SCHEDULED_TYPES
     from triggerd.store.trigger_state import get_state
@@ -720,6 +721,9 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
     if why is not None:
         print(f"triggerd: note: {args.name} does not fire while {why}; these are its"
               " schedule's times", file=sys.stderr)
+    if not fires:  # an empty answer said nothing of why (an end_at passed)
+        print(f"triggerd: note: {args.name} has no fires after {utc_iso(after)}",
+              file=sys.stderr)
     if args.json:
         print_json(fires)
         return 0

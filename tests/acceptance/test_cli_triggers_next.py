@@ -153,3 +153,23 @@ def test_previews_show_skipped_slots_archived_workflows_and_tenants(
     assert archived.returncode == 0
     assert archived.stderr == ("triggerd: note: payroll/sync does not fire while its workflow"
                                " is archived; these are its schedule's times\n")
+
+
+def test_a_schedule_past_its_end_says_it_has_no_fires(dsn: str, tmp_path: Path) -> None:
+    # It printed nothing at all, as if the command had failed to answer.
+    path = tmp_path / "ended.yaml"
+    path.write_text("""\
+workflows:
+  - key: ended
+    graph: {nodes: [{id: a, type: noop}]}
+    triggers:
+      - {name: daily, type: cron, cron: "0 9 * * *", end_at: "2027-01-01T00:00:00Z"}
+""")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    for extra in ((), ("--json",)):
+        ended = triggerd("triggers", "next", "ended/daily", "--after", "2027-06-01T00:00:00Z",
+                         *extra, dsn=dsn)
+        assert ended.returncode == 0, ended.stderr
+        assert ended.stdout == ("[]\n" if extra else "")
+        assert ended.stderr == ("triggerd: note: ended/daily has no fires after"
+                                " 2027-06-01T00:00:00Z\n")
