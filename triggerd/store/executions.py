@@ -594,7 +594,7 @@ RETURNING """ + CLAIM_RETURNING
 # none wait, and then a sort of every active run through another index looks as cheap as
 # the ordered scan. That plan is kept until the next ANALYZE, while its cost grows with
 # the backlog: measured after an ANALYZE of an empty queue, a claim of 64 took 3.7 ms at
-# 1,000 waiting runs, 12 ms at 10,000 and 36 ms at 40,000 (2.2-2.8 ms planned without
+# 1,000 waiting runs, 12 ms at 10,000 and 36 ms at 40,000 (2.2-3.2 ms planned without
 # sorts), and in bench/sustained.py the executor fell from about 2,000 to 650 runs/s and
 # its backlog grew without bound. The setting holds for the claim's transaction only; a
 # cached plan is made under it when it is first needed and again after every ANALYZE.
