@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import hdrs, web, web_protocol
 from aiohttp.http import HttpVersion11
@@ -121,10 +121,12 @@ _AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
 
 
 # Bodies longer than this are parsed, and what is derived from them (filter, keys,
-# correlation) computed, in a thread (see _handle); below it a thread costs more than the
-# work.
+# correlation) computed, in a thread (see _for_body); below it a thread costs more than
+# the work.
 PARSE_ON_LOOP_BYTES = 128 * 1024
 LARGE_PARSES_AT_ONCE = 2
+
+_T = TypeVar("_T")
 
 
 def _parse_or_refusal(content_type: str | None, body: bytes,
@@ -420,21 +422,18 @@ class WebhookIngress(BaseComponent):
             refused = self._authenticate(request, route, body, now)
             if refused is not None:
                 return refused
-        parsed: tuple[dict[str, JSON], str | None] | BodyError | None = None
-        if len(body) > PARSE_ON_LOOP_BYTES:
-            # A large body's parse and nesting check held the loop for seconds (10 MB of
-            # small lists: 2.5 s), and every other request and probe waited. In a thread,
-            # the loop gets the interpreter back at every switch interval.
-            async with self._large_parses:
-                parsed = await asyncio.to_thread(_parse_or_refusal,
-                                                 request.headers.get("Content-Type"), body,
-                                                 route.config.body)
-        run_input = self._parse(request, route, body, parsed)
+        # A large body's parse and nesting check held the loop for seconds (10 MB of small
+        # lists: 2.5 s), and every other request and probe waited.
+        parsed = await self._for_body(body, functools.partial(
+            _parse_or_refusal, request.headers.get("Content-Type"), body, route.config.body))
+        run_input = self._parse(request, route, parsed)
         if isinstance(run_input, web.Response):
             return run_input
         headers = stored_headers(request.headers, route.stripped_headers)
         query = query_dict(request.query)
-        derived = await self._derive(request, route, body, run_input, headers, query)
+        derived = await self._for_body(body, functools.partial(
+            derive, route, run_input, body=body, request_headers=request.headers,
+            headers=headers, query=query))
         config = route.config
         if not derived.matched:
             result = await self._store_filtered(
@@ -682,22 +681,18 @@ class WebhookIngress(BaseComponent):
             )
 
     def _parse(
-        self, request: web.Request, route: WebhookRoute, body: bytes,
-        parsed_body: tuple[dict[str, JSON], str | None] | BodyError | None = None,
+        self, request: web.Request, route: WebhookRoute,
+        parsed_body: tuple[dict[str, JSON], str | None] | BodyError,
     ) -> RunInput | web.Response:
         """The run input, or the refusal: a body that does not parse (400, 415) or an input
         that does not match the ``parameter_schema`` (422). ``parsed_body``: the body's
-        parse, already made (off the loop), or its refusal."""
-        try:
-            if isinstance(parsed_body, BodyError):
-                raise parsed_body
-            parsed, json_text = parsed_body or parse_input(
-                request.headers.get("Content-Type"), body, mode=route.config.body
-            )
-        except BodyError as exc:
+        parse (:func:`_parse_or_refusal`), or its refusal."""
+        if isinstance(parsed_body, BodyError):
             return self._refused(request, route,
-                                 error_response(exc.status, exc.code, exc.message),
-                                 exc.code, detail=exc.message)
+                                 error_response(parsed_body.status, parsed_body.code,
+                                                parsed_body.message),
+                                 parsed_body.code, detail=parsed_body.message)
+        parsed, json_text = parsed_body
         # Nothing below changes either dict, so without static input no copy is needed.
         data: dict[str, JSON] = (
             {**route.static_input, **parsed} if route.static_input else parsed
@@ -715,27 +710,16 @@ class WebhookIngress(BaseComponent):
             )
         return RunInput(parsed=parsed, json_text=json_text, data=data)
 
-    async def _derive(
-        self,
-        request: web.Request,
-        route: WebhookRoute,
-        body: bytes,
-        run_input: RunInput,
-        headers: dict[str, JSON],
-        query: dict[str, JSON],
-    ) -> Derived:
-        """:func:`derive`, in a thread for a large body: a filter or key that re-encodes
-        or sorts a 10 MB input held the loop for seconds (every other request, timer and
-        the executor with it); in a thread the loop gets the interpreter back at every
-        switch interval. A small body's stays on the loop, where it costs less."""
+    async def _for_body(self, body: bytes, work: Callable[[], _T]) -> _T:
+        """``work`` (a request's parse, or what is derived from its input) on the loop for
+        a small body, where it costs less than a thread; for a large one in a thread (two
+        at once): a 10 MB body's parse, or a filter or key that re-encodes or sorts its
+        input, held the loop for seconds (every other request, timer and the executor with
+        it), and in a thread the loop gets the interpreter back at every switch interval."""
         if len(body) <= PARSE_ON_LOOP_BYTES:
-            return derive(route, run_input, body=body, request_headers=request.headers,
-                          headers=headers, query=query)
+            return work()
         async with self._large_parses:
-            return await asyncio.to_thread(
-                functools.partial(derive, route, run_input, body=body,
-                                  request_headers=request.headers, headers=headers,
-                                  query=query))
+            return await asyncio.to_thread(work)
 
     async def _store(
         self,
