@@ -20,6 +20,7 @@ from typing import Any
 
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import ConfigError, DurationError
+from triggerd.model import MAX_WORKFLOW_DEPTH_LIMIT
 from triggerd.tokens import TENANT_RULE, is_tenant_name
 
 CONFIG_ENV = "TRIGGERD_CONFIG"
@@ -422,10 +423,10 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
     for key, value, minimum in checks:
         if value < minimum:
             return (key,), f"{key}: {value} is below the minimum {minimum}"
-    if settings.executor.max_workflow_depth > 100:
+    if settings.executor.max_workflow_depth > MAX_WORKFLOW_DEPTH_LIMIT:
         return ("executor.max_workflow_depth",), (
             f"executor.max_workflow_depth: {settings.executor.max_workflow_depth} is above"
-            " the maximum 100")
+            f" the maximum {MAX_WORKFLOW_DEPTH_LIMIT}")
     if settings.http.processes > MAX_HTTP_PROCESSES:
         return ("http.processes",), (
             f"http.processes: {settings.http.processes} is above the maximum"

@@ -370,6 +370,10 @@ class TriggerSpec:
 # ``tenant:``, rows from before tenants, webhooks at /hooks/{path}).
 DEFAULT_TENANT = "default"
 
+# The most that [executor] max_workflow_depth may be: no run has more ancestors, whatever
+# the setting was when it started (the child sweep's walk up stops there).
+MAX_WORKFLOW_DEPTH_LIMIT = 100
+
 
 # The correlation keys with a column (and an index) of their own on every run.
 CORRELATION_COLUMNS = ("agent_id", "session_id", "conversation_id")

@@ -1,8 +1,9 @@
 """Child runs that outlived their canceled parent are canceled by a periodic sweep: the
 cancel_previous slot write cancels its runs' children only after its commit (a lost answer
 or a stop in between skipped it), and a running parent flagged for cancel may start a
-child after its cancel ran. Children of a parent that ended SUCCESS or ERROR are left
-alone (`wait: false` children outlive their parent by design)."""
+child after its cancel ran. A run below a CANCELED one ends as that run's cancel would
+have ended it, also through children that ended SUCCESS or ERROR; runs with no CANCELED
+ancestor are left alone (`wait: false` children outlive their parent by design)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import pytest
 from tests.helpers import apply_doc, fire, wait_for
 from triggerd.config import load_settings
 from triggerd.executor.service import CHILD_SWEEP_BATCH, Executor
-from triggerd.store.executions import _ORPHANED_CHILDREN, cancel_orphaned_children
+from triggerd.store.executions import (
+    _ORPHANED_CHILDREN,
+    cancel_orphaned_children,
+    request_cancel,
+)
 from triggerd.store.subworkflows import start_child
 
 DOC = {"workflows": [
@@ -86,7 +91,8 @@ async def test_the_sweep_cancels_the_children_of_canceled_runs_only(pool: asyncp
                             (after_error, "WAITING")):
             await _set(conn, run, status)
 
-        assert await cancel_orphaned_children(conn) == 3
+        # The grandchild too: its parent did not end, its grandparent did, CANCELED.
+        assert await cancel_orphaned_children(conn) == 4
 
     gone = "canceled with its parent run"
     assert await _state(pool, waiting) == ("CANCELED", True, gone, ["CANCELED"])
@@ -115,6 +121,75 @@ async def test_the_sweep_takes_its_batch_and_the_next_one_the_rest(pool: asyncpg
         # The parent's whole tree was canceled with the batch's first children.
         assert await cancel_orphaned_children(conn, 2) == 0
     assert {(await _state(pool, c))[:2] for c in children} == {("RUNNING", True)}
+
+
+async def _tree(conn: asyncpg.Connection, top: str, middle: str) -> list[str]:
+    """Below ``top``: a child ended ``middle`` whose own children (started with `wait:
+    false`) are waiting, queued and running, and one started by the running one; the
+    runs, top down."""
+    child = await _child(conn, top, "call")
+    waiting, new, running = [await _child(conn, child, n) for n in ("w", "n", "r")]
+    below_running = await _child(conn, running, "g")
+    for run, status in ((child, middle), (waiting, "WAITING"), (running, "RUNNING"),
+                        (below_running, "WAITING")):
+        await _set(conn, run, status)
+    return [child, waiting, new, running, below_running]
+
+
+@pytest.mark.parametrize("middle", ["SUCCESS", "ERROR"])
+async def test_the_sweep_cancels_what_a_cancel_of_a_canceled_ancestor_would(
+    pool: asyncpg.Pool, middle: str
+) -> None:
+    """A cancel of a run reaches every run below it, through a child that ended SUCCESS or
+    ERROR: the sweep gives the runs that cancel missed the same end."""
+    await apply_doc(pool, DOC)
+    missed, canceled = [await fire(pool, "parent/manual") for _ in range(2)]
+    async with pool.acquire() as conn:
+        swept, reached = await _tree(conn, missed, middle), await _tree(conn, canceled, middle)
+        # Ended as a cancel_previous slot write leaves it when its answer is lost.
+        await _set(conn, missed, "CANCELED")
+        await _set(conn, canceled, "WAITING")
+        await request_cancel(conn, canceled)
+
+        assert await cancel_orphaned_children(conn) == 4
+
+    gone = "canceled with its parent run"
+    assert [await _state(pool, r) for r in swept] == [
+        (middle, False, None, []),
+        ("CANCELED", True, gone, ["CANCELED"]),
+        ("CANCELED", True, gone, []),
+        # Its executor cancels its running node and ends it.
+        ("RUNNING", True, None, ["RUNNING"]),
+        ("CANCELED", True, gone, ["CANCELED"]),
+    ]
+    assert [await _state(pool, r) for r in swept] == [await _state(pool, r) for r in reached]
+
+    before = await _versions(pool)
+    async with pool.acquire() as conn:
+        assert await cancel_orphaned_children(conn) == 0
+    assert await _versions(pool) == before
+
+
+async def test_the_sweep_leaves_runs_with_no_canceled_ancestor(pool: asyncpg.Pool) -> None:
+    """Runs below children that ended SUCCESS or ERROR, under a run that ended SUCCESS or
+    ERROR too, outlive them all."""
+    await apply_doc(pool, DOC)
+    succeeded, failed = [await fire(pool, "parent/manual") for _ in range(2)]
+    async with pool.acquire() as conn:
+        trees = [await _tree(conn, succeeded, "SUCCESS"), await _tree(conn, failed, "ERROR")]
+        await _set(conn, succeeded, "SUCCESS")
+        await _set(conn, failed, "ERROR")
+        # A chain three deep of runs that ended SUCCESS, the last with a waiting child.
+        deep = await _child(conn, trees[0][0], "d")
+        deepest = await _child(conn, deep, "e")
+        await _set(conn, deep, "SUCCESS")
+        await _set(conn, deepest, "WAITING")
+        before = await _versions(pool)
+
+        assert await cancel_orphaned_children(conn) == 0
+
+    assert await _versions(pool) == before
+    assert (await _state(pool, deepest))[:2] == ("WAITING", False)
 
 
 @pytest.fixture
@@ -171,3 +246,5 @@ async def test_the_sweep_reads_the_active_children_not_the_history(pool: asyncpg
         plan = "\n".join(r[0] for r in await conn.fetch(
             "EXPLAIN " + _ORPHANED_CHILDREN, CHILD_SWEEP_BATCH))
     assert "workflow_executions_active_children" in plan, plan
+    # The walk up from each is probes of the primary key, whatever the history.
+    assert "workflow_executions_pkey" in plan and "Seq Scan" not in plan, plan

@@ -73,10 +73,11 @@ HAND_BACK_TIMEOUT = 5.0
 RETENTION_BATCH = 500
 LEDGER_RETENTION_BATCH = 2_000
 RETENTION_MIN_PAUSE = 0.05
-# How often the executor looks for child runs that outlived their canceled parent
+# How often the executor looks for runs not ended below a run that ended CANCELED
 # (store.cancel_orphaned_children): a cancel_previous slot write cancels its runs'
 # children after its commit, which a crash or a lost answer can skip, and a running parent
-# may start a child after its cancel. Seconds; a look reads only active children.
+# may start a child after its cancel. Seconds; a look reads only active children, and
+# their ancestors.
 CHILD_SWEEP_INTERVAL = 30.0
 CHILD_SWEEP_BATCH = 500
 
@@ -759,8 +760,8 @@ class Executor(BaseComponent):
             self._on_cancel(execution_id)
 
     async def _child_sweep_loop(self) -> None:
-        """Cancel, every child_sweep_interval (and once at start), the child runs whose
-        parent ended CANCELED without their cancel (see CHILD_SWEEP_INTERVAL)."""
+        """Cancel, every child_sweep_interval (and once at start), the runs below a run
+        that ended CANCELED that its cancel did not reach (see CHILD_SWEEP_INTERVAL)."""
         while self._running:
             found = 0
             try:

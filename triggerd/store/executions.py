@@ -16,7 +16,13 @@ import orjson
 
 from triggerd.errors import Conflict, NotFound, UsageError
 from triggerd.ids import IdQuery
-from triggerd.model import DEFAULT_TENANT, JSON, Correlation, ExecutionStatus
+from triggerd.model import (
+    DEFAULT_TENANT,
+    JSON,
+    MAX_WORKFLOW_DEPTH_LIMIT,
+    Correlation,
+    ExecutionStatus,
+)
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED, HELD
 from triggerd.store.notifications import send_finished, send_hints
 from triggerd.store.records import (
@@ -456,32 +462,44 @@ async def cancel_children(conn: Conn, execution_ids: Sequence[str]) -> None:
         list(execution_ids), CANCEL.wire, EXECUTIONS.wire, HELD)
 
 
-# Children not ended (a running one: not flagged yet) of runs that ended CANCELED: the
-# cancel_previous slot write cancels its runs' children after its commit, which a lost
-# answer or a stop in between skips, and a running parent flagged for cancel may start a
-# child after its cancel ran. Read in the order of the index of active children
-# (migration 0039), never the history; each parent is one probe of the primary key.
-# Replicas sweeping at once take their parents in the same order. A parent that ended
-# SUCCESS or ERROR keeps its children (`wait: false` ones outlive it by design).
-_ORPHANED_CHILDREN = """
-SELECT c.parent_execution_id::text AS parent FROM workflow_executions c
+# Runs not ended (a running one: not flagged yet) below a run that ended CANCELED, and
+# the nearest such ancestor of each: a cancel of that run (cancel_children) reaches every
+# run below it, through children that ended SUCCESS or ERROR too, and these are the ones
+# it missed. The cancel_previous slot write cancels its runs' children after its commit,
+# which a lost answer or a stop in between skips, and a running run flagged for cancel may
+# start a child after its cancel ran. Read in the order of the index of active children
+# (migration 0039), never the history: from each, a walk up its ancestors, one probe of
+# the primary key a level, that stops at the first CANCELED one, at a run started by no
+# other, or at the deepest nesting there can be. Replicas sweeping at once take their
+# children in the same order. A run with no CANCELED ancestor keeps its children (`wait:
+# false` ones outlive a parent that ended SUCCESS or ERROR by design).
+_ORPHANED_CHILDREN = f"""
+SELECT a.id::text AS ancestor FROM workflow_executions c
+ CROSS JOIN LATERAL (
+   WITH RECURSIVE up AS (
+     SELECT p.id, p.status, p.parent_execution_id, 1 AS depth FROM workflow_executions p
+      WHERE p.id = c.parent_execution_id
+     UNION ALL
+     SELECT p.id, p.status, p.parent_execution_id, up.depth + 1
+       FROM up JOIN workflow_executions p ON p.id = up.parent_execution_id
+      WHERE up.status <> 'CANCELED' AND up.depth < {MAX_WORKFLOW_DEPTH_LIMIT})
+   SELECT id FROM up WHERE status = 'CANCELED' LIMIT 1) a
  WHERE c.parent_execution_id IS NOT NULL AND c.status IN ('NEW', 'RUNNING', 'WAITING')
    AND NOT (c.status = 'RUNNING' AND c.cancel_requested)
-   AND EXISTS (SELECT FROM workflow_executions p
-                WHERE p.id = c.parent_execution_id AND p.status = 'CANCELED')
  ORDER BY c.parent_execution_id
  LIMIT $1
 """
 
 
 async def cancel_orphaned_children(conn: Conn, batch: int = 500) -> int:
-    """Cancel (:func:`cancel_children`) the children, and theirs, of up to ``batch``
-    children of runs that ended CANCELED whose cancel did not reach them; returns how many
-    such children were found (0: nothing was changed). Idempotent: a running child once
-    flagged is not found again."""
+    """Find up to ``batch`` runs not ended below a run that ended CANCELED whose cancel
+    did not reach them, and cancel the runs below the nearest CANCELED ancestor of each as
+    its cancel would have (:func:`cancel_children`, through children that ended SUCCESS or
+    ERROR too); returns how many were found (0: nothing was changed). Idempotent: a
+    running run once flagged is not found again."""
     rows = await conn.fetch(_ORPHANED_CHILDREN, batch)
     if rows:
-        await cancel_children(conn, sorted({r["parent"] for r in rows}))
+        await cancel_children(conn, sorted({r["ancestor"] for r in rows}))
     return len(rows)
 
 
