@@ -294,7 +294,8 @@ KEY_HELP: dict[str, str] = {
     "executor.retention": "finished executions older than this are deleted",
     "executor.audit_retention": "audit rows older than this are deleted",
     "executor.test_retention": "test runs (triggerd test) older than this are deleted",
-    "executor.max_workflow_depth": "how deep workflow nodes may nest runs (1-100)",
+    "executor.max_workflow_depth":
+        f"how deep workflow nodes may nest runs (1-{MAX_WORKFLOW_DEPTH_LIMIT})",
     "executor.drain": "on SIGTERM, time running executions get to finish",
     "executor.max_resume_output_bytes": "largest node output at all; a larger one fails the node",
     "executor.resume_key_file": "key of the encrypted resume copies (shared by replicas)",
