@@ -18,6 +18,7 @@ from triggerd.cli import (
     print_json,
 )
 from triggerd.config import Settings
+from triggerd.ids import MIN_PREFIX_DIGITS, WEBHOOK_REQUEST, parse_id
 from triggerd.model import tenant_label
 from triggerd.operations import cli_actor
 from triggerd.operations.webhooks import (
@@ -27,6 +28,7 @@ from triggerd.operations.webhooks import (
     replay,
     show_request,
 )
+from triggerd.store.inbox import resolve_request_id
 from triggerd.terminal import printable, printable_line
 from triggerd.webhooks.inbox_views import request_json, summary_json
 
@@ -52,8 +54,10 @@ async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int:
+    query = parse_id(args.id, WEBHOOK_REQUEST)  # malformed: exit 2 before the database
     async with _pool(settings) as pool:
-        found = await show_request(pool, args.id, args.tenant)
+        request_id = await resolve_request_id(pool, query, args.tenant)
+        found = await show_request(pool, request_id, args.tenant)
     doc = request_json(found)
     if args.json:
         print_json(doc)
@@ -77,8 +81,10 @@ async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
+    query = parse_id(args.id, WEBHOOK_REQUEST)
     async with _pool(settings) as pool:
-        result = await replay(pool, cli_actor(args.tenant), args.id)
+        request_id = await resolve_request_id(pool, query, args.tenant)
+        result = await replay(pool, cli_actor(args.tenant), request_id)
         doc: dict[str, Any] = {"execution_id": result.execution_id,
                                "replay_of": result.request_id,
                                "dedupe_key": result.dedupe_key, "status": "NEW"}
@@ -104,6 +110,10 @@ async def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> i
     return 0 if final.status == "SUCCESS" else 1
 
 
+ID_HELP = (f"the request's id, or a prefix of it that names only it ({MIN_PREFIX_DIGITS} or"
+           " more leading hex digits)")
+
+
 def add_webhooks_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     webhooks = sub.add_parser("webhooks", help="list, show or replay stored webhook requests")
     wsub = webhooks.add_subparsers(dest="action", metavar="ACTION", parser_class=parser_class)
@@ -115,12 +125,12 @@ def add_webhooks_commands(sub: Any, parser_class: type[argparse.ArgumentParser])
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_webhooks_list)
     p = wsub.add_parser("show", help="a stored request with its headers and body")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help=ID_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_webhooks_show)
     p = wsub.add_parser("replay", help="run a stored request again through its trigger's"
                                        " current version (exit 1 with --wait: the run failed)")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help=ID_HELP)
     p.add_argument("--wait", action="store_true", help="wait for the run to end")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_webhooks_replay)

@@ -1,8 +1,8 @@
 """Ids made here (time-ordered UUIDs: executions, and the workflows and triggers an apply
-creates), and execution ids read as people type them (a full UUID, or its first 8 or more
-hex digits).
+creates), and execution and webhook request ids read as people type them (a full UUID, or
+its first 8 or more hex digits).
 
-Pure: :func:`parse_execution_id` turns the text into the UUID range it names; the store
+Pure: :func:`parse_id` turns the text into the UUID range it names; the store
 looks the range up on the primary key (``id BETWEEN low AND high``), which an index can
 answer, unlike ``id::text LIKE 'prefix%'``.
 """
@@ -22,8 +22,20 @@ _HEX = re.compile(r"[0-9a-f]{1,32}")
 
 
 @dataclass(frozen=True, kw_only=True)
+class IdKind:
+    """What an id names, as the messages about it say: "an execution"."""
+
+    article: str
+    noun: str
+
+
+EXECUTION = IdKind(article="an", noun="execution")
+WEBHOOK_REQUEST = IdKind(article="a", noun="webhook request")
+
+
+@dataclass(frozen=True, kw_only=True)
 class IdQuery:
-    """The ids an execution id (or prefix) can name: every UUID from ``low`` to ``high``."""
+    """The ids an id (or prefix) can name: every UUID from ``low`` to ``high``."""
 
     prefix: str  # what was typed, in lower case
     full: str | None  # the canonical UUID when all 32 digits were given
@@ -31,19 +43,24 @@ class IdQuery:
     high: str
 
 
-def parse_execution_id(text: str) -> IdQuery:
-    """``text`` as a full UUID or a prefix of one; a :class:`UsageError` otherwise."""
+def parse_id(text: str, kind: IdKind) -> IdQuery:
+    """``text`` as a full UUID or a prefix of one; a :class:`UsageError` that names
+    ``kind`` otherwise."""
     lower = text.lower()
     digits = lower.replace("-", "")
     if _HEX.fullmatch(digits) is None or len(digits) < MIN_PREFIX_DIGITS:
-        raise _malformed(text)
+        raise _malformed(text, kind)
     low = str(uuid.UUID(hex=digits.ljust(32, "0")))
     # Dashes only where the canonical form has them (any prefix of it), or none at all.
     if lower != digits and lower != low[: len(lower)]:
-        raise _malformed(text)
+        raise _malformed(text, kind)
     high = str(uuid.UUID(hex=digits.ljust(32, "f")))
     full = low if len(digits) == 32 else None
     return IdQuery(prefix=lower, full=full, low=low, high=high)
+
+
+def parse_execution_id(text: str) -> IdQuery:
+    return parse_id(text, EXECUTION)
 
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
@@ -59,10 +76,10 @@ def canonical_uuid(text: str) -> str | None:
     return str(uuid.UUID(lower))
 
 
-def _malformed(text: str) -> UsageError:
+def _malformed(text: str, kind: IdKind) -> UsageError:
     return UsageError(
-        f"{text!r} is not an execution id (a UUID, or {MIN_PREFIX_DIGITS} or more of its"
-        " leading hex digits)"
+        f"{text!r} is not {kind.article} {kind.noun} id (a UUID, or {MIN_PREFIX_DIGITS} or"
+        " more of its leading hex digits)"
     )
 
 

@@ -60,7 +60,8 @@ async def test_list_show_replay_and_bad_ids(dsn: str, tmp_path: Path) -> None:
     result = triggerd("webhooks", "show", "nope", dsn=dsn)
     assert result.returncode == 2
     assert one_line_error(result) == (
-        "triggerd: error: 'nope' is not a webhook request id (a UUID)")
+        "triggerd: error: 'nope' is not a webhook request id (a UUID, or 8 or more of its"
+        " leading hex digits)")
     result = triggerd("webhooks", "replay", MISSING, dsn=dsn)
     assert result.returncode == 3
     assert one_line_error(result) == f"triggerd: error: no webhook request {MISSING}"
@@ -81,3 +82,90 @@ async def test_list_show_replay_and_bad_ids(dsn: str, tmp_path: Path) -> None:
     assert one_line_error(result) == (
         f"triggerd: error: webhook request {opened} cannot be replayed: its trigger was"
         " deleted")
+
+
+# Chosen ids: two that share their first 8 digits, one that no other starts like.
+AMBIGUOUS_1 = "abcdef01-0000-4000-8000-000000000001"
+AMBIGUOUS_2 = "abcdef01-0000-4000-8000-000000000002"
+UNIQUE = "12345678-9abc-4def-8000-000000000003"
+
+
+async def test_show_and_replay_take_a_unique_prefix(dsn: str, tmp_path: Path) -> None:
+    """As ``executions show | retry | cancel``: 8 or more leading hex digits name a request
+    when only it starts so; the same messages and exit codes for the rest."""
+    (tmp_path / "doc.yaml").write_text(DOC)
+    assert triggerd("apply", str(tmp_path / "doc.yaml"), dsn=dsn).returncode == 0
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO webhook_requests (id, trigger_id, method, path, headers, body,"
+            " outcome, received_at) SELECT $1::uuid, id, 'POST', '/hooks/gh',"
+            " '{\"content-type\": \"application/json\"}', '{\"action\": \"opened\"}',"
+            " 'filtered', '2026-01-02T03:04:05Z' FROM workflow_triggers",
+            [(i,) for i in (AMBIGUOUS_1, AMBIGUOUS_2, UNIQUE)])
+    finally:
+        await conn.close()
+
+    # A full id prints what it always printed.
+    shown = triggerd("webhooks", "show", UNIQUE, "--json", dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {
+        "id": UNIQUE, "trigger": "gh/push", "tenant": "default", "method": "POST",
+        "path": "/hooks/gh", "received_at": "2026-01-02T03:04:05+00:00",
+        "outcome": "filtered", "execution_id": None, "delivery_count": 1,
+        "last_seen_at": None, "body_bytes": 20, "detail": None, "query": {},
+        "headers": {"content-type": "application/json"}, "remote_addr": None,
+        "body_text": '{"action": "opened"}', "body_base64": None}
+    # A unique prefix (any case, with or without its dashes) shows the same.
+    for prefix in ("12345678", "123456789ABC", "12345678-9abc-4d"):
+        by_prefix = triggerd("webhooks", "show", prefix, "--json", dsn=dsn)
+        assert by_prefix.returncode == 0, (prefix, by_prefix.stderr)
+        assert by_prefix.stdout == shown.stdout, prefix
+    text = triggerd("webhooks", "show", "12345678", dsn=dsn)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0] == f"id: {UNIQUE}"
+    shown = triggerd("webhooks", "show", "abcdef01-0000-4000-8000-00000000000", dsn=dsn)
+    assert shown.returncode == 2  # a prefix of both
+
+    replayed = triggerd("webhooks", "replay", "12345678", "--json", dsn=dsn)
+    assert replayed.returncode == 0, replayed.stderr
+    doc = json.loads(replayed.stdout)
+    assert (doc["replay_of"], doc["dedupe_key"], doc["status"]) == (
+        UNIQUE, f"replay:{UNIQUE}:1", "NEW")
+    replayed = triggerd("webhooks", "replay", AMBIGUOUS_2, "--json", dsn=dsn)
+    assert replayed.returncode == 0, replayed.stderr
+    doc = json.loads(replayed.stdout)
+    assert set(doc) == {"execution_id", "replay_of", "dedupe_key", "status"}
+    assert (doc["replay_of"], doc["dedupe_key"], doc["status"]) == (
+        AMBIGUOUS_2, f"replay:{AMBIGUOUS_2}:1", "NEW")
+    replayed = triggerd("webhooks", "replay", "12345678-9ABC", dsn=dsn)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() != doc["execution_id"]
+
+    malformed = ("triggerd: error: {!r} is not a webhook request id (a UUID, or 8 or more of"
+                 " its leading hex digits)")
+    for action in ("show", "replay"):
+        for bad in ("not-a-uuid", "1234567", "1234-5678", "g2345678", "12345678--", ""):
+            result = triggerd("webhooks", action, bad, dsn=dsn)
+            assert result.returncode == 2, (action, bad, result.stderr)
+            assert one_line_error(result) == malformed.format(bad), (action, bad)
+        result = triggerd("webhooks", action, "abcdef01", dsn=dsn)
+        assert result.returncode == 2, (action, result.stderr)
+        assert one_line_error(result) == (
+            "triggerd: error: webhook request id prefix 'abcdef01' is ambiguous: it matches"
+            " more than one webhook request; give more digits")
+        result = triggerd("webhooks", action, "99999999", dsn=dsn)
+        assert result.returncode == 3, (action, result.stderr)
+        assert one_line_error(result) == (
+            "triggerd: error: no webhook request whose id starts with '99999999'")
+        result = triggerd("webhooks", action, MISSING, dsn=dsn)
+        assert result.returncode == 3, (action, result.stderr)
+        assert one_line_error(result) == f"triggerd: error: no webhook request {MISSING}"
+
+
+def test_help_says_a_prefix_works() -> None:
+    for action in ("show", "replay"):
+        helped = triggerd("webhooks", action, "--help")
+        assert helped.returncode == 0, helped.stderr
+        assert "a prefix of it that names only it (8 or more leading hex digits)" in (
+            " ".join(helped.stdout.split())), action

@@ -495,6 +495,13 @@ async def test_bad_ids(
     assert response.status == 400
     assert (await response.json())["message"] == (
         "'nope' is not a webhook request id (a UUID)")
+    # The command line takes a prefix; the API's paths stay full ids (a contract).
+    for method, url in [("GET", "/api/v1/webhook-requests/abcdef01"),
+                        ("POST", "/api/v1/webhook-requests/abcdef01/replay")]:
+        response = await client.request(method, url, headers=AUTH)
+        assert response.status == 400
+        assert (await response.json())["message"] == (
+            "'abcdef01' is not a webhook request id (a UUID)")
     missing = "0190c2a4-0000-7000-8000-000000000000"
     for method, url in [("GET", f"/api/v1/webhook-requests/{missing}"),
                         ("POST", f"/api/v1/webhook-requests/{missing}/replay")]:

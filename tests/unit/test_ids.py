@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from triggerd.errors import UsageError
-from triggerd.ids import IdQuery, canonical_uuid, parse_execution_id
+from triggerd.ids import WEBHOOK_REQUEST, IdQuery, canonical_uuid, parse_execution_id, parse_id
 
 FULL = "12345678-9abc-4def-8000-00000000000f"
 
@@ -51,6 +51,16 @@ def test_malformed_ids_are_usage_errors(text: str) -> None:
         f"{text!r} is not an execution id (a UUID, or 8 or more of its leading hex digits)"
     )
     assert info.value.exit_code == 2
+
+
+def test_webhook_request_ids_read_alike_and_are_named_in_the_message() -> None:
+    assert parse_id("12345678-9A", WEBHOOK_REQUEST) == parse_execution_id("12345678-9A")
+    for text in ("1234567", "g2345678", "not-a-uuid"):
+        with pytest.raises(UsageError) as info:
+            parse_id(text, WEBHOOK_REQUEST)
+        assert str(info.value) == (f"{text!r} is not a webhook request id (a UUID, or 8 or"
+                                   " more of its leading hex digits)")
+        assert info.value.exit_code == 2
 
 
 def test_whole_ids_in_the_two_spellings_the_project_shows() -> None:

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
-from triggerd.errors import Conflict, NotFound, UsageError
-from triggerd.ids import IdQuery
+from triggerd.errors import Conflict, NotFound
+from triggerd.ids import EXECUTION, IdQuery
 from triggerd.model import (
     DEFAULT_TENANT,
     JSON,
@@ -24,6 +24,7 @@ from triggerd.model import (
     ExecutionStatus,
 )
 from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, FINISHED, HELD
+from triggerd.store.id_prefixes import resolve_id
 from triggerd.store.notifications import send_finished, send_hints
 from triggerd.store.records import (
     Arguments,
@@ -213,23 +214,10 @@ EXECUTION_ID_RANGE = (
 
 
 async def resolve_execution_id(conn: Conn, query: IdQuery, tenant: str | None = None) -> str:
-    """The one execution id ``query`` names (among ``tenant``'s runs; None: any tenant's).
-    A full id is returned as is (the caller's lookup says whether it exists); a prefix
-    must match exactly one execution: :class:`NotFound` when none does,
-    :class:`UsageError` when several do. Another tenant's runs never make a prefix
+    """The one execution id ``query`` names (among ``tenant``'s runs; None: any tenant's),
+    by the rules of :func:`resolve_id`. Another tenant's runs never make a prefix
     ambiguous, nor are they named."""
-    if query.full is not None:
-        return query.full
-    rows = await conn.fetch(EXECUTION_ID_RANGE, query.low, query.high, tenant)
-    if not rows:
-        raise NotFound(f"no execution whose id starts with {query.prefix!r}")
-    if len(rows) > 1:
-        raise UsageError(
-            f"execution id prefix {query.prefix!r} is ambiguous: it matches more than one"
-            " execution; give more digits"
-        )
-    found: str = rows[0]["id"]
-    return found
+    return await resolve_id(conn, EXECUTION_ID_RANGE, query, EXECUTION, tenant)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,9 +11,11 @@ from typing import Any
 
 import asyncpg
 
+from triggerd.ids import WEBHOOK_REQUEST, IdQuery
 from triggerd.model import JSON, Correlation
 from triggerd.notifications.channels import EXECUTIONS, HELD
 from triggerd.store.executions import correlation_arrays
+from triggerd.store.id_prefixes import resolve_id
 
 Conn = Any  # a connection or a pool
 
@@ -194,6 +196,24 @@ async def get_inbox_request(
         summary=_summary(row), query=row["query"], headers=row["headers"],
         body=bytes(row["body"]), remote_addr=row["remote_addr"],
     )
+
+
+# The ids in a prefix's range, on the primary key index. Visible as get_inbox_request's
+# callers check: a tenant sees its triggers' requests; a request whose trigger was deleted
+# has no tenant, and only an all-tenant actor ($3 NULL) sees it.
+REQUEST_ID_RANGE = (
+    "SELECT r.id::text AS id FROM webhook_requests r"
+    " LEFT JOIN workflow_triggers t ON t.id = r.trigger_id"
+    " WHERE r.id BETWEEN $1::uuid AND $2::uuid AND ($3::text IS NULL OR t.tenant_id = $3)"
+    " ORDER BY r.id LIMIT 2"
+)
+
+
+async def resolve_request_id(conn: Conn, query: IdQuery, tenant: str | None = None) -> str:
+    """The one webhook request id ``query`` names (among ``tenant``'s; None: any), by the
+    rules of :func:`resolve_id`: another tenant's requests neither make a prefix ambiguous
+    nor are named by it."""
+    return await resolve_id(conn, REQUEST_ID_RANGE, query, WEBHOOK_REQUEST, tenant)
 
 
 async def next_replay_number(conn: Conn, request_id: str) -> int:
