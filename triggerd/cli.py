@@ -840,6 +840,7 @@ async def cmd_triggers_fire(args: argparse.Namespace, settings: Settings) -> int
 async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.executions import ExecutionScope, list_executions
     from triggerd.store.workflows import get_trigger, get_workflow
+    from triggerd.windows import check_window
 
     statuses = tuple(ExecutionStatus)
     status = None
@@ -852,8 +853,7 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
     _check_range("--limit", args.limit, 10_000)
     since = None if args.since is None else _parse_instant(args.since, "--since")
     until = None if args.until is None else _parse_instant(args.until, "--until")
-    if since is not None and until is not None and since >= until:
-        raise UsageError(f"--since {args.since} is not before --until {args.until}")
+    check_window(since, until, names=("--since", "--until"))  # as the API's
     after = None if args.cursor is None else decode_position(args.cursor)
     if args.cursor is not None and after is None:
         raise UsageError(f"--cursor: {args.cursor[:60]!r} is not a cursor this command printed")

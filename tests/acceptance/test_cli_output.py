@@ -135,6 +135,8 @@ async def test_executions_list_by_time_window_and_workflow(dsn: str) -> None:
     assert ids("--since", "2026-01-02T00:00:00Z") == [new]
     assert ids("--until", "2026-01-02T00:00:00Z") == [old]
     assert ids("--since", "2026-01-01T10:00:00+00:00", "--until", "2026-01-02T10:00:00Z") == [old]
+    # An empty window is no runs, as the API's (it was exit 2, the API's no items).
+    assert ids("--since", "2026-01-02T10:00:00Z", "--until", "2026-01-02T11:00:00+01:00") == []
     assert ids("--workflow", "nightly-report") == [new, old]
     assert ids("--workflow", "github-push") == []
     for args, code, message in (
@@ -146,7 +148,7 @@ async def test_executions_list_by_time_window_and_workflow(dsn: str) -> None:
         (("--since", "0001-01-01T00:00:00+05:00"), 2,
          "--since: '0001-01-01T00:00:00+05:00' is out of range (years 1-9999 in UTC)"),
         (("--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"), 2,
-         "--since 2026-01-02T00:00:00Z is not before --until 2026-01-01T00:00:00Z"),
+         "--since 2026-01-02T00:00:00Z is after --until 2026-01-01T00:00:00Z (swapped?)"),
         (("--workflow", "nope"), 3, "no workflow with key 'nope'"),
     ):
         result = triggerd("executions", "list", *args, dsn=dsn)

@@ -141,6 +141,7 @@ from triggerd.views import (
 from triggerd.webhooks.answers import close_unread, undecodable_message, unsupported_encoding
 from triggerd.webhooks.decoding import UndecodableBody, request_bytes
 from triggerd.webhooks.inbox_views import request_json, summary_json
+from triggerd.windows import check_window
 
 logger = logging.getLogger(__name__)
 
@@ -875,10 +876,14 @@ async def list_executions_handler(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
     after = None if cursor is None else decode_cursor(cursor)
-    # Parsed as the CLI's --since/--until are (years 1-9999); a range that holds nothing
-    # (since not before until) answers no items.
+    # Parsed and checked as the CLI's --since/--until are (years 1-9999): since == until
+    # answers no items, since after until is a 400.
     since = _instant_query(request, "since", parse_instant)
     until = _instant_query(request, "until", parse_instant)
+    try:
+        check_window(since, until)
+    except UsageError as exc:
+        raise _bad_parameter(str(exc)) from None
     pool = request.app[POOL]
     trigger_id = None
     if trigger_name is not None:

@@ -294,7 +294,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
                   " offset), as the CLI's --since."),
             query("until", {"type": "string", "format": "date-time"},
                   "Only executions created before this instant (exclusive), as the CLI's"
-                  " --until (a range that holds nothing answers no items)."),
+                  " --until: equal to since answers no items, before since is a 400."),
             PAGE_LIMIT,
             query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
                   "Opaque: the next_cursor of the previous page."),
