@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from triggerd.definitions import load_documents
+from triggerd.model import DEFAULT_TENANT
 from triggerd.store.executions import NewExecution, insert_executions
 from triggerd.store.workflows import apply_workflows, get_trigger
 
@@ -22,8 +23,9 @@ async def apply_doc(pool: asyncpg.Pool, doc: dict[str, Any]) -> None:
         await apply_workflows(conn, specs)
 
 
-async def fire(pool: asyncpg.Pool, name: str, run_input: dict[str, Any] | None = None) -> str:
-    trigger = await get_trigger(pool, name)
+async def fire(pool: asyncpg.Pool, name: str, run_input: dict[str, Any] | None = None,
+               tenant: str = DEFAULT_TENANT) -> str:
+    trigger = await get_trigger(pool, name, tenant)
     item = NewExecution(
         workflow_id=trigger.workflow_id,
         trigger_id=trigger.id,

@@ -728,6 +728,23 @@ async def test_executions_list_names_another_tenants_workflow_as_the_lists_print
     assert every.stdout.splitlines()[1].split()[1:3] == ["acme:billing", "by-hand"], every.stdout
 
 
+def test_a_name_not_found_in_another_tenant_says_which_tenant(dsn: str) -> None:
+    """`--tenant acme triggers show billing/nope` answered "no trigger named
+    'billing/nope'", as if it had looked in the default tenant."""
+    for args, message in [
+        (["--tenant", "acme", "triggers", "show", "billing/nope"],
+         "triggerd: error: no trigger named 'acme:billing/nope'"),
+        (["workflows", "show", "acme:billing"],
+         "triggerd: error: no workflow with key 'acme:billing'"),
+        (["--tenant", "acme", "executions", "list", "--workflow", "billing"],
+         "triggerd: error: no workflow with key 'acme:billing'"),
+        (["--tenant", "default", "triggers", "show", "billing/nope"],
+         "triggerd: error: no trigger named 'billing/nope'"),
+    ]:
+        result = triggerd(*args, dsn=dsn)
+        assert (result.returncode, one_line_error(result)) == (3, message), args
+
+
 async def _acme_backfill(pool: Any, dsn: str, tmp_path: Path) -> str:
     """Tenant acme's workflow billing with an hourly trigger, and a backfill of two of its
     slots (no daemon starts it): the backfill's id."""

@@ -474,8 +474,8 @@ async def test_a_tenant_token_sees_only_its_tenant(
     await page.screenshot(path=str(artifacts / "tenant-executions.png"), full_page=True)
     base = daemon.base_url
     for target, text in [
-        ("/ui/triggers/orders/nightly", "no trigger named 'orders/nightly'"),
-        ("/ui/workflows/orders", "no workflow with key 'orders'"),
+        ("/ui/triggers/orders/nightly", "no trigger named 'acme:orders/nightly'"),
+        ("/ui/workflows/orders", "no workflow with key 'acme:orders'"),
         (f"/ui/executions/{default_run}", f"no execution {default_run}"),
     ]:
         answer = await page.request.get(base + target)

@@ -207,8 +207,9 @@ async def test_a_token_of_another_tenant_sees_no_default_tenant_object(
 ) -> None:
     acme = await new_token(pool, "acme-ops", tenant="acme")
     for method, path, message in [
-        ("GET", "/api/v1/workflows/report", "no workflow with key 'report'"),
-        ("POST", FIRE, "no trigger named 'report/nightly'"),
+        # The message names the tenant looked in (the token's own), as the lists do.
+        ("GET", "/api/v1/workflows/report", "no workflow with key 'acme:report'"),
+        ("POST", FIRE, "no trigger named 'acme:report/nightly'"),
     ]:
         response = await client.request(method, path, headers=bearer(acme))
         await expect_error(response, 404, "not_found", message)

@@ -26,7 +26,7 @@ from tests.helpers import (
 from triggerd import db
 from triggerd.config import load_settings
 from triggerd.definitions import check_documents
-from triggerd.errors import Conflict
+from triggerd.errors import Conflict, NotFound
 from triggerd.executor.service import Executor
 from triggerd.notifications.channels import CANCEL
 from triggerd.store.executions import request_cancel, retry_execution
@@ -668,6 +668,22 @@ async def test_retention_keeps_test_runs_and_parents_of_running_children(
     assert await retention_batch(pool, timedelta(days=30)) == 1
     left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM workflow_executions")}
     assert left == {test, child}
+
+
+async def test_a_missing_child_workflow_is_named_in_its_parents_tenant(
+    pool: asyncpg.Pool
+) -> None:
+    """The child is looked up in the parent's tenant: the message said 'nope' bare, as if
+    the default tenant had been searched."""
+    from triggerd.store.subworkflows import start_child
+
+    await apply_doc(pool, {"tenant": "acme", **workflow("caller", [{"id": "a", "type": "noop"}])})
+    parent = await fire(pool, "caller/manual", tenant="acme")
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(NotFound) as caught:
+            await start_child(conn, parent_id=parent, node_id="sub", key="nope",
+                              version=None, run_input={}, max_depth=8)
+    assert caught.value.message == "no workflow with key 'acme:nope'"
 
 
 async def test_retention_keeps_an_old_child_while_its_parent_waits(pool: asyncpg.Pool) -> None:

@@ -253,7 +253,10 @@ async def test_a_scoped_token_finds_nothing_of_another_tenant_on_any_route(
         else:
             assert response.status == 404, (route.operation_id, await response.text())
             message = (await response.json())["message"]
-            assert "acme" not in message and "forbidden" not in message, message
+            # It may name the tenant it looked in (the token's own, acme:NAME, as the lists
+            # print names), and nothing else of acme's.
+            assert "acme" not in message.replace("'acme:", "'"), message
+            assert "forbidden" not in message, message
     assert tuple(await pool.fetchrow(counts)) == before
     # Every operation of the API was tried (a new route must be added to this test).
     assert checked == {r.operation_id for r in ADMIN_ROUTES

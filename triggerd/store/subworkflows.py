@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from triggerd.errors import Conflict, NotFound
-from triggerd.model import JSON, inactive_state
+from triggerd.model import JSON, inactive_state, tenant_label
 from triggerd.notifications.channels import EXECUTIONS
 
 Conn = Any  # a connection inside the caller's transaction
@@ -58,7 +58,7 @@ async def start_child(conn: Conn, *, parent_id: str, node_id: str, key: str,
         " THEN v.is_latest ELSE v.version = $3 END"
         " WHERE w.tenant_id = $1 AND w.key = $2", parent["tenant_id"], key, version)
     if target is None:
-        raise NotFound(f"no workflow with key {key!r}")
+        raise NotFound(f"no workflow with key {tenant_label(parent['tenant_id'], key)!r}")
     state = inactive_state(target["status"])
     if state is not None:
         raise Conflict(f"workflow {key} is {state}")

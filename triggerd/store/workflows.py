@@ -1105,7 +1105,8 @@ async def get_trigger(
     conn: asyncpg.Connection | asyncpg.Pool, full_name: str, tenant: str = DEFAULT_TENANT
 ) -> TriggerRecord:
     """The trigger ``workflow_key/name`` of ``tenant``; NotFound when that tenant has none
-    (also when another tenant has one: the message is the same)."""
+    (also when another tenant has one: the message is the same). The message names the
+    trigger as the lists print it, so a non-default tenant's says where it looked."""
     workflow_key, name = split_trigger_name(full_name)
     row = await conn.fetchrow(
         f"SELECT {_TRIGGER_COLUMNS} FROM workflow_triggers t JOIN workflows w"
@@ -1115,7 +1116,7 @@ async def get_trigger(
         tenant,
     )
     if row is None:
-        raise NotFound(f"no trigger named {full_name!r}")
+        raise NotFound(f"no trigger named {tenant_label(tenant, full_name)!r}")
     record: TriggerRecord = row_to(TriggerRecord, row)
     return record
 
@@ -1195,7 +1196,8 @@ async def list_workflows(
 async def get_workflow(
     conn: asyncpg.Connection | asyncpg.Pool, key: str, tenant: str = DEFAULT_TENANT
 ) -> WorkflowRecord:
-    """The workflow ``key`` of ``tenant`` (NotFound: none in that tenant)."""
+    """The workflow ``key`` of ``tenant`` (NotFound: none in that tenant, named as the lists
+    print it)."""
     row = await conn.fetchrow(
         f"SELECT {_WORKFLOW_COLUMNS},"
         " (SELECT max(version) FROM workflow_versions v WHERE v.workflow_id = w.id)"
@@ -1204,7 +1206,7 @@ async def get_workflow(
         tenant,
     )
     if row is None:
-        raise NotFound(f"no workflow with key {key!r}")
+        raise NotFound(f"no workflow with key {tenant_label(tenant, key)!r}")
     record: WorkflowRecord = row_to(WorkflowRecord, row)
     return record
 
