@@ -1061,6 +1061,7 @@ async def cmd_executions_retry(args: argparse.Namespace, settings: Settings) -> 
 async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.cron import utc_iso
     from triggerd.store.api_tokens import create_token
+    from triggerd.store.workflows import tenant_has_workflows
     from triggerd.tokens import (
         check_name,
         check_tenant,
@@ -1085,16 +1086,25 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
         await _audit_token(conn, "token_create", record, {
             "role": role.value, "tenant": tenant,
             "expires_at": None if record.expires_at is None else utc_iso(record.expires_at)})
+        # A tenant with no workflow is accepted: tenants come to be with their first applied
+        # workflow, which this very token may apply (POST /api/v1/definitions). The note
+        # is for a mistyped name.
+        empty = (tenant is not None and tenant != DEFAULT_TENANT
+                 and not await tenant_has_workflows(conn, tenant))
     if args.json:
         print_json({"name": name, "token": token, "tenant": tenant, "role": role.value,
                     "expires_at": record.expires_at})
-        return 0
-    print(token)
-    scope = "all tenants" if tenant is None else f"tenant {tenant}"
-    ends = ("" if record.expires_at is None
-            else f", expires {record.expires_at.isoformat(timespec='seconds')}")
-    print(f"token {name!r} created ({role.value}, {scope}{ends}); it is shown only this once",
-          file=sys.stderr)
+    else:
+        print(token)
+        scope = "all tenants" if tenant is None else f"tenant {tenant}"
+        ends = ("" if record.expires_at is None
+                else f", expires {record.expires_at.isoformat(timespec='seconds')}")
+        print(f"token {name!r} created ({role.value}, {scope}{ends}); it is shown only this"
+              " once", file=sys.stderr)
+    if empty:
+        print(f"triggerd: note: tenant {tenant!r} has no workflows yet; the token sees"
+              " nothing until a definition of that tenant is applied (is the name right?)",
+              file=sys.stderr)
     return 0
 
 

@@ -134,6 +134,37 @@ async def test_the_tenant_given_before_the_sub_command_scopes_the_token(
     assert await token_rows(pool) == [("after", "admin", "beta"), ("before", "admin", "acme")]
 
 
+async def test_a_token_of_a_tenant_with_no_workflows_is_made_with_a_note(
+    dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A mistyped tenant was accepted silently. It is still accepted (a tenant comes to be
+    with its first applied workflow, which its own token may apply), with a note."""
+    note = ("triggerd: note: tenant 'acme' has no workflows yet; the token sees nothing"
+            " until a definition of that tenant is applied (is the name right?)")
+    first = triggerd("token", "create", "--name", "early", "--tenant", "acme", "--json",
+                     dsn=dsn)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["tenant"] == "acme"
+    assert first.stderr.splitlines() == [note]
+    text = triggerd("token", "create", "--name", "early-text", "--tenant", "acme", dsn=dsn)
+    assert text.returncode == 0, text.stderr
+    assert text.stderr.splitlines()[1:] == [note], text.stderr
+    # The default tenant always exists; a token of every tenant names none.
+    for args in (["--tenant", "default"], []):
+        quiet = triggerd("token", "create", "--name", f"quiet{len(args)}", *args, dsn=dsn)
+        assert quiet.returncode == 0, quiet.stderr
+        assert "note:" not in quiet.stderr, quiet.stderr
+    path = tmp_path / "acme.yaml"
+    path.write_text("tenant: acme\nworkflows:\n  - key: billing\n"
+                    "    graph: {nodes: [{id: a, type: noop}]}\n")
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    later = triggerd("token", "create", "--name", "later", "--tenant", "acme", dsn=dsn)
+    assert later.returncode == 0, later.stderr
+    assert "note:" not in later.stderr, later.stderr
+    assert [row[2] for row in await token_rows(pool)] == [
+        "acme", "acme", "acme", None, "default"]
+
+
 async def test_bad_input_is_one_line_and_writes_nothing(dsn: str, pool: asyncpg.Pool) -> None:
     name_rule = "use 1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
     cases = [

@@ -1211,6 +1211,16 @@ async def get_workflow(
     return record
 
 
+async def tenant_has_workflows(conn: asyncpg.Connection | asyncpg.Pool, tenant: str) -> bool:
+    """Whether ``tenant`` has a workflow (test runs' scratch copies do not count): tenants
+    have no table of their own, they come to be with their first applied workflow."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM workflows WHERE tenant_id = $1 AND status <> 'test')",
+        tenant,
+    )
+    return found
+
+
 async def list_versions(
     conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str
 ) -> list[VersionRecord]:
