@@ -31,6 +31,7 @@ from triggerd.errors import (
     Problem,
     TriggerdError,
     UsageError,
+    name_inputs,
 )
 from triggerd.jsonrules import (
     JsonRefusal,
@@ -1543,13 +1544,18 @@ def _record_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _as_typed(exc: TriggerdError, args: argparse.Namespace) -> str:
-    """The error's message, its field named as the command's option when it has one."""
-    if not isinstance(exc, UsageError) or exc.field is None:
+    """The error's message, its field and the inputs it names written as the command's
+    options where it has them."""
+    if not isinstance(exc, UsageError):
         return exc.message
-    option = "--" + exc.field.replace("_", "-")
-    if option not in getattr(args, "option_strings", frozenset()):
-        return exc.message
-    return f"{option}: {exc.problem}"
+    typed: frozenset[str] = getattr(args, "option_strings", frozenset())
+
+    def spelled(field: str) -> str:
+        option = "--" + field.replace("_", "-")
+        return option if option in typed else field
+
+    problem = name_inputs(exc.template, {name: spelled(name) for name in exc.names})
+    return problem if exc.field is None else f"{spelled(exc.field)}: {problem}"
 
 
 def _add_tenant_everywhere(parser: argparse.ArgumentParser) -> None:

@@ -35,14 +35,28 @@ class UsageError(TriggerdError):
     """A command-line argument or a request's field is invalid.
 
     ``field`` names the input the problem is in, as the API spells it (``next``); the
-    message then reads ``next: <problem>``, and the CLI names its option (``--next``)."""
+    message then reads ``next: <problem>``, and the CLI names its option (``--next``).
+    ``names``: inputs the message names in its own words, written ``{to}`` in it; the
+    message says ``to`` and the CLI its option (``--to``)."""
 
     exit_code = 2
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message if field is None else f"{field}: {message}")
+    def __init__(self, message: str, *, field: str | None = None,
+                 names: tuple[str, ...] = ()) -> None:
+        problem = name_inputs(message, {name: name for name in names})
+        super().__init__(problem if field is None else f"{field}: {problem}")
         self.field = field
-        self.problem = message
+        self.problem = problem
+        self.names = names
+        self.template = message
+
+
+def name_inputs(template: str, spelled: dict[str, str]) -> str:
+    """``template`` with each ``{name}`` of ``spelled`` written as spelled there (a plain
+    replace, not ``str.format``: the rest of the message may hold braces)."""
+    for name, text in spelled.items():
+        template = template.replace("{" + name + "}", text)
+    return template
 
 
 class DurationError(TriggerdError):

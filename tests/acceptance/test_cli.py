@@ -815,6 +815,15 @@ async def test_an_operations_refusal_names_the_option_as_typed(dsn: str, tmp_pat
          "--outcome: 'lost' is not one of accepted, filtered, debounced"),
         (["token", "create", "--name", "ci", "--role", "owner"],
          "--role: 'owner' is not one of admin, viewer"),
+        # Problems that name an input in their own words name the option typed (the API
+        # says "to", "from" and "the note").
+        (["triggers", "backfill", "orders/nightly", "--from", "2026-01-02T00:00:00Z", "--to",
+          "2026-01-01T00:00:00Z"],
+         "the range is empty: --to (2026-01-01T00:00:00Z) must be after --from"
+         " (2026-01-02T00:00:00Z)"),
+        ([*backfill, "--note", "x" * 501], "the --note is longer than 500 characters"),
+        (["triggers", "pause", "orders/nightly", "--note", "x" * 501],
+         "the --note is longer than 500 characters"),
     ]:
         result = triggerd(*args, dsn=dsn)
         assert (result.returncode, one_line_error(result)) == (

@@ -105,9 +105,19 @@ CASES: list[tuple[str, list[str], str, str, Any]] = [
 ]
 
 
+# Inputs a message names in its own words, as the API and the CLI write them.
+NAMED_INPUTS = [("--note", "the note is", "the --note is"),
+                ("--to", "empty: to (", "empty: --to ("),
+                ("--from", "after from (", "after --from (")]
+
+
 def _as_typed(message: str, args: list[str]) -> str:
     """The API's message as the CLI words it: a field the command has an option for is
-    named as that option (the API's ``next: ...`` is the CLI's ``--next: ...``)."""
+    named as that option (the API's ``next: ...`` is the CLI's ``--next: ...``), and so
+    is an input the message names (the API's ``the note is ...``, ``the --note is ...``)."""
+    for option, api, cli in NAMED_INPUTS:
+        if option in args:
+            message = message.replace(api, cli)
     field, colon, problem = message.partition(": ")
     return f"--{field}: {problem}" if colon and f"--{field}" in args else message
 

@@ -105,8 +105,9 @@ def _check_range(request: BackfillRequest, now: datetime) -> None:
             raise UsageError(f"{utc_iso(value)} is before {utc_iso(EARLIEST_AFTER)},"
                              " the earliest instant a backfill plans", field=name)
     if request.range_to <= request.range_from:
-        raise UsageError(f"the range is empty: to ({utc_iso(request.range_to)}) must be after"
-                         f" from ({utc_iso(request.range_from)})")
+        raise UsageError(f"the range is empty: {{to}} ({utc_iso(request.range_to)}) must be"
+                         f" after {{from}} ({utc_iso(request.range_from)})",
+                         names=("to", "from"))
     if request.range_to > now:
         raise UsageError(f"{utc_iso(request.range_to)} is in the future; a backfill"
                          " runs past slots (skip or wait for future ones)", field="to")

@@ -114,7 +114,8 @@ def check_note(note: str | None) -> str | None:
     if note is None or not note.strip():
         return None
     if len(note) > MAX_NOTE_CHARS:
-        raise UsageError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+        raise UsageError(f"the {{note}} is longer than {MAX_NOTE_CHARS} characters",
+                         names=("note",))
     return note.strip()
 
 
