@@ -824,6 +824,8 @@ async def test_an_operations_refusal_names_the_option_as_typed(dsn: str, tmp_pat
         ([*backfill, "--note", "x" * 501], "the --note is longer than 500 characters"),
         (["triggers", "pause", "orders/nightly", "--note", "x" * 501],
          "the --note is longer than 500 characters"),
+        (["triggers", "fire", "orders/nightly", "--reason", "x" * 501],
+         "the --reason is longer than 500 characters"),
     ]:
         result = triggerd(*args, dsn=dsn)
         assert (result.returncode, one_line_error(result)) == (

@@ -385,6 +385,11 @@ async def test_fire(client: Client, pool: asyncpg.Pool) -> None:
                                  json={"reason": 7})
     assert response.status == 422
     assert (await response.json())["message"] == "reason must be a string"
+    before = await pool.fetchval("SELECT count(*) FROM workflow_executions")
+    response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH,
+                                 json={"reason": "x" * 501})
+    await expect_error(response, 400, "bad_request", "the reason is longer than 500 characters")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == before
 
     response = await client.post("/api/v1/triggers/report/nightly/fire", headers=AUTH)
     assert response.status == 202

@@ -53,7 +53,8 @@ def _check_reason(reason: str | None) -> str | None:
     if reason is None:
         return None
     if len(reason) > MAX_REASON_CHARS:
-        raise UsageError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+        raise UsageError(f"the {{reason}} is longer than {MAX_REASON_CHARS} characters",
+                         names=("reason",))
     return reason
 
 
