@@ -249,6 +249,11 @@ class HttpNode:
             raise NodeFailure(HTTP_CONNECT, f"{what}: cannot connect: {exc}") from exc
         except aiohttp.TooManyRedirects as exc:
             raise NodeFailure(HTTP_ERROR, f"{what}: {exc.message}") from exc
+        except aiohttp.ClientResponseError as exc:
+            # An answer aiohttp cannot parse. Its own text names the whole URL, query
+            # included and encoded as yarl writes it, a form the redactor may not know.
+            detail = " ".join(str(exc.message).split())
+            raise NodeFailure(HTTP_ERROR, f"{what}: a malformed response: {detail}") from exc
         except aiohttp.ClientError as exc:
             raise NodeFailure(HTTP_ERROR, f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -329,7 +334,8 @@ async def _exchange(
             request["headers"] = {}
     raise aiohttp.TooManyRedirects(
         response.request_info, response.history,
-        message=f"more than {MAX_REDIRECTS} redirects in a row (the last to {url})")
+        message=f"more than {MAX_REDIRECTS} redirects in a row"
+        f" (the last to {url.with_query(None).with_fragment(None)})")
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
