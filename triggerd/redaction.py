@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote, quote_plus
@@ -139,6 +140,14 @@ _RECORD_ATTRIBUTES: Final = frozenset(
 ) | {"message", "asctime"}
 
 
+# The values the execution running in this context derived from its secrets (set by the
+# executor's runner), masked in its log lines as well. Not in the daemon-wide filter: a
+# template that mixes a secret with per-run text derives a new value every run, and that
+# filter would keep each one, and scan every line for it, until the process ends.
+RUN_LOG_REDACTOR: ContextVar[Callable[[], Redactor] | None] = ContextVar(
+    "RUN_LOG_REDACTOR", default=None)
+
+
 # The shortest secret the daemon-wide log filter masks (see RedactingFilter.add_secrets).
 MIN_LOG_SECRET: Final = 4
 
@@ -174,8 +183,14 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         redactor = self._redactor  # one consistent redactor for the whole record
-        if not redactor:
-            return True
+        if redactor:
+            self._apply(record, redactor)
+        running = RUN_LOG_REDACTOR.get()
+        if running is not None and (derived := running()):
+            self._apply(record, derived)
+        return True
+
+    def _apply(self, record: logging.LogRecord, redactor: Redactor) -> None:
         self._redact_message(record, redactor)
         # Only what came from ``extra=`` (a set difference, not a test of every attribute:
         # this runs for every line, a line per finished run).
@@ -192,7 +207,6 @@ class RedactingFilter(logging.Filter):
         self._redact_exception(record, redactor)
         if record.stack_info:
             record.stack_info = redactor.redact_text(record.stack_info)
-        return True
 
     @staticmethod
     def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:

@@ -1114,6 +1114,10 @@ async def test_values_derived_from_secrets_are_masked_in_rows_and_logs(
     for value in [secret, *clear.values()]:
         assert value not in dump, value
     assert by_node["make"]["output"]["upper"] == "***"
+    # The run's own log filter masked them, the daemon-wide one did not learn them: it
+    # kept every value of every run (a secret mixed with per-run text is a new one each
+    # run) and scanned each log line for all of them, for as long as the process ran.
+    assert not SECRETS_FILTER.redactor.secrets & {*clear.values()}
 
 
 @pytest.mark.parametrize(

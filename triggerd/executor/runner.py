@@ -46,7 +46,7 @@ from triggerd.nodes.registry import (
     stubbed_when_dry,
 )
 from triggerd.quickcheck import ValidityCheck, compile_quick_check
-from triggerd.redaction import NO_SECRETS, Redactor, derived_secrets
+from triggerd.redaction import NO_SECRETS, RUN_LOG_REDACTOR, Redactor, derived_secrets
 from triggerd.secrets import SecretPolicy, resolve_secrets, secret_ref_from_json
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.testrun_rules import would_call
@@ -284,6 +284,8 @@ class Runner:
     has_resume_copies: bool = False
     _base_context: dict[str, Any] | None = None
     _secrets: dict[str, str] = field(default_factory=dict)
+    # What templates derived from the secrets, for this run's log lines (RUN_LOG_REDACTOR).
+    _derived: Redactor = NO_SECRETS
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -479,6 +481,8 @@ class Runner:
 
     async def run(self) -> ExecutionUpdate:
         claimed = self.claimed
+        # Not reset on return: the caller's lines about this run (a crash) are its too.
+        RUN_LOG_REDACTOR.set(lambda: self._derived)
         if claimed.cancel_requested:
             self._close_open_rows()
             return self._final("CANCELED", code="CANCELED", message="canceled by request")
@@ -618,7 +622,7 @@ class Runner:
         derived = derived_secrets(secret_renderings(template, params), self.redactor)
         if derived:
             self.redactor = self.redactor.with_secrets(derived)
-            SECRETS_FILTER.add_secrets(derived)
+            self._derived = self._derived.with_secrets(derived)
 
     async def _run_node(self, node_id: str, edge: Edge | None) -> NodeOutcome | None:
         node = self.version.graph.node(node_id)
