@@ -78,10 +78,23 @@ def policy_from_settings(egress: EgressSettings, own_ports: Iterable[int] = ()) 
     )
 
 
+# RFC 6052's well-known NAT64 prefix: a network's translator connects 64:ff9b::a9fe:a9fe
+# to 169.254.169.254.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def _normalized(address: IPAddress) -> IPAddress:
-    # ::ffff:169.254.169.254 reaches 169.254.169.254; judge it as that.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    """The IPv4 address an IPv6 one reaches, when it embeds one (IPv4-mapped, NAT64,
+    6to4): judged as that, or ``[egress]`` rules and the metadata list could be passed by
+    writing an IPv4 address in IPv6."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
     return address
 
 

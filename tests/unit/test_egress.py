@@ -26,6 +26,9 @@ METADATA = [
     ("169.254.169.254", "169.254.169.254:80", "169.254.0.0/16"),
     ("169.254.1.1", "169.254.1.1:80", "169.254.0.0/16"),
     ("::ffff:169.254.169.254", "169.254.169.254:80", "169.254.0.0/16"),
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254:80", "169.254.0.0/16"),  # NAT64
+    ("64:ff9b::169.254.169.254", "169.254.169.254:80", "169.254.0.0/16"),
+    ("2002:a9fe:a9fe::1", "169.254.169.254:80", "169.254.0.0/16"),  # 6to4
     ("fe80::1", "[fe80::1]:80", "fe80::/10"),
     ("fe80::1%eth0", "[fe80::1]:80", "fe80::/10"),
     ("fd00:ec2::254", "[fd00:ec2::254]:80", "fd00:ec2::254/128"),
@@ -122,3 +125,11 @@ def test_settings_from_the_environment() -> None:
     assert settings.egress.deny == ("10.0.0.0/8", "127.0.0.0/8")
     assert settings.egress.allow_self is True
     assert settings.daemon.secret_roots == ("/etc/triggerd",)
+
+
+@pytest.mark.parametrize("host", ["64:ff9b::a00:5", "64:ff9b::10.0.0.5", "2002:a00:5::",
+                                  "::ffff:10.0.0.5"])
+def test_an_ipv4_address_written_in_ipv6_is_judged_as_the_ipv4_one(host: str) -> None:
+    policy = EgressPolicy(deny=(ipaddress.ip_network("10.0.0.0/8"),))
+    assert decide(policy, host) == "egress to 10.0.0.5:80 refused: 10.0.0.0/8 is in [egress] deny"
+    assert decide(EgressPolicy(), host) is None
