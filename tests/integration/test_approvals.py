@@ -278,3 +278,64 @@ async def test_a_resume_links_decision_is_audited_in_the_runs_tenant(
     audit = await pool.fetchrow("SELECT tenant_id, actor, target FROM audit_log"
                                 " WHERE action = 'decide'")
     assert tuple(audit) == ("acme", "resume-url", fired.execution_id)
+
+
+async def test_a_decision_racing_an_operators_makes_one_decision(pool: asyncpg.Pool) -> None:
+    """The link's decision waits for the run's lock while an operator decides: it sees the
+    operator's decision once it has the lock and is refused (it read the run as it was
+    before the wait, wrote a second decision, and the operator's "rejected" was lost)."""
+    from tests.helpers import wait_until_blocked
+    from triggerd.store import approvals
+
+    await apply_doc(pool, _doc())
+    run = await fire(pool, "release/manual", {"version": "6"})
+    async with pool.acquire() as conn:
+        token = await approvals.create_token(conn, run)
+        await conn.execute("UPDATE workflow_executions SET status = 'WAITING' WHERE id = $1",
+                           run)
+        async with conn.transaction():
+            # As decide() does: the run's lock, then the decision.
+            await conn.fetchval("SELECT status FROM workflow_executions WHERE id = $1"
+                                " FOR UPDATE", run)
+            await approvals.record_decision(conn, run, approvals.Decision(
+                decision="rejected", note=None, by="token:ops", input=None))
+            racing = asyncio.ensure_future(decide_by_token(
+                pool, token, DecisionRequest(decision="approved")))
+            await wait_until_blocked(pool, "SELECT")
+    with pytest.raises(Conflict, match=f"^execution {run} is not waiting for a decision$"):
+        await racing
+    assert await pool.fetchval("SELECT array_agg(decision) FROM resume_tokens WHERE"
+                               " decision IS NOT NULL") == ["rejected"]
+
+
+async def test_a_decision_after_the_deadline_is_refused_and_the_run_times_out(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """The deadline passed while no executor looked (a daemon down): the decision is
+    'timeout', as promised; a late link or operator is told so, not obeyed."""
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_HTTP_PUBLIC_URL": "https://t.example.com"})
+    await apply_doc(pool, _doc(timeout="1h"))
+    first = Executor(pool=pool, dsn=dsn, settings=settings)
+    await first.start()
+    run = await fire(pool, "release/manual", {"version": "7"})
+    token = await _parked(pool, run, first)
+    await first.stop()
+    await pool.execute("UPDATE approvals SET expires_at = now() - interval '1 minute'")
+    late = (f"^execution {run} is not waiting for a decision: its approval 'ask' timed out"
+            r" at \S+ \(its decision is 'timeout'\)$")
+    with pytest.raises(Conflict, match=late):
+        await decide_by_token(pool, token, DecisionRequest(decision="approved"))
+    with pytest.raises(Conflict, match=late):
+        await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+    assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE decision IS NOT NULL"
+                               ) == 0
+    await pool.execute("UPDATE workflow_executions SET resume_at = now() WHERE id = $1", run)
+    second = Executor(pool=pool, dsn=dsn, settings=settings)
+    await second.start()
+    try:
+        assert (await final_status(pool, run))["status"] == "SUCCESS"
+    finally:
+        await second.stop()
+    nodes = await _nodes(pool, run)
+    assert (nodes["late"], nodes["ship"]) == ("SUCCESS", "SKIPPED")

@@ -4,6 +4,7 @@ single-use URL a workflow sends out) or by an operator (CLI, admin API)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 import asyncpg
 
@@ -40,6 +41,12 @@ def _check(request: DecisionRequest) -> DecisionRequest:
                            input=request.input)
 
 
+def _timed_out(execution_id: str, timed_out: approvals.TimedOut) -> str:
+    at = timed_out.expires_at.astimezone(UTC).isoformat(timespec="seconds")
+    return (f"execution {execution_id} is not waiting for a decision: its approval"
+            f" {timed_out.node_id!r} timed out at {at} (its decision is 'timeout')")
+
+
 async def decide(pool: asyncpg.Pool, actor: Actor, execution_id: str,
                  request: DecisionRequest) -> Decided:
     """An operator's decision for the approval the run is parked on; a run that waits
@@ -51,6 +58,9 @@ async def decide(pool: asyncpg.Pool, actor: Actor, execution_id: str,
         node = await approvals.waiting_approval(conn, execution_id)
         if node is None or await approvals.pending_decision(conn, execution_id):
             raise Conflict(f"execution {execution_id} is not waiting for a decision")
+        timed_out = await approvals.expired(conn, execution_id)
+        if timed_out is not None:
+            raise Conflict(_timed_out(execution_id, timed_out))
         await approvals.record_decision(conn, execution_id, approvals.Decision(
             decision=request.decision, note=request.note, by=actor.name, input=request.input))
         await record_audit(conn, AuditEntry(
@@ -76,6 +86,8 @@ async def decide_by_token(pool: asyncpg.Pool, token: str, request: DecisionReque
             raise NotFound("unknown resume link")
         if found.already is not None:
             raise Conflict(f"this resume link was already used (decision: {found.already})")
+        if found.timed_out is not None:
+            raise Conflict(_timed_out(found.execution_id, found.timed_out))
         if found.unwanted:
             raise Conflict(f"execution {found.execution_id} is not waiting for a decision")
         if not found.written:

@@ -52,6 +52,14 @@ class Decision:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TimedOut:
+    """An approval whose deadline passed undecided."""
+
+    node_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class TokenDecided:
     """What deciding on a token found: the run, its status, and whether this call wrote
     the decision (``False``: the token was already used, or the run had ended)."""
@@ -64,21 +72,34 @@ class TokenDecided:
     # Not written because the run waits for no decision: one is already waiting to be
     # used, or every approval node of the run was decided (by an operator, say).
     unwanted: bool = False
+    # Not written because the approval the run waits on passed its deadline.
+    timed_out: TimedOut | None = None
 
 
 async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
                           ) -> TokenDecided | None:
     """Write ``decision`` on the token with hash ``digest`` if it carries none and its run
     has not ended; ``None`` for an unknown token. Call inside a transaction."""
-    row = await conn.fetchrow(
-        "SELECT t.execution_id::text AS execution_id, t.decision, e.status, e.tenant_id"
-        " FROM resume_tokens t JOIN workflow_executions e ON e.id = t.execution_id"
-        " WHERE t.token_hash = $1 FOR UPDATE OF t", digest)
-    if row is None:
+    token = await conn.fetchrow(
+        "SELECT execution_id::text AS execution_id, decision FROM resume_tokens"
+        " WHERE token_hash = $1 FOR UPDATE", digest)
+    if token is None:
         return None
-    if row["decision"] is not None or row["status"] in ("SUCCESS", "ERROR", "CANCELED"):
-        return TokenDecided(execution_id=row["execution_id"], status=row["status"],
-                            written=False, already=row["decision"], tenant_id=row["tenant_id"])
+    execution_id = token["execution_id"]
+    # The run's lock first, in a statement of its own: every decision (an operator's too)
+    # takes it before looking, so the reads below see a decision that won the lock. A read
+    # in the locking statement saw the snapshot from before the wait: two decisions.
+    row = await conn.fetchrow(
+        "SELECT status, tenant_id FROM workflow_executions WHERE id = $1::uuid FOR UPDATE",
+        execution_id)
+    if token["decision"] is not None or row["status"] in ("SUCCESS", "ERROR", "CANCELED"):
+        return TokenDecided(execution_id=execution_id, status=row["status"],
+                            written=False, already=token["decision"],
+                            tenant_id=row["tenant_id"])
+    timed_out = await expired(conn, execution_id)
+    if timed_out is not None:
+        return TokenDecided(execution_id=execution_id, status=row["status"], written=False,
+                            already=None, tenant_id=row["tenant_id"], timed_out=timed_out)
     # A link may be used before the run reaches its approval (the decision waits for it),
     # but not once another decision waits or every approval was decided: it would be
     # taken by a later approval, or wake the run for nothing.
@@ -91,18 +112,32 @@ async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
         "      WHERE x.execution_id = e.id AND x.node_type = 'approval'"
         "        AND x.status IN ('SUCCESS', 'ERROR', 'SKIPPED', 'CANCELED'))"
         " FROM workflow_executions e JOIN workflow_versions v ON v.id = e.workflow_version_id"
-        " WHERE e.id = $1::uuid FOR UPDATE OF e", row["execution_id"])
+        " WHERE e.id = $1::uuid", execution_id)
     if not wanted:
-        return TokenDecided(execution_id=row["execution_id"], status=row["status"],
+        return TokenDecided(execution_id=execution_id, status=row["status"],
                             written=False, already=None, tenant_id=row["tenant_id"],
                             unwanted=True)
     await conn.execute(
         "UPDATE resume_tokens SET decision = $2, note = $3, decided_by = $4, input = $5,"
         " decided_at = now() WHERE token_hash = $1",
         digest, decision.decision, decision.note, decision.by, decision.input)
-    await wake(conn, row["execution_id"])
-    return TokenDecided(execution_id=row["execution_id"], status=row["status"], written=True,
+    await wake(conn, execution_id)
+    return TokenDecided(execution_id=execution_id, status=row["status"], written=True,
                         already=None, tenant_id=row["tenant_id"])
+
+
+async def expired(conn: Conn, execution_id: str) -> TimedOut | None:
+    """The approval of the run whose deadline passed before its node took a decision: its
+    decision is ``timeout`` whenever the run comes back to it (a daemon down, a busy
+    executor), so no later decision may take its place."""
+    row = await conn.fetchrow(
+        "SELECT a.node_id, a.expires_at FROM approvals a WHERE a.execution_id = $1::uuid"
+        " AND a.expires_at <= now() AND NOT EXISTS (SELECT 1 FROM node_executions x"
+        "   WHERE x.execution_id = a.execution_id AND x.node_id = a.node_id"
+        "     AND x.status IN ('SUCCESS', 'ERROR', 'SKIPPED', 'CANCELED'))"
+        " ORDER BY a.expires_at LIMIT 1", execution_id)
+    return None if row is None else TimedOut(node_id=row["node_id"],
+                                             expires_at=row["expires_at"])
 
 
 async def record_decision(conn: Conn, execution_id: str, decision: Decision) -> None:
