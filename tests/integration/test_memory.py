@@ -79,6 +79,14 @@ async def test_bad_params_and_a_non_number_increment_change_nothing(
         ({"op": "increment", "key": "k", "value": "lots"},
          "parameter 'value' must be a number for op 'increment', got 'lots'"),
         ({"op": "increment", "key": "name"}, "key 'name' does not hold a number"),
+        # Past 1e308 (a rendered amount) and YAML's .inf or .nan: the counter became the
+        # string "Infinity" (or "NaN") for good.
+        ({"op": "increment", "key": "k", "value": "1.e999"},
+         "parameter 'value' must be a number for op 'increment', got '1.e999'"),
+        ({"op": "increment", "key": "k", "value": float("inf")},
+         "parameter 'value' must be a finite number for op 'increment', got inf"),
+        ({"op": "increment", "key": "k", "value": float("nan")},
+         "parameter 'value' must be a finite number for op 'increment', got nan"),
         # Null (a literal, or what "{{ none }}" renders): it crashed the run with the
         # NOT NULL violation's SQL row; text PostgreSQL cannot hold, likewise.
         ({"op": "set", "key": "k", "value": None},

@@ -178,6 +178,8 @@ def test_http_params(params: Doc, path: str, message: str) -> None:
         ("memory", {"op": "increment", "key": "k", "value": "abc"}, "params.value", "must be a number for op 'increment', got 'abc'"),  # noqa: E501
         ("memory", {"op": "increment", "key": "k", "value": "1e3"}, "params.value", "must be a number for op 'increment', got '1e3'"),  # noqa: E501
         ("memory", {"op": "increment", "key": "k", "value": True}, "params.value", "must be a number for op 'increment'"),  # noqa: E501
+        ("memory", {"op": "increment", "key": "k", "value": "1.e999"}, "params.value", "must be a number for op 'increment', got '1.e999'"),  # noqa: E501
+        ("memory", {"op": "increment", "key": "k", "value": float("inf")}, "params.value", "must be a finite number for op 'increment', got inf"),  # noqa: E501
         ("memory", {"op": "set", "key": "k"}, "params.value", "is required for op 'set'"),
         ("http", {"url": "http://x/", "timeout": "0s"}, "params.timeout", "must be more than 0 (0 would be no limit at all)"),  # noqa: E501
         # Past int4: check called it valid, then apply failed with an internal error.

@@ -11,6 +11,7 @@ per run and node: a node run again after a crash answers what its first run did.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -59,8 +60,18 @@ _WRITES = ("set", "delete", "increment", "cas")
 
 
 def _number(text: str) -> int | float:
-    """An increment given as text (a template renders to text): ValueError if no number."""
-    return float(text) if "." in text else int(text)
+    """An increment given as text (a template renders to text): ValueError if no number,
+    or none that can be stored."""
+    number = float(text) if "." in text else int(text)
+    if not _finite(number):
+        raise ValueError(text)
+    return number
+
+
+def _finite(number: float) -> bool:
+    """Infinity and NaN (YAML's .inf, text past 1e308) turned the stored counter into the
+    string "Infinity" (what jsonb makes of PostgreSQL's numeric), for good."""
+    return not isinstance(number, float) or math.isfinite(number)
 
 
 class MemoryNode:
@@ -91,6 +102,8 @@ class MemoryNode:
                 yield ("value",), f"must be a number for op 'increment', got {value[:60]!r}"
         elif isinstance(value, bool) or not isinstance(value, int | float | str):
             yield ("value",), "must be a number for op 'increment'"
+        elif isinstance(value, float) and not _finite(value):
+            yield ("value",), f"must be a finite number for op 'increment', got {value!r}"
 
     def dry_safe(self, params: JSON) -> bool:
         """A read changes nothing: a dry test run performs it."""
@@ -143,6 +156,9 @@ class MemoryNode:
                         f" {amount!r}") from None
             if not isinstance(amount, int | float) or isinstance(amount, bool):
                 raise checked.invalid("parameter 'value' must be a number for op 'increment'")
+            if not _finite(amount):
+                raise checked.invalid("parameter 'value' must be a finite number for op"
+                                      f" 'increment', got {amount!r}")
             found, _ = await memory.get(conn, workflow_id, key)
             value, ok = await memory.increment(conn, workflow_id, key, amount, ttl)
             if not ok:
