@@ -188,3 +188,32 @@ async def test_runs_on_two_executors_all_count_and_expressions_read_memory(
     first_seen = await pool.fetchval("SELECT output FROM node_executions WHERE node_id ="
                                      " 'seen' AND execution_id = $1", first)
     assert first_seen == {"cursor": None}
+
+
+async def test_a_value_its_output_could_not_carry_is_refused_before_the_write(
+    pool: asyncpg.Pool, workflow_id: str
+) -> None:
+    """Written, the value stayed in memory while the run failed OUTPUT_TOO_LARGE (the
+    output holds the value), and every retry failed the same way."""
+    run = await fire(pool, "poller/manual")
+
+    async def attempt(params: dict[str, Any], node_id: str) -> JSON:
+        ctx = NodeContext(execution_id=run, node=Node(id=node_id, type="memory"), attempt=1,
+                          http=None, now=datetime.now(UTC), log=logging.getLogger("test"),
+                          db=pool, workflow_id=workflow_id, max_output_bytes=1_000)
+        return (await NODE.run(params, ctx)).output
+
+    big = "x" * 1_200
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"op": "set", "key": "big", "value": big}, 1_202),
+        ({"op": "cas", "key": "big", "expected": None, "value": {"text": big}}, 1_212),
+    ]
+    for params, size in cases:
+        with pytest.raises(NodeFailure) as failure:
+            await attempt(params, f"n-{params['op']}")
+        assert (failure.value.code, failure.value.message) == (
+            "OUTPUT_TOO_LARGE", f"memory node: the value is {size} bytes, above [executor]"
+            " max_resume_output_bytes (1000 bytes); nothing was written")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_memory") == 0
+    assert await attempt({"op": "set", "key": "big", "value": "x" * 900}, "ok") == {
+        "found": False, "value": "x" * 900}

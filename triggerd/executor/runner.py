@@ -679,6 +679,7 @@ class Runner:
                                 db=self.db,
                                 workflow_id=self.claimed.workflow_id,
                                 max_workflow_depth=self.max_workflow_depth,
+                                max_output_bytes=self.max_resume_output_bytes,
                             ),
                         )
                 except NodeFailure as exc:

@@ -43,6 +43,9 @@ class NodeContext:
     db: Any = None
     workflow_id: str = ""
     max_workflow_depth: int = 8  # [executor] max_workflow_depth (workflow nodes)
+    # [executor] max_resume_output_bytes: an output above it fails the node after it ran,
+    # so a node that writes its output somewhere checks the size before it writes.
+    max_output_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)

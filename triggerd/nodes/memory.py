@@ -11,6 +11,7 @@ per run and node: a node run again after a crash answers what its first run did.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import timedelta
@@ -129,6 +130,8 @@ class MemoryNode:
             done = await memory.applied(conn, ctx.execution_id, ctx.node.id)
             if done is not None:
                 return NodeResult(output=done)
+            if op in ("set", "cas") and "value" in checked:
+                _check_size(_storable_value(checked), ctx.max_output_bytes)
             result = await self._write(op, checked, conn, ctx.workflow_id, key, ttl)
             await memory.record(conn, ctx.execution_id, ctx.node.id, result)
         return NodeResult(output=result)
@@ -175,6 +178,19 @@ class MemoryNode:
 
 # A stored null would read back as an absent key (get's found, cas's expected: null).
 NULL_VALUE = "is null: memory holds no null values (op 'delete' removes a key)"
+
+
+def _check_size(value: JSON, cap: int) -> None:
+    """A value the node's output (which holds it) could not carry: refused before the
+    write. Written, the run failed OUTPUT_TOO_LARGE with the value already in memory, and
+    every retry failed again."""
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    if size > cap:
+        raise NodeFailure(
+            "OUTPUT_TOO_LARGE",
+            f"memory node: the value is {size} bytes, above [executor]"
+            f" max_resume_output_bytes ({cap} bytes); nothing was written",
+            retryable=False)
 
 
 def _storable_value(checked: Params) -> JSON:
