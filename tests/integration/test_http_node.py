@@ -68,6 +68,11 @@ async def redirect(request: web.Request) -> web.Response:
     raise web.HTTPFound(request.query["to"])
 
 
+async def raw_redirect(request: web.Request) -> web.Response:
+    """302 with ?to= as the Location header, unchecked (aiohttp's own redirects parse it)."""
+    return web.Response(status=302, headers={"Location": request.query["to"]})
+
+
 async def see_other(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(request.query["to"])
 
@@ -106,6 +111,7 @@ async def server() -> AsyncIterator[tuple[str, web.Application]]:
     app.router.add_get("/error", error)
     app.router.add_get("/slow", slow)
     app.router.add_route("*", "/redirect", redirect)
+    app.router.add_route("*", "/raw-redirect", raw_redirect)
     app.router.add_route("*", "/seen", headers_seen)
     app.router.add_route("*", "/see-other", see_other)
     app.router.add_get("/loop", loop)
@@ -385,3 +391,24 @@ async def test_too_many_redirects_names_the_last_url_without_its_query(
     assert failure.code == "HTTP_ERROR"
     assert failure.message == (f"GET {base}/loop-query: more than 10 redirects in a row"
                                f" (the last to {base}/loop-query)")
+
+
+@pytest.mark.parametrize(("location", "problem"), [
+    ("ftp://files.example/x?key=s3cr3t", "a redirect to a ftp URL (only http and https are"
+                                         " followed)"),
+    ("http://[::1/x", "a Location that is not a URL"),
+    ("https:x", "a redirect to a URL without a host"),
+    ("http://:80/x", "a Location that is not a URL"),
+])
+async def test_a_redirect_that_cannot_be_followed_is_the_servers_fault(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession, location: str,
+    problem: str,
+) -> None:
+    """It failed INVALID_PARAMS, "parameter 'url': invalid URL (<the Location>)": the
+    definition blamed for the server's answer, and the Location (which may echo a key)
+    in the stored message."""
+    base, _ = server
+    failure = await call_fails(
+        {"url": f"{base}/raw-redirect", "query": {"to": location}}, session)
+    assert (failure.code, failure.message, failure.retryable) == (
+        "HTTP_ERROR", f"GET {base}/raw-redirect: {problem}", False)

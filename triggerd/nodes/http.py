@@ -243,6 +243,9 @@ class HttpNode:
         except EgressDenied as exc:
             # The same address is refused on every attempt: not worth a retry.
             raise NodeFailure(EGRESS_DENIED, f"{what}: {exc.message}", retryable=False) from exc
+        except UnfollowableRedirect as exc:
+            # The Location is the server's text (it may echo a key): only what is wrong.
+            raise NodeFailure(HTTP_ERROR, f"{what}: {exc}", retryable=False) from exc
         except aiohttp.InvalidURL as exc:
             raise checked.invalid(f"parameter 'url': invalid URL ({exc})") from exc
         except aiohttp.ClientConnectionError as exc:
@@ -298,6 +301,11 @@ def _accept(checked: Params) -> frozenset[int] | range:
     return frozenset(value)
 
 
+class UnfollowableRedirect(Exception):
+    """Internal: a redirect whose Location cannot be followed. The server's answer is at
+    fault (HTTP_ERROR), not the node's url (INVALID_PARAMS, which it was reported as)."""
+
+
 async def _exchange(
     session: aiohttp.ClientSession, method: str, url: URL, request: dict[str, Any]
 ) -> dict[str, JSON]:
@@ -323,9 +331,13 @@ async def _exchange(
         try:
             url = url.join(URL(location))
         except ValueError as exc:
-            raise aiohttp.InvalidURL(location) from exc
+            raise UnfollowableRedirect("a Location that is not a URL") from exc
         if url.scheme not in ("http", "https"):
-            raise aiohttp.InvalidURL(location)
+            raise UnfollowableRedirect(
+                f"a redirect to a {url.scheme[:20] or 'scheme-less'} URL (only http and https"
+                " are followed)")
+        if not url.host:
+            raise UnfollowableRedirect("a redirect to a URL without a host")
         request = {**request, "params": ()}  # the Location holds the query it wants
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method = "GET" if method != "HEAD" else method
