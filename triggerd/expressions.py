@@ -722,6 +722,9 @@ class TemplateFacts:
     keys: tuple[tuple[str, str], ...] = ()  # (context name, key)
     # (node id, attribute) of ``nodes.X.Y``: a node's entry has only ``output``.
     node_attributes: tuple[tuple[str, str], ...] = ()
+    # Whether it asks if a value is there (``is defined``, ``default``, ``in``): then a
+    # node that may have been skipped can be read behind that guard.
+    guarded: bool = False
 
 
 # ``{{ input.day }}``: a known name and attributes; most templates are made of these.
@@ -834,7 +837,31 @@ def _parsed_facts(source: str) -> TemplateFacts:
             and (node_id, key) not in node_attributes
         ):
             node_attributes.append((node_id, key))
-    return TemplateFacts(names=names, keys=tuple(keys), node_attributes=tuple(node_attributes))
+    return TemplateFacts(names=names, keys=tuple(keys), node_attributes=tuple(node_attributes),
+                         guarded=_is_guarded(tree))
+
+
+# The tests, filters and operators by which a template asks whether a value is there.
+_GUARD_TESTS: Final = frozenset({"defined", "undefined"})
+_GUARD_FILTERS: Final = frozenset({"default", "d"})
+_GUARD_OPERATORS: Final = frozenset({"in", "notin"})
+
+
+def _is_guarded(tree: jinja_nodes.Node) -> bool:
+    """Whether the template asks anywhere if a value is there (where it asks is not
+    followed: a guard anywhere is taken as the author's, so no guarded read is refused).
+    ``default`` guards only a node's entry itself: ``nodes.x.output | default(0)`` fails
+    on the missing entry before the filter runs."""
+    return (any(test.name in _GUARD_TESTS for test in tree.find_all(jinja_nodes.Test))
+            or any(f.name in _GUARD_FILTERS and _is_node_entry(f.node)
+                   for f in tree.find_all(jinja_nodes.Filter))
+            or any(op.op in _GUARD_OPERATORS for op in tree.find_all(jinja_nodes.Operand)))
+
+
+def _is_node_entry(found: jinja_nodes.Node | None) -> bool:
+    """Whether ``found`` is ``nodes.X`` or ``nodes['X']``."""
+    target = _literal_key(found)[0] if found is not None else None
+    return isinstance(target, jinja_nodes.Name) and target.name == "nodes"
 
 
 # Statements whose names stay inside them: a name set in a loop's body, a macro, a

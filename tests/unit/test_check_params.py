@@ -440,6 +440,74 @@ def test_references_to_nodes_that_do_not_run_before() -> None:
             "expression '{{ nodes.yes.output }} {{ nodes.report.output }}': node 'report'"
             " does not run before node 'report'",
         ),
+        (
+            f"{NODE}[4].params.value",
+            "expression '{{ nodes.yes.output }} {{ nodes.report.output }}': node 'yes' may"
+            " not have run when node 'report' runs (not every path to 'report' goes through"
+            " it): read it behind a test such as 'nodes.yes is defined'",
+        ),
+    }
+
+
+def diamond(*joined: Doc) -> Doc:
+    """fetch -> check -> yes | no -> each of ``joined`` (each after both branches) -> tail."""
+    tail = node("tail", "log", message="{{ nodes.fetch.output }}")
+    return {
+        "key": "wf",
+        "graph": {
+            "nodes": [
+                node("fetch", "set", value=1),
+                node("check", "if", condition="{{ nodes.fetch.output > 1 }}"),
+                node("yes", "set", value=2),
+                node("no", "set", value=3),
+                *joined,
+                tail,
+            ],
+            "edges": [
+                {"from": "fetch", "to": "check"},
+                {"from": "check", "to": "yes", "when": "true"},
+                {"from": "check", "to": "no", "when": "false"},
+                *({"from": branch, "to": j["id"]} for j in joined for branch in ("yes", "no")),
+                *({"from": j["id"], "to": "tail"} for j in joined),
+            ],
+        },
+    }
+
+
+def test_a_node_after_a_branch_reads_only_what_ran_on_every_path() -> None:
+    # A node runs when any incoming edge is taken, and a skipped node has no entry under
+    # nodes: every run down the other branch failed ('dict object' has no attribute
+    # 'yes') where check had said the file was valid.
+    workflow = diamond(
+        node("join", "log", message="{{ nodes.yes.output }}"),
+        node("ok", "log", message="{{ nodes.check.output }} {{ nodes.fetch.output }}"),
+        node("guarded", "log",
+             message="{{ nodes.yes.output if nodes.yes is defined else nodes.no.output }}"),
+        node("member", "log", message="{% if 'no' in nodes %}{{ nodes.no.output }}{% endif %}"),
+        node("entry", "log", message="{{ (nodes.no | default({'output': 0})).output }}"),
+        # The missing entry fails before the filter runs.
+        node("late", "log", message="{{ nodes.no.output | default(0) }}"),
+    )
+    assert found(workflow) == {
+        (f"{NODE}[4].params.message",
+         "expression '{{ nodes.yes.output }}': node 'yes' may not have run when node 'join'"
+         " runs (not every path to 'join' goes through it): read it behind a test such as"
+         " 'nodes.yes is defined'"),
+        (f"{NODE}[9].params.message",
+         "expression '{{ nodes.no.output | default(0) }}': node 'no' may not have run when"
+         " node 'late' runs (not every path to 'late' goes through it): read it behind a test"
+         " such as 'nodes.no is defined'"),
+    }
+    # After the join every path goes through it again, and through what came before.
+    assert found(diamond(node("join", "log", message="x"))) == set()
+    chained = diamond(node("join", "log", message="x"))
+    chained["graph"]["nodes"][-1]["params"]["message"] = (
+        "{{ nodes.join.output }} {{ nodes.check.output }} {{ nodes.no.output }}")
+    assert found(chained) == {
+        (f"{NODE}[5].params.message",
+         "expression '{{ nodes.join.output }} {{ nodes.check.output }} {{ nodes.no.output }}':"
+         " node 'no' may not have run when node 'tail' runs (not every path to 'tail' goes"
+         " through it): read it behind a test such as 'nodes.no is defined'"),
     }
 
 

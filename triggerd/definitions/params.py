@@ -5,7 +5,8 @@
 * every ``{{ }}`` template in params parsed as a run parses it (syntax errors, unknown
   filters and tests, in the run's words);
 * names a template reads that no run provides, ``nodes.X`` where X does not run before the
-  node, and ``env.X`` / ``secrets.X`` that the workflow does not declare.
+  node (or not on every path to it, unguarded), and ``env.X`` / ``secrets.X`` that the
+  workflow does not declare.
 
 Pure functions over the raw document, like :mod:`.checks`: what the definition schema
 already reported (a node that is not a mapping, params that are not one) is skipped.
@@ -101,6 +102,7 @@ def check_nodes(
     ids = [node["id"] for _, node in nodes if isinstance(node.get("id"), str)]
     parents = _parents(graph.get("edges"), set(ids))
     failed_into = _failure_only(graph.get("edges"), parents)
+    paths = _EveryPath(parents)
     env = _declared(workflow.get("env"))
     env_values = _literal_env(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
@@ -121,6 +123,7 @@ def check_nodes(
             ids=ids,
             parents=parents,
             failed_into=failed_into,
+            every_path=paths,
             env=env,
             secrets=secrets,
             inputs=inputs,
@@ -388,6 +391,7 @@ class _Scope:
         parents: Mapping[str, set[str]],
         env: list[str] | None,
         failed_into: Mapping[str, set[str]] | None = None,
+        every_path: _EveryPath | None = None,
         secrets: list[str] | None,
         inputs: list[str] | None = None,
         execution: list[str] | None = None,
@@ -396,6 +400,7 @@ class _Scope:
         self.ids = ids
         self.parents = parents
         self.failed_into = failed_into or {}
+        self.every_path = every_path
         self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution,
                      "trigger": list(TRIGGER_KEYS)}
         self._upstream: set[str] | None = None
@@ -423,7 +428,7 @@ class _Scope:
                 yield f"nodes.{node_id} has no {attribute!r} (it has 'output')"
         for section, key in facts.keys:
             if section == "nodes":
-                yield from self._node_problem(key)
+                yield from self._node_problem(key, guarded=facts.guarded)
             else:
                 declared = self.keys[section]
                 if declared is not None and key not in declared:
@@ -441,7 +446,7 @@ class _Scope:
                     else:
                         yield f"{key!r} is not in the workflow's {section}{hint}"
 
-    def _node_problem(self, key: str) -> Iterator[str]:
+    def _node_problem(self, key: str, *, guarded: bool) -> Iterator[str]:
         if self.node_id is None:
             return
         if key not in self.ids:
@@ -452,3 +457,64 @@ class _Scope:
         elif key in self.failed_into.get(self.node_id, ()):
             yield (f"node {self.node_id!r} runs only when node {key!r} failed, and a failed"
                    f" node has no entry under nodes")
+        elif not guarded and self.every_path is not None \
+                and not self.every_path.through(key, self.node_id):
+            # A node runs when any incoming edge is taken: past a branch that skipped
+            # `key`, nodes.<key> is undefined and the run failed.
+            yield (f"node {key!r} may not have run when node {self.node_id!r} runs (not"
+                   f" every path to {self.node_id!r} goes through it): read it behind a test"
+                   f" such as 'nodes.{key} is defined'")
+
+
+class _EveryPath:
+    """Which nodes lie on every path from the graph's first nodes to a node (its
+    dominators), from each node's immediate one: computed once per graph, on first use,
+    in O(nodes) memory. Nodes on a cycle (reported elsewhere) are not judged."""
+
+    def __init__(self, parents: Mapping[str, set[str]]) -> None:
+        self.parents = parents
+        self._above: dict[str, str | None] | None = None
+        self._depth: dict[str | None, int] = {None: -1}
+
+    def through(self, key: str, node_id: str) -> bool:
+        """Whether every path to ``node_id`` goes through ``key`` (True when unknown)."""
+        above = self._immediate()
+        if node_id not in above or key not in above:
+            return True
+        step = above[node_id]
+        while step is not None and self._depth[step] >= self._depth[key]:
+            if step == key:
+                return True
+            step = above[step]
+        return False
+
+    def _immediate(self) -> dict[str, str | None]:
+        if self._above is None:
+            self._above = {}
+            waiting = {node: len(up) for node, up in self.parents.items()}
+            below = _children((up, node) for node, ups in self.parents.items() for up in ups)
+            ready = [node for node, count in waiting.items() if count == 0]
+            while ready:  # topological order: a node's parents are placed before it
+                node = ready.pop()
+                common: str | None = None
+                for i, parent in enumerate(sorted(self.parents[node])):
+                    common = parent if i == 0 else self._meet(common, parent)
+                self._above[node] = common
+                self._depth[node] = self._depth[common] + 1
+                for child in below.get(node, ()):
+                    waiting[child] -= 1
+                    if waiting[child] == 0:
+                        ready.append(child)
+        return self._above
+
+    def _meet(self, a: str | None, b: str | None) -> str | None:
+        """The nearest node on every path to both ``a`` and ``b`` (None: none is)."""
+        above, depth = self._above or {}, self._depth
+        while a != b:
+            if a is None or b is None:
+                return None
+            if depth[a] >= depth[b]:
+                a = above[a]
+            else:
+                b = above[b]
+        return a
