@@ -41,7 +41,8 @@ lists the built-in types and their params.
   `nodes.<id>.output` (nodes that run before this one), `trigger` and `execution`.
 - **Checked before any run.** `triggerd check`, `apply`, the admin API and the daemon's
   start validate params against these schemas, compile every expression and refuse
-  references that cannot work (`nodes.X` where X does not run before the node, a name no
+  references that cannot work (`nodes.X` where X does not run before the node, or not
+  on every path to it unless the template tests `nodes.X is defined`, a name no
   run provides, an `env`/`secrets` key the workflow does not declare), each with its file
   and JSON path. The node still checks its rendered params when it runs (failure
   `INVALID_PARAMS`).
