@@ -89,6 +89,28 @@ def test_the_same_problems_refuse_a_load() -> None:
     ]
 
 
+def test_a_url_template_whose_text_rules_out_http() -> None:
+    # The expression decides the host, but the text before it had already decided the
+    # scheme: every run failed with INVALID_PARAMS where check said the file was valid.
+    workflow = chain(
+        node("a", "http", url="ftp://{{ input.host }}/x"),
+        node("b", "http", url="  api.example/{{ input.day }}"),
+        node("c", "http", url="HTTPS://{{ input.host }}"),
+        node("d", "http", url="ht{{ 'tps' }}://h.test"),
+        node("e", "http", url="{{ input.url }}"),
+        node("f", "http", url=" https://h.test/{% if input.x %}x{% endif %}"),
+        node("g", "http", url="{# where #}ftp://{{ input.host }}"),
+    )
+    assert found(workflow) == {
+        (f"{NODE}[0].params.url",
+         "'ftp://{{ input.host }}/x' is never an http(s) URL: every run renders it starting"
+         " with 'ftp://', not http:// or https://"),
+        (f"{NODE}[1].params.url",
+         "'api.example/{{ input.day }}' is never an http(s) URL: every run renders it"
+         " starting with 'api.example/', not http:// or https://"),
+    }
+
+
 # --- params against the schemas ----------------------------------------------------------
 
 

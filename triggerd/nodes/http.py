@@ -181,6 +181,12 @@ class HttpNode:
                 URL(url.strip())
             except ValueError as exc:
                 yield ("url",), f"{url.strip()[:200]!r} is not a URL ({exc})"
+        elif isinstance(url, str):
+            head = _fixed_scheme(url)
+            if head is not None:
+                yield ("url",), (f"{url.strip()[:200]!r} is never an http(s) URL: every run"
+                                 f" renders it starting with {head[:60]!r}, not http:// or"
+                                 " https://")
         headers = params.get("headers")
         for name, value in (headers.items() if isinstance(headers, dict) else ()):
             if not isinstance(name, str) or is_template(name) or value is None:
@@ -269,6 +275,23 @@ class HttpNode:
                 output=output,
             )
         return NodeResult(output=output)
+
+
+_SCHEMES: Final = ("http://", "https://")
+
+
+def _fixed_scheme(template: str) -> str | None:
+    """The literal text a URL template starts with when that text already rules out
+    http:// and https:// (``ftp://{{ input.host }}``), else None: the expressions decide."""
+    starts = [i for i in (template.find("{{"), template.find("{%")) if i >= 0]
+    head = template[:min(starts, default=len(template))]
+    if "{#" in head:
+        return None  # a comment: what it hides is not judged
+    head = head.lstrip()
+    text = head.lower()
+    if any(scheme.startswith(text) or text.startswith(scheme) for scheme in _SCHEMES):
+        return None
+    return head
 
 
 def _url(checked: Params) -> URL:
