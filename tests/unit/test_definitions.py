@@ -759,6 +759,33 @@ def test_invalid_parameter_schema() -> None:
     }
 
 
+def test_a_parameter_schema_that_requires_a_key_it_never_allows() -> None:
+    # Valid JSON Schema, but no input passes it: every webhook was answered 422 and every
+    # fire refused, where check said the file was valid.
+    schema = {"type": "object", "additionalProperties": False,
+              "required": ["day", "count", "region", "note"],
+              "properties": {"day": {"type": "string"}, "cuont": {"type": "integer"},
+                             "note": False}}
+    assert found(workflow(parameter_schema=schema)) == {
+        ("$.workflows[0].parameter_schema.required[1]",
+         "'count' is required, but it is not among the properties and additionalProperties"
+         " is false: no input can pass this schema (did you mean 'cuont'?)"),
+        ("$.workflows[0].parameter_schema.required[2]",
+         "'region' is required, but it is not among the properties and additionalProperties"
+         " is false: no input can pass this schema"),
+        ("$.workflows[0].parameter_schema.required[3]",
+         "'note' is required, but its property schema is false: no input can pass this"
+         " schema"),
+    }
+    # Open schemas may require keys they do not describe; patternProperties may allow them.
+    for open_schema in (
+        {"type": "object", "required": ["day"], "properties": {"dya": {}}},
+        {"type": "object", "additionalProperties": False, "required": ["x-id"],
+         "patternProperties": {"^x-": {}}},
+    ):
+        assert found(workflow(parameter_schema=open_schema)) == set()
+
+
 def test_a_parameter_schema_reference_must_resolve_within_the_schema() -> None:
     # Accepted before, then every run of the workflow crashed (exit 70, a webhook's 500).
     schema = {

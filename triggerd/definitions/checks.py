@@ -28,7 +28,7 @@ from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
-from triggerd.inputs import call_input_problems, summary_problems
+from triggerd.inputs import call_input_problems, closed_input_keys, summary_problems
 from triggerd.model import RetryPolicy, inactive_state, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
@@ -663,8 +663,32 @@ def check_parameter_schema(schema: dict[str, Any], path: JsonPath, report: Repor
         before = len(report.items)
         root = DRAFT202012.create_resource(schema)
         _check_references(schema, Registry().resolver_with_root(root), path, report)
+        _check_required(schema, path, report)
         valid = len(report.items) == before
     return valid
+
+
+def _check_required(schema: dict[str, Any], path: JsonPath, report: Report) -> None:
+    """A required key that the schema never allows makes it refuse every input: each
+    webhook was answered 422 and each fire refused, where check said the file was valid."""
+    kinds = schema.get("type", "object")
+    if kinds != "object" and not (isinstance(kinds, list) and "object" in kinds):
+        return  # required applies to objects only: other inputs pass it
+    allowed = closed_input_keys(schema)
+    required = schema.get("required")
+    properties = schema.get("properties", {})
+    for index, name in enumerate(required if isinstance(required, list) else []):
+        if not isinstance(name, str):
+            continue
+        if allowed is not None and name not in allowed:
+            report.add((*path, "required", index),
+                       f"{name!r} is required, but it is not among the properties and"
+                       f" additionalProperties is false: no input can pass this schema"
+                       f"{suggestion(name, allowed)}")
+        elif isinstance(properties, dict) and properties.get(name) is False:
+            report.add((*path, "required", index),
+                       f"{name!r} is required, but its property schema is false: no input"
+                       " can pass this schema")
 
 
 # Triggers whose runs get exactly their `input:` (a webhook's comes from the request, a
