@@ -533,6 +533,30 @@ def test_a_node_after_a_branch_reads_only_what_ran_on_every_path() -> None:
     }
 
 
+def test_both_sides_of_a_plain_fan_out_have_run_at_its_join() -> None:
+    # A node runs once every incoming edge is resolved: after a fan-out without
+    # conditions both sides succeeded (or the run ended) when the join runs.
+    def fan_out(failure_edge: bool) -> Doc:
+        edges = [{"from": "start", "to": "left"}, {"from": "start", "to": "right"},
+                 {"from": "left", "to": "merge"}, {"from": "right", "to": "merge"}]
+        nodes = [node("start", "set", value=1), node("left", "set", value=2),
+                 node("right", "set", value=3),
+                 node("merge", "log", message="{{ nodes.left.output }} {{ nodes.right.output }}")]
+        if failure_edge:  # left may fail and the run go on through its handler
+            nodes.append(node("handle", "log", message="left failed"))
+            edges += [{"from": "left", "to": "handle", "on": "failure"},
+                      {"from": "handle", "to": "merge"}]
+        return {"key": "wf", "graph": {"nodes": nodes, "edges": edges}}
+
+    assert found(fan_out(failure_edge=False)) == set()
+    assert found(fan_out(failure_edge=True)) == {
+        (f"{NODE}[3].params.message",
+         "expression '{{ nodes.left.output }} {{ nodes.right.output }}': node 'left' may not"
+         " have run when node 'merge' runs (not every path to 'merge' goes through it): read"
+         " it behind a test such as 'nodes.left is defined'"),
+    }
+
+
 def test_a_node_entry_has_only_its_output() -> None:
     # Every run failed: 'dict object' has no attribute 'outptu'.
     workflow = chain(

@@ -102,7 +102,7 @@ def check_nodes(
     ids = [node["id"] for _, node in nodes if isinstance(node.get("id"), str)]
     parents = _parents(graph.get("edges"), set(ids))
     failed_into = _failure_only(graph.get("edges"), parents)
-    paths = _EveryPath(parents)
+    paths = _EveryPath(parents, _certain(graph.get("edges"), parents))
     env = _declared(workflow.get("env"))
     env_values = _literal_env(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
@@ -348,6 +348,28 @@ def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, set[
     return only
 
 
+def _certain(edges: Any, parents: Mapping[str, set[str]]) -> set[str]:
+    """The nodes that have succeeded whenever a node below them runs: a first node, or one
+    with a plain edge (no ``when``, not ``on: failure``) from such a node, and none with a
+    failure edge of its own (it may fail and the run go on). A node runs once every
+    incoming edge is resolved and one was taken, so both sides of a plain fan-out have run
+    at its join; a branch of an ``if`` or a ``switch`` may not have."""
+    links = [e for e in (edges if isinstance(edges, list) else [])
+             if isinstance(e, dict) and isinstance(e.get("from"), str)
+             and isinstance(e.get("to"), str) and e["from"] in parents and e["to"] in parents]
+    failing = {e["from"] for e in links if e.get("on") == "failure"}
+    plain = _children((e["from"], e["to"]) for e in links
+                      if e.get("when") is None and e.get("on", "success") == "success")
+    certain = {node for node, above in parents.items() if not above and node not in failing}
+    todo = list(certain)
+    while todo:
+        for child in plain.get(todo.pop(), ()):
+            if child not in certain and child not in failing:
+                certain.add(child)
+                todo.append(child)
+    return certain
+
+
 def _children(links: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     below: dict[str, list[str]] = {}
     for source, target in links:
@@ -471,13 +493,18 @@ class _EveryPath:
     dominators), from each node's immediate one: computed once per graph, on first use,
     in O(nodes) memory. Nodes on a cycle (reported elsewhere) are not judged."""
 
-    def __init__(self, parents: Mapping[str, set[str]]) -> None:
+    def __init__(self, parents: Mapping[str, set[str]], certain: set[str]) -> None:
         self.parents = parents
+        self.certain = certain
         self._above: dict[str, str | None] | None = None
         self._depth: dict[str | None, int] = {None: -1}
 
     def through(self, key: str, node_id: str) -> bool:
-        """Whether every path to ``node_id`` goes through ``key`` (True when unknown)."""
+        """Whether ``key`` has run whenever ``node_id`` runs: it is certain to (see
+        :func:`_certain`) or every path to ``node_id`` goes through it (True when
+        unknown)."""
+        if key in self.certain:
+            return True
         above = self._immediate()
         if node_id not in above or key not in above:
             return True
