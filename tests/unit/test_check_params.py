@@ -551,9 +551,10 @@ def test_both_sides_of_a_plain_fan_out_have_run_at_its_join() -> None:
     assert found(fan_out(failure_edge=False)) == set()
     assert found(fan_out(failure_edge=True)) == {
         (f"{NODE}[3].params.message",
-         "expression '{{ nodes.left.output }} {{ nodes.right.output }}': node 'left' may not"
-         " have run when node 'merge' runs (not every path to 'merge' goes through it): read"
-         " it behind a test such as 'nodes.left is defined'"),
+         "expression '{{ nodes.left.output }} {{ nodes.right.output }}': node 'left' may have"
+         " failed when node 'merge' runs (its failure edge leads to 'merge' too), and a failed"
+         " node has no entry under nodes: read it behind a test such as 'nodes.left is"
+         " defined'"),
     }
 
 
@@ -777,17 +778,26 @@ def test_a_failure_branch_cannot_read_the_failed_nodes_output() -> None:
 
 def test_a_node_after_a_failure_branch_cannot_read_the_failed_node_either() -> None:
     """a -(on: failure)-> b -> c: c runs only when a failed too; only b was refused."""
+    nodes = [node("a", "fail", code="X"), node("b", "set", value=1),
+             node("c", "set", value="{{ nodes.a.output }}"),
+             node("d", "set", value="{{ nodes.a.output }}")]
+    edges: list[Doc] = [{"from": "a", "to": "b", "on": "failure"}, {"from": "b", "to": "c"},
+                        {"from": "a", "to": "d"},
+                        # A node the success path reaches too runs after a failed too (the
+                        # failure path's edge is taken, the other skipped).
+                        {"from": "c", "to": "join"}, {"from": "d", "to": "join"}]
     workflow = {"key": "wf", "graph": {
-        "nodes": [node("a", "fail", code="X"),
-                  node("b", "set", value=1),
-                  node("c", "set", value="{{ nodes.a.output }}"),
-                  node("d", "set", value="{{ nodes.a.output }}"),
-                  node("join", "set", value="{{ nodes.a.output }}")],
-        "edges": [{"from": "a", "to": "b", "on": "failure"}, {"from": "b", "to": "c"},
-                  {"from": "a", "to": "d"},
-                  # A node the success path reaches too is not refused.
-                  {"from": "c", "to": "join"}, {"from": "d", "to": "join"}]}}
+        "nodes": [*nodes, node("join", "set", value="{{ nodes.a.output }}")], "edges": edges}}
     assert found(workflow) == {(
         f"{NODE}[2].params.value",
         "expression '{{ nodes.a.output }}': node 'c' runs only when node 'a' failed, and a"
-        " failed node has no entry under nodes")}
+        " failed node has no entry under nodes"), (
+        f"{NODE}[4].params.value",
+        "expression '{{ nodes.a.output }}': node 'a' may have failed when node 'join' runs"
+        " (its failure edge leads to 'join' too), and a failed node has no entry under nodes:"
+        " read it behind a test such as 'nodes.a is defined'")}
+    guarded = {"key": "wf", "graph": {
+        "nodes": [*nodes,
+                  node("join", "set", value="{{ nodes.a.output if nodes.a is defined else 0 }}")],
+        "edges": edges}}
+    assert {path for path, _ in found(guarded)} == {f"{NODE}[2].params.value"}

@@ -101,7 +101,7 @@ def check_nodes(
     ]
     ids = [node["id"] for _, node in nodes if isinstance(node.get("id"), str)]
     parents = _parents(graph.get("edges"), set(ids))
-    failed_into = _failure_only(graph.get("edges"), parents)
+    failed_into, after_failure = _failure_only(graph.get("edges"), parents)
     paths = _EveryPath(parents, _certain(graph.get("edges"), parents))
     env = _declared(workflow.get("env"))
     env_values = _literal_env(workflow.get("env"))
@@ -123,6 +123,7 @@ def check_nodes(
             ids=ids,
             parents=parents,
             failed_into=failed_into,
+            after_failure=after_failure,
             every_path=paths,
             env=env,
             secrets=secrets,
@@ -327,11 +328,14 @@ def _declared(section: Any) -> list[str] | None:
     return None
 
 
-def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, set[str]]:
+def _failure_only(edges: Any, parents: Mapping[str, set[str]]
+                  ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """For each node, the nodes it runs only after they failed: every path to it from the
     graph's first nodes goes through a failure edge (``on: failure``) of theirs, so when it
     runs they have failed, and a failed node has no entry under ``nodes``. (Only the
-    failing node's direct child was known before; its children read it as freely.)"""
+    failing node's direct child was known before; its children read it as freely.) And
+    for each node, the nodes whose failure edge leads to it, also along other paths: it
+    may run after they failed."""
     links = [(e["from"], e["to"], e.get("on") == "failure") for e in
              (edges if isinstance(edges, list) else [])
              if isinstance(e, dict) and isinstance(e.get("from"), str)
@@ -339,13 +343,14 @@ def _failure_only(edges: Any, parents: Mapping[str, set[str]]) -> dict[str, set[
     roots = [node for node, above in parents.items() if not above]
     below = _children((s, t) for s, t, _ in links)
     only: dict[str, set[str]] = {}
+    maybe: dict[str, set[str]] = {}
     for failing in {source for source, _, failure in links if failure}:
         without = _reach(roots, _children(
             (s, t) for s, t, f in links if not (f and s == failing)))
         after = _reach([t for s, t, f in links if f and s == failing], below)
-        for node in after - without - {failing}:
-            only.setdefault(node, set()).add(failing)
-    return only
+        for node in after - {failing}:
+            (maybe if node in without else only).setdefault(node, set()).add(failing)
+    return only, maybe
 
 
 def _certain(edges: Any, parents: Mapping[str, set[str]]) -> set[str]:
@@ -413,6 +418,7 @@ class _Scope:
         parents: Mapping[str, set[str]],
         env: list[str] | None,
         failed_into: Mapping[str, set[str]] | None = None,
+        after_failure: Mapping[str, set[str]] | None = None,
         every_path: _EveryPath | None = None,
         secrets: list[str] | None,
         inputs: list[str] | None = None,
@@ -422,6 +428,7 @@ class _Scope:
         self.ids = ids
         self.parents = parents
         self.failed_into = failed_into or {}
+        self.after_failure = after_failure or {}
         self.every_path = every_path
         self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution,
                      "trigger": list(TRIGGER_KEYS)}
@@ -479,6 +486,10 @@ class _Scope:
         elif key in self.failed_into.get(self.node_id, ()):
             yield (f"node {self.node_id!r} runs only when node {key!r} failed, and a failed"
                    f" node has no entry under nodes")
+        elif not guarded and key in self.after_failure.get(self.node_id, ()):
+            yield (f"node {key!r} may have failed when node {self.node_id!r} runs (its failure"
+                   f" edge leads to {self.node_id!r} too), and a failed node has no entry under"
+                   f" nodes: read it behind a test such as 'nodes.{key} is defined'")
         elif not guarded and self.every_path is not None \
                 and not self.every_path.through(key, self.node_id):
             # A node runs when any incoming edge is taken: past a branch that skipped
