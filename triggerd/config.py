@@ -466,6 +466,12 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         return ("http.public_url",), (
             f"http.public_url: {public!r} is not an http(s) URL (e.g."
             " https://triggerd.example.com)")
+    if "" in settings.daemon.definitions:
+        # Kept as "", it read the working directory as a folder of definitions: every
+        # YAML file there was applied at start and on each reload.
+        return ("daemon.definitions",), (
+            'daemon.definitions: an empty entry names no file (for the configuration'
+            ' file\'s own directory write ".")')
     for root in settings.daemon.secret_roots:
         # Absolute only, from the file too: which files secrets may come from is not left
         # to where a relative path happens to point.

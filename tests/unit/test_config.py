@@ -138,6 +138,10 @@ def test_definitions_list_from_env() -> None:
         ),
         ('[database]\nurl = "mysql://x"\n', "database.url: must start with postgresql://"),
         ('[daemon]\ndefinitions = "a.yaml"\n', "daemon.definitions: expected a list of strings"),
+        # It read the working directory as a folder of definitions.
+        ('[daemon]\ndefinitions = ["a.yaml", ""]\n',
+         "daemon.definitions: an empty entry names no file (for the configuration file's own"
+         ' directory write ".")'),
         ("http = 3\n", "http: expected a table [http]"),
         ('[database]\nmigrate = "yes"\n', "database.migrate: expected true or false, got 'yes'"),
         ("[database]\nmigrate = 1\n", "database.migrate: expected true or false, got 1"),
