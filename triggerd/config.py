@@ -472,6 +472,13 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
         return ("daemon.definitions",), (
             'daemon.definitions: an empty entry names no file (for the configuration'
             ' file\'s own directory write ".")')
+    token = settings.api.token
+    if token and (token != token.strip() or any(ord(c) < 32 or ord(c) == 127 for c in token)):
+        # No Authorization header carries these (HTTP strips the ends): every request
+        # was refused as "invalid bearer token". The credential file is stripped instead.
+        return ("api.token",), (
+            "api.token: has leading or trailing whitespace or a control character (a"
+            " trailing newline?), which no Authorization header can carry; remove it")
     for root in settings.daemon.secret_roots:
         # Absolute only, from the file too: which files secrets may come from is not left
         # to where a relative path happens to point.

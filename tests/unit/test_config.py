@@ -199,12 +199,29 @@ def test_missing_file(tmp_path: Path) -> None:
             {"TRIGGERD_DATABASE_MIGRATE": "maybe"},
             "TRIGGERD_DATABASE_MIGRATE: database.migrate: expected true or false, got 'maybe'",
         ),
+        # A secret made with echo: no Authorization header carries the newline, so every
+        # admin request was refused as "invalid bearer token".
+        ({"TRIGGERD_API_TOKEN": "s3cret\n"},
+         "TRIGGERD_API_TOKEN: api.token: has leading or trailing whitespace or a control"
+         " character (a trailing newline?), which no Authorization header can carry; remove"
+         " it"),
     ],
 )
 def test_bad_environment_values(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(environ=env)
     assert str(info.value).startswith(message)
+
+
+def test_an_api_token_with_a_space_inside_is_taken_and_one_at_its_end_is_not(
+    tmp_path: Path,
+) -> None:
+    assert load_settings(environ={"TRIGGERD_API_TOKEN": "a b"}).api.token == "a b"
+    path = write(tmp_path, '[api]\ntoken = " s3cret"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(info.value).startswith(f"{path}: api.token: has leading or trailing whitespace")
+    assert "s3cret" not in str(info.value)  # a secret is never quoted
 
 
 def test_unrelated_triggerd_variables_are_ignored() -> None:
