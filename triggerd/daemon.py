@@ -416,8 +416,13 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if take_early_reload():  # one came while the process was starting
             self._reload_pending = True
+        extending = asyncio.create_task(self.notifier.extend_while_starting(),
+                                        name="triggerd-start-timeout")
         try:
-            await self.start()
+            try:
+                await self.start()
+            finally:
+                extending.cancel()
             self._serving = True
             self.notifier.ready(self.status_line())
             if self._reload_pending:

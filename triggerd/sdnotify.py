@@ -17,6 +17,12 @@ from collections.abc import Callable, Mapping
 logger = logging.getLogger(__name__)
 
 
+# While the daemon starts it asks systemd for this much more time, again every third of
+# it: TimeoutStartSec= (90 s by default) killed a start whose migrations or definitions
+# took longer, and the restart began them again, forever.
+START_EXTENSION_S = 90.0
+
+
 def _address(raw: str) -> str | bytes:
     # "@name" is an abstract socket: a leading NUL byte on the wire.
     if raw.startswith("@"):
@@ -67,6 +73,18 @@ class Notifier:
     def reloading(self) -> None:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def extend_timeout(self, seconds: float) -> None:
+        self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
+    async def extend_while_starting(self) -> None:
+        """Keep extending the start timeout from the event loop until cancelled (once the
+        daemon is ready): a start that makes progress is not killed, a blocked loop is."""
+        if not self.enabled:
+            return
+        while True:
+            self.extend_timeout(START_EXTENSION_S)
+            await asyncio.sleep(START_EXTENSION_S / 3)
 
     def stopping(self) -> None:
         self.send("STOPPING=1")

@@ -108,8 +108,10 @@ async def test_ready_watchdog_reload_stopping_in_order(
 
     [ready] = await notify_socket.wait_for("READY=1")
     messages = notify_socket.snapshot()
-    # Nothing claims readiness before it; progress is reported as STATUS only.
-    assert all(m[0].startswith("STATUS=") for m in messages[:ready]), messages[:ready]
+    # Nothing claims readiness before it; progress is reported as STATUS, and the start
+    # asks for more time (below).
+    assert all(m[0].startswith(("STATUS=", "EXTEND_TIMEOUT_USEC=")) for m in messages[:ready]
+               ), messages[:ready]
     assert _value(messages[ready], "STATUS").endswith("runs in progress")
     # WATCHDOG_USEC=1s: a ping every 0.5s, from the running event loop.
     watchdogs = await notify_socket.wait_for("WATCHDOG=1", after=ready, count=2)
@@ -136,6 +138,22 @@ async def test_ready_watchdog_reload_stopping_in_order(
     assert notify_socket.indexes("STOPPING=1") == [stopping]
     assert all("READY=1" not in m for m in messages[stopping + 1:])
     assert daemon.events_named("sd_notify_failed") == []
+
+
+async def test_the_start_extends_systemds_start_timeout_until_ready(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener
+) -> None:
+    """TimeoutStartSec= (90 s by default) killed a start whose migrations took longer, and
+    the restart began them again: the start asks for more time while it runs."""
+    daemon = await _start(daemons, dsn, notify_socket)
+    [ready] = await notify_socket.wait_for("READY=1")
+    extensions = notify_socket.indexes("EXTEND_TIMEOUT_USEC=90000000")
+    assert extensions and extensions[0] < ready, notify_socket.snapshot()
+    # Once ready, no more: the running service is watched by the watchdog instead.
+    watchdogs = await notify_socket.wait_for("WATCHDOG=1", after=ready, count=2)
+    later = notify_socket.indexes("EXTEND_TIMEOUT_USEC=", after=ready)
+    assert [i for i in later if i <= watchdogs[-1]] == [], notify_socket.snapshot()
+    assert await daemon.stop(signal.SIGTERM) == 0
 
 
 async def test_sighup_with_invalid_config_keeps_running(
