@@ -107,6 +107,7 @@ CASES: list[tuple[str, list[str], str, str, Any]] = [
 
 # Inputs a message names in its own words, as the API and the CLI write them.
 NAMED_INPUTS = [("--note", "the note is", "the --note is"),
+                ("--reason", "the reason is", "the --reason is"),
                 ("--to", "empty: to (", "empty: --to ("),
                 ("--from", "after from (", "after --from (")]
 
