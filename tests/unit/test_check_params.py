@@ -801,3 +801,43 @@ def test_a_node_after_a_failure_branch_cannot_read_the_failed_node_either() -> N
                   node("join", "set", value="{{ nodes.a.output if nodes.a is defined else 0 }}")],
         "edges": edges}}
     assert {path for path, _ in found(guarded)} == {f"{NODE}[2].params.value"}
+
+
+def _graph(edges: list[tuple[str, str, dict[str, str]]], reader: str, reads: str) -> Doc:
+    """A workflow of these edges, every node a `set` but ``reader``, which reads
+    ``nodes.<reads>``; conditional edges leave `if` nodes (their `when` is given)."""
+    names = list(dict.fromkeys(name for source, target, _ in edges for name in (source, target)))
+    branching = {source for source, _, extra in edges if "when" in extra}
+    nodes = [node(name, "log", message=f"{{{{ nodes.{reads}.output }}}}") if name == reader
+             else node(name, "if", condition="{{ 1 > 0 }}") if name in branching
+             else node(name, "set", value=1) for name in names]
+    return {"key": "wf", "graph": {"nodes": nodes, "edges": [
+        {"from": source, "to": target, **extra} for source, target, extra in edges]}}
+
+
+Edges = list[tuple[str, str, dict[str, str]]]
+FAN_OUT: Edges = [("a", "b", {}), ("a", "c", {}), ("b", "d", {}), ("c", "d", {})]
+
+
+@pytest.mark.parametrize("above", [
+    [("i", "a", {"when": "true"})],  # below one branch of an if
+    [("i", "y", {"when": "true"}), ("i", "n", {"when": "false"}), ("y", "j", {}),
+     ("n", "j", {}), ("j", "a", {})],  # after the join of an if's branches
+    [("h", "a", {}), ("h", "f", {"on": "failure"})],  # below a node with a failure handler
+])
+def test_a_plain_fan_out_anywhere_has_run_both_sides_at_its_join(
+    above: list[tuple[str, str, dict[str, str]]]
+) -> None:
+    # The first version judged only fan-outs of a first node, and refused these.
+    assert found(_graph([*above, *FAN_OUT], "d", "b")) == set()
+
+
+def test_a_fan_out_whose_root_may_fail_into_the_join_is_not_sure_of_its_sides() -> None:
+    # h fails: f runs and joins at d, b and c are skipped.
+    edges = [("h", "b", {}), ("h", "c", {}), ("b", "d", {}), ("c", "d", {}),
+             ("h", "f", {"on": "failure"}), ("f", "d", {})]
+    assert found(_graph(edges, "d", "b")) == {(
+        f"{NODE}[3].params.message",
+        "expression '{{ nodes.b.output }}': node 'b' may not have run when node 'd' runs (not"
+        " every path to 'd' goes through it): read it behind a test such as 'nodes.b is"
+        " defined'")}

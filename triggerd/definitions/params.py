@@ -102,7 +102,8 @@ def check_nodes(
     ids = [node["id"] for _, node in nodes if isinstance(node.get("id"), str)]
     parents = _parents(graph.get("edges"), set(ids))
     failed_into, after_failure = _failure_only(graph.get("edges"), parents)
-    paths = _EveryPath(parents, _certain(graph.get("edges"), parents))
+    paths = _EveryPath(parents, _Succession(graph.get("edges"), parents),
+                       failed_after=_merged(failed_into, after_failure))
     env = _declared(workflow.get("env"))
     env_values = _literal_env(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
@@ -353,26 +354,50 @@ def _failure_only(edges: Any, parents: Mapping[str, set[str]]
     return only, maybe
 
 
-def _certain(edges: Any, parents: Mapping[str, set[str]]) -> set[str]:
-    """The nodes that have succeeded whenever a node below them runs: a first node, or one
-    with a plain edge (no ``when``, not ``on: failure``) from such a node, and none with a
-    failure edge of its own (it may fail and the run go on). A node runs once every
-    incoming edge is resolved and one was taken, so both sides of a plain fan-out have run
-    at its join; a branch of an ``if`` or a ``switch`` may not have."""
-    links = [e for e in (edges if isinstance(edges, list) else [])
-             if isinstance(e, dict) and isinstance(e.get("from"), str)
-             and isinstance(e.get("to"), str) and e["from"] in parents and e["to"] in parents]
-    failing = {e["from"] for e in links if e.get("on") == "failure"}
-    plain = _children((e["from"], e["to"]) for e in links
-                      if e.get("when") is None and e.get("on", "success") == "success")
-    certain = {node for node, above in parents.items() if not above and node not in failing}
-    todo = list(certain)
-    while todo:
-        for child in plain.get(todo.pop(), ()):
-            if child not in certain and child not in failing:
-                certain.add(child)
-                todo.append(child)
-    return certain
+class _Succession:
+    """What a node's success brings about. A node runs once every incoming edge is
+    resolved and one was taken, and a succeeded node takes all its plain edges (no
+    ``when``, not ``on: failure``): so both sides of a plain fan-out have run at its join,
+    where a branch of an ``if`` or a ``switch`` may not have."""
+
+    def __init__(self, edges: Any, parents: Mapping[str, set[str]]) -> None:
+        links = [e for e in (edges if isinstance(edges, list) else [])
+                 if isinstance(e, dict) and isinstance(e.get("from"), str)
+                 and isinstance(e.get("to"), str) and e["from"] in parents
+                 and e["to"] in parents]
+        self.failing = {e["from"] for e in links if e.get("on") == "failure"}
+        self.plain = _children((e["from"], e["to"]) for e in links
+                               if e.get("when") is None and e.get("on", "success") == "success")
+        self._after: dict[str, frozenset[str]] = {}
+        firsts = [node for node, above in parents.items()
+                  if not above and node not in self.failing]
+        # The nodes that have succeeded whenever a node below them runs, wherever the run
+        # went: the first nodes without a failure edge, and what their success brings.
+        self.certain = set(firsts).union(*(self.after(node) for node in firsts))
+
+    def after(self, node: str) -> frozenset[str]:
+        """The nodes that have succeeded whenever ``node`` succeeded and a node below them
+        runs: reached from it by plain edges, through nodes without a failure edge (one
+        with a failure edge may fail and the run go on without what follows it)."""
+        found = self._after.get(node)
+        if found is None:
+            reached: set[str] = set()
+            todo = [node]
+            while todo:
+                for child in self.plain.get(todo.pop(), ()):
+                    if child not in reached and child not in self.failing:
+                        reached.add(child)
+                        todo.append(child)
+            found = self._after[node] = frozenset(reached)
+        return found
+
+
+def _merged(*maps: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    merged: dict[str, set[str]] = {}
+    for one in maps:
+        for key, values in one.items():
+            merged.setdefault(key, set()).update(values)
+    return merged
 
 
 def _children(links: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -504,24 +529,31 @@ class _EveryPath:
     dominators), from each node's immediate one: computed once per graph, on first use,
     in O(nodes) memory. Nodes on a cycle (reported elsewhere) are not judged."""
 
-    def __init__(self, parents: Mapping[str, set[str]], certain: set[str]) -> None:
+    def __init__(self, parents: Mapping[str, set[str]], succession: _Succession, *,
+                 failed_after: Mapping[str, set[str]]) -> None:
         self.parents = parents
-        self.certain = certain
+        self.succession = succession
+        # For each node, the nodes whose failure edge leads to it.
+        self.failed_after = failed_after
         self._above: dict[str, str | None] | None = None
         self._depth: dict[str | None, int] = {None: -1}
 
     def through(self, key: str, node_id: str) -> bool:
-        """Whether ``key`` has run whenever ``node_id`` runs: it is certain to (see
-        :func:`_certain`) or every path to ``node_id`` goes through it (True when
-        unknown)."""
-        if key in self.certain:
+        """Whether ``key`` has run whenever ``node_id`` runs (True when unknown): it is
+        certain to (:class:`_Succession`), or every path to ``node_id`` goes through it, or
+        through a node whose success brings ``key`` about and that has succeeded whenever
+        ``node_id`` runs (no failure edge of it leads there)."""
+        if key in self.succession.certain:
             return True
         above = self._immediate()
         if node_id not in above or key not in above:
             return True
         step = above[node_id]
-        while step is not None and self._depth[step] >= self._depth[key]:
+        while step is not None:
             if step == key:
+                return True
+            if step not in self.failed_after.get(node_id, ()) \
+                    and key in self.succession.after(step):
                 return True
             step = above[step]
         return False
