@@ -105,6 +105,15 @@ def _within(address: IPAddress, networks: Sequence[IPNetwork]) -> IPNetwork | No
     return None
 
 
+def _first_within(forms: Sequence[IPAddress], networks: Sequence[IPNetwork]
+                  ) -> IPNetwork | None:
+    for form in forms:
+        network = _within(form, networks)
+        if network is not None:
+            return network
+    return None
+
+
 def refusal(
     policy: EgressPolicy, host: str, port: int, is_local: Callable[[IPAddress], bool]
 ) -> str | None:
@@ -113,24 +122,28 @@ def refusal(
     ``is_local`` answers whether an address belongs to this machine (only asked when the
     port is one of the daemon's own)."""
     try:
-        address = _normalized(ipaddress.ip_address(host.split("%", 1)[0]))
+        written = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return f"{host} is not an IP address"
+    address = _normalized(written)
+    # Rules are matched against both spellings: an IPv6 rule (deny 64:ff9b::/96) still
+    # names the address it was written for.
+    forms = (address,) if address == written else (address, written)
     where = f"{_show(address)}:{port}"
     if not policy.allow_self and port in policy.own_ports and is_local(address):
         return (
             f"egress to {where} refused: it is this daemon's own listener"
             " (set [egress] allow_self = true to allow)"
         )
-    if _within(address, policy.allow) is not None:
+    if any(_within(form, policy.allow) is not None for form in forms):
         return None
-    builtin = _within(address, LINK_LOCAL_AND_METADATA)
+    builtin = _first_within(forms, LINK_LOCAL_AND_METADATA)
     if builtin is not None:
         return (
             f"egress to {where} refused: {builtin} is link-local or cloud metadata"
             " (add it to [egress] allow to allow)"
         )
-    denied = _within(address, policy.deny)
+    denied = _first_within(forms, policy.deny)
     if denied is not None:
         return f"egress to {where} refused: {denied} is in [egress] deny"
     return None

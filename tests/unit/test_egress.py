@@ -133,3 +133,16 @@ def test_an_ipv4_address_written_in_ipv6_is_judged_as_the_ipv4_one(host: str) ->
     policy = EgressPolicy(deny=(ipaddress.ip_network("10.0.0.0/8"),))
     assert decide(policy, host) == "egress to 10.0.0.5:80 refused: 10.0.0.0/8 is in [egress] deny"
     assert decide(EgressPolicy(), host) is None
+
+
+def test_an_ipv6_rule_still_names_the_nat64_and_6to4_addresses_it_was_written_for() -> None:
+    policy = EgressPolicy(deny=(ipaddress.ip_network("64:ff9b::/96"),
+                                ipaddress.ip_network("2002::/16")))
+    assert decide(policy, "64:ff9b::808:808") == (
+        "egress to 8.8.8.8:80 refused: 64:ff9b::/96 is in [egress] deny")
+    assert decide(policy, "2002:808:808::1") == (
+        "egress to 8.8.8.8:80 refused: 2002::/16 is in [egress] deny")
+    assert decide(policy, "8.8.8.8") is None
+    allowed = EgressPolicy(allow=(ipaddress.ip_network("64:ff9b::a9fe:a9fe/128"),))
+    assert decide(allowed, "64:ff9b::a9fe:a9fe") is None
+    assert decide(allowed, "169.254.169.254") is not None
