@@ -284,6 +284,10 @@ async def test_closed_port_is_http_connect(session: aiohttp.ClientSession) -> No
     assert failed.code == "HTTP_CONNECT"
     assert failed.message.startswith(f"GET http://127.0.0.1:{port}/x: cannot connect: ")
     assert failed.retryable is True
+    # Credentials in the url stay out of the message (stored, logged).
+    failed = await call_fails({"url": f"http://bot:pa55w0rd@127.0.0.1:{port}/x"}, session)
+    assert failed.message.startswith(f"GET http://127.0.0.1:{port}/x: cannot connect: ")
+    assert "pa55w0rd" not in failed.message
 
 
 async def test_slow_server_is_timeout(

@@ -231,7 +231,7 @@ class HttpNode:
         accept = _accept(checked)
         request["timeout"] = aiohttp.ClientTimeout(total=timeout.total_seconds())
 
-        what = f"{method} {url.with_query(None).with_fragment(None)}"
+        what = f"{method} {url.with_user(None).with_query(None).with_fragment(None)}"
         try:
             # One limit for the whole chain of redirects, as aiohttp's own following had
             # (each hop's request has it too): not timeout per hop.
@@ -370,7 +370,7 @@ async def _exchange(
     raise aiohttp.TooManyRedirects(
         response.request_info, response.history,
         message=f"more than {MAX_REDIRECTS} redirects in a row"
-        f" (the last to {url.with_query(None).with_fragment(None)})")
+        f" (the last to {url.with_user(None).with_query(None).with_fragment(None)})")
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
