@@ -203,17 +203,19 @@ async def test_a_value_its_output_could_not_carry_is_refused_before_the_write(
                           db=pool, workflow_id=workflow_id, max_output_bytes=1_000)
         return (await NODE.run(params, ctx)).output
 
-    big = "x" * 1_200
+    # {"swapped": false, "value": "x...x"}: 31 bytes and the text.
+    big = "x" * 970
     cases: list[tuple[dict[str, Any], int]] = [
-        ({"op": "set", "key": "big", "value": big}, 1_202),
-        ({"op": "cas", "key": "big", "expected": None, "value": {"text": big}}, 1_212),
+        ({"op": "set", "key": "big", "value": big}, 1_001),
+        ({"op": "cas", "key": "big", "expected": None, "value": {"text": big[:-10]}}, 1_001),
     ]
     for params, size in cases:
         with pytest.raises(NodeFailure) as failure:
             await attempt(params, f"n-{params['op']}")
         assert (failure.value.code, failure.value.message) == (
-            "OUTPUT_TOO_LARGE", f"memory node: the value is {size} bytes, above [executor]"
-            " max_resume_output_bytes (1000 bytes); nothing was written")
+            "OUTPUT_TOO_LARGE", f"memory node: its output with this value would be {size}"
+            " bytes, above [executor] max_resume_output_bytes (1000 bytes); nothing was"
+            " written")
     assert await pool.fetchval("SELECT count(*) FROM workflow_memory") == 0
-    assert await attempt({"op": "set", "key": "big", "value": "x" * 900}, "ok") == {
-        "found": False, "value": "x" * 900}
+    assert await attempt({"op": "set", "key": "big", "value": big[:-1]}, "ok") == {
+        "found": False, "value": big[:-1]}

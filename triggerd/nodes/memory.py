@@ -184,12 +184,14 @@ def _check_size(value: JSON, cap: int) -> None:
     """A value the node's output (which holds it) could not carry: refused before the
     write. Written, the run failed OUTPUT_TOO_LARGE with the value already in memory, and
     every retry failed again."""
-    size = len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    # Measured as the runner measures the output, in the larger of the two wrappers.
+    output = {"swapped": False, "value": value}
+    size = len(json.dumps(output, ensure_ascii=False, default=str).encode())
     if size > cap:
         raise NodeFailure(
             "OUTPUT_TOO_LARGE",
-            f"memory node: the value is {size} bytes, above [executor]"
-            f" max_resume_output_bytes ({cap} bytes); nothing was written",
+            f"memory node: its output with this value would be {size} bytes, above"
+            f" [executor] max_resume_output_bytes ({cap} bytes); nothing was written",
             retryable=False)
 
 
