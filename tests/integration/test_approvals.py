@@ -339,3 +339,33 @@ async def test_a_decision_after_the_deadline_is_refused_and_the_run_times_out(
         await second.stop()
     nodes = await _nodes(pool, run)
     assert (nodes["late"], nodes["ship"]) == ("SUCCESS", "SKIPPED")
+
+
+async def test_a_decision_made_in_time_stays_the_runs_after_the_deadline(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """An operator decided before the deadline; no executor looked before it passed. The
+    node takes the waiting decision (it looks before the clock), so a late link is told a
+    decision waits, not that the approval timed out."""
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_HTTP_PUBLIC_URL": "https://t.example.com"})
+    await apply_doc(pool, _doc(timeout="1h"))
+    first = Executor(pool=pool, dsn=dsn, settings=settings)
+    await first.start()
+    run = await fire(pool, "release/manual", {"version": "7"})
+    token = await _parked(pool, run, first)
+    await first.stop()
+    await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+    await pool.execute("UPDATE approvals SET expires_at = now() - interval '1 minute'")
+    with pytest.raises(Conflict) as late:
+        await decide_by_token(pool, token, DecisionRequest(decision="rejected"))
+    assert "timed out" not in str(late.value)
+    await pool.execute("UPDATE workflow_executions SET resume_at = now() WHERE id = $1", run)
+    second = Executor(pool=pool, dsn=dsn, settings=settings)
+    await second.start()
+    try:
+        assert (await final_status(pool, run))["status"] == "SUCCESS"
+    finally:
+        await second.stop()
+    nodes = await _nodes(pool, run)
+    assert (nodes["ship"], nodes["late"]) == ("SUCCESS", "SKIPPED")

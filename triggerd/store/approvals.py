@@ -80,26 +80,25 @@ async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
                           ) -> TokenDecided | None:
     """Write ``decision`` on the token with hash ``digest`` if it carries none and its run
     has not ended; ``None`` for an unknown token. Call inside a transaction."""
-    token = await conn.fetchrow(
-        "SELECT execution_id::text AS execution_id, decision FROM resume_tokens"
-        " WHERE token_hash = $1 FOR UPDATE", digest)
-    if token is None:
+    execution_id = await conn.fetchval(
+        "SELECT execution_id::text FROM resume_tokens WHERE token_hash = $1", digest)
+    if execution_id is None:
         return None
-    execution_id = token["execution_id"]
-    # The run's lock first, in a statement of its own: every decision (an operator's too)
-    # takes it before looking, so the reads below see a decision that won the lock. A read
-    # in the locking statement saw the snapshot from before the wait: two decisions.
+    # The run's lock, then the token's: the order of an operator's decision and of a run's
+    # deletion (its tokens go with it), so none of them waits on another in a circle. Each
+    # in a statement of its own, so the reads below see a decision that won either lock (a
+    # read in the locking statement saw the snapshot from before the wait: two decisions).
     row = await conn.fetchrow(
         "SELECT status, tenant_id FROM workflow_executions WHERE id = $1::uuid FOR UPDATE",
         execution_id)
+    token = await conn.fetchrow(
+        "SELECT decision FROM resume_tokens WHERE token_hash = $1 FOR UPDATE", digest)
+    if row is None or token is None:
+        return None  # deleted meanwhile, with its run
     if token["decision"] is not None or row["status"] in ("SUCCESS", "ERROR", "CANCELED"):
         return TokenDecided(execution_id=execution_id, status=row["status"],
                             written=False, already=token["decision"],
                             tenant_id=row["tenant_id"])
-    timed_out = await expired(conn, execution_id)
-    if timed_out is not None:
-        return TokenDecided(execution_id=execution_id, status=row["status"], written=False,
-                            already=None, tenant_id=row["tenant_id"], timed_out=timed_out)
     # A link may be used before the run reaches its approval (the decision waits for it),
     # but not once another decision waits or every approval was decided: it would be
     # taken by a later approval, or wake the run for nothing.
@@ -117,6 +116,12 @@ async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
         return TokenDecided(execution_id=execution_id, status=row["status"],
                             written=False, already=None, tenant_id=row["tenant_id"],
                             unwanted=True)
+    # After the waiting decision's check: one made in time is the node's, past the deadline
+    # too (it takes a waiting decision before it looks at the clock).
+    timed_out = await expired(conn, execution_id)
+    if timed_out is not None:
+        return TokenDecided(execution_id=execution_id, status=row["status"], written=False,
+                            already=None, tenant_id=row["tenant_id"], timed_out=timed_out)
     await conn.execute(
         "UPDATE resume_tokens SET decision = $2, note = $3, decided_by = $4, input = $5,"
         " decided_at = now() WHERE token_hash = $1",
@@ -132,7 +137,7 @@ async def expired(conn: Conn, execution_id: str) -> TimedOut | None:
     executor), so no later decision may take its place."""
     row = await conn.fetchrow(
         "SELECT a.node_id, a.expires_at FROM approvals a WHERE a.execution_id = $1::uuid"
-        " AND a.expires_at <= now() AND NOT EXISTS (SELECT 1 FROM node_executions x"
+        " AND a.expires_at <= clock_timestamp() AND NOT EXISTS (SELECT 1 FROM node_executions x"
         "   WHERE x.execution_id = a.execution_id AND x.node_id = a.node_id"
         "     AND x.status IN ('SUCCESS', 'ERROR', 'SKIPPED', 'CANCELED'))"
         " ORDER BY a.expires_at LIMIT 1", execution_id)
