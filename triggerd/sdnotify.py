@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 # it: TimeoutStartSec= (90 s by default) killed a start whose migrations or definitions
 # took longer, and the restart began them again, forever.
 START_EXTENSION_S = 90.0
+# But not for ever: a start stuck awaiting (a migration lock another process holds, a
+# database that does not answer) keeps the loop alive, and systemd must still give up and
+# let Restart= act. About an hour and a half in all, then TimeoutStartSec= counts again.
+START_EXTENSIONS = 60
 
 
 def _address(raw: str) -> str | bytes:
@@ -77,14 +81,16 @@ class Notifier:
     def extend_timeout(self, seconds: float) -> None:
         self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
 
-    async def extend_while_starting(self) -> None:
-        """Keep extending the start timeout from the event loop until cancelled (once the
-        daemon is ready): a start that makes progress is not killed, a blocked loop is."""
+    async def extend_while_starting(self, extension: float = START_EXTENSION_S,
+                                    times: int = START_EXTENSIONS) -> None:
+        """Extend the start timeout from the event loop, every third of ``extension``,
+        until cancelled (once the daemon is ready) or ``times`` extensions were sent: a
+        long start is not killed, a blocked loop or a start stuck for hours is."""
         if not self.enabled:
             return
-        while True:
-            self.extend_timeout(START_EXTENSION_S)
-            await asyncio.sleep(START_EXTENSION_S / 3)
+        for _ in range(times):
+            self.extend_timeout(extension)
+            await asyncio.sleep(extension / 3)
 
     def stopping(self) -> None:
         self.send("STOPPING=1")
