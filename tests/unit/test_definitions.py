@@ -782,6 +782,8 @@ def test_a_parameter_schema_that_requires_a_key_it_never_allows() -> None:
         {"type": "object", "required": ["day"], "properties": {"dya": {}}},
         {"type": "object", "additionalProperties": False, "required": ["x-id"],
          "patternProperties": {"^x-": {}}},
+        # A null input passes it (required applies to objects only).
+        {"type": ["object", "null"], "additionalProperties": False, "required": ["day"]},
     ):
         assert found(workflow(parameter_schema=open_schema)) == set()
 
