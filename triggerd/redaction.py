@@ -143,7 +143,9 @@ _RECORD_ATTRIBUTES: Final = frozenset(
 # The values the execution running in this context derived from its secrets (set by the
 # executor's runner), masked in its log lines as well. Not in the daemon-wide filter: a
 # template that mixes a secret with per-run text derives a new value every run, and that
-# filter would keep each one, and scan every line for it, until the process ends.
+# filter would keep each one, and scan every line for it, until the process ends. Lines
+# that other tasks write about the run (the progress writer's) have the secrets masked,
+# not what the run derived from them.
 RUN_LOG_REDACTOR: ContextVar[Callable[[], Redactor] | None] = ContextVar(
     "RUN_LOG_REDACTOR", default=None)
 
