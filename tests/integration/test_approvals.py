@@ -308,19 +308,40 @@ async def test_a_decision_racing_an_operators_makes_one_decision(pool: asyncpg.P
                                " decision IS NOT NULL") == ["rejected"]
 
 
+DEADLINE_SETTINGS = {"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                     "TRIGGERD_HTTP_PUBLIC_URL": "https://t.example.com"}
+
+
+async def _parked_with_no_executor(pool: asyncpg.Pool, dsn: str) -> tuple[str, str]:
+    """A run parked on its approval (1 h deadline), and its link; no executor runs."""
+    await apply_doc(pool, _doc(timeout="1h"))
+    first = Executor(pool=pool, dsn=dsn, settings=load_settings(environ=DEADLINE_SETTINGS))
+    await first.start()
+    run = await fire(pool, "release/manual", {"version": "7"})
+    token = await _parked(pool, run, first)
+    await first.stop()
+    return run, token
+
+
+async def _finished_by_a_new_executor(pool: asyncpg.Pool, dsn: str, run: str
+                                      ) -> dict[str, str]:
+    """The run woken and finished (SUCCESS) by a fresh executor; its nodes' statuses."""
+    await pool.execute("UPDATE workflow_executions SET resume_at = now() WHERE id = $1", run)
+    second = Executor(pool=pool, dsn=dsn, settings=load_settings(environ=DEADLINE_SETTINGS))
+    await second.start()
+    try:
+        assert (await final_status(pool, run))["status"] == "SUCCESS"
+    finally:
+        await second.stop()
+    return await _nodes(pool, run)
+
+
 async def test_a_decision_after_the_deadline_is_refused_and_the_run_times_out(
     pool: asyncpg.Pool, dsn: str
 ) -> None:
     """The deadline passed while no executor looked (a daemon down): the decision is
     'timeout', as promised; a late link or operator is told so, not obeyed."""
-    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
-                                      "TRIGGERD_HTTP_PUBLIC_URL": "https://t.example.com"})
-    await apply_doc(pool, _doc(timeout="1h"))
-    first = Executor(pool=pool, dsn=dsn, settings=settings)
-    await first.start()
-    run = await fire(pool, "release/manual", {"version": "7"})
-    token = await _parked(pool, run, first)
-    await first.stop()
+    run, token = await _parked_with_no_executor(pool, dsn)
     await pool.execute("UPDATE approvals SET expires_at = now() - interval '1 minute'")
     late = (f"^execution {run} is not waiting for a decision: its approval 'ask' timed out"
             r" at \S+ \(its decision is 'timeout'\)$")
@@ -330,14 +351,7 @@ async def test_a_decision_after_the_deadline_is_refused_and_the_run_times_out(
         await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
     assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE decision IS NOT NULL"
                                ) == 0
-    await pool.execute("UPDATE workflow_executions SET resume_at = now() WHERE id = $1", run)
-    second = Executor(pool=pool, dsn=dsn, settings=settings)
-    await second.start()
-    try:
-        assert (await final_status(pool, run))["status"] == "SUCCESS"
-    finally:
-        await second.stop()
-    nodes = await _nodes(pool, run)
+    nodes = await _finished_by_a_new_executor(pool, dsn, run)
     assert (nodes["late"], nodes["ship"]) == ("SUCCESS", "SKIPPED")
 
 
@@ -347,25 +361,11 @@ async def test_a_decision_made_in_time_stays_the_runs_after_the_deadline(
     """An operator decided before the deadline; no executor looked before it passed. The
     node takes the waiting decision (it looks before the clock), so a late link is told a
     decision waits, not that the approval timed out."""
-    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
-                                      "TRIGGERD_HTTP_PUBLIC_URL": "https://t.example.com"})
-    await apply_doc(pool, _doc(timeout="1h"))
-    first = Executor(pool=pool, dsn=dsn, settings=settings)
-    await first.start()
-    run = await fire(pool, "release/manual", {"version": "7"})
-    token = await _parked(pool, run, first)
-    await first.stop()
+    run, token = await _parked_with_no_executor(pool, dsn)
     await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
     await pool.execute("UPDATE approvals SET expires_at = now() - interval '1 minute'")
     with pytest.raises(Conflict) as late:
         await decide_by_token(pool, token, DecisionRequest(decision="rejected"))
     assert "timed out" not in str(late.value)
-    await pool.execute("UPDATE workflow_executions SET resume_at = now() WHERE id = $1", run)
-    second = Executor(pool=pool, dsn=dsn, settings=settings)
-    await second.start()
-    try:
-        assert (await final_status(pool, run))["status"] == "SUCCESS"
-    finally:
-        await second.stop()
-    nodes = await _nodes(pool, run)
+    nodes = await _finished_by_a_new_executor(pool, dsn, run)
     assert (nodes["ship"], nodes["late"]) == ("SUCCESS", "SKIPPED")
