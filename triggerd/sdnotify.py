@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 START_EXTENSION_S = 90.0
 # But not for ever: a start stuck awaiting (a migration lock another process holds, a
 # database that does not answer) keeps the loop alive, and systemd must still give up and
-# let Restart= act. About an hour and a half in all, then TimeoutStartSec= counts again.
+# let Restart= act. 60 extensions 30 s apart: about half an hour in all, then the last
+# extension's 90 s.
 START_EXTENSIONS = 60
 
 
