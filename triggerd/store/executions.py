@@ -1262,6 +1262,9 @@ WITH RECURSIVE tenants AS (
            -- Test runs keep [executor] test_retention (delete_old_test_runs), and a run
            -- whose child still runs keeps it pointing at something.
            AND NOT e.test
+           -- A delivery id dedupes until its key expires (dedupe.ttl, 7 days by default,
+           -- may outlast the retention): deleted, a redelivery would start a second run.
+           AND (e.dedupe_expires_at IS NULL OR e.dedupe_expires_at <= now())
            AND NOT EXISTS (SELECT FROM workflow_executions k
                            WHERE k.parent_execution_id = e.id
                              AND k.status IN ('NEW', 'RUNNING', 'WAITING'))

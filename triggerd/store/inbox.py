@@ -275,6 +275,8 @@ async def inbox_retention_batch(conn: Conn, older_than: timedelta, batch: int = 
         " SELECT r.id FROM webhook_requests r"
         " WHERE (r.execution_id IS NULL OR r.outcome = 'debounced')"
         " AND r.received_at < now() - $1 * interval '1 millisecond'"
+        # A filtered or debounced row's delivery id dedupes until it expires, as a run's.
+        " AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at <= now())"
         " AND (r.execution_id IS NULL OR NOT EXISTS ("
         "  SELECT 1 FROM workflow_executions e WHERE e.id = r.execution_id))"
         " LIMIT $2 FOR UPDATE SKIP LOCKED)",
