@@ -1032,6 +1032,25 @@ async def test_token_auth_refuses_missing_and_wrong_tokens_alike(
     assert "authorization" not in stored["headers"]
 
 
+async def test_the_bearer_word_is_case_insensitive(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # RFC 9110 11.1: "bearer" and "BEARER" name the same scheme; senders use either.
+    await apply(pool, workflow("w", hook("h", "tok", auth=token_auth(), dedupe=None)))
+    client, _ = await make_client()
+    for word in ("bearer", "BEARER"):
+        resp = await client.post("/hooks/tok", json={},
+                                 headers={"Authorization": f"{word} {TOKEN}"})
+        assert resp.status == 202
+        assert set(await resp.json()) == {"execution_id", "status_url"}
+    # The token itself is still compared exactly.
+    resp = await client.post("/hooks/tok", json={},
+                             headers={"Authorization": f"bearer {TOKEN.upper()}"})
+    assert resp.status == 401
+    assert await resp.json() == {"error": "unauthorized", "message": "authentication failed"}
+    assert len(await requests_rows(pool)) == 2
+
+
 async def test_signature_schemes_name_no_http_challenge(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -124,6 +124,15 @@ def test_every_scheme_but_none_refuses_without_a_secret(scheme: str, secret: byt
         (auth("token", header="X-Token", prefix="Key "), {"X-Token": "tok-123"}, False),
         (auth("token", prefix=""), {"Authorization": "tok-123"}, True),
         (auth("token", header="authorization"), {"Authorization": "Bearer tok-123"}, True),
+        # The scheme word of Authorization is case-insensitive (RFC 9110 11.1); the token
+        # and any other header's prefix are not.
+        (auth("token"), {"Authorization": "bearer tok-123"}, True),
+        (auth("token"), {"Authorization": "BEARER tok-123"}, True),
+        (auth("token", prefix="Token "), {"Authorization": "token tok-123"}, True),
+        (auth("token"), {"Authorization": "bearer TOK-123"}, False),
+        (auth("token"), {"Authorization": "bearer  tok-123"}, False),
+        (auth("token"), {"Authorization": "bearertok-123"}, False),
+        (auth("token", header="X-Token", prefix="Key "), {"X-Token": "key tok-123"}, False),
         # aiohttp hands undecodable header bytes over as surrogate escapes.
         (auth("token"), {"Authorization": "Bearer tok-\udcff"}, False),
         (auth("token"), {"Authorization": "Bearer tok-\ud800"}, False),

@@ -12,7 +12,8 @@ Per-scheme rules (``secret`` is the resolved secret value as bytes):
 ``token``
     ``auth.header`` (default ``Authorization``) must equal ``prefix + secret``. The prefix
     defaults to ``"Bearer "`` when the header is ``Authorization`` and to ``""`` otherwise.
-    The comparison is exact (prefix included).
+    The comparison is exact, except that in ``Authorization`` the scheme word of the prefix
+    (``Bearer``) is matched case-insensitively (RFC 9110 11.1), as ``Basic`` is.
 ``basic``
     ``Authorization: Basic base64(user:password)``. With ``auth.username`` set, the secret is
     the password. Without it, the secret is the whole ``user:password`` pair. The ``Basic``
@@ -383,6 +384,13 @@ def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     if prefix is None:
         prefix = "Bearer " if header.lower() == "authorization" else ""
     expected = prefix.encode("utf-8") + secret
+    # The auth-scheme word of an Authorization header is case-insensitive (RFC 9110 11.1):
+    # "bearer tok" is the same credential. The prefix is public, so it is compared apart;
+    # the secret after it still goes through compare_digest.
+    scheme_word = (
+        len(prefix.encode("utf-8")) if header.lower() == "authorization" and prefix.strip()
+        else 0
+    )
     refuse = _refusals(header)
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
@@ -390,7 +398,11 @@ def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
         if value is None:
             return refuse[AuthFailure.MISSING_HEADER]
         given = _header_bytes(value)
-        if given is None or not hmac.compare_digest(given, expected):
+        if given is None:
+            return refuse[AuthFailure.BAD_TOKEN]
+        if scheme_word and given[:scheme_word].lower() == expected[:scheme_word].lower():
+            given = expected[:scheme_word] + given[scheme_word:]
+        if not hmac.compare_digest(given, expected):
             return refuse[AuthFailure.BAD_TOKEN]
         return None
 
