@@ -567,6 +567,27 @@ async def test_br_and_zstd_bodies_decode_and_other_encodings_are_415(
     assert len(await executions(pool)) == 3
 
 
+async def test_two_content_encoding_lines_are_two_codings_and_415(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # RFC 9110 5.3: two Content-Encoding lines are the list "gzip, gzip". Only the first
+    # was read: the body was decoded once and its remaining gzip bytes stored and run.
+    await apply(pool, workflow("w", hook("h", "enc", body="raw")))
+    client, _ = await make_client()
+    twice = gzip.compress(gzip.compress(b'{"a": 1}'))
+    resp = await client.post("/hooks/enc", data=twice, headers=[
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "gzip"), ("Content-Encoding", "gzip")])
+    assert resp.status == 415
+    assert resp.headers["Accept-Encoding"] == "gzip, deflate, br, zstd"
+    assert await resp.json() == {
+        "error": "unsupported_encoding",
+        "message": "the body's Content-Encoding 'gzip, gzip' is not one of gzip,"
+                   " deflate, br, zstd (or identity)"}
+    assert await requests_rows(pool) == []
+    assert await executions(pool) == []
+
+
 async def test_a_compressed_body_cut_short_is_400_and_nothing_is_stored(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

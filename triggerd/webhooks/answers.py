@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON, ExecutionStatus
 from triggerd.store.webhooks import FinishedRun
-from triggerd.webhooks.decoding import encodings
+from triggerd.webhooks.decoding import content_encoding_field, encodings
 from triggerd.webhooks.group_commit import QueueFull, ShuttingDown, TriggerGone
 
 STATUS_PREFIX = "/hooks/_executions/"
@@ -114,7 +114,7 @@ def unsupported_transfer_coding(request: web.Request) -> web.Response | None:
 def unsupported_encoding(request: web.Request) -> web.Response | None:
     """``415`` with ``Accept-Encoding`` (RFC 7694) for a body in a Content-Encoding that is
     not decoded (``foo``, ``gzip, br``)."""
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+    encoding = content_encoding_field(request.headers)
     if encoding is None or encoding.lower() in ("identity", *DECODABLE_ENCODINGS):
         return None
     response = error_response(
@@ -128,7 +128,7 @@ def unsupported_encoding(request: web.Request) -> web.Response | None:
 def undecodable_message(request: web.Request) -> str:
     """Why a body that could not be decoded (garbage sent as gzip, a stream cut short) is
     refused; the webhooks and the admin API say it alike."""
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
+    encoding = content_encoding_field(request.headers) or ""
     return f"the body could not be decoded as its Content-Encoding {encoding!r}"
 
 

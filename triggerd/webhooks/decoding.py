@@ -58,9 +58,17 @@ def encodings() -> tuple[str, ...]:
     return tuple(found)
 
 
+def content_encoding_field(headers: Any) -> str | None:
+    """The Content-Encoding field as sent, its repeated lines joined with ``", "`` (RFC 9110
+    5.3: two lines are the list of both); ``None`` without one. Reading the first line
+    only decoded a body sent with ``gzip`` twice once, and passed on what was left."""
+    values = headers.getall(hdrs.CONTENT_ENCODING, ())
+    return ", ".join(values) if values else None
+
+
 def content_encoding(headers: Any) -> str | None:
     """The body's Content-Encoding in lower case; ``None`` for none or ``identity``."""
-    value = headers.get(hdrs.CONTENT_ENCODING)
+    value = content_encoding_field(headers)
     if value is None:
         return None
     value = value.strip().lower()
