@@ -18,10 +18,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from tests.helpers import apply_doc
+from tests.helpers import apply_doc, fire
 from triggerd.api.auth import StoredTokens
 from triggerd.config import ApiSettings, HttpSettings, Settings
-from triggerd.console.pages import _short_id, form_page
+from triggerd.console.pages import SHOWN_BYTES, _short_id, form_page
 from triggerd.daemon import create_app
 from triggerd.store.api_tokens import create_token, revoke_token
 from triggerd.tokens import display_prefix, generate_token, hash_token
@@ -785,3 +785,24 @@ async def test_the_icon_is_served(admin: Visitor, served: Client) -> None:
     icon = await admin.http.get(admin.url(hrefs(link + ">")[0]))
     assert (icon.status, icon.content_type) == (200, "image/svg+xml")
     assert icon.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+async def test_an_execution_with_megabyte_values_is_shown_as_a_bounded_page(
+        admin: Visitor, pool: asyncpg.Pool) -> None:
+    """Every node's input and output was rendered whole: ten nodes of 1.3 MB values made a
+    38 MB page. Each value over SHOWN_BYTES is shown as its start, saying so; small ones
+    stay whole."""
+    big = {"rows": [{"id": i, "name": "<b>" + "x" * 40} for i in range(20_000)]}
+    execution_id = await fire(pool, "xss/by-hand", big)
+    for n in range(10):
+        await pool.execute(
+            "INSERT INTO node_executions (execution_id, node_id, node_type, status, input,"
+            " output, start_time, end_time) VALUES ($1, $2, 'set', 'SUCCESS', $3, $4,"
+            " now(), now())", execution_id, f"n{n}", big, {"small": n})
+    status, page = await admin.get(f"/ui/executions/{execution_id}")
+    assert status == 200
+    # 11 cut values (10 node inputs and the run's input) and the page around them.
+    assert len(page.encode()) < 12 * 2 * SHOWN_BYTES + 100_000, len(page)
+    assert page.count("Too large to show whole: ") == 11
+    assert "&lt;b&gt;xxx" in page and "<b>x" not in page
+    assert '"small": 3' in html.unescape(page)

@@ -54,6 +54,7 @@ from triggerd.console.sessions import (
 )
 from triggerd.cron import Fire, fire_to_json, utc_iso
 from triggerd.errors import Conflict, InputInvalid, NotFound, TriggerdError, UsageError
+from triggerd.executor.runner import is_truncation_marker, truncate_output
 from triggerd.ids import parse_execution_id
 from triggerd.jsonrules import finite_float, no_duplicates, refusal_text, refuse_constant
 from triggerd.model import (
@@ -110,6 +111,9 @@ PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
 WORKFLOW_TRIGGERS_SHOWN = 200  # the rest are on the Triggers page, filtered by workflow
+# The most of one input or output an execution's page shows: the start of a larger one (the
+# admin API and `executions show --json` give it whole).
+SHOWN_BYTES = 16 * 1024
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
@@ -148,6 +152,7 @@ def _short_id(value: str) -> str:
 _env.filters["short_id"] = _short_id
 _env.filters["when"] = _when
 _env.filters["pretty"] = _json
+_env.tests["truncated"] = is_truncation_marker
 _env.globals["symbol"] = lambda key: SYMBOLS.get(str(key), "·")
 _env.globals["prefix"] = PREFIX
 
@@ -579,9 +584,11 @@ async def execution_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         execution = await get_execution(conn, execution_id, _scope(request))
-        nodes = await node_timeline(conn, execution_id)
+        nodes = await node_timeline(conn, execution_id, shown_bytes=SHOWN_BYTES)
         graph = (await version_graph(conn, execution.workflow_version_id)
                  if execution.workflow_version_id else None)
+    run_io = {"input": truncate_output(execution.input, SHOWN_BYTES),
+              "output": truncate_output(execution.output, SHOWN_BYTES)}
     runs = [NodeRun(node_id=n.node_id, status=n.status, from_node_id=n.from_node_id,
                     edge_condition=n.edge_condition) for n in nodes]
     drawn = layout(graph or {}, runs)
@@ -598,7 +605,7 @@ async def execution_page(request: web.Request) -> web.Response:
         waterfall.append({"node": n, "left": round(100 * offset / span, 2),
                           "width": max(0.5, round(100 * length / span, 2))})
     return render(request, "execution.html", execution=execution, nodes=nodes, graph=drawn,
-                  waterfall=waterfall)
+                  waterfall=waterfall, run_io=run_io)
 
 
 async def static(request: web.Request) -> web.StreamResponse:

@@ -329,14 +329,39 @@ async def list_executions(
     return [row_to(ExecutionRecord, r) for r in rows]
 
 
-async def node_timeline(conn: Conn, execution_id: str) -> list[NodeExecutionRecord]:
-    rows = await conn.fetch(
-        f"SELECT {columns(NodeExecutionRecord, 'n')} FROM node_executions n"
-        " WHERE execution_id = $1"
-        " ORDER BY start_time NULLS LAST, node_id, attempt",
-        execution_id,
-    )
+async def node_timeline(conn: Conn, execution_id: str, *, shown_bytes: int | None = None
+                        ) -> list[NodeExecutionRecord]:
+    """The run's node rows in the order they ran. With ``shown_bytes`` (a page), an input or
+    output whose JSON text is longer comes as the runner's truncation marker with its start:
+    PostgreSQL cuts it, so a run of many megabyte values is neither sent nor rendered whole
+    (a page of ten such nodes was 38 MB and held the event loop for over a second)."""
+    if shown_bytes is None:
+        rows = await conn.fetch(
+            f"SELECT {columns(NodeExecutionRecord, 'n')} FROM node_executions n"
+            " WHERE execution_id = $1"
+            " ORDER BY start_time NULLS LAST, node_id, attempt",
+            execution_id,
+        )
+    else:
+        kept = columns(NodeExecutionRecord, "n", computed=("input", "output"))
+        rows = await conn.fetch(
+            f"SELECT {kept}, {_shown('input')} AS input, {_shown('output')} AS output"
+            " FROM node_executions n,"
+            " LATERAL (SELECT n.input::text AS input, n.output::text AS output) t"
+            " WHERE execution_id = $1"
+            " ORDER BY start_time NULLS LAST, node_id, attempt",
+            execution_id, shown_bytes,
+        )
     return [row_to(NodeExecutionRecord, r) for r in rows]
+
+
+def _shown(column: str) -> str:
+    """``n.<column>`` when its text (``t.<column>``) has at most $2 bytes, else a marker of
+    the shape :func:`triggerd.executor.runner.truncate_output` stores."""
+    return (f"CASE WHEN octet_length(t.{column}) IS NULL OR octet_length(t.{column}) <= $2"
+            f" THEN n.{column} ELSE jsonb_build_object('_truncated', true,"
+            f" 'size_bytes', octet_length(t.{column}), 'limit_bytes', $2::int,"
+            f" 'preview', left(t.{column}, $2::int)) END")
 
 
 async def count_by_status(conn: Conn, status: str) -> int:
