@@ -711,7 +711,7 @@ async def cmd_triggers_next(args: argparse.Namespace, settings: Settings) -> int
         if trigger.type not in SCHEDULED_TYPES:
             raise Conflict(f"trigger {args.name} is a {trigger.type} trigger; only scheduled"
                            " triggers (cron, interval) have fire times")
-        fires = await preview(pool, trigger, after, args.count)
+        fires = await preview(pool, trigger, after, args.count, now=datetime.now(UTC))
         state = await get_state(pool, trigger.id)
     why = ("it is disabled" if not trigger.enabled
            else f"its workflow is {trigger.workflow_status}"

@@ -4,11 +4,11 @@ ledger recorded. Reads only."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from triggerd.cron import EARLIEST_AFTER, LATEST_AFTER, fire_to_json
+from triggerd.cron import EARLIEST_AFTER, LATEST_AFTER, Fire, fire_to_json
 from triggerd.errors import UsageError
 from triggerd.model import SlotOutcome, WorkflowStatus
 from triggerd.schedules import SCHEDULED_TYPES, schedule_of
@@ -69,7 +69,7 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
     doc["state"] = state_json(state)
     remaining, completed = progress(trigger.config, state, now=now)
     doc["next_fires"] = (
-        await preview(conn, trigger, now, count)
+        await preview(conn, trigger, now, count, now=now)
         if trigger.type in SCHEDULED_TYPES and completed is None
         and trigger.workflow_status == WorkflowStatus.ACTIVE else [])
     doc["recent_actions"] = [audit_json(a) for a in
@@ -83,13 +83,23 @@ async def describe(conn: Any, trigger: TriggerRecord, *, now: datetime, count: i
     return doc
 
 
-async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int
-                  ) -> list[dict[str, str | None]]:
+async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int, *,
+                  now: datetime) -> list[dict[str, str | None]]:
     """The schedule's next ``count`` fires after ``after``; one the ledger has already
     decided (skipped by hand ahead of its time; fired, for a past ``after``) says so in
-    its ``reason``."""
+    its ``reason``, and so does one that ``max_runs`` leaves unrun."""
     fires = schedule_of(trigger.type, trigger.config).preview(after, count)
     recorded = await recorded_slots(conn, trigger.id, [f.at for f in fires])
+    runs_left, _ = progress(trigger.config, await get_state(conn, trigger.id), now=now)
+    return marked_fires(fires, recorded, runs_left=runs_left, now=now)
+
+
+def marked_fires(fires: Sequence[Fire], recorded: Mapping[datetime, str], *,
+                 runs_left: int | None, now: datetime) -> list[dict[str, str | None]]:
+    """Previewed fires as shown, marked with what the ledger holds for them and, past the
+    ``runs_left`` scheduled runs ``max_runs`` still allows (None: no limit), as skipped:
+    a trigger with one run left listed five fires as if all five would run. Only future
+    fires with no ledger row use up a run (a calendar's excluded instants run nothing)."""
     shown = []
     for fire in fires:
         doc = fire_to_json(fire)
@@ -100,6 +110,11 @@ async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int
             if outcome != SlotOutcome.FIRED:
                 doc["note"] = doc["note"] or "skipped"  # like a calendar's "excluded"
             doc["reason"] = f"{doc['reason']}; {said}" if doc.get("reason") else said
+        elif runs_left is not None and fire.note != "excluded" and fire.at > now:
+            if runs_left == 0:
+                doc["note"] = doc["note"] or "skipped"
+                doc["reason"] = "past max_runs"
+            runs_left = max(0, runs_left - 1)
         shown.append(doc)
     return shown
 

@@ -19,8 +19,9 @@ from triggerd.operations import Actor
 from triggerd.operations.triggers import resume
 from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
 from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
-from triggerd.store.trigger_state import get_state
+from triggerd.store.trigger_state import get_state, record_manual_skips
 from triggerd.store.workflows import get_trigger
+from triggerd.trigger_detail import preview
 
 OPERATOR = Actor(name="token:ops", via="api")
 START = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
@@ -312,3 +313,20 @@ async def test_monitored_triggers_export_last_success_and_next_fire(pool: asyncp
     await small.refresh(pool)
     assert set(_series(small.render()[0].decode(),
                        "triggerd_trigger_next_fire_timestamp_seconds")) == {"report/hourly"}
+
+
+async def test_next_fires_mark_the_fires_max_runs_leaves_unrun(pool: asyncpg.Pool) -> None:
+    await apply_doc(pool, _doc({"max_runs": 3}))
+    trigger = await _trigger(pool)
+    await record_slots(pool, [_slot(trigger, 0)], fired_at="x")
+    # Skipped by hand ahead of its time: it uses up no run, so one more fire runs.
+    await record_manual_skips(pool, trigger["id"], [START + timedelta(hours=2)], detail="x")
+    record = await get_trigger(pool, "report/hourly")
+    fires = await preview(pool, record, START, 5, now=START + timedelta(minutes=30))
+    assert [(f["at"], f["note"], f.get("reason")) for f in fires] == [
+        ("2026-01-05T03:00:00Z", None, None),
+        ("2026-01-05T04:00:00Z", "skipped", "skipped by hand"),
+        ("2026-01-05T05:00:00Z", None, None),
+        ("2026-01-05T06:00:00Z", "skipped", "past max_runs"),
+        ("2026-01-05T07:00:00Z", "skipped", "past max_runs"),
+    ]

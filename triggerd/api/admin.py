@@ -831,7 +831,7 @@ async def next_fires_handler(request: web.Request) -> web.Response:
         raise Conflict(f"trigger {name} is a {trigger.type} trigger; only scheduled triggers"
                        " (cron, interval) have fire times")
     # Marked as the CLI marks them: a slot skipped by hand, a past one the ledger holds.
-    fires = await preview(request.app[POOL], trigger, after, count)
+    fires = await preview(request.app[POOL], trigger, after, count, now=datetime.now(UTC))
     doc: dict[str, Any] = {"trigger": name, "type": trigger.type}
     for key in ("cron", "every", "offset"):
         if key in trigger.config:
