@@ -4,7 +4,7 @@ and bounds."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -261,3 +261,40 @@ def test_a_dense_schedule_skips_excluded_days_whole() -> None:
     excluded = [f for f in preview if f.note == "excluded"]
     assert len(excluded) == EXCLUDED_SHOWN
     assert fire_to_json(excluded[0])["at"] == "2027-03-02T10:00:01Z"
+
+
+def test_a_calendar_filter_counts_without_listing_the_fires() -> None:
+    """A catch-up counts the slots missed (plan_catchup): a minutely cron on Madrid's
+    workdays down for a year listed its 360,000 fires to count them, seconds of CPU on the
+    event loop per trigger; the count is the inner schedule's over each run of working
+    days, and agrees with the listing across DST changes and holidays."""
+    from dataclasses import replace
+
+    schedule = schedule_of("cron", {"cron": "* * * * *", "timezone": "Europe/Madrid",
+                                    "calendar": {"only": "madrid", "definition": MADRID}})
+    read: list[int] = []
+    inner = schedule.inner  # type: ignore[attr-defined]
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        def fires_between(self, start: datetime, end: datetime, limit: int | None = None
+                          ) -> list[Any]:
+            fires = inner.fires_between(start, end, limit)
+            read.append(len(fires))
+            return list(fires)
+
+    counted = replace(schedule, inner=Counting())  # type: ignore[type-var]
+    # 2027 in Madrid, midnight to midnight: 1,440 fires on each working day.
+    year = counted.count_fires(z("2026-12-31T23:00:00Z") - timedelta(microseconds=1),
+                               z("2027-12-31T23:00:00Z") - timedelta(microseconds=1))
+    assert read == []
+    days = [date(2027, 1, 1) + timedelta(days=n) for n in range(365)]
+    calendar = schedule.calendar  # type: ignore[attr-defined]
+    assert year == 1440 * sum(calendar.not_working(d) is None for d in days) > 0
+    for start, end in [("2027-03-26T10:00:30Z", "2027-03-30T08:15:00Z"),  # spring forward
+                       ("2027-10-29T23:00:00Z", "2027-11-02T00:00:00Z"),  # fall back, 1 Nov
+                       ("2027-01-05T22:59:59Z", "2027-01-07T23:00:00Z")]:  # Epiphany
+        assert counted.count_fires(z(start), z(end)) == len(
+            schedule.fires_between(z(start), z(end))), (start, end)
