@@ -117,7 +117,7 @@ async def test_show_and_replay_take_a_unique_prefix(dsn: str, tmp_path: Path) ->
         "headers": {"content-type": "application/json"}, "remote_addr": None,
         "body_text": '{"action": "opened"}', "body_base64": None}
     # A unique prefix (any case, with or without its dashes) shows the same.
-    for prefix in ("12345678", "123456789ABC", "12345678-9abc-4d"):
+    for prefix in ("123456789ABC", "12345678-9abc-4d"):
         by_prefix = triggerd("webhooks", "show", prefix, "--json", dsn=dsn)
         assert by_prefix.returncode == 0, (prefix, by_prefix.stderr)
         assert by_prefix.stdout == shown.stdout, prefix
@@ -145,7 +145,9 @@ async def test_show_and_replay_take_a_unique_prefix(dsn: str, tmp_path: Path) ->
     malformed = ("triggerd: error: {!r} is not a webhook request id (a UUID, or 8 or more of"
                  " its leading hex digits)")
     for action in ("show", "replay"):
-        for bad in ("not-a-uuid", "1234567", "1234-5678", "g2345678", "12345678--", ""):
+        # Every spelling parse_id refuses is in tests/unit/test_ids.py; here, that the
+        # commands answer its refusal.
+        for bad in ("not-a-uuid", "1234567"):
             result = triggerd("webhooks", action, bad, dsn=dsn)
             assert result.returncode == 2, (action, bad, result.stderr)
             assert one_line_error(result) == malformed.format(bad), (action, bad)
