@@ -793,42 +793,6 @@ async def test_a_tenant_keeps_its_runs_for_its_own_retention(pool: asyncpg.Pool)
         ("brief", 2), ("default", 10), ("keeper", 40), ("keeper", 100)]
 
 
-async def test_a_retention_batch_is_bounded_across_tenants(pool: asyncpg.Pool) -> None:
-    """The batch bounds one statement's deletes in all: it was per tenant, so with 50
-    tenants (or a tenant's retention shortened on reload for each) one statement deleted
-    25,000 runs with their node and request rows. The oldest go first, whatever the tenant;
-    each tenant's position still lets the next batch of the pass skip what it kept."""
-    from triggerd.store.executions import RetentionPositions, retention_batch
-
-    for tenant in ("a", "b", "c"):
-        await apply_doc(pool, {"tenant": tenant, **workflow("w", [{"id": "x", "type": "noop"}])})
-    # Ages in days: c's runs are the oldest, then b's, then a's; b's oldest one waits.
-    ages = {"a": [40, 41, 42], "b": [50, 51, 52], "c": [60, 61, 62]}
-    for tenant, days in ages.items():
-        await pool.execute(
-            "INSERT INTO workflow_executions (workflow_id, trigger_type, status, tenant_id,"
-            " created_at, end_time) SELECT w.id, 'manual', CASE WHEN d = 52 THEN 'WAITING'"
-            " ELSE 'SUCCESS' END, w.tenant_id, now() - make_interval(days => d + 1),"
-            " CASE WHEN d = 52 THEN NULL ELSE now() - make_interval(days => d) END"
-            " FROM workflows w, unnest($2::int[]) AS d WHERE w.tenant_id = $1", tenant, days)
-
-    async def left() -> list[tuple[str, int]]:
-        rows = await pool.fetch(
-            "SELECT tenant_id, extract(day FROM now() - created_at)::int - 1 AS age"
-            " FROM workflow_executions ORDER BY created_at")
-        return [(r["tenant_id"], r["age"]) for r in rows]
-
-    positions: RetentionPositions = {}
-    assert await retention_batch(pool, timedelta(days=30), 2, None, positions) == 2
-    assert await left() == [("c", 60), ("b", 52), ("b", 51), ("b", 50), ("a", 42), ("a", 41),
-                            ("a", 40)]
-    assert await retention_batch(pool, timedelta(days=30), 2, None, positions) == 2
-    assert await left() == [("b", 52), ("b", 50), ("a", 42), ("a", 41), ("a", 40)]
-    assert [await retention_batch(pool, timedelta(days=30), 2, None, positions)
-            for _ in range(3)] == [2, 2, 0]
-    assert await left() == [("b", 52)]
-
-
 @pytest.mark.parametrize(
     "template",
     ["{{ [1, 2, 3] }}", "{{ [[1, 2], [3]] }}", "{{ [] }}", "{{ [{'a': 1}, 'x'] }}"],

@@ -1278,9 +1278,9 @@ WITH RECURSIVE tenants AS (
     LEFT JOIN unnest($5::text[], $6::timestamptz[], $7::uuid[]) AS p (tenant, created_at, id)
       ON p.tenant = t.tenant_id
     WHERE t.tenant_id IS NOT NULL
-), picked AS (
+), doomed AS (
     SELECT x.id FROM cut c CROSS JOIN LATERAL (
-        SELECT e.id, e.created_at FROM workflow_executions e
+        SELECT e.id FROM workflow_executions e
          WHERE e.tenant_id = c.tenant_id AND e.created_at < c.before
            AND (e.created_at, e.id) > (c.done_at, c.done_id)
            AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND e.end_time < c.before
@@ -1298,18 +1298,7 @@ WITH RECURSIVE tenants AS (
            AND NOT EXISTS (SELECT FROM workflow_executions p
                            WHERE p.id = e.parent_execution_id
                              AND p.status IN ('NEW', 'RUNNING', 'WAITING'))
-         ORDER BY e.created_at, e.id LIMIT $2) x
-    -- $2 in all, the oldest first, not $2 per tenant: with 50 tenants one statement
-    -- deleted 25,000 runs with their node and request rows (a tenant's retention
-    -- shortened on reload makes a backlog of each at once). Within a tenant the picked
-    -- runs are its oldest, so its position below stays the last one deleted.
-    ORDER BY x.created_at, x.id LIMIT $2
-), doomed AS (
-    -- Locked here, not in the scan above: that would lock $2 per tenant.
-    SELECT e.id FROM workflow_executions e
-     WHERE e.id = ANY(ARRAY(SELECT id FROM picked))
-       AND e.status IN ('SUCCESS', 'ERROR', 'CANCELED')
-    FOR UPDATE SKIP LOCKED
+         ORDER BY e.created_at, e.id LIMIT $2 FOR UPDATE SKIP LOCKED) x
 ), gone AS (
     -- An index probe per id (see _FRESH on IN (subquery) in a big table).
     DELETE FROM workflow_executions WHERE id = ANY(ARRAY(SELECT id FROM doomed))
@@ -1328,9 +1317,8 @@ RetentionPositions = dict[str, tuple[datetime, str]]
 async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
                           tenants: Mapping[str, timedelta] | None = None,
                           positions: RetentionPositions | None = None) -> int:
-    """Delete up to ``batch`` finished executions (of all tenants together, the oldest
-    first) older than ``older_than`` (or the tenant's own retention in ``tenants``); their
-    node and request rows go with them.
+    """Delete up to ``batch`` finished executions per tenant older than ``older_than`` (or
+    the tenant's own retention in ``tenants``); their node and request rows go with them.
     Returns how many were deleted. ``positions`` (one pass's, updated here) makes each
     batch start after the runs the previous ones looked at."""
     overrides = tenants or {}
