@@ -16,6 +16,7 @@ from triggerd.store.audit import list_audit
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import (
     TriggerState,
+    count_skipped_by_hand,
     get_state,
     recorded_slots,
     running_executions,
@@ -88,9 +89,15 @@ async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int
     """The schedule's next ``count`` fires after ``after``; one the ledger has already
     decided (skipped by hand ahead of its time; fired, for a past ``after``) says so in
     its ``reason``, and so does one that ``max_runs`` leaves unrun."""
-    fires = schedule_of(trigger.type, trigger.config).preview(after, count)
+    schedule = schedule_of(trigger.type, trigger.config)
+    fires = schedule.preview(after, count)
     recorded = await recorded_slots(conn, trigger.id, [f.at for f in fires])
     runs_left, _ = progress(trigger.config, await get_state(conn, trigger.id), now=now)
+    if runs_left and after > now:
+        # The fires from now to `after` use runs up first (not one skipped by hand).
+        ahead = schedule.count_fires(now, after) - await count_skipped_by_hand(
+            conn, trigger.id, now, after)
+        runs_left = max(0, runs_left - ahead)
     return marked_fires(fires, recorded, runs_left=runs_left, now=now)
 
 

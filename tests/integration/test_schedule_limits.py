@@ -330,3 +330,11 @@ async def test_next_fires_mark_the_fires_max_runs_leaves_unrun(pool: asyncpg.Poo
         ("2026-01-05T06:00:00Z", "skipped", "past max_runs"),
         ("2026-01-05T07:00:00Z", "skipped", "past max_runs"),
     ]
+    # Asked from a later instant: the fires between now and then use the runs up first
+    # (03:00 and 05:00; 04:00 was skipped by hand).
+    later = await preview(pool, record, START + timedelta(hours=3, minutes=30), 2,
+                          now=START + timedelta(minutes=30))
+    assert [(f["at"], f["note"], f.get("reason")) for f in later] == [
+        ("2026-01-05T06:00:00Z", "skipped", "past max_runs"),
+        ("2026-01-05T07:00:00Z", "skipped", "past max_runs"),
+    ]

@@ -208,6 +208,15 @@ async def recorded_slots(conn: Conn, trigger_id: str, instants: list[datetime]
     return {r["scheduled_for"]: r["outcome"] for r in rows}
 
 
+async def count_skipped_by_hand(conn: Conn, trigger_id: str, start: datetime,
+                                end: datetime) -> int:
+    """How many slots with ``start < scheduled_for <= end`` were skipped by hand."""
+    found: int = await conn.fetchval(
+        "SELECT count(*) FROM trigger_slots WHERE trigger_id = $1 AND scheduled_for > $2"
+        " AND scheduled_for <= $3 AND outcome = 'skipped_manual'", trigger_id, start, end)
+    return found
+
+
 async def running_executions(conn: Conn, trigger_id: str, limit: int = 20
                              ) -> list[dict[str, Any]]:
     """The trigger's runs in flight (NEW, RUNNING, WAITING), oldest first."""
