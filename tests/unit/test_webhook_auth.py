@@ -133,6 +133,9 @@ def test_every_scheme_but_none_refuses_without_a_secret(scheme: str, secret: byt
         (auth("token"), {"Authorization": "bearer  tok-123"}, False),
         (auth("token"), {"Authorization": "bearertok-123"}, False),
         (auth("token", header="X-Token", prefix="Key "), {"X-Token": "key tok-123"}, False),
+        # Only the word: the rest of a prefix is part of the credential.
+        (auth("token", prefix="Token sk_"), {"Authorization": "token sk_tok-123"}, True),
+        (auth("token", prefix="Token sk_"), {"Authorization": "token SK_tok-123"}, False),
         # aiohttp hands undecodable header bytes over as surrogate escapes.
         (auth("token"), {"Authorization": "Bearer tok-\udcff"}, False),
         (auth("token"), {"Authorization": "Bearer tok-\ud800"}, False),

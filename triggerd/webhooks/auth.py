@@ -387,8 +387,10 @@ def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     # The auth-scheme word of an Authorization header is case-insensitive (RFC 9110 11.1):
     # "bearer tok" is the same credential. The prefix is public, so it is compared apart;
     # the secret after it still goes through compare_digest.
+    # Only the word itself: in a prefix such as "Token sk_" the rest is the token's own.
+    word = prefix.split(" ", 1)[0] if " " in prefix else prefix
     scheme_word = (
-        len(prefix.encode("utf-8")) if header.lower() == "authorization" and prefix.strip()
+        len(word.encode("utf-8")) if header.lower() == "authorization" and prefix.strip()
         else 0
     )
     refuse = _refusals(header)
