@@ -586,6 +586,12 @@ async def test_two_content_encoding_lines_are_two_codings_and_415(
                    " deflate, br, zstd (or identity)"}
     assert await requests_rows(pool) == []
     assert await executions(pool) == []
+    # An empty element is no coding (RFC 9110 5.6.1): "gzip" and an empty line is gzip.
+    resp = await client.post("/hooks/enc", data=gzip.compress(b'{"a": 1}'), headers=[
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "gzip"), ("Content-Encoding", "")])
+    assert resp.status == 202, await resp.text()
+    assert len(await executions(pool)) == 1
 
 
 async def test_a_compressed_body_cut_short_is_400_and_nothing_is_stored(

@@ -63,7 +63,11 @@ def content_encoding_field(headers: Any) -> str | None:
     5.3: two lines are the list of both); ``None`` without one. Reading the first line
     only decoded a body sent with ``gzip`` twice once, and passed on what was left."""
     values = headers.getall(hdrs.CONTENT_ENCODING, ())
-    return ", ".join(values) if values else None
+    if not values:
+        return None
+    # Empty list elements are ignored (RFC 9110 5.6.1): "gzip" and an empty line is gzip.
+    return ", ".join(item.strip() for value in values for item in value.split(",")
+                     if item.strip())
 
 
 def content_encoding(headers: Any) -> str | None:
