@@ -806,3 +806,14 @@ async def test_an_execution_with_megabyte_values_is_shown_as_a_bounded_page(
     assert page.count("Too large to show whole: ") == 11
     assert "&lt;b&gt;xxx" in page and "<b>x" not in page
     assert '"small": 3' in html.unescape(page)
+    # An output the runner stored cut already shows its size and its preview's start, not
+    # the start of the marker's own JSON.
+    marker = {"_truncated": True, "size_bytes": 5_000_000, "limit_bytes": 1_048_576,
+              "preview": "[{\"id\": 0" + "y" * 100_000}
+    await pool.execute(
+        "INSERT INTO node_executions (execution_id, node_id, node_type, status, output,"
+        " start_time, end_time) VALUES ($1, 'cut', 'set', 'SUCCESS', $2, now(), now())",
+        execution_id, marker)
+    status, page = await admin.get(f"/ui/executions/{execution_id}")
+    assert "Too large to show whole: 5000000 bytes of JSON" in page
+    assert '<pre>[{"id": 0yyy' in html.unescape(page)

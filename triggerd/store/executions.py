@@ -358,8 +358,16 @@ async def node_timeline(conn: Conn, execution_id: str, *, shown_bytes: int | Non
 def _shown(column: str) -> str:
     """``n.<column>`` when its text (``t.<column>``) has at most $2 bytes, else a marker of
     the shape :func:`triggerd.executor.runner.truncate_output` stores."""
+    # A value the runner stored cut already (a marker of up to max_output_bytes) keeps
+    # the size it gave and shows the start of its preview, not of the marker's JSON.
     return (f"CASE WHEN octet_length(t.{column}) IS NULL OR octet_length(t.{column}) <= $2"
-            f" THEN n.{column} ELSE jsonb_build_object('_truncated', true,"
+            f" THEN n.{column}"
+            f" WHEN jsonb_typeof(n.{column}) = 'object' AND n.{column}->'_truncated' = 'true'"
+            f" AND jsonb_typeof(n.{column}->'preview') = 'string'"
+            f" THEN jsonb_build_object('_truncated', true, 'size_bytes',"
+            f" n.{column}->'size_bytes', 'limit_bytes', $2::int,"
+            f" 'preview', left(n.{column}->>'preview', $2::int))"
+            f" ELSE jsonb_build_object('_truncated', true,"
             f" 'size_bytes', octet_length(t.{column}), 'limit_bytes', $2::int,"
             f" 'preview', left(t.{column}, $2::int)) END")
 
