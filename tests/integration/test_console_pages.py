@@ -817,3 +817,30 @@ async def test_an_execution_with_megabyte_values_is_shown_as_a_bounded_page(
     status, page = await admin.get(f"/ui/executions/{execution_id}")
     assert "Too large to show whole: 5000000 bytes of JSON" in page
     assert '<pre>[{"id": 0yyy' in html.unescape(page)
+
+
+async def test_the_next_fires_say_which_are_skipped_by_hand_and_past_max_runs(
+    admin: Visitor, pool: asyncpg.Pool
+) -> None:
+    """The trigger's page listed the schedule's next fires as if each would run, where
+    `triggers next` marks one skipped by hand and those past what max_runs allows."""
+    from datetime import UTC, datetime
+
+    from triggerd.cron import fire_to_json
+    from triggerd.schedules import schedule_of
+    from triggerd.store.trigger_state import record_manual_skips
+    from triggerd.store.workflows import get_trigger
+
+    await pool.execute("UPDATE workflow_triggers SET config = config || '{\"max_runs\": 2}'"
+                       " WHERE tenant_id = 'default' AND name = 'every'")
+    trigger = await get_trigger(pool, "xss/every")
+    upcoming = schedule_of(trigger.type, trigger.config).preview(datetime.now(UTC), 4)
+    await record_manual_skips(pool, trigger.id, [upcoming[0].at], detail="x")
+    status, page = await admin.get("/ui/triggers/xss/every")
+    assert status == 200
+    rows = re.findall(r'<tr class="fire ([a-z]*)">(.*?)</tr>', page, re.S)
+    shown = [(kind, re.sub(r"<[^>]+>", " ", row).split()[0]) for kind, row in rows[:4]]
+    at = [fire_to_json(f)["at"] for f in upcoming]
+    assert shown == [("skipped", at[0]), ("", at[1]), ("", at[2]), ("skipped", at[3])]
+    assert page.count("⊘ skipped: skipped by hand") == 1
+    assert page.count("⊘ skipped: past max_runs") == len(rows) - 3

@@ -52,7 +52,7 @@ from triggerd.console.sessions import (
     set_cookie,
     status_of,
 )
-from triggerd.cron import Fire, fire_to_json, utc_iso
+from triggerd.cron import Fire, utc_iso
 from triggerd.errors import Conflict, InputInvalid, NotFound, TriggerdError, UsageError
 from triggerd.executor.runner import is_truncation_marker, truncate_output
 from triggerd.ids import parse_execution_id
@@ -91,7 +91,7 @@ from triggerd.store.console import (
 from triggerd.store.executions import ExecutionScope, get_execution, node_timeline
 from triggerd.store.inbox import OUTCOMES
 from triggerd.store.records import VersionRecord
-from triggerd.store.trigger_state import get_state, paused_and_completed
+from triggerd.store.trigger_state import get_state, paused_and_completed, recorded_slots
 from triggerd.store.workflows import (
     get_trigger,
     get_workflow,
@@ -101,7 +101,7 @@ from triggerd.store.workflows import (
     resolve_version,
 )
 from triggerd.tokens import hash_token, is_tenant_name, is_token_form
-from triggerd.trigger_detail import preview_instant, progress
+from triggerd.trigger_detail import marked_fires, preview_instant, progress
 from triggerd.views import planned_json, trigger_state
 from triggerd.webhooks.inbox_views import request_json
 
@@ -455,18 +455,20 @@ async def _trigger_context(request: web.Request, name: str) -> dict[str, Any]:
     zone = ZoneInfo(zone_name) if zone_name else UTC
     days: list[CalendarDay] = []
     runs = trigger.workflow_status == WorkflowStatus.ACTIVE
+    # Calendar-excluded instants are listed but marked; shifted ones name their nominal
+    # instant (the schedule's preview, as `triggers next` prints it). In a thread: a
+    # calendar's preview can take a tenth of a second, which every request waiting on
+    # the event loop would wait too.
+    state = await get_state(pool, trigger.id)
+    remaining, completed = progress(trigger.config, state, now=now)
     if schedule is not None and runs:
-        # Calendar-excluded instants are listed but marked; shifted ones name their
-        # nominal instant (the schedule's preview, as `triggers next` prints it).
-        # In a thread: a calendar's preview can take a tenth of a second, which every
-        # request waiting on the event loop would wait too.
-        fires = [fire_to_json(f)
-                 for f in await asyncio.to_thread(schedule.preview, now, NEXT_FIRES)]
+        upcoming = await asyncio.to_thread(schedule.preview, now, NEXT_FIRES)
+        # Marked as `triggers next` marks them: skipped by hand, past max_runs.
+        fires = marked_fires(upcoming, await recorded_slots(
+            pool, trigger.id, [f.at for f in upcoming]), runs_left=remaining, now=now)
         days = await _calendar(pool, trigger.id, schedule, zone_name, now)
     slots = await slot_history(pool, trigger.id, limit=SLOTS_SHOWN)
     version = await resolve_version(pool, trigger.workflow_id, trigger.version)
-    state = await get_state(pool, trigger.id)
-    remaining, completed = progress(trigger.config, state, now=datetime.now(UTC))
     recent = await list_audit(pool, target=name, limit=10, tenant=trigger.tenant_id)
     return {
         "trigger": trigger, "name": name, "fires": fires, "zone": zone_name, "days": days,
