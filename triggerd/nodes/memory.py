@@ -130,18 +130,18 @@ class MemoryNode:
             done = await memory.applied(conn, ctx.execution_id, ctx.node.id)
             if done is not None:
                 return NodeResult(output=done)
-            if op in ("set", "cas") and "value" in checked:
-                _check_size(_storable_value(checked), ctx.max_output_bytes)
-            result = await self._write(op, checked, conn, ctx.workflow_id, key, ttl)
+            result = await self._write(op, checked, conn, ctx.workflow_id, key, ttl,
+                                       ctx.max_output_bytes)
             await memory.record(conn, ctx.execution_id, ctx.node.id, result)
         return NodeResult(output=result)
 
     async def _write(self, op: str, checked: Params, conn: Any, workflow_id: str,
-                     key: str, ttl: timedelta | None) -> JSON:
+                     key: str, ttl: timedelta | None, max_output_bytes: int) -> JSON:
         if op == "set":
             if "value" not in checked:
                 raise checked.invalid("parameter 'value' is required for op 'set'")
             value = _storable_value(checked)
+            _check_size(value, max_output_bytes)
             found, _ = await memory.get(conn, workflow_id, key)
             await memory.set_value(conn, workflow_id, key, value, ttl)
             return {"found": found, "value": value}
@@ -171,8 +171,10 @@ class MemoryNode:
             return {"found": found, "value": value}
         if "value" not in checked:
             raise checked.invalid("parameter 'value' is required for op 'cas'")
+        value = _storable_value(checked)
+        _check_size(value, max_output_bytes)
         swapped, now = await memory.compare_and_set(
-            conn, workflow_id, key, checked.get("expected"), _storable_value(checked), ttl)
+            conn, workflow_id, key, checked.get("expected"), value, ttl)
         return {"swapped": swapped, "value": now}
 
 
