@@ -19,8 +19,13 @@ from triggerd.model import (
     WebhookConfig,
     WorkflowSpec,
 )
-from triggerd.store.executions import release_expired_dedupe_keys, retention_batch
-from triggerd.store.inbox import inbox_retention_batch
+from triggerd.executor.retention import RESCAN_INTERVAL, RetentionCursor
+from triggerd.store.executions import (
+    RetentionPositions,
+    release_expired_dedupe_keys,
+    retention_batch,
+)
+from triggerd.store.inbox import InboxPosition, inbox_retention_batch
 from triggerd.store.webhooks import InboxItem, InboxResult, InboxWriter
 from triggerd.store.workflows import apply_workflows
 
@@ -107,3 +112,72 @@ async def test_a_filtered_request_stays_while_its_delivery_id_still_dedupes(
     await pool.execute("UPDATE webhook_requests SET dedupe_expires_at = now()"
                        " - interval '1 second'")
     assert await inbox_retention_batch(pool, timedelta(days=1)) == 1
+
+
+async def test_runs_held_by_their_keys_are_not_read_again_until_the_positions_start_over(
+    pool: asyncpg.Pool,
+) -> None:
+    """A pass goes on from where the previous one read up to: with a retention shorter
+    than the ttl, the runs held by live keys were read by every pass (a minute apart)."""
+    trigger = await _trigger(pool)
+    held = await _deliver(pool, trigger, "d-held")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'SUCCESS', created_at = now() - interval"
+        " '3 days', end_time = now() - interval '3 days' WHERE id = $1", held.execution_id)
+    positions: RetentionPositions = {}
+    assert await retention_batch(pool, timedelta(days=2), 500, None, positions) == 0
+    [(at, _)] = positions.values()
+    # Up to its cut (now() - 2 days, in the statement's own transaction).
+    assert await pool.fetchval("SELECT $1 BETWEEN now() - interval '2 days 1 minute'"
+                               " AND now() - interval '2 days'", at)
+    # Its key expires; a later run (a cron one, without a key) passes its retention too.
+    await pool.execute("UPDATE workflow_executions SET dedupe_expires_at = now()"
+                       " - interval '1 second' WHERE id = $1", held.execution_id)
+    assert await release_expired_dedupe_keys(pool) == 1
+    later = await pool.fetchval(
+        "INSERT INTO workflow_executions (workflow_id, trigger_type, status, created_at,"
+        " end_time) SELECT id, 'cron', 'SUCCESS', now() - interval '36 hours', now()"
+        " - interval '36 hours' FROM workflows RETURNING id")
+    # The next pass (its cut a day later, as a shorter retention puts it) reads only the
+    # runs after the last cut: the later run goes, the one read before is not read again.
+    assert await retention_batch(pool, timedelta(days=1), 500, None, positions) == 1
+    left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM workflow_executions")}
+    assert left == {held.execution_id} and str(later) not in left
+    # Started over, the pass reads it and it goes.
+    assert await retention_batch(pool, timedelta(days=1), 500, None, {}) == 1
+
+
+async def test_filtered_requests_held_by_their_keys_are_not_read_again_until_start_over(
+    pool: asyncpg.Pool,
+) -> None:
+    trigger = await _trigger(pool)
+    await _deliver(pool, trigger, "d-f1", outcome="filtered")
+    await pool.execute("UPDATE webhook_requests SET received_at = now() - interval '3 days'")
+    position = InboxPosition()
+    assert await inbox_retention_batch(pool, timedelta(days=2), 500, position) == 0
+    assert await pool.fetchval("SELECT $1 BETWEEN now() - interval '2 days 1 minute'"
+                               " AND now() - interval '2 days'", position.after)
+    await pool.execute("UPDATE webhook_requests SET dedupe_expires_at = now()"
+                       " - interval '1 second'")
+    await _deliver(pool, trigger, "d-f2", outcome="filtered")
+    await pool.execute("UPDATE webhook_requests SET received_at = now() - interval '36 hours'"
+                       " WHERE dedupe_key = 'webhook:d-f2'")
+    await pool.execute("UPDATE webhook_requests SET dedupe_expires_at = now()"
+                       " - interval '1 second' WHERE dedupe_key = 'webhook:d-f2'")
+    assert await inbox_retention_batch(pool, timedelta(days=1), 500, position) == 1
+    assert await pool.fetchval("SELECT dedupe_key FROM webhook_requests") == "webhook:d-f1"
+    assert await inbox_retention_batch(pool, timedelta(days=1), 500, InboxPosition()) == 1
+
+
+def test_the_retention_cursor_starts_over_at_the_first_pass_and_then_hourly() -> None:
+    cursor = RetentionCursor()
+    cursor.runs["default"] = (RECEIVED, "x")
+    cursor.inbox.after = RECEIVED
+    cursor.for_pass(100.0)  # the first pass starts from the oldest rows
+    assert (cursor.runs, cursor.inbox.after) == ({}, None)
+    cursor.runs["default"] = (RECEIVED, "x")
+    cursor.inbox.after = RECEIVED
+    cursor.for_pass(100.0 + RESCAN_INTERVAL - 1)
+    assert (cursor.runs, cursor.inbox.after) == ({"default": (RECEIVED, "x")}, RECEIVED)
+    cursor.for_pass(100.0 + RESCAN_INTERVAL)
+    assert (cursor.runs, cursor.inbox.after) == ({}, None)

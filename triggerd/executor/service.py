@@ -26,6 +26,7 @@ from triggerd.config import Settings
 from triggerd.egress import EgressConnector, policy_from_settings
 from triggerd.errors import LeaseLost
 from triggerd.executor.resume import KEY_BYTES, ResumeKey, load_resume_key
+from triggerd.executor.retention import RetentionCursor
 from triggerd.executor.runner import (
     PreparedVersion,
     Runner,
@@ -787,16 +788,17 @@ class Executor(BaseComponent):
 
     async def _retention_loop(self) -> None:
         retention = self.settings.executor.retention
+        cursor = RetentionCursor()
         while self._running:
             try:
                 async with self.pool.acquire() as conn:
-                    positions: store.RetentionPositions = {}  # this pass's
+                    cursor.for_pass(time.monotonic())
                     while self._running:
                         started = time.monotonic()
                         deleted = await store.retention_batch(
                             conn, retention, RETENTION_BATCH,
                             {t.name: t.retention for t in self.settings.tenants
-                             if t.retention is not None}, positions)
+                             if t.retention is not None}, cursor.runs)
                         released = await store.release_expired_dedupe_keys(conn, 1000)
                         stale = await store.drop_stale_resume_copies(conn, 500)
                         slots = await delete_old_slots(
@@ -811,7 +813,8 @@ class Executor(BaseComponent):
                             conn, self.settings.executor.test_retention, 100)
                         windows = await drop_closed_windows(conn, 1000)
                         # Inbox rows without a run (filtered) have the runs' retention too.
-                        inbox = await inbox_retention_batch(conn, retention, 500)
+                        inbox = await inbox_retention_batch(conn, retention, 500,
+                                                            cursor.inbox)
                         if (
                             deleted < RETENTION_BATCH and released < 1000 and stale < 500
                             and slots < LEDGER_RETENTION_BATCH and windows < 1000

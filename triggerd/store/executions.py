@@ -1312,14 +1312,22 @@ WITH RECURSIVE tenants AS (
     DELETE FROM workflow_executions WHERE id = ANY(ARRAY(SELECT id FROM doomed))
     RETURNING tenant_id, created_at, id
 )
-SELECT tenant_id, count(*) AS deleted,
-       (array_agg(created_at ORDER BY created_at DESC, id DESC))[1] AS created_at,
-       (array_agg(id ORDER BY created_at DESC, id DESC))[1] AS id
-FROM gone GROUP BY tenant_id
+-- Every tenant, with its cut: one whose batch was not full read all its runs up to the
+-- cut, and the next batch starts there.
+SELECT c.tenant_id, c.before, count(g.id) AS deleted,
+       (array_agg(g.created_at ORDER BY g.created_at DESC, g.id DESC))[1] AS created_at,
+       (array_agg(g.id ORDER BY g.created_at DESC, g.id DESC))[1] AS id
+FROM cut c LEFT JOIN gone g ON g.tenant_id = c.tenant_id
+GROUP BY c.tenant_id, c.before
 """
 
-# Per tenant, the last run a pass's batches deleted: the next batch starts after it.
+# Per tenant, where the next batch starts: after the last run a full batch deleted, or at
+# the cut a batch that was not full read up to. Kept runs before it (a live delivery id,
+# a parked run, a parent's child) are not read again until the positions start over
+# (executor.retention.RetentionCursor), so a week of runs held by their keys is not read
+# by every pass.
 RetentionPositions = dict[str, tuple[datetime, str]]
+_LAST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 
 
 async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
@@ -1327,8 +1335,8 @@ async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
                           positions: RetentionPositions | None = None) -> int:
     """Delete up to ``batch`` finished executions per tenant older than ``older_than`` (or
     the tenant's own retention in ``tenants``); their node and request rows go with them.
-    Returns how many were deleted. ``positions`` (one pass's, updated here) makes each
-    batch start after the runs the previous ones looked at."""
+    Returns how many were deleted. ``positions`` (updated here) makes each batch start
+    after the runs the previous ones looked at."""
     overrides = tenants or {}
     done = positions if positions is not None else {}
     rows = await conn.fetch(
@@ -1340,7 +1348,10 @@ async def retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
         list(done), [p[0] for p in done.values()], [p[1] for p in done.values()],
     )
     for row in rows:
-        done[row["tenant_id"]] = (row["created_at"], str(row["id"]))
+        if row["deleted"] >= batch:
+            done[row["tenant_id"]] = (row["created_at"], str(row["id"]))
+        else:
+            done[row["tenant_id"]] = (row["before"], _LAST_ID)
     return sum(int(row["deleted"]) for row in rows)
 
 

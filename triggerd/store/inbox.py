@@ -266,21 +266,45 @@ async def insert_replay(
     return True
 
 
-async def inbox_retention_batch(conn: Conn, older_than: timedelta, batch: int = 500) -> int:
+@dataclass
+class InboxPosition:
+    """Where the next inbox retention batch starts: rows received before ``after`` were
+    read by an earlier batch that was not full (those kept, by a live delivery id, are not
+    read again until the position starts over; executor.retention.RetentionCursor)."""
+
+    after: datetime | None = None
+
+
+_INBOX_RETENTION = """
+WITH gone AS (
+    DELETE FROM webhook_requests WHERE id IN (
+        SELECT r.id FROM webhook_requests r
+        WHERE (r.execution_id IS NULL OR r.outcome = 'debounced')
+          AND r.received_at < now() - $1 * interval '1 millisecond'
+          AND r.received_at >= coalesce($3::timestamptz, '-infinity')
+          -- A filtered or debounced row's delivery id dedupes until it expires, as a run's.
+          AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at <= now())
+          AND (r.execution_id IS NULL OR NOT EXISTS (
+               SELECT 1 FROM workflow_executions e WHERE e.id = r.execution_id))
+        LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS deleted, now() - $1 * interval '1 millisecond' AS cut
+"""
+
+
+async def inbox_retention_batch(conn: Conn, older_than: timedelta, batch: int = 500,
+                                position: InboxPosition | None = None) -> int:
     """Delete up to ``batch`` inbox rows older than ``older_than`` that no run's deletion
     removes: filtered ones, and debounced ones whose run is gone. (A row that shares its
-    id with a run goes with that run, in executions' retention.)"""
-    result: str = await conn.execute(
-        "DELETE FROM webhook_requests WHERE id IN ("
-        " SELECT r.id FROM webhook_requests r"
-        " WHERE (r.execution_id IS NULL OR r.outcome = 'debounced')"
-        " AND r.received_at < now() - $1 * interval '1 millisecond'"
-        # A filtered or debounced row's delivery id dedupes until it expires, as a run's.
-        " AND (r.dedupe_expires_at IS NULL OR r.dedupe_expires_at <= now())"
-        " AND (r.execution_id IS NULL OR NOT EXISTS ("
-        "  SELECT 1 FROM workflow_executions e WHERE e.id = r.execution_id))"
-        " LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        int(older_than.total_seconds() * 1000),
-        batch,
+    id with a run goes with that run, in executions' retention.) ``position`` (updated
+    here) makes a batch start where the previous one, not full, read up to."""
+    row = await conn.fetchrow(
+        _INBOX_RETENTION, int(older_than.total_seconds() * 1000), batch,
+        None if position is None else position.after,
     )
-    return int(result.split()[-1])
+    assert row is not None
+    deleted = int(row["deleted"])
+    if position is not None and deleted < batch:
+        position.after = row["cut"]
+    return deleted
