@@ -18,6 +18,7 @@ from tests.helpers import free_port
 from triggerd import logs
 from triggerd.config import Settings
 from triggerd.daemon import create_app
+from triggerd.serving.sockets import app_runner
 
 LONG_URL = b"GET /hooks/" + b"a" * 9000 + b"?token=do-not-log-me HTTP/1.1\r\nHost: x\r\n\r\n"
 MANY_HEADERS = (
@@ -59,7 +60,7 @@ async def port(pool: asyncpg.Pool) -> AsyncIterator[int]:
         raise RuntimeError("a real bug")
 
     app.router.add_get("/boom", boom)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    runner = app_runner(app)
     await runner.setup()
     chosen = free_port()
     await web.TCPSite(runner, "127.0.0.1", chosen).start()
@@ -171,6 +172,60 @@ async def test_a_crash_in_a_handler_still_logs_its_traceback(
     [line] = [x for x in lines(log_stream) if x["logger"] == "aiohttp.server"]
     assert line["level"] == "error"
     assert "RuntimeError: a real bug" in line["exc"]
+
+
+SECRET = b"s3cr3t-do-not-echo"
+
+
+def long_header(path: str) -> bytes:
+    """One header line past aiohttp's 8,190 bytes, holding a secret in its first bytes."""
+    return (
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+        + b"Authorization: Bearer " + SECRET + b"x" * 9000 + b"\r\n\r\n"
+    )
+
+
+def many_headers(path: str) -> bytes:
+    return MANY_HEADERS.replace(b"/hooks/x", path.encode())
+
+
+def long_request_line(path: str) -> bytes:
+    return b"GET " + path.encode() + b"?token=" + SECRET + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"
+
+
+@pytest.mark.parametrize("path", ["/hooks/github/push", "/api/v1/triggers", "/ui/"])
+@pytest.mark.parametrize(
+    ("make", "code", "message"),
+    [
+        (
+            long_header, "line_too_long",
+            "the request line or a header line is longer than the server accepts (8190 bytes)",
+        ),
+        (many_headers, "too_many_headers",
+         "the request has more header lines than the server accepts"),
+        (
+            long_request_line, "line_too_long",
+            "the request line or a header line is longer than the server accepts (8190 bytes)",
+        ),
+    ],
+    ids=["long-header", "many-headers", "long-request-line"],
+)
+async def test_an_unparsable_request_is_answered_in_the_json_envelope_without_echo(
+    port: int, log_stream: io.StringIO, path: str, make: Callable[[str], bytes], code: str,
+    message: str,
+) -> None:
+    answer = await send_raw(port, make(path))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    assert status_line.split(" ")[1] == "400"
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {"error": code, "message": message}
+    # Nothing the client sent comes back, nor reaches the log.
+    assert SECRET not in answer and b"xxxx" not in answer and b"X-Filler" not in answer
+    assert SECRET.decode() not in log_stream.getvalue()
+    [line] = named(log_stream, "http_protocol_error")
+    assert (line["reason"], line["status"]) == (code, 400)
 
 
 def test_reasons_of_the_parser_errors() -> None:

@@ -9,6 +9,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from triggerd.errors import TriggerdError, Unavailable
+from triggerd.serving.protocol_errors import JsonErrorAppRunner
 
 # Every process serving the port runs aiohttp with these: a connection that sends no
 # complete request (nothing at all, or headers trickled without an end) is closed after
@@ -28,10 +29,11 @@ RUNNER_SHUTDOWN_TIMEOUT = 5.0
 
 
 def app_runner(app: web.Application) -> web.AppRunner:
-    """The runner of every process that serves the port."""
-    return web.AppRunner(app, access_log=None, handle_signals=False,
-                         shutdown_timeout=RUNNER_SHUTDOWN_TIMEOUT,
-                         keepalive_timeout=KEEPALIVE_TIMEOUT, **SERVER_OPTIONS)
+    """The runner of every process that serves the port (unparsable requests are answered
+    in JSON, see :mod:`triggerd.serving.protocol_errors`)."""
+    return JsonErrorAppRunner(app, access_log=None, handle_signals=False,
+                              shutdown_timeout=RUNNER_SHUTDOWN_TIMEOUT,
+                              keepalive_timeout=KEEPALIVE_TIMEOUT, **SERVER_OPTIONS)
 
 
 def set_body_limit(app: web.Application, limit: int) -> None:
