@@ -248,3 +248,54 @@ async def test_a_flood_of_refusals_is_rate_limited_per_trigger_and_reason(
     assert summary.__dict__["suppressed"] == 300 - REJECTION_BURST
     assert (summary.__dict__["trigger"], summary.__dict__["reason"]) == ("rj/token", "bad_token")
 
+
+
+def stripe() -> dict[str, str]:
+    return {**JSON, "Stripe-Signature": f"t={T},v1=" + hexmac(STRIPE, f"{T}.".encode() + BODY)}
+
+
+# (label, path, valid headers, the header sent twice: its first line is the valid one)
+REPEATED_CASES: list[tuple[str, str, dict[str, str], str]] = [
+    ("token", "rj/token", {**JSON, "Authorization": f"Bearer {TOKEN}"}, "Authorization"),
+    ("basic", "rj/basic", basic("alice:pw"), "Authorization"),
+    ("hmac", "rj/hmac", {**JSON, "X-Sig": "sha256=" + hexmac(HMAC_KEY, BODY)}, "X-Sig"),
+    ("github", "rj/github", {**JSON, "X-Hub-Signature-256": "sha256=" + hexmac(HMAC_KEY, BODY)},
+     "X-Hub-Signature-256"),
+    ("stripe", "rj/stripe", stripe(), "Stripe-Signature"),
+    ("standard signature", "rj/standard", standard(), "webhook-signature"),
+    ("standard id", "rj/standard", standard(), "webhook-id"),
+    ("standard timestamp", "rj/standard", standard(), "webhook-timestamp"),
+    ("slack signature", "rj/slack", slack(), "X-Slack-Signature"),
+    ("slack timestamp", "rj/slack", slack(), "X-Slack-Request-Timestamp"),
+]
+
+
+@pytest.mark.parametrize(("path", "headers", "twice"), [case[1:] for case in REPEATED_CASES],
+                         ids=[c[0] for c in REPEATED_CASES])
+async def test_a_credential_header_on_two_lines_is_refused_and_nothing_is_stored(
+    served: tuple[Client, WebhookIngress, FakeMonotonic], caplog: pytest.LogCaptureFixture,
+    pool: asyncpg.Pool, path: str, headers: dict[str, str], twice: str,
+) -> None:
+    client, _, _ = served
+    # The valid headers alone are accepted: the refusal below is the repetition's.
+    ok = await client.post("/hooks/" + path, data=BODY, headers=headers)
+    assert ok.status in (200, 202)
+    stored = await pool.fetchval("SELECT count(*) FROM webhook_requests")
+    runs = await pool.fetchval("SELECT count(*) FROM workflow_executions")
+    # The valid line first, then another: judged by its first line, it was accepted.
+    lines = [*headers.items(), (twice, "v1,AAAA sha256=00 v0=00 t=1")]
+    resp = await client.post("/hooks/" + path, data=BODY, headers=lines)
+    assert resp.status == 401
+    assert await resp.json() == {
+        "error": "unauthorized",
+        "message": f"authentication failed: header {twice} appears more than once",
+    }
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == stored
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == runs
+    [record] = rejected(caplog)
+    assert (record.__dict__["reason"], record.__dict__["header"]) == ("repeated_header", twice)
+    # The same line twice is refused too.
+    same = [*headers.items(), (twice, headers[twice])]
+    again = await client.post("/hooks/" + path, data=BODY, headers=same)
+    assert again.status == 401
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == stored

@@ -17,6 +17,7 @@ from triggerd.webhooks.auth import (
     KeyedHmac,
     auth_header_names,
     get_header,
+    header_count,
     make_verifier,
     validate_auth_config,
     verify_request,
@@ -707,3 +708,13 @@ def test_auth_header_names(config: AuthConfig, extra: set[str]) -> None:
 )
 def test_validate_auth_config(config: AuthConfig, problems: list[str]) -> None:
     assert validate_auth_config(config) == problems
+
+
+def test_header_count_sees_every_line_in_any_case() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    lines = CIMultiDictProxy(CIMultiDict([("X-Sig", "a"), ("x-sig", "b"), ("Other", "c")]))
+    assert header_count(lines, "X-SIG") == 2
+    assert header_count({"X-Sig": "a", "x-sig": "b"}, "x-Sig") == 2
+    assert header_count({"X-Sig": "a"}, "x-sig") == 1
+    assert header_count({}, "x-sig") == 0

@@ -189,6 +189,7 @@ def test_reason_codes_are_stable_text() -> None:
         "body_not_utf8",
         "unknown_secret",
         "unusable_config",
+        "repeated_header",
     }
 
 

@@ -36,6 +36,10 @@ Per-scheme rules (``secret`` is the resolved secret value as bytes):
     ``X-Slack-Signature: v0=<hex>`` over ``"v0:{X-Slack-Request-Timestamp}:{body}"``,
     HMAC-SHA256. Default tolerance 5 min.
 
+Every scheme refuses a request in which a header it reads appears on more than one line
+(two signatures, two ``Authorization`` lines): which of them counts is not for the sender to
+choose, and a proxy may have judged the other one.
+
 The timestamped schemes (stripe, standard, slack) refuse a timestamp that is not plain
 decimal digits, or that lies more than the tolerance (``auth.tolerance`` or the 5-minute
 default) before *or* after ``now``. They sign text, so a body that is not UTF-8 fails.
@@ -54,6 +58,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from multidict import MultiMapping
 
 from triggerd.model import AuthConfig
 
@@ -86,6 +92,8 @@ _SLACK_TIMESTAMP = "X-Slack-Request-Timestamp"
 _STANDARD_ID = "webhook-id"
 _STANDARD_TIMESTAMP = "webhook-timestamp"
 _STANDARD_SIGNATURE = "webhook-signature"
+_STANDARD_HEADERS = (_STANDARD_ID, _STANDARD_TIMESTAMP, _STANDARD_SIGNATURE)
+_SLACK_HEADERS = (_SLACK_SIGNATURE, _SLACK_TIMESTAMP)
 _STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format marker, not a secret
 
 # Unix seconds are plain ASCII digits, at most this many so that int/float arithmetic
@@ -108,6 +116,7 @@ class AuthFailure(StrEnum):
     BODY_NOT_UTF8 = "body_not_utf8"  # the timestamped schemes sign text
     UNKNOWN_SECRET = "unknown_secret"  # noqa: S105 - no secret the scheme can use
     UNUSABLE_CONFIG = "unusable_config"  # a scheme/algorithm that validation would refuse
+    REPEATED_HEADER = "repeated_header"  # a header the scheme reads is on several lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +141,8 @@ def get_header(headers: Mapping[str, str], name: str) -> str | None:
     """The value of header ``name``, looked up case-insensitively, or ``None``.
 
     aiohttp's ``CIMultiDictProxy`` answers case-insensitively by itself; the scan covers
-    plain dicts (tests, other callers). With repeated headers the first value wins.
+    plain dicts (tests, other callers). With repeated headers the first value wins (the
+    auth schemes refuse those first, see :func:`repeated_header`).
     """
     value = headers.get(name)
     if value is not None:
@@ -141,6 +151,22 @@ def get_header(headers: Mapping[str, str], name: str) -> str | None:
     for key, candidate in headers.items():
         if key.lower() == wanted:
             return candidate
+    return None
+
+
+def header_count(headers: Mapping[str, str], name: str) -> int:
+    """On how many lines header ``name`` (any case) appears."""
+    if isinstance(headers, MultiMapping):
+        return len(headers.getall(name, ()))
+    wanted = name.lower()
+    return sum(1 for key in headers if key.lower() == wanted)
+
+
+def repeated_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that appears on more than one line, else ``None``."""
+    for name in names:
+        if header_count(headers, name) > 1:
+            return name
     return None
 
 
@@ -396,6 +422,8 @@ def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     refuse = _refusals(header)
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+        if header_count(headers, header) > 1:
+            return refuse[AuthFailure.REPEATED_HEADER]
         value = get_header(headers, header)
         if value is None:
             return refuse[AuthFailure.MISSING_HEADER]
@@ -419,6 +447,8 @@ def _basic_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     refuse = _refusals("Authorization")
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+        if header_count(headers, "Authorization") > 1:
+            return refuse[AuthFailure.REPEATED_HEADER]
         value = get_header(headers, "Authorization")
         if value is None:
             return refuse[AuthFailure.MISSING_HEADER]
@@ -444,6 +474,8 @@ def _hmac_verifier(
     refuse = _refusals(header)
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+        if header_count(headers, header) > 1:
+            return refuse[AuthFailure.REPEATED_HEADER]
         value = get_header(headers, header)
         if value is None:
             return refuse[AuthFailure.MISSING_HEADER]
@@ -501,6 +533,8 @@ def _stripe_verifier(secret: bytes, tolerance: float) -> Checker:
     refuse = _refusals(_STRIPE_HEADER)
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+        if header_count(headers, _STRIPE_HEADER) > 1:
+            return refuse[AuthFailure.REPEATED_HEADER]
         value = get_header(headers, _STRIPE_HEADER)
         if value is None:
             return refuse[AuthFailure.MISSING_HEADER]
@@ -558,8 +592,16 @@ def _standard_verifier(secret: bytes, tolerance: float) -> Checker:
     about_id = _refusals(_STANDARD_ID)
     about_timestamp = _refusals(_STANDARD_TIMESTAMP)
     about_signature = _refusals(_STANDARD_SIGNATURE)
+    about = {
+        _STANDARD_ID: about_id,
+        _STANDARD_TIMESTAMP: about_timestamp,
+        _STANDARD_SIGNATURE: about_signature,
+    }
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+        repeated = repeated_header(headers, _STANDARD_HEADERS)
+        if repeated is not None:
+            return about[repeated][AuthFailure.REPEATED_HEADER]
         msg_id = get_header(headers, _STANDARD_ID)
         if not msg_id:
             return about_id[AuthFailure.MISSING_HEADER]
@@ -601,8 +643,12 @@ def _slack_verifier(secret: bytes, tolerance: float) -> Checker:
     keyed = KeyedHmac(secret, "sha256")
     about_signature = _refusals(_SLACK_SIGNATURE)
     about_timestamp = _refusals(_SLACK_TIMESTAMP)
+    about = {_SLACK_SIGNATURE: about_signature, _SLACK_TIMESTAMP: about_timestamp}
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
+        repeated = repeated_header(headers, _SLACK_HEADERS)
+        if repeated is not None:
+            return about[repeated][AuthFailure.REPEATED_HEADER]
         value = get_header(headers, _SLACK_SIGNATURE)
         if value is None:
             return about_signature[AuthFailure.MISSING_HEADER]

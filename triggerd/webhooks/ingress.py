@@ -71,7 +71,7 @@ from triggerd.webhooks.answers import (
     unsupported_encoding,
     unsupported_transfer_coding,
 )
-from triggerd.webhooks.auth import HEADER_SCHEMES, check_rotating
+from triggerd.webhooks.auth import HEADER_SCHEMES, AuthFailure, check_rotating
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, query_dict, stored_headers
 from triggerd.webhooks.decoding import UndecodableBody, read_body
@@ -646,9 +646,10 @@ class WebhookIngress(BaseComponent):
             refusal = route.check_auth(request.headers, body, now)
             if refusal is None:
                 return None
-        # Never tell the sender which part failed; the operator's log does. A 401 names
-        # the scheme to use where HTTP has one (RFC 9110 15.5.2): Basic, or Bearer for a
-        # token in the Authorization header.
+        # Never tell the sender which part failed (the operator's log does), except for a
+        # repeated header: a sender can only fix that if told, and it reveals no secret.
+        # A 401 names the scheme to use where HTTP has one (RFC 9110 15.5.2): Basic, or
+        # Bearer for a token in the Authorization header.
         auth = route.config.auth
         challenge = (
             {"WWW-Authenticate": 'Basic realm="triggerd"'} if auth.scheme == "basic"
@@ -657,9 +658,12 @@ class WebhookIngress(BaseComponent):
             == "authorization" and (auth.prefix is None or auth.prefix.strip() == "Bearer")
             else None
         )
+        message = (
+            f"authentication failed: header {refusal.header} appears more than once"
+            if refusal.reason is AuthFailure.REPEATED_HEADER else "authentication failed"
+        )
         return self._refused(
-            request, route,
-            error_response(401, "unauthorized", "authentication failed", headers=challenge),
+            request, route, error_response(401, "unauthorized", message, headers=challenge),
             refusal.reason.value, header=refusal.header,
         )
 
