@@ -197,6 +197,43 @@ def test_basic_without_username_takes_the_pair_as_secret() -> None:
     assert verify_request(config, b"s3cret", basic(b"alice:s3cret"), b"", NOW) is False
 
 
+@pytest.mark.parametrize(
+    ("config", "header", "secret"),
+    [
+        (auth("token"), "Bearer {}", b"tok-123"),
+        (auth("token", header="X-Token"), "{}", b"tok-123"),
+        (auth("basic", username="alice"), "basic:alice:{}", b"s3cret"),
+    ],
+    ids=["bearer", "x-token", "basic"],
+)
+def test_token_and_basic_compare_values_of_one_length_whatever_is_sent(
+    monkeypatch: pytest.MonkeyPatch, config: AuthConfig, header: str, secret: bytes
+) -> None:
+    # compare_digest returns at once for values of different lengths, which tells a
+    # sender how long the secret is: every comparison must be of equal lengths.
+    lengths: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        lengths.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    text = secret.decode()
+
+    def headers(value: str) -> dict[str, str]:
+        if header.startswith("basic:"):
+            return basic(header.removeprefix("basic:").format(value).encode())
+        name = "X-Token" if config.header else "Authorization"
+        return {name: header.format(value)}
+
+    assert verify_request(config, secret, headers(text), b"", NOW) is True
+    for sent in (text[:1], text[:-1], text + "4", text + "x" * 100, "", text.upper()):
+        assert verify_request(config, secret, headers(sent), b"", NOW) is False, sent
+    assert len(lengths) == 7
+    assert all(a == b for a, b in lengths), lengths
+
+
 # --- hmac ------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ Per-scheme rules (``secret`` is the resolved secret value as bytes):
 ``none``
     Always accepted.
 ``token``
-    ``auth.header`` (default ``Authorization``) must equal ``prefix + secret``. The prefix
+    ``auth.header`` (default ``Authorization``) must equal ``prefix + secret`` (compared as
+    SHA-256 digests, so that the time taken does not tell the secret's length). The prefix
     defaults to ``"Bearer "`` when the header is ``Authorization`` and to ``""`` otherwise.
     The comparison is exact, except that in ``Authorization`` the scheme word of the prefix
     (``Bearer``) is matched case-insensitively (RFC 9110 11.1), as ``Basic`` is.
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -404,12 +406,20 @@ def _header_bytes(value: str) -> bytes | None:
         return None
 
 
+def _fixed_length(value: bytes) -> bytes:
+    """``value``'s SHA-256: what the token and basic schemes compare. compare_digest of two
+    values of different lengths returns at once, which tells a sender the secret's length;
+    digests are always 32 bytes."""
+    return hashlib.sha256(value).digest()
+
+
 def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
     header = auth.header or "Authorization"
     prefix = auth.prefix
     if prefix is None:
         prefix = "Bearer " if header.lower() == "authorization" else ""
     expected = prefix.encode("utf-8") + secret
+    expected_digest = _fixed_length(expected)
     # The auth-scheme word of an Authorization header is case-insensitive (RFC 9110 11.1):
     # "bearer tok" is the same credential. The prefix is public, so it is compared apart;
     # the secret after it still goes through compare_digest.
@@ -432,7 +442,7 @@ def _token_verifier(auth: AuthConfig, secret: bytes) -> Checker:
             return refuse[AuthFailure.BAD_TOKEN]
         if scheme_word and given[:scheme_word].lower() == expected[:scheme_word].lower():
             given = expected[:scheme_word] + given[scheme_word:]
-        if not hmac.compare_digest(given, expected):
+        if not hmac.compare_digest(_fixed_length(given), expected_digest):
             return refuse[AuthFailure.BAD_TOKEN]
         return None
 
@@ -444,6 +454,7 @@ def _basic_verifier(auth: AuthConfig, secret: bytes) -> Checker:
         expected = auth.username.encode("utf-8") + b":" + secret
     else:
         expected = secret
+    expected_digest = _fixed_length(expected)
     refuse = _refusals("Authorization")
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
@@ -458,7 +469,7 @@ def _basic_verifier(auth: AuthConfig, secret: bytes) -> Checker:
         credentials = _decode_signature(encoded.strip(), "base64")
         if credentials is None:
             return refuse[AuthFailure.MALFORMED_CREDENTIALS]
-        if not hmac.compare_digest(credentials, expected):
+        if not hmac.compare_digest(_fixed_length(credentials), expected_digest):
             return refuse[AuthFailure.BAD_CREDENTIALS]
         return None
 
