@@ -476,3 +476,23 @@ async def test_a_trigger_pinned_to_a_version_the_workflow_lacks_is_refused(
         # The version this apply publishes counts: a new graph is version 2.
         await apply_workflows(conn, load_documents([("pin.json", doc(2, "b"))]))
         assert await conn.fetchval("SELECT version FROM workflow_triggers WHERE name = 'i'") == 2
+
+
+async def test_a_tolerance_outlasting_the_dedupe_ttl_is_refused_and_nothing_applied(
+    pool: asyncpg.Pool,
+) -> None:
+    stripe = {"name": "pay", "type": "webhook", "path": "shop/pay",
+              "auth": {"scheme": "stripe", "secret": {"env": "STRIPE_SECRET"}},
+              "dedupe": {"json": "/id", "ttl": "1m"}}
+    with pytest.raises(DefinitionError) as caught:
+        await apply(pool, doc(key="shop", triggers=[stripe]))
+    assert caught.value.message == (
+        "1 problem in definitions: t.yaml: $.workflows[0].triggers[0].dedupe.ttl: webhook"
+        " trigger shop/pay: auth"
+        " tolerance 5m accepts a signed request for 10m (the tolerance before and after its"
+        " timestamp), longer than its dedupe ttl 1m: a captured request could be replayed as"
+        " a new run after its delivery id expires; set dedupe ttl to at least 10m or lower"
+        " the tolerance"
+    )
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
+    assert await pool.fetchval("SELECT count(*) FROM workflow_triggers") == 0

@@ -2142,3 +2142,58 @@ def test_an_error_workflow_that_is_a_draft_or_archived_is_refused() -> None:
         ("$.workflows[1].on_failure", "on_failure: workflow 'g1' is a draft"),
         ("$.workflows[3].on_failure", "on_failure: workflow 'g3' is archived"),
     }
+
+
+def replay_hook(auth: Doc, dedupe: Any = None) -> Doc:
+    trigger: Doc = {"name": "pay", "type": "webhook", "path": "pay", "auth": auth}
+    if dedupe is not None:
+        trigger["dedupe"] = dedupe
+    return workflow("shop", triggers=[trigger])
+
+
+STRIPE_AUTH: Doc = {"scheme": "stripe", "secret": {"env": "S"}}
+
+
+@pytest.mark.parametrize(
+    ("auth", "dedupe", "where", "message"),
+    [
+        # The default tolerance (5m) against a ttl set short.
+        (STRIPE_AUTH, {"json": "/id", "ttl": "5m"}, "dedupe.ttl",
+         "auth tolerance 5m accepts a signed request for 10m (the tolerance before and after"
+         " its timestamp), longer than its dedupe ttl 5m"),
+        # A tolerance set long against the default ttl (7d).
+        ({**STRIPE_AUTH, "tolerance": "4d"}, None, "auth.tolerance",
+         "auth tolerance 4d accepts a signed request for 8d (the tolerance before and after"
+         " its timestamp), longer than its dedupe ttl 7d"),
+        ({"scheme": "slack", "secret": {"env": "S"}, "tolerance": "1h"},
+         {"header": "X-Id", "ttl": "90m"}, "dedupe.ttl",
+         "auth tolerance 1h accepts a signed request for 2h (the tolerance before and after"
+         " its timestamp), longer than its dedupe ttl 1h30m"),
+    ],
+    ids=["default-tolerance", "default-ttl", "both-set"],
+)
+def test_a_tolerance_outlasting_the_dedupe_ttl_is_refused(
+    auth: Doc, dedupe: Any, where: str, message: str
+) -> None:
+    assert found(replay_hook(auth, dedupe)) == {(
+        f"$.workflows[0].triggers[0].{where}",
+        f"webhook trigger shop/pay: {message}: a captured request could be replayed as a new"
+        " run after its delivery id expires; set dedupe ttl to at least"
+        f" {message.split(' for ')[1].split(' ')[0]} or lower the tolerance",
+    )}
+
+
+@pytest.mark.parametrize(
+    ("auth", "dedupe"),
+    [
+        (STRIPE_AUTH, None),  # the defaults: 5m and 7d
+        ({"scheme": "standard", "secret": {"env": "S"}, "tolerance": "1h"}, {"header": "X",
+                                                                             "ttl": "2h"}),
+        ({**STRIPE_AUTH, "tolerance": "1h"}, "none"),  # no dedupe: no ttl to outlast
+        ({"scheme": "github", "secret": {"env": "S"}}, {"header": "X", "ttl": "1s"}),
+        ({"scheme": "token", "secret": {"env": "S"}}, {"header": "X", "ttl": "1s"}),
+    ],
+    ids=["defaults", "ttl-twice-tolerance", "dedupe-none", "github", "token"],
+)
+def test_a_dedupe_ttl_covering_the_tolerance_passes(auth: Doc, dedupe: Any) -> None:
+    assert found(replay_hook(auth, dedupe)) == set()

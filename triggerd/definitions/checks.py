@@ -29,10 +29,12 @@ from triggerd.durations import MAX_DURATION, format_duration, parse_duration
 from triggerd.errors import CronError, DurationError
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
 from triggerd.inputs import call_input_problems, closed_input_keys, summary_problems
-from triggerd.model import RetryPolicy, inactive_state, normalize_webhook_path
+from triggerd.model import DedupeConfig, RetryPolicy, inactive_state, normalize_webhook_path
 from triggerd.storable import unstorable_strings
 from triggerd.walker import DEFAULT_BRANCH, branch_label
 from triggerd.webhooks.allowlist import parse_network
+from triggerd.webhooks.auth import DEFAULT_TOLERANCE, TIMESTAMPED_SCHEMES
+from triggerd.webhooks.dedupe import PROVIDER_DEDUPE
 from triggerd.webhooks.filtering import filter_problems
 from triggerd.webhooks.keys import key_problems
 
@@ -206,6 +208,7 @@ def check_document(document: Any, report: Report, *, node_types: Collection[str]
                     first_name[name] = trigger_path
             for where, message in _trigger_config_problems(trigger, checked):
                 report.add((*trigger_path, *where), message)
+            _check_replay_window(workflow.get("key"), trigger, trigger_path, report)
 
 
 # How deep workflow nodes may nest runs when no configuration says (the default of
@@ -792,6 +795,52 @@ def check_trigger_config(
                     header.strip()):
                 report.add((*path, section, "header"),
                            f"{header.strip()[:60]!r} is not a header name ({HEADER_NAME_RULE})")
+
+
+def replay_window_problem(
+    trigger: str, tolerance: timedelta, ttl: timedelta
+) -> str | None:
+    """Why a timestamped scheme's ``tolerance`` and the dedupe ``ttl`` let a captured
+    request start a second run, or ``None``. A timestamp is accepted from ``tolerance``
+    before to ``tolerance`` after it, so one signed request stays acceptable for twice the
+    tolerance; its delivery id must be remembered (``ttl``, from its first arrival) for as
+    long, or a replay after the id expired is a new delivery."""
+    window = 2 * tolerance
+    if ttl >= window:
+        return None
+    return (
+        f"webhook trigger {trigger}: auth tolerance {format_duration(tolerance)} accepts a"
+        f" signed request for {format_duration(window)} (the tolerance before and after its"
+        f" timestamp), longer than its dedupe ttl {format_duration(ttl)}: a captured request"
+        f" could be replayed as a new run after its delivery id expires; set dedupe ttl to"
+        f" at least {format_duration(window)} or lower the tolerance"
+    )
+
+
+def _check_replay_window(
+    workflow_key: Any, trigger: Mapping[str, Any], path: JsonPath, report: Report
+) -> None:
+    """:func:`replay_window_problem` for a webhook trigger of a file whose scheme is
+    timestamped and that dedupes (explicitly, or on its scheme's delivery id). Values the
+    schema refuses are its to report."""
+    auth, dedupe = trigger.get("auth"), trigger.get("dedupe")
+    if trigger.get("type") != "webhook" or not isinstance(auth, dict):
+        return
+    scheme = auth.get("scheme")
+    if not isinstance(scheme, str):
+        return
+    if dedupe is None and scheme in PROVIDER_DEDUPE:
+        dedupe = {}  # the scheme's delivery id, with the default ttl
+    if scheme not in TIMESTAMPED_SCHEMES or not isinstance(dedupe, dict):
+        return  # dedupe: none, or not a mapping (the schema's to report)
+    tolerance = _duration(auth.get("tolerance"), DEFAULT_TOLERANCE)
+    ttl = _duration(dedupe.get("ttl"), DedupeConfig().ttl)
+    if tolerance is None or ttl is None:
+        return
+    problem = replay_window_problem(f"{workflow_key}/{trigger.get('name')}", tolerance, ttl)
+    if problem is not None:
+        where = (*path, "dedupe", "ttl") if "ttl" in dedupe else (*path, "auth", "tolerance")
+        report.add(where, problem)
 
 
 def _check_request_keys(config: Mapping[str, Any], path: JsonPath, report: Report) -> None:
