@@ -35,10 +35,10 @@ import functools
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triggerd.errors import CronError
@@ -47,6 +47,7 @@ __all__ = [
     "CronSchedule",
     "Fire",
     "count_fires",
+    "count_union",
     "fire_to_json",
     "fires_between",
     "last_fires",
@@ -783,6 +784,110 @@ def _year_changes(zone: ZoneInfo, year: int) -> tuple[tuple[int, int, int], ...]
             changes.append((_transition(zone, previous, probe), offset, probed))
         previous, offset = probe, probed
     return tuple(changes)
+
+
+def count_union(schedules: Sequence[CronSchedule], start: datetime, end: datetime) -> int:
+    """How many distinct instants ``start < at <= end`` any of ``schedules`` fires at (a
+    list of expressions: an instant matched by several counts once), without enumerating
+    them. The schedules share one time zone (:class:`ValueError` otherwise).
+
+    Away from the zone's offset changes every fire is a matching wall time, so the union
+    is counted per day: the times of day of the expressions matching that day, merged. At
+    each change the instants where fires are not plain wall matches (a gap's jump instant,
+    a fold's second pass: an hour at most) are listed instead.
+    """
+    if not schedules:
+        return 0
+    zone = schedules[0].zone
+    if any(s.timezone != schedules[0].timezone for s in schedules):
+        raise ValueError("count_union needs schedules in one time zone")
+    first, stop = _span(start, end)
+    if stop <= first:
+        return 0
+    members = tuple(schedules)
+    changes = _changes(zone, first - 2 * _DAY_SECONDS, stop)
+    total = 0
+    bounds = [first, *(c for c, _, _ in changes if first < c < stop), stop]
+    for low, high in pairwise(bounds):
+        offset = _offset_at(zone, low)
+        total += _union_wall(members, low + offset, high + offset)
+    for change, before, after in changes:
+        low = max(change, first)
+        high = min(change + (before - after if after < before else 1), stop)
+        if low >= high:
+            continue
+        offset = _offset_at(zone, low)
+        listed = {f.at for s in members
+                  for f in fires_between(s, _from_epoch(low - 1), _from_epoch(high - 1))}
+        total += len(listed) - _union_wall(members, low + offset, high + offset)
+    return total
+
+
+def _union_wall(schedules: tuple[CronSchedule, ...], low: int, high: int) -> int:
+    """Wall times in [low, high) (wall seconds since 1970) that any schedule matches."""
+    high = min(high, _WALL_END)
+    if high <= low:
+        return 0
+    low_day, low_time = divmod(low, _DAY_SECONDS)
+    high_day, high_time = divmod(high, _DAY_SECONDS)
+    low_date = date.fromordinal(_EPOCH_ORDINAL + low_day)
+    high_date = date.fromordinal(_EPOCH_ORDINAL + high_day)
+    total = 0
+    year, month = low_date.year, low_date.month
+    while (year, month) <= (high_date.year, high_date.month):
+        python_weekday, length = calendar.monthrange(year, month)
+        lo = low_date.day if (year, month) == (low_date.year, low_date.month) else 1
+        hi = high_date.day if (year, month) == (high_date.year, high_date.month) else length + 1
+        total += _union_month(schedules, month, length, (python_weekday + 1) % 7, lo, hi)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    total -= _union_before(_members_on(schedules, low_date), low_time)
+    if high_time:
+        total += _union_before(_members_on(schedules, high_date), high_time)
+    return total
+
+
+def _members_on(schedules: tuple[CronSchedule, ...], day: date) -> tuple[CronSchedule, ...]:
+    return tuple(s for s in schedules if _day_matches(s, day))
+
+
+@functools.lru_cache(maxsize=4096)
+def _union_month(schedules: tuple[CronSchedule, ...], month: int, length: int,
+                 first_weekday: int, lo: int, hi: int) -> int:
+    """Matching wall times of the days [lo, hi) of a month of this shape."""
+    days = [_matching_days(s, length, first_weekday) if _contains(s.months, month) else ()
+            for s in schedules]
+    total = 0
+    for day in range(lo, hi):
+        members = tuple(s for s, matching in zip(schedules, days, strict=True)
+                        if day in matching)
+        total += _union_times(members)[2][-1]
+    return total
+
+
+@functools.lru_cache(maxsize=1024)
+def _union_times(members: tuple[CronSchedule, ...]
+                 ) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The merged times of day of ``members``: the minutes of the day that have some, the
+    seconds of each, and how many times come before each minute (plus the day's total)."""
+    slots: dict[int, set[int]] = {}
+    for s in members:
+        for hour in s.hours:
+            for minute in s.minutes:
+                slots.setdefault(hour * 60 + minute, set()).update(s.seconds)
+    minutes = tuple(sorted(slots))
+    seconds = tuple(tuple(sorted(slots[m])) for m in minutes)
+    return minutes, seconds, tuple(accumulate((len(x) for x in seconds), initial=0))
+
+
+def _union_before(members: tuple[CronSchedule, ...], seconds_of_day: int) -> int:
+    """Merged times of day of ``members`` strictly before ``seconds_of_day``."""
+    minutes, seconds, before = _union_times(members)
+    minute, second = divmod(seconds_of_day, 60)
+    i = bisect_left(minutes, minute)
+    total = before[i]
+    if i < len(minutes) and minutes[i] == minute:
+        total += bisect_left(seconds[i], second)
+    return total
 
 
 def last_fires(schedule: CronSchedule, start: datetime, end: datetime, count: int) -> list[Fire]:

@@ -83,11 +83,9 @@ class CronList:
         return [merged[at] for at in sorted(merged)[-count:]]
 
     def count_fires(self, start: datetime, end: datetime) -> int:
-        total = sum(p.count_fires(start, end) for p in self.plans)
-        if total == 0:
-            return 0
-        # Coinciding instants count once, which needs the instants themselves.
-        return len(self.fires_between(start, end))
+        # Counted, not listed: listing a year of minutely fires to count them took 8 s of
+        # CPU on the event loop at a catch-up. Coinciding instants count once.
+        return cron.count_union([p.cron for p in self.plans], start, end)
 
     def preview(self, after: datetime, count: int) -> list[Fire]:
         return self.fires_between(after, datetime.max.replace(tzinfo=UTC), count)
