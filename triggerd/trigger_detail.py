@@ -11,7 +11,7 @@ from typing import Any
 from triggerd.cron import EARLIEST_AFTER, LATEST_AFTER, Fire, fire_to_json
 from triggerd.errors import UsageError
 from triggerd.model import SlotOutcome, WorkflowStatus
-from triggerd.schedules import SCHEDULED_TYPES, schedule_of
+from triggerd.schedules import SCHEDULED_TYPES, count_up_to, schedule_of
 from triggerd.store.audit import list_audit
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import (
@@ -94,9 +94,10 @@ async def preview(conn: Any, trigger: TriggerRecord, after: datetime, count: int
     recorded = await recorded_slots(conn, trigger.id, [f.at for f in fires])
     runs_left, _ = progress(trigger.config, await get_state(conn, trigger.id), now=now)
     if runs_left and after > now:
-        # The fires from now to `after` use runs up first (not one skipped by hand).
-        ahead = schedule.count_fires(now, after) - await count_skipped_by_hand(
-            conn, trigger.id, now, after)
+        # The fires from now to `after` use runs up first (not one skipped by hand); past
+        # runs_left + skipped of them the answer is 0 however many more there are.
+        skipped = await count_skipped_by_hand(conn, trigger.id, now, after)
+        ahead = count_up_to(schedule, now, after, runs_left + skipped) - skipped
         runs_left = max(0, runs_left - ahead)
     return marked_fires(fires, recorded, runs_left=runs_left, now=now)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from triggerd.cron import Fire, count_union, fires_between, parse_cron
 from triggerd.model import MisfirePolicy
 from triggerd.planning import plan_catchup
-from triggerd.schedules import CronList, CronPlan, schedule_of
+from triggerd.schedules import CronList, CronPlan, Schedule, count_up_to, schedule_of
 
 ZONES = ("UTC", "Europe/Madrid", "America/New_York")
 # Field choices that make the lists dense enough to coincide and cross DST changes with
@@ -123,3 +124,39 @@ def test_a_year_of_missed_minutely_fires_is_planned_without_listing_them() -> No
                               " to 2027-06-01T11:40:00Z")
     assert [d.fire for d in plan].count(True) == 10
     assert reads < 200, reads
+
+
+@pytest.mark.parametrize("config", [
+    {"cron": ["0 9 25 * *", "0 9 L * *"], "timezone": "Europe/Madrid"},
+    {"cron": "*/10 * * * *", "timezone": "America/New_York"},
+    {"every": "7h", "timezone": "UTC"},
+])
+def test_a_capped_count_is_the_count_up_to_the_cap(config: dict[str, Any]) -> None:
+    schedule = schedule_of("interval" if "every" in config else "cron", config)
+    start, end = utc("2026-01-10T08:00:00"), utc("2027-03-01T00:00:00")
+    total = schedule.count_fires(start, end)
+    for cap in (0, 1, 5, total - 1, total, total + 1, 10**9):
+        assert count_up_to(schedule, start, end, cap) == max(0, min(cap, total)), cap
+    assert count_up_to(schedule, end, start, 5) == 0
+
+
+def test_runs_left_before_a_far_preview_are_counted_near_the_start() -> None:
+    """``triggers next --after 8999-...`` of a trigger with max_runs: whether its runs are
+    used up by then was a count of every fire until then (17 s of CPU for a minutely
+    list); now the count stops at a window holding the runs left."""
+    schedule = schedule_of("cron", {"cron": ["* * * * *", "30 2 * * *"],
+                                    "timezone": "Europe/Madrid"})
+    spans: list[timedelta] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(schedule, name)
+
+        def count_fires(self, start: datetime, end: datetime) -> int:
+            spans.append(end - start)
+            return schedule.count_fires(start, end)
+
+    recording: Schedule = Recording()
+    now = utc("2026-06-01T00:00:00")
+    assert count_up_to(recording, now, utc("8999-12-31T00:00:00"), 24) == 24
+    assert max(spans) <= timedelta(days=1), spans

@@ -11,7 +11,7 @@ when it has ``start_at`` or ``end_at``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from triggerd import cron
@@ -39,10 +39,13 @@ __all__ = [
     "Fire",
     "IntervalPlan",
     "Schedule",
+    "count_up_to",
     "schedule_of",
 ]
 
 # The trigger types that have a schedule (the scheduler loads these).
+_FIRST_SPAN = timedelta(days=1)
+
 SCHEDULED_TYPES = ("cron", "interval")
 
 
@@ -84,3 +87,18 @@ def schedule_of(trigger_type: str, config: Mapping[str, Any]) -> Schedule:
     if start_at is not None or end_at is not None:
         schedule = Bounded(schedule, start_at, end_at)
     return schedule
+
+
+def count_up_to(schedule: Schedule, start: datetime, end: datetime, cap: int) -> int:
+    """``min(cap, schedule.count_fires(start, end))``, counted over windows that double from
+    ``start`` until ``cap`` fires are seen: the runs ``max_runs`` leaves before a preview
+    ``--after`` year 8999 need a day of a minutely schedule, not 7,000 years of it."""
+    if cap <= 0 or end <= start:
+        return 0
+    span = _FIRST_SPAN
+    while True:
+        high = end if end - start <= span else start + span
+        found = schedule.count_fires(start, high)
+        if found >= cap or high == end:
+            return min(found, cap)
+        span *= 2
