@@ -477,6 +477,22 @@ async def test_next_fires_of_a_cron_trigger(client: Client) -> None:
                        " (cron, interval) have fire times")
 
 
+async def test_next_fires_of_a_paused_trigger_say_it_is_paused(client: Client) -> None:
+    """The CLI notes a pause beside the times; the API's answer said nothing of it."""
+    url = "/api/v1/triggers/report/nightly/next?count=2"
+    body = await (await client.get(url, headers=AUTH)).json()
+    assert (body["paused"], body["pause_note"]) == (False, None)
+    await client.post("/api/v1/triggers/report/nightly/pause", headers=AUTH,
+                      json={"note": "db migration"})
+    body = await (await client.get(url, headers=AUTH)).json()
+    assert (body["paused"], body["pause_note"], len(body["items"])) == (
+        True, "db migration", 2)
+    await client.post("/api/v1/triggers/report/nightly/resume", headers=AUTH,
+                      json={"note": "done"})
+    body = await (await client.get(url, headers=AUTH)).json()
+    assert (body["paused"], body["pause_note"]) == (False, None)
+
+
 async def test_next_fires_after_an_instant_say_what_the_ledger_holds(
     client: Client, pool: asyncpg.Pool
 ) -> None:

@@ -113,7 +113,7 @@ from triggerd.store.executions import (
     node_timeline,
 )
 from triggerd.store.records import ExecutionRecord
-from triggerd.store.trigger_state import paused_and_completed
+from triggerd.store.trigger_state import get_state, paused_and_completed
 from triggerd.store.workflows import (
     apply_workflows,
     get_trigger,
@@ -837,6 +837,11 @@ async def next_fires_handler(request: web.Request) -> web.Response:
         if key in trigger.config:
             doc[key] = trigger.config[key]
     doc["timezone"] = trigger.config.get("timezone", "UTC")
+    # The CLI notes a pause beside the list; a client of the API read a paused trigger's
+    # times as fires to come.
+    state = await get_state(request.app[POOL], trigger.id)
+    doc["paused"] = state.paused
+    doc["pause_note"] = state.note if state.paused else None
     return _ok({**doc, "items": fires})
 
 

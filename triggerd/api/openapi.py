@@ -511,6 +511,12 @@ def _schemas() -> dict[str, Schema]:
                 "every": {"type": "string"},
                 "offset": {"type": "string"},
                 "timezone": {"type": "string"},
+                "paused": {"type": "boolean",
+                           "description": "paused: the schedule's times, none of which runs"
+                                          " (recorded skipped_paused) until a resume"},
+                "pause_note": _nullable({"type": "string",
+                                         "description": "the pause's note; null when not"
+                                                        " paused"}),
                 "items": {"type": "array", "items": _ref("Fire")},
             },
             optional=("cron", "every", "offset"),
