@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from triggerd.executor.retention import RESCAN_INTERVAL, RetentionCursor
 from triggerd.model import (
     DedupeConfig,
     Graph,
@@ -19,7 +20,6 @@ from triggerd.model import (
     WebhookConfig,
     WorkflowSpec,
 )
-from triggerd.executor.retention import RESCAN_INTERVAL, RetentionCursor
 from triggerd.store.executions import (
     RetentionPositions,
     release_expired_dedupe_keys,
