@@ -169,15 +169,19 @@ async def test_filtered_requests_held_by_their_keys_are_not_read_again_until_sta
     assert await inbox_retention_batch(pool, timedelta(days=1), 500, InboxPosition()) == 1
 
 
+def _state(cursor: RetentionCursor) -> tuple[RetentionPositions, datetime | None]:
+    return cursor.runs, cursor.inbox.after
+
+
 def test_the_retention_cursor_starts_over_at_the_first_pass_and_then_hourly() -> None:
     cursor = RetentionCursor()
     cursor.runs["default"] = (RECEIVED, "x")
     cursor.inbox.after = RECEIVED
     cursor.for_pass(100.0)  # the first pass starts from the oldest rows
-    assert (cursor.runs, cursor.inbox.after) == ({}, None)
+    assert _state(cursor) == ({}, None)
     cursor.runs["default"] = (RECEIVED, "x")
     cursor.inbox.after = RECEIVED
     cursor.for_pass(100.0 + RESCAN_INTERVAL - 1)
-    assert (cursor.runs, cursor.inbox.after) == ({"default": (RECEIVED, "x")}, RECEIVED)
+    assert _state(cursor) == ({"default": (RECEIVED, "x")}, RECEIVED)
     cursor.for_pass(100.0 + RESCAN_INTERVAL)
-    assert (cursor.runs, cursor.inbox.after) == ({}, None)
+    assert _state(cursor) == ({}, None)
