@@ -107,6 +107,49 @@ async def test_unknown_and_malformed_tokens_are_401(client: Client, pool: asyncp
     await expect_error(wrong, 401, "unauthorized", "invalid bearer token")
 
 
+async def test_an_authorization_header_on_two_lines_is_401(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """Which line counts would depend on the proxy in front (aiohttp read the first): a
+    valid token beside any other is refused, and nothing is fired."""
+    from multidict import CIMultiDict
+
+    for lines in ([CONFIGURED, "nope"], ["nope", CONFIGURED], [CONFIGURED, CONFIGURED]):
+        headers = CIMultiDict([("Authorization", f"Bearer {t}") for t in lines])
+        answer = await client.post(FIRE, headers=headers)
+        await expect_error(answer, 401, "unauthorized",
+                           "the Authorization header appears more than once; send it once")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    alone = await client.get("/api/v1/workflows", headers=bearer(CONFIGURED))
+    assert alone.status == 200
+
+
+def test_the_configured_token_is_compared_at_one_length_whatever_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """compare_digest returns at once for values of different lengths, which told a caller
+    how long the configured token is."""
+    import asyncio
+    import hmac
+
+    from triggerd.api.auth import ApiAuth, AuthFailure
+
+    lengths: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        lengths.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    auth = ApiAuth(CONFIGURED, source="config")
+    assert asyncio.run(auth.authenticate(f"Bearer {CONFIGURED}")).name.startswith("[api]")
+    for sent in (CONFIGURED[:1], CONFIGURED + "x" * 50, CONFIGURED.upper()):
+        with pytest.raises(AuthFailure):
+            asyncio.run(auth.authenticate(f"Bearer {sent}"))
+    assert len(lengths) == 4 and all(a == b for a, b in lengths), lengths
+
+
 async def test_revoked_token_is_refused_once_the_cache_window_passed(
     client: Client, pool: asyncpg.Pool, clock: FakeClock
 ) -> None:

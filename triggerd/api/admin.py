@@ -272,9 +272,12 @@ async def _authorize(request: web.Request) -> web.Response | None:
     """Authenticate the request, then apply its token's role and tenant scope; the
     refusal, or None (the request may go on, with ``request[PRINCIPAL]`` and
     ``request[TENANT]`` set)."""
+    lines = request.headers.getall("Authorization", [])
+    if len(lines) > 1:
+        # Which one counts would depend on the proxy in front: none does.
+        return _unauthorized("the Authorization header appears more than once; send it once")
     try:
-        principal = await request.app[API_AUTH].authenticate(
-            request.headers.get("Authorization"))
+        principal = await request.app[API_AUTH].authenticate(lines[0] if lines else None)
     except AuthFailure as exc:
         return _unauthorized(exc.message)
     except Exception as exc:
