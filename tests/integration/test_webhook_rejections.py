@@ -299,3 +299,31 @@ async def test_a_credential_header_on_two_lines_is_refused_and_nothing_is_stored
     again = await client.post("/hooks/" + path, data=BODY, headers=same)
     assert again.status == 401
     assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == stored
+
+
+async def test_a_delivery_id_header_on_two_lines_is_400_and_nothing_is_stored(
+    served: tuple[Client, WebhookIngress, FakeMonotonic], caplog: pytest.LogCaptureFixture,
+    pool: asyncpg.Pool,
+) -> None:
+    """GitHub's X-GitHub-Delivery dedupes: on two lines the first was taken, and a
+    redelivery carrying them in the other order would have started a second run."""
+    client, _, _ = served
+    signed = {**JSON, "X-Hub-Signature-256": "sha256=" + hexmac(HMAC_KEY, BODY)}
+    ok = await client.post("/hooks/rj/github", data=BODY,
+                           headers={**signed, "X-GitHub-Delivery": "d-1"})
+    assert ok.status == 202
+    stored = await pool.fetchval("SELECT count(*) FROM webhook_requests")
+    runs = await pool.fetchval("SELECT count(*) FROM workflow_executions")
+    lines = [*signed.items(), ("X-GitHub-Delivery", "d-2"), ("X-GitHub-Delivery", "d-3")]
+    resp = await client.post("/hooks/rj/github", data=BODY, headers=lines)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "invalid_header",
+        "message": "the delivery id header X-GitHub-Delivery appears more than once;"
+                   " send it once",
+    }
+    assert await pool.fetchval("SELECT count(*) FROM webhook_requests") == stored
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == runs
+    [record] = rejected(caplog)
+    assert (record.__dict__["reason"], record.__dict__["header"]) == (
+        "repeated_header", "X-GitHub-Delivery")

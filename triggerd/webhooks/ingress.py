@@ -71,7 +71,7 @@ from triggerd.webhooks.answers import (
     unsupported_encoding,
     unsupported_transfer_coding,
 )
-from triggerd.webhooks.auth import HEADER_SCHEMES, AuthFailure, check_rotating
+from triggerd.webhooks.auth import HEADER_SCHEMES, AuthFailure, check_rotating, header_count
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, query_dict, stored_headers
 from triggerd.webhooks.decoding import UndecodableBody, read_body
@@ -422,6 +422,16 @@ class WebhookIngress(BaseComponent):
             refused = self._authenticate(request, route, body, now)
             if refused is not None:
                 return refused
+        dedupe = route.dedupe
+        if (dedupe is not None and dedupe.header
+                and header_count(request.headers, dedupe.header) > 1):
+            # Two delivery ids: which one dedupes would depend on the proxy in front (the
+            # first was taken), and a redelivery could carry them in another order.
+            message = (f"the delivery id header {dedupe.header} appears more than once;"
+                       " send it once")
+            return self._refused(request, route,
+                                 error_response(400, "invalid_header", message),
+                                 "repeated_header", header=dedupe.header)
         # A large body's parse and nesting check held the loop for seconds (10 MB of small
         # lists: 2.5 s), and every other request and probe waited.
         parsed = await self._for_body(body, functools.partial(
