@@ -45,8 +45,11 @@ from triggerd.model import (
     CORRELATION_COLUMNS,
     DEFAULT_TENANT,
     ExecutionStatus,
+    audit_target_problem,
+    key_filter_problem,
     labelled_target,
     tenant_label,
+    trigger_filter_problem,
 )
 from triggerd.positions import decode_position, encode_position
 from triggerd.storable import storage_problem, unstorable
@@ -97,8 +100,35 @@ exit status:
 """
 
 
+class _StoreOnce(argparse._StoreAction):
+    """An option that takes one value refuses a second: argparse kept the last silently,
+    so ``--status SUCCESS --status ERROR`` listed only the runs that ended ERROR."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._given_in: argparse.Namespace | None = None  # the parse that had it
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string is not None:  # positionals are taken once by argparse itself
+            if self._given_in is namespace:
+                raise UsageError(repeated_option(option_string, parser.prog))
+            self._given_in = namespace
+        super().__call__(parser, namespace, values, option_string)
+
+
+def repeated_option(option: str, prog: str) -> str:
+    return f"{option} given twice; it takes one value (see '{prog} --help')"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument as one line and exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every valued option of every command (no command's option takes a list).
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -121,6 +151,16 @@ def _check_range(option: str, value: int, high: int) -> None:
     """A count or limit option's bounds, said in one way by every command."""
     if not 1 <= value <= high:
         raise UsageError(f"{option}: {value} is out of range 1-{high}")
+
+
+def checked_filter(field: str, value: str | None,
+                   problem_of: Callable[[str], str | None]) -> str | None:
+    """A filter's value that cannot be what it filters on is bad input (exit 2), as the
+    API's 400 for the same query: not a name that is not found (exit 3)."""
+    problem = None if value is None else problem_of(value)
+    if problem is not None:
+        raise UsageError(problem, field=field)
+    return value
 
 
 def _tenant_name(value: str) -> str:
@@ -614,6 +654,7 @@ async def cmd_backfills_list(args: argparse.Namespace, settings: Settings) -> in
     if args.state is not None and args.state not in BACKFILL_STATES:
         raise UsageError(f"--state: {args.state!r} is not one of {', '.join(BACKFILL_STATES)}")
     _check_range("--limit", args.limit, 10_000)
+    checked_filter("trigger", args.trigger, trigger_filter_problem)
     async with _pool(settings) as pool:
         items = await list_(pool, tenant=args.tenant, trigger=args.trigger, state=args.state,
                             limit=args.limit)
@@ -669,6 +710,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.audit import list_audit
 
     _check_range("--limit", args.limit, 10_000)
+    checked_filter("target", args.target, audit_target_problem)
     # A name as this list prints it (acme:billing/hourly; a bare one the default tenant's).
     target, tenant = labelled_target(args.target, args.tenant)
     async with _pool(settings) as pool:
@@ -852,6 +894,8 @@ async def cmd_executions_list(args: argparse.Namespace, settings: Settings) -> i
         if status not in statuses:
             raise UsageError(f"--status: {args.status!r} is not one of {', '.join(statuses)}")
     _check_range("--limit", args.limit, 10_000)
+    checked_filter("trigger", args.trigger, trigger_filter_problem)
+    checked_filter("workflow", args.workflow, key_filter_problem)
     since = None if args.since is None else _parse_instant(args.since, "--since")
     until = None if args.until is None else _parse_instant(args.until, "--until")
     check_window(since, until, names=("--since", "--until"))  # as the API's

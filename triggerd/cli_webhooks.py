@@ -15,11 +15,12 @@ from triggerd.cli import (
     _table,
     _wait_final,
     _when,
+    checked_filter,
     print_json,
 )
 from triggerd.config import Settings
 from triggerd.ids import MIN_PREFIX_DIGITS, WEBHOOK_REQUEST, parse_id
-from triggerd.model import tenant_label
+from triggerd.model import tenant_label, trigger_filter_problem
 from triggerd.operations import cli_actor
 from triggerd.operations.webhooks import (
     MAX_LIST_LIMIT,
@@ -35,6 +36,7 @@ from triggerd.webhooks.inbox_views import request_json, summary_json
 
 async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
     _check_range("--limit", args.limit, MAX_LIST_LIMIT)  # as the other lists' --limit
+    checked_filter("trigger", args.trigger, trigger_filter_problem)
     async with _pool(settings) as pool:
         items = (await list_requests(pool, ListRequests(
             trigger=args.trigger, outcome=args.outcome, limit=args.limit),

@@ -408,6 +408,43 @@ def tenant_label(tenant: str, name: str) -> str:
 
 _OBJECT_NAME = re.compile(r"[a-z0-9_-]+(?:/[a-z0-9_-]+)?")
 
+# A workflow key and a trigger's full name as filters take them (the API's query and the
+# CLI's options): one that cannot be a name is bad input, not a name that is not found.
+KEY_PATTERN = r"^[a-z0-9_-]*$"
+KEY_MAX_LENGTH = 100
+TRIGGER_NAME_PATTERN = r"^[a-z0-9_-]{1,100}/[a-z0-9_-]{1,100}$"
+_KEY = re.compile(KEY_PATTERN)
+_TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
+
+
+def is_key(text: str) -> bool:
+    return 1 <= len(text) <= KEY_MAX_LENGTH and _KEY.fullmatch(text) is not None
+
+
+def key_filter_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a workflow key, or None."""
+    if is_key(text):
+        return None
+    return (f"{text[:40]!r} is not a workflow key (1-100 lowercase letters, digits, '-' and"
+            " '_')")
+
+
+AUDIT_TARGET_MAX_LENGTH = 300
+
+
+def audit_target_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an audit target to filter on, or None."""
+    if 1 <= len(text) <= AUDIT_TARGET_MAX_LENGTH:
+        return None
+    return f"must be 1-{AUDIT_TARGET_MAX_LENGTH} characters"
+
+
+def trigger_filter_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a trigger's ``workflow_key/trigger_name``, or None."""
+    if _TRIGGER_NAME.fullmatch(text):
+        return None
+    return f"{text[:60]!r} is not workflow_key/trigger_name"
+
 
 def labelled_target(target: str | None, tenant: str | None) -> tuple[str | None, str | None]:
     """An audit target as the lists print it, and the tenant it is in: ``acme:billing/x``

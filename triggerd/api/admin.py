@@ -25,14 +25,11 @@ from aiohttp import web, web_protocol
 from triggerd.api.auth import API_AUTH, ApiAuth, AuthFailure, StoredTokens
 from triggerd.api.openapi import (
     API_PREFIX,
-    KEY_MAX_LENGTH,
-    KEY_PATTERN,
     NEXT_COUNT_DEFAULT,
     NEXT_COUNT_MAX,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
     TRIGGER_CURSOR_PATTERN,
-    TRIGGER_NAME_PATTERN,
     WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import OWN_PORTS, POOL, SETTINGS
@@ -58,7 +55,11 @@ from triggerd.model import (
     ExecutionStatus,
     TriggerType,
     WorkflowSpec,
+    audit_target_problem,
+    is_key,
+    key_filter_problem,
     labelled_target,
+    trigger_filter_problem,
 )
 from triggerd.operations import Actor, token_actor
 from triggerd.operations.approvals import DecisionRequest
@@ -165,8 +166,6 @@ RETRY_AFTER_SECONDS = 5
 # wait (30 s), under the usual proxy timeouts (60 s).
 API_DEADLINE_SECONDS = 45.0
 # Matched with fullmatch: "$" alone would also accept a trailing newline.
-_KEY = re.compile(KEY_PATTERN)
-_TRIGGER_NAME = re.compile(TRIGGER_NAME_PATTERN)
 _WORKFLOW_CURSOR = re.compile(WORKFLOW_CURSOR_PATTERN)
 _TRIGGER_CURSOR = re.compile(TRIGGER_CURSOR_PATTERN)
 _INTEGER = re.compile(r"^-?[0-9]{1,12}$")
@@ -402,23 +401,26 @@ def _bool_query(request: web.Request, name: str, *, default: bool) -> bool:
 
 def _key_query(request: web.Request, name: str) -> str | None:
     text = _query_value(request, name)
-    if text is not None and not _is_key(text):
-        raise _bad_parameter(
-            f"{name}: {text[:40]!r} is not a workflow key (1-100 lowercase letters, digits,"
-            " '-' and '_')"
-        )
+    problem = None if text is None else key_filter_problem(text)
+    if problem is not None:
+        raise _bad_parameter(f"{name}: {problem}")
     return text
 
 
-def _is_key(text: str) -> bool:
-    return 1 <= len(text) <= KEY_MAX_LENGTH and _KEY.fullmatch(text) is not None
+def _trigger_query(request: web.Request) -> str | None:
+    """The ``trigger`` filter: a name that cannot be one is a 400, as the CLI's exit 2."""
+    text = _query_value(request, "trigger")
+    problem = None if text is None else trigger_filter_problem(text)
+    if problem is not None:
+        raise _bad_parameter(f"trigger: {problem}")
+    return text
 
 
 def _path_key(request: web.Request, name: str, what: str) -> str:
     """A workflow key or trigger name from the path. One that cannot be a name names
     nothing (404), and never reaches the database."""
     value = request.match_info[name]
-    if not _is_key(value):
+    if not is_key(value):
         raise NotFound(f"no {what} {value[:100]!r}")
     return value
 
@@ -749,9 +751,7 @@ async def get_backfill_handler(request: web.Request) -> web.Response:
 
 async def list_backfills_handler(request: web.Request) -> web.Response:
     state = _enum_query(request, "state", BACKFILL_STATES)
-    trigger_name = _query_value(request, "trigger")
-    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
-        raise _bad_parameter(f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name")
+    trigger_name = _trigger_query(request)
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
     after = None if cursor is None else decode_cursor(cursor)
@@ -771,8 +771,9 @@ async def cancel_backfill_handler(request: web.Request) -> web.Response:
 
 async def list_audit_handler(request: web.Request) -> web.Response:
     target = _query_value(request, "target")
-    if target is not None and not 1 <= len(target) <= 300:
-        raise _bad_parameter("target: must be 1-300 characters")
+    problem = None if target is None else audit_target_problem(target)
+    if problem is not None:
+        raise _bad_parameter(f"target: {problem}")
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
     before = None
@@ -875,11 +876,7 @@ async def slots_handler(request: web.Request) -> web.Response:
 
 async def list_executions_handler(request: web.Request) -> web.Response:
     status = _enum_query(request, "status", tuple(s.value for s in ExecutionStatus))
-    trigger_name = _query_value(request, "trigger")
-    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
-        raise _bad_parameter(
-            f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
-        )
+    trigger_name = _trigger_query(request)
     workflow_key = _key_query(request, "workflow")
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     cursor = _query_value(request, "cursor")
@@ -1188,11 +1185,7 @@ __all__ = ["API_AUTH", "PRINCIPAL", "TENANT", "ApiError", "add_admin_routes",
 
 
 async def list_webhook_requests_handler(request: web.Request) -> web.Response:
-    trigger_name = _query_value(request, "trigger")
-    if trigger_name is not None and not _TRIGGER_NAME.fullmatch(trigger_name):
-        raise _bad_parameter(
-            f"trigger: {trigger_name[:60]!r} is not workflow_key/trigger_name"
-        )
+    trigger_name = _trigger_query(request)
     limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
     # Refused as the other lists refuse their parameters (400 invalid_parameter).
     outcome = _query_value(request, "outcome")

@@ -32,7 +32,6 @@ from triggerd.api.openapi import (
     TENANT,
     TRIGGER_CURSOR_PATTERN,
     TRIGGER_NAME,
-    TRIGGER_NAME_PATTERN,
     TRIGGER_WORKFLOW,
     WORKFLOW_CURSOR_PATTERN,
     WORKFLOW_KEY,
@@ -45,7 +44,12 @@ from triggerd.api.openapi import (
     key_schema,
     query,
 )
-from triggerd.model import CORRELATION_COLUMNS, ExecutionStatus, TriggerType
+from triggerd.model import (
+    CORRELATION_COLUMNS,
+    TRIGGER_NAME_PATTERN,
+    ExecutionStatus,
+    TriggerType,
+)
 from triggerd.positions import CURSOR_PATTERN
 from triggerd.store.backfills import BACKFILL_STATES
 

@@ -18,7 +18,15 @@ from typing import Any, Literal
 from aiohttp import web
 
 from triggerd.definitions import definitions_schema
-from triggerd.model import ExecutionStatus, NodeStatus, SlotOutcome, TriggerType, WorkflowStatus
+from triggerd.model import (
+    KEY_MAX_LENGTH,
+    KEY_PATTERN,
+    ExecutionStatus,
+    NodeStatus,
+    SlotOutcome,
+    TriggerType,
+    WorkflowStatus,
+)
 from triggerd.positions import CURSOR_PATTERN
 
 API_PREFIX = "/api/v1"
@@ -33,9 +41,6 @@ NEXT_COUNT_DEFAULT = 10
 # value the pattern allows is a position.
 WORKFLOW_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"
 TRIGGER_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"
-KEY_PATTERN = r"^[a-z0-9_-]*$"
-KEY_MAX_LENGTH = 100
-TRIGGER_NAME_PATTERN = r"^[a-z0-9_-]{1,100}/[a-z0-9_-]{1,100}$"
 
 Schema = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
