@@ -270,14 +270,14 @@ _SECTIONS: dict[str, type[Any]] = {
 # Human descriptions, used by `triggerd --help` and checked against the README by a test.
 KEY_HELP: dict[str, str] = {
     "database.url": "PostgreSQL URL; empty starts the embedded server under state_dir",
-    "database.pool_min": "minimum pool connections",
-    "database.pool_max": "maximum pool connections",
+    "database.pool_min": "minimum pool connections (1-1000, at most pool_max)",
+    "database.pool_max": "maximum pool connections (1-1000)",
     "database.migrate": "the daemon applies missing migrations at start (true or false)",
     "database.direct_url": "URL for LISTEN and migrations when url is PgBouncer (empty: url)",
     "database.pgbouncer": "auto | true | false: url is PgBouncer in transaction mode",
     "http.host": "address to listen on",
     "http.port": "TCP port to listen on (1-65535)",
-    "http.max_body_bytes": "largest webhook body accepted",
+    "http.max_body_bytes": "largest webhook body accepted (at most 1 GiB)",
     "http.max_pending": "NEW executions above which webhooks answer 429",
     "http.processes": (
         "processes sharing the port (1-64, default 1); the extra ones answer webhooks"
@@ -287,7 +287,7 @@ KEY_HELP: dict[str, str] = {
         "proxies (CIDR) whose X-Forwarded-For names the client (webhook allow_from) and"
         " whose X-Forwarded-Proto: https makes the console's cookies Secure"
     ),
-    "executor.concurrency": "runs in progress per process",
+    "executor.concurrency": "runs in progress per process (1-10000)",
     "executor.lease": "lease of a claimed run, renewed by a heartbeat",
     "executor.poll_interval": "fallback poll for work when no notification arrives",
     "executor.max_output_bytes": "largest stored node/run output before truncation",
@@ -394,6 +394,26 @@ _DURATION_BOUNDS: dict[str, tuple[timedelta, timedelta]] = {
 }
 
 
+# Bounds of the count and size settings. Past the highs a value was taken and failed
+# later, far from its key: a pool past the server's max_connections ("too many clients"
+# on a busy day), a body or output PostgreSQL cannot store, 100,000,000 run slots.
+_MAX_POOL = 1000  # connections of one process; PostgreSQL's default max_connections is 100
+_MAX_FIELD_BYTES = 1024 * 1024 * 1024  # PostgreSQL's largest field (a stored raw body)
+_MAX_JSONB_BYTES = 268_435_455  # PostgreSQL's largest jsonb value (an output)
+_COUNT_BOUNDS: dict[str, tuple[int, int]] = {
+    "database.pool_min": (1, _MAX_POOL),
+    "database.pool_max": (1, _MAX_POOL),
+    "http.max_body_bytes": (1, _MAX_FIELD_BYTES),
+    "http.max_pending": (1, 1_000_000_000),  # as a tenant's max_pending
+    "http.processes": (1, MAX_HTTP_PROCESSES),
+    "executor.concurrency": (1, 10_000),
+    "executor.max_output_bytes": (64, _MAX_JSONB_BYTES),
+    "executor.max_resume_output_bytes": (64, _MAX_JSONB_BYTES),
+    "metrics.label_limit": (1, 100_000),  # series per trigger: more is no dashboard
+    "executor.max_workflow_depth": (1, MAX_WORKFLOW_DEPTH_LIMIT),
+}
+
+
 def _duration_ranges(
     settings: Settings,
 ) -> list[tuple[str, timedelta, tuple[timedelta, timedelta]]]:
@@ -409,30 +429,13 @@ def _range_problem(settings: Settings) -> tuple[tuple[str, ...], str] | None:
     port = settings.http.port
     if not 1 <= port <= 65535:
         return ("http.port",), f"http.port: {port} is not a valid port (1-65535)"
-    checks: list[tuple[str, int, int]] = [
-        ("database.pool_min", settings.database.pool_min, 1),
-        ("database.pool_max", settings.database.pool_max, 1),
-        ("http.max_body_bytes", settings.http.max_body_bytes, 1),
-        ("http.max_pending", settings.http.max_pending, 1),
-        ("http.processes", settings.http.processes, 1),
-        ("executor.concurrency", settings.executor.concurrency, 1),
-        ("executor.max_output_bytes", settings.executor.max_output_bytes, 64),
-        ("executor.max_resume_output_bytes", settings.executor.max_resume_output_bytes, 64),
-        ("metrics.label_limit", settings.metrics.label_limit, 1),
-        ("executor.max_workflow_depth", settings.executor.max_workflow_depth, 1),
-    ]
-    for key, value, minimum in checks:
+    for key, (minimum, maximum) in _COUNT_BOUNDS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(settings, section), name)
         if value < minimum:
             return (key,), f"{key}: {value} is below the minimum {minimum}"
-    if settings.executor.max_workflow_depth > MAX_WORKFLOW_DEPTH_LIMIT:
-        return ("executor.max_workflow_depth",), (
-            f"executor.max_workflow_depth: {settings.executor.max_workflow_depth} is above"
-            f" the maximum {MAX_WORKFLOW_DEPTH_LIMIT}")
-    if settings.http.processes > MAX_HTTP_PROCESSES:
-        return ("http.processes",), (
-            f"http.processes: {settings.http.processes} is above the maximum"
-            f" {MAX_HTTP_PROCESSES}"
-        )
+        if value > maximum:
+            return (key,), f"{key}: {value} is above the maximum {maximum}"
     if settings.database.pool_min > settings.database.pool_max:
         return ("database.pool_min", "database.pool_max"), (
             f"database.pool_min: {settings.database.pool_min} exceeds database.pool_max"

@@ -418,3 +418,52 @@ def test_a_file_that_starts_with_a_byte_order_mark_reads(tmp_path: Path) -> None
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf[http]\nport = 9123\n")
     assert load_settings(path, environ={}).http.port == 9123
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    # Each was taken and failed later, far from its key: a pool past the server's
+    # max_connections, a body or an output PostgreSQL cannot store, 100,000,000 run slots.
+    ({"TRIGGERD_EXECUTOR_CONCURRENCY": "100000000"},
+     "executor.concurrency: 100000000 is above the maximum 10000"),
+    ({"TRIGGERD_DATABASE_POOL_MAX": "1001"},
+     "database.pool_max: 1001 is above the maximum 1000"),
+    ({"TRIGGERD_DATABASE_POOL_MIN": "5000"},  # its own bound before pool_max's
+     "database.pool_min: 5000 is above the maximum 1000"),
+    ({"TRIGGERD_HTTP_MAX_BODY_BYTES": "1073741825"},
+     "http.max_body_bytes: 1073741825 is above the maximum 1073741824"),
+    ({"TRIGGERD_HTTP_MAX_PENDING": "1000000001"},
+     "http.max_pending: 1000000001 is above the maximum 1000000000"),
+    ({"TRIGGERD_EXECUTOR_MAX_OUTPUT_BYTES": "268435456"},
+     "executor.max_output_bytes: 268435456 is above the maximum 268435455"),
+    ({"TRIGGERD_EXECUTOR_MAX_RESUME_OUTPUT_BYTES": "9999999999"},
+     "executor.max_resume_output_bytes: 9999999999 is above the maximum 268435455"),
+    ({"TRIGGERD_METRICS_LABEL_LIMIT": "100001"},
+     "metrics.label_limit: 100001 is above the maximum 100000"),
+    ({"TRIGGERD_DATABASE_POOL_MIN": "20"}, "database.pool_min: 20 exceeds database.pool_max 10"),
+])
+def test_counts_and_sizes_above_their_bound_are_named_with_their_source(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert str(info.value) == f"{', '.join(env)}: {message}"
+
+
+def test_counts_and_sizes_at_their_bounds_are_taken(tmp_path: Path) -> None:
+    path = tmp_path / "triggerd.toml"
+    path.write_text("[database]\npool_min = 1000\npool_max = 1000\n"
+                    "[http]\nmax_body_bytes = 1073741824\nmax_pending = 1000000000\n"
+                    "[executor]\nconcurrency = 10000\nmax_output_bytes = 268435455\n"
+                    "max_resume_output_bytes = 268435455\n[metrics]\nlabel_limit = 100000\n")
+    settings = load_settings(str(path), environ={})
+    assert (settings.database.pool_max, settings.executor.concurrency,
+            settings.metrics.label_limit) == (1000, 10000, 100000)
+
+
+def test_a_bound_in_the_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "triggerd.toml"
+    path.write_text("[executor]\nconcurrency = 100000000\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(str(path), environ={})
+    assert str(info.value) == (
+        f"{path}: executor.concurrency: 100000000 is above the maximum 10000")
