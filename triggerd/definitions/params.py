@@ -104,6 +104,7 @@ def check_nodes(
     failed_into, after_failure = _failure_only(graph.get("edges"), parents)
     paths = _EveryPath(parents, _Succession(graph.get("edges"), parents),
                        failed_after=_merged(failed_into, after_failure))
+    ancestors = _Ancestors(parents)
     env = _declared(workflow.get("env"))
     env_values = _literal_env(workflow.get("env"))
     secrets = _declared(workflow.get("secrets"))
@@ -123,6 +124,7 @@ def check_nodes(
             node_id=node_id if isinstance(node_id, str) else None,
             ids=ids,
             parents=parents,
+            ancestors=ancestors,
             failed_into=failed_into,
             after_failure=after_failure,
             every_path=paths,
@@ -420,6 +422,47 @@ def _reach(start: Iterable[str], next_of: Mapping[str, Iterable[str]]) -> set[st
     return seen
 
 
+class _Ancestors:
+    """Each node's ancestors along any edge, computed once per graph, on first use: in
+    topological order, a node's are its parents' and its parents, kept as a bitset over
+    the nodes (a walk up from every node was quadratic: 1.3 s for a 3,000-node chain).
+    Nodes on or below a cycle (reported elsewhere) are walked up one by one, as before."""
+
+    def __init__(self, parents: Mapping[str, set[str]]) -> None:
+        self.parents = parents
+        self._bit = {node: 1 << i for i, node in enumerate(parents)}
+        self._sets: dict[str, int] | None = None
+        self._walked: dict[str, set[str]] = {}
+
+    def includes(self, node_id: str, key: str) -> bool:
+        """Whether ``key`` runs before ``node_id`` (is one of its ancestors)."""
+        sets = self._ordered()
+        if node_id in sets:
+            return key in self._bit and bool(sets[node_id] & self._bit[key])
+        if node_id not in self._walked:
+            self._walked[node_id] = _reach(self.parents.get(node_id, ()), self.parents)
+        return key in self._walked[node_id]
+
+    def _ordered(self) -> dict[str, int]:
+        if self._sets is None:
+            sets: dict[str, int] = {}
+            waiting = {node: len(up) for node, up in self.parents.items()}
+            below = _children((up, node) for node, ups in self.parents.items() for up in ups)
+            ready = [node for node, count in waiting.items() if count == 0]
+            while ready:  # a node's parents are placed before it
+                node = ready.pop()
+                found = 0
+                for parent in self.parents[node]:
+                    found |= sets[parent] | self._bit[parent]
+                sets[node] = found
+                for child in below.get(node, ()):
+                    waiting[child] -= 1
+                    if waiting[child] == 0:
+                        ready.append(child)
+            self._sets = sets
+        return self._sets
+
+
 def _parents(edges: Any, ids: set[str]) -> dict[str, set[str]]:
     parents: dict[str, set[str]] = {node_id: set() for node_id in ids}
     if not isinstance(edges, list):
@@ -442,6 +485,7 @@ class _Scope:
         ids: list[str],
         parents: Mapping[str, set[str]],
         env: list[str] | None,
+        ancestors: _Ancestors | None = None,
         failed_into: Mapping[str, set[str]] | None = None,
         after_failure: Mapping[str, set[str]] | None = None,
         every_path: _EveryPath | None = None,
@@ -451,19 +495,13 @@ class _Scope:
     ) -> None:
         self.node_id = node_id
         self.ids = ids
-        self.parents = parents
+        self.parents = parents  # keyed by every node id: a set to look ids up in
+        self.ancestors = ancestors or _Ancestors(parents)
         self.failed_into = failed_into or {}
         self.after_failure = after_failure or {}
         self.every_path = every_path
         self.keys = {"env": env, "secrets": secrets, "input": inputs, "execution": execution,
                      "trigger": list(TRIGGER_KEYS)}
-        self._upstream: set[str] | None = None
-
-    def upstream(self) -> set[str]:
-        """The nodes that run before this one: its ancestors along any edge."""
-        if self._upstream is None:
-            self._upstream = _reach(self.parents.get(self.node_id or "", ()), self.parents)
-        return self._upstream
 
     def problems(self, source: str) -> Iterator[str]:
         facts = inspect_template(source)
@@ -476,7 +514,7 @@ class _Scope:
                 close or f" (expressions see {', '.join(CONTEXT_NAMES)})"
             )
         for node_id, attribute in facts.node_attributes:
-            if attribute != "output" and node_id in self.ids:
+            if attribute != "output" and node_id in self.parents:
                 # A run's node entry holds its output only: every run failed ('dict object'
                 # has no attribute 'outptu').
                 yield f"nodes.{node_id} has no {attribute!r} (it has 'output')"
@@ -503,10 +541,10 @@ class _Scope:
     def _node_problem(self, key: str, *, guarded: bool) -> Iterator[str]:
         if self.node_id is None:
             return
-        if key not in self.ids:
+        if key not in self.parents:  # not the list: a lookup per read was quadratic
             hint = suggestion(key, self.ids)
             yield f"there is no node {key!r}{hint}"
-        elif key not in self.upstream():
+        elif not self.ancestors.includes(self.node_id, key):
             yield f"node {key!r} does not run before node {self.node_id!r}"
         elif key in self.failed_into.get(self.node_id, ()):
             yield (f"node {self.node_id!r} runs only when node {key!r} failed, and a failed"
