@@ -1,7 +1,8 @@
-"""A large body's per-request expressions (filter, debounce key, correlation) leave the
-event loop serving: over real loopback HTTP against a real PostgreSQL, a ticker task
-counts while a frame of the expression's evaluation is on some thread's stack. On the
-loop, the ticker cannot advance in that time; in a worker thread it does."""
+"""A large body's per-request expressions (filter, debounce key, correlation) and its check
+against the workflow's parameter_schema leave the event loop serving: over real loopback
+HTTP against a real PostgreSQL, a ticker task counts while a frame of the evaluation is on
+some thread's stack. On the loop, the ticker cannot advance in that time; in a worker
+thread it does."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from triggerd.store.workflows import apply_workflows
 from triggerd.webhooks.filtering import evaluate_filter
 from triggerd.webhooks.ingress import PARSE_ON_LOOP_BYTES, WebhookIngress, setup_webhooks
 from triggerd.webhooks.keys import request_key
+from triggerd.webhooks.validation import validation_errors
 
 Client = TestClient[Any, Any]
 # Re-encodes the whole input three times: far longer than the body's parse.
@@ -48,7 +50,14 @@ CASES: dict[str, tuple[CodeType, dict[str, Any], dict[str, str]]] = {
         key="{{ " + HEAVY + " }}", period=timedelta(hours=1), max_wait=timedelta(hours=2))},
         {}),
     "correlation": (evaluate_correlation.__code__, {}, {"session_id": "{{ " + HEAVY + " }}"}),
+    # The input's check against the workflow's parameter_schema (SCHEMA).
+    "schema": (validation_errors.__code__, {}, {}),
 }
+# Every item's name matched against a pattern: jsonschema walks all 30,000 items.
+SCHEMA: dict[str, Any] = {"type": "object", "properties": {"items": {"type": "array", "items": {
+    "type": "object", "properties": {"name": {"type": "string", "pattern": "^item-[0-9]+$"},
+                                     "tags": {"type": "array", "items": {"enum": ["a", "b"]}}},
+    "required": ["id", "name"]}}}}
 
 
 def big_body(items: int = 30_000) -> bytes:
@@ -59,9 +68,10 @@ def big_body(items: int = 30_000) -> bytes:
 
 
 async def apply(pool: asyncpg.Pool, config: dict[str, Any],
-                correlation: dict[str, str]) -> None:
+                correlation: dict[str, str], schema: dict[str, Any] | None = None) -> None:
     spec = WorkflowSpec(
         key="big", name="big", graph=Graph(nodes=(Node(id="start", type="noop"),)),
+        parameter_schema=schema or {},
         triggers=(TriggerSpec(name="hook", type=TriggerType.WEBHOOK,
                               config=WebhookConfig(path="big", **config),
                               correlation=correlation),),
@@ -125,7 +135,7 @@ async def test_the_loop_keeps_serving_while_a_large_body_is_evaluated(
     case: str, make_client: Callable[[], Awaitable[Client]], pool: asyncpg.Pool
 ) -> None:
     code, config, correlation = CASES[case]
-    await apply(pool, config, correlation)
+    await apply(pool, config, correlation, SCHEMA if case == "schema" else None)
     client = await make_client()
     ticks = 0
 

@@ -129,12 +129,19 @@ LARGE_PARSES_AT_ONCE = 2
 _T = TypeVar("_T")
 
 
-def _parse_or_refusal(content_type: str | None, body: bytes,
-                      mode: str) -> tuple[dict[str, JSON], str | None] | BodyError:
+def _parse_and_check(content_type: str | None, body: bytes, route: WebhookRoute
+                     ) -> tuple[RunInput, list[dict[str, str]]] | BodyError:
+    """The body parsed into the run input (the trigger's static input merged under it) and
+    the input's ``parameter_schema`` errors, or the body's refusal. One function, so that
+    a large body's parse and check run in a thread together: the schema's check of a
+    10 MB input held the loop as its parse did."""
     try:
-        return parse_input(content_type, body, mode=mode)
+        parsed, json_text = parse_input(content_type, body, mode=route.config.body)
     except BodyError as exc:
         return exc
+    # Nothing below changes either dict, so without static input no copy is needed.
+    data: dict[str, JSON] = {**route.static_input, **parsed} if route.static_input else parsed
+    return RunInput(parsed=parsed, json_text=json_text, data=data), validation_errors(route, data)
 
 
 # --- the component ----------------------------------------------------------------------------
@@ -435,7 +442,7 @@ class WebhookIngress(BaseComponent):
         # A large body's parse and nesting check held the loop for seconds (10 MB of small
         # lists: 2.5 s), and every other request and probe waited.
         parsed = await self._for_body(body, functools.partial(
-            _parse_or_refusal, request.headers.get("Content-Type"), body, route.config.body))
+            _parse_and_check, request.headers.get("Content-Type"), body, route))
         run_input = self._parse(request, route, parsed)
         if isinstance(run_input, web.Response):
             return run_input
@@ -696,22 +703,16 @@ class WebhookIngress(BaseComponent):
 
     def _parse(
         self, request: web.Request, route: WebhookRoute,
-        parsed_body: tuple[dict[str, JSON], str | None] | BodyError,
+        checked: tuple[RunInput, list[dict[str, str]]] | BodyError,
     ) -> RunInput | web.Response:
         """The run input, or the refusal: a body that does not parse (400, 415) or an input
-        that does not match the ``parameter_schema`` (422). ``parsed_body``: the body's
-        parse (:func:`_parse_or_refusal`), or its refusal."""
-        if isinstance(parsed_body, BodyError):
+        that does not match the ``parameter_schema`` (422). ``checked``: the body's parse
+        and check (:func:`_parse_and_check`), or its refusal."""
+        if isinstance(checked, BodyError):
             return self._refused(request, route,
-                                 error_response(parsed_body.status, parsed_body.code,
-                                                parsed_body.message),
-                                 parsed_body.code, detail=parsed_body.message)
-        parsed, json_text = parsed_body
-        # Nothing below changes either dict, so without static input no copy is needed.
-        data: dict[str, JSON] = (
-            {**route.static_input, **parsed} if route.static_input else parsed
-        )
-        errors = validation_errors(route, data)
+                                 error_response(checked.status, checked.code, checked.message),
+                                 checked.code, detail=checked.message)
+        run_input, errors = checked
         if errors:
             count = len(errors)
             message = (
@@ -722,7 +723,7 @@ class WebhookIngress(BaseComponent):
                 request, route, error_response(422, "input_invalid", message, errors=errors),
                 "input_invalid", detail=message, problems=count,
             )
-        return RunInput(parsed=parsed, json_text=json_text, data=data)
+        return run_input
 
     async def _for_body(self, body: bytes, work: Callable[[], _T]) -> _T:
         """``work`` (a request's parse, or what is derived from its input) on the loop for

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 
 from triggerd.model import JSON
@@ -10,6 +11,9 @@ from triggerd.webhooks.routes import WebhookRoute
 
 # At most this many validation errors are listed in a 422, each message cut to this size.
 MAX_LISTED_ERRORS = 100
+# Errors read before the listed ones are chosen (sorted by path): a 10 MB array of wrong
+# items made a million errors, all built and sorted to list 100.
+MAX_READ_ERRORS = 10 * MAX_LISTED_ERRORS
 MAX_ERROR_MESSAGE = 300
 
 
@@ -20,7 +24,7 @@ def validation_errors(route: WebhookRoute, data: Mapping[str, JSON]) -> list[dic
         return []  # the common case, decided without jsonschema's machinery
     found = [
         {"path": error.json_path, "message": shorten(error.message)}
-        for error in route.validator.iter_errors(data)
+        for error in itertools.islice(route.validator.iter_errors(data), MAX_READ_ERRORS)
     ]
     found.sort(key=lambda e: (e["path"], e["message"]))
     return found[:MAX_LISTED_ERRORS]
