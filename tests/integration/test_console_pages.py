@@ -844,3 +844,32 @@ async def test_the_next_fires_say_which_are_skipped_by_hand_and_past_max_runs(
     assert shown == [("skipped", at[0]), ("", at[1]), ("", at[2]), ("skipped", at[3])]
     assert page.count("⊘ skipped: skipped by hand") == 1
     assert page.count("⊘ skipped: past max_runs") == len(rows) - 3
+
+
+async def test_a_webhook_request_with_a_large_body_is_shown_as_a_bounded_page(
+        admin: Visitor, pool: asyncpg.Pool) -> None:
+    """A request's page rendered its body whole (up to max_body_bytes, 10 MB): the start of
+    a body over SHOWN_BYTES is shown, saying so and where the whole is; a small one whole."""
+    # A text body whose cut splits a 3-byte character: the page still shows it as text.
+    big = ('{"text": "<' + "€" * 1_000_000 + '"}').encode()
+    small = b'{"text": "<b>small</b>"}'
+    rows = [await pool.fetchrow(
+        "INSERT INTO webhook_requests (trigger_id, method, path, body, outcome)"
+        " SELECT id, 'POST', '/hooks/hook', $1, 'filtered' FROM workflow_triggers"
+        " WHERE tenant_id = 'default' AND name = 'hook' RETURNING id::text AS id", body)
+        for body in (big, small)]
+    status, page = await admin.get(f"/ui/webhooks/{rows[0]['id']}")
+    assert status == 200
+    assert len(page.encode()) < 2 * SHOWN_BYTES + 50_000, len(page)
+    assert (f"Too large to show whole: {len(big)} bytes; its start is below."
+            f" <code>triggerd webhooks show {rows[0]['id']}</code>") in page
+    shown = re.search(r'<pre id="request-body">([^<]*)</pre>', page)
+    assert shown is not None, page
+    text = html.unescape(shown.group(1))
+    assert text.startswith('{"text": "<€€') and text.endswith("€…")
+    assert SHOWN_BYTES - 3 <= len(text[:-1].encode()) <= SHOWN_BYTES
+    status, page = await admin.get(f"/ui/webhooks/{rows[1]['id']}")
+    assert status == 200
+    assert "Too large to show whole" not in page
+    shown = re.search(r'<pre id="request-body">([^<]*)</pre>', page)
+    assert shown is not None and html.unescape(shown.group(1)) == small.decode(), page

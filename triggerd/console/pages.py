@@ -111,8 +111,9 @@ PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
 WORKFLOW_TRIGGERS_SHOWN = 200  # the rest are on the Triggers page, filtered by workflow
-# The most of one input or output an execution's page shows: the start of a larger one (the
-# admin API and `executions show --json` give it whole).
+# The most of one input or output an execution's page shows, or of a webhook request's body:
+# the start of a larger one (the admin API, `executions show --json` and `webhooks show`
+# give it whole).
 SHOWN_BYTES = 16 * 1024
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -700,9 +701,10 @@ async def webhook_page(request: web.Request) -> web.Response:
 
 async def _webhook(request: web.Request, *, message: str | None, status: int,
                    errors: list[dict[str, str]] | None = None) -> web.Response:
-    found = await show_request(request.app[POOL], request.match_info["id"], _scope(request))
+    found = await show_request(request.app[POOL], request.match_info["id"], _scope(request),
+                               shown_bytes=SHOWN_BYTES)
     return render(request, "webhook.html", status=status, req=request_json(found),
-                  tenant=found.summary.tenant_id,
+                  body_cut=found.body_cut, tenant=found.summary.tenant_id,
                   message=message, errors=errors or [])
 
 

@@ -87,9 +87,11 @@ async def list_requests(pool: asyncpg.Pool, query: ListRequests, tenant: str | N
                        next_cursor=page[-1].id if len(rows) > query.limit else None)
 
 
-async def show_request(pool: asyncpg.Pool, request_id: str, tenant: str | None = None
-                       ) -> InboxRequest:
-    found = await get_inbox_request(pool, parse_request_id(request_id))
+async def show_request(pool: asyncpg.Pool, request_id: str, tenant: str | None = None, *,
+                       shown_bytes: int | None = None) -> InboxRequest:
+    """One stored request; with ``shown_bytes``, the start of its body only (a page)."""
+    found = await get_inbox_request(pool, parse_request_id(request_id),
+                                    shown_bytes=shown_bytes)
     if not _visible(found, tenant):
         raise NotFound(f"no webhook request {request_id}")
     assert found is not None

@@ -48,8 +48,13 @@ class InboxRequest:
     summary: InboxSummary
     query: dict[str, JSON]
     headers: dict[str, JSON]
-    body: bytes
+    body: bytes  # its start only when read with ``shown_bytes``: see ``body_cut``
     remote_addr: str | None
+
+    @property
+    def body_cut(self) -> bool:
+        """Whether ``body`` is the start of a longer stored body (``summary.body_bytes``)."""
+        return len(self.body) < self.summary.body_bytes
 
 
 _SUMMARY = (
@@ -180,15 +185,18 @@ async def list_inbox(
 
 
 async def get_inbox_request(
-    conn: Conn, request_id: str, *, for_update: bool = False
+    conn: Conn, request_id: str, *, for_update: bool = False, shown_bytes: int | None = None
 ) -> InboxRequest | None:
     """One stored request; ``for_update`` locks its row (replays of one request are
-    numbered one after another)."""
+    numbered one after another). With ``shown_bytes`` (a page), the body comes as its first
+    ``shown_bytes`` bytes: PostgreSQL cuts it, so a 10 MB body is neither sent nor
+    rendered whole (its size stays in ``summary.body_bytes``)."""
     lock = " FOR UPDATE OF r" if for_update else ""
+    body = "r.body" if shown_bytes is None else "substring(r.body FROM 1 FOR $2) AS body"
     row = await conn.fetchrow(
-        f"SELECT {_SUMMARY}, r.query, r.headers, r.body, r.remote_addr{_FROM}"
+        f"SELECT {_SUMMARY}, r.query, r.headers, {body}, r.remote_addr{_FROM}"
         f" WHERE r.id = $1::uuid{lock}",
-        request_id,
+        request_id, *(() if shown_bytes is None else (shown_bytes,)),
     )
     if row is None:
         return None

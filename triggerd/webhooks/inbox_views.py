@@ -35,8 +35,19 @@ def body_fields(body: bytes) -> tuple[str | None, str | None]:
         return None, base64.b64encode(body).decode("ascii")
 
 
+def start_fields(start: bytes) -> tuple[str | None, str | None]:
+    """:func:`body_fields` of the start of a longer body: a UTF-8 character the cut split
+    (up to 3 of its bytes) is left off, so a text body still shows as text."""
+    for end in range(len(start), max(len(start) - 4, -1), -1):
+        try:
+            return start[:end].decode("utf-8"), None
+        except UnicodeDecodeError:
+            continue
+    return None, base64.b64encode(start).decode("ascii")
+
+
 def request_json(r: InboxRequest) -> dict[str, Any]:
-    text, encoded = body_fields(r.body)
+    text, encoded = start_fields(r.body) if r.body_cut else body_fields(r.body)
     return {
         **summary_json(r.summary),
         "query": r.query,
