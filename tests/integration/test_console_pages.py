@@ -873,3 +873,49 @@ async def test_a_webhook_request_with_a_large_body_is_shown_as_a_bounded_page(
     assert "Too large to show whole" not in page
     shown = re.search(r'<pre id="request-body">([^<]*)</pre>', page)
     assert shown is not None and html.unescape(shown.group(1)) == small.decode(), page
+
+
+async def test_a_workflow_with_hundreds_of_versions_lists_a_page_and_diffs_the_pair(
+        admin: Visitor, pool: asyncpg.Pool) -> None:
+    """The page read every version's graph to list them all: it lists the newest
+    VERSIONS_SHOWN (older ones by pages) and reads only the two it compares."""
+    from triggerd.console.pages import VERSIONS_SHOWN
+
+    async with pool.acquire() as conn, conn.transaction():
+        workflow_id = await conn.fetchval(
+            "UPDATE workflow_versions v SET is_latest = false FROM workflows w"
+            " WHERE w.id = v.workflow_id AND w.tenant_id = 'default' AND w.key = 'xss'"
+            " RETURNING w.id")
+        await conn.execute(
+            "INSERT INTO workflow_versions (workflow_id, version, graph, is_latest,"
+            " published_at) SELECT $1, n, jsonb_build_object('nodes', jsonb_build_array("
+            "jsonb_build_object('id', 'a', 'type', 'noop', 'note', 'v' || n))), n = 300,"
+            " now() FROM generate_series(2, 300) n", workflow_id)
+
+    def listed(page: str) -> list[int]:
+        return [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", page)]
+
+    def changed(page: str) -> list[str]:
+        return [html.unescape(line) for line in
+                re.findall(r'<span class="(?:add|remove)">([^<]*)</span>', page)]
+
+    status, page = await admin.get("/ui/workflows/xss")
+    assert status == 200
+    assert listed(page) == list(range(300, 300 - VERSIONS_SHOWN, -1))
+    assert "<dt>Versions</dt><dd>300</dd>" in page
+    # By default the newest two are compared.
+    assert "<h3>Version 299 → 300</h3>" in page
+    assert changed(page) == ['-        "note": "v299",', '+        "note": "v300",']
+    older = [h for h in hrefs(page) if "before=" in h]
+    assert older == [f"/ui/workflows/xss?before={301 - VERSIONS_SHOWN}"]
+    status, page = await admin.get(older[0] + "&from=3&to=250")
+    assert status == 200
+    assert listed(page) == list(range(300 - VERSIONS_SHOWN, 300 - 2 * VERSIONS_SHOWN, -1))
+    assert "<h3>Version 3 → 250</h3>" in page
+    assert changed(page) == ['-        "note": "v3",', '+        "note": "v250",']
+    assert "Too large to compare whole" not in page
+    # The compare form offers this page's versions and the pair compared.
+    offered = re.findall(r'<select id="from" name="from">(.*?)</select>', page, re.S)[0]
+    assert {3, 250} <= {int(n) for n in re.findall(r'value="(\d+)"', offered)}
+    status, page = await admin.get("/ui/workflows/xss?before=0")
+    assert (status, message_of(page)) == (400, "before must be a version number")

@@ -4,7 +4,6 @@ the admin API (every action goes through :mod:`triggerd.operations`)."""
 from __future__ import annotations
 
 import asyncio
-import difflib
 import functools
 import hashlib
 import json
@@ -52,6 +51,7 @@ from triggerd.console.sessions import (
     set_cookie,
     status_of,
 )
+from triggerd.console.version_diff import VersionDiff, version_diff
 from triggerd.cron import Fire, utc_iso
 from triggerd.errors import Conflict, InputInvalid, NotFound, TriggerdError, UsageError
 from triggerd.executor.runner import is_truncation_marker, truncate_output
@@ -90,14 +90,14 @@ from triggerd.store.console import (
 )
 from triggerd.store.executions import ExecutionScope, get_execution, node_timeline
 from triggerd.store.inbox import OUTCOMES
-from triggerd.store.records import VersionRecord
 from triggerd.store.trigger_state import get_state, paused_and_completed, recorded_slots
 from triggerd.store.workflows import (
+    count_versions,
     get_trigger,
     get_workflow,
     list_triggers,
-    list_versions,
     list_workflows,
+    page_versions,
     resolve_version,
 )
 from triggerd.tokens import hash_token, is_tenant_name, is_token_form
@@ -111,6 +111,7 @@ PAGE_SIZE = 50
 NEXT_FIRES = 10
 SLOTS_SHOWN = 60
 WORKFLOW_TRIGGERS_SHOWN = 200  # the rest are on the Triggers page, filtered by workflow
+VERSIONS_SHOWN = PAGE_SIZE  # a workflow's newest; older ones by pages
 # The most of one input or output an execution's page shows, or of a webhook request's body:
 # the start of a larger one (the admin API, `executions show --json` and `webhooks show`
 # give it whole).
@@ -804,28 +805,6 @@ async def audit_page(request: web.Request) -> web.Response:
 # --- workflows and versions -------------------------------------------------------------
 
 
-def _version_text(version: VersionRecord) -> list[str]:
-    """A version as stable, diffable lines."""
-    document = {"graph": version.graph, "parameter_schema": version.parameter_schema,
-                "env_config": version.env_config, "timeout_ms": version.timeout_ms}
-    return _json(document).splitlines()
-
-
-def version_diff(old: VersionRecord, new: VersionRecord) -> list[tuple[str, str]]:
-    """A unified diff of two versions as (kind, line): kind is add, remove, hunk or same."""
-    lines = difflib.unified_diff(_version_text(old), _version_text(new),
-                                 fromfile=f"version {old.version}",
-                                 tofile=f"version {new.version}", lineterm="", n=3)
-    out: list[tuple[str, str]] = []
-    for line in lines:
-        if line.startswith(("---", "+++")):
-            continue
-        kind = ("hunk" if line.startswith("@@") else "add" if line.startswith("+")
-                else "remove" if line.startswith("-") else "same")
-        out.append((kind, line))
-    return out
-
-
 async def workflows_page(request: web.Request) -> web.Response:
     found = _name_cursor(request.query.get("cursor"), 2)
     after = None if found is None else (found[0], found[1])
@@ -840,28 +819,51 @@ async def workflows_page(request: web.Request) -> web.Response:
 _VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
+def _version_number(request: web.Request, name: str) -> int | None:
+    """The version number query parameter ``name`` (None: not given)."""
+    text = request.query.get(name)
+    if text is None:
+        return None
+    if not _VERSION_NUMBER.fullmatch(text):
+        raise web.HTTPBadRequest(text=f"{name} must be a version number")
+    return int(text)
+
+
 async def workflow_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     workflow = await get_workflow(pool, request.match_info["key"], _home(request))
-    versions = await list_versions(pool, workflow.id)
+    before = _version_number(request, "before")
+    versions = await page_versions(pool, workflow.id, before=before,
+                                   limit=VERSIONS_SHOWN + 1)
+    shown = versions[:VERSIONS_SHOWN]
+    older = shown[-1].version if len(versions) > VERSIONS_SHOWN else None
+    count = await count_versions(pool, workflow.id)
     triggers = await list_triggers(pool, workflow_id=workflow.id,
                                    limit=WORKFLOW_TRIGGERS_SHOWN + 1)
-    by_number = {v.version: v for v in versions}
-    diff: list[tuple[str, str]] | None = None
     chosen: tuple[int, int] | None = None
     if "from" in request.query or "to" in request.query:
         old_text, new_text = request.query.get("from", ""), request.query.get("to", "")
         if not (_VERSION_NUMBER.fullmatch(old_text) and _VERSION_NUMBER.fullmatch(new_text)):
             raise web.HTTPBadRequest(text="from and to must be version numbers")
-        old, new = int(old_text), int(new_text)
-        if old not in by_number or new not in by_number:
-            raise web.HTTPNotFound(text=f"workflow {workflow.key} has no version {old}"
-                                        f" or {new}")
-        diff = version_diff(by_number[old], by_number[new])
-        chosen = (old, new)
-    elif len(versions) >= 2:
-        chosen = (versions[-2].version, versions[-1].version)
-        diff = version_diff(versions[-2], versions[-1])
-    return render(request, "workflow.html", workflow=workflow, versions=versions,
+        chosen = (int(old_text), int(new_text))
+    elif count >= 2:
+        newest = shown if before is None else await page_versions(
+            pool, workflow.id, before=None, limit=2)
+        chosen = (newest[1].version, newest[0].version)
+    diff: VersionDiff | None = None
+    if chosen is not None:
+        # Only the two versions compared are read whole.
+        old = await resolve_version(pool, workflow.id, chosen[0])
+        new = await resolve_version(pool, workflow.id, chosen[1])
+        if old is None or new is None:
+            raise web.HTTPNotFound(text=f"workflow {workflow.key} has no version {chosen[0]}"
+                                        f" or {chosen[1]}")
+        # Off the loop: even bounded, two large versions take a while to write and compare.
+        diff = await asyncio.to_thread(version_diff, old, new, dumps=_json)
+    # The compare form offers this page's versions and the pair compared.
+    offered = sorted({v.version for v in shown} | set(chosen or ()))
+    return render(request, "workflow.html", workflow=workflow, versions=shown,
+                  version_count=count, older=older, before=before, offered=offered,
                   triggers=triggers[:WORKFLOW_TRIGGERS_SHOWN],
-                  more_triggers=len(triggers) > WORKFLOW_TRIGGERS_SHOWN, diff=diff, chosen=chosen)
+                  more_triggers=len(triggers) > WORKFLOW_TRIGGERS_SHOWN, diff=diff,
+                  chosen=chosen)

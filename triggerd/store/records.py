@@ -38,6 +38,16 @@ class VersionRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VersionSummary:
+    """A version as a list shows it: no graph, schema or env (a list of hundreds of large
+    versions read them all)."""
+
+    version: int
+    is_latest: bool
+    published_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TriggerRecord:
     id: str
     workflow_id: str

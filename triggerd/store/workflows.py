@@ -31,6 +31,7 @@ from triggerd.store.records import (
     Arguments,
     TriggerRecord,
     VersionRecord,
+    VersionSummary,
     WorkflowRecord,
     columns,
     row_to,
@@ -1230,6 +1231,28 @@ async def list_versions(
         workflow_id,
     )
     return [row_to(VersionRecord, r) for r in rows]
+
+
+async def page_versions(
+    conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str, *, before: int | None,
+    limit: int,
+) -> list[VersionSummary]:
+    """Up to ``limit`` versions, newest first, below version ``before`` (a previous page's
+    last; None: from the newest), without their documents (the unique index on
+    (workflow_id, version) reads just the page)."""
+    rows = await conn.fetch(
+        "SELECT version, is_latest, published_at FROM workflow_versions"
+        " WHERE workflow_id = $1 AND ($2::int IS NULL OR version < $2)"
+        " ORDER BY version DESC LIMIT $3",
+        workflow_id, before, limit,
+    )
+    return [row_to(VersionSummary, r) for r in rows]
+
+
+async def count_versions(conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str) -> int:
+    value: int = await conn.fetchval(
+        "SELECT count(*) FROM workflow_versions WHERE workflow_id = $1", workflow_id)
+    return value
 
 
 async def resolve_version(
