@@ -97,17 +97,16 @@ class BackfillRunner(BaseComponent):
             else:
                 credit = 1.0
             count = min(int(credit), MAX_CHUNK)
-            if count >= 1 and backfill.overlap != "allow":
-                if await store.active_runs(self._pool, backfill.trigger_id):
-                    self._credit[backfill.id] = credit
-                    continue
-                count = 1
+            one_at_a_time = backfill.overlap != "allow"
+            if one_at_a_time:
+                count = min(count, 1)
             if count < 1:
                 self._credit[backfill.id] = credit
                 continue
             async with self._pool.acquire() as conn:
                 started, skipped, done = await store.start_slots(
-                    conn, backfill, self.owner, count, utc_iso(datetime.now(UTC)))
+                    conn, backfill, self.owner, count, utc_iso(datetime.now(UTC)),
+                    one_at_a_time=one_at_a_time)
             total += started
             if done:
                 self._credit.pop(backfill.id, None)

@@ -241,6 +241,29 @@ async def test_a_backfill_held_back_by_active_runs_says_how_many(
     assert (await get(pool, unheld.backfill_id or "")).waiting_for == 0
 
 
+async def test_disabling_a_trigger_cancels_its_backfill_waiting_for_an_active_run(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """A backfill held back by an active run never looked at its trigger: disabled and
+    enabled again before the run ended, the trigger went on with the backfill."""
+    from triggerd.operations.triggers import set_enabled
+
+    await pool.execute(
+        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
+        " SELECT workflow_id, id, 'cron', 'RUNNING' FROM workflow_triggers WHERE id = $1",
+        hourly)
+    plan = await create(pool, OPERATOR, _request(overlap="skip", rate="1000/s"))
+    runner = BackfillRunner(pool, owner="a")
+    assert await runner.work_once(1.0) == 0
+    await set_enabled(pool, OPERATOR, "report/hourly", False)
+    assert await runner.work_once(1.0) == 0
+    assert (await get(pool, plan.backfill_id or "")).state == "canceled"
+    await set_enabled(pool, OPERATOR, "report/hourly", True)
+    await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS'")
+    assert await runner.work_once(1.0) == 0
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
 async def test_canceling_another_tenants_backfill_is_audited_in_that_tenant(
     pool: asyncpg.Pool
 ) -> None:

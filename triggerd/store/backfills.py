@@ -162,13 +162,15 @@ async def active_runs(conn: Conn, trigger_id: str) -> int:
 
 
 async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
-                      fired_at: str) -> tuple[int, int, bool]:
+                      fired_at: str, *, one_at_a_time: bool = False) -> tuple[int, int, bool]:
     """Start the next ``count`` slots of ``backfill`` and move its progress, in one
     transaction; returns (started, skipped, finished). With ``only_missing`` a slot runs
     under the live key ``cron:<instant>`` after claiming its ledger row (a slot decided
     meanwhile by the schedule or another backfill is skipped); without it, under
     ``backfill:<id>:<instant>``. Nothing happens when the lease was lost or the backfill
-    canceled."""
+    canceled, nor, ``one_at_a_time``, while a run of the trigger is active (after the
+    trigger's state is read: a backfill waiting on a run still stops when its trigger is
+    disabled)."""
     async with conn.transaction():
         # Only the chunk to start: every tick claims each running backfill, and its up to
         # 10,000 instants read each time cost a daemon a fifth of a core for eight of them.
@@ -191,6 +193,8 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
             await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now()"
                                " WHERE id = $1::uuid", backfill.id)
             return 0, 0, True
+        if one_at_a_time and await active_runs(conn, backfill.trigger_id):
+            return 0, 0, False
         first = current["next_index"]
         chunk: list[datetime] = list(current["chunk"] or [])
         started = skipped = 0
