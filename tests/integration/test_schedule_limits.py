@@ -338,3 +338,46 @@ async def test_next_fires_mark_the_fires_max_runs_leaves_unrun(pool: asyncpg.Poo
         ("2026-01-05T06:00:00Z", "skipped", "past max_runs"),
         ("2026-01-05T07:00:00Z", "skipped", "past max_runs"),
     ]
+
+
+async def test_a_skip_of_a_trigger_that_made_its_max_runs_fires_is_a_conflict(
+    pool: asyncpg.Pool
+) -> None:
+    """Its schedule starts nothing more: the skip recorded fires that would never come."""
+    from triggerd.errors import Conflict
+    from triggerd.operations.triggers import skip
+
+    await apply_doc(pool, _doc({"max_runs": 2}))
+    trigger = await _trigger(pool)
+    for hour in (0, 1):
+        await record_slots(pool, [_slot(trigger, hour)], fired_at="x")
+    audit = await pool.fetchval("SELECT count(*) FROM audit_log")
+    with pytest.raises(Conflict) as refused:
+        await skip(pool, OPERATOR, "report/hourly", next_count=3)
+    assert refused.value.message == ("trigger report/hourly fires no more (max_runs reached:"
+                                     " 2 scheduled runs); nothing to skip")
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 2
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == audit
+    # Raised again, the trigger goes on, and its next fire can be skipped.
+    await apply_doc(pool, _doc({"max_runs": 5}))
+    assert len((await skip(pool, OPERATOR, "report/hourly", next_count=1)).skipped) == 1
+
+
+async def test_an_only_missing_backfill_does_not_take_the_fires_after_max_runs_for_missing(
+    pool: asyncpg.Pool
+) -> None:
+    from triggerd.operations.backfills import BackfillRequest, create
+
+    await apply_doc(pool, _doc({"max_runs": 2}))
+    trigger = await _trigger(pool)
+    for hour in (0, 2):  # hour 1 was missed (the daemon was down)
+        await record_slots(pool, [_slot(trigger, hour)], fired_at="x")
+    await pool.execute("UPDATE trigger_state SET completed_at = $2 WHERE trigger_id = $1",
+                       trigger["id"], START + timedelta(hours=2, seconds=1))
+    plan = await create(pool, OPERATOR, BackfillRequest(
+        trigger="report/hourly", range_from=START, range_to=START + timedelta(hours=5),
+        only_missing=True, dry_run=True))
+    assert [(s.at.hour, s.action) for s in plan.slots] == [
+        (2, "skip"), (3, "start"), (4, "skip"), (5, "skip"), (6, "skip")]
+    assert [s.reason for s in plan.slots][1:] == [
+        "no ledger row", "already fired", "past max_runs", "past max_runs"]

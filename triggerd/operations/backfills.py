@@ -23,6 +23,7 @@ from triggerd.operations.triggers import check_note, scheduled_trigger
 from triggerd.schedules import Schedule, schedule_of
 from triggerd.store import backfills as store
 from triggerd.store.audit import AuditEntry, record_audit
+from triggerd.store.trigger_state import get_state
 from triggerd.store.workflows import get_trigger
 
 MAX_SLOTS = 10_000
@@ -53,8 +54,11 @@ class PlannedSlot:
 
 
 def plan_slots(schedule: Schedule, range_from: datetime, range_to: datetime,
-               only_missing: bool, outcomes: Mapping[datetime, str]) -> list[PlannedSlot]:
-    """The fires in ``[range_from, range_to)`` and what the backfill does with each."""
+               only_missing: bool, outcomes: Mapping[datetime, str],
+               completed_at: datetime | None = None) -> list[PlannedSlot]:
+    """The fires in ``[range_from, range_to)`` and what the backfill does with each.
+    ``completed_at``: when the trigger made its ``max_runs`` fires; the fires after it were
+    never due, so ``only_missing`` does not take them for missing."""
     fires = schedule.fires_between(range_from - timedelta(microseconds=1),
                                    range_to - timedelta(microseconds=1), MAX_SLOTS + 1)
     planned = []
@@ -62,6 +66,8 @@ def plan_slots(schedule: Schedule, range_from: datetime, range_to: datetime,
         outcome = outcomes.get(fire.at)
         if not only_missing:
             planned.append(PlannedSlot(at=fire.at, action="start", reason=None))
+        elif outcome is None and completed_at is not None and fire.at > completed_at:
+            planned.append(PlannedSlot(at=fire.at, action="skip", reason="past max_runs"))
         elif outcome is None:
             planned.append(PlannedSlot(at=fire.at, action="start", reason="no ledger row"))
         elif outcome in RERUN_OUTCOMES:
@@ -143,8 +149,11 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
                              " in smaller ranges")
         outcomes = (await store.ledger_outcomes(conn, trigger.id, [f.at for f in fires])
                     if request.only_missing else {})
+        completed_at = None
+        if request.only_missing and trigger.config.get("max_runs") is not None:
+            completed_at = (await get_state(conn, trigger.id)).completed_at
         planned = plan_slots(schedule, request.range_from, request.range_to,
-                             request.only_missing, outcomes)
+                             request.only_missing, outcomes, completed_at)
         if request.dry_run:
             return BackfillPlan(backfill_id=None, slots=tuple(planned))
         overlap = request.overlap or str(trigger.config.get("overlap", "skip"))
