@@ -454,6 +454,36 @@ async def test_a_stop_does_not_wait_on_a_locked_backfill_row(
     assert owner == "a"  # released by its lease's end, not by the stop
 
 
+async def test_two_backfills_of_one_trigger_under_skip_start_one_run_at_a_time(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """Leased by two daemons, each counted no active run and each started one: the second
+    start waits for the first's commit and sees its run. Made deterministic by holding the
+    first start's transaction open until the second waits on it."""
+    import asyncio
+
+    from triggerd.store.backfills import start_slots
+
+    first = await create(pool, OPERATOR, _request(overlap="skip", rate="1000/s"))
+    second = await create(pool, OPERATOR, _request(overlap="skip", rate="1000/s"))
+    claimed = {b.id: b for b in await claim_backfills(pool, "a", timedelta(seconds=15))}
+    one, other = claimed[first.backfill_id or ""], claimed[second.backfill_id or ""]
+    async with pool.acquire() as conn, pool.acquire() as conn2:
+        outer = conn.transaction()
+        await outer.start()
+        assert (await start_slots(conn, one, "a", 1, "x", one_at_a_time=True))[0] == 1
+        later = asyncio.create_task(start_slots(conn2, other, "a", 1, "x", one_at_a_time=True))
+        for _ in range(500):  # until it waits on the first (no wall-clock bound asserted)
+            if await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                   " AND NOT granted"):
+                break
+            await asyncio.sleep(0.01)
+        assert not later.done()
+        await outer.commit()
+        assert (await later)[0] == 0
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
 async def test_a_claim_carries_the_count_of_slots_not_their_instants(
     pool: asyncpg.Pool, hourly: str
 ) -> None:

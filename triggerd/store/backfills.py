@@ -11,6 +11,7 @@ from triggerd.cron import utc_iso
 from triggerd.errors import NotFound
 from triggerd.model import DEFAULT_TENANT
 from triggerd.notifications.channels import EXECUTIONS
+from triggerd.store.key_locks import key_lock
 
 Conn = Any  # a connection or a pool
 
@@ -193,8 +194,13 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
             await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now()"
                                " WHERE id = $1::uuid", backfill.id)
             return 0, 0, True
-        if one_at_a_time and await active_runs(conn, backfill.trigger_id):
-            return 0, 0, False
+        if one_at_a_time:
+            # Two backfills of the trigger (leased by two daemons) each counted no active
+            # run and each started one: the second now waits here and sees the first's.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)",
+                               key_lock("backfill", backfill.trigger_id, ""))
+            if await active_runs(conn, backfill.trigger_id):
+                return 0, 0, False
         first = current["next_index"]
         chunk: list[datetime] = list(current["chunk"] or [])
         started = skipped = 0
