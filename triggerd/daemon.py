@@ -36,6 +36,7 @@ from triggerd.appkeys import (
 )
 from triggerd.component import Component
 from triggerd.config import Settings, load_settings
+from triggerd.connections import ServerSlots, connections_needed, shortfall
 from triggerd.console import TRUSTED_PROXIES, add_console_routes
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.logs import apply_log_settings
@@ -45,6 +46,7 @@ from triggerd.runtime import take_early_reload
 from triggerd.sdnotify import Notifier
 from triggerd.serving.drain import RequestDrain
 from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
+from triggerd.store import diagnostics
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ class Daemon:
             pgbouncer=self.settings.database.behind_pgbouncer,
         )
         self.dsn = direct
+        if not self.settings.database.behind_pgbouncer:
+            await self.warn_of_connection_shortfall()
         self.notifier.status("starting: definitions")
         await self.apply_definitions(self.settings)
         self.app = create_app(self.settings, self.pool, tokens=StoredTokens(self.pool))
@@ -206,6 +210,27 @@ class Daemon:
                 "pid": os.getpid(),
             },
         )
+
+    async def warn_of_connection_shortfall(self) -> None:
+        """Log when the pool (and the HTTP workers' pools) may need more connections than
+        the server has free: under load they would fail with "too many clients"."""
+        assert self.pool is not None
+        needed = connections_needed(self.settings)
+        try:
+            async with self.pool.acquire() as conn:
+                limit, reserved, in_use = await diagnostics.connection_slots(conn)
+        except asyncpg.PostgresError:
+            return  # a role that may not read the settings: nothing to say
+        problem = shortfall(needed, ServerSlots(max_connections=limit, reserved=reserved,
+                                                in_use=in_use), own=self.pool.get_size())
+        if problem is not None:
+            logger.warning(
+                "database connections may run short: %s", problem,
+                extra={"event": "database_connections_short", "needed": needed,
+                       "max_connections": limit, "reserved": reserved, "in_use": in_use,
+                       "fix": "lower [database] pool_max (or [http] processes), raise the"
+                              " server's max_connections, or put PgBouncer in front"},
+            )
 
     async def start_http_workers(self, dsn: str) -> None:
         """[http] processes > 1: serve the app on a Unix socket only this user can open

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from triggerd.connections import ServerSlots, shortfall
+
 # Exit status of a failed check (DESIGN §5b): 5 when something is unavailable (the
 # database, the embedded server), 4 when the installation is in a state an operator must
 # fix (schema, routes, time zones, clock).
@@ -70,6 +72,8 @@ class DatabaseFacts:
     where: str  # the DSN without its password
     version: str | None  # server_version; None when unreachable
     error: str | None = None  # why it could not be reached
+    needed: int | None = None  # connections the daemon may open (None: through PgBouncer)
+    slots: ServerSlots | None = None  # the server's limits and use, when readable
 
 
 def check_database(facts: DatabaseFacts) -> Check:
@@ -80,7 +84,20 @@ def check_database(facts: DatabaseFacts) -> Check:
             "start PostgreSQL, or check [database] url (TRIGGERD_DATABASE_URL)",
             EXIT_UNAVAILABLE,
         )
-    return _ok("database", f"PostgreSQL {facts.version} at {facts.where}")
+    detail = f"PostgreSQL {facts.version} at {facts.where}"
+    if facts.needed is None or facts.slots is None:
+        return _ok("database", detail)
+    slots = facts.slots
+    # Only what cannot fit whatever runs: the connections in use may be this daemon's own.
+    problem = shortfall(facts.needed, ServerSlots(
+        max_connections=slots.max_connections, reserved=slots.reserved, in_use=0))
+    usage = (f"{slots.in_use} of {slots.max_connections - slots.reserved} connections in use;"
+             f" a daemon may open {facts.needed}")
+    if problem is not None:
+        return _warn("database", f"{detail}; {problem}",
+                     "lower [database] pool_max (or [http] processes), raise the server's"
+                     " max_connections, or put PgBouncer in front")
+    return _ok("database", f"{detail}; {usage}")
 
 
 # --- migrations ----------------------------------------------------------------------

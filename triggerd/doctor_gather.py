@@ -4,6 +4,7 @@ judges. It reads and asks, and never changes anything: no migration, no POST."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,10 +14,12 @@ from typing import Any
 from zoneinfo import TZPATH, ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
+import asyncpg
 import yarl
 
 from triggerd import db
 from triggerd.config import Settings
+from triggerd.connections import ServerSlots, connections_needed
 from triggerd.doctor import (
     Check,
     ClockFacts,
@@ -86,6 +89,11 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
         return checks
     try:
         version = await store.server_version(conn)
+        slots: ServerSlots | None = None
+        if not settings.database.behind_pgbouncer:
+            with contextlib.suppress(asyncpg.PostgresError):  # a role that may not read them
+                limit, reserved, in_use = await store.connection_slots(conn)
+                slots = ServerSlots(max_connections=limit, reserved=reserved, in_use=in_use)
         sent = clock()
         database_time = await store.database_clock(conn)
         received = clock()
@@ -102,8 +110,9 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
     finally:
         await conn.close()
     checks = [
-        check_database(DatabaseFacts(where=db.redact_dsn(dsn) if not embedded else where,
-                                     version=version)),
+        check_database(DatabaseFacts(
+            where=db.redact_dsn(dsn) if not embedded else where, version=version,
+            needed=None if slots is None else connections_needed(settings), slots=slots)),
         check_migrations(schema),
         check_routes(await route_facts(settings, webhooks, error)),
         await asyncio.to_thread(tzdata_facts_check, zones or {}, error, received, recorded),

@@ -496,3 +496,27 @@ async def test_a_tolerance_outlasting_the_dedupe_ttl_is_refused_and_nothing_appl
     )
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 0
     assert await pool.fetchval("SELECT count(*) FROM workflow_triggers") == 0
+
+
+async def test_a_pool_larger_than_the_server_takes_is_said_at_start(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It failed only under load, with PostgreSQL's "too many clients"."""
+    import logging
+
+    from triggerd.config import DatabaseSettings, Settings
+    from triggerd.daemon import Daemon
+
+    limit = int(await pool.fetchval("SHOW max_connections"))
+    caplog.set_level(logging.WARNING, logger="triggerd.daemon")
+    await Daemon(settings=Settings(), pool=pool).warn_of_connection_shortfall()
+    assert not [r for r in caplog.records if r.__dict__.get("event")
+                == "database_connections_short"]
+    big = Settings(database=DatabaseSettings(pool_max=limit + 10))
+    await Daemon(settings=big, pool=pool).warn_of_connection_shortfall()
+    [record] = [r for r in caplog.records
+                if r.__dict__.get("event") == "database_connections_short"]
+    assert record.__dict__["needed"] == limit + 11
+    assert record.getMessage().startswith(
+        f"database connections may run short: this daemon may open {limit + 11} connections,"
+        f" more than the server takes ({limit} max_connections less")

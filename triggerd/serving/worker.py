@@ -29,6 +29,7 @@ from aiohttp import web
 
 from triggerd import db, runtime
 from triggerd.config import Settings, load_settings
+from triggerd.connections import WORKER_POOL_MAX
 from triggerd.errors import TriggerdError
 from triggerd.logs import apply_log_settings, setup_logging
 from triggerd.model import DEFAULT_TENANT, ResponseMode
@@ -48,7 +49,6 @@ ENV_UPSTREAM = "TRIGGERD_WORKER_UPSTREAM"
 ENV_INDEX = "TRIGGERD_WORKER_INDEX"
 ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
 
-POOL_MAX = 4
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REPORT_INTERVAL = 1.0
 
@@ -137,7 +137,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         loop.add_signal_handler(sig, stop.set)
     reporter = await Reporter.open(report_fd)
     dsn = settings.database.url
-    pool = await db.create_pool(dsn, min_size=1, max_size=POOL_MAX,
+    pool = await db.create_pool(dsn, min_size=1, max_size=WORKER_POOL_MAX,
                                 pgbouncer=settings.database.behind_pgbouncer)
     # A process of its own, so a LISTEN connection of its own (route changes, sync answers),
     # straight to PostgreSQL when the pool goes through PgBouncer.

@@ -64,3 +64,16 @@ async def recorded_zone_rules(conn: Conn) -> dict[str, str]:
     except asyncpg.UndefinedTableError:
         return {}
     return {str(r["zone"]): str(r["fingerprint"]) for r in rows}
+
+
+async def connection_slots(conn: Conn) -> tuple[int, int, int]:
+    """(max_connections, the slots reserved for superusers and reserved_connections'
+    roles, client connections now)."""
+    row = await conn.fetchrow(
+        "SELECT current_setting('max_connections')::int AS max,"
+        " current_setting('superuser_reserved_connections')::int"
+        " + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,"
+        " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
+        " AS in_use")
+    assert row is not None
+    return int(row["max"]), int(row["reserved"]), int(row["in_use"])
