@@ -1190,7 +1190,9 @@ async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from triggerd.store.api_tokens import revoke_token
+    from triggerd.tokens import check_name
 
+    check_name(args.name)  # a name no token can have is bad input (2), not "no token" (3)
     async with _pool(settings) as pool, pool.acquire() as conn, conn.transaction():
         record, changed = await revoke_token(conn, args.name)
         if changed:

@@ -82,6 +82,14 @@ async def test_create_list_revoke(dsn: str, pool: asyncpg.Pool) -> None:
     as_json = triggerd("token", "revoke", "dash", "--json", dsn=dsn)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == {"name": "dash", "revoked": True, "changed": True}
+    # A name no token can have is bad input (exit 2), a well-formed unknown one not found.
+    bad = triggerd("token", "revoke", "BAD NAME", dsn=dsn)
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2, "triggerd: error: token name 'BAD NAME' is invalid: use 1-64 characters of a-z,"
+           " 0-9, '_', '.' and '-', starting with a letter or digit")
+    unknown = triggerd("token", "revoke", "nobody", dsn=dsn)
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        3, "triggerd: error: no token named 'nobody'")
     # Granting and taking away access is audited (once: the second revoke changed nothing),
     # in the token's tenant, without the token.
     audit = await pool.fetch("SELECT actor, action, target_kind, target, detail, tenant_id"
