@@ -86,6 +86,7 @@ def start_embedded(state_dir: Path) -> str:
     pgdata.mkdir(exist_ok=True)
     with postgres_server.PostgresServer._lock:
         _prune_dead_handles(pgdata)
+        forget_stale_postmaster_pid(pgdata)
     try:
         server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
@@ -132,6 +133,36 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
+def names_data_directory(cmdline: bytes, pgdata: Path) -> bool:
+    """Whether a process's ``/proc/<pid>/cmdline`` is a postmaster's of ``pgdata`` (it
+    runs with ``-D <pgdata>``)."""
+    want = os.path.realpath(pgdata)
+    args = [arg.decode(errors="replace") for arg in cmdline.split(b"\0") if arg]
+    return bool(args) and Path(args[0]).name == "postgres" and any(
+        os.path.realpath(arg) == want for arg in args[1:])
+
+
+def forget_stale_postmaster_pid(pgdata: Path) -> None:
+    """Remove a ``postmaster.pid`` whose process is alive but is not this data directory's
+    postmaster: after a crash or a reboot its pid was given to another program. The
+    library took that program for the server, failed to reach it, and killed it at exit
+    (as root, any process of the machine)."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return  # no file, or no such process, or no /proc: PostgreSQL's own check decides
+    if not process_alive(pid) or names_data_directory(cmdline, pgdata):
+        return  # an unreaped postmaster is the old one: the restart waits for its reap
+    logger.warning(
+        f"{pid_file} names process {pid}, which is not this server (a stale file from"
+        " before a crash or reboot); removing it",
+        extra={"event": "embedded_postgres_stale_pid", "pid": pid, "path": str(pid_file)},
+    )
+    pid_file.unlink(missing_ok=True)
+
+
 def restart_embedded(state_dir: Path) -> str:
     """Start the embedded server again after its postmaster died (blocking: run it in a
     thread); returns its DSN, which a caller compares with the one its pool uses."""
@@ -145,6 +176,7 @@ def restart_embedded(state_dir: Path) -> str:
         return start_embedded(state_dir)
     try:
         with postgres_server.PostgresServer._lock:
+            forget_stale_postmaster_pid(pgdata)
             # Reads postmaster.pid: a stale one (the dead postmaster's) is started over.
             server.ensure_postgres_running()
     except Exception:

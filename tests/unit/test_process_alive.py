@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from triggerd.db import embedded_server_running, process_alive
+from triggerd.db import embedded_server_running, names_data_directory, process_alive
 
 
 @pytest.fixture
@@ -58,3 +58,13 @@ def test_a_killed_postmaster_left_as_a_zombie_is_not_running(
 def test_a_live_postmaster_is_running(tmp_path: Path) -> None:
     write_postmaster_pid(tmp_path, os.getpid())
     assert embedded_server_running(tmp_path)
+
+
+def test_a_postmaster_of_the_data_directory_is_recognised(tmp_path: Path) -> None:
+    pgdata = tmp_path / "postgres"
+    own = b"/opt/pg/bin/postgres\0-D\0" + str(pgdata).encode() + b"\0-k\0/run\0"
+    other = b"/opt/pg/bin/postgres\0-D\0/elsewhere\0"
+    assert names_data_directory(own, pgdata)
+    assert not names_data_directory(other, pgdata)
+    assert not names_data_directory(b"sleep\0" + str(pgdata).encode() + b"\0", pgdata)
+    assert not names_data_directory(b"", pgdata)  # a kernel thread
