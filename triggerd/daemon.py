@@ -111,6 +111,9 @@ class Daemon:
     # non-zero so its supervisor restarts it.
     _fatal: str | None = None
     _watchdog: asyncio.Task[None] | None = None
+    # The components whose start() ran, in start order: a stop while starting stops only
+    # those.
+    _running: list[Component] = field(default_factory=list)
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -192,6 +195,7 @@ class Daemon:
         self.notifier.status("starting: components")
         for component in self.components:
             await component.start()
+            self._running.append(component)
             self.add_readiness_check(component.name, component.readiness)
         self.runner = app_runner(self.app)
         await self.runner.setup()
@@ -249,7 +253,8 @@ class Daemon:
             metrics=self.app[METRICS],
         )
         await workers.start()
-        self.components.append(workers)  # stopped first
+        self.components.append(workers)
+        self._running.append(workers)  # stopped first
         self.add_readiness_check(workers.name, workers.readiness)
 
     def build_components(self, dsn: str) -> None:
@@ -400,7 +405,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.site.stop()
             await self._drain_requests()
-        for component in reversed(self.components):
+        for component in reversed(self._running):
             try:
                 await component.stop()
             except Exception:
@@ -424,6 +429,27 @@ class Daemon:
             shutil.rmtree(self._worker_dir, ignore_errors=True)
         self.notifier.close()
 
+    async def _start_unless_stopped(self) -> bool:
+        """Start, unless a SIGTERM comes first: a start waits for as long as another
+        process holds the migration lock, and a stop asked meanwhile went unheard until
+        then (and the daemon became ready, applied definitions and served, to stop)."""
+        starting = asyncio.create_task(self.start(), name="triggerd-start")
+        stopped = asyncio.create_task(self._stop.wait(), name="triggerd-stop-while-starting")
+        try:
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if starting.done():
+            starting.result()  # its error, if it failed
+            return True
+        logger.info("stop requested while starting: the start is abandoned",
+                    extra={"event": "start_abandoned"})
+        starting.cancel()
+        # The error a step raised while it was cancelled (a rolled-back migration) is moot.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        return False
+
     async def _drain_requests(self) -> None:
         started = time.monotonic()
         cut = await self._drain.wait()
@@ -445,9 +471,11 @@ class Daemon:
                                         name="triggerd-start-timeout")
         try:
             try:
-                await self.start()
+                started = await self._start_unless_stopped()
             finally:
                 extending.cancel()
+            if not started:
+                return
             self._serving = True
             self.notifier.ready(self.status_line())
             if self._reload_pending:
