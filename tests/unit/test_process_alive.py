@@ -1,5 +1,6 @@
 """Telling a dead embedded postmaster from a live one, zombies included (a container whose
-init does not reap keeps a killed postmaster as a zombie for a while, or for good)."""
+init does not reap keeps a killed postmaster as a zombie for a while, or for good), a stale
+postmaster.pid from a stranger, and a state directory that cannot be used."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from triggerd.db import embedded_server_running, names_data_directory, process_alive
+from triggerd.db import (
+    embedded_server_running,
+    names_data_directory,
+    process_alive,
+    start_embedded,
+)
+from triggerd.errors import DatabaseUnavailable
 
 
 @pytest.fixture
@@ -68,3 +75,13 @@ def test_a_postmaster_of_the_data_directory_is_recognised(tmp_path: Path) -> Non
     assert not names_data_directory(other, pgdata)
     assert not names_data_directory(b"sleep\0" + str(pgdata).encode() + b"\0", pgdata)
     assert not names_data_directory(b"", pgdata)  # a kernel thread
+
+
+def test_a_state_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    state_dir = tmp_path / "file" / "state"
+    with pytest.raises(DatabaseUnavailable) as caught:
+        start_embedded(state_dir)
+    assert caught.value.message == (
+        f"cannot use the state directory {state_dir} ([daemon] state_dir) for the embedded"
+        " PostgreSQL: Not a directory")
