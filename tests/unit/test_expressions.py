@@ -327,6 +327,37 @@ def test_text_an_expression_builds_is_bounded_before_it_is_built(source: str) ->
         f"would take the text the expression builds past {MAX_BUILT:,} characters")
 
 
+@pytest.mark.parametrize(("source", "limit"), [
+    # A word longer than the width is cut a line at a time, the rest copied each time:
+    # 0.9 s for a 1 MB word at 72, 25 s at 1 (a webhook body may be 10 MB).
+    ("{{ ('x' * 1000000) | wordwrap(72) | length }}",
+     f"wordwrap would take the text the expression builds past {MAX_BUILT:,} characters"),
+    # Each line joined by a megabyte: 200 MB in one call.
+    ("{{ ('x ' * 200) | wordwrap(1, wrapstring='y' * 1000000) | length }}",
+     f"wordwrap would take the text the expression builds past {MAX_BUILT:,} characters"),
+    # A line or a word at a time in Python: 25 s for a million hyphens.
+    ("{{ ('-' * 1000000) | wordwrap(1) | length }}", f"more than {MAX_STEPS:,} steps"),
+    ("{{ ('a ' * 500000) | wordwrap(1) | length }}", f"more than {MAX_STEPS:,} steps"),
+])
+def test_wordwrap_is_bounded_before_it_runs(source: str, limit: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        render_string(source, CONTEXT)
+    assert limit in caught.value.message
+
+
+def test_ordinary_wordwrap_is_left_alone() -> None:
+    assert render_string("{{ 'a b c d e f' | wordwrap(3) }}", CONTEXT) == "a b\nc d\ne f"
+    assert render_string("{{ 'abcdefghij' | wordwrap(3, wrapstring='|') }}", CONTEXT) == \
+        "abc|def|ghi|j"
+    # A long word kept whole costs nothing to cut; a 500 KB text of words wraps.
+    assert render_string("{{ ('a' * 1000000) | wordwrap(1, false) | length }}",
+                         CONTEXT) == 1_000_000
+    assert render_string("{{ ('lorem ipsum dolor sit amet, ' * 17000) | wordwrap(72)"
+                         " | length }}", CONTEXT) == 475_999
+    with pytest.raises(ExpressionError, match="invalid width 0"):
+        render_string("{{ 'abc' | wordwrap(0) }}", CONTEXT)
+
+
 def test_ordinary_text_building_is_left_alone() -> None:
     assert render_string("{{ 'a' ~ 'b' ~ 3 }}", CONTEXT) == "ab3"
     assert render_string("{{ [1] + [2] }}", CONTEXT) == [1, 2]
