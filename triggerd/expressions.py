@@ -56,6 +56,7 @@ from jinja2.utils import consume, missing
 from triggerd.errors import TriggerdError
 from triggerd.jsonrules import too_many_digits
 from triggerd.model import JSON
+from triggerd.redaction import number_text
 
 CONTEXT_NAMES: Final = ("input", "env", "secrets", "nodes", "trigger", "execution", "memory")
 
@@ -538,8 +539,12 @@ def secret_renderings(template: JSON, rendered: JSON) -> Iterator[tuple[str, str
 
 
 def _strings(value: JSON) -> Iterator[str]:
+    """The strings in ``value``, and its numbers as JSON writes them: ``secrets.PIN | int``
+    is the secret as a number."""
     if isinstance(value, str):
         yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield number_text(value)
     elif isinstance(value, dict):
         for key, item in value.items():
             yield key

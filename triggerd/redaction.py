@@ -131,7 +131,22 @@ class Redactor:
             }
         if isinstance(value, list | tuple):
             return [self._redact(item) for item in value]
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and number_text(value) in self.secrets:
+            # A secret made a number (``| int``): JSON writes its digits as they are.
+            return MASK
         return value
+
+
+def number_text(value: int | float) -> str:
+    """How JSON writes the number ``value`` (``str`` of an int, ``repr`` of a float); ""
+    for an int with more digits than Python writes (no secret is that long)."""
+    if isinstance(value, float):
+        return repr(value)
+    try:
+        return str(int(value))
+    except ValueError:
+        return ""
 
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.

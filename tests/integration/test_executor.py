@@ -1250,3 +1250,38 @@ async def test_a_reload_applies_tenants_and_public_url_to_the_executor(
     assert executor.settings.http.port == 8080
     executor.apply_settings(load_settings(environ={"TRIGGERD_HTTP_PORT": "9090"}))
     assert executor.settings.http.base_url == "http://127.0.0.1:8080"
+
+
+async def test_a_secret_made_a_number_is_not_stored(
+    pool: asyncpg.Pool, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `{{ secrets.PIN | int }}` (a PIN sent as a JSON number) was stored in the node's
+    # input and output, and in every later node's that passed it on: only strings were
+    # masked.
+    monkeypatch.setenv("TRIGGERD_TEST_PIN", "98765432")
+    await apply_doc(
+        pool,
+        workflow(
+            "pin",
+            [
+                {"id": "make", "type": "set",
+                 "params": {"value": {"pin": "{{ secrets.PIN | int }}",
+                                      "next": "{{ secrets.PIN | int + 1 }}"}}},
+                {"id": "pass", "type": "set", "params": {"value": "{{ nodes.make.output }}"}},
+                {"id": "check", "type": "set",
+                 "params": {"value": "{{ nodes.pass.output.pin == 98765432 }}"}},
+            ],
+            [{"from": "make", "to": "pass"}, {"from": "pass", "to": "check"}],
+            secrets={"PIN": {"env": "TRIGGERD_TEST_PIN"}},
+        ),
+    )
+    execution_id = await fire(pool, "pin/manual")
+    row = await final_status(pool, execution_id)
+    assert (row["status"], row["error_message"]) == ("SUCCESS", None)
+    by_node = {n["node_id"]: n for n in await nodes_of(pool, execution_id)}
+    assert by_node["check"]["output"] is True  # the real number flowed through the run
+    assert by_node["pass"]["output"] == {"pin": "***", "next": "***"}
+    dump = str(await pool.fetch(
+        "SELECT input, output, error_message FROM node_executions WHERE execution_id = $1",
+        execution_id)) + str(row["output"])
+    assert "98765432" not in dump and "98765433" not in dump

@@ -169,6 +169,25 @@ def test_values_derived_from_secrets() -> None:
     assert redactor.redact_text("x tok-123456 TOK-123456 Tok-123456") == "x *** *** Tok-123456"
 
 
+def test_a_secret_made_a_number_is_masked_and_so_are_numbers_derived_from_it() -> None:
+    # `secrets.PIN | int` was stored as the number itself: only strings were masked.
+    from triggerd.expressions import secret_renderings
+    from triggerd.redaction import derived_secrets
+
+    redactor = Redactor(["98765432"])
+    assert redactor.redact({"pin": 98765432, "other": [98765433, 5, True, 1.5]}) == {
+        "pin": "***", "other": [98765433, 5, True, 1.5]}
+    template = {"next": "{{ secrets.PIN | int + 1 }}", "f": "{{ secrets.PIN | float }}",
+                "plain": "{{ input.n }}"}
+    rendered = {"next": 98765433, "f": 98765432.0, "plain": 12345678}
+    derived = derived_secrets(secret_renderings(template, rendered), redactor)
+    assert derived == {"98765433", "98765432.0"}
+    assert redactor.with_secrets(derived).redact(rendered) == {
+        "next": "***", "f": "***", "plain": 12345678}
+    # An int longer than Python writes is no secret's digits (and no error).
+    assert redactor.redact([10**5000]) == [10**5000]
+
+
 def test_secret_renderings_pairs_templates_that_read_secrets() -> None:
     from triggerd.expressions import secret_renderings
 
