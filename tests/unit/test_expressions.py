@@ -368,3 +368,37 @@ def test_ordinary_text_building_is_left_alone() -> None:
     # A large input is no expression's fault: replacing in a 2 MB text is fine.
     assert render_string("{{ ('x' * 1000000 ~ 'x' * 1000000) | replace('x', 'yy')"
                          " | length }}", CONTEXT) == 4_000_000
+
+
+@pytest.mark.parametrize("source", [
+    # A 10 MB webhook body's text or list through a filter that takes an item at a time in
+    # Python: 2.4-11 s on the event loop each, where a loop over it stops at MAX_STEPS.
+    "{{ input.text | map('upper') | list | length }}",
+    "{{ input.numbers | map('string') | join | length }}",
+    "{{ input.numbers | select('odd') | list | length }}",
+    "{{ input.numbers | reject('odd') | list | length }}",
+    "{{ input.text | batch(1) | list | length }}",
+    "{{ input.numbers | sort | length }}",
+    "{{ input.text | unique | list | length }}",
+    "{{ input.numbers | sum }}",
+    "{{ input.numbers | max }}",
+    # Counted as taken when the value has no length (one filter's output into the next).
+    "{{ range(99999) | map('string') | map('upper') | map('lower') | list | length }}",
+])
+def test_filters_that_take_an_item_at_a_time_count_the_items_as_steps(source: str) -> None:
+    context = {"input": {"text": "x" * 300_000, "numbers": list(range(300_000))}}
+    with pytest.raises(ExpressionError) as caught:
+        render_string(source, context)
+    assert f"more than {MAX_STEPS:,} steps" in caught.value.message
+
+
+def test_per_item_filters_of_ordinary_sizes_are_untouched() -> None:
+    context = {"input": {"users": [{"name": "b", "age": 3}, {"name": "a", "age": 40}]}}
+    assert render_string("{{ input.users | selectattr('age', 'gt', 18) | map(attribute="
+                         "'name') | list }}", context) == ["a"]
+    assert render_string("{{ input.users | sort(attribute='name') | map(attribute='age')"
+                         " | sum }}", context) == 43
+    assert render_string("{{ {'b': 1, 'a': 2} | dictsort }}", context) == [["a", 2], ["b", 1]]
+    assert render_string("{{ range(50000) | map('string') | select | list | length }}",
+                         context) == 50_000
+    assert render_string("{{ input.users | groupby('age') | list | length }}", context) == 2
