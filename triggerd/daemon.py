@@ -47,6 +47,7 @@ from triggerd.sdnotify import Notifier
 from triggerd.serving.drain import RequestDrain
 from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
 from triggerd.store import diagnostics
+from triggerd.tasks import Coalesced
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Daemon:
     _reload_pending: bool = False  # a SIGHUP came while starting
     _drain: RequestDrain = field(default_factory=RequestDrain)
     _background: list[asyncio.Task[Any]] = field(default_factory=list)
+    _reloads: Coalesced = field(init=False)
     _listen_port: int = 0
     # The settings it started with: the restart-only keys in force.
     _started_with: Settings | None = None
@@ -114,6 +116,11 @@ class Daemon:
     # The components whose start() ran, in start order: a stop while starting stops only
     # those.
     _running: list[Component] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # SIGHUPs while a reload runs make one more reload after it (they read the same
+        # files), not one each.
+        self._reloads = Coalesced(self.reload, name="triggerd-reload")
 
     async def apply_definitions(self, settings: Settings) -> None:
         files = list(settings.daemon.definitions)
@@ -330,7 +337,7 @@ class Daemon:
             logger.info("reload requested while starting: it runs once the daemon is ready",
                         extra={"event": "reload_deferred"})
             return
-        self._background.append(asyncio.create_task(self.reload(), name="triggerd-reload"))
+        self._reloads.request()
 
     async def reload(self) -> bool:
         """SIGHUP: re-read configuration and definitions, reconcile triggers, swap routes.
@@ -398,6 +405,9 @@ class Daemon:
                 self.notifier.ready(self.status_line())
 
     async def stop(self) -> None:
+        # A reload in progress ends first (its definitions' transaction rolls back): it
+        # would call on stopped components, and its READY=1 could follow STOPPING=1.
+        await self._reloads.cancel()
         self.notifier.stopping()
         # Stop accepting first: new connections are refused while runs drain. Then the
         # requests in progress finish while every part they need still runs.

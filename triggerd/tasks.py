@@ -8,7 +8,7 @@ therefore cancels again until every task has ended.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 
@@ -18,3 +18,36 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, every: float = 
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=every)
+
+
+class Coalesced:
+    """Runs ``work`` on request, one run at a time; requests that come while it runs are
+    one more run after it (which sees the state as it is then), not one run each: twenty
+    SIGHUPs a second queued twenty reloads a second, each holding a task for ever."""
+
+    def __init__(self, work: Callable[[], Awaitable[Any]], *, name: str) -> None:
+        self._work = work
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self.runs = 0  # started so far
+
+    def request(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            self.runs += 1
+            await self._work()
+            if not self._again:
+                return
+
+    async def cancel(self) -> None:
+        """Cancel the run in progress (and the one asked after it), and wait until it ended."""
+        self._again = False
+        if self._task is not None:
+            await cancel_and_wait([self._task])

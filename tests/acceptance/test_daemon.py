@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import time
@@ -221,3 +222,35 @@ async def test_embedded_database_starts_and_keeps_data_across_restarts(
         f"\n[startup] embedded PostgreSQL, restart:"
         f" spawn->/readyz 200 {second.ready_after:.2f}s, daemon startup_ms {ready['startup_ms']}"
     )
+
+
+async def test_a_storm_of_sighups_makes_one_more_reload_not_one_each(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """Each SIGHUP queued a reload behind the running one (and kept its task for ever):
+    signals coming faster than a reload takes outran the reloads without bound. A file of
+    20,000 triggers makes a reload take longer than the signals' spacing."""
+    definitions = tmp_path / "many.yaml"
+    definitions.write_text(json.dumps({"workflows": [{
+        "key": f"w{i}", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": f"t{j}", "type": "cron", "cron": f"{j % 60} {i % 24} * * *"}
+                     for j in range(100)]} for i in range(200)]}), encoding="utf-8")
+    daemon = await daemons.start(database_url=dsn,
+                                 sections={"daemon": {"definitions": [str(definitions)]}})
+    assert daemon.proc is not None
+    for _ in range(60):  # 3 s of SIGHUPs, 20 a second (the kernel merges those pending)
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        await asyncio.sleep(0.05)
+    sent_at = len(daemon.events_named("daemon_reloaded"))
+    # Once the reloads went quiet: how many ran for the 60 signals.
+    for _ in range(600):
+        before = len(daemon.events_named("daemon_reloaded"))
+        await asyncio.sleep(0.5)
+        if len(daemon.events_named("daemon_reloaded")) == before:
+            break
+    storm = len(daemon.events_named("daemon_reloaded"))
+    # One after another while the signals came; then the one running when they ended and
+    # at most one more (not one a signal).
+    assert storm <= sent_at + 2, (sent_at, storm)
+    assert storm < 60
+    assert await daemon.stop(signal.SIGTERM) == 0
