@@ -706,15 +706,24 @@ def _wall_datetime(wall: int) -> datetime:
     return datetime(day.year, day.month, day.day, hour, *divmod(rest, 60))
 
 
-def _count_wall(schedule: CronSchedule, low: int, high: int) -> int:
-    """Matching wall times in [low, high), both wall seconds since 1970-01-01 00:00."""
+def _wall_days(low: int, high: int) -> tuple[date, int, date, int] | None:
+    """[low, high) in wall seconds since 1970-01-01 00:00 as (first day, seconds into it,
+    last day, seconds into it); None when empty (or past the last wall time counted)."""
     high = min(high, _WALL_END)
     if high <= low:
-        return 0
+        return None
     low_day, low_time = divmod(low, _DAY_SECONDS)
     high_day, high_time = divmod(high, _DAY_SECONDS)
-    low_date = date.fromordinal(_EPOCH_ORDINAL + low_day)
-    high_date = date.fromordinal(_EPOCH_ORDINAL + high_day)
+    return (date.fromordinal(_EPOCH_ORDINAL + low_day), low_time,
+            date.fromordinal(_EPOCH_ORDINAL + high_day), high_time)
+
+
+def _count_wall(schedule: CronSchedule, low: int, high: int) -> int:
+    """Matching wall times in [low, high), both wall seconds since 1970-01-01 00:00."""
+    days = _wall_days(low, high)
+    if days is None:
+        return 0
+    low_date, low_time, high_date, high_time = days
     total = schedule._per_day * _count_days(schedule, low_date, high_date)
     if _day_matches(schedule, low_date):
         total -= _times_before(schedule, low_time)
@@ -825,13 +834,10 @@ def count_union(schedules: Sequence[CronSchedule], start: datetime, end: datetim
 
 def _union_wall(schedules: tuple[CronSchedule, ...], low: int, high: int) -> int:
     """Wall times in [low, high) (wall seconds since 1970) that any schedule matches."""
-    high = min(high, _WALL_END)
-    if high <= low:
+    days = _wall_days(low, high)
+    if days is None:
         return 0
-    low_day, low_time = divmod(low, _DAY_SECONDS)
-    high_day, high_time = divmod(high, _DAY_SECONDS)
-    low_date = date.fromordinal(_EPOCH_ORDINAL + low_day)
-    high_date = date.fromordinal(_EPOCH_ORDINAL + high_day)
+    low_date, low_time, high_date, high_time = days
     total = 0
     year, month = low_date.year, low_date.month
     while (year, month) <= (high_date.year, high_date.month):
