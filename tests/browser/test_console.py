@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from playwright.async_api import Browser, Page, Response, expect
+from playwright.async_api import Browser, Page, Request, Response, expect
 
 from tests.acceptance.conftest import DaemonProcess, Daemons, run_cli
 
@@ -527,8 +527,23 @@ async def test_an_all_tenant_session_opens_and_acts_on_the_tenant_it_clicked(
 
 
 def _is_refresh(response: Response) -> bool:
-    return "/ui/executions" in response.url and \
-        response.request.headers.get("hx-request") == "true"
+    return _is_refresh_request(response.request)
+
+
+def _is_refresh_request(request: Request) -> bool:
+    return "/ui/executions" in request.url and request.headers.get("hx-request") == "true"
+
+
+# The refresh period of console.js. The live-refresh tests install Playwright's clock on
+# the page (it keeps running in real time) and jump it ahead by one period for each refresh:
+# waiting for the page's own 3 s timer took most of their run time.
+REFRESH_MS = 3000
+
+
+async def _next_refresh(page: Page) -> None:
+    """Fire the page's refresh timer once and wait for its answer."""
+    async with page.expect_response(_is_refresh):
+        await page.clock.fast_forward(REFRESH_MS)
 
 
 async def test_live_refresh_keeps_the_tenant_and_stops_when_the_session_ends(
@@ -549,12 +564,12 @@ async def test_live_refresh_keeps_the_tenant_and_stops_when_the_session_ends(
         assert fired.returncode == 0, fired.stderr
         runs[tenant] = fired.json()["execution_id"]
     page = await browser.new_page()
+    await page.clock.install()
     await _login(page, daemon, ADMIN_TOKEN)
     listed = f"{daemon.base_url}/ui/executions?trigger=orders/by-hand&tenant=acme"
-    async with page.expect_response(_is_refresh):
-        await page.goto(listed)
-    async with page.expect_response(_is_refresh):
-        pass  # the next refresh, after the one the page load started with
+    await page.goto(listed)
+    for _ in range(2):
+        await _next_refresh(page)
     rows = page.locator("#execution-rows")
     await expect(rows.locator(f"a[href$='/executions/{runs['acme']}']")).to_have_count(1)
     await expect(rows.locator(f"a[href$='/executions/{runs['default']}']")).to_have_count(0)
@@ -564,7 +579,8 @@ async def test_live_refresh_keeps_the_tenant_and_stops_when_the_session_ends(
         await conn.execute("DELETE FROM console_sessions")
     finally:
         await conn.close()
-    await page.wait_for_url(re.compile(r"/ui/login\?next="))
+    async with page.expect_navigation(url=re.compile(r"/ui/login\?next=")):
+        await page.clock.fast_forward(REFRESH_MS)
     await expect(page.get_by_role("heading", name="Log in")).to_have_count(1)
     await expect(page.locator("#execution-rows")).to_have_count(0)
     # Logging in again comes back to the list, with its tenant and filter.
@@ -583,17 +599,26 @@ async def test_live_refresh_waits_while_the_keyboard_focus_is_in_the_list(
 
     first = await _fire(daemon)
     page = await browser.new_page()
+    await page.clock.install()
     await _login(page, daemon, ADMIN_TOKEN)
     await page.goto(f"{daemon.base_url}/ui/executions")
     rows = page.locator("#execution-rows")
     link = rows.locator(f"a[href$='/executions/{first}']")
     await link.focus()
     second = await _fire(daemon)
-    await page.wait_for_timeout(7000)  # two refresh periods
+    # The timer's callback sends its request as it runs, so the request event of a refresh
+    # is in before fast_forward returns: none is sent in two periods.
+    refreshes: list[Request] = []
+    page.on("request", lambda request: refreshes.append(request)
+            if _is_refresh_request(request) else None)
+    for _ in range(2):
+        await page.clock.fast_forward(REFRESH_MS)
+    assert refreshes == []
     await expect(link).to_be_focused()
     await expect(rows.locator(f"a[href$='/executions/{second}']")).to_have_count(0)
 
     await page.get_by_label("Trigger").focus()
+    await _next_refresh(page)
     await expect(rows.locator(f"a[href$='/executions/{second}']")).to_have_count(1)
 
 
@@ -650,22 +675,22 @@ async def test_live_refresh_leaves_unchanged_rows_in_place(
     first = await _fire(daemon)
     assert await _wait_final(dsn, first) == "SUCCESS"
     page = await browser.new_page()
+    await page.clock.install()
     await _login(page, daemon, ADMIN_TOKEN)
     await page.goto(f"{daemon.base_url}/ui/executions")
     for _ in range(2):  # the first refresh may put the rows in as the partial writes them
-        async with page.expect_response(_is_refresh):
-            pass
+        await _next_refresh(page)
     row = page.locator(f"#execution-rows tr:has(a[href$='/executions/{first}'])")
     await row.evaluate("row => { window.keptRow = row; }")
     for _ in range(2):
-        async with page.expect_response(_is_refresh):
-            pass
+        await _next_refresh(page)
     await page.wait_for_timeout(200)  # the swap htmx would make after the answer
     assert await page.evaluate("window.keptRow.isConnected")
 
     second = await _fire(daemon)
+    await _next_refresh(page)
     await expect(page.locator(f"#execution-rows a[href$='/executions/{second}']")
-                 ).to_have_count(1, timeout=10_000)
+                 ).to_have_count(1)
 
 
 async def _end_console_sessions(dsn: str) -> None:
