@@ -51,6 +51,13 @@ def _request(**kw: Any) -> BackfillRequest:
                               "range_to": TO, **kw})
 
 
+async def _a_running_run(pool: asyncpg.Pool, trigger_id: str) -> None:
+    await pool.execute(
+        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
+        " SELECT workflow_id, id, 'cron', 'RUNNING' FROM workflow_triggers WHERE id = $1",
+        trigger_id)
+
+
 async def _runs(pool: asyncpg.Pool) -> list[tuple[str, str]]:
     rows = await pool.fetch(
         "SELECT to_char(scheduled_for AT TIME ZONE 'UTC', 'HH24:MI') AS at, dedupe_key"
@@ -224,10 +231,7 @@ async def test_a_backfill_held_back_by_active_runs_says_how_many(
     """Under overlap skip a backfill starts a slot only when no run of the trigger is
     active: a schedule whose runs always overlap held it back for ever, and nothing said
     why."""
-    await pool.execute(
-        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
-        " SELECT workflow_id, id, 'cron', 'RUNNING' FROM workflow_triggers WHERE id = $1",
-        hourly)
+    await _a_running_run(pool, hourly)
     plan = await create(pool, OPERATOR, _request(overlap="skip", rate="1000/s"))
     runner = BackfillRunner(pool, owner="a")
     assert [await runner.work_once(1.0) for _ in range(3)] == [0, 0, 0]
@@ -248,10 +252,7 @@ async def test_disabling_a_trigger_cancels_its_backfill_waiting_for_an_active_ru
     enabled again before the run ended, the trigger went on with the backfill."""
     from triggerd.operations.triggers import set_enabled
 
-    await pool.execute(
-        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, status)"
-        " SELECT workflow_id, id, 'cron', 'RUNNING' FROM workflow_triggers WHERE id = $1",
-        hourly)
+    await _a_running_run(pool, hourly)
     plan = await create(pool, OPERATOR, _request(overlap="skip", rate="1000/s"))
     runner = BackfillRunner(pool, owner="a")
     assert await runner.work_once(1.0) == 0
