@@ -17,12 +17,13 @@ def test_every_control_in_text_is_written_as_its_escape(control: str) -> None:
 
 
 def test_tags_and_a_textarea_keep_their_values() -> None:
-    # A link's target and a field's value are the value itself (sent back as it is).
+    # A link's target and a field's value are the value itself (sent back as it is); a
+    # tooltip is text the operator reads.
     page = ('<a href="/ui/x?t=a\u202eb" title="n\u202e">n\u202eo</a>'
             '<textarea name="input">{"a": "\u202e"}</textarea><p>\u202e</p>'
             '<TEXTAREA>\u2066</TEXTAREA>x\u2069')
     assert show_controls(page) == (
-        '<a href="/ui/x?t=a\u202eb" title="n\u202e">n\\u202eo</a>'
+        '<a href="/ui/x?t=a\u202eb" title="n\\u202e">n\\u202eo</a>'
         '<textarea name="input">{"a": "\u202e"}</textarea><p>\\u202e</p>'
         '<TEXTAREA>\u2066</TEXTAREA>x\\u2069')
 
@@ -30,3 +31,14 @@ def test_tags_and_a_textarea_keep_their_values() -> None:
 def test_a_page_without_any_is_returned_as_it_is() -> None:
     page = "<p>مرحبا &lt;b&gt; שלום</p>"
     assert show_controls(page) is page
+
+
+def test_attributes_a_browser_shows_are_written_as_escapes() -> None:
+    # A skip note is a recorded slot's tooltip: "invoice\u202efdp.exe" read invoiceexe.pdf.
+    page = ('<li class="slot" title="skipped by x: invoice\u202efdp.exe">'
+            '<svg aria-label="a\u2067b"><img alt="c\u200fd" src="/i?\u202e">'
+            '<input placeholder="e\u2066f" value="g\u2066h" data-title="i\u202ej">')
+    assert show_controls(page) == (
+        '<li class="slot" title="skipped by x: invoice\\u202efdp.exe">'
+        '<svg aria-label="a\\u2067b"><img alt="c\\u200fd" src="/i?\u202e">'
+        '<input placeholder="e\\u2066f" value="g\u2066h" data-title="i\u202ej">')

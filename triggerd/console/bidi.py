@@ -20,6 +20,10 @@ _TAG = re.compile(r"(<[^>]*>)")
 # The text of these elements is a form field's value (sent back as typed) or no text at
 # all: left as it is.
 _RAW_TEXT = re.compile(r"<(textarea|script|style)\b", re.IGNORECASE)
+# The attributes a browser shows as text (a tooltip, what a screen reader says): escaped
+# as text is. Every other value (a link's target, a field's value) is used as it is.
+_SHOWN_ATTRIBUTE = re.compile(r'(\s(?:title|aria-label|alt|placeholder)=")([^"]*)(")',
+                              re.IGNORECASE)
 
 
 def escape_controls(text: str) -> str:
@@ -28,14 +32,17 @@ def escape_controls(text: str) -> str:
 
 
 def show_controls(page: str) -> str:
-    """A rendered page with the bidi controls of its text written as escapes; its tags
-    (attribute values: a link's target, a field's value) and a textarea's value unchanged."""
+    """A rendered page with the bidi controls of its text and of the attributes shown as
+    text (a tooltip) written as escapes; other attribute values (a link's target, a
+    field's value) and a textarea's value unchanged."""
     if BIDI_CONTROLS.search(page) is None:
         return page  # almost every page: one scan
     parts = _TAG.split(page)
     raw_until: str | None = None  # the closing tag of the raw-text element we are in
     for index, part in enumerate(parts):
         if index % 2 == 1:  # a tag
+            parts[index] = _SHOWN_ATTRIBUTE.sub(
+                lambda m: m.group(1) + escape_controls(m.group(2)) + m.group(3), part)
             if raw_until is not None:
                 if part.lower().startswith(raw_until):
                     raw_until = None
