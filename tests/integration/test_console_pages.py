@@ -919,3 +919,46 @@ async def test_a_workflow_with_hundreds_of_versions_lists_a_page_and_diffs_the_p
     assert {3, 250} <= {int(n) for n in re.findall(r'value="(\d+)"', offered)}
     status, page = await admin.get("/ui/workflows/xss?before=0")
     assert (status, message_of(page)) == (400, "before must be a version number")
+
+
+async def test_login_attempts_are_limited_per_address(
+    aiohttp_client: Any, pool: asyncpg.Pool
+) -> None:
+    """An [api] token chosen by hand could be guessed at the form's full speed: 20 attempts
+    at once, then one every 3 s; a successful login gives its attempt back."""
+    from triggerd.console.sessions import LOGIN_ATTEMPTS, LOGIN_BURST, LoginAttempts
+
+    clock = [1000.0]
+    app = create_app(Settings(api=ApiSettings(token=ALL_TENANTS)), pool,
+                     tokens=StoredTokens(pool))
+    app[LOGIN_ATTEMPTS] = LoginAttempts(clock=lambda: clock[0])
+    client: Client = await aiohttp_client(app)
+    visitor, guesser = Visitor(client.make_url("")), Visitor(client.make_url(""))
+    try:
+        assert await visitor.log_in(ALL_TENANTS) == "/ui/"  # given back: it costs nothing
+
+        async def attempt(token: str) -> tuple[int, str, str | None]:
+            _, page = await guesser.get("/ui/login")
+            async with guesser.http.post(guesser.url("/ui/login"), allow_redirects=False,
+                                         data={"csrf": _field(page, "csrf"), "token": token,
+                                               "next": "/ui/"}) as answer:
+                return answer.status, await answer.text(), answer.headers.get("Retry-After")
+
+        for n in range(LOGIN_BURST):
+            assert (await attempt(f"guess-{n}"))[0] == 401
+        status, page, retry = await attempt("guess-more")
+        assert (status, retry) == (429, "3")
+        assert "✗ too many login attempts from this address; try again in 3 s" in page
+        # Refused before the token is looked at: the right one waits too, and opens nothing.
+        assert (await attempt(ALL_TENANTS))[0] == 429
+        assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 1
+        clock[0] += 3
+        assert await Visitor.log_in(guesser, ALL_TENANTS) == "/ui/"
+        assert await pool.fetchval("SELECT count(*) FROM console_sessions") == 2
+        await guesser.close()
+        guesser = Visitor(client.make_url(""))
+        assert (await attempt("guess-late"))[0] == 401  # the login gave its attempt back
+        assert (await attempt("guess-later"))[0] == 429
+    finally:
+        await visitor.close()
+        await guesser.close()

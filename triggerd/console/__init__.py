@@ -13,8 +13,10 @@ from triggerd.appkeys import SETTINGS
 from triggerd.console import pages
 from triggerd.console.error_pages import error_pages
 from triggerd.console.sessions import (
+    LOGIN_ATTEMPTS,
     PREFIX,
     TRUSTED_PROXIES,
+    LoginAttempts,
     TrustedProxies,
     console_middleware,
 )
@@ -25,6 +27,8 @@ def add_console_routes(app: web.Application) -> None:
     app.middlewares.append(error_pages)
     app.middlewares.append(console_middleware)
     app[TRUSTED_PROXIES] = TrustedProxies(app[SETTINGS].current)
+    if LOGIN_ATTEMPTS not in app:  # a test may have set one with its own clock
+        app[LOGIN_ATTEMPTS] = LoginAttempts()
     router = app.router
     router.add_get(PREFIX, pages.redirect_home)
     router.add_get(f"{PREFIX}/", pages.overview)

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import re
 import urllib.parse
 from datetime import UTC, datetime, time, timedelta
@@ -39,6 +40,7 @@ from triggerd.console.calendar_view import (
 from triggerd.console.graph import NodeRun, layout
 from triggerd.console.sessions import (
     COOKIE,
+    LOGIN_ATTEMPTS,
     LOGIN_COOKIE,
     PREFIX,
     SESSION,
@@ -47,6 +49,7 @@ from triggerd.console.sessions import (
     ConsoleSession,
     csrf_matches,
     hash_session_id,
+    login_address,
     new_secret,
     set_cookie,
     status_of,
@@ -277,6 +280,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not csrf_matches(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
         return web.Response(status=403, text="the login form's CSRF token is missing or wrong;"
                                              " reload the page and try again")
+    address = login_address(request)
+    wait = request.app[LOGIN_ATTEMPTS].admit(address)
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        answer = login_form(request, target=target, status=429,
+                            error=f"too many login attempts from this address; try again in"
+                                  f" {retry} s")
+        answer.headers["Retry-After"] = str(retry)
+        return answer
     presented = form.get("token")
     text = presented.strip() if isinstance(presented, str) else ""
     auth = request.app[API_AUTH]
@@ -303,6 +315,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         role=principal.role.value, tenant=principal.tenant, token_id=token_id,
         config_hash=config_hash, csrf=new_secret(), ttl=SESSION_TTL,
     )
+    request.app[LOGIN_ATTEMPTS].succeeded(address)
     logger.info("console login", extra={"event": "console_login", "token": principal.name,
                                         "role": principal.role.value})
     response = web.HTTPSeeOther(target)

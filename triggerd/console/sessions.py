@@ -32,9 +32,16 @@ from triggerd.serving.forward import client_address
 from triggerd.storable import unstorable
 from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, addressed_tenant
-from triggerd.webhooks.allowlist import Networks, parse_address, parse_networks, within
+from triggerd.webhooks.allowlist import (
+    Networks,
+    client_ip,
+    parse_address,
+    parse_networks,
+    within,
+)
 from triggerd.webhooks.answers import close_unread
 from triggerd.webhooks.decoding import content_encoding
+from triggerd.webhooks.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +97,43 @@ class TrustedProxies:
 
 
 TRUSTED_PROXIES = web.AppKey("console_trusted_proxies", TrustedProxies)
+
+# Login attempts per client address: 20 at once, then one every 3 s (20 a minute). A
+# successful login gives its attempt back. An `[api] token` chosen by hand could be
+# guessed at the login form's full speed; a generated token (256 bits) never could.
+LOGIN_BURST = 20
+LOGIN_RATE = 1 / 3
+# Addresses remembered before the full buckets (addresses that have not tried for a minute)
+# are dropped.
+LOGIN_ADDRESSES = 10_000
+
+
+class LoginAttempts:
+    """The login form's attempts per client address, as token buckets."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limiter = RateLimiter()
+        self._clock = clock
+
+    def admit(self, address: str) -> float:
+        """Take an attempt of ``address``: 0.0, or the seconds until it may try again."""
+        now = self._clock()
+        if len(self._limiter.buckets) > LOGIN_ADDRESSES:
+            self._limiter.prune(now)
+        return self._limiter.check(address, LOGIN_RATE, LOGIN_BURST, now)
+
+    def succeeded(self, address: str) -> None:
+        self._limiter.refund(address)
+
+
+LOGIN_ATTEMPTS = web.AppKey("console_login_attempts", LoginAttempts)
+
+
+def login_address(request: web.Request) -> str:
+    """Whose login attempt this is: the client behind ``[http] trusted_proxies``."""
+    address = client_ip(client_address(request), request.headers.getall("X-Forwarded-For", []),
+                        request.app[TRUSTED_PROXIES].networks)
+    return "unknown" if address is None else str(address)
 
 
 def came_over_tls(request: web.Request) -> bool:
