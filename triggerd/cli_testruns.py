@@ -10,16 +10,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triggerd.cli import _json_default, _parse_input, _path, _pool, print_json
 from triggerd.config import Settings
-from triggerd.definitions import load_files
 from triggerd.errors import DefinitionError
-from triggerd.operations import cli_actor
-from triggerd.secrets import refused_secret_problems
-from triggerd.store.executions import NodeRow
 from triggerd.testrun_rules import decision_of, timeline_line
+
+if TYPE_CHECKING:
+    from triggerd.store.executions import NodeRow
 
 
 def _print_rows(rows: Sequence[NodeRow]) -> None:
@@ -34,9 +33,13 @@ def _print_rows(rows: Sequence[NodeRow]) -> None:
 
 
 async def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
-    # Here, not at the top: it brings the executor and aiohttp, which every other command
-    # would otherwise import while its parser is built (0.2 s).
+    # Here, not at the top: they bring the executor, aiohttp, the definitions and
+    # jsonschema, which every other command would otherwise import while its parser is
+    # built (0.2 s and more).
+    from triggerd.definitions import load_files
+    from triggerd.operations import cli_actor
     from triggerd.operations.testruns import TestRunRequest, new_test_run, run_test
+    from triggerd.secrets import refused_secret_problems
 
     decision = decision_of(args.approve, args.reject)
     run_input = _parse_input(args.input)

@@ -21,20 +21,16 @@ from triggerd.cli import (
 from triggerd.config import Settings
 from triggerd.ids import MIN_PREFIX_DIGITS, WEBHOOK_REQUEST, parse_id
 from triggerd.model import tenant_label, trigger_filter_problem
-from triggerd.operations import cli_actor
-from triggerd.operations.webhooks import (
-    MAX_LIST_LIMIT,
-    ListRequests,
-    list_requests,
-    replay,
-    show_request,
-)
-from triggerd.store.inbox import resolve_request_id
 from triggerd.terminal import printable, printable_line
-from triggerd.webhooks.inbox_views import request_json, summary_json
+
+# The operations import the webhook ingress, the definitions and jsonschema (a quarter of
+# a second): each command imports what it runs, so `--help` and the others do not pay it.
 
 
 async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations.webhooks import MAX_LIST_LIMIT, ListRequests, list_requests
+    from triggerd.webhooks.inbox_views import summary_json
+
     _check_range("--limit", args.limit, MAX_LIST_LIMIT)  # as the other lists' --limit
     checked_filter("trigger", args.trigger, trigger_filter_problem)
     async with _pool(settings) as pool:
@@ -56,6 +52,10 @@ async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations.webhooks import show_request
+    from triggerd.store.inbox import resolve_request_id
+    from triggerd.webhooks.inbox_views import request_json
+
     query = parse_id(args.id, WEBHOOK_REQUEST)  # malformed: exit 2 before the database
     async with _pool(settings) as pool:
         request_id = await resolve_request_id(pool, query, args.tenant)
@@ -83,6 +83,10 @@ async def cmd_webhooks_show(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.webhooks import replay
+    from triggerd.store.inbox import resolve_request_id
+
     query = parse_id(args.id, WEBHOOK_REQUEST)
     async with _pool(settings) as pool:
         request_id = await resolve_request_id(pool, query, args.tenant)

@@ -5,15 +5,19 @@ operations)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triggerd.cli import _name, _pool, _table, _text, _when, print_json
 from triggerd.config import Settings
 from triggerd.errors import UsageError
 from triggerd.model import DEFAULT_TENANT, tenant_label
-from triggerd.operations import cli_actor
-from triggerd.operations.workflows import WorkflowChange, activate, archive, delete
 from triggerd.views import trigger_json, workflow_json
+
+if TYPE_CHECKING:
+    from triggerd.operations.workflows import WorkflowChange
+
+# The operations import the store and jsonschema (a quarter of a second): each command
+# imports what it runs, so `--help` and the others do not pay it.
 
 
 async def cmd_workflows_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,18 +73,27 @@ def _print_change(result: WorkflowChange, done: str, as_json: bool) -> int:
 
 
 async def cmd_workflows_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.workflows import archive
+
     async with _pool(settings) as pool:
         result = await archive(pool, cli_actor(args.tenant), args.key, args.note)
     return _print_change(result, "archived: its triggers start nothing", args.json)
 
 
 async def cmd_workflows_activate(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.workflows import activate
+
     async with _pool(settings) as pool:
         result = await activate(pool, cli_actor(args.tenant), args.key, args.note)
     return _print_change(result, "activated: no slot from before now runs", args.json)
 
 
 async def cmd_workflows_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from triggerd.operations import cli_actor
+    from triggerd.operations.workflows import delete
+
     if not args.yes:
         raise UsageError(f"deleting workflow {args.key} removes its versions, triggers and"
                          " history for good; add --yes to do it")

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triggerd.cron import utc_iso
-from triggerd.operations.backfills import PlannedSlot
-from triggerd.operations.triggers import StateChange
 from triggerd.store.audit import AuditRecord
 from triggerd.store.backfills import BackfillRecord
 from triggerd.store.records import (
@@ -23,6 +21,10 @@ from triggerd.store.records import (
     WorkflowRecord,
 )
 from triggerd.store.trigger_state import TriggerState
+
+if TYPE_CHECKING:  # the operations import the store and jsonschema: a CLI call needs neither
+    from triggerd.operations.backfills import PlannedSlot
+    from triggerd.operations.triggers import StateChange
 
 
 def workflow_json(w: WorkflowRecord) -> dict[str, Any]:
