@@ -885,3 +885,33 @@ def test_a_node_below_a_cycle_still_sees_its_ancestors() -> None:
         (f"{NODE}[3].params.value",
          "expression '{{ nodes.c.output }} {{ nodes.e.output }}': node 'e' does not run"
          " before node 'd'")}
+
+
+def test_a_graph_past_the_node_or_edge_limit_is_one_problem_and_is_not_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checks keep a bitset of ancestors per node: a 100,000-node chain would have
+    held about a gigabyte. Past 10,000 nodes (or 50,000 edges) the graph is refused before
+    any of it is walked."""
+    from triggerd.definitions import params
+
+    built: list[int] = []
+    real = params._Ancestors.__init__
+
+    def counted(self: Any, parents: Any) -> None:
+        built.append(len(parents))
+        real(self, parents)
+
+    monkeypatch.setattr(params._Ancestors, "__init__", counted)
+    nodes = [node(f"n{i}", "noop") for i in range(params.MAX_NODES)]
+    nodes.append(node("last", "set", value="{{ nodes.n0.output }}"))
+    assert found(chain(*nodes)) == {(
+        "$.workflows[0].graph.nodes",
+        "the graph has 10,001 nodes and 10,000 edges; a workflow may have at most 10,000 and"
+        " 50,000 (split it into sub-workflows: the workflow node)")}
+    assert built == []
+    small = chain(node("a", "noop"), node("b", "set", value="{{ nodes.a.output }}"))
+    small["graph"]["edges"] *= params.MAX_EDGES + 1  # the same edge, 50,001 times
+    assert ("$.workflows[0].graph.edges",
+            "the graph has 2 nodes and 50,001 edges; a workflow may have at most 10,000 and"
+            " 50,000 (split it into sub-workflows: the workflow node)") in found(small)

@@ -22,7 +22,7 @@ from referencing.jsonschema import DRAFT202012
 from triggerd.correlation import correlation_problems
 from triggerd.cron import parse_cron
 from triggerd.definitions.build import document_tenant
-from triggerd.definitions.params import check_nodes
+from triggerd.definitions.params import MAX_EDGES, MAX_NODES, check_nodes, too_large
 from triggerd.definitions.problems import JsonPath, Report, format_path, show, suggestion
 from triggerd.definitions.schedule_checks import check_scheduled, cron_problem
 from triggerd.durations import MAX_DURATION, format_duration, parse_duration
@@ -389,6 +389,12 @@ def check_graph(
     nodes = graph.get("nodes")
     edges = graph.get("edges", [])
     if not isinstance(nodes, list) or not isinstance(edges, list):
+        return
+    if too_large(graph):
+        report.add((*path, "nodes") if len(nodes) > MAX_NODES else (*path, "edges"),
+                   f"the graph has {len(nodes):,} nodes and {len(edges):,} edges; a workflow"
+                   f" may have at most {MAX_NODES:,} and {MAX_EDGES:,} (split it into"
+                   " sub-workflows: the workflow node)")
         return
     index: dict[str, int] = {}
     types: dict[str, str] = {}
