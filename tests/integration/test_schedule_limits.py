@@ -372,8 +372,10 @@ async def test_an_only_missing_backfill_does_not_take_the_fires_after_max_runs_f
     trigger = await _trigger(pool)
     for hour in (0, 2):  # hour 1 was missed (the daemon was down)
         await record_slots(pool, [_slot(trigger, hour)], fired_at="x")
+    # Completed by a catch-up hours after its last fire was due: the fires in between were
+    # past max_runs too (the catch-up wrote no ledger row for them).
     await pool.execute("UPDATE trigger_state SET completed_at = $2 WHERE trigger_id = $1",
-                       trigger["id"], START + timedelta(hours=2, seconds=1))
+                       trigger["id"], START + timedelta(hours=10))
     plan = await create(pool, OPERATOR, BackfillRequest(
         trigger="report/hourly", range_from=START, range_to=START + timedelta(hours=5),
         only_missing=True, dry_run=True))

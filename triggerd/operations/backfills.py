@@ -62,8 +62,9 @@ def range_fires(schedule: Schedule, range_from: datetime, range_to: datetime) ->
 def plan_slots(fires: Sequence[Fire], only_missing: bool, outcomes: Mapping[datetime, str],
                completed_at: datetime | None = None) -> list[PlannedSlot]:
     """What the backfill does with each of the range's ``fires`` (:func:`range_fires`).
-    ``completed_at``: when the trigger made its ``max_runs`` fires; the fires after it were
-    never due, so ``only_missing`` does not take them for missing."""
+    ``completed_at``: the instant of the last fire of a trigger that made its ``max_runs``
+    fires; the fires after it were never due, so ``only_missing`` does not take them for
+    missing."""
     planned = []
     for fire in fires:
         outcome = outcomes.get(fire.at)
@@ -154,6 +155,10 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
         completed_at = None
         if request.only_missing and trigger.config.get("max_runs") is not None:
             completed_at = (await get_state(conn, trigger.id)).completed_at
+            if completed_at is not None:
+                # The due time of the last fire it made: the fires a catch-up found past
+                # max_runs were due before the instant it completed, and got no ledger row.
+                completed_at = await store.last_fired_slot(conn, trigger.id) or completed_at
         planned = plan_slots(fires, request.only_missing, outcomes, completed_at)
         if request.dry_run:
             return BackfillPlan(backfill_id=None, slots=tuple(planned))

@@ -62,6 +62,15 @@ async def ledger_outcomes(conn: Conn, trigger_id: str, instants: list[datetime]
     return {r["scheduled_for"]: r["outcome"] for r in rows}
 
 
+async def last_fired_slot(conn: Conn, trigger_id: str) -> datetime | None:
+    """The instant of the trigger's newest slot that started a run (its ledger keeps each
+    trigger's newest slot whatever its age)."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT scheduled_for FROM trigger_slots WHERE trigger_id = $1 AND outcome = 'fired'"
+        " ORDER BY scheduled_for DESC LIMIT 1", trigger_id)
+    return value
+
+
 async def create_backfill(
     conn: Conn, *, backfill_id: str, trigger_id: str, range_from: datetime,
     range_to: datetime, only_missing: bool, overlap: str, rate_per_second: float,
