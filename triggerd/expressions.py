@@ -324,9 +324,13 @@ def _join_filter(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) 
 @pass_environment
 def _wordwrap_filter(environment: Any, s: Any, width: Any = 79, break_long_words: bool = True,
                      wrapstring: Any = None, break_on_hyphens: bool = True) -> Any:
-    if isinstance(s, str) and isinstance(width, int) and width > 0:
+    # A float width wraps as well (textwrap compares with it): counted as the whole
+    # characters it allows, or `wordwrap(1.0)` went unchecked.
+    if (isinstance(s, str) and isinstance(width, int | float) and math.isfinite(width)
+            and width > 0):
         separator = environment.newline_sequence if wrapstring is None else wrapstring
-        _check_wordwrap(s, width, break_long_words, len(str(separator)), break_on_hyphens)
+        _check_wordwrap(s, max(1, int(width)), break_long_words, len(str(separator)),
+                        break_on_hyphens)
     return jinja_filters.do_wordwrap(environment, s, width, break_long_words, wrapstring,
                                      break_on_hyphens)
 

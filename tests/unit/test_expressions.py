@@ -338,6 +338,9 @@ def test_text_an_expression_builds_is_bounded_before_it_is_built(source: str) ->
     # A line or a word at a time in Python: 25 s for a million hyphens.
     ("{{ ('-' * 1000000) | wordwrap(1) | length }}", f"more than {MAX_STEPS:,} steps"),
     ("{{ ('a ' * 500000) | wordwrap(1) | length }}", f"more than {MAX_STEPS:,} steps"),
+    # A float width wraps as an int one does.
+    ("{{ ('a ' * 300000) | wordwrap(1.0, false) | length }}", f"more than {MAX_STEPS:,} steps"),
+    ("{{ ('-' * 1000000) | wordwrap(0.5) | length }}", f"more than {MAX_STEPS:,} steps"),
 ])
 def test_wordwrap_is_bounded_before_it_runs(source: str, limit: str) -> None:
     with pytest.raises(ExpressionError) as caught:
