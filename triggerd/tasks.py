@@ -8,8 +8,11 @@ therefore cancels again until every task has ended.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, every: float = 1.0) -> None:
@@ -42,7 +45,13 @@ class Coalesced:
         while True:
             self._again = False
             self.runs += 1
-            await self._work()
+            try:
+                await self._work()
+            except Exception:
+                # Said now (a task's error is otherwise only said when it is collected), and
+                # a request that came meanwhile still runs.
+                logger.exception("%s failed", self._name,
+                                 extra={"event": "task_failed", "task": self._name})
             if not self._again:
                 return
 
