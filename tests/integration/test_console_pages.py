@@ -962,3 +962,19 @@ async def test_login_attempts_are_limited_per_address(
     finally:
         await visitor.close()
         await guesser.close()
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),  # the same host's /64
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),
+    (None, "unknown"),
+])
+def test_login_attempts_of_an_ipv6_host_share_its_64(address: str | None, key: str) -> None:
+    import ipaddress
+
+    from triggerd.console.sessions import login_key
+
+    assert login_key(None if address is None else ipaddress.ip_address(address)) == key

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -33,6 +34,7 @@ from triggerd.storable import unstorable
 from triggerd.store.console import find_session
 from triggerd.tokens import Principal, Role, addressed_tenant
 from triggerd.webhooks.allowlist import (
+    IPAddress,
     Networks,
     client_ip,
     parse_address,
@@ -131,9 +133,21 @@ LOGIN_ATTEMPTS = web.AppKey("console_login_attempts", LoginAttempts)
 
 def login_address(request: web.Request) -> str:
     """Whose login attempt this is: the client behind ``[http] trusted_proxies``."""
-    address = client_ip(client_address(request), request.headers.getall("X-Forwarded-For", []),
-                        request.app[TRUSTED_PROXIES].networks)
-    return "unknown" if address is None else str(address)
+    return login_key(client_ip(client_address(request),
+                               request.headers.getall("X-Forwarded-For", []),
+                               request.app[TRUSTED_PROXIES].networks))
+
+
+def login_key(address: IPAddress | None) -> str:
+    """The bucket of an address: an IPv6 one's /64 (one host may hold all of its 2**64
+    addresses, each of which would otherwise have had 20 attempts of its own)."""
+    if address is None:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def came_over_tls(request: web.Request) -> bool:
