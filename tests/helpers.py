@@ -98,3 +98,20 @@ async def wait_until_blocked(pool: asyncpg.Pool, query_prefix: str) -> None:
             return
         await asyncio.sleep(0.025)
     raise AssertionError("the writer never waited for the delete")
+
+
+def record_digest_lengths(monkeypatch: Any) -> list[tuple[int, int]]:
+    """The lengths of the two values of every ``hmac.compare_digest`` call from now on (it
+    returns at once for values of different lengths, which tells a caller how long the
+    secret is)."""
+    import hmac
+
+    lengths: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        lengths.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    return lengths

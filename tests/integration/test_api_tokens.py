@@ -130,18 +130,11 @@ def test_the_configured_token_is_compared_at_one_length_whatever_is_sent(
     """compare_digest returns at once for values of different lengths, which told a caller
     how long the configured token is."""
     import asyncio
-    import hmac
 
+    from tests.helpers import record_digest_lengths
     from triggerd.api.auth import ApiAuth, AuthFailure
 
-    lengths: list[tuple[int, int]] = []
-    real = hmac.compare_digest
-
-    def recording(a: bytes, b: bytes) -> bool:
-        lengths.append((len(a), len(b)))
-        return real(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", recording)
+    lengths = record_digest_lengths(monkeypatch)
     auth = ApiAuth(CONFIGURED, source="config")
     assert asyncio.run(auth.authenticate(f"Bearer {CONFIGURED}")).name.startswith("[api]")
     for sent in (CONFIGURED[:1], CONFIGURED + "x" * 50, CONFIGURED.upper()):

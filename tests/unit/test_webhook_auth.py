@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import standardwebhooks
 
+from tests.helpers import record_digest_lengths
 from triggerd.model import AuthConfig, SecretRef
 from triggerd.webhooks.auth import (
     SCHEMES,
@@ -209,16 +210,8 @@ def test_basic_without_username_takes_the_pair_as_secret() -> None:
 def test_token_and_basic_compare_values_of_one_length_whatever_is_sent(
     monkeypatch: pytest.MonkeyPatch, config: AuthConfig, header: str, secret: bytes
 ) -> None:
-    # compare_digest returns at once for values of different lengths, which tells a
-    # sender how long the secret is: every comparison must be of equal lengths.
-    lengths: list[tuple[int, int]] = []
-    real = hmac.compare_digest
-
-    def recording(a: bytes, b: bytes) -> bool:
-        lengths.append((len(a), len(b)))
-        return real(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", recording)
+    # Every comparison must be of equal lengths (see record_digest_lengths).
+    lengths = record_digest_lengths(monkeypatch)
     text = secret.decode()
 
     def headers(value: str) -> dict[str, str]:
