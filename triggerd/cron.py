@@ -35,7 +35,7 @@ import functools
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate, pairwise
@@ -674,14 +674,22 @@ def _span(start: datetime, end: datetime) -> tuple[int, int]:
     return first, stop
 
 
-def _count(schedule: CronSchedule, first: int, stop: int) -> int:
-    zone = schedule.zone
+def _by_offset(zone: ZoneInfo, first: int, stop: int, count_wall: Callable[[int, int], int]
+               ) -> tuple[int, list[tuple[int, int, int]]]:
+    """``count_wall`` summed over the stretches of [first, stop) between the zone's offset
+    changes, each as wall seconds; and the changes (the callers correct at each)."""
     changes = _changes(zone, first - 2 * _DAY_SECONDS, stop)
     total = 0
     bounds = [first, *(c for c, _, _ in changes if first < c < stop), stop]
     for low, high in pairwise(bounds):
         offset = _offset_at(zone, low)
-        total += _count_wall(schedule, low + offset, high + offset)
+        total += count_wall(low + offset, high + offset)
+    return total, changes
+
+
+def _count(schedule: CronSchedule, first: int, stop: int) -> int:
+    total, changes = _by_offset(schedule.zone, first, stop,
+                                lambda low, high: _count_wall(schedule, low, high))
     if not schedule.is_fixed_time:
         return total
     for change, before, after in changes:
@@ -814,12 +822,8 @@ def count_union(schedules: Sequence[CronSchedule], start: datetime, end: datetim
     if stop <= first:
         return 0
     members = tuple(schedules)
-    changes = _changes(zone, first - 2 * _DAY_SECONDS, stop)
-    total = 0
-    bounds = [first, *(c for c, _, _ in changes if first < c < stop), stop]
-    for low, high in pairwise(bounds):
-        offset = _offset_at(zone, low)
-        total += _union_wall(members, low + offset, high + offset)
+    total, changes = _by_offset(zone, first, stop,
+                                lambda low, high: _union_wall(members, low, high))
     for change, before, after in changes:
         low = max(change, first)
         high = min(change + (before - after if after < before else 1), stop)
