@@ -50,8 +50,20 @@ class JsonFormatter(logging.Formatter):
             # orjson: a line per finished run at thousands of runs a second (a third of
             # the cost of the standard library's encoder, measured).
             return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:  # what orjson refuses (integers past 64 bits, ...)
-            return json.dumps(doc, default=str, ensure_ascii=False)
+        except TypeError:  # what orjson refuses (integers past 64 bits, lone surrogates)
+            return writable(json.dumps(doc, default=str, ensure_ascii=False))
+
+
+def writable(text: str) -> str:
+    """``text`` with each lone surrogate (an expression or an http response can make one)
+    written as its escape ``\\udXXX``: the stream's UTF-8 encoder refused the whole line
+    (logging printed a traceback to stderr instead), or, with ``surrogateescape``, wrote
+    bytes that are not UTF-8. In a JSON line the escape is the character itself."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 class TextFormatter(logging.Formatter):
@@ -65,7 +77,7 @@ class TextFormatter(logging.Formatter):
             line += "\n" + record.exc_text
         elif record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return writable(line)
 
 
 # One filter on the output handler masks every secret the daemon has resolved; parts that

@@ -63,3 +63,22 @@ def test_the_pools_reconnect_warnings_are_one_line_each() -> None:
     assert line["error"] == (
         "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 5432)")
     assert "exc" not in line
+
+
+def test_a_lone_surrogate_is_written_as_its_json_escape() -> None:
+    """An expression (``{{ 'a\\ud800b' }}``) or an http response can make a lone surrogate,
+    which a log node then logs: the stream's UTF-8 encoder refused the whole line (logging
+    printed a traceback to stderr and the line was lost)."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    log = logging.getLogger("triggerd.test")
+    for fmt in ("json", "text"):
+        setup_logging("info", fmt, stream=stream)
+        try:
+            log.info("%s", "a\ud800b é", extra={"event": "workflow_log", "path": "\\\udcff"})
+        finally:
+            setup_logging("warning", "text")
+    json_line, text_line = raw.getvalue().decode("utf-8").splitlines()
+    line = json.loads(json_line)
+    assert (line["msg"], line["path"]) == ("a\ud800b é", "\\\udcff")
+    assert text_line.endswith("a\\ud800b é  path=\\\\udcff")
