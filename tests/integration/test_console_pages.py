@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import html
 import io
+import logging
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -978,3 +979,31 @@ def test_login_attempts_of_an_ipv6_host_share_its_64(address: str | None, key: s
     from triggerd.console.sessions import login_key
 
     assert login_key(None if address is None else ipaddress.ip_address(address)) == key
+
+
+async def test_cross_site_refusals_are_logged_at_info_and_rate_limited(
+    aiohttp_client: Any, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone who reaches the port can post with another Origin: each refusal was a warning
+    line, as many as the client sent."""
+    from triggerd.console.sessions import CROSS_SITE_BURST, CROSS_SITE_LOG, cross_site_log
+
+    clock = [1000.0]
+    app = create_app(Settings(api=ApiSettings(token=ALL_TENANTS)), pool,
+                     tokens=StoredTokens(pool))
+    app[CROSS_SITE_LOG] = cross_site_log(lambda: clock[0])
+    client: Client = await aiohttp_client(app)
+    caplog.set_level(logging.INFO, logger="triggerd.console.sessions")
+
+    async def refused() -> None:
+        answer = await client.post("/ui/logout", headers={"Origin": "http://evil.example"})
+        assert answer.status == 403
+
+    for _ in range(CROSS_SITE_BURST + 25):
+        await refused()
+    clock[0] += 1.0
+    await refused()
+    lines = [(r.levelno, getattr(r, "event", None), getattr(r, "suppressed", None))
+             for r in caplog.records if r.name == "triggerd.console.sessions"]
+    assert lines == [(logging.INFO, "console_cross_site_refused", None)] * CROSS_SITE_BURST + [
+        (logging.INFO, "log_suppressed", 25), (logging.INFO, "console_cross_site_refused", None)]

@@ -13,12 +13,14 @@ from triggerd.appkeys import SETTINGS
 from triggerd.console import pages
 from triggerd.console.error_pages import error_pages
 from triggerd.console.sessions import (
+    CROSS_SITE_LOG,
     LOGIN_ATTEMPTS,
     PREFIX,
     TRUSTED_PROXIES,
     LoginAttempts,
     TrustedProxies,
     console_middleware,
+    cross_site_log,
 )
 
 
@@ -29,6 +31,8 @@ def add_console_routes(app: web.Application) -> None:
     app[TRUSTED_PROXIES] = TrustedProxies(app[SETTINGS].current)
     if LOGIN_ATTEMPTS not in app:  # a test may have set one with its own clock
         app[LOGIN_ATTEMPTS] = LoginAttempts()
+    if CROSS_SITE_LOG not in app:
+        app[CROSS_SITE_LOG] = cross_site_log()
     router = app.router
     router.add_get(PREFIX, pages.redirect_home)
     router.add_get(f"{PREFIX}/", pages.overview)

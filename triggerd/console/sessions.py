@@ -29,6 +29,7 @@ from triggerd.appkeys import POOL, SETTINGS
 from triggerd.config import Settings
 from triggerd.db import is_unavailable
 from triggerd.errors import Conflict, DatabaseUnavailable, NotFound, TriggerdError
+from triggerd.loglimit import Monotonic, ThrottledLog
 from triggerd.serving.forward import client_address
 from triggerd.storable import unstorable
 from triggerd.store.console import find_session
@@ -129,6 +130,20 @@ class LoginAttempts:
 
 
 LOGIN_ATTEMPTS = web.AppKey("console_login_attempts", LoginAttempts)
+
+# Anyone who reaches the port can post a form with another Origin: the refusals are logged
+# as webhook rejections are, at info and at most 10 at once, then 1 a second (one line each
+# at warning let a client fill the disk).
+CROSS_SITE_BURST = 10
+CROSS_SITE_RATE = 1.0
+
+
+def cross_site_log(monotonic: Monotonic = time.monotonic) -> ThrottledLog:
+    return ThrottledLog(logger, "console_cross_site_refused", rate=CROSS_SITE_RATE,
+                        burst=CROSS_SITE_BURST, monotonic=monotonic)
+
+
+CROSS_SITE_LOG = web.AppKey("console_cross_site_log", ThrottledLog)
 
 
 def login_address(request: web.Request) -> str:
@@ -288,9 +303,9 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
     if request.method == "POST":
         foreign = cross_site_post(request.headers, own_origins(request))
         if foreign is not None:
-            logger.warning("console: cross-site POST refused",
-                           extra={"event": "console_cross_site_refused",
-                                  "path": request.path})
+            request.app[CROSS_SITE_LOG].log((), logging.INFO, "console: cross-site POST refused",
+                                            {"path": request.path,
+                                             "remote": client_address(request)})
             return close_unread(request, _refusal(403, f"{foreign} is refused; use the"
                                                        " console's own pages"))
     if request.method == "POST" and request.body_exists:
