@@ -18,7 +18,13 @@ from tests.integration.test_webhooks import make_client
 from triggerd.config import load_settings
 from triggerd.executor.service import Executor
 from triggerd.ids import time_ordered_id
-from triggerd.store.keyed import DebounceKey, drop_closed_windows, store_keyed_request
+from triggerd.store import keyed
+from triggerd.store.keyed import (
+    DebounceKey,
+    claim_held,
+    drop_closed_windows,
+    store_keyed_request,
+)
 from triggerd.store.webhooks import InboxItem
 from triggerd.store.workflows import get_trigger
 
@@ -510,3 +516,50 @@ async def test_a_replay_whose_concurrency_key_cannot_be_computed_is_refused(
         " computed: ")
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions"
                                " WHERE replay_of IS NOT NULL") == 0
+
+
+async def test_a_folded_request_moves_the_run_to_its_own_concurrency_key(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """Debounce and concurrency together: the run takes the latest request's payload, so
+    it waits for that request's key (it kept the first one's: a staging deploy held, and
+    counted, as prod, beside another staging deploy)."""
+    await apply_doc(pool, hook_doc(
+        "deploy", WAIT_NODES, debounce={"key": "{{ input.branch }}", "period": "1h"},
+        concurrency={"key": "{{ input.env }}", "limit": 1}))
+    client, _ = await make_client()
+    first = await client.post("/hooks/deploy", json={"branch": "main", "env": "prod"})
+    run = (await first.json())["execution_id"]
+    folded = await client.post("/hooks/deploy", json={"branch": "main", "env": "staging"})
+    assert await folded.json() == {"execution_id": run, "debounced": True}
+    row = await pool.fetchrow("SELECT input, concurrency_key, concurrency_limit"
+                              " FROM workflow_executions WHERE id = $1", run)
+    assert (row["input"]["env"], row["concurrency_key"], row["concurrency_limit"]) == (
+        "staging", "staging", 1)
+
+    # Due now, with another staging run started: it waits for staging, not for prod.
+    other = await client.post("/hooks/deploy", json={"branch": "dev", "env": "staging"})
+    other_id = (await other.json())["execution_id"]
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING', not_before = NULL"
+                       " WHERE id = $1", other_id)
+    await pool.execute("UPDATE workflow_executions SET not_before = now() WHERE id = $1", run)
+    async with pool.acquire() as conn:
+        held = await claim_held(conn, "test", timedelta(minutes=1), 10)
+    assert held.claimed == []
+
+
+async def test_a_held_claim_skips_a_run_whose_key_changed_after_it_was_read(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """The claim locks the keys it read, then claims: a run moved to another key in
+    between (a folded request) is left for a claim under that key's lock."""
+    await apply_doc(pool, hook_doc("deploy", WAIT_NODES,
+                                   concurrency={"key": "{{ input.env }}", "limit": 1}))
+    client, _ = await make_client()
+    response = await client.post("/hooks/deploy", json={"env": "prod"})
+    run = (await response.json())["execution_id"]
+    async with pool.acquire() as conn:
+        stale = await conn.fetch(keyed._CLAIM_HELD, "test", 60_000, [run], ["staging"])
+        current = await conn.fetch(keyed._CLAIM_HELD, "test", 60_000, [run], ["prod"])
+    assert stale == []
+    assert [str(r["id"]) for r in current] == [run]

@@ -86,10 +86,13 @@ RETURNING id
 """
 
 # Folds the request into the window's run if that has not started: a claim that got there
-# first makes this wait and then find the row no longer NEW (nothing updated).
+# first makes this wait and then find the row no longer NEW (nothing updated). The run's
+# concurrency key is the latest request's too, as its input is: the run does what that
+# request asks, so it waits for (and counts against) that request's key.
 _FOLD_RUN = f"""
 UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8,
-    agent_id = $9, session_id = $10, conversation_id = $11, correlation = $12
+    agent_id = $9, session_id = $10, conversation_id = $11, correlation = $12,
+    concurrency_key = $13, concurrency_limit = $14
 WHERE id = $1 AND status = 'NEW'
 RETURNING id
 """
@@ -168,6 +171,8 @@ async def _store(
     context_args = (item.trigger_name, item.method, item.path, headers, query)
     # The run's correlation ids: a folded request's replace the window's, as its input does.
     correlation_args = tuple(column[0] for column in correlation_arrays([item.correlation]))
+    concurrency_args = (None, None) if concurrency is None else (concurrency.key,
+                                                                  concurrency.limit)
     not_before: datetime | None = None
     if item.filtering and item.dedupe_key is not None:
         # A filtered delivery of this id stored meanwhile by the group commit (another
@@ -206,7 +211,7 @@ async def _store(
         plan = plan_window(window, at, debounce.period, debounce.max_wait)
         if window is not None and await conn.fetchval(
             _FOLD_RUN, window.execution_id, *context_args, item.input_json, plan.due_at,
-            *correlation_args,
+            *correlation_args, *concurrency_args,
         ):
             await conn.execute(
                 _FOLDED, item.id, item.trigger_id, item.method, item.path, query, headers,
@@ -229,10 +234,7 @@ async def _store(
         item.id, *context_args, item.workflow_id, item.version_id,
         item.trigger_id, item.dedupe_key,
         None if item.dedupe_ttl is None else int(item.dedupe_ttl.total_seconds() * 1000),
-        item.input_json, not_before,
-        None if concurrency is None else concurrency.key,
-        None if concurrency is None else concurrency.limit,
-        *correlation_args,
+        item.input_json, not_before, *concurrency_args, *correlation_args,
     )
     inserted = await conn.fetchval(_INSERT_RUN, *run_args)
     if inserted is None and await conn.fetchval(_RELEASE_EXPIRED, item.trigger_id,
@@ -324,11 +326,14 @@ SELECT NULL, NULL, NULL, EXTRACT(EPOCH FROM min(not_before) - now())::float8
 # place it takes.
 _CLAIM_HELD = f"""
 WITH cand AS (
-    SELECT id, trigger_id, concurrency_key, concurrency_limit, created_at
-      FROM workflow_executions
-     WHERE id = ANY($3::uuid[]) AND status = 'NEW'
-       AND (not_before IS NULL OR not_before <= now())
-     FOR UPDATE SKIP LOCKED),
+    -- Only while the run's key is still the one whose lock was taken: a request folded
+    -- into a debounced run meanwhile may have moved it to another key.
+    SELECT e.id, e.trigger_id, e.concurrency_key, e.concurrency_limit, e.created_at
+      FROM workflow_executions e JOIN unnest($3::uuid[], $4::text[]) AS w(id, key)
+        ON w.id = e.id
+     WHERE e.status = 'NEW' AND e.concurrency_key IS NOT DISTINCT FROM w.key
+       AND (e.not_before IS NULL OR e.not_before <= now())
+     FOR UPDATE OF e SKIP LOCKED),
 busy AS (
     SELECT e.trigger_id, e.concurrency_key, count(*) AS n FROM workflow_executions e
      WHERE e.concurrency_key IS NOT NULL AND e.status IN ('RUNNING', 'WAITING')
@@ -383,10 +388,11 @@ async def claim_held(conn: Any, owner: str, lease: timedelta, limit: int) -> Hel
     )
     ms = int(lease.total_seconds() * 1000)
     ids = [r["id"] for r in candidates]
+    keys = [r["concurrency_key"] for r in candidates]
     async with conn.transaction():
         if locks:
             await conn.execute(key_locks.LOCK_KEYS, locks)
-        claimed = await conn.fetch(_CLAIM_HELD, owner, ms, ids)
+        claimed = await conn.fetch(_CLAIM_HELD, owner, ms, ids, keys)
     return HeldClaim(claimed=[claimed_execution(r) for r in claimed], next_in=next_in)
 
 
