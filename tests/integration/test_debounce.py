@@ -563,3 +563,35 @@ async def test_a_held_claim_skips_a_run_whose_key_changed_after_it_was_read(
         current = await conn.fetch(keyed._CLAIM_HELD, "test", 60_000, [run], ["prod"])
     assert stale == []
     assert [str(r["id"]) for r in current] == [run]
+
+
+async def test_a_retry_waits_for_its_concurrency_key_like_the_run_it_retries(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """A retried deploy of prod started at once beside the prod deploy running (the retry
+    had no key, and the executor's plain claim took it)."""
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.executions import retry
+
+    await apply_doc(pool, hook_doc("deploy", WAIT_NODES,
+                                   concurrency={"key": "{{ query.env }}", "limit": 1}))
+    client, _ = await make_client()
+    failed, running = [
+        (await (await client.post("/hooks/deploy?env=prod", json={"n": n})).json())[
+            "execution_id"]
+        for n in range(2)
+    ]
+    await pool.execute("UPDATE workflow_executions SET status = 'ERROR' WHERE id = $1", failed)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING' WHERE id = $1",
+                       running)
+    again = await retry(pool, cli_actor(), failed)
+    row = await pool.fetchrow("SELECT status, concurrency_key, concurrency_limit"
+                              " FROM workflow_executions WHERE id = $1", again)
+    assert (row["status"], row["concurrency_key"], row["concurrency_limit"]) == (
+        "NEW", "prod", 1)
+    async with pool.acquire() as conn:
+        assert (await claim_held(conn, "test", timedelta(minutes=1), 10)).claimed == []
+        await conn.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1",
+                           running)
+        claimed = (await claim_held(conn, "test", timedelta(minutes=1), 10)).claimed
+    assert [c.id for c in claimed] == [again]

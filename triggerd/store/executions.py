@@ -1379,8 +1379,27 @@ async def release_expired_dedupe_keys(conn: Conn, batch: int = 1000) -> int:
     return int(result.split()[-1])
 
 
+# The concurrency key of a buffer_one schedule's runs (see store.slots' _RECORD).
+OVERLAP_KEY = "overlap:buffer_one"
+
+# A retry of a run held by a concurrency key is a run of that key too: it waits for the
+# key's place like the run it retries (it started beside the key's running runs). A
+# buffer_one schedule's key is not one: that run was held for its slot, not a retry.
+_RETRY_KEEPS_KEY = f"""
+UPDATE workflow_executions r SET concurrency_key = o.concurrency_key,
+       concurrency_limit = o.concurrency_limit
+  FROM workflow_executions o
+ WHERE r.id = $1 AND o.id = $2 AND o.concurrency_key IS NOT NULL
+   AND o.concurrency_key <> '{OVERLAP_KEY}'
+RETURNING r.id
+"""
+
+
 async def retry_execution(conn: Conn, execution_id: str) -> str:
     """A new execution with the same input, version and trigger, linked to the old one."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await retry_execution(acquired, execution_id)
     old = await get_execution(conn, execution_id)
     if isinstance(old.context, dict) and "test" in old.context:
         # Its workflow is a scratch copy only `triggerd test` runs (migration 0025).
@@ -1397,5 +1416,9 @@ async def retry_execution(conn: Conn, execution_id: str) -> str:
         version=old.version,
         retry_of=old.id,
     )
-    await insert_executions(conn, [item])
+    # One transaction: no claim sees the row before it has its key.
+    async with conn.transaction():
+        await insert_executions(conn, [item])
+        if await conn.fetchval(_RETRY_KEEPS_KEY, item.id, old.id) is not None:
+            await send_hints(conn, EXECUTIONS.wire, [HELD])
     return item.id

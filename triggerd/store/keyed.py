@@ -20,11 +20,11 @@ from triggerd.notifications.channels import EXECUTIONS, HELD
 from triggerd.store import key_locks
 from triggerd.store.executions import (
     CLAIM_RETURNING,
+    OVERLAP_KEY,
     ClaimedExecution,
     claimed_execution,
     correlation_arrays,
 )
-from triggerd.store.slots import OVERLAP_KEY
 from triggerd.store.webhooks import ACQUIRE_TIMEOUT, GONE, InboxItem, InboxResult, _json_text
 from triggerd.webhooks.debounce import Window, plan_window
 

@@ -38,7 +38,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import OverlapPolicy, SlotOutcome
 from triggerd.notifications.channels import CANCEL, EXECUTIONS, HELD
 from triggerd.schedules import SCHEDULED_TYPES
-from triggerd.store.executions import close_canceled_nodes
+from triggerd.store.executions import OVERLAP_KEY, close_canceled_nodes
 
 # An asyncpg Connection or Pool (asyncpg ships no type information).
 Conn = Any
@@ -293,8 +293,6 @@ async def load_cron_triggers(
 
 # --- the fire path ------------------------------------------------------------------------
 
-# The concurrency key of a buffer_one schedule's runs (see _RECORD's inserted).
-OVERLAP_KEY = "overlap:buffer_one"
 
 _RECORD = f"""
 WITH d AS (
