@@ -315,6 +315,29 @@ async def test_monitored_triggers_export_last_success_and_next_fire(pool: asyncp
                        "triggerd_trigger_next_fire_timestamp_seconds")) == {"report/hourly"}
 
 
+async def test_a_monitored_config_no_schedule_is_made_of_leaves_the_scrape_whole(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The next fires are computed in a thread whose error was not caught: the scrape
+    answered 500 for every metric. Now it says why and serves the rest."""
+    import logging
+
+    from triggerd.api.metrics import Metrics
+
+    await apply_doc(pool, _doc({"monitor": True}))
+    # A stored config an older or damaged database may hold (apply refuses it).
+    await pool.execute("""UPDATE workflow_triggers SET config = config || '{"cron": "bogus"}'"""
+                       " WHERE name = 'hourly'")
+    caplog.set_level(logging.WARNING, logger="triggerd.api.metrics")
+    metrics = Metrics(process_metrics=False)
+    await metrics.refresh(pool)
+    text = metrics.render()[0].decode()
+    assert "triggerd_queue_depth" in text
+    [record] = [r for r in caplog.records if r.__dict__.get("event") == "metrics_monitor_failed"]
+    assert record.getMessage() == ("metrics: cannot compute the monitored triggers' next"
+                                   " fires")
+
+
 async def test_next_fires_mark_the_fires_max_runs_leaves_unrun(pool: asyncpg.Pool) -> None:
     await apply_doc(pool, _doc({"max_runs": 3}))
     trigger = await _trigger(pool)

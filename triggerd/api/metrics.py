@@ -416,8 +416,14 @@ class Metrics:
                            extra={"event": "metrics_monitor_failed",
                                   "error": f"{type(exc).__name__}: {exc}"})
             return
-        values = await asyncio.to_thread(
-            monitor_values, rows, datetime.now(UTC), self._monitor_schedules)
+        try:
+            values = await asyncio.to_thread(
+                monitor_values, rows, datetime.now(UTC), self._monitor_schedules)
+        except Exception as exc:  # a stored config no schedule is made of: as above
+            logger.warning("metrics: cannot compute the monitored triggers' next fires",
+                           extra={"event": "metrics_monitor_failed",
+                                  "error": f"{type(exc).__name__}: {exc}"[:300]})
+            return
         self.monitor_last_success.clear()
         self.monitor_next_fire.clear()
         for name, last_success, next_fire in values:
