@@ -322,6 +322,18 @@ async def test_log(caplog: pytest.LogCaptureFixture) -> None:
     )
 
 
+async def test_a_long_log_message_is_logged_cut_and_output_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 1 MB message was one 1 MB line: journald cut it into entries none of which was
+    JSON. The line keeps 16 KiB and says how long the message was; the output keeps it."""
+    caplog.set_level(logging.INFO, logger="triggerd.nodes.log")
+    message = "x" * 1_000_000
+    assert await run("log", {"message": message}) == NodeResult(output={"message": message})
+    [record] = [r for r in caplog.records if r.name == "triggerd.nodes.log"]
+    assert record.getMessage() == "x" * 16384 + "… (cut: 1,000,000 characters in all)"
+
+
 async def test_log_masks_a_resume_link(caplog: pytest.LogCaptureFixture) -> None:
     """A resume link decides its run: the log line (read by whoever reads the logs) masks
     its token, as the run's stored rows do."""

@@ -1,6 +1,7 @@
 """``log``: params ``message`` (text, or any value, written as JSON) and ``level`` (debug,
 info, warning, error; default info). Logs to ``triggerd.nodes.log`` with the execution and
-node ids; output ``{"message": message}``."""
+node ids (a message over 16 KiB is logged cut, with its length); output
+``{"message": message}``, whole."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ from triggerd.nodes.base import (
 )
 
 logger = logging.getLogger("triggerd.nodes.log")
+
+# The logged message at most this long (the node's output keeps it whole): journald cuts a
+# line longer than its LineMax (48 KiB by default) into several entries, none of them JSON.
+MAX_LOGGED_CHARS: Final = 16 * 1024
+
+
+def logged_text(message: str) -> str:
+    """``message`` as its log line holds it: the start of a long one, with its length."""
+    if len(message) <= MAX_LOGGED_CHARS:
+        return message
+    return f"{message[:MAX_LOGGED_CHARS]}… (cut: {len(message):,} characters in all)"
+
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -76,7 +89,7 @@ class LogNode:
             LEVELS[level],
             "%s",
             # The run's stored rows mask its resume link (a decision); so does its log line.
-            mask_resume_links(message),
+            logged_text(mask_resume_links(message)),
             extra={
                 "event": "workflow_log",
                 "execution_id": ctx.execution_id,
