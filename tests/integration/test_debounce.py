@@ -595,3 +595,26 @@ async def test_a_retry_waits_for_its_concurrency_key_like_the_run_it_retries(
                            running)
         claimed = (await claim_held(conn, "test", timedelta(minutes=1), 10)).claimed
     assert [c.id for c in claimed] == [again]
+
+
+async def test_a_folded_request_moves_the_run_to_the_version_it_was_checked_against(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """A request folded after an apply was checked against the new version's schema, but
+    the pending run kept the old version: the old graph with input its schema never saw."""
+    debounce = {"key": "{{ input.branch }}", "period": "1h"}
+    await apply_doc(pool, hook_doc("push", debounce=debounce))
+    client, ingress = await make_client()
+    first = await client.post("/hooks/push", json={"branch": "main"})
+    run = (await first.json())["execution_id"]
+    second = hook_doc("push", [{"id": "start", "type": "noop"}, {"id": "next", "type": "noop"}],
+                      debounce=debounce)
+    second["workflows"][0]["graph"]["edges"] = [{"from": "start", "to": "next"}]
+    await apply_doc(pool, second)
+    await ingress.reload()
+    folded = await client.post("/hooks/push", json={"branch": "main", "n": 2})
+    assert await folded.json() == {"execution_id": run, "debounced": True}
+    row = await pool.fetchrow(
+        "SELECT v.version, e.input FROM workflow_executions e"
+        " JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1", run)
+    assert row is not None and (row["version"], row["input"]["n"]) == (2, 2)

@@ -88,11 +88,13 @@ RETURNING id
 # Folds the request into the window's run if that has not started: a claim that got there
 # first makes this wait and then find the row no longer NEW (nothing updated). The run's
 # concurrency key is the latest request's too, as its input is: the run does what that
-# request asks, so it waits for (and counts against) that request's key.
+# request asks, so it waits for (and counts against) that request's key. And its version:
+# the latest request was checked against the schema of the version it met (an apply in
+# between left the run on the old graph with input the old schema never saw).
 _FOLD_RUN = f"""
 UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8,
     agent_id = $9, session_id = $10, conversation_id = $11, correlation = $12,
-    concurrency_key = $13, concurrency_limit = $14
+    concurrency_key = $13, concurrency_limit = $14, workflow_version_id = $15
 WHERE id = $1 AND status = 'NEW'
 RETURNING id
 """
@@ -211,7 +213,7 @@ async def _store(
         plan = plan_window(window, at, debounce.period, debounce.max_wait)
         if window is not None and await conn.fetchval(
             _FOLD_RUN, window.execution_id, *context_args, item.input_json, plan.due_at,
-            *correlation_args, *concurrency_args,
+            *correlation_args, *concurrency_args, item.version_id,
         ):
             await conn.execute(
                 _FOLDED, item.id, item.trigger_id, item.method, item.path, query, headers,
