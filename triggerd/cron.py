@@ -48,6 +48,7 @@ __all__ = [
     "Fire",
     "count_fires",
     "count_union",
+    "day_times",
     "fire_to_json",
     "fires_between",
     "last_fires",
@@ -850,6 +851,13 @@ def count_union(schedules: Sequence[CronSchedule], start: datetime, end: datetim
     total, changes = _by_offset(zone, first, stop,
                                 lambda low, high: _union_wall(members, low, high))
     return total + _dst_correction(members, changes, first, stop)
+
+
+def day_times(schedules: Sequence[CronSchedule], days: Sequence[date]) -> int:
+    """How many distinct times of day ``schedules`` have on any of ``days`` (each schedule
+    on the days it matches): the wall times of those days' fires, merged onto one day."""
+    members = tuple(s for s in schedules if any(_day_matches(s, day) for day in days))
+    return _union_times(members)[2][-1]
 
 
 def _union_wall(schedules: tuple[CronSchedule, ...], low: int, high: int) -> int:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from triggerd.cron import Fire, wall_instant
+from triggerd import cron
+from triggerd.cron import CronSchedule, Fire, wall_instant
 from triggerd.errors import CronError
+from triggerd.schedules.kinds import CronList, CronPlan
 from triggerd.schedules.protocol import Schedule
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -273,9 +275,10 @@ class CalendarFiltered:
             low = max(start, end - span)
 
     def count_fires(self, start: datetime, end: datetime) -> int:
-        if self.shift is not Shift.NONE or end <= start:
-            # Shifted instants may land on each other: only listing them tells how many.
-            return len(self.fires_between(start, end))
+        if end <= start:
+            return 0
+        if self.shift is not Shift.NONE:
+            return self._count_shifted(start, end)
         # The inner schedule's count over each run of passing days: a minutely cron on
         # workdays down for a year listed its 360,000 fires to count them (seconds of CPU
         # on the event loop per trigger at the catch-up).
@@ -299,6 +302,56 @@ class CalendarFiltered:
         high = min(end, self._midnight(stop) - _TINY)
         return self.inner.count_fires(low, high) if low < high else 0
 
+    def _count_shifted(self, start: datetime, end: datetime) -> int:
+        """Fires in ``(start, end]`` with a shift, per receiving day: a passing day's fires
+        are the wall times of its own and of the excluded days shifted onto it, merged
+        (coinciding ones fire once). Listing a year of minutely fires took 10 s of CPU.
+
+        Counted so only where wall times map one to one onto instants: a cron (list) in the
+        calendar's zone, on days away from offset changes. Other days (the window's ends,
+        DST nights and their neighbours) and other schedules are listed."""
+        crons = _crons_of(self.inner)
+        if crons is None or {c.timezone for c in crons} | {self.calendar.timezone} != {
+                self.timezone}:
+            return len(self.fires_between(start, end))
+        total = 0
+        day, last = self._day(start), self._day(end)
+        first = day
+        while day <= last:
+            if self._excluded(day) is None:
+                days = (day, *self._shifted_onto(day))
+                if day in (first, last) or not all(self._steady(d) for d in days):
+                    total += len(self.fires_between(max(start, self._midnight(day) - _TINY),
+                                                    min(end, self._next_midnight(day))))
+                else:
+                    total += cron.day_times(crons, days)
+            day += timedelta(days=1)
+        return total
+
+    def _next_midnight(self, day: date) -> datetime:
+        return self._midnight(day + timedelta(days=1)) - _TINY
+
+    def _shifted_onto(self, day: date) -> list[date]:
+        """The excluded days whose fires a shift moves onto the passing ``day``: the run of
+        excluded days before it (after it, for ``previous``), MAX_SHIFT_DAYS at most."""
+        step = timedelta(days=-1 if self.shift is Shift.NEXT else 1)
+        sources: list[date] = []
+        source = day + step
+        while len(sources) < MAX_SHIFT_DAYS and self._excluded(source) is not None:
+            sources.append(source)
+            source += step
+        return sources
+
+    def _steady(self, day: date) -> bool:
+        """No offset change from a day before ``day`` to a day after it (in UTC, so the
+        whole local day is covered in any zone): its wall times are its instants. Changes
+        are days apart, so equal offsets at the four midnights mean none in between."""
+        zone = ZoneInfo(self.timezone)
+        midnight = datetime.combine(day, time(), UTC)
+        offsets = {(midnight + timedelta(days=n)).astimezone(zone).utcoffset()
+                   for n in range(-1, 3)}
+        return len(offsets) == 1
+
     def preview(self, after: datetime, count: int) -> list[Fire]:
         """The next ``count`` fires plus, with ``shift: none``, the excluded instants among
         them (note ``excluded``, with the reason) so that a preview shows the gaps."""
@@ -315,6 +368,15 @@ class CalendarFiltered:
             if self._excluded(self._day(f.at)) is not None
         ][:EXCLUDED_SHOWN]
         return sorted([*fires, *excluded], key=lambda f: f.at)
+
+
+def _crons_of(schedule: Schedule) -> tuple[CronSchedule, ...] | None:
+    """The expressions of a cron or cron list schedule, None for other kinds."""
+    if isinstance(schedule, CronPlan):
+        return (schedule.cron,)
+    if isinstance(schedule, CronList):
+        return tuple(p.cron for p in schedule.plans)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
