@@ -167,3 +167,27 @@ async def test_apply_refuses_an_error_workflow_whose_schema_refuses_the_summary(
     alert = await wait_for(lambda: pool.fetchrow(
         "SELECT id FROM workflow_executions WHERE trigger_type = 'on_failure'"))
     assert (await final_status(pool, str(alert["id"])))["status"] == "SUCCESS"
+
+
+async def test_a_child_of_an_error_run_that_fails_starts_no_error_run(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """An error workflow that calls (a workflow node) the workflow whose failures it
+    handles: the child failed, its failure started the error workflow again, which called
+    the child again, and so on for ever (each child nested one deep, each error run at the
+    top again, so the depth limit never stopped it)."""
+    calling_alert = {"key": "alert", "graph": {"nodes": [
+        {"id": "again", "type": "workflow", "params": {"workflow": "billing"}}]}}
+    await apply_doc(pool, {"workflows": [BILLING, calling_alert]})
+    failed = await fire(pool, "billing/manual")
+    await final_status(pool, failed)
+
+    async def alert_failed() -> bool:
+        return any(r["key"] == "alert" and r["status"] == "ERROR" for r in await _runs(pool))
+
+    await wait_for(alert_failed)
+    await executor.stop()
+    await executor.start()  # one more claim round: nothing new appears
+    assert [(r["key"], r["trigger_type"], r["status"]) for r in await _runs(pool)] == [
+        ("billing", "manual", "ERROR"), ("alert", "on_failure", "ERROR"),
+        ("billing", "workflow", "ERROR")]

@@ -915,7 +915,11 @@ RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_tim
           CASE WHEN e.dedupe_key LIKE 'cron:%'
                THEN NOT coalesce(e.context->'trigger' ? 'backfill', false)
                ELSE false END AS scheduled,
-          e.concurrency_key IS NOT NULL AS keyed
+          e.concurrency_key IS NOT NULL AS keyed,
+          -- A run below an error run (triggerd.store.subworkflows.UNDER_ERROR_RUN).
+          CASE WHEN e.trigger_type = 'workflow'
+               THEN coalesce(e.context->'trigger' ? 'under_error_run', false)
+               ELSE false END AS under_error_run
 """
 _FINISH = _FINISH_TEMPLATE.format(after="")
 # ``held`` locks the rows in id order (renew_leases does the same), so the heartbeat and
@@ -1004,7 +1008,8 @@ error_runs AS (
     -- A failed run of a workflow with on_failure starts that workflow's latest version
     -- with a summary, once: the new run's id is derived from the failed run's, so a
     -- second write of the same final state inserts nothing. Runs started this way never
-    -- start another (an error workflow that fails does not call itself, or a chain).
+    -- start another (an error workflow that fails does not call itself, or a chain), nor
+    -- do the children they start (a child of the failed workflow looped).
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_type,
                                      trigger_name, dedupe_key, input, context, tenant_id)
     SELECT md5('on_failure:' || f.id::text)::uuid, target.id, latest.id, 'on_failure',
@@ -1025,7 +1030,7 @@ error_runs AS (
                          AND target.key = v.env_config->>'on_failure'
                          AND target.status = 'active'
     JOIN workflow_versions latest ON latest.workflow_id = target.id AND latest.is_latest
-    WHERE f.status = 'ERROR' AND f.trigger_type <> 'on_failure'
+    WHERE f.status = 'ERROR' AND f.trigger_type <> 'on_failure' AND NOT f.under_error_run
       AND v.env_config ? 'on_failure'
     ON CONFLICT DO NOTHING
     RETURNING id

@@ -16,6 +16,16 @@ from triggerd.notifications.channels import EXECUTIONS
 Conn = Any  # a connection inside the caller's transaction
 
 
+# Marks (in ``context.trigger``) a run started below an error run: its failure starts no
+# error run either, or an error workflow calling the workflow it handles looped for ever.
+UNDER_ERROR_RUN = "under_error_run"
+
+
+def under_error_run(trigger: dict[str, Any]) -> bool:
+    """Whether a run whose ``context.trigger`` this is runs on behalf of an error run."""
+    return trigger.get("type") == "on_failure" or bool(trigger.get(UNDER_ERROR_RUN))
+
+
 def child_id(parent_id: str, node_id: str) -> str:
     """The child's id: the same for every attempt of the parent's node, so a node run
     again after a crash finds the child it started instead of starting another."""
@@ -48,7 +58,8 @@ async def start_child(conn: Conn, *, parent_id: str, node_id: str, key: str,
     context = parent["context"] or {}
     if isinstance(context, str):
         context = json.loads(context)
-    depth = int((context.get("trigger") or {}).get("depth", 0)) + 1
+    parent_trigger = context.get("trigger") or {}
+    depth = int(parent_trigger.get("depth", 0)) + 1
     if depth > max_depth:
         raise Conflict(f"workflow {key}: sub-workflows nest deeper than {max_depth}"
                        " ([executor] max_workflow_depth)")
@@ -76,7 +87,8 @@ async def start_child(conn: Conn, *, parent_id: str, node_id: str, key: str,
         wanted, target["id"], target["version_id"], parent["key"],
         f"child:{parent_id}:{node_id}", run_input,
         {"trigger": {"type": "workflow", "name": parent["key"], "node": node_id,
-                     "parent_execution_id": parent_id, "depth": depth}},
+                     "parent_execution_id": parent_id, "depth": depth,
+                     **({UNDER_ERROR_RUN: True} if under_error_run(parent_trigger) else {})}},
         parent_id)
     await conn.execute("SELECT pg_notify($1, '1')", EXECUTIONS.wire)
     started = await _child(conn, wanted)
