@@ -336,6 +336,48 @@ async def test_a_failed_attempt_is_stored_before_its_backoff(
         assert (await final_status(pool, execution_id))["status"] == "CANCELED"
 
 
+async def test_a_retry_cut_by_a_restart_goes_on_when_the_node_has_a_failure_edge(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """A run handed back (or whose process died) during a retry's backoff: the attempt's
+    stored error was read back as the node's final failure when the node had an ``on:
+    failure`` edge, so the run took that edge with attempts left."""
+    hits: list[int] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        hits.append(1)
+        return web.json_response({}, status=503 if len(hits) == 1 else 200)
+
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_DRAIN": "100ms"})
+    async with serve_get("/flaky", flaky) as port:
+        await apply_doc(pool, workflow("cut", [
+            {"id": "call", "type": "http",
+             "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/flaky"},
+             "retry": {"max_attempts": 3, "backoff": "5m", "retry_on": [503]}},
+            {"id": "handled", "type": "noop"}],
+            [{"from": "call", "to": "handled", "on": "failure"}]))
+        execution_id = await fire(pool, "cut/manual")
+        first = Executor(pool=pool, dsn=dsn, settings=settings)
+        await first.start()
+        try:
+            await wait_for(lambda: pool.fetchrow(
+                "SELECT 1 FROM node_executions WHERE execution_id = $1 AND attempt = 1"
+                " AND status = 'ERROR'", execution_id))
+        finally:
+            await first.stop()  # hands the run back during the backoff
+        second = Executor(pool=pool, dsn=dsn, settings=settings)
+        await second.start()
+        try:
+            row = await final_status(pool, execution_id)
+        finally:
+            await second.stop()
+    assert row["status"] == "SUCCESS"
+    rows = [(r["node_id"], r["attempt"], r["status"]) for r in await nodes_of(pool, execution_id)]
+    assert rows == [("call", 1, "ERROR"), ("call", 2, "SUCCESS"), ("handled", 1, "SKIPPED")]
+    assert len(hits) == 2
+
+
 async def test_expression_error_fails_node_with_text(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

@@ -58,6 +58,10 @@ BUFFERED_TYPES = buffered_node_types()
 EXPRESSION_ERROR = "EXPRESSION_ERROR"
 # An attempt cut short by a dead process: not a failure of the node, never handled as one.
 INTERRUPTED = "INTERRUPTED"
+# The branch of a failed attempt that is followed by another: read back after a hand-back
+# or a crash in its backoff, it is not the node's failure (a failure edge was taken with
+# attempts left).
+RETRIED = "retry"
 OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
 TRUNCATION_KEYS = frozenset({"_truncated", "size_bytes", "limit_bytes", "preview"})
 # What params without any expression are rendered with (they never read it).
@@ -424,6 +428,7 @@ class Runner:
             if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
                 status == NodeStatus.ERROR
                 and row["error_code"] not in (None, INTERRUPTED)
+                and row["branch"] != RETRIED
                 and self._handled_failure(node_id)
             ):
                 branch = row["branch"] or recorded_branch(row["node_type"], row["output"])
@@ -764,6 +769,7 @@ class Runner:
             message = self.redactor.redact_text(failure.message)
             # A code may be rendered too (a fail node's `code`): stored, it is masked.
             code = self.redactor.redact_text(failure.code)
+            retried = should_retry(node.retry, failure, attempt)
             self.pending.append(
                 NodeRow(
                     **common,
@@ -771,6 +777,7 @@ class Runner:
                     error_code=code,
                     error_message=message,
                     output=self.redactor.redact(failure.output),
+                    branch=RETRIED if retried else None,
                     end_time=ended,
                     execution_time_ms=elapsed_ms,
                 )
@@ -788,7 +795,7 @@ class Runner:
                     ),
                 },
             )
-            if should_retry(node.retry, failure, attempt):
+            if retried:
                 if node.type not in BUFFERED_TYPES:
                     # The failed attempt's row lands before the backoff: a process that dies
                     # while it waits left the attempt INTERRUPTED, its real error lost.
