@@ -378,6 +378,18 @@ async def test_a_retry_cut_by_a_restart_goes_on_when_the_node_has_a_failure_edge
     assert len(hits) == 2
 
 
+async def test_an_executor_started_again_after_a_stop_claims_runs(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """The stop's drain refused further claims and a start did not lift it: the started
+    executor claimed nothing (and tests' "one more claim round" saw none)."""
+    await executor.stop()
+    await executor.start()
+    await apply_doc(pool, workflow("again", [{"id": "a", "type": "noop"}]))
+    execution_id = await fire(pool, "again/manual")
+    assert (await final_status(pool, execution_id))["status"] == "SUCCESS"
+
+
 async def test_expression_error_fails_node_with_text(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

@@ -198,6 +198,8 @@ class Executor(BaseComponent):
             # Before anything runs: a missing or bad key stops the start with one line.
             self.resume_key = await asyncio.to_thread(load_resume_key, self.settings, os.environ)
         self._running = True
+        # A stop's drain refused further claims: a start after it claims again.
+        self._accepting = True
         self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
         self._http = aiohttp.ClientSession(connector=self._egress)
         self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
