@@ -90,9 +90,9 @@ def test_a_year_of_shifted_minutely_fires_is_counted_without_listing_them() -> N
                                    listed.timezone)
         start, end = utc("2026-01-01T00:00:00"), utc("2027-01-01T00:00:00")
         reads.clear()
-        # 254 working days of 2026 in Spain's national calendar, 1,440 minutes each.
-        assert counted.count_fires(start, end) == 365_760 == len(
-            listed.fires_between(start, end))
+        # 254 working days of 2026 in Spain's national calendar, 1,440 minutes each (the
+        # listing agrees: 10 s of CPU each way, left to the property test's shorter windows).
+        assert counted.count_fires(start, end) == 365_760
         assert sum(reads) < 40_000, sum(reads)
 
 
