@@ -191,3 +191,29 @@ async def test_a_child_of_an_error_run_that_fails_starts_no_error_run(
     assert [(r["key"], r["trigger_type"], r["status"]) for r in await _runs(pool)] == [
         ("billing", "manual", "ERROR"), ("alert", "on_failure", "ERROR"),
         ("billing", "workflow", "ERROR")]
+
+
+async def test_a_retry_of_an_error_run_that_fails_starts_no_error_run(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """A retry keeps the context of the run it retries, but its type is retry: a retried
+    error run that failed started its own workflow's error run (billing again)."""
+    from triggerd.store.executions import retry_execution
+
+    await apply_doc(pool, {"workflows": [BILLING, FAILING_ALERT]})
+    failed = await fire(pool, "billing/manual")
+    await final_status(pool, failed)
+
+    async def alert_failed() -> list[str]:
+        return [r["id"] for r in await _runs(pool)
+                if r["key"] == "alert" and r["status"] == "ERROR"]
+
+    [alert] = await wait_for(alert_failed)
+    async with pool.acquire() as conn:
+        retried = await retry_execution(conn, alert)
+    assert (await final_status(pool, retried))["status"] == "ERROR"
+    await executor.stop()
+    await executor.start()  # one more claim round: nothing new appears
+    assert [(r["key"], r["trigger_type"], r["status"]) for r in await _runs(pool)] == [
+        ("billing", "manual", "ERROR"), ("alert", "on_failure", "ERROR"),
+        ("alert", "retry", "ERROR")]

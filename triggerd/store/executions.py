@@ -916,9 +916,13 @@ RETURNING e.id, e.status, e.trigger_id, e.scheduled_for, e.end_time, e.start_tim
                THEN NOT coalesce(e.context->'trigger' ? 'backfill', false)
                ELSE false END AS scheduled,
           e.concurrency_key IS NOT NULL AS keyed,
-          -- A run below an error run (triggerd.store.subworkflows.UNDER_ERROR_RUN).
+          -- A run below an error run (triggerd.store.subworkflows.UNDER_ERROR_RUN), or a
+          -- retry of an error run or of such a run (a retry keeps the context it retries).
           CASE WHEN e.trigger_type = 'workflow'
                THEN coalesce(e.context->'trigger' ? 'under_error_run', false)
+               WHEN e.trigger_type = 'retry'
+               THEN coalesce(e.context->'trigger'->>'type' = 'on_failure'
+                             OR e.context->'trigger' ? 'under_error_run', false)
                ELSE false END AS under_error_run
 """
 _FINISH = _FINISH_TEMPLATE.format(after="")
