@@ -324,13 +324,15 @@ def _join_filter(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) 
 @pass_environment
 def _wordwrap_filter(environment: Any, s: Any, width: Any = 79, break_long_words: bool = True,
                      wrapstring: Any = None, break_on_hyphens: bool = True) -> Any:
-    # A float width wraps as well (textwrap compares with it): counted as the whole
-    # characters it allows, or `wordwrap(1.0)` went unchecked.
-    if (isinstance(s, str) and isinstance(width, int | float) and math.isfinite(width)
-            and width > 0):
+    if isinstance(width, float) and not isinstance(width, bool):
+        # textwrap never ends with a NaN width (the loop held for ever) and slices by a
+        # fractional one (a TypeError): a float wraps as the whole characters it allows.
+        if not math.isfinite(width):
+            raise ValueError(f"invalid width {width!r} (must be a finite number)")
+        width = max(1, int(width)) if width > 0 else int(width)
+    if isinstance(s, str) and isinstance(width, int) and width > 0:
         separator = environment.newline_sequence if wrapstring is None else wrapstring
-        _check_wordwrap(s, max(1, int(width)), break_long_words, len(str(separator)),
-                        break_on_hyphens)
+        _check_wordwrap(s, width, break_long_words, len(str(separator)), break_on_hyphens)
     return jinja_filters.do_wordwrap(environment, s, width, break_long_words, wrapstring,
                                      break_on_hyphens)
 

@@ -359,6 +359,12 @@ def test_ordinary_wordwrap_is_left_alone() -> None:
                          " | length }}", CONTEXT) == 475_999
     with pytest.raises(ExpressionError, match="invalid width 0"):
         render_string("{{ 'abc' | wordwrap(0) }}", CONTEXT)
+    # A float width is its whole characters; a NaN one looped for ever in textwrap.
+    assert render_string("{{ 'abcdefghij' | wordwrap(2.5, wrapstring='|') }}", CONTEXT) == \
+        "ab|cd|ef|gh|ij"
+    for width in ("nan", "inf", "-inf"):
+        with pytest.raises(ExpressionError, match="must be a finite number"):
+            render_string("{{ 'a b c' | wordwrap(input.w | float) }}", {"input": {"w": width}})
 
 
 def test_ordinary_text_building_is_left_alone() -> None:
