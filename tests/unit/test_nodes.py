@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -332,6 +333,15 @@ async def test_a_long_log_message_is_logged_cut_and_output_whole(
     assert await run("log", {"message": message}) == NodeResult(output={"message": message})
     [record] = [r for r in caplog.records if r.name == "triggerd.nodes.log"]
     assert record.getMessage() == "x" * 16384 + "… (cut: 1,000,000 characters in all)"
+    # Bytes as the JSON line writes them, not characters: 16 KiB of CJK text is 48 KiB of
+    # UTF-8, and a control character is six bytes escaped.
+    for wide in ("中" * 40_000, "\x01" * 40_000):
+        caplog.clear()
+        await run("log", {"message": wide})
+        [record] = [r for r in caplog.records if r.name == "triggerd.nodes.log"]
+        line = json.dumps(record.getMessage(), ensure_ascii=False).encode()
+        assert 8 * 1024 < len(line) <= 16 * 1024 + 64, len(line)
+        assert record.getMessage().endswith("… (cut: 40,000 characters in all)")
 
 
 async def test_log_masks_a_resume_link(caplog: pytest.LogCaptureFixture) -> None:

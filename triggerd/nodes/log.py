@@ -5,6 +5,7 @@ node ids (a message over 16 KiB is logged cut, with its length); output
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Final
 
@@ -21,16 +22,25 @@ from triggerd.nodes.base import (
 
 logger = logging.getLogger("triggerd.nodes.log")
 
-# The logged message at most this long (the node's output keeps it whole): journald cuts a
-# line longer than its LineMax (48 KiB by default) into several entries, none of them JSON.
-MAX_LOGGED_CHARS: Final = 16 * 1024
+# The logged message at most this many bytes as the JSON line writes it (UTF-8, control
+# characters escaped; the node's output keeps it whole): journald cuts a line longer than
+# its LineMax (48 KiB by default) into several entries, none of them JSON.
+MAX_LOGGED_BYTES: Final = 16 * 1024
+
+
+def _line_bytes(text: str) -> int:
+    """The bytes ``text`` takes in a JSON line (without its quotes)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
 
 
 def logged_text(message: str) -> str:
     """``message`` as its log line holds it: the start of a long one, with its length."""
-    if len(message) <= MAX_LOGGED_CHARS:
-        return message
-    return f"{message[:MAX_LOGGED_CHARS]}… (cut: {len(message):,} characters in all)"
+    if len(message) <= MAX_LOGGED_BYTES // 6 or _line_bytes(message) <= MAX_LOGGED_BYTES:
+        return message  # (a character is at most 6 bytes there: \u0001)
+    cut = message[:MAX_LOGGED_BYTES]
+    while _line_bytes(cut) > MAX_LOGGED_BYTES:
+        cut = cut[: len(cut) * 3 // 4]
+    return f"{cut}… (cut: {len(message):,} characters in all)"
 
 
 LEVELS: Final = {
