@@ -324,7 +324,10 @@ async def test_a_monitored_config_no_schedule_is_made_of_leaves_the_scrape_whole
 
     from triggerd.api.metrics import Metrics
 
-    await apply_doc(pool, _doc({"monitor": True}))
+    doc = _doc({"monitor": True})
+    doc["workflows"][0]["triggers"].append(
+        {"name": "daily", "type": "cron", "cron": "0 3 * * *", "monitor": True})
+    await apply_doc(pool, doc)
     # A stored config an older or damaged database may hold (apply refuses it).
     await pool.execute("""UPDATE workflow_triggers SET config = config || '{"cron": "bogus"}'"""
                        " WHERE name = 'hourly'")
@@ -333,9 +336,12 @@ async def test_a_monitored_config_no_schedule_is_made_of_leaves_the_scrape_whole
     await metrics.refresh(pool)
     text = metrics.render()[0].decode()
     assert "triggerd_queue_depth" in text
+    # Only the bad one's gauges are left out: the other monitored trigger stays current.
+    assert set(_series(text, "triggerd_trigger_next_fire_timestamp_seconds")) == {
+        "report/daily"}
     [record] = [r for r in caplog.records if r.__dict__.get("event") == "metrics_monitor_failed"]
-    assert record.getMessage() == ("metrics: cannot compute the monitored triggers' next"
-                                   " fires")
+    assert record.getMessage() == "metrics: cannot make the schedule of a monitored trigger"
+    assert record.__dict__["trigger"] == "report/hourly"
 
 
 async def test_next_fires_mark_the_fires_max_runs_leaves_unrun(pool: asyncpg.Pool) -> None:

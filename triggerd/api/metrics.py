@@ -457,8 +457,18 @@ def monitor_values(
         seen.add(key)
         known = schedules.get(key)
         if known is None:
-            config = json.loads(row["config"])
-            known = schedules[key] = (schedule_of(row["type"], config), config.get("max_runs"))
+            try:
+                config = json.loads(row["config"])
+                known = (schedule_of(row["type"], config), config.get("max_runs"))
+            except Exception as exc:  # one stored config no schedule is made of
+                # Its gauges are left out; the other monitored triggers' are kept current
+                # (one bad row froze them all).
+                logger.warning(
+                    "metrics: cannot make the schedule of a monitored trigger",
+                    extra={"event": "metrics_monitor_failed", "trigger": row["name"],
+                           "error": f"{type(exc).__name__}: {exc}"[:300]})
+                continue
+            schedules[key] = known
         schedule, max_runs = known
         ended = max_runs is not None and row["scheduled_runs"] >= max_runs
         fire = None if row["paused"] or ended else schedule.next_fire(now)
