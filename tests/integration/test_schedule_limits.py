@@ -412,3 +412,31 @@ async def test_an_only_missing_backfill_does_not_take_the_fires_after_max_runs_f
         (2, "skip"), (3, "start"), (4, "skip"), (5, "skip"), (6, "skip")]
     assert [s.reason for s in plan.slots][1:] == [
         "no ledger row", "already fired", "past max_runs", "past max_runs"]
+
+
+async def test_the_last_fire_an_only_missing_backfill_stops_at_is_the_schedule_s_own(
+    pool: asyncpg.Pool
+) -> None:
+    """What max_runs counts: a buffered last slot is a fire; a row a backfill wrote is not
+    (it moved the boundary past fires the schedule never made)."""
+    from triggerd.operations.backfills import BackfillRequest, create
+
+    await apply_doc(pool, _doc({"max_runs": 2}))
+    trigger = await _trigger(pool)
+    for hour in (0, 2):
+        await record_slots(pool, [_slot(trigger, hour)], fired_at="x")
+    await pool.execute("UPDATE trigger_slots SET outcome = 'buffered'"
+                       " WHERE scheduled_for = $1", START + timedelta(hours=2))
+    await pool.execute(
+        "INSERT INTO trigger_slots (trigger_id, scheduled_for, outcome, execution_id, detail)"
+        " VALUES ($1, $2, 'fired', gen_random_uuid(), 'backfill 1234')",
+        trigger["id"], START + timedelta(hours=4))
+    await pool.execute("UPDATE trigger_state SET completed_at = $2 WHERE trigger_id = $1",
+                       trigger["id"], START + timedelta(hours=10))
+    plan = await create(pool, OPERATOR, BackfillRequest(
+        trigger="report/hourly", range_from=START, range_to=START + timedelta(hours=5),
+        only_missing=True, dry_run=True))
+    assert [(s.at.hour - START.hour, s.action, s.reason) for s in plan.slots] == [
+        (0, "skip", "already fired"), (1, "start", "no ledger row"),
+        (2, "skip", "already buffered"), (3, "skip", "past max_runs"),
+        (4, "skip", "already fired")]

@@ -63,10 +63,13 @@ async def ledger_outcomes(conn: Conn, trigger_id: str, instants: list[datetime]
 
 
 async def last_fired_slot(conn: Conn, trigger_id: str) -> datetime | None:
-    """The instant of the trigger's newest slot that started a run (its ledger keeps each
-    trigger's newest slot whatever its age)."""
+    """The instant of the trigger's newest slot that its schedule ran (what max_runs counts:
+    fired, buffered or canceling the previous run; not a backfill's, whose ledger row says
+    ``backfill <id>``). The ledger keeps each trigger's newest slot whatever its age."""
     value: datetime | None = await conn.fetchval(
-        "SELECT scheduled_for FROM trigger_slots WHERE trigger_id = $1 AND outcome = 'fired'"
+        "SELECT scheduled_for FROM trigger_slots WHERE trigger_id = $1"
+        " AND outcome IN ('fired', 'buffered', 'canceled_previous')"
+        " AND (detail IS NULL OR detail NOT LIKE 'backfill %')"
         " ORDER BY scheduled_for DESC LIMIT 1", trigger_id)
     return value
 
