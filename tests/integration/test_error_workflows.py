@@ -52,6 +52,20 @@ async def _runs(pool: asyncpg.Pool) -> list[asyncpg.Record]:
         " FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id"
         " ORDER BY e.created_at"))
 
+async def _billing_failed_then_its_alert(pool: asyncpg.Pool, executor: Executor) -> None:
+    """billing/manual fired and failed, its error run (alert) failed too, and one more
+    claim round made nothing new appear."""
+    failed = await fire(pool, "billing/manual")
+    await final_status(pool, failed)
+
+    async def alert_failed() -> bool:
+        return any(r["key"] == "alert" and r["status"] == "ERROR" for r in await _runs(pool))
+
+    await wait_for(alert_failed)
+    await executor.stop()
+    await executor.start()
+
+
 
 async def test_a_failed_run_starts_its_error_workflow_once_with_a_summary(
     pool: asyncpg.Pool, executor: Executor
@@ -84,15 +98,7 @@ async def test_an_error_run_that_fails_starts_nothing_more(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:
     await apply_doc(pool, {"workflows": [BILLING, FAILING_ALERT]})
-    failed = await fire(pool, "billing/manual")
-    await final_status(pool, failed)
-
-    async def alert_failed() -> bool:
-        return any(r["key"] == "alert" and r["status"] == "ERROR" for r in await _runs(pool))
-
-    await wait_for(alert_failed)
-    await executor.stop()
-    await executor.start()  # one more claim round: nothing new appears
+    await _billing_failed_then_its_alert(pool, executor)
     assert [(r["key"], r["status"]) for r in await _runs(pool)] == [
         ("billing", "ERROR"), ("alert", "ERROR")]
 
@@ -179,15 +185,7 @@ async def test_a_child_of_an_error_run_that_fails_starts_no_error_run(
     calling_alert = {"key": "alert", "graph": {"nodes": [
         {"id": "again", "type": "workflow", "params": {"workflow": "billing"}}]}}
     await apply_doc(pool, {"workflows": [BILLING, calling_alert]})
-    failed = await fire(pool, "billing/manual")
-    await final_status(pool, failed)
-
-    async def alert_failed() -> bool:
-        return any(r["key"] == "alert" and r["status"] == "ERROR" for r in await _runs(pool))
-
-    await wait_for(alert_failed)
-    await executor.stop()
-    await executor.start()  # one more claim round: nothing new appears
+    await _billing_failed_then_its_alert(pool, executor)
     assert [(r["key"], r["trigger_type"], r["status"]) for r in await _runs(pool)] == [
         ("billing", "manual", "ERROR"), ("alert", "on_failure", "ERROR"),
         ("billing", "workflow", "ERROR")]
