@@ -1007,3 +1007,34 @@ async def test_cross_site_refusals_are_logged_at_info_and_rate_limited(
              for r in caplog.records if r.name == "triggerd.console.sessions"]
     assert lines == [(logging.INFO, "console_cross_site_refused", None)] * CROSS_SITE_BURST + [
         (logging.INFO, "log_suppressed", 25), (logging.INFO, "console_cross_site_refused", None)]
+
+
+async def test_csrf_refusals_are_logged_at_info_and_rate_limited(
+    aiohttp_client: Any, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session posting forms with a wrong CSRF token wrote a warning line each, as many
+    as it sent; the line names the client."""
+    from triggerd.console.sessions import CROSS_SITE_BURST, CSRF_LOG, cross_site_log
+
+    clock = [1000.0]
+    app = create_app(Settings(api=ApiSettings(token=ALL_TENANTS)), pool,
+                     tokens=StoredTokens(pool))
+    app[CSRF_LOG] = cross_site_log(lambda: clock[0], event="console_csrf_refused")
+    client: Client = await aiohttp_client(app)
+    visitor = Visitor(client.make_url(""))
+    try:
+        assert await visitor.log_in(ALL_TENANTS) == "/ui/"
+        caplog.set_level(logging.INFO, logger="triggerd.console.sessions")
+        for _ in range(CROSS_SITE_BURST + 5):
+            status, _, _ = await visitor.post("/ui/logout", {"csrf": "wrong"})
+            assert status == 403
+        clock[0] += 1.0
+        assert (await visitor.post("/ui/logout", {"csrf": "wrong"}))[0] == 403
+    finally:
+        await visitor.close()
+    lines = [(r.levelno, getattr(r, "event", None), getattr(r, "suppressed", None))
+             for r in caplog.records if r.name == "triggerd.console.sessions"]
+    assert lines == [(logging.INFO, "console_csrf_refused", None)] * CROSS_SITE_BURST + [
+        (logging.INFO, "log_suppressed", 5), (logging.INFO, "console_csrf_refused", None)]
+    first = next(r for r in caplog.records if getattr(r, "event", None) == "console_csrf_refused")
+    assert first.__dict__["remote"] == "127.0.0.1"

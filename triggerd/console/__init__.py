@@ -14,6 +14,7 @@ from triggerd.console import pages
 from triggerd.console.error_pages import error_pages
 from triggerd.console.sessions import (
     CROSS_SITE_LOG,
+    CSRF_LOG,
     LOGIN_ATTEMPTS,
     PREFIX,
     TRUSTED_PROXIES,
@@ -33,6 +34,8 @@ def add_console_routes(app: web.Application) -> None:
         app[LOGIN_ATTEMPTS] = LoginAttempts()
     if CROSS_SITE_LOG not in app:
         app[CROSS_SITE_LOG] = cross_site_log()
+    if CSRF_LOG not in app:
+        app[CSRF_LOG] = cross_site_log(event="console_csrf_refused")
     router = app.router
     router.add_get(PREFIX, pages.redirect_home)
     router.add_get(f"{PREFIX}/", pages.overview)

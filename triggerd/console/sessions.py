@@ -138,12 +138,15 @@ CROSS_SITE_BURST = 10
 CROSS_SITE_RATE = 1.0
 
 
-def cross_site_log(monotonic: Monotonic = time.monotonic) -> ThrottledLog:
-    return ThrottledLog(logger, "console_cross_site_refused", rate=CROSS_SITE_RATE,
-                        burst=CROSS_SITE_BURST, monotonic=monotonic)
+def cross_site_log(monotonic: Monotonic = time.monotonic,
+                   event: str = "console_cross_site_refused") -> ThrottledLog:
+    return ThrottledLog(logger, event, rate=CROSS_SITE_RATE, burst=CROSS_SITE_BURST,
+                        monotonic=monotonic)
 
 
 CROSS_SITE_LOG = web.AppKey("console_cross_site_log", ThrottledLog)
+# A form with a wrong CSRF token, from a session: limited the same way (each was a warning).
+CSRF_LOG = web.AppKey("console_csrf_log", ThrottledLog)
 
 
 def login_address(request: web.Request) -> str:
@@ -305,7 +308,7 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
         if foreign is not None:
             request.app[CROSS_SITE_LOG].log((), logging.INFO, "console: cross-site POST refused",
                                             {"path": request.path,
-                                             "remote": client_address(request)})
+                                             "remote": login_address(request)})
             return close_unread(request, _refusal(403, f"{foreign} is refused; use the"
                                                        " console's own pages"))
     if request.method == "POST" and request.body_exists:
@@ -348,8 +351,9 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
         if request.method == "POST":
             form = await request.post()
             if not csrf_matches(session.csrf, form.get("csrf")):
-                logger.warning("console: POST without a valid CSRF token refused",
-                               extra={"event": "console_csrf_refused", "path": request.path})
+                request.app[CSRF_LOG].log(
+                    (), logging.INFO, "console: POST without a valid CSRF token refused",
+                    {"path": request.path, "remote": login_address(request)})
                 return _refusal(403, "the form's CSRF token is missing or wrong;"
                                      " reload the page and try again")
             if not session.can_act and request.path != f"{PREFIX}/logout":
