@@ -264,13 +264,11 @@ async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int |
         trigger = await scheduled_trigger(conn, name, "skipped", home(actor))
         schedule = schedule_of(trigger.type, trigger.config)
         now = now or datetime.now(UTC)
-        max_runs = trigger.config.get("max_runs")
-        if max_runs is not None:
-            state = await trigger_state.get_state(conn, trigger.id)
-            if state.completed_at is not None and state.scheduled_runs >= int(max_runs):
-                # Its schedule starts nothing more: a skip would record fires never to come.
-                raise Conflict(f"trigger {name} fires no more (max_runs reached: {max_runs}"
-                               " scheduled runs); nothing to skip")
+        _, completed = await trigger_state.paused_and_completed(conn, [trigger.id])
+        if completed:
+            # Its schedule starts nothing more: a skip would record fires never to come.
+            raise Conflict(f"trigger {name} fires no more (max_runs reached:"
+                           f" {trigger.config.get('max_runs')} scheduled runs); nothing to skip")
         decided = (frozenset(await trigger_state.decided_after(conn, trigger.id, now))
                    if next_count is not None else frozenset())
         instants = _slots_to_skip(schedule, now, next_count, at, decided)
