@@ -60,9 +60,9 @@ def range_fires(schedule: Schedule, range_from: datetime, range_to: datetime) ->
 
 
 def plan_slots(fires: Sequence[Fire], only_missing: bool, outcomes: Mapping[datetime, str],
-               completed_at: datetime | None = None) -> list[PlannedSlot]:
+               last_fire: datetime | None = None) -> list[PlannedSlot]:
     """What the backfill does with each of the range's ``fires`` (:func:`range_fires`).
-    ``completed_at``: the instant of the last fire of a trigger that made its ``max_runs``
+    ``last_fire``: the instant of the last fire of a trigger that made its ``max_runs``
     fires; the fires after it were never due, so ``only_missing`` does not take them for
     missing."""
     planned = []
@@ -70,7 +70,7 @@ def plan_slots(fires: Sequence[Fire], only_missing: bool, outcomes: Mapping[date
         outcome = outcomes.get(fire.at)
         if not only_missing:
             planned.append(PlannedSlot(at=fire.at, action="start", reason=None))
-        elif outcome is None and completed_at is not None and fire.at > completed_at:
+        elif outcome is None and last_fire is not None and fire.at > last_fire:
             planned.append(PlannedSlot(at=fire.at, action="skip", reason="past max_runs"))
         elif outcome is None:
             planned.append(PlannedSlot(at=fire.at, action="start", reason="no ledger row"))
@@ -152,14 +152,14 @@ async def create(pool: asyncpg.Pool, actor: Actor, request: BackfillRequest,
                              " in smaller ranges")
         outcomes = (await store.ledger_outcomes(conn, trigger.id, [f.at for f in fires])
                     if request.only_missing else {})
-        completed_at = None
+        last_fire = None
         if request.only_missing and trigger.config.get("max_runs") is not None:
             completed_at = (await get_state(conn, trigger.id)).completed_at
             if completed_at is not None:
                 # The due time of the last fire it made: the fires a catch-up found past
                 # max_runs were due before the instant it completed, and got no ledger row.
-                completed_at = await store.last_fired_slot(conn, trigger.id) or completed_at
-        planned = plan_slots(fires, request.only_missing, outcomes, completed_at)
+                last_fire = await store.last_fired_slot(conn, trigger.id) or completed_at
+        planned = plan_slots(fires, request.only_missing, outcomes, last_fire)
         if request.dry_run:
             return BackfillPlan(backfill_id=None, slots=tuple(planned))
         overlap = request.overlap or str(trigger.config.get("overlap", "skip"))

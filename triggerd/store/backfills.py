@@ -62,15 +62,20 @@ async def ledger_outcomes(conn: Conn, trigger_id: str, instants: list[datetime]
     return {r["scheduled_for"]: r["outcome"] for r in rows}
 
 
+# What a ledger row a backfill claimed says, before the backfill's id.
+BACKFILL_DETAIL = "backfill "
+
+
 async def last_fired_slot(conn: Conn, trigger_id: str) -> datetime | None:
     """The instant of the trigger's newest slot that its schedule ran (what max_runs counts:
     fired, buffered or canceling the previous run; not a backfill's, whose ledger row says
-    ``backfill <id>``). The ledger keeps each trigger's newest slot whatever its age."""
+    :data:`BACKFILL_DETAIL` and its id). The ledger keeps each trigger's newest slot
+    whatever its age."""
     value: datetime | None = await conn.fetchval(
         "SELECT scheduled_for FROM trigger_slots WHERE trigger_id = $1"
         " AND outcome IN ('fired', 'buffered', 'canceled_previous')"
-        " AND (detail IS NULL OR detail NOT LIKE 'backfill %')"
-        " ORDER BY scheduled_for DESC LIMIT 1", trigger_id)
+        " AND (detail IS NULL OR NOT starts_with(detail, $2))"
+        " ORDER BY scheduled_for DESC LIMIT 1", trigger_id, BACKFILL_DETAIL)
     return value
 
 
@@ -232,7 +237,7 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
                 ran = await conn.fetchval(_START_LIVE, backfill.trigger_id, at, key,
                                           backfill.workflow_id, backfill.name, backfill.kind,
                                           backfill.input, context,
-                                          backfill.version, f"backfill {backfill.id}")
+                                          backfill.version, BACKFILL_DETAIL + backfill.id)
             else:
                 key = f"backfill:{backfill.id}:{iso}"
                 ran = await conn.fetchval(_START_EXTRA, backfill.trigger_id, at, key,
