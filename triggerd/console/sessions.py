@@ -157,14 +157,13 @@ def login_address(request: web.Request) -> str:
 
 
 def login_key(address: IPAddress | None) -> str:
-    """The bucket of an address: an IPv6 one's /64 (one host may hold all of its 2**64
-    addresses, each of which would otherwise have had 20 attempts of its own)."""
+    """The bucket of an address as :func:`client_ip` gives it (an IPv4-mapped one as the
+    IPv4 one): an IPv6 one's /64 (one host may hold all of its 2**64 addresses, each of
+    which would otherwise have had 20 attempts of its own)."""
     if address is None:
         return "unknown"
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+    if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((address, 64), strict=False))
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
     return str(address)
 
 
