@@ -8,7 +8,7 @@ database, the network or the file system, so every verdict is tested with plain 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,8 +89,7 @@ def check_database(facts: DatabaseFacts) -> Check:
         return _ok("database", detail)
     slots = facts.slots
     # Only what cannot fit whatever runs: the connections in use may be this daemon's own.
-    problem = shortfall(facts.needed, ServerSlots(
-        max_connections=slots.max_connections, reserved=slots.reserved, in_use=0))
+    problem = shortfall(facts.needed, replace(slots, in_use=0))
     usage = (f"{slots.in_use} of {slots.max_connections - slots.reserved} connections in use;"
              f" a daemon may open {facts.needed}")
     if problem is not None:

@@ -419,7 +419,7 @@ class Metrics:
         try:
             values = await asyncio.to_thread(
                 monitor_values, rows, datetime.now(UTC), self._monitor_schedules)
-        except Exception as exc:  # a stored config no schedule is made of: as above
+        except Exception as exc:  # a bug past the rows' own (monitor_values): as above
             logger.warning("metrics: cannot compute the monitored triggers' next fires",
                            extra={"event": "metrics_monitor_failed",
                                   "error": f"{type(exc).__name__}: {exc}"[:300]})
