@@ -290,7 +290,8 @@ class Daemon:
         listening = self.app[METRICS].notifications_connected
         self.app[METRICS].add_scrape_hook(lambda: listening.set(1 if hub.connected else 0))
         ingress = setup_webhooks(
-            self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub
+            self.app, pool=self.pool, dsn=dsn, settings=self.settings, hub=hub,
+            runs_here=self.executor,
         )
         ingress.stats.sink = self.app[METRICS]
         from triggerd.backfill import BackfillRunner

@@ -1339,3 +1339,34 @@ async def test_a_secret_made_a_number_is_not_stored(
         "SELECT input, output, error_message FROM node_executions WHERE execution_id = $1",
         execution_id)) + str(row["output"])
     assert "98765432" not in dump and "98765433" not in dump
+
+
+async def test_room_for_runs_stored_here_waits_behind_a_queue(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """Runs are taken up where they are stored only while no queue is known to wait:
+    runs announced as queued (here without room, or by another process) go first, until
+    a claim finds the queue empty again. Room is bounded by concurrency, and room given
+    to a batch that stored nothing comes back."""
+
+    async def idle() -> bool:
+        return executor.take_slots(0) == 0 and executor._queue_idle
+
+    await wait_for(idle, timeout=10)  # the start's claim found nothing queued
+    granted = executor.take_slots(5)
+    assert granted == 5
+    executor.adopt([], granted)  # the batch stored none of them: the room comes back
+    everything = executor.settings.executor.concurrency
+    assert executor.take_slots(everything + 10) == everything
+    assert executor.take_slots(1) == 0  # all of it promised
+    executor.adopt([], everything)
+
+    executor._on_notify("3")  # runs were queued: they go first
+    assert executor.take_slots(5) == 0
+
+    async def room_again() -> bool:
+        granted = executor.take_slots(1)
+        executor.adopt([], granted)
+        return granted == 1
+
+    await wait_for(room_again, timeout=10)  # the claim it woke found the queue empty

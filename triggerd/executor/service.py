@@ -173,6 +173,12 @@ class Executor(BaseComponent):
     # took (its flag was read before the cancel) starts canceled. Emptied after each claim.
     _early_cancels: set[str] = field(default_factory=set)
     _overdue_checked: float = float("-inf")  # loop time of the last claim that looked
+    # Run where stored (triggerd.store.webhooks.RunsHere): room promised to batches being
+    # stored, and whether the last claim found the queue empty (only then are new runs
+    # taken up where they are stored: runs already waiting go first, in their order).
+    _reserved: int = 0
+    _unreserved: asyncio.Event = field(default_factory=asyncio.Event)  # set: _reserved == 0
+    _queue_idle: bool = False
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
     child_sweep_interval: float = CHILD_SWEEP_INTERVAL
@@ -198,6 +204,8 @@ class Executor(BaseComponent):
             # Before anything runs: a missing or bad key stops the start with one line.
             self.resume_key = await asyncio.to_thread(load_resume_key, self.settings, os.environ)
         self._running = True
+        if self._reserved <= 0:
+            self._unreserved.set()
         # A stop's drain refused further claims: a start after it claims again.
         self._accepting = True
         self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
@@ -265,6 +273,11 @@ class Executor(BaseComponent):
         except TimeoutError:
             # The database is stuck; whatever that claim takes comes back when its lease ends.
             logger.warning("claim still in flight at drain", extra={"event": "drain_claim_stuck"})
+        # Likewise the runs being stored for this process: once handed over they are in
+        # _active; a batch the database does not answer leaves them to their leases' end.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(max(grace_until, loop.time() + CLAIM_WAIT_ON_DRAIN)):
+                await self._unreserved.wait()
         if self._active:
             await asyncio.wait(list(self._active.values()),
                                timeout=max(grace_until - loop.time(), 0.0))
@@ -323,6 +336,58 @@ class Executor(BaseComponent):
         """Executions were created in this process: claim at once, no polling delay."""
         self._wake.set()
 
+    # -- runs stored for this process (triggerd.store.webhooks.RunsHere) ------------------
+
+    def take_slots(self, wanted: int) -> int:
+        if not (self._running and self._accepting and self._queue_idle):
+            return 0
+        free = self.settings.executor.concurrency - len(self._active) - self._reserved
+        granted = max(0, min(wanted, free))
+        if granted:
+            self._reserved += granted
+            self._unreserved.clear()
+        return granted
+
+    def _give_back(self, room: int) -> None:
+        self._reserved -= room
+        if self._reserved <= 0:
+            self._unreserved.set()
+
+    def adopt(self, runs: Sequence[store.ClaimedExecution], granted: int) -> None:
+        self._give_back(granted - len(runs))
+        if runs:
+            task = asyncio.create_task(self._take_up(runs), name="triggerd-take-up")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _take_up(self, runs: Sequence[store.ClaimedExecution]) -> None:
+        """Start runs stored RUNNING under this executor's lease, as a claim starts its."""
+        started = 0
+        try:
+            missing = {r.workflow_version_id for r in runs
+                       if r.workflow_version_id and r.workflow_version_id not in self._versions}
+            if missing:
+                async with self.pool.acquire() as conn:
+                    for vid, row in (await store.fetch_versions(conn, list(missing))).items():
+                        self._versions[vid] = prepare_version(row)
+            for execution in runs:
+                started += 1
+                self._give_back(1)
+                self._start_run(execution)
+                if started % START_GROUP == 0 and started < len(runs):
+                    await asyncio.sleep(0)  # as a claim's start (_claim_and_start)
+        except Exception as exc:
+            # Stored RUNNING under this lease and not started: taken up again (here or
+            # elsewhere) when the lease ends, as after a crash.
+            logger.warning(
+                "runs stored for this process not started; they are taken up when their"
+                " leases end",
+                extra={"event": "take_up_failed", "count": len(runs) - started,
+                       "error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+        finally:
+            self._give_back(len(runs) - started)
+
     async def readiness(self) -> str | None:
         if not self._running:
             return "executor not running"
@@ -338,7 +403,7 @@ class Executor(BaseComponent):
         concurrency = self.settings.executor.concurrency
         while self._running:
             self._wake.clear()
-            free = concurrency - len(self._active)
+            free = concurrency - len(self._active) - self._reserved
             claimed: list[store.ClaimedExecution] = []
             # Claim in batches: waiting for a quarter of the slots to free up costs little
             # latency and saves most of the claim round trips under load.
@@ -359,7 +424,7 @@ class Executor(BaseComponent):
             if (
                 claimed
                 and len(claimed) == min(free, CLAIM_BATCH)
-                and concurrency - len(self._active) >= threshold
+                and concurrency - len(self._active) - self._reserved >= threshold
             ):
                 continue  # there may be more work right now
             wait = poll
@@ -401,6 +466,8 @@ class Executor(BaseComponent):
                  if t.executor_share != 1}, overdue=overdue)
             if overdue:
                 self._overdue_hint, self._overdue_checked = False, now
+            # Nothing left behind: new runs may be taken up where they are stored.
+            self._queue_idle = len(claimed) < limit
             if len(claimed) < limit and self._held_wanted():
                 held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
                 self._held_checked = asyncio.get_running_loop().time()
@@ -491,7 +558,10 @@ class Executor(BaseComponent):
                 self._held_hint = True
                 with contextlib.suppress(Exception):
                     await send_hints(self.pool, EXECUTIONS.wire, [HELD])
-            self._wake.set()
+            if not self._queue_idle:
+                # Room for runs left waiting. (With the queue empty a claim would find
+                # nothing: new runs announce themselves, _on_notify.)
+                self._wake.set()
 
     async def _fail_crashed(self, execution_id: str, exc: Exception
                             ) -> store.ExecutionUpdate | None:
@@ -727,6 +797,9 @@ class Executor(BaseComponent):
             self._held_hint = True
         elif payload == DUE:
             self._overdue_hint = True
+        else:
+            # Runs were queued (elsewhere, or here without room): they go first.
+            self._queue_idle = False
         self._wake.set()
 
     def _on_cancel(self, execution_id: str) -> None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import orjson
@@ -25,7 +25,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import DEFAULT_TENANT, JSON, Correlation, tenant_label
 from triggerd.notifications.channels import EXECUTIONS
 from triggerd.store import key_locks
-from triggerd.store.executions import correlation_arrays
+from triggerd.store.executions import ClaimedExecution, correlation_arrays
 from triggerd.store.notifications import send_hints
 
 # How long a request waits for a pool connection before it is answered 503: a saturated
@@ -145,6 +145,31 @@ class InboxResult(NamedTuple):
     # True: nothing was stored because the trigger (or its workflow) was deleted while the
     # request was in flight; execution_id is empty.
     gone: bool = False
+    # True: the run was stored RUNNING for this process's executor (RunsHere), not queued.
+    here: bool = False
+
+
+class RunsHere(Protocol):
+    """The executor of the process that stores a batch, which runs what it stores while it
+    has room and no queue to serve first: those runs are written as its claim would leave
+    them (``RUNNING`` under its lease) and handed to it after the commit, so they cost no
+    claim, no second row version and no wake-up. A process that dies before it runs them
+    leaves them to the lease's end, as a claimed run (triggerd/executor/service.py)."""
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def lease(self) -> timedelta: ...
+
+    def take_slots(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` runs' room; returns how many (0: queue them)."""
+        ...
+
+    def adopt(self, runs: Sequence[ClaimedExecution], granted: int) -> None:
+        """Start the runs stored for it, and give back the rest of the ``granted`` room
+        (called once per :meth:`take_slots` that granted any, whatever the store did)."""
+        ...
 
 
 GONE = InboxResult(execution_id="", created=False, gone=True)
@@ -205,7 +230,8 @@ WITH d AS (
 ), ins AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
-        tenant_id, agent_id, session_id, conversation_id, correlation)
+        tenant_id, agent_id, session_id, conversation_id, correlation,
+        status, lease_owner, lease_expires_at, attempt, start_time)
     SELECT d.id, d.workflow_id, d.version_id, d.trigger_id, d.trigger_name, 'webhook',
            d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL THEN NULL
@@ -215,14 +241,22 @@ WITH d AS (
                'type', 'webhook', 'name', d.trigger_name,
                'request', jsonb_build_object('method', d.method, 'path', d.path,
                                              'headers', d.headers, 'query', d.query))),
-           p.tenant_id, c.agent_id, c.session_id, c.conversation_id, c.correlation
+           p.tenant_id, c.agent_id, c.session_id, c.conversation_id, c.correlation,
+           -- Run here ($13, see RunsHere): stored as this process's executor's claim
+           -- would leave it, so no claim, no second row version and no wake-up is needed.
+           CASE WHEN h.id IS NULL THEN 'NEW' ELSE 'RUNNING' END,
+           CASE WHEN h.id IS NOT NULL THEN $14::text END,
+           CASE WHEN h.id IS NOT NULL THEN now() + $15::int * interval '1 millisecond' END,
+           CASE WHEN h.id IS NULL THEN 0 ELSE 1 END,
+           CASE WHEN h.id IS NOT NULL THEN now() END
     FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
     -- Only requests whose trigger maps correlation ids are in these arrays (usually none).
     LEFT JOIN unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
         AS c (id, agent_id, session_id, conversation_id, correlation) ON c.id = d.id
+    LEFT JOIN unnest($13::uuid[]) AS h (id) ON h.id = d.id
     WHERE d.id <> ALL($2::uuid[]) AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.id = d.id)
     ON CONFLICT (trigger_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id
+    RETURNING id, status, input, context, created_at, tenant_id, correlation
 ), ran_here AS (
     -- A filtered request received after an accepted one of its delivery id that this
     -- statement started a run for: arriving one after the other, it would be that run's
@@ -294,6 +328,14 @@ WITH d AS (
       AND (t.place IS NULL OR t.place = 1)
 )
 SELECT array_agg(ins.id::text) AS ids,
+       -- The runs stored RUNNING for this process's executor, as its claim returns them
+       -- (one aggregation: the arrays are in the same order).
+       array_agg(ins.id::text) FILTER (WHERE ins.status = 'RUNNING') AS here,
+       array_agg(ins.input) FILTER (WHERE ins.status = 'RUNNING') AS here_input,
+       array_agg(ins.context) FILTER (WHERE ins.status = 'RUNNING') AS here_context,
+       array_agg(ins.tenant_id) FILTER (WHERE ins.status = 'RUNNING') AS here_tenant,
+       array_agg(ins.correlation) FILTER (WHERE ins.status = 'RUNNING') AS here_correlation,
+       min(ins.created_at) AS stored_at,
        (SELECT array_agg(x.id::text || ' ' || coalesce(x.execution_id::text, ''))
           FROM (SELECT dup.id, dup.execution_id FROM dup
                 UNION ALL
@@ -375,9 +417,10 @@ class InboxWriter:
     would add the pool's reset round trip to every batch. A connection that failed is
     given back (the pool discards a broken one) and a fresh one is taken next time."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, runs_here: RunsHere | None = None) -> None:
         self._pool = pool
         self._conn: asyncpg.Connection | None = None
+        self._runs_here = runs_here
 
     async def store(self, items: Sequence[InboxItem]) -> list[InboxResult | None]:
         """Store a batch of requests with their executions; one result per item, in order.
@@ -399,8 +442,15 @@ class InboxWriter:
                 self._conn = None
             if self._conn is None:
                 self._conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+            runs_here = self._runs_here
+            here: list[str] = []
+            if runs_here is not None:
+                runs = [i.id for i in items if i.outcome == "accepted"]
+                here = runs[:runs_here.take_slots(len(runs))] if runs else []
+            handed: list[ClaimedExecution] = []
             try:
-                return await _store_batch(self._conn, items)
+                results, handed = await _store_batch(self._conn, items, here, runs_here)
+                return results
             except asyncpg.PostgresError as exc:
                 if is_unavailable(exc):
                     await self.close()
@@ -414,6 +464,12 @@ class InboxWriter:
             except BaseException:  # cancellation: start afresh
                 await self.close()
                 raise
+            finally:
+                if here:
+                    # Also when the batch failed or is in doubt: its room is given back,
+                    # and a run stored but not handed over is taken up when its lease ends.
+                    assert runs_here is not None
+                    runs_here.adopt(handed, len(here))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -447,9 +503,16 @@ def delivery_locks(items: Sequence[InboxItem]) -> list[int]:
 
 
 async def _store_batch(
-    conn: asyncpg.Connection, items: Sequence[InboxItem]
-) -> list[InboxResult | None]:
-    arguments = _batch_arguments(items)
+    conn: asyncpg.Connection, items: Sequence[InboxItem], here: Sequence[str] = (),
+    runs_here: RunsHere | None = None,
+) -> tuple[list[InboxResult | None], list[ClaimedExecution]]:
+    """The batch's results in order, and the runs stored for ``runs_here`` (``here``:
+    the ids it took room for)."""
+    arguments = [
+        *_batch_arguments(items), list(here),
+        None if runs_here is None else runs_here.owner,
+        0 if runs_here is None else int(runs_here.lease.total_seconds() * 1000),
+    ]
     locks = delivery_locks(items)
     if locks:
         # A transaction of two statements, only for batches with such requests (delivery
@@ -469,8 +532,10 @@ async def _store_batch(
     for pair in (row["dups"] or ()) if row is not None else ():
         request_id, _, run = pair.partition(" ")
         earlier[request_id] = run
-    if inserted:
-        await send_hints(conn, EXECUTIONS.wire, [str(len(inserted))])
+    handed = _handed(row, items) if row is not None and row["here"] else []
+    queued = len(inserted) - len(handed)
+    if queued:
+        await send_hints(conn, EXECUTIONS.wire, [str(queued)])
     lost = [
         i for i in items
         if i.id not in inserted and i.dedupe_key is not None and i.trigger_id not in gone
@@ -488,9 +553,11 @@ async def _store_batch(
         )
         winners = {(r["trigger_id"], r["dedupe_key"]): r["id"] for r in rows}
     results: list[InboxResult | None] = []
+    handed_ids = {h.id for h in handed}
     for item in items:
         if item.id in inserted:
-            results.append(InboxResult(execution_id=item.id, created=True))
+            results.append(InboxResult(execution_id=item.id, created=True,
+                                       here=item.id in handed_ids))
             continue
         if item.trigger_id in gone:
             results.append(GONE)
@@ -507,7 +574,27 @@ async def _store_batch(
         results.append(
             None if winner is None else InboxResult(execution_id=winner, created=False)
         )
-    return results
+    return results, handed
+
+
+def _handed(row: Any, items: Sequence[InboxItem]) -> list[ClaimedExecution]:
+    """The runs a batch stored RUNNING for this process, as a claim would return them."""
+    by_id = {i.id: i for i in items}
+    stored_at: datetime = row["stored_at"]
+    handed: list[ClaimedExecution] = []
+    for run_id, run_input, context, tenant, correlation in zip(
+        row["here"], row["here_input"], row["here_context"], row["here_tenant"],
+        row["here_correlation"], strict=True,
+    ):
+        item = by_id[run_id]
+        handed.append(ClaimedExecution(
+            id=run_id, workflow_id=item.workflow_id, workflow_version_id=item.version_id,
+            trigger_id=item.trigger_id, trigger_name=item.trigger_name,
+            trigger_type="webhook", input=run_input or {}, context=context or {},
+            scheduled_for=None, created_at=stored_at, start_time=stored_at, attempt=1,
+            cancel_requested=False, tenant_id=tenant, correlation=correlation or {},
+        ))
+    return handed
 
 
 # --- backpressure ------------------------------------------------------------------------

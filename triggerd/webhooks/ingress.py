@@ -49,6 +49,7 @@ from triggerd.store.webhooks import (
     InboxItem,
     InboxResult,
     InboxWriter,
+    RunsHere,
     StoreInDoubt,
     count_new_executions,
 )
@@ -165,6 +166,7 @@ class WebhookIngress(BaseComponent):
         max_batch: int = DEFAULT_MAX_BATCH,
         writers: int = 1,
         hub: NotificationHub | None = None,
+        runs_here: RunsHere | None = None,
     ) -> None:
         self._pool = pool
         self._dsn = dsn
@@ -182,7 +184,7 @@ class WebhookIngress(BaseComponent):
             pool, default_max_body_bytes=settings.http.max_body_bytes, resolve=self._secret
         )
         self.group_commit = GroupCommit(
-            lambda: InboxWriter(pool), max_batch=max_batch, writers=writers
+            lambda: InboxWriter(pool, runs_here), max_batch=max_batch, writers=writers
         )
         self.waiter = FinishWaiter(pool)
         self.limiter = RateLimiter()
@@ -771,7 +773,7 @@ class WebhookIngress(BaseComponent):
                 filtering=route.config.filter is not None,
             )
         )
-        if result.created:
+        if result.created and not result.here:  # a run taken up here is not waiting
             self._count_created(route)
         return result
 
@@ -945,7 +947,8 @@ def setup_webhooks(
     """Add ``/hooks/...`` to ``app`` and return the component the daemon starts and stops.
 
     ``options`` are passed to :class:`WebhookIngress` (``reload_interval``,
-    ``pending_interval``, ``max_batch``, ``writers``, ``monotonic``, ``hub``)."""
+    ``pending_interval``, ``max_batch``, ``writers``, ``monotonic``, ``hub``,
+    ``runs_here``)."""
     ingress = WebhookIngress(pool=pool, dsn=dsn, settings=settings, clock=clock, **options)
     app[WEBHOOKS] = ingress
     # One catch-all route: every method and path is answered by us with a JSON error,
