@@ -23,6 +23,15 @@ Conn = Any  # a connection or a pool
 
 DECISIONS = ("approved", "rejected")
 
+# A row ``x`` of an approval node that ended it for good: a success, a skip, or a failure
+# the run goes on from. An attempt cut short (INTERRUPTED: its process died; CANCELED: its
+# run was handed back) or a failure followed by a retry runs the node again, so the node
+# still waits for a decision (counted as done, such a row made the run refuse every link
+# once it parked again: "waits for no decision", and it waited until its deadline).
+_NODE_DONE = (
+    "(x.status IN ('SUCCESS', 'SKIPPED') OR (x.status = 'ERROR'"
+    " AND x.error_code IS DISTINCT FROM 'INTERRUPTED' AND x.branch IS DISTINCT FROM 'retry'))")
+
 
 def new_token() -> tuple[str, bytes]:
     """A fresh token (URL-safe text) and the hash that is stored."""
@@ -109,7 +118,7 @@ async def decide_on_token(conn: Conn, digest: bytes, decision: Decision
         "      WHERE n->>'type' = 'approval')"
         "   > (SELECT count(DISTINCT x.node_id) FROM node_executions x"
         "      WHERE x.execution_id = e.id AND x.node_type = 'approval'"
-        "        AND x.status IN ('SUCCESS', 'ERROR', 'SKIPPED', 'CANCELED'))"
+        f"        AND {_NODE_DONE})"
         " FROM workflow_executions e JOIN workflow_versions v ON v.id = e.workflow_version_id"
         " WHERE e.id = $1::uuid", execution_id)
     if not wanted:
@@ -139,7 +148,7 @@ async def expired(conn: Conn, execution_id: str) -> TimedOut | None:
         "SELECT a.node_id, a.expires_at FROM approvals a WHERE a.execution_id = $1::uuid"
         " AND a.expires_at <= clock_timestamp() AND NOT EXISTS (SELECT 1 FROM node_executions x"
         "   WHERE x.execution_id = a.execution_id AND x.node_id = a.node_id"
-        "     AND x.status IN ('SUCCESS', 'ERROR', 'SKIPPED', 'CANCELED'))"
+        f"     AND {_NODE_DONE})"
         " ORDER BY a.expires_at LIMIT 1", execution_id)
     return None if row is None else TimedOut(node_id=row["node_id"],
                                              expires_at=row["expires_at"])
