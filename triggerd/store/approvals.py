@@ -174,10 +174,13 @@ async def pending_decision(conn: Conn, execution_id: str) -> bool:
 
 async def waiting_approval(conn: Conn, execution_id: str) -> str | None:
     """The approval node the run is parked on (``None``: it waits for no decision). Locks
-    the run's row until the transaction ends, so two decisions queue."""
+    the run's row until the transaction ends, so two decisions queue. The run itself need
+    not be ``WAITING``: one handed back by a stopping daemon (``NEW``) or left ``RUNNING``
+    by a killed one still waits on its parked approval, and the decision is used when the
+    run is taken up again (as a resume link's is)."""
     status = await conn.fetchval(
         "SELECT status FROM workflow_executions WHERE id = $1 FOR UPDATE", execution_id)
-    if status != "WAITING":
+    if status is None or status in ("SUCCESS", "ERROR", "CANCELED"):
         return None
     node: str | None = await conn.fetchval(
         "SELECT n.node_id FROM node_executions n WHERE n.execution_id = $1"
