@@ -79,16 +79,21 @@ def split_password(dsn: str) -> tuple[str, dict[str, str]]:
             user, password = creds.split(":", 1)
             env["PGPASSWORD"] = urllib.parse.unquote(password)
             netloc = f"{user}@{host}"
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    kept = []
-    for key, value in query:
-        if key == "password":
-            env["PGPASSWORD"] = value
+    # The other parameters are kept as written: libpq decodes them itself, and it reads
+    # "+" as a plus, not a space (re-encoding turned a %20 into one).
+    kept: list[str] = []
+    for item in parts.query.split("&") if parts.query else []:
+        for key, value in urllib.parse.parse_qsl(item, keep_blank_values=True):
+            if key == "password":
+                env["PGPASSWORD"] = value  # read as asyncpg (the daemon) reads it
+                break
         else:
-            kept.append((key, value))
-    rebuilt = urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(kept, safe="/"), "")
-    )
+            kept.append(item)
+    # Built by hand: urlunsplit drops the "//" of a URL without a host
+    # (postgresql:///triggerd?host=/run/postgresql), which libpq then refuses.
+    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
+    if kept:
+        rebuilt += "?" + "&".join(kept)
     return rebuilt, env
 
 

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import stat
+import urllib.parse
 import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -281,6 +282,39 @@ async def test_backup_and_restore_of_a_url_database_with_bindir(
         await pool.execute("DELETE FROM workflows WHERE status <> 'test'")
         asked = await run_cli(config, "restore", str(backup_file), "--bindir", BINDIR)
         assert asked.returncode == 0, asked  # only a test run's workflow: nothing to replace
+        await pool.execute("DELETE FROM workflows")
+        restored = await run_cli(config, "restore", str(backup_file), "--bindir", BINDIR)
+        assert (restored.returncode, restored.stdout) == (
+            0, f"restored {backup_file}: 1 workflow(s), 0 execution(s)\n"), restored
+        async with pool.acquire() as conn:
+            assert await snapshot(conn) == before
+    finally:
+        await pool.close()
+
+
+async def test_backup_and_restore_through_a_url_without_a_host_part(
+    dsn: str, tmp_path: Path
+) -> None:
+    """``postgresql:///NAME?host=DIR&user=U`` (a Unix socket, no host in the URL), with a
+    socket directory whose name has a space (%20): pg_dump and pg_restore were given
+    ``postgresql:/NAME?...`` (refused: exit 5) and ``host=...+...`` (another path)."""
+    parts = urllib.parse.urlsplit(dsn)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    if not params.get("host", "").startswith("/"):
+        pytest.skip("the test server is not reached through a Unix socket")
+    spaced = tmp_path / "socket dir"
+    spaced.symlink_to(params["host"])
+    user = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else "postgres"
+    url = (f"postgresql://{parts.path}?host={urllib.parse.quote(str(spaced))}"
+           f"&user={user}")
+    config = url_config(tmp_path, url)
+    pool = await seeded(dsn)
+    try:
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        backup_file = tmp_path / "b.dump"
+        made = await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+        assert (made.returncode, made.stderr) == (0, ""), made
         await pool.execute("DELETE FROM workflows")
         restored = await run_cli(config, "restore", str(backup_file), "--bindir", BINDIR)
         assert (restored.returncode, restored.stdout) == (

@@ -19,6 +19,14 @@ from triggerd.backup import dump_failure, split_password, tool_message, tool_ver
          "postgresql://u@db.example/triggerd?sslmode=require", {"PGPASSWORD": "pw"}),
         ("postgresql://postgres@/triggerd?host=/var/lib/triggerd/postgres",
          "postgresql://postgres@/triggerd?host=/var/lib/triggerd/postgres", {}),
+        # No host part: the "//" stays (libpq refused "postgresql:/triggerd?host=...").
+        ("postgresql:///triggerd?host=/run/postgresql&user=triggerd",
+         "postgresql:///triggerd?host=/run/postgresql&user=triggerd", {}),
+        # The other parameters as written: libpq reads "+" as a plus, so a %20 re-encoded
+        # as "+" named another path.
+        ("postgresql://db.example/triggerd?sslrootcert=/etc/my%20certs/ca.pem&password=a%2Bb",
+         "postgresql://db.example/triggerd?sslrootcert=/etc/my%20certs/ca.pem",
+         {"PGPASSWORD": "a+b"}),
     ],
 )
 def test_split_password(dsn: str, bare: str, env: dict[str, str]) -> None:
