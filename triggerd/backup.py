@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -35,6 +36,13 @@ from triggerd.store import backup as store
 
 # The first bytes of every pg_dump custom-format archive.
 ARCHIVE_MAGIC = b"PGDMP"
+# What `triggerd backup` appends to pg_dump's archive: the SHA-256 of the bytes before it.
+# The custom format has no checksum of its own, and pg_restore reads a damaged archive's
+# altered statements (a function body) or skips a table's data without a word; it reads
+# what its table of contents points at, so it never reads these bytes.
+CHECKSUM_MARKER = b"\ntriggerd-backup-sha256:"
+CHECKSUM_TRAILER_LENGTH = len(CHECKSUM_MARKER) + 64 + 1
+_CHECKSUM_TRAILER = re.compile(re.escape(CHECKSUM_MARKER) + rb"([0-9a-f]{64})\n\Z")
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
 
 
@@ -236,8 +244,55 @@ def _temporary(target: Path) -> Path:
     return Path(name)
 
 
+def _file_digest(file: Path, length: int) -> str:
+    """The SHA-256 (hex) of the first ``length`` bytes of ``file``."""
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        left = length
+        while left > 0:
+            chunk = handle.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def _append_checksum(tmp: Path) -> None:
+    """Append the checksum trailer to the complete dump."""
+    digest = _file_digest(tmp, tmp.stat().st_size)
+    with open(tmp, "ab") as handle:
+        handle.write(CHECKSUM_MARKER + digest.encode() + b"\n")
+
+
+def check_archive_checksum(file: Path) -> None:
+    """Refuse an archive whose checksum trailer does not match its bytes (altered), or that
+    ends in a part of one (cut short). An archive without a trailer (made by pg_dump, or by
+    a triggerd before checksums) is left to pg_restore's own checks."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            handle.seek(max(0, size - CHECKSUM_TRAILER_LENGTH))
+            tail = handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    match = _CHECKSUM_TRAILER.search(tail)
+    if match is None:
+        if CHECKSUM_MARKER in tail:  # the trailer's start: its end cut off, or altered
+            raise UsageError(f"{file} is damaged: its checksum at the end is cut short or"
+                             " altered; nothing was changed")
+        return
+    expected = match.group(1).decode()
+    found = _file_digest(file, size - CHECKSUM_TRAILER_LENGTH)
+    if found != expected:
+        raise UsageError(
+            f"{file} is damaged: its contents do not match its checksum (sha256 {found[:12]},"
+            f" written {expected[:12]}); nothing was changed")
+
+
 def _commit(tmp: Path, target: Path) -> int:
     """Make the complete dump durable, give it its name; its size."""
+    _append_checksum(tmp)
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, target)
@@ -272,7 +327,7 @@ async def backup(settings: Settings, file: Path, *, bindir: Path | None = None) 
         )
         if code != 0:
             raise dump_failure(tool_message(err), file)
-        size = _commit(tmp, target)
+        size = await asyncio.to_thread(_commit, tmp, target)
     except BaseException:
         _discard(tmp)
         raise
@@ -373,6 +428,7 @@ async def restore(
     transaction: any failure leaves the database as it was. ``skip_missed`` then moves
     every schedule's catch-up floor to now: the slots since the backup are not run."""
     check_archive_header(file)
+    await asyncio.to_thread(check_archive_checksum, file)
     tool = find_tool("pg_restore", embedded=not settings.database.url, bindir=bindir)
     database, resolved = await _database(settings)
     await check_tool(tool, database.major, database.version)

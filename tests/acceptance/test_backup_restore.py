@@ -32,6 +32,7 @@ from tests.acceptance.conftest import Daemons, run_cli, toml_document
 from tests.external_pg import Endpoint
 from tests.helpers import apply_doc, wait_for
 from triggerd import db
+from triggerd.backup import CHECKSUM_TRAILER_LENGTH
 
 TOKEN = "backup-test-token-value"
 BINDIR = str(db.embedded_binary("pg_dump").parent)
@@ -539,11 +540,12 @@ async def test_a_damaged_archive_changes_nothing(dsn: str, tmp_path: Path) -> No
         await pool.execute("UPDATE workflows SET name = 'after the backup'")
         async with pool.acquire() as conn:
             before = await snapshot(conn)
-        # The table of contents is intact, the data is cut short: pg_restore has dropped
-        # and created tables by the time it fails, and its one transaction rolls back.
+        # The table of contents is intact, the data is cut short (the checksum trailer
+        # too, as in a backup made by pg_dump itself): pg_restore has dropped and created
+        # tables by the time it fails, and its one transaction rolls back.
         data = backup_file.read_bytes()
         damaged = tmp_path / "damaged.dump"
-        damaged.write_bytes(data[: len(data) - 50])
+        damaged.write_bytes(data[: len(data) - CHECKSUM_TRAILER_LENGTH - 50])
         result = await run_cli(config, "restore", str(damaged), "--yes", "--bindir", BINDIR)
         assert result.returncode == 2, result
         assert result.stderr.startswith("triggerd: error: pg_restore failed: "), result
@@ -551,6 +553,52 @@ async def test_a_damaged_archive_changes_nothing(dsn: str, tmp_path: Path) -> No
         assert len(result.stderr.splitlines()) == 1
         async with pool.acquire() as conn:
             assert await snapshot(conn) == before
+    finally:
+        await pool.close()
+
+
+async def test_an_altered_or_cut_backup_is_refused_by_its_checksum(
+    dsn: str, tmp_path: Path
+) -> None:
+    """pg_dump's custom format has no checksum: 8 altered bytes inside a function body
+    restored a broken function, and 8 in a table's entry restored the database without
+    that table's rows, both with exit 0. The backup's checksum trailer refuses them."""
+    config = url_config(tmp_path, dsn)
+    pool = await seeded(dsn)
+    try:
+        backup_file = tmp_path / "b.dump"
+        assert (await run_cli(config, "backup", str(backup_file), "--bindir", BINDIR)
+                ).returncode == 0
+        data = backup_file.read_bytes()
+        assert re.fullmatch(rb"\ntriggerd-backup-sha256:[0-9a-f]{64}\n",
+                            data[-CHECKSUM_TRAILER_LENGTH:])
+        await pool.execute("UPDATE workflows SET name = 'after the backup'")
+        async with pool.acquire() as conn:
+            before = await snapshot(conn)
+        at = data.index(b"DELETE FROM node_executions")  # a trigger function's body
+        altered = tmp_path / "altered.dump"
+        altered.write_bytes(data[:at] + b"  zz" + data[at + 4:])
+        cut = tmp_path / "cut.dump"
+        cut.write_bytes(data[:-20])
+        for file, message in (
+            (altered, f"{altered} is damaged: its contents do not match its checksum"),
+            (cut, f"{cut} is damaged: its checksum at the end is cut short or altered"),
+        ):
+            refused = await run_cli(config, "restore", str(file), "--yes", "--bindir", BINDIR)
+            assert refused.returncode == 2, refused
+            assert refused.stderr.startswith(f"triggerd: error: {message}"), refused
+            assert refused.stderr.endswith("; nothing was changed\n"), refused
+            async with pool.acquire() as conn:
+                assert await snapshot(conn) == before
+        # The intact backup restores, as does the same archive without its trailer (one
+        # made by pg_dump itself, or by an earlier triggerd).
+        bare = tmp_path / "bare.dump"
+        bare.write_bytes(data[:-CHECKSUM_TRAILER_LENGTH])
+        for file in (backup_file, bare):
+            restored = await run_cli(config, "restore", str(file), "--yes", "--bindir", BINDIR)
+            assert restored.returncode == 0, restored
+            assert await pool.fetchval("SELECT name FROM workflows") == "Quick"
+            await pool.execute("UPDATE workflows SET name = 'after the backup'")
     finally:
         await pool.close()
 
