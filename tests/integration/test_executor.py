@@ -336,10 +336,13 @@ async def test_a_failed_attempt_is_stored_before_its_backoff(
         assert (await final_status(pool, execution_id))["status"] == "CANCELED"
 
 
-async def test_a_retry_cut_by_a_restart_goes_on_when_the_node_has_a_failure_edge(
-    pool: asyncpg.Pool, dsn: str
+@pytest.mark.parametrize("cut", ["hand-back", "crash"])
+async def test_a_retry_cut_by_a_restart_waits_out_its_backoff_then_goes_on(
+    pool: asyncpg.Pool, dsn: str, cut: str
 ) -> None:
-    """A run handed back (or whose process died) during a retry's backoff: the attempt's
+    """A run handed back (or whose process died) during a retry's backoff: the next
+    attempt ran as soon as the run was taken up again, the backoff cut short; it parks
+    until the backoff's end (the failed attempt's end plus the backoff). And the attempt's
     stored error was read back as the node's final failure when the node had an ``on:
     failure`` edge, so the run took that edge with attempts left."""
     hits: list[int] = []
@@ -366,9 +369,31 @@ async def test_a_retry_cut_by_a_restart_goes_on_when_the_node_has_a_failure_edge
                 " AND status = 'ERROR'", execution_id))
         finally:
             await first.stop()  # hands the run back during the backoff
+        if cut == "crash":
+            # What a process that died during the backoff leaves: the run RUNNING under
+            # its lease, which expires.
+            await pool.execute(
+                "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'dead',"
+                " lease_expires_at = now() - interval '1 second' WHERE id = $1", execution_id)
         second = Executor(pool=pool, dsn=dsn, settings=settings)
         await second.start()
         try:
+            parked = await wait_for(lambda: pool.fetchrow(
+                "SELECT e.resume_at, n.end_time FROM workflow_executions e"
+                " JOIN node_executions n ON n.execution_id = e.id AND n.attempt = 1"
+                " WHERE e.id = $1 AND e.status = 'WAITING' AND e.attempt >= 2", execution_id))
+            assert parked["resume_at"] == parked["end_time"] + timedelta(minutes=5)
+            assert len(hits) == 1
+            rows = [(r["attempt"], r["status"], r["branch"])
+                    for r in await nodes_of(pool, execution_id)]
+            assert rows == [(1, "ERROR", "retry")]
+            # The backoff's end comes (moved here rather than waited for).
+            await pool.execute(
+                "UPDATE node_executions SET start_time = start_time - interval '5 minutes',"
+                " end_time = end_time - interval '5 minutes' WHERE execution_id = $1",
+                execution_id)
+            await pool.execute("UPDATE workflow_executions SET resume_at = now() WHERE id = $1",
+                               execution_id)
             row = await final_status(pool, execution_id)
         finally:
             await second.stop()
@@ -376,6 +401,59 @@ async def test_a_retry_cut_by_a_restart_goes_on_when_the_node_has_a_failure_edge
     rows = [(r["node_id"], r["attempt"], r["status"]) for r in await nodes_of(pool, execution_id)]
     assert rows == [("call", 1, "ERROR"), ("call", 2, "SUCCESS"), ("handled", 1, "SKIPPED")]
     assert len(hits) == 2
+
+
+async def test_a_backoff_parked_after_a_restart_counts_toward_the_workflow_timeout(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """A backoff counts as working time, in the process or parked after a hand-back: the
+    parked run wakes by its deadline, not at the backoff's end, and times out then."""
+
+    async def down(request: web.Request) -> web.Response:
+        return web.json_response({}, status=503)
+
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_DRAIN": "100ms"})
+    async with serve_get("/down", down) as port:
+        await apply_doc(pool, workflow("cut-timeout", [
+            {"id": "call", "type": "http",
+             "params": {"method": "GET", "url": f"http://127.0.0.1:{port}/down"},
+             "retry": {"max_attempts": 3, "backoff": "50m", "max_backoff": "1h",
+                       "retry_on": [503]}}],
+            timeout="1h"))
+        execution_id = await fire(pool, "cut-timeout/manual")
+        first = Executor(pool=pool, dsn=dsn, settings=settings)
+        await first.start()
+        try:
+            await wait_for(lambda: pool.fetchrow(
+                "SELECT 1 FROM node_executions WHERE execution_id = $1 AND attempt = 1"
+                " AND status = 'ERROR'", execution_id))
+        finally:
+            await first.stop()
+        second = Executor(pool=pool, dsn=dsn, settings=settings)
+        await second.start()
+        try:
+            await wait_for(lambda: pool.fetchrow(
+                "SELECT 1 FROM workflow_executions WHERE id = $1 AND status = 'WAITING'"
+                " AND attempt >= 2", execution_id))
+            # 20 minutes of the run's hour are left: it wakes then, before the backoff ends.
+            await pool.execute(
+                "UPDATE workflow_executions SET start_time = start_time - interval '40 minutes',"
+                " resume_at = now() WHERE id = $1", execution_id)
+            parked = await wait_for(lambda: pool.fetchrow(
+                "SELECT e.resume_at, e.start_time FROM workflow_executions e"
+                " WHERE e.id = $1 AND e.status = 'WAITING' AND e.attempt >= 3", execution_id))
+            assert parked["resume_at"] == parked["start_time"] + timedelta(hours=1)
+            # The deadline comes.
+            await pool.execute(
+                "UPDATE workflow_executions SET start_time = start_time - interval '1 hour',"
+                " resume_at = now() WHERE id = $1", execution_id)
+            row = await final_status(pool, execution_id)
+        finally:
+            await second.stop()
+    assert (row["status"], row["error_code"]) == ("ERROR", "TIMEOUT")
+    rows = [(r["attempt"], r["status"]) for r in await nodes_of(pool, execution_id)]
+    assert rows == [(1, "ERROR")]
 
 
 async def test_an_executor_started_again_after_a_stop_claims_runs(

@@ -282,6 +282,11 @@ class Runner:
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
     next_attempt: dict[str, int] = field(default_factory=dict)
     parked_until: dict[str, datetime] = field(default_factory=dict)
+    # The nodes of parked_until that wait out a retry's backoff cut by a restart: that
+    # time counts toward the workflow's timeout, as a backoff in the process does.
+    backoff_parks: set[str] = field(default_factory=set)
+    # When the run's working time ends (set as the walk starts).
+    deadline: datetime | None = None
     # (node type, milliseconds) of every finished attempt, for metrics.
     timings: list[tuple[str, float]] = field(default_factory=list)
     # Whether this run has resume copies in the database (dropped when it ends).
@@ -425,6 +430,15 @@ class Runner:
                     output=_without_wait_note(self._resumed_output(row)),
                 )
                 continue
+            if status == NodeStatus.ERROR and row["branch"] == RETRIED:
+                # Cut in its backoff (a hand-back, a crash): the next attempt is due when
+                # the backoff after this one ends, not when the run is taken up again;
+                # until then the run parks as a ``wait`` does.
+                due = self._retry_due(node_id, row)
+                if due is not None and due > now:
+                    self.parked_until[node_id] = due
+                    self.backoff_parks.add(node_id)
+                continue
             if status in (NodeStatus.SUCCESS, NodeStatus.SKIPPED) or (
                 status == NodeStatus.ERROR
                 and row["error_code"] not in (None, INTERRUPTED)
@@ -441,6 +455,18 @@ class Runner:
                     error_code=row["error_code"],
                     branch=branch,
                 )
+
+    def _retry_due(self, node_id: str, row: Mapping[str, Any]) -> datetime | None:
+        """When the attempt after the failed one in ``row`` is due: its end plus the
+        node's backoff after it (the policy is the version's, which never changes)."""
+        ended: datetime | None = row.get("end_time")
+        if ended is None:
+            return None
+        try:
+            policy = self.version.graph.node(node_id).retry
+        except KeyError:
+            return None
+        return ended + retry_delay(policy, max(int(row["attempt"]), 1))
 
     def _handled_failure(self, node_id: str) -> bool:
         return any(e.on == "failure" for e in self.version.graph.outgoing(node_id))
@@ -539,16 +565,20 @@ class Runner:
         # for) does not count, or a decision made after the timeout would fail the run.
         deadline = (claimed.start_time + self.version.timeout
                     + parked_time(self.previous_rows, self.clock()))
+        self.deadline = deadline
         remaining = (deadline - self.clock()).total_seconds()
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
                 return await self._walk()
         except TimeoutError:
-            return self._final(
-                "ERROR",
-                code="TIMEOUT",
-                message=f"workflow timed out after {self.version.timeout.total_seconds():g}s",
-            )
+            return self._timed_out()
+
+    def _timed_out(self) -> ExecutionUpdate:
+        return self._final(
+            "ERROR",
+            code="TIMEOUT",
+            message=f"workflow timed out after {self.version.timeout.total_seconds():g}s",
+        )
 
     async def _walk(self) -> ExecutionUpdate:
         graph = self.version.graph
@@ -597,6 +627,12 @@ class Runner:
                 if not tasks:
                     if self.parked_until:
                         until = min(self.parked_until.values())
+                        if self.backoff_parks and self.deadline is not None:
+                            # A backoff's park counts as working time: the run wakes by
+                            # its deadline to time out then, not at the backoff's end.
+                            if self.deadline <= self.clock():
+                                return self._timed_out()
+                            until = min(until, self.deadline)
                         return self._final("WAITING", resume_at=until)
                     # Nothing runs, nothing is ready and the graph is not finished: a bug.
                     return self._final(
