@@ -12,10 +12,10 @@ import yaml
 
 from tests.helpers import apply_doc, final_status, fire, wait_for
 from triggerd.config import load_settings
-from triggerd.errors import DefinitionError
+from triggerd.errors import Conflict, DefinitionError
 from triggerd.executor.service import Executor
 from triggerd.operations import Actor
-from triggerd.operations.executions import cancel
+from triggerd.operations.executions import cancel, retry
 from triggerd.store.executions import child_executions
 
 OPERATOR = Actor(name="token:ops", via="api")
@@ -47,6 +47,24 @@ workflows:
     graph: {nodes: [{id: boom, type: fail, params: {code: NOPE, message: "no stock"}}]}
   - key: calls-failing
     graph: {nodes: [{id: call, type: workflow, params: {workflow: fails}}]}
+    triggers: [{name: manual, type: manual}]
+  - key: fails-first
+    graph:
+      nodes:
+        - {id: count, type: memory, params: {op: increment, key: runs}}
+        - {id: first, type: if, params: {condition: "{{ nodes.count.output.value == 1 }}"}}
+        - {id: boom, type: fail, params: {code: NOPE, message: "first run fails"}}
+        - {id: hold, type: wait, params: {duration: 1h}}
+      edges:
+        - {from: count, to: first}
+        - {from: first, to: boom, when: "true"}
+        - {from: first, to: hold, when: "false"}
+  - key: spawns
+    graph:
+      nodes:
+        - {id: call, type: workflow, params: {workflow: fails-first, wait: false}}
+        - {id: hold, type: wait, params: {duration: 1h}}
+      edges: [{from: call, to: hold}]
     triggers: [{name: manual, type: manual}]
 """
 
@@ -156,6 +174,76 @@ async def test_canceling_a_waiting_parent_cancels_its_child(
     assert [(n["node_id"], n["status"]) for n in nodes] == [("call", "CANCELED"),
                                                              ("hold", "CANCELED")]
     assert nodes[1]["error_message"] == "canceled with its parent run"
+
+
+async def _failed_child_of_waiting_parent(pool: asyncpg.Pool) -> tuple[str, str]:
+    """A parent parked in a wait whose ``wait: false`` child ended ERROR."""
+    await _apply(pool)
+    parent = await fire(pool, "spawns/manual")
+
+    async def parked_with_failed_child() -> str | None:
+        status = await pool.fetchval("SELECT status FROM workflow_executions WHERE id = $1",
+                                     parent)
+        children = await child_executions(pool, parent)
+        if status == "WAITING" and children and children[0]["status"] == "ERROR":
+            return str(children[0]["id"])
+        return None
+
+    return parent, await wait_for(parked_with_failed_child)
+
+
+async def test_a_retried_child_is_its_parents_child_and_canceled_with_it(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """The retry of a failed child run had no parent_execution_id: a cancel of the parent
+    did not reach it (it ran on for ever in a wait), nor did the parent list it."""
+    parent, child = await _failed_child_of_waiting_parent(pool)
+    retried = await retry(pool, OPERATOR, child)
+    row = await pool.fetchrow("SELECT * FROM workflow_executions WHERE id = $1", retried)
+    assert (str(row["parent_execution_id"]), str(row["retry_of"]), row["trigger_type"]) == (
+        parent, child, "retry")
+    assert [c["id"] for c in await child_executions(pool, parent)] == [child, retried]
+
+    async def retry_waiting() -> bool:
+        return bool(await pool.fetchval(
+            "SELECT status = 'WAITING' FROM workflow_executions WHERE id = $1", retried))
+
+    await wait_for(retry_waiting)  # its second run parks in its wait
+    await cancel(pool, OPERATOR, parent)
+    row = await pool.fetchrow("SELECT * FROM workflow_executions WHERE id = $1", retried)
+    assert (row["status"], row["error_message"]) == ("CANCELED", "canceled with its parent run")
+    nodes = await pool.fetch("SELECT node_id, status FROM node_executions"
+                             " WHERE execution_id = $1 AND status IN ('RUNNING', 'WAITING')",
+                             retried)
+    assert nodes == []
+
+
+async def test_a_child_of_a_canceled_run_is_not_retried(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """Its retry, a child of the canceled run, would be canceled with it as it starts:
+    refused, nothing created; the run to retry is the canceled one."""
+    parent, child = await _failed_child_of_waiting_parent(pool)
+    await cancel(pool, OPERATOR, parent)
+    count = await pool.fetchval("SELECT count(*) FROM workflow_executions")
+    with pytest.raises(Conflict) as refused:
+        await retry(pool, OPERATOR, child)
+    assert refused.value.message == (
+        f"execution {child} was started by the run {parent}, which was canceled: its retry"
+        f" would be canceled with it; retry {parent} instead")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == count
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'retry'") == 0
+    # A run above the parent canceled: the same (no executor takes up the run made here).
+    await executor.stop()
+    await pool.execute("UPDATE workflow_executions SET status = 'ERROR' WHERE id = $1", parent)
+    grand = await fire(pool, "spawns/manual")
+    await pool.execute("UPDATE workflow_executions SET status = 'CANCELED',"
+                       " parent_execution_id = NULL WHERE id = $1", grand)
+    await pool.execute("UPDATE workflow_executions SET parent_execution_id = $2 WHERE id = $1",
+                       parent, grand)
+    with pytest.raises(Conflict) as refused:
+        await retry(pool, OPERATOR, child)
+    assert f"was started by the run {grand}, which was canceled" in refused.value.message
 
 
 async def test_a_canceled_child_wakes_its_waiting_parent(

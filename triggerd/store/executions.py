@@ -1404,8 +1404,23 @@ RETURNING r.id
 """
 
 
+# The nearest run that ended CANCELED among run $1 and the runs above it (through
+# ``parent_execution_id``), as the sweep of orphaned children walks them.
+_CANCELED_ANCESTOR = f"""
+WITH RECURSIVE up AS (
+  SELECT id, status, parent_execution_id, 1 AS depth FROM workflow_executions WHERE id = $1
+  UNION ALL
+  SELECT p.id, p.status, p.parent_execution_id, up.depth + 1
+    FROM up JOIN workflow_executions p ON p.id = up.parent_execution_id
+   WHERE up.status <> 'CANCELED' AND up.depth <= {MAX_WORKFLOW_DEPTH_LIMIT})
+SELECT id::text FROM up WHERE status = 'CANCELED' LIMIT 1
+"""
+
+
 async def retry_execution(conn: Conn, execution_id: str) -> str:
-    """A new execution with the same input, version and trigger, linked to the old one."""
+    """A new execution with the same input, version and trigger, linked to the old one.
+    The retry of a child run (a workflow node's) is a child of the same parent: a cancel
+    of the parent (or of a run above it) reaches it as it reaches the parent's others."""
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as acquired:
             return await retry_execution(acquired, execution_id)
@@ -1414,6 +1429,15 @@ async def retry_execution(conn: Conn, execution_id: str) -> str:
         # Its workflow is a scratch copy only `triggerd test` runs (migration 0025).
         raise Conflict(f"execution {execution_id} is a test run: run triggerd test again"
                        " instead of retrying it")
+    parent = old.parent_execution_id
+    if parent is not None:
+        canceled = await conn.fetchval(_CANCELED_ANCESTOR, parent)
+        if canceled is not None:
+            # As its parent's child, the retry would be canceled with it (by the sweep of
+            # orphaned children) as it starts.
+            raise Conflict(
+                f"execution {execution_id} was started by the run {canceled}, which was"
+                f" canceled: its retry would be canceled with it; retry {canceled} instead")
     item = NewExecution(
         workflow_id=old.workflow_id,
         trigger_id=old.trigger_id,
@@ -1428,6 +1452,10 @@ async def retry_execution(conn: Conn, execution_id: str) -> str:
     # One transaction: no claim sees the row before it has its key.
     async with conn.transaction():
         await insert_executions(conn, [item])
+        if parent is not None:
+            await conn.execute(
+                "UPDATE workflow_executions SET parent_execution_id = $2 WHERE id = $1",
+                item.id, parent)
         if await conn.fetchval(_RETRY_KEEPS_KEY, item.id, old.id) is not None:
             await send_hints(conn, EXECUTIONS.wire, [HELD])
     return item.id
