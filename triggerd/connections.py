@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from triggerd.config import Settings
 
-# Each extra [http] processes worker's own pool (and its LISTEN connection beside it).
-WORKER_POOL_MAX = 4
+# Each extra [http] processes worker's own pool (its group commit, its executor's writes and
+# leases; and its LISTEN connection beside it).
+WORKER_POOL_MAX = 6
 
 
 @dataclass(frozen=True, kw_only=True)

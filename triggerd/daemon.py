@@ -416,6 +416,8 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.site.stop()
             await self._drain_requests()
+        if self.executor is not None:
+            self.executor.stop_claiming()
         for component in reversed(self._running):
             try:
                 await component.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -226,3 +227,82 @@ async def test_sigterm_hands_back_a_run_taken_up_where_it_was_stored(
     second = await daemons.start(database_url=dsn, sections=config, name="second")
     assert (await final_status(pool, execution_id, timeout=30))["status"] == "SUCCESS"
     assert await second.stop(signal.SIGTERM) == 0
+
+
+def worker_pids(daemon: DaemonProcess) -> list[int]:
+    children = Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if b"triggerd.serving.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def counted(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if match is not None and match.group(1) == name and dict(
+                re.findall(r'(\w+)="([^"]*)"', match.group(2) or "")) == labels:
+            return float(match.group(3))
+    return 0.0
+
+
+async def test_each_http_process_runs_what_it_stores(
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path, gate: Gate
+) -> None:
+    """With [http] processes = 2 the extra process runs the webhook runs it stores under
+    its own executor's lease (the work is spread with no claim), its runs' ends reach the
+    main process's /metrics, and a stop hands back what it could not finish."""
+    config = sections(tmp_path, gate.base_url, lease="60s", drain="1s")
+    config["http"] = {"processes": 2}
+    daemon = await daemons.start(database_url=dsn, sections=config)
+    await daemon.wait_for_event("http_worker_ready")
+    [worker] = worker_pids(daemon)
+    ids: list[str] = []
+    connector = aiohttp.TCPConnector(force_close=True)  # a new connection per request
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for n in range(24):
+            async with session.post(f"{daemon.base_url}/hooks/held", json={"n": n}) as answer:
+                assert answer.status == 202, await answer.text()
+                ids.append((await answer.json())["execution_id"])
+    await wait_for(lambda: _async_true(gate.held == 24), timeout=30)
+    rows = await pool.fetch(
+        "SELECT status, lease_owner, start_time = created_at AS here FROM workflow_executions"
+        " WHERE id = ANY($1::uuid[])", ids)
+    assert {(r["status"], r["here"]) for r in rows} == {("RUNNING", True)}
+    pids = Counter(int(r["lease_owner"].split(":")[1]) for r in rows)
+    assert set(pids) == {daemon.pid, worker}, pids  # both processes run some
+
+    gate.open.set()
+    for execution_id in ids:
+        assert (await final_status(pool, execution_id, timeout=30))["status"] == "SUCCESS"
+
+    async def all_counted() -> bool:
+        async with aiohttp.ClientSession() as session, session.get(
+                daemon.base_url + "/metrics") as answer:
+            text = await answer.text()
+        return counted(text, "triggerd_executions_total",
+                       workflow="held", status="SUCCESS") == 24
+
+    await wait_for(all_counted, timeout=10)  # the worker's reports included
+
+    # A stop while both hold runs: each process hands back what it could not finish.
+    gate.open.clear()
+    gate.held = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)
+                                     ) as session:
+        for n in range(12):
+            async with session.post(f"{daemon.base_url}/hooks/held", json={"n": n}) as answer:
+                assert answer.status == 202
+    await wait_for(lambda: _async_true(gate.held == 12), timeout=30)
+    owners = {r["lease_owner"] for r in await pool.fetch(
+        "SELECT lease_owner FROM workflow_executions WHERE status = 'RUNNING'")}
+    assert {int(o.split(":")[1]) for o in owners} == {daemon.pid, worker}
+    assert await daemon.stop(signal.SIGTERM, timeout=30) == 0
+    left = await pool.fetch(
+        "SELECT status, lease_owner FROM workflow_executions WHERE status NOT IN ('SUCCESS')")
+    assert [(r["status"], r["lease_owner"]) for r in left] == [("NEW", None)] * 12
+    left_ids = await pool.fetch(
+        "SELECT id::text AS id FROM workflow_executions WHERE status = 'NEW'")
+    # Each run handed back once, by the process that ran it: the main process, stopping,
+    # claims none of those its worker hands back (which it would only cut off again).
+    released = [i for e in daemon.events_named("executions_released") for i in e["ids"]]
+    assert sorted(released) == sorted(r["id"] for r in left_ids)
+    assert gate.held == 12  # and none was started a second time

@@ -12,7 +12,7 @@ from triggerd.doctor import DatabaseFacts, Status, check_database
 def test_the_pool_listen_and_each_extra_http_process_count() -> None:
     assert connections_needed(Settings()) == 11  # pool_max 10 + LISTEN
     assert connections_needed(Settings(database=DatabaseSettings(pool_max=40),
-                                       http=HttpSettings(processes=3))) == 41 + 2 * 5
+                                       http=HttpSettings(processes=3))) == 41 + 2 * 7
 
 
 @pytest.mark.parametrize(("needed", "in_use", "own", "expected"), [

@@ -35,7 +35,7 @@ from triggerd.executor.runner import (
 from triggerd.executor.writer import ProgressWriter
 from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
-from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD
+from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD, Channel
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import SecretPolicies, SecretPolicy
 from triggerd.store import approvals
@@ -182,6 +182,10 @@ class Executor(BaseComponent):
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
     child_sweep_interval: float = CHILD_SWEEP_INTERVAL
+    # False: this executor only runs what its process stores for it (an extra HTTP
+    # process, triggerd/serving/worker.py): no claims, no retention, no child sweep; runs
+    # it has no room for are queued for the claiming executors.
+    claims: bool = True
 
     @property
     def lease(self) -> timedelta:
@@ -216,23 +220,28 @@ class Executor(BaseComponent):
             self._own_hub = NotificationHub(dsn=self.dsn)
         hub = self.hub or self._own_hub
         assert hub is not None
-        self._subscription = await hub.subscribe(
-            self.name, {EXECUTIONS: self._on_notify, CANCEL: self._on_cancel}, on_gap=self._on_gap
-        )
+        handlers: dict[Channel, Callable[[str], None]] = {CANCEL: self._on_cancel}
+        if self.claims:
+            handlers[EXECUTIONS] = self._on_notify
+        self._subscription = await hub.subscribe(self.name, handlers, on_gap=self._on_gap)
         if self._own_hub is not None:
             await self._own_hub.start()
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
-            asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat"),
-            asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
-            asyncio.create_task(self._child_sweep_loop(), name="triggerd-child-sweep"),
-        ]
+        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat")]
+        if self.claims:
+            self._tasks += [
+                asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
+                asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
+                asyncio.create_task(self._child_sweep_loop(), name="triggerd-child-sweep"),
+            ]
+        else:
+            self._queue_idle = True  # the queue is the claiming executors' to serve
         logger.info(
             "executor started",
             extra={
                 "event": "executor_started",
                 "owner": self.owner,
                 "concurrency": self.settings.executor.concurrency,
+                "claims": self.claims,
                 "resume_key_id": self.resume_key.key_id,
                 "resume_key_source": self.resume_key.source,
             },
@@ -253,6 +262,14 @@ class Executor(BaseComponent):
         self._policies = SecretPolicies(settings, os.environ)
         if self._egress is not None:
             self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
+
+    def stop_claiming(self) -> None:
+        """The daemon's stop began: take up no more runs (the drain comes later, after the
+        parts stopped before this one). Runs its extra HTTP processes hand back as they
+        stop are then left to the next start or another replica, not claimed here only to
+        be cut off and handed back again by this process's own drain."""
+        self._accepting = False
+        self._wake.set()
 
     async def drain(self, grace: timedelta) -> int:
         """Stop claiming, give running executions ``grace`` to finish, then hand the rest

@@ -3,14 +3,16 @@
 It listens on the daemon's port too (SO_REUSEPORT: the kernel spreads the connections
 over the processes), answers plain webhook requests itself (its own route table, group
 commit and database pool: the guarantees are those of the main process, a 202 only once
-the rows are committed), and forwards everything else to the main process
-(:mod:`triggerd.serving.forward`): the admin API, ``/metrics``, ``/healthz``, ``/readyz``,
-and webhooks with a ``rate`` (one token bucket for the whole daemon) or ``response:
-sync``. Every second it reports what it answered on a pipe, one JSON line, so that the
-main process's ``/metrics`` counts every request.
+the rows are committed), runs the runs it stores while its own executor has room (the
+rest are queued for the main process's executor, which alone claims), and forwards
+everything else to the main process (:mod:`triggerd.serving.forward`): the admin API,
+``/metrics``, ``/healthz``, ``/readyz``, and webhooks with a ``rate`` (one token bucket
+for the whole daemon) or ``response: sync``. Every second it reports what it answered and
+which runs ended on a pipe, one JSON line, so that the main process's ``/metrics`` counts
+every request and run.
 
-SIGHUP re-reads the configuration; SIGTERM stops accepting, stores what was accepted and
-exits."""
+SIGHUP re-reads the configuration; SIGTERM stops accepting, stores what was accepted,
+lets its runs finish within ``[executor] drain`` (or hands them back) and exits."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from triggerd import db, runtime
 from triggerd.config import Settings, load_settings
 from triggerd.connections import WORKER_POOL_MAX
 from triggerd.errors import TriggerdError
+from triggerd.executor.service import Executor
 from triggerd.logs import apply_log_settings, setup_logging
 from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
@@ -63,6 +66,8 @@ class Reporter:
         self._backpressure = 0
         self._filtered: dict[str, int] = {}
         self._secrets: dict[tuple[str, int], int] = {}
+        self._executions: dict[tuple[str, str, str], list[float | None]] = {}
+        self._nodes: dict[str, list[float]] = {}
 
     @classmethod
     async def open(cls, fd: int) -> Reporter:
@@ -88,18 +93,35 @@ class Reporter:
         key = (trigger, index)
         self._secrets[key] = self._secrets.get(key, 0) + 1
 
+    def execution_finished(self, workflow: str, status: str, seconds: float | None,
+                           tenant: str = DEFAULT_TENANT) -> None:
+        """A run this process's executor ended (the executor's metrics sink)."""
+        ended = self._executions.get((workflow, status, tenant))
+        if ended is None:
+            ended = self._executions[(workflow, status, tenant)] = []
+        ended.append(None if seconds is None else round(seconds, 6))
+
+    def node_finished(self, node_type: str, seconds: float | None) -> None:
+        if seconds is not None:
+            ended = self._nodes.get(node_type)
+            if ended is None:
+                ended = self._nodes[node_type] = []
+            ended.append(round(seconds, 6))
+
     def send(self, message: dict[str, Any]) -> None:
         if not self._transport.is_closing():
             self._transport.write(json.dumps(message).encode() + b"\n")
 
     def flush(self) -> None:
         if (not self._answers and not self._backpressure and not self._secrets
-                and not self._filtered):
+                and not self._filtered and not self._executions and not self._nodes):
             return
         answers, self._answers = self._answers, {}
         backpressure, self._backpressure = self._backpressure, 0
         secrets, self._secrets = self._secrets, {}
         filtered, self._filtered = self._filtered, {}
+        executions, self._executions = self._executions, {}
+        nodes, self._nodes = self._nodes, {}
         self.send(
             {
                 "answers": [[trigger, status, seconds] for (trigger, status), seconds
@@ -108,6 +130,9 @@ class Reporter:
                 "filtered": filtered,
                 "secrets": [[trigger, index, count] for (trigger, index), count
                             in secrets.items()],
+                "executions": [[workflow, status, tenant, seconds] for
+                               (workflow, status, tenant), seconds in executions.items()],
+                "nodes": [[node_type, seconds] for node_type, seconds in nodes.items()],
             }
         )
 
@@ -143,7 +168,13 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     # straight to PostgreSQL when the pool goes through PgBouncer.
     direct = db.direct_dsn(settings, dsn)
     hub = NotificationHub(dsn=direct)
-    ingress = WebhookIngress(pool=pool, dsn=direct, settings=settings, hub=hub)
+    # The runs this process stores are run here while its executor has room (the two
+    # cores' worth of work is spread, with no claim); the rest are queued for the main
+    # process's executor, which alone claims, keeps retention and sweeps.
+    executor = Executor(pool=pool, dsn=direct, settings=settings, hub=hub, metrics=reporter,
+                        own_ports=frozenset({port}), claims=False)
+    ingress = WebhookIngress(pool=pool, dsn=direct, settings=settings, hub=hub,
+                             runs_here=executor)
     ingress.stats.sink = reporter
     session = upstream_session(upstream)
 
@@ -174,6 +205,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         apply_log_settings(new.log.level, new.log.format)
         set_body_limit(app, new.http.max_body_bytes)
         ingress.apply_settings(new)
+        executor.apply_settings(new)
         await ingress.reload()
         logger.info("http worker reloaded", extra={"event": "http_worker_reloaded",
                                                    "worker": index})
@@ -190,6 +222,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                 stop.set()
 
     await hub.start()
+    await executor.start()
     await ingress.start()
     runner = app_runner(app)
     await runner.setup()
@@ -218,6 +251,9 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                            " they are cut", extra={"event": "http_drain_cut",
                                                    "worker": index, "requests": cut})
         await ingress.stop()
+        # After the ingress: the runs its last batches stored here are running; they
+        # finish within [executor] drain or are handed back.
+        await executor.stop()
         await hub.stop()
         await runner.cleanup()
         await cancel_and_wait(background)

@@ -203,3 +203,9 @@ class HttpWorkers(BaseComponent):
             self.metrics.webhook_filtered_requests(trigger, int(count))
         for trigger, index, count in report.get("secrets", ()):
             self.metrics.webhook_secret(trigger, index, count)
+        for workflow, status, tenant, ended in report.get("executions", ()):
+            for seconds in ended:
+                self.metrics.execution_finished(workflow, status, seconds, tenant)
+        for node_type, ended in report.get("nodes", ()):
+            for seconds in ended:
+                self.metrics.node_finished(node_type, seconds)
