@@ -45,6 +45,7 @@ from triggerd.operations.apply import apply_files
 from triggerd.runtime import take_early_reload
 from triggerd.sdnotify import Notifier
 from triggerd.serving.drain import RequestDrain
+from triggerd.serving.internal_errors import internal_errors
 from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
 from triggerd.store import diagnostics
 from triggerd.tasks import Coalesced
@@ -57,7 +58,10 @@ def create_app(
 ) -> web.Application:
     """The one aiohttp application. ``tokens``: the named admin API tokens that open
     ``/api/v1`` besides ``[api] token`` (the daemon passes them; None: only that one)."""
-    app = web.Application(client_max_size=settings.http.max_body_bytes)
+    # internal_errors first: a crash anywhere below it is a JSON 500 (the console's own
+    # middleware answers its pages' crashes with a page).
+    app = web.Application(client_max_size=settings.http.max_body_bytes,
+                          middlewares=[internal_errors])
     app[SETTINGS] = LiveSettings(settings)
     app[POOL] = pool
     app[READINESS_CHECKS] = {}

@@ -169,8 +169,8 @@ async def test_a_crash_in_a_handler_still_logs_its_traceback(
 ) -> None:
     answer = await send_raw(port, b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 500")
-    [line] = [x for x in lines(log_stream) if x["logger"] == "aiohttp.server"]
-    assert line["level"] == "error"
+    [line] = [x for x in lines(log_stream) if x["level"] == "error"]
+    assert line["event"] == "http_internal_error"
     assert "RuntimeError: a real bug" in line["exc"]
 
 

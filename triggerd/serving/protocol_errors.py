@@ -11,6 +11,9 @@ writes (a reason code, never the value).
 The status stays 400: aiohttp's ``LineTooLong`` does not say whether the line was the
 request line (414) or a header line (431), and both limits are 8,190 bytes, so 431 would be
 wrong for an over-long URL; 400 is right for each (RFC 9110 15.5.1).
+
+A crash aiohttp itself catches (in an ``Expect`` handler, which runs before the
+middlewares) is answered as :mod:`triggerd.serving.internal_errors` answers the others.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from triggerd.logs import protocol_error_reason
+from triggerd.serving.internal_errors import crash_response, log_crash
 from triggerd.webhooks.answers import error_response
 
 _MESSAGES = {
@@ -63,6 +67,16 @@ class JsonErrorRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        if status == 500 and exc is not None and not isinstance(exc, HttpProcessingError):
+            # A crash before the middlewares (an Expect handler) or in one above
+            # internal_errors: the answer and the one log line internal_errors gives.
+            log_crash(request, exc)
+            if request.writer.output_size > 0:  # as aiohttp: the answer is under way
+                raise ConnectionError("Response is sent already, cannot send another"
+                                      " response with the error message")
+            answer = crash_response(request)
+            answer.force_close()  # as aiohttp's own
+            return answer
         # aiohttp's own first: it logs (through the protocol error filter) and refuses when
         # part of a response was sent already.
         plain = super().handle_error(request, status, exc, message)

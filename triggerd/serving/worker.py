@@ -39,6 +39,7 @@ from triggerd.model import DEFAULT_TENANT, ResponseMode
 from triggerd.notifications.hub import NotificationHub
 from triggerd.serving.drain import RequestDrain
 from triggerd.serving.forward import forward, upstream_session
+from triggerd.serving.internal_errors import internal_errors
 from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
 from triggerd.tasks import cancel_and_wait
 from triggerd.webhooks.ingress import TENANT_HOOKS, WebhookIngress
@@ -189,7 +190,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
 
     drain = RequestDrain()
     app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=[drain.middleware])
+                          middlewares=[drain.middleware, internal_errors])
     app.router.add_route("*", "/hooks/{path:.*}", hooks, expect_handler=ingress.expect)
     app.router.add_route("*", TENANT_HOOKS, hooks, expect_handler=ingress.expect)
     app.router.add_route("*", "/{tail:.*}", everything_else)
