@@ -615,3 +615,21 @@ async def test_each_tenants_audit_of_an_apply_names_only_its_own_files(
         "default": ("shared.json", [files[2]]),
         "globex": ("globex-secret-merger.json", [files[1]]),
     }
+
+
+@pytest.mark.parametrize("path", [
+    "/hooks//pay", "/tenants/acme/hooks//pay", "/tenants/default/hooks//pay",
+    "/hooks///pay", "/hooks/pay//", "/tenants/acme/hooks/pay//",
+])
+async def test_an_empty_path_segment_names_no_webhook(served: Client, pool: asyncpg.Pool,
+                                                      path: str) -> None:
+    """No webhook path has an empty segment (a leading '/' or '//' are refused in a
+    definition), so an address with one names none: it reached pay (its slashes were
+    stripped), whatever the sender meant."""
+    answer = await served.post(path, json={})
+    assert (answer.status, await answer.json()) == (404, {
+        "error": "not_found", "message": f"no webhook at {path}"})
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    # One slash at the end is still the same path (README: webhook paths).
+    one_slash = re.sub("/+", "/", path).rstrip("/") + "/"
+    assert (await served.post(one_slash, json={})).status == 202, one_slash

@@ -114,6 +114,11 @@ class RouteTable:
     problems: tuple[str, ...] = ()
 
     def get(self, path: str, tenant: str = DEFAULT_TENANT) -> WebhookRoute | None:
+        """The route of a request's path (after ``/hooks/``). A path with an empty segment
+        (``/hooks//pay``, ``pay//``) names none: no trigger's path has one, and stripping
+        its slashes made it reach ``pay``. One slash at the end is the same path."""
+        if path.startswith("/") or "//" in path:
+            return None
         return self.routes.get((tenant, normalize_webhook_path(path)))
 
 
