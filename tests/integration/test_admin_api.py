@@ -248,6 +248,55 @@ async def test_workflows_list_get_and_versions(client: Client, pool: asyncpg.Poo
                            "no workflow with key 'nope'")
 
 
+async def test_workflow_versions_come_in_pages(client: Client, pool: asyncpg.Pool) -> None:
+    """Oldest first as before (the answer's items are the same), one page at a time:
+    ?limit= and ?cursor= as the other lists, next_cursor null on the last page."""
+    for message in ("one", "two", "three", "four"):  # versions 2-5
+        changed = json.loads(json.dumps(DOC))
+        changed["workflows"][0]["graph"]["nodes"][0]["type"] = "log"
+        changed["workflows"][0]["graph"]["nodes"][0]["params"] = {"message": message}
+        await apply_doc(pool, changed)
+    url = "/api/v1/workflows/report/versions"
+    whole = await (await client.get(url, headers=AUTH)).json()
+    assert [v["version"] for v in whole["items"]] == [1, 2, 3, 4, 5]
+    assert whole["next_cursor"] is None
+    seen: list[list[int]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "2", **({} if cursor is None else {"cursor": cursor})}
+        page = await (await client.get(url, headers=AUTH, params=params)).json()
+        seen.append([v["version"] for v in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [[1, 2], [3, 4], [5]]
+    assert (await (await client.get(url, headers=AUTH, params={"limit": "5"})).json()
+            )["next_cursor"] is None
+    for after_all in ("5", "2147483648", "9999999999"):  # the pattern's; none is a version
+        last = await client.get(url, headers=AUTH, params={"cursor": after_all})
+        assert (last.status, await last.json()) == (200, {"items": [], "next_cursor": None})
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=0", "limit: 0 is out of range 1-500"),
+        ("limit=501", "limit: 501 is out of range 1-500"),
+        ("limit=abc", "limit: 'abc' is not an integer (1-500)"),
+        ("cursor=abc", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=-1", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=12345678901",
+         "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=", "cursor: not a cursor returned by this API (pass next_cursor back)"),
+        ("cursor=1&cursor=2", "cursor: given 2 times; give it once"),
+    ],
+)
+async def test_workflow_versions_refuse_a_bad_page(client: Client, query: str,
+                                                   message: str) -> None:
+    answer = await client.get(f"/api/v1/workflows/report/versions?{query}", headers=AUTH)
+    await expect_error(answer, 400, "invalid_parameter", message)
+
+
 async def test_a_query_parameter_an_operation_does_not_take_is_400(client: Client) -> None:
     # A misspelt filter answered the whole unfiltered list with 200.
     answer = await client.get("/api/v1/executions?statsu=ERROR", headers=AUTH)

@@ -30,6 +30,8 @@ from triggerd.api.openapi import (
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
     TRIGGER_CURSOR_PATTERN,
+    VERSION_CURSOR_PATTERN,
+    VERSION_MAX,
     WORKFLOW_CURSOR_PATTERN,
 )
 from triggerd.appkeys import OWN_PORTS, POOL, SETTINGS
@@ -168,6 +170,7 @@ API_DEADLINE_SECONDS = 45.0
 # Matched with fullmatch: "$" alone would also accept a trailing newline.
 _WORKFLOW_CURSOR = re.compile(WORKFLOW_CURSOR_PATTERN)
 _TRIGGER_CURSOR = re.compile(TRIGGER_CURSOR_PATTERN)
+_VERSION_CURSOR = re.compile(VERSION_CURSOR_PATTERN)
 _INTEGER = re.compile(r"^-?[0-9]{1,12}$")
 
 
@@ -573,9 +576,25 @@ async def get_workflow_handler(request: web.Request) -> web.Response:
 async def list_versions_handler(request: web.Request) -> web.Response:
     key = _path_key(request, "key", "workflow")
     pool = request.app[POOL]
+    limit = _int_query(request, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX)
+    after = _version_cursor(request)
     workflow = await get_workflow(pool, key, _home(request))
-    versions = await list_versions(pool, workflow.id)
-    return _ok({"items": [version_json(v) for v in versions]})
+    # One row more than asked tells whether another page follows.
+    rows = await list_versions(pool, workflow.id, after=after, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = str(page[-1].version) if len(rows) > limit else None
+    return _ok({"items": [version_json(v) for v in page], "next_cursor": next_cursor})
+
+
+def _version_cursor(request: web.Request) -> int | None:
+    """A versions page's cursor: the previous page's last version number. One above any
+    version a workflow can have is a position after the last (an empty page)."""
+    text = _query_value(request, "cursor")
+    if text is None:
+        return None
+    if not _VERSION_CURSOR.fullmatch(text):
+        raise _bad_parameter("cursor: not a cursor returned by this API (pass next_cursor back)")
+    return min(int(text), VERSION_MAX)
 
 
 def _workflow_change(result: WorkflowChange) -> web.Response:

@@ -41,6 +41,9 @@ NEXT_COUNT_DEFAULT = 10
 # value the pattern allows is a position.
 WORKFLOW_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"
 TRIGGER_CURSOR_PATTERN = r"^[a-z0-9_-]{1,100}\.[a-z0-9_-]{1,100}\.[0-9a-f]{32}$"
+# Pages of a workflow's versions: the last version number (a PostgreSQL integer).
+VERSION_CURSOR_PATTERN = r"^[0-9]{1,10}$"
+VERSION_MAX = 2_147_483_647
 
 Schema = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -263,7 +266,12 @@ def _schemas() -> dict[str, Schema]:
                 "created_at": _DATETIME,
             }
         ),
-        "VersionList": _object({"items": {"type": "array", "items": _ref("Version")}}),
+        "VersionList": _object(
+            {
+                "items": {"type": "array", "items": _ref("Version")},
+                "next_cursor": _nullable({"type": "string", "pattern": VERSION_CURSOR_PATTERN}),
+            }
+        ),
         "Trigger": trigger,
         "TriggerDetail": _object({
             **trigger_props,

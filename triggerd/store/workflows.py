@@ -1223,12 +1223,15 @@ async def tenant_has_workflows(conn: asyncpg.Connection | asyncpg.Pool, tenant: 
 
 
 async def list_versions(
-    conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str
+    conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str, *, after: int | None = None,
+    limit: int | None = None,
 ) -> list[VersionRecord]:
+    """The versions oldest first, above version ``after`` (a previous page's last; None:
+    from the first), at most ``limit`` (None: all)."""
     rows = await conn.fetch(
         f"SELECT {_VERSION_COLUMNS} FROM workflow_versions v WHERE workflow_id = $1"
-        " ORDER BY version",
-        workflow_id,
+        " AND ($2::int IS NULL OR version > $2) ORDER BY version LIMIT $3",
+        workflow_id, after, limit,
     )
     return [row_to(VersionRecord, r) for r in rows]
 
