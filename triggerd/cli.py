@@ -52,7 +52,7 @@ from triggerd.model import (
     trigger_filter_problem,
 )
 from triggerd.positions import decode_position, encode_position
-from triggerd.storable import storage_problem, unstorable
+from triggerd.storable import is_bigint_text, storage_problem, unstorable
 from triggerd.store.records import TriggerRecord
 from triggerd.store.trigger_state import COUNTED_SLOTS
 from triggerd.terminal import printable, printable_line
@@ -711,10 +711,19 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
     _check_range("--limit", args.limit, 10_000)
     checked_filter("target", args.target, audit_target_problem)
+    if args.cursor is not None and not is_bigint_text(args.cursor):
+        raise UsageError(f"--cursor: {args.cursor[:60]!r} is not a cursor this command printed")
+    before = None if args.cursor is None else int(args.cursor)
     # A name as this list prints it (acme:billing/hourly; a bare one the default tenant's).
     target, tenant = labelled_target(args.target, args.tenant)
     async with _pool(settings) as pool:
-        rows = await list_audit(pool, target=target, limit=args.limit, tenant=tenant)
+        # One row more than asked tells whether another page follows.
+        rows = await list_audit(pool, target=target, before_id=before, limit=args.limit + 1,
+                                tenant=tenant)
+    if len(rows) > args.limit:
+        rows = rows[:args.limit]
+        # On stderr: stdout stays the page alone (a table or a JSON list).
+        print(f"more: add --cursor {rows[-1].id} for the next page", file=sys.stderr)
     if args.json:
         print_json([audit_json(a) for a in rows])
         return 0
@@ -1557,6 +1566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="NAME", type=_name,
                    help="only this target (workflow/trigger, workflow key or execution id)")
     p.add_argument("--limit", type=int, default=50, help="rows (1-10000, default 50)")
+    p.add_argument("--cursor", metavar="CURSOR",
+                   help="the next page: the cursor a full page printed on stderr")
     p.add_argument("--json", action="store_true",
                    help='print [{"id", "at", "actor", "action", "target_kind", "target",'
                         ' "target_id", "note", "detail"}]')

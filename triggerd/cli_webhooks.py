@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from triggerd.cli import (
@@ -19,6 +20,7 @@ from triggerd.cli import (
     print_json,
 )
 from triggerd.config import Settings
+from triggerd.errors import UsageError
 from triggerd.ids import MIN_PREFIX_DIGITS, WEBHOOK_REQUEST, parse_id
 from triggerd.model import tenant_label, trigger_filter_problem
 from triggerd.terminal import printable, printable_line
@@ -28,15 +30,30 @@ from triggerd.terminal import printable, printable_line
 
 
 async def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
-    from triggerd.operations.webhooks import MAX_LIST_LIMIT, ListRequests, list_requests
+    from triggerd.operations.webhooks import (
+        MAX_LIST_LIMIT,
+        ListRequests,
+        list_requests,
+        parse_request_id,
+    )
     from triggerd.webhooks.inbox_views import summary_json
 
     _check_range("--limit", args.limit, MAX_LIST_LIMIT)  # as the other lists' --limit
     checked_filter("trigger", args.trigger, trigger_filter_problem)
+    if args.cursor is not None:  # as executions list's --cursor: the id a page printed
+        try:
+            parse_request_id(args.cursor)
+        except UsageError:
+            raise UsageError(f"--cursor: {args.cursor[:60]!r} is not a cursor this command"
+                             " printed") from None
     async with _pool(settings) as pool:
-        items = (await list_requests(pool, ListRequests(
-            trigger=args.trigger, outcome=args.outcome, limit=args.limit),
-            tenant=args.tenant)).items
+        page = await list_requests(pool, ListRequests(
+            trigger=args.trigger, outcome=args.outcome, after_id=args.cursor,
+            limit=args.limit), tenant=args.tenant)
+    items = page.items
+    if page.next_cursor is not None:
+        # On stderr: stdout stays the page alone (a table or a JSON list).
+        print(f"more: add --cursor {page.next_cursor} for the next page", file=sys.stderr)
     if args.json:
         print_json([summary_json(r) for r in items])
         return 0
@@ -128,6 +145,8 @@ def add_webhooks_commands(sub: Any, parser_class: type[argparse.ArgumentParser])
     p.add_argument("--trigger", metavar="NAME", type=_name)
     p.add_argument("--outcome", metavar="O", help="accepted, filtered or debounced")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor", metavar="CURSOR",
+                   help="the next page: the cursor a full page printed on stderr")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_webhooks_list)
     p = wsub.add_parser("show", help="a stored request with its headers and body")

@@ -677,6 +677,39 @@ async def test_the_all_tenant_audit_names_other_tenants_objects_as_lists_do(
         ("pause", "billing/hourly", "acme")]
 
 
+async def test_audit_pages_by_cursor(dsn: str) -> None:
+    """A full page prints the next cursor on stderr (as executions list does) and
+    --cursor reads the page after it; a cursor no page printed is exit 2."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO audit_log (actor, action, target_kind, target) VALUES ($1, 'pause',"
+            " 'trigger', 'billing/hourly')", [(f"cli:u{n}",) for n in range(5)])
+    finally:
+        await conn.close()
+    seen: list[str] = []
+    pages = 0
+    cursor: list[str] = []
+    while True:
+        page = triggerd("audit", "--limit", "2", "--json", *cursor, dsn=dsn)
+        assert page.returncode == 0, page.stderr
+        seen += [row["actor"] for row in json.loads(page.stdout)]
+        pages += 1
+        if not page.stderr:
+            break
+        more = page.stderr.strip().split()
+        assert (more[:3], more[4:]) == (["more:", "add", "--cursor"],
+                                        ["for", "the", "next", "page"]), page.stderr
+        cursor = ["--cursor", more[3]]
+    assert (pages, seen) == (3, [f"cli:u{n}" for n in range(4, -1, -1)])  # newest first
+    whole = triggerd("audit", "--limit", "5", dsn=dsn)
+    assert (whole.returncode, whole.stderr) == (0, "")  # the last page says no more
+    for bad in ("yesterday", "-1", "1.5", "99999999999999999999", ""):
+        result = triggerd("audit", "--cursor", bad, dsn=dsn)
+        assert (result.returncode, one_line_error(result)) == (
+            2, f"triggerd: error: --cursor: {bad!r} is not a cursor this command printed"), bad
+
+
 async def test_another_tenants_names_work_as_the_lists_print_them(
     dsn: str, tmp_path: Path
 ) -> None:

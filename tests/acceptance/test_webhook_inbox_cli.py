@@ -90,6 +90,43 @@ AMBIGUOUS_2 = "abcdef01-0000-4000-8000-000000000002"
 UNIQUE = "12345678-9abc-4def-8000-000000000003"
 
 
+async def test_list_pages_by_cursor(dsn: str, tmp_path: Path) -> None:
+    """A full page prints the next cursor on stderr (as executions list does) and
+    --cursor reads the page after it; a cursor no page printed is exit 2."""
+    (tmp_path / "doc.yaml").write_text(DOC)
+    assert triggerd("apply", str(tmp_path / "doc.yaml"), dsn=dsn).returncode == 0
+    conn = await asyncpg.connect(dsn)
+    try:
+        trigger_id = await conn.fetchval("SELECT id FROM workflow_triggers")
+        stored = {str(await conn.fetchval(
+            "INSERT INTO webhook_requests (trigger_id, method, path, headers, body, outcome)"
+            " VALUES ($1, 'POST', '/hooks/gh', '{}', '{}', 'filtered') RETURNING id",
+            trigger_id)) for _ in range(5)}
+    finally:
+        await conn.close()
+    seen: list[str] = []
+    pages = 0
+    cursor: list[str] = []
+    while True:
+        page = triggerd("webhooks", "list", "--limit", "2", "--json", *cursor, dsn=dsn)
+        assert page.returncode == 0, page.stderr
+        seen += [row["id"] for row in json.loads(page.stdout)]
+        pages += 1
+        if not page.stderr:
+            break
+        more = page.stderr.strip().split()
+        assert (more[:3], more[4:]) == (["more:", "add", "--cursor"],
+                                        ["for", "the", "next", "page"]), page.stderr
+        cursor = ["--cursor", more[3]]
+    assert pages == 3 and len(seen) == 5 and set(seen) == stored
+    whole = triggerd("webhooks", "list", "--limit", "5", dsn=dsn)
+    assert (whole.returncode, whole.stderr) == (0, "")  # the last page says no more
+    for bad in ("yesterday", "0190c2a4", MISSING + "0", ""):
+        result = triggerd("webhooks", "list", "--cursor", bad, dsn=dsn)
+        assert (result.returncode, one_line_error(result)) == (
+            2, f"triggerd: error: --cursor: {bad!r} is not a cursor this command printed"), bad
+
+
 async def test_show_and_replay_take_a_unique_prefix(dsn: str, tmp_path: Path) -> None:
     """As ``executions show | retry | cancel``: 8 or more leading hex digits name a request
     when only it starts so; the same messages and exit codes for the rest."""
