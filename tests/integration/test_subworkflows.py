@@ -4,6 +4,8 @@ canceling a parent cancels its waiting children; runs nest at most max_workflow_
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -216,6 +218,36 @@ async def test_a_retried_child_is_its_parents_child_and_canceled_with_it(
                              " WHERE execution_id = $1 AND status IN ('RUNNING', 'WAITING')",
                              retried)
     assert nodes == []
+
+
+async def test_a_retried_childs_end_does_not_wake_its_parent(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """No node of the parent waits for the retry of its child: the retry's end leaves the
+    parked parent parked until its own time (it was woken, claimed and parked again)."""
+    parent, child = await _failed_child_of_waiting_parent(pool)
+
+    async def parked() -> asyncpg.Record | None:
+        # Parked in its wait (the failed child's end woke it once: it parked again).
+        row = await pool.fetchrow(
+            "SELECT status, resume_at, attempt FROM workflow_executions WHERE id = $1"
+            " AND status = 'WAITING' AND resume_at > now() + interval '10 minutes'", parent)
+        return row
+
+    before = await wait_for(parked)
+    retried = await retry(pool, OPERATOR, child)
+
+    async def retry_status(status: str) -> bool:
+        return bool(await pool.fetchval(
+            "SELECT status = $2 FROM workflow_executions WHERE id = $1", retried, status))
+
+    await wait_for(lambda: retry_status("WAITING"))
+    await cancel(pool, OPERATOR, retried)
+    await wait_for(lambda: retry_status("CANCELED"))
+    await asyncio.sleep(0.5)  # a wake-up would be taken up within the poll (200 ms)
+    row = await pool.fetchrow(
+        "SELECT status, resume_at, attempt FROM workflow_executions WHERE id = $1", parent)
+    assert tuple(row) == tuple(before)
 
 
 async def test_a_child_of_a_canceled_run_is_not_retried(

@@ -418,7 +418,8 @@ async def request_cancel(conn: Conn, execution_id: str) -> ExecutionRecord:
     # its executor writes it).
     woken = await conn.fetchval(
         "UPDATE workflow_executions p SET resume_at = now() FROM workflow_executions c"
-        " WHERE c.id = $1 AND c.status = 'CANCELED' AND p.id = c.parent_execution_id"
+        " WHERE c.id = $1 AND c.status = 'CANCELED' AND c.trigger_type <> 'retry'"
+        " AND p.id = c.parent_execution_id"
         " AND p.status IN ('WAITING', 'RUNNING') RETURNING p.id", execution_id)
     if woken is not None:
         await conn.execute("SELECT pg_notify($1, $2)", EXECUTIONS.wire, DUE)
@@ -892,7 +893,8 @@ UPDATE workflow_executions e SET
                          SELECT c.parent_execution_id
                          FROM unnest($2::uuid[], $3::text[]) AS x(id, status)
                          JOIN workflow_executions c ON c.id = x.id
-                         WHERE x.status IN ('SUCCESS', 'ERROR', 'CANCELED'))
+                         WHERE x.status IN ('SUCCESS', 'ERROR', 'CANCELED')
+                           AND c.trigger_type <> 'retry')
                      THEN now()
                      WHEN d.status = 'WAITING' AND e.resume_at IS NOT NULL
                      THEN LEAST(e.resume_at, coalesce(d.resume_at, e.resume_at))
@@ -1048,6 +1050,9 @@ woken_parents AS (
     UPDATE workflow_executions p SET resume_at = now()
     FROM done f
     WHERE f.parent_execution_id IS NOT NULL AND p.id = f.parent_execution_id
+      -- Not the retry of a child: it is its parent's child too, but no node of the
+      -- parent waits for it.
+      AND f.trigger_type <> 'retry'
       AND f.status IN ('SUCCESS', 'ERROR', 'CANCELED') AND p.status IN ('WAITING', 'RUNNING')
       AND (SELECT count(*) FROM done) >= 0
     RETURNING p.id
