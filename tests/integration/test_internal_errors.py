@@ -6,6 +6,7 @@ and never the exception's text in the answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import aiohttp
 from aiohttp import web
 
 from tests.helpers import free_port
@@ -259,3 +261,47 @@ async def test_a_deliberate_http_answer_passes_through(
     answer = await client.get("/refused")
     assert (answer.status, await answer.text()) == (409, "busy")
     assert crash_lines(log_stream) == []
+
+
+async def test_a_crash_after_the_answer_began_closes_the_connection(
+    aiohttp_client: Any, log_stream: io.StringIO,
+) -> None:
+    """A second status line inside a streamed answer's body would be read as its data:
+    the crash is logged and the connection closed, as aiohttp does."""
+    async def streams(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse()
+        await answer.prepare(request)
+        await answer.write(b"first part,")
+        raise Crash(f"a real bug near {SECRET}")
+
+    app = web.Application(middlewares=[internal_errors])
+    app.router.add_get("/stream", streams)
+    client = await aiohttp_client(app)
+    answer = await client.get("/stream")
+    assert answer.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await answer.read()
+    assert [line["event"] for line in crash_lines(log_stream)
+            if line.get("event") == "http_internal_error"] == ["http_internal_error"]
+
+
+async def test_a_timeout_or_a_gone_client_is_no_internal_error(
+    aiohttp_client: Any, log_stream: io.StringIO,
+) -> None:
+    """A wait that ran out keeps aiohttp's 504; a client that went away is no bug: neither
+    is logged as one."""
+    async def times_out(request: web.Request) -> web.StreamResponse:
+        raise TimeoutError
+
+    async def client_gone(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("the peer went away")
+
+    app = web.Application(middlewares=[internal_errors])
+    app.router.add_get("/timeout", times_out)
+    app.router.add_get("/gone", client_gone)
+    client = await aiohttp_client(app)
+    assert (await client.get("/timeout")).status == 504
+    with contextlib.suppress(aiohttp.ClientError):
+        await (await client.get("/gone")).read()
+    assert [line.get("event") for line in crash_lines(log_stream)
+            if line.get("event") == "http_internal_error"] == []

@@ -81,6 +81,13 @@ async def internal_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise  # a deliberate answer (the router's 404/405 among them)
     except ConnectionError:
         raise  # the client went away: nobody to answer
+    except TimeoutError:
+        raise  # aiohttp's 504, as before: a wait that ran out, not a crash
     except Exception as exc:
         log_crash(request, exc)
+        if request.writer is not None and request.writer.output_size > 0:
+            # Part of an answer is on the wire (a stream): a second one would land
+            # inside it. As aiohttp: the connection is closed instead.
+            raise ConnectionError("the answer was under way when its handler failed"
+                                  ) from exc
         return crash_response(request)

@@ -67,7 +67,8 @@ class JsonErrorRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        if status == 500 and exc is not None and not isinstance(exc, HttpProcessingError):
+        if (status == 500 and exc is not None
+                and not isinstance(exc, (HttpProcessingError, ConnectionError))):
             # A crash before the middlewares (an Expect handler) or in one above
             # internal_errors: the answer and the one log line internal_errors gives.
             log_crash(request, exc)
