@@ -261,7 +261,7 @@ class Daemon:
         os.chmod(path, 0o600)
         workers = HttpWorkers(
             settings=self.settings, port=self._listen_port, upstream=path, dsn=dsn,
-            metrics=self.app[METRICS],
+            metrics=self.app[METRICS], runs=self.executor is not None,
         )
         await workers.start()
         self.components.append(workers)

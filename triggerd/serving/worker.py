@@ -52,6 +52,7 @@ ENV_REPORT_FD = "TRIGGERD_WORKER_REPORT_FD"
 ENV_UPSTREAM = "TRIGGERD_WORKER_UPSTREAM"
 ENV_INDEX = "TRIGGERD_WORKER_INDEX"
 ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
+ENV_RUNS = "TRIGGERD_WORKER_RUNS"  # "1": run what it stores (the daemon has an executor)
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REPORT_INTERVAL = 1.0
@@ -156,7 +157,7 @@ def should_forward(ingress: WebhookIngress, path: str, tenant: str = DEFAULT_TEN
 
 
 async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
-                index: int) -> None:
+                index: int, runs: bool = True) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -172,8 +173,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     # The runs this process stores are run here while its executor has room (the two
     # cores' worth of work is spread, with no claim); the rest are queued for the main
     # process's executor, which alone claims, keeps retention and sweeps.
-    executor = Executor(pool=pool, dsn=direct, settings=settings, hub=hub, metrics=reporter,
-                        own_ports=frozenset({port}), claims=False)
+    executor = (Executor(pool=pool, dsn=direct, settings=settings, hub=hub, metrics=reporter,
+                         own_ports=frozenset({port}), claims=False) if runs else None)
     ingress = WebhookIngress(pool=pool, dsn=direct, settings=settings, hub=hub,
                              runs_here=executor)
     ingress.stats.sink = reporter
@@ -206,7 +207,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         apply_log_settings(new.log.level, new.log.format)
         set_body_limit(app, new.http.max_body_bytes)
         ingress.apply_settings(new)
-        executor.apply_settings(new)
+        if executor is not None:
+            executor.apply_settings(new)
         await ingress.reload()
         logger.info("http worker reloaded", extra={"event": "http_worker_reloaded",
                                                    "worker": index})
@@ -223,7 +225,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                 stop.set()
 
     await hub.start()
-    await executor.start()
+    if executor is not None:
+        await executor.start()
     await ingress.start()
     runner = app_runner(app)
     await runner.setup()
@@ -254,7 +257,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         await ingress.stop()
         # After the ingress: the runs its last batches stored here are running; they
         # finish within [executor] drain or are handed back.
-        await executor.stop()
+        if executor is not None:
+            await executor.stop()
         await hub.stop()
         await runner.cleanup()
         await cancel_and_wait(background)
@@ -292,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _die_with_parent()
     try:
         runtime.run(serve(settings, port=port, report_fd=report_fd, upstream=upstream,
-                          index=index))
+                          index=index, runs=os.environ.get(ENV_RUNS, "1") == "1"))
     except Exception as exc:  # the daemon logs the exit and starts this process again
         logger.error("http worker failed", extra={"event": "http_worker_failed",
                                                   "worker": index,

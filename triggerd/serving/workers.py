@@ -21,6 +21,7 @@ from triggerd.serving.worker import (
     ENV_INDEX,
     ENV_PORT,
     ENV_REPORT_FD,
+    ENV_RUNS,
     ENV_UPSTREAM,
 )
 from triggerd.tasks import cancel_and_wait
@@ -49,6 +50,9 @@ class HttpWorkers(BaseComponent):
     upstream: str  # the main process's Unix socket
     dsn: str
     metrics: Any = None  # triggerd.api.metrics.Metrics
+    # The workers run the runs they store (as the main process does) only in a daemon
+    # that runs an executor.
+    runs: bool = True
     restart_delay: float = 1.0
     name: str = "http-workers"
     _workers: list[_Worker] = field(default_factory=list)
@@ -133,6 +137,7 @@ class HttpWorkers(BaseComponent):
                 ENV_REPORT_FD: str(write_fd),
                 ENV_UPSTREAM: self.upstream,
                 ENV_INDEX: str(worker.index),
+                ENV_RUNS: "1" if self.runs else "0",
                 ENV_CONFIG: self.settings.source or "",
                 # The database the main process resolved (the embedded one included).
                 "TRIGGERD_DATABASE_URL": self.dsn,
