@@ -12,9 +12,9 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
-import aiohttp
 from aiohttp import web
 
 from tests.helpers import free_port

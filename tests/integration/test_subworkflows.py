@@ -5,7 +5,6 @@ canceling a parent cancels its waiting children; runs nest at most max_workflow_
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator
 
 import asyncpg
