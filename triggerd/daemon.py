@@ -421,7 +421,7 @@ class Daemon:
                 await self.site.stop()
             await self._drain_requests()
         if self.executor is not None:
-            self.executor.stop_claiming()
+            self.executor.start_draining()
         for component in reversed(self._running):
             try:
                 await component.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from triggerd.config import load_settings
 from triggerd.definitions import check_documents
 from triggerd.errors import Conflict, NotFound
 from triggerd.executor.service import Executor
-from triggerd.notifications.channels import CANCEL
+from triggerd.notifications.channels import CANCEL, DUE
+from triggerd.store import executions as store_executions
 from triggerd.store.executions import request_cancel, retry_execution
 
 
@@ -1419,6 +1420,15 @@ async def test_a_secret_made_a_number_is_not_stored(
     assert "98765432" not in dump and "98765433" not in dump
 
 
+def room_again_after_a_claim(executor: Executor) -> Callable[[], Awaitable[bool]]:
+    async def room_again() -> bool:
+        granted = executor.take_slots(1)
+        executor.adopt([], granted)
+        return granted == 1
+
+    return room_again
+
+
 async def test_room_for_runs_stored_here_waits_behind_a_queue(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:
@@ -1441,6 +1451,10 @@ async def test_room_for_runs_stored_here_waits_behind_a_queue(
 
     executor._on_notify("3")  # runs were queued: they go first
     assert executor.take_slots(5) == 0
+    await wait_for(room_again_after_a_claim(executor), timeout=10)
+    # A parked run that is due (or held runs let go) goes first too, until a claim took it.
+    executor._on_notify(DUE)
+    assert executor.take_slots(5) == 0
 
     async def room_again() -> bool:
         granted = executor.take_slots(1)
@@ -1448,3 +1462,22 @@ async def test_room_for_runs_stored_here_waits_behind_a_queue(
         return granted == 1
 
     await wait_for(room_again, timeout=10)  # the claim it woke found the queue empty
+
+
+async def test_plain_runs_waiting_sees_only_what_a_claim_would_take(pool: asyncpg.Pool) -> None:
+    """The look that tells an executor whether a short claim left runs behind."""
+    await apply_doc(pool, workflow("waiting", [{"id": "a", "type": "noop"}]))
+    assert not await store_executions.plain_runs_waiting(pool)
+    run = await fire(pool, "waiting/manual")
+    assert await store_executions.plain_runs_waiting(pool)
+    # Held back (a debounce time, a concurrency key) or a test run: not a claim's to take.
+    for held in ("not_before = now() + interval '1 hour'",
+                 "concurrency_key = 'k', concurrency_limit = 1",
+                 "test = true"):
+        await pool.execute(f"UPDATE workflow_executions SET {held} WHERE id = $1", run)
+        assert not await store_executions.plain_runs_waiting(pool), held
+        await pool.execute("UPDATE workflow_executions SET not_before = NULL,"
+                           " concurrency_key = NULL, concurrency_limit = NULL, test = false"
+                           " WHERE id = $1", run)
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING' WHERE id = $1", run)
+    assert not await store_executions.plain_runs_waiting(pool)

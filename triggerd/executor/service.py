@@ -35,7 +35,7 @@ from triggerd.executor.runner import (
 from triggerd.executor.writer import ProgressWriter
 from triggerd.model import tenant_label
 from triggerd.nodes.approval import RESUME_PATH
-from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD, Channel
+from triggerd.notifications.channels import CANCEL, DUE, EXECUTIONS, HELD
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import SecretPolicies, SecretPolicy
 from triggerd.store import approvals
@@ -179,6 +179,14 @@ class Executor(BaseComponent):
     _reserved: int = 0
     _unreserved: asyncio.Event = field(default_factory=asyncio.Event)  # set: _reserved == 0
     _queue_idle: bool = False
+    # Runs stored for this executor and not started yet: a cancel heard meanwhile waits
+    # here for their start (_on_cancel, _start_run).
+    _adopting: set[str] = field(default_factory=set)
+    _adopt_cancels: set[str] = field(default_factory=set)
+    # Set once drain has chosen what to hand back: runs still being taken up then are not
+    # started (their leases end and any process takes them up).
+    _handed_back: bool = False
+    _drain_task: asyncio.Task[int] | None = None
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
     child_sweep_interval: float = CHILD_SWEEP_INTERVAL
@@ -208,6 +216,8 @@ class Executor(BaseComponent):
             # Before anything runs: a missing or bad key stops the start with one line.
             self.resume_key = await asyncio.to_thread(load_resume_key, self.settings, os.environ)
         self._running = True
+        self._handed_back = False
+        self._drain_task = None
         if self._reserved <= 0:
             self._unreserved.set()
         # A stop's drain refused further claims: a start after it claims again.
@@ -220,10 +230,9 @@ class Executor(BaseComponent):
             self._own_hub = NotificationHub(dsn=self.dsn)
         hub = self.hub or self._own_hub
         assert hub is not None
-        handlers: dict[Channel, Callable[[str], None]] = {CANCEL: self._on_cancel}
-        if self.claims:
-            handlers[EXECUTIONS] = self._on_notify
-        self._subscription = await hub.subscribe(self.name, handlers, on_gap=self._on_gap)
+        self._subscription = await hub.subscribe(
+            self.name, {EXECUTIONS: self._on_notify, CANCEL: self._on_cancel},
+            on_gap=self._on_gap)
         if self._own_hub is not None:
             await self._own_hub.start()
         self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat")]
@@ -234,7 +243,10 @@ class Executor(BaseComponent):
                 asyncio.create_task(self._child_sweep_loop(), name="triggerd-child-sweep"),
             ]
         else:
-            self._queue_idle = True  # the queue is the claiming executors' to serve
+            # The queue is the claiming executors' to serve; this one only looks whether
+            # it is empty, after a notification said runs were queued.
+            self._tasks.append(asyncio.create_task(self._queue_watch_loop(),
+                                                   name="triggerd-queue-watch"))
         logger.info(
             "executor started",
             extra={
@@ -263,13 +275,17 @@ class Executor(BaseComponent):
         if self._egress is not None:
             self._egress.policy = policy_from_settings(settings.egress, self.own_ports)
 
-    def stop_claiming(self) -> None:
-        """The daemon's stop began: take up no more runs (the drain comes later, after the
-        parts stopped before this one). Runs its extra HTTP processes hand back as they
-        stop are then left to the next start or another replica, not claimed here only to
-        be cut off and handed back again by this process's own drain."""
-        self._accepting = False
-        self._wake.set()
+    def start_draining(self) -> None:
+        """The daemon's stop began: take up no more runs and start the drain now, while
+        the parts stopped before this one (the extra HTTP processes first) stop; stop()
+        waits for it. Runs those processes hand back as they stop are then left to the next
+        start or another replica, not claimed here only to be cut off and handed back
+        again."""
+        if self._running and self._drain_task is None:
+            self._accepting = False
+            self._wake.set()
+            self._drain_task = asyncio.create_task(
+                self.drain(self.settings.executor.drain), name="triggerd-drain")
 
     async def drain(self, grace: timedelta) -> int:
         """Stop claiming, give running executions ``grace`` to finish, then hand the rest
@@ -299,6 +315,7 @@ class Executor(BaseComponent):
             await asyncio.wait(list(self._active.values()),
                                timeout=max(grace_until - loop.time(), 0.0))
         left = list(self._active)
+        self._handed_back = True
         for execution_id in left:
             self._cancel_reasons[execution_id] = "drain"
             self._active[execution_id].cancel()
@@ -333,7 +350,10 @@ class Executor(BaseComponent):
     async def stop(self) -> None:
         if not self._running:
             return
-        await self.drain(self.settings.executor.drain)
+        if self._drain_task is not None:
+            await self._drain_task
+        else:
+            await self.drain(self.settings.executor.drain)
         self._running = False
         hub = self.hub or self._own_hub
         if hub is not None and self._subscription is not None:
@@ -358,12 +378,24 @@ class Executor(BaseComponent):
     def take_slots(self, wanted: int) -> int:
         if not (self._running and self._accepting and self._queue_idle):
             return 0
+        if self.claims and (self._claim_wanted() or self._claiming.locked()):
+            # Runs may wait that only a claim finds (or one is being claimed): it goes first.
+            return 0
         free = self.settings.executor.concurrency - len(self._active) - self._reserved
         granted = max(0, min(wanted, free))
         if granted:
             self._reserved += granted
             self._unreserved.clear()
         return granted
+
+    def _claim_wanted(self) -> bool:
+        """Something may wait that only a claim finds: runs queued, parked runs due or
+        woken, held runs let go. (Leases that ran out send no notification: the poll's
+        claim finds them, see _claim_loop.)"""
+        if not self._queue_idle or self._overdue_hint or self._held_hint:
+            return True
+        return (self._held_due is not None
+                and asyncio.get_running_loop().time() >= self._held_due)
 
     def _give_back(self, room: int) -> None:
         self._reserved -= room
@@ -372,6 +404,7 @@ class Executor(BaseComponent):
 
     def adopt(self, runs: Sequence[store.ClaimedExecution], granted: int) -> None:
         self._give_back(granted - len(runs))
+        self._adopting.update(r.id for r in runs)
         if runs:
             task = asyncio.create_task(self._take_up(runs), name="triggerd-take-up")
             self._checks.add(task)
@@ -388,8 +421,14 @@ class Executor(BaseComponent):
                     for vid, row in (await store.fetch_versions(conn, list(missing))).items():
                         self._versions[vid] = prepare_version(row)
             for execution in runs:
+                if self._handed_back:
+                    break  # drain chose what to hand back: these are left to their leases
                 started += 1
                 self._give_back(1)
+                self._adopting.discard(execution.id)
+                if execution.id in self._adopt_cancels:
+                    self._adopt_cancels.discard(execution.id)
+                    execution = replace(execution, cancel_requested=True)
                 self._start_run(execution)
                 if started % START_GROUP == 0 and started < len(runs):
                     await asyncio.sleep(0)  # as a claim's start (_claim_and_start)
@@ -404,6 +443,9 @@ class Executor(BaseComponent):
             )
         finally:
             self._give_back(len(runs) - started)
+            for execution in runs:
+                self._adopting.discard(execution.id)
+                self._adopt_cancels.discard(execution.id)
 
     async def readiness(self) -> str | None:
         if not self._running:
@@ -418,13 +460,18 @@ class Executor(BaseComponent):
     async def _claim_loop(self) -> None:
         poll = self.settings.executor.poll_interval.total_seconds()
         concurrency = self.settings.executor.concurrency
+        polled = False
         while self._running:
             self._wake.clear()
             free = concurrency - len(self._active) - self._reserved
             claimed: list[store.ClaimedExecution] = []
             # Claim in batches: waiting for a quarter of the slots to free up costs little
-            # latency and saves most of the claim round trips under load.
-            threshold = 1 if not self._active else max(1, min(CLAIM_BATCH, concurrency // 4))
+            # latency and saves most of the claim round trips under load. The poll claims
+            # into any room: runs taken up where they are stored may keep the room under a
+            # quarter, and runs whose lease ran out announce themselves to nobody.
+            threshold = (1 if not self._active or polled
+                         else max(1, min(CLAIM_BATCH, concurrency // 4)))
+            polled = False
             if self._accepting and free >= threshold:
                 try:
                     claimed = await self._claim(min(free, CLAIM_BATCH))
@@ -450,9 +497,11 @@ class Executor(BaseComponent):
                 # Wake when the next pending debounced run is due (a past one was either
                 # claimed just now or waits for a free slot, like any run).
                 wait = min(poll, self._held_due - now)
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+            except TimeoutError:
+                polled = wait >= poll
 
     def _held_wanted(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -483,8 +532,11 @@ class Executor(BaseComponent):
                  if t.executor_share != 1}, overdue=overdue)
             if overdue:
                 self._overdue_hint, self._overdue_checked = False, now
-            # Nothing left behind: new runs may be taken up where they are stored.
-            self._queue_idle = len(claimed) < limit
+            # Nothing left behind: new runs may be taken up where they are stored. A short
+            # claim need not mean an empty queue (a tenant's fair part, rows committed
+            # after its snapshot): one look at the queue's index says.
+            self._queue_idle = (len(claimed) < limit
+                                and not await store.plain_runs_waiting(conn))
             if len(claimed) < limit and self._held_wanted():
                 held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
                 self._held_checked = asyncio.get_running_loop().time()
@@ -575,8 +627,8 @@ class Executor(BaseComponent):
                 self._held_hint = True
                 with contextlib.suppress(Exception):
                     await send_hints(self.pool, EXECUTIONS.wire, [HELD])
-            if not self._queue_idle:
-                # Room for runs left waiting. (With the queue empty a claim would find
+            if self.claims and self._claim_wanted():
+                # Room for runs left waiting. (With nothing waiting a claim would find
                 # nothing: new runs announce themselves, _on_notify.)
                 self._wake.set()
 
@@ -808,6 +860,32 @@ class Executor(BaseComponent):
     def _due_now(self) -> None:
         self._overdue_hint = True
         self._wake.set()
+        if not self.claims and self._running:
+            # A run this process parked is due: the claiming executors take it up.
+            task = asyncio.create_task(self._announce_due(), name="triggerd-due-hint")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _announce_due(self) -> None:
+        with contextlib.suppress(Exception):
+            await send_hints(self.pool, EXECUTIONS.wire, [DUE])
+
+    async def _queue_watch_loop(self) -> None:
+        """(An executor that does not claim.) After runs were queued, look once a second
+        whether the queue is empty again: until then, new runs are queued too."""
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(OVERDUE_INTERVAL)
+            first = False
+            if self._queue_idle:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    self._queue_idle = not await store.plain_runs_waiting(conn)
+            except Exception as exc:  # never let this loop die; stay queueing meanwhile
+                logger.warning("queue check failed", extra={"event": "queue_check_failed",
+                                                            "error": str(exc)[:300]})
 
     def _on_notify(self, payload: str) -> None:
         if payload == HELD:
@@ -824,6 +902,9 @@ class Executor(BaseComponent):
         if task is not None and not task.done():
             self._cancel_reasons[execution_id] = "cancel"
             task.cancel()
+        elif task is None and execution_id in self._adopting:
+            # Stored for this executor, not started yet: it starts canceled.
+            self._adopt_cancels.add(execution_id)
         elif task is None and self._claiming.locked():
             # Perhaps one the claim in progress took: its flag was read before the cancel.
             self._early_cancels.add(execution_id)

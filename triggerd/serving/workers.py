@@ -28,6 +28,8 @@ from triggerd.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
+# A worker's stop past its runs' [executor] drain: its requests in progress (10 s), the
+# hand-back and last writes of its runs (6 s), storing what it accepted, and a margin.
 STOP_TIMEOUT = 30.0
 REPORT_LINE_LIMIT = 64 * 1024 * 1024
 
@@ -87,7 +89,7 @@ class HttpWorkers(BaseComponent):
             if process is None or process.returncode is not None:
                 continue
             try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+                await asyncio.wait_for(process.wait(), self.stop_timeout)
             except TimeoutError:
                 logger.error("http worker did not stop; killing it",
                              extra={"event": "http_worker_killed", "worker": worker.index})
@@ -95,6 +97,12 @@ class HttpWorkers(BaseComponent):
                     process.kill()
                 await process.wait()
         await cancel_and_wait(self._tasks)
+
+    @property
+    def stop_timeout(self) -> float:
+        """How long a worker's stop may take: its requests in progress, then its runs'
+        [executor] drain and their hand-back (serving/worker.py), and a margin."""
+        return STOP_TIMEOUT + self.settings.executor.drain.total_seconds()
 
     async def readiness(self) -> str | None:
         for worker in self._workers:

@@ -669,6 +669,15 @@ class ClaimedExecution:
     correlation: dict[str, JSON] = field(default_factory=dict)
 
 
+async def plain_runs_waiting(conn: Conn) -> bool:
+    """Whether a plain NEW run waits for a claim (one probe of the partial index the claim
+    reads, workflow_executions_tenant_new): the executors take up new runs where they are
+    stored only while none does."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM workflow_executions WHERE status = 'NEW'"
+        " AND not_before IS NULL AND concurrency_key IS NULL AND NOT test)"))
+
+
 async def claim_executions(
     conn: Conn, owner: str, lease: timedelta, limit: int,
     shares: Mapping[str, int] | None = None, *, overdue: bool = True,

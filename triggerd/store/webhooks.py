@@ -246,7 +246,9 @@ WITH d AS (
            -- would leave it, so no claim, no second row version and no wake-up is needed.
            CASE WHEN h.id IS NULL THEN 'NEW' ELSE 'RUNNING' END,
            CASE WHEN h.id IS NOT NULL THEN $14::text END,
-           CASE WHEN h.id IS NOT NULL THEN now() + $15::int * interval '1 millisecond' END,
+           -- From now, not from the statement's start (which may have waited for locks).
+           CASE WHEN h.id IS NOT NULL
+                THEN clock_timestamp() + $15::int * interval '1 millisecond' END,
            CASE WHEN h.id IS NULL THEN 0 ELSE 1 END,
            CASE WHEN h.id IS NOT NULL THEN now() END
     FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
@@ -447,10 +449,11 @@ class InboxWriter:
             if runs_here is not None:
                 runs = [i.id for i in items if i.outcome == "accepted"]
                 here = runs[:runs_here.take_slots(len(runs))] if runs else []
+            # Filled as soon as the batch is committed, so that runs stored for this
+            # process are handed over even when a later step of the batch fails.
             handed: list[ClaimedExecution] = []
             try:
-                results, handed = await _store_batch(self._conn, items, here, runs_here)
-                return results
+                return await _store_batch(self._conn, items, here, runs_here, handed)
             except asyncpg.PostgresError as exc:
                 if is_unavailable(exc):
                     await self.close()
@@ -504,10 +507,10 @@ def delivery_locks(items: Sequence[InboxItem]) -> list[int]:
 
 async def _store_batch(
     conn: asyncpg.Connection, items: Sequence[InboxItem], here: Sequence[str] = (),
-    runs_here: RunsHere | None = None,
-) -> tuple[list[InboxResult | None], list[ClaimedExecution]]:
-    """The batch's results in order, and the runs stored for ``runs_here`` (``here``:
-    the ids it took room for)."""
+    runs_here: RunsHere | None = None, handed: list[ClaimedExecution] | None = None,
+) -> list[InboxResult | None]:
+    """The batch's results in order; the runs stored for ``runs_here`` (``here``: the
+    ids it took room for) are added to ``handed``."""
     arguments = [
         *_batch_arguments(items), list(here),
         None if runs_here is None else runs_here.owner,
@@ -532,8 +535,10 @@ async def _store_batch(
     for pair in (row["dups"] or ()) if row is not None else ():
         request_id, _, run = pair.partition(" ")
         earlier[request_id] = run
-    handed = _handed(row, items) if row is not None and row["here"] else []
-    queued = len(inserted) - len(handed)
+    taken = _handed(row, items) if row is not None and row["here"] else []
+    if handed is not None:
+        handed.extend(taken)
+    queued = len(inserted) - len(taken)
     if queued:
         await send_hints(conn, EXECUTIONS.wire, [str(queued)])
     lost = [
@@ -553,7 +558,7 @@ async def _store_batch(
         )
         winners = {(r["trigger_id"], r["dedupe_key"]): r["id"] for r in rows}
     results: list[InboxResult | None] = []
-    handed_ids = {h.id for h in handed}
+    handed_ids = {h.id for h in taken}
     for item in items:
         if item.id in inserted:
             results.append(InboxResult(execution_id=item.id, created=True,
@@ -574,7 +579,7 @@ async def _store_batch(
         results.append(
             None if winner is None else InboxResult(execution_id=winner, created=False)
         )
-    return results, handed
+    return results
 
 
 def _handed(row: Any, items: Sequence[InboxItem]) -> list[ClaimedExecution]:
