@@ -119,7 +119,10 @@ def sections(tmp_path: Path, base_url: str, **executor: TomlValue
 async def test_webhook_runs_are_taken_up_where_they_are_stored(
     daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path, gate: Gate
 ) -> None:
-    daemon = await daemons.start(database_url=dsn, sections=sections(tmp_path, gate.base_url))
+    # A long poll: a request stored while a claim is in flight is queued (the claim's room
+    # is promised to it), which a poll's claim every 300 ms would make a matter of luck.
+    daemon = await daemons.start(database_url=dsn, sections=sections(
+        tmp_path, gate.base_url, poll_interval="10s"))
     owner = (await daemon.wait_for_event("executor_started"))["owner"]
     ids = [await post(daemon, "quick", {"n": n}) for n in range(20)]
     for n, execution_id in enumerate(ids):
@@ -250,7 +253,7 @@ async def test_each_http_process_runs_what_it_stores(
     """With [http] processes = 2 the extra process runs the webhook runs it stores under
     its own executor's lease (the work is spread with no claim), its runs' ends reach the
     main process's /metrics, and a stop hands back what it could not finish."""
-    config = sections(tmp_path, gate.base_url, lease="60s", drain="1s")
+    config = sections(tmp_path, gate.base_url, lease="60s", drain="1s", poll_interval="10s")
     config["http"] = {"processes": 2}
     daemon = await daemons.start(database_url=dsn, sections=config)
     await daemon.wait_for_event("http_worker_ready")

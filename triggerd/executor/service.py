@@ -190,10 +190,9 @@ class Executor(BaseComponent):
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
     child_sweep_interval: float = CHILD_SWEEP_INTERVAL
-    # False: this executor only runs what its process stores for it (an extra HTTP
-    # process, triggerd/serving/worker.py): no claims, no retention, no child sweep; runs
-    # it has no room for are queued for the claiming executors.
-    claims: bool = True
+    # False (an extra HTTP process's executor, triggerd/serving/worker.py): it claims and
+    # runs like any, but retention and the child sweep are left to the main process's.
+    housekeeping: bool = True
 
     @property
     def lease(self) -> timedelta:
@@ -235,25 +234,22 @@ class Executor(BaseComponent):
             on_gap=self._on_gap)
         if self._own_hub is not None:
             await self._own_hub.start()
-        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat")]
-        if self.claims:
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="triggerd-heartbeat"),
+        ]
+        if self.housekeeping:
             self._tasks += [
-                asyncio.create_task(self._claim_loop(), name="triggerd-claim"),
                 asyncio.create_task(self._retention_loop(), name="triggerd-retention"),
                 asyncio.create_task(self._child_sweep_loop(), name="triggerd-child-sweep"),
             ]
-        else:
-            # The queue is the claiming executors' to serve; this one only looks whether
-            # it is empty, after a notification said runs were queued.
-            self._tasks.append(asyncio.create_task(self._queue_watch_loop(),
-                                                   name="triggerd-queue-watch"))
         logger.info(
             "executor started",
             extra={
                 "event": "executor_started",
                 "owner": self.owner,
                 "concurrency": self.settings.executor.concurrency,
-                "claims": self.claims,
+                "housekeeping": self.housekeeping,
                 "resume_key_id": self.resume_key.key_id,
                 "resume_key_source": self.resume_key.source,
             },
@@ -378,9 +374,8 @@ class Executor(BaseComponent):
     def take_slots(self, wanted: int) -> int:
         if not (self._running and self._accepting and self._queue_idle):
             return 0
-        if self.claims and (self._claim_wanted() or self._claiming.locked()):
-            # Runs may wait that only a claim finds (or one is being claimed): it goes first.
-            return 0
+        if self._claim_wanted():
+            return 0  # runs may wait that only a claim finds: they go first
         free = self.settings.executor.concurrency - len(self._active) - self._reserved
         granted = max(0, min(wanted, free))
         if granted:
@@ -514,9 +509,14 @@ class Executor(BaseComponent):
     async def _claim(self, limit: int) -> list[store.ClaimedExecution]:
         """Claim up to ``limit`` runs and start them, under the lock drain waits on."""
         async with self._claiming:
+            # The claim's room is promised to it while it is in flight, so runs taken up
+            # where they are stored meanwhile do not take the same room.
+            self._reserved += limit
+            self._unreserved.clear()
             try:
                 return await self._claim_and_start(limit)
             finally:
+                self._give_back(limit)
                 self._early_cancels.clear()
 
     async def _claim_and_start(self, limit: int) -> list[store.ClaimedExecution]:
@@ -627,7 +627,7 @@ class Executor(BaseComponent):
                 self._held_hint = True
                 with contextlib.suppress(Exception):
                     await send_hints(self.pool, EXECUTIONS.wire, [HELD])
-            if self.claims and self._claim_wanted():
+            if self._claim_wanted():
                 # Room for runs left waiting. (With nothing waiting a claim would find
                 # nothing: new runs announce themselves, _on_notify.)
                 self._wake.set()
@@ -860,32 +860,6 @@ class Executor(BaseComponent):
     def _due_now(self) -> None:
         self._overdue_hint = True
         self._wake.set()
-        if not self.claims and self._running:
-            # A run this process parked is due: the claiming executors take it up.
-            task = asyncio.create_task(self._announce_due(), name="triggerd-due-hint")
-            self._checks.add(task)
-            task.add_done_callback(self._checks.discard)
-
-    async def _announce_due(self) -> None:
-        with contextlib.suppress(Exception):
-            await send_hints(self.pool, EXECUTIONS.wire, [DUE])
-
-    async def _queue_watch_loop(self) -> None:
-        """(An executor that does not claim.) After runs were queued, look once a second
-        whether the queue is empty again: until then, new runs are queued too."""
-        first = True
-        while True:
-            if not first:
-                await asyncio.sleep(OVERDUE_INTERVAL)
-            first = False
-            if self._queue_idle:
-                continue
-            try:
-                async with self.pool.acquire() as conn:
-                    self._queue_idle = not await store.plain_runs_waiting(conn)
-            except Exception as exc:  # never let this loop die; stay queueing meanwhile
-                logger.warning("queue check failed", extra={"event": "queue_check_failed",
-                                                            "error": str(exc)[:300]})
 
     def _on_notify(self, payload: str) -> None:
         if payload == HELD:

@@ -3,8 +3,9 @@
 It listens on the daemon's port too (SO_REUSEPORT: the kernel spreads the connections
 over the processes), answers plain webhook requests itself (its own route table, group
 commit and database pool: the guarantees are those of the main process, a 202 only once
-the rows are committed), runs the runs it stores while its own executor has room (the
-rest are queued for the main process's executor, which alone claims), and forwards
+the rows are committed), runs the runs it stores while its own executor has room (it claims
+queued runs too, as any executor; retention and the child sweep are the main
+process's), and forwards
 everything else to the main process (:mod:`triggerd.serving.forward`): the admin API,
 ``/metrics``, ``/healthz``, ``/readyz``, and webhooks with a ``rate`` (one token bucket
 for the whole daemon) or ``response: sync``. Every second it reports what it answered and
@@ -170,11 +171,12 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     # straight to PostgreSQL when the pool goes through PgBouncer.
     direct = db.direct_dsn(settings, dsn)
     hub = NotificationHub(dsn=direct)
-    # The runs this process stores are run here while its executor has room (the two
-    # cores' worth of work is spread, with no claim); the rest are queued for the main
-    # process's executor, which alone claims, keeps retention and sweeps.
+    # The runs this process stores are run here while its executor has room and nothing
+    # waits before them (the cores' worth of work is spread, with no claim); it claims
+    # queued runs like any executor. Retention and the child sweep are the main
+    # process's.
     executor = (Executor(pool=pool, dsn=direct, settings=settings, hub=hub, metrics=reporter,
-                         own_ports=frozenset({port}), claims=False) if runs else None)
+                         own_ports=frozenset({port}), housekeeping=False) if runs else None)
     ingress = WebhookIngress(pool=pool, dsn=direct, settings=settings, hub=hub,
                              runs_here=executor)
     ingress.stats.sink = reporter
