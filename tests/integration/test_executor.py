@@ -1437,10 +1437,8 @@ async def test_room_for_runs_stored_here_waits_behind_a_queue(
     a claim finds the queue empty again. Room is bounded by concurrency, and room given
     to a batch that stored nothing comes back."""
 
-    async def idle() -> bool:
-        return executor.take_slots(0) == 0 and executor._queue_idle
-
-    await wait_for(idle, timeout=10)  # the start's claim found nothing queued
+    # The start's claims found nothing queued, due or held.
+    await wait_for(room_again_after_a_claim(executor), timeout=10)
     granted = executor.take_slots(5)
     assert granted == 5
     executor.adopt([], granted)  # the batch stored none of them: the room comes back

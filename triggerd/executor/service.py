@@ -186,6 +186,10 @@ class Executor(BaseComponent):
     # Set once drain has chosen what to hand back: runs still being taken up then are not
     # started (their leases end and any process takes them up).
     _handed_back: bool = False
+    # Counts what may add work a claim finds (notifications, due timers, gaps): a claim
+    # trusts what it saw only if none came while it was in flight.
+    _hints_heard: int = 0
+    _claimed_at: float = float("-inf")  # loop time of the last claim
     _drain_task: asyncio.Task[int] | None = None
     # The key of the resume copies: given, or loaded at start (see executor/resume.py).
     resume_key: ResumeKey | None = None
@@ -217,6 +221,9 @@ class Executor(BaseComponent):
         self._running = True
         self._handed_back = False
         self._drain_task = None
+        # Nothing is known of the queue until the first claim has looked.
+        self._queue_idle = False
+        self._overdue_hint = self._held_hint = True
         if self._reserved <= 0:
             self._unreserved.set()
         # A stop's drain refused further claims: a start after it claims again.
@@ -295,8 +302,9 @@ class Executor(BaseComponent):
         grace_until = loop.time() + grace.total_seconds()
         # A claim already sent may still commit: wait for it, so its runs are in _active
         # and handed back below instead of being left RUNNING under this owner.
+        claim_deadline = max(grace_until, loop.time() + CLAIM_WAIT_ON_DRAIN)
         try:
-            async with asyncio.timeout_at(max(grace_until, loop.time() + CLAIM_WAIT_ON_DRAIN)):
+            async with asyncio.timeout_at(claim_deadline):
                 async with self._claiming:
                     pass
         except TimeoutError:
@@ -305,7 +313,7 @@ class Executor(BaseComponent):
         # Likewise the runs being stored for this process: once handed over they are in
         # _active; a batch the database does not answer leaves them to their leases' end.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(max(grace_until, loop.time() + CLAIM_WAIT_ON_DRAIN)):
+            async with asyncio.timeout_at(claim_deadline):
                 await self._unreserved.wait()
         if self._active:
             await asyncio.wait(list(self._active.values()),
@@ -401,11 +409,12 @@ class Executor(BaseComponent):
         self._give_back(granted - len(runs))
         self._adopting.update(r.id for r in runs)
         if runs:
-            task = asyncio.create_task(self._take_up(runs), name="triggerd-take-up")
+            task = asyncio.create_task(
+                self._take_up(runs, asyncio.get_running_loop().time()), name="triggerd-take-up")
             self._checks.add(task)
             task.add_done_callback(self._checks.discard)
 
-    async def _take_up(self, runs: Sequence[store.ClaimedExecution]) -> None:
+    async def _take_up(self, runs: Sequence[store.ClaimedExecution], adopted: float) -> None:
         """Start runs stored RUNNING under this executor's lease, as a claim starts its."""
         started = 0
         try:
@@ -415,9 +424,13 @@ class Executor(BaseComponent):
                 async with self.pool.acquire() as conn:
                     for vid, row in (await store.fetch_versions(conn, list(missing))).items():
                         self._versions[vid] = prepare_version(row)
+            late = (asyncio.get_running_loop().time() - adopted
+                    > self.lease.total_seconds() / 2)
             for execution in runs:
-                if self._handed_back:
-                    break  # drain chose what to hand back: these are left to their leases
+                if self._handed_back or late:
+                    # Drain chose what to hand back, or the lease may be about to end (a
+                    # slow pool) and another process take the run up: left to the lease.
+                    break
                 started += 1
                 self._give_back(1)
                 self._adopting.discard(execution.id)
@@ -427,6 +440,11 @@ class Executor(BaseComponent):
                 self._start_run(execution)
                 if started % START_GROUP == 0 and started < len(runs):
                     await asyncio.sleep(0)  # as a claim's start (_claim_and_start)
+            if late:
+                logger.warning(
+                    "runs stored for this process not started in time; they are taken up"
+                    " when their leases end", extra={"event": "take_up_late",
+                                                     "count": len(runs) - started})
         except Exception as exc:
             # Stored RUNNING under this lease and not started: taken up again (here or
             # elsewhere) when the lease ends, as after a crash.
@@ -455,7 +473,6 @@ class Executor(BaseComponent):
     async def _claim_loop(self) -> None:
         poll = self.settings.executor.poll_interval.total_seconds()
         concurrency = self.settings.executor.concurrency
-        polled = False
         while self._running:
             self._wake.clear()
             free = concurrency - len(self._active) - self._reserved
@@ -464,9 +481,9 @@ class Executor(BaseComponent):
             # latency and saves most of the claim round trips under load. The poll claims
             # into any room: runs taken up where they are stored may keep the room under a
             # quarter, and runs whose lease ran out announce themselves to nobody.
+            polled = asyncio.get_running_loop().time() - self._claimed_at >= poll
             threshold = (1 if not self._active or polled
                          else max(1, min(CLAIM_BATCH, concurrency // 4)))
-            polled = False
             if self._accepting and free >= threshold:
                 try:
                     claimed = await self._claim(min(free, CLAIM_BATCH))
@@ -492,11 +509,9 @@ class Executor(BaseComponent):
                 # Wake when the next pending debounced run is due (a past one was either
                 # claimed just now or waits for a free slot, like any run).
                 wait = min(poll, self._held_due - now)
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
-            except TimeoutError:
-                polled = wait >= poll
 
     def _held_wanted(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -524,24 +539,30 @@ class Executor(BaseComponent):
         if not self._accepting:
             return []  # drain began while this claim waited for the lock
         now = asyncio.get_running_loop().time()
+        self._claimed_at = now
         overdue = self._overdue_hint or now - self._overdue_checked >= OVERDUE_INTERVAL
+        heard = self._hints_heard
         async with self.pool.acquire() as conn:
             claimed = await store.claim_executions(
                 conn, self.owner, self.lease, limit,
                 {t.name: t.executor_share for t in self.settings.tenants
                  if t.executor_share != 1}, overdue=overdue)
             if overdue:
-                self._overdue_hint, self._overdue_checked = False, now
+                self._overdue_checked = now
+                if self._hints_heard == heard:
+                    self._overdue_hint = False
             # Nothing left behind: new runs may be taken up where they are stored. A short
             # claim need not mean an empty queue (a tenant's fair part, rows committed
-            # after its snapshot): one look at the queue's index says.
-            self._queue_idle = (len(claimed) < limit
-                                and not await store.plain_runs_waiting(conn))
+            # after its snapshot): one look at the queue's index says; and a hint heard
+            # meanwhile may be of runs it did not see.
+            idle = len(claimed) < limit and not await store.plain_runs_waiting(conn)
+            self._queue_idle = idle and self._hints_heard == heard
             if len(claimed) < limit and self._held_wanted():
                 held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
                 self._held_checked = asyncio.get_running_loop().time()
                 # A full batch may leave more behind; else wait for a hint.
-                self._held_hint = len(held.claimed) == limit - len(claimed)
+                self._held_hint = (len(held.claimed) == limit - len(claimed)
+                                   or self._hints_heard != heard)
                 self._held_due = (
                     None if held.next_in is None else self._held_checked + held.next_in
                 )
@@ -555,6 +576,8 @@ class Executor(BaseComponent):
             if missing:
                 for vid, row in (await store.fetch_versions(conn, list(missing))).items():
                     self._versions[vid] = prepare_version(row)
+        if self._handed_back:
+            return claimed  # drain chose what to hand back: these are left to their leases
         for n, execution in enumerate(claimed, 1):
             self._start_run(execution)
             if n % START_GROUP == 0 and n < len(claimed):
@@ -858,10 +881,12 @@ class Executor(BaseComponent):
                     self._on_cancel(execution_id)
 
     def _due_now(self) -> None:
+        self._hints_heard += 1
         self._overdue_hint = True
         self._wake.set()
 
     def _on_notify(self, payload: str) -> None:
+        self._hints_heard += 1
         if payload == HELD:
             self._held_hint = True
         elif payload == DUE:
@@ -885,6 +910,8 @@ class Executor(BaseComponent):
 
     def _on_gap(self) -> None:
         """Notifications were lost: look for work, and for cancels of the runs held here."""
+        self._hints_heard += 1
+        self._queue_idle = False
         self._held_hint = True
         self._overdue_hint = True
         self._wake.set()
