@@ -1453,13 +1453,7 @@ async def test_room_for_runs_stored_here_waits_behind_a_queue(
     # A parked run that is due (or held runs let go) goes first too, until a claim took it.
     executor._on_notify(DUE)
     assert executor.take_slots(5) == 0
-
-    async def room_again() -> bool:
-        granted = executor.take_slots(1)
-        executor.adopt([], granted)
-        return granted == 1
-
-    await wait_for(room_again, timeout=10)  # the claim it woke found the queue empty
+    await wait_for(room_again_after_a_claim(executor), timeout=10)  # the claim it woke
 
 
 async def test_plain_runs_waiting_sees_only_what_a_claim_would_take(pool: asyncpg.Pool) -> None:
