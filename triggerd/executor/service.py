@@ -391,6 +391,18 @@ class Executor(BaseComponent):
             self._unreserved.clear()
         return granted
 
+    def _missing_versions(self, runs: Sequence[store.ClaimedExecution]) -> list[str]:
+        return list({r.workflow_version_id for r in runs
+                     if r.workflow_version_id and r.workflow_version_id not in self._versions})
+
+    async def _load_versions(self, conn: asyncpg.Connection,
+                             runs: Sequence[store.ClaimedExecution]) -> None:
+        """Prepare the versions of ``runs`` not prepared yet (claimed or taken up)."""
+        missing = self._missing_versions(runs)
+        if missing:
+            for vid, row in (await store.fetch_versions(conn, missing)).items():
+                self._versions[vid] = prepare_version(row)
+
     def _claim_wanted(self) -> bool:
         """Something may wait that only a claim finds: runs queued, parked runs due or
         woken, held runs let go. (Leases that ran out send no notification: the poll's
@@ -418,12 +430,9 @@ class Executor(BaseComponent):
         """Start runs stored RUNNING under this executor's lease, as a claim starts its."""
         started = 0
         try:
-            missing = {r.workflow_version_id for r in runs
-                       if r.workflow_version_id and r.workflow_version_id not in self._versions}
-            if missing:
+            if self._missing_versions(runs):
                 async with self.pool.acquire() as conn:
-                    for vid, row in (await store.fetch_versions(conn, list(missing))).items():
-                        self._versions[vid] = prepare_version(row)
+                    await self._load_versions(conn, runs)
             late = (asyncio.get_running_loop().time() - adopted
                     > self.lease.total_seconds() / 2)
             for execution in runs:
@@ -433,9 +442,7 @@ class Executor(BaseComponent):
                     break
                 started += 1
                 self._give_back(1)
-                self._adopting.discard(execution.id)
                 if execution.id in self._adopt_cancels:
-                    self._adopt_cancels.discard(execution.id)
                     execution = replace(execution, cancel_requested=True)
                 self._start_run(execution)
                 if started % START_GROUP == 0 and started < len(runs):
@@ -568,14 +575,7 @@ class Executor(BaseComponent):
                 )
                 self._held_ids.update(c.id for c in held.claimed)
                 claimed = [*claimed, *held.claimed]
-            missing = {
-                c.workflow_version_id
-                for c in claimed
-                if c.workflow_version_id and c.workflow_version_id not in self._versions
-            }
-            if missing:
-                for vid, row in (await store.fetch_versions(conn, list(missing))).items():
-                    self._versions[vid] = prepare_version(row)
+            await self._load_versions(conn, claimed)
         if self._handed_back:
             return claimed  # drain chose what to hand back: these are left to their leases
         for n, execution in enumerate(claimed, 1):
