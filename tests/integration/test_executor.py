@@ -24,7 +24,7 @@ from tests.helpers import (
     wait_until_blocked,
 )
 from triggerd import db
-from triggerd.config import load_settings
+from triggerd.config import Settings, load_settings
 from triggerd.definitions import check_documents
 from triggerd.errors import Conflict, NotFound
 from triggerd.executor.service import Executor
@@ -58,6 +58,20 @@ async def executor(pool: asyncpg.Pool, dsn: str) -> AsyncIterator[Executor]:
     await ex.start()
     yield ex
     await ex.stop()
+
+
+async def stop_in_the_first_backoff(pool: asyncpg.Pool, dsn: str, settings: Settings,
+                                    execution_id: str) -> None:
+    """Run ``execution_id`` with an executor of its own until its first attempt failed,
+    then stop that executor: it hands the run back during the backoff."""
+    first = Executor(pool=pool, dsn=dsn, settings=settings)
+    await first.start()
+    try:
+        await wait_for(lambda: pool.fetchrow(
+            "SELECT 1 FROM node_executions WHERE execution_id = $1 AND attempt = 1"
+            " AND status = 'ERROR'", execution_id))
+    finally:
+        await first.stop()
 
 
 async def nodes_of(pool: asyncpg.Pool, execution_id: str) -> list[asyncpg.Record]:
@@ -362,14 +376,7 @@ async def test_a_retry_cut_by_a_restart_waits_out_its_backoff_then_goes_on(
             {"id": "handled", "type": "noop"}],
             [{"from": "call", "to": "handled", "on": "failure"}]))
         execution_id = await fire(pool, "cut/manual")
-        first = Executor(pool=pool, dsn=dsn, settings=settings)
-        await first.start()
-        try:
-            await wait_for(lambda: pool.fetchrow(
-                "SELECT 1 FROM node_executions WHERE execution_id = $1 AND attempt = 1"
-                " AND status = 'ERROR'", execution_id))
-        finally:
-            await first.stop()  # hands the run back during the backoff
+        await stop_in_the_first_backoff(pool, dsn, settings, execution_id)
         if cut == "crash":
             # What a process that died during the backoff leaves: the run RUNNING under
             # its lease, which expires.
@@ -423,14 +430,7 @@ async def test_a_backoff_parked_after_a_restart_counts_toward_the_workflow_timeo
                        "retry_on": [503]}}],
             timeout="1h"))
         execution_id = await fire(pool, "cut-timeout/manual")
-        first = Executor(pool=pool, dsn=dsn, settings=settings)
-        await first.start()
-        try:
-            await wait_for(lambda: pool.fetchrow(
-                "SELECT 1 FROM node_executions WHERE execution_id = $1 AND attempt = 1"
-                " AND status = 'ERROR'", execution_id))
-        finally:
-            await first.stop()
+        await stop_in_the_first_backoff(pool, dsn, settings, execution_id)
         second = Executor(pool=pool, dsn=dsn, settings=settings)
         await second.start()
         try:
