@@ -1556,3 +1556,61 @@ async def test_a_large_body_is_parsed_off_the_event_loop(
     inputs = [r["input"] for r in await executions(pool)]
     assert sorted(len(json.dumps(i)) for i in inputs)[0] == len(json.dumps({"n": 1}))
     assert len(inputs) == 2
+
+
+async def pipelined(client: TestClient[Any, Any], path: str, count: int) -> list[bytes]:
+    """``count`` POSTs written at once on one connection (HTTP/1.1 pipelining), and the
+    answers, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    one = (f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+           "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+    writer.write(one * count)
+    answers = []
+    try:
+        for _ in range(count):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            answers.append(head + await reader.readexactly(length))
+    finally:
+        writer.close()
+    return answers
+
+
+async def test_a_connection_whose_queued_requests_wait_too_long_is_refused_until_caught_up(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
+    # A bound of 0: any request with others queued behind it on its connection waits too
+    # long. Ten written at once are parsed together; all but the last are refused.
+    client, ingress = await make_client(queue_wait_bound=0.0)
+    answers = await pipelined(client, "/hooks/q", 10)
+    statuses = [int(a.split(b" ")[1]) for a in answers]
+    assert statuses[-1] == 202
+    refused = [a for a in answers if b" 429 " in a.split(b"\r\n")[0]]
+    assert refused and statuses == [429] * len(refused) + [202] * (10 - len(refused))
+    for answer in refused:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"\r\nRetry-After: 5\r\n" in head
+        assert json.loads(body) == {
+            "error": "overloaded",
+            "message": "requests wait too long on this connection (this server is behind);"
+                       " retry later",
+        }
+    assert ingress.stats.backpressure_rejections == len(refused)
+    # Nothing refused was stored; every 202 has its request and its run.
+    accepted = [json.loads(a.partition(b"\r\n\r\n")[2])["execution_id"]
+                for a in answers if b" 202 " in a.split(b"\r\n")[0]]
+    assert sorted(str(r["id"]) for r in await executions(pool)) == sorted(accepted)
+    assert len(await requests_rows(pool)) == len(accepted)
+
+
+async def test_a_short_pipelined_burst_is_accepted_whole(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
+    client, ingress = await make_client()  # the default bound (1 s)
+    answers = await pipelined(client, "/hooks/q", 20)
+    assert [int(a.split(b" ")[1]) for a in answers] == [202] * 20
+    assert ingress.stats.backpressure_rejections == 0
+    assert len(await executions(pool)) == 20

@@ -44,6 +44,7 @@ from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import SecretPolicies, resolve_secret
 from triggerd.serving.forward import client_address
+from triggerd.serving.queued import queued_behind
 from triggerd.store.keyed import KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
     InboxItem,
@@ -82,6 +83,7 @@ from triggerd.webhooks.loops import pending_loop, reload_loop
 from triggerd.webhooks.methods import HEAD, allow_header, allows
 from triggerd.webhooks.ratelimit import RateLimiter, default_burst
 from triggerd.webhooks.routes import Routes, WebhookRoute
+from triggerd.webhooks.shedding import QueueShedder
 from triggerd.webhooks.stats import WebhookStats
 from triggerd.webhooks.status_page import reserved_path
 from triggerd.webhooks.sync_wait import FinishWaiter
@@ -116,6 +118,9 @@ def utc_now() -> datetime:
 # trickling bytes (or stopping half-way) would otherwise hold its connection and handler
 # for ever. Generous: a 10 MB body at 1 Mbit/s takes 80 s.
 BODY_TIMEOUT = 120.0
+# A connection whose queued requests would wait longer than this is refused (429) until it
+# has caught up (triggerd.webhooks.shedding): the bound of the sustained benchmark's "flat".
+QUEUE_WAIT_BOUND = 1.0
 # What a request's ``Expect: 100-continue`` answer already checked (see ``expect``).
 _ADMITTED = web.RequestKey("webhook_admitted", bool)
 _AUTHENTICATED = web.RequestKey("webhook_authenticated", bool)
@@ -167,6 +172,7 @@ class WebhookIngress(BaseComponent):
         writers: int = 1,
         hub: NotificationHub | None = None,
         runs_here: RunsHere | None = None,
+        queue_wait_bound: float = QUEUE_WAIT_BOUND,
     ) -> None:
         self._pool = pool
         self._dsn = dsn
@@ -188,6 +194,7 @@ class WebhookIngress(BaseComponent):
         )
         self.waiter = FinishWaiter(pool)
         self.limiter = RateLimiter()
+        self.shedder = QueueShedder(bound=queue_wait_bound)
         self.stats = WebhookStats(group_commit=self.group_commit.stats)
         self.rejection_log = ThrottledLog(
             logger,
@@ -534,6 +541,17 @@ class WebhookIngress(BaseComponent):
             refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started)
             if refused is not None:
                 return refused
+        if self.shedder.refuse(request.protocol, queued_behind(request), started):
+            self.stats.backpressure_rejections += 1
+            if self.stats.sink is not None:
+                self.stats.sink.backpressure()
+            return error_response(
+                429,
+                "overloaded",
+                "requests wait too long on this connection (this server is behind);"
+                " retry later",
+                headers=retry_after(RETRY_BACKPRESSURE),
+            )
         pending = self._new_count + self._created_since_count
         if pending > self._settings.http.max_pending:
             self.stats.backpressure_rejections += 1
