@@ -290,6 +290,9 @@ class AuthConfig:
 @dataclass(frozen=True, kw_only=True)
 class DedupeConfig:
     header: str | None = None
+    # Read when ``header`` is absent; never from the file: the standard scheme's svix-id for
+    # its webhook-id (see :func:`triggerd.webhooks.dedupe.effective_dedupe`).
+    header_alias: str | None = None
     json_pointer: str | None = None  # "json" in the file
     body_hash: bool = False
     ttl: timedelta = timedelta(days=7)

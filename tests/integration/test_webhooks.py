@@ -1156,18 +1156,20 @@ async def test_standard_webhooks_end_to_end_with_the_reference_client(
     resp = await client.post("/hooks/std", data=payload.encode(), headers=signed("msg_1", later))
     assert resp.status == 200
     assert (await resp.json())["execution_id"] == first
+    failed = "authentication failed"
     refused = [
-        signed("msg_2", fixed - timedelta(minutes=6)),  # expired
-        signed("msg_2", fixed + timedelta(minutes=6)),  # far in the future
-        {**signed("msg_2", fixed), "webhook-signature": "v1,AAAA"},  # wrong
-        {**signed("msg_2", fixed), "webhook-signature": "garbage"},  # malformed
-        {k: v for k, v in signed("msg_2", fixed).items() if k != "webhook-signature"},  # missing
-        {**signed("msg_2", fixed), "webhook-id": "msg_3"},  # signed for another id
+        (signed("msg_2", fixed - timedelta(minutes=6)), failed),  # expired
+        (signed("msg_2", fixed + timedelta(minutes=6)), failed),  # far in the future
+        ({**signed("msg_2", fixed), "webhook-signature": "v1,AAAA"}, failed),  # wrong
+        ({**signed("msg_2", fixed), "webhook-signature": "garbage"}, failed),  # malformed
+        ({k: v for k, v in signed("msg_2", fixed).items() if k != "webhook-signature"},
+         f"{failed}: incomplete webhook-* headers: no webhook-signature"),  # missing
+        ({**signed("msg_2", fixed), "webhook-id": "msg_3"}, failed),  # signed for another id
     ]
-    for headers in refused:
+    for headers, message in refused:
         resp = await client.post("/hooks/std", data=payload.encode(), headers=headers)
         assert resp.status == 401
-        assert await resp.json() == {"error": "unauthorized", "message": "authentication failed"}
+        assert await resp.json() == {"error": "unauthorized", "message": message}
     # A body that is not UTF-8 cannot be signed text: 401, not 500.
     resp = await client.post(
         "/hooks/std",
@@ -1179,6 +1181,79 @@ async def test_standard_webhooks_end_to_end_with_the_reference_client(
     assert stored["headers"]["webhook-id"] == "msg_1"
     assert "webhook-signature" not in stored["headers"]
     assert len(await executions(pool)) == 1
+
+
+@pytest.mark.parametrize("dedupe", [None, DedupeConfig(header="webhook-id")],
+                         ids=["scheme default", "dedupe on webhook-id"])
+async def test_standard_webhooks_under_svix_header_names(
+    make_client: ClientFactory, pool: asyncpg.Pool, dedupe: DedupeConfig | None
+) -> None:
+    """Svix-based senders (Clerk, Resend, ...) send the standard scheme as svix-id,
+    svix-timestamp and svix-signature; the set is read whole, and dedupes on svix-id."""
+    auth = AuthConfig(scheme="standard", secret=SecretRef(env="WH_STANDARD"))
+    await apply(pool, workflow("w", hook("std", "std", auth=auth, dedupe=dedupe)))
+    fixed = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    client, _ = await make_client(clock=lambda: fixed)
+    sender = Webhook(STANDARD_SECRET)
+    payload = '{"type": "user.created", "id": 7}'
+
+    def signed(msg_id: str, at: datetime) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "svix-id": msg_id,
+            "svix-timestamp": str(int(at.timestamp())),
+            "svix-signature": sender.sign(msg_id, at, payload),
+        }
+
+    async def post(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        resp = await client.post("/hooks/std", data=payload.encode(), headers=headers)
+        return resp.status, await resp.json()
+
+    async def stored() -> tuple[int, int]:
+        return (await pool.fetchval("SELECT count(*) FROM webhook_requests"),
+                await pool.fetchval("SELECT count(*) FROM workflow_executions"))
+
+    # Refused before anything is stored: a wrong signature, and sets that are incomplete
+    # or mixed (a webhook-* header present means the webhook-* set is read).
+    good = signed("msg_1", fixed)
+    refused = [
+        ({**good, "svix-signature": "v1,AAAA"}, "authentication failed"),
+        ({**good, "svix-signature": signed("msg_1", fixed - timedelta(minutes=6))[
+            "svix-signature"]}, "authentication failed"),  # signed for another timestamp
+        ({k: v for k, v in good.items() if k != "svix-timestamp"},
+         "authentication failed: incomplete svix-* headers: no svix-timestamp"),
+        ({"Content-Type": "application/json", "webhook-id": "msg_1",
+          "svix-timestamp": good["svix-timestamp"], "svix-signature": good["svix-signature"]},
+         "authentication failed: incomplete webhook-* headers: no webhook-timestamp"
+         " (svix-* headers are read only when no webhook-* header is sent)"),
+    ]
+    for headers, message in refused:
+        assert await post(headers) == (401, {"error": "unauthorized", "message": message})
+    assert await stored() == (0, 0)
+
+    status, answer = await post(good)
+    assert status == 202
+    first = answer["execution_id"]
+    [run] = await executions(pool)
+    assert str(run["id"]) == first
+    assert run["dedupe_key"] == "webhook:msg_1"
+    # The sender retries the same message with a new timestamp and signature: deduplicated
+    # by svix-id, and the redelivery stores nothing new.
+    status, answer = await post(signed("msg_1", fixed + timedelta(seconds=30)))
+    assert (status, answer["execution_id"], answer["duplicate"]) == (200, first, True)
+    assert await stored() == (1, 1)
+    # Another message is another run.
+    status, answer = await post(signed("msg_2", fixed))
+    assert status == 202
+    assert answer["execution_id"] != first
+    [request, _] = await requests_rows(pool)
+    assert str(request["execution_id"]) == first
+    assert request["headers"]["svix-id"] == "msg_1"
+    assert request["headers"]["svix-timestamp"] == good["svix-timestamp"]
+    assert "svix-signature" not in request["headers"]
+    everything = await pool.fetchval(
+        "SELECT string_agg(row_to_json(r)::text, ' ') FROM webhook_requests r")
+    assert good["svix-signature"].removeprefix("v1,") not in everything
 
 
 async def test_unresolvable_secret_is_a_retryable_503(

@@ -169,6 +169,10 @@ def test_defaults_store_nothing_new() -> None:
     [
         ("github", {"X-GitHub-Delivery": "d-1"}, {}, "webhook:d-1"),
         ("standard", {"webhook-id": "msg_1"}, {}, "webhook:msg_1"),
+        # Svix's name for it (the scheme read the svix-* set), never in place of webhook-id.
+        ("standard", {"svix-id": "msg_1"}, {}, "webhook:msg_1"),
+        ("standard", {"webhook-id": "msg_1", "svix-id": "msg_2"}, {}, "webhook:msg_1"),
+        ("token", {"svix-id": "msg_1"}, {"id": "evt_1"}, None),
         ("stripe", {}, {"id": "evt_1", "type": "x"}, "webhook:evt_1"),
         ("slack", {"X-Slack-Retry-Num": "2"}, {"event_id": "Ev1"}, "webhook:Ev1"),
         ("slack", {}, {"type": "url_verification"}, None),

@@ -655,6 +655,9 @@ _NAMES = [
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
     "X-Slack-Signature",
     "X-Slack-Request-Timestamp",
 ]
@@ -687,7 +690,7 @@ ALWAYS = {"authorization", "proxy-authorization"}
         (auth("hmac"), set()),
         (auth("github"), {"x-hub-signature-256", "x-hub-signature"}),
         (auth("stripe"), {"stripe-signature"}),
-        (auth("standard"), {"webhook-signature"}),
+        (auth("standard"), {"webhook-signature", "svix-signature"}),
         (auth("slack"), {"x-slack-signature"}),
     ],
 )

@@ -204,3 +204,60 @@ def test_hostile_input_always_has_a_reason_never_an_exception() -> None:
         refusal = check_request(config, rng.choice(secrets), headers, body, NOW)
         assert isinstance(refusal, Refusal)
         assert refusal.reason in AuthFailure
+
+
+# --- the standard scheme under Svix's header names -------------------------------------------
+
+
+def svix(headers: dict[str, str]) -> dict[str, str]:
+    """The same request as Svix-based senders send it: svix-* for webhook-*."""
+    return {name.replace("webhook-", "svix-"): value for name, value in headers.items()}
+
+
+SIGNED = standard_headers(BODY)
+MIXED_NOTE = " (svix-* headers are read only when no webhook-* header is sent)"
+SET_CASES: list[tuple[str, dict[str, str], Refusal | None, str | None]] = [
+    # (label, headers, expected refusal, what the sender is told)
+    ("webhook-*", SIGNED, None, None),
+    ("svix-*", svix(SIGNED), None, None),
+    ("svix-* any case", {k.title(): v for k, v in svix(SIGNED).items()}, None, None),
+    ("svix-* wrong", {**svix(SIGNED), "svix-signature": "v1,AAAA"},
+     Refusal(AuthFailure.BAD_SIGNATURE, "svix-signature"), None),
+    ("svix-* other id", {**svix(SIGNED), "svix-id": "msg_other"},
+     Refusal(AuthFailure.BAD_SIGNATURE, "svix-signature"), None),
+    ("svix-* stale", svix(standard_headers(BODY, at=NOW - FAR)),
+     Refusal(AuthFailure.STALE_TIMESTAMP, "svix-timestamp"), None),
+    ("svix-* no signature", {k: v for k, v in svix(SIGNED).items() if k != "svix-signature"},
+     Refusal(AuthFailure.MISSING_HEADER, "svix-signature"),
+     "incomplete svix-* headers: no svix-signature"),
+    ("svix-* empty id", {**svix(SIGNED), "svix-id": ""},
+     Refusal(AuthFailure.MISSING_HEADER, "svix-id"), "incomplete svix-* headers: no svix-id"),
+    ("webhook-* no timestamp",
+     {k: v for k, v in SIGNED.items() if k != "webhook-timestamp"},
+     Refusal(AuthFailure.MISSING_HEADER, "webhook-timestamp"),
+     "incomplete webhook-* headers: no webhook-timestamp"),
+    # A webhook-* header present: that set is read, whatever svix-* headers come with it.
+    ("mixed", {"webhook-id": SIGNED["webhook-id"],
+               **{k: v for k, v in svix(SIGNED).items() if k != "svix-id"}},
+     Refusal(AuthFailure.MISSING_HEADER, "webhook-timestamp"),
+     "incomplete webhook-* headers: no webhook-timestamp" + MIXED_NOTE),
+    ("mixed, svix-id", {**svix(SIGNED), "webhook-signature": SIGNED["webhook-signature"]},
+     Refusal(AuthFailure.MISSING_HEADER, "webhook-id"),
+     "incomplete webhook-* headers: no webhook-id" + MIXED_NOTE),
+    ("both whole, webhook-* wrong", {**svix(SIGNED), **SIGNED, "webhook-signature": "v1,AAAA"},
+     Refusal(AuthFailure.BAD_SIGNATURE, "webhook-signature"), None),
+    ("svix-* repeated id", {**svix(SIGNED), "SVIX-ID": "msg_2"},
+     Refusal(AuthFailure.REPEATED_HEADER, "svix-id"), None),
+    # Nothing of either set: nothing to say which is incomplete.
+    ("none", {}, Refusal(AuthFailure.MISSING_HEADER, "webhook-id"), None),
+]
+
+
+@pytest.mark.parametrize(("headers", "expected", "told"), [c[1:] for c in SET_CASES],
+                         ids=[c[0] for c in SET_CASES])
+def test_the_standard_scheme_reads_one_whole_set_of_headers(
+    headers: dict[str, str], expected: Refusal | None, told: str | None
+) -> None:
+    refusal = check_request(auth("standard"), STD, headers, BODY, NOW)
+    assert refusal == expected
+    assert (refusal.told if refusal is not None else None) == told

@@ -32,7 +32,10 @@ Per-scheme rules (``secret`` is the resolved secret value as bytes):
     ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` (space-separated
     ``v1,<base64>`` entries; other versions ignored). The secret is ``whsec_<base64>``; the
     part after the prefix (or the whole secret without it) is base64-decoded into the key.
-    HMAC-SHA256 of ``"{id}.{timestamp}.{body}"``. Default tolerance 5 min.
+    HMAC-SHA256 of ``"{id}.{timestamp}.{body}"``. Default tolerance 5 min. Senders built on
+    Svix (Clerk, Resend, ...) send the same scheme as ``svix-id``, ``svix-timestamp`` and
+    ``svix-signature``, as the reference libraries accept: that set is read when no
+    ``webhook-*`` header is present, and the three headers always come from one set.
 ``slack``
     ``X-Slack-Signature: v0=<hex>`` over ``"v0:{X-Slack-Request-Timestamp}:{body}"``,
     HMAC-SHA256. Default tolerance 5 min.
@@ -57,7 +60,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -91,10 +94,9 @@ _GITHUB_HEADER = "X-Hub-Signature-256"
 _STRIPE_HEADER = "Stripe-Signature"
 _SLACK_SIGNATURE = "X-Slack-Signature"
 _SLACK_TIMESTAMP = "X-Slack-Request-Timestamp"
-_STANDARD_ID = "webhook-id"
-_STANDARD_TIMESTAMP = "webhook-timestamp"
-_STANDARD_SIGNATURE = "webhook-signature"
-_STANDARD_HEADERS = (_STANDARD_ID, _STANDARD_TIMESTAMP, _STANDARD_SIGNATURE)
+# The standard scheme's (id, timestamp, signature) headers, and Svix's names for them.
+STANDARD_HEADERS: tuple[str, str, str] = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SVIX_HEADERS: tuple[str, str, str] = ("svix-id", "svix-timestamp", "svix-signature")
 _SLACK_HEADERS = (_SLACK_SIGNATURE, _SLACK_TIMESTAMP)
 _STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format marker, not a secret
 
@@ -128,6 +130,9 @@ class Refusal:
 
     reason: AuthFailure
     header: str | None = None
+    # What the sender may be told beyond "authentication failed" (None: nothing). Not part
+    # of the refusal's identity: the reason and the header are.
+    told: str | None = field(default=None, compare=False)
 
 
 # A request's verdict: (headers, raw body, now) -> accepted?
@@ -176,7 +181,7 @@ def auth_header_names(auth: AuthConfig) -> frozenset[str]:
     """Lower-case names of the headers carrying auth material, to strip before storing.
 
     Always includes ``authorization`` and ``proxy-authorization``. Non-secret companions
-    (``webhook-id``, timestamps) are kept: they are useful for tracing and dedupe.
+    (``webhook-id``/``svix-id``, timestamps) are kept: they are useful for tracing and dedupe.
     """
     names: set[str] = set(ALWAYS_STRIPPED)
     scheme = auth.scheme
@@ -190,7 +195,8 @@ def auth_header_names(auth: AuthConfig) -> frozenset[str]:
     elif scheme == "stripe":
         names.add(_STRIPE_HEADER.lower())
     elif scheme == "standard":
-        names.add(_STANDARD_SIGNATURE)
+        # Both names, whichever set a request used: a signature is never worth keeping.
+        names.update({STANDARD_HEADERS[2], SVIX_HEADERS[2]})
     elif scheme == "slack":
         names.add(_SLACK_SIGNATURE.lower())
     return frozenset(names)
@@ -595,41 +601,97 @@ def _standard_key(secret: bytes) -> bytes | None:
     return key or None
 
 
+@dataclass(frozen=True, slots=True)
+class _StandardSet:
+    """One set of the standard scheme's header names, with its refusals built once."""
+
+    names: tuple[str, str, str]  # id, timestamp, signature
+    about: dict[str, dict[AuthFailure, Refusal]]
+    # A header of the set missing, by header: as told when nothing else of the set came
+    # (nothing to tell: no signature was sent at all), when some of it did, and when the
+    # other set was sent too (a sender mixing the two).
+    unsent: dict[str, Refusal]
+    incomplete: dict[str, Refusal]
+    mixed: dict[str, Refusal]
+
+
+def _standard_set(names: tuple[str, str, str], other: tuple[str, str, str]) -> _StandardSet:
+    family = names[0].partition("-")[0] + "-*"
+    alias = other[0].partition("-")[0] + "-*"
+    return _StandardSet(
+        names=names,
+        about={name: _refusals(name) for name in names},
+        unsent={name: Refusal(AuthFailure.MISSING_HEADER, name) for name in names},
+        incomplete={
+            name: Refusal(AuthFailure.MISSING_HEADER, name,
+                          told=f"incomplete {family} headers: no {name}")
+            for name in names
+        },
+        mixed={
+            name: Refusal(AuthFailure.MISSING_HEADER, name,
+                          told=f"incomplete {family} headers: no {name}"
+                               f" ({alias} headers are read only when no {family} header"
+                               f" is sent)")
+            for name in names
+        },
+    )
+
+
+def _sent(headers: Mapping[str, str], names: tuple[str, str, str]) -> tuple[int, int, int]:
+    """On how many lines each of ``names`` appears."""
+    return (header_count(headers, names[0]), header_count(headers, names[1]),
+            header_count(headers, names[2]))
+
+
+def _standard_missing(
+    headers: Mapping[str, str], chosen: _StandardSet, counts: tuple[int, int, int], name: str
+) -> Refusal:
+    """The refusal for header ``name`` of the set read missing (or empty)."""
+    if not any(counts):
+        return chosen.unsent[name]  # no header of either set: nothing to say which
+    if chosen.names is STANDARD_HEADERS and any(_sent(headers, SVIX_HEADERS)):
+        return chosen.mixed[name]
+    return chosen.incomplete[name]
+
+
 def _standard_verifier(secret: bytes, tolerance: float) -> Checker:
     key = _standard_key(secret)
     if key is None:
         return _refuse_secret
     keyed = KeyedHmac(key, "sha256")
-    about_id = _refusals(_STANDARD_ID)
-    about_timestamp = _refusals(_STANDARD_TIMESTAMP)
-    about_signature = _refusals(_STANDARD_SIGNATURE)
-    about = {
-        _STANDARD_ID: about_id,
-        _STANDARD_TIMESTAMP: about_timestamp,
-        _STANDARD_SIGNATURE: about_signature,
-    }
+    standard = _standard_set(STANDARD_HEADERS, SVIX_HEADERS)
+    svix = _standard_set(SVIX_HEADERS, STANDARD_HEADERS)
 
     def check(headers: Mapping[str, str], body: bytes, now: datetime) -> Refusal | None:
-        repeated = repeated_header(headers, _STANDARD_HEADERS)
-        if repeated is not None:
-            return about[repeated][AuthFailure.REPEATED_HEADER]
-        msg_id = get_header(headers, _STANDARD_ID)
+        # One set is read whole: webhook-* when any of it is present, else svix-*. Never a
+        # mix, so that the id signed and the id the dedupe reads are one header.
+        counts = _sent(headers, STANDARD_HEADERS)
+        chosen = standard
+        if not any(counts):
+            svix_counts = _sent(headers, SVIX_HEADERS)
+            if any(svix_counts):
+                counts, chosen = svix_counts, svix
+        id_name, timestamp_name, signature_name = chosen.names
+        for name, count in zip(chosen.names, counts, strict=True):
+            if count > 1:
+                return chosen.about[name][AuthFailure.REPEATED_HEADER]
+        msg_id = get_header(headers, id_name)
         if not msg_id:
-            return about_id[AuthFailure.MISSING_HEADER]
-        timestamp = get_header(headers, _STANDARD_TIMESTAMP)
+            return _standard_missing(headers, chosen, counts, id_name)
+        timestamp = get_header(headers, timestamp_name)
         if timestamp is None:
-            return about_timestamp[AuthFailure.MISSING_HEADER]
-        signatures = get_header(headers, _STANDARD_SIGNATURE)
+            return _standard_missing(headers, chosen, counts, timestamp_name)
+        signatures = get_header(headers, signature_name)
         if not signatures:
-            return about_signature[AuthFailure.MISSING_HEADER]
+            return _standard_missing(headers, chosen, counts, signature_name)
         if not _is_utf8(body):
             return _NOT_UTF8
         seconds = _parse_timestamp(timestamp, now, tolerance)
         if isinstance(seconds, AuthFailure):
-            return about_timestamp[seconds]
+            return chosen.about[timestamp_name][seconds]
         id_bytes = _header_bytes(msg_id)
         if id_bytes is None:
-            return about_id[AuthFailure.MALFORMED_SIGNATURE]
+            return chosen.about[id_name][AuthFailure.MALFORMED_SIGNATURE]
         expected = keyed.digest(b"%s.%d.%s" % (id_bytes, seconds, body))
         matched = False
         usable = False
@@ -643,7 +705,7 @@ def _standard_verifier(secret: bytes, tolerance: float) -> Checker:
                 matched |= hmac.compare_digest(signature, expected)
         if matched:
             return None
-        return about_signature[
+        return chosen.about[signature_name][
             AuthFailure.BAD_SIGNATURE if usable else AuthFailure.MALFORMED_SIGNATURE
         ]
 

@@ -5,7 +5,8 @@ The key goes into ``workflow_executions.dedupe_key``; the unique (``trigger_id``
 
 Sources, tried in this order, the first that yields a value winning:
 
-1. ``header``: the value of that request header (looked up case-insensitively);
+1. ``header``: the value of that request header (looked up case-insensitively), else of
+   its ``header_alias`` (the standard scheme's ``svix-id`` for ``webhook-id``);
 2. ``json_pointer``: an RFC 6901 pointer (``/data/id``, ``~1`` for ``/``, ``~0`` for ``~``)
    into the parsed body (pass :attr:`ParsedBody.input`; a JSON body that is not an object
    sits under ``/body``). A string is used as-is; a number or boolean as its JSON text; an
@@ -24,10 +25,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from triggerd.model import DedupeConfig, WebhookConfig
-from triggerd.webhooks.auth import get_header
+from triggerd.webhooks.auth import STANDARD_HEADERS, SVIX_HEADERS, get_header
 
 KEY_PREFIX = "webhook:"
 MAX_KEY_CHARS = 200
@@ -37,7 +39,7 @@ MAX_KEY_CHARS = 200
 # Slack marks a retry with X-Slack-Retry-Num and sends the same event_id again.
 PROVIDER_DEDUPE: Mapping[str, DedupeConfig] = {
     "github": DedupeConfig(header="X-GitHub-Delivery"),
-    "standard": DedupeConfig(header="webhook-id"),
+    "standard": DedupeConfig(header=STANDARD_HEADERS[0]),  # or svix-id: effective_dedupe
     "stripe": DedupeConfig(json_pointer="/id"),
     "slack": DedupeConfig(json_pointer="/event_id"),
 }
@@ -45,12 +47,20 @@ PROVIDER_DEDUPE: Mapping[str, DedupeConfig] = {
 
 def effective_dedupe(config: WebhookConfig) -> DedupeConfig | None:
     """The dedupe a trigger uses: its mapping, else its scheme's delivery id unless
-    ``dedupe: none``, else none."""
-    if config.dedupe is not None:
-        return config.dedupe
-    if not config.provider_dedupe:
-        return None
-    return PROVIDER_DEDUPE.get(config.auth.scheme)
+    ``dedupe: none``, else none.
+
+    On the standard scheme, a dedupe on ``webhook-id`` reads ``svix-id`` when there is no
+    ``webhook-id``: the scheme accepted the request on the svix-* set then, and a
+    redelivery carries the same svix-id."""
+    dedupe = config.dedupe
+    if dedupe is None:
+        if not config.provider_dedupe:
+            return None
+        dedupe = PROVIDER_DEDUPE.get(config.auth.scheme)
+    if (dedupe is not None and config.auth.scheme == "standard" and dedupe.header
+            and dedupe.header.lower() == STANDARD_HEADERS[0]):
+        return replace(dedupe, header_alias=SVIX_HEADERS[0])
+    return dedupe
 
 
 # Bounded so that int() stays cheap and within Python's digit limit.
@@ -69,6 +79,8 @@ def dedupe_key(
     key: str | None = None
     if config.header:
         key = _present(get_header(headers, config.header))
+        if key is None and config.header_alias:
+            key = _present(get_header(headers, config.header_alias))
     if key is None and config.json_pointer is not None:
         key = _present(_as_key(resolve_json_pointer(parsed, config.json_pointer)))
     if key is None and config.body_hash:

@@ -684,7 +684,8 @@ class WebhookIngress(BaseComponent):
             if refusal is None:
                 return None
         # Never tell the sender which part failed (the operator's log does), except for a
-        # repeated header: a sender can only fix that if told, and it reveals no secret.
+        # repeated header or an incomplete set of headers (the standard scheme's): a sender
+        # can only fix those if told, and they reveal no secret.
         # A 401 names the scheme to use where HTTP has one (RFC 9110 15.5.2): Basic, or
         # Bearer for a token in the Authorization header.
         auth = route.config.auth
@@ -697,7 +698,9 @@ class WebhookIngress(BaseComponent):
         )
         message = (
             f"authentication failed: header {refusal.header} appears more than once"
-            if refusal.reason is AuthFailure.REPEATED_HEADER else "authentication failed"
+            if refusal.reason is AuthFailure.REPEATED_HEADER
+            else f"authentication failed: {refusal.told}" if refusal.told is not None
+            else "authentication failed"
         )
         return self._refused(
             request, route, error_response(401, "unauthorized", message, headers=challenge),
