@@ -170,6 +170,63 @@ async def test_disabling_the_trigger_stops_its_running_backfill(
     assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
 
 
+async def test_a_backfill_canceled_by_a_disable_is_audited_and_keeps_no_owner(
+    pool: asyncpg.Pool
+) -> None:
+    """Canceled because its trigger was disabled, a backfill had no audit row (a cancel by
+    hand has one) and kept the runner that worked it as its owner."""
+    from triggerd.operations.triggers import set_enabled
+
+    acme = Actor(name="token:acme-ops", via="api", tenant="acme")
+    await apply_doc(pool, {**DOC, "tenant": "acme"})
+    plan = await create(pool, acme, _request(rate="1/s"))
+    runner = BackfillRunner(pool, owner="a")
+    assert await runner.work_once(0.0) == 1
+    await set_enabled(pool, acme, "report/hourly", False)
+    assert await runner.work_once(10.0) == 0
+    row = await pool.fetchrow("SELECT state, owner, started FROM backfills")
+    assert tuple(row) == ("canceled", None, 1)
+    audit = await pool.fetch("SELECT tenant_id, actor, action, target_kind, target, target_id,"
+                             " note, detail FROM audit_log ORDER BY id")
+    assert [(r["actor"], r["action"]) for r in audit] == [
+        ("token:acme-ops", "backfill"), ("token:acme-ops", "disable"),
+        ("scheduler", "cancel_backfill")]
+    last = audit[-1]
+    assert (last["tenant_id"], last["target_kind"], last["target"], str(last["target_id"]),
+            last["note"]) == ("acme", "backfill", plan.backfill_id, plan.backfill_id,
+                              "trigger report/hourly is disabled")
+    assert last["detail"] == {"trigger": "report/hourly", "started": 1,
+                              "reason": "trigger_disabled"}
+    # Once canceled, later ticks write nothing more.
+    assert await runner.work_once(10.0) == 0
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 3
+
+
+async def test_a_backfill_canceled_by_an_archive_is_audited_and_keeps_no_owner(
+    pool: asyncpg.Pool, hourly: str
+) -> None:
+    """The archive's own row counted the canceled backfills, but the backfill's trail had
+    nothing, and it kept the runner that worked it as its owner."""
+    from triggerd.operations.workflows import archive
+
+    plan = await create(pool, OPERATOR, _request(rate="1/s"))
+    runner = BackfillRunner(pool, owner="a")
+    assert await runner.work_once(0.0) == 1
+    assert (await archive(pool, OPERATOR, "report", note="retired")).canceled_backfills == 1
+    row = await pool.fetchrow("SELECT state, owner, started FROM backfills")
+    assert tuple(row) == ("canceled", None, 1)
+    audit = await pool.fetch("SELECT actor, action, target, note, detail FROM audit_log"
+                             " ORDER BY id")
+    assert [(r["actor"], r["action"], r["target"], r["note"]) for r in audit] == [
+        ("token:ops", "backfill", "report/hourly", None),
+        ("token:ops", "archive", "report", "retired"),
+        ("token:ops", "cancel_backfill", plan.backfill_id, "workflow report is archived")]
+    assert audit[-1]["detail"] == {"trigger": "report/hourly", "started": 1,
+                                   "reason": "workflow_archived"}
+    assert await runner.work_once(10.0) == 0
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
 async def test_only_missing_claims_no_ledger_row_for_a_slot_whose_run_is_there(
     pool: asyncpg.Pool, hourly: str
 ) -> None:

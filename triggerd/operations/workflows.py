@@ -59,12 +59,21 @@ async def archive(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None =
             return WorkflowChange(workflow=key, changed=False, status=previous,
                                   previous=previous)
         await lifecycle.set_status(conn, workflow.id, WorkflowStatus.ARCHIVED.value)
-        canceled = await lifecycle.cancel_backfills(conn, workflow.id)
+        backfills = await lifecycle.cancel_backfills(conn, workflow.id)
+        canceled = len(backfills)
         await record_audit(conn, AuditEntry(
             tenant_id=home(actor),
             actor=actor.name, action="archive", target_kind="workflow", target=key,
             target_id=workflow.id, note=note,
             detail={"previous": previous, "canceled_backfills": canceled}))
+        for backfill in backfills:
+            # Each backfill's own trail says why it ended, as a cancel by hand does.
+            await record_audit(conn, AuditEntry(
+                tenant_id=backfill.tenant_id, actor=actor.name, action="cancel_backfill",
+                target_kind="backfill", target=backfill.id, target_id=backfill.id,
+                note=f"workflow {key} is archived",
+                detail={"trigger": backfill.trigger, "started": backfill.started,
+                        "reason": "workflow_archived"}))
     return WorkflowChange(workflow=key, changed=True, status=WorkflowStatus.ARCHIVED.value,
                           previous=previous, canceled_backfills=canceled)
 

@@ -11,6 +11,7 @@ from triggerd.cron import utc_iso
 from triggerd.errors import NotFound
 from triggerd.model import DEFAULT_TENANT
 from triggerd.notifications.channels import EXECUTIONS
+from triggerd.store.audit import AuditEntry, record_audit
 from triggerd.store.key_locks import key_lock
 
 Conn = Any  # a connection or a pool
@@ -193,13 +194,15 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         # Only the chunk to start: every tick claims each running backfill, and its up to
         # 10,000 instants read each time cost a daemon a fifth of a core for eight of them.
         current = await conn.fetchrow(
-            "SELECT next_index, state, slots[next_index + 1 : next_index + $3] AS chunk"
+            "SELECT next_index, state, started,"
+            " slots[next_index + 1 : next_index + $3] AS chunk"
             " FROM backfills WHERE id = $1::uuid AND owner = $2 FOR UPDATE",
             backfill.id, owner, count)
         if current is None or current["state"] != "running":
             return 0, 0, True
         owner_state = await conn.fetchrow(
-            "SELECT w.status <> 'active' AS held, NOT t.enabled AS disabled"
+            "SELECT w.status <> 'active' AS held, NOT t.enabled AS disabled,"
+            " w.key || '/' || t.name AS trigger, t.tenant_id"
             " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
             " WHERE t.id = $1::uuid", backfill.trigger_id)
         if owner_state is not None and owner_state["held"]:
@@ -208,8 +211,8 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         if owner_state is not None and owner_state["disabled"]:
             # Disabled meanwhile (by hand or by an apply): a backfill of a disabled trigger
             # is refused, and a running one stops as an archive stops it.
-            await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now()"
-                               " WHERE id = $1::uuid", backfill.id)
+            await _cancel_for_disabled(conn, backfill.id, owner_state["trigger"],
+                                       owner_state["tenant_id"], current["started"])
             return 0, 0, True
         if one_at_a_time:
             # Two backfills of the trigger (leased by two daemons) each counted no active
@@ -257,6 +260,24 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
         if started:
             await conn.execute(f"SELECT pg_notify('{EXECUTIONS.wire}', $1::text)", str(started))
     return started, skipped, done
+
+
+# Who the audit trail names for what the daemon does on its own (as its automatic pause
+# after failures; triggerd.operations.actor.SCHEDULER).
+SCHEDULER_ACTOR = "scheduler"
+
+
+async def _cancel_for_disabled(conn: Conn, backfill_id: str, trigger: str, tenant_id: str,
+                               started: int) -> None:
+    """Cancel a backfill whose trigger was disabled, as an operator's cancel does: no
+    owner kept, and an audit row (the daemon's) saying why, in the caller's transaction."""
+    await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now(),"
+                       " owner = NULL WHERE id = $1::uuid", backfill_id)
+    await record_audit(conn, AuditEntry(
+        tenant_id=tenant_id, actor=SCHEDULER_ACTOR, action="cancel_backfill",
+        target_kind="backfill", target=backfill_id, target_id=backfill_id,
+        note=f"trigger {trigger} is disabled",
+        detail={"trigger": trigger, "started": started, "reason": "trigger_disabled"}))
 
 
 _INSERT_RUN = """

@@ -35,13 +35,26 @@ async def move_floors(conn: Conn, workflow_id: str) -> None:
         workflow_id)
 
 
-async def cancel_backfills(conn: Conn, workflow_id: str) -> int:
-    """Stop the running backfills of the workflow's triggers; returns how many."""
-    status: str = await conn.execute(
-        "UPDATE backfills b SET state = 'canceled', finished_at = now()"
-        " FROM workflow_triggers t WHERE t.id = b.trigger_id AND t.workflow_id = $1"
-        " AND b.state = 'running'", workflow_id)
-    return int(status.split()[-1])
+@dataclass(frozen=True, kw_only=True)
+class CanceledBackfill:
+    id: str
+    trigger: str  # workflow/trigger
+    tenant_id: str
+    started: int
+
+
+async def cancel_backfills(conn: Conn, workflow_id: str) -> list[CanceledBackfill]:
+    """Stop the running backfills of the workflow's triggers (no owner kept, as a cancel
+    by hand); returns them, oldest first, for their audit rows."""
+    rows = await conn.fetch(
+        "UPDATE backfills b SET state = 'canceled', finished_at = now(), owner = NULL"
+        " FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE t.id = b.trigger_id AND t.workflow_id = $1 AND b.state = 'running'"
+        " RETURNING b.id::text AS id, w.key || '/' || t.name AS trigger, t.tenant_id,"
+        " b.started, b.created_at", workflow_id)
+    return [CanceledBackfill(id=r["id"], trigger=r["trigger"], tenant_id=r["tenant_id"],
+                             started=r["started"])
+            for r in sorted(rows, key=lambda r: (r["created_at"], r["id"]))]
 
 
 async def runs_in_flight(conn: Conn, workflow_id: str) -> int:
