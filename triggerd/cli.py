@@ -1367,9 +1367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_triggers_resume)
     p = tsub.add_parser(
         "skip", help="skip the next N slots or one instant (ledger outcome skipped_manual)",
-        description="Record future slots of a scheduled trigger as skipped_manual: the"
-        " schedule then starts nothing for them, on every replica. A slot that already has"
-        " an outcome is refused (exit 4) and nothing is skipped.")
+        description="Record slots to come of a scheduled trigger as skipped_manual (a slot"
+        " whose instant has passed but whose jitter has not is one): the schedule then"
+        " starts nothing for them, on every replica. A slot that already has an outcome"
+        " (fired, say) is refused (exit 4) and nothing is skipped.")
     p.add_argument("name", metavar="NAME", type=_name)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--next", type=int, metavar="N", help="the next N slots (1-1000)")

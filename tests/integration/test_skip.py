@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -10,8 +10,10 @@ import pytest
 
 from tests.helpers import apply_doc
 from tests.integration.test_pause_resume import DOC, OPERATOR, _slot
+from triggerd.cron import utc_iso
 from triggerd.errors import Conflict, UsageError
 from triggerd.operations.triggers import skip
+from triggerd.planning import jitter_offset
 from triggerd.store.slots import load_cron_triggers, record_slots
 from triggerd.store.workflows import get_trigger
 
@@ -168,3 +170,130 @@ async def test_a_buffered_run_starts_once_the_active_run_has_ended(pool: asyncpg
         await pool.execute("UPDATE workflow_executions SET status = 'SUCCESS' WHERE id = $1",
                            by_hand)
         assert [c.id for c in (await claim_held(conn, "ex", lease, 10)).claimed] == [buffered]
+
+
+JITTER = timedelta(minutes=30)
+JITTERED: dict[str, Any] = {"workflows": [{
+    "key": "report",
+    "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+    "triggers": [{"name": "nightly", "type": "cron", "cron": "0 2 * * *", "jitter": "30m"}],
+}]}
+
+
+@pytest.fixture
+async def jittered(pool: asyncpg.Pool) -> dict[str, Any]:
+    """The nightly trigger with 30m of jitter, and its first slot from NOW on whose offset
+    is a minute or more (its write comes that long after the instant)."""
+    await apply_doc(pool, JITTERED)
+    trigger = await get_trigger(pool, "report/nightly")
+    config = await pool.fetchval("SELECT config::text FROM workflow_triggers WHERE id = $1",
+                                 trigger.id)
+    slot = next(at for at in (NOW.replace(hour=2) + timedelta(days=d) for d in range(1, 60))
+                if jitter_offset(trigger.id, at, JITTER) >= timedelta(minutes=1))
+    return {"id": trigger.id, "config": config, "slot": slot,
+            "offset": jitter_offset(trigger.id, slot, JITTER)}
+
+
+async def test_skip_reaches_a_slot_still_waiting_out_its_jitter(
+    pool: asyncpg.Pool, jittered: dict[str, Any]
+) -> None:
+    """Past its instant but not yet written (the scheduler writes it at instant + offset),
+    the slot was out of skip's reach: --next took the following one, --at said "not in
+    the future", and the slot fired."""
+    slot, offset = jittered["slot"], jittered["offset"]
+    now = slot + offset / 2
+    result = await skip(pool, OPERATOR, "report/nightly", next_count=2, now=now)
+    assert result.skipped == (slot, slot + timedelta(days=1))
+    # The scheduler's write of the jittered slot, at instant + offset: the ledger decides.
+    written = await record_slots(pool, [_slot(jittered, slot)], fired_at="x")
+    assert written.inserted == 0 and written.recorded == ()
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+    # --next goes on past the slots skipped, the waiting one included.
+    again = await skip(pool, OPERATOR, "report/nightly", next_count=1, now=now)
+    assert again.skipped == (slot + timedelta(days=2),)
+    rows = await pool.fetch("SELECT outcome FROM trigger_slots")
+    assert {r["outcome"] for r in rows} == {"skipped_manual"}
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 0
+
+
+async def test_skip_at_a_slot_waiting_out_its_jitter(
+    pool: asyncpg.Pool, jittered: dict[str, Any]
+) -> None:
+    slot, offset = jittered["slot"], jittered["offset"]
+    result = await skip(pool, OPERATOR, "report/nightly", at=slot,
+                        now=slot + offset - timedelta(microseconds=1))
+    assert result.skipped == (slot,)
+    written = await record_slots(pool, [_slot(jittered, slot)], fired_at="x")
+    assert written.inserted == 0 and written.recorded == ()
+    assert [r["outcome"] for r in await pool.fetch("SELECT outcome FROM trigger_slots")] == [
+        "skipped_manual"]
+    # Once its jitter is out, the slot is past: nothing to skip.
+    with pytest.raises(UsageError, match=r"^at: 2027-02-01T02:00:00Z is not in the future$"):
+        await skip(pool, OPERATOR, "report/nightly", at=datetime(2027, 2, 1, 2, tzinfo=UTC),
+                   now=datetime(2027, 2, 1, 2, 30, tzinfo=UTC))
+
+
+async def test_skipping_a_slot_that_already_fired_says_so(
+    pool: asyncpg.Pool, jittered: dict[str, Any]
+) -> None:
+    """A skip of a slot that fired (another replica's clock a little ahead, or its jitter
+    over) is refused with what happened to it, and records nothing."""
+    slot, offset = jittered["slot"], jittered["offset"]
+    fired = await record_slots(pool, [_slot(jittered, slot)], fired_at="x")
+    assert fired.inserted == 1
+    message = (rf"^slot {utc_iso(slot)} of report/nightly already fired;"
+               r" nothing was skipped$")
+    for now in (slot + offset / 2, slot + offset + timedelta(minutes=1), NOW + timedelta(365)):
+        with pytest.raises(Conflict, match=message):
+            await skip(pool, OPERATOR, "report/nightly", at=slot, now=now)
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
+    assert [tuple(r) for r in await pool.fetch("SELECT outcome FROM trigger_slots")] == [
+        ("fired",)]
+    # "Skip the next" is the next slot still to come: not the one that fired.
+    result = await skip(pool, OPERATOR, "report/nightly", next_count=1, now=slot + offset / 2)
+    assert result.skipped == (slot + timedelta(days=1),)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 1
+
+
+async def test_the_live_scheduler_leaves_a_slot_skipped_while_it_waits_out_its_jitter(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """End to end: the scheduler holds the slot in its jitter timer; a skip then writes
+    the ledger row first, and the timer's write finds it decided."""
+    import asyncio
+
+    from tests.helpers import wait_for
+    from tests.integration.test_scheduler_support import running
+
+    jitter = timedelta(seconds=10)
+    await apply_doc(pool, {"workflows": [{
+        "key": "w", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "t", "type": "cron", "cron": "* * * * * *", "jitter": "10s",
+                      "overlap": "allow"}]}]})
+    trigger = await get_trigger(pool, "w/t")
+    start = datetime.now(UTC).replace(microsecond=0)
+    # A slot a few seconds ahead whose write comes 6 s or more after its instant.
+    slot = next(at for at in (start + timedelta(seconds=s) for s in range(3, 200))
+                if jitter_offset(trigger.id, at, jitter) >= timedelta(seconds=6))
+    async with running(pool, dsn):
+        await asyncio.sleep((slot - datetime.now(UTC)).total_seconds() + 0.5)
+        result = await skip(pool, OPERATOR, "w/t", at=slot)
+        assert result.skipped == (slot,)
+
+        async def decided_past_its_write() -> bool:
+            # Every slot from 11 s after it is written after the slot's own write.
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM trigger_slots WHERE trigger_id = $1"
+                " AND scheduled_for >= $2", trigger.id, slot + timedelta(seconds=11)))
+
+        await wait_for(decided_past_its_write, timeout=60)
+    rows = await pool.fetch("SELECT scheduled_for, outcome FROM trigger_slots"
+                            " WHERE trigger_id = $1 AND scheduled_for BETWEEN $2 AND $3"
+                            " ORDER BY 1", trigger.id, slot - timedelta(seconds=1),
+                            slot + timedelta(seconds=1))
+    assert [(r["scheduled_for"], r["outcome"]) for r in rows] == [
+        (slot - timedelta(seconds=1), "fired"), (slot, "skipped_manual"),
+        (slot + timedelta(seconds=1), "fired")]
+    assert await pool.fetchval(
+        "SELECT count(*) FROM workflow_executions WHERE dedupe_key = $1",
+        f"cron:{utc_iso(slot)}") == 0

@@ -13,10 +13,12 @@ import asyncpg
 
 from triggerd.correlation import correlation_mapping, fire_correlation
 from triggerd.cron import utc_iso
+from triggerd.durations import parse_duration
 from triggerd.errors import Conflict, DefinitionError, UsageError
 from triggerd.inputs import check_input
 from triggerd.model import DEFAULT_TENANT, JSON, not_running_reason
 from triggerd.operations.actor import Actor, home
+from triggerd.planning import jitter_offset
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
 from triggerd.store import trigger_state
 from triggerd.store.audit import AuditEntry, record_audit
@@ -216,22 +218,45 @@ class SkipResult:
     skipped: tuple[datetime, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Jitter:
+    """What decides whether a slot whose instant has passed still waits out its jitter:
+    the scheduler writes slot ``at`` at ``at`` plus :func:`jitter_offset` (the same on
+    every replica), and a slot from before the trigger was enabled is never written."""
+
+    trigger_id: str
+    jitter: timedelta
+    enabled_at: datetime
+
+    def waiting(self, at: datetime, now: datetime) -> bool:
+        return (self.enabled_at <= at <= now
+                and now < at + jitter_offset(self.trigger_id, at, self.jitter))
+
+
 def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
-                   at: datetime | None, decided: frozenset[datetime] = frozenset()
-                   ) -> list[datetime]:
-    """The instants a skip names: the next ``next_count`` fires after ``now`` that are not
-    ``decided`` yet (skipped before: "skip the next" goes on to the next one still due),
-    or ``at`` (which must be one of the schedule's future fires)."""
+                   at: datetime | None, decided: frozenset[datetime] = frozenset(),
+                   jitter: Jitter | None = None) -> list[datetime]:
+    """The instants a skip names: the next ``next_count`` slots not ``decided`` yet
+    (skipped before: "skip the next" goes on to the next one still due), the first being
+    those past ``now`` but still waiting out their ``jitter``, then the fires after
+    ``now``; or ``at`` (which must be one of the schedule's future fires, or one still
+    waiting out its jitter)."""
+    def waiting(instant: datetime) -> bool:
+        return jitter is not None and jitter.waiting(instant, now)
+
     if next_count is not None:
         if not 1 <= next_count <= MAX_SKIP:
             raise UsageError(f"{next_count} is out of range 1-{MAX_SKIP}", field="next")
         instants: list[datetime] = []
         after = now
+        if jitter is not None:  # from the oldest slot that may still wait
+            after = min(now, max(now - jitter.jitter,
+                                 jitter.enabled_at - timedelta(microseconds=1)))
         while len(instants) < next_count:
             fire = schedule.next_fire(after)
             if fire is None:
                 break
-            if fire.at not in decided:
+            if (fire.at > now or waiting(fire.at)) and fire.at not in decided:
                 instants.append(fire.at)
             after = fire.at
         if not instants:
@@ -240,7 +265,7 @@ def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
     assert at is not None
     if at.tzinfo is None:
         raise UsageError("needs a UTC offset or Z (e.g. 2027-01-01T09:00:00Z)", field="at")
-    if at <= now:
+    if at <= now and not waiting(at):
         raise UsageError(f"{utc_iso(at)} is not in the future", field="at")
     found = schedule.next_fire(at - timedelta(microseconds=1))
     if found is None or found.at != at:
@@ -251,34 +276,55 @@ def _slots_to_skip(schedule: Schedule, now: datetime, next_count: int | None,
     return [at]
 
 
+# Outcomes of a slot that started (or queued) its run.
+_FIRED = frozenset({"fired", "buffered", "canceled_previous"})
+
+
+def _already_decided(name: str, at: datetime, outcome: str) -> Conflict:
+    if outcome in _FIRED:
+        how = "" if outcome == "fired" else f" ({outcome})"
+        return Conflict(f"slot {utc_iso(at)} of {name} already fired{how}; nothing was skipped")
+    return Conflict(f"slot {utc_iso(at)} of {name} is already decided ({outcome});"
+                    " nothing was skipped")
+
+
 async def skip(pool: asyncpg.Pool, actor: Actor, name: str, *, next_count: int | None = None,
                at: datetime | None = None, note: str | None = None,
                now: datetime | None = None) -> SkipResult:
-    """Record future slots as ``skipped_manual`` in the ledger: the live schedule then finds
-    them decided and starts nothing for them (the same primary key decides on every
-    replica). A slot that already has a ledger row is a conflict."""
+    """Record slots still to come as ``skipped_manual`` in the ledger: the live schedule
+    then finds them decided and starts nothing for them (the same primary key decides on
+    every replica). A slot to come is a future one, or one whose instant has passed but
+    whose jittered write has not come yet. A slot that already has a ledger row (fired,
+    or decided otherwise) is a conflict."""
     if (next_count is None) == (at is None):
         raise UsageError("give exactly one of next and at")
     note = check_note(note)
     async with pool.acquire() as conn, conn.transaction():
         trigger = await scheduled_trigger(conn, name, "skipped", home(actor))
         schedule = schedule_of(trigger.type, trigger.config)
+        jitter = Jitter(trigger_id=trigger.id, enabled_at=trigger.enabled_at,
+                        jitter=parse_duration(str(trigger.config.get("jitter", "0s"))))
         now = now or datetime.now(UTC)
         _, completed = await trigger_state.paused_and_completed(conn, [trigger.id])
         if completed:
             # Its schedule starts nothing more: a skip would record fires never to come.
             raise Conflict(f"trigger {name} fires no more (max_runs reached:"
                            f" {trigger.config.get('max_runs')} scheduled runs); nothing to skip")
-        decided = (frozenset(await trigger_state.decided_after(conn, trigger.id, now))
+        if at is not None and at.tzinfo is not None and at <= now:
+            # A past slot the ledger holds: say what became of it (fired, most often).
+            outcome = (await trigger_state.recorded_slots(conn, trigger.id, [at])).get(at)
+            if outcome is not None:
+                raise _already_decided(name, at, outcome)
+        decided = (frozenset(await trigger_state.decided_after(
+                       conn, trigger.id, now - jitter.jitter))
                    if next_count is not None else frozenset())
-        instants = _slots_to_skip(schedule, now, next_count, at, decided)
+        instants = _slots_to_skip(schedule, now, next_count, at, decided, jitter)
         taken = await record_manual_skips(conn, trigger.id, instants,
                                           detail=f"skipped by {actor.name}"
                                           + (f": {note}" if note else ""))
         if taken:
-            first = min(taken)
-            raise Conflict(f"slot {utc_iso(first[0])} of {name} is already decided"
-                           f" ({first[1]}); nothing was skipped")
+            # A race lost to the schedule (the slot's jittered write) or another skip.
+            raise _already_decided(name, *min(taken))
         await record_audit(conn, AuditEntry(
             tenant_id=home(actor),
             actor=actor.name, action="skip", target_kind="trigger", target=name,
