@@ -1,5 +1,6 @@
-"""The real command refuses an option given twice (argparse kept the last one silently)
-and a filter that cannot name anything, as bad input (exit 2) that writes nothing."""
+"""The real command refuses an option given twice (argparse kept the last one silently),
+a filter that cannot name anything and a number that is not ASCII digits, as bad input
+(exit 2) that writes nothing."""
 
 from __future__ import annotations
 
@@ -86,3 +87,43 @@ async def test_a_filter_that_cannot_be_a_name_is_exit_2_as_the_api_answers_400(
     missing = triggerd("executions", "list", "--workflow", "nope", dsn=dsn)
     assert (missing.returncode, one_line_error(missing)) == (
         3, "triggerd: error: no workflow with key 'nope'")
+
+
+# What Python's int() and float() take but the API's integer parameters refuse (400).
+NOT_ASCII_NUMBERS = [
+    (["triggers", "skip", "billing/hourly", "--next", "\u0663"], "--next", "int", "\u0663",
+     "triggers skip"),
+    (["executions", "list", "--limit", "\u0665"], "--limit", "int", "\u0665",
+     "executions list"),
+    (["audit", "--limit", "\uff15"], "--limit", "int", "\uff15", "audit"),
+    (["backfills", "list", "--limit", " 5"], "--limit", "int", " 5", "backfills list"),
+    (["webhooks", "list", "--limit", "5\n"], "--limit", "int", "5\n", "webhooks list"),
+    (["triggers", "next", "billing/hourly", "--count", "+5"], "--count", "int", "+5",
+     "triggers next"),
+    (["triggers", "show", "billing/hourly", "--slots", "1_0"], "--slots", "int", "1_0",
+     "triggers show"),
+    (["cron", "next", "* * * * *", "--count", "\u0665"], "--count", "int", "\u0665",
+     "cron next"),
+    (["executions", "watch", "01234567", "--interval", "\u0661"], "--interval", "float",
+     "\u0661", "executions watch"),
+]
+
+
+async def test_a_number_option_takes_ascii_digits_as_the_api_does(
+    pool: Any, dsn: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "billing.yaml"
+    path.write_text(DEFINITION)
+    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
+    before = await _counts(pool)
+    for args, option, kind, value, command in NOT_ASCII_NUMBERS:
+        result = triggerd(*args, dsn=dsn)
+        assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
+        assert one_line_error(result) == (
+            f"triggerd: error: argument {option}: invalid {kind} value: {value!r}"
+            f" (see 'triggerd {command} --help')"), args
+    # The skip above would have skipped three slots (ledger rows and an audit row).
+    assert await _counts(pool) == before
+    skipped = triggerd("triggers", "skip", "billing/hourly", "--next", "3", dsn=dsn)
+    assert skipped.returncode == 0, skipped.stderr
+    assert await pool.fetchval("SELECT count(*) FROM trigger_slots") == 3
