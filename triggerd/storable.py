@@ -13,6 +13,26 @@ MAX_JSON_DEPTH = 64
 BIGINT_MAX = 2**63 - 1
 
 
+def at_most_pattern(high: int) -> str:
+    """A regular expression (JSON Schema's dialect too) for the ASCII digits of 0..``high``,
+    leading zeros allowed, no longer than ``high``'s: the numbers shorter than it, then, for
+    each of its digits, its digits before that one and a smaller one there."""
+    digits = str(high)
+    size = len(digits)
+    choices = [f"[0-9]{{1,{size - 1}}}"] if size > 1 else []
+    for at, digit in enumerate(digits):
+        if digit != "0":
+            rest = size - at - 1
+            smaller = "0" if digit == "1" else f"[0-{int(digit) - 1}]"
+            choices.append(digits[:at] + smaller + (f"[0-9]{{{rest}}}" if rest else ""))
+    choices.append(digits)
+    return f"^(?:{'|'.join(choices)})$"
+
+
+# An audit row's id as a cursor, as the API documents it: exactly what is_bigint_text takes.
+BIGINT_TEXT_PATTERN = at_most_pattern(BIGINT_MAX)
+
+
 def is_bigint_text(text: str) -> bool:
     """Whether ``text`` is the ASCII digits of a non-negative PostgreSQL ``bigint`` (an
     audit row's id: a cursor beyond it overflowed the query)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -1032,6 +1033,33 @@ async def test_a_nul_in_a_parameter_and_an_undecodable_body_are_400(offline: Cli
     await expect_error(response, 415, "unsupported_encoding",
                        "the body's Content-Encoding 'foo' is not one of gzip, deflate, br,"
                        " zstd (or identity)")
+
+
+async def test_the_documented_audit_cursor_is_exactly_what_the_api_takes(
+    client: Client,
+) -> None:
+    # The document's pattern took any 19 digits, the API refuses those past a bigint (400):
+    # a client checking its input against the document had them refused anyway.
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    (parameter,) = [p for p in document["paths"]["/api/v1/audit"]["get"]["parameters"]
+                    if p.get("name") == "cursor"]
+    pattern = re.compile(parameter["schema"]["pattern"])
+    page = document["components"]["schemas"]["AuditPage"]["properties"]["next_cursor"]
+    assert page == {"type": ["string", "null"], "pattern": pattern.pattern}
+    largest = 2**63 - 1
+    cursors = [str(n) for n in (0, 9, 10, 10**18 - 1, 10**18, largest - 1, largest,
+                                largest + 1, 10**19 - 1, 10**19)]
+    cursors += ["0" * 19, "0" * 20, "09223372036854775807", "8" + "9" * 18,
+                "9223372036854775799", "9223372036854775810", "9223372036854775900"]
+    for cursor in cursors:
+        documented = pattern.fullmatch(cursor) is not None
+        response = await client.get(f"/api/v1/audit?cursor={cursor}", headers=AUTH)
+        if documented:
+            assert response.status == 200, (cursor, await response.text())
+        else:
+            await expect_error(response, 400, "invalid_parameter", "cursor: not a cursor"
+                               " returned by this API (pass next_cursor back)")
+        assert documented == (len(cursor) <= 19 and int(cursor) <= largest), cursor
 
 
 async def test_a_bad_decision_is_answered_as_the_resume_link_answers_it(

@@ -52,6 +52,7 @@ from triggerd.model import (
     TriggerType,
 )
 from triggerd.positions import CURSOR_PATTERN
+from triggerd.storable import BIGINT_TEXT_PATTERN
 from triggerd.store.backfills import BACKFILL_STATES
 
 
@@ -245,7 +246,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
             query("target", {"type": "string", "minLength": 1, "maxLength": 300},
                   "Only rows of this target (workflow/trigger, workflow key, execution id)."),
             PAGE_LIMIT,
-            query("cursor", {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            query("cursor", {"type": "string", "pattern": BIGINT_TEXT_PATTERN},
                   "Opaque: the next_cursor of the previous page."),
         ),
     ),

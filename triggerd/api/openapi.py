@@ -28,6 +28,7 @@ from triggerd.model import (
     WorkflowStatus,
 )
 from triggerd.positions import CURSOR_PATTERN
+from triggerd.storable import BIGINT_TEXT_PATTERN
 
 API_PREFIX = "/api/v1"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
@@ -490,7 +491,7 @@ def _schemas() -> dict[str, Schema]:
         "AuditPage": _object(
             {
                 "items": {"type": "array", "items": _ref("AuditEntry")},
-                "next_cursor": _nullable({"type": "string", "pattern": "^[0-9]{1,19}$"}),
+                "next_cursor": _nullable({"type": "string", "pattern": BIGINT_TEXT_PATTERN}),
             }
         ),
         "TriggerChange": _object(
