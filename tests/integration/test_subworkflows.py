@@ -11,13 +11,13 @@ import asyncpg
 import pytest
 import yaml
 
-from tests.helpers import apply_doc, final_status, fire, wait_for
+from tests.helpers import apply_doc, final_status, fire, wait_for, wait_until_blocked
 from triggerd.config import load_settings
 from triggerd.errors import Conflict, DefinitionError
 from triggerd.executor.service import Executor
 from triggerd.operations import Actor
 from triggerd.operations.executions import cancel, retry
-from triggerd.store.executions import child_executions
+from triggerd.store.executions import child_executions, request_cancel
 
 OPERATOR = Actor(name="token:ops", via="api")
 
@@ -271,6 +271,68 @@ async def test_a_child_of_a_canceled_run_is_not_retried(
     with pytest.raises(Conflict) as refused:
         await retry(pool, OPERATOR, child)
     assert f"was started by the run {grand}, which was canceled" in refused.value.message
+    # A run above still running, flagged by its cancel: it will end CANCELED.
+    await pool.execute("UPDATE workflow_executions SET status = 'RUNNING',"
+                       " cancel_requested = true WHERE id = $1", grand)
+    with pytest.raises(Conflict) as refused:
+        await retry(pool, OPERATOR, child)
+    assert refused.value.message == (
+        f"execution {child} was started by the run {grand}, which is being canceled: its"
+        f" retry would be canceled with it; retry {grand} instead")
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == count + 1
+
+
+async def _retry_and_cancel_interleaved(
+    pool: asyncpg.Pool, executor: Executor, cancel_first: bool
+) -> tuple[str, str]:
+    """A retry of a failed child and a cancel of its parent, each in its own transaction,
+    in a fixed interleaving: cancel_first, the cancel's statements run (its walk down does
+    not see the retry's uncommitted run) while the retry waits for a lock on audit_log
+    after its look and insert, and commit; else the cancel's statements run before the
+    retry's and commit after it. Returns the parent and the retry's run."""
+    parent, child = await _failed_child_of_waiting_parent(pool)
+    await executor.stop()  # no executor takes up the retry: its status is the store's
+    async with pool.acquire() as holder, pool.acquire() as canceler:
+        if cancel_first:
+            hold = holder.transaction()
+            await hold.start()
+            await holder.execute("LOCK TABLE audit_log IN SHARE MODE")
+            task = asyncio.create_task(retry(pool, OPERATOR, child))
+            try:
+                await wait_until_blocked(pool, "INSERT INTO audit_log")
+                async with canceler.transaction():
+                    await request_cancel(canceler, parent)
+            finally:
+                await hold.rollback()
+        else:
+            async with canceler.transaction():
+                await request_cancel(canceler, parent)
+                task = asyncio.create_task(retry(pool, OPERATOR, child))
+                # The retry committed and waits for the cancel still writing the parent.
+                await wait_until_blocked(pool, "SELECT FROM workflow_executions")
+        retried = await task
+    return parent, retried
+
+
+@pytest.mark.parametrize("cancel_first", [True, False], ids=["before", "during"])
+async def test_a_retry_racing_its_parents_cancel_is_canceled_with_it(
+    pool: asyncpg.Pool, executor: Executor, cancel_first: bool
+) -> None:
+    """The retry's look for a canceled run above and the cancel's walk down are two
+    statements: a cancel that came between them left the retry NEW below a canceled
+    parent until the sweep of orphaned children, and an executor could run it meanwhile."""
+    parent, retried = await _retry_and_cancel_interleaved(pool, executor, cancel_first)
+    rows = await pool.fetch("SELECT id::text, status, error_message, parent_execution_id::text"
+                            " AS parent FROM workflow_executions WHERE id = ANY($1::uuid[])"
+                            " ORDER BY id = $2", [parent, retried], parent)
+    assert [tuple(r) for r in rows] == [
+        (retried, "CANCELED", "canceled with its parent run", parent),
+        (parent, "CANCELED", "canceled by request", None),
+    ]
+    assert await pool.fetchval(
+        "SELECT count(*) FROM workflow_executions WHERE status IN ('NEW', 'RUNNING', 'WAITING')"
+    ) == 0
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'retry'") == 1
 
 
 async def test_a_canceled_child_wakes_its_waiting_parent(

@@ -13,6 +13,7 @@ from triggerd.store.executions import (
     get_execution,
     request_cancel,
     retry_execution,
+    settle_retry,
 )
 from triggerd.store.records import ExecutionRecord
 
@@ -56,4 +57,6 @@ async def retry(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> str:
             tenant_id=owner.tenant_id,
             actor=actor.name, action="retry", target_kind="execution", target=execution_id,
             target_id=execution_id, detail={"execution_id": new_id}))
+    # After the commit: a cancel of a run above that raced this retry cancels it now.
+    await settle_retry(pool, new_id)
     return new_id

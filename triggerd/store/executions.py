@@ -1418,16 +1418,34 @@ RETURNING r.id
 """
 
 
-# The nearest run that ended CANCELED among run $1 and the runs above it (through
+# Whether a run (alias {0}) is canceled or being canceled: ended CANCELED, or flagged by a
+# cancel and not ended (its executor ends it CANCELED; a cancel of a parking run leaves
+# it WAITING with the flag until its executor takes it up). Only cancels set the flag.
+_CANCEL_REACHED = ("({0}.status = 'CANCELED' OR ({0}.cancel_requested"
+                   " AND {0}.status IN ('NEW', 'RUNNING', 'WAITING')))")
+
+# The nearest run canceled or being canceled among run $1 and the runs above it (through
 # ``parent_execution_id``), as the sweep of orphaned children walks them.
 _CANCELED_ANCESTOR = f"""
 WITH RECURSIVE up AS (
-  SELECT id, status, parent_execution_id, 1 AS depth FROM workflow_executions WHERE id = $1
+  SELECT id, status, cancel_requested, parent_execution_id, 1 AS depth
+    FROM workflow_executions WHERE id = $1
   UNION ALL
-  SELECT p.id, p.status, p.parent_execution_id, up.depth + 1
+  SELECT p.id, p.status, p.cancel_requested, p.parent_execution_id, up.depth + 1
     FROM up JOIN workflow_executions p ON p.id = up.parent_execution_id
-   WHERE up.status <> 'CANCELED' AND up.depth <= {MAX_WORKFLOW_DEPTH_LIMIT})
-SELECT id::text FROM up WHERE status = 'CANCELED' LIMIT 1
+   WHERE NOT {_CANCEL_REACHED.format('up')} AND up.depth <= {MAX_WORKFLOW_DEPTH_LIMIT})
+SELECT id::text, status FROM up WHERE {_CANCEL_REACHED.format('up')} LIMIT 1
+"""
+
+# Run $1 and the runs above it, nearest first.
+_ANCESTORS = f"""
+WITH RECURSIVE up AS (
+  SELECT id, parent_execution_id, 1 AS depth FROM workflow_executions WHERE id = $1
+  UNION ALL
+  SELECT p.id, p.parent_execution_id, up.depth + 1
+    FROM up JOIN workflow_executions p ON p.id = up.parent_execution_id
+   WHERE up.depth <= {MAX_WORKFLOW_DEPTH_LIMIT})
+SELECT id::text FROM up ORDER BY depth
 """
 
 
@@ -1445,13 +1463,16 @@ async def retry_execution(conn: Conn, execution_id: str) -> str:
                        " instead of retrying it")
     parent = old.parent_execution_id
     if parent is not None:
-        canceled = await conn.fetchval(_CANCELED_ANCESTOR, parent)
+        canceled = await conn.fetchrow(_CANCELED_ANCESTOR, parent)
         if canceled is not None:
             # As its parent's child, the retry would be canceled with it (by the sweep of
-            # orphaned children) as it starts.
+            # orphaned children) as it starts. A cancel that commits after this look is
+            # settle_retry's to catch.
+            ancestor = canceled["id"]
+            how = "was canceled" if canceled["status"] == "CANCELED" else "is being canceled"
             raise Conflict(
-                f"execution {execution_id} was started by the run {canceled}, which was"
-                f" canceled: its retry would be canceled with it; retry {canceled} instead")
+                f"execution {execution_id} was started by the run {ancestor}, which {how}:"
+                f" its retry would be canceled with it; retry {ancestor} instead")
     item = NewExecution(
         workflow_id=old.workflow_id,
         trigger_id=old.trigger_id,
@@ -1473,3 +1494,35 @@ async def retry_execution(conn: Conn, execution_id: str) -> str:
         if await conn.fetchval(_RETRY_KEEPS_KEY, item.id, old.id) is not None:
             await send_hints(conn, EXECUTIONS.wire, [HELD])
     return item.id
+
+
+async def settle_retry(conn: Conn, execution_id: str) -> bool:
+    """Cancel the retry ``execution_id`` of a child run, as its parent's cancel would have,
+    if a run above it is canceled or being canceled; returns whether it was. Call it after
+    the retry's commit, outside a transaction.
+
+    retry_execution's look for a canceled run above and a cancel's walk down
+    (cancel_children) are two statements under READ COMMITTED: a cancel whose walk read
+    before the retry's commit missed the new run, and the retry's look, before the cancel's
+    commit, missed the cancel. Locking the ancestors in the retry's transaction instead
+    would deadlock: a cancel locks its run, then the runs below it, then its parent (to wake
+    it); a child's end locks the child, then its parent. Here each ancestor is locked FOR
+    SHARE in a statement of its own (holding nothing else while it waits), which waits for
+    a cancel still writing it; the look after that sees every cancel that did not see the
+    retry, whose update of an ancestor came before the retry's commit."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await settle_retry(acquired, execution_id)
+    parent = await conn.fetchval(
+        "SELECT parent_execution_id::text FROM workflow_executions WHERE id = $1",
+        execution_id)
+    if parent is None:
+        return False
+    for ancestor in await conn.fetch(_ANCESTORS, parent):
+        await conn.execute("SELECT FROM workflow_executions WHERE id = $1 FOR SHARE",
+                           ancestor["id"])
+    canceled = await conn.fetchrow(_CANCELED_ANCESTOR, parent)
+    if canceled is None:
+        return False
+    await cancel_children(conn, [canceled["id"]])
+    return True
