@@ -350,6 +350,11 @@ class Daemon:
         in force."""
         async with self._reload_lock:
             self.notifier.reloading()
+            # As the start: systemd gives a reload TimeoutStartSec= too (90 s by default),
+            # which a reload re-planning many triggers or waiting for a slow database
+            # outlasted, and it was marked failed while it went on.
+            extending = asyncio.create_task(self.notifier.extend_while_busy(),
+                                            name="triggerd-reload-timeout")
             try:
                 try:
                     new = load_settings(self.settings.source)
@@ -407,6 +412,7 @@ class Daemon:
                 logger.info("reloaded", extra={"event": "daemon_reloaded"})
                 return True
             finally:
+                extending.cancel()  # before READY=1: no extension follows the reload's end
                 self.notifier.ready(self.status_line())
 
     async def stop(self) -> None:
@@ -484,7 +490,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if take_early_reload():  # one came while the process was starting
             self._reload_pending = True
-        extending = asyncio.create_task(self.notifier.extend_while_starting(),
+        extending = asyncio.create_task(self.notifier.extend_while_busy(),
                                         name="triggerd-start-timeout")
         try:
             try:

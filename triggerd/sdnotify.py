@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 logger = logging.getLogger(__name__)
 
 
-# While the daemon starts it asks systemd for this much more time, again every third of
-# it: TimeoutStartSec= (90 s by default) killed a start whose migrations or definitions
-# took longer, and the restart began them again, forever.
+# While the daemon starts or reloads it asks systemd for this much more time, again every
+# third of it: TimeoutStartSec= (90 s by default, a reload's timeout too) killed a start
+# whose migrations or definitions took longer, and the restart began them again, forever.
 START_EXTENSION_S = 90.0
 # But not for ever: a start stuck awaiting (a migration lock another process holds, a
 # database that does not answer) keeps the loop alive, and systemd must still give up and
@@ -82,11 +82,12 @@ class Notifier:
     def extend_timeout(self, seconds: float) -> None:
         self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
 
-    async def extend_while_starting(self, extension: float = START_EXTENSION_S,
-                                    times: int = START_EXTENSIONS) -> None:
-        """Extend the start timeout from the event loop, every third of ``extension``,
-        until cancelled (once the daemon is ready) or ``times`` extensions were sent: a
-        long start is not killed, a blocked loop or a start stuck for hours is."""
+    async def extend_while_busy(self, extension: float = START_EXTENSION_S,
+                                times: int = START_EXTENSIONS) -> None:
+        """Extend the start's (or a reload's) timeout from the event loop, every third of
+        ``extension``, until cancelled (once the daemon is ready again) or ``times``
+        extensions were sent: a long start or reload is not killed, a blocked loop or one
+        stuck for hours is."""
         if not self.enabled:
             return
         for _ in range(times):

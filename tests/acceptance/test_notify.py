@@ -4,6 +4,7 @@ creates (issue 5 item 2), and SIGHUP reloads (issue 5 item 3)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,9 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.acceptance.conftest import REPO_ROOT, DaemonProcess, Daemons, TomlValue
+from tests.helpers import wait_until_blocked
+
+# A port of this test's own (the others take a free one).
+RELOAD_PORT = 29840
 
 
 @dataclass(kw_only=True)
@@ -152,6 +158,51 @@ async def test_the_start_extends_systemds_start_timeout_until_ready(
     # Once ready, no more: the running service is watched by the watchdog instead.
     watchdogs = await notify_socket.wait_for("WATCHDOG=1", after=ready, count=2)
     later = notify_socket.indexes("EXTEND_TIMEOUT_USEC=", after=ready)
+    assert [i for i in later if i <= watchdogs[-1]] == [], notify_socket.snapshot()
+    assert await daemon.stop(signal.SIGTERM) == 0
+
+
+def _write_definitions(path: Path, name: str) -> None:
+    path.write_text(json.dumps({"workflows": [{
+        "key": "greet", "name": name,
+        "graph": {"nodes": [{"id": "greet", "type": "noop"}]},
+        "triggers": [{"name": "manual", "type": "manual"}],
+    }]}), encoding="utf-8")
+
+
+async def test_a_reload_extends_systemds_timeout_until_ready_again(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener, tmp_path: Path
+) -> None:
+    """systemd gives a reload TimeoutStartSec= too: a reload re-planning many triggers, or
+    waiting for a slow database, was marked failed while it went on. Made slow here by
+    another apply of the same workflow holding its row, as a replica's would."""
+    definitions = tmp_path / "greet.json"
+    _write_definitions(definitions, "first")
+    config, port = daemons.write_config(
+        database_url=dsn, port=RELOAD_PORT,
+        sections={"daemon": {"definitions": [str(definitions)]}})
+    daemon = daemons.spawn(config, port, {"NOTIFY_SOCKET": str(notify_socket.path),
+                                          "WATCHDOG_USEC": "1000000"})
+    await daemon.wait_ready()
+    [ready] = await notify_socket.wait_for("READY=1")
+    _write_definitions(definitions, "second")
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+    try:
+        async with pool.acquire() as holder, holder.transaction():
+            await holder.execute("SELECT FROM workflows WHERE key = 'greet' FOR UPDATE")
+            daemon.send(signal.SIGHUP)
+            [reloading] = await notify_socket.wait_for("RELOADING=1", after=ready)
+            await wait_until_blocked(pool, "SELECT w.id")  # the reload's apply waits
+            await notify_socket.wait_for("EXTEND_TIMEOUT_USEC=90000000", after=reloading)
+            assert notify_socket.indexes("READY=1", after=reloading) == []
+    finally:
+        await pool.close()
+    [ready_again] = await notify_socket.wait_for("READY=1", after=reloading)
+    reloaded = await daemon.wait_for_event("daemon_reloaded")
+    assert daemon.events_named("definitions_applied")[-1]["changed"], reloaded
+    # Once ready again, no more: the extensions stopped with the reload.
+    watchdogs = await notify_socket.wait_for("WATCHDOG=1", after=ready_again, count=2)
+    later = notify_socket.indexes("EXTEND_TIMEOUT_USEC=", after=ready_again)
     assert [i for i in later if i <= watchdogs[-1]] == [], notify_socket.snapshot()
     assert await daemon.stop(signal.SIGTERM) == 0
 

@@ -1,4 +1,4 @@
-"""The start's extensions of systemd's start timeout: one every third of the extension,
+"""The extensions of systemd's start (and reload) timeout: one every third of the extension,
 and no more than the limit, so a start stuck for hours still times out."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ async def test_the_extensions_stop_at_their_limit() -> None:
             # Fast extensions (30 ms apart); after the third none follows.
             try:
                 await asyncio.wait_for(
-                    notifier.extend_while_starting(extension=0.09, times=3), 5)
+                    notifier.extend_while_busy(extension=0.09, times=3), 5)
             finally:
                 notifier.close()
             received = []
@@ -34,4 +34,4 @@ async def test_the_extensions_stop_at_their_limit() -> None:
 
 
 async def test_without_a_notify_socket_nothing_is_sent_and_it_returns() -> None:
-    await asyncio.wait_for(Notifier(environ={}).extend_while_starting(), 1)
+    await asyncio.wait_for(Notifier(environ={}).extend_while_busy(), 1)
