@@ -36,7 +36,12 @@ from triggerd.appkeys import (
 )
 from triggerd.component import Component
 from triggerd.config import Settings, load_settings
-from triggerd.connections import ServerSlots, connections_needed, shortfall
+from triggerd.connections import (
+    ServerSlots,
+    connections_needed,
+    shortfall,
+    worker_pool_max,
+)
 from triggerd.console import TRUSTED_PROXIES, add_console_routes
 from triggerd.errors import DatabaseUnavailable, TriggerdError
 from triggerd.logs import apply_log_settings
@@ -113,6 +118,8 @@ class Daemon:
     # [http] processes > 1: the private directory of the Unix socket the workers forward
     # requests to.
     _worker_dir: str | None = None
+    # Their pools' size, once the server's slots were read (None: [database] pool_max).
+    _worker_pool_max: int | None = None
     # Set when the daemon cannot go on (the embedded server is lost): it stops and exits
     # non-zero so its supervisor restarts it.
     _fatal: str | None = None
@@ -230,14 +237,17 @@ class Daemon:
         """Log when the pool (and the HTTP workers' pools) may need more connections than
         the server has free: under load they would fail with "too many clients"."""
         assert self.pool is not None
-        needed = connections_needed(self.settings)
         try:
             async with self.pool.acquire() as conn:
                 limit, reserved, in_use = await diagnostics.connection_slots(conn)
         except asyncpg.PostgresError:
             return  # a role that may not read the settings: nothing to say
-        problem = shortfall(needed, ServerSlots(max_connections=limit, reserved=reserved,
-                                                in_use=in_use), own=self.pool.get_size())
+        slots = ServerSlots(max_connections=limit, reserved=reserved, in_use=in_use)
+        # The extra processes' pools share what the server takes (the embedded server's
+        # max_connections is PostgreSQL's default: the daemon sets none).
+        self._worker_pool_max = worker_pool_max(self.settings, slots.available)
+        needed = connections_needed(self.settings, slots.available)
+        problem = shortfall(needed, slots, own=self.pool.get_size())
         if problem is not None:
             logger.warning(
                 "database connections may run short: %s", problem,
@@ -262,6 +272,7 @@ class Daemon:
         workers = HttpWorkers(
             settings=self.settings, port=self._listen_port, upstream=path, dsn=dsn,
             metrics=self.app[METRICS], runs=self.executor is not None,
+            pool_max=self._worker_pool_max or worker_pool_max(self.settings),
         )
         await workers.start()
         self.components.append(workers)

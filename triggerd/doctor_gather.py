@@ -112,7 +112,8 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
     checks = [
         check_database(DatabaseFacts(
             where=db.redact_dsn(dsn) if not embedded else where, version=version,
-            needed=None if slots is None else connections_needed(settings), slots=slots)),
+            needed=None if slots is None else connections_needed(settings, slots.available),
+            slots=slots)),
         check_migrations(schema),
         check_routes(await route_facts(settings, webhooks, error)),
         await asyncio.to_thread(tzdata_facts_check, zones or {}, error, received, recorded),

@@ -92,6 +92,10 @@ async def test_both_processes_answer_and_every_route_works_through_either(
 ) -> None:
     daemon = await start(daemons, dsn, tmp_path)
     assert len(worker_pids(daemon)) == 1
+    # The extra process's pool is [database] pool_max (5 here), as the main process's: it
+    # runs an executor too (a fixed 6 before, whatever the setting).
+    [ready] = daemon.events_named("http_worker_ready")
+    assert ready["pool_max"] == 5, ready
 
     answers = await send_each_on_a_new_connection(daemon, "POST", "/hooks/spread/plain", 40)
     assert [status for status, _ in answers] == [202] * 40

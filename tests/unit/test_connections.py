@@ -5,14 +5,36 @@ from __future__ import annotations
 import pytest
 
 from triggerd.config import DatabaseSettings, HttpSettings, Settings
-from triggerd.connections import ServerSlots, connections_needed, shortfall
+from triggerd.connections import ServerSlots, connections_needed, shortfall, worker_pool_max
 from triggerd.doctor import DatabaseFacts, Status, check_database
+
+
+def _settings(pool_max: int, processes: int) -> Settings:
+    return Settings(database=DatabaseSettings(pool_max=pool_max),
+                    http=HttpSettings(processes=processes))
 
 
 def test_the_pool_listen_and_each_extra_http_process_count() -> None:
     assert connections_needed(Settings()) == 11  # pool_max 10 + LISTEN
-    assert connections_needed(Settings(database=DatabaseSettings(pool_max=40),
-                                       http=HttpSettings(processes=3))) == 41 + 2 * 7
+    # Each extra process's pool is pool_max too (it runs an executor of its own).
+    assert connections_needed(_settings(40, 3)) == 41 + 2 * 41
+    # Within the server's 97 slots: the extra processes share what the main one leaves.
+    assert connections_needed(_settings(40, 3), available=97) == 41 + 2 * (27 + 1) == 97
+
+
+@pytest.mark.parametrize(("pool_max", "processes", "available", "expected"), [
+    (10, 2, None, 10),  # the server's slots unknown (or PgBouncer's): pool_max
+    (10, 2, 97, 10),  # room enough: as the main process's
+    (10, 8, 97, 10),  # 8 x (10 + 1) = 88 of 97
+    (10, 9, 97, 9),  # 11 + 8 x (9 + 1) = 91: an even share of the 86 left
+    (5, 64, 97, 2),  # not even 1 + LISTEN each fits: the least it works with (warned)
+    (40, 1, 97, 40),  # no extra process
+    (1, 3, 97, 1),  # never more than pool_max
+])
+def test_an_extra_processs_pool_is_pool_max_within_the_servers_slots(
+    pool_max: int, processes: int, available: int | None, expected: int
+) -> None:
+    assert worker_pool_max(_settings(pool_max, processes), available) == expected
 
 
 @pytest.mark.parametrize(("needed", "in_use", "own", "expected"), [

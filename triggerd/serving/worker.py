@@ -32,7 +32,7 @@ from aiohttp import web
 
 from triggerd import db, runtime
 from triggerd.config import Settings, load_settings
-from triggerd.connections import WORKER_POOL_MAX
+from triggerd.connections import worker_pool_max
 from triggerd.errors import TriggerdError
 from triggerd.executor.service import Executor
 from triggerd.logs import apply_log_settings, setup_logging
@@ -54,6 +54,7 @@ ENV_UPSTREAM = "TRIGGERD_WORKER_UPSTREAM"
 ENV_INDEX = "TRIGGERD_WORKER_INDEX"
 ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
 ENV_RUNS = "TRIGGERD_WORKER_RUNS"  # "1": run what it stores (the daemon has an executor)
+ENV_POOL_MAX = "TRIGGERD_WORKER_POOL_MAX"  # its pool's size, as the main process sized it
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REPORT_INTERVAL = 1.0
@@ -158,14 +159,15 @@ def should_forward(ingress: WebhookIngress, path: str, tenant: str = DEFAULT_TEN
 
 
 async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
-                index: int, runs: bool = True) -> None:
+                index: int, runs: bool = True, pool_max: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     reporter = await Reporter.open(report_fd)
     dsn = settings.database.url
-    pool = await db.create_pool(dsn, min_size=1, max_size=WORKER_POOL_MAX,
+    pool_max = worker_pool_max(settings) if pool_max is None else pool_max
+    pool = await db.create_pool(dsn, min_size=1, max_size=pool_max,
                                 pgbouncer=settings.database.behind_pgbouncer)
     # A process of its own, so a LISTEN connection of its own (route changes, sync answers),
     # straight to PostgreSQL when the pool goes through PgBouncer.
@@ -243,7 +245,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     background.append(asyncio.create_task(report_loop()))
     reporter.send({"ready": True, "pid": os.getpid()})
     logger.info("http worker ready", extra={"event": "http_worker_ready", "worker": index,
-                                            "pid": os.getpid()})
+                                            "pid": os.getpid(), "pool_max": pool_max})
     try:
         await stop.wait()
     finally:
@@ -290,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_fd = int(os.environ[ENV_REPORT_FD])
         upstream = os.environ[ENV_UPSTREAM]
         index = int(os.environ[ENV_INDEX])
+        pool_max = int(os.environ[ENV_POOL_MAX]) if os.environ.get(ENV_POOL_MAX) else None
     except (KeyError, ValueError, TriggerdError) as exc:
         print(f"triggerd http worker: started without its daemon's environment ({exc})",
               file=sys.stderr)
@@ -298,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _die_with_parent()
     try:
         runtime.run(serve(settings, port=port, report_fd=report_fd, upstream=upstream,
-                          index=index, runs=os.environ.get(ENV_RUNS, "1") == "1"))
+                          index=index, runs=os.environ.get(ENV_RUNS, "1") == "1",
+                          pool_max=pool_max))
     except Exception as exc:  # the daemon logs the exit and starts this process again
         logger.error("http worker failed", extra={"event": "http_worker_failed",
                                                   "worker": index,

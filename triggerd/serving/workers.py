@@ -19,6 +19,7 @@ from triggerd.config import Settings
 from triggerd.serving.worker import (
     ENV_CONFIG,
     ENV_INDEX,
+    ENV_POOL_MAX,
     ENV_PORT,
     ENV_REPORT_FD,
     ENV_RUNS,
@@ -55,6 +56,8 @@ class HttpWorkers(BaseComponent):
     # The workers run the runs they store (as the main process does) only in a daemon
     # that runs an executor.
     runs: bool = True
+    # Each worker's pool (triggerd.connections.worker_pool_max).
+    pool_max: int = 10
     restart_delay: float = 1.0
     name: str = "http-workers"
     _workers: list[_Worker] = field(default_factory=list)
@@ -146,6 +149,7 @@ class HttpWorkers(BaseComponent):
                 ENV_UPSTREAM: self.upstream,
                 ENV_INDEX: str(worker.index),
                 ENV_RUNS: "1" if self.runs else "0",
+                ENV_POOL_MAX: str(self.pool_max),
                 ENV_CONFIG: self.settings.source or "",
                 # The database the main process resolved (the embedded one included).
                 "TRIGGERD_DATABASE_URL": self.dsn,
