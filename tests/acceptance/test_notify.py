@@ -21,9 +21,6 @@ import pytest
 from tests.acceptance.conftest import REPO_ROOT, DaemonProcess, Daemons, TomlValue
 from tests.helpers import wait_until_blocked
 
-# A port of this test's own (the others take a free one).
-RELOAD_PORT = 29840
-
 
 @dataclass(kw_only=True)
 class NotifyListener:
@@ -179,7 +176,7 @@ async def test_a_reload_extends_systemds_timeout_until_ready_again(
     definitions = tmp_path / "greet.json"
     _write_definitions(definitions, "first")
     config, port = daemons.write_config(
-        database_url=dsn, port=RELOAD_PORT,
+        database_url=dsn,
         sections={"daemon": {"definitions": [str(definitions)]}})
     daemon = daemons.spawn(config, port, {"NOTIFY_SOCKET": str(notify_socket.path),
                                           "WATCHDOG_USEC": "1000000"})
