@@ -14,9 +14,10 @@ import pytest
 from tests.helpers import apply_doc, fire, wait_for
 from triggerd.config import load_settings
 from triggerd.executor.service import Executor
-from triggerd.model import OverlapPolicy
+from triggerd.model import DEFAULT_TENANT, OverlapPolicy
 from triggerd.operations import Actor
 from triggerd.operations.triggers import resume
+from triggerd.store.audit import list_audit
 from triggerd.store.executions import ExecutionUpdate, claim_executions, write_progress
 from triggerd.store.slots import SlotRequest, load_cron_triggers, record_slots
 from triggerd.store.trigger_state import get_state, record_manual_skips
@@ -37,8 +38,8 @@ def _doc(extra: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> di
     }]}
 
 
-async def _trigger(pool: asyncpg.Pool) -> dict[str, Any]:
-    trigger = await get_trigger(pool, "report/hourly")
+async def _trigger(pool: asyncpg.Pool, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    trigger = await get_trigger(pool, "report/hourly", tenant)
     # Every slot of these tests is before the trigger was enabled: move that back.
     await pool.execute("UPDATE workflow_triggers SET enabled_at = $2 WHERE id = $1",
                        trigger.id, START - timedelta(days=1))
@@ -177,6 +178,20 @@ async def test_consecutive_failures_pause_the_trigger_naming_the_runs(
     state = await get_state(pool, trigger["id"])
     assert (state.paused, state.consecutive_failures, state.failed_executions) == (
         False, 0, ())
+
+
+async def test_an_automatic_pause_is_audited_in_the_triggers_tenant(
+    pool: asyncpg.Pool
+) -> None:
+    await apply_doc(pool, {"tenant": "acme", **_doc({"pause_after_failures": 1})})
+    trigger = await _trigger(pool, "acme")
+    await _finish(pool, {0: "ERROR"}, trigger)
+    assert (await get_state(pool, trigger["id"])).paused
+    # acme's audit list shows it; the default tenant's does not.
+    assert [(r.actor, r.action, r.target, r.tenant_id)
+            for r in await list_audit(pool, tenant="acme")] == [
+        ("scheduler", "pause", "report/hourly", "acme")]
+    assert await list_audit(pool, tenant=DEFAULT_TENANT) == []
 
 
 async def test_a_success_resets_the_count_also_within_one_batch(pool: asyncpg.Pool) -> None:

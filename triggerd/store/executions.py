@@ -968,7 +968,7 @@ _ACCOUNT = f""",
 acct_in AS (
     SELECT f.trigger_id, f.id, f.status, f.scheduled_for, f.end_time, f.scheduled,
            (t.config->>'pause_after_failures')::int AS threshold,
-           t.workflow_id, t.name
+           t.workflow_id, t.name, t.tenant_id
     FROM done f
     JOIN workflow_triggers t ON t.id = f.trigger_id
     -- Only runs of the live schedule count (manual, webhook and backfill runs skip the
@@ -987,6 +987,7 @@ acct AS (
         SELECT a.trigger_id, max(a.threshold) AS threshold,
                (SELECT w.key FROM workflows w WHERE w.id = max(a.workflow_id::text)::uuid)
                    || '/' || max(a.name) AS full_name,
+               max(a.tenant_id) AS tenant_id,
                max(a.end_time) FILTER (WHERE a.status = 'SUCCESS') AS last_success,
                max(a.scheduled_for) FILTER (WHERE a.scheduled AND a.status = 'SUCCESS')
                    AS last_ok
@@ -1074,8 +1075,10 @@ wakes AS (
           UNION ALL SELECT id FROM done WHERE status = 'WAITING' AND resume_at <= now()) x
 ),
 acct_audit AS (
-    INSERT INTO audit_log (actor, action, target_kind, target, target_id, note, detail)
-    SELECT 'scheduler', 'pause', 'trigger', a.full_name, a.trigger_id, x.note,
+    -- In the trigger's tenant (the column's default is the default tenant's trail).
+    INSERT INTO audit_log (tenant_id, actor, action, target_kind, target, target_id, note,
+                           detail)
+    SELECT a.tenant_id, 'scheduler', 'pause', 'trigger', a.full_name, a.trigger_id, x.note,
            jsonb_build_object('reason', 'pause_after_failures', 'threshold', a.threshold,
                               'failed_executions', to_jsonb(x.failed_executions::text[]))
     FROM acct_state x JOIN acct a USING (trigger_id)
