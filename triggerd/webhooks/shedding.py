@@ -5,65 +5,70 @@ requests that wait to be *read*. When the HTTP side is the bottleneck (several
 ``[http] processes``, each with an executor that keeps up), requests queue on their
 connections instead: a sender that pipelines, or keeps sending on a keep-alive
 connection, waits longer and longer and never hears a ``429``. The server cannot see when
-a request arrived, but it sees how many are parsed behind the one it handles and how fast
-that connection's requests are handled: their product estimates how long the newest one
-will wait. Past ``bound`` seconds the head is answered ``429`` at once (cheap: nothing is
-read or stored), which drains the queue, as CoDel drops at the head of a queue whose
-sojourn time stays too long.
+a request arrived, but it sees how many are parsed behind the one it starts: each of those
+has waited at least since the first start that saw it queued. A request that has waited
+longer than ``bound`` is answered ``429`` at once (cheap: nothing is read or stored), as
+CoDel drops at the head of a queue whose sojourn time stays too long; and so is every
+request after it on that connection until the connection has caught up (nothing queued
+behind): the queue the server sees is capped (aiohttp parses at most 32 requests ahead,
+the rest wait in the socket unseen), so requests read later may have waited longer than
+they seem to.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
-# The pace a connection is assumed to have before two of its requests were timed.
-MIN_PACE = 0.001
 # Connections seen backlogged are forgotten when seen caught up; this many at most are
 # kept (a client that closes a backlogged connection leaves its entry behind).
 MAX_TRACKED = 4096
-# Weight of the newest gap in a connection's pace (an exponential average).
-PACE_WEIGHT = 0.25
 
 
 @dataclass
 class _Backlog:
-    last_start: float
-    pace: float  # seconds between the starts of two admitted requests, backlogged
+    # For each request queued behind the last one started, in order: when a start first
+    # saw it queued (it arrived no later).
+    seen: deque[float] = field(default_factory=deque)
+    last_start: float = 0.0
     refusing: bool = False
 
 
 @dataclass
 class QueueShedder:
-    """Per connection: whether the request starting now is refused because those queued
-    behind it would wait more than ``bound`` seconds. Once a connection is refused, it is
-    refused until it has caught up (nothing queued behind): the queue the server sees is
-    capped (aiohttp parses at most 32 requests ahead, the rest wait in the socket), so an
-    estimate from it would admit again while older requests still wait unseen."""
+    """Per connection: whether the request starting now is refused because it has waited
+    (at least) more than ``bound`` seconds, or an earlier one on its connection had and
+    the connection has not caught up since."""
 
     bound: float
     _connections: dict[object, _Backlog] = field(default_factory=dict)
 
     def refuse(self, connection: object, behind: int, now: float) -> bool:
         """``behind``: requests parsed and queued after this one on ``connection``."""
-        if behind <= 0:
-            # Caught up: the next backlog is measured afresh.
-            self._connections.pop(connection, None)
-            return False
         state = self._connections.get(connection)
         if state is None:
+            if behind <= 0:
+                return False  # nothing waited before it was seen, nothing waits behind
             if len(self._connections) >= MAX_TRACKED:
                 self._forget_oldest()
-            state = self._connections[connection] = _Backlog(last_start=now, pace=MIN_PACE)
-        elif state.refusing:
-            return True
+            state = self._connections[connection] = _Backlog()
         else:
-            # The previous request (admitted) had this one behind it: the gap is how long
-            # that connection takes per request.
-            gap = max(MIN_PACE, now - state.last_start)
-            state.pace += PACE_WEIGHT * (gap - state.pace)
-            state.last_start = now
-        state.refusing = behind * state.pace > self.bound
-        return state.refusing
+            waited = now - state.seen.popleft() if state.seen else 0.0
+            if waited > self.bound:
+                state.refusing = True
+        refused = state.refusing
+        if behind <= 0:
+            # Caught up: the next backlog is measured afresh.
+            del self._connections[connection]
+            return refused
+        if len(state.seen) > behind:
+            # Requests started in between without asking (other routes): which entry is
+            # whose is unknown, and the latest guess refuses nobody too early.
+            state.seen.clear()
+        # Those behind that no start had seen are seen now.
+        state.seen.extend([now] * (behind - len(state.seen)))
+        state.last_start = now
+        return refused
 
     def tracked(self) -> int:
         return len(self._connections)
