@@ -151,7 +151,8 @@ class Metrics:
         )
         self.webhook_backpressure = Counter(
             "triggerd_webhook_backpressure",
-            "Webhook requests refused with 429 because too many runs are waiting",
+            "Webhook requests refused with 429 because too many runs are waiting, or because"
+            " requests waited too long on their connection",
             registry=reg,
         )
         self.webhook_filtered = Counter(
