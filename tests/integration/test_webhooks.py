@@ -1690,3 +1690,23 @@ async def test_a_short_pipelined_burst_is_accepted_whole(
     assert [int(a.split(b" ")[1]) for a in answers] == [202] * 20
     assert ingress.stats.backpressure_rejections == 0
     assert len(await executions(pool)) == 20
+
+
+async def test_a_connection_closed_while_backlogged_is_forgotten(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
+    client, ingress = await make_client()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    one = (f"POST /hooks/q HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+           "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+    writer.write(one * 10)
+    await reader.readuntil(b"\r\n\r\n")  # the first answer: nine were queued behind it
+    assert ingress.shedder.tracked() == 1
+    writer.close()
+    await writer.wait_closed()
+    deadline = asyncio.get_running_loop().time() + 10
+    while ingress.shedder.tracked() and asyncio.get_running_loop().time() < deadline:
+        await ingress._every_second()  # what the ingress does every second
+        await asyncio.sleep(0.05)
+    assert ingress.shedder.tracked() == 0

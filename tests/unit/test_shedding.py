@@ -67,3 +67,13 @@ def test_many_many_backlogged_connections_keep_a_bounded_table() -> None:
     assert shedder.refuse(0, 1, now) is False
     assert shedder.refuse(MAX_TRACKED + 9, 1, now) is False
     assert shedder.refuse(MAX_TRACKED + 8, 1, now + 1.0) is True
+
+
+def test_ended_connections_are_forgotten() -> None:
+    shedder = QueueShedder(bound=1.0)
+    for name in ("open", "gone"):
+        shedder.refuse(name, 3, 0.0)
+    shedder.forget(lambda connection: connection == "gone")
+    assert shedder.tracked() == 1
+    assert shedder.refuse("gone", 3, 5.0) is False  # measured afresh
+    assert shedder.refuse("open", 2, 5.0) is True

@@ -13,3 +13,9 @@ def queued_behind(request: web.BaseRequest) -> int:
     release); ``tests/integration/test_queue_shedding.py`` fails if a release moves it."""
     messages = getattr(request.protocol, "_messages", None)
     return len(messages) if messages is not None else 0
+
+
+def connection_closed(protocol: object) -> bool:
+    """Whether the connection of ``protocol`` (a ``request.protocol``) has ended: aiohttp
+    drops its transport then."""
+    return getattr(protocol, "transport", None) is None

@@ -44,7 +44,7 @@ from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import SecretPolicies, resolve_secret
 from triggerd.serving.forward import client_address
-from triggerd.serving.queued import queued_behind
+from triggerd.serving.queued import connection_closed, queued_behind
 from triggerd.store.keyed import KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
     InboxItem,
@@ -260,7 +260,7 @@ class WebhookIngress(BaseComponent):
                 name="webhooks-reload",
             ),
             asyncio.create_task(
-                pending_loop(self.refresh_pending, interval=self._pending_interval),
+                pending_loop(self._every_second, interval=self._pending_interval),
                 name="webhooks-pending",
             ),
         ]
@@ -301,6 +301,10 @@ class WebhookIngress(BaseComponent):
     async def reload(self) -> None:
         """Rebuild the route table from the database now (SIGHUP, tests, the admin API)."""
         await self.routes.reload()
+
+    async def _every_second(self) -> int:
+        self.shedder.forget(connection_closed)
+        return await self.refresh_pending()
 
     async def refresh_pending(self) -> int:
         """Count ``NEW`` executions now (backpressure); normally done every second."""

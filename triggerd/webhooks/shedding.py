@@ -17,7 +17,8 @@ they seem to.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Connections seen backlogged are forgotten when seen caught up; this many at most are
@@ -30,7 +31,6 @@ class _Backlog:
     # For each request queued behind the last one started, in order: when a start first
     # saw it queued (it arrived no later).
     seen: deque[float] = field(default_factory=deque)
-    last_start: float = 0.0
     refusing: bool = False
 
 
@@ -41,7 +41,8 @@ class QueueShedder:
     the connection has not caught up since."""
 
     bound: float
-    _connections: dict[object, _Backlog] = field(default_factory=dict)
+    # Least recently started first: the one forgotten when the table is full.
+    _connections: OrderedDict[object, _Backlog] = field(default_factory=OrderedDict)
 
     def refuse(self, connection: object, behind: int, now: float) -> bool:
         """``behind``: requests parsed and queued after this one on ``connection``."""
@@ -50,9 +51,10 @@ class QueueShedder:
             if behind <= 0:
                 return False  # nothing waited before it was seen, nothing waits behind
             if len(self._connections) >= MAX_TRACKED:
-                self._forget_oldest()
+                self._connections.popitem(last=False)
             state = self._connections[connection] = _Backlog()
         else:
+            self._connections.move_to_end(connection)
             waited = now - state.seen.popleft() if state.seen else 0.0
             if waited > self.bound:
                 state.refusing = True
@@ -67,12 +69,14 @@ class QueueShedder:
             state.seen.clear()
         # Those behind that no start had seen are seen now.
         state.seen.extend([now] * (behind - len(state.seen)))
-        state.last_start = now
         return refused
 
     def tracked(self) -> int:
         return len(self._connections)
 
-    def _forget_oldest(self) -> None:
-        oldest = min(self._connections, key=lambda c: self._connections[c].last_start)
-        del self._connections[oldest]
+    def forget(self, closed: Callable[[object], bool]) -> None:
+        """Forget the connections ``closed`` says have ended: the table holds each one
+        (its identity must not be taken by a new connection while it is here), and one
+        that ended while backlogged would otherwise stay until pushed out."""
+        for connection in [c for c in self._connections if closed(c)]:
+            del self._connections[connection]
