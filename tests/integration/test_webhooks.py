@@ -1633,36 +1633,48 @@ async def test_a_large_body_is_parsed_off_the_event_loop(
     assert len(inputs) == 2
 
 
-async def pipelined(client: TestClient[Any, Any], path: str, count: int) -> list[bytes]:
-    """``count`` POSTs written at once on one connection (HTTP/1.1 pipelining), and the
-    answers, in order."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+def pipelined_posts(path: str, count: int) -> bytes:
     one = (f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
-    writer.write(one * count)
+    return one * count
+
+
+async def read_answers(reader: asyncio.StreamReader, count: int) -> list[bytes]:
     answers = []
-    try:
-        for _ in range(count):
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:")))
-            answers.append(head + await reader.readexactly(length))
-    finally:
-        writer.close()
+    for _ in range(count):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        answers.append(head + await reader.readexactly(length))
     return answers
 
 
-async def test_a_connection_whose_queued_requests_wait_too_long_is_refused_until_caught_up(
+async def pipelined(client: TestClient[Any, Any], requests: bytes, count: int) -> list[bytes]:
+    """``requests`` (``count`` of them) written at once on one connection (HTTP/1.1
+    pipelining), and the answers, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(requests)
+    try:
+        return await read_answers(reader, count)
+    finally:
+        writer.close()
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+async def test_a_connection_whose_queued_requests_wait_too_long_is_refused(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:
     await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
     # A bound of 0: a request that waited behind another on its connection waited too
     # long. Ten written at once are parsed together: the first is taken, and the others,
-    # which waited for it, are refused (the connection does not catch up before the end).
+    # which waited for it, are refused.
     client, ingress = await make_client(queue_wait_bound=0.0)
-    answers = await pipelined(client, "/hooks/q", 10)
-    statuses = [int(a.split(b" ")[1]) for a in answers]
-    refused = [a for a in answers if b" 429 " in a.split(b"\r\n")[0]]
+    answers = await pipelined(client, pipelined_posts("/hooks/q", 10), 10)
+    statuses = [status_of(a) for a in answers]
+    refused = [a for a in answers if status_of(a) == 429]
     # (Were the ten read in two parts, each part's first would be taken.)
     assert statuses[0] == 202 and refused and set(statuses) == {202, 429}
     for answer in refused:
@@ -1676,20 +1688,54 @@ async def test_a_connection_whose_queued_requests_wait_too_long_is_refused_until
     assert ingress.stats.backpressure_rejections == len(refused)
     # Nothing refused was stored; every 202 has its request and its run.
     accepted = [json.loads(a.partition(b"\r\n\r\n")[2])["execution_id"]
-                for a in answers if b" 202 " in a.split(b"\r\n")[0]]
+                for a in answers if status_of(a) == 202]
     assert sorted(str(r["id"]) for r in await executions(pool)) == sorted(accepted)
     assert len(await requests_rows(pool)) == len(accepted)
 
 
-async def test_a_short_pipelined_burst_is_accepted_whole(
+async def test_a_pipelined_burst_that_did_not_wait_long_is_accepted_whole(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:
     await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
-    client, ingress = await make_client()  # the default bound (1 s)
-    answers = await pipelined(client, "/hooks/q", 20)
-    assert [int(a.split(b" ")[1]) for a in answers] == [202] * 20
+    # The ingress's clock stands still: no request waits, however many are queued.
+    client, ingress = await make_client(monotonic=lambda: 100.0)
+    answers = await pipelined(client, pipelined_posts("/hooks/q", 20), 20)
+    assert [status_of(a) for a in answers] == [202] * 20
     assert ingress.stats.backpressure_rejections == 0
     assert len(await executions(pool)) == 20
+
+
+async def test_a_request_that_did_not_ask_lends_no_wait_to_the_next(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
+    now = [100.0]
+    client, ingress = await make_client(monotonic=lambda: now[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        # A webhook with a request for a path that is no webhook behind it (answered 404
+        # before any queue-time look), then three idle seconds, then one more webhook.
+        writer.write(pipelined_posts("/hooks/q", 1) + pipelined_posts("/hooks/nope", 1))
+        assert [status_of(a) for a in await read_answers(reader, 2)] == [202, 404]
+        now[0] += 3.0
+        writer.write(pipelined_posts("/hooks/q", 1))
+        assert [status_of(a) for a in await read_answers(reader, 1)] == [202]
+    finally:
+        writer.close()
+    assert ingress.stats.backpressure_rejections == 0
+
+
+async def test_requests_behind_a_sync_request_are_not_refused_for_its_wait(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    await apply(pool, workflow(
+        "w", hook("h", "sync", response=ResponseMode.SYNC, timeout=timedelta(seconds=2))))
+    # Each waits its 2 s for a run nobody executes, then falls back to 202: the second
+    # was queued behind the first for those 2 s, which it asked for.
+    client, ingress = await make_client(queue_wait_bound=1.0)
+    answers = await pipelined(client, pipelined_posts("/hooks/sync", 2), 2)
+    assert [status_of(a) for a in answers] == [202, 202]
+    assert ingress.stats.backpressure_rejections == 0
 
 
 async def test_a_connection_closed_while_backlogged_is_forgotten(
@@ -1698,15 +1744,11 @@ async def test_a_connection_closed_while_backlogged_is_forgotten(
     await apply(pool, workflow("w", hook("h", "q", auth=token_auth())))
     client, ingress = await make_client()
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    one = (f"POST /hooks/q HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
-           "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
-    writer.write(one * 10)
-    await reader.readuntil(b"\r\n\r\n")  # the first answer: nine were queued behind it
+    writer.write(pipelined_posts("/hooks/q", 10))
+    await read_answers(reader, 1)  # the first answer: nine were queued behind it
     assert ingress.shedder.tracked() == 1
     writer.close()
     await writer.wait_closed()
-    deadline = asyncio.get_running_loop().time() + 10
-    while ingress.shedder.tracked() and asyncio.get_running_loop().time() < deadline:
+    while ingress.shedder.tracked():  # until aiohttp has seen the end (the test's timeout)
         await ingress._every_second()  # what the ingress does every second
         await asyncio.sleep(0.05)
-    assert ingress.shedder.tracked() == 0

@@ -1,79 +1,106 @@
-"""Load shedding on queue time (triggerd.webhooks.shedding): plain values, no clock."""
+"""Load shedding on queue time (triggerd.webhooks.shedding): plain values, no clock.
+
+``refuse(connection, number, behind, now)``: the request numbered ``number`` on its
+connection starts at ``now`` with ``behind`` parsed after it."""
 
 from __future__ import annotations
 
-from triggerd.webhooks.shedding import MAX_TRACKED, QueueShedder
+from triggerd.webhooks.shedding import MAX_TRACKED, UNSEEN_FROM, QueueShedder
+
+
+def burst(shedder: QueueShedder, count: int, gap: float, start: float = 0.0) -> list[bool]:
+    """``count`` requests parsed together and started ``gap`` seconds apart."""
+    return [shedder.refuse("c", n + 1, count - 1 - n, start + n * gap) for n in range(count)]
 
 
 def test_a_connection_with_nothing_behind_is_never_refused() -> None:
     shedder = QueueShedder(bound=0.0)
-    assert [shedder.refuse("c", 0, t) for t in (0.0, 5.0, 10.0)] == [False] * 3
+    assert [shedder.refuse("c", n, 0, n * 5.0) for n in (1, 2, 3)] == [False] * 3
     assert shedder.tracked() == 0
 
 
 def test_a_pipelined_burst_is_admitted_while_each_waited_less_than_the_bound() -> None:
-    # 31 requests parsed with the first, handled 30 ms apart: the last waited 0.93 s.
+    # 30 requests parsed with the first, handled 30 ms apart: the last waited 0.9 s.
     shedder = QueueShedder(bound=1.0)
-    refused = [shedder.refuse("c", 31 - n, n * 0.03) for n in range(32)]
-    assert not any(refused)
+    assert not any(burst(shedder, 31, 0.03))
     assert shedder.tracked() == 0  # the last one had nothing behind: forgotten
 
 
-def test_the_first_request_that_waited_too_long_is_refused_and_so_is_the_rest() -> None:
-    # Handled 40 ms apart: the 26th waited 1.0 s, the 27th 1.04 s.
+def test_the_first_request_that_waited_too_long_is_refused_and_the_rest_while_unseen_ones_may_wait(
+) -> None:
+    # 31 behind the first, handled 40 ms apart: the 27th waited 1.04 s. From there on
+    # fewer than UNSEEN_FROM wait behind: each is judged by its own wait (all too long).
     shedder = QueueShedder(bound=1.0)
-    refused = [shedder.refuse("c", 31 - n, n * 0.04) for n in range(32)]
-    assert refused == [False] * 26 + [True] * 6
-    assert shedder.tracked() == 0
+    assert burst(shedder, 32, 0.04) == [False] * 26 + [True] * 6
 
 
-def test_a_refused_connection_is_refused_until_it_has_caught_up() -> None:
+def test_a_refused_connection_stays_refused_while_requests_may_wait_unseen() -> None:
     shedder = QueueShedder(bound=1.0)
-    assert shedder.refuse("c", 5, 0.0) is False
-    assert shedder.refuse("c", 20, 1.5) is True  # queued since 0.0 at the latest
-    # Those read since (first seen at 1.5) seem fresh, yet the refusals go on while
-    # anything is queued: older requests may have waited in the socket, unseen...
-    assert [shedder.refuse("c", behind, 1.51) for behind in (19, 3, 1)] == [True] * 3
-    # ... and end once it has caught up (this one is still refused).
-    assert shedder.refuse("c", 0, 1.52) is True
-    assert shedder.refuse("c", 3, 1.53) is False  # a new backlog, measured afresh
-    assert shedder.tracked() == 1
+    assert shedder.refuse("c", 1, 1, 0.0) is False
+    assert shedder.refuse("c", 2, 31, 1.5) is True  # queued since 0.0 at the latest
+    # Requests first seen at 1.5 seem fresh; while 16 or more are parsed behind, aiohttp
+    # may have stopped reading and older requests wait in the socket: still refused...
+    assert shedder.refuse("c", 3, UNSEEN_FROM, 1.51) is True
+    # ... and judged by their own wait again once fewer are.
+    assert shedder.refuse("c", 4, UNSEEN_FROM - 1, 1.52) is False
 
 
-def test_requests_started_without_asking_do_not_count_against_the_rest() -> None:
+def test_a_client_keeping_a_window_of_requests_is_not_refused_for_ever() -> None:
+    # Eight always pipelined (a new one sent per answer); one stall of 1.5 s.
     shedder = QueueShedder(bound=1.0)
-    shedder.refuse("c", 3, 0.0)  # three behind, seen at 0.0
-    # Two of them went elsewhere (another route); the next one asking has one behind,
-    # newly seen: it waited since 0.0 itself, the one behind only since 0.9.
-    assert shedder.refuse("c", 1, 0.9) is False
-    assert shedder.refuse("c", 0, 1.8) is False
+    decisions = []
+    now = 0.0
+    for number in range(1, 41):
+        now += 1.5 if number == 10 else 0.01
+        decisions.append(shedder.refuse("c", number, 8, now))
+    assert any(decisions[9:12]) and not any(decisions[20:])
+
+
+def test_requests_that_did_not_ask_do_not_lend_their_wait_to_the_next() -> None:
+    # A webhook with one request behind it (another route, which does not ask); the
+    # connection then idles 3 s and a third request comes alone.
+    shedder = QueueShedder(bound=1.0)
+    assert shedder.refuse("c", 1, 1, 100.0) is False
+    assert shedder.refuse("c", 3, 0, 103.0) is False
+    # In a steady pipeline where every other request goes elsewhere, each is judged by
+    # its own wait (0.5 s here), not by its neighbour's.
+    decisions = [shedder.refuse("d", n, 10, n * 0.05) for n in range(1, 200, 2)]
+    assert not any(decisions)
+
+
+def test_a_wait_the_request_in_progress_asked_for_is_excused() -> None:
+    # Pipelined behind a sync request whose run took 5 s: not the server's queue.
+    shedder = QueueShedder(bound=1.0)
+    assert shedder.refuse("c", 1, 2, 0.0) is False
+    shedder.excuse("c", 5.0)
+    assert shedder.refuse("c", 2, 1, 5.1) is False
+    assert shedder.refuse("c", 3, 0, 6.2) is True  # waited 1.2 s besides the excused 5
 
 
 def test_connections_are_judged_apart() -> None:
     shedder = QueueShedder(bound=1.0)
-    shedder.refuse("slow", 30, 0.0)
-    shedder.refuse("fast", 30, 1.9)
-    assert shedder.refuse("slow", 29, 2.0) is True
-    assert shedder.refuse("fast", 29, 2.0) is False
+    shedder.refuse("slow", 1, 30, 0.0)
+    shedder.refuse("fast", 1, 30, 1.9)
+    assert shedder.refuse("slow", 2, 29, 2.0) is True
+    assert shedder.refuse("fast", 2, 29, 2.0) is False
 
 
 def test_many_many_backlogged_connections_keep_a_bounded_table() -> None:
     shedder = QueueShedder(bound=1.0)
     for n in range(MAX_TRACKED + 10):
-        shedder.refuse(n, 1, float(n))
+        shedder.refuse(n, 1, 1, float(n))
     assert shedder.tracked() == MAX_TRACKED
-    # The oldest went first: connection 0 is measured afresh, the newest is not.
+    # The least recently started went first: connection 0 is measured afresh.
     now = float(MAX_TRACKED + 10)
-    assert shedder.refuse(0, 1, now) is False
-    assert shedder.refuse(MAX_TRACKED + 9, 1, now) is False
-    assert shedder.refuse(MAX_TRACKED + 8, 1, now + 1.0) is True
+    assert shedder.refuse(0, 2, 1, now) is False
+    assert shedder.refuse(MAX_TRACKED + 8, 2, 1, MAX_TRACKED + 9.5) is True
 
 
 def test_ended_connections_are_forgotten() -> None:
     shedder = QueueShedder(bound=1.0)
     for name in ("open", "gone"):
-        shedder.refuse(name, 3, 0.0)
+        shedder.refuse(name, 1, 3, 0.0)
     shedder.forget(lambda connection: connection == "gone")
     assert shedder.tracked() == 1
-    assert shedder.refuse("gone", 3, 5.0) is False  # measured afresh
-    assert shedder.refuse("open", 2, 5.0) is True
+    assert shedder.refuse("gone", 2, 3, 5.0) is False  # measured afresh
+    assert shedder.refuse("open", 2, 2, 5.0) is True

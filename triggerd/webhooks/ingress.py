@@ -3,11 +3,11 @@
 Checks run in this order, each answering as soon as it fails, so that the cheap ones
 protect the expensive ones and nothing is read or parsed for a request refused anyway:
 
-route (404) -> ``allow_from`` (403) -> method (405) -> rate limit (429) -> backpressure
-(429) -> Content-Length (413) -> content type (415) -> body, read incrementally (413) ->
-authentication on the raw bytes (401) -> body parsing (400) -> ``parameter_schema`` (422)
--> dedupe key -> the group commit (503 when the database is unreachable) ->
-``202``/``200`` (or, in ``sync`` mode, the run's answer).
+route (404) -> ``allow_from`` (403) -> method (405) -> queue time of pipelined requests
+(429) -> rate limit (429) -> backpressure (429) -> Content-Length (413) -> content type
+(415) -> body, read incrementally (413) -> authentication on the raw bytes (401) -> body
+parsing (400) -> ``parameter_schema`` (422) -> dedupe key -> the group commit (503 when
+the database is unreachable) -> ``202``/``200`` (or, in ``sync`` mode, the run's answer).
 
 A ``202`` is sent only after the execution and its ``webhook_requests`` row are committed.
 
@@ -44,7 +44,7 @@ from triggerd.notifications.channels import FINISHED, TRIGGERS
 from triggerd.notifications.hub import NotificationHub, Subscription
 from triggerd.secrets import SecretPolicies, resolve_secret
 from triggerd.serving.forward import client_address
-from triggerd.serving.queued import connection_closed, queued_behind
+from triggerd.serving.queued import connection_closed, pipeline_position
 from triggerd.store.keyed import KeyedResult, store_keyed_request
 from triggerd.store.webhooks import (
     InboxItem,
@@ -434,7 +434,10 @@ class WebhookIngress(BaseComponent):
                 return refused
         if request.method == HEAD:
             return self._head(request, route, spent=not request.get(_ADMITTED))
+        reading = self._monotonic()
         body = await self._read_body(request, route)
+        # Those pipelined behind waited for this sender's upload, not for the server.
+        self.shedder.excuse(request.protocol, self._monotonic() - reading)
         if isinstance(body, web.Response):
             return body
         now = self._clock()
@@ -487,7 +490,12 @@ class WebhookIngress(BaseComponent):
             # A redelivery of a filtered request: a duplicate, and there is no run to name.
             return filtered_answer(duplicate=True)
         if route.config.response == ResponseMode.SYNC:
-            return await self._sync_answer(route, result)
+            waiting = self._monotonic()
+            try:
+                return await self._sync_answer(route, result)
+            finally:
+                # Those pipelined behind waited for this run's answer, asked for.
+                self.shedder.excuse(request.protocol, self._monotonic() - waiting)
         return accepted(result.execution_id, created=result.created)
 
     def _head(self, request: web.Request, route: WebhookRoute, *, spent: bool) -> web.Response:
@@ -531,6 +539,10 @@ class WebhookIngress(BaseComponent):
                 f"{method} is not allowed here (allowed: {allowed})",
                 headers={"Allow": allowed},
             )
+        # Before the rate limits: a refused request spends no token of its trigger's.
+        if self.shedder.refuse(request.protocol, *pipeline_position(request), started):
+            return self._overloaded("requests wait too long on this connection (this server"
+                                    " is behind); retry later")
         if route.rate is not None:
             wait = self.limiter.check(route.trigger_id, route.rate, route.burst, started)
             if wait > 0:
@@ -545,29 +557,17 @@ class WebhookIngress(BaseComponent):
             refused = self._admit_tenant(route, self._settings.tenant(route.tenant), started)
             if refused is not None:
                 return refused
-        if self.shedder.refuse(request.protocol, queued_behind(request), started):
-            self.stats.backpressure_rejections += 1
-            if self.stats.sink is not None:
-                self.stats.sink.backpressure()
-            return error_response(
-                429,
-                "overloaded",
-                "requests wait too long on this connection (this server is behind);"
-                " retry later",
-                headers=retry_after(RETRY_BACKPRESSURE),
-            )
         pending = self._new_count + self._created_since_count
         if pending > self._settings.http.max_pending:
-            self.stats.backpressure_rejections += 1
-            if self.stats.sink is not None:
-                self.stats.sink.backpressure()
-            return error_response(
-                429,
-                "overloaded",
-                f"{pending} executions are waiting to run; retry later",
-                headers=retry_after(RETRY_BACKPRESSURE),
-            )
+            return self._overloaded(f"{pending} executions are waiting to run; retry later")
         return None
+
+    def _overloaded(self, message: str) -> web.Response:
+        self.stats.backpressure_rejections += 1
+        if self.stats.sink is not None:
+            self.stats.sink.backpressure()
+        return error_response(429, "overloaded", message,
+                              headers=retry_after(RETRY_BACKPRESSURE))
 
     def _admit_tenant(
         self, route: WebhookRoute, limits: TenantSettings, started: float
@@ -590,15 +590,8 @@ class WebhookIngress(BaseComponent):
             pending = (self._tenant_new.get(route.tenant, 0)
                        + self._tenant_created.get(route.tenant, 0))
             if pending > limits.max_pending:
-                self.stats.backpressure_rejections += 1
-                if self.stats.sink is not None:
-                    self.stats.sink.backpressure()
-                return error_response(
-                    429, "overloaded",
-                    f"{pending} executions of tenant {route.tenant} are waiting to run;"
-                    " retry later",
-                    headers=retry_after(RETRY_BACKPRESSURE),
-                )
+                return self._overloaded(f"{pending} executions of tenant {route.tenant} are"
+                                        " waiting to run; retry later")
         return None
 
     def _check_address(self, request: web.Request, route: WebhookRoute) -> web.Response | None:

@@ -1,18 +1,20 @@
-"""Load shedding on queue time, per connection.
+"""Load shedding on queue time, per connection, for pipelined requests.
 
 ``[http] max_pending`` refuses requests once runs wait to be executed; it cannot see
 requests that wait to be *read*. When the HTTP side is the bottleneck (several
-``[http] processes``, each with an executor that keeps up), requests queue on their
-connections instead: a sender that pipelines, or keeps sending on a keep-alive
-connection, waits longer and longer and never hears a ``429``. The server cannot see when
-a request arrived, but it sees how many are parsed behind the one it starts: each of those
-has waited at least since the first start that saw it queued. A request that has waited
-longer than ``bound`` is answered ``429`` at once (cheap: nothing is read or stored), as
-CoDel drops at the head of a queue whose sojourn time stays too long; and so is every
-request after it on that connection until the connection has caught up (nothing queued
-behind): the queue the server sees is capped (aiohttp parses at most 32 requests ahead,
-the rest wait in the socket unseen), so requests read later may have waited longer than
-they seem to.
+``[http] processes``, each with an executor that keeps up), a sender that pipelines its
+requests waits longer and longer and never hears a ``429``. The server cannot see when a
+request arrived, but it sees, at each start, which requests are parsed behind the one it
+starts (their numbers on the connection): each of those has waited at least since the
+first start that saw it queued. A request that has waited longer than ``bound`` is
+answered ``429`` at once (cheap: nothing is read or stored), as CoDel drops at the head
+of a queue whose sojourn time stays too long. So is every later request on that
+connection while ``UNSEEN_FROM`` or more wait behind it: aiohttp stops reading a
+connection with 32 requests parsed ahead (and reads again at 16), and requests left in the
+socket meanwhile may have waited longer than they seem to.
+
+Requests sent one at a time per connection (most webhook senders) never queue here: this
+does not judge them.
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Connections seen backlogged are forgotten when seen caught up; this many at most are
-# kept (a client that closes a backlogged connection leaves its entry behind).
+# kept (the least recently started goes first).
 MAX_TRACKED = 4096
+# With this many requests parsed behind, others may wait unseen in the socket (aiohttp's
+# pause at 32 parsed ahead lasts until 16 are left).
+UNSEEN_FROM = 16
 
 
 @dataclass
 class _Backlog:
-    # For each request queued behind the last one started, in order: when a start first
-    # saw it queued (it arrived no later).
+    first: int  # the number on the connection of the request seen[0] is for
+    # For the requests numbered first, first + 1, ...: when a start first saw each queued
+    # (it arrived no later).
     seen: deque[float] = field(default_factory=deque)
     refusing: bool = False
 
@@ -38,38 +44,52 @@ class _Backlog:
 class QueueShedder:
     """Per connection: whether the request starting now is refused because it has waited
     (at least) more than ``bound`` seconds, or an earlier one on its connection had and
-    the connection has not caught up since."""
+    requests may still wait unseen."""
 
     bound: float
-    # Least recently started first: the one forgotten when the table is full.
     _connections: OrderedDict[object, _Backlog] = field(default_factory=OrderedDict)
 
-    def refuse(self, connection: object, behind: int, now: float) -> bool:
-        """``behind``: requests parsed and queued after this one on ``connection``."""
+    def refuse(self, connection: object, number: int, behind: int, now: float) -> bool:
+        """``number``: the request's number on ``connection`` (they count up, gaps are
+        requests that did not ask: other routes, refused earlier); ``behind``: how many
+        are parsed and queued after it."""
         state = self._connections.get(connection)
-        if state is None:
-            if behind <= 0:
-                return False  # nothing waited before it was seen, nothing waits behind
+        waited = 0.0
+        if state is not None:
+            self._connections.move_to_end(connection)
+            while state.seen and state.first < number:  # started without asking
+                state.seen.popleft()
+                state.first += 1
+            if state.seen and state.first == number:
+                waited = now - state.seen.popleft()
+                state.first += 1
+        elif behind <= 0:
+            return False  # nothing waited before it was seen, nothing waits behind
+        else:
             if len(self._connections) >= MAX_TRACKED:
                 self._connections.popitem(last=False)
-            state = self._connections[connection] = _Backlog()
-        else:
-            self._connections.move_to_end(connection)
-            waited = now - state.seen.popleft() if state.seen else 0.0
-            if waited > self.bound:
-                state.refusing = True
+            state = self._connections[connection] = _Backlog(first=number + 1)
+        if waited > self.bound:
+            state.refusing = True
+        elif behind < UNSEEN_FROM:
+            state.refusing = False  # nothing older can be waiting unseen
         refused = state.refusing
         if behind <= 0:
-            # Caught up: the next backlog is measured afresh.
-            del self._connections[connection]
+            del self._connections[connection]  # caught up: measured afresh next time
             return refused
-        if len(state.seen) > behind:
-            # Requests started in between without asking (other routes): which entry is
-            # whose is unknown, and the latest guess refuses nobody too early.
-            state.seen.clear()
+        if not state.seen:
+            state.first = number + 1
         # Those behind that no start had seen are seen now.
-        state.seen.extend([now] * (behind - len(state.seen)))
+        state.seen.extend([now] * (number + behind + 1 - state.first - len(state.seen)))
         return refused
+
+    def excuse(self, connection: object, seconds: float) -> None:
+        """The request in progress on ``connection`` kept those behind it waiting for
+        ``seconds`` for reasons of its own (its run's answer, its sender's upload): that
+        wait is not the server's queue."""
+        state = self._connections.get(connection)
+        if state is not None and seconds > 0:
+            state.seen = deque(t + seconds for t in state.seen)
 
     def tracked(self) -> int:
         return len(self._connections)
