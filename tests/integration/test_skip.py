@@ -272,9 +272,10 @@ async def test_the_live_scheduler_leaves_a_slot_skipped_while_it_waits_out_its_j
                       "overlap": "allow"}]}]})
     trigger = await get_trigger(pool, "w/t")
     start = datetime.now(UTC).replace(microsecond=0)
-    # A slot a few seconds ahead whose write comes 6 s or more after its instant.
-    slot = next(at for at in (start + timedelta(seconds=s) for s in range(3, 200))
-                if jitter_offset(trigger.id, at, jitter) >= timedelta(seconds=6))
+    # A slot a few seconds ahead whose write comes 8.5 s or more after its instant: the
+    # skip, half a second after the instant, has 8 s to land first on a busy machine.
+    slot = next(at for at in (start + timedelta(seconds=s) for s in range(3, 400))
+                if jitter_offset(trigger.id, at, jitter) >= timedelta(seconds=8.5))
     async with running(pool, dsn):
         await asyncio.sleep((slot - datetime.now(UTC)).total_seconds() + 0.5)
         result = await skip(pool, OPERATOR, "w/t", at=slot)
