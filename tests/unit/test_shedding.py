@@ -5,7 +5,7 @@ connection starts at ``now`` with ``behind`` parsed after it."""
 
 from __future__ import annotations
 
-from triggerd.webhooks.shedding import MAX_TRACKED, UNSEEN_FROM, QueueShedder
+from triggerd.webhooks.shedding import MAX_TRACKED, UNSEEN_WITHIN, QueueShedder
 
 
 def burst(shedder: QueueShedder, count: int, gap: float, start: float = 0.0) -> list[bool]:
@@ -26,34 +26,41 @@ def test_a_pipelined_burst_is_admitted_while_each_waited_less_than_the_bound() -
     assert shedder.tracked() == 0  # the last one had nothing behind: forgotten
 
 
-def test_the_first_request_that_waited_too_long_is_refused_and_the_rest_while_unseen_ones_may_wait(
-) -> None:
-    # 31 behind the first, handled 40 ms apart: the 27th waited 1.04 s. From there on
-    # fewer than UNSEEN_FROM wait behind: each is judged by its own wait (all too long).
+def test_the_first_request_that_waited_too_long_is_refused_and_the_rest_of_the_queue() -> None:
+    # 31 behind the first, handled 40 ms apart: the 27th waited 1.04 s; the ones after it
+    # too (the connection has not caught up before its queue ends).
     shedder = QueueShedder(bound=1.0)
     assert burst(shedder, 32, 0.04) == [False] * 26 + [True] * 6
 
 
-def test_a_refused_connection_stays_refused_while_requests_may_wait_unseen() -> None:
+def test_a_refused_connection_stays_refused_while_its_reading_keeps_stopping() -> None:
+    # A sender that keeps its socket full: aiohttp stops reading at every 32 parsed ahead.
+    # Once refused, the quick refusals see requests read a moment ago (fresh-looking, yet
+    # they waited in the socket): refused while reading stopped within the last 32 starts.
     shedder = QueueShedder(bound=1.0)
-    assert shedder.refuse("c", 1, 1, 0.0) is False
-    assert shedder.refuse("c", 2, 31, 1.5) is True  # queued since 0.0 at the latest
-    # Requests first seen at 1.5 seem fresh; while 16 or more are parsed behind, aiohttp
-    # may have stopped reading and older requests wait in the socket: still refused...
-    assert shedder.refuse("c", 3, UNSEEN_FROM, 1.51) is True
-    # ... and judged by their own wait again once fewer are.
-    assert shedder.refuse("c", 4, UNSEEN_FROM - 1, 1.52) is False
+    assert shedder.refuse("c", 1, 31, 0.0, reading_paused=True) is False
+    assert shedder.refuse("c", 2, 31, 1.5, reading_paused=True) is True
+    decisions = [shedder.refuse("c", n, 31 - (n % 16), 1.5 + n * 0.001,
+                                reading_paused=n % 16 == 0) for n in range(3, 200)]
+    assert all(decisions)
+    # Once the socket is drained (reading no longer stops), a whole queue's worth later
+    # requests are judged by their own wait again.
+    now = 2.0
+    later = [shedder.refuse("c", n, 20, now + (n - 200) * 0.001) for n in range(200, 240)]
+    assert later[:UNSEEN_WITHIN - 16] == [True] * (UNSEEN_WITHIN - 16) and not any(later[-5:])
 
 
 def test_a_client_keeping_a_window_of_requests_is_not_refused_for_ever() -> None:
-    # Eight always pipelined (a new one sent per answer); one stall of 1.5 s.
-    shedder = QueueShedder(bound=1.0)
-    decisions = []
-    now = 0.0
-    for number in range(1, 41):
-        now += 1.5 if number == 10 else 0.01
-        decisions.append(shedder.refuse("c", number, 8, now))
-    assert any(decisions[9:12]) and not any(decisions[20:])
+    # W always pipelined (a new one sent per answer; fewer than 32, so reading never
+    # stops); one stall of 1.5 s.
+    for window in (8, 17, 24, 31):
+        shedder = QueueShedder(bound=1.0)
+        decisions = []
+        now = 0.0
+        for number in range(1, 200):
+            now += 1.5 if number == 50 else 0.001
+            decisions.append(shedder.refuse("c", number, window - 1, now))
+        assert any(decisions[48:52]) and not any(decisions[100:]), window
 
 
 def test_requests_that_did_not_ask_do_not_lend_their_wait_to_the_next() -> None:

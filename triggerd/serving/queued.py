@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
 
-def pipeline_position(request: web.BaseRequest) -> tuple[int, int]:
-    """``(number, behind)``: the request's number on its connection (1 for the first
-    parsed) and how many aiohttp has parsed after it and not started yet.
+@dataclass(frozen=True)
+class PipelinePosition:
+    number: int  # the request's number on its connection (1 for the first parsed)
+    behind: int  # requests parsed after it and not started yet
+    reading_paused: bool  # aiohttp stopped reading the connection: its queue is full
 
-    aiohttp handles a connection's requests one after another and keeps those parsed
-    ahead in its protocol's queue (``RequestHandler._messages``) and counts every request
-    parsed (``_request_count``): both private but in every 3.x release;
+
+def pipeline_position(request: web.BaseRequest) -> PipelinePosition:
+    """Where ``request`` stands among its connection's pipelined requests.
+
+    aiohttp handles a connection's requests one after another, keeps those parsed ahead in
+    its protocol's queue (``RequestHandler._messages``), counts every request parsed
+    (``_request_count``) and stops reading while the queue is full (``_buffer_paused``):
+    private, but in every 3.x release that bounds the queue;
     ``tests/integration/test_webhooks.py``'s shedding tests fail if a release moves them."""
     protocol = request.protocol
     messages = getattr(protocol, "_messages", None)
     behind = len(messages) if messages is not None else 0
     parsed = getattr(protocol, "_request_count", None)
-    return (parsed - behind if isinstance(parsed, int) else 0), behind
+    return PipelinePosition(
+        number=parsed - behind if isinstance(parsed, int) else 0, behind=behind,
+        reading_paused=getattr(protocol, "_buffer_paused", False) is True)
 
 
 def connection_closed(protocol: object) -> bool:

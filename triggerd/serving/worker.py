@@ -158,6 +158,11 @@ def should_forward(ingress: WebhookIngress, path: str, tenant: str = DEFAULT_TEN
     return route.rate is not None or route.config.response == ResponseMode.SYNC
 
 
+def is_sync(ingress: WebhookIngress, path: str, tenant: str) -> bool:
+    route = ingress.routes.table.get(path, tenant)
+    return route is not None and route.config.response == ResponseMode.SYNC
+
+
 async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
                 index: int, runs: bool = True, pool_max: int | None = None) -> None:
     loop = asyncio.get_running_loop()
@@ -185,10 +190,21 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     session = upstream_session(upstream)
 
     async def hooks(request: web.Request) -> web.StreamResponse:
-        if should_forward(ingress, request.match_info["path"],
-                          request.match_info.get("tenant", DEFAULT_TENANT)):
+        path, tenant = request.match_info["path"], request.match_info.get("tenant", DEFAULT_TENANT)
+        if not should_forward(ingress, path, tenant):
+            return await ingress.handle(request)
+        # Judged here, where its connection's queue is (the main process sees one request
+        # at a time from this process), before the main process spends a rate token.
+        refused = ingress.shed(request)
+        if refused is not None:
+            return refused
+        started = loop.time()
+        try:
             return await forward(session, request)
-        return await ingress.handle(request)
+        finally:
+            if is_sync(ingress, path, tenant):
+                # Those pipelined behind waited for the run's answer, asked for.
+                ingress.excuse(request, loop.time() - started)
 
     async def everything_else(request: web.Request) -> web.StreamResponse:
         return await forward(session, request)

@@ -340,7 +340,7 @@ class WebhookIngress(BaseComponent):
         route = self.routes.table.get(request.match_info.get("path", ""),
                                       request.match_info.get("tenant", DEFAULT_TENANT))
         if route is not None:
-            # In the handler's order (address, method, rate, backpressure; size; then
+            # In the handler's order (address, method, queue time, rate, backpressure; size; then
             # credentials): a refused address learns nothing about a token, and a flood
             # of bad tokens spends the rate. Each check is made once per request: the
             # handler skips what passed here.
@@ -434,10 +434,7 @@ class WebhookIngress(BaseComponent):
                 return refused
         if request.method == HEAD:
             return self._head(request, route, spent=not request.get(_ADMITTED))
-        reading = self._monotonic()
         body = await self._read_body(request, route)
-        # Those pipelined behind waited for this sender's upload, not for the server.
-        self.shedder.excuse(request.protocol, self._monotonic() - reading)
         if isinstance(body, web.Response):
             return body
         now = self._clock()
@@ -494,8 +491,7 @@ class WebhookIngress(BaseComponent):
             try:
                 return await self._sync_answer(route, result)
             finally:
-                # Those pipelined behind waited for this run's answer, asked for.
-                self.shedder.excuse(request.protocol, self._monotonic() - waiting)
+                self.excuse(request, self._monotonic() - waiting)
         return accepted(result.execution_id, created=result.created)
 
     def _head(self, request: web.Request, route: WebhookRoute, *, spent: bool) -> web.Response:
@@ -540,9 +536,9 @@ class WebhookIngress(BaseComponent):
                 headers={"Allow": allowed},
             )
         # Before the rate limits: a refused request spends no token of its trigger's.
-        if self.shedder.refuse(request.protocol, *pipeline_position(request), started):
-            return self._overloaded("requests wait too long on this connection (this server"
-                                    " is behind); retry later")
+        refused = self.shed(request, started)
+        if refused is not None:
+            return refused
         if route.rate is not None:
             wait = self.limiter.check(route.trigger_id, route.rate, route.burst, started)
             if wait > 0:
@@ -561,6 +557,27 @@ class WebhookIngress(BaseComponent):
         if pending > self._settings.http.max_pending:
             return self._overloaded(f"{pending} executions are waiting to run; retry later")
         return None
+
+    def shed(self, request: web.BaseRequest, started: float | None = None
+             ) -> web.Response | None:
+        """``429`` for a pipelined request that waited too long on its connection
+        (:mod:`triggerd.webhooks.shedding`), counted; ``None`` to go on. Asked once per
+        request: a request admitted by the ``Expect`` handler is not asked again."""
+        if request.get(_ADMITTED):
+            return None
+        at = pipeline_position(request)
+        if not self.shedder.refuse(
+                request.protocol, at.number, at.behind,
+                self._monotonic() if started is None else started,
+                reading_paused=at.reading_paused):
+            return None
+        return self._overloaded("requests wait too long on this connection (this server is"
+                                " behind); retry later")
+
+    def excuse(self, request: web.BaseRequest, seconds: float) -> None:
+        """The requests pipelined behind ``request`` waited ``seconds`` for an answer it
+        asked for (a sync run's): not the server's queue."""
+        self.shedder.excuse(request.protocol, seconds)
 
     def _overloaded(self, message: str) -> web.Response:
         self.stats.backpressure_rejections += 1

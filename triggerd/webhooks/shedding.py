@@ -9,9 +9,12 @@ starts (their numbers on the connection): each of those has waited at least sinc
 first start that saw it queued. A request that has waited longer than ``bound`` is
 answered ``429`` at once (cheap: nothing is read or stored), as CoDel drops at the head
 of a queue whose sojourn time stays too long. So is every later request on that
-connection while ``UNSEEN_FROM`` or more wait behind it: aiohttp stops reading a
-connection with 32 requests parsed ahead (and reads again at 16), and requests left in the
-socket meanwhile may have waited longer than they seem to.
+connection until it has caught up: until nothing is queued behind, or until a whole
+queue's worth of requests (``UNSEEN_WITHIN``) started without aiohttp having stopped
+reading the connection. aiohttp stops reading a connection with 32 requests parsed ahead
+(and reads again at 16): requests left in the socket meanwhile may have waited longer than
+they seem to once read, and while the sender keeps more in the socket, reading keeps
+stopping.
 
 Requests sent one at a time per connection (most webhook senders) never queue here: this
 does not judge them.
@@ -26,9 +29,9 @@ from dataclasses import dataclass, field
 # Connections seen backlogged are forgotten when seen caught up; this many at most are
 # kept (the least recently started goes first).
 MAX_TRACKED = 4096
-# With this many requests parsed behind, others may wait unseen in the socket (aiohttp's
-# pause at 32 parsed ahead lasts until 16 are left).
-UNSEEN_FROM = 16
+# Requests started since reading last stopped after which nothing can be left unseen in
+# the socket from that stop (aiohttp stops reading at 32 parsed ahead).
+UNSEEN_WITHIN = 32
 
 
 @dataclass
@@ -38,21 +41,24 @@ class _Backlog:
     # (it arrived no later).
     seen: deque[float] = field(default_factory=deque)
     refusing: bool = False
+    paused_at: int = -UNSEEN_WITHIN  # the number of the last start reading was stopped at
 
 
 @dataclass
 class QueueShedder:
     """Per connection: whether the request starting now is refused because it has waited
     (at least) more than ``bound`` seconds, or an earlier one on its connection had and
-    requests may still wait unseen."""
+    requests may still have waited unseen."""
 
     bound: float
     _connections: OrderedDict[object, _Backlog] = field(default_factory=OrderedDict)
 
-    def refuse(self, connection: object, number: int, behind: int, now: float) -> bool:
+    def refuse(self, connection: object, number: int, behind: int, now: float, *,
+               reading_paused: bool = False) -> bool:
         """``number``: the request's number on ``connection`` (they count up, gaps are
         requests that did not ask: other routes, refused earlier); ``behind``: how many
-        are parsed and queued after it."""
+        are parsed and queued after it; ``reading_paused``: whether the connection's
+        reading is stopped (its queue is full)."""
         state = self._connections.get(connection)
         waited = 0.0
         if state is not None:
@@ -69,10 +75,12 @@ class QueueShedder:
             if len(self._connections) >= MAX_TRACKED:
                 self._connections.popitem(last=False)
             state = self._connections[connection] = _Backlog(first=number + 1)
+        if reading_paused:
+            state.paused_at = number
         if waited > self.bound:
             state.refusing = True
-        elif behind < UNSEEN_FROM:
-            state.refusing = False  # nothing older can be waiting unseen
+        elif number - state.paused_at > UNSEEN_WITHIN:
+            state.refusing = False  # nothing older can have waited unseen
         refused = state.refusing
         if behind <= 0:
             del self._connections[connection]  # caught up: measured afresh next time
