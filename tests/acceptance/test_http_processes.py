@@ -243,3 +243,61 @@ async def test_port_held_by_another_process_still_fails_fast(
     assert daemon.stderr_lines == [
         f"triggerd: error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ], daemon.stderr_lines
+
+
+SYNC_DEFINITIONS = """\
+workflows:
+  - key: slow
+    name: Slow
+    graph:
+      nodes:
+        - {id: pause, type: wait, params: {duration: 2s}}
+    triggers:
+      - {name: answer, type: webhook, path: slow/answer, response: sync}
+      - {name: queue, type: webhook, path: slow/queue}
+"""
+
+
+async def test_requests_pipelined_behind_a_sync_answer_are_taken_by_either_process(
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The extra process forwards a sync webhook to the main process; what waits behind it
+    on the sender's connection waited for the answer it asked for (2 s here, more than the
+    1 s a queued request may wait), not for a server that is behind: not refused."""
+    definitions = tmp_path / "slow.yaml"
+    definitions.write_text(SYNC_DEFINITIONS)
+    daemon = await daemons.start(database_url=dsn, sections={
+        "http": {"processes": 2}, "daemon": {"definitions": [str(definitions)]}})
+    await daemon.wait_for_event("http_worker_ready")
+    body = b'{"n": 1}'
+
+    def post(path: str) -> bytes:
+        return (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    async def one_connection() -> list[int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+        writer.write(post("/hooks/slow/answer") + post("/hooks/slow/queue"))
+        statuses = []
+        try:
+            for _ in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                statuses.append(int(head.split(b" ", 2)[1]))
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+        return statuses
+
+    # Eight connections: the kernel spreads them over both processes.
+    results = await asyncio.gather(*(one_connection() for _ in range(8)))
+    assert results == [[200, 202]] * 8, results
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions") == 16
+
+    async def worker_answered() -> bool:  # reported to the main process each second
+        counted = metric(await scrape(daemon), "triggerd_webhook_worker_requests_total",
+                         worker="1")
+        return counted > 0
+
+    await wait_for(worker_answered, timeout=30)
