@@ -93,8 +93,8 @@ class QueueShedder:
 
     def excuse(self, connection: object, seconds: float) -> None:
         """The request in progress on ``connection`` kept those behind it waiting for
-        ``seconds`` for reasons of its own (its run's answer, its sender's upload): that
-        wait is not the server's queue."""
+        ``seconds`` for an answer its sender asked for (a sync run's): that wait is not
+        the server's queue."""
         state = self._connections.get(connection)
         if state is not None and seconds > 0:
             state.seen = deque(t + seconds for t in state.seen)
