@@ -57,13 +57,18 @@ async def _counts(pool: Any) -> dict[str, int]:
     return {table: await pool.fetchval(f"SELECT count(*) FROM {table}") for table in WRITTEN}
 
 
-async def test_an_option_given_twice_is_exit_2_naming_it_and_writes_nothing(
-    pool: Any, dsn: str, tmp_path: Path
-) -> None:
+async def _applied(pool: Any, dsn: str, tmp_path: Path) -> dict[str, int]:
+    """The definition applied; the row counts after it."""
     path = tmp_path / "billing.yaml"
     path.write_text(DEFINITION)
     assert triggerd("apply", str(path), dsn=dsn).returncode == 0
-    before = await _counts(pool)
+    return await _counts(pool)
+
+
+async def test_an_option_given_twice_is_exit_2_naming_it_and_writes_nothing(
+    pool: Any, dsn: str, tmp_path: Path
+) -> None:
+    before = await _applied(pool, dsn, tmp_path)
     for args, option, command in REPEATS:
         result = triggerd(*args, dsn=dsn)
         assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
@@ -112,10 +117,7 @@ NOT_ASCII_NUMBERS = [
 async def test_a_number_option_takes_ascii_digits_as_the_api_does(
     pool: Any, dsn: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / "billing.yaml"
-    path.write_text(DEFINITION)
-    assert triggerd("apply", str(path), dsn=dsn).returncode == 0
-    before = await _counts(pool)
+    before = await _applied(pool, dsn, tmp_path)
     for args, option, kind, value, command in NOT_ASCII_NUMBERS:
         result = triggerd(*args, dsn=dsn)
         assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
