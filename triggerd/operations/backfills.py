@@ -217,9 +217,8 @@ async def cancel(pool: asyncpg.Pool, actor: Actor, backfill_id: str) -> store.Ba
             # Read again: a cancel that lost a race to another said "is running".
             now = await store.get_backfill(conn, backfill_id, actor.tenant)
             raise Conflict(f"backfill {backfill_id} is {now.state}; nothing was changed")
-        await record_audit(conn, AuditEntry(
+        await record_audit(conn, store.cancel_audit(
+            backfill_id=backfill_id,
             tenant_id=record.tenant_id,  # the backfill's, not the canceler's home
-            actor=actor.name, action="cancel_backfill", target_kind="backfill",
-            target=backfill_id, target_id=backfill_id,
-            detail={"trigger": record.trigger, "started": record.started}))
+            actor=actor.name, trigger=record.trigger, started=record.started))
         return await store.get_backfill(conn, backfill_id)

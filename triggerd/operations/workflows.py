@@ -25,6 +25,7 @@ from triggerd.operations.actor import Actor, home
 from triggerd.operations.triggers import check_note
 from triggerd.store import lifecycle
 from triggerd.store.audit import AuditEntry, record_audit
+from triggerd.store.backfills import cancel_audit
 from triggerd.store.workflows import get_workflow
 
 
@@ -68,12 +69,10 @@ async def archive(pool: asyncpg.Pool, actor: Actor, key: str, note: str | None =
             detail={"previous": previous, "canceled_backfills": canceled}))
         for backfill in backfills:
             # Each backfill's own trail says why it ended, as a cancel by hand does.
-            await record_audit(conn, AuditEntry(
-                tenant_id=backfill.tenant_id, actor=actor.name, action="cancel_backfill",
-                target_kind="backfill", target=backfill.id, target_id=backfill.id,
-                note=f"workflow {key} is archived",
-                detail={"trigger": backfill.trigger, "started": backfill.started,
-                        "reason": "workflow_archived"}))
+            await record_audit(conn, cancel_audit(
+                backfill_id=backfill.id, tenant_id=backfill.tenant_id, actor=actor.name,
+                trigger=backfill.trigger, started=backfill.started,
+                reason="workflow_archived", note=f"workflow {key} is archived"))
     return WorkflowChange(workflow=key, changed=True, status=WorkflowStatus.ARCHIVED.value,
                           previous=previous, canceled_backfills=canceled)
 

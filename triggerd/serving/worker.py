@@ -44,6 +44,7 @@ from triggerd.serving.internal_errors import internal_errors
 from triggerd.serving.sockets import app_runner, open_listener, set_body_limit
 from triggerd.tasks import cancel_and_wait
 from triggerd.webhooks.ingress import TENANT_HOOKS, WebhookIngress
+from triggerd.webhooks.routes import WebhookRoute
 
 logger = logging.getLogger(__name__)
 
@@ -145,22 +146,20 @@ class Reporter:
         self._transport.close()
 
 
-def should_forward(ingress: WebhookIngress, path: str, tenant: str = DEFAULT_TENANT) -> bool:
-    """Webhooks whose answer needs the main process: one token bucket per trigger (and per
-    tenant) for the whole daemon, and sync answers (the main process runs the
-    executions)."""
+def forwarded_route(ingress: WebhookIngress, path: str,
+                    tenant: str = DEFAULT_TENANT) -> WebhookRoute | None:
+    """The route of a webhook whose answer needs the main process (None: answered here):
+    one token bucket per trigger (and per tenant) for the whole daemon, and sync answers
+    (the main process runs the executions)."""
     route = ingress.routes.table.get(path, tenant)
     if route is None:
-        return False
+        return None
     settings = ingress.settings
     if settings.tenants and settings.tenant(tenant).webhook_rate:
-        return True
-    return route.rate is not None or route.config.response == ResponseMode.SYNC
-
-
-def is_sync(ingress: WebhookIngress, path: str, tenant: str) -> bool:
-    route = ingress.routes.table.get(path, tenant)
-    return route is not None and route.config.response == ResponseMode.SYNC
+        return route
+    if route.rate is not None or route.config.response == ResponseMode.SYNC:
+        return route
+    return None
 
 
 async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
@@ -190,8 +189,9 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     session = upstream_session(upstream)
 
     async def hooks(request: web.Request) -> web.StreamResponse:
-        path, tenant = request.match_info["path"], request.match_info.get("tenant", DEFAULT_TENANT)
-        if not should_forward(ingress, path, tenant):
+        route = forwarded_route(ingress, request.match_info["path"],
+                                request.match_info.get("tenant", DEFAULT_TENANT))
+        if route is None:
             return await ingress.handle(request)
         # Judged here, where its connection's queue is (the main process sees one request
         # at a time from this process), before the main process spends a rate token.
@@ -202,7 +202,7 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
         try:
             return await forward(session, request)
         finally:
-            if is_sync(ingress, path, tenant):
+            if route.config.response == ResponseMode.SYNC:
                 # Those pipelined behind waited for the run's answer, asked for.
                 ingress.excuse(request, loop.time() - started)
 

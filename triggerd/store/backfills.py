@@ -267,17 +267,27 @@ async def start_slots(conn: Conn, backfill: Claimed, owner: str, count: int,
 SCHEDULER_ACTOR = "scheduler"
 
 
+def cancel_audit(*, backfill_id: str, tenant_id: str, actor: str, trigger: str, started: int,
+                 reason: str | None = None, note: str | None = None) -> AuditEntry:
+    """The audit row of a backfill's cancel, in the backfill's tenant: by hand, or (with
+    the ``reason``) because its trigger was disabled or its workflow archived."""
+    detail: dict[str, Any] = {"trigger": trigger, "started": started}
+    if reason is not None:
+        detail["reason"] = reason
+    return AuditEntry(tenant_id=tenant_id, actor=actor, action="cancel_backfill",
+                      target_kind="backfill", target=backfill_id, target_id=backfill_id,
+                      note=note, detail=detail)
+
+
 async def _cancel_for_disabled(conn: Conn, backfill_id: str, trigger: str, tenant_id: str,
                                started: int) -> None:
     """Cancel a backfill whose trigger was disabled, as an operator's cancel does: no
     owner kept, and an audit row (the daemon's) saying why, in the caller's transaction."""
-    await conn.execute("UPDATE backfills SET state = 'canceled', finished_at = now(),"
-                       " owner = NULL WHERE id = $1::uuid", backfill_id)
-    await record_audit(conn, AuditEntry(
-        tenant_id=tenant_id, actor=SCHEDULER_ACTOR, action="cancel_backfill",
-        target_kind="backfill", target=backfill_id, target_id=backfill_id,
-        note=f"trigger {trigger} is disabled",
-        detail={"trigger": trigger, "started": started, "reason": "trigger_disabled"}))
+    await cancel_backfill(conn, backfill_id)
+    await record_audit(conn, cancel_audit(
+        backfill_id=backfill_id, tenant_id=tenant_id, actor=SCHEDULER_ACTOR,
+        trigger=trigger, started=started, reason="trigger_disabled",
+        note=f"trigger {trigger} is disabled"))
 
 
 _INSERT_RUN = """
