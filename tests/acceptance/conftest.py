@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -255,6 +256,10 @@ class Daemons:
     tmp_path: Path
     started: list[DaemonProcess] = field(default_factory=list)
     configs: dict[Path, Path | None] = field(default_factory=dict)  # config -> embedded state
+    # systemd's RuntimeDirectory stand-in: a killed daemon (the cleanup's SIGKILL) leaves its
+    # [http] processes socket folder behind, which would pile up in /tmp run after run. Short,
+    # for the 108-byte limit of a Unix socket's path.
+    runtime_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="td-run-")))
 
     def write_config(
         self,
@@ -285,7 +290,8 @@ class Daemons:
 
     def spawn(self, config: Path, port: int, env: Mapping[str, str] | None = None,
               cwd: Path | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(config=config, port=port, env=dict(env or {}),
+        daemon = DaemonProcess(config=config, port=port,
+                               env={"RUNTIME_DIRECTORY": str(self.runtime_dir), **(env or {})},
                                embedded_state=self.configs.get(config), cwd=cwd)
         self.started.append(daemon)
         daemon.spawn()
@@ -322,6 +328,7 @@ class Daemons:
             daemon._join_output()
         for state_dir in {d.embedded_state for d in self.started if d.embedded_state}:
             _stop_orphaned_postgres(state_dir / "postgres")
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 def _stop_orphaned_postgres(pgdata: Path) -> None:
