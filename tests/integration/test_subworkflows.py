@@ -335,6 +335,33 @@ async def test_a_retry_racing_its_parents_cancel_is_canceled_with_it(
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'retry'") == 1
 
 
+async def test_a_retry_whose_look_above_fails_after_its_commit_is_answered(
+    pool: asyncpg.Pool, executor: Executor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retry committed, then its connection died while it looked for a cancel above
+    it: the call raised, so a client would retry again and make a second run. The run
+    exists, and the answer names it."""
+    parent, child = await _failed_child_of_waiting_parent(pool)
+    await executor.stop()
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT FROM workflow_executions WHERE id = $1 FOR UPDATE",
+                             parent)
+        task = asyncio.create_task(retry(pool, OPERATOR, child))
+        await wait_until_blocked(pool, "SELECT FROM workflow_executions")
+        assert await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT FROM workflow_executions%'"
+        ) == 1
+        retried = await task
+    row = await pool.fetchrow("SELECT status, retry_of::text, parent_execution_id::text"
+                              " FROM workflow_executions WHERE id = $1", retried)
+    assert tuple(row) == ("NEW", child, parent)
+    assert await pool.fetchval("SELECT count(*) FROM workflow_executions"
+                               " WHERE retry_of = $1", child) == 1
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "retry_settle_failed"]
+    assert [getattr(r, "execution_id", None) for r in failed] == [retried]
+
+
 async def test_a_canceled_child_wakes_its_waiting_parent(
     pool: asyncpg.Pool, executor: Executor
 ) -> None:

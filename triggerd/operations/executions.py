@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from triggerd.errors import Conflict
@@ -16,6 +18,8 @@ from triggerd.store.executions import (
     settle_retry,
 )
 from triggerd.store.records import ExecutionRecord
+
+logger = logging.getLogger(__name__)
 
 
 async def cancel(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> ExecutionRecord:
@@ -58,5 +62,14 @@ async def retry(pool: asyncpg.Pool, actor: Actor, execution_id: str) -> str:
             actor=actor.name, action="retry", target_kind="execution", target=execution_id,
             target_id=execution_id, detail={"execution_id": new_id}))
     # After the commit: a cancel of a run above that raced this retry cancels it now.
-    await settle_retry(pool, new_id)
+    try:
+        await settle_retry(pool, new_id)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # The retry exists: answering with an error would have the client retry again and
+        # make a second run. The executors' sweep of children of canceled runs (every
+        # 30 s) cancels it if a run above it was canceled.
+        logger.warning(
+            "retry made; its look for a cancel above it failed",
+            extra={"event": "retry_settle_failed", "execution_id": new_id,
+                   "error": str(exc)})
     return new_id
