@@ -1067,7 +1067,8 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
                 conn, specs, prune=prune, plan=dry_run,
                 audit=AuditEntry(actor=_actor(request).name, action="apply",
                                  target_kind="definitions", target=BODY_LABEL,
-                                 detail={"files": [BODY_LABEL], "prune": prune}))
+                                 detail={"files": [BODY_LABEL], "prune": prune},
+                                 tenant_id=_home(request)))
     except Exception as exc:
         if is_invalid_value(exc):  # e.g. a trigger version beyond PostgreSQL's integer
             raise _value_refused(f"the database refused a value: {exc}") from None

@@ -23,7 +23,7 @@ from triggerd.definitions.checks import MAX_WORKFLOW_DEPTH, known_node_types
 from triggerd.definitions.fingerprint import code_fingerprint, files_fingerprint
 from triggerd.definitions.loading import expand_paths
 from triggerd.errors import DefinitionError
-from triggerd.model import WorkflowSpec
+from triggerd.model import DEFAULT_TENANT, WorkflowSpec
 from triggerd.operations.actor import SCHEDULER, Actor
 from triggerd.secrets import policies_fingerprint, secret_policy_problems
 from triggerd.store.audit import AuditEntry
@@ -124,7 +124,9 @@ async def apply_files(
              else settings.executor.max_workflow_depth)
     audit = AuditEntry(actor=(actor or SCHEDULER).name, action="apply",
                        target_kind="definitions", target=_target(paths),
-                       detail={"files": [str(p) for p in paths], "prune": prune})
+                       detail={"files": [str(p) for p in paths], "prune": prune},
+                       # Each tenant the files change gets this entry with its own id.
+                       tenant_id=tenant or DEFAULT_TENANT)
     contents = await asyncio.to_thread(_read_all, paths)
     if contents is None:
         by_file = await asyncio.to_thread(load_files_by_file, paths, tenant=tenant,

@@ -25,7 +25,7 @@ class AuditEntry:
     target_id: str | None = None
     note: str | None = None
     detail: dict[str, JSON] = field(default_factory=dict)
-    tenant_id: str = "default"
+    tenant_id: str  # no default: an entry filed in the wrong tenant is invisible to its own
 
 
 @dataclass(frozen=True, kw_only=True)
