@@ -23,6 +23,7 @@ from triggerd.api.auth import StoredTokens
 from triggerd.config import ApiSettings, Settings, TenantSettings
 from triggerd.daemon import create_app
 from triggerd.store.executions import claim_executions
+from triggerd.store.keyed import claim_held
 from triggerd.webhooks.ingress import WebhookIngress, setup_webhooks
 
 Client = TestClient[Any, Any]
@@ -439,6 +440,42 @@ async def test_shares_weigh_the_turns(pool: asyncpg.Pool, two_tenants: None) -> 
     await _backlog(pool, "default", 100, 5_000)
     claimed = await claim_executions(pool, "test", timedelta(seconds=30), 8, {"acme": 3})
     assert sorted(c.tenant_id for c in claimed) == ["acme"] * 6 + ["default"] * 2
+
+
+async def _keyed_backlog(pool: asyncpg.Pool, tenant: str, count: int, offset_s: int) -> None:
+    """Runs held by a concurrency key (each its own key, limit 1: every one may start),
+    as a keyed webhook of the tenant stores them."""
+    await pool.execute(
+        "INSERT INTO workflow_executions (workflow_id, trigger_id, trigger_type, tenant_id,"
+        " created_at, concurrency_key, concurrency_limit)"
+        " SELECT w.id, t.id, 'webhook', w.tenant_id, now() - make_interval(secs => $2 - g),"
+        " g || '@' || $2, 1 FROM workflows w JOIN workflow_triggers t ON t.workflow_id = w.id"
+        " AND t.name = 'hook', generate_series(1, $3) g WHERE w.tenant_id = $1",
+        tenant, offset_s, count)
+
+
+async def test_a_flood_of_keyed_runs_cannot_starve_another_tenants_held_runs(
+    pool: asyncpg.Pool, two_tenants: None
+) -> None:
+    """Runs held by a key, a debounce or a buffer_one schedule are claimed by a claim of
+    their own, which took the oldest of every tenant: acme's flood of keyed requests
+    held back every held run of the default tenant (its buffered cron fires too) until
+    the whole flood had started."""
+    await _keyed_backlog(pool, "acme", 500, 10_000)
+    await _keyed_backlog(pool, "default", 3, 100)
+    async with pool.acquire() as conn:
+        held = await claim_held(conn, "test", timedelta(seconds=30), 10)
+    assert sorted(c.tenant_id for c in held.claimed) == ["acme"] * 7 + ["default"] * 3
+    assert await pool.fetchval(
+        "SELECT count(*) FROM workflow_executions WHERE status = 'RUNNING'") == 10
+    # The tenants' shares weigh these turns as they weigh the plain runs'.
+    async with pool.acquire() as conn:
+        held = await claim_held(conn, "test", timedelta(seconds=30), 8, {"acme": 3})
+    assert sorted(c.tenant_id for c in held.claimed) == ["acme"] * 8
+    await _keyed_backlog(pool, "default", 100, 5_000)
+    async with pool.acquire() as conn:
+        held = await claim_held(conn, "test", timedelta(seconds=30), 8, {"acme": 3})
+    assert sorted(c.tenant_id for c in held.claimed) == ["acme"] * 6 + ["default"] * 2
 
 
 # --- the upgrade -----------------------------------------------------------------------------

@@ -549,11 +549,11 @@ class Executor(BaseComponent):
         self._claimed_at = now
         overdue = self._overdue_hint or now - self._overdue_checked >= OVERDUE_INTERVAL
         heard = self._hints_heard
+        shares = {t.name: t.executor_share for t in self.settings.tenants
+                  if t.executor_share != 1}
         async with self.pool.acquire() as conn:
-            claimed = await store.claim_executions(
-                conn, self.owner, self.lease, limit,
-                {t.name: t.executor_share for t in self.settings.tenants
-                 if t.executor_share != 1}, overdue=overdue)
+            claimed = await store.claim_executions(conn, self.owner, self.lease, limit, shares,
+                                                   overdue=overdue)
             if overdue:
                 self._overdue_checked = now
                 if self._hints_heard == heard:
@@ -565,7 +565,8 @@ class Executor(BaseComponent):
             idle = len(claimed) < limit and not await store.plain_runs_waiting(conn)
             self._queue_idle = idle and self._hints_heard == heard
             if len(claimed) < limit and self._held_wanted():
-                held = await claim_held(conn, self.owner, self.lease, limit - len(claimed))
+                held = await claim_held(conn, self.owner, self.lease, limit - len(claimed),
+                                        shares)
                 self._held_checked = asyncio.get_running_loop().time()
                 # A full batch may leave more behind; else wait for a hint.
                 self._held_hint = (len(held.claimed) == limit - len(claimed)

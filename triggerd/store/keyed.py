@@ -9,6 +9,7 @@ Plain runs never come here: the webhook group commit and the executor's hot clai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -298,11 +299,14 @@ async def _insert_request(
 # --- the executor's claim of held runs -------------------------------------------------
 
 # Runs due (no not_before, or past it); of each (trigger, key) only the oldest `limit`
-# can start, so one busy key cannot fill the batch and hold back the others. The last row
-# carries how long until the next pending run is due (NULL: none).
+# can start, so one busy key cannot fill the batch and hold back the others. The tenants
+# take turns, as in the claim of plain runs (a tenant's k-th oldest startable run has turn
+# k / its share): oldest first across tenants let one tenant's flood of keyed requests
+# hold back every other tenant's debounced, keyed and buffered runs until it had all
+# started. The last row carries how long until the next pending run is due (NULL: none).
 _CANDIDATES = """
 WITH due AS (
-    SELECT id, trigger_id, concurrency_key, concurrency_limit, created_at,
+    SELECT id, trigger_id, tenant_id, concurrency_key, concurrency_limit, created_at,
            -- Slots written by one statement share created_at: theirs decides (a
            -- buffer_one catch-up's second slot waits for its first).
            row_number() OVER (PARTITION BY trigger_id, concurrency_key
@@ -310,10 +314,16 @@ WITH due AS (
       FROM workflow_executions
      WHERE status = 'NEW' AND (not_before IS NOT NULL OR concurrency_key IS NOT NULL)
        AND (not_before IS NULL OR not_before <= now())),
+startable AS (
+    SELECT id, trigger_id, concurrency_key, created_at,
+           row_number() OVER (PARTITION BY tenant_id ORDER BY created_at, id)::float8
+           / coalesce((SELECT s.share FROM unnest($2::text[], $3::int[]) AS s (tenant, share)
+                       WHERE s.tenant = due.tenant_id), 1) AS turn
+      FROM due
+     WHERE concurrency_key IS NULL OR place <= concurrency_limit),
 ready AS (
-    SELECT id, trigger_id, concurrency_key FROM due
-     WHERE concurrency_key IS NULL OR place <= concurrency_limit
-     ORDER BY created_at LIMIT $1)
+    SELECT id, trigger_id, concurrency_key FROM startable
+     ORDER BY turn, created_at LIMIT $1)
 SELECT id::text, trigger_id::text, concurrency_key, NULL::float8 AS next_in FROM ready
 UNION ALL
 SELECT NULL, NULL, NULL, EXTRACT(EPOCH FROM min(not_before) - now())::float8
@@ -377,9 +387,13 @@ class HeldClaim:
     next_in: float | None  # seconds until the next pending run is due; None: none pending
 
 
-async def claim_held(conn: Any, owner: str, lease: timedelta, limit: int) -> HeldClaim:
-    """Claim up to ``limit`` held runs that may start now, oldest first per key."""
-    rows = await conn.fetch(_CANDIDATES, limit)
+async def claim_held(conn: Any, owner: str, lease: timedelta, limit: int,
+                     shares: Mapping[str, int] | None = None) -> HeldClaim:
+    """Claim up to ``limit`` held runs that may start now, oldest first per key, in fair
+    turns between tenants (``shares``: tenants' weights other than 1, as
+    :func:`~triggerd.store.executions.claim_executions` takes them)."""
+    shares = shares or {}
+    rows = await conn.fetch(_CANDIDATES, limit, list(shares), list(shares.values()))
     next_in: float | None = rows[-1]["next_in"] if rows else None
     candidates = [r for r in rows if r["id"] is not None]
     if not candidates:
