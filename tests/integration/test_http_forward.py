@@ -112,3 +112,54 @@ async def test_main_process_unreachable_is_503_with_retry_after(tmp_path: Path) 
     finally:
         await session.close()
         await runner.cleanup()
+
+
+async def test_a_cookie_the_main_process_set_for_one_client_is_never_sent_for_another(
+    tmp_path: Path
+) -> None:
+    """The forwarding session kept the cookies of the answers it passed on (its default
+    cookie jar): a console login through an HTTP process left its session cookie there,
+    and the next request of any other browser through that process was forwarded with it
+    (logged in as that token, of whatever tenant)."""
+    seen: list[str | None] = []
+
+    async def login(request: web.Request) -> web.Response:
+        response = web.Response(status=303, headers={"Location": "/ui/"})
+        # As the console sets its session cookie (no Secure without TLS).
+        response.set_cookie("triggerd_session", "alices-session", path="/ui/",
+                            httponly=True, samesite="Strict")
+        return response
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        return web.Response(text="page")
+
+    app = web.Application()
+    app.router.add_post("/ui/login", login)
+    app.router.add_get("/ui/", page)
+    main = web.AppRunner(app)
+    await main.setup()
+    path = str(tmp_path / "main.sock")
+    await web.UnixSite(main, path).start()
+    runner, session, port = await serve_forwarding(path)
+    try:
+        async with aiohttp.ClientSession() as alice, alice.post(
+            f"http://127.0.0.1:{port}/ui/login", allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            # Alice's browser gets its cookie, as before.
+            assert "triggerd_session=alices-session" in response.headers["Set-Cookie"]
+        async with aiohttp.ClientSession() as mallory, mallory.get(
+            f"http://127.0.0.1:{port}/ui/"
+        ) as response:
+            assert response.status == 200
+        # A browser's own cookie still goes through.
+        async with aiohttp.ClientSession() as alice, alice.get(
+            f"http://127.0.0.1:{port}/ui/", headers={"Cookie": "triggerd_session=alices-session"}
+        ) as response:
+            assert response.status == 200
+    finally:
+        await session.close()
+        await runner.cleanup()
+        await main.cleanup()
+    assert seen == [None, "triggerd_session=alices-session"]

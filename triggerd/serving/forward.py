@@ -47,6 +47,9 @@ def upstream_session(socket_path: str) -> aiohttp.ClientSession:
     """A client session whose every request goes to the main process's Unix socket."""
     return aiohttp.ClientSession(
         connector=aiohttp.UnixConnector(path=socket_path, limit=0),
+        # A cookie an answer sets is the client's, passed back to it: a jar kept it and
+        # sent it with every other client's requests (one's console session for all).
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
