@@ -606,6 +606,66 @@ async def test_nodes_read_the_runs_tenant_and_correlation(pool: asyncpg.Pool, ds
     assert stored["correlation"] == {"channel": "ops", "agent_id": "a-1", "session_id": "s-9"}
 
 
+async def test_a_cookie_one_tenants_run_was_given_is_never_sent_by_another_tenants_run(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """The executor's http nodes share one client: its cookie jar kept the session cookie
+    an answer gave the default tenant's run and sent it with acme's next request to that
+    site, so acme's workflow acted there as the default tenant's login."""
+    from aiohttp import web
+
+    from tests.helpers import final_status, free_port
+    from triggerd.config import load_settings
+    from triggerd.executor.service import Executor
+    from triggerd.operations.actor import cli_actor
+    from triggerd.operations.triggers import FireRequest, fire
+
+    seen: list[str | None] = []
+
+    async def login(request: web.Request) -> web.Response:
+        response = web.json_response({"logged_in": True})
+        response.set_cookie("session", "default-tenant-session", path="/")
+        return response
+
+    async def me(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        return web.json_response({"cookie": request.headers.get("Cookie")})
+
+    app = web.Application()
+    app.router.add_get("/login", login)
+    app.router.add_get("/me", me)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    # A host name, not an address: a cookie jar keeps no cookie of an IP address.
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    site = f"http://localhost:{port}"
+
+    def calling(tenant: str, path: str) -> dict[str, Any]:
+        return {"tenant": tenant, "workflows": [{
+            "key": "call",
+            "graph": {"nodes": [{"id": "get", "type": "http",
+                                 "params": {"method": "GET", "url": f"{site}{path}"}}]},
+            "triggers": [{"name": "run", "type": "manual"}]}]}
+
+    await apply_doc(pool, calling("default", "/login"))
+    await apply_doc(pool, calling("acme", "/me"))
+    executor = Executor(pool=pool, dsn=dsn, settings=load_settings(environ={}))
+    await executor.start()
+    try:
+        logged_in = await fire(pool, cli_actor("default"), FireRequest(trigger="call/run"))
+        row = await final_status(pool, logged_in.execution_id)
+        assert row["status"] == "SUCCESS", row
+        peeked = await fire(pool, cli_actor("acme"), FireRequest(trigger="call/run"))
+        row = await final_status(pool, peeked.execution_id)
+    finally:
+        await executor.stop()
+        await runner.cleanup()
+    assert row["status"] == "SUCCESS", row
+    assert seen == [None]
+    assert row["output"]["body"] == {"cookie": None}
+
+
 async def test_metrics_count_runs_by_tenant(pool: asyncpg.Pool, two_tenants: None) -> None:
     from triggerd.api.metrics import Metrics
 

@@ -111,6 +111,14 @@ def _consume_failure(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved: the rows it could not write are the next owner's
 
 
+def http_client(connector: EgressConnector) -> aiohttp.ClientSession:
+    """The client every http node of the runs this executor runs shares. It keeps no
+    cookies: a jar kept those an answer gave one run and sent them with any later run's
+    requests to that site, another workflow's and another tenant's too (acting there as
+    that run's login). A workflow that needs a cookie sends it as a header."""
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
 def make_owner() -> str:
     """Names this process in ``lease_owner``; the random part tells restarts apart."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -229,7 +237,7 @@ class Executor(BaseComponent):
         # A stop's drain refused further claims: a start after it claims again.
         self._accepting = True
         self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
-        self._http = aiohttp.ClientSession(connector=self._egress)
+        self._http = http_client(self._egress)
         self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
         self._writer.start()
         if self.hub is None:
@@ -810,7 +818,7 @@ class Executor(BaseComponent):
             # A test run is only ever continued by this process: a key of its own will do.
             self.resume_key = ResumeKey(secrets.token_bytes(KEY_BYTES), source="test run")
         self._egress = EgressConnector(policy_from_settings(self.settings.egress, self.own_ports))
-        self._http = aiohttp.ClientSession(connector=self._egress)
+        self._http = http_client(self._egress)
         self._writer = ProgressWriter(pool=self.pool, owner=self.owner)
         self._writer.start()
 
