@@ -569,6 +569,8 @@ CREATE TABLE public.workflow_executions (
     session_id text,
     conversation_id text,
     correlation jsonb,
+    worked_at timestamp with time zone,
+    idle_ms bigint DEFAULT 0 NOT NULL,
     CONSTRAINT workflow_executions_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT workflow_executions_concurrency_pair CHECK (((concurrency_key IS NULL) = (concurrency_limit IS NULL))),
     CONSTRAINT workflow_executions_status_check CHECK ((status = ANY (ARRAY['NEW'::text, 'RUNNING'::text, 'WAITING'::text, 'SUCCESS'::text, 'ERROR'::text, 'CANCELED'::text])))

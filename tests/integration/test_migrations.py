@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -321,3 +322,53 @@ def test_migration_files_are_numbered_in_order() -> None:
     versions = [m.version for m in known]
     assert versions == sorted(set(versions))
     assert all(m.name.startswith(f"{m.version:04d}_") for m in known)
+
+
+async def test_working_time_migration_keeps_the_parks_of_runs_in_flight(empty_dsn: str) -> None:
+    """0040: the runner no longer reads parks from node rows, so runs in flight carry theirs
+    over: closed parks as idle time, an open park from its start, a retry's backoff park
+    from its end; a run with no known park gets nothing."""
+    known = db.known_migrations()
+    assert known[-1].name == "0040_working_time.sql"
+    await db.migrate(empty_dsn, known[:-1])
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        workflow = await conn.fetchval(
+            "INSERT INTO workflows (key, name) VALUES ('w', 'w') RETURNING id")
+        runs = {}
+        for name, status in (("parked", "WAITING"), ("backoff", "WAITING"),
+                             ("running", "RUNNING"), ("ended", "SUCCESS")):
+            runs[name] = await conn.fetchval(
+                "INSERT INTO workflow_executions (workflow_id, trigger_type, status, start_time,"
+                " resume_at) VALUES ($1, 'manual', $2, now() - interval '3 hours',"
+                " CASE WHEN $2 = 'WAITING' THEN now() + interval '1 hour' END) RETURNING id",
+                workflow, status)
+        rows = [  # (run, node, type, status, attempt, started hours ago, ended hours ago)
+            ("parked", "w1", "wait", "SUCCESS", 1, 3.0, 2.0),
+            ("parked", "h", "http", "SUCCESS", 1, 2.0, 1.5),
+            ("parked", "w2", "wait", "WAITING", 1, 0.5, None),
+            ("running", "ask", "approval", "SUCCESS", 1, 2.5, 1.0),
+            ("ended", "w1", "wait", "SUCCESS", 1, 3.0, 2.0),
+        ]
+        for run, node, node_type, status, attempt, started, ended in rows:
+            await conn.execute(
+                "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
+                " start_time, end_time) VALUES ($1, $2, $3, $4, $5,"
+                " now() - $6::float8 * interval '1 hour',"
+                " now() - $7::float8 * interval '1 hour')",
+                runs[run], node, node_type, status, attempt, started, ended)
+        await db.migrate(empty_dsn)
+        got = {r["name"]: r for r in await conn.fetch(
+            "SELECT x.name, e.idle_ms, e.worked_at, e.resume_at, now() AS now"
+            " FROM workflow_executions e JOIN unnest($1::uuid[], $2::text[]) AS x (id, name)"
+            " ON x.id = e.id", list(runs.values()), list(runs))}
+    finally:
+        await conn.close()
+    hour = 3600 * 1000
+    assert {n: r["idle_ms"] for n, r in got.items()} == {
+        "parked": hour, "backoff": 0, "running": hour * 3 // 2, "ended": 0}
+    # The migration's transaction started after the rows were written: its now() is later.
+    assert got["parked"]["worked_at"] < got["parked"]["now"] - timedelta(minutes=29)
+    assert got["backoff"]["worked_at"] == got["backoff"]["resume_at"]
+    assert got["running"]["worked_at"] is None
+    assert got["ended"]["worked_at"] is None

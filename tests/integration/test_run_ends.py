@@ -19,7 +19,14 @@ from triggerd.config import load_settings
 from triggerd.executor.service import Executor
 from triggerd.operations import Actor
 from triggerd.operations.approvals import DecisionRequest, decide
-from triggerd.store.executions import ExecutionUpdate, request_cancel, write_progress
+from triggerd.store.executions import (
+    ExecutionUpdate,
+    claim_executions,
+    release_executions,
+    renew_leases,
+    request_cancel,
+    write_progress,
+)
 
 OPERATOR = Actor(name="token:ops", via="api")
 
@@ -68,17 +75,21 @@ async def parked(pool: asyncpg.Pool, run: str) -> None:
     await wait_for(waiting)
 
 
+@pytest.mark.parametrize("parked_by", ["this triggerd", "a triggerd before 0040"])
 async def test_time_parked_does_not_count_toward_the_workflow_timeout(
-    pool: asyncpg.Pool, executor: Executor
+    pool: asyncpg.Pool, executor: Executor, parked_by: str
 ) -> None:
     # The README's approval example keeps the default 1 h workflow timeout: a decision
     # made 2 h later ran into it (TIMEOUT, and the approval's row left RUNNING).
     await apply_doc(pool, approval_doc())
     run = await fire(pool, "release/manual")
     await parked(pool, run)
-    # Two hours pass while it waits.
+    # Two hours pass while it waits (every instant recorded so far moves back). A triggerd
+    # before migration 0040 (a rolling upgrade) parked it without recording when.
     await pool.execute("UPDATE workflow_executions SET start_time = start_time"
-                       " - interval '2 hours' WHERE id = $1", run)
+                       " - interval '2 hours', worked_at = CASE WHEN $2 THEN NULL"
+                       " ELSE worked_at - interval '2 hours' END WHERE id = $1",
+                       run, parked_by != "this triggerd")
     await pool.execute("UPDATE node_executions SET start_time = start_time"
                        " - interval '2 hours' WHERE execution_id = $1", run)
     await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
@@ -168,3 +179,138 @@ async def test_a_cancel_that_meets_the_park_is_not_lost(pool: asyncpg.Pool, dsn:
     async with running(pool, dsn):
         row = await final_status(pool, run)
     assert (row["status"], row["error_code"]) == ("CANCELED", "CANCELED")
+
+
+def slow_call_doc(port: int) -> dict[str, Any]:
+    call = {"method": "GET", "url": f"http://127.0.0.1:{port}/answer"}
+    return {"workflows": [{
+        "key": "outage", "timeout": "1h",
+        "graph": {"nodes": [{"id": "call", "type": "http", "params": call}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]}
+
+
+async def test_time_handed_back_does_not_count_toward_the_workflow_timeout(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    """A graceful stop hands the run back; two hours later a daemon takes it up again: its
+    hour of working time is not used up (it ended TIMEOUT at once)."""
+    answer = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.json_response({"ok": True})
+
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_DRAIN": "100ms"})
+    async with serve_get("/answer", held) as port:
+        await apply_doc(pool, slow_call_doc(port))
+        run = await fire(pool, "outage/manual")
+        first = Executor(pool=pool, dsn=dsn, settings=settings)
+        await first.start()
+        try:
+            await wait_for(lambda: pool.fetchrow(
+                "SELECT 1 FROM node_executions WHERE execution_id = $1 AND status = 'RUNNING'",
+                run))
+        finally:
+            await first.stop()
+        handed = await pool.fetchrow(
+            "SELECT status, start_time, worked_at FROM workflow_executions WHERE id = $1", run)
+        assert handed["status"] == "NEW"
+        assert handed["worked_at"] >= handed["start_time"]
+        # Two hours pass with no daemon (every instant recorded so far moves back).
+        await pool.execute(
+            "UPDATE workflow_executions SET start_time = start_time - interval '2 hours',"
+            " worked_at = worked_at - interval '2 hours' WHERE id = $1", run)
+        await pool.execute(
+            "UPDATE node_executions SET start_time = start_time - interval '2 hours',"
+            " end_time = end_time - interval '2 hours' WHERE execution_id = $1", run)
+        answer.set()
+        async with running(pool, dsn):
+            row = await final_status(pool, run)
+    assert (row["status"], row["error_code"]) == ("SUCCESS", None), row["error_message"]
+    assert row["idle_ms"] >= 2 * 3600 * 1000
+    attempts = await pool.fetch(
+        "SELECT attempt, status FROM node_executions WHERE execution_id = $1 ORDER BY attempt",
+        run)
+    assert [tuple(a) for a in attempts] == [(1, "CANCELED"), (2, "SUCCESS")]
+
+
+@pytest.mark.parametrize(("worked_minutes", "outcome"), [
+    (10, ("SUCCESS", None)),
+    # The working time before the crash still counts.
+    (61, ("ERROR", "TIMEOUT")),
+])
+async def test_time_after_a_dead_process_last_heartbeat_does_not_count(
+    pool: asyncpg.Pool, executor: Executor, worked_minutes: int,
+    outcome: tuple[str, str | None],
+) -> None:
+    """A process took the run up two hours ago, worked on it (its last heartbeat
+    ``worked_minutes`` later) and died; the run's lease ran out long ago. Taken up again,
+    the run has what is left of its hour: the outage is not working time."""
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        return web.json_response({"ok": True})
+
+    async with serve_get("/answer", slow) as port:
+        await apply_doc(pool, slow_call_doc(port))
+        await executor.stop()
+        run = await fire(pool, "outage/manual")
+        await pool.execute(
+            "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'dead',"
+            " attempt = 1, start_time = now() - interval '2 hours',"
+            " worked_at = now() - interval '2 hours' + $2 * interval '1 minute',"
+            " lease_expires_at = now() - interval '90 minutes' WHERE id = $1",
+            run, worked_minutes)
+        await executor.start()
+        row = await final_status(pool, run)
+    assert (row["status"], row["error_code"]) == outcome
+    # Credited: from the last heartbeat to the take-up.
+    assert (120 - worked_minutes) * 60_000 <= row["idle_ms"] < (121 - worked_minutes) * 60_000
+
+
+async def test_heartbeats_hand_backs_and_take_ups_record_the_working_time(
+    pool: asyncpg.Pool,
+) -> None:
+    """The store's accounting: a heartbeat and a hand-back record when the run was last
+    worked on; a take-up credits the time since then as idle."""
+    await apply_doc(pool, {"workflows": [{
+        "key": "ledger", "graph": {"nodes": [{"id": "a", "type": "noop"}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]})
+    run = await fire(pool, "ledger/manual")
+    lease = timedelta(minutes=1)
+
+    async def state() -> Any:
+        return await pool.fetchrow(
+            "SELECT status, worked_at, idle_ms FROM workflow_executions WHERE id = $1", run)
+
+    async def db_now() -> datetime:
+        value: datetime = await pool.fetchval("SELECT now()")
+        return value
+
+    async def an_hour_ago() -> None:
+        await pool.execute("UPDATE workflow_executions SET worked_at = worked_at"
+                           " - interval '1 hour' WHERE id = $1", run)
+
+    before = await db_now()
+    [claimed] = await claim_executions(pool, "me", lease, 10)
+    first = await state()
+    assert (claimed.id, claimed.idle, first["idle_ms"]) == (run, timedelta(0), 0)
+    assert before <= first["worked_at"] <= await db_now()
+    await an_hour_ago()
+    before = await db_now()
+    assert await renew_leases(pool, "me", [run], lease) == {run: False}
+    beat = await state()
+    assert before <= beat["worked_at"] <= await db_now()
+    assert beat["idle_ms"] == 0  # a heartbeat credits nothing: the run was worked on
+    await an_hour_ago()
+    before = await db_now()
+    assert await release_executions(pool, "me", [run]) == 1
+    handed = await state()
+    assert (handed["status"], handed["idle_ms"]) == ("NEW", 0)
+    assert before <= handed["worked_at"] <= await db_now()
+    await an_hour_ago()  # an hour handed back
+    [again] = await claim_executions(pool, "other", lease, 10)
+    taken = await state()
+    assert again.idle == timedelta(milliseconds=taken["idle_ms"])
+    assert 60 * 60_000 <= taken["idle_ms"] < 61 * 60_000
+

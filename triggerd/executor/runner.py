@@ -71,8 +71,8 @@ NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 # Parked node types that decide again when their run wakes, rather than succeed with the
 # output they parked with (``wait``).
 RUN_AGAIN_ON_RESUME = frozenset({"approval", "workflow"})
-# Nodes that park the run (WAITING): the time a row of theirs spans is spent waiting, and
-# the workflow's timeout counts only the time the run works.
+# Nodes that park the run (WAITING): what a run parked by a triggerd before migration 0040
+# (a rolling upgrade) has instead of its idle time (see parked_time).
 PARKING_TYPES = frozenset({"wait", *RUN_AGAIN_ON_RESUME})
 
 
@@ -87,8 +87,10 @@ def _latest_attempts(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]
 
 
 def parked_time(previous_rows: Sequence[Mapping[str, Any]], now: datetime) -> timedelta:
-    """How long a run being taken up again has waited parked so far: the spans of its
-    parking nodes' rows (to their end, or to ``now`` for the park ending now)."""
+    """How long a run being taken up again has waited parked so far, read from its rows:
+    the spans of its parking nodes' rows (to their end, or to ``now`` for the park ending
+    now). A floor under the idle time the store keeps: a triggerd before migration 0040
+    that parked the run recorded no idle time."""
     total = timedelta(0)
     for row in previous_rows:
         start = row.get("start_time")
@@ -561,10 +563,14 @@ class Runner:
             self._restore()
         except ResumeCopyError as exc:
             return self._final("ERROR", code=exc.code, message=exc.message)
-        # The run's working time: time parked (a wait, an approval, a sub-workflow waited
-        # for) does not count, or a decision made after the timeout would fail the run.
-        deadline = (claimed.start_time + self.version.timeout
-                    + parked_time(self.previous_rows, self.clock()))
+        # The run's working time: time it was not worked on (parked for a wait, an
+        # approval or a sub-workflow; handed back; after a dead process's last heartbeat)
+        # does not count, or a decision made after the timeout, or a restart after an
+        # outage, would fail the run.
+        # Never less than the parks its rows show: a run parked by an older triggerd during
+        # a rolling upgrade has no idle time recorded for them.
+        idle = max(claimed.idle, parked_time(self.previous_rows, self.clock()))
+        deadline = claimed.start_time + self.version.timeout + idle
         self.deadline = deadline
         remaining = (deadline - self.clock()).total_seconds()
         try:
@@ -627,13 +633,15 @@ class Runner:
                 if not tasks:
                     if self.parked_until:
                         until = min(self.parked_until.values())
+                        worked_until = None
                         if self.backoff_parks and self.deadline is not None:
                             # A backoff's park counts as working time: the run wakes by
                             # its deadline to time out then, not at the backoff's end.
                             if self.deadline <= self.clock():
                                 return self._timed_out()
-                            until = min(until, self.deadline)
-                        return self._final("WAITING", resume_at=until)
+                            until = worked_until = min(until, self.deadline)
+                        return replace(self._final("WAITING", resume_at=until),
+                                       worked_until=worked_until)
                     # Nothing runs, nothing is ready and the graph is not finished: a bug.
                     return self._final(
                         "ERROR",

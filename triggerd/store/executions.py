@@ -539,7 +539,16 @@ async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]
 # What a claim returns of each run (also the held claim's, triggerd/store/keyed.py).
 CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
           e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
-          e.attempt, e.cancel_requested, e.tenant_id, e.correlation"""
+          e.attempt, e.cancel_requested, e.tenant_id, e.correlation, e.idle_ms"""
+
+
+def taking_up(now: str = "now()") -> str:
+    """What every claim sets besides the lease (migration 0040): the time since the run
+    was last worked on (handed back, parked, or since a dead process's last heartbeat) is
+    credited as idle, and the run is worked on from ``now`` (an SQL expression)."""
+    return (f"idle_ms = e.idle_ms + CASE WHEN e.worked_at < {now}"
+            f" THEN (extract(epoch FROM {now} - e.worked_at) * 1000)::bigint ELSE 0 END,"
+            f" worked_at = {now}")
 
 # Runs whose lease ran out (their process died) and parked runs whose time came. Both are
 # rare, and their partial indexes share the table with a busy queue whose dead index
@@ -625,7 +634,8 @@ fresh AS (
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = now() + $2 * interval '1 millisecond',
-       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now()),
+       """ + taking_up() + """
  WHERE e.id = ANY(ARRAY({taken}))
 RETURNING """ + CLAIM_RETURNING
 # Planned without sorts, the claim reads each queue's partial index in order and stops at
@@ -667,6 +677,8 @@ class ClaimedExecution:
     cancel_requested: bool
     tenant_id: str = DEFAULT_TENANT
     correlation: dict[str, JSON] = field(default_factory=dict)
+    # The time since start_time the run was not worked on (migration 0040).
+    idle: timedelta = timedelta(0)
 
 
 async def plain_runs_waiting(conn: Conn) -> bool:
@@ -721,6 +733,7 @@ def claimed_execution(r: Any) -> ClaimedExecution:
         cancel_requested=r["cancel_requested"],
         tenant_id=r["tenant_id"],
         correlation=r["correlation"] or {},
+        idle=timedelta(milliseconds=r["idle_ms"]),
     )
 
 
@@ -735,7 +748,7 @@ async def renew_leases(conn: Conn, owner: str, ids: Sequence[str], lease: timede
     # of one process over the same runs in different orders deadlocked under load.
     rows = await conn.fetch(
         "UPDATE workflow_executions e"
-        " SET lease_expires_at = now() + $3 * interval '1 millisecond'"
+        " SET lease_expires_at = now() + $3 * interval '1 millisecond', worked_at = now()"
         " FROM (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[])"
         " AND lease_owner = $1 AND status = 'RUNNING' ORDER BY id FOR NO KEY UPDATE) AS held"
         " WHERE e.id = held.id RETURNING e.id, e.cancel_requested",
@@ -766,7 +779,8 @@ async def release_executions(conn: Conn, owner: str, ids: Sequence[str]) -> int:
         return 0
     result: str = await conn.execute(
         "UPDATE workflow_executions SET status = 'NEW', lease_owner = NULL,"
-        " lease_expires_at = NULL WHERE id = ANY($2::uuid[]) AND lease_owner = $1"
+        " lease_expires_at = NULL, worked_at = now()"
+        " WHERE id = ANY($2::uuid[]) AND lease_owner = $1"
         " AND status = 'RUNNING'",
         owner,
         list(ids),
@@ -845,6 +859,8 @@ class ExecutionUpdate:
     drop_resume_copies: bool = False
     # The node whose failure ended the run ERROR (for its error workflow's summary).
     failed_node: str | None = None
+    # A park that counts as work until then (a retry's backoff cut by a restart).
+    worked_until: datetime | None = None
 
 
 FINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELED"})
@@ -909,10 +925,13 @@ UPDATE workflow_executions e SET
                      THEN LEAST(e.resume_at, coalesce(d.resume_at, e.resume_at))
                      ELSE d.resume_at END,
     end_time = CASE WHEN d.status IN ('SUCCESS', 'ERROR', 'CANCELED') THEN now() ELSE NULL END,
+    -- A park is not work, unless it waits out a retry's backoff (worked_until, its end).
+    worked_at = GREATEST(now(), d.worked_until),
     lease_owner = NULL, lease_expires_at = NULL
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-            $8::text[])
-     AS d(id, status, output, error_code, error_message, resume_at, failed_node),
+            $8::text[], $9::timestamptz[])
+     AS d(id, status, output, error_code, error_message, resume_at, failed_node,
+          worked_until),
      (SELECT id FROM workflow_executions WHERE id = ANY($2::uuid[]) AND lease_owner = $1{after}
       ORDER BY id FOR NO KEY UPDATE) AS held
 WHERE e.id = d.id AND held.id = d.id AND e.lease_owner = $1
@@ -1205,6 +1224,7 @@ def _finish_arrays(finished: Sequence[ExecutionUpdate]) -> list[list[Any]]:
         [_storable_text(f.error_message) for f in finished],
         [f.resume_at for f in finished],
         [f.failed_node for f in finished],
+        [f.worked_until for f in finished],
     ]
 
 

@@ -25,6 +25,7 @@ from triggerd.store.executions import (
     ClaimedExecution,
     claimed_execution,
     correlation_arrays,
+    taking_up,
 )
 from triggerd.store.webhooks import ACQUIRE_TIMEOUT, GONE, InboxItem, InboxResult, _json_text
 from triggerd.webhooks.debounce import Window, plan_window
@@ -369,7 +370,8 @@ placed AS (
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $1, resume_at = NULL,
        lease_expires_at = statement_timestamp() + $2 * interval '1 millisecond',
-       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, statement_timestamp())
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, statement_timestamp()),
+       {taking_up("statement_timestamp()")}
  WHERE e.id = ANY(ARRAY(SELECT id FROM placed
                        WHERE concurrency_key IS NULL OR place <= concurrency_limit))
 RETURNING {CLAIM_RETURNING}

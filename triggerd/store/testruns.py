@@ -15,6 +15,7 @@ from triggerd.store.executions import (
     DESCENDANTS,
     ClaimedExecution,
     claimed_execution,
+    taking_up,
 )
 
 Conn = Any  # a connection (inside a transaction where it says so) or a pool
@@ -76,7 +77,8 @@ _CLAIM_TEST = """
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $2, resume_at = NULL,
        lease_expires_at = now() + $3 * interval '1 millisecond',
-       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now()),
+       """ + taking_up() + """
  WHERE e.id = $1 AND e.test AND e.status IN ('NEW', 'WAITING')
 RETURNING """ + CLAIM_RETURNING
 
@@ -99,7 +101,8 @@ _CLAIM_DESCENDANT = f"WITH RECURSIVE {DESCENDANTS}" + """
 UPDATE workflow_executions e
    SET status = 'RUNNING', lease_owner = $2, resume_at = NULL,
        lease_expires_at = now() + $3 * interval '1 millisecond',
-       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now())
+       attempt = e.attempt + 1, start_time = COALESCE(e.start_time, now()),
+       """ + taking_up() + """
  WHERE e.id = (
     SELECT c.id FROM workflow_executions c
      WHERE c.id IN (SELECT id FROM tree) AND NOT c.test
