@@ -314,3 +314,46 @@ async def test_heartbeats_hand_backs_and_take_ups_record_the_working_time(
     assert again.idle == timedelta(milliseconds=taken["idle_ms"])
     assert 60 * 60_000 <= taken["idle_ms"] < 61 * 60_000
 
+
+@pytest.mark.parametrize("cuts", [1, 2])
+async def test_a_wait_cut_before_it_parked_keeps_its_end(
+    pool: asyncpg.Pool, executor: Executor, cuts: int
+) -> None:
+    """A process died between a wait node's RUNNING row and its park (``cuts`` times, the
+    first ten minutes ago): taken up again, the wait ends an hour after it first started,
+    not an hour after the take-up."""
+    await apply_doc(pool, {"workflows": [{
+        "key": "pause",
+        "graph": {"nodes": [{"id": "hold", "type": "wait", "params": {"duration": "1h"}},
+                            {"id": "after", "type": "noop"}],
+                  "edges": [{"from": "hold", "to": "after"}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]})
+    await executor.stop()
+    run = await fire(pool, "pause/manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'dead',"
+        " attempt = $2, start_time = now() - interval '10 minutes', worked_at = now(),"
+        " lease_expires_at = now() - interval '1 second' WHERE id = $1", run, cuts)
+    # What the dead processes left: the wait's attempts, the last one still RUNNING.
+    for attempt in range(1, cuts + 1):
+        last = attempt == cuts
+        await pool.execute(
+            "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
+            " input, start_time, end_time, error_code)"
+            " VALUES ($1, 'hold', 'wait', $2, $3, '{\"duration\": \"1h\"}',"
+            " now() - interval '10 minutes' + $3::int * interval '1 minute', $4, $5)",
+            run, "RUNNING" if last else "ERROR", attempt,
+            None if last else datetime.now(UTC), None if last else "INTERRUPTED")
+    first_start = await pool.fetchval(
+        "SELECT start_time FROM node_executions WHERE execution_id = $1 AND attempt = 1", run)
+    await executor.start()
+    parked_row = await wait_for(lambda: pool.fetchrow(
+        "SELECT resume_at FROM workflow_executions WHERE id = $1 AND status = 'WAITING'", run))
+    assert parked_row["resume_at"] == first_start + timedelta(hours=1)
+    rows = await pool.fetch(
+        "SELECT attempt, status, error_code, output FROM node_executions"
+        " WHERE execution_id = $1 ORDER BY attempt", run)
+    assert [(r["attempt"], r["status"], r["error_code"]) for r in rows] == [
+        *[(a, "ERROR", "INTERRUPTED") for a in range(1, cuts + 1)], (cuts + 1, "WAITING", None)]
+    until = (first_start + timedelta(hours=1)).isoformat()
+    assert rows[-1]["output"] == {"wait_until": until, "until": until}

@@ -74,6 +74,10 @@ RUN_AGAIN_ON_RESUME = frozenset({"approval", "workflow"})
 # Nodes that park the run (WAITING): what a run parked by a triggerd before migration 0040
 # (a rolling upgrade) has instead of its idle time (see parked_time).
 PARKING_TYPES = frozenset({"wait", *RUN_AGAIN_ON_RESUME})
+# Node types whose result is decided from the instant they start (a ``duration`` wait):
+# an attempt cut by a dead process before it parked is taken up again from the instant
+# the cut attempt started, so the wait's end is decided once.
+KEEPS_START = frozenset({"wait"})
 
 
 def _latest_attempts(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -100,6 +104,21 @@ def parked_time(previous_rows: Sequence[Mapping[str, Any]], now: datetime) -> ti
         if end > start:
             total += end - start
     return total
+
+
+def started_before(rows: Sequence[Mapping[str, Any]], node_id: str) -> datetime | None:
+    """When the node's attempts cut by dead processes began: the start of the earliest of
+    its latest run of attempts that ended INTERRUPTED or were left RUNNING (None: its
+    latest attempt was not cut)."""
+    own = sorted((r for r in rows if r["node_id"] == node_id), key=lambda r: r["attempt"])
+    began: datetime | None = None
+    for row in reversed(own):
+        cut = row["status"] == NodeStatus.RUNNING or (
+            row["status"] == NodeStatus.ERROR and row["error_code"] == INTERRUPTED)
+        if not cut or row.get("start_time") is None:
+            break
+        began = row["start_time"]
+    return began
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +308,8 @@ class Runner:
     backoff_parks: set[str] = field(default_factory=set)
     # When the run's working time ends (set as the walk starts).
     deadline: datetime | None = None
+    # The instant a node's next attempt starts from (KEEPS_START).
+    start_from: dict[str, datetime] = field(default_factory=dict)
     # (node type, milliseconds) of every finished attempt, for metrics.
     timings: list[tuple[str, float]] = field(default_factory=list)
     # Whether this run has resume copies in the database (dropped when it ends).
@@ -390,6 +411,10 @@ class Runner:
             if status == NodeStatus.RUNNING:
                 # The process running this attempt died (its lease expired): close the
                 # attempt out; the node runs again as the next attempt.
+                if row["node_type"] in KEEPS_START:
+                    began = started_before(self.previous_rows, node_id)
+                    if began is not None:
+                        self.start_from[node_id] = began
                 self.pending.append(
                     NodeRow(
                         execution_id=self.claimed.id,
@@ -678,6 +703,8 @@ class Runner:
         attempt = self.next_attempt.get(node_id, 1)
         while True:
             started = self.clock()
+            # A cut wait's end is decided from when the cut attempt started (KEEPS_START).
+            began = self.start_from.pop(node_id, started)
             t0 = time.perf_counter()
             try:
                 templated = self.version.templated
@@ -723,7 +750,7 @@ class Runner:
                                 node=node,
                                 attempt=attempt,
                                 http=self.http,
-                                now=started,
+                                now=began,
                                 log=logger,
                                 db=self.db,
                                 workflow_id=self.claimed.workflow_id,
