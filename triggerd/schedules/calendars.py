@@ -33,6 +33,9 @@ _TINY = timedelta(microseconds=1)
 # Excluded instants a preview lists (with shift: none), the first ones.
 EXCLUDED_SHOWN = 100
 _FAR = datetime.max.replace(tzinfo=UTC) - timedelta(days=800)
+# Nominal fires read at a time: a few after a skip, doubling up to _BATCH while they pass.
+_FIRST_BATCH = 4
+_BATCH = 256
 
 
 @functools.lru_cache(maxsize=256)
@@ -211,18 +214,23 @@ class CalendarFiltered:
         placed: dict[datetime, Fire] = {}
         upper = self._upper(end)
         at = self._lower(start)
+        size = _FIRST_BATCH
         while True:
             # Read nominal fires a window at a time so that `limit` stays cheap.
-            batch = self.inner.fires_between(at, upper, 256)
+            batch = self.inner.fires_between(at, upper, size)
             skip_to: datetime | None = None
             for nominal in batch:
                 if self.shift is Shift.NONE:
                     day = self._day(nominal.at)
                     if self._excluded(day) is not None:
-                        # No fire in the rest of an excluded day: read on from its end
-                        # (an every-second cron on Mondays only walked 518,000 instants
-                        # from a Tuesday, seconds of CPU on the event loop).
-                        skip_to = self._midnight(day + timedelta(days=1)) - _TINY
+                        # No fire in the rest of an excluded day, nor on the excluded days
+                        # that follow it: read on from the end of that run of days (an
+                        # every-second cron on Mondays only walked 518,000 instants from a
+                        # Tuesday, seconds of CPU on the event loop).
+                        day += timedelta(days=1)
+                        while self._excluded(day) is not None and self._midnight(day) < upper:
+                            day += timedelta(days=1)
+                        skip_to = self._midnight(day) - _TINY
                         break
                 fire = self._place(nominal)
                 if fire is not None and start < fire.at <= end:
@@ -231,10 +239,15 @@ class CalendarFiltered:
                 if skip_to >= upper:
                     break
                 at = skip_to
-            elif len(batch) < 256:
+                # The fires after an excluded run may be excluded again at once: a batch
+                # of 256 read for each one took 45 s to find that a weekday cron on a
+                # weekends-only calendar never fires (check, apply and the scheduler).
+                size = _FIRST_BATCH
+            elif len(batch) < size:
                 break
             else:
                 at = batch[-1].at
+                size = min(2 * size, _BATCH)
             if limit is not None and len(placed) >= limit:
                 # A later nominal fire lands at most MAX_SHIFT_DAYS away from itself.
                 margin = timedelta(0) if self.shift is Shift.NONE else timedelta(
