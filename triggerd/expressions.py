@@ -836,6 +836,28 @@ def inspect_template(source: str) -> TemplateFacts:
     return _plain_facts(source) or _parsed_facts(source)
 
 
+# Jinja2's globals (range, dict, ...): readable by every expression, the same in every run.
+GLOBAL_NAMES: Final = KNOWN_NAMES - frozenset(CONTEXT_NAMES)
+
+
+def constant_failure(source: str, context: Mapping[str, Any]) -> str | None:
+    """Why ``source`` fails every time it is evaluated, when it reads nothing but the names
+    of ``context`` (values that are the same in every evaluation) and Jinja2's globals;
+    else ``None`` (it succeeds, or what it reads is known only when it runs)."""
+    facts = inspect_template(source)
+    if facts.error is not None or not facts.names <= GLOBAL_NAMES | set(context):
+        return None
+    if "random" in source or "lipsum" in source:
+        return None  # a value drawn anew each time may fail one time and not the next
+    if any(key not in context[name] for name, key in facts.keys if name in context):
+        return None  # a key nobody provides: reported as such by the caller's checks
+    try:
+        render_string(source, context)
+    except ExpressionError as exc:
+        return exc.detail
+    return None
+
+
 # Statements that load another template (a run has none to load).
 _LOADING_NODES: Final = (jinja_nodes.Include, jinja_nodes.Extends, jinja_nodes.Import,
                          jinja_nodes.FromImport)

@@ -76,6 +76,37 @@ def test_every_example_of_the_issue_is_caught() -> None:
     }
 
 
+def test_an_expression_that_reads_nothing_a_run_brings_and_fails_is_caught() -> None:
+    """Literals, Jinja2's globals and the workflow's env are the same in every run: such an
+    expression that fails (a division by zero, a range past the sandbox's limit) failed
+    every run that reached its node, and check said the file was valid."""
+    workflow = chain(
+        node("a", "set", value={"n": ["{{ 1 / 0 }}"]}),
+        node("b", "log", message="{{ range(10 ** 6) | list | length }}"),
+        node("c", "log", message="{{ env.N | int / 0 }}"),
+        # What a run brings, or a value drawn anew each time, is not evaluated here.
+        node("d", "log", message="{{ input.n / 0 }}"),
+        node("e", "log", message="{{ [] | random }}"),
+        node("f", "log", message="{{ 6 // 3 }} {{ env.N }} {{ range(3) | list }}"),
+        env={"N": "5"},
+    )
+    assert found(workflow) == {
+        (f"{NODE}[0].params.value.n[0]",
+         "expression '{{ 1 / 0 }}': it fails in every run: ZeroDivisionError: division by"
+         " zero"),
+        (f"{NODE}[1].params.message",
+         "expression '{{ range(10 ** 6) | list | length }}': it fails in every run:"
+         " OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE"
+         " (100000)."),
+        (f"{NODE}[2].params.message",
+         "expression '{{ env.N | int / 0 }}': it fails in every run: ZeroDivisionError:"
+         " division by zero"),
+    }
+    # As a run renders them: the same failure.
+    with pytest.raises(ExpressionError, match="division by zero"):
+        render_string("{{ env.N | int / 0 }}", {"env": {"N": "5"}})
+
+
 def test_the_same_problems_refuse_a_load() -> None:
     # check, apply, the admin API and the daemon's start all load through the same checks.
     workflow = chain(node("a", "http", url="ftp://x"))

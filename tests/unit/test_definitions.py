@@ -1152,6 +1152,13 @@ def test_fine_webhook_paths() -> None:
             "a filter is an expression, e.g. \"{{ input.action == 'opened' }}\"",
         ),
         (
+            # It reads nothing of the request: it failed on each one, stored as filtered.
+            {"filter": "{{ 1 / 0 }}"},
+            "filter",
+            "it fails on every request, which is then filtered: ZeroDivisionError: division"
+            " by zero",
+        ),
+        (
             {"dedupe": {"header": "X-Id", "ttl": "0s"}},
             "dedupe.ttl",
             "'0s' is not a duration longer than zero: use a positive number and a unit"

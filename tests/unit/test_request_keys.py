@@ -74,6 +74,17 @@ DURATION = (
             "concurrency.key",
             "unknown name 'secrets' (a key sees input, headers, query)",
         ),
+        (
+            # It reads nothing of the request: each one was refused 422.
+            {"concurrency": {"key": "{{ 1 / 0 }}", "limit": 1}},
+            "concurrency.key",
+            "it fails on every request, which is refused: ZeroDivisionError: division by zero",
+        ),
+        (
+            {"debounce": {"key": "{{ none }}", "period": "5s"}},
+            "debounce.key",
+            "it fails on every request, which is refused: the key is empty",
+        ),
     ],
 )
 def test_bad_debounce_and_concurrency(fields: dict[str, Any], path: str, message: str) -> None:

@@ -28,6 +28,7 @@ from triggerd.expressions import (
     KNOWN_NAMES,
     TRIGGER_KEYS,
     ExpressionError,
+    constant_failure,
     inspect_template,
     is_template,
     render_string,
@@ -135,8 +136,16 @@ def check_nodes(
             execution=execution,
         )
         for string_path, source in _templates(params, (*node_path, "params")):
+            found = False
             for message in scope.problems(source):
+                found = True
                 report.add(string_path, f"expression {show(source, limit=80)}: {message}")
+            # One that reads nothing a run brings (only literals, Jinja2's globals and the
+            # workflow's env) fails in every run when it fails here ({{ 1 / 0 }}).
+            failure = None if found else constant_failure(source, {"env": env_values})
+            if failure is not None:
+                report.add(string_path, f"expression {show(source, limit=80)}: it fails in"
+                                        f" every run: {failure}")
 
 
 # --- params against the schema -----------------------------------------------------------

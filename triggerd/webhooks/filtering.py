@@ -8,6 +8,7 @@ from typing import Final
 
 from triggerd.expressions import (
     ExpressionError,
+    constant_failure,
     evaluate_condition,
     inspect_template,
     is_template,
@@ -27,8 +28,13 @@ def filter_problems(source: str) -> Iterator[str]:
     if facts.error is not None:
         yield facts.error
         return
-    for name in sorted(facts.names - set(FILTER_NAMES)):
+    unknown = sorted(facts.names - set(FILTER_NAMES))
+    for name in unknown:
         yield f"unknown name {name!r} (a filter sees {', '.join(FILTER_NAMES)})"
+    failure = None if unknown else constant_failure(source, {})
+    if failure is not None:
+        # It reads nothing of the request: every request is stored as filtered.
+        yield f"it fails on every request, which is then filtered: {failure}"
 
 
 def evaluate_filter(

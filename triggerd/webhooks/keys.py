@@ -34,8 +34,17 @@ def key_problems(source: str) -> Iterator[str]:
     if facts.error is not None:
         yield facts.error
         return
-    for name in sorted(facts.names - _GLOBALS - set(KEY_NAMES)):
+    unknown = sorted(facts.names - _GLOBALS - set(KEY_NAMES))
+    for name in unknown:
         yield f"unknown name {name!r} (a key sees {', '.join(KEY_NAMES)})"
+    if unknown or facts.names & set(KEY_NAMES) or "random" in source or "lipsum" in source:
+        return
+    # It reads nothing of the request: computed here as for each request, it fails (every
+    # request refused 422) or it is the one key of them all.
+    try:
+        request_key(source, input={}, headers={}, query={})
+    except ExpressionError as exc:
+        yield f"it fails on every request, which is refused: {exc.detail}"
 
 
 def request_key(
