@@ -37,6 +37,29 @@ def finite_float(text: str) -> float:
     return value
 
 
+# How deep parsed JSON from outside (a webhook's body, an http node's answer) may nest.
+# Far beyond any real payload (GitHub's and Stripe's are about ten levels), and far below
+# what the code that stores and reads runs back can recurse through: the parsers took
+# about 1,000 levels, which the admin API then failed to answer.
+MAX_JSON_NESTING = 128
+
+
+def deeper_than(text: str, value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed from ``text``) nests more than ``limit`` containers deep.
+    A text with fewer brackets than that cannot, and is not walked."""
+    if not isinstance(value, (dict, list)) or text.count("[") + text.count("{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
+
+
 def too_many_digits() -> str:
     """Python's limit on an integer's digits, in our words (its own name a function)."""
     return f"a number with more than {sys.get_int_max_str_digits()} digits"

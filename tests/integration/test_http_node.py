@@ -45,6 +45,17 @@ async def broken_json(request: web.Request) -> web.Response:
     return web.Response(text="{not json", content_type="application/json")
 
 
+async def raw_json(request: web.Request) -> web.Response:
+    """?text= as the body, typed application/json."""
+    return web.Response(text=request.query["text"], content_type="application/json")
+
+
+async def nested_json(request: web.Request) -> web.Response:
+    """A JSON list nested ?depth= levels deep."""
+    depth = int(request.query["depth"])
+    return web.Response(text="[" * depth + "]" * depth, content_type="application/json")
+
+
 async def empty(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
@@ -108,6 +119,8 @@ async def server() -> AsyncIterator[tuple[str, web.Application]]:
     app.router.add_get("/text", text)
     app.router.add_get("/broken-json", broken_json)
     app.router.add_get("/empty", empty)
+    app.router.add_get("/raw-json", raw_json)
+    app.router.add_get("/nested-json", nested_json)
     app.router.add_get("/error", error)
     app.router.add_get("/slow", slow)
     app.router.add_route("*", "/redirect", redirect)
@@ -239,6 +252,28 @@ async def test_text_body_is_kept_as_text(
     assert result.output["body"] == "{not json"
     result = await call({"url": f"{base}/empty"}, session)
     assert (result.output["status"], result.output["body"]) == (204, None)
+
+
+async def test_json_that_jsonb_cannot_hold_is_kept_as_text(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession
+) -> None:
+    base, _ = server
+    # A number past a float's range parsed as infinity: stored as null, and the next
+    # node's expression failed on it.
+    for text in ('{"n": 1e999}', '{"n": NaN}', "[-Infinity]"):
+        result = await call({"url": f"{base}/raw-json", "query": {"text": text}}, session)
+        assert result.output["body"] == text
+    result = await call({"url": f"{base}/raw-json", "query": {"text": '{"n": 1.5e300}'}},
+                        session)
+    assert result.output["body"] == {"n": 1.5e300}
+    # Nested as deep as a webhook's body may be, it is parsed; deeper it is text. Deeper
+    # still, the parser's RecursionError crashed the node (NODE_ERROR, a traceback).
+    result = await call({"url": f"{base}/nested-json", "query": {"depth": "128"}}, session)
+    assert isinstance(result.output["body"], list)
+    for depth in (129, 5000):
+        result = await call({"url": f"{base}/nested-json", "query": {"depth": str(depth)}},
+                            session)
+        assert result.output["body"] == "[" * depth + "]" * depth
 
 
 async def test_without_a_shared_session_a_private_one_is_used(

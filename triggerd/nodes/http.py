@@ -11,7 +11,8 @@ Params:
 
 Output ``{"status": int, "headers": {lower-case name: value}, "body": ...}``: the body is
 parsed when the response's content type is JSON (``application/json``, ``...+json``) and
-parses, else kept as text; an empty body is null.
+parses (finite numbers only, nested at most ``MAX_JSON_NESTING`` deep, as a webhook's
+body), else kept as text; an empty body is null.
 
 Failures: ``EGRESS_DENIED`` (an address ``[egress]`` refuses, on the first request or a
 redirect; never retried), ``HTTP_CONNECT`` (refused, DNS, connection dropped), ``TIMEOUT``,
@@ -37,6 +38,7 @@ from triggerd.egress import EGRESS_DENIED, EgressDenied, egress_session
 from triggerd.errors import DurationError
 from triggerd.expressions import is_template
 from triggerd.httpnames import HEADER_NAME_RULE, is_header_name
+from triggerd.jsonrules import MAX_JSON_NESTING, deeper_than, finite_float, refuse_constant
 from triggerd.model import JSON
 from triggerd.nodes.base import (
     ERROR_MESSAGE,
@@ -395,12 +397,15 @@ def _decode(body: bytes, response: aiohttp.ClientResponse) -> JSON:
         text = body.decode("utf-8", errors="replace")
     if _JSON_TYPE.match(response.content_type.lower()):
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
-        except ValueError:
-            pass  # a broken JSON body is still worth keeping as text
+            # NaN, Infinity and numbers past a float (1e999: infinity) are not JSON that
+            # PostgreSQL's jsonb holds: the display copy showed null, the next node's
+            # expression failed on it.
+            value: JSON = json.loads(text, parse_constant=refuse_constant,
+                                     parse_float=finite_float)
+        except (ValueError, RecursionError):
+            return text  # a broken (or too deep) JSON body is still worth keeping as text
+        # Nested deeper than a webhook body may be, it crashed the node (the parser's
+        # recursion) or the run's own writes (the executor's): kept as text too.
+        if not deeper_than(text, value, MAX_JSON_NESTING):
+            return value
     return text
-
-
-def _refuse_constant(name: str) -> JSON:
-    # NaN and Infinity are not JSON, and PostgreSQL's jsonb refuses them.
-    raise ValueError(f"{name} is not JSON")

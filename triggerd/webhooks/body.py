@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from triggerd.errors import TriggerdError
-from triggerd.jsonrules import refusal_text
+from triggerd.jsonrules import MAX_JSON_NESTING, deeper_than, refusal_text
 
 BODY_MODES: tuple[str, ...] = ("parsed", "raw")
 
@@ -99,7 +99,7 @@ def parse_input(
     if media_type == "application/json" or media_type.endswith("+json"):
         text = _decode(body, charset, "JSON")
         value = _parse_json(text)
-        if _deeper_than(text, value, MAX_BODY_DEPTH):
+        if deeper_than(text, value, MAX_BODY_DEPTH):
             raise BodyError.invalid(
                 f"invalid JSON body: nested more than {MAX_BODY_DEPTH} levels deep")
         data = value if isinstance(value, dict) else {"body": value}
@@ -284,26 +284,8 @@ def _parse_form(body: bytes, charset: str | None) -> dict[str, Any]:
     return fields
 
 
-# How deep a JSON body may nest. Far beyond any sender's payload (GitHub's and Stripe's
-# are about ten levels), and far below what the code that reads runs back can recurse
-# through: the parsers took about 1,000 levels, which the admin API then failed to answer.
-MAX_BODY_DEPTH = 128
-
-
-def _deeper_than(text: str, value: Any, limit: int) -> bool:
-    """Whether ``value`` (parsed from ``text``) nests more than ``limit`` containers deep.
-    A text with fewer brackets than that cannot, and is not walked."""
-    if not isinstance(value, (dict, list)) or text.count("[") + text.count("{") <= limit:
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return False
+# How deep a JSON body may nest (an http node's answer is held to the same).
+MAX_BODY_DEPTH = MAX_JSON_NESTING
 
 
 def _surely_storable(text: str) -> bool:
