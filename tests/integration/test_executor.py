@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -534,6 +535,34 @@ async def test_large_output_is_truncated_not_failed(pool: asyncpg.Pool, dsn: str
     assert row["output"]["size_bytes"] == 5002
     (node,) = await nodes_of(pool, execution_id)
     assert node["output"]["_truncated"] is True
+
+
+async def test_a_failed_nodes_output_is_truncated_too(pool: asyncpg.Pool, dsn: str) -> None:
+    # An http node's answer with a status it does not accept is stored with its failure:
+    # it was stored whole, up to the node's 10 MiB, whatever max_output_bytes said.
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="e" * 5000)
+
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_MAX_OUTPUT_BYTES": "1000"})
+    ex = Executor(pool=pool, dsn=dsn, settings=settings)
+    await ex.start()
+    try:
+        async with serve_get("/down", refuse) as port:
+            await apply_doc(pool, workflow("down", [{
+                "id": "call", "type": "http",
+                "params": {"url": f"http://127.0.0.1:{port}/down"}}]))
+            execution_id = await fire(pool, "down/manual")
+            row = await final_status(pool, execution_id)
+    finally:
+        await ex.stop()
+    assert (row["status"], row["error_code"]) == ("ERROR", "HTTP_STATUS")
+    (node,) = await nodes_of(pool, execution_id)
+    assert (node["status"], node["error_code"]) == ("ERROR", "HTTP_STATUS")
+    marker = node["output"]
+    assert (marker["_truncated"], marker["limit_bytes"]) == (True, 1000)
+    assert marker["size_bytes"] > 5000
+    assert marker["preview"].startswith('{"status": 500')
+    assert len(json.dumps(marker).encode()) <= 1000
 
 
 async def test_wait_parks_run_without_a_worker_and_resumes(

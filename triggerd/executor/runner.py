@@ -847,7 +847,10 @@ class Runner:
                     status=NodeStatus.ERROR,
                     error_code=code,
                     error_message=message,
-                    output=self.redactor.redact(failure.output),
+                    # Stored as a success's display copy is: an http node's refused
+                    # answer was kept whole (up to 10 MiB), whatever max_output_bytes said.
+                    output=truncate_output(self.redactor.redact(failure.output),
+                                           self.max_output_bytes),
                     branch=RETRIED if retried else None,
                     end_time=ended,
                     execution_time_ms=elapsed_ms,
