@@ -39,6 +39,17 @@ def is_bigint_text(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= BIGINT_MAX
 
 
+# The keys of what is stored instead of an output above [executor] max_output_bytes.
+TRUNCATION_KEYS = frozenset({"_truncated", "size_bytes", "limit_bytes", "preview"})
+
+
+def is_truncation_marker(value: Any) -> bool:
+    """Whether ``value`` is the marker stored for an output above the limit."""
+    if not isinstance(value, dict) or value.get("_truncated") is not True:
+        return False
+    return set(value) >= TRUNCATION_KEYS
+
+
 def storage_problem(value: Any) -> str | None:
     """Why PostgreSQL could not store this JSON value (NUL characters and lone surrogates
     in ``jsonb``), or why it is refused (nesting), naming the JSON path; ``None`` when fine."""

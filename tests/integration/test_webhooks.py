@@ -24,8 +24,9 @@ from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
 from tests.helpers import wait_until_blocked
-from triggerd.config import HttpSettings, Settings
+from triggerd.config import HttpSettings, Settings, load_settings
 from triggerd.daemon import create_app
+from triggerd.executor.service import Executor
 from triggerd.ids import time_ordered_id
 from triggerd.model import (
     AuthConfig,
@@ -1452,6 +1453,43 @@ async def test_sync_mode_answers_with_the_run(
         "message": f"execution {execution_id} failed",
         "execution_id": execution_id,
     }
+
+
+async def test_sync_answer_larger_than_the_stored_output_is_an_error_not_an_empty_200(
+    make_client: ClientFactory, pool: asyncpg.Pool, dsn: str
+) -> None:
+    # The answer is built from the run's stored output, which above max_output_bytes is a
+    # truncation marker: it was answered 200 with no body, the 201 and its headers lost.
+    settings = load_settings(environ={"TRIGGERD_EXECUTOR_POLL_INTERVAL": "200ms",
+                                      "TRIGGERD_EXECUTOR_MAX_OUTPUT_BYTES": "1000"})
+    reply = Node(id="reply", type="respond", params={
+        "status": 201, "headers": {"X-Reply": "yes"}, "body": {"rows": "x" * 5000}})
+    await apply(pool, WorkflowSpec(
+        key="w", name="w", graph=Graph(nodes=(reply,)),
+        triggers=(hook("h", "sync", response=ResponseMode.SYNC,
+                       timeout=timedelta(seconds=30)),)))
+    executor = Executor(pool=pool, dsn=dsn, settings=settings)
+    await executor.start()
+    try:
+        client, _ = await make_client(settings)
+        resp = await client.post("/hooks/sync", json={})
+    finally:
+        await executor.stop()
+    execution_id = resp.headers["Triggerd-Execution-Id"]
+    assert resp.status == 500
+    assert "X-Reply" not in resp.headers
+    row = await pool.fetchrow("SELECT status, output FROM workflow_executions WHERE id = $1",
+                              execution_id)
+    size = row["output"]["size_bytes"]
+    assert size > 5000
+    assert await resp.json() == {
+        "error": "response_too_large",
+        "message": f"execution {execution_id} answered {size} bytes, above [executor]"
+                   " max_output_bytes (1000 bytes): raise it to send answers this large",
+        "execution_id": execution_id,
+    }
+    # The run itself succeeded; what it stored is the marker, nothing else was lost.
+    assert (row["status"], row["output"]["_truncated"]) == ("SUCCESS", True)
 
 
 async def test_status_page_shows_status_and_times_only_unless_exposed(

@@ -57,7 +57,7 @@ from triggerd.console.sessions import (
 from triggerd.console.version_diff import VersionDiff, version_diff
 from triggerd.cron import Fire, utc_iso
 from triggerd.errors import Conflict, InputInvalid, NotFound, TriggerdError, UsageError
-from triggerd.executor.runner import is_truncation_marker, truncate_output
+from triggerd.executor.runner import truncate_output
 from triggerd.ids import parse_execution_id
 from triggerd.jsonrules import finite_float, no_duplicates, refusal_text, refuse_constant
 from triggerd.model import (
@@ -79,7 +79,7 @@ from triggerd.operations.webhooks import replay as replay_request
 from triggerd.operations.workflows import activate as activate_workflow
 from triggerd.operations.workflows import archive as archive_workflow
 from triggerd.schedules import SCHEDULED_TYPES, Schedule, schedule_of
-from triggerd.storable import is_bigint_text, storage_problem
+from triggerd.storable import is_bigint_text, is_truncation_marker, storage_problem
 from triggerd.store.admin import page_executions, slot_counts_by_day, slot_history
 from triggerd.store.audit import list_audit
 from triggerd.store.console import (

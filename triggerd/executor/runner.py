@@ -48,6 +48,7 @@ from triggerd.nodes.registry import (
 from triggerd.quickcheck import ValidityCheck, compile_quick_check
 from triggerd.redaction import NO_SECRETS, RUN_LOG_REDACTOR, Redactor, derived_secrets
 from triggerd.secrets import SecretPolicy, resolve_secrets, secret_ref_from_json
+from triggerd.storable import is_truncation_marker
 from triggerd.store.executions import ClaimedExecution, ExecutionUpdate, NodeRow, storable
 from triggerd.testrun_rules import would_call
 from triggerd.walker import NodeOutcome, final_output, plan_next, recorded_branch
@@ -63,7 +64,6 @@ INTERRUPTED = "INTERRUPTED"
 # attempts left).
 RETRIED = "retry"
 OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
-TRUNCATION_KEYS = frozenset({"_truncated", "size_bytes", "limit_bytes", "preview"})
 # What params without any expression are rendered with (they never read it).
 NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
@@ -208,12 +208,6 @@ def _truncation_marker(encoded: bytes, max_bytes: int) -> JSON:
         "limit_bytes": max_bytes,
         "preview": preview,
     }
-
-
-def is_truncation_marker(value: JSON) -> bool:
-    if not isinstance(value, dict) or value.get("_truncated") is not True:
-        return False
-    return set(value) >= TRUNCATION_KEYS
 
 
 class OutputTooLarge(Exception):

@@ -13,6 +13,7 @@ from aiohttp import hdrs, web
 
 from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON, ExecutionStatus
+from triggerd.storable import is_truncation_marker
 from triggerd.store.webhooks import FinishedRun
 from triggerd.webhooks.decoding import content_encoding_field, encodings
 from triggerd.webhooks.group_commit import QueueFull, ShuttingDown, TriggerGone
@@ -176,6 +177,18 @@ def run_response(run: FinishedRun) -> web.Response:
             execution_id=run.execution_id,
         )
     output = run.output
+    if run.responded and isinstance(output, dict) and is_truncation_marker(output):
+        # Only the stored copy is left, cut at the limit: answering from it sent an empty
+        # 200 in place of the respond node's status, headers and body.
+        return error_response(
+            500,
+            "response_too_large",
+            f"execution {run.execution_id} answered {output['size_bytes']} bytes, above"
+            f" [executor] max_output_bytes ({output['limit_bytes']} bytes): raise it to"
+            " send answers this large",
+            headers=headers,
+            execution_id=run.execution_id,
+        )
     if run.responded and isinstance(output, dict):
         return _respond_node_answer(output, headers)
     return web.Response(
