@@ -49,6 +49,16 @@ def is_credential_name(name: str) -> bool:
     return known
 
 
+def _query_forms(secret: str) -> tuple[str, ...]:
+    from yarl import URL  # aiohttp's, which the http node's URLs go through
+
+    in_params = URL("http://h/").with_query({"k": secret}).raw_query_string[2:]
+    if "#" in secret:
+        return (in_params,)  # a fragment would cut the written query short
+    written = URL(f"http://h/?k={secret}").raw_query_string[2:]
+    return in_params, written
+
+
 def _forms(secret: str) -> set[str]:
     """The raw secret, the encodings it may appear in, and its upper and lower case (code
     outside templates changes case too: an http node's method, a header name)."""
@@ -61,6 +71,10 @@ def _forms(secret: str) -> set[str]:
         # As a URL's path writes it (yarl leaves RFC 3986's path characters alone): an http
         # node's error message names its URL.
         quote(secret, safe="/:@!$&'()*+,;=~"),
+        # As a URL's query writes it: an http node's `query` value (space as "+", "/" and
+        # "?" left alone), and a value written into the URL's own query string. A service
+        # that echoes its URL back puts these in the node's output.
+        *_query_forms(secret),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
     }

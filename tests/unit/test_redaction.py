@@ -60,6 +60,21 @@ def test_a_secret_in_a_url_path_is_redacted_as_the_url_writes_it(secret: str) ->
         "GET http://127.0.0.1:1/status/***: answered status 404")
 
 
+@pytest.mark.parametrize("secret", ["s3cr3t wörd/+x=y", "a b!$'()*,;~?&c", "pa ss#frag"])
+def test_a_secret_in_a_url_query_is_redacted_as_the_url_writes_it(secret: str) -> None:
+    # An http node's `query` value, and a value templated into its URL's query string, as
+    # a service echoing its URL sends them back (space as "+", "/" left alone): neither
+    # form is one of the other encodings.
+    from yarl import URL
+
+    given = URL("http://127.0.0.1:1/echo").with_query({"k": secret, "n": "1"})
+    written = URL(f"http://127.0.0.1:1/echo?k={secret.split('#')[0]}")
+    redactor = Redactor([secret])
+    assert redactor.redact_text(str(given)) == "http://127.0.0.1:1/echo?k=***&n=1"
+    if "#" not in secret:
+        assert redactor.redact_text(str(written)) == "http://127.0.0.1:1/echo?k=***"
+
+
 def test_patterns_mask_what_they_match_and_are_kept_by_with_secrets() -> None:
     redactor = Redactor(["one"]).with_patterns([r"(?<=/k/)[a-z]+"]).with_secrets(["two"])
     assert redactor.redact_text("one two /k/abc") == "*** *** /k/***"
