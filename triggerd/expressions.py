@@ -840,10 +840,11 @@ def inspect_template(source: str) -> TemplateFacts:
 GLOBAL_NAMES: Final = KNOWN_NAMES - frozenset(CONTEXT_NAMES)
 
 
-def constant_failure(source: str, context: Mapping[str, Any]) -> str | None:
-    """Why ``source`` fails every time it is evaluated, when it reads nothing but the names
-    of ``context`` (values that are the same in every evaluation) and Jinja2's globals;
-    else ``None`` (it succeeds, or what it reads is known only when it runs)."""
+def constant_value(source: str, context: Mapping[str, Any]) -> tuple[JSON, str | None] | None:
+    """What ``source`` renders to in every evaluation, when it reads nothing but the names
+    of ``context`` (values that are the same in every evaluation) and Jinja2's globals:
+    ``(value, None)``, or ``(None, why)`` when it fails every time; ``None`` when what it
+    reads is known only when it runs."""
     facts = inspect_template(source)
     if facts.error is not None or not facts.names <= GLOBAL_NAMES | set(context):
         return None
@@ -852,10 +853,16 @@ def constant_failure(source: str, context: Mapping[str, Any]) -> str | None:
     if any(key not in context[name] for name, key in facts.keys if name in context):
         return None  # a key nobody provides: reported as such by the caller's checks
     try:
-        render_string(source, context)
+        return render_string(source, context), None
     except ExpressionError as exc:
-        return exc.detail
-    return None
+        return None, exc.detail
+
+
+def constant_failure(source: str, context: Mapping[str, Any]) -> str | None:
+    """Why ``source`` fails every time it is evaluated (see :func:`constant_value`); else
+    ``None`` (it succeeds, or what it reads is known only when it runs)."""
+    found = constant_value(source, context)
+    return None if found is None else found[1]
 
 
 # Statements that load another template (a run has none to load).

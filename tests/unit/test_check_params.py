@@ -382,6 +382,51 @@ def test_parameters_made_of_env_values_are_checked_with_them() -> None:
     }
 
 
+def test_typed_parameters_made_of_constant_expressions_are_checked_as_rendered() -> None:
+    # An expression that reads nothing a run brings renders the same in every run: a
+    # workflow node's input of {{ 5 }} passed check and failed every run (INVALID_PARAMS:
+    # parameter 'input' must be an object, got a number).
+    workflow = chain(
+        node("a", "workflow", workflow="c", input="{{ 5 }}", wait="{{ 'yes' }}"),
+        node("b", "http", url="https://x.test/", accept=[200, "{{ 'x' }}"]),
+        node("c", "http", url="https://x.test/", headers={"X": "{{ 'a\\nb' }}"}),
+        node("d", "respond", status="{{ 700 }}"),
+        node("e", "memory", op="set", key="k", value="{{ none }}"),
+        node("f", "workflow", workflow="c", version="{{ env.V ~ 'x' }}"),
+        # What every run renders and the node takes (digits as text for an integer, null
+        # for the input), and what a run brings, are not refused.
+        node("g", "workflow", workflow="c", version="{{ env.V }}", input="{{ none }}"),
+        node("h", "workflow", workflow="c", version="{{ '2' }}", wait="{{ 1 > 0 }}",
+             input="{{ {'a': range(2) | list, 'env': env} }}"),
+        node("i", "http", url="https://x.test/", accept="{{ [200] }}", timeout="{{ '10s' }}"),
+        node("j", "log", message="x", level="{{ 'INFO' }}"),
+        node("k", "workflow", workflow="c", input="{{ input.x }}", wait="{{ [true] | random }}"),
+        env={"V": "3"},
+    )
+    assert found(workflow) == {
+        (f"{NODE}[0].params.input",
+         "expected a mapping or null, got 5 ('{{ 5 }}' in every run)"),
+        (f"{NODE}[0].params.wait",
+         "expected true or false, got 'yes' (\"{{ 'yes' }}\" in every run)"),
+        (f"{NODE}[1].params.accept",
+         "expected a non-empty list of HTTP statuses (100-599), got [200, \"x\"]"
+         " (\"{{ 'x' }}\" in every run)"),
+        (f"{NODE}[2].params.headers.X",
+         "the value of 'X' has a line break or another control character"
+         " (\"{{ 'a\\\\nb' }}\" in every run)"),
+        (f"{NODE}[3].params.status",
+         "expected an HTTP status (200-599), got 700 ('{{ 700 }}' in every run)"),
+        (f"{NODE}[4].params.value",
+         "is null: memory holds no null values (op 'delete' removes a key)"
+         " ('{{ none }}' in every run)"),
+        (f"{NODE}[5].params.version",
+         "expected an integer from 1 to 2147483647, got '3x'"
+         " (\"{{ env.V ~ 'x' }}\" with the workflow's env)"),
+    }
+    # As a run renders it: the value the node refused.
+    assert render_string("{{ 5 }}", {}) == 5
+
+
 def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:
     workflow = chain({"id": "a", "type": "log"})
     assert found(workflow) == {

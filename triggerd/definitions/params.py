@@ -27,11 +27,10 @@ from triggerd.expressions import (
     EXECUTION_KEYS,
     KNOWN_NAMES,
     TRIGGER_KEYS,
-    ExpressionError,
     constant_failure,
+    constant_value,
     inspect_template,
     is_template,
-    render_string,
 )
 from triggerd.inputs import closed_input_keys
 from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
@@ -162,15 +161,18 @@ def _check_params(
     validator = _validator_of(node_type, registry)
     if validator is None:
         return
-    # A parameter made only of the workflow's env values is as literal as one written
-    # out ({{ env.URL }} with URL: ftp://x failed every run): checked with them put in.
-    sources = _env_only(params, validator.schema, env or {})
+    # An expression that reads only literals, Jinja2's globals and the workflow's env is
+    # as literal as a value written out ({{ env.URL }} with URL: ftp://x, an input of
+    # {{ 5 }} failed every run): checked as what every run renders it to.
+    sources = _constant_params(params, validator.schema, env or {})
     params = {**params, **{key: value for key, (_, value) in sources.items()}}
 
     def add(where: JsonPath, message: str) -> None:
         source = sources.get(str(where[0])) if where else None
         if source is not None:
-            message += f" ({show(source[0], limit=80)} with the workflow's env)"
+            where_from = ("with the workflow's env" if "env" in inspect_template(source[0]).names
+                          else "in every run")
+            message += f" ({show(source[0], limit=80)} {where_from})"
         report.add((*path, *where), message)
 
     valid = True
@@ -193,39 +195,52 @@ def _literal_env(section: Any) -> dict[str, str]:
     return {k: v for k, v in section.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _env_only(params: Mapping[str, Any], schema: Mapping[str, Any], env: Mapping[str, str]
-              ) -> dict[str, tuple[str, str]]:
-    """The top-level parameters whose template reads nothing but the workflow's env, and
-    that take text: parameter -> (template, what every run renders it to)."""
-    found: dict[str, tuple[str, str]] = {}
+def _constant_params(params: Mapping[str, Any], schema: Mapping[str, Any],
+                     env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """The top-level parameters with an expression (at any depth) that reads nothing a run
+    brings: parameter -> (its first such expression, the parameter as every run renders
+    it). Expressions that fail, or read what a run brings, stay as written."""
+    found: dict[str, tuple[str, Any]] = {}
+    context = {"env": dict(env)}
     properties = schema.get("properties", {})
-    for key, source in params.items():
-        if not env or not isinstance(source, str) or "env" not in source \
-                or not is_template(source) or not _takes_text(properties.get(key)):
+    for key, value in params.items():
+        rendered: list[str] = []
+        value = _rendered(value, context, rendered)
+        if not rendered:
             continue
-        facts = inspect_template(source)
-        if facts.error is not None or facts.names != {"env"} \
-                or any(key not in env for _, key in facts.keys):
-            continue
-        try:
-            rendered = render_string(source, {"env": dict(env)})
-        except ExpressionError:
-            continue  # what a run would fail with is not this check's to say
-        if isinstance(rendered, str):
-            found[key] = (source, rendered)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() \
+                and _accepts(properties.get(key), "integer"):
+            value = int(value)  # as the node reads an integer rendered inside text
+        found[key] = (rendered[0], value)
     return found
 
 
-def _takes_text(prop: Any) -> bool:
-    """Whether a parameter's schema takes a string other than a template (a parameter
-    that wants a number gets the env's text as it is: not this check's to judge)."""
+def _rendered(value: Any, context: Mapping[str, Any], sources: list[str]) -> Any:
+    """``value`` with its expressions that read nothing a run brings rendered, each one's
+    source added to ``sources``."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        found = constant_value(value, context)
+        if found is None or found[1] is not None:
+            return value  # known in a run only, or a failure reported as such
+        sources.append(value)
+        return found[0]
+    if isinstance(value, dict):
+        return {key: _rendered(item, context, sources) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rendered(item, context, sources) for item in value]
+    return value
+
+
+def _accepts(prop: Any, kind: str) -> bool:
+    """Whether a parameter's schema takes values of JSON type ``kind``."""
     if not isinstance(prop, Mapping):
         return False
     for branch in prop.get("anyOf", [prop]):
-        if isinstance(branch, Mapping) and branch.get("pattern") != TEMPLATE_PATTERN:
-            kinds = branch.get("type", [])
-            if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
-                return True
+        kinds = branch.get("type", []) if isinstance(branch, Mapping) else []
+        if kinds == kind or (isinstance(kinds, list) and kind in kinds):
+            return True
     return False
 
 
