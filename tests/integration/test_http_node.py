@@ -432,6 +432,25 @@ async def test_too_many_redirects_names_the_last_url_without_its_query(
                                f" (the last to {base}/loop-query)")
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    # The first crashed the node (NODE_ERROR: the resolver's UnicodeError); the others
+    # failed every attempt with HTTP_CONNECT or EGRESS_DENIED, retried for nothing.
+    ("http://a..b/x", "its host 'a..b' has an empty label or one longer than 63 characters"),
+    ("http://exa mple.com/", "its host 'exa mple.com' has ' ', which no host name has"),
+    ("http://127.0.0.1:0/", "port 0 is no port a server listens on"),
+    ("http://[1::2::3]/", "[1::2::3] is not an IPv6 address"),
+    ("http://1.2.3.999/", "'1.2.3.999' is not an IPv4 address (four numbers 0-255, e.g."
+                          " 10.0.0.1)"),
+])
+async def test_a_host_that_can_never_be_connected_to_is_invalid_params(
+    session: aiohttp.ClientSession, url: str, problem: str
+) -> None:
+    failure = await call_fails({"url": url}, session)
+    assert (failure.code, failure.message, failure.retryable) == (
+        "INVALID_PARAMS",
+        f"http node: parameter 'url': {url!r} can never be connected to: {problem}", False)
+
+
 @pytest.mark.parametrize(("location", "problem"), [
     ("ftp://files.example/x?key=s3cr3t", "a redirect to a ftp URL (only http and https are"
                                          " followed)"),

@@ -202,10 +202,63 @@ def test_a_url_template_whose_text_rules_out_http() -> None:
             "params.url",
             "'https://example.com:99999/' is not a URL (Port out of range 0-65535)",
         ),
+        # A host that no connection can ever reach failed every run (HTTP_CONNECT, or the
+        # node crashed); a name that does not resolve now may later, and is not refused.
+        (
+            {"url": "http://exa mple.com/"},
+            "params.url",
+            "'http://exa mple.com/' can never be connected to: its host 'exa mple.com' has"
+            " ' ', which no host name has",
+        ),
+        (
+            {"url": "http://a..b/"},
+            "params.url",
+            "'http://a..b/' can never be connected to: its host 'a..b' has an empty label or"
+            " one longer than 63 characters",
+        ),
+        (
+            {"url": "https://example.com:0/"},
+            "params.url",
+            "'https://example.com:0/' can never be connected to: port 0 is no port a server"
+            " listens on",
+        ),
+        (
+            {"url": "http://[1::2::3]/"},
+            "params.url",
+            "'http://[1::2::3]/' can never be connected to: [1::2::3] is not an IPv6 address",
+        ),
+        (
+            {"url": "http://127.1/"},
+            "params.url",
+            "'http://127.1/' can never be connected to: '127.1' is not an IPv4 address (four"
+            " numbers 0-255, e.g. 10.0.0.1)",
+        ),
+        (
+            # Written as a constant expression: the same.
+            {"url": "{{ 'http://ex%20ample.com/' }}"},
+            "params.url",
+            "'http://ex%20ample.com/' can never be connected to: its host 'ex%20ample.com' has"
+            " '%', which no host name has (\"{{ 'http://ex%20ample.com/' }}\" in every run)",
+        ),
+        (
+            {"url": "http://[::1"},
+            "params.url",
+            "'http://[::1' is not a URL (Invalid IPv6 URL)",
+        ),
     ],
 )
 def test_http_params(params: Doc, path: str, message: str) -> None:
     assert found(chain(node("a", "http", **params))) == {(f"{NODE}[0].{path}", message)}
+
+
+@pytest.mark.parametrize("url", [
+    "http://exa_mple.com/", "http://-a.test/", "http://a.test./", "http://\u00fc.test/",
+    "http://[::1]:8080/", "http://[fe80::1%25eth0]/", "http://0.0.0.0:65535/",
+    "http://localhost/", "http://{{ input.host }}/",
+])
+def test_http_hosts_that_may_connect_are_not_refused(url: str) -> None:
+    # A name that does not resolve here may resolve where the daemon runs, or later.
+    assert found(chain(node("a", "http", url=url))) == set()
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -180,9 +181,12 @@ class HttpNode:
         url = params.get("url")
         if isinstance(url, str) and not is_template(url):
             try:
-                URL(url.strip())
+                problem = host_problem(URL(url.strip()))
             except ValueError as exc:
                 yield ("url",), f"{url.strip()[:200]!r} is not a URL ({exc})"
+            else:
+                if problem is not None:
+                    yield ("url",), f"{url.strip()[:200]!r} can never be connected to: {problem}"
         elif isinstance(url, str):
             head = _fixed_scheme(url)
             if head is not None:
@@ -304,7 +308,49 @@ def _url(checked: Params) -> URL:
         raise checked.invalid(f"parameter 'url': {text!r} is not a URL ({exc})") from exc
     if url.scheme not in ("http", "https") or not url.host:
         raise checked.invalid(f"parameter 'url': {text!r} is not an http(s) URL")
+    problem = host_problem(url)
+    if problem is not None:
+        # The same on every attempt: not worth a retry (a host with an empty label crashed
+        # the node in the resolver).
+        raise checked.invalid(f"parameter 'url': {text!r} can never be connected to: {problem}")
     return url
+
+
+# What a host name may hold in a URL (RFC 3986's reg-name, less percent-encoding, which
+# the client sends to the resolver as it is and the URL Standard forbids in a domain).
+_HOST_CHARACTERS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=")
+
+
+def host_problem(url: URL) -> str | None:
+    """Why no connection to ``url``'s host and port can ever be made, whatever a resolver
+    answers; None when one may (a name that does not resolve now may later)."""
+    host = url.raw_host or ""
+    if url.explicit_port == 0:
+        return "port 0 is no port a server listens on"
+    if ":" in host:  # written in brackets
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"[{host[:60]}] is not an IPv6 address"
+        return None
+    if host.replace(".", "").isdigit():
+        # The client takes an all-numeric host for an IPv4 address and refuses the forms
+        # other than four numbers 0-255 (127.1, 2130706433, 010.0.0.1).
+        parts = host.split(".")
+        if len(parts) != 4 or not all(
+            part.isascii() and part.isdigit() and len(part) <= 3 and int(part) <= 255
+            and (part == "0" or not part.startswith("0")) for part in parts
+        ):
+            return f"{host[:60]!r} is not an IPv4 address (four numbers 0-255, e.g. 10.0.0.1)"
+        return None
+    bad = sorted(set(host) - _HOST_CHARACTERS)
+    if bad:
+        return f"its host {host[:60]!r} has {', '.join(map(repr, bad[:5]))}, which no host name has"
+    if any(not 1 <= len(label) <= 63 for label in host.removesuffix(".").split(".")):
+        # Python's resolver refuses such a name before it asks anyone.
+        return f"its host {host[:60]!r} has an empty label or one longer than 63 characters"
+    return None
 
 
 def _query(checked: Params) -> Iterator[tuple[str, str]]:
