@@ -642,10 +642,11 @@ async def test_a_cookie_one_tenants_run_was_given_is_never_sent_by_another_tenan
     site = f"http://localhost:{port}"
 
     def calling(tenant: str, path: str) -> dict[str, Any]:
+        url = site + path
         return {"tenant": tenant, "workflows": [{
             "key": "call",
             "graph": {"nodes": [{"id": "get", "type": "http",
-                                 "params": {"method": "GET", "url": f"{site}{path}"}}]},
+                                 "params": {"method": "GET", "url": url}}]},
             "triggers": [{"name": "run", "type": "manual"}]}]}
 
     await apply_doc(pool, calling("default", "/login"))
