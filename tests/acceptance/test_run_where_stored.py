@@ -213,6 +213,40 @@ async def test_a_run_stored_by_a_killed_process_is_taken_up_when_its_lease_ends(
     assert await second.stop(signal.SIGTERM) == 0
 
 
+async def test_a_run_stored_by_a_process_killed_before_its_heartbeat_keeps_its_time(
+    daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path, gate: Gate
+) -> None:
+    """Stored RUNNING, the run is worked on from its start (as a claimed run is): the
+    process dies before its first heartbeat and no daemon runs for two hours; taken up
+    again, the outage is not working time (it ended TIMEOUT at once, its hour gone)."""
+    # A long lease: its first heartbeat (a third of it) comes after the kill.
+    config = sections(tmp_path, gate.base_url, lease="10m")
+    first = await daemons.start(database_url=dsn, sections=config, name="first")
+    execution_id = await post(first, "held", {})
+    await wait_for(lambda: _async_true(gate.held >= 1), timeout=20)
+    first.kill()
+    stranded = await pool.fetchrow(
+        "SELECT status, start_time, worked_at, idle_ms FROM workflow_executions"
+        " WHERE id = $1", execution_id)
+    assert (stranded["status"], stranded["worked_at"], stranded["idle_ms"]) \
+        == ("RUNNING", stranded["start_time"], 0)
+    # Two hours pass with no daemon (every instant recorded so far moves back).
+    await pool.execute(
+        "UPDATE workflow_executions SET start_time = start_time - interval '2 hours',"
+        " worked_at = worked_at - interval '2 hours',"
+        " lease_expires_at = now() - interval '1 hour' WHERE id = $1", execution_id)
+    await pool.execute(
+        "UPDATE node_executions SET start_time = start_time - interval '2 hours'"
+        " WHERE execution_id = $1", execution_id)
+
+    gate.open.set()
+    second = await daemons.start(database_url=dsn, sections=config, name="second")
+    done = await final_status(pool, execution_id, timeout=30)
+    assert (done["status"], done["error_code"], done["attempt"]) == ("SUCCESS", None, 2)
+    assert 2 * 3600 * 1000 <= done["idle_ms"] < 2 * 3600 * 1000 + 60_000
+    assert await second.stop(signal.SIGTERM) == 0
+
+
 async def test_sigterm_hands_back_a_run_taken_up_where_it_was_stored(
     daemons: Daemons, dsn: str, pool: asyncpg.Pool, tmp_path: Path, gate: Gate
 ) -> None:

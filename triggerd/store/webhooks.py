@@ -231,7 +231,7 @@ WITH d AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version_id, trigger_id,
         trigger_name, trigger_type, dedupe_key, dedupe_expires_at, input, context,
         tenant_id, agent_id, session_id, conversation_id, correlation,
-        status, lease_owner, lease_expires_at, attempt, start_time)
+        status, lease_owner, lease_expires_at, attempt, start_time, worked_at)
     SELECT d.id, d.workflow_id, d.version_id, d.trigger_id, d.trigger_name, 'webhook',
            d.dedupe_key,
            CASE WHEN d.ttl_ms IS NULL THEN NULL
@@ -250,6 +250,9 @@ WITH d AS (
            CASE WHEN h.id IS NOT NULL
                 THEN clock_timestamp() + $15::int * interval '1 millisecond' END,
            CASE WHEN h.id IS NULL THEN 0 ELSE 1 END,
+           CASE WHEN h.id IS NOT NULL THEN now() END,
+           -- Worked on from its start (migration 0040), as a claim records: without it a
+           -- process dying before its first heartbeat left the run no idle time to credit.
            CASE WHEN h.id IS NOT NULL THEN now() END
     FROM d JOIN parents p ON p.id = d.trigger_id AND p.workflow_id = d.workflow_id
     -- Only requests whose trigger maps correlation ids are in these arrays (usually none).
