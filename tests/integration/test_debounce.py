@@ -19,6 +19,7 @@ from triggerd.config import load_settings
 from triggerd.executor.service import Executor
 from triggerd.ids import time_ordered_id
 from triggerd.store import keyed
+from triggerd.store.executions import release_executions
 from triggerd.store.keyed import (
     DebounceKey,
     claim_held,
@@ -618,3 +619,37 @@ async def test_a_folded_request_moves_the_run_to_the_version_it_was_checked_agai
         "SELECT v.version, e.input FROM workflow_executions e"
         " JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1", run)
     assert row is not None and (row["version"], row["input"]["n"]) == (2, 2)
+
+
+async def test_a_request_does_not_fold_into_a_run_started_and_handed_back(
+    pool: asyncpg.Pool, make_client: Any
+) -> None:
+    """A graceful stop hands a started run back (NEW again): a request of its key then
+    opens a new window. It was folded into the started run, replacing the input that
+    run had begun to work on (its node rows read the first request's), and the request
+    never had a run of its own."""
+    await apply_doc(pool, hook_doc("push", debounce={"key": "{{ input.branch }}",
+                                                     "period": "1h"}))
+    client, _ = await make_client()
+    first = await client.post("/hooks/push", json={"branch": "main", "n": 1})
+    run = (await first.json())["execution_id"]
+    await pool.execute("UPDATE workflow_executions SET not_before = now() WHERE id = $1", run)
+    async with pool.acquire() as conn:
+        assert [c.id for c in (await claim_held(conn, "ex", timedelta(minutes=1), 10)
+                               ).claimed] == [run]
+    assert await release_executions(pool, "ex", [run]) == 1
+    handed = await pool.fetchrow(
+        "SELECT status, attempt, input FROM workflow_executions WHERE id = $1", run)
+    assert (handed["status"], handed["attempt"]) == ("NEW", 1)
+
+    second = await client.post("/hooks/push", json={"branch": "main", "n": 2})
+    body = await second.json()
+    assert second.status == 202 and "debounced" not in body
+    assert body["execution_id"] != run
+    runs = await pool.fetch("SELECT id::text, input, attempt FROM workflow_executions"
+                            " ORDER BY created_at, id")
+    assert [(r["id"], r["input"], r["attempt"]) for r in runs] == [
+        (run, {"branch": "main", "n": 1}, 1), (body["execution_id"], {"branch": "main", "n": 2}, 0)]
+    stored = await requests_of(pool, "push")
+    assert [(r["execution_id"], r["outcome"]) for r in stored] == [
+        (run, "accepted"), (body["execution_id"], "accepted")]

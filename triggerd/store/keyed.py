@@ -88,7 +88,9 @@ RETURNING id
 """
 
 # Folds the request into the window's run if that has not started: a claim that got there
-# first makes this wait and then find the row no longer NEW (nothing updated). The run's
+# first makes this wait and then find the row no longer NEW (nothing updated). A run
+# started and handed back (a graceful stop) is NEW again but has begun on its input:
+# only a run never claimed (attempt 0; every claim counts one) takes the request. The run's
 # concurrency key is the latest request's too, as its input is: the run does what that
 # request asks, so it waits for (and counts against) that request's key. And its version:
 # the latest request was checked against the schema of the version it met (an apply in
@@ -97,7 +99,7 @@ _FOLD_RUN = f"""
 UPDATE workflow_executions SET input = $7::text::jsonb, context = {_CONTEXT}, not_before = $8,
     agent_id = $9, session_id = $10, conversation_id = $11, correlation = $12,
     concurrency_key = $13, concurrency_limit = $14, workflow_version_id = $15
-WHERE id = $1 AND status = 'NEW'
+WHERE id = $1 AND status = 'NEW' AND attempt = 0
 RETURNING id
 """
 
