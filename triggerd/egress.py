@@ -227,5 +227,8 @@ def _is_literal(host: str) -> bool:
 
 
 def egress_session(policy: EgressPolicy = DEFAULT_POLICY) -> aiohttp.ClientSession:
-    """A client session whose connections follow ``policy``."""
-    return aiohttp.ClientSession(connector=EgressConnector(policy))
+    """A client session whose connections follow ``policy``. It keeps no cookies, as the
+    executor's client keeps none (triggerd/executor/service.py): an http node's cookies
+    live for its own redirects only (triggerd/nodes/http.py), wherever it runs."""
+    return aiohttp.ClientSession(connector=EgressConnector(policy),
+                                 cookie_jar=aiohttp.DummyCookieJar())

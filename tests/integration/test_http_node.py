@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -14,6 +15,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from triggerd.egress import EgressConnector
+from triggerd.executor.service import http_client
 from triggerd.model import JSON, Node
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult
 from triggerd.nodes.registry import run_node
@@ -105,6 +108,24 @@ async def slow_hops(request: web.Request) -> web.Response:
     raise web.HTTPFound(f"/slow-hops?n={left - 1}")
 
 
+async def login(request: web.Request) -> web.Response:
+    """302 to ?to= (default /home), setting a session cookie and cookies it must not send
+    on: one for another path, one Secure (the hop is plain http), one for another domain."""
+    answer = web.HTTPFound(request.query.get("to", "/home"))
+    answer.set_cookie("sid", "abc", path="/")
+    answer.set_cookie("admin", "no", path="/admin")
+    answer.set_cookie("tls", "no", secure=True)
+    answer.set_cookie("elsewhere", "no", domain="other.example")
+    raise answer
+
+
+async def home(request: web.Request) -> web.Response:
+    """What a logged-in page sees: the Cookie header (401 without the session cookie)."""
+    cookie = request.headers.get("Cookie")
+    return web.json_response({"cookie": cookie},
+                             status=200 if "sid" in request.cookies else 401)
+
+
 async def slow(request: web.Request) -> web.Response:
     await request.app[RELEASE].wait()  # released when the test ends
     return web.Response(text="late")
@@ -130,6 +151,8 @@ async def server() -> AsyncIterator[tuple[str, web.Application]]:
     app.router.add_get("/loop", loop)
     app.router.add_get("/loop-query", loop_query)
     app.router.add_get("/slow-hops", slow_hops)
+    app.router.add_route("*", "/login", login)
+    app.router.add_get("/home", home)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -369,6 +392,33 @@ async def test_redirects_keep_the_nodes_headers_at_their_origin(
     assert failure.code == "HTTP_ERROR"
     assert failure.message == (
         f"GET {base}/loop: more than 10 redirects in a row (the last to {base}/loop)")
+
+
+@pytest.mark.parametrize("client", ["the executor's", "its own"])
+async def test_cookies_set_on_a_redirect_go_with_that_requests_next_hops_only(
+    server: tuple[str, web.Application], client: str
+) -> None:
+    """A login answering 302 with its session cookie, then the page it points to: the
+    page got no cookie once the executor's client kept none (it answered 401). The
+    cookies follow their own rules (path, Secure, domain), stay at their host, and live
+    for that one request's redirects: a later request, of this node or another, has none."""
+    base, _ = server
+    port = base.rsplit(":", 1)[1]
+    async with contextlib.AsyncExitStack() as stack:
+        http = (await stack.enter_async_context(http_client(EgressConnector()))
+                if client == "the executor's" else None)
+        result = await call({"url": f"{base}/login", "method": "POST",
+                             "headers": {"Cookie": "mine=1"}}, http)
+        assert (result.output["status"], result.output["body"]) == (
+            200, {"cookie": "mine=1; sid=abc"})
+        # Another host (localhost is not 127.0.0.1): neither the node's Cookie header nor
+        # the cookie the login's host set go along.
+        failed = await call_fails({"url": f"{base}/login?to=http://localhost:{port}/home",
+                                   "headers": {"Cookie": "mine=1"}}, http)
+        assert (failed.code, failed.output["body"]) == ("HTTP_STATUS", {"cookie": None})
+        # Nothing is kept for the next request.
+        failed = await call_fails({"url": f"{base}/home"}, http)
+        assert (failed.code, failed.output["body"]) == ("HTTP_STATUS", {"cookie": None})
 
 
 async def test_the_timeout_bounds_the_whole_chain_of_redirects(

@@ -115,7 +115,8 @@ def http_client(connector: EgressConnector) -> aiohttp.ClientSession:
     """The client every http node of the runs this executor runs shares. It keeps no
     cookies: a jar kept those an answer gave one run and sent them with any later run's
     requests to that site, another workflow's and another tenant's too (acting there as
-    that run's login). A workflow that needs a cookie sends it as a header."""
+    that run's login). An http node keeps the cookies of its own redirects only
+    (triggerd/nodes/http.py); a workflow that needs a cookie later sends it as a header."""
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 

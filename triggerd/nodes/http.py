@@ -12,7 +12,9 @@ Params:
 Output ``{"status": int, "headers": {lower-case name: value}, "body": ...}``: the body is
 parsed when the response's content type is JSON (``application/json``, ``...+json``) and
 parses (finite numbers only, nested at most ``MAX_JSON_NESTING`` deep, as a webhook's
-body), else kept as text; an empty body is null.
+body), else kept as text; an empty body is null. A repeated header's values are joined
+by ``, `` (Set-Cookie too). Cookies an answer sets go with that request's later redirect
+hops only.
 
 Failures: ``EGRESS_DENIED`` (an address ``[egress]`` refuses, on the first request or a
 redirect; never retried), ``HTTP_CONNECT`` (refused, DNS, connection dropped), ``TIMEOUT``,
@@ -29,9 +31,11 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from http.cookies import BaseCookie
 from typing import Any, Final
 
 import aiohttp
+from aiohttp import hdrs
 from yarl import URL
 
 from triggerd.durations import format_duration, parse_duration
@@ -383,10 +387,20 @@ async def _exchange(
     """The answer, redirects followed (at most MAX_REDIRECTS). The node's headers go to
     the origin it names only: aiohttp would carry every header but Authorization to
     wherever a redirect points, a secret API key included. As browsers do, 303 (and 301
-    or 302 after a POST) goes on as a GET without the body."""
+    or 302 after a POST) goes on as a GET without the body.
+
+    Cookies a hop's answer sets are sent on the following hops they match (a login that
+    answers 302 with its session cookie), as a browser does; they live for this one chain
+    only: the session keeps none (it is shared by every run, of every tenant)."""
     origin = url.origin()
+    # unsafe: else the jar takes no cookie from, and sends none to, a host named by its
+    # address (an internal service); a cookie from one still goes back to that host only.
+    jar = aiohttp.CookieJar(unsafe=True)
     for _ in range(MAX_REDIRECTS + 1):
-        async with session.request(method, url, allow_redirects=False, **request) as response:
+        hop = _with_cookies(request, jar.filter_cookies(url))
+        async with session.request(method, url, allow_redirects=False, **hop) as response:
+            jar.update_cookies_from_headers(
+                response.headers.getall(hdrs.SET_COOKIE, ()), response.url)
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or location is None:
                 body = await _read_body(response)
@@ -419,6 +433,19 @@ async def _exchange(
         response.request_info, response.history,
         message=f"more than {MAX_REDIRECTS} redirects in a row"
         f" (the last to {url.with_user(None).with_query(None).with_fragment(None)})")
+
+
+def _with_cookies(request: dict[str, Any], cookies: BaseCookie[str]) -> dict[str, Any]:
+    """The hop's request with the chain's cookies for its URL after the node's own
+    ``Cookie`` header, if any (sent as given: aiohttp would parse and rewrite it)."""
+    if not cookies:
+        return request
+    pairs = "; ".join(f"{m.key}={m.coded_value}" for m in cookies.values())
+    headers = dict(request["headers"])
+    own = [name for name in headers if name.lower() == "cookie"]
+    given = "; ".join(headers.pop(name) for name in own)
+    headers["Cookie"] = f"{given}; {pairs}" if given else pairs
+    return {**request, "headers": headers}
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes:
