@@ -98,6 +98,50 @@ async def test_time_parked_does_not_count_toward_the_workflow_timeout(
     assert await node_statuses(pool, run) == {"ask": "SUCCESS", "ship": "SUCCESS"}
 
 
+async def test_parallel_parks_count_once_toward_the_idle_time(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """Two approvals parked side by side for 90 minutes of a run started three hours ago:
+    it has worked 90 minutes, past its hour. The spans of its parking rows (three hours,
+    added up) were a floor under the idle time the store keeps, for every run: the run
+    went on with an hour to spare."""
+    await apply_doc(pool, {"workflows": [{
+        "key": "both",
+        "graph": {"nodes": [
+            {"id": "go", "type": "noop"},
+            {"id": "a", "type": "approval", "params": {"message": "A?"}},
+            {"id": "b", "type": "approval", "params": {"message": "B?"}}],
+            "edges": [{"from": "go", "to": "a"}, {"from": "go", "to": "b"}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]})
+    run = await fire(pool, "both/manual")
+
+    async def both_parked() -> bool:
+        return await node_statuses(pool, run) == {
+            "go": "SUCCESS", "a": "WAITING", "b": "WAITING"} and \
+            await pool.fetchval(
+                "SELECT status FROM workflow_executions WHERE id = $1", run) == "WAITING"
+
+    await wait_for(both_parked)
+    await pool.execute("UPDATE workflow_executions SET start_time = start_time"
+                       " - interval '3 hours', worked_at = worked_at - interval '90 minutes'"
+                       " WHERE id = $1", run)
+    await pool.execute("UPDATE node_executions SET start_time = start_time"
+                       " - CASE WHEN node_id = 'go' THEN interval '3 hours'"
+                       " ELSE interval '90 minutes' END, end_time = end_time"
+                       " - interval '3 hours' WHERE execution_id = $1", run)
+    await decide(pool, OPERATOR, run, DecisionRequest(decision="approved"))
+
+    async def taken_up() -> Any:
+        return await pool.fetchrow(
+            "SELECT status, error_code, idle_ms FROM workflow_executions"
+            " WHERE id = $1 AND attempt = 2 AND status <> 'RUNNING'", run)
+
+    row = await wait_for(taken_up)
+    assert (row["status"], row["error_code"]) == ("ERROR", "TIMEOUT")
+    assert 90 * 60_000 <= row["idle_ms"] < 91 * 60_000
+    assert set((await node_statuses(pool, run)).values()) <= {"CANCELED", "ERROR", "SUCCESS"}
+
+
 async def test_working_time_still_counts_and_a_timed_out_run_leaves_no_open_row(
     pool: asyncpg.Pool, dsn: str
 ) -> None:
@@ -295,6 +339,7 @@ async def test_heartbeats_hand_backs_and_take_ups_record_the_working_time(
     [claimed] = await claim_executions(pool, "me", lease, 10)
     first = await state()
     assert (claimed.id, claimed.idle, first["idle_ms"]) == (run, timedelta(0), 0)
+    assert not claimed.idle_known  # never worked on before: nothing was known
     assert before <= first["worked_at"] <= await db_now()
     await an_hour_ago()
     before = await db_now()
@@ -311,7 +356,7 @@ async def test_heartbeats_hand_backs_and_take_ups_record_the_working_time(
     await an_hour_ago()  # an hour handed back
     [again] = await claim_executions(pool, "other", lease, 10)
     taken = await state()
-    assert again.idle == timedelta(milliseconds=taken["idle_ms"])
+    assert again.idle == timedelta(milliseconds=taken["idle_ms"]) and again.idle_known
     assert 60 * 60_000 <= taken["idle_ms"] < 61 * 60_000
 
 

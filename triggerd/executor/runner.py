@@ -586,9 +586,12 @@ class Runner:
         # approval or a sub-workflow; handed back; after a dead process's last heartbeat)
         # does not count, or a decision made after the timeout, or a restart after an
         # outage, would fail the run.
-        # Never less than the parks its rows show: a run parked by an older triggerd during
-        # a rolling upgrade has no idle time recorded for them.
-        idle = max(claimed.idle, parked_time(self.previous_rows, self.clock()))
+        # A run parked by an older triggerd during a rolling upgrade has no worked_at, so
+        # no idle time recorded for its parks: then never less than its rows show. Only
+        # then: the rows' spans overlap (parallel branches parked at once add up).
+        idle = claimed.idle
+        if not claimed.idle_known:
+            idle = max(idle, parked_time(self.previous_rows, self.clock()))
         deadline = claimed.start_time + self.version.timeout + idle
         self.deadline = deadline
         remaining = (deadline - self.clock()).total_seconds()

@@ -537,9 +537,16 @@ async def child_executions(conn: Conn, execution_id: str) -> list[dict[str, Any]
 # --- the executor's queue --------------------------------------------------------------
 
 # What a claim returns of each run (also the held claim's, triggerd/store/keyed.py).
+# ``idle_known``: whether the run had a worked_at before this claim, so the idle time it
+# credited is whole. RETURNING sees the new row only; the subselect reads the statement's
+# snapshot, the row as it was before this update (no other writer changes a claimable
+# run's worked_at between that snapshot and the claim's lock: NEW and WAITING runs have no
+# owner to write it, and an expired run's late heartbeat moves its lease out of reach).
 CLAIM_RETURNING = """e.id, e.workflow_id, e.workflow_version_id, e.trigger_id, e.trigger_name,
           e.trigger_type, e.input, e.context, e.scheduled_for, e.created_at, e.start_time,
-          e.attempt, e.cancel_requested, e.tenant_id, e.correlation, e.idle_ms"""
+          e.attempt, e.cancel_requested, e.tenant_id, e.correlation, e.idle_ms,
+          (SELECT b.worked_at IS NOT NULL FROM workflow_executions b
+            WHERE b.id = e.id) AS idle_known"""
 
 
 def taking_up(now: str = "now()") -> str:
@@ -679,6 +686,9 @@ class ClaimedExecution:
     correlation: dict[str, JSON] = field(default_factory=dict)
     # The time since start_time the run was not worked on (migration 0040).
     idle: timedelta = timedelta(0)
+    # False: the run had no worked_at before this claim (a triggerd before 0040 parked or
+    # handed it back, or it never ran), so ``idle`` may lack the parks its rows show.
+    idle_known: bool = True
 
 
 async def plain_runs_waiting(conn: Conn) -> bool:
@@ -734,6 +744,7 @@ def claimed_execution(r: Any) -> ClaimedExecution:
         tenant_id=r["tenant_id"],
         correlation=r["correlation"] or {},
         idle=timedelta(milliseconds=r["idle_ms"]),
+        idle_known=bool(r["idle_known"]),
     )
 
 
