@@ -402,3 +402,42 @@ async def test_a_wait_cut_before_it_parked_keeps_its_end(
         *[(a, "ERROR", "INTERRUPTED") for a in range(1, cuts + 1)], (cuts + 1, "WAITING", None)]
     until = (first_start + timedelta(hours=1)).isoformat()
     assert rows[-1]["output"] == {"wait_until": until, "until": until}
+
+
+async def test_a_cut_wait_whose_end_has_passed_goes_on_at_once(
+    pool: asyncpg.Pool, executor: Executor
+) -> None:
+    """A one-hour wait cut two hours ago (its process died before it parked; the outage
+    outlasted it): taken up, it ends at once. It parked until an instant already past and
+    needed a second take-up to go on."""
+    await apply_doc(pool, {"workflows": [{
+        "key": "pause", "timeout": "4h",
+        "graph": {"nodes": [{"id": "hold", "type": "wait", "params": {"duration": "1h"}},
+                            {"id": "after", "type": "noop"}],
+                  "edges": [{"from": "hold", "to": "after"}]},
+        "triggers": [{"name": "manual", "type": "manual"}]}]})
+    await executor.stop()
+    run = await fire(pool, "pause/manual")
+    await pool.execute(
+        "UPDATE workflow_executions SET status = 'RUNNING', lease_owner = 'dead',"
+        " attempt = 1, start_time = now() - interval '2 hours', worked_at = now(),"
+        " lease_expires_at = now() - interval '1 second' WHERE id = $1", run)
+    await pool.execute(
+        "INSERT INTO node_executions (execution_id, node_id, node_type, status, attempt,"
+        " input, start_time) VALUES ($1, 'hold', 'wait', 'RUNNING', 1,"
+        " '{\"duration\": \"1h\"}', now() - interval '2 hours')", run)
+    first_start = await pool.fetchval(
+        "SELECT start_time FROM node_executions WHERE execution_id = $1", run)
+    await executor.start()
+    row = await final_status(pool, run)
+    # Taken up once (attempt 2), never parked and woken again.
+    assert (row["status"], row["attempt"], row["resume_at"]) == ("SUCCESS", 2, None)
+    rows = await pool.fetch(
+        "SELECT node_id, attempt, status, error_code, output FROM node_executions"
+        " WHERE execution_id = $1 ORDER BY start_time, attempt", run)
+    until = (first_start + timedelta(hours=1)).isoformat()
+    assert [(r["node_id"], r["attempt"], r["status"], r["error_code"], r["output"])
+            for r in rows] == [
+        ("hold", 1, "ERROR", "INTERRUPTED", None),
+        ("hold", 2, "SUCCESS", None, {"until": until}),
+        ("after", 1, "SUCCESS", None, None)]

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -270,6 +271,21 @@ async def test_switch_invalid(params: JSON, message: str) -> None:
 )
 async def test_wait(params: JSON, until: str, wait_until: datetime | None) -> None:
     assert await run("wait", params) == NodeResult(output={"until": until}, wait_until=wait_until)
+
+
+@pytest.mark.parametrize(("started", "wait_until"), [
+    (NOW + timedelta(minutes=30), NOW + timedelta(hours=1)),  # still ahead: parks
+    (NOW + timedelta(hours=1), None),  # its end, by the clock: on at once
+    (NOW + timedelta(hours=2), None),
+])
+async def test_a_wait_decided_from_an_earlier_start_parks_only_until_a_later_instant(
+    started: datetime, wait_until: datetime | None
+) -> None:
+    """Taken up again after a dead process cut it, a wait's end is decided from the cut
+    attempt's start (``now``); whether it still waits, from the clock (``started``)."""
+    ctx = replace(context("wait"), started=started)
+    assert await run_node({"duration": "1h"}, ctx) == NodeResult(
+        output={"until": "2024-03-01T13:00:00+00:00"}, wait_until=wait_until)
 
 
 @pytest.mark.parametrize(

@@ -749,6 +749,7 @@ class Runner:
                                 http=self.http,
                                 now=began,
                                 log=logger,
+                                started=started,
                                 db=self.db,
                                 workflow_id=self.claimed.workflow_id,
                                 max_workflow_depth=self.max_workflow_depth,

@@ -38,6 +38,10 @@ class NodeContext:
     http: aiohttp.ClientSession | None  # the executor's shared session
     now: datetime  # when this attempt started (timezone-aware)
     log: logging.Logger
+    # When this attempt started by the clock. ``now`` is earlier for a wait taken up again
+    # after a dead process cut it: its end is decided from the cut attempt's start
+    # (triggerd/executor/runner.py KEEPS_START). None (outside the executor): ``now``.
+    started: datetime | None = None
     # The executor's database pool, for node types that keep state there (approval,
     # memory), and the run's workflow (memory is per workflow).
     db: Any = None

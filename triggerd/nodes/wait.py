@@ -3,7 +3,9 @@ instant with an offset); exactly one.
 
 The node returns ``NodeResult(wait_until=...)`` computed from ``ctx.now``; the executor parks
 the run as WAITING until then and records the node's SUCCESS when it resumes (running the
-node again would start a new wait). An instant not after ``ctx.now`` does not wait.
+node again would start a new wait). An instant not after the attempt's start by the clock
+(``ctx.started``, else ``ctx.now``) does not wait: a wait cut by a dead process and taken
+up after its end goes on at once.
 Output: ``{"until": "<ISO-8601 instant>"}``.
 """
 
@@ -98,4 +100,5 @@ class WaitNode:
                 raise checked.invalid(problem or "parameter 'until' is not an instant")
             until = parsed
         output = {"until": until.isoformat()}
-        return NodeResult(output=output, wait_until=until if until > ctx.now else None)
+        clock = ctx.started or ctx.now
+        return NodeResult(output=output, wait_until=until if until > clock else None)
