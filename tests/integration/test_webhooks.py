@@ -526,6 +526,51 @@ async def test_a_compressed_body_counts_as_decoded_against_the_limit(
     assert len(await executions(pool)) == 1
 
 
+async def test_an_encoded_body_longer_than_the_limit_that_decodes_within_it_is_accepted(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    # The limit counts decoded bytes, but the Content-Length (the encoded size) was compared
+    # with it: a body that does not compress grows when encoded (gzip's header and trailer,
+    # stored blocks), so 100 bytes sent gzipped as 123 were 413, plain they were 202.
+    await apply(pool, workflow("w", hook("h", "enc", max_body_bytes=100)))
+    client, _ = await make_client()
+    body = b'{"a": "' + b"x" * 91 + b'"}'
+    assert len(body) == 100
+    stored = gzip.compress(body, compresslevel=0)
+    assert len(stored) == 123
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    resp = await client.post("/hooks/enc", data=stored, headers=headers)
+    assert resp.status == 202, await resp.text()
+    # Asked first with Expect: 100-continue, it is let in the same.
+    resp = await client.post("/hooks/enc", data=stored, headers=headers, expect100=True)
+    assert resp.status == 202, await resp.text()
+    assert [r["input"] for r in await executions(pool)] == [{"a": "x" * 91}] * 2
+    # One byte more, decoded, is still 413.
+    resp = await client.post("/hooks/enc", data=gzip.compress(body + b" ", compresslevel=0),
+                             headers=headers)
+    assert resp.status == 413
+    assert await resp.json() == {
+        "error": "payload_too_large",
+        "message": "the body is larger than this webhook's limit of 100 bytes"}
+    # What is taken on the wire stays bounded (100 + 25 + 1024 bytes here), with a length or
+    # chunked: a deflate stream of empty blocks decodes to nothing however long it is, and
+    # was read whole and run as an empty body.
+    empty_blocks = b"\x78\x9c" + b"\x00\x00\x00\xff\xff" * 300 + b"\x01\x00\x00\xff\xff" + (
+        b"\x00\x00\x00\x01")
+    deflate = {"Content-Type": "application/json", "Content-Encoding": "deflate"}
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(empty_blocks), 100):
+            yield empty_blocks[start:start + 100]
+
+    for data in (empty_blocks, chunked()):
+        resp = await client.post("/hooks/enc", data=data, headers=deflate)
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "payload_too_large"
+    assert len(await requests_rows(pool)) == 2
+    assert len(await executions(pool)) == 2
+
+
 async def test_br_and_zstd_bodies_decode_and_other_encodings_are_415(
     make_client: ClientFactory, pool: asyncpg.Pool
 ) -> None:

@@ -40,6 +40,22 @@ MAX_MEMBERS: Final = 100
 _STEP: Final = 64 * 1024
 
 
+def encoded_limit(limit: int) -> int:
+    """The most bytes a body in a Content-Encoding may take on the wire when it may decode
+    to ``limit`` bytes. A body that does not compress grows when encoded (a gzip header and
+    trailer, deflate's stored blocks; at worst 9 bits a byte with deflate's fixed codes, an
+    eighth more): comparing its length with ``limit`` refused bodies whose decoded size was
+    within it. A quarter and 1 KiB more is room for any of those, and still bounds what a
+    sender may upload (empty deflate blocks decode to nothing)."""
+    return limit + limit // 4 + 1024
+
+
+def wire_limit(headers: Any, limit: int) -> int:
+    """The most bytes of body to take on the wire for a decoded ``limit``: ``limit`` itself
+    for a body in no Content-Encoding, :func:`encoded_limit` for one in an encoding."""
+    return limit if content_encoding(headers) is None else encoded_limit(limit)
+
+
 class UndecodableBody(TriggerdError):
     """The body is not a whole stream in its Content-Encoding."""
 
@@ -204,7 +220,8 @@ async def request_bytes(request: web.Request, limit: int) -> bytes:
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:
     """The request's body decoded (Content-Encoding), or ``None`` as soon as more than
-    ``limit`` decoded bytes arrived (the rest is never read). Raises
+    ``limit`` decoded bytes arrived, or more than :func:`encoded_limit` encoded ones (the
+    rest is never read). Raises
     :class:`UndecodableBody` for a body that is not a whole stream in its encoding, and
     aiohttp's errors for a body not received completely."""
     encoding = content_encoding(request.headers)
@@ -226,8 +243,13 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
         return bytes(buffer)
     decoder = BodyDecoder(encoding, limit)
     parts: list[bytes] = []
+    wire = 0
+    most = encoded_limit(limit)
     try:
         while chunk := await content.readany():
+            wire += len(chunk)
+            if wire > most:
+                return None
             parts.append(decoder.feed(chunk))
     except BodyTooLarge:
         return None

@@ -76,7 +76,7 @@ from triggerd.webhooks.answers import (
 from triggerd.webhooks.auth import HEADER_SCHEMES, AuthFailure, check_rotating, header_count
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, query_dict, stored_headers
-from triggerd.webhooks.decoding import UndecodableBody, read_body
+from triggerd.webhooks.decoding import UndecodableBody, read_body, wire_limit
 from triggerd.webhooks.evaluation import Derived, RunInput, derive
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
 from triggerd.webhooks.loops import pending_loop, reload_loop
@@ -353,7 +353,8 @@ class WebhookIngress(BaseComponent):
             request[_ADMITTED] = True
             length = request.content_length
             refused = None
-            if length is not None and length > route.max_body_bytes:
+            if length is not None and length > wire_limit(request.headers,
+                                                          route.max_body_bytes):
                 refused = self._too_large(request, route)
             elif route.config.auth.scheme in HEADER_SCHEMES:
                 # Credentials in the headers only: a sender without them is refused before
@@ -629,7 +630,8 @@ class WebhookIngress(BaseComponent):
         config = route.config
         limit = route.max_body_bytes
         length = request.content_length
-        if length is not None and length > limit:
+        # The limit counts decoded bytes: an encoded body may be a little longer on the wire.
+        if length is not None and length > wire_limit(request.headers, limit):
             return self._too_large(request, route)
         content_type = request.headers.get("Content-Type")
         if length != 0:
