@@ -85,6 +85,8 @@ APPLY_ATTEMPTS = 3
 POOL_CLOSE_TIMEOUT = 3.0
 APPLY_COLLISIONS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
                     asyncpg.SerializationError)
+# The longest reason of a refused reload that STATUS= carries (the log line has it all).
+STATUS_REASON_CHARS = 300
 # Settings that only take effect after a restart.
 # [executor] and [scheduler] are read by their loops when they start (a reload that changed
 # them said nothing).
@@ -127,6 +129,9 @@ class Daemon:
     # The components whose start() ran, in start order: a stop while starting stops only
     # those.
     _running: list[Component] = field(default_factory=list)
+    # Why the last reload was refused (None: it succeeded, or none came yet): STATUS= says
+    # so until a reload succeeds, or `systemctl status` showed the refused reload as fine.
+    _reload_refused: str | None = None
 
     def __post_init__(self) -> None:
         # SIGHUPs while a reload runs make one more reload after it (they read the same
@@ -340,7 +345,19 @@ class Daemon:
     def status_line(self) -> str:
         running = self.executor.in_progress if self.executor is not None else 0
         triggers = sum(component.trigger_count for component in self.components)
-        return f"{triggers} triggers, {running} runs in progress"
+        counts = f"{triggers} triggers, {running} runs in progress"
+        if self._reload_refused is None:
+            return counts
+        return f"reload refused, old configuration kept: {self._reload_refused}; {counts}"
+
+    def refuse_reload(self, msg: str, error: str, **fields: Any) -> bool:
+        """Log a refused reload as one line and keep its reason for STATUS=."""
+        logger.error(msg, extra={"event": "reload_refused", "error": error, **fields})
+        # One line: a STATUS= value ends at the datagram's newline.
+        reason = " ".join(error.split())
+        self._reload_refused = reason if len(reason) <= STATUS_REASON_CHARS else (
+            reason[:STATUS_REASON_CHARS - 3] + "...")
+        return False
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -370,34 +387,24 @@ class Daemon:
                 try:
                     new = load_settings(self.settings.source)
                 except TriggerdError as exc:
-                    logger.error(
+                    return self.refuse_reload(
                         "reload refused: configuration invalid, keeping the old one",
-                        extra={"event": "reload_refused", "error": exc.message},
-                    )
-                    return False
+                        exc.message)
                 try:
                     await self.apply_definitions(new)
                 except TriggerdError as exc:
-                    logger.error(
+                    return self.refuse_reload(
                         "reload refused: definitions invalid, keeping the old ones",
-                        extra={
-                            "event": "reload_refused",
-                            "error": exc.message,
-                            "problems": [str(p) for p in getattr(exc, "problems", [])],
-                        },
-                    )
-                    return False
+                        exc.message,
+                        problems=[str(p) for p in getattr(exc, "problems", [])])
                 except Exception as exc:
                     # The database gone, or a bug: the task's error was never read, so the
                     # reload ended without a word and its new settings were dropped.
-                    logger.error(
+                    return self.refuse_reload(
                         "reload refused: the definitions could not be applied, keeping the"
                         " old configuration; send SIGHUP again"
                         + (" once the database is back" if db.is_unavailable(exc) else ""),
-                        extra={"event": "reload_refused",
-                               "error": f"{type(exc).__name__}: {exc}"[:500]},
-                    )
-                    return False
+                        f"{type(exc).__name__}: {exc}"[:500])
                 # Against what runs, not the last file read: a second reload of the same
                 # change still needs the restart, and going back to what runs does not.
                 running = self._started_with or self.settings
@@ -420,6 +427,7 @@ class Daemon:
                 for component in self.components:
                     component.apply_settings(new)
                     await component.reload()
+                self._reload_refused = None
                 logger.info("reloaded", extra={"event": "daemon_reloaded"})
                 return True
             finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -219,21 +221,126 @@ async def test_sighup_with_invalid_config_keeps_running(
     assert refused["error"].startswith(
         f"{daemon.config}: executor.poll_interval: 'soon' is not a duration"), refused
     assert daemon.events_named("daemon_reloaded") == []
-    # systemd is told the reload is over, or it would wait for READY=1 until it times out.
+    # systemd is told the reload is over, or it would wait for READY=1 until it times out,
+    # and its status says the reload was refused and why (it said "0 triggers, 0 runs in
+    # progress", as after a reload that worked).
     [reloading] = await notify_socket.wait_for("RELOADING=1", after=ready)
-    await notify_socket.wait_for("READY=1", after=reloading)
+    [over] = await notify_socket.wait_for("READY=1", after=reloading)
+    assert _value(notify_socket.snapshot()[over], "STATUS") == (
+        f"reload refused, old configuration kept: {refused['error']};"
+        " 0 triggers, 0 runs in progress")
 
     assert await daemon.get("/healthz") == (200, {"status": "ok"})
     status, body = await daemon.get("/readyz")
     assert status == 200, body
     assert daemon.proc is not None and daemon.proc.poll() is None
 
-    # Once the file is fixed, the next SIGHUP succeeds.
+    # Once the file is fixed, the next SIGHUP succeeds, and the status says so again.
     daemon.config.write_text(good)
     daemon.send(signal.SIGHUP)
     await daemon.wait_for_event("daemon_reloaded")
+    [again] = await notify_socket.wait_for("RELOADING=1", after=over)
+    [fixed] = await notify_socket.wait_for("READY=1", after=again)
+    assert _value(notify_socket.snapshot()[fixed], "STATUS") == "0 triggers, 0 runs in progress"
     assert await daemon.stop(signal.SIGTERM) == 0
     assert len(daemon.events_named("reload_refused")) == 1
+
+
+async def _next_status(listener: NotifyListener, after: int, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in listener.snapshot()[after + 1:]:
+            if message[0].startswith("STATUS="):
+                return _value(message, "STATUS")
+        assert time.monotonic() < deadline, listener.snapshot()[after:]
+        await asyncio.sleep(0.02)
+
+
+def _write_hook_definitions(path: Path, node_type: str) -> None:
+    path.write_text(json.dumps({"workflows": [{
+        "key": "hooked", "name": "Hooked",
+        "graph": {"nodes": [{"id": "only", "type": node_type}]},
+        "triggers": [{"name": "in", "type": "webhook", "path": "hooked/in",
+                      "methods": ["POST"], "auth": {"scheme": "none"}}],
+    }]}), encoding="utf-8")
+
+
+async def test_refused_reloads_keep_serving_and_their_status_names_the_problem(
+    daemons: Daemons, dsn: str, notify_socket: NotifyListener, tmp_path: Path
+) -> None:
+    """Definitions that fail `check`, a directory or a symbolic link loop in place of the
+    configuration file, a truncated file: each reload is refused with one error line, the
+    old configuration and definitions keep serving, and systemd's status names the problem
+    until a reload succeeds (with a watchdog, its pings repeat the status)."""
+    definitions = tmp_path / "hooked.json"
+    _write_hook_definitions(definitions, "noop")
+    config, port = daemons.write_config(
+        database_url=dsn, sections={"daemon": {"definitions": [str(definitions)]}})
+    daemon = daemons.spawn(config, port, {"NOTIFY_SOCKET": str(notify_socket.path),
+                                          "WATCHDOG_USEC": "1000000"})
+    await daemon.wait_ready()
+    [last] = await notify_socket.wait_for("READY=1")
+    good = config.read_text()
+    moved = tmp_path / "moved.toml"
+
+    def unknown_node() -> None:
+        _write_hook_definitions(definitions, "nosuch")
+
+    def directory() -> None:
+        _write_hook_definitions(definitions, "noop")
+        config.rename(moved)
+        config.mkdir()
+
+    def symlink_loop() -> None:
+        config.rmdir()
+        config.symlink_to(config.name)
+
+    def truncated() -> None:
+        config.unlink()
+        config.write_text(good[:good.index('url = "') + 10])  # cut inside the URL
+
+    cases = [
+        (unknown_node, f"1 problem in definitions: {definitions}: $.workflows[0].graph"
+                       ".nodes[0].type: unknown node type 'nosuch' (known: "),
+        (directory, f"{config}: cannot read configuration file: [Errno 21] Is a directory"),
+        (symlink_loop, f"{config}: cannot read configuration file: [Errno 40] Too many"
+                       " levels of symbolic links"),
+        (truncated, f"{config}: invalid TOML: Unterminated string (at end of document)"),
+    ]
+    for number, (damage, expected) in enumerate(cases, start=1):
+        damage()
+        daemon.send(signal.SIGHUP)
+        [reloading] = await notify_socket.wait_for("RELOADING=1", after=last)
+        [last] = await notify_socket.wait_for("READY=1", after=reloading)
+        refused = daemon.events_named("reload_refused")
+        assert len(refused) == number, refused
+        assert refused[-1]["level"] == "error"
+        assert refused[-1]["error"].startswith(expected), (expected, refused[-1])
+        status = _value(notify_socket.snapshot()[last], "STATUS")
+        assert status.startswith(f"reload refused, old configuration kept: {expected}"), status
+        assert re.fullmatch(r".*; 1 triggers, [01] runs in progress", status), status
+        # The watchdog's pings repeat it (they said "1 triggers ..." alone a moment later).
+        [ping] = await notify_socket.wait_for("WATCHDOG=1", after=last)
+        repeated = await _next_status(notify_socket, after=ping)
+        assert repeated.startswith(f"reload refused, old configuration kept: {expected}"), (
+            repeated)
+        # The webhook the old definitions route is still served.
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{daemon.base_url}/hooks/hooked/in", json={"n": number}) as response:
+            assert response.status == 202, await response.text()
+    assert daemon.events_named("daemon_reloaded") == []
+
+    config.unlink()
+    moved.rename(config)
+    daemon.send(signal.SIGHUP)
+    [reloading] = await notify_socket.wait_for("RELOADING=1", after=last)
+    [ready] = await notify_socket.wait_for("READY=1", after=reloading)
+    assert _value(notify_socket.snapshot()[ready], "STATUS") == "1 triggers, 0 runs in progress"
+    await daemon.wait_for_event("daemon_reloaded")
+    assert await daemon.stop(signal.SIGTERM) == 0
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool:
+        inputs = await pool.fetch("SELECT input FROM workflow_executions ORDER BY created_at")
+    assert [json.loads(row["input"]) for row in inputs] == [{"n": n} for n in (1, 2, 3, 4)]
 
 
 async def test_notify_socket_pointing_nowhere_is_harmless(
