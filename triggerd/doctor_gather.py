@@ -21,6 +21,7 @@ from triggerd import db
 from triggerd.config import Settings
 from triggerd.connections import ServerSlots, connections_needed
 from triggerd.doctor import (
+    STATE_DIR_FIX,
     Check,
     ClockFacts,
     DatabaseFacts,
@@ -65,7 +66,12 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
                                                        settings.state_dir)
     where = (db.redact_dsn(settings.database.direct_url or settings.database.url)
              if not embedded else f"the embedded server in {pgdata}")
+    database_fix: str | None = None
     try:
+        misplaced = db.embedded_dir_problem(settings.state_dir) if embedded else None
+        if misplaced is not None:
+            database_fix = STATE_DIR_FIX
+            raise DatabaseUnavailable(misplaced)
         if embedded and not (pgdata / "PG_VERSION").exists():
             # Doctor changes nothing: it does not create the embedded server.
             raise DatabaseUnavailable(
@@ -76,7 +82,8 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
     except DatabaseUnavailable as exc:
         reason = "the database is unreachable"
         checks = [
-            check_database(DatabaseFacts(where=where, version=None, error=str(exc))),
+            check_database(DatabaseFacts(where=where, version=None, error=str(exc),
+                                         fix=database_fix)),
             not_checked("migrations", reason),
             not_checked("routes", reason),
             await asyncio.to_thread(tzdata_facts_check, {}, reason, clock()),

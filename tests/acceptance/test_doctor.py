@@ -104,3 +104,39 @@ async def test_embedded_server_state(daemons: Daemons, embedded_state_dir: Path)
         rf"PostgreSQL [0-9.]+ at the embedded server in {re.escape(str(pgdata))};"
         r" [0-9]+ of [0-9]+ connections in use; a daemon may open 6", database["detail"]
     ), database["detail"]
+
+
+async def test_a_file_in_the_place_of_the_state_dir_is_named_by_doctor_and_run(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    """A file where [daemon] state_dir (or its postgres folder) should be: `run` said
+    "File exists", doctor that there was "no embedded database ... yet" (start the daemon,
+    which fails) and that it had started the embedded server for its checks (it had not)."""
+    for name, state, blocker in (
+        ("file", tmp_path / "state-file", tmp_path / "state-file"),
+        ("under-a-file", tmp_path / "state-file" / "below", tmp_path / "state-file"),
+        ("postgres-file", tmp_path / "state-dir", tmp_path / "state-dir" / "postgres"),
+    ):
+        blocker.parent.mkdir(exist_ok=True)
+        blocker.write_text("not a directory\n")
+        config, port = daemons.write_config(database_url=None, name=name, state_dir=state)
+        problem = (f"cannot use the state directory {state} ([daemon] state_dir) for the"
+                   f" embedded PostgreSQL: {blocker} is not a directory")
+        doctor = await run_cli(config, "doctor")
+        assert doctor.returncode == 5, doctor
+        lines = doctor.stdout.splitlines()
+        assert lines[:2] == [
+            f"FAIL  database    {problem}",
+            "                  fix: make [daemon] state_dir (TRIGGERD_DAEMON_STATE_DIR) a"
+            " directory the daemon's user can write, or move what is in its place",
+        ], lines
+        [embedded] = [line for line in lines if line.startswith("WARN  embedded")]
+        assert re.fullmatch(
+            rf"WARN  embedded    version unknown in {re.escape(str(state / 'postgres'))} was"
+            r" not running \(no daemon holds it\); [0-9.]+ GiB free", embedded), embedded
+        daemon = daemons.spawn(config, port)
+        assert await daemon.wait_exit(timeout=60) == 5
+        assert daemon.stderr_lines == [f"triggerd: error: {problem}"], daemon.stderr_lines
+        assert daemon.events_named("daemon_ready") == []
+        # Nothing was moved or written over.
+        assert blocker.read_text() == "not a directory\n"

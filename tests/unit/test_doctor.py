@@ -214,3 +214,16 @@ def test_report_text_and_json() -> None:
         "ok": False,
     }
     assert report_lines(checks[:1])[-1] == "ok: all 1 checks passed"
+
+
+def test_embedded_not_started_for_the_checks_does_not_say_it_was() -> None:
+    # No server to start (or one that failed): "started for these checks" was not true.
+    missing = check_embedded(EmbeddedFacts(data_dir="/s/postgres", was_running=False,
+                                           version=None, free_bytes=8 * 1024**3))
+    assert (missing.status, missing.detail) == (
+        Status.WARN,
+        "version unknown in /s/postgres was not running (no daemon holds it); 8.0 GiB free")
+    started = check_embedded(EmbeddedFacts(data_dir="/s/postgres", was_running=False,
+                                           version="16.4", free_bytes=8 * 1024**3))
+    assert started.detail == ("PostgreSQL 16.4 in /s/postgres was not running (no daemon"
+                              " holds it); started for these checks; 8.0 GiB free")
