@@ -242,6 +242,9 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     tenants: tuple[TenantSettings, ...] = ()  # [tenants.NAME] tables, by name
     source: str | None = None  # the file the settings came from, if any
+    # The file sets nothing (empty, or comments only): what a reload refuses when the file
+    # it replaces set something (see Daemon.reload).
+    source_blank: bool = False
 
     def tenant(self, name: str) -> TenantSettings:
         """The limits of tenant ``name`` (the defaults when it has no table)."""
@@ -652,6 +655,7 @@ def load_settings(
         **{name: cls(**values[name]) for name, cls in _SECTIONS.items()},
         tenants=tuple(tenants),
         source=source,
+        source_blank=source is not None and not document,
     )
     problem = _range_problem(settings)
     if problem is not None:

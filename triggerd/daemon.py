@@ -390,6 +390,15 @@ class Daemon:
                     return self.refuse_reload(
                         "reload refused: configuration invalid, keeping the old one",
                         exc.message)
+                if new.source_blank and not self.settings.source_blank:
+                    # Valid TOML, but a file caught half-written (emptied before its new
+                    # contents) or emptied by mistake: taken, it reset every setting to
+                    # its default, the definitions and the API token included.
+                    return self.refuse_reload(
+                        "reload refused: configuration file empty, keeping the old one",
+                        f"{new.source}: the configuration file sets nothing (empty or"
+                        " comments only); a reload keeps the settings in force: restart the"
+                        " daemon to run on the defaults")
                 try:
                     await self.apply_definitions(new)
                 except TriggerdError as exc:

@@ -299,6 +299,9 @@ async def test_refused_reloads_keep_serving_and_their_status_names_the_problem(
         config.unlink()
         config.write_text(good[:good.index('url = "') + 10])  # cut inside the URL
 
+    def emptied() -> None:
+        config.write_text("# being rewritten\n\n")  # valid TOML that sets nothing
+
     cases = [
         (unknown_node, f"1 problem in definitions: {definitions}: $.workflows[0].graph"
                        ".nodes[0].type: unknown node type 'nosuch' (known: "),
@@ -306,6 +309,9 @@ async def test_refused_reloads_keep_serving_and_their_status_names_the_problem(
         (symlink_loop, f"{config}: cannot read configuration file: [Errno 40] Too many"
                        " levels of symbolic links"),
         (truncated, f"{config}: invalid TOML: Unterminated string (at end of document)"),
+        (emptied, f"{config}: the configuration file sets nothing (empty or comments only);"
+                  " a reload keeps the settings in force: restart the daemon to run on the"
+                  " defaults"),
     ]
     for number, (damage, expected) in enumerate(cases, start=1):
         damage()
@@ -340,7 +346,7 @@ async def test_refused_reloads_keep_serving_and_their_status_names_the_problem(
     assert await daemon.stop(signal.SIGTERM) == 0
     async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool:
         inputs = await pool.fetch("SELECT input FROM workflow_executions ORDER BY created_at")
-    assert [json.loads(row["input"]) for row in inputs] == [{"n": n} for n in (1, 2, 3, 4)]
+    assert [json.loads(row["input"]) for row in inputs] == [{"n": n} for n in (1, 2, 3, 4, 5)]
 
 
 async def test_notify_socket_pointing_nowhere_is_harmless(
