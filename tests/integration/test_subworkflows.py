@@ -184,14 +184,15 @@ async def _failed_child_of_waiting_parent(pool: asyncpg.Pool) -> tuple[str, str]
 
     async def parked_with_failed_child() -> str | None:
         # Parked in its wait after the child's end woke it (a parent woken and not yet
-        # parked again is RUNNING: a cancel of it only asks its executor to end it).
-        parked = await pool.fetchval(
-            "SELECT status = 'WAITING' AND resume_at > now() + interval '10 minutes'"
-            " FROM workflow_executions WHERE id = $1", parent)
-        children = await child_executions(pool, parent)
-        if parked and children and children[0]["status"] == "ERROR":
-            return str(children[0]["id"])
-        return None
+        # parked again is RUNNING: a cancel of it only asks its executor to end it). One
+        # statement, one snapshot: read apart, the first park and a child that ended (and
+        # woke it) just after passed for the end state.
+        child: str | None = await pool.fetchval(
+            "SELECT c.id::text FROM workflow_executions p"
+            " JOIN workflow_executions c ON c.parent_execution_id = p.id"
+            " WHERE p.id = $1 AND p.status = 'WAITING'"
+            " AND p.resume_at > now() + interval '10 minutes' AND c.status = 'ERROR'", parent)
+        return child
 
     return parent, await wait_for(parked_with_failed_child)
 
