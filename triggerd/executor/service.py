@@ -88,6 +88,56 @@ def retention_pause(round_seconds: float) -> float:
     return max(RETENTION_MIN_PAUSE, round_seconds)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetentionRound:
+    """What one retention round deleted (or released), statement by statement."""
+
+    runs: int = 0
+    released_keys: int = 0
+    stale_resume_copies: int = 0
+    slots: int = 0
+    audit: int = 0
+    expired_memory: int = 0
+    test_runs: int = 0
+    windows: int = 0
+    inbox: int = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether any statement filled its batch: more may be left, the loop goes on
+        after its pause instead of waiting for the next pass."""
+        return (
+            self.runs >= RETENTION_BATCH or self.released_keys >= 1000
+            or self.stale_resume_copies >= 500 or self.slots >= LEDGER_RETENTION_BATCH
+            or self.audit >= 1000 or self.expired_memory >= 1000 or self.test_runs >= 100
+            or self.windows >= 1000 or self.inbox >= 500
+        )
+
+
+async def retention_round(conn: asyncpg.Connection, settings: Settings,
+                          cursor: RetentionCursor) -> RetentionRound:
+    """One round of the retention loop: one batch of each retention statement.
+    bench/history.py times the same round."""
+    executor = settings.executor
+    return RetentionRound(
+        runs=await store.retention_batch(
+            conn, executor.retention, RETENTION_BATCH,
+            {t.name: t.retention for t in settings.tenants if t.retention is not None},
+            cursor.runs),
+        released_keys=await store.release_expired_dedupe_keys(conn, 1000),
+        stale_resume_copies=await store.drop_stale_resume_copies(conn, 500),
+        slots=await delete_old_slots(
+            conn, settings.scheduler.ledger_retention, LEDGER_RETENTION_BATCH),
+        audit=await audit_retention_batch(conn, executor.audit_retention, 1000)
+        + await backfill_retention_batch(conn, executor.audit_retention, 1000),
+        expired_memory=await workflow_memory.sweep_expired(conn, 1000),
+        test_runs=await delete_old_test_runs(conn, executor.test_retention, 100),
+        windows=await drop_closed_windows(conn, 1000),
+        # Inbox rows without a run (filtered) have the runs' retention too.
+        inbox=await inbox_retention_batch(conn, executor.retention, 500, cursor.inbox),
+    )
+
+
 def run_flags(context: Mapping[str, Any]) -> tuple[bool, bool]:
     """Whether a run is a test run, and a dry one (its context's ``test`` entry)."""
     test = context.get("test")
@@ -971,7 +1021,6 @@ class Executor(BaseComponent):
             await asyncio.sleep(self.child_sweep_interval * random.uniform(0.75, 1.25))
 
     async def _retention_loop(self) -> None:
-        retention = self.settings.executor.retention
         cursor = RetentionCursor()
         while self._running:
             try:
@@ -979,32 +1028,8 @@ class Executor(BaseComponent):
                     cursor.for_pass(time.monotonic())
                     while self._running:
                         started = time.monotonic()
-                        deleted = await store.retention_batch(
-                            conn, retention, RETENTION_BATCH,
-                            {t.name: t.retention for t in self.settings.tenants
-                             if t.retention is not None}, cursor.runs)
-                        released = await store.release_expired_dedupe_keys(conn, 1000)
-                        stale = await store.drop_stale_resume_copies(conn, 500)
-                        slots = await delete_old_slots(
-                            conn, self.settings.scheduler.ledger_retention,
-                            LEDGER_RETENTION_BATCH)
-                        audit = await audit_retention_batch(
-                            conn, self.settings.executor.audit_retention, 1000)
-                        audit += await backfill_retention_batch(
-                            conn, self.settings.executor.audit_retention, 1000)
-                        expired = await workflow_memory.sweep_expired(conn, 1000)
-                        tests = await delete_old_test_runs(
-                            conn, self.settings.executor.test_retention, 100)
-                        windows = await drop_closed_windows(conn, 1000)
-                        # Inbox rows without a run (filtered) have the runs' retention too.
-                        inbox = await inbox_retention_batch(conn, retention, 500,
-                                                            cursor.inbox)
-                        if (
-                            deleted < RETENTION_BATCH and released < 1000 and stale < 500
-                            and slots < LEDGER_RETENTION_BATCH and windows < 1000
-                            and inbox < 500
-                            and audit < 1000 and expired < 1000 and tests < 100
-                        ):
+                        done = await retention_round(conn, self.settings, cursor)
+                        if not done.full:
                             break
                         await asyncio.sleep(retention_pause(time.monotonic() - started))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
