@@ -1,4 +1,4 @@
-"""Retention's pace: at most half the time deleting, however long a round takes."""
+"""Retention's pace: at most a quarter of the time deleting, however long a round takes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from triggerd.executor.service import (
 )
 
 
-def test_a_round_is_followed_by_a_pause_at_least_as_long() -> None:
-    assert retention_pause(0.0) == RETENTION_MIN_PAUSE
-    assert retention_pause(RETENTION_MIN_PAUSE / 2) == RETENTION_MIN_PAUSE
-    assert retention_pause(0.3) == 0.3
-    assert retention_pause(2.5) == 2.5
+def test_a_round_is_followed_by_a_pause_three_times_as_long() -> None:
+    assert retention_pause(0.0) == RETENTION_MIN_PAUSE == 0.15
+    assert retention_pause(RETENTION_MIN_PAUSE / 4) == RETENTION_MIN_PAUSE
+    assert retention_pause(0.5) == 1.5
+    assert retention_pause(2.5) == 7.5
 
 
 def test_a_round_goes_on_while_any_statement_filled_its_batch() -> None:

@@ -66,14 +66,17 @@ CLAIM_WAIT_ON_DRAIN = 5.0
 # until their leases expire, when any process takes them up again, as after a crash. The
 # unit's TimeoutStopSec adds up every bound of a stop (systemd/triggerd.service).
 HAND_BACK_TIMEOUT = 5.0
-# Retention deletes in small statements and spends at most half its time deleting (the
-# pause after a round is at least as long as the round): with a backlog of a million old
-# runs, webhooks stored meanwhile had a p99 of 1.15-2.60x their baseline (5 runs) instead
-# of 2.60-2.79x with 10,000 ledger rows a statement and a fixed 50 ms pause; the rest was
+# Retention deletes in small statements and spends at most a quarter of its time deleting
+# (the pause after a round is three times as long, at least 150 ms). Half (and 50 ms) was
+# set while a batch behind a backlog of active runs took seconds; once it took 20-40 ms,
+# half deleted about 6,500 runs a second behind a 1,000 req/s ingest, whose p99 was
+# 2.11-2.37x its baseline (3 runs); a quarter deletes 2,600-2,800 a second (a million in
+# about 6 minutes), the p99 1.14-2.33x (noisy: the host was shared). The rest was
 # autovacuum's (migration 0030). bench/history.py retention-ingest.
 RETENTION_BATCH = 500
 LEDGER_RETENTION_BATCH = 2_000
-RETENTION_MIN_PAUSE = 0.05
+RETENTION_MIN_PAUSE = 0.15
+RETENTION_PAUSE_PER_ROUND = 3.0
 # How often the executor looks for runs not ended below a run that ended CANCELED
 # (store.cancel_orphaned_children): a cancel_previous slot write cancels its runs'
 # children after its commit, which a crash or a lost answer can skip, and a running parent
@@ -85,7 +88,7 @@ CHILD_SWEEP_BATCH = 500
 
 def retention_pause(round_seconds: float) -> float:
     """Seconds to wait after a retention round that took ``round_seconds``."""
-    return max(RETENTION_MIN_PAUSE, round_seconds)
+    return max(RETENTION_MIN_PAUSE, RETENTION_PAUSE_PER_ROUND * round_seconds)
 
 
 @dataclass(frozen=True, kw_only=True)
