@@ -11,6 +11,7 @@ document (percent-encoded, JSON-escaped), since a node's params and outputs hold
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -59,10 +60,11 @@ def _query_forms(secret: str) -> tuple[str, ...]:
     return in_params, written
 
 
-def _forms(secret: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def _forms(secret: str) -> frozenset[str]:
     """The raw secret, the encodings it may appear in, and its upper and lower case (code
     outside templates changes case too: an http node's method, a header name)."""
-    return {
+    forms = {
         secret,
         secret.upper(),
         secret.lower(),
@@ -78,6 +80,11 @@ def _forms(secret: str) -> set[str]:
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
     }
+    # None shorter than the secret: a URL's query drops tabs and line breaks and decodes
+    # %41 to A, so a secret of tabs had an empty form (matched everywhere: every stored
+    # string of the run masked between each character) and "%41%42" masked every "AB".
+    # Cached: a run's redactor is built again for each node that derives secrets.
+    return frozenset(form for form in forms if len(form) >= len(secret))
 
 
 @dataclass(frozen=True, init=False, repr=False, eq=False)

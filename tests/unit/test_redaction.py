@@ -219,3 +219,12 @@ def test_secret_renderings_pairs_templates_that_read_secrets() -> None:
         ("{{ [secrets.T, 'y'] }}", "y"),
         ("{{ secrets.T | upper }}", "TOK"),
     ]
+
+
+@pytest.mark.parametrize("secret", ["\t", "\t\t\t\t", "ab\ncd", "%41%42%43%44"])
+def test_no_form_of_a_secret_is_shorter_than_the_secret(secret: str) -> None:
+    # A URL's query drops tabs and line breaks and decodes %41 to A: such a form was empty
+    # (every position of every stored string matched) or matched other text ("ABCD").
+    text = "hello ABCD abcd"
+    assert Redactor([secret]).redact_text(text) == text
+    assert Redactor([secret]).redact_text(f"x{secret}y") == "x***y"
