@@ -72,18 +72,25 @@ def _server_log_tail(pgdata: Path) -> str:
 
 def embedded_dir_problem(state_dir: Path) -> str | None:
     """Why the embedded server cannot live under ``state_dir`` (something not a directory
-    in the place of the state directory or of its ``postgres``), or None."""
-    for path in (state_dir, *state_dir.parents):
-        if path.exists():
-            if not path.is_dir():
-                # "File exists" (mkdir's error) left an operator guessing what is wrong.
-                return (f"cannot use the state directory {state_dir} ([daemon] state_dir)"
-                        f" for the embedded PostgreSQL: {path} is not a directory")
-            break
-    pgdata = state_dir / "postgres"
-    if pgdata.exists() and not pgdata.is_dir():
-        return (f"cannot use the state directory {state_dir} ([daemon] state_dir) for the"
-                f" embedded PostgreSQL: {pgdata} is not a directory")
+    in the place of the state directory or of its ``postgres``, a folder on the way this
+    user may not enter), or None."""
+    cannot = (f"cannot use the state directory {state_dir} ([daemon] state_dir) for the"
+              " embedded PostgreSQL")
+    try:
+        for path in (state_dir, *state_dir.parents):
+            if path.exists():
+                if not path.is_dir():
+                    # "File exists" (mkdir's error) left an operator guessing what is wrong.
+                    return f"{cannot}: {path} is not a directory"
+                break
+            if path.is_symlink():
+                return f"{cannot}: {path} is a symbolic link to nothing"
+        pgdata = state_dir / "postgres"
+        if pgdata.exists() and not pgdata.is_dir():
+            return f"{cannot}: {pgdata} is not a directory"
+    except OSError as exc:
+        # A folder on the way this user may not enter: exists() raises (EACCES).
+        return f"{cannot}: {exc.strerror or exc}"
     return None
 
 

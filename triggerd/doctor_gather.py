@@ -72,7 +72,12 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
         if misplaced is not None:
             database_fix = STATE_DIR_FIX
             raise DatabaseUnavailable(misplaced)
-        if embedded and not (pgdata / "PG_VERSION").exists():
+        try:
+            initialized = embedded and (pgdata / "PG_VERSION").exists()
+        except OSError as exc:  # a data directory this user may not enter
+            database_fix = STATE_DIR_FIX
+            raise DatabaseUnavailable(f"cannot read {pgdata}: {exc.strerror or exc}") from None
+        if embedded and not initialized:
             # Doctor changes nothing: it does not create the embedded server.
             raise DatabaseUnavailable(
                 f"no embedded database in {pgdata} yet (the daemon's first start, or"

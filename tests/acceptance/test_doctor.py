@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import asyncpg
 
-from tests.acceptance.conftest import Daemons, run_cli
+from tests.acceptance.conftest import REPO_ROOT, Daemons, run_cli
 from tests.helpers import free_port
+from triggerd.db import embedded_dir_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(str(p) for p in (ROOT / "config" / "examples").glob("*.yaml"))
@@ -140,3 +146,34 @@ async def test_a_file_in_the_place_of_the_state_dir_is_named_by_doctor_and_run(
         assert daemon.events_named("daemon_ready") == []
         # Nothing was moved or written over.
         assert blocker.read_text() == "not a directory\n"
+    # A symbolic link to nothing: mkdir said "File exists" too.
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert embedded_dir_problem(dangling) == (
+        f"cannot use the state directory {dangling} ([daemon] state_dir) for the embedded"
+        f" PostgreSQL: {dangling} is a symbolic link to nothing")
+
+
+def test_a_state_dir_under_a_folder_this_user_may_not_enter_is_named() -> None:
+    """Path.exists() raises for a folder on the way that the user may not enter (EACCES):
+    the check of what is in the state directory's place turned a clear refusal into an
+    internal error. As root (which enters everything) the check runs in a process that
+    gave up root after its imports; else below a folder this user took its rights from."""
+    folder = Path(tempfile.mkdtemp(prefix="td-locked-"))  # 0700, this user's
+    state = folder / "sub" / ".triggerd"
+    drop = "import os; os.setgid(65534); os.setuid(65534);" if os.geteuid() == 0 else ""
+    if not drop:
+        folder.chmod(0)
+    try:
+        program = ("import sys; from pathlib import Path;"
+                   " from triggerd.db import embedded_dir_problem;"
+                   f" {drop} print(embedded_dir_problem(Path(sys.argv[1])))")
+        done = subprocess.run([sys.executable, "-c", program, str(state)],
+                              capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (
+            f"cannot use the state directory {state} ([daemon] state_dir) for the embedded"
+            " PostgreSQL: Permission denied\n")
+    finally:
+        folder.chmod(0o700)
+        shutil.rmtree(folder)
