@@ -391,9 +391,10 @@ class Daemon:
                         "reload refused: configuration invalid, keeping the old one",
                         exc.message)
                 if new.source_blank and not self.settings.source_blank:
-                    # Valid TOML, but a file caught half-written (emptied before its new
-                    # contents) or emptied by mistake: taken, it reset every setting to
-                    # its default, the definitions and the API token included.
+                    # Valid TOML, but a file caught while it is rewritten (emptied before
+                    # its new contents are written) or emptied by mistake: taken, it reset
+                    # every setting to its default, the definitions and the API token
+                    # included. The extra http processes refuse it too (serving.worker).
                     return self.refuse_reload(
                         "reload refused: configuration file empty, keeping the old one",
                         f"{new.source}: the configuration file sets nothing (empty or"

@@ -184,6 +184,48 @@ async def test_a_killed_worker_is_started_again(
     assert [status for status, _ in answers] == [202] * 20
 
 
+async def test_a_worker_restarted_while_the_configuration_file_is_empty_waits_for_it(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """The main process refuses a reload of a file that sets nothing (caught being
+    rewritten); a worker restarted meanwhile read it and served on the defaults (another
+    [egress], no [tenants] secrets, another body limit) beside the main process's
+    settings. It now exits, and is started again until the file sets something."""
+    daemon = await start(daemons, dsn, tmp_path)
+    good = daemon.config.read_text()
+    daemon.config.write_text("# being rewritten\n")
+    (first,) = worker_pids(daemon)
+    # A SIGHUP the worker gets by itself (the main process passes on only those it took).
+    os.kill(first, signal.SIGHUP)
+    refused = await daemon.wait_for_event("http_worker_reload_refused")
+    assert refused["error"] == (
+        f"{daemon.config}: the configuration file sets nothing (empty or comments only),"
+        " while the daemon's did; keeping the settings in force"), refused
+    os.kill(first, signal.SIGKILL)
+
+    async def refused_twice() -> bool:
+        exits = [e for e in daemon.events_named("http_worker_exited")
+                 if e["returncode"] == 2]
+        return len(exits) >= 2
+
+    await wait_for(refused_twice, timeout=20)
+    assert (f"triggerd http worker: {daemon.config}: the configuration file sets nothing"
+            " (empty or comments only), while the daemon's did; keeping the settings in"
+            " force") in daemon.stderr_lines
+    assert len(daemon.events_named("http_worker_ready")) == 1
+    # The main process answers meanwhile.
+    answers = await send_each_on_a_new_connection(daemon, "POST", "/hooks/spread/plain", 4)
+    assert [status for status, _ in answers] == [202] * 4
+    daemon.config.write_text(good)
+
+    async def restarted() -> bool:
+        return len(daemon.events_named("http_worker_ready")) == 2
+
+    await wait_for(restarted, timeout=20)
+    answers = await send_each_on_a_new_connection(daemon, "POST", "/hooks/spread/plain", 12)
+    assert [status for status, _ in answers] == [202] * 12
+
+
 async def test_sighup_reaches_the_worker(
     daemons: Daemons, dsn: str, tmp_path: Path
 ) -> None:

@@ -54,6 +54,12 @@ ENV_REPORT_FD = "TRIGGERD_WORKER_REPORT_FD"
 ENV_UPSTREAM = "TRIGGERD_WORKER_UPSTREAM"
 ENV_INDEX = "TRIGGERD_WORKER_INDEX"
 ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
+# "1" when the daemon started on a configuration file that sets nothing: else a file that
+# sets nothing is one caught being rewritten, which the main process refuses at a reload
+# (Daemon.reload), and so does this process, at a reload or a restart.
+ENV_CONFIG_BLANK = "TRIGGERD_WORKER_CONFIG_BLANK"
+BLANK_REFUSED = ("the configuration file sets nothing (empty or comments only), while the"
+                 " daemon's did; keeping the settings in force")
 ENV_RUNS = "TRIGGERD_WORKER_RUNS"  # "1": run what it stores (the daemon has an executor)
 ENV_POOL_MAX = "TRIGGERD_WORKER_POOL_MAX"  # its pool's size, as the main process sized it
 
@@ -224,6 +230,11 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
             logger.error("http worker reload refused: configuration invalid",
                          extra={"event": "http_worker_reload_refused", "error": exc.message})
             return
+        if new.source_blank and os.environ.get(ENV_CONFIG_BLANK) != "1":
+            logger.error("http worker reload refused: configuration file empty",
+                         extra={"event": "http_worker_reload_refused",
+                                "error": f"{new.source}: {BLANK_REFUSED}"})
+            return
         apply_log_settings(new.log.level, new.log.format)
         set_body_limit(app, new.http.max_body_bytes)
         ingress.apply_settings(new)
@@ -312,6 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, TriggerdError) as exc:
         print(f"triggerd http worker: started without its daemon's environment ({exc})",
               file=sys.stderr)
+        return 2
+    if settings.source_blank and os.environ.get(ENV_CONFIG_BLANK) != "1":
+        # Restarted while the file is being rewritten: the daemon restarts it again.
+        print(f"triggerd http worker: {settings.source}: {BLANK_REFUSED}", file=sys.stderr)
         return 2
     setup_logging(settings.log.level, settings.log.format)
     _die_with_parent()

@@ -18,6 +18,7 @@ from triggerd.component import BaseComponent
 from triggerd.config import Settings
 from triggerd.serving.worker import (
     ENV_CONFIG,
+    ENV_CONFIG_BLANK,
     ENV_INDEX,
     ENV_POOL_MAX,
     ENV_PORT,
@@ -151,6 +152,7 @@ class HttpWorkers(BaseComponent):
                 ENV_RUNS: "1" if self.runs else "0",
                 ENV_POOL_MAX: str(self.pool_max),
                 ENV_CONFIG: self.settings.source or "",
+                ENV_CONFIG_BLANK: "1" if self.settings.source_blank else "0",
                 # The database the main process resolved (the embedded one included).
                 "TRIGGERD_DATABASE_URL": self.dsn,
             }
