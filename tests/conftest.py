@@ -26,7 +26,9 @@ from aiohttp.test_utils import TestServer
 from triggerd import db
 from triggerd.serving.sockets import SERVER_OPTIONS
 
-TEMPLATE = "triggerd_test_template"
+# One per pytest-xdist worker: with TRIGGERD_TEST_DATABASE_URL the workers share a server,
+# and one worker's DROP ... WITH (FORCE) of a shared template broke another's clones.
+TEMPLATE = f"triggerd_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def _with_database(dsn: str, name: str) -> str:
