@@ -520,3 +520,26 @@ async def test_a_redirect_that_cannot_be_followed_is_the_servers_fault(
         {"url": f"{base}/raw-redirect", "query": {"to": location}}, session)
     assert (failure.code, failure.message, failure.retryable) == (
         "HTTP_ERROR", f"GET {base}/raw-redirect: {problem}", False)
+
+
+@pytest.mark.parametrize(("location", "problem"), [
+    # The first two crashed the node in the resolver (NODE_ERROR: a UnicodeError); the
+    # third failed INVALID_PARAMS "parameter 'url': invalid URL", blaming the node's url.
+    ("http://a..b/x?key=s3cr3t",
+     "its host 'a..b' has an empty label or one longer than 63 characters"),
+    (f"http://{'a' * 64}.example/",
+     f"its host '{'a' * 60}' has an empty label or one longer than 63 characters"),
+    ("http://127.1/", "'127.1' is not an IPv4 address (four numbers 0-255, e.g. 10.0.0.1)"),
+    ("http://127.0.0.1:0/", "port 0 is no port a server listens on"),
+])
+async def test_a_redirect_to_a_host_no_connection_can_reach_is_the_servers_fault(
+    server: tuple[str, web.Application], session: aiohttp.ClientSession, location: str,
+    problem: str,
+) -> None:
+    base, _ = server
+    failure = await call_fails(
+        {"url": f"{base}/raw-redirect", "query": {"to": location}}, session)
+    assert (failure.code, failure.message, failure.retryable) == (
+        "HTTP_ERROR",
+        f"GET {base}/raw-redirect: a redirect to a host no connection can ever reach:"
+        f" {problem}", False)

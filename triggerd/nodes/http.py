@@ -19,7 +19,9 @@ hops only.
 Failures: ``EGRESS_DENIED`` (an address ``[egress]`` refuses, on the first request or a
 redirect; never retried), ``HTTP_CONNECT`` (refused, DNS, connection dropped), ``TIMEOUT``,
 ``HTTP_STATUS`` (a status not accepted; ``retryable_status`` is the status and the output
-is the response), ``HTTP_ERROR`` (a broken or too large response), ``INVALID_PARAMS``.
+is the response), ``HTTP_ERROR`` (a broken or too large response; or a redirect that cannot
+be followed: not http(s), no host, or a host no connection can ever reach, never retried),
+``INVALID_PARAMS``.
 """
 
 from __future__ import annotations
@@ -423,6 +425,12 @@ async def _exchange(
                 " are followed)")
         if not url.host:
             raise UnfollowableRedirect("a redirect to a URL without a host")
+        problem = host_problem(url)
+        if problem is not None:
+            # Checked as the node's own url is: an empty label crashed the node in the
+            # resolver, and 127.1 was reported as the node's url being invalid.
+            raise UnfollowableRedirect(
+                f"a redirect to a host no connection can ever reach: {problem}")
         request = {**request, "params": ()}  # the Location holds the query it wants
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method = "GET" if method != "HEAD" else method
