@@ -113,6 +113,16 @@ async def test_resume_links_over_http_across_replicas_and_a_restart(
             assert (response.status, await response.json()) == (413, {
                 "error": "payload_too_large",
                 "message": "the body is larger than 65536 bytes"})
+        # Refused by its length as sent (past 64 KiB, a quarter and 1 KiB), it is told so:
+        # a zlib stream of empty deflate blocks decodes to nothing at all.
+        empty_blocks = b"\x78\x9c" + b"\x00\x00\x00\xff\xff" * 16_600 + (
+            b"\x01\x00\x00\xff\xff\x00\x00\x00\x01")
+        async with session.post(f"{first.base_url}/hooks/_resume/{token}", data=empty_blocks,
+                                headers={**gzipped, "Content-Encoding": "deflate"}) as response:
+            assert (response.status, await response.json()) == (413, {
+                "error": "payload_too_large",
+                "message": "the encoded body takes more than 82944 bytes on the wire, the"
+                           " most for a limit of 65536 decoded bytes"})
         assert await pool.fetchval("SELECT count(*) FROM resume_tokens WHERE decision IS NOT"
                                    " NULL") == 0
 

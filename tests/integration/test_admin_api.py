@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -986,8 +986,36 @@ async def test_body_over_the_limit_is_413(make_offline: ClientFactory) -> None:
                                         http=HttpSettings(max_body_bytes=1024)))
     response = await client.post("/api/v1/definitions", headers=AUTH,
                                  json={"workflows": [], "pad": "x" * 2000})
-    body = await expect_error(response, 413, "body_too_large")
-    assert body["message"].startswith("the request body is too large (")
+    await expect_error(response, 413, "body_too_large", "the request body is too large"
+                       " (Maximum request body size 1024 exceeded.)")
+
+
+async def test_an_encoded_body_refused_by_its_length_on_the_wire_is_413_saying_so(
+    make_client: ClientFactory, pool: asyncpg.Pool
+) -> None:
+    """It was told the decoded limit was exceeded ("Maximum request body size 1024"), and
+    its size reported as max(Content-Length, 1025): a body refused as sent may decode to
+    nothing."""
+    await apply_doc(pool, DOC)
+    client = await make_client(Settings(api=ApiSettings(token=TOKEN),
+                                        http=HttpSettings(max_body_bytes=1024)))
+    # A zlib stream of empty deflate blocks: 2,511 bytes decoding to none (2,304 allowed).
+    empty_blocks = b"\x78\x9c" + b"\x00\x00\x00\xff\xff" * 500 + b"\x01\x00\x00\xff\xff" + (
+        b"\x00\x00\x00\x01")
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "deflate"}
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(empty_blocks), 100):
+            yield empty_blocks[start:start + 100]
+
+    for data in (empty_blocks, chunked()):
+        response = await client.post("/api/v1/definitions", data=data, headers=headers)
+        await expect_error(
+            response, 413, "body_too_large", "the request body is too large (the encoded"
+            " body takes more than 2304 bytes on the wire, the most for a limit of 1024"
+            " decoded bytes)")
+    assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
+    assert (await client.get("/api/v1/workflows/report", headers=AUTH)).status == 200
 
 
 async def test_a_nul_in_a_parameter_and_an_undecodable_body_are_400(offline: Client) -> None:

@@ -563,10 +563,15 @@ async def test_an_encoded_body_longer_than_the_limit_that_decodes_within_it_is_a
         for start in range(0, len(empty_blocks), 100):
             yield empty_blocks[start:start + 100]
 
-    for data in (empty_blocks, chunked()):
-        resp = await client.post("/hooks/enc", data=data, headers=deflate)
-        assert resp.status == 413
-        assert (await resp.json())["error"] == "payload_too_large"
+    # Refused by its length as sent, not by what it decodes to (nothing here): the answer
+    # says so (it said the body was larger than the limit of 100 bytes), with a length (also
+    # asked first with Expect: 100-continue) or chunked.
+    wire = {"error": "payload_too_large",
+            "message": "the encoded body takes more than 1149 bytes on the wire, the most for"
+                       " this webhook's limit of 100 decoded bytes"}
+    for data, expect100 in ((empty_blocks, False), (empty_blocks, True), (chunked(), False)):
+        resp = await client.post("/hooks/enc", data=data, headers=deflate, expect100=expect100)
+        assert (resp.status, await resp.json()) == (413, wire)
     assert len(await requests_rows(pool)) == 2
     assert len(await executions(pool)) == 2
 

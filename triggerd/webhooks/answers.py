@@ -15,7 +15,7 @@ from triggerd.errors import DatabaseUnavailable
 from triggerd.model import JSON, ExecutionStatus
 from triggerd.storable import is_truncation_marker
 from triggerd.store.webhooks import FinishedRun
-from triggerd.webhooks.decoding import content_encoding_field, encodings
+from triggerd.webhooks.decoding import content_encoding_field, encoded_limit, encodings
 from triggerd.webhooks.group_commit import QueueFull, ShuttingDown, TriggerGone
 
 STATUS_PREFIX = "/hooks/_executions/"
@@ -133,14 +133,20 @@ def undecodable_message(request: web.Request) -> str:
     return f"the body could not be decoded as its Content-Encoding {encoding!r}"
 
 
-def too_large_message(limit: int) -> str:
+def too_large_message(limit: int, *, on_the_wire: bool = False) -> str:
+    """Why a body is 413: past ``limit`` decoded bytes, or (``on_the_wire``) an encoded
+    body past :func:`encoded_limit` bytes as sent, whatever it decodes to."""
+    if on_the_wire:
+        return (f"the encoded body takes more than {encoded_limit(limit)} bytes on the wire,"
+                f" the most for this webhook's limit of {limit} decoded bytes")
     return f"the body is larger than this webhook's limit of {limit} bytes"
 
 
-def too_large(limit: int) -> web.Response:
+def too_large(limit: int, *, on_the_wire: bool = False) -> web.Response:
     """The 413 answer; send it with :func:`close_unread` (the rest of the body is never
     read)."""
-    return error_response(413, "payload_too_large", too_large_message(limit))
+    return error_response(413, "payload_too_large",
+                          too_large_message(limit, on_the_wire=on_the_wire))
 
 
 def close_unread(request: web.BaseRequest, response: web.Response) -> web.Response:

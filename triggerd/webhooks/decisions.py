@@ -22,7 +22,7 @@ from triggerd.webhooks.answers import (
     retry_after,
     undecodable_message,
 )
-from triggerd.webhooks.decoding import UndecodableBody, read_body
+from triggerd.webhooks.decoding import TooLarge, UndecodableBody, read_body
 
 MAX_BODY = 64 * 1024
 
@@ -50,9 +50,11 @@ async def resume_handler(request: web.Request, token: str, pool: asyncpg.Pool
     except UndecodableBody:
         return close_unread(request, error_response(400, "invalid_body",
                                                     undecodable_message(request)))
-    if raw is None:
-        return close_unread(request, error_response(
-            413, "payload_too_large", f"the body is larger than {MAX_BODY} bytes"))
+    if isinstance(raw, TooLarge):
+        message = (f"the encoded body takes more than {raw.max_size} bytes on the wire, the"
+                   f" most for a limit of {MAX_BODY} decoded bytes") if raw.on_the_wire else (
+            f"the body is larger than {MAX_BODY} bytes")
+        return close_unread(request, error_response(413, "payload_too_large", message))
     try:
         body = json.loads(raw or b"{}")
     except ValueError:

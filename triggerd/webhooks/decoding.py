@@ -15,6 +15,7 @@ they arrive, and refuses a body past ``limit`` decoded bytes as soon as it gets 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import hdrs, web
@@ -54,6 +55,24 @@ def wire_limit(headers: Any, limit: int) -> int:
     """The most bytes of body to take on the wire for a decoded ``limit``: ``limit`` itself
     for a body in no Content-Encoding, :func:`encoded_limit` for one in an encoding."""
     return limit if content_encoding(headers) is None else encoded_limit(limit)
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A body :func:`read_body` stopped reading for its size, with what is known of it."""
+
+    limit: int  # the most decoded bytes it was read for
+    # Refused by its length on the wire (more than encoded_limit(limit) bytes in its
+    # Content-Encoding), not by what it decoded to: it may decode to much less.
+    on_the_wire: bool
+    # The bytes counted when reading stopped (on the wire, or decoded): the body has at
+    # least as many.
+    counted: int
+
+    @property
+    def max_size(self) -> int:
+        """The limit the body passed, in the bytes it was counted in."""
+        return encoded_limit(self.limit) if self.on_the_wire else self.limit
 
 
 class UndecodableBody(TriggerdError):
@@ -211,17 +230,37 @@ async def request_bytes(request: web.Request, limit: int) -> bytes:
     if _DECODED in request:
         return request[_DECODED]
     body = await read_body(request, limit)
-    if body is None:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit, actual_size=max(request.content_length or 0, limit + 1))
+    if isinstance(body, TooLarge):
+        if body.on_the_wire:
+            # Its decoded size is not known (it may be small): aiohttp's own text would
+            # say the decoded limit was exceeded.
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=body.max_size, actual_size=_known_size(request, body),
+                text=f"the encoded body takes more than {body.max_size} bytes on the wire,"
+                f" the most for a limit of {limit} decoded bytes")
+        raise web.HTTPRequestEntityTooLarge(max_size=limit,
+                                            actual_size=_known_size(request, body))
     request[_DECODED] = body
     return body
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | None:
-    """The request's body decoded (Content-Encoding), or ``None`` as soon as more than
-    ``limit`` decoded bytes arrived, or more than :func:`encoded_limit` encoded ones (the
-    rest is never read). Raises
+def _known_size(request: web.Request, refused: TooLarge) -> int:
+    """The size of a refused body in the bytes its limit counts, as far as it is known: the
+    Content-Length when those are the bytes on the wire, else the bytes counted when
+    reading stopped (the body has at least those). An encoded body that decoded past the
+    limit may decode to anything larger: its Content-Length says nothing of that. (aiohttp
+    3.14 leaves ``actual_size`` out of its text: kept true for whoever reads it.)"""
+    length = request.content_length
+    if length is not None and (refused.on_the_wire
+                               or content_encoding(request.headers) is None):
+        return length
+    return refused.counted
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | TooLarge:
+    """The request's body decoded (Content-Encoding), or :class:`TooLarge` as soon as more
+    than ``limit`` decoded bytes arrived, or more than :func:`encoded_limit` encoded ones
+    (the rest is never read). Raises
     :class:`UndecodableBody` for a body that is not a whole stream in its encoding, and
     aiohttp's errors for a body not received completely."""
     encoding = content_encoding(request.headers)
@@ -230,7 +269,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
         if content.is_eof():
             # Everything has arrived already (a small body comes with the headers).
             body = content.read_nowait()
-            return body if len(body) <= limit else None
+            return body if len(body) <= limit else TooLarge(limit, False, len(body))
         length = request.content_length
         if length is not None and length <= limit:
             # The HTTP parser never delivers more than Content-Length bytes.
@@ -239,7 +278,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
         while chunk := await content.readany():
             buffer += chunk
             if len(buffer) > limit:
-                return None
+                return TooLarge(limit, False, len(buffer))
         return bytes(buffer)
     decoder = BodyDecoder(encoding, limit)
     parts: list[bytes] = []
@@ -249,9 +288,9 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
         while chunk := await content.readany():
             wire += len(chunk)
             if wire > most:
-                return None
+                return TooLarge(limit, True, wire)
             parts.append(decoder.feed(chunk))
     except BodyTooLarge:
-        return None
+        return TooLarge(limit, False, decoder.size)
     decoder.finish()
     return b"".join(parts)

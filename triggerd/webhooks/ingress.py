@@ -76,7 +76,13 @@ from triggerd.webhooks.answers import (
 from triggerd.webhooks.auth import HEADER_SCHEMES, AuthFailure, check_rotating, header_count
 from triggerd.webhooks.body import BodyError, content_type_problem, parse_input
 from triggerd.webhooks.cleaning import clean_text, query_dict, stored_headers
-from triggerd.webhooks.decoding import UndecodableBody, read_body, wire_limit
+from triggerd.webhooks.decoding import (
+    TooLarge,
+    UndecodableBody,
+    content_encoding,
+    read_body,
+    wire_limit,
+)
 from triggerd.webhooks.evaluation import Derived, RunInput, derive
 from triggerd.webhooks.group_commit import DEFAULT_MAX_BATCH, GroupCommit, TriggerGone
 from triggerd.webhooks.loops import pending_loop, reload_loop
@@ -355,7 +361,8 @@ class WebhookIngress(BaseComponent):
             refused = None
             if length is not None and length > wire_limit(request.headers,
                                                           route.max_body_bytes):
-                refused = self._too_large(request, route)
+                refused = self._too_large(request, route, on_the_wire=content_encoding(
+                    request.headers) is not None)
             elif route.config.auth.scheme in HEADER_SCHEMES:
                 # Credentials in the headers only: a sender without them is refused before
                 # it uploads its body (it was told "100 Continue" first).
@@ -632,7 +639,8 @@ class WebhookIngress(BaseComponent):
         length = request.content_length
         # The limit counts decoded bytes: an encoded body may be a little longer on the wire.
         if length is not None and length > wire_limit(request.headers, limit):
-            return self._too_large(request, route)
+            return self._too_large(
+                request, route, on_the_wire=content_encoding(request.headers) is not None)
         content_type = request.headers.get("Content-Type")
         if length != 0:
             refused = unsupported_transfer_coding(request) or unsupported_encoding(request)
@@ -665,8 +673,8 @@ class WebhookIngress(BaseComponent):
             response = close_unread(request, error_response(400, "invalid_body", message))
             return self._refused(request, route, response, "body_undecodable",
                                  detail=f"{message}: {exc}"[:300])
-        if body is None:
-            return self._too_large(request, route)
+        if isinstance(body, TooLarge):
+            return self._too_large(request, route, on_the_wire=body.on_the_wire)
         if body and config.body != "raw" and not (content_type or "").strip():
             message = (
                 "the request has a body but no Content-Type (send application/json,"
@@ -913,11 +921,15 @@ class WebhookIngress(BaseComponent):
             self._count_created(route)
         return keyed
 
-    def _too_large(self, request: web.Request, route: WebhookRoute) -> web.Response:
+    def _too_large(self, request: web.Request, route: WebhookRoute, *,
+                   on_the_wire: bool) -> web.Response:
+        """413 for a body past the trigger's limit decoded or (``on_the_wire``) an encoded
+        one past what that limit allows as sent."""
         limit = route.max_body_bytes
-        response = close_unread(request, too_large(limit))
+        response = close_unread(request, too_large(limit, on_the_wire=on_the_wire))
         return self._refused(request, route, response, "body_too_large",
-                             detail=too_large_message(limit), limit=limit)
+                             detail=too_large_message(limit, on_the_wire=on_the_wire),
+                             limit=limit)
 
     def _refused(
         self,
