@@ -480,6 +480,29 @@ def test_typed_parameters_made_of_constant_expressions_are_checked_as_rendered()
     assert render_string("{{ 5 }}", {}) == 5
 
 
+def test_number_like_text_that_is_no_integer_is_checked_as_text() -> None:
+    # "--5" and "²" passed isdigit() after lstrip("-"), then int() raised: check exited 70
+    # (internal error), a reload could not be applied and the admin API answered 500.
+    workflow = chain(
+        node("a", "respond", status="{{ '--5' }}"),
+        node("b", "respond", status="{{ '²' }} "),
+        node("c", "respond", status="{{ '9' * 5000 }}"),  # past int()'s digits
+        node("d", "workflow", workflow="c", version="{{ ' -4 ' }}"),
+        node("e", "respond", status="{{ ' 201 ' }}"),  # digits as text: the node's integer
+    )
+    assert found(workflow) == {
+        (f"{NODE}[0].params.status",
+         "expected an HTTP status (200-599), got '--5' (\"{{ '--5' }}\" in every run)"),
+        (f"{NODE}[1].params.status",
+         "expected an HTTP status (200-599), got '²' (\"{{ '²' }} \" in every run)"),
+        (f"{NODE}[2].params.status",
+         "expected an HTTP status (200-599), got '" + "9" * 56 + "..."
+         " (\"{{ '9' * 5000 }}\" in every run)"),
+        (f"{NODE}[3].params.version",
+         "expected an integer from 1 to 2147483647, got -4 (\"{{ ' -4 ' }}\" in every run)"),
+    }
+
+
 def test_a_node_without_params_is_checked_as_an_empty_mapping() -> None:
     workflow = chain({"id": "a", "type": "log"})
     assert found(workflow) == {

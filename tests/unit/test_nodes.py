@@ -393,6 +393,13 @@ async def test_respond() -> None:
     assert (await failure("respond", {"status": True})).message == (
         "respond node: parameter 'status' must be an integer, got a boolean"
     )
+    # Number-like text that is no integer: INVALID_PARAMS (int() raised: NODE_ERROR).
+    for text in ("--5", "²", " 2² ", "9" * 5000):
+        failed = await failure("respond", {"status": text})
+        assert (failed.code, failed.message) == (
+            "INVALID_PARAMS", "respond node: parameter 'status' must be an integer, got a string")
+    assert (await run("respond", {"status": " 204\n"})).output == {
+        "status": 204, "headers": {}, "body": None}
     # A rendered header that would split the answer: the answer dropped it silently.
     assert (await failure("respond", {"headers": {"X-Y": "a\r\nInjected: 1"}})).message == (
         "respond node: parameter 'headers': the value of 'X-Y' has a line break or another"

@@ -33,7 +33,7 @@ from triggerd.expressions import (
     is_template,
 )
 from triggerd.inputs import closed_input_keys
-from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN
+from triggerd.nodes.base import ERROR_MESSAGE, TEMPLATE_PATTERN, integer_text
 
 if TYPE_CHECKING:
     from triggerd.nodes.registry import NodeRegistry
@@ -208,9 +208,9 @@ def _constant_params(params: Mapping[str, Any], schema: Mapping[str, Any],
         value = _rendered(value, context, rendered)
         if not rendered:
             continue
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit() \
-                and _accepts(properties.get(key), "integer"):
-            value = int(value)  # as the node reads an integer rendered inside text
+        number = integer_text(value) if isinstance(value, str) else None
+        if number is not None and _accepts(properties.get(key), "integer"):
+            value = number  # as the node reads an integer rendered inside text
         found[key] = (rendered[0], value)
     return found
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -250,6 +251,21 @@ def json_text(value: JSON) -> str:
 
 _MISSING: Final = object()
 
+# An integer written out in text: ASCII digits only ("²" and "--5" pass str.isdigit and
+# lstrip("-"), and int() refused them with a ValueError).
+_INTEGER_TEXT: Final = re.compile(r"\s*-?[0-9]+\s*")
+
+
+def integer_text(value: str) -> int | None:
+    """The integer ``value`` writes (one rendered inside text: ``"{{ x }} "``), else None."""
+    if _INTEGER_TEXT.fullmatch(value) is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
+        return None
+
+
 
 class Params:
     """Checked access to a node's rendered params; every problem is an INVALID_PARAMS failure
@@ -294,8 +310,9 @@ class Params:
 
     def integer(self, key: str, default: int) -> int:
         value = self._values.get(key, default)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)  # rendered inside text, e.g. "{{ x }} "
+        number = integer_text(value) if isinstance(value, str) else None
+        if number is not None:
+            value = number  # rendered inside text, e.g. "{{ x }} "
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.invalid(f"parameter {key!r} must be an integer, got {_kind(value)}")
         return value
