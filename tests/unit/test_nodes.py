@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from triggerd.definitions import check_documents
 from triggerd.model import JSON, Node, RetryPolicy
 from triggerd.nodes.base import NodeContext, NodeFailure, NodeResult, retry_delay, should_retry
 from triggerd.nodes.registry import (
@@ -405,6 +406,22 @@ async def test_respond() -> None:
         "respond node: parameter 'headers': the value of 'X-Y' has a line break or another"
         " control character"
     )
+
+
+async def test_a_workflow_node_refuses_version_0_as_check_does() -> None:
+    # A version of {{ 0 }}: check refused it (the schema's minimum is 1) while the node ran
+    # the child's latest version.
+    problems = check_documents([("f.yaml", {"workflows": [{
+        "key": "wf", "graph": {"nodes": [{"id": "call", "type": "workflow", "params": {
+            "workflow": "child", "version": "{{ 0 }}"}}], "edges": []}}]})])
+    assert [(p.path, p.message) for p in problems] == [(
+        "$.workflows[0].graph.nodes[0].params.version",
+        "expected an integer from 1 to 2147483647, got 0 ('{{ 0 }}' in every run)")]
+    for version in (0, "0 ", -1, 2**31):
+        failed = await failure("workflow", {"workflow": "child", "version": version})
+        assert (failed.code, failed.message) == (
+            "INVALID_PARAMS",
+            f"workflow node: parameter 'version' must be 1-2147483647, got {int(version)}")
 
 
 async def test_noop() -> None:

@@ -62,9 +62,10 @@ class WorkflowNode:
     async def run(self, params: JSON, ctx: NodeContext) -> NodeResult:
         checked = Params(self.name, params, ("workflow", "version", "input", "wait"))
         key = checked.text("workflow")
-        version = checked.integer("version", 0) or None if "version" in checked else None
+        version = checked.integer("version", 0) if "version" in checked else None
         if version is not None and not 1 <= version <= MAX_VERSION:
-            # A rendered one: past int32 the database refused the statement (a crash).
+            # A rendered one: past int32 the database refused the statement (a crash); 0
+            # is no version (check refuses it too: it ran the latest one).
             raise checked.invalid(f"parameter 'version' must be 1-{MAX_VERSION}, got {version}")
         run_input = checked.mapping("input")
         wait = checked.get("wait", True)
