@@ -794,6 +794,10 @@ class TemplateFacts:
     # Whether it asks if a value is there (``is defined``, ``default``, ``in``): then a
     # node that may have been skipped can be read behind that guard.
     guarded: bool = False
+    # Whether it may draw a value anew each time it is evaluated: the ``random`` filter,
+    # ``lipsum``, or a filter or test that ``map``, ``select``... are given by a name not
+    # written out (``map('ran' ~ 'dom')``).
+    random: bool = False
 
 
 # ``{{ input.day }}``: a known name and attributes; most templates are made of these.
@@ -828,7 +832,7 @@ def _plain_facts(source: str) -> TemplateFacts | None:
                 and (first, second) not in node_attributes:
             node_attributes.append((first, second))
     return TemplateFacts(names=frozenset(names), keys=tuple(keys),
-                         node_attributes=tuple(node_attributes))
+                         node_attributes=tuple(node_attributes), random="lipsum" in names)
 
 
 def inspect_template(source: str) -> TemplateFacts:
@@ -848,7 +852,7 @@ def constant_value(source: str, context: Mapping[str, Any]) -> tuple[JSON, str |
     facts = inspect_template(source)
     if facts.error is not None or not facts.names <= GLOBAL_NAMES | set(context):
         return None
-    if "random" in source or "lipsum" in source:
+    if facts.random:
         return None  # a value drawn anew each time may fail one time and not the next
     if any(key not in context[name] for name, key in facts.keys if name in context):
         return None  # a key nobody provides: reported as such by the caller's checks
@@ -936,7 +940,30 @@ def _parsed_facts(source: str) -> TemplateFacts:
         ):
             node_attributes.append((node_id, key))
     return TemplateFacts(names=names, keys=tuple(keys), node_attributes=tuple(node_attributes),
-                         guarded=_is_guarded(tree))
+                         guarded=_is_guarded(tree), random=_draws_anew(tree))
+
+
+# The filters that call a filter or test named by an argument, and that argument's position.
+_NAMING_FILTERS: Final = {"map": 0, "select": 0, "reject": 0, "selectattr": 1, "rejectattr": 1}
+
+
+def _draws_anew(tree: jinja_nodes.Node) -> bool:
+    """Whether the template may draw a value anew each time (see TemplateFacts.random):
+    decided from its syntax tree, as words in its text say nothing ({{ 'random' }})."""
+    for call in tree.find_all(jinja_nodes.Filter):
+        if call.name == "random":
+            return True
+        at = _NAMING_FILTERS.get(call.name)
+        if at is None:
+            continue
+        if call.dyn_args is not None:
+            return True  # map(*names): a name known only when it runs
+        if len(call.args) > at:
+            named = call.args[at]
+            if not isinstance(named, jinja_nodes.Const) or not isinstance(named.value, str) \
+                    or (call.name == "map" and named.value == "random"):
+                return True
+    return any(name.name == "lipsum" for name in tree.find_all(jinja_nodes.Name))
 
 
 # The tests, filters and operators by which a template asks whether a value is there.

@@ -85,11 +85,25 @@ DURATION = (
             "debounce.key",
             "it fails on every request, which is refused: the key is empty",
         ),
+        (
+            # The word random is no draw: the guard reads the syntax tree, not the text.
+            {"debounce": {"key": "{{ 'random' ~ (1 / 0) }}", "period": "5s"}},
+            "debounce.key",
+            "it fails on every request, which is refused: ZeroDivisionError: division by zero",
+        ),
     ],
 )
 def test_bad_debounce_and_concurrency(fields: dict[str, Any], path: str, message: str) -> None:
     where = "$.workflows[0].triggers[0]" + (f".{path}" if path else "")
     assert found(workflow(triggers=[hook(**fields)])) == {(where, message)}
+
+
+def test_a_key_drawn_anew_for_each_request_is_not_computed_by_check() -> None:
+    # random named at run time: the key is empty on half the requests, not on all of them;
+    # check refused it half the time (its guard looked for the word in the text).
+    key = "{{ [[1, none]] | map('ran' ~ 'dom') | first }}"
+    for _ in range(40):
+        assert found(workflow(triggers=[hook(debounce={"key": key, "period": "5s"})])) == set()
 
 
 def test_good_debounce_and_concurrency_build() -> None:

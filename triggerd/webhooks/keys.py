@@ -37,7 +37,7 @@ def key_problems(source: str) -> Iterator[str]:
     unknown = sorted(facts.names - _GLOBALS - set(KEY_NAMES))
     for name in unknown:
         yield f"unknown name {name!r} (a key sees {', '.join(KEY_NAMES)})"
-    if unknown or facts.names & set(KEY_NAMES) or "random" in source or "lipsum" in source:
+    if unknown or facts.names & set(KEY_NAMES) or facts.random:
         return
     # It reads nothing of the request: computed here as for each request, it fails (every
     # request refused 422) or it is the one key of them all.
