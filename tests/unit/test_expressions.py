@@ -313,6 +313,9 @@ def test_ordinary_loops_are_untouched_by_the_step_limit() -> None:
     "{{ 'x'.ljust(2000000000) | length }}",
     "{{ 'x' | indent(2000000000) | length }}",
     "{{ ('y' * 999999).join(['a'] * 999999) | length }}",
+    # Items taken one at a time (map, select): joined as they came, uncounted (200 MB).
+    "{{ range(200) | map('string') | join('x' * 1000000) | length }}",
+    "{{ ('x' * 1000000).join(range(200) | map('string')) | length }}",
     "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(12) %}"
     "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
     "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(12) %}"
@@ -369,6 +372,9 @@ def test_ordinary_wordwrap_is_left_alone() -> None:
 
 def test_ordinary_text_building_is_left_alone() -> None:
     assert render_string("{{ 'a' ~ 'b' ~ 3 }}", CONTEXT) == "ab3"
+    assert render_string("{{ range(3) | map('string') | join('-') }}", CONTEXT) == "0-1-2"
+    assert render_string("{{ ', '.join(['a', 'b'] | select) }}", CONTEXT) == "a, b"
+    assert render_string("{{ {'a': 1, 'b': 2} | join(',') }}", CONTEXT) == "a,b"
     assert render_string("{{ [1] + [2] }}", CONTEXT) == [1, 2]
     assert render_string("{{ '%05d' | format(42) }}", CONTEXT) == "00042"
     assert render_string("{{ '{:>4}'.format('r') }}", CONTEXT) == "   r"
