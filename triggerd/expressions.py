@@ -23,12 +23,14 @@ Rendering rules (:func:`render`):
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
@@ -616,10 +618,15 @@ def has_template(value: Any) -> bool:
 
 def render_string(source: str, context: Mapping[str, Any]) -> JSON:
     """Render one string: its native value when it is exactly one expression, else a str."""
+    return _render(source, context, MAX_STEPS, MAX_BUILT)
+
+
+def _render(source: str, context: Mapping[str, Any], steps: int, built: int) -> JSON:
+    """:func:`render_string` within ``steps`` and ``built`` (at most the run's limits)."""
     if not is_template(source):
         return source
-    _STEPS.left = MAX_STEPS
-    _STEPS.built = MAX_BUILT
+    _STEPS.left = steps
+    _STEPS.built = built
     try:
         compiled = _compile(source)
         if compiled.inner is None:
@@ -854,11 +861,121 @@ def inspect_template(source: str) -> TemplateFacts:
 GLOBAL_NAMES: Final = KNOWN_NAMES - frozenset(CONTEXT_NAMES)
 
 
-def constant_value(source: str, context: Mapping[str, Any]) -> tuple[JSON, str | None] | None:
+# What one check may spend on evaluating constant expressions, all of them together: a
+# few runs' worth of steps and text. A definition of 40 nested loops over range(1000)
+# (3.5 KB) took 5 s, ten joins by a megabyte 500 MB, on the event loop of an admin API
+# apply. Past it, what is left is not evaluated (nor refused): its runs will tell.
+CHECK_STEPS: Final = 4 * MAX_STEPS
+CHECK_BUILT: Final = 2 * MAX_BUILT
+# What one evaluation costs besides its steps and its length: compiling a small expression
+# takes about a millisecond, some 2000 loop iterations.
+COMPILE_STEPS: Final = 2000
+# A constant's value larger than this (characters, about as JSON) is not kept: the
+# parameter is checked as written, its template.
+MAX_CONSTANT_SIZE: Final = 10_000
+
+Constant = tuple[JSON, str | None] | None  # see constant_value
+
+
+class ConstantBudget:
+    """One check's evaluations of constant expressions: each distinct one evaluated once
+    (``known``, by source and the context it reads), all within :data:`CHECK_STEPS` and
+    :data:`CHECK_BUILT`."""
+
+    def __init__(self) -> None:
+        self.steps = CHECK_STEPS
+        self.built = CHECK_BUILT
+        self.evaluations = 0
+        self.known: dict[tuple[str, str], Constant] = {}
+        # id -> (the context, its text): kept, so an id is never another context's.
+        self._contexts: dict[int, tuple[Mapping[str, Any], str]] = {}
+
+    def value(self, source: str, context: Mapping[str, Any], reads: frozenset[str]
+              ) -> Constant:
+        key = (source, self._context_key(context) if reads & set(context) else "")
+        if key not in self.known:
+            self.known[key] = self._evaluate(source, context)
+        return self.known[key]
+
+    def _context_key(self, context: Mapping[str, Any]) -> str:
+        kept = self._contexts.get(id(context))
+        if kept is None or kept[0] is not context:
+            kept = (context, json.dumps(context, sort_keys=True, default=str))
+            self._contexts[id(context)] = kept
+        return kept[1]
+
+    def _evaluate(self, source: str, context: Mapping[str, Any]) -> Constant:
+        if self.steps <= 0 or self.built <= 0:
+            return None  # spent
+        steps, built = min(MAX_STEPS, self.steps), min(MAX_BUILT, self.built)
+        self.evaluations += 1
+        try:
+            rendered: JSON = _render(source, context, steps, built)
+        except ExpressionError as exc:
+            failure: str | None = exc.detail
+        else:
+            failure = None
+        finally:
+            # Compiling costs more than most expressions' steps: charged too, or a thousand
+            # distinct small ones would cost what no one large one may.
+            self.steps -= steps - max(_STEPS.left, 0) + COMPILE_STEPS + len(source)
+            self.built -= built - max(_STEPS.built, 0)
+        if failure is not None:
+            if (_STEPS.left < 0 and steps < MAX_STEPS) or (_STEPS.built < 0 and built < MAX_BUILT):
+                return None  # past what was left of the budget, not past a run's limits
+            return None, failure
+        size = _size(rendered, MAX_CONSTANT_SIZE)
+        self.built -= size
+        return None if size > MAX_CONSTANT_SIZE else (rendered, None)
+
+
+class _Budgets(threading.local):
+    current: ConstantBudget | None = None
+
+
+_BUDGETS: Final = _Budgets()
+
+
+@contextmanager
+def constant_budget() -> Iterator[ConstantBudget]:
+    """The budget of the constant expressions :func:`constant_value` evaluates in this
+    thread until the block ends (one check); within another such block, that one's."""
+    if _BUDGETS.current is not None:
+        yield _BUDGETS.current
+        return
+    _BUDGETS.current = ConstantBudget()
+    try:
+        yield _BUDGETS.current
+    finally:
+        _BUDGETS.current = None
+
+
+def _size(value: JSON, limit: int) -> int:
+    """About the characters of ``value`` as JSON; any number past ``limit`` once it is
+    past (a long list is not walked through)."""
+    total = 0
+    pending: list[JSON] = [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + sum(len(key) + 4 for key in itertools.islice(item, limit))
+            pending.extend(itertools.islice(item.values(), limit))
+        elif isinstance(item, list | tuple):
+            total += 2 + min(len(item), limit + 1)
+            pending.extend(item[:limit])
+        else:
+            total += 5  # a number, true, false or null: about that
+    return total
+
+
+def constant_value(source: str, context: Mapping[str, Any]) -> Constant:
     """What ``source`` renders to in every evaluation, when it reads nothing but the names
     of ``context`` (values that are the same in every evaluation) and Jinja2's globals:
     ``(value, None)``, or ``(None, why)`` when it fails every time; ``None`` when what it
-    reads is known only when it runs."""
+    reads is known only when it runs, when its value is larger than
+    :data:`MAX_CONSTANT_SIZE`, or when the check's :func:`constant_budget` is spent."""
     facts = inspect_template(source)
     if facts.error is not None or not facts.names <= GLOBAL_NAMES | set(context):
         return None
@@ -866,10 +983,8 @@ def constant_value(source: str, context: Mapping[str, Any]) -> tuple[JSON, str |
         return None  # a value drawn anew each time may fail one time and not the next
     if any(key not in context[name] for name, key in facts.keys if name in context):
         return None  # a key nobody provides: reported as such by the caller's checks
-    try:
-        return render_string(source, context), None
-    except ExpressionError as exc:
-        return None, exc.detail
+    with constant_budget() as budget:
+        return budget.value(source, context, facts.names)
 
 
 def constant_failure(source: str, context: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,7 @@ token, pagination, and bad input of every kind answered with a JSON 4xx (never a
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import json
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
 
 from tests.helpers import apply_doc, fire, free_port
 from triggerd.api import admin
@@ -24,9 +27,11 @@ from triggerd.api.admin import add_admin_routes
 from triggerd.api.auth import API_AUTH
 from triggerd.config import ApiSettings, HttpSettings, Settings
 from triggerd.daemon import create_app
+from triggerd.serving.sockets import body_limit
 from triggerd.storable import storage_problem
 from triggerd.store.executions import NewExecution, insert_executions
 from triggerd.store.workflows import get_trigger
+from triggerd.webhooks.decoding import request_bytes
 
 Client = TestClient[Any, Any]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -979,6 +984,64 @@ async def test_definitions_bad_requests(
     response = await offline.post(f"/api/v1/definitions{query}", data=data,
                                  headers={**AUTH, "Content-Type": "application/json"})
     await expect_error(response, status, code, message)
+
+
+# Constant expressions a check evaluates, about a second's worth (what one check may spend),
+# after one that fails every run: refused (422).
+_LOOPS = "{% for a in range(1000) %}{% for b in range(240) %}{% endfor %}{% endfor %}"
+SLOW_DOC: dict[str, Any] = {"workflows": [{"key": "slow", "graph": {
+    "nodes": [{"id": "n0", "type": "log", "params": {"message": "{{ 1 / 0 }}"}},
+              *({"id": f"n{i}", "type": "log", "params": {"message": f"{_LOOPS}{i}"}}
+                for i in range(1, 9))],
+    "edges": [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(8)],
+}}]}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/definitions?dry_run=true", SLOW_DOC),
+    ("/api/v1/definitions", SLOW_DOC),
+    ("/api/v1/test-runs", {"definition": SLOW_DOC, "workflow": "slow"}),
+])
+async def test_a_definition_is_checked_while_other_requests_are_answered(
+    aiohttp_client: Any, path: str, body: dict[str, Any]
+) -> None:
+    # A check evaluates constant expressions (up to about a second of them, and any tenant's
+    # token may send one): on the event loop, it held every other request meanwhile.
+    entered = asyncio.Event()
+
+    @web.middleware
+    async def whole_body_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST":
+            # The handler then reads the body without waiting: the next it waits for is
+            # the check, if it waits at all.
+            await request_bytes(request, body_limit(request.app))
+            entered.set()
+        return await handler(request)
+
+    app = create_app(Settings(api=ApiSettings(token=TOKEN)), NoDatabase())
+    add_admin_routes(app, environ={})
+    app.middlewares.append(whole_body_first)
+    client: Client = await aiohttp_client(app)
+    ended: list[str] = []
+
+    async def call(name: str, request: Any) -> tuple[int, Any]:
+        async with request as response:
+            answer = (response.status, await response.json())
+        ended.append(name)
+        return answer
+
+    check = asyncio.create_task(call("check", client.post(path, headers=AUTH, json=body)))
+    await entered.wait()
+    status, _ = await call("other", client.get("/api/v1/openapi.json"))
+    assert status == 200
+    status, refused = await check
+    assert ended == ["other", "check"]
+    assert (status, refused["error"]) == (422, "definitions_invalid")
+    assert [(p["path"], p["message"]) for p in refused["problems"]] == [
+        ("$.workflows[0].graph.nodes[0].params.message",
+         "expression '{{ 1 / 0 }}': it fails in every run: ZeroDivisionError: division by"
+         " zero"),
+    ]
 
 
 async def test_body_over_the_limit_is_413(make_offline: ClientFactory) -> None:

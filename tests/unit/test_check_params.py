@@ -16,9 +16,13 @@ from triggerd.definitions.params import check_nodes
 from triggerd.definitions.problems import Report
 from triggerd.errors import DefinitionError
 from triggerd.expressions import (
+    CHECK_STEPS,
+    MAX_CONSTANT_SIZE,
+    MAX_STEPS,
     ExpressionError,
     _parsed_facts,
     _plain_facts,
+    constant_budget,
     inspect_template,
     render_string,
 )
@@ -131,6 +135,81 @@ def test_what_may_draw_anew_is_known_from_the_syntax_not_the_words() -> None:
          " every run: ZeroDivisionError: division by zero"),
         (f"{NODE}[1].params.message", "expression \"lipsum: {{ [0] | map('string') | join |"
          " int / 0 }}\": it fails in every run: ZeroDivisionError: division by zero"),
+    }
+
+
+def test_each_distinct_constant_expression_is_evaluated_once_per_check() -> None:
+    # Each was evaluated twice (as the parameter's value, then for its failure), and again
+    # in every node that repeated it.
+    slow = "{% for a in range(1000) %}{% for b in range(200) %}{% endfor %}{% endfor %}"
+    workflow = chain(
+        *(node(f"n{i}", "log", message=slow, level="{{ 'INFO' }}") for i in range(10)),
+        node("v", "workflow", workflow="c", version="{{ env.V }}"),
+        node("w", "workflow", workflow="c", version="{{ env.V }}"),
+        env={"V": "2"},
+    )
+    # The same expression with another env is another value.
+    other = {**chain(node("v", "workflow", workflow="c", version="{{ env.V }}"),
+                     env={"V": "0"}), "key": "other"}
+    with constant_budget() as budget:
+        problems = check_documents([("f.yaml", {"workflows": [workflow, other]})])
+    assert [(p.path, p.message) for p in problems] == [
+        ("$.workflows[1].graph.nodes[0].params.version",
+         "expected an integer from 1 to 2147483647, got 0 ('{{ env.V }}' with the workflow's"
+         " env)"),
+    ]
+    assert budget.evaluations == 4
+    assert budget.known[("{{ 'INFO' }}", "")] == ("INFO", None)
+
+
+def test_one_check_evaluates_constant_expressions_within_one_budget() -> None:
+    # 40 nested loops over range(1000) (3.5 KB of YAML) took 5 s to check, on the event
+    # loop of an admin API apply. Past the budget the rest is left to the runs: none is
+    # refused for it (each of these takes about 249,000 steps, which a run allows).
+    over = "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}"
+    loops = "{% for a in range(1000) %}{% for b in range(240) %}{% endfor %}{% endfor %}"
+    workflow = chain(
+        # Evaluated first, with a run's whole limit: past it, as in every run.
+        node("a", "log", message=over),
+        *(node(f"n{i}", "log", message=f"{loops}{i}") for i in range(40)),
+        node("z", "log", message="{{ 1 / 0 }}"),  # reached with the budget spent
+    )
+    with constant_budget() as budget:
+        assert found(workflow) == {
+            (f"{NODE}[0].params.message",
+             f"expression {over!r}: it fails in every run: not allowed in the sandbox: the"
+             " expression took more than 250,000 steps (a loop iteration is one, a call 4)"),
+        }
+    # The over-limit one, two whole ones and the one that ran out of what was left.
+    assert budget.evaluations == 4
+    assert budget.steps <= 0
+    assert CHECK_STEPS == 4 * MAX_STEPS
+
+
+def test_one_check_builds_text_within_one_budget_and_keeps_no_large_value() -> None:
+    # Ten copies of a join by a megabyte (each a little different) reached 500 MB; a value
+    # past MAX_CONSTANT_SIZE is checked as its template, and not kept.
+    joins = [f"{{{{ range(49) | map('string') | join('x' * 1000000) }}}}{' ' * i}"
+             for i in range(10)]
+    workflow = chain(
+        *(node(f"n{i}", "log", message=source) for i, source in enumerate(joins)),
+        node("s", "respond", status="{{ 'x' * (MAX // 2) }}".replace(
+            "MAX", str(MAX_CONSTANT_SIZE))),
+        node("t", "respond", status="{{ 'x' * (MAX + 1) }}".replace(
+            "MAX", str(MAX_CONSTANT_SIZE))),
+    )
+    with constant_budget() as budget:
+        assert found(workflow) == set()
+    # The first join, the one that ran out of what was left; the respond nodes not at all.
+    assert budget.evaluations == 2
+    assert budget.built <= 0
+    assert set(budget.known.values()) == {None}
+    # With the budget whole, the smaller value stands for the parameter, the larger not.
+    workflow = chain(*workflow["graph"]["nodes"][-2:])
+    assert found(workflow) == {
+        (f"{NODE}[0].params.status",
+         "expected an HTTP status (200-599), got '" + "x" * 56 + "... (\"{{ 'x' * (10000 //"
+         " 2) }}\" in every run)"),
     }
 
 

@@ -1045,6 +1045,14 @@ def _refuse_unusable_secrets(request: web.Request, specs: Sequence[WorkflowSpec]
         raise DefinitionError(f"{len(problems)} problem(s) in {BODY_LABEL}", problems)
 
 
+async def _load_body(request: web.Request, document: Any) -> list[WorkflowSpec]:
+    """The workflows of a request's definition document, checked in a thread: a check may
+    evaluate expressions for up to about a second (see expressions.constant_budget), and
+    any token of a tenant may send one; the event loop answers other requests meanwhile."""
+    return await asyncio.to_thread(load_documents, [(BODY_LABEL, document)],
+                                   tenant=request[TENANT], max_workflow_depth=_max_depth(request))
+
+
 async def apply_definitions_handler(request: web.Request) -> web.Response:
     prune = _bool_query(request, "prune", default=False)
     dry_run = _bool_query(request, "dry_run", default=False)
@@ -1055,8 +1063,7 @@ async def apply_definitions_handler(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
     try:
         # DefinitionError: 422 + problems
-        specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT],
-                               max_workflow_depth=_max_depth(request))
+        specs = await _load_body(request, document)
         _refuse_unusable_secrets(request, specs)
     except OverflowError as exc:
         # A duration too large for a timedelta ("99999999999d") overflows while checking.
@@ -1137,8 +1144,7 @@ async def create_test_run_handler(request: web.Request) -> web.Response:
     if request[PRINCIPAL].tenant is not None and named not in (None, request[TENANT]):
         # As apply: a scoped token runs only its own tenant's workflows.
         raise ApiError(404, "not_found", f"nothing here belongs to tenant {str(named)[:80]!r}")
-    specs = load_documents([(BODY_LABEL, document)], tenant=request[TENANT],
-                           max_workflow_depth=_max_depth(request))
+    specs = await _load_body(request, document)
     _refuse_unusable_secrets(request, specs)
     decision = body.get("decision")
     test_request = TestRunRequest(

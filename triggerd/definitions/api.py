@@ -28,6 +28,7 @@ from triggerd.definitions.schema import (
     validate_trigger_config,
 )
 from triggerd.errors import Problem
+from triggerd.expressions import constant_budget
 from triggerd.model import Graph, TriggerConfig, TriggerType, WorkflowSpec
 
 # File labels of problems found in documents read back from the database.
@@ -125,6 +126,14 @@ def _read(
 def _analyze(
     entries: list[tuple[Report, bool, Any]], node_types: Collection[str] | None,
     tenant: str | None = None, *, depth: int = MAX_WORKFLOW_DEPTH,
+) -> tuple[list[Problem], list[WorkflowSpec]]:
+    with constant_budget():  # one budget for the constant expressions of the whole check
+        return _analyzed(entries, node_types, tenant, depth=depth)
+
+
+def _analyzed(
+    entries: list[tuple[Report, bool, Any]], node_types: Collection[str] | None,
+    tenant: str | None, *, depth: int,
 ) -> tuple[list[Problem], list[WorkflowSpec]]:
     types = known_node_types() if node_types is None else frozenset(node_types)
     parsed = [(report, document) for report, ok, document in entries if ok]

@@ -107,7 +107,9 @@ def check_nodes(
                        failed_after=_merged(failed_into, after_failure))
     ancestors = _Ancestors(parents)
     env = _declared(workflow.get("env"))
-    env_values = _literal_env(workflow.get("env"))
+    # What an expression that reads nothing a run brings may read: one object for the
+    # workflow, so each distinct expression is evaluated once (see constant_budget).
+    constants = {"env": _literal_env(workflow.get("env"))}
     secrets = _declared(workflow.get("secrets"))
     inputs = closed_input_keys(workflow.get("parameter_schema"))
     approvals = any(node.get("type") == "approval" for _, node in nodes)
@@ -119,7 +121,7 @@ def check_nodes(
             continue  # reported by the definition schema
         if isinstance(node_type, str) and node_type in node_types:
             _check_params(node_type, params, (*node_path, "params"), report, registry,
-                          env_values)
+                          constants)
         node_id = node.get("id")
         scope = _Scope(
             node_id=node_id if isinstance(node_id, str) else None,
@@ -141,7 +143,7 @@ def check_nodes(
                 report.add(string_path, f"expression {show(source, limit=80)}: {message}")
             # One that reads nothing a run brings (only literals, Jinja2's globals and the
             # workflow's env) fails in every run when it fails here ({{ 1 / 0 }}).
-            failure = None if found else constant_failure(source, {"env": env_values})
+            failure = None if found else constant_failure(source, constants)
             if failure is not None:
                 report.add(string_path, f"expression {show(source, limit=80)}: it fails in"
                                         f" every run: {failure}")
@@ -156,7 +158,7 @@ def _check_params(
     path: JsonPath,
     report: Report,
     registry: NodeRegistry | None,
-    env: Mapping[str, str] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> None:
     validator = _validator_of(node_type, registry)
     if validator is None:
@@ -164,7 +166,7 @@ def _check_params(
     # An expression that reads only literals, Jinja2's globals and the workflow's env is
     # as literal as a value written out ({{ env.URL }} with URL: ftp://x, an input of
     # {{ 5 }} failed every run): checked as what every run renders it to.
-    sources = _constant_params(params, validator.schema, env or {})
+    sources = _constant_params(params, validator.schema, constants or {"env": {}})
     params = {**params, **{key: value for key, (_, value) in sources.items()}}
 
     def add(where: JsonPath, message: str) -> None:
@@ -196,12 +198,12 @@ def _literal_env(section: Any) -> dict[str, str]:
 
 
 def _constant_params(params: Mapping[str, Any], schema: Mapping[str, Any],
-                     env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+                     context: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
     """The top-level parameters with an expression (at any depth) that reads nothing a run
-    brings: parameter -> (its first such expression, the parameter as every run renders
-    it). Expressions that fail, or read what a run brings, stay as written."""
+    brings (only ``context``: the workflow's env): parameter -> (its first such expression,
+    the parameter as every run renders it). Expressions that fail, read what a run brings
+    or render to a large value (see constant_value) stay as written."""
     found: dict[str, tuple[str, Any]] = {}
-    context = {"env": dict(env)}
     properties = schema.get("properties", {})
     for key, value in params.items():
         rendered: list[str] = []

@@ -11,6 +11,7 @@ from triggerd.expressions import (
     CONTEXT_NAMES,
     KNOWN_NAMES,
     ExpressionError,
+    constant_value,
     inspect_template,
     is_template,
     render_string,
@@ -41,10 +42,17 @@ def key_problems(source: str) -> Iterator[str]:
         return
     # It reads nothing of the request: computed here as for each request, it fails (every
     # request refused 422) or it is the one key of them all.
-    try:
-        request_key(source, input={}, headers={}, query={})
-    except ExpressionError as exc:
-        yield f"it fails on every request, which is refused: {exc.detail}"
+    found = constant_value(source, {})
+    if found is None:
+        return  # not evaluated (see constant_value)
+    value, failure = found
+    if failure is None:
+        try:
+            _key_text(source, value)
+        except ExpressionError as exc:
+            failure = exc.detail
+    if failure is not None:
+        yield f"it fails on every request, which is refused: {failure}"
 
 
 def request_key(
@@ -53,7 +61,11 @@ def request_key(
     """The key of one request. Raises :class:`ExpressionError` when the expression fails
     on it (an undefined field, say) or the key is empty or too long."""
     context: dict[str, Any] = {"input": input, "headers": headers, "query": query}
-    value = render_string(source, context)
+    return _key_text(source, render_string(source, context))
+
+
+def _key_text(source: str, value: JSON) -> str:
+    """The key a rendered ``value`` is (see :func:`request_key`)."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     if value is None or text == "":
         raise ExpressionError(source, "the key is empty")
