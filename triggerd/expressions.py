@@ -950,6 +950,22 @@ def constant_budget() -> Iterator[ConstantBudget]:
         _BUDGETS.current = None
 
 
+@contextmanager
+def constants_not_evaluated() -> Iterator[None]:
+    """Within the block :func:`constant_value` evaluates nothing in this thread: a stored
+    definition read back (a route built, a schedule loaded) was checked when it was
+    applied, and a release that refuses more must not drop what an older one stored, nor
+    spend the event loop's time evaluating it again."""
+    outer = _BUDGETS.current
+    spent = ConstantBudget()
+    spent.steps = 0
+    _BUDGETS.current = spent
+    try:
+        yield
+    finally:
+        _BUDGETS.current = outer
+
+
 def _size(value: JSON, limit: int) -> int:
     """About the characters of ``value`` as JSON; any number past ``limit`` once it is
     past (a long list is not walked through)."""

@@ -1560,6 +1560,25 @@ def test_trigger_config_round_trip(config: CronConfig | WebhookConfig | ManualCo
     assert parse_trigger_config(trigger_type.value, stored) == config
 
 
+def test_a_stored_config_is_read_back_without_evaluating_its_constants() -> None:
+    """A filter or a key that reads nothing of the request is evaluated by check (one that
+    fails every time is refused at apply). Read back, a stored one is not: a trigger
+    stored by a release that took it would lose its route (404s), and building routes
+    spent the event loop's time evaluating each again."""
+    from triggerd.webhooks.filtering import filter_problems
+    from triggerd.webhooks.keys import key_problems
+
+    stored = {"path": "kept/one", "filter": "{{ 1 / 0 }}",
+              "concurrency": {"key": "{{ 1 / 0 }}", "limit": 1}}
+    config = parse_trigger_config(TriggerType.WEBHOOK, stored)
+    assert isinstance(config, WebhookConfig) and config.filter == "{{ 1 / 0 }}"
+    # Outside a read-back they are still found.
+    assert list(filter_problems("{{ 1 / 0 }}")) == [
+        "it fails on every request, which is then filtered: ZeroDivisionError: division"
+        " by zero"]
+    assert list(key_problems("{{ 1 / 0 }}")) != []
+
+
 def test_trigger_config_to_json_is_canonical() -> None:
     assert trigger_config_to_json(CronConfig(cron="0 2 * * *", jitter=timedelta(seconds=90))) == {
         "cron": "0 2 * * *",

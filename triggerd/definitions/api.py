@@ -28,7 +28,7 @@ from triggerd.definitions.schema import (
     validate_trigger_config,
 )
 from triggerd.errors import Problem
-from triggerd.expressions import constant_budget
+from triggerd.expressions import constant_budget, constants_not_evaluated
 from triggerd.model import Graph, TriggerConfig, TriggerType, WorkflowSpec
 
 # File labels of problems found in documents read back from the database.
@@ -178,7 +178,8 @@ def parse_trigger_config(type: TriggerType | str, config: Mapping[str, Any]) -> 
         raise definition_error(report.problems())
     doc = dict(raw)
     validate_trigger_config(trigger_type, doc, (), report)
-    check_trigger_config(trigger_type.value, doc, (), report)
+    with constants_not_evaluated():  # checked at its apply (see there)
+        check_trigger_config(trigger_type.value, doc, (), report)
     if report.items:
         raise definition_error(report.problems(doc))
     return build_trigger_config(trigger_type, doc)
