@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from tests.acceptance.conftest import REPO_ROOT, DaemonProcess, Daemons, TomlValue
-from tests.helpers import wait_until_blocked
+from tests.helpers import wait_for, wait_until_blocked
 
 
 @dataclass(kw_only=True)
@@ -318,6 +318,12 @@ async def test_refused_reloads_keep_serving_and_their_status_names_the_problem(
         daemon.send(signal.SIGHUP)
         [reloading] = await notify_socket.wait_for("RELOADING=1", after=last)
         [last] = await notify_socket.wait_for("READY=1", after=reloading)
+
+        async def logged(count: int = number) -> bool:
+            # The log line is read from the daemon's stdout apart from the notify socket.
+            return len(daemon.events_named("reload_refused")) >= count
+
+        await wait_for(logged)
         refused = daemon.events_named("reload_refused")
         assert len(refused) == number, refused
         assert refused[-1]["level"] == "error"

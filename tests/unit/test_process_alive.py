@@ -84,4 +84,4 @@ def test_a_state_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
         start_embedded(state_dir)
     assert caught.value.message == (
         f"cannot use the state directory {state_dir} ([daemon] state_dir) for the embedded"
-        " PostgreSQL: Not a directory")
+        f" PostgreSQL: {tmp_path / 'file'} is not a directory")
