@@ -192,3 +192,70 @@ async def test_hostile_values_are_text_on_every_page(
     assert await page.evaluate("window.__pwned") is None
     assert dialogs == []
 
+
+def _gadget(kind: str, content_type: str, body: str) -> str:
+    return f"""\
+  - key: gadget-{kind}
+    graph:
+      nodes:
+        - id: answer
+          type: respond
+          params: {{headers: {{Content-Type: {content_type}}}, body: "{body}"}}
+    triggers:
+      - {{name: served, type: webhook, path: gadget-{kind}, methods: [GET],
+         auth: {{scheme: none}}, response: sync}}
+"""
+
+
+GADGETS = ("workflows:\n" + _gadget("js", "text/javascript", "window.__pwned = 1")
+           + _gadget("css", "text/css", "body { display: none }"))
+
+# What markup let into a page would load: a script and a stylesheet from the console's own
+# origin, whose content a run serves.
+LOAD = """kind => new Promise(done => {
+  const el = document.createElement(kind === 'css' ? 'link' : 'script');
+  if (kind === 'css') { el.rel = 'stylesheet'; el.href = '/hooks/gadget-css'; }
+  else { el.src = '/hooks/gadget-js'; }
+  el.onload = () => done('loaded'); el.onerror = () => done('refused');
+  document.head.appendChild(el);
+})"""
+
+
+async def test_a_script_or_style_a_run_serves_is_not_one_the_console_loads(
+    browser: Browser, daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """The console's policy allowed scripts and styles from its whole origin ('self'),
+    which holds /hooks/...: a run's answer there (written by whoever may apply a workflow,
+    a tenant's admin) was a script any markup let into a page could load past the policy,
+    with the all-tenant admin's session. Only the console's own assets load now."""
+    daemon = await daemons.start(database_url=dsn, sections={"api": {"token": ADMIN_TOKEN}})
+    path = tmp_path / "gadgets.yaml"
+    path.write_text(GADGETS)
+    applied = await run_cli(daemon.config, "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    async with aiohttp.ClientSession() as session:
+        async def served() -> bool:
+            async with session.get(f"{daemon.base_url}/hooks/gadget-js") as response:
+                return response.status == 200 and "__pwned" in await response.text()
+
+        await wait_for(served, timeout=20)
+    context = await browser.new_context()
+    await context.add_init_script(WATCH)
+    page = await context.new_page()
+    await page.goto(f"{daemon.base_url}/ui/")
+    await page.get_by_label("API token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page).to_have_url(f"{daemon.base_url}/ui/")
+    # The console's own script ran (it fills in the viewer's zone), its style applies.
+    await expect(page.locator(".viewer-zone")).not_to_have_text("your zone")
+    assert await page.evaluate("getComputedStyle(document.querySelector('a.skip')).position"
+                               ) == "absolute"
+    for pages in ("/ui/", "/ui/nope"):  # a page, and an error page
+        await page.goto(f"{daemon.base_url}{pages}")
+        assert await page.evaluate(LOAD, "js") == "refused", pages
+        assert await page.evaluate(LOAD, "css") == "refused", pages
+        assert await page.evaluate("window.__pwned") is None, pages
+        await expect(page.locator("h1")).to_be_visible()
+        refused = await page.evaluate("window.__refused")
+        assert [r.split(" ")[0] for r in refused] == ["script-src-elem", "style-src-elem"], \
+            refused

@@ -15,8 +15,10 @@ from triggerd.console.sessions import Handler, in_console, security_headers
 logger = logging.getLogger(__name__)
 
 UNEXPECTED = "something went wrong on the server; its log has the details"
-# Headers of the refusal that the page does not carry over (it has its own body).
-_BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
+# Headers of the refusal that the page does not carry over (it has its own body, and its
+# own policy: a second one would be enforced too, and refuse the page's scripts).
+_BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING,
+                           hdrs.CONTENT_SECURITY_POLICY})
 
 
 def reason_of(status: int) -> str:

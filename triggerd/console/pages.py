@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import urllib.parse
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -51,6 +52,7 @@ from triggerd.console.sessions import (
     hash_session_id,
     login_address,
     new_secret,
+    page_policy,
     set_cookie,
     status_of,
 )
@@ -214,9 +216,14 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     # (a scoped session's is implied).
     page_tenant = request.get(TENANT) if session and session.principal.tenant is None \
         else None
+    nonce = secrets.token_urlsafe(16)
     html = show_controls(_env.get_template(template).render(
-        session=session, path=request.path, page_tenant=page_tenant, **context))
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+        session=session, path=request.path, page_tenant=page_tenant, csp_nonce=nonce,
+        **context))
+    response = web.Response(text=html, status=status, content_type="text/html",
+                            charset="utf-8")
+    response.headers["Content-Security-Policy"] = page_policy(nonce)
+    return response
 
 
 def _session(request: web.Request) -> ConsoleSession:

@@ -213,13 +213,25 @@ async def load_session(request: web.Request) -> ConsoleSession | None:
     )
 
 
+# What every console answer's policy says besides its scripts and styles: nothing may
+# frame the console, post its forms elsewhere or move its base.
+_POLICY_TAIL = "object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+# An answer that is no page (a redirect, an asset's refusal) loads nothing.
+NO_PAGE_POLICY = f"default-src 'none'; {_POLICY_TAIL}"
+
+
+def page_policy(nonce: str) -> str:
+    """A page's policy: only the scripts and the stylesheet its own tags name (by
+    ``nonce``), never any other URL of the origin ('self' took in /hooks/..., whose
+    answers a run writes: a script or a style any markup let into a page could load)."""
+    return (f"default-src 'self'; img-src 'self' data:; script-src 'nonce-{nonce}';"
+            f" style-src 'nonce-{nonce}'; {_POLICY_TAIL}")
+
+
 def security_headers(response: web.StreamResponse) -> None:
-    # Every asset is ours (no CDN); nothing may frame the console or read it cross-site.
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
-        " frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    )
+    # A page has set its own policy (console.pages.render); nothing may read the console
+    # cross-site.
+    response.headers.setdefault("Content-Security-Policy", NO_PAGE_POLICY)
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
