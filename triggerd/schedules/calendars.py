@@ -207,6 +207,28 @@ class CalendarFiltered:
             return end
         return max(end, self._midnight(day + timedelta(days=1)))
 
+    def _unseen_from(self, read: datetime) -> datetime:
+        """A bound under every fire placed from a nominal fire after ``read``. Only
+        ``shift: previous`` moves fires back: onto the last passing day up to ``read``'s,
+        or (on a passing day) onto that day when the next is excluded. Reading on for 32
+        days past the limit (as the bound was) listed 2.7 million nominal fires of an
+        every-second cron for one."""
+        if self.shift is not Shift.PREVIOUS:
+            return read
+        day = self._day(read)
+        same_zone = self.timezone == self.calendar.timezone
+        if same_zone and self._excluded(day) is None:
+            if self._excluded(day + timedelta(days=1)) is None:
+                return read
+            return self._midnight(day)
+        for _ in range(MAX_SHIFT_DAYS + 1):
+            if self._excluded(day) is None:
+                break
+            day -= timedelta(days=1)
+        # The shift steps wall days of the trigger's zone: in another zone than the
+        # calendar's, a step across an offset change may pass over a day.
+        return self._midnight(day if same_zone else day - timedelta(days=1))
+
     # --- the interface -------------------------------------------------------------
 
     def fires_between(self, start: datetime, end: datetime, limit: int | None = None
@@ -248,12 +270,9 @@ class CalendarFiltered:
             else:
                 at = batch[-1].at
                 size = min(2 * size, _BATCH)
-            if limit is not None and len(placed) >= limit:
-                # A later nominal fire lands at most MAX_SHIFT_DAYS away from itself.
-                margin = timedelta(0) if self.shift is Shift.NONE else timedelta(
-                    days=MAX_SHIFT_DAYS + 1)
-                if at > sorted(placed)[limit - 1] + margin:
-                    break
+            if (limit is not None and len(placed) >= limit
+                    and self._unseen_from(at) >= sorted(placed)[limit - 1]):
+                break
         fires = [placed[k] for k in sorted(placed)]
         return fires if limit is None else fires[:limit]
 
