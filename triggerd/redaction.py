@@ -60,6 +60,10 @@ def _query_forms(secret: str) -> tuple[str, ...]:
     return in_params, written
 
 
+# The shortest form of a secret that is masked, unless the secret itself is shorter.
+MIN_FORM: Final = 8
+
+
 @functools.lru_cache(maxsize=4096)
 def _forms(secret: str) -> frozenset[str]:
     """The raw secret, the encodings it may appear in, and its upper and lower case (code
@@ -80,11 +84,13 @@ def _forms(secret: str) -> frozenset[str]:
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
     }
-    # None shorter than the secret: a URL's query drops tabs and line breaks and decodes
-    # %41 to A, so a secret of tabs had an empty form (matched everywhere: every stored
-    # string of the run masked between each character) and "%41%42" masked every "AB".
+    # None very short: a URL's query drops tabs and line breaks and decodes %41 to A, so
+    # a secret of tabs had an empty form (matched everywhere: every stored string of the
+    # run masked between each character) and "%41%42" masked every "AB". A long secret's
+    # shorter form is kept: "p%4Fss..." is sent as "pOss...".
     # Cached: a run's redactor is built again for each node that derives secrets.
-    return frozenset(form for form in forms if len(form) >= len(secret))
+    shortest = min(len(secret), MIN_FORM)
+    return frozenset(form for form in forms if len(form) >= shortest)
 
 
 @dataclass(frozen=True, init=False, repr=False, eq=False)

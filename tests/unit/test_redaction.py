@@ -222,9 +222,20 @@ def test_secret_renderings_pairs_templates_that_read_secrets() -> None:
 
 
 @pytest.mark.parametrize("secret", ["\t", "\t\t\t\t", "ab\ncd", "%41%42%43%44"])
-def test_no_form_of_a_secret_is_shorter_than_the_secret(secret: str) -> None:
+def test_no_form_of_a_secret_is_very_short(secret: str) -> None:
     # A URL's query drops tabs and line breaks and decodes %41 to A: such a form was empty
     # (every position of every stored string matched) or matched other text ("ABCD").
     text = "hello ABCD abcd"
     assert Redactor([secret]).redact_text(text) == text
     assert Redactor([secret]).redact_text(f"x{secret}y") == "x***y"
+
+
+def test_a_long_secrets_shorter_form_in_a_url_query_is_masked() -> None:
+    # Written into a URL's query, %4F is sent as O: the form is shorter than the secret,
+    # and long enough to mask.
+    from yarl import URL
+
+    secret = "p%4Fssword-1234567890"
+    url = str(URL(f"http://127.0.0.1:1/echo?k={secret}"))
+    assert "pOssword-1234567890" in url
+    assert Redactor([secret]).redact_text(url) == "http://127.0.0.1:1/echo?k=***"
