@@ -226,6 +226,38 @@ async def test_a_worker_restarted_while_the_configuration_file_is_empty_waits_fo
     assert [status for status, _ in answers] == [202] * 12
 
 
+async def test_a_daemon_started_on_an_empty_file_refuses_it_once_filled(
+    daemons: Daemons, dsn: str, tmp_path: Path
+) -> None:
+    """Started on a file that sets nothing (settings from the environment), the workers
+    take one; once a reload filled it, neither a worker's reload nor a worker's restart
+    takes an emptied one again (they compared with the daemon's start)."""
+    config, port = daemons.write_config(database_url=dsn)
+    config.write_text("# settings from the environment\n")
+    daemon = daemons.spawn(config, port, {
+        "TRIGGERD_DATABASE_URL": dsn, "TRIGGERD_HTTP_PORT": str(port),
+        "TRIGGERD_HTTP_PROCESSES": "2", "TRIGGERD_DAEMON_STATE_DIR": str(tmp_path / "state"),
+        "TRIGGERD_LOG_FORMAT": "json"})
+    await daemon.wait_ready()
+    await daemon.wait_for_event("http_worker_ready")
+    config.write_text('[log]\nlevel = "info"\nformat = "json"\n')
+    daemon.send(signal.SIGHUP)
+    await daemon.wait_for_event("daemon_reloaded")
+    await daemon.wait_for_event("http_worker_reloaded")
+    config.write_text("")
+    (first,) = worker_pids(daemon)
+    os.kill(first, signal.SIGHUP)
+    refused = await daemon.wait_for_event("http_worker_reload_refused")
+    assert "the configuration file sets nothing" in refused["error"], refused
+    os.kill(first, signal.SIGKILL)
+
+    async def refused_at_start() -> bool:
+        return any(e["returncode"] == 2 for e in daemon.events_named("http_worker_exited"))
+
+    await wait_for(refused_at_start, timeout=20)
+    assert len(daemon.events_named("http_worker_ready")) == 1
+
+
 async def test_sighup_reaches_the_worker(
     daemons: Daemons, dsn: str, tmp_path: Path
 ) -> None:

@@ -54,9 +54,10 @@ ENV_REPORT_FD = "TRIGGERD_WORKER_REPORT_FD"
 ENV_UPSTREAM = "TRIGGERD_WORKER_UPSTREAM"
 ENV_INDEX = "TRIGGERD_WORKER_INDEX"
 ENV_CONFIG = "TRIGGERD_WORKER_CONFIG"
-# "1" when the daemon started on a configuration file that sets nothing: else a file that
-# sets nothing is one caught being rewritten, which the main process refuses at a reload
-# (Daemon.reload), and so does this process, at a reload or a restart.
+# "1" when the settings the daemon runs on came from a configuration file that sets
+# nothing: else a file that sets nothing is one caught being rewritten, which the main
+# process refuses at a reload (Daemon.reload), and so does this process at its start. At
+# a reload it compares with the settings it runs on, as the main process does.
 ENV_CONFIG_BLANK = "TRIGGERD_WORKER_CONFIG_BLANK"
 BLANK_REFUSED = ("the configuration file sets nothing (empty or comments only), while the"
                  " daemon's did; keeping the settings in force")
@@ -223,6 +224,8 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
     app.router.add_route("*", "/{tail:.*}", everything_else)
     background: list[asyncio.Task[None]] = []
 
+    in_force = settings  # what the last reload this process took read (Daemon.reload)
+
     async def reload() -> None:
         try:
             new = load_settings(os.environ.get(ENV_CONFIG) or None)
@@ -230,11 +233,13 @@ async def serve(settings: Settings, *, port: int, report_fd: int, upstream: str,
             logger.error("http worker reload refused: configuration invalid",
                          extra={"event": "http_worker_reload_refused", "error": exc.message})
             return
-        if new.source_blank and os.environ.get(ENV_CONFIG_BLANK) != "1":
+        nonlocal in_force
+        if new.source_blank and not in_force.source_blank:
             logger.error("http worker reload refused: configuration file empty",
                          extra={"event": "http_worker_reload_refused",
                                 "error": f"{new.source}: {BLANK_REFUSED}"})
             return
+        in_force = new
         apply_log_settings(new.log.level, new.log.format)
         set_body_limit(app, new.http.max_body_bytes)
         ingress.apply_settings(new)

@@ -62,15 +62,23 @@ class HttpWorkers(BaseComponent):
     restart_delay: float = 1.0
     name: str = "http-workers"
     _workers: list[_Worker] = field(default_factory=list)
+    # Whether the settings in force came from a file that sets nothing (worker.ENV_CONFIG_BLANK).
+    _source_blank: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
+        self._source_blank = self.settings.source_blank
         self._workers = [_Worker(index=i) for i in range(1, self.settings.http.processes)]
         self._tasks = [
             asyncio.create_task(self._supervise(w), name=f"http-worker-{w.index}")
             for w in self._workers
         ]
+
+    def apply_settings(self, settings: Settings) -> None:
+        # Only this: the rest of a worker's settings it reads from the file itself, and
+        # the number of processes changes at a restart.
+        self._source_blank = settings.source_blank
 
     async def reload(self) -> None:
         """Pass SIGHUP on: each worker re-reads the configuration and its routes. A worker
@@ -152,7 +160,7 @@ class HttpWorkers(BaseComponent):
                 ENV_RUNS: "1" if self.runs else "0",
                 ENV_POOL_MAX: str(self.pool_max),
                 ENV_CONFIG: self.settings.source or "",
-                ENV_CONFIG_BLANK: "1" if self.settings.source_blank else "0",
+                ENV_CONFIG_BLANK: "1" if self._source_blank else "0",
                 # The database the main process resolved (the embedded one included).
                 "TRIGGERD_DATABASE_URL": self.dsn,
             }
