@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import stat
 import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -70,6 +71,21 @@ def _server_log_tail(pgdata: Path) -> str:
     return f" (server log: {tail})" if tail else ""
 
 
+def path_entry(path: Path) -> str | None:
+    """What is at ``path``: "dir", "other", "dangling" (a symbolic link to nothing), or
+    None (nothing, or a file on the way). os.stat, not Path.exists(): whether the latter
+    raises for a folder this user may not enter depends on Python's version."""
+    try:
+        return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "other"
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return "dangling"
+
+
 def embedded_dir_problem(state_dir: Path) -> str | None:
     """Why the embedded server cannot live under ``state_dir`` (something not a directory
     in the place of the state directory or of its ``postgres``, a folder on the way this
@@ -78,18 +94,19 @@ def embedded_dir_problem(state_dir: Path) -> str | None:
               " embedded PostgreSQL")
     try:
         for path in (state_dir, *state_dir.parents):
-            if path.exists():
-                if not path.is_dir():
-                    # "File exists" (mkdir's error) left an operator guessing what is wrong.
-                    return f"{cannot}: {path} is not a directory"
-                break
-            if path.is_symlink():
+            found = path_entry(path)
+            if found == "dangling":
                 return f"{cannot}: {path} is a symbolic link to nothing"
+            if found == "other":
+                # "File exists" (mkdir's error) left an operator guessing what is wrong.
+                return f"{cannot}: {path} is not a directory"
+            if found == "dir":
+                break
         pgdata = state_dir / "postgres"
-        if pgdata.exists() and not pgdata.is_dir():
+        if path_entry(pgdata) in ("other", "dangling"):
             return f"{cannot}: {pgdata} is not a directory"
     except OSError as exc:
-        # A folder on the way this user may not enter: exists() raises (EACCES).
+        # A folder on the way this user may not enter (EACCES), a loop of links.
         return f"{cannot}: {exc.strerror or exc}"
     return None
 

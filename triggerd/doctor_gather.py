@@ -73,7 +73,7 @@ async def run_checks(settings: Settings, *, clock: Clock = utc_now) -> list[Chec
             database_fix = STATE_DIR_FIX
             raise DatabaseUnavailable(misplaced)
         try:
-            initialized = embedded and (pgdata / "PG_VERSION").exists()
+            initialized = embedded and db.path_entry(pgdata / "PG_VERSION") is not None
         except OSError as exc:  # a data directory this user may not enter
             database_fix = STATE_DIR_FIX
             raise DatabaseUnavailable(f"cannot read {pgdata}: {exc.strerror or exc}") from None
