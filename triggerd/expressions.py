@@ -887,6 +887,8 @@ class ConstantBudget:
         self.built = CHECK_BUILT
         self.evaluations = 0
         self.known: dict[tuple[str, str], Constant] = {}
+        # Sources whose value was too large to keep (a key past its length fails on that).
+        self.oversized: set[str] = set()
         # id -> (the context, its text): kept, so an id is never another context's.
         self._contexts: dict[int, tuple[Mapping[str, Any], str]] = {}
 
@@ -926,7 +928,10 @@ class ConstantBudget:
             return None, failure
         size = _size(rendered, MAX_CONSTANT_SIZE)
         self.built -= size
-        return None if size > MAX_CONSTANT_SIZE else (rendered, None)
+        if size > MAX_CONSTANT_SIZE:
+            self.oversized.add(source)
+            return None
+        return rendered, None
 
 
 class _Budgets(threading.local):
@@ -1001,6 +1006,13 @@ def constant_value(source: str, context: Mapping[str, Any]) -> Constant:
         return None  # a key nobody provides: reported as such by the caller's checks
     with constant_budget() as budget:
         return budget.value(source, context, facts.names)
+
+
+def constant_oversized(source: str) -> bool:
+    """Whether :func:`constant_value` found ``source``'s value larger than
+    :data:`MAX_CONSTANT_SIZE` in this check (and so kept nothing of it)."""
+    with constant_budget() as budget:
+        return source in budget.oversized
 
 
 def constant_failure(source: str, context: Mapping[str, Any]) -> str | None:

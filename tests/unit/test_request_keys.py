@@ -182,3 +182,12 @@ def test_window_plan(
     plan = plan_window(window, at(now), timedelta(seconds=10), timedelta(seconds=30))
     assert (plan.fold, plan.due_at) == (fold, at(due))
     assert plan.opened_at == (at(opened) if fold and opened is not None else at(now))
+
+
+@pytest.mark.parametrize("source", ["{{ 'x' * 1001 }}", "{{ 'x' * 20000 }}"])
+def test_a_constant_key_too_long_for_any_request_is_a_problem(source: str) -> None:
+    # Past the size a check keeps of a value (10,000 characters), it went unreported.
+    from triggerd.webhooks.keys import key_problems
+
+    assert list(key_problems(source)) == [
+        "it fails on every request, which is refused: the key is longer than 1000 characters"]

@@ -11,6 +11,8 @@ from triggerd.expressions import (
     CONTEXT_NAMES,
     KNOWN_NAMES,
     ExpressionError,
+    constant_budget,
+    constant_oversized,
     constant_value,
     inspect_template,
     is_template,
@@ -42,7 +44,14 @@ def key_problems(source: str) -> Iterator[str]:
         return
     # It reads nothing of the request: computed here as for each request, it fails (every
     # request refused 422) or it is the one key of them all.
-    found = constant_value(source, {})
+    with constant_budget():  # one for the look and for what it kept
+        found = constant_value(source, {})
+        oversized = found is None and constant_oversized(source)
+    if oversized:
+        # Past MAX_CONSTANT_SIZE, so past MAX_KEY_LENGTH: no request's key can be it.
+        yield ("it fails on every request, which is refused: the key is longer than"
+               f" {MAX_KEY_LENGTH} characters")
+        return
     if found is None:
         return  # not evaluated (see constant_value)
     value, failure = found
