@@ -265,16 +265,31 @@ def _check_replace(text: str, old: str, new: str, count: Any = None) -> None:
 
 
 def _check_join(separator: str, items: Any) -> None:
-    if isinstance(items, list | tuple) and separator:
-        _check_length(len(separator) * max(len(items) - 1, 0)
-                      + sum(len(i) for i in items if isinstance(i, str)), "join")
+    """A join's text, before it is built: an empty separator builds the items' text too
+    (60 items of a megabyte joined by '' built 60 MB), and items that are not text are
+    joined as their str (``join`` filter). Counted an item at a time, stopping once past
+    what is left, so a long list of large items is not all turned to text to refuse it."""
+    if isinstance(items, str):
+        # Each character is an item.
+        _check_length(len(separator) * max(len(items) - 1, 0) + len(items), "join")
+        return
+    if not isinstance(items, list | tuple):
+        return
+    total = len(separator) * max(len(items) - 1, 0)
+    for item in items:
+        if total > _STEPS.built:
+            break
+        total += len(item) if isinstance(item, str) else len(str(item))
+    _check_length(total, "join")
 
 
 def _listed(items: Any) -> Any:
-    """The items to join, as a list when they come one at a time (``map``, ``select``): a
-    join counts only the text of items it can see, and joined lazily, 200 items by a
-    megabyte built 200 MB past MAX_BUILT."""
-    return list(items) if isinstance(items, Iterator) else items
+    """The items to join, as a list when they are neither one nor a text (``map``,
+    ``select``, a dict, a set): a join counts only the text of items it can see, and
+    joined lazily, 200 items by a megabyte built 200 MB past MAX_BUILT."""
+    if isinstance(items, list | tuple | str) or not isinstance(items, Iterable):
+        return items
+    return list(items)
 
 
 def _check_str_call(method: Any, args: tuple[Any, ...]) -> None:
@@ -328,9 +343,12 @@ def _format_filter(value: Any, *args: Any, **kwargs: Any) -> Any:
 @pass_eval_context
 def _join_filter(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
     value = _listed(value)
-    if isinstance(d, str) and attribute is None:
-        _check_join(d, value)
-    return jinja_filters.sync_do_join(eval_ctx, value, d, attribute)
+    if attribute is not None:
+        # What is joined is each item's attribute: taken first, so it is what is counted.
+        value = list(map(jinja_filters.make_attrgetter(eval_ctx.environment, attribute),
+                         value))
+    _check_join(str(d), value)
+    return jinja_filters.sync_do_join(eval_ctx, value, d)
 
 
 @pass_environment

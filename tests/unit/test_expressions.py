@@ -316,6 +316,14 @@ def test_ordinary_loops_are_untouched_by_the_step_limit() -> None:
     # Items taken one at a time (map, select): joined as they came, uncounted (200 MB).
     "{{ range(200) | map('string') | join('x' * 1000000) | length }}",
     "{{ ('x' * 1000000).join(range(200) | map('string')) | length }}",
+    # An empty separator (the items' own text counts), items that are a text or not
+    # text, and items taken by attribute: each built 60 MB unrefused.
+    "{{ (['x' * 1000000] * 60) | join | length }}",
+    "{{ ''.join(['x' * 1000000] * 60) | length }}",
+    "{{ ('a' * 60) | join('x' * 1000000) | length }}",
+    "{{ ('x' * 1000000).join('a' * 60) | length }}",
+    "{{ ([['x' * 1000000]] * 60) | join | length }}",
+    "{{ ([{'a': 'b'}] * 60) | join('x' * 1000000, attribute='a') | length }}",
     "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(12) %}"
     "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
     "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(12) %}"
@@ -375,6 +383,12 @@ def test_ordinary_text_building_is_left_alone() -> None:
     assert render_string("{{ range(3) | map('string') | join('-') }}", CONTEXT) == "0-1-2"
     assert render_string("{{ ', '.join(['a', 'b'] | select) }}", CONTEXT) == "a, b"
     assert render_string("{{ {'a': 1, 'b': 2} | join(',') }}", CONTEXT) == "a,b"
+    assert render_string("{{ 'abc' | join('-') }}", CONTEXT) == "a-b-c"
+    assert render_string("{{ '-'.join('abc') }}", CONTEXT) == "a-b-c"
+    assert render_string("{{ [1, none] | join }}", CONTEXT) == "1None"
+    assert render_string("{{ [{'a': 'b'}, {'a': 'c'}] | join('-', attribute='a') }}",
+                         CONTEXT) == "b-c"
+    assert render_string("{{ (['x' * 1000000] * 40) | join | length }}", CONTEXT) == 40_000_000
     assert render_string("{{ [1] + [2] }}", CONTEXT) == [1, 2]
     assert render_string("{{ '%05d' | format(42) }}", CONTEXT) == "00042"
     assert render_string("{{ '{:>4}'.format('r') }}", CONTEXT) == "   r"
