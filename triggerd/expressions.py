@@ -888,6 +888,10 @@ CHECK_BUILT: Final = 2 * MAX_BUILT
 # What one evaluation costs besides its steps and its length: compiling a small expression
 # takes about a millisecond, some 2000 loop iterations.
 COMPILE_STEPS: Final = 2000
+# And per character compiled: 7-33 us (loops, ifs, list and dict literals), where a loop
+# iteration takes 0.5-1.3 us. Charged at one step a character, 150 distinct 4 KB constants
+# took 10 s within the budget; at 25, CHECK_STEPS is about a second of compiling.
+COMPILE_CHARACTER_STEPS: Final = 25
 # A constant's value larger than this (characters, about as JSON) is not kept: the
 # parameter is checked as written, its template.
 MAX_CONSTANT_SIZE: Final = 10_000
@@ -938,7 +942,8 @@ class ConstantBudget:
         finally:
             # Compiling costs more than most expressions' steps: charged too, or a thousand
             # distinct small ones would cost what no one large one may.
-            self.steps -= steps - max(_STEPS.left, 0) + COMPILE_STEPS + len(source)
+            self.steps -= (steps - max(_STEPS.left, 0) + COMPILE_STEPS
+                           + COMPILE_CHARACTER_STEPS * len(source))
             self.built -= built - max(_STEPS.built, 0)
         if failure is not None:
             if (_STEPS.left < 0 and steps < MAX_STEPS) or (_STEPS.built < 0 and built < MAX_BUILT):

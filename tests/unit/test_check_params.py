@@ -186,6 +186,21 @@ def test_one_check_evaluates_constant_expressions_within_one_budget() -> None:
     assert CHECK_STEPS == 4 * MAX_STEPS
 
 
+def test_compiling_each_constant_is_charged_by_its_length() -> None:
+    # Distinct 4 KB constants take some 100 ms each to compile, and few steps to run:
+    # charged a step a character, 150 of them took 10 s within the budget.
+    constants = ["{{ [" + "1," * 2000 + f"{i}] | last | string }}}}" for i in range(40)]
+    workflow = chain(*(node(f"n{i}", "log", message=source)
+                       for i, source in enumerate(constants)))
+    with constant_budget() as budget:
+        assert found(workflow) == set()
+    assert len(constants[0]) == 4025
+    # 2000 + 25 * 4025 steps each: the tenth runs out of what was left.
+    assert budget.evaluations == 10
+    assert budget.steps <= 0
+    assert CHECK_STEPS == 4 * MAX_STEPS
+
+
 def test_one_check_builds_text_within_one_budget_and_keeps_no_large_value() -> None:
     # Ten copies of a join by a megabyte (each a little different) reached 500 MB; a value
     # past MAX_CONSTANT_SIZE is checked as its template, and not kept.
