@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import itertools
 import json
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -995,6 +996,49 @@ SLOW_DOC: dict[str, Any] = {"workflows": [{"key": "slow", "graph": {
                 for i in range(1, 9))],
     "edges": [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(8)],
 }}]}
+
+
+async def test_concurrent_checks_leave_threads_for_other_work(aiohttp_client: Any) -> None:
+    # Each check runs in a thread of the default executor: as many dry runs at once as it
+    # has threads held all of them, and any other thread's work waited for a check to end.
+    workers = min(32, (os.cpu_count() or 1) + 4)  # the default executor's threads
+    # Refused by the check (after its loops), so no request reaches the database.
+    body = {"workflows": [{"key": "slow", "graph": {
+        "nodes": [{"id": "a", "type": "log", "params": {"message": "{{ 1 / 0 }}"}},
+                  {"id": "b", "type": "log", "params": {"message": _LOOPS}}],
+        "edges": [{"from": "a", "to": "b"}]}}]}
+    entered = 0
+    all_entered = asyncio.Event()
+
+    @web.middleware
+    async def whole_body_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal entered
+        if request.method == "POST":
+            # The handler then goes to the check without waiting for anything else.
+            await request_bytes(request, body_limit(request.app))
+            entered += 1
+            if entered == workers + 1:
+                all_entered.set()
+        return await handler(request)
+
+    app = create_app(Settings(api=ApiSettings(token=TOKEN)), NoDatabase())
+    add_admin_routes(app, environ={})
+    app.middlewares.append(whole_body_first)
+    client: Client = await aiohttp_client(app)
+    ended: list[str] = []
+
+    async def check() -> int:
+        async with client.post("/api/v1/definitions?dry_run=true", headers=AUTH,
+                               json=body) as response:
+            await response.read()
+        ended.append("check")
+        return response.status
+
+    checks = [asyncio.create_task(check()) for _ in range(workers + 1)]
+    await all_entered.wait()
+    await asyncio.to_thread(ended.append, "other")
+    assert await asyncio.gather(*checks) == [422] * (workers + 1)
+    assert ended[0] == "other"
 
 
 @pytest.mark.parametrize(("path", "body"), [

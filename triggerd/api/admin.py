@@ -154,6 +154,10 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 TENANT = web.RequestKey[str | None]("tenant")
 # "METHOD /path" of the routes that need no token, from the route table.
 PUBLIC_OPERATIONS = web.AppKey("public_operations", frozenset[str])
+# Definitions checked at once (apply, dry run, test run), each in a thread: more would take
+# the default executor's threads from other work (the ingress's large parses, DNS).
+DEFINITION_CHECKS_AT_ONCE = 2
+DEFINITION_CHECKS = web.AppKey("definition_checks", asyncio.Semaphore)
 
 # Label under which problems of a POSTed definition document are reported.
 BODY_LABEL = "request body"
@@ -1048,9 +1052,13 @@ def _refuse_unusable_secrets(request: web.Request, specs: Sequence[WorkflowSpec]
 async def _load_body(request: web.Request, document: Any) -> list[WorkflowSpec]:
     """The workflows of a request's definition document, checked in a thread: a check may
     evaluate expressions for up to about a second (see expressions.constant_budget), and
-    any token of a tenant may send one; the event loop answers other requests meanwhile."""
-    return await asyncio.to_thread(load_documents, [(BODY_LABEL, document)],
-                                   tenant=request[TENANT], max_workflow_depth=_max_depth(request))
+    any token of a tenant may send one; the event loop answers other requests meanwhile.
+    Two at once (:data:`DEFINITION_CHECKS_AT_ONCE`): concurrent dry runs filled the default
+    executor, and every other thread's work waited behind them."""
+    async with request.app[DEFINITION_CHECKS]:
+        return await asyncio.to_thread(load_documents, [(BODY_LABEL, document)],
+                                       tenant=request[TENANT],
+                                       max_workflow_depth=_max_depth(request))
 
 
 async def apply_definitions_handler(request: web.Request) -> web.Response:
@@ -1198,6 +1206,7 @@ def add_admin_routes(
     if first:
         app[PUBLIC_OPERATIONS] = frozenset(label for r in ADMIN_ROUTES if r.public
                                              for label in r.labels)
+        app[DEFINITION_CHECKS] = asyncio.Semaphore(DEFINITION_CHECKS_AT_ONCE)
         app.middlewares.append(admin_middleware)
         add_routes(app.router, ADMIN_ROUTES)
     return auth
